@@ -1,0 +1,1 @@
+"""The compiler: checked model IR -> derived sympy quantities -> torch modules and kernels."""

@@ -1,0 +1,142 @@
+"""Located diagnostics: ``FILE:LINE:COL: error[CODE]: message``, the source line, a caret, a hint.
+
+Every user mistake anywhere in the pipeline (syntax, names, types, options, symmetry checks,
+data files, numerical blow-ups during a run) becomes a :class:`Diagnostic` raised inside a
+:class:`PhysmlError`; the command line renders it and exits non-zero, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """A named text: a file on disk, a stdlib module, or a string given to ``compile()``."""
+
+    name: str
+    text: str
+
+    def line(self, number: int) -> str:
+        lines = self.text.splitlines()
+        return lines[number - 1] if 1 <= number <= len(lines) else ""
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source: 1-based line and column of its start and end (end exclusive)."""
+
+    source: Source
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def __repr__(self) -> str:
+        return f"{self.source.name}:{self.line}:{self.column}"
+
+
+# Codes, by stage. Stable: tests and editors key on them.
+CODES = {
+    "P100": "syntax error",
+    "P101": "unexpected end of file",
+    "P102": "unexpected character",
+    "P200": "unknown name",
+    "P201": "duplicate name",
+    "P202": "wrong use of a name",
+    "P300": "type error",
+    "P301": "domain error",
+    "P302": "wrong number of indices or arguments",
+    "P400": "impossible value",
+    "P401": "unknown option",
+    "P402": "invalid option value",
+    "P500": "symmetry does not hold",
+    "P501": "symmetry not supported",
+    "P502": "sampler not applicable",
+    "P600": "file not found",
+    "P601": "bad data file",
+    "P700": "numerical failure during a run",
+    "P701": "interrupted",
+    "P800": "unsupported construct",
+}
+
+
+@dataclass
+class Diagnostic:
+    """One located message. ``span`` may be None for errors about the whole run or file."""
+
+    code: str
+    message: str
+    span: Span | None = None
+    hint: str | None = None
+    severity: str = "error"
+    notes: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        where = f"{self.span.source.name}:{self.span.line}:{self.span.column}: " if self.span else ""
+        out = [f"{where}{self.severity}[{self.code}]: {self.message}"]
+        if self.span is not None:
+            text = self.span.source.line(self.span.line)
+            if text:
+                number = str(self.span.line)
+                gutter = " " * len(number)
+                width = (
+                    self.span.end_column - self.span.column
+                    if self.span.end_line == self.span.line
+                    else len(text) - self.span.column + 1
+                )
+                caret = " " * (self.span.column - 1) + "^" * max(1, width)
+                out += [f" {gutter} |", f" {number} | {text}", f" {gutter} | {caret}"]
+        for note in self.notes:
+            out.append(f"  = note: {note}")
+        if self.hint:
+            out.append(f"  = hint: {self.hint}")
+        return "\n".join(out)
+
+    def as_dict(self) -> dict:
+        span = None
+        if self.span is not None:
+            span = {
+                "file": self.span.source.name,
+                "line": self.span.line,
+                "column": self.span.column,
+                "end_line": self.span.end_line,
+                "end_column": self.span.end_column,
+            }
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "span": span,
+            "hint": self.hint,
+            "notes": self.notes,
+        }
+
+
+class PhysmlError(Exception):
+    """A user-facing failure carrying one or more diagnostics."""
+
+    def __init__(self, diagnostics: Diagnostic | list[Diagnostic]):
+        self.diagnostics = diagnostics if isinstance(diagnostics, list) else [diagnostics]
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return "\n\n".join(d.render() for d in self.diagnostics)
+
+    def as_json(self) -> str:
+        return json.dumps({"diagnostics": [d.as_dict() for d in self.diagnostics]}, indent=2)
+
+
+def error(code: str, message: str, span: Span | None = None, hint: str | None = None) -> PhysmlError:
+    """Shorthand: ``raise error("P200", "unknown name 'x'", span, hint)``."""
+    return PhysmlError(Diagnostic(code, message, span, hint))
+
+
+def did_you_mean(name: str, candidates: list[str] | set[str]) -> str | None:
+    """A 'did you mean' hint from the closest known names, or None."""
+    close = get_close_matches(name, sorted(candidates), n=3, cutoff=0.6)
+    if not close:
+        return None
+    return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"

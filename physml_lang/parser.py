@@ -1,0 +1,382 @@
+"""Text -> syntax tree: lark LALR (strict) over ``grammar/physml.lark``, with located, tailored
+syntax errors."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .diagnostics import Diagnostic, PhysmlError, Source, Span
+
+KEYWORDS = {
+    "import", "model", "lattice", "graph", "field", "on", "phase_space", "param", "learnable",
+    "data", "energy", "hamiltonian", "action", "potential", "kinetic", "plaquette", "let",
+    "observable", "symmetry", "if", "conserve", "learner", "respecting", "run", "in", "via",
+    "for", "or", "and", "not",
+}  # fmt: skip
+
+TOKEN_WORDS = {
+    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'",
+    "RBRACE": "'}'", "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "NAME": "a name",
+    "NUMBER": "a number", "IMAG_NUMBER": "an imaginary number", "STRING": "a string",
+    "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'", "COMPARE": "a comparison",
+    "CIRCUMFLEX": "'^'", "PERCENT": "'%'", "$END": "end of file",
+}  # fmt: skip
+
+DECLARATIONS = "'model', 'learner', 'data', 'run' or 'import'"
+MODEL_STATEMENTS = {
+    "lattice", "graph", "field", "param", "learnable", "data", "energy", "hamiltonian", "action",
+    "potential", "kinetic", "plaquette", "let", "observable", "symmetry", "phase_space", "conserve",
+}  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    grammar = resources.files("physml_lang.grammar").joinpath("physml.lark").read_text()
+    return Lark(grammar, parser="lalr", strict=True, propagate_positions=True, maybe_placeholders=True)
+
+
+def _span(source: Source, meta) -> Span:
+    return Span(source, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _token_span(source: Source, tok: Token) -> Span:
+    return Span(source, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
+
+
+@v_args(meta=True)
+class _Builder(Transformer):
+    """lark tree -> :mod:`physml_lang.ast` nodes, attaching spans."""
+
+    def __init__(self, source: Source):
+        super().__init__()
+        self.source = source
+
+    def s(self, meta) -> Span:
+        return _span(self.source, meta)
+
+    def t(self, tok: Token) -> Span:
+        return _token_span(self.source, tok)
+
+    # -------- expressions
+    def number(self, meta, c):
+        text = str(c[0])
+        value: int | float = int(text) if text.isdigit() else float(text)
+        return ast.Number(self.s(meta), value)
+
+    def imaginary(self, meta, c):
+        return ast.Imaginary(self.s(meta), float(str(c[0])[:-1]))
+
+    def string(self, meta, c):
+        return ast.String(self.s(meta), str(c[0])[1:-1])
+
+    def name(self, meta, c):
+        return ast.Name(self.s(meta), str(c[0]))
+
+    def list_(self, meta, c):
+        return ast.ListExpr(self.s(meta), [x for x in c if x is not None])
+
+    def _binary(self, meta, c, op: str) -> ast.Binary:
+        return ast.Binary(self.s(meta), op, c[0], c[-1])
+
+    def add(self, meta, c):
+        return self._binary(meta, c, "+")
+
+    def sub(self, meta, c):
+        return self._binary(meta, c, "-")
+
+    def mul(self, meta, c):
+        return self._binary(meta, c, "*")
+
+    def div(self, meta, c):
+        return self._binary(meta, c, "/")
+
+    def mod(self, meta, c):
+        return self._binary(meta, c, "%")
+
+    def pow(self, meta, c):
+        return self._binary(meta, c, "^")
+
+    def compare(self, meta, c):
+        return ast.Binary(self.s(meta), str(c[1]), c[0], c[2])
+
+    def or_(self, meta, c):
+        out = c[0]
+        for x in c[1:]:
+            out = ast.Binary(self.s(meta), "or", out, x)
+        return out
+
+    def and_(self, meta, c):
+        out = c[0]
+        for x in c[1:]:
+            out = ast.Binary(self.s(meta), "and", out, x)
+        return out
+
+    def not_(self, meta, c):
+        return ast.Unary(self.s(meta), "not", c[0])
+
+    def neg(self, meta, c):
+        return ast.Unary(self.s(meta), "-", c[0])
+
+    def factor(self, meta, c):  # unary plus
+        return c[-1]
+
+    def index(self, meta, c):
+        return ast.Index(self.s(meta), c[0], list(c[1:]))
+
+    def kwarg(self, meta, c):
+        return ast.Keyword(str(c[0]), c[1], self.s(meta))
+
+    def args(self, meta, c):
+        return list(c)
+
+    def call(self, meta, c):
+        name, args = c[0], c[1] or []
+        pos = [a for a in args if not isinstance(a, ast.Keyword)]
+        kws = [a for a in args if isinstance(a, ast.Keyword)]
+        seen: set[str] = set()
+        for k in kws:
+            if k.name in seen:
+                raise PhysmlError(
+                    Diagnostic("P201", f"argument '{k.name}' given twice", k.span)
+                )
+            seen.add(k.name)
+        return ast.Call(self.s(meta), str(name), self.t(name), pos, kws)
+
+    def binder_name(self, meta, c):
+        return [str(c[0])]
+
+    def binder_tuple(self, meta, c):
+        return [str(x) for x in c]
+
+    def comprehension(self, meta, c):
+        return ast.Loop(c[0], c[1], self.s(meta))
+
+    def generator(self, meta, c):
+        return ast.Generator(self.s(meta), str(c[0]), self.t(c[0]), c[1], list(c[2:]))
+
+    # -------- declarations
+    def type_name(self, meta, c):
+        return ast.TypeExpr(self.s(meta), str(c[0]))
+
+    def type_call(self, meta, c):
+        args = c[1] or []
+        pos = [a for a in args if not isinstance(a, ast.Keyword)]
+        kws = [a for a in args if isinstance(a, ast.Keyword)]
+        return ast.TypeExpr(self.s(meta), str(c[0]), pos, kws)
+
+    def type_shape(self, meta, c):
+        return ast.TypeExpr(self.s(meta), str(c[0]), shape=list(c[1:]))
+
+    def param_decl(self, meta, c):
+        return ast.ParamDecl(self.s(meta), str(c[0]), str(c[1]), self.t(c[1]), c[2])
+
+    def param_list(self, meta, c):
+        return [x for x in c if x is not None]
+
+    def model_decl(self, meta, c):
+        name, params, body = c[0], c[1] or [], c[2:]
+        return ast.Model(self.s(meta), str(name), self.t(name), params, list(body))
+
+    def lattice_stmt(self, meta, c):
+        return ast.LatticeStmt(self.s(meta), c[0], False)
+
+    def graph_stmt(self, meta, c):
+        return ast.LatticeStmt(self.s(meta), c[0], True)
+
+    def field_stmt(self, meta, c):
+        return ast.FieldStmt(self.s(meta), str(c[0]), c[1], str(c[2]), self.t(c[2]))
+
+    def phase_space_stmt(self, meta, c):
+        return ast.PhaseSpaceStmt(self.s(meta), str(c[0]), str(c[1]), c[2])
+
+    def array_def(self, meta, c):
+        name, rest = c[0], list(c[1:])
+        value = rest.pop()
+        on = None
+        if rest and isinstance(rest[-1], Token) and rest[-1].type == "NAME":
+            on = rest.pop()
+        return ast.ArrayDef(
+            self.s(meta), str(name), rest, str(on) if on else None, self.t(on) if on else None, value
+        )
+
+    def array_stmt(self, meta, c):
+        learnable = bool(c) and isinstance(c[0], Token) and c[0].type == "LEARNABLE"
+        defs = [x for x in c if isinstance(x, ast.ArrayDef)]
+        return ast.ArrayStmt(self.s(meta), learnable, defs)
+
+    def data_decl(self, meta, c):
+        return ast.DataDecl(self.s(meta), str(c[0]), c[1], c[2])
+
+    def defkind(self, meta, c):
+        return str(c[0])
+
+    def definition(self, meta, c):
+        kind, name, rest = c[0], c[1], list(c[2:])
+        value = rest.pop()
+        return ast.Definition(self.s(meta), kind, str(name), rest, value)
+
+    def symmetry_item(self, meta, c):
+        args = c[1] if len(c) > 1 and c[1] else []
+        pos = [a for a in args if not isinstance(a, ast.Keyword)]
+        kws = [a for a in args if isinstance(a, ast.Keyword)]
+        return ast.SymmetryItem(self.s(meta), str(c[0]), pos, kws)
+
+    def symmetry_stmt(self, meta, c):
+        items = [x for x in c if isinstance(x, ast.SymmetryItem)]
+        cond = c[-1] if c and not isinstance(c[-1], ast.SymmetryItem) else None
+        return ast.SymmetryStmt(self.s(meta), items, cond)
+
+    def conserve_stmt(self, meta, c):
+        return ast.ConserveStmt(self.s(meta), c[0])
+
+    def import_stdlib(self, meta, c):
+        return ast.Import(self.s(meta), str(c[0]), False)
+
+    def import_file(self, meta, c):
+        return ast.Import(self.s(meta), str(c[0])[1:-1], True)
+
+    def import_decl(self, meta, c):
+        return list(c)
+
+    def respecting(self, meta, c):
+        return [(str(x), self.t(x)) for x in c]
+
+    def learner_decl(self, meta, c):
+        return ast.LearnerDecl(self.s(meta), str(c[0]), c[1], c[2] or [])
+
+    def run_word(self, meta, c):
+        return c[0]
+
+    def named_item(self, meta, c):
+        return ast.RunItem(self.s(meta), "named", c[1], name=str(c[0]))
+
+    def in_item(self, meta, c):
+        return ast.RunItem(self.s(meta), "in", c[1], name=str(c[0]))
+
+    def via_item(self, meta, c):
+        return ast.RunItem(self.s(meta), "via", c[0], via=c[1])
+
+    def run_stmt(self, meta, c):
+        word = c[0]
+        items = [x if isinstance(x, ast.RunItem) else ast.RunItem(x.span, "expr", x) for x in c[1:]]
+        return ast.RunStmt(self.s(meta), str(word), self.t(word), items)
+
+    def run_decl(self, meta, c):
+        return ast.Run(self.s(meta), str(c[0]), self.t(c[0]), list(c[1:]))
+
+    def start(self, meta, c):
+        program = ast.Program(
+            Span(self.source, 1, 1, 1, 1), imports=[], models=[], learners=[], data=[], runs=[]
+        )
+        for item in c:
+            if isinstance(item, list):
+                program.imports += item
+            elif isinstance(item, ast.Model):
+                program.models.append(item)
+            elif isinstance(item, ast.LearnerDecl):
+                program.learners.append(item)
+            elif isinstance(item, ast.DataDecl):
+                program.data.append(item)
+            elif isinstance(item, ast.Run):
+                program.runs.append(item)
+        return program
+
+
+def _describe(expected: set[str]) -> str:
+    words = sorted({TOKEN_WORDS.get(e, f"'{e.lower()}'") for e in expected if not e.startswith("_")})
+    if len(words) > 6:
+        words = words[:6] + ["..."]
+    return ", ".join(words)
+
+
+def _syntax_error(source: Source, exc: UnexpectedInput) -> Diagnostic:
+    """Turn a lark error into a diagnostic, with tailored messages for the common mistakes."""
+    line, column = exc.line, exc.column
+    if isinstance(exc, UnexpectedCharacters):
+        char = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else "?"
+        span = Span(source, line, column, line, column + 1)
+        hint = {
+            ";": "statements end at the end of the line; no ';' is needed",
+            "'": "strings use double quotes: \"patterns.npz\"",
+            "&": "use 'and'", "|": "use 'or'", "!": "use 'not' (or '!=' to compare)",
+            "{": "a '{' opens a model or run body: 'model Name(...) {' or 'run name {'",
+        }.get(char)  # fmt: skip
+        return Diagnostic("P102", f"unexpected character '{char}'", span, hint)
+    if isinstance(exc, UnexpectedEOF) or (
+        isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
+    ):
+        expected = getattr(exc, "expected", set())
+        lines = source.text.splitlines() or [""]
+        last = len(lines)
+        span = Span(source, last, max(1, len(lines[-1])), last, max(2, len(lines[-1]) + 1))
+        hint = None
+        if "RBRACE" in expected:
+            hint = "a '{' block is not closed: add the missing '}'"
+        elif "RPAR" in expected:
+            hint = "a '(' is not closed: add the missing ')'"
+        return Diagnostic(
+            "P101", f"unexpected end of file; expected {_describe(expected)}", span, hint
+        )
+    assert isinstance(exc, UnexpectedToken)
+    tok = exc.token
+    expected = set(exc.expected)
+    span = _token_span(source, tok)
+    text = str(tok)
+    hint = None
+    message = f"unexpected '{text}'; expected {_describe(expected)}"
+    if text in KEYWORDS and "NAME" in expected:
+        message = f"'{text}' is a reserved word and cannot be used as a name here"
+        hint = "choose another name"
+    elif tok.type == "EQUAL" and "COMPARE" in expected:
+        hint = "to compare two values use '=='"
+    elif tok.type in ("NAME", "NUMBER") and "COMMA" in expected and "RPAR" in expected:
+        hint = "is a ',' missing between arguments?"
+    elif tok.type == "NAME" and text in MODEL_STATEMENTS and "RBRACE" not in expected:
+        hint = f"'{text}' statements belong inside a 'model Name(...) {{ ... }}' body"
+    elif expected >= {"MODEL", "RUN"} or ("RUN" in expected and "LEARNER" in expected):
+        if text in MODEL_STATEMENTS:
+            message = f"'{text}' must be inside a model body"
+            hint = "write it between the braces of 'model Name(...) { ... }'"
+        else:
+            message = f"unexpected '{text}' at the top level; expected {DECLARATIONS}"
+    elif tok.type == "RBRACE" and "RPAR" in expected:
+        hint = "a '(' is not closed before this '}'"
+    elif tok.type == "LBRACE" and "RPAR" in expected:
+        hint = "a '(' is not closed before this '{'"
+    elif "RBRACE" in expected and tok.type == "NAME" and text not in KEYWORDS:
+        hint = f"'{text}' is not a statement; model statements are: " + ", ".join(
+            sorted(MODEL_STATEMENTS)
+        )
+    return Diagnostic("P100", message, span, hint)
+
+
+def parse(text: str, name: str = "<string>") -> ast.Program:
+    """Parse physml source text into a :class:`~physml_lang.ast.Program`.
+
+    Raises :class:`PhysmlError` with a located diagnostic on a syntax error.
+    """
+    source = Source(name, text)
+    try:
+        tree: Tree = _parser().parse(text)
+    except UnexpectedInput as exc:
+        raise PhysmlError(_syntax_error(source, exc)) from None
+    return _Builder(source).transform(tree)
+
+
+def parse_file(path: str | Path) -> ast.Program:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise PhysmlError(
+            Diagnostic("P600", f"file not found: {path}", hint="check the path")
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PhysmlError(Diagnostic("P600", f"cannot read {path}: {exc}")) from None
+    return parse(text, str(path))

@@ -1,0 +1,1 @@
+"""The runtime: devices, RNG, samplers, training loops, observables, tasks and outputs."""
