@@ -75,7 +75,9 @@ class Diagnostic:
     notes: list[str] = field(default_factory=list)
 
     def render(self) -> str:
-        where = f"{self.span.source.name}:{self.span.line}:{self.span.column}: " if self.span else ""
+        where = (
+            f"{self.span.source.name}:{self.span.line}:{self.span.column}: " if self.span else ""
+        )
         out = [f"{where}{self.severity}[{self.code}]: {self.message}"]
         if self.span is not None:
             text = self.span.source.line(self.span.line)
@@ -129,7 +131,9 @@ class PhysmlError(Exception):
         return json.dumps({"diagnostics": [d.as_dict() for d in self.diagnostics]}, indent=2)
 
 
-def error(code: str, message: str, span: Span | None = None, hint: str | None = None) -> PhysmlError:
+def error(
+    code: str, message: str, span: Span | None = None, hint: str | None = None
+) -> PhysmlError:
     """Shorthand: ``raise error("P200", "unknown name 'x'", span, hint)``."""
     return PhysmlError(Diagnostic(code, message, span, hint))
 

@@ -38,7 +38,9 @@ MODEL_STATEMENTS = {
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     grammar = resources.files("physml_lang.grammar").joinpath("physml.lark").read_text()
-    return Lark(grammar, parser="lalr", strict=True, propagate_positions=True, maybe_placeholders=True)
+    return Lark(
+        grammar, parser="lalr", strict=True, propagate_positions=True, maybe_placeholders=True
+    )
 
 
 def _span(source: Source, meta) -> Span:
@@ -46,7 +48,9 @@ def _span(source: Source, meta) -> Span:
 
 
 def _token_span(source: Source, tok: Token) -> Span:
-    return Span(source, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
+    return Span(
+        source, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1
+    )
 
 
 @v_args(meta=True)
@@ -142,9 +146,7 @@ class _Builder(Transformer):
         seen: set[str] = set()
         for k in kws:
             if k.name in seen:
-                raise PhysmlError(
-                    Diagnostic("P201", f"argument '{k.name}' given twice", k.span)
-                )
+                raise PhysmlError(Diagnostic("P201", f"argument '{k.name}' given twice", k.span))
             seen.add(k.name)
         return ast.Call(self.s(meta), str(name), self.t(name), pos, kws)
 
@@ -202,7 +204,12 @@ class _Builder(Transformer):
         if rest and isinstance(rest[-1], Token) and rest[-1].type == "NAME":
             on = rest.pop()
         return ast.ArrayDef(
-            self.s(meta), str(name), rest, str(on) if on else None, self.t(on) if on else None, value
+            self.s(meta),
+            str(name),
+            rest,
+            str(on) if on else None,
+            self.t(on) if on else None,
+            value,
         )
 
     def array_stmt(self, meta, c):
@@ -289,7 +296,9 @@ class _Builder(Transformer):
 
 
 def _describe(expected: set[str]) -> str:
-    words = sorted({TOKEN_WORDS.get(e, f"'{e.lower()}'") for e in expected if not e.startswith("_")})
+    words = sorted(
+        {TOKEN_WORDS.get(e, f"'{e.lower()}'") for e in expected if not e.startswith("_")}
+    )
     if len(words) > 6:
         words = words[:6] + ["..."]
     return ", ".join(words)

@@ -1,0 +1,343 @@
+"""Lowered energies of classical lattice models: torch modules built from lattice terms.
+
+Configurations of a field on sites are tensors of shape (B, *lattice.shape) (B independent
+chains or samples); values are the domain's values (±1, 0/1, 0..q-1) as floats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+import torch
+from torch import nn
+
+from physml_lang.diagnostics import Diagnostic, PhysmlError
+from physml_lang.ir import ModelIR
+
+from .derive import (
+    CANDIDATE,
+    VALUE,
+    LocalEnergy,
+    Valid,
+    decompose_pair,
+    expand_deltas,
+    valid_symbol,
+)
+from .lattices import Lattice
+from .lowering import Kernel
+from .terms import Access, LatticeSum, Offset, PairTerm, StencilTerm
+
+PATHS = ("roll", "gather", "dense")
+
+
+@dataclass
+class DensePiece:
+    """sum_{x,y} f(s_x) U_{xy} g(s_y) with U of zero diagonal; f, g functions of one value."""
+
+    field: str
+    matrix: torch.Tensor  # (N, N)
+    f: Kernel  # of VALUE and site arrays at x
+    g: Kernel
+    f_arrays: dict[sp.Symbol, str]
+    g_arrays: dict[sp.Symbol, str]
+
+
+class LatticeKernels(nn.Module):
+    """Holds a model's arrays, neighbour tables and dense matrices (buffers follow ``.to``) and
+    provides kernel inputs on the chosen lowering path."""
+
+    def __init__(self, model: ModelIR, path: str, dtype: torch.dtype):
+        super().__init__()
+        self.model = model
+        self.lattice: Lattice = model.lattice
+        self.path = path
+        self.dtype = dtype
+        self.dims = tuple(range(1, self.lattice.dim + 1))
+        for name, arr in model.arrays.items():
+            self.register_buffer(f"array_{name}", torch.as_tensor(arr.values, dtype=dtype))
+        self._tables: dict[Offset, str] = {}
+
+    # ---------------------------------------------------------------- tables
+    def table(self, offset: Offset) -> tuple[torch.Tensor, torch.Tensor]:
+        name = self._tables.get(offset)
+        if name is None:
+            idx, valid = self.lattice.neighbour_table(offset)
+            name = f"table_{len(self._tables)}"
+            device = next(iter(self.buffers()), torch.empty(0)).device
+            self.register_buffer(name + "_idx", idx.to(device))
+            self.register_buffer(name + "_valid", valid.to(device=device, dtype=self.dtype))
+            self._tables[offset] = name
+        return getattr(self, name + "_idx"), getattr(self, name + "_valid")
+
+    def array(self, name: str) -> torch.Tensor:
+        return getattr(self, f"array_{name}")
+
+    # ---------------------------------------------------------------- reading values
+    def shifted(self, x: torch.Tensor, offset: Offset, batched: bool) -> torch.Tensor:
+        """Value at site + offset for every site; x is (B, *shape) or (*shape)."""
+        if not any(offset):
+            return x
+        lead = 1 if batched else 0
+        if self.path == "roll" and self.lattice.all_periodic:
+            shifts = [-o for o in offset if o]
+            dims = [lead + a for a, o in enumerate(offset) if o]
+            return torch.roll(x, shifts=shifts, dims=dims)
+        idx, _ = self.table(offset)
+        shape = x.shape
+        flat = x.reshape(*shape[:lead], -1)
+        return flat[..., idx].reshape(shape)
+
+    def at_sites(self, x: torch.Tensor, offset: Offset, sites: torch.Tensor, batched: bool):
+        """Value at sites[b] + offset: x is (B, *shape) (batched) or (*shape); sites (B,)."""
+        idx = self.table(offset)[0][sites] if any(offset) else sites
+        if batched:
+            return x.reshape(x.shape[0], -1).gather(1, idx[:, None])[:, 0]
+        return x.reshape(-1)[idx]
+
+    def valid(self, offset: Offset, sites: torch.Tensor | None) -> torch.Tensor:
+        _, v = self.table(offset)
+        return v[sites] if sites is not None else v.reshape(self.lattice.shape)
+
+    def inputs(self, kernel: Kernel, state: dict[str, torch.Tensor], sites=None, extra=None):
+        """The environment of a stencil kernel: every input read from the state."""
+        env = {}
+        for sym, what in kernel.inputs.items():
+            if isinstance(what, Access):
+                if what.kind == "field":
+                    x, batched = state[what.name], True
+                else:
+                    x, batched = self.array(what.name), False
+                    if what.component is not None:
+                        x = x[..., what.component]
+                if sites is None:
+                    env[sym] = self.shifted(x, what.offset, batched)
+                else:
+                    env[sym] = self.at_sites(x, what.offset, sites, batched)
+            elif isinstance(what, Valid):
+                env[sym] = self.valid(what.offset, sites)
+        if extra:
+            env.update(extra)
+        return env
+
+
+def _stencil_kernel(name: str, lsum: LatticeSum, masked: bool) -> Kernel:
+    """One kernel for all stencil terms: per-site energy density (masked at open boundaries)."""
+    expr = sp.Integer(0)
+    inputs: dict = {}
+    for t in lsum.terms:
+        if not isinstance(t, StencilTerm):
+            continue
+        body = t.body
+        if masked:
+            for acc in t.accesses.values():
+                if any(acc.offset):
+                    v = valid_symbol(acc.offset)
+                    inputs[v] = Valid(acc.offset)
+                    body = body * v
+        inputs.update({s: a for s, a in t.accesses.items()})
+        expr += body
+    return Kernel(name, sp.expand(expr), inputs)
+
+
+class LatticeSumModule(nn.Module):
+    """An extensive quantity sum_x density(x) + sum_{i<j} pair terms, on a chosen path.
+
+    forward(state) -> (B,) where state maps field names to (B, *lattice.shape) tensors.
+    """
+
+    def __init__(self, model: ModelIR, lsum: LatticeSum, kernels: LatticeKernels, name: str):
+        super().__init__()
+        self.kernels = kernels
+        self.lsum = lsum
+        self.constant = complex(lsum.constant) if lsum.constant.free_symbols == set() else 0.0
+        if isinstance(self.constant, complex) and self.constant.imag == 0:
+            self.constant = self.constant.real
+        path = kernels.path
+        masked = not (path == "roll" and model.lattice.all_periodic)
+        dense_from_stencil = path == "dense" and not model.lattice.complete
+        stencil = LatticeSum(
+            [
+                t
+                for t in lsum.terms
+                if isinstance(t, StencilTerm) and not (dense_from_stencil and _is_pair_stencil(t))
+            ],  # fmt: skip
+        )
+        self.density = _stencil_kernel(f"{name}_density", stencil, masked)
+        self.dense = build_dense_pieces(model, lsum, kernels, dense_from_stencil)
+
+    def forward(self, state: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        state = self.as_state(state)
+        some = next(iter(state.values()))
+        B = some.shape[0]
+        dims = self.kernels.dims
+        out = torch.zeros(B, dtype=self.kernels.dtype, device=some.device) + self.constant
+        if self.density.expr != 0:
+            dens = self.density(self.kernels.inputs(self.density, state))
+            dens = torch.as_tensor(dens, device=some.device).expand(B, *self.kernels.lattice.shape)
+            out = out + dens.sum(dim=dims)
+        for p in self.dense:
+            s = state[p.field].reshape(B, -1)
+            f = _eval_site(p.f, p.f_arrays, s, self.kernels)
+            g = _eval_site(p.g, p.g_arrays, s, self.kernels)
+            out = out + (f * (g @ p.matrix.T)).sum(-1)
+        return out
+
+    def as_state(self, state) -> dict[str, torch.Tensor]:
+        if isinstance(state, torch.Tensor):
+            fields = list(self.kernels.model.fields)
+            return {fields[0]: state.to(self.kernels.dtype)}
+        return state
+
+
+def _is_pair_stencil(t: StencilTerm) -> bool:
+    offs = {a.offset for a in t.accesses.values() if a.kind == "field"}
+    return len(offs) == 2
+
+
+def _eval_site(k: Kernel, arrays: dict[sp.Symbol, str], value, kernels: LatticeKernels, sites=None):
+    env = {VALUE: value}
+    for sym, name in arrays.items():
+        a = kernels.array(name).reshape(-1)
+        env[sym] = a[sites] if sites is not None else a
+    out = k(env)
+    if not isinstance(out, torch.Tensor) or out.shape != value.shape:
+        out = torch.as_tensor(out, dtype=value.dtype, device=value.device).expand_as(value)
+    return out
+
+
+def build_dense_pieces(
+    model: ModelIR, lsum: LatticeSum, kernels: LatticeKernels, from_stencil: bool
+) -> list[DensePiece]:
+    """Decompose pair interactions into rank-one matrix products."""
+    lat = model.lattice
+    N = lat.n_sites
+    domains = {n: f.domain for n, f in model.fields.items()}
+    pieces: list[DensePiece] = []
+    terms: list[tuple[object, dict[sp.Symbol, str], dict[sp.Symbol, Access]]] = []
+    for t in lsum.terms:
+        if isinstance(t, PairTerm):
+            slot_of = {s: a.slot for s, a in t.accesses.items()}
+            terms.append((t, slot_of, t.accesses))
+        elif from_stencil and isinstance(t, StencilTerm) and _is_pair_stencil(t):
+            offs = sorted({a.offset for a in t.accesses.values() if a.kind == "field"},
+                          key=lambda o: any(o))  # fmt: skip
+            slot_of = {}
+            for s, a in t.accesses.items():
+                if a.kind == "array" and a.component is not None:
+                    slot_of[s] = "ij"
+                else:
+                    slot_of[s] = "i" if a.offset == offs[0] else "j"
+            terms.append((t, slot_of, t.accesses))
+    for t, slot_of, accesses in terms:
+        body = expand_deltas(t.body, accesses, domains)
+        parts = decompose_pair(body, slot_of)
+        if parts is None:
+            raise PhysmlError(Diagnostic(
+                "P800", "this pair interaction is not a sum of products f(s_i) g(s_j); it "
+                "cannot be lowered to matrix products", t.span))  # fmt: skip
+        fields = {a.name for a in accesses.values() if a.kind == "field"}
+        if len(fields) != 1:
+            raise PhysmlError(Diagnostic("P800", "pair terms between two different fields are "
+                                         "not supported yet", t.span))  # fmt: skip
+        field = fields.pop()
+        for c, f, g in parts:
+            matrix = _coefficient_matrix(c, slot_of, accesses, t, kernels, N)
+            fk, fa = _site_function(f, "i", slot_of, accesses)
+            gk, ga = _site_function(g, "j", slot_of, accesses)
+            pieces.append(DensePiece(field, matrix, fk, gk, fa, ga))
+    return pieces
+
+
+def _coefficient_matrix(c, slot_of, accesses, t, kernels: LatticeKernels, N: int) -> torch.Tensor:
+    dtype = kernels.dtype
+    pair_syms = [s for s in c.free_symbols if slot_of.get(s) == "ij"]
+    if isinstance(t, PairTerm):
+        env = {s: kernels.array(accesses[s].name) for s in pair_syms}
+        k = Kernel("coefficient", c, {s: accesses[s] for s in pair_syms})
+        vals = k(env)
+        full = torch.as_tensor(vals, dtype=dtype) * torch.ones(N, N, dtype=dtype)
+        return torch.triu(full, diagonal=1)
+    # a stencil pair term (x, x + d): U[x, x + d] = c(x) * valid(x + d)
+    d = [a.offset for a in accesses.values() if a.kind == "field" and any(a.offset)][0]
+    env = {}
+    for s in pair_syms:
+        a = accesses[s]
+        arr = kernels.array(a.name)[..., a.component]
+        env[s] = kernels.shifted(arr, a.offset, batched=False).reshape(-1)
+    vals = Kernel("coefficient", c, {s: accesses[s] for s in pair_syms})(env)
+    coeff = torch.as_tensor(vals, dtype=dtype) * torch.ones(N, dtype=dtype)
+    idx, valid = kernels.lattice.neighbour_table(d)
+    matrix = torch.zeros(N, N, dtype=dtype)
+    matrix.index_put_((torch.arange(N), idx), coeff * valid.to(dtype), accumulate=True)
+    return matrix
+
+
+def _site_function(expr, slot, slot_of, accesses):
+    """f(s_x, arrays at x) as a kernel of VALUE and site-array symbols."""
+    subs, arrays = {}, {}
+    for s in expr.free_symbols:
+        if slot_of.get(s) != slot:
+            continue
+        a = accesses[s]
+        if a.kind == "field":
+            subs[s] = VALUE
+        else:
+            arrays[s] = a.name
+    e = expr.xreplace(subs)
+    return Kernel(f"site_{slot}", e, {VALUE: "value", **dict.fromkeys(arrays, "array")}), arrays
+
+
+def dense_local_field(pieces: list[DensePiece], field: str, state, kernels, v, sites=None):
+    """Pair part of E_loc(x, v): f(v) (U g(s))_x + g(v) (U^T f(s))_x."""
+    total = 0.0
+    for p in pieces:
+        if p.field != field:
+            continue
+        s = state[field]
+        B = s.shape[0]
+        sf = s.reshape(B, -1)
+        f_s = _eval_site(p.f, p.f_arrays, sf, kernels)
+        g_s = _eval_site(p.g, p.g_arrays, sf, kernels)
+        if sites is None:
+            shape = s.shape
+            vf = v.reshape(B, -1) if isinstance(v, torch.Tensor) and v.dim() > 0 else v
+            f_v = _eval_site(p.f, p.f_arrays, _as_value(vf, sf), kernels)
+            g_v = _eval_site(p.g, p.g_arrays, _as_value(vf, sf), kernels)
+            total = total + (f_v * (g_s @ p.matrix.T) + g_v * (f_s @ p.matrix)).reshape(shape)
+        else:
+            vv = _as_value(v, sf[:, 0])
+            f_v = _eval_site(p.f, p.f_arrays, vv, kernels, sites)
+            g_v = _eval_site(p.g, p.g_arrays, vv, kernels, sites)
+            row = p.matrix[sites]  # (B, N): U[x, :]
+            col = p.matrix[:, sites].T  # (B, N): U[:, x]
+            total = total + f_v * (row * g_s).sum(-1) + g_v * (col * f_s).sum(-1)
+    return total
+
+
+def _as_value(v, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(v, torch.Tensor):
+        return v.to(like.dtype).expand_as(like) if v.dim() == 0 else v.to(like.dtype)
+    return torch.full_like(like, float(v))
+
+
+class LocalEnergyModule(nn.Module):
+    """E_loc(x, v) for every site x (or for sites[b] in chain b) of one field."""
+
+    def __init__(self, local: LocalEnergy, dense: list[DensePiece], kernels: LatticeKernels,
+                 use_dense: bool):  # fmt: skip
+        super().__init__()
+        self.kernels = kernels
+        self.field = local.field
+        self.stencil = Kernel(f"local_energy_{local.field}", local.expr, local.inputs)
+        self.dense = dense
+        self.use_dense = use_dense
+
+    def forward(self, state: dict[str, torch.Tensor], v, sites: torch.Tensor | None = None):
+        s = state[self.field]
+        env = self.kernels.inputs(self.stencil, state, sites, {CANDIDATE: v})
+        out = self.stencil(env)
+        if self.dense:
+            out = out + dense_local_field(self.dense, self.field, state, self.kernels, v, sites)
+        shape = s.shape if sites is None else sites.shape
+        return torch.as_tensor(out, dtype=self.kernels.dtype, device=s.device).expand(shape)

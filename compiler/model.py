@@ -1,0 +1,248 @@
+"""A compiled classical lattice model: lowered energy, derived local energies, colourings,
+cluster couplings, user observables, symmetry verification and readable emitted code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+import torch
+
+from physml_lang import ast
+from physml_lang.diagnostics import Diagnostic, PhysmlError
+from physml_lang.ir import ModelIR
+
+from . import derive
+from .derive import CANDIDATE
+from .energy import PATHS, LatticeKernels, LatticeSumModule, LocalEnergyModule, _is_pair_stencil
+from .lowering import Kernel
+from .symmetry import verify_symmetries
+from .terms import Access, LatticeSum, PairTerm, StencilTerm, TermBuilder, access_symbol
+
+
+@dataclass
+class FieldKernels:
+    """Everything a single-site sampler of one field needs."""
+
+    field: str
+    local_energy: LocalEnergyModule
+    flip_delta: Kernel | None  # Delta E of flipping every site, for two-valued domains
+    colours: torch.Tensor | None  # (N,) colour of each site, or None: random-site updates
+    n_colours: int
+
+
+def default_path(model: ModelIR) -> str:
+    lat = model.lattice
+    if lat.complete:
+        return "dense"
+    return "roll" if lat.all_periodic else "gather"
+
+
+class CompiledModel:
+    """A model instantiated, lowered and verified.
+
+    ``energy(state)`` -> (B,) for state (B, *lattice.shape) (or a dict of fields).
+    """
+
+    def __init__(self, model: ModelIR, path: str | None = None, dtype=torch.float32):
+        if model.lattice is None or not model.fields:
+            raise PhysmlError(Diagnostic("P800", f"model {model.name} has no lattice field to "
+                                         "sample", model.node.name_span))  # fmt: skip
+        if model.energy is None:
+            raise PhysmlError(Diagnostic(
+                "P400", f"model {model.name} declares no energy", model.node.name_span,
+                "add e.g. 'energy E = -J * sum(s[i] * s[j] for (i, j) in bonds)'"))  # fmt: skip
+        self.ir = model
+        self.lattice = model.lattice
+        self.path = path or default_path(model)
+        if self.path not in PATHS:
+            raise ValueError(f"unknown lowering path {self.path}")
+        if self.path == "roll" and not self.lattice.all_periodic:
+            self.path = "gather"
+        self.dtype = dtype
+        self.energy_sum = TermBuilder(model).lattice_sum(model.energy.expr)
+        self.kernels = LatticeKernels(model, self.path, dtype)
+        self.energy = LatticeSumModule(model, self.energy_sum, self.kernels, "energy")
+        self.masked = not (self.path == "roll" and self.lattice.all_periodic)
+        self.fields: dict[str, FieldKernels] = {}
+        for name, f in model.fields.items():
+            if f.domain.discrete and f.on == "sites":
+                self.fields[name] = self._field_kernels(name)
+        verify_symmetries(self)
+
+    # ---------------------------------------------------------------- derivations
+    def _field_kernels(self, name: str) -> FieldKernels:
+        model, lat = self.ir, self.lattice
+        dense_from_stencil = self.path == "dense" and not lat.complete
+        stencil_part = LatticeSum([t for t in self.energy_sum.terms if isinstance(t, PairTerm)
+                                   or not (dense_from_stencil and _is_pair_stencil(t))])  # fmt: skip
+        local = derive.local_energy(stencil_part, name, self.masked)
+        module = LocalEnergyModule(local, self.energy.dense, self.kernels, self.path == "dense")
+        domain = model.fields[name].domain
+        delta = None
+        if len(domain.values()) == 2 and not module.dense:
+            current = access_symbol(Access("field", name, (0,) * lat.dim))
+            expr = derive.flip_delta(local, domain, current)
+            inputs = {s: w for s, w in local.inputs.items() if s in expr.free_symbols}
+            inputs[current] = Access("field", name, (0,) * lat.dim)
+            delta = Kernel(f"flip_delta_{name}", expr, inputs)
+        colours = None
+        has_pairs = any(isinstance(t, PairTerm) for t in self.energy_sum.terms)
+        if not lat.complete and not has_pairs:
+            offsets = derive.interaction_offsets(self.energy_sum, name)
+            colours = lat.linear_colouring(offsets)
+            if colours is None:
+                colours = lat.greedy_colouring(offsets)
+        n = int(colours.max()) + 1 if colours is not None else 0
+        return FieldKernels(name, module, delta, colours, n)
+
+    def cluster_couplings(self, field: str) -> list[tuple[object, torch.Tensor]]:
+        """Couplings K of E = -sum K_ij s_i s_j: per stencil term (offset, K (N,)) or dense (N, N)."""
+        out = []
+        for term, k in derive.pair_couplings(self.energy_sum, field):
+            syms = list(k.free_symbols)
+            env = {}
+            for s in syms:
+                a = term.accesses[s]
+                arr = self.kernels.array(a.name)
+                if isinstance(term, PairTerm):
+                    env[s] = arr
+                else:
+                    if a.component is not None:
+                        arr = arr[..., a.component]
+                    env[s] = self.kernels.shifted(arr, a.offset, batched=False).reshape(-1)
+            vals = Kernel("coupling", k, {s: term.accesses[s] for s in syms})(env)
+            N = self.lattice.n_sites
+            if isinstance(term, PairTerm):
+                K = torch.as_tensor(vals, dtype=self.dtype) * torch.ones(N, N, dtype=self.dtype)
+                K = torch.triu(K, 1)
+                out.append(("dense", K + K.T))
+            else:
+                offs = [a.offset for a in term.accesses.values() if a.kind == "field"]
+                base, other = sorted(offs, key=lambda o: any(o))
+                if any(base):
+                    raise PhysmlError(Diagnostic("P502", "unsupported bond shape for cluster "
+                                                 "updates", term.span))  # fmt: skip
+                K = torch.as_tensor(vals, dtype=self.dtype) * torch.ones(N, dtype=self.dtype)
+                out.append((other, K))
+        return out
+
+    # ---------------------------------------------------------------- observables
+    def lattice_sum_module(self, expr: ast.Expr, name: str) -> LatticeSumModule:
+        """An extensive user observable (any expression of sums over the lattice)."""
+        lsum = TermBuilder(self.ir).lattice_sum(expr)
+        return LatticeSumModule(self.ir, lsum, self.kernels, name)
+
+    def magnetization(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Total magnetisation M of the first discrete field: sum of spins; for potts(q) the
+        order parameter N (q max_k n_k / N - 1) / (q - 1); for binary units sum(2 s - 1)."""
+        name, f = next((n, f) for n, f in self.ir.fields.items() if f.domain.discrete)
+        s = state[name]
+        B = s.shape[0]
+        flat = s.reshape(B, -1)
+        N = flat.shape[1]
+        if f.domain.kind == "potts":
+            q = f.domain.q
+            counts = torch.nn.functional.one_hot(flat.long(), q).sum(1).to(self.dtype)
+            return N * (q * counts.max(-1).values / N - 1) / (q - 1)
+        if f.domain.kind == "binary":
+            return (2 * flat - 1).sum(-1)
+        return flat.sum(-1)
+
+    def to(self, device) -> CompiledModel:
+        self.kernels.to(device)
+        for fk in self.fields.values():
+            if fk.colours is not None:
+                fk.colours = fk.colours.to(device)
+        for p in self.energy.dense:
+            p.matrix = p.matrix.to(device)
+        return self
+
+    # ---------------------------------------------------------------- emitted code
+    def emit_sympy(self) -> str:
+        sym = TermBuilder(self.ir, symbolic=True).lattice_sum(self.ir.energy.expr)
+        lines = [
+            f"# model {self.ir.name}: derived by sympy",
+            f"# lattice: {_describe(self.lattice)}",
+        ]
+        lines.append(f"energy {self.ir.energy.name} = constant + sum over terms")
+        lines.append(f"  constant: {sym.constant}")
+        for t in sym.terms:
+            where = "sum_x" if isinstance(t, StencilTerm) else "sum_{i<j}"
+            lines.append(f"  {where} [{t.structure}]: {t.body}")
+        for name in self.fields:
+            stencil = LatticeSum([t for t in sym.terms])
+            local = derive.local_energy(stencil, name, self.masked)
+            lines.append(f"local energy of {name}[x] with value v: E_loc = {local.expr}")
+            if local.pairs:
+                lines.append("  + dense pair part: f(v) (U g(s))_x + g(v) (U^T f(s))_x")
+            fk = self.fields[name]
+            dom = self.ir.fields[name].domain
+            if len(dom.values()) == 2 and not local.pairs:
+                cur = access_symbol(Access("field", name, (0,) * self.lattice.dim))
+                lines.append(f"flip energy change of {name}[x]: dE = "
+                             f"{derive.flip_delta(local, dom, cur)}")  # fmt: skip
+            if fk.colours is not None:
+                lines.append(f"colouring of {name} for parallel updates: {fk.n_colours} colours "
+                             f"(interaction offsets {derive.interaction_offsets(sym, name)})")  # fmt: skip
+            else:
+                lines.append(f"colouring of {name}: none applies; random-site updates")
+        return "\n".join(lines)
+
+    def emit_torch(self) -> str:
+        lines = [
+            f"# generated by physml for model {self.ir.name} ({_describe(self.lattice)}), "
+            f"path = {self.path}",
+            "# state[f]: (B, *lattice.shape) tensor of field f; arrays and tables are buffers",
+            "import math",
+            "import torch",
+            "",
+        ]
+        describe = self._describe_input
+        dims = list(self.kernels.dims)
+        if self.energy.density.expr != 0:
+            lines.append(self.energy.density.source(describe))
+            lines.append(f"# energy(state) = density(state).sum(dim={dims})")
+        for i, p in enumerate(self.energy.dense):
+            lines.append(f"# dense piece {i}: (f(s) * (g(s) @ U{i}.T)).sum(-1) with")
+            lines.append("# " + p.f.source(describe).replace("\n", "\n# "))
+            lines.append("# " + p.g.source(describe).replace("\n", "\n# "))
+        for fk in self.fields.values():
+            lines.append("")
+            lines.append(fk.local_energy.stencil.source(describe))
+            if fk.flip_delta is not None:
+                lines.append("")
+                lines.append(fk.flip_delta.source(describe))
+        return "\n".join(lines) + "\n"
+
+    def _describe_input(self, sym: sp.Symbol, what) -> str:
+        if what == "candidate":
+            return "v  # the candidate value at x"
+        if what in ("value", "array"):
+            return f"{sym}  # {what} at the site"
+        if isinstance(what, derive.Valid):
+            return f"valid[{what.offset}]  # 1 where x + {what.offset} is a site"
+        if isinstance(what, Access):
+            src = f"state['{what.name}']" if what.kind == "field" else f"{what.name}"
+            if what.component is not None:
+                src += f"[..., {what.component}]"
+            if not any(what.offset):
+                return src
+            if self.path == "roll" and self.lattice.all_periodic:
+                shifts = [-o for o in what.offset if o]
+                dims = [1 + a for a, o in enumerate(what.offset) if o]
+                if what.kind == "array":
+                    dims = [d - 1 for d in dims]
+                return f"torch.roll({src}, shifts={shifts}, dims={dims})"
+            return f"gather({src}, neighbour_table[{what.offset}])"
+        return str(what)
+
+
+def _describe(lat) -> str:
+    if lat.complete:
+        return f"complete graph, N = {lat.n_sites}"
+    bc = "periodic" if lat.all_periodic else "open"
+    return f"{lat.kind} {'x'.join(map(str, lat.shape))}, {bc}"
+
+
+__all__ = ["CompiledModel", "FieldKernels", "CANDIDATE"]

@@ -1,0 +1,416 @@
+"""Parse tree -> sympy: an energy as a sum of lattice terms.
+
+An energy (or any extensive observable) is a linear combination of sums over lattice structures.
+Each sum becomes one or more *terms*:
+
+- a :class:`StencilTerm` for a sum over ``sites`` or ``bonds``: a sympy body in *access
+  symbols*, each naming a field or array value at a fixed offset from a base site x; the term
+  stands for sum_x body(x). ``sum(s[i] * s[j] for (i, j) in bonds)`` on a square lattice gives
+  two stencil terms, ``s * s_e0`` and ``s * s_e1``.
+- a :class:`PairTerm` for a sum over all ``pairs`` i < j (complete graphs): a body in the values
+  at i and at j and in pair arrays W_ij.
+
+Expressions are built node by node from the syntax tree: no text is ever parsed by sympy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from physml_lang import ast
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.ir import ArrayIR, ModelIR
+
+Offset = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Access:
+    """A value read by a term: field or array ``name`` at base + ``offset``.
+
+    ``component``: the bond direction of a per-bond array, or the link direction of a link
+    field. ``slot``: for pair terms, "i" or "j" (offset unused).
+    """
+
+    kind: str  # "field" or "array"
+    name: str
+    offset: Offset = ()
+    component: int | None = None
+    slot: str | None = None
+
+    def shifted(self, shift: Offset) -> Access:
+        return Access(
+            self.kind, self.name, tuple(a - b for a, b in zip(self.offset, shift)), self.component
+        )
+
+
+def access_symbol(acc: Access) -> sp.Symbol:
+    """The sympy symbol of an access, with a readable, mangled name (s_e0, J_c1_me1, W_ij)."""
+    if acc.slot is not None:
+        return sp.Symbol(f"{acc.name}_{acc.slot}", real=True)
+    parts = []
+    for axis, o in enumerate(acc.offset):
+        if o:
+            parts.append(("m" if o < 0 else "") + (str(abs(o)) if abs(o) != 1 else "") + f"e{axis}")
+    name = acc.name
+    if acc.component is not None:
+        name += f"_c{acc.component}"
+    if parts:
+        name += "_" + "_".join(parts)
+    return sp.Symbol(name, real=True)
+
+
+@dataclass
+class StencilTerm:
+    """sum over sites x of ``body``; ``accesses`` maps body symbols to what they read."""
+
+    body: sp.Expr
+    accesses: dict[sp.Symbol, Access]
+    span: Span
+    structure: str
+
+    def field_offsets(self, name: str) -> list[Offset]:
+        return [a.offset for a in self.accesses.values() if a.kind == "field" and a.name == name]
+
+
+@dataclass
+class PairTerm:
+    """sum over pairs i < j of ``body`` (values at i, at j, and pair arrays W_ij)."""
+
+    body: sp.Expr
+    accesses: dict[sp.Symbol, Access]
+    span: Span
+    structure: str = "pairs"
+
+
+Term = StencilTerm | PairTerm
+
+
+@dataclass
+class LatticeSum:
+    """An extensive quantity: constant + sum of terms. ``symbolic`` keeps parameters as symbols."""
+
+    terms: list[Term] = field(default_factory=list)
+    constant: sp.Expr = sp.Integer(0)
+
+
+FUNCTIONS = {
+    "exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "cos": sp.cos, "sin": sp.sin, "tan": sp.tan,
+    "tanh": sp.tanh, "cosh": sp.cosh, "sinh": sp.sinh, "abs": sp.Abs, "sign": sp.sign,
+    "re": sp.re, "im": sp.im, "conj": sp.conjugate,
+}  # fmt: skip
+
+
+def number(v: int | float | complex | bool) -> sp.Expr:
+    """A Python number (already evaluated, never text) as a sympy number."""
+    if isinstance(v, complex):
+        return number(v.real) + sp.I * number(v.imag)
+    if isinstance(v, bool) or isinstance(v, int) or float(v).is_integer():
+        return sp.Integer(int(v))
+    return sp.Float(v)
+
+
+def fail(code: str, message: str, span: Span | None, hint: str | None = None):
+    raise PhysmlError(Diagnostic(code, message, span, hint))
+
+
+@dataclass
+class _Slot:
+    """An index variable bound by a sum: a site at ``offset`` from the base, or a pair slot."""
+
+    offset: Offset = ()
+    pair_slot: str | None = None
+    direction: int | None = None  # for bonds: which direction of the shell this term is
+
+
+class TermBuilder:
+    """Builds :class:`LatticeSum` objects from expressions of one instantiated model.
+
+    ``symbolic=True`` keeps model parameters as sympy symbols (for display); otherwise their
+    values are substituted.
+    """
+
+    def __init__(self, model: ModelIR, symbolic: bool = False):
+        self.model = model
+        self.lattice = model.lattice
+        self.symbolic = symbolic
+        self._terms: dict[sp.Symbol, list[Term]] = {}
+        self._current: dict[sp.Symbol, Access] = {}
+
+    # ---------------------------------------------------------------- entry point
+    def lattice_sum(self, expr: ast.Expr) -> LatticeSum:
+        self._terms = {}
+        total = sp.expand(self.scalar(expr, {}))
+        placeholders = list(self._terms)
+        out = LatticeSum()
+        out.constant = total.subs({p: 0 for p in placeholders})
+        for p in placeholders:
+            coeff = sp.expand(total.diff(p))
+            if coeff.free_symbols & set(placeholders):
+                terms = self._terms[p]
+                fail(
+                    "P800",
+                    "an energy must be a sum of local terms; this sum is multiplied by another sum",
+                    terms[0].span,
+                    "a product of two lattice sums is a global (all-to-all) interaction: write it "
+                    "as one sum over pairs",
+                )
+            if coeff == 0:
+                continue
+            for t in self._terms[p]:
+                body = sp.expand(coeff * t.body)
+                if body != 0:
+                    out.terms.append(type(t)(body, t.accesses, t.span, t.structure))
+        return out
+
+    # ---------------------------------------------------------------- scalar context
+    def scalar(self, e: ast.Expr, slots: dict[str, _Slot], acc: dict | None = None) -> sp.Expr:
+        """Sympy expression of ``e``; ``slots`` are the index variables bound so far."""
+        m = self.model
+        if isinstance(e, ast.Number):
+            return sp.Integer(e.value) if isinstance(e.value, int) else sp.Float(e.value)
+        if isinstance(e, ast.Imaginary):
+            return sp.Float(e.value) * sp.I
+        if isinstance(e, ast.Name):
+            return self._name(e, slots)
+        if isinstance(e, ast.Unary):
+            if e.op == "-":
+                return -self.scalar(e.operand, slots, acc)
+            fail("P300", "'not' is not allowed in an energy", e.span)
+        if isinstance(e, ast.Binary):
+            a, b = self.scalar(e.left, slots, acc), self.scalar(e.right, slots, acc)
+            if e.op == "+":
+                return a + b
+            if e.op == "-":
+                return a - b
+            if e.op == "*":
+                return a * b
+            if e.op == "/":
+                if b == 0:
+                    fail("P400", "division by zero", e.right.span)
+                return a / b
+            if e.op == "^":
+                return a**b
+            if e.op == "%":
+                return sp.Mod(a, b)
+            fail("P300", f"'{e.op}' is not allowed in an energy", e.span,
+                 "comparisons belong in conditions; use delta(a, b) for a Kronecker delta")  # fmt: skip
+        if isinstance(e, ast.Call):
+            return self._call(e, slots, acc)
+        if isinstance(e, ast.Index):
+            return self._index(e, slots)
+        if isinstance(e, ast.Generator):
+            return self._generator(e, slots)
+        fail("P300", "this expression is not allowed in an energy", e.span)
+
+    def _name(self, e: ast.Name, slots: dict[str, _Slot]) -> sp.Expr:
+        m = self.model
+        if e.id in m.params:
+            v = m.params[e.id]
+            if self.symbolic:
+                return sp.Symbol(e.id, real=not isinstance(v, complex))
+            return number(v)
+        if e.id == "pi":
+            return sp.pi
+        if e.id == "I":
+            return sp.I
+        if e.id in ("N", "sites_count") and self.lattice is not None:
+            return sp.Integer(self.lattice.n_sites)
+        if e.id in m.fields:
+            fail("P302", f"field '{e.id}' needs an index", e.span,
+                 f"write {e.id}[i] inside a sum, e.g. sum({e.id}[i] for i in sites)")  # fmt: skip
+        if e.id in m.arrays:
+            arr = m.arrays[e.id]
+            if arr.uniform:
+                return sp.Float(arr.uniform_value)
+            fail("P302", f"'{e.id}' varies over {arr.on} and needs an index", e.span)
+        if e.id in m.definitions:
+            d = m.definitions[e.id]
+            if d.indices:
+                fail("P302", f"'{e.id}' needs {len(d.indices)} index(es)", e.span)
+            return self.scalar(d.expr, slots)
+        if e.id in slots:
+            fail("P300", f"the index '{e.id}' cannot be used as a number", e.span,
+                 f"index a field with it: s[{e.id}]")  # fmt: skip
+        fail("P200", f"unknown name '{e.id}'", e.span, did_you_mean(e.id, set(m.params)))
+
+    def _call(self, e: ast.Call, slots, acc) -> sp.Expr:
+        if e.kwargs:
+            fail("P302", f"'{e.func}' takes no named arguments", e.kwargs[0].span)
+        args = [self.scalar(a, slots, acc) for a in e.args]
+        if e.func == "delta":
+            if len(args) != 2:
+                fail("P302", "delta takes two arguments: delta(a, b)", e.span)
+            return sp.KroneckerDelta(args[0], args[1])
+        if e.func in ("min", "max"):
+            if len(args) < 2:
+                fail("P302", f"{e.func} takes at least two arguments", e.span)
+            return (sp.Min if e.func == "min" else sp.Max)(*args)
+        fn = FUNCTIONS.get(e.func)
+        if fn is None:
+            fail("P800", f"'{e.func}' is not supported in this kind of model", e.func_span)
+        if len(args) != 1:
+            fail("P302", f"{e.func} takes one argument", e.span)
+        return fn(args[0])
+
+    # ---------------------------------------------------------------- indexing
+    def _index(self, e: ast.Index, slots: dict[str, _Slot]) -> sp.Expr:
+        m = self.model
+        if not isinstance(e.base, ast.Name):
+            fail("P300", "only fields and arrays can be indexed", e.span)
+        name = e.base.id
+        if name in m.fields:
+            f = m.fields[name]
+            if f.on == "links":
+                fail("P800", "link fields are lowered by the gauge compiler", e.span)
+            if len(e.indices) != 1:
+                fail("P302", f"field '{name}' on sites takes one index, got {len(e.indices)}",
+                     e.span, f"e.g. {name}[i]")  # fmt: skip
+            slot = self._site_index(e.indices[0], slots)
+            a = Access("field", name, slot.offset, None, slot.pair_slot)
+            return self._record(a)
+        if name in m.arrays:
+            return self._array(m.arrays[name], e, slots)
+        if name in m.params:
+            fail("P202", f"'{name}' is a scalar parameter and cannot be indexed", e.span)
+        fail("P200", f"unknown name '{name}'", e.base.span,
+             did_you_mean(name, set(m.fields) | set(m.arrays)))  # fmt: skip
+
+    def _site_index(self, e: ast.Expr, slots: dict[str, _Slot]) -> _Slot:
+        """An index expression: a bound slot, optionally shifted by unit vectors (x + e0)."""
+        if isinstance(e, ast.Name):
+            if e.id in slots:
+                return slots[e.id]
+            fail("P200", f"'{e.id}' is not an index bound by an enclosing sum", e.span,
+                 did_you_mean(e.id, set(slots)) or f"write the field inside sum(... for {e.id} in sites)")  # fmt: skip
+        if isinstance(e, ast.Binary) and e.op in "+-" and isinstance(e.right, ast.Name):
+            base = self._site_index(e.left, slots)
+            if base.pair_slot is None and self.lattice is not None and not self.lattice.complete:
+                axis = _unit_axis(e.right.id)
+                if axis is not None and axis < self.lattice.dim:
+                    sign = 1 if e.op == "+" else -1
+                    off = list(base.offset)
+                    off[axis] += sign
+                    return _Slot(tuple(off))
+        fail("P300", "an index must be an index variable, optionally shifted (x + e0)", e.span)
+
+    def _array(self, arr: ArrayIR, e: ast.Index, slots: dict[str, _Slot]) -> sp.Expr:
+        n = len(e.indices)
+        if arr.on == "sites":
+            if n != 1:
+                fail("P302", f"'{arr.name}' lives on sites and takes one index", e.span)
+            slot = self._site_index(e.indices[0], slots)
+            if arr.uniform:
+                return sp.Float(arr.uniform_value)
+            return self._record(Access("array", arr.name, slot.offset, None, slot.pair_slot))
+        if n != 2:
+            fail("P302", f"'{arr.name}' lives on {arr.on} and takes two indices: "
+                 f"{arr.name}[i, j]", e.span)  # fmt: skip
+        a, b = (self._site_index(x, slots) for x in e.indices)
+        if arr.uniform:
+            return sp.Float(arr.uniform_value)
+        if arr.on == "pairs":
+            if a.pair_slot is None or b.pair_slot is None or a.pair_slot == b.pair_slot:
+                fail("P300", f"'{arr.name}' is indexed by the two ends of a pair: "
+                     f"{arr.name}[i, j] inside sum(... for (i, j) in pairs)", e.span)  # fmt: skip
+            return self._record(Access("array", arr.name, (), None, a.pair_slot + b.pair_slot))
+        # per-bond array: its indices must be the two ends of the bond being summed
+        if a.direction is None and b.direction is None:
+            fail("P300", f"'{arr.name}' lives on {arr.on}: index it by a bond, {arr.name}[i, j] "
+                 f"inside sum(... for (i, j) in {arr.on})", e.span)  # fmt: skip
+        d = b.direction if b.direction is not None else a.direction
+        base = a.offset if b.direction is not None else b.offset
+        return self._record(Access("array", arr.name, base, d))
+
+    def _record(self, a: Access) -> sp.Symbol:
+        sym = access_symbol(a)
+        self._current[sym] = a
+        return sym
+
+    # ---------------------------------------------------------------- sums
+    def _generator(self, e: ast.Generator, slots: dict[str, _Slot]) -> sp.Expr:
+        if e.func != "sum":
+            fail("P800", f"'{e.func}' over a lattice structure is not supported in an energy",
+                 e.func_span, "use sum(...)")  # fmt: skip
+        if len(e.loops) != 1:
+            fail("P800", "one 'for' per sum: nest sums instead", e.loops[1].span)
+        if slots:
+            fail("P800", "nested lattice sums are not supported in an energy", e.span)
+        loop = e.loops[0]
+        structure, shell = self._structure(loop)
+        lat = self.lattice
+        if lat is None:
+            fail("P400", "a sum over a lattice structure needs a lattice", loop.span)
+        terms: list[Term] = []
+        names = loop.names
+        if structure == "sites":
+            if len(names) != 1:
+                fail("P302", "sites are summed with one index: for i in sites", loop.span)
+            zero = (0,) * lat.dim
+            body, accesses = self._body(e.body, {names[0]: _Slot(zero)})
+            terms.append(StencilTerm(body, accesses, e.span, "sites"))
+        elif structure == "pairs" or (structure == "bonds" and lat.complete):
+            if len(names) != 2:
+                fail("P302", f"{structure} are summed with two indices: for (i, j) in {structure}",
+                     loop.span)  # fmt: skip
+            body, accesses = self._body(
+                e.body, {names[0]: _Slot(pair_slot="i"), names[1]: _Slot(pair_slot="j")}
+            )
+            terms.append(PairTerm(body, accesses, e.span))
+        else:  # bonds of a shell
+            if len(names) != 2:
+                fail("P302", "bonds are summed with two indices: for (i, j) in bonds", loop.span)
+            if shell not in lat.shells:
+                fail("P400", f"{lat.kind} lattices have neighbour shells 1 and 2, not {shell}",
+                     loop.span)  # fmt: skip
+            zero = (0,) * lat.dim
+            for k, d in enumerate(lat.shells[shell]):
+                for axis, (o, n, per) in enumerate(zip(d, lat.shape, lat.periodic)):
+                    if per and abs(o) > 0 and n <= abs(o):
+                        fail("P400", f"bonds({shell}) wrap onto themselves: axis {axis} has "
+                             f"L = {n}", loop.span, f"use L > {abs(o)}")  # fmt: skip
+                body, accesses = self._body(
+                    e.body, {names[0]: _Slot(zero, direction=k), names[1]: _Slot(d, direction=k)}
+                )
+                terms.append(
+                    StencilTerm(body, accesses, e.span, f"bonds({shell})" if shell > 1 else "bonds")
+                )
+        placeholder = sp.Symbol(f"__sum{len(self._terms)}")
+        self._terms[placeholder] = terms
+        return placeholder
+
+    def _structure(self, loop: ast.Loop) -> tuple[str, int]:
+        d = loop.domain
+        if d is None:
+            fail("P400", "say what the sum runs over: for i in sites", loop.span)
+        if isinstance(d, ast.Name) and d.id in ("sites", "bonds", "pairs"):
+            return d.id, 1
+        if isinstance(d, ast.Call) and d.func == "bonds" and len(d.args) == 1:
+            shell = d.args[0]
+            if isinstance(shell, ast.Number) and isinstance(shell.value, int):
+                return "bonds", shell.value
+        if isinstance(d, ast.Name) and d.id in ("links", "plaquettes"):
+            fail("P800", f"sums over {d.id} are lowered by the gauge compiler", d.span)
+        hint = None
+        if isinstance(d, ast.Name):
+            hint = did_you_mean(d.id, {"sites", "bonds", "pairs"})
+        fail("P200", "a lattice sum runs over sites, bonds, bonds(2) or pairs", d.span,
+             hint or "e.g. for (i, j) in bonds")  # fmt: skip
+
+    def _body(self, e: ast.Expr, slots: dict[str, _Slot]) -> tuple[sp.Expr, dict]:
+        outer = getattr(self, "_current", None)
+        self._current: dict[sp.Symbol, Access] = {}
+        body = self.scalar(e, slots)
+        accesses = self._current
+        self._current = outer
+        if not any(a.kind == "field" for a in accesses.values()) and not body.free_symbols:
+            pass  # a constant per site is still a valid (if dull) term
+        return body, accesses
+
+
+def _unit_axis(name: str) -> int | None:
+    if len(name) >= 2 and name[0] == "e" and name[1:].isdigit():
+        return int(name[1:])
+    return None

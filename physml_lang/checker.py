@@ -1,0 +1,433 @@
+"""Checks a model declaration and instantiates it with concrete parameters: the model IR.
+
+Resolves and checks every name (with did-you-mean hints), the types of parameters, field
+domains, lattices and their options, coupling arrays, and the shape of energy expressions. All
+failures are located diagnostics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from physml_lang.compiler.lattices import (
+    GRAPHS,
+    LATTICES,
+    LatticeOptions,
+    make_complete_graph,
+    make_lattice,
+)
+
+from . import ast
+from .diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from .evaluate import ConstEvaluator, Ident
+from .ir import ArrayIR, DefinitionIR, Domain, FieldIR, ModelIR, SymmetryIR
+
+PARAM_TYPES = {"int": int, "real": float, "bool": bool, "complex": complex}
+DOMAINS = {
+    "spin": "Ising spin, values -1 and +1",
+    "binary": "binary unit, values 0 and 1",
+    "potts": "potts(q): values 0 .. q-1",
+    "qubit": "spin-1/2 degree of freedom (Pauli operators X, Y, Z)",
+    "real": "real number",
+    "angle": "angle in (-pi, pi] (XY / O(2) models)",
+    "z2": "Z2 gauge link, values -1 and +1",
+    "u1": "U(1) gauge link exp(i theta)",
+    "su2": "SU(2) gauge link, 2x2 special unitary matrix",
+}
+STRUCTURES = {"sites", "bonds", "pairs", "links", "plaquettes"}
+SYMMETRIES = {
+    "translation": "invariance under lattice translations",
+    "spin_flip": "invariance under a global flip of every spin (s -> -s)",
+    "gauge": "invariance under local gauge transformations",
+    "symplectic": "canonical structure of phase space",
+    "point_group": "lattice rotations and reflections",
+}
+ARRAY_STRUCTURES = {"sites", "bonds", "bonds2", "pairs"}
+RANDOM_INITS = {"normal", "uniform", "choice"}
+EXPR_FUNCTIONS = {
+    "abs", "exp", "log", "sqrt", "cos", "sin", "tan", "tanh", "cosh", "sinh", "delta", "re",
+    "im", "conj", "sign", "min", "max", "arg", "wrap", "trace", "dagger",
+}  # fmt: skip
+GENERATOR_FUNCTIONS = {"sum", "prod"}
+
+
+def fail(code: str, message: str, span: Span | None, hint: str | None = None):
+    raise PhysmlError(Diagnostic(code, message, span, hint))
+
+
+def validate_options(
+    schema, values: dict[str, Any], spans: dict[str, Span], where: Span, what: str
+):
+    """Validate options against a pydantic schema; located errors for unknown or bad values."""
+    fields = set(schema.model_fields)
+    for name, span in spans.items():
+        if name not in fields:
+            hint = did_you_mean(name, fields) or ("options: " + ", ".join(sorted(fields)))
+            fail("P401", f"unknown option '{name}' for {what}", span, hint)
+    plain = {k: (str(v) if isinstance(v, Ident) else v) for k, v in values.items()}
+    try:
+        return schema(**plain)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else ""
+        span = spans.get(name, where)
+        msg = err["msg"].replace("Input should be", "must be").replace("String should", "must")
+        info = schema.model_fields.get(name)
+        hint = info.description if info is not None and info.description else None
+        fail("P402", f"invalid value for option '{name}' of {what}: {msg}", span, hint)
+
+
+class ModelChecker:
+    """Instantiates one ``model`` declaration with parameter overrides."""
+
+    def __init__(self, node: ast.Model):
+        self.node = node
+
+    # ---------------------------------------------------------------- parameters
+    def parameters(
+        self, overrides: dict[str, Any], override_spans: dict[str, Span | None]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        values: dict[str, Any] = {}
+        types: dict[str, str] = {}
+        declared = {p.name for p in self.node.params}
+        for name, span in override_spans.items():
+            if name not in declared:
+                hint = did_you_mean(name, declared) or (
+                    f"model {self.node.name} has parameters: " + ", ".join(sorted(declared))
+                    if declared
+                    else f"model {self.node.name} has no parameters"
+                )
+                fail("P200", f"model {self.node.name} has no parameter '{name}'", span, hint)
+        for p in self.node.params:
+            if p.name in values:
+                fail("P201", f"parameter '{p.name}' declared twice", p.span)
+            if p.type_name not in PARAM_TYPES:
+                hint = (
+                    did_you_mean(p.type_name, set(PARAM_TYPES)) or "types: int, real, bool, complex"
+                )
+                fail("P300", f"unknown parameter type '{p.type_name}'", p.type_span, hint)
+            types[p.name] = p.type_name
+            if p.name in overrides:
+                value = overrides[p.name]
+                span = override_spans.get(p.name) or p.span
+            elif p.default is not None:
+                value = ConstEvaluator(values, what=f"the default of '{p.name}'")(p.default)
+                span = p.default.span
+            else:
+                fail(
+                    "P400",
+                    f"parameter '{p.name}' of model {self.node.name} has no default and no value",
+                    p.span,
+                    f"give a default ('{p.name}: {p.type_name} = ...') or a value",
+                )
+            values[p.name] = self._coerce(p, value, span)
+        return values, types
+
+    def _coerce(self, p: ast.ParamDecl, value: Any, span: Span | None) -> Any:
+        kind = p.type_name
+        if kind == "int":
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if not isinstance(value, int) or isinstance(value, bool):
+                fail("P300", f"parameter '{p.name}' is an int, got {value!r}", span)
+            return value
+        if kind == "real":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                fail("P300", f"parameter '{p.name}' is real, got {value!r}", span)
+            return float(value)
+        if kind == "bool":
+            if not isinstance(value, bool):
+                fail("P300", f"parameter '{p.name}' is a bool, got {value!r}", span)
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float | complex):
+            fail("P300", f"parameter '{p.name}' is complex, got {value!r}", span)
+        return complex(value)
+
+    # ---------------------------------------------------------------- instantiate
+    def instantiate(
+        self,
+        overrides: dict[str, Any] | None = None,
+        override_spans: dict[str, Span | None] | None = None,
+    ) -> ModelIR:
+        overrides = overrides or {}
+        spans = override_spans or {k: None for k in overrides}
+        params, types = self.parameters(overrides, spans)
+        model = ModelIR(self.node.name, params, types, None, {}, {}, {}, [], self.node)
+        seen: dict[str, Span] = {}
+
+        def declare(name: str, span: Span) -> None:
+            if name in seen or name in params:
+                fail("P201", f"'{name}' is already declared", span)
+            seen[name] = span
+
+        for stmt in self.node.body:
+            if isinstance(stmt, ast.LatticeStmt):
+                if model.lattice is not None:
+                    fail("P201", "a model has one lattice or graph", stmt.span)
+                model.lattice = self.lattice(stmt, params)
+            elif isinstance(stmt, ast.FieldStmt):
+                declare(stmt.name, stmt.span)
+                model.fields[stmt.name] = self.field(stmt, params)
+            elif isinstance(stmt, ast.ArrayStmt):
+                for d in stmt.defs:
+                    declare(d.name, d.span)
+                    model.arrays[d.name] = self.array(d, stmt.learnable, model)
+            elif isinstance(stmt, ast.Definition):
+                declare(stmt.name, stmt.span)
+                model.definitions[stmt.name] = DefinitionIR(
+                    stmt.kind, stmt.name, stmt.indices, stmt.value, stmt.span
+                )
+            elif isinstance(stmt, ast.SymmetryStmt):
+                active = True
+                if stmt.condition is not None:
+                    active = bool(
+                        ConstEvaluator(params, what="a symmetry condition")(stmt.condition)
+                    )
+                for item in stmt.items:
+                    if item.name not in SYMMETRIES:
+                        fail(
+                            "P200",
+                            f"unknown symmetry '{item.name}'",
+                            item.span,
+                            did_you_mean(item.name, set(SYMMETRIES))
+                            or "symmetries: " + ", ".join(SYMMETRIES),
+                        )
+                    model.symmetries.append(
+                        SymmetryIR(item.name, item.span, active, stmt.condition)
+                    )
+            elif isinstance(stmt, ast.PhaseSpaceStmt):
+                model.phase_space = stmt
+            elif isinstance(stmt, ast.DataDecl):
+                declare(stmt.name, stmt.span)
+                model.data[stmt.name] = stmt
+            elif isinstance(stmt, ast.ConserveStmt):
+                pass
+        if (
+            model.fields
+            and model.lattice is None
+            and any(f.on in ("sites", "links") for f in model.fields.values())
+        ):
+            f = next(iter(model.fields.values()))
+            fail(
+                "P400",
+                f"field '{f.name}' lives on {f.on}, but model {model.name} declares no lattice",
+                f.span,
+                "add e.g. 'lattice square(L, L)' or 'graph complete(N)'",
+            )
+        ExpressionChecker(model).check_all()
+        return model
+
+    # ---------------------------------------------------------------- pieces
+    def lattice(self, stmt: ast.LatticeStmt, params: dict[str, Any]):
+        call = stmt.call
+        known = GRAPHS if stmt.is_graph else LATTICES
+        what = "graph" if stmt.is_graph else "lattice"
+        if call.func not in known:
+            other = LATTICES if stmt.is_graph else GRAPHS
+            hint = did_you_mean(call.func, set(known)) or f"{what}s: " + ", ".join(known)
+            if call.func in other:
+                hint = f"'{call.func}' is a {'lattice' if stmt.is_graph else 'graph'}: write "
+                hint += f"'{'lattice' if stmt.is_graph else 'graph'} {call.func}(...)'"
+            fail("P200", f"unknown {what} '{call.func}'", call.func_span, hint)
+        ev = ConstEvaluator(params, allow_idents=True, what=f"the {what} arguments")
+        sizes = []
+        for a in call.args:
+            v = ev(a)
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if not isinstance(v, int) or isinstance(v, bool):
+                fail("P300", f"a {what} size must be an integer, got {v!r}", a.span)
+            if v < 2:
+                fail(
+                    "P400",
+                    f"a {what} size must be at least 2, got {v}",
+                    a.span,
+                    "a lattice of fewer than 2 sites along an axis has no bonds",
+                )
+            sizes.append(v)
+        if stmt.is_graph:
+            if len(sizes) != 1 or call.kwargs:
+                fail("P302", "complete(N) takes exactly one size", call.span)
+            return make_complete_graph(sizes[0])
+        entry = LATTICES[call.func]
+        if len(sizes) not in (1, entry.dim):
+            fail(
+                "P302",
+                f"{call.func} takes 1 or {entry.dim} sizes, got {len(sizes)}",
+                call.span,
+                f"e.g. {call.func}({', '.join(['L'] * entry.dim)})",
+            )
+        opts = validate_options(
+            LatticeOptions,
+            {k.name: ev(k.value) for k in call.kwargs},
+            {k.name: k.span for k in call.kwargs},
+            call.span,
+            f"lattice {call.func}",
+        )
+        return make_lattice(call.func, sizes, opts.boundary)
+
+    def field(self, stmt: ast.FieldStmt, params: dict[str, Any]) -> FieldIR:
+        t = stmt.type
+        if t.name not in DOMAINS:
+            hint = did_you_mean(t.name, set(DOMAINS)) or "domains: " + ", ".join(DOMAINS)
+            fail("P301", f"unknown field domain '{t.name}'", t.span, hint)
+        q = None
+        if t.name == "potts":
+            if len(t.args) != 1 or t.kwargs:
+                fail("P302", "potts takes the number of states: potts(q)", t.span, "e.g. potts(3)")
+            q = ConstEvaluator(params, what="the number of Potts states")(t.args[0])
+            if isinstance(q, float) and q.is_integer():
+                q = int(q)
+            if not isinstance(q, int) or isinstance(q, bool):
+                fail("P300", f"the number of Potts states must be an integer, got {q!r}", t.span)
+            if q < 2:
+                fail("P400", f"a Potts variable needs q >= 2 states, got q = {q}", t.args[0].span)
+        elif t.args or t.kwargs or t.shape:
+            fail("P302", f"domain '{t.name}' takes no arguments", t.span)
+        if stmt.on not in ("sites", "links"):
+            hint = did_you_mean(stmt.on, {"sites", "links"}) or "fields live on sites or links"
+            fail(
+                "P200", f"a field lives on 'sites' or 'links', not '{stmt.on}'", stmt.on_span, hint
+            )
+        return FieldIR(stmt.name, Domain(t.name, q), stmt.on, stmt.span)
+
+    def array(self, d: ast.ArrayDef, learnable: bool, model: ModelIR) -> ArrayIR:
+        lat = model.lattice
+        if d.indices:
+            fail(
+                "P800",
+                "index-defined parameters (W[i, j] = ...) are not supported yet",
+                d.span,
+                "declare the array on a structure: 'param J on bonds = ...'",
+            )
+        if d.on is None:
+            fail("P400", f"say where '{d.name}' lives: 'param {d.name} on bonds = ...'", d.span)
+        if d.on not in ARRAY_STRUCTURES:
+            hint = did_you_mean(d.on, ARRAY_STRUCTURES) or "sites, bonds, bonds2 or pairs"
+            fail("P200", f"unknown structure '{d.on}'", d.on_span, hint)
+        if lat is None:
+            fail("P400", f"'{d.name}' lives on {d.on}, but no lattice is declared yet", d.span,
+                 "declare the lattice before the parameters that live on it")  # fmt: skip
+        shape = _array_shape(lat, d.on, d.on_span)
+        value = d.value
+        uniform, init = True, "constant"
+        if isinstance(value, ast.Call) and value.func in RANDOM_INITS:
+            values = _random_array(value, shape, d.on, model.params)
+            uniform, init = False, value.func
+        else:
+            v = ConstEvaluator(model.params, what=f"the value of '{d.name}'")(value)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                fail("P300", f"'{d.name}' must be a number or a random draw", value.span,
+                     "e.g. normal(0, 1, seed = 1), uniform(-1, 1, seed = 2), choice([-1, 1], seed = 3)")  # fmt: skip
+            values = np.full(shape, float(v))
+            if d.on == "pairs":
+                np.fill_diagonal(values, 0.0)
+        return ArrayIR(d.name, d.on, values, uniform and not learnable, learnable, d.span, init)
+
+
+def _array_shape(lat, on: str, span) -> tuple[int, ...]:
+    if on == "sites":
+        return lat.shape
+    if on == "pairs":
+        return (lat.n_sites, lat.n_sites)
+    if lat.complete:
+        fail("P400", f"a complete graph has pairs, not {on}", span, "use 'on pairs'")
+    shell = 2 if on == "bonds2" else 1
+    return (*lat.shape, len(lat.shells[shell]))
+
+
+def _random_array(call: ast.Call, shape: tuple[int, ...], on: str, params: dict) -> np.ndarray:
+    ev = ConstEvaluator(params, what=f"the arguments of {call.func}")
+    args = [ev(a) for a in call.args]
+    kw = {k.name: ev(k.value) for k in call.kwargs}
+    for k in kw:
+        if k != "seed":
+            fail("P401", f"unknown option '{k}' for {call.func}", call.kwarg(k).span, "only 'seed'")
+    seed = kw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        fail("P402", "seed must be a non-negative integer", call.kwarg("seed").span)
+    rng = np.random.default_rng(seed)
+    n_expected = {"normal": 2, "uniform": 2, "choice": 1}[call.func]
+    if len(args) != n_expected:
+        usage = {"normal": "normal(mean, std, seed = 1)", "uniform": "uniform(low, high, seed = 1)",
+                 "choice": "choice([-1, 1], seed = 1)"}[call.func]  # fmt: skip
+        fail("P302", f"{call.func} takes {n_expected} argument(s)", call.span, usage)
+    if call.func == "normal":
+        if args[1] < 0:
+            fail("P400", "the standard deviation must be >= 0", call.args[1].span)
+        values = rng.normal(args[0], args[1], size=shape)
+    elif call.func == "uniform":
+        values = rng.uniform(args[0], args[1], size=shape)
+    else:
+        if not isinstance(args[0], list) or not args[0]:
+            fail("P300", "choice takes a non-empty list of values", call.args[0].span)
+        values = rng.choice(np.asarray(args[0], dtype=float), size=shape)
+    if on == "pairs":
+        values = np.triu(values, 1)
+        values = values + values.T
+    return values.astype(np.float64)
+
+
+class ExpressionChecker:
+    """Resolves every name in a model's definitions and checks indexing and sums."""
+
+    def __init__(self, model: ModelIR):
+        self.model = model
+        self.known = (
+            set(model.params)
+            | set(model.fields)
+            | set(model.arrays)
+            | set(model.definitions)
+            | set(model.data)
+            | {"pi", "I", "N", "sites_count"}
+        )
+
+    def check_all(self) -> None:
+        for d in self.model.definitions.values():
+            bound = {x.id for x in d.indices if isinstance(x, ast.Name)}
+            self.check(d.expr, bound)
+
+    def check(self, e: ast.Expr, bound: set[str]) -> None:
+        if isinstance(e, ast.Name):
+            if e.id in bound or e.id in self.known or e.id in STRUCTURES or _is_shift(e.id):
+                return
+            hint = did_you_mean(e.id, self.known | bound | STRUCTURES)
+            fail("P200", f"unknown name '{e.id}'", e.span, hint)
+        elif isinstance(e, ast.Index):
+            self.check(e.base, bound)
+            for x in e.indices:
+                self.check(x, bound)
+            if isinstance(e.base, ast.Name) and e.base.id in self.model.params:
+                fail("P202", f"'{e.base.id}' is a scalar parameter and cannot be indexed", e.span)
+        elif isinstance(e, ast.Binary):
+            self.check(e.left, bound)
+            self.check(e.right, bound)
+        elif isinstance(e, ast.Unary):
+            self.check(e.operand, bound)
+        elif isinstance(e, ast.Call):
+            if e.func not in EXPR_FUNCTIONS and e.func not in self.model.definitions:
+                hint = did_you_mean(e.func, EXPR_FUNCTIONS)
+                fail("P200", f"unknown function '{e.func}'", e.func_span, hint)
+            for a in e.args:
+                self.check(a, bound)
+        elif isinstance(e, ast.Generator):
+            if e.func not in GENERATOR_FUNCTIONS:
+                fail("P200", f"unknown reduction '{e.func}'", e.func_span,
+                     did_you_mean(e.func, GENERATOR_FUNCTIONS) or "use sum(...) or prod(...)")  # fmt: skip
+            inner = set(bound)
+            for loop in e.loops:
+                if loop.domain is not None:
+                    self.check(loop.domain, bound)
+                inner |= set(loop.names)
+            self.check(e.body, inner)
+        elif isinstance(e, ast.ListExpr):
+            for x in e.items:
+                self.check(x, bound)
+
+
+def _is_shift(name: str) -> bool:
+    """Unit lattice vectors e0, e1, ... used in index arithmetic (x + e0)."""
+    return len(name) >= 2 and name[0] == "e" and name[1:].isdigit()

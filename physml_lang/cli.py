@@ -1,0 +1,130 @@
+"""The ``physml`` command: run, check, compile. User mistakes print located diagnostics and
+exit with status 1; never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .diagnostics import Diagnostic, PhysmlError
+
+
+def _value(text: str) -> Any:
+    """--set values: int, float, bool, or a string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _sets(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise PhysmlError(Diagnostic("P100", f"--set expects NAME=VALUE, got '{item}'",
+                                         hint="e.g. --set T=2.0 --set L=16"))  # fmt: skip
+        k, v = item.split("=", 1)
+        k = k.strip()
+        if not k.isidentifier():
+            raise PhysmlError(Diagnostic("P100", f"--set: '{k}' is not a name"))
+        out[k] = _value(v)
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="physml", description="Sample, learn and evolve physical "
+                                "systems declared in .phys files.")  # fmt: skip
+    sub = p.add_subparsers(dest="command", required=True)
+    fmt = argparse.ArgumentParser(add_help=False)
+    fmt.add_argument("--format", choices=["text", "json"], default="text",
+                     help="diagnostics as text (default) or JSON for editors")  # fmt: skip
+    r = sub.add_parser("run", parents=[fmt], help="run a program's run blocks")
+    r.add_argument("file")
+    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a model parameter, scan variable, let or sampler option")  # fmt: skip
+    r.add_argument("--out", help="output folder (default: runs/<file>-<run>)")
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--run", dest="run_name", help="which run block (default: all, in order)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    c = sub.add_parser("check", parents=[fmt], help="parse, check names and types, verify "
+                       "symmetries")  # fmt: skip
+    c.add_argument("file")
+    k = sub.add_parser("compile", parents=[fmt], help="print derived sympy or generated torch code")
+    k.add_argument("file")
+    k.add_argument("--emit", choices=["torch", "sympy"], default="torch")
+    k.add_argument("--model", help="which model (default: the first)")
+    k.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    k.add_argument("--path", choices=["roll", "gather", "dense"], help="force a lowering path")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except PhysmlError as exc:
+        if getattr(args, "format", "text") == "json":
+            print(exc.as_json())
+        else:
+            print(exc.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: results measured so far were written", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args) -> int:
+    from .program import load
+
+    program = load(Path(args.file))
+    if args.command == "check":
+        for line in program.check():
+            print(f"ok  {line}")
+        return 0
+    if args.command == "compile":
+        name = args.model or program.default_model()
+        cm = program.model(name, path=args.path, **_sets(args.set))
+        print(cm.emit_torch() if args.emit == "torch" else cm.emit_sympy())
+        return 0
+    sets = _sets(args.set)
+    names = [args.run_name] if args.run_name else list(program.runs) or [None]
+    for name in names:
+        out = Path(args.out) if args.out else Path("runs") / f"{Path(args.file).stem}-{name}"
+        if len(names) > 1 and args.out:
+            out = Path(args.out) / str(name)
+        result = program.run(name, sets=sets, out=out, device=args.device, seed=args.seed,
+                             progress=None if not args.quiet else False)  # fmt: skip
+        _report(result)
+    return 0
+
+
+def _report(result) -> None:
+    s = result.summary
+    print(f"run {s['run']} ({s['model']}, {s['sampler']['name']}, device {s['device']}, "
+          f"seed {s['seed']}): {len(s['rows'])} rows in {s.get('elapsed_s', 0):.1f} s")  # fmt: skip
+    for row in s["rows"][:40]:
+        parts = []
+        for k, v in row.items():
+            if isinstance(v, dict):
+                parts.append(f"{k} = {v['mean']:.6g} ± {v['stderr']:.2g}" if v["stderr"] is not None
+                             and v["stderr"] == v["stderr"] else f"{k} = {v['mean']:.6g}")  # fmt: skip
+            elif k != "acceptance":
+                parts.append(f"{k} = {v:.6g}" if isinstance(v, float) else f"{k} = {v}")
+        print("  " + ", ".join(parts))
+    if result.out is not None:
+        written = ["summary.json", "results.csv"] + [f.name for f in result.files]
+        print(f"wrote {result.out}/{{{', '.join(written)}}}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""A loaded .phys program: its models (with stdlib imports), learners and runs.
+
+``compile(source_or_path, **params)`` is the Python entry point; the command line uses the same
+objects, so ``Program.run()`` returns exactly the rows ``physml run`` writes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import ast
+from .checker import ModelChecker
+from .diagnostics import Diagnostic, PhysmlError, did_you_mean
+from .parser import parse, parse_file
+from .runs import RunIR, check_run
+
+
+@lru_cache(maxsize=1)
+def stdlib_index() -> dict[str, tuple[str, str]]:
+    """Model name -> (stdlib file name, text) for every model in ``stdlib/*.phys``."""
+    index: dict[str, tuple[str, str]] = {}
+    for entry in resources.files("physml_lang.stdlib").iterdir():
+        if entry.name.endswith(".phys"):
+            text = entry.read_text()
+            for m in parse(text, f"<stdlib>/{entry.name}").models:
+                index[m.name] = (entry.name, text)
+    return index
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PhysmlError(Diagnostic("P400", "--device cuda was asked for, but no CUDA device is "
+                                     "available", hint="use --device auto or cpu"))  # fmt: skip
+    if device not in ("cpu", "cuda"):
+        raise PhysmlError(Diagnostic("P400", f"unknown device '{device}'",
+                                     hint="devices: auto, cpu, cuda"))  # fmt: skip
+    return torch.device(device)
+
+
+class Program:
+    """Models, learners and runs of one source, checked."""
+
+    def __init__(self, tree: ast.Program, path: Path | None = None, name: str = "<string>"):
+        self.tree = tree
+        self.path = path
+        self.name = name
+        self.models: dict[str, ModelChecker] = {}
+        self.runs: dict[str, RunIR] = {}
+        self._imports(tree)
+        for m in tree.models:
+            if m.name in self.models and self.models[m.name].node is not m:
+                raise PhysmlError(Diagnostic("P201", f"model '{m.name}' is declared twice",
+                                             m.name_span))  # fmt: skip
+            self.models[m.name] = ModelChecker(m)
+        for r in tree.runs:
+            if r.name in self.runs:
+                raise PhysmlError(Diagnostic("P201", f"run '{r.name}' is declared twice",
+                                             r.name_span))  # fmt: skip
+            self.runs[r.name] = check_run(r)
+        for r in self.runs.values():
+            self.checker_for(r)
+
+    def _imports(self, tree: ast.Program) -> None:
+        for imp in tree.imports:
+            if imp.is_file:
+                base = self.path.parent if self.path else Path.cwd()
+                sub = parse_file(base / imp.name)
+                for m in sub.models:
+                    self.models[m.name] = ModelChecker(m)
+                continue
+            index = stdlib_index()
+            if imp.name not in index:
+                raise PhysmlError(Diagnostic(
+                    "P200", f"no model '{imp.name}' in the standard library", imp.span,
+                    did_you_mean(imp.name, set(index)) or "stdlib models: " + ", ".join(sorted(index))))  # fmt: skip
+            fname, text = index[imp.name]
+            for m in parse(text, f"<stdlib>/{fname}").models:
+                if m.name == imp.name:
+                    self.models[m.name] = ModelChecker(m)
+
+    # ---------------------------------------------------------------- models
+    def checker_for(self, run: RunIR) -> ModelChecker:
+        if run.model is None:
+            local = [m.name for m in self.tree.models] or list(self.models)
+            if len(local) != 1:
+                raise PhysmlError(Diagnostic(
+                    "P400", f"run {run.name} must name its model: several are declared", run.span,
+                    "add e.g. 'model " + (local[0] if local else "Ising") + "(L = 16)'"))  # fmt: skip
+            return self.models[local[0]]
+        if run.model not in self.models:
+            raise PhysmlError(Diagnostic(
+                "P200", f"unknown model '{run.model}'", run.model_span,
+                did_you_mean(run.model, set(self.models) | set(stdlib_index()))
+                or f"declare it or import it from the standard library: import {run.model}"))  # fmt: skip
+        return self.models[run.model]
+
+    def default_model(self) -> str:
+        names = [m.name for m in self.tree.models] or list(self.models)
+        if not names:
+            raise PhysmlError(Diagnostic("P400", f"{self.name} declares no model"))
+        return names[0]
+
+    def model(self, name: str | None = None, *, path: str | None = None, **params: Any):
+        """Instantiate and compile a model with parameter values: a CompiledModel."""
+        from physml_lang.compiler.model import CompiledModel
+
+        name = name or self.default_model()
+        if name not in self.models:
+            raise PhysmlError(Diagnostic("P200", f"unknown model '{name}'",
+                                         hint=did_you_mean(name, set(self.models))))  # fmt: skip
+        ir = self.models[name].instantiate(params)
+        return CompiledModel(ir, path=path)
+
+    def check(self) -> list[str]:
+        """Run the whole front end and the symmetry checks; returns a list of what was checked."""
+        done = []
+        for name in [m.name for m in self.tree.models]:
+            cm = self.model(name)
+            syms = [s.name for s in cm.ir.symmetries if s.active]
+            done.append(f"model {name}: {cm.lattice.kind} {'x'.join(map(str, cm.lattice.shape))}, "
+                        f"{len(cm.energy_sum.terms)} energy terms, symmetries verified: "
+                        f"{', '.join(syms) or 'none declared'}")  # fmt: skip
+        for run in self.runs.values():
+            checker = self.checker_for(run)
+            args = {k: v for k, (v, _) in run.model_args.items()}
+            spans = {k: s for k, (_, s) in run.model_args.items()}
+            ir = checker.instantiate(args, spans)
+            from physml_lang.compiler.model import CompiledModel
+            from physml_lang.runtime.sample_task import THERMAL
+            from physml_lang.runtime.samplers import SAMPLERS
+
+            CompiledModel(ir)
+            if run.task == "sample":
+                entry = SAMPLERS.get(run.sampler)
+                if entry is None:
+                    raise PhysmlError(Diagnostic(
+                        "P200", f"unknown sampler '{run.sampler}'", run.sampler_span,
+                        did_you_mean(run.sampler, set(SAMPLERS)) or "samplers: " + ", ".join(SAMPLERS)))  # fmt: skip
+                from .runs import option_values
+
+                option_values(run.sampler_options, entry.schema, run.sampler_span,
+                              f"sampler {run.sampler}")  # fmt: skip
+                for s in run.scans:
+                    if s.name in THERMAL and any(v <= 0 for v in s.values):
+                        raise PhysmlError(Diagnostic("P400", f"{s.name} must be > 0", s.span))
+            done.append(f"run {run.name}: {run.task} with model {checker.node.name}")
+        return done
+
+    # ---------------------------------------------------------------- running
+    def run(
+        self,
+        name: str | None = None,
+        *,
+        sets: dict[str, Any] | None = None,
+        out: str | Path | None = None,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+        progress: bool | None = False,
+    ):
+        """Execute a run block; returns a RunResult whose ``rows`` are what summary.json holds."""
+        from physml_lang.runtime.sample_task import run_sample
+
+        if not self.runs:
+            raise PhysmlError(Diagnostic("P400", f"{self.name} has no run block",
+                                         hint="add 'run name { ... }'"))  # fmt: skip
+        if name is None:
+            name = next(iter(self.runs))
+        if name not in self.runs:
+            raise PhysmlError(Diagnostic("P200", f"no run named '{name}'",
+                                         hint=did_you_mean(name, set(self.runs))))  # fmt: skip
+        import copy
+
+        run = copy.deepcopy(self.runs[name])
+        checker = self.checker_for(run)
+        dev = resolve_device(device)
+        out_path = Path(out) if out is not None else None
+        if run.task == "sample":
+            return run_sample(run, checker, sets=sets, device=dev, seed=seed, out=out_path,
+                              progress=progress, source=self.name)  # fmt: skip
+        raise PhysmlError(Diagnostic("P800", f"run task '{run.task}' is not available", run.span))
+
+    # ---------------------------------------------------------------- conveniences
+    @property
+    def energy(self):
+        """The energy module of the default model with default parameters."""
+        return self.model().energy
+
+    def sampler(self, name: str = "metropolis", *, model: str | None = None, T: float | None = None,
+                beta: float | None = None, seed: int = 0, device: str = "cpu",
+                params: dict | None = None, **options):  # fmt: skip
+        """A sampler that can be stepped from Python: ``s = p.sampler("wolff", T=2.0)``;
+        ``state = s.initial_state()``; ``state = s.sweep(state)``."""
+        from physml_lang.checker import validate_options
+        from physml_lang.runtime.samplers import SAMPLERS
+
+        if name not in SAMPLERS:
+            raise PhysmlError(Diagnostic("P200", f"unknown sampler '{name}'",
+                                         hint=did_you_mean(name, set(SAMPLERS))))  # fmt: skip
+        if (T is None) == (beta is None):
+            raise PhysmlError(Diagnostic("P400", "give exactly one of T or beta"))
+        b = 1.0 / T if T is not None else beta
+        if not b > 0:
+            raise PhysmlError(Diagnostic("P400", "T and beta must be > 0"))
+        entry = SAMPLERS[name]
+        opts = validate_options(entry.schema, options, dict.fromkeys(options), None, name)
+        dev = resolve_device(device)
+        cm = self.model(model, **(params or {})).to(dev)
+        g = torch.Generator(device=dev)
+        g.manual_seed(seed)
+        beta_t = torch.full((opts.chains,), float(b), device=dev)
+        return entry.factory(cm, opts, beta_t, g)
+
+
+def load(source_or_path: str | Path) -> Program:
+    """Parse and check a program from a path or from source text."""
+    if isinstance(source_or_path, Path) or (
+        isinstance(source_or_path, str)
+        and "\n" not in source_or_path
+        and "{" not in source_or_path
+        and (source_or_path.endswith(".phys") or Path(source_or_path).exists())
+    ):
+        path = Path(source_or_path)
+        return Program(parse_file(path), path, str(path))
+    return Program(parse(str(source_or_path), "<string>"))
+
+
+class CompiledProgram(Program):
+    """What :func:`compile` returns: a program whose default model is compiled with ``params``."""
+
+    def __init__(self, program: Program, params: dict[str, Any]):
+        self.__dict__.update(program.__dict__)
+        self.params = params
+        self._compiled = None
+
+    @property
+    def compiled(self):
+        if self._compiled is None:
+            self._compiled = super().model(**self.params)
+        return self._compiled
+
+    @property
+    def energy(self):
+        return self.compiled.energy
+
+    @property
+    def lattice(self):
+        return self.compiled.lattice
+
+    def emit(self, what: str = "torch") -> str:
+        return self.compiled.emit_torch() if what == "torch" else self.compiled.emit_sympy()
+
+    def run(self, name=None, *, sets=None, **kw):
+        merged = {**self.params, **(sets or {})}
+        return super().run(name, sets=merged, **kw)
+
+    def sampler(self, name="metropolis", **kw):
+        params = {**self.params, **kw.pop("params", {})}
+        return super().sampler(name, params=params, **kw)
+
+
+def compile(source_or_path: str | Path, **params: Any) -> CompiledProgram:  # noqa: A001
+    """Compile a .phys program (path or text). ``params`` set model parameters of its default
+    model (and act like ``--set`` for its runs)."""
+    return CompiledProgram(load(source_or_path), params)

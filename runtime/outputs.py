@@ -1,0 +1,122 @@
+"""Results on disk: ``summary.json``, ``results.csv`` and PNG plots, written atomically.
+
+A row is ``{<scan variable>: value, ..., <observable>: {"mean", "stderr", "tau_int"}, ...}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _clean(x: Any) -> Any:
+    """JSON has no NaN: write null for undefined statistics."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    return x
+
+
+def write_summary(out: Path, summary: dict) -> None:
+    _atomic_write(out / "summary.json", json.dumps(_clean(summary), indent=2).encode())
+    _atomic_write(out / "results.csv", rows_to_csv(summary.get("rows", [])).encode())
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        for k, v in row.items():
+            names = (
+                [f"{k}_{s}" for s in ("mean", "stderr", "tau_int")] if isinstance(v, dict) else [k]
+            )
+            for n in names:
+                if n not in columns:
+                    columns.append(n)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns)
+    w.writeheader()
+    for row in rows:
+        flat = {}
+        for k, v in row.items():
+            if isinstance(v, dict):
+                for s in ("mean", "stderr", "tau_int"):
+                    flat[f"{k}_{s}"] = v.get(s)
+            else:
+                flat[k] = v
+        w.writerow(flat)
+    return buf.getvalue()
+
+
+def plot_rows(
+    out: Path,
+    rows: list[dict],
+    x: str,
+    observables: list[str],
+    marks: list[float] | None = None,
+    filename: str = "plot.png",
+    title: str = "",
+    logx: bool = False,
+    logy: bool = False,
+) -> Path | None:
+    """One panel per observable against ``x``, with standard-error bars and marked x values."""
+    pts = [r for r in rows if x in r]
+    if len(pts) < 2 or not observables:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(observables)
+    cols = min(n, 3)
+    nrows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.3 * nrows), squeeze=False)
+    xs = [r[x] for r in pts]
+    for ax, name in zip(axes.flat, observables):
+        ys = [(r.get(name) or {}).get("mean") for r in pts]
+        es = [(r.get(name) or {}).get("stderr") for r in pts]
+        ys = [float("nan") if y is None else y for y in ys]
+        es = [0.0 if e is None or not math.isfinite(e) else e for e in es]
+        ax.errorbar(xs, ys, yerr=es, fmt="o-", ms=3, capsize=2, lw=1)
+        for m in marks or []:
+            ax.axvline(m, color="tab:red", ls="--", lw=1)
+        ax.set_xlabel(x)
+        ax.set_ylabel(name)
+        if logx:
+            ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    path = out / filename
+    _atomic_write(path, buf.getvalue())
+    return path

@@ -1,0 +1,360 @@
+"""The ``sample`` task: Markov-chain sampling over a scan, measuring observables with errors.
+
+A scan over temperature (T or beta) runs as one batch: chains x temperatures, each chain with
+its own beta. A scan over model parameters re-instantiates and re-compiles the model per value.
+Rows are written after every compiled point, so an interrupt or a failure loses nothing that
+was already measured.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sympy as sp
+import torch
+from physml_lang.compiler.lowering import Kernel
+from physml_lang.compiler.model import CompiledModel
+from tqdm import tqdm
+
+from physml_lang import ast
+from physml_lang.checker import ModelChecker
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.runs import RunIR, option_values
+
+from . import outputs
+from .observables import (
+    FLUCTUATIONS,
+    SAMPLE_NAMES,
+    base_series,
+    estimate_fluctuation,
+    estimate_mean,
+)
+from .samplers import SAMPLERS
+
+THERMAL = ("T", "beta")
+
+
+@dataclass
+class RunResult:
+    """What a run produced; ``summary`` is exactly what ``summary.json`` holds."""
+
+    summary: dict
+    out: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[dict]:
+        return self.summary["rows"]
+
+
+def _fail(code, msg, span=None, hint=None):
+    raise PhysmlError(Diagnostic(code, msg, span, hint))
+
+
+# ---------------------------------------------------------------- per-sample observables
+
+
+class MeasureCompiler:
+    """Compiles a measure expression into a function of (state, E, M, beta) -> (B,)."""
+
+    def __init__(self, cm: CompiledModel, params: dict[str, Any]):
+        self.cm = cm
+        self.params = params
+        self.modules: dict[sp.Symbol, Any] = {}
+
+    def compile(self, e: ast.Expr, name: str) -> Kernel:
+        expr = self._sym(e)
+        return Kernel(f"measure_{name}", expr, {s: "sample" for s in expr.free_symbols})
+
+    def _sym(self, e: ast.Expr) -> sp.Expr:
+        cm = self.cm
+        if isinstance(e, ast.Number):
+            return sp.Float(e.value) if isinstance(e.value, float) else sp.Integer(e.value)
+        if isinstance(e, ast.Name):
+            if e.id in ("energy", "magnetization", "T", "beta"):
+                return sp.Symbol(e.id)
+            if e.id == "sites":
+                return sp.Integer(cm.lattice.n_sites)
+            if e.id == "bonds":
+                return sp.Integer(cm.lattice.n_bonds(1))
+            if e.id in self.params and isinstance(self.params[e.id], int | float):
+                return sp.Float(self.params[e.id])
+            if e.id in cm.ir.definitions and not cm.ir.definitions[e.id].indices:
+                return self._lattice_sum(cm.ir.definitions[e.id].expr, e.id)
+            if e.id in FLUCTUATIONS:
+                _fail("P300", f"'{e.id}' is a fluctuation observable; measure it on its own",
+                      e.span, f"measure {e.id}")  # fmt: skip
+            known = {"energy", "magnetization", "T", "beta", "sites", "bonds"} | set(self.params)
+            known |= set(cm.ir.definitions)
+            _fail("P200", f"unknown name '{e.id}' in a measured expression", e.span,
+                  did_you_mean(e.id, known))  # fmt: skip
+        if isinstance(e, ast.Generator):
+            return self._lattice_sum(e, f"sum{len(self.modules)}")
+        if isinstance(e, ast.Unary) and e.op == "-":
+            return -self._sym(e.operand)
+        if isinstance(e, ast.Binary) and e.op in "+-*/^":
+            a, b = self._sym(e.left), self._sym(e.right)
+            return {"+": a + b, "-": a - b, "*": a * b, "/": a / b, "^": a**b}[e.op]
+        if isinstance(e, ast.Call) and len(e.args) == 1 and not e.kwargs:
+            fn = {"abs": sp.Abs, "sqrt": sp.sqrt, "exp": sp.exp, "log": sp.log, "cos": sp.cos,
+                  "sin": sp.sin, "tanh": sp.tanh}.get(e.func)  # fmt: skip
+            if fn is not None:
+                return fn(self._sym(e.args[0]))
+        _fail("P300", "this expression cannot be measured", e.span,
+              "measured expressions combine energy, magnetization, sums over the lattice, "
+              "sites, T and parameters with + - * / ^ and abs, sqrt, exp, log")  # fmt: skip
+
+    def _lattice_sum(self, e: ast.Expr, name: str) -> sp.Symbol:
+        sym = sp.Symbol(f"__{name}")
+        self.modules[sym] = self.cm.lattice_sum_module(e, name)
+        return sym
+
+    def env(self, state, energy, magnetization, beta) -> dict:
+        env = {sp.Symbol("energy"): energy, sp.Symbol("magnetization"): magnetization,
+               sp.Symbol("beta"): beta, sp.Symbol("T"): 1.0 / beta}  # fmt: skip
+        for sym, module in self.modules.items():
+            env[sym] = module(state)
+        return env
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def resolve_overrides(run: RunIR, checker: ModelChecker, sets: dict[str, Any], schema) -> None:
+    """Apply ``--set NAME=VALUE``: a scan variable becomes a single point; otherwise a model
+    parameter, a ``let`` value or a sampler option of that name is replaced."""
+    params = {p.name for p in checker.node.params}
+    for name, value in sets.items():
+        scan = next((s for s in run.scans if s.name == name), None)
+        if scan is not None:
+            scan.values = [value]
+        elif name in params:
+            run.model_args[name] = (value, None)
+        elif name in run.lets or name in THERMAL:
+            run.lets[name] = (value, None)
+        elif name in schema.model_fields:
+            run.sampler_options[name] = (value, None)
+        else:
+            known = params | set(run.lets) | set(schema.model_fields) | set(THERMAL)
+            known |= {s.name for s in run.scans}
+            _fail("P200", f"--set {name}: no model parameter, scan variable, let or sampler option "
+                  f"is called '{name}'", None, did_you_mean(name, known) or "known names: "
+                  + ", ".join(sorted(known)))  # fmt: skip
+
+
+# ---------------------------------------------------------------- the task
+
+
+def run_sample(
+    run: RunIR,
+    checker: ModelChecker,
+    *,
+    sets: dict[str, Any] | None = None,
+    device: torch.device,
+    seed: int = 0,
+    out: Path | None = None,
+    progress: bool | None = None,
+    source: str = "",
+) -> RunResult:
+    entry = SAMPLERS.get(run.sampler)
+    if entry is None:
+        _fail("P200", f"unknown sampler '{run.sampler}'", run.sampler_span,
+              did_you_mean(run.sampler, set(SAMPLERS)) or "samplers: " + ", ".join(SAMPLERS))  # fmt: skip
+    resolve_overrides(run, checker, sets or {}, entry.schema)
+    options = option_values(run.sampler_options, entry.schema, run.sampler_span,
+                            f"sampler {run.sampler}")  # fmt: skip
+    params = {p.name for p in checker.node.params}
+    thermal = [s for s in run.scans if s.name in THERMAL]
+    others = [s for s in run.scans if s.name not in THERMAL]
+    for s in others:
+        if s.name not in params:
+            _fail("P200", f"cannot scan '{s.name}': it is not T, beta or a parameter of model "
+                  f"{checker.node.name}", s.span, did_you_mean(s.name, params | set(THERMAL)))  # fmt: skip
+    if len(thermal) > 1:
+        _fail("P201", "scan either T or beta, not both", thermal[1].span)
+    for name in run.lets:
+        if name not in THERMAL and name not in params:
+            _fail("P200", f"'let {name}': not T, beta or a model parameter", run.lets[name][1],
+                  did_you_mean(name, params | set(THERMAL)))  # fmt: skip
+    if thermal:
+        tvar, tvalues, tspan = thermal[0].name, thermal[0].values, thermal[0].span
+    elif "T" in run.lets or "beta" in run.lets:
+        tvar = "T" if "T" in run.lets else "beta"
+        tvalues, tspan = [run.lets[tvar][0]], run.lets[tvar][1]
+    else:
+        _fail("P400", f"run {run.name} has no temperature", run.span,
+              "add 'let T = 2.0' or 'scan T in linspace(1.5, 3.5, 21)'")  # fmt: skip
+    for v in tvalues:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+            _fail("P400", f"{tvar} must be a positive number, got {v!r}", tspan,
+                  "temperatures and inverse temperatures are > 0")  # fmt: skip
+    betas = [1.0 / v if tvar == "T" else float(v) for v in tvalues]
+
+    model_args = {k: v for k, (v, _) in run.model_args.items()}
+    model_spans = {k: s for k, (_, s) in run.model_args.items()}
+    for name, (v, s) in run.lets.items():
+        if name in params:
+            model_args.setdefault(name, v)
+            model_spans.setdefault(name, s)
+
+    measures = run.measures or []
+    summary: dict[str, Any] = {
+        "run": run.name,
+        "source": source,
+        "model": checker.node.name,
+        "params": {},
+        "device": str(device),
+        "seed": seed,
+        "sampler": {"name": run.sampler, **options.model_dump()},
+        "scan": {s.name: s.values for s in run.scans},
+        "rows": [],
+        "complete": False,
+    }
+    files: list[Path] = []
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    combos = list(itertools.product(*[s.values for s in others])) or [()]
+    n_meas = max(1, options.sweeps // options.thin)
+    total = len(combos) * (options.burn_in + n_meas * options.thin)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=total, disable=not show, desc=run.name, unit="sweep", leave=False)
+    started = time.time()
+    try:
+        for combo in combos:
+            point = dict(model_args)
+            spans = dict(model_spans)
+            for s, v in zip(others, combo):
+                point[s.name], spans[s.name] = v, s.span
+            ir = checker.instantiate(point, spans)
+            summary["params"] = {k: v for k, v in ir.params.items()}
+            cm = CompiledModel(ir).to(device)
+            rows = _sample_point(cm, run, entry, options, betas, tvar, tvalues, measures,
+                                 generator, device, bar, summary, out)  # fmt: skip
+            for r in rows:
+                for s, v in zip(others, combo):
+                    r[s.name] = v
+                summary["rows"].append(r)
+            summary["elapsed_s"] = round(time.time() - started, 3)
+            if out is not None:
+                outputs.write_summary(out, summary)
+    finally:
+        bar.close()
+    summary["complete"] = True
+    summary["elapsed_s"] = round(time.time() - started, 3)
+    if out is not None:
+        outputs.write_summary(out, summary)
+        files += _plots(out, run, summary, measures, tvar, others)
+    return RunResult(summary, out, files)
+
+
+def _sample_point(cm, run, entry, options, betas, tvar, tvalues, measures, generator, device,
+                  bar, summary, out) -> list[dict]:  # fmt: skip
+    """Sample every temperature of one compiled model as one batch; rows per temperature."""
+    nT, C = len(betas), options.chains
+    beta = torch.tensor(betas, dtype=cm.dtype, device=device).repeat_interleave(C)
+    sampler = entry.factory(cm, options, beta, generator)
+    compiler = MeasureCompiler(cm, cm.ir.params)
+    kernels = {}
+    for m in measures:
+        if m.expr is not None:
+            kernels[m.name] = compiler.compile(m.expr, m.name)
+        elif m.name not in FLUCTUATIONS and m.name not in SAMPLE_NAMES:
+            known = set(FLUCTUATIONS) | set(SAMPLE_NAMES) | {"acceptance"}
+            if m.name != "acceptance":
+                _fail("P200", f"unknown observable '{m.name}'", m.span,
+                      did_you_mean(m.name, known) or "built-in observables: " + ", ".join(sorted(known)))  # fmt: skip
+    n_meas = max(1, options.sweeps // options.thin)
+    E = torch.empty(n_meas, nT * C, dtype=torch.float64, device=device)
+    M = torch.empty_like(E)
+    series = {name: torch.empty_like(E) for name in kernels}
+    state = sampler.initial_state()
+    measured = 0
+    try:
+        for _ in range(options.burn_in):
+            state = sampler.sweep(state)
+            bar.update(1)
+        for k in range(n_meas):
+            for _ in range(options.thin):
+                state = sampler.sweep(state)
+            bar.update(options.thin)
+            e = cm.energy(state)
+            m = cm.magnetization(state)
+            E[k], M[k] = e, m
+            if kernels:
+                env = compiler.env(state, e, m, beta)
+                for name, kern in kernels.items():
+                    series[name][k] = torch.as_tensor(kern(env), dtype=torch.float64)
+            measured = k + 1
+            if k % 64 == 63 or k == n_meas - 1:
+                if not bool(torch.isfinite(E[: k + 1]).all()):
+                    bad = int((~torch.isfinite(E[: k + 1])).nonzero()[0, 0])
+                    raise PhysmlError(Diagnostic(
+                        "P700", f"the energy became non-finite at measurement {bad} of run "
+                        f"{run.name}", run.span, "check couplings and temperatures for "
+                        "overflow; results measured before this point were kept"))  # fmt: skip
+    except KeyboardInterrupt:
+        if measured >= 2:
+            summary["rows"] += _rows(cm, E[:measured], M[:measured],
+                                     {n: s[:measured] for n, s in series.items()}, betas, tvar,
+                                     tvalues, measures, sampler, nT, C)  # fmt: skip
+        summary["interrupted"] = True
+        if out is not None:
+            outputs.write_summary(out, summary)
+        raise
+    return _rows(cm, E, M, series, betas, tvar, tvalues, measures, sampler, nT, C)
+
+
+def _rows(cm, E, M, series, betas, tvar, tvalues, measures, sampler, nT, C) -> list[dict]:
+    N = cm.lattice.n_sites
+    E, M = E.cpu().numpy(), M.cpu().numpy()
+    series = {n: s.cpu().numpy() for n, s in series.items()}
+    rows = []
+    for t in range(nT):
+        sl = slice(t * C, (t + 1) * C)
+        base = base_series(E[:, sl], M[:, sl])
+        row: dict[str, Any] = {tvar: tvalues[t]}
+        for m in measures:
+            if m.name in series:
+                row[m.name] = estimate_mean(series[m.name][:, sl]).as_dict()
+            elif m.name in FLUCTUATIONS:
+                row[m.name] = estimate_fluctuation(m.name, base, betas[t], N).as_dict()
+            elif m.name == "energy":
+                row[m.name] = estimate_mean(base["E"]).as_dict()
+            elif m.name == "magnetization":
+                row[m.name] = estimate_mean(base["M"]).as_dict()
+        if not measures:
+            row["energy"] = estimate_mean(base["E"]).as_dict()
+        row["acceptance"] = round(float(sampler.acceptance()[sl].mean()), 6)
+        rows.append(row)
+    return rows
+
+
+def _plots(out: Path, run: RunIR, summary: dict, measures, tvar: str, others) -> list[Path]:
+    files = []
+    rows = summary["rows"]
+    title = f"{summary['model']} ({run.name})"
+    if run.plots:
+        for i, p in enumerate(run.plots):
+            x = p.x or (
+                tvar if len({r[tvar] for r in rows}) > 1 else (others[0].name if others else tvar)
+            )
+            names = [n for n, _ in p.observables] or [m.name for m in measures]
+            f = outputs.plot_rows(out, rows, x, names, p.marks, f"plot{i if i else ''}.png", title,
+                                  p.logx, p.logy)  # fmt: skip
+            if f:
+                files.append(f)
+    else:
+        x = tvar if len({r[tvar] for r in rows}) > 1 else (others[0].name if others else tvar)
+        f = outputs.plot_rows(out, rows, x, [m.name for m in measures], None, "plot.png", title)
+        if f:
+            files.append(f)
+    return files
+
+
+__all__ = ["run_sample", "RunResult", "Span", "np"]

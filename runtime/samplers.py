@@ -1,0 +1,282 @@
+"""Markov-chain samplers of discrete lattice fields, batched over independent chains.
+
+Every sampler reads only what the compiler derived: the local energy E_loc(x, v), the flip
+energy change, the colouring of the interaction graph, or the pair couplings K_ij. Nothing
+model-specific lives here. Chains carry their own inverse temperature ``beta`` (shape (B,)), so
+a temperature scan runs as one batch.
+
+- ``metropolis``: single-site Metropolis; colour-parallel (checkerboard) updates where a
+  colouring exists, random-site updates otherwise. Two-valued domains flip; potts(q) proposes a
+  uniformly random other value.
+- ``heatbath`` (``glauber``): draws s_x from exp(-beta E_loc(x, v)) over the domain's values.
+- ``wolff``: single-cluster updates for E = -sum K_ij s_i s_j (spin-flip symmetric models);
+  one step grows and flips one cluster per chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from physml_lang.compiler.model import CompiledModel
+from pydantic import BaseModel, ConfigDict, Field
+
+from physml_lang.diagnostics import Diagnostic, PhysmlError
+
+
+class SamplerOptions(BaseModel):
+    """Options common to the Markov-chain samplers."""
+
+    model_config = ConfigDict(extra="forbid")
+    chains: int = Field(64, ge=1, le=1_000_000, description="independent chains per point")
+    sweeps: int = Field(2000, ge=1, description="measured sweeps (after burn-in)")
+    burn_in: int = Field(500, ge=0, description="sweeps discarded before measuring")
+    thin: int = Field(1, ge=1, description="sweeps between measurements")
+    start: str = Field("random", pattern="^(random|ordered)$", description="random or ordered")
+
+
+class MetropolisOptions(SamplerOptions):
+    update: str = Field(
+        "auto",
+        pattern="^(auto|checkerboard|random)$",
+        description="auto: checkerboard where a colouring exists; or checkerboard, random",
+    )
+
+
+class HeatbathOptions(MetropolisOptions):
+    pass
+
+
+class WolffOptions(SamplerOptions):
+    pass
+
+
+@dataclass
+class SamplerEntry:
+    schema: type[SamplerOptions]
+    factory: Callable[..., Sampler]
+    doc: str
+
+
+class Sampler:
+    """Base: holds the compiled model, one field, the chains' beta and the generator."""
+
+    def __init__(self, cm: CompiledModel, options: SamplerOptions, beta: torch.Tensor,
+                 generator: torch.Generator, field: str | None = None):  # fmt: skip
+        self.cm = cm
+        self.options = options
+        self.generator = generator
+        self.field = field or next(iter(cm.fields))
+        self.fk = cm.fields[self.field]
+        self.domain = cm.ir.fields[self.field].domain
+        self.values = torch.tensor(self.domain.values(), dtype=cm.dtype, device=beta.device)
+        self.shape = cm.lattice.shape
+        self.beta = beta.to(cm.dtype).reshape(-1, *([1] * len(self.shape)))
+        self.device = beta.device
+        # per-chain counts, kept on the device (no host sync on the hot path)
+        self.accepted = torch.zeros(self.beta.shape[0], dtype=torch.float64, device=beta.device)
+        self.proposed = torch.zeros_like(self.accepted)
+
+    @property
+    def chains(self) -> int:
+        return self.beta.shape[0]
+
+    def initial_state(self) -> dict[str, torch.Tensor]:
+        B = self.chains
+        if self.options.start == "ordered":
+            s = torch.full((B, *self.shape), float(self.values[-1]), device=self.device)
+        else:
+            k = torch.randint(0, len(self.values), (B, *self.shape), generator=self.generator,
+                              device=self.device)  # fmt: skip
+            s = self.values[k]
+        return {self.field: s.to(self.cm.dtype)}
+
+    def uniform(self, shape) -> torch.Tensor:
+        return torch.rand(shape, generator=self.generator, device=self.device, dtype=self.cm.dtype)
+
+    def acceptance(self) -> torch.Tensor:
+        """(B,) fraction of accepted proposals per chain (changed sites, for heat-bath)."""
+        return self.accepted / self.proposed.clamp(min=1)
+
+    def sweep(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class SingleSite(Sampler):
+    """Shared machinery of Metropolis and heat-bath: colour-parallel or random-site sweeps."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        update = self.options.update
+        if update == "checkerboard" and self.fk.colours is None:
+            raise PhysmlError(Diagnostic(
+                "P502", "no colouring of this interaction graph exists for checkerboard updates",
+                None, "use update = random (or auto)"))  # fmt: skip
+        self.parallel = self.fk.colours is not None and update != "random"
+        if self.parallel:
+            colours = self.fk.colours.reshape(self.shape)
+            self.masks = [colours == c for c in range(self.fk.n_colours)]
+
+    def sweep(self, state):
+        if self.parallel:
+            for mask in self.masks:
+                state = self.update_colour(state, mask)
+        else:
+            N = self.cm.lattice.n_sites
+            for _ in range(N):
+                sites = torch.randint(0, N, (self.chains,), generator=self.generator,
+                                      device=self.device)  # fmt: skip
+                state = self.update_sites(state, sites)
+        return state
+
+    def _beta_flat(self) -> torch.Tensor:
+        return self.beta.reshape(-1)
+
+
+class Metropolis(SingleSite):
+    def propose(self, s: torch.Tensor) -> torch.Tensor:
+        if len(self.values) == 2:
+            return self.values[0] + self.values[1] - s
+        q = len(self.values)
+        shift = torch.randint(1, q, s.shape, generator=self.generator, device=self.device)
+        return torch.remainder(s + shift.to(s.dtype), q)
+
+    def update_colour(self, state, mask):
+        s = state[self.field]
+        new = self.propose(s)
+        if self.fk.flip_delta is not None:
+            env = self.cm.kernels.inputs(self.fk.flip_delta, state)
+            delta = self.fk.flip_delta(env)
+        else:
+            le = self.fk.local_energy
+            delta = le(state, new) - le(state, s)
+        accept = (self.uniform(s.shape) < torch.exp(-self.beta * delta)) & mask
+        self.accepted += accept.reshape(self.chains, -1).sum(1)
+        self.proposed += mask.sum()
+        return {**state, self.field: torch.where(accept, new, s)}
+
+    def update_sites(self, state, sites):
+        s = state[self.field]
+        B = self.chains
+        flat = s.reshape(B, -1)
+        current = flat.gather(1, sites[:, None])[:, 0]
+        new = self.propose(current)
+        le = self.fk.local_energy
+        delta = le(state, new, sites) - le(state, current, sites)
+        accept = self.uniform((B,)) < torch.exp(-self._beta_flat() * delta)
+        self.accepted += accept
+        self.proposed += 1
+        value = torch.where(accept, new, current)
+        flat = flat.scatter(1, sites[:, None], value[:, None])
+        return {**state, self.field: flat.reshape(s.shape)}
+
+
+class Heatbath(SingleSite):
+    def _draw(self, energies: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """energies: (q, ...) local energies of every value -> sampled values (...)."""
+        logits = -beta * energies
+        # (torch.softmax over a short leading dim takes a slow strided path on CPU)
+        weights = torch.exp(logits - logits.amax(dim=0, keepdim=True))
+        cdf = torch.cumsum(weights, dim=0)
+        u = self.uniform(energies.shape[1:]) * cdf[-1]
+        k = (u.unsqueeze(0) > cdf).sum(0).clamp(max=len(self.values) - 1)
+        return self.values[k]
+
+    def update_colour(self, state, mask):
+        s = state[self.field]
+        le = self.fk.local_energy
+        energies = torch.stack([le(state, v) for v in self.values])
+        new = self._draw(energies, self.beta.unsqueeze(0))
+        self.accepted += (new != s).logical_and(mask).reshape(self.chains, -1).sum(1)
+        self.proposed += mask.sum()
+        return {**state, self.field: torch.where(mask, new, s)}
+
+    def update_sites(self, state, sites):
+        s = state[self.field]
+        B = self.chains
+        le = self.fk.local_energy
+        energies = torch.stack([le(state, v.expand(B), sites) for v in self.values])
+        new = self._draw(energies, self._beta_flat().unsqueeze(0))
+        flat = s.reshape(B, -1)
+        self.accepted += new != flat.gather(1, sites[:, None])[:, 0]
+        flat = flat.scatter(1, sites[:, None], new[:, None])
+        self.proposed += 1
+        return {**state, self.field: flat.reshape(s.shape)}
+
+
+class Wolff(Sampler):
+    """Single-cluster updates; the cluster grows by breadth-first frontier expansion, batched
+    over chains (the loop runs over the cluster's diameter, not over sites)."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        if self.domain.kind not in ("spin",):
+            raise PhysmlError(Diagnostic(
+                "P502", f"wolff updates need a spin (±1) field, '{self.field}' is "
+                f"{self.domain}", self.cm.ir.fields[self.field].span,
+                "use metropolis or heatbath"))  # fmt: skip
+        if not any(s.name == "spin_flip" and s.active for s in self.cm.ir.symmetries):
+            raise PhysmlError(Diagnostic(
+                "P502", "wolff updates need the spin-flip symmetry; declare 'symmetry spin_flip' "
+                "(it is verified against the energy)", self.cm.ir.node.name_span))  # fmt: skip
+        lat = self.cm.lattice
+        self.couplings = []
+        for where, K in self.cm.cluster_couplings(self.field):
+            K = K.to(self.device)
+            if isinstance(where, str):
+                self.couplings.append(("dense", K, None, None, None, None))
+            else:
+                idx, valid = lat.neighbour_table(where)
+                back = tuple(-o for o in where)
+                ridx, rvalid = lat.neighbour_table(back)
+                self.couplings.append((where, K, idx.to(self.device), valid.to(self.device),
+                                       ridx.to(self.device), rvalid.to(self.device)))  # fmt: skip
+
+    def sweep(self, state):
+        s = state[self.field]
+        B = self.chains
+        flat = s.reshape(B, -1)
+        N = flat.shape[1]
+        beta = self.beta.reshape(B, 1)
+        active = []
+        for where, K, idx, valid, ridx, rvalid in self.couplings:
+            if where == "dense":
+                bond = K * flat[:, :, None] * flat[:, None, :]
+                p = 1 - torch.exp(-2 * beta[:, :, None] * bond.clamp(min=0))
+                a = self.uniform(bond.shape) < p
+                a = torch.triu(a, 1)
+                active.append(a | a.transpose(1, 2))
+            else:
+                bond = K * flat * flat[:, idx]
+                p = 1 - torch.exp(-2 * beta * bond.clamp(min=0))
+                active.append((self.uniform(bond.shape) < p) & valid)
+        seed = torch.randint(0, N, (B,), generator=self.generator, device=self.device)
+        cluster = torch.zeros(B, N, dtype=torch.bool, device=self.device)
+        cluster[torch.arange(B, device=self.device), seed] = True
+        while True:
+            grown = cluster.clone()
+            for a, (where, K, idx, valid, ridx, rvalid) in zip(active, self.couplings):
+                if where == "dense":
+                    grown |= (a & cluster[:, None, :]).any(-1)
+                else:
+                    grown |= a & cluster[:, idx]  # x joins through bond (x, x + d)
+                    grown |= a[:, ridx] & rvalid & cluster[:, ridx]  # through bond (x - d, x)
+            if torch.equal(grown, cluster):
+                break
+            cluster = grown
+        self.accepted += cluster.sum(1)
+        self.proposed += 1
+        return {**state, self.field: torch.where(cluster, -flat, flat).reshape(s.shape)}
+
+    def acceptance(self) -> torch.Tensor:
+        """(B,) mean cluster size divided by the number of sites."""
+        return self.accepted / self.proposed.clamp(min=1) / self.cm.lattice.n_sites
+
+
+SAMPLERS: dict[str, SamplerEntry] = {
+    "metropolis": SamplerEntry(MetropolisOptions, Metropolis, "single-site Metropolis"),
+    "heatbath": SamplerEntry(HeatbathOptions, Heatbath, "heat-bath (Glauber) single-site"),
+    "glauber": SamplerEntry(HeatbathOptions, Heatbath, "alias of heatbath"),
+    "wolff": SamplerEntry(WolffOptions, Wolff, "Wolff single-cluster updates"),
+}
