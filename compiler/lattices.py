@@ -78,23 +78,41 @@ class Lattice:
         return self.neighbour_table(offset)[1]
 
     def linear_colouring(self, offsets: list[Offset], max_colours: int = 12) -> torch.Tensor | None:
-        """Colour c(x) = (a . x) mod k with no two interacting sites of one colour.
+        """A periodic colouring with no two interacting sites of one colour.
 
-        Interacting sites differ by one of ``offsets`` (either sign). The colouring must be
-        consistent across periodic boundaries (a_i L_i = 0 mod k). Returns the (N,) colour of
-        every site for the smallest such k, or None.
+        Interacting sites differ by one of ``offsets`` (either sign). Tries, by increasing number
+        of colours, c(x) = (a . x) mod k and products (a . x mod k1, b . x mod k2) (e.g. the
+        4-colouring of the king's graph); each must be consistent across periodic boundaries
+        (a_i L_i = 0 mod k). Returns the (N,) colour of every site, or None.
         """
         offsets = [o for o in offsets if any(o)]
         if not offsets:
             return torch.zeros(self.n_sites, dtype=torch.long)
-        for k in range(2, max_colours + 1):
-            for a in product(range(k), repeat=self.dim):
-                if any(per and (ai * n) % k for ai, n, per in zip(a, self.shape, self.periodic)):
+        coords = self.coords()
+        for total in range(2, max_colours + 1):
+            for k1 in range(2, total + 1):
+                if total % k1:
                     continue
-                if all(sum(ai * oi for ai, oi in zip(a, o)) % k for o in offsets):
-                    colours = (self.coords() @ np.asarray(a)) % k
-                    return torch.as_tensor(colours, dtype=torch.long)
+                k2 = total // k1
+                for a in self._periodic_vectors(k1):
+                    if k2 == 1:
+                        if all(np.dot(a, o) % k1 for o in offsets):
+                            return torch.as_tensor((coords @ a) % k1, dtype=torch.long)
+                        continue
+                    if k2 < 2:
+                        continue
+                    for b in self._periodic_vectors(k2):
+                        if all(np.dot(a, o) % k1 or np.dot(b, o) % k2 for o in offsets):
+                            c = (coords @ a) % k1 + k1 * ((coords @ b) % k2)
+                            return torch.as_tensor(c, dtype=torch.long)
         return None
+
+    def _periodic_vectors(self, k: int):
+        """Integer vectors a (mod k) with a_i L_i = 0 mod k on every periodic axis."""
+        for a in product(range(k), repeat=self.dim):
+            if any(per and (ai * n) % k for ai, n, per in zip(a, self.shape, self.periodic)):
+                continue
+            yield np.asarray(a)
 
     def greedy_colouring(
         self, offsets: list[Offset], max_sites: int = 200_000

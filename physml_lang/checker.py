@@ -419,8 +419,12 @@ class ExpressionChecker:
                      did_you_mean(e.func, GENERATOR_FUNCTIONS) or "use sum(...) or prod(...)")  # fmt: skip
             inner = set(bound)
             for loop in e.loops:
-                if loop.domain is not None:
-                    self.check(loop.domain, bound)
+                d = loop.domain
+                if isinstance(d, ast.Call) and d.func in STRUCTURES:
+                    for a in d.args:
+                        self.check(a, bound)  # bonds(2): the second neighbour shell
+                elif d is not None:
+                    self.check(d, bound)
                 inner |= set(loop.names)
             self.check(e.body, inner)
         elif isinstance(e, ast.ListExpr):

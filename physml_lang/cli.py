@@ -73,14 +73,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except PhysmlError as exc:
-        if getattr(args, "format", "text") == "json":
-            print(exc.as_json())
-        else:
-            print(exc.render(), file=sys.stderr)
-        return 1
+        return _fail(exc, args)
+    except RecursionError:  # a pathologically nested program: a user mistake, not a crash
+        hint = "split long or deeply nested expressions into 'let' definitions"
+        message = "the program is nested too deeply to be compiled"
+        return _fail(PhysmlError(Diagnostic("P800", message, hint=hint)), args)
+    except MemoryError:  # e.g. a lattice or a scan far larger than the machine's memory
+        return _fail(PhysmlError(Diagnostic(
+            "P400", "out of memory: the program asks for more memory than is available",
+            hint="reduce lattice sizes, chains or the number of scan points")), args)  # fmt: skip
     except KeyboardInterrupt:
         print("interrupted: results measured so far were written", file=sys.stderr)
         return 130
+
+
+def _fail(exc: PhysmlError, args) -> int:
+    if getattr(args, "format", "text") == "json":
+        print(exc.as_json())
+    else:
+        print(exc.render(), file=sys.stderr)
+    return 1
 
 
 def _dispatch(args) -> int:

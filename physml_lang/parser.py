@@ -304,6 +304,48 @@ def _describe(expected: set[str]) -> str:
     return ", ".join(words)
 
 
+def _unclosed(text: str, end: int, opener: str) -> tuple[int, int] | None:
+    """(line, column) of the innermost ``opener`` ('(', '[' or '{') still open at offset ``end``,
+    skipping comments and strings; None when every one is closed."""
+    closer = {"(": ")", "[": "]", "{": "}"}[opener]
+    stack: list[tuple[int, int]] = []
+    line, column, i = 1, 1, 0
+    in_string = in_comment = False
+    while i < min(end, len(text)):
+        c = text[i]
+        if c == "\n":
+            line, column, in_comment, in_string = line + 1, 0, False, False
+        elif in_comment:
+            pass
+        elif in_string:
+            in_string = c != '"'
+        elif c == "#":
+            in_comment = True
+        elif c == '"':
+            in_string = True
+        elif c == opener:
+            stack.append((line, column))
+        elif c == closer and stack:
+            stack.pop()
+        i += 1
+        column += 1
+    return stack[-1] if stack else None
+
+
+def _offset(source: Source, line: int, column: int) -> int:
+    lines = source.text.split("\n")
+    return sum(len(x) + 1 for x in lines[: line - 1]) + column - 1
+
+
+def _at(where: tuple[int, int]) -> str:
+    return f"line {where[0]}, column {where[1]}"
+
+
+def _shown(char: str) -> str:
+    """A character as it can be printed in a message (control characters escaped)."""
+    return char if char.isprintable() else repr(char)[1:-1]
+
+
 def _syntax_error(source: Source, exc: UnexpectedInput) -> Diagnostic:
     """Turn a lark error into a diagnostic, with tailored messages for the common mistakes."""
     line, column = exc.line, exc.column
@@ -316,7 +358,7 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> Diagnostic:
             "&": "use 'and'", "|": "use 'or'", "!": "use 'not' (or '!=' to compare)",
             "{": "a '{' opens a model or run body: 'model Name(...) {' or 'run name {'",
         }.get(char)  # fmt: skip
-        return Diagnostic("P102", f"unexpected character '{char}'", span, hint)
+        return Diagnostic("P102", f"unexpected character '{_shown(char)}'", span, hint)
     if isinstance(exc, UnexpectedEOF) or (
         isinstance(exc, UnexpectedToken) and exc.token.type == "$END"
     ):
@@ -327,8 +369,14 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> Diagnostic:
         hint = None
         if "RBRACE" in expected:
             hint = "a '{' block is not closed: add the missing '}'"
+            where = _unclosed(source.text, len(source.text), "{")
+            if where is not None:
+                hint = f"the '{{' at {_at(where)} is not closed: add the missing '}}'"
         elif "RPAR" in expected:
             hint = "a '(' is not closed: add the missing ')'"
+            where = _unclosed(source.text, len(source.text), "(")
+            if where is not None:
+                hint = f"the '(' at {_at(where)} is not closed: add the missing ')'"
         return Diagnostic(
             "P101", f"unexpected end of file; expected {_describe(expected)}", span, hint
         )
@@ -339,6 +387,21 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> Diagnostic:
     text = str(tok)
     hint = None
     message = f"unexpected '{text}'; expected {_describe(expected)}"
+    history = getattr(exc, "token_history", None) or []
+    previous = history[-1] if history else None
+    if (
+        previous is not None
+        and str(previous) in KEYWORDS
+        and previous.type != "NAME"
+        and tok.type in ("RSQB", "RPAR", "COMMA", "STAR", "SLASH", "PERCENT", "CIRCUMFLEX",
+                         "COMPARE", "RBRACE", "$END")
+    ):  # fmt: skip
+        return Diagnostic(
+            "P100",
+            f"'{previous}' is a reserved word and cannot be used as a name here",
+            _token_span(source, previous),
+            "choose another name",
+        )
     if text in KEYWORDS and "NAME" in expected:
         message = f"'{text}' is a reserved word and cannot be used as a name here"
         hint = "choose another name"
@@ -354,8 +417,11 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> Diagnostic:
             hint = "write it between the braces of 'model Name(...) { ... }'"
         else:
             message = f"unexpected '{text}' at the top level; expected {DECLARATIONS}"
-    elif tok.type == "RBRACE" and "RPAR" in expected:
-        hint = "a '(' is not closed before this '}'"
+    elif "RPAR" in expected and (text in MODEL_STATEMENTS or text in ("run", "model", "}")):
+        hint = f"a '(' is not closed before this '{text}'"
+        where = _unclosed(source.text, _offset(source, tok.line, tok.column), "(")
+        if where is not None:
+            hint = f"the '(' at {_at(where)} is not closed before this '{text}'"
     elif tok.type == "LBRACE" and "RPAR" in expected:
         hint = "a '(' is not closed before this '{'"
     elif "RBRACE" in expected and tok.type == "NAME" and text not in KEYWORDS:
@@ -373,9 +439,14 @@ def parse(text: str, name: str = "<string>") -> ast.Program:
     source = Source(name, text)
     try:
         tree: Tree = _parser().parse(text)
+        return _Builder(source).transform(tree)
     except UnexpectedInput as exc:
         raise PhysmlError(_syntax_error(source, exc)) from None
-    return _Builder(source).transform(tree)
+    except RecursionError:
+        hint = "split the expression: define parts with 'let' and combine them"
+        raise PhysmlError(
+            Diagnostic("P800", f"{name}: expressions are nested too deeply to be read", hint=hint)
+        ) from None
 
 
 def parse_file(path: str | Path) -> ast.Program:

@@ -223,6 +223,10 @@ def run_sample(
     n_meas = max(1, options.sweeps // options.thin)
     total = len(combos) * (options.burn_in + n_meas * options.thin)
     show = sys.stderr.isatty() if progress is None else progress
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and _work_per_sweep(checker, model_args, options, len(betas)) < 2**18:
+        # small lattices: the thread pool's overhead exceeds its gain
+        torch.set_num_threads(1)
     bar = tqdm(total=total, disable=not show, desc=run.name, unit="sweep", leave=False)
     started = time.time()
     try:
@@ -245,12 +249,23 @@ def run_sample(
                 outputs.write_summary(out, summary)
     finally:
         bar.close()
+        torch.set_num_threads(threads)
     summary["complete"] = True
     summary["elapsed_s"] = round(time.time() - started, 3)
     if out is not None:
         outputs.write_summary(out, summary)
         files += _plots(out, run, summary, measures, tvar, others)
     return RunResult(summary, out, files)
+
+
+def _work_per_sweep(checker: ModelChecker, model_args: dict, options, n_temperatures: int) -> int:
+    """Sites x chains updated per sweep, estimated from the default instantiation."""
+    try:
+        ir = checker.instantiate(model_args)
+    except PhysmlError:
+        return 0
+    sites = ir.lattice.n_sites if ir.lattice is not None else 1
+    return sites * options.chains * n_temperatures
 
 
 def _sample_point(cm, run, entry, options, betas, tvar, tvalues, measures, generator, device,

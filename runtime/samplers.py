@@ -25,6 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 
 
+def parallel_acceptance(beta: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Metropolis acceptance for colour-parallel updates: min(1, exp(-beta dE)), but 1/2 at dE = 0.
+
+    With zero-energy flips always accepted, colour-parallel Metropolis is not ergodic: on a chain
+    the stripes ++--++-- flip deterministically forever. Any a(dE) with
+    a(dE) / a(-dE) = exp(-beta dE) keeps detailed balance; a(0) = 1/2 breaks the cycles.
+    """
+    return torch.where(delta == 0, 0.5, torch.exp(-beta * delta))
+
+
 class SamplerOptions(BaseModel):
     """Options common to the Markov-chain samplers."""
 
@@ -151,7 +161,7 @@ class Metropolis(SingleSite):
         else:
             le = self.fk.local_energy
             delta = le(state, new) - le(state, s)
-        accept = (self.uniform(s.shape) < torch.exp(-self.beta * delta)) & mask
+        accept = (self.uniform(s.shape) < parallel_acceptance(self.beta, delta)) & mask
         self.accepted += accept.reshape(self.chains, -1).sum(1)
         self.proposed += mask.sum()
         return {**state, self.field: torch.where(accept, new, s)}
