@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import product
+from typing import Literal
 
 import numpy as np
 import torch
@@ -145,7 +146,7 @@ class LatticeOptions(BaseModel):
     """Options shared by the regular lattices."""
 
     model_config = ConfigDict(extra="forbid")
-    boundary: str = Field("periodic", pattern="^(periodic|open)$")
+    boundary: Literal["periodic", "open"] = Field("periodic", description="periodic or open")
 
 
 @dataclass(frozen=True)

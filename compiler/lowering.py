@@ -161,15 +161,22 @@ class Kernel:
             env[s] = f(env)
         return self.result(env)
 
-    def source(self, describe: Callable[[sp.Symbol, object], str]) -> str:
-        """Readable torch source for this kernel; ``describe`` prints how each input is read."""
-        args = ", ".join(sorted({str(s) for s in self.inputs}))
-        lines = [f"def {self.name}(state):"]
+    def source(self, describe: Callable[[sp.Symbol, object], str | None]) -> str:
+        """Readable, runnable torch source for this kernel.
+
+        ``describe`` prints how each input is read from ``state``; inputs it returns None for
+        (a candidate value, a site value) become arguments of the function.
+        """
+        reads, arguments = [], []
         for sym in sorted(self.inputs, key=str):
-            lines.append(f"    {sym} = {describe(sym, self.inputs[sym])}")
+            how = describe(sym, self.inputs[sym])
+            if how is None:
+                arguments.append(str(sym))
+            else:
+                reads.append(f"    {sym} = {how}")
+        lines = [f"def {self.name}({', '.join(['state', *arguments])}):", *reads]
         replacements, reduced = self._program
         for s, v in replacements:
             lines.append(f"    {s} = {_printer.doprint(v)}")
         lines.append(f"    return {_printer.doprint(reduced)}")
-        del args
         return "\n".join(lines)

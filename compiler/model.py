@@ -204,26 +204,30 @@ class CompiledModel:
             lines.append(self.energy.density.source(describe))
             lines.append(f"# energy(state) = density(state).sum(dim={dims})")
         for i, p in enumerate(self.energy.dense):
-            lines.append(f"# dense piece {i}: (f(s) * (g(s) @ U{i}.T)).sum(-1) with")
-            lines.append("# " + p.f.source(describe).replace("\n", "\n# "))
-            lines.append("# " + p.g.source(describe).replace("\n", "\n# "))
+            lines.append(f"# dense piece {i}: energy += (f{i}(s) * (g{i}(s) @ U{i}.T)).sum(-1),")
+            lines.append(f"# U{i} an (N, N) coupling matrix (buffer), f{i} and g{i} below")
+            p.f.name, p.g.name = f"f{i}", f"g{i}"
+            lines.append(p.f.source(describe))
+            lines.append(p.g.source(describe))
         for fk in self.fields.values():
             lines.append("")
             lines.append(fk.local_energy.stencil.source(describe))
+            for i, p in enumerate(fk.local_energy.dense):
+                lines.append(f"# + f{i}(v) * (g{i}(s) @ U{i}.T)[x] + g{i}(v) * (f{i}(s) @ U{i})[x]")
             if fk.flip_delta is not None:
                 lines.append("")
                 lines.append(fk.flip_delta.source(describe))
         return "\n".join(lines) + "\n"
 
-    def _describe_input(self, sym: sp.Symbol, what) -> str:
-        if what == "candidate":
-            return "v  # the candidate value at x"
-        if what in ("value", "array"):
-            return f"{sym}  # {what} at the site"
+    def _describe_input(self, sym: sp.Symbol, what) -> str | None:
+        if what in ("candidate", "value"):
+            return None  # an argument of the generated function
+        if what == "array":
+            return f"state['{sym}']  # a per-site array"
         if isinstance(what, derive.Valid):
             return f"valid[{what.offset}]  # 1 where x + {what.offset} is a site"
         if isinstance(what, Access):
-            src = f"state['{what.name}']" if what.kind == "field" else f"{what.name}"
+            src = f"state['{what.name}']" if what.kind == "field" else f"state['{what.name}']"
             if what.component is not None:
                 src += f"[..., {what.component}]"
             if not any(what.offset):

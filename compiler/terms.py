@@ -144,6 +144,9 @@ class TermBuilder:
         self._terms = {}
         total = sp.expand(self.scalar(expr, {}))
         placeholders = list(self._terms)
+        if total.has(sp.I):
+            fail("P300", "this energy is complex; an energy must be real", expr.span,
+                 "complex coefficients belong in a quantum 'hamiltonian'")  # fmt: skip
         out = LatticeSum()
         out.constant = total.subs({p: 0 for p in placeholders})
         for p in placeholders:

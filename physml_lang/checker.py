@@ -25,6 +25,8 @@ from .diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from .evaluate import ConstEvaluator, Ident
 from .ir import ArrayIR, DefinitionIR, Domain, FieldIR, ModelIR, SymmetryIR
 
+MAX_SITES = 2**31 - 1
+MAX_POTTS_STATES = 1024
 PARAM_TYPES = {"int": int, "real": float, "bool": bool, "complex": complex}
 DOMAINS = {
     "spin": "Ising spin, values -1 and +1",
@@ -69,12 +71,14 @@ def validate_options(
             fail("P401", f"unknown option '{name}' for {what}", span, hint)
     plain = {k: (str(v) if isinstance(v, Ident) else v) for k, v in values.items()}
     try:
-        return schema(**plain)
+        return schema.model_validate(plain, strict=True)
     except ValidationError as exc:
         err = exc.errors()[0]
         name = str(err["loc"][0]) if err["loc"] else ""
         span = spans.get(name, where)
         msg = err["msg"].replace("Input should be", "must be").replace("String should", "must")
+        if isinstance(values.get(name), Ident) and "valid" in msg:
+            msg = f"'{values[name]}' is not allowed"
         info = schema.model_fields.get(name)
         hint = info.description if info is not None and info.description else None
         fail("P402", f"invalid value for option '{name}' of {what}: {msg}", span, hint)
@@ -160,7 +164,11 @@ class ModelChecker:
 
         def declare(name: str, span: Span) -> None:
             if name in seen or name in params:
-                fail("P201", f"'{name}' is already declared", span)
+                first = seen.get(name)
+                where = f"first declared at {first!r}" if first else "it is a model parameter"
+                raise PhysmlError(
+                    Diagnostic("P201", f"'{name}' is already declared", span, notes=[where])
+                )
             seen[name] = span
 
         for stmt in self.node.body:
@@ -248,6 +256,11 @@ class ModelChecker:
                     "a lattice of fewer than 2 sites along an axis has no bonds",
                 )
             sizes.append(v)
+        total = 1
+        for v in sizes:
+            total *= v
+        if total > MAX_SITES:
+            fail("P400", f"{total} sites is more than physml handles ({MAX_SITES})", call.span)
         if stmt.is_graph:
             if len(sizes) != 1 or call.kwargs:
                 fail("P302", "complete(N) takes exactly one size", call.span)
@@ -283,8 +296,12 @@ class ModelChecker:
                 q = int(q)
             if not isinstance(q, int) or isinstance(q, bool):
                 fail("P300", f"the number of Potts states must be an integer, got {q!r}", t.span)
-            if q < 2:
-                fail("P400", f"a Potts variable needs q >= 2 states, got q = {q}", t.args[0].span)
+            if q < 2 or q > MAX_POTTS_STATES:
+                fail(
+                    "P400",
+                    f"a Potts variable needs 2 <= q <= {MAX_POTTS_STATES} states, got q = {q}",
+                    t.args[0].span,
+                )
         elif t.args or t.kwargs or t.shape:
             fail("P302", f"domain '{t.name}' takes no arguments", t.span)
         if stmt.on not in ("sites", "links"):

@@ -37,16 +37,28 @@ class CallValue:
     span: Span
 
 
+def _count(n: float) -> int:
+    if isinstance(n, float) and not n.is_integer() or not 0 <= n <= MAX_POINTS:
+        raise ValueError(f"the number of points must be an integer in 0 .. {MAX_POINTS}")
+    return int(n)
+
+
 def _linspace(a: float, b: float, n: int) -> list[float]:
-    return [float(x) for x in np.linspace(a, b, int(n))]
+    return [float(x) for x in np.linspace(a, b, _count(n))]
 
 
 def _logspace(a: float, b: float, n: int) -> list[float]:
-    return [float(x) for x in np.logspace(a, b, int(n))]
+    return [float(x) for x in np.logspace(a, b, _count(n))]
+
+
+MAX_POINTS = 100_000
 
 
 def _range(*a: int) -> list[int]:
-    return list(range(*[int(x) for x in a]))
+    r = range(*[int(x) for x in a])
+    if len(r) > MAX_POINTS:
+        raise ValueError(f"more than {MAX_POINTS} values")
+    return list(r)
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -144,6 +156,10 @@ class ConstEvaluator:
             if e.op == "%":
                 return a % b
             if e.op == "^":
+                if abs(b) > 1024 or (
+                    isinstance(a, int) and isinstance(b, int) and abs(a) > 1 and b > 64
+                ):
+                    self.fail("power too large to evaluate", e.span, code="P400")
                 return a**b
             return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
         except (OverflowError, ValueError, ZeroDivisionError) as exc:

@@ -73,6 +73,8 @@ class ArrayIR:
 
     @property
     def uniform_value(self) -> float:
+        if self.on == "pairs":  # the diagonal is zero by construction: read an off-diagonal entry
+            return float(self.values[0, 1]) if self.values.shape[0] > 1 else 0.0
         return float(self.values.reshape(-1)[0]) if self.values.size else 0.0
 
 

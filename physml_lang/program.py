@@ -73,7 +73,17 @@ class Program:
         for imp in tree.imports:
             if imp.is_file:
                 base = self.path.parent if self.path else Path.cwd()
-                sub = parse_file(base / imp.name)
+                target = base / imp.name
+                if not target.is_file():
+                    raise PhysmlError(
+                        Diagnostic(
+                            "P600",
+                            f"imported file not found: {target}",
+                            imp.span,
+                            "paths are relative to the importing file",
+                        )
+                    )
+                sub = parse_file(target)
                 for m in sub.models:
                     self.models[m.name] = ModelChecker(m)
                 continue
@@ -140,18 +150,12 @@ class Program:
 
             CompiledModel(ir)
             if run.task == "sample":
-                entry = SAMPLERS.get(run.sampler)
-                if entry is None:
-                    raise PhysmlError(Diagnostic(
-                        "P200", f"unknown sampler '{run.sampler}'", run.sampler_span,
-                        did_you_mean(run.sampler, set(SAMPLERS)) or "samplers: " + ", ".join(SAMPLERS)))  # fmt: skip
-                from .runs import option_values
+                import copy
 
-                option_values(run.sampler_options, entry.schema, run.sampler_span,
-                              f"sampler {run.sampler}")  # fmt: skip
-                for s in run.scans:
-                    if s.name in THERMAL and any(v <= 0 for v in s.values):
-                        raise PhysmlError(Diagnostic("P400", f"{s.name} must be > 0", s.span))
+                from physml_lang.runtime.sample_task import check_sample
+
+                check_sample(copy.deepcopy(run), checker)
+
             done.append(f"run {run.name}: {run.task} with model {checker.node.name}")
         return done
 
@@ -207,9 +211,12 @@ class Program:
                                          hint=did_you_mean(name, set(SAMPLERS))))  # fmt: skip
         if (T is None) == (beta is None):
             raise PhysmlError(Diagnostic("P400", "give exactly one of T or beta"))
-        b = 1.0 / T if T is not None else beta
-        if not b > 0:
-            raise PhysmlError(Diagnostic("P400", "T and beta must be > 0"))
+        value = T if T is not None else beta
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise PhysmlError(
+                Diagnostic("P400", f"T and beta must be > 0, got {value!r}")
+            )
+        b = 1.0 / T if T is not None else float(beta)
         entry = SAMPLERS[name]
         opts = validate_options(entry.schema, options, dict.fromkeys(options), None, name)
         dev = resolve_device(device)

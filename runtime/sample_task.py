@@ -151,17 +151,23 @@ def resolve_overrides(run: RunIR, checker: ModelChecker, sets: dict[str, Any], s
 # ---------------------------------------------------------------- the task
 
 
-def run_sample(
-    run: RunIR,
-    checker: ModelChecker,
-    *,
-    sets: dict[str, Any] | None = None,
-    device: torch.device,
-    seed: int = 0,
-    out: Path | None = None,
-    progress: bool | None = None,
-    source: str = "",
-) -> RunResult:
+@dataclass
+class SamplePlan:
+    """A validated sampling run: everything checked before the first sweep."""
+
+    entry: Any
+    options: Any
+    tvar: str
+    tvalues: list
+    betas: list[float]
+    others: list
+    model_args: dict[str, Any]
+    model_spans: dict[str, Any]
+    measures: list
+
+
+def plan_sample(run: RunIR, checker: ModelChecker, sets: dict[str, Any] | None) -> SamplePlan:
+    """Validate a sampling run (names, options, temperatures, scans, overrides)."""
     entry = SAMPLERS.get(run.sampler)
     if entry is None:
         _fail("P200", f"unknown sampler '{run.sampler}'", run.sampler_span,
@@ -195,14 +201,58 @@ def run_sample(
             _fail("P400", f"{tvar} must be a positive number, got {v!r}", tspan,
                   "temperatures and inverse temperatures are > 0")  # fmt: skip
     betas = [1.0 / v if tvar == "T" else float(v) for v in tvalues]
-
     model_args = {k: v for k, (v, _) in run.model_args.items()}
     model_spans = {k: s for k, (_, s) in run.model_args.items()}
     for name, (v, s) in run.lets.items():
         if name in params:
             model_args.setdefault(name, v)
             model_spans.setdefault(name, s)
+    return SamplePlan(entry, options, tvar, tvalues, betas, others, model_args, model_spans,
+                      run.measures or [])  # fmt: skip
 
+
+def check_sample(run: RunIR, checker: ModelChecker) -> None:
+    """Everything ``run`` would reject, without sampling: compiles the first point, builds the
+    sampler (is it applicable?) and compiles every measured expression."""
+    plan = plan_sample(run, checker, {})
+    point, spans = dict(plan.model_args), dict(plan.model_spans)
+    for s in plan.others:
+        point[s.name], spans[s.name] = s.values[0], s.span
+    cm = CompiledModel(checker.instantiate(point, spans))
+    beta = torch.full((1,), plan.betas[0], dtype=cm.dtype)
+    options = plan.options.model_copy(update={"chains": 1})
+    plan.entry.factory(cm, options, beta, torch.Generator())
+    _compile_measures(cm, plan.measures)
+
+
+def _compile_measures(cm: CompiledModel, measures) -> tuple[MeasureCompiler, dict[str, Kernel]]:
+    compiler = MeasureCompiler(cm, cm.ir.params)
+    kernels = {}
+    for m in measures:
+        if m.expr is not None:
+            kernels[m.name] = compiler.compile(m.expr, m.name)
+        elif m.name not in FLUCTUATIONS and m.name not in SAMPLE_NAMES:
+            known = set(FLUCTUATIONS) | set(SAMPLE_NAMES)
+            _fail("P200", f"unknown observable '{m.name}'", m.span,
+                  did_you_mean(m.name, known) or "built-in observables: " + ", ".join(sorted(known)))  # fmt: skip
+    return compiler, kernels
+
+
+def run_sample(
+    run: RunIR,
+    checker: ModelChecker,
+    *,
+    sets: dict[str, Any] | None = None,
+    device: torch.device,
+    seed: int = 0,
+    out: Path | None = None,
+    progress: bool | None = None,
+    source: str = "",
+) -> RunResult:
+    plan = plan_sample(run, checker, sets)
+    entry, options, tvar, tvalues = plan.entry, plan.options, plan.tvar, plan.tvalues
+    betas, others = plan.betas, plan.others
+    model_args, model_spans = plan.model_args, plan.model_spans
     measures = run.measures or []
     summary: dict[str, Any] = {
         "run": run.name,
@@ -274,16 +324,7 @@ def _sample_point(cm, run, entry, options, betas, tvar, tvalues, measures, gener
     nT, C = len(betas), options.chains
     beta = torch.tensor(betas, dtype=cm.dtype, device=device).repeat_interleave(C)
     sampler = entry.factory(cm, options, beta, generator)
-    compiler = MeasureCompiler(cm, cm.ir.params)
-    kernels = {}
-    for m in measures:
-        if m.expr is not None:
-            kernels[m.name] = compiler.compile(m.expr, m.name)
-        elif m.name not in FLUCTUATIONS and m.name not in SAMPLE_NAMES:
-            known = set(FLUCTUATIONS) | set(SAMPLE_NAMES) | {"acceptance"}
-            if m.name != "acceptance":
-                _fail("P200", f"unknown observable '{m.name}'", m.span,
-                      did_you_mean(m.name, known) or "built-in observables: " + ", ".join(sorted(known)))  # fmt: skip
+    compiler, kernels = _compile_measures(cm, measures)
     n_meas = max(1, options.sweeps // options.thin)
     E = torch.empty(n_meas, nT * C, dtype=torch.float64, device=device)
     M = torch.empty_like(E)

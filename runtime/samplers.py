@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from physml_lang.compiler.model import CompiledModel
@@ -43,13 +44,12 @@ class SamplerOptions(BaseModel):
     sweeps: int = Field(2000, ge=1, description="measured sweeps (after burn-in)")
     burn_in: int = Field(500, ge=0, description="sweeps discarded before measuring")
     thin: int = Field(1, ge=1, description="sweeps between measurements")
-    start: str = Field("random", pattern="^(random|ordered)$", description="random or ordered")
+    start: Literal["random", "ordered"] = Field("random", description="random or ordered start")
 
 
 class MetropolisOptions(SamplerOptions):
-    update: str = Field(
+    update: Literal["auto", "checkerboard", "random"] = Field(
         "auto",
-        pattern="^(auto|checkerboard|random)$",
         description="auto: checkerboard where a colouring exists; or checkerboard, random",
     )
 
@@ -77,6 +77,11 @@ class Sampler:
         self.cm = cm
         self.options = options
         self.generator = generator
+        if not cm.fields:
+            raise PhysmlError(Diagnostic(
+                "P502", f"this sampler updates discrete fields (spin, binary, potts) on sites; "
+                f"model {cm.ir.name} has none", cm.ir.node.name_span,
+                "continuous fields are sampled by hmc, langevin or mala"))  # fmt: skip
         self.field = field or next(iter(cm.fields))
         self.fk = cm.fields[self.field]
         self.domain = cm.ir.fields[self.field].domain

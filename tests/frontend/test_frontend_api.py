@@ -119,15 +119,7 @@ def test_sampler_is_reproducible_by_seed():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        pytest.param(
-            {"T": 0.0},
-            "> 0",
-            marks=pytest.mark.xfail(
-                reason="Program.sampler computes 1.0 / T before checking T > 0: ZeroDivisionError "
-                "(physml_lang/program.py)",
-                strict=True,
-            ),
-        ),
+        ({"T": 0.0}, "> 0"),
         ({"T": -1.0}, "> 0"),
         ({"beta": 0.0}, "> 0"),
         ({}, "exactly one of T or beta"),

@@ -16,10 +16,7 @@ BAD = GOLDEN / "bad"
 
 # Programs whose diagnostic is missing because of a known bug outside the front-end tests'
 # files. Strict: when the bug is fixed the test XPASSes and fails, so the marker gets removed.
-KNOWN_BUGS = {
-    "name_unknown_observable": "Program.check() does not resolve measured observables "
-    "(physml_lang/program.py); only 'physml run' reports them",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _cases():
