@@ -1,0 +1,54 @@
+"""Lattice gauge theory runtime: groups, observables, gauge transformations, exact 2D results,
+samplers (Metropolis / heat-bath / HMC) and gauge-equivariant learners (L-CNN).
+
+Conventions: site fields (B, L_1..L_d); link fields (B, L_1..L_d, d, *group_shape); U[b, x, mu]
+is the link x -> x + e_mu; x + e_mu is ``torch.roll(f, -1, dims=1 + mu)``.
+"""
+
+from .groups import GROUPS, SU2, U1, Z2, GaugeGroup, get_group, wrap_angle
+from .lattice import (
+    mean_plaquette,
+    planes,
+    plaquette_field,
+    plaquettes,
+    polyakov_loops,
+    staples,
+    topological_charge,
+    topological_charge_density,
+    u1_plaquette_angles,
+    wilson_action,
+    wilson_loops,
+)
+from .sampling import (
+    SAMPLERS,
+    GaugeSampler,
+    cold_start,
+    gauge_force,
+    heatbath_sweep,
+    hmc_trajectory,
+    hot_start,
+    link_colouring,
+    make_sampler,
+    metropolis_sweep,
+    run_chains,
+)
+from .transforms import (
+    gauge_invariance_violation,
+    gauge_transform,
+    gauge_transform_adjoint,
+    gauge_transform_sites,
+    gauge_violations,
+    random_gauge,
+    translate,
+)
+
+__all__ = [
+    "GROUPS", "SU2", "U1", "Z2", "GaugeGroup", "get_group", "wrap_angle",
+    "mean_plaquette", "planes", "plaquette_field", "plaquettes", "polyakov_loops", "staples",
+    "topological_charge", "topological_charge_density", "u1_plaquette_angles", "wilson_action",
+    "wilson_loops",
+    "SAMPLERS", "GaugeSampler", "cold_start", "gauge_force", "heatbath_sweep", "hmc_trajectory",
+    "hot_start", "link_colouring", "make_sampler", "metropolis_sweep", "run_chains",
+    "gauge_invariance_violation", "gauge_transform", "gauge_transform_adjoint",
+    "gauge_transform_sites", "gauge_violations", "random_gauge", "translate",
+]
