@@ -7,6 +7,7 @@ chains or samples); values are the domain's values (±1, 0/1, 0..q-1) as floats.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import sympy as sp
 import torch
@@ -100,8 +101,9 @@ class LatticeKernels(nn.Module):
         return v[sites] if sites is not None else v.reshape(self.lattice.shape)
 
     def inputs(self, kernel: Kernel, state: dict[str, torch.Tensor], sites=None, extra=None):
-        """The environment of a stencil kernel: every input read from the state."""
-        env = {}
+        """The environment of a stencil kernel: every input as a thunk that reads it from the
+        state when first needed (so neighbour values are not all materialised at once)."""
+        env: dict = {}
         for sym, what in kernel.inputs.items():
             if isinstance(what, Access):
                 if what.kind == "field":
@@ -110,12 +112,14 @@ class LatticeKernels(nn.Module):
                     x, batched = self.array(what.name), False
                     if what.component is not None:
                         x = x[..., what.component]
-                if sites is None:
-                    env[sym] = self.shifted(x, what.offset, batched)
+                if not any(what.offset):
+                    env[sym] = x if sites is None else self.at_sites(x, what.offset, sites, batched)
+                elif sites is None:
+                    env[sym] = partial(self.shifted, x, what.offset, batched)
                 else:
-                    env[sym] = self.at_sites(x, what.offset, sites, batched)
+                    env[sym] = partial(self.at_sites, x, what.offset, sites, batched)
             elif isinstance(what, Valid):
-                env[sym] = self.valid(what.offset, sites)
+                env[sym] = partial(self.valid, what.offset, sites)
         if extra:
             env.update(extra)
         return env

@@ -30,16 +30,34 @@ Env = dict[sp.Symbol, object]
 # ---------------------------------------------------------------- sympy -> closures
 
 
-def _compile_node(e: sp.Expr) -> Callable[[Env], object]:
-    """A closure computing ``e`` from an environment of input tensors."""
+def _force(value):
+    """Inputs may be thunks (zero-argument functions) so that a neighbour value is read only when
+    the expression needs it, and freed right after when it is used once."""
+    return value() if callable(value) else value
+
+
+def _compile_node(e: sp.Expr, once: frozenset = frozenset()) -> Callable[[Env], object]:
+    """A closure computing ``e`` from an environment of input tensors (or thunks of them).
+
+    Symbols in ``once`` occur once in the program: they are read without being cached.
+    """
     if e.is_Symbol:
-        return lambda env: env[e]
+        if e in once:
+            return lambda env: _force(env[e])
+
+        def cached(env):
+            v = env[e]
+            if callable(v):
+                v = env[e] = v()
+            return v
+
+        return cached
     if e.is_Number or e in (sp.pi, sp.E):
         c = complex(e) if e.is_complex and not e.is_real else float(e)
         return lambda env: c
     if e is sp.I:
         return lambda env: 1j
-    args = [_compile_node(a) for a in e.args]
+    args = [_compile_node(a, once) for a in e.args]
     if isinstance(e, sp.Add):
         return lambda env: reduce(operator.add, (f(env) for f in args))
     if isinstance(e, sp.Mul):
@@ -141,6 +159,14 @@ class _TorchPrinter(PythonCodePrinter):
 _printer = _TorchPrinter({"fully_qualified_modules": False})
 
 
+def _occurrences(expr: sp.Expr, symbol: sp.Symbol) -> int:
+    """How many times ``symbol`` appears as a leaf of ``expr`` (repeated factors count once per
+    power node, which is all the evaluator reads)."""
+    if expr == symbol:
+        return 1
+    return sum(_occurrences(a, symbol) for a in expr.args)
+
+
 @dataclass
 class Kernel:
     """A lowered expression: inputs by symbol, a CSE'd program, and its compiled closure."""
@@ -151,8 +177,11 @@ class Kernel:
 
     def __post_init__(self) -> None:
         replacements, reduced = sp.cse(self.expr, symbols=sp.numbered_symbols("t"))
-        self.steps = [(s, _compile_node(v)) for s, v in replacements]
-        self.result = _compile_node(reduced[0])
+        program = [v for _, v in replacements] + [reduced[0]]
+        counts = {s: sum(_occurrences(p, s) for p in program) for s in self.inputs}
+        once = frozenset(s for s, n in counts.items() if n == 1)
+        self.steps = [(s, _compile_node(v, once)) for s, v in replacements]
+        self.result = _compile_node(reduced[0], once)
         self._program = (replacements, reduced[0])
 
     def __call__(self, env: Env):

@@ -332,9 +332,11 @@ def _sample_point(cm, run, entry, options, betas, tvar, tvalues, measures, gener
     state = sampler.initial_state()
     measured = 0
     try:
+        sampler.track_acceptance = False
         for _ in range(options.burn_in):
             state = sampler.sweep(state)
             bar.update(1)
+        sampler.track_acceptance = True
         for k in range(n_meas):
             for _ in range(options.thin):
                 state = sampler.sweep(state)

@@ -89,7 +89,9 @@ class Sampler:
         self.shape = cm.lattice.shape
         self.beta = beta.to(cm.dtype).reshape(-1, *([1] * len(self.shape)))
         self.device = beta.device
-        # per-chain counts, kept on the device (no host sync on the hot path)
+        # per-chain counts, kept on the device (no host sync on the hot path); the sample task
+        # tracks acceptance on measured sweeps only, to keep burn-in at the bare update cost
+        self.track_acceptance = True
         self.accepted = torch.zeros(self.beta.shape[0], dtype=torch.float64, device=beta.device)
         self.proposed = torch.zeros_like(self.accepted)
 
@@ -132,11 +134,14 @@ class SingleSite(Sampler):
         if self.parallel:
             colours = self.fk.colours.reshape(self.shape)
             self.masks = [colours == c for c in range(self.fk.n_colours)]
+            self.mask_sizes = [int(m.sum()) for m in self.masks]
 
     def sweep(self, state):
         if self.parallel:
-            for mask in self.masks:
+            for mask, size in zip(self.masks, self.mask_sizes):
                 state = self.update_colour(state, mask)
+                if self.track_acceptance:
+                    self.proposed += size
         else:
             N = self.cm.lattice.n_sites
             for _ in range(N):
@@ -159,17 +164,20 @@ class Metropolis(SingleSite):
 
     def update_colour(self, state, mask):
         s = state[self.field]
-        new = self.propose(s)
         if self.fk.flip_delta is not None:
-            env = self.cm.kernels.inputs(self.fk.flip_delta, state)
-            delta = self.fk.flip_delta(env)
+            # two-valued domain: the flip is formed only where it is accepted (one tensor fewer
+            # alive at a time; at large L the sweep is memory-bound)
+            delta = self.fk.flip_delta(self.cm.kernels.inputs(self.fk.flip_delta, state))
+            new = None
         else:
+            new = self.propose(s)
             le = self.fk.local_energy
             delta = le(state, new) - le(state, s)
         accept = (self.uniform(s.shape) < parallel_acceptance(self.beta, delta)) & mask
-        self.accepted += accept.reshape(self.chains, -1).sum(1)
-        self.proposed += mask.sum()
-        return {**state, self.field: torch.where(accept, new, s)}
+        del delta
+        if self.track_acceptance:
+            self.accepted += accept.reshape(self.chains, -1).sum(1)
+        return {**state, self.field: torch.where(accept, self.propose(s) if new is None else new, s)}
 
     def update_sites(self, state, sites):
         s = state[self.field]
@@ -203,8 +211,8 @@ class Heatbath(SingleSite):
         le = self.fk.local_energy
         energies = torch.stack([le(state, v) for v in self.values])
         new = self._draw(energies, self.beta.unsqueeze(0))
-        self.accepted += (new != s).logical_and(mask).reshape(self.chains, -1).sum(1)
-        self.proposed += mask.sum()
+        if self.track_acceptance:
+            self.accepted += (new != s).logical_and(mask).reshape(self.chains, -1).sum(1)
         return {**state, self.field: torch.where(mask, new, s)}
 
     def update_sites(self, state, sites):
