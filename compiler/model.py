@@ -149,6 +149,12 @@ class CompiledModel:
             return (2 * flat - 1).sum(-1)
         return flat.sum(-1)
 
+    def describe(self) -> str:
+        """One line for ``physml check``."""
+        syms = [s.name for s in self.ir.symmetries if s.active]
+        return (f"{_describe(self.lattice)}, {len(self.energy_sum.terms)} energy terms, "
+                f"lowered by {self.path}; symmetries verified: {', '.join(syms) or 'none declared'}")  # fmt: skip
+
     def to(self, device) -> CompiledModel:
         self.kernels.to(device)
         for fk in self.fields.values():

@@ -106,7 +106,10 @@ def _dispatch(args) -> int:
     if args.command == "compile":
         name = args.model or program.default_model()
         cm = program.model(name, path=args.path, **_sets(args.set))
-        print(cm.emit_torch() if args.emit == "torch" else cm.emit_sympy())
+        emit = getattr(cm, f"emit_{args.emit}", None)
+        if emit is None:
+            raise PhysmlError(Diagnostic("P800", f"model {name} has no --emit {args.emit} form"))
+        print(emit())
         return 0
     sets = _sets(args.set)
     names = [args.run_name] if args.run_name else list(program.runs) or [None]

@@ -53,6 +53,9 @@ class Program:
         self.tree = tree
         self.path = path
         self.name = name
+        from physml_lang.runtime.tasks import load_tasks
+
+        load_tasks()  # task modules register their run statements before runs are checked
         self.models: dict[str, ModelChecker] = {}
         self.runs: dict[str, RunIR] = {}
         self._imports(tree)
@@ -119,44 +122,33 @@ class Program:
             raise PhysmlError(Diagnostic("P400", f"{self.name} declares no model"))
         return names[0]
 
-    def model(self, name: str | None = None, *, path: str | None = None, **params: Any):
-        """Instantiate and compile a model with parameter values: a CompiledModel."""
-        from physml_lang.compiler.model import CompiledModel
+    def model(self, name: str | None = None, **params: Any):
+        """Instantiate and compile a model with parameter values (a CompiledModel for classical
+        lattice models; quantum, gauge and phase-space models get their own compiled form).
+        Keyword ``path`` forces a lowering path of classical models."""
+        from physml_lang.compiler.kinds import compile_model
 
         name = name or self.default_model()
         if name not in self.models:
             raise PhysmlError(Diagnostic("P200", f"unknown model '{name}'",
                                          hint=did_you_mean(name, set(self.models))))  # fmt: skip
+        options = {k: params.pop(k) for k in ("path",) if k in params and params[k] is not None}
+        params.pop("path", None)
         ir = self.models[name].instantiate(params)
-        return CompiledModel(ir, path=path)
+        return compile_model(ir, **options)
 
     def check(self) -> list[str]:
         """Run the whole front end and the symmetry checks; returns a list of what was checked."""
+        from physml_lang.runtime.tasks import TASKS
+
         done = []
         for name in [m.name for m in self.tree.models]:
-            cm = self.model(name)
-            syms = [s.name for s in cm.ir.symmetries if s.active]
-            done.append(f"model {name}: {cm.lattice.kind} {'x'.join(map(str, cm.lattice.shape))}, "
-                        f"{len(cm.energy_sum.terms)} energy terms, symmetries verified: "
-                        f"{', '.join(syms) or 'none declared'}")  # fmt: skip
+            done.append(f"model {name}: {self.model(name).describe()}")
         for run in self.runs.values():
-            checker = self.checker_for(run)
-            args = {k: v for k, (v, _) in run.model_args.items()}
-            spans = {k: s for k, (_, s) in run.model_args.items()}
-            ir = checker.instantiate(args, spans)
-            from physml_lang.compiler.model import CompiledModel
-            from physml_lang.runtime.sample_task import THERMAL
-            from physml_lang.runtime.samplers import SAMPLERS
+            import copy
 
-            CompiledModel(ir)
-            if run.task == "sample":
-                import copy
-
-                from physml_lang.runtime.sample_task import check_sample
-
-                check_sample(copy.deepcopy(run), checker)
-
-            done.append(f"run {run.name}: {run.task} with model {checker.node.name}")
+            TASKS[run.task].check(copy.deepcopy(run), self)
+            done.append(f"run {run.name}: {run.task} with model {self.checker_for(run).node.name}")
         return done
 
     # ---------------------------------------------------------------- running
@@ -171,8 +163,6 @@ class Program:
         progress: bool | None = False,
     ):
         """Execute a run block; returns a RunResult whose ``rows`` are what summary.json holds."""
-        from physml_lang.runtime.sample_task import run_sample
-
         if not self.runs:
             raise PhysmlError(Diagnostic("P400", f"{self.name} has no run block",
                                          hint="add 'run name { ... }'"))  # fmt: skip
@@ -183,14 +173,13 @@ class Program:
                                          hint=did_you_mean(name, set(self.runs))))  # fmt: skip
         import copy
 
+        from physml_lang.runtime.tasks import TASKS
+
         run = copy.deepcopy(self.runs[name])
-        checker = self.checker_for(run)
         dev = resolve_device(device)
         out_path = Path(out) if out is not None else None
-        if run.task == "sample":
-            return run_sample(run, checker, sets=sets, device=dev, seed=seed, out=out_path,
-                              progress=progress, source=self.name)  # fmt: skip
-        raise PhysmlError(Diagnostic("P800", f"run task '{run.task}' is not available", run.span))
+        return TASKS[run.task].run(run, self, sets=sets, device=dev, seed=seed, out=out_path,
+                                   progress=progress)  # fmt: skip
 
     # ---------------------------------------------------------------- conveniences
     @property
@@ -264,6 +253,10 @@ class CompiledProgram(Program):
 
     def emit(self, what: str = "torch") -> str:
         return self.compiled.emit_torch() if what == "torch" else self.compiled.emit_sympy()
+
+    @property
+    def model_ir(self):
+        return self.compiled.ir
 
     def run(self, name=None, *, sets=None, **kw):
         merged = {**self.params, **(sets or {})}

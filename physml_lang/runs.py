@@ -197,6 +197,11 @@ RUN_STATEMENTS: dict[str, RunStatement] = {
 }
 
 
+def register_statement(word: str, handler, usage: str, task: str | None = None) -> None:
+    """Add a run statement (used by task modules: ``train``, ``evolve``, ``exact``, ...)."""
+    RUN_STATEMENTS[word] = RunStatement(handler, usage, task)
+
+
 def check_run(node: ast.Run) -> RunIR:
     """Resolve every statement of a run block."""
     run = RunIR(node.name, node.span)
@@ -218,8 +223,10 @@ def check_run(node: ast.Run) -> RunIR:
                      stmt.word_span)  # fmt: skip
             run.task = entry.task
     if run.task is None:
+        tasks = sorted({e.task for e in RUN_STATEMENTS.values() if e.task})
         fail("P400", f"run {node.name} does nothing", node.name_span,
-             "add a sampler: sampler metropolis(chains = 64, sweeps = 2000)")  # fmt: skip
+             "add a statement that says what to do, e.g. 'sampler metropolis(chains = 64)'; "
+             "tasks: " + ", ".join(tasks))  # fmt: skip
     return run
 
 

@@ -36,6 +36,7 @@ from .observables import (
     estimate_mean,
 )
 from .samplers import SAMPLERS
+from .tasks import register_task
 
 THERMAL = ("T", "beta")
 
@@ -416,3 +417,15 @@ def _plots(out: Path, run: RunIR, summary: dict, measures, tvar: str, others) ->
 
 
 __all__ = ["run_sample", "RunResult", "Span", "np"]
+
+
+def _check_task(run: RunIR, program) -> None:
+    check_sample(run, program.checker_for(run))
+
+
+def _run_task(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    return run_sample(run, program.checker_for(run), sets=sets, device=device, seed=seed, out=out,
+                      progress=progress, source=program.name)  # fmt: skip
+
+
+register_task("sample", _check_task, _run_task, "Markov-chain sampling over a scan")
