@@ -1,0 +1,1 @@
+"""Neural quantum states for spin-1/2 models: Pauli operators, ED, learners, VMC."""

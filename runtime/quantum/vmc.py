@@ -1,0 +1,584 @@
+"""Variational Monte Carlo: samplers over |psi|^2, energy gradients, stochastic reconfiguration.
+
+Shapes: configurations s (B, N) of +-1; Monte Carlo samples come as (T, C, N) (T samples per
+chain, C chains; exact samplers return C = n independent draws with T = 1) so that every error
+bar is a binning analysis over the time axis (runtime.statistics).
+
+Gradients (real parameters theta_k, possibly complex log psi): with O_k(s) = d log psi(s)/d theta_k,
+centred Obar = O - <O>, ebar = E_loc - <E_loc> (the baseline),
+
+    F_k = Re <Obar_k^* ebar>,   dE/dtheta_k = 2 F_k,   S_kl = Re <Obar_k^* Obar_l>.
+
+Stochastic reconfiguration solves (S + shift * 1) x = F and uses x as the update direction. With
+Or = [Re Obar; Im Obar] / sqrt(B) of shape (2B, P), S = Or^T Or: the dense path forms S (P, P);
+the matrix-free path runs conjugate gradient with S v = Or^T (Or v), never forming S.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.func import functional_call, jacrev, vmap
+
+from ...compiler.pauli import PauliSum
+from ..statistics import Estimate, binning_analysis
+from .operator import LocalOperator
+
+# ----------------------------------------------------------------------------- options
+
+
+class MetropolisOptions(BaseModel):
+    """Metropolis over |psi|^2, batched over chains. One sweep = N proposals per chain."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_chains: int = Field(16, ge=1)
+    sweeps_per_sample: float = Field(1.0, gt=0)
+    burn_in_sweeps: int = Field(2, ge=0, description="discarded at every VMC iteration")
+    initial_burn_in_sweeps: int = Field(50, ge=0, description="before the first iteration")
+    move: Literal["flip", "exchange"] = "flip"
+    magnetization: int | None = Field(None, description="initial sector; exchange keeps it")
+
+
+class AutoregressiveOptions(BaseModel):
+    """Exact, independent samples from a normalised (autoregressive) learner."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SROptions(BaseModel):
+    """Stochastic reconfiguration (natural gradient)."""
+
+    model_config = ConfigDict(extra="forbid")
+    diag_shift: float = Field(0.01, ge=0)
+    solver: Literal["auto", "dense", "cg"] = "auto"
+    dense_max_params: int = Field(2000, ge=1, description="auto: dense up to this many parameters")
+    cg_tol: float = Field(1e-8, gt=0)
+    cg_maxiter: int = Field(500, ge=1)
+
+
+class OptimizerOptions(BaseModel):
+    """Parameter update: SGD or Adam on the gradient, or on the SR direction when sr is set."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.02, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    sr: SROptions | None = Field(default_factory=SROptions)
+    lr_decay: float = Field(1.0, gt=0, le=1, description="lr multiplied by this every iteration")
+    min_lr: float = Field(0.0, ge=0)
+
+
+# ----------------------------------------------------------------------------- samplers
+
+
+def random_configs(
+    n: int,
+    n_sites: int,
+    generator: torch.Generator | None,
+    magnetization: int | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """(n, N) uniform random +-1 configurations (in a magnetisation sector if given)."""
+    if magnetization is None:
+        bits = torch.randint(0, 2, (n, n_sites), generator=generator, device=device)
+        return (1 - 2 * bits).to(dtype)
+    if (n_sites + magnetization) % 2 or abs(magnetization) > n_sites:
+        raise ValueError(f"no states with magnetization {magnetization} on {n_sites} sites")
+    n_up = (n_sites + magnetization) // 2
+    keys = torch.rand(n, n_sites, generator=generator, device=device)
+    ranks = torch.argsort(torch.argsort(keys, dim=1), dim=1)  # a random permutation per row
+    return torch.where(ranks < n_up, 1.0, -1.0).to(dtype)
+
+
+class MetropolisSampler:
+    """Persistent Metropolis chains over |psi(s)|^2 = exp(2 Re log psi).
+
+    Moves: "flip" (one random site) or "exchange" (a random site and a random site of opposite
+    spin swap values; conserves magnetisation; the proposal is symmetric because the number of
+    opposite-spin partners is the same before and after the swap).
+    """
+
+    def __init__(
+        self,
+        n_sites: int,
+        options: MetropolisOptions | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        self.n_sites, self.options = n_sites, options or MetropolisOptions()
+        self.device, self.dtype = torch.device(device), dtype
+        self.chains: torch.Tensor | None = None
+        self.acceptance: float = float("nan")
+
+    def _propose(self, s: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        c, n = s.shape
+        rows = torch.arange(c, device=s.device)
+        i = torch.randint(0, n, (c,), generator=generator, device=s.device)
+        if self.options.move == "flip":
+            sp = s.clone()
+            sp[rows, i] = -sp[rows, i]
+            return sp
+        opposite = s != s[rows, i].unsqueeze(1)
+        scores = torch.rand(c, n, generator=generator, device=s.device) * opposite
+        j = torch.argmax(scores, dim=1)  # uniform among opposite-spin sites (i itself if none)
+        sp = s.clone()
+        sp[rows, i], sp[rows, j] = s[rows, j], s[rows, i]
+        return sp
+
+    @torch.no_grad()
+    def _sweeps(self, model: nn.Module, s, lp, n_steps: int, generator):
+        accepted = torch.zeros((), dtype=torch.float64, device=s.device)
+        for _ in range(n_steps):  # Markov-chain steps are sequential; chains are batched
+            sp = self._propose(s, generator)
+            lpp = model(sp)
+            log_ratio = 2.0 * (lpp.real - lp.real)
+            u = torch.rand(s.shape[0], generator=generator, device=s.device, dtype=log_ratio.dtype)
+            acc = torch.log(u) < log_ratio
+            s = torch.where(acc.unsqueeze(1), sp, s)
+            lp = torch.where(acc, lpp, lp)
+            accepted = accepted + acc.double().mean()  # no host sync inside the loop
+        return s, lp, float(accepted) / max(n_steps, 1)
+
+    @torch.no_grad()
+    def sample(
+        self, model: nn.Module, n_samples: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """(T, C, N) samples, T = ceil(n_samples / C), after burn-in from the persistent chains."""
+        o, n = self.options, self.n_sites
+        first = self.chains is None
+        if first:
+            self.chains = random_configs(
+                o.n_chains, n, generator, o.magnetization, self.dtype, self.device
+            )
+        s = self.chains
+        lp = model(s)
+        burn = (o.initial_burn_in_sweeps if first else 0) + o.burn_in_sweeps
+        s, lp, _ = self._sweeps(model, s, lp, burn * n, generator)
+        t = math.ceil(n_samples / o.n_chains)
+        steps = max(1, int(round(o.sweeps_per_sample * n)))
+        out, acc = [], 0.0
+        for _ in range(t):
+            s, lp, a = self._sweeps(model, s, lp, steps, generator)
+            out.append(s)
+            acc += a
+        self.chains = s
+        self.acceptance = acc / t
+        return torch.stack(out)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {} if self.chains is None else {"chains": self.chains}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if "chains" in tensors:
+            self.chains = tensors["chains"].to(self.device, self.dtype)
+
+
+class AutoregressiveSampler:
+    """Exact independent samples from a model with ``sample(n, generator)``; returns (1, n, N)."""
+
+    def __init__(
+        self,
+        n_sites: int,
+        options: AutoregressiveOptions | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        self.n_sites, self.options = n_sites, options or AutoregressiveOptions()
+        self.acceptance = 1.0
+
+    @torch.no_grad()
+    def sample(self, model: nn.Module, n_samples: int, generator) -> torch.Tensor:
+        if not getattr(model, "is_normalized", False):
+            raise ValueError("exact sampling needs a normalised (autoregressive) learner")
+        return model.sample(n_samples, generator).unsqueeze(0)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        pass
+
+
+SAMPLERS: dict[str, tuple[type[BaseModel], Callable]] = {
+    "metropolis": (MetropolisOptions, MetropolisSampler),
+    "autoregressive": (AutoregressiveOptions, AutoregressiveSampler),
+}
+OPTIMIZERS: dict[str, tuple[type[BaseModel], Callable]] = {
+    "sgd": (
+        OptimizerOptions,
+        lambda params, o: torch.optim.SGD(params, lr=o.lr, momentum=o.momentum),
+    ),
+    "adam": (OptimizerOptions, lambda params, o: torch.optim.Adam(params, lr=o.lr)),
+}
+
+
+def make_sampler(name: str, n_sites: int, options: dict | BaseModel | None = None, **kw):
+    schema, factory = SAMPLERS[name]
+    opts = options if isinstance(options, schema) else schema(**(options or {}))
+    return factory(n_sites, opts, **kw)
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def parameter_vector(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def log_psi_jacobian(
+    model: nn.Module, s: torch.Tensor, chunk_size: int | None = 1024
+) -> torch.Tensor:
+    """O[b, k] = d log psi(s_b) / d theta_k for real parameters: (B, P), complex if psi is."""
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+    complex_out = bool(getattr(model, "is_complex", False))
+
+    def single(p, x):
+        out = functional_call(model, (p, buffers), (x.unsqueeze(0),)).squeeze(0)
+        if complex_out:
+            return torch.stack([out.real, out.imag])
+        return out
+
+    jac = vmap(jacrev(single), in_dims=(None, 0), chunk_size=chunk_size)(params, s)
+    b = s.shape[0]
+    if complex_out:
+        flat = torch.cat([jac[k].reshape(b, 2, -1) for k in params], dim=2)
+        return torch.complex(flat[:, 0], flat[:, 1])
+    return torch.cat([jac[k].reshape(b, -1) for k in params], dim=1)
+
+
+def conjugate_gradient(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    b: torch.Tensor,
+    x0: torch.Tensor | None = None,
+    tol: float = 1e-8,
+    maxiter: int = 500,
+) -> tuple[torch.Tensor, int]:
+    """Solve A x = b for symmetric positive-definite A given only A v. Returns (x, iterations)."""
+    x = torch.zeros_like(b) if x0 is None else x0.clone()
+    r = b - matvec(x)
+    p = r.clone()
+    rs = r @ r
+    bnorm = torch.linalg.vector_norm(b).clamp_min(1e-300)
+    for it in range(maxiter):  # Krylov iterations are sequential
+        if torch.sqrt(rs) <= tol * bnorm:
+            return x, it
+        ap = matvec(p)
+        alpha = rs / (p @ ap)
+        x = x + alpha * p
+        r = r - alpha * ap
+        rs_new = r @ r
+        p = r + (rs_new / rs) * p
+        rs = rs_new
+    return x, maxiter
+
+
+def sr_direction(
+    jacobian: torch.Tensor, e_loc: torch.Tensor, options: SROptions, x0: torch.Tensor | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Solve (S + diag_shift) x = F from O (B, P) and E_loc (B,). Returns (x (P,), info)."""
+    b, p = jacobian.shape
+    obar = jacobian - jacobian.mean(0)
+    ebar = e_loc - e_loc.mean()
+    force = (obar.conj() * ebar.unsqueeze(1)).mean(0).real
+    if obar.is_complex():
+        orr = torch.cat([obar.real, obar.imag], dim=0) / math.sqrt(b)
+    else:
+        orr = obar / math.sqrt(b)
+    solver = options.solver
+    if solver == "auto":
+        solver = "dense" if p <= options.dense_max_params else "cg"
+    if solver == "dense":
+        s_mat = orr.T @ orr + options.diag_shift * torch.eye(p, dtype=orr.dtype, device=orr.device)
+        return torch.linalg.solve(s_mat, force), {
+            "sr_iterations": 0.0,
+            "force_norm": float(force.norm()),
+        }
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        return orr.T @ (orr @ v) + options.diag_shift * v
+
+    x, its = conjugate_gradient(matvec, force, x0, options.cg_tol, options.cg_maxiter)
+    return x, {"sr_iterations": float(its), "force_norm": float(force.norm())}
+
+
+def energy_force(model: nn.Module, s: torch.Tensor, e_loc: torch.Tensor) -> torch.Tensor:
+    """F = Re <(O - <O>)^* (E_loc - <E_loc>)> (P,) by one backward pass (no Jacobian)."""
+    model.zero_grad(set_to_none=True)
+    lp = model(s)
+    ebar = (e_loc - e_loc.mean()).detach()
+    loss = (
+        (lp.conj() * ebar).real.mean()
+        if lp.is_complex() or ebar.is_complex()
+        else (lp * ebar).mean()
+    )
+    grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+    return torch.cat(
+        [
+            (g if g is not None else torch.zeros_like(p)).reshape(-1)
+            for g, p in zip(grads, model.parameters())
+        ]
+    )
+
+
+def _assign_grad(model: nn.Module, vec: torch.Tensor) -> None:
+    i = 0
+    for p in model.parameters():
+        n = p.numel()
+        p.grad = vec[i : i + n].reshape(p.shape).to(p.dtype).clone()
+        i += n
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def split_rhat(series: np.ndarray) -> float:
+    """Split-chain Gelman-Rubin R-hat of a (T, C) series (T >= 4, C >= 1); ~1 when mixed."""
+    x = np.asarray(series, dtype=np.float64)
+    t = x.shape[0] // 2
+    if t < 2:
+        return float("nan")
+    halves = np.concatenate([x[:t], x[t : 2 * t]], axis=1)  # (t, 2C)
+    w = halves.var(axis=0, ddof=1).mean()
+    b = t * halves.mean(axis=0).var(ddof=1)
+    if w <= 0:
+        return float("nan") if b > 0 else 1.0
+    var_plus = (t - 1) / t * w + b / t
+    return float(np.sqrt(var_plus / w))
+
+
+def energy_statistics(e_loc_tc: torch.Tensor) -> dict[str, float]:
+    """Mean, stderr, variance, tau_int and split R-hat of local energies of shape (T, C)."""
+    e = (
+        e_loc_tc.real.detach().cpu().numpy()
+        if e_loc_tc.is_complex()
+        else e_loc_tc.detach().cpu().numpy()
+    )
+    est = binning_analysis(e)
+    return {
+        "energy": est.mean,
+        "energy_stderr": est.stderr,
+        "variance": float(e.var()),
+        "tau_int": est.tau_int,
+        "r_hat": split_rhat(e) if e.shape[0] >= 4 else float("nan"),
+        "energy_imag": float(e_loc_tc.imag.mean()) if e_loc_tc.is_complex() else 0.0,
+    }
+
+
+# ----------------------------------------------------------------------------- observables
+
+
+def expectation(op: LocalOperator, model: nn.Module, samples: torch.Tensor) -> Estimate:
+    """<O> from samples (T, C, N) with the local estimator O_loc = sum_s' O_ss' psi(s')/psi(s)."""
+    t, c, n = samples.shape
+    o = op.local_energy(model, samples.reshape(-1, n)).reshape(t, c)
+    return binning_analysis((o.real if o.is_complex() else o).cpu().numpy())
+
+
+def diagonal_observables(
+    samples: torch.Tensor,
+    positions: np.ndarray | None = None,
+    qs: np.ndarray | None = None,
+    sublattice: torch.Tensor | None = None,
+) -> dict[str, object]:
+    """Z-basis observables from samples (T, C, N).
+
+    Returns Estimates of ``magnetization`` (<sum_i Z_i>/N), ``abs_magnetization``, optionally
+    ``staggered_magnetization`` (<|sum_i (+-1)_i Z_i|>/N), ``structure_factor`` per q
+    (S(q) = <|sum_i e^{i q.r_i} Z_i|^2>/N for qs (Q, d), positions (N, d)), and the ZZ correlation
+    matrix ``zz`` (N, N) = <Z_i Z_j> (means only).
+    """
+    t, c, n = samples.shape
+    x = samples.to(torch.float64)
+    m = x.mean(-1)
+    out: dict[str, object] = {
+        "magnetization": binning_analysis(m.cpu().numpy()),
+        "abs_magnetization": binning_analysis(m.abs().cpu().numpy()),
+        "zz": torch.einsum("tci,tcj->ij", x, x) / (t * c),
+    }
+    if sublattice is not None:
+        signs = torch.where(sublattice.to(x.device), 1.0, -1.0).to(x.dtype)
+        out["staggered_magnetization"] = binning_analysis((x * signs).mean(-1).abs().cpu().numpy())
+    if positions is not None and qs is not None:
+        phases = torch.exp(1j * torch.as_tensor(np.asarray(qs) @ np.asarray(positions).T))  # (Q, N)
+        amp = torch.einsum("qn,tcn->tcq", phases, x.to(phases.dtype))
+        sq = (amp.abs() ** 2 / n).cpu().numpy()
+        out["structure_factor"] = [binning_analysis(sq[..., k]) for k in range(sq.shape[-1])]
+    return out
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(
+    path: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    sampler,
+    generator: torch.Generator | None,
+    iteration: int,
+    history: dict,
+) -> None:
+    """Atomic safetensors checkpoint: parameters, optimiser state, chains, RNG state, history."""
+    tensors = {f"model/{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = optimizer.state_dict()
+    for idx, st in state["state"].items():
+        for k, v in st.items():
+            tensors[f"opt/{idx}/{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
+    for k, v in sampler.state_tensors().items():
+        tensors[f"sampler/{k}"] = v.contiguous()
+    if generator is not None:
+        tensors["rng"] = generator.get_state()
+    meta = {
+        "iteration": str(iteration),
+        "param_groups": json.dumps(state["param_groups"]),
+        "history": json.dumps(history),
+    }
+    tmp = f"{path}.tmp"
+    save_file(tensors, tmp, metadata=meta)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(
+    path: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    sampler,
+    generator: torch.Generator | None,
+) -> tuple[int, dict]:
+    """Restore what :func:`save_checkpoint` wrote; returns (iteration, history)."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(path)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt/"):
+            _, idx, name = k.split("/", 2)
+            opt_state.setdefault(int(idx), {})[name] = v
+    optimizer.load_state_dict(
+        {"state": opt_state, "param_groups": json.loads(meta["param_groups"])}
+    )
+    sampler.load_state_tensors({k[8:]: v for k, v in tensors.items() if k.startswith("sampler/")})
+    if generator is not None and "rng" in tensors:
+        generator.set_state(tensors["rng"])
+    return int(meta["iteration"]), json.loads(meta["history"])
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+@dataclass
+class VMCResult:
+    """History (one entry per iteration) and the final energy with its binning error."""
+
+    history: dict[str, list[float]]
+    energy: Estimate
+    variance: float
+    samples: torch.Tensor
+    iterations: int
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def run_vmc(
+    hamiltonian: PauliSum | LocalOperator,
+    model: nn.Module,
+    sampler: str | object = "metropolis",
+    sampler_options: dict | BaseModel | None = None,
+    optimizer: OptimizerOptions | dict | None = None,
+    iterations: int = 300,
+    generator: torch.Generator | None = None,
+    n_samples: int = 1008,
+    eval_samples: int | None = None,
+    checkpoint_path: str | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+    chunk_size: int | None = 1024,
+) -> VMCResult:
+    """Minimise <H> over the learner's parameters by VMC; returns history and final estimate.
+
+    ``sampler``: a registry name ("metropolis", "autoregressive") or a sampler object.
+    ``optimizer``: OptimizerOptions (SGD/Adam, SR on by default). ``eval_samples``: samples for the
+    final energy estimate (default 4 * n_samples), drawn after training with the trained state.
+    With ``checkpoint_path`` and ``checkpoint_every`` > 0 a checkpoint is written every that many
+    iterations (and at the end); ``resume=True`` continues from it up to ``iterations`` in total.
+    """
+    device = next(model.parameters()).device
+    op = (
+        hamiltonian
+        if isinstance(hamiltonian, LocalOperator)
+        else LocalOperator(hamiltonian, device=device)
+    )
+    n = op.n_sites
+    if isinstance(sampler, str):
+        sampler = make_sampler(sampler, n, sampler_options, device=device)
+    opts = (
+        optimizer
+        if isinstance(optimizer, OptimizerOptions)
+        else OptimizerOptions(**(optimizer or {}))
+    )
+    opt = OPTIMIZERS[opts.name][1](list(model.parameters()), opts)
+    history: dict[str, list[float]] = {}
+    start = 0
+    if resume and checkpoint_path and os.path.exists(checkpoint_path):
+        start, history = load_checkpoint(checkpoint_path, model, opt, sampler, generator)
+    x_prev: torch.Tensor | None = None
+    for it in range(start, iterations):  # optimisation steps are sequential
+        lr = max(opts.lr * opts.lr_decay**it, opts.min_lr)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        samples = sampler.sample(model, n_samples, generator)  # (T, C, N)
+        t, c, _ = samples.shape
+        s = samples.reshape(-1, n)
+        with torch.no_grad():
+            lp = model(s)
+        e_loc = op.local_energy(model, s, lp)
+        stats = energy_statistics(e_loc.reshape(t, c))
+        stats["acceptance"] = float(sampler.acceptance)
+        if opts.sr is not None:
+            jac = log_psi_jacobian(model, s, chunk_size)
+            direction, info = sr_direction(jac, e_loc, opts.sr, x_prev)
+            x_prev = direction if opts.sr.solver != "dense" else None
+            stats.update(info)
+        else:
+            direction = 2.0 * energy_force(model, s, e_loc)
+        _assign_grad(model, direction)
+        opt.step()
+        stats["lr"] = lr
+        for k, v in stats.items():
+            history.setdefault(k, []).append(float(v))
+        if callback is not None:
+            callback(it, stats)
+        if (
+            checkpoint_path
+            and checkpoint_every
+            and ((it + 1) % checkpoint_every == 0 or it + 1 == iterations)
+        ):
+            save_checkpoint(checkpoint_path, model, opt, sampler, generator, it + 1, history)
+    final = sampler.sample(model, eval_samples or 4 * n_samples, generator)
+    t, c, _ = final.shape
+    e = op.local_energy(model, final.reshape(-1, n)).reshape(t, c)
+    stats = energy_statistics(e)
+    est = Estimate(stats["energy"], stats["energy_stderr"], stats["tau_int"])
+    return VMCResult(
+        history,
+        est,
+        stats["variance"],
+        final,
+        iterations,
+        {"r_hat": stats["r_hat"], "energy_imag": stats["energy_imag"]},
+    )

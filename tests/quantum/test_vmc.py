@@ -1,0 +1,242 @@
+"""VMC machinery: Jacobians, SR solves, Metropolis moves, statistics, checkpoints, TFIM L=10."""
+
+import numpy as np
+import pydantic
+import pytest
+import torch
+from physml_lang.compiler.pauli import PauliSum, PauliTerm, tfim
+from physml_lang.runtime.quantum.lattice import nearest_bonds, translation_table
+from physml_lang.runtime.quantum.learners import RBM, AutoregressiveGRU, SymmetrizedAutoregressive
+from physml_lang.runtime.quantum.operator import LocalOperator
+from physml_lang.runtime.quantum.registry import QuantumContext, SymmetryError, make_learner
+from physml_lang.runtime.quantum.vmc import (
+    MetropolisOptions,
+    MetropolisSampler,
+    OptimizerOptions,
+    SROptions,
+    diagonal_observables,
+    energy_force,
+    expectation,
+    log_psi_jacobian,
+    make_sampler,
+    run_vmc,
+    split_rhat,
+    sr_direction,
+)
+
+
+def all_configs(n):
+    return LocalOperator.codes_to_configs(torch.arange(2**n), n)
+
+
+def per_sample_autograd(model, s):
+    rows = []
+    for b in range(s.shape[0]):
+        out = model(s[b : b + 1])[0]
+        parts = [out.real, out.imag] if out.is_complex() else [out]
+        gs = [
+            torch.cat(
+                [
+                    g.reshape(-1)
+                    for g in torch.autograd.grad(x, list(model.parameters()), retain_graph=True)
+                ]
+            )
+            for x in parts
+        ]
+        rows.append(torch.complex(gs[0], gs[1]) if out.is_complex() else gs[0])
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("kind", ["real", "complex", "rnn"])
+def test_jacobian_matches_per_sample_autograd(kind):
+    g = torch.Generator().manual_seed(0)
+    if kind == "rnn":
+        model = SymmetrizedAutoregressive(
+            AutoregressiveGRU(6, hidden=4, phase="head", generator=g), translation_table((6,))
+        )
+    else:
+        model = RBM(6, alpha=1, complex=kind == "complex", init_std=0.3, generator=g)
+    s = all_configs(6)[::5]
+    torch.testing.assert_close(
+        log_psi_jacobian(model, s, chunk_size=4), per_sample_autograd(model, s)
+    )
+
+
+def test_energy_force_matches_jacobian_formula():
+    g = torch.Generator().manual_seed(1)
+    model = RBM(6, alpha=1, complex=True, init_std=0.3, generator=g)
+    s = all_configs(6)
+    e = LocalOperator(tfim(6, nearest_bonds((6,)), 0.7)).local_energy(model, s)
+    o = log_psi_jacobian(model, s)
+    ref = ((o - o.mean(0)).conj() * (e - e.mean()).unsqueeze(1)).mean(0).real
+    torch.testing.assert_close(energy_force(model, s, e), ref)
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+def test_sr_dense_cg_and_numpy_agree(complex_):
+    g = torch.Generator().manual_seed(2)
+    model = RBM(6, alpha=2, complex=complex_, init_std=0.3, generator=g)
+    s = all_configs(6)[torch.randint(0, 64, (40,), generator=g)]
+    h = tfim(6, nearest_bonds((6,)), 1.0) + PauliSum([PauliTerm(0.2, (("Y", 0),))], 6)
+    e = LocalOperator(h).local_energy(model, s)
+    o = log_psi_jacobian(model, s)
+    dense, _ = sr_direction(o, e, SROptions(diag_shift=1e-3, solver="dense"))
+    cg, info = sr_direction(
+        o, e, SROptions(diag_shift=1e-3, solver="cg", cg_tol=1e-12, cg_maxiter=2000)
+    )
+    on, en = o.numpy(), e.numpy()
+    ob, eb = on - on.mean(0), en - en.mean()
+    s_np = (ob.conj().T @ ob).real / len(en) + 1e-3 * np.eye(on.shape[1])
+    f_np = (ob.conj().T @ eb).real / len(en)
+    ref = np.linalg.solve(s_np, f_np)
+    np.testing.assert_allclose(dense.numpy(), ref, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(cg.numpy(), ref, rtol=1e-5, atol=1e-7)
+    assert info["sr_iterations"] > 0
+
+
+def exact_probs(model, n):
+    with torch.no_grad():
+        p = torch.exp(2 * model(all_configs(n)).real)
+    return (p / p.sum()).numpy()
+
+
+@pytest.mark.parametrize("move", ["flip", "exchange"])
+def test_metropolis_samples_psi_squared(move):
+    n = 6
+    g = torch.Generator().manual_seed(3)
+    model = RBM(n, alpha=1, init_std=0.4, generator=g)
+    opts = MetropolisOptions(
+        n_chains=256,
+        sweeps_per_sample=1,
+        initial_burn_in_sweeps=20,
+        move=move,
+        magnetization=0 if move == "exchange" else None,
+    )
+    sampler = MetropolisSampler(n, opts)
+    s = sampler.sample(model, 256 * 40, g).reshape(-1, n)
+    codes = LocalOperator.configs_to_codes(s).numpy()
+    p = exact_probs(model, n)
+    if move == "exchange":
+        assert torch.all(s.sum(1) == 0)
+        sector = all_configs(n).sum(1).numpy() == 0
+        p = np.where(sector, p, 0.0)
+        p /= p.sum()
+    freq = np.bincount(codes, minlength=2**n) / len(codes)
+    # chains decorrelate within ~1 sweep here; allow for that with a factor 2 on the variance
+    sigma = np.sqrt(2 * p * (1 - p) / len(codes))
+    assert np.all(np.abs(freq - p) <= 5 * sigma + 1e-4)
+
+
+def test_split_rhat():
+    rng = np.random.default_rng(0)
+    assert abs(split_rhat(rng.normal(size=(400, 8))) - 1.0) < 0.02
+    stuck = rng.normal(size=(400, 8)) + np.arange(8)
+    assert split_rhat(stuck) > 1.5
+
+
+def test_options_are_validated_and_registries_resolve():
+    with pytest.raises(pydantic.ValidationError):
+        MetropolisOptions(n_chains=0)
+    with pytest.raises(pydantic.ValidationError):
+        OptimizerOptions(lr=0.1, bogus=1)
+    assert isinstance(make_sampler("metropolis", 4, {"n_chains": 3}), MetropolisSampler)
+    ctx = QuantumContext(8, shape=(8,), symmetries={"translation", "spin_flip"})
+    m = make_learner("rbm", {"alpha": 2}, ctx)
+    s = all_configs(8)
+    torch.testing.assert_close(m(s[:, translation_table((8,))[3]]), m(s))
+    with pytest.raises(SymmetryError):
+        make_learner("cnn", {}, QuantumContext(8, symmetries={"translation"}))
+    with pytest.raises(SymmetryError):
+        make_learner("rbm", {"sign_rule": "marshall"}, QuantumContext(8))
+
+
+def test_observables_against_exact_state():
+    # An exactly sampled autoregressive state: estimates must agree with exact sums.
+    n = 6
+    g = torch.Generator().manual_seed(4)
+    model = AutoregressiveGRU(n, hidden=8, generator=g)
+    with torch.no_grad():
+        model.out.mul_(10.0)
+    samples = model.sample(20000, g).reshape(200, 100, n)
+    x_op = LocalOperator(PauliSum([PauliTerm(1.0, (("X", i),)) for i in range(n)], n))
+    est = expectation(x_op, model, samples)
+    with torch.no_grad():
+        psi = torch.exp(model(all_configs(n))).numpy()
+    exact_x = psi @ (x_op.to_sparse() @ psi)
+    assert abs(est.mean - exact_x) < 4 * est.stderr
+    obs = diagonal_observables(samples, positions=np.arange(n)[:, None], qs=np.array([[np.pi]]))
+    conf = all_configs(n).numpy()
+    p = psi**2
+    exact_m = p @ conf.mean(1)
+    assert abs(obs["magnetization"].mean - exact_m) < 4 * obs["magnetization"].stderr
+    stag = (conf * (-1.0) ** np.arange(n)).sum(1) ** 2 / n
+    sq = obs["structure_factor"][0]
+    assert abs(sq.mean - p @ stag) < 4 * sq.stderr
+    np.testing.assert_allclose(obs["zz"].numpy(), (conf.T * p) @ conf, atol=0.03)
+
+
+def _tfim_run(iterations, path=None, every=0, resume=False):
+    g = torch.Generator().manual_seed(5)
+    model = RBM(6, alpha=1, generator=g)
+    res = run_vmc(
+        tfim(6, nearest_bonds((6,)), 1.0),
+        model,
+        "metropolis",
+        {"n_chains": 8},
+        OptimizerOptions(name="adam", lr=0.01, sr=None),
+        iterations,
+        g,
+        n_samples=64,
+        eval_samples=64,
+        checkpoint_path=path,
+        checkpoint_every=every,
+        resume=resume,
+    )
+    return res, model, g
+
+
+def test_checkpoint_resume_is_bitwise(tmp_path):
+    path = str(tmp_path / "ckpt.safetensors")
+    full, m_full, _ = _tfim_run(6)
+    _tfim_run(3, path, every=3)
+    # resume from iteration 3 with fresh objects; the generator state is restored from the file
+    g = torch.Generator().manual_seed(123)
+    model = RBM(6, alpha=1, generator=torch.Generator().manual_seed(99))
+    res = run_vmc(
+        tfim(6, nearest_bonds((6,)), 1.0),
+        model,
+        "metropolis",
+        {"n_chains": 8},
+        OptimizerOptions(name="adam", lr=0.01, sr=None),
+        6,
+        g,
+        n_samples=64,
+        eval_samples=64,
+        checkpoint_path=path,
+        checkpoint_every=3,
+        resume=True,
+    )
+    for a, b in zip(model.parameters(), m_full.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert res.history["energy"] == full.history["energy"]
+
+
+def test_vmc_tfim_l10_reaches_1e3():
+    L, E0 = 10, -12.7849064430
+    g = torch.Generator().manual_seed(6)
+    model = RBM(L, alpha=1, generator=g)
+    res = run_vmc(
+        tfim(L, nearest_bonds((L,)), 1.0),
+        model,
+        "metropolis",
+        {"n_chains": 100, "sweeps_per_sample": 0.5, "burn_in_sweeps": 1},
+        OptimizerOptions(lr=0.05, sr=SROptions(diag_shift=0.01)),
+        iterations=60,
+        generator=g,
+        n_samples=400,
+        eval_samples=4000,
+    )
+    rel = abs(res.energy.mean - E0) / abs(E0)
+    assert rel <= 1e-3, (res.energy, rel)
+    assert res.energy.mean > E0 - 4 * res.energy.stderr  # variational
+    assert abs(res.extra["r_hat"] - 1.0) < 0.1
