@@ -388,6 +388,19 @@ def _random_array(call: ast.Call, shape: tuple[int, ...], on: str, params: dict)
     return values.astype(np.float64)
 
 
+def _builtin_extra_names(model: ModelIR) -> set[str]:
+    names: set[str] = set()
+    if any(f.domain.kind == "qubit" for f in model.fields.values()):
+        names |= {"X", "Y", "Z", "Sp", "Sm", "Sz", "Nop"}  # Pauli and spin operators
+    if model.phase_space is not None:
+        names |= {model.phase_space.q, model.phase_space.p}
+    return names
+
+
+# Capabilities add the names their models may use (operators, coordinates) through this list.
+EXTRA_NAMES: list = [_builtin_extra_names]
+
+
 class ExpressionChecker:
     """Resolves every name in a model's definitions and checks indexing and sums."""
 
@@ -401,6 +414,8 @@ class ExpressionChecker:
             | set(model.data)
             | {"pi", "I", "N", "sites_count"}
         )
+        for extra in EXTRA_NAMES:
+            self.known |= extra(model)
 
     def check_all(self) -> None:
         for d in self.model.definitions.values():
