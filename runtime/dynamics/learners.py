@@ -1,0 +1,353 @@
+"""Learned dynamics: Hamiltonian neural networks, an MLP vector-field baseline, SympNets.
+
+- :class:`HNN` (Greydanus et al. 2019): a scalar network H_theta(q, p); the vector field is
+  J grad H_theta = (dH/dp, -dH/dq) by autograd (create_graph during training), so the learned
+  flow conserves H_theta exactly and a symplectic integrator keeps it bounded in rollouts.
+  ``separable=True`` uses H_theta = T_theta(p) + V_theta(q) (then leapfrog/Yoshida apply).
+- :class:`MLPVectorField`: a network (q, p) -> (qdot, pdot) with no structure (the baseline).
+- :class:`SympNet` (Jin et al. 2020, G/LA-SympNet): a one-step map built from alternating
+  "up"/"down" shears p += grad_q phi(q), q += grad_p psi(p) -- gradient modules
+  K^T (a * sigma(K x + b)) and symmetric linear modules S x -- each exactly symplectic, so the
+  whole map is.
+
+All modules take q, p of shape (..., n). Training: :func:`train_vector_field` (derivative MSE),
+:func:`train_map` (one-step MSE). Rollouts: :func:`rollout`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from .integrators import Trajectory, evolve
+from .system import HamiltonianSystem, PhaseFn, _grads, autograd_system
+
+Tensor = torch.Tensor
+
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "tanh": nn.Tanh, "softplus": nn.Softplus, "sigmoid": nn.Sigmoid, "gelu": nn.GELU,
+}
+
+
+def mlp(sizes: list[int], activation: str = "tanh", dtype: torch.dtype = torch.float64,
+        generator: torch.Generator | None = None) -> nn.Sequential:
+    """Fully connected network with orthogonal-ish init drawn from ``generator`` (reproducible)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        lin = nn.Linear(a, b, dtype=dtype)
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(b, a, generator=generator, dtype=dtype) / math.sqrt(a))
+            lin.bias.zero_()
+        layers.append(lin)
+        if i < len(sizes) - 2:
+            layers.append(_ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class HNN(nn.Module):
+    """Hamiltonian neural network H_theta(q, p) -> (...) for n canonical pairs."""
+
+    def __init__(self, n: int, hidden: list[int], activation: str = "tanh",
+                 separable: bool = False, dtype: torch.dtype = torch.float64,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.n, self.separable = n, separable
+        if separable:
+            self.T = mlp([n, *hidden, 1], activation, dtype, generator)
+            self.V = mlp([n, *hidden, 1], activation, dtype, generator)
+        else:
+            self.H = mlp([2 * n, *hidden, 1], activation, dtype, generator)
+
+    def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
+        if self.separable:
+            return self.T(p)[..., 0] + self.V(q)[..., 0]
+        return self.H(torch.cat([q, p], dim=-1))[..., 0]
+
+    def vector_field(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        """(qdot, pdot) = (dH_theta/dp, -dH_theta/dq); differentiable in grad mode."""
+        gq, gp = _grads(self.hamiltonian, q, p)
+        return gp, -gq
+
+    def system(self) -> HamiltonianSystem:
+        """The learned Hamiltonian as a system for the integrators."""
+        return autograd_system(self.hamiltonian, self.separable, "H_theta")
+
+
+class MLPVectorField(nn.Module):
+    """Unstructured baseline: (q, p) -> (qdot, pdot) with a plain MLP."""
+
+    def __init__(self, n: int, hidden: list[int], activation: str = "tanh",
+                 dtype: torch.dtype = torch.float64, generator: torch.Generator | None = None):
+        super().__init__()
+        self.n = n
+        self.net = mlp([2 * n, *hidden, 2 * n], activation, dtype, generator)
+
+    def vector_field(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.net(torch.cat([q, p], dim=-1))
+        return out[..., : self.n], out[..., self.n :]
+
+    def system(self, energy: PhaseFn | None = None) -> HamiltonianSystem:
+        """A pseudo-system whose vector field is the network (for rk4/euler rollouts only);
+        ``energy`` is what rollouts record (e.g. the true H), NaN if None."""
+
+        def nan_energy(q: Tensor, p: Tensor) -> Tensor:
+            return torch.full(q.shape[:-1], float("nan"), dtype=q.dtype, device=q.device)
+
+        def gradients(q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+            fq, fp = self.vector_field(q, p)
+            return -fp, fq
+
+        return HamiltonianSystem(
+            energy or nan_energy,
+            lambda q, p: gradients(q, p)[0],
+            lambda q, p: gradients(q, p)[1],
+            False,
+            "mlp_vector_field",
+            gradients,
+        )
+
+
+class _GradientModule(nn.Module):
+    """Up: p += K^T (a * tanh(K q + b)); down: q += K^T (a * tanh(K p + b)).
+    The Jacobian block K^T diag(a tanh') K is symmetric, so the shear is symplectic."""
+
+    def __init__(self, n: int, width: int, up: bool, dtype: torch.dtype,
+                 generator: torch.Generator | None):
+        super().__init__()
+        self.up = up
+        K = torch.randn(width, n, generator=generator, dtype=dtype) / math.sqrt(n)
+        self.K = nn.Parameter(K)
+        self.a = nn.Parameter(0.1 * torch.randn(width, generator=generator, dtype=dtype))
+        self.b = nn.Parameter(torch.zeros(width, dtype=dtype))
+
+    def forward(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        x = q if self.up else p
+        delta = (self.a * torch.tanh(x @ self.K.T + self.b)) @ self.K
+        return (q, p + delta) if self.up else (q + delta, p)
+
+
+class _LinearModule(nn.Module):
+    """Up: p += S q; down: q += S p, with S = A + A^T symmetric (a symplectic shear)."""
+
+    def __init__(self, n: int, up: bool, dtype: torch.dtype, generator: torch.Generator | None):
+        super().__init__()
+        self.up = up
+        self.A = nn.Parameter(0.01 * torch.randn(n, n, generator=generator, dtype=dtype))
+
+    def forward(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        S = self.A + self.A.T
+        return (q, p + q @ S) if self.up else (q + p @ S, p)
+
+
+class SympNet(nn.Module):
+    """Exactly symplectic one-step map (q, p) -> (q', p') of a fixed time step.
+
+    ``layers`` blocks of [linear up, gradient up, linear down, gradient down], then a
+    translation (q, p) + (c_q, c_p).
+    """
+
+    def __init__(self, n: int, layers: int = 4, width: int = 32,
+                 dtype: torch.dtype = torch.float64, generator: torch.Generator | None = None):
+        super().__init__()
+        self.n = n
+        mods: list[nn.Module] = []
+        for _ in range(layers):
+            mods += [_LinearModule(n, True, dtype, generator),
+                     _GradientModule(n, width, True, dtype, generator),
+                     _LinearModule(n, False, dtype, generator),
+                     _GradientModule(n, width, False, dtype, generator)]
+        self.blocks = nn.ModuleList(mods)
+        self.shift = nn.Parameter(torch.zeros(2 * n, dtype=dtype))
+
+    def forward(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        for m in self.blocks:
+            q, p = m(q, p)
+        return q + self.shift[: self.n], p + self.shift[self.n :]
+
+
+# --------------------------------------------------------------------------------------------
+# Training and rollouts
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """Loss per optimisation step (and the final full-data loss)."""
+
+    losses: list[float]
+    final_loss: float
+
+
+def _batches(N: int, batch_size: int | None, generator: torch.Generator,
+             device: torch.device) -> Tensor | slice:
+    if batch_size is None or batch_size >= N:
+        return slice(None)
+    return torch.randint(0, N, (batch_size,), generator=generator, device=device)
+
+
+def train_vector_field(
+    model: HNN | MLPVectorField,
+    q: Tensor, p: Tensor, dq: Tensor, dp: Tensor,
+    generator: torch.Generator,
+    steps: int = 2000, lr: float = 1e-3, batch_size: int | None = None,
+    weight_decay: float = 0.0,
+) -> TrainResult:
+    """Minimise MSE(model vector field, (dq, dp)) over (N, n) data with Adam."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    losses = []
+    for _ in range(steps):
+        idx = _batches(q.shape[0], batch_size, generator, q.device)
+        fq, fp = model.vector_field(q[idx], p[idx])
+        loss = ((fq - dq[idx]) ** 2).mean() + ((fp - dp[idx]) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    fq, fp = model.vector_field(q, p)
+    final = float((((fq - dq) ** 2).mean() + ((fp - dp) ** 2).mean()).detach())
+    return TrainResult(losses, final)
+
+
+def train_map(
+    model: SympNet, z0: Tensor, z1: Tensor, generator: torch.Generator,
+    steps: int = 2000, lr: float = 1e-3, batch_size: int | None = None,
+) -> TrainResult:
+    """Minimise MSE(model(z0), z1) over pairs of consecutive states (N, 2n)."""
+    n = model.n
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        idx = _batches(z0.shape[0], batch_size, generator, z0.device)
+        q, p = model(z0[idx, :n], z0[idx, n:])
+        loss = ((torch.cat([q, p], -1) - z1[idx]) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    with torch.no_grad():
+        q, p = model(z0[:, :n], z0[:, n:])
+        final = float(((torch.cat([q, p], -1) - z1) ** 2).mean())
+    return TrainResult(losses, final)
+
+
+def rollout(
+    model: HNN | MLPVectorField | SympNet,
+    q0: Tensor, p0: Tensor, dt: float, steps: int,
+    energy: PhaseFn | None = None,
+    integrator: str | None = None,
+    save_every: int = 1,
+) -> Trajectory:
+    """Integrate the learned dynamics from (B, n) initial states.
+
+    HNN: ``yoshida4`` if separable else ``implicit_midpoint`` (symplectic); MLP: ``rk4``;
+    SympNet: iterate the map (``dt`` is then only the time label of a step). ``energy``
+    (default: H_theta for an HNN, NaN otherwise) is recorded along the way.
+    """
+    if isinstance(model, SympNet):
+        return _map_rollout(model, q0, p0, dt, steps, energy, save_every)
+    if isinstance(model, HNN):
+        system = model.system()
+        if energy is not None:
+            system = HamiltonianSystem(energy, system.dH_dq, system.dH_dp, system.separable,
+                                       system.name, system.gradients_fn)
+        name = integrator or ("yoshida4" if model.separable else "implicit_midpoint")
+    else:
+        system = model.system(energy)
+        name = integrator or "rk4"
+    return evolve(system, q0, p0, dt, steps, name, save_every=save_every, blowup_threshold=None)
+
+
+def _map_rollout(model: SympNet, q0: Tensor, p0: Tensor, dt: float, steps: int,
+                 energy: PhaseFn | None, save_every: int) -> Trajectory:
+    def E(q: Tensor, p: Tensor) -> Tensor:
+        if energy is None:
+            return torch.full(q.shape[:-1], float("nan"), dtype=q.dtype, device=q.device)
+        return energy(q, p)
+
+    with torch.no_grad():
+        q, p = q0, p0
+        qs, ps, Es, ts = [q], [p], [E(q, p)], [0.0]
+        for k in range(1, steps + 1):
+            q, p = model(q, p)
+            if k % save_every == 0:
+                qs.append(q)
+                ps.append(p)
+                Es.append(E(q, p))
+                ts.append(k * dt)
+    return Trajectory(torch.tensor(ts, dtype=q0.dtype), torch.stack(qs), torch.stack(ps),
+                      torch.stack(Es), dt, "sympnet")
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+
+class _TrainOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    steps: int = Field(2000, ge=1, description="optimisation steps")
+    lr: float = Field(1e-3, gt=0, le=1.0)
+    batch_size: int | None = Field(None, ge=1, description="None: full batch")
+
+
+class HNNOptions(_TrainOptions):
+    """Options of ``hnn``."""
+
+    hidden: list[int] = Field(default_factory=lambda: [200, 200], min_length=1)
+    activation: Literal["tanh", "softplus", "sigmoid", "gelu"] = "tanh"
+    separable: bool = False
+
+
+class MLPOptions(_TrainOptions):
+    """Options of ``mlp_vector_field`` (the baseline)."""
+
+    hidden: list[int] = Field(default_factory=lambda: [200, 200], min_length=1)
+    activation: Literal["tanh", "softplus", "sigmoid", "gelu"] = "tanh"
+
+
+class SympNetOptions(_TrainOptions):
+    """Options of ``sympnet``."""
+
+    layers: int = Field(4, ge=1, le=64)
+    width: int = Field(32, ge=1)
+
+
+def _hnn(o: HNNOptions, n: int, generator: torch.Generator | None = None,
+         dtype: torch.dtype = torch.float64) -> HNN:
+    return HNN(n, o.hidden, o.activation, o.separable, dtype, generator)
+
+
+def _mlp(o: MLPOptions, n: int, generator: torch.Generator | None = None,
+         dtype: torch.dtype = torch.float64) -> MLPVectorField:
+    return MLPVectorField(n, o.hidden, o.activation, dtype, generator)
+
+
+def _sympnet(o: SympNetOptions, n: int, generator: torch.Generator | None = None,
+             dtype: torch.dtype = torch.float64) -> SympNet:
+    return SympNet(n, o.layers, o.width, dtype, generator)
+
+
+# name -> (schema, factory(options, n, generator, dtype) -> module); the schema's training
+# options (steps, lr, batch_size) are for train_vector_field / train_map.
+LEARNERS: dict[str, tuple[type[BaseModel], Callable[..., nn.Module]]] = {
+    "hnn": (HNNOptions, _hnn),
+    "mlp_vector_field": (MLPOptions, _mlp),
+    "sympnet": (SympNetOptions, _sympnet),
+}
+
+
+def make_learner(name: str, n: int, generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float64, **options: object
+                 ) -> tuple[nn.Module, BaseModel]:
+    """Build the learner ``name`` for n canonical pairs; returns (module, validated options)."""
+    if name not in LEARNERS:
+        raise KeyError(f"unknown learner '{name}'; known: {', '.join(sorted(LEARNERS))}")
+    schema, factory = LEARNERS[name]
+    opts = schema(**options)
+    return factory(opts, n, generator, dtype), opts
