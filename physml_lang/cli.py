@@ -125,8 +125,15 @@ def _dispatch(args) -> int:
 
 def _report(result) -> None:
     s = result.summary
-    print(f"run {s['run']} ({s['model']}, {s['sampler']['name']}, device {s['device']}, "
-          f"seed {s['seed']}): {len(s['rows'])} rows in {s.get('elapsed_s', 0):.1f} s")  # fmt: skip
+    what = [s.get("model", "?")]
+    for key in ("sampler", "task", "learner", "integrator"):
+        v = s.get(key)
+        if isinstance(v, dict) and "name" in v:
+            what.append(str(v["name"]))
+        elif isinstance(v, str):
+            what.append(v)
+    print(f"run {s.get('run')} ({', '.join(what)}, device {s.get('device')}, seed {s.get('seed')}): "
+          f"{len(s.get('rows', []))} rows in {s.get('elapsed_s', 0) or 0:.1f} s")  # fmt: skip
     for row in s["rows"][:40]:
         parts = []
         for k, v in row.items():
