@@ -56,7 +56,13 @@ def test_ising_4x4_against_exact_enumeration(sampler):
         exact = _exact(program, [-1.0, 1.0], row["T"])
         for key, obs in (("u", "u"), ("m", "m"), ("c", "specific_heat")):
             est = row[obs]
-            assert abs(est["mean"] - exact[key]) < 4 * est["stderr"], (sampler, row["T"], obs, est, exact[key])
+            assert abs(est["mean"] - exact[key]) < 4 * est["stderr"], (
+                sampler,
+                row["T"],
+                obs,
+                est,
+                exact[key],
+            )
 
 
 @pytest.mark.parametrize("sampler", ["metropolis", "heatbath"])

@@ -8,16 +8,45 @@ import torch
 import physml_lang
 
 MODELS = {
-    "ising_periodic": ("square(L, L)", "spin", "-sum(s[i] * s[j] for (i, j) in bonds) - 0.3 * sum(s[i] for i in sites)", ""),
-    "ising_open": ("square(L, L, boundary = open)", "spin", "-sum(s[i] * s[j] for (i, j) in bonds)", ""),
-    "j1j2": ("square(L, L)", "spin", "-sum(s[i] * s[j] for (i, j) in bonds) + 0.5 * sum(s[i] * s[j] for (i, j) in bonds(2))", ""),
+    "ising_periodic": (
+        "square(L, L)",
+        "spin",
+        "-sum(s[i] * s[j] for (i, j) in bonds) - 0.3 * sum(s[i] for i in sites)",
+        "",
+    ),
+    "ising_open": (
+        "square(L, L, boundary = open)",
+        "spin",
+        "-sum(s[i] * s[j] for (i, j) in bonds)",
+        "",
+    ),
+    "j1j2": (
+        "square(L, L)",
+        "spin",
+        "-sum(s[i] * s[j] for (i, j) in bonds) + 0.5 * sum(s[i] * s[j] for (i, j) in bonds(2))",
+        "",
+    ),
     "triangular": ("triangular(L, L)", "spin", "-sum(s[i] * s[j] for (i, j) in bonds)", ""),
-    "chain_open": ("chain(L, boundary = open)", "spin", "-sum(s[i] * s[j] for (i, j) in bonds)", ""),
+    "chain_open": (
+        "chain(L, boundary = open)",
+        "spin",
+        "-sum(s[i] * s[j] for (i, j) in bonds)",
+        "",
+    ),
     "cubic": ("cubic(L, L, L)", "spin", "-sum(s[i] * s[j] for (i, j) in bonds)", ""),
     "potts": ("square(L, L)", "potts(3)", "-sum(delta(s[i], s[j]) for (i, j) in bonds)", ""),
-    "edwards_anderson": ("square(L, L)", "spin", "-sum(J[i, j] * s[i] * s[j] for (i, j) in bonds) - sum(h[i] * s[i] for i in sites)",
-                         "param J on bonds = normal(0, 1, seed = 4)\n param h on sites = uniform(-1, 1, seed = 5)"),
-    "binary_open": ("square(L, L, boundary = open)", "binary", "-sum(s[i] * s[j] for (i, j) in bonds) + 0.7 * sum(s[i] for i in sites)", ""),
+    "edwards_anderson": (
+        "square(L, L)",
+        "spin",
+        "-sum(J[i, j] * s[i] * s[j] for (i, j) in bonds) - sum(h[i] * s[i] for i in sites)",
+        "param J on bonds = normal(0, 1, seed = 4)\n param h on sites = uniform(-1, 1, seed = 5)",
+    ),
+    "binary_open": (
+        "square(L, L, boundary = open)",
+        "binary",
+        "-sum(s[i] * s[j] for (i, j) in bonds) + 0.7 * sum(s[i] for i in sites)",
+        "",
+    ),
 }
 
 

@@ -1,0 +1,745 @@
+"""Gauge models in the language: model kind, the ``hypercubic`` lattice, names, tasks.
+
+- Model kind ``gauge`` (priority 10): any model with a field on ``links`` compiles to
+  :class:`physml_lang.compiler.gauge.GaugeModel`.
+- Names: ``e_mu`` (the unit vector of a bound direction) is known in gauge models.
+- Task ``gauge_sample``. The run word ``sampler`` belongs to the classical ``sample`` task; a run
+  cannot know its model's kind when its statements are checked (the model statement may come
+  later, the model may be imported), so the choice is made at task time: the ``sample`` entry of
+  the task registry is wrapped by a dispatcher that hands runs whose model declares a field on
+  links to ``gauge_sample`` (a syntactic test, no instantiation) and every other run to the
+  previous entry unchanged. Users write the same ``sampler hmc(...)``; gauge samplers and their
+  options come from runtime/gauge/sampling.SAMPLERS.
+- Task ``gauge_regress`` (run word ``regress``): train gauge learners (``lcnn``, ``gauge_cnn``)
+  to regress a gauge-invariant target from sampled configurations and evaluate them on larger
+  lattices.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from physml_lang.compiler.gauge import Env, Evaluator, GaugeModel, is_gauge_node, span_text
+from physml_lang.compiler.kinds import ModelKind, compile_model, register_model_kind
+from physml_lang.compiler.lattices import LATTICES, LatticeEntry
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from physml_lang import ast
+from physml_lang.checker import EXTRA_NAMES, validate_options
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.evaluate import ConstEvaluator
+from physml_lang.runs import RunIR, option_values, register_statement
+
+from .. import outputs
+from ..sample_task import RunResult
+from ..statistics import binning_analysis
+from ..tasks import TASKS, Task, register_task
+from . import exact
+from .lattice import mean_plaquette, polyakov_loops, topological_charge, wilson_loops
+from .lcnn import LEARNERS, train_regressor
+from .sampling import (
+    HeatbathOptions,
+    HMCOptions,
+    MetropolisOptions,
+    cold_start,
+    heatbath_sweep,
+    hot_start,
+    link_colouring,
+    make_sampler,
+)
+
+Tensor = torch.Tensor
+
+
+def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None):
+    raise PhysmlError(Diagnostic(code, msg, span, hint))
+
+
+# ---------------------------------------------------------------- registrations
+
+LATTICES.setdefault("hypercubic", LatticeEntry(
+    4, {1: ((1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1))},
+    "4D hypercubic lattice L1 x L2 x L3 x L4 (lattice gauge theory)"))
+
+
+def _gauge_names(model) -> set[str]:
+    """``e_mu`` for every e_<name> used in a gauge model (validated when lowered)."""
+    if not any(f.on == "links" for f in model.fields.values()):
+        return set()
+    names: set[str] = set()
+
+    def walk(e: Any) -> None:
+        if isinstance(e, ast.Name) and e.id.startswith("e_"):
+            names.add(e.id)
+        elif isinstance(e, ast.Expr | ast.Loop | ast.Keyword):
+            for v in vars(e).values():
+                for x in (v if isinstance(v, list) else [v]):
+                    walk(x)
+
+    for d in model.definitions.values():
+        walk(d.expr)
+    return names
+
+
+if _gauge_names not in EXTRA_NAMES:
+    EXTRA_NAMES.append(_gauge_names)
+
+
+def _applies(ir) -> bool:
+    return any(f.on == "links" for f in ir.fields.values())
+
+
+register_model_kind(ModelKind("gauge", _applies, lambda ir, **o: GaugeModel(ir), priority=10))
+
+
+# ---------------------------------------------------------------- sampler options
+
+
+class _Controls(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    chains: int = Field(8, ge=1, le=65536, description="independent chains")
+    burn_in: int = Field(100, ge=0, description="updates discarded before measuring")
+    thin: int = Field(1, ge=1, description="updates between measurements")
+    start: Literal["hot", "cold"] = Field("hot", description="hot (Haar random) or cold (unit)")
+
+
+class MetropolisRun(MetropolisOptions, _Controls):
+    sweeps: int = Field(1000, ge=1, description="measured sweeps")
+
+
+class HeatbathRun(HeatbathOptions, _Controls):
+    sweeps: int = Field(1000, ge=1, description="measured sweeps")
+
+
+class HMCRun(HMCOptions, _Controls):
+    trajectories: int = Field(1000, ge=1, description="measured trajectories")
+
+
+RUN_SCHEMAS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "metropolis": (MetropolisRun, MetropolisOptions),
+    "heatbath": (HeatbathRun, HeatbathOptions),
+    "hmc": (HMCRun, HMCOptions),
+}
+
+
+# ---------------------------------------------------------------- observables
+
+BUILTINS = {
+    "plaquette": "mean Re tr P / N over sites and planes",
+    "action": "the action S per configuration (also: energy)",
+    "topological_charge": "2D U(1): Q = sum_x wrap(P_x) / 2 pi",
+    "polyakov_loop": "Re of the lattice-averaged Polyakov loop along the last direction",
+    "abs_polyakov_loop": "|lattice-averaged Polyakov loop| along the last direction",
+    "sites": "number of sites",
+}
+FUNCS = {"abs": torch.abs, "sqrt": torch.sqrt, "exp": torch.exp, "log": torch.log,
+         "cos": torch.cos, "sin": torch.sin}
+
+
+class Observable:
+    """A measured expression compiled to f(U) -> (B,) float64."""
+
+    def __init__(self, cm: GaugeModel, expr: ast.Expr | None, name: str, span: Span):
+        self.cm = cm
+        self.name = name
+        self.expr = expr if expr is not None else ast.Name(span, name)
+        self.uses_q = False
+        self.check(self.expr)
+
+    def check(self, e: ast.Expr) -> None:
+        """Everything __call__ would reject, on a random configuration."""
+        U, _ = self.cm.random_configuration(1, torch.Generator().manual_seed(0))
+        self(U)
+
+    def __call__(self, U: Tensor) -> Tensor:
+        v = self._ev(self.expr, U)
+        if not isinstance(v, Tensor):
+            v = torch.full((U.shape[0],), float(v), dtype=torch.float64)
+        return v.double()
+
+    def _ev(self, e: ast.Expr, U: Tensor) -> Any:
+        cm = self.cm
+        if isinstance(e, ast.Number):
+            return float(e.value)
+        if isinstance(e, ast.Name):
+            n = e.id
+            if n == "plaquette":
+                return mean_plaquette(U, cm.group)
+            if n in ("action", "energy"):
+                return cm.action(U)
+            if n == "topological_charge":
+                if cm.group.name != "u1" or cm.d != 2:
+                    _fail("P400", "topological_charge is defined for 2D U(1) models", e.span)
+                self.uses_q = True
+                return topological_charge(U)
+            if n in ("polyakov_loop", "abs_polyakov_loop"):
+                p = polyakov_loops(U, cm.group).flatten(1).mean(1)
+                return p.abs() if n.startswith("abs") else p.real
+            if n == "sites":
+                return float(cm.n_sites)
+            if n in cm.ir.params and isinstance(cm.ir.params[n], int | float):
+                return float(cm.ir.params[n])
+            d = cm.ir.definitions.get(n)
+            if d is not None and not d.indices:
+                t = Evaluator(cm, U, {}).evaluate(d.expr, Env()).t
+                return t.real if isinstance(t, Tensor) and t.is_complex() else t
+            known = set(BUILTINS) | {"wilson_loop"} | set(cm.ir.params) | {
+                k for k, v in cm.ir.definitions.items() if not v.indices}
+            _fail("P200", f"unknown observable '{n}'", e.span,
+                  did_you_mean(n, known) or "gauge observables: " + ", ".join(sorted(known)))
+        if isinstance(e, ast.Call) and e.func == "wilson_loop":
+            if len(e.args) != 2 or e.kwargs:
+                _fail("P302", "wilson_loop takes the loop size: wilson_loop(R, T)", e.span)
+            RT = []
+            for a in e.args:
+                v = ConstEvaluator(cm.ir.params, what="a loop size")(a)
+                if isinstance(v, float) and v.is_integer():
+                    v = int(v)
+                if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= min(cm.shape):
+                    _fail("P400", f"a loop size is an integer 1 .. {min(cm.shape)}", a.span)
+                RT.append(v)
+            return wilson_loops(U, cm.group, RT[0], RT[1]).flatten(1).mean(1)
+        if isinstance(e, ast.Call) and e.func in FUNCS and len(e.args) == 1:
+            v = self._ev(e.args[0], U)
+            return FUNCS[e.func](torch.as_tensor(v, dtype=torch.float64))
+        if isinstance(e, ast.Unary) and e.op == "-":
+            return -self._ev(e.operand, U)
+        if isinstance(e, ast.Binary) and e.op in ("+", "-", "*", "/", "^"):
+            a, b = self._ev(e.left, U), self._ev(e.right, U)
+            return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+                    "/": lambda: a / b, "^": lambda: a ** b}[e.op]()
+        if isinstance(e, ast.Generator):
+            t = Evaluator(cm, U, {}).evaluate(e, Env()).t
+            return t.real if isinstance(t, Tensor) and t.is_complex() else t
+        _fail("P300", "this expression cannot be measured on a gauge model", e.span,
+              "observables: " + ", ".join(sorted(BUILTINS)) + ", wilson_loop(R, T), "
+              "declared observables, sums, with + - * / ^ and abs, sqrt, exp, log")
+
+
+# ---------------------------------------------------------------- the sample task
+
+
+def _compile_point(checker, point: dict, spans: dict) -> GaugeModel:
+    cm = compile_model(checker.instantiate(point, spans))
+    assert isinstance(cm, GaugeModel)
+    return cm
+
+
+def _plan(run: RunIR, checker, sets: dict | None):
+    """Validate a gauge sampling run; returns (schema, options, runtime option names, scans,
+    model_args, model_spans)."""
+    if run.sampler not in RUN_SCHEMAS:
+        _fail("P200", f"unknown gauge sampler '{run.sampler}'", run.sampler_span,
+              did_you_mean(run.sampler, set(RUN_SCHEMAS)) or "gauge samplers: "
+              + ", ".join(RUN_SCHEMAS))
+    schema, rt_schema = RUN_SCHEMAS[run.sampler]
+    params = {p.name for p in checker.node.params}
+    for name, value in (sets or {}).items():
+        scan = next((s for s in run.scans if s.name == name), None)
+        if scan is not None:
+            scan.values = [value]
+        elif name in params:
+            run.model_args[name] = (value, None)
+        elif name in schema.model_fields:
+            run.sampler_options[name] = (value, None)
+        else:
+            known = params | set(schema.model_fields) | {s.name for s in run.scans}
+            _fail("P200", f"--set {name}: no model parameter, scan variable or sampler option "
+                  f"is called '{name}'", None, did_you_mean(name, known) or "known names: "
+                  + ", ".join(sorted(known)))
+    options = option_values(run.sampler_options, schema, run.sampler_span,
+                            f"sampler {run.sampler}")
+    for s in run.scans:
+        if s.name not in params:
+            _fail("P200", f"cannot scan '{s.name}': it is not a parameter of model "
+                  f"{checker.node.name}", s.span, did_you_mean(s.name, params) or
+                  "gauge models scan their parameters, e.g. scan beta in [1.0, 2.0]")
+    model_args = {k: v for k, (v, _) in run.model_args.items()}
+    model_spans = {k: s for k, (_, s) in run.model_args.items()}
+    scale = 1.0  # weight exp(-scale * S): 'let T = ...' (not a model parameter) gives 1 / T
+    for name, (v, s) in run.lets.items():
+        if name in params:
+            model_args.setdefault(name, v)
+            model_spans.setdefault(name, s)
+        elif name in ("T", "beta"):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+                _fail("P400", f"{name} must be a positive number, got {v!r}", s)
+            scale = 1.0 / v if name == "T" else float(v)
+        else:
+            _fail("P200", f"'let {name}': not a parameter of model {checker.node.name}", s,
+                  did_you_mean(name, params | {"T"}))
+    run.extra["action_scale"] = scale
+    return schema, rt_schema, options, model_args, model_spans
+
+
+def _sampler_for(cm: GaugeModel, run: RunIR, rt_schema, options):
+    if not cm.is_wilson:
+        _fail("P502", f"sampler {run.sampler} needs a Wilson action; model {cm.ir.name}'s action "
+              "is " + ("coupled to matter" if cm.matter_domains else "not of the Wilson form"),
+              run.sampler_span, "gauge samplers update links with the staples of "
+              "-beta sum Re tr P / N; generic gauge actions are not sampled yet")
+    if run.sampler == "hmc" and cm.group.name not in ("u1", "su2"):
+        _fail("P502", f"hmc needs a continuous group; {cm.group.name} links are discrete",
+              run.sampler_span, "use heatbath or metropolis")
+    if run.sampler in ("metropolis", "heatbath"):
+        try:
+            link_colouring(cm.shape)
+        except ValueError as exc:
+            _fail("P502", f"sampler {run.sampler}: {exc}", run.sampler_span,
+                  "use even lattice extents, or hmc")
+    rt = {k: getattr(options, k) for k in rt_schema.model_fields}
+    beta = float(cm.wilson_beta) * run.extra.get("action_scale", 1.0)
+    return make_sampler(run.sampler, cm.group, beta, **rt)
+
+
+def _points(run: RunIR, model_args: dict, model_spans: dict):
+    combos = list(itertools.product(*[s.values for s in run.scans])) or [()]
+    for combo in combos:
+        point, spans = dict(model_args), dict(model_spans)
+        for s, v in zip(run.scans, combo):
+            point[s.name], spans[s.name] = v, s.span
+        yield combo, point, spans
+
+
+def _measures(cm: GaugeModel, run: RunIR) -> list[Observable]:
+    ms = run.measures or []
+    if not ms:
+        return [Observable(cm, None, "plaquette", run.span)]
+    return [Observable(cm, m.expr, m.name, m.span) for m in ms]
+
+
+def check_gauge_sample(run: RunIR, program) -> None:
+    checker = program.checker_for(run)
+    schema, rt_schema, options, model_args, model_spans = _plan(run, checker, {})
+    for _, point, spans in _points(run, model_args, model_spans):
+        cm = _compile_point(checker, point, spans)
+        _sampler_for(cm, run, rt_schema, options)
+        _measures(cm, run)
+        break
+
+
+def _references(cm: GaugeModel, obs: list[Observable], scale: float) -> dict[str, float]:
+    """Exact 2D torus values of the plaquette (and <Q^2> for U(1)) where available."""
+    if cm.d != 2 or not cm.is_wilson:
+        return {}
+    beta, (L1, L2) = float(cm.wilson_beta) * scale, cm.shape
+    ref = {}
+    f = {"u1": exact.u1_plaquette_torus, "z2": exact.z2_plaquette_torus,
+         "su2": exact.su2_plaquette_torus}[cm.group.name]
+    ref["plaquette_exact"] = f(beta, L1, L2)
+    if cm.group.name == "u1" and any(o.uses_q for o in obs):
+        ref["Q2_exact"] = exact.u1_topological_susceptibility_torus(beta, L1, L2)
+    return ref
+
+
+def run_gauge_sample(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    checker = program.checker_for(run)
+    schema, rt_schema, options, model_args, model_spans = _plan(run, checker, sets)
+    n_meas = options.trajectories if run.sampler == "hmc" else options.sweeps
+    n_meas = max(1, n_meas // options.thin)
+    summary: dict[str, Any] = {
+        "run": run.name, "source": program.name, "model": checker.node.name, "params": {},
+        "device": str(device), "seed": seed,
+        "sampler": {"name": run.sampler, **options.model_dump()},
+        "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False,
+    }
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    points = list(_points(run, model_args, model_spans))
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(points) * (options.burn_in + n_meas * options.thin), disable=not show,
+               desc=run.name, unit="update", leave=False)
+    started = time.time()
+    files: list[Path] = []
+    last_series: dict[str, np.ndarray] = {}
+    try:
+        for combo, point, spans in points:
+            cm = _compile_point(checker, point, spans)
+            summary["params"] = dict(cm.ir.params)
+            sampler = _sampler_for(cm, run, rt_schema, options)
+            obs = _measures(cm, run)
+            C = options.chains
+            dt = torch.complex128 if cm.group.name == "su2" else torch.float64
+            U = (hot_start(cm.group, C, cm.shape, gen, device=device, dtype=dt)
+                 if options.start == "hot" else cold_start(cm.group, C, cm.shape, device, dt))
+            series = {o.name: torch.empty(n_meas, C, dtype=torch.float64) for o in obs}
+            acc = torch.zeros(C, dtype=torch.float64)
+            row: dict[str, Any] = {s.name: v for s, v in zip(run.scans, combo)}
+            measured = 0
+            try:
+                for _ in range(options.burn_in):
+                    U = sampler.step(U, gen)
+                    bar.update(1)
+                for k in range(n_meas):
+                    for _ in range(options.thin):
+                        U = sampler.step(U, gen)
+                        acc += sampler.acceptance.cpu()
+                    bar.update(options.thin)
+                    for o in obs:
+                        series[o.name][k] = o(U).cpu()
+                    measured = k + 1
+                    if k % 64 == 63 or k == n_meas - 1:
+                        for o in obs:
+                            if not bool(torch.isfinite(series[o.name][:k + 1]).all()):
+                                _fail("P700", f"observable {o.name} became non-finite in run "
+                                      f"{run.name}", run.span, "check beta and step_size")
+            except KeyboardInterrupt:
+                if measured >= 2:
+                    summary["rows"].append(_row(row, obs, series, measured, acc, options, cm,
+                                                run.extra["action_scale"]))
+                summary["interrupted"] = True
+                if out is not None:
+                    outputs.write_summary(out, summary)
+                raise
+            summary["rows"].append(_row(row, obs, series, n_meas, acc, options, cm,
+                                     run.extra["action_scale"]))
+            last_series = {k: v.numpy() for k, v in series.items()}
+            summary["elapsed_s"] = round(time.time() - started, 3)
+            if out is not None:
+                outputs.write_summary(out, summary)
+    finally:
+        bar.close()
+    summary["complete"] = True
+    summary["elapsed_s"] = round(time.time() - started, 3)
+    if out is not None:
+        outputs.write_summary(out, summary)
+        names = [m.name for m in run.measures] or ["plaquette"]
+        if len(summary["rows"]) > 1 and run.scans:
+            f = outputs.plot_rows(out, summary["rows"], run.scans[0].name, names, None,
+                                  "plot.png", f"{summary['model']} ({run.name})")
+            if f:
+                files.append(f)
+        files.append(_history_plot(out, last_series, run.name))
+    return RunResult(summary, out, files)
+
+
+def _row(row, obs, series, n, acc, options, cm, scale: float = 1.0) -> dict:
+    row = dict(row)
+    for o in obs:
+        row[o.name] = binning_analysis(series[o.name][:n].numpy()).as_dict()
+    row["acceptance"] = round(float(acc.mean()) / max(1, n * options.thin), 6)
+    row.update(_references(cm, obs, scale))
+    return row
+
+
+def _history_plot(out: Path, series: dict[str, np.ndarray], title: str) -> Path:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(series))
+    fig, axes = plt.subplots(n, 1, figsize=(7, 2.2 * n), squeeze=False)
+    for ax, (name, s) in zip(axes[:, 0], series.items()):
+        ax.plot(s[:, 0], lw=0.6)
+        ax.set_ylabel(name)
+    axes[-1, 0].set_xlabel("measurement (chain 0)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    path = out / "history.png"
+    outputs._atomic_write(path, buf.getvalue())
+    return path
+
+
+# ---------------------------------------------------------------- dispatch of `sampler`
+
+
+def _is_gauge_run(run: RunIR, program) -> bool:
+    try:
+        return is_gauge_node(program.checker_for(run).node)
+    except PhysmlError:
+        return False
+
+
+def _install_dispatch() -> None:
+    previous = TASKS.get("sample")
+    if previous is None or getattr(previous.check, "_gauge_dispatch", False):
+        return
+
+    def check(run, program):
+        if _is_gauge_run(run, program):
+            return check_gauge_sample(run, program)
+        return previous.check(run, program)
+
+    def run_(run, program, **kw):
+        if _is_gauge_run(run, program):
+            return run_gauge_sample(run, program, **kw)
+        return previous.run(run, program, **kw)
+
+    check._gauge_dispatch = True  # type: ignore[attr-defined]
+    TASKS["sample"] = Task(check, run_, previous.doc + " (gauge models: gauge_sample)")
+
+
+register_task("gauge_sample", check_gauge_sample, run_gauge_sample,
+              "link updates (metropolis, heatbath, hmc) for Wilson gauge models")
+_install_dispatch()
+
+
+# ---------------------------------------------------------------- the regress task
+
+
+class RegressOptions(BaseModel):
+    """Options of ``regress``: data, training and evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+    samples: int = Field(384, ge=8, le=100_000, description="training configurations")
+    test_samples: int = Field(64, ge=4, le=100_000, description="test configurations per L")
+    test_L: list[int] = Field(default_factory=lambda: [16, 32], description="test lattice sizes")
+    sweeps: int = Field(30, ge=1, description="heat-bath sweeps per configuration (hot start)")
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(3e-3, gt=0)
+
+
+TARGETS = {"wilson_loop": "wilson_loop(R, T): lattice mean of the R x T Wilson loops",
+           "plaquette": "mean Re tr P / N",
+           "topological_charge_density": "2D U(1): Q / V"}
+SUPPORTED = {"lcnn": {"gauge", "translation"}, "gauge_cnn": {"translation"}}
+
+
+def _regress(stmt: ast.RunStmt, run: RunIR) -> None:
+    learners, opts = [], {}
+    for item in stmt.items:
+        if item.kind == "expr" and isinstance(item.value, ast.Name):
+            learners.append((item.value.id, item.value.span))
+        elif item.kind == "named" and item.name == "target":
+            run.extra["target"] = item.value
+        elif item.kind == "named":
+            v = ConstEvaluator({}, what=f"option {item.name}")(item.value)
+            opts[item.name] = (v, item.span)
+        else:
+            _fail("P100", "regress takes learner names and options", item.span,
+                  "regress f, g, target = wilson_loop(2, 2), test_L = [16, 32]")
+    if not learners:
+        _fail("P400", "regress needs at least one learner", stmt.span)
+    if "target" not in run.extra:
+        _fail("P400", "regress needs a target", stmt.span, "target = wilson_loop(2, 2)")
+    run.extra["learners"] = learners
+    run.extra["regress_options"] = opts
+    run.extra["regress_span"] = stmt.span
+
+
+register_statement("regress", _regress,
+                   "regress f, g, target = wilson_loop(2, 2), test_L = [16, 32], epochs = 40",
+                   task="gauge_regress")
+
+
+def _target_fn(cm: GaugeModel, e: ast.Expr):
+    if isinstance(e, ast.Name) and e.id == "plaquette":
+        return lambda U: mean_plaquette(U, cm.group)
+    if isinstance(e, ast.Name) and e.id == "topological_charge_density":
+        if cm.group.name != "u1" or cm.d != 2:
+            _fail("P400", "topological_charge_density is defined for 2D U(1)", e.span)
+        return lambda U: topological_charge(U) / math.prod(U.shape[1:3])
+    if isinstance(e, ast.Call) and e.func == "wilson_loop":
+        Observable(cm, e, "target", e.span)  # validates R, T
+        R, T = (int(ConstEvaluator(cm.ir.params)(a)) for a in e.args)
+        return lambda U: wilson_loops(U, cm.group, R, T).flatten(1).mean(1)
+    _fail("P200", "unknown regression target", e.span, "targets: " + "; ".join(TARGETS.values()))
+
+
+def _learners(run: RunIR, program, cm: GaugeModel) -> list[tuple[str, str, BaseModel]]:
+    decls = {ld.name: ld for ld in program.tree.learners}
+    out = []
+    for name, span in run.extra["learners"]:
+        ld = decls.get(name)
+        if ld is None:
+            _fail("P200", f"unknown learner '{name}'", span,
+                  did_you_mean(name, set(decls)) or "declare it: learner f = lcnn(channels = [4, 8])"
+                  " respecting gauge, translation")
+        call = ld.call
+        if call.func not in LEARNERS:
+            _fail("P200", f"unknown gauge learner '{call.func}'", call.func_span,
+                  did_you_mean(call.func, set(LEARNERS)) or "gauge learners: lcnn, gauge_cnn")
+        if call.args:
+            _fail("P302", "learner options are given by name", call.args[0].span)
+        schema = LEARNERS[call.func][0]
+        ev = ConstEvaluator({}, what="a learner option")
+        opts = validate_options(schema, {k.name: ev(k.value) for k in call.kwargs},
+                                {k.name: k.span for k in call.kwargs}, call.span,
+                                f"learner {call.func}")
+        for sym, sspan in ld.respecting:
+            if sym not in SUPPORTED["lcnn"] | {"spin_flip", "symplectic", "point_group"}:
+                _fail("P200", f"unknown symmetry '{sym}'", sspan,
+                      did_you_mean(sym, SUPPORTED["lcnn"]))
+            if sym not in SUPPORTED[call.func]:
+                _fail("P501", f"learner {name} = {call.func}(...) cannot respect {sym}", sspan,
+                      f"{call.func} respects: {', '.join(sorted(SUPPORTED[call.func]))}"
+                      + ("; use lcnn for gauge equivariance" if sym == "gauge" else ""))
+            if sym == "gauge" and not any(s.name == "gauge" and s.active
+                                          for s in cm.ir.symmetries):
+                _fail("P500", f"learner {name} respects gauge, but model {cm.ir.name} does not "
+                      "declare 'symmetry gauge'", sspan, "add 'symmetry gauge' to the model")
+        if call.func == "gauge_cnn" and cm.d > 3:
+            _fail("P400", "gauge_cnn works in d = 1..3", call.func_span)
+        out.append((name, call.func, opts))
+    return out
+
+
+def _regress_plan(run: RunIR, program, sets):
+    checker = program.checker_for(run)
+    params = {p.name for p in checker.node.params}
+    ropts = dict(run.extra["regress_options"])
+    for name, value in (sets or {}).items():
+        scan = next((s for s in run.scans if s.name == name), None)
+        if scan is not None:
+            scan.values = [value]
+        elif name in params:
+            run.model_args[name] = (value, None)
+        elif name in RegressOptions.model_fields:
+            ropts[name] = (value, None)
+        else:
+            _fail("P200", f"--set {name}: unknown name", None,
+                  did_you_mean(name, params | set(RegressOptions.model_fields)))
+    options = option_values(ropts, RegressOptions, run.extra["regress_span"], "regress")
+    for s in run.scans:
+        if s.name not in params:
+            _fail("P200", f"cannot scan '{s.name}': not a parameter of {checker.node.name}",
+                  s.span)
+    model_args = {k: v for k, (v, _) in run.model_args.items()}
+    model_spans = {k: s for k, (_, s) in run.model_args.items()}
+    for name, (v, s) in run.lets.items():
+        model_args.setdefault(name, v)
+        model_spans.setdefault(name, s)
+    cms = []
+    for _, point, spans in _points(run, model_args, model_spans):
+        cm = _compile_point(checker, point, spans)
+        if not cm.is_wilson:
+            _fail("P502", "regress samples its data with heat-bath: the model needs a Wilson "
+                  "action", run.extra["regress_span"])
+        link_colouring(cm.shape)
+        for L in options.test_L:
+            if L < 2 or L % 2:
+                _fail("P400", f"test lattice sizes must be even, got {L}",
+                      ropts.get("test_L", (None, None))[1])
+        cms.append(cm)
+    target = _target_fn(cms[0], run.extra["target"])
+    learners = _learners(run, program, cms[0])
+    return options, cms, target, learners
+
+
+def check_regress(run: RunIR, program) -> None:
+    _regress_plan(run, program, {})
+
+
+def _sample(cm: GaugeModel, n: int, shape: tuple[int, ...], sweeps: int, gen, device):
+    dt = torch.complex128 if cm.group.name == "su2" else torch.float64
+    U = hot_start(cm.group, n, shape, gen, device=device, dtype=dt)
+    for _ in range(sweeps):
+        U = heatbath_sweep(U, cm.group, float(cm.wilson_beta), gen)
+    return U
+
+
+def run_regress(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    options, cms, target, learners = _regress_plan(run, program, sets)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    started = time.time()
+    per = max(1, options.samples // len(cms))
+    per_test = max(1, options.test_samples // len(cms))
+    L_train = cms[0].shape
+    d = len(L_train)
+
+    def data(shape, n):
+        U = torch.cat([_sample(cm, n, shape, options.sweeps, gen, device) for cm in cms])
+        return U, target(U).double()[:, None]
+
+    U_tr, y_tr = data(L_train, per)
+    sizes = [L_train[0]] + [L for L in options.test_L if L != L_train[0]]
+    tests = {L: data((L,) * d, per_test) for L in sizes}
+    summary: dict[str, Any] = {
+        "run": run.name, "source": program.name, "model": program.checker_for(run).node.name,
+        "params": dict(cms[0].ir.params), "device": str(device), "seed": seed,
+        # the data sampler (the command line's report reads summary["sampler"]["name"])
+        "sampler": {"name": "heatbath", "sweeps": options.sweeps, "start": "hot"},
+        "target": span_text(run.extra["target"].span), "options": options.model_dump(),
+        "scan": {s.name: s.values for s in run.scans}, "train_L": list(L_train),
+        "rows": [], "complete": False,
+    }
+    for name, kind, opts in learners:
+        g = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # default initialisers of torch.nn layers (baseline CNN)
+            model = LEARNERS[kind][1](cms[0].group, d, opts, generator=g).double().to(device)
+        hist = train_regressor(model, U_tr, y_tr.to(device), gen if device.type == "cpu" else g,
+                               options.epochs, options.batch_size, options.lr)
+        with torch.no_grad():
+            for L, (U, y) in tests.items():
+                err = (model(U).double() - y).flatten().cpu().numpy()
+                std = float(y.std())
+                se = err**2
+                rel = float(math.sqrt(se.mean()) / std) if std > 0 else float("nan")
+                summary["rows"].append({
+                    "learner": name, "kind": kind, "L": L,
+                    "mse": {"mean": float(se.mean()),
+                            "stderr": float(se.std(ddof=1) / math.sqrt(len(se)))},
+                    "relative_rmse": rel, "target_std": std, "train_loss": hist[-1],
+                })
+        if out is not None:
+            outputs.write_summary(out, summary)
+    summary["complete"] = True
+    summary["elapsed_s"] = round(time.time() - started, 3)
+    files: list[Path] = []
+    if out is not None:
+        outputs.write_summary(out, summary)
+        files += _regress_outputs(out, summary)
+    return RunResult(summary, out, files)
+
+
+def _regress_outputs(out: Path, summary: dict) -> list[Path]:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary["rows"]
+    names = list(dict.fromkeys(r["learner"] for r in rows))
+    sizes = sorted({r["L"] for r in rows})
+    lines = [f"target: {summary['target']}, trained on L = {summary['train_L'][0]}",
+             "relative RMSE (RMSE / std of the target on the test set)", "",
+             "| learner | " + " | ".join(f"L = {L}" for L in sizes) + " |",
+             "|---" * (len(sizes) + 1) + "|"]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for n in names:
+        rs = {r["L"]: r for r in rows if r["learner"] == n}
+        lines.append(f"| {n} ({rs[sizes[0]]['kind']}) | " +
+                     " | ".join(f"{rs[L]['relative_rmse']:.3f}" for L in sizes) + " |")
+        ax.plot(sizes, [rs[L]["relative_rmse"] for L in sizes], "o-",
+                label=f"{n} ({rs[sizes[0]]['kind']})")
+    ax.axvline(summary["train_L"][0], color="gray", ls="--", lw=1)
+    ax.set_xlabel("L (test lattice)")
+    ax.set_ylabel("relative RMSE")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{summary['target']}: trained on L = {summary['train_L'][0]}")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    outputs._atomic_write(out / "generalisation.png", buf.getvalue())
+    outputs._atomic_write(out / "table.md", ("\n".join(lines) + "\n").encode())
+    return [out / "generalisation.png", out / "table.md"]
+
+
+register_task("gauge_regress", check_regress, run_regress,
+              "train gauge learners on sampled configurations; test on larger lattices")
+
+__all__ = ["check_gauge_sample", "run_gauge_sample", "check_regress", "run_regress",
+           "RUN_SCHEMAS", "RegressOptions", "Observable", "copy"]
