@@ -107,7 +107,9 @@ def main() -> None:
         p = physml_lang.compile(f"import {name}\n")
         cm = p.model(name)
         dt = time.perf_counter() - t
-        print(f"  {name:<18} {dt * 1e3:8.1f} ms   ({cm.lattice.n_sites} sites)")
+        lattice = getattr(cm, "lattice", None)
+        size = f"({lattice.n_sites} sites)" if lattice is not None else ""
+        print(f"  {name:<18} {dt * 1e3:8.1f} ms   {size}")
 
 
 if __name__ == "__main__":
