@@ -142,7 +142,7 @@ class Program:
         from physml_lang.runtime.tasks import TASKS
 
         done = []
-        for name in [m.name for m in self.tree.models]:
+        for name in self.models:  # declared here and imported
             done.append(f"model {name}: {self.model(name).describe()}")
         for run in self.runs.values():
             import copy

@@ -1,0 +1,1111 @@
+"""Quantum tasks in the language: exact diagonalisation (``exact``) and variational Monte Carlo
+(``vmc``) of qubit models, with their run statements and the quantum model kind.
+
+Run statements (registry entries, not grammar)::
+
+    exact levels = 4, sector = 0            # Lanczos: lowest levels (sector: a magnetisation)
+    learner psi                             # which top-level learner to optimise (vmc)
+    optimize psi via sr(lr = 0.02, diag_shift = 0.1)    # or sgd(...), adam(...)
+    iterations 300                          # optimisation steps
+    samples 1000, final = 20000             # samples per step, for the final estimate
+    sampler metropolis(chains = 16, move = exchange)    # or autoregressive (rnn learners)
+    reference exact                         # or none, or energy = -25.4909896864
+    checkpoint every = 25
+    measure energy, variance, magnetization, structure_factor, mx = sum(X[i] for i in sites) / N
+
+Every result row carries ``{"mean", "stderr"}`` for each observable; the exact task reports
+stderr 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from physml_lang.compiler.kinds import ModelKind, register_model_kind
+from physml_lang.compiler.pauli import PauliSum
+from physml_lang.compiler.quantum import (
+    PauliBuilder,
+    QuantumModel,
+    compile_quantum,
+    is_quantum,
+    verify_symmetry,
+)
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from physml_lang import ast
+from physml_lang.checker import SYMMETRIES, validate_options
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.evaluate import ConstEvaluator, Ident
+from physml_lang.runs import RUN_STATEMENTS, RunIR, option_values, register_statement
+
+from .. import outputs
+from ..sample_task import RunResult
+from ..statistics import Estimate
+from ..tasks import register_task
+from .operator import LocalOperator
+from .registry import LEARNERS, QuantumContext, SymmetryError, make_learner
+from .vmc import (
+    AutoregressiveSampler,
+    MetropolisOptions,
+    MetropolisSampler,
+    OptimizerOptions,
+    SROptions,
+    diagonal_observables,
+    run_vmc,
+)
+
+register_model_kind(ModelKind("quantum", is_quantum, compile_quantum, priority=10))
+
+MAX_ED_DIM = 2**22  # exact diagonalisation: sparse H with ~N nonzeros per row
+AUTO_REFERENCE_DIM = 2**16  # VMC runs compute the exact energy themselves below this
+SYMMETRY_LEARNABLE = ("translation", "spin_flip")
+DIAGONAL = ("magnetization", "abs_magnetization", "staggered_magnetization", "structure_factor")
+
+
+def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None):
+    raise PhysmlError(Diagnostic(code, msg, span, hint))
+
+
+# ---------------------------------------------------------------- option schemas
+
+
+class _Opts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MetropolisSpec(_Opts):
+    """``sampler metropolis(...)`` of a VMC run: persistent chains over |psi|^2."""
+
+    chains: int = Field(16, ge=1, le=1_000_000)
+    sweeps: float = Field(1.0, gt=0, description="sweeps (N proposals) between samples")
+    burn_in: int = Field(2, ge=0, description="sweeps discarded at every iteration")
+    initial_burn_in: int = Field(50, ge=0, description="sweeps before the first iteration")
+    move: Literal["auto", "flip", "exchange"] = Field(
+        "auto", description="auto: exchange when the model conserves sum(Z), else flip"
+    )
+    magnetization: int | None = Field(None, description="sector sum(Z) of exchange moves")
+
+
+class AutoregressiveSpec(_Opts):
+    """``sampler autoregressive``: exact independent draws from a normalised learner (rnn)."""
+
+
+QSAMPLERS: dict[str, type[BaseModel]] = {
+    "metropolis": MetropolisSpec,
+    "autoregressive": AutoregressiveSpec,
+}
+
+
+class SRSpec(_Opts):
+    lr: float = Field(0.02, gt=0)
+    diag_shift: float = Field(0.01, ge=0)
+    solver: Literal["auto", "dense", "cg"] = "auto"
+    momentum: float = Field(0.0, ge=0, lt=1)
+    lr_decay: float = Field(1.0, gt=0, le=1, description="lr times this every iteration")
+    min_lr: float = Field(0.0, ge=0)
+
+
+class SGDSpec(_Opts):
+    lr: float = Field(0.02, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    lr_decay: float = Field(1.0, gt=0, le=1)
+    min_lr: float = Field(0.0, ge=0)
+
+
+class AdamSpec(_Opts):
+    lr: float = Field(0.01, gt=0)
+    lr_decay: float = Field(1.0, gt=0, le=1)
+    min_lr: float = Field(0.0, ge=0)
+
+
+QOPTIMIZERS: dict[str, type[BaseModel]] = {"sr": SRSpec, "sgd": SGDSpec, "adam": AdamSpec}
+
+
+def _optimizer_options(name: str, spec: BaseModel) -> OptimizerOptions:
+    d = spec.model_dump()
+    if name == "sr":
+        sr = SROptions(diag_shift=d.pop("diag_shift"), solver=d.pop("solver"))
+        return OptimizerOptions(name="sgd", sr=sr, **d)
+    return OptimizerOptions(name=name, sr=None, **d)
+
+
+# ---------------------------------------------------------------- run statements
+
+
+def _one_item(stmt: ast.RunStmt) -> ast.RunItem:
+    if len(stmt.items) != 1:
+        _fail("P100", f"'{stmt.word}' takes one item", stmt.span, RUN_STATEMENTS[stmt.word].usage)
+    return stmt.items[0]
+
+
+def _int_value(e: ast.Expr, what: str, low: int = 1) -> int:
+    v = ConstEvaluator({}, what=what)(e)
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        _fail("P400", f"{what} must be an integer >= {low}, got {v!r}", e.span)
+    return v
+
+
+def _learner_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    item = _one_item(stmt)
+    if item.kind != "expr" or not isinstance(item.value, ast.Name):
+        _fail("P100", "'learner' names a declared learner: learner psi", item.span,
+              "declare it at top level: learner psi = rbm(alpha = 2) respecting translation")  # fmt: skip
+    run.extra["learner"] = (item.value.id, item.value.span)
+
+
+def _optimize_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    item = _one_item(stmt)
+    if item.kind == "via":
+        if not isinstance(item.value, ast.Name):
+            _fail("P100", "optimize NAME via METHOD(...)", item.value.span)
+        run.extra["learner_optimized"] = (item.value.id, item.value.span)
+        method = item.via
+    elif item.kind == "expr":
+        method = item.value
+    else:
+        _fail("P100", "optimize psi via sr(lr = 0.02)", item.span)
+    if isinstance(method, ast.Name):
+        method = ast.Call(method.span, method.id, method.span, [], [])
+    if not isinstance(method, ast.Call):
+        _fail("P100", "an optimiser is a call: sr(...), sgd(...) or adam(...)", method.span)
+    if method.args:
+        _fail("P302", "optimiser options are given by name: sr(lr = 0.02)", method.args[0].span)
+    opts = {
+        k.name: (ConstEvaluator({}, allow_idents=True, what=f"option {k.name}")(k.value), k.span)
+        for k in method.kwargs
+    }
+    run.extra["optimizer"] = (method.func, method.func_span, opts)
+
+
+def _pretrain_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    item = _one_item(stmt)
+    if item.kind not in ("expr", "via"):
+        _fail("P100", "pretrain 400 via adam(lr = 0.01)", item.span)
+    n = _int_value(item.value, "pretrain iterations")
+    opt: tuple = ("adam", item.span, {})
+    if item.kind == "via":
+        method = item.via
+        if isinstance(method, ast.Name):
+            method = ast.Call(method.span, method.id, method.span, [], [])
+        if not isinstance(method, ast.Call) or method.args:
+            _fail("P100", "an optimiser is a call with named options: adam(lr = 0.01)", item.span)
+        opts = {k.name: (ConstEvaluator({}, allow_idents=True, what=k.name)(k.value), k.span)
+                for k in method.kwargs}  # fmt: skip
+        opt = (method.func, method.func_span, opts)
+    run.extra["pretrain"] = (n, stmt.span, opt)
+
+
+def _iterations_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    item = _one_item(stmt)
+    if item.kind != "expr":
+        _fail("P100", "iterations takes a number: iterations 300", item.span)
+    run.extra["iterations"] = (_int_value(item.value, "iterations"), item.value.span)
+
+
+def _samples_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    for item in stmt.items:
+        if item.kind == "expr":
+            run.extra["samples"] = (_int_value(item.value, "samples"), item.value.span)
+        elif item.kind == "named" and item.name == "final":
+            run.extra["final_samples"] = (_int_value(item.value, "final samples"), item.span)
+        else:
+            _fail("P100", "samples N[, final = M]", item.span, RUN_STATEMENTS["samples"].usage)
+
+
+def _reference_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    item = _one_item(stmt)
+    if item.kind == "expr" and isinstance(item.value, ast.Name) and item.value.id in (
+        "exact", "none", "auto"
+    ):  # fmt: skip
+        run.extra["reference"] = (item.value.id, item.span)
+    elif item.kind == "named" and item.name == "energy":
+        v = ConstEvaluator({}, what="the reference energy")(item.value)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            _fail("P300", "the reference energy is a number", item.value.span)
+        run.extra["reference"] = (float(v), item.span)
+    else:
+        _fail("P100", "reference exact | none | auto | energy = VALUE", item.span)
+
+
+def _checkpoint_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    item = _one_item(stmt)
+    if item.kind != "named" or item.name != "every":
+        _fail("P100", "checkpoint every = 25", item.span)
+    run.extra["checkpoint_every"] = (_int_value(item.value, "checkpoint every", 0), item.span)
+
+
+def _exact_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    for item in stmt.items:
+        if item.kind == "named" and item.name == "levels":
+            run.extra["levels"] = (_int_value(item.value, "levels"), item.span)
+        elif item.kind == "named" and item.name == "sector":
+            v = ConstEvaluator({}, allow_idents=True, what="the sector")(item.value)
+            if isinstance(v, Ident) and str(v) == "all":
+                v = None
+            elif isinstance(v, bool) or not isinstance(v, int):
+                _fail("P300", "sector is an integer magnetisation sum(Z) or all", item.value.span)
+            run.extra["sector"] = (v, item.span)
+        elif item.kind == "expr" and isinstance(item.value, ast.Name) and item.value.id in (
+            "lanczos", "ground_state"
+        ):  # fmt: skip
+            run.extra.setdefault("levels", (1, item.span))
+        else:
+            _fail("P100", "exact levels = N[, sector = M]", item.span,
+                  RUN_STATEMENTS["exact"].usage)  # fmt: skip
+    run.extra.setdefault("exact_span", stmt.span)
+
+
+# ``sampler`` is shared with the classical sample task. A VMC run also has a sampler, so the
+# word's task is only a default: set "sample" when nothing else decides, and let the quantum
+# statements take the run over (ask the lead for a "default task" flag on RunStatement).
+_BASE_SAMPLER = RUN_STATEMENTS["sampler"]
+
+
+def _sampler_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    _BASE_SAMPLER.handler(stmt, run)
+    if run.task is None:
+        run.task = "sample"
+        run.extra["_task_from_sampler"] = True
+
+
+def _quantum(handler, task: str | None):
+    def wrapped(stmt: ast.RunStmt, run: RunIR) -> None:
+        if task and run.task == "sample" and run.extra.pop("_task_from_sampler", False):
+            run.task = None
+        handler(stmt, run)
+
+    return wrapped
+
+
+register_statement("sampler", _sampler_stmt, _BASE_SAMPLER.usage, None)
+for _word, _handler, _usage, _task in (
+    ("exact", _exact_stmt, "exact levels = 4, sector = 0", "exact"),
+    ("learner", _learner_stmt, "learner psi", "vmc"),
+    ("optimize", _optimize_stmt, "optimize psi via sr(lr = 0.02, diag_shift = 0.1)", "vmc"),
+    ("iterations", _iterations_stmt, "iterations 300", "vmc"),
+    ("pretrain", _pretrain_stmt, "pretrain 400 via adam(lr = 0.01)", "vmc"),
+    ("samples", _samples_stmt, "samples 1000, final = 20000", "vmc"),
+    ("reference", _reference_stmt, "reference exact | none | energy = -25.49", None),
+    ("checkpoint", _checkpoint_stmt, "checkpoint every = 25", None),
+):
+    register_statement(_word, _quantum(_handler, _task), _usage, _task)
+
+
+# ---------------------------------------------------------------- plans
+
+
+@dataclass
+class Point:
+    """One compiled model of a scan."""
+
+    values: dict[str, Any]
+    model: QuantumModel
+
+
+@dataclass
+class QuantumPlan:
+    run: RunIR
+    points: list[Point]
+    scans: list
+    measures: list
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+OVERRIDES = ("iterations", "samples", "final_samples", "resume", "levels", "sector",
+             "checkpoint_every", "pretrain")  # fmt: skip
+
+
+def _model_points(run: RunIR, program, sets: dict[str, Any], extra_names: set[str]) -> tuple:
+    """Apply --set and scans; compile every point of the scan (each a QuantumModel)."""
+    from physml_lang.compiler.kinds import compile_model
+
+    checker = program.checker_for(run)
+    params = {p.name for p in checker.node.params}
+    model_args = {k: v for k, (v, _) in run.model_args.items()}
+    spans: dict[str, Any] = {k: s for k, (_, s) in run.model_args.items()}
+    for name, (v, s) in run.lets.items():
+        if name not in params:
+            _fail("P200", f"'let {name}': not a parameter of model {checker.node.name}", s,
+                  did_you_mean(name, params))  # fmt: skip
+        model_args.setdefault(name, v)
+        spans.setdefault(name, s)
+    rest = {}
+    for name, value in sets.items():
+        scan = next((s for s in run.scans if s.name == name), None)
+        if scan is not None:
+            scan.values = [value]
+        elif name in params:
+            model_args[name], spans[name] = value, None
+        elif name in extra_names:
+            rest[name] = value
+        else:
+            known = params | extra_names | {s.name for s in run.scans}
+            _fail("P200", f"--set {name}: no model parameter, scan variable or option of run "
+                  f"{run.name} is called '{name}'", None,
+                  did_you_mean(name, known) or "known names: " + ", ".join(sorted(known)))  # fmt: skip
+    for s in run.scans:
+        if s.name not in params:
+            _fail("P200", f"cannot scan '{s.name}': it is not a parameter of model "
+                  f"{checker.node.name}", s.span, did_you_mean(s.name, params)
+                  or "a quantum ground state has no temperature; scan a model parameter")  # fmt: skip
+    points = []
+    for combo in itertools.product(*[s.values for s in run.scans]) or [()]:
+        args, sp_ = dict(model_args), dict(spans)
+        for s, v in zip(run.scans, combo):
+            args[s.name], sp_[s.name] = v, s.span
+        qm = compile_model(checker.instantiate(args, sp_))
+        if not isinstance(qm, QuantumModel):
+            _fail("P400", f"run {run.name} is a quantum task, but model {checker.node.name} is "
+                  "not a quantum model", run.model_span or run.span,
+                  "a quantum model has a 'field s: qubit on sites' and a 'hamiltonian'")  # fmt: skip
+        points.append(Point({s.name: v for s, v in zip(run.scans, combo)}, qm))
+    return points, rest
+
+
+class MeasureBuilder(PauliBuilder):
+    """Measured operator expressions: model names plus ``energy`` (= H) and ``sites`` (= N)."""
+
+    def __init__(self, qm: QuantumModel):
+        super().__init__(qm.ir, qm.geometry)
+        self.qm = qm
+
+    def _name(self, e: ast.Name, env):
+        if e.id == "energy":
+            return self.qm.hamiltonian
+        if e.id == "sites":
+            return complex(self.n)
+        return super()._name(e, env)
+
+
+def _measures(run: RunIR, qm: QuantumModel, vmc: bool) -> list[tuple[str, Any]]:
+    """(name, what): what is a built-in name or a PauliSum to measure."""
+    builtins = {"energy", "energy_per_site", *DIAGONAL}
+    builtins |= {"variance", "r_hat"} if vmc else {"gap"}
+    out = []
+    for m in run.measures:
+        if m.expr is None and m.name in builtins:
+            out.append((m.name, m.name))
+        elif m.expr is None and m.name in qm.ir.definitions:
+            d = qm.ir.definitions[m.name]
+            if d.indices:
+                _fail("P302", f"'{m.name}' is indexed; measure an operator without indices", m.span)
+            out.append((m.name, qm.hamiltonian if d.kind == "hamiltonian" else qm.operator(m.name)))
+        elif m.expr is None:
+            known = builtins | set(qm.observables())
+            _fail("P200", f"unknown observable '{m.name}'", m.span,
+                  did_you_mean(m.name, known) or "quantum observables: " + ", ".join(sorted(known))
+                  + ", or an operator expression: measure mx = sum(X[i] for i in sites) / N")  # fmt: skip
+        else:
+            op = MeasureBuilder(qm).operator(m.expr)
+            if not op.is_hermitian():
+                _fail("P300", f"observable '{m.name}' is not Hermitian", m.span,
+                      "an expectation value of a non-Hermitian operator is complex")  # fmt: skip
+            out.append((m.name, op))
+    return out
+
+
+def _structure_qs(qm: QuantumModel) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (N, d) and the wavevectors q = 0 and q = (pi, ..., pi)."""
+    pos = qm.geometry.coords.astype(np.float64)
+    d = pos.shape[1]
+    return pos, np.stack([np.zeros(d), np.full(d, math.pi)])
+
+
+# ---------------------------------------------------------------- exact task
+
+
+def _levels(run: RunIR) -> int:
+    return run.extra.get("levels", (1, None))[0]
+
+
+def _sectors(qm: QuantumModel, sector: Any, span) -> list[int | None]:
+    n = qm.n_sites
+    if sector is None:
+        return list(range(n, -n - 1, -2)) if qm.conserves_magnetization else [None]
+    if not qm.conserves_magnetization:
+        _fail("P400", "a magnetisation sector needs a conserved sum(Z)", span,
+              "declare 'conserve sum(Z[i] for i in sites)' in the model (it is checked)")  # fmt: skip
+    if (n + sector) % 2 or abs(sector) > n:
+        _fail("P400", f"no states with sum(Z) = {sector} on {n} sites", span)
+    return [sector]
+
+
+def _sector_dim(n: int, m: int | None) -> int:
+    return 2**n if m is None else math.comb(n, (n - m) // 2)
+
+
+def _check_dims(qm: QuantumModel, sectors: list, span) -> None:
+    dim = max(_sector_dim(qm.n_sites, m) for m in sectors)
+    if dim > MAX_ED_DIM:
+        _fail("P400", f"exact diagonalisation of {qm.n_sites} qubits needs a space of {dim} "
+              f"states (limit {MAX_ED_DIM})", span, "use a smaller lattice, a magnetisation "
+              "sector (conserve + sector = ...), or a vmc run")  # fmt: skip
+
+
+@dataclass
+class Spectrum:
+    energies: list[float]
+    sectors: list[int | None]
+    ground: np.ndarray  # ground-state vector in the basis of codes
+    codes: np.ndarray  # (dim,) sorted basis indices of the ground state's sector
+
+
+def exact_spectrum(qm: QuantumModel, levels: int, sectors: list[int | None]) -> Spectrum:
+    """Lowest ``levels`` energies over the sectors (Lanczos per sector, merged)."""
+    op = LocalOperator(qm.hamiltonian)
+    found: list[tuple[float, int | None, int]] = []
+    vectors = {}
+    for m in sectors:  # one Lanczos per magnetisation sector
+        dim = _sector_dim(qm.n_sites, m)
+        k = min(levels, dim)
+        if dim > 64 and k >= dim - 1:
+            k = dim - 2
+        w, v = op.exact_ground_state(k=max(k, 1), magnetization=m)
+        vectors[m] = v[:, 0]
+        found += [(float(e), m, j) for j, e in enumerate(w)]
+    found.sort(key=lambda x: x[0])
+    found = found[:levels]
+    m0 = found[0][1]
+    return Spectrum([f[0] for f in found], [f[1] for f in found], vectors[m0],
+                    op.sector_codes(m0))  # fmt: skip
+
+
+def exact_expectation(h: PauliSum, codes: np.ndarray, psi: np.ndarray, chunk: int = 1 << 15):
+    """<psi|O|psi> for psi on the sorted basis ``codes`` (zero elsewhere), batched over rows."""
+    op = LocalOperator(h)
+    n = h.n_sites
+    num = 0j
+    masks = op.mask_codes.numpy()
+    for start in range(0, len(codes), chunk):
+        c = codes[start : start + chunk]
+        s = LocalOperator.codes_to_configs(torch.as_tensor(c), n)
+        mels = op.matrix_elements(s).numpy()  # (M, K)
+        cols = c[:, None] ^ masks[None, :]
+        idx = np.clip(np.searchsorted(codes, cols), 0, len(codes) - 1)
+        psi_col = np.where(codes[idx] == cols, psi[idx], 0.0)
+        num += np.sum(np.conj(psi[start : start + chunk])[:, None] * mels * psi_col)
+    return complex(num / np.vdot(psi, psi))
+
+
+def _exact_diagonal(qm: QuantumModel, codes: np.ndarray, psi: np.ndarray) -> dict[str, float]:
+    """Z-basis observables of an exact state from its |psi|^2 weights."""
+    w = np.abs(psi) ** 2
+    w = w / w.sum()
+    s = LocalOperator.codes_to_configs(torch.as_tensor(codes), qm.n_sites).numpy()
+    m = s.mean(1)
+    out = {"magnetization": float(w @ m), "abs_magnetization": float(w @ np.abs(m))}
+    sub = qm.sublattice()
+    if sub is not None:
+        signs = np.where(sub.numpy(), 1.0, -1.0)
+        out["staggered_magnetization"] = float(w @ np.abs(s @ signs / qm.n_sites))
+    pos, qs = _structure_qs(qm)
+    amp = np.exp(1j * qs @ pos.T) @ s.T  # (Q, M)
+    sq = (np.abs(amp) ** 2 / qm.n_sites) @ w
+    out["structure_factor_q0"], out["structure_factor_qpi"] = float(sq[0]), float(sq[1])
+    return out
+
+
+def _exact_value(x: float) -> dict[str, float]:
+    return {"mean": x, "stderr": 0.0}
+
+
+def check_exact(run: RunIR, program) -> QuantumPlan:
+    points, rest = _model_points(run, program, {}, set(OVERRIDES))
+    return _plan_exact(run, points)
+
+
+def _plan_exact(run: RunIR, points: list[Point]) -> QuantumPlan:
+    span = run.extra.get("exact_span")
+    for key in ("learner", "optimizer", "iterations", "samples", "reference"):
+        if key in run.extra:
+            _fail("P201", f"an exact run has no '{key}' statement; optimising a learner is a "
+                  "separate vmc run", run.extra[key][1] if key != "optimizer"
+                  else run.extra[key][1])  # fmt: skip
+    sector = run.extra.get("sector", (None, span))
+    for p in points:
+        sectors = _sectors(p.model, sector[0], sector[1])
+        _check_dims(p.model, sectors, span)
+        _measures(run, p.model, vmc=False)
+    if run.sampler is not None:
+        _fail("P201", "an exact run samples nothing: drop the sampler", run.sampler_span)
+    return QuantumPlan(run, points, run.scans, run.measures)
+
+
+def run_exact(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    started = time.time()
+    sets = dict(sets or {})
+    points, rest = _model_points(run, program, sets, set(OVERRIDES))
+    if "levels" in rest:
+        run.extra["levels"] = (int(rest["levels"]), None)
+    if "sector" in rest:
+        v = rest["sector"]
+        run.extra["sector"] = (None if v == "all" else int(v), None)
+    _plan_exact(run, points)
+    levels = _levels(run)
+    summary: dict[str, Any] = {
+        "run": run.name, "source": program.name, "model": program.checker_for(run).node.name,
+        "task": "exact", "params": {}, "device": "cpu", "seed": seed,
+        "sampler": {"name": "exact (Lanczos)"}, "levels": levels,
+        "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False,
+    }  # fmt: skip
+    span = run.extra.get("exact_span")
+    sector = run.extra.get("sector", (None, span))[0]
+    for p in points:
+        qm = p.model
+        summary["params"] = dict(qm.ir.params)
+        sectors = _sectors(qm, sector, span)
+        spec = exact_spectrum(qm, levels, sectors)
+        e0 = spec.energies[0]
+        row: dict[str, Any] = dict(p.values)
+        row["energy"] = _exact_value(e0)
+        row["energy_per_site"] = _exact_value(e0 / qm.n_sites)
+        if len(spec.energies) > 1:
+            row["gap"] = _exact_value(spec.energies[1] - e0)
+        row["levels"] = spec.energies
+        if qm.conserves_magnetization:
+            row["sectors"] = spec.sectors
+        diag = None
+        for name, what in _measures(run, qm, vmc=False):
+            if isinstance(what, PauliSum):
+                row[name] = _exact_value(exact_expectation(what, spec.codes, spec.ground).real)
+            elif what in DIAGONAL:
+                diag = diag or _exact_diagonal(qm, spec.codes, spec.ground)
+                if what == "structure_factor":
+                    for k in ("structure_factor_q0", "structure_factor_qpi"):
+                        row[k] = _exact_value(diag[k])
+                elif what in diag:
+                    row[name] = _exact_value(diag[what])
+        summary["rows"].append(row)
+        if out is not None:
+            outputs.write_summary(out, summary)
+    summary["complete"] = True
+    summary["elapsed_s"] = round(time.time() - started, 3)
+    files = []
+    if out is not None:
+        outputs.write_summary(out, summary)
+        if run.scans:
+            names = [k for k, v in summary["rows"][0].items() if isinstance(v, dict)]
+            f = outputs.plot_rows(out, summary["rows"], run.scans[0].name, names, None,
+                                  "plot.png", f"{summary['model']} ({run.name}), exact")  # fmt: skip
+            if f:
+                files.append(f)
+    return RunResult(summary, out, files)
+
+
+# ---------------------------------------------------------------- vmc task
+
+
+@dataclass
+class VMCSetup:
+    learner_decl: ast.LearnerDecl
+    learner_options: BaseModel
+    respecting: list[str]
+    sampler_name: str
+    sampler_spec: BaseModel
+    optimizer_name: str
+    optimizer_spec: BaseModel
+    iterations: int
+    samples: int
+    final_samples: int
+    checkpoint_every: int
+    pretrain: int = 0
+    pretrain_name: str = "adam"
+    pretrain_spec: BaseModel | None = None
+
+
+def _learner_decl(run: RunIR, program) -> ast.LearnerDecl:
+    decls = {d.name: d for d in program.tree.learners}
+    want = run.extra.get("learner") or run.extra.get("learner_optimized")
+    other = run.extra.get("learner_optimized")
+    if want and other and other[0] != want[0]:
+        _fail("P201", f"run {run.name} names learner '{want[0]}' but optimises '{other[0]}'",
+              other[1])  # fmt: skip
+    if want is None:
+        if len(decls) != 1:
+            _fail("P400", f"run {run.name} must name its learner" if decls else
+                  f"run {run.name} optimises a learner, but none is declared", run.span,
+                  "declare one at top level: learner psi = rbm(alpha = 2) respecting "
+                  "translation; then 'learner psi' in the run")  # fmt: skip
+        return next(iter(decls.values()))
+    if want[0] not in decls:
+        _fail("P200", f"unknown learner '{want[0]}'", want[1],
+              did_you_mean(want[0], set(decls)) or "declare it: learner psi = rbm(alpha = 2)")  # fmt: skip
+    return decls[want[0]]
+
+
+def _learner_options(decl: ast.LearnerDecl, sets: dict[str, Any]) -> BaseModel:
+    call = decl.call
+    if call.func not in LEARNERS:
+        _fail("P200", f"unknown quantum learner '{call.func}'", call.func_span,
+              did_you_mean(call.func, set(LEARNERS)) or "learners: " + ", ".join(LEARNERS))  # fmt: skip
+    if call.args:
+        _fail("P302", "learner options are given by name: rbm(alpha = 2)", call.args[0].span)
+    schema = LEARNERS[call.func][0]
+    ev = ConstEvaluator({}, allow_idents=True, what=f"the options of {call.func}")
+    values = {k.name: ev(k.value) for k in call.kwargs}
+    spans: dict[str, Any] = {k.name: k.span for k in call.kwargs}
+    for k, v in sets.items():
+        if k in schema.model_fields:
+            values[k], spans[k] = v, call.span
+    return validate_options(schema, values, spans, call.span, f"learner {call.func}")
+
+
+def _plan_vmc(run: RunIR, program, points: list[Point], rest: dict[str, Any]) -> VMCSetup:
+    decl = _learner_decl(run, program)
+    opts = _learner_options(decl, rest)
+    respecting = []
+    for name, span in decl.respecting:
+        if name not in SYMMETRIES:
+            _fail("P200", f"unknown symmetry '{name}'", span,
+                  did_you_mean(name, set(SYMMETRIES)) or "learners respect: translation, spin_flip")  # fmt: skip
+        if name not in SYMMETRY_LEARNABLE:
+            _fail("P501", f"learner {decl.call.func} cannot respect {name}", span,
+                  "quantum learners respect translation and spin_flip")  # fmt: skip
+        respecting.append(name)
+    for p in points:
+        qm = p.model
+        for name, span in decl.respecting:
+            try:
+                verify_symmetry(name, qm.hamiltonian, qm.geometry, span)
+            except PhysmlError as exc:
+                why = exc.diagnostics[0] if hasattr(exc, "diagnostics") else None
+                hint = getattr(why, "hint", None)
+                _fail("P500", f"learner {decl.name} respects {name}, but the Hamiltonian of "
+                      f"{qm.ir.name} does not have it", span, hint)  # fmt: skip
+        _build_learner(decl, opts, respecting, qm, torch.Generator().manual_seed(0))
+    # sampler
+    name = run.sampler or "metropolis"
+    if name not in QSAMPLERS:
+        _fail("P200", f"unknown VMC sampler '{name}'", run.sampler_span,
+              did_you_mean(name, set(QSAMPLERS)) or "samplers: " + ", ".join(QSAMPLERS))  # fmt: skip
+    for k, v in rest.items():
+        if k in QSAMPLERS[name].model_fields:
+            run.sampler_options[k] = (v, None)
+    spec = option_values(run.sampler_options, QSAMPLERS[name], run.sampler_span,
+                         f"sampler {name}")  # fmt: skip
+    normalized = decl.call.func == "rnn"
+    if name == "autoregressive" and not normalized:
+        _fail("P502", f"autoregressive sampling needs a normalised learner (rnn), not "
+              f"{decl.call.func}", run.sampler_span, "use sampler metropolis(...)")  # fmt: skip
+    if isinstance(spec, MetropolisSpec) and spec.move == "exchange":
+        for p in points:
+            if not p.model.conserves_magnetization:
+                span = run.sampler_options.get("move", (None, run.sampler_span))[1]
+                _fail("P502", "exchange moves keep sum(Z) fixed, but the model does not "
+                      "conserve it", span, "declare 'conserve sum(Z[i] for i in sites)' (it is "
+                      "checked against H) or use move = flip")  # fmt: skip
+    # optimiser
+    oname, ospan, oopts = run.extra.get("optimizer", ("sr", None, {}))
+    if oname not in QOPTIMIZERS:
+        _fail("P200", f"unknown optimiser '{oname}'", ospan,
+              did_you_mean(oname, set(QOPTIMIZERS)) or "optimisers: sr, sgd, adam")  # fmt: skip
+    oopts = dict(oopts)
+    for k, v in rest.items():
+        if k in QOPTIMIZERS[oname].model_fields:
+            oopts[k] = (v, None)
+    ospec = option_values(oopts, QOPTIMIZERS[oname], ospan, f"optimiser {oname}")
+    iterations = int(rest.get("iterations", run.extra.get("iterations", (100, None))[0]))
+    samples = int(rest.get("samples", run.extra.get("samples", (1000, None))[0]))
+    final = int(rest.get("final_samples", run.extra.get("final_samples", (4 * samples, None))[0]))
+    every = int(rest.get("checkpoint_every", run.extra.get("checkpoint_every", (25, None))[0]))
+    for what, v in (("iterations", iterations), ("samples", samples), ("final samples", final)):
+        if v < 1:
+            _fail("P400", f"{what} must be >= 1, got {v}", None)
+    for p in points:
+        _measures(run, p.model, vmc=True)
+        ref = run.extra.get("reference")
+        if ref and ref[0] == "exact":
+            sector = _vmc_sector(p.model, spec)
+            _check_dims(p.model, _sectors(p.model, sector, ref[1]) if sector is not None
+                        else _sectors(p.model, None, ref[1]), ref[1])  # fmt: skip
+    setup = VMCSetup(decl, opts, respecting, name, spec, oname, ospec, iterations, samples, final,
+                     every)  # fmt: skip
+    if "pretrain" in run.extra:
+        n_pre, pspan, (pname, pospan, popts) = run.extra["pretrain"]
+        if decl.call.func != "rnn" or "translation" not in respecting:
+            _fail("P400", "pretrain trains the bare autoregressive model before its symmetrised "
+                  "form: it applies to rnn learners respecting translation", pspan)  # fmt: skip
+        if pname not in QOPTIMIZERS:
+            _fail("P200", f"unknown optimiser '{pname}'", pospan,
+                  did_you_mean(pname, set(QOPTIMIZERS)) or "optimisers: sr, sgd, adam")  # fmt: skip
+        setup.pretrain = int(rest.get("pretrain", n_pre))
+        setup.pretrain_name = pname
+        setup.pretrain_spec = option_values(popts, QOPTIMIZERS[pname], pospan,
+                                            f"optimiser {pname}")  # fmt: skip
+    return setup
+
+
+def _unsymmetrised(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare autoregressive model inside a translation-symmetrised one (shared parameters)."""
+    from .learners import MarshallSign, SymmetrizedAutoregressive
+
+    if isinstance(model, MarshallSign) and isinstance(model.model, SymmetrizedAutoregressive):
+        return MarshallSign(model.model.model, model.sublattice > 0.5)
+    if isinstance(model, SymmetrizedAutoregressive):
+        return model.model
+    return model
+
+
+def _build_learner(decl, opts, respecting, qm: QuantumModel, generator) -> torch.nn.Module:
+    ctx = QuantumContext(
+        qm.n_sites,
+        shape=tuple(qm.lattice.shape),
+        translations=qm.translation_table(),
+        sublattice=qm.sublattice(),
+        symmetries=set(respecting),
+        generator=generator,
+    )
+    try:
+        return make_learner(decl.call.func, opts, ctx)
+    except SymmetryError as exc:
+        span = decl.call.func_span
+        for k in decl.call.kwargs:
+            if k.name in ("sign_rule", "phase") and "Marshall" in str(exc):
+                span = k.span
+        _fail("P501", f"learner {decl.name}: {exc}", span,
+              "the Marshall sign rule needs a bipartite lattice (chain, square, cubic with even "
+              "periodic extents)" if "Marshall" in str(exc) else None)  # fmt: skip
+
+
+def _vmc_sector(qm: QuantumModel, spec) -> int | None:
+    """The magnetisation sector the sampler stays in (exchange moves), else None."""
+    if not isinstance(spec, MetropolisSpec):
+        return None
+    move = spec.move
+    if move == "auto":
+        move = "exchange" if qm.conserves_magnetization else "flip"
+    if move != "exchange":
+        return None
+    return spec.magnetization if spec.magnetization is not None else qm.n_sites % 2
+
+
+class _IndependentDraws:
+    """Autoregressive draws (1, n, N) presented as a series (n, 1, N) for binning and R-hat."""
+
+    def __init__(self, n_sites: int):
+        self.inner = AutoregressiveSampler(n_sites)
+        self.acceptance = 1.0
+
+    def sample(self, model, n_samples: int, generator):
+        return self.inner.sample(model, n_samples, generator).transpose(0, 1)
+
+    def state_tensors(self):
+        return {}
+
+    def load_state_tensors(self, tensors) -> None:
+        pass
+
+
+def _make_sampler(setup: VMCSetup, qm: QuantumModel, device):
+    if setup.sampler_name == "autoregressive":
+        return _IndependentDraws(qm.n_sites)
+    spec: MetropolisSpec = setup.sampler_spec  # type: ignore[assignment]
+    sector = _vmc_sector(qm, spec)
+    opts = MetropolisOptions(
+        n_chains=spec.chains, sweeps_per_sample=spec.sweeps, burn_in_sweeps=spec.burn_in,
+        initial_burn_in_sweeps=spec.initial_burn_in,
+        move="exchange" if sector is not None else "flip",
+        magnetization=sector if sector is not None else spec.magnetization,
+    )  # fmt: skip
+    return MetropolisSampler(qm.n_sites, opts, device=device)
+
+
+def _reference(run: RunIR, qm: QuantumModel, sector: int | None) -> tuple[float | None, str]:
+    ref = run.extra.get("reference", ("auto", None))[0]
+    if isinstance(ref, float):
+        return ref, "given"
+    if ref == "none":
+        return None, "none"
+    sectors = _sectors(qm, sector, None) if sector is not None else _sectors(qm, None, None)
+    dim = max(_sector_dim(qm.n_sites, m) for m in sectors)
+    if ref == "auto" and dim > AUTO_REFERENCE_DIM:
+        return None, "none"
+    spec = exact_spectrum(qm, 1, sectors)
+    return spec.energies[0], "exact" + (f" (sector sum(Z) = {sector})" if sector is not None
+                                        else "")  # fmt: skip
+
+
+def check_vmc(run: RunIR, program) -> None:
+    points, rest = _model_points(run, program, {}, _vmc_override_names(run, program))
+    _plan_vmc(run, program, points, rest)
+
+
+def _vmc_override_names(run: RunIR, program) -> set[str]:
+    names = set(OVERRIDES)
+    for schema in QSAMPLERS.values():
+        names |= set(schema.model_fields)
+    for schema in QOPTIMIZERS.values():
+        names |= set(schema.model_fields)
+    for schema, _ in LEARNERS.values():
+        names |= set(schema.model_fields)
+    return names
+
+
+def _estimate(e: Estimate) -> dict[str, float]:
+    return e.as_dict()
+
+
+def run_vmc_task(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    started = time.time()
+    points, rest = _model_points(run, program, dict(sets or {}),
+                                 _vmc_override_names(run, program))  # fmt: skip
+    setup = _plan_vmc(run, program, points, rest)
+    resume_flag = rest.get("resume")
+    summary: dict[str, Any] = {
+        "run": run.name, "source": program.name, "model": program.checker_for(run).node.name,
+        "task": "vmc", "params": {}, "device": str(device), "seed": seed,
+        "sampler": {"name": setup.sampler_name, **setup.sampler_spec.model_dump()},
+        "learner": {"name": setup.learner_decl.name, "kind": setup.learner_decl.call.func,
+                    **setup.learner_options.model_dump(), "respecting": setup.respecting},
+        "optimizer": {"name": setup.optimizer_name, **setup.optimizer_spec.model_dump()},
+        "iterations": setup.iterations, "samples": setup.samples,
+        "final_samples": setup.final_samples, "pretrain": setup.pretrain,
+        "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False,
+    }  # fmt: skip
+    files: list[Path] = []
+    show = sys.stderr.isatty() if progress is None else progress
+    for k, p in enumerate(points):
+        qm = p.model
+        summary["params"] = dict(qm.ir.params)
+        ckpt = None
+        resume = False
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            ckpt = out / (f"checkpoint{'' if len(points) == 1 else f'-{k}'}.safetensors")
+            resume = ckpt.exists() if resume_flag is None else bool(resume_flag)
+            if resume and not ckpt.exists():
+                resume = False
+        if resume:
+            summary["resumed_from_checkpoint"] = str(ckpt)
+        row, hist = _vmc_point(run, setup, qm, device, seed + k, ckpt, resume, show, summary, out)
+        row = {**p.values, **row}
+        summary["rows"].append(row)
+        if out is not None:
+            outputs.write_summary(out, summary)
+            name = "history.csv" if len(points) == 1 else f"history-{k}.csv"
+            _write_history(out / name, hist)
+            f = _convergence_plot(out, hist, row.get("exact_energy"),
+                                  "convergence.png" if len(points) == 1 else f"convergence-{k}.png",
+                                  f"{summary['model']} ({run.name})")  # fmt: skip
+            if f:
+                files.append(f)
+    summary["complete"] = True
+    summary["elapsed_s"] = round(time.time() - started, 3)
+    if out is not None:
+        outputs.write_summary(out, summary)
+        if run.scans:
+            names = [k for k, v in summary["rows"][0].items() if isinstance(v, dict)]
+            f = outputs.plot_rows(out, summary["rows"], run.scans[0].name, names, None,
+                                  "plot.png", f"{summary['model']} ({run.name}), vmc")  # fmt: skip
+            if f:
+                files.append(f)
+    return RunResult(summary, out, files)
+
+
+def _vmc_point(run, setup: VMCSetup, qm: QuantumModel, device, seed, ckpt, resume, show,
+               summary, out) -> tuple[dict, dict]:  # fmt: skip
+    init = torch.Generator().manual_seed(seed)
+    model = _build_learner(setup.learner_decl, setup.learner_options, setup.respecting, qm, init)
+    model = model.to(device)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed + 1_000_003)
+    sampler = _make_sampler(setup, qm, device)
+    sector = _vmc_sector(qm, setup.sampler_spec)
+    exact, how = _reference(run, qm, sector)
+    history: dict[str, list[float]] = {}
+    bar = tqdm(total=setup.iterations, disable=not show, desc=run.name, unit="it", leave=False)
+
+    def callback(it: int, stats: dict[str, float]) -> None:
+        for key, v in stats.items():
+            history.setdefault(key, []).append(float(v))
+        history.setdefault("iteration", []).append(float(it))
+        if not math.isfinite(stats["energy"]):
+            raise PhysmlError(Diagnostic(
+                "P700", f"the variational energy became non-finite at iteration {it} of run "
+                f"{run.name}", run.span, "lower the learning rate or raise diag_shift; the last "
+                "checkpoint was kept"))  # fmt: skip
+        bar.n = it + 1
+        bar.set_postfix(E=f"{stats['energy']:.5f}", var=f"{stats['variance']:.3g}", refresh=False)
+        bar.update(0)
+
+    if setup.pretrain and not resume:
+        bar.set_description(f"{run.name} (pretrain)")
+        run_vmc(
+            LocalOperator(qm.hamiltonian, device=device), _unsymmetrised(model),
+            _IndependentDraws(qm.n_sites),
+            optimizer=_optimizer_options(setup.pretrain_name, setup.pretrain_spec),
+            iterations=setup.pretrain, generator=generator, n_samples=setup.samples,
+            eval_samples=setup.samples,
+        )  # fmt: skip
+        bar.set_description(run.name)
+    try:
+        res = run_vmc(
+            LocalOperator(qm.hamiltonian, device=device), model, sampler,
+            optimizer=_optimizer_options(setup.optimizer_name, setup.optimizer_spec),
+            iterations=setup.iterations, generator=generator, n_samples=setup.samples,
+            eval_samples=setup.final_samples,
+            checkpoint_path=str(ckpt) if ckpt is not None else None,
+            checkpoint_every=setup.checkpoint_every if ckpt is not None else 0, resume=resume,
+            callback=callback,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        summary["interrupted"] = True
+        if out is not None:
+            outputs.write_summary(out, summary)
+            _write_history(out / "history.csv", history)
+        raise
+    except (RuntimeError, KeyError, ValueError) as exc:
+        if resume and ckpt is not None:
+            _fail("P400", f"the checkpoint {ckpt} does not match this run ({type(exc).__name__})",
+                  run.span, "start afresh with --set resume=false or another --out")  # fmt: skip
+        raise
+    finally:
+        bar.close()
+    if resume and res.history:
+        history = {**res.history, "iteration": list(map(float, range(len(res.history["energy"]))))}
+    n = qm.n_sites
+    row: dict[str, Any] = {"energy": _estimate(res.energy)}
+    row["energy_per_site"] = {"mean": res.energy.mean / n, "stderr": res.energy.stderr / n,
+                              "tau_int": res.energy.tau_int}  # fmt: skip
+    row["variance"] = {"mean": res.variance, "stderr": None}
+    row["r_hat"] = res.extra["r_hat"]
+    if exact is not None:
+        row["exact_energy"] = exact
+        row["relative_error"] = abs(res.energy.mean - exact) / abs(exact)
+        row["reference"] = how
+    row["acceptance"] = round(float(sampler.acceptance), 6)
+    row["iterations"] = setup.iterations
+    diag = None
+    samples = res.samples  # (T, C, N) of the final estimate
+    for name, what in _measures(run, qm, vmc=True):
+        if name in ("energy", "energy_per_site", "variance", "r_hat"):
+            continue
+        if isinstance(what, PauliSum):
+            from .vmc import expectation
+
+            row[name] = _estimate(expectation(LocalOperator(what, device=device), model, samples))
+        elif what in DIAGONAL:
+            if diag is None:
+                pos, qs = _structure_qs(qm)
+                diag = diagonal_observables(samples, pos, qs, qm.sublattice())
+            if what == "structure_factor":
+                sf = diag["structure_factor"]
+                row["structure_factor_q0"], row["structure_factor_qpi"] = (
+                    _estimate(sf[0]), _estimate(sf[1]))  # fmt: skip
+            elif what in diag:
+                row[name] = _estimate(diag[what])
+    return row, history
+
+
+HISTORY_COLUMNS = ("iteration", "energy", "energy_stderr", "variance", "tau_int", "r_hat",
+                   "acceptance", "lr")  # fmt: skip
+
+
+def _write_history(path: Path, history: dict[str, list[float]]) -> None:
+    if not history.get("energy"):
+        return
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    cols = [c for c in HISTORY_COLUMNS if c in history]
+    w.writerow(cols)
+    for i in range(len(history["energy"])):
+        w.writerow([history[c][i] if i < len(history[c]) else "" for c in cols])
+    outputs._atomic_write(path, buf.getvalue().encode())
+
+
+def _convergence_plot(out: Path, history: dict, exact: float | None, name: str,
+                      title: str) -> Path | None:  # fmt: skip
+    if len(history.get("energy", [])) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    it = np.arange(len(history["energy"]))
+    e = np.asarray(history["energy"])
+    err = np.asarray(history.get("energy_stderr", np.zeros_like(e)))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    axes[0].plot(it, e, lw=1)
+    axes[0].fill_between(it, e - err, e + err, alpha=0.3)
+    if exact is not None:
+        axes[0].axhline(exact, color="tab:red", ls="--", lw=1, label=f"exact {exact:.6f}")
+        axes[0].legend()
+        rel = np.abs(e - exact) / abs(exact)
+        axes[1].semilogy(it, np.maximum(rel, 1e-12), lw=1)
+        axes[1].set_ylabel("|E - E0| / |E0|")
+    else:
+        axes[1].semilogy(it, np.maximum(np.asarray(history.get("variance", e * 0)), 1e-12), lw=1)
+        axes[1].set_ylabel("variance of E_loc")
+    axes[0].set_ylabel("energy")
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    path = out / name
+    outputs._atomic_write(path, buf.getvalue())
+    return path
+
+
+# ---------------------------------------------------------------- registration
+
+
+def _guard_sample_task() -> None:
+    """A classical sampling run of a quantum model gets a clear, located error."""
+    from ..tasks import TASKS
+
+    base = TASKS["sample"]
+
+    def quantum_model(run: RunIR, program) -> bool:
+        checker = program.checker_for(run)
+        try:
+            ir = checker.instantiate({k: v for k, (v, _) in run.model_args.items()})
+        except PhysmlError:
+            return False
+        return is_quantum(ir)
+
+    def refuse(run: RunIR, program) -> None:
+        if quantum_model(run, program):
+            _fail("P502", f"model {program.checker_for(run).node.name} is a quantum model: a "
+                  "classical sampler does not apply", run.sampler_span,
+                  "use 'exact levels = 4' (exact diagonalisation) or a vmc run: 'learner psi', "
+                  "'optimize psi via sr(...)'")  # fmt: skip
+
+    def check(run, program):
+        refuse(run, program)
+        return base.check(run, program)
+
+    def run_(run, program, **kw):
+        refuse(run, program)
+        return base.run(run, program, **kw)
+
+    register_task("sample", check, run_, base.doc)
+
+
+_guard_sample_task()
+
+
+register_task("exact", lambda run, program: check_exact(run, program), run_exact,
+              "exact diagonalisation (Lanczos) of a qubit model")  # fmt: skip
+register_task("vmc", check_vmc, run_vmc_task,
+              "variational Monte Carlo: optimise a neural quantum state")  # fmt: skip
+
+__all__ = ["exact_spectrum", "exact_expectation", "run_exact", "run_vmc_task", "QSAMPLERS",
+           "QOPTIMIZERS", "MetropolisSpec"]  # fmt: skip
