@@ -6,7 +6,7 @@ import pytest
 
 from physml_lang.program import load
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 

@@ -13,7 +13,7 @@ from physml_lang.runtime.quantum.learners import (
 )
 from physml_lang.runtime.quantum.vmc import OptimizerOptions, SROptions, run_vmc
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def rel(res, e0):
