@@ -1,0 +1,760 @@
+"""Phase-space models and continuous lattice fields: the parse tree -> sympy -> torch.
+
+Two model kinds are compiled here (both registered by runtime/dynamics/tasks.py):
+
+- :class:`PhaseSpaceModel`: a model with ``phase_space (q, p) [: real[N, D]]`` and a
+  ``hamiltonian`` (or a ``kinetic`` plus a ``potential``). The Hamiltonian is built as a sympy
+  expression node by node from the syntax tree (never from text) in the flattened canonical
+  symbols ``q_k, p_k`` (k = i * D + a for ``q[i, a]``); sums over ``particles``, ``dims``,
+  ``pairs`` (i < j over particles) and literal lists are unrolled. compiler/hamiltonian.py then
+  derives Hamilton's equations, separability, unused pairs and non-differentiable pieces, and
+  lowers them to batched torch callables over ``q, p`` of shape ``(..., n)``.
+- :class:`FieldModel`: ``field phi: real on sites`` (phi^4) or ``field theta: angle on sites``
+  (XY) with an ``action`` (or ``energy``/``hamiltonian``) that is a linear combination of
+  ``sum(f(phi[i]) for i in sites)`` and ``sum(g(phi[i], phi[j]) for (i, j) in bonds)``. The
+  densities f(a), g(a, b) and their derivatives are derived symbolically and lowered to
+  shifted-tensor (roll) stencils: S(x) -> (C,), dS/dx -> (C, *lattice.shape) with no loop over
+  sites.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy
+import torch
+
+from physml_lang import ast
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
+from physml_lang.evaluate import ConstEvaluator
+from physml_lang.ir import ModelIR
+
+from .hamiltonian import (
+    CompiledHamiltonian,
+    HamiltonianError,
+    LoweredFunction,
+    derive_hamiltonian,
+    lower_expressions,
+    lower_hamiltonian,
+)
+
+Tensor = torch.Tensor
+MAX_TERMS = 200_000  # unrolled terms of a phase-space H (symbolic: N-body sums are O(N^2))
+MAX_PAIRS = 4096  # canonical pairs of a phase-space model (symbolic derivation per pair)
+
+_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = {
+    "cos": sympy.cos, "sin": sympy.sin, "tan": sympy.tan, "exp": sympy.exp, "log": sympy.log,
+    "sqrt": sympy.sqrt, "tanh": sympy.tanh, "cosh": sympy.cosh, "sinh": sympy.sinh,
+    "abs": sympy.Abs, "sign": sympy.sign, "min": sympy.Min, "max": sympy.Max,
+}  # fmt: skip
+_NONDIFF_CALLS = {"abs", "sign", "min", "max"}
+CONTINUOUS = {"real", "angle"}
+
+
+def fail(code: str, message: str, span: Span | None, hint: str | None = None):
+    raise PhysmlError(Diagnostic(code, message, span, hint))
+
+
+def _int(v: sympy.Expr, span: Span, what: str) -> int:
+    if not (isinstance(v, sympy.Integer) or (v.is_number and float(v).is_integer())):
+        fail("P300", f"{what} must be an integer, got {v}", span)
+    return int(v)
+
+
+# --------------------------------------------------------------------------------------------
+# AST -> sympy
+# --------------------------------------------------------------------------------------------
+
+
+class SympyBuilder:
+    """Builds a sympy expression from an expression node of a model.
+
+    Parameters stay symbols (bound to numbers at lowering, so ``--emit sympy`` shows m, g, l);
+    loop variables are bound to sympy Integers; subclasses resolve the model's own variables
+    (coordinates, fields) in :meth:`variable` and :meth:`indexed`. Every call of a
+    non-differentiable function is recorded with its span.
+    """
+
+    def __init__(self, ir: ModelIR):
+        self.ir = ir
+        self.params = {k: v for k, v in ir.params.items() if isinstance(v, int | float)}
+        self.nondiff: list[tuple[sympy.Expr, Span]] = []
+        self.terms = 0
+        self._depth = 0
+
+    # -- hooks
+    def variable(self, e: ast.Name, env: dict[str, Any]) -> sympy.Expr | None:
+        return None
+
+    def indexed(self, e: ast.Index, env: dict[str, Any]) -> sympy.Expr | None:
+        return None
+
+    def domain(self, loop: ast.Loop, env: dict[str, Any], body: ast.Expr) -> list[tuple]:
+        fail("P800", "this sum is not supported here", loop.span)
+
+    # -- the walk
+    def build(self, e: ast.Expr, env: dict[str, Any]) -> sympy.Expr:
+        self._depth += 1
+        if self._depth > 200:
+            fail("P800", "definitions refer to each other too deeply (a cycle?)", e.span)
+        try:
+            return self._build(e, env)
+        finally:
+            self._depth -= 1
+
+    def _build(self, e: ast.Expr, env: dict[str, Any]) -> sympy.Expr:
+        if isinstance(e, ast.Number):
+            return sympy.Integer(e.value) if isinstance(e.value, int) else sympy.Float(e.value)
+        if isinstance(e, ast.Name):
+            if e.id in env:
+                return env[e.id]
+            v = self.variable(e, env)
+            if v is not None:
+                return v
+            if e.id in self.params:
+                return sympy.Symbol(e.id, real=True)
+            if e.id == "pi":
+                return sympy.pi
+            d = self.ir.definitions.get(e.id)
+            if d is not None:
+                if d.indices:
+                    fail("P302", f"'{e.id}' is defined with indices: write {e.id}[...]", e.span)
+                return self.build(d.expr, {})
+            fail("P300", f"'{e.id}' cannot be used in this expression", e.span)
+        if isinstance(e, ast.Unary):
+            if e.op != "-":
+                fail("P300", f"'{e.op}' is not an arithmetic operation", e.span)
+            return -self.build(e.operand, env)
+        if isinstance(e, ast.Binary):
+            a, b = self.build(e.left, env), self.build(e.right, env)
+            if e.op == "+":
+                return a + b
+            if e.op == "-":
+                return a - b
+            if e.op == "*":
+                return a * b
+            if e.op == "/":
+                if b == 0:
+                    fail("P400", "division by zero", e.right.span)
+                return a / b
+            if e.op == "^":
+                return a**b
+            if e.op == "%":
+                return sympy.Mod(a, b)
+            fail("P300", f"'{e.op}' cannot appear in an energy", e.span)
+        if isinstance(e, ast.Index):
+            v = self.indexed(e, env)
+            if v is not None:
+                return v
+            if isinstance(e.base, ast.Name) and e.base.id in self.ir.definitions:
+                return self._definition_call(e.base.id, e.indices, env, e.span)
+            fail("P202", "only coordinates, fields and definitions can be indexed", e.span)
+        if isinstance(e, ast.Call):
+            if e.func in self.ir.definitions:
+                return self._definition_call(e.func, e.args, env, e.span)
+            fn = _FUNCTIONS.get(e.func)
+            if fn is None or e.kwargs:
+                fail("P800", f"'{e.func}' cannot be used in a Hamiltonian or action", e.func_span,
+                     "functions: " + ", ".join(sorted(_FUNCTIONS)))  # fmt: skip
+            args = [self.build(a, env) for a in e.args]
+            n_args = 2 if e.func in ("min", "max") else 1
+            if len(args) != n_args:
+                fail("P302", f"{e.func} takes {n_args} argument(s)", e.span)
+            out = fn(*args)
+            if e.func in _NONDIFF_CALLS:
+                self.nondiff.append((out, e.span))
+            return out
+        if isinstance(e, ast.Generator):
+            if e.func not in ("sum", "prod"):
+                fail("P800", f"'{e.func}' over a structure is not supported", e.func_span)
+            parts: list[sympy.Expr] = []
+            for inner in self._loop_envs(e.loops, env, e.body):
+                parts.append(self.build(e.body, inner))
+                self.terms += 1
+                if self.terms > MAX_TERMS:
+                    fail("P400", f"more than {MAX_TERMS} terms after unrolling the sums", e.span,
+                         "phase-space Hamiltonians are derived symbolically; use fewer "
+                         "particles")  # fmt: skip
+            if e.func == "sum":
+                return sympy.Add(*parts)
+            return sympy.Mul(*parts)
+        if isinstance(e, ast.Imaginary | ast.String | ast.ListExpr):
+            fail("P300", "a real-valued expression is expected here", e.span)
+        fail("P800", "this expression is not supported here", e.span)
+
+    def _definition_call(self, name: str, args: list[ast.Expr], env: dict[str, Any],
+                         span: Span) -> sympy.Expr:  # fmt: skip
+        """``r[i, j]`` / ``r(i, j)`` for ``let r[i, j] = ...``: bind the indices, build the body."""
+        d = self.ir.definitions[name]
+        if len(args) != len(d.indices):
+            fail("P302", f"'{name}' takes {len(d.indices)} index(es), got {len(args)}", span)
+        inner: dict[str, Any] = {}
+        for formal, actual in zip(d.indices, args, strict=True):
+            if not isinstance(formal, ast.Name):
+                fail("P300", "the indices of a definition are names", formal.span)
+            inner[formal.id] = self.build(actual, env)
+        return self.build(d.expr, inner)
+
+    def _loop_envs(self, loops: list[ast.Loop], env: dict[str, Any], body: ast.Expr):
+        if not loops:
+            yield env
+            return
+        first, rest = loops[0], loops[1:]
+        for values in self.domain(first, env, body):
+            if len(values) != len(first.names):
+                fail("P302", f"this structure binds {len(values)} name(s), the loop "
+                     f"{len(first.names)}", first.span)  # fmt: skip
+            inner = dict(env)
+            inner.update({n: sympy.Integer(v) for n, v in zip(first.names, values, strict=True)})
+            yield from self._loop_envs(rest, inner, body)
+
+    def const_int(self, e: ast.Expr, env: dict[str, Any], what: str) -> int:
+        v = self.build(e, env)
+        v = v.xreplace({sympy.Symbol(k, real=True): x for k, x in self.params.items()})
+        return _int(v, e.span, what)
+
+    def literal_domain(self, loop: ast.Loop, env: dict[str, Any]) -> list[tuple] | None:
+        """``range(a[, b])`` and ``[0, 2, 5]`` loop domains (one name)."""
+        d = loop.domain
+        if isinstance(d, ast.Call) and d.func == "range":
+            bounds = [self.const_int(a, env, "a range bound") for a in d.args]
+            if not 1 <= len(bounds) <= 2:
+                fail("P302", "range takes 1 or 2 bounds", d.span)
+            return [(k,) for k in range(*bounds)]
+        if isinstance(d, ast.ListExpr):
+            return [(self.const_int(x, env, "a list entry"),) for x in d.items]
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Phase-space models
+# --------------------------------------------------------------------------------------------
+
+
+def phase_shape(ir: ModelIR) -> tuple[int, ...]:
+    """The shape of q (and p): () for one pair, (N,) or (N, D) from ``phase_space (q, p): real[...]``."""
+    ps = ir.phase_space
+    assert ps is not None
+    if ps.type is None:
+        return ()
+    t = ps.type
+    if t.name != "real" or t.args or t.kwargs:
+        fail("P301", "canonical coordinates are real: phase_space (q, p): real[N, D]", t.span)
+    ev = ConstEvaluator(ir.params, what="the phase-space shape")
+    shape = []
+    for x in t.shape:
+        v = ev(x)
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            fail("P400", f"a phase-space dimension must be a positive integer, got {v!r}", x.span)
+        shape.append(v)
+    if len(shape) > 2:
+        fail("P302", "phase_space takes real, real[N] or real[N, D]", t.span)
+    n = math.prod(shape)
+    if n > MAX_PAIRS:
+        fail("P400", f"{n} canonical pairs is more than the symbolic compiler handles "
+             f"({MAX_PAIRS})", t.span)  # fmt: skip
+    return tuple(shape)
+
+
+def _label(name: str, shape: tuple[int, ...], k: int) -> str:
+    if not shape:
+        return name
+    idx = np.unravel_index(k, shape)
+    return f"{name}[{', '.join(str(int(i)) for i in idx)}]"
+
+
+class PhaseBuilder(SympyBuilder):
+    """Resolves q, p, q[i, a], p[i, a] and the loop structures of phase-space models."""
+
+    def __init__(self, ir: ModelIR, shape: tuple[int, ...]):
+        super().__init__(ir)
+        assert ir.phase_space is not None
+        self.qname, self.pname = ir.phase_space.q, ir.phase_space.p
+        self.shape = shape
+        n = math.prod(shape)
+        if shape:
+            names = ["_".join(str(int(i)) for i in np.unravel_index(k, shape)) for k in range(n)]
+            self.q = [sympy.Symbol(f"{self.qname}_{s}", real=True) for s in names]
+            self.p = [sympy.Symbol(f"{self.pname}_{s}", real=True) for s in names]
+        else:
+            self.q = [sympy.Symbol(self.qname, real=True)]
+            self.p = [sympy.Symbol(self.pname, real=True)]
+
+    def _which(self, name: str) -> list[sympy.Symbol] | None:
+        return self.q if name == self.qname else self.p if name == self.pname else None
+
+    def variable(self, e: ast.Name, env: dict[str, Any]) -> sympy.Expr | None:
+        syms = self._which(e.id)
+        if syms is None:
+            return None
+        if self.shape:
+            dims = ", ".join("i a".split()[: len(self.shape)])
+            fail("P302", f"'{e.id}' has shape {self.shape}: index it, e.g. {e.id}[{dims}]",
+                 e.span)  # fmt: skip
+        return syms[0]
+
+    def indexed(self, e: ast.Index, env: dict[str, Any]) -> sympy.Expr | None:
+        if not isinstance(e.base, ast.Name):
+            return None
+        syms = self._which(e.base.id)
+        if syms is None:
+            return None
+        if len(e.indices) != len(self.shape):
+            fail("P302", f"'{e.base.id}' has shape {self.shape}: it takes {len(self.shape)} "
+                 f"index(es), got {len(e.indices)}", e.span)  # fmt: skip
+        idx = []
+        for x, size in zip(e.indices, self.shape, strict=True):
+            k = self.const_int(x, env, "an index")
+            if not 0 <= k < size:
+                fail("P400", f"index {k} is out of range 0 .. {size - 1}", x.span)
+            idx.append(k)
+        return syms[int(np.ravel_multi_index(idx, self.shape))]
+
+    def domain(self, loop: ast.Loop, env: dict[str, Any], body: ast.Expr) -> list[tuple]:
+        lit = self.literal_domain(loop, env)
+        if lit is not None:
+            return lit
+        d = loop.domain
+        if d is None:  # ``for i``: the range of the axis it indexes
+            axis = _axis_of(loop.names[0], body, {self.qname, self.pname})
+            if axis is None or axis >= len(self.shape):
+                fail("P400", f"cannot tell the range of '{loop.names[0]}'", loop.span,
+                     "say it: 'for i in particles', 'for a in dims' or 'for (i, j) in pairs'")
+            return [(k,) for k in range(self.shape[axis])]
+        if isinstance(d, ast.Name) and d.id in ("particles", "dims", "pairs"):
+            if not self.shape:
+                fail("P400", f"'{d.id}' needs a phase space with a shape, e.g. "
+                     "phase_space (q, p): real[N, 2]", d.span)  # fmt: skip
+            if d.id == "dims":
+                return [(k,) for k in range(self.shape[-1] if len(self.shape) == 2 else 1)]
+            N = self.shape[0]
+            if d.id == "particles":
+                return [(k,) for k in range(N)]
+            return [(i, j) for i in range(N) for j in range(i + 1, N)]
+        fail("P200", "phase-space sums run over particles, dims, pairs, range(...) or a list",
+             d.span if d is not None else loop.span)  # fmt: skip
+
+
+def _axis_of(name: str, e: Any, bases: set[str]) -> int | None:
+    """The position at which loop variable ``name`` first indexes q or p in ``e``."""
+    if isinstance(e, ast.Index) and isinstance(e.base, ast.Name) and e.base.id in bases:
+        for k, x in enumerate(e.indices):
+            if isinstance(x, ast.Name) and x.id == name:
+                return k
+    if isinstance(e, ast.Expr | ast.Loop):
+        for v in vars(e).values():
+            for x in v if isinstance(v, list) else [v]:
+                if isinstance(x, ast.Expr | ast.Loop):
+                    k = _axis_of(name, x, bases)
+                    if k is not None:
+                        return k
+    return None
+
+
+def _check_symmetries(ir: ModelIR, allowed: set[str], what: str) -> None:
+    for s in ir.symmetries:
+        if s.active and s.name not in allowed:
+            fail("P501", f"symmetry '{s.name}' is not supported for {what}", s.span,
+                 "supported: " + ", ".join(sorted(allowed)))  # fmt: skip
+
+
+class PhaseSpaceModel:
+    """A compiled phase-space model: derived Hamilton's equations and torch callables.
+
+    ``system``: the :class:`CompiledHamiltonian` (``hamiltonian(q, p) -> (B,)``,
+    ``dH_dq, dH_dp -> (B, n)`` over flattened coordinates, n = prod(shape)).
+    """
+
+    kind = "phase_space"
+
+    def __init__(self, ir: ModelIR):
+        self.ir = ir
+        self.shape = phase_shape(ir)
+        self.n = max(1, math.prod(self.shape))
+        _check_symmetries(ir, {"symplectic"}, "phase-space models (the canonical structure is "
+                          "built in: symmetry symplectic)")  # fmt: skip
+        builder = PhaseBuilder(ir, self.shape)
+        self.builder = builder
+        self.H, self.H_span = self._hamiltonian(builder)
+        moving = builder.q + builder.p
+        for expr, span in builder.nondiff:
+            if expr.free_symbols & set(moving) and expr in self.H.atoms(type(expr)):
+                fail("P300", f"the Hamiltonian is not differentiable here ({type(expr).__name__}"
+                     "): Hamilton's equations need dH/dq and dH/dp", span,
+                     "use a smooth form, e.g. sqrt(x^2 + eps^2) for abs(x)")  # fmt: skip
+        try:
+            self.derivation = derive_hamiltonian(self.H, builder.q, builder.p)
+        except HamiltonianError as exc:
+            fail("P300", str(exc), self.H_span)
+        d = self.derivation
+        if d.unused_pairs:
+            pairs = ", ".join(f"({_label(builder.qname, self.shape, k)}, "
+                              f"{_label(builder.pname, self.shape, k)})" for k in d.unused_pairs[:4])
+            more = "" if len(d.unused_pairs) <= 4 else f" and {len(d.unused_pairs) - 4} more"
+            fail("P400", f"the Hamiltonian does not depend on the canonical pair(s) {pairs}{more} "
+                 "declared by phase_space", self.H_span,
+                 "use every declared coordinate in H, or declare fewer (phase_space (q, p): "
+                 "real[N, D])")  # fmt: skip
+        bound = {sympy.Symbol(k, real=True): float(v) for k, v in builder.params.items()}
+        used = {s for s in self.H.free_symbols if s in bound}
+        try:
+            self.system: CompiledHamiltonian = lower_hamiltonian(
+                d, {s: bound[s] for s in used})
+        except HamiltonianError as exc:
+            fail("P800", str(exc), self.H_span)
+        self.system.name = ir.name  # type: ignore[attr-defined]
+
+    def _hamiltonian(self, builder: PhaseBuilder) -> tuple[sympy.Expr, Span]:
+        defs = self.ir.definitions
+        for d in defs.values():
+            if d.kind == "hamiltonian":
+                if d.indices:
+                    fail("P302", "a Hamiltonian takes no indices", d.span)
+                return builder.build(d.expr, {}), d.span
+        kin = [d for d in defs.values() if d.kind == "kinetic"]
+        pot = [d for d in defs.values() if d.kind == "potential"]
+        if not kin and not pot:
+            other = next((d for d in defs.values() if d.kind in ("energy", "action")), None)
+            fail("P400", f"phase-space model {self.ir.name} declares no hamiltonian",
+                 other.span if other else self.ir.node.name_span,
+                 "write 'hamiltonian H = ...', or a 'kinetic T = ...' and a "
+                 "'potential V = ...'")  # fmt: skip
+        if not kin:
+            fail("P400", "a potential needs a kinetic term too (or write the whole hamiltonian)",
+                 pot[0].span, f"e.g. kinetic T = {builder.pname}^2 / (2 * m)")  # fmt: skip
+        H = sympy.Integer(0)
+        for d in kin + pot:
+            H = H + builder.build(d.expr, {})
+        return H, (kin + pot)[0].span
+
+    # ---------------------------------------------------------------- conveniences
+    @property
+    def separable(self) -> bool:
+        return self.derivation.separable
+
+    @property
+    def default_integrator(self) -> str:
+        """Structure-preserving default: leapfrog for H = T(p) + V(q), implicit midpoint else."""
+        return "leapfrog" if self.separable else "implicit_midpoint"
+
+    def flat(self, x: Tensor) -> Tensor:
+        """(B, *shape) -> (B, n)."""
+        return x.reshape(x.shape[0], self.n)
+
+    def to(self, device: Any) -> PhaseSpaceModel:
+        return self  # lowered closures run on the device of their inputs
+
+    def labels(self) -> list[str]:
+        return [_label(self.builder.qname, self.shape, k) for k in range(self.n)]
+
+    def describe(self) -> str:
+        shape = f"real{list(self.shape)}" if self.shape else "real"
+        return (f"phase space ({self.builder.qname}, {self.builder.pname}): {shape}, "
+                f"{self.n} canonical pair(s); H {'separable' if self.separable else 'non-separable'}"
+                f"; integrator {self.default_integrator}")  # fmt: skip
+
+    def emit_sympy(self) -> str:
+        d = self.derivation
+        lines = [f"# model {self.ir.name}: Hamilton's equations derived from H", f"H = {d.H}"]
+        if d.separable:
+            lines += [f"T(p) = {d.kinetic}", f"V(q) = {d.potential}"]
+        for k in range(d.n):
+            lines.append(f"d{d.q[k]}/dt = dH/d{d.p[k]} = {d.qdot[k]}")
+            lines.append(f"d{d.p[k]}/dt = -dH/d{d.q[k]} = {d.pdot[k]}")
+        return "\n".join(lines)
+
+    def emit_torch(self) -> str:
+        return self.system.source
+
+
+def compile_phase_space(ir: ModelIR, **options: Any) -> PhaseSpaceModel:
+    return PhaseSpaceModel(ir)
+
+
+def is_phase_space(ir: ModelIR) -> bool:
+    return ir.phase_space is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Continuous lattice fields
+# --------------------------------------------------------------------------------------------
+
+
+def is_continuous_field(ir: ModelIR) -> bool:
+    return (ir.phase_space is None and bool(ir.fields)
+            and all(f.domain.kind in CONTINUOUS and f.on == "sites" for f in ir.fields.values()))  # fmt: skip
+
+
+class FieldBuilder(SympyBuilder):
+    """phi[i] -> a, phi[j] -> b inside ``sum(... for i in sites)`` / ``for (i, j) in bonds``."""
+
+    def __init__(self, ir: ModelIR, field: str):
+        super().__init__(ir)
+        self.field = field
+        self.a = sympy.Symbol(f"{field}_i", real=True)
+        self.b = sympy.Symbol(f"{field}_j", real=True)
+        self.slots: dict[str, sympy.Symbol] = {}
+
+    def variable(self, e: ast.Name, env: dict[str, Any]) -> sympy.Expr | None:
+        if e.id == self.field:
+            fail("P302", f"'{e.id}' is a field: index it by a site, {e.id}[i]", e.span)
+        if e.id in ("sites", "sites_count", "N"):
+            return sympy.Integer(self.ir.lattice.n_sites)
+        return None
+
+    def indexed(self, e: ast.Index, env: dict[str, Any]) -> sympy.Expr | None:
+        if not (isinstance(e.base, ast.Name) and e.base.id == self.field):
+            return None
+        if len(e.indices) != 1 or not isinstance(e.indices[0], ast.Name) \
+                or e.indices[0].id not in self.slots:  # fmt: skip
+            fail("P300", f"index '{e.base.id}' by the site names of the enclosing sum: "
+                 f"{e.base.id}[i] for i in sites, {e.base.id}[i] * {e.base.id}[j] for (i, j) "
+                 "in bonds", e.span)  # fmt: skip
+        return self.slots[e.indices[0].id]
+
+
+@dataclass
+class _Term:
+    kind: str  # "site" or "bond"
+    shell: int
+    expr: sympy.Expr  # density in a (site) or a, b (bond), coefficient included
+    span: Span
+
+
+class FieldModel:
+    """A compiled continuous lattice field: action S(x) -> (C,) and derived dS/dx.
+
+    Fields x have shape (C, *lattice.shape). The action's densities are derived and lowered
+    once; sums over sites and bonds are roll stencils (masked on open boundaries).
+    """
+
+    kind = "continuous_field"
+
+    def __init__(self, ir: ModelIR):
+        self.ir = ir
+        if len(ir.fields) != 1:
+            f = list(ir.fields.values())[1]
+            fail("P800", "a continuous-field model has one field", f.span)
+        self.fieldir = next(iter(ir.fields.values()))
+        self.field = self.fieldir.name
+        self.domain = self.fieldir.domain.kind
+        lat = ir.lattice
+        if lat is None or lat.complete or not hasattr(lat, "shells"):
+            fail("P800", "continuous fields live on a regular lattice (square, cubic, chain, ...)",
+                 self.fieldir.span)  # fmt: skip
+        self.lattice = lat
+        self.shape = tuple(lat.shape)
+        d = ir.energy
+        if d is None:
+            fail("P400", f"model {ir.name} declares no action", ir.node.name_span,
+                 f"e.g. action S = sum({self.field}[i]^2 for i in sites)")  # fmt: skip
+        self.definition = d
+        self.builder = FieldBuilder(ir, self.field)
+        self.terms: list[_Term] = []
+        self._collect(d.expr, sympy.Integer(1))
+        if not self.terms:
+            fail("P400", f"the action does not depend on the field '{self.field}'", d.span)
+        a, b = self.builder.a, self.builder.b
+        for expr, span in self.builder.nondiff:
+            if expr.free_symbols & {a, b}:
+                fail("P300", f"the action is not differentiable here ({type(expr).__name__}): "
+                     "HMC and Langevin need dS/dx", span, "use a smooth form")  # fmt: skip
+        self.site = sympy.Add(*[t.expr for t in self.terms if t.kind == "site"])
+        self.bonds: dict[int, sympy.Expr] = {}
+        for t in self.terms:
+            if t.kind == "bond":
+                self.bonds[t.shell] = self.bonds.get(t.shell, sympy.Integer(0)) + t.expr
+        for shell in self.bonds:
+            if shell not in lat.shells:
+                fail("P400", f"lattice {lat.kind} has no neighbour shell {shell}", d.span)
+        params = {sympy.Symbol(k, real=True): float(v) for k, v in self.builder.params.items()}
+        c, e = sympy.Symbol("_c0", real=True), sympy.Symbol("_c1", real=True)  # unused p slots
+        self._lowered: dict[str, LoweredFunction] = {}
+        exprs = {"site": [self.site, sympy.diff(self.site, a)]}
+        for shell, g in self.bonds.items():
+            exprs[f"bond{shell}"] = [g, sympy.diff(g, a), sympy.diff(g, b)]
+        try:
+            for key, es in exprs.items():
+                es = [sympy.simplify(x) if sympy.count_ops(x) < 40 else x for x in es]
+                exprs[key] = es
+                # value and gradients apart: HMC forces never pay for the density itself
+                self._lowered[key] = lower_expressions(
+                    key, es[:1], [a, b], [c, e], params, kind="vector")
+                self._lowered[key + "_grad"] = lower_expressions(
+                    key + "_grad", es[1:], [a, b], [c, e], params, kind="vector")
+        except HamiltonianError as exc:
+            fail("P800", str(exc), d.span)
+        self.derived = exprs
+        self._masks: dict[tuple, Tensor] = {}
+        _check_symmetries(ir, {"translation", "spin_flip"}, "continuous-field models")
+        for s in ir.symmetries:
+            if s.active and s.name == "spin_flip":
+                flip = {a: -a, b: -b}
+                for es in exprs.values():
+                    if sympy.simplify(es[0].xreplace(flip) - es[0]) != 0:
+                        fail("P500", f"the action is not invariant under {self.field} -> "
+                             f"-{self.field}", s.span)  # fmt: skip
+            if s.active and s.name == "translation" and not lat.all_periodic:
+                fail("P500", "translation needs a periodic lattice", s.span)
+
+    # ---------------------------------------------------------------- structure of S
+    def _collect(self, e: ast.Expr, coef: sympy.Expr) -> None:
+        """S as a sum of coef * sum(body for ... in sites | bonds)."""
+        b = self.builder
+        if isinstance(e, ast.Binary) and e.op in "+-":
+            self._collect(e.left, coef)
+            self._collect(e.right, coef if e.op == "+" else -coef)
+        elif isinstance(e, ast.Unary) and e.op == "-":
+            self._collect(e.operand, -coef)
+        elif isinstance(e, ast.Binary) and e.op in "*/":
+            left, right = _has_field(e.left, self), _has_field(e.right, self)
+            if left and right:
+                fail("P800", "an action is a sum of local terms: a product of two sums is not",
+                     e.span)  # fmt: skip
+            if e.op == "/" and right:
+                fail("P800", "the field cannot appear in a denominator outside a sum", e.span)
+            if left:
+                k = b.build(e.right, {})
+                self._collect(e.left, coef * k if e.op == "*" else coef / k)
+            elif right:
+                self._collect(e.right, coef * b.build(e.left, {}))
+        elif isinstance(e, ast.Name) and e.id in self.ir.definitions and _has_field(e, self):
+            self._collect(self.ir.definitions[e.id].expr, coef)
+        elif isinstance(e, ast.Generator) and e.func == "sum":
+            self._sum(e, coef)
+        elif _has_field(e, self):
+            fail("P800", "the field must appear inside sum(... for i in sites) or "
+                 "sum(... for (i, j) in bonds)", e.span)  # fmt: skip
+        # else: a constant, irrelevant for sampling
+
+    def _sum(self, e: ast.Generator, coef: sympy.Expr) -> None:
+        if len(e.loops) != 1:
+            fail("P800", "one loop per sum over the lattice", e.span)
+        loop = e.loops[0]
+        d = loop.domain
+        shell = 1
+        if isinstance(d, ast.Call) and d.func == "bonds" and len(d.args) == 1:
+            shell = int(ConstEvaluator(self.ir.params, what="the shell")(d.args[0]))
+            d = ast.Name(d.span, "bonds")
+        if not isinstance(d, ast.Name) or d.id not in ("sites", "bonds"):
+            fail("P800", "continuous-field actions sum over sites or bonds",
+                 (d or loop).span if d is not None else loop.span)  # fmt: skip
+        kind = "site" if d.id == "sites" else "bond"
+        need = 1 if kind == "site" else 2
+        if len(loop.names) != need:
+            fail("P302", f"a sum over {d.id} binds {need} name(s)", loop.span)
+        self.builder.slots = dict(zip(loop.names, (self.builder.a, self.builder.b)))
+        try:
+            body = self.builder.build(e.body, {})
+        finally:
+            self.builder.slots = {}
+        self.terms.append(_Term(kind, shell, coef * body, e.span))
+
+    # ---------------------------------------------------------------- evaluation
+    def _mask(self, offset: tuple[int, ...], like: Tensor) -> Tensor | None:
+        if self.lattice.all_periodic:
+            return None
+        key = (offset, like.device, like.dtype)
+        if key not in self._masks:
+            m = self.lattice.bond_mask(offset).reshape(self.shape)
+            self._masks[key] = m.to(dtype=like.dtype, device=like.device)
+        return self._masks[key]
+
+    @staticmethod
+    def _shift(x: Tensor, offset: tuple[int, ...], sign: int = 1) -> Tensor:
+        """x[c, site + sign * offset] (periodic)."""
+        dims = tuple(range(1, x.dim()))
+        return torch.roll(x, tuple(-sign * o for o in offset), dims)
+
+    def _eval(self, key: str, x: Tensor, y: Tensor) -> Tensor:
+        z = torch.stack([x, y], -1)
+        return self._lowered[key](z, z)
+
+    def density(self, x: Tensor) -> Tensor:
+        """Action density per site (C, *shape): the site term plus the bonds leaving each site."""
+        out = self._eval("site", x, x)[..., 0]
+        for shell in self.bonds:
+            for off in self.lattice.shells[shell]:
+                g = self._eval(f"bond{shell}", x, self._shift(x, off))[..., 0]
+                m = self._mask(off, x)
+                out = out + (g if m is None else g * m)
+        return out
+
+    def action(self, x: Tensor) -> Tensor:
+        """S(x) -> (C,) for fields x of shape (C, *lattice.shape)."""
+        return self.density(x).reshape(x.shape[0], -1).sum(-1)
+
+    __call__ = action
+
+    def grad(self, x: Tensor) -> Tensor:
+        """dS/dx (C, *shape), from the derived densities: f'(x) + sum over bonds of
+        dg/da at (x, x + e) and dg/db at (x - e, x)."""
+        out = self._eval("site_grad", x, x)[..., 0]
+        for shell in self.bonds:
+            for off in self.lattice.shells[shell]:
+                v = self._eval(f"bond{shell}_grad", x, self._shift(x, off))
+                ga, gb = v[..., 0], v[..., 1]
+                m = self._mask(off, x)
+                if m is not None:
+                    ga, gb = ga * m, gb * m
+                out = out + ga + self._shift(gb, off, -1)
+        return out
+
+    def to(self, device: Any) -> FieldModel:
+        return self
+
+    def describe(self) -> str:
+        shells = ", ".join(f"bonds{'' if s == 1 else f'({s})'}" for s in self.bonds)
+        return (f"continuous field {self.field}: {self.domain} on {self.lattice.kind}"
+                f"{list(self.shape)}; action = sites{' + ' + shells if shells else ''}; "
+                "samplers hmc, mala, ula (derived dS/dx)")  # fmt: skip
+
+    def emit_sympy(self) -> str:
+        a, b = self.builder.a, self.builder.b
+        lines = [f"# model {self.ir.name}: S = sum_i f({a}) + sum_<ij> g({a}, {b})",
+                 f"f = {self.derived['site'][0]}", f"df/d{a} = {self.derived['site'][1]}"]
+        for shell in self.bonds:
+            g = self.derived[f"bond{shell}"]
+            lines += [f"g (shell {shell}) = {g[0]}", f"dg/d{a} = {g[1]}", f"dg/d{b} = {g[2]}"]
+        lines.append(f"dS/d{self.field}[x] = df/d{a}(x) + sum_e [dg/d{a}(x, x+e) + "
+                     f"dg/d{b}(x-e, x)]")  # fmt: skip
+        return "\n".join(lines)
+
+    def emit_torch(self) -> str:
+        head = ('"""Lowered action densities: z = stack([phi[x], phi[x + e]], -1); S sums the '
+                'site density and, per bond direction e, the bond density (roll stencils)."""\n\n'
+                "import torch\n\n\n")  # fmt: skip
+        return head + "\n\n".join(f.source for f in self._lowered.values())
+
+
+def _has_field(e: Any, model: FieldModel) -> bool:
+    if isinstance(e, ast.Name):
+        if e.id == model.field:
+            return True
+        d = model.ir.definitions.get(e.id)
+        return d is not None and _has_field(d.expr, model)
+    if isinstance(e, ast.Call) and e.func in model.ir.definitions:
+        return True
+    if isinstance(e, ast.Expr | ast.Loop):
+        for v in vars(e).values():
+            for x in v if isinstance(v, list) else [v]:
+                if isinstance(x, ast.Expr | ast.Loop) and _has_field(x, model):
+                    return True
+    return False
+
+
+def compile_field(ir: ModelIR, **options: Any) -> FieldModel:
+    return FieldModel(ir)
+
+
+__all__ = [
+    "FieldModel", "PhaseSpaceModel", "compile_field", "compile_phase_space",
+    "is_continuous_field", "is_phase_space", "phase_shape",
+]
+

@@ -1,0 +1,1045 @@
+"""Hamiltonian dynamics in the language: model kinds, run statements and tasks.
+
+Model kinds (priority 15):
+
+- ``phase_space``: models with ``phase_space (q, p)`` -> compiler/phase_space.PhaseSpaceModel.
+- ``continuous_field``: ``field phi: real on sites`` / ``field theta: angle on sites`` ->
+  compiler/phase_space.FieldModel (derived dS/dx, roll stencils).
+
+Names: ``particles`` and ``dims`` (sum domains) are known in phase-space models.
+
+Run statements (registry entries, no grammar)::
+
+    initial q = 1.0, p = 0.0                          # one state, or a batch (B, *shape)
+    evolve integrator = [leapfrog, rk4], dt = 0.1, steps = 100000      -> task ``evolve``
+    trajectories count = 25, points = 30, t_span = 3, noise = 0.1      # simulated training data
+    trajectories load("orbits.npz")                  # or loaded (t, q, p[, dq, dp]; no pickle)
+    train H_net, baseline via derivative_mse(steps = 2000)             -> task ``learn_dynamics``
+    train S_net via step_mse(steps = 2000)           # sympnet: consecutive-state pairs
+    rollout count = 10, horizon = 20, steps = 200    # evaluation of the learned dynamics
+
+Continuous-field sampling shares the word ``sampler`` with the classical ``sample`` task (as the
+gauge capability does): a run's model kind is not known when its statements are checked, so the
+``sample`` task entry is wrapped by a dispatcher that sends runs whose model declares a ``real``
+or ``angle`` field on sites (a syntactic test) to ``field_sample`` (samplers hmc, mala, ula from
+runtime/dynamics/samplers.SAMPLERS); everything else goes to the previous entry unchanged. Users
+write one word, ``sampler hmc(...)``, for every model.
+
+``train`` may be shared with another capability (likelihood training of Boltzmann machines): the
+handler claims statements whose ``via`` method is one of :data:`TRAIN_METHODS` and hands any other
+to the handler registered before it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from physml_lang.compiler.kinds import ModelKind, compile_model, register_model_kind
+from physml_lang.compiler.phase_space import (
+    FieldModel,
+    PhaseSpaceModel,
+    compile_field,
+    compile_phase_space,
+    is_continuous_field,
+    is_phase_space,
+)
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from physml_lang import ast
+from physml_lang.checker import EXTRA_NAMES, validate_options
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.evaluate import CallValue, ConstEvaluator, Ident
+from physml_lang.runs import RUN_STATEMENTS, RunIR, option_values, register_statement
+
+from .. import outputs
+from ..sample_task import RunResult
+from ..statistics import Estimate, binning_analysis, jackknife
+from ..tasks import TASKS, Task, register_task
+from .integrators import INTEGRATORS, EnergyBlowupError, IntegratorError, Trajectory, evolve
+from .learners import HNN, LEARNERS, SympNet, train_map, train_vector_field
+from .learners import rollout as learned_rollout
+from .samplers import SAMPLERS
+
+Tensor = torch.Tensor
+F64 = torch.float64
+
+
+def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None):
+    raise PhysmlError(Diagnostic(code, msg, span, hint))
+
+
+# ---------------------------------------------------------------- registrations
+
+
+def _phase_names(model) -> set[str]:
+    return {"particles", "dims"} if model.phase_space is not None else set()
+
+
+if _phase_names not in EXTRA_NAMES:
+    EXTRA_NAMES.append(_phase_names)
+
+register_model_kind(ModelKind("phase_space", is_phase_space, compile_phase_space, priority=15))
+register_model_kind(ModelKind("continuous_field", is_continuous_field, compile_field,
+                              priority=15))  # fmt: skip
+
+
+def _is_phase_node(node: ast.Model) -> bool:
+    return any(isinstance(s, ast.PhaseSpaceStmt) for s in node.body)
+
+
+def _is_field_node(node: ast.Model) -> bool:
+    return not _is_phase_node(node) and any(
+        isinstance(s, ast.FieldStmt) and s.type.name in ("real", "angle") for s in node.body)
+
+
+# ---------------------------------------------------------------- statements
+
+
+def _value(e: ast.Expr, what: str) -> Any:
+    return ConstEvaluator({}, allow_idents=True, allow_calls=True, what=what)(e)
+
+
+def _named(stmt: ast.RunStmt, key: str) -> dict[str, tuple[Any, Span]]:
+    opts: dict[str, tuple[Any, Span]] = {}
+    for item in stmt.items:
+        if item.kind != "named":
+            _fail("P100", f"'{stmt.word}' takes options by name", item.span,
+                  RUN_STATEMENTS[stmt.word].usage)  # fmt: skip
+        if item.name in opts:
+            _fail("P201", f"option '{item.name}' is given twice", item.span)
+        opts[item.name] = (_value(item.value, f"option {item.name}"), item.span)
+    return opts
+
+
+def _set_task(run: RunIR, task: str, span: Span) -> None:
+    if run.task == "sample" and run.extra.pop("_task_from_sampler", False):
+        run.task = None  # a sampler statement only sets a default task
+    if run.task and run.task != task:
+        _fail("P201", f"a run does one thing: it already has a {run.task} task", span)
+    run.task = task
+
+
+def _initial_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    run.extra.setdefault("initial", {}).update(_named(stmt, "initial"))
+    run.extra["initial_span"] = stmt.span
+
+
+def _evolve_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    if "evolve" in run.extra:
+        _fail("P201", "a run has one 'evolve' statement", stmt.word_span)
+    run.extra["evolve"] = _named(stmt, "evolve")
+    run.extra["evolve_span"] = stmt.span
+
+
+def _trajectories_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    items = stmt.items
+    if len(items) == 1 and items[0].kind == "expr" and isinstance(items[0].value, ast.Call) \
+            and items[0].value.func == "load":  # fmt: skip
+        call = items[0].value
+        if len(call.args) != 1 or not isinstance(call.args[0], ast.String) or call.kwargs:
+            _fail("P302", 'load takes one file name: trajectories load("orbits.npz")', call.span)
+        run.extra["trajectories_load"] = (call.args[0].value, call.args[0].span)
+    else:
+        run.extra["trajectories"] = _named(stmt, "trajectories")
+    run.extra["trajectories_span"] = stmt.span
+
+
+TRAIN_METHODS = {
+    "derivative_mse": "MSE of the learned vector field against dq/dt, dp/dt (hnn, mlp)",
+    "step_mse": "MSE of the learned map against the next state (sympnet)",
+}
+_PREVIOUS_TRAIN = None
+
+
+def _train_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    via = next((it.via for it in stmt.items if it.kind == "via"), None)
+    method = via.func if isinstance(via, ast.Call) else via.id if isinstance(via, ast.Name) \
+        else None  # fmt: skip
+    if _PREVIOUS_TRAIN is not None and method not in TRAIN_METHODS:
+        _PREVIOUS_TRAIN.handler(stmt, run)
+        if _PREVIOUS_TRAIN.task:  # our entry has no static task: set the previous one's
+            _set_task(run, _PREVIOUS_TRAIN.task, stmt.word_span)
+        return
+    names: list[tuple[str, Span]] = []
+    for k, item in enumerate(stmt.items):
+        if item.kind not in ("expr", "via") or not isinstance(item.value, ast.Name) or (
+                item.kind == "via" and k != len(stmt.items) - 1):  # fmt: skip
+            _fail("P100", "train takes learner names and one 'via' method", item.span,
+                  RUN_STATEMENTS["train"].usage)  # fmt: skip
+        names.append((item.value.id, item.value.span))
+    method = method or "derivative_mse"
+    if method not in TRAIN_METHODS:
+        _fail("P200", f"unknown training method '{method}'", via.span if via else stmt.span,
+              did_you_mean(method, set(TRAIN_METHODS)) or ", ".join(TRAIN_METHODS))  # fmt: skip
+    options: dict[str, tuple[Any, Span]] = {}
+    if isinstance(via, ast.Call):
+        if via.args:
+            _fail("P302", "training options are given by name", via.args[0].span)
+        options = {k.name: (_value(k.value, f"option {k.name}"), k.span) for k in via.kwargs}
+    run.extra.setdefault("train", []).append((names, method, options, stmt.span))
+    _set_task(run, "learn_dynamics", stmt.word_span)
+
+
+def _rollout_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
+    run.extra["rollout"] = _named(stmt, "rollout")
+    run.extra["rollout_span"] = stmt.span
+
+
+def _register_statements() -> None:
+    global _PREVIOUS_TRAIN
+    try:  # a capability that also says 'train' registers first, so that we can chain to it
+        import physml_lang.runtime.learners.tasks  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("physml_lang.runtime.learners"):
+            raise
+    prev = RUN_STATEMENTS.get("train")
+    if prev is not None and getattr(prev.handler, "_dynamics", False):
+        return
+    _PREVIOUS_TRAIN = prev
+    _train_stmt._dynamics = True  # type: ignore[attr-defined]
+    register_statement("initial", _initial_stmt, "initial q = 1.0, p = 0.0")
+    register_statement("evolve", _evolve_stmt,
+                       "evolve integrator = [leapfrog, rk4], dt = 0.1, steps = 100000", "evolve")
+    register_statement("trajectories", _trajectories_stmt,
+                       "trajectories count = 25, points = 30, t_span = 3.0, noise = 0.1  |  "
+                       'trajectories load("orbits.npz")')  # fmt: skip
+    register_statement("train", _train_stmt,
+                       "train H_net, baseline via derivative_mse(steps = 2000, lr = 1e-3)"
+                       + (f"  |  {prev.usage}" if prev is not None else ""))  # fmt: skip
+    register_statement("rollout", _rollout_stmt, "rollout count = 10, horizon = 20, steps = 200")
+
+
+_register_statements()
+
+
+# ---------------------------------------------------------------- shared planning
+
+
+def _overrides(run: RunIR, checker, sets: dict[str, Any], groups: list[tuple[str, dict, Any]]
+               ) -> None:  # fmt: skip
+    """--set NAME=VALUE: a model parameter, a scan variable, or an option of the first group
+    (statement key, option dict, schema) whose schema has it."""
+    params = {p.name for p in checker.node.params}
+    for name, value in sets.items():
+        scan = next((s for s in run.scans if s.name == name), None)
+        if scan is not None:
+            scan.values = [value]
+            continue
+        if name in params:
+            run.model_args[name] = (value, None)
+            continue
+        for _, opts, schema in groups:
+            if name in schema.model_fields:
+                opts[name] = (value, None)
+                break
+        else:
+            known = params | {s.name for s in run.scans}
+            for _, _, schema in groups:
+                known |= set(schema.model_fields)
+            _fail("P200", f"--set {name}: no model parameter or option is called '{name}'", None,
+                  did_you_mean(name, known) or "known names: " + ", ".join(sorted(known)))  # fmt: skip
+
+
+def _model_point(run: RunIR, checker, extra: dict[str, tuple[Any, Span | None]] | None = None):
+    args = {k: v for k, (v, _) in run.model_args.items()}
+    spans = {k: s for k, (_, s) in run.model_args.items()}
+    for k, (v, s) in (extra or {}).items():
+        args[k], spans[k] = v, s
+    params = {p.name for p in checker.node.params}
+    for name, (v, s) in run.lets.items():
+        if name not in params:
+            _fail("P200", f"'let {name}': not a parameter of model {checker.node.name}", s,
+                  did_you_mean(name, params))  # fmt: skip
+        args.setdefault(name, v)
+        spans.setdefault(name, s)
+    return args, spans
+
+
+def _compiled(run: RunIR, checker, kind: type, what: str, extra=None):
+    args, spans = _model_point(run, checker, extra)
+    ir = checker.instantiate(args, spans)
+    cm = compile_model(ir)
+    if not isinstance(cm, kind):
+        need = "a phase-space model (phase_space (q, p) and a hamiltonian)" \
+            if kind is PhaseSpaceModel else "a continuous field (real or angle on sites)"  # fmt: skip
+        _fail("P400", f"{what} needs {need}; model {ir.name} is not one",
+              run.model_span or run.span)  # fmt: skip
+    return cm
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Ident):
+        return str(v)
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _options(opts: dict[str, tuple[Any, Span | None]], schema, where: Span | None, what: str):
+    for k, (v, s) in opts.items():
+        if isinstance(v, CallValue):
+            _fail("P402", f"option '{k}' of {what} must be a value, not a call", s)
+    values = {k: _plain(v) for k, (v, _) in opts.items()}
+    spans = {k: s for k, (_, s) in opts.items()}
+    return validate_options(schema, values, spans, where, what)
+
+
+def _est(x: np.ndarray) -> dict[str, float]:
+    """Mean and standard error over independent trajectories (0 for one)."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    se = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else 0.0
+    return {"mean": float(x.mean()), "stderr": se}
+
+
+def _summary(run: RunIR, program, cm, device, seed, task: str, sampler: dict) -> dict[str, Any]:
+    return {"run": run.name, "source": program.name, "model": cm.ir.name,
+            "params": {k: v for k, v in cm.ir.params.items()}, "device": str(device),
+            "seed": seed, "task": task, "sampler": sampler, "rows": [], "complete": False}  # fmt: skip
+
+
+def _savefig(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    outputs._atomic_write(path, buf.getvalue())
+    return path
+
+
+# ---------------------------------------------------------------- evolve
+
+
+class EvolveOptions(BaseModel):
+    """Options of ``evolve``."""
+
+    model_config = ConfigDict(extra="forbid")
+    integrator: list[str] | str | None = Field(
+        None, description="leapfrog, yoshida4, implicit_midpoint, verlet, euler, rk4, or a list; "
+        "default: leapfrog for separable H, implicit_midpoint otherwise")
+    dt: float = Field(0.01, gt=0, description="time step")
+    steps: int = Field(1000, ge=1, le=10_000_000, description="integration steps")
+    save_every: int | None = Field(None, ge=1, description="steps between saved states "
+                                   "(default: about 2000 saved states)")
+    blowup: float = Field(0.5, gt=0, description="relative energy error that stops the run")
+    tol: float = Field(1e-12, gt=0, le=1e-2, description="implicit midpoint: solver tolerance")
+    max_iter: int = Field(100, ge=1, le=10_000, description="implicit midpoint: iterations")
+
+
+@dataclass
+class EvolvePlan:
+    cm: PhaseSpaceModel
+    options: EvolveOptions
+    integrators: list[str]
+    q0: Tensor
+    p0: Tensor
+    spans: dict[str, Span | None] = field(default_factory=dict)
+
+
+def _state(value: Any, shape: tuple[int, ...], span: Span | None, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        _fail("P300", f"initial {name} must be a number or a (nested) list of numbers", span)
+    if arr.shape == shape:
+        arr = arr[None]
+    if arr.shape[1:] != shape or arr.ndim != len(shape) + 1 or arr.shape[0] < 1:
+        _fail("P302", f"initial {name} has shape {arr.shape}; expected {shape or 'a number'} "
+              f"or a batch (B, {', '.join(map(str, shape))})", span)  # fmt: skip
+    if not np.isfinite(arr).all():
+        _fail("P400", f"initial {name} is not finite", span)
+    return arr
+
+
+def plan_evolve(run: RunIR, program, sets: dict[str, Any] | None) -> EvolvePlan:
+    checker = program.checker_for(run)
+    opts = run.extra.setdefault("evolve", {})
+    _overrides(run, checker, sets or {}, [("evolve", opts, EvolveOptions)])
+    span = run.extra.get("evolve_span")
+    options = _options(opts, EvolveOptions, span, "evolve")
+    cm = _compiled(run, checker, PhaseSpaceModel, "evolve")
+    names = options.integrator
+    names = [names] if isinstance(names, str) else (names or [cm.default_integrator])
+    ispan = opts.get("integrator", (None, span))[1]
+    for name in names:
+        if name not in INTEGRATORS:
+            _fail("P200", f"unknown integrator '{name}'", ispan,
+                  did_you_mean(name, set(INTEGRATORS)) or "integrators: " + ", ".join(INTEGRATORS))  # fmt: skip
+        schema, factory = INTEGRATORS[name]
+        integ = factory(schema(**({"tol": options.tol, "max_iter": options.max_iter}
+                                  if name == "implicit_midpoint" else {})))  # fmt: skip
+        if integ.requires_separable and not cm.separable:
+            _fail("P400", f"{name} needs a separable Hamiltonian H = T(p) + V(q); "
+                  f"the Hamiltonian of {cm.ir.name} is not", ispan,
+                  "use integrator = implicit_midpoint (symplectic for any H)")  # fmt: skip
+    if len(set(names)) != len(names):
+        _fail("P201", "an integrator is listed twice", ispan)
+    init = run.extra.get("initial")
+    if not init:
+        _fail("P400", "evolve needs initial conditions", span,
+              f"add e.g. 'initial {cm.builder.qname} = 1.0, {cm.builder.pname} = 0.0'")  # fmt: skip
+    qn, pn = cm.builder.qname, cm.builder.pname
+    for k, (_, s) in init.items():
+        if k not in (qn, pn):
+            _fail("P200", f"'{k}' is not a coordinate of model {cm.ir.name}", s,
+                  f"the phase space is ({qn}, {pn})")  # fmt: skip
+    for k in (qn, pn):
+        if k not in init:
+            _fail("P400", f"initial conditions need {k} too", run.extra.get("initial_span"))
+    q0 = _state(init[qn][0], cm.shape, init[qn][1], qn)
+    p0 = _state(init[pn][0], cm.shape, init[pn][1], pn)
+    if q0.shape[0] != p0.shape[0] and 1 not in (q0.shape[0], p0.shape[0]):
+        _fail("P302", f"{q0.shape[0]} initial {qn} but {p0.shape[0]} initial {pn}",
+              run.extra.get("initial_span"))  # fmt: skip
+    B = max(q0.shape[0], p0.shape[0])
+    q0 = np.broadcast_to(q0, (B, *cm.shape)).reshape(B, cm.n)
+    p0 = np.broadcast_to(p0, (B, *cm.shape)).reshape(B, cm.n)
+    spans = {"dt": opts.get("dt", (None, span))[1], "integrator": ispan, "evolve": span}
+    return EvolvePlan(cm, options, names, torch.tensor(q0, dtype=F64), torch.tensor(p0, dtype=F64),
+                      spans)  # fmt: skip
+
+
+def check_evolve(run: RunIR, program) -> None:
+    plan_evolve(run, program, {})
+
+
+def run_evolve(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    plan = plan_evolve(run, program, sets)
+    cm, o = plan.cm, plan.options
+    save_every = o.save_every or max(1, o.steps // 2000)
+    summary = _summary(run, program, cm, device, seed, "evolve",
+                       {"name": "evolve", **o.model_dump()})  # fmt: skip
+    summary["integrators"] = plan.integrators
+    summary["separable"] = cm.separable
+    files: list[Path] = []
+    trajs: dict[str, Trajectory] = {}
+    started = time.time()
+    q0, p0 = plan.q0.to(device), plan.p0.to(device)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(plan.integrators) * o.steps, disable=not show, desc=run.name,
+               unit="step", leave=False)  # fmt: skip
+    try:
+        for name in plan.integrators:
+            t0 = time.time()
+            opts = {"tol": o.tol, "max_iter": o.max_iter} if name == "implicit_midpoint" else {}
+            try:
+                tr = _evolve_chunked(cm, q0, p0, o.dt, o.steps, name, opts, save_every, o.blowup,
+                                     bar)  # fmt: skip
+            except EnergyBlowupError as exc:
+                summary["elapsed_s"] = round(time.time() - started, 3)
+                if out is not None:
+                    outputs.write_summary(out, summary)
+                rel = "non-finite" if not math.isfinite(exc.rel_error) else f"{exc.rel_error:.3g}"
+                _fail("P700", f"the energy error exploded with {name}: relative error {rel} at "
+                      f"step {exc.step} (t = {exc.step * o.dt:g}), dt = {o.dt:g}",
+                      plan.spans["dt"] or plan.spans["evolve"],
+                      "the step size is too large for this motion: reduce dt (try "
+                      f"dt = {o.dt / 10:g})")  # fmt: skip
+            except IntegratorError as exc:
+                _fail("P700", f"{name} failed: {exc}", plan.spans["dt"] or plan.spans["evolve"],
+                      "reduce dt")  # fmt: skip
+            wall = time.time() - t0
+            trajs[name] = tr
+            err = tr.energy_error.detach().cpu().numpy()  # (T, B)
+            tail = max(1, err.shape[0] // 10)
+            INT = INTEGRATORS[name][1](INTEGRATORS[name][0](**opts))
+            row = {"integrator": name, "symplectic": INT.symplectic, "dt": o.dt, "steps": o.steps,
+                   "trajectories": int(err.shape[1]),
+                   "max_rel_energy_error": _est(np.abs(err).max(0)),
+                   "final_energy_drift": _est(np.abs(err[-tail:]).mean(0)),
+                   "early_energy_error": _est(np.abs(err[1: 1 + tail]).mean(0)),
+                   "wall_s": round(wall, 3)}  # fmt: skip
+            summary["rows"].append(row)
+            if out is not None:
+                files.append(tr.save_npz(out / f"trajectory_{name}.npz"))
+                files += tr.plot(out, name)
+                outputs.write_summary(out, summary)
+    finally:
+        bar.close()
+    summary["complete"] = True
+    summary["elapsed_s"] = round(time.time() - started, 3)
+    if out is not None:
+        outputs.write_summary(out, summary)
+        files.append(_energy_plot(out, trajs, cm.ir.name))
+    return RunResult(summary, out, files)
+
+
+def _evolve_chunked(cm, q0, p0, dt, steps, name, opts, save_every, blowup, bar) -> Trajectory:
+    """evolve() in chunks (for the progress bar), concatenated into one trajectory."""
+    chunk = max(save_every, (20_000 // save_every) * save_every)
+    parts: list[Trajectory] = []
+    q, p, done = q0, p0, 0
+    while done < steps:
+        n = min(chunk, steps - done)
+        tr = evolve(cm.system, q, p, dt, n, name, opts, save_every=min(save_every, n),
+                    blowup_threshold=None)  # fmt: skip
+        E0 = parts[0].energy[0] if parts else tr.energy[0]
+        E = tr.energy
+        finite = bool(torch.isfinite(E).all()) and bool(torch.isfinite(tr.q).all())
+        scale = E0.abs().clamp_min(1e-8 * max(1.0, float(E0.abs().mean())))
+        rel = ((E - E0).abs() / scale).max(0).values if finite else None
+        if rel is None or float(rel.max()) > blowup:
+            k = done + n
+            if rel is not None:  # the first save past the threshold
+                bad = ((E - E0).abs() / scale).max(1).values > blowup
+                k = done + int(torch.nonzero(bad)[0]) * min(save_every, n)
+            raise EnergyBlowupError(k, float(dt), float(rel.max()) if rel is not None
+                                    else float("inf"), name)  # fmt: skip
+        parts.append(tr)
+        q, p = tr.q[-1], tr.p[-1]
+        done += n
+        bar.update(n)
+    starts = np.cumsum([0.0] + [float(pt.t[-1]) for pt in parts[:-1]])
+    t = torch.cat([parts[0].t] + [pt.t[1:] + s for pt, s in zip(parts[1:], starts[1:])])
+    return Trajectory(t, torch.cat([parts[0].q] + [pt.q[1:] for pt in parts[1:]]),
+                      torch.cat([parts[0].p] + [pt.p[1:] for pt in parts[1:]]),
+                      torch.cat([parts[0].energy] + [pt.energy[1:] for pt in parts[1:]]),
+                      float(dt), name)  # fmt: skip
+
+
+def _energy_plot(out: Path, trajs: dict[str, Trajectory], model: str) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.5, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name, tr in trajs.items():
+        t = tr.t.cpu().numpy()
+        err = tr.energy_error.abs().max(1).values.cpu().numpy()
+        ax.plot(t[1:], np.maximum(err[1:], 1e-17), lw=0.8, label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("t")
+    ax.set_ylabel("max |H(t) - H(0)| / |H(0)|")
+    ax.set_title(f"{model}: energy error")
+    ax.legend()
+    fig.tight_layout()
+    return _savefig(fig, out / "energy_error.png")
+
+
+register_task("evolve", check_evolve, run_evolve,
+              "integrate Hamilton's equations with symplectic (or reference) integrators")
+
+
+# ---------------------------------------------------------------- continuous-field sampling
+
+FIELD_OBSERVABLES = {
+    "action_density": "S / V per configuration",
+    "magnetization": "real: mean phi; angle: |mean exp(i theta)|",
+    "abs_magnetization": "|mean phi| (angle: |mean exp(i theta)|)",
+    "m2": "V <m^2>",
+    "susceptibility": "V (<m^2> - <|m|>^2) (jackknife)",
+    "binder": "1 - <m^4> / (3 <m^2>^2) (jackknife)",
+}
+_FLUCT = {"susceptibility", "binder"}
+
+
+@dataclass
+class FieldPlan:
+    schema: Any
+    factory: Any
+    options: BaseModel
+    others: list
+    measures: list[str]
+    checker: Any
+
+
+def plan_field(run: RunIR, program, sets: dict[str, Any] | None) -> FieldPlan:
+    checker = program.checker_for(run)
+    if run.sampler not in SAMPLERS:
+        _fail("P200", f"unknown sampler '{run.sampler}' for a continuous field", run.sampler_span,
+              did_you_mean(run.sampler or "", set(SAMPLERS))
+              or "continuous-field samplers: " + ", ".join(SAMPLERS))  # fmt: skip
+    schema, factory = SAMPLERS[run.sampler]
+    _overrides(run, checker, sets or {}, [("sampler", run.sampler_options, schema)])
+    options = option_values(run.sampler_options, schema, run.sampler_span,
+                            f"sampler {run.sampler}")  # fmt: skip
+    params = {p.name for p in checker.node.params}
+    for s in run.scans:
+        if s.name not in params:
+            _fail("P200", f"cannot scan '{s.name}': not a parameter of model "
+                  f"{checker.node.name}", s.span,
+                  "continuous-field actions carry their couplings: scan one of "
+                  + ", ".join(sorted(params)))  # fmt: skip
+    measures = []
+    for m in run.measures or []:
+        if m.expr is not None or m.name not in FIELD_OBSERVABLES:
+            _fail("P200", f"unknown continuous-field observable '{m.name}'", m.span,
+                  did_you_mean(m.name, set(FIELD_OBSERVABLES))
+                  or "observables: " + ", ".join(FIELD_OBSERVABLES))  # fmt: skip
+        measures.append(m.name)
+    return FieldPlan(schema, factory, options, list(run.scans), measures, checker)
+
+
+def check_field(run: RunIR, program) -> None:
+    plan = plan_field(run, program, {})
+    extra = {s.name: (s.values[0], s.span) for s in plan.others}
+    cm = _compiled(run, plan.checker, FieldModel, f"sampler {run.sampler}", extra)
+    x = torch.zeros((1, *cm.shape), dtype=F64)
+    cm.grad(x)
+
+
+def _field_measure(cm: FieldModel):
+    V = float(np.prod(cm.shape))
+
+    def measure(x: Tensor) -> dict[str, Tensor]:
+        C = x.shape[0]
+        flat = x.reshape(C, -1)
+        if cm.domain == "angle":
+            m = torch.sqrt(torch.cos(flat).mean(-1) ** 2 + torch.sin(flat).mean(-1) ** 2)
+            signed = m
+        else:
+            signed = flat.mean(-1)
+            m = signed.abs()
+        return {"action_density": cm.action(x) / V, "magnetization": signed,
+                "abs_magnetization": m, "m2": m * m, "m4": m**4}  # fmt: skip
+
+    return measure, V
+
+
+def _start(cm: FieldModel, chains: int, generator: torch.Generator, device) -> Tensor:
+    shape = (chains, *cm.shape)
+    if cm.domain == "angle":
+        return (2 * torch.rand(shape, generator=generator, dtype=F64, device=device) - 1) * math.pi
+    return torch.randn(shape, generator=generator, dtype=F64, device=device)
+
+
+def run_field(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    plan = plan_field(run, program, sets)
+    o = plan.options
+    measures = plan.measures or ["action_density", "abs_magnetization", "susceptibility", "binder"]
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    combos = [[]]
+    for s in plan.others:
+        combos = [c + [(s.name, v, s.span)] for c in combos for v in s.values]
+    summary: dict[str, Any] | None = None
+    started = time.time()
+    show = sys.stderr.isatty() if progress is None else progress
+    threads = torch.get_num_threads()
+    files: list[Path] = []
+    try:
+        for combo in combos:
+            extra = {k: (v, s) for k, v, s in combo}
+            cm = _compiled(run, plan.checker, FieldModel, f"sampler {run.sampler}", extra)
+            if summary is None:
+                summary = _summary(run, program, cm, device, seed, "field_sample",
+                                   {"name": run.sampler, **o.model_dump()})  # fmt: skip
+                summary["scan"] = {s.name: s.values for s in plan.others}
+                summary["field"] = {"name": cm.field, "domain": cm.domain,
+                                    "lattice": list(cm.shape)}  # fmt: skip
+            if device.type == "cpu" and o.chains * math.prod(cm.shape) < 2**16:
+                torch.set_num_threads(1)  # small fields: thread overhead exceeds the gain
+            measure, V = _field_measure(cm)
+            x0 = _start(cm, o.chains, generator, device)
+            sampler = plan.factory(o)
+            with tqdm(total=1, disable=not show, desc=run.name, leave=False):
+                res = sampler.run(cm.action, cm.grad, x0, generator, measure)
+            series = {k: v.detach().cpu().numpy() for k, v in res.observables.items()}
+            row: dict[str, Any] = {k: v for k, v, _ in combo}
+            acc = res.acceptance_per_chain.detach().cpu().numpy()
+            row["acceptance"] = _est(acc)
+            for name in measures:
+                row[name] = _field_estimate(name, series, V).as_dict()
+            for k, v in res.info.items():
+                row[k] = v
+            summary["params"] = dict(cm.ir.params)
+            summary["rows"].append(row)
+            summary["elapsed_s"] = round(time.time() - started, 3)
+            if out is not None:
+                outputs.write_summary(out, summary)
+    finally:
+        torch.set_num_threads(threads)
+    assert summary is not None
+    summary["complete"] = True
+    summary["elapsed_s"] = round(time.time() - started, 3)
+    if out is not None:
+        outputs.write_summary(out, summary)
+        if plan.others:
+            f = outputs.plot_rows(out, summary["rows"], plan.others[0].name, measures,
+                                  title=f"{summary['model']}: {run.sampler}")  # fmt: skip
+            if f is not None:
+                files.append(f)
+    return RunResult(summary, out, files)
+
+
+def _field_estimate(name: str, s: dict[str, np.ndarray], V: float) -> Estimate:
+    if name == "susceptibility":
+        return jackknife(lambda m2, m: V * (m2 - m * m), [s["m2"], s["abs_magnetization"]])
+    if name == "binder":
+        return jackknife(lambda m4, m2: 1 - m4 / (3 * m2 * m2), [s["m4"], s["m2"]])
+    if name == "m2":
+        e = binning_analysis(s["m2"])
+        return Estimate(V * e.mean, V * e.stderr, e.tau_int)
+    return binning_analysis(s[name])
+
+
+def _is_field_run(run: RunIR, program) -> bool:
+    try:
+        return _is_field_node(program.checker_for(run).node)
+    except PhysmlError:
+        return False
+
+
+def _install_dispatch() -> None:
+    previous = TASKS.get("sample")
+    if previous is None or getattr(previous.check, "_field_dispatch", False):
+        return
+
+    def check(run, program):
+        if _is_field_run(run, program):
+            return check_field(run, program)
+        return previous.check(run, program)
+
+    def run_(run, program, **kw):
+        if _is_field_run(run, program):
+            return run_field(run, program, **kw)
+        return previous.run(run, program, **kw)
+
+    check._field_dispatch = True  # type: ignore[attr-defined]
+    TASKS["sample"] = Task(check, run_, previous.doc + " (continuous fields: field_sample)")
+
+
+register_task("field_sample", check_field, run_field,
+              "HMC / MALA / Langevin sampling of continuous lattice fields")
+_install_dispatch()
+
+
+# ---------------------------------------------------------------- learned dynamics
+
+
+class TrajectoryOptions(BaseModel):
+    """Options of ``trajectories`` (training data simulated from the declared model)."""
+
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(25, ge=1, le=100_000, description="trajectories")
+    points: int = Field(30, ge=2, le=100_000, description="saved states per trajectory")
+    t_span: float = Field(3.0, gt=0, description="duration of each trajectory")
+    noise: float = Field(0.1, ge=0, description="std of Gaussian noise added to q and p")
+    start: Literal["circle", "normal", "kepler"] = Field(
+        "circle", description="circle: each (q_k, p_k) on a circle of radius in `radius`; "
+        "normal: N(0, radius[1]); kepler: near-circular two-body orbits")
+    radius: list[float] = Field(default_factory=lambda: [0.1, 1.0], min_length=2, max_length=2)
+    substeps: int = Field(20, ge=1, le=10_000, description="integrator steps between points")
+
+
+class RolloutOptions(BaseModel):
+    """Options of ``rollout`` (evaluation of learned dynamics on fresh initial states)."""
+
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(10, ge=1, le=10_000, description="test trajectories")
+    horizon: float = Field(20.0, gt=0, description="rollout duration")
+    steps: int = Field(200, ge=1, le=1_000_000, description="rollout steps")
+    integrator: str | None = Field(None, description="for hnn (default: yoshida4 if separable "
+                                   "else implicit_midpoint) and mlp (default rk4)")
+
+
+class TrainOptions(BaseModel):
+    """Options of ``train ... via derivative_mse(...)`` (override the learner's)."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: int | None = Field(None, ge=1, description="optimisation steps")
+    lr: float | None = Field(None, gt=0, le=1.0)
+    batch_size: int | None = Field(None, ge=1)
+
+
+LEARNER_KINDS = {"hnn": "hnn", "mlp": "mlp_vector_field", "mlp_vector_field": "mlp_vector_field",
+                 "sympnet": "sympnet"}  # fmt: skip
+_METHOD = {"hnn": "derivative_mse", "mlp_vector_field": "derivative_mse", "sympnet": "step_mse"}
+_RESPECTS = {"hnn": {"symplectic"}, "sympnet": {"symplectic"}, "mlp_vector_field": set()}
+
+
+@dataclass
+class LearnerPlan:
+    name: str
+    kind: str
+    options: BaseModel
+    method: str
+    span: Span
+
+
+@dataclass
+class LearnPlan:
+    cm: PhaseSpaceModel
+    learners: list[LearnerPlan]
+    data: TrajectoryOptions
+    load: tuple[str, Span] | None
+    rollout: RolloutOptions
+
+
+def plan_learn(run: RunIR, program, sets: dict[str, Any] | None) -> LearnPlan:
+    checker = program.checker_for(run)
+    topts = run.extra.setdefault("trajectories", {})
+    ropts = run.extra.setdefault("rollout", {})
+    train_common: dict[str, tuple[Any, Span | None]] = {}
+    _overrides(run, checker, sets or {}, [("train", train_common, TrainOptions),
+                                          ("trajectories", topts, TrajectoryOptions),
+                                          ("rollout", ropts, RolloutOptions)])  # fmt: skip
+    cm = _compiled(run, checker, PhaseSpaceModel, "train")
+    data = _options(topts, TrajectoryOptions, run.extra.get("trajectories_span"), "trajectories")
+    roll = _options(ropts, RolloutOptions, run.extra.get("rollout_span"), "rollout")
+    if roll.integrator is not None and roll.integrator not in INTEGRATORS:
+        _fail("P200", f"unknown integrator '{roll.integrator}'", ropts["integrator"][1],
+              did_you_mean(roll.integrator, set(INTEGRATORS)))  # fmt: skip
+    if data.start == "kepler" and (len(cm.shape) != 2 or cm.shape[0] != 2 or cm.shape[1] < 2):
+        _fail("P400", "start = kepler needs a two-body phase space: real[2, D] with D >= 2",
+              topts["start"][1])  # fmt: skip
+    decls = {d.name: d for d in program.tree.learners}
+    learners: list[LearnerPlan] = []
+    for names, method, options, _span in run.extra.get("train", []):
+        for name, nspan in names:
+            if name not in decls:
+                _fail("P200", f"unknown learner '{name}'", nspan,
+                      did_you_mean(name, set(decls)) or f"declare it: learner {name} = "
+                      "hnn(hidden = [200, 200])")  # fmt: skip
+            d = decls[name]
+            kind = LEARNER_KINDS.get(d.call.func)
+            if kind is None:
+                _fail("P200", f"'{d.call.func}' is not a dynamics learner", d.call.func_span,
+                      did_you_mean(d.call.func, set(LEARNER_KINDS))
+                      or "dynamics learners: hnn, mlp, sympnet")  # fmt: skip
+            if d.call.args:
+                _fail("P302", "learner options are given by name", d.call.args[0].span)
+            if _METHOD[kind] != method:
+                _fail("P400", f"{d.call.func} learner '{name}' is trained via {_METHOD[kind]}, "
+                      f"not {method}", nspan, f"train {name} via {_METHOD[kind]}(...)")  # fmt: skip
+            for sym, sspan in d.respecting:
+                if sym not in _RESPECTS[kind]:
+                    _fail("P501", f"{d.call.func} cannot respect '{sym}'", sspan,
+                          "hnn and sympnet are symplectic by construction; an mlp vector field "
+                          "respects nothing" if sym == "symplectic" else
+                          "dynamics learners respect: symplectic")  # fmt: skip
+            schema = LEARNERS[kind][0]
+            vals = {k.name: _plain(_value(k.value, f"option {k.name}")) for k in d.call.kwargs}
+            spans: dict[str, Span | None] = {k.name: k.span for k in d.call.kwargs}
+            for k, (v, s) in list(options.items()) + list(train_common.items()):
+                vals[k], spans[k] = _plain(v), s
+            vals = {k: v for k, v in vals.items() if v is not None}
+            opts = validate_options(schema, vals, {k: spans[k] for k in vals}, d.span,
+                                    f"learner {name}")  # fmt: skip
+            learners.append(LearnerPlan(name, kind, opts, method, d.span))
+    if not learners:
+        _fail("P400", "train names no learner", run.span)
+    return LearnPlan(cm, learners, data, run.extra.get("trajectories_load"), roll)
+
+
+def check_learn(run: RunIR, program) -> None:
+    plan = plan_learn(run, program, {})
+    if plan.load is not None:
+        _load_trajectories(plan.load, plan.cm, program)
+
+
+def _initial_states(cm: PhaseSpaceModel, o: TrajectoryOptions, count: int,
+                    generator: torch.Generator) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """(count, n) initial states for simulated data and rollouts."""
+    lo, hi = o.radius
+    n = cm.n
+
+    def u(a: float, b: float, *shape: int) -> Tensor:
+        return a + (b - a) * torch.rand(*shape, generator=generator, dtype=F64)
+
+    if o.start == "circle":
+        r, phi = u(lo, hi, count, n), u(0.0, 2 * math.pi, count, n)
+        return r * torch.cos(phi), r * torch.sin(phi)
+    if o.start == "normal":
+        return (hi * torch.randn(count, n, generator=generator, dtype=F64),
+                hi * torch.randn(count, n, generator=generator, dtype=F64))
+    # two bodies at +-x about their centre of mass, near-circular speeds for equal masses
+    D = cm.shape[1]
+    m = float(cm.ir.params.get("m", 1.0))
+    G = float(cm.ir.params.get("G", 1.0))
+    rad, ang = u(0.5, 1.5, count), u(0.0, 2 * math.pi, count)
+    x1 = torch.zeros(count, D, dtype=F64)
+    v1 = torch.zeros(count, D, dtype=F64)
+    x1[:, 0], x1[:, 1] = rad * torch.cos(ang), rad * torch.sin(ang)
+    v = torch.sqrt(G * m / (4 * rad)) * u(0.8, 1.2, count)
+    v1[:, 0], v1[:, 1] = -v * torch.sin(ang), v * torch.cos(ang)
+    return torch.cat([x1, -x1], -1), m * torch.cat([v1, -v1], -1)
+
+
+def _simulate(cm: PhaseSpaceModel, q0: Tensor, p0: Tensor, t_span: float, points: int,
+              substeps: int) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """Reference trajectories (B, T, n) with a 4th-order symplectic (or implicit) integrator."""
+    name = "yoshida4" if cm.separable else "implicit_midpoint"
+    dt = t_span / (points - 1) / substeps
+    tr = evolve(cm.system, q0, p0, dt, (points - 1) * substeps, name, save_every=substeps,
+                blowup_threshold=None)  # fmt: skip
+    t = torch.linspace(0.0, t_span, points, dtype=F64)
+    return tr.q.transpose(0, 1), tr.p.transpose(0, 1), t
+
+
+def _load_trajectories(load: tuple[str, Span], cm: PhaseSpaceModel, program):
+    """t (T,), q, p (N, T, *shape or n)[, dq, dp]: derivatives by finite differences if absent."""
+    name, span = load
+    base = Path(program.path).parent if program.path else Path.cwd()
+    path = Path(name) if Path(name).is_absolute() else base / name
+    if not path.is_file():
+        _fail("P600", f"trajectory file not found: {path}", span)
+    if path.suffix != ".npz":
+        _fail("P601", f"trajectories are loaded from .npz files, not '{path.suffix}'", span)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: np.asarray(f[k], dtype=np.float64) for k in f.files
+                      if k in ("t", "q", "p", "dq", "dp")}  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        _fail("P601", f"cannot read {path.name}: {exc}", span)
+    for k in ("t", "q", "p"):
+        if k not in arrays:
+            _fail("P601", f"{path.name} has no array '{k}'", span,
+                  "expected t (T,), q and p (N, T, n)[, dq, dp]")  # fmt: skip
+    t = arrays["t"]
+    out = {}
+    for k in ("q", "p", "dq", "dp"):
+        if k not in arrays:
+            continue
+        a = arrays[k]
+        if a.ndim < 2 or a.shape[1] != len(t) or int(np.prod(a.shape[2:])) != cm.n:
+            _fail("P601", f"'{k}' in {path.name} has shape {a.shape}; expected (N, {len(t)}, "
+                  f"{cm.n})", span)  # fmt: skip
+        out[k] = torch.tensor(a.reshape(a.shape[0], len(t), cm.n), dtype=F64)
+        if not torch.isfinite(out[k]).all():
+            _fail("P601", f"'{k}' in {path.name} holds non-finite values", span)
+    if len(t) < 3 or not np.all(np.diff(t) > 0):
+        _fail("P601", f"'t' in {path.name} must be increasing with at least 3 times", span)
+    tt = torch.tensor(t, dtype=F64)
+    for k in ("q", "p"):
+        if "d" + k not in out:
+            out["d" + k] = torch.tensor(np.gradient(out[k].numpy(), t, axis=1), dtype=F64)
+    return tt, out["q"], out["p"], out["dq"], out["dp"]
+
+
+def run_learn(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    plan = plan_learn(run, program, sets)
+    cm, o, ro = plan.cm, plan.data, plan.rollout
+    system = cm.system
+    gen = torch.Generator().manual_seed(seed)
+    summary = _summary(run, program, cm, device, seed, "learn_dynamics",
+                       {"name": "learn_dynamics", "trajectories": o.model_dump(),
+                        "rollout": ro.model_dump()})  # fmt: skip
+    started = time.time()
+    if plan.load is not None:
+        t, q, p, dq, dp = _load_trajectories(plan.load, cm, program)
+        summary["data"] = {"file": plan.load[0], "trajectories": int(q.shape[0])}
+    else:
+        q0, p0 = _initial_states(cm, o, o.count, gen)
+        qc, pc, t = _simulate(cm, q0, p0, o.t_span, o.points, o.substeps)
+        with torch.no_grad():
+            dq, dp = system.dH_dp(qc, pc), -system.dH_dq(qc, pc)
+        q = qc + o.noise * torch.randn(qc.shape, generator=gen, dtype=F64)
+        p = pc + o.noise * torch.randn(pc.shape, generator=gen, dtype=F64)
+        summary["data"] = {"simulated": o.count, "points": o.points, "noise": o.noise}
+    n = cm.n
+    flat = [x.reshape(-1, n).to(device) for x in (q, p, dq, dp)]
+    z = torch.cat([q, p], -1).to(device)
+    z0, z1 = z[:, :-1].reshape(-1, 2 * n), z[:, 1:].reshape(-1, 2 * n)
+    data_dt = float(t[1] - t[0])
+    # test set: fresh initial states, exact trajectories
+    tgen = torch.Generator().manual_seed(seed + 7919)
+    qt0, pt0 = _initial_states(cm, o, ro.count, tgen)
+    show = sys.stderr.isatty() if progress is None else progress
+    files: list[Path] = []
+    curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # small networks: thread overhead exceeds the gain
+    try:
+        for lp in plan.learners:
+            lgen = torch.Generator(device=device).manual_seed(seed + 1)
+            schema, factory = LEARNERS[lp.kind]
+            model = factory(lp.options, n, torch.Generator().manual_seed(seed + 1)).to(device)
+            t0 = time.time()
+            with tqdm(total=1, disable=not show, desc=f"{run.name}: {lp.name}", leave=False):
+                if isinstance(model, SympNet):
+                    res = train_map(model, z0, z1, lgen, lp.options.steps, lp.options.lr,
+                                    lp.options.batch_size)  # fmt: skip
+                else:
+                    res = train_vector_field(model, *flat, lgen, lp.options.steps, lp.options.lr,
+                                             lp.options.batch_size)  # fmt: skip
+            train_s = time.time() - t0
+            if isinstance(model, SympNet):
+                steps, dt = max(1, round(ro.horizon / data_dt)), data_dt
+            else:
+                steps, dt = ro.steps, ro.horizon / ro.steps
+            qt, pt, _ = _simulate(cm, qt0, pt0, steps * dt, steps + 1, 10)
+            integ = ro.integrator if not isinstance(model, SympNet) else None
+            if isinstance(model, HNN) and integ in ("leapfrog", "verlet", "yoshida4") \
+                    and not model.separable:  # fmt: skip
+                _fail("P400", f"{integ} needs a separable H; learner {lp.name} is not separable",
+                      run.extra["rollout"]["integrator"][1],
+                      "declare hnn(separable = true) or use implicit_midpoint")  # fmt: skip
+            tr = learned_rollout(model, qt0.to(device), pt0.to(device), dt, steps,
+                                 energy=system.hamiltonian, integrator=integ)  # fmt: skip
+            with torch.no_grad():
+                E_true = system.hamiltonian(qt, pt).cpu().numpy()  # (B, T)
+            E_pred = tr.energy.T.detach().cpu().numpy()
+            finite = np.isfinite(E_pred).all(1)
+            e_mse = ((E_pred - E_true) ** 2).mean(1)
+            s_mse = ((tr.q.transpose(0, 1).cpu().numpy() - qt.numpy()) ** 2
+                     + (tr.p.transpose(0, 1).cpu().numpy() - pt.numpy()) ** 2).mean((1, 2))
+            row = {"learner": lp.name, "kind": lp.kind, "objective": lp.method,
+                   "parameters": int(sum(x.numel() for x in model.parameters())),
+                   "train_loss": {"mean": res.final_loss, "stderr": 0.0},
+                   "rollout_energy_mse": _est(e_mse),
+                   "rollout_state_mse": _est(s_mse),
+                   "diverged": int((~finite).sum()),
+                   "rollout_steps": steps, "rollout_dt": dt,
+                   "integrator": tr.integrator, "train_s": round(train_s, 3)}  # fmt: skip
+            summary["rows"].append(row)
+            curves[lp.name] = (tr.t.cpu().numpy(), E_pred[0], tr.q[:, 0, 0].cpu().numpy(),
+                               tr.p[:, 0, 0].cpu().numpy())  # fmt: skip
+            curves["_true"] = (np.linspace(0, steps * dt, steps + 1), E_true[0],
+                               qt[0, :, 0].numpy(), pt[0, :, 0].numpy())  # fmt: skip
+            if out is not None:
+                from safetensors.torch import save_file
+
+                out.mkdir(parents=True, exist_ok=True)
+                state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+                save_file(state, str(out / f"{lp.name}.safetensors"))
+                files.append(out / f"{lp.name}.safetensors")
+                summary["elapsed_s"] = round(time.time() - started, 3)
+                outputs.write_summary(out, summary)
+    finally:
+        torch.set_num_threads(threads)
+    summary["complete"] = True
+    summary["elapsed_s"] = round(time.time() - started, 3)
+    if out is not None:
+        outputs.write_summary(out, summary)
+        files.append(_rollout_plot(out, curves, cm))
+    return RunResult(summary, out, files)
+
+
+def _rollout_plot(out: Path, curves: dict, cm: PhaseSpaceModel) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for name, (t, E, q, p) in curves.items():
+        label = "exact" if name == "_true" else name
+        style = {"color": "k", "lw": 1.5, "ls": "--"} if name == "_true" else {"lw": 1}
+        ax1.plot(t, E, label=label, **style)
+        ax2.plot(q, p, label=label, **style)
+    ax1.set_xlabel("t")
+    ax1.set_ylabel("H_true along the rollout")
+    ax1.set_title(f"{cm.ir.name}: energy (test trajectory 0)")
+    ax2.set_xlabel(cm.labels()[0])
+    ax2.set_ylabel(cm.labels()[0].replace(cm.builder.qname, cm.builder.pname, 1))
+    ax2.set_title("phase portrait")
+    ax1.legend()
+    fig.tight_layout()
+    return _savefig(fig, out / "rollout.png")
+
+
+register_task("learn_dynamics", check_learn, run_learn,
+              "train Hamiltonian / vector-field / symplectic-map learners on trajectories")
+
+__all__ = ["EvolveOptions", "RolloutOptions", "TrajectoryOptions", "run_evolve", "run_field",
+           "run_learn"]  # fmt: skip
