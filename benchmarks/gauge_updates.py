@@ -3,14 +3,17 @@ measured in the same run, plus L-CNN forward/backward throughput.
 
     python benchmarks/gauge_updates.py [--device cpu|cuda] [--quick]
 
-Counts: a Metropolis/heat-bath sweep updates every link once (Metropolis: ``hits`` proposals
-count as one update); an HMC trajectory counts as one update of every link.
+Metropolis rows time physml and the baseline alternately and report medians (run with
+OMP_NUM_THREADS=1 on a shared machine). Counts: a Metropolis/heat-bath sweep updates every link
+once (Metropolis: ``hits`` proposals count as one update); an HMC trajectory counts as one update
+of every link.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
@@ -34,6 +37,23 @@ def _timeit(fn, reps: int, device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - t) / reps
+
+
+def _interleaved(ours, base, reps: int, device: str) -> tuple[float, float]:
+    """Median times of ``ours`` and ``base`` timed alternately (robust on a shared, noisy
+    machine: both see the same load)."""
+    ours(), base()  # warm-up
+    to, tb = [], []
+    for _ in range(reps):
+        for fn, acc in ((ours, to), (base, tb)):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            acc.append(time.perf_counter() - t)
+    return statistics.median(to), statistics.median(tb)
 
 
 # --- minimal hand-written baselines ----------------------------------------------------------
@@ -152,8 +172,8 @@ def main() -> None:
     th = hot_start("u1", B, (L, L), g, device=dev)
     n = B * L * L * 2
     report(f"u1 2D L={L} B={B} metropolis (1 hit)", n,
-           _timeit(lambda: metropolis_sweep(th, "u1", 2.0, g, 1.0, 1), reps, dev),
-           _timeit(lambda: u1_metropolis_2d_minimal(th, 2.0, g), reps, dev))
+           *_interleaved(lambda: metropolis_sweep(th, "u1", 2.0, g, 1.0, 1),
+                         lambda: u1_metropolis_2d_minimal(th, 2.0, g), 3 * reps, dev))
     report(f"u1 2D L={L} B={B} heat-bath (von Mises)", n,
            _timeit(lambda: heatbath_sweep(th, "u1", 2.0, g), reps, dev))
     report(f"u1 2D L={L} B={B} HMC 10 steps (vs autograd)", n,
@@ -164,8 +184,8 @@ def main() -> None:
     U = hot_start("su2", B, (L,) * 4, g, device=dev)
     n = B * L**4 * 4
     report(f"su2 4D L={L} B={B} metropolis (1 hit)", n,
-           _timeit(lambda: metropolis_sweep(U, "su2", 2.3, g, 0.5, 1), reps, dev),
-           _timeit(lambda: su2_metropolis_minimal(U, 2.3, g), reps, dev))
+           *_interleaved(lambda: metropolis_sweep(U, "su2", 2.3, g, 0.5, 1),
+                         lambda: su2_metropolis_minimal(U, 2.3, g), 3 * reps, dev))
     report(f"su2 4D L={L} B={B} heat-bath (KP)", n,
            _timeit(lambda: heatbath_sweep(U, "su2", 2.3, g), reps, dev))
     report(f"su2 4D L={L} B={B} HMC 10 steps", n,

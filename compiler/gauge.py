@@ -25,6 +25,9 @@ is reported at its own span. The pure-gauge terms are then *matched* against the
 action: if their sum equals c * sum_{x, mu<nu} Re tr P / N on random configurations (to rounding)
 the model is a Wilson model with beta = -c, and samplers use the runtime's staple kernels
 (heat-bath, checkerboard Metropolis, HMC with analytic forces).
+Other actions (matter fields, improved actions) are sampled by runtime/gauge/local.py, which
+evaluates each term in *density mode* (``Evaluator.keep_sites``: site sums return their summand
+as a lattice field) and records the stencil of every variable (``Evaluator.record``).
 """
 
 from __future__ import annotations
@@ -103,6 +106,12 @@ class Evaluator:
                        for k, v in matter.items()}
         self.B = U.shape[0]
         self.depth = 0
+        # Density mode (runtime/gauge/local.py): a site sum keeps its summand as a lattice field
+        # (B, L...) instead of summing it, and every field access (name, offset, direction) is
+        # recorded, giving the local action density and its stencil.
+        self.keep_sites = False
+        self.record: set[tuple[str, Offset, int | None]] | None = None
+        self.site_sums = 0
 
     # -------------------------------------------------------------- index arithmetic
     def offset(self, e: ast.Expr, env: Env) -> Offset:
@@ -208,11 +217,15 @@ class Evaluator:
             off = self.offset(e.indices[0], env)
             mu = self.direction(e.indices[1], env)
             t = self.lin.select(1 + m.d, mu)
+            if self.record is not None:
+                self.record.add((name, off, mu))
             return Val(translate(t, off), m.group.name == "su2", True)
         if name in m.matter_domains:
             if len(e.indices) != 1:
                 fail("P302", f"a site field is indexed by one site: {name}[x]", e.span)
             off = self.offset(e.indices[0], env)
+            if self.record is not None:
+                self.record.add((name, off, None))
             return Val(translate(self.matter[name], off), False, True)
         d = m.ir.definitions.get(name)
         if d is not None and d.indices:
@@ -341,23 +354,37 @@ class Evaluator:
             fail("P800", "a sum binds at most one site", e.span)
         total: Any = 0
         lattice = False
-        for a in assignments:
-            inner = Env(dict(env.sites), {**env.dirs, **a})
-            for s in site_vars:
-                inner.sites[s] = (0,) * d
-            v = self.evaluate(e.body, inner)
-            if v.mat:
-                fail("P300", "the sum of matrices is not a number", e.body.span,
-                     "take the trace: re(trace(P)) / 2")
-            t = v.t
-            if site_vars:
-                if v.lattice:
-                    t = t.flatten(1, d).sum(1)
+        keep = self.keep_sites and bool(site_vars)
+        if keep:
+            if self.site_sums:
+                fail("P502", "nested sums over sites are not a local action density", e.span)
+            self.site_sums += 1
+        try:
+            for a in assignments:
+                inner = Env(dict(env.sites), {**env.dirs, **a})
+                for s in site_vars:
+                    inner.sites[s] = (0,) * d
+                v = self.evaluate(e.body, inner)
+                if v.mat:
+                    fail("P300", "the sum of matrices is not a number", e.body.span,
+                         "take the trace: re(trace(P)) / 2")
+                t = v.t
+                if keep:
+                    # density mode: the summand as a field (B, L...), constants broadcast
+                    if not v.lattice:
+                        if isinstance(t, Tensor):
+                            t = t.reshape(t.shape + (1,) * d)
+                        t = t * torch.ones((self.B, *self.m.shape), dtype=torch.float64,
+                                           device=self.lin.device)
+                    lattice = True
+                elif site_vars:
+                    t = t.flatten(1, d).sum(1) if v.lattice else t * self.m.n_sites
                 else:
-                    t = t * self.m.n_sites
-            else:
-                lattice = lattice or v.lattice
-            total = total + t
+                    lattice = lattice or v.lattice
+                total = total + t
+        finally:
+            if keep:
+                self.site_sums -= 1
         return Val(total, False, lattice)
 
 

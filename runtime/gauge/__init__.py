@@ -19,6 +19,7 @@ from .lattice import (
     wilson_action,
     wilson_loops,
 )
+from .local import LocalAction, LocalSampler, kind_colouring
 from .sampling import (
     SAMPLERS,
     GaugeSampler,
@@ -47,6 +48,7 @@ __all__ = [
     "mean_plaquette", "planes", "plaquette_field", "plaquettes", "polyakov_loops", "staples",
     "topological_charge", "topological_charge_density", "u1_plaquette_angles", "wilson_action",
     "wilson_loops",
+    "LocalAction", "LocalSampler", "kind_colouring",
     "SAMPLERS", "GaugeSampler", "cold_start", "gauge_force", "heatbath_sweep", "hmc_trajectory",
     "hot_start", "link_colouring", "make_sampler", "metropolis_sweep", "run_chains",
     "gauge_invariance_violation", "gauge_transform", "gauge_transform_adjoint",

@@ -205,6 +205,8 @@ def metropolis_sweep(U: Tensor, group: str | GaugeGroup, beta: float, generator:
     Returns (new U, acceptance rate per chain (B,)).
     """
     group = get_group(group)
+    if group.name == "u1":
+        return _u1_metropolis_sweep(U, beta, generator, step, hits)
     links = _split(U, group)
     lin = [group.to_lin(u) for u in links]
     acc = torch.zeros(U.shape[0], device=U.device, dtype=torch.float64)
@@ -228,6 +230,62 @@ def metropolis_sweep(U: Tensor, group: str | GaugeGroup, beta: float, generator:
         lin[mu] = group.to_lin(u)
     n_links = len(links) * math.prod(U.shape[1:1 + len(links)])  # per chain
     return _join(links, group), acc / (hits * n_links)
+
+
+def _u1_staple_angles(th: list[Tensor], mu: int) -> list[Tensor]:
+    """The 2(d-1) staple angles a_k(x) of U_mu(x) (real, (B, L...)): every plaquette containing
+    U_mu(x) has Re P = cos(theta_mu(x) + a_k(x)) (up to the sign of the angle, which cos ignores).
+
+    up(x) = theta_nu(x+mu) - theta_mu(x+nu) - theta_nu(x)            (P_{mu nu}(x))
+    dn(x) = theta_nu(x-nu) - theta_nu(x+mu-nu) - theta_mu(x-nu)      (P_{mu nu}(x-nu))
+    """
+    out = []
+    for nu in range(len(th)):
+        if nu == mu:
+            continue
+        t_nu_mu = shift(th[nu], mu)
+        out.append(t_nu_mu - shift(th[mu], nu) - th[nu])
+        out.append(shift(th[nu] - t_nu_mu - th[mu], nu, -1))
+    return out
+
+
+def _u1_local(t: Tensor, a: list[Tensor], cs: tuple[Tensor, Tensor] | None) -> Tensor:
+    """sum_k cos(t + a_k), directly or as cos(t) C - sin(t) S with cs = (C, S)."""
+    if cs is not None:
+        return torch.cos(t) * cs[0] - torch.sin(t) * cs[1]
+    return sum(torch.cos(t + x) for x in a)
+
+
+def _u1_metropolis_sweep(U: Tensor, beta: float, generator: torch.Generator, step: float,
+                         hits: int, force_angles: bool = False) -> tuple[Tensor, Tensor]:
+    """U(1) checkerboard Metropolis in real angle arithmetic (no complex staples).
+
+    S_loc(theta) = -beta sum_k cos(theta + a_k). Two equivalent evaluations, the cheaper chosen
+    by trig-call count: per hit sum_k cos(theta' + a_k) (n_k cosines), or once per colour
+    C = sum_k cos a_k, S = sum_k sin a_k and per hit cos(theta') C - sin(theta') S (2 calls).
+    """
+    d = U.dim() - 2  # u1 storage: (B, L..., d) angles
+    th = [U.select(1 + d, mu) for mu in range(d)]
+    acc = torch.zeros(U.shape[0], device=U.device, dtype=torch.float64)
+    n_st = 2 * (d - 1)
+    use_cs = 2 * n_st + 2 * (hits + 1) < n_st * (hits + 1) and not force_angles
+    for mu, mask in link_colouring(tuple(U.shape[1:1 + d])):
+        msite = mask.to(U.device)[None]
+        a = _u1_staple_angles(th, mu)
+        u = th[mu]
+        if use_cs:
+            cs = (sum(torch.cos(x) for x in a), sum(torch.sin(x) for x in a))
+        old = _u1_local(u, a, cs if use_cs else None)
+        for _ in range(hits):
+            prop = wrap_angle(u + step * (2 * _uniform(u, generator) - 1))
+            new = _u1_local(prop, a, cs if use_cs else None)
+            ok = (_uniform(new, generator) <= torch.exp(beta * (new - old))) & msite
+            u = torch.where(ok, prop, u)
+            old = torch.where(ok, new, old)
+            acc += ok.flatten(1).sum(1)
+        th[mu] = u
+    n_links = d * math.prod(U.shape[1:1 + d])
+    return torch.stack(th, dim=1 + d), acc / (hits * n_links)
 
 
 def heatbath_sweep(U: Tensor, group: str | GaugeGroup, beta: float,

@@ -46,6 +46,7 @@ from ..tasks import TASKS, Task, register_task
 from . import exact
 from .lattice import mean_plaquette, polyakov_loops, topological_charge, wilson_loops
 from .lcnn import LEARNERS, train_regressor
+from .local import LocalSampler
 from .sampling import (
     HeatbathOptions,
     HMCOptions,
@@ -157,10 +158,11 @@ class Observable:
 
     def check(self, e: ast.Expr) -> None:
         """Everything __call__ would reject, on a random configuration."""
-        U, _ = self.cm.random_configuration(1, torch.Generator().manual_seed(0))
-        self(U)
+        U, matter = self.cm.random_configuration(1, torch.Generator().manual_seed(0))
+        self(U, matter)
 
-    def __call__(self, U: Tensor) -> Tensor:
+    def __call__(self, U: Tensor, matter: dict[str, Tensor] | None = None) -> Tensor:
+        self._matter = matter or {}  # matter fields (B, L...) of models with a LocalSampler
         v = self._ev(self.expr, U)
         if not isinstance(v, Tensor):
             v = torch.full((U.shape[0],), float(v), dtype=torch.float64)
@@ -175,7 +177,7 @@ class Observable:
             if n == "plaquette":
                 return mean_plaquette(U, cm.group)
             if n in ("action", "energy"):
-                return cm.action(U)
+                return cm.action(U, self._matter)
             if n == "topological_charge":
                 if cm.group.name != "u1" or cm.d != 2:
                     _fail("P400", "topological_charge is defined for 2D U(1) models", e.span)
@@ -190,7 +192,7 @@ class Observable:
                 return float(cm.ir.params[n])
             d = cm.ir.definitions.get(n)
             if d is not None and not d.indices:
-                t = Evaluator(cm, U, {}).evaluate(d.expr, Env()).t
+                t = Evaluator(cm, U, self._matter).evaluate(d.expr, Env()).t
                 return t.real if isinstance(t, Tensor) and t.is_complex() else t
             known = set(BUILTINS) | {"wilson_loop"} | set(cm.ir.params) | {
                 k for k, v in cm.ir.definitions.items() if not v.indices}
@@ -218,7 +220,7 @@ class Observable:
             return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
                     "/": lambda: a / b, "^": lambda: a ** b}[e.op]()
         if isinstance(e, ast.Generator):
-            t = Evaluator(cm, U, {}).evaluate(e, Env()).t
+            t = Evaluator(cm, U, self._matter).evaluate(e, Env()).t
             return t.real if isinstance(t, Tensor) and t.is_complex() else t
         _fail("P300", "this expression cannot be measured on a gauge model", e.span,
               "observables: " + ", ".join(sorted(BUILTINS)) + ", wilson_loop(R, T), "
@@ -282,11 +284,22 @@ def _plan(run: RunIR, checker, sets: dict | None):
 
 
 def _sampler_for(cm: GaugeModel, run: RunIR, rt_schema, options):
+    scale = run.extra.get("action_scale", 1.0)
     if not cm.is_wilson:
-        _fail("P502", f"sampler {run.sampler} needs a Wilson action; model {cm.ir.name}'s action "
-              "is " + ("coupled to matter" if cm.matter_domains else "not of the Wilson form"),
-              run.sampler_span, "gauge samplers update links with the staples of "
-              "-beta sum Re tr P / N; generic gauge actions are not sampled yet")
+        # matter fields or a non-Wilson local action: coloured local updates of every variable
+        # from the declared action's densities (runtime/gauge/local.py)
+        if run.sampler == "hmc":
+            _fail("P502", f"hmc needs a Wilson action; model {cm.ir.name}'s action is "
+                  + ("coupled to matter" if cm.matter_domains else "not of the Wilson form"),
+                  run.sampler_span, "use metropolis (or heatbath for z2 links and spins)")
+        try:
+            if run.sampler == "heatbath":
+                return LocalSampler(cm, "heatbath", scale)
+            return LocalSampler(cm, "metropolis", scale, options.step, options.hits)
+        except ValueError as exc:
+            _fail("P502", f"sampler {run.sampler}: {exc}", run.sampler_span,
+                  "use metropolis, and even lattice extents" if run.sampler == "heatbath"
+                  else "use even lattice extents")
     if run.sampler == "hmc" and cm.group.name not in ("u1", "su2"):
         _fail("P502", f"hmc needs a continuous group; {cm.group.name} links are discrete",
               run.sampler_span, "use heatbath or metropolis")
@@ -297,7 +310,7 @@ def _sampler_for(cm: GaugeModel, run: RunIR, rt_schema, options):
             _fail("P502", f"sampler {run.sampler}: {exc}", run.sampler_span,
                   "use even lattice extents, or hmc")
     rt = {k: getattr(options, k) for k in rt_schema.model_fields}
-    beta = float(cm.wilson_beta) * run.extra.get("action_scale", 1.0)
+    beta = float(cm.wilson_beta) * scale
     return make_sampler(run.sampler, cm.group, beta, **rt)
 
 
@@ -371,6 +384,8 @@ def run_gauge_sample(run: RunIR, program, *, sets, device, seed, out, progress) 
             dt = torch.complex128 if cm.group.name == "su2" else torch.float64
             U = (hot_start(cm.group, C, cm.shape, gen, device=device, dtype=dt)
                  if options.start == "hot" else cold_start(cm.group, C, cm.shape, device, dt))
+            if isinstance(sampler, LocalSampler):
+                sampler.start(U, options.start == "hot", gen)
             series = {o.name: torch.empty(n_meas, C, dtype=torch.float64) for o in obs}
             acc = torch.zeros(C, dtype=torch.float64)
             row: dict[str, Any] = {s.name: v for s, v in zip(run.scans, combo)}
@@ -385,7 +400,7 @@ def run_gauge_sample(run: RunIR, program, *, sets, device, seed, out, progress) 
                         acc += sampler.acceptance.cpu()
                     bar.update(options.thin)
                     for o in obs:
-                        series[o.name][k] = o(U).cpu()
+                        series[o.name][k] = o(U, getattr(sampler, "matter", None)).cpu()
                     measured = k + 1
                     if k % 64 == 63 or k == n_meas - 1:
                         for o in obs:
@@ -485,7 +500,8 @@ def _install_dispatch() -> None:
 
 
 register_task("gauge_sample", check_gauge_sample, run_gauge_sample,
-              "link updates (metropolis, heatbath, hmc) for Wilson gauge models")
+              "link updates (metropolis, heatbath, hmc) for Wilson gauge models; local "
+              "metropolis / heatbath (z2) updates of links and matter for other actions")
 _install_dispatch()
 
 
