@@ -139,7 +139,7 @@ class Program:
 
     def check(self) -> list[str]:
         """Run the whole front end and the symmetry checks; returns a list of what was checked."""
-        from physml_lang.runtime.tasks import TASKS
+        from physml_lang.runtime.tasks import resolve_task
 
         done = []
         for name in self.models:  # declared here and imported
@@ -147,7 +147,7 @@ class Program:
         for run in self.runs.values():
             import copy
 
-            TASKS[run.task].check(copy.deepcopy(run), self)
+            resolve_task(run, self).check(copy.deepcopy(run), self)
             done.append(f"run {run.name}: {run.task} with model {self.checker_for(run).node.name}")
         return done
 
@@ -173,12 +173,12 @@ class Program:
                                          hint=did_you_mean(name, set(self.runs))))  # fmt: skip
         import copy
 
-        from physml_lang.runtime.tasks import TASKS
+        from physml_lang.runtime.tasks import resolve_task
 
         run = copy.deepcopy(self.runs[name])
         dev = resolve_device(device)
         out_path = Path(out) if out is not None else None
-        return TASKS[run.task].run(run, self, sets=sets, device=dev, seed=seed, out=out_path,
+        return resolve_task(run, self).run(run, self, sets=sets, device=dev, seed=seed, out=out_path,
                                    progress=progress)  # fmt: skip
 
     # ---------------------------------------------------------------- conveniences

@@ -62,6 +62,7 @@ class RunStatement:
     handler: Callable[[ast.RunStmt, RunIR], None]
     usage: str
     task: str | None = None  # statements that decide what the run does
+    default_task: str | None = None  # what the run does when no statement decides (weak)
 
 
 def _single_call(stmt: ast.RunStmt, what: str) -> ast.Call:
@@ -188,7 +189,8 @@ def _plot(stmt: ast.RunStmt, run: RunIR) -> None:
 RUN_STATEMENTS: dict[str, RunStatement] = {
     "model": RunStatement(_model, "model Ising(L = 32, h = 0.1)"),
     "sampler": RunStatement(
-        _sampler, "sampler metropolis(chains = 64, sweeps = 2000, burn_in = 500)", "sample"
+        _sampler, "sampler metropolis(chains = 64, sweeps = 2000, burn_in = 500)",
+        default_task="sample",
     ),
     "scan": RunStatement(_scan, "scan T in linspace(1.5, 3.5, 21)"),
     "let": RunStatement(_let, "let T = 2.0"),
@@ -197,15 +199,22 @@ RUN_STATEMENTS: dict[str, RunStatement] = {
 }
 
 
-def register_statement(word: str, handler, usage: str, task: str | None = None) -> None:
-    """Add a run statement (used by task modules: ``train``, ``evolve``, ``exact``, ...)."""
-    RUN_STATEMENTS[word] = RunStatement(handler, usage, task)
+def register_statement(
+    word: str, handler, usage: str, task: str | None = None, default_task: str | None = None
+) -> None:
+    """Add a run statement (used by task modules: ``train``, ``evolve``, ``exact``, ...).
+
+    ``task``: the statement decides what the run does. ``default_task``: what the run does when
+    no statement decides (``sampler`` means sampling unless, say, a VMC statement is present).
+    """
+    RUN_STATEMENTS[word] = RunStatement(handler, usage, task, default_task)
 
 
 def check_run(node: ast.Run) -> RunIR:
     """Resolve every statement of a run block."""
     run = RunIR(node.name, node.span)
     seen: dict[str, Span] = {}
+    default = None
     for stmt in node.stmts:
         entry = RUN_STATEMENTS.get(stmt.word)
         if entry is None:
@@ -217,13 +226,16 @@ def check_run(node: ast.Run) -> RunIR:
             fail("P201", f"a run has one '{stmt.word}' statement", stmt.word_span)
         seen[stmt.word] = stmt.span
         entry.handler(stmt, run)
+        default = default or entry.default_task
         if entry.task:
             if run.task and run.task != entry.task:
                 fail("P201", f"a run does one thing: it already has a {run.task} task",
                      stmt.word_span)  # fmt: skip
             run.task = entry.task
     if run.task is None:
-        tasks = sorted({e.task for e in RUN_STATEMENTS.values() if e.task})
+        run.task = default
+    if run.task is None:
+        tasks = sorted({e.task or e.default_task for e in RUN_STATEMENTS.values()} - {None})
         fail("P400", f"run {node.name} does nothing", node.name_span,
              "add a statement that says what to do, e.g. 'sampler metropolis(chains = 64)'; "
              "tasks: " + ", ".join(tasks))  # fmt: skip

@@ -24,6 +24,31 @@ def register_task(name: str, check: Callable, run: Callable, doc: str = "") -> N
     TASKS[name] = Task(check, run, doc)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """Runs of ``task`` for which ``applies(run, program)`` holds are done by ``variant``."""
+
+    applies: Callable
+    variant: str
+
+
+VARIANTS: dict[str, list[Variant]] = {}
+
+
+def register_variant(task: str, applies: Callable, variant: str) -> None:
+    """Let a capability take over runs of a shared task for its models (e.g. ``sample`` of a
+    gauge model is done by ``gauge_sample``). ``applies`` must not raise."""
+    VARIANTS.setdefault(task, []).append(Variant(applies, variant))
+
+
+def resolve_task(run, program) -> Task:
+    """The task that executes ``run``: a registered variant for its model, or the task itself."""
+    for v in VARIANTS.get(run.task, []):
+        if v.applies(run, program):
+            return TASKS[v.variant]
+    return TASKS[run.task]
+
+
 _loaded = False
 
 

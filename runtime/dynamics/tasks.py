@@ -63,7 +63,7 @@ from physml_lang.runs import RUN_STATEMENTS, RunIR, option_values, register_stat
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import Estimate, binning_analysis, jackknife
-from ..tasks import TASKS, Task, register_task
+from ..tasks import register_task, register_variant
 from .integrators import INTEGRATORS, EnergyBlowupError, IntegratorError, Trajectory, evolve
 from .learners import HNN, LEARNERS, SympNet, train_map, train_vector_field
 from .learners import rollout as learned_rollout
@@ -688,28 +688,9 @@ def _is_field_run(run: RunIR, program) -> bool:
         return False
 
 
-def _install_dispatch() -> None:
-    previous = TASKS.get("sample")
-    if previous is None or getattr(previous.check, "_field_dispatch", False):
-        return
-
-    def check(run, program):
-        if _is_field_run(run, program):
-            return check_field(run, program)
-        return previous.check(run, program)
-
-    def run_(run, program, **kw):
-        if _is_field_run(run, program):
-            return run_field(run, program, **kw)
-        return previous.run(run, program, **kw)
-
-    check._field_dispatch = True  # type: ignore[attr-defined]
-    TASKS["sample"] = Task(check, run_, previous.doc + " (continuous fields: field_sample)")
-
-
 register_task("field_sample", check_field, run_field,
               "HMC / MALA / Langevin sampling of continuous lattice fields")
-_install_dispatch()
+register_variant("sample", _is_field_run, "field_sample")
 
 
 # ---------------------------------------------------------------- learned dynamics

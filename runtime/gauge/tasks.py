@@ -42,7 +42,7 @@ from physml_lang.runs import RunIR, option_values, register_statement
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import binning_analysis
-from ..tasks import TASKS, Task, register_task
+from ..tasks import register_task, register_variant
 from . import exact
 from .lattice import mean_plaquette, polyakov_loops, topological_charge, wilson_loops
 from .lcnn import LEARNERS, train_regressor
@@ -480,29 +480,10 @@ def _is_gauge_run(run: RunIR, program) -> bool:
         return False
 
 
-def _install_dispatch() -> None:
-    previous = TASKS.get("sample")
-    if previous is None or getattr(previous.check, "_gauge_dispatch", False):
-        return
-
-    def check(run, program):
-        if _is_gauge_run(run, program):
-            return check_gauge_sample(run, program)
-        return previous.check(run, program)
-
-    def run_(run, program, **kw):
-        if _is_gauge_run(run, program):
-            return run_gauge_sample(run, program, **kw)
-        return previous.run(run, program, **kw)
-
-    check._gauge_dispatch = True  # type: ignore[attr-defined]
-    TASKS["sample"] = Task(check, run_, previous.doc + " (gauge models: gauge_sample)")
-
-
 register_task("gauge_sample", check_gauge_sample, run_gauge_sample,
               "link updates (metropolis, heatbath, hmc) for Wilson gauge models; local "
               "metropolis / heatbath (z2) updates of links and matter for other actions")
-_install_dispatch()
+register_variant("sample", _is_gauge_run, "gauge_sample")
 
 
 # ---------------------------------------------------------------- the regress task

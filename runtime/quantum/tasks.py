@@ -52,7 +52,7 @@ from physml_lang.runs import RUN_STATEMENTS, RunIR, option_values, register_stat
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import Estimate
-from ..tasks import register_task
+from ..tasks import register_task, register_variant
 from .operator import LocalOperator
 from .registry import LEARNERS, QuantumContext, SymmetryError, make_learner
 from .vmc import (
@@ -268,29 +268,6 @@ def _exact_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
     run.extra.setdefault("exact_span", stmt.span)
 
 
-# ``sampler`` is shared with the classical sample task. A VMC run also has a sampler, so the
-# word's task is only a default: set "sample" when nothing else decides, and let the quantum
-# statements take the run over (ask the lead for a "default task" flag on RunStatement).
-_BASE_SAMPLER = RUN_STATEMENTS["sampler"]
-
-
-def _sampler_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    _BASE_SAMPLER.handler(stmt, run)
-    if run.task is None:
-        run.task = "sample"
-        run.extra["_task_from_sampler"] = True
-
-
-def _quantum(handler, task: str | None):
-    def wrapped(stmt: ast.RunStmt, run: RunIR) -> None:
-        if task and run.task == "sample" and run.extra.pop("_task_from_sampler", False):
-            run.task = None
-        handler(stmt, run)
-
-    return wrapped
-
-
-register_statement("sampler", _sampler_stmt, _BASE_SAMPLER.usage, None)
 for _word, _handler, _usage, _task in (
     ("exact", _exact_stmt, "exact levels = 4, sector = 0", "exact"),
     ("learner", _learner_stmt, "learner psi", "vmc"),
@@ -301,7 +278,8 @@ for _word, _handler, _usage, _task in (
     ("reference", _reference_stmt, "reference exact | none | energy = -25.49", None),
     ("checkpoint", _checkpoint_stmt, "checkpoint every = 25", None),
 ):
-    register_statement(_word, _quantum(_handler, _task), _usage, _task)
+    # ``sampler`` only sets a default task (sampling), so these statements decide a VMC run
+    register_statement(_word, _handler, _usage, _task)
 
 
 # ---------------------------------------------------------------- plans
@@ -1067,39 +1045,23 @@ def _convergence_plot(out: Path, history: dict, exact: float | None, name: str,
 # ---------------------------------------------------------------- registration
 
 
-def _guard_sample_task() -> None:
+def _is_quantum_run(run: RunIR, program) -> bool:
+    try:
+        ir = program.checker_for(run).instantiate({k: v for k, (v, _) in run.model_args.items()})
+    except PhysmlError:
+        return False
+    return is_quantum(ir)
+
+
+def _refuse_classical_sampling(run: RunIR, program, **_) -> None:
     """A classical sampling run of a quantum model gets a clear, located error."""
-    from ..tasks import TASKS
-
-    base = TASKS["sample"]
-
-    def quantum_model(run: RunIR, program) -> bool:
-        checker = program.checker_for(run)
-        try:
-            ir = checker.instantiate({k: v for k, (v, _) in run.model_args.items()})
-        except PhysmlError:
-            return False
-        return is_quantum(ir)
-
-    def refuse(run: RunIR, program) -> None:
-        if quantum_model(run, program):
-            _fail("P502", f"model {program.checker_for(run).node.name} is a quantum model: a "
-                  "classical sampler does not apply", run.sampler_span,
-                  "use 'exact levels = 4' (exact diagonalisation) or a vmc run: 'learner psi', "
-                  "'optimize psi via sr(...)'")  # fmt: skip
-
-    def check(run, program):
-        refuse(run, program)
-        return base.check(run, program)
-
-    def run_(run, program, **kw):
-        refuse(run, program)
-        return base.run(run, program, **kw)
-
-    register_task("sample", check, run_, base.doc)
-
-
-_guard_sample_task()
+    _fail("P502", f"model {program.checker_for(run).node.name} is a quantum model: a classical "
+          "sampler does not apply", run.sampler_span,
+          "use 'exact levels = 4' (exact diagonalisation) or a vmc run: 'learner psi', "
+          "'optimize psi via sr(...)'")  # fmt: skip
+register_task("quantum_sample", _refuse_classical_sampling, _refuse_classical_sampling,
+              "classical sampling does not apply to quantum models")  # fmt: skip
+register_variant("sample", _is_quantum_run, "quantum_sample")
 
 
 register_task("exact", lambda run, program: check_exact(run, program), run_exact,
