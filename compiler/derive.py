@@ -49,7 +49,7 @@ def shifted_parts(term: StencilTerm, field: str) -> list[tuple[sp.Expr, dict, se
     """For every access of ``field`` in ``term``: the term re-based so that access sits at x,
     with that access replaced by the candidate value v; and the offsets it reads."""
     out = []
-    for sym, acc in term.accesses.items():
+    for acc in term.accesses.values():
         if acc.kind != "field" or acc.name != field:
             continue
         subs, inputs, offsets = {}, {}, set()

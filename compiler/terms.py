@@ -171,7 +171,6 @@ class TermBuilder:
     # ---------------------------------------------------------------- scalar context
     def scalar(self, e: ast.Expr, slots: dict[str, _Slot], acc: dict | None = None) -> sp.Expr:
         """Sympy expression of ``e``; ``slots`` are the index variables bound so far."""
-        m = self.model
         if isinstance(e, ast.Number):
             return sp.Integer(e.value) if isinstance(e.value, int) else sp.Float(e.value)
         if isinstance(e, ast.Imaginary):

@@ -263,7 +263,7 @@ class Wolff(Sampler):
         N = flat.shape[1]
         beta = self.beta.reshape(B, 1)
         active = []
-        for where, K, idx, valid, ridx, rvalid in self.couplings:
+        for where, K, idx, valid, _ridx, _rvalid in self.couplings:
             if where == "dense":
                 bond = K * flat[:, :, None] * flat[:, None, :]
                 p = 1 - torch.exp(-2 * beta[:, :, None] * bond.clamp(min=0))
@@ -279,7 +279,7 @@ class Wolff(Sampler):
         cluster[torch.arange(B, device=self.device), seed] = True
         while True:
             grown = cluster.clone()
-            for a, (where, K, idx, valid, ridx, rvalid) in zip(active, self.couplings):
+            for a, (where, _K, idx, _valid, ridx, rvalid) in zip(active, self.couplings):
                 if where == "dense":
                     grown |= (a & cluster[:, None, :]).any(-1)
                 else:
