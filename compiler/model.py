@@ -218,7 +218,7 @@ class CompiledModel:
         for fk in self.fields.values():
             lines.append("")
             lines.append(fk.local_energy.stencil.source(describe))
-            for i, p in enumerate(fk.local_energy.dense):
+            for i in range(len(fk.local_energy.dense)):
                 lines.append(f"# + f{i}(v) * (g{i}(s) @ U{i}.T)[x] + g{i}(v) * (f{i}(s) @ U{i})[x]")
             if fk.flip_delta is not None:
                 lines.append("")
