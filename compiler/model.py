@@ -48,6 +48,14 @@ class CompiledModel:
         if model.lattice is None or not model.fields:
             raise PhysmlError(Diagnostic("P800", f"model {model.name} has no lattice field to "
                                          "sample", model.node.name_span))  # fmt: skip
+        from .sitesets import SiteSetGraph
+
+        if isinstance(model.lattice, SiteSetGraph):
+            raise PhysmlError(Diagnostic(
+                "P502", f"model {model.name} lives on a {model.lattice.kind} graph: the lattice "
+                "samplers do not apply; it is sampled by its derived block Gibbs sampler",
+                model.node.name_span, "train it in a run: 'train NAME via pcd(k = 1), data = X', "
+                "then 'generate chains = 64'"))  # fmt: skip
         if model.energy is None:
             raise PhysmlError(Diagnostic(
                 "P400", f"model {model.name} declares no energy", model.node.name_span,

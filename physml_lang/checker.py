@@ -19,6 +19,13 @@ from physml_lang.compiler.lattices import (
     make_complete_graph,
     make_lattice,
 )
+from physml_lang.compiler.sitesets import (  # noqa: E402,I001
+    GRAPH_DOCS,
+    SiteSetGraph,
+    make_bipartite_graph,
+    pair_structures,
+    site_sets,
+)
 
 from . import ast
 from .diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
@@ -178,10 +185,15 @@ class ModelChecker:
                 model.lattice = self.lattice(stmt, params)
             elif isinstance(stmt, ast.FieldStmt):
                 declare(stmt.name, stmt.span)
-                model.fields[stmt.name] = self.field(stmt, params)
+                model.fields[stmt.name] = self.field(stmt, params, model.lattice)
             elif isinstance(stmt, ast.ArrayStmt):
+                defined: set[str] = set()
                 for d in stmt.defs:
+                    if d.name in defined and d.indices:  # W[i, i] = 0 after W[i, j] = ...
+                        self.array_update(model.arrays[d.name], d, model)
+                        continue
                     declare(d.name, d.span)
+                    defined.add(d.name)
                     model.arrays[d.name] = self.array(d, stmt.learnable, model)
             elif isinstance(stmt, ast.Definition):
                 declare(stmt.name, stmt.span)
@@ -210,7 +222,7 @@ class ModelChecker:
                 model.phase_space = stmt
             elif isinstance(stmt, ast.DataDecl):
                 declare(stmt.name, stmt.span)
-                model.data[stmt.name] = stmt
+                model.data[stmt.name] = self.data(stmt, params)
             elif isinstance(stmt, ast.ConserveStmt):
                 pass
         if (
@@ -231,7 +243,7 @@ class ModelChecker:
     # ---------------------------------------------------------------- pieces
     def lattice(self, stmt: ast.LatticeStmt, params: dict[str, Any]):
         call = stmt.call
-        known = GRAPHS if stmt.is_graph else LATTICES
+        known = {**GRAPHS, **GRAPH_DOCS} if stmt.is_graph else LATTICES
         what = "graph" if stmt.is_graph else "lattice"
         if call.func not in known:
             other = LATTICES if stmt.is_graph else GRAPHS
@@ -261,6 +273,10 @@ class ModelChecker:
             total *= v
         if total > MAX_SITES:
             fail("P400", f"{total} sites is more than physml handles ({MAX_SITES})", call.span)
+        if stmt.is_graph and call.func == "bipartite":
+            if len(sizes) != 2 or call.kwargs:
+                fail("P302", "bipartite(Nv, Nh) takes two sizes", call.span)
+            return make_bipartite_graph(*sizes)
         if stmt.is_graph:
             if len(sizes) != 1 or call.kwargs:
                 fail("P302", "complete(N) takes exactly one size", call.span)
@@ -282,7 +298,7 @@ class ModelChecker:
         )
         return make_lattice(call.func, sizes, opts.boundary)
 
-    def field(self, stmt: ast.FieldStmt, params: dict[str, Any]) -> FieldIR:
+    def field(self, stmt: ast.FieldStmt, params: dict[str, Any], lattice=None) -> FieldIR:
         t = stmt.type
         if t.name not in DOMAINS:
             hint = did_you_mean(t.name, set(DOMAINS)) or "domains: " + ", ".join(DOMAINS)
@@ -304,6 +320,12 @@ class ModelChecker:
                 )
         elif t.args or t.kwargs or t.shape:
             fail("P302", f"domain '{t.name}' takes no arguments", t.span)
+        if isinstance(lattice, SiteSetGraph):
+            if stmt.on not in lattice.set_names:
+                sets = set(lattice.set_names)
+                fail("P200", f"a {lattice.kind} graph has site sets " + ", ".join(sorted(sets))
+                     + f", not '{stmt.on}'", stmt.on_span, did_you_mean(stmt.on, sets))  # fmt: skip
+            return FieldIR(stmt.name, Domain(t.name, q), stmt.on, stmt.span)
         if stmt.on not in ("sites", "links"):
             hint = did_you_mean(stmt.on, {"sites", "links"}) or "fields live on sites or links"
             fail(
@@ -311,30 +333,47 @@ class ModelChecker:
             )
         return FieldIR(stmt.name, Domain(t.name, q), stmt.on, stmt.span)
 
+    def data(self, stmt: ast.DataDecl, params: dict[str, Any]):
+        """A data declaration inside a model: loaded, drawn or sampled now (P600/P601)."""
+        from pathlib import Path
+
+        from .data import evaluate_data
+
+        name = stmt.span.source.name
+        base = Path(name).parent if not name.startswith("<") else None
+        return evaluate_data(stmt, params, base, _stdlib_resolver)
+
     def array(self, d: ast.ArrayDef, learnable: bool, model: ModelIR) -> ArrayIR:
         lat = model.lattice
-        if d.indices:
-            fail(
-                "P800",
-                "index-defined parameters (W[i, j] = ...) are not supported yet",
-                d.span,
-                "declare the array on a structure: 'param J on bonds = ...'",
-            )
-        if d.on is None:
-            fail("P400", f"say where '{d.name}' lives: 'param {d.name} on bonds = ...'", d.span)
-        if d.on not in ARRAY_STRUCTURES:
-            hint = did_you_mean(d.on, ARRAY_STRUCTURES) or "sites, bonds, bonds2 or pairs"
-            fail("P200", f"unknown structure '{d.on}'", d.on_span, hint)
+        if d.on is not None:
+            known = _array_structures(lat)
+            if d.on not in known:
+                hint = did_you_mean(d.on, known) or ", ".join(sorted(known))
+                fail("P200", f"unknown structure '{d.on}'", d.on_span, hint)
         if lat is None:
-            fail("P400", f"'{d.name}' lives on {d.on}, but no lattice is declared yet", d.span,
-                 "declare the lattice before the parameters that live on it")  # fmt: skip
-        shape = _array_shape(lat, d.on, d.on_span)
+            fail("P400", f"'{d.name}' lives on a lattice structure, but no lattice is declared "
+                 "yet", d.span, "declare the lattice before the parameters that live on it")  # fmt: skip
+        shape = _array_shape(lat, d.on, d.on_span) if d.on is not None else None
         value = d.value
         uniform, init = True, "constant"
-        if isinstance(value, ast.Call) and value.func in RANDOM_INITS:
+        if d.indices:
+            values, on = self._index_defined(d, model, shape)
+            uniform, init = False, "index"
+        elif isinstance(value, ast.Call) and value.func == "load":
+            if shape is None:
+                fail("P400", f"say where '{d.name}' lives: 'param {d.name} on edges = load(...)'",
+                     d.span)  # fmt: skip
+            values, on = _load_array(value, d.name, shape, model.params), d.on
+            uniform, init = False, "load"
+        elif d.on is None:
+            fail("P400", f"say where '{d.name}' lives: 'param {d.name} on bonds = ...'", d.span,
+                 f"or define it by its indices: 'param {d.name}[i, j] = ...'")  # fmt: skip
+        elif isinstance(value, ast.Call) and value.func in RANDOM_INITS:
+            on = d.on
             values = _random_array(value, shape, d.on, model.params)
             uniform, init = False, value.func
         else:
+            on = d.on
             v = ConstEvaluator(model.params, what=f"the value of '{d.name}'")(value)
             if isinstance(v, bool) or not isinstance(v, int | float):
                 fail("P300", f"'{d.name}' must be a number or a random draw", value.span,
@@ -342,10 +381,146 @@ class ModelChecker:
             values = np.full(shape, float(v))
             if d.on == "pairs":
                 np.fill_diagonal(values, 0.0)
-        return ArrayIR(d.name, d.on, values, uniform and not learnable, learnable, d.span, init)
+        return ArrayIR(d.name, on, values, uniform and not learnable, learnable, d.span, init)
+
+    def _index_defined(self, d: ast.ArrayDef, model: ModelIR, shape):
+        """``param W[i, j] = sum(xi[mu, i] * xi[mu, j] for mu) / N``: evaluated with einsum."""
+        from .data import IndexEvaluator
+
+        free = []
+        for x in d.indices:
+            if not isinstance(x, ast.Name) or x.id in free:
+                fail("P300", "the indices of a definition are distinct names: W[i, j] = ...",
+                     x.span)  # fmt: skip
+            free.append(x.id)
+        if shape is not None and len(shape) != len(free):
+            fail("P302", f"'{d.name}' on {d.on} takes {len(shape)} index(es), got {len(free)}",
+                 d.span)  # fmt: skip
+        arrays = {k: v.values for k, v in model.data.items()}
+        arrays.update({k: v.values for k, v in model.arrays.items()})
+        ev = IndexEvaluator(model.params, arrays, f"the definition of '{d.name}'")
+        values = ev.evaluate(d.value, free, shape).numpy()
+        on = d.on or _infer_structure(model.lattice, values.shape, d.span, d.name)
+        expected = _array_shape(model.lattice, on, d.span)
+        if tuple(values.shape) != tuple(expected):
+            fail("P302", f"'{d.name}' has shape {tuple(values.shape)}, but arrays on {on} have "
+                 f"shape {tuple(expected)}", d.span)  # fmt: skip
+        if not np.isfinite(values).all():
+            fail("P400", f"'{d.name}' has non-finite entries", d.value.span)
+        return values, on
+
+    def array_update(self, arr: ArrayIR, d: ast.ArrayDef, model: ModelIR) -> None:
+        """``W[i, i] = 0``: assign the entries whose indices repeat (a diagonal)."""
+        from .data import IndexEvaluator
+
+        names = [x.id if isinstance(x, ast.Name) else None for x in d.indices]
+        if None in names or len(names) != arr.values.ndim or len(set(names)) == len(names):
+            fail("P300", f"'{d.name}' is already defined; a second definition assigns a "
+                 f"diagonal, e.g. {d.name}[i, i] = 0", d.span)  # fmt: skip
+        if d.on is not None:
+            fail("P300", "a diagonal assignment takes no 'on'", d.on_span)
+        uniq = list(dict.fromkeys(names))
+        sizes = [arr.values.shape[names.index(n)] for n in uniq]
+        arrays = {k: v.values for k, v in model.data.items()}
+        arrays.update({k: v.values for k, v in model.arrays.items()})
+        ev = IndexEvaluator(model.params, arrays, f"the definition of '{d.name}'")
+        sub = ev.evaluate(d.value, uniq, tuple(sizes)).numpy()
+        grids = np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij")
+        index = tuple(grids[uniq.index(n)] for n in names)
+        values = arr.values.copy()
+        values[index] = sub
+        arr.values = values
+
+
+def _stdlib_resolver(name: str, span: Span):
+    """Models that a model-level ``sample(...)`` data source may name: the standard library."""
+    from .parser import parse
+    from .program import stdlib_index
+
+    index = stdlib_index()
+    if name not in index:
+        fail("P200", f"unknown model '{name}' (data inside a model samples stdlib models)", span,
+             did_you_mean(name, set(index)))  # fmt: skip
+    fname, text = index[name]
+    node = next(m for m in parse(text, f"<stdlib>/{fname}").models if m.name == name)
+    return ModelChecker(node)
+
+
+def _array_structures(lat) -> set[str]:
+    if isinstance(lat, SiteSetGraph):
+        return set(lat.set_names) | set(pair_structures(lat))
+    return set(ARRAY_STRUCTURES)
+
+
+def _infer_structure(lat, shape: tuple[int, ...], span, name: str) -> str:
+    """Where an index-defined array lives, from its shape."""
+    candidates = []
+    if isinstance(lat, SiteSetGraph):
+        sets = site_sets(lat)
+        candidates += [s for s, n in sets.items() if shape == (n,)]
+        candidates += [p for p, (a, b) in pair_structures(lat).items()
+                       if shape == (sets[a], sets[b])]  # fmt: skip
+    else:
+        if shape == tuple(lat.shape):
+            candidates.append("sites")
+        if lat.complete and shape == (lat.n_sites, lat.n_sites):
+            candidates.append("pairs")
+    if len(candidates) != 1:
+        fail("P400", f"cannot tell where '{name}' of shape {shape} lives", span,
+             f"say it: 'param {name}[...] on STRUCTURE = ...'"
+             + (f" (one of {', '.join(candidates)})" if candidates else ""))  # fmt: skip
+    return candidates[0]
+
+
+def _load_array(call: ast.Call, name: str, shape, params) -> np.ndarray:
+    """``load("params.safetensors", key = "W")``: a learned array saved by a training run."""
+    from pathlib import Path
+
+    ev = ConstEvaluator(params, what="the arguments of load")
+    if len(call.args) != 1:
+        fail("P302", "load takes a file: load(\"params.safetensors\", key = \"W\")", call.span)
+    path = ev(call.args[0])
+    key = name
+    for k in call.kwargs:
+        if k.name != "key":
+            fail("P401", f"unknown option '{k.name}' for load", k.span, "only 'key'")
+        key = ev(k.value)
+    if not isinstance(path, str) or not isinstance(key, str):
+        fail("P300", "load takes a file name and a key (strings)", call.span)
+    src = call.span.source.name
+    p = Path(path)
+    if not p.is_absolute() and not src.startswith("<"):
+        p = Path(src).parent / p
+    if not p.is_file():
+        fail("P600", f"parameter file not found: {p}", call.args[0].span)
+    if p.suffix != ".safetensors":
+        fail("P601", f"parameters are loaded from .safetensors files, not '{p.suffix}'",
+             call.args[0].span)  # fmt: skip
+    try:
+        from safetensors.numpy import load_file
+
+        tensors = load_file(str(p))
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        fail("P601", f"cannot read {p.name}: {exc}", call.args[0].span)
+    if key not in tensors:
+        fail("P601", f"{p.name} has no tensor '{key}'", call.span,
+             did_you_mean(key, set(tensors)) or "tensors: " + ", ".join(sorted(tensors)))  # fmt: skip
+    values = np.asarray(tensors[key], dtype=np.float64)
+    if tuple(values.shape) != tuple(shape):
+        fail("P601", f"'{key}' in {p.name} has shape {tuple(values.shape)}, expected "
+             f"{tuple(shape)}", call.span)  # fmt: skip
+    if not np.isfinite(values).all():
+        fail("P601", f"'{key}' in {p.name} holds non-finite values", call.span)
+    return values
 
 
 def _array_shape(lat, on: str, span) -> tuple[int, ...]:
+    if isinstance(lat, SiteSetGraph):
+        sets = site_sets(lat)
+        if on in sets:
+            return (sets[on],)
+        a, b = pair_structures(lat)[on]
+        return (sets[a], sets[b])
     if on == "sites":
         return lat.shape
     if on == "pairs":
@@ -382,7 +557,7 @@ def _random_array(call: ast.Call, shape: tuple[int, ...], on: str, params: dict)
         if not isinstance(args[0], list) or not args[0]:
             fail("P300", "choice takes a non-empty list of values", call.args[0].span)
         values = rng.choice(np.asarray(args[0], dtype=float), size=shape)
-    if on == "pairs":
+    if on == "pairs" and len(shape) == 2 and shape[0] == shape[1]:
         values = np.triu(values, 1)
         values = values + values.T
     return values.astype(np.float64)
@@ -414,6 +589,8 @@ class ExpressionChecker:
             | set(model.data)
             | {"pi", "I", "N", "sites_count"}
         )
+        if isinstance(model.lattice, SiteSetGraph):  # site sets and pair structures are summed
+            self.known |= set(model.lattice.set_names) | set(pair_structures(model.lattice))
         for extra in EXTRA_NAMES:
             self.known |= extra(model)
 

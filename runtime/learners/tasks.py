@@ -1,0 +1,830 @@
+"""Run statements and tasks of the energy-based learners.
+
+``recall`` (Hopfield retrieval)::
+
+    run capacity {
+        model Hopfield(N = 1000)
+        recall xi via glauber(T = 0, update = sequential, sweeps = 30), flip = 0.05
+        scan P in [50, 100, 150]
+        plot overlap, x = alpha
+    }
+
+``train`` (Boltzmann machines, RBMs, inverse Ising)::
+
+    run fit {
+        train rbm via pcd(k = 1, chains = 100), data = digits, epochs = 20, batch = 64
+        optimizer adam(lr = 0.01, weight_decay = 1e-4)
+        schedule cosine(min_factor = 0.1)
+        generate chains = 64, sweeps = 1000
+        ais betas = 2000, chains = 100
+        measure log_likelihood
+    }
+
+The words ``train``, ``recall``, ``optimizer``, ``schedule``, ``generate`` and ``ais`` are
+run-statement registry entries; the objectives (cd, pcd), dynamics (glauber), optimisers and
+schedules are registries of :mod:`.train` and :mod:`.gibbs` with pydantic schemas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from physml_lang.compiler.boltzmann import BoltzmannModel
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from physml_lang import ast
+from physml_lang.checker import fail, validate_options
+from physml_lang.data import DataIR, check_feeds, evaluate_data
+from physml_lang.diagnostics import Diagnostic, PhysmlError, did_you_mean
+from physml_lang.evaluate import ConstEvaluator, Ident
+from physml_lang.runs import RunIR, register_statement
+
+from .. import outputs
+from ..sample_task import RunResult
+from ..statistics import binning_analysis
+from ..tasks import register_task
+from .ais import ais_log_z, exact_log_z
+from .gibbs import GibbsOptions, GibbsSampler, overlap
+from .train import (
+    OBJECTIVES,
+    OPTIMIZERS,
+    SCHEDULES,
+    Divergence,
+    Trainer,
+    save_params,
+)
+
+DYNAMICS = {"glauber": GibbsOptions}
+
+
+def _const(e: ast.Expr, what: str) -> Any:
+    return ConstEvaluator({}, allow_idents=True, allow_calls=True, what=what)(e)
+
+
+def _call_of(e: ast.Expr) -> ast.Call:
+    if isinstance(e, ast.Name):
+        return ast.Call(e.span, e.id, e.span, [], [])
+    if not isinstance(e, ast.Call):
+        fail("P300", "expected a name or a call here, e.g. cd(1) or adam(lr = 0.01)", e.span)
+    return e
+
+
+def _options(call: ast.Call, schema, what: str, positional: tuple[str, ...] = ()):
+    values, spans = {}, {}
+    if len(call.args) > len(positional):
+        fail("P302", f"{what} takes its options by name", call.args[len(positional)].span)
+    for name, a in zip(positional, call.args):
+        values[name], spans[name] = _const(a, name), a.span
+    for k in call.kwargs:
+        values[k.name], spans[k.name] = _const(k.value, k.name), k.span
+    values = {k: (str(v) if isinstance(v, Ident) else v) for k, v in values.items()}
+    for k, v in list(values.items()):
+        info = schema.model_fields.get(k)
+        if info is not None and info.annotation is float and isinstance(v, int) and not isinstance(v, bool):
+            values[k] = float(v)
+    return validate_options(schema, values, spans, call.span, what)
+
+
+def _registry_call(call: ast.Call, registry: dict, what: str, positional=()):
+    if call.func not in registry:
+        fail("P200", f"unknown {what} '{call.func}'", call.func_span,
+             did_you_mean(call.func, set(registry)) or f"{what}s: " + ", ".join(registry))  # fmt: skip
+    entry = registry[call.func]
+    schema = entry if isinstance(entry, type) and issubclass(entry, BaseModel) else entry.schema
+    return _options(call, schema, f"{what} {call.func}", positional)
+
+
+# ---------------------------------------------------------------- run statements
+
+
+def _recall(stmt: ast.RunStmt, run: RunIR) -> None:
+    first = stmt.items[0]
+    if first.kind != "via" or not isinstance(first.value, ast.Name):
+        fail("P100", "recall names the stored patterns and the dynamics", stmt.span,
+             "recall xi via glauber(T = 0, update = sequential), flip = 0.1")  # fmt: skip
+    call = _call_of(first.via)
+    _registry_call(call, DYNAMICS, "dynamics")
+    named = {}
+    for item in stmt.items[1:]:
+        if item.kind != "named":
+            fail("P100", "recall options are named: flip = 0.1, patterns = 20", item.span)
+        named[item.name] = (_const(item.value, item.name), item.span)
+    run.extra["recall"] = {"patterns": first.value.id, "span": first.value.span,
+                           "dynamics": call, "named": named}  # fmt: skip
+
+
+class RecallOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    flip: float = Field(0.0, ge=0, le=1, description="fraction of sites flipped in each cue")
+    patterns: int | None = Field(None, ge=1, description="how many stored patterns to recall")
+    seed: int = Field(0, ge=0, description="seed of the corruption")
+
+
+class TrainOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(10, ge=1, le=1_000_000, description="passes over the data")
+    batch: int = Field(64, ge=1, description="minibatch size")
+    data: str | None = Field(None, description="the data declaration to train on")
+    test: float = Field(0.0, ge=0, lt=1, description="fraction held out for evaluation")
+    max_weight: float = Field(1e4, gt=0, description="stop when a parameter exceeds this")
+    resume: bool = Field(True, description="resume from a checkpoint in the output folder")
+
+
+def _train(stmt: ast.RunStmt, run: RunIR) -> None:
+    first = stmt.items[0]
+    if first.kind != "via" or not isinstance(first.value, ast.Name):
+        fail("P100", "train names a learner and an objective", stmt.span,
+             "train rbm via cd(1), epochs = 20, batch = 64")  # fmt: skip
+    call = _call_of(first.via)
+    _registry_call(call, OBJECTIVES, "objective", ("k",))
+    named, models = {}, {}
+    for item in stmt.items[1:]:
+        if item.kind != "named":
+            fail("P100", "train options are named: epochs = 20", item.span)
+        if item.name in ("truth", "physical"):
+            models[item.name] = _call_of(item.value)
+            continue
+        v = _const(item.value, item.name)
+        named[item.name] = (str(v) if isinstance(v, Ident) else v, item.span)
+    values = {k: v for k, (v, _) in named.items()}
+    validate_options(TrainOptions, values, {k: s for k, (_, s) in named.items()}, stmt.span,
+                     "train")  # fmt: skip
+    run.extra["learners_train"] = {"learner": first.value.id, "span": first.value.span,
+                                   "objective": call, "named": named, "models": models}  # fmt: skip
+    # set the task here too: another capability's 'train' statement may chain to this handler
+    if run.task and run.task != "train":
+        fail("P201", f"a run does one thing: it already has a {run.task} task", stmt.word_span)
+    run.task = "train"
+
+
+def _single(stmt: ast.RunStmt, key: str, registry: dict, what: str) -> None:
+    if len(stmt.items) != 1 or stmt.items[0].kind != "expr":
+        fail("P100", f"'{stmt.word}' takes one {what}", stmt.span)
+    call = _call_of(stmt.items[0].value)
+    _registry_call(call, registry, what)
+    run_extra = stmt  # noqa: F841 - validated here, stored by the caller
+    return call
+
+
+def _optimizer(stmt: ast.RunStmt, run: RunIR) -> None:
+    run.extra["optimizer"] = _single(stmt, "optimizer", OPTIMIZERS, "optimizer")
+
+
+def _schedule(stmt: ast.RunStmt, run: RunIR) -> None:
+    run.extra["schedule"] = _single(stmt, "schedule", SCHEDULES, "schedule")
+
+
+class GenerateOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    chains: int = Field(64, ge=1, le=100_000, description="independent chains")
+    burn_in: int = Field(200, ge=0, description="Gibbs sweeps before measuring")
+    sweeps: int = Field(200, ge=1, description="measured sweeps")
+    thin: int = Field(1, ge=1, description="sweeps between measurements")
+
+
+class AISOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    betas: int = Field(1000, ge=10, le=10_000_000, description="intermediate temperatures")
+    chains: int = Field(100, ge=2, le=100_000, description="AIS chains")
+
+
+def _named_statement(key: str, schema):
+    def handler(stmt: ast.RunStmt, run: RunIR) -> None:
+        values, spans = {}, {}
+        for item in stmt.items:
+            if item.kind != "named":
+                fail("P100", f"'{stmt.word}' takes named options", item.span,
+                     RUN_USAGE[stmt.word])  # fmt: skip
+            values[item.name], spans[item.name] = _const(item.value, item.name), item.span
+        run.extra[key] = validate_options(schema, values, spans, stmt.span, stmt.word)
+
+    return handler
+
+
+def _data_statement(stmt: ast.RunStmt, run: RunIR) -> None:
+    if len(stmt.items) != 1 or not isinstance(stmt.items[0].value, ast.Name):
+        fail("P100", "'data' names a data declaration: data digits", stmt.span)
+    run.extra["data"] = (stmt.items[0].value.id, stmt.items[0].value.span)
+
+
+RUN_USAGE = {
+    "recall": "recall xi via glauber(T = 0, update = sequential, sweeps = 20), flip = 0.1",
+    "train": "train rbm via pcd(k = 1, chains = 100), data = digits, epochs = 20, batch = 64",
+    "optimizer": "optimizer adam(lr = 0.01, weight_decay = 1e-4)",
+    "schedule": "schedule cosine(min_factor = 0.1)",
+    "generate": "generate chains = 64, burn_in = 200, sweeps = 200",
+    "ais": "ais betas = 2000, chains = 100",
+    "data": "data digits",
+}
+register_statement("recall", _recall, RUN_USAGE["recall"], task="recall")
+register_statement("train", _train, RUN_USAGE["train"], task="train")
+register_statement("optimizer", _optimizer, RUN_USAGE["optimizer"])
+register_statement("schedule", _schedule, RUN_USAGE["schedule"])
+register_statement("generate", _named_statement("generate", GenerateOptions), RUN_USAGE["generate"])
+register_statement("ais", _named_statement("ais", AISOptions), RUN_USAGE["ais"])
+register_statement("data", _data_statement, RUN_USAGE["data"])
+
+
+# ---------------------------------------------------------------- shared
+
+
+def _points(run: RunIR, sets: dict[str, Any] | None) -> tuple[list[dict], dict]:
+    """Scan points (every combination) with ``let`` values; ``--set`` fixes a variable."""
+    sets = dict(sets or {})
+    scans = []
+    for s in run.scans:
+        values = [sets.pop(s.name)] if s.name in sets else s.values
+        scans.append((s.name, values))
+    lets = {k: v for k, (v, _) in run.lets.items()}
+    combos = list(itertools.product(*[v for _, v in scans])) or [()]
+    points = [{**lets, **dict(zip([n for n, _ in scans], c))} for c in combos]
+    return points, sets
+
+
+def _split(values: dict, model_params: set[str]) -> tuple[dict, dict]:
+    model = {k: v for k, v in values.items() if k in model_params}
+    return model, values
+
+
+def _summary(run: RunIR, program, device, seed, task: str, extra: dict) -> dict:
+    return {"run": run.name, "source": program.name, "model": "", "params": {},
+            "device": str(device), "seed": seed, "sampler": {"name": task, **extra},
+            "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False}  # fmt: skip
+
+
+def _estimate(x: np.ndarray) -> dict:
+    """Mean and standard error over independent samples (chains or patterns)."""
+    return binning_analysis(np.asarray(x, dtype=np.float64)[None, :]).as_dict()
+
+
+# ---------------------------------------------------------------- recall
+
+
+def _plan_recall(run: RunIR, program, sets):
+    spec = run.extra["recall"]
+    checker = program.checker_for(run)
+    dyn = _options(spec["dynamics"], GibbsOptions, f"dynamics {spec['dynamics'].func}")
+    named = {k: v for k, (v, _) in spec["named"].items()}
+    opts = validate_options(RecallOptions, named, {k: s for k, (_, s) in spec["named"].items()},
+                            run.span, "recall")  # fmt: skip
+    points, rest = _points(run, sets)
+    params = {p.name for p in checker.node.params}
+    for k in list(rest):
+        if k in params:
+            for p in points:
+                p[k] = rest.pop(k)
+        elif k in GibbsOptions.model_fields:
+            dyn = dyn.model_copy(update={k: rest.pop(k)})
+        elif k in RecallOptions.model_fields:
+            opts = opts.model_copy(update={k: rest.pop(k)})
+    if rest:
+        k = next(iter(rest))
+        fail("P200", f"--set {k}: not a model parameter, scan variable or recall option", None)
+    for s in run.scans:
+        if s.name not in params:
+            fail("P200", f"cannot scan '{s.name}': not a parameter of model {checker.node.name}",
+                 s.span, did_you_mean(s.name, params))  # fmt: skip
+    model_args = {k: v for k, (v, _) in run.model_args.items()}
+    return checker, dyn, opts, points, model_args
+
+
+def _recall_model(run, checker, point, model_args):
+    args = {**model_args, **{k: v for k, v in point.items()
+                             if k in {p.name for p in checker.node.params}}}  # fmt: skip
+    ir = checker.instantiate(args)
+    spec = run.extra["recall"]
+    if spec["patterns"] not in ir.data:
+        fail("P200", f"model {ir.name} has no data '{spec['patterns']}'", spec["span"],
+             did_you_mean(spec["patterns"], set(ir.data)) or "declare: data xi: spin[P, N] = "
+             "random(seed = 1)")  # fmt: skip
+    data: DataIR = ir.data[spec["patterns"]]
+    cm = BoltzmannModel(ir)
+    field = next(iter(cm.domains))
+    n = cm.sets[cm.field_sets[field]]
+    xi = check_feeds(data, cm.domains[field], (n,), spec["span"], f"field '{field}'")
+    return ir, cm, field, xi
+
+
+def check_recall(run: RunIR, program) -> None:
+    checker, dyn, opts, points, model_args = _plan_recall(run, program, {})
+    _recall_model(run, checker, points[0], model_args)
+
+
+def run_recall(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    """Cue each stored pattern (corrupted by ``flip``), run the dynamics, measure overlaps."""
+    checker, dyn, opts, points, model_args = _plan_recall(run, program, sets)
+    summary = _summary(run, program, device, seed, "recall", dyn.model_dump())
+    summary["model"] = checker.node.name
+    summary["recall"] = opts.model_dump()
+    show = sys.stderr.isatty() if progress is None else progress
+    started = time.time()
+    g = torch.Generator(device=device).manual_seed(seed)
+    bar = tqdm(total=len(points) * dyn.sweeps, disable=not show, desc=run.name, unit="sweep",
+               leave=False)  # fmt: skip
+    try:
+        for point in points:
+            ir, cm, field, xi = _recall_model(run, checker, point, model_args)
+            cm = cm.to(device)
+            cm.freeze()
+            summary["params"] = dict(ir.params)
+            binary = cm.domains[field].kind == "binary"
+            patterns = torch.as_tensor(xi, dtype=cm.dtype, device=device)
+            stored = patterns.shape[0]
+            if opts.patterns is not None:
+                patterns = patterns[: opts.patterns]
+            P, N = patterns.shape
+            cg = torch.Generator(device=device).manual_seed(opts.seed)
+            flips = torch.rand(patterns.shape, generator=cg, device=device) < opts.flip
+            values = torch.tensor(cm.domains[field].values(), dtype=cm.dtype, device=device)
+            flipped = values[0] + values[1] - patterns
+            state = {field: torch.where(flips, flipped, patterns)}
+            for f in cm.domains:
+                if f != field:
+                    state[f] = cm.random_state(P, g, device)[f]
+            m0 = overlap(state[field], patterns, binary)
+            beta = float("inf") if dyn.T == 0 else 1.0 / dyn.T
+            sampler = GibbsSampler(cm, beta, g, dyn.update)
+            e_stored = cm.energy({**state, field: patterns}) / N
+            sweeps = 0
+            for _ in range(dyn.sweeps):
+                new = sampler.sweep(state)
+                sweeps += 1
+                bar.update(1)
+                converged = dyn.T == 0 and all(torch.equal(new[f], state[f]) for f in state)
+                state = new
+                if converged:
+                    bar.update(dyn.sweeps - sweeps)
+                    break
+            m = overlap(state[field], patterns, binary)
+            e_final = cm.energy(state) / N
+            row = {**{k: v for k, v in point.items()}, "alpha": stored / N,
+                   "overlap": _estimate(m.cpu().numpy()),
+                   "overlap_initial": _estimate(m0.cpu().numpy()),
+                   "retrieved": _estimate((m > 0.9).double().cpu().numpy()),
+                   "energy_stored": _estimate(e_stored.cpu().numpy()),
+                   "energy_final": _estimate(e_final.cpu().numpy()),
+                   "sweeps": sweeps}  # fmt: skip
+            if run.measures:
+                keep = {m_.name for m_ in run.measures}
+                unknown = keep - set(row)
+                if unknown:
+                    name = sorted(unknown)[0]
+                    fail("P200", f"unknown recall observable '{name}'",
+                         next(m_.span for m_ in run.measures if m_.name == name),
+                         "recall measures: overlap, overlap_initial, retrieved, energy_stored, "
+                         "energy_final")  # fmt: skip
+            summary["rows"].append(row)
+            summary["elapsed_s"] = round(time.time() - started, 3)
+            if out is not None:
+                outputs.write_summary(out, summary)
+    finally:
+        bar.close()
+    summary["complete"] = True
+    files = []
+    if out is not None:
+        outputs.write_summary(out, summary)
+        files = _plots(out, run, summary, ["overlap", "retrieved"], "alpha")
+    return RunResult(summary, out, files)
+
+
+def _plots(out: Path, run: RunIR, summary: dict, default: list[str], default_x: str) -> list:
+    files = []
+    rows = summary["rows"]
+    title = f"{summary['model']} ({run.name})"
+    plots = run.plots or [None]
+    for i, p in enumerate(plots):
+        names = ([n for n, _ in p.observables] if p else []) or [m.name for m in run.measures] or default
+        names = [n for n in names if any(n in r for r in rows)]
+        x = (p.x if p and p.x else None) or default_x
+        f = outputs.plot_rows(out, rows, x, names, p.marks if p else None,
+                              f"plot{i if i else ''}.png", title, p.logx if p else False,
+                              p.logy if p else False)  # fmt: skip
+        if f:
+            files.append(f)
+    return files
+
+
+# ---------------------------------------------------------------- train
+
+
+def _learner(run: RunIR, program):
+    """The learner's model checker and fixed arguments: a ``learner`` declaration naming a
+    model (learner rbm = RBM(Nv = 64, Nh = 32)) or a model name."""
+    spec = run.extra["learners_train"]
+    name = spec["learner"]
+    decl = next((d for d in program.tree.learners if d.name == name), None)
+    if decl is not None:
+        mname, span = decl.call.func, decl.call.func_span
+        args = {k.name: _const(k.value, k.name) for k in decl.call.kwargs}
+        if decl.call.args:
+            fail("P302", "model parameters are given by name", decl.call.args[0].span)
+    else:
+        mname, span, args = name, spec["span"], {}
+    if run.model is not None:  # 'model RBM(Nh = 64)' gives (more) arguments of the learner's model
+        if run.model != mname:
+            fail("P201", f"the run's model {run.model} is not the learner's model {mname}",
+                 run.model_span, f"write 'model {mname}(...)' or train {run.model}")  # fmt: skip
+        args.update({k: v for k, (v, _) in run.model_args.items()})
+    if mname not in program.models:
+        from physml_lang.program import stdlib_index
+
+        hint = (f"import it: import {mname}" if mname in stdlib_index()
+                else did_you_mean(mname, set(program.models) | {d.name for d in program.tree.learners}))  # fmt: skip
+        fail("P200", f"unknown learner or model '{mname}'", span, hint)
+    return program.models[mname], args
+
+
+def _resolver(program):
+    def resolve(name: str, span):
+        if name in program.models:
+            return program.models[name]
+        from physml_lang.checker import _stdlib_resolver
+
+        return _stdlib_resolver(name, span)
+
+    return resolve
+
+
+def _top_data(program, name: str, span, values: dict) -> DataIR:
+    decl = next((d for d in program.tree.data if d.name == name), None)
+    if decl is None:
+        known = {d.name for d in program.tree.data}
+        fail("P200", f"no data declaration '{name}'", span,
+             did_you_mean(name, known) or "declare it: data X: binary = load(\"x.npz\")")  # fmt: skip
+    base = program.path.parent if program.path else None
+    return evaluate_data(decl, values, base, _resolver(program))
+
+
+def _plan_train(run: RunIR, program, sets):
+    spec = run.extra["learners_train"]
+    checker, learner_args = _learner(run, program)
+    named = {k: v for k, (v, _) in spec["named"].items()}
+    spans = {k: s for k, (_, s) in spec["named"].items()}
+    if "data" in run.extra:
+        named.setdefault("data", run.extra["data"][0])
+        spans.setdefault("data", run.extra["data"][1])
+    points, rest = _points(run, sets)
+    params = {p.name for p in checker.node.params}
+    for k in list(rest):
+        if k in params:
+            learner_args[k] = rest.pop(k)
+        elif k in TrainOptions.model_fields:
+            named[k] = rest.pop(k)
+    if rest:
+        k = next(iter(rest))
+        fail("P200", f"--set {k}: not a learner parameter, scan variable or train option", None,
+             did_you_mean(k, params | set(TrainOptions.model_fields)))  # fmt: skip
+    opts = validate_options(TrainOptions, named, spans, run.span, "train")
+    objective = spec["objective"]
+    oopts = _registry_call(objective, OBJECTIVES, "objective", ("k",))
+    opt_call = run.extra.get("optimizer") or ast.Call(run.span, "adam", run.span, [], [])
+    optopts = _registry_call(opt_call, OPTIMIZERS, "optimizer")
+    sch_call = run.extra.get("schedule") or ast.Call(run.span, "constant", run.span, [], [])
+    schopts = _registry_call(sch_call, SCHEDULES, "schedule")
+    if opts.data is None:
+        fail("P400", f"run {run.name} does not say what to train on", run.span,
+             "add 'data = NAME' to the train statement")  # fmt: skip
+    return {"checker": checker, "learner_args": learner_args, "opts": opts, "points": points,
+            "objective": (objective.func, oopts), "optimizer": (opt_call.func, optopts),
+            "schedule": (sch_call.func, schopts), "params": params}  # fmt: skip
+
+
+def _train_point(run, program, plan, point):
+    checker = plan["checker"]
+    args = dict(plan["learner_args"])
+    args.update({k: v for k, v in point.items() if k in plan["params"]})
+    cm = BoltzmannModel(checker.instantiate(args))
+    field = next(iter(cm.domains))
+    n = cm.sets[cm.field_sets[field]]
+    spec = run.extra["learners_train"]
+    span = spans_of(spec).get("data", spec["span"])
+    data = _top_data(program, plan["opts"].data, span, point)
+    values = check_feeds(data, cm.domains[field], (n,), data.span, f"field '{field}' of "
+                         f"{checker.node.name}")  # fmt: skip
+    return cm, data, values.reshape(len(values), -1)
+
+
+def spans_of(spec) -> dict:
+    return {k: s for k, (_, s) in spec["named"].items()}
+
+
+def check_train(run: RunIR, program) -> None:
+    plan = _plan_train(run, program, {})
+    cm, data, values = _train_point(run, program, plan, plan["points"][0])
+    Trainer(cm, torch.as_tensor(values[:2]), *plan["objective"], *plan["optimizer"],
+            *plan["schedule"], plan["opts"].epochs, plan["opts"].batch, torch.Generator())
+    for name in ("truth", "physical"):
+        call = run.extra["learners_train"]["models"].get(name)
+        if call is not None:
+            _aux_model(program, call)
+    _check_measures(run, cm, run.extra["learners_train"]["models"].get("physical"), program)
+
+
+def _aux_model(program, call: ast.Call):
+    checker = _resolver(program)(call.func, call.func_span)
+    args = {k.name: _const(k.value, k.name) for k in call.kwargs}
+    return checker.instantiate(args, {k.name: k.span for k in call.kwargs})
+
+
+LEARNER_MEASURES = {
+    "log_likelihood": "mean log p(v) of the held-out (else training) data, log Z by AIS",
+    "log_z": "log Z by annealed importance sampling",
+    "exact_log_likelihood": "mean log p(v) with log Z by exact enumeration (small models)",
+    "reconstruction": "mean squared one-step reconstruction error (cd)",
+    "loss": "final mean F(data) - F(model samples)",
+    "coupling_error": "rms difference of learned and true couplings (train ..., truth = Model())",
+}
+
+
+def _check_measures(run: RunIR, cm, physical_call, program):
+    physical = None
+    for m in run.measures:
+        if m.expr is None and m.name in LEARNER_MEASURES:
+            if m.name == "coupling_error" and "truth" not in run.extra["learners_train"]["models"]:
+                fail("P400", "coupling_error compares with a known model: add truth = Model(...) "
+                     "to the train statement", m.span)  # fmt: skip
+            continue
+        if physical_call is None:
+            fail("P200", f"unknown learner observable '{m.name}'", m.span,
+                 did_you_mean(m.name, set(LEARNER_MEASURES)) or "observables: "
+                 + ", ".join(LEARNER_MEASURES) + "; energy and magnetization of generated samples"
+                 " need physical = Model(...) in the train statement")  # fmt: skip
+        if physical is None:
+            from physml_lang.compiler.model import CompiledModel
+
+            physical = CompiledModel(_aux_model(program, physical_call))
+    if physical is not None:
+        from ..sample_task import _compile_measures
+
+        _compile_measures(physical, [m for m in run.measures if m.name not in LEARNER_MEASURES])
+    return physical
+
+
+def _config_hash(plan, point) -> str:
+    keys = {"point": point, "learner": plan["learner_args"], "opts": plan["opts"].model_dump(),
+            "objective": [plan["objective"][0], plan["objective"][1].model_dump()],
+            "optimizer": [plan["optimizer"][0], plan["optimizer"][1].model_dump()],
+            "schedule": [plan["schedule"][0], plan["schedule"][1].model_dump()]}  # fmt: skip
+    return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_train(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    plan = _plan_train(run, program, sets)
+    opts = plan["opts"]
+    summary = _summary(run, program, device, seed, "train",
+                       {"objective": plan["objective"][0], **plan["objective"][1].model_dump(),
+                        "optimizer": plan["optimizer"][0], **plan["optimizer"][1].model_dump(),
+                        "schedule": plan["schedule"][0], **opts.model_dump()})  # fmt: skip
+    summary["model"] = plan["checker"].node.name
+    summary["history"] = []
+    show = sys.stderr.isatty() if progress is None else progress
+    started = time.time()
+    files: list[Path] = []
+    for k, point in enumerate(plan["points"]):
+        cm, data, values = _train_point(run, program, plan, point)
+        cm = cm.to(device)
+        summary["params"] = dict(cm.ir.params)
+        g = torch.Generator(device=device).manual_seed(seed + 1000 * k)
+        x = torch.as_tensor(values, dtype=cm.dtype, device=device)
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(device)
+        n_test = int(round(opts.test * len(x)))
+        test, train = x[perm[:n_test]], x[perm[n_test:]]
+        trainer = Trainer(cm, train, *plan["objective"], *plan["optimizer"], *plan["schedule"],
+                          opts.epochs, opts.batch, g, opts.max_weight)  # fmt: skip
+        suffix = f"_{k}" if len(plan["points"]) > 1 else ""
+        ckpt = out / f"checkpoint{suffix}.safetensors" if out is not None else None
+        chash = _config_hash(plan, point)
+        history: list[dict] = []
+        if ckpt is not None and opts.resume and ckpt.is_file():
+            meta = trainer.load(ckpt)
+            if meta.get("hash") == chash:
+                history = meta.get("history", [])
+            else:  # another configuration: start afresh
+                trainer = Trainer(cm, train, *plan["objective"], *plan["optimizer"],
+                                  *plan["schedule"], opts.epochs, opts.batch, g, opts.max_weight)  # fmt: skip
+        n_batches = max(1, len(train) // trainer.batch)
+        bar = tqdm(total=opts.epochs * n_batches, initial=trainer.epoch * n_batches,
+                   disable=not show, desc=f"{run.name}{suffix}", unit="step", leave=False)  # fmt: skip
+
+        def on_step(loss, recon, bar=bar):
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4g}", recon=f"{recon:.3g}" if recon == recon else "-")
+
+        try:
+            while trainer.epoch < opts.epochs:
+                rec = trainer.run_epoch(on_step)
+                history.append(rec)
+                if ckpt is not None:
+                    trainer.save(ckpt, {"hash": chash, "history": history})
+        except Divergence as exc:
+            bar.close()
+            summary["history"].append(history)
+            summary["diverged"] = str(exc)
+            if out is not None:
+                outputs.write_summary(out, summary)
+            kept = (f"the last good checkpoint (epoch {trainer.epoch}) is kept in {ckpt}"
+                    if ckpt is not None and ckpt.is_file() else "no checkpoint was written")  # fmt: skip
+            raise PhysmlError(Diagnostic(
+                "P700", f"training diverged at epoch {trainer.epoch + 1}, step "
+                f"{trainer.step_count}: {exc}", run.extra["learners_train"]["span"],
+                f"lower the learning rate or add weight_decay; {kept}")) from None  # fmt: skip
+        except KeyboardInterrupt:
+            bar.close()
+            summary["history"].append(history)
+            summary["interrupted"] = True
+            if out is not None:
+                outputs.write_summary(out, summary)
+            raise
+        bar.close()
+        summary["history"].append(history)
+        if out is not None:
+            save_params(cm, out / f"params{suffix}.safetensors")
+        row = {**point, "epochs": trainer.epoch}
+        last = history[-1] if history else {}
+        row.update(_evaluate(run, program, cm, trainer, train, test, last, data, g, out, suffix,
+                             files))  # fmt: skip
+        summary["rows"].append(row)
+        summary["elapsed_s"] = round(time.time() - started, 3)
+        if out is not None:
+            outputs.write_summary(out, summary)
+    summary["complete"] = True
+    if out is not None:
+        outputs.write_summary(out, summary)
+        files += _history_plot(out, summary)
+        if len(summary["rows"]) > 1:
+            x = run.scans[0].name if run.scans else "epochs"
+            names = [m.name for m in run.measures] or ["loss"]
+            f = outputs.plot_rows(out, summary["rows"], x, names, run.plots[0].marks
+                                  if run.plots else None, "plot.png", summary["model"],
+                                  run.plots[0].logx if run.plots else False,
+                                  run.plots[0].logy if run.plots else False)  # fmt: skip
+            if f:
+                files.append(f)
+    return RunResult(summary, out, files)
+
+
+def _evaluate(run, program, cm, trainer, train, test, last, data, g, out, suffix, files) -> dict:
+    """Measures of a trained model: likelihoods, couplings, observables of generated samples."""
+    row: dict[str, Any] = {}
+    names = [m.name for m in run.measures] or ["loss"]
+    row["loss"] = {"mean": last.get("loss"), "stderr": None}
+    if "reconstruction" in names:
+        row["reconstruction"] = {"mean": last.get("reconstruction"), "stderr": None}
+    evald = test if len(test) else train
+    ais = run.extra.get("ais") or AISOptions()
+    if "log_likelihood" in names or "log_z" in names:
+        log_z, err = ais_log_z(cm, ais.betas, ais.chains, g)
+        row["log_z"] = {"mean": log_z, "stderr": err}
+        if "log_likelihood" in names:
+            with torch.no_grad():
+                f = trainer.free_energy(evald).double().cpu().numpy()
+            se = math.sqrt(err**2 + f.var(ddof=1) / len(f)) if len(f) > 1 else err
+            row["log_likelihood"] = {"mean": float(-f.mean() - log_z), "stderr": se}
+    if "exact_log_likelihood" in names:
+        lz = exact_log_z(cm)
+        with torch.no_grad():
+            f = trainer.free_energy(evald).double().cpu().numpy()
+        row["exact_log_likelihood"] = {"mean": float(-f.mean() - lz),
+                                       "stderr": float(f.std(ddof=1) / math.sqrt(len(f)))}  # fmt: skip
+    models = run.extra["learners_train"]["models"]
+    if "coupling_error" in names:
+        truth = _aux_model(program, models["truth"])
+        T = data.meta.get("T", 1.0)
+        errs, scale = [], []
+        for name, arr in truth.arrays.items():
+            if name in cm.params:
+                learned = cm.params[name].detach().double().cpu().numpy()
+                true = np.asarray(arr.values) / T
+                if arr.on == "pairs":
+                    iu = np.triu_indices(true.shape[0], 1)
+                    learned, true = learned[iu], true[iu]
+                errs.append((learned - true).ravel())
+                scale.append(true.ravel())
+        e, s = np.concatenate(errs), np.concatenate(scale)
+        row["coupling_error"] = {"mean": float(np.sqrt((e**2).mean())), "stderr": None,
+                                 "relative": float(np.sqrt((e**2).mean() / (s**2).mean()))}  # fmt: skip
+    gen = run.extra.get("generate")
+    physical_measures = [m for m in run.measures if m.name not in LEARNER_MEASURES]
+    if gen is not None or physical_measures:
+        gen = gen or GenerateOptions()
+        samples, series = _generate(cm, trainer.field, gen, g)
+        if physical_measures:
+            row.update(_physical(run, program, models.get("physical"), series, physical_measures,
+                                 data))  # fmt: skip
+        if out is not None:
+            f = _sample_grid(out / f"samples{suffix}.png", samples, data)
+            if f:
+                files.append(f)
+    return row
+
+
+@torch.no_grad()
+def _generate(cm: BoltzmannModel, field: str, gen: GenerateOptions, g) -> tuple:
+    cm.freeze()
+    try:
+        sampler = GibbsSampler(cm, 1.0, g)
+        state = cm.random_state(gen.chains, g)
+        for _ in range(gen.burn_in):
+            state = sampler.sweep(state)
+        series = []
+        for _ in range(gen.sweeps // gen.thin):
+            for _ in range(gen.thin):
+                state = sampler.sweep(state)
+            series.append(state[field].clone())
+    finally:
+        cm.unfreeze()
+    return state[field], torch.stack(series)  # (chains, n), (T, chains, n)
+
+
+def _physical(run, program, call, series: torch.Tensor, measures, data) -> dict:
+    """Observables of a physical model (energy, magnetization, expressions) on generated
+    visible configurations, with binning errors over (sweeps, chains)."""
+    from physml_lang.compiler.model import CompiledModel
+
+    from ..observables import FLUCTUATIONS, base_series, estimate_fluctuation, estimate_mean
+    from ..sample_task import _compile_measures
+
+    cm = CompiledModel(_aux_model(program, call))
+    compiler, kernels = _compile_measures(cm, measures)
+    Tn, C, n = series.shape
+    field = next(iter(cm.fields))
+    x = series.reshape(Tn * C, *cm.lattice.shape).to(cm.dtype).cpu()
+    state = {field: x}
+    e = cm.energy(state)
+    m = cm.magnetization(state)
+    T = data.meta.get("T", 1.0)
+    beta = torch.full_like(e, 1.0 / T)
+    env = compiler.env(state, e, m, beta)
+    out = {}
+    base = base_series(e.reshape(Tn, C).double().numpy(), m.reshape(Tn, C).double().numpy())
+    for meas in measures:
+        if meas.name in kernels:
+            v = torch.as_tensor(kernels[meas.name](env), dtype=torch.float64).expand(Tn * C)
+            out[meas.name] = estimate_mean(v.reshape(Tn, C).numpy()).as_dict()
+        elif meas.name in FLUCTUATIONS:
+            out[meas.name] = estimate_fluctuation(meas.name, base, 1.0 / T, cm.lattice.n_sites).as_dict()
+        elif meas.name == "energy":
+            out[meas.name] = estimate_mean(base["E"]).as_dict()
+        elif meas.name == "magnetization":
+            out[meas.name] = estimate_mean(base["M"]).as_dict()
+    return out
+
+
+def _sample_grid(path: Path, samples: torch.Tensor, data: DataIR) -> Path | None:
+    """A PNG grid of generated configurations, shaped like the data (or square)."""
+    shape = data.values.shape[1:]
+    n = samples.shape[1]
+    if len(shape) != 2:
+        side = int(round(math.sqrt(n)))
+        if side * side != n:
+            return None
+        shape = (side, side)
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = min(64, samples.shape[0])
+    cols = int(math.ceil(math.sqrt(k)))
+    rows = int(math.ceil(k / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.8), squeeze=False)
+    imgs = samples[:k].reshape(k, *shape).cpu().numpy()
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img in zip(axes.flat, imgs):
+        ax.imshow(img, cmap="gray_r", interpolation="nearest")
+    fig.tight_layout(pad=0.1)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    outputs._atomic_write(path, buf.getvalue())
+    return path
+
+
+def _history_plot(out: Path, summary: dict) -> list[Path]:
+    rows = []
+    for k, hist in enumerate(summary["history"]):
+        for h in hist:
+            rows.append({"epoch": h["epoch"], f"loss_{k}": {"mean": h["loss"], "stderr": 0.0}})
+    names = sorted({n for r in rows for n in r if n != "epoch"})
+    if not names:
+        return []
+    f = outputs.plot_rows(out, rows, "epoch", names[:6], None, "training.png",
+                          f"{summary['model']}: training loss")  # fmt: skip
+    return [f] if f else []
+
+
+register_task("recall", check_recall, run_recall, "Hopfield retrieval from corrupted cues")
+register_task("train", check_train, run_train, "training energy-based learners (CD, PCD)")
