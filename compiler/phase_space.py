@@ -41,6 +41,7 @@ from .hamiltonian import (
     lower_expressions,
     lower_hamiltonian,
 )
+from .terms import arithmetic
 
 Tensor = torch.Tensor
 MAX_TERMS = 200_000  # unrolled terms of a phase-space H (symbolic: N-body sums are O(N^2))
@@ -131,20 +132,9 @@ class SympyBuilder:
             return -self.build(e.operand, env)
         if isinstance(e, ast.Binary):
             a, b = self.build(e.left, env), self.build(e.right, env)
-            if e.op == "+":
-                return a + b
-            if e.op == "-":
-                return a - b
-            if e.op == "*":
-                return a * b
-            if e.op == "/":
-                if b == 0:
-                    fail("P400", "division by zero", e.right.span)
-                return a / b
-            if e.op == "^":
-                return a**b
-            if e.op == "%":
-                return sympy.Mod(a, b)
+            out = arithmetic(e, a, b)
+            if out is not None:
+                return out
             fail("P300", f"'{e.op}' cannot appear in an energy", e.span)
         if isinstance(e, ast.Index):
             v = self.indexed(e, env)

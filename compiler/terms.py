@@ -112,6 +112,25 @@ def number(v: int | float | complex | bool) -> sp.Expr:
     return sp.Float(v)
 
 
+def arithmetic(e: ast.Binary, a: sp.Expr, b: sp.Expr) -> sp.Expr | None:
+    """The sympy value of an arithmetic node with operands a, b; None for other operators."""
+    if e.op == "+":
+        return a + b
+    if e.op == "-":
+        return a - b
+    if e.op == "*":
+        return a * b
+    if e.op == "/":
+        if b == 0:
+            fail("P400", "division by zero", e.right.span)
+        return a / b
+    if e.op == "^":
+        return a**b
+    if e.op == "%":
+        return sp.Mod(a, b)
+    return None
+
+
 def fail(code: str, message: str, span: Span | None, hint: str | None = None):
     raise PhysmlError(Diagnostic(code, message, span, hint))
 
@@ -183,20 +202,9 @@ class TermBuilder:
             fail("P300", "'not' is not allowed in an energy", e.span)
         if isinstance(e, ast.Binary):
             a, b = self.scalar(e.left, slots, acc), self.scalar(e.right, slots, acc)
-            if e.op == "+":
-                return a + b
-            if e.op == "-":
-                return a - b
-            if e.op == "*":
-                return a * b
-            if e.op == "/":
-                if b == 0:
-                    fail("P400", "division by zero", e.right.span)
-                return a / b
-            if e.op == "^":
-                return a**b
-            if e.op == "%":
-                return sp.Mod(a, b)
+            out = arithmetic(e, a, b)
+            if out is not None:
+                return out
             fail("P300", f"'{e.op}' is not allowed in an energy", e.span,
                  "comparisons belong in conditions; use delta(a, b) for a Kronecker delta")  # fmt: skip
         if isinstance(e, ast.Call):
