@@ -37,14 +37,20 @@ VARIANTS: dict[str, list[Variant]] = {}
 
 def register_variant(task: str, applies: Callable, variant: str) -> None:
     """Let a capability take over runs of a shared task for its models (e.g. ``sample`` of a
-    gauge model is done by ``gauge_sample``). ``applies`` must not raise."""
+    gauge model is done by ``gauge_sample``). A diagnostic raised by ``applies`` means "no"."""
     VARIANTS.setdefault(task, []).append(Variant(applies, variant))
 
 
 def resolve_task(run, program) -> Task:
     """The task that executes ``run``: a registered variant for its model, or the task itself."""
+    from physml_lang.diagnostics import PhysmlError
+
     for v in VARIANTS.get(run.task, []):
-        if v.applies(run, program):
+        try:
+            applies = v.applies(run, program)
+        except PhysmlError:
+            applies = False  # the run's own check reports the problem, located
+        if applies:
             return TASKS[v.variant]
     return TASKS[run.task]
 

@@ -682,10 +682,7 @@ def _field_estimate(name: str, s: dict[str, np.ndarray], V: float) -> Estimate:
 
 
 def _is_field_run(run: RunIR, program) -> bool:
-    try:
-        return _is_field_node(program.checker_for(run).node)
-    except PhysmlError:
-        return False
+    return _is_field_node(program.checker_for(run).node)
 
 
 register_task("field_sample", check_field, run_field,

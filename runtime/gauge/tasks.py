@@ -474,10 +474,7 @@ def _history_plot(out: Path, series: dict[str, np.ndarray], title: str) -> Path:
 
 
 def _is_gauge_run(run: RunIR, program) -> bool:
-    try:
-        return is_gauge_node(program.checker_for(run).node)
-    except PhysmlError:
-        return False
+    return is_gauge_node(program.checker_for(run).node)
 
 
 register_task("gauge_sample", check_gauge_sample, run_gauge_sample,

@@ -48,6 +48,14 @@ def logaddexp_complex(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.log(torch.exp(a - m) + torch.exp(b - m)) + m
 
 
+def _parts(shape, complex: bool, init_std, generator, dtype) -> nn.ParameterDict:
+    """A real parameter tensor, or its real and imaginary parts, of ``shape``."""
+    parts = ("re", "im") if complex else ("re",)
+    return nn.ParameterDict(
+        {p: nn.Parameter(_randn(shape, init_std, generator, dtype)) for p in parts}
+    )
+
+
 def _randn(shape, std: float, generator: torch.Generator | None, dtype) -> torch.Tensor:
     return torch.randn(tuple(shape), generator=generator, dtype=dtype) * std
 
@@ -73,17 +81,10 @@ class RBM(nn.Module):
         m = max(1, int(round(alpha * n_sites)))
         self.n_sites, self.n_hidden, self.is_complex = n_sites, m, complex
         self.spin_flip = spin_flip
-        parts = ("re", "im") if complex else ("re",)
-        self.W = nn.ParameterDict(
-            {p: nn.Parameter(_randn((m, n_sites), init_std, generator, dtype)) for p in parts}
-        )
+        self.W = _parts((m, n_sites), complex, init_std, generator, dtype)
         if not spin_flip:
-            self.b = nn.ParameterDict(
-                {p: nn.Parameter(_randn((m,), init_std, generator, dtype)) for p in parts}
-            )
-            self.a = nn.ParameterDict(
-                {p: nn.Parameter(_randn((n_sites,), init_std, generator, dtype)) for p in parts}
-            )
+            self.b = _parts((m,), complex, init_std, generator, dtype)
+            self.a = _parts((n_sites,), complex, init_std, generator, dtype)
 
     def _get(self, d: nn.ParameterDict) -> torch.Tensor:
         return torch.complex(d["re"], d["im"]) if self.is_complex else d["re"]
@@ -121,17 +122,10 @@ class SymmetricRBM(nn.Module):
         g, n = translations.shape
         self.register_buffer("translations", translations.long())
         self.n_sites, self.alpha, self.is_complex, self.spin_flip = n, alpha, complex, spin_flip
-        parts = ("re", "im") if complex else ("re",)
-        self.W = nn.ParameterDict(
-            {p: nn.Parameter(_randn((alpha, n), init_std, generator, dtype)) for p in parts}
-        )
+        self.W = _parts((alpha, n), complex, init_std, generator, dtype)
         if not spin_flip:
-            self.b = nn.ParameterDict(
-                {p: nn.Parameter(_randn((alpha,), init_std, generator, dtype)) for p in parts}
-            )
-            self.a = nn.ParameterDict(
-                {p: nn.Parameter(_randn((), init_std, generator, dtype)) for p in parts}
-            )
+            self.b = _parts((alpha,), complex, init_std, generator, dtype)
+            self.a = _parts((), complex, init_std, generator, dtype)
 
     def _get(self, d: nn.ParameterDict) -> torch.Tensor:
         return torch.complex(d["re"], d["im"]) if self.is_complex else d["re"]

@@ -1046,10 +1046,7 @@ def _convergence_plot(out: Path, history: dict, exact: float | None, name: str,
 
 
 def _is_quantum_run(run: RunIR, program) -> bool:
-    try:
-        ir = program.checker_for(run).instantiate({k: v for k, (v, _) in run.model_args.items()})
-    except PhysmlError:
-        return False
+    ir = program.checker_for(run).instantiate({k: v for k, (v, _) in run.model_args.items()})
     return is_quantum(ir)
 
 
