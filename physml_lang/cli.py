@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import Diagnostic, PhysmlError
+from .diagnostics import Diagnostic, PhysmlError, render_warning
 
 
 def _value(text: str) -> Any:
@@ -140,9 +140,11 @@ def _report(result) -> None:
             if isinstance(v, dict):
                 parts.append(f"{k} = {v['mean']:.6g} ± {v['stderr']:.2g}" if v["stderr"] is not None
                              and v["stderr"] == v["stderr"] else f"{k} = {v['mean']:.6g}")  # fmt: skip
-            elif k != "acceptance":
+            elif k not in ("acceptance", "r_hat", "chain_excess"):
                 parts.append(f"{k} = {v:.6g}" if isinstance(v, float) else f"{k} = {v}")
         print("  " + ", ".join(parts))
+    for w in s.get("warnings", []):
+        print(render_warning(w), file=sys.stderr)
     if result.out is not None:
         written = ["summary.json", "results.csv"] + [f.name for f in result.files]
         print(f"wrote {result.out}/{{{', '.join(written)}}}")

@@ -59,6 +59,7 @@ CODES = {
     "P601": "bad data file",
     "P700": "numerical failure during a run",
     "P701": "interrupted",
+    "P702": "chains disagree (R-hat): results may be biased",
     "P800": "unsupported construct",
 }
 
@@ -144,3 +145,11 @@ def did_you_mean(name: str, candidates: list[str] | set[str]) -> str | None:
     if not close:
         return None
     return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+
+
+def render_warning(d: dict) -> str:
+    """One line (and hint) for a warning stored in summary.json as :meth:`Diagnostic.as_dict`."""
+    span = d.get("span") or {}
+    where = f"{span['file']}:{span['line']}:{span['column']}: " if span else ""
+    out = f"{where}{d.get('severity', 'warning')}[{d['code']}]: {d['message']}"
+    return out + (f"\n  = hint: {d['hint']}" if d.get("hint") else "")

@@ -210,6 +210,55 @@ def register_statement(
     RUN_STATEMENTS[word] = RunStatement(handler, usage, task, default_task)
 
 
+@dataclass
+class _MethodDispatch:
+    """A statement shared by capabilities that tell their uses apart by the ``via`` method
+    (``train rbm via pcd(k = 1)`` vs ``train H_net via derivative_mse(...)``)."""
+
+    word: str
+    methods: dict[str, RunStatement] = field(default_factory=dict)
+    default: str | None = None
+
+    def __call__(self, stmt: ast.RunStmt, run: RunIR) -> None:
+        via = next((it.via for it in stmt.items if it.kind == "via"), None)
+        method = via.func if isinstance(via, ast.Call) else (
+            via.id if isinstance(via, ast.Name) else None)  # fmt: skip
+        if method is None:
+            method = self.default
+        entry = self.methods.get(method) if method is not None else None
+        if entry is None:
+            known = sorted(self.methods)
+            span = via.span if via is not None else stmt.span
+            what = f"unknown method '{method}'" if method else "no 'via' method"
+            hint = (did_you_mean(method, set(known)) if method else None) or (
+                f"{self.word} ... via METHOD(...), METHOD one of: " + ", ".join(known))
+            fail("P200", f"{self.word}: {what}", span, hint)
+        entry.handler(stmt, run)
+        if entry.task:
+            if run.task and run.task != entry.task:
+                fail("P201", f"a run does one thing: it already has a {run.task} task",
+                     stmt.word_span)  # fmt: skip
+            run.task = entry.task
+
+
+def register_method(
+    word: str, methods: list[str], handler, usage: str, task: str | None = None,
+    default: bool = False,
+) -> None:
+    """Add the ``via`` methods ``methods`` of a shared statement ``word``; ``handler`` reads the
+    statements that use them. ``default``: these handle the statement when it names no method."""
+    entry = RUN_STATEMENTS.get(word)
+    dispatch = entry.handler if entry is not None else None
+    if not isinstance(dispatch, _MethodDispatch):
+        dispatch = _MethodDispatch(word)
+    for m in methods:
+        dispatch.methods[m] = RunStatement(handler, usage, task)
+    if default:
+        dispatch.default = methods[0]
+    usages = list(dict.fromkeys(e.usage for e in dispatch.methods.values()))
+    RUN_STATEMENTS[word] = RunStatement(dispatch, "  |  ".join(usages))
+
+
 def check_run(node: ast.Run) -> RunIR:
     """Resolve every statement of a run block."""
     run = RunIR(node.name, node.span)

@@ -36,6 +36,7 @@ from .observables import (
     estimate_mean,
 )
 from .samplers import SAMPLERS
+from .statistics import between_chain_excess, excess_limit, split_rhat
 from .tasks import register_task
 
 THERMAL = ("T", "beta")
@@ -295,6 +296,7 @@ def run_sample(
                 for s, v in zip(others, combo):
                     r[s.name] = v
                 summary["rows"].append(r)
+                _warn_unmixed(run, r, tvar, others, summary, options.chains)
             summary["elapsed_s"] = round(time.time() - started, 3)
             if out is not None:
                 outputs.write_summary(out, summary)
@@ -307,6 +309,23 @@ def run_sample(
         outputs.write_summary(out, summary)
         files += _plots(out, run, summary, measures, tvar, others)
     return RunResult(summary, out, files)
+
+
+def _warn_unmixed(run: RunIR, row: dict, tvar: str, others, summary: dict, chains: int) -> None:
+    """Warn when chains sampled different states: the spread of their mean energies exceeds what
+    the binning error admits (a metastable domain wall, or far too short a run)."""
+    ratio = row.get("chain_excess", float("nan"))
+    if chains < 4 or not ratio > excess_limit(chains):
+        return
+    at = ", ".join(f"{k} = {row[k]:g}" if isinstance(row[k], float) else f"{k} = {row[k]}"
+                   for k in [tvar, *(s.name for s in others)] if k in row)  # fmt: skip
+    d = Diagnostic("P702", f"chains disagree at {at}: their mean energies scatter {ratio:.1f}x "
+                   f"more than binning the time series admits (split R-hat {row['r_hat']:.3f}); "
+                   "the error bars there come from the spread between chains", run.span,
+                   "the chains are trapped in different states (metastable domains) or the run "
+                   "is shorter than the autocorrelation time: add sweeps or burn_in, "
+                   "start = ordered at low T, or use wolff", severity="warning")  # fmt: skip
+    summary.setdefault("warnings", []).append(d.as_dict())
 
 
 def _work_per_sweep(checker: ModelChecker, model_args: dict, options, n_temperatures: int) -> int:
@@ -390,6 +409,8 @@ def _rows(cm, E, M, series, betas, tvar, tvalues, measures, sampler, nT, C) -> l
         if not measures:
             row["energy"] = estimate_mean(base["E"]).as_dict()
         row["acceptance"] = round(float(sampler.acceptance()[sl].mean()), 6)
+        row["r_hat"] = round(split_rhat(E[:, sl]), 6)
+        row["chain_excess"] = round(between_chain_excess(E[:, sl]), 6)
         rows.append(row)
     return rows
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_BLOCKS = 16
+MIN_SPREAD_CHAINS = 8  # chains needed before their spread is a usable error estimate
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,57 @@ def binning_analysis(series: np.ndarray) -> Estimate:
         return Estimate(mean, err, float("nan"))
     _, errors = binning_curve(x)
     stderr = float(errors.max())
+    if chains >= MIN_SPREAD_CHAINS:
+        # Independent chains give a second, model-free error: the spread of their means. It
+        # exceeds the binned one when the run is shorter than the autocorrelation time (near a
+        # transition) or chains are trapped in different states; the larger one is honest.
+        stderr = max(stderr, float(raw.mean(axis=0).std(ddof=1) / np.sqrt(chains)))
     naive = float(x.std(ddof=1) / np.sqrt(len(x)))
     tau = 0.5 * (stderr / naive) ** 2 if naive > 0 else 0.5
     return Estimate(mean, stderr, float(tau))
+
+
+def split_rhat(series: np.ndarray) -> float:
+    """Split-chain Gelman-Rubin R-hat of a (T, C) series: ~1 when the chains sample the same
+    distribution, > 1.1 when they disagree (metastable domains, too short a run). Each chain is
+    split in halves so that drifts within a chain count too."""
+    x = np.asarray(series, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    t = x.shape[0] // 2
+    if t < 2:
+        return float("nan")
+    halves = np.concatenate([x[:t], x[t : 2 * t]], axis=1)  # (t, 2C)
+    w = halves.var(axis=0, ddof=1).mean()
+    b = t * halves.mean(axis=0).var(ddof=1)
+    if w <= 0:
+        return float("nan") if b > 0 else 1.0
+    return float(np.sqrt(((t - 1) / t * w + b / t) / w))
+
+
+def between_chain_excess(series: np.ndarray) -> float:
+    """Chains that sample one equilibrium scatter their means by the error of one chain; chains
+    trapped in different states (metastable domains) scatter them far more than the binning
+    error of the chain average admits. Returns the ratio of the two standard errors of the
+    mean, (std of chain means / sqrt C) / binning stderr, for a (T, C) series (NaN if C < 2)."""
+    x = np.asarray(series, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 2 or x.shape[0] < MIN_BLOCKS:
+        return float("nan")
+    between = x.mean(axis=0).std(ddof=1) / np.sqrt(x.shape[1])
+    _, errors = binning_curve(x)
+    within = float(errors.max())
+    if not within > 0:
+        return float("nan") if between > 0 else 1.0
+    return float(between / within)
+
+
+def excess_limit(chains: int, p: float = 1e-4) -> float:
+    """The ratio :func:`between_chain_excess` exceeds with probability ~p for mixed chains
+    (chi-square with chains - 1 degrees of freedom, widened by 1.5 for the noise of the binning
+    error itself)."""
+    from scipy.stats import chi2
+
+    return float(np.sqrt(1.5 * chi2.ppf(1 - p, chains - 1) / (chains - 1)))
 
 
 def jackknife(
