@@ -44,7 +44,8 @@ def _count(n: float) -> int:
 
 
 def _linspace(a: float, b: float, n: int) -> list[float]:
-    return [float(x) for x in np.linspace(a, b, _count(n))]
+    # 15 significant digits: 2.9, not 2.9000000000000004, in summaries and file names
+    return [float(f"{x:.15g}") for x in np.linspace(a, b, _count(n))]
 
 
 def _logspace(a: float, b: float, n: int) -> list[float]:
