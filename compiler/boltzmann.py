@@ -414,6 +414,54 @@ class BoltzmannModel(nn.Module):
             out.append(e)
         return out
 
+    def local_decomposition(self, field: str, state) -> tuple[torch.Tensor, list]:
+        """E_loc(x_k = v | rest) split for sequential (site-by-site) updates of ``field``:
+
+            E_loc(k, v) = static[v][:, k] + sum_d coef_d[v][:, k] * (X_d @ R_d[k])
+
+        ``static`` (q, B, n): set terms and couplings to *other* fields (fixed while this field
+        is updated); each self-coupling d has value factors ``coef_d`` (q, B, n) (they read
+        site k only), the other end X_d = kernel_d(state) (B, n) (which changes as the field's
+        sites change) and a row-contiguous coupling matrix R_d (n, n), so the local field of
+        site k is one row-dot product. ``dynamic``: [(coef, kernel, R, identity)], identity
+        True when X_d is the field's own state tensor (binary and spin units)."""
+        set_name = self.field_sets[field]
+        some = next(iter(state.values()))
+        B, n = some.shape[0], self.sets[set_name]
+        like = torch.zeros((B, n), dtype=self.dtype, device=some.device)
+        values = self.domains[field].values()
+        static_parts, dynamic = [], []
+        own = access_symbol(Access("field", field, (), None, "i"))
+        own_j = access_symbol(Access("field", field, (), None, "j"))
+        for p, C in zip(self.pieces, self.matrices()):
+            sides = [(field in p.f_fields, p.f_local.get(field), p.g, p.set_j, C, own_j)]
+            if not p.symmetric:
+                sides.append((field in p.g_fields, p.g_local.get(field), p.f, p.set_i, C.T,
+                               own))  # fmt: skip
+            for present, kernel, other, other_set, M, other_own in sides:
+                if not present:
+                    continue
+                reads_self = other_set == set_name and any(
+                    isinstance(a, Access) and a.kind == "field" and a.name == field
+                    for a in other.inputs.values())  # fmt: skip
+                if reads_self:
+                    identity = other.expr == other_own and len(other.inputs) == 1
+                    coef = torch.stack([self._site(kernel, state, like, None,
+                                                   torch.full_like(like, float(v)))
+                                        for v in values])  # fmt: skip
+                    dynamic.append((coef, other, M.contiguous(), identity))
+                else:
+                    X = self._site(other, state, self._template(state, other_set))
+                    static_parts.append((kernel, X @ M.T))
+        static = []
+        for v in values:
+            vv = torch.full_like(like, float(v))
+            e = self._site(self.set_local[field], state, like, None, vv)
+            for kernel, phi in static_parts:
+                e = e + self._site(kernel, state, like, None, vv) * phi
+            static.append(e)
+        return torch.stack(static), dynamic
+
     def free_energy(self, state, summed: list[str] | None = None, beta=1.0) -> torch.Tensor:
         """beta F(rest) -> (B,) with the fields ``summed`` (default: every block field but the
         first) summed out analytically: beta E_rest - sum_k logsumexp_v(-beta E_loc(k, v)).

@@ -47,6 +47,18 @@ def make_bipartite_graph(n_visible: int, n_hidden: int) -> SiteSetGraph:
     )
 
 
+def make_boltzmann_graph(n_visible: int, n_hidden: int) -> SiteSetGraph:
+    """The graph of a general (layered) Boltzmann machine: site sets visible (Nv) and hidden
+    (Nh); pair structures ``edges`` (visible x hidden), ``visible_pairs`` and ``hidden_pairs``
+    (i < j inside a set): every unit meets every other."""
+    return SiteSetGraph(
+        "boltzmann", (n_visible + n_hidden,), (False,), {}, True,
+        (("visible", n_visible), ("hidden", n_hidden)),
+        (("edges", "visible", "hidden"), ("visible_pairs", "visible", "visible"),
+         ("hidden_pairs", "hidden", "hidden")),
+    )  # fmt: skip
+
+
 def site_sets(lattice: Lattice) -> dict[str, int]:
     """Site sets of any dense graph (a complete graph has one: ``sites``)."""
     if isinstance(lattice, SiteSetGraph):
@@ -61,4 +73,9 @@ def pair_structures(lattice: Lattice) -> dict[str, tuple[str, str]]:
     return {"pairs": ("sites", "sites"), "bonds": ("sites", "sites")}
 
 
-GRAPH_DOCS = {"bipartite": "bipartite graph: site sets visible (Nv) and hidden (Nh), pairs 'edges'"}
+GRAPH_DOCS = {
+    "bipartite": "bipartite graph: site sets visible (Nv) and hidden (Nh), pairs 'edges'",
+    "boltzmann": "layered all-to-all graph: site sets visible (Nv) and hidden (Nh), pairs "
+    "'edges' (visible x hidden), 'visible_pairs', 'hidden_pairs'",
+}
+GRAPH_BUILDERS = {"bipartite": make_bipartite_graph, "boltzmann": make_boltzmann_graph}

@@ -20,9 +20,9 @@ from physml_lang.compiler.lattices import (
     make_lattice,
 )
 from physml_lang.compiler.sitesets import (  # noqa: E402,I001
+    GRAPH_BUILDERS,
     GRAPH_DOCS,
     SiteSetGraph,
-    make_bipartite_graph,
     pair_structures,
     site_sets,
 )
@@ -273,10 +273,10 @@ class ModelChecker:
             total *= v
         if total > MAX_SITES:
             fail("P400", f"{total} sites is more than physml handles ({MAX_SITES})", call.span)
-        if stmt.is_graph and call.func == "bipartite":
+        if stmt.is_graph and call.func in GRAPH_BUILDERS:
             if len(sizes) != 2 or call.kwargs:
-                fail("P302", "bipartite(Nv, Nh) takes two sizes", call.span)
-            return make_bipartite_graph(*sizes)
+                fail("P302", f"{call.func}(Nv, Nh) takes two sizes", call.span)
+            return GRAPH_BUILDERS[call.func](*sizes)
         if stmt.is_graph:
             if len(sizes) != 1 or call.kwargs:
                 fail("P302", "complete(N) takes exactly one size", call.span)

@@ -103,6 +103,12 @@ class Program:
     # ---------------------------------------------------------------- models
     def checker_for(self, run: RunIR) -> ModelChecker:
         if run.model is None:
+            for name in run.trains:  # a run that trains a learner is about the learner's model
+                decl = next((d for d in self.tree.learners if d.name == name), None)
+                model = decl.call.func if decl is not None and isinstance(decl.call, ast.Call) \
+                    else name  # fmt: skip
+                if model in self.models:
+                    return self.models[model]
             local = [m.name for m in self.tree.models] or list(self.models)
             if len(local) != 1:
                 raise PhysmlError(Diagnostic(

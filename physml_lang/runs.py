@@ -52,6 +52,7 @@ class RunIR:
     measures: list[MeasureIR] = field(default_factory=list)
     plots: list[PlotIR] = field(default_factory=list)
     task: str | None = None
+    trains: list[str] = field(default_factory=list)  # learners (or models) the run trains
     extra: dict[str, Any] = field(default_factory=dict)
 
 

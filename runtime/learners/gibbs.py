@@ -63,11 +63,19 @@ class GibbsSampler:
     ``clamped``: fields kept fixed (the data in a positive phase)."""
 
     def __init__(self, model: BoltzmannModel, beta, generator: torch.Generator,
-                 update: str = "sequential", clamped: tuple[str, ...] = ()):  # fmt: skip
+                 update: str = "sequential", clamped: tuple[str, ...] = (),
+                 clamped_sites: dict[str, int] | None = None, mean: bool = False):  # fmt: skip
         self.model = model
+        # mean field: each update sets a two-valued unit to its conditional mean instead of a
+        # draw (naive mean field; exact expectations of multilinear energies, e.g. binary and
+        # spin Boltzmann machines, under the factorised distribution)
+        self.mean = mean
         self.generator = generator
         self.update = update
         self.clamped = set(clamped)
+        # field -> n: its first n sites are held fixed (the visible units of a general
+        # Boltzmann machine whose data field also holds hidden units)
+        self.clamped_sites = {f: n for f, n in (clamped_sites or {}).items() if n > 0}
         self.set_beta(beta)
         dev = model._device()
         self.values = {f: torch.tensor(d.values(), dtype=model.dtype, device=dev)
@@ -90,18 +98,82 @@ class GibbsSampler:
     def update_field(self, state: dict, field: str) -> dict:
         m = self.model
         x = state[field]
+        lo = self.clamped_sites.get(field, 0)
         if field in m.blocks or self.update == "parallel":
             e = m.local_energies(field, state)
-            return {**state, field: draw(e, self.beta, x, self.values[field], self.generator)}
-        n = x.shape[1]
-        x = x.clone()
+            if self.mean:
+                p = torch.softmax(-self.beta * e, 0)
+                new = (p * self.values[field].reshape(-1, *[1] * (p.dim() - 1))).sum(0)
+            else:
+                new = draw(e, self.beta, x, self.values[field], self.generator)
+            if lo:
+                new = torch.cat([x[:, :lo], new[:, lo:]], 1)
+            return {**state, field: new}
+        return self._sequential(state, field, lo)
+
+    def _sequential(self, state: dict, field: str, lo: int = 0) -> dict:
+        """Heat-bath (T = 0: greedy) updates of the sites lo..n-1 of a self-interacting field
+        in a random order, each in every chain at once.
+
+        The loop over sites is inherent to sequential Gibbs on a fully connected field: each
+        conditional depends on the values just drawn. Everything that does not change within
+        the sweep is computed once (:meth:`BoltzmannModel.local_decomposition`: set terms,
+        couplings to other fields, value factors, random numbers); one step is a row-dot
+        product X @ R[k] per self-coupling, a comparison and a column write."""
+        m = self.model
+        x = state[field].clone()
         state = {**state, field: x}
-        perm = torch.randperm(n, generator=self.generator, device="cpu").to(x.device)
+        B, n = x.shape
+        static, dynamic = m.local_decomposition(field, state)
+        perm = torch.randperm(n - lo, generator=self.generator, device="cpu") + lo
+        order = perm.tolist()
+        vals = self.values[field]
         beta = self._beta_rows()
-        for k in perm.tolist():  # a loop over update steps (one site in every chain)
-            e = m.local_energies(field, state, k)
-            x[:, k] = draw(e, beta, x[:, k], self.values[field], self.generator)
+        zero_t = not isinstance(beta, torch.Tensor) and math.isinf(beta)
+        xs = []  # the other ends X_d: the state itself (identity) or kept up to date per site
+        for _, kernel, _, identity in dynamic:
+            xs.append(x if identity else m._site(kernel, state, x))
+        if len(vals) == 2:
+            # ΔE_k = E_loc(k, v1) - E_loc(k, v0); (n, B) so that row k is contiguous
+            d0 = (static[1] - static[0]).T.contiguous()
+            dcs = [(c[1] - c[0]).T.contiguous() for c, _, _, _ in dynamic]
+            if not zero_t and not self.mean:
+                u = torch.rand((len(order), B), generator=self.generator, device=x.device,
+                               dtype=x.dtype)  # fmt: skip
+                # u < sigmoid(-beta ΔE)  <=>  logit(u) < -beta ΔE
+                logit = torch.log(u) - torch.log1p(-u)
+            v0, v1 = vals[0], vals[1]
+            for t, k in enumerate(order):  # a loop over update steps (one site in every chain)
+                de = d0[k]
+                for X, dc, (_, _, R, _) in zip(xs, dcs, dynamic):
+                    de = de + dc[k] * (X @ R[k])
+                if zero_t:
+                    new = torch.where(de < 0, v1, torch.where(de > 0, v0, x[:, k]))
+                elif self.mean:
+                    new = v0 + (v1 - v0) * torch.sigmoid(-beta * de)
+                else:
+                    new = torch.where(logit[t] < -beta * de, v1, v0)
+                x[:, k] = new
+                self._refresh(xs, dynamic, state, k)
+            return state
+        if self.mean:
+            raise ValueError("mean-field updates need two-valued units")
+        static_t = static.permute(2, 0, 1).contiguous()  # (n, q, B)
+        coefs = [c.permute(2, 0, 1).contiguous() for c, _, _, _ in dynamic]
+        for k in order:
+            e = static_t[k]
+            for X, c, (_, _, R, _) in zip(xs, coefs, dynamic):
+                e = e + c[k] * (X @ R[k])
+            x[:, k] = draw(e, beta, x[:, k], vals, self.generator)
+            self._refresh(xs, dynamic, state, k)
         return state
+
+    def _refresh(self, xs: list, dynamic: list, state: dict, k: int) -> None:
+        """Recompute column k of the other ends that are not the state itself."""
+        for X, (_, kernel, _, identity) in zip(xs, dynamic):
+            if not identity:
+                B = X.shape[0]
+                X[:, k] = self.model._site(kernel, state, ((B,), X.device), k)
 
     @torch.no_grad()
     def sweep(self, state: dict) -> dict:

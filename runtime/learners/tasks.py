@@ -52,15 +52,17 @@ from physml_lang.runs import RunIR, register_statement
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import binning_analysis
-from ..tasks import register_task
+from ..tasks import register_task, register_variant
 from .ais import ais_log_z, exact_log_z
 from .gibbs import GibbsOptions, GibbsSampler, overlap
 from .train import (
+    MAX_LATENT,
     OBJECTIVES,
     OPTIMIZERS,
     SCHEDULES,
     Divergence,
     Trainer,
+    latent_units,
     save_params,
 )
 
@@ -138,6 +140,10 @@ class TrainOptions(BaseModel):
     test: float = Field(0.0, ge=0, lt=1, description="fraction held out for evaluation")
     max_weight: float = Field(1e4, gt=0, description="stop when a parameter exceeds this")
     resume: bool = Field(True, description="resume from a checkpoint in the output folder")
+    visible: int | str | None = Field(None, description="general Boltzmann machines: the data "
+                                      "are the first `visible` sites of the first field (a "
+                                      "number or a model parameter, e.g. visible = Nv); the "
+                                      "rest are hidden units")  # fmt: skip
 
 
 def _train(stmt: ast.RunStmt, run: RunIR) -> None:
@@ -159,6 +165,7 @@ def _train(stmt: ast.RunStmt, run: RunIR) -> None:
     values = {k: v for k, (v, _) in named.items()}
     validate_options(TrainOptions, values, {k: s for k, (_, s) in named.items()}, stmt.span,
                      "train")  # fmt: skip
+    run.trains.append(first.value.id)
     run.extra["learners_train"] = {"learner": first.value.id, "span": first.value.span,
                                    "objective": call, "named": named, "models": models}  # fmt: skip
     # set the task here too: another capability's 'train' statement may chain to this handler
@@ -503,15 +510,35 @@ def _train_point(run, program, plan, point):
     checker = plan["checker"]
     args = dict(plan["learner_args"])
     args.update({k: v for k, v in point.items() if k in plan["params"]})
-    cm = BoltzmannModel(checker.instantiate(args))
+    ir = checker.instantiate(args)
+    cm = BoltzmannModel(ir)
     field = next(iter(cm.domains))
     n = cm.sets[cm.field_sets[field]]
     spec = run.extra["learners_train"]
-    span = spans_of(spec).get("data", spec["span"])
+    spans = spans_of(spec)
+    span = spans.get("data", spec["span"])
+    visible = _visible(plan["opts"].visible, ir, n, spans.get("visible", spec["span"]))
     data = _top_data(program, plan["opts"].data, span, point)
-    values = check_feeds(data, cm.domains[field], (n,), data.span, f"field '{field}' of "
-                         f"{checker.node.name}")  # fmt: skip
+    what = f"field '{field}' of {checker.node.name}"
+    if visible != n:
+        what = f"the {visible} visible sites of {what}"
+    values = check_feeds(data, cm.domains[field], (visible,), data.span, what)
     return cm, data, values.reshape(len(values), -1)
+
+
+def _visible(value, ir, n: int, span) -> int:
+    """The number of visible sites: a number or the name of an integer model parameter."""
+    if value is None:
+        return n
+    if isinstance(value, str):
+        if value not in ir.params:
+            fail("P200", f"visible = {value}: not a parameter of model {ir.name}", span,
+                 did_you_mean(value, set(ir.params)) or "give a number or a model parameter")  # fmt: skip
+        value = ir.params[value]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= n:
+        fail("P400", f"visible = {value!r}: must be a whole number from 1 to the {n} sites of "
+             f"the data field", span)  # fmt: skip
+    return int(value)
 
 
 def spans_of(spec) -> dict:
@@ -521,8 +548,16 @@ def spans_of(spec) -> dict:
 def check_train(run: RunIR, program) -> None:
     plan = _plan_train(run, program, {})
     cm, data, values = _train_point(run, program, plan, plan["points"][0])
-    Trainer(cm, torch.as_tensor(values[:2]), *plan["objective"], *plan["optimizer"],
-            *plan["schedule"], plan["opts"].epochs, plan["opts"].batch, torch.Generator())
+    trainer = Trainer(cm, torch.as_tensor(values[:2]), *plan["objective"], *plan["optimizer"],
+                      *plan["schedule"], plan["opts"].epochs, plan["opts"].batch,
+                      torch.Generator(), visible=values.shape[1])  # fmt: skip
+    if trainer.latent:
+        n_lat = latent_units(cm, trainer.field, trainer.visible)
+        for m in run.measures:
+            if m.name in ENUMERATED_MEASURES and n_lat > MAX_LATENT:
+                fail("P400", f"{m.name} of this Boltzmann machine sums over its {n_lat} hidden "
+                     f"units by enumeration (at most {MAX_LATENT})", m.span,
+                     "use fewer hidden units")  # fmt: skip
     for name in ("truth", "physical"):
         call = run.extra["learners_train"]["models"].get(name)
         if call is not None:
@@ -543,7 +578,10 @@ LEARNER_MEASURES = {
     "reconstruction": "mean squared one-step reconstruction error (cd)",
     "loss": "final mean F(data) - F(model samples)",
     "coupling_error": "rms difference of learned and true couplings (train ..., truth = Model())",
+    "exact_kl": "KL(empirical data distribution || model) in nats, by enumeration (small models)",
 }
+# measures that need F(v): for general BMs, by enumerating the hidden units
+ENUMERATED_MEASURES = {"log_likelihood", "exact_log_likelihood", "exact_kl"}
 
 
 def _check_measures(run: RunIR, cm, physical_call, program):
@@ -600,7 +638,7 @@ def run_train(run: RunIR, program, *, sets, device, seed, out, progress) -> RunR
         n_test = int(round(opts.test * len(x)))
         test, train = x[perm[:n_test]], x[perm[n_test:]]
         trainer = Trainer(cm, train, *plan["objective"], *plan["optimizer"], *plan["schedule"],
-                          opts.epochs, opts.batch, g, opts.max_weight)  # fmt: skip
+                          opts.epochs, opts.batch, g, opts.max_weight, x.shape[1])  # fmt: skip
         suffix = f"_{k}" if len(plan["points"]) > 1 else ""
         ckpt = out / f"checkpoint{suffix}.safetensors" if out is not None else None
         chash = _config_hash(plan, point)
@@ -611,7 +649,8 @@ def run_train(run: RunIR, program, *, sets, device, seed, out, progress) -> RunR
                 history = meta.get("history", [])
             else:  # another configuration: start afresh
                 trainer = Trainer(cm, train, *plan["objective"], *plan["optimizer"],
-                                  *plan["schedule"], opts.epochs, opts.batch, g, opts.max_weight)  # fmt: skip
+                                  *plan["schedule"], opts.epochs, opts.batch, g, opts.max_weight,
+                                  x.shape[1])  # fmt: skip
         n_batches = max(1, len(train) // trainer.batch)
         bar = tqdm(total=opts.epochs * n_batches, initial=trainer.epoch * n_batches,
                    disable=not show, desc=f"{run.name}{suffix}", unit="step", leave=False)  # fmt: skip
@@ -690,12 +729,20 @@ def _evaluate(run, program, cm, trainer, train, test, last, data, g, out, suffix
                 f = trainer.free_energy(evald).double().cpu().numpy()
             se = math.sqrt(err**2 + f.var(ddof=1) / len(f)) if len(f) > 1 else err
             row["log_likelihood"] = {"mean": float(-f.mean() - log_z), "stderr": se}
-    if "exact_log_likelihood" in names:
+    if "exact_log_likelihood" in names or "exact_kl" in names:
         lz = exact_log_z(cm)
         with torch.no_grad():
             f = trainer.free_energy(evald).double().cpu().numpy()
-        row["exact_log_likelihood"] = {"mean": float(-f.mean() - lz),
-                                       "stderr": float(f.std(ddof=1) / math.sqrt(len(f)))}  # fmt: skip
+        ll = float(-f.mean() - lz)
+        se = float(f.std(ddof=1) / math.sqrt(len(f))) if len(f) > 1 else None
+        if "exact_log_likelihood" in names:
+            row["exact_log_likelihood"] = {"mean": ll, "stderr": se}
+        if "exact_kl" in names:
+            # KL(p_data || p_model) = sum_v p_data log p_data - mean_data log p_model(v)
+            _, counts = np.unique(evald.cpu().numpy(), axis=0, return_counts=True)
+            pd = counts / counts.sum()
+            row["exact_kl"] = {"mean": float((pd * np.log(pd)).sum() - ll), "stderr": se,
+                               "data_entropy": float(-(pd * np.log(pd)).sum())}  # fmt: skip
     models = run.extra["learners_train"]["models"]
     if "coupling_error" in names:
         truth = _aux_model(program, models["truth"])
@@ -718,6 +765,7 @@ def _evaluate(run, program, cm, trainer, train, test, last, data, g, out, suffix
     if gen is not None or physical_measures:
         gen = gen or GenerateOptions()
         samples, series = _generate(cm, trainer.field, gen, g)
+        samples, series = samples[:, : trainer.visible], series[..., : trainer.visible]
         if physical_measures:
             row.update(_physical(run, program, models.get("physical"), series, physical_measures,
                                  data))  # fmt: skip
@@ -828,3 +876,237 @@ def _history_plot(out: Path, summary: dict) -> list[Path]:
 
 register_task("recall", check_recall, run_recall, "Hopfield retrieval from corrupted cues")
 register_task("train", check_train, run_train, "training energy-based learners (CD, PCD)")
+
+
+# ---------------------------------------------------------------- sample (Gibbs) of Boltzmann models
+
+
+class GibbsSampleOptions(BaseModel):
+    """``sampler gibbs(...)`` of a Boltzmann model (RBM, general BM, Hopfield with learnables)."""
+
+    model_config = ConfigDict(extra="forbid")
+    chains: int = Field(64, ge=1, le=1_000_000, description="independent chains")
+    sweeps: int = Field(1000, ge=1, description="measured sweeps")
+    burn_in: int = Field(200, ge=0, description="sweeps before measuring")
+    thin: int = Field(1, ge=1, description="sweeps between measurements")
+    update: str = Field("sequential", pattern="^(sequential|parallel)$",
+                        description="self-interacting fields: site by site or all at once")  # fmt: skip
+
+
+BOLTZMANN_SAMPLERS = {"gibbs": GibbsSampleOptions}
+BOLTZMANN_OBSERVABLES = {
+    "energy": "E(state), all fields",
+    "magnetization": "sum of the first field's units",
+    "mean_<field>": "mean of a field's units (e.g. mean_v, mean_h)",
+}
+
+
+def _params_statement(stmt: ast.RunStmt, run: RunIR) -> None:
+    """``params "fit/params.safetensors"`` (or ``params load("...")``): learned arrays, by
+    name, replace the model's declared values."""
+    item = stmt.items[0] if len(stmt.items) == 1 else None
+    value = item.value if item is not None and item.kind == "expr" else None
+    if isinstance(value, ast.Call) and value.func == "load" and len(value.args) == 1:
+        value = value.args[0]
+    if not isinstance(value, ast.String):
+        fail("P100", "'params' takes one file of learned parameters", stmt.span,
+             RUN_USAGE["params"])  # fmt: skip
+    run.extra["learned_params"] = (value.value, value.span)
+
+
+RUN_USAGE["params"] = 'params "fit/params.safetensors"'
+register_statement("params", _params_statement, RUN_USAGE["params"])
+
+
+def _boltzmann_ir(run: RunIR, program, point: dict | None = None):
+    checker = program.checker_for(run)
+    args = {k: v for k, (v, _) in run.model_args.items()}
+    spans = {k: s for k, (_, s) in run.model_args.items()}
+    args.update(point or {})
+    return checker, checker.instantiate(args, spans)
+
+
+def _is_boltzmann_run(run: RunIR, program) -> bool:
+    from physml_lang.compiler.boltzmann import applies
+    from physml_lang.compiler.sitesets import SiteSetGraph
+
+    ir = _boltzmann_ir(run, program)[1]
+    # gibbs on any Boltzmann model; other samplers stay with the lattice sampler where it can
+    # compile the model (complete graphs), and get a located error here otherwise
+    return applies(ir) and (run.sampler in BOLTZMANN_SAMPLERS or isinstance(ir.lattice, SiteSetGraph))
+
+
+def _load_params(run: RunIR, program, cm: BoltzmannModel) -> None:
+    if "learned_params" not in run.extra:
+        return
+    from safetensors.torch import load_file
+
+    name, span = run.extra["learned_params"]
+    path = Path(name)
+    if not path.is_absolute() and program.path is not None:
+        path = Path(program.path).parent / path
+    if not path.is_file():
+        fail("P600", f"no parameter file {path}", span,
+             "a train run writes params.safetensors into its output folder")  # fmt: skip
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
+        fail("P600", f"cannot read {path}: {exc}", span)
+    arrays = {k: cm.array(k) for k in list(cm.params) + list(cm.ir.arrays)}
+    for k, t in tensors.items():
+        if k not in arrays:
+            fail("P601", f"{path.name} has '{k}', which model {cm.ir.name} does not declare",
+                 span, did_you_mean(k, set(arrays)))  # fmt: skip
+        if tuple(t.shape) != tuple(arrays[k].shape):
+            fail("P601", f"'{k}' in {path.name} has shape {tuple(t.shape)}; model "
+                 f"{cm.ir.name} needs {tuple(arrays[k].shape)}", span)  # fmt: skip
+    with torch.no_grad():
+        for k, t in tensors.items():
+            arrays[k].copy_(t.to(arrays[k].dtype))
+
+
+def _plan_boltzmann_sample(run: RunIR, program, sets):
+    if run.sampler not in BOLTZMANN_SAMPLERS:
+        fail("P200", f"sampler '{run.sampler}' does not apply to Boltzmann models", run.sampler_span,
+             did_you_mean(run.sampler, set(BOLTZMANN_SAMPLERS)) or "use sampler gibbs(chains = "
+             "64, sweeps = 1000)")  # fmt: skip
+    values = {k: v for k, (v, _) in run.sampler_options.items()}
+    spans = {k: s for k, (_, s) in run.sampler_options.items()}
+    sets = dict(sets or {})
+    for k in list(sets):
+        if k in GibbsSampleOptions.model_fields:
+            values[k] = sets.pop(k)
+    opts = validate_options(GibbsSampleOptions, values, spans, run.sampler_span, "sampler gibbs")
+    checker = program.checker_for(run)
+    params = {p.name for p in checker.node.params}
+    thermal = {"T", "beta"}
+    for s in run.scans:
+        if s.name not in params | thermal:
+            fail("P200", f"cannot scan '{s.name}': not T, beta or a parameter of model "
+                 f"{checker.node.name}", s.span, did_you_mean(s.name, params | thermal))  # fmt: skip
+    for name, (_, span) in run.lets.items():
+        if name not in params | thermal:
+            fail("P200", f"'let {name}': not T, beta or a model parameter", span)
+    points, rest = _points(run, sets)
+    for k in list(rest):
+        if k in params:
+            for p in points:
+                p[k] = rest.pop(k) if k in rest else p.get(k)
+    if rest:
+        fail("P200", f"--set {next(iter(rest))}: not a model parameter, scan variable or "
+             "sampler option", None)  # fmt: skip
+    for m in run.measures:
+        ok = m.expr is None and (m.name in ("energy", "magnetization") or m.name.startswith("mean_"))
+        if not ok:
+            fail("P200", f"'{m.name}' is not an observable of Boltzmann sample runs", m.span,
+                 "observables: energy, magnetization, mean_<field> (e.g. mean_v)")  # fmt: skip
+    return checker, opts, points, params
+
+
+def _boltzmann_point(run, program, checker, point, params):
+    _, ir = _boltzmann_ir(run, program, {k: v for k, v in point.items() if k in params})
+    cm = BoltzmannModel(ir)
+    _load_params(run, program, cm)
+    for m in run.measures:
+        if m.name.startswith("mean_") and m.name[5:] not in cm.domains:
+            fail("P200", f"model {ir.name} has no field '{m.name[5:]}'", m.span,
+                 did_you_mean(m.name[5:], set(cm.domains)))  # fmt: skip
+    T = point.get("T")
+    beta = point.get("beta", 1.0 / T if T is not None else 1.0)
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not beta > 0:
+        fail("P400", f"T and beta must be positive numbers, got {point}", run.span)
+    return cm, float(beta)
+
+
+def check_boltzmann_sample(run: RunIR, program) -> None:
+    checker, opts, points, params = _plan_boltzmann_sample(run, program, {})
+    _boltzmann_point(run, program, checker, points[0], params)
+
+
+@torch.no_grad()
+def gibbs_series(cm: BoltzmannModel, opts: GibbsSampleOptions, beta: float, g,
+                 on_sweep=None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Gibbs chains of a Boltzmann model: per measurement, every field's units, (T, chains, n)
+    and the energy (T, chains)."""
+    cm.freeze()
+    try:
+        sampler = GibbsSampler(cm, beta, g, opts.update)
+        state = cm.random_state(opts.chains, g)
+        for _ in range(opts.burn_in):
+            state = sampler.sweep(state)
+            if on_sweep:
+                on_sweep()
+        series: dict[str, list] = {f: [] for f in cm.domains}
+        energy = []
+        for _ in range(max(1, opts.sweeps // opts.thin)):
+            for _ in range(opts.thin):
+                state = sampler.sweep(state)
+                if on_sweep:
+                    on_sweep()
+            for f in cm.domains:
+                series[f].append(state[f].clone())
+            energy.append(cm.energy(state))
+    finally:
+        cm.unfreeze()
+    out = {f: torch.stack(x) for f, x in series.items()}
+    out["__energy__"] = torch.stack(energy)
+    return out
+
+
+def run_boltzmann_sample(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    """Gibbs sampling of a Boltzmann model (block updates of fields that do not interact with
+    themselves, site by site otherwise); per-unit means are written to moments.npz."""
+    checker, opts, points, params = _plan_boltzmann_sample(run, program, sets)
+    summary = _summary(run, program, device, seed, "gibbs", opts.model_dump())
+    summary["sampler"]["name"] = run.sampler
+    summary["model"] = checker.node.name
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(points) * (opts.burn_in + opts.sweeps), disable=not show,
+               desc=run.name, unit="sweep", leave=False)  # fmt: skip
+    g = torch.Generator(device=device).manual_seed(seed)
+    started = time.time()
+    moments: dict[str, np.ndarray] = {}
+    names = [m.name for m in run.measures] or ["energy"]
+    try:
+        for k, point in enumerate(points):
+            cm, beta = _boltzmann_point(run, program, checker, point, params)
+            cm = cm.to(device)
+            summary["params"] = dict(cm.ir.params)
+            series = gibbs_series(cm, opts, beta, g, lambda: bar.update(1))
+            field = next(iter(cm.domains))
+            row: dict[str, Any] = dict(point)
+            for name in names:
+                if name == "energy":
+                    x = series["__energy__"]
+                elif name == "magnetization":
+                    x = series[field].sum(-1)
+                else:
+                    x = series[name[5:]].mean(-1)
+                row[name] = binning_analysis(x.double().cpu().numpy()).as_dict()
+            for f in cm.domains:
+                x = series[f].double().cpu().numpy()  # (T, chains, n)
+                est = [binning_analysis(x[:, :, i]) for i in range(x.shape[2])]  # analysis only
+                moments[f"{f}_mean_{k}"] = np.array([e.mean for e in est])
+                moments[f"{f}_stderr_{k}"] = np.array([e.stderr for e in est])
+            summary["rows"].append(row)
+            summary["elapsed_s"] = round(time.time() - started, 3)
+            if out is not None:
+                outputs.write_summary(out, summary)
+    finally:
+        bar.close()
+    summary["complete"] = True
+    files: list[Path] = []
+    if out is not None:
+        outputs.write_summary(out, summary)
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **moments)
+        outputs._atomic_write(out / "moments.npz", buf.getvalue())
+        files.append(out / "moments.npz")
+    return RunResult(summary, out, files)
+
+
+register_task("boltzmann_sample", check_boltzmann_sample, run_boltzmann_sample,
+              "Gibbs sampling of Boltzmann models (RBMs, general Boltzmann machines)")
+register_variant("sample", _is_boltzmann_run, "boltzmann_sample")

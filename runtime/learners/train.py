@@ -10,6 +10,15 @@ fixed; they come from the compiled Gibbs sampler:
 - ``pcd(k, chains)``: k sweeps of persistent chains (Tieleman 2008); also for models with no
   hidden units (Boltzmann learning).
 
+General Boltzmann machines (hidden units that interact with each other or with themselves, or
+hidden sites of the data field: ``visible = Nv``) have no closed-form free energy. The gradient
+<-dE/dtheta>_{v ~ data, h ~ P(h|v)} - <-dE/dtheta>_model then takes both phases from samples
+(Ackley, Hinton & Sejnowski 1985; Salakhutdinov & Hinton 2009): the positive phase from
+persistent chains of the latent units, one per data example, advanced by ``positive_sweeps``
+Gibbs sweeps (or mean-field updates, ``positive = meanfield``) with the data clamped; the
+negative phase from the persistent (pcd) or data-started (cd) chains of every unit. The loss is
+mean E(positive) - mean E(negative).
+
 Registries (name -> pydantic schema): OBJECTIVES, OPTIMIZERS, SCHEDULES. Checkpoints are
 safetensors files (parameters, optimiser moments, persistent chains, generator state); a run
 resumes from one, and a diverging run (NaN, exploding weights) stops with a P700 diagnostic and
@@ -18,11 +27,13 @@ keeps its last good checkpoint.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from physml_lang.compiler.boltzmann import BoltzmannModel
@@ -38,11 +49,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CDOptions(_Strict):
+class _Positive(_Strict):
+    """Positive phase of general Boltzmann machines (latent units that are not summed out)."""
+
+    positive_sweeps: int = Field(1, ge=1, le=10_000, description="general BMs: sweeps of the "
+                                 "hidden units with the data clamped, per step (persistent "
+                                 "per example)")  # fmt: skip
+    positive: Literal["gibbs", "meanfield"] = Field(
+        "gibbs", description="general BMs: Gibbs sampling or mean-field updates of the hidden "
+        "units given the data")  # fmt: skip
+
+
+class CDOptions(_Positive):
     k: int = Field(1, ge=1, le=10_000, description="Gibbs sweeps from the data")
 
 
-class PCDOptions(_Strict):
+class PCDOptions(_Positive):
     k: int = Field(1, ge=1, le=10_000, description="Gibbs sweeps of the persistent chains per step")
     chains: int = Field(100, ge=1, le=1_000_000, description="persistent chains")
 
@@ -131,18 +153,33 @@ class Trainer:
     def __init__(self, model: BoltzmannModel, data: torch.Tensor, objective: str,
                  objective_opts: BaseModel, optimizer: str, optimizer_opts: BaseModel,
                  schedule: str, schedule_opts: BaseModel, epochs: int, batch: int,
-                 generator: torch.Generator, max_weight: float = 1e4):  # fmt: skip
+                 generator: torch.Generator, max_weight: float = 1e4,
+                 visible: int | None = None):  # fmt: skip
         self.model = model
         self.data = data.to(model.dtype)
         self.field = next(iter(model.domains))
-        self.hidden = [f for f in model.blocks if f != self.field]
-        self.hidden = model.summable(self.hidden) if self.hidden else []
-        unsummed = [f for f in model.domains if f != self.field and f not in self.hidden]
-        if unsummed:
-            raise PhysmlError(Diagnostic(
-                "P502", f"field(s) {', '.join(unsummed)} cannot be summed out analytically "
-                "(they interact with themselves); this objective needs hidden units that form "
-                "a block", model.ir.fields[unsummed[0]].span))  # fmt: skip
+        n_field = model.sets[model.field_sets[self.field]]
+        # the data are the first `visible` sites of the first field; the rest are hidden
+        self.visible = n_field if visible is None else int(visible)
+        if not 1 <= self.visible <= n_field:
+            raise PhysmlError(Diagnostic("P400", f"visible = {self.visible}: field "
+                                         f"'{self.field}' has {n_field} sites",
+                                         model.ir.fields[self.field].span))  # fmt: skip
+        others = [f for f in model.domains if f != self.field]
+        # latent: hidden units that cannot be summed out analytically (general BMs)
+        self.latent = self.visible < n_field
+        self.hidden: list[str] = []
+        if not self.latent and others:
+            try:
+                self.hidden = model.summable(others)
+            except PhysmlError:
+                self.latent = True
+        if self.latent and objective_opts.positive == "meanfield":
+            for f in model.domains:
+                if len(model.domains[f].values()) != 2:
+                    raise PhysmlError(Diagnostic("P502", f"positive = meanfield needs two-valued "
+                                                 f"units; field '{f}' has more",
+                                                 model.ir.fields[f].span))  # fmt: skip
         self.objective, self.oopts = objective, objective_opts
         self.schedule, self.sopts = schedule, schedule_opts
         self.epochs, self.batch = epochs, min(batch, len(data))
@@ -159,16 +196,53 @@ class Trainer:
         self.chains = None
         if objective == "pcd":
             self.chains = model.random_state(objective_opts.chains, generator, data.device)
+        self.pos_chains = None
+        if self.latent:
+            lo = self.visible if self.visible < n_field else 0
+            self.pos_sampler = GibbsSampler(
+                model, 1.0, generator, clamped=(self.field,) if not lo else (),
+                clamped_sites={self.field: lo}, mean=objective_opts.positive == "meanfield")  # fmt: skip
+            # one persistent chain of the latent units per data example
+            self.pos_chains = model.random_state(len(self.data), generator, data.device)
+            if objective_opts.positive == "meanfield":  # start the means at the centre
+                for f, dom in model.domains.items():
+                    self.pos_chains[f].fill_(sum(dom.values()) / 2)
         self.epoch = 0
         self.step_count = 0
 
     # ---------------------------------------------------------------- one step
-    def negatives(self, batch: torch.Tensor) -> dict:
+    def positives(self, batch: torch.Tensor, index: torch.Tensor | None = None) -> dict:
+        """Latent units given the data (general BMs): the persistent chains of the examples
+        ``index`` (fresh random ones without an index), ``positive_sweeps`` sweeps with the
+        visible units clamped."""
+        m = self.model
+        if index is not None:
+            state = {f: x[index] for f, x in self.pos_chains.items()}
+        else:
+            state = m.random_state(len(batch), self.generator, batch.device)
+        state[self.field] = torch.cat([batch, state[self.field][:, self.visible:]], 1)
+        m.freeze()
+        try:
+            for _ in range(self.oopts.positive_sweeps):
+                state = self.pos_sampler.sweep(state)
+        finally:
+            m.unfreeze()
+        if index is not None:
+            for f, x in state.items():
+                self.pos_chains[f][index] = x
+        return state
+
+    def negatives(self, batch) -> dict:
+        """Model samples: k sweeps from the data (cd; ``batch`` a tensor of visible values or
+        a positive-phase state) or of the persistent chains (pcd)."""
         self.model.freeze()
         try:
             if self.objective == "cd":
-                state = self.model.random_state(len(batch), self.generator, batch.device)
-                state[self.field] = batch
+                if isinstance(batch, dict):
+                    state = dict(batch)
+                else:
+                    state = self.model.random_state(len(batch), self.generator, batch.device)
+                    state[self.field] = batch
                 for _ in range(self.oopts.k):
                     state = self.sampler.sweep(state)
                 return state
@@ -179,16 +253,27 @@ class Trainer:
             self.model.unfreeze()
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """F(v) = -log sum_h exp(-E(v, h)), (B,): hidden blocks summed analytically, latent
+        units of a general BM by enumeration (at most MAX_LATENT of them)."""
+        if self.latent:
+            return latent_free_energy(self.model, v, self.field)
         state = {self.field: v}
         if self.hidden:
             return self.model.free_energy(state, self.hidden)
         return self.model.energy(state)
 
-    def step(self, batch: torch.Tensor) -> tuple[float, float]:
-        """One optimiser step on a minibatch; returns (loss, reconstruction error)."""
-        neg = self.negatives(batch)
-        vneg = neg[self.field].detach()
-        loss = self.free_energy(batch).mean() - self.free_energy(vneg).mean()
+    def step(self, batch: torch.Tensor, index: torch.Tensor | None = None) -> tuple[float, float]:
+        """One optimiser step on a minibatch (``index``: its rows of the data, for the
+        persistent positive chains of general BMs); returns (loss, reconstruction error)."""
+        if self.latent:
+            pos = self.positives(batch, index)
+            neg = self.negatives(pos)
+            loss = self.model.energy(pos).mean() - self.model.energy(neg).mean()
+        else:
+            neg = self.negatives(batch)
+            vneg = neg[self.field].detach()
+            loss = self.free_energy(batch).mean() - self.free_energy(vneg).mean()
+        vneg = neg[self.field][:, : self.visible].detach()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -214,7 +299,8 @@ class Trainer:
             factor = lr_factor(self.schedule, self.sopts, frac, self.epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.base_lr * factor
-            loss, recon = self.step(self.data[perm[b * self.batch:(b + 1) * self.batch]])
+            index = perm[b * self.batch:(b + 1) * self.batch]
+            loss, recon = self.step(self.data[index], index)
             losses.append(loss)
             recons.append(recon)
             if on_step:
@@ -238,6 +324,9 @@ class Trainer:
         if self.chains is not None:
             for f, x in self.chains.items():
                 tensors[f"chain.{f}"] = x.contiguous().cpu()
+        if self.pos_chains is not None:
+            for f, x in self.pos_chains.items():
+                tensors[f"pos.{f}"] = x.contiguous().cpu()
         tensors["rng"] = self.generator.get_state().cpu()
         metadata = {"epoch": str(self.epoch), "step": str(self.step_count),
                     "groups": json.dumps(opt["param_groups"]), "meta": json.dumps(meta)}  # fmt: skip
@@ -266,6 +355,8 @@ class Trainer:
                                         "param_groups": json.loads(metadata["groups"])})  # fmt: skip
         if self.chains is not None:
             self.chains = {f: tensors[f"chain.{f}"].to(dev) for f in self.chains}
+        if self.pos_chains is not None and all(f"pos.{f}" in tensors for f in self.pos_chains):
+            self.pos_chains = {f: tensors[f"pos.{f}"].to(dev) for f in self.pos_chains}
         self.generator.set_state(tensors["rng"])
         self.epoch = int(metadata["epoch"])
         self.step_count = int(metadata["step"])
@@ -279,3 +370,48 @@ def save_params(model: BoltzmannModel, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"model": model.ir.name})
     tmp.replace(path)
+
+
+MAX_LATENT = 20
+
+
+def latent_units(model: BoltzmannModel, field: str, visible: int) -> int:
+    """Units of a general BM that are not data: other fields and hidden sites of ``field``."""
+    n = model.sets[model.field_sets[field]] - visible
+    return n + sum(model.sets[model.field_sets[f]] for f in model.domains if f != field)
+
+
+@torch.no_grad()
+def latent_free_energy(model: BoltzmannModel, v: torch.Tensor, field: str,
+                       chunk: int = 1 << 20) -> torch.Tensor:  # fmt: skip
+    """F(v) = -log sum_h exp(-E(v, h)) -> (B,) by enumerating the latent units h (the sites of
+    ``field`` beyond v's width, then the other fields), in chunks of ``chunk`` energies."""
+    n_field = model.sets[model.field_sets[field]]
+    visible = v.shape[1]
+    others = [f for f in model.domains if f != field]
+    layout = [(field, n_field - visible)] + [(f, model.sets[model.field_sets[f]]) for f in others]
+    n_lat = sum(n for _, n in layout)
+    if n_lat > MAX_LATENT:
+        raise PhysmlError(Diagnostic("P400", f"the likelihood of this Boltzmann machine needs "
+                                     f"an enumeration of its {n_lat} hidden units (at most "
+                                     f"{MAX_LATENT})", model.ir.node.name_span))  # fmt: skip
+    values: list = []
+    for f, n in layout:
+        values += [model.domains[f].values()] * n
+    H = torch.tensor(list(itertools.product(*values)) if values else [[]], dtype=model.dtype,
+                     device=v.device)  # fmt: skip
+    B, K = v.shape[0], H.shape[0]
+    per = max(1, chunk // max(B, 1))
+    acc = []
+    for k0 in range(0, K, per):
+        h = H[k0:k0 + per]
+        c = h.shape[0]
+        hh = h.repeat(B, 1)  # (B c, n_lat)
+        state, at = {}, 0
+        for f, n in layout:
+            part = hh[:, at:at + n]
+            at += n
+            state[f] = (torch.cat([v.repeat_interleave(c, 0), part], 1) if f == field else part)
+        e = model.energy(state).reshape(B, c)
+        acc.append(torch.logsumexp(-e.double(), 1))
+    return -torch.logsumexp(torch.stack(acc, 1), 1).to(model.dtype)
