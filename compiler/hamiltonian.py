@@ -371,30 +371,62 @@ class _Lowerer:
         return (lambda env, _v=v: _v), repr(v)
 
     def _add(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
-        terms = list(sympy.Add.make_args(expr))
-        # Put symbolic terms first so the accumulator is a tensor from the start.
-        terms.sort(key=lambda t: not t.free_symbols)
-        fns: list[tuple[NodeFn, int]] = []
-        src = ""
-        for i, term in enumerate(terms):
+        # Terms with their signs pulled out, numbers folded into one constant: `c - cos(q)` is
+        # one torch op (rsub), not a negation followed by an addition.
+        const = 0.0
+        pos: list[tuple[NodeFn, str, sympy.Expr]] = []
+        neg: list[tuple[NodeFn, str, sympy.Expr]] = []
+        for term in sympy.Add.make_args(expr):
+            if not term.free_symbols:
+                const += self._number(term)
+                continue
             coeff, _ = term.as_coeff_Mul()
-            sign = 1
-            if coeff.is_negative and i > 0:
-                term, sign = -term, -1
-            f, s = self.lower(term)
-            fns.append((f, sign))
-            if i == 0:
-                src = s
+            if coeff.is_negative:
+                f, s = self.lower(-term)
+                neg.append((f, s, -term))
             else:
-                src += (" - " if sign < 0 else " + ") + _paren(s, not term.is_Add)
+                f, s = self.lower(term)
+                pos.append((f, s, term))
+        head = pos[0] if pos else None
+        rest_pos, rest_neg = pos[1:], neg if pos else neg[1:]
+        negate_first = not pos and const == 0.0  # -(a + ...): a negation is unavoidable
+        c = const
 
         def add(env: Env) -> object:
-            acc = fns[0][0](env)
-            for f, sign in fns[1:]:
-                acc = acc - f(env) if sign < 0 else acc + f(env)
+            if head is not None:
+                acc = head[0](env)
+            elif negate_first:
+                acc = -neg[0][0](env)
+            else:
+                acc = c - neg[0][0](env)
+            for f, _, _ in rest_pos:
+                acc = acc + f(env)
+            for f, _, _ in rest_neg:
+                acc = acc - f(env)
+            if head is not None and c != 0.0:
+                acc = acc + c
             return acc
 
+        if head is not None:
+            src = head[1]
+        elif negate_first:
+            src = "-" + _paren(neg[0][1], _is_atomic(neg[0][2]) or neg[0][2].is_Pow)
+        else:
+            src = f"{c!r} - " + _paren(neg[0][1], not neg[0][2].is_Add)
+        for _, s, t in rest_pos:
+            src += " + " + _paren(s, not t.is_Add)
+        for _, s, t in rest_neg:
+            src += " - " + _paren(s, not t.is_Add)
+        if head is not None and c != 0.0:
+            src += f" + {c!r}" if c > 0 else f" - {-c!r}"
         return add, src
+
+    @staticmethod
+    def _number(expr: sympy.Expr) -> float:
+        value = complex(sympy.N(expr, 17))
+        if value.imag != 0 or value.real != value.real or abs(value.real) == float("inf"):
+            raise HamiltonianError(f"constant {sympy.sstr(expr)} is not a finite real number")
+        return value.real
 
     def _mul(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
         num: list[sympy.Expr] = []
@@ -402,8 +434,8 @@ class _Lowerer:
         coeff, rest = expr.as_coeff_Mul()
         for factor in sympy.Mul.make_args(rest):
             base, exp = factor.as_base_exp()
-            if exp.is_Number and exp.is_negative and factor.is_Pow:
-                den.append(base if exp == -1 else sympy.Pow(base, -exp, evaluate=False))
+            if exp == -1 and factor.is_Pow:
+                den.append(base)  # other negative powers stay x ** -k: one op, not two
             else:
                 num.append(factor)
         num.sort(key=lambda t: not t.free_symbols)
@@ -422,9 +454,13 @@ class _Lowerer:
                 acc = acc / d
             return acc * c if c != 1.0 else acc
 
+        def square(e: sympy.Expr) -> bool:  # printed "x * x": not atomic after a factor
+            return bool(e.is_Pow and e.exp == 2 and e.base.is_Symbol)
+
         def join(parts: list[tuple[NodeFn, str]], exprs: list[sympy.Expr]) -> str:
             return " * ".join(
-                _paren(s, _is_atomic(e) or e.is_Pow) for (_, s), e in zip(parts, exprs, strict=True)
+                _paren(s, _is_atomic(e) or (e.is_Pow and not (i and square(e))))
+                for i, ((_, s), e) in enumerate(zip(parts, exprs, strict=True))
             )
 
         src = join(parts_num, num) if parts_num else "1.0"
@@ -433,10 +469,12 @@ class _Lowerer:
             src += " / " + (
                 dsrc if len(den) == 1 and (_is_atomic(den[0]) or den[0].is_Pow) else f"({dsrc})"
             )
+        # The closure multiplies by c last: print c * (...) unless that order is the same.
+        single = len(num) == 1 and not parts_den and not square(num[0])
         if c == -1.0:
-            src = "-" + (src if parts_den or len(num) == 1 else f"({src})")
+            src = "-" + (src if single else f"({src})")
         elif c != 1.0:
-            src = f"{c!r} * {src}"
+            src = f"{c!r} * " + (src if single else f"({src})")
         return mul, src
 
     def _pow(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
@@ -503,6 +541,81 @@ class _Lowerer:
         return pw, src
 
 
+@dataclass
+class Program:
+    """A CSE'd sympy program over positional tensor arguments, run as composed torch closures.
+
+    ``run(*tensors)`` binds ``arguments[k]`` to ``tensors[k]`` and returns the outputs (tensors,
+    or Python floats for constant outputs). ``lines`` is the readable torch source of the body.
+    """
+
+    arguments: tuple[sympy.Symbol, ...]
+    _keys: tuple[str, ...]
+    _steps: list[tuple[str, NodeFn]]
+    _outputs: list[NodeFn]
+    lines: list[str]
+    out_srcs: list[str]
+    constant: list[bool]
+
+    def run(self, *tensors: object) -> list[object]:
+        env: Env = dict(zip(self._keys, tensors, strict=True))
+        for key, fn in self._steps:
+            env[key] = fn(env)
+        return [fn(env) for fn in self._outputs]
+
+
+def lower_program(
+    exprs: Sequence[sympy.Expr],
+    arguments: Sequence[sympy.Symbol],
+    names: Mapping[sympy.Symbol, str] | None = None,
+    params: Mapping[sympy.Symbol, float] | None = None,
+    what: str = "expression",
+) -> Program:
+    """Lower ``exprs`` over ``arguments`` (bound positionally at :meth:`Program.run`).
+
+    ``names`` gives the printed (and environment) name of each argument; ``params`` binds every
+    other free symbol to a number. Raises :class:`HamiltonianError` for an unbound symbol or an
+    operation with no torch lowering.
+    """
+    exprs = [_as_expr(e) for e in exprs]
+    if params:
+        binding = {s: sympy.Float(float(v), 17) for s, v in params.items()}
+        exprs = [e.xreplace(binding) for e in exprs]
+    unbound = set().union(*(e.free_symbols for e in exprs)) - set(arguments) if exprs else set()
+    if unbound:
+        listed = ", ".join(sorted(str(s) for s in unbound))
+        raise HamiltonianError(f"{what}: no value for parameter(s) {listed}")
+    taken: set[str] = {"torch", "out"}
+    env_names: dict[sympy.Symbol, str] = {}
+    for s in arguments:
+        want = (names or {}).get(s)
+        if want is not None and want not in taken:
+            taken.add(want)
+            env_names[s] = want
+        else:
+            env_names[s] = _py_name(s.name, taken)
+    tmp = (sympy.Symbol(_py_name(f"t{i}", taken)) for i in range(10**9))
+    replacements, reduced = sympy.cse(exprs, symbols=tmp) if exprs else ([], [])
+    lowerer = _Lowerer(env_names)
+    steps: list[tuple[str, NodeFn]] = []
+    lines: list[str] = []
+    for sym, sub in replacements:
+        fn, s = lowerer.lower(sub)
+        env_names[sym] = sym.name
+        steps.append((sym.name, fn))
+        lines.append(f"    {sym.name} = {s}")
+    outputs: list[NodeFn] = []
+    out_srcs: list[str] = []
+    constant: list[bool] = []
+    for e in reduced:
+        fn, s = lowerer.lower(e)
+        outputs.append(fn)
+        out_srcs.append(s)
+        constant.append(not e.free_symbols)
+    keys = tuple(env_names[s] for s in arguments)
+    return Program(tuple(arguments), keys, steps, outputs, lines, out_srcs, constant)
+
+
 def _py_name(name: str, taken: set[str]) -> str:
     """A safe, unique Python identifier for a symbol (display only; closures use it as a key)."""
     base = name if _IDENT.match(name) and not keyword.iskeyword(name) else "v"
@@ -516,16 +629,38 @@ def _py_name(name: str, taken: set[str]) -> str:
     return cand
 
 
+def _elementwise_template(
+    exprs: Sequence[sympy.Expr], q: Sequence[sympy.Symbol], p: Sequence[sympy.Symbol]
+) -> bool:
+    """True if every ``exprs[k]`` is ``exprs[0]`` with (q_0, p_0) renamed (q_k, p_k) and depends on
+    no other coordinate: then one lowering of ``exprs[0]`` applies to whole (..., n) tensors."""
+    if len(exprs) != len(q):
+        return False
+    for k, e in enumerate(exprs):
+        own = {q[k], p[k]}
+        if e.free_symbols - own:
+            return False
+        if k and e.xreplace({q[k]: q[0], p[k]: p[0]}) != exprs[0]:
+            return False
+    return True
+
+
 @dataclass
 class LoweredFunction:
-    """Batched torch callable ``f(q, p)`` built from sympy; ``source`` is the same program."""
+    """Batched torch callable ``f(q, p)`` built from sympy; ``source`` is the same program.
+
+    Two layouts, chosen at lowering: ``elementwise`` (every output component k is one template
+    in (q_k, p_k): the template runs once on the whole (..., n) tensors, no slicing, no stack)
+    and ``components`` (q.unbind(-1) once, one output per component, stacked).
+    """
 
     name: str
     n: int
     kind: str  # "scalar" -> (...); "vector" -> (..., len(outputs))
-    _inputs: list[tuple[str, str, int]]  # (env name, "q" or "p", index)
-    _steps: list[tuple[str, NodeFn]]
-    _outputs: list[NodeFn]
+    program: Program
+    elementwise: bool
+    _which: tuple[int, ...]  # per program argument: 0 = from q, 1 = from p
+    _index: tuple[int, ...]  # per program argument: component index
     source: str = field(default="")
 
     def __call__(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -534,16 +669,19 @@ class LoweredFunction:
                 f"{self.name}: q, p must both have shape (..., {self.n}); "
                 f"got {tuple(q.shape)} and {tuple(p.shape)}"
             )
-        env: Env = {}
-        for key, which, k in self._inputs:
-            env[key] = (q if which == "q" else p)[..., k]
-        for key, fn in self._steps:
-            env[key] = fn(env)
+        prog = self.program
+        if self.elementwise:
+            (v,) = prog.run(q, p)
+            if prog.constant[0] or not isinstance(v, torch.Tensor) or v.shape != q.shape:
+                v = torch.as_tensor(v, dtype=q.dtype, device=q.device).expand(q.shape)
+            return v[..., 0] if self.kind == "scalar" else v
+        qs = q.unbind(-1) if 0 in self._which else ()
+        ps = p.unbind(-1) if 1 in self._which else ()
+        args = [(qs if w == 0 else ps)[k] for w, k in zip(self._which, self._index, strict=True)]
         batch = q.shape[:-1]
         outs = []
-        for fn in self._outputs:
-            v = fn(env)
-            if not isinstance(v, torch.Tensor) or v.shape != batch:
+        for v, const in zip(prog.run(*args), prog.constant, strict=True):
+            if const or not isinstance(v, torch.Tensor) or v.shape != batch:
                 # Constant (or lower-rank) outputs, e.g. dH/dq_k = 0: broadcast to the batch.
                 v = torch.as_tensor(v, dtype=q.dtype, device=q.device).expand(batch)
             outs.append(v)
@@ -561,61 +699,69 @@ def lower_expressions(
     """Lower ``exprs`` (in q, p and bound parameters) to one batched torch function.
 
     ``params`` binds every other free symbol to a number (printed as a literal). Common
-    subexpressions are shared via ``sympy.cse``. Raises :class:`HamiltonianError` for an unbound
-    symbol or an operation with no torch lowering.
+    subexpressions are shared via ``sympy.cse``. When every component has the same form in its own
+    (q_k, p_k) (``kind="vector"`` with n outputs, or a scalar of one pair) the template is lowered
+    once and applied to whole tensors. Raises :class:`HamiltonianError` for an unbound symbol or
+    an operation with no torch lowering.
     """
-    params = dict(params or {})
+    q, p = list(q), list(p)
     exprs = [_as_expr(e) for e in exprs]
     if params:
         binding = {s: sympy.Float(float(v), 17) for s, v in params.items()}
         exprs = [e.xreplace(binding) for e in exprs]
-    allowed = set(q) | set(p)
-    unbound = set().union(*(e.free_symbols for e in exprs)) - allowed
-    if unbound:
-        names = ", ".join(sorted(str(s) for s in unbound))
-        raise HamiltonianError(f"{name}: no value for parameter(s) {names}")
-
-    taken: set[str] = set()
-    names: dict[sympy.Symbol, str] = {}
-    inputs: list[tuple[str, str, int]] = []
-    lines: list[str] = []
-    used = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
-    for which, syms in (("q", q), ("p", p)):
-        for k, s in enumerate(syms):
-            key = _py_name(s.name, taken)
-            names[s] = key
-            if s in used:
-                inputs.append((key, which, k))
-                lines.append(f"    {key} = {which}[..., {k}]")
-
-    tmp = (sympy.Symbol(_py_name(f"t{i}", taken)) for i in range(10**9))
-    replacements, reduced = sympy.cse(exprs, symbols=tmp)
-    lowerer = _Lowerer(names)
-    steps: list[tuple[str, NodeFn]] = []
-    for sym, sub in replacements:
-        fn, src = lowerer.lower(sub)
-        names[sym] = sym.name
-        steps.append((sym.name, fn))
-        lines.append(f"    {sym.name} = {src}")
-    outputs: list[NodeFn] = []
-    out_srcs: list[str] = []
-    for e in reduced:
-        fn, src = lowerer.lower(e)
-        outputs.append(fn)
-        out_srcs.append(
-            src
-            if e.free_symbols
-            else f"torch.full(q.shape[:-1], {src}, dtype=q.dtype, device=q.device)"
+    header = f"def {name}(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:"
+    n = len(q)
+    elementwise = n >= 1 and (
+        (kind == "vector" and _elementwise_template(exprs, q, p))
+        or (kind == "scalar" and n == 1 and len(exprs) == 1)
+    )
+    if elementwise:
+        prog = lower_program(exprs[:1], [q[0], p[0]], {q[0]: "q", p[0]: "p"}, None, name)
+        out = prog.out_srcs[0]
+        if prog.constant[0]:
+            out = f"torch.full_like(q, {out})"
+        if kind == "scalar":
+            out = f"({out})[..., 0]"
+        comment = (
+            "    # elementwise: the same form in (q[..., k], p[..., k]) for every k"
+            if kind == "vector" and n > 1
+            else None
         )
+        lines = [header] + ([comment] if comment else []) + prog.lines + [f"    return {out}"]
+        return LoweredFunction(name, n, kind, prog, True, (0, 1), (0, 0), "\n".join(lines) + "\n")
+
+    used = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
+    args: list[sympy.Symbol] = []
+    which: list[int] = []
+    index: list[int] = []
+    for w, syms in ((0, q), (1, p)):
+        for k, s in enumerate(syms):
+            if s in used:
+                args.append(s)
+                which.append(w)
+                index.append(k)
+    prog = lower_program(exprs, args, None, None, name)
+    lines = [header]
+    if 0 in which:
+        lines.append("    qs = q.unbind(-1)")
+    if 1 in which:
+        lines.append("    ps = p.unbind(-1)")
+    for key, w, k in zip(prog._keys, which, index, strict=True):
+        lines.append(f"    {key} = {'qs' if w == 0 else 'ps'}[{k}]")
+    lines += prog.lines
+    out_srcs = [
+        f"torch.full(q.shape[:-1], {s}, dtype=q.dtype, device=q.device)" if c else s
+        for s, c in zip(prog.out_srcs, prog.constant, strict=True)
+    ]
     if kind == "scalar":
         lines.append(f"    return {out_srcs[0]}")
     else:
         lines.append("    return torch.stack([")
         lines += [f"        {s}," for s in out_srcs]
         lines.append("    ], dim=-1)")
-    header = f"def {name}(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:"
-    source = "\n".join([header] + lines) + "\n"
-    return LoweredFunction(name, len(q), kind, inputs, steps, outputs, source)
+    return LoweredFunction(
+        name, n, kind, prog, False, tuple(which), tuple(index), "\n".join(lines) + "\n"
+    )
 
 
 @dataclass
@@ -671,3 +817,280 @@ def compile_hamiltonian(
 ) -> CompiledHamiltonian:
     """derive_hamiltonian + lower_hamiltonian in one call."""
     return lower_hamiltonian(derive_hamiltonian(H, q, p), params)
+
+
+# --------------------------------------------------------------------------------------------
+# Structured Hamiltonians: sums over particles and over pairs lowered once for a generic
+# particle / pair and evaluated on whole tensors (no unrolling over N).
+# --------------------------------------------------------------------------------------------
+
+PAIR_CHUNK_ELEMENTS = 2**21  # elements of one (B, D, c, N) difference block (memory bound)
+
+
+@dataclass
+class ParticleSum:
+    """sum_i f(q_i, p_i) with q_i = (q_i_0, ..., q_i_{D-1}) generic symbols of particle i."""
+
+    body: sympy.Expr
+    q: tuple[sympy.Symbol, ...]
+    p: tuple[sympy.Symbol, ...]
+
+
+@dataclass
+class PairSum:
+    """sum_{i<j} F(d) with d = q_i - q_j, F built for a generic pair; ``symmetric`` when
+    F(-d) = F(d) (then the force on i is sum_{j != i} dF/dd(q_i - q_j))."""
+
+    F: sympy.Expr
+    d: tuple[sympy.Symbol, ...]
+    symmetric: bool
+
+
+def is_even(F: sympy.Expr, d: Sequence[sympy.Symbol]) -> bool:
+    """F(-d) == F(d), shown symbolically (expand, then simplify when small); False if unsure."""
+    diff = F.xreplace({s: -s for s in d}) - F
+    return _is_zero(diff)
+
+
+class StructuredHamiltonian:
+    """H = sum_i f(q_i, p_i) + sum_{i<j} F(q_i - q_j) + rest(q, p) over q, p of shape (..., N * D)
+    (particle-major), with the HamiltonianSystem callables.
+
+    The particle and pair pieces are lowered once (generic particle i, generic pair (i, j)); the
+    pair force is evaluated on (B, D, c, N) difference blocks, c target rows at a time so that a
+    block holds at most ``chunk_elements`` numbers. Self pairs are evaluated at the safe separation
+    d = (1, 0, ...) and discarded. ``rest`` (a :class:`CompiledHamiltonian` over the flattened
+    coordinates) holds whatever is neither, e.g. an external potential on one particle.
+    """
+
+    def __init__(
+        self,
+        N: int,
+        D: int,
+        particles: ParticleSum | None,
+        pairs: PairSum | None,
+        rest: CompiledHamiltonian | None,
+        constant: float,
+        params: Mapping[sympy.Symbol, float],
+        separable: bool,
+        name: str = "H",
+        chunk_elements: int = PAIR_CHUNK_ELEMENTS,
+    ):
+        self.N, self.D, self.n = N, D, N * D
+        self.particles, self.pairs, self.rest = particles, pairs, rest
+        self.constant = float(constant)
+        self.separable = separable
+        self.name = name
+        self.chunk_elements = chunk_elements
+        self._masks: dict[tuple, torch.Tensor] = {}
+        self._part: tuple[LoweredFunction, LoweredFunction, LoweredFunction] | None = None
+        if particles is not None:
+            gq, gp = list(particles.q), list(particles.p)
+            body = particles.body
+            self._part = (
+                lower_expressions("particle", [body], gq, gp, params, kind="scalar"),
+                lower_expressions("particle_dq", [sympy.diff(body, s) for s in gq], gq, gp, params),
+                lower_expressions("particle_dp", [sympy.diff(body, s) for s in gp], gq, gp, params),
+            )
+        # does the particle sum depend on q at all (a kinetic-only sum has no force)?
+        self._part_q = particles is not None and bool(particles.body.free_symbols & set(particles.q))
+        self._pair: tuple[Program, Program] | None = None
+        if pairs is not None:
+            names = {s: f"d{a}" for a, s in enumerate(pairs.d)}
+            grads = [sympy.diff(pairs.F, s) for s in pairs.d]
+            # Central forces, dF/dd_a = d_a h(d) with one h for every a: the force is
+            # sum_j d_ij h_ij, one product of the (B, D, c, N) block instead of D programs.
+            radial = None
+            if pairs.symmetric:
+                hs = [sympy.factor_terms(g) / s for g, s in zip(grads, pairs.d, strict=True)]
+                if all(h == hs[0] for h in hs[1:]):
+                    radial = hs[0]
+            self.radial = radial is not None
+            self._pair = (
+                lower_program([pairs.F], pairs.d, names, params, "pair"),
+                lower_program([radial] if self.radial else grads, pairs.d, names, params,
+                              "pair_h" if self.radial else "pair_grad"),
+            )
+
+    # ------------------------------------------------------------------ pair blocks
+    def _blocks(self, x: torch.Tensor):
+        """Yield (s, e, d) with d = x_i - x_j of shape (B, D, e - s, N) for rows i in [s, e);
+        the self pairs (i = j) set to d = (1, 0, ...)."""
+        B, N, D = x.shape
+        xt = x.transpose(1, 2)
+        c = max(1, min(N, self.chunk_elements // max(1, B * D * N)))
+        for s in range(0, N, c):
+            e = min(N, s + c)
+            d = xt[:, :, s:e, None] - xt[:, :, None, :]
+            rows = torch.arange(e - s, device=x.device)
+            d[:, :, rows, rows + s] = 0.0
+            d[:, 0, rows, rows + s] = 1.0
+            yield s, e, d
+
+    def _keep(self, s: int, e: int, N: int, symmetric: bool, device: torch.device) -> torch.Tensor:
+        """(e - s, N) mask of the pairs a block contributes: j != i (symmetric) or j > i.
+        Cached per block (it depends on the shapes only)."""
+        key = (s, e, N, symmetric, str(device))
+        m = self._masks.get(key)
+        if m is None:
+            i = torch.arange(s, e, device=device)[:, None]
+            j = torch.arange(N, device=device)[None, :]
+            m = self._masks[key] = j != i if symmetric else j > i
+            if len(self._masks) > 256:
+                self._masks.clear()
+        return m
+
+    def _masked(self, g: object, keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if not isinstance(g, torch.Tensor) or g.shape != like.shape:
+            g = torch.as_tensor(g, dtype=like.dtype, device=like.device).expand(like.shape)
+        return torch.where(keep, g, 0.0)
+
+    def _pair_energy(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.pairs is not None and self._pair is not None
+        B, N, _ = x.shape
+        total = x.new_zeros(B)
+        for s, e, d in self._blocks(x):
+            keep = self._keep(s, e, N, self.pairs.symmetric, x.device)
+            (v,) = self._pair[0].run(*d.unbind(1))
+            total = total + self._masked(v, keep, d[:, 0]).sum((-1, -2))
+        return 0.5 * total if self.pairs.symmetric else total
+
+    def _pair_force(self, x: torch.Tensor) -> torch.Tensor:
+        """dH/dq of the pair sum, (B, N, D)."""
+        assert self.pairs is not None and self._pair is not None
+        B, N, D = x.shape
+        sym = self.pairs.symmetric
+        rows_out: list[torch.Tensor] = []
+        cols = None if sym else x.new_zeros(B, D, N)
+        if self.radial:
+            out_blocks = []
+            for s, e, d in self._blocks(x):
+                keep = self._keep(s, e, N, True, x.device)
+                h = self._masked(self._pair[1].run(*d.unbind(1))[0], keep, d[:, 0])
+                out_blocks.append((d * h[:, None]).sum(-1).transpose(1, 2))  # (B, c, D)
+            return torch.cat(out_blocks, 1) if len(out_blocks) > 1 else out_blocks[0]
+        for s, e, d in self._blocks(x):
+            keep = self._keep(s, e, N, sym, x.device)
+            gs = [self._masked(g, keep, d[:, 0]) for g in self._pair[1].run(*d.unbind(1))]
+            rows_out.append(torch.stack([g.sum(-1) for g in gs], -1))  # (B, c, D)
+            if cols is not None:  # d/dq_j F(q_i - q_j) = -dF/dd, for j > i
+                cols = cols - torch.stack([g.sum(-2) for g in gs], 1)
+        out = torch.cat(rows_out, 1) if len(rows_out) > 1 else rows_out[0]
+        return out if cols is None else out + cols.transpose(1, 2)
+
+    # ------------------------------------------------------------------ the protocol
+    def _split(self, t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(-1, self.N, self.D)
+
+    def _check(self, q: torch.Tensor, p: torch.Tensor) -> None:
+        if q.shape != p.shape or q.shape[-1] != self.n:
+            raise ValueError(f"{self.name}: q, p must both have shape (..., {self.n}); "
+                             f"got {tuple(q.shape)} and {tuple(p.shape)}")
+
+    def hamiltonian(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """H(q, p) -> (...)."""
+        self._check(q, p)
+        batch = q.shape[:-1]
+        x, y = self._split(q), self._split(p)
+        out = x.new_full((x.shape[0],), self.constant)
+        if self._part is not None:
+            out = out + self._part[0](x, y).sum(-1)
+        if self.pairs is not None:
+            out = out + self._pair_energy(x)
+        if self.rest is not None:
+            out = out + self.rest.hamiltonian(q, p).reshape(-1)
+        return out.reshape(batch)
+
+    def dH_dq(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """dH/dq -> (..., N * D)."""
+        self._check(q, p)
+        x, y = self._split(q), self._split(p)
+        out: torch.Tensor | None = None
+        if self._part_q:
+            out = self._part[1](x, y)
+        if self.pairs is not None:
+            f = self._pair_force(x)
+            out = f if out is None else out + f
+        out = torch.zeros_like(x) if out is None else out
+        out = out.reshape(q.shape)
+        if self.rest is not None:
+            out = out + self.rest.dH_dq(q, p)
+        return out
+
+    def dH_dp(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """dH/dp -> (..., N * D)."""
+        self._check(q, p)
+        out = (self._part[2](self._split(q), self._split(p)).reshape(q.shape)
+               if self._part is not None else torch.zeros_like(p))  # fmt: skip
+        if self.rest is not None:
+            out = out + self.rest.dH_dp(q, p)
+        return out
+
+    # ------------------------------------------------------------------ printing
+    @property
+    def source(self) -> str:
+        """The torch source of what runs: the lowered generic pieces and the drivers."""
+        parts = [f'"""Structured Hamiltonian over q, p of shape (..., N * D), N = {self.N}, '
+                 f'D = {self.D}; separable={self.separable}.\n'
+                 "H = sum_i particle(q_i, p_i) + sum_{i<j} pair(d = q_i - q_j) + rest(q, p); "
+                 'the pair sum runs on (B, D, c, N) difference blocks."""\n\nimport torch\n']
+        if self._part is not None:
+            parts += [f.source for f in self._part]
+        if self._pair is not None and self.pairs is not None:
+            d = ", ".join(f"d{a}: torch.Tensor" for a in range(self.D))
+            fnames = ("pair", "pair_h" if self.radial else "pair_grad")
+            for prog, fname in zip(self._pair, fnames, strict=True):
+                outs = prog.out_srcs
+                ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
+                parts.append("\n".join([f"def {fname}({d}):", *prog.lines,
+                                        f"    return {ret}"]) + "\n")  # fmt: skip
+            keep = "j != i" if self.pairs.symmetric else "j > i"
+            lines = [
+                "def pair_force(x: torch.Tensor) -> torch.Tensor:  # x: (B, N, D)",
+                "    B, N, D = x.shape",
+                "    xt = x.transpose(1, 2)",
+                f"    c = max(1, min(N, {self.chunk_elements} // (B * D * N)))",
+                "    rows_out = []" + ("" if self.pairs.symmetric else
+                                       "\n    cols = x.new_zeros(B, D, N)"),
+                "    for s in range(0, N, c):",
+                "        e = min(N, s + c)",
+                "        d = xt[:, :, s:e, None] - xt[:, :, None, :]  # (B, D, c, N)",
+                "        r = torch.arange(e - s)",
+                "        d[:, :, r, r + s] = 0.0",
+                "        d[:, 0, r, r + s] = 1.0  # self pairs at a safe separation, discarded",
+                "        i, j = torch.arange(s, e)[:, None], torch.arange(N)[None, :]",
+                f"        keep = {keep}",
+            ]
+            if self.radial:  # dV/dd_a = d_a * pair_h(d)
+                lines += [
+                    "        h = torch.where(keep, pair_h(*d.unbind(1)), 0.0)",
+                    "        rows_out.append((d * h[:, None]).sum(-1).transpose(1, 2))",
+                ]
+            else:
+                lines += [
+                    "        gs = [torch.where(keep, g, 0.0) for g in pair_grad(*d.unbind(1))]",
+                    "        rows_out.append(torch.stack([g.sum(-1) for g in gs], -1))",
+                ]
+            if not self.pairs.symmetric:
+                lines.append("        cols = cols - torch.stack([g.sum(-2) for g in gs], 1)")
+                lines.append("    return torch.cat(rows_out, 1) + cols.transpose(1, 2)")
+            else:
+                lines.append("    return torch.cat(rows_out, 1)")
+            parts.append("\n".join(lines) + "\n")
+        drive = ["def dH_dq(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:",
+                 f"    x, y = q.reshape(-1, {self.N}, {self.D}), p.reshape(-1, {self.N}, {self.D})",
+                 ]  # fmt: skip
+        terms = (["particle_dq(x, y)"] if self._part_q else []) + (
+            ["pair_force(x)"] if self._pair is not None else [])
+        drive.append(f"    out = {' + '.join(terms) if terms else 'torch.zeros_like(x)'}")
+        drive.append("    out = out.reshape(q.shape)")
+        if self.rest is not None:
+            drive.append("    out = out + rest_dH_dq(q, p)  # below")
+        drive.append("    return out")
+        parts.append("\n".join(drive) + "\n")
+        if self.rest is not None:
+            parts.append("# rest (unrolled over the flattened coordinates):\n"
+                         + "\n\n".join(f.source.replace(f"def {f.name}(", f"def rest_{f.name}(")
+                                       for f in (self.rest.hamiltonian, self.rest.dH_dq,
+                                                 self.rest.dH_dp)))  # fmt: skip
+        return "\n\n".join(parts)

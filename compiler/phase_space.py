@@ -35,11 +35,16 @@ from physml_lang.ir import ModelIR
 
 from .hamiltonian import (
     CompiledHamiltonian,
+    HamiltonianDerivation,
     HamiltonianError,
-    LoweredFunction,
+    PairSum,
+    ParticleSum,
+    Program,
+    StructuredHamiltonian,
     derive_hamiltonian,
-    lower_expressions,
+    is_even,
     lower_hamiltonian,
+    lower_program,
 )
 from .terms import arithmetic
 
@@ -225,7 +230,7 @@ class SympyBuilder:
 # --------------------------------------------------------------------------------------------
 
 
-def phase_shape(ir: ModelIR) -> tuple[int, ...]:
+def phase_shape(ir: ModelIR, cap: bool = True) -> tuple[int, ...]:
     """The shape of q (and p): () for one pair, (N,) or (N, D) from ``phase_space (q, p): real[...]``."""
     ps = ir.phase_space
     assert ps is not None
@@ -246,7 +251,7 @@ def phase_shape(ir: ModelIR) -> tuple[int, ...]:
     if len(shape) > 2:
         fail("P302", "phase_space takes real, real[N] or real[N, D]", t.span)
     n = math.prod(shape)
-    if n > MAX_PAIRS:
+    if cap and n > MAX_PAIRS:
         fail("P400", f"{n} canonical pairs is more than the symbolic compiler handles "
              f"({MAX_PAIRS})", t.span)  # fmt: skip
     return tuple(shape)
@@ -354,6 +359,261 @@ def _check_symmetries(ir: ModelIR, allowed: set[str], what: str) -> None:
                  "supported: " + ", ".join(sorted(allowed)))  # fmt: skip
 
 
+def _hamiltonian_defs(ir: ModelIR) -> tuple[list[ast.Expr], Span]:
+    """The expressions whose sum is H (a hamiltonian, or kinetic + potential terms)."""
+    defs = ir.definitions
+    for d in defs.values():
+        if d.kind == "hamiltonian":
+            if d.indices:
+                fail("P302", "a Hamiltonian takes no indices", d.span)
+            return [d.expr], d.span
+    kin = [d for d in defs.values() if d.kind == "kinetic"]
+    pot = [d for d in defs.values() if d.kind == "potential"]
+    pname = ir.phase_space.p if ir.phase_space is not None else "p"
+    if not kin and not pot:
+        other = next((d for d in defs.values() if d.kind in ("energy", "action")), None)
+        fail("P400", f"phase-space model {ir.name} declares no hamiltonian",
+             other.span if other else ir.node.name_span,
+             "write 'hamiltonian H = ...', or a 'kinetic T = ...' and a "
+             "'potential V = ...'")  # fmt: skip
+    if not kin:
+        fail("P400", "a potential needs a kinetic term too (or write the whole hamiltonian)",
+             pot[0].span, f"e.g. kinetic T = {pname}^2 / (2 * m)")  # fmt: skip
+    return [d.expr for d in kin + pot], (kin + pot)[0].span
+
+
+# ---------------------------------------------------------------- structured (any N) lowering
+
+
+class _NotGeneric(Exception):
+    """The Hamiltonian has a piece the structured lowering does not cover (use unrolling)."""
+
+
+_I, _J = sympy.Symbol("_i", integer=True), sympy.Symbol("_j", integer=True)
+
+
+class GenericBuilder(PhaseBuilder):
+    """q[i, a] for a *generic* particle i (or pair (i, j)) bound to a placeholder: one symbol per
+    component, q_i_a / q_j_a; dims are unrolled (D is small), particles are not."""
+
+    def __init__(self, ir: ModelIR, shape: tuple[int, ...]):
+        SympyBuilder.__init__(self, ir)
+        assert ir.phase_space is not None
+        self.qname, self.pname = ir.phase_space.q, ir.phase_space.p
+        self.shape = shape
+        self.q, self.p = [], []
+        self.D = shape[1] if len(shape) == 2 else 1
+
+        def mk(name: str, tag: str) -> tuple[sympy.Symbol, ...]:
+            if len(shape) == 1:
+                return (sympy.Symbol(f"{name}_{tag}", real=True),)
+            return tuple(sympy.Symbol(f"{name}_{tag}_{a}", real=True) for a in range(self.D))
+
+        self.gen = {(w, s): mk(name, tag) for w, name in (("q", self.qname), ("p", self.pname))
+                    for s, tag in ((_I, "i"), (_J, "j"))}  # fmt: skip
+
+    def indexed(self, e: ast.Index, env: dict[str, Any]) -> sympy.Expr | None:
+        if not isinstance(e.base, ast.Name) or e.base.id not in (self.qname, self.pname):
+            return None
+        if len(e.indices) != len(self.shape):
+            return super().indexed(e, env)  # the located shape error
+        first = self.build(e.indices[0], env)
+        if first not in (_I, _J):
+            raise _NotGeneric  # a particular particle, or i + 1: not one generic particle
+        a = 0
+        if len(self.shape) == 2:
+            a = self.const_int(e.indices[1], env, "an index")
+            if not 0 <= a < self.D:
+                fail("P400", f"index {a} is out of range 0 .. {self.D - 1}", e.indices[1].span)
+        return self.gen[("q" if e.base.id == self.qname else "p", first)][a]
+
+
+def _mentions(e: Any, names: set[str], ir: ModelIR, depth: int = 0) -> bool:
+    """Does the expression use q or p (directly or through definitions)?"""
+    if depth > 50:
+        return True
+    if isinstance(e, ast.Name):
+        if e.id in names:
+            return True
+        d = ir.definitions.get(e.id)
+        return d is not None and _mentions(d.expr, names, ir, depth + 1)
+    if isinstance(e, ast.Call) and e.func in ir.definitions:
+        if _mentions(ir.definitions[e.func].expr, names, ir, depth + 1):
+            return True
+    if isinstance(e, ast.Index) and isinstance(e.base, ast.Name) and e.base.id in ir.definitions:
+        if _mentions(ir.definitions[e.base.id].expr, names, ir, depth + 1):
+            return True
+    if isinstance(e, ast.Expr | ast.Loop):
+        for v in vars(e).values():
+            for x in v if isinstance(v, list) else [v]:
+                if isinstance(x, ast.Expr | ast.Loop) and _mentions(x, names, ir, depth + 1):
+                    return True
+    return False
+
+
+@dataclass
+class Structure:
+    """H as generic pieces (see :class:`StructuredHamiltonian`) and its lowered system."""
+
+    N: int
+    D: int
+    particle: sympy.Expr | None
+    gq: tuple[sympy.Symbol, ...]
+    gp: tuple[sympy.Symbol, ...]
+    pair: PairSum | None
+    rest: sympy.Expr
+    system: StructuredHamiltonian
+
+    def emit_sympy(self, name: str) -> str:
+        lines = [f"# model {name}: H = sum_i h(q_i, p_i) + sum_{{i<j}} V(d), d = q_i - q_j, "
+                 f"+ rest; derived once for a generic particle i and pair (i, j); "
+                 f"N = {self.N}, D = {self.D}; separable={self.system.separable}"]  # fmt: skip
+        if self.particle is not None:
+            lines.append(f"h = {self.particle}")
+            for s, t in zip(self.gq, self.gp, strict=True):
+                lines.append(f"d{s}/dt = dH/d{t} = {sympy.diff(self.particle, t)}")
+                force = -sympy.diff(self.particle, s)
+                if self.pair is not None:
+                    a = self.gq.index(s)
+                    pair = f"sum_{{j != i}} dV/d{self.pair.d[a]}(q_i - q_j)"
+                    force = f"-{pair}" if force == 0 else f"{force} - {pair}"
+                lines.append(f"d{t}/dt = -dH/d{s} = {force}")
+        if self.pair is not None:
+            even = "V(-d) = V(d)" if self.pair.symmetric else "V(-d) != V(d): j > i only"
+            lines.append(f"V = {self.pair.F}    ({even})")
+            for s in self.pair.d:
+                lines.append(f"dV/d{s} = {sympy.diff(self.pair.F, s)}")
+        if self.rest != 0:
+            lines.append(f"rest = {self.rest}")
+        return "\n".join(lines)
+
+
+def _structure(model: PhaseSpaceModel) -> Structure | None:
+    """Decompose H into sums over particles, a pair sum of a function of q_i - q_j and a rest.
+
+    Used when there is a pair sum or when the phase space is too big to unroll; None when H has
+    a piece that is neither (then the unrolled symbolic path applies, for small N).
+    """
+    ir, shape = model.ir, model.shape
+    if not shape:
+        return None
+    exprs, span = _hamiltonian_defs(ir)
+    names = {ir.phase_space.q, ir.phase_space.p}  # type: ignore[union-attr]
+    gb = GenericBuilder(ir, shape)
+    pieces: dict[str, list[tuple[sympy.Expr, ast.Generator]]] = {"particle": [], "pair": []}
+    rest: list[tuple[sympy.Expr, ast.Expr]] = []
+
+    def collect(e: ast.Expr, coef: sympy.Expr) -> None:
+        if isinstance(e, ast.Binary) and e.op in ("+", "-"):
+            collect(e.left, coef)
+            collect(e.right, coef if e.op == "+" else -coef)
+        elif isinstance(e, ast.Unary) and e.op == "-":
+            collect(e.operand, -coef)
+        elif isinstance(e, ast.Binary) and e.op in ("*", "/"):
+            left, right = _mentions(e.left, names, ir), _mentions(e.right, names, ir)
+            if left and not right:
+                k = gb.build(e.right, {})
+                collect(e.left, coef * k if e.op == "*" else coef / k)
+            elif right and not left and e.op == "*":
+                collect(e.right, coef * gb.build(e.left, {}))
+            else:
+                rest.append((coef, e))
+        elif isinstance(e, ast.Name) and e.id in ir.definitions and not ir.definitions[e.id].indices:
+            collect(ir.definitions[e.id].expr, coef)
+        elif isinstance(e, ast.Generator) and e.func == "sum" and e.loops:
+            d = e.loops[0].domain
+            kind = None
+            if isinstance(d, ast.Name) and d.id == "pairs" and len(e.loops[0].names) == 2:
+                kind = "pair"
+            elif isinstance(d, ast.Name) and d.id == "particles" and len(e.loops[0].names) == 1:
+                kind = "particle"
+            if kind is None:
+                rest.append((coef, e))
+            else:
+                pieces[kind].append((coef, e))
+        else:
+            rest.append((coef, e))
+
+    try:
+        for e in exprs:
+            collect(e, sympy.Integer(1))
+        if not pieces["pair"] and model.builder is not None:
+            return None  # nothing to gain over the unrolled path
+        if any(_mentions(e, names, ir) for _, e in rest) and model.builder is None:
+            raise _NotGeneric
+        qi, qj = gb.gen[("q", _I)], gb.gen[("q", _J)]
+        pi, pj = gb.gen[("p", _I)], gb.gen[("p", _J)]
+        psyms = {sympy.Symbol(k, real=True) for k in gb.params}
+
+        def body(g: ast.Generator, slots: tuple[sympy.Symbol, ...]) -> sympy.Expr:
+            env = dict(zip(g.loops[0].names, slots, strict=True))
+            return sympy.Add(*[gb.build(g.body, inner)
+                               for inner in gb._loop_envs(g.loops[1:], env, g.body)])  # fmt: skip
+
+        particle = sympy.Add(*[c * body(g, (_I,)) for c, g in pieces["particle"]])
+        if particle.free_symbols - set(qi) - set(pi) - psyms:
+            raise _NotGeneric
+        F = sympy.Add(*[c * body(g, (_I, _J)) for c, g in pieces["pair"]])
+        if F.free_symbols - set(qi) - set(qj) - psyms:
+            raise _NotGeneric  # momenta in a pair term, or something else: unroll
+        D = gb.D
+        dsyms = tuple(sympy.Symbol(f"d{a}" if len(shape) == 2 else "d", real=True)
+                      for a in range(D))  # fmt: skip
+        F = F.xreplace({qi[a]: dsyms[a] + qj[a] for a in range(D)})
+        if F.free_symbols & set(qj):
+            raise _NotGeneric  # not a function of q_i - q_j alone
+    except (_NotGeneric, PhysmlError):
+        return None  # the unrolled path handles it (or reports the error, located)
+    N = shape[0]
+    # non-differentiable calls on coordinates: located, as in the unrolled path
+    coords = set(qi) | set(qj) | set(pi) | set(pj)
+    for expr, nspan in gb.nondiff:
+        if expr.free_symbols & coords:
+            fail("P300", f"the Hamiltonian is not differentiable here ({type(expr).__name__}): "
+                 "Hamilton's equations need dH/dq and dH/dp", nspan,
+                 "use a smooth form, e.g. sqrt(x^2 + eps^2) for abs(x)")  # fmt: skip
+    rest_expr = sympy.Integer(0)
+    rest_sys = None
+    separable = True
+    if rest and model.builder is not None:
+        b = model.builder
+        rest_expr = sympy.Add(*[c * b.build(e, {}) for c, e in rest])
+        for expr, nspan in b.nondiff:
+            if expr.free_symbols & set(b.q + b.p) and expr in rest_expr.atoms(type(expr)):
+                fail("P300", f"the Hamiltonian is not differentiable here ({type(expr).__name__}"
+                     "): Hamilton's equations need dH/dq and dH/dp", nspan,
+                     "use a smooth form, e.g. sqrt(x^2 + eps^2) for abs(x)")  # fmt: skip
+    params = {sympy.Symbol(k, real=True): float(v) for k, v in gb.params.items()}
+    constant = 0.0
+    try:
+        if rest_expr.free_symbols - psyms:
+            rd = derive_hamiltonian(rest_expr, model.builder.q, model.builder.p)
+            separable = rd.separable
+            rest_sys = lower_hamiltonian(rd, {s: params[s] for s in rest_expr.free_symbols
+                                              if s in params})  # fmt: skip
+        elif rest_expr != 0:
+            constant = float(rest_expr.xreplace({s: sympy.Float(v) for s, v in params.items()}))
+        if particle.free_symbols & set(qi) and particle.free_symbols & set(pi):
+            separable = separable and derive_hamiltonian(particle, qi, pi).separable
+        pair = PairSum(F, dsyms, is_even(F, dsyms)) if F != 0 else None
+        system = StructuredHamiltonian(
+            N, D, ParticleSum(particle, qi, pi) if particle != 0 else None, pair, rest_sys,
+            constant, params, separable, ir.name)
+    except HamiltonianError as exc:
+        fail("P800", str(exc), span)
+    # every declared coordinate must enter H
+    used_dims = {a for a in range(D) if {qi[a], pi[a]} & particle.free_symbols}
+    if pair is not None and N >= 2:
+        used_dims |= {a for a in range(D) if dsyms[a] in F.free_symbols}
+    unused = [k for k in range(N * D) if k % D not in used_dims]
+    if unused and rest_sys is not None:  # the rest may use some of them
+        rest_unused = set(rest_sys.derivation.unused_pairs)
+        unused = [k for k in unused if k in rest_unused]
+    if unused:
+        model._unused([gb.qname, gb.pname], unused)
+    return Structure(N, D, particle if particle != 0 else None, qi, pi, pair, rest_expr, system)
+
+
 class PhaseSpaceModel:
     """A compiled phase-space model: derived Hamilton's equations and torch callables.
 
@@ -365,68 +625,85 @@ class PhaseSpaceModel:
 
     def __init__(self, ir: ModelIR):
         self.ir = ir
-        self.shape = phase_shape(ir)
+        self.shape = phase_shape(ir, cap=False)
         self.n = max(1, math.prod(self.shape))
         _check_symmetries(ir, {"symplectic"}, "phase-space models (the canonical structure is "
                           "built in: symmetry symplectic)")  # fmt: skip
-        builder = PhaseBuilder(ir, self.shape)
-        self.builder = builder
-        self.H, self.H_span = self._hamiltonian(builder)
+        self.builder = PhaseBuilder(ir, self.shape) if self.n <= MAX_PAIRS else None
+        self._derivation: HamiltonianDerivation | None = None
+        self.structure: Structure | None = _structure(self)
+        if self.structure is not None:
+            self.system: CompiledHamiltonian | StructuredHamiltonian = self.structure.system
+            return
+        if self.builder is None:
+            ps = ir.phase_space
+            fail("P400", f"{self.n} canonical pairs is more than the symbolic compiler handles "
+                 f"({MAX_PAIRS}) for this Hamiltonian", ps.type.span if ps.type else ps.span,
+                 "sums over particles and 'for (i, j) in pairs' of a function of "
+                 "q[i, a] - q[j, a] are compiled for any N")  # fmt: skip
+        builder = self.builder
+        d = self.derivation
         moving = builder.q + builder.p
         for expr, span in builder.nondiff:
             if expr.free_symbols & set(moving) and expr in self.H.atoms(type(expr)):
                 fail("P300", f"the Hamiltonian is not differentiable here ({type(expr).__name__}"
                      "): Hamilton's equations need dH/dq and dH/dp", span,
                      "use a smooth form, e.g. sqrt(x^2 + eps^2) for abs(x)")  # fmt: skip
-        try:
-            self.derivation = derive_hamiltonian(self.H, builder.q, builder.p)
-        except HamiltonianError as exc:
-            fail("P300", str(exc), self.H_span)
-        d = self.derivation
         if d.unused_pairs:
-            pairs = ", ".join(f"({_label(builder.qname, self.shape, k)}, "
-                              f"{_label(builder.pname, self.shape, k)})" for k in d.unused_pairs[:4])
-            more = "" if len(d.unused_pairs) <= 4 else f" and {len(d.unused_pairs) - 4} more"
-            fail("P400", f"the Hamiltonian does not depend on the canonical pair(s) {pairs}{more} "
-                 "declared by phase_space", self.H_span,
-                 "use every declared coordinate in H, or declare fewer (phase_space (q, p): "
-                 "real[N, D])")  # fmt: skip
+            self._unused([builder.qname, builder.pname], d.unused_pairs)
         bound = {sympy.Symbol(k, real=True): float(v) for k, v in builder.params.items()}
         used = {s for s in self.H.free_symbols if s in bound}
         try:
-            self.system: CompiledHamiltonian = lower_hamiltonian(
-                d, {s: bound[s] for s in used})
+            self.system = lower_hamiltonian(d, {s: bound[s] for s in used})
         except HamiltonianError as exc:
             fail("P800", str(exc), self.H_span)
         self.system.name = ir.name  # type: ignore[attr-defined]
 
+    def _unused(self, names: list[str], unused: tuple[int, ...] | list[int]) -> None:
+        qn, pn = names
+        pairs = ", ".join(f"({_label(qn, self.shape, k)}, {_label(pn, self.shape, k)})"
+                          for k in unused[:4])  # fmt: skip
+        more = "" if len(unused) <= 4 else f" and {len(unused) - 4} more"
+        fail("P400", f"the Hamiltonian does not depend on the canonical pair(s) {pairs}{more} "
+             "declared by phase_space", self.H_span,
+             "use every declared coordinate in H, or declare fewer (phase_space (q, p): "
+             "real[N, D])")  # fmt: skip
+
+    @property
+    def H_span(self) -> Span:
+        return _hamiltonian_defs(self.ir)[1]
+
+    @property
+    def H(self) -> sympy.Expr:
+        """H over the flattened canonical symbols, every sum unrolled (small systems only)."""
+        return self.derivation.H
+
+    @property
+    def derivation(self) -> HamiltonianDerivation:
+        """Hamilton's equations over the flattened coordinates (derived on first use; the
+        structured path never needs it)."""
+        if self._derivation is None:
+            if self.builder is None:
+                fail("P400", f"{self.n} canonical pairs: too many to write Hamilton's equations "
+                     "out one coordinate at a time", self.H_span)  # fmt: skip
+            H, span = self._hamiltonian(self.builder)
+            try:
+                self._derivation = derive_hamiltonian(H, self.builder.q, self.builder.p)
+            except HamiltonianError as exc:
+                fail("P300", str(exc), span)
+        return self._derivation
+
     def _hamiltonian(self, builder: PhaseBuilder) -> tuple[sympy.Expr, Span]:
-        defs = self.ir.definitions
-        for d in defs.values():
-            if d.kind == "hamiltonian":
-                if d.indices:
-                    fail("P302", "a Hamiltonian takes no indices", d.span)
-                return builder.build(d.expr, {}), d.span
-        kin = [d for d in defs.values() if d.kind == "kinetic"]
-        pot = [d for d in defs.values() if d.kind == "potential"]
-        if not kin and not pot:
-            other = next((d for d in defs.values() if d.kind in ("energy", "action")), None)
-            fail("P400", f"phase-space model {self.ir.name} declares no hamiltonian",
-                 other.span if other else self.ir.node.name_span,
-                 "write 'hamiltonian H = ...', or a 'kinetic T = ...' and a "
-                 "'potential V = ...'")  # fmt: skip
-        if not kin:
-            fail("P400", "a potential needs a kinetic term too (or write the whole hamiltonian)",
-                 pot[0].span, f"e.g. kinetic T = {builder.pname}^2 / (2 * m)")  # fmt: skip
+        exprs, span = _hamiltonian_defs(self.ir)
         H = sympy.Integer(0)
-        for d in kin + pot:
-            H = H + builder.build(d.expr, {})
-        return H, (kin + pot)[0].span
+        for e in exprs:
+            H = H + builder.build(e, {})
+        return H, span
 
     # ---------------------------------------------------------------- conveniences
     @property
     def separable(self) -> bool:
-        return self.derivation.separable
+        return bool(self.system.separable)
 
     @property
     def default_integrator(self) -> str:
@@ -440,16 +717,28 @@ class PhaseSpaceModel:
     def to(self, device: Any) -> PhaseSpaceModel:
         return self  # lowered closures run on the device of their inputs
 
+    @property
+    def qname(self) -> str:
+        assert self.ir.phase_space is not None
+        return self.ir.phase_space.q
+
+    @property
+    def pname(self) -> str:
+        assert self.ir.phase_space is not None
+        return self.ir.phase_space.p
+
     def labels(self) -> list[str]:
-        return [_label(self.builder.qname, self.shape, k) for k in range(self.n)]
+        return [_label(self.qname, self.shape, k) for k in range(self.n)]
 
     def describe(self) -> str:
         shape = f"real{list(self.shape)}" if self.shape else "real"
-        return (f"phase space ({self.builder.qname}, {self.builder.pname}): {shape}, "
+        return (f"phase space ({self.qname}, {self.pname}): {shape}, "
                 f"{self.n} canonical pair(s); H {'separable' if self.separable else 'non-separable'}"
                 f"; integrator {self.default_integrator}")  # fmt: skip
 
     def emit_sympy(self) -> str:
+        if self.structure is not None:
+            return self.structure.emit_sympy(self.ir.name)
         d = self.derivation
         lines = [f"# model {self.ir.name}: Hamilton's equations derived from H", f"H = {d.H}"]
         if d.separable:
@@ -564,8 +853,8 @@ class FieldModel:
             if shell not in lat.shells:
                 fail("P400", f"lattice {lat.kind} has no neighbour shell {shell}", d.span)
         params = {sympy.Symbol(k, real=True): float(v) for k, v in self.builder.params.items()}
-        c, e = sympy.Symbol("_c0", real=True), sympy.Symbol("_c1", real=True)  # unused p slots
-        self._lowered: dict[str, LoweredFunction] = {}
+        self._programs: dict[str, Program] = {}
+        self._sources: dict[str, str] = {}
         exprs = {"site": [self.site, sympy.diff(self.site, a)]}
         for shell, g in self.bonds.items():
             exprs[f"bond{shell}"] = [g, sympy.diff(g, a), sympy.diff(g, b)]
@@ -573,15 +862,31 @@ class FieldModel:
             for key, es in exprs.items():
                 es = [sympy.simplify(x) if sympy.count_ops(x) < 40 else x for x in es]
                 exprs[key] = es
-                # value and gradients apart: HMC forces never pay for the density itself
-                self._lowered[key] = lower_expressions(
-                    key, es[:1], [a, b], [c, e], params, kind="vector")
-                self._lowered[key + "_grad"] = lower_expressions(
-                    key + "_grad", es[1:], [a, b], [c, e], params, kind="vector")
+                # the densities only; gradients below (HMC forces never pay for the density)
+                self._lower(key, es[:1], [a] if key == "site" else [a, b], params)
         except HamiltonianError as exc:
             fail("P800", str(exc), d.span)
         self.derived = exprs
         self._masks: dict[tuple, Tensor] = {}
+        # Bond gradients linear in the neighbour, dg/da = alpha b + A(a), dg/db = beta a + B(b)
+        # (phi^4 hopping): on a periodic lattice the force is f'(x) + n_e (A + B)(x) +
+        # alpha sum_e x(+e) + beta sum_e x(-e) -- neighbours summed first, one stencil per shell.
+        self._linear: dict[int, tuple[float, float]] = {}
+        local = exprs["site"][1]
+        if lat.all_periodic:
+            for shell in self.bonds:
+                split = _linear_bond(exprs[f"bond{shell}"], a, b, params)
+                if split is not None:
+                    alpha, beta, A, B = split
+                    self._linear[shell] = (alpha, beta)
+                    local = local + len(lat.shells[shell]) * (A + B).xreplace({b: a})
+        try:
+            self._lower("force_local", [local], [a], params)
+            for shell in self.bonds:
+                if shell not in self._linear:
+                    self._lower(f"bond{shell}_grad", exprs[f"bond{shell}"][1:], [a, b], params)
+        except HamiltonianError as exc:
+            fail("P800", str(exc), d.span)
         _check_symmetries(ir, {"translation", "spin_flip"}, "continuous-field models")
         for s in ir.symmetries:
             if s.active and s.name == "spin_flip":
@@ -662,16 +967,44 @@ class FieldModel:
         dims = tuple(range(1, x.dim()))
         return torch.roll(x, tuple(-sign * o for o in offset), dims)
 
-    def _eval(self, key: str, x: Tensor, y: Tensor) -> Tensor:
-        z = torch.stack([x, y], -1)
-        return self._lowered[key](z, z)
+    def _lower(self, key: str, exprs: list[sympy.Expr], args: list[sympy.Symbol],
+               params: dict[sympy.Symbol, float]) -> None:  # fmt: skip
+        """One program per density (or its gradients) over x = phi[site] (and y = phi[site + e])."""
+        names = dict(zip(args, ("x", "y")))
+        prog = lower_program(exprs, args, names, params, key)
+        sig = ", ".join(f"{names[s]}: torch.Tensor" for s in args)
+        outs = [f"torch.full_like(x, {s})" if c else s
+                for s, c in zip(prog.out_srcs, prog.constant, strict=True)]  # fmt: skip
+        ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
+        self._programs[key] = prog
+        self._sources[key] = "\n".join([f"def {key}({sig}):", *prog.lines,
+                                        f"    return {ret}"]) + "\n"  # fmt: skip
+
+    @classmethod
+    def _shifts(cls, x: Tensor, offsets: list[tuple[int, ...]], sign: int) -> Tensor:
+        """sum_e x[site + sign * e] over the offsets of a shell."""
+        out = cls._shift(x, offsets[0], sign)
+        for off in offsets[1:]:
+            out = out + cls._shift(x, off, sign)
+        return out
+
+    def _eval(self, key: str, *args: Tensor) -> list[Tensor]:
+        """Run a lowered density program on whole fields (C, *shape); constants broadcast."""
+        x, out = args[0], []
+        for v in self._programs[key].run(*args):
+            if not isinstance(v, Tensor):
+                v = torch.full_like(x, float(v))
+            elif v.shape != x.shape:
+                v = v.expand(x.shape)
+            out.append(v)
+        return out
 
     def density(self, x: Tensor) -> Tensor:
         """Action density per site (C, *shape): the site term plus the bonds leaving each site."""
-        out = self._eval("site", x, x)[..., 0]
+        (out,) = self._eval("site", x)
         for shell in self.bonds:
             for off in self.lattice.shells[shell]:
-                g = self._eval(f"bond{shell}", x, self._shift(x, off))[..., 0]
+                (g,) = self._eval(f"bond{shell}", x, self._shift(x, off))
                 m = self._mask(off, x)
                 out = out + (g if m is None else g * m)
         return out
@@ -685,11 +1018,19 @@ class FieldModel:
     def grad(self, x: Tensor) -> Tensor:
         """dS/dx (C, *shape), from the derived densities: f'(x) + sum over bonds of
         dg/da at (x, x + e) and dg/db at (x - e, x)."""
-        out = self._eval("site_grad", x, x)[..., 0]
+        (out,) = self._eval("force_local", x)
+        for shell, (alpha, beta) in self._linear.items():
+            offs = self.lattice.shells[shell]
+            up = self._shifts(x, offs, 1)
+            if alpha == beta:
+                out = out + alpha * (up + self._shifts(x, offs, -1))
+            else:
+                out = out + alpha * up + beta * self._shifts(x, offs, -1)
         for shell in self.bonds:
+            if shell in self._linear:
+                continue
             for off in self.lattice.shells[shell]:
-                v = self._eval(f"bond{shell}_grad", x, self._shift(x, off))
-                ga, gb = v[..., 0], v[..., 1]
+                ga, gb = self._eval(f"bond{shell}_grad", x, self._shift(x, off))
                 m = self._mask(off, x)
                 if m is not None:
                     ga, gb = ga * m, gb * m
@@ -717,10 +1058,43 @@ class FieldModel:
         return "\n".join(lines)
 
     def emit_torch(self) -> str:
-        head = ('"""Lowered action densities: z = stack([phi[x], phi[x + e]], -1); S sums the '
-                'site density and, per bond direction e, the bond density (roll stencils)."""\n\n'
+        head = ('"""Lowered action densities: x = phi (C, *lattice), y = phi at the neighbour '
+                'x + e (torch.roll); S sums site(x) and, per bond direction e, bond(x, y). The '
+                'force dS/dphi is force(x) below."""\n\n'
                 "import torch\n\n\n")  # fmt: skip
-        return head + "\n\n".join(f.source for f in self._lowered.values())
+        body = "\n\n".join(self._sources.values())
+        # The force as it runs: local part, neighbour sums of linear bond shells, other shells.
+        lines = ["def force(x: torch.Tensor):", "    out = force_local(x)"]
+        for shell, (alpha, beta) in self._linear.items():
+            ups = " + ".join(f"torch.roll(x, {tuple(-o for o in off)}, {tuple(range(1, 1 + len(off)))})"
+                             for off in self.lattice.shells[shell])
+            downs = " + ".join(f"torch.roll(x, {tuple(off)}, {tuple(range(1, 1 + len(off)))})"
+                               for off in self.lattice.shells[shell])
+            if alpha == beta:
+                lines.append(f"    out = out + {alpha!r} * (({ups}) + ({downs}))")
+            else:
+                lines.append(f"    out = out + {alpha!r} * ({ups}) + {beta!r} * ({downs})")
+        for shell in self.bonds:
+            if shell not in self._linear:
+                lines.append(f"    for e in SHELL{shell}:  # masked on open boundaries")
+                lines.append(f"        gx, gy = bond{shell}_grad(x, torch.roll(x, -e))")
+                lines.append("        out = out + gx + torch.roll(gy, e)")
+        lines.append("    return out")
+        return head + body + "\n\n" + "\n".join(lines) + "\n"
+
+
+def _linear_bond(es: list[sympy.Expr], a: sympy.Symbol, b: sympy.Symbol,
+                 params: dict[sympy.Symbol, float]) -> tuple[float, float, sympy.Expr, sympy.Expr] | None:  # fmt: skip
+    """(alpha, beta, A(a), B(b)) when dg/da = alpha b + A(a) and dg/db = beta a + B(b)."""
+    bind = {s: sympy.Float(v, 17) for s, v in params.items()}
+    ga, gb = (sympy.expand(e.xreplace(bind)) for e in es[1:])
+    alpha, beta = sympy.diff(ga, b), sympy.diff(gb, a)
+    if alpha.free_symbols or beta.free_symbols:
+        return None
+    A, B = sympy.expand(ga - alpha * b), sympy.expand(gb - beta * a)
+    if b in A.free_symbols or a in B.free_symbols:
+        return None
+    return float(alpha), float(beta), A, B
 
 
 def _has_field(e: Any, model: FieldModel) -> bool:

@@ -19,15 +19,14 @@ Run statements (registry entries, no grammar)::
     rollout count = 10, horizon = 20, steps = 200    # evaluation of the learned dynamics
 
 Continuous-field sampling shares the word ``sampler`` with the classical ``sample`` task (as the
-gauge capability does): a run's model kind is not known when its statements are checked, so the
-``sample`` task entry is wrapped by a dispatcher that sends runs whose model declares a ``real``
-or ``angle`` field on sites (a syntactic test) to ``field_sample`` (samplers hmc, mala, ula from
-runtime/dynamics/samplers.SAMPLERS); everything else goes to the previous entry unchanged. Users
+gauge capability does): runs whose model declares a ``real`` or ``angle`` field on sites are
+taken over by ``field_sample`` (samplers hmc, mala, ula from runtime/dynamics/samplers.SAMPLERS)
+through tasks.register_variant; everything else keeps the classical task. Users
 write one word, ``sampler hmc(...)``, for every model.
 
-``train`` may be shared with another capability (likelihood training of Boltzmann machines): the
-handler claims statements whose ``via`` method is one of :data:`TRAIN_METHODS` and hands any other
-to the handler registered before it.
+``train`` is shared with the energy-based learners (likelihood training of Boltzmann machines):
+each capability registers its ``via`` methods (runs.register_method); this one owns
+:data:`TRAIN_METHODS` and handles a ``train`` that names no method.
 """
 
 from __future__ import annotations
@@ -58,7 +57,13 @@ from physml_lang import ast
 from physml_lang.checker import EXTRA_NAMES, validate_options
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.evaluate import CallValue, ConstEvaluator, Ident
-from physml_lang.runs import RUN_STATEMENTS, RunIR, option_values, register_statement
+from physml_lang.runs import (
+    RUN_STATEMENTS,
+    RunIR,
+    option_values,
+    register_method,
+    register_statement,
+)
 
 from .. import outputs
 from ..sample_task import RunResult
@@ -157,18 +162,12 @@ TRAIN_METHODS = {
     "derivative_mse": "MSE of the learned vector field against dq/dt, dp/dt (hnn, mlp)",
     "step_mse": "MSE of the learned map against the next state (sympnet)",
 }
-_PREVIOUS_TRAIN = None
 
 
 def _train_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
     via = next((it.via for it in stmt.items if it.kind == "via"), None)
     method = via.func if isinstance(via, ast.Call) else via.id if isinstance(via, ast.Name) \
         else None  # fmt: skip
-    if _PREVIOUS_TRAIN is not None and method not in TRAIN_METHODS:
-        _PREVIOUS_TRAIN.handler(stmt, run)
-        if _PREVIOUS_TRAIN.task:  # our entry has no static task: set the previous one's
-            _set_task(run, _PREVIOUS_TRAIN.task, stmt.word_span)
-        return
     names: list[tuple[str, Span]] = []
     for k, item in enumerate(stmt.items):
         if item.kind not in ("expr", "via") or not isinstance(item.value, ast.Name) or (
@@ -186,7 +185,7 @@ def _train_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
             _fail("P302", "training options are given by name", via.args[0].span)
         options = {k.name: (_value(k.value, f"option {k.name}"), k.span) for k in via.kwargs}
     run.extra.setdefault("train", []).append((names, method, options, stmt.span))
-    _set_task(run, "learn_dynamics", stmt.word_span)
+    run.trains += [n for n, _ in names]
 
 
 def _rollout_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
@@ -195,26 +194,16 @@ def _rollout_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
 
 
 def _register_statements() -> None:
-    global _PREVIOUS_TRAIN
-    try:  # a capability that also says 'train' registers first, so that we can chain to it
-        import physml_lang.runtime.learners.tasks  # noqa: F401
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("physml_lang.runtime.learners"):
-            raise
-    prev = RUN_STATEMENTS.get("train")
-    if prev is not None and getattr(prev.handler, "_dynamics", False):
-        return
-    _PREVIOUS_TRAIN = prev
-    _train_stmt._dynamics = True  # type: ignore[attr-defined]
     register_statement("initial", _initial_stmt, "initial q = 1.0, p = 0.0")
     register_statement("evolve", _evolve_stmt,
                        "evolve integrator = [leapfrog, rk4], dt = 0.1, steps = 100000", "evolve")
     register_statement("trajectories", _trajectories_stmt,
                        "trajectories count = 25, points = 30, t_span = 3.0, noise = 0.1  |  "
                        'trajectories load("orbits.npz")')  # fmt: skip
-    register_statement("train", _train_stmt,
-                       "train H_net, baseline via derivative_mse(steps = 2000, lr = 1e-3)"
-                       + (f"  |  {prev.usage}" if prev is not None else ""))  # fmt: skip
+    # 'train' is shared with the energy-based learners: each capability owns its 'via' methods
+    register_method("train", list(TRAIN_METHODS), _train_stmt,
+                    "train H_net, baseline via derivative_mse(steps = 2000, lr = 1e-3)",
+                    task="learn_dynamics", default=True)  # fmt: skip
     register_statement("rollout", _rollout_stmt, "rollout count = 10, horizon = 20, steps = 200")
 
 
@@ -383,8 +372,8 @@ def plan_evolve(run: RunIR, program, sets: dict[str, Any] | None) -> EvolvePlan:
     init = run.extra.get("initial")
     if not init:
         _fail("P400", "evolve needs initial conditions", span,
-              f"add e.g. 'initial {cm.builder.qname} = 1.0, {cm.builder.pname} = 0.0'")  # fmt: skip
-    qn, pn = cm.builder.qname, cm.builder.pname
+              f"add e.g. 'initial {cm.qname} = 1.0, {cm.pname} = 0.0'")  # fmt: skip
+    qn, pn = cm.qname, cm.pname
     for k, (_, s) in init.items():
         if k not in (qn, pn):
             _fail("P200", f"'{k}' is not a coordinate of model {cm.ir.name}", s,
@@ -1009,7 +998,7 @@ def _rollout_plot(out: Path, curves: dict, cm: PhaseSpaceModel) -> Path:
     ax1.set_ylabel("H_true along the rollout")
     ax1.set_title(f"{cm.ir.name}: energy (test trajectory 0)")
     ax2.set_xlabel(cm.labels()[0])
-    ax2.set_ylabel(cm.labels()[0].replace(cm.builder.qname, cm.builder.pname, 1))
+    ax2.set_ylabel(cm.labels()[0].replace(cm.qname, cm.pname, 1))
     ax2.set_title("phase portrait")
     ax1.legend()
     fig.tight_layout()

@@ -47,7 +47,7 @@ from physml_lang.checker import fail, validate_options
 from physml_lang.data import DataIR, check_feeds, evaluate_data
 from physml_lang.diagnostics import Diagnostic, PhysmlError, did_you_mean
 from physml_lang.evaluate import ConstEvaluator, Ident
-from physml_lang.runs import RunIR, register_statement
+from physml_lang.runs import RunIR, register_method, register_statement
 
 from .. import outputs
 from ..sample_task import RunResult
@@ -234,7 +234,7 @@ RUN_USAGE = {
     "data": "data digits",
 }
 register_statement("recall", _recall, RUN_USAGE["recall"], task="recall")
-register_statement("train", _train, RUN_USAGE["train"], task="train")
+register_method("train", list(OBJECTIVES), _train, RUN_USAGE["train"], task="train")
 register_statement("optimizer", _optimizer, RUN_USAGE["optimizer"])
 register_statement("schedule", _schedule, RUN_USAGE["schedule"])
 register_statement("generate", _named_statement("generate", GenerateOptions), RUN_USAGE["generate"])

@@ -272,7 +272,7 @@ def test_learn_from_loaded_npz(tmp_path):
     assert res.summary["data"]["trajectories"] == 5 and len(res.rows) == 2
 
 
-@pytest.mark.parametrize("name", ["pendulum_leapfrog_vs_rk4", "hnn_mass_spring", "kepler_hnn",
+@pytest.mark.parametrize("name", ["pendulum_leapfrog_vs_rk4", "hnn_mass_spring", "kepler_hnn", "pendulum_hnn",
                                   "phi4_hmc"])
 def test_examples_check(name):
     done = load(ROOT / "examples" / f"{name}.phys").check()
