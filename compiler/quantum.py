@@ -514,6 +514,12 @@ def describe_term(t: PauliTerm) -> str:
     return f"{coef} " + " ".join(f"{op}{s}" for op, s in t.ops) if t.ops else coef
 
 
+def _readable_number(x: float) -> sp.Expr:
+    """An exact small rational for decimal-looking floats (0.7 -> 7/10), else a Float."""
+    r = sp.Rational(repr(float(x)))
+    return r if r.q <= 1000 else sp.Float(x)
+
+
 @dataclass
 class QuantumModel:
     """A compiled qubit model: Hamiltonian, verified symmetries, conserved quantities."""
@@ -585,6 +591,92 @@ class QuantumModel:
         for text, _ in self.conserved:
             parts.append(f"conserves {text}")
         return "; ".join(parts)
+
+    def flip_patterns(self) -> list[tuple[tuple[int, ...], sp.Expr]]:
+        """Derived connected configurations: per flip pattern F (s' = s with the sites F
+        flipped; () the diagonal) the matrix element <s|H|s'> as a polynomial in the Z-basis
+        values s_k = +-1 (sympy symbols s0..s{N-1}). For c X/Y/Z string:
+        <s|P|s'> = c (-i)^#Y prod_{k in Y or Z} s_k. Sorted by (|F|, F)."""
+        s = sp.symbols(f"s0:{self.n_sites}", real=True)
+        groups: dict[tuple[int, ...], sp.Expr] = {}
+        for t in self.hamiltonian.terms:
+            flips = tuple(site for op, site in t.ops if op in ("X", "Y"))
+            n_y = sum(1 for op, _ in t.ops if op == "Y")
+            c = complex(t.coefficient) * (-1j) ** n_y
+            coef = _readable_number(c.real) + (
+                sp.I * _readable_number(c.imag) if abs(c.imag) >= 1e-14 else 0
+            )
+            term = coef * sp.Mul(*[s[site] for op, site in t.ops if op in ("Y", "Z")])
+            groups[flips] = groups.get(flips, sp.Integer(0)) + term
+        groups.setdefault((), sp.Integer(0))
+        return sorted(groups.items(), key=lambda x: (len(x[0]), x[0]))
+
+    def emit_torch(self) -> str:
+        """Readable, runnable torch source of the derived matrix elements and local energy:
+        ``matrix_elements(s)`` (B, K), ``connected(s)`` (B, K, N), ``local_energy(log_psi, s)``.
+        The runtime evaluates the same elements with two batched matmuls (operator.py)."""
+        from .lowering import _printer  # the classical kernels' sympy -> torch printer
+
+        n = self.n_sites
+        patterns = self.flip_patterns()
+        is_real = self.hamiltonian.is_real()
+        used = sorted({int(str(x)[1:]) for _, e in patterns for x in e.free_symbols})
+        rows = []
+        for flips, expr in patterns:
+            what = "diagonal" if not flips else "flip " + ", ".join(map(str, flips))
+            body = _printer.doprint(sp.expand(expr)) if expr != 0 else "0.0"
+            rows.append(f"        zero + ({body}),  # {what}")
+        flips_src = ",\n    ".join(
+            ", ".join(f"({', '.join(map(str, f))}{',' if len(f) == 1 else ''})"
+                      for f, _ in patterns[i : i + 8])
+            for i in range(0, len(patterns), 8)
+        )  # fmt: skip
+        reads = [f"    {', '.join(f's{k}' for k in used)}{',' if len(used) == 1 else ''} = "
+                 f"({', '.join(f's[:, {k}]' for k in used)}{',' if len(used) == 1 else ''})"]
+        if not used:
+            reads = []
+        zero = "torch.zeros_like(s[:, 0])" if is_real else (
+            "torch.zeros_like(s[:, 0], dtype=torch.complex128)")  # fmt: skip
+        return "\n".join([
+            f"# physml compile --emit torch: model {self.ir.name}",
+            f"# {self.describe()}",
+            f"# H = sum of {len(self.hamiltonian.terms)} Pauli strings. A string c X_F Y_G Z_H maps",
+            "# the Z-basis state s (s_k = +-1) to the single state s' = s with the X/Y sites",
+            "# flipped, with <s|P|s'> = c (-i)^|G| prod_{k in G, H} s_k. Grouped by flip pattern:",
+            "import torch",
+            "",
+            f"N_SITES = {n}",
+            "# the flip patterns: s'_k = s with the sites FLIPS[k] flipped (k = 0: diagonal)",
+            f"FLIPS = [\n    {flips_src},\n]",
+            "",
+            "",
+            "def matrix_elements(s):",
+            '    """<s|H|s\'_k> (B, K) for configurations s (B, N) of +-1."""',
+            *reads,
+            f"    zero = {zero}",
+            "    return torch.stack([",
+            *rows,
+            "    ], dim=-1)",
+            "",
+            "",
+            "def connected(s):",
+            '    """The connected configurations s\'_k (B, K, N), one per flip pattern."""',
+            "    sign = torch.ones(len(FLIPS), N_SITES, dtype=s.dtype, device=s.device)",
+            "    for k, sites in enumerate(FLIPS):  # setup over patterns, not samples",
+            "        sign[k, list(sites)] = -1.0",
+            "    return s.unsqueeze(1) * sign",
+            "",
+            "",
+            "def local_energy(log_psi, s):",
+            '    """E_loc(s) = sum_k <s|H|s\'_k> psi(s\'_k) / psi(s) (B,); log_psi: (B, N) -> (B,)."""',
+            "    mels = matrix_elements(s)",
+            "    sp = connected(s)",
+            "    b, k, n = sp.shape",
+            "    lp = log_psi(sp.reshape(b * k, n)).reshape(b, k)",
+            "    ratio = torch.exp(lp - lp[:, :1])",
+            "    return (mels * torch.where(mels != 0, ratio, torch.zeros_like(ratio))).sum(-1)",
+            "",
+        ])
 
     def emit_sympy(self, max_terms: int = 60) -> str:
         """The Pauli strings and, per flip pattern, the matrix element <s|H|s'> in sympy."""

@@ -24,6 +24,8 @@ Symmetries. A translation table ``T`` (G, N) acts as ``(T_g s) = s[:, T[g]]`` (s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -46,6 +48,33 @@ def logaddexp_complex(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.logaddexp(a, b)
     m = torch.maximum(a.real, b.real).detach()
     return torch.log(torch.exp(a - m) + torch.exp(b - m)) + m
+
+
+@dataclass
+class RBMForm:
+    """A real RBM-like learner in canonical form, for the fast VMC kernels (``rbm_kernels``):
+
+        log psi(s) = s . a + sum_m lncosh(b_m + sum_i s_i W_im)   (+ i pi N_up(A) if marshall)
+
+    ``W`` (N, M), ``b`` (M,), ``a`` (N,): detached effective weights (a translation-symmetric
+    RBM is an RBM with tied weights, M = G * alpha). ``jacobian(s, tanh_theta)`` -> (B, P): the
+    closed-form O_k = d log psi / d theta_k in the order of ``model.parameters()``, given
+    tanh(s W + b) (B, M). ``marshall``: (N,) float sublattice-A mask of a Marshall sign factor
+    (its ratio between s and s' with flipped sites F is the constant (-1)^|F n A|), or None.
+    """
+
+    W: torch.Tensor
+    b: torch.Tensor
+    a: torch.Tensor
+    jacobian: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    marshall: torch.Tensor | None = None
+
+
+def rbm_form(model: nn.Module) -> RBMForm | None:
+    """The canonical :class:`RBMForm` of a real RBM / SymmetricRBM (optionally inside
+    :class:`MarshallSign`), or None for every other learner (generic autograd paths)."""
+    fn = getattr(model, "rbm_form", None)
+    return fn() if callable(fn) else None
 
 
 def _parts(shape, complex: bool, init_std, generator, dtype) -> nn.ParameterDict:
@@ -99,6 +128,23 @@ class RBM(nn.Module):
             return lncosh(theta).sum(-1)
         return s @ self._get(self.a) + lncosh(theta + self._get(self.b)).sum(-1)
 
+    def rbm_form(self) -> RBMForm | None:
+        if self.is_complex:
+            return None
+        w = self.W["re"].detach()
+        m, n = w.shape
+        zeros = torch.zeros
+        b = zeros(m, dtype=w.dtype, device=w.device) if self.spin_flip else self.b["re"].detach()
+        a = zeros(n, dtype=w.dtype, device=w.device) if self.spin_flip else self.a["re"].detach()
+        flip = self.spin_flip
+
+        def jacobian(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            s = s.to(t.dtype)
+            o_w = (t.unsqueeze(2) * s.unsqueeze(1)).reshape(s.shape[0], -1)  # (B, M N)
+            return o_w if flip else torch.cat([o_w, t, s], dim=1)  # order: W, b, a
+
+        return RBMForm(w.T, b, a, jacobian)
+
 
 class SymmetricRBM(nn.Module):
     """Translation-symmetric RBM: log psi = a sum_i s_i + sum_{g,f} lncosh(b_f + W_f . T_g s).
@@ -138,6 +184,31 @@ class SymmetricRBM(nn.Module):
         if self.spin_flip:
             return lncosh(theta).sum((-1, -2))
         return self._get(self.a) * s.sum(-1) + lncosh(theta + self._get(self.b)).sum((-1, -2))
+
+    def rbm_form(self) -> RBMForm | None:
+        """Tied weights: theta[g, f] = sum_n W[f, n] s[T[g, n]] = sum_i s_i W[f, T^-1[g, i]]."""
+        if self.is_complex:
+            return None
+        w = self.W["re"].detach()
+        alpha, n = w.shape
+        table = self.translations
+        g = table.shape[0]
+        inv = torch.argsort(table, dim=1)  # (G, N)
+        w_eff = w[:, inv].permute(2, 1, 0).reshape(n, g * alpha)  # [i, (g, f)]
+        zero = torch.zeros((), dtype=w.dtype, device=w.device)
+        b = zero.expand(alpha) if self.spin_flip else self.b["re"].detach()
+        a = zero if self.spin_flip else self.a["re"].detach()
+        flip = self.spin_flip
+
+        def jacobian(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            s = s.to(t.dtype)
+            tg = t.reshape(s.shape[0], g, alpha)
+            o_w = torch.einsum("bgf,bgn->bfn", tg, s[:, table]).reshape(s.shape[0], -1)
+            if flip:
+                return o_w
+            return torch.cat([o_w, tg.sum(1), s.sum(1, keepdim=True)], dim=1)  # W, b, a
+
+        return RBMForm(w_eff, b.repeat(g), a.expand(n).clone(), jacobian)
 
 
 class ConvNet(nn.Module):
@@ -237,6 +308,13 @@ class MarshallSign(nn.Module):
         for attr in ("is_normalized",):
             if hasattr(model, attr):
                 setattr(self, attr, getattr(model, attr))
+
+    def rbm_form(self) -> RBMForm | None:
+        inner = rbm_form(self.model)
+        if inner is None:
+            return None
+        inner.marshall = self.sublattice.to(inner.W.dtype)
+        return inner
 
     def phase(self, s: torch.Tensor) -> torch.Tensor:
         n_up = ((1.0 + s.to(torch.float64)) * 0.5) @ self.sublattice

@@ -95,6 +95,8 @@ class MetropolisSpec(_Opts):
         "auto", description="auto: exchange when the model conserves sum(Z), else flip"
     )
     magnetization: int | None = Field(None, description="sector sum(Z) of exchange moves")
+    compile: bool = Field(False, description="torch.compile the RBM Metropolis kernel: ~5x "
+                          "faster steps after a compilation of tens of seconds")  # fmt: skip
 
 
 class AutoregressiveSpec(_Opts):
@@ -797,6 +799,7 @@ def _make_sampler(setup: VMCSetup, qm: QuantumModel, device):
         initial_burn_in_sweeps=spec.initial_burn_in,
         move="exchange" if sector is not None else "flip",
         magnetization=sector if sector is not None else spec.magnetization,
+        compile=spec.compile,
     )  # fmt: skip
     return MetropolisSampler(qm.n_sites, opts, device=device)
 

@@ -10,8 +10,13 @@ centred Obar = O - <O>, ebar = E_loc - <E_loc> (the baseline),
     F_k = Re <Obar_k^* ebar>,   dE/dtheta_k = 2 F_k,   S_kl = Re <Obar_k^* Obar_l>.
 
 Stochastic reconfiguration solves (S + shift * 1) x = F and uses x as the update direction. With
-Or = [Re Obar; Im Obar] / sqrt(B) of shape (2B, P), S = Or^T Or: the dense path forms S (P, P);
-the matrix-free path runs conjugate gradient with S v = Or^T (Or v), never forming S.
+Or = [Re Obar; Im Obar] / sqrt(B) of shape (2B, P), S = Or^T Or and F = Or^T e with
+e = [Re ebar; Im ebar] / sqrt(B): the dense path forms S (P, P); the kernel path (P > 2B) solves
+the (2B, 2B) system x = Or^T (Or Or^T + shift)^-1 e (push-through identity); the matrix-free path
+runs conjugate gradient with S v = Or^T (Or v), never forming S.
+
+Real RBM learners (``learners.rbm_form``) take closed-form paths: cached-theta Metropolis,
+local energies from theta, analytic O (``rbm_kernels``); every other learner uses autograd.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import scipy.linalg
+import scipy.linalg.blas
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
@@ -32,7 +39,9 @@ from torch.func import functional_call, jacrev, vmap
 
 from ...compiler.pauli import PauliSum
 from ..statistics import Estimate, binning_analysis
+from .learners import rbm_form
 from .operator import LocalOperator
+from .rbm_kernels import RBMChains, local_energy_rbm, rbm_jacobian
 
 # ----------------------------------------------------------------------------- options
 
@@ -47,6 +56,10 @@ class MetropolisOptions(BaseModel):
     initial_burn_in_sweeps: int = Field(50, ge=0, description="before the first iteration")
     move: Literal["flip", "exchange"] = "flip"
     magnetization: int | None = Field(None, description="initial sector; exchange keeps it")
+    fast: bool = Field(True, description="cached-theta kernel for real RBM learners")
+    compile: bool = Field(
+        False, description="torch.compile the RBM kernel (fast steps, slow first call)"
+    )
 
 
 class AutoregressiveOptions(BaseModel):
@@ -60,8 +73,10 @@ class SROptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     diag_shift: float = Field(0.01, ge=0)
-    solver: Literal["auto", "dense", "cg"] = "auto"
-    dense_max_params: int = Field(2000, ge=1, description="auto: dense up to this many parameters")
+    solver: Literal["auto", "dense", "kernel", "cg"] = "auto"
+    dense_max_params: int = Field(
+        2000, ge=1, description="auto: a direct solve (dense or kernel) up to this size"
+    )
     cg_tol: float = Field(1e-8, gt=0)
     cg_maxiter: int = Field(500, ge=1)
 
@@ -107,6 +122,11 @@ class MetropolisSampler:
     Moves: "flip" (one random site) or "exchange" (a random site and a random site of opposite
     spin swap values; conserves magnetisation; the proposal is symmetric because the number of
     opposite-spin partners is the same before and after the swap).
+
+    Real RBM learners (``learners.rbm_form``) run the cached-theta kernel of ``rbm_kernels``
+    (``fast=True``, the default): O(M) per proposal instead of a forward pass; its exchange move
+    draws a uniform (up site, down site) pair, also symmetric. ``compile=True`` additionally
+    compiles its blocks of steps with torch.compile (worth it for long runs only).
     """
 
     def __init__(
@@ -162,11 +182,19 @@ class MetropolisSampler:
                 o.n_chains, n, generator, o.magnetization, self.dtype, self.device
             )
         s = self.chains
-        lp = model(s)
         burn = (o.initial_burn_in_sweeps if first else 0) + o.burn_in_sweeps
-        s, lp, _ = self._sweeps(model, s, lp, burn * n, generator)
         t = math.ceil(n_samples / o.n_chains)
         steps = max(1, int(round(o.sweeps_per_sample * n)))
+        form = rbm_form(model) if o.fast else None
+        if form is not None and not (
+            o.move == "exchange" and not bool(((s > 0).sum(1) == (s[0] > 0).sum()).all())
+        ):
+            chains = RBMChains(form, s, o.move, compile=o.compile)
+            samples, self.acceptance = chains.run(burn * n, t, steps, generator)
+            self.chains = chains.chains().to(self.dtype)
+            return samples.to(self.dtype)
+        lp = model(s)
+        s, lp, _ = self._sweeps(model, s, lp, burn * n, generator)
         out, acc = [], 0.0
         for _ in range(t):
             s, lp, a = self._sweeps(model, s, lp, steps, generator)
@@ -284,6 +312,29 @@ def conjugate_gradient(
     return x, maxiter
 
 
+def gram_solve(a: torch.Tensor, rhs: torch.Tensor, shift: float, parameters: bool) -> torch.Tensor:
+    """Solve (A^T A + shift) x = rhs (``parameters``: P x P) or (A A^T + shift) x = rhs (rows).
+
+    On the CPU the Gram matrix comes from BLAS syrk (half the flops of a matmul) and the solve
+    from a Cholesky factorisation (both via scipy, on views of the same memory); elsewhere, or if
+    the matrix is not numerically positive definite, from torch (matmul + LU solve).
+    """
+    if a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64) and shift > 0:
+        an = a.detach().contiguous().numpy().T  # Fortran view of A: (P, B)
+        syrk = scipy.linalg.blas.get_blas_funcs("syrk", (an,))
+        g = syrk(1.0, an, trans=0 if parameters else 1)  # upper triangle of A^T A or A A^T
+        g[np.diag_indices_from(g)] += shift
+        try:
+            factor = scipy.linalg.cho_factor(g, lower=False, check_finite=False)
+            x = scipy.linalg.cho_solve(factor, rhs.detach().numpy(), check_finite=False)
+            return torch.from_numpy(np.ascontiguousarray(x)).to(rhs.dtype)
+        except np.linalg.LinAlgError:
+            pass
+    g = a.T @ a if parameters else a @ a.T
+    g.diagonal().add_(shift)
+    return torch.linalg.solve(g, rhs)
+
+
 def sr_direction(
     jacobian: torch.Tensor, e_loc: torch.Tensor, options: SROptions, x0: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -294,17 +345,22 @@ def sr_direction(
     force = (obar.conj() * ebar.unsqueeze(1)).mean(0).real
     if obar.is_complex():
         orr = torch.cat([obar.real, obar.imag], dim=0) / math.sqrt(b)
+        ec = ebar if ebar.is_complex() else ebar.to(obar.dtype)
+        evec = torch.cat([ec.real, ec.imag]) / math.sqrt(b)
     else:
         orr = obar / math.sqrt(b)
+        evec = (ebar.real if ebar.is_complex() else ebar) / math.sqrt(b)
+    rows = orr.shape[0]
     solver = options.solver
     if solver == "auto":
-        solver = "dense" if p <= options.dense_max_params else "cg"
+        direct = min(p, rows) <= options.dense_max_params and options.diag_shift > 0
+        solver = ("kernel" if p > rows else "dense") if direct else "cg"
+    info = {"sr_iterations": 0.0, "force_norm": float(force.norm())}
     if solver == "dense":
-        s_mat = orr.T @ orr + options.diag_shift * torch.eye(p, dtype=orr.dtype, device=orr.device)
-        return torch.linalg.solve(s_mat, force), {
-            "sr_iterations": 0.0,
-            "force_norm": float(force.norm()),
-        }
+        return gram_solve(orr, force.to(orr.dtype), options.diag_shift, parameters=True), info
+    if solver == "kernel":
+        y = gram_solve(orr, evec.to(orr.dtype), options.diag_shift, parameters=False)
+        return orr.T @ y, info
 
     def matvec(v: torch.Tensor) -> torch.Tensor:
         return orr.T @ (orr @ v) + options.diag_shift * v
@@ -544,13 +600,21 @@ def run_vmc(
         samples = sampler.sample(model, n_samples, generator)  # (T, C, N)
         t, c, _ = samples.shape
         s = samples.reshape(-1, n)
-        with torch.no_grad():
-            lp = model(s)
-        e_loc = op.local_energy(model, s, lp)
+        form = rbm_form(model)
+        if form is not None:
+            e_loc = local_energy_rbm(op, form, s)
+        else:
+            with torch.no_grad():
+                lp = model(s)
+            e_loc = op.local_energy(model, s, lp)
         stats = energy_statistics(e_loc.reshape(t, c))
         stats["acceptance"] = float(sampler.acceptance)
         if opts.sr is not None:
-            jac = log_psi_jacobian(model, s, chunk_size)
+            jac = (
+                rbm_jacobian(form, s)
+                if form is not None
+                else log_psi_jacobian(model, s, chunk_size)
+            )
             direction, info = sr_direction(jac, e_loc, opts.sr, x_prev)
             x_prev = direction if opts.sr.solver != "dense" else None
             stats.update(info)
@@ -571,7 +635,12 @@ def run_vmc(
             save_checkpoint(checkpoint_path, model, opt, sampler, generator, it + 1, history)
     final = sampler.sample(model, eval_samples or 4 * n_samples, generator)
     t, c, _ = final.shape
-    e = op.local_energy(model, final.reshape(-1, n)).reshape(t, c)
+    form = rbm_form(model)
+    e = (
+        local_energy_rbm(op, form, final.reshape(-1, n))
+        if form is not None
+        else op.local_energy(model, final.reshape(-1, n))
+    ).reshape(t, c)
     stats = energy_statistics(e)
     est = Estimate(stats["energy"], stats["energy_stderr"], stats["tau_int"])
     return VMCResult(

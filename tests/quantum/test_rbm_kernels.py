@@ -1,0 +1,142 @@
+"""Closed-form RBM paths (cached-theta Metropolis, local energies, analytic O, SR solvers)
+against the generic autograd / full-forward paths and dense linear algebra."""
+
+import numpy as np
+import pytest
+import torch
+from physml_lang.compiler.pauli import PauliSum, PauliTerm, heisenberg, tfim
+from physml_lang.runtime.quantum.lattice import nearest_bonds, sublattice, translation_table
+from physml_lang.runtime.quantum.learners import (
+    RBM,
+    ConvNet,
+    MarshallSign,
+    SymmetricRBM,
+    rbm_form,
+)
+from physml_lang.runtime.quantum.operator import LocalOperator
+from physml_lang.runtime.quantum.rbm_kernels import RBMChains, local_energy_rbm, rbm_jacobian
+from physml_lang.runtime.quantum.vmc import (
+    MetropolisOptions,
+    MetropolisSampler,
+    SROptions,
+    log_psi_jacobian,
+    sr_direction,
+)
+
+SHAPE = (2, 4)
+N = 8
+
+
+def all_configs(n):
+    return LocalOperator.codes_to_configs(torch.arange(2**n), n)
+
+
+def models(g):
+    table = translation_table(SHAPE)
+    yield RBM(N, 1.5, init_std=0.3, generator=g)
+    yield RBM(N, 1, spin_flip=True, init_std=0.3, generator=g)
+    yield SymmetricRBM(table, 2, init_std=0.3, generator=g)
+    yield SymmetricRBM(table, 2, spin_flip=True, init_std=0.3, generator=g)
+    yield MarshallSign(SymmetricRBM(table, 2, init_std=0.3, generator=g), sublattice(SHAPE))
+    yield MarshallSign(RBM(N, 1, init_std=0.3, generator=g), sublattice(SHAPE))
+
+
+HAMILTONIANS = {
+    "heisenberg": heisenberg(N, nearest_bonds(SHAPE)),
+    "tfim": tfim(N, nearest_bonds(SHAPE), 0.7),
+    # multi-site flips, Y terms (imaginary elements), a diagonal field
+    "mixed": tfim(N, nearest_bonds(SHAPE), 0.3)
+    + PauliSum([PauliTerm(0.4, (("X", 0), ("Y", 3), ("Z", 5))), PauliTerm(0.2, (("Z", 2),))], N),
+}
+
+
+@pytest.mark.parametrize("name", list(HAMILTONIANS))
+def test_local_energy_and_jacobian_match_generic_paths(name):
+    op = LocalOperator(HAMILTONIANS[name])
+    s = all_configs(N)
+    for model in models(torch.Generator().manual_seed(0)):
+        form = rbm_form(model)
+        e0 = op.local_energy(model, s)
+        torch.testing.assert_close(local_energy_rbm(op, form, s, chunk_size=100).to(e0.dtype), e0)
+        j0 = log_psi_jacobian(model, s)
+        torch.testing.assert_close(rbm_jacobian(form, s).to(j0.dtype), j0)
+        with torch.no_grad():  # the canonical form reproduces |psi|
+            th = s @ form.W + form.b
+            torch.testing.assert_close(s @ form.a + torch.log(torch.cosh(th)).sum(-1), model(s).real)
+
+
+def test_form_is_none_for_complex_and_other_learners():
+    assert rbm_form(RBM(4, complex=True)) is None
+    assert rbm_form(ConvNet((4,))) is None
+    assert rbm_form(MarshallSign(RBM(4, complex=True), sublattice((4,)))) is None
+
+
+def test_kernel_dense_and_cg_sr_agree():
+    g = torch.Generator().manual_seed(1)
+    model = RBM(6, alpha=4, init_std=0.3, generator=g)  # P = 174 > B = 40: kernel trick
+    s = all_configs(6)[torch.randint(0, 64, (40,), generator=g)]
+    e = LocalOperator(tfim(6, nearest_bonds((6,)), 1.0)).local_energy(model, s)
+    o = log_psi_jacobian(model, s)
+    dense, _ = sr_direction(o, e, SROptions(diag_shift=1e-2, solver="dense"))
+    kernel, _ = sr_direction(o, e, SROptions(diag_shift=1e-2, solver="kernel"))
+    auto, _ = sr_direction(o, e, SROptions(diag_shift=1e-2))
+    cg, _ = sr_direction(o, e, SROptions(diag_shift=1e-2, solver="cg", cg_tol=1e-12))
+    ob, eb = (o - o.mean(0)).numpy(), (e - e.mean()).numpy()
+    ref = np.linalg.solve(ob.T @ ob / 40 + 1e-2 * np.eye(o.shape[1]), ob.T @ eb / 40)
+    for x in (dense, kernel, auto, cg):
+        np.testing.assert_allclose(x.numpy(), ref, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("move", ["flip", "exchange"])
+def test_numpy_and_torch_chain_loops_agree(move):
+    """Same random stream: the CPU numpy loop and the torch loop (other devices) of the
+    cached-theta kernel make identical accept/reject decisions."""
+    g = torch.Generator().manual_seed(2)
+    model = MarshallSign(SymmetricRBM(translation_table(SHAPE), 2, init_std=0.2, generator=g),
+                         sublattice(SHAPE))  # fmt: skip
+    s0 = torch.tensor([[1.0, -1.0] * (N // 2)] * 32)
+    chains = RBMChains(rbm_form(model), s0, move)
+    samples, acc = chains.run(16, 50, 4, torch.Generator().manual_seed(7))
+    assert samples.shape == (50, 32, N) and 0.05 < acc < 1.0
+    if move == "exchange":
+        assert torch.all(samples.sum(-1) == 0)
+    # the eager torch loop (what other devices run) gives the same chain as the numpy loop
+    torch_chains = RBMChains(rbm_form(model), s0, move)
+    torch_chains.xp = torch
+    for k in ("s", "theta", "ups", "downs", "w2", "a2", "a2_flip", "rows", "lc"):
+        v = getattr(torch_chains, k)
+        if isinstance(v, np.ndarray):
+            setattr(torch_chains, k, torch.from_numpy(v))
+    torch_chains.rows_col = torch_chains.rows[:, None]
+    samples_t, acc_t = torch_chains.run(16, 50, 4, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(samples_t, samples)
+    assert acc_t == acc
+
+
+def test_fast_and_generic_samplers_sample_the_same_distribution():
+    """Exchange moves in the S^z = 0 sector of 8 sites: the fast kernel's histogram matches
+    |psi|^2 (the generic path is tested in test_vmc.py)."""
+    g = torch.Generator().manual_seed(3)
+    model = SymmetricRBM(translation_table(SHAPE), 2, init_std=0.15, generator=g)
+    opts = MetropolisOptions(n_chains=200, sweeps_per_sample=1, move="exchange", magnetization=0)
+    s = MetropolisSampler(N, opts).sample(model, 200 * 60, g).reshape(-1, N)
+    conf = all_configs(N)
+    with torch.no_grad():
+        p = torch.exp(2 * model(conf)).numpy()
+    p = np.where(conf.sum(1).numpy() == 0, p, 0.0)
+    p /= p.sum()
+    freq = np.bincount(LocalOperator.configs_to_codes(s).numpy(), minlength=2**N) / len(s)
+    sigma = np.sqrt(2 * p * (1 - p) / len(s))
+    assert np.all(np.abs(freq - p) <= 5 * sigma + 1e-4)
+
+
+@pytest.mark.slow
+def test_compiled_kernel_matches_eager():
+    """torch.compile'd blocks (slow: compiles) make the same chain as the eager numpy loop."""
+    g = torch.Generator().manual_seed(4)
+    model = RBM(6, alpha=1, init_std=0.4, generator=g)
+    s0 = torch.tensor([[1.0, -1.0] * 3] * 16)
+    for move in ("flip", "exchange"):
+        runs = [RBMChains(rbm_form(model), s0, move, compile=c) for c in (False, True)]
+        out = [r.run(12, 20, 6, torch.Generator().manual_seed(0)) for r in runs]
+        torch.testing.assert_close(out[0][0], out[1][0])
