@@ -141,14 +141,42 @@ def hand_diff_forces(x: torch.Tensor, kind: str, chunk_elements: int = 2**21) ->
     return torch.cat(out, 1)
 
 
+def hand_diff_forces_tuned(x: torch.Tensor, kind: str, chunk_elements: int = 2**21
+                           ) -> torch.Tensor:
+    """The same blocks hand-tuned: r2 accumulated in place (addcmul_), powers as products
+    (no torch.pow), self pairs at r2 = 1 with d_ii = 0, the contraction as one einsum."""
+    B, N, D = x.shape
+    xt = x.transpose(1, 2)
+    c = max(1, min(N, chunk_elements // (B * D * N)))
+    out = x.new_empty(B, N, D)
+    for s in range(0, N, c):
+        e = min(N, s + c)
+        d = xt[:, :, s:e, None] - xt[:, :, None, :]
+        r2 = d[:, 0] * d[:, 0]
+        r2.addcmul_(d[:, 1], d[:, 1]).addcmul_(d[:, 2], d[:, 2])
+        r2.diagonal(s, -2, -1).fill_(1.0)
+        if kind == "gravity":
+            b = r2 + 1e-4
+            w = b.rsqrt() / b
+        else:
+            inv = 1.0 / r2
+            i2 = inv * inv
+            i4 = i2 * i2
+            w = 24.0 * i4 - 48.0 * (i4 * i2 * inv)
+        out[:, s:e] = torch.einsum("bdcn,bcn->bcd", d, w)
+    return out
+
+
 def bench_language(max_n: int, dtype: torch.dtype, device: torch.device) -> None:
     """The .phys text compiled by the language (structured pair lowering) vs hand-written."""
     from physml_lang.program import load
 
     print("\n[0] N-body leapfrog, language-compiled .phys (pair sum lowered for a generic pair) "
           "vs hand-written torch on the same difference blocks (1 system, 3D)")
+    print("  hand: the plain blocked formulation; tuned: the same blocks with in-place r2, "
+          "products for powers and an einsum contraction (what the compiler emits)")
     print(f"{'model':>8} {'N':>6} {'compile s':>10} {'language step/s':>16} {'hand step/s':>12} "
-          f"{'time lang/hand':>15}")
+          f"{'tuned step/s':>13} {'lang/hand':>10} {'lang/tuned':>11}")
     integ = make_integrator("leapfrog")
     dt = 1e-4
     for kind, text, name in (("gravity", GRAVITY, "Gravity"), ("lj", LENNARD_JONES, "LJ")):
@@ -177,15 +205,28 @@ def bench_language(max_n: int, dtype: torch.dtype, device: torch.device) -> None
                     x2 = x + dt * vh
                     return x2, vh - 0.5 * dt * hand_diff_forces(x2, kind)
 
+            def tuned_step(x=x[None], v=v[None], kind=kind):
+                with torch.no_grad():
+                    vh = v - 0.5 * dt * hand_diff_forces_tuned(x, kind)
+                    x2 = x + dt * vh
+                    return x2, vh - 0.5 * dt * hand_diff_forces_tuned(x2, kind)
+
             f_lang = system.dH_dq(q0, p0).reshape(1, N, 3)
             f_hand = hand_diff_forces(x[None], kind)
-            err = float((f_lang - f_hand).abs().max() / f_hand.abs().max())
-            assert err < (1e-10 if dtype == torch.float64 else 1e-4), (kind, N, err)
-            min_time = 1.0 if N < 4096 else 0.1
-            tl = timed(lang_step, device, min_time)
-            th = timed(hand_step, device, min_time)
+            f_tuned = hand_diff_forces_tuned(x[None], kind)
+            tol = 1e-10 if dtype == torch.float64 else 1e-4
+            for f in (f_lang, f_tuned):
+                err = float((f - f_hand).abs().max() / f_hand.abs().max())
+                assert err < tol, (kind, N, err)
+            # interleaved rounds, best of each: load from other processes hits all three alike
+            min_time = 0.4 if N < 4096 else 0.1
+            tl = th = tt = float("inf")
+            for _ in range(3):
+                tl = min(tl, timed(lang_step, device, min_time))
+                th = min(th, timed(hand_step, device, min_time))
+                tt = min(tt, timed(tuned_step, device, min_time))
             print(f"{name:>8} {N:>6} {t_compile:>10.2f} {1 / tl:>16.2f} {1 / th:>12.2f} "
-                  f"{tl / th:>15.2f}")
+                  f"{1 / tt:>13.2f} {tl / th:>10.2f} {tl / tt:>11.2f}")
 
 
 def symbolic_nbody(N: int):

@@ -570,12 +570,14 @@ def lower_program(
     names: Mapping[sympy.Symbol, str] | None = None,
     params: Mapping[sympy.Symbol, float] | None = None,
     what: str = "expression",
+    share_powers: bool = False,
 ) -> Program:
     """Lower ``exprs`` over ``arguments`` (bound positionally at :meth:`Program.run`).
 
     ``names`` gives the printed (and environment) name of each argument; ``params`` binds every
-    other free symbol to a number. Raises :class:`HamiltonianError` for an unbound symbol or an
-    operation with no torch lowering.
+    other free symbol to a number. ``share_powers`` computes the integer and half-integer powers
+    of a common base as products of shared temporaries (see :func:`_share_powers`). Raises
+    :class:`HamiltonianError` for an unbound symbol or an operation with no torch lowering.
     """
     exprs = [_as_expr(e) for e in exprs]
     if params:
@@ -596,6 +598,8 @@ def lower_program(
             env_names[s] = _py_name(s.name, taken)
     tmp = (sympy.Symbol(_py_name(f"t{i}", taken)) for i in range(10**9))
     replacements, reduced = sympy.cse(exprs, symbols=tmp) if exprs else ([], [])
+    if share_powers:
+        replacements, reduced = _share_powers(replacements, list(reduced), taken)
     lowerer = _Lowerer(env_names)
     steps: list[tuple[str, NodeFn]] = []
     lines: list[str] = []
@@ -614,6 +618,136 @@ def lower_program(
         constant.append(not e.free_symbols)
     keys = tuple(env_names[s] for s in arguments)
     return Program(tuple(arguments), keys, steps, outputs, lines, out_srcs, constant)
+
+
+# torch.pow has fast paths for these exponents; any other (e.g. r2 ** -7) goes through the
+# generic, ~10x slower pow kernel.
+_FAST_EXPONENTS = {sympy.Rational(k, 2) for k in (1, -1, -2, 4, -4, 6)}
+
+
+def _addition_chain(targets: set[int]) -> list[tuple[int, int, int]]:
+    """Steps (e, a, b), x^e = x^a * x^b, building every x^t (t in targets) from x; squares first
+    so that x^4, x^7 cost 4 products (x^2, x^4, x^6, x^7), not 6."""
+    known: set[int] = {1}
+    steps: list[tuple[int, int, int]] = []
+
+    def ensure(t: int) -> None:
+        if t in known:
+            return
+        for a in sorted(known, reverse=True):
+            if t - a in known:
+                steps.append((t, a, t - a))
+                known.add(t)
+                return
+        half = t // 2
+        ensure(half)
+        ensure(t - half)
+        steps.append((t, half, t - half))
+        known.add(t)
+
+    for t in sorted(targets):
+        ensure(t)
+    return steps
+
+
+def _share_powers(
+    replacements: list[tuple[sympy.Symbol, sympy.Expr]],
+    reduced: list[sympy.Expr],
+    taken: set[str],
+) -> tuple[list[tuple[sympy.Symbol, sympy.Expr]], list[sympy.Expr]]:
+    """Rewrite b ** k (k an integer or half-integer; b a base with some k that is not a fast
+    torch.pow exponent) of a CSE'd program as products of shared powers of b: x = 1 / b (or sqrt(b), rsqrt(b) for half
+    integers), x^2, x^4, ... by an addition chain, defined right before their first use. So
+    24 r2^-4 - 48 r2^-7 is inv = 1 / r2; inv^2; inv^4; inv^6; inv^7: five cheap products where
+    torch.pow would run its generic kernel twice."""
+    exprs = [e for _, e in replacements] + reduced
+    exps: dict[sympy.Expr, set[sympy.Rational]] = {}
+    for e in exprs:
+        for node in sympy.preorder_traversal(e):
+            if (node.is_Pow and node.exp.is_Rational and node.exp.q in (1, 2)
+                    and node.base.free_symbols):
+                exps.setdefault(node.base, set()).add(node.exp)
+    bases = [b for b, es in exps.items() if es - _FAST_EXPONENTS]
+    if not bases:
+        return replacements, reduced
+
+    def fresh(stem: str) -> sympy.Symbol:
+        return sympy.Symbol(_py_name(stem, taken))
+
+    # per base: the definitions (symbol, expr) and the map Pow(b, k) -> symbol
+    defs: dict[sympy.Expr, list[tuple[sympy.Symbol, sympy.Expr]]] = {}
+    swap: dict[sympy.Expr, sympy.Symbol] = {}
+    for k, b in enumerate(bases):
+        out: list[tuple[sympy.Symbol, sympy.Expr]] = []
+        stem = b.name if b.is_Symbol else f"b{k}"
+        if not b.is_Symbol:  # name the base once, e.g. r2 + eps^2
+            sb = fresh(stem)
+            out.append((sb, b))
+        else:
+            sb = b
+        es = sorted(exps[b])
+        pos = {int(e) for e in es if e.q == 1 and e > 0}
+        neg = {int(-e) for e in es if e.q == 1 and e < 0}
+        halves_p = {int(e - sympy.Rational(1, 2)) for e in es if e.q == 2 and e > 0}
+        halves_n = {int(-e - sympy.Rational(1, 2)) for e in es if e.q == 2 and e < 0}
+        root = rroot = inv = None
+        if halves_p:
+            root = fresh(f"{stem}_sqrt")
+            out.append((root, sympy.sqrt(sb)))
+        if halves_n:
+            rroot = fresh(f"{stem}_rsqrt")
+            out.append((rroot, 1 / sympy.sqrt(sb)))
+        up = {sympy.Integer(1): sb}
+        down: dict[sympy.Expr, sympy.Expr] = {}
+        for e, a, c in _addition_chain((pos | halves_p) - {0}):
+            s = fresh(f"{stem}_{e}")
+            out.append((s, up[sympy.Integer(a)] * up[sympy.Integer(c)]))
+            up[sympy.Integer(e)] = s
+        need_down = (neg | halves_n) - {0}
+        if need_down and need_down != {1}:
+            inv = fresh(f"{stem}_inv")
+            out.append((inv, rroot * rroot if rroot is not None else 1 / sb))
+            down[sympy.Integer(1)] = inv
+            for e, a, c in _addition_chain(need_down):
+                s = fresh(f"{stem}_inv{e}")
+                out.append((s, down[sympy.Integer(a)] * down[sympy.Integer(c)]))
+                down[sympy.Integer(e)] = s
+        elif need_down:  # only b^-1 is needed: a division where it is used, no temporary
+            down[sympy.Integer(1)] = 1 / sb
+        for e in es:
+            if e.q == 1:
+                val = up[e] if e > 0 else down[-e]
+            elif e > 0:
+                m = e - sympy.Rational(1, 2)
+                val = root * up[m] if m else root
+            else:
+                m = -e - sympy.Rational(1, 2)
+                val = rroot * down[m] if m else rroot
+            if val.is_Symbol:
+                swap[sympy.Pow(b, e)] = val
+            else:
+                s = fresh(f"{stem}_pow")
+                out.append((s, val))
+                swap[sympy.Pow(b, e)] = s
+        defs[b] = out
+
+    def first_use(b: sympy.Expr) -> int:
+        for i, e in enumerate(exprs):
+            if any(sympy.Pow(b, k) in e.atoms(sympy.Pow) for k in exps[b]):
+                return i
+        return len(exprs)
+
+    where = {b: first_use(b) for b in bases}
+    new_repl: list[tuple[sympy.Symbol, sympy.Expr]] = []
+    for i, (s, e) in enumerate(replacements):
+        for b in bases:
+            if where[b] == i:
+                new_repl += defs[b]
+        new_repl.append((s, e.xreplace(swap)))
+    for b in bases:
+        if where[b] >= len(replacements):
+            new_repl += defs[b]
+    return new_repl, [e.xreplace(swap) for e in reduced]
 
 
 def _py_name(name: str, taken: set[str]) -> str:
@@ -852,15 +986,58 @@ def is_even(F: sympy.Expr, d: Sequence[sympy.Symbol]) -> bool:
     return _is_zero(diff)
 
 
+R2 = sympy.Symbol("r2", positive=True)  # the squared separation of a radial pair potential
+
+
+def radial_profile(F: sympy.Expr, d: Sequence[sympy.Symbol]) -> sympy.Expr | None:
+    """f with F(d) = f(r2), r2 = sum_a d_a^2 (f in the symbol :data:`R2`), or None when F is not
+    shown to depend on d through r2 alone.
+
+    f is read off along an axis, f(r2) = F(sqrt(r2), 0, ..., 0), and accepted when f(d . d)
+    equals F identically (so (sigma^2 / r2)^6 or 1 / sqrt(d . d + eps^2) qualify, while
+    d0^2 + 2 d1^2, cos(d0) + cos(d1) or an odd F do not).
+    """
+    if not d or not (F.free_symbols & set(d)):
+        return None
+    f = F.xreplace({d[0]: sympy.sqrt(R2), **{s: sympy.Integer(0) for s in d[1:]}})
+    if f.free_symbols & set(d) or f.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
+        return None
+    back = f.xreplace({R2: sympy.Add(*[s * s for s in d])})
+    return f if _is_zero(back - F) else None
+
+
+def _finite_at(expr: sympy.Expr, value: float) -> bool:
+    """Is the (parameter-bound) expression of R2 a finite real number at R2 = value?"""
+    try:
+        v = complex(sympy.N(expr.xreplace({R2: sympy.Float(value)}), 17))
+    except (TypeError, ValueError):
+        return False
+    return v.imag == 0 and v.real == v.real and abs(v.real) != float("inf")
+
+
+def _bind(expr: sympy.Expr, params: Mapping[sympy.Symbol, float]) -> sympy.Expr:
+    return expr.xreplace({s: sympy.Float(float(v), 17) for s, v in params.items()})
+
+
+# Below this many elements per (B, c, N) block the per-op overhead dominates: compute r2 as one
+# (d * d).sum(1); above it, d0*d0 + d1*d1 + ... in place (no (B, D, c, N) temporary).
+_SMALL_BLOCK = 8192
+
+
 class StructuredHamiltonian:
     """H = sum_i f(q_i, p_i) + sum_{i<j} F(q_i - q_j) + rest(q, p) over q, p of shape (..., N * D)
     (particle-major), with the HamiltonianSystem callables.
 
     The particle and pair pieces are lowered once (generic particle i, generic pair (i, j)); the
-    pair force is evaluated on (B, D, c, N) difference blocks, c target rows at a time so that a
-    block holds at most ``chunk_elements`` numbers. Self pairs are evaluated at the safe separation
-    d = (1, 0, ...) and discarded. ``rest`` (a :class:`CompiledHamiltonian` over the flattened
-    coordinates) holds whatever is neither, e.g. an external potential on one particle.
+    pair sum is evaluated on (B, D, c, N) difference blocks, c target rows at a time so that a
+    block holds at most ``chunk_elements`` numbers. Three pair paths, chosen at construction:
+
+    - ``radial`` (``F(d) = f(r2)``, r2 = d . d, e.g. gravity, Lennard-Jones): r2 (B, c, N) is
+      computed once per block, ``pair_h(r2) = 2 f'(r2)`` (derived and simplified in r2, its powers
+      shared: 1/r2, 1/r2^2, ...) and the force on i is sum_j d_ij pair_h(r2_ij). Self pairs get
+      r2 = ``radial_safe`` (a value where f' is finite) and contribute d_ii = 0.
+    - ``central`` (symmetric, dF/dd_a = d_a h(d) with one h): the same contraction, h(d).
+    - general: D gradient programs dF/dd_a; pairs j > i only when F is not even.
     """
 
     def __init__(
@@ -894,96 +1071,193 @@ class StructuredHamiltonian:
             )
         # does the particle sum depend on q at all (a kinetic-only sum has no force)?
         self._part_q = particles is not None and bool(particles.body.free_symbols & set(particles.q))
+        # dH/dp = p (unit masses): dH_dp returns p without running a program
+        self._part_dp_identity = particles is not None and all(
+            _is_zero(_bind(sympy.diff(particles.body, s), params) - s) for s in particles.p)
         self._pair: tuple[Program, Program] | None = None
+        self.radial = False  # central force: dF/dd_a = d_a h (radial or not)
+        self.profile: sympy.Expr | None = None  # f(r2) when F(d) = f(r2)
+        self.radial_safe = 1.0
+        self._h_finite_safe = False
         if pairs is not None:
             names = {s: f"d{a}" for a, s in enumerate(pairs.d)}
-            grads = [sympy.diff(pairs.F, s) for s in pairs.d]
-            # Central forces, dF/dd_a = d_a h(d) with one h for every a: the force is
-            # sum_j d_ij h_ij, one product of the (B, D, c, N) block instead of D programs.
-            radial = None
-            if pairs.symmetric:
-                hs = [sympy.factor_terms(g) / s for g, s in zip(grads, pairs.d, strict=True)]
-                if all(h == hs[0] for h in hs[1:]):
-                    radial = hs[0]
-            self.radial = radial is not None
-            self._pair = (
-                lower_program([pairs.F], pairs.d, names, params, "pair"),
-                lower_program([radial] if self.radial else grads, pairs.d, names, params,
-                              "pair_h" if self.radial else "pair_grad"),
-            )
+            profile = radial_profile(pairs.F, pairs.d) if pairs.symmetric else None
+            if profile is not None:
+                try:
+                    self._init_radial(_bind(profile, params))
+                except HamiltonianError:
+                    self.profile = None  # e.g. an unlowerable simplification: general path
+            if self.profile is None:
+                grads = [sympy.diff(pairs.F, s) for s in pairs.d]
+                # Central forces, dF/dd_a = d_a h(d) with one h for every a: the force is
+                # sum_j d_ij h_ij, one product of the (B, D, c, N) block instead of D programs.
+                radial = None
+                if pairs.symmetric:
+                    hs = [sympy.factor_terms(g) / s for g, s in zip(grads, pairs.d, strict=True)]
+                    if all(h == hs[0] for h in hs[1:]):
+                        radial = hs[0]
+                self.radial = radial is not None
+                self._pair = (
+                    lower_program([pairs.F], pairs.d, names, params, "pair"),
+                    lower_program([radial] if self.radial else grads, pairs.d, names, params,
+                                  "pair_h" if self.radial else "pair_grad"),
+                )
+
+    def _init_radial(self, f: sympy.Expr) -> None:
+        """Lower f(r2) and h(r2) = 2 f'(r2), with the parameters already bound."""
+        h = 2 * sympy.diff(f, R2)
+        # simplify in r2 (a sum of powers for LJ: 24/r2^4 - 48/r2^7); keep the shorter form
+        cands = [h, sympy.expand(h)]
+        if sympy.count_ops(h) <= 4 * _SIMPLIFY_MAX_OPS:
+            cands.append(sympy.simplify(h))
+        h = min(cands, key=lambda e: (sympy.count_ops(e), len(str(e))))
+        for safe in (1.0, 2.0, 0.5, 3.0, 7.0):  # a separation where f and h are finite
+            if _finite_at(h, safe) and _finite_at(f, safe):
+                break
+        else:
+            raise HamiltonianError("no finite value of the radial pair force found")
+        names = {R2: "r2"}
+        energy = lower_program([f], [R2], names, None, "pair", share_powers=True)
+        force = lower_program([h], [R2], names, None, "pair_h", share_powers=True)
+        self._pair = (energy, force)
+        self.profile, self.radial, self.radial_safe = f, True, safe
+        self._h_finite_safe = True
 
     # ------------------------------------------------------------------ pair blocks
+    def _rows(self, B: int, D: int, N: int) -> int:
+        """Target rows per difference block (all of them when one block suffices)."""
+        return max(1, min(N, self.chunk_elements // max(1, B * D * N)))
+
     def _blocks(self, x: torch.Tensor):
         """Yield (s, e, d) with d = x_i - x_j of shape (B, D, e - s, N) for rows i in [s, e);
         the self pairs (i = j) set to d = (1, 0, ...)."""
         B, N, D = x.shape
         xt = x.transpose(1, 2)
-        c = max(1, min(N, self.chunk_elements // max(1, B * D * N)))
+        c = self._rows(B, D, N)
         for s in range(0, N, c):
             e = min(N, s + c)
             d = xt[:, :, s:e, None] - xt[:, :, None, :]
-            rows = torch.arange(e - s, device=x.device)
-            d[:, :, rows, rows + s] = 0.0
-            d[:, 0, rows, rows + s] = 1.0
+            d.diagonal(s, -2, -1).zero_()  # the (r, r + s) entries: the self pairs
+            d[:, 0].diagonal(s, -2, -1).fill_(1.0)
             yield s, e, d
 
-    def _keep(self, s: int, e: int, N: int, symmetric: bool, device: torch.device) -> torch.Tensor:
-        """(e - s, N) mask of the pairs a block contributes: j != i (symmetric) or j > i.
+    def _keep(self, s: int, e: int, N: int, device: torch.device) -> torch.Tensor:
+        """(e - s, N) mask j > i of the pairs a block contributes to a non-even F.
         Cached per block (it depends on the shapes only)."""
-        key = (s, e, N, symmetric, str(device))
+        key = (s, e, N, device)
         m = self._masks.get(key)
         if m is None:
             i = torch.arange(s, e, device=device)[:, None]
             j = torch.arange(N, device=device)[None, :]
-            m = self._masks[key] = j != i if symmetric else j > i
+            m = self._masks[key] = j > i
             if len(self._masks) > 256:
                 self._masks.clear()
         return m
 
-    def _masked(self, g: object, keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        if not isinstance(g, torch.Tensor) or g.shape != like.shape:
-            g = torch.as_tensor(g, dtype=like.dtype, device=like.device).expand(like.shape)
-        return torch.where(keep, g, 0.0)
+    @staticmethod
+    def _full(g: object, like: torch.Tensor) -> torch.Tensor:
+        """A (B, c, N) tensor of its own (writable) from a program output."""
+        if isinstance(g, torch.Tensor) and g.shape == like.shape:
+            return g
+        return torch.as_tensor(g, dtype=like.dtype, device=like.device).expand(like.shape).clone()
+
+    def _drop_self(self, g: torch.Tensor, s: int, e: int, N: int, sym: bool) -> torch.Tensor:
+        """Zero the pairs a block does not contribute: i = j (even F) or j <= i."""
+        if sym:
+            g.diagonal(s, -2, -1).zero_()
+            return g
+        return torch.where(self._keep(s, e, N, g.device), g, 0.0)
+
+    @staticmethod
+    def _r2(d: torch.Tensor) -> torch.Tensor:
+        """sum_a d_a^2 of a (B, D, c, N) block -> (B, c, N)."""
+        if d[:, 0].numel() <= _SMALL_BLOCK:
+            return (d * d).sum(1)
+        ds = d.unbind(1)
+        r2 = ds[0] * ds[0]
+        for da in ds[1:]:
+            r2.addcmul_(da, da)
+        return r2
+
+    @staticmethod
+    def _contract(d: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """sum_j d_ij h_ij: (B, D, c, N), (B, c, N) -> (B, c, D)."""
+        if h[0].numel() <= _SMALL_BLOCK:
+            return (d * h[:, None]).sum(-1).transpose(1, 2)
+        # a batched dot product, no (B, D, c, N) temporary
+        return torch.einsum("bdcn,bcn->bcd", d, h)
+
+    def _radial_block(self, xt: torch.Tensor, s: int, e: int):
+        """(d, r2) of rows [s, e): d (B, D, c, N) with d_ii = 0, r2 (B, c, N) with the self
+        pairs at ``radial_safe``."""
+        d = xt[:, :, s:e, None] - xt[:, :, None, :]
+        r2 = self._r2(d)
+        r2.diagonal(s, -2, -1).fill_(self.radial_safe)
+        return d, r2
 
     def _pair_energy(self, x: torch.Tensor) -> torch.Tensor:
         assert self.pairs is not None and self._pair is not None
-        B, N, _ = x.shape
+        B, N, D = x.shape
+        sym = self.pairs.symmetric
         total = x.new_zeros(B)
+        if self.profile is not None:
+            xt = x.transpose(1, 2)
+            c = self._rows(B, D, N)
+            for s in range(0, N, c):
+                e = min(N, s + c)
+                d, r2 = self._radial_block(xt, s, e)
+                v = self._full(self._pair[0].run(r2)[0], r2)
+                total = total + self._drop_self(v, s, e, N, True).sum((-1, -2))
+            return 0.5 * total
         for s, e, d in self._blocks(x):
-            keep = self._keep(s, e, N, self.pairs.symmetric, x.device)
             (v,) = self._pair[0].run(*d.unbind(1))
-            total = total + self._masked(v, keep, d[:, 0]).sum((-1, -2))
-        return 0.5 * total if self.pairs.symmetric else total
+            v = self._full(v, d[:, 0])
+            total = total + self._drop_self(v, s, e, N, sym).sum((-1, -2))
+        return 0.5 * total if sym else total
 
     def _pair_force(self, x: torch.Tensor) -> torch.Tensor:
         """dH/dq of the pair sum, (B, N, D)."""
         assert self.pairs is not None and self._pair is not None
         B, N, D = x.shape
+        c = self._rows(B, D, N)
+        if self.profile is not None:
+            xt = x.transpose(1, 2)
+            if c >= N:  # one block: no loop, no concatenation
+                d, r2 = self._radial_block(xt, 0, N)
+                return self._contract(d, self._radial_h(r2, 0))
+            out = x.new_empty(B, N, D)
+            for s in range(0, N, c):
+                e = min(N, s + c)
+                d, r2 = self._radial_block(xt, s, e)
+                out[:, s:e] = self._contract(d, self._radial_h(r2, s))
+            return out
         sym = self.pairs.symmetric
         rows_out: list[torch.Tensor] = []
         cols = None if sym else x.new_zeros(B, D, N)
-        if self.radial:
-            out_blocks = []
-            for s, e, d in self._blocks(x):
-                keep = self._keep(s, e, N, True, x.device)
-                h = self._masked(self._pair[1].run(*d.unbind(1))[0], keep, d[:, 0])
-                out_blocks.append((d * h[:, None]).sum(-1).transpose(1, 2))  # (B, c, D)
-            return torch.cat(out_blocks, 1) if len(out_blocks) > 1 else out_blocks[0]
         for s, e, d in self._blocks(x):
-            keep = self._keep(s, e, N, sym, x.device)
-            gs = [self._masked(g, keep, d[:, 0]) for g in self._pair[1].run(*d.unbind(1))]
+            outs = self._pair[1].run(*d.unbind(1))
+            gs = [self._drop_self(self._full(g, d[:, 0]), s, e, N, sym) for g in outs]
+            if self.radial:
+                rows_out.append(self._contract(d, gs[0]))
+                continue
             rows_out.append(torch.stack([g.sum(-1) for g in gs], -1))  # (B, c, D)
             if cols is not None:  # d/dq_j F(q_i - q_j) = -dF/dd, for j > i
                 cols = cols - torch.stack([g.sum(-2) for g in gs], 1)
         out = torch.cat(rows_out, 1) if len(rows_out) > 1 else rows_out[0]
         return out if cols is None else out + cols.transpose(1, 2)
 
-    # ------------------------------------------------------------------ the protocol
-    def _split(self, t: torch.Tensor) -> torch.Tensor:
-        return t.reshape(-1, self.N, self.D)
+    def _radial_h(self, r2: torch.Tensor, s: int) -> torch.Tensor | float:
+        """pair_h(r2) (B, c, N), or a number for a harmonic pair (h constant)."""
+        assert self._pair is not None
+        h = self._pair[1].run(r2)[0]
+        if not isinstance(h, torch.Tensor) or h.shape != r2.shape:
+            return self._full(h, r2)
+        # the self pairs were evaluated at the safe r2, where h is finite; d_ii = 0 removes them
+        return h
 
+    # ------------------------------------------------------------------ the protocol
     def _check(self, q: torch.Tensor, p: torch.Tensor) -> None:
-        if q.shape != p.shape or q.shape[-1] != self.n:
+        if q.shape[-1] != self.n or q.shape != p.shape:
             raise ValueError(f"{self.name}: q, p must both have shape (..., {self.n}); "
                              f"got {tuple(q.shape)} and {tuple(p.shape)}")
 
@@ -991,7 +1265,7 @@ class StructuredHamiltonian:
         """H(q, p) -> (...)."""
         self._check(q, p)
         batch = q.shape[:-1]
-        x, y = self._split(q), self._split(p)
+        x, y = q.reshape(-1, self.N, self.D), p.reshape(-1, self.N, self.D)
         out = x.new_full((x.shape[0],), self.constant)
         if self._part is not None:
             out = out + self._part[0](x, y).sum(-1)
@@ -1004,15 +1278,14 @@ class StructuredHamiltonian:
     def dH_dq(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """dH/dq -> (..., N * D)."""
         self._check(q, p)
-        x, y = self._split(q), self._split(p)
+        x = q.reshape(-1, self.N, self.D)
         out: torch.Tensor | None = None
         if self._part_q:
-            out = self._part[1](x, y)
+            out = self._part[1](x, p.reshape(x.shape))
         if self.pairs is not None:
             f = self._pair_force(x)
             out = f if out is None else out + f
-        out = torch.zeros_like(x) if out is None else out
-        out = out.reshape(q.shape)
+        out = torch.zeros_like(q) if out is None else out.reshape(q.shape)
         if self.rest is not None:
             out = out + self.rest.dH_dq(q, p)
         return out
@@ -1020,11 +1293,14 @@ class StructuredHamiltonian:
     def dH_dp(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """dH/dp -> (..., N * D)."""
         self._check(q, p)
-        out = (self._part[2](self._split(q), self._split(p)).reshape(q.shape)
-               if self._part is not None else torch.zeros_like(p))  # fmt: skip
+        if self._part_dp_identity and self.rest is None:
+            return p  # T = sum p^2 / 2: dH/dp = p (no program call, no copy)
+        out = (self._part[2](q.reshape(-1, self.N, self.D), p.reshape(-1, self.N, self.D))
+               .reshape(q.shape) if self._part is not None else torch.zeros_like(p))  # fmt: skip
         if self.rest is not None:
             out = out + self.rest.dH_dp(q, p)
         return out
+
 
     # ------------------------------------------------------------------ printing
     @property
@@ -1037,46 +1313,7 @@ class StructuredHamiltonian:
         if self._part is not None:
             parts += [f.source for f in self._part]
         if self._pair is not None and self.pairs is not None:
-            d = ", ".join(f"d{a}: torch.Tensor" for a in range(self.D))
-            fnames = ("pair", "pair_h" if self.radial else "pair_grad")
-            for prog, fname in zip(self._pair, fnames, strict=True):
-                outs = prog.out_srcs
-                ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
-                parts.append("\n".join([f"def {fname}({d}):", *prog.lines,
-                                        f"    return {ret}"]) + "\n")  # fmt: skip
-            keep = "j != i" if self.pairs.symmetric else "j > i"
-            lines = [
-                "def pair_force(x: torch.Tensor) -> torch.Tensor:  # x: (B, N, D)",
-                "    B, N, D = x.shape",
-                "    xt = x.transpose(1, 2)",
-                f"    c = max(1, min(N, {self.chunk_elements} // (B * D * N)))",
-                "    rows_out = []" + ("" if self.pairs.symmetric else
-                                       "\n    cols = x.new_zeros(B, D, N)"),
-                "    for s in range(0, N, c):",
-                "        e = min(N, s + c)",
-                "        d = xt[:, :, s:e, None] - xt[:, :, None, :]  # (B, D, c, N)",
-                "        r = torch.arange(e - s)",
-                "        d[:, :, r, r + s] = 0.0",
-                "        d[:, 0, r, r + s] = 1.0  # self pairs at a safe separation, discarded",
-                "        i, j = torch.arange(s, e)[:, None], torch.arange(N)[None, :]",
-                f"        keep = {keep}",
-            ]
-            if self.radial:  # dV/dd_a = d_a * pair_h(d)
-                lines += [
-                    "        h = torch.where(keep, pair_h(*d.unbind(1)), 0.0)",
-                    "        rows_out.append((d * h[:, None]).sum(-1).transpose(1, 2))",
-                ]
-            else:
-                lines += [
-                    "        gs = [torch.where(keep, g, 0.0) for g in pair_grad(*d.unbind(1))]",
-                    "        rows_out.append(torch.stack([g.sum(-1) for g in gs], -1))",
-                ]
-            if not self.pairs.symmetric:
-                lines.append("        cols = cols - torch.stack([g.sum(-2) for g in gs], 1)")
-                lines.append("    return torch.cat(rows_out, 1) + cols.transpose(1, 2)")
-            else:
-                lines.append("    return torch.cat(rows_out, 1)")
-            parts.append("\n".join(lines) + "\n")
+            parts.append(self._pair_source())
         drive = ["def dH_dq(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:",
                  f"    x, y = q.reshape(-1, {self.N}, {self.D}), p.reshape(-1, {self.N}, {self.D})",
                  ]  # fmt: skip
@@ -1094,3 +1331,74 @@ class StructuredHamiltonian:
                                        for f in (self.rest.hamiltonian, self.rest.dH_dq,
                                                  self.rest.dH_dp)))  # fmt: skip
         return "\n\n".join(parts)
+
+    def _pair_source(self) -> str:
+        """pair / pair_h / pair_grad and the blocked pair_force driver, as they run."""
+        assert self._pair is not None and self.pairs is not None
+        radial = self.profile is not None
+        if radial:
+            sig = "r2: torch.Tensor"
+            fnames = ("pair", "pair_h")
+            head = (f"# radial pair: V(d) = f(r2), r2 = d . d, f = {sympy.sstr(self.profile)}; "
+                    "dV/dd_a = d_a * pair_h(r2), pair_h = 2 f'(r2)\n")
+        else:
+            sig = ", ".join(f"d{a}: torch.Tensor" for a in range(self.D))
+            fnames = ("pair", "pair_h" if self.radial else "pair_grad")
+            head = ""
+        parts = []
+        for prog, fname in zip(self._pair, fnames, strict=True):
+            outs = prog.out_srcs
+            ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
+            parts.append("\n".join([f"def {fname}({sig}):", *prog.lines,
+                                    f"    return {ret}"]) + "\n")  # fmt: skip
+        big = f"(d[:, 0].numel() > {_SMALL_BLOCK})"
+        lines = [
+            "def pair_force(x: torch.Tensor) -> torch.Tensor:  # x: (B, N, D)",
+            "    B, N, D = x.shape",
+            "    xt = x.transpose(1, 2)",
+            f"    c = max(1, min(N, {self.chunk_elements} // (B * D * N)))  # rows per block",
+            "    out = []" + ("" if self.pairs.symmetric else "\n    cols = x.new_zeros(B, D, N)"),
+            "    for s in range(0, N, c):",
+            "        e = min(N, s + c)",
+            "        d = xt[:, :, s:e, None] - xt[:, :, None, :]  # (B, D, c, N)",
+        ]
+        contract = ("torch.einsum('bdcn,bcn->bcd', d, h) if big else "
+                    "(d * h[:, None]).sum(-1).transpose(1, 2)")
+        if radial:
+            lines += [
+                f"        big = {big}",
+                "        r2 = sum(da * da for da in d.unbind(1)) if big else (d * d).sum(1)"
+                "  # in place (addcmul_) when big",
+                f"        r2.diagonal(s, -2, -1).fill_({self.radial_safe!r})"
+                "  # self pairs: finite h, and d_ii = 0",
+                "        h = pair_h(r2)",
+                f"        out.append({contract})",
+            ]
+        else:
+            keep = ("g.diagonal(s, -2, -1).zero_()  # drop i = j" if self.pairs.symmetric else
+                    "g = torch.where(j > i, g, 0.0)  # i, j = arange(s, e)[:, None], "
+                    "arange(N)[None, :]")
+            lines += [
+                "        d.diagonal(s, -2, -1).zero_()",
+                "        d[:, 0].diagonal(s, -2, -1).fill_(1.0)  # self pairs at a safe "
+                "separation, discarded",
+            ]
+            if self.radial:
+                lines += [
+                    f"        big = {big}",
+                    "        h = pair_h(*d.unbind(1))",
+                    f"        {keep.replace('g', 'h')}",
+                    f"        out.append({contract})",
+                ]
+            else:
+                lines += [
+                    "        gs = pair_grad(*d.unbind(1))",
+                    f"        for g in gs: {keep}",
+                    "        out.append(torch.stack([g.sum(-1) for g in gs], -1))",
+                ]
+        if not self.pairs.symmetric:
+            lines.append("        cols = cols - torch.stack([g.sum(-2) for g in gs], 1)")
+            lines.append("    return torch.cat(out, 1) + cols.transpose(1, 2)")
+        else:
+            lines.append("    return torch.cat(out, 1)")
+        return head + "\n".join(parts) + "\n" + "\n".join(lines) + "\n"

@@ -71,8 +71,22 @@ class HNN(nn.Module):
 
     def vector_field(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         """(qdot, pdot) = (dH_theta/dp, -dH_theta/dq); differentiable in grad mode."""
+        if not self.separable:
+            return self.vector_field_x(torch.cat([q, p], dim=-1))
         gq, gp = _grads(self.hamiltonian, q, p)
         return gp, -gq
+
+    def vector_field_x(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The vector field of a non-separable H_theta at x = cat(q, p) of shape (..., 2n): one
+        leaf, one gradient (no cat in the graph and no split in its double backward), as in a
+        hand-written HNN. Differentiable (create_graph) iff grad mode is on at the call."""
+        differentiable = torch.is_grad_enabled()
+        with torch.enable_grad():
+            # a fresh node: the partial derivative even when x was computed from parameters
+            xx = x.clone() if (differentiable and x.requires_grad) else (
+                x.detach().requires_grad_(True))
+            (g,) = torch.autograd.grad(self.H(xx).sum(), xx, create_graph=differentiable)
+        return g[..., self.n :], -g[..., : self.n]
 
     def system(self) -> HamiltonianSystem:
         """The learned Hamiltonian as a system for the integrators."""
@@ -200,17 +214,29 @@ def train_vector_field(
 ) -> TrainResult:
     """Minimise MSE(model vector field, (dq, dp)) over (N, n) data with Adam."""
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    # A non-separable HNN sees x = cat(q, p) built once (not a cat per step in its graph).
+    joint = isinstance(model, HNN) and not model.separable
+    x = torch.cat([q, p], dim=-1) if joint else None
+
+    def field(idx: Tensor | slice) -> tuple[Tensor, Tensor]:
+        full = isinstance(idx, slice)
+        if x is not None:
+            return model.vector_field_x(x if full else x[idx])
+        return model.vector_field(q, p) if full else model.vector_field(q[idx], p[idx])
+
     losses = []
     for _ in range(steps):
         idx = _batches(q.shape[0], batch_size, generator, q.device)
-        fq, fp = model.vector_field(q[idx], p[idx])
-        loss = ((fq - dq[idx]) ** 2).mean() + ((fp - dp[idx]) ** 2).mean()
+        fq, fp = field(idx)
+        tq, tp = (dq, dp) if isinstance(idx, slice) else (dq[idx], dp[idx])
+        loss = ((fq - tq) ** 2).mean() + ((fp - tp) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
-    fq, fp = model.vector_field(q, p)
-    final = float((((fq - dq) ** 2).mean() + ((fp - dp) ** 2).mean()).detach())
+        losses.append(loss.item())
+    with torch.no_grad():  # the HNN still differentiates H_theta, without a double-backward graph
+        fq, fp = field(slice(None))
+        final = float(((fq - dq) ** 2).mean() + ((fp - dp) ** 2).mean())
     return TrainResult(losses, final)
 
 

@@ -49,6 +49,8 @@ def test_pair_lowering_equals_unrolled(name):
     cm.system.chunk_elements = 1
     torch.testing.assert_close(cm.system.dH_dq(q, p), ref.dH_dq(q, p), rtol=1e-10, atol=1e-12)
     assert cm.system.pairs.symmetric == (name != "Asym")
+    # gravity and LJ are radial, V(d) = f(r2): lowered in r2 (no d-programs)
+    assert (cm.system.profile is not None) == (name != "Asym")
     assert "def pair_force" in cm.emit_torch() and "dV/d" in cm.emit_sympy()
 
 
