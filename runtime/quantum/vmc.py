@@ -38,7 +38,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from ...compiler.pauli import PauliSum
-from ..statistics import Estimate, binning_analysis
+from ..statistics import Estimate, binning_analysis, split_rhat
 from .learners import rbm_form
 from .operator import LocalOperator
 from .rbm_kernels import RBMChains, local_energy_rbm, rbm_jacobian
@@ -397,21 +397,6 @@ def _assign_grad(model: nn.Module, vec: torch.Tensor) -> None:
 
 
 # ----------------------------------------------------------------------------- statistics
-
-
-def split_rhat(series: np.ndarray) -> float:
-    """Split-chain Gelman-Rubin R-hat of a (T, C) series (T >= 4, C >= 1); ~1 when mixed."""
-    x = np.asarray(series, dtype=np.float64)
-    t = x.shape[0] // 2
-    if t < 2:
-        return float("nan")
-    halves = np.concatenate([x[:t], x[t : 2 * t]], axis=1)  # (t, 2C)
-    w = halves.var(axis=0, ddof=1).mean()
-    b = t * halves.mean(axis=0).var(ddof=1)
-    if w <= 0:
-        return float("nan") if b > 0 else 1.0
-    var_plus = (t - 1) / t * w + b / t
-    return float(np.sqrt(var_plus / w))
 
 
 def energy_statistics(e_loc_tc: torch.Tensor) -> dict[str, float]:
