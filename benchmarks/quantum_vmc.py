@@ -13,14 +13,14 @@ NetKet (never installed into the main environment) runs in a throwaway venv as a
     python benchmarks/quantum_vmc.py --netket /tmp/nkvenv/bin/python
 
 Both sides run single-threaded (torch.set_num_threads(1), OMP_NUM_THREADS=1; XLA without Eigen
-threads, one host device). Times are after warm-up (JIT / torch.compile / initial burn-in). The
+threads, one host device). Times are after warm-up (JIT / numba / initial burn-in). The
 learning rates are matched: NetKet's SR solves against the gradient 2 F, physml's against F, so
 physml lr = 2 x NetKet lr gives the same update. Differences that remain: NetKet's SR uses CG
 (jax.scipy cg, tol 1e-5) with QGTAuto, physml a direct dense solve (exact); NetKet's
 exchange rule swaps nearest neighbours, physml's a random up spin with a random down spin.
 
 Usage: python benchmarks/quantum_vmc.py [--iterations 100] [--warmup 10] [--final 20000]
-       [--problems tfim heisenberg] [--netket PYTHON] [--no-compile] [--no-baseline]
+       [--problems tfim heisenberg] [--netket PYTHON] [--compile] [--no-baseline]
        [--print-netket tfim]
 """
 
@@ -231,7 +231,8 @@ def main() -> None:
     ap.add_argument("--final", type=int, default=20000, help="samples of the final estimate")
     ap.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
     ap.add_argument("--netket", default="/tmp/nkvenv/bin/python", help="python with netket")
-    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time torch.compile'd chains (meant for GPUs; compiles ~30 s)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the torch baseline")
     ap.add_argument("--print-netket", choices=list(PROBLEMS), help="print a NetKet script")
     args = ap.parse_args()
@@ -242,7 +243,7 @@ def main() -> None:
     have_nk = os.path.exists(args.netket)
     rows = []
     for name in args.problems:
-        variants = [("physml", False)] + ([] if args.no_compile else [("physml compile", True)])
+        variants = [("physml", False)] + ([("physml compile", True)] if args.compile else [])
         for label, comp in variants:
             r = run_physml(name, args.iterations, args.warmup, args.final, comp)
             rows.append((name, label, r))

@@ -11,10 +11,12 @@ A Marshall sign factor (-1)^{N_up(A)} multiplies every element of flip group k b
 (-1)^{|F_k n A|}.
 
 The Markov chain is sequential in its steps and batched over chains. Its per-step cost at
-realistic sizes (16-200 chains, M <= 100) is call overhead, not arithmetic, so on the CPU the
-loop runs on numpy views of the same buffers (about 1 us per call against 3-4 us for eager torch
-on small tensors); on other devices it runs the identical code with torch. All random numbers
-come from the caller's torch.Generator, drawn in blocks before the loop.
+realistic sizes (16-200 chains, M <= 100) is call overhead, not arithmetic: on the CPU the whole
+chain runs as one compiled loop (``rbm_chains_cpu``, numba) or, without numba, as a loop over
+steps on numpy views of the same buffers (about 1 us per call against 3-4 us for eager torch on
+small tensors); on other devices the identical loop runs with torch. All random numbers come
+from the caller's torch.Generator, drawn in chunks before the loop, so every backend makes the
+same chain.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from . import rbm_chains_cpu
 from .learners import RBMForm
 
 LOG2 = math.log(2.0)
@@ -136,19 +139,32 @@ class RBMChains:
     same magnetisation). :meth:`run` makes ``n_samples`` records of ``steps_per_sample`` steps
     after ``burn_in`` steps and returns them as (T, C, N) with the mean acceptance.
 
-    ``compile=True`` runs each block of ``steps_per_sample`` steps as one torch.compile'd graph
-    (3-5x faster per step on a CPU; the first call compiles for tens of seconds, cached on
-    disk by torch afterwards); on any compilation failure it falls back to the eager loop with a
-    warning. Burn-in is rounded up to whole blocks.
+    Backends, all on the same random stream (drawn from the caller's generator in chunks of whole
+    blocks, so they make the same chain): "numba" (CPU, ``rbm_chains_cpu``: all steps of a chunk
+    in one compiled call; the default where numba is installed and the weights are in range),
+    "numpy" (CPU loop over steps), "torch" (other devices), and "compile" (``compile=True``: each
+    block of ``steps_per_sample`` steps as one torch.compile'd graph; the first call compiles for
+    tens of seconds; on a compilation failure it falls back to the eager loop with a warning).
+    Burn-in is rounded up to whole blocks.
     """
+
+    CHUNK_PROPOSALS = 1 << 18  # random numbers are drawn for this many proposals at a time
 
     def __init__(self, form: RBMForm, s: torch.Tensor, move: str, compile: bool = False) -> None:
         self.form, self.move, self.device = form, move, s.device
-        self.compile = compile and not _COMPILE_FAILED
-        self.xp: ModuleType = np if (s.device.type == "cpu" and not self.compile) else torch
-        self.safe = _theta_bound(form) < SAFE_THETA
         dtype = form.W.dtype
         w2, a2 = (2.0 * form.W).contiguous(), (2.0 * form.a).contiguous()
+        cpu = s.device.type == "cpu"
+        if compile and not _COMPILE_FAILED:
+            self.backend = "compile"
+        elif cpu and rbm_chains_cpu.AVAILABLE and dtype == torch.float64 and (
+            rbm_chains_cpu.product_form_safe(w2.numpy())
+        ):
+            self.backend = "numba"
+        else:
+            self.backend = "numpy" if cpu else "torch"
+        self.xp: ModuleType = np if self.backend in ("numpy", "numba") else torch
+        self.safe = _theta_bound(form) < SAFE_THETA
         s = s.to(dtype)
         theta = s @ form.W + form.b
         c, n = s.shape
@@ -168,6 +184,9 @@ class RBMChains:
         self.lc = _lncosh_sum(self.xp, self.theta, self.safe)
         self.rows = conv(torch.arange(c, device=s.device))
         self.rows_col = self.rows[:, None]
+        if self.backend == "numba":
+            self.e_minus, self.e_plus = rbm_chains_cpu.exp_tables(self.w2)
+            self.p, self.q = rbm_chains_cpu.occupation_sigmoids(self.theta)
 
     def _randoms(self, steps: int, generator) -> tuple:
         """Proposal indices and 0.5 log u for ``steps`` steps of all chains, from the generator."""
@@ -188,21 +207,24 @@ class RBMChains:
         return idx, half_log_u
 
     def _kernel(self, name: str):
-        if self.compile:
+        if self.backend == "compile":
             return _compiled(name)
         if self.xp is np:
             return _flip_steps_numpy if name == "flip" else _exchange_steps
         return _flip_torch if name == "flip" else _exchange_torch
 
-    def _steps(self, steps: int, generator) -> float:
-        """``steps`` Metropolis steps of all chains; returns the number of accepted moves."""
-        idx, hlu = self._randoms(steps, generator)
+    def _has_moves(self) -> bool:
+        return self.move == "flip" or 0 < self.n_up < self.s.shape[1]
+
+    def _steps(self, idx: tuple, hlu) -> float:
+        """Metropolis steps of all chains for the proposals ``idx`` and 0.5 log u ``hlu`` (K, C);
+        returns the number of accepted moves."""
         if self.move == "flip":
             (sites,) = idx
             args = (self.rows, self.s, self.theta, self.lc, self.w2[sites], self.a2_flip[sites],
                     sites, hlu)  # fmt: skip
             name = "flip"
-        elif 0 < self.n_up < self.s.shape[1]:
+        elif self._has_moves():
             args = (self.rows, self.ups, self.downs, self.theta, self.lc, self.w2, self.a2, *idx,
                     hlu)  # fmt: skip
             name = "exchange"
@@ -212,20 +234,17 @@ class RBMChains:
         try:
             out = self._kernel(name)(*lead, *args)
         except Exception as exc:  # noqa: BLE001 - any compiler/toolchain failure: fall back
-            if not self.compile:
+            if self.backend != "compile":
                 raise
             import warnings
 
             warnings.warn(f"torch.compile of the Metropolis kernel failed ({exc!s:.200}); "
                           "running the eager loop", RuntimeWarning, stacklevel=2)  # fmt: skip
             _COMPILE_FAILED.append(str(exc))
-            self.compile = False
-            return self._steps_eager(name, args)
+            self.backend = "torch"
+            return self._store(name, (_flip_torch if name == "flip" else _exchange_torch)(
+                self.safe, *args))  # fmt: skip
         return self._store(name, out)
-
-    def _steps_eager(self, name: str, args) -> float:
-        fn = _flip_torch if name == "flip" else _exchange_torch
-        return self._store(name, fn(self.safe, *args))
 
     def _store(self, name: str, out) -> float:
         if name == "flip":
@@ -241,21 +260,54 @@ class RBMChains:
         s[self.rows_col, self.ups] = 1.0
         return s
 
+    def _chunk_numba(self, idx: tuple, hlu, burn_steps: int, stride: int, records: int):
+        """All steps of a chunk in one compiled call: ((records, C, N) configurations, accepted)."""
+        c, n = self.s.shape
+        out = np.empty((records, c, n))
+        if self.move == "flip":
+            acc = rbm_chains_cpu.flip_chains(
+                self.s, self.theta, self.p, self.q, self.w2, self.e_minus, self.e_plus,
+                self.a2_flip, idx[0], hlu, burn_steps, stride, out,
+            )  # fmt: skip
+        elif self._has_moves():
+            a2 = np.zeros(n) if self.a2 is None else self.a2
+            acc = rbm_chains_cpu.exchange_chains(
+                self.ups, self.downs, self.theta, self.p, self.q, self.e_minus, self.e_plus,
+                self.w2, a2, *idx, hlu, burn_steps, stride, out,
+            )  # fmt: skip
+        else:
+            acc = 0
+            out[:] = self._configs()[None]
+        return out, float(acc)
+
     def run(
         self, burn_in: int, n_samples: int, steps_per_sample: int, generator
     ) -> tuple[torch.Tensor, float]:
         """Burn in, then record ``n_samples`` configurations per chain: ((T, C, N), acceptance)."""
         c = self.s.shape[0]
-        # burn-in in whole blocks (rounded up): one compiled graph per run, same random stream
-        for _ in range(-(-burn_in // steps_per_sample)):
-            self._steps(steps_per_sample, generator)
+        stride = steps_per_sample
+        burn_blocks = -(-burn_in // stride)  # whole blocks: the same random stream everywhere
+        total = burn_blocks + n_samples
+        per_chunk = max(1, self.CHUNK_PROPOSALS // (stride * c))
         out, acc = [], 0.0
-        for _ in range(n_samples):  # one record per block of steps
-            acc += self._steps(steps_per_sample, generator)
-            out.append(self._configs())
-        samples = np.stack(out) if self.xp is np else torch.stack(out)
+        for start in range(0, total, per_chunk):  # chunks bound the memory of random numbers
+            blocks = min(per_chunk, total - start)
+            idx, hlu = self._randoms(blocks * stride, generator)
+            burned = min(blocks, max(0, burn_blocks - start))
+            if self.backend == "numba":
+                recorded, a = self._chunk_numba(idx, hlu, burned * stride, stride, blocks - burned)
+                out.append(recorded)
+                acc += a
+                continue
+            for b in range(blocks):  # one record per block of steps
+                window = slice(b * stride, (b + 1) * stride)
+                a = self._steps(tuple(i[window] for i in idx), hlu[window])
+                if b >= burned:
+                    acc += a
+                    out.append(self._configs()[None])
+        samples = np.concatenate(out) if self.xp is np else torch.cat(out)
         samples = torch.as_tensor(samples, device=self.device)
-        if self.move == "exchange":
+        if self.move == "exchange" and n_samples:
             self.s = samples[-1].numpy() if self.xp is np else samples[-1]
         return samples, acc / max(1, n_samples * steps_per_sample * c)
 
@@ -268,11 +320,10 @@ class RBMChains:
 def local_energy_rbm(op, form: RBMForm, s: torch.Tensor, chunk_size: int = 2048) -> torch.Tensor:
     """E_loc(s) (B,) for H = ``op`` (a LocalOperator) and the RBM ``form``; real when H is real.
 
-    All K - 1 off-diagonal flip groups at once from the cached theta of each row:
-    dtheta_k = -2 (s * mask_k) W (a (B, K-1, N) x (N, M) product), d log psi_k = sum lncosh(theta +
-    dtheta_k) - sum lncosh(theta) - 2 (s * mask_k) . a. Elements <s|H|s'> = 0 are masked before
-    they can meet an overflowing ratio (no inf * 0). Rows are processed in chunks of
-    ``chunk_size`` to bound the (chunk, K, M) temporaries.
+    E_loc(s) = <s|H|s> + sum_k <s|H|s_k> psi(s_k) / psi(s) over the flip groups k, with the
+    ratios only where <s|H|s_k> != 0 (:func:`_product_ratios`, or :func:`_lncosh_ratios` when
+    the weights are too large for the product form). Rows are processed in chunks of
+    ``chunk_size`` to bound the temporaries.
     """
     dtype = form.W.dtype
     s = s.to(dtype)
@@ -291,19 +342,54 @@ def local_energy_rbm(op, form: RBMForm, s: torch.Tensor, chunk_size: int = 2048)
         # (-1)^{|F_k n A|}: the Marshall sign ratio psi(s')/psi(s) of group k (constant in s)
         n_a = masks @ form.marshall.to(dtype)
         off = off * (1.0 - 2.0 * torch.remainder(n_a, 2.0)).to(off.dtype)
+    nz = off != 0
+    return out + (off * _flip_ratios(form, s, masks, nz).to(off.dtype)).sum(1)
+
+
+def _flip_ratios(
+    form: RBMForm, s: torch.Tensor, masks: torch.Tensor, nz: torch.Tensor
+) -> torch.Tensor:
+    """psi(s_k) / psi(s) (B, K) where nz: the compiled product form on the CPU
+    (``rbm_chains_cpu.flip_ratios``) when its bound holds (sum_m |d theta_km| <= sum over the
+    group's sites of sum_m |2 W_im| < MAX_EXPONENT), else :func:`_lncosh_ratios`."""
+    w2 = 2.0 * form.W
+    if (
+        s.device.type == "cpu"
+        and rbm_chains_cpu.AVAILABLE
+        and s.dtype == torch.float64
+        and float((masks @ w2.abs()).sum(1).max()) < rbm_chains_cpu.MAX_EXPONENT
+    ):
+        width = max(1, int(masks.sum(1).max()))
+        group_sites = torch.where(masks > 0, torch.arange(masks.shape[1]), masks.shape[1])
+        group_sites = group_sites.sort(1).values[:, :width]
+        group_sites = torch.where(group_sites == masks.shape[1], -1, group_sites)
+        theta = (s @ form.W + form.b).numpy()
+        p, q = rbm_chains_cpu.occupation_sigmoids(theta)
+        e_minus, e_plus = rbm_chains_cpu.exp_tables(w2.numpy())
+        ratio = np.empty(nz.shape)
+        rbm_chains_cpu.flip_ratios(s.numpy(), nz.numpy(), group_sites.numpy(), p, q, e_minus,
+                                   e_plus, (2.0 * form.a).numpy(), ratio)  # fmt: skip
+        return torch.from_numpy(ratio)
+    return _lncosh_ratios(form, s, masks, nz)
+
+
+def _lncosh_ratios(
+    form: RBMForm, s: torch.Tensor, masks: torch.Tensor, nz: torch.Tensor
+) -> torch.Tensor:
+    """psi(s_k) / psi(s) (B, K), 0 where nz is False, for any weights: d log psi_k =
+    sum lncosh(theta + dtheta_k) - sum lncosh(theta) - 2 (s * mask_k) . a, dtheta_k =
+    -2 (s * mask_k) W; masked before exp so that no inf meets a zero element."""
     safe = _theta_bound(form) < SAFE_THETA
     theta = s @ form.W + form.b  # (B, M)
-    flipped = s.unsqueeze(1) * masks  # (B, K-1, N): s_i on the flipped sites, else 0
-    new = flipped @ (-2.0 * form.W)  # (B, K-1, M): dtheta, then theta + dtheta in place
+    flipped = s.unsqueeze(1) * masks  # (B, K, N): s_i on the flipped sites, else 0
+    new = flipped @ (-2.0 * form.W)  # (B, K, M): dtheta, then theta + dtheta in place
     new += theta.unsqueeze(1)
-    if safe:  # in place: these (B, K-1, M) passes are memory-bound
+    if safe:  # in place: these (B, K, M) passes are memory-bound
         lcn = new.cosh_().log_().sum(-1)
     else:
         lcn = _lncosh_sum(torch, new, safe)
     dlog = lcn - _lncosh_sum(torch, theta, safe).unsqueeze(1) - flipped @ (2.0 * form.a)
-    nz = off != 0
-    ratio = torch.where(nz, torch.exp(torch.where(nz, dlog, 0.0)), 0.0)
-    return out + (off * ratio.to(off.dtype)).sum(1)
+    return torch.where(nz, torch.exp(torch.where(nz, dlog, 0.0)), 0.0)
 
 
 @torch.no_grad()

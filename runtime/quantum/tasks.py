@@ -95,8 +95,8 @@ class MetropolisSpec(_Opts):
         "auto", description="auto: exchange when the model conserves sum(Z), else flip"
     )
     magnetization: int | None = Field(None, description="sector sum(Z) of exchange moves")
-    compile: bool = Field(False, description="torch.compile the RBM Metropolis kernel: ~5x "
-                          "faster steps after a compilation of tens of seconds")  # fmt: skip
+    compile: bool = Field(False, description="torch.compile the RBM Metropolis kernel (for "
+                          "GPUs; on the CPU the default numba loop is faster)")  # fmt: skip
 
 
 class AutoregressiveSpec(_Opts):

@@ -58,7 +58,7 @@ class MetropolisOptions(BaseModel):
     magnetization: int | None = Field(None, description="initial sector; exchange keeps it")
     fast: bool = Field(True, description="cached-theta kernel for real RBM learners")
     compile: bool = Field(
-        False, description="torch.compile the RBM kernel (fast steps, slow first call)"
+        False, description="torch.compile the RBM kernel (GPUs; the CPU default is numba)"
     )
 
 
@@ -125,8 +125,9 @@ class MetropolisSampler:
 
     Real RBM learners (``learners.rbm_form``) run the cached-theta kernel of ``rbm_kernels``
     (``fast=True``, the default): O(M) per proposal instead of a forward pass; its exchange move
-    draws a uniform (up site, down site) pair, also symmetric. ``compile=True`` additionally
-    compiles its blocks of steps with torch.compile (worth it for long runs only).
+    draws a uniform (up site, down site) pair, also symmetric. On the CPU the whole chain runs
+    as one compiled loop (numba); ``compile=True`` compiles blocks of steps with torch.compile
+    instead (for other devices; the first call compiles for tens of seconds).
     """
 
     def __init__(
@@ -400,21 +401,24 @@ def _assign_grad(model: nn.Module, vec: torch.Tensor) -> None:
 
 
 def energy_statistics(e_loc_tc: torch.Tensor) -> dict[str, float]:
-    """Mean, stderr, variance, tau_int and split R-hat of local energies of shape (T, C)."""
+    """Mean, stderr, variance, tau_int and split R-hat of local energies of shape (T, C).
+
+    Non-finite energies give non-finite statistics silently: the caller reports them (P700)."""
     e = (
         e_loc_tc.real.detach().cpu().numpy()
         if e_loc_tc.is_complex()
         else e_loc_tc.detach().cpu().numpy()
     )
-    est = binning_analysis(e)
-    return {
-        "energy": est.mean,
-        "energy_stderr": est.stderr,
-        "variance": float(e.var()),
-        "tau_int": est.tau_int,
-        "r_hat": split_rhat(e) if e.shape[0] >= 4 else float("nan"),
-        "energy_imag": float(e_loc_tc.imag.mean()) if e_loc_tc.is_complex() else 0.0,
-    }
+    with np.errstate(all="ignore"):
+        est = binning_analysis(e)
+        return {
+            "energy": est.mean,
+            "energy_stderr": est.stderr,
+            "variance": float(e.var()),
+            "tau_int": est.tau_int,
+            "r_hat": split_rhat(e) if e.shape[0] >= 4 else float("nan"),
+            "energy_imag": float(e_loc_tc.imag.mean()) if e_loc_tc.is_complex() else 0.0,
+        }
 
 
 # ----------------------------------------------------------------------------- observables

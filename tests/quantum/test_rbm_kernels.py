@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from physml_lang.compiler.pauli import PauliSum, PauliTerm, heisenberg, tfim
+from physml_lang.runtime.quantum import rbm_chains_cpu, rbm_kernels
 from physml_lang.runtime.quantum.lattice import nearest_bonds, sublattice, translation_table
 from physml_lang.runtime.quantum.learners import (
     RBM,
@@ -50,8 +51,14 @@ HAMILTONIANS = {
 }
 
 
+@pytest.mark.parametrize("backend", ["numba", "torch"])
 @pytest.mark.parametrize("name", list(HAMILTONIANS))
-def test_local_energy_and_jacobian_match_generic_paths(name):
+def test_local_energy_and_jacobian_match_generic_paths(name, backend, monkeypatch):
+    """Both ratio paths (compiled product form on the CPU, lncosh in torch elsewhere)."""
+    if backend == "torch":
+        monkeypatch.setattr(rbm_chains_cpu, "AVAILABLE", False)
+    elif not rbm_chains_cpu.AVAILABLE:
+        pytest.skip("numba is not installed")
     op = LocalOperator(HAMILTONIANS[name])
     s = all_configs(N)
     for model in models(torch.Generator().manual_seed(0)):
@@ -63,6 +70,27 @@ def test_local_energy_and_jacobian_match_generic_paths(name):
         with torch.no_grad():  # the canonical form reproduces |psi|
             th = s @ form.W + form.b
             torch.testing.assert_close(s @ form.a + torch.log(torch.cosh(th)).sum(-1), model(s).real)
+
+
+def test_flip_ratios_near_the_product_bound_and_three_site_groups():
+    """Large weights (sum_m |2 W_im| = 280, ratios up to e^100) and a three-site flip group:
+    the compiled product form equals the lncosh form."""
+    g = torch.Generator().manual_seed(6)
+    model = RBM(N, 2, init_std=1.0, generator=g)
+    with torch.no_grad():
+        w = model.W["re"]  # (M, N)
+        w.mul_(140.0 / w.abs().sum(0).max())
+    h = tfim(N, nearest_bonds(SHAPE), 0.5) + PauliSum(
+        [PauliTerm(0.3, (("X", 0), ("X", 2), ("Y", 5)))], N
+    )
+    op, form, s = LocalOperator(h), rbm_form(model), all_configs(N)
+    mels = op.matrix_elements(s)
+    nz = mels[:, 1:] != 0
+    masks = op.flip_masks[1:].to(torch.float64)
+    fast = rbm_kernels._flip_ratios(form, s, masks, nz)
+    slow = rbm_kernels._lncosh_ratios(form, s, masks, nz)
+    assert bool(torch.isfinite(fast).all()) and float(fast.max()) > 1e20
+    torch.testing.assert_close(fast, slow, rtol=1e-9, atol=0.0)
 
 
 def test_form_is_none_for_complex_and_other_learners():
@@ -87,30 +115,69 @@ def test_kernel_dense_and_cg_sr_agree():
         np.testing.assert_allclose(x.numpy(), ref, rtol=1e-6, atol=1e-9)
 
 
+def _chains(model, s0, move, backend):
+    chains = RBMChains(rbm_form(model), s0, move)
+    if backend == "torch":  # what other devices run, here on CPU tensors
+        chains.xp = torch
+        for k in ("s", "theta", "ups", "downs", "w2", "a2", "a2_flip", "rows", "lc"):
+            v = getattr(chains, k)
+            if isinstance(v, np.ndarray):
+                setattr(chains, k, torch.from_numpy(v))
+        chains.rows_col = chains.rows[:, None]
+    elif backend == "numba" and not rbm_chains_cpu.AVAILABLE:
+        pytest.skip("numba is not installed")
+    chains.backend = backend
+    return chains
+
+
 @pytest.mark.parametrize("move", ["flip", "exchange"])
-def test_numpy_and_torch_chain_loops_agree(move):
-    """Same random stream: the CPU numpy loop and the torch loop (other devices) of the
-    cached-theta kernel make identical accept/reject decisions."""
+def test_chain_backends_agree(move):
+    """Same random stream: the compiled CPU loop (numba), the numpy loop and the torch loop
+    (other devices) of the cached-theta kernel make identical accept/reject decisions, also
+    across chunks of random numbers and with a burn-in that is not a whole number of blocks."""
     g = torch.Generator().manual_seed(2)
     model = MarshallSign(SymmetricRBM(translation_table(SHAPE), 2, init_std=0.2, generator=g),
                          sublattice(SHAPE))  # fmt: skip
     s0 = torch.tensor([[1.0, -1.0] * (N // 2)] * 32)
-    chains = RBMChains(rbm_form(model), s0, move)
-    samples, acc = chains.run(16, 50, 4, torch.Generator().manual_seed(7))
+    runs = {}
+    for backend in ("numba", "numpy", "torch"):
+        chains = _chains(model, s0, move, backend)
+        chains.CHUNK_PROPOSALS = 32 * 4 * 7  # several chunks in this run
+        first = chains.run(15, 50, 4, torch.Generator().manual_seed(7))
+        runs[backend] = (first, chains.run(0, 9, 4, torch.Generator().manual_seed(8)))
+    (samples, acc), _ = runs["numpy"]
     assert samples.shape == (50, 32, N) and 0.05 < acc < 1.0
     if move == "exchange":
         assert torch.all(samples.sum(-1) == 0)
-    # the eager torch loop (what other devices run) gives the same chain as the numpy loop
-    torch_chains = RBMChains(rbm_form(model), s0, move)
-    torch_chains.xp = torch
-    for k in ("s", "theta", "ups", "downs", "w2", "a2", "a2_flip", "rows", "lc"):
-        v = getattr(torch_chains, k)
-        if isinstance(v, np.ndarray):
-            setattr(torch_chains, k, torch.from_numpy(v))
-    torch_chains.rows_col = torch_chains.rows[:, None]
-    samples_t, acc_t = torch_chains.run(16, 50, 4, torch.Generator().manual_seed(7))
-    torch.testing.assert_close(samples_t, samples)
-    assert acc_t == acc
+    for backend in ("numba", "torch"):
+        for (x, a), (y, b) in zip(runs[backend], runs["numpy"]):
+            torch.testing.assert_close(x.to(y.dtype), y)
+            assert a == b
+
+
+def test_numba_backend_is_the_cpu_default_within_range():
+    """The compiled loop runs where its product formula cannot overflow; otherwise numpy."""
+    if not rbm_chains_cpu.AVAILABLE:
+        pytest.skip("numba is not installed")
+    model = RBM(6, alpha=1, init_std=0.1, generator=torch.Generator().manual_seed(0))
+    s0 = torch.ones(4, 6)
+    assert RBMChains(rbm_form(model), s0, "flip").backend == "numba"
+    with torch.no_grad():
+        model.W["re"].mul_(1e4)  # sum_m |2 W_im| far beyond exp's range
+    assert RBMChains(rbm_form(model), s0, "flip").backend == "numpy"
+
+
+def test_large_weights_give_finite_ratios():
+    """Weights near the product form's bound: the numba chain equals the lncosh (numpy) chain."""
+    g = torch.Generator().manual_seed(5)
+    model = RBM(6, alpha=2, init_std=1.0, generator=g)
+    with torch.no_grad():
+        w = model.W["re"]  # (M, N)
+        w.mul_(140.0 / w.abs().sum(0).max())  # sum_m |2 W_im| = 280: just inside the bound
+    s0 = torch.tensor([[1.0, -1.0] * 3] * 8)
+    runs = [_chains(model, s0, "flip", b).run(6, 30, 6, torch.Generator().manual_seed(1))
+            for b in ("numba", "numpy")]  # fmt: skip
+    torch.testing.assert_close(runs[0][0], runs[1][0])
 
 
 def test_fast_and_generic_samplers_sample_the_same_distribution():
