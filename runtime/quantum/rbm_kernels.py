@@ -305,6 +305,8 @@ class RBMChains:
                 if b >= burned:
                     acc += a
                     out.append(self._configs()[None])
+        if not out:
+            return torch.empty((0, *self.s.shape), dtype=self.form.W.dtype, device=self.device), 0.0
         samples = np.concatenate(out) if self.xp is np else torch.cat(out)
         samples = torch.as_tensor(samples, device=self.device)
         if self.move == "exchange" and n_samples:

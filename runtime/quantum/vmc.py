@@ -313,8 +313,11 @@ def conjugate_gradient(
     return x, maxiter
 
 
-def gram_solve(a: torch.Tensor, rhs: torch.Tensor, shift: float, parameters: bool) -> torch.Tensor:
-    """Solve (A^T A + shift) x = rhs (``parameters``: P x P) or (A A^T + shift) x = rhs (rows).
+def gram_solve(
+    a: torch.Tensor, rhs: torch.Tensor, shift: float, parameters: bool, scale: float = 1.0
+) -> torch.Tensor:
+    """Solve (c A^T A + shift) x = rhs (``parameters``: P x P) or (c A A^T + shift) x = rhs
+    (rows), c = ``scale``.
 
     On the CPU the Gram matrix comes from BLAS syrk (half the flops of a matmul) and the solve
     from a Cholesky factorisation (both via scipy, on views of the same memory); elsewhere, or if
@@ -323,7 +326,7 @@ def gram_solve(a: torch.Tensor, rhs: torch.Tensor, shift: float, parameters: boo
     if a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64) and shift > 0:
         an = a.detach().contiguous().numpy().T  # Fortran view of A: (P, B)
         syrk = scipy.linalg.blas.get_blas_funcs("syrk", (an,))
-        g = syrk(1.0, an, trans=0 if parameters else 1)  # upper triangle of A^T A or A A^T
+        g = syrk(scale, an, trans=0 if parameters else 1)  # upper triangle of c A^T A or c A A^T
         g[np.diag_indices_from(g)] += shift
         try:
             factor = scipy.linalg.cho_factor(g, lower=False, check_finite=False)
@@ -332,6 +335,8 @@ def gram_solve(a: torch.Tensor, rhs: torch.Tensor, shift: float, parameters: boo
         except np.linalg.LinAlgError:
             pass
     g = a.T @ a if parameters else a @ a.T
+    if scale != 1.0:
+        g.mul_(scale)
     g.diagonal().add_(shift)
     return torch.linalg.solve(g, rhs)
 
@@ -343,7 +348,17 @@ def sr_direction(
     b, p = jacobian.shape
     obar = jacobian - jacobian.mean(0)
     ebar = e_loc - e_loc.mean()
-    force = (obar.conj() * ebar.unsqueeze(1)).mean(0).real
+    # Re <O^* E>: a real O only meets Re E
+    eb = ebar.real if ebar.is_complex() and not obar.is_complex() else ebar
+    force = (obar.conj().T @ eb.to(obar.dtype)).real / b
+    rows = 2 * b if obar.is_complex() else b  # real rows of the stacked (Re O; Im O)
+    solver = options.solver
+    if solver == "auto":
+        direct = min(p, rows) <= options.dense_max_params and options.diag_shift > 0
+        solver = ("kernel" if p > rows else "dense") if direct else "cg"
+    info = {"sr_iterations": 0.0, "force_norm": float(force.norm())}
+    if solver == "dense" and not obar.is_complex():  # S = O^T O / B without a scaled copy of O
+        return gram_solve(obar, force, options.diag_shift, parameters=True, scale=1.0 / b), info
     if obar.is_complex():
         orr = torch.cat([obar.real, obar.imag], dim=0) / math.sqrt(b)
         ec = ebar if ebar.is_complex() else ebar.to(obar.dtype)
@@ -351,12 +366,6 @@ def sr_direction(
     else:
         orr = obar / math.sqrt(b)
         evec = (ebar.real if ebar.is_complex() else ebar) / math.sqrt(b)
-    rows = orr.shape[0]
-    solver = options.solver
-    if solver == "auto":
-        direct = min(p, rows) <= options.dense_max_params and options.diag_shift > 0
-        solver = ("kernel" if p > rows else "dense") if direct else "cg"
-    info = {"sr_iterations": 0.0, "force_norm": float(force.norm())}
     if solver == "dense":
         return gram_solve(orr, force.to(orr.dtype), options.diag_shift, parameters=True), info
     if solver == "kernel":
