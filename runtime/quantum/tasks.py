@@ -948,6 +948,10 @@ def _vmc_point(run, setup: VMCSetup, qm: QuantumModel, device, seed, ckpt, resum
             outputs.write_summary(out, summary)
             _write_history(out / "history.csv", history)
         raise
+    except PhysmlError:  # a diverged run: keep its history up to the failure for diagnosis
+        if out is not None:
+            _write_history(out / "history.csv", history)
+        raise
     except (RuntimeError, KeyError, ValueError) as exc:
         if resume and ckpt is not None:
             _fail("P400", f"the checkpoint {ckpt} does not match this run ({type(exc).__name__})",

@@ -257,8 +257,48 @@ run gs {
     assert main(cmd + ["--set", "iteratons=3"]) == 1
 
 
+def test_diverging_vmc_is_a_located_error_that_keeps_its_history(tmp_path, capsys):
+    """A learning rate far too large: P700 at the run block with a hint, no traceback, and the
+    iterations before the failure stay in history.csv."""
+    from physml_lang.cli import main
+
+    src = tmp_path / "bad.phys"
+    src.write_text("""import TFIM
+learner psi = rbm(alpha = 1)
+run gs {
+    model TFIM(L = 6)
+    learner psi
+    sampler metropolis(chains = 16)
+    optimize psi via sgd(lr = 1000)
+    iterations 50
+    samples 160
+}
+""")
+    out = tmp_path / "out"
+    assert main(["run", str(src), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "error[P700]" in err and "bad.phys:3:1" in err and "Traceback" not in err
+    assert "hint: lower the learning rate" in err
+    lines = (out / "history.csv").read_text().strip().splitlines()
+    assert lines[0].startswith("iteration,energy") and len(lines) >= 2
+
+
+@pytest.mark.slow
+def test_complex_rbm_learns_the_sign_structure_of_a_frustrated_chain(tmp_path):
+    """examples/j1j2_chain_phase.phys (J1-J2 chain, J2 = 0.8, L = 8, no sign rule): the complex
+    RBM reaches E0; real RBMs, with or without the Marshall sign, stay >= 10% above it."""
+    prog = load(ROOT / "examples" / "j1j2_chain_phase.phys")
+    rows = {r: prog.run(r, out=tmp_path / r, seed=0).rows[0] for r in
+            ("complex", "marshall", "positive")}  # fmt: skip
+    assert abs(rows["complex"]["exact_energy"] - -13.6429017449) < 1e-8
+    assert rows["complex"]["relative_error"] < 1e-4, rows["complex"]
+    for r in ("marshall", "positive"):
+        assert rows[r]["relative_error"] > 0.1, rows[r]
+
+
 @pytest.mark.parametrize(
-    "name", ["tfim.phys", "heisenberg_2d.phys", "heisenberg_chain_rnn.phys"]
+    "name", ["tfim.phys", "heisenberg_2d.phys", "heisenberg_chain_rnn.phys",
+             "j1j2_chain_phase.phys"]
 )
 def test_examples_check(name):
     lines = load(ROOT / "examples" / name).check()
