@@ -70,6 +70,14 @@ class RBMForm:
     marshall: torch.Tensor | None = None
 
 
+def rbm_weights(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(W (N, M), b (M,), a (N,)) of an RBM-like learner, real or complex, with which |psi(s)| =
+    |exp(s . a) prod_m cosh(b_m + sum_i s_i W_im)| (a sign factor such as Marshall's does not
+    change |psi|); None for every other learner."""
+    fn = getattr(model, "rbm_weights", None)
+    return fn() if callable(fn) else None
+
+
 def rbm_form(model: nn.Module) -> RBMForm | None:
     """The canonical :class:`RBMForm` of a real RBM / SymmetricRBM (optionally inside
     :class:`MarshallSign`), or None for every other learner (generic autograd paths)."""
@@ -128,14 +136,19 @@ class RBM(nn.Module):
             return lncosh(theta).sum(-1)
         return s @ self._get(self.a) + lncosh(theta + self._get(self.b)).sum(-1)
 
+    def rbm_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Detached (W (N, M), b (M,), a (N,)), complex for a complex RBM."""
+        with torch.no_grad():
+            w = self._get(self.W).detach()
+            m, n = w.shape
+            if self.spin_flip:
+                return w.T, torch.zeros(m, dtype=w.dtype), torch.zeros(n, dtype=w.dtype)
+            return w.T, self._get(self.b).detach(), self._get(self.a).detach()
+
     def rbm_form(self) -> RBMForm | None:
         if self.is_complex:
             return None
-        w = self.W["re"].detach()
-        m, n = w.shape
-        zeros = torch.zeros
-        b = zeros(m, dtype=w.dtype, device=w.device) if self.spin_flip else self.b["re"].detach()
-        a = zeros(n, dtype=w.dtype, device=w.device) if self.spin_flip else self.a["re"].detach()
+        w_t, b, a = self.rbm_weights()
         flip = self.spin_flip
 
         def jacobian(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -143,7 +156,7 @@ class RBM(nn.Module):
             o_w = (t.unsqueeze(2) * s.unsqueeze(1)).reshape(s.shape[0], -1)  # (B, M N)
             return o_w if flip else torch.cat([o_w, t, s], dim=1)  # order: W, b, a
 
-        return RBMForm(w.T, b, a, jacobian)
+        return RBMForm(w_t, b, a, jacobian)
 
 
 class SymmetricRBM(nn.Module):
@@ -185,19 +198,27 @@ class SymmetricRBM(nn.Module):
             return lncosh(theta).sum((-1, -2))
         return self._get(self.a) * s.sum(-1) + lncosh(theta + self._get(self.b)).sum((-1, -2))
 
+    def rbm_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tied weights as a plain RBM: theta[g, f] = sum_n W[f, n] s[T[g, n]] =
+        sum_i s_i W[f, T^-1[g, i]]; (W_eff (N, G alpha), b (G alpha,), a (N,)), complex for a
+        complex learner."""
+        with torch.no_grad():
+            w = self._get(self.W).detach()
+            alpha, n = w.shape
+            table = self.translations
+            g = table.shape[0]
+            inv = torch.argsort(table, dim=1)  # (G, N)
+            w_eff = w[:, inv].permute(2, 1, 0).reshape(n, g * alpha)  # [i, (g, f)]
+            zero = torch.zeros((), dtype=w.dtype, device=w.device)
+            b = zero.expand(alpha) if self.spin_flip else self._get(self.b).detach()
+            a = zero if self.spin_flip else self._get(self.a).detach()
+            return w_eff, b.repeat(g), a.expand(n).clone()
+
     def rbm_form(self) -> RBMForm | None:
-        """Tied weights: theta[g, f] = sum_n W[f, n] s[T[g, n]] = sum_i s_i W[f, T^-1[g, i]]."""
         if self.is_complex:
             return None
-        w = self.W["re"].detach()
-        alpha, n = w.shape
-        table = self.translations
-        g = table.shape[0]
-        inv = torch.argsort(table, dim=1)  # (G, N)
-        w_eff = w[:, inv].permute(2, 1, 0).reshape(n, g * alpha)  # [i, (g, f)]
-        zero = torch.zeros((), dtype=w.dtype, device=w.device)
-        b = zero.expand(alpha) if self.spin_flip else self.b["re"].detach()
-        a = zero if self.spin_flip else self.a["re"].detach()
+        w_eff, b, a = self.rbm_weights()
+        table, g, alpha = self.translations, self.translations.shape[0], self.alpha
         flip = self.spin_flip
 
         def jacobian(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -208,7 +229,7 @@ class SymmetricRBM(nn.Module):
                 return o_w
             return torch.cat([o_w, tg.sum(1), s.sum(1, keepdim=True)], dim=1)  # W, b, a
 
-        return RBMForm(w_eff, b.repeat(g), a.expand(n).clone(), jacobian)
+        return RBMForm(w_eff, b, a, jacobian)
 
 
 class ConvNet(nn.Module):
@@ -308,6 +329,9 @@ class MarshallSign(nn.Module):
         for attr in ("is_normalized",):
             if hasattr(model, attr):
                 setattr(self, attr, getattr(model, attr))
+
+    def rbm_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        return rbm_weights(self.model)
 
     def rbm_form(self) -> RBMForm | None:
         inner = rbm_form(self.model)

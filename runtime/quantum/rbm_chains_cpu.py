@@ -51,6 +51,14 @@ def exp_tables(w2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.exp(-w2), np.exp(w2)
 
 
+def log_abs_cosh(theta: np.ndarray) -> np.ndarray:
+    """log |cosh theta| of a complex array, stable for large |Re theta| (-inf at the zeros)."""
+    au, v = np.abs(theta.real), theta.imag
+    e = np.exp(-2.0 * au)
+    with np.errstate(divide="ignore"):
+        return au - np.log(2.0) + 0.5 * np.log1p(e * e + 2.0 * np.cos(2.0 * v) * e)
+
+
 def occupation_sigmoids(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """p = sigmoid(2 theta), q = sigmoid(-2 theta) (C, M), each from its own stable formula."""
     return 1.0 / (1.0 + np.exp(-2.0 * theta)), 1.0 / (1.0 + np.exp(2.0 * theta))
@@ -177,3 +185,77 @@ if AVAILABLE:
                 for m in range(m_hidden):
                     r *= p[b, m] * e_d[m] + q[b, m] * e_md[m]
                 ratio[b, k] = r * np.exp(log_a)
+
+    @njit(cache=True, nogil=True)
+    def _log_abs_cosh(u, v):  # pragma: no cover - compiled
+        """log |cosh(u + i v)| = log((cosh 2u + cos 2v) / 2), without overflow for large |u|."""
+        au = abs(u)
+        e = np.exp(-2.0 * au)
+        return au - np.log(2.0) + 0.5 * np.log1p(e * e + 2.0 * np.cos(2.0 * v) * e)
+
+    @njit(cache=True, nogil=True)
+    def flip_chains_phased(s, theta_re, theta_im, log_abs, w2_re, w2_im, a2_re, sites, hlu, burn,
+                           stride, out):  # fmt: skip
+        """:func:`flip_chains` for complex RBM weights: acceptance needs |psi'/psi| only,
+        log |psi'/psi| = sum_m (log |cosh theta'_m| - log |cosh theta_m|) - s_i Re(2 a_i), with
+        theta = theta_re + i theta_im and log_abs (C, M) = log |cosh theta| cached."""
+        n_steps, n_chains = sites.shape
+        m_hidden = theta_re.shape[1]
+        new_re, new_im, new_log = np.empty(m_hidden), np.empty(m_hidden), np.empty(m_hidden)
+        accepted = 0
+        for c in range(n_chains):
+            record = 0
+            for k in range(n_steps):
+                i = sites[k, c]
+                si = s[c, i]
+                d = -si * a2_re[i]
+                for m in range(m_hidden):
+                    new_re[m] = theta_re[c, m] - si * w2_re[i, m]
+                    new_im[m] = theta_im[c, m] - si * w2_im[i, m]
+                    new_log[m] = _log_abs_cosh(new_re[m], new_im[m])
+                    d += new_log[m] - log_abs[c, m]
+                if hlu[k, c] < d:
+                    theta_re[c, :] = new_re
+                    theta_im[c, :] = new_im
+                    log_abs[c, :] = new_log
+                    s[c, i] = -si
+                    if k >= burn:
+                        accepted += 1
+                if k >= burn and (k - burn + 1) % stride == 0:
+                    out[record, c, :] = s[c, :]
+                    record += 1
+        return accepted
+
+    @njit(cache=True, nogil=True)
+    def exchange_chains_phased(ups, downs, theta_re, theta_im, log_abs, w2_re, w2_im, a2_re, ku,
+                               kd, hlu, burn, stride, out):  # fmt: skip
+        """:func:`exchange_chains` for complex RBM weights (see :func:`flip_chains_phased`)."""
+        n_steps, n_chains = ku.shape
+        m_hidden = theta_re.shape[1]
+        new_re, new_im, new_log = np.empty(m_hidden), np.empty(m_hidden), np.empty(m_hidden)
+        accepted = 0
+        for c in range(n_chains):
+            record = 0
+            for k in range(n_steps):
+                i = ups[c, ku[k, c]]
+                j = downs[c, kd[k, c]]
+                d = a2_re[j] - a2_re[i]
+                for m in range(m_hidden):
+                    new_re[m] = theta_re[c, m] + w2_re[j, m] - w2_re[i, m]
+                    new_im[m] = theta_im[c, m] + w2_im[j, m] - w2_im[i, m]
+                    new_log[m] = _log_abs_cosh(new_re[m], new_im[m])
+                    d += new_log[m] - log_abs[c, m]
+                if hlu[k, c] < d:
+                    theta_re[c, :] = new_re
+                    theta_im[c, :] = new_im
+                    log_abs[c, :] = new_log
+                    ups[c, ku[k, c]] = j
+                    downs[c, kd[k, c]] = i
+                    if k >= burn:
+                        accepted += 1
+                if k >= burn and (k - burn + 1) % stride == 0:
+                    out[record, c, :] = -1.0
+                    for u in range(ups.shape[1]):
+                        out[record, c, ups[c, u]] = 1.0
+                    record += 1
+        return accepted

@@ -152,7 +152,7 @@ class RBMChains:
 
     def __init__(self, form: RBMForm, s: torch.Tensor, move: str, compile: bool = False) -> None:
         self.form, self.move, self.device = form, move, s.device
-        dtype = form.W.dtype
+        self.dtype = dtype = form.W.dtype
         w2, a2 = (2.0 * form.W).contiguous(), (2.0 * form.a).contiguous()
         cpu = s.device.type == "cpu"
         if compile and not _COMPILE_FAILED:
@@ -192,7 +192,7 @@ class RBMChains:
         """Proposal indices and 0.5 log u for ``steps`` steps of all chains, from the generator."""
         c, n = self.s.shape
         dev = self.device
-        u = torch.rand(steps, c, generator=generator, device=dev, dtype=self.form.W.dtype)
+        u = torch.rand(steps, c, generator=generator, device=dev, dtype=self.dtype)
         half_log_u = 0.5 * torch.log(u)
         if self.move == "flip":
             idx = (torch.randint(0, n, (steps, c), generator=generator, device=dev),)
@@ -306,7 +306,7 @@ class RBMChains:
                     acc += a
                     out.append(self._configs()[None])
         if not out:
-            return torch.empty((0, *self.s.shape), dtype=self.form.W.dtype, device=self.device), 0.0
+            return torch.empty((0, *self.s.shape), dtype=self.dtype, device=self.device), 0.0
         samples = np.concatenate(out) if self.xp is np else torch.cat(out)
         samples = torch.as_tensor(samples, device=self.device)
         if self.move == "exchange" and n_samples:
@@ -316,6 +316,49 @@ class RBMChains:
     def chains(self) -> torch.Tensor:
         """The current configurations (C, N) as a torch tensor."""
         return torch.as_tensor(self._configs(), device=self.device)
+
+
+class PhasedRBMChains(RBMChains):
+    """:class:`RBMChains` for RBM-like learners with complex weights (amplitude and phase), on
+    the CPU with numba only (``rbm_chains_cpu.flip_chains_phased``): theta = s W + b is complex,
+    and Metropolis needs |psi'/psi| = |prod_m cosh theta'_m / cosh theta_m| |e^{(s' - s) . a}|.
+    Same random stream and records as :class:`RBMChains`."""
+
+    def __init__(self, weights: tuple, s: torch.Tensor, move: str) -> None:
+        w, b, a = (x.to(torch.complex128) for x in weights)
+        self.move, self.device, self.dtype = move, s.device, torch.float64
+        self.backend, self.xp = "numba", np
+        s = s.to(torch.float64)
+        c, n = s.shape
+        self.n_up = int(((s[0] > 0).sum()).item())
+        if move == "exchange" and not bool(((s > 0).sum(1) == self.n_up).all()):
+            raise ValueError("exchange moves need chains of equal magnetisation")
+        order = torch.argsort(-s, dim=1, stable=True)
+        theta = (s.to(w.dtype) @ w + b).numpy()
+        self.s = s.clone().numpy()
+        self.theta_re, self.theta_im = theta.real.copy(), theta.imag.copy()
+        self.log_abs = rbm_chains_cpu.log_abs_cosh(theta)
+        self.w2_re, self.w2_im = (2.0 * w.real).numpy().copy(), (2.0 * w.imag).numpy().copy()
+        self.a2_re = (2.0 * a.real).numpy().copy()
+        self.ups = order[:, : self.n_up].contiguous().numpy()
+        self.downs = order[:, self.n_up :].contiguous().numpy()
+        self.rows = np.arange(c)
+        self.rows_col = self.rows[:, None]
+
+    def _chunk_numba(self, idx: tuple, hlu, burn_steps: int, stride: int, records: int):
+        c, n = self.s.shape
+        out = np.empty((records, c, n))
+        state = (self.theta_re, self.theta_im, self.log_abs, self.w2_re, self.w2_im, self.a2_re)
+        if self.move == "flip":
+            acc = rbm_chains_cpu.flip_chains_phased(self.s, *state, idx[0], hlu, burn_steps,
+                                                    stride, out)  # fmt: skip
+        elif self._has_moves():
+            acc = rbm_chains_cpu.exchange_chains_phased(self.ups, self.downs, *state, *idx, hlu,
+                                                        burn_steps, stride, out)  # fmt: skip
+        else:
+            acc = 0
+            out[:] = self._configs()[None]
+        return out, float(acc)
 
 
 @torch.no_grad()

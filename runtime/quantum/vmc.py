@@ -39,9 +39,10 @@ from torch.func import functional_call, jacrev, vmap
 
 from ...compiler.pauli import PauliSum
 from ..statistics import Estimate, binning_analysis, split_rhat
-from .learners import rbm_form
+from . import rbm_chains_cpu
+from .learners import rbm_form, rbm_weights
 from .operator import LocalOperator
-from .rbm_kernels import RBMChains, local_energy_rbm, rbm_jacobian
+from .rbm_kernels import PhasedRBMChains, RBMChains, local_energy_rbm, rbm_jacobian
 
 # ----------------------------------------------------------------------------- options
 
@@ -126,8 +127,9 @@ class MetropolisSampler:
     Real RBM learners (``learners.rbm_form``) run the cached-theta kernel of ``rbm_kernels``
     (``fast=True``, the default): O(M) per proposal instead of a forward pass; its exchange move
     draws a uniform (up site, down site) pair, also symmetric. On the CPU the whole chain runs
-    as one compiled loop (numba); ``compile=True`` compiles blocks of steps with torch.compile
-    instead (for other devices; the first call compiles for tens of seconds).
+    as one compiled loop (numba), also for complex RBM learners (``PhasedRBMChains``);
+    ``compile=True`` compiles blocks of steps with torch.compile instead (for other devices;
+    the first call compiles for tens of seconds).
     """
 
     def __init__(
@@ -171,6 +173,18 @@ class MetropolisSampler:
             accepted = accepted + acc.double().mean()  # no host sync inside the loop
         return s, lp, float(accepted) / max(n_steps, 1)
 
+    def _phased_chains(self, model: nn.Module, s: torch.Tensor) -> PhasedRBMChains | None:
+        """Compiled chains for complex RBM-like learners (CPU with numba), else None."""
+        o = self.options
+        if not (o.fast and s.device.type == "cpu" and rbm_chains_cpu.AVAILABLE):
+            return None
+        weights = rbm_weights(model)
+        if weights is None or not weights[0].is_complex():
+            return None
+        if o.move == "exchange" and not bool(((s > 0).sum(1) == (s[0] > 0).sum()).all()):
+            return None
+        return PhasedRBMChains(weights, s, o.move)
+
     @torch.no_grad()
     def sample(
         self, model: nn.Module, n_samples: int, generator: torch.Generator | None
@@ -191,6 +205,9 @@ class MetropolisSampler:
             o.move == "exchange" and not bool(((s > 0).sum(1) == (s[0] > 0).sum()).all())
         ):
             chains = RBMChains(form, s, o.move, compile=o.compile)
+        else:
+            chains = self._phased_chains(model, s)
+        if chains is not None:
             samples, self.acceptance = chains.run(burn * n, t, steps, generator)
             self.chains = chains.chains().to(self.dtype)
             return samples.to(self.dtype)

@@ -15,7 +15,12 @@ from physml_lang.runtime.quantum.learners import (
     rbm_form,
 )
 from physml_lang.runtime.quantum.operator import LocalOperator
-from physml_lang.runtime.quantum.rbm_kernels import RBMChains, local_energy_rbm, rbm_jacobian
+from physml_lang.runtime.quantum.rbm_kernels import (
+    PhasedRBMChains,
+    RBMChains,
+    local_energy_rbm,
+    rbm_jacobian,
+)
 from physml_lang.runtime.quantum.vmc import (
     MetropolisOptions,
     MetropolisSampler,
@@ -207,3 +212,48 @@ def test_compiled_kernel_matches_eager():
         runs = [RBMChains(rbm_form(model), s0, move, compile=c) for c in (False, True)]
         out = [r.run(12, 20, 6, torch.Generator().manual_seed(0)) for r in runs]
         torch.testing.assert_close(out[0][0], out[1][0])
+
+
+@pytest.mark.parametrize("move", ["flip", "exchange"])
+def test_phased_chains_equal_real_chains_for_real_weights(move):
+    """Complex-weight kernel with zero imaginary parts: the same chain as the real kernel."""
+    if not rbm_chains_cpu.AVAILABLE:
+        pytest.skip("numba is not installed")
+    g = torch.Generator().manual_seed(8)
+    model = RBM(N, 1.5, init_std=0.3, generator=g)
+    s0 = torch.tensor([[1.0, -1.0] * (N // 2)] * 16)
+    w, b, a = model.rbm_weights()
+    weights = (w.to(torch.complex128), b.to(torch.complex128), a.to(torch.complex128))
+    phased = PhasedRBMChains(weights, s0, move).run(9, 40, 4, torch.Generator().manual_seed(3))
+    real = _chains(model, s0, move, "numpy").run(9, 40, 4, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(phased[0], real[0])
+    assert phased[1] == real[1]
+
+
+@pytest.mark.parametrize("move", ["flip", "exchange"])
+def test_complex_rbm_chains_sample_psi_squared(move):
+    """Complex RBM and complex translation-symmetric RBM with the Marshall sign: the compiled
+    chains' histogram over all configurations matches |psi|^2 (within 5 sigma + 1e-4)."""
+    if not rbm_chains_cpu.AVAILABLE:
+        pytest.skip("numba is not installed")
+    g = torch.Generator().manual_seed(9)
+    table = translation_table(SHAPE)
+    learners = [RBM(N, 1, complex=True, init_std=0.15, generator=g),
+                MarshallSign(SymmetricRBM(table, 2, complex=True, init_std=0.15, generator=g),
+                             sublattice(SHAPE))]  # fmt: skip
+    mag = 0 if move == "exchange" else None
+    conf = all_configs(N)
+    for model in learners:
+        opts = MetropolisOptions(n_chains=200, sweeps_per_sample=1, move=move, magnetization=mag)
+        sampler = MetropolisSampler(N, opts)
+        s = sampler.sample(model, 200 * 60, g).reshape(-1, N)
+        chains = sampler._phased_chains(model, sampler.chains)
+        assert isinstance(chains, PhasedRBMChains)
+        with torch.no_grad():
+            p = torch.exp(2 * model(conf).real).numpy()
+        if mag is not None:
+            p = np.where(conf.sum(1).numpy() == 0, p, 0.0)
+        p /= p.sum()
+        freq = np.bincount(LocalOperator.configs_to_codes(s).numpy(), minlength=2**N) / len(s)
+        sigma = np.sqrt(2 * p * (1 - p) / len(s))
+        assert np.all(np.abs(freq - p) <= 5 * sigma + 1e-4)
