@@ -77,6 +77,12 @@ if AVAILABLE:
                 p_c[m], q_c[m] = z * r, r
 
     @njit(cache=True, nogil=True)
+    def _spins_from_up_sites(ups_c, spins):  # pragma: no cover - compiled
+        spins[:] = -1.0
+        for u in range(ups_c.shape[0]):
+            spins[ups_c[u]] = 1.0
+
+    @njit(cache=True, nogil=True)
     def _accept(theta_c, p_c, q_c, d, e_d, factor):  # pragma: no cover - compiled
         """theta += d; p, q follow without exp: p' = p e^d / f, q' = q e^{-d} / f, f = p e^d +
         q e^{-d} (the factor of the accepted ratio)."""
@@ -149,9 +155,7 @@ if AVAILABLE:
                     if k >= burn:
                         accepted += 1
                 if k >= burn and (k - burn + 1) % stride == 0:
-                    out[record, c, :] = -1.0
-                    for u in range(ups.shape[1]):
-                        out[record, c, ups[c, u]] = 1.0
+                    _spins_from_up_sites(ups[c], out[record, c])
                     record += 1
         return accepted
 
@@ -254,8 +258,6 @@ if AVAILABLE:
                     if k >= burn:
                         accepted += 1
                 if k >= burn and (k - burn + 1) % stride == 0:
-                    out[record, c, :] = -1.0
-                    for u in range(ups.shape[1]):
-                        out[record, c, ups[c, u]] = 1.0
+                    _spins_from_up_sites(ups[c], out[record, c])
                     record += 1
         return accepted
