@@ -453,7 +453,10 @@ def energy_statistics(e_loc_tc: torch.Tensor) -> dict[str, float]:
 def expectation(op: LocalOperator, model: nn.Module, samples: torch.Tensor) -> Estimate:
     """<O> from samples (T, C, N) with the local estimator O_loc = sum_s' O_ss' psi(s')/psi(s)."""
     t, c, n = samples.shape
-    o = op.local_energy(model, samples.reshape(-1, n)).reshape(t, c)
+    form = rbm_form(model)
+    s = samples.reshape(-1, n)
+    o = (local_energy_rbm(op, form, s) if form is not None else op.local_energy(model, s))
+    o = o.reshape(t, c)
     return binning_analysis((o.real if o.is_complex() else o).cpu().numpy())
 
 

@@ -20,8 +20,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def test_tfim_l20_rbm_relative_error_1e4(tmp_path):
     """examples/tfim.phys as written: the trained state's exact variational energy (all 2^20
     configurations, from the checkpoint) has |E - E0| / |E0| <= 1e-4, and the run's Monte Carlo
-    estimate agrees with it within 4 sigma. Measured (seed 2): 5.1e-5 exact, MC -25.4885 +-
-    0.00043 (40 s)."""
+    estimate agrees with it within 4 sigma. Measured (seed 2): 5.1e-5 exact, MC -25.4896 +-
+    0.00021 (28 s)."""
     e0 = -25.4909896864
     row = load(EXAMPLES / "tfim.phys").run("ground_state", out=tmp_path, seed=2).rows[0]
     n = 20
