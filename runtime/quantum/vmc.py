@@ -57,7 +57,7 @@ class MetropolisOptions(BaseModel):
     initial_burn_in_sweeps: int = Field(50, ge=0, description="before the first iteration")
     move: Literal["flip", "exchange"] = "flip"
     magnetization: int | None = Field(None, description="initial sector; exchange keeps it")
-    fast: bool = Field(True, description="cached-theta kernel for real RBM learners")
+    fast: bool = Field(True, description="cached-theta kernels for RBM learners (real or complex)")
     compile: bool = Field(
         False, description="torch.compile the RBM kernel (GPUs; the CPU default is numba)"
     )
