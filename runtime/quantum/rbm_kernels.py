@@ -166,27 +166,29 @@ class RBMChains:
         self.xp: ModuleType = np if self.backend in ("numpy", "numba") else torch
         self.safe = _theta_bound(form) < SAFE_THETA
         s = s.to(dtype)
-        theta = s @ form.W + form.b
-        c, n = s.shape
+        conv = (lambda t: t.cpu().numpy()) if self.xp is np else (lambda t: t)
+        self._site_lists(s, move, conv)
+        self.w2 = conv(w2)
+        a_uniform = bool((form.a == form.a.reshape(-1)[:1]).all()) if s.shape[1] else True
+        self.a2 = None if a_uniform else conv(a2)  # a uniform a cancels in exchange moves
+        self.a2_flip = conv(a2)
+        self.theta = conv(s @ form.W + form.b)
+        self.lc = _lncosh_sum(self.xp, self.theta, self.safe)
+        if self.backend == "numba":  # p, q: buffers the kernel fills from theta on every call
+            self.e_minus, self.e_plus = rbm_chains_cpu.exp_tables(self.w2)
+            self.p, self.q = np.empty_like(self.theta), np.empty_like(self.theta)
+
+    def _site_lists(self, s: torch.Tensor, move: str, conv) -> None:
+        """Chains s (C, N), their up / down site lists (exchange moves) and row indices."""
         self.n_up = int(((s[0] > 0).sum()).item())
         if move == "exchange" and not bool(((s > 0).sum(1) == self.n_up).all()):
             raise ValueError("exchange moves need chains of equal magnetisation")
-        # up / down site lists per chain (exchange); a stable sort keeps them deterministic
-        order = torch.argsort(-s, dim=1, stable=True)
-        conv = (lambda t: t.cpu().numpy()) if self.xp is np else (lambda t: t)
-        self.w2 = conv(w2)
-        a_uniform = bool((form.a == form.a.reshape(-1)[:1]).all()) if n else True
-        self.a2 = None if a_uniform else conv(a2)  # a uniform a cancels in exchange moves
-        self.a2_flip = conv(a2)
-        self.s, self.theta = conv(s.clone()), conv(theta)
+        order = torch.argsort(-s, dim=1, stable=True)  # stable: deterministic site lists
+        self.s = conv(s.clone())
         self.ups = conv(order[:, : self.n_up].contiguous())
         self.downs = conv(order[:, self.n_up :].contiguous())
-        self.lc = _lncosh_sum(self.xp, self.theta, self.safe)
-        self.rows = conv(torch.arange(c, device=s.device))
+        self.rows = conv(torch.arange(s.shape[0], device=s.device))
         self.rows_col = self.rows[:, None]
-        if self.backend == "numba":
-            self.e_minus, self.e_plus = rbm_chains_cpu.exp_tables(self.w2)
-            self.p, self.q = rbm_chains_cpu.occupation_sigmoids(self.theta)
 
     def _randoms(self, steps: int, generator) -> tuple:
         """Proposal indices and 0.5 log u for ``steps`` steps of all chains, from the generator."""
@@ -329,21 +331,12 @@ class PhasedRBMChains(RBMChains):
         self.move, self.device, self.dtype = move, s.device, torch.float64
         self.backend, self.xp = "numba", np
         s = s.to(torch.float64)
-        c, n = s.shape
-        self.n_up = int(((s[0] > 0).sum()).item())
-        if move == "exchange" and not bool(((s > 0).sum(1) == self.n_up).all()):
-            raise ValueError("exchange moves need chains of equal magnetisation")
-        order = torch.argsort(-s, dim=1, stable=True)
+        self._site_lists(s, move, lambda t: t.cpu().numpy())
         theta = (s.to(w.dtype) @ w + b).numpy()
-        self.s = s.clone().numpy()
         self.theta_re, self.theta_im = theta.real.copy(), theta.imag.copy()
         self.log_abs = rbm_chains_cpu.log_abs_cosh(theta)
         self.w2_re, self.w2_im = (2.0 * w.real).numpy().copy(), (2.0 * w.imag).numpy().copy()
         self.a2_re = (2.0 * a.real).numpy().copy()
-        self.ups = order[:, : self.n_up].contiguous().numpy()
-        self.downs = order[:, self.n_up :].contiguous().numpy()
-        self.rows = np.arange(c)
-        self.rows_col = self.rows[:, None]
 
     def _chunk_numba(self, idx: tuple, hlu, burn_steps: int, stride: int, records: int):
         c, n = self.s.shape

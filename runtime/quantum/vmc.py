@@ -181,9 +181,12 @@ class MetropolisSampler:
         weights = rbm_weights(model)
         if weights is None or not weights[0].is_complex():
             return None
-        if o.move == "exchange" and not bool(((s > 0).sum(1) == (s[0] > 0).sum()).all()):
-            return None
-        return PhasedRBMChains(weights, s, o.move)
+        return PhasedRBMChains(weights, s, o.move) if self._kernel_moves_apply(s) else None
+
+    def _kernel_moves_apply(self, s: torch.Tensor) -> bool:
+        """The kernels' exchange move pairs an up with a down site: chains of equal magnetisation
+        (the generic sampler handles anything else)."""
+        return self.options.move != "exchange" or bool(((s > 0).sum(1) == (s[0] > 0).sum()).all())
 
     @torch.no_grad()
     def sample(
@@ -201,9 +204,7 @@ class MetropolisSampler:
         t = math.ceil(n_samples / o.n_chains)
         steps = max(1, int(round(o.sweeps_per_sample * n)))
         form = rbm_form(model) if o.fast else None
-        if form is not None and not (
-            o.move == "exchange" and not bool(((s > 0).sum(1) == (s[0] > 0).sum()).all())
-        ):
+        if form is not None and self._kernel_moves_apply(s):
             chains = RBMChains(form, s, o.move, compile=o.compile)
         else:
             chains = self._phased_chains(model, s)

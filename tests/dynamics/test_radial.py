@@ -14,6 +14,8 @@ from physml_lang.compiler.hamiltonian import (
 
 from physml_lang.program import load
 
+from .conftest import assert_equals_unrolled
+
 F64 = torch.float64
 d0, d1, d2 = sympy.symbols("d0 d1 d2", real=True)
 D3 = (d0, d1, d2)
@@ -109,14 +111,10 @@ def test_radial_path_equals_unrolled():
     """N = 3 LJ in 3D (float64; the unrolled reference is slow to derive): the r2 lowering
     equals the unrolled symbolic H and its gradients to 1e-10."""
     cm = load(LJ3).model("LJ", N=3)
-    params = {sympy.Symbol(k, real=True): float(v) for k, v in cm.builder.params.items()}
-    ref = lower_hamiltonian(cm.derivation, params)
     gen = torch.Generator().manual_seed(3)
     q = 1.6 * torch.randn(4, cm.n, generator=gen, dtype=F64)
     p = torch.randn(4, cm.n, generator=gen, dtype=F64)
-    for f in ("hamiltonian", "dH_dq", "dH_dp"):
-        a, b = getattr(cm.system, f)(q, p), getattr(ref, f)(q, p)
-        assert float((a - b).abs().max()) <= 1e-10 * float(b.abs().max().clamp_min(1.0)), f
+    assert_equals_unrolled(cm, q, p)
 
 
 def test_radial_large_blocks_and_chunks():
