@@ -451,13 +451,17 @@ def energy_statistics(e_loc_tc: torch.Tensor) -> dict[str, float]:
 # ----------------------------------------------------------------------------- observables
 
 
+@torch.no_grad()
+def local_energies(op: LocalOperator, model: nn.Module, s: torch.Tensor) -> torch.Tensor:
+    """O_loc(s) (B,) of ``op``: closed form for real RBM learners, else the generic path."""
+    form = rbm_form(model)
+    return local_energy_rbm(op, form, s) if form is not None else op.local_energy(model, s)
+
+
 def expectation(op: LocalOperator, model: nn.Module, samples: torch.Tensor) -> Estimate:
     """<O> from samples (T, C, N) with the local estimator O_loc = sum_s' O_ss' psi(s')/psi(s)."""
     t, c, n = samples.shape
-    form = rbm_form(model)
-    s = samples.reshape(-1, n)
-    o = (local_energy_rbm(op, form, s) if form is not None else op.local_energy(model, s))
-    o = o.reshape(t, c)
+    o = local_energies(op, model, samples.reshape(-1, n)).reshape(t, c)
     return binning_analysis((o.real if o.is_complex() else o).cpu().numpy())
 
 
@@ -620,12 +624,7 @@ def run_vmc(
         t, c, _ = samples.shape
         s = samples.reshape(-1, n)
         form = rbm_form(model)
-        if form is not None:
-            e_loc = local_energy_rbm(op, form, s)
-        else:
-            with torch.no_grad():
-                lp = model(s)
-            e_loc = op.local_energy(model, s, lp)
+        e_loc = local_energies(op, model, s)
         stats = energy_statistics(e_loc.reshape(t, c))
         stats["acceptance"] = float(sampler.acceptance)
         if opts.sr is not None:
@@ -654,12 +653,7 @@ def run_vmc(
             save_checkpoint(checkpoint_path, model, opt, sampler, generator, it + 1, history)
     final = sampler.sample(model, eval_samples or 4 * n_samples, generator)
     t, c, _ = final.shape
-    form = rbm_form(model)
-    e = (
-        local_energy_rbm(op, form, final.reshape(-1, n))
-        if form is not None
-        else op.local_energy(model, final.reshape(-1, n))
-    ).reshape(t, c)
+    e = local_energies(op, model, final.reshape(-1, n)).reshape(t, c)
     stats = energy_statistics(e)
     est = Estimate(stats["energy"], stats["energy_stderr"], stats["tau_int"])
     return VMCResult(
