@@ -11,11 +11,10 @@ Run: OMP_NUM_THREADS=1 python benchmarks/dynamics_language.py
 import time
 
 import torch
+from physml_lang.program import load
 from physml_lang.runtime.dynamics.integrators import leapfrog_step
 from physml_lang.runtime.dynamics.samplers import Phi4Action
 from physml_lang.runtime.dynamics.system import as_system, pendulum
-
-from physml_lang.program import load
 
 
 def bench(fn, repeat: int = 5, number: int = 50) -> float:

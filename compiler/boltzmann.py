@@ -32,15 +32,16 @@ import sympy as sp
 import torch
 from torch import nn
 
-from physml_lang import ast
 from physml_lang.diagnostics import Diagnostic, PhysmlError
-from physml_lang.ir import Domain, ModelIR
+from physml_lang.ir import expr as E
+from physml_lang.ir.model import DomainIR as Domain
+from physml_lang.ir.walk import name_of
 
 from . import derive
 from .derive import CANDIDATE, decompose_pair, expand_deltas
-from .kinds import ModelKind, register_model_kind
+from .instance import ModelInstance
 from .lowering import Kernel
-from .sitesets import SiteSetGraph, pair_structures, site_sets
+from .sitesets import pair_structures, site_sets
 from .terms import Access, PairTerm, TermBuilder, _Slot, access_symbol, fail
 
 BETA = sp.Symbol("beta", positive=True)
@@ -60,13 +61,13 @@ class SetTerm:
 class SetTermBuilder(TermBuilder):
     """Energy terms of a dense graph: sums over site sets and over pair structures."""
 
-    def __init__(self, model: ModelIR, symbolic: bool = False):
+    def __init__(self, model: ModelInstance, symbolic: bool = False):
         super().__init__(model, symbolic)
         self.sets = site_sets(model.lattice)
         self.pairs = pair_structures(model.lattice)
         self._slot_sets: dict[str, str] = {}
 
-    def _generator(self, e: ast.Generator, slots):
+    def on_reduce(self, e: E.Reduce, slots):
         if e.func != "sum":
             fail("P800", f"'{e.func}' is not supported in an energy", e.func_span, "use sum(...)")
         if len(e.loops) != 1:
@@ -75,7 +76,7 @@ class SetTermBuilder(TermBuilder):
             fail("P800", "nested sums are not supported in an energy", e.span)
         loop = e.loops[0]
         d = loop.domain
-        name = d.id if isinstance(d, ast.Name) else None
+        name = name_of(d)
         known = set(self.sets) | set(self.pairs)
         if name not in known:
             fail("P200", "a sum here runs over " + ", ".join(sorted(known)),
@@ -100,10 +101,11 @@ class SetTermBuilder(TermBuilder):
         self._terms[placeholder] = [term]
         return placeholder
 
-    def _index(self, e: ast.Index, slots):
+    def on_index(self, e: E.Index, slots):
         m = self.model
-        if isinstance(e.base, ast.Name) and e.base.id in m.fields:
-            f = m.fields[e.base.id]
+        base = name_of(e.base)
+        if base is not None and base in m.fields:
+            f = m.fields[base]
             if len(e.indices) != 1:
                 fail("P302", f"field '{f.name}' takes one index", e.span)
             slot = self._site_index(e.indices[0], slots)
@@ -112,9 +114,9 @@ class SetTermBuilder(TermBuilder):
                 fail("P300", f"field '{f.name}' lives on {f.on}, but this index runs over "
                      f"{where}", e.span)  # fmt: skip
             return self._record(Access("field", f.name, (), None, slot.pair_slot))
-        return super()._index(e, slots)
+        return super().on_index(e, slots)
 
-    def _array(self, arr, e: ast.Index, slots):
+    def _array(self, arr, e: E.Index, slots):
         slots_used = [self._site_index(x, slots) for x in e.indices]
         if arr.on in self.sets:
             if len(slots_used) != 1:
@@ -193,15 +195,16 @@ class BoltzmannModel(nn.Module):
     ``sites``); ``free_energy(state, summed, beta)`` -> (B,) (dimensionless, beta F).
     """
 
-    def __init__(self, model: ModelIR, dtype: torch.dtype = torch.float32):
+    def __init__(self, model: ModelInstance, dtype: torch.dtype = torch.float32):
         super().__init__()
         if model.lattice is None or not model.lattice.complete:
             raise PhysmlError(Diagnostic("P800", f"model {model.name}: Boltzmann models live on "
-                                         "complete or bipartite graphs", model.node.name_span))  # fmt: skip
+                                         "complete or bipartite graphs", model.name_span))  # fmt: skip
         if model.energy is None:
             raise PhysmlError(Diagnostic("P400", f"model {model.name} declares no energy",
-                                         model.node.name_span))  # fmt: skip
-        self.ir = model
+                                         model.name_span))  # fmt: skip
+        self.model = model
+        self.ir = model.ir
         self.lattice = model.lattice
         self.dtype = dtype
         self.sets = site_sets(model.lattice)
@@ -485,7 +488,7 @@ class BoltzmannModel(nn.Module):
         for f in summed:
             if f not in self.blocks:
                 raise PhysmlError(Diagnostic("P502", f"field '{f}' interacts with itself; it "
-                                             "cannot be summed analytically", self.ir.fields[f].span))  # fmt: skip
+                                             "cannot be summed analytically", self.model.fields[f].span))  # fmt: skip
         for p in self.pieces:
             if p.f_fields & set(summed) and p.g_fields & set(summed):
                 raise PhysmlError(Diagnostic("P502", "summed fields interact with each other",
@@ -539,7 +542,7 @@ class BoltzmannModel(nn.Module):
         return -sp.log(sp.Add(*[sp.exp(-BETA * e.subs(CANDIDATE, v)) for v in vals]))
 
     def emit_sympy(self) -> str:
-        sym = SetTermBuilder(self.ir, symbolic=True).lattice_sum(self.ir.energy.expr)
+        sym = SetTermBuilder(self.model, symbolic=True).lattice_sum(self.ir.energy.expr)
         lines = [f"# model {self.ir.name}: derived by sympy", f"# graph: {self.describe()}"]
         lines.append(f"energy {self.ir.energy.name} = constant + sum over terms")
         lines.append(f"  constant: {sym.constant}")
@@ -582,21 +585,4 @@ class BoltzmannModel(nn.Module):
         return "\n".join(lines) + "\n"
 
 
-def applies(ir: ModelIR) -> bool:
-    """Bipartite graphs, and complete graphs with learnable parameters."""
-    lat = ir.lattice
-    if lat is None or ir.energy is None or ir.energy.kind != "energy":
-        return False
-    if isinstance(lat, SiteSetGraph):
-        return True
-    return lat.complete and any(a.learnable for a in ir.arrays.values())
-
-
-def compile_boltzmann(ir: ModelIR, **options) -> BoltzmannModel:
-    options.pop("path", None)
-    return BoltzmannModel(ir, **options)
-
-
-register_model_kind(ModelKind("boltzmann", applies, compile_boltzmann, priority=10))
-
-__all__ = ["BoltzmannModel", "SetTermBuilder", "applies", "compile_boltzmann", "derive"]
+__all__ = ["BoltzmannModel", "SetTermBuilder", "derive"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from physml_lang.diagnostics import Diagnostic, PhysmlError
-from physml_lang.ir import Domain
+from physml_lang.ir.model import DomainIR as Domain
 
 from .terms import Access, LatticeSum, Offset, PairTerm, StencilTerm, access_symbol
 

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from physml_lang.diagnostics import Diagnostic, PhysmlError
-from physml_lang.ir import ModelIR
 
 from .derive import (
     CANDIDATE,
@@ -25,6 +24,7 @@ from .derive import (
     expand_deltas,
     valid_symbol,
 )
+from .instance import ModelInstance
 from .lattices import Lattice
 from .lowering import Kernel
 from .terms import Access, LatticeSum, Offset, PairTerm, StencilTerm
@@ -48,7 +48,7 @@ class LatticeKernels(nn.Module):
     """Holds a model's arrays, neighbour tables and dense matrices (buffers follow ``.to``) and
     provides kernel inputs on the chosen lowering path."""
 
-    def __init__(self, model: ModelIR, path: str, dtype: torch.dtype):
+    def __init__(self, model: ModelInstance, path: str, dtype: torch.dtype):
         super().__init__()
         self.model = model
         self.lattice: Lattice = model.lattice
@@ -150,7 +150,7 @@ class LatticeSumModule(nn.Module):
     forward(state) -> (B,) where state maps field names to (B, *lattice.shape) tensors.
     """
 
-    def __init__(self, model: ModelIR, lsum: LatticeSum, kernels: LatticeKernels, name: str):
+    def __init__(self, model: ModelInstance, lsum: LatticeSum, kernels: LatticeKernels, name: str):
         super().__init__()
         self.kernels = kernels
         self.lsum = lsum
@@ -211,7 +211,7 @@ def _eval_site(k: Kernel, arrays: dict[sp.Symbol, str], value, kernels: LatticeK
 
 
 def build_dense_pieces(
-    model: ModelIR, lsum: LatticeSum, kernels: LatticeKernels, from_stencil: bool
+    model: ModelInstance, lsum: LatticeSum, kernels: LatticeKernels, from_stencil: bool
 ) -> list[DensePiece]:
     """Decompose pair interactions into rank-one matrix products."""
     lat = model.lattice

@@ -42,9 +42,12 @@ from physml_lang.runtime.gauge.groups import get_group
 from physml_lang.runtime.gauge.lattice import lattice_dim, planes, plaquette_field, plaquettes
 from physml_lang.runtime.gauge.transforms import gauge_transform, random_gauge, translate
 
-from physml_lang import ast
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
-from physml_lang.ir import GAUGE_GROUPS, ModelIR
+from physml_lang.ir import expr as E
+from physml_lang.ir.model import GAUGE_GROUPS
+from physml_lang.ir.walk import Walker, additive_terms, int_literal, name_of, names_in
+
+from .instance import ModelInstance
 
 Tensor = torch.Tensor
 Offset = tuple[int, ...]
@@ -68,15 +71,6 @@ def span_text(span: Span) -> str:
     return " ".join(p.strip() for p in parts)
 
 
-def is_gauge_model(ir: ModelIR) -> bool:
-    return any(f.on == "links" for f in ir.fields.values())
-
-
-def is_gauge_node(node: ast.Model) -> bool:
-    """Syntactic test (no instantiation): does the model declare a field on links?"""
-    return any(isinstance(s, ast.FieldStmt) and s.on == "links" for s in node.body)
-
-
 # ---------------------------------------------------------------- values
 
 
@@ -96,8 +90,10 @@ class Env:
     dirs: dict[str, int] = field(default_factory=dict)
 
 
-class Evaluator:
+class Evaluator(Walker[Val]):
     """Evaluates a gauge-model expression on concrete link and matter tensors."""
+
+    what = "a gauge action"
 
     def __init__(self, model: GaugeModel, U: Tensor, matter: dict[str, Tensor]):
         self.m = model
@@ -113,50 +109,35 @@ class Evaluator:
         self.record: set[tuple[str, Offset, int | None]] | None = None
         self.site_sums = 0
 
-    # -------------------------------------------------------------- index arithmetic
-    def offset(self, e: ast.Expr, env: Env) -> Offset:
-        d = self.m.d
-        if isinstance(e, ast.Name):
-            if e.id in env.sites:
-                return env.sites[e.id]
-            unit = self.unit(e, env)
-            if unit is not None:
-                return unit
-            fail("P202", f"'{e.id}' is not a site here", e.span,
-                 "a site index is a bound site plus unit vectors: x + e0 or x + e_mu")
-        if isinstance(e, ast.Binary) and e.op in "+-":
-            a, b = self.offset(e.left, env), self.offset(e.right, env)
-            s = 1 if e.op == "+" else -1
-            return tuple(p + s * q for p, q in zip(a, b))
-        if isinstance(e, ast.Unary) and e.op == "-":
-            return tuple(-p for p in self.offset(e.operand, env))
-        if isinstance(e, ast.Binary) and e.op == "*" and isinstance(e.left, ast.Number):
-            k = e.left.value
-            if isinstance(k, int):
-                return tuple(k * p for p in self.offset(e.right, env))
-        if isinstance(e, ast.Number) and e.value == 0:
-            return (0,) * d
-        fail("P300", "this is not a site index", e.span,
-             "write a bound site plus unit vectors: x, x + e0, x - e_mu + e_nu, x + 2 * e1")
+    def evaluate(self, e: E.Expr, env: Env) -> Val:
+        return self.walk(e, env)
 
-    def unit(self, e: ast.Name, env: Env) -> Offset | None:
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic("P300", "this expression cannot appear in a gauge action",
+                                      e.span))  # fmt: skip
+
+    # -------------------------------------------------------------- index arithmetic
+    def offset(self, e: E.Expr, env: Env) -> Offset:
+        return _Offset(self, env).walk(e)
+
+    def unit(self, name: str, env: Env, span) -> Offset | None:
         d = self.m.d
-        name = e.id
         mu: int | None = None
         if name.startswith("e_") and name[2:] in env.dirs:
             mu = env.dirs[name[2:]]
         elif len(name) >= 2 and name[0] == "e" and name[1:].isdigit():
             mu = int(name[1:])
             if mu >= d:
-                fail("P400", f"{name} is not a direction of a {d}-dimensional lattice", e.span,
+                fail("P400", f"{name} is not a direction of a {d}-dimensional lattice", span,
                      f"directions are 0 .. {d - 1}")
         if mu is None:
             return None
         return tuple(1 if k == mu else 0 for k in range(d))
 
-    def direction(self, e: ast.Expr, env: Env) -> int:
-        if isinstance(e, ast.Name) and e.id in env.dirs:
-            return env.dirs[e.id]
+    def direction(self, e: E.Expr, env: Env) -> int:
+        name = name_of(e)
+        if name is not None and name in env.dirs:
+            return env.dirs[name]
         v = self.scalar(e, env)
         if isinstance(v, float) and v.is_integer():
             v = int(v)
@@ -164,52 +145,45 @@ class Evaluator:
             fail("P400", f"a direction is an integer 0 .. {self.m.d - 1}", e.span)
         return v
 
-    def scalar(self, e: ast.Expr, env: Env) -> Any:
-        v = self.evaluate(e, env)
+    def scalar(self, e: E.Expr, env: Env) -> Any:
+        v = self.walk(e, env)
         if isinstance(v.t, Tensor):
             fail("P300", "a constant is needed here", e.span)
         return v.t
 
     # -------------------------------------------------------------- expressions
-    def evaluate(self, e: ast.Expr, env: Env) -> Val:
-        m = self.m
-        if isinstance(e, ast.Number):
-            return Val(e.value)
-        if isinstance(e, ast.Imaginary):
-            return Val(complex(0, e.value))
-        if isinstance(e, ast.Name):
-            if e.id in m.ir.params:
-                return Val(m.ir.params[e.id])
-            if e.id == "pi":
-                return Val(math.pi)
-            if e.id == "I":
-                return Val(1j)
-            if e.id in m.ir.definitions and not m.ir.definitions[e.id].indices:
-                return self.evaluate(m.ir.definitions[e.id].expr, Env())
-            if e.id in m.ir.fields:
-                fail("P302", f"'{e.id}' needs indices: {e.id}[x" +
-                     (", mu]" if m.ir.fields[e.id].on == "links" else "]"), e.span)
-            fail("P300", f"'{e.id}' cannot be used as a value here", e.span)
-        if isinstance(e, ast.Index):
-            return self.index(e, env)
-        if isinstance(e, ast.Unary):
-            if e.op != "-":
-                fail("P300", f"'{e.op}' is not an arithmetic operation", e.span)
-            v = self.evaluate(e.operand, env)
-            return Val(-v.t, v.mat, v.lattice)
-        if isinstance(e, ast.Binary):
-            return self.binary(e, env)
-        if isinstance(e, ast.Call):
-            return self.call(e, env)
-        if isinstance(e, ast.Generator):
-            return self.generator(e, env)
-        fail("P300", "this expression cannot appear in a gauge action", e.span)
+    def on_number(self, e: E.Num, env: Env) -> Val:
+        return Val(e.value)
 
-    def index(self, e: ast.Index, env: Env) -> Val:
+    def on_imaginary(self, e: E.Imag, env: Env) -> Val:
+        return Val(complex(0, e.value))
+
+    def on_name(self, e: E.Name, env: Env) -> Val:
         m = self.m
-        if not isinstance(e.base, ast.Name):
+        if e.id in m.model.params:
+            return Val(m.model.params[e.id])
+        if e.id == "pi":
+            return Val(math.pi)
+        if e.id == "I":
+            return Val(1j)
+        if e.id in m.model.definitions and not m.model.definitions[e.id].indices:
+            return self.walk(m.model.definitions[e.id].expr, Env())
+        if e.id in m.model.fields:
+            fail("P302", f"'{e.id}' needs indices: {e.id}[x" +
+                 (", mu]" if m.model.fields[e.id].on == "links" else "]"), e.span)
+        fail("P300", f"'{e.id}' cannot be used as a value here", e.span)
+
+    def on_unary(self, e: E.Unary, env: Env) -> Val:
+        if e.op != "-":
+            fail("P300", f"'{e.op}' is not an arithmetic operation", e.span)
+        v = self.walk(e.operand, env)
+        return Val(-v.t, v.mat, v.lattice)
+
+    def on_index(self, e: E.Index, env: Env) -> Val:
+        m = self.m
+        name = name_of(e.base)
+        if name is None:
             fail("P300", "only fields and definitions can be indexed", e.span)
-        name = e.base.id
         if name == m.link_field:
             if len(e.indices) != 2:
                 fail("P302", f"a link is indexed by a site and a direction: {name}[x, mu]",
@@ -227,29 +201,27 @@ class Evaluator:
             if self.record is not None:
                 self.record.add((name, off, None))
             return Val(translate(self.matter[name], off), False, True)
-        d = m.ir.definitions.get(name)
+        d = m.model.definitions.get(name)
         if d is not None and d.indices:
             if len(e.indices) != len(d.indices):
                 fail("P302", f"'{name}' takes {len(d.indices)} indices", e.span)
             inner = Env()
             for formal, actual in zip(d.indices, e.indices):
-                if not isinstance(formal, ast.Name):
-                    fail("P300", "definition indices must be names", formal.span)
-                if formal.id in m.site_names(d):
-                    inner.sites[formal.id] = self.offset(actual, env)
+                if formal in m.site_names(d):
+                    inner.sites[formal] = self.offset(actual, env)
                 else:
-                    inner.dirs[formal.id] = self.direction(actual, env)
+                    inner.dirs[formal] = self.direction(actual, env)
             self.depth += 1
             if self.depth > 32:
                 fail("P400", f"'{name}' refers to itself", e.span)
             try:
-                return self.evaluate(d.expr, inner)
+                return self.walk(d.expr, inner)
             finally:
                 self.depth -= 1
         fail("P202", f"'{name}' cannot be indexed in a gauge action", e.span)
 
-    def binary(self, e: ast.Binary, env: Env) -> Val:
-        a, b = self.evaluate(e.left, env), self.evaluate(e.right, env)
+    def on_binary(self, e: E.Binary, env: Env) -> Val:
+        a, b = self.walk(e.left, env), self.walk(e.right, env)
         lat = a.lattice or b.lattice
         if e.op == "*":
             if a.mat and b.mat:
@@ -264,18 +236,19 @@ class Evaluator:
         if e.op == "/":
             if b.mat:
                 fail("P300", "cannot divide by a matrix", e.right.span)
-            return Val(_mul(a, Val(1 / b.t if not isinstance(b.t, Tensor) else 1 / b.t,
-                                   False, b.lattice)), a.mat, lat)
+            if not isinstance(b.t, Tensor) and b.t == 0:
+                fail("P400", "division by zero", e.right.span)
+            return Val(_mul(a, Val(1 / b.t, False, b.lattice)), a.mat, lat)
         if e.op == "^":
             if a.mat or b.mat or isinstance(b.t, Tensor):
                 fail("P300", "powers take a number and a constant exponent", e.span)
             return Val(a.t ** b.t, False, lat)
         fail("P300", f"'{e.op}' cannot appear in an action", e.span)
 
-    def call(self, e: ast.Call, env: Env) -> Val:
+    def on_call(self, e: E.Call, env: Env) -> Val:
         if e.kwargs or len(e.args) != 1:
             fail("P302", f"{e.func} takes one argument", e.span)
-        v = self.evaluate(e.args[0], env)
+        v = self.walk(e.args[0], env)
         f = e.func
         t = v.t
         if f == "trace":
@@ -297,19 +270,14 @@ class Evaluator:
             return Val(t.imag if isinstance(t, Tensor) and t.is_complex()
                        else (torch.zeros_like(t) if isinstance(t, Tensor) else complex(t).imag),
                        False, v.lattice)
-        fns: dict[str, Callable] = {
-            "abs": torch.abs, "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt,
-            "cos": torch.cos, "sin": torch.sin, "tan": torch.tan, "tanh": torch.tanh,
-            "cosh": torch.cosh, "sinh": torch.sinh, "arg": torch.angle, "sign": torch.sign,
-        }
-        if f not in fns:
+        if f not in _TORCH_FUNCTIONS:
             fail("P300", f"{f}() cannot appear in a gauge action", e.func_span)
         if not isinstance(t, Tensor):
             t = torch.as_tensor(t, dtype=torch.complex128 if isinstance(t, complex)
                                 else torch.float64)
-        return Val(fns[f](t), False, v.lattice)
+        return Val(_TORCH_FUNCTIONS[f](t), False, v.lattice)
 
-    def generator(self, e: ast.Generator, env: Env) -> Val:
+    def on_reduce(self, e: E.Reduce, env: Env) -> Val:
         if e.func != "sum":
             fail("P800", f"{e.func}(...) is not supported in gauge actions yet", e.func_span,
                  "use sum(...)")
@@ -318,7 +286,7 @@ class Evaluator:
         assignments: list[dict[str, int]] = [{}]
         for loop in e.loops:
             dom = loop.domain
-            dname = dom.id if isinstance(dom, ast.Name) else None
+            dname = name_of(dom)
             names = loop.names
             if dom is None:
                 if len(names) != 1:
@@ -364,7 +332,7 @@ class Evaluator:
                 inner = Env(dict(env.sites), {**env.dirs, **a})
                 for s in site_vars:
                     inner.sites[s] = (0,) * d
-                v = self.evaluate(e.body, inner)
+                v = self.walk(e.body, inner)
                 if v.mat:
                     fail("P300", "the sum of matrices is not a number", e.body.span,
                          "take the trace: re(trace(P)) / 2")
@@ -386,6 +354,56 @@ class Evaluator:
             if keep:
                 self.site_sums -= 1
         return Val(total, False, lattice)
+
+
+_TORCH_FUNCTIONS: dict[str, Callable] = {
+    "abs": torch.abs, "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt,
+    "cos": torch.cos, "sin": torch.sin, "tan": torch.tan, "tanh": torch.tanh,
+    "cosh": torch.cosh, "sinh": torch.sinh, "arg": torch.angle, "sign": torch.sign,
+}  # fmt: skip
+
+
+class _Offset(Walker[Offset]):
+    """A site index as an offset from the bound site: x, x + e0, x - e_mu + e_nu, x + 2 * e1."""
+
+    def __init__(self, ev: Evaluator, env: Env):
+        self.ev = ev
+        self.env = env
+        self.d = ev.m.d
+
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic(
+            "P300", "this is not a site index", e.span,
+            "write a bound site plus unit vectors: x, x + e0, x - e_mu + e_nu, x + 2 * e1"))
+
+    def on_name(self, e: E.Name, env) -> Offset:
+        if e.id in self.env.sites:
+            return self.env.sites[e.id]
+        unit = self.ev.unit(e.id, self.env, e.span)
+        if unit is not None:
+            return unit
+        fail("P202", f"'{e.id}' is not a site here", e.span,
+             "a site index is a bound site plus unit vectors: x + e0 or x + e_mu")
+
+    def on_binary(self, e: E.Binary, env) -> Offset:
+        if e.op in ("+", "-"):
+            a, b = self.walk(e.left), self.walk(e.right)
+            s = 1 if e.op == "+" else -1
+            return tuple(p + s * q for p, q in zip(a, b))
+        k = int_literal(e.left)
+        if e.op == "*" and k is not None:
+            return tuple(k * p for p in self.walk(e.right))
+        raise self.not_here(e)
+
+    def on_unary(self, e: E.Unary, env) -> Offset:
+        if e.op != "-":
+            raise self.not_here(e)
+        return tuple(-p for p in self.walk(e.operand))
+
+    def on_number(self, e: E.Num, env) -> Offset:
+        if e.value == 0:
+            return (0,) * self.d
+        raise self.not_here(e)
 
 
 def _conj(t: Any) -> Any:
@@ -422,37 +440,18 @@ class Term:
     """One additive term of the action: sign * expr."""
 
     sign: int
-    expr: ast.Expr
+    expr: E.Expr
     text: str
     pure_gauge: bool
-
-
-def split_terms(e: ast.Expr, sign: int = 1) -> list[tuple[int, ast.Expr]]:
-    if isinstance(e, ast.Binary) and e.op in "+-":
-        return split_terms(e.left, sign) + split_terms(e.right, sign if e.op == "+" else -sign)
-    return [(sign, e)]
-
-
-def _names(e: Any) -> set[str]:
-    out: set[str] = set()
-    if isinstance(e, ast.Name):
-        out.add(e.id)
-    elif isinstance(e, ast.Expr | ast.Loop | ast.Keyword):
-        for v in vars(e).values():
-            if isinstance(v, list):
-                for x in v:
-                    out |= _names(x)
-            else:
-                out |= _names(v)
-    return out
 
 
 class GaugeModel:
     """A compiled lattice gauge model (see the module docstring)."""
 
-    def __init__(self, ir: ModelIR, **_options: Any):
-        self.ir = ir
-        links = [f for f in ir.fields.values() if f.on == "links"]
+    def __init__(self, model: ModelInstance, **_options: Any):
+        self.model = model
+        self.ir = ir = model.ir
+        links = [f for f in model.fields.values() if f.on == "links"]
         if len(links) != 1:
             fail("P400", "a gauge model has exactly one link field", links[1].span)
         lf = links[0]
@@ -461,7 +460,7 @@ class GaugeModel:
                  "groups: " + ", ".join(sorted(GAUGE_GROUPS)))
         self.link_field = lf.name
         self.group = get_group(lf.domain.kind)
-        lat = ir.lattice
+        lat = model.lattice
         if lat is None or lat.complete or lat.kind not in GAUGE_LATTICES:
             fail("P400", "gauge fields live on hypercubic lattices", lf.span,
                  "lattice square(L, L), cubic(L, L, L) or hypercubic(L, L, L, T)")
@@ -473,7 +472,7 @@ class GaugeModel:
         self.shape = tuple(lat.shape)
         self.n_sites = lat.n_sites
         self.matter_domains: dict[str, str] = {}
-        for f in ir.fields.values():
+        for f in model.fields.values():
             if f.on != "sites":
                 continue
             if f.domain.kind not in MATTER[self.group.name]:
@@ -488,8 +487,8 @@ class GaugeModel:
                  "add e.g. 'action S = -beta * sum(re(P[x]) for x in sites)'")
         self.action_def = act
         self.terms = [Term(s, e, span_text(e.span),
-                           not (_names(e) & set(self.matter_domains)))
-                      for s, e in split_terms(act.expr)]
+                           not (names_in(e) & set(self.matter_domains)))
+                      for s, e in additive_terms(act.expr, keep_negations=True)]
         self.real_dtype = torch.float64
         # Evaluate once on a random configuration: type errors surface at compile time.
         g = torch.Generator().manual_seed(0)
@@ -506,7 +505,7 @@ class GaugeModel:
     # -------------------------------------------------------------- helpers
     def site_names(self, d) -> set[str]:
         """Index names of a definition that are sites: the first index; the rest directions."""
-        return {d.indices[0].id} if d.indices and isinstance(d.indices[0], ast.Name) else set()
+        return {d.indices[0]} if d.indices else set()
 
     @property
     def pure(self) -> bool:
@@ -578,7 +577,7 @@ class GaugeModel:
         out = {}
         U, matter = self.random_configuration(2, g)
         ref = plaquettes(U, self.group)  # (B, L..., n_planes, *lin)
-        for name, d in self.ir.definitions.items():
+        for name, d in self.model.definitions.items():
             if d.kind != "plaquette":
                 continue
             n = len(d.indices)
@@ -589,8 +588,8 @@ class GaugeModel:
             ev = Evaluator(self, U, matter)
             try:
                 for k, (mu, nu) in enumerate(planes(self.d)):
-                    env = Env({d.indices[0].id: (0,) * self.d},
-                              {} if n == 1 else {d.indices[1].id: mu, d.indices[2].id: nu})
+                    env = Env({d.indices[0]: (0,) * self.d},
+                              {} if n == 1 else {d.indices[1]: mu, d.indices[2]: nu})
                     v = ev.evaluate(d.expr, env)
                     r = ref.select(1 + self.d, k)
                     if not isinstance(v.t, Tensor) or v.t.shape != r.shape or \
@@ -605,7 +604,7 @@ class GaugeModel:
     def check_symmetries(self) -> list[str]:
         """Verify the declared symmetries; P500 naming the first term that breaks one."""
         report = []
-        for sym in self.ir.symmetries:
+        for sym in self.model.symmetries:
             if not sym.active:
                 continue
             if sym.name == "gauge":
@@ -705,7 +704,7 @@ class GaugeModel:
 # ---------------------------------------------------------------- symbolic gauge check
 
 
-def charges(e: ast.Expr, m: GaugeModel) -> dict | None:
+def charges(e: E.Expr, m: GaugeModel) -> dict | None:
     """Abelian gauge charge of an expression, or None when not decidable structurally.
 
     Under U_mu(x) -> w_x U w_{x+mu}^* a link carries +1 at x and -1 at x + e_mu; matter +1 at
@@ -714,111 +713,161 @@ def charges(e: ast.Expr, m: GaugeModel) -> dict | None:
     inlined with their actual indices, so one check covers every x and every direction. Zero
     charge everywhere proves invariance; anything else is left to the numerical check.
     """
-    mod = 2 if m.group.name == "z2" else 0
+    return _Charges(m).walk(e, {"sites": {}, "dirs": {}, "depth": 0})
 
-    def norm(c: dict) -> dict:
+
+def _combine(a: tuple, b: tuple, s: int) -> tuple:
+    acc: dict = dict(a)
+    for k, v in b:
+        acc[k] = acc.get(k, 0) + s * v
+    return tuple(sorted((k, v) for k, v in acc.items() if v))
+
+
+class _SymbolicOffset(Walker[tuple | None]):
+    """A site index as a formal sum of named vectors ((token, coefficient), ...), or None."""
+
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return _Undecided()
+
+    def on_name(self, e: E.Name, sub) -> tuple | None:
+        if e.id in sub["sites"]:
+            return sub["sites"][e.id]
+        if e.id.startswith("e_"):
+            return ((sub["dirs"].get(e.id[2:], e.id), 1),)
+        return ((e.id, 1),)
+
+    def on_binary(self, e: E.Binary, sub) -> tuple | None:
+        if e.op not in ("+", "-"):
+            raise _Undecided()
+        a, b = self.walk(e.left, sub), self.walk(e.right, sub)
+        return _combine(a, b, 1 if e.op == "+" else -1)
+
+
+class _Undecided(PhysmlError):
+    """Control flow: the structural charge is not decidable (never shown)."""
+
+    def __init__(self) -> None:
+        Exception.__init__(self, "undecided")
+
+
+def _dir_token(x: E.Expr, sub: dict) -> str | None:
+    k = int_literal(x)
+    if k is not None:
+        return f"e{k}"
+    name = name_of(x)
+    if name is not None:
+        return sub["dirs"].get(name, f"e_{name}")
+    return None
+
+
+class _Charges(Walker[dict | None]):
+    def __init__(self, m: GaugeModel):
+        self.m = m
+        self.mod = 2 if m.group.name == "z2" else 0
+
+    def walk(self, e: E.Expr, env=None) -> dict | None:
+        try:
+            return super().walk(e, env)
+        except _Undecided:
+            return None
+
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return _Undecided()
+
+    def norm(self, c: dict) -> dict:
         out = {}
         for k, v in c.items():
-            v = v % mod if mod else v
+            v = v % self.mod if self.mod else v
             if v:
                 out[k] = v
         return out
 
-    def combine(a: tuple, b: tuple, s: int) -> tuple:
-        acc: dict = dict(a)
-        for k, v in b:
-            acc[k] = acc.get(k, 0) + s * v
-        return tuple(sorted((k, v) for k, v in acc.items() if v))
+    def on_number(self, e, sub) -> dict:
+        return {}
 
-    def dir_token(x: ast.Expr, sub: dict) -> str | None:
-        if isinstance(x, ast.Number) and isinstance(x.value, int):
-            return f"e{x.value}"
-        if isinstance(x, ast.Name):
-            return sub["dirs"].get(x.id, f"e_{x.id}")
-        return None
+    def on_imaginary(self, e, sub) -> dict:
+        return {}
 
-    def off(x: ast.Expr, sub: dict) -> tuple | None:
-        if isinstance(x, ast.Name):
-            if x.id in sub["sites"]:
-                return sub["sites"][x.id]
-            if x.id.startswith("e_"):
-                return ((sub["dirs"].get(x.id[2:], x.id), 1),)
-            return ((x.id, 1),)
-        if isinstance(x, ast.Binary) and x.op in "+-":
-            a, b = off(x.left, sub), off(x.right, sub)
-            if a is None or b is None:
-                return None
-            return combine(a, b, 1 if x.op == "+" else -1)
-        return None
-
-    def rec(x: ast.Expr, sub: dict, depth: int = 0) -> dict | None:
-        if depth > 16:
-            return None
-        if isinstance(x, ast.Number | ast.Imaginary):
+    def on_name(self, e: E.Name, sub) -> dict | None:
+        if e.id in self.m.model.params or e.id in ("pi", "I"):
             return {}
-        if isinstance(x, ast.Name):
-            if x.id in m.ir.params or x.id in ("pi", "I"):
-                return {}
-            return None
-        if isinstance(x, ast.Index) and isinstance(x.base, ast.Name):
-            name = x.base.id
-            if name == m.link_field and len(x.indices) == 2:
-                o, u = off(x.indices[0], sub), dir_token(x.indices[1], sub)
-                if o is None or u is None:
-                    return None
-                return norm({o: 1, combine(o, ((u, 1),), 1): -1})
-            if name in m.matter_domains and len(x.indices) == 1:
-                o = off(x.indices[0], sub)
-                return None if o is None else {o: 1}
-            d = m.ir.definitions.get(name)
-            if d is None or len(d.indices) != len(x.indices) or not d.indices:
-                return None
-            if not all(isinstance(i, ast.Name) for i in d.indices):
-                return None
-            o = off(x.indices[0], sub)
-            dirs = [dir_token(i, sub) for i in x.indices[1:]]
-            if o is None or None in dirs:
-                return None
-            inner = {"sites": {d.indices[0].id: o},
-                     "dirs": {f.id: t for f, t in zip(d.indices[1:], dirs)}}
-            return rec(d.expr, inner, depth + 1)
-        if isinstance(x, ast.Unary) and x.op == "-":
-            return rec(x.operand, sub, depth)
-        if isinstance(x, ast.Binary):
-            a, b = rec(x.left, sub, depth), rec(x.right, sub, depth)
-            if a is None or b is None:
-                return None
-            if x.op == "*":
-                c = dict(a)
-                for k, v in b.items():
-                    c[k] = c.get(k, 0) + v
-                return norm(c)
-            if x.op in "+-":
-                return a if a == b else None
-            if x.op == "/":
-                return a if not b else None
-            if x.op == "^":
-                return a if not a and not b else None
-            return None
-        if isinstance(x, ast.Call) and len(x.args) == 1:
-            a = rec(x.args[0], sub, depth)
-            if a is None:
-                return None
-            if x.func in ("conj", "dagger"):
-                return norm({k: -v for k, v in a.items()})
-            if x.func == "trace":
-                return a
-            return a if not a else None  # f(invariant) is invariant; f(charged): numerics
-        if isinstance(x, ast.Generator):
-            return rec(x.body, sub, depth)
         return None
 
-    return rec(e, {"sites": {}, "dirs": {}})
+    def on_index(self, x: E.Index, sub) -> dict | None:
+        if sub["depth"] > 16:
+            return None
+        m = self.m
+        name = name_of(x.base)
+        if name is None:
+            return None
+        off = _SymbolicOffset()
+        if name == m.link_field and len(x.indices) == 2:
+            try:
+                o = off.walk(x.indices[0], sub)
+            except _Undecided:
+                return None
+            u = _dir_token(x.indices[1], sub)
+            if u is None:
+                return None
+            return self.norm({o: 1, _combine(o, ((u, 1),), 1): -1})
+        if name in m.matter_domains and len(x.indices) == 1:
+            try:
+                return {off.walk(x.indices[0], sub): 1}
+            except _Undecided:
+                return None
+        d = m.model.definitions.get(name)
+        if d is None or len(d.indices) != len(x.indices) or not d.indices:
+            return None
+        try:
+            o = off.walk(x.indices[0], sub)
+        except _Undecided:
+            return None
+        dirs = [_dir_token(i, sub) for i in x.indices[1:]]
+        if None in dirs:
+            return None
+        inner = {"sites": {d.indices[0]: o}, "dirs": dict(zip(d.indices[1:], dirs)),
+                 "depth": sub["depth"] + 1}  # fmt: skip
+        return self.walk(d.expr, inner)
+
+    def on_unary(self, x: E.Unary, sub) -> dict | None:
+        return self.walk(x.operand, sub) if x.op == "-" else None
+
+    def on_binary(self, x: E.Binary, sub) -> dict | None:
+        a, b = self.walk(x.left, sub), self.walk(x.right, sub)
+        if a is None or b is None:
+            return None
+        if x.op == "*":
+            c = dict(a)
+            for k, v in b.items():
+                c[k] = c.get(k, 0) + v
+            return self.norm(c)
+        if x.op in ("+", "-"):
+            return a if a == b else None
+        if x.op == "/":
+            return a if not b else None
+        if x.op == "^":
+            return a if not a and not b else None
+        return None
+
+    def on_call(self, x: E.Call, sub) -> dict | None:
+        if len(x.args) != 1:
+            return None
+        a = self.walk(x.args[0], sub)
+        if a is None:
+            return None
+        if x.func in ("conj", "dagger"):
+            return self.norm({k: -v for k, v in a.items()})
+        if x.func == "trace":
+            return a
+        return a if not a else None  # f(invariant) is invariant; f(charged): numerics
+
+    def on_reduce(self, x: E.Reduce, sub) -> dict | None:
+        return self.walk(x.body, sub)
 
 
-def compile_gauge(ir: ModelIR, **options: Any) -> GaugeModel:
-    return GaugeModel(ir, **options)
+def compile_gauge(model: ModelInstance, **options: Any) -> GaugeModel:
+    return GaugeModel(model, **options)
 
 
-__all__ = ["GaugeModel", "Evaluator", "compile_gauge", "is_gauge_model", "is_gauge_node",
+__all__ = ["GaugeModel", "Evaluator", "compile_gauge",
            "lattice_dim"]

@@ -9,14 +9,13 @@ bonds, as in the usual convention).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+
+from physml_lang.catalogue.lattices import LATTICES
 
 Offset = tuple[int, ...]
 
@@ -139,56 +138,17 @@ class Lattice:
         return torch.as_tensor(colours)
 
 
-# ---------------------------------------------------------------- registry
+# ---------------------------------------------------------------- construction
 
 
-class LatticeOptions(BaseModel):
-    """Options shared by the regular lattices."""
-
-    model_config = ConfigDict(extra="forbid")
-    boundary: Literal["periodic", "open"] = Field("periodic", description="periodic or open")
-
-
-@dataclass(frozen=True)
-class LatticeEntry:
-    """A registered lattice: its dimension and its neighbour shells."""
-
-    dim: int
-    shells: dict[int, tuple[Offset, ...]]
-    doc: str
-    build: Callable[..., Lattice] | None = None
-
-
-LATTICES: dict[str, LatticeEntry] = {
-    "chain": LatticeEntry(1, {1: ((1,),), 2: ((2,),)}, "1D chain of L sites"),
-    "square": LatticeEntry(
-        2, {1: ((1, 0), (0, 1)), 2: ((1, 1), (1, -1))}, "square lattice L1 x L2"
-    ),
-    "triangular": LatticeEntry(
-        2,
-        {1: ((1, 0), (0, 1), (1, -1)), 2: ((1, 1), (2, -1), (1, -2))},
-        "triangular lattice L1 x L2 (axial coordinates: 6 neighbours)",
-    ),
-    "cubic": LatticeEntry(
-        3,
-        {
-            1: ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
-            2: ((1, 1, 0), (1, -1, 0), (1, 0, 1), (1, 0, -1), (0, 1, 1), (0, 1, -1)),
-        },
-        "simple cubic lattice L1 x L2 x L3",
-    ),
-}
-
-GRAPHS = {"complete": "complete graph on N vertices: every pair interacts"}
-
-
-def make_lattice(kind: str, sizes: list[int], boundary: str = "periodic") -> Lattice:
-    """Build a registered lattice. ``sizes`` has one entry (used for every axis) or d entries."""
-    entry = LATTICES[kind]
-    if len(sizes) == 1:
-        sizes = sizes * entry.dim
-    periodic = tuple(boundary == "periodic" for _ in sizes)
-    return Lattice(kind, tuple(sizes), periodic, dict(entry.shells))
+def make_lattice(kind: str, sizes: list[int] | tuple[int, ...],
+                 boundary: str | tuple[bool, ...] = "periodic") -> Lattice:  # fmt: skip
+    """A lattice of the catalogue; ``sizes`` has one entry (used for every axis) or d entries;
+    ``boundary`` is "periodic", "open", or whether each axis is periodic."""
+    spec = LATTICES[kind]
+    sizes = tuple(sizes) * spec.dim if len(sizes) == 1 else tuple(sizes)
+    periodic = (boundary == "periodic",) * len(sizes) if isinstance(boundary, str) else boundary
+    return Lattice(kind, sizes, tuple(periodic), dict(spec.shells))
 
 
 def make_complete_graph(n: int) -> Lattice:

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import sympy as sp
 import torch
 
-from physml_lang import ast
 from physml_lang.diagnostics import Diagnostic, PhysmlError
-from physml_lang.ir import ModelIR
+from physml_lang.ir import expr as E
 
 from . import derive
 from .derive import CANDIDATE
 from .energy import PATHS, LatticeKernels, LatticeSumModule, LocalEnergyModule, _is_pair_stencil
+from .instance import ModelInstance
 from .lowering import Kernel
 from .symmetry import verify_symmetries
 from .terms import Access, LatticeSum, PairTerm, StencilTerm, TermBuilder, access_symbol
@@ -31,7 +31,7 @@ class FieldKernels:
     n_colours: int
 
 
-def default_path(model: ModelIR) -> str:
+def default_path(model: ModelInstance) -> str:
     lat = model.lattice
     if lat.complete:
         return "dense"
@@ -44,23 +44,24 @@ class CompiledModel:
     ``energy(state)`` -> (B,) for state (B, *lattice.shape) (or a dict of fields).
     """
 
-    def __init__(self, model: ModelIR, path: str | None = None, dtype=torch.float32):
+    def __init__(self, model: ModelInstance, path: str | None = None, dtype=torch.float32):
         if model.lattice is None or not model.fields:
             raise PhysmlError(Diagnostic("P800", f"model {model.name} has no lattice field to "
-                                         "sample", model.node.name_span))  # fmt: skip
+                                         "sample", model.name_span))  # fmt: skip
         from .sitesets import SiteSetGraph
 
         if isinstance(model.lattice, SiteSetGraph):
             raise PhysmlError(Diagnostic(
                 "P502", f"model {model.name} lives on a {model.lattice.kind} graph: the lattice "
                 "samplers do not apply; it is sampled by its derived block Gibbs sampler",
-                model.node.name_span, "train it in a run: 'train NAME via pcd(k = 1), data = X', "
+                model.name_span, "train it in a run: 'train NAME via pcd(k = 1), data = X', "
                 "then 'generate chains = 64'"))  # fmt: skip
         if model.energy is None:
             raise PhysmlError(Diagnostic(
-                "P400", f"model {model.name} declares no energy", model.node.name_span,
+                "P400", f"model {model.name} declares no energy", model.name_span,
                 "add e.g. 'energy E = -J * sum(s[i] * s[j] for (i, j) in bonds)'"))  # fmt: skip
-        self.ir = model
+        self.model = model
+        self.ir = model.ir
         self.lattice = model.lattice
         self.path = path or default_path(model)
         if self.path not in PATHS:
@@ -80,7 +81,7 @@ class CompiledModel:
 
     # ---------------------------------------------------------------- derivations
     def _field_kernels(self, name: str) -> FieldKernels:
-        model, lat = self.ir, self.lattice
+        model, lat = self.model, self.lattice
         dense_from_stencil = self.path == "dense" and not lat.complete
         stencil_part = LatticeSum([t for t in self.energy_sum.terms if isinstance(t, PairTerm)
                                    or not (dense_from_stencil and _is_pair_stencil(t))])  # fmt: skip
@@ -136,15 +137,15 @@ class CompiledModel:
         return out
 
     # ---------------------------------------------------------------- observables
-    def lattice_sum_module(self, expr: ast.Expr, name: str) -> LatticeSumModule:
+    def lattice_sum_module(self, expr: E.Expr, name: str) -> LatticeSumModule:
         """An extensive user observable (any expression of sums over the lattice)."""
-        lsum = TermBuilder(self.ir).lattice_sum(expr)
-        return LatticeSumModule(self.ir, lsum, self.kernels, name)
+        lsum = TermBuilder(self.model).lattice_sum(expr)
+        return LatticeSumModule(self.model, lsum, self.kernels, name)
 
     def magnetization(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
         """Total magnetisation M of the first discrete field: sum of spins; for potts(q) the
         order parameter N (q max_k n_k / N - 1) / (q - 1); for binary units sum(2 s - 1)."""
-        name, f = next((n, f) for n, f in self.ir.fields.items() if f.domain.discrete)
+        name, f = next((n, f) for n, f in self.model.fields.items() if f.domain.discrete)
         s = state[name]
         B = s.shape[0]
         flat = s.reshape(B, -1)
@@ -159,7 +160,7 @@ class CompiledModel:
 
     def describe(self) -> str:
         """One line for ``physml check``."""
-        syms = [s.name for s in self.ir.symmetries if s.active]
+        syms = [s.name for s in self.model.symmetries if s.active]
         return (f"{_describe(self.lattice)}, {len(self.energy_sum.terms)} energy terms, "
                 f"lowered by {self.path}; symmetries verified: {', '.join(syms) or 'none declared'}")  # fmt: skip
 
@@ -174,7 +175,7 @@ class CompiledModel:
 
     # ---------------------------------------------------------------- emitted code
     def emit_sympy(self) -> str:
-        sym = TermBuilder(self.ir, symbolic=True).lattice_sum(self.ir.energy.expr)
+        sym = TermBuilder(self.model, symbolic=True).lattice_sum(self.ir.energy.expr)
         lines = [
             f"# model {self.ir.name}: derived by sympy",
             f"# lattice: {_describe(self.lattice)}",
@@ -191,7 +192,7 @@ class CompiledModel:
             if local.pairs:
                 lines.append("  + dense pair part: f(v) (U g(s))_x + g(v) (U^T f(s))_x")
             fk = self.fields[name]
-            dom = self.ir.fields[name].domain
+            dom = self.model.fields[name].domain
             if len(dom.values()) == 2 and not local.pairs:
                 cur = access_symbol(Access("field", name, (0,) * self.lattice.dim))
                 lines.append(f"flip energy change of {name}[x]: dE = "

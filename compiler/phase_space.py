@@ -20,7 +20,6 @@ Two model kinds are compiled here (both registered by runtime/dynamics/tasks.py)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +27,20 @@ import numpy as np
 import sympy
 import torch
 
-from physml_lang import ast
+from physml_lang.check.constants import evaluate
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
-from physml_lang.evaluate import ConstEvaluator
-from physml_lang.ir import ModelIR
+from physml_lang.ir import expr as E
+from physml_lang.ir.functions import Function
+from physml_lang.ir.walk import (
+    as_binary,
+    as_call,
+    as_index,
+    as_list,
+    as_reduce,
+    as_unary,
+    children,
+    name_of,
+)
 
 from .hamiltonian import (
     CompiledHamiltonian,
@@ -46,18 +55,16 @@ from .hamiltonian import (
     lower_hamiltonian,
     lower_program,
 )
-from .terms import arithmetic
+from .instance import ModelInstance
+from .lower.sympy import SympyArithmetic
 
 Tensor = torch.Tensor
 MAX_TERMS = 200_000  # unrolled terms of a phase-space H (symbolic: N-body sums are O(N^2))
 MAX_PAIRS = 4096  # canonical pairs of a phase-space model (symbolic derivation per pair)
 
-_FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = {
-    "cos": sympy.cos, "sin": sympy.sin, "tan": sympy.tan, "exp": sympy.exp, "log": sympy.log,
-    "sqrt": sympy.sqrt, "tanh": sympy.tanh, "cosh": sympy.cosh, "sinh": sympy.sinh,
-    "abs": sympy.Abs, "sign": sympy.sign, "min": sympy.Min, "max": sympy.Max,
-}  # fmt: skip
-_NONDIFF_CALLS = {"abs", "sign", "min", "max"}
+# the functions of the table a Hamiltonian or action may use (real, smooth or piecewise)
+_FUNCTIONS = ("cos", "sin", "tan", "exp", "log", "sqrt", "tanh", "cosh", "sinh", "abs", "sign",
+              "min", "max")  # fmt: skip
 CONTINUOUS = {"real", "angle"}
 
 
@@ -76,8 +83,8 @@ def _int(v: sympy.Expr, span: Span, what: str) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-class SympyBuilder:
-    """Builds a sympy expression from an expression node of a model.
+class SympyBuilder(SympyArithmetic):
+    """Builds a sympy expression from an expression of a model (``env``: bound loop variables).
 
     Parameters stay symbols (bound to numbers at lowering, so ``--emit sympy`` shows m, g, l);
     loop variables are bound to sympy Integers; subclasses resolve the model's own variables
@@ -85,116 +92,121 @@ class SympyBuilder:
     non-differentiable function is recorded with its span.
     """
 
-    def __init__(self, ir: ModelIR):
-        self.ir = ir
-        self.params = {k: v for k, v in ir.params.items() if isinstance(v, int | float)}
+    what = "a Hamiltonian or action"
+
+    def __init__(self, model: ModelInstance):
+        self.model = model
+        self.params = {k: v for k, v in model.params.items() if isinstance(v, int | float)}
         self.nondiff: list[tuple[sympy.Expr, Span]] = []
         self.terms = 0
         self._depth = 0
 
     # -- hooks
-    def variable(self, e: ast.Name, env: dict[str, Any]) -> sympy.Expr | None:
+    def variable(self, e: E.Name, env: dict[str, Any]) -> sympy.Expr | None:
         return None
 
-    def indexed(self, e: ast.Index, env: dict[str, Any]) -> sympy.Expr | None:
+    def indexed(self, e: E.Index, env: dict[str, Any]) -> sympy.Expr | None:
         return None
 
-    def domain(self, loop: ast.Loop, env: dict[str, Any], body: ast.Expr) -> list[tuple]:
+    def domain(self, loop: E.Loop, env: dict[str, Any], body: E.Expr) -> list[tuple]:
         fail("P800", "this sum is not supported here", loop.span)
 
     # -- the walk
-    def build(self, e: ast.Expr, env: dict[str, Any]) -> sympy.Expr:
+    def build(self, e: E.Expr, env: dict[str, Any]) -> sympy.Expr:
         self._depth += 1
         if self._depth > 200:
             fail("P800", "definitions refer to each other too deeply (a cycle?)", e.span)
         try:
-            return self._build(e, env)
+            return self.walk(e, env)
         finally:
             self._depth -= 1
 
-    def _build(self, e: ast.Expr, env: dict[str, Any]) -> sympy.Expr:
-        if isinstance(e, ast.Number):
-            return sympy.Integer(e.value) if isinstance(e.value, int) else sympy.Float(e.value)
-        if isinstance(e, ast.Name):
-            if e.id in env:
-                return env[e.id]
-            v = self.variable(e, env)
-            if v is not None:
-                return v
-            if e.id in self.params:
-                return sympy.Symbol(e.id, real=True)
-            if e.id == "pi":
-                return sympy.pi
-            d = self.ir.definitions.get(e.id)
-            if d is not None:
-                if d.indices:
-                    fail("P302", f"'{e.id}' is defined with indices: write {e.id}[...]", e.span)
-                return self.build(d.expr, {})
-            fail("P300", f"'{e.id}' cannot be used in this expression", e.span)
-        if isinstance(e, ast.Unary):
-            if e.op != "-":
-                fail("P300", f"'{e.op}' is not an arithmetic operation", e.span)
-            return -self.build(e.operand, env)
-        if isinstance(e, ast.Binary):
-            a, b = self.build(e.left, env), self.build(e.right, env)
-            out = arithmetic(e, a, b)
-            if out is not None:
-                return out
-            fail("P300", f"'{e.op}' cannot appear in an energy", e.span)
-        if isinstance(e, ast.Index):
-            v = self.indexed(e, env)
-            if v is not None:
-                return v
-            if isinstance(e.base, ast.Name) and e.base.id in self.ir.definitions:
-                return self._definition_call(e.base.id, e.indices, env, e.span)
-            fail("P202", "only coordinates, fields and definitions can be indexed", e.span)
-        if isinstance(e, ast.Call):
-            if e.func in self.ir.definitions:
-                return self._definition_call(e.func, e.args, env, e.span)
-            fn = _FUNCTIONS.get(e.func)
-            if fn is None or e.kwargs:
-                fail("P800", f"'{e.func}' cannot be used in a Hamiltonian or action", e.func_span,
-                     "functions: " + ", ".join(sorted(_FUNCTIONS)))  # fmt: skip
-            args = [self.build(a, env) for a in e.args]
-            n_args = 2 if e.func in ("min", "max") else 1
-            if len(args) != n_args:
-                fail("P302", f"{e.func} takes {n_args} argument(s)", e.span)
-            out = fn(*args)
-            if e.func in _NONDIFF_CALLS:
-                self.nondiff.append((out, e.span))
-            return out
-        if isinstance(e, ast.Generator):
-            if e.func not in ("sum", "prod"):
-                fail("P800", f"'{e.func}' over a structure is not supported", e.func_span)
-            parts: list[sympy.Expr] = []
-            for inner in self._loop_envs(e.loops, env, e.body):
-                parts.append(self.build(e.body, inner))
-                self.terms += 1
-                if self.terms > MAX_TERMS:
-                    fail("P400", f"more than {MAX_TERMS} terms after unrolling the sums", e.span,
-                         "phase-space Hamiltonians are derived symbolically; use fewer "
-                         "particles")  # fmt: skip
-            if e.func == "sum":
-                return sympy.Add(*parts)
-            return sympy.Mul(*parts)
-        if isinstance(e, ast.Imaginary | ast.String | ast.ListExpr):
-            fail("P300", "a real-valued expression is expected here", e.span)
-        fail("P800", "this expression is not supported here", e.span)
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic("P800", "this expression is not supported here", e.span))
 
-    def _definition_call(self, name: str, args: list[ast.Expr], env: dict[str, Any],
+    def on_imaginary(self, e: E.Imag, env) -> sympy.Expr:
+        fail("P300", "a real-valued expression is expected here", e.span)
+
+    on_string = on_list = on_imaginary
+
+    def constant(self, value, e: E.Expr) -> sympy.Expr:
+        return sympy.Integer(value) if isinstance(value, int) else sympy.Float(value)
+
+    def logical(self, e: E.Binary, env) -> sympy.Expr:
+        fail("P300", f"'{e.op}' cannot appear in an energy", e.span)
+
+    def compare(self, op: str, a, b, e: E.Binary) -> sympy.Expr:
+        fail("P300", f"'{op}' cannot appear in an energy", e.span)
+
+    def logical_not(self, a, e: E.Unary) -> sympy.Expr:
+        fail("P300", f"'{e.op}' is not an arithmetic operation", e.span)
+
+    def on_name(self, e: E.Name, env: dict[str, Any]) -> sympy.Expr:
+        if e.id in env:
+            return env[e.id]
+        v = self.variable(e, env)
+        if v is not None:
+            return v
+        if e.id in self.params:
+            return sympy.Symbol(e.id, real=True)
+        if e.id == "pi":
+            return sympy.pi
+        d = self.model.definitions.get(e.id)
+        if d is not None:
+            if d.indices:
+                fail("P302", f"'{e.id}' is defined with indices: write {e.id}[...]", e.span)
+            return self.build(d.expr, {})
+        fail("P300", f"'{e.id}' cannot be used in this expression", e.span)
+
+    def on_index(self, e: E.Index, env: dict[str, Any]) -> sympy.Expr:
+        v = self.indexed(e, env)
+        if v is not None:
+            return v
+        base = name_of(e.base)
+        if base is not None and base in self.model.definitions:
+            return self._definition_call(base, e.indices, env, e.span)
+        fail("P202", "only coordinates, fields and definitions can be indexed", e.span)
+
+    def on_call(self, e: E.Call, env: dict[str, Any]) -> sympy.Expr:
+        if e.func in self.model.definitions:
+            return self._definition_call(e.func, e.args, env, e.span)
+        if e.func not in _FUNCTIONS or e.kwargs:
+            fail("P800", f"'{e.func}' cannot be used in a Hamiltonian or action", e.func_span,
+                 "functions: " + ", ".join(sorted(_FUNCTIONS)))  # fmt: skip
+        return super().on_call(e, env)
+
+    def apply(self, fn: Function, args: list[sympy.Expr], e: E.Call) -> sympy.Expr:
+        if fn.name in ("min", "max") and len(args) != 2:
+            fail("P302", f"{fn.name} takes 2 argument(s)", e.span)
+        return super().apply(fn, args, e)
+
+    def on_reduce(self, e: E.Reduce, env: dict[str, Any]) -> sympy.Expr:
+        if e.func not in ("sum", "prod"):
+            fail("P800", f"'{e.func}' over a structure is not supported", e.func_span)
+        parts: list[sympy.Expr] = []
+        for inner in self._loop_envs(e.loops, env, e.body):
+            parts.append(self.build(e.body, inner))
+            self.terms += 1
+            if self.terms > MAX_TERMS:
+                fail("P400", f"more than {MAX_TERMS} terms after unrolling the sums", e.span,
+                     "phase-space Hamiltonians are derived symbolically; use fewer "
+                     "particles")  # fmt: skip
+        if e.func == "sum":
+            return sympy.Add(*parts)
+        return sympy.Mul(*parts)
+
+    def _definition_call(self, name: str, args: tuple[E.Expr, ...], env: dict[str, Any],
                          span: Span) -> sympy.Expr:  # fmt: skip
         """``r[i, j]`` / ``r(i, j)`` for ``let r[i, j] = ...``: bind the indices, build the body."""
-        d = self.ir.definitions[name]
+        d = self.model.definitions[name]
         if len(args) != len(d.indices):
             fail("P302", f"'{name}' takes {len(d.indices)} index(es), got {len(args)}", span)
         inner: dict[str, Any] = {}
         for formal, actual in zip(d.indices, args, strict=True):
-            if not isinstance(formal, ast.Name):
-                fail("P300", "the indices of a definition are names", formal.span)
-            inner[formal.id] = self.build(actual, env)
+            inner[formal] = self.build(actual, env)
         return self.build(d.expr, inner)
 
-    def _loop_envs(self, loops: list[ast.Loop], env: dict[str, Any], body: ast.Expr):
+    def _loop_envs(self, loops: tuple[E.Loop, ...], env: dict[str, Any], body: E.Expr):
         if not loops:
             yield env
             return
@@ -207,21 +219,23 @@ class SympyBuilder:
             inner.update({n: sympy.Integer(v) for n, v in zip(first.names, values, strict=True)})
             yield from self._loop_envs(rest, inner, body)
 
-    def const_int(self, e: ast.Expr, env: dict[str, Any], what: str) -> int:
+    def const_int(self, e: E.Expr, env: dict[str, Any], what: str) -> int:
         v = self.build(e, env)
         v = v.xreplace({sympy.Symbol(k, real=True): x for k, x in self.params.items()})
         return _int(v, e.span, what)
 
-    def literal_domain(self, loop: ast.Loop, env: dict[str, Any]) -> list[tuple] | None:
+    def literal_domain(self, loop: E.Loop, env: dict[str, Any]) -> list[tuple] | None:
         """``range(a[, b])`` and ``[0, 2, 5]`` loop domains (one name)."""
         d = loop.domain
-        if isinstance(d, ast.Call) and d.func == "range":
-            bounds = [self.const_int(a, env, "a range bound") for a in d.args]
+        call = as_call(d)
+        if call is not None and call.func == "range":
+            bounds = [self.const_int(a, env, "a range bound") for a in call.args]
             if not 1 <= len(bounds) <= 2:
                 fail("P302", "range takes 1 or 2 bounds", d.span)
             return [(k,) for k in range(*bounds)]
-        if isinstance(d, ast.ListExpr):
-            return [(self.const_int(x, env, "a list entry"),) for x in d.items]
+        items = as_list(d)
+        if items is not None:
+            return [(self.const_int(x, env, "a list entry"),) for x in items]
         return None
 
 
@@ -230,31 +244,10 @@ class SympyBuilder:
 # --------------------------------------------------------------------------------------------
 
 
-def phase_shape(ir: ModelIR, cap: bool = True) -> tuple[int, ...]:
-    """The shape of q (and p): () for one pair, (N,) or (N, D) from ``phase_space (q, p): real[...]``."""
-    ps = ir.phase_space
-    assert ps is not None
-    if ps.type is None:
-        return ()
-    t = ps.type
-    if t.name != "real" or t.args or t.kwargs:
-        fail("P301", "canonical coordinates are real: phase_space (q, p): real[N, D]", t.span)
-    ev = ConstEvaluator(ir.params, what="the phase-space shape")
-    shape = []
-    for x in t.shape:
-        v = ev(x)
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            fail("P400", f"a phase-space dimension must be a positive integer, got {v!r}", x.span)
-        shape.append(v)
-    if len(shape) > 2:
-        fail("P302", "phase_space takes real, real[N] or real[N, D]", t.span)
-    n = math.prod(shape)
-    if cap and n > MAX_PAIRS:
-        fail("P400", f"{n} canonical pairs is more than the symbolic compiler handles "
-             f"({MAX_PAIRS})", t.span)  # fmt: skip
-    return tuple(shape)
+def phase_shape(model: ModelInstance) -> tuple[int, ...]:
+    """The shape of q (and p): () for one pair, (N,) or (N, D) (checked by the front end)."""
+    assert model.phase_space is not None
+    return tuple(model.phase_space.shape)
 
 
 def _label(name: str, shape: tuple[int, ...], k: int) -> str:
@@ -267,10 +260,10 @@ def _label(name: str, shape: tuple[int, ...], k: int) -> str:
 class PhaseBuilder(SympyBuilder):
     """Resolves q, p, q[i, a], p[i, a] and the loop structures of phase-space models."""
 
-    def __init__(self, ir: ModelIR, shape: tuple[int, ...]):
-        super().__init__(ir)
-        assert ir.phase_space is not None
-        self.qname, self.pname = ir.phase_space.q, ir.phase_space.p
+    def __init__(self, model: ModelInstance, shape: tuple[int, ...]):
+        super().__init__(model)
+        assert model.phase_space is not None
+        self.qname, self.pname = model.phase_space.q, model.phase_space.p
         self.shape = shape
         n = math.prod(shape)
         if shape:
@@ -284,7 +277,7 @@ class PhaseBuilder(SympyBuilder):
     def _which(self, name: str) -> list[sympy.Symbol] | None:
         return self.q if name == self.qname else self.p if name == self.pname else None
 
-    def variable(self, e: ast.Name, env: dict[str, Any]) -> sympy.Expr | None:
+    def variable(self, e: E.Name, env: dict[str, Any]) -> sympy.Expr | None:
         syms = self._which(e.id)
         if syms is None:
             return None
@@ -294,14 +287,15 @@ class PhaseBuilder(SympyBuilder):
                  e.span)  # fmt: skip
         return syms[0]
 
-    def indexed(self, e: ast.Index, env: dict[str, Any]) -> sympy.Expr | None:
-        if not isinstance(e.base, ast.Name):
+    def indexed(self, e: E.Index, env: dict[str, Any]) -> sympy.Expr | None:
+        base = name_of(e.base)
+        if base is None:
             return None
-        syms = self._which(e.base.id)
+        syms = self._which(base)
         if syms is None:
             return None
         if len(e.indices) != len(self.shape):
-            fail("P302", f"'{e.base.id}' has shape {self.shape}: it takes {len(self.shape)} "
+            fail("P302", f"'{base}' has shape {self.shape}: it takes {len(self.shape)} "
                  f"index(es), got {len(e.indices)}", e.span)  # fmt: skip
         idx = []
         for x, size in zip(e.indices, self.shape, strict=True):
@@ -311,7 +305,7 @@ class PhaseBuilder(SympyBuilder):
             idx.append(k)
         return syms[int(np.ravel_multi_index(idx, self.shape))]
 
-    def domain(self, loop: ast.Loop, env: dict[str, Any], body: ast.Expr) -> list[tuple]:
+    def domain(self, loop: E.Loop, env: dict[str, Any], body: E.Expr) -> list[tuple]:
         lit = self.literal_domain(loop, env)
         if lit is not None:
             return lit
@@ -322,44 +316,43 @@ class PhaseBuilder(SympyBuilder):
                 fail("P400", f"cannot tell the range of '{loop.names[0]}'", loop.span,
                      "say it: 'for i in particles', 'for a in dims' or 'for (i, j) in pairs'")
             return [(k,) for k in range(self.shape[axis])]
-        if isinstance(d, ast.Name) and d.id in ("particles", "dims", "pairs"):
+        dname = name_of(d)
+        if dname in ("particles", "dims", "pairs"):
             if not self.shape:
-                fail("P400", f"'{d.id}' needs a phase space with a shape, e.g. "
+                fail("P400", f"'{dname}' needs a phase space with a shape, e.g. "
                      "phase_space (q, p): real[N, 2]", d.span)  # fmt: skip
-            if d.id == "dims":
+            if dname == "dims":
                 return [(k,) for k in range(self.shape[-1] if len(self.shape) == 2 else 1)]
             N = self.shape[0]
-            if d.id == "particles":
+            if dname == "particles":
                 return [(k,) for k in range(N)]
             return [(i, j) for i in range(N) for j in range(i + 1, N)]
         fail("P200", "phase-space sums run over particles, dims, pairs, range(...) or a list",
              d.span if d is not None else loop.span)  # fmt: skip
 
 
-def _axis_of(name: str, e: Any, bases: set[str]) -> int | None:
+def _axis_of(name: str, e: E.Expr, bases: set[str]) -> int | None:
     """The position at which loop variable ``name`` first indexes q or p in ``e``."""
-    if isinstance(e, ast.Index) and isinstance(e.base, ast.Name) and e.base.id in bases:
-        for k, x in enumerate(e.indices):
-            if isinstance(x, ast.Name) and x.id == name:
-                return k
-    if isinstance(e, ast.Expr | ast.Loop):
-        for v in vars(e).values():
-            for x in v if isinstance(v, list) else [v]:
-                if isinstance(x, ast.Expr | ast.Loop):
-                    k = _axis_of(name, x, bases)
-                    if k is not None:
-                        return k
+    stack = [e]
+    while stack:
+        x = stack.pop(0)
+        idx = as_index(x)
+        if idx is not None and name_of(idx.base) in bases:
+            for k, i in enumerate(idx.indices):
+                if name_of(i) == name:
+                    return k
+        stack[:0] = children(x)
     return None
 
 
-def _check_symmetries(ir: ModelIR, allowed: set[str], what: str) -> None:
+def _check_symmetries(ir: ModelInstance, allowed: set[str], what: str) -> None:
     for s in ir.symmetries:
         if s.active and s.name not in allowed:
             fail("P501", f"symmetry '{s.name}' is not supported for {what}", s.span,
                  "supported: " + ", ".join(sorted(allowed)))  # fmt: skip
 
 
-def _hamiltonian_defs(ir: ModelIR) -> tuple[list[ast.Expr], Span]:
+def _hamiltonian_defs(ir: ModelInstance) -> tuple[list[E.Expr], Span]:
     """The expressions whose sum is H (a hamiltonian, or kinetic + potential terms)."""
     defs = ir.definitions
     for d in defs.values():
@@ -373,7 +366,7 @@ def _hamiltonian_defs(ir: ModelIR) -> tuple[list[ast.Expr], Span]:
     if not kin and not pot:
         other = next((d for d in defs.values() if d.kind in ("energy", "action")), None)
         fail("P400", f"phase-space model {ir.name} declares no hamiltonian",
-             other.span if other else ir.node.name_span,
+             other.span if other else ir.name_span,
              "write 'hamiltonian H = ...', or a 'kinetic T = ...' and a "
              "'potential V = ...'")  # fmt: skip
     if not kin:
@@ -396,10 +389,10 @@ class GenericBuilder(PhaseBuilder):
     """q[i, a] for a *generic* particle i (or pair (i, j)) bound to a placeholder: one symbol per
     component, q_i_a / q_j_a; dims are unrolled (D is small), particles are not."""
 
-    def __init__(self, ir: ModelIR, shape: tuple[int, ...]):
-        SympyBuilder.__init__(self, ir)
-        assert ir.phase_space is not None
-        self.qname, self.pname = ir.phase_space.q, ir.phase_space.p
+    def __init__(self, model: ModelInstance, shape: tuple[int, ...]):
+        SympyBuilder.__init__(self, model)
+        assert model.phase_space is not None
+        self.qname, self.pname = model.phase_space.q, model.phase_space.p
         self.shape = shape
         self.q, self.p = [], []
         self.D = shape[1] if len(shape) == 2 else 1
@@ -412,8 +405,9 @@ class GenericBuilder(PhaseBuilder):
         self.gen = {(w, s): mk(name, tag) for w, name in (("q", self.qname), ("p", self.pname))
                     for s, tag in ((_I, "i"), (_J, "j"))}  # fmt: skip
 
-    def indexed(self, e: ast.Index, env: dict[str, Any]) -> sympy.Expr | None:
-        if not isinstance(e.base, ast.Name) or e.base.id not in (self.qname, self.pname):
+    def indexed(self, e: E.Index, env: dict[str, Any]) -> sympy.Expr | None:
+        base = name_of(e.base)
+        if base not in (self.qname, self.pname):
             return None
         if len(e.indices) != len(self.shape):
             return super().indexed(e, env)  # the located shape error
@@ -425,29 +419,26 @@ class GenericBuilder(PhaseBuilder):
             a = self.const_int(e.indices[1], env, "an index")
             if not 0 <= a < self.D:
                 fail("P400", f"index {a} is out of range 0 .. {self.D - 1}", e.indices[1].span)
-        return self.gen[("q" if e.base.id == self.qname else "p", first)][a]
+        return self.gen[("q" if base == self.qname else "p", first)][a]
 
 
-def _mentions(e: Any, names: set[str], ir: ModelIR, depth: int = 0) -> bool:
+def _mentions(e: E.Expr, names: set[str], ir: ModelInstance, depth: int = 0) -> bool:
     """Does the expression use q or p (directly or through definitions)?"""
     if depth > 50:
         return True
-    if isinstance(e, ast.Name):
-        if e.id in names:
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        n = name_of(x)
+        call, idx = as_call(x), as_index(x)
+        ref = n if n is not None else (call.func if call is not None else
+                                       name_of(idx.base) if idx is not None else None)
+        if n is not None and n in names:
             return True
-        d = ir.definitions.get(e.id)
-        return d is not None and _mentions(d.expr, names, ir, depth + 1)
-    if isinstance(e, ast.Call) and e.func in ir.definitions:
-        if _mentions(ir.definitions[e.func].expr, names, ir, depth + 1):
+        d = ir.definitions.get(ref) if ref is not None else None
+        if d is not None and _mentions(d.expr, names, ir, depth + 1):
             return True
-    if isinstance(e, ast.Index) and isinstance(e.base, ast.Name) and e.base.id in ir.definitions:
-        if _mentions(ir.definitions[e.base.id].expr, names, ir, depth + 1):
-            return True
-    if isinstance(e, ast.Expr | ast.Loop):
-        for v in vars(e).values():
-            for x in v if isinstance(v, list) else [v]:
-                if isinstance(x, ast.Expr | ast.Loop) and _mentions(x, names, ir, depth + 1):
-                    return True
+        stack.extend(children(x))
     return False
 
 
@@ -494,43 +485,46 @@ def _structure(model: PhaseSpaceModel) -> Structure | None:
     Used when there is a pair sum or when the phase space is too big to unroll; None when H has
     a piece that is neither (then the unrolled symbolic path applies, for small N).
     """
-    ir, shape = model.ir, model.shape
+    ir, shape = model.model, model.shape
     if not shape:
         return None
     exprs, span = _hamiltonian_defs(ir)
     names = {ir.phase_space.q, ir.phase_space.p}  # type: ignore[union-attr]
     gb = GenericBuilder(ir, shape)
-    pieces: dict[str, list[tuple[sympy.Expr, ast.Generator]]] = {"particle": [], "pair": []}
-    rest: list[tuple[sympy.Expr, ast.Expr]] = []
+    pieces: dict[str, list[tuple[sympy.Expr, E.Reduce]]] = {"particle": [], "pair": []}
+    rest: list[tuple[sympy.Expr, E.Expr]] = []
 
-    def collect(e: ast.Expr, coef: sympy.Expr) -> None:
-        if isinstance(e, ast.Binary) and e.op in ("+", "-"):
-            collect(e.left, coef)
-            collect(e.right, coef if e.op == "+" else -coef)
-        elif isinstance(e, ast.Unary) and e.op == "-":
-            collect(e.operand, -coef)
-        elif isinstance(e, ast.Binary) and e.op in ("*", "/"):
-            left, right = _mentions(e.left, names, ir), _mentions(e.right, names, ir)
+    def collect(e: E.Expr, coef: sympy.Expr) -> None:
+        binary, unary, red, n = as_binary(e), as_unary(e), as_reduce(e), name_of(e)
+        if binary is not None and binary[0] in ("+", "-"):
+            op, left, right = binary
+            collect(left, coef)
+            collect(right, coef if op == "+" else -coef)
+        elif unary is not None and unary[0] == "-":
+            collect(unary[1], -coef)
+        elif binary is not None and binary[0] in ("*", "/"):
+            op, le, ri = binary
+            left, right = _mentions(le, names, ir), _mentions(ri, names, ir)
             if left and not right:
-                k = gb.build(e.right, {})
-                collect(e.left, coef * k if e.op == "*" else coef / k)
-            elif right and not left and e.op == "*":
-                collect(e.right, coef * gb.build(e.left, {}))
+                k = gb.build(ri, {})
+                collect(le, coef * k if op == "*" else coef / k)
+            elif right and not left and op == "*":
+                collect(ri, coef * gb.build(le, {}))
             else:
                 rest.append((coef, e))
-        elif isinstance(e, ast.Name) and e.id in ir.definitions and not ir.definitions[e.id].indices:
-            collect(ir.definitions[e.id].expr, coef)
-        elif isinstance(e, ast.Generator) and e.func == "sum" and e.loops:
-            d = e.loops[0].domain
+        elif n is not None and n in ir.definitions and not ir.definitions[n].indices:
+            collect(ir.definitions[n].expr, coef)
+        elif red is not None and red.func == "sum" and red.loops:
+            d = name_of(red.loops[0].domain)
             kind = None
-            if isinstance(d, ast.Name) and d.id == "pairs" and len(e.loops[0].names) == 2:
+            if d == "pairs" and len(red.loops[0].names) == 2:
                 kind = "pair"
-            elif isinstance(d, ast.Name) and d.id == "particles" and len(e.loops[0].names) == 1:
+            elif d == "particles" and len(red.loops[0].names) == 1:
                 kind = "particle"
             if kind is None:
                 rest.append((coef, e))
             else:
-                pieces[kind].append((coef, e))
+                pieces[kind].append((coef, red))
         else:
             rest.append((coef, e))
 
@@ -545,7 +539,7 @@ def _structure(model: PhaseSpaceModel) -> Structure | None:
         pi, pj = gb.gen[("p", _I)], gb.gen[("p", _J)]
         psyms = {sympy.Symbol(k, real=True) for k in gb.params}
 
-        def body(g: ast.Generator, slots: tuple[sympy.Symbol, ...]) -> sympy.Expr:
+        def body(g: E.Reduce, slots: tuple[sympy.Symbol, ...]) -> sympy.Expr:
             env = dict(zip(g.loops[0].names, slots, strict=True))
             return sympy.Add(*[gb.build(g.body, inner)
                                for inner in gb._loop_envs(g.loops[1:], env, g.body)])  # fmt: skip
@@ -623,13 +617,14 @@ class PhaseSpaceModel:
 
     kind = "phase_space"
 
-    def __init__(self, ir: ModelIR):
-        self.ir = ir
-        self.shape = phase_shape(ir, cap=False)
+    def __init__(self, model: ModelInstance):
+        self.model = model
+        self.ir = ir = model.ir
+        self.shape = phase_shape(model)
         self.n = max(1, math.prod(self.shape))
-        _check_symmetries(ir, {"symplectic"}, "phase-space models (the canonical structure is "
+        _check_symmetries(model, {"symplectic"}, "phase-space models (the canonical structure is "
                           "built in: symmetry symplectic)")  # fmt: skip
-        self.builder = PhaseBuilder(ir, self.shape) if self.n <= MAX_PAIRS else None
+        self.builder = PhaseBuilder(model, self.shape) if self.n <= MAX_PAIRS else None
         self._derivation: HamiltonianDerivation | None = None
         self.structure: Structure | None = _structure(self)
         if self.structure is not None:
@@ -638,7 +633,7 @@ class PhaseSpaceModel:
         if self.builder is None:
             ps = ir.phase_space
             fail("P400", f"{self.n} canonical pairs is more than the symbolic compiler handles "
-                 f"({MAX_PAIRS}) for this Hamiltonian", ps.type.span if ps.type else ps.span,
+                 f"({MAX_PAIRS}) for this Hamiltonian", ps.span,
                  "sums over particles and 'for (i, j) in pairs' of a function of "
                  "q[i, a] - q[j, a] are compiled for any N")  # fmt: skip
         builder = self.builder
@@ -671,7 +666,7 @@ class PhaseSpaceModel:
 
     @property
     def H_span(self) -> Span:
-        return _hamiltonian_defs(self.ir)[1]
+        return _hamiltonian_defs(self.model)[1]
 
     @property
     def H(self) -> sympy.Expr:
@@ -694,7 +689,7 @@ class PhaseSpaceModel:
         return self._derivation
 
     def _hamiltonian(self, builder: PhaseBuilder) -> tuple[sympy.Expr, Span]:
-        exprs, span = _hamiltonian_defs(self.ir)
+        exprs, span = _hamiltonian_defs(self.model)
         H = sympy.Integer(0)
         for e in exprs:
             H = H + builder.build(e, {})
@@ -719,13 +714,13 @@ class PhaseSpaceModel:
 
     @property
     def qname(self) -> str:
-        assert self.ir.phase_space is not None
-        return self.ir.phase_space.q
+        assert self.model.phase_space is not None
+        return self.model.phase_space.q
 
     @property
     def pname(self) -> str:
-        assert self.ir.phase_space is not None
-        return self.ir.phase_space.p
+        assert self.model.phase_space is not None
+        return self.model.phase_space.p
 
     def labels(self) -> list[str]:
         return [_label(self.qname, self.shape, k) for k in range(self.n)]
@@ -752,12 +747,8 @@ class PhaseSpaceModel:
         return self.system.source
 
 
-def compile_phase_space(ir: ModelIR, **options: Any) -> PhaseSpaceModel:
-    return PhaseSpaceModel(ir)
-
-
-def is_phase_space(ir: ModelIR) -> bool:
-    return ir.phase_space is not None
+def compile_phase_space(model: ModelInstance, **options: Any) -> PhaseSpaceModel:
+    return PhaseSpaceModel(model)
 
 
 # --------------------------------------------------------------------------------------------
@@ -765,37 +756,33 @@ def is_phase_space(ir: ModelIR) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def is_continuous_field(ir: ModelIR) -> bool:
-    return (ir.phase_space is None and bool(ir.fields)
-            and all(f.domain.kind in CONTINUOUS and f.on == "sites" for f in ir.fields.values()))  # fmt: skip
-
-
 class FieldBuilder(SympyBuilder):
     """phi[i] -> a, phi[j] -> b inside ``sum(... for i in sites)`` / ``for (i, j) in bonds``."""
 
-    def __init__(self, ir: ModelIR, field: str):
-        super().__init__(ir)
+    def __init__(self, model: ModelInstance, field: str):
+        super().__init__(model)
         self.field = field
         self.a = sympy.Symbol(f"{field}_i", real=True)
         self.b = sympy.Symbol(f"{field}_j", real=True)
         self.slots: dict[str, sympy.Symbol] = {}
 
-    def variable(self, e: ast.Name, env: dict[str, Any]) -> sympy.Expr | None:
+    def variable(self, e: E.Name, env: dict[str, Any]) -> sympy.Expr | None:
         if e.id == self.field:
             fail("P302", f"'{e.id}' is a field: index it by a site, {e.id}[i]", e.span)
         if e.id in ("sites", "sites_count", "N"):
-            return sympy.Integer(self.ir.lattice.n_sites)
+            return sympy.Integer(self.model.lattice.n_sites)
         return None
 
-    def indexed(self, e: ast.Index, env: dict[str, Any]) -> sympy.Expr | None:
-        if not (isinstance(e.base, ast.Name) and e.base.id == self.field):
+    def indexed(self, e: E.Index, env: dict[str, Any]) -> sympy.Expr | None:
+        base = name_of(e.base)
+        if base != self.field:
             return None
-        if len(e.indices) != 1 or not isinstance(e.indices[0], ast.Name) \
-                or e.indices[0].id not in self.slots:  # fmt: skip
-            fail("P300", f"index '{e.base.id}' by the site names of the enclosing sum: "
-                 f"{e.base.id}[i] for i in sites, {e.base.id}[i] * {e.base.id}[j] for (i, j) "
+        slot = name_of(e.indices[0]) if len(e.indices) == 1 else None
+        if slot is None or slot not in self.slots:
+            fail("P300", f"index '{base}' by the site names of the enclosing sum: "
+                 f"{base}[i] for i in sites, {base}[i] * {base}[j] for (i, j) "
                  "in bonds", e.span)  # fmt: skip
-        return self.slots[e.indices[0].id]
+        return self.slots[slot]
 
 
 @dataclass
@@ -815,8 +802,9 @@ class FieldModel:
 
     kind = "continuous_field"
 
-    def __init__(self, ir: ModelIR):
-        self.ir = ir
+    def __init__(self, model: ModelInstance):
+        self.model = ir = model
+        self.ir = model.ir
         if len(ir.fields) != 1:
             f = list(ir.fields.values())[1]
             fail("P800", "a continuous-field model has one field", f.span)
@@ -831,7 +819,7 @@ class FieldModel:
         self.shape = tuple(lat.shape)
         d = ir.energy
         if d is None:
-            fail("P400", f"model {ir.name} declares no action", ir.node.name_span,
+            fail("P400", f"model {ir.name} declares no action", ir.name_span,
                  f"e.g. action S = sum({self.field}[i]^2 for i in sites)")  # fmt: skip
         self.definition = d
         self.builder = FieldBuilder(ir, self.field)
@@ -899,51 +887,56 @@ class FieldModel:
                 fail("P500", "translation needs a periodic lattice", s.span)
 
     # ---------------------------------------------------------------- structure of S
-    def _collect(self, e: ast.Expr, coef: sympy.Expr) -> None:
+    def _collect(self, e: E.Expr, coef: sympy.Expr) -> None:
         """S as a sum of coef * sum(body for ... in sites | bonds)."""
         b = self.builder
-        if isinstance(e, ast.Binary) and e.op in "+-":
-            self._collect(e.left, coef)
-            self._collect(e.right, coef if e.op == "+" else -coef)
-        elif isinstance(e, ast.Unary) and e.op == "-":
-            self._collect(e.operand, -coef)
-        elif isinstance(e, ast.Binary) and e.op in "*/":
-            left, right = _has_field(e.left, self), _has_field(e.right, self)
+        binary, unary, red, n = as_binary(e), as_unary(e), as_reduce(e), name_of(e)
+        if binary is not None and binary[0] in ("+", "-"):
+            op, left, right = binary
+            self._collect(left, coef)
+            self._collect(right, coef if op == "+" else -coef)
+        elif unary is not None and unary[0] == "-":
+            self._collect(unary[1], -coef)
+        elif binary is not None and binary[0] in ("*", "/"):
+            op, le, ri = binary
+            left, right = _has_field(le, self), _has_field(ri, self)
             if left and right:
                 fail("P800", "an action is a sum of local terms: a product of two sums is not",
                      e.span)  # fmt: skip
-            if e.op == "/" and right:
+            if op == "/" and right:
                 fail("P800", "the field cannot appear in a denominator outside a sum", e.span)
             if left:
-                k = b.build(e.right, {})
-                self._collect(e.left, coef * k if e.op == "*" else coef / k)
+                k = b.build(ri, {})
+                self._collect(le, coef * k if op == "*" else coef / k)
             elif right:
-                self._collect(e.right, coef * b.build(e.left, {}))
-        elif isinstance(e, ast.Name) and e.id in self.ir.definitions and _has_field(e, self):
-            self._collect(self.ir.definitions[e.id].expr, coef)
-        elif isinstance(e, ast.Generator) and e.func == "sum":
-            self._sum(e, coef)
+                self._collect(ri, coef * b.build(le, {}))
+        elif n is not None and n in self.model.definitions and _has_field(e, self):
+            self._collect(self.model.definitions[n].expr, coef)
+        elif red is not None and red.func == "sum":
+            self._sum(red, coef)
         elif _has_field(e, self):
             fail("P800", "the field must appear inside sum(... for i in sites) or "
                  "sum(... for (i, j) in bonds)", e.span)  # fmt: skip
         # else: a constant, irrelevant for sampling
 
-    def _sum(self, e: ast.Generator, coef: sympy.Expr) -> None:
+    def _sum(self, e: E.Reduce, coef: sympy.Expr) -> None:
         if len(e.loops) != 1:
             fail("P800", "one loop per sum over the lattice", e.span)
         loop = e.loops[0]
         d = loop.domain
         shell = 1
-        if isinstance(d, ast.Call) and d.func == "bonds" and len(d.args) == 1:
-            shell = int(ConstEvaluator(self.ir.params, what="the shell")(d.args[0]))
-            d = ast.Name(d.span, "bonds")
-        if not isinstance(d, ast.Name) or d.id not in ("sites", "bonds"):
+        dname = name_of(d)
+        call = as_call(d)
+        if call is not None and call.func == "bonds" and len(call.args) == 1:
+            shell = int(evaluate(call.args[0], self.model.params, "the shell"))
+            dname = "bonds"
+        if dname not in ("sites", "bonds"):
             fail("P800", "continuous-field actions sum over sites or bonds",
-                 (d or loop).span if d is not None else loop.span)  # fmt: skip
-        kind = "site" if d.id == "sites" else "bond"
+                 d.span if d is not None else loop.span)  # fmt: skip
+        kind = "site" if dname == "sites" else "bond"
         need = 1 if kind == "site" else 2
         if len(loop.names) != need:
-            fail("P302", f"a sum over {d.id} binds {need} name(s)", loop.span)
+            fail("P302", f"a sum over {dname} binds {need} name(s)", loop.span)
         self.builder.slots = dict(zip(loop.names, (self.builder.a, self.builder.b)))
         try:
             body = self.builder.build(e.body, {})
@@ -1097,28 +1090,27 @@ def _linear_bond(es: list[sympy.Expr], a: sympy.Symbol, b: sympy.Symbol,
     return float(alpha), float(beta), A, B
 
 
-def _has_field(e: Any, model: FieldModel) -> bool:
-    if isinstance(e, ast.Name):
-        if e.id == model.field:
+def _has_field(e: E.Expr, model: FieldModel) -> bool:
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        n = name_of(x)
+        if n is not None:
+            if n == model.field:
+                return True
+            d = model.model.definitions.get(n)
+            if d is not None and _has_field(d.expr, model):
+                return True
+        call = as_call(x)
+        if call is not None and call.func in model.model.definitions:
             return True
-        d = model.ir.definitions.get(e.id)
-        return d is not None and _has_field(d.expr, model)
-    if isinstance(e, ast.Call) and e.func in model.ir.definitions:
-        return True
-    if isinstance(e, ast.Expr | ast.Loop):
-        for v in vars(e).values():
-            for x in v if isinstance(v, list) else [v]:
-                if isinstance(x, ast.Expr | ast.Loop) and _has_field(x, model):
-                    return True
+        stack.extend(children(x))
     return False
 
 
-def compile_field(ir: ModelIR, **options: Any) -> FieldModel:
-    return FieldModel(ir)
+def compile_field(model: ModelInstance, **options: Any) -> FieldModel:
+    return FieldModel(model)
 
 
-__all__ = [
-    "FieldModel", "PhaseSpaceModel", "compile_field", "compile_phase_space",
-    "is_continuous_field", "is_phase_space", "phase_shape",
-]
+__all__ = ["FieldModel", "PhaseSpaceModel", "compile_field", "compile_phase_space", "phase_shape"]
 

@@ -22,7 +22,6 @@ convention: on a periodic axis of extent 2 a bond and its wrap-around are two bo
 
 from __future__ import annotations
 
-import cmath
 import math
 from dataclasses import dataclass, field
 
@@ -30,10 +29,12 @@ import numpy as np
 import sympy as sp
 import torch
 
-from physml_lang import ast
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
-from physml_lang.ir import ModelIR
+from physml_lang.ir import expr as E
+from physml_lang.ir.functions import FUNCTIONS, Function
+from physml_lang.ir.walk import Arithmetic, Walker, as_call, int_literal, name_of, to_text
 
+from .instance import ModelInstance
 from .pauli import PauliSum, PauliTerm, total_z
 
 Value = complex | PauliSum
@@ -43,25 +44,12 @@ OPERATORS: dict[str, tuple[str, float]] = {
     "X": ("X", 1.0), "Y": ("Y", 1.0), "Z": ("Z", 1.0), "Sp": ("+", 1.0), "Sm": ("-", 1.0),
     "Sz": ("Z", 0.5), "Nop": ("N", 1.0),
 }  # fmt: skip
-SCALAR_FUNCTIONS = {
-    "exp": cmath.exp, "log": cmath.log, "sqrt": cmath.sqrt, "cos": cmath.cos, "sin": cmath.sin,
-    "tan": cmath.tan, "tanh": cmath.tanh, "cosh": cmath.cosh, "sinh": cmath.sinh,
-    "abs": lambda z: complex(abs(z)), "re": lambda z: complex(z.real),
-    "im": lambda z: complex(z.imag), "conj": lambda z: z.conjugate(),
-}  # fmt: skip
 QUANTUM_SYMMETRIES = ("translation", "spin_flip", "point_group")
 MAX_TERMS = 2_000_000  # a product of sums beyond this is a mistake, not a Hamiltonian
 
 
 def fail(code: str, message: str, span: Span | None, hint: str | None = None):
     raise PhysmlError(Diagnostic(code, message, span, hint))
-
-
-def is_quantum(ir: ModelIR) -> bool:
-    """A qubit field and a ``hamiltonian`` definition."""
-    return any(f.domain.kind == "qubit" for f in ir.fields.values()) and any(
-        d.kind == "hamiltonian" for d in ir.definitions.values()
-    )
 
 
 # ---------------------------------------------------------------- sites and bonds
@@ -77,8 +65,8 @@ class SiteRef:
 class Geometry:
     """Sites, bonds and coordinates of the model's lattice (complete graphs included)."""
 
-    def __init__(self, ir: ModelIR):
-        lat = ir.lattice
+    def __init__(self, model: ModelInstance):
+        lat = model.lattice
         assert lat is not None
         self.lattice = lat
         self.n_sites = lat.n_sites
@@ -149,19 +137,26 @@ class Geometry:
 # ---------------------------------------------------------------- the builder
 
 
-class PauliBuilder:
-    """Builds PauliSums from expressions of one instantiated qubit model."""
+class PauliBuilder(Arithmetic[Value]):
+    """Builds PauliSums from expressions of one realised qubit model; ``env`` maps bound site
+    names to site references."""
 
-    def __init__(self, ir: ModelIR, geometry: Geometry | None = None):
-        self.ir = ir
-        self.geo = geometry or Geometry(ir)
+    what = "a Hamiltonian"
+    context = "operator"
+
+    def __init__(self, model: ModelInstance, geometry: Geometry | None = None):
+        self.model = model
+        self.geo = geometry or Geometry(model)
         self.n = self.geo.n_sites
-        self.qubits = {n for n, f in ir.fields.items() if f.domain.kind == "qubit"}
+        self.qubits = {n for n, f in model.fields.items() if f.domain.kind == "qubit"}
         self._depth = 0
 
-    def operator(self, e: ast.Expr) -> PauliSum:
+    def operator(self, e: E.Expr) -> PauliSum:
         """The PauliSum of an expression (numbers become multiples of the identity)."""
-        return self._as_sum(self.value(e, {})).simplify()
+        return self._as_sum(self.walk(e, {})).simplify()
+
+    def value(self, e: E.Expr, env: dict[str, SiteRef]) -> Value:
+        return self.walk(e, env)
 
     # ---------------------------------------------------------------- helpers
     def _as_sum(self, v: Value) -> PauliSum:
@@ -175,33 +170,30 @@ class PauliBuilder:
                  "a product of lattice sums is an all-to-all operator; write one sum instead")  # fmt: skip
         return v
 
-    # ---------------------------------------------------------------- values
-    def value(self, e: ast.Expr, env: dict[str, SiteRef]) -> Value:
-        if isinstance(e, ast.Number):
-            return complex(e.value)
-        if isinstance(e, ast.Imaginary):
-            return complex(0.0, e.value)
-        if isinstance(e, ast.Name):
-            return self._name(e, env)
-        if isinstance(e, ast.Unary):
-            if e.op == "-":
-                v = self.value(e.operand, env)
-                return -v if isinstance(v, PauliSum) else -v
-            fail("P300", "'not' is not allowed in a Hamiltonian", e.span)
-        if isinstance(e, ast.Binary):
-            return self._binary(e, env)
-        if isinstance(e, ast.Index):
-            return self._index(e, env)
-        if isinstance(e, ast.Generator):
-            return self._generator(e, env)
-        if isinstance(e, ast.Call):
-            return self._call(e, env)
-        fail("P300", "this expression is not allowed in a Hamiltonian", e.span)
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic("P300", "this expression is not allowed in a Hamiltonian",
+                                      e.span))  # fmt: skip
 
-    def _name(self, e: ast.Name, env: dict[str, SiteRef]) -> Value:
-        ir = self.ir
-        if e.id in ir.params:
-            v = ir.params[e.id]
+    # ---------------------------------------------------------------- values
+    def constant(self, value, e: E.Expr) -> Value:
+        return complex(value)
+
+    def negate(self, a: Value, e: E.Unary) -> Value:
+        return -a
+
+    def logical_not(self, a: Value, e: E.Unary) -> Value:
+        fail("P300", "'not' is not allowed in a Hamiltonian", e.span)
+
+    def logical(self, e: E.Binary, env) -> Value:
+        fail("P300", f"'{e.op}' is not allowed in a Hamiltonian", e.span)
+
+    def compare(self, op: str, a: Value, b: Value, e: E.Binary) -> Value:
+        fail("P300", f"'{op}' is not allowed in a Hamiltonian", e.span)
+
+    def on_name(self, e: E.Name, env: dict[str, SiteRef]) -> Value:
+        m = self.model
+        if e.id in m.params:
+            v = m.params[e.id]
             if isinstance(v, bool):
                 fail("P300", f"'{e.id}' is a bool, not a number", e.span)
             return complex(v)
@@ -214,54 +206,53 @@ class PauliBuilder:
         if e.id in OPERATORS or e.id in self.qubits:
             fail("P302", f"operator '{e.id}' needs a site index", e.span,
                  f"e.g. sum({e.id}[i] for i in sites)")  # fmt: skip
-        if e.id in ir.arrays:
-            arr = ir.arrays[e.id]
+        if e.id in m.arrays:
+            arr = m.arrays[e.id]
             if arr.uniform:
                 return complex(arr.uniform_value)
             fail("P302", f"'{e.id}' varies over {arr.on} and needs an index", e.span)
-        if e.id in ir.definitions:
-            d = ir.definitions[e.id]
+        if e.id in m.definitions:
+            d = m.definitions[e.id]
             if d.indices:
                 fail("P302", f"'{e.id}' needs {len(d.indices)} index(es)", e.span)
             return self._definition(d.expr, {}, e.span)
         if e.id in env:
             fail("P300", f"the site index '{e.id}' cannot be used as a number", e.span,
                  f"index an operator with it: Z[{e.id}]")  # fmt: skip
-        known = set(ir.params) | set(ir.definitions) | set(OPERATORS) | set(ir.arrays)
+        known = set(m.params) | set(m.definitions) | set(OPERATORS) | set(m.arrays)
         fail("P200", f"unknown name '{e.id}'", e.span, did_you_mean(e.id, known))
 
-    def _definition(self, expr: ast.Expr, env: dict[str, SiteRef], span: Span) -> Value:
+    def _definition(self, expr: E.Expr, env: dict[str, SiteRef], span: Span) -> Value:
         self._depth += 1
         if self._depth > 50:
             fail("P400", "definitions refer to each other in a cycle", span)
         try:
-            return self.value(expr, env)
+            return self.walk(expr, env)
         finally:
             self._depth -= 1
 
-    def _binary(self, e: ast.Binary, env) -> Value:
-        a, b = self.value(e.left, env), self.value(e.right, env)
-        if e.op == "+":
+    def combine(self, op: str, a: Value, b: Value, e: E.Binary) -> Value:
+        if op == "+":
             if isinstance(a, PauliSum) or isinstance(b, PauliSum):
                 return self._as_sum(a) + self._as_sum(b)
             return a + b
-        if e.op == "-":
+        if op == "-":
             if isinstance(a, PauliSum) or isinstance(b, PauliSum):
                 return self._as_sum(a) - self._as_sum(b)
             return a - b
-        if e.op == "*":
+        if op == "*":
             if isinstance(a, PauliSum) and isinstance(b, PauliSum):
                 return self._check_size((a * b).simplify(), e.span)
             if isinstance(a, PauliSum):
                 return a * b
             return b * a if isinstance(b, PauliSum) else a * b
-        if e.op == "/":
+        if op == "/":
             if isinstance(b, PauliSum):
                 fail("P300", "cannot divide by an operator", e.right.span)
             if b == 0:
                 fail("P400", "division by zero", e.right.span)
             return a * (1.0 / b) if isinstance(a, PauliSum) else a / b
-        if e.op == "^":
+        if op == "^":
             if isinstance(b, PauliSum):
                 fail("P300", "an exponent must be a number", e.right.span)
             if isinstance(a, PauliSum):
@@ -272,128 +263,99 @@ class PauliBuilder:
                 for _ in range(int(b.real)):  # repeated products (compile time)
                     out = self._check_size((out * a).simplify(), e.span)
                 return out
-            return a**b
-        fail("P300", f"'{e.op}' is not allowed in a Hamiltonian", e.span)
+            try:
+                return a**b
+            except (OverflowError, ZeroDivisionError):
+                fail("P400", "this power cannot be evaluated", e.span)
+        fail("P300", f"'{op}' is not allowed in a Hamiltonian", e.span)
 
-    def _call(self, e: ast.Call, env) -> Value:
-        if e.kwargs:
-            fail("P302", f"'{e.func}' takes no named arguments", e.kwargs[0].span)
-        args = [self.value(a, env) for a in e.args]
+    def on_call(self, e: E.Call, env) -> Value:
+        if e.func in self.model.definitions:
+            fail("P302", f"'{e.func}' is indexed with brackets: {e.func}[...]", e.func_span)
+        return super().on_call(e, env)
+
+    def function(self, e: E.Call):
         if e.func == "dagger":
-            if len(args) != 1:
+            if len(e.args) != 1:
                 fail("P302", "dagger takes one operator", e.span)
+            return FUNCTIONS["dagger"]
+        fn = FUNCTIONS.get(e.func)
+        if fn is None or fn.value is None or "operator" not in fn.contexts:
+            fail("P800", f"'{e.func}' is not supported in a Hamiltonian", e.func_span)
+        return super().function(e)
+
+    def apply(self, fn: Function, args: list[Value], e: E.Call) -> Value:
+        if fn.name == "dagger":
             a = args[0]
             return self._as_sum(a).adjoint() if isinstance(a, PauliSum) else a.conjugate()
-        if e.func in self.ir.definitions:
-            fail("P302", f"'{e.func}' is indexed with brackets: {e.func}[...]", e.func_span)
-        fn = SCALAR_FUNCTIONS.get(e.func)
-        if fn is None:
-            fail("P800", f"'{e.func}' is not supported in a Hamiltonian", e.func_span)
-        if len(args) != 1:
-            fail("P302", f"{e.func} takes one argument", e.span)
         if isinstance(args[0], PauliSum):
-            fail("P300", f"{e.func} of an operator is not supported", e.args[0].span,
+            fail("P300", f"{fn.name} of an operator is not supported", e.args[0].span,
                  "functions apply to numbers; operators combine with + - * and ^")  # fmt: skip
         try:
-            return complex(fn(args[0]))
-        except (ValueError, OverflowError, ZeroDivisionError):
-            fail("P400", f"{e.func} is undefined here", e.span)
+            return complex(fn.value(*args))
+        except (ValueError, TypeError, OverflowError, ZeroDivisionError):
+            fail("P400", f"{fn.name} is undefined here", e.span)
 
     # ---------------------------------------------------------------- sites
-    def site(self, e: ast.Expr, env) -> SiteRef:
+    def site(self, e: E.Expr, env) -> SiteRef:
         """A site reference: a bound name, name +- unit vector (or integer on a chain), literal."""
-        geo = self.geo
-        d = 1 if geo.lattice.complete else geo.lattice.dim
-        if isinstance(e, ast.Name):
-            if e.id in env:
-                return env[e.id]
-            if e.id in self.ir.params and isinstance(self.ir.params[e.id], int):
-                return geo.ref(self._flat(self.ir.params[e.id], e.span))
-            fail("P200", f"'{e.id}' is not a site index here", e.span,
-                 "bind it in a sum: for i in sites, for (i, j) in bonds")  # fmt: skip
-        if isinstance(e, ast.Number) and isinstance(e.value, int):
-            return geo.ref(self._flat(e.value, e.span))
-        if isinstance(e, ast.Binary) and e.op in "+-":
-            base = self.site(e.left, env)
-            shift = self._shift(e.right, d)
-            sign = 1 if e.op == "+" else -1
-            return SiteRef(tuple(c + sign * s for c, s in zip(base.coords, shift)))
-        fail("P300", "a site index is a bound name, a name plus a unit vector (i + e0) or an "
-             "integer", e.span)  # fmt: skip
+        return _SiteWalker(self).walk(e, env)
 
     def _flat(self, k: int, span: Span) -> int:
         if not 0 <= k < self.n:
             fail("P400", f"site {k} is outside the lattice of {self.n} sites", span)
         return k
 
-    def _shift(self, e: ast.Expr, d: int) -> tuple[int, ...]:
-        if isinstance(e, ast.Name) and e.id[:1] == "e" and e.id[1:].isdigit():
-            axis = int(e.id[1:])
-            if axis >= d:
-                fail("P400", f"'{e.id}' points along axis {axis}, but the lattice has {d}", e.span)
-            return tuple(int(a == axis) for a in range(d))
-        if isinstance(e, ast.Number) and isinstance(e.value, int) and d == 1:
-            return (e.value,)
-        if isinstance(e, ast.Binary) and e.op == "*" and isinstance(e.left, ast.Number):
-            inner = self._shift(e.right, d)
-            return tuple(int(e.left.value) * x for x in inner)
-        fail("P300", "a site shift is a unit vector e0, e1, ... (or an integer on a chain)",
-             e.span)  # fmt: skip
-
-    def _index(self, e: ast.Index, env) -> Value:
-        if not isinstance(e.base, ast.Name):
+    def on_index(self, e: E.Index, env) -> Value:
+        name = name_of(e.base)
+        if name is None:
             fail("P300", "only operators, fields, arrays and definitions can be indexed", e.span)
-        name = e.base.id
-        ir = self.ir
+        m = self.model
         if name in OPERATORS or name in self.qubits:
             op, factor = OPERATORS.get(name, ("Z", 1.0))
-            ref = self._single_site(e, env)
+            ref = self._single_site(e, name, env)
             site = self.geo.resolve(ref, e.span)
             if site is None:  # beyond an open boundary: the term does not exist
                 return self._as_sum(0.0)
             return PauliSum([PauliTerm(factor, ((op, site),))], self.n)
-        if name in ir.fields:
+        if name in m.fields:
             fail("P300", f"field '{name}' is not a qubit: it cannot appear in a Hamiltonian",
                  e.span)  # fmt: skip
-        if name in ir.arrays:
-            return self._array(e, env)
-        if name in ir.definitions:
-            d = ir.definitions[name]
+        if name in m.arrays:
+            return self._array(e, name, env)
+        if name in m.definitions:
+            d = m.definitions[name]
             if len(d.indices) != len(e.indices):
                 fail("P302", f"'{name}' takes {len(d.indices)} index(es), got {len(e.indices)}",
                      e.span)  # fmt: skip
             inner: dict[str, SiteRef] = {}
             for formal, actual in zip(d.indices, e.indices):
-                if not isinstance(formal, ast.Name):
-                    fail("P300", "indices of a definition are names", formal.span)
                 ref = self.site(actual, env)
                 site = self.geo.resolve(ref, actual.span)
                 if site is None:
                     return self._as_sum(0.0)
-                inner[formal.id] = self.geo.ref(site)
+                inner[formal] = self.geo.ref(site)
             return self._definition(d.expr, inner, e.span)
-        if name in ir.params:
+        if name in m.params:
             fail("P202", f"'{name}' is a scalar parameter and cannot be indexed", e.span)
         fail("P200", f"unknown name '{name}'", e.base.span,
-             did_you_mean(name, set(OPERATORS) | set(ir.definitions) | set(ir.arrays)))  # fmt: skip
+             did_you_mean(name, set(OPERATORS) | set(m.definitions) | set(m.arrays)))  # fmt: skip
 
-    def _single_site(self, e: ast.Index, env) -> SiteRef:
+    def _single_site(self, e: E.Index, name: str, env) -> SiteRef:
         geo = self.geo
         d = 1 if geo.lattice.complete else geo.lattice.dim
         if len(e.indices) == 1:
             return self.site(e.indices[0], env)
-        if len(e.indices) == d and all(
-            isinstance(x, ast.Number) and isinstance(x.value, int) for x in e.indices
-        ):
-            ref = SiteRef(tuple(int(x.value) for x in e.indices))  # type: ignore[union-attr]
+        coords = [int_literal(x) for x in e.indices]
+        if len(e.indices) == d and None not in coords:
+            ref = SiteRef(tuple(coords))
             if any(not 0 <= c < n for c, n in zip(ref.coords, geo.lattice.shape)):
                 fail("P400", "coordinates outside the lattice", e.span)
             return ref
-        fail("P302", f"'{e.base.id}' takes one site index", e.span,  # type: ignore[union-attr]
-             "e.g. Z[i], Z[i + e0], Z[0]")  # fmt: skip
+        fail("P302", f"'{name}' takes one site index", e.span, "e.g. Z[i], Z[i + e0], Z[0]")
 
-    def _array(self, e: ast.Index, env) -> complex:
-        arr = self.ir.arrays[e.base.id]  # type: ignore[union-attr]
+    def _array(self, e: E.Index, name: str, env) -> complex:
+        arr = self.model.arrays[name]
         sites = []
         for x in e.indices:
             site = self.geo.resolve(self.site(x, env), x.span)
@@ -415,7 +377,7 @@ class PauliBuilder:
         return complex(flat[base, direction])
 
     # ---------------------------------------------------------------- sums
-    def _generator(self, e: ast.Generator, env) -> Value:
+    def on_reduce(self, e: E.Reduce, env) -> Value:
         if e.func not in ("sum", "prod"):
             fail("P200", f"unknown reduction '{e.func}'", e.func_span, "use sum(...) or prod(...)")
         bindings: list[dict[str, SiteRef]] = [dict(env)]
@@ -432,7 +394,7 @@ class PauliBuilder:
             terms: list[PauliTerm] = []
             scalar = 0j
             for b in bindings:  # compile time: one body per site or bond
-                v = self.value(e.body, b)
+                v = self.walk(e.body, b)
                 if isinstance(v, PauliSum):
                     terms += v.terms
                     self._check_size(PauliSum([], self.n) if len(terms) <= MAX_TERMS
@@ -445,28 +407,27 @@ class PauliBuilder:
             return out + self._as_sum(scalar) if scalar != 0 else out
         acc: Value = 1.0 + 0j
         for b in bindings:
-            v = self.value(e.body, b)
+            v = self.walk(e.body, b)
             if isinstance(acc, PauliSum) or isinstance(v, PauliSum):
                 acc = self._check_size((self._as_sum(acc) * self._as_sum(v)).simplify(), e.span)
             else:
                 acc = acc * v
         return acc
 
-    def _domain(self, loop: ast.Loop) -> list[tuple[SiteRef, ...]]:
+    def _domain(self, loop: E.Loop) -> list[tuple[SiteRef, ...]]:
         d = loop.domain
         geo = self.geo
         if d is None:
             fail("P400", f"say what '{', '.join(loop.names)}' runs over", loop.span,
                  "e.g. for i in sites, for (i, j) in bonds")  # fmt: skip
-        structure, shell = None, 1
-        if isinstance(d, ast.Name):
-            structure = d.id
-        elif isinstance(d, ast.Call) and d.func == "bonds" and len(d.args) == 1 and not d.kwargs:
+        structure, shell = name_of(d), 1
+        call = as_call(d)
+        if call is not None and call.func == "bonds" and len(call.args) == 1 and not call.kwargs:
             structure = "bonds"
-            sh = d.args[0]
-            if not (isinstance(sh, ast.Number) and isinstance(sh.value, int) and sh.value >= 1):
-                fail("P300", "bonds(k) takes a shell number 1 or 2", sh.span)
-            shell = int(sh.value)
+            sh = int_literal(call.args[0])
+            if sh is None or sh < 1:
+                fail("P300", "bonds(k) takes a shell number 1 or 2", call.args[0].span)
+            shell = sh
         if structure == "sites":
             if len(loop.names) != 1:
                 fail("P302", "a sum over sites binds one index: for i in sites", loop.span)
@@ -480,6 +441,74 @@ class PauliBuilder:
                 return [(geo.ref(i), geo.ref(j)) for i in range(n) for j in range(i + 1, n)]
             return [(geo.ref(i), geo.ref(j)) for i, j, _ in geo.bonds(shell, d.span)]
         fail("P200", "a quantum sum runs over sites, bonds, bonds(2) or pairs", d.span)
+
+
+class _SiteWalker(Walker[SiteRef]):
+    """Site references: a bound name, an integer parameter or literal (flat index), and sums
+    and differences of those with unit vectors (i + e0)."""
+
+    def __init__(self, builder: PauliBuilder):
+        self.b = builder
+        geo = builder.geo
+        self.d = 1 if geo.lattice.complete else geo.lattice.dim
+
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic("P300", "a site index is a bound name, a name plus a unit "
+                                      "vector (i + e0) or an integer", e.span))  # fmt: skip
+
+    def on_name(self, e: E.Name, env) -> SiteRef:
+        b = self.b
+        if e.id in env:
+            return env[e.id]
+        p = b.model.params.get(e.id)
+        if isinstance(p, int) and not isinstance(p, bool):
+            return b.geo.ref(b._flat(p, e.span))
+        fail("P200", f"'{e.id}' is not a site index here", e.span,
+             "bind it in a sum: for i in sites, for (i, j) in bonds")  # fmt: skip
+
+    def on_number(self, e: E.Num, env) -> SiteRef:
+        if not isinstance(e.value, int):
+            raise self.not_here(e)
+        return self.b.geo.ref(self.b._flat(e.value, e.span))
+
+    def on_binary(self, e: E.Binary, env) -> SiteRef:
+        if e.op not in ("+", "-"):
+            raise self.not_here(e)
+        base = self.walk(e.left, env)
+        shift = _ShiftWalker(self.d).walk(e.right)
+        sign = 1 if e.op == "+" else -1
+        return SiteRef(tuple(c + sign * s for c, s in zip(base.coords, shift)))
+
+
+class _ShiftWalker(Walker[tuple[int, ...]]):
+    """A shift: a unit vector e0, e1, ..., an integer multiple of one, or an integer on a chain."""
+
+    def __init__(self, d: int):
+        self.d = d
+
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic("P300", "a site shift is a unit vector e0, e1, ... (or an "
+                                      "integer on a chain)", e.span))  # fmt: skip
+
+    def on_name(self, e: E.Name, env) -> tuple[int, ...]:
+        if e.id[:1] == "e" and e.id[1:].isdigit():
+            axis = int(e.id[1:])
+            if axis >= self.d:
+                fail("P400", f"'{e.id}' points along axis {axis}, but the lattice has {self.d}",
+                     e.span)  # fmt: skip
+            return tuple(int(a == axis) for a in range(self.d))
+        raise self.not_here(e)
+
+    def on_number(self, e: E.Num, env) -> tuple[int, ...]:
+        if isinstance(e.value, int) and self.d == 1:
+            return (e.value,)
+        raise self.not_here(e)
+
+    def on_binary(self, e: E.Binary, env) -> tuple[int, ...]:
+        k = int_literal(e.left)
+        if e.op != "*" or k is None:
+            raise self.not_here(e)
+        return tuple(k * x for x in self.walk(e.right, env))
 
 
 # ---------------------------------------------------------------- symmetries
@@ -524,12 +553,16 @@ def _readable_number(x: float) -> sp.Expr:
 class QuantumModel:
     """A compiled qubit model: Hamiltonian, verified symmetries, conserved quantities."""
 
-    ir: ModelIR
+    model: ModelInstance
     hamiltonian: PauliSum
     geometry: Geometry
     symmetries: list[str] = field(default_factory=list)  # verified and active
     conserved: list[tuple[str, PauliSum]] = field(default_factory=list)
     conserves_magnetization: bool = False
+
+    @property
+    def ir(self):
+        return self.model.ir
 
     @property
     def lattice(self):
@@ -564,14 +597,14 @@ class QuantumModel:
 
     def operator(self, name: str) -> PauliSum:
         """A declared definition (observable, let) as a PauliSum."""
-        d = self.ir.definitions[name]
-        return PauliBuilder(self.ir, self.geometry).operator(d.expr)
+        d = self.model.definitions[name]
+        return PauliBuilder(self.model, self.geometry).operator(d.expr)
 
     def observables(self) -> list[str]:
         """Definitions other than the Hamiltonian that are operators without indices."""
         return [
             d.name
-            for d in self.ir.definitions.values()
+            for d in self.model.definitions.values()
             if d.kind in ("observable", "let") and not d.indices
         ]
 
@@ -758,26 +791,26 @@ def verify_symmetry(name: str, h: PauliSum, geo: Geometry, span: Span) -> None:
 # ---------------------------------------------------------------- compile
 
 
-def compile_quantum(ir: ModelIR, **options) -> QuantumModel:
+def compile_quantum(m: ModelInstance, **options) -> QuantumModel:
     """Build, check and verify a qubit model (all failures are located diagnostics)."""
-    for f in ir.fields.values():
+    for f in m.fields.values():
         if f.domain.kind != "qubit":
             fail("P800", f"a quantum model's fields are qubits; '{f.name}' is {f.domain}", f.span)
         if f.on != "sites":
             fail("P400", f"qubit field '{f.name}' lives on sites, not {f.on}", f.span)
     if options.get("path"):
         fail("P400", "--path chooses a classical lowering; quantum models have one form", None)
-    hams = [d for d in ir.definitions.values() if d.kind == "hamiltonian"]
+    hams = [d for d in m.definitions.values() if d.kind == "hamiltonian"]
     if len(hams) > 1:
         fail("P201", "a quantum model has one hamiltonian", hams[1].span)
     hdef = hams[0]
     if hdef.indices:
         fail("P300", "the hamiltonian is a sum over the lattice, not indexed", hdef.span)
-    geo = Geometry(ir)
+    geo = Geometry(m)
     if geo.n_sites > 4096:
         fail("P400", f"{geo.n_sites} qubits is more than the quantum runtime handles (4096)",
-             ir.lattice and hdef.span)  # fmt: skip
-    builder = PauliBuilder(ir, geo)
+             m.lattice and hdef.span)  # fmt: skip
+    builder = PauliBuilder(m, geo)
     h = builder.operator(hdef.expr)
     if not h.is_hermitian():
         bad = next(t for t in h.terms if abs(complex(t.coefficient).imag) > 1e-10)
@@ -786,27 +819,26 @@ def compile_quantum(ir: ModelIR, **options) -> QuantumModel:
              "conjugate (e.g. Sp[i] * Sm[j] + Sm[i] * Sp[j])")  # fmt: skip
     if not h.terms:
         fail("P400", "the hamiltonian is zero", hdef.span)
-    model = QuantumModel(ir, h, geo)
-    for sym in ir.symmetries:
+    model = QuantumModel(m, h, geo)
+    for sym in m.symmetries:
         if not sym.active:
             continue
         verify_symmetry(sym.name, h, geo, sym.span)
         if sym.name not in model.symmetries:
             model.symmetries.append(sym.name)
-    for stmt in ir.node.body:
-        if isinstance(stmt, ast.ConserveStmt):
-            q = builder.operator(stmt.expr)
-            text = _text(stmt.expr)
-            if not q.terms:
-                fail("P400", "the conserved quantity is zero", stmt.expr.span)
-            if not h.commutes_with(q):
-                c = h.commutator(q)
-                worst = max(c.terms, key=lambda t: abs(t.coefficient))
-                fail("P500", f"the Hamiltonian does not conserve {text}", stmt.expr.span,
-                     f"[H, Q] contains {describe_term(worst)}")  # fmt: skip
-            model.conserved.append((text, q))
-            if _proportional_to_total_z(q):
-                model.conserves_magnetization = True
+    for c in m.ir.conserved:
+        q = builder.operator(c.expr)
+        text = _text(c.expr)
+        if not q.terms:
+            fail("P400", "the conserved quantity is zero", c.expr.span)
+        if not h.commutes_with(q):
+            comm = h.commutator(q)
+            worst = max(comm.terms, key=lambda t: abs(t.coefficient))
+            fail("P500", f"the Hamiltonian does not conserve {text}", c.expr.span,
+                 f"[H, Q] contains {describe_term(worst)}")  # fmt: skip
+        model.conserved.append((text, q))
+        if _proportional_to_total_z(q):
+            model.conserves_magnetization = True
     return model
 
 
@@ -819,7 +851,7 @@ def _proportional_to_total_z(q: PauliSum) -> bool:
     return all(t.ops == u.ops and abs(t.coefficient - c0) < 1e-12 for t, u in zip(terms, z.terms))
 
 
-def _text(e: ast.Expr) -> str:
+def _text(e: E.Expr) -> str:
     """The source text of an expression (for messages only; never evaluated)."""
     span = e.span
     try:
@@ -828,4 +860,4 @@ def _text(e: ast.Expr) -> str:
             return lines[span.line - 1][span.column - 1 : span.end_column - 1]
     except (AttributeError, IndexError):
         pass
-    return "the declared quantity"
+    return to_text(e)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def verify_symmetries(cm: CompiledModel) -> None:
-    for sym in cm.ir.symmetries:
+    for sym in cm.model.symmetries:
         if not sym.active:
             continue
         if sym.name == "translation":
@@ -43,7 +43,7 @@ def _translation(cm: CompiledModel, sym) -> None:
     for t in cm.energy_sum.terms:
         for a in t.accesses.values():
             if a.kind == "array":
-                arr = cm.ir.arrays[a.name]
+                arr = cm.model.arrays[a.name]
                 raise PhysmlError(Diagnostic(
                     "P500",
                     f"symmetry 'translation' does not hold: this term reads '{a.name}', which "
@@ -66,7 +66,7 @@ def _flip_map(domain, symbol):
 
 
 def _spin_flip(cm: CompiledModel, sym) -> None:
-    fields = {n: f.domain for n, f in cm.ir.fields.items() if f.domain.discrete}
+    fields = {n: f.domain for n, f in cm.model.fields.items() if f.domain.discrete}
     for t in cm.energy_sum.terms:
         subs, syms, potts = {}, [], False
         for s, a in t.accesses.items():
@@ -93,9 +93,9 @@ def _potts_invariant(cm: CompiledModel, term) -> bool:
     from .energy import LatticeSumModule
     from .terms import LatticeSum
 
-    module = LatticeSumModule(cm.ir, LatticeSum([term]), cm.kernels, "check")
+    module = LatticeSumModule(cm.model, LatticeSum([term]), cm.kernels, "check")
     g = torch.Generator().manual_seed(0)
-    name, f = next((n, f) for n, f in cm.ir.fields.items() if f.domain.kind == "potts")
+    name, f = next((n, f) for n, f in cm.model.fields.items() if f.domain.kind == "potts")
     q = f.domain.q
     s = torch.randint(0, q, (8, *cm.lattice.shape), generator=g).to(cm.dtype)
     e0 = module({name: s})

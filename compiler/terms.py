@@ -19,9 +19,13 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from physml_lang import ast
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
-from physml_lang.ir import ArrayIR, ModelIR
+from physml_lang.ir import expr as E
+from physml_lang.ir.walk import as_call, as_shift, int_literal, name_of
+
+from .arrays import RealArray
+from .instance import ModelInstance
+from .lower.sympy import SympyArithmetic, number
 
 Offset = tuple[int, ...]
 
@@ -96,41 +100,6 @@ class LatticeSum:
     constant: sp.Expr = sp.Integer(0)
 
 
-FUNCTIONS = {
-    "exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "cos": sp.cos, "sin": sp.sin, "tan": sp.tan,
-    "tanh": sp.tanh, "cosh": sp.cosh, "sinh": sp.sinh, "abs": sp.Abs, "sign": sp.sign,
-    "re": sp.re, "im": sp.im, "conj": sp.conjugate,
-}  # fmt: skip
-
-
-def number(v: int | float | complex | bool) -> sp.Expr:
-    """A Python number (already evaluated, never text) as a sympy number."""
-    if isinstance(v, complex):
-        return number(v.real) + sp.I * number(v.imag)
-    if isinstance(v, bool) or isinstance(v, int) or float(v).is_integer():
-        return sp.Integer(int(v))
-    return sp.Float(v)
-
-
-def arithmetic(e: ast.Binary, a: sp.Expr, b: sp.Expr) -> sp.Expr | None:
-    """The sympy value of an arithmetic node with operands a, b; None for other operators."""
-    if e.op == "+":
-        return a + b
-    if e.op == "-":
-        return a - b
-    if e.op == "*":
-        return a * b
-    if e.op == "/":
-        if b == 0:
-            fail("P400", "division by zero", e.right.span)
-        return a / b
-    if e.op == "^":
-        return a**b
-    if e.op == "%":
-        return sp.Mod(a, b)
-    return None
-
-
 def fail(code: str, message: str, span: Span | None, hint: str | None = None):
     raise PhysmlError(Diagnostic(code, message, span, hint))
 
@@ -144,14 +113,17 @@ class _Slot:
     direction: int | None = None  # for bonds: which direction of the shell this term is
 
 
-class TermBuilder:
-    """Builds :class:`LatticeSum` objects from expressions of one instantiated model.
+class TermBuilder(SympyArithmetic):
+    """Builds :class:`LatticeSum` objects from expressions of one realised model; ``env`` holds
+    the index variables bound so far (slots).
 
     ``symbolic=True`` keeps model parameters as sympy symbols (for display); otherwise their
     values are substituted.
     """
 
-    def __init__(self, model: ModelIR, symbolic: bool = False):
+    what = "an energy"
+
+    def __init__(self, model: ModelInstance, symbolic: bool = False):
         self.model = model
         self.lattice = model.lattice
         self.symbolic = symbolic
@@ -159,9 +131,9 @@ class TermBuilder:
         self._current: dict[sp.Symbol, Access] = {}
 
     # ---------------------------------------------------------------- entry point
-    def lattice_sum(self, expr: ast.Expr) -> LatticeSum:
+    def lattice_sum(self, expr: E.Expr) -> LatticeSum:
         self._terms = {}
-        total = sp.expand(self.scalar(expr, {}))
+        total = sp.expand(self.walk(expr, {}))
         placeholders = list(self._terms)
         if total.has(sp.I):
             fail("P300", "this energy is complex; an energy must be real", expr.span,
@@ -187,35 +159,16 @@ class TermBuilder:
                     out.terms.append(type(t)(body, t.accesses, t.span, t.structure))
         return out
 
-    # ---------------------------------------------------------------- scalar context
-    def scalar(self, e: ast.Expr, slots: dict[str, _Slot], acc: dict | None = None) -> sp.Expr:
+    def scalar(self, e: E.Expr, slots: dict[str, _Slot]) -> sp.Expr:
         """Sympy expression of ``e``; ``slots`` are the index variables bound so far."""
-        if isinstance(e, ast.Number):
-            return sp.Integer(e.value) if isinstance(e.value, int) else sp.Float(e.value)
-        if isinstance(e, ast.Imaginary):
-            return sp.Float(e.value) * sp.I
-        if isinstance(e, ast.Name):
-            return self._name(e, slots)
-        if isinstance(e, ast.Unary):
-            if e.op == "-":
-                return -self.scalar(e.operand, slots, acc)
-            fail("P300", "'not' is not allowed in an energy", e.span)
-        if isinstance(e, ast.Binary):
-            a, b = self.scalar(e.left, slots, acc), self.scalar(e.right, slots, acc)
-            out = arithmetic(e, a, b)
-            if out is not None:
-                return out
-            fail("P300", f"'{e.op}' is not allowed in an energy", e.span,
-                 "comparisons belong in conditions; use delta(a, b) for a Kronecker delta")  # fmt: skip
-        if isinstance(e, ast.Call):
-            return self._call(e, slots, acc)
-        if isinstance(e, ast.Index):
-            return self._index(e, slots)
-        if isinstance(e, ast.Generator):
-            return self._generator(e, slots)
-        fail("P300", "this expression is not allowed in an energy", e.span)
+        return self.walk(e, slots)
 
-    def _name(self, e: ast.Name, slots: dict[str, _Slot]) -> sp.Expr:
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic("P300", "this expression is not allowed in an energy",
+                                      e.span))  # fmt: skip
+
+    # ---------------------------------------------------------------- names
+    def on_name(self, e: E.Name, slots: dict[str, _Slot]) -> sp.Expr:
         m = self.model
         if e.id in m.params:
             v = m.params[e.id]
@@ -240,37 +193,18 @@ class TermBuilder:
             d = m.definitions[e.id]
             if d.indices:
                 fail("P302", f"'{e.id}' needs {len(d.indices)} index(es)", e.span)
-            return self.scalar(d.expr, slots)
+            return self.walk(d.expr, slots)
         if e.id in slots:
             fail("P300", f"the index '{e.id}' cannot be used as a number", e.span,
                  f"index a field with it: s[{e.id}]")  # fmt: skip
         fail("P200", f"unknown name '{e.id}'", e.span, did_you_mean(e.id, set(m.params)))
 
-    def _call(self, e: ast.Call, slots, acc) -> sp.Expr:
-        if e.kwargs:
-            fail("P302", f"'{e.func}' takes no named arguments", e.kwargs[0].span)
-        args = [self.scalar(a, slots, acc) for a in e.args]
-        if e.func == "delta":
-            if len(args) != 2:
-                fail("P302", "delta takes two arguments: delta(a, b)", e.span)
-            return sp.KroneckerDelta(args[0], args[1])
-        if e.func in ("min", "max"):
-            if len(args) < 2:
-                fail("P302", f"{e.func} takes at least two arguments", e.span)
-            return (sp.Min if e.func == "min" else sp.Max)(*args)
-        fn = FUNCTIONS.get(e.func)
-        if fn is None:
-            fail("P800", f"'{e.func}' is not supported in this kind of model", e.func_span)
-        if len(args) != 1:
-            fail("P302", f"{e.func} takes one argument", e.span)
-        return fn(args[0])
-
     # ---------------------------------------------------------------- indexing
-    def _index(self, e: ast.Index, slots: dict[str, _Slot]) -> sp.Expr:
+    def on_index(self, e: E.Index, slots: dict[str, _Slot]) -> sp.Expr:
         m = self.model
-        if not isinstance(e.base, ast.Name):
+        name = name_of(e.base)
+        if name is None:
             fail("P300", "only fields and arrays can be indexed", e.span)
-        name = e.base.id
         if name in m.fields:
             f = m.fields[name]
             if f.on == "links":
@@ -288,25 +222,28 @@ class TermBuilder:
         fail("P200", f"unknown name '{name}'", e.base.span,
              did_you_mean(name, set(m.fields) | set(m.arrays)))  # fmt: skip
 
-    def _site_index(self, e: ast.Expr, slots: dict[str, _Slot]) -> _Slot:
+    def _site_index(self, e: E.Expr, slots: dict[str, _Slot]) -> _Slot:
         """An index expression: a bound slot, optionally shifted by unit vectors (x + e0)."""
-        if isinstance(e, ast.Name):
-            if e.id in slots:
-                return slots[e.id]
-            fail("P200", f"'{e.id}' is not an index bound by an enclosing sum", e.span,
-                 did_you_mean(e.id, set(slots)) or f"write the field inside sum(... for {e.id} in sites)")  # fmt: skip
-        if isinstance(e, ast.Binary) and e.op in "+-" and isinstance(e.right, ast.Name):
-            base = self._site_index(e.left, slots)
+        name = name_of(e)
+        if name is not None:
+            if name in slots:
+                return slots[name]
+            fail("P200", f"'{name}' is not an index bound by an enclosing sum", e.span,
+                 did_you_mean(name, set(slots)) or f"write the field inside sum(... for {name} in sites)")  # fmt: skip
+        shift = as_shift(e)
+        if shift is not None and name_of(shift[2]) is not None:
+            left, op, right = shift
+            base = self._site_index(left, slots)
             if base.pair_slot is None and self.lattice is not None and not self.lattice.complete:
-                axis = _unit_axis(e.right.id)
+                axis = _unit_axis(name_of(right))
                 if axis is not None and axis < self.lattice.dim:
-                    sign = 1 if e.op == "+" else -1
+                    sign = 1 if op == "+" else -1
                     off = list(base.offset)
                     off[axis] += sign
                     return _Slot(tuple(off))
         fail("P300", "an index must be an index variable, optionally shifted (x + e0)", e.span)
 
-    def _array(self, arr: ArrayIR, e: ast.Index, slots: dict[str, _Slot]) -> sp.Expr:
+    def _array(self, arr: RealArray, e: E.Index, slots: dict[str, _Slot]) -> sp.Expr:
         n = len(e.indices)
         if arr.on == "sites":
             if n != 1:
@@ -340,7 +277,7 @@ class TermBuilder:
         return sym
 
     # ---------------------------------------------------------------- sums
-    def _generator(self, e: ast.Generator, slots: dict[str, _Slot]) -> sp.Expr:
+    def on_reduce(self, e: E.Reduce, slots: dict[str, _Slot]) -> sp.Expr:
         if e.func != "sum":
             fail("P800", f"'{e.func}' over a lattice structure is not supported in an energy",
                  e.func_span, "use sum(...)")  # fmt: skip
@@ -391,32 +328,30 @@ class TermBuilder:
         self._terms[placeholder] = terms
         return placeholder
 
-    def _structure(self, loop: ast.Loop) -> tuple[str, int]:
+    def _structure(self, loop: E.Loop) -> tuple[str, int]:
         d = loop.domain
         if d is None:
             fail("P400", "say what the sum runs over: for i in sites", loop.span)
-        if isinstance(d, ast.Name) and d.id in ("sites", "bonds", "pairs"):
-            return d.id, 1
-        if isinstance(d, ast.Call) and d.func == "bonds" and len(d.args) == 1:
-            shell = d.args[0]
-            if isinstance(shell, ast.Number) and isinstance(shell.value, int):
-                return "bonds", shell.value
-        if isinstance(d, ast.Name) and d.id in ("links", "plaquettes"):
-            fail("P800", f"sums over {d.id} are lowered by the gauge compiler", d.span)
-        hint = None
-        if isinstance(d, ast.Name):
-            hint = did_you_mean(d.id, {"sites", "bonds", "pairs"})
+        name = name_of(d)
+        if name in ("sites", "bonds", "pairs"):
+            return name, 1
+        call = as_call(d)
+        if call is not None and call.func == "bonds" and len(call.args) == 1:
+            shell = int_literal(call.args[0])
+            if shell is not None:
+                return "bonds", shell
+        if name in ("links", "plaquettes"):
+            fail("P800", f"sums over {name} are lowered by the gauge compiler", d.span)
+        hint = did_you_mean(name, {"sites", "bonds", "pairs"}) if name is not None else None
         fail("P200", "a lattice sum runs over sites, bonds, bonds(2) or pairs", d.span,
              hint or "e.g. for (i, j) in bonds")  # fmt: skip
 
-    def _body(self, e: ast.Expr, slots: dict[str, _Slot]) -> tuple[sp.Expr, dict]:
+    def _body(self, e: E.Expr, slots: dict[str, _Slot]) -> tuple[sp.Expr, dict]:
         outer = getattr(self, "_current", None)
         self._current: dict[sp.Symbol, Access] = {}
-        body = self.scalar(e, slots)
+        body = self.walk(e, slots)
         accesses = self._current
         self._current = outer
-        if not any(a.kind == "field" for a in accesses.values()) and not body.free_symbols:
-            pass  # a constant per site is still a valid (if dull) term
         return body, accesses
 
 

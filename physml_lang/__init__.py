@@ -6,8 +6,8 @@ p.energy(configurations)          # (B,) energies of (B, 16, 16) spin configurat
 result = p.run(sets={"T": 2.0})   # the rows physml run writes to summary.json
 """
 
+from .api import CompiledProgram, Program, compile, load
 from .diagnostics import Diagnostic, PhysmlError
-from .program import CompiledProgram, Program, compile, load
 
 __version__ = "0.1.0"
 __all__ = ["compile", "load", "Program", "CompiledProgram", "PhysmlError", "Diagnostic"]

@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     k = sub.add_parser("compile", parents=[fmt], help="print derived sympy or generated torch code")
     k.add_argument("file")
-    k.add_argument("--emit", choices=["torch", "sympy"], default="torch")
+    k.add_argument("--emit", choices=["ast", "ir", "sympy", "torch"], default="torch",
+                   help="the syntax tree, the checked IR, derived sympy or generated torch code")
     k.add_argument("--model", help="which model (default: the first)")
     k.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     k.add_argument("--path", choices=["roll", "gather", "dense"], help="force a lowering path")
@@ -96,12 +97,26 @@ def _fail(exc: PhysmlError, args) -> int:
 
 
 def _dispatch(args) -> int:
-    from .program import load
+    from .api import load
 
+    if args.command == "compile" and args.emit == "ast":
+        from .syntax import parse_file
+        from .syntax.ast import dump
+
+        print(dump(parse_file(Path(args.file))))
+        return 0
     program = load(Path(args.file))
     if args.command == "check":
         for line in program.check():
             print(f"ok  {line}")
+        return 0
+    if args.command == "compile" and args.emit == "ir":
+        from .ir.text import print_ir
+
+        if args.model or args.set:
+            print(print_ir(program.instantiate(args.model, _sets(args.set))), end="")
+        else:
+            print(print_ir(program.ir()), end="")
         return 0
     if args.command == "compile":
         name = args.model or program.default_model()

@@ -18,14 +18,15 @@ from typing import Any
 import numpy as np
 import sympy as sp
 import torch
+from physml_lang.compiler.lower.sympy import SympyArithmetic
 from physml_lang.compiler.lowering import Kernel
 from physml_lang.compiler.model import CompiledModel
 from tqdm import tqdm
 
-from physml_lang import ast
-from physml_lang.checker import ModelChecker
+from physml_lang.check.model import ModelChecker
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
-from physml_lang.runs import RunIR, option_values
+from physml_lang.ir import expr as E
+from physml_lang.ir.task import TaskIR
 
 from . import outputs
 from .observables import (
@@ -37,7 +38,7 @@ from .observables import (
 )
 from .samplers import SAMPLERS
 from .statistics import between_chain_excess, excess_limit, split_rhat
-from .tasks import register_task
+from .tasks import RunState, option_values, register_task
 
 THERMAL = ("T", "beta")
 
@@ -62,57 +63,66 @@ def _fail(code, msg, span=None, hint=None):
 # ---------------------------------------------------------------- per-sample observables
 
 
-class MeasureCompiler:
+class MeasureCompiler(SympyArithmetic):
     """Compiles a measure expression into a function of (state, E, M, beta) -> (B,)."""
+
+    what = "a measured expression"
 
     def __init__(self, cm: CompiledModel, params: dict[str, Any]):
         self.cm = cm
         self.params = params
         self.modules: dict[sp.Symbol, Any] = {}
 
-    def compile(self, e: ast.Expr, name: str) -> Kernel:
-        expr = self._sym(e)
+    def compile(self, e: E.Expr, name: str) -> Kernel:
+        expr = self.walk(e)
         return Kernel(f"measure_{name}", expr, {s: "sample" for s in expr.free_symbols})
 
-    def _sym(self, e: ast.Expr) -> sp.Expr:
-        cm = self.cm
-        if isinstance(e, ast.Number):
-            return sp.Float(e.value) if isinstance(e.value, float) else sp.Integer(e.value)
-        if isinstance(e, ast.Name):
-            if e.id in ("energy", "magnetization", "T", "beta"):
-                return sp.Symbol(e.id)
-            if e.id == "sites":
-                return sp.Integer(cm.lattice.n_sites)
-            if e.id == "bonds":
-                return sp.Integer(cm.lattice.n_bonds(1))
-            if e.id in self.params and isinstance(self.params[e.id], int | float):
-                return sp.Float(self.params[e.id])
-            if e.id in cm.ir.definitions and not cm.ir.definitions[e.id].indices:
-                return self._lattice_sum(cm.ir.definitions[e.id].expr, e.id)
-            if e.id in FLUCTUATIONS:
-                _fail("P300", f"'{e.id}' is a fluctuation observable; measure it on its own",
-                      e.span, f"measure {e.id}")  # fmt: skip
-            known = {"energy", "magnetization", "T", "beta", "sites", "bonds"} | set(self.params)
-            known |= set(cm.ir.definitions)
-            _fail("P200", f"unknown name '{e.id}' in a measured expression", e.span,
-                  did_you_mean(e.id, known))  # fmt: skip
-        if isinstance(e, ast.Generator):
-            return self._lattice_sum(e, f"sum{len(self.modules)}")
-        if isinstance(e, ast.Unary) and e.op == "-":
-            return -self._sym(e.operand)
-        if isinstance(e, ast.Binary) and e.op in "+-*/^":
-            a, b = self._sym(e.left), self._sym(e.right)
-            return {"+": a + b, "-": a - b, "*": a * b, "/": a / b, "^": a**b}[e.op]
-        if isinstance(e, ast.Call) and len(e.args) == 1 and not e.kwargs:
-            fn = {"abs": sp.Abs, "sqrt": sp.sqrt, "exp": sp.exp, "log": sp.log, "cos": sp.cos,
-                  "sin": sp.sin, "tanh": sp.tanh}.get(e.func)  # fmt: skip
-            if fn is not None:
-                return fn(self._sym(e.args[0]))
-        _fail("P300", "this expression cannot be measured", e.span,
-              "measured expressions combine energy, magnetization, sums over the lattice, "
-              "sites, T and parameters with + - * / ^ and abs, sqrt, exp, log")  # fmt: skip
+    def not_here(self, e: E.Expr, what: str = "this") -> PhysmlError:
+        return PhysmlError(Diagnostic(
+            "P300", "this expression cannot be measured", e.span,
+            "measured expressions combine energy, magnetization, sums over the lattice, "
+            "sites, T and parameters with + - * / ^ and abs, sqrt, exp, log"))  # fmt: skip
 
-    def _lattice_sum(self, e: ast.Expr, name: str) -> sp.Symbol:
+    def constant(self, value, e: E.Expr) -> sp.Expr:
+        if isinstance(value, complex):
+            raise self.not_here(e)
+        return sp.Float(value) if isinstance(value, float) else sp.Integer(value)
+
+    def on_name(self, e: E.Name, env: Any) -> sp.Expr:
+        cm = self.cm
+        if e.id in ("energy", "magnetization", "T", "beta"):
+            return sp.Symbol(e.id)
+        if e.id == "sites":
+            return sp.Integer(cm.lattice.n_sites)
+        if e.id == "bonds":
+            return sp.Integer(cm.lattice.n_bonds(1))
+        if e.id in self.params and isinstance(self.params[e.id], int | float):
+            return sp.Float(self.params[e.id])
+        if e.id in cm.model.definitions and not cm.model.definitions[e.id].indices:
+            return self._lattice_sum(cm.model.definitions[e.id].expr, e.id)
+        if e.id in FLUCTUATIONS:
+            _fail("P300", f"'{e.id}' is a fluctuation observable; measure it on its own",
+                  e.span, f"measure {e.id}")  # fmt: skip
+        known = {"energy", "magnetization", "T", "beta", "sites", "bonds"} | set(self.params)
+        known |= set(cm.model.definitions)
+        _fail("P200", f"unknown name '{e.id}' in a measured expression", e.span,
+              did_you_mean(e.id, known))  # fmt: skip
+
+    def on_reduce(self, e: E.Reduce, env: Any) -> sp.Expr:
+        return self._lattice_sum(e, f"sum{len(self.modules)}")
+
+    def combine(self, op: str, a: sp.Expr, b: sp.Expr, e: E.Binary) -> sp.Expr:
+        if op == "%":
+            raise self.not_here(e)
+        return super().combine(op, a, b, e)
+
+    def on_call(self, e: E.Call, env: Any) -> sp.Expr:
+        if e.func not in ("abs", "sqrt", "exp", "log", "cos", "sin", "tanh") or e.kwargs \
+                or len(e.args) != 1:  # fmt: skip
+            raise self.not_here(e)
+        return super().on_call(e, env)
+
+    def _lattice_sum(self, e: E.Expr, name: str) -> sp.Symbol:
         sym = sp.Symbol(f"__{name}")
         self.modules[sym] = self.cm.lattice_sum_module(e, name)
         return sym
@@ -128,10 +138,10 @@ class MeasureCompiler:
 # ---------------------------------------------------------------- overrides
 
 
-def resolve_overrides(run: RunIR, checker: ModelChecker, sets: dict[str, Any], schema) -> None:
+def resolve_overrides(run: RunState, checker: ModelChecker, sets: dict[str, Any], schema) -> None:
     """Apply ``--set NAME=VALUE``: a scan variable becomes a single point; otherwise a model
     parameter, a ``let`` value or a sampler option of that name is replaced."""
-    params = {p.name for p in checker.node.params}
+    params = set(checker.param_names)
     for name, value in sets.items():
         scan = next((s for s in run.scans if s.name == name), None)
         if scan is not None:
@@ -168,7 +178,7 @@ class SamplePlan:
     measures: list
 
 
-def plan_sample(run: RunIR, checker: ModelChecker, sets: dict[str, Any] | None) -> SamplePlan:
+def plan_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] | None) -> SamplePlan:
     """Validate a sampling run (names, options, temperatures, scans, overrides)."""
     entry = SAMPLERS.get(run.sampler)
     if entry is None:
@@ -177,13 +187,13 @@ def plan_sample(run: RunIR, checker: ModelChecker, sets: dict[str, Any] | None) 
     resolve_overrides(run, checker, sets or {}, entry.schema)
     options = option_values(run.sampler_options, entry.schema, run.sampler_span,
                             f"sampler {run.sampler}")  # fmt: skip
-    params = {p.name for p in checker.node.params}
+    params = set(checker.param_names)
     thermal = [s for s in run.scans if s.name in THERMAL]
     others = [s for s in run.scans if s.name not in THERMAL]
     for s in others:
         if s.name not in params:
             _fail("P200", f"cannot scan '{s.name}': it is not T, beta or a parameter of model "
-                  f"{checker.node.name}", s.span, did_you_mean(s.name, params | set(THERMAL)))  # fmt: skip
+                  f"{checker.name}", s.span, did_you_mean(s.name, params | set(THERMAL)))  # fmt: skip
     if len(thermal) > 1:
         _fail("P201", "scan either T or beta, not both", thermal[1].span)
     for name in run.lets:
@@ -213,14 +223,14 @@ def plan_sample(run: RunIR, checker: ModelChecker, sets: dict[str, Any] | None) 
                       run.measures or [])  # fmt: skip
 
 
-def check_sample(run: RunIR, checker: ModelChecker) -> None:
+def check_sample(run: RunState, checker: ModelChecker, program) -> None:
     """Everything ``run`` would reject, without sampling: compiles the first point, builds the
     sampler (is it applicable?) and compiles every measured expression."""
     plan = plan_sample(run, checker, {})
     point, spans = dict(plan.model_args), dict(plan.model_spans)
     for s in plan.others:
         point[s.name], spans[s.name] = s.values[0], s.span
-    cm = CompiledModel(checker.instantiate(point, spans))
+    cm = program.compile_ir(checker.instantiate(point, spans))
     beta = torch.full((1,), plan.betas[0], dtype=cm.dtype)
     options = plan.options.model_copy(update={"chains": 1})
     plan.entry.factory(cm, options, beta, torch.Generator())
@@ -228,7 +238,7 @@ def check_sample(run: RunIR, checker: ModelChecker) -> None:
 
 
 def _compile_measures(cm: CompiledModel, measures) -> tuple[MeasureCompiler, dict[str, Kernel]]:
-    compiler = MeasureCompiler(cm, cm.ir.params)
+    compiler = MeasureCompiler(cm, cm.model.params)
     kernels = {}
     for m in measures:
         if m.expr is not None:
@@ -241,8 +251,9 @@ def _compile_measures(cm: CompiledModel, measures) -> tuple[MeasureCompiler, dic
 
 
 def run_sample(
-    run: RunIR,
+    run: RunState,
     checker: ModelChecker,
+    program,
     *,
     sets: dict[str, Any] | None = None,
     device: torch.device,
@@ -259,7 +270,7 @@ def run_sample(
     summary: dict[str, Any] = {
         "run": run.name,
         "source": source,
-        "model": checker.node.name,
+        "model": checker.name,
         "params": {},
         "device": str(device),
         "seed": seed,
@@ -288,8 +299,8 @@ def run_sample(
             for s, v in zip(others, combo):
                 point[s.name], spans[s.name] = v, s.span
             ir = checker.instantiate(point, spans)
-            summary["params"] = {k: v for k, v in ir.params.items()}
-            cm = CompiledModel(ir).to(device)
+            summary["params"] = dict(ir.values)
+            cm = program.compile_ir(ir).to(device)
             rows = _sample_point(cm, run, entry, options, betas, tvar, tvalues, measures,
                                  generator, device, bar, summary, out)  # fmt: skip
             for r in rows:
@@ -311,7 +322,7 @@ def run_sample(
     return RunResult(summary, out, files)
 
 
-def _warn_unmixed(run: RunIR, row: dict, tvar: str, others, summary: dict, chains: int) -> None:
+def _warn_unmixed(run: RunState, row: dict, tvar: str, others, summary: dict, chains: int) -> None:
     """Warn when chains sampled different states: the spread of their mean energies exceeds what
     the binning error admits (a metastable domain wall, or far too short a run)."""
     ratio = row.get("chain_excess", float("nan"))
@@ -415,7 +426,7 @@ def _rows(cm, E, M, series, betas, tvar, tvalues, measures, sampler, nT, C) -> l
     return rows
 
 
-def _plots(out: Path, run: RunIR, summary: dict, measures, tvar: str, others) -> list[Path]:
+def _plots(out: Path, run: RunState, summary: dict, measures, tvar: str, others) -> list[Path]:
     files = []
     rows = summary["rows"]
     title = f"{summary['model']} ({run.name})"
@@ -424,7 +435,7 @@ def _plots(out: Path, run: RunIR, summary: dict, measures, tvar: str, others) ->
             x = p.x or (
                 tvar if len({r[tvar] for r in rows}) > 1 else (others[0].name if others else tvar)
             )
-            names = [n for n, _ in p.observables] or [m.name for m in measures]
+            names = list(p.observables) or [m.name for m in measures]
             f = outputs.plot_rows(out, rows, x, names, p.marks, f"plot{i if i else ''}.png", title,
                                   p.logx, p.logy)  # fmt: skip
             if f:
@@ -440,13 +451,14 @@ def _plots(out: Path, run: RunIR, summary: dict, measures, tvar: str, others) ->
 __all__ = ["run_sample", "RunResult", "Span", "np"]
 
 
-def _check_task(run: RunIR, program) -> None:
-    check_sample(run, program.checker_for(run))
+def _check_task(task: TaskIR, program) -> None:
+    check_sample(RunState.of(task), program.checker_for(task), program)
 
 
-def _run_task(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
-    return run_sample(run, program.checker_for(run), sets=sets, device=device, seed=seed, out=out,
-                      progress=progress, source=program.name)  # fmt: skip
+def _run_task(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    return run_sample(RunState.of(task), program.checker_for(task), program, sets=sets,
+                      device=device, seed=seed, out=out, progress=progress,
+                      source=program.name)  # fmt: skip
 
 
 register_task("sample", _check_task, _run_task, "Markov-chain sampling over a scan")

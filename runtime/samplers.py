@@ -80,11 +80,11 @@ class Sampler:
         if not cm.fields:
             raise PhysmlError(Diagnostic(
                 "P502", f"this sampler updates discrete fields (spin, binary, potts) on sites; "
-                f"model {cm.ir.name} has none", cm.ir.node.name_span,
+                f"model {cm.ir.name} has none", cm.model.name_span,
                 "continuous fields are sampled by hmc, langevin or mala"))  # fmt: skip
         self.field = field or next(iter(cm.fields))
         self.fk = cm.fields[self.field]
-        self.domain = cm.ir.fields[self.field].domain
+        self.domain = cm.model.fields[self.field].domain
         self.values = torch.tensor(self.domain.values(), dtype=cm.dtype, device=beta.device)
         self.shape = cm.lattice.shape
         self.beta = beta.to(cm.dtype).reshape(-1, *([1] * len(self.shape)))
@@ -237,12 +237,12 @@ class Wolff(Sampler):
         if self.domain.kind not in ("spin",):
             raise PhysmlError(Diagnostic(
                 "P502", f"wolff updates need a spin (±1) field, '{self.field}' is "
-                f"{self.domain}", self.cm.ir.fields[self.field].span,
+                f"{self.domain}", self.cm.model.fields[self.field].span,
                 "use metropolis or heatbath"))  # fmt: skip
-        if not any(s.name == "spin_flip" and s.active for s in self.cm.ir.symmetries):
+        if not any(s.name == "spin_flip" and s.active for s in self.cm.model.symmetries):
             raise PhysmlError(Diagnostic(
                 "P502", "wolff updates need the spin-flip symmetry; declare 'symmetry spin_flip' "
-                "(it is verified against the energy)", self.cm.ir.node.name_span))  # fmt: skip
+                "(it is verified against the energy)", self.cm.model.name_span))  # fmt: skip
         lat = self.cm.lattice
         self.couplings = []
         for where, K in self.cm.cluster_couplings(self.field):

@@ -8,12 +8,17 @@ themselves on import; :func:`load_tasks` imports every task module the package h
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from physml_lang.check.model import validate_options
+from physml_lang.diagnostics import Span
+from physml_lang.ir.task import CallValue, MeasureIR, PlotIR, TaskIR, Word
 
 
 @dataclass(frozen=True)
 class Task:
-    check: Callable  # (run: RunIR, program: Program) -> None
+    check: Callable  # (run: TaskIR, program: Program) -> None
     run: Callable  # (run, program, *, sets, device, seed, out, progress) -> RunResult
     doc: str
 
@@ -41,18 +46,19 @@ def register_variant(task: str, applies: Callable, variant: str) -> None:
     VARIANTS.setdefault(task, []).append(Variant(applies, variant))
 
 
-def resolve_task(run, program) -> Task:
+def resolve_task(run: TaskIR, program) -> Task:
     """The task that executes ``run``: a registered variant for its model, or the task itself."""
     from physml_lang.diagnostics import PhysmlError
 
-    for v in VARIANTS.get(run.task, []):
+    load_tasks()
+    for v in VARIANTS.get(run.kind, []):
         try:
             applies = v.applies(run, program)
         except PhysmlError:
             applies = False  # the run's own check reports the problem, located
         if applies:
             return TASKS[v.variant]
-    return TASKS[run.task]
+    return TASKS[run.kind]
 
 
 _loaded = False
@@ -92,3 +98,81 @@ def _absent(exc: ModuleNotFoundError, package: str) -> None:
     """Tolerate a capability that is not there; re-raise a missing dependency inside one."""
     if not (exc.name or "").startswith(f"physml_lang.runtime.{package}"):
         raise exc
+
+
+# ---------------------------------------------------------------- a task being prepared
+
+
+def plain(value: Any) -> Any:
+    """An IR value as plain Python for option schemas: tuples -> lists (words stay words, so
+    that a schema's message can name them)."""
+    if isinstance(value, tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+@dataclass
+class Scan:
+    name: str
+    values: list
+    span: Span | None
+
+
+@dataclass
+class RunState:
+    """A task's values in mutable form while ``--set`` overrides and scans are resolved.
+
+    ``model_args``, ``lets`` and ``sampler_options`` map a name to (value, span of its source).
+    """
+
+    ir: TaskIR
+    name: str
+    span: Span | None
+    task: str
+    model: str | None = None
+    model_span: Span | None = None
+    model_args: dict[str, tuple[Any, Span | None]] = field(default_factory=dict)
+    sampler: str | None = None
+    sampler_span: Span | None = None
+    sampler_options: dict[str, tuple[Any, Span | None]] = field(default_factory=dict)
+    scans: list[Scan] = field(default_factory=list)
+    lets: dict[str, tuple[Any, Span | None]] = field(default_factory=dict)
+    measures: tuple[MeasureIR, ...] = ()
+    plots: tuple[PlotIR, ...] = ()
+    trains: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, task: TaskIR) -> RunState:
+        run = cls(task, task.name, task.span, task.kind, measures=task.measures,
+                  plots=task.plots, trains=list(task.trains))  # fmt: skip
+        if task.model is not None:
+            run.model, run.model_span = task.model.name, task.model.span
+            run.model_args = {o.name: (plain(o.value), o.span) for o in task.model.args}
+        if task.sampler is not None:
+            run.sampler, run.sampler_span = task.sampler.name, task.sampler.name_span
+            run.sampler_options = {o.name: (plain(o.value), o.span) for o in task.sampler.kwargs}
+        run.scans = [Scan(s.name, list(s.values), s.span) for s in task.scans]
+        run.lets = {o.name: (plain(o.value), o.span) for o in task.lets}
+        return run
+
+    @property
+    def statements(self):
+        return self.ir.statements
+
+
+def option_values(options: dict[str, tuple[Any, Span | None]], schema, where: Span | None,
+                  what: str):  # fmt: skip
+    """Validate run options (value, span) pairs against a schema."""
+    from physml_lang.diagnostics import Diagnostic, PhysmlError
+
+    values = {k: v for k, (v, _) in options.items()}
+    spans = {k: s for k, (_, s) in options.items()}
+    for k, v in values.items():
+        if isinstance(v, CallValue):
+            raise PhysmlError(Diagnostic("P402", f"option '{k}' of {what} must be a value, not a "
+                                         "call", spans[k]))  # fmt: skip
+    return validate_options(schema, values, spans, where, what)
+
+
+__all__ = ["Task", "TASKS", "register_task", "register_variant", "resolve_task", "load_tasks",
+           "RunState", "Scan", "option_values", "plain", "Word"]

@@ -41,34 +41,19 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from physml_lang.compiler.kinds import ModelKind, compile_model, register_model_kind
-from physml_lang.compiler.phase_space import (
-    FieldModel,
-    PhaseSpaceModel,
-    compile_field,
-    compile_phase_space,
-    is_continuous_field,
-    is_phase_space,
-)
+from physml_lang.compiler.phase_space import FieldModel, PhaseSpaceModel
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from physml_lang import ast
-from physml_lang.checker import EXTRA_NAMES, validate_options
+from physml_lang.check.model import validate_options
+from physml_lang.check.tasks import STATEMENTS
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
-from physml_lang.evaluate import CallValue, ConstEvaluator, Ident
-from physml_lang.runs import (
-    RUN_STATEMENTS,
-    RunIR,
-    option_values,
-    register_method,
-    register_statement,
-)
+from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
 
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import Estimate, binning_analysis, jackknife
-from ..tasks import register_task, register_variant
+from ..tasks import RunState, option_values, register_task, register_variant
 from .integrators import INTEGRATORS, EnergyBlowupError, IntegratorError, Trajectory, evolve
 from .learners import HNN, LEARNERS, SympNet, train_map, train_vector_field
 from .learners import rollout as learned_rollout
@@ -82,142 +67,102 @@ def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None
     raise PhysmlError(Diagnostic(code, msg, span, hint))
 
 
-# ---------------------------------------------------------------- registrations
-
-
-def _phase_names(model) -> set[str]:
-    return {"particles", "dims"} if model.phase_space is not None else set()
-
-
-if _phase_names not in EXTRA_NAMES:
-    EXTRA_NAMES.append(_phase_names)
-
-register_model_kind(ModelKind("phase_space", is_phase_space, compile_phase_space, priority=15))
-register_model_kind(ModelKind("continuous_field", is_continuous_field, compile_field,
-                              priority=15))  # fmt: skip
-
-
-def _is_phase_node(node: ast.Model) -> bool:
-    return any(isinstance(s, ast.PhaseSpaceStmt) for s in node.body)
-
-
-def _is_field_node(node: ast.Model) -> bool:
-    return not _is_phase_node(node) and any(
-        isinstance(s, ast.FieldStmt) and s.type.name in ("real", "angle") for s in node.body)
-
-
 # ---------------------------------------------------------------- statements
-
-
-def _value(e: ast.Expr, what: str) -> Any:
-    return ConstEvaluator({}, allow_idents=True, allow_calls=True, what=what)(e)
-
-
-def _named(stmt: ast.RunStmt, key: str) -> dict[str, tuple[Any, Span]]:
-    opts: dict[str, tuple[Any, Span]] = {}
-    for item in stmt.items:
-        if item.kind != "named":
-            _fail("P100", f"'{stmt.word}' takes options by name", item.span,
-                  RUN_STATEMENTS[stmt.word].usage)  # fmt: skip
-        if item.name in opts:
-            _fail("P201", f"option '{item.name}' is given twice", item.span)
-        opts[item.name] = (_value(item.value, f"option {item.name}"), item.span)
-    return opts
-
-
-def _set_task(run: RunIR, task: str, span: Span) -> None:
-    if run.task == "sample" and run.extra.pop("_task_from_sampler", False):
-        run.task = None  # a sampler statement only sets a default task
-    if run.task and run.task != task:
-        _fail("P201", f"a run does one thing: it already has a {run.task} task", span)
-    run.task = task
-
-
-def _initial_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    run.extra.setdefault("initial", {}).update(_named(stmt, "initial"))
-    run.extra["initial_span"] = stmt.span
-
-
-def _evolve_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    if "evolve" in run.extra:
-        _fail("P201", "a run has one 'evolve' statement", stmt.word_span)
-    run.extra["evolve"] = _named(stmt, "evolve")
-    run.extra["evolve_span"] = stmt.span
-
-
-def _trajectories_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    items = stmt.items
-    if len(items) == 1 and items[0].kind == "expr" and isinstance(items[0].value, ast.Call) \
-            and items[0].value.func == "load":  # fmt: skip
-        call = items[0].value
-        if len(call.args) != 1 or not isinstance(call.args[0], ast.String) or call.kwargs:
-            _fail("P302", 'load takes one file name: trajectories load("orbits.npz")', call.span)
-        run.extra["trajectories_load"] = (call.args[0].value, call.args[0].span)
-    else:
-        run.extra["trajectories"] = _named(stmt, "trajectories")
-    run.extra["trajectories_span"] = stmt.span
-
 
 TRAIN_METHODS = {
     "derivative_mse": "MSE of the learned vector field against dq/dt, dp/dt (hnn, mlp)",
     "step_mse": "MSE of the learned map against the next state (sympnet)",
 }
+Options = dict[str, tuple[Any, Span | None]]
 
 
-def _train_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    via = next((it.via for it in stmt.items if it.kind == "via"), None)
-    method = via.func if isinstance(via, ast.Call) else via.id if isinstance(via, ast.Name) \
-        else None  # fmt: skip
-    names: list[tuple[str, Span]] = []
-    for k, item in enumerate(stmt.items):
-        if item.kind not in ("expr", "via") or not isinstance(item.value, ast.Name) or (
-                item.kind == "via" and k != len(stmt.items) - 1):  # fmt: skip
-            _fail("P100", "train takes learner names and one 'via' method", item.span,
-                  RUN_STATEMENTS["train"].usage)  # fmt: skip
-        names.append((item.value.id, item.value.span))
-    method = method or "derivative_mse"
-    if method not in TRAIN_METHODS:
-        _fail("P200", f"unknown training method '{method}'", via.span if via else stmt.span,
-              did_you_mean(method, set(TRAIN_METHODS)) or ", ".join(TRAIN_METHODS))  # fmt: skip
-    options: dict[str, tuple[Any, Span]] = {}
-    if isinstance(via, ast.Call):
-        if via.args:
-            _fail("P302", "training options are given by name", via.args[0].span)
-        options = {k.name: (_value(k.value, f"option {k.name}"), k.span) for k in via.kwargs}
-    run.extra.setdefault("train", []).append((names, method, options, stmt.span))
-    run.trains += [n for n, _ in names]
+def _named(stmt: StatementIR) -> Options:
+    opts: Options = {}
+    for item in stmt.items:
+        if item.kind != "named":
+            _fail("P100", f"'{stmt.word}' takes options by name", item.span,
+                  STATEMENTS[stmt.word].usage)  # fmt: skip
+        if item.name in opts:
+            _fail("P201", f"option '{item.name}' is given twice", item.span)
+        opts[item.name] = (item.value, item.span)
+    return opts
 
 
-def _rollout_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    run.extra["rollout"] = _named(stmt, "rollout")
-    run.extra["rollout_span"] = stmt.span
+class DynamicsStatements:
+    """``initial``, ``evolve``, ``trajectories``, ``train`` and ``rollout`` of a run, read
+    from its IR: options as name -> (value, span)."""
+
+    def __init__(self, task: TaskIR):
+        self.initial: Options = {}
+        self.initial_span: Span | None = None
+        self.evolve: Options | None = None
+        self.evolve_span: Span | None = None
+        self.trajectories: Options = {}
+        self.trajectories_load: tuple[str, Span | None] | None = None
+        self.trajectories_span: Span | None = None
+        self.train: list[tuple[list[tuple[str, Span | None]], str, Options, Span | None]] = []
+        self.rollout: Options = {}
+        self.rollout_span: Span | None = None
+        for stmt in task.statements:
+            if stmt.word == "initial":
+                self.initial.update(_named(stmt))
+                self.initial_span = stmt.span
+            elif stmt.word == "evolve":
+                if self.evolve is not None:
+                    _fail("P201", "a run has one 'evolve' statement", stmt.word_span)
+                self.evolve, self.evolve_span = _named(stmt), stmt.span
+            elif stmt.word == "trajectories":
+                self._trajectories(stmt)
+            elif stmt.word == "train":
+                self._train(stmt)
+            elif stmt.word == "rollout":
+                self.rollout, self.rollout_span = _named(stmt), stmt.span
+
+    def _trajectories(self, stmt: StatementIR) -> None:
+        items = stmt.items
+        v = items[0].value if len(items) == 1 else None
+        if len(items) == 1 and items[0].kind == "value" and isinstance(v, CallValue) \
+                and v.name == "load":  # fmt: skip
+            if len(v.args) != 1 or not isinstance(v.args[0], str) or v.kwargs:
+                _fail("P302", 'load takes one file name: trajectories load("orbits.npz")', v.span)
+            self.trajectories_load = (v.args[0], items[0].value_span)
+        else:
+            self.trajectories = _named(stmt)
+        self.trajectories_span = stmt.span
+
+    def _train(self, stmt: StatementIR) -> None:
+        via = next((it.via for it in stmt.items if it.kind == "via"), None)
+        method = via.name if isinstance(via, Word | CallValue) else None
+        names: list[tuple[str, Span | None]] = []
+        for k, item in enumerate(stmt.items):
+            if item.kind not in ("value", "via") or not isinstance(item.value, Word) or (
+                    item.kind == "via" and k != len(stmt.items) - 1):  # fmt: skip
+                _fail("P100", "train takes learner names and one 'via' method", item.span,
+                      STATEMENTS["train"].usage)  # fmt: skip
+            names.append((item.value.name, item.value.span))
+        method = method or "derivative_mse"
+        options: Options = {}
+        if isinstance(via, CallValue):
+            if via.args:
+                _fail("P302", "training options are given by name", via.span)
+            options = {o.name: (o.value, o.span) for o in via.kwargs}
+        self.train.append((names, method, options, stmt.span))
 
 
-def _register_statements() -> None:
-    register_statement("initial", _initial_stmt, "initial q = 1.0, p = 0.0")
-    register_statement("evolve", _evolve_stmt,
-                       "evolve integrator = [leapfrog, rk4], dt = 0.1, steps = 100000", "evolve")
-    register_statement("trajectories", _trajectories_stmt,
-                       "trajectories count = 25, points = 30, t_span = 3.0, noise = 0.1  |  "
-                       'trajectories load("orbits.npz")')  # fmt: skip
-    # 'train' is shared with the energy-based learners: each capability owns its 'via' methods
-    register_method("train", list(TRAIN_METHODS), _train_stmt,
-                    "train H_net, baseline via derivative_mse(steps = 2000, lr = 1e-3)",
-                    task="learn_dynamics", default=True)  # fmt: skip
-    register_statement("rollout", _rollout_stmt, "rollout count = 10, horizon = 20, steps = 200")
-
-
-_register_statements()
+def _statements(run: RunState) -> DynamicsStatements:
+    if not hasattr(run, "dynamics"):
+        run.dynamics = DynamicsStatements(run.ir)
+    return run.dynamics
 
 
 # ---------------------------------------------------------------- shared planning
 
 
-def _overrides(run: RunIR, checker, sets: dict[str, Any], groups: list[tuple[str, dict, Any]]
+def _overrides(run: RunState, checker, sets: dict[str, Any], groups: list[tuple[str, dict, Any]]
                ) -> None:  # fmt: skip
     """--set NAME=VALUE: a model parameter, a scan variable, or an option of the first group
     (statement key, option dict, schema) whose schema has it."""
-    params = {p.name for p in checker.node.params}
+    params = set(checker.param_names)
     for name, value in sets.items():
         scan = next((s for s in run.scans if s.name == name), None)
         if scan is not None:
@@ -238,25 +183,25 @@ def _overrides(run: RunIR, checker, sets: dict[str, Any], groups: list[tuple[str
                   did_you_mean(name, known) or "known names: " + ", ".join(sorted(known)))  # fmt: skip
 
 
-def _model_point(run: RunIR, checker, extra: dict[str, tuple[Any, Span | None]] | None = None):
+def _model_point(run: RunState, checker, extra: dict[str, tuple[Any, Span | None]] | None = None):
     args = {k: v for k, (v, _) in run.model_args.items()}
     spans = {k: s for k, (_, s) in run.model_args.items()}
     for k, (v, s) in (extra or {}).items():
         args[k], spans[k] = v, s
-    params = {p.name for p in checker.node.params}
+    params = set(checker.param_names)
     for name, (v, s) in run.lets.items():
         if name not in params:
-            _fail("P200", f"'let {name}': not a parameter of model {checker.node.name}", s,
+            _fail("P200", f"'let {name}': not a parameter of model {checker.name}", s,
                   did_you_mean(name, params))  # fmt: skip
         args.setdefault(name, v)
         spans.setdefault(name, s)
     return args, spans
 
 
-def _compiled(run: RunIR, checker, kind: type, what: str, extra=None):
+def _compiled(run: RunState, program, checker, kind: type, what: str, extra=None):
     args, spans = _model_point(run, checker, extra)
     ir = checker.instantiate(args, spans)
-    cm = compile_model(ir)
+    cm = program.compile_ir(ir)
     if not isinstance(cm, kind):
         need = "a phase-space model (phase_space (q, p) and a hamiltonian)" \
             if kind is PhaseSpaceModel else "a continuous field (real or angle on sites)"  # fmt: skip
@@ -266,9 +211,9 @@ def _compiled(run: RunIR, checker, kind: type, what: str, extra=None):
 
 
 def _plain(v: Any) -> Any:
-    if isinstance(v, Ident):
+    if isinstance(v, Word):
         return str(v)
-    if isinstance(v, list):
+    if isinstance(v, list | tuple):
         return [_plain(x) for x in v]
     return v
 
@@ -289,9 +234,9 @@ def _est(x: np.ndarray) -> dict[str, float]:
     return {"mean": float(x.mean()), "stderr": se}
 
 
-def _summary(run: RunIR, program, cm, device, seed, task: str, sampler: dict) -> dict[str, Any]:
+def _summary(run: RunState, program, cm, device, seed, task: str, sampler: dict) -> dict[str, Any]:
     return {"run": run.name, "source": program.name, "model": cm.ir.name,
-            "params": {k: v for k, v in cm.ir.params.items()}, "device": str(device),
+            "params": {k: v for k, v in cm.model.params.items()}, "device": str(device),
             "seed": seed, "task": task, "sampler": sampler, "rows": [], "complete": False}  # fmt: skip
 
 
@@ -346,13 +291,15 @@ def _state(value: Any, shape: tuple[int, ...], span: Span | None, name: str) -> 
     return arr
 
 
-def plan_evolve(run: RunIR, program, sets: dict[str, Any] | None) -> EvolvePlan:
-    checker = program.checker_for(run)
-    opts = run.extra.setdefault("evolve", {})
+def plan_evolve(task: TaskIR, program, sets: dict[str, Any] | None) -> EvolvePlan:
+    run = RunState.of(task)
+    dyn = _statements(run)
+    checker = program.checker_for(task)
+    opts = dict(dyn.evolve or {})
     _overrides(run, checker, sets or {}, [("evolve", opts, EvolveOptions)])
-    span = run.extra.get("evolve_span")
+    span = dyn.evolve_span
     options = _options(opts, EvolveOptions, span, "evolve")
-    cm = _compiled(run, checker, PhaseSpaceModel, "evolve")
+    cm = _compiled(run, program, checker, PhaseSpaceModel, "evolve")
     names = options.integrator
     names = [names] if isinstance(names, str) else (names or [cm.default_integrator])
     ispan = opts.get("integrator", (None, span))[1]
@@ -369,7 +316,7 @@ def plan_evolve(run: RunIR, program, sets: dict[str, Any] | None) -> EvolvePlan:
                   "use integrator = implicit_midpoint (symplectic for any H)")  # fmt: skip
     if len(set(names)) != len(names):
         _fail("P201", "an integrator is listed twice", ispan)
-    init = run.extra.get("initial")
+    init = dyn.initial
     if not init:
         _fail("P400", "evolve needs initial conditions", span,
               f"add e.g. 'initial {cm.qname} = 1.0, {cm.pname} = 0.0'")  # fmt: skip
@@ -380,12 +327,12 @@ def plan_evolve(run: RunIR, program, sets: dict[str, Any] | None) -> EvolvePlan:
                   f"the phase space is ({qn}, {pn})")  # fmt: skip
     for k in (qn, pn):
         if k not in init:
-            _fail("P400", f"initial conditions need {k} too", run.extra.get("initial_span"))
-    q0 = _state(init[qn][0], cm.shape, init[qn][1], qn)
-    p0 = _state(init[pn][0], cm.shape, init[pn][1], pn)
+            _fail("P400", f"initial conditions need {k} too", dyn.initial_span)
+    q0 = _state(_plain(init[qn][0]), cm.shape, init[qn][1], qn)
+    p0 = _state(_plain(init[pn][0]), cm.shape, init[pn][1], pn)
     if q0.shape[0] != p0.shape[0] and 1 not in (q0.shape[0], p0.shape[0]):
         _fail("P302", f"{q0.shape[0]} initial {qn} but {p0.shape[0]} initial {pn}",
-              run.extra.get("initial_span"))  # fmt: skip
+              dyn.initial_span)  # fmt: skip
     B = max(q0.shape[0], p0.shape[0])
     q0 = np.broadcast_to(q0, (B, *cm.shape)).reshape(B, cm.n)
     p0 = np.broadcast_to(p0, (B, *cm.shape)).reshape(B, cm.n)
@@ -394,12 +341,13 @@ def plan_evolve(run: RunIR, program, sets: dict[str, Any] | None) -> EvolvePlan:
                       spans)  # fmt: skip
 
 
-def check_evolve(run: RunIR, program) -> None:
-    plan_evolve(run, program, {})
+def check_evolve(task: TaskIR, program) -> None:
+    plan_evolve(task, program, {})
 
 
-def run_evolve(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
-    plan = plan_evolve(run, program, sets)
+def run_evolve(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    plan = plan_evolve(task, program, sets)
+    run = RunState.of(task)
     cm, o = plan.cm, plan.options
     save_every = o.save_every or max(1, o.steps // 2000)
     summary = _summary(run, program, cm, device, seed, "evolve",
@@ -540,8 +488,8 @@ class FieldPlan:
     checker: Any
 
 
-def plan_field(run: RunIR, program, sets: dict[str, Any] | None) -> FieldPlan:
-    checker = program.checker_for(run)
+def plan_field(run: RunState, program, sets: dict[str, Any] | None) -> FieldPlan:
+    checker = program.checker_for(run.ir)
     if run.sampler not in SAMPLERS:
         _fail("P200", f"unknown sampler '{run.sampler}' for a continuous field", run.sampler_span,
               did_you_mean(run.sampler or "", set(SAMPLERS))
@@ -550,11 +498,11 @@ def plan_field(run: RunIR, program, sets: dict[str, Any] | None) -> FieldPlan:
     _overrides(run, checker, sets or {}, [("sampler", run.sampler_options, schema)])
     options = option_values(run.sampler_options, schema, run.sampler_span,
                             f"sampler {run.sampler}")  # fmt: skip
-    params = {p.name for p in checker.node.params}
+    params = set(checker.param_names)
     for s in run.scans:
         if s.name not in params:
             _fail("P200", f"cannot scan '{s.name}': not a parameter of model "
-                  f"{checker.node.name}", s.span,
+                  f"{checker.name}", s.span,
                   "continuous-field actions carry their couplings: scan one of "
                   + ", ".join(sorted(params)))  # fmt: skip
     measures = []
@@ -567,10 +515,11 @@ def plan_field(run: RunIR, program, sets: dict[str, Any] | None) -> FieldPlan:
     return FieldPlan(schema, factory, options, list(run.scans), measures, checker)
 
 
-def check_field(run: RunIR, program) -> None:
+def check_field(task: TaskIR, program) -> None:
+    run = RunState.of(task)
     plan = plan_field(run, program, {})
     extra = {s.name: (s.values[0], s.span) for s in plan.others}
-    cm = _compiled(run, plan.checker, FieldModel, f"sampler {run.sampler}", extra)
+    cm = _compiled(run, program, plan.checker, FieldModel, f"sampler {run.sampler}", extra)
     x = torch.zeros((1, *cm.shape), dtype=F64)
     cm.grad(x)
 
@@ -600,7 +549,8 @@ def _start(cm: FieldModel, chains: int, generator: torch.Generator, device) -> T
     return torch.randn(shape, generator=generator, dtype=F64, device=device)
 
 
-def run_field(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_field(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    run = RunState.of(task)
     plan = plan_field(run, program, sets)
     o = plan.options
     measures = plan.measures or ["action_density", "abs_magnetization", "susceptibility", "binder"]
@@ -617,7 +567,7 @@ def run_field(run: RunIR, program, *, sets, device, seed, out, progress) -> RunR
     try:
         for combo in combos:
             extra = {k: (v, s) for k, v, s in combo}
-            cm = _compiled(run, plan.checker, FieldModel, f"sampler {run.sampler}", extra)
+            cm = _compiled(run, program, plan.checker, FieldModel, f"sampler {run.sampler}", extra)
             if summary is None:
                 summary = _summary(run, program, cm, device, seed, "field_sample",
                                    {"name": run.sampler, **o.model_dump()})  # fmt: skip
@@ -639,7 +589,7 @@ def run_field(run: RunIR, program, *, sets, device, seed, out, progress) -> RunR
                 row[name] = _field_estimate(name, series, V).as_dict()
             for k, v in res.info.items():
                 row[k] = v
-            summary["params"] = dict(cm.ir.params)
+            summary["params"] = dict(cm.model.params)
             summary["rows"].append(row)
             summary["elapsed_s"] = round(time.time() - started, 3)
             if out is not None:
@@ -670,8 +620,8 @@ def _field_estimate(name: str, s: dict[str, np.ndarray], V: float) -> Estimate:
     return binning_analysis(s[name])
 
 
-def _is_field_run(run: RunIR, program) -> bool:
-    return _is_field_node(program.checker_for(run).node)
+def _is_field_run(task: TaskIR, program) -> bool:
+    return program.checker_for(task).kind == "field"
 
 
 register_task("field_sample", check_field, run_field,
@@ -741,50 +691,53 @@ class LearnPlan:
     rollout: RolloutOptions
 
 
-def plan_learn(run: RunIR, program, sets: dict[str, Any] | None) -> LearnPlan:
-    checker = program.checker_for(run)
-    topts = run.extra.setdefault("trajectories", {})
-    ropts = run.extra.setdefault("rollout", {})
+def plan_learn(run: RunState, program, sets: dict[str, Any] | None) -> LearnPlan:
+    dyn = _statements(run)
+    checker = program.checker_for(run.ir)
+    topts = dict(dyn.trajectories)
+    ropts = dict(dyn.rollout)
     train_common: dict[str, tuple[Any, Span | None]] = {}
     _overrides(run, checker, sets or {}, [("train", train_common, TrainOptions),
                                           ("trajectories", topts, TrajectoryOptions),
                                           ("rollout", ropts, RolloutOptions)])  # fmt: skip
-    cm = _compiled(run, checker, PhaseSpaceModel, "train")
-    data = _options(topts, TrajectoryOptions, run.extra.get("trajectories_span"), "trajectories")
-    roll = _options(ropts, RolloutOptions, run.extra.get("rollout_span"), "rollout")
+    cm = _compiled(run, program, checker, PhaseSpaceModel, "train")
+    data = _options(topts, TrajectoryOptions, dyn.trajectories_span, "trajectories")
+    roll = _options(ropts, RolloutOptions, dyn.rollout_span, "rollout")
+    run.rollout_integrator_span = ropts.get("integrator", (None, None))[1]
     if roll.integrator is not None and roll.integrator not in INTEGRATORS:
         _fail("P200", f"unknown integrator '{roll.integrator}'", ropts["integrator"][1],
               did_you_mean(roll.integrator, set(INTEGRATORS)))  # fmt: skip
     if data.start == "kepler" and (len(cm.shape) != 2 or cm.shape[0] != 2 or cm.shape[1] < 2):
         _fail("P400", "start = kepler needs a two-body phase space: real[2, D] with D >= 2",
               topts["start"][1])  # fmt: skip
-    decls = {d.name: d for d in program.tree.learners}
+    decls = program.learners
     learners: list[LearnerPlan] = []
-    for names, method, options, _span in run.extra.get("train", []):
+    for names, method, options, _span in dyn.train:
         for name, nspan in names:
             if name not in decls:
                 _fail("P200", f"unknown learner '{name}'", nspan,
                       did_you_mean(name, set(decls)) or f"declare it: learner {name} = "
                       "hnn(hidden = [200, 200])")  # fmt: skip
             d = decls[name]
-            kind = LEARNER_KINDS.get(d.call.func)
+            func = d.call.name
+            kind = LEARNER_KINDS.get(func)
             if kind is None:
-                _fail("P200", f"'{d.call.func}' is not a dynamics learner", d.call.func_span,
-                      did_you_mean(d.call.func, set(LEARNER_KINDS))
+                _fail("P200", f"'{func}' is not a dynamics learner", d.call.name_span,
+                      did_you_mean(func, set(LEARNER_KINDS))
                       or "dynamics learners: hnn, mlp, sympnet")  # fmt: skip
             if d.call.args:
-                _fail("P302", "learner options are given by name", d.call.args[0].span)
+                _fail("P302", "learner options are given by name", d.call.span)
             if _METHOD[kind] != method:
-                _fail("P400", f"{d.call.func} learner '{name}' is trained via {_METHOD[kind]}, "
+                _fail("P400", f"{func} learner '{name}' is trained via {_METHOD[kind]}, "
                       f"not {method}", nspan, f"train {name} via {_METHOD[kind]}(...)")  # fmt: skip
-            for sym, sspan in d.respecting:
+            for sym, sspan in zip(d.respecting, d.respecting_spans):
                 if sym not in _RESPECTS[kind]:
-                    _fail("P501", f"{d.call.func} cannot respect '{sym}'", sspan,
+                    _fail("P501", f"{func} cannot respect '{sym}'", sspan,
                           "hnn and sympnet are symplectic by construction; an mlp vector field "
                           "respects nothing" if sym == "symplectic" else
                           "dynamics learners respect: symplectic")  # fmt: skip
             schema = LEARNERS[kind][0]
-            vals = {k.name: _plain(_value(k.value, f"option {k.name}")) for k in d.call.kwargs}
+            vals = {k.name: _plain(k.value) for k in d.call.kwargs}
             spans: dict[str, Span | None] = {k.name: k.span for k in d.call.kwargs}
             for k, (v, s) in list(options.items()) + list(train_common.items()):
                 vals[k], spans[k] = _plain(v), s
@@ -794,11 +747,11 @@ def plan_learn(run: RunIR, program, sets: dict[str, Any] | None) -> LearnPlan:
             learners.append(LearnerPlan(name, kind, opts, method, d.span))
     if not learners:
         _fail("P400", "train names no learner", run.span)
-    return LearnPlan(cm, learners, data, run.extra.get("trajectories_load"), roll)
+    return LearnPlan(cm, learners, data, dyn.trajectories_load, roll)
 
 
-def check_learn(run: RunIR, program) -> None:
-    plan = plan_learn(run, program, {})
+def check_learn(task: TaskIR, program) -> None:
+    plan = plan_learn(RunState.of(task), program, {})
     if plan.load is not None:
         _load_trajectories(plan.load, plan.cm, program)
 
@@ -820,8 +773,8 @@ def _initial_states(cm: PhaseSpaceModel, o: TrajectoryOptions, count: int,
                 hi * torch.randn(count, n, generator=generator, dtype=F64))
     # two bodies at +-x about their centre of mass, near-circular speeds for equal masses
     D = cm.shape[1]
-    m = float(cm.ir.params.get("m", 1.0))
-    G = float(cm.ir.params.get("G", 1.0))
+    m = float(cm.model.params.get("m", 1.0))
+    G = float(cm.model.params.get("G", 1.0))
     rad, ang = u(0.5, 1.5, count), u(0.0, 2 * math.pi, count)
     x1 = torch.zeros(count, D, dtype=F64)
     v1 = torch.zeros(count, D, dtype=F64)
@@ -882,7 +835,8 @@ def _load_trajectories(load: tuple[str, Span], cm: PhaseSpaceModel, program):
     return tt, out["q"], out["p"], out["dq"], out["dp"]
 
 
-def run_learn(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_learn(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    run = RunState.of(task)
     plan = plan_learn(run, program, sets)
     cm, o, ro = plan.cm, plan.data, plan.rollout
     system = cm.system
@@ -939,7 +893,7 @@ def run_learn(run: RunIR, program, *, sets, device, seed, out, progress) -> RunR
             if isinstance(model, HNN) and integ in ("leapfrog", "verlet", "yoshida4") \
                     and not model.separable:  # fmt: skip
                 _fail("P400", f"{integ} needs a separable H; learner {lp.name} is not separable",
-                      run.extra["rollout"]["integrator"][1],
+                      run.rollout_integrator_span,
                       "declare hnn(separable = true) or use implicit_midpoint")  # fmt: skip
             tr = learned_rollout(model, qt0.to(device), pt0.to(device), dt, steps,
                                  energy=system.hamiltonian, integrator=integ)  # fmt: skip

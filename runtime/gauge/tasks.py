@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import sys
@@ -27,22 +26,21 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from physml_lang.compiler.gauge import Env, Evaluator, GaugeModel, is_gauge_node, span_text
-from physml_lang.compiler.kinds import ModelKind, compile_model, register_model_kind
-from physml_lang.compiler.lattices import LATTICES, LatticeEntry
+from physml_lang.compiler.gauge import Env, Evaluator, GaugeModel, span_text
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from physml_lang import ast
-from physml_lang.checker import EXTRA_NAMES, validate_options
+from physml_lang.check.constants import evaluate
+from physml_lang.check.model import validate_options
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
-from physml_lang.evaluate import ConstEvaluator
-from physml_lang.runs import RunIR, option_values, register_statement
+from physml_lang.ir import expr as E
+from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
+from physml_lang.ir.walk import Walker
 
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import binning_analysis
-from ..tasks import register_task, register_variant
+from ..tasks import RunState, option_values, plain, register_task, register_variant
 from . import exact
 from .lattice import mean_plaquette, polyakov_loops, topological_charge, wilson_loops
 from .lcnn import LEARNERS, train_regressor
@@ -63,43 +61,6 @@ Tensor = torch.Tensor
 
 def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None):
     raise PhysmlError(Diagnostic(code, msg, span, hint))
-
-
-# ---------------------------------------------------------------- registrations
-
-LATTICES.setdefault("hypercubic", LatticeEntry(
-    4, {1: ((1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1))},
-    "4D hypercubic lattice L1 x L2 x L3 x L4 (lattice gauge theory)"))
-
-
-def _gauge_names(model) -> set[str]:
-    """``e_mu`` for every e_<name> used in a gauge model (validated when lowered)."""
-    if not any(f.on == "links" for f in model.fields.values()):
-        return set()
-    names: set[str] = set()
-
-    def walk(e: Any) -> None:
-        if isinstance(e, ast.Name) and e.id.startswith("e_"):
-            names.add(e.id)
-        elif isinstance(e, ast.Expr | ast.Loop | ast.Keyword):
-            for v in vars(e).values():
-                for x in (v if isinstance(v, list) else [v]):
-                    walk(x)
-
-    for d in model.definitions.values():
-        walk(d.expr)
-    return names
-
-
-if _gauge_names not in EXTRA_NAMES:
-    EXTRA_NAMES.append(_gauge_names)
-
-
-def _applies(ir) -> bool:
-    return any(f.on == "links" for f in ir.fields.values())
-
-
-register_model_kind(ModelKind("gauge", _applies, lambda ir, **o: GaugeModel(ir), priority=10))
 
 
 # ---------------------------------------------------------------- sampler options
@@ -146,97 +107,119 @@ FUNCS = {"abs": torch.abs, "sqrt": torch.sqrt, "exp": torch.exp, "log": torch.lo
          "cos": torch.cos, "sin": torch.sin}
 
 
-class Observable:
+class Observable(Walker[Any]):
     """A measured expression compiled to f(U) -> (B,) float64."""
 
-    def __init__(self, cm: GaugeModel, expr: ast.Expr | None, name: str, span: Span):
+    what = "a gauge observable"
+
+    def __init__(self, cm: GaugeModel, expr: E.Expr | None, name: str, span: Span | None):
         self.cm = cm
         self.name = name
-        self.expr = expr if expr is not None else ast.Name(span, name)
+        self.expr = expr if expr is not None else E.Name(name, span=span)
         self.uses_q = False
         self.check(self.expr)
 
-    def check(self, e: ast.Expr) -> None:
+    def check(self, e: E.Expr) -> None:
         """Everything __call__ would reject, on a random configuration."""
         U, matter = self.cm.random_configuration(1, torch.Generator().manual_seed(0))
         self(U, matter)
 
     def __call__(self, U: Tensor, matter: dict[str, Tensor] | None = None) -> Tensor:
         self._matter = matter or {}  # matter fields (B, L...) of models with a LocalSampler
-        v = self._ev(self.expr, U)
+        v = self.walk(self.expr, U)
         if not isinstance(v, Tensor):
             v = torch.full((U.shape[0],), float(v), dtype=torch.float64)
         return v.double()
 
-    def _ev(self, e: ast.Expr, U: Tensor) -> Any:
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic(
+            "P300", "this expression cannot be measured on a gauge model", e.span,
+            "observables: " + ", ".join(sorted(BUILTINS)) + ", wilson_loop(R, T), "
+            "declared observables, sums, with + - * / ^ and abs, sqrt, exp, log"))
+
+    def on_number(self, e: E.Num, U: Tensor) -> Any:
+        return float(e.value)
+
+    def on_name(self, e: E.Name, U: Tensor) -> Any:
         cm = self.cm
-        if isinstance(e, ast.Number):
-            return float(e.value)
-        if isinstance(e, ast.Name):
-            n = e.id
-            if n == "plaquette":
-                return mean_plaquette(U, cm.group)
-            if n in ("action", "energy"):
-                return cm.action(U, self._matter)
-            if n == "topological_charge":
-                if cm.group.name != "u1" or cm.d != 2:
-                    _fail("P400", "topological_charge is defined for 2D U(1) models", e.span)
-                self.uses_q = True
-                return topological_charge(U)
-            if n in ("polyakov_loop", "abs_polyakov_loop"):
-                p = polyakov_loops(U, cm.group).flatten(1).mean(1)
-                return p.abs() if n.startswith("abs") else p.real
-            if n == "sites":
-                return float(cm.n_sites)
-            if n in cm.ir.params and isinstance(cm.ir.params[n], int | float):
-                return float(cm.ir.params[n])
-            d = cm.ir.definitions.get(n)
-            if d is not None and not d.indices:
-                t = Evaluator(cm, U, self._matter).evaluate(d.expr, Env()).t
-                return t.real if isinstance(t, Tensor) and t.is_complex() else t
-            known = set(BUILTINS) | {"wilson_loop"} | set(cm.ir.params) | {
-                k for k, v in cm.ir.definitions.items() if not v.indices}
-            _fail("P200", f"unknown observable '{n}'", e.span,
-                  did_you_mean(n, known) or "gauge observables: " + ", ".join(sorted(known)))
-        if isinstance(e, ast.Call) and e.func == "wilson_loop":
+        n = e.id
+        if n == "plaquette":
+            return mean_plaquette(U, cm.group)
+        if n in ("action", "energy"):
+            return cm.action(U, self._matter)
+        if n == "topological_charge":
+            if cm.group.name != "u1" or cm.d != 2:
+                _fail("P400", "topological_charge is defined for 2D U(1) models", e.span)
+            self.uses_q = True
+            return topological_charge(U)
+        if n in ("polyakov_loop", "abs_polyakov_loop"):
+            p = polyakov_loops(U, cm.group).flatten(1).mean(1)
+            return p.abs() if n.startswith("abs") else p.real
+        if n == "sites":
+            return float(cm.n_sites)
+        if n in cm.model.params and isinstance(cm.model.params[n], int | float):
+            return float(cm.model.params[n])
+        d = cm.model.definitions.get(n)
+        if d is not None and not d.indices:
+            t = Evaluator(cm, U, self._matter).evaluate(d.expr, Env()).t
+            return t.real if isinstance(t, Tensor) and t.is_complex() else t
+        known = set(BUILTINS) | {"wilson_loop"} | set(cm.model.params) | {
+            k for k, v in cm.model.definitions.items() if not v.indices}
+        _fail("P200", f"unknown observable '{n}'", e.span,
+              did_you_mean(n, known) or "gauge observables: " + ", ".join(sorted(known)))
+
+    def on_call(self, e: E.Call, U: Tensor) -> Any:
+        cm = self.cm
+        if e.func == "wilson_loop":
             if len(e.args) != 2 or e.kwargs:
                 _fail("P302", "wilson_loop takes the loop size: wilson_loop(R, T)", e.span)
-            RT = []
-            for a in e.args:
-                v = ConstEvaluator(cm.ir.params, what="a loop size")(a)
-                if isinstance(v, float) and v.is_integer():
-                    v = int(v)
-                if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= min(cm.shape):
-                    _fail("P400", f"a loop size is an integer 1 .. {min(cm.shape)}", a.span)
-                RT.append(v)
-            return wilson_loops(U, cm.group, RT[0], RT[1]).flatten(1).mean(1)
-        if isinstance(e, ast.Call) and e.func in FUNCS and len(e.args) == 1:
-            v = self._ev(e.args[0], U)
+            R, T = (loop_size(cm, a) for a in e.args)
+            return wilson_loops(U, cm.group, R, T).flatten(1).mean(1)
+        if e.func in FUNCS and len(e.args) == 1:
+            v = self.walk(e.args[0], U)
             return FUNCS[e.func](torch.as_tensor(v, dtype=torch.float64))
-        if isinstance(e, ast.Unary) and e.op == "-":
-            return -self._ev(e.operand, U)
-        if isinstance(e, ast.Binary) and e.op in ("+", "-", "*", "/", "^"):
-            a, b = self._ev(e.left, U), self._ev(e.right, U)
-            return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
-                    "/": lambda: a / b, "^": lambda: a ** b}[e.op]()
-        if isinstance(e, ast.Generator):
-            t = Evaluator(cm, U, self._matter).evaluate(e, Env()).t
-            return t.real if isinstance(t, Tensor) and t.is_complex() else t
-        _fail("P300", "this expression cannot be measured on a gauge model", e.span,
-              "observables: " + ", ".join(sorted(BUILTINS)) + ", wilson_loop(R, T), "
-              "declared observables, sums, with + - * / ^ and abs, sqrt, exp, log")
+        raise self.not_here(e)
+
+    def on_unary(self, e: E.Unary, U: Tensor) -> Any:
+        if e.op != "-":
+            raise self.not_here(e)
+        return -self.walk(e.operand, U)
+
+    def on_binary(self, e: E.Binary, U: Tensor) -> Any:
+        if e.op not in ("+", "-", "*", "/", "^"):
+            raise self.not_here(e)
+        a, b = self.walk(e.left, U), self.walk(e.right, U)
+        if e.op == "/" and not isinstance(b, Tensor) and b == 0:
+            _fail("P400", "division by zero", e.right.span)
+        return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+                "/": lambda: a / b, "^": lambda: a ** b}[e.op]()
+
+    def on_reduce(self, e: E.Reduce, U: Tensor) -> Any:
+        t = Evaluator(self.cm, U, self._matter).evaluate(e, Env()).t
+        return t.real if isinstance(t, Tensor) and t.is_complex() else t
+
+
+def loop_size(cm: GaugeModel, a: E.Expr | Any, span: Span | None = None) -> int:
+    """A Wilson-loop extent: an integer 1 .. min(L) (an expression or a value)."""
+    v = evaluate(a, cm.model.params, "a loop size") if isinstance(a, E.Expr) else a
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= min(cm.shape):
+        _fail("P400", f"a loop size is an integer 1 .. {min(cm.shape)}",
+              a.span if isinstance(a, E.Expr) else span)
+    return v
 
 
 # ---------------------------------------------------------------- the sample task
 
 
-def _compile_point(checker, point: dict, spans: dict) -> GaugeModel:
-    cm = compile_model(checker.instantiate(point, spans))
+def _compile_point(program, checker, point: dict, spans: dict) -> GaugeModel:
+    cm = program.compile_ir(checker.instantiate(point, spans))
     assert isinstance(cm, GaugeModel)
     return cm
 
 
-def _plan(run: RunIR, checker, sets: dict | None):
+def _plan(run: RunState, checker, sets: dict | None):
     """Validate a gauge sampling run; returns (schema, options, runtime option names, scans,
     model_args, model_spans)."""
     if run.sampler not in RUN_SCHEMAS:
@@ -244,7 +227,7 @@ def _plan(run: RunIR, checker, sets: dict | None):
               did_you_mean(run.sampler, set(RUN_SCHEMAS)) or "gauge samplers: "
               + ", ".join(RUN_SCHEMAS))
     schema, rt_schema = RUN_SCHEMAS[run.sampler]
-    params = {p.name for p in checker.node.params}
+    params = set(checker.param_names)
     for name, value in (sets or {}).items():
         scan = next((s for s in run.scans if s.name == name), None)
         if scan is not None:
@@ -263,7 +246,7 @@ def _plan(run: RunIR, checker, sets: dict | None):
     for s in run.scans:
         if s.name not in params:
             _fail("P200", f"cannot scan '{s.name}': it is not a parameter of model "
-                  f"{checker.node.name}", s.span, did_you_mean(s.name, params) or
+                  f"{checker.name}", s.span, did_you_mean(s.name, params) or
                   "gauge models scan their parameters, e.g. scan beta in [1.0, 2.0]")
     model_args = {k: v for k, (v, _) in run.model_args.items()}
     model_spans = {k: s for k, (_, s) in run.model_args.items()}
@@ -277,14 +260,14 @@ def _plan(run: RunIR, checker, sets: dict | None):
                 _fail("P400", f"{name} must be a positive number, got {v!r}", s)
             scale = 1.0 / v if name == "T" else float(v)
         else:
-            _fail("P200", f"'let {name}': not a parameter of model {checker.node.name}", s,
+            _fail("P200", f"'let {name}': not a parameter of model {checker.name}", s,
                   did_you_mean(name, params | {"T"}))
-    run.extra["action_scale"] = scale
+    run.action_scale = scale
     return schema, rt_schema, options, model_args, model_spans
 
 
-def _sampler_for(cm: GaugeModel, run: RunIR, rt_schema, options):
-    scale = run.extra.get("action_scale", 1.0)
+def _sampler_for(cm: GaugeModel, run: RunState, rt_schema, options):
+    scale = getattr(run, "action_scale", 1.0)
     if not cm.is_wilson:
         # matter fields or a non-Wilson local action: coloured local updates of every variable
         # from the declared action's densities (runtime/gauge/local.py)
@@ -314,7 +297,7 @@ def _sampler_for(cm: GaugeModel, run: RunIR, rt_schema, options):
     return make_sampler(run.sampler, cm.group, beta, **rt)
 
 
-def _points(run: RunIR, model_args: dict, model_spans: dict):
+def _points(run: RunState, model_args: dict, model_spans: dict):
     combos = list(itertools.product(*[s.values for s in run.scans])) or [()]
     for combo in combos:
         point, spans = dict(model_args), dict(model_spans)
@@ -323,18 +306,19 @@ def _points(run: RunIR, model_args: dict, model_spans: dict):
         yield combo, point, spans
 
 
-def _measures(cm: GaugeModel, run: RunIR) -> list[Observable]:
+def _measures(cm: GaugeModel, run: RunState) -> list[Observable]:
     ms = run.measures or []
     if not ms:
         return [Observable(cm, None, "plaquette", run.span)]
     return [Observable(cm, m.expr, m.name, m.span) for m in ms]
 
 
-def check_gauge_sample(run: RunIR, program) -> None:
-    checker = program.checker_for(run)
+def check_gauge_sample(task: TaskIR, program) -> None:
+    run = RunState.of(task)
+    checker = program.checker_for(task)
     schema, rt_schema, options, model_args, model_spans = _plan(run, checker, {})
     for _, point, spans in _points(run, model_args, model_spans):
-        cm = _compile_point(checker, point, spans)
+        cm = _compile_point(program, checker, point, spans)
         _sampler_for(cm, run, rt_schema, options)
         _measures(cm, run)
         break
@@ -354,13 +338,14 @@ def _references(cm: GaugeModel, obs: list[Observable], scale: float) -> dict[str
     return ref
 
 
-def run_gauge_sample(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
-    checker = program.checker_for(run)
+def run_gauge_sample(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    run = RunState.of(task)
+    checker = program.checker_for(task)
     schema, rt_schema, options, model_args, model_spans = _plan(run, checker, sets)
     n_meas = options.trajectories if run.sampler == "hmc" else options.sweeps
     n_meas = max(1, n_meas // options.thin)
     summary: dict[str, Any] = {
-        "run": run.name, "source": program.name, "model": checker.node.name, "params": {},
+        "run": run.name, "source": program.name, "model": checker.name, "params": {},
         "device": str(device), "seed": seed,
         "sampler": {"name": run.sampler, **options.model_dump()},
         "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False,
@@ -376,8 +361,8 @@ def run_gauge_sample(run: RunIR, program, *, sets, device, seed, out, progress) 
     last_series: dict[str, np.ndarray] = {}
     try:
         for combo, point, spans in points:
-            cm = _compile_point(checker, point, spans)
-            summary["params"] = dict(cm.ir.params)
+            cm = _compile_point(program, checker, point, spans)
+            summary["params"] = dict(cm.model.params)
             sampler = _sampler_for(cm, run, rt_schema, options)
             obs = _measures(cm, run)
             C = options.chains
@@ -410,13 +395,13 @@ def run_gauge_sample(run: RunIR, program, *, sets, device, seed, out, progress) 
             except KeyboardInterrupt:
                 if measured >= 2:
                     summary["rows"].append(_row(row, obs, series, measured, acc, options, cm,
-                                                run.extra["action_scale"]))
+                                                run.action_scale))
                 summary["interrupted"] = True
                 if out is not None:
                     outputs.write_summary(out, summary)
                 raise
             summary["rows"].append(_row(row, obs, series, n_meas, acc, options, cm,
-                                     run.extra["action_scale"]))
+                                     run.action_scale))
             last_series = {k: v.numpy() for k, v in series.items()}
             summary["elapsed_s"] = round(time.time() - started, 3)
             if out is not None:
@@ -473,8 +458,8 @@ def _history_plot(out: Path, series: dict[str, np.ndarray], title: str) -> Path:
 # ---------------------------------------------------------------- dispatch of `sampler`
 
 
-def _is_gauge_run(run: RunIR, program) -> bool:
-    return is_gauge_node(program.checker_for(run).node)
+def _is_gauge_run(task: TaskIR, program) -> bool:
+    return program.checker_for(task).kind == "gauge"
 
 
 register_task("gauge_sample", check_gauge_sample, run_gauge_sample,
@@ -505,89 +490,93 @@ TARGETS = {"wilson_loop": "wilson_loop(R, T): lattice mean of the R x T Wilson l
 SUPPORTED = {"lcnn": {"gauge", "translation"}, "gauge_cnn": {"translation"}}
 
 
-def _regress(stmt: ast.RunStmt, run: RunIR) -> None:
-    learners, opts = [], {}
-    for item in stmt.items:
-        if item.kind == "expr" and isinstance(item.value, ast.Name):
-            learners.append((item.value.id, item.value.span))
-        elif item.kind == "named" and item.name == "target":
-            run.extra["target"] = item.value
-        elif item.kind == "named":
-            v = ConstEvaluator({}, what=f"option {item.name}")(item.value)
-            opts[item.name] = (v, item.span)
-        else:
-            _fail("P100", "regress takes learner names and options", item.span,
-                  "regress f, g, target = wilson_loop(2, 2), test_L = [16, 32]")
-    if not learners:
-        _fail("P400", "regress needs at least one learner", stmt.span)
-    if "target" not in run.extra:
-        _fail("P400", "regress needs a target", stmt.span, "target = wilson_loop(2, 2)")
-    run.extra["learners"] = learners
-    run.extra["regress_options"] = opts
-    run.extra["regress_span"] = stmt.span
+class RegressStatement:
+    """``regress f, g, target = wilson_loop(2, 2), test_L = [16, 32], ...`` read from the IR."""
+
+    def __init__(self, stmt: StatementIR):
+        self.span = stmt.span
+        self.learners: list[tuple[str, Span | None]] = []
+        self.options: dict[str, tuple[Any, Span | None]] = {}
+        self.target: Any = None
+        self.target_span: Span | None = None
+        for item in stmt.items:
+            if item.kind == "value" and isinstance(item.value, Word):
+                self.learners.append((item.value.name, item.span))
+            elif item.kind == "named" and item.name == "target":
+                self.target, self.target_span = item.value, item.value_span
+            elif item.kind == "named":
+                if isinstance(item.value, Word | CallValue):
+                    _fail("P300", f"option {item.name} takes a value", item.span)
+                self.options[item.name] = (plain(item.value), item.span)
+            else:
+                _fail("P100", "regress takes learner names and options", item.span,
+                      "regress f, g, target = wilson_loop(2, 2), test_L = [16, 32]")
+        if not self.learners:
+            _fail("P400", "regress needs at least one learner", stmt.span)
+        if self.target is None:
+            _fail("P400", "regress needs a target", stmt.span, "target = wilson_loop(2, 2)")
 
 
-register_statement("regress", _regress,
-                   "regress f, g, target = wilson_loop(2, 2), test_L = [16, 32], epochs = 40",
-                   task="gauge_regress")
-
-
-def _target_fn(cm: GaugeModel, e: ast.Expr):
-    if isinstance(e, ast.Name) and e.id == "plaquette":
+def _target_fn(cm: GaugeModel, target: Any, span: Span | None):
+    name = target.name if isinstance(target, Word | CallValue) else None
+    if isinstance(target, Word) and name == "plaquette":
         return lambda U: mean_plaquette(U, cm.group)
-    if isinstance(e, ast.Name) and e.id == "topological_charge_density":
+    if isinstance(target, Word) and name == "topological_charge_density":
         if cm.group.name != "u1" or cm.d != 2:
-            _fail("P400", "topological_charge_density is defined for 2D U(1)", e.span)
+            _fail("P400", "topological_charge_density is defined for 2D U(1)", span)
         return lambda U: topological_charge(U) / math.prod(U.shape[1:3])
-    if isinstance(e, ast.Call) and e.func == "wilson_loop":
-        Observable(cm, e, "target", e.span)  # validates R, T
-        R, T = (int(ConstEvaluator(cm.ir.params)(a)) for a in e.args)
+    if isinstance(target, CallValue) and name == "wilson_loop":
+        if len(target.args) != 2 or target.kwargs:
+            _fail("P302", "wilson_loop takes the loop size: wilson_loop(R, T)", span)
+        R, T = (loop_size(cm, a, span) for a in target.args)
         return lambda U: wilson_loops(U, cm.group, R, T).flatten(1).mean(1)
-    _fail("P200", "unknown regression target", e.span, "targets: " + "; ".join(TARGETS.values()))
+    _fail("P200", "unknown regression target", span, "targets: " + "; ".join(TARGETS.values()))
 
 
-def _learners(run: RunIR, program, cm: GaugeModel) -> list[tuple[str, str, BaseModel]]:
-    decls = {ld.name: ld for ld in program.tree.learners}
+def _learners(stmt: RegressStatement, program, cm: GaugeModel) -> list[tuple[str, str, BaseModel]]:
+    decls = program.learners
     out = []
-    for name, span in run.extra["learners"]:
+    for name, span in stmt.learners:
         ld = decls.get(name)
         if ld is None:
             _fail("P200", f"unknown learner '{name}'", span,
                   did_you_mean(name, set(decls)) or "declare it: learner f = lcnn(channels = [4, 8])"
                   " respecting gauge, translation")
         call = ld.call
-        if call.func not in LEARNERS:
-            _fail("P200", f"unknown gauge learner '{call.func}'", call.func_span,
-                  did_you_mean(call.func, set(LEARNERS)) or "gauge learners: lcnn, gauge_cnn")
+        func = call.name
+        if func not in LEARNERS:
+            _fail("P200", f"unknown gauge learner '{func}'", call.name_span,
+                  did_you_mean(func, set(LEARNERS)) or "gauge learners: lcnn, gauge_cnn")
         if call.args:
-            _fail("P302", "learner options are given by name", call.args[0].span)
-        schema = LEARNERS[call.func][0]
-        ev = ConstEvaluator({}, what="a learner option")
-        opts = validate_options(schema, {k.name: ev(k.value) for k in call.kwargs},
+            _fail("P302", "learner options are given by name", call.span)
+        schema = LEARNERS[func][0]
+        opts = validate_options(schema, {k.name: plain(k.value) for k in call.kwargs},
                                 {k.name: k.span for k in call.kwargs}, call.span,
-                                f"learner {call.func}")
-        for sym, sspan in ld.respecting:
+                                f"learner {func}")
+        for sym, sspan in zip(ld.respecting, ld.respecting_spans):
             if sym not in SUPPORTED["lcnn"] | {"spin_flip", "symplectic", "point_group"}:
                 _fail("P200", f"unknown symmetry '{sym}'", sspan,
                       did_you_mean(sym, SUPPORTED["lcnn"]))
-            if sym not in SUPPORTED[call.func]:
-                _fail("P501", f"learner {name} = {call.func}(...) cannot respect {sym}", sspan,
-                      f"{call.func} respects: {', '.join(sorted(SUPPORTED[call.func]))}"
+            if sym not in SUPPORTED[func]:
+                _fail("P501", f"learner {name} = {func}(...) cannot respect {sym}", sspan,
+                      f"{func} respects: {', '.join(sorted(SUPPORTED[func]))}"
                       + ("; use lcnn for gauge equivariance" if sym == "gauge" else ""))
             if sym == "gauge" and not any(s.name == "gauge" and s.active
-                                          for s in cm.ir.symmetries):
+                                          for s in cm.model.symmetries):
                 _fail("P500", f"learner {name} respects gauge, but model {cm.ir.name} does not "
                       "declare 'symmetry gauge'", sspan, "add 'symmetry gauge' to the model")
-        if call.func == "gauge_cnn" and cm.d > 3:
-            _fail("P400", "gauge_cnn works in d = 1..3", call.func_span)
-        out.append((name, call.func, opts))
+        if func == "gauge_cnn" and cm.d > 3:
+            _fail("P400", "gauge_cnn works in d = 1..3", call.name_span)
+        out.append((name, func, opts))
     return out
 
 
-def _regress_plan(run: RunIR, program, sets):
-    checker = program.checker_for(run)
-    params = {p.name for p in checker.node.params}
-    ropts = dict(run.extra["regress_options"])
+def _regress_plan(task: TaskIR, program, sets):
+    run = RunState.of(task)
+    stmt = RegressStatement(task.statement("regress"))
+    checker = program.checker_for(task)
+    params = set(checker.param_names)
+    ropts = dict(stmt.options)
     for name, value in (sets or {}).items():
         scan = next((s for s in run.scans if s.name == name), None)
         if scan is not None:
@@ -599,10 +588,10 @@ def _regress_plan(run: RunIR, program, sets):
         else:
             _fail("P200", f"--set {name}: unknown name", None,
                   did_you_mean(name, params | set(RegressOptions.model_fields)))
-    options = option_values(ropts, RegressOptions, run.extra["regress_span"], "regress")
+    options = option_values(ropts, RegressOptions, stmt.span, "regress")
     for s in run.scans:
         if s.name not in params:
-            _fail("P200", f"cannot scan '{s.name}': not a parameter of {checker.node.name}",
+            _fail("P200", f"cannot scan '{s.name}': not a parameter of {checker.name}",
                   s.span)
     model_args = {k: v for k, (v, _) in run.model_args.items()}
     model_spans = {k: s for k, (_, s) in run.model_args.items()}
@@ -611,22 +600,22 @@ def _regress_plan(run: RunIR, program, sets):
         model_spans.setdefault(name, s)
     cms = []
     for _, point, spans in _points(run, model_args, model_spans):
-        cm = _compile_point(checker, point, spans)
+        cm = _compile_point(program, checker, point, spans)
         if not cm.is_wilson:
             _fail("P502", "regress samples its data with heat-bath: the model needs a Wilson "
-                  "action", run.extra["regress_span"])
+                  "action", stmt.span)
         link_colouring(cm.shape)
         for L in options.test_L:
             if L < 2 or L % 2:
                 _fail("P400", f"test lattice sizes must be even, got {L}",
                       ropts.get("test_L", (None, None))[1])
         cms.append(cm)
-    target = _target_fn(cms[0], run.extra["target"])
-    learners = _learners(run, program, cms[0])
-    return options, cms, target, learners
+    target = _target_fn(cms[0], stmt.target, stmt.target_span)
+    learners = _learners(stmt, program, cms[0])
+    return run, stmt, options, cms, target, learners
 
 
-def check_regress(run: RunIR, program) -> None:
+def check_regress(run: TaskIR, program) -> None:
     _regress_plan(run, program, {})
 
 
@@ -638,8 +627,8 @@ def _sample(cm: GaugeModel, n: int, shape: tuple[int, ...], sweeps: int, gen, de
     return U
 
 
-def run_regress(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
-    options, cms, target, learners = _regress_plan(run, program, sets)
+def run_regress(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    run, stmt, options, cms, target, learners = _regress_plan(task, program, sets)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     started = time.time()
@@ -656,11 +645,11 @@ def run_regress(run: RunIR, program, *, sets, device, seed, out, progress) -> Ru
     sizes = [L_train[0]] + [L for L in options.test_L if L != L_train[0]]
     tests = {L: data((L,) * d, per_test) for L in sizes}
     summary: dict[str, Any] = {
-        "run": run.name, "source": program.name, "model": program.checker_for(run).node.name,
-        "params": dict(cms[0].ir.params), "device": str(device), "seed": seed,
+        "run": run.name, "source": program.name, "model": program.checker_for(task).name,
+        "params": dict(cms[0].model.params), "device": str(device), "seed": seed,
         # the data sampler (the command line's report reads summary["sampler"]["name"])
         "sampler": {"name": "heatbath", "sweeps": options.sweeps, "start": "hot"},
-        "target": span_text(run.extra["target"].span), "options": options.model_dump(),
+        "target": span_text(stmt.target_span), "options": options.model_dump(),
         "scan": {s.name: s.values for s in run.scans}, "train_L": list(L_train),
         "rows": [], "complete": False,
     }
@@ -736,4 +725,4 @@ register_task("gauge_regress", check_regress, run_regress,
               "train gauge learners on sampled configurations; test on larger lattices")
 
 __all__ = ["check_gauge_sample", "run_gauge_sample", "check_regress", "run_regress",
-           "RUN_SCHEMAS", "RegressOptions", "Observable", "copy"]
+           "RUN_SCHEMAS", "RegressOptions", "Observable"]

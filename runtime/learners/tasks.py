@@ -39,20 +39,23 @@ from typing import Any
 import numpy as np
 import torch
 from physml_lang.compiler.boltzmann import BoltzmannModel
+from physml_lang.compiler.instance import RealData
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from physml_lang import ast
-from physml_lang.checker import fail, validate_options
-from physml_lang.data import DataIR, check_feeds, evaluate_data
-from physml_lang.diagnostics import Diagnostic, PhysmlError, did_you_mean
-from physml_lang.evaluate import ConstEvaluator, Ident
-from physml_lang.runs import RunIR, register_method, register_statement
+from physml_lang.check.model import validate_options
+from physml_lang.check.program import stdlib_index, stdlib_model
+from physml_lang.check.tasks import STATEMENTS
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.ir.model import GraphIR
+from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
+from physml_lang.ir.walk import fail
 
 from .. import outputs
+from ..data import check_feeds
 from ..sample_task import RunResult
 from ..statistics import binning_analysis
-from ..tasks import register_task, register_variant
+from ..tasks import RunState, plain, register_task, register_variant
 from .ais import ais_log_z, exact_log_z
 from .gibbs import GibbsOptions, GibbsSampler, overlap
 from .train import (
@@ -69,27 +72,24 @@ from .train import (
 DYNAMICS = {"glauber": GibbsOptions}
 
 
-def _const(e: ast.Expr, what: str) -> Any:
-    return ConstEvaluator({}, allow_idents=True, allow_calls=True, what=what)(e)
+def _call_of(v: Any, span: Span | None) -> CallValue:
+    """A name or a call (``cd(1)``, ``adam(lr = 0.01)``) as a call."""
+    if isinstance(v, Word):
+        return CallValue(v.name, span=v.span, name_span=v.span)
+    if not isinstance(v, CallValue):
+        fail("P300", "expected a name or a call here, e.g. cd(1) or adam(lr = 0.01)", span)
+    return v
 
 
-def _call_of(e: ast.Expr) -> ast.Call:
-    if isinstance(e, ast.Name):
-        return ast.Call(e.span, e.id, e.span, [], [])
-    if not isinstance(e, ast.Call):
-        fail("P300", "expected a name or a call here, e.g. cd(1) or adam(lr = 0.01)", e.span)
-    return e
-
-
-def _options(call: ast.Call, schema, what: str, positional: tuple[str, ...] = ()):
+def _options(call: CallValue, schema, what: str, positional: tuple[str, ...] = ()):
     values, spans = {}, {}
     if len(call.args) > len(positional):
-        fail("P302", f"{what} takes its options by name", call.args[len(positional)].span)
+        fail("P302", f"{what} takes its options by name", call.span)
     for name, a in zip(positional, call.args):
-        values[name], spans[name] = _const(a, name), a.span
+        values[name], spans[name] = plain(a), call.span
     for k in call.kwargs:
-        values[k.name], spans[k.name] = _const(k.value, k.name), k.span
-    values = {k: (str(v) if isinstance(v, Ident) else v) for k, v in values.items()}
+        values[k.name], spans[k.name] = plain(k.value), k.span
+    values = {k: (str(v) if isinstance(v, Word) else v) for k, v in values.items()}
     for k, v in list(values.items()):
         info = schema.model_fields.get(k)
         if info is not None and info.annotation is float and isinstance(v, int) and not isinstance(v, bool):
@@ -97,32 +97,124 @@ def _options(call: ast.Call, schema, what: str, positional: tuple[str, ...] = ()
     return validate_options(schema, values, spans, call.span, what)
 
 
-def _registry_call(call: ast.Call, registry: dict, what: str, positional=()):
-    if call.func not in registry:
-        fail("P200", f"unknown {what} '{call.func}'", call.func_span,
-             did_you_mean(call.func, set(registry)) or f"{what}s: " + ", ".join(registry))  # fmt: skip
-    entry = registry[call.func]
+def _registry_call(call: CallValue, registry: dict, what: str, positional=()):
+    if call.name not in registry:
+        fail("P200", f"unknown {what} '{call.name}'", call.name_span,
+             did_you_mean(call.name, set(registry)) or f"{what}s: " + ", ".join(registry))  # fmt: skip
+    entry = registry[call.name]
     schema = entry if isinstance(entry, type) and issubclass(entry, BaseModel) else entry.schema
-    return _options(call, schema, f"{what} {call.func}", positional)
+    return _options(call, schema, f"{what} {call.name}", positional)
 
 
 # ---------------------------------------------------------------- run statements
 
 
-def _recall(stmt: ast.RunStmt, run: RunIR) -> None:
-    first = stmt.items[0]
-    if first.kind != "via" or not isinstance(first.value, ast.Name):
-        fail("P100", "recall names the stored patterns and the dynamics", stmt.span,
-             "recall xi via glauber(T = 0, update = sequential), flip = 0.1")  # fmt: skip
-    call = _call_of(first.via)
-    _registry_call(call, DYNAMICS, "dynamics")
-    named = {}
-    for item in stmt.items[1:]:
-        if item.kind != "named":
-            fail("P100", "recall options are named: flip = 0.1, patterns = 20", item.span)
-        named[item.name] = (_const(item.value, item.name), item.span)
-    run.extra["recall"] = {"patterns": first.value.id, "span": first.value.span,
-                           "dynamics": call, "named": named}  # fmt: skip
+class LearnerStatements:
+    """``recall``, ``train``, ``optimizer``, ``schedule``, ``generate``, ``ais``, ``data`` and
+    ``params`` of a run, read from its IR and validated against their schemas."""
+
+    def __init__(self, task: TaskIR):
+        self.span = task.span
+        self.recall: dict | None = None
+        self.train: dict | None = None
+        self.optimizer: CallValue | None = None
+        self.schedule: CallValue | None = None
+        self.generate: GenerateOptions | None = None
+        self.ais: AISOptions | None = None
+        self.data: tuple[str, Span | None] | None = None
+        self.learned_params: tuple[str, Span | None] | None = None
+        for stmt in task.statements:
+            handler = getattr(self, f"_{stmt.word}", None)
+            if handler is not None:
+                handler(stmt)
+
+    def _recall(self, stmt: StatementIR) -> None:
+        first = stmt.items[0]
+        if first.kind != "via" or not isinstance(first.value, Word):
+            fail("P100", "recall names the stored patterns and the dynamics", stmt.span,
+                 "recall xi via glauber(T = 0, update = sequential), flip = 0.1")  # fmt: skip
+        call = _call_of(first.via, first.span)
+        _registry_call(call, DYNAMICS, "dynamics")
+        named = {}
+        for item in stmt.items[1:]:
+            if item.kind != "named":
+                fail("P100", "recall options are named: flip = 0.1, patterns = 20", item.span)
+            named[item.name] = (plain(item.value), item.span)
+        self.recall = {"patterns": first.value.name, "span": first.value.span,
+                       "dynamics": call, "named": named}  # fmt: skip
+
+    def _train(self, stmt: StatementIR) -> None:
+        first = stmt.items[0]
+        if first.kind != "via" or not isinstance(first.value, Word):
+            fail("P100", "train names a learner and an objective", stmt.span,
+                 "train rbm via cd(1), epochs = 20, batch = 64")  # fmt: skip
+        call = _call_of(first.via, first.span)
+        _registry_call(call, OBJECTIVES, "objective", ("k",))
+        named, models = {}, {}
+        for item in stmt.items[1:]:
+            if item.kind != "named":
+                fail("P100", "train options are named: epochs = 20", item.span)
+            if item.name in ("truth", "physical"):
+                models[item.name] = _call_of(item.value, item.value_span)
+                continue
+            v = item.value
+            named[item.name] = (str(v) if isinstance(v, Word) else plain(v), item.span)
+        values = {k: v for k, (v, _) in named.items()}
+        validate_options(TrainOptions, values, {k: s for k, (_, s) in named.items()}, stmt.span,
+                         "train")  # fmt: skip
+        self.train = {"learner": first.value.name, "span": first.value.span, "objective": call,
+                      "named": named, "models": models}  # fmt: skip
+
+    def _single(self, stmt: StatementIR, registry: dict, what: str) -> CallValue:
+        if len(stmt.items) != 1 or stmt.items[0].kind != "value":
+            fail("P100", f"'{stmt.word}' takes one {what}", stmt.span)
+        call = _call_of(stmt.items[0].value, stmt.items[0].value_span)
+        _registry_call(call, registry, what)
+        return call
+
+    def _optimizer(self, stmt: StatementIR) -> None:
+        self.optimizer = self._single(stmt, OPTIMIZERS, "optimizer")
+
+    def _schedule(self, stmt: StatementIR) -> None:
+        self.schedule = self._single(stmt, SCHEDULES, "schedule")
+
+    def _named(self, stmt: StatementIR, schema):
+        values, spans = {}, {}
+        for item in stmt.items:
+            if item.kind != "named":
+                fail("P100", f"'{stmt.word}' takes named options", item.span,
+                     STATEMENTS[stmt.word].usage)  # fmt: skip
+            values[item.name], spans[item.name] = plain(item.value), item.span
+        return validate_options(schema, values, spans, stmt.span, stmt.word)
+
+    def _generate(self, stmt: StatementIR) -> None:
+        self.generate = self._named(stmt, GenerateOptions)
+
+    def _ais(self, stmt: StatementIR) -> None:
+        self.ais = self._named(stmt, AISOptions)
+
+    def _data(self, stmt: StatementIR) -> None:
+        if len(stmt.items) != 1 or not isinstance(stmt.items[0].value, Word):
+            fail("P100", "'data' names a data declaration: data digits", stmt.span)
+        self.data = (stmt.items[0].value.name, stmt.items[0].value_span)
+
+    def _params(self, stmt: StatementIR) -> None:
+        """``params "fit/params.safetensors"`` (or ``params load("...")``): learned arrays, by
+        name, replace the model's declared values."""
+        item = stmt.items[0] if len(stmt.items) == 1 else None
+        value = item.value if item is not None and item.kind == "value" else None
+        if isinstance(value, CallValue) and value.name == "load" and len(value.args) == 1:
+            value = value.args[0]
+        if not isinstance(value, str):
+            fail("P100", "'params' takes one file of learned parameters", stmt.span,
+                 STATEMENTS["params"].usage)  # fmt: skip
+        self.learned_params = (value, item.value_span)
+
+
+def _statements(run: RunState) -> LearnerStatements:
+    if not hasattr(run, "learning"):
+        run.learning = LearnerStatements(run.ir)
+    return run.learning
 
 
 class RecallOptions(BaseModel):
@@ -146,51 +238,6 @@ class TrainOptions(BaseModel):
                                       "rest are hidden units")  # fmt: skip
 
 
-def _train(stmt: ast.RunStmt, run: RunIR) -> None:
-    first = stmt.items[0]
-    if first.kind != "via" or not isinstance(first.value, ast.Name):
-        fail("P100", "train names a learner and an objective", stmt.span,
-             "train rbm via cd(1), epochs = 20, batch = 64")  # fmt: skip
-    call = _call_of(first.via)
-    _registry_call(call, OBJECTIVES, "objective", ("k",))
-    named, models = {}, {}
-    for item in stmt.items[1:]:
-        if item.kind != "named":
-            fail("P100", "train options are named: epochs = 20", item.span)
-        if item.name in ("truth", "physical"):
-            models[item.name] = _call_of(item.value)
-            continue
-        v = _const(item.value, item.name)
-        named[item.name] = (str(v) if isinstance(v, Ident) else v, item.span)
-    values = {k: v for k, (v, _) in named.items()}
-    validate_options(TrainOptions, values, {k: s for k, (_, s) in named.items()}, stmt.span,
-                     "train")  # fmt: skip
-    run.trains.append(first.value.id)
-    run.extra["learners_train"] = {"learner": first.value.id, "span": first.value.span,
-                                   "objective": call, "named": named, "models": models}  # fmt: skip
-    # set the task here too: another capability's 'train' statement may chain to this handler
-    if run.task and run.task != "train":
-        fail("P201", f"a run does one thing: it already has a {run.task} task", stmt.word_span)
-    run.task = "train"
-
-
-def _single(stmt: ast.RunStmt, key: str, registry: dict, what: str) -> None:
-    if len(stmt.items) != 1 or stmt.items[0].kind != "expr":
-        fail("P100", f"'{stmt.word}' takes one {what}", stmt.span)
-    call = _call_of(stmt.items[0].value)
-    _registry_call(call, registry, what)
-    run_extra = stmt  # noqa: F841 - validated here, stored by the caller
-    return call
-
-
-def _optimizer(stmt: ast.RunStmt, run: RunIR) -> None:
-    run.extra["optimizer"] = _single(stmt, "optimizer", OPTIMIZERS, "optimizer")
-
-
-def _schedule(stmt: ast.RunStmt, run: RunIR) -> None:
-    run.extra["schedule"] = _single(stmt, "schedule", SCHEDULES, "schedule")
-
-
 class GenerateOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     chains: int = Field(64, ge=1, le=100_000, description="independent chains")
@@ -205,47 +252,10 @@ class AISOptions(BaseModel):
     chains: int = Field(100, ge=2, le=100_000, description="AIS chains")
 
 
-def _named_statement(key: str, schema):
-    def handler(stmt: ast.RunStmt, run: RunIR) -> None:
-        values, spans = {}, {}
-        for item in stmt.items:
-            if item.kind != "named":
-                fail("P100", f"'{stmt.word}' takes named options", item.span,
-                     RUN_USAGE[stmt.word])  # fmt: skip
-            values[item.name], spans[item.name] = _const(item.value, item.name), item.span
-        run.extra[key] = validate_options(schema, values, spans, stmt.span, stmt.word)
-
-    return handler
-
-
-def _data_statement(stmt: ast.RunStmt, run: RunIR) -> None:
-    if len(stmt.items) != 1 or not isinstance(stmt.items[0].value, ast.Name):
-        fail("P100", "'data' names a data declaration: data digits", stmt.span)
-    run.extra["data"] = (stmt.items[0].value.id, stmt.items[0].value.span)
-
-
-RUN_USAGE = {
-    "recall": "recall xi via glauber(T = 0, update = sequential, sweeps = 20), flip = 0.1",
-    "train": "train rbm via pcd(k = 1, chains = 100), data = digits, epochs = 20, batch = 64",
-    "optimizer": "optimizer adam(lr = 0.01, weight_decay = 1e-4)",
-    "schedule": "schedule cosine(min_factor = 0.1)",
-    "generate": "generate chains = 64, burn_in = 200, sweeps = 200",
-    "ais": "ais betas = 2000, chains = 100",
-    "data": "data digits",
-}
-register_statement("recall", _recall, RUN_USAGE["recall"], task="recall")
-register_method("train", list(OBJECTIVES), _train, RUN_USAGE["train"], task="train")
-register_statement("optimizer", _optimizer, RUN_USAGE["optimizer"])
-register_statement("schedule", _schedule, RUN_USAGE["schedule"])
-register_statement("generate", _named_statement("generate", GenerateOptions), RUN_USAGE["generate"])
-register_statement("ais", _named_statement("ais", AISOptions), RUN_USAGE["ais"])
-register_statement("data", _data_statement, RUN_USAGE["data"])
-
-
 # ---------------------------------------------------------------- shared
 
 
-def _points(run: RunIR, sets: dict[str, Any] | None) -> tuple[list[dict], dict]:
+def _points(run: RunState, sets: dict[str, Any] | None) -> tuple[list[dict], dict]:
     """Scan points (every combination) with ``let`` values; ``--set`` fixes a variable."""
     sets = dict(sets or {})
     scans = []
@@ -263,7 +273,7 @@ def _split(values: dict, model_params: set[str]) -> tuple[dict, dict]:
     return model, values
 
 
-def _summary(run: RunIR, program, device, seed, task: str, extra: dict) -> dict:
+def _summary(run: RunState, program, device, seed, task: str, extra: dict) -> dict:
     return {"run": run.name, "source": program.name, "model": "", "params": {},
             "device": str(device), "seed": seed, "sampler": {"name": task, **extra},
             "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False}  # fmt: skip
@@ -277,15 +287,15 @@ def _estimate(x: np.ndarray) -> dict:
 # ---------------------------------------------------------------- recall
 
 
-def _plan_recall(run: RunIR, program, sets):
-    spec = run.extra["recall"]
-    checker = program.checker_for(run)
-    dyn = _options(spec["dynamics"], GibbsOptions, f"dynamics {spec['dynamics'].func}")
+def _plan_recall(run: RunState, program, sets):
+    spec = _statements(run).recall
+    checker = program.checker_for(run.ir)
+    dyn = _options(spec["dynamics"], GibbsOptions, f"dynamics {spec['dynamics'].name}")
     named = {k: v for k, (v, _) in spec["named"].items()}
     opts = validate_options(RecallOptions, named, {k: s for k, (_, s) in spec["named"].items()},
                             run.span, "recall")  # fmt: skip
     points, rest = _points(run, sets)
-    params = {p.name for p in checker.node.params}
+    params = set(checker.param_names)
     for k in list(rest):
         if k in params:
             for p in points:
@@ -299,39 +309,41 @@ def _plan_recall(run: RunIR, program, sets):
         fail("P200", f"--set {k}: not a model parameter, scan variable or recall option", None)
     for s in run.scans:
         if s.name not in params:
-            fail("P200", f"cannot scan '{s.name}': not a parameter of model {checker.node.name}",
+            fail("P200", f"cannot scan '{s.name}': not a parameter of model {checker.name}",
                  s.span, did_you_mean(s.name, params))  # fmt: skip
     model_args = {k: v for k, (v, _) in run.model_args.items()}
     return checker, dyn, opts, points, model_args
 
 
-def _recall_model(run, checker, point, model_args):
-    args = {**model_args, **{k: v for k, v in point.items()
-                             if k in {p.name for p in checker.node.params}}}  # fmt: skip
+def _recall_model(run, program, checker, point, model_args):
+    args = {**model_args, **{k: v for k, v in point.items() if k in checker.param_names}}
     ir = checker.instantiate(args)
-    spec = run.extra["recall"]
-    if spec["patterns"] not in ir.data:
+    spec = _statements(run).recall
+    if spec["patterns"] not in ir.data_map:
         fail("P200", f"model {ir.name} has no data '{spec['patterns']}'", spec["span"],
-             did_you_mean(spec["patterns"], set(ir.data)) or "declare: data xi: spin[P, N] = "
+             did_you_mean(spec["patterns"], set(ir.data_map)) or "declare: data xi: spin[P, N] = "
              "random(seed = 1)")  # fmt: skip
-    data: DataIR = ir.data[spec["patterns"]]
-    cm = BoltzmannModel(ir)
+    cm = program.compile_ir(ir, kind="boltzmann")
+    data: RealData = cm.model.data[spec["patterns"]]
+    ir = cm.model
     field = next(iter(cm.domains))
     n = cm.sets[cm.field_sets[field]]
     xi = check_feeds(data, cm.domains[field], (n,), spec["span"], f"field '{field}'")
     return ir, cm, field, xi
 
 
-def check_recall(run: RunIR, program) -> None:
+def check_recall(task: TaskIR, program) -> None:
+    run = RunState.of(task)
     checker, dyn, opts, points, model_args = _plan_recall(run, program, {})
-    _recall_model(run, checker, points[0], model_args)
+    _recall_model(run, program, checker, points[0], model_args)
 
 
-def run_recall(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_recall(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
     """Cue each stored pattern (corrupted by ``flip``), run the dynamics, measure overlaps."""
+    run = RunState.of(task)
     checker, dyn, opts, points, model_args = _plan_recall(run, program, sets)
     summary = _summary(run, program, device, seed, "recall", dyn.model_dump())
-    summary["model"] = checker.node.name
+    summary["model"] = checker.name
     summary["recall"] = opts.model_dump()
     show = sys.stderr.isatty() if progress is None else progress
     started = time.time()
@@ -340,7 +352,7 @@ def run_recall(run: RunIR, program, *, sets, device, seed, out, progress) -> Run
                leave=False)  # fmt: skip
     try:
         for point in points:
-            ir, cm, field, xi = _recall_model(run, checker, point, model_args)
+            ir, cm, field, xi = _recall_model(run, program, checker, point, model_args)
             cm = cm.to(device)
             cm.freeze()
             summary["params"] = dict(ir.params)
@@ -404,13 +416,13 @@ def run_recall(run: RunIR, program, *, sets, device, seed, out, progress) -> Run
     return RunResult(summary, out, files)
 
 
-def _plots(out: Path, run: RunIR, summary: dict, default: list[str], default_x: str) -> list:
+def _plots(out: Path, run: RunState, summary: dict, default: list[str], default_x: str) -> list:
     files = []
     rows = summary["rows"]
     title = f"{summary['model']} ({run.name})"
     plots = run.plots or [None]
     for i, p in enumerate(plots):
-        names = ([n for n, _ in p.observables] if p else []) or [m.name for m in run.measures] or default
+        names = (list(p.observables) if p else []) or [m.name for m in run.measures] or default
         names = [n for n in names if any(n in r for r in rows)]
         x = (p.x if p and p.x else None) or default_x
         f = outputs.plot_rows(out, rows, x, names, p.marks if p else None,
@@ -424,17 +436,17 @@ def _plots(out: Path, run: RunIR, summary: dict, default: list[str], default_x: 
 # ---------------------------------------------------------------- train
 
 
-def _learner(run: RunIR, program):
+def _learner(run: RunState, program):
     """The learner's model checker and fixed arguments: a ``learner`` declaration naming a
     model (learner rbm = RBM(Nv = 64, Nh = 32)) or a model name."""
-    spec = run.extra["learners_train"]
+    spec = _statements(run).train
     name = spec["learner"]
-    decl = next((d for d in program.tree.learners if d.name == name), None)
+    decl = program.learners.get(name)
     if decl is not None:
-        mname, span = decl.call.func, decl.call.func_span
-        args = {k.name: _const(k.value, k.name) for k in decl.call.kwargs}
+        mname, span = decl.call.name, decl.call.name_span
+        args = {k.name: plain(k.value) for k in decl.call.kwargs}
         if decl.call.args:
-            fail("P302", "model parameters are given by name", decl.call.args[0].span)
+            fail("P302", "model parameters are given by name", decl.call.span)
     else:
         mname, span, args = name, spec["span"], {}
     if run.model is not None:  # 'model RBM(Nh = 64)' gives (more) arguments of the learner's model
@@ -443,45 +455,40 @@ def _learner(run: RunIR, program):
                  run.model_span, f"write 'model {mname}(...)' or train {run.model}")  # fmt: skip
         args.update({k: v for k, (v, _) in run.model_args.items()})
     if mname not in program.models:
-        from physml_lang.program import stdlib_index
-
         hint = (f"import it: import {mname}" if mname in stdlib_index()
-                else did_you_mean(mname, set(program.models) | {d.name for d in program.tree.learners}))  # fmt: skip
+                else did_you_mean(mname, set(program.models) | set(program.learners)))  # fmt: skip
         fail("P200", f"unknown learner or model '{mname}'", span, hint)
     return program.models[mname], args
 
 
-def _resolver(program):
-    def resolve(name: str, span):
-        if name in program.models:
-            return program.models[name]
-        from physml_lang.checker import _stdlib_resolver
-
-        return _stdlib_resolver(name, span)
-
-    return resolve
+def _model_named(program, name: str, span):
+    """A model a train statement names (``truth = SK(...)``): declared, imported or stdlib."""
+    checker = program.models.get(name) or stdlib_model(name)
+    if checker is None:
+        fail("P200", f"unknown model '{name}'", span, did_you_mean(name, set(stdlib_index())))
+    return checker
 
 
-def _top_data(program, name: str, span, values: dict) -> DataIR:
-    decl = next((d for d in program.tree.data if d.name == name), None)
+def _top_data(program, name: str, span, values: dict) -> RealData:
+    decl = program.data.get(name)
     if decl is None:
-        known = {d.name for d in program.tree.data}
         fail("P200", f"no data declaration '{name}'", span,
-             did_you_mean(name, known) or "declare it: data X: binary = load(\"x.npz\")")  # fmt: skip
-    base = program.path.parent if program.path else None
-    return evaluate_data(decl, values, base, _resolver(program))
+             did_you_mean(name, set(program.data)) or "declare it: data X: binary = "
+             "load(\"x.npz\")")  # fmt: skip
+    return program.data_loader(decl, values)
 
 
-def _plan_train(run: RunIR, program, sets):
-    spec = run.extra["learners_train"]
+def _plan_train(run: RunState, program, sets):
+    st = _statements(run)
+    spec = st.train
     checker, learner_args = _learner(run, program)
     named = {k: v for k, (v, _) in spec["named"].items()}
     spans = {k: s for k, (_, s) in spec["named"].items()}
-    if "data" in run.extra:
-        named.setdefault("data", run.extra["data"][0])
-        spans.setdefault("data", run.extra["data"][1])
+    if st.data is not None:
+        named.setdefault("data", st.data[0])
+        spans.setdefault("data", st.data[1])
     points, rest = _points(run, sets)
-    params = {p.name for p in checker.node.params}
+    params = set(checker.param_names)
     for k in list(rest):
         if k in params:
             learner_args[k] = rest.pop(k)
@@ -494,32 +501,32 @@ def _plan_train(run: RunIR, program, sets):
     opts = validate_options(TrainOptions, named, spans, run.span, "train")
     objective = spec["objective"]
     oopts = _registry_call(objective, OBJECTIVES, "objective", ("k",))
-    opt_call = run.extra.get("optimizer") or ast.Call(run.span, "adam", run.span, [], [])
+    opt_call = st.optimizer or CallValue("adam", span=run.span, name_span=run.span)
     optopts = _registry_call(opt_call, OPTIMIZERS, "optimizer")
-    sch_call = run.extra.get("schedule") or ast.Call(run.span, "constant", run.span, [], [])
+    sch_call = st.schedule or CallValue("constant", span=run.span, name_span=run.span)
     schopts = _registry_call(sch_call, SCHEDULES, "schedule")
     if opts.data is None:
         fail("P400", f"run {run.name} does not say what to train on", run.span,
              "add 'data = NAME' to the train statement")  # fmt: skip
     return {"checker": checker, "learner_args": learner_args, "opts": opts, "points": points,
-            "objective": (objective.func, oopts), "optimizer": (opt_call.func, optopts),
-            "schedule": (sch_call.func, schopts), "params": params}  # fmt: skip
+            "objective": (objective.name, oopts), "optimizer": (opt_call.name, optopts),
+            "schedule": (sch_call.name, schopts), "params": params}  # fmt: skip
 
 
 def _train_point(run, program, plan, point):
     checker = plan["checker"]
     args = dict(plan["learner_args"])
     args.update({k: v for k, v in point.items() if k in plan["params"]})
-    ir = checker.instantiate(args)
-    cm = BoltzmannModel(ir)
+    cm = program.compile_ir(checker.instantiate(args), kind="boltzmann")
+    ir = cm.model
     field = next(iter(cm.domains))
     n = cm.sets[cm.field_sets[field]]
-    spec = run.extra["learners_train"]
+    spec = _statements(run).train
     spans = spans_of(spec)
     span = spans.get("data", spec["span"])
     visible = _visible(plan["opts"].visible, ir, n, spans.get("visible", spec["span"]))
     data = _top_data(program, plan["opts"].data, span, point)
-    what = f"field '{field}' of {checker.node.name}"
+    what = f"field '{field}' of {checker.name}"
     if visible != n:
         what = f"the {visible} visible sites of {what}"
     values = check_feeds(data, cm.domains[field], (visible,), data.span, what)
@@ -545,7 +552,8 @@ def spans_of(spec) -> dict:
     return {k: s for k, (_, s) in spec["named"].items()}
 
 
-def check_train(run: RunIR, program) -> None:
+def check_train(task: TaskIR, program) -> None:
+    run = RunState.of(task)
     plan = _plan_train(run, program, {})
     cm, data, values = _train_point(run, program, plan, plan["points"][0])
     trainer = Trainer(cm, torch.as_tensor(values[:2]), *plan["objective"], *plan["optimizer"],
@@ -558,17 +566,20 @@ def check_train(run: RunIR, program) -> None:
                 fail("P400", f"{m.name} of this Boltzmann machine sums over its {n_lat} hidden "
                      f"units by enumeration (at most {MAX_LATENT})", m.span,
                      "use fewer hidden units")  # fmt: skip
+    models = _statements(run).train["models"]
     for name in ("truth", "physical"):
-        call = run.extra["learners_train"]["models"].get(name)
+        call = models.get(name)
         if call is not None:
             _aux_model(program, call)
-    _check_measures(run, cm, run.extra["learners_train"]["models"].get("physical"), program)
+    _check_measures(run, cm, models.get("physical"), program)
 
 
-def _aux_model(program, call: ast.Call):
-    checker = _resolver(program)(call.func, call.func_span)
-    args = {k.name: _const(k.value, k.name) for k in call.kwargs}
-    return checker.instantiate(args, {k.name: k.span for k in call.kwargs})
+def _aux_model(program, call: CallValue, kind: str | None = None):
+    """The compiled model a train statement names (``truth = SK(N = 16, seed = 1)``)."""
+    checker = _model_named(program, call.name, call.name_span)
+    args = {k.name: plain(k.value) for k in call.kwargs}
+    ir = checker.instantiate(args, {k.name: k.span for k in call.kwargs})
+    return program.compile_ir(ir, kind=kind)
 
 
 LEARNER_MEASURES = {
@@ -584,11 +595,11 @@ LEARNER_MEASURES = {
 ENUMERATED_MEASURES = {"log_likelihood", "exact_log_likelihood", "exact_kl"}
 
 
-def _check_measures(run: RunIR, cm, physical_call, program):
+def _check_measures(run: RunState, cm, physical_call, program):
     physical = None
     for m in run.measures:
         if m.expr is None and m.name in LEARNER_MEASURES:
-            if m.name == "coupling_error" and "truth" not in run.extra["learners_train"]["models"]:
+            if m.name == "coupling_error" and "truth" not in _statements(run).train["models"]:
                 fail("P400", "coupling_error compares with a known model: add truth = Model(...) "
                      "to the train statement", m.span)  # fmt: skip
             continue
@@ -598,9 +609,7 @@ def _check_measures(run: RunIR, cm, physical_call, program):
                  + ", ".join(LEARNER_MEASURES) + "; energy and magnetization of generated samples"
                  " need physical = Model(...) in the train statement")  # fmt: skip
         if physical is None:
-            from physml_lang.compiler.model import CompiledModel
-
-            physical = CompiledModel(_aux_model(program, physical_call))
+            physical = _aux_model(program, physical_call, kind="lattice")
     if physical is not None:
         from ..sample_task import _compile_measures
 
@@ -616,14 +625,15 @@ def _config_hash(plan, point) -> str:
     return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_train(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_train(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    run = RunState.of(task)
     plan = _plan_train(run, program, sets)
     opts = plan["opts"]
     summary = _summary(run, program, device, seed, "train",
                        {"objective": plan["objective"][0], **plan["objective"][1].model_dump(),
                         "optimizer": plan["optimizer"][0], **plan["optimizer"][1].model_dump(),
                         "schedule": plan["schedule"][0], **opts.model_dump()})  # fmt: skip
-    summary["model"] = plan["checker"].node.name
+    summary["model"] = plan["checker"].name
     summary["history"] = []
     show = sys.stderr.isatty() if progress is None else progress
     started = time.time()
@@ -631,7 +641,7 @@ def run_train(run: RunIR, program, *, sets, device, seed, out, progress) -> RunR
     for k, point in enumerate(plan["points"]):
         cm, data, values = _train_point(run, program, plan, point)
         cm = cm.to(device)
-        summary["params"] = dict(cm.ir.params)
+        summary["params"] = dict(cm.model.params)
         g = torch.Generator(device=device).manual_seed(seed + 1000 * k)
         x = torch.as_tensor(values, dtype=cm.dtype, device=device)
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(device)
@@ -675,7 +685,7 @@ def run_train(run: RunIR, program, *, sets, device, seed, out, progress) -> RunR
                     if ckpt is not None and ckpt.is_file() else "no checkpoint was written")  # fmt: skip
             raise PhysmlError(Diagnostic(
                 "P700", f"training diverged at epoch {trainer.epoch + 1}, step "
-                f"{trainer.step_count}: {exc}", run.extra["learners_train"]["span"],
+                f"{trainer.step_count}: {exc}", _statements(run).train["span"],
                 f"lower the learning rate or add weight_decay; {kept}")) from None  # fmt: skip
         except KeyboardInterrupt:
             bar.close()
@@ -720,7 +730,7 @@ def _evaluate(run, program, cm, trainer, train, test, last, data, g, out, suffix
     if "reconstruction" in names:
         row["reconstruction"] = {"mean": last.get("reconstruction"), "stderr": None}
     evald = test if len(test) else train
-    ais = run.extra.get("ais") or AISOptions()
+    ais = _statements(run).ais or AISOptions()
     if "log_likelihood" in names or "log_z" in names:
         log_z, err = ais_log_z(cm, ais.betas, ais.chains, g)
         row["log_z"] = {"mean": log_z, "stderr": err}
@@ -743,9 +753,9 @@ def _evaluate(run, program, cm, trainer, train, test, last, data, g, out, suffix
             pd = counts / counts.sum()
             row["exact_kl"] = {"mean": float((pd * np.log(pd)).sum() - ll), "stderr": se,
                                "data_entropy": float(-(pd * np.log(pd)).sum())}  # fmt: skip
-    models = run.extra["learners_train"]["models"]
+    models = _statements(run).train["models"]
     if "coupling_error" in names:
-        truth = _aux_model(program, models["truth"])
+        truth = _aux_model(program, models["truth"]).model
         T = data.meta.get("T", 1.0)
         errs, scale = [], []
         for name, arr in truth.arrays.items():
@@ -760,7 +770,7 @@ def _evaluate(run, program, cm, trainer, train, test, last, data, g, out, suffix
         e, s = np.concatenate(errs), np.concatenate(scale)
         row["coupling_error"] = {"mean": float(np.sqrt((e**2).mean())), "stderr": None,
                                  "relative": float(np.sqrt((e**2).mean() / (s**2).mean()))}  # fmt: skip
-    gen = run.extra.get("generate")
+    gen = _statements(run).generate
     physical_measures = [m for m in run.measures if m.name not in LEARNER_MEASURES]
     if gen is not None or physical_measures:
         gen = gen or GenerateOptions()
@@ -797,12 +807,10 @@ def _generate(cm: BoltzmannModel, field: str, gen: GenerateOptions, g) -> tuple:
 def _physical(run, program, call, series: torch.Tensor, measures, data) -> dict:
     """Observables of a physical model (energy, magnetization, expressions) on generated
     visible configurations, with binning errors over (sweeps, chains)."""
-    from physml_lang.compiler.model import CompiledModel
-
     from ..observables import FLUCTUATIONS, base_series, estimate_fluctuation, estimate_mean
     from ..sample_task import _compile_measures
 
-    cm = CompiledModel(_aux_model(program, call))
+    cm = _aux_model(program, call, kind="lattice")
     compiler, kernels = _compile_measures(cm, measures)
     Tn, C, n = series.shape
     field = next(iter(cm.fields))
@@ -828,7 +836,7 @@ def _physical(run, program, call, series: torch.Tensor, measures, data) -> dict:
     return out
 
 
-def _sample_grid(path: Path, samples: torch.Tensor, data: DataIR) -> Path | None:
+def _sample_grid(path: Path, samples: torch.Tensor, data: RealData) -> Path | None:
     """A PNG grid of generated configurations, shaped like the data (or square)."""
     shape = data.values.shape[1:]
     n = samples.shape[1]
@@ -901,47 +909,29 @@ BOLTZMANN_OBSERVABLES = {
 }
 
 
-def _params_statement(stmt: ast.RunStmt, run: RunIR) -> None:
-    """``params "fit/params.safetensors"`` (or ``params load("...")``): learned arrays, by
-    name, replace the model's declared values."""
-    item = stmt.items[0] if len(stmt.items) == 1 else None
-    value = item.value if item is not None and item.kind == "expr" else None
-    if isinstance(value, ast.Call) and value.func == "load" and len(value.args) == 1:
-        value = value.args[0]
-    if not isinstance(value, ast.String):
-        fail("P100", "'params' takes one file of learned parameters", stmt.span,
-             RUN_USAGE["params"])  # fmt: skip
-    run.extra["learned_params"] = (value.value, value.span)
-
-
-RUN_USAGE["params"] = 'params "fit/params.safetensors"'
-register_statement("params", _params_statement, RUN_USAGE["params"])
-
-
-def _boltzmann_ir(run: RunIR, program, point: dict | None = None):
-    checker = program.checker_for(run)
+def _boltzmann_ir(run: RunState, program, point: dict | None = None):
+    checker = program.checker_for(run.ir)
     args = {k: v for k, (v, _) in run.model_args.items()}
     spans = {k: s for k, (_, s) in run.model_args.items()}
     args.update(point or {})
     return checker, checker.instantiate(args, spans)
 
 
-def _is_boltzmann_run(run: RunIR, program) -> bool:
-    from physml_lang.compiler.boltzmann import applies
-    from physml_lang.compiler.sitesets import SiteSetGraph
-
-    ir = _boltzmann_ir(run, program)[1]
+def _is_boltzmann_run(task: TaskIR, program) -> bool:
+    run = RunState.of(task)
+    checker, ir = _boltzmann_ir(run, program)
     # gibbs on any Boltzmann model; other samplers stay with the lattice sampler where it can
     # compile the model (complete graphs), and get a located error here otherwise
-    return applies(ir) and (run.sampler in BOLTZMANN_SAMPLERS or isinstance(ir.lattice, SiteSetGraph))
+    site_sets = isinstance(ir.lattice, GraphIR) and ir.lattice.kind != "complete"
+    return checker.kind == "boltzmann" and (run.sampler in BOLTZMANN_SAMPLERS or site_sets)
 
 
-def _load_params(run: RunIR, program, cm: BoltzmannModel) -> None:
-    if "learned_params" not in run.extra:
+def _load_params(run: RunState, program, cm: BoltzmannModel) -> None:
+    if _statements(run).learned_params is None:
         return
     from safetensors.torch import load_file
 
-    name, span = run.extra["learned_params"]
+    name, span = _statements(run).learned_params
     path = Path(name)
     if not path.is_absolute() and program.path is not None:
         path = Path(program.path).parent / path
@@ -952,7 +942,7 @@ def _load_params(run: RunIR, program, cm: BoltzmannModel) -> None:
         tensors = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
         fail("P600", f"cannot read {path}: {exc}", span)
-    arrays = {k: cm.array(k) for k in list(cm.params) + list(cm.ir.arrays)}
+    arrays = {k: cm.array(k) for k in list(cm.params) + list(cm.model.arrays)}
     for k, t in tensors.items():
         if k not in arrays:
             fail("P601", f"{path.name} has '{k}', which model {cm.ir.name} does not declare",
@@ -965,7 +955,7 @@ def _load_params(run: RunIR, program, cm: BoltzmannModel) -> None:
             arrays[k].copy_(t.to(arrays[k].dtype))
 
 
-def _plan_boltzmann_sample(run: RunIR, program, sets):
+def _plan_boltzmann_sample(run: RunState, program, sets):
     if run.sampler not in BOLTZMANN_SAMPLERS:
         fail("P200", f"sampler '{run.sampler}' does not apply to Boltzmann models", run.sampler_span,
              did_you_mean(run.sampler, set(BOLTZMANN_SAMPLERS)) or "use sampler gibbs(chains = "
@@ -977,13 +967,13 @@ def _plan_boltzmann_sample(run: RunIR, program, sets):
         if k in GibbsSampleOptions.model_fields:
             values[k] = sets.pop(k)
     opts = validate_options(GibbsSampleOptions, values, spans, run.sampler_span, "sampler gibbs")
-    checker = program.checker_for(run)
-    params = {p.name for p in checker.node.params}
+    checker = program.checker_for(run.ir)
+    params = set(checker.param_names)
     thermal = {"T", "beta"}
     for s in run.scans:
         if s.name not in params | thermal:
             fail("P200", f"cannot scan '{s.name}': not T, beta or a parameter of model "
-                 f"{checker.node.name}", s.span, did_you_mean(s.name, params | thermal))  # fmt: skip
+                 f"{checker.name}", s.span, did_you_mean(s.name, params | thermal))  # fmt: skip
     for name, (_, span) in run.lets.items():
         if name not in params | thermal:
             fail("P200", f"'let {name}': not T, beta or a model parameter", span)
@@ -1005,7 +995,7 @@ def _plan_boltzmann_sample(run: RunIR, program, sets):
 
 def _boltzmann_point(run, program, checker, point, params):
     _, ir = _boltzmann_ir(run, program, {k: v for k, v in point.items() if k in params})
-    cm = BoltzmannModel(ir)
+    cm = program.compile_ir(ir, kind="boltzmann")
     _load_params(run, program, cm)
     for m in run.measures:
         if m.name.startswith("mean_") and m.name[5:] not in cm.domains:
@@ -1018,7 +1008,8 @@ def _boltzmann_point(run, program, checker, point, params):
     return cm, float(beta)
 
 
-def check_boltzmann_sample(run: RunIR, program) -> None:
+def check_boltzmann_sample(task: TaskIR, program) -> None:
+    run = RunState.of(task)
     checker, opts, points, params = _plan_boltzmann_sample(run, program, {})
     _boltzmann_point(run, program, checker, points[0], params)
 
@@ -1053,13 +1044,14 @@ def gibbs_series(cm: BoltzmannModel, opts: GibbsSampleOptions, beta: float, g,
     return out
 
 
-def run_boltzmann_sample(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_boltzmann_sample(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
     """Gibbs sampling of a Boltzmann model (block updates of fields that do not interact with
     themselves, site by site otherwise); per-unit means are written to moments.npz."""
+    run = RunState.of(task)
     checker, opts, points, params = _plan_boltzmann_sample(run, program, sets)
     summary = _summary(run, program, device, seed, "gibbs", opts.model_dump())
     summary["sampler"]["name"] = run.sampler
-    summary["model"] = checker.node.name
+    summary["model"] = checker.name
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(points) * (opts.burn_in + opts.sweeps), disable=not show,
                desc=run.name, unit="sweep", leave=False)  # fmt: skip
@@ -1071,7 +1063,7 @@ def run_boltzmann_sample(run: RunIR, program, *, sets, device, seed, out, progre
         for k, point in enumerate(points):
             cm, beta = _boltzmann_point(run, program, checker, point, params)
             cm = cm.to(device)
-            summary["params"] = dict(cm.ir.params)
+            summary["params"] = dict(cm.model.params)
             series = gibbs_series(cm, opts, beta, g, lambda: bar.update(1))
             field = next(iter(cm.domains))
             row: dict[str, Any] = dict(point)

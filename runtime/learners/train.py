@@ -164,7 +164,7 @@ class Trainer:
         if not 1 <= self.visible <= n_field:
             raise PhysmlError(Diagnostic("P400", f"visible = {self.visible}: field "
                                          f"'{self.field}' has {n_field} sites",
-                                         model.ir.fields[self.field].span))  # fmt: skip
+                                         model.model.fields[self.field].span))  # fmt: skip
         others = [f for f in model.domains if f != self.field]
         # latent: hidden units that cannot be summed out analytically (general BMs)
         self.latent = self.visible < n_field
@@ -179,7 +179,7 @@ class Trainer:
                 if len(model.domains[f].values()) != 2:
                     raise PhysmlError(Diagnostic("P502", f"positive = meanfield needs two-valued "
                                                  f"units; field '{f}' has more",
-                                                 model.ir.fields[f].span))  # fmt: skip
+                                                 model.model.fields[f].span))  # fmt: skip
         self.objective, self.oopts = objective, objective_opts
         self.schedule, self.sopts = schedule, schedule_opts
         self.epochs, self.batch = epochs, min(batch, len(data))
@@ -188,7 +188,7 @@ class Trainer:
         self.params = list(model.params.values())
         if not self.params:
             raise PhysmlError(Diagnostic("P400", f"model {model.ir.name} has no learnable "
-                                         "parameters", model.ir.node.name_span,
+                                         "parameters", model.model.name_span,
                                          "mark them: 'learnable param W on edges = ...'"))  # fmt: skip
         self.optimizer = make_optimizer(optimizer, optimizer_opts, self.params)
         self.base_lr = optimizer_opts.lr
@@ -394,7 +394,7 @@ def latent_free_energy(model: BoltzmannModel, v: torch.Tensor, field: str,
     if n_lat > MAX_LATENT:
         raise PhysmlError(Diagnostic("P400", f"the likelihood of this Boltzmann machine needs "
                                      f"an enumeration of its {n_lat} hidden units (at most "
-                                     f"{MAX_LATENT})", model.ir.node.name_span))  # fmt: skip
+                                     f"{MAX_LATENT})", model.model.name_span))  # fmt: skip
     values: list = []
     for f, n in layout:
         values += [model.domains[f].values()] * n

@@ -31,28 +31,23 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from physml_lang.compiler.kinds import ModelKind, register_model_kind
 from physml_lang.compiler.pauli import PauliSum
-from physml_lang.compiler.quantum import (
-    PauliBuilder,
-    QuantumModel,
-    compile_quantum,
-    is_quantum,
-    verify_symmetry,
-)
+from physml_lang.compiler.quantum import PauliBuilder, QuantumModel, verify_symmetry
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from physml_lang import ast
-from physml_lang.checker import SYMMETRIES, validate_options
+from physml_lang.catalogue.domains import SYMMETRIES
+from physml_lang.check.model import validate_options
+from physml_lang.check.tasks import STATEMENTS
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
-from physml_lang.evaluate import ConstEvaluator, Ident
-from physml_lang.runs import RUN_STATEMENTS, RunIR, option_values, register_statement
+from physml_lang.ir import expr as E
+from physml_lang.ir.program import LearnerIR
+from physml_lang.ir.task import CallValue, ItemIR, StatementIR, TaskIR, Word
 
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import Estimate
-from ..tasks import register_task, register_variant
+from ..tasks import RunState, option_values, plain, register_task, register_variant
 from .operator import LocalOperator
 from .registry import LEARNERS, QuantumContext, SymmetryError, make_learner
 from .vmc import (
@@ -64,8 +59,6 @@ from .vmc import (
     diagonal_observables,
     run_vmc,
 )
-
-register_model_kind(ModelKind("quantum", is_quantum, compile_quantum, priority=10))
 
 MAX_ED_DIM = 2**22  # exact diagonalisation: sparse H with ~N nonzeros per row
 AUTO_REFERENCE_DIM = 2**16  # VMC runs compute the exact energy themselves below this
@@ -145,143 +138,154 @@ def _optimizer_options(name: str, spec: BaseModel) -> OptimizerOptions:
 # ---------------------------------------------------------------- run statements
 
 
-def _one_item(stmt: ast.RunStmt) -> ast.RunItem:
+def _one_item(stmt: StatementIR) -> ItemIR:
     if len(stmt.items) != 1:
-        _fail("P100", f"'{stmt.word}' takes one item", stmt.span, RUN_STATEMENTS[stmt.word].usage)
+        _fail("P100", f"'{stmt.word}' takes one item", stmt.span, STATEMENTS[stmt.word].usage)
     return stmt.items[0]
 
 
-def _int_value(e: ast.Expr, what: str, low: int = 1) -> int:
-    v = ConstEvaluator({}, what=what)(e)
+def _int_value(v: Any, span: Span | None, what: str, low: int = 1) -> int:
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        _fail("P400", f"{what} must be an integer >= {low}, got {v!r}", e.span)
+        _fail("P400", f"{what} must be an integer >= {low}, got {v!r}", span)
     return v
 
 
-def _learner_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    item = _one_item(stmt)
-    if item.kind != "expr" or not isinstance(item.value, ast.Name):
-        _fail("P100", "'learner' names a declared learner: learner psi", item.span,
-              "declare it at top level: learner psi = rbm(alpha = 2) respecting translation")  # fmt: skip
-    run.extra["learner"] = (item.value.id, item.value.span)
+def _method(v: Any, span: Span | None) -> tuple[str, Span | None, dict]:
+    """An optimiser as (name, name span, {option: (value, span)}) from ``sr(lr = 0.02)``."""
+    if isinstance(v, Word):
+        return v.name, v.span, {}
+    if not isinstance(v, CallValue):
+        _fail("P100", "an optimiser is a call: sr(...), sgd(...) or adam(...)", span)
+    if v.args:
+        _fail("P302", "optimiser options are given by name: sr(lr = 0.02)", v.span)
+    return v.name, v.name_span, {o.name: (plain(o.value), o.span) for o in v.kwargs}
 
 
-def _optimize_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    item = _one_item(stmt)
-    if item.kind == "via":
-        if not isinstance(item.value, ast.Name):
-            _fail("P100", "optimize NAME via METHOD(...)", item.value.span)
-        run.extra["learner_optimized"] = (item.value.id, item.value.span)
-        method = item.via
-    elif item.kind == "expr":
-        method = item.value
-    else:
-        _fail("P100", "optimize psi via sr(lr = 0.02)", item.span)
-    if isinstance(method, ast.Name):
-        method = ast.Call(method.span, method.id, method.span, [], [])
-    if not isinstance(method, ast.Call):
-        _fail("P100", "an optimiser is a call: sr(...), sgd(...) or adam(...)", method.span)
-    if method.args:
-        _fail("P302", "optimiser options are given by name: sr(lr = 0.02)", method.args[0].span)
-    opts = {
-        k.name: (ConstEvaluator({}, allow_idents=True, what=f"option {k.name}")(k.value), k.span)
-        for k in method.kwargs
-    }
-    run.extra["optimizer"] = (method.func, method.func_span, opts)
+class QuantumStatements:
+    """The quantum statements of a run, read from its IR (each value with its span)."""
 
+    def __init__(self, task: TaskIR):
+        self.learner: tuple[str, Span | None] | None = None
+        self.learner_optimized: tuple[str, Span | None] | None = None
+        self.optimizer: tuple[str, Span | None, dict] | None = None
+        self.pretrain: tuple[int, Span | None, tuple[str, Span | None, dict]] | None = None
+        self.iterations: tuple[int, Span | None] | None = None
+        self.samples: tuple[int, Span | None] | None = None
+        self.final_samples: tuple[int, Span | None] | None = None
+        self.reference: tuple[Any, Span | None] | None = None
+        self.checkpoint_every: tuple[int, Span | None] | None = None
+        self.levels: tuple[int, Span | None] | None = None
+        self.sector: tuple[int | None, Span | None] | None = None
+        self.exact_span: Span | None = None
+        for stmt in task.statements:
+            handler = getattr(self, f"_{stmt.word}", None)
+            if handler is not None:
+                handler(stmt)
 
-def _pretrain_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    item = _one_item(stmt)
-    if item.kind not in ("expr", "via"):
-        _fail("P100", "pretrain 400 via adam(lr = 0.01)", item.span)
-    n = _int_value(item.value, "pretrain iterations")
-    opt: tuple = ("adam", item.span, {})
-    if item.kind == "via":
-        method = item.via
-        if isinstance(method, ast.Name):
-            method = ast.Call(method.span, method.id, method.span, [], [])
-        if not isinstance(method, ast.Call) or method.args:
-            _fail("P100", "an optimiser is a call with named options: adam(lr = 0.01)", item.span)
-        opts = {k.name: (ConstEvaluator({}, allow_idents=True, what=k.name)(k.value), k.span)
-                for k in method.kwargs}  # fmt: skip
-        opt = (method.func, method.func_span, opts)
-    run.extra["pretrain"] = (n, stmt.span, opt)
+    def given(self, word: str) -> Span | None:
+        """The span of a statement the run gives (learner, optimizer, iterations, samples,
+        reference), or None."""
+        value = getattr(self, word, None)
+        return None if value is None else value[1]
 
+    def _learner(self, stmt: StatementIR) -> None:
+        item = _one_item(stmt)
+        if item.kind != "value" or not isinstance(item.value, Word):
+            _fail("P100", "'learner' names a declared learner: learner psi", item.span,
+                  "declare it at top level: learner psi = rbm(alpha = 2) respecting translation")  # fmt: skip
+        self.learner = (item.value.name, item.value.span)
 
-def _iterations_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    item = _one_item(stmt)
-    if item.kind != "expr":
-        _fail("P100", "iterations takes a number: iterations 300", item.span)
-    run.extra["iterations"] = (_int_value(item.value, "iterations"), item.value.span)
-
-
-def _samples_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    for item in stmt.items:
-        if item.kind == "expr":
-            run.extra["samples"] = (_int_value(item.value, "samples"), item.value.span)
-        elif item.kind == "named" and item.name == "final":
-            run.extra["final_samples"] = (_int_value(item.value, "final samples"), item.span)
+    def _optimize(self, stmt: StatementIR) -> None:
+        item = _one_item(stmt)
+        if item.kind == "via":
+            if not isinstance(item.value, Word):
+                _fail("P100", "optimize NAME via METHOD(...)", item.span)
+            self.learner_optimized = (item.value.name, item.value.span)
+            method = item.via
+        elif item.kind == "value":
+            method = item.value
         else:
-            _fail("P100", "samples N[, final = M]", item.span, RUN_STATEMENTS["samples"].usage)
+            _fail("P100", "optimize psi via sr(lr = 0.02)", item.span)
+        self.optimizer = _method(method, item.value_span)
 
+    def _pretrain(self, stmt: StatementIR) -> None:
+        item = _one_item(stmt)
+        if item.kind not in ("value", "via"):
+            _fail("P100", "pretrain 400 via adam(lr = 0.01)", item.span)
+        n = _int_value(item.value, item.value_span, "pretrain iterations")
+        opt: tuple = ("adam", item.span, {})
+        if item.kind == "via":
+            if isinstance(item.via, CallValue) and item.via.args:
+                _fail("P100", "an optimiser is a call with named options: adam(lr = 0.01)",
+                      item.span)  # fmt: skip
+            opt = _method(item.via, item.span)
+        self.pretrain = (n, stmt.span, opt)
 
-def _reference_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    item = _one_item(stmt)
-    if item.kind == "expr" and isinstance(item.value, ast.Name) and item.value.id in (
-        "exact", "none", "auto"
-    ):  # fmt: skip
-        run.extra["reference"] = (item.value.id, item.span)
-    elif item.kind == "named" and item.name == "energy":
-        v = ConstEvaluator({}, what="the reference energy")(item.value)
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            _fail("P300", "the reference energy is a number", item.value.span)
-        run.extra["reference"] = (float(v), item.span)
-    else:
-        _fail("P100", "reference exact | none | auto | energy = VALUE", item.span)
+    def _iterations(self, stmt: StatementIR) -> None:
+        item = _one_item(stmt)
+        if item.kind != "value":
+            _fail("P100", "iterations takes a number: iterations 300", item.span)
+        self.iterations = (_int_value(item.value, item.value_span, "iterations"), item.value_span)
 
+    def _samples(self, stmt: StatementIR) -> None:
+        for item in stmt.items:
+            if item.kind == "value":
+                self.samples = (_int_value(item.value, item.value_span, "samples"),
+                                item.value_span)  # fmt: skip
+            elif item.kind == "named" and item.name == "final":
+                self.final_samples = (_int_value(item.value, item.value_span, "final samples"),
+                                      item.span)  # fmt: skip
+            else:
+                _fail("P100", "samples N[, final = M]", item.span, STATEMENTS["samples"].usage)
 
-def _checkpoint_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    item = _one_item(stmt)
-    if item.kind != "named" or item.name != "every":
-        _fail("P100", "checkpoint every = 25", item.span)
-    run.extra["checkpoint_every"] = (_int_value(item.value, "checkpoint every", 0), item.span)
-
-
-def _exact_stmt(stmt: ast.RunStmt, run: RunIR) -> None:
-    for item in stmt.items:
-        if item.kind == "named" and item.name == "levels":
-            run.extra["levels"] = (_int_value(item.value, "levels"), item.span)
-        elif item.kind == "named" and item.name == "sector":
-            v = ConstEvaluator({}, allow_idents=True, what="the sector")(item.value)
-            if isinstance(v, Ident) and str(v) == "all":
-                v = None
-            elif isinstance(v, bool) or not isinstance(v, int):
-                _fail("P300", "sector is an integer magnetisation sum(Z) or all", item.value.span)
-            run.extra["sector"] = (v, item.span)
-        elif item.kind == "expr" and isinstance(item.value, ast.Name) and item.value.id in (
-            "lanczos", "ground_state"
-        ):  # fmt: skip
-            run.extra.setdefault("levels", (1, item.span))
+    def _reference(self, stmt: StatementIR) -> None:
+        item = _one_item(stmt)
+        v = item.value
+        if item.kind == "value" and isinstance(v, Word) and v.name in ("exact", "none", "auto"):
+            self.reference = (v.name, item.span)
+        elif item.kind == "named" and item.name == "energy":
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                _fail("P300", "the reference energy is a number", item.value_span)
+            self.reference = (float(v), item.span)
         else:
-            _fail("P100", "exact levels = N[, sector = M]", item.span,
-                  RUN_STATEMENTS["exact"].usage)  # fmt: skip
-    run.extra.setdefault("exact_span", stmt.span)
+            _fail("P100", "reference exact | none | auto | energy = VALUE", item.span)
+
+    def _checkpoint(self, stmt: StatementIR) -> None:
+        item = _one_item(stmt)
+        if item.kind != "named" or item.name != "every":
+            _fail("P100", "checkpoint every = 25", item.span)
+        self.checkpoint_every = (_int_value(item.value, item.value_span, "checkpoint every", 0),
+                                 item.span)  # fmt: skip
+
+    def _exact(self, stmt: StatementIR) -> None:
+        for item in stmt.items:
+            v = item.value
+            if item.kind == "named" and item.name == "levels":
+                self.levels = (_int_value(v, item.value_span, "levels"), item.span)
+            elif item.kind == "named" and item.name == "sector":
+                if isinstance(v, Word) and v.name == "all":
+                    v = None
+                elif isinstance(v, bool) or not isinstance(v, int):
+                    _fail("P300", "sector is an integer magnetisation sum(Z) or all",
+                          item.value_span)  # fmt: skip
+                self.sector = (v, item.span)
+            elif item.kind == "value" and isinstance(v, Word) and v.name in ("lanczos",
+                                                                            "ground_state"):
+                if self.levels is None:
+                    self.levels = (1, item.span)
+            else:
+                _fail("P100", "exact levels = N[, sector = M]", item.span,
+                      STATEMENTS["exact"].usage)  # fmt: skip
+        if self.exact_span is None:
+            self.exact_span = stmt.span
 
 
-for _word, _handler, _usage, _task in (
-    ("exact", _exact_stmt, "exact levels = 4, sector = 0", "exact"),
-    ("learner", _learner_stmt, "learner psi", "vmc"),
-    ("optimize", _optimize_stmt, "optimize psi via sr(lr = 0.02, diag_shift = 0.1)", "vmc"),
-    ("iterations", _iterations_stmt, "iterations 300", "vmc"),
-    ("pretrain", _pretrain_stmt, "pretrain 400 via adam(lr = 0.01)", "vmc"),
-    ("samples", _samples_stmt, "samples 1000, final = 20000", "vmc"),
-    ("reference", _reference_stmt, "reference exact | none | energy = -25.49", None),
-    ("checkpoint", _checkpoint_stmt, "checkpoint every = 25", None),
-):
-    # ``sampler`` only sets a default task (sampling), so these statements decide a VMC run
-    register_statement(_word, _handler, _usage, _task)
+def _statements(run: RunState) -> QuantumStatements:
+    if not hasattr(run, "quantum"):
+        run.quantum = QuantumStatements(run.ir)
+    return run.quantum
 
 
 # ---------------------------------------------------------------- plans
@@ -297,7 +301,7 @@ class Point:
 
 @dataclass
 class QuantumPlan:
-    run: RunIR
+    run: RunState
     points: list[Point]
     scans: list
     measures: list
@@ -308,17 +312,15 @@ OVERRIDES = ("iterations", "samples", "final_samples", "resume", "levels", "sect
              "checkpoint_every", "pretrain")  # fmt: skip
 
 
-def _model_points(run: RunIR, program, sets: dict[str, Any], extra_names: set[str]) -> tuple:
+def _model_points(run: RunState, program, sets: dict[str, Any], extra_names: set[str]) -> tuple:
     """Apply --set and scans; compile every point of the scan (each a QuantumModel)."""
-    from physml_lang.compiler.kinds import compile_model
-
-    checker = program.checker_for(run)
-    params = {p.name for p in checker.node.params}
+    checker = program.checker_for(run.ir)
+    params = set(checker.param_names)
     model_args = {k: v for k, (v, _) in run.model_args.items()}
     spans: dict[str, Any] = {k: s for k, (_, s) in run.model_args.items()}
     for name, (v, s) in run.lets.items():
         if name not in params:
-            _fail("P200", f"'let {name}': not a parameter of model {checker.node.name}", s,
+            _fail("P200", f"'let {name}': not a parameter of model {checker.name}", s,
                   did_you_mean(name, params))  # fmt: skip
         model_args.setdefault(name, v)
         spans.setdefault(name, s)
@@ -339,16 +341,16 @@ def _model_points(run: RunIR, program, sets: dict[str, Any], extra_names: set[st
     for s in run.scans:
         if s.name not in params:
             _fail("P200", f"cannot scan '{s.name}': it is not a parameter of model "
-                  f"{checker.node.name}", s.span, did_you_mean(s.name, params)
+                  f"{checker.name}", s.span, did_you_mean(s.name, params)
                   or "a quantum ground state has no temperature; scan a model parameter")  # fmt: skip
     points = []
     for combo in itertools.product(*[s.values for s in run.scans]) or [()]:
         args, sp_ = dict(model_args), dict(spans)
         for s, v in zip(run.scans, combo):
             args[s.name], sp_[s.name] = v, s.span
-        qm = compile_model(checker.instantiate(args, sp_))
+        qm = program.compile_ir(checker.instantiate(args, sp_))
         if not isinstance(qm, QuantumModel):
-            _fail("P400", f"run {run.name} is a quantum task, but model {checker.node.name} is "
+            _fail("P400", f"run {run.name} is a quantum task, but model {checker.name} is "
                   "not a quantum model", run.model_span or run.span,
                   "a quantum model has a 'field s: qubit on sites' and a 'hamiltonian'")  # fmt: skip
         points.append(Point({s.name: v for s, v in zip(run.scans, combo)}, qm))
@@ -359,18 +361,18 @@ class MeasureBuilder(PauliBuilder):
     """Measured operator expressions: model names plus ``energy`` (= H) and ``sites`` (= N)."""
 
     def __init__(self, qm: QuantumModel):
-        super().__init__(qm.ir, qm.geometry)
+        super().__init__(qm.model, qm.geometry)
         self.qm = qm
 
-    def _name(self, e: ast.Name, env):
+    def on_name(self, e: E.Name, env):
         if e.id == "energy":
             return self.qm.hamiltonian
         if e.id == "sites":
             return complex(self.n)
-        return super()._name(e, env)
+        return super().on_name(e, env)
 
 
-def _measures(run: RunIR, qm: QuantumModel, vmc: bool) -> list[tuple[str, Any]]:
+def _measures(run: RunState, qm: QuantumModel, vmc: bool) -> list[tuple[str, Any]]:
     """(name, what): what is a built-in name or a PauliSum to measure."""
     builtins = {"energy", "energy_per_site", *DIAGONAL}
     builtins |= {"variance", "r_hat"} if vmc else {"gap"}
@@ -378,8 +380,8 @@ def _measures(run: RunIR, qm: QuantumModel, vmc: bool) -> list[tuple[str, Any]]:
     for m in run.measures:
         if m.expr is None and m.name in builtins:
             out.append((m.name, m.name))
-        elif m.expr is None and m.name in qm.ir.definitions:
-            d = qm.ir.definitions[m.name]
+        elif m.expr is None and m.name in qm.model.definitions:
+            d = qm.model.definitions[m.name]
             if d.indices:
                 _fail("P302", f"'{m.name}' is indexed; measure an operator without indices", m.span)
             out.append((m.name, qm.hamiltonian if d.kind == "hamiltonian" else qm.operator(m.name)))
@@ -407,8 +409,9 @@ def _structure_qs(qm: QuantumModel) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------- exact task
 
 
-def _levels(run: RunIR) -> int:
-    return run.extra.get("levels", (1, None))[0]
+def _levels(run: RunState) -> int:
+    q = _statements(run)
+    return q.levels[0] if q.levels is not None else 1
 
 
 def _sectors(qm: QuantumModel, sector: Any, span) -> list[int | None]:
@@ -502,19 +505,20 @@ def _exact_value(x: float) -> dict[str, float]:
     return {"mean": x, "stderr": 0.0}
 
 
-def check_exact(run: RunIR, program) -> QuantumPlan:
+def check_exact(task: TaskIR, program) -> QuantumPlan:
+    run = RunState.of(task)
     points, rest = _model_points(run, program, {}, set(OVERRIDES))
     return _plan_exact(run, points)
 
 
-def _plan_exact(run: RunIR, points: list[Point]) -> QuantumPlan:
-    span = run.extra.get("exact_span")
+def _plan_exact(run: RunState, points: list[Point]) -> QuantumPlan:
+    q = _statements(run)
+    span = q.exact_span
     for key in ("learner", "optimizer", "iterations", "samples", "reference"):
-        if key in run.extra:
+        if getattr(q, key) is not None:
             _fail("P201", f"an exact run has no '{key}' statement; optimising a learner is a "
-                  "separate vmc run", run.extra[key][1] if key != "optimizer"
-                  else run.extra[key][1])  # fmt: skip
-    sector = run.extra.get("sector", (None, span))
+                  "separate vmc run", q.given(key))  # fmt: skip
+    sector = q.sector or (None, span)
     for p in points:
         sectors = _sectors(p.model, sector[0], sector[1])
         _check_dims(p.model, sectors, span)
@@ -524,28 +528,30 @@ def _plan_exact(run: RunIR, points: list[Point]) -> QuantumPlan:
     return QuantumPlan(run, points, run.scans, run.measures)
 
 
-def run_exact(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_exact(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    run = RunState.of(task)
+    q = _statements(run)
     started = time.time()
     sets = dict(sets or {})
     points, rest = _model_points(run, program, sets, set(OVERRIDES))
     if "levels" in rest:
-        run.extra["levels"] = (int(rest["levels"]), None)
+        q.levels = (int(rest["levels"]), None)
     if "sector" in rest:
         v = rest["sector"]
-        run.extra["sector"] = (None if v == "all" else int(v), None)
+        q.sector = (None if v == "all" else int(v), None)
     _plan_exact(run, points)
     levels = _levels(run)
     summary: dict[str, Any] = {
-        "run": run.name, "source": program.name, "model": program.checker_for(run).node.name,
+        "run": run.name, "source": program.name, "model": program.checker_for(run.ir).name,
         "task": "exact", "params": {}, "device": "cpu", "seed": seed,
         "sampler": {"name": "exact (Lanczos)"}, "levels": levels,
         "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False,
     }  # fmt: skip
-    span = run.extra.get("exact_span")
-    sector = run.extra.get("sector", (None, span))[0]
+    span = q.exact_span
+    sector = (q.sector or (None, span))[0]
     for p in points:
         qm = p.model
-        summary["params"] = dict(qm.ir.params)
+        summary["params"] = dict(qm.model.params)
         sectors = _sectors(qm, sector, span)
         spec = exact_spectrum(qm, levels, sectors)
         e0 = spec.energies[0]
@@ -590,7 +596,7 @@ def run_exact(run: RunIR, program, *, sets, device, seed, out, progress) -> RunR
 
 @dataclass
 class VMCSetup:
-    learner_decl: ast.LearnerDecl
+    learner_decl: LearnerIR
     learner_options: BaseModel
     respecting: list[str]
     sampler_name: str
@@ -606,10 +612,11 @@ class VMCSetup:
     pretrain_spec: BaseModel | None = None
 
 
-def _learner_decl(run: RunIR, program) -> ast.LearnerDecl:
-    decls = {d.name: d for d in program.tree.learners}
-    want = run.extra.get("learner") or run.extra.get("learner_optimized")
-    other = run.extra.get("learner_optimized")
+def _learner_decl(run: RunState, program) -> LearnerIR:
+    decls = program.learners
+    q = _statements(run)
+    want = q.learner or q.learner_optimized
+    other = q.learner_optimized
     if want and other and other[0] != want[0]:
         _fail("P201", f"run {run.name} names learner '{want[0]}' but optimises '{other[0]}'",
               other[1])  # fmt: skip
@@ -626,38 +633,37 @@ def _learner_decl(run: RunIR, program) -> ast.LearnerDecl:
     return decls[want[0]]
 
 
-def _learner_options(decl: ast.LearnerDecl, sets: dict[str, Any]) -> BaseModel:
+def _learner_options(decl: LearnerIR, sets: dict[str, Any]) -> BaseModel:
     call = decl.call
-    if call.func not in LEARNERS:
-        _fail("P200", f"unknown quantum learner '{call.func}'", call.func_span,
-              did_you_mean(call.func, set(LEARNERS)) or "learners: " + ", ".join(LEARNERS))  # fmt: skip
+    if call.name not in LEARNERS:
+        _fail("P200", f"unknown quantum learner '{call.name}'", call.name_span,
+              did_you_mean(call.name, set(LEARNERS)) or "learners: " + ", ".join(LEARNERS))  # fmt: skip
     if call.args:
-        _fail("P302", "learner options are given by name: rbm(alpha = 2)", call.args[0].span)
-    schema = LEARNERS[call.func][0]
-    ev = ConstEvaluator({}, allow_idents=True, what=f"the options of {call.func}")
-    values = {k.name: ev(k.value) for k in call.kwargs}
+        _fail("P302", "learner options are given by name: rbm(alpha = 2)", call.span)
+    schema = LEARNERS[call.name][0]
+    values = {k.name: plain(k.value) for k in call.kwargs}
     spans: dict[str, Any] = {k.name: k.span for k in call.kwargs}
     for k, v in sets.items():
         if k in schema.model_fields:
             values[k], spans[k] = v, call.span
-    return validate_options(schema, values, spans, call.span, f"learner {call.func}")
+    return validate_options(schema, values, spans, call.span, f"learner {call.name}")
 
 
-def _plan_vmc(run: RunIR, program, points: list[Point], rest: dict[str, Any]) -> VMCSetup:
+def _plan_vmc(run: RunState, program, points: list[Point], rest: dict[str, Any]) -> VMCSetup:
     decl = _learner_decl(run, program)
     opts = _learner_options(decl, rest)
     respecting = []
-    for name, span in decl.respecting:
+    for name, span in zip(decl.respecting, decl.respecting_spans):
         if name not in SYMMETRIES:
             _fail("P200", f"unknown symmetry '{name}'", span,
                   did_you_mean(name, set(SYMMETRIES)) or "learners respect: translation, spin_flip")  # fmt: skip
         if name not in SYMMETRY_LEARNABLE:
-            _fail("P501", f"learner {decl.call.func} cannot respect {name}", span,
+            _fail("P501", f"learner {decl.call.name} cannot respect {name}", span,
                   "quantum learners respect translation and spin_flip")  # fmt: skip
         respecting.append(name)
     for p in points:
         qm = p.model
-        for name, span in decl.respecting:
+        for name, span in zip(decl.respecting, decl.respecting_spans):
             try:
                 verify_symmetry(name, qm.hamiltonian, qm.geometry, span)
             except PhysmlError as exc:
@@ -676,10 +682,10 @@ def _plan_vmc(run: RunIR, program, points: list[Point], rest: dict[str, Any]) ->
             run.sampler_options[k] = (v, None)
     spec = option_values(run.sampler_options, QSAMPLERS[name], run.sampler_span,
                          f"sampler {name}")  # fmt: skip
-    normalized = decl.call.func == "rnn"
+    normalized = decl.call.name == "rnn"
     if name == "autoregressive" and not normalized:
         _fail("P502", f"autoregressive sampling needs a normalised learner (rnn), not "
-              f"{decl.call.func}", run.sampler_span, "use sampler metropolis(...)")  # fmt: skip
+              f"{decl.call.name}", run.sampler_span, "use sampler metropolis(...)")  # fmt: skip
     if isinstance(spec, MetropolisSpec) and spec.move == "exchange":
         for p in points:
             if not p.model.conserves_magnetization:
@@ -688,7 +694,8 @@ def _plan_vmc(run: RunIR, program, points: list[Point], rest: dict[str, Any]) ->
                       "conserve it", span, "declare 'conserve sum(Z[i] for i in sites)' (it is "
                       "checked against H) or use move = flip")  # fmt: skip
     # optimiser
-    oname, ospan, oopts = run.extra.get("optimizer", ("sr", None, {}))
+    q = _statements(run)
+    oname, ospan, oopts = q.optimizer or ("sr", None, {})
     if oname not in QOPTIMIZERS:
         _fail("P200", f"unknown optimiser '{oname}'", ospan,
               did_you_mean(oname, set(QOPTIMIZERS)) or "optimisers: sr, sgd, adam")  # fmt: skip
@@ -697,25 +704,25 @@ def _plan_vmc(run: RunIR, program, points: list[Point], rest: dict[str, Any]) ->
         if k in QOPTIMIZERS[oname].model_fields:
             oopts[k] = (v, None)
     ospec = option_values(oopts, QOPTIMIZERS[oname], ospan, f"optimiser {oname}")
-    iterations = int(rest.get("iterations", run.extra.get("iterations", (100, None))[0]))
-    samples = int(rest.get("samples", run.extra.get("samples", (1000, None))[0]))
-    final = int(rest.get("final_samples", run.extra.get("final_samples", (4 * samples, None))[0]))
-    every = int(rest.get("checkpoint_every", run.extra.get("checkpoint_every", (25, None))[0]))
+    iterations = int(rest.get("iterations", (q.iterations or (100, None))[0]))
+    samples = int(rest.get("samples", (q.samples or (1000, None))[0]))
+    final = int(rest.get("final_samples", (q.final_samples or (4 * samples, None))[0]))
+    every = int(rest.get("checkpoint_every", (q.checkpoint_every or (25, None))[0]))
     for what, v in (("iterations", iterations), ("samples", samples), ("final samples", final)):
         if v < 1:
             _fail("P400", f"{what} must be >= 1, got {v}", None)
     for p in points:
         _measures(run, p.model, vmc=True)
-        ref = run.extra.get("reference")
+        ref = q.reference
         if ref and ref[0] == "exact":
             sector = _vmc_sector(p.model, spec)
             _check_dims(p.model, _sectors(p.model, sector, ref[1]) if sector is not None
                         else _sectors(p.model, None, ref[1]), ref[1])  # fmt: skip
     setup = VMCSetup(decl, opts, respecting, name, spec, oname, ospec, iterations, samples, final,
                      every)  # fmt: skip
-    if "pretrain" in run.extra:
-        n_pre, pspan, (pname, pospan, popts) = run.extra["pretrain"]
-        if decl.call.func != "rnn" or "translation" not in respecting:
+    if q.pretrain is not None:
+        n_pre, pspan, (pname, pospan, popts) = q.pretrain
+        if decl.call.name != "rnn" or "translation" not in respecting:
             _fail("P400", "pretrain trains the bare autoregressive model before its symmetrised "
                   "form: it applies to rnn learners respecting translation", pspan)  # fmt: skip
         if pname not in QOPTIMIZERS:
@@ -749,9 +756,9 @@ def _build_learner(decl, opts, respecting, qm: QuantumModel, generator) -> torch
         generator=generator,
     )
     try:
-        return make_learner(decl.call.func, opts, ctx)
+        return make_learner(decl.call.name, opts, ctx)
     except SymmetryError as exc:
-        span = decl.call.func_span
+        span = decl.call.name_span
         for k in decl.call.kwargs:
             if k.name in ("sign_rule", "phase") and "Marshall" in str(exc):
                 span = k.span
@@ -804,8 +811,8 @@ def _make_sampler(setup: VMCSetup, qm: QuantumModel, device):
     return MetropolisSampler(qm.n_sites, opts, device=device)
 
 
-def _reference(run: RunIR, qm: QuantumModel, sector: int | None) -> tuple[float | None, str]:
-    ref = run.extra.get("reference", ("auto", None))[0]
+def _reference(run: RunState, qm: QuantumModel, sector: int | None) -> tuple[float | None, str]:
+    ref = (_statements(run).reference or ("auto", None))[0]
     if isinstance(ref, float):
         return ref, "given"
     if ref == "none":
@@ -819,12 +826,13 @@ def _reference(run: RunIR, qm: QuantumModel, sector: int | None) -> tuple[float 
                                         else "")  # fmt: skip
 
 
-def check_vmc(run: RunIR, program) -> None:
+def check_vmc(task: TaskIR, program) -> None:
+    run = RunState.of(task)
     points, rest = _model_points(run, program, {}, _vmc_override_names(run, program))
     _plan_vmc(run, program, points, rest)
 
 
-def _vmc_override_names(run: RunIR, program) -> set[str]:
+def _vmc_override_names(run: RunState, program) -> set[str]:
     names = set(OVERRIDES)
     for schema in QSAMPLERS.values():
         names |= set(schema.model_fields)
@@ -839,17 +847,18 @@ def _estimate(e: Estimate) -> dict[str, float]:
     return e.as_dict()
 
 
-def run_vmc_task(run: RunIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_vmc_task(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+    run = RunState.of(task)
     started = time.time()
     points, rest = _model_points(run, program, dict(sets or {}),
                                  _vmc_override_names(run, program))  # fmt: skip
     setup = _plan_vmc(run, program, points, rest)
     resume_flag = rest.get("resume")
     summary: dict[str, Any] = {
-        "run": run.name, "source": program.name, "model": program.checker_for(run).node.name,
+        "run": run.name, "source": program.name, "model": program.checker_for(run.ir).name,
         "task": "vmc", "params": {}, "device": str(device), "seed": seed,
         "sampler": {"name": setup.sampler_name, **setup.sampler_spec.model_dump()},
-        "learner": {"name": setup.learner_decl.name, "kind": setup.learner_decl.call.func,
+        "learner": {"name": setup.learner_decl.name, "kind": setup.learner_decl.call.name,
                     **setup.learner_options.model_dump(), "respecting": setup.respecting},
         "optimizer": {"name": setup.optimizer_name, **setup.optimizer_spec.model_dump()},
         "iterations": setup.iterations, "samples": setup.samples,
@@ -860,7 +869,7 @@ def run_vmc_task(run: RunIR, program, *, sets, device, seed, out, progress) -> R
     show = sys.stderr.isatty() if progress is None else progress
     for k, p in enumerate(points):
         qm = p.model
-        summary["params"] = dict(qm.ir.params)
+        summary["params"] = dict(qm.model.params)
         ckpt = None
         resume = False
         if out is not None:
@@ -1052,23 +1061,24 @@ def _convergence_plot(out: Path, history: dict, exact: float | None, name: str,
 # ---------------------------------------------------------------- registration
 
 
-def _is_quantum_run(run: RunIR, program) -> bool:
-    ir = program.checker_for(run).instantiate({k: v for k, (v, _) in run.model_args.items()})
-    return is_quantum(ir)
+def _is_quantum_run(task: TaskIR, program) -> bool:
+    return program.checker_for(task).kind == "quantum"
 
 
-def _refuse_classical_sampling(run: RunIR, program, **_) -> None:
+def _refuse_classical_sampling(task: TaskIR, program, **_) -> None:
     """A classical sampling run of a quantum model gets a clear, located error."""
-    _fail("P502", f"model {program.checker_for(run).node.name} is a quantum model: a classical "
-          "sampler does not apply", run.sampler_span,
+    _fail("P502", f"model {program.checker_for(task).name} is a quantum model: a classical "
+          "sampler does not apply", task.sampler.name_span if task.sampler else task.span,
           "use 'exact levels = 4' (exact diagonalisation) or a vmc run: 'learner psi', "
           "'optimize psi via sr(...)'")  # fmt: skip
+
+
 register_task("quantum_sample", _refuse_classical_sampling, _refuse_classical_sampling,
               "classical sampling does not apply to quantum models")  # fmt: skip
 register_variant("sample", _is_quantum_run, "quantum_sample")
 
 
-register_task("exact", lambda run, program: check_exact(run, program), run_exact,
+register_task("exact", lambda task, program: check_exact(task, program), run_exact,
               "exact diagonalisation (Lanczos) of a qubit model")  # fmt: skip
 register_task("vmc", check_vmc, run_vmc_task,
               "variational Monte Carlo: optimise a neural quantum state")  # fmt: skip

@@ -13,8 +13,8 @@ from physml_lang.runtime.dynamics.samplers import Phi4Action, XYAction, hmc
 from physml_lang.runtime.dynamics.system import kepler, pendulum
 from physml_lang.runtime.statistics import binning_analysis
 
+from physml_lang.api import load
 from physml_lang.diagnostics import PhysmlError
-from physml_lang.program import load
 
 ROOT = Path(__file__).resolve().parents[2]
 F64 = torch.float64

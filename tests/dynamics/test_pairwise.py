@@ -5,7 +5,7 @@ import torch
 from physml_lang.compiler.hamiltonian import StructuredHamiltonian
 from physml_lang.runtime.dynamics.integrators import evolve
 
-from physml_lang.program import load
+from physml_lang.api import load
 
 from .conftest import assert_equals_unrolled
 

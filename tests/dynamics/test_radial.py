@@ -12,7 +12,7 @@ from physml_lang.compiler.hamiltonian import (
     radial_profile,
 )
 
-from physml_lang.program import load
+from physml_lang.api import load
 
 from .conftest import assert_equals_unrolled
 

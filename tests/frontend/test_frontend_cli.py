@@ -12,7 +12,7 @@ import pytest
 import torch
 from frontend_util import REPO, TINY, physml
 
-from physml_lang.program import stdlib_index
+from physml_lang.api import stdlib_index
 
 OBSERVABLES = ["e", "m", "specific_heat", "binder"]
 

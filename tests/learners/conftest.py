@@ -25,7 +25,8 @@ model R(Nv: int = 6, Nh: int = 4) {
 def rbm(vdom: str = "binary", hdom: str = "binary", **params) -> BoltzmannModel:
     text = RBM_TEXT.replace("VDOM", vdom).replace("HDOM", hdom)
     program = physml_lang.load(text)
-    return BoltzmannModel(program.models["R"].instantiate(params), dtype=torch.float64)
+    return program.compile_ir(program.instantiate("R", params), kind="boltzmann",
+                              dtype=torch.float64)
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ def test_hopfield_energy_matches_spine():
     """
     p = physml_lang.compile(text)
     spine = p.compiled
-    m = BoltzmannModel(spine.ir, dtype=torch.float32)
+    m = p.compile_ir(spine.ir, kind="boltzmann", dtype=torch.float32)
     assert m.blocks == []  # s interacts with itself: site-by-site updates
     s = torch.randint(0, 2, (7, 30), generator=torch.Generator().manual_seed(0)).float() * 2 - 1
     torch.testing.assert_close(m.energy({"s": s}), spine.energy(s), rtol=1e-5, atol=1e-4)

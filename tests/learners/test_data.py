@@ -20,12 +20,13 @@ model H(N: int = 40, P: int = 3) {
 
 
 def instantiate(source: str, tmp_path=None, **params):
+    """The realised model (data loaded, arrays evaluated) of the Hopfield model above."""
     text = HOPFIELD.replace("SOURCE", source)
     if tmp_path is not None:
         path = tmp_path / "m.phys"
         path.write_text(text)
-        return physml_lang.load(path).models["H"].instantiate(params)
-    return physml_lang.load(text).models["H"].instantiate(params)
+        return physml_lang.load(path).model("H", **params).model
+    return physml_lang.load(text).model("H", **params).model
 
 
 def code_of(fn) -> str:
@@ -83,8 +84,8 @@ def test_index_definition_errors():
     text = HOPFIELD.replace("SOURCE", "random(seed = 1)")
     bad = text.replace("sum(xi[mu, i] * xi[mu, j] for mu) / N", "xi[mu, i] * xi[mu, j]")
     with pytest.raises(PhysmlError):
-        physml_lang.load(bad).models["H"].instantiate({})
+        physml_lang.load(bad).model("H")
     bad = text.replace("xi[mu, j] for mu", "xi[mu, j, i] for mu")
     with pytest.raises(PhysmlError) as exc:
-        physml_lang.load(bad).models["H"].instantiate({})
+        physml_lang.load(bad).model("H")
     assert exc.value.diagnostics[0].code == "P302"

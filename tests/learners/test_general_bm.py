@@ -16,7 +16,7 @@ import physml_lang
 
 def stdlib_bm(name="BoltzmannMachine", **args) -> BoltzmannModel:
     p = physml_lang.load(f"import {name}\nrun r {{ train {name} via pcd(1), data = x }}")
-    return BoltzmannModel(p.models[name].instantiate(args), dtype=torch.float64)
+    return p.compile_ir(p.instantiate(name, args), kind="boltzmann", dtype=torch.float64)
 
 
 def states(values, n) -> torch.Tensor:
@@ -149,8 +149,8 @@ model LBM(Nv: int = 3, Nh: int = 3) {
 def test_layered_general_bm():
     """Separate visible-visible (L), visible-hidden (W) and hidden-hidden (J) couplings on
     graph boltzmann(Nv, Nh)."""
-    m = BoltzmannModel(physml_lang.load(LAYERED).models["LBM"].instantiate({}),
-                       dtype=torch.float64)  # fmt: skip
+    p = physml_lang.load(LAYERED)
+    m = p.compile_ir(p.instantiate("LBM"), kind="boltzmann", dtype=torch.float64)
     assert m.blocks == []  # both layers interact with themselves
     V, H = states([0.0, 1.0], 3), states([-1.0, 1.0], 3)
     v, h = V.repeat_interleave(8, 0), H.repeat(8, 1)
@@ -216,8 +216,8 @@ def test_sample_run_moments_match_exact(tmp_path, model, name, args, measures):
     program.check()
     res = program.run(out=tmp_path, seed=3)
     params = {k: _num(v) for k, v in (a.split(" = ") for a in args.split(", "))}
-    m = BoltzmannModel(program.checker_for(program.runs["r"]).instantiate(params),
-                       dtype=torch.float64)  # fmt: skip
+    ir = program.checker_for(program.runs["r"]).instantiate(params)
+    m = program.compile_ir(ir, kind="boltzmann", dtype=torch.float64)
     exact = _exact_means(m)
     moments = np.load(tmp_path / "moments.npz")
     for f, mu in exact.items():
@@ -288,7 +288,7 @@ def test_layered_stdlib_model_and_graph_errors():
     from physml_lang.diagnostics import PhysmlError
 
     prog = physml_lang.load("import LayeredBoltzmannMachine\n")
-    m = BoltzmannModel(prog.models["LayeredBoltzmannMachine"].instantiate({"Nv": 5, "Nh": 3}))
+    m = prog.model("LayeredBoltzmannMachine", Nv=5, Nh=3)
     assert set(m.params) == {"W", "L", "J", "a", "b"}
     assert m.blocks == []  # both layers interact with themselves: no block Gibbs
     bad = LAYERED.replace("graph boltzmann(Nv, Nh)", "graph boltzmann(Nv)")

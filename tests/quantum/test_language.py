@@ -12,8 +12,8 @@ from physml_lang.compiler.quantum import QuantumModel
 from physml_lang.runtime.quantum.operator import LocalOperator
 from physml_lang.runtime.quantum.tasks import exact_expectation, exact_spectrum
 
+from physml_lang.api import load
 from physml_lang.diagnostics import PhysmlError
-from physml_lang.program import load
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -328,7 +328,7 @@ def test_emit_torch_source_runs_and_matches_runtime(tmp_path, example, params):
 
     from physml_lang.runtime.quantum.learners import RBM
 
-    from physml_lang.program import compile as compile_program
+    from physml_lang.api import compile as compile_program
 
     cp = compile_program(ROOT / "examples" / example, **params)
     path = tmp_path / "emitted.py"

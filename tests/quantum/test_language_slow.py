@@ -11,7 +11,7 @@ from physml_lang.runtime.quantum.operator import LocalOperator
 from physml_lang.runtime.quantum.rbm_kernels import local_energy_rbm
 from safetensors.torch import load_file
 
-from physml_lang.program import load
+from physml_lang.api import load
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

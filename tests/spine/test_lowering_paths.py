@@ -66,7 +66,7 @@ def test_three_paths_agree(name, L):
     program = _program(*MODELS[name], L)
     models = {p: program.model(path=p) for p in ("roll", "gather", "dense")}
     cm = models["gather"]
-    domain = cm.ir.fields["s"].domain
+    domain = cm.model.fields["s"].domain
     values = torch.tensor(domain.values())
     g = torch.Generator().manual_seed(L)
     s = values[torch.randint(0, len(values), (5, *cm.lattice.shape), generator=g)]
@@ -84,7 +84,7 @@ def test_local_energy_is_the_energy_difference(name):
     """E(s with s_x = v) - E(s with s_x = w) = E_loc(x, v) - E_loc(x, w), for every site x."""
     program = _program(*MODELS[name], 4)
     cm = program.model()
-    domain = cm.ir.fields["s"].domain
+    domain = cm.model.fields["s"].domain
     values = torch.tensor(domain.values())
     g = torch.Generator().manual_seed(0)
     s = values[torch.randint(0, len(values), (2, *cm.lattice.shape), generator=g)]
@@ -115,7 +115,7 @@ def test_random_site_local_energy_matches_all_sites():
 def test_sk_dense_energy_matches_matrix_form():
     program = physml_lang.compile("import SK\nmodel Dummy { }", N=10)
     cm = program.model("SK", N=10)
-    J = torch.as_tensor(cm.ir.arrays["J"].values, dtype=torch.float32)
+    J = torch.as_tensor(cm.model.arrays["J"].values, dtype=torch.float32)
     s = torch.randint(0, 2, (4, 10)).float() * 2 - 1
     expected = -0.5 * torch.einsum("bi,ij,bj->b", s, J, s)
     torch.testing.assert_close(cm.energy({"s": s}), expected, rtol=1e-5, atol=1e-5)

@@ -10,8 +10,9 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Source, Span
+
 from . import ast
-from .diagnostics import Diagnostic, PhysmlError, Source, Span
 
 KEYWORDS = {
     "import", "model", "lattice", "graph", "field", "on", "phase_space", "param", "learnable",

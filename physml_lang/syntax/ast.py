@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .diagnostics import Span
+from physml_lang.diagnostics import Span
 
 # ---------------------------------------------------------------- expressions
 
@@ -256,3 +256,38 @@ class Program(Node):
     learners: list[LearnerDecl]
     data: list[DataDecl]
     runs: list[Run]
+
+
+# ---------------------------------------------------------------- printing
+
+
+def _dump_value(v, indent: int) -> str:
+    pad = "  " * indent
+    if isinstance(v, list):
+        if not v:
+            return "[]"
+        return "\n" + "\n".join(f"{pad}- {_dump_value(x, indent + 1).lstrip()}" for x in v)
+    if hasattr(v, "__dataclass_fields__"):
+        return dump(v, indent)
+    if isinstance(v, tuple):
+        return "(" + ", ".join(str(x) for x in v) + ")"
+    return repr(v)
+
+
+def dump(node, indent: int = 0) -> str:
+    """The syntax tree as indented text (``physml compile FILE --emit ast``); spans left out."""
+    pad = "  " * indent
+    name = type(node).__name__
+    fields = [(k, v) for k, v in vars(node).items() if not k.endswith("span")]
+    simple = all(not isinstance(v, list) and not hasattr(v, "__dataclass_fields__")
+                 for _, v in fields)  # fmt: skip
+    if simple:
+        return f"{pad}{name}(" + ", ".join(f"{k}={v!r}" for k, v in fields) + ")"
+    lines = [f"{pad}{name}"]
+    for k, v in fields:
+        text = _dump_value(v, indent + 2)
+        if text.startswith("\n") or hasattr(v, "__dataclass_fields__"):
+            lines.append(f"{pad}  {k}:" + ("" if text.startswith("\n") else "\n") + text)
+        else:
+            lines.append(f"{pad}  {k}: {text}")
+    return "\n".join(lines)

@@ -1,35 +1,28 @@
-"""A loaded .phys program: its models (with stdlib imports), learners and runs.
+"""The Python API and the one place that joins the stages: a loaded .phys program.
 
 ``compile(source_or_path, **params)`` is the Python entry point; the command line uses the same
-objects, so ``Program.run()`` returns exactly the rows ``physml run`` writes.
+objects, so ``Program.run()`` returns exactly the rows ``physml run`` writes. The front end
+checks (``physml_lang.check``) and hands IR to the compiler (``compiler.models``); the runtime
+executes tasks and asks this layer for compiled models (``Program.model``), so that a structural
+parameter (a lattice size in a scan) re-checks and recompiles.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import ast
-from .checker import ModelChecker
-from .diagnostics import Diagnostic, PhysmlError, did_you_mean
-from .parser import parse, parse_file
-from .runs import RunIR, check_run
+from .check.model import ModelChecker, validate_options
+from .check.program import CheckedProgram, check_program, stdlib_index, stdlib_model
+from .diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from .ir.model import ModelIR
+from .ir.program import ProgramIR
+from .ir.task import TaskIR
+from .syntax.parser import parse, parse_file
 
-
-@lru_cache(maxsize=1)
-def stdlib_index() -> dict[str, tuple[str, str]]:
-    """Model name -> (stdlib file name, text) for every model in ``stdlib/*.phys``."""
-    index: dict[str, tuple[str, str]] = {}
-    for entry in resources.files("physml_lang.stdlib").iterdir():
-        if entry.name.endswith(".phys"):
-            text = entry.read_text()
-            for m in parse(text, f"<stdlib>/{entry.name}").models:
-                index[m.name] = (entry.name, text)
-    return index
+__all__ = ["Program", "CompiledProgram", "compile", "load", "stdlib_index", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -47,101 +40,103 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 class Program:
-    """Models, learners and runs of one source, checked."""
+    """Models, learners, data and tasks of one source, checked."""
 
-    def __init__(self, tree: ast.Program, path: Path | None = None, name: str = "<string>"):
-        self.tree = tree
-        self.path = path
-        self.name = name
-        from physml_lang.runtime.tasks import load_tasks
+    def __init__(self, checked: CheckedProgram):
+        self.checked = checked
+        self.name = checked.name
+        self.path = checked.path
+        self.models: dict[str, ModelChecker] = checked.models
+        self.learners = checked.learners
+        self.data = checked.data
+        self.runs: dict[str, TaskIR] = checked.tasks
+        from physml_lang.runtime.data import DataLoader
 
-        load_tasks()  # task modules register their run statements before runs are checked
-        self.models: dict[str, ModelChecker] = {}
-        self.runs: dict[str, RunIR] = {}
-        self._imports(tree)
-        for m in tree.models:
-            if m.name in self.models and self.models[m.name].node is not m:
-                raise PhysmlError(Diagnostic("P201", f"model '{m.name}' is declared twice",
-                                             m.name_span))  # fmt: skip
-            self.models[m.name] = ModelChecker(m)
-        for r in tree.runs:
-            if r.name in self.runs:
-                raise PhysmlError(Diagnostic("P201", f"run '{r.name}' is declared twice",
-                                             r.name_span))  # fmt: skip
-            self.runs[r.name] = check_run(r)
-        for r in self.runs.values():
-            self.checker_for(r)
-
-    def _imports(self, tree: ast.Program) -> None:
-        for imp in tree.imports:
-            if imp.is_file:
-                base = self.path.parent if self.path else Path.cwd()
-                target = base / imp.name
-                if not target.is_file():
-                    raise PhysmlError(
-                        Diagnostic(
-                            "P600",
-                            f"imported file not found: {target}",
-                            imp.span,
-                            "paths are relative to the importing file",
-                        )
-                    )
-                sub = parse_file(target)
-                for m in sub.models:
-                    self.models[m.name] = ModelChecker(m)
-                continue
-            index = stdlib_index()
-            if imp.name not in index:
-                raise PhysmlError(Diagnostic(
-                    "P200", f"no model '{imp.name}' in the standard library", imp.span,
-                    did_you_mean(imp.name, set(index)) or "stdlib models: " + ", ".join(sorted(index))))  # fmt: skip
-            fname, text = index[imp.name]
-            for m in parse(text, f"<stdlib>/{fname}").models:
-                if m.name == imp.name:
-                    self.models[m.name] = ModelChecker(m)
+        base = self.path.parent if self.path else None
+        self.data_loader = DataLoader(base, self._compile_by_name)
+        for task in self.runs.values():
+            self.checker_for(task)
 
     # ---------------------------------------------------------------- models
-    def checker_for(self, run: RunIR) -> ModelChecker:
+    def checker_for(self, run: TaskIR) -> ModelChecker:
+        """The declaration of the model a task uses (named, or implied by what it trains)."""
         if run.model is None:
             for name in run.trains:  # a run that trains a learner is about the learner's model
-                decl = next((d for d in self.tree.learners if d.name == name), None)
-                model = decl.call.func if decl is not None and isinstance(decl.call, ast.Call) \
-                    else name  # fmt: skip
+                decl = self.learners.get(name)
+                model = decl.call.name if decl is not None else name
                 if model in self.models:
                     return self.models[model]
-            local = [m.name for m in self.tree.models] or list(self.models)
+            local = self.checked.declared or list(self.models)
             if len(local) != 1:
                 raise PhysmlError(Diagnostic(
                     "P400", f"run {run.name} must name its model: several are declared", run.span,
                     "add e.g. 'model " + (local[0] if local else "Ising") + "(L = 16)'"))  # fmt: skip
             return self.models[local[0]]
-        if run.model not in self.models:
+        if run.model.name not in self.models:
             raise PhysmlError(Diagnostic(
-                "P200", f"unknown model '{run.model}'", run.model_span,
-                did_you_mean(run.model, set(self.models) | set(stdlib_index()))
-                or f"declare it or import it from the standard library: import {run.model}"))  # fmt: skip
-        return self.models[run.model]
+                "P200", f"unknown model '{run.model.name}'", run.model.span,
+                did_you_mean(run.model.name, set(self.models) | set(stdlib_index()))
+                or f"declare it or import it from the standard library: import "
+                f"{run.model.name}"))  # fmt: skip
+        return self.models[run.model.name]
 
     def default_model(self) -> str:
-        names = [m.name for m in self.tree.models] or list(self.models)
+        names = self.checked.declared or list(self.models)
         if not names:
             raise PhysmlError(Diagnostic("P400", f"{self.name} declares no model"))
         return names[0]
 
-    def model(self, name: str | None = None, **params: Any):
-        """Instantiate and compile a model with parameter values (a CompiledModel for classical
-        lattice models; quantum, gauge and phase-space models get their own compiled form).
-        Keyword ``path`` forces a lowering path of classical models."""
-        from physml_lang.compiler.kinds import compile_model
-
+    def instantiate(self, name: str | None = None, params: dict[str, Any] | None = None,
+                    spans: dict[str, Span | None] | None = None) -> ModelIR:  # fmt: skip
+        """The model IR of a model with parameter values."""
         name = name or self.default_model()
         if name not in self.models:
             raise PhysmlError(Diagnostic("P200", f"unknown model '{name}'",
                                          hint=did_you_mean(name, set(self.models))))  # fmt: skip
+        return self.models[name].instantiate(params or {}, spans)
+
+    def compile_ir(self, ir: ModelIR, **options: Any):
+        """The compiled model of a model IR (its kind's compiler)."""
+        from physml_lang.compiler.models import compile_model
+
+        return compile_model(ir, data=self.data_loader, **options)
+
+    def model(self, name: str | None = None, **params: Any):
+        """Instantiate and compile a model with parameter values. Keyword ``path`` forces a
+        lowering path of lattice models."""
         options = {k: params.pop(k) for k in ("path",) if k in params and params[k] is not None}
         params.pop("path", None)
-        ir = self.models[name].instantiate(params)
-        return compile_model(ir, **options)
+        return self.compile_ir(self.instantiate(name, params), **options)
+
+    def _compile_by_name(self, name: str, args: dict[str, Any], span: Span | None):
+        """A model named by a data source (``sample(Ising(L = 8), ...)``): declared here,
+        imported, or from the standard library."""
+        checker = self.models.get(name) or stdlib_model(name)
+        if checker is None:
+            raise PhysmlError(Diagnostic(
+                "P200", f"unknown model '{name}' (data samples models declared or imported here, "
+                "or from the standard library)", span, did_you_mean(name, set(stdlib_index()))))
+        ir = checker.instantiate(args, dict.fromkeys(args, span))
+        return self.compile_ir(ir)
+
+    # ---------------------------------------------------------------- IR
+    def ir(self) -> ProgramIR:
+        """The program's IR: the models its tasks use (with the tasks' arguments; every
+        declared model with its defaults when no task names it), learners, data and tasks."""
+        models: list[ModelIR] = []
+        used: set[str] = set()
+        for task in self.runs.values():
+            checker = self.checker_for(task)
+            args = {o.name: o.value for o in task.model.args} if task.model else {}
+            ir = checker.instantiate(args, dict.fromkeys(args))
+            if ir not in models:
+                models.append(ir)
+            used.add(checker.name)
+        for name in self.checked.declared:
+            if name not in used:
+                models.append(self.models[name].instantiate())
+        return ProgramIR(tuple(models), tuple(self.learners.values()), tuple(self.data.values()),
+                         tuple(self.runs.values()))  # fmt: skip
 
     def check(self) -> list[str]:
         """Run the whole front end and the symmetry checks; returns a list of what was checked."""
@@ -151,10 +146,8 @@ class Program:
         for name in self.models:  # declared here and imported
             done.append(f"model {name}: {self.model(name).describe()}")
         for run in self.runs.values():
-            import copy
-
-            resolve_task(run, self).check(copy.deepcopy(run), self)
-            done.append(f"run {run.name}: {run.task} with model {self.checker_for(run).node.name}")
+            resolve_task(run, self).check(run, self)
+            done.append(f"run {run.name}: {run.kind} with model {self.checker_for(run).name}")
         return done
 
     # ---------------------------------------------------------------- running
@@ -177,15 +170,13 @@ class Program:
         if name not in self.runs:
             raise PhysmlError(Diagnostic("P200", f"no run named '{name}'",
                                          hint=did_you_mean(name, set(self.runs))))  # fmt: skip
-        import copy
-
         from physml_lang.runtime.tasks import resolve_task
 
-        run = copy.deepcopy(self.runs[name])
+        run = self.runs[name]
         dev = resolve_device(device)
         out_path = Path(out) if out is not None else None
-        return resolve_task(run, self).run(run, self, sets=sets, device=dev, seed=seed, out=out_path,
-                                   progress=progress)  # fmt: skip
+        return resolve_task(run, self).run(run, self, sets=sets, device=dev, seed=seed,
+                                           out=out_path, progress=progress)  # fmt: skip
 
     # ---------------------------------------------------------------- conveniences
     @property
@@ -198,7 +189,6 @@ class Program:
                 params: dict | None = None, **options):  # fmt: skip
         """A sampler that can be stepped from Python: ``s = p.sampler("wolff", T=2.0)``;
         ``state = s.initial_state()``; ``state = s.sweep(state)``."""
-        from physml_lang.checker import validate_options
         from physml_lang.runtime.samplers import SAMPLERS
 
         if name not in SAMPLERS:
@@ -208,9 +198,7 @@ class Program:
             raise PhysmlError(Diagnostic("P400", "give exactly one of T or beta"))
         value = T if T is not None else beta
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise PhysmlError(
-                Diagnostic("P400", f"T and beta must be > 0, got {value!r}")
-            )
+            raise PhysmlError(Diagnostic("P400", f"T and beta must be > 0, got {value!r}"))
         b = 1.0 / T if T is not None else float(beta)
         entry = SAMPLERS[name]
         opts = validate_options(entry.schema, options, dict.fromkeys(options), None, name)
@@ -231,8 +219,8 @@ def load(source_or_path: str | Path) -> Program:
         and (source_or_path.endswith(".phys") or Path(source_or_path).exists())
     ):
         path = Path(source_or_path)
-        return Program(parse_file(path), path, str(path))
-    return Program(parse(str(source_or_path), "<string>"))
+        return Program(check_program(parse_file(path), path, str(path)))
+    return Program(check_program(parse(str(source_or_path), "<string>")))
 
 
 class CompiledProgram(Program):
@@ -261,7 +249,7 @@ class CompiledProgram(Program):
         return self.compiled.emit_torch() if what == "torch" else self.compiled.emit_sympy()
 
     @property
-    def model_ir(self):
+    def model_ir(self) -> ModelIR:
         return self.compiled.ir
 
     def run(self, name=None, *, sets=None, **kw):

@@ -1,0 +1,102 @@
+"""A model IR realised: its geometry built, its data and arrays evaluated.
+
+The compiler's view of one :class:`~physml_lang.ir.model.ModelIR`: the declarations by name
+(fields, definitions, symmetries), the lattice or graph as geometry (neighbour tables, shells),
+coupling arrays as numpy values and data arrays as given by the caller's data resolver (the
+runtime loads files and samples models; the compiler never does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from physml_lang.diagnostics import Span
+from physml_lang.ir.model import (
+    DataIR,
+    DefinitionIR,
+    DomainIR,
+    FieldIR,
+    GraphIR,
+    LatticeIR,
+    ModelIR,
+    PhaseSpaceIR,
+    SymmetryIR,
+)
+
+from .arrays import RealArray, realise_array
+from .lattices import Lattice, make_complete_graph, make_lattice
+from .sitesets import GRAPH_BUILDERS
+
+Domain = DomainIR
+
+
+@dataclass
+class RealData:
+    """A data array with its values (float64) and what the source says about it (e.g. the
+    temperature of sampled configurations)."""
+
+    name: str
+    values: np.ndarray
+    domain: DomainIR | None
+    span: Span | None
+    source: str
+    meta: dict
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+
+# (data declaration, parameter values) -> realised data
+DataResolver = Callable[[DataIR, dict[str, Any]], RealData]
+
+
+def build_geometry(lattice: LatticeIR | GraphIR | None) -> Lattice | None:
+    """The geometry of a declared lattice or graph."""
+    if lattice is None:
+        return None
+    if isinstance(lattice, GraphIR):
+        if lattice.kind == "complete":
+            return make_complete_graph(lattice.sizes[0])
+        return GRAPH_BUILDERS[lattice.kind](*lattice.sizes)
+    return make_lattice(lattice.kind, lattice.extent, lattice.periodic)
+
+
+class ModelInstance:
+    """A realised model. ``ir`` is the frozen IR; the rest are its parts by name, with values."""
+
+    def __init__(self, ir: ModelIR, data: DataResolver | None = None):
+        self.ir = ir
+        self.name = ir.name
+        self.kind = ir.kind
+        self.params: dict[str, Any] = dict(ir.values)
+        self.param_types: dict[str, str] = dict(ir.param_types)
+        self.lattice: Lattice | None = build_geometry(ir.lattice)
+        self.fields: dict[str, FieldIR] = dict(ir.field_map)
+        self.definitions: dict[str, DefinitionIR] = dict(ir.definition_map)
+        self.symmetries: list[SymmetryIR] = list(ir.symmetries)
+        self.phase_space: PhaseSpaceIR | None = ir.phase_space
+        self.span = ir.span
+        self.name_span = ir.name_span
+        self.data: dict[str, RealData] = {}
+        for d in ir.data:
+            if data is None:
+                from physml_lang.diagnostics import Diagnostic, PhysmlError
+
+                raise PhysmlError(Diagnostic("P800", f"data '{d.name}' cannot be realised here",
+                                             d.span))  # fmt: skip
+            self.data[d.name] = data(d, self.params)
+        self.arrays: dict[str, RealArray] = {}
+        known = {k: v.values for k, v in self.data.items()}
+        for a in ir.arrays:
+            arr = realise_array(a, self.lattice, self.params, known)
+            self.arrays[a.name] = arr
+            known[a.name] = arr.values
+
+    @property
+    def energy(self) -> DefinitionIR | None:
+        return self.ir.energy

@@ -1,0 +1,1 @@
+"""The lowering: expression IR -> sympy (:mod:`.sympy`), sympy -> torch (:mod:`.torch`)."""

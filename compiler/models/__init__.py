@@ -1,0 +1,47 @@
+"""Compiled models, one kind each: what the compiler hands the runtime.
+
+``compile_model(ir)`` realises a :class:`~physml_lang.ir.model.ModelIR` (geometry, arrays,
+data) and lowers it with its kind's compiler; the kind was decided by the checker from the
+model's declarations (``ir.kind``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from physml_lang.ir.model import ModelIR
+
+from ..instance import DataResolver, ModelInstance
+
+
+def compile_model(ir: ModelIR, data: DataResolver | None = None, kind: str | None = None,
+                  **options: Any):  # fmt: skip
+    """The compiled model of ``ir``: a lattice, boltzmann, quantum, gauge, phase-space or
+    continuous-field model. ``kind`` overrides the model's own (a Hopfield network on a
+    complete graph is a lattice model to sample and a Boltzmann model to recall with)."""
+    model = ModelInstance(ir, data)
+    kind = kind or ir.kind
+    if kind == "phase_space":
+        from ..phase_space import PhaseSpaceModel
+
+        return PhaseSpaceModel(model)
+    if kind == "field":
+        from ..phase_space import FieldModel
+
+        return FieldModel(model)
+    if kind == "gauge":
+        from ..gauge import GaugeModel
+
+        return GaugeModel(model)
+    if kind == "quantum":
+        from ..quantum import compile_quantum
+
+        return compile_quantum(model, **options)
+    if kind == "boltzmann":
+        from ..boltzmann import BoltzmannModel
+
+        options.pop("path", None)
+        return BoltzmannModel(model, **options)
+    from ..model import CompiledModel
+
+    return CompiledModel(model, **options)

@@ -1,0 +1,82 @@
+"""Lattices and graphs the language knows: static facts (dimension, primitive vectors, basis,
+neighbour shells) read by the checker and, to build the geometry, by the compiler.
+
+A shell is given by its *half* offset list in lattice coordinates: the bonds of shell k are
+{(x, x + o) : x a site, o in shells[k]}, each unordered bond counted once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+Offset = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LatticeSpec:
+    """A Bravais lattice: dimension, primitive vectors, basis sites and neighbour shells."""
+
+    name: str
+    dim: int
+    vectors: tuple[tuple[float, ...], ...]
+    basis: tuple[tuple[float, ...], ...]
+    shells: dict[int, tuple[Offset, ...]]
+    doc: str
+
+
+def _unit(d: int) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(1.0 if i == j else 0.0 for j in range(d)) for i in range(d))
+
+
+_S3 = math.sqrt(3) / 2
+
+LATTICES: dict[str, LatticeSpec] = {
+    "chain": LatticeSpec("chain", 1, _unit(1), ((0.0,),), {1: ((1,),), 2: ((2,),)},
+                         "1D chain of L sites"),
+    "square": LatticeSpec("square", 2, _unit(2), ((0.0, 0.0),),
+                          {1: ((1, 0), (0, 1)), 2: ((1, 1), (1, -1))}, "square lattice L1 x L2"),
+    "triangular": LatticeSpec(
+        "triangular", 2, ((1.0, 0.0), (0.5, _S3)), ((0.0, 0.0),),
+        {1: ((1, 0), (0, 1), (1, -1)), 2: ((1, 1), (2, -1), (1, -2))},
+        "triangular lattice L1 x L2 (axial coordinates: 6 neighbours)"),
+    "cubic": LatticeSpec(
+        "cubic", 3, _unit(3), ((0.0, 0.0, 0.0),),
+        {1: ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+         2: ((1, 1, 0), (1, -1, 0), (1, 0, 1), (1, 0, -1), (0, 1, 1), (0, 1, -1))},
+        "simple cubic lattice L1 x L2 x L3"),
+    "hypercubic": LatticeSpec(
+        "hypercubic", 4, _unit(4), ((0.0, 0.0, 0.0, 0.0),),
+        {1: ((1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1))},
+        "4D hypercubic lattice L1 x L2 x L3 x L4 (lattice gauge theory)"),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """A graph: its sizes (arguments), site sets and pair structures.
+
+    ``sets``: names of the site sets, one size argument each (a complete graph has one set,
+    ``sites``); ``pairs``: pair structure -> (set of i, set of j); i < j inside one set.
+    """
+
+    name: str
+    sets: tuple[str, ...]
+    pairs: dict[str, tuple[str, str]]
+    doc: str
+
+
+GRAPHS: dict[str, GraphSpec] = {
+    "complete": GraphSpec("complete", ("sites",), {"pairs": ("sites", "sites"),
+                                                   "bonds": ("sites", "sites")},
+                          "complete graph on N vertices: every pair interacts"),
+    "bipartite": GraphSpec("bipartite", ("visible", "hidden"),
+                           {"edges": ("visible", "hidden")},
+                           "bipartite graph: site sets visible (Nv) and hidden (Nh), pairs "
+                           "'edges'"),
+    "boltzmann": GraphSpec("boltzmann", ("visible", "hidden"),
+                           {"edges": ("visible", "hidden"), "visible_pairs": ("visible", "visible"),
+                            "hidden_pairs": ("hidden", "hidden")},
+                           "layered all-to-all graph: site sets visible (Nv) and hidden (Nh), "
+                           "pairs 'edges' (visible x hidden), 'visible_pairs', 'hidden_pairs'"),
+}  # fmt: skip

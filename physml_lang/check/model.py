@@ -1,0 +1,582 @@
+"""Model declarations -> model IR: names, types, domains, lattices and their options, arrays,
+data, definitions and symmetries, checked and instantiated with concrete parameter values.
+
+Nothing here realises an array or reads a data file: the IR records what is declared (the
+compiler builds the geometry and evaluates arrays; the runtime loads and samples data). All
+failures are located diagnostics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from physml_lang.catalogue.domains import (
+    DATA_DOMAINS,
+    DOMAINS,
+    MAX_POTTS_STATES,
+    SYMMETRIES,
+)
+from physml_lang.catalogue.lattices import GRAPHS, LATTICES
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.ir import expr as E
+from physml_lang.ir.model import (
+    ArrayIR,
+    ConservedIR,
+    DataIR,
+    DefinitionIR,
+    DiagonalIR,
+    DomainIR,
+    FieldIR,
+    GraphIR,
+    LatticeIR,
+    ModelIR,
+    ParamIR,
+    PhaseSpaceIR,
+    SymmetryIR,
+)
+from physml_lang.ir.task import Word
+from physml_lang.ir.walk import as_call, fail, name_of
+from physml_lang.syntax import ast
+
+from .constants import ConstEvaluator, evaluate
+from .lowering import to_ir
+from .names import CONSTANT_NAMES, QUANTUM_OPERATORS, NameChecker
+
+MAX_SITES = 2**31 - 1
+MAX_ELEMENTS = 2**31 - 1
+PARAM_TYPES = {"int": int, "real": float, "bool": bool, "complex": complex}
+ARRAY_STRUCTURES = {"sites", "bonds", "bonds2", "pairs"}
+RANDOM_INITS = {"normal": 2, "uniform": 2, "choice": 1}
+DATA_SOURCES = {
+    "random": "seeded random configurations",
+    "load": "an .npz/.npy/.csv file",
+    "sample": "configurations sampled from a model",
+    "digits": "scikit-learn's 8x8 digits, binarised",
+}
+GAUGE_LATTICES = {"square", "cubic", "hypercubic", "chain"}
+
+
+def validate_options(schema, values: dict[str, Any], spans: dict[str, Span | None],
+                     where: Span | None, what: str):  # fmt: skip
+    """Validate options against a pydantic schema; located errors for unknown or bad values."""
+    fields = set(schema.model_fields)
+    for name, span in spans.items():
+        if name not in fields:
+            hint = did_you_mean(name, fields) or ("options: " + ", ".join(sorted(fields)))
+            fail("P401", f"unknown option '{name}' for {what}", span, hint)
+    plain = {k: (str(v) if isinstance(v, Word) else v) for k, v in values.items()}
+    try:
+        return schema.model_validate(plain, strict=True)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else ""
+        span = spans.get(name, where)
+        msg = err["msg"].replace("Input should be", "must be").replace("String should", "must")
+        if isinstance(values.get(name), Word) and "valid" in msg:
+            msg = f"'{values[name]}' is not allowed"
+        info = schema.model_fields.get(name)
+        hint = info.description if info is not None and info.description else None
+        fail("P402", f"invalid value for option '{name}' of {what}: {msg}", span, hint)
+
+
+def declared_kind(node: ast.Model) -> str:
+    """The kind of a model from its statements alone (no instantiation): phase_space, field,
+    gauge, quantum, boltzmann or lattice."""
+    fields = [s for s in node.body if isinstance(s, ast.FieldStmt)]
+    defs = {s.kind for s in node.body if isinstance(s, ast.Definition)}
+    if any(isinstance(s, ast.PhaseSpaceStmt) for s in node.body):
+        return "phase_space"
+    if fields and all(f.type.name in ("real", "angle") and f.on == "sites" for f in fields):
+        return "field"
+    if any(f.on == "links" for f in fields):
+        return "gauge"
+    if any(f.type.name == "qubit" for f in fields) and "hamiltonian" in defs:
+        return "quantum"
+    graph = next((s for s in node.body if isinstance(s, ast.LatticeStmt) and s.is_graph), None)
+    if graph is not None and "energy" in defs:
+        if graph.call.func in ("bipartite", "boltzmann"):
+            return "boltzmann"
+        if any(isinstance(s, ast.ArrayStmt) and s.learnable for s in node.body):
+            return "boltzmann"
+    return "lattice"
+
+
+class ModelChecker:
+    """One ``model`` declaration: checked, and instantiated with parameter values on request."""
+
+    def __init__(self, node: ast.Model):
+        self.node = node
+        self.name = node.name
+        self.name_span = node.name_span
+        self.param_names = [p.name for p in node.params]
+        self.kind = declared_kind(node)
+
+    # ---------------------------------------------------------------- parameters
+    def parameters(self, overrides: dict[str, Any],
+                   override_spans: dict[str, Span | None]) -> tuple[ParamIR, ...]:  # fmt: skip
+        values: dict[str, Any] = {}
+        out: list[ParamIR] = []
+        declared = set(self.param_names)
+        for name, span in override_spans.items():
+            if name not in declared:
+                hint = did_you_mean(name, declared) or (
+                    f"model {self.name} has parameters: " + ", ".join(sorted(declared))
+                    if declared else f"model {self.name} has no parameters")
+                fail("P200", f"model {self.name} has no parameter '{name}'", span, hint)
+        for p in self.node.params:
+            if p.name in values:
+                fail("P201", f"parameter '{p.name}' declared twice", p.span)
+            if p.type_name not in PARAM_TYPES:
+                hint = did_you_mean(p.type_name, set(PARAM_TYPES)) or \
+                    "types: int, real, bool, complex"  # fmt: skip
+                fail("P300", f"unknown parameter type '{p.type_name}'", p.type_span, hint)
+            if p.name in overrides:
+                value = overrides[p.name]
+                span = override_spans.get(p.name) or p.span
+            elif p.default is not None:
+                value = evaluate(to_ir(p.default), values, f"the default of '{p.name}'")
+                span = p.default.span
+            else:
+                fail("P400", f"parameter '{p.name}' of model {self.name} has no default and no "
+                     "value", p.span, f"give a default ('{p.name}: {p.type_name} = ...') or a "
+                     "value")  # fmt: skip
+            values[p.name] = _coerce(p, value, span)
+            out.append(ParamIR(p.name, p.type_name, values[p.name], span=p.span))
+        return tuple(out)
+
+    # ---------------------------------------------------------------- instantiate
+    def instantiate(self, overrides: dict[str, Any] | None = None,
+                    override_spans: dict[str, Span | None] | None = None) -> ModelIR:  # fmt: skip
+        overrides = overrides or {}
+        spans = override_spans or dict.fromkeys(overrides)
+        params = self.parameters(overrides, spans)
+        values = {p.name: p.value for p in params}
+        b = _Builder(self, values)
+        for stmt in self.node.body:
+            b.statement(stmt)
+        return b.finish(params)
+
+
+class _Builder:
+    """Collects the IR of one model body, statement by statement."""
+
+    def __init__(self, checker: ModelChecker, values: dict[str, Any]):
+        self.checker = checker
+        self.node = checker.node
+        self.values = values
+        self.lattice: LatticeIR | GraphIR | None = None
+        self.fields: dict[str, FieldIR] = {}
+        self.arrays: dict[str, ArrayIR] = {}
+        self.data: dict[str, DataIR] = {}
+        self.definitions: dict[str, DefinitionIR] = {}
+        self.symmetries: list[SymmetryIR] = []
+        self.phase_space: PhaseSpaceIR | None = None
+        self.conserved: list[ConservedIR] = []
+        self.seen: dict[str, Span] = {}
+
+    def declare(self, name: str, span: Span) -> None:
+        if name in self.seen or name in self.values:
+            first = self.seen.get(name)
+            where = f"first declared at {first!r}" if first else "it is a model parameter"
+            raise PhysmlError(Diagnostic("P201", f"'{name}' is already declared", span,
+                                         notes=[where]))  # fmt: skip
+        self.seen[name] = span
+
+    def statement(self, stmt: ast.ModelStmt) -> None:
+        if isinstance(stmt, ast.LatticeStmt):
+            if self.lattice is not None:
+                fail("P201", "a model has one lattice or graph", stmt.span)
+            self.lattice = self.graph(stmt) if stmt.is_graph else self.regular(stmt)
+        elif isinstance(stmt, ast.FieldStmt):
+            self.declare(stmt.name, stmt.span)
+            self.fields[stmt.name] = self.field(stmt)
+        elif isinstance(stmt, ast.ArrayStmt):
+            defined: set[str] = set()
+            for d in stmt.defs:
+                if d.name in defined and d.indices:  # W[i, i] = 0 after W[i, j] = ...
+                    self.diagonal(d)
+                    continue
+                self.declare(d.name, d.span)
+                defined.add(d.name)
+                self.arrays[d.name] = self.array(d, stmt.learnable)
+        elif isinstance(stmt, ast.Definition):
+            self.declare(stmt.name, stmt.span)
+            indices = []
+            for x in stmt.indices:
+                if not isinstance(x, ast.Name):
+                    fail("P300", "the indices of a definition are names", x.span)
+                indices.append(x.id)
+            self.definitions[stmt.name] = DefinitionIR(stmt.kind, stmt.name, tuple(indices),
+                                                       to_ir(stmt.value), span=stmt.span)  # fmt: skip
+        elif isinstance(stmt, ast.SymmetryStmt):
+            active, condition = True, None
+            if stmt.condition is not None:
+                condition = to_ir(stmt.condition)
+                active = bool(evaluate(condition, self.values, "a symmetry condition"))
+            for item in stmt.items:
+                if item.name not in SYMMETRIES:
+                    fail("P200", f"unknown symmetry '{item.name}'", item.span,
+                         did_you_mean(item.name, set(SYMMETRIES))
+                         or "symmetries: " + ", ".join(SYMMETRIES))  # fmt: skip
+                args = tuple(to_ir(a) for a in item.args)
+                self.symmetries.append(SymmetryIR(item.name, active, condition, args,
+                                                  span=item.span))  # fmt: skip
+        elif isinstance(stmt, ast.PhaseSpaceStmt):
+            self.phase_space = self.phase(stmt)
+        elif isinstance(stmt, ast.DataDecl):
+            self.declare(stmt.name, stmt.span)
+            self.data[stmt.name] = data_declaration(stmt, self.values)
+        elif isinstance(stmt, ast.ConserveStmt):
+            self.conserved.append(ConservedIR(to_ir(stmt.expr), span=stmt.span))
+
+    def finish(self, params: tuple[ParamIR, ...]) -> ModelIR:
+        node = self.node
+        if self.fields and self.lattice is None and any(
+                f.on in ("sites", "links") for f in self.fields.values()):  # fmt: skip
+            f = next(iter(self.fields.values()))
+            fail("P400", f"field '{f.name}' lives on {f.on}, but model {node.name} declares no "
+                 "lattice", f.span, "add e.g. 'lattice square(L, L)' or 'graph complete(N)'")
+        model = ModelIR(
+            node.name, self.checker.kind, params, self.lattice, tuple(self.fields.values()),
+            tuple(self.arrays.values()), tuple(self.data.values()),
+            tuple(self.definitions.values()), tuple(self.symmetries), self.phase_space,
+            tuple(self.conserved), span=node.span, name_span=node.name_span,
+        )  # fmt: skip
+        check_names(model)
+        return model
+
+    # ---------------------------------------------------------------- lattices and graphs
+    def _sizes(self, call: ast.Call, what: str) -> list[int]:
+        ev = ConstEvaluator(self.values, allow_words=True, what=f"the {what} arguments")
+        sizes = []
+        for a in call.args:
+            v = ev.walk(to_ir(a))
+            if isinstance(v, float) and v.is_integer() and abs(v) <= MAX_SITES:
+                v = int(v)
+            if not isinstance(v, int) or isinstance(v, bool):
+                fail("P300", f"a {what} size must be an integer, got {v!r}", a.span)
+            if v < 2:
+                fail("P400", f"a {what} size must be at least 2, got {v}", a.span,
+                     "a lattice of fewer than 2 sites along an axis has no bonds")  # fmt: skip
+            sizes.append(v)
+        return sizes
+
+    def _unknown(self, call: ast.Call, is_graph: bool) -> None:
+        known = GRAPHS if is_graph else LATTICES
+        what = "graph" if is_graph else "lattice"
+        other = LATTICES if is_graph else GRAPHS
+        hint = did_you_mean(call.func, set(known)) or f"{what}s: " + ", ".join(known)
+        if call.func in other:
+            right = "lattice" if is_graph else "graph"
+            hint = f"'{call.func}' is a {right}: write '{right} {call.func}(...)'"
+        fail("P200", f"unknown {what} '{call.func}'", call.func_span, hint)
+
+    def graph(self, stmt: ast.LatticeStmt) -> GraphIR:
+        call = stmt.call
+        if call.func not in GRAPHS:
+            self._unknown(call, True)
+        sizes = self._sizes(call, "graph")
+        _site_limit(sizes, call.span, total=sum(sizes))
+        spec = GRAPHS[call.func]
+        if len(sizes) != len(spec.sets) or call.kwargs:
+            if len(spec.sets) == 1:
+                fail("P302", f"{call.func}(N) takes exactly one size", call.span)
+            fail("P302", f"{call.func}(Nv, Nh) takes two sizes", call.span)
+        return GraphIR(call.func, tuple(sizes), span=stmt.span)
+
+    def regular(self, stmt: ast.LatticeStmt) -> LatticeIR:
+        from physml_lang.catalogue.options import LatticeOptions
+
+        call = stmt.call
+        if call.func not in LATTICES:
+            self._unknown(call, False)
+        sizes = self._sizes(call, "lattice")
+        spec = LATTICES[call.func]
+        if len(sizes) not in (1, spec.dim):
+            fail("P302", f"{call.func} takes 1 or {spec.dim} sizes, got {len(sizes)}", call.span,
+                 f"e.g. {call.func}({', '.join(['L'] * spec.dim)})")  # fmt: skip
+        if len(sizes) == 1:
+            sizes = sizes * spec.dim
+        _site_limit(sizes, call.span)
+        ev = ConstEvaluator(self.values, allow_words=True, what="the lattice arguments")
+        opts = validate_options(
+            LatticeOptions, {k.name: ev.walk(to_ir(k.value)) for k in call.kwargs},
+            {k.name: k.span for k in call.kwargs}, call.span, f"lattice {call.func}",
+        )  # fmt: skip
+        periodic = tuple(opts.boundary == "periodic" for _ in sizes)
+        return LatticeIR(call.func, tuple(sizes), periodic, spec.vectors, spec.basis,
+                         span=stmt.span)  # fmt: skip
+
+    # ---------------------------------------------------------------- fields
+    def domain(self, t: ast.TypeExpr, known: dict | tuple, code: str = "P301",
+               what: str = "field domain") -> DomainIR:  # fmt: skip
+        if t.name not in known:
+            hint = did_you_mean(t.name, set(known)) or "domains: " + ", ".join(known)
+            fail(code, f"unknown {what} '{t.name}'", t.span, hint)
+        if t.name == "potts":
+            if len(t.args) != 1 or t.kwargs:
+                fail("P302", "potts takes the number of states: potts(q)", t.span, "e.g. potts(3)")
+            q = evaluate(to_ir(t.args[0]), self.values, "the number of Potts states")
+            if isinstance(q, float) and q.is_integer():
+                q = int(q)
+            if not isinstance(q, int) or isinstance(q, bool):
+                fail("P300", f"the number of Potts states must be an integer, got {q!r}", t.span)
+            if q < 2 or q > MAX_POTTS_STATES:
+                fail("P400", f"a Potts variable needs 2 <= q <= {MAX_POTTS_STATES} states, got "
+                     f"q = {q}", t.args[0].span)  # fmt: skip
+            return DomainIR("potts", (q,))
+        if t.args or t.kwargs:
+            fail("P302", f"domain '{t.name}' takes no arguments", t.span)
+        return DomainIR(t.name)
+
+    def field(self, stmt: ast.FieldStmt) -> FieldIR:
+        t = stmt.type
+        if t.shape:
+            fail("P302", f"domain '{t.name}' takes no arguments", t.span)
+        domain = self.domain(t, DOMAINS)
+        lat = self.lattice
+        if isinstance(lat, GraphIR) and len(GRAPHS[lat.kind].sets) > 1:
+            sets = GRAPHS[lat.kind].sets
+            if stmt.on not in sets:
+                fail("P200", f"a {lat.kind} graph has site sets " + ", ".join(sorted(sets))
+                     + f", not '{stmt.on}'", stmt.on_span, did_you_mean(stmt.on, set(sets)))
+            return FieldIR(stmt.name, domain, stmt.on, span=stmt.span)
+        if stmt.on not in ("sites", "links"):
+            hint = did_you_mean(stmt.on, {"sites", "links"}) or "fields live on sites or links"
+            fail("P200", f"fields live on 'sites' or 'links', not '{stmt.on}'", stmt.on_span, hint)
+        return FieldIR(stmt.name, domain, stmt.on, span=stmt.span)
+
+    def phase(self, stmt: ast.PhaseSpaceStmt) -> PhaseSpaceIR:
+        """``phase_space (q, p)`` (shape ()), ``: real[N]`` or ``: real[N, D]``."""
+        shape: tuple[int, ...] = ()
+        t = stmt.type
+        if t is not None:
+            if t.name != "real" or t.args or t.kwargs:
+                fail("P301", "canonical coordinates are real: phase_space (q, p): real[N, D]",
+                     t.span)  # fmt: skip
+            dims = []
+            for x in t.shape:
+                v = evaluate(to_ir(x), self.values, "the phase-space shape")
+                if isinstance(v, float) and v.is_integer():
+                    v = int(v)
+                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                    fail("P400", f"a phase-space dimension must be a positive integer, got {v!r}",
+                         x.span)  # fmt: skip
+                dims.append(v)
+            if len(dims) > 2:
+                fail("P302", "phase_space takes real, real[N] or real[N, D]", t.span)
+            shape = tuple(dims)
+        return PhaseSpaceIR(stmt.q, stmt.p, shape, span=stmt.span)
+
+    # ---------------------------------------------------------------- arrays
+    def structures(self) -> set[str]:
+        lat = self.lattice
+        if isinstance(lat, GraphIR):
+            spec = GRAPHS[lat.kind]
+            if len(spec.sets) > 1:
+                return set(spec.sets) | set(spec.pairs)
+        return set(ARRAY_STRUCTURES)
+
+    def array(self, d: ast.ArrayDef, learnable: bool) -> ArrayIR:
+        if d.on is not None:
+            known = self.structures()
+            if d.on not in known:
+                hint = did_you_mean(d.on, known) or ", ".join(sorted(known))
+                fail("P200", f"unknown structure '{d.on}'", d.on_span, hint)
+        if self.lattice is None:
+            fail("P400", f"'{d.name}' lives on a lattice structure, but no lattice is declared "
+                 "yet", d.span, "declare the lattice before the parameters that live on it")
+        if isinstance(self.lattice, GraphIR) and self.lattice.kind == "complete" and \
+                d.on in ("bonds", "bonds2"):  # fmt: skip
+            fail("P400", f"a complete graph has pairs, not {d.on}", d.on_span or d.span,
+                 "use 'on pairs'")  # fmt: skip
+        value = to_ir(d.value)
+        if d.indices:
+            free = []
+            for x in d.indices:
+                if not isinstance(x, ast.Name) or x.id in free:
+                    fail("P300", "the indices of a definition are distinct names: W[i, j] = ...",
+                         x.span)  # fmt: skip
+                free.append(x.id)
+            return ArrayIR(d.name, d.on, value, learnable, tuple(free), span=d.span)
+        call = as_call(value)
+        if call is not None and call.func == "load":
+            if d.on is None:
+                fail("P400", f"say where '{d.name}' lives: 'param {d.name} on edges = load(...)'",
+                     d.span)  # fmt: skip
+            _check_load(call, self.values)
+        elif d.on is None:
+            fail("P400", f"say where '{d.name}' lives: 'param {d.name} on bonds = ...'", d.span,
+                 f"or define it by its indices: 'param {d.name}[i, j] = ...'")  # fmt: skip
+        elif call is not None and call.func in RANDOM_INITS:
+            _check_random(call, self.values)
+        else:
+            v = evaluate(value, self.values, f"the value of '{d.name}'")
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                fail("P300", f"'{d.name}' must be a number or a random draw", value.span,
+                     "e.g. normal(0, 1, seed = 1), uniform(-1, 1, seed = 2), choice([-1, 1], "
+                     "seed = 3)")  # fmt: skip
+        return ArrayIR(d.name, d.on, value, learnable, span=d.span)
+
+    def diagonal(self, d: ast.ArrayDef) -> None:
+        """``W[i, i] = 0`` after ``W[i, j] = ...``: a diagonal assignment."""
+        arr = self.arrays[d.name]
+        names = [x.id if isinstance(x, ast.Name) else None for x in d.indices]
+        n_axes = len(arr.indices) if arr.indices else len(names)
+        if None in names or len(names) != n_axes or len(set(names)) == len(names):
+            fail("P300", f"'{d.name}' is already defined; a second definition assigns a "
+                 f"diagonal, e.g. {d.name}[i, i] = 0", d.span)  # fmt: skip
+        if d.on is not None:
+            fail("P300", "a diagonal assignment takes no 'on'", d.on_span)
+        diag = DiagonalIR(tuple(names), to_ir(d.value), span=d.span)
+        self.arrays[d.name] = ArrayIR(arr.name, arr.on, arr.value, arr.learnable, arr.indices,
+                                      arr.diagonal + (diag,), span=arr.span)  # fmt: skip
+
+
+def _site_limit(sizes: list[int], span: Span, total: int | None = None) -> None:
+    if total is None:
+        total = 1
+        for v in sizes:
+            total *= v
+    if total > MAX_SITES:
+        fail("P400", f"{total} sites is more than physml handles ({MAX_SITES})", span)
+
+
+def _coerce(p: ast.ParamDecl, value: Any, span: Span | None) -> Any:
+    kind = p.type_name
+    if kind == "int":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            fail("P300", f"parameter '{p.name}' is an int, got {value!r}", span)
+        return value
+    if kind == "real":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            fail("P300", f"parameter '{p.name}' is real, got {value!r}", span)
+        return float(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            fail("P300", f"parameter '{p.name}' is a bool, got {value!r}", span)
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float | complex):
+        fail("P300", f"parameter '{p.name}' is complex, got {value!r}", span)
+    return complex(value)
+
+
+def _check_random(call: E.Call, values: dict[str, Any]) -> None:
+    """``normal(mean, std, seed = 1)`` / ``uniform(low, high, ...)`` / ``choice([...], ...)``."""
+    what = f"the arguments of {call.func}"
+    args = [evaluate(a, values, what) for a in call.args]
+    for k in call.kwargs:
+        if k.name != "seed":
+            fail("P401", f"unknown option '{k.name}' for {call.func}", k.span, "only 'seed'")
+    seed_kw = call.kwarg("seed")
+    seed = evaluate(seed_kw.value, values, what) if seed_kw is not None else 0
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        fail("P402", "seed must be a non-negative integer", seed_kw.span if seed_kw else call.span)
+    n = RANDOM_INITS[call.func]
+    if len(args) != n:
+        usage = {"normal": "normal(mean, std, seed = 1)", "uniform": "uniform(low, high, seed = 1)",
+                 "choice": "choice([-1, 1], seed = 1)"}[call.func]  # fmt: skip
+        fail("P302", f"{call.func} takes {n} argument(s)", call.span, usage)
+    if call.func == "normal" and args[1] < 0:
+        fail("P400", "the standard deviation must be >= 0", call.args[1].span)
+    if call.func == "choice" and (not isinstance(args[0], list) or not args[0]):
+        fail("P300", "choice takes a non-empty list of values", call.args[0].span)
+
+
+def _check_load(call: E.Call, values: dict[str, Any]) -> None:
+    """``load("params.safetensors", key = "W")``: one file name, an optional key."""
+    if len(call.args) != 1:
+        fail("P302", "load takes a file: load(\"params.safetensors\", key = \"W\")", call.span)
+    path = evaluate(call.args[0], values, "the arguments of load")
+    for k in call.kwargs:
+        if k.name != "key":
+            fail("P401", f"unknown option '{k.name}' for load", k.span, "only 'key'")
+        if not isinstance(evaluate(k.value, values, "the arguments of load"), str):
+            fail("P300", "load takes a file name and a key (strings)", call.span)
+    if not isinstance(path, str):
+        fail("P300", "load takes a file name and a key (strings)", call.span)
+
+
+# -------------------------------------------------------------------- data
+
+
+def declared_type(t: ast.TypeExpr | None, values: dict[str, Any]):
+    """The domain and shape of ``spin[P, N]`` / ``binary`` / ``potts(3)[M, L, L]``."""
+    if t is None:
+        return None, None
+    if t.name not in DATA_DOMAINS:
+        fail("P301", f"unknown data domain '{t.name}'", t.span,
+             did_you_mean(t.name, set(DATA_DOMAINS)) or "domains: "
+             + ", ".join(sorted(DATA_DOMAINS)))  # fmt: skip
+    domain = DomainIR(t.name)
+    if t.name == "potts":
+        if len(t.args) != 1:
+            fail("P302", "potts takes the number of states: potts(q)", t.span)
+        q = evaluate(to_ir(t.args[0]), values, "the number of Potts states")
+        if not isinstance(q, int) or isinstance(q, bool) or q < 2:
+            fail("P300", "the number of Potts states must be an integer >= 2", t.args[0].span)
+        domain = DomainIR("potts", (q,))
+    elif t.args or t.kwargs:
+        fail("P302", f"domain '{t.name}' takes no arguments", t.span)
+    shape = None
+    if t.shape:
+        shape = tuple(to_ir(x) for x in t.shape)
+    return domain, shape
+
+
+def data_declaration(decl: ast.DataDecl, values: dict[str, Any]) -> DataIR:
+    """A data declaration: its declared type and its source, checked for shape (not loaded)."""
+    domain, shape = declared_type(decl.type, values)
+    source = to_ir(decl.value)
+    call = as_call(source)
+    if call is None or call.func not in DATA_SOURCES:
+        name = call.func if call is not None else None
+        fail("P200" if name else "P300",
+             f"unknown data source '{name}'" if name else "data comes from a source call",
+             call.func_span if call is not None else source.span,
+             (did_you_mean(name, set(DATA_SOURCES)) if name else None)
+             or "sources: " + ", ".join(f"{k} ({v})" for k, v in DATA_SOURCES.items()))  # fmt: skip
+    if call.func == "sample" and (not call.args or as_call(call.args[0]) is None):
+        fail("P302", "sample takes a model first: sample(Ising(L = 8), n = 1000, T = 2.0)",
+             call.span)  # fmt: skip
+    return DataIR(decl.name, domain, shape, source, span=decl.span)
+
+
+# -------------------------------------------------------------------- names
+
+
+def kind_names(model: ModelIR) -> set[str]:
+    """Names a model's kind provides: Pauli operators, phase-space coordinates and sums."""
+    names: set[str] = set()
+    if any(f.domain.kind == "qubit" for f in model.fields):
+        names |= QUANTUM_OPERATORS
+    if model.phase_space is not None:
+        names |= {model.phase_space.q, model.phase_space.p, "particles", "dims"}
+    return names
+
+
+def check_names(model: ModelIR) -> None:
+    """Every name in every definition of the model resolves."""
+    known = (set(model.values) | set(model.field_map) | set(model.array_map)
+             | set(model.definition_map) | set(model.data_map) | CONSTANT_NAMES)  # fmt: skip
+    if isinstance(model.lattice, GraphIR) and len(GRAPHS[model.lattice.kind].sets) > 1:
+        spec = GRAPHS[model.lattice.kind]
+        known |= set(spec.sets) | set(spec.pairs)
+    known |= kind_names(model)
+    scalars = set(model.values)
+    gauge = any(f.on == "links" for f in model.fields)
+    checker = NameChecker(known, scalars, set(model.definition_map), gauge)
+    for d in model.definitions:
+        checker.check(d.expr, set(d.indices))
+
+
+def structure_name(e: E.Expr | None) -> str | None:
+    """The structure a loop runs over (``bonds``, ``bonds(2)`` -> ``bonds``)."""
+    if e is None:
+        return None
+    call = as_call(e)
+    return call.func if call is not None else name_of(e)

@@ -1,0 +1,313 @@
+"""``data`` declarations realised: arrays loaded from files, drawn at random, or sampled from a
+model.
+
+    data xi: spin[P, N] = random(seed = 1)                 # P random patterns of N spins
+    data X: binary = load("digits.npz", key = "X")         # .npz (key), .npy or .csv
+    data S: spin = sample(Ising(L = 8), n = 10000, T = 2.5, seed = 1)
+    data D: binary = digits(threshold = 8)                 # scikit-learn's 8 x 8 digits
+
+Sources are a registry (name -> pydantic schema, loader). Files are read without pickle
+(``np.load(allow_pickle=False)``). The declared type ``domain[shape]`` is checked against what
+was loaded: a wrong shape, a value outside the domain (a 2 in spin data), a missing key or a
+corrupt file are located diagnostics (P600 file not found, P601 bad data).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from physml_lang.compiler.instance import RealData
+from pydantic import BaseModel, ConfigDict, Field
+
+from physml_lang.check.constants import ConstEvaluator, evaluate
+from physml_lang.check.model import validate_options
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.ir.model import DataIR, DomainIR
+from physml_lang.ir.task import CallValue, Word
+from physml_lang.ir.walk import as_call
+
+Domain = DomainIR
+
+MAX_ELEMENTS = 2**31 - 1
+DATA_DOMAINS = {"spin", "binary", "potts", "real"}
+
+
+def _fail(code: str, message: str, span: Span | None, hint: str | None = None):
+    raise PhysmlError(Diagnostic(code, message, span, hint))
+
+
+# ---------------------------------------------------------------- sources
+
+
+class RandomOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seed: int = Field(0, ge=0, description="seed of the draw")
+    p: float = Field(0.5, ge=0.0, le=1.0, description="probability of the larger value")
+
+
+class LoadOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(description="a .npz, .npy or .csv file, relative to the .phys file")
+    key: str | None = Field(None, description="the array of an .npz file")
+
+
+class SampleOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n: int = Field(1000, ge=1, le=10_000_000, description="number of configurations")
+    T: float = Field(gt=0, description="temperature")
+    sampler: str = Field("metropolis", description="a sampler name")
+    chains: int = Field(100, ge=1, le=100_000, description="independent chains")
+    burn_in: int = Field(1000, ge=0, description="sweeps before the first sample")
+    thin: int = Field(10, ge=1, description="sweeps between samples of one chain")
+    seed: int = Field(0, ge=0, description="seed of the chains")
+
+
+class DigitsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    threshold: float = Field(8.0, ge=0, le=16, description="pixels >= threshold (0..16) are on")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    schema: type[BaseModel]
+    load: Callable[..., np.ndarray]
+    positional: tuple[str, ...]
+    doc: str
+
+
+def _random(opts: RandomOptions, domain: Domain | None, shape, span, ctx) -> np.ndarray:
+    if shape is None:
+        _fail("P400", "random data needs a declared shape", span, "e.g. data xi: spin[P, N] = "
+              "random(seed = 1)")  # fmt: skip
+    if domain is None or not domain.discrete:
+        _fail("P400", "random data needs a discrete domain (spin, binary, potts(q))", span)
+    values = np.asarray(domain.values())
+    rng = np.random.default_rng(opts.seed)
+    if len(values) == 2:
+        k = (rng.random(size=shape) < opts.p).astype(np.int64)
+    else:
+        k = rng.integers(0, len(values), size=shape)
+    return values[k].astype(np.float64)
+
+
+def _load(opts: LoadOptions, domain, shape, span, ctx) -> np.ndarray:
+    base = ctx.get("base_dir") or Path.cwd()
+    path = Path(opts.path)
+    if not path.is_absolute():
+        path = Path(base) / path
+    if not path.is_file():
+        _fail("P600", f"data file not found: {path}", span, "paths are relative to the .phys file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                keys = list(f.keys())
+                key = opts.key
+                if key is None:
+                    if len(keys) != 1:
+                        _fail("P601", f"{path.name} holds {len(keys)} arrays; say which: "
+                              "key = \"...\"", span, "keys: " + ", ".join(keys))  # fmt: skip
+                    key = keys[0]
+                if key not in keys:
+                    _fail("P601", f"{path.name} has no array '{key}'", span,
+                          did_you_mean(key, keys) or "keys: " + ", ".join(keys))  # fmt: skip
+                arr = f[key]
+        elif suffix == ".npy":
+            if opts.key is not None:
+                _fail("P401", "a .npy file holds one array: no key", span)
+            arr = np.load(path, allow_pickle=False)
+        elif suffix == ".csv":
+            if opts.key is not None:
+                _fail("P401", "a .csv file holds one array: no key", span)
+            arr = _read_csv(path, span)
+        else:
+            _fail("P601", f"unsupported data file type '{suffix}'", span, "use .npz, .npy or .csv")
+    except PhysmlError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        _fail("P601", f"cannot read {path.name}: {exc}", span,
+              "the file is corrupt or not a numeric array (object arrays are never unpickled)")  # fmt: skip
+    if arr.dtype.kind not in "biuf":
+        _fail("P601", f"{path.name}: the array has dtype {arr.dtype}, not numbers", span)
+    return np.asarray(arr, dtype=np.float64)
+
+
+def _read_csv(path: Path, span) -> np.ndarray:
+    with open(path) as f:
+        first = f.readline()
+    skip = 0
+    try:
+        [float(x) for x in first.strip().split(",") if x.strip()]
+    except ValueError:
+        skip = 1  # a header line
+    try:
+        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+    except ValueError as exc:
+        _fail("P601", f"cannot read {path.name}: {exc}", span, "a CSV of numbers, one row each")
+
+
+def _sample(opts: SampleOptions, domain, shape, span, ctx) -> np.ndarray:
+    import torch
+    from physml_lang.runtime.samplers import SAMPLERS
+
+    model_call: CallValue = ctx["model_call"]
+    compile_model = ctx.get("compile_model")
+    if compile_model is None:
+        _fail("P800", "sample(...) data needs a program to resolve its model", span)
+    if opts.sampler not in SAMPLERS:
+        _fail("P200", f"unknown sampler '{opts.sampler}'", span,
+              did_you_mean(opts.sampler, set(SAMPLERS)))  # fmt: skip
+    entry = SAMPLERS[opts.sampler]
+    if model_call.args:
+        _fail("P302", "model parameters are given by name: sample(Ising(L = 8), ...)", span)
+    args = {o.name: (str(o.value) if isinstance(o.value, Word) else o.value)
+            for o in model_call.kwargs}  # fmt: skip
+    cm = compile_model(model_call.name, args, model_call.span)
+    chains = min(opts.chains, opts.n)
+    per_chain = -(-opts.n // chains)
+    sopts = validate_options(entry.schema, {"chains": chains}, {}, span, opts.sampler)
+    g = torch.Generator().manual_seed(opts.seed)
+    beta = torch.full((chains,), 1.0 / opts.T)
+    sampler = entry.factory(cm, sopts, beta, g)
+    state = sampler.initial_state()
+    out = []
+    with torch.no_grad():
+        for _ in range(opts.burn_in):
+            state = sampler.sweep(state)
+        for _ in range(per_chain):
+            for _ in range(opts.thin):
+                state = sampler.sweep(state)
+            out.append(state[sampler.field].clone())
+    x = torch.stack(out, 1).reshape(-1, *cm.lattice.shape)[: opts.n]
+    return x.double().numpy()
+
+
+def _digits(opts: DigitsOptions, domain, shape, span, ctx) -> np.ndarray:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        _fail("P600", "digits(...) needs scikit-learn, which is not installed", span,
+              "pip install scikit-learn")  # fmt: skip
+    x = (load_digits().data >= opts.threshold).astype(np.float64)
+    if domain is not None and domain.kind == "spin":
+        x = 2 * x - 1
+    return x
+
+
+SOURCES: dict[str, DataSource] = {
+    "random": DataSource(RandomOptions, _random, (), "seeded random configurations"),
+    "load": DataSource(LoadOptions, _load, ("path",), "an .npz/.npy/.csv file"),
+    "sample": DataSource(SampleOptions, _sample, (), "configurations sampled from a model"),
+    "digits": DataSource(DigitsOptions, _digits, (), "scikit-learn's 8x8 digits, binarised"),
+}
+
+# ---------------------------------------------------------------- evaluation
+
+
+def data_shape(decl: DataIR, values: dict[str, Any]) -> tuple[int, ...] | None:
+    """The declared shape of ``spin[P, N]`` evaluated with the parameter values."""
+    if decl.shape is None:
+        return None
+    shape = []
+    for x in decl.shape:
+        v = evaluate(x, values, "a data shape")
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            _fail("P300", f"a data shape is made of positive integers, got {v!r}", x.span)
+        shape.append(v)
+    if int(np.prod(shape)) > MAX_ELEMENTS:
+        _fail("P400", "this data array is too large", decl.span)
+    return tuple(shape)
+
+
+class DataLoader:
+    """Realises data declarations: ``loader(decl, values) -> RealData`` (cached per values).
+
+    ``base_dir``: where relative file names start; ``compile_model(name, args, span)``: the
+    compiled model a ``sample(Model(...), ...)`` source samples (given by the program)."""
+
+    def __init__(self, base_dir: Path | None = None, compile_model: Callable | None = None):
+        self.base_dir = base_dir
+        self.compile_model = compile_model
+        self._cache: dict[tuple, RealData] = {}
+
+    def __call__(self, decl: DataIR, values: dict[str, Any]) -> RealData:
+        key = (decl, tuple(sorted((k, repr(v)) for k, v in values.items())))
+        if key in self._cache:
+            return self._cache[key]
+        data = self._realise(decl, values)
+        if len(self._cache) > 32:
+            self._cache.clear()
+        self._cache[key] = data
+        return data
+
+    def _realise(self, decl: DataIR, values: dict[str, Any]) -> RealData:
+        domain, shape = decl.domain, data_shape(decl, values)
+        call = as_call(decl.source)
+        src = SOURCES[call.func]
+        ev = ConstEvaluator(values, allow_words=True, allow_calls=True,
+                            what=f"the arguments of {call.func}")  # fmt: skip
+        opts: dict[str, Any] = {}
+        spans: dict[str, Span | None] = {}
+        ctx: dict[str, Any] = {"base_dir": self.base_dir, "compile_model": self.compile_model}
+        args = list(call.args)
+        if call.func == "sample":
+            ctx["model_call"] = ev.walk(args.pop(0))
+        if len(args) > len(src.positional):
+            _fail("P302", f"{call.func} takes {len(src.positional)} positional argument(s)",
+                  args[len(src.positional)].span)  # fmt: skip
+        for name, a in zip(src.positional, args):
+            opts[name], spans[name] = ev.walk(a), a.span
+        for k in call.kwargs:
+            opts[k.name], spans[k.name] = ev.walk(k.value), k.span
+        for k, v in opts.items():
+            if isinstance(v, Word):
+                opts[k] = v.name
+            if isinstance(v, float) and v.is_integer() and k in ("seed", "n", "chains", "burn_in",
+                                                                "thin"):  # fmt: skip
+                opts[k] = int(v)
+        valid = validate_options(src.schema, opts, spans, call.span, f"data source {call.func}")
+        arr = src.load(valid, domain, shape, call.span, ctx)
+        meta = {"T": valid.T, "model": ctx["model_call"].name} if call.func == "sample" else {}
+        data = RealData(decl.name, arr, domain, decl.span, call.func, meta)
+        check_values(data, domain, shape, call.span)
+        return data
+
+
+def check_values(data: RealData, domain: Domain | None, shape, span: Span | None) -> None:
+    """A declared shape must match; discrete data must take the domain's values only."""
+    arr = data.values
+    if shape is not None and tuple(arr.shape) != tuple(shape):
+        _fail("P601", f"data '{data.name}' has shape {tuple(arr.shape)}, but "
+              f"{tuple(shape)} was declared", span)  # fmt: skip
+    if not np.isfinite(arr).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        _fail("P601", f"data '{data.name}' holds a non-finite value at {bad}", span)
+    if domain is not None and domain.discrete:
+        allowed = np.asarray(domain.values())
+        ok = np.isin(arr, allowed)
+        if not ok.all():
+            bad = tuple(int(i) for i in np.argwhere(~ok)[0])
+            _fail("P601", f"data '{data.name}' holds {arr[bad]:g} at index {bad}, which is not a "
+                  f"{domain} value", span,
+                  f"{domain} values: " + ", ".join(f"{v:g}" for v in allowed))  # fmt: skip
+
+
+def check_feeds(data: RealData, domain: Domain, shape: tuple[int, ...], span: Span | None,
+                what: str) -> np.ndarray:  # fmt: skip
+    """Data that trains a field: shape (n_samples, *shape) and the field's domain.
+
+    Returns the values reshaped to (n_samples, *shape)."""
+    arr = data.values
+    size = int(np.prod(shape))
+    if arr.ndim < 2 or int(np.prod(arr.shape[1:])) != size:
+        _fail("P601", f"data '{data.name}' has shape {tuple(arr.shape)}; {what} needs "
+              f"(samples, {', '.join(map(str, shape))})", span)  # fmt: skip
+    check_values(data, domain, None, span)
+    return arr.reshape(arr.shape[0], *shape)
