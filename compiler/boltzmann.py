@@ -40,7 +40,7 @@ from physml_lang.ir.walk import name_of
 from . import derive
 from .derive import CANDIDATE, decompose_pair, expand_deltas
 from .instance import ModelInstance
-from .lowering import Kernel
+from .lower.torch import Kernel
 from .sitesets import pair_structures, site_sets
 from .terms import Access, PairTerm, TermBuilder, _Slot, access_symbol, fail
 

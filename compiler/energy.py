@@ -26,7 +26,7 @@ from .derive import (
 )
 from .instance import ModelInstance
 from .lattices import Lattice
-from .lowering import Kernel
+from .lower.torch import Kernel
 from .terms import Access, LatticeSum, Offset, PairTerm, StencilTerm
 
 PATHS = ("roll", "gather", "dense")

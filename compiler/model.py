@@ -15,7 +15,7 @@ from . import derive
 from .derive import CANDIDATE
 from .energy import PATHS, LatticeKernels, LatticeSumModule, LocalEnergyModule, _is_pair_stencil
 from .instance import ModelInstance
-from .lowering import Kernel
+from .lower.torch import Kernel
 from .symmetry import verify_symmetries
 from .terms import Access, LatticeSum, PairTerm, StencilTerm, TermBuilder, access_symbol
 

@@ -45,7 +45,7 @@ from physml_lang.ir.walk import (
 from .hamiltonian import (
     CompiledHamiltonian,
     HamiltonianDerivation,
-    HamiltonianError,
+    LoweringError,
     PairSum,
     ParticleSum,
     Program,
@@ -593,7 +593,7 @@ def _structure(model: PhaseSpaceModel) -> Structure | None:
         system = StructuredHamiltonian(
             N, D, ParticleSum(particle, qi, pi) if particle != 0 else None, pair, rest_sys,
             constant, params, separable, ir.name)
-    except HamiltonianError as exc:
+    except LoweringError as exc:
         fail("P800", str(exc), span)
     # every declared coordinate must enter H
     used_dims = {a for a in range(D) if {qi[a], pi[a]} & particle.free_symbols}
@@ -650,7 +650,7 @@ class PhaseSpaceModel:
         used = {s for s in self.H.free_symbols if s in bound}
         try:
             self.system = lower_hamiltonian(d, {s: bound[s] for s in used})
-        except HamiltonianError as exc:
+        except LoweringError as exc:
             fail("P800", str(exc), self.H_span)
         self.system.name = ir.name  # type: ignore[attr-defined]
 
@@ -684,7 +684,7 @@ class PhaseSpaceModel:
             H, span = self._hamiltonian(self.builder)
             try:
                 self._derivation = derive_hamiltonian(H, self.builder.q, self.builder.p)
-            except HamiltonianError as exc:
+            except LoweringError as exc:
                 fail("P300", str(exc), span)
         return self._derivation
 
@@ -852,7 +852,7 @@ class FieldModel:
                 exprs[key] = es
                 # the densities only; gradients below (HMC forces never pay for the density)
                 self._lower(key, es[:1], [a] if key == "site" else [a, b], params)
-        except HamiltonianError as exc:
+        except LoweringError as exc:
             fail("P800", str(exc), d.span)
         self.derived = exprs
         self._masks: dict[tuple, Tensor] = {}
@@ -873,7 +873,7 @@ class FieldModel:
             for shell in self.bonds:
                 if shell not in self._linear:
                     self._lower(f"bond{shell}_grad", exprs[f"bond{shell}"][1:], [a, b], params)
-        except HamiltonianError as exc:
+        except LoweringError as exc:
             fail("P800", str(exc), d.span)
         _check_symmetries(ir, {"translation", "spin_flip"}, "continuous-field models")
         for s in ir.symmetries:

@@ -648,7 +648,7 @@ class QuantumModel:
         """Readable, runnable torch source of the derived matrix elements and local energy:
         ``matrix_elements(s)`` (B, K), ``connected(s)`` (B, K, N), ``local_energy(log_psi, s)``.
         The runtime evaluates the same elements with two batched matmuls (operator.py)."""
-        from .lowering import _printer  # the classical kernels' sympy -> torch printer
+        from .lower.torch import source_of
 
         n = self.n_sites
         patterns = self.flip_patterns()
@@ -657,7 +657,7 @@ class QuantumModel:
         rows = []
         for flips, expr in patterns:
             what = "diagonal" if not flips else "flip " + ", ".join(map(str, flips))
-            body = _printer.doprint(sp.expand(expr)) if expr != 0 else "0.0"
+            body = source_of(sp.expand(expr)) if expr != 0 else "0.0"
             rows.append(f"        zero + ({body}),  # {what}")
         flips_src = ",\n    ".join(
             ", ".join(f"({', '.join(map(str, f))}{',' if len(f) == 1 else ''})"

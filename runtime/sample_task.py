@@ -19,7 +19,7 @@ import numpy as np
 import sympy as sp
 import torch
 from physml_lang.compiler.lower.sympy import SympyArithmetic
-from physml_lang.compiler.lowering import Kernel
+from physml_lang.compiler.lower.torch import Kernel
 from physml_lang.compiler.model import CompiledModel
 from tqdm import tqdm
 

@@ -23,6 +23,7 @@ from . import expr as E
 from . import model as M
 from . import program as P
 from . import task as T
+from .walk import Walker
 
 RECORDS: dict[str, type] = {
     "program": P.ProgramIR, "learner": P.LearnerIR,
@@ -83,37 +84,50 @@ def _atom(v: Any) -> str:
     raise TypeError(f"cannot print {type(v).__name__} in the IR")
 
 
-def _expr(e: E.Expr) -> str:
-    t = type(e)
-    if t is E.Num:
+class _Sexp(Walker[str]):
+    """An expression as an s-expression (names bare, numbers literal, strings quoted)."""
+
+    def on_number(self, e: E.Num, env: Any) -> str:
         v = e.value
         if isinstance(v, float) and not math.isfinite(v):
             return "#" + _float(v)
         return str(v) if isinstance(v, int) else repr(v)
-    if t is E.Imag:
-        return f"(imag {_expr(E.Num(e.value))})"
-    if t is E.Str:
+
+    def on_imaginary(self, e: E.Imag, env: Any) -> str:
+        return f"(imag {self.on_number(E.Num(e.value), env)})"
+
+    def on_string(self, e: E.Str, env: Any) -> str:
         return json.dumps(e.value)
-    if t is E.Name:
+
+    def on_name(self, e: E.Name, env: Any) -> str:
         return e.id
-    if t is E.ListExpr:
-        return "(list" + "".join(" " + _expr(x) for x in e.items) + ")"
-    if t is E.Unary:
-        return f"({'neg' if e.op == '-' else 'not'} {_expr(e.operand)})"
-    if t is E.Binary:
-        return f"({e.op} {_expr(e.left)} {_expr(e.right)})"
-    if t is E.Index:
-        return f"(at {_expr(e.base)}" + "".join(" " + _expr(x) for x in e.indices) + ")"
-    if t is E.Call:
-        parts = [_expr(a) for a in e.args] + [f"(= {k.name} {_expr(k.value)})" for k in e.kwargs]
+
+    def on_list(self, e: E.ListExpr, env: Any) -> str:
+        return "(list" + "".join(" " + self.walk(x) for x in e.items) + ")"
+
+    def on_unary(self, e: E.Unary, env: Any) -> str:
+        return f"({'neg' if e.op == '-' else 'not'} {self.walk(e.operand)})"
+
+    def on_binary(self, e: E.Binary, env: Any) -> str:
+        return f"({e.op} {self.walk(e.left)} {self.walk(e.right)})"
+
+    def on_index(self, e: E.Index, env: Any) -> str:
+        return f"(at {self.walk(e.base)}" + "".join(" " + self.walk(x) for x in e.indices) + ")"
+
+    def on_call(self, e: E.Call, env: Any) -> str:
+        parts = [self.walk(a) for a in e.args]
+        parts += [f"(= {k.name} {self.walk(k.value)})" for k in e.kwargs]
         return f"(call {e.func}" + "".join(" " + p for p in parts) + ")"
-    if t is E.Reduce:
+
+    def on_reduce(self, e: E.Reduce, env: Any) -> str:
         loops = []
         for lp in e.loops:
-            dom = "" if lp.domain is None else " " + _expr(lp.domain)
+            dom = "" if lp.domain is None else " " + self.walk(lp.domain)
             loops.append(f"(for ({' '.join(lp.names)}){dom})")
-        return f"({e.func} {_expr(e.body)} {' '.join(loops)})"
-    raise TypeError(f"not an expression node: {t.__name__}")
+        return f"({e.func} {self.walk(e.body)} {' '.join(loops)})"
+
+
+_expr = _Sexp().walk
 
 
 def _compact(v: Any) -> str:

@@ -6,7 +6,6 @@ import itertools
 
 import pytest
 import torch
-from physml_lang.compiler.boltzmann import BoltzmannModel
 from physml_lang.runtime.learners import ais_log_z, exact_log_z
 
 import physml_lang

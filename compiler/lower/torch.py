@@ -1,0 +1,753 @@
+"""Sympy -> torch: the one lowering of derived expressions to batched torch code.
+
+A walk over the (CSE'd) sympy tree turns every node into a closure over an environment and,
+from the same walk, its torch source text, so what ``physml compile --emit torch`` prints is a
+transcript of what runs -- no ``lambdify``, ``exec`` or ``eval``. Every compiled model uses it:
+lattice stencils and local energies (:class:`Kernel`, inputs read lazily from the state),
+Boltzmann set and pair terms, measured observables, Hamilton's equations and continuous-field
+actions (:func:`lower_program`, positional tensor arguments).
+
+Operands may be tensors or Python numbers (constants, a candidate value): every operation
+accepts both. Integer and half-integer powers of a common base can share temporaries
+(``share_powers``): 24 r2^-4 - 48 r2^-7 becomes five products instead of two generic pows.
+"""
+
+from __future__ import annotations
+
+import cmath
+import keyword
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import sympy
+import torch
+
+Env = dict[str, object]
+NodeFn = Callable[[Env], object]
+
+
+class LoweringError(ValueError):
+    """An expression that cannot be lowered (an unbound symbol, an operation without torch)."""
+
+
+def _scalar_or_tensor(fn_tensor: Callable, fn_scalar: Callable) -> Callable:
+    """An elementwise function for tensors and Python numbers alike."""
+
+    def apply(x):
+        return fn_tensor(x) if isinstance(x, torch.Tensor) else fn_scalar(x)
+
+    return apply
+
+
+def _real_or_complex(real: Callable, cplx: Callable) -> Callable:
+    return lambda x: cplx(x) if isinstance(x, complex) else real(x)
+
+
+def _sign(x: float) -> float:
+    return float((x > 0) - (x < 0))
+
+
+def _delta(a, b):
+    eq = a == b
+    return eq.to(torch.get_default_dtype()) if isinstance(eq, torch.Tensor) else float(eq)
+
+
+def _conj(x):
+    if isinstance(x, torch.Tensor):
+        return torch.conj(x)
+    return complex(x).conjugate() if isinstance(x, complex) else x
+
+
+def _real(x):
+    if isinstance(x, torch.Tensor):
+        return torch.real(x) if x.is_complex() else x
+    return complex(x).real
+
+
+def _imag(x):
+    if isinstance(x, torch.Tensor):
+        return torch.imag(x) if x.is_complex() else torch.zeros_like(x)
+    return complex(x).imag
+
+
+# The walk: (closure, source text) for every sympy node.
+# --------------------------------------------------------------------------------------------
+
+def _elementary(name: str) -> tuple[Callable, str]:
+    fn_t = getattr(torch, name)
+    fn_s = _real_or_complex(getattr(math, name), getattr(cmath, name, getattr(math, name)))
+    return _scalar_or_tensor(fn_t, fn_s), f"torch.{name}"
+
+
+_UNARY: dict[type, tuple[Callable, str]] = {
+    sympy.sin: _elementary("sin"),
+    sympy.cos: _elementary("cos"),
+    sympy.tan: _elementary("tan"),
+    sympy.exp: _elementary("exp"),
+    sympy.log: _elementary("log"),
+    sympy.tanh: _elementary("tanh"),
+    sympy.sinh: _elementary("sinh"),
+    sympy.cosh: _elementary("cosh"),
+    sympy.asin: _elementary("asin"),
+    sympy.acos: _elementary("acos"),
+    sympy.atan: _elementary("atan"),
+    sympy.asinh: _elementary("asinh"),
+    sympy.acosh: _elementary("acosh"),
+    sympy.atanh: _elementary("atanh"),
+    sympy.Abs: (_scalar_or_tensor(torch.abs, abs), "torch.abs"),
+    sympy.sign: (_scalar_or_tensor(torch.sign, _sign), "torch.sign"),
+    sympy.floor: (_scalar_or_tensor(torch.floor, math.floor), "torch.floor"),
+    sympy.ceiling: (_scalar_or_tensor(torch.ceil, math.ceil), "torch.ceil"),
+    sympy.erf: (_scalar_or_tensor(torch.erf, math.erf), "torch.erf"),
+    sympy.re: (_real, "torch.real"),
+    sympy.im: (_imag, "torch.imag"),
+    sympy.conjugate: (_conj, "torch.conj"),
+}
+
+_RELATIONAL: dict[type, tuple[Callable[..., torch.Tensor], str]] = {
+    sympy.StrictLessThan: (torch.lt, "torch.lt"),
+    sympy.LessThan: (torch.le, "torch.le"),
+    sympy.StrictGreaterThan: (torch.gt, "torch.gt"),
+    sympy.GreaterThan: (torch.ge, "torch.ge"),
+    sympy.Equality: (torch.eq, "torch.eq"),
+    sympy.Unequality: (torch.ne, "torch.ne"),
+}
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _as_tensor(x: object, like: object) -> object:
+    """Make a Python number a tensor matching ``like`` (for ops that need tensor arguments)."""
+    if isinstance(x, torch.Tensor) or not isinstance(like, torch.Tensor):
+        return x
+    return torch.as_tensor(x, dtype=like.dtype, device=like.device)
+
+
+def _square(x: object) -> object:
+    return x * x
+
+
+def _as_expr(H: object) -> sympy.Expr:
+    """Accept a sympy expression (or a plain number); never parse text."""
+    if isinstance(H, sympy.Basic):
+        return H
+    if isinstance(H, bool) or not isinstance(H, (int, float)):
+        raise LoweringError(f"expected a sympy expression, got {type(H).__name__}")
+    return sympy.Integer(H) if isinstance(H, int) else sympy.Float(H)
+
+
+def _first_tensor(values: Sequence[object]) -> object:
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            return v
+    return None
+
+
+def _paren(src: str, atomic: bool) -> str:
+    return src if atomic else f"({src})"
+
+
+def _is_atomic(expr: sympy.Expr) -> bool:
+    return (
+        expr.is_Symbol
+        or isinstance(expr, sympy.Function)
+        or (expr.is_Number and not expr.is_negative)
+        or not expr.free_symbols
+        and not expr.is_negative
+    )
+
+
+def _force(value):
+    """Inputs may be thunks (zero-argument functions), so that a neighbour value is read only
+    when the expression needs it, and freed right after when it is used once."""
+    return value() if callable(value) else value
+
+
+def _sqrt(x):
+    return torch.sqrt(x) if isinstance(x, torch.Tensor) else x**0.5
+
+
+def _rsqrt(x):
+    return torch.rsqrt(x) if isinstance(x, torch.Tensor) else x**-0.5
+
+
+def _reciprocal(x):
+    return torch.reciprocal(x) if isinstance(x, torch.Tensor) else 1.0 / x
+
+
+def _power(b, e):
+    ref = _first_tensor([b, e])
+    if ref is None:
+        return b**e
+    return torch.pow(_as_tensor(b, ref), _as_tensor(e, ref))
+
+
+class _Lowerer:
+    """Translates sympy nodes into (closure over an environment, torch source) pairs.
+
+    ``names``: the environment key (and printed name) of every symbol. ``lazy``: keys whose
+    values may be thunks, forced on first read and cached, except those in ``once`` (read once
+    in the whole program: forced without keeping the value). ``complex``: complex constants
+    are allowed (real programs refuse them)."""
+
+    def __init__(self, names: Mapping[sympy.Symbol, str], lazy: frozenset[str] = frozenset(),
+                 once: frozenset[str] = frozenset(), complex: bool = False):  # fmt: skip
+        self.names = names
+        self.lazy = lazy
+        self.once = once
+        self.complex = complex
+
+    def lower(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
+        if expr is sympy.true or expr is sympy.false:
+            return self._constant(expr)
+        if not expr.free_symbols and not isinstance(expr, sympy.logic.boolalg.Boolean):
+            return self._constant(expr)
+        if expr.is_Symbol:
+            if expr not in self.names:
+                raise LoweringError(f"unbound symbol {expr} in lowered expression")
+            name = self.names[expr]
+            if name in self.once:
+                return (lambda env, _n=name: _force(env[_n])), name
+            if name in self.lazy:
+
+                def cached(env: Env, _n=name) -> object:
+                    v = env[_n]
+                    if callable(v):
+                        v = env[_n] = v()
+                    return v
+
+                return cached, name
+            return (lambda env, _n=name: env[_n]), name
+        if expr.is_Add:
+            return self._add(expr)
+        if expr.is_Mul:
+            return self._mul(expr)
+        if expr.is_Pow:
+            return self._pow(expr)
+        if type(expr) in _UNARY and len(expr.args) == 1:
+            op, name = _UNARY[type(expr)]
+            fa, sa = self.lower(expr.args[0])
+            return (lambda env, _f=fa, _op=op: _op(_f(env))), f"{name}({sa})"
+        if isinstance(expr, sympy.atan2):
+            (fy, sy), (fx, sx) = self.lower(expr.args[0]), self.lower(expr.args[1])
+
+            def atan2(env: Env) -> object:
+                y, x = fy(env), fx(env)
+                ref = _first_tensor([y, x])
+                return torch.atan2(_as_tensor(y, ref), _as_tensor(x, ref))
+
+            return atan2, f"torch.atan2({sy}, {sx})"
+        if isinstance(expr, sympy.Heaviside):
+            # H(x) with H(0) = 1/2, the sympy default convention for a symbolic argument.
+            fa, sa = self.lower(expr.args[0])
+            return (lambda env, _f=fa: 0.5 * (torch.sign(_f(env)) + 1.0)), (
+                f"0.5 * (torch.sign({sa}) + 1.0)"
+            )
+        if isinstance(expr, sympy.KroneckerDelta):
+            (fa, sa), (fb, sb) = self.lower(expr.args[0]), self.lower(expr.args[1])
+            return (lambda env: _delta(fa(env), fb(env))), f"({sa} == {sb}).to(dtype)"
+        if isinstance(expr, (sympy.Max, sympy.Min)):
+            return self._extremum(expr)
+        if isinstance(expr, sympy.Piecewise):
+            return self._piecewise(expr)
+        if type(expr) in _RELATIONAL:
+            op, name = _RELATIONAL[type(expr)]
+            (fa, sa), (fb, sb) = self.lower(expr.lhs), self.lower(expr.rhs)
+
+            def rel(env: Env, _op=op) -> object:
+                a, b = fa(env), fb(env)
+                ref = _first_tensor([a, b])
+                return _op(_as_tensor(a, ref), _as_tensor(b, ref))
+
+            return rel, f"{name}({sa}, {sb})"
+        if isinstance(expr, (sympy.And, sympy.Or)):
+            parts = [self.lower(a) for a in expr.args]
+            op = torch.logical_and if isinstance(expr, sympy.And) else torch.logical_or
+            opname = "torch.logical_and" if isinstance(expr, sympy.And) else "torch.logical_or"
+
+            def logic(env: Env, _op=op) -> object:
+                acc = parts[0][0](env)
+                for f, _ in parts[1:]:
+                    acc = _op(acc, f(env))
+                return acc
+
+            src = parts[0][1]
+            for _, s in parts[1:]:
+                src = f"{opname}({src}, {s})"
+            return logic, src
+        if isinstance(expr, sympy.Not):
+            fa, sa = self.lower(expr.args[0])
+            return (lambda env: torch.logical_not(fa(env))), f"torch.logical_not({sa})"
+        raise LoweringError(
+            f"cannot lower '{type(expr).__name__}' to torch (in {sympy.sstr(expr)})"
+        )
+
+    def _constant(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
+        if expr is sympy.true or expr is sympy.false:
+            value = bool(expr)
+            return (lambda env, _v=value: _v), repr(value)
+        v = self._number(expr)
+        return (lambda env, _v=v: _v), repr(v)
+
+    def _add(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
+        # Terms with their signs pulled out, numbers folded into one constant: `c - cos(q)` is
+        # one torch op (rsub), not a negation followed by an addition.
+        const = 0.0
+        pos: list[tuple[NodeFn, str, sympy.Expr]] = []
+        neg: list[tuple[NodeFn, str, sympy.Expr]] = []
+        for term in sympy.Add.make_args(expr):
+            if not term.free_symbols:
+                const += self._number(term)
+                continue
+            coeff, _ = term.as_coeff_Mul()
+            if coeff.is_negative:
+                f, s = self.lower(-term)
+                neg.append((f, s, -term))
+            else:
+                f, s = self.lower(term)
+                pos.append((f, s, term))
+        head = pos[0] if pos else None
+        rest_pos, rest_neg = pos[1:], neg if pos else neg[1:]
+        negate_first = not pos and const == 0.0  # -(a + ...): a negation is unavoidable
+        c = const
+
+        def add(env: Env) -> object:
+            if head is not None:
+                acc = head[0](env)
+            elif negate_first:
+                acc = -neg[0][0](env)
+            else:
+                acc = c - neg[0][0](env)
+            for f, _, _ in rest_pos:
+                acc = acc + f(env)
+            for f, _, _ in rest_neg:
+                acc = acc - f(env)
+            if head is not None and c != 0.0:
+                acc = acc + c
+            return acc
+
+        if head is not None:
+            src = head[1]
+        elif negate_first:
+            src = "-" + _paren(neg[0][1], _is_atomic(neg[0][2]) or neg[0][2].is_Pow)
+        else:
+            src = f"{c!r} - " + _paren(neg[0][1], not neg[0][2].is_Add)
+        for _, s, t in rest_pos:
+            src += " + " + _paren(s, not t.is_Add)
+        for _, s, t in rest_neg:
+            src += " - " + _paren(s, not t.is_Add)
+        if head is not None and c != 0.0:
+            src += f" + {c!r}" if c > 0 else f" - {-c!r}"
+        return add, src
+
+    def _number(self, expr: sympy.Expr) -> float | complex:
+        value = complex(sympy.N(expr, 17))
+        if value.real != value.real or abs(value.real) == float("inf") or (
+                value.imag != 0 and not self.complex):  # fmt: skip
+            raise LoweringError(f"constant {sympy.sstr(expr)} is not a finite real number")
+        return value if value.imag != 0 else value.real
+
+    def _mul(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
+        num: list[sympy.Expr] = []
+        den: list[sympy.Expr] = []
+        coeff, rest = expr.as_coeff_Mul()
+        for factor in sympy.Mul.make_args(rest):
+            base, exp = factor.as_base_exp()
+            if exp == -1 and factor.is_Pow:
+                den.append(base)  # other negative powers stay x ** -k: one op, not two
+            else:
+                num.append(factor)
+        num.sort(key=lambda t: not t.free_symbols)
+        parts_num = [self.lower(f) for f in num]
+        parts_den = [self.lower(f) for f in den]
+        c = self._number(coeff)
+
+        def mul(env: Env) -> object:
+            acc = parts_num[0][0](env) if parts_num else 1.0
+            for f, _ in parts_num[1:]:
+                acc = acc * f(env)
+            if parts_den:
+                d = parts_den[0][0](env)
+                for f, _ in parts_den[1:]:
+                    d = d * f(env)
+                acc = acc / d
+            return acc * c if c != 1.0 else acc
+
+        def square(e: sympy.Expr) -> bool:  # printed "x * x": not atomic after a factor
+            return bool(e.is_Pow and e.exp == 2 and e.base.is_Symbol)
+
+        def join(parts: list[tuple[NodeFn, str]], exprs: list[sympy.Expr]) -> str:
+            return " * ".join(
+                _paren(s, _is_atomic(e) or (e.is_Pow and not (i and square(e))))
+                for i, ((_, s), e) in enumerate(zip(parts, exprs, strict=True))
+            )
+
+        src = join(parts_num, num) if parts_num else "1.0"
+        if parts_den:
+            dsrc = join(parts_den, den)
+            src += " / " + (
+                dsrc if len(den) == 1 and (_is_atomic(den[0]) or den[0].is_Pow) else f"({dsrc})"
+            )
+        # The closure multiplies by c last: print c * (...) unless that order is the same.
+        single = len(num) == 1 and not parts_den and not square(num[0])
+        if c == -1.0:
+            src = "-" + (src if single else f"({src})")
+        elif c != 1.0:
+            src = f"{c!r} * " + (src if single else f"({src})")
+        return mul, src
+
+    def _pow(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
+        base, exp = expr.args
+        fb, sb = self.lower(base)
+        sbp = _paren(sb, _is_atomic(base))
+        if exp.free_symbols:
+            fe, se = self.lower(exp)
+            return (lambda env: _power(fb(env), fe(env))), f"torch.pow({sb}, {se})"
+        if exp == sympy.Rational(1, 2):
+            return (lambda env: _sqrt(fb(env))), f"torch.sqrt({sb})"
+        if exp == sympy.Rational(-1, 2):
+            return (lambda env: _rsqrt(fb(env))), f"torch.rsqrt({sb})"
+        if exp == -1:
+            return (lambda env: _reciprocal(fb(env))), f"torch.reciprocal({sb})"
+        if exp == 2:
+            # x * x is cheaper than pow and has the same autograd.
+            src = f"{sbp} * {sbp}" if base.is_Symbol else f"torch.square({sb})"
+            return (lambda env: _square(fb(env))), src
+        e: int | float = int(exp) if exp.is_Integer else float(exp)
+        return (lambda env, _e=e: fb(env) ** _e), f"{sbp} ** {e!r}"
+
+    def _extremum(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
+        parts = [self.lower(a) for a in expr.args]
+        is_max = isinstance(expr, sympy.Max)
+        op, name = (torch.maximum, "torch.maximum") if is_max else (torch.minimum, "torch.minimum")
+
+        def ext(env: Env) -> object:
+            vals = [f(env) for f, _ in parts]
+            ref = _first_tensor(vals)
+            if ref is None:
+                return max(vals) if is_max else min(vals)
+            acc = _as_tensor(vals[0], ref)
+            for v in vals[1:]:
+                acc = op(acc, _as_tensor(v, ref))
+            return acc
+
+        src = parts[0][1]
+        for _, s in parts[1:]:
+            src = f"{name}({src}, {s})"
+        return ext, src
+
+    def _piecewise(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
+        pieces = [(self.lower(e), self.lower(c)) for e, c in expr.args]
+
+        def pw(env: Env) -> object:
+            (fe, _), _ = pieces[-1]
+            out = fe(env)
+            for (fe, _), (fc, _) in reversed(pieces[:-1]):
+                val, cond = fe(env), fc(env)
+                ref = _first_tensor([val, out, cond])
+                out = torch.where(
+                    _as_tensor(cond, ref).bool(), _as_tensor(val, ref), _as_tensor(out, ref)
+                )
+            return out
+
+        src = pieces[-1][0][1]
+        for (_, se), (_, sc) in reversed(pieces[:-1]):
+            src = f"torch.where({sc}, {se}, {src})"
+        return pw, src
+
+
+@dataclass
+class Program:
+    """A CSE'd sympy program over positional tensor arguments, run as composed torch closures.
+
+    ``run(*tensors)`` binds ``arguments[k]`` to ``tensors[k]`` and returns the outputs (tensors,
+    or Python floats for constant outputs). ``lines`` is the readable torch source of the body.
+    """
+
+    arguments: tuple[sympy.Symbol, ...]
+    _keys: tuple[str, ...]
+    _steps: list[tuple[str, NodeFn]]
+    _outputs: list[NodeFn]
+    lines: list[str]
+    out_srcs: list[str]
+    constant: list[bool]
+
+    def run(self, *tensors: object) -> list[object]:
+        env: Env = dict(zip(self._keys, tensors, strict=True))
+        for key, fn in self._steps:
+            env[key] = fn(env)
+        return [fn(env) for fn in self._outputs]
+
+    def run_env(self, env: Env) -> list[object]:
+        """Run with the arguments given by environment key (values may be thunks)."""
+        for key, fn in self._steps:
+            env[key] = fn(env)
+        return [fn(env) for fn in self._outputs]
+
+
+def lower_program(
+    exprs: Sequence[sympy.Expr],
+    arguments: Sequence[sympy.Symbol],
+    names: Mapping[sympy.Symbol, str] | None = None,
+    params: Mapping[sympy.Symbol, float] | None = None,
+    what: str = "expression",
+    share_powers: bool = False,
+    lazy: bool = False,
+    complex: bool = False,
+) -> Program:
+    """Lower ``exprs`` over ``arguments`` (bound positionally at :meth:`Program.run`).
+
+    ``names`` gives the printed (and environment) name of each argument; ``params`` binds every
+    other free symbol to a number. ``share_powers`` computes the integer and half-integer powers
+    of a common base as products of shared temporaries (see :func:`_share_powers`). Raises
+    :class:`HamiltonianError` for an unbound symbol or an operation with no torch lowering.
+    """
+    exprs = [_as_expr(e) for e in exprs]
+    if params:
+        binding = {s: sympy.Float(float(v), 17) for s, v in params.items()}
+        exprs = [e.xreplace(binding) for e in exprs]
+    unbound = set().union(*(e.free_symbols for e in exprs)) - set(arguments) if exprs else set()
+    if unbound:
+        listed = ", ".join(sorted(str(s) for s in unbound))
+        raise LoweringError(f"{what}: no value for parameter(s) {listed}")
+    taken: set[str] = {"torch", "out"}
+    env_names: dict[sympy.Symbol, str] = {}
+    for s in arguments:
+        want = (names or {}).get(s)
+        if want is not None and want not in taken:
+            taken.add(want)
+            env_names[s] = want
+        else:
+            env_names[s] = _py_name(s.name, taken)
+    tmp = (sympy.Symbol(_py_name(f"t{i}", taken)) for i in range(10**9))
+    replacements, reduced = sympy.cse(exprs, symbols=tmp) if exprs else ([], [])
+    if share_powers:
+        replacements, reduced = _share_powers(replacements, list(reduced), taken)
+    lazy_keys: frozenset[str] = frozenset()
+    once: frozenset[str] = frozenset()
+    if lazy:  # arguments may be thunks; those read once are not kept
+        lazy_keys = frozenset(env_names[s] for s in arguments)
+        program = [e for _, e in replacements] + list(reduced)
+        counts = {s: sum(_occurrences(e, s) for e in program) for s in arguments}
+        once = frozenset(env_names[s] for s, n in counts.items() if n == 1)
+    lowerer = _Lowerer(env_names, lazy_keys, once, complex)
+    steps: list[tuple[str, NodeFn]] = []
+    lines: list[str] = []
+    for sym, sub in replacements:
+        fn, s = lowerer.lower(sub)
+        env_names[sym] = sym.name
+        steps.append((sym.name, fn))
+        lines.append(f"    {sym.name} = {s}")
+    outputs: list[NodeFn] = []
+    out_srcs: list[str] = []
+    constant: list[bool] = []
+    for e in reduced:
+        fn, s = lowerer.lower(e)
+        outputs.append(fn)
+        out_srcs.append(s)
+        constant.append(not e.free_symbols)
+    keys = tuple(env_names[s] for s in arguments)
+    return Program(tuple(arguments), keys, steps, outputs, lines, out_srcs, constant)
+
+
+# torch.pow has fast paths for these exponents; any other (e.g. r2 ** -7) goes through the
+# generic, ~10x slower pow kernel.
+_FAST_EXPONENTS = {sympy.Rational(k, 2) for k in (1, -1, -2, 4, -4, 6)}
+
+
+def _addition_chain(targets: set[int]) -> list[tuple[int, int, int]]:
+    """Steps (e, a, b), x^e = x^a * x^b, building every x^t (t in targets) from x; squares first
+    so that x^4, x^7 cost 4 products (x^2, x^4, x^6, x^7), not 6."""
+    known: set[int] = {1}
+    steps: list[tuple[int, int, int]] = []
+
+    def ensure(t: int) -> None:
+        if t in known:
+            return
+        for a in sorted(known, reverse=True):
+            if t - a in known:
+                steps.append((t, a, t - a))
+                known.add(t)
+                return
+        half = t // 2
+        ensure(half)
+        ensure(t - half)
+        steps.append((t, half, t - half))
+        known.add(t)
+
+    for t in sorted(targets):
+        ensure(t)
+    return steps
+
+
+def _share_powers(
+    replacements: list[tuple[sympy.Symbol, sympy.Expr]],
+    reduced: list[sympy.Expr],
+    taken: set[str],
+) -> tuple[list[tuple[sympy.Symbol, sympy.Expr]], list[sympy.Expr]]:
+    """Rewrite b ** k (k an integer or half-integer; b a base with some k that is not a fast
+    torch.pow exponent) of a CSE'd program as products of shared powers of b: x = 1 / b (or sqrt(b), rsqrt(b) for half
+    integers), x^2, x^4, ... by an addition chain, defined right before their first use. So
+    24 r2^-4 - 48 r2^-7 is inv = 1 / r2; inv^2; inv^4; inv^6; inv^7: five cheap products where
+    torch.pow would run its generic kernel twice."""
+    exprs = [e for _, e in replacements] + reduced
+    exps: dict[sympy.Expr, set[sympy.Rational]] = {}
+    for e in exprs:
+        for node in sympy.preorder_traversal(e):
+            if (node.is_Pow and node.exp.is_Rational and node.exp.q in (1, 2)
+                    and node.base.free_symbols):
+                exps.setdefault(node.base, set()).add(node.exp)
+    bases = [b for b, es in exps.items() if es - _FAST_EXPONENTS]
+    if not bases:
+        return replacements, reduced
+
+    def fresh(stem: str) -> sympy.Symbol:
+        return sympy.Symbol(_py_name(stem, taken))
+
+    # per base: the definitions (symbol, expr) and the map Pow(b, k) -> symbol
+    defs: dict[sympy.Expr, list[tuple[sympy.Symbol, sympy.Expr]]] = {}
+    swap: dict[sympy.Expr, sympy.Symbol] = {}
+    for k, b in enumerate(bases):
+        out: list[tuple[sympy.Symbol, sympy.Expr]] = []
+        stem = b.name if b.is_Symbol else f"b{k}"
+        if not b.is_Symbol:  # name the base once, e.g. r2 + eps^2
+            sb = fresh(stem)
+            out.append((sb, b))
+        else:
+            sb = b
+        es = sorted(exps[b])
+        pos = {int(e) for e in es if e.q == 1 and e > 0}
+        neg = {int(-e) for e in es if e.q == 1 and e < 0}
+        halves_p = {int(e - sympy.Rational(1, 2)) for e in es if e.q == 2 and e > 0}
+        halves_n = {int(-e - sympy.Rational(1, 2)) for e in es if e.q == 2 and e < 0}
+        root = rroot = inv = None
+        if halves_p:
+            root = fresh(f"{stem}_sqrt")
+            out.append((root, sympy.sqrt(sb)))
+        if halves_n:
+            rroot = fresh(f"{stem}_rsqrt")
+            out.append((rroot, 1 / sympy.sqrt(sb)))
+        up = {sympy.Integer(1): sb}
+        down: dict[sympy.Expr, sympy.Expr] = {}
+        for e, a, c in _addition_chain((pos | halves_p) - {0}):
+            s = fresh(f"{stem}_{e}")
+            out.append((s, up[sympy.Integer(a)] * up[sympy.Integer(c)]))
+            up[sympy.Integer(e)] = s
+        need_down = (neg | halves_n) - {0}
+        if need_down and need_down != {1}:
+            inv = fresh(f"{stem}_inv")
+            out.append((inv, rroot * rroot if rroot is not None else 1 / sb))
+            down[sympy.Integer(1)] = inv
+            for e, a, c in _addition_chain(need_down):
+                s = fresh(f"{stem}_inv{e}")
+                out.append((s, down[sympy.Integer(a)] * down[sympy.Integer(c)]))
+                down[sympy.Integer(e)] = s
+        elif need_down:  # only b^-1 is needed: a division where it is used, no temporary
+            down[sympy.Integer(1)] = 1 / sb
+        for e in es:
+            if e.q == 1:
+                val = up[e] if e > 0 else down[-e]
+            elif e > 0:
+                m = e - sympy.Rational(1, 2)
+                val = root * up[m] if m else root
+            else:
+                m = -e - sympy.Rational(1, 2)
+                val = rroot * down[m] if m else rroot
+            if val.is_Symbol:
+                swap[sympy.Pow(b, e)] = val
+            else:
+                s = fresh(f"{stem}_pow")
+                out.append((s, val))
+                swap[sympy.Pow(b, e)] = s
+        defs[b] = out
+
+    def first_use(b: sympy.Expr) -> int:
+        for i, e in enumerate(exprs):
+            if any(sympy.Pow(b, k) in e.atoms(sympy.Pow) for k in exps[b]):
+                return i
+        return len(exprs)
+
+    where = {b: first_use(b) for b in bases}
+    new_repl: list[tuple[sympy.Symbol, sympy.Expr]] = []
+    for i, (s, e) in enumerate(replacements):
+        for b in bases:
+            if where[b] == i:
+                new_repl += defs[b]
+        new_repl.append((s, e.xreplace(swap)))
+    for b in bases:
+        if where[b] >= len(replacements):
+            new_repl += defs[b]
+    return new_repl, [e.xreplace(swap) for e in reduced]
+
+
+def _py_name(name: str, taken: set[str]) -> str:
+    """A safe, unique Python identifier for a symbol (display only; closures use it as a key)."""
+    base = name if _IDENT.match(name) and not keyword.iskeyword(name) else "v"
+    base = re.sub(r"[^A-Za-z0-9_]", "_", base)
+    if base in {"torch", "q", "p", "out"} or base.startswith("_"):
+        base = f"v_{base.lstrip('_')}"
+    cand, k = base, 1
+    while cand in taken:
+        cand, k = f"{base}_{k}", k + 1
+    taken.add(cand)
+    return cand
+
+
+
+
+def _occurrences(expr: sympy.Expr, symbol: sympy.Symbol) -> int:
+    """How many times ``symbol`` appears as a leaf of ``expr`` (repeated factors count once per
+    power node, which is all the closures read)."""
+    if expr == symbol:
+        return 1
+    return sum(_occurrences(a, symbol) for a in expr.args)
+
+
+class Kernel:
+    """A lowered expression over named inputs: ``kernel(env)`` with env {symbol: value or thunk}.
+
+    ``inputs`` maps each input symbol to what it reads (a field at an offset, an array, a
+    validity mask, "candidate", ...); the caller provides the values. ``source(describe)``
+    prints the same program as a function of ``state``."""
+
+    def __init__(self, name: str, expr: sympy.Expr, inputs: Mapping[sympy.Symbol, object]):
+        self.name = name
+        self.expr = expr
+        self.inputs = dict(inputs)
+        args = sorted(self.inputs, key=str)
+        self.program = lower_program([expr], args, {s: s.name for s in args}, lazy=True,
+                                     complex=True, what=name)  # fmt: skip
+        self._keys = dict(zip(args, self.program._keys, strict=True))
+
+    def __call__(self, env: Mapping[sympy.Symbol, object]):
+        keys = self._keys
+        return self.program.run_env({keys[s]: v for s, v in env.items() if s in keys})[0]
+
+    def source(self, describe: Callable[[sympy.Symbol, object], str | None]) -> str:
+        """Readable, runnable torch source for this kernel.
+
+        ``describe`` prints how each input is read from ``state``; inputs it returns None for
+        (a candidate value, a site value) become arguments of the function.
+        """
+        reads, arguments = [], []
+        for sym in sorted(self.inputs, key=str):
+            how = describe(sym, self.inputs[sym])
+            if how is None:
+                arguments.append(self._keys[sym])
+            else:
+                reads.append(f"    {self._keys[sym]} = {how}")
+        out = self.program.out_srcs[0]
+        lines = [f"def {self.name}({', '.join(['state', *arguments])}):", *reads,
+                 *self.program.lines, f"    return {out}"]  # fmt: skip
+        return "\n".join(lines)
+
+
+def source_of(expr: sympy.Expr, names: Mapping[sympy.Symbol, str] | None = None) -> str:
+    """The torch source of one expression, inline (no temporaries): for printed code."""
+    names = names or {s: s.name for s in expr.free_symbols}
+    return _Lowerer(names, complex=True).lower(expr)[1]
+
+
+__all__ = ["Kernel", "LoweringError", "Program", "lower_program", "source_of"]
