@@ -18,6 +18,7 @@ import copy
 import time
 
 import torch
+
 from physml_lang.runtime.dynamics.learners import HNN, train_vector_field
 
 

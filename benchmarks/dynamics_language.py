@@ -11,7 +11,8 @@ Run: OMP_NUM_THREADS=1 python benchmarks/dynamics_language.py
 import time
 
 import torch
-from physml_lang.program import load
+
+from physml_lang.api import load
 from physml_lang.runtime.dynamics.integrators import leapfrog_step
 from physml_lang.runtime.dynamics.samplers import Phi4Action
 from physml_lang.runtime.dynamics.system import as_system, pendulum

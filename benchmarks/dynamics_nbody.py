@@ -25,6 +25,7 @@ import time
 
 import sympy
 import torch
+
 from physml_lang.compiler.hamiltonian import compile_hamiltonian
 from physml_lang.runtime.dynamics import make_integrator
 from physml_lang.runtime.dynamics.learners import HNN, MLPVectorField, train_vector_field
@@ -169,7 +170,7 @@ def hand_diff_forces_tuned(x: torch.Tensor, kind: str, chunk_elements: int = 2**
 
 def bench_language(max_n: int, dtype: torch.dtype, device: torch.device) -> None:
     """The .phys text compiled by the language (structured pair lowering) vs hand-written."""
-    from physml_lang.program import load
+    from physml_lang.api import load
 
     print("\n[0] N-body leapfrog, language-compiled .phys (pair sum lowered for a generic pair) "
           "vs hand-written torch on the same difference blocks (1 system, 3D)")

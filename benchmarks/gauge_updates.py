@@ -17,6 +17,7 @@ import statistics
 import time
 
 import torch
+
 from physml_lang.runtime.gauge import (
     heatbath_sweep,
     hmc_trajectory,

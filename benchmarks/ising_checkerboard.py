@@ -17,10 +17,10 @@ import statistics
 import time
 
 import torch
-from physml_lang.program import stdlib_index
-from physml_lang.runtime.samplers import parallel_acceptance
 
 import physml_lang
+from physml_lang.api import stdlib_index
+from physml_lang.runtime.samplers import parallel_acceptance
 
 ISING = """
 model Ising(L: int = 64) {

@@ -17,6 +17,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+import physml_lang
 from physml_lang.compiler.boltzmann import BoltzmannModel
 from physml_lang.runtime.learners.gibbs import GibbsSampler
 from physml_lang.runtime.learners.train import (
@@ -25,8 +27,6 @@ from physml_lang.runtime.learners.train import (
     SGDOptions,
     Trainer,
 )
-
-import physml_lang
 
 QUICK = "--quick" in sys.argv
 NV, NH, BATCH = 784, 256, 128

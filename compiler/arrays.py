@@ -336,7 +336,7 @@ class IndexEvaluator(Walker[Labelled]):
         out = [n for n in all_idx if n not in loops]
         spec = ",".join("".join(letters[n] for n in idx) for _, idx in evaluated)
         spec += "->" + "".join(letters[n] for n in out)
-        t = np.einsum(spec, *[np.asarray(t, dtype=np.float64) for t, _ in evaluated])
+        t = np.einsum(spec, *[np.asarray(t, dtype=np.float64) for t, _ in evaluated], optimize=True)
         for name in loops:  # a summed index the body does not use counts its range
             if name not in all_idx:
                 t = t * self.sizes[name]

@@ -38,14 +38,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from physml_lang.runtime.gauge.groups import get_group
-from physml_lang.runtime.gauge.lattice import lattice_dim, planes, plaquette_field, plaquettes
-from physml_lang.runtime.gauge.transforms import gauge_transform, random_gauge, translate
 
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import GAUGE_GROUPS
 from physml_lang.ir.walk import Walker, additive_terms, int_literal, name_of, names_in
+from physml_lang.runtime.gauge.groups import get_group
+from physml_lang.runtime.gauge.lattice import lattice_dim, planes, plaquette_field, plaquettes
+from physml_lang.runtime.gauge.transforms import gauge_transform, random_gauge, translate
 
 from .instance import ModelInstance
 

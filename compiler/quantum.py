@@ -150,6 +150,7 @@ class PauliBuilder(Arithmetic[Value]):
         self.n = self.geo.n_sites
         self.qubits = {n for n, f in model.fields.items() if f.domain.kind == "qubit"}
         self._depth = 0
+        self._sites: _SiteWalker | None = None
 
     def operator(self, e: E.Expr) -> PauliSum:
         """The PauliSum of an expression (numbers become multiples of the identity)."""
@@ -299,7 +300,9 @@ class PauliBuilder(Arithmetic[Value]):
     # ---------------------------------------------------------------- sites
     def site(self, e: E.Expr, env) -> SiteRef:
         """A site reference: a bound name, name +- unit vector (or integer on a chain), literal."""
-        return _SiteWalker(self).walk(e, env)
+        if self._sites is None:
+            self._sites = _SiteWalker(self)
+        return self._sites.walk(e, env)
 
     def _flat(self, k: int, span: Span) -> int:
         if not 0 <= k < self.n:
@@ -451,6 +454,7 @@ class _SiteWalker(Walker[SiteRef]):
         self.b = builder
         geo = builder.geo
         self.d = 1 if geo.lattice.complete else geo.lattice.dim
+        self.shifts = _ShiftWalker(self.d)
 
     def not_here(self, e: E.Expr, what: str = "this"):
         return PhysmlError(Diagnostic("P300", "a site index is a bound name, a name plus a unit "
@@ -475,7 +479,7 @@ class _SiteWalker(Walker[SiteRef]):
         if e.op not in ("+", "-"):
             raise self.not_here(e)
         base = self.walk(e.left, env)
-        shift = _ShiftWalker(self.d).walk(e.right)
+        shift = self.shifts.walk(e.right)
         sign = 1 if e.op == "+" else -1
         return SiteRef(tuple(c + sign * s for c, s in zip(base.coords, shift)))
 

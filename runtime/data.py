@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from physml_lang.compiler.instance import RealData
 from pydantic import BaseModel, ConfigDict, Field
 
 from physml_lang.check.constants import ConstEvaluator, evaluate
 from physml_lang.check.model import validate_options
+from physml_lang.compiler.instance import RealData
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.model import DataIR, DomainIR
 from physml_lang.ir.task import CallValue, Word
@@ -153,6 +153,7 @@ def _read_csv(path: Path, span) -> np.ndarray:
 
 def _sample(opts: SampleOptions, domain, shape, span, ctx) -> np.ndarray:
     import torch
+
     from physml_lang.runtime.samplers import SAMPLERS
 
     model_call: CallValue = ctx["model_call"]

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import sympy as sp
 import torch
-from physml_lang.compiler.lower.sympy import SympyArithmetic
-from physml_lang.compiler.lower.torch import Kernel
-from physml_lang.compiler.model import CompiledModel
 from tqdm import tqdm
 
 from physml_lang.check.model import ModelChecker
+from physml_lang.compiler.lower.sympy import SympyArithmetic
+from physml_lang.compiler.lower.torch import Kernel
+from physml_lang.compiler.model import CompiledModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.task import TaskIR

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from physml_lang.compiler.model import CompiledModel
 from pydantic import BaseModel, ConfigDict, Field
 
+from physml_lang.compiler.model import CompiledModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 
 

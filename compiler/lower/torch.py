@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy
 import torch
@@ -301,10 +302,14 @@ class _Lowerer:
             if not term.free_symbols:
                 const += self._number(term)
                 continue
-            coeff, _ = term.as_coeff_Mul()
-            if coeff.is_negative:
-                f, s = self.lower(-term)
-                neg.append((f, s, -term))
+            coeff, rest = term.as_coeff_Mul()
+            if coeff.is_negative:  # lowered as -term without building -term in sympy
+                if coeff == -1:
+                    f, s = self.lower(rest)
+                    neg.append((f, s, rest))
+                else:
+                    f, s = self._mul_parts(-coeff, rest)
+                    neg.append((f, s, term))
             else:
                 f, s = self.lower(term)
                 pos.append((f, s, term))
@@ -343,6 +348,8 @@ class _Lowerer:
         return add, src
 
     def _number(self, expr: sympy.Expr) -> float | complex:
+        if expr.is_Integer or expr.is_Float or expr.is_Rational:
+            return float(expr)  # exact enough and 50x cheaper than numerical evaluation
         value = complex(sympy.N(expr, 17))
         if value.real != value.real or abs(value.real) == float("inf") or (
                 value.imag != 0 and not self.complex):  # fmt: skip
@@ -350,9 +357,11 @@ class _Lowerer:
         return value if value.imag != 0 else value.real
 
     def _mul(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
+        return self._mul_parts(*expr.as_coeff_Mul())
+
+    def _mul_parts(self, coeff: sympy.Expr, rest: sympy.Expr) -> tuple[NodeFn, str]:
         num: list[sympy.Expr] = []
         den: list[sympy.Expr] = []
-        coeff, rest = expr.as_coeff_Mul()
         for factor in sympy.Mul.make_args(rest):
             base, exp = factor.as_base_exp()
             if exp == -1 and factor.is_Pow:
@@ -501,9 +510,37 @@ def lower_program(
 
     ``names`` gives the printed (and environment) name of each argument; ``params`` binds every
     other free symbol to a number. ``share_powers`` computes the integer and half-integer powers
-    of a common base as products of shared temporaries (see :func:`_share_powers`). Raises
-    :class:`HamiltonianError` for an unbound symbol or an operation with no torch lowering.
+    of a common base as products of shared temporaries (see :func:`_share_powers`). ``lazy``:
+    arguments may be thunks (forced on first read). ``complex``: complex constants are allowed.
+    Raises :class:`LoweringError` for an unbound symbol or an operation with no torch lowering.
+
+    Programs are pure (closures over an environment passed per run), so identical requests --
+    a model recompiled for each lattice size of a scan -- share one lowering.
     """
+    key = (tuple(_as_expr(e) for e in exprs), tuple(arguments),
+           tuple(sorted((names or {}).items(), key=lambda kv: str(kv[0]))),
+           tuple(sorted((params or {}).items(), key=lambda kv: str(kv[0]))),
+           what, share_powers, lazy, complex)  # fmt: skip
+    return _lower_cached(key)
+
+
+@lru_cache(maxsize=512)
+def _lower_cached(key: tuple) -> Program:
+    exprs, arguments, names, params, what, share_powers, lazy, complex = key
+    return _lower(list(exprs), list(arguments), dict(names), dict(params), what, share_powers,
+                  lazy, complex)  # fmt: skip
+
+
+def _lower(
+    exprs: list[sympy.Expr],
+    arguments: list[sympy.Symbol],
+    names: Mapping[sympy.Symbol, str] | None,
+    params: Mapping[sympy.Symbol, float] | None,
+    what: str,
+    share_powers: bool,
+    lazy: bool,
+    complex: bool,
+) -> Program:
     exprs = [_as_expr(e) for e in exprs]
     if params:
         binding = {s: sympy.Float(float(v), 17) for s, v in params.items()}
@@ -530,8 +567,8 @@ def lower_program(
     if lazy:  # arguments may be thunks; those read once are not kept
         lazy_keys = frozenset(env_names[s] for s in arguments)
         program = [e for _, e in replacements] + list(reduced)
-        counts = {s: sum(_occurrences(e, s) for e in program) for s in arguments}
-        once = frozenset(env_names[s] for s, n in counts.items() if n == 1)
+        counts = _leaf_counts(program)
+        once = frozenset(env_names[s] for s in arguments if counts.get(s, 0) == 1)
     lowerer = _Lowerer(env_names, lazy_keys, once, complex)
     steps: list[tuple[str, NodeFn]] = []
     lines: list[str] = []
@@ -697,12 +734,18 @@ def _py_name(name: str, taken: set[str]) -> str:
 
 
 
-def _occurrences(expr: sympy.Expr, symbol: sympy.Symbol) -> int:
-    """How many times ``symbol`` appears as a leaf of ``expr`` (repeated factors count once per
-    power node, which is all the closures read)."""
-    if expr == symbol:
-        return 1
-    return sum(_occurrences(a, symbol) for a in expr.args)
+def _leaf_counts(exprs: Sequence[sympy.Expr]) -> dict[sympy.Symbol, int]:
+    """How many times each symbol appears as a leaf of ``exprs`` (repeated factors count once
+    per power node, which is all the closures read)."""
+    counts: dict[sympy.Symbol, int] = {}
+    stack = list(exprs)
+    while stack:
+        e = stack.pop()
+        if e.is_Symbol:
+            counts[e] = counts.get(e, 0) + 1
+        else:
+            stack.extend(e.args)
+    return counts
 
 
 class Kernel:

@@ -7,6 +7,8 @@ than :data:`MAX_DEPTH` are refused here, with their location, before any later s
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir import expr as E
 from physml_lang.syntax import ast
@@ -14,9 +16,24 @@ from physml_lang.syntax import ast
 MAX_DEPTH = 200
 
 
+_CACHE: OrderedDict[int, tuple[ast.Expr, E.Expr]] = OrderedDict()
+_CACHE_SIZE = 4096
+
+
 def to_ir(e: ast.Expr) -> E.Expr:
-    """The IR of a syntax-tree expression (iteratively: deep nesting is a located error)."""
-    return _Converter().convert(e, 0)
+    """The IR of a syntax-tree expression (deep nesting is a located error).
+
+    A model is instantiated once per parameter value of a scan: the conversion of each syntax
+    node is remembered (by identity, for the most recent nodes), so that it is done once."""
+    hit = _CACHE.get(id(e))
+    if hit is not None and hit[0] is e:
+        _CACHE.move_to_end(id(e))
+        return hit[1]
+    out = _Converter().convert(e, 0)
+    _CACHE[id(e)] = (e, out)
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return out
 
 
 class _Converter:

@@ -112,6 +112,7 @@ class ModelChecker:
         self.name_span = node.name_span
         self.param_names = [p.name for p in node.params]
         self.kind = declared_kind(node)
+        self.names_checked = False  # names do not depend on parameter values: checked once
 
     # ---------------------------------------------------------------- parameters
     def parameters(self, overrides: dict[str, Any],
@@ -244,7 +245,9 @@ class _Builder:
             tuple(self.definitions.values()), tuple(self.symmetries), self.phase_space,
             tuple(self.conserved), span=node.span, name_span=node.name_span,
         )  # fmt: skip
-        check_names(model)
+        if not self.checker.names_checked:
+            check_names(model)
+            self.checker.names_checked = True
         return model
 
     # ---------------------------------------------------------------- lattices and graphs

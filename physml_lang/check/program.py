@@ -4,7 +4,7 @@ top-level data and run blocks as IR."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -33,12 +33,19 @@ def stdlib_index() -> dict[str, tuple[str, str]]:
     return index
 
 
+@cache
+def _stdlib_tree(fname: str) -> ast.Program:
+    """A parsed stdlib file (the checker never modifies syntax trees, so they are shared)."""
+    text = resources.files("physml_lang.stdlib").joinpath(fname).read_text()
+    return parse(text, f"<stdlib>/{fname}")
+
+
 def stdlib_model(name: str) -> ModelChecker | None:
     index = stdlib_index()
     if name not in index:
         return None
-    fname, text = index[name]
-    node = next(m for m in parse(text, f"<stdlib>/{fname}").models if m.name == name)
+    fname, _ = index[name]
+    node = next(m for m in _stdlib_tree(fname).models if m.name == name)
     return ModelChecker(node)
 
 

@@ -17,6 +17,7 @@ import cmath
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -140,6 +141,7 @@ FUNCTIONS.update({
 CONSTANTS: dict[str, object] = {"pi": math.pi, "true": True, "false": False, "inf": math.inf}
 
 
+@cache
 def functions_in(context: str) -> dict[str, Function]:
     """The functions allowed in a context ("constant", "expression", "operator", "matrix")."""
     return {k: f for k, f in FUNCTIONS.items() if context in f.contexts}

@@ -55,11 +55,18 @@ class Walker(Generic[V]):
     """A fold over the expression IR. ``what`` names the context in messages."""
 
     what = "this expression"
+    _table: dict[type, Any] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # node type -> the subclass's handler (resolved once per class, not per node)
+        cls._table = {t: getattr(cls, name) for t, name in _DISPATCH.items()}
 
     def walk(self, e: Expr, env: Any = None) -> V:
-        return getattr(self, _DISPATCH[type(e)])(e, env)
+        return self._table[type(e)](self, e, env)
 
-    __call__ = walk
+    def __call__(self, e: Expr, env: Any = None) -> V:
+        return self.walk(e, env)
 
     # ---------------------------------------------------------------- the node kinds
     def on_number(self, e: Num, env: Any) -> V:
@@ -175,26 +182,16 @@ class Arithmetic(Walker[V]):
 # -------------------------------------------------------------------- queries on expressions
 
 
-class _NameOf(Walker[str | None]):
-    def walk(self, e: Expr, env: Any = None) -> str | None:
-        return e.id if type(e) is Name else None
-
-
-class _IntLiteral(Walker[int | None]):
-    def walk(self, e: Expr, env: Any = None) -> int | None:
-        if type(e) is Num and isinstance(e.value, int) and not isinstance(e.value, bool):
-            return e.value
-        return None
-
-
 def name_of(e: Expr | None) -> str | None:
     """The identifier of a bare name, else None."""
-    return None if e is None else _NameOf().walk(e)
+    return e.id if type(e) is Name else None
 
 
 def int_literal(e: Expr | None) -> int | None:
     """The value of an integer literal, else None."""
-    return None if e is None else _IntLiteral().walk(e)
+    if type(e) is Num and isinstance(e.value, int) and not isinstance(e.value, bool):
+        return e.value
+    return None
 
 
 def as_call(e: Expr | None) -> Call | None:

@@ -7,7 +7,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Source, Span
@@ -54,13 +54,31 @@ def _token_span(source: Source, tok: Token) -> Span:
     )
 
 
-@v_args(meta=True)
-class _Builder(Transformer):
-    """lark tree -> :mod:`physml_lang.ast` nodes, attaching spans."""
+class _Builder:
+    """lark tree -> :mod:`physml_lang.ast` nodes, attaching spans. Each grammar rule has a
+    method taking the rule's position (meta) and its built children."""
 
     def __init__(self, source: Source):
-        super().__init__()
         self.source = source
+        self.rules = {
+            name: getattr(self, name) for name in dir(type(self))
+            if not name.startswith("_") and name not in ("s", "t", "transform")
+        }  # fmt: skip
+
+    def transform(self, tree: Tree):
+        """Bottom-up over the lark tree (children first), one rule method per node."""
+        rules = self.rules
+
+        def build(node):
+            if type(node) is not Tree:
+                return node  # a token, or None for an absent optional part
+            children = [build(c) for c in node.children]
+            rule = rules.get(node.data)
+            if rule is None:
+                return Tree(node.data, children, node.meta)
+            return rule(node.meta, children)
+
+        return build(tree)
 
     def s(self, meta) -> Span:
         return _span(self.source, meta)

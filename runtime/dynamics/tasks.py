@@ -41,12 +41,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from physml_lang.compiler.phase_space import FieldModel, PhaseSpaceModel
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from physml_lang.check.model import validate_options
 from physml_lang.check.tasks import STATEMENTS
+from physml_lang.compiler.phase_space import FieldModel, PhaseSpaceModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
 

@@ -26,12 +26,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from physml_lang.compiler.gauge import Env, Evaluator, GaugeModel, span_text
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from physml_lang.check.constants import evaluate
 from physml_lang.check.model import validate_options
+from physml_lang.compiler.gauge import Env, Evaluator, GaugeModel, span_text
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word

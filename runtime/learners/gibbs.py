@@ -20,8 +20,9 @@ import math
 from typing import Literal
 
 import torch
-from physml_lang.compiler.boltzmann import BoltzmannModel
 from pydantic import BaseModel, ConfigDict, Field
+
+from physml_lang.compiler.boltzmann import BoltzmannModel
 
 
 class GibbsOptions(BaseModel):

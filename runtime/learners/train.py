@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from physml_lang.compiler.boltzmann import BoltzmannModel
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 
+from physml_lang.compiler.boltzmann import BoltzmannModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 
 from .gibbs import GibbsSampler

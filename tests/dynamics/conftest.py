@@ -5,6 +5,7 @@ HNN training step). Restored after each test."""
 import pytest
 import sympy
 import torch
+
 from physml_lang.compiler.hamiltonian import lower_hamiltonian
 
 

@@ -3,6 +3,7 @@
 import pytest
 import sympy
 import torch
+
 from physml_lang.compiler.hamiltonian import (
     HamiltonianError,
     compile_hamiltonian,

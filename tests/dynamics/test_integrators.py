@@ -5,6 +5,7 @@ import pydantic
 import pytest
 import sympy
 import torch
+
 from physml_lang.compiler.hamiltonian import compile_hamiltonian
 from physml_lang.runtime.dynamics import (
     INTEGRATORS,

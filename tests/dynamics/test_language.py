@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import sympy
 import torch
+
+from physml_lang.api import load
 from physml_lang.compiler.phase_space import FieldModel, PhaseSpaceModel
+from physml_lang.diagnostics import PhysmlError
 from physml_lang.runtime.dynamics.integrators import make_integrator
 from physml_lang.runtime.dynamics.samplers import Phi4Action, XYAction, hmc
 from physml_lang.runtime.dynamics.system import kepler, pendulum
 from physml_lang.runtime.statistics import binning_analysis
-
-from physml_lang.api import load
-from physml_lang.diagnostics import PhysmlError
 
 ROOT = Path(__file__).resolve().parents[2]
 F64 = torch.float64

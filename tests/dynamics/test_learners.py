@@ -3,6 +3,7 @@
 import pydantic
 import pytest
 import torch
+
 from physml_lang.runtime.dynamics import make_integrator
 from physml_lang.runtime.dynamics.data import initial_conditions, make_dataset, simulate
 from physml_lang.runtime.dynamics.learners import (

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from physml_lang.compiler.hamiltonian import StructuredHamiltonian
-from physml_lang.runtime.dynamics.integrators import evolve
 
 from physml_lang.api import load
+from physml_lang.compiler.hamiltonian import StructuredHamiltonian
+from physml_lang.runtime.dynamics.integrators import evolve
 
 from .conftest import assert_equals_unrolled
 

@@ -4,6 +4,8 @@ large-block kernels (in-place r2, einsum contraction) against direct formulas in
 import pytest
 import sympy
 import torch
+
+from physml_lang.api import load
 from physml_lang.compiler.hamiltonian import (
     R2,
     StructuredHamiltonian,
@@ -11,8 +13,6 @@ from physml_lang.compiler.hamiltonian import (
     lower_program,
     radial_profile,
 )
-
-from physml_lang.api import load
 
 from .conftest import assert_equals_unrolled
 
@@ -55,8 +55,11 @@ def test_shared_powers_equal_plain_lowering(e):
     shared = lower_program([e], [R2], {R2: "r2"}, None, "f", share_powers=True)
     plain = lower_program([e], [R2], {R2: "r2"}, None, "f")
     assert not any("**" in line for line in shared.lines + shared.out_srcs)  # no torch.pow
-    x = torch.rand(50, dtype=F64) + 0.3
-    torch.testing.assert_close(shared.run(x)[0], plain.run(x)[0], rtol=1e-13, atol=0)
+    x = torch.rand(50, dtype=F64, generator=torch.Generator().manual_seed(0)) + 0.3
+    ref = plain.run(x)[0]
+    # terms of opposite sign nearly cancel near the LJ minimum: compare to the terms' size
+    torch.testing.assert_close(shared.run(x)[0], ref, rtol=1e-13, atol=1e-13 * float(
+        sum(abs(a) for a in sympy.Add.make_args(e)).subs(R2, 0.3)))
 
 
 LJ3 = """

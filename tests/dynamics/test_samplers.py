@@ -5,6 +5,8 @@ import pydantic
 import pytest
 import sympy
 import torch
+from scipy import integrate
+
 from physml_lang.compiler.hamiltonian import compile_hamiltonian
 from physml_lang.runtime.dynamics.samplers import (
     Phi4Action,
@@ -15,7 +17,6 @@ from physml_lang.runtime.dynamics.samplers import (
     make_sampler,
 )
 from physml_lang.runtime.statistics import binning_analysis
-from scipy import integrate
 
 F64 = torch.float64
 A = torch.tensor([[2.0, 0.6, 0.2], [0.6, 1.5, 0.3], [0.2, 0.3, 1.0]], dtype=F64)

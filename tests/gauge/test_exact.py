@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from physml_lang.runtime.gauge import exact
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from physml_lang.compiler.gauge import GaugeModel
-from physml_lang.runtime.gauge import exact, wilson_action
 
 import physml_lang
+from physml_lang.compiler.gauge import GaugeModel
 from physml_lang.diagnostics import PhysmlError
+from physml_lang.runtime.gauge import exact, wilson_action
 
 ROOT = Path(__file__).resolve().parents[2]
 

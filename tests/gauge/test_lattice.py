@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from pydantic import ValidationError
+
 from physml_lang.runtime.gauge import (
     gauge_force,
     gauge_invariance_violation,
@@ -26,7 +28,6 @@ from physml_lang.runtime.gauge import (
     wilson_loops,
 )
 from physml_lang.runtime.gauge.groups import su2_from_quaternion
-from pydantic import ValidationError
 
 GROUPS = ["z2", "u1", "su2"]
 SHAPES = [(4, 6), (4, 4, 2), (2, 4, 2, 4)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pydantic import ValidationError
+
 from physml_lang.runtime.gauge import (
     gauge_transform,
     gauge_transform_adjoint,
@@ -17,7 +19,6 @@ from physml_lang.runtime.gauge.lcnn import (
     make_learner,
     plaquette_features,
 )
-from pydantic import ValidationError
 
 
 @pytest.mark.parametrize("group,shape", [("su2", (4, 4)), ("u1", (4, 6)), ("su2", (4, 2, 4)),

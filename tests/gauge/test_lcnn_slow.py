@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from physml_lang.runtime.gauge import heatbath_sweep, hot_start, wilson_loops
 from physml_lang.runtime.gauge.lcnn import make_learner, train_regressor
 

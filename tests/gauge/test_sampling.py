@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pydantic import ValidationError
+
 from physml_lang.runtime.gauge import (
     exact,
     get_group,
@@ -13,7 +15,6 @@ from physml_lang.runtime.gauge import (
     run_chains,
 )
 from physml_lang.runtime.statistics import binning_analysis
-from pydantic import ValidationError
 
 EXACT = {
     "u1": (2.0, exact.u1_plaquette_torus),

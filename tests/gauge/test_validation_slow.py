@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from physml_lang.runtime.gauge import (
     exact,
     hot_start,

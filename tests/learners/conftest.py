@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from physml_lang.compiler.boltzmann import BoltzmannModel
 
 import physml_lang
+from physml_lang.compiler.boltzmann import BoltzmannModel
 
 RBM_TEXT = """
 model R(Nv: int = 6, Nh: int = 4) {

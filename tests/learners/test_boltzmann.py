@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 import torch
-from physml_lang.runtime.learners import ais_log_z, exact_log_z
 
 import physml_lang
+from physml_lang.runtime.learners import ais_log_z, exact_log_z
 
 from .conftest import rbm
 

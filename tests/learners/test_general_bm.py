@@ -8,10 +8,10 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from physml_lang.compiler.boltzmann import BoltzmannModel
-from physml_lang.runtime.learners.train import AdamOptions, ConstantOptions, PCDOptions, Trainer
 
 import physml_lang
+from physml_lang.compiler.boltzmann import BoltzmannModel
+from physml_lang.runtime.learners.train import AdamOptions, ConstantOptions, PCDOptions, Trainer
 
 
 def stdlib_bm(name="BoltzmannMachine", **args) -> BoltzmannModel:

@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 import pytest
-from physml_lang.runtime.statistics import binning_analysis
 
 import physml_lang
+from physml_lang.runtime.statistics import binning_analysis
 
 # exact periodic 6 x 6 Ising, T = 3.0 (transfer matrix with the magnetisation tracked)
 E_EXACT, M_EXACT = -0.886879, 0.448925

@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from physml_lang.api import load
 from physml_lang.compiler.lattices import make_lattice
 from physml_lang.compiler.pauli import heisenberg, j1j2, tfim
 from physml_lang.compiler.quantum import QuantumModel
+from physml_lang.diagnostics import PhysmlError
 from physml_lang.runtime.quantum.operator import LocalOperator
 from physml_lang.runtime.quantum.tasks import exact_expectation, exact_spectrum
-
-from physml_lang.api import load
-from physml_lang.diagnostics import PhysmlError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -326,9 +326,8 @@ def test_emit_torch_source_runs_and_matches_runtime(tmp_path, example, params):
     the runtime's batched LocalOperator on random states."""
     import importlib.util
 
-    from physml_lang.runtime.quantum.learners import RBM
-
     from physml_lang.api import compile as compile_program
+    from physml_lang.runtime.quantum.learners import RBM
 
     cp = compile_program(ROOT / "examples" / example, **params)
     path = tmp_path / "emitted.py"

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+
+from physml_lang.api import load
 from physml_lang.compiler.pauli import tfim
 from physml_lang.runtime.quantum.lattice import nearest_bonds, translation_table
 from physml_lang.runtime.quantum.learners import SymmetricRBM, rbm_form
 from physml_lang.runtime.quantum.operator import LocalOperator
 from physml_lang.runtime.quantum.rbm_kernels import local_energy_rbm
-from safetensors.torch import load_file
-
-from physml_lang.api import load
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from physml_lang.compiler.pauli import PauliSum, PauliTerm, heisenberg, tfim
 from physml_lang.runtime.quantum.lattice import nearest_bonds
 from physml_lang.runtime.quantum.learners import RBM

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from physml_lang.compiler.pauli import (
     PauliError,
     PauliSum,

@@ -4,6 +4,7 @@ against the generic autograd / full-forward paths and dense linear algebra."""
 import numpy as np
 import pytest
 import torch
+
 from physml_lang.compiler.pauli import PauliSum, PauliTerm, heisenberg, tfim
 from physml_lang.runtime.quantum import rbm_chains_cpu, rbm_kernels
 from physml_lang.runtime.quantum.lattice import nearest_bonds, sublattice, translation_table

@@ -4,6 +4,7 @@ import numpy as np
 import pydantic
 import pytest
 import torch
+
 from physml_lang.compiler.pauli import PauliSum, PauliTerm, tfim
 from physml_lang.runtime.quantum.lattice import nearest_bonds, translation_table
 from physml_lang.runtime.quantum.learners import RBM, AutoregressiveGRU, SymmetrizedAutoregressive

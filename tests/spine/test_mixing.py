@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+
+import physml_lang
 from physml_lang.runtime.statistics import (
     between_chain_excess,
     binning_analysis,
     excess_limit,
     split_rhat,
 )
-
-import physml_lang
 
 
 def test_mixed_chains_pass_the_checks():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from physml_lang.runtime.statistics import binning_analysis, jackknife
 
 
