@@ -9,7 +9,7 @@ Four comparisons, each against a hand-written torch baseline measured in the sam
 1. Structured pairwise callables (runtime.dynamics.system.nbody_gravity: the HamiltonianSystem
    contract the compiler emits for a pair sum, chunked to bound memory) driven by the generic
    integrator registry, vs a hand-written fused kick-drift-kick loop, N up to 10^4.
-2. The sympy-lowered Hamiltonian (compiler.hamiltonian, every pair written out symbolically) for
+2. The sympy-lowered Hamiltonian (compiler.lower.hamiltonian, every pair written out symbolically) for
    small N, batched over many systems, vs the hand-written loop on the same batch.
 3. HNN training (autograd vector field with create_graph) vs a plain MLP vector field:
    samples per second of derivative-MSE training.
@@ -26,7 +26,7 @@ import time
 import sympy
 import torch
 
-from physml_lang.compiler.hamiltonian import compile_hamiltonian
+from physml_lang.compiler.lower.hamiltonian import compile_hamiltonian
 from physml_lang.runtime.dynamics import make_integrator
 from physml_lang.runtime.dynamics.learners import HNN, MLPVectorField, train_vector_field
 from physml_lang.runtime.dynamics.system import nbody_gravity

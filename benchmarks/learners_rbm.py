@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 import physml_lang
-from physml_lang.compiler.boltzmann import BoltzmannModel
 from physml_lang.runtime.learners.gibbs import GibbsSampler
 from physml_lang.runtime.learners.train import (
     CDOptions,
@@ -35,8 +34,7 @@ STEPS = 20 if QUICK else 100
 
 def physml_rbm(data: torch.Tensor) -> float:
     program = physml_lang.load("import RBM\nrun r { train RBM via cd(1), data = x }")
-    ir = program.models["RBM"].instantiate({"Nv": NV, "Nh": NH})
-    m = BoltzmannModel(ir)
+    m = program.model("RBM", Nv=NV, Nh=NH)
     g = torch.Generator().manual_seed(0)
     t = Trainer(m, data, "cd", CDOptions(k=1), "sgd", SGDOptions(lr=0.01), "constant",
                 ConstantOptions(), 1, BATCH, g)  # fmt: skip
@@ -85,11 +83,11 @@ def hopfield(N: int, steps: int) -> tuple[float, float, float]:
         param W[i, j] = sum(xi[mu, i] * xi[mu, j] for mu) / N, W[i, i] = 0
         energy E = -sum(W[i, j] * s[i] * s[j] for (i, j) in pairs)
     }}"""
-    ir = physml_lang.load(text).models["H"].instantiate({})
-    m = BoltzmannModel(ir)
+    program = physml_lang.load(text)
+    m = program.compile_ir(program.instantiate("H"), kind="boltzmann")
     m.freeze()
     g = torch.Generator().manual_seed(0)
-    s = torch.tensor(ir.data["xi"].values[:1], dtype=torch.float32)
+    s = torch.tensor(m.model.data["xi"].values[:1], dtype=torch.float32)
     sampler = GibbsSampler(m, float("inf"), g)
     values = sampler.values["s"]
     from physml_lang.runtime.learners.gibbs import draw

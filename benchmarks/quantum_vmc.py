@@ -36,7 +36,7 @@ import time
 
 import torch
 
-from physml_lang.compiler.pauli import heisenberg, tfim
+from physml_lang.compiler.derive.pauli import heisenberg, tfim
 from physml_lang.runtime.quantum.lattice import nearest_bonds, sublattice, translation_table
 from physml_lang.runtime.quantum.learners import RBM, MarshallSign, SymmetricRBM, rbm_form
 from physml_lang.runtime.quantum.operator import LocalOperator

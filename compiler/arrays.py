@@ -19,13 +19,12 @@ from typing import Any
 import numpy as np
 
 from physml_lang.check.constants import evaluate
+from physml_lang.compiler.lattices import Lattice
+from physml_lang.compiler.sitesets import SiteSetGraph, pair_structures, site_sets
 from physml_lang.diagnostics import Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import ArrayIR
 from physml_lang.ir.walk import Walker, as_call, as_list, factors, fail, int_literal, name_of
-
-from .lattices import Lattice
-from .sitesets import SiteSetGraph, pair_structures, site_sets
 
 
 @dataclass

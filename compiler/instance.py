@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from physml_lang.compiler.arrays import RealArray, realise_array
+from physml_lang.compiler.lattices import Lattice, make_complete_graph, make_lattice
+from physml_lang.compiler.sitesets import GRAPH_BUILDERS
 from physml_lang.diagnostics import Span
 from physml_lang.ir.model import (
     DataIR,
@@ -26,10 +29,6 @@ from physml_lang.ir.model import (
     PhaseSpaceIR,
     SymmetryIR,
 )
-
-from .arrays import RealArray, realise_array
-from .lattices import Lattice, make_complete_graph, make_lattice
-from .sitesets import GRAPH_BUILDERS
 
 Domain = DomainIR
 

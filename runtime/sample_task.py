@@ -23,7 +23,7 @@ from tqdm import tqdm
 from physml_lang.check.model import ModelChecker
 from physml_lang.compiler.lower.sympy import SympyArithmetic
 from physml_lang.compiler.lower.torch import Kernel
-from physml_lang.compiler.model import CompiledModel
+from physml_lang.compiler.models.lattice import LatticeModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.task import TaskIR
@@ -68,7 +68,7 @@ class MeasureCompiler(SympyArithmetic):
 
     what = "a measured expression"
 
-    def __init__(self, cm: CompiledModel, params: dict[str, Any]):
+    def __init__(self, cm: LatticeModel, params: dict[str, Any]):
         self.cm = cm
         self.params = params
         self.modules: dict[sp.Symbol, Any] = {}
@@ -237,7 +237,7 @@ def check_sample(run: RunState, checker: ModelChecker, program) -> None:
     _compile_measures(cm, plan.measures)
 
 
-def _compile_measures(cm: CompiledModel, measures) -> tuple[MeasureCompiler, dict[str, Kernel]]:
+def _compile_measures(cm: LatticeModel, measures) -> tuple[MeasureCompiler, dict[str, Kernel]]:
     compiler = MeasureCompiler(cm, cm.model.params)
     kernels = {}
     for m in measures:

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from physml_lang.compiler.model import CompiledModel
+from physml_lang.compiler.models.lattice import LatticeModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 
 
@@ -72,7 +72,7 @@ class SamplerEntry:
 class Sampler:
     """Base: holds the compiled model, one field, the chains' beta and the generator."""
 
-    def __init__(self, cm: CompiledModel, options: SamplerOptions, beta: torch.Tensor,
+    def __init__(self, cm: LatticeModel, options: SamplerOptions, beta: torch.Tensor,
                  generator: torch.Generator, field: str | None = None):  # fmt: skip
         self.cm = cm
         self.options = options

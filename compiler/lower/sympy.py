@@ -1,5 +1,9 @@
 """Expression IR -> sympy: the meaning of numbers, operators and the function table in sympy.
 
+:class:`SympyBuilder` adds the unrolled form used by phase-space Hamiltonians and continuous-
+field actions: parameters stay symbols, sums over index domains are written out term by term,
+definitions with indices are inlined with their actual indices.
+
 :class:`SympyArithmetic` is the base of every lowering that goes through sympy (lattice terms,
 Boltzmann set terms, phase-space Hamiltonians, continuous-field actions, measured observables):
 subclasses resolve names, indexing and reductions (what a site, a bond or a particle is); the
@@ -11,11 +15,25 @@ from __future__ import annotations
 
 from typing import Any
 
+import sympy
 import sympy as sp
 
+from physml_lang.compiler.instance import ModelInstance
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir import expr as E
 from physml_lang.ir.functions import Function
-from physml_lang.ir.walk import Arithmetic, fail
+from physml_lang.ir.walk import Arithmetic, as_call, as_list, fail, name_of
+
+MAX_TERMS = 200_000  # unrolled terms (symbolic: N-body sums are O(N^2))
+# the functions of the table a Hamiltonian or action may use (real, smooth or piecewise)
+_FUNCTIONS = ("cos", "sin", "tan", "exp", "log", "sqrt", "tanh", "cosh", "sinh", "abs", "sign",
+              "min", "max")  # fmt: skip
+
+
+def _int(v: sympy.Expr, span: Span, what: str) -> int:
+    if not (isinstance(v, sympy.Integer) or (v.is_number and float(v).is_integer())):
+        fail("P300", f"{what} must be an integer, got {v}", span)
+    return int(v)
 
 
 def number(v: int | float | complex | bool) -> sp.Expr:
@@ -76,3 +94,159 @@ class SympyArithmetic(Arithmetic[sp.Expr]):
         if not fn.differentiable and self.nondiff is not None:
             self.nondiff.append((out, e.span))
         return out
+
+
+class SympyBuilder(SympyArithmetic):
+    """Builds a sympy expression from an expression of a model (``env``: bound loop variables).
+
+    Parameters stay symbols (bound to numbers at lowering, so ``--emit sympy`` shows m, g, l);
+    loop variables are bound to sympy Integers; subclasses resolve the model's own variables
+    (coordinates, fields) in :meth:`variable` and :meth:`indexed`. Every call of a
+    non-differentiable function is recorded with its span.
+    """
+
+    what = "a Hamiltonian or action"
+
+    def __init__(self, model: ModelInstance):
+        self.model = model
+        self.params = {k: v for k, v in model.params.items() if isinstance(v, int | float)}
+        self.nondiff: list[tuple[sympy.Expr, Span]] = []
+        self.terms = 0
+        self._depth = 0
+
+    # -- hooks
+    def variable(self, e: E.Name, env: dict[str, Any]) -> sympy.Expr | None:
+        return None
+
+    def indexed(self, e: E.Index, env: dict[str, Any]) -> sympy.Expr | None:
+        return None
+
+    def domain(self, loop: E.Loop, env: dict[str, Any], body: E.Expr) -> list[tuple]:
+        fail("P800", "this sum is not supported here", loop.span)
+
+    # -- the walk
+    def build(self, e: E.Expr, env: dict[str, Any]) -> sympy.Expr:
+        self._depth += 1
+        if self._depth > 200:
+            fail("P800", "definitions refer to each other too deeply (a cycle?)", e.span)
+        try:
+            return self.walk(e, env)
+        finally:
+            self._depth -= 1
+
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic("P800", "this expression is not supported here", e.span))
+
+    def on_imaginary(self, e: E.Imag, env) -> sympy.Expr:
+        fail("P300", "a real-valued expression is expected here", e.span)
+
+    on_string = on_list = on_imaginary
+
+    def constant(self, value, e: E.Expr) -> sympy.Expr:
+        return sympy.Integer(value) if isinstance(value, int) else sympy.Float(value)
+
+    def logical(self, e: E.Binary, env) -> sympy.Expr:
+        fail("P300", f"'{e.op}' cannot appear in an energy", e.span)
+
+    def compare(self, op: str, a, b, e: E.Binary) -> sympy.Expr:
+        fail("P300", f"'{op}' cannot appear in an energy", e.span)
+
+    def logical_not(self, a, e: E.Unary) -> sympy.Expr:
+        fail("P300", f"'{e.op}' is not an arithmetic operation", e.span)
+
+    def on_name(self, e: E.Name, env: dict[str, Any]) -> sympy.Expr:
+        if e.id in env:
+            return env[e.id]
+        v = self.variable(e, env)
+        if v is not None:
+            return v
+        if e.id in self.params:
+            return sympy.Symbol(e.id, real=True)
+        if e.id == "pi":
+            return sympy.pi
+        d = self.model.definitions.get(e.id)
+        if d is not None:
+            if d.indices:
+                fail("P302", f"'{e.id}' is defined with indices: write {e.id}[...]", e.span)
+            return self.build(d.expr, {})
+        fail("P300", f"'{e.id}' cannot be used in this expression", e.span)
+
+    def on_index(self, e: E.Index, env: dict[str, Any]) -> sympy.Expr:
+        v = self.indexed(e, env)
+        if v is not None:
+            return v
+        base = name_of(e.base)
+        if base is not None and base in self.model.definitions:
+            return self._definition_call(base, e.indices, env, e.span)
+        fail("P202", "only coordinates, fields and definitions can be indexed", e.span)
+
+    def on_call(self, e: E.Call, env: dict[str, Any]) -> sympy.Expr:
+        if e.func in self.model.definitions:
+            return self._definition_call(e.func, e.args, env, e.span)
+        if e.func not in _FUNCTIONS or e.kwargs:
+            fail("P800", f"'{e.func}' cannot be used in a Hamiltonian or action", e.func_span,
+                 "functions: " + ", ".join(sorted(_FUNCTIONS)))  # fmt: skip
+        return super().on_call(e, env)
+
+    def apply(self, fn: Function, args: list[sympy.Expr], e: E.Call) -> sympy.Expr:
+        if fn.name in ("min", "max") and len(args) != 2:
+            fail("P302", f"{fn.name} takes 2 argument(s)", e.span)
+        return super().apply(fn, args, e)
+
+    def on_reduce(self, e: E.Reduce, env: dict[str, Any]) -> sympy.Expr:
+        if e.func not in ("sum", "prod"):
+            fail("P800", f"'{e.func}' over a structure is not supported", e.func_span)
+        parts: list[sympy.Expr] = []
+        for inner in self._loop_envs(e.loops, env, e.body):
+            parts.append(self.build(e.body, inner))
+            self.terms += 1
+            if self.terms > MAX_TERMS:
+                fail("P400", f"more than {MAX_TERMS} terms after unrolling the sums", e.span,
+                     "phase-space Hamiltonians are derived symbolically; use fewer "
+                     "particles")  # fmt: skip
+        if e.func == "sum":
+            return sympy.Add(*parts)
+        return sympy.Mul(*parts)
+
+    def _definition_call(self, name: str, args: tuple[E.Expr, ...], env: dict[str, Any],
+                         span: Span) -> sympy.Expr:  # fmt: skip
+        """``r[i, j]`` / ``r(i, j)`` for ``let r[i, j] = ...``: bind the indices, build the body."""
+        d = self.model.definitions[name]
+        if len(args) != len(d.indices):
+            fail("P302", f"'{name}' takes {len(d.indices)} index(es), got {len(args)}", span)
+        inner: dict[str, Any] = {}
+        for formal, actual in zip(d.indices, args, strict=True):
+            inner[formal] = self.build(actual, env)
+        return self.build(d.expr, inner)
+
+    def _loop_envs(self, loops: tuple[E.Loop, ...], env: dict[str, Any], body: E.Expr):
+        if not loops:
+            yield env
+            return
+        first, rest = loops[0], loops[1:]
+        for values in self.domain(first, env, body):
+            if len(values) != len(first.names):
+                fail("P302", f"this structure binds {len(values)} name(s), the loop "
+                     f"{len(first.names)}", first.span)  # fmt: skip
+            inner = dict(env)
+            inner.update({n: sympy.Integer(v) for n, v in zip(first.names, values, strict=True)})
+            yield from self._loop_envs(rest, inner, body)
+
+    def const_int(self, e: E.Expr, env: dict[str, Any], what: str) -> int:
+        v = self.build(e, env)
+        v = v.xreplace({sympy.Symbol(k, real=True): x for k, x in self.params.items()})
+        return _int(v, e.span, what)
+
+    def literal_domain(self, loop: E.Loop, env: dict[str, Any]) -> list[tuple] | None:
+        """``range(a[, b])`` and ``[0, 2, 5]`` loop domains (one name)."""
+        d = loop.domain
+        call = as_call(d)
+        if call is not None and call.func == "range":
+            bounds = [self.const_int(a, env, "a range bound") for a in call.args]
+            if not 1 <= len(bounds) <= 2:
+                fail("P302", "range takes 1 or 2 bounds", d.span)
+            return [(k,) for k in range(*bounds)]
+        items = as_list(d)
+        if items is not None:
+            return [(self.const_int(x, env, "a list entry"),) for x in items]
+        return None

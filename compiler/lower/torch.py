@@ -25,12 +25,13 @@ from functools import lru_cache
 import sympy
 import torch
 
+from ..errors import CompileError, as_sympy
+
 Env = dict[str, object]
 NodeFn = Callable[[Env], object]
 
 
-class LoweringError(ValueError):
-    """An expression that cannot be lowered (an unbound symbol, an operation without torch)."""
+LoweringError = CompileError  # an expression that cannot be lowered
 
 
 def _scalar_or_tensor(fn_tensor: Callable, fn_scalar: Callable) -> Callable:
@@ -130,13 +131,7 @@ def _square(x: object) -> object:
     return x * x
 
 
-def _as_expr(H: object) -> sympy.Expr:
-    """Accept a sympy expression (or a plain number); never parse text."""
-    if isinstance(H, sympy.Basic):
-        return H
-    if isinstance(H, bool) or not isinstance(H, (int, float)):
-        raise LoweringError(f"expected a sympy expression, got {type(H).__name__}")
-    return sympy.Integer(H) if isinstance(H, int) else sympy.Float(H)
+_as_expr = as_sympy
 
 
 def _first_tensor(values: Sequence[object]) -> object:

@@ -22,26 +22,26 @@ def compile_model(ir: ModelIR, data: DataResolver | None = None, kind: str | Non
     model = ModelInstance(ir, data)
     kind = kind or ir.kind
     if kind == "phase_space":
-        from ..phase_space import PhaseSpaceModel
+        from .phase_space import PhaseSpaceModel
 
         return PhaseSpaceModel(model)
     if kind == "field":
-        from ..phase_space import FieldModel
+        from .field import FieldModel
 
         return FieldModel(model)
     if kind == "gauge":
-        from ..gauge import GaugeModel
+        from .gauge import GaugeModel
 
         return GaugeModel(model)
     if kind == "quantum":
-        from ..quantum import compile_quantum
+        from .quantum import compile_quantum
 
         return compile_quantum(model, **options)
     if kind == "boltzmann":
-        from ..boltzmann import BoltzmannModel
+        from .boltzmann import BoltzmannModel
 
         options.pop("path", None)
         return BoltzmannModel(model, **options)
-    from ..model import CompiledModel
+    from .lattice import LatticeModel
 
-    return CompiledModel(model, **options)
+    return LatticeModel(model, **options)

@@ -46,7 +46,8 @@ from tqdm import tqdm
 
 from physml_lang.check.model import validate_options
 from physml_lang.check.tasks import STATEMENTS
-from physml_lang.compiler.phase_space import FieldModel, PhaseSpaceModel
+from physml_lang.compiler.models.field import FieldModel
+from physml_lang.compiler.models.phase_space import PhaseSpaceModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
 

@@ -87,12 +87,12 @@ def kind_colouring(offsets: set[Offset], shape: tuple[int, ...]) -> list[Tensor]
 class LocalAction:
     """The declared action of a compiled gauge model as local densities with stencils.
 
-    ``model`` is a compiler.gauge.GaugeModel. State: U (B, L..., d, *group_shape) and matter
+    ``model`` is a compiler.models.gauge.GaugeModel. State: U (B, L..., d, *group_shape) and matter
     {name: (B, L...)} in storage form.
     """
 
     def __init__(self, model: Any):
-        from physml_lang.compiler.gauge import Env, Evaluator, fail
+        from physml_lang.compiler.models.gauge import Env, Evaluator, fail
 
         self.m, self._Env, self._Evaluator = model, Env, Evaluator
         self.d, self.shape = model.d, tuple(model.shape)

@@ -1,7 +1,7 @@
 """Gauge models in the language: model kind, the ``hypercubic`` lattice, names, tasks.
 
 - Model kind ``gauge`` (priority 10): any model with a field on ``links`` compiles to
-  :class:`physml_lang.compiler.gauge.GaugeModel`.
+  :class:`physml_lang.compiler.models.gauge.GaugeModel`.
 - Names: ``e_mu`` (the unit vector of a bound direction) is known in gauge models.
 - Task ``gauge_sample``. The run word ``sampler`` belongs to the classical ``sample`` task; a run
   cannot know its model's kind when its statements are checked (the model statement may come
@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from physml_lang.check.constants import evaluate
 from physml_lang.check.model import validate_options
-from physml_lang.compiler.gauge import Env, Evaluator, GaugeModel, span_text
+from physml_lang.compiler.models.gauge import Env, Evaluator, GaugeModel, span_text
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from physml_lang.compiler.boltzmann import BoltzmannModel
+from physml_lang.compiler.models.boltzmann import BoltzmannModel
 
 from .gibbs import GibbsSampler
 

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from physml_lang.compiler.boltzmann import BoltzmannModel
+from physml_lang.compiler.models.boltzmann import BoltzmannModel
 
 
 class GibbsOptions(BaseModel):

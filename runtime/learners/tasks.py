@@ -44,8 +44,8 @@ from tqdm import tqdm
 from physml_lang.check.model import validate_options
 from physml_lang.check.program import stdlib_index, stdlib_model
 from physml_lang.check.tasks import STATEMENTS
-from physml_lang.compiler.boltzmann import BoltzmannModel
 from physml_lang.compiler.instance import RealData
+from physml_lang.compiler.models.boltzmann import BoltzmannModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.model import GraphIR
 from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word

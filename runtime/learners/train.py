@@ -39,7 +39,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 
-from physml_lang.compiler.boltzmann import BoltzmannModel
+from physml_lang.compiler.models.boltzmann import BoltzmannModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 
 from .gibbs import GibbsSampler

@@ -18,7 +18,7 @@ Symmetries. A translation table ``T`` (G, N) acts as ``(T_g s) = s[:, T[g]]`` (s
   +1); :class:`SpinFlipSymmetric` wraps any model as psi(s) + parity psi(-s).
 - Sign structure: :class:`MarshallSign` multiplies by (-1)^(N_up on sublattice A), the exact
   sign of the Heisenberg ground state on bipartite lattices (alternatively rotate H with
-  ``compiler.pauli.sublattice_rotation``).
+  ``compiler.derive.pauli.sublattice_rotation``).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 import torch
 
-from ...compiler.pauli import PauliSum
+from physml_lang.compiler.derive.pauli import PauliSum
 
 LogPsiFn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -37,8 +37,8 @@ from tqdm import tqdm
 from physml_lang.catalogue.domains import SYMMETRIES
 from physml_lang.check.model import validate_options
 from physml_lang.check.tasks import STATEMENTS
-from physml_lang.compiler.pauli import PauliSum
-from physml_lang.compiler.quantum import PauliBuilder, QuantumModel, verify_symmetry
+from physml_lang.compiler.derive.pauli import PauliSum
+from physml_lang.compiler.models.quantum import PauliBuilder, QuantumModel, verify_symmetry
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.program import LearnerIR

@@ -37,7 +37,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from ...compiler.pauli import PauliSum
+from physml_lang.compiler.derive.pauli import PauliSum
+
 from ..statistics import Estimate, binning_analysis, split_rhat
 from . import rbm_chains_cpu
 from .learners import rbm_form, rbm_weights

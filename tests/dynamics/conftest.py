@@ -6,7 +6,7 @@ import pytest
 import sympy
 import torch
 
-from physml_lang.compiler.hamiltonian import lower_hamiltonian
+from physml_lang.compiler.lower.hamiltonian import lower_hamiltonian
 
 
 @pytest.fixture(autouse=True)

@@ -4,12 +4,8 @@ import pytest
 import sympy
 import torch
 
-from physml_lang.compiler.hamiltonian import (
-    HamiltonianError,
-    compile_hamiltonian,
-    derive_hamiltonian,
-    lower_expressions,
-)
+from physml_lang.compiler.derive.hamiltonian import HamiltonianError, derive_hamiltonian
+from physml_lang.compiler.lower.hamiltonian import compile_hamiltonian, lower_expressions
 from physml_lang.runtime.dynamics.system import autograd_system, kepler, pendulum
 
 F64 = torch.float64

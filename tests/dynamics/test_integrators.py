@@ -6,7 +6,7 @@ import pytest
 import sympy
 import torch
 
-from physml_lang.compiler.hamiltonian import compile_hamiltonian
+from physml_lang.compiler.lower.hamiltonian import compile_hamiltonian
 from physml_lang.runtime.dynamics import (
     INTEGRATORS,
     EnergyBlowupError,

@@ -9,7 +9,8 @@ import sympy
 import torch
 
 from physml_lang.api import load
-from physml_lang.compiler.phase_space import FieldModel, PhaseSpaceModel
+from physml_lang.compiler.models.field import FieldModel
+from physml_lang.compiler.models.phase_space import PhaseSpaceModel
 from physml_lang.diagnostics import PhysmlError
 from physml_lang.runtime.dynamics.integrators import make_integrator
 from physml_lang.runtime.dynamics.samplers import Phi4Action, XYAction, hmc

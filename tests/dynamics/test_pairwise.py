@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from physml_lang.api import load
-from physml_lang.compiler.hamiltonian import StructuredHamiltonian
+from physml_lang.compiler.lower.hamiltonian import StructuredHamiltonian
 from physml_lang.runtime.dynamics.integrators import evolve
 
 from .conftest import assert_equals_unrolled

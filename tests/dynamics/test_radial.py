@@ -6,12 +6,11 @@ import sympy
 import torch
 
 from physml_lang.api import load
-from physml_lang.compiler.hamiltonian import (
-    R2,
+from physml_lang.compiler.derive.hamiltonian import R2, radial_profile
+from physml_lang.compiler.lower.hamiltonian import (
     StructuredHamiltonian,
     lower_hamiltonian,
     lower_program,
-    radial_profile,
 )
 
 from .conftest import assert_equals_unrolled

@@ -7,7 +7,7 @@ import sympy
 import torch
 from scipy import integrate
 
-from physml_lang.compiler.hamiltonian import compile_hamiltonian
+from physml_lang.compiler.lower.hamiltonian import compile_hamiltonian
 from physml_lang.runtime.dynamics.samplers import (
     Phi4Action,
     XYAction,

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import physml_lang
-from physml_lang.compiler.gauge import GaugeModel
+from physml_lang.compiler.models.gauge import GaugeModel
 from physml_lang.diagnostics import PhysmlError
 from physml_lang.runtime.gauge import exact, wilson_action
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import physml_lang
-from physml_lang.compiler.boltzmann import BoltzmannModel
+from physml_lang.compiler.models.boltzmann import BoltzmannModel
 
 RBM_TEXT = """
 model R(Nv: int = 6, Nh: int = 4) {

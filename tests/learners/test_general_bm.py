@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import physml_lang
-from physml_lang.compiler.boltzmann import BoltzmannModel
+from physml_lang.compiler.models.boltzmann import BoltzmannModel
 from physml_lang.runtime.learners.train import AdamOptions, ConstantOptions, PCDOptions, Trainer
 
 

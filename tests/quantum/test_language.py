@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from physml_lang.api import load
+from physml_lang.compiler.derive.pauli import heisenberg, j1j2, tfim
 from physml_lang.compiler.lattices import make_lattice
-from physml_lang.compiler.pauli import heisenberg, j1j2, tfim
-from physml_lang.compiler.quantum import QuantumModel
+from physml_lang.compiler.models.quantum import QuantumModel
 from physml_lang.diagnostics import PhysmlError
 from physml_lang.runtime.quantum.operator import LocalOperator
 from physml_lang.runtime.quantum.tasks import exact_expectation, exact_spectrum
@@ -70,7 +70,7 @@ def test_xxz_ladder_operators_and_j1j2():
     bonds = lattice_bonds("chain", [6])
     h = "J * sum(2 * (Sp[i] * Sm[j] + Sm[i] * Sp[j]) + 4 * D * Sz[i] * Sz[j] for (i, j) in bonds)"
     qm = compile_model("chain(L)", h, L=6)
-    from physml_lang.compiler.pauli import xxz
+    from physml_lang.compiler.derive.pauli import xxz
 
     assert (qm.hamiltonian - xxz(6, bonds, 0.5)).is_zero()
     h2 = ("sum(SS[i, j] for (i, j) in bonds) + D * sum(SS[i, j] for (i, j) in bonds(2))")

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from physml_lang.api import load
-from physml_lang.compiler.pauli import tfim
+from physml_lang.compiler.derive.pauli import tfim
 from physml_lang.runtime.quantum.lattice import nearest_bonds, translation_table
 from physml_lang.runtime.quantum.learners import SymmetricRBM, rbm_form
 from physml_lang.runtime.quantum.operator import LocalOperator

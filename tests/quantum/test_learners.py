@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from physml_lang.compiler.pauli import heisenberg
+from physml_lang.compiler.derive.pauli import heisenberg
 from physml_lang.runtime.quantum.lattice import nearest_bonds, sublattice, translation_table
 from physml_lang.runtime.quantum.learners import (
     RBM,

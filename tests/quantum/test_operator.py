@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from physml_lang.compiler.pauli import PauliSum, PauliTerm, heisenberg, tfim
+from physml_lang.compiler.derive.pauli import PauliSum, PauliTerm, heisenberg, tfim
 from physml_lang.runtime.quantum.lattice import nearest_bonds
 from physml_lang.runtime.quantum.learners import RBM
 from physml_lang.runtime.quantum.operator import LocalOperator

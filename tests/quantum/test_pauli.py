@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from physml_lang.compiler.pauli import (
+from physml_lang.compiler.derive.pauli import (
     PauliError,
     PauliSum,
     PauliTerm,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from physml_lang.compiler.pauli import PauliSum, PauliTerm, heisenberg, tfim
+from physml_lang.compiler.derive.pauli import PauliSum, PauliTerm, heisenberg, tfim
 from physml_lang.runtime.quantum import rbm_chains_cpu, rbm_kernels
 from physml_lang.runtime.quantum.lattice import nearest_bonds, sublattice, translation_table
 from physml_lang.runtime.quantum.learners import (

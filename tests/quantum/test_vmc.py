@@ -5,7 +5,7 @@ import pydantic
 import pytest
 import torch
 
-from physml_lang.compiler.pauli import PauliSum, PauliTerm, tfim
+from physml_lang.compiler.derive.pauli import PauliSum, PauliTerm, tfim
 from physml_lang.runtime.quantum.lattice import nearest_bonds, translation_table
 from physml_lang.runtime.quantum.learners import RBM, AutoregressiveGRU, SymmetrizedAutoregressive
 from physml_lang.runtime.quantum.operator import LocalOperator

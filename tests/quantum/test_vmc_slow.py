@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from physml_lang.compiler.pauli import heisenberg, tfim
+from physml_lang.compiler.derive.pauli import heisenberg, tfim
 from physml_lang.runtime.quantum.lattice import nearest_bonds, sublattice, translation_table
 from physml_lang.runtime.quantum.learners import (
     RBM,

@@ -135,3 +135,34 @@ def test_expression_nodes_are_frozen_and_hashable():
     assert hash(e) == hash(E.Binary("+", E.Name("J"), E.Num(1)))
     with pytest.raises(dataclasses.FrozenInstanceError):
         e.op = "-"  # type: ignore[misc]
+
+
+def _example_models():
+    import physml_lang
+
+    seen = set()
+    for path in sorted((ROOT / "examples").glob("*.phys")):
+        program = physml_lang.load(path)
+        for task in program.runs.values():
+            checker = program.checker_for(task)
+            if checker.name in seen:
+                continue
+            seen.add(checker.name)
+            yield pytest.param(path, checker.name, id=f"{path.stem}-{checker.name}")
+
+
+@pytest.mark.parametrize("path, name", list(_example_models()))
+def test_compiled_models_follow_their_kind_protocol(path, name):
+    """Every model of every example compiles to an object of its kind's protocol, which is
+    all the runtime reads (compiler/models/protocols.py)."""
+    import physml_lang
+    from physml_lang.compiler.models.protocols import PROTOCOLS, CompiledModel
+
+    program = physml_lang.load(path)
+    if path.stem == "rbm_digits":
+        pytest.importorskip("sklearn")
+    cm = program.model(name)
+    assert isinstance(cm, CompiledModel)
+    assert cm.kind == cm.ir.kind
+    assert isinstance(cm, PROTOCOLS[cm.kind]), (name, cm.kind)
+    assert cm.describe() and cm.emit_sympy() and cm.emit_torch()

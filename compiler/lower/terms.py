@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from physml_lang.compiler.arrays import RealArray
+from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.lower.sympy import SympyArithmetic, number
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.walk import as_call, as_shift, int_literal, name_of
-
-from .arrays import RealArray
-from .instance import ModelInstance
-from .lower.sympy import SympyArithmetic, number
 
 Offset = tuple[int, ...]
 

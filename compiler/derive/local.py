@@ -15,10 +15,16 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from physml_lang.compiler.lower.terms import (
+    Access,
+    LatticeSum,
+    Offset,
+    PairTerm,
+    StencilTerm,
+    access_symbol,
+)
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir.model import DomainIR as Domain
-
-from .terms import Access, LatticeSum, Offset, PairTerm, StencilTerm, access_symbol
 
 CANDIDATE = sp.Symbol("v", real=True)
 VALUE = sp.Symbol("val", real=True)

@@ -8,16 +8,28 @@ from dataclasses import dataclass
 import sympy as sp
 import torch
 
+from physml_lang.compiler.derive import local as derive
+from physml_lang.compiler.derive.local import CANDIDATE
+from physml_lang.compiler.derive.symmetry import verify_symmetries
+from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.lower.lattice import (
+    PATHS,
+    LatticeKernels,
+    LatticeSumModule,
+    LocalEnergyModule,
+    _is_pair_stencil,
+)
+from physml_lang.compiler.lower.terms import (
+    Access,
+    LatticeSum,
+    PairTerm,
+    StencilTerm,
+    TermBuilder,
+    access_symbol,
+)
+from physml_lang.compiler.lower.torch import Kernel
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir import expr as E
-
-from . import derive
-from .derive import CANDIDATE
-from .energy import PATHS, LatticeKernels, LatticeSumModule, LocalEnergyModule, _is_pair_stencil
-from .instance import ModelInstance
-from .lower.torch import Kernel
-from .symmetry import verify_symmetries
-from .terms import Access, LatticeSum, PairTerm, StencilTerm, TermBuilder, access_symbol
 
 
 @dataclass
@@ -38,17 +50,19 @@ def default_path(model: ModelInstance) -> str:
     return "roll" if lat.all_periodic else "gather"
 
 
-class CompiledModel:
+class LatticeModel:
     """A model instantiated, lowered and verified.
 
     ``energy(state)`` -> (B,) for state (B, *lattice.shape) (or a dict of fields).
     """
 
+    kind = "lattice"
+
     def __init__(self, model: ModelInstance, path: str | None = None, dtype=torch.float32):
         if model.lattice is None or not model.fields:
             raise PhysmlError(Diagnostic("P800", f"model {model.name} has no lattice field to "
                                          "sample", model.name_span))  # fmt: skip
-        from .sitesets import SiteSetGraph
+        from physml_lang.compiler.sitesets import SiteSetGraph
 
         if isinstance(model.lattice, SiteSetGraph):
             raise PhysmlError(Diagnostic(
@@ -164,7 +178,7 @@ class CompiledModel:
         return (f"{_describe(self.lattice)}, {len(self.energy_sum.terms)} energy terms, "
                 f"lowered by {self.path}; symmetries verified: {', '.join(syms) or 'none declared'}")  # fmt: skip
 
-    def to(self, device) -> CompiledModel:
+    def to(self, device) -> LatticeModel:
         self.kernels.to(device)
         for fk in self.fields.values():
             if fk.colours is not None:
@@ -264,4 +278,4 @@ def _describe(lat) -> str:
     return f"{lat.kind} {'x'.join(map(str, lat.shape))}, {bc}"
 
 
-__all__ = ["CompiledModel", "FieldKernels", "CANDIDATE"]
+__all__ = ["LatticeModel", "FieldKernels", "CANDIDATE"]

@@ -32,17 +32,23 @@ import sympy as sp
 import torch
 from torch import nn
 
+from physml_lang.compiler.derive import local as derive
+from physml_lang.compiler.derive.local import CANDIDATE, decompose_pair, expand_deltas
+from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.lower.terms import (
+    Access,
+    PairTerm,
+    TermBuilder,
+    _Slot,
+    access_symbol,
+    fail,
+)
+from physml_lang.compiler.lower.torch import Kernel
+from physml_lang.compiler.sitesets import pair_structures, site_sets
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import DomainIR as Domain
 from physml_lang.ir.walk import name_of
-
-from . import derive
-from .derive import CANDIDATE, decompose_pair, expand_deltas
-from .instance import ModelInstance
-from .lower.torch import Kernel
-from .sitesets import pair_structures, site_sets
-from .terms import Access, PairTerm, TermBuilder, _Slot, access_symbol, fail
 
 BETA = sp.Symbol("beta", positive=True)
 VALUE = sp.Symbol("x", real=True)  # the value of a site, in printed derivations
@@ -194,6 +200,8 @@ class BoltzmannModel(nn.Module):
     ``energy(state)`` -> (B,); ``local_energy(field, state, v)`` -> (B, n) (or (B,) at
     ``sites``); ``free_energy(state, summed, beta)`` -> (B,) (dimensionless, beta F).
     """
+
+    kind = "boltzmann"
 
     def __init__(self, model: ModelInstance, dtype: torch.dtype = torch.float32):
         super().__init__()

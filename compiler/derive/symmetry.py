@@ -16,16 +16,15 @@ from typing import TYPE_CHECKING
 import sympy as sp
 import torch
 
+from physml_lang.compiler.derive import local as derive
+from physml_lang.compiler.lower.terms import PairTerm
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 
-from . import derive
-from .terms import PairTerm
-
 if TYPE_CHECKING:
-    from .model import CompiledModel
+    from physml_lang.compiler.models.lattice import LatticeModel
 
 
-def verify_symmetries(cm: CompiledModel) -> None:
+def verify_symmetries(cm: LatticeModel) -> None:
     for sym in cm.model.symmetries:
         if not sym.active:
             continue
@@ -39,7 +38,7 @@ def verify_symmetries(cm: CompiledModel) -> None:
                 sym.span))  # fmt: skip
 
 
-def _translation(cm: CompiledModel, sym) -> None:
+def _translation(cm: LatticeModel, sym) -> None:
     for t in cm.energy_sum.terms:
         for a in t.accesses.values():
             if a.kind == "array":
@@ -65,7 +64,7 @@ def _flip_map(domain, symbol):
     return None
 
 
-def _spin_flip(cm: CompiledModel, sym) -> None:
+def _spin_flip(cm: LatticeModel, sym) -> None:
     fields = {n: f.domain for n, f in cm.model.fields.items() if f.domain.discrete}
     for t in cm.energy_sum.terms:
         subs, syms, potts = {}, [], False
@@ -88,10 +87,10 @@ def _spin_flip(cm: CompiledModel, sym) -> None:
             _broken(t, sym)
 
 
-def _potts_invariant(cm: CompiledModel, term) -> bool:
+def _potts_invariant(cm: LatticeModel, term) -> bool:
     """Numerical check of s -> s + 1 mod q on random configurations, for one term."""
-    from .energy import LatticeSumModule
-    from .terms import LatticeSum
+    from physml_lang.compiler.lower.lattice import LatticeSumModule
+    from physml_lang.compiler.lower.terms import LatticeSum
 
     module = LatticeSumModule(cm.model, LatticeSum([term]), cm.kernels, "check")
     g = torch.Generator().manual_seed(0)

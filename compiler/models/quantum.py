@@ -1,7 +1,7 @@
 """Parse tree -> Pauli sums: the quantum compiler.
 
 A model with a ``qubit`` field and a ``hamiltonian`` becomes a :class:`QuantumModel`: its
-Hamiltonian as a canonical :class:`~physml_lang.compiler.pauli.PauliSum`, its verified
+Hamiltonian as a canonical :class:`~physml_lang.compiler.derive.pauli.PauliSum`, its verified
 symmetries and conserved quantities, and the lattice facts learners need (translation table,
 bipartite sublattice).
 
@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import sympy as sp
 import torch
 
+from physml_lang.compiler.derive.pauli import PauliSum, PauliTerm, total_z
+from physml_lang.compiler.instance import ModelInstance
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.functions import FUNCTIONS, Function
 from physml_lang.ir.walk import Arithmetic, Walker, as_call, int_literal, name_of, to_text
-
-from .instance import ModelInstance
-from .pauli import PauliSum, PauliTerm, total_z
 
 Value = complex | PauliSum
 
@@ -557,6 +557,8 @@ def _readable_number(x: float) -> sp.Expr:
 class QuantumModel:
     """A compiled qubit model: Hamiltonian, verified symmetries, conserved quantities."""
 
+    kind: ClassVar[str] = "quantum"
+
     model: ModelInstance
     hamiltonian: PauliSum
     geometry: Geometry
@@ -652,7 +654,7 @@ class QuantumModel:
         """Readable, runnable torch source of the derived matrix elements and local energy:
         ``matrix_elements(s)`` (B, K), ``connected(s)`` (B, K, N), ``local_energy(log_psi, s)``.
         The runtime evaluates the same elements with two batched matmuls (operator.py)."""
-        from .lower.torch import source_of
+        from physml_lang.compiler.lower.torch import source_of
 
         n = self.n_sites
         patterns = self.flip_patterns()

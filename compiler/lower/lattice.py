@@ -13,9 +13,7 @@ import sympy as sp
 import torch
 from torch import nn
 
-from physml_lang.diagnostics import Diagnostic, PhysmlError
-
-from .derive import (
+from physml_lang.compiler.derive.local import (
     CANDIDATE,
     VALUE,
     LocalEnergy,
@@ -24,10 +22,11 @@ from .derive import (
     expand_deltas,
     valid_symbol,
 )
-from .instance import ModelInstance
-from .lattices import Lattice
-from .lower.torch import Kernel
-from .terms import Access, LatticeSum, Offset, PairTerm, StencilTerm
+from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.lattices import Lattice
+from physml_lang.compiler.lower.terms import Access, LatticeSum, Offset, PairTerm, StencilTerm
+from physml_lang.compiler.lower.torch import Kernel
+from physml_lang.diagnostics import Diagnostic, PhysmlError
 
 PATHS = ("roll", "gather", "dense")
 

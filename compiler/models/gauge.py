@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from physml_lang.compiler.instance import ModelInstance
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import GAUGE_GROUPS
@@ -46,8 +47,6 @@ from physml_lang.ir.walk import Walker, additive_terms, int_literal, name_of, na
 from physml_lang.runtime.gauge.groups import get_group
 from physml_lang.runtime.gauge.lattice import lattice_dim, planes, plaquette_field, plaquettes
 from physml_lang.runtime.gauge.transforms import gauge_transform, random_gauge, translate
-
-from .instance import ModelInstance
 
 Tensor = torch.Tensor
 Offset = tuple[int, ...]
@@ -448,6 +447,8 @@ class Term:
 class GaugeModel:
     """A compiled lattice gauge model (see the module docstring)."""
 
+    kind = "gauge"
+
     def __init__(self, model: ModelInstance, **_options: Any):
         self.model = model
         self.ir = ir = model.ir
@@ -686,7 +687,7 @@ class GaugeModel:
                       f"{float(self.wilson_beta)!r})"]
         else:
             lines += ["# generic action: evaluated term by term from the declared expression",
-                      "# by physml_lang.compiler.gauge.Evaluator (shifted-tensor stencils)"]
+                      "# by physml_lang.compiler.models.gauge.Evaluator (shifted-tensor stencils)"]
             for t in self.terms:
                 lines.append(f"#   {'+' if t.sign > 0 else '-'} {t.text}")
         return "\n".join(lines) + "\n"
