@@ -10,7 +10,6 @@ import torch
 
 from physml_lang.compiler.derive import local as derive
 from physml_lang.compiler.derive.local import CANDIDATE
-from physml_lang.compiler.derive.symmetry import verify_symmetries
 from physml_lang.compiler.instance import ModelInstance
 from physml_lang.compiler.lower.lattice import (
     PATHS,
@@ -28,6 +27,7 @@ from physml_lang.compiler.lower.terms import (
     access_symbol,
 )
 from physml_lang.compiler.lower.torch import Kernel
+from physml_lang.compiler.models.symmetry import verify_symmetries
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir import expr as E
 
