@@ -273,7 +273,10 @@ class _Reader:
                     raise IRSyntaxError(f"unexpected {label!r} in ({tag} ...)")
                 kwargs[label[1:]] = self.value()
             self.next()
-            return cls(**kwargs)
+            try:
+                return cls(**kwargs)
+            except TypeError as exc:
+                raise IRSyntaxError(f"({tag} ...): {exc}") from None
         raise IRSyntaxError(f"unexpected {v!r}")
 
     # -------------------------------------------------------------- expressions
@@ -337,9 +340,14 @@ class _Reader:
 
 
 def parse_ir(text: str) -> Any:
-    """The IR record printed by :func:`print_ir`."""
+    """The IR record printed by :func:`print_ir` (IRSyntaxError for anything else)."""
     reader = _Reader(text)
-    out = reader.value()
+    try:
+        out = reader.value()
+    except (ValueError, IndexError) as exc:
+        if isinstance(exc, IRSyntaxError):
+            raise
+        raise IRSyntaxError(str(exc)) from None
     if reader.i != len(reader.toks):
         raise IRSyntaxError("text after the end of the record")
     return out
