@@ -21,8 +21,8 @@ import torch
 from tqdm import tqdm
 
 from physml_lang.check.model import ModelChecker
+from physml_lang.compiler.lower.program import Kernel
 from physml_lang.compiler.lower.sympy import SympyArithmetic
-from physml_lang.compiler.lower.torch import Kernel
 from physml_lang.compiler.models.lattice import LatticeModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E

@@ -28,7 +28,7 @@ from ..derive.hamiltonian import (
     radial_profile,
 )
 from ..errors import as_sympy as _as_expr
-from .torch import LoweringError, Program, lower_program
+from .program import LoweringError, Program, lower_program
 
 
 def _elementwise_template(

@@ -24,8 +24,8 @@ from physml_lang.compiler.derive.local import (
 )
 from physml_lang.compiler.instance import ModelInstance
 from physml_lang.compiler.lattices import Lattice
+from physml_lang.compiler.lower.program import Kernel
 from physml_lang.compiler.lower.terms import Access, LatticeSum, Offset, PairTerm, StencilTerm
-from physml_lang.compiler.lower.torch import Kernel
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 
 PATHS = ("roll", "gather", "dense")

@@ -35,6 +35,7 @@ from torch import nn
 from physml_lang.compiler.derive import local as derive
 from physml_lang.compiler.derive.local import CANDIDATE, decompose_pair, expand_deltas
 from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.lower.program import Kernel
 from physml_lang.compiler.lower.terms import (
     Access,
     PairTerm,
@@ -43,7 +44,6 @@ from physml_lang.compiler.lower.terms import (
     access_symbol,
     fail,
 )
-from physml_lang.compiler.lower.torch import Kernel
 from physml_lang.compiler.sitesets import pair_structures, site_sets
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir import expr as E

@@ -18,8 +18,8 @@ import torch
 
 from physml_lang.check.constants import evaluate
 from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.lower.program import LoweringError, Program, lower_program
 from physml_lang.compiler.lower.sympy import SympyBuilder
-from physml_lang.compiler.lower.torch import LoweringError, Program, lower_program
 from physml_lang.compiler.models.common import allowed_symmetries, fail
 from physml_lang.diagnostics import Span
 from physml_lang.ir import expr as E

@@ -10,6 +10,7 @@ import torch
 
 from physml_lang.compiler.derive import local as derive
 from physml_lang.compiler.derive.local import CANDIDATE
+from physml_lang.compiler.derive.symmetry import verify_symmetries
 from physml_lang.compiler.instance import ModelInstance
 from physml_lang.compiler.lower.lattice import (
     PATHS,
@@ -18,6 +19,7 @@ from physml_lang.compiler.lower.lattice import (
     LocalEnergyModule,
     _is_pair_stencil,
 )
+from physml_lang.compiler.lower.program import Kernel
 from physml_lang.compiler.lower.terms import (
     Access,
     LatticeSum,
@@ -26,8 +28,6 @@ from physml_lang.compiler.lower.terms import (
     TermBuilder,
     access_symbol,
 )
-from physml_lang.compiler.lower.torch import Kernel
-from physml_lang.compiler.models.symmetry import verify_symmetries
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir import expr as E
 
@@ -91,7 +91,7 @@ class LatticeModel:
         for name, f in model.fields.items():
             if f.domain.discrete and f.on == "sites":
                 self.fields[name] = self._field_kernels(name)
-        verify_symmetries(self)
+        verify_symmetries(model, self.energy_sum)
 
     # ---------------------------------------------------------------- derivations
     def _field_kernels(self, name: str) -> FieldKernels:

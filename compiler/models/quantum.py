@@ -654,7 +654,7 @@ class QuantumModel:
         """Readable, runnable torch source of the derived matrix elements and local energy:
         ``matrix_elements(s)`` (B, K), ``connected(s)`` (B, K, N), ``local_energy(log_psi, s)``.
         The runtime evaluates the same elements with two batched matmuls (operator.py)."""
-        from physml_lang.compiler.lower.torch import source_of
+        from physml_lang.compiler.lower.program import source_of
 
         n = self.n_sites
         patterns = self.flip_patterns()

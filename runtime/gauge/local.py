@@ -92,7 +92,7 @@ class LocalAction:
     """
 
     def __init__(self, model: Any):
-        from physml_lang.compiler.models.gauge import Env, Evaluator, fail
+        from physml_lang.compiler.lower.gauge import Env, Evaluator, fail
 
         self.m, self._Env, self._Evaluator = model, Env, Evaluator
         self.d, self.shape = model.d, tuple(model.shape)

@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from physml_lang.check.constants import evaluate
 from physml_lang.check.model import validate_options
-from physml_lang.compiler.models.gauge import Env, Evaluator, GaugeModel, span_text
+from physml_lang.compiler.lower.gauge import Env, Evaluator
+from physml_lang.compiler.models.gauge import GaugeModel, span_text
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word

@@ -1,8 +1,10 @@
-"""Sympy -> torch: the one lowering of derived expressions to batched torch code.
+"""Sympy -> arrays: the one lowering of derived expressions to batched array code.
 
 A walk over the (CSE'd) sympy tree turns every node into a closure over an environment and,
-from the same walk, its torch source text, so what ``physml compile --emit torch`` prints is a
-transcript of what runs -- no ``lambdify``, ``exec`` or ``eval``. Every compiled model uses it:
+from the same walk, its source text, so what ``physml compile --emit torch`` prints is a
+transcript of what runs -- no ``lambdify``, ``exec`` or ``eval``. The closures call a backend
+(:mod:`.backends`): torch for runs, numpy for the static checks of ``physml check``, which
+therefore evaluate exactly the program that runs. Every compiled model uses it:
 lattice stencils and local energies (:class:`Kernel`, inputs read lazily from the state),
 Boltzmann set and pair terms, measured observables, Hamilton's equations and continuous-field
 actions (:func:`lower_program`, positional tensor arguments).
@@ -14,18 +16,17 @@ accepts both. Integer and half-integer powers of a common base can share tempora
 
 from __future__ import annotations
 
-import cmath
 import keyword
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import sympy
-import torch
 
 from ..errors import CompileError, as_sympy
+from .backends import TORCH, Backend
+from .backends import backend as backend_named
 
 Env = dict[str, object]
 NodeFn = Callable[[Env], object]
@@ -33,98 +34,26 @@ NodeFn = Callable[[Env], object]
 
 LoweringError = CompileError  # an expression that cannot be lowered
 
+# sympy node type -> backend op
+_UNARY: dict[type, str] = {
+    sympy.sin: "sin", sympy.cos: "cos", sympy.tan: "tan", sympy.exp: "exp", sympy.log: "log",
+    sympy.tanh: "tanh", sympy.sinh: "sinh", sympy.cosh: "cosh", sympy.asin: "asin",
+    sympy.acos: "acos", sympy.atan: "atan", sympy.asinh: "asinh", sympy.acosh: "acosh",
+    sympy.atanh: "atanh", sympy.Abs: "abs", sympy.sign: "sign", sympy.floor: "floor",
+    sympy.ceiling: "ceil", sympy.erf: "erf", sympy.re: "real", sympy.im: "imag",
+    sympy.conjugate: "conj",
+}  # fmt: skip
 
-def _scalar_or_tensor(fn_tensor: Callable, fn_scalar: Callable) -> Callable:
-    """An elementwise function for tensors and Python numbers alike."""
-
-    def apply(x):
-        return fn_tensor(x) if isinstance(x, torch.Tensor) else fn_scalar(x)
-
-    return apply
-
-
-def _real_or_complex(real: Callable, cplx: Callable) -> Callable:
-    return lambda x: cplx(x) if isinstance(x, complex) else real(x)
-
-
-def _sign(x: float) -> float:
-    return float((x > 0) - (x < 0))
-
-
-def _delta(a, b):
-    eq = a == b
-    return eq.to(torch.get_default_dtype()) if isinstance(eq, torch.Tensor) else float(eq)
-
-
-def _conj(x):
-    if isinstance(x, torch.Tensor):
-        return torch.conj(x)
-    return complex(x).conjugate() if isinstance(x, complex) else x
-
-
-def _real(x):
-    if isinstance(x, torch.Tensor):
-        return torch.real(x) if x.is_complex() else x
-    return complex(x).real
-
-
-def _imag(x):
-    if isinstance(x, torch.Tensor):
-        return torch.imag(x) if x.is_complex() else torch.zeros_like(x)
-    return complex(x).imag
-
-
-# The walk: (closure, source text) for every sympy node.
-# --------------------------------------------------------------------------------------------
-
-def _elementary(name: str) -> tuple[Callable, str]:
-    fn_t = getattr(torch, name)
-    fn_s = _real_or_complex(getattr(math, name), getattr(cmath, name, getattr(math, name)))
-    return _scalar_or_tensor(fn_t, fn_s), f"torch.{name}"
-
-
-_UNARY: dict[type, tuple[Callable, str]] = {
-    sympy.sin: _elementary("sin"),
-    sympy.cos: _elementary("cos"),
-    sympy.tan: _elementary("tan"),
-    sympy.exp: _elementary("exp"),
-    sympy.log: _elementary("log"),
-    sympy.tanh: _elementary("tanh"),
-    sympy.sinh: _elementary("sinh"),
-    sympy.cosh: _elementary("cosh"),
-    sympy.asin: _elementary("asin"),
-    sympy.acos: _elementary("acos"),
-    sympy.atan: _elementary("atan"),
-    sympy.asinh: _elementary("asinh"),
-    sympy.acosh: _elementary("acosh"),
-    sympy.atanh: _elementary("atanh"),
-    sympy.Abs: (_scalar_or_tensor(torch.abs, abs), "torch.abs"),
-    sympy.sign: (_scalar_or_tensor(torch.sign, _sign), "torch.sign"),
-    sympy.floor: (_scalar_or_tensor(torch.floor, math.floor), "torch.floor"),
-    sympy.ceiling: (_scalar_or_tensor(torch.ceil, math.ceil), "torch.ceil"),
-    sympy.erf: (_scalar_or_tensor(torch.erf, math.erf), "torch.erf"),
-    sympy.re: (_real, "torch.real"),
-    sympy.im: (_imag, "torch.imag"),
-    sympy.conjugate: (_conj, "torch.conj"),
-}
-
-_RELATIONAL: dict[type, tuple[Callable[..., torch.Tensor], str]] = {
-    sympy.StrictLessThan: (torch.lt, "torch.lt"),
-    sympy.LessThan: (torch.le, "torch.le"),
-    sympy.StrictGreaterThan: (torch.gt, "torch.gt"),
-    sympy.GreaterThan: (torch.ge, "torch.ge"),
-    sympy.Equality: (torch.eq, "torch.eq"),
-    sympy.Unequality: (torch.ne, "torch.ne"),
+_RELATIONAL: dict[type, str] = {
+    sympy.StrictLessThan: "lt",
+    sympy.LessThan: "le",
+    sympy.StrictGreaterThan: "gt",
+    sympy.GreaterThan: "ge",
+    sympy.Equality: "eq",
+    sympy.Unequality: "ne",
 }
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _as_tensor(x: object, like: object) -> object:
-    """Make a Python number a tensor matching ``like`` (for ops that need tensor arguments)."""
-    if isinstance(x, torch.Tensor) or not isinstance(like, torch.Tensor):
-        return x
-    return torch.as_tensor(x, dtype=like.dtype, device=like.device)
 
 
 def _square(x: object) -> object:
@@ -132,13 +61,6 @@ def _square(x: object) -> object:
 
 
 _as_expr = as_sympy
-
-
-def _first_tensor(values: Sequence[object]) -> object:
-    for v in values:
-        if isinstance(v, torch.Tensor):
-            return v
-    return None
 
 
 def _paren(src: str, atomic: bool) -> str:
@@ -161,39 +83,37 @@ def _force(value):
     return value() if callable(value) else value
 
 
-def _sqrt(x):
-    return torch.sqrt(x) if isinstance(x, torch.Tensor) else x**0.5
-
-
-def _rsqrt(x):
-    return torch.rsqrt(x) if isinstance(x, torch.Tensor) else x**-0.5
-
-
-def _reciprocal(x):
-    return torch.reciprocal(x) if isinstance(x, torch.Tensor) else 1.0 / x
-
-
-def _power(b, e):
-    ref = _first_tensor([b, e])
-    if ref is None:
-        return b**e
-    return torch.pow(_as_tensor(b, ref), _as_tensor(e, ref))
-
-
 class _Lowerer:
     """Translates sympy nodes into (closure over an environment, torch source) pairs.
 
     ``names``: the environment key (and printed name) of every symbol. ``lazy``: keys whose
     values may be thunks, forced on first read and cached, except those in ``once`` (read once
     in the whole program: forced without keeping the value). ``complex``: complex constants
-    are allowed (real programs refuse them)."""
+    are allowed (real programs refuse them). ``backend``: the array library the closures call
+    and the source names."""
 
     def __init__(self, names: Mapping[sympy.Symbol, str], lazy: frozenset[str] = frozenset(),
-                 once: frozenset[str] = frozenset(), complex: bool = False):  # fmt: skip
+                 once: frozenset[str] = frozenset(), complex: bool = False,
+                 backend: Backend = TORCH):  # fmt: skip
         self.names = names
         self.lazy = lazy
         self.once = once
         self.complex = complex
+        self.backend = backend
+        self.ops = backend.ops
+
+    def _call(self, op: str, *args: sympy.Expr) -> tuple[NodeFn, str]:
+        """``op`` applied to lowered arguments."""
+        parts = [self.lower(a) for a in args]
+        fn = self.ops[op]
+        src = self.backend.src(op, *(s for _, s in parts))
+        if len(parts) == 1:
+            f0 = parts[0][0]
+            return (lambda env: fn(f0(env))), src
+        if len(parts) == 2:
+            f0, f1 = parts[0][0], parts[1][0]
+            return (lambda env: fn(f0(env), f1(env))), src
+        return (lambda env: fn(*(f(env) for f, _ in parts))), src
 
     def lower(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
         if expr is sympy.true or expr is sympy.false:
@@ -223,62 +143,27 @@ class _Lowerer:
         if expr.is_Pow:
             return self._pow(expr)
         if type(expr) in _UNARY and len(expr.args) == 1:
-            op, name = _UNARY[type(expr)]
-            fa, sa = self.lower(expr.args[0])
-            return (lambda env, _f=fa, _op=op: _op(_f(env))), f"{name}({sa})"
+            return self._call(_UNARY[type(expr)], expr.args[0])
         if isinstance(expr, sympy.atan2):
-            (fy, sy), (fx, sx) = self.lower(expr.args[0]), self.lower(expr.args[1])
-
-            def atan2(env: Env) -> object:
-                y, x = fy(env), fx(env)
-                ref = _first_tensor([y, x])
-                return torch.atan2(_as_tensor(y, ref), _as_tensor(x, ref))
-
-            return atan2, f"torch.atan2({sy}, {sx})"
+            return self._call("atan2", *expr.args)
         if isinstance(expr, sympy.Heaviside):
             # H(x) with H(0) = 1/2, the sympy default convention for a symbolic argument.
-            fa, sa = self.lower(expr.args[0])
-            return (lambda env, _f=fa: 0.5 * (torch.sign(_f(env)) + 1.0)), (
-                f"0.5 * (torch.sign({sa}) + 1.0)"
-            )
+            return self._call("heaviside", expr.args[0])
         if isinstance(expr, sympy.KroneckerDelta):
-            (fa, sa), (fb, sb) = self.lower(expr.args[0]), self.lower(expr.args[1])
-            return (lambda env: _delta(fa(env), fb(env))), f"({sa} == {sb}).to(dtype)"
+            return self._call("delta", *expr.args)
         if isinstance(expr, (sympy.Max, sympy.Min)):
-            return self._extremum(expr)
+            return self._fold("maximum" if isinstance(expr, sympy.Max) else "minimum", expr.args)
         if isinstance(expr, sympy.Piecewise):
             return self._piecewise(expr)
         if type(expr) in _RELATIONAL:
-            op, name = _RELATIONAL[type(expr)]
-            (fa, sa), (fb, sb) = self.lower(expr.lhs), self.lower(expr.rhs)
-
-            def rel(env: Env, _op=op) -> object:
-                a, b = fa(env), fb(env)
-                ref = _first_tensor([a, b])
-                return _op(_as_tensor(a, ref), _as_tensor(b, ref))
-
-            return rel, f"{name}({sa}, {sb})"
+            return self._call(_RELATIONAL[type(expr)], expr.lhs, expr.rhs)
         if isinstance(expr, (sympy.And, sympy.Or)):
-            parts = [self.lower(a) for a in expr.args]
-            op = torch.logical_and if isinstance(expr, sympy.And) else torch.logical_or
-            opname = "torch.logical_and" if isinstance(expr, sympy.And) else "torch.logical_or"
-
-            def logic(env: Env, _op=op) -> object:
-                acc = parts[0][0](env)
-                for f, _ in parts[1:]:
-                    acc = _op(acc, f(env))
-                return acc
-
-            src = parts[0][1]
-            for _, s in parts[1:]:
-                src = f"{opname}({src}, {s})"
-            return logic, src
+            return self._fold("logical_and" if isinstance(expr, sympy.And) else "logical_or",
+                              expr.args)  # fmt: skip
         if isinstance(expr, sympy.Not):
-            fa, sa = self.lower(expr.args[0])
-            return (lambda env: torch.logical_not(fa(env))), f"torch.logical_not({sa})"
-        raise LoweringError(
-            f"cannot lower '{type(expr).__name__}' to torch (in {sympy.sstr(expr)})"
-        )
+            return self._call("logical_not", expr.args[0])
+        raise LoweringError(f"cannot lower '{type(expr).__name__}' to {self.backend.name} "
+                            f"(in {sympy.sstr(expr)})")  # fmt: skip
 
     def _constant(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
         if expr is sympy.true or expr is sympy.false:
@@ -407,58 +292,50 @@ class _Lowerer:
         fb, sb = self.lower(base)
         sbp = _paren(sb, _is_atomic(base))
         if exp.free_symbols:
-            fe, se = self.lower(exp)
-            return (lambda env: _power(fb(env), fe(env))), f"torch.pow({sb}, {se})"
+            return self._call("pow", base, exp)
         if exp == sympy.Rational(1, 2):
-            return (lambda env: _sqrt(fb(env))), f"torch.sqrt({sb})"
+            return self._call("sqrt", base)
         if exp == sympy.Rational(-1, 2):
-            return (lambda env: _rsqrt(fb(env))), f"torch.rsqrt({sb})"
+            return self._call("rsqrt", base)
         if exp == -1:
-            return (lambda env: _reciprocal(fb(env))), f"torch.reciprocal({sb})"
+            return self._call("reciprocal", base)
         if exp == 2:
             # x * x is cheaper than pow and has the same autograd.
-            src = f"{sbp} * {sbp}" if base.is_Symbol else f"torch.square({sb})"
+            src = f"{sbp} * {sbp}" if base.is_Symbol else self.backend.src("square", sb)
             return (lambda env: _square(fb(env))), src
         e: int | float = int(exp) if exp.is_Integer else float(exp)
         return (lambda env, _e=e: fb(env) ** _e), f"{sbp} ** {e!r}"
 
-    def _extremum(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
-        parts = [self.lower(a) for a in expr.args]
-        is_max = isinstance(expr, sympy.Max)
-        op, name = (torch.maximum, "torch.maximum") if is_max else (torch.minimum, "torch.minimum")
+    def _fold(self, op: str, args: Sequence[sympy.Expr]) -> tuple[NodeFn, str]:
+        """A binary ``op`` folded left over ``args`` (max, min, and, or)."""
+        parts = [self.lower(a) for a in args]
+        fn = self.ops[op]
 
-        def ext(env: Env) -> object:
-            vals = [f(env) for f, _ in parts]
-            ref = _first_tensor(vals)
-            if ref is None:
-                return max(vals) if is_max else min(vals)
-            acc = _as_tensor(vals[0], ref)
-            for v in vals[1:]:
-                acc = op(acc, _as_tensor(v, ref))
+        def fold(env: Env) -> object:
+            acc = parts[0][0](env)
+            for f, _ in parts[1:]:
+                acc = fn(acc, f(env))
             return acc
 
         src = parts[0][1]
         for _, s in parts[1:]:
-            src = f"{name}({src}, {s})"
-        return ext, src
+            src = self.backend.src(op, src, s)
+        return fold, src
 
     def _piecewise(self, expr: sympy.Expr) -> tuple[NodeFn, str]:
         pieces = [(self.lower(e), self.lower(c)) for e, c in expr.args]
+        where = self.ops["where"]
 
         def pw(env: Env) -> object:
             (fe, _), _ = pieces[-1]
             out = fe(env)
             for (fe, _), (fc, _) in reversed(pieces[:-1]):
-                val, cond = fe(env), fc(env)
-                ref = _first_tensor([val, out, cond])
-                out = torch.where(
-                    _as_tensor(cond, ref).bool(), _as_tensor(val, ref), _as_tensor(out, ref)
-                )
+                out = where(fc(env), fe(env), out)
             return out
 
         src = pieces[-1][0][1]
         for (_, se), (_, sc) in reversed(pieces[:-1]):
-            src = f"torch.where({sc}, {se}, {src})"
+            src = self.backend.src("where", sc, se, src)
         return pw, src
 
 
@@ -500,6 +377,7 @@ def lower_program(
     share_powers: bool = False,
     lazy: bool = False,
     complex: bool = False,
+    backend: str = "torch",
 ) -> Program:
     """Lower ``exprs`` over ``arguments`` (bound positionally at :meth:`Program.run`).
 
@@ -507,7 +385,9 @@ def lower_program(
     other free symbol to a number. ``share_powers`` computes the integer and half-integer powers
     of a common base as products of shared temporaries (see :func:`_share_powers`). ``lazy``:
     arguments may be thunks (forced on first read). ``complex``: complex constants are allowed.
-    Raises :class:`LoweringError` for an unbound symbol or an operation with no torch lowering.
+    ``backend``: ``torch`` (runs) or ``numpy`` (static checks): the same program, calling that
+    library (see :mod:`.backends`).
+    Raises :class:`LoweringError` for an unbound symbol or an operation with no lowering.
 
     Programs are pure (closures over an environment passed per run), so identical requests --
     a model recompiled for each lattice size of a scan -- share one lowering.
@@ -515,15 +395,15 @@ def lower_program(
     key = (tuple(_as_expr(e) for e in exprs), tuple(arguments),
            tuple(sorted((names or {}).items(), key=lambda kv: str(kv[0]))),
            tuple(sorted((params or {}).items(), key=lambda kv: str(kv[0]))),
-           what, share_powers, lazy, complex)  # fmt: skip
+           what, share_powers, lazy, complex, backend_named(backend).name)  # fmt: skip
     return _lower_cached(key)
 
 
 @lru_cache(maxsize=512)
 def _lower_cached(key: tuple) -> Program:
-    exprs, arguments, names, params, what, share_powers, lazy, complex = key
+    exprs, arguments, names, params, what, share_powers, lazy, complex, backend = key
     return _lower(list(exprs), list(arguments), dict(names), dict(params), what, share_powers,
-                  lazy, complex)  # fmt: skip
+                  lazy, complex, backend_named(backend))  # fmt: skip
 
 
 def _lower(
@@ -535,6 +415,7 @@ def _lower(
     share_powers: bool,
     lazy: bool,
     complex: bool,
+    backend: Backend = TORCH,
 ) -> Program:
     exprs = [_as_expr(e) for e in exprs]
     if params:
@@ -544,7 +425,7 @@ def _lower(
     if unbound:
         listed = ", ".join(sorted(str(s) for s in unbound))
         raise LoweringError(f"{what}: no value for parameter(s) {listed}")
-    taken: set[str] = {"torch", "out"}
+    taken: set[str] = {"torch", "np", "out"}
     env_names: dict[sympy.Symbol, str] = {}
     for s in arguments:
         want = (names or {}).get(s)
@@ -564,7 +445,7 @@ def _lower(
         program = [e for _, e in replacements] + list(reduced)
         counts = _leaf_counts(program)
         once = frozenset(env_names[s] for s in arguments if counts.get(s, 0) == 1)
-    lowerer = _Lowerer(env_names, lazy_keys, once, complex)
+    lowerer = _Lowerer(env_names, lazy_keys, once, complex, backend)
     steps: list[tuple[str, NodeFn]] = []
     lines: list[str] = []
     for sym, sub in replacements:
@@ -718,7 +599,7 @@ def _py_name(name: str, taken: set[str]) -> str:
     """A safe, unique Python identifier for a symbol (display only; closures use it as a key)."""
     base = name if _IDENT.match(name) and not keyword.iskeyword(name) else "v"
     base = re.sub(r"[^A-Za-z0-9_]", "_", base)
-    if base in {"torch", "q", "p", "out"} or base.startswith("_"):
+    if base in {"torch", "np", "q", "p", "out"} or base.startswith("_"):
         base = f"v_{base.lstrip('_')}"
     cand, k = base, 1
     while cand in taken:
@@ -748,15 +629,17 @@ class Kernel:
 
     ``inputs`` maps each input symbol to what it reads (a field at an offset, an array, a
     validity mask, "candidate", ...); the caller provides the values. ``source(describe)``
-    prints the same program as a function of ``state``."""
+    prints the same program as a function of ``state``. ``backend``: see :func:`lower_program`.
+    """
 
-    def __init__(self, name: str, expr: sympy.Expr, inputs: Mapping[sympy.Symbol, object]):
+    def __init__(self, name: str, expr: sympy.Expr, inputs: Mapping[sympy.Symbol, object],
+                 backend: str = "torch"):  # fmt: skip
         self.name = name
         self.expr = expr
         self.inputs = dict(inputs)
         args = sorted(self.inputs, key=str)
         self.program = lower_program([expr], args, {s: s.name for s in args}, lazy=True,
-                                     complex=True, what=name)  # fmt: skip
+                                     complex=True, what=name, backend=backend)  # fmt: skip
         self._keys = dict(zip(args, self.program._keys, strict=True))
 
     def __call__(self, env: Mapping[sympy.Symbol, object]):
@@ -764,7 +647,7 @@ class Kernel:
         return self.program.run_env({keys[s]: v for s, v in env.items() if s in keys})[0]
 
     def source(self, describe: Callable[[sympy.Symbol, object], str | None]) -> str:
-        """Readable, runnable torch source for this kernel.
+        """Readable, runnable source for this kernel.
 
         ``describe`` prints how each input is read from ``state``; inputs it returns None for
         (a candidate value, a site value) become arguments of the function.
@@ -782,10 +665,11 @@ class Kernel:
         return "\n".join(lines)
 
 
-def source_of(expr: sympy.Expr, names: Mapping[sympy.Symbol, str] | None = None) -> str:
-    """The torch source of one expression, inline (no temporaries): for printed code."""
+def source_of(expr: sympy.Expr, names: Mapping[sympy.Symbol, str] | None = None,
+              backend: str = "torch") -> str:  # fmt: skip
+    """The source of one expression, inline (no temporaries): for printed code."""
     names = names or {s: s.name for s in expr.free_symbols}
-    return _Lowerer(names, complex=True).lower(expr)[1]
+    return _Lowerer(names, complex=True, backend=backend_named(backend)).lower(expr)[1]
 
 
 __all__ = ["Kernel", "LoweringError", "Program", "lower_program", "source_of"]

@@ -1,0 +1,405 @@
+"""Lowering of gauge-model expressions to torch: link-valued stencils on shifted tensors.
+
+The action of a gauge model is a function of the link tensor U (B, L_1..L_d, d, *group_shape)
+in the runtime's storage form and of matter tensors (B, L_1..L_d). :class:`Evaluator` walks an
+expression of the IR and returns its value on concrete tensors, vectorised over the batch and
+the lattice (loops run only over directions):
+
+- ``U[x + e0 - e1, mu]`` is the link x+e0-e1 -> x+e0-e1+e_mu in its *linear* form: the float
+  +-1 (z2), the phase exp(i theta) (u1) or the 2x2 matrix (su2), read by translating U.
+- ``*`` multiplies (matrix product for su2), ``conj`` conjugates elementwise, ``dagger`` is the
+  conjugate transpose, ``trace`` the matrix trace, ``re``/``im`` real/imaginary parts; other
+  functions are the lowering's backend ops (backends.py), so there is one function table.
+- A definition with indices (a plaquette ``P[x, mu, nu]``) is inlined where it is used.
+- Sums: ``for x in sites``, ``for (x, mu) in links``, ``for (x, mu, nu) in plaquettes``
+  (mu < nu), ``for mu`` (a direction).
+
+Matrix-valued links have no sympy counterpart that derivation needs (forces come from the
+runtime's staples or autograd), so this lowering goes from the IR straight to torch, with
+the same walker as every other stage. Density mode (``keep_sites``) keeps a site sum's summand
+as a lattice field and records the stencil of every access, for local updates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
+from physml_lang.ir import expr as E
+from physml_lang.ir.walk import Walker, int_literal, name_of
+from physml_lang.runtime.gauge.lattice import planes
+from physml_lang.runtime.gauge.transforms import translate
+
+from .backends import TORCH
+
+if TYPE_CHECKING:
+    from physml_lang.compiler.models.gauge import GaugeModel
+
+Tensor = torch.Tensor
+Offset = tuple[int, ...]
+
+
+def fail(code: str, msg: str, span: Span | None, hint: str | None = None):
+    raise PhysmlError(Diagnostic(code, msg, span, hint))
+
+
+@dataclass
+class Val:
+    """An evaluated expression: a lattice field (B, L..., [N, N]) when ``lattice``, else a
+    per-configuration value (B, [N, N]) or a plain number (``t`` a Python scalar)."""
+
+    t: Any
+    mat: bool = False
+    lattice: bool = False
+
+
+@dataclass
+class Env:
+    sites: dict[str, Offset] = field(default_factory=dict)
+    dirs: dict[str, int] = field(default_factory=dict)
+
+
+class Evaluator(Walker[Val]):
+    """Evaluates a gauge-model expression on concrete link and matter tensors."""
+
+    what = "a gauge action"
+
+    def __init__(self, model: GaugeModel, U: Tensor, matter: dict[str, Tensor]):
+        self.m = model
+        self.lin = model.group.to_lin(U)  # (B, L..., d, *lin_shape)
+        self.matter = {k: (model.group.to_lin(v) if model.matter_domains[k] == "u1" else v)
+                       for k, v in matter.items()}
+        self.B = U.shape[0]
+        self.depth = 0
+        # Density mode (runtime/gauge/local.py): a site sum keeps its summand as a lattice field
+        # (B, L...) instead of summing it, and every field access (name, offset, direction) is
+        # recorded, giving the local action density and its stencil.
+        self.keep_sites = False
+        self.record: set[tuple[str, Offset, int | None]] | None = None
+        self.site_sums = 0
+
+    def evaluate(self, e: E.Expr, env: Env) -> Val:
+        return self.walk(e, env)
+
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic("P300", "this expression cannot appear in a gauge action",
+                                      e.span))  # fmt: skip
+
+    # -------------------------------------------------------------- index arithmetic
+    def offset(self, e: E.Expr, env: Env) -> Offset:
+        return _Offset(self, env).walk(e)
+
+    def unit(self, name: str, env: Env, span) -> Offset | None:
+        d = self.m.d
+        mu: int | None = None
+        if name.startswith("e_") and name[2:] in env.dirs:
+            mu = env.dirs[name[2:]]
+        elif len(name) >= 2 and name[0] == "e" and name[1:].isdigit():
+            mu = int(name[1:])
+            if mu >= d:
+                fail("P400", f"{name} is not a direction of a {d}-dimensional lattice", span,
+                     f"directions are 0 .. {d - 1}")
+        if mu is None:
+            return None
+        return tuple(1 if k == mu else 0 for k in range(d))
+
+    def direction(self, e: E.Expr, env: Env) -> int:
+        name = name_of(e)
+        if name is not None and name in env.dirs:
+            return env.dirs[name]
+        v = self.scalar(e, env)
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < self.m.d:
+            fail("P400", f"a direction is an integer 0 .. {self.m.d - 1}", e.span)
+        return v
+
+    def scalar(self, e: E.Expr, env: Env) -> Any:
+        v = self.walk(e, env)
+        if isinstance(v.t, Tensor):
+            fail("P300", "a constant is needed here", e.span)
+        return v.t
+
+    # -------------------------------------------------------------- expressions
+    def on_number(self, e: E.Num, env: Env) -> Val:
+        return Val(e.value)
+
+    def on_imaginary(self, e: E.Imag, env: Env) -> Val:
+        return Val(complex(0, e.value))
+
+    def on_name(self, e: E.Name, env: Env) -> Val:
+        m = self.m
+        if e.id in m.model.params:
+            return Val(m.model.params[e.id])
+        if e.id == "pi":
+            return Val(math.pi)
+        if e.id == "I":
+            return Val(1j)
+        if e.id in m.model.definitions and not m.model.definitions[e.id].indices:
+            return self.walk(m.model.definitions[e.id].expr, Env())
+        if e.id in m.model.fields:
+            fail("P302", f"'{e.id}' needs indices: {e.id}[x" +
+                 (", mu]" if m.model.fields[e.id].on == "links" else "]"), e.span)
+        fail("P300", f"'{e.id}' cannot be used as a value here", e.span)
+
+    def on_unary(self, e: E.Unary, env: Env) -> Val:
+        if e.op != "-":
+            fail("P300", f"'{e.op}' is not an arithmetic operation", e.span)
+        v = self.walk(e.operand, env)
+        return Val(-v.t, v.mat, v.lattice)
+
+    def on_index(self, e: E.Index, env: Env) -> Val:
+        m = self.m
+        name = name_of(e.base)
+        if name is None:
+            fail("P300", "only fields and definitions can be indexed", e.span)
+        if name == m.link_field:
+            if len(e.indices) != 2:
+                fail("P302", f"a link is indexed by a site and a direction: {name}[x, mu]",
+                     e.span)
+            off = self.offset(e.indices[0], env)
+            mu = self.direction(e.indices[1], env)
+            t = self.lin.select(1 + m.d, mu)
+            if self.record is not None:
+                self.record.add((name, off, mu))
+            return Val(translate(t, off), m.group.name == "su2", True)
+        if name in m.matter_domains:
+            if len(e.indices) != 1:
+                fail("P302", f"a site field is indexed by one site: {name}[x]", e.span)
+            off = self.offset(e.indices[0], env)
+            if self.record is not None:
+                self.record.add((name, off, None))
+            return Val(translate(self.matter[name], off), False, True)
+        d = m.model.definitions.get(name)
+        if d is not None and d.indices:
+            if len(e.indices) != len(d.indices):
+                fail("P302", f"'{name}' takes {len(d.indices)} indices", e.span)
+            inner = Env()
+            for formal, actual in zip(d.indices, e.indices):
+                if formal in m.site_names(d):
+                    inner.sites[formal] = self.offset(actual, env)
+                else:
+                    inner.dirs[formal] = self.direction(actual, env)
+            self.depth += 1
+            if self.depth > 32:
+                fail("P400", f"'{name}' refers to itself", e.span)
+            try:
+                return self.walk(d.expr, inner)
+            finally:
+                self.depth -= 1
+        fail("P202", f"'{name}' cannot be indexed in a gauge action", e.span)
+
+    def on_binary(self, e: E.Binary, env: Env) -> Val:
+        a, b = self.walk(e.left, env), self.walk(e.right, env)
+        lat = a.lattice or b.lattice
+        if e.op == "*":
+            if a.mat and b.mat:
+                return Val(a.t @ b.t, True, lat)
+            return Val(_mul(a, b), a.mat or b.mat, lat)
+        if e.op in "+-":
+            if a.mat != b.mat:
+                fail("P300", "cannot add a matrix and a number", e.span,
+                     "take a trace first: re(trace(P)) / 2")
+            ta, tb = _broadcast(a, b)
+            return Val(ta + tb if e.op == "+" else ta - tb, a.mat, lat)
+        if e.op == "/":
+            if b.mat:
+                fail("P300", "cannot divide by a matrix", e.right.span)
+            if not isinstance(b.t, Tensor) and b.t == 0:
+                fail("P400", "division by zero", e.right.span)
+            return Val(_mul(a, Val(1 / b.t, False, b.lattice)), a.mat, lat)
+        if e.op == "^":
+            if a.mat or b.mat or isinstance(b.t, Tensor):
+                fail("P300", "powers take a number and a constant exponent", e.span)
+            return Val(a.t ** b.t, False, lat)
+        fail("P300", f"'{e.op}' cannot appear in an action", e.span)
+
+    def on_call(self, e: E.Call, env: Env) -> Val:
+        if e.kwargs or len(e.args) != 1:
+            fail("P302", f"{e.func} takes one argument", e.span)
+        v = self.walk(e.args[0], env)
+        f = e.func
+        t = v.t
+        if f == "trace":
+            if not v.mat:
+                return v
+            return Val(t[..., 0, 0] + t[..., 1, 1], False, v.lattice)
+        if f == "dagger":
+            if v.mat:
+                return Val(t.conj().transpose(-1, -2), True, v.lattice)
+            return Val(_conj(t), False, v.lattice)
+        if f == "conj":
+            return Val(_conj(t), v.mat, v.lattice)
+        if v.mat:
+            fail("P300", f"{f}() of an SU(2) matrix", e.span,
+                 "take the trace first: re(trace(P)) / 2 is Re tr P / N")
+        if f in ("re", "im"):
+            return Val(TORCH.ops["real" if f == "re" else "imag"](t), False, v.lattice)
+        if f not in _FUNCTIONS:
+            fail("P300", f"{f}() cannot appear in a gauge action", e.func_span)
+        if not isinstance(t, Tensor):
+            t = torch.as_tensor(t, dtype=torch.complex128 if isinstance(t, complex)
+                                else torch.float64)
+        return Val(TORCH.ops[_FUNCTIONS[f]](t), False, v.lattice)
+
+    def on_reduce(self, e: E.Reduce, env: Env) -> Val:
+        if e.func != "sum":
+            fail("P800", f"{e.func}(...) is not supported in gauge actions yet", e.func_span,
+                 "use sum(...)")
+        d = self.m.d
+        site_vars: list[str] = []
+        assignments: list[dict[str, int]] = [{}]
+        for loop in e.loops:
+            dom = loop.domain
+            dname = name_of(dom)
+            names = loop.names
+            if dom is None:
+                if len(names) != 1:
+                    fail("P300", "a bare 'for' binds one direction: for mu", loop.span)
+                new = [{names[0]: mu} for mu in range(d)]
+            elif dname == "sites":
+                if len(names) != 1:
+                    fail("P302", "sites bind one name: for x in sites", loop.span)
+                site_vars.append(names[0])
+                new = [{}]
+            elif dname == "links":
+                if len(names) != 2:
+                    fail("P302", "links bind a site and a direction: for (x, mu) in links",
+                         loop.span)
+                site_vars.append(names[0])
+                new = [{names[1]: mu} for mu in range(d)]
+            elif dname == "plaquettes":
+                if len(names) == 1 and d == 2:
+                    site_vars.append(names[0])
+                    new = [{}]
+                elif len(names) == 3:
+                    site_vars.append(names[0])
+                    new = [{names[1]: mu, names[2]: nu} for mu, nu in planes(d)]
+                else:
+                    fail("P302", "plaquettes bind a site and a plane: "
+                         "for (x, mu, nu) in plaquettes (mu < nu)", loop.span)
+            else:
+                fail("P300", "gauge sums run over sites, links, plaquettes or directions",
+                     loop.span, "for x in sites / for (x, mu) in links / "
+                     "for (x, mu, nu) in plaquettes / for mu")
+            assignments = [{**a, **b} for a in assignments for b in new]
+        if len(site_vars) > 1:
+            fail("P800", "a sum binds at most one site", e.span)
+        total: Any = 0
+        lattice = False
+        keep = self.keep_sites and bool(site_vars)
+        if keep:
+            if self.site_sums:
+                fail("P502", "nested sums over sites are not a local action density", e.span)
+            self.site_sums += 1
+        try:
+            for a in assignments:
+                inner = Env(dict(env.sites), {**env.dirs, **a})
+                for s in site_vars:
+                    inner.sites[s] = (0,) * d
+                v = self.walk(e.body, inner)
+                if v.mat:
+                    fail("P300", "the sum of matrices is not a number", e.body.span,
+                         "take the trace: re(trace(P)) / 2")
+                t = v.t
+                if keep:
+                    # density mode: the summand as a field (B, L...), constants broadcast
+                    if not v.lattice:
+                        if isinstance(t, Tensor):
+                            t = t.reshape(t.shape + (1,) * d)
+                        t = t * torch.ones((self.B, *self.m.shape), dtype=torch.float64,
+                                           device=self.lin.device)
+                    lattice = True
+                elif site_vars:
+                    t = t.flatten(1, d).sum(1) if v.lattice else t * self.m.n_sites
+                else:
+                    lattice = lattice or v.lattice
+                total = total + t
+        finally:
+            if keep:
+                self.site_sums -= 1
+        return Val(total, False, lattice)
+
+
+# physml function -> backend op (the one function table of the lowering, backends.py)
+_FUNCTIONS: dict[str, str] = {
+    "abs": "abs", "exp": "exp", "log": "log", "sqrt": "sqrt", "cos": "cos", "sin": "sin",
+    "tan": "tan", "tanh": "tanh", "cosh": "cosh", "sinh": "sinh", "arg": "angle",
+    "sign": "sign",
+}  # fmt: skip
+
+
+class _Offset(Walker[Offset]):
+    """A site index as an offset from the bound site: x, x + e0, x - e_mu + e_nu, x + 2 * e1."""
+
+    def __init__(self, ev: Evaluator, env: Env):
+        self.ev = ev
+        self.env = env
+        self.d = ev.m.d
+
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic(
+            "P300", "this is not a site index", e.span,
+            "write a bound site plus unit vectors: x, x + e0, x - e_mu + e_nu, x + 2 * e1"))
+
+    def on_name(self, e: E.Name, env) -> Offset:
+        if e.id in self.env.sites:
+            return self.env.sites[e.id]
+        unit = self.ev.unit(e.id, self.env, e.span)
+        if unit is not None:
+            return unit
+        fail("P202", f"'{e.id}' is not a site here", e.span,
+             "a site index is a bound site plus unit vectors: x + e0 or x + e_mu")
+
+    def on_binary(self, e: E.Binary, env) -> Offset:
+        if e.op in ("+", "-"):
+            a, b = self.walk(e.left), self.walk(e.right)
+            s = 1 if e.op == "+" else -1
+            return tuple(p + s * q for p, q in zip(a, b))
+        k = int_literal(e.left)
+        if e.op == "*" and k is not None:
+            return tuple(k * p for p in self.walk(e.right))
+        raise self.not_here(e)
+
+    def on_unary(self, e: E.Unary, env) -> Offset:
+        if e.op != "-":
+            raise self.not_here(e)
+        return tuple(-p for p in self.walk(e.operand))
+
+    def on_number(self, e: E.Num, env) -> Offset:
+        if e.value == 0:
+            return (0,) * self.d
+        raise self.not_here(e)
+
+
+def _conj(t: Any) -> Any:
+    if isinstance(t, Tensor):
+        return t.conj() if t.is_complex() else t
+    return complex(t).conjugate() if isinstance(t, complex) else t
+
+
+def _broadcast(a: Val, b: Val) -> tuple[Any, Any]:
+    """Per-configuration values (B,) against lattice fields (B, L...)."""
+    ta, tb = a.t, b.t
+    if isinstance(ta, Tensor) and isinstance(tb, Tensor) and ta.dim() != tb.dim():
+        if a.lattice and not b.lattice:
+            tb = tb.reshape(tb.shape + (1,) * (ta.dim() - tb.dim()))
+        elif b.lattice and not a.lattice:
+            ta = ta.reshape(ta.shape + (1,) * (tb.dim() - ta.dim()))
+    return ta, tb
+
+
+def _mul(a: Val, b: Val) -> Any:
+    ta, tb = _broadcast(a, b)
+    if a.mat and not b.mat and isinstance(tb, Tensor):
+        tb = tb[..., None, None]
+    if b.mat and not a.mat and isinstance(ta, Tensor):
+        ta = ta[..., None, None]
+    return ta * tb
+
+
+__all__ = ["Env", "Evaluator", "Offset", "Val", "fail"]
