@@ -172,6 +172,41 @@ class LatticeModel:
             return (2 * flat - 1).sum(-1)
         return flat.sum(-1)
 
+    # ---------------------------------------------------------------- symmetry actions
+    @property
+    def symmetries(self) -> tuple[str, ...]:
+        """The declared symmetries that hold for these parameters (verified when compiled)."""
+        return tuple(s.name for s in self.model.symmetries if s.active)
+
+    def spin_flip(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The global flip of every discrete field: s -> -s (spin, z2), 1 - s (binary),
+        s + 1 mod q (potts); other fields unchanged. State {field: (B, *lattice.shape)}."""
+        out = dict(state)
+        for name, f in self.model.fields.items():
+            if name not in state or not f.domain.discrete:
+                continue
+            s = state[name]
+            if f.domain.kind == "potts":
+                out[name] = torch.remainder(s + 1, f.domain.q)
+            elif f.domain.kind == "binary":
+                out[name] = 1 - s
+            else:
+                out[name] = -s
+        return out
+
+    def translate(self, state: dict[str, torch.Tensor],
+                  shift: tuple[int, ...]) -> dict[str, torch.Tensor]:  # fmt: skip
+        """The translation x -> x + shift of every field, on a periodic lattice (one entry of
+        ``shift`` per axis). State {field: (B, *lattice.shape)}."""
+        lat = self.lattice
+        if lat.complete or not lat.all_periodic:
+            raise ValueError(f"translations act on periodic lattices, not on {_describe(lat)}")
+        if len(shift) != len(lat.shape):
+            raise ValueError(f"a translation of a {len(lat.shape)}-dimensional lattice has "
+                             f"{len(lat.shape)} components, not {len(shift)}")  # fmt: skip
+        dims = tuple(range(1, 1 + len(lat.shape)))
+        return {n: torch.roll(s, shifts=tuple(shift), dims=dims) for n, s in state.items()}
+
     def describe(self) -> str:
         """One line for ``physml check``."""
         syms = [s.name for s in self.model.symmetries if s.active]

@@ -5,8 +5,8 @@ Every compiled model has its ``kind``, the frozen ``ir`` it came from, the reali
 ``emit_torch``). Per kind it adds what the runtime's samplers, learners and integrators read:
 
 - ``lattice`` (discrete fields on a lattice or graph): the energy module, per field the derived
-  local energy, flip energy change and colouring, cluster couplings, magnetisation, and lattice
-  sums of user observables;
+  local energy, flip energy change and colouring, cluster couplings, magnetisation, lattice
+  sums of user observables, and the symmetry actions (global spin flip, translations);
 - ``boltzmann`` (Boltzmann machines, RBMs, Hopfield networks on dense graphs): energy, local
   energies, free energy with fields summed analytically, block structure, learnable parameters;
 - ``quantum`` (qubit Hamiltonians): the canonical Pauli sum, verified symmetries and conserved
@@ -59,6 +59,13 @@ class LatticeModel(CompiledModel, Protocol):
     def cluster_couplings(self, field: str) -> list: ...
 
     def lattice_sum_module(self, expr: Any, name: str) -> torch.nn.Module: ...
+
+    @property
+    def symmetries(self) -> tuple[str, ...]: ...  # declared and verified
+
+    def spin_flip(self, state: dict[str, Tensor]) -> dict[str, Tensor]: ...
+
+    def translate(self, state: dict[str, Tensor], shift: tuple[int, ...]) -> dict[str, Tensor]: ...
 
     def to(self, device: Any) -> LatticeModel: ...
 

@@ -112,6 +112,23 @@ def test_only_the_syntax_phase_touches_lark():
     assert not offenders, offenders
 
 
+def test_only_the_check_phase_reads_the_syntax_tree():
+    """Later stages read the IR: the AST is consumed by check/; the top layer (command, API)
+    only parses and prints it."""
+    allowed = ("physml_lang/syntax/", "physml_lang/check/", "physml_lang/cli.py",
+               "physml_lang/api.py")
+    offenders = []
+    for rel, tree in _modules():
+        if rel.startswith(allowed):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and (
+                    "syntax" in node.module.split(".")
+                    or any(a.name == "syntax" for a in node.names)):  # fmt: skip
+                offenders.append(f"{rel}:{node.lineno}")
+    assert not offenders, offenders
+
+
 def _ir_records():
     from physml_lang.ir import text
 
