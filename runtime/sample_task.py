@@ -16,16 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sympy as sp
 import torch
 from tqdm import tqdm
 
 from physml_lang.check.model import ModelChecker
 from physml_lang.compiler.lower.program import Kernel
-from physml_lang.compiler.lower.sympy import SympyArithmetic
 from physml_lang.compiler.models.lattice import LatticeModel
+from physml_lang.compiler.models.observables import MeasuredExpressions
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
-from physml_lang.ir import expr as E
 from physml_lang.ir.task import TaskIR
 
 from . import outputs
@@ -58,81 +56,6 @@ class RunResult:
 
 def _fail(code, msg, span=None, hint=None):
     raise PhysmlError(Diagnostic(code, msg, span, hint))
-
-
-# ---------------------------------------------------------------- per-sample observables
-
-
-class MeasureCompiler(SympyArithmetic):
-    """Compiles a measure expression into a function of (state, E, M, beta) -> (B,)."""
-
-    what = "a measured expression"
-
-    def __init__(self, cm: LatticeModel, params: dict[str, Any]):
-        self.cm = cm
-        self.params = params
-        self.modules: dict[sp.Symbol, Any] = {}
-
-    def compile(self, e: E.Expr, name: str) -> Kernel:
-        expr = self.walk(e)
-        return Kernel(f"measure_{name}", expr, {s: "sample" for s in expr.free_symbols})
-
-    def not_here(self, e: E.Expr, what: str = "this") -> PhysmlError:
-        return PhysmlError(Diagnostic(
-            "P300", "this expression cannot be measured", e.span,
-            "measured expressions combine energy, magnetization, sums over the lattice, "
-            "sites, T and parameters with + - * / ^ and abs, sqrt, exp, log"))  # fmt: skip
-
-    def constant(self, value, e: E.Expr) -> sp.Expr:
-        if isinstance(value, complex):
-            raise self.not_here(e)
-        return sp.Float(value) if isinstance(value, float) else sp.Integer(value)
-
-    def on_name(self, e: E.Name, env: Any) -> sp.Expr:
-        cm = self.cm
-        if e.id in ("energy", "magnetization", "T", "beta"):
-            return sp.Symbol(e.id)
-        if e.id == "sites":
-            return sp.Integer(cm.lattice.n_sites)
-        if e.id == "bonds":
-            return sp.Integer(cm.lattice.n_bonds(1))
-        if e.id in self.params and isinstance(self.params[e.id], int | float):
-            return sp.Float(self.params[e.id])
-        if e.id in cm.model.definitions and not cm.model.definitions[e.id].indices:
-            return self._lattice_sum(cm.model.definitions[e.id].expr, e.id)
-        if e.id in FLUCTUATIONS:
-            _fail("P300", f"'{e.id}' is a fluctuation observable; measure it on its own",
-                  e.span, f"measure {e.id}")  # fmt: skip
-        known = {"energy", "magnetization", "T", "beta", "sites", "bonds"} | set(self.params)
-        known |= set(cm.model.definitions)
-        _fail("P200", f"unknown name '{e.id}' in a measured expression", e.span,
-              did_you_mean(e.id, known))  # fmt: skip
-
-    def on_reduce(self, e: E.Reduce, env: Any) -> sp.Expr:
-        return self._lattice_sum(e, f"sum{len(self.modules)}")
-
-    def combine(self, op: str, a: sp.Expr, b: sp.Expr, e: E.Binary) -> sp.Expr:
-        if op == "%":
-            raise self.not_here(e)
-        return super().combine(op, a, b, e)
-
-    def on_call(self, e: E.Call, env: Any) -> sp.Expr:
-        if e.func not in ("abs", "sqrt", "exp", "log", "cos", "sin", "tanh") or e.kwargs \
-                or len(e.args) != 1:  # fmt: skip
-            raise self.not_here(e)
-        return super().on_call(e, env)
-
-    def _lattice_sum(self, e: E.Expr, name: str) -> sp.Symbol:
-        sym = sp.Symbol(f"__{name}")
-        self.modules[sym] = self.cm.lattice_sum_module(e, name)
-        return sym
-
-    def env(self, state, energy, magnetization, beta) -> dict:
-        env = {sp.Symbol("energy"): energy, sp.Symbol("magnetization"): magnetization,
-               sp.Symbol("beta"): beta, sp.Symbol("T"): 1.0 / beta}  # fmt: skip
-        for sym, module in self.modules.items():
-            env[sym] = module(state)
-        return env
 
 
 # ---------------------------------------------------------------- overrides
@@ -237,8 +160,9 @@ def check_sample(run: RunState, checker: ModelChecker, program) -> None:
     _compile_measures(cm, plan.measures)
 
 
-def _compile_measures(cm: LatticeModel, measures) -> tuple[MeasureCompiler, dict[str, Kernel]]:
-    compiler = MeasureCompiler(cm, cm.model.params)
+def _compile_measures(cm: LatticeModel,
+                      measures) -> tuple[MeasuredExpressions, dict[str, Kernel]]:  # fmt: skip
+    compiler = MeasuredExpressions(cm, cm.model.params, FLUCTUATIONS)
     kernels = {}
     for m in measures:
         if m.expr is not None:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from physml_lang.check.constants import evaluate
 from physml_lang.check.model import validate_options
+from physml_lang.compiler.lower.backends import TORCH
 from physml_lang.compiler.lower.gauge import Env, Evaluator
 from physml_lang.compiler.models.gauge import GaugeModel, span_text
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
@@ -104,8 +105,8 @@ BUILTINS = {
     "abs_polyakov_loop": "|lattice-averaged Polyakov loop| along the last direction",
     "sites": "number of sites",
 }
-FUNCS = {"abs": torch.abs, "sqrt": torch.sqrt, "exp": torch.exp, "log": torch.log,
-         "cos": torch.cos, "sin": torch.sin}
+# functions of measured values: ops of the lowering's torch backend (its one function table)
+FUNCS = ("abs", "sqrt", "exp", "log", "cos", "sin")
 
 
 class Observable(Walker[Any]):
@@ -178,7 +179,7 @@ class Observable(Walker[Any]):
             return wilson_loops(U, cm.group, R, T).flatten(1).mean(1)
         if e.func in FUNCS and len(e.args) == 1:
             v = self.walk(e.args[0], U)
-            return FUNCS[e.func](torch.as_tensor(v, dtype=torch.float64))
+            return TORCH.ops[e.func](torch.as_tensor(v, dtype=torch.float64))
         raise self.not_here(e)
 
     def on_unary(self, e: E.Unary, U: Tensor) -> Any:
