@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from physml_lang.check.constants import evaluate
-from physml_lang.compiler.lattices import Lattice
+from physml_lang.compiler.geometry import Lattice
 from physml_lang.compiler.sitesets import SiteSetGraph, pair_structures, site_sets
 from physml_lang.diagnostics import Span, did_you_mean
 from physml_lang.ir import expr as E

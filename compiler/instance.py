@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from physml_lang.compiler.arrays import RealArray, realise_array
-from physml_lang.compiler.lattices import Lattice, make_complete_graph, make_lattice
+from physml_lang.compiler.geometry import Lattice, make_complete_graph, make_lattice
 from physml_lang.compiler.sitesets import GRAPH_BUILDERS
 from physml_lang.diagnostics import Span
 from physml_lang.ir.model import (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from physml_lang.compiler.lattices import Lattice
+from physml_lang.compiler.geometry import Lattice
 
 
 @dataclass(frozen=True)

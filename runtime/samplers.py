@@ -250,11 +250,11 @@ class Wolff(Sampler):
             if isinstance(where, str):
                 self.couplings.append(("dense", K, None, None, None, None))
             else:
-                idx, valid = lat.neighbour_table(where)
                 back = tuple(-o for o in where)
-                ridx, rvalid = lat.neighbour_table(back)
-                self.couplings.append((where, K, idx.to(self.device), valid.to(self.device),
-                                       ridx.to(self.device), rvalid.to(self.device)))  # fmt: skip
+                idx, valid, ridx, rvalid = (
+                    torch.as_tensor(t, device=self.device)
+                    for t in (*lat.neighbour_table(where), *lat.neighbour_table(back)))
+                self.couplings.append((where, K, idx, valid, ridx, rvalid))
 
     def sweep(self, state):
         s = state[self.field]

@@ -20,6 +20,7 @@ import sympy as sp
 
 from physml_lang.compiler.derive import local as derive
 from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.lower.backends import NUMPY
 from physml_lang.compiler.lower.program import Kernel
 from physml_lang.compiler.lower.terms import LatticeSum, Term
 from physml_lang.diagnostics import Diagnostic, PhysmlError
@@ -129,7 +130,7 @@ def potts_invariant(model: ModelInstance, term: Term, seed: int = 0) -> bool:
     shifted = {s: np.remainder(values[s] + 1.0, q) for s, q in potts}
     rest = {s: np.tile(v, n) for s, v in other.items()}
     rest_flipped = {**rest, **{s: np.tile(v, n) for s, v in flipped.items()}}
-    kernel = Kernel("spin_flip_check", term.body, term.accesses, backend="numpy")
+    kernel = Kernel("spin_flip_check", term.body, term.accesses, backend=NUMPY)
     before = np.asarray(kernel({**values, **rest}))
     after = np.asarray(kernel({**shifted, **rest_flipped}))
     scale = max(1.0, float(np.max(np.abs(before), initial=0.0)))

@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from physml_lang.compiler.lower.gauge_transforms import translate
+from physml_lang.compiler.lower.links import planes
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir import expr as E
 from physml_lang.ir.walk import Walker, int_literal, name_of
-from physml_lang.runtime.gauge.lattice import planes
-from physml_lang.runtime.gauge.transforms import translate
 
-from .backends import TORCH
+from .torch_backend import TORCH
 
 if TYPE_CHECKING:
     from physml_lang.compiler.models.gauge import GaugeModel

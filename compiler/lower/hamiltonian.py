@@ -29,6 +29,7 @@ from ..derive.hamiltonian import (
 )
 from ..errors import as_sympy as _as_expr
 from .program import LoweringError, Program, lower_program
+from .torch_backend import TORCH
 
 
 def _elementwise_template(
@@ -118,7 +119,8 @@ def lower_expressions(
         or (kind == "scalar" and n == 1 and len(exprs) == 1)
     )
     if elementwise:
-        prog = lower_program(exprs[:1], [q[0], p[0]], {q[0]: "q", p[0]: "p"}, None, name)
+        prog = lower_program(exprs[:1], [q[0], p[0]], {q[0]: "q", p[0]: "p"}, None, name,
+                             backend=TORCH)
         out = prog.out_srcs[0]
         if prog.constant[0]:
             out = f"torch.full_like(q, {out})"
@@ -142,7 +144,7 @@ def lower_expressions(
                 args.append(s)
                 which.append(w)
                 index.append(k)
-    prog = lower_program(exprs, args, None, None, name)
+    prog = lower_program(exprs, args, None, None, name, backend=TORCH)
     lines = [header]
     if 0 in which:
         lines.append("    qs = q.unbind(-1)")
@@ -321,9 +323,9 @@ class StructuredHamiltonian:
                         radial = hs[0]
                 self.radial = radial is not None
                 self._pair = (
-                    lower_program([pairs.F], pairs.d, names, params, "pair"),
+                    lower_program([pairs.F], pairs.d, names, params, "pair", backend=TORCH),
                     lower_program([radial] if self.radial else grads, pairs.d, names, params,
-                                  "pair_h" if self.radial else "pair_grad"),
+                                  "pair_h" if self.radial else "pair_grad", backend=TORCH),
                 )
 
     def _init_radial(self, f: sympy.Expr) -> None:
@@ -340,8 +342,9 @@ class StructuredHamiltonian:
         else:
             raise HamiltonianError("no finite value of the radial pair force found")
         names = {R2: "r2"}
-        energy = lower_program([f], [R2], names, None, "pair", share_powers=True)
-        force = lower_program([h], [R2], names, None, "pair_h", share_powers=True)
+        energy = lower_program([f], [R2], names, None, "pair", share_powers=True, backend=TORCH)
+        force = lower_program([h], [R2], names, None, "pair_h", share_powers=True,
+                              backend=TORCH)
         self._pair = (energy, force)
         self.profile, self.radial, self.radial_safe = f, True, safe
         self._h_finite_safe = True

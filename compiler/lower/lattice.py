@@ -22,11 +22,13 @@ from physml_lang.compiler.derive.local import (
     expand_deltas,
     valid_symbol,
 )
+from physml_lang.compiler.geometry import Lattice
 from physml_lang.compiler.instance import ModelInstance
-from physml_lang.compiler.lattices import Lattice
 from physml_lang.compiler.lower.program import Kernel
 from physml_lang.compiler.lower.terms import Access, LatticeSum, Offset, PairTerm, StencilTerm
 from physml_lang.diagnostics import Diagnostic, PhysmlError
+
+from .torch_backend import TORCH
 
 PATHS = ("roll", "gather", "dense")
 
@@ -65,8 +67,9 @@ class LatticeKernels(nn.Module):
             idx, valid = self.lattice.neighbour_table(offset)
             name = f"table_{len(self._tables)}"
             device = next(iter(self.buffers()), torch.empty(0)).device
-            self.register_buffer(name + "_idx", idx.to(device))
-            self.register_buffer(name + "_valid", valid.to(device=device, dtype=self.dtype))
+            self.register_buffer(name + "_idx", torch.as_tensor(idx, device=device))
+            self.register_buffer(name + "_valid",
+                                 torch.as_tensor(valid, device=device, dtype=self.dtype))
             self._tables[offset] = name
         return getattr(self, name + "_idx"), getattr(self, name + "_valid")
 
@@ -140,7 +143,7 @@ def _stencil_kernel(name: str, lsum: LatticeSum, masked: bool) -> Kernel:
                     body = body * v
         inputs.update({s: a for s, a in t.accesses.items()})
         expr += body
-    return Kernel(name, sp.expand(expr), inputs)
+    return Kernel(name, sp.expand(expr), inputs, backend=TORCH)
 
 
 class LatticeSumModule(nn.Module):
@@ -257,7 +260,7 @@ def _coefficient_matrix(c, slot_of, accesses, t, kernels: LatticeKernels, N: int
     pair_syms = [s for s in c.free_symbols if slot_of.get(s) == "ij"]
     if isinstance(t, PairTerm):
         env = {s: kernels.array(accesses[s].name) for s in pair_syms}
-        k = Kernel("coefficient", c, {s: accesses[s] for s in pair_syms})
+        k = Kernel("coefficient", c, {s: accesses[s] for s in pair_syms}, backend=TORCH)
         vals = k(env)
         full = torch.as_tensor(vals, dtype=dtype) * torch.ones(N, N, dtype=dtype)
         return torch.triu(full, diagonal=1)
@@ -268,9 +271,9 @@ def _coefficient_matrix(c, slot_of, accesses, t, kernels: LatticeKernels, N: int
         a = accesses[s]
         arr = kernels.array(a.name)[..., a.component]
         env[s] = kernels.shifted(arr, a.offset, batched=False).reshape(-1)
-    vals = Kernel("coefficient", c, {s: accesses[s] for s in pair_syms})(env)
+    vals = Kernel("coefficient", c, {s: accesses[s] for s in pair_syms}, backend=TORCH)(env)
     coeff = torch.as_tensor(vals, dtype=dtype) * torch.ones(N, dtype=dtype)
-    idx, valid = kernels.lattice.neighbour_table(d)
+    idx, valid = (torch.as_tensor(t) for t in kernels.lattice.neighbour_table(d))
     matrix = torch.zeros(N, N, dtype=dtype)
     matrix.index_put_((torch.arange(N), idx), coeff * valid.to(dtype), accumulate=True)
     return matrix
@@ -288,7 +291,8 @@ def _site_function(expr, slot, slot_of, accesses):
         else:
             arrays[s] = a.name
     e = expr.xreplace(subs)
-    return Kernel(f"site_{slot}", e, {VALUE: "value", **dict.fromkeys(arrays, "array")}), arrays
+    return Kernel(f"site_{slot}", e, {VALUE: "value", **dict.fromkeys(arrays, "array")},
+                  backend=TORCH), arrays
 
 
 def dense_local_field(pieces: list[DensePiece], field: str, state, kernels, v, sites=None):
@@ -332,7 +336,8 @@ class LocalEnergyModule(nn.Module):
         super().__init__()
         self.kernels = kernels
         self.field = local.field
-        self.stencil = Kernel(f"local_energy_{local.field}", local.expr, local.inputs)
+        self.stencil = Kernel(f"local_energy_{local.field}", local.expr, local.inputs,
+                              backend=TORCH)
         self.dense = dense
         self.use_dense = use_dense
 

@@ -25,8 +25,7 @@ from functools import lru_cache
 import sympy
 
 from ..errors import CompileError, as_sympy
-from .backends import TORCH, Backend
-from .backends import backend as backend_named
+from .backends import Backend
 
 Env = dict[str, object]
 NodeFn = Callable[[Env], object]
@@ -93,8 +92,8 @@ class _Lowerer:
     and the source names."""
 
     def __init__(self, names: Mapping[sympy.Symbol, str], lazy: frozenset[str] = frozenset(),
-                 once: frozenset[str] = frozenset(), complex: bool = False,
-                 backend: Backend = TORCH):  # fmt: skip
+                 once: frozenset[str] = frozenset(), complex: bool = False, *,
+                 backend: Backend):  # fmt: skip
         self.names = names
         self.lazy = lazy
         self.once = once
@@ -374,10 +373,11 @@ def lower_program(
     names: Mapping[sympy.Symbol, str] | None = None,
     params: Mapping[sympy.Symbol, float] | None = None,
     what: str = "expression",
+    *,
+    backend: Backend,
     share_powers: bool = False,
     lazy: bool = False,
     complex: bool = False,
-    backend: str = "torch",
 ) -> Program:
     """Lower ``exprs`` over ``arguments`` (bound positionally at :meth:`Program.run`).
 
@@ -385,8 +385,8 @@ def lower_program(
     other free symbol to a number. ``share_powers`` computes the integer and half-integer powers
     of a common base as products of shared temporaries (see :func:`_share_powers`). ``lazy``:
     arguments may be thunks (forced on first read). ``complex``: complex constants are allowed.
-    ``backend``: ``torch`` (runs) or ``numpy`` (static checks): the same program, calling that
-    library (see :mod:`.backends`).
+    ``backend``: ``torch_backend.TORCH`` (runs) or ``backends.NUMPY`` (static checks): the same
+    program, calling that library.
     Raises :class:`LoweringError` for an unbound symbol or an operation with no lowering.
 
     Programs are pure (closures over an environment passed per run), so identical requests --
@@ -395,7 +395,7 @@ def lower_program(
     key = (tuple(_as_expr(e) for e in exprs), tuple(arguments),
            tuple(sorted((names or {}).items(), key=lambda kv: str(kv[0]))),
            tuple(sorted((params or {}).items(), key=lambda kv: str(kv[0]))),
-           what, share_powers, lazy, complex, backend_named(backend).name)  # fmt: skip
+           what, share_powers, lazy, complex, backend)  # fmt: skip
     return _lower_cached(key)
 
 
@@ -403,7 +403,7 @@ def lower_program(
 def _lower_cached(key: tuple) -> Program:
     exprs, arguments, names, params, what, share_powers, lazy, complex, backend = key
     return _lower(list(exprs), list(arguments), dict(names), dict(params), what, share_powers,
-                  lazy, complex, backend_named(backend))  # fmt: skip
+                  lazy, complex, backend)  # fmt: skip
 
 
 def _lower(
@@ -415,7 +415,7 @@ def _lower(
     share_powers: bool,
     lazy: bool,
     complex: bool,
-    backend: Backend = TORCH,
+    backend: Backend,
 ) -> Program:
     exprs = [_as_expr(e) for e in exprs]
     if params:
@@ -445,7 +445,7 @@ def _lower(
         program = [e for _, e in replacements] + list(reduced)
         counts = _leaf_counts(program)
         once = frozenset(env_names[s] for s in arguments if counts.get(s, 0) == 1)
-    lowerer = _Lowerer(env_names, lazy_keys, once, complex, backend)
+    lowerer = _Lowerer(env_names, lazy_keys, once, complex, backend=backend)
     steps: list[tuple[str, NodeFn]] = []
     lines: list[str] = []
     for sym, sub in replacements:
@@ -632,8 +632,8 @@ class Kernel:
     prints the same program as a function of ``state``. ``backend``: see :func:`lower_program`.
     """
 
-    def __init__(self, name: str, expr: sympy.Expr, inputs: Mapping[sympy.Symbol, object],
-                 backend: str = "torch"):  # fmt: skip
+    def __init__(self, name: str, expr: sympy.Expr, inputs: Mapping[sympy.Symbol, object], *,
+                 backend: Backend):  # fmt: skip
         self.name = name
         self.expr = expr
         self.inputs = dict(inputs)
@@ -665,11 +665,11 @@ class Kernel:
         return "\n".join(lines)
 
 
-def source_of(expr: sympy.Expr, names: Mapping[sympy.Symbol, str] | None = None,
-              backend: str = "torch") -> str:  # fmt: skip
+def source_of(expr: sympy.Expr, names: Mapping[sympy.Symbol, str] | None = None, *,
+              backend: Backend) -> str:  # fmt: skip
     """The source of one expression, inline (no temporaries): for printed code."""
     names = names or {s: s.name for s in expr.free_symbols}
-    return _Lowerer(names, complex=True, backend=backend_named(backend)).lower(expr)[1]
+    return _Lowerer(names, complex=True, backend=backend).lower(expr)[1]
 
 
 __all__ = ["Kernel", "LoweringError", "Program", "lower_program", "source_of"]

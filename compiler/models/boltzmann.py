@@ -44,6 +44,7 @@ from physml_lang.compiler.lower.terms import (
     access_symbol,
     fail,
 )
+from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.compiler.sitesets import pair_structures, site_sets
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir import expr as E
@@ -182,7 +183,7 @@ def _site_kernel(name: str, expr: sp.Expr, accesses: dict, slot: str) -> Kernel:
     for s in expr.free_symbols:
         if s == CANDIDATE:
             inputs[s] = "candidate"
-    return Kernel(name, expr, inputs)
+    return Kernel(name, expr, inputs, backend=TORCH)
 
 
 def _swap_slot(expr: sp.Expr, accesses: dict) -> sp.Expr:
@@ -256,7 +257,7 @@ class BoltzmannModel(nn.Module):
                         if s in t.accesses and t.accesses[s].kind == "field"}  # fmt: skip
             fields_g = {t.accesses[s].name for s in g.free_symbols
                         if s in t.accesses and t.accesses[s].kind == "field"}  # fmt: skip
-            ck = Kernel(f"coupling_{k}", c, {s: t.accesses[s] for s in c.free_symbols
+            ck = Kernel(f"coupling_{k}", c, backend=TORCH, inputs={s: t.accesses[s] for s in c.free_symbols
                                              if s in t.accesses})  # fmt: skip
             fk = _site_kernel(f"f_{k}", f, t.accesses, "i")
             gk = _site_kernel(f"g_{k}", g, t.accesses, "j")
@@ -283,7 +284,7 @@ class BoltzmannModel(nn.Module):
                 continue
             expr += t.body.xreplace({sym: CANDIDATE})
             inputs.update({s: a for s, a in t.accesses.items() if s != sym})
-        return Kernel(f"set_local_{field}", sp.expand(expr), inputs)
+        return Kernel(f"set_local_{field}", sp.expand(expr), inputs, backend=TORCH)
 
     def self_interacting(self, field: str) -> bool:
         """Does the field interact with itself (then its sites are not independent given the
@@ -363,7 +364,7 @@ class BoltzmannModel(nn.Module):
             reads = {a.name for a in t.accesses.values() if a.kind == "field"}
             if reads & exclude:
                 continue
-            k = Kernel("set_term", t.body, t.accesses)
+            k = Kernel("set_term", t.body, t.accesses, backend=TORCH)
             like = self._template(state, t.structure)
             out = out + self._site(k, state, like).sum(-1)  # like: (shape, device)
         for p, C in zip(self.pieces, self.matrices()):

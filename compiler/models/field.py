@@ -20,6 +20,7 @@ from physml_lang.check.constants import evaluate
 from physml_lang.compiler.instance import ModelInstance
 from physml_lang.compiler.lower.program import LoweringError, Program, lower_program
 from physml_lang.compiler.lower.sympy import SympyBuilder
+from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.compiler.models.common import allowed_symmetries, fail
 from physml_lang.diagnostics import Span
 from physml_lang.ir import expr as E
@@ -222,7 +223,7 @@ class FieldModel:
         key = (offset, like.device, like.dtype)
         if key not in self._masks:
             m = self.lattice.bond_mask(offset).reshape(self.shape)
-            self._masks[key] = m.to(dtype=like.dtype, device=like.device)
+            self._masks[key] = torch.as_tensor(m, dtype=like.dtype, device=like.device)
         return self._masks[key]
 
     @staticmethod
@@ -235,7 +236,7 @@ class FieldModel:
                params: dict[sympy.Symbol, float]) -> None:  # fmt: skip
         """One program per density (or its gradients) over x = phi[site] (and y = phi[site + e])."""
         names = dict(zip(args, ("x", "y")))
-        prog = lower_program(exprs, args, names, params, key)
+        prog = lower_program(exprs, args, names, params, key, backend=TORCH)
         sig = ", ".join(f"{names[s]}: torch.Tensor" for s in args)
         outs = [f"torch.full_like(x, {s})" if c else s
                 for s, c in zip(prog.out_srcs, prog.constant, strict=True)]  # fmt: skip

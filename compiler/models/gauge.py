@@ -26,13 +26,13 @@ import torch
 from physml_lang.compiler.derive.gauge import charges
 from physml_lang.compiler.instance import ModelInstance
 from physml_lang.compiler.lower.gauge import Env, Evaluator, fail
+from physml_lang.compiler.lower.gauge_transforms import gauge_transform, random_gauge, translate
+from physml_lang.compiler.lower.groups import get_group
+from physml_lang.compiler.lower.links import lattice_dim, planes, plaquette_field, plaquettes
 from physml_lang.diagnostics import PhysmlError, Span
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import GAUGE_GROUPS
 from physml_lang.ir.walk import additive_terms, names_in
-from physml_lang.runtime.gauge.groups import get_group
-from physml_lang.runtime.gauge.lattice import lattice_dim, planes, plaquette_field, plaquettes
-from physml_lang.runtime.gauge.transforms import gauge_transform, random_gauge, translate
 
 Tensor = torch.Tensor
 
@@ -162,7 +162,7 @@ class GaugeModel:
         """S(U, matter) per configuration: (B,) real."""
         matter = matter or {}
         if self.is_wilson:
-            from physml_lang.runtime.gauge.lattice import wilson_action
+            from physml_lang.compiler.lower.links import wilson_action
 
             return wilson_action(U, self.group, self.wilson_beta)
         total = sum(self.term_value(t, U, matter) for t in self.terms)
@@ -299,7 +299,7 @@ class GaugeModel:
 
     def emit_torch(self) -> str:
         lines = ["import torch", "from physml_lang.runtime.gauge import wilson_action",
-                 "from physml_lang.runtime.gauge.lattice import plaquette_field", ""]
+                 "from physml_lang.compiler.lower.links import plaquette_field", ""]
         if self.is_wilson:
             lines += ["def action(U):",
                       f"    # U: (B, {', '.join(f'L{k}' for k in range(self.d))}, {self.d}"

@@ -28,6 +28,7 @@ from physml_lang.compiler.lower.terms import (
     TermBuilder,
     access_symbol,
 )
+from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir import expr as E
 
@@ -108,14 +109,15 @@ class LatticeModel:
             expr = derive.flip_delta(local, domain, current)
             inputs = {s: w for s, w in local.inputs.items() if s in expr.free_symbols}
             inputs[current] = Access("field", name, (0,) * lat.dim)
-            delta = Kernel(f"flip_delta_{name}", expr, inputs)
+            delta = Kernel(f"flip_delta_{name}", expr, inputs, backend=TORCH)
         colours = None
         has_pairs = any(isinstance(t, PairTerm) for t in self.energy_sum.terms)
         if not lat.complete and not has_pairs:
             offsets = derive.interaction_offsets(self.energy_sum, name)
-            colours = lat.linear_colouring(offsets)
-            if colours is None:
-                colours = lat.greedy_colouring(offsets)
+            table = lat.linear_colouring(offsets)
+            if table is None:
+                table = lat.greedy_colouring(offsets)
+            colours = torch.as_tensor(table) if table is not None else None
         n = int(colours.max()) + 1 if colours is not None else 0
         return FieldKernels(name, module, delta, colours, n)
 
@@ -134,7 +136,7 @@ class LatticeModel:
                     if a.component is not None:
                         arr = arr[..., a.component]
                     env[s] = self.kernels.shifted(arr, a.offset, batched=False).reshape(-1)
-            vals = Kernel("coupling", k, {s: term.accesses[s] for s in syms})(env)
+            vals = Kernel("coupling", k, {s: term.accesses[s] for s in syms}, backend=TORCH)(env)
             N = self.lattice.n_sites
             if isinstance(term, PairTerm):
                 K = torch.as_tensor(vals, dtype=self.dtype) * torch.ones(N, N, dtype=self.dtype)

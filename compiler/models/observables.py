@@ -12,6 +12,7 @@ import sympy as sp
 
 from physml_lang.compiler.lower.program import Kernel
 from physml_lang.compiler.lower.sympy import SympyArithmetic
+from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
 
@@ -42,7 +43,8 @@ class MeasuredExpressions(SympyArithmetic):
 
     def compile(self, e: E.Expr, name: str) -> Kernel:
         expr = self.walk(e)
-        return Kernel(f"measure_{name}", expr, {s: "sample" for s in expr.free_symbols})
+        return Kernel(f"measure_{name}", expr, {s: "sample" for s in expr.free_symbols},
+                      backend=TORCH)
 
     def not_here(self, e: E.Expr, what: str = "this") -> PhysmlError:
         return PhysmlError(Diagnostic(

@@ -16,7 +16,7 @@ number (parameters, constants, functions of them) or a PauliSum. Operators:
   names, their shifts ``i + e0`` or integer literals (flat index, or d coordinates).
 - Arrays declared ``on sites``/``bonds``/``bonds2``/``pairs`` are read at the bound sites.
 
-Bonds come from :class:`~physml_lang.compiler.lattices.Lattice` neighbour tables (the spine's
+Bonds come from :class:`~physml_lang.compiler.geometry.Lattice` neighbour tables (the spine's
 convention: on a periodic axis of extent 2 a bond and its wrap-around are two bonds).
 """
 
@@ -31,7 +31,9 @@ import sympy as sp
 import torch
 
 from physml_lang.compiler.derive.pauli import PauliSum, PauliTerm, total_z
+from physml_lang.compiler.geometry import translation_table
 from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.functions import FUNCTIONS, Function
@@ -91,8 +93,8 @@ class Geometry:
                      f"{sorted(lat.shells)}, not {shell}", span)  # fmt: skip
             for d, o in enumerate(lat.shells[shell]):
                 idx, valid = lat.neighbour_table(o)
-                src = np.nonzero(valid.numpy())[0]
-                out += [(int(i), int(j), d) for i, j in zip(src, idx.numpy()[src])]
+                src = np.nonzero(valid)[0]
+                out += [(int(i), int(j), d) for i, j in zip(src, idx[src])]
         self._bonds[shell] = out
         self._bond_index[shell] = {}
         for i, j, d in out:
@@ -588,9 +590,7 @@ class QuantumModel:
         lat = self.lattice
         if lat.complete or not lat.all_periodic:
             return None
-        from physml_lang.runtime.quantum.lattice import translation_table
-
-        return translation_table(tuple(lat.shape))
+        return torch.as_tensor(translation_table(tuple(lat.shape)), dtype=torch.long)
 
     def sublattice(self) -> torch.Tensor | None:
         """(N,) bool A-sublattice of a bipartite lattice (chain/square/cubic), else None."""
@@ -663,7 +663,7 @@ class QuantumModel:
         rows = []
         for flips, expr in patterns:
             what = "diagonal" if not flips else "flip " + ", ".join(map(str, flips))
-            body = source_of(sp.expand(expr)) if expr != 0 else "0.0"
+            body = source_of(sp.expand(expr), backend=TORCH) if expr != 0 else "0.0"
             rows.append(f"        zero + ({body}),  # {what}")
         flips_src = ",\n    ".join(
             ", ".join(f"({', '.join(map(str, f))}{',' if len(f) == 1 else ''})"

@@ -5,8 +5,17 @@ Conventions: site fields (B, L_1..L_d); link fields (B, L_1..L_d, d, *group_shap
 is the link x -> x + e_mu; x + e_mu is ``torch.roll(f, -1, dims=1 + mu)``.
 """
 
-from .groups import GROUPS, SU2, U1, Z2, GaugeGroup, get_group, wrap_angle
-from .lattice import (
+from physml_lang.compiler.lower.gauge_transforms import (
+    gauge_invariance_violation,
+    gauge_transform,
+    gauge_transform_adjoint,
+    gauge_transform_sites,
+    gauge_violations,
+    random_gauge,
+    translate,
+)
+from physml_lang.compiler.lower.groups import GROUPS, SU2, U1, Z2, GaugeGroup, get_group, wrap_angle
+from physml_lang.compiler.lower.links import (
     mean_plaquette,
     planes,
     plaquette_field,
@@ -19,6 +28,7 @@ from .lattice import (
     wilson_action,
     wilson_loops,
 )
+
 from .local import LocalAction, LocalSampler, kind_colouring
 from .sampling import (
     SAMPLERS,
@@ -32,15 +42,6 @@ from .sampling import (
     make_sampler,
     metropolis_sweep,
     run_chains,
-)
-from .transforms import (
-    gauge_invariance_violation,
-    gauge_transform,
-    gauge_transform_adjoint,
-    gauge_transform_sites,
-    gauge_violations,
-    random_gauge,
-    translate,
 )
 
 __all__ = [

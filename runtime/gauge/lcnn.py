@@ -24,8 +24,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from .groups import GaugeGroup, get_group
-from .lattice import planes, shift
+from physml_lang.compiler.lower.groups import GaugeGroup, get_group
+from physml_lang.compiler.lower.links import planes, shift
 
 Tensor = torch.Tensor
 

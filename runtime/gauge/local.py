@@ -40,8 +40,8 @@ from typing import Any
 
 import torch
 
-from .groups import get_group, wrap_angle
-from .transforms import translate
+from physml_lang.compiler.lower.gauge_transforms import translate
+from physml_lang.compiler.lower.groups import get_group, wrap_angle
 
 Tensor = torch.Tensor
 Kind = tuple[str, int | None]  # (link field name, mu) or (matter field name, None)

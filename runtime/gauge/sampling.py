@@ -35,8 +35,14 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from .groups import GaugeGroup, get_group, su2_from_quaternion, su2_to_quaternion, wrap_angle
-from .lattice import (
+from physml_lang.compiler.lower.groups import (
+    GaugeGroup,
+    get_group,
+    su2_from_quaternion,
+    su2_to_quaternion,
+    wrap_angle,
+)
+from physml_lang.compiler.lower.links import (
     lattice_dim,
     planes,
     shift,

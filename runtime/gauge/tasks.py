@@ -31,8 +31,14 @@ from tqdm import tqdm
 
 from physml_lang.check.constants import evaluate
 from physml_lang.check.model import validate_options
-from physml_lang.compiler.lower.backends import TORCH
 from physml_lang.compiler.lower.gauge import Env, Evaluator
+from physml_lang.compiler.lower.links import (
+    mean_plaquette,
+    polyakov_loops,
+    topological_charge,
+    wilson_loops,
+)
+from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.compiler.models.gauge import GaugeModel, span_text
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
@@ -44,7 +50,6 @@ from ..sample_task import RunResult
 from ..statistics import binning_analysis
 from ..tasks import RunState, option_values, plain, register_task, register_variant
 from . import exact
-from .lattice import mean_plaquette, polyakov_loops, topological_charge, wilson_loops
 from .lcnn import LEARNERS, train_regressor
 from .local import LocalSampler
 from .sampling import (

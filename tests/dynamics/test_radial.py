@@ -12,6 +12,7 @@ from physml_lang.compiler.lower.hamiltonian import (
     lower_hamiltonian,
     lower_program,
 )
+from physml_lang.compiler.lower.torch_backend import TORCH
 
 from .conftest import assert_equals_unrolled
 
@@ -51,8 +52,8 @@ def test_radial_profile_rejects_non_radial(F):
     ],
 )
 def test_shared_powers_equal_plain_lowering(e):
-    shared = lower_program([e], [R2], {R2: "r2"}, None, "f", share_powers=True)
-    plain = lower_program([e], [R2], {R2: "r2"}, None, "f")
+    shared = lower_program([e], [R2], {R2: "r2"}, None, "f", share_powers=True, backend=TORCH)
+    plain = lower_program([e], [R2], {R2: "r2"}, None, "f", backend=TORCH)
     assert not any("**" in line for line in shared.lines + shared.out_srcs)  # no torch.pow
     x = torch.rand(50, dtype=F64, generator=torch.Generator().manual_seed(0)) + 0.3
     ref = plain.run(x)[0]

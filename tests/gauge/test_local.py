@@ -11,9 +11,9 @@ import torch
 from scipy.special import i0, i1
 
 import physml_lang
+from physml_lang.compiler.lower.links import lin_links, mean_plaquette, staples_lin
 from physml_lang.diagnostics import PhysmlError
 from physml_lang.runtime.gauge import metropolis_sweep
-from physml_lang.runtime.gauge.lattice import lin_links, mean_plaquette, staples_lin
 from physml_lang.runtime.gauge.local import LocalSampler, kind_colouring
 from physml_lang.runtime.gauge.sampling import _u1_metropolis_sweep, _u1_staple_angles
 from physml_lang.runtime.statistics import binning_analysis

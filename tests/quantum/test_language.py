@@ -9,7 +9,7 @@ import torch
 
 from physml_lang.api import load
 from physml_lang.compiler.derive.pauli import heisenberg, j1j2, tfim
-from physml_lang.compiler.lattices import make_lattice
+from physml_lang.compiler.geometry import make_lattice
 from physml_lang.compiler.models.quantum import QuantumModel
 from physml_lang.diagnostics import PhysmlError
 from physml_lang.runtime.quantum.operator import LocalOperator

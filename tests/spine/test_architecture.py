@@ -129,6 +129,15 @@ def test_only_the_check_phase_reads_the_syntax_tree():
     assert not offenders, offenders
 
 
+def test_every_package_folder_is_a_package():
+    """A folder of modules without __init__.py is left out of a wheel (setuptools finds
+    packages by it): the installed package would miss it."""
+    missing = [d.relative_to(ROOT).as_posix() for pkg in PACKAGES for d in (ROOT / pkg).rglob("*")
+               if d.is_dir() and d.name != "__pycache__" and any(d.glob("*.py"))
+               and not (d / "__init__.py").exists()]  # fmt: skip
+    assert not missing, missing
+
+
 def _ir_records():
     from physml_lang.ir import text
 

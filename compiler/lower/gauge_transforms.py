@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from .groups import GaugeGroup, get_group
-from .lattice import lattice_dim, shift
+from .links import lattice_dim, shift
 
 Tensor = torch.Tensor
 
