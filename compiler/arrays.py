@@ -21,7 +21,7 @@ import numpy as np
 from physml_lang.check.constants import evaluate
 from physml_lang.compiler.geometry import Lattice
 from physml_lang.compiler.sitesets import SiteSetGraph, pair_structures, site_sets
-from physml_lang.diagnostics import Span, did_you_mean
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import ArrayIR
 from physml_lang.ir.walk import Walker, as_call, as_list, factors, fail, int_literal, name_of
@@ -226,7 +226,6 @@ class IndexEvaluator(Walker[Labelled]):
         return np.broadcast_to(t, [self.sizes[n] for n in free]).copy()
 
     def not_here(self, e: E.Expr, what: str = "this"):
-        from physml_lang.diagnostics import Diagnostic, PhysmlError
 
         return PhysmlError(Diagnostic(
             "P300", f"this expression is not allowed in {self.what}", e.span,

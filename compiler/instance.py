@@ -17,7 +17,7 @@ import numpy as np
 from physml_lang.compiler.arrays import RealArray, realise_array
 from physml_lang.compiler.geometry import Lattice, make_complete_graph, make_lattice
 from physml_lang.compiler.sitesets import GRAPH_BUILDERS
-from physml_lang.diagnostics import Span
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.model import (
     DataIR,
     DefinitionIR,
@@ -84,7 +84,6 @@ class ModelInstance:
         self.data: dict[str, RealData] = {}
         for d in ir.data:
             if data is None:
-                from physml_lang.diagnostics import Diagnostic, PhysmlError
 
                 raise PhysmlError(Diagnostic("P800", f"data '{d.name}' cannot be realised here",
                                              d.span))  # fmt: skip

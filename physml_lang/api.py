@@ -25,6 +25,34 @@ from .syntax.parser import parse, parse_file
 __all__ = ["Program", "CompiledProgram", "compile", "load", "stdlib_index", "resolve_device"]
 
 
+_bound = False
+
+
+def bind_runtime() -> None:
+    """Register every capability's tasks (once). The runtime is imported here, on the first
+    check or run of a task, so that the command and the front end load without it."""
+    global _bound
+    if _bound:
+        return
+    from physml_lang.runtime import sample_task
+    from physml_lang.runtime.dynamics import tasks as dynamics_tasks
+    from physml_lang.runtime.gauge import tasks as gauge_tasks
+    from physml_lang.runtime.learners import tasks as learner_tasks
+    from physml_lang.runtime.quantum import tasks as quantum_tasks
+
+    for capability in (sample_task, quantum_tasks, gauge_tasks, dynamics_tasks, learner_tasks):
+        capability.bind()
+    _bound = True
+
+
+def _task_for(run: TaskIR, program: Program):
+    """The registered task that executes ``run`` (a variant for its model, or the task)."""
+    from physml_lang.runtime.tasks import resolve_task
+
+    bind_runtime()
+    return resolve_task(run, program)
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if isinstance(device, torch.device):
         return device
@@ -140,13 +168,11 @@ class Program:
 
     def check(self) -> list[str]:
         """Run the whole front end and the symmetry checks; returns a list of what was checked."""
-        from physml_lang.runtime.tasks import resolve_task
-
         done = []
         for name in self.models:  # declared here and imported
             done.append(f"model {name}: {self.model(name).describe()}")
         for run in self.runs.values():
-            resolve_task(run, self).check(run, self)
+            _task_for(run, self).check(run, self)
             done.append(f"run {run.name}: {run.kind} with model {self.checker_for(run).name}")
         return done
 
@@ -170,12 +196,10 @@ class Program:
         if name not in self.runs:
             raise PhysmlError(Diagnostic("P200", f"no run named '{name}'",
                                          hint=did_you_mean(name, set(self.runs))))  # fmt: skip
-        from physml_lang.runtime.tasks import resolve_task
-
         run = self.runs[name]
         dev = resolve_device(device)
         out_path = Path(out) if out is not None else None
-        return resolve_task(run, self).run(run, self, sets=sets, device=dev, seed=seed,
+        return _task_for(run, self).run(run, self, sets=sets, device=dev, seed=seed,
                                            out=out_path, progress=progress)  # fmt: skip
 
     # ---------------------------------------------------------------- conveniences

@@ -30,6 +30,7 @@ from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.model import DataIR, DomainIR
 from physml_lang.ir.task import CallValue, Word
 from physml_lang.ir.walk import as_call
+from physml_lang.runtime.samplers import SAMPLERS
 
 Domain = DomainIR
 
@@ -154,7 +155,6 @@ def _read_csv(path: Path, span) -> np.ndarray:
 def _sample(opts: SampleOptions, domain, shape, span, ctx) -> np.ndarray:
     import torch
 
-    from physml_lang.runtime.samplers import SAMPLERS
 
     model_call: CallValue = ctx["model_call"]
     compile_model = ctx.get("compile_model")

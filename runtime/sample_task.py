@@ -385,4 +385,6 @@ def _run_task(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
                       source=program.name)  # fmt: skip
 
 
-register_task("sample", _check_task, _run_task, "Markov-chain sampling over a scan")
+def bind() -> None:
+    """Register this capability's tasks (called once, by the top layer)."""
+    register_task("sample", _check_task, _run_task, "Markov-chain sampling over a scan")

@@ -1,8 +1,9 @@
 """The task registry: what a ``run`` block does, chosen by its statements.
 
 A task has a ``check`` (everything ``run`` would reject, without running) and a ``run``
-returning a :class:`~physml_lang.runtime.sample_task.RunResult`. Task modules register
-themselves on import; :func:`load_tasks` imports every task module the package has.
+returning a :class:`~physml_lang.runtime.sample_task.RunResult`. Each capability's task module
+has a ``bind()`` that registers its tasks; the top layer calls them (nothing registers on
+import).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from physml_lang.check.model import validate_options
-from physml_lang.diagnostics import Span
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.task import CallValue, MeasureIR, PlotIR, TaskIR, Word
 
 
@@ -48,9 +49,6 @@ def register_variant(task: str, applies: Callable, variant: str) -> None:
 
 def resolve_task(run: TaskIR, program) -> Task:
     """The task that executes ``run``: a registered variant for its model, or the task itself."""
-    from physml_lang.diagnostics import PhysmlError
-
-    load_tasks()
     for v in VARIANTS.get(run.kind, []):
         try:
             applies = v.applies(run, program)
@@ -59,45 +57,6 @@ def resolve_task(run: TaskIR, program) -> Task:
         if applies:
             return TASKS[v.variant]
     return TASKS[run.kind]
-
-
-_loaded = False
-
-
-def load_tasks() -> dict[str, Task]:
-    """Import every module that registers tasks, run statements or model kinds (once).
-
-    One import per capability; a capability whose package is absent is skipped.
-    """
-    global _loaded
-    if _loaded:
-        return TASKS
-    _loaded = True
-    from . import sample_task  # noqa: F401
-
-    try:
-        import physml_lang.runtime.quantum.tasks  # noqa: F401
-    except ModuleNotFoundError as exc:
-        _absent(exc, "quantum")
-    try:
-        import physml_lang.runtime.gauge.tasks  # noqa: F401
-    except ModuleNotFoundError as exc:
-        _absent(exc, "gauge")
-    try:
-        import physml_lang.runtime.dynamics.tasks  # noqa: F401
-    except ModuleNotFoundError as exc:
-        _absent(exc, "dynamics")
-    try:
-        import physml_lang.runtime.learners.tasks  # noqa: F401
-    except ModuleNotFoundError as exc:
-        _absent(exc, "learners")
-    return TASKS
-
-
-def _absent(exc: ModuleNotFoundError, package: str) -> None:
-    """Tolerate a capability that is not there; re-raise a missing dependency inside one."""
-    if not (exc.name or "").startswith(f"physml_lang.runtime.{package}"):
-        raise exc
 
 
 # ---------------------------------------------------------------- a task being prepared
@@ -163,8 +122,6 @@ class RunState:
 def option_values(options: dict[str, tuple[Any, Span | None]], schema, where: Span | None,
                   what: str):  # fmt: skip
     """Validate run options (value, span) pairs against a schema."""
-    from physml_lang.diagnostics import Diagnostic, PhysmlError
-
     values = {k: v for k, (v, _) in options.items()}
     spans = {k: s for k, (_, s) in options.items()}
     for k, v in values.items():
@@ -174,5 +131,5 @@ def option_values(options: dict[str, tuple[Any, Span | None]], schema, where: Sp
     return validate_options(schema, values, spans, where, what)
 
 
-__all__ = ["Task", "TASKS", "register_task", "register_variant", "resolve_task", "load_tasks",
+__all__ = ["Task", "TASKS", "register_task", "register_variant", "resolve_task",
            "RunState", "Scan", "option_values", "plain", "Word"]

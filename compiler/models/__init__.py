@@ -12,6 +12,12 @@ from typing import Any
 from physml_lang.ir.model import ModelIR
 
 from ..instance import DataResolver, ModelInstance
+from .boltzmann import BoltzmannModel
+from .field import FieldModel
+from .gauge import GaugeModel
+from .lattice import LatticeModel
+from .phase_space import PhaseSpaceModel
+from .quantum import compile_quantum
 
 
 def compile_model(ir: ModelIR, data: DataResolver | None = None, kind: str | None = None,
@@ -22,26 +28,14 @@ def compile_model(ir: ModelIR, data: DataResolver | None = None, kind: str | Non
     model = ModelInstance(ir, data)
     kind = kind or ir.kind
     if kind == "phase_space":
-        from .phase_space import PhaseSpaceModel
-
         return PhaseSpaceModel(model)
     if kind == "field":
-        from .field import FieldModel
-
         return FieldModel(model)
     if kind == "gauge":
-        from .gauge import GaugeModel
-
         return GaugeModel(model)
     if kind == "quantum":
-        from .quantum import compile_quantum
-
         return compile_quantum(model, **options)
     if kind == "boltzmann":
-        from .boltzmann import BoltzmannModel
-
         options.pop("path", None)
         return BoltzmannModel(model, **options)
-    from .lattice import LatticeModel
-
     return LatticeModel(model, **options)

@@ -46,7 +46,7 @@ from physml_lang.compiler.lower.terms import (
 )
 from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.compiler.sitesets import pair_structures, site_sets
-from physml_lang.diagnostics import Diagnostic, PhysmlError
+from physml_lang.diagnostics import Diagnostic, PhysmlError, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import DomainIR as Domain
 from physml_lang.ir.walk import name_of
@@ -151,7 +151,6 @@ class SetTermBuilder(TermBuilder):
 
 
 def derive_hint(name, known) -> str:
-    from physml_lang.diagnostics import did_you_mean
 
     return (did_you_mean(name, known) if name else None) or "e.g. for (i, j) in " + sorted(known)[0]
 

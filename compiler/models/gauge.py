@@ -28,7 +28,13 @@ from physml_lang.compiler.instance import ModelInstance
 from physml_lang.compiler.lower.gauge import Env, Evaluator, fail
 from physml_lang.compiler.lower.gauge_transforms import gauge_transform, random_gauge, translate
 from physml_lang.compiler.lower.groups import get_group
-from physml_lang.compiler.lower.links import lattice_dim, planes, plaquette_field, plaquettes
+from physml_lang.compiler.lower.links import (
+    lattice_dim,
+    planes,
+    plaquette_field,
+    plaquettes,
+    wilson_action,
+)
 from physml_lang.diagnostics import PhysmlError, Span
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import GAUGE_GROUPS
@@ -162,7 +168,6 @@ class GaugeModel:
         """S(U, matter) per configuration: (B,) real."""
         matter = matter or {}
         if self.is_wilson:
-            from physml_lang.compiler.lower.links import wilson_action
 
             return wilson_action(U, self.group, self.wilson_beta)
         total = sum(self.term_value(t, U, matter) for t in self.terms)

@@ -29,6 +29,7 @@ from physml_lang.compiler.lower.terms import (
     access_symbol,
 )
 from physml_lang.compiler.lower.torch_backend import TORCH
+from physml_lang.compiler.sitesets import SiteSetGraph
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir import expr as E
 
@@ -63,7 +64,6 @@ class LatticeModel:
         if model.lattice is None or not model.fields:
             raise PhysmlError(Diagnostic("P800", f"model {model.name} has no lattice field to "
                                          "sample", model.name_span))  # fmt: skip
-        from physml_lang.compiler.sitesets import SiteSetGraph
 
         if isinstance(model.lattice, SiteSetGraph):
             raise PhysmlError(Diagnostic(

@@ -33,6 +33,7 @@ import torch
 from physml_lang.compiler.derive.pauli import PauliSum, PauliTerm, total_z
 from physml_lang.compiler.geometry import translation_table
 from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.lower.program import source_of
 from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
@@ -654,7 +655,6 @@ class QuantumModel:
         """Readable, runnable torch source of the derived matrix elements and local energy:
         ``matrix_elements(s)`` (B, K), ``connected(s)`` (B, K, N), ``local_energy(log_psi, s)``.
         The runtime evaluates the same elements with two batched matmuls (operator.py)."""
-        from physml_lang.compiler.lower.program import source_of
 
         n = self.n_sites
         patterns = self.flip_patterns()

@@ -19,6 +19,7 @@ from physml_lang.catalogue.domains import (
     SYMMETRIES,
 )
 from physml_lang.catalogue.lattices import GRAPHS, LATTICES
+from physml_lang.catalogue.options import LatticeOptions
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import (
@@ -290,7 +291,6 @@ class _Builder:
         return GraphIR(call.func, tuple(sizes), span=stmt.span)
 
     def regular(self, stmt: ast.LatticeStmt) -> LatticeIR:
-        from physml_lang.catalogue.options import LatticeOptions
 
         call = stmt.call
         if call.func not in LATTICES:

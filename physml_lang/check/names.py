@@ -11,7 +11,7 @@ from typing import Any
 from physml_lang.diagnostics import did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.functions import functions_in
-from physml_lang.ir.walk import Walker, fail, name_of
+from physml_lang.ir.walk import Walker, as_call, fail, name_of
 
 STRUCTURES = {"sites", "bonds", "pairs", "links", "plaquettes"}
 REDUCTIONS = {"sum", "prod"}
@@ -96,7 +96,6 @@ class NameChecker(Walker[None]):
 
     def _domain(self, d: E.Expr, env: Any) -> None:
         """``bonds(2)``: a structure with arguments; anything else is an expression."""
-        from physml_lang.ir.walk import as_call
 
         call = as_call(d)
         if call is not None and call.func in STRUCTURES:

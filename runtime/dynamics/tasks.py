@@ -462,10 +462,6 @@ def _energy_plot(out: Path, trajs: dict[str, Trajectory], model: str) -> Path:
     return _savefig(fig, out / "energy_error.png")
 
 
-register_task("evolve", check_evolve, run_evolve,
-              "integrate Hamilton's equations with symplectic (or reference) integrators")
-
-
 # ---------------------------------------------------------------- continuous-field sampling
 
 FIELD_OBSERVABLES = {
@@ -623,11 +619,6 @@ def _field_estimate(name: str, s: dict[str, np.ndarray], V: float) -> Estimate:
 
 def _is_field_run(task: TaskIR, program) -> bool:
     return program.checker_for(task).kind == "field"
-
-
-register_task("field_sample", check_field, run_field,
-              "HMC / MALA / Langevin sampling of continuous lattice fields")
-register_variant("sample", _is_field_run, "field_sample")
 
 
 # ---------------------------------------------------------------- learned dynamics
@@ -960,8 +951,16 @@ def _rollout_plot(out: Path, curves: dict, cm: PhaseSpaceModel) -> Path:
     return _savefig(fig, out / "rollout.png")
 
 
-register_task("learn_dynamics", check_learn, run_learn,
-              "train Hamiltonian / vector-field / symplectic-map learners on trajectories")
-
 __all__ = ["EvolveOptions", "RolloutOptions", "TrajectoryOptions", "run_evolve", "run_field",
            "run_learn"]  # fmt: skip
+
+
+def bind() -> None:
+    """Register this capability's tasks (called once, by the top layer)."""
+    register_task("evolve", check_evolve, run_evolve,
+                  "integrate Hamilton's equations with symplectic (or reference) integrators")
+    register_task("field_sample", check_field, run_field,
+                  "HMC / MALA / Langevin sampling of continuous lattice fields")
+    register_variant("sample", _is_field_run, "field_sample")
+    register_task("learn_dynamics", check_learn, run_learn,
+                  "train Hamiltonian / vector-field / symplectic-map learners on trajectories")

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from physml_lang.compiler.lower.gauge import Env, Evaluator, fail
 from physml_lang.compiler.lower.gauge_transforms import translate
 from physml_lang.compiler.lower.groups import get_group, wrap_angle
 
@@ -92,7 +93,6 @@ class LocalAction:
     """
 
     def __init__(self, model: Any):
-        from physml_lang.compiler.lower.gauge import Env, Evaluator, fail
 
         self.m, self._Env, self._Evaluator = model, Env, Evaluator
         self.d, self.shape = model.d, tuple(model.shape)

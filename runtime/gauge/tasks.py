@@ -469,12 +469,6 @@ def _is_gauge_run(task: TaskIR, program) -> bool:
     return program.checker_for(task).kind == "gauge"
 
 
-register_task("gauge_sample", check_gauge_sample, run_gauge_sample,
-              "link updates (metropolis, heatbath, hmc) for Wilson gauge models; local "
-              "metropolis / heatbath (z2) updates of links and matter for other actions")
-register_variant("sample", _is_gauge_run, "gauge_sample")
-
-
 # ---------------------------------------------------------------- the regress task
 
 
@@ -728,8 +722,15 @@ def _regress_outputs(out: Path, summary: dict) -> list[Path]:
     return [out / "generalisation.png", out / "table.md"]
 
 
-register_task("gauge_regress", check_regress, run_regress,
-              "train gauge learners on sampled configurations; test on larger lattices")
-
 __all__ = ["check_gauge_sample", "run_gauge_sample", "check_regress", "run_regress",
            "RUN_SCHEMAS", "RegressOptions", "Observable"]
+
+
+def bind() -> None:
+    """Register this capability's tasks (called once, by the top layer)."""
+    register_task("gauge_sample", check_gauge_sample, run_gauge_sample,
+                  "link updates (metropolis, heatbath, hmc) for Wilson gauge models; local "
+                  "metropolis / heatbath (z2) updates of links and matter for other actions")
+    register_variant("sample", _is_gauge_run, "gauge_sample")
+    register_task("gauge_regress", check_regress, run_regress,
+                  "train gauge learners on sampled configurations; test on larger lattices")

@@ -53,7 +53,8 @@ from physml_lang.ir.walk import fail
 
 from .. import outputs
 from ..data import check_feeds
-from ..sample_task import RunResult
+from ..observables import FLUCTUATIONS, base_series, estimate_fluctuation, estimate_mean
+from ..sample_task import RunResult, _compile_measures
 from ..statistics import binning_analysis
 from ..tasks import RunState, plain, register_task, register_variant
 from .ais import ais_log_z, exact_log_z
@@ -611,7 +612,6 @@ def _check_measures(run: RunState, cm, physical_call, program):
         if physical is None:
             physical = _aux_model(program, physical_call, kind="lattice")
     if physical is not None:
-        from ..sample_task import _compile_measures
 
         _compile_measures(physical, [m for m in run.measures if m.name not in LEARNER_MEASURES])
     return physical
@@ -807,8 +807,6 @@ def _generate(cm: BoltzmannModel, field: str, gen: GenerateOptions, g) -> tuple:
 def _physical(run, program, call, series: torch.Tensor, measures, data) -> dict:
     """Observables of a physical model (energy, magnetization, expressions) on generated
     visible configurations, with binning errors over (sweeps, chains)."""
-    from ..observables import FLUCTUATIONS, base_series, estimate_fluctuation, estimate_mean
-    from ..sample_task import _compile_measures
 
     cm = _aux_model(program, call, kind="lattice")
     compiler, kernels = _compile_measures(cm, measures)
@@ -880,10 +878,6 @@ def _history_plot(out: Path, summary: dict) -> list[Path]:
     f = outputs.plot_rows(out, rows, "epoch", names[:6], None, "training.png",
                           f"{summary['model']}: training loss")  # fmt: skip
     return [f] if f else []
-
-
-register_task("recall", check_recall, run_recall, "Hopfield retrieval from corrupted cues")
-register_task("train", check_train, run_train, "training energy-based learners (CD, PCD)")
 
 
 # ---------------------------------------------------------------- sample (Gibbs) of Boltzmann models
@@ -1099,6 +1093,10 @@ def run_boltzmann_sample(task: TaskIR, program, *, sets, device, seed, out, prog
     return RunResult(summary, out, files)
 
 
-register_task("boltzmann_sample", check_boltzmann_sample, run_boltzmann_sample,
-              "Gibbs sampling of Boltzmann models (RBMs, general Boltzmann machines)")
-register_variant("sample", _is_boltzmann_run, "boltzmann_sample")
+def bind() -> None:
+    """Register this capability's tasks (called once, by the top layer)."""
+    register_task("recall", check_recall, run_recall, "Hopfield retrieval from corrupted cues")
+    register_task("train", check_train, run_train, "training energy-based learners (CD, PCD)")
+    register_task("boltzmann_sample", check_boltzmann_sample, run_boltzmann_sample,
+                  "Gibbs sampling of Boltzmann models (RBMs, general Boltzmann machines)")
+    register_variant("sample", _is_boltzmann_run, "boltzmann_sample")

@@ -48,6 +48,7 @@ from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import Estimate
 from ..tasks import RunState, option_values, plain, register_task, register_variant
+from .learners import MarshallSign, SymmetrizedAutoregressive
 from .operator import LocalOperator
 from .registry import LEARNERS, QuantumContext, SymmetryError, make_learner
 from .vmc import (
@@ -57,6 +58,7 @@ from .vmc import (
     OptimizerOptions,
     SROptions,
     diagonal_observables,
+    expectation,
     run_vmc,
 )
 
@@ -737,7 +739,6 @@ def _plan_vmc(run: RunState, program, points: list[Point], rest: dict[str, Any])
 
 def _unsymmetrised(model: torch.nn.Module) -> torch.nn.Module:
     """The bare autoregressive model inside a translation-symmetrised one (shared parameters)."""
-    from .learners import MarshallSign, SymmetrizedAutoregressive
 
     if isinstance(model, MarshallSign) and isinstance(model.model, SymmetrizedAutoregressive):
         return MarshallSign(model.model.model, model.sublattice > 0.5)
@@ -988,7 +989,6 @@ def _vmc_point(run, setup: VMCSetup, qm: QuantumModel, device, seed, ckpt, resum
         if name in ("energy", "energy_per_site", "variance", "r_hat"):
             continue
         if isinstance(what, PauliSum):
-            from .vmc import expectation
 
             row[name] = _estimate(expectation(LocalOperator(what, device=device), model, samples))
         elif what in DIAGONAL:
@@ -1073,15 +1073,16 @@ def _refuse_classical_sampling(task: TaskIR, program, **_) -> None:
           "'optimize psi via sr(...)'")  # fmt: skip
 
 
-register_task("quantum_sample", _refuse_classical_sampling, _refuse_classical_sampling,
-              "classical sampling does not apply to quantum models")  # fmt: skip
-register_variant("sample", _is_quantum_run, "quantum_sample")
-
-
-register_task("exact", lambda task, program: check_exact(task, program), run_exact,
-              "exact diagonalisation (Lanczos) of a qubit model")  # fmt: skip
-register_task("vmc", check_vmc, run_vmc_task,
-              "variational Monte Carlo: optimise a neural quantum state")  # fmt: skip
-
 __all__ = ["exact_spectrum", "exact_expectation", "run_exact", "run_vmc_task", "QSAMPLERS",
            "QOPTIMIZERS", "MetropolisSpec"]  # fmt: skip
+
+
+def bind() -> None:
+    """Register this capability's tasks (called once, by the top layer)."""
+    register_task("quantum_sample", _refuse_classical_sampling, _refuse_classical_sampling,
+                  "classical sampling does not apply to quantum models")  # fmt: skip
+    register_variant("sample", _is_quantum_run, "quantum_sample")
+    register_task("exact", lambda task, program: check_exact(task, program), run_exact,
+                  "exact diagonalisation (Lanczos) of a qubit model")  # fmt: skip
+    register_task("vmc", check_vmc, run_vmc_task,
+                  "variational Monte Carlo: optimise a neural quantum state")  # fmt: skip
