@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .catalogue import CATALOGUE, Catalogue
 from .check.model import ModelChecker, validate_options
 from .check.program import CheckedProgram, check_program, stdlib_index, stdlib_model
 from .diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
@@ -28,29 +29,30 @@ __all__ = ["Program", "CompiledProgram", "compile", "load", "stdlib_index", "res
 _bound = False
 
 
-def bind_runtime() -> None:
-    """Register every capability's tasks (once). The runtime is imported here, on the first
-    check or run of a task, so that the command and the front end load without it."""
+def bind_runtime() -> Catalogue:
+    """Attach every implementation to the catalogue (once) and return it. The runtime is
+    imported here, on the first check or run of a task, so that the command and the front end
+    load without it."""
     global _bound
-    if _bound:
-        return
-    from physml_lang.runtime import sample_task
-    from physml_lang.runtime.dynamics import tasks as dynamics_tasks
-    from physml_lang.runtime.gauge import tasks as gauge_tasks
-    from physml_lang.runtime.learners import tasks as learner_tasks
-    from physml_lang.runtime.quantum import tasks as quantum_tasks
+    if not _bound:
+        from physml_lang.runtime import sample_task
+        from physml_lang.runtime.dynamics import tasks as dynamics_tasks
+        from physml_lang.runtime.gauge import tasks as gauge_tasks
+        from physml_lang.runtime.learners import tasks as learner_tasks
+        from physml_lang.runtime.quantum import tasks as quantum_tasks
 
-    for capability in (sample_task, quantum_tasks, gauge_tasks, dynamics_tasks, learner_tasks):
-        capability.bind()
-    _bound = True
+        for capability in (sample_task, quantum_tasks, gauge_tasks, dynamics_tasks,
+                           learner_tasks):  # fmt: skip
+            capability.bind(CATALOGUE)
+        _bound = True
+    return CATALOGUE
 
 
 def _task_for(run: TaskIR, program: Program):
-    """The registered task that executes ``run`` (a variant for its model, or the task)."""
+    """The bound task that executes ``run`` (its model kind's own, or the shared one)."""
     from physml_lang.runtime.tasks import resolve_task
 
-    bind_runtime()
-    return resolve_task(run, program)
+    return resolve_task(run, program, bind_runtime())
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

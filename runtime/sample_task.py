@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from physml_lang.catalogue import Catalogue
 from physml_lang.check.model import ModelChecker
 from physml_lang.compiler.lower.program import Kernel
 from physml_lang.compiler.models.lattice import LatticeModel
@@ -36,7 +37,7 @@ from .observables import (
 )
 from .samplers import SAMPLERS
 from .statistics import between_chain_excess, excess_limit, split_rhat
-from .tasks import RunState, option_values, register_task
+from .tasks import RunState, Task, option_values
 
 THERMAL = ("T", "beta")
 
@@ -385,6 +386,6 @@ def _run_task(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
                       source=program.name)  # fmt: skip
 
 
-def bind() -> None:
-    """Register this capability's tasks (called once, by the top layer)."""
-    register_task("sample", _check_task, _run_task, "Markov-chain sampling over a scan")
+def bind(catalogue: Catalogue) -> None:
+    """Attach this capability's implementations to its catalogue entries (top layer only)."""
+    catalogue.tasks.bind("sample", Task(_check_task, _run_task))

@@ -1,9 +1,11 @@
-"""The task registry: what a ``run`` block does, chosen by its statements.
+"""Tasks: what a ``run`` block does, as implementations of the catalogue's task entries.
 
 A task has a ``check`` (everything ``run`` would reject, without running) and a ``run``
-returning a :class:`~physml_lang.runtime.sample_task.RunResult`. Each capability's task module
-has a ``bind()`` that registers its tasks; the top layer calls them (nothing registers on
-import).
+returning a :class:`~physml_lang.runtime.sample_task.RunResult`. Task entries are declared in
+the catalogue (``physml_lang/catalogue/``), one per task word and, where model kinds do a task
+differently (``sample`` of spins, links, fields, Boltzmann machines), one per kind (its
+``family``). Each capability's ``bind(catalogue)`` attaches its :class:`Task` objects; the top
+layer calls them (nothing registers on import).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from physml_lang.catalogue import Catalogue
 from physml_lang.check.model import validate_options
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.task import CallValue, MeasureIR, PlotIR, TaskIR, Word
@@ -19,44 +22,28 @@ from physml_lang.ir.task import CallValue, MeasureIR, PlotIR, TaskIR, Word
 
 @dataclass(frozen=True)
 class Task:
+    """The implementation of a task entry. ``applies(run, program)``, when given, narrows a
+    kind's task to the runs it does; others fall back to the entry shared by every kind (a
+    diagnostic raised by ``applies`` means "no": the shared task's check reports it)."""
+
     check: Callable  # (run: TaskIR, program: Program) -> None
     run: Callable  # (run, program, *, sets, device, seed, out, progress) -> RunResult
-    doc: str
+    applies: Callable | None = None
 
 
-TASKS: dict[str, Task] = {}
-
-def register_task(name: str, check: Callable, run: Callable, doc: str = "") -> None:
-    TASKS[name] = Task(check, run, doc)
-
-
-@dataclass(frozen=True)
-class Variant:
-    """Runs of ``task`` for which ``applies(run, program)`` holds are done by ``variant``."""
-
-    applies: Callable
-    variant: str
-
-
-VARIANTS: dict[str, list[Variant]] = {}
-
-
-def register_variant(task: str, applies: Callable, variant: str) -> None:
-    """Let a capability take over runs of a shared task for its models (e.g. ``sample`` of a
-    gauge model is done by ``gauge_sample``). A diagnostic raised by ``applies`` means "no"."""
-    VARIANTS.setdefault(task, []).append(Variant(applies, variant))
-
-
-def resolve_task(run: TaskIR, program) -> Task:
-    """The task that executes ``run``: a registered variant for its model, or the task itself."""
-    for v in VARIANTS.get(run.kind, []):
+def resolve_task(run: TaskIR, program, catalogue: Catalogue) -> Task:
+    """The task that executes ``run``: its model kind's own, or the one shared by every kind."""
+    family = program.checker_for(run).kind
+    entry = catalogue.tasks.get(run.kind, family)
+    if entry is not None and entry.family and entry.implementation is not None:
+        task = entry.implementation
         try:
-            applies = v.applies(run, program)
+            applies = task.applies is None or task.applies(run, program)
         except PhysmlError:
-            applies = False  # the run's own check reports the problem, located
+            applies = False
         if applies:
-            return TASKS[v.variant]
-    return TASKS[run.kind]
+            return task
+    return catalogue.tasks.implementation(run.kind)
 
 
 # ---------------------------------------------------------------- a task being prepared
@@ -131,5 +118,5 @@ def option_values(options: dict[str, tuple[Any, Span | None]], schema, where: Sp
     return validate_options(schema, values, spans, where, what)
 
 
-__all__ = ["Task", "TASKS", "register_task", "register_variant", "resolve_task",
+__all__ = ["Task", "resolve_task",
            "RunState", "Scan", "option_values", "plain", "Word"]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from .registry import Catalogue, NoOptions
+
 DOMAINS: dict[str, str] = {
     "spin": "Ising spin, values -1 and +1",
     "binary": "binary unit, values 0 and 1",
@@ -23,3 +27,19 @@ SYMMETRIES: dict[str, str] = {
     "symplectic": "canonical structure of phase space",
     "point_group": "lattice rotations and reflections",
 }
+
+
+class PottsOptions(BaseModel):
+    """potts(q): the number of states."""
+
+    model_config = ConfigDict(extra="forbid")
+    q: int = Field(ge=2, le=MAX_POTTS_STATES, description="number of states")
+
+
+def declare(catalogue: Catalogue) -> None:
+    """Field domains as entries: static facts, their own implementation (DomainIR carries a
+    domain's values; gauge groups are realised by the compiler's lowering)."""
+    for name, doc in DOMAINS.items():
+        schema = PottsOptions if name == "potts" else NoOptions
+        entry = catalogue.domains.declare(name, schema, doc)
+        entry.implementation = name

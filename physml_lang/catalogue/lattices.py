@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .options import LatticeOptions
+from .registry import Catalogue
+
 Offset = tuple[int, ...]
 
 
@@ -80,3 +83,14 @@ GRAPHS: dict[str, GraphSpec] = {
                            "layered all-to-all graph: site sets visible (Nv) and hidden (Nh), "
                            "pairs 'edges' (visible x hidden), 'visible_pairs', 'hidden_pairs'"),
 }  # fmt: skip
+
+
+def declare(catalogue: Catalogue) -> None:
+    """Lattices and graphs as entries: static data, their own implementation (the geometry is
+    built from these specs by ``compiler/geometry.py``)."""
+    for spec in LATTICES.values():
+        entry = catalogue.lattices.declare(spec.name, LatticeOptions, spec.doc)
+        entry.implementation = spec
+    for graph in GRAPHS.values():
+        entry = catalogue.lattices.declare(graph.name, doc=graph.doc, family="graph")
+        entry.implementation = graph

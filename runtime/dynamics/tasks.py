@@ -44,6 +44,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from physml_lang.catalogue import Catalogue
 from physml_lang.check.model import validate_options
 from physml_lang.check.tasks import STATEMENTS
 from physml_lang.compiler.models.field import FieldModel
@@ -54,7 +55,7 @@ from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import Estimate, binning_analysis, jackknife
-from ..tasks import RunState, option_values, register_task, register_variant
+from ..tasks import RunState, Task, option_values
 from .integrators import INTEGRATORS, EnergyBlowupError, IntegratorError, Trajectory, evolve
 from .learners import HNN, LEARNERS, SympNet, train_map, train_vector_field
 from .learners import rollout as learned_rollout
@@ -955,12 +956,8 @@ __all__ = ["EvolveOptions", "RolloutOptions", "TrajectoryOptions", "run_evolve",
            "run_learn"]  # fmt: skip
 
 
-def bind() -> None:
-    """Register this capability's tasks (called once, by the top layer)."""
-    register_task("evolve", check_evolve, run_evolve,
-                  "integrate Hamilton's equations with symplectic (or reference) integrators")
-    register_task("field_sample", check_field, run_field,
-                  "HMC / MALA / Langevin sampling of continuous lattice fields")
-    register_variant("sample", _is_field_run, "field_sample")
-    register_task("learn_dynamics", check_learn, run_learn,
-                  "train Hamiltonian / vector-field / symplectic-map learners on trajectories")
+def bind(catalogue: Catalogue) -> None:
+    """Attach this capability's implementations to its catalogue entries (top layer only)."""
+    catalogue.tasks.bind("evolve", Task(check_evolve, run_evolve))
+    catalogue.tasks.bind("sample", Task(check_field, run_field), family="field")
+    catalogue.tasks.bind("learn_dynamics", Task(check_learn, run_learn))

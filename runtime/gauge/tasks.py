@@ -29,6 +29,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from physml_lang.catalogue import Catalogue
 from physml_lang.check.constants import evaluate
 from physml_lang.check.model import validate_options
 from physml_lang.compiler.lower.gauge import Env, Evaluator
@@ -48,7 +49,7 @@ from physml_lang.ir.walk import Walker
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import binning_analysis
-from ..tasks import RunState, option_values, plain, register_task, register_variant
+from ..tasks import RunState, Task, option_values, plain
 from . import exact
 from .lcnn import LEARNERS, train_regressor
 from .local import LocalSampler
@@ -726,11 +727,7 @@ __all__ = ["check_gauge_sample", "run_gauge_sample", "check_regress", "run_regre
            "RUN_SCHEMAS", "RegressOptions", "Observable"]
 
 
-def bind() -> None:
-    """Register this capability's tasks (called once, by the top layer)."""
-    register_task("gauge_sample", check_gauge_sample, run_gauge_sample,
-                  "link updates (metropolis, heatbath, hmc) for Wilson gauge models; local "
-                  "metropolis / heatbath (z2) updates of links and matter for other actions")
-    register_variant("sample", _is_gauge_run, "gauge_sample")
-    register_task("gauge_regress", check_regress, run_regress,
-                  "train gauge learners on sampled configurations; test on larger lattices")
+def bind(catalogue: Catalogue) -> None:
+    """Attach this capability's implementations to its catalogue entries (top layer only)."""
+    catalogue.tasks.bind("sample", Task(check_gauge_sample, run_gauge_sample), family="gauge")
+    catalogue.tasks.bind("gauge_regress", Task(check_regress, run_regress))

@@ -41,6 +41,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from physml_lang.catalogue import Catalogue
 from physml_lang.check.model import validate_options
 from physml_lang.check.program import stdlib_index, stdlib_model
 from physml_lang.check.tasks import STATEMENTS
@@ -56,7 +57,7 @@ from ..data import check_feeds
 from ..observables import FLUCTUATIONS, base_series, estimate_fluctuation, estimate_mean
 from ..sample_task import RunResult, _compile_measures
 from ..statistics import binning_analysis
-from ..tasks import RunState, plain, register_task, register_variant
+from ..tasks import RunState, Task, plain
 from .ais import ais_log_z, exact_log_z
 from .gibbs import GibbsOptions, GibbsSampler, overlap
 from .train import (
@@ -1093,10 +1094,9 @@ def run_boltzmann_sample(task: TaskIR, program, *, sets, device, seed, out, prog
     return RunResult(summary, out, files)
 
 
-def bind() -> None:
-    """Register this capability's tasks (called once, by the top layer)."""
-    register_task("recall", check_recall, run_recall, "Hopfield retrieval from corrupted cues")
-    register_task("train", check_train, run_train, "training energy-based learners (CD, PCD)")
-    register_task("boltzmann_sample", check_boltzmann_sample, run_boltzmann_sample,
-                  "Gibbs sampling of Boltzmann models (RBMs, general Boltzmann machines)")
-    register_variant("sample", _is_boltzmann_run, "boltzmann_sample")
+def bind(catalogue: Catalogue) -> None:
+    """Attach this capability's implementations to its catalogue entries (top layer only)."""
+    catalogue.tasks.bind("recall", Task(check_recall, run_recall))
+    catalogue.tasks.bind("train", Task(check_train, run_train))
+    catalogue.tasks.bind("sample", Task(check_boltzmann_sample, run_boltzmann_sample,
+                                        applies=_is_boltzmann_run), family="boltzmann")

@@ -34,6 +34,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from physml_lang.catalogue import Catalogue
 from physml_lang.catalogue.domains import SYMMETRIES
 from physml_lang.check.model import validate_options
 from physml_lang.check.tasks import STATEMENTS
@@ -47,7 +48,7 @@ from physml_lang.ir.task import CallValue, ItemIR, StatementIR, TaskIR, Word
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import Estimate
-from ..tasks import RunState, option_values, plain, register_task, register_variant
+from ..tasks import RunState, Task, option_values, plain
 from .learners import MarshallSign, SymmetrizedAutoregressive
 from .operator import LocalOperator
 from .registry import LEARNERS, QuantumContext, SymmetryError, make_learner
@@ -1077,12 +1078,10 @@ __all__ = ["exact_spectrum", "exact_expectation", "run_exact", "run_vmc_task", "
            "QOPTIMIZERS", "MetropolisSpec"]  # fmt: skip
 
 
-def bind() -> None:
-    """Register this capability's tasks (called once, by the top layer)."""
-    register_task("quantum_sample", _refuse_classical_sampling, _refuse_classical_sampling,
-                  "classical sampling does not apply to quantum models")  # fmt: skip
-    register_variant("sample", _is_quantum_run, "quantum_sample")
-    register_task("exact", lambda task, program: check_exact(task, program), run_exact,
-                  "exact diagonalisation (Lanczos) of a qubit model")  # fmt: skip
-    register_task("vmc", check_vmc, run_vmc_task,
-                  "variational Monte Carlo: optimise a neural quantum state")  # fmt: skip
+def bind(catalogue: Catalogue) -> None:
+    """Attach this capability's implementations to its catalogue entries (top layer only)."""
+    catalogue.tasks.bind("sample", Task(_refuse_classical_sampling, _refuse_classical_sampling),
+                         family="quantum")
+    catalogue.tasks.bind("exact", Task(lambda task, program: check_exact(task, program),
+                                       run_exact))
+    catalogue.tasks.bind("vmc", Task(check_vmc, run_vmc_task))
