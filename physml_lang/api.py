@@ -215,25 +215,24 @@ class Program:
                 params: dict | None = None, **options):  # fmt: skip
         """A sampler that can be stepped from Python: ``s = p.sampler("wolff", T=2.0)``;
         ``state = s.initial_state()``; ``state = s.sweep(state)``."""
-        from physml_lang.runtime.samplers import SAMPLERS
-
-        if name not in SAMPLERS:
+        entry = bind_runtime().samplers.get(name, "lattice")
+        if entry is None:
+            known = CATALOGUE.samplers.names("lattice")
             raise PhysmlError(Diagnostic("P200", f"unknown sampler '{name}'",
-                                         hint=did_you_mean(name, set(SAMPLERS))))  # fmt: skip
+                                         hint=did_you_mean(name, set(known))))  # fmt: skip
         if (T is None) == (beta is None):
             raise PhysmlError(Diagnostic("P400", "give exactly one of T or beta"))
         value = T if T is not None else beta
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise PhysmlError(Diagnostic("P400", f"T and beta must be > 0, got {value!r}"))
         b = 1.0 / T if T is not None else float(beta)
-        entry = SAMPLERS[name]
         opts = validate_options(entry.schema, options, dict.fromkeys(options), None, name)
         dev = resolve_device(device)
         cm = self.model(model, **(params or {})).to(dev)
         g = torch.Generator(device=dev)
         g.manual_seed(seed)
         beta_t = torch.full((opts.chains,), float(b), device=dev)
-        return entry.factory(cm, opts, beta_t, g)
+        return entry.implementation(cm, opts, beta_t, g)
 
 
 def load(source_or_path: str | Path) -> Program:

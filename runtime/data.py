@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from physml_lang.catalogue import CATALOGUE
 from physml_lang.check.constants import ConstEvaluator, evaluate
 from physml_lang.check.model import validate_options
 from physml_lang.compiler.instance import RealData
@@ -30,7 +31,6 @@ from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.model import DataIR, DomainIR
 from physml_lang.ir.task import CallValue, Word
 from physml_lang.ir.walk import as_call
-from physml_lang.runtime.samplers import SAMPLERS
 
 Domain = DomainIR
 
@@ -160,10 +160,10 @@ def _sample(opts: SampleOptions, domain, shape, span, ctx) -> np.ndarray:
     compile_model = ctx.get("compile_model")
     if compile_model is None:
         _fail("P800", "sample(...) data needs a program to resolve its model", span)
-    if opts.sampler not in SAMPLERS:
+    entry = CATALOGUE.samplers.get(opts.sampler, "lattice")
+    if entry is None:
         _fail("P200", f"unknown sampler '{opts.sampler}'", span,
-              did_you_mean(opts.sampler, set(SAMPLERS)))  # fmt: skip
-    entry = SAMPLERS[opts.sampler]
+              did_you_mean(opts.sampler, set(CATALOGUE.samplers.names("lattice"))))  # fmt: skip
     if model_call.args:
         _fail("P302", "model parameters are given by name: sample(Ising(L = 8), ...)", span)
     args = {o.name: (str(o.value) if isinstance(o.value, Word) else o.value)
@@ -174,7 +174,7 @@ def _sample(opts: SampleOptions, domain, shape, span, ctx) -> np.ndarray:
     sopts = validate_options(entry.schema, {"chains": chains}, {}, span, opts.sampler)
     g = torch.Generator().manual_seed(opts.seed)
     beta = torch.full((chains,), 1.0 / opts.T)
-    sampler = entry.factory(cm, sopts, beta, g)
+    sampler = entry.implementation(cm, sopts, beta, g)
     state = sampler.initial_state()
     out = []
     with torch.no_grad():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,9 +40,18 @@ FLUCTUATIONS: dict[str, Fluctuation] = {
     ),
 }
 
-SAMPLE_NAMES = {
-    "energy": "total energy E of a configuration",
-    "magnetization": "total magnetisation M (sum of spins; Potts order parameter x N)",
+def _energy(cm: Any, state: dict) -> Any:
+    return cm.energy(state)
+
+
+def _magnetization(cm: Any, state: dict) -> Any:
+    return cm.magnetization(state)
+
+
+# per-sample series of a lattice model: (compiled model, state) -> (B,)
+SERIES: dict[str, Callable[[Any, dict], Any]] = {
+    "energy": _energy,
+    "magnetization": _magnetization,
 }
 
 

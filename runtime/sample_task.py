@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from physml_lang.catalogue import Catalogue
+from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.check.model import ModelChecker
 from physml_lang.compiler.lower.program import Kernel
 from physml_lang.compiler.models.lattice import LatticeModel
@@ -27,15 +27,14 @@ from physml_lang.compiler.models.observables import MeasuredExpressions
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.task import TaskIR
 
-from . import outputs
+from . import outputs, samplers
 from .observables import (
     FLUCTUATIONS,
-    SAMPLE_NAMES,
+    SERIES,
     base_series,
     estimate_fluctuation,
     estimate_mean,
 )
-from .samplers import SAMPLERS
 from .statistics import between_chain_excess, excess_limit, split_rhat
 from .tasks import RunState, Task, option_values
 
@@ -104,10 +103,11 @@ class SamplePlan:
 
 def plan_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] | None) -> SamplePlan:
     """Validate a sampling run (names, options, temperatures, scans, overrides)."""
-    entry = SAMPLERS.get(run.sampler)
+    entry = CATALOGUE.samplers.get(run.sampler, "lattice")
     if entry is None:
+        known = CATALOGUE.samplers.names("lattice")
         _fail("P200", f"unknown sampler '{run.sampler}'", run.sampler_span,
-              did_you_mean(run.sampler, set(SAMPLERS)) or "samplers: " + ", ".join(SAMPLERS))  # fmt: skip
+              did_you_mean(run.sampler, set(known)) or "samplers: " + ", ".join(known))  # fmt: skip
     resolve_overrides(run, checker, sets or {}, entry.schema)
     options = option_values(run.sampler_options, entry.schema, run.sampler_span,
                             f"sampler {run.sampler}")  # fmt: skip
@@ -157,7 +157,7 @@ def check_sample(run: RunState, checker: ModelChecker, program) -> None:
     cm = program.compile_ir(checker.instantiate(point, spans))
     beta = torch.full((1,), plan.betas[0], dtype=cm.dtype)
     options = plan.options.model_copy(update={"chains": 1})
-    plan.entry.factory(cm, options, beta, torch.Generator())
+    plan.entry.implementation(cm, options, beta, torch.Generator())
     _compile_measures(cm, plan.measures)
 
 
@@ -168,8 +168,8 @@ def _compile_measures(cm: LatticeModel,
     for m in measures:
         if m.expr is not None:
             kernels[m.name] = compiler.compile(m.expr, m.name)
-        elif m.name not in FLUCTUATIONS and m.name not in SAMPLE_NAMES:
-            known = set(FLUCTUATIONS) | set(SAMPLE_NAMES)
+        elif CATALOGUE.observables.get(m.name, "lattice") is None:
+            known = set(CATALOGUE.observables.names("lattice"))
             _fail("P200", f"unknown observable '{m.name}'", m.span,
                   did_you_mean(m.name, known) or "built-in observables: " + ", ".join(sorted(known)))  # fmt: skip
     return compiler, kernels
@@ -279,7 +279,7 @@ def _sample_point(cm, run, entry, options, betas, tvar, tvalues, measures, gener
     """Sample every temperature of one compiled model as one batch; rows per temperature."""
     nT, C = len(betas), options.chains
     beta = torch.tensor(betas, dtype=cm.dtype, device=device).repeat_interleave(C)
-    sampler = entry.factory(cm, options, beta, generator)
+    sampler = entry.implementation(cm, options, beta, generator)
     compiler, kernels = _compile_measures(cm, measures)
     n_meas = max(1, options.sweeps // options.thin)
     E = torch.empty(n_meas, nT * C, dtype=torch.float64, device=device)
@@ -389,3 +389,8 @@ def _run_task(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
 def bind(catalogue: Catalogue) -> None:
     """Attach this capability's implementations to its catalogue entries (top layer only)."""
     catalogue.tasks.bind("sample", Task(_check_task, _run_task))
+    samplers.bind(catalogue)
+    for name, fluctuation in FLUCTUATIONS.items():
+        catalogue.observables.bind(name, fluctuation, family="lattice")
+    for name, series in SERIES.items():
+        catalogue.observables.bind(name, series, family="lattice")

@@ -15,13 +15,12 @@ a temperature scan runs as one batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
+from physml_lang.catalogue import Catalogue
+from physml_lang.catalogue.spins import (
+    SamplerOptions,
+)
 from physml_lang.compiler.models.lattice import LatticeModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 
@@ -34,39 +33,6 @@ def parallel_acceptance(beta: torch.Tensor, delta: torch.Tensor) -> torch.Tensor
     a(dE) / a(-dE) = exp(-beta dE) keeps detailed balance; a(0) = 1/2 breaks the cycles.
     """
     return torch.where(delta == 0, 0.5, torch.exp(-beta * delta))
-
-
-class SamplerOptions(BaseModel):
-    """Options common to the Markov-chain samplers."""
-
-    model_config = ConfigDict(extra="forbid")
-    chains: int = Field(64, ge=1, le=1_000_000, description="independent chains per point")
-    sweeps: int = Field(2000, ge=1, description="measured sweeps (after burn-in)")
-    burn_in: int = Field(500, ge=0, description="sweeps discarded before measuring")
-    thin: int = Field(1, ge=1, description="sweeps between measurements")
-    start: Literal["random", "ordered"] = Field("random", description="random or ordered start")
-
-
-class MetropolisOptions(SamplerOptions):
-    update: Literal["auto", "checkerboard", "random"] = Field(
-        "auto",
-        description="auto: checkerboard where a colouring exists; or checkerboard, random",
-    )
-
-
-class HeatbathOptions(MetropolisOptions):
-    pass
-
-
-class WolffOptions(SamplerOptions):
-    pass
-
-
-@dataclass
-class SamplerEntry:
-    schema: type[SamplerOptions]
-    factory: Callable[..., Sampler]
-    doc: str
 
 
 class Sampler:
@@ -297,9 +263,8 @@ class Wolff(Sampler):
         return self.accepted / self.proposed.clamp(min=1) / self.cm.lattice.n_sites
 
 
-SAMPLERS: dict[str, SamplerEntry] = {
-    "metropolis": SamplerEntry(MetropolisOptions, Metropolis, "single-site Metropolis"),
-    "heatbath": SamplerEntry(HeatbathOptions, Heatbath, "heat-bath (Glauber) single-site"),
-    "glauber": SamplerEntry(HeatbathOptions, Heatbath, "alias of heatbath"),
-    "wolff": SamplerEntry(WolffOptions, Wolff, "Wolff single-cluster updates"),
-}
+def bind(catalogue: Catalogue) -> None:
+    """Attach the samplers of discrete lattice fields to their catalogue entries."""
+    for name, sampler in (("metropolis", Metropolis), ("heatbath", Heatbath),
+                          ("glauber", Heatbath), ("wolff", Wolff)):  # fmt: skip
+        catalogue.samplers.bind(name, sampler, family="lattice")
