@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from physml_lang.api import bind_runtime
 from physml_lang.runtime.dynamics.learners import HNN, train_vector_field
 
 
@@ -68,6 +69,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, nargs="+", default=[200, 200])
     ap.add_argument("--pairs", type=int, default=2, help="canonical pairs n")
     args = ap.parse_args()
+    bind_runtime()  # runtime pieces find their implementations in the bound catalogue
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)

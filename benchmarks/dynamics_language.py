@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from physml_lang.api import load
+from physml_lang.api import bind_runtime, load
 from physml_lang.runtime.dynamics.integrators import leapfrog_step
 from physml_lang.runtime.dynamics.samplers import Phi4Action
 from physml_lang.runtime.dynamics.system import as_system, pendulum
@@ -30,6 +30,7 @@ def bench(fn, repeat: int = 5, number: int = 50) -> float:
 
 
 def main() -> None:
+    bind_runtime()  # runtime pieces find their implementations in the bound catalogue
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
     prog = load("import Pendulum, Phi4\n")

@@ -4,11 +4,11 @@ Four comparisons, each against a hand-written torch baseline measured in the sam
 
 0. The language: gravitational and Lennard-Jones N-body models written as .phys text, compiled
    by physml (pair sum lowered once for a generic pair, evaluated on difference blocks), driven
-   by the leapfrog of the integrator registry, vs a hand-written leapfrog on the same blocks.
+   by the catalogue's leapfrog integrator, vs a hand-written leapfrog on the same blocks.
 
 1. Structured pairwise callables (runtime.dynamics.system.nbody_gravity: the HamiltonianSystem
    contract the compiler emits for a pair sum, chunked to bound memory) driven by the generic
-   integrator registry, vs a hand-written fused kick-drift-kick loop, N up to 10^4.
+   integrator of the catalogue, vs a hand-written fused kick-drift-kick loop, N up to 10^4.
 2. The sympy-lowered Hamiltonian (compiler.lower.hamiltonian, every pair written out symbolically) for
    small N, batched over many systems, vs the hand-written loop on the same batch.
 3. HNN training (autograd vector field with create_graph) vs a plain MLP vector field:
@@ -26,6 +26,7 @@ import time
 import sympy
 import torch
 
+from physml_lang.api import bind_runtime
 from physml_lang.compiler.lower.hamiltonian import compile_hamiltonian
 from physml_lang.runtime.dynamics import make_integrator
 from physml_lang.runtime.dynamics.learners import HNN, MLPVectorField, train_vector_field
@@ -307,6 +308,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
     ap.add_argument("--language-only", action="store_true", help="only [0], the .phys models")
     args = ap.parse_args()
+    bind_runtime()  # make_integrator finds the integrators in the bound catalogue
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(

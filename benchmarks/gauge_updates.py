@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from physml_lang.api import bind_runtime
 from physml_lang.runtime.gauge import (
     heatbath_sweep,
     hmc_trajectory,
@@ -154,6 +155,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
+    bind_runtime()  # make_learner finds the learners' implementations in the catalogue
     dev = args.device
     g = torch.Generator(device=dev).manual_seed(0)
     reps = 2 if args.quick else 5

@@ -19,13 +19,10 @@ import torch
 import torch.nn.functional as F
 
 import physml_lang
-from physml_lang.runtime.learners.gibbs import GibbsSampler
-from physml_lang.runtime.learners.train import (
-    CDOptions,
-    ConstantOptions,
-    SGDOptions,
-    Trainer,
-)
+from physml_lang.api import bind_runtime
+from physml_lang.catalogue.boltzmann import CDOptions, ConstantOptions, SGDOptions
+from physml_lang.runtime.learners.gibbs import GibbsSampler, draw
+from physml_lang.runtime.learners.train import Trainer
 
 QUICK = "--quick" in sys.argv
 NV, NH, BATCH = 784, 256, 128
@@ -90,7 +87,6 @@ def hopfield(N: int, steps: int) -> tuple[float, float, float]:
     s = torch.tensor(m.model.data["xi"].values[:1], dtype=torch.float32)
     sampler = GibbsSampler(m, float("inf"), g)
     values = sampler.values["s"]
-    from physml_lang.runtime.learners.gibbs import draw
 
     # what recall runs: one sequential sweep (decomposition once, one row-dot per site)
     start = time.perf_counter()
@@ -114,6 +110,7 @@ def hopfield(N: int, steps: int) -> tuple[float, float, float]:
 
 
 if __name__ == "__main__":
+    bind_runtime()  # the Trainer finds its objective, optimiser and schedule in the catalogue
     g = torch.Generator().manual_seed(1)
     data = (torch.rand(1024, NV, generator=g) < 0.2).float()
     ours, base = physml_rbm(data), torch_rbm(data)

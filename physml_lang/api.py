@@ -126,9 +126,11 @@ class Program:
         return self.models[name].instantiate(params or {}, spans)
 
     def compile_ir(self, ir: ModelIR, **options: Any):
-        """The compiled model of a model IR (its kind's compiler)."""
+        """The compiled model of a model IR (its kind's compiler). Its data may sample other
+        models or load files: the runtime is bound first."""
         from physml_lang.compiler.models import compile_model
 
+        bind_runtime()
         return compile_model(ir, data=self.data_loader, **options)
 
     def model(self, name: str | None = None, **params: Any):

@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--model", help="which model (default: the first)")
     k.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     k.add_argument("--path", choices=["roll", "gather", "dense"], help="force a lowering path")
+    ls = sub.add_parser("list", parents=[fmt], help="the catalogue: lattices, domains, samplers, "
+                        "learners, optimisers, ... with their options, defaults and docs")  # fmt: skip
+    ls.add_argument("kind", nargs="?", help="one kind of entry (e.g. samplers); all by default")
+    ls.add_argument("name", nargs="?", help="one entry of that kind (e.g. metropolis)")
     return p
 
 
@@ -97,6 +101,12 @@ def _fail(exc: PhysmlError, args) -> int:
 
 
 def _dispatch(args) -> int:
+    if args.command == "list":  # the catalogue alone: no torch, no runtime
+        from .catalogue import CATALOGUE
+        from .catalogue.listing import listing
+
+        print(listing(CATALOGUE, args.kind, args.name), end="")
+        return 0
     from .api import load
 
     if args.command == "compile" and args.emit == "ast":

@@ -6,7 +6,8 @@ model.
     data S: spin = sample(Ising(L = 8), n = 10000, T = 2.5, seed = 1)
     data D: binary = digits(threshold = 8)                 # scikit-learn's 8 x 8 digits
 
-Sources are a registry (name -> pydantic schema, loader). Files are read without pickle
+Sources are catalogue entries (options schemas in ``physml_lang/catalogue/data.py``); their
+loaders are bound by :func:`bind`. Files are read without pickle
 (``np.load(allow_pickle=False)``). The declared type ``domain[shape]`` is checked against what
 was loaded: a wrong shape, a value outside the domain (a 2 in spin data), a missing key or a
 corrupt file are located diagnostics (P600 file not found, P601 bad data).
@@ -21,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from physml_lang.catalogue import CATALOGUE
+from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue.data import DigitsOptions, LoadOptions, RandomOptions, SampleOptions
 from physml_lang.check.constants import ConstEvaluator, evaluate
 from physml_lang.check.model import validate_options
 from physml_lang.compiler.instance import RealData
@@ -35,7 +36,6 @@ from physml_lang.ir.walk import as_call
 Domain = DomainIR
 
 MAX_ELEMENTS = 2**31 - 1
-DATA_DOMAINS = {"spin", "binary", "potts", "real"}
 
 
 def _fail(code: str, message: str, span: Span | None, hint: str | None = None):
@@ -45,40 +45,13 @@ def _fail(code: str, message: str, span: Span | None, hint: str | None = None):
 # ---------------------------------------------------------------- sources
 
 
-class RandomOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    seed: int = Field(0, ge=0, description="seed of the draw")
-    p: float = Field(0.5, ge=0.0, le=1.0, description="probability of the larger value")
-
-
-class LoadOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    path: str = Field(description="a .npz, .npy or .csv file, relative to the .phys file")
-    key: str | None = Field(None, description="the array of an .npz file")
-
-
-class SampleOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    n: int = Field(1000, ge=1, le=10_000_000, description="number of configurations")
-    T: float = Field(gt=0, description="temperature")
-    sampler: str = Field("metropolis", description="a sampler name")
-    chains: int = Field(100, ge=1, le=100_000, description="independent chains")
-    burn_in: int = Field(1000, ge=0, description="sweeps before the first sample")
-    thin: int = Field(10, ge=1, description="sweeps between samples of one chain")
-    seed: int = Field(0, ge=0, description="seed of the chains")
-
-
-class DigitsOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    threshold: float = Field(8.0, ge=0, le=16, description="pixels >= threshold (0..16) are on")
-
-
 @dataclass(frozen=True)
 class DataSource:
-    schema: type[BaseModel]
+    """The implementation of a data source: ``load(options, domain, shape, span, ctx)`` -> the
+    array; ``positional``: the options that may be given by position (``load("x.npz")``)."""
+
     load: Callable[..., np.ndarray]
-    positional: tuple[str, ...]
-    doc: str
+    positional: tuple[str, ...] = ()
 
 
 def _random(opts: RandomOptions, domain: Domain | None, shape, span, ctx) -> np.ndarray:
@@ -200,12 +173,18 @@ def _digits(opts: DigitsOptions, domain, shape, span, ctx) -> np.ndarray:
     return x
 
 
-SOURCES: dict[str, DataSource] = {
-    "random": DataSource(RandomOptions, _random, (), "seeded random configurations"),
-    "load": DataSource(LoadOptions, _load, ("path",), "an .npz/.npy/.csv file"),
-    "sample": DataSource(SampleOptions, _sample, (), "configurations sampled from a model"),
-    "digits": DataSource(DigitsOptions, _digits, (), "scikit-learn's 8x8 digits, binarised"),
-}
+RANDOM = DataSource(_random)
+LOAD = DataSource(_load, ("path",))
+SAMPLE = DataSource(_sample)
+DIGITS = DataSource(_digits)
+
+
+def bind(catalogue: Catalogue) -> None:
+    """Attach the loaders of the data sources to their catalogue entries."""
+    for name, source in (("random", RANDOM), ("load", LOAD), ("sample", SAMPLE),
+                         ("digits", DIGITS)):  # fmt: skip
+        catalogue.sources.bind(name, source)
+
 
 # ---------------------------------------------------------------- evaluation
 
@@ -251,7 +230,8 @@ class DataLoader:
     def _realise(self, decl: DataIR, values: dict[str, Any]) -> RealData:
         domain, shape = decl.domain, data_shape(decl, values)
         call = as_call(decl.source)
-        src = SOURCES[call.func]
+        entry = CATALOGUE.sources.lookup(call.func, span=call.func_span)
+        src: DataSource = CATALOGUE.sources.implementation(call.func)
         ev = ConstEvaluator(values, allow_words=True, allow_calls=True,
                             what=f"the arguments of {call.func}")  # fmt: skip
         opts: dict[str, Any] = {}
@@ -273,7 +253,7 @@ class DataLoader:
             if isinstance(v, float) and v.is_integer() and k in ("seed", "n", "chains", "burn_in",
                                                                 "thin"):  # fmt: skip
                 opts[k] = int(v)
-        valid = validate_options(src.schema, opts, spans, call.span, f"data source {call.func}")
+        valid = validate_options(entry.schema, opts, spans, call.span, f"data source {call.func}")
         arr = src.load(valid, domain, shape, call.span, ctx)
         meta = {"T": valid.T, "model": ctx["model_call"].name} if call.func == "sample" else {}
         data = RealData(decl.name, arr, domain, decl.span, call.func, meta)

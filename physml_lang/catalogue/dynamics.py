@@ -1,27 +1,226 @@
-"""Catalogue entries of the dynamics capability (options schemas, docs, static facts)."""
+"""Catalogue entries of Hamiltonian dynamics: integrators of phase-space models, samplers of
+continuous lattice fields and their observables, learners of dynamics and their training
+objectives, the options of the ``evolve`` / ``trajectories`` / ``train`` / ``rollout``
+statements, and the tasks ``evolve``, ``sample`` (fields) and ``learn_dynamics``."""
 
 from __future__ import annotations
 
-from .registry import Catalogue
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .registry import Catalogue, NoOptions
+
+CONTINUOUS = ("real", "angle")
+SYMPLECTIC = ("symplectic",)
+
+
+# ---------------------------------------------------------------- integrators
+
+
+class ImplicitMidpointOptions(BaseModel):
+    """Fixed-point solver settings of the implicit midpoint rule."""
+
+    model_config = ConfigDict(extra="forbid")
+    tol: float = Field(1e-12, gt=0, le=1e-2, description="relative tolerance of the iteration")
+    max_iter: int = Field(100, ge=1, le=10_000)
+
+
+# ---------------------------------------------------------------- samplers of continuous fields
+
+
+class FieldSamplerOptions(BaseModel):
+    """Options common to the samplers of continuous fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    chains: int = Field(16, ge=1, description="independent chains (leading dimension of x0)")
+    samples: int = Field(1000, ge=1, description="recorded samples per chain")
+    burn_in: int = Field(100, ge=0, description="discarded initial updates")
+    thin: int = Field(1, ge=1, description="updates per recorded sample")
+
+
+class HMCOptions(FieldSamplerOptions):
+    """Options of ``hmc``."""
+
+    step_size: float = Field(0.1, gt=0, le=10)
+    n_leapfrog: int = Field(10, ge=1, le=100_000)
+    mass: float = Field(1.0, gt=0)
+    jitter: float = Field(0.0, ge=0, lt=1)
+    integrator: Literal["leapfrog", "yoshida4"] = "leapfrog"
+
+
+class LangevinOptions(FieldSamplerOptions):
+    """Options of ``ula`` and ``mala``."""
+
+    step_size: float = Field(0.01, gt=0, le=10)
+
+
+# per-configuration observables and functions of averages of a continuous-field run
+FIELD_OBSERVABLES = {
+    "action_density": "S / V per configuration",
+    "magnetization": "real: mean phi; angle: |mean exp(i theta)|",
+    "abs_magnetization": "|mean phi| (angle: |mean exp(i theta)|)",
+    "m2": "V <m^2>",
+    "susceptibility": "V (<m^2> - <|m|>^2) (jackknife)",
+    "binder": "1 - <m^4> / (3 <m^2>^2) (jackknife)",
+}
+
+
+# ---------------------------------------------------------------- learners of dynamics
+
+
+class LearnerTrainingOptions(BaseModel):
+    """Training options shared by the learners of dynamics (train_vector_field, train_map)."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: int = Field(2000, ge=1, description="optimisation steps")
+    lr: float = Field(1e-3, gt=0, le=1.0)
+    batch_size: int | None = Field(None, ge=1, description="None: full batch")
+
+
+class HNNOptions(LearnerTrainingOptions):
+    """Options of ``hnn``."""
+
+    hidden: list[int] = Field(default_factory=lambda: [200, 200], min_length=1)
+    activation: Literal["tanh", "softplus", "sigmoid", "gelu"] = "tanh"
+    separable: bool = False
+
+
+class MLPOptions(LearnerTrainingOptions):
+    """Options of ``mlp_vector_field`` (the baseline)."""
+
+    hidden: list[int] = Field(default_factory=lambda: [200, 200], min_length=1)
+    activation: Literal["tanh", "softplus", "sigmoid", "gelu"] = "tanh"
+
+
+class SympNetOptions(LearnerTrainingOptions):
+    """Options of ``sympnet``."""
+
+    layers: int = Field(4, ge=1, le=64)
+    width: int = Field(32, ge=1)
+
+
+# ---------------------------------------------------------------- run statements
+
+
+class EvolveOptions(BaseModel):
+    """Options of ``evolve``."""
+
+    model_config = ConfigDict(extra="forbid")
+    integrator: list[str] | str | None = Field(
+        None, description="leapfrog, yoshida4, implicit_midpoint, verlet, euler, rk4, or a list; "
+        "default: leapfrog for separable H, implicit_midpoint otherwise")
+    dt: float = Field(0.01, gt=0, description="time step")
+    steps: int = Field(1000, ge=1, le=10_000_000, description="integration steps")
+    save_every: int | None = Field(None, ge=1, description="steps between saved states "
+                                   "(default: about 2000 saved states)")
+    blowup: float = Field(0.5, gt=0, description="relative energy error that stops the run")
+    tol: float = Field(1e-12, gt=0, le=1e-2, description="implicit midpoint: solver tolerance")
+    max_iter: int = Field(100, ge=1, le=10_000, description="implicit midpoint: iterations")
+
+
+class TrajectoryOptions(BaseModel):
+    """Options of ``trajectories`` (training data simulated from the declared model)."""
+
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(25, ge=1, le=100_000, description="trajectories")
+    points: int = Field(30, ge=2, le=100_000, description="saved states per trajectory")
+    t_span: float = Field(3.0, gt=0, description="duration of each trajectory")
+    noise: float = Field(0.1, ge=0, description="std of Gaussian noise added to q and p")
+    start: Literal["circle", "normal", "kepler"] = Field(
+        "circle", description="circle: each (q_k, p_k) on a circle of radius in `radius`; "
+        "normal: N(0, radius[1]); kepler: near-circular two-body orbits")
+    radius: list[float] = Field(default_factory=lambda: [0.1, 1.0], min_length=2, max_length=2)
+    substeps: int = Field(20, ge=1, le=10_000, description="integrator steps between points")
+
+
+class RolloutOptions(BaseModel):
+    """Options of ``rollout`` (evaluation of learned dynamics on fresh initial states)."""
+
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(10, ge=1, le=10_000, description="test trajectories")
+    horizon: float = Field(20.0, gt=0, description="rollout duration")
+    steps: int = Field(200, ge=1, le=1_000_000, description="rollout steps")
+    integrator: str | None = Field(None, description="for hnn (default: yoshida4 if separable "
+                                   "else implicit_midpoint) and mlp (default rk4)")
+
+
+class TrainOptions(BaseModel):
+    """Options of ``train ... via derivative_mse(...)`` (override the learner's)."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: int | None = Field(None, ge=1, description="optimisation steps")
+    lr: float | None = Field(None, gt=0, le=1.0)
+    batch_size: int | None = Field(None, ge=1)
 
 
 def declare(catalogue: Catalogue) -> None:
-    """Declare this capability's entries."""
-    catalogue.tasks.declare(
-        "evolve",
-        doc="integrate Hamilton's equations with symplectic (or reference) integrators",
-        kinds=("phase_space",),
-    )
-    catalogue.tasks.declare(
-        "sample",
-        doc=(
-        "HMC / MALA / Langevin sampling of continuous lattice fields"
-        ), family="field",
-    )
-    catalogue.tasks.declare(
-        "learn_dynamics",
-        doc=(
-        "train Hamiltonian / vector-field / symplectic-map learners on "
-        "trajectories"
-        ), kinds=("phase_space",),
-    )
+    """Declare the integrators, field samplers and observables, learners, objectives and
+    tasks of Hamiltonian dynamics."""
+    # leapfrog and yoshida4 also integrate the trajectories of hmc (fields)
+    integrators = catalogue.integrators
+    integrators.declare("leapfrog", NoOptions,
+                        "leapfrog (velocity Verlet, kick-drift-kick): order 2, symplectic and "
+                        "time-reversible for separable H = T(p) + V(q)",
+                        kinds=("phase_space", "field"))  # fmt: skip
+    integrators.declare("verlet", NoOptions, "alias of leapfrog", kinds=("phase_space",))
+    integrators.declare("yoshida4", NoOptions,
+                        "order-4 Yoshida composition of three leapfrog steps: symplectic for "
+                        "separable H", kinds=("phase_space", "field"))  # fmt: skip
+    integrators.declare("implicit_midpoint", ImplicitMidpointOptions,
+                        "implicit midpoint rule z' = z + dt J grad H((z + z') / 2): order 2, "
+                        "symplectic for any H (fixed-point iteration)",
+                        kinds=("phase_space",))  # fmt: skip
+    integrators.declare("euler", NoOptions,
+                        "explicit Euler: order 1, not symplectic (energy grows)",
+                        kinds=("phase_space",))  # fmt: skip
+    integrators.declare("rk4", NoOptions,
+                        "classical Runge-Kutta 4: order 4, not symplectic (energy drifts)",
+                        kinds=("phase_space",))  # fmt: skip
+
+    samplers = catalogue.samplers
+    samplers.declare("hmc", HMCOptions,
+                     "Hamiltonian Monte Carlo of exp(-S): leapfrog/Yoshida trajectories, "
+                     "Metropolis accept with the exact H (exact)",
+                     family="field", domains=CONTINUOUS)  # fmt: skip
+    samplers.declare("ula", LangevinOptions,
+                     "unadjusted overdamped Langevin x' = x - h grad S + sqrt(2h) xi "
+                     "(biased at O(h))", family="field", domains=CONTINUOUS)  # fmt: skip
+    samplers.declare("langevin", LangevinOptions, "alias of ula", family="field",
+                     domains=CONTINUOUS)  # fmt: skip
+    samplers.declare("mala", LangevinOptions,
+                     "Metropolis-adjusted Langevin: the ula proposal with a Metropolis-Hastings "
+                     "correction (exact)", family="field", domains=CONTINUOUS)  # fmt: skip
+    for name, doc in FIELD_OBSERVABLES.items():
+        catalogue.observables.declare(name, doc=doc, family="field")
+
+    learners = catalogue.learners
+    learners.declare("hnn", HNNOptions,
+                     "Hamiltonian neural network H_theta(q, p); the learned flow conserves H_theta",
+                     family="phase_space", symmetries=SYMPLECTIC)  # fmt: skip
+    learners.declare("mlp_vector_field", MLPOptions,
+                     "unstructured baseline: (q, p) -> (qdot, pdot) with a plain MLP",
+                     family="phase_space")  # fmt: skip
+    learners.declare("mlp", MLPOptions, "alias of mlp_vector_field", family="phase_space")
+    learners.declare("sympnet", SympNetOptions,
+                     "SympNet: exactly symplectic one-step map (q, p) -> (q', p') of a fixed "
+                     "time step",
+                     family="phase_space", symmetries=SYMPLECTIC)  # fmt: skip
+
+    objectives = catalogue.objectives
+    objectives.declare("derivative_mse", TrainOptions,
+                       "MSE of the learned vector field against dq/dt, dp/dt (hnn, mlp)",
+                       family="phase_space")  # fmt: skip
+    objectives.declare("step_mse", TrainOptions,
+                       "MSE of the learned map against the next state (sympnet)",
+                       family="phase_space")  # fmt: skip
+
+    tasks = catalogue.tasks
+    tasks.declare("evolve",
+                  doc="integrate Hamilton's equations with symplectic (or reference) integrators",
+                  kinds=("phase_space",))  # fmt: skip
+    tasks.declare("sample", doc="HMC / MALA / Langevin sampling of continuous lattice fields",
+                  family="field")  # fmt: skip
+    tasks.declare("learn_dynamics",
+                  doc="train Hamiltonian / vector-field / symplectic-map learners on trajectories",
+                  kinds=("phase_space",))  # fmt: skip

@@ -1,22 +1,165 @@
-"""Catalogue entries of the gauge capability (options schemas, docs, static facts)."""
+"""Catalogue entries of lattice gauge theory: link samplers and the options of a gauge sampling
+run, the built-in gauge observables, gauge-equivariant learners, and the ``sample`` [gauge] and
+``gauge_regress`` tasks."""
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
 from .registry import Catalogue
+
+GROUPS = ("z2", "u1", "su2")
+CONTINUOUS = ("u1", "su2")
+
+
+# ---------------------------------------------------------------- link samplers
+
+
+class MetropolisOptions(BaseModel):
+    """Checkerboard Metropolis: ``hits`` proposals per link per sweep; ``step`` is the u1 angle
+    half-width / the su2 rotation angle bound (ignored for z2, which proposes a random sign)."""
+
+    model_config = ConfigDict(extra="forbid")
+    hits: int = Field(4, ge=1)
+    step: float = Field(1.0, gt=0, le=math.pi)
+
+
+class HeatbathOptions(BaseModel):
+    """Checkerboard heat-bath (exact for z2, u1 via von Mises, su2 via Kennedy-Pendleton)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class HMCOptions(BaseModel):
+    """HMC with leapfrog; ``trajectory length = step_size * n_steps``."""
+
+    model_config = ConfigDict(extra="forbid")
+    step_size: float = Field(0.1, gt=0)
+    n_steps: int = Field(10, ge=1)
+    reunitarize: bool = True
+
+
+class RunControls(BaseModel):
+    """Chains, burn-in, thinning and start of a gauge sampling run (any sampler)."""
+
+    model_config = ConfigDict(extra="forbid")
+    chains: int = Field(8, ge=1, le=65536, description="independent chains")
+    burn_in: int = Field(100, ge=0, description="updates discarded before measuring")
+    thin: int = Field(1, ge=1, description="updates between measurements")
+    start: Literal["hot", "cold"] = Field("hot", description="hot (Haar random) or cold (unit)")
+
+
+class MetropolisRun(MetropolisOptions, RunControls):
+    """Options of ``sampler metropolis(...)`` in a gauge run: the sampler's and the run's."""
+
+    sweeps: int = Field(1000, ge=1, description="measured sweeps")
+
+
+class HeatbathRun(HeatbathOptions, RunControls):
+    """Options of ``sampler heatbath(...)`` in a gauge run: the run's (heat-bath has none)."""
+
+    sweeps: int = Field(1000, ge=1, description="measured sweeps")
+
+
+class HMCRun(HMCOptions, RunControls):
+    """Options of ``sampler hmc(...)`` in a gauge run: the sampler's and the run's."""
+
+    trajectories: int = Field(1000, ge=1, description="measured trajectories")
+
+
+# ---------------------------------------------------------------- learners
+
+
+class LCNNOptions(BaseModel):
+    """Options of the ``lcnn`` learner."""
+
+    model_config = ConfigDict(extra="forbid")
+    channels: list[int] = Field(default_factory=lambda: [4, 8], min_length=1)
+    kernel_size: int = Field(1, ge=1)
+    hidden: int = Field(16, ge=1)
+    out_features: int = Field(1, ge=1)
+    readout: str = Field("mean", pattern="^(mean|sum|none)$")
+
+
+class PlainCNNOptions(BaseModel):
+    """Options of the ``gauge_cnn`` baseline learner."""
+
+    model_config = ConfigDict(extra="forbid")
+    channels: list[int] = Field(default_factory=lambda: [16, 32], min_length=1)
+    kernel_size: int = Field(3, ge=1)
+    out_features: int = Field(1, ge=1)
+    readout: str = Field("mean", pattern="^(mean|sum|none)$")
+
+
+# ---------------------------------------------------------------- the regress task
+
+
+class RegressOptions(BaseModel):
+    """Options of ``regress``: data, training and evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+    samples: int = Field(384, ge=8, le=100_000, description="training configurations")
+    test_samples: int = Field(64, ge=4, le=100_000, description="test configurations per L")
+    test_L: list[int] = Field(default_factory=lambda: [16, 32], description="test lattice sizes")
+    sweeps: int = Field(30, ge=1, description="heat-bath sweeps per configuration (hot start)")
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(3e-3, gt=0)
+
+
+# built-in observables of gauge models, measured by name (wilson_loop by a call)
+OBSERVABLES = {
+    "plaquette": "mean Re tr P / N over sites and planes",
+    "action": "the action S per configuration (also: energy)",
+    "topological_charge": "2D U(1): Q = sum_x wrap(P_x) / 2 pi",
+    "polyakov_loop": "Re of the lattice-averaged Polyakov loop along the last direction",
+    "abs_polyakov_loop": "|lattice-averaged Polyakov loop| along the last direction",
+    "sites": "number of sites",
+    "wilson_loop": "wilson_loop(R, T): lattice mean of the R x T Wilson loops",
+}
 
 
 def declare(catalogue: Catalogue) -> None:
-    """Declare this capability's entries."""
+    """Declare the link samplers, gauge observables, gauge learners and tasks."""
+    samplers = catalogue.samplers
+    # The same names choose coloured local updates of links and matter when the action is not
+    # the bare Wilson action (runtime/gauge/local.py): the model decides, not the name.
+    samplers.declare("metropolis", MetropolisRun,
+                     "checkerboard Metropolis of links (z2 random sign, u1 angle shift, su2 "
+                     "rotation near 1; hits per link); local updates of links and matter for "
+                     "other actions", family="gauge", domains=GROUPS)  # fmt: skip
+    samplers.declare("heatbath", HeatbathRun,
+                     "checkerboard heat-bath (exact for z2, u1 via von Mises, su2 via "
+                     "Kennedy-Pendleton); local z2 heat-bath of links and matter for other "
+                     "actions", family="gauge", domains=GROUPS)  # fmt: skip
+    samplers.declare("hmc", HMCRun,
+                     "HMC with leapfrog on the Wilson action, forces from the staples; "
+                     "trajectory length = step_size * n_steps", family="gauge",
+                     domains=CONTINUOUS)  # fmt: skip
+    for name, doc in OBSERVABLES.items():
+        catalogue.observables.declare(name, doc=doc, family="gauge")
+    catalogue.observables.declare("energy", doc="alias of action", family="gauge")
+    learners = catalogue.learners
+    learners.declare("lcnn", LCNNOptions,
+                     "lattice gauge-equivariant CNN (L-CNN, Favoni et al. 2022): parallel-"
+                     "transport convolutions of plaquette channels, traced readout",
+                     family="gauge", domains=GROUPS, symmetries=("gauge", "translation"))  # fmt: skip
+    learners.declare("gauge_cnn", PlainCNNOptions,
+                     "baseline: circular CNN on raw link components (d = 1..3), translation "
+                     "equivariant but not gauge equivariant", family="gauge", domains=GROUPS,
+                     symmetries=("translation",))  # fmt: skip
     catalogue.tasks.declare(
         "sample",
-        doc=(
-        "link updates (metropolis, heatbath, hmc) for Wilson gauge models; local "
-        "metropolis / heatbath (z2) updates of links and matter for other actions"
-        ), family="gauge",
+        doc="link updates (metropolis, heatbath, hmc) for Wilson gauge models; local "
+        "metropolis / heatbath (z2) updates of links and matter for other actions",
+        family="gauge",
     )
     catalogue.tasks.declare(
         "gauge_regress",
-        doc=(
-        "train gauge learners on sampled configurations; test on larger lattices"
-        ), kinds=("gauge",),
+        RegressOptions,
+        "train gauge learners on sampled configurations; test on larger lattices",
+        kinds=("gauge",),
     )

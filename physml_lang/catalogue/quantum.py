@@ -1,12 +1,171 @@
-"""Catalogue entries of the quantum capability (options schemas, docs, static facts)."""
+"""Catalogue entries of the quantum capability: qubit models by exact diagonalisation and
+variational Monte Carlo (neural quantum states).
+
+The options schemas here are the language's vocabulary of a vmc run (``learner psi =
+rbm(alpha = 2)``, ``sampler metropolis(chains = 16)``, ``optimize psi via sr(lr = 0.02)``); the
+runtime translates them into its own configuration (``runtime/quantum/vmc.py``).
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
 from .registry import Catalogue
+
+QUANTUM = "quantum"  # the model kind, and the family of every entry below
+SYMMETRIES = ("translation", "spin_flip")  # what every quantum learner can respect
+
+# Declaration order, which the runtime's hints list (``learners: rbm, cnn, rnn``); the catalogue
+# itself lists entries sorted.
+LEARNER_NAMES = ("rbm", "cnn", "rnn")
+SAMPLER_NAMES = ("metropolis", "autoregressive")
+OPTIMISER_NAMES = ("sr", "sgd", "adam")
+
+
+class _Opts(BaseModel):
+    """Options of a quantum entry: unknown names are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- learners
+
+
+class RBMOptions(_Opts):
+    """Options of ``rbm``: a restricted Boltzmann machine, real or complex."""
+
+    alpha: float = Field(
+        1.0, gt=0, description="hidden units per site (features per site if symmetric)"
+    )
+    complex: bool = False
+    init_std: float = Field(0.01, ge=0)
+    sign_rule: Literal["none", "marshall"] = "none"
+
+
+class ConvNetOptions(_Opts):
+    """Options of ``cnn``: a translation-invariant convolutional network."""
+
+    channels: list[int] = Field(default_factory=lambda: [8, 8])
+    kernel_size: int = Field(3, ge=1)
+    phase: bool = False
+    sign_rule: Literal["none", "marshall"] = "none"
+
+
+class RNNOptions(_Opts):
+    """Options of ``rnn``: a normalised autoregressive GRU over unit cells."""
+
+    hidden: int = Field(32, ge=1)
+    cell_size: int = Field(1, ge=1)
+    magnetization: int | None = None
+    phase: Literal["none", "head", "marshall"] = "none"
+
+
+# ---------------------------------------------------------------- samplers of a vmc run
+
+
+class MetropolisSpec(_Opts):
+    """``sampler metropolis(...)`` of a VMC run: persistent chains over |psi|^2."""
+
+    chains: int = Field(16, ge=1, le=1_000_000)
+    sweeps: float = Field(1.0, gt=0, description="sweeps (N proposals) between samples")
+    burn_in: int = Field(2, ge=0, description="sweeps discarded at every iteration")
+    initial_burn_in: int = Field(50, ge=0, description="sweeps before the first iteration")
+    move: Literal["auto", "flip", "exchange"] = Field(
+        "auto", description="auto: exchange when the model conserves sum(Z), else flip"
+    )
+    magnetization: int | None = Field(None, description="sector sum(Z) of exchange moves")
+    compile: bool = Field(False, description="torch.compile the RBM Metropolis kernel (for "
+                          "GPUs; on the CPU the default numba loop is faster)")  # fmt: skip
+
+
+class AutoregressiveSpec(_Opts):
+    """``sampler autoregressive``: exact independent draws from a normalised learner (rnn)."""
+
+
+# ---------------------------------------------------------------- optimisers of a vmc run
+
+
+class SRSpec(_Opts):
+    """``optimize psi via sr(...)``: stochastic reconfiguration (natural gradient) steps."""
+
+    lr: float = Field(0.02, gt=0)
+    diag_shift: float = Field(0.01, ge=0)
+    solver: Literal["auto", "dense", "cg"] = "auto"
+    momentum: float = Field(0.0, ge=0, lt=1)
+    lr_decay: float = Field(1.0, gt=0, le=1, description="lr times this every iteration")
+    min_lr: float = Field(0.0, ge=0)
+
+
+class SGDSpec(_Opts):
+    """``optimize psi via sgd(...)``: plain gradient steps (with momentum)."""
+
+    lr: float = Field(0.02, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    lr_decay: float = Field(1.0, gt=0, le=1)
+    min_lr: float = Field(0.0, ge=0)
+
+
+class AdamSpec(_Opts):
+    """``optimize psi via adam(...)``: Adam steps on the energy gradient."""
+
+    lr: float = Field(0.01, gt=0)
+    lr_decay: float = Field(1.0, gt=0, le=1)
+    min_lr: float = Field(0.0, ge=0)
+
+
+# ---------------------------------------------------------------- observables
+
+# Built-in observables of quantum runs (their documentation names the runs that report them).
+OBSERVABLES: dict[str, str] = {
+    "energy": "ground-state energy: E0 (exact runs) or the final estimate of <H> (vmc runs)",
+    "energy_per_site": "energy / N",
+    "gap": "E1 - E0 (exact runs with levels >= 2)",
+    "variance": "variance of the local energy over the final samples (vmc runs)",
+    "r_hat": "split R-hat of the final local energies over the chains (vmc runs)",
+    "magnetization": "<sum_i Z_i> / N",
+    "abs_magnetization": "<|sum_i Z_i|> / N",
+    "staggered_magnetization": "<|sum_i (+-1)_i Z_i|> / N on a bipartite lattice",
+    "structure_factor": "S(q) = <|sum_i e^{i q.r_i} Z_i|^2> / N at q = 0 and q = (pi, ..., pi)",
+}
 
 
 def declare(catalogue: Catalogue) -> None:
     """Declare this capability's entries."""
+    learners = catalogue.learners
+    for name, schema, doc in (
+        ("rbm", RBMOptions, "restricted Boltzmann machine log psi(s) = a . s + sum_j "
+         "lncosh(b_j + W_j . s), real or complex; translation-symmetric when it respects "
+         "translation"),
+        ("cnn", ConvNetOptions, "translation-invariant CNN on a periodic lattice (circular "
+         "convolutions and a sum over sites)"),
+        ("rnn", RNNOptions, "normalised autoregressive GRU over unit cells: exact sampling "
+         "(sampler autoregressive)"),
+    ):  # fmt: skip
+        learners.declare(name, schema, doc, family=QUANTUM, domains=("qubit",),
+                         symmetries=SYMMETRIES)  # fmt: skip
+    samplers = catalogue.samplers
+    samplers.declare("metropolis", MetropolisSpec,
+                     "Metropolis chains over |psi|^2, batched over chains (vmc runs)",
+                     family=QUANTUM, domains=("qubit",))  # fmt: skip
+    samplers.declare("autoregressive", AutoregressiveSpec,
+                     "exact independent draws from a normalised (autoregressive) learner",
+                     family=QUANTUM, domains=("qubit",))  # fmt: skip
+    updates = catalogue.updates
+    updates.declare("flip", doc="flip one random qubit (a Metropolis move of vmc runs)",
+                    family=QUANTUM, domains=("qubit",))  # fmt: skip
+    updates.declare("exchange",
+                    doc="swap a random qubit with a random one of opposite spin: keeps sum(Z)",
+                    family=QUANTUM, domains=("qubit",))  # fmt: skip
+    optimisers = catalogue.optimisers
+    optimisers.declare("sr", SRSpec, "stochastic reconfiguration: (S + diag_shift) x = F, "
+                       "steps along x", family=QUANTUM)  # fmt: skip
+    optimisers.declare("sgd", SGDSpec, "gradient descent on the energy (with momentum)",
+                       family=QUANTUM)  # fmt: skip
+    optimisers.declare("adam", AdamSpec, "Adam on the energy gradient", family=QUANTUM)
+    for name, doc in OBSERVABLES.items():
+        catalogue.observables.declare(name, doc=doc, family=QUANTUM)
     catalogue.tasks.declare(
         "sample",
         doc=(
@@ -25,3 +184,8 @@ def declare(catalogue: Catalogue) -> None:
         "variational Monte Carlo: optimise a neural quantum state"
         ), kinds=("quantum",),
     )
+
+
+__all__ = ["AdamSpec", "AutoregressiveSpec", "ConvNetOptions", "LEARNER_NAMES",
+           "MetropolisSpec", "OBSERVABLES", "OPTIMISER_NAMES", "QUANTUM", "RBMOptions",
+           "RNNOptions", "SAMPLER_NAMES", "SGDSpec", "SRSpec", "SYMMETRIES", "declare"]

@@ -1,12 +1,13 @@
 """Hamiltonian dynamics: integrators, samplers for continuous fields, learned dynamics.
 
-Registries (name -> (pydantic options schema, factory)): ``INTEGRATORS``, ``SAMPLERS``,
-``LEARNERS``; builders ``make_integrator``, ``make_sampler``, ``make_learner``.
+Integrators, samplers, learners, objectives and observables are catalogue entries
+(``physml_lang/catalogue/dynamics.py``: names, options schemas, static facts); ``tasks.bind``
+attaches their implementations. Builders by name (the catalogue bound first, e.g. by
+``physml_lang.api.bind_runtime``): ``make_integrator``, ``make_sampler``, ``make_learner``.
 """
 
 from .data import DynamicsData, make_dataset, simulate, standard_system
 from .integrators import (
-    INTEGRATORS,
     ConvergenceError,
     EnergyBlowupError,
     Integrator,
@@ -18,7 +19,6 @@ from .integrators import (
 )
 from .learners import (
     HNN,
-    LEARNERS,
     MLPVectorField,
     SympNet,
     make_learner,
@@ -27,7 +27,6 @@ from .learners import (
     train_vector_field,
 )
 from .samplers import (
-    SAMPLERS,
     Phi4Action,
     SamplerResult,
     XYAction,
@@ -39,10 +38,10 @@ from .samplers import (
 from .system import HamiltonianSystem, as_system, autograd_system, nbody_gravity
 
 __all__ = [
-    "HNN", "INTEGRATORS", "LEARNERS", "SAMPLERS", "ConvergenceError", "DynamicsData",
-    "EnergyBlowupError", "HamiltonianSystem", "Integrator", "IntegratorError", "MLPVectorField",
-    "NotSeparableError", "Phi4Action", "SamplerResult", "SympNet", "Trajectory", "XYAction",
-    "as_system", "autograd_grad", "autograd_system", "evolve", "hmc", "langevin", "make_dataset",
-    "make_integrator", "make_learner", "make_sampler", "nbody_gravity", "rollout", "simulate",
-    "standard_system", "train_map", "train_vector_field",
+    "HNN", "ConvergenceError", "DynamicsData", "EnergyBlowupError", "HamiltonianSystem",
+    "Integrator", "IntegratorError", "MLPVectorField", "NotSeparableError", "Phi4Action",
+    "SamplerResult", "SympNet", "Trajectory", "XYAction", "as_system", "autograd_grad",
+    "autograd_system", "evolve", "hmc", "langevin", "make_dataset", "make_integrator",
+    "make_learner", "make_sampler", "nbody_gravity", "rollout", "simulate", "standard_system",
+    "train_map", "train_vector_field",
 ]

@@ -25,7 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
+
+from physml_lang.catalogue import CATALOGUE, Catalogue, NoOptions
+from physml_lang.catalogue.dynamics import ImplicitMidpointOptions
 
 from .system import HamiltonianLike, HamiltonianSystem, as_system
 
@@ -150,22 +153,8 @@ def rk4_step(
 
 
 # --------------------------------------------------------------------------------------------
-# Registry
+# Configured integrators (the implementations of the catalogue's integrator entries)
 # --------------------------------------------------------------------------------------------
-
-
-class NoOptions(BaseModel):
-    """Integrators without tunable options."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class ImplicitMidpointOptions(BaseModel):
-    """Fixed-point solver settings of the implicit midpoint rule."""
-
-    model_config = ConfigDict(extra="forbid")
-    tol: float = Field(1e-12, gt=0, le=1e-2, description="relative tolerance of the iteration")
-    max_iter: int = Field(100, ge=1, le=10_000)
 
 
 @dataclass(frozen=True)
@@ -207,22 +196,34 @@ def _implicit_factory(options: ImplicitMidpointOptions) -> Integrator:
     return Integrator("implicit_midpoint", step, True, False, 2, options)
 
 
-INTEGRATORS: dict[str, tuple[type[BaseModel], Callable[..., Integrator]]] = {
-    "leapfrog": (NoOptions, _simple("leapfrog", leapfrog_step, True, True, 2)),
-    "verlet": (NoOptions, _simple("verlet", leapfrog_step, True, True, 2)),
-    "yoshida4": (NoOptions, _simple("yoshida4", yoshida4_step, True, True, 4)),
-    "implicit_midpoint": (ImplicitMidpointOptions, _implicit_factory),
-    "euler": (NoOptions, _simple("euler", euler_step, False, False, 1)),
-    "rk4": (NoOptions, _simple("rk4", rk4_step, False, False, 4)),
-}
+# factories (validated options -> Integrator), bound to the catalogue's entries by ``bind``;
+# module-level so that each entry is bound to one object
+LEAPFROG = _simple("leapfrog", leapfrog_step, True, True, 2)
+VERLET = _simple("verlet", leapfrog_step, True, True, 2)
+YOSHIDA4 = _simple("yoshida4", yoshida4_step, True, True, 4)
+EULER = _simple("euler", euler_step, False, False, 1)
+RK4 = _simple("rk4", rk4_step, False, False, 4)
+
+
+def bind(catalogue: Catalogue) -> None:
+    """Attach the integrator factories to their catalogue entries."""
+    integrators = catalogue.integrators
+    integrators.bind("leapfrog", LEAPFROG)
+    integrators.bind("verlet", VERLET)
+    integrators.bind("yoshida4", YOSHIDA4)
+    integrators.bind("implicit_midpoint", _implicit_factory)
+    integrators.bind("euler", EULER)
+    integrators.bind("rk4", RK4)
 
 
 def make_integrator(name: str, **options: object) -> Integrator:
-    """Look up ``name`` in :data:`INTEGRATORS` and validate its options (pydantic errors)."""
-    if name not in INTEGRATORS:
-        raise KeyError(f"unknown integrator '{name}'; known: {', '.join(sorted(INTEGRATORS))}")
-    schema, factory = INTEGRATORS[name]
-    return factory(schema(**options))
+    """Look up ``name`` among the catalogue's integrators and validate its options (pydantic
+    errors)."""
+    entry = CATALOGUE.integrators.get(name)
+    if entry is None:
+        known = CATALOGUE.integrators.names()
+        raise KeyError(f"unknown integrator '{name}'; known: {', '.join(known)}")
+    return CATALOGUE.integrators.implementation(name)(entry.schema(**options))
 
 
 # --------------------------------------------------------------------------------------------

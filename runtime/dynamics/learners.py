@@ -19,11 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from torch import nn
+
+from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue.dynamics import HNNOptions, MLPOptions, SympNetOptions
 
 from .integrators import Trajectory, evolve
 from .system import HamiltonianSystem, PhaseFn, _grads, autograd_system
@@ -311,37 +313,8 @@ def _map_rollout(model: SympNet, q0: Tensor, p0: Tensor, dt: float, steps: int,
 
 
 # --------------------------------------------------------------------------------------------
-# Registry
+# Learner kinds (the implementations of the catalogue's learner entries)
 # --------------------------------------------------------------------------------------------
-
-
-class _TrainOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    steps: int = Field(2000, ge=1, description="optimisation steps")
-    lr: float = Field(1e-3, gt=0, le=1.0)
-    batch_size: int | None = Field(None, ge=1, description="None: full batch")
-
-
-class HNNOptions(_TrainOptions):
-    """Options of ``hnn``."""
-
-    hidden: list[int] = Field(default_factory=lambda: [200, 200], min_length=1)
-    activation: Literal["tanh", "softplus", "sigmoid", "gelu"] = "tanh"
-    separable: bool = False
-
-
-class MLPOptions(_TrainOptions):
-    """Options of ``mlp_vector_field`` (the baseline)."""
-
-    hidden: list[int] = Field(default_factory=lambda: [200, 200], min_length=1)
-    activation: Literal["tanh", "softplus", "sigmoid", "gelu"] = "tanh"
-
-
-class SympNetOptions(_TrainOptions):
-    """Options of ``sympnet``."""
-
-    layers: int = Field(4, ge=1, le=64)
-    width: int = Field(32, ge=1)
 
 
 def _hnn(o: HNNOptions, n: int, generator: torch.Generator | None = None,
@@ -359,21 +332,39 @@ def _sympnet(o: SympNetOptions, n: int, generator: torch.Generator | None = None
     return SympNet(n, o.layers, o.width, dtype, generator)
 
 
-# name -> (schema, factory(options, n, generator, dtype) -> module); the schema's training
-# options (steps, lr, batch_size) are for train_vector_field / train_map.
-LEARNERS: dict[str, tuple[type[BaseModel], Callable[..., nn.Module]]] = {
-    "hnn": (HNNOptions, _hnn),
-    "mlp_vector_field": (MLPOptions, _mlp),
-    "sympnet": (SympNetOptions, _sympnet),
-}
+@dataclass(frozen=True)
+class LearnerKind:
+    """A learner entry's implementation: its canonical name (``mlp`` is ``mlp_vector_field``),
+    the training objective that fits it, and ``build(options, n, generator, dtype) -> module``.
+    The options' training fields (steps, lr, batch_size) are for the objective."""
+
+    name: str
+    objective: str
+    build: Callable[..., nn.Module]
+
+
+HNN_KIND = LearnerKind("hnn", "derivative_mse", _hnn)
+MLP_KIND = LearnerKind("mlp_vector_field", "derivative_mse", _mlp)
+SYMPNET_KIND = LearnerKind("sympnet", "step_mse", _sympnet)
+
+
+def bind(catalogue: Catalogue) -> None:
+    """Attach the learners of dynamics to their catalogue entries."""
+    learners = catalogue.learners
+    learners.bind("hnn", HNN_KIND, family="phase_space")
+    learners.bind("mlp_vector_field", MLP_KIND, family="phase_space")
+    learners.bind("mlp", MLP_KIND, family="phase_space")
+    learners.bind("sympnet", SYMPNET_KIND, family="phase_space")
 
 
 def make_learner(name: str, n: int, generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float64, **options: object
                  ) -> tuple[nn.Module, BaseModel]:
     """Build the learner ``name`` for n canonical pairs; returns (module, validated options)."""
-    if name not in LEARNERS:
-        raise KeyError(f"unknown learner '{name}'; known: {', '.join(sorted(LEARNERS))}")
-    schema, factory = LEARNERS[name]
-    opts = schema(**options)
-    return factory(opts, n, generator, dtype), opts
+    entry = CATALOGUE.learners.get(name, "phase_space")
+    if entry is None:
+        known = CATALOGUE.learners.names("phase_space")
+        raise KeyError(f"unknown learner '{name}'; known: {', '.join(known)}")
+    opts = entry.schema(**options)
+    kind: LearnerKind = CATALOGUE.learners.implementation(name, "phase_space")
+    return kind.build(opts, n, generator, dtype), opts

@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
+
+from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue.dynamics import HMCOptions, LangevinOptions
 
 from ..statistics import Estimate, binning_analysis
 from .integrators import leapfrog_step, yoshida4_step
@@ -269,32 +272,8 @@ class XYAction:
 
 
 # --------------------------------------------------------------------------------------------
-# Registry
+# Configured samplers (the implementations of the catalogue's field-sampler entries)
 # --------------------------------------------------------------------------------------------
-
-
-class _RunOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    chains: int = Field(16, ge=1, description="independent chains (leading dimension of x0)")
-    samples: int = Field(1000, ge=1, description="recorded samples per chain")
-    burn_in: int = Field(100, ge=0, description="discarded initial updates")
-    thin: int = Field(1, ge=1, description="updates per recorded sample")
-
-
-class HMCOptions(_RunOptions):
-    """Options of ``hmc``."""
-
-    step_size: float = Field(0.1, gt=0, le=10)
-    n_leapfrog: int = Field(10, ge=1, le=100_000)
-    mass: float = Field(1.0, gt=0)
-    jitter: float = Field(0.0, ge=0, lt=1)
-    integrator: Literal["leapfrog", "yoshida4"] = "leapfrog"
-
-
-class LangevinOptions(_RunOptions):
-    """Options of ``ula`` and ``mala``."""
-
-    step_size: float = Field(0.01, gt=0, le=10)
 
 
 @dataclass(frozen=True)
@@ -332,23 +311,32 @@ def _langevin_factory(metropolis: bool) -> Callable[[LangevinOptions], Sampler]:
     return factory
 
 
-SAMPLERS: dict[str, tuple[type[BaseModel], Callable[..., Sampler]]] = {
-    "hmc": (HMCOptions, _hmc_factory),
-    "ula": (LangevinOptions, _langevin_factory(False)),
-    "langevin": (LangevinOptions, _langevin_factory(False)),
-    "mala": (LangevinOptions, _langevin_factory(True)),
-}
+# factories (validated options -> Sampler), bound to the catalogue's entries by ``bind``;
+# module-level so that each entry (and the alias langevin of ula) is bound to one object
+ULA = _langevin_factory(False)
+MALA = _langevin_factory(True)
+
+
+def bind(catalogue: Catalogue) -> None:
+    """Attach the samplers of continuous fields to their catalogue entries."""
+    samplers = catalogue.samplers
+    samplers.bind("hmc", _hmc_factory, family="field")
+    samplers.bind("ula", ULA, family="field")
+    samplers.bind("langevin", ULA, family="field")
+    samplers.bind("mala", MALA, family="field")
 
 
 def make_sampler(name: str, **options: object) -> Sampler:
-    """Look up ``name`` in :data:`SAMPLERS` and validate its options (pydantic errors)."""
-    if name not in SAMPLERS:
-        raise KeyError(f"unknown sampler '{name}'; known: {', '.join(sorted(SAMPLERS))}")
-    schema, factory = SAMPLERS[name]
-    return factory(schema(**options))
+    """Look up ``name`` among the catalogue's field samplers and validate its options
+    (pydantic errors)."""
+    entry = CATALOGUE.samplers.get(name, "field")
+    if entry is None:
+        known = CATALOGUE.samplers.names("field")
+        raise KeyError(f"unknown sampler '{name}'; known: {', '.join(known)}")
+    return CATALOGUE.samplers.implementation(name, "field")(entry.schema(**options))
 
 
 __all__ = [
-    "SAMPLERS", "HMCOptions", "LangevinOptions", "Phi4Action", "Sampler", "SamplerResult",
-    "XYAction", "autograd_grad", "hmc", "langevin", "make_sampler",
+    "Phi4Action", "Sampler", "SamplerResult", "XYAction", "autograd_grad", "bind", "hmc",
+    "langevin", "make_sampler",
 ]

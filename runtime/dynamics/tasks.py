@@ -20,13 +20,18 @@ Run statements (registry entries, no grammar)::
 
 Continuous-field sampling shares the word ``sampler`` with the classical ``sample`` task (as the
 gauge capability does): runs whose model declares a ``real`` or ``angle`` field on sites are
-taken over by ``field_sample`` (samplers hmc, mala, ula from runtime/dynamics/samplers.SAMPLERS)
-through tasks.register_variant; everything else keeps the classical task. Users
-write one word, ``sampler hmc(...)``, for every model.
+done by the ``sample`` task of the ``field`` kind (samplers hmc, mala, ula: catalogue entries of
+that family); everything else keeps the classical task. Users write one word,
+``sampler hmc(...)``, for every model.
 
 ``train`` is shared with the energy-based learners (likelihood training of Boltzmann machines):
-each capability registers its ``via`` methods (runs.register_method); this one owns
-:data:`TRAIN_METHODS` and handles a ``train`` that names no method.
+its ``via`` methods are training objectives in the catalogue; this capability's are
+derivative_mse and step_mse (family ``phase_space``), and it handles a ``train`` that names no
+method.
+
+Names (integrators, samplers, observables, learners, objectives) resolve through the catalogue
+(``physml_lang/catalogue/dynamics.py`` declares them with their options schemas); :func:`bind`
+attaches the implementations.
 """
 
 from __future__ import annotations
@@ -35,16 +40,24 @@ import io
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
+from torch import nn
 from tqdm import tqdm
 
-from physml_lang.catalogue import Catalogue
+from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue.dynamics import (
+    EvolveOptions,
+    RolloutOptions,
+    TrainOptions,
+    TrajectoryOptions,
+)
 from physml_lang.check.model import validate_options
 from physml_lang.check.tasks import STATEMENTS
 from physml_lang.compiler.models.field import FieldModel
@@ -56,10 +69,19 @@ from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import Estimate, binning_analysis, jackknife
 from ..tasks import RunState, Task, option_values
-from .integrators import INTEGRATORS, EnergyBlowupError, IntegratorError, Trajectory, evolve
-from .learners import HNN, LEARNERS, SympNet, train_map, train_vector_field
+from .integrators import (
+    EnergyBlowupError,
+    IntegratorError,
+    Trajectory,
+    evolve,
+    make_integrator,
+)
+from .integrators import bind as bind_integrators
+from .learners import HNN, LearnerKind, SympNet, TrainResult, train_map, train_vector_field
+from .learners import bind as bind_learners
 from .learners import rollout as learned_rollout
-from .samplers import SAMPLERS
+from .samplers import Sampler
+from .samplers import bind as bind_samplers
 
 Tensor = torch.Tensor
 F64 = torch.float64
@@ -71,10 +93,6 @@ def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None
 
 # ---------------------------------------------------------------- statements
 
-TRAIN_METHODS = {
-    "derivative_mse": "MSE of the learned vector field against dq/dt, dp/dt (hnn, mlp)",
-    "step_mse": "MSE of the learned map against the next state (sympnet)",
-}
 Options = dict[str, tuple[Any, Span | None]]
 
 
@@ -252,22 +270,6 @@ def _savefig(fig, path: Path) -> Path:
 # ---------------------------------------------------------------- evolve
 
 
-class EvolveOptions(BaseModel):
-    """Options of ``evolve``."""
-
-    model_config = ConfigDict(extra="forbid")
-    integrator: list[str] | str | None = Field(
-        None, description="leapfrog, yoshida4, implicit_midpoint, verlet, euler, rk4, or a list; "
-        "default: leapfrog for separable H, implicit_midpoint otherwise")
-    dt: float = Field(0.01, gt=0, description="time step")
-    steps: int = Field(1000, ge=1, le=10_000_000, description="integration steps")
-    save_every: int | None = Field(None, ge=1, description="steps between saved states "
-                                   "(default: about 2000 saved states)")
-    blowup: float = Field(0.5, gt=0, description="relative energy error that stops the run")
-    tol: float = Field(1e-12, gt=0, le=1e-2, description="implicit midpoint: solver tolerance")
-    max_iter: int = Field(100, ge=1, le=10_000, description="implicit midpoint: iterations")
-
-
 @dataclass
 class EvolvePlan:
     cm: PhaseSpaceModel
@@ -306,12 +308,11 @@ def plan_evolve(task: TaskIR, program, sets: dict[str, Any] | None) -> EvolvePla
     names = [names] if isinstance(names, str) else (names or [cm.default_integrator])
     ispan = opts.get("integrator", (None, span))[1]
     for name in names:
-        if name not in INTEGRATORS:
+        if CATALOGUE.integrators.get(name) is None:
+            known = CATALOGUE.integrators.names()
             _fail("P200", f"unknown integrator '{name}'", ispan,
-                  did_you_mean(name, set(INTEGRATORS)) or "integrators: " + ", ".join(INTEGRATORS))  # fmt: skip
-        schema, factory = INTEGRATORS[name]
-        integ = factory(schema(**({"tol": options.tol, "max_iter": options.max_iter}
-                                  if name == "implicit_midpoint" else {})))  # fmt: skip
+                  did_you_mean(name, set(known)) or "integrators: " + ", ".join(known))  # fmt: skip
+        integ = make_integrator(name, **_integrator_options(name, options))
         if integ.requires_separable and not cm.separable:
             _fail("P400", f"{name} needs a separable Hamiltonian H = T(p) + V(q); "
                   f"the Hamiltonian of {cm.ir.name} is not", ispan,
@@ -343,6 +344,12 @@ def plan_evolve(task: TaskIR, program, sets: dict[str, Any] | None) -> EvolvePla
                       spans)  # fmt: skip
 
 
+def _integrator_options(name: str, o: EvolveOptions) -> dict[str, Any]:
+    """The options of integrator ``name`` from those of ``evolve`` (the solver settings of the
+    implicit midpoint rule; the other integrators have none)."""
+    return {"tol": o.tol, "max_iter": o.max_iter} if name == "implicit_midpoint" else {}
+
+
 def check_evolve(task: TaskIR, program) -> None:
     plan_evolve(task, program, {})
 
@@ -366,7 +373,7 @@ def run_evolve(task: TaskIR, program, *, sets, device, seed, out, progress) -> R
     try:
         for name in plan.integrators:
             t0 = time.time()
-            opts = {"tol": o.tol, "max_iter": o.max_iter} if name == "implicit_midpoint" else {}
+            opts = _integrator_options(name, o)
             try:
                 tr = _evolve_chunked(cm, q0, p0, o.dt, o.steps, name, opts, save_every, o.blowup,
                                      bar)  # fmt: skip
@@ -387,8 +394,8 @@ def run_evolve(task: TaskIR, program, *, sets, device, seed, out, progress) -> R
             trajs[name] = tr
             err = tr.energy_error.detach().cpu().numpy()  # (T, B)
             tail = max(1, err.shape[0] // 10)
-            INT = INTEGRATORS[name][1](INTEGRATORS[name][0](**opts))
-            row = {"integrator": name, "symplectic": INT.symplectic, "dt": o.dt, "steps": o.steps,
+            symplectic = make_integrator(name, **opts).symplectic
+            row = {"integrator": name, "symplectic": symplectic, "dt": o.dt, "steps": o.steps,
                    "trajectories": int(err.shape[1]),
                    "max_rel_energy_error": _est(np.abs(err).max(0)),
                    "final_energy_drift": _est(np.abs(err[-tail:]).mean(0)),
@@ -465,21 +472,9 @@ def _energy_plot(out: Path, trajs: dict[str, Trajectory], model: str) -> Path:
 
 # ---------------------------------------------------------------- continuous-field sampling
 
-FIELD_OBSERVABLES = {
-    "action_density": "S / V per configuration",
-    "magnetization": "real: mean phi; angle: |mean exp(i theta)|",
-    "abs_magnetization": "|mean phi| (angle: |mean exp(i theta)|)",
-    "m2": "V <m^2>",
-    "susceptibility": "V (<m^2> - <|m|>^2) (jackknife)",
-    "binder": "1 - <m^4> / (3 <m^2>^2) (jackknife)",
-}
-_FLUCT = {"susceptibility", "binder"}
-
-
 @dataclass
 class FieldPlan:
-    schema: Any
-    factory: Any
+    factory: Callable[[BaseModel], Sampler]
     options: BaseModel
     others: list
     measures: list[str]
@@ -488,11 +483,13 @@ class FieldPlan:
 
 def plan_field(run: RunState, program, sets: dict[str, Any] | None) -> FieldPlan:
     checker = program.checker_for(run.ir)
-    if run.sampler not in SAMPLERS:
+    entry = CATALOGUE.samplers.get(run.sampler or "", "field")
+    if entry is None:
+        known = CATALOGUE.samplers.names("field")
         _fail("P200", f"unknown sampler '{run.sampler}' for a continuous field", run.sampler_span,
-              did_you_mean(run.sampler or "", set(SAMPLERS))
-              or "continuous-field samplers: " + ", ".join(SAMPLERS))  # fmt: skip
-    schema, factory = SAMPLERS[run.sampler]
+              did_you_mean(run.sampler or "", set(known))
+              or "continuous-field samplers: " + ", ".join(known))  # fmt: skip
+    schema = entry.schema
     _overrides(run, checker, sets or {}, [("sampler", run.sampler_options, schema)])
     options = option_values(run.sampler_options, schema, run.sampler_span,
                             f"sampler {run.sampler}")  # fmt: skip
@@ -505,12 +502,13 @@ def plan_field(run: RunState, program, sets: dict[str, Any] | None) -> FieldPlan
                   + ", ".join(sorted(params)))  # fmt: skip
     measures = []
     for m in run.measures or []:
-        if m.expr is not None or m.name not in FIELD_OBSERVABLES:
+        if m.expr is not None or CATALOGUE.observables.get(m.name, "field") is None:
+            known = CATALOGUE.observables.names("field")
             _fail("P200", f"unknown continuous-field observable '{m.name}'", m.span,
-                  did_you_mean(m.name, set(FIELD_OBSERVABLES))
-                  or "observables: " + ", ".join(FIELD_OBSERVABLES))  # fmt: skip
+                  did_you_mean(m.name, set(known)) or "observables: " + ", ".join(known))  # fmt: skip
         measures.append(m.name)
-    return FieldPlan(schema, factory, options, list(run.scans), measures, checker)
+    factory = CATALOGUE.samplers.implementation(entry.name, "field")
+    return FieldPlan(factory, options, list(run.scans), measures, checker)
 
 
 def check_field(task: TaskIR, program) -> None:
@@ -584,7 +582,8 @@ def run_field(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
             acc = res.acceptance_per_chain.detach().cpu().numpy()
             row["acceptance"] = _est(acc)
             for name in measures:
-                row[name] = _field_estimate(name, series, V).as_dict()
+                estimate = CATALOGUE.observables.implementation(name, "field")
+                row[name] = estimate(series, V).as_dict()
             for k, v in res.info.items():
                 row[k] = v
             summary["params"] = dict(cm.model.params)
@@ -607,69 +606,42 @@ def run_field(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
     return RunResult(summary, out, files)
 
 
-def _field_estimate(name: str, s: dict[str, np.ndarray], V: float) -> Estimate:
-    if name == "susceptibility":
-        return jackknife(lambda m2, m: V * (m2 - m * m), [s["m2"], s["abs_magnetization"]])
-    if name == "binder":
-        return jackknife(lambda m4, m2: 1 - m4 / (3 * m2 * m2), [s["m4"], s["m2"]])
-    if name == "m2":
-        e = binning_analysis(s["m2"])
-        return Estimate(V * e.mean, V * e.stderr, e.tau_int)
-    return binning_analysis(s[name])
+# The observables of a continuous-field run (the implementations of the catalogue's observable
+# entries of the field family): (measured series name -> (T, C), volume V) -> estimate.
 
 
-def _is_field_run(task: TaskIR, program) -> bool:
-    return program.checker_for(task).kind == "field"
+def _action_density(s: dict[str, np.ndarray], V: float) -> Estimate:
+    return binning_analysis(s["action_density"])
+
+
+def _magnetization(s: dict[str, np.ndarray], V: float) -> Estimate:
+    return binning_analysis(s["magnetization"])
+
+
+def _abs_magnetization(s: dict[str, np.ndarray], V: float) -> Estimate:
+    return binning_analysis(s["abs_magnetization"])
+
+
+def _m2(s: dict[str, np.ndarray], V: float) -> Estimate:
+    e = binning_analysis(s["m2"])
+    return Estimate(V * e.mean, V * e.stderr, e.tau_int)
+
+
+def _susceptibility(s: dict[str, np.ndarray], V: float) -> Estimate:
+    return jackknife(lambda m2, m: V * (m2 - m * m), [s["m2"], s["abs_magnetization"]])
+
+
+def _binder(s: dict[str, np.ndarray], V: float) -> Estimate:
+    return jackknife(lambda m4, m2: 1 - m4 / (3 * m2 * m2), [s["m4"], s["m2"]])
 
 
 # ---------------------------------------------------------------- learned dynamics
 
 
-class TrajectoryOptions(BaseModel):
-    """Options of ``trajectories`` (training data simulated from the declared model)."""
-
-    model_config = ConfigDict(extra="forbid")
-    count: int = Field(25, ge=1, le=100_000, description="trajectories")
-    points: int = Field(30, ge=2, le=100_000, description="saved states per trajectory")
-    t_span: float = Field(3.0, gt=0, description="duration of each trajectory")
-    noise: float = Field(0.1, ge=0, description="std of Gaussian noise added to q and p")
-    start: Literal["circle", "normal", "kepler"] = Field(
-        "circle", description="circle: each (q_k, p_k) on a circle of radius in `radius`; "
-        "normal: N(0, radius[1]); kepler: near-circular two-body orbits")
-    radius: list[float] = Field(default_factory=lambda: [0.1, 1.0], min_length=2, max_length=2)
-    substeps: int = Field(20, ge=1, le=10_000, description="integrator steps between points")
-
-
-class RolloutOptions(BaseModel):
-    """Options of ``rollout`` (evaluation of learned dynamics on fresh initial states)."""
-
-    model_config = ConfigDict(extra="forbid")
-    count: int = Field(10, ge=1, le=10_000, description="test trajectories")
-    horizon: float = Field(20.0, gt=0, description="rollout duration")
-    steps: int = Field(200, ge=1, le=1_000_000, description="rollout steps")
-    integrator: str | None = Field(None, description="for hnn (default: yoshida4 if separable "
-                                   "else implicit_midpoint) and mlp (default rk4)")
-
-
-class TrainOptions(BaseModel):
-    """Options of ``train ... via derivative_mse(...)`` (override the learner's)."""
-
-    model_config = ConfigDict(extra="forbid")
-    steps: int | None = Field(None, ge=1, description="optimisation steps")
-    lr: float | None = Field(None, gt=0, le=1.0)
-    batch_size: int | None = Field(None, ge=1)
-
-
-LEARNER_KINDS = {"hnn": "hnn", "mlp": "mlp_vector_field", "mlp_vector_field": "mlp_vector_field",
-                 "sympnet": "sympnet"}  # fmt: skip
-_METHOD = {"hnn": "derivative_mse", "mlp_vector_field": "derivative_mse", "sympnet": "step_mse"}
-_RESPECTS = {"hnn": {"symplectic"}, "sympnet": {"symplectic"}, "mlp_vector_field": set()}
-
-
 @dataclass
 class LearnerPlan:
     name: str
-    kind: str
+    learner: LearnerKind
     options: BaseModel
     method: str
     span: Span
@@ -697,9 +669,9 @@ def plan_learn(run: RunState, program, sets: dict[str, Any] | None) -> LearnPlan
     data = _options(topts, TrajectoryOptions, dyn.trajectories_span, "trajectories")
     roll = _options(ropts, RolloutOptions, dyn.rollout_span, "rollout")
     run.rollout_integrator_span = ropts.get("integrator", (None, None))[1]
-    if roll.integrator is not None and roll.integrator not in INTEGRATORS:
+    if roll.integrator is not None and CATALOGUE.integrators.get(roll.integrator) is None:
         _fail("P200", f"unknown integrator '{roll.integrator}'", ropts["integrator"][1],
-              did_you_mean(roll.integrator, set(INTEGRATORS)))  # fmt: skip
+              did_you_mean(roll.integrator, set(CATALOGUE.integrators.names())))  # fmt: skip
     if data.start == "kepler" and (len(cm.shape) != 2 or cm.shape[0] != 2 or cm.shape[1] < 2):
         _fail("P400", "start = kepler needs a two-body phase space: real[2, D] with D >= 2",
               topts["start"][1])  # fmt: skip
@@ -713,23 +685,24 @@ def plan_learn(run: RunState, program, sets: dict[str, Any] | None) -> LearnPlan
                       "hnn(hidden = [200, 200])")  # fmt: skip
             d = decls[name]
             func = d.call.name
-            kind = LEARNER_KINDS.get(func)
-            if kind is None:
+            entry = CATALOGUE.learners.get(func, "phase_space")
+            if entry is None:
                 _fail("P200", f"'{func}' is not a dynamics learner", d.call.name_span,
-                      did_you_mean(func, set(LEARNER_KINDS))
+                      did_you_mean(func, set(CATALOGUE.learners.names("phase_space")))
                       or "dynamics learners: hnn, mlp, sympnet")  # fmt: skip
+            learner: LearnerKind = CATALOGUE.learners.implementation(func, "phase_space")
             if d.call.args:
                 _fail("P302", "learner options are given by name", d.call.span)
-            if _METHOD[kind] != method:
-                _fail("P400", f"{func} learner '{name}' is trained via {_METHOD[kind]}, "
-                      f"not {method}", nspan, f"train {name} via {_METHOD[kind]}(...)")  # fmt: skip
+            if learner.objective != method:
+                _fail("P400", f"{func} learner '{name}' is trained via {learner.objective}, "
+                      f"not {method}", nspan, f"train {name} via {learner.objective}(...)")  # fmt: skip
             for sym, sspan in zip(d.respecting, d.respecting_spans):
-                if sym not in _RESPECTS[kind]:
+                if sym not in entry.facts.symmetries:
                     _fail("P501", f"{func} cannot respect '{sym}'", sspan,
                           "hnn and sympnet are symplectic by construction; an mlp vector field "
                           "respects nothing" if sym == "symplectic" else
                           "dynamics learners respect: symplectic")  # fmt: skip
-            schema = LEARNERS[kind][0]
+            schema = entry.schema
             vals = {k.name: _plain(k.value) for k in d.call.kwargs}
             spans: dict[str, Span | None] = {k.name: k.span for k in d.call.kwargs}
             for k, (v, s) in list(options.items()) + list(train_common.items()):
@@ -737,7 +710,7 @@ def plan_learn(run: RunState, program, sets: dict[str, Any] | None) -> LearnPlan
             vals = {k: v for k, v in vals.items() if v is not None}
             opts = validate_options(schema, vals, {k: spans[k] for k in vals}, d.span,
                                     f"learner {name}")  # fmt: skip
-            learners.append(LearnerPlan(name, kind, opts, method, d.span))
+            learners.append(LearnerPlan(name, learner, opts, method, d.span))
     if not learners:
         _fail("P400", "train names no learner", run.span)
     return LearnPlan(cm, learners, data, dyn.trajectories_load, roll)
@@ -828,6 +801,32 @@ def _load_trajectories(load: tuple[str, Span], cm: PhaseSpaceModel, program):
     return tt, out["q"], out["p"], out["dq"], out["dp"]
 
 
+@dataclass
+class TrainingData:
+    """Training data of learned dynamics: ``states`` q, p, dq, dp of shape (N, n) (states
+    and their time derivatives), and ``z0``, ``z1`` (M, 2n): pairs of consecutive states."""
+
+    states: list[Tensor]
+    z0: Tensor
+    z1: Tensor
+
+
+# The training objectives (the implementations of the catalogue's objective entries):
+# (model, data, generator, learner options) -> TrainResult.
+
+
+def _derivative_mse(model: nn.Module, data: TrainingData, generator: torch.Generator,
+                    o: BaseModel) -> TrainResult:  # fmt: skip
+    """MSE of the learned vector field against (dq/dt, dp/dt)."""
+    return train_vector_field(model, *data.states, generator, o.steps, o.lr, o.batch_size)
+
+
+def _step_mse(model: nn.Module, data: TrainingData, generator: torch.Generator,
+              o: BaseModel) -> TrainResult:  # fmt: skip
+    """MSE of the learned one-step map against the next state."""
+    return train_map(model, data.z0, data.z1, generator, o.steps, o.lr, o.batch_size)
+
+
 def run_learn(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
     run = RunState.of(task)
     plan = plan_learn(run, program, sets)
@@ -850,9 +849,9 @@ def run_learn(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
         p = pc + o.noise * torch.randn(pc.shape, generator=gen, dtype=F64)
         summary["data"] = {"simulated": o.count, "points": o.points, "noise": o.noise}
     n = cm.n
-    flat = [x.reshape(-1, n).to(device) for x in (q, p, dq, dp)]
     z = torch.cat([q, p], -1).to(device)
-    z0, z1 = z[:, :-1].reshape(-1, 2 * n), z[:, 1:].reshape(-1, 2 * n)
+    data = TrainingData([x.reshape(-1, n).to(device) for x in (q, p, dq, dp)],
+                         z[:, :-1].reshape(-1, 2 * n), z[:, 1:].reshape(-1, 2 * n))  # fmt: skip
     data_dt = float(t[1] - t[0])
     # test set: fresh initial states, exact trajectories
     tgen = torch.Generator().manual_seed(seed + 7919)
@@ -866,16 +865,12 @@ def run_learn(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
     try:
         for lp in plan.learners:
             lgen = torch.Generator(device=device).manual_seed(seed + 1)
-            schema, factory = LEARNERS[lp.kind]
-            model = factory(lp.options, n, torch.Generator().manual_seed(seed + 1)).to(device)
+            model = lp.learner.build(lp.options, n, torch.Generator().manual_seed(seed + 1))
+            model = model.to(device)
+            fit = CATALOGUE.objectives.implementation(lp.learner.objective, "phase_space")
             t0 = time.time()
             with tqdm(total=1, disable=not show, desc=f"{run.name}: {lp.name}", leave=False):
-                if isinstance(model, SympNet):
-                    res = train_map(model, z0, z1, lgen, lp.options.steps, lp.options.lr,
-                                    lp.options.batch_size)  # fmt: skip
-                else:
-                    res = train_vector_field(model, *flat, lgen, lp.options.steps, lp.options.lr,
-                                             lp.options.batch_size)  # fmt: skip
+                res = fit(model, data, lgen, lp.options)
             train_s = time.time() - t0
             if isinstance(model, SympNet):
                 steps, dt = max(1, round(ro.horizon / data_dt)), data_dt
@@ -883,8 +878,8 @@ def run_learn(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
                 steps, dt = ro.steps, ro.horizon / ro.steps
             qt, pt, _ = _simulate(cm, qt0, pt0, steps * dt, steps + 1, 10)
             integ = ro.integrator if not isinstance(model, SympNet) else None
-            if isinstance(model, HNN) and integ in ("leapfrog", "verlet", "yoshida4") \
-                    and not model.separable:  # fmt: skip
+            if isinstance(model, HNN) and integ is not None and not model.separable \
+                    and make_integrator(integ).requires_separable:  # fmt: skip
                 _fail("P400", f"{integ} needs a separable H; learner {lp.name} is not separable",
                       run.rollout_integrator_span,
                       "declare hnn(separable = true) or use implicit_midpoint")  # fmt: skip
@@ -897,7 +892,7 @@ def run_learn(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
             e_mse = ((E_pred - E_true) ** 2).mean(1)
             s_mse = ((tr.q.transpose(0, 1).cpu().numpy() - qt.numpy()) ** 2
                      + (tr.p.transpose(0, 1).cpu().numpy() - pt.numpy()) ** 2).mean((1, 2))
-            row = {"learner": lp.name, "kind": lp.kind, "objective": lp.method,
+            row = {"learner": lp.name, "kind": lp.learner.name, "objective": lp.method,
                    "parameters": int(sum(x.numel() for x in model.parameters())),
                    "train_loss": {"mean": res.final_loss, "stderr": 0.0},
                    "rollout_energy_mse": _est(e_mse),
@@ -958,6 +953,15 @@ __all__ = ["EvolveOptions", "RolloutOptions", "TrajectoryOptions", "run_evolve",
 
 def bind(catalogue: Catalogue) -> None:
     """Attach this capability's implementations to its catalogue entries (top layer only)."""
+    bind_integrators(catalogue)
+    bind_samplers(catalogue)
+    bind_learners(catalogue)
+    for name, estimate in (("action_density", _action_density), ("magnetization", _magnetization),
+                           ("abs_magnetization", _abs_magnetization), ("m2", _m2),
+                           ("susceptibility", _susceptibility), ("binder", _binder)):  # fmt: skip
+        catalogue.observables.bind(name, estimate, family="field")
+    catalogue.objectives.bind("derivative_mse", _derivative_mse, family="phase_space")
+    catalogue.objectives.bind("step_mse", _step_mse, family="phase_space")
     catalogue.tasks.bind("evolve", Task(check_evolve, run_evolve))
     catalogue.tasks.bind("sample", Task(check_field, run_field), family="field")
     catalogue.tasks.bind("learn_dynamics", Task(check_learn, run_learn))

@@ -31,8 +31,8 @@ from physml_lang.compiler.lower.links import (
 
 from .local import LocalAction, LocalSampler, kind_colouring
 from .sampling import (
-    SAMPLERS,
     GaugeSampler,
+    LinkSampler,
     cold_start,
     gauge_force,
     heatbath_sweep,
@@ -50,7 +50,7 @@ __all__ = [
     "topological_charge", "topological_charge_density", "u1_plaquette_angles", "wilson_action",
     "wilson_loops",
     "LocalAction", "LocalSampler", "kind_colouring",
-    "SAMPLERS", "GaugeSampler", "cold_start", "gauge_force", "heatbath_sweep", "hmc_trajectory",
+    "GaugeSampler", "LinkSampler", "cold_start", "gauge_force", "heatbath_sweep", "hmc_trajectory",
     "hot_start", "link_colouring", "make_sampler", "metropolis_sweep", "run_chains",
     "gauge_invariance_violation", "gauge_transform", "gauge_transform_adjoint",
     "gauge_transform_sites", "gauge_violations", "random_gauge", "translate",

@@ -18,12 +18,12 @@ Weights are shared across sites (translation equivariance by construction; shift
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue.gauge import LCNNOptions, PlainCNNOptions
 from physml_lang.compiler.lower.groups import GaugeGroup, get_group
 from physml_lang.compiler.lower.links import planes, shift
 
@@ -215,42 +215,38 @@ class PlainCNN(nn.Module):
         return rho.sum(dims) if self.readout == "sum" else rho.mean(dims)
 
 
-class LCNNOptions(BaseModel):
-    """Options of the ``lcnn`` learner."""
-
-    model_config = ConfigDict(extra="forbid")
-    channels: list[int] = Field(default_factory=lambda: [4, 8], min_length=1)
-    kernel_size: int = Field(1, ge=1)
-    hidden: int = Field(16, ge=1)
-    out_features: int = Field(1, ge=1)
-    readout: str = Field("mean", pattern="^(mean|sum|none)$")
+# ---------------------------------------------------------------- catalogue implementations
 
 
-class PlainCNNOptions(BaseModel):
-    """Options of the ``gauge_cnn`` baseline learner."""
-
-    model_config = ConfigDict(extra="forbid")
-    channels: list[int] = Field(default_factory=lambda: [16, 32], min_length=1)
-    kernel_size: int = Field(3, ge=1)
-    out_features: int = Field(1, ge=1)
-    readout: str = Field("mean", pattern="^(mean|sum|none)$")
+def build_lcnn(group: str | GaugeGroup, d: int, o: LCNNOptions,
+               generator: torch.Generator | None = None) -> LCNN:
+    """The ``lcnn`` learner entry's implementation."""
+    return LCNN(group, d, o.channels, o.kernel_size, o.hidden, o.out_features, o.readout,
+                generator)
 
 
-LEARNERS: dict[str, tuple[type[BaseModel], Callable[..., nn.Module]]] = {
-    "lcnn": (LCNNOptions, lambda group, d, o, generator=None: LCNN(
-        group, d, o.channels, o.kernel_size, o.hidden, o.out_features, o.readout, generator)),
-    "gauge_cnn": (PlainCNNOptions, lambda group, d, o, generator=None: PlainCNN(
-        group, d, o.channels, o.kernel_size, o.out_features, o.readout)),
-}
+def build_gauge_cnn(group: str | GaugeGroup, d: int, o: PlainCNNOptions,
+                    generator: torch.Generator | None = None) -> PlainCNN:
+    """The ``gauge_cnn`` learner entry's implementation (torch's default initialisers: the
+    generator is not used)."""
+    return PlainCNN(group, d, o.channels, o.kernel_size, o.out_features, o.readout)
 
 
 def make_learner(name: str, group: str | GaugeGroup, d: int,
                  generator: torch.Generator | None = None, **options) -> nn.Module:
-    """Resolve a gauge learner by name, validating options with its pydantic schema."""
-    if name not in LEARNERS:
-        raise KeyError(f"unknown gauge learner {name!r}; known: {sorted(LEARNERS)}")
-    schema, factory = LEARNERS[name]
-    return factory(group, d, schema(**options), generator=generator)
+    """A gauge learner of the catalogue by name, options validated with its pydantic schema."""
+    entry = CATALOGUE.learners.get(name, "gauge")
+    if entry is None:
+        raise KeyError(f"unknown gauge learner {name!r}; known: "
+                       f"{CATALOGUE.learners.names('gauge')}")
+    factory = CATALOGUE.learners.implementation(name, "gauge")
+    return factory(group, d, entry.schema(**options), generator=generator)
+
+
+def bind(catalogue: Catalogue) -> None:
+    """Attach the gauge learners to their catalogue entries (called by the gauge tasks' bind)."""
+    catalogue.learners.bind("lcnn", build_lcnn, family="gauge")
+    catalogue.learners.bind("gauge_cnn", build_gauge_cnn, family="gauge")
 
 
 def train_regressor(model: nn.Module, U: Tensor, y: Tensor, generator: torch.Generator,
@@ -275,7 +271,6 @@ def train_regressor(model: nn.Module, U: Tensor, y: Tensor, generator: torch.Gen
     return history
 
 
-
-
-__all__ = ["LAct", "LBilin", "LCNN", "LConv", "LTrace", "PlainCNN", "LEARNERS", "make_learner",
-           "link_matrices", "plaquette_features", "train_regressor"]
+__all__ = ["LAct", "LBilin", "LCNN", "LConv", "LTrace", "PlainCNN", "build_gauge_cnn",
+           "build_lcnn", "make_learner", "link_matrices", "plaquette_features",
+           "train_regressor"]

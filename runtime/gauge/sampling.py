@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue.gauge import HeatbathOptions, HMCOptions, MetropolisOptions
 from physml_lang.compiler.lower.groups import (
     GaugeGroup,
     get_group,
@@ -380,31 +383,7 @@ def hmc_trajectory(U: Tensor, group: str | GaugeGroup, beta: float, generator: t
 
 
 # ----------------------------------------------------------------------------------------------
-# registry
-
-
-class MetropolisOptions(BaseModel):
-    """Checkerboard Metropolis: ``hits`` proposals per link per sweep; ``step`` is the u1 angle
-    half-width / the su2 rotation angle bound (ignored for z2, which proposes a random sign)."""
-
-    model_config = ConfigDict(extra="forbid")
-    hits: int = Field(4, ge=1)
-    step: float = Field(1.0, gt=0, le=math.pi)
-
-
-class HeatbathOptions(BaseModel):
-    """Checkerboard heat-bath (exact for z2, u1 via von Mises, su2 via Kennedy-Pendleton)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class HMCOptions(BaseModel):
-    """HMC with leapfrog; ``trajectory length = step_size * n_steps``."""
-
-    model_config = ConfigDict(extra="forbid")
-    step_size: float = Field(0.1, gt=0)
-    n_steps: int = Field(10, ge=1)
-    reunitarize: bool = True
+# samplers: implementations of the catalogue's gauge sampler entries
 
 
 class GaugeSampler:
@@ -433,25 +412,39 @@ class GaugeSampler:
         return U
 
 
-def _factory(kind: str) -> Callable[..., GaugeSampler]:
-    def make(group: str | GaugeGroup, beta: float, options: BaseModel) -> GaugeSampler:
-        return GaugeSampler(kind, group, beta, options)
-    return make
+@dataclass(frozen=True)
+class LinkSampler:
+    """The implementation of a gauge sampler entry: ``(group, beta, options) -> GaugeSampler``.
+
+    ``options`` is the sampler's own schema; the entry's schema (what a ``sampler`` statement
+    is validated against) adds the run's controls to it."""
+
+    kind: str
+    options: type[BaseModel]
+
+    def __call__(self, group: str | GaugeGroup, beta: float, options: BaseModel) -> GaugeSampler:
+        return GaugeSampler(self.kind, group, beta, options)
 
 
-SAMPLERS: dict[str, tuple[type[BaseModel], Callable[..., GaugeSampler]]] = {
-    "metropolis": (MetropolisOptions, _factory("metropolis")),
-    "heatbath": (HeatbathOptions, _factory("heatbath")),
-    "hmc": (HMCOptions, _factory("hmc")),
-}
+# one instance each: binding twice must bind the same object
+METROPOLIS = LinkSampler("metropolis", MetropolisOptions)
+HEATBATH = LinkSampler("heatbath", HeatbathOptions)
+HMC = LinkSampler("hmc", HMCOptions)
 
 
 def make_sampler(name: str, group: str | GaugeGroup, beta: float, **options) -> GaugeSampler:
-    """Resolve a sampler by name, validating ``options`` with its pydantic schema."""
-    if name not in SAMPLERS:
-        raise KeyError(f"unknown gauge sampler {name!r}; known: {sorted(SAMPLERS)}")
-    schema, factory = SAMPLERS[name]
-    return factory(group, beta, schema(**options))
+    """A gauge sampler of the catalogue by name, ``options`` validated with its own schema."""
+    if CATALOGUE.samplers.get(name, "gauge") is None:
+        known = CATALOGUE.samplers.names("gauge")
+        raise KeyError(f"unknown gauge sampler {name!r}; known: {known}")
+    factory: LinkSampler = CATALOGUE.samplers.implementation(name, "gauge")
+    return factory(group, beta, factory.options(**options))
+
+
+def bind(catalogue: Catalogue) -> None:
+    """Attach the link samplers to their catalogue entries (called by the gauge tasks' bind)."""
+    for sampler in (METROPOLIS, HEATBATH, HMC):
+        catalogue.samplers.bind(sampler.kind, sampler, family="gauge")
 
 
 def cold_start(group: str | GaugeGroup, batch: int, lattice_shape: tuple[int, ...],

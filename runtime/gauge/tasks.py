@@ -1,15 +1,13 @@
-"""Gauge models in the language: model kind, the ``hypercubic`` lattice, names, tasks.
+"""Gauge models in the language: the tasks, the built-in observables, and the binding of the
+gauge capability's catalogue entries (physml_lang/catalogue/gauge.py).
 
 - Model kind ``gauge`` (priority 10): any model with a field on ``links`` compiles to
   :class:`physml_lang.compiler.models.gauge.GaugeModel`.
 - Names: ``e_mu`` (the unit vector of a bound direction) is known in gauge models.
-- Task ``gauge_sample``. The run word ``sampler`` belongs to the classical ``sample`` task; a run
-  cannot know its model's kind when its statements are checked (the model statement may come
-  later, the model may be imported), so the choice is made at task time: the ``sample`` entry of
-  the task registry is wrapped by a dispatcher that hands runs whose model declares a field on
-  links to ``gauge_sample`` (a syntactic test, no instantiation) and every other run to the
-  previous entry unchanged. Users write the same ``sampler hmc(...)``; gauge samplers and their
-  options come from runtime/gauge/sampling.SAMPLERS.
+- Task ``sample`` [gauge]: users write the same ``sampler hmc(...)`` as for spins; the run's
+  model kind picks this entry (``runtime.tasks.resolve_task``), and the sampler's name is
+  looked up among the gauge samplers of the catalogue, whose schemas hold the sampler's options
+  and the run's controls (chains, burn_in, ...).
 - Task ``gauge_regress`` (run word ``regress``): train gauge learners (``lcnn``, ``gauge_cnn``)
   to regress a gauge-invariant target from sampled configurations and evaluate them on larger
   lattices.
@@ -22,14 +20,16 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from tqdm import tqdm
 
-from physml_lang.catalogue import Catalogue
+from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue.domains import SYMMETRIES
+from physml_lang.catalogue.gauge import RegressOptions
 from physml_lang.check.constants import evaluate
 from physml_lang.check.model import validate_options
 from physml_lang.compiler.lower.gauge import Env, Evaluator
@@ -50,18 +50,15 @@ from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import binning_analysis
 from ..tasks import RunState, Task, option_values, plain
-from . import exact
-from .lcnn import LEARNERS, train_regressor
+from . import exact, lcnn, sampling
+from .lcnn import train_regressor
 from .local import LocalSampler
 from .sampling import (
-    HeatbathOptions,
-    HMCOptions,
-    MetropolisOptions,
+    LinkSampler,
     cold_start,
     heatbath_sweep,
     hot_start,
     link_colouring,
-    make_sampler,
 )
 
 Tensor = torch.Tensor
@@ -71,48 +68,21 @@ def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None
     raise PhysmlError(Diagnostic(code, msg, span, hint))
 
 
-# ---------------------------------------------------------------- sampler options
-
-
-class _Controls(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    chains: int = Field(8, ge=1, le=65536, description="independent chains")
-    burn_in: int = Field(100, ge=0, description="updates discarded before measuring")
-    thin: int = Field(1, ge=1, description="updates between measurements")
-    start: Literal["hot", "cold"] = Field("hot", description="hot (Haar random) or cold (unit)")
-
-
-class MetropolisRun(MetropolisOptions, _Controls):
-    sweeps: int = Field(1000, ge=1, description="measured sweeps")
-
-
-class HeatbathRun(HeatbathOptions, _Controls):
-    sweeps: int = Field(1000, ge=1, description="measured sweeps")
-
-
-class HMCRun(HMCOptions, _Controls):
-    trajectories: int = Field(1000, ge=1, description="measured trajectories")
-
-
-RUN_SCHEMAS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
-    "metropolis": (MetropolisRun, MetropolisOptions),
-    "heatbath": (HeatbathRun, HeatbathOptions),
-    "hmc": (HMCRun, HMCOptions),
-}
+# hints name the samplers and learners in this order (the catalogue lists names sorted)
+SAMPLER_HINT = "gauge samplers: metropolis, heatbath, hmc"
+LEARNER_HINT = "gauge learners: lcnn, gauge_cnn"
 
 
 # ---------------------------------------------------------------- observables
 
-BUILTINS = {
-    "plaquette": "mean Re tr P / N over sites and planes",
-    "action": "the action S per configuration (also: energy)",
-    "topological_charge": "2D U(1): Q = sum_x wrap(P_x) / 2 pi",
-    "polyakov_loop": "Re of the lattice-averaged Polyakov loop along the last direction",
-    "abs_polyakov_loop": "|lattice-averaged Polyakov loop| along the last direction",
-    "sites": "number of sites",
-}
 # functions of measured values: ops of the lowering's torch backend (its one function table)
 FUNCS = ("abs", "sqrt", "exp", "log", "cos", "sin")
+
+
+def builtin_observables() -> set[str]:
+    """The gauge observables of the catalogue as the hints name them (aliases left out)."""
+    reg = CATALOGUE.observables
+    return {n for n in reg.names("gauge") if not reg.lookup(n, "gauge").doc.startswith("alias of")}
 
 
 class Observable(Walker[Any]):
@@ -142,8 +112,9 @@ class Observable(Walker[Any]):
     def not_here(self, e: E.Expr, what: str = "this"):
         return PhysmlError(Diagnostic(
             "P300", "this expression cannot be measured on a gauge model", e.span,
-            "observables: " + ", ".join(sorted(BUILTINS)) + ", wilson_loop(R, T), "
-            "declared observables, sums, with + - * / ^ and abs, sqrt, exp, log"))
+            "observables: " + ", ".join(sorted(builtin_observables() - {"wilson_loop"}))
+            + ", wilson_loop(R, T), declared observables, sums, with + - * / ^ and abs, sqrt, "
+            "exp, log"))
 
     def on_number(self, e: E.Num, U: Tensor) -> Any:
         return float(e.value)
@@ -151,38 +122,23 @@ class Observable(Walker[Any]):
     def on_name(self, e: E.Name, U: Tensor) -> Any:
         cm = self.cm
         n = e.id
-        if n == "plaquette":
-            return mean_plaquette(U, cm.group)
-        if n in ("action", "energy"):
-            return cm.action(U, self._matter)
-        if n == "topological_charge":
-            if cm.group.name != "u1" or cm.d != 2:
-                _fail("P400", "topological_charge is defined for 2D U(1) models", e.span)
-            self.uses_q = True
-            return topological_charge(U)
-        if n in ("polyakov_loop", "abs_polyakov_loop"):
-            p = polyakov_loops(U, cm.group).flatten(1).mean(1)
-            return p.abs() if n.startswith("abs") else p.real
-        if n == "sites":
-            return float(cm.n_sites)
+        # built-in observables first (they shadow parameters); wilson_loop is measured by a call
+        if n != "wilson_loop" and CATALOGUE.observables.get(n, "gauge") is not None:
+            return CATALOGUE.observables.implementation(n, "gauge")(self, U, e)
         if n in cm.model.params and isinstance(cm.model.params[n], int | float):
             return float(cm.model.params[n])
         d = cm.model.definitions.get(n)
         if d is not None and not d.indices:
             t = Evaluator(cm, U, self._matter).evaluate(d.expr, Env()).t
             return t.real if isinstance(t, Tensor) and t.is_complex() else t
-        known = set(BUILTINS) | {"wilson_loop"} | set(cm.model.params) | {
+        known = builtin_observables() | set(cm.model.params) | {
             k for k, v in cm.model.definitions.items() if not v.indices}
         _fail("P200", f"unknown observable '{n}'", e.span,
               did_you_mean(n, known) or "gauge observables: " + ", ".join(sorted(known)))
 
     def on_call(self, e: E.Call, U: Tensor) -> Any:
-        cm = self.cm
         if e.func == "wilson_loop":
-            if len(e.args) != 2 or e.kwargs:
-                _fail("P302", "wilson_loop takes the loop size: wilson_loop(R, T)", e.span)
-            R, T = (loop_size(cm, a) for a in e.args)
-            return wilson_loops(U, cm.group, R, T).flatten(1).mean(1)
+            return CATALOGUE.observables.implementation(e.func, "gauge")(self, U, e)
         if e.func in FUNCS and len(e.args) == 1:
             v = self.walk(e.args[0], U)
             return TORCH.ops[e.func](torch.as_tensor(v, dtype=torch.float64))
@@ -207,6 +163,45 @@ class Observable(Walker[Any]):
         return t.real if isinstance(t, Tensor) and t.is_complex() else t
 
 
+# The gauge observable entries' implementations: (observable, U, the name or call) -> (B,)
+# values or a number; the observable carries the model and the matter fields of the chains.
+
+
+def measure_plaquette(obs: Observable, U: Tensor, e: E.Expr) -> Tensor:
+    return mean_plaquette(U, obs.cm.group)
+
+
+def measure_action(obs: Observable, U: Tensor, e: E.Expr) -> Tensor:
+    return obs.cm.action(U, obs._matter)
+
+
+def measure_topological_charge(obs: Observable, U: Tensor, e: E.Expr) -> Tensor:
+    if obs.cm.group.name != "u1" or obs.cm.d != 2:
+        _fail("P400", "topological_charge is defined for 2D U(1) models", e.span)
+    obs.uses_q = True  # the run reports the exact <Q^2> next to it
+    return topological_charge(U)
+
+
+def measure_polyakov_loop(obs: Observable, U: Tensor, e: E.Expr) -> Tensor:
+    return polyakov_loops(U, obs.cm.group).flatten(1).mean(1).real
+
+
+def measure_abs_polyakov_loop(obs: Observable, U: Tensor, e: E.Expr) -> Tensor:
+    return polyakov_loops(U, obs.cm.group).flatten(1).mean(1).abs()
+
+
+def measure_sites(obs: Observable, U: Tensor, e: E.Expr) -> float:
+    return float(obs.cm.n_sites)
+
+
+def measure_wilson_loop(obs: Observable, U: Tensor, e: E.Call) -> Tensor:
+    """Measured by a call only (``Observable.on_call``): a bare ``wilson_loop`` is unknown."""
+    if len(e.args) != 2 or e.kwargs:
+        _fail("P302", "wilson_loop takes the loop size: wilson_loop(R, T)", e.span)
+    R, T = (loop_size(obs.cm, a) for a in e.args)
+    return wilson_loops(U, obs.cm.group, R, T).flatten(1).mean(1)
+
+
 def loop_size(cm: GaugeModel, a: E.Expr | Any, span: Span | None = None) -> int:
     """A Wilson-loop extent: an integer 1 .. min(L) (an expression or a value)."""
     v = evaluate(a, cm.model.params, "a loop size") if isinstance(a, E.Expr) else a
@@ -228,13 +223,13 @@ def _compile_point(program, checker, point: dict, spans: dict) -> GaugeModel:
 
 
 def _plan(run: RunState, checker, sets: dict | None):
-    """Validate a gauge sampling run; returns (schema, options, runtime option names, scans,
+    """Validate a gauge sampling run; returns (options of the sampler entry's schema,
     model_args, model_spans)."""
-    if run.sampler not in RUN_SCHEMAS:
+    entry = CATALOGUE.samplers.get(run.sampler, "gauge")
+    if entry is None:
         _fail("P200", f"unknown gauge sampler '{run.sampler}'", run.sampler_span,
-              did_you_mean(run.sampler, set(RUN_SCHEMAS)) or "gauge samplers: "
-              + ", ".join(RUN_SCHEMAS))
-    schema, rt_schema = RUN_SCHEMAS[run.sampler]
+              did_you_mean(run.sampler, set(CATALOGUE.samplers.names("gauge"))) or SAMPLER_HINT)
+    schema = entry.schema
     params = set(checker.param_names)
     for name, value in (sets or {}).items():
         scan = next((s for s in run.scans if s.name == name), None)
@@ -271,10 +266,10 @@ def _plan(run: RunState, checker, sets: dict | None):
             _fail("P200", f"'let {name}': not a parameter of model {checker.name}", s,
                   did_you_mean(name, params | {"T"}))
     run.action_scale = scale
-    return schema, rt_schema, options, model_args, model_spans
+    return options, model_args, model_spans
 
 
-def _sampler_for(cm: GaugeModel, run: RunState, rt_schema, options):
+def _sampler_for(cm: GaugeModel, run: RunState, options: BaseModel):
     scale = getattr(run, "action_scale", 1.0)
     if not cm.is_wilson:
         # matter fields or a non-Wilson local action: coloured local updates of every variable
@@ -300,9 +295,10 @@ def _sampler_for(cm: GaugeModel, run: RunState, rt_schema, options):
         except ValueError as exc:
             _fail("P502", f"sampler {run.sampler}: {exc}", run.sampler_span,
                   "use even lattice extents, or hmc")
-    rt = {k: getattr(options, k) for k in rt_schema.model_fields}
+    factory: LinkSampler = CATALOGUE.samplers.implementation(run.sampler, "gauge")
+    own = {k: getattr(options, k) for k in factory.options.model_fields}  # less the controls
     beta = float(cm.wilson_beta) * scale
-    return make_sampler(run.sampler, cm.group, beta, **rt)
+    return factory(cm.group, beta, factory.options(**own))
 
 
 def _points(run: RunState, model_args: dict, model_spans: dict):
@@ -324,10 +320,10 @@ def _measures(cm: GaugeModel, run: RunState) -> list[Observable]:
 def check_gauge_sample(task: TaskIR, program) -> None:
     run = RunState.of(task)
     checker = program.checker_for(task)
-    schema, rt_schema, options, model_args, model_spans = _plan(run, checker, {})
+    options, model_args, model_spans = _plan(run, checker, {})
     for _, point, spans in _points(run, model_args, model_spans):
         cm = _compile_point(program, checker, point, spans)
-        _sampler_for(cm, run, rt_schema, options)
+        _sampler_for(cm, run, options)
         _measures(cm, run)
         break
 
@@ -349,7 +345,7 @@ def _references(cm: GaugeModel, obs: list[Observable], scale: float) -> dict[str
 def run_gauge_sample(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
     run = RunState.of(task)
     checker = program.checker_for(task)
-    schema, rt_schema, options, model_args, model_spans = _plan(run, checker, sets)
+    options, model_args, model_spans = _plan(run, checker, sets)
     n_meas = options.trajectories if run.sampler == "hmc" else options.sweeps
     n_meas = max(1, n_meas // options.thin)
     summary: dict[str, Any] = {
@@ -371,7 +367,7 @@ def run_gauge_sample(task: TaskIR, program, *, sets, device, seed, out, progress
         for combo, point, spans in points:
             cm = _compile_point(program, checker, point, spans)
             summary["params"] = dict(cm.model.params)
-            sampler = _sampler_for(cm, run, rt_schema, options)
+            sampler = _sampler_for(cm, run, options)
             obs = _measures(cm, run)
             C = options.chains
             dt = torch.complex128 if cm.group.name == "su2" else torch.float64
@@ -473,23 +469,9 @@ def _is_gauge_run(task: TaskIR, program) -> bool:
 # ---------------------------------------------------------------- the regress task
 
 
-class RegressOptions(BaseModel):
-    """Options of ``regress``: data, training and evaluation."""
-
-    model_config = ConfigDict(extra="forbid")
-    samples: int = Field(384, ge=8, le=100_000, description="training configurations")
-    test_samples: int = Field(64, ge=4, le=100_000, description="test configurations per L")
-    test_L: list[int] = Field(default_factory=lambda: [16, 32], description="test lattice sizes")
-    sweeps: int = Field(30, ge=1, description="heat-bath sweeps per configuration (hot start)")
-    epochs: int = Field(40, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(3e-3, gt=0)
-
-
 TARGETS = {"wilson_loop": "wilson_loop(R, T): lattice mean of the R x T Wilson loops",
            "plaquette": "mean Re tr P / N",
            "topological_charge_density": "2D U(1): Q / V"}
-SUPPORTED = {"lcnn": {"gauge", "translation"}, "gauge_cnn": {"translation"}}
 
 
 class RegressStatement:
@@ -546,22 +528,23 @@ def _learners(stmt: RegressStatement, program, cm: GaugeModel) -> list[tuple[str
                   " respecting gauge, translation")
         call = ld.call
         func = call.name
-        if func not in LEARNERS:
+        entry = CATALOGUE.learners.get(func, "gauge")
+        if entry is None:
             _fail("P200", f"unknown gauge learner '{func}'", call.name_span,
-                  did_you_mean(func, set(LEARNERS)) or "gauge learners: lcnn, gauge_cnn")
+                  did_you_mean(func, set(CATALOGUE.learners.names("gauge"))) or LEARNER_HINT)
         if call.args:
             _fail("P302", "learner options are given by name", call.span)
-        schema = LEARNERS[func][0]
-        opts = validate_options(schema, {k.name: plain(k.value) for k in call.kwargs},
+        opts = validate_options(entry.schema, {k.name: plain(k.value) for k in call.kwargs},
                                 {k.name: k.span for k in call.kwargs}, call.span,
                                 f"learner {func}")
+        respects = set(entry.facts.symmetries)
         for sym, sspan in zip(ld.respecting, ld.respecting_spans):
-            if sym not in SUPPORTED["lcnn"] | {"spin_flip", "symplectic", "point_group"}:
+            if sym not in SYMMETRIES:
                 _fail("P200", f"unknown symmetry '{sym}'", sspan,
-                      did_you_mean(sym, SUPPORTED["lcnn"]))
-            if sym not in SUPPORTED[func]:
+                      did_you_mean(sym, _respectable()))
+            if sym not in respects:
                 _fail("P501", f"learner {name} = {func}(...) cannot respect {sym}", sspan,
-                      f"{func} respects: {', '.join(sorted(SUPPORTED[func]))}"
+                      f"{func} respects: {', '.join(sorted(respects))}"
                       + ("; use lcnn for gauge equivariance" if sym == "gauge" else ""))
             if sym == "gauge" and not any(s.name == "gauge" and s.active
                                           for s in cm.model.symmetries):
@@ -571,6 +554,12 @@ def _learners(stmt: RegressStatement, program, cm: GaugeModel) -> list[tuple[str
             _fail("P400", "gauge_cnn works in d = 1..3", call.name_span)
         out.append((name, func, opts))
     return out
+
+
+def _respectable() -> set[str]:
+    """The symmetries some gauge learner can respect."""
+    reg = CATALOGUE.learners
+    return set().union(*(reg.lookup(n, "gauge").facts.symmetries for n in reg.names("gauge")))
 
 
 def _regress_plan(task: TaskIR, program, sets):
@@ -659,7 +648,8 @@ def run_regress(task: TaskIR, program, *, sets, device, seed, out, progress) -> 
         g = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # default initialisers of torch.nn layers (baseline CNN)
-            model = LEARNERS[kind][1](cms[0].group, d, opts, generator=g).double().to(device)
+            build = CATALOGUE.learners.implementation(kind, "gauge")
+            model = build(cms[0].group, d, opts, generator=g).double().to(device)
         hist = train_regressor(model, U_tr, y_tr.to(device), gen if device.type == "cpu" else g,
                                options.epochs, options.batch_size, options.lr)
         with torch.no_grad():
@@ -724,10 +714,19 @@ def _regress_outputs(out: Path, summary: dict) -> list[Path]:
 
 
 __all__ = ["check_gauge_sample", "run_gauge_sample", "check_regress", "run_regress",
-           "RUN_SCHEMAS", "RegressOptions", "Observable"]
+           "Observable", "builtin_observables", "bind"]
 
 
 def bind(catalogue: Catalogue) -> None:
     """Attach this capability's implementations to its catalogue entries (top layer only)."""
     catalogue.tasks.bind("sample", Task(check_gauge_sample, run_gauge_sample), family="gauge")
     catalogue.tasks.bind("gauge_regress", Task(check_regress, run_regress))
+    sampling.bind(catalogue)
+    lcnn.bind(catalogue)
+    measures = {"plaquette": measure_plaquette, "action": measure_action,
+                "energy": measure_action, "topological_charge": measure_topological_charge,
+                "polyakov_loop": measure_polyakov_loop,
+                "abs_polyakov_loop": measure_abs_polyakov_loop, "sites": measure_sites,
+                "wilson_loop": measure_wilson_loop}
+    for name, measure in measures.items():
+        catalogue.observables.bind(name, measure, family="gauge")

@@ -12,28 +12,18 @@ the blocks (fields with no self-interaction). One sweep updates each field in tu
 
 T = 0 is zero-temperature dynamics: each update takes the value of lowest local energy,
 keeping the current one on ties (s_k = sign(h_k), unchanged where h_k = 0).
+
+:class:`GibbsSampler` implements the catalogue's ``gibbs`` sampler of Boltzmann sample runs and
+the ``glauber`` dynamics of Hopfield recall (options: ``physml_lang/catalogue/boltzmann.py``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
-
-
-class GibbsOptions(BaseModel):
-    """Options of Glauber / Gibbs dynamics."""
-
-    model_config = ConfigDict(extra="forbid")
-    T: float = Field(1.0, ge=0.0, description="temperature; 0: zero-temperature dynamics")
-    update: Literal["sequential", "parallel"] = Field(
-        "sequential", description="self-interacting fields: site by site or all at once"
-    )
-    sweeps: int = Field(20, ge=1, le=1_000_000, description="sweeps (at most, at T = 0)")
 
 
 def draw(energies: torch.Tensor, beta, current: torch.Tensor, values: torch.Tensor,

@@ -21,8 +21,10 @@
     }
 
 The words ``train``, ``recall``, ``optimizer``, ``schedule``, ``generate`` and ``ais`` are
-run-statement registry entries; the objectives (cd, pcd), dynamics (glauber), optimisers and
-schedules are registries of :mod:`.train` and :mod:`.gibbs` with pydantic schemas.
+run statements (``physml_lang.check.tasks``); what they name -- the objectives (cd, pcd), the
+recall dynamics (glauber, an ``updates`` entry), optimisers, schedules, the ``gibbs`` sampler
+and the observables of train and sample runs -- are catalogue entries of family boltzmann
+(schemas in ``physml_lang/catalogue/boltzmann.py``), bound by :func:`bind`.
 """
 
 from __future__ import annotations
@@ -33,15 +35,24 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from physml_lang.catalogue import Catalogue
+from physml_lang.catalogue import CATALOGUE, Catalogue, Entry, Registry
+from physml_lang.catalogue.boltzmann import (
+    FAMILY,
+    AISOptions,
+    GenerateOptions,
+    GibbsSampleOptions,
+    RecallOptions,
+    TrainOptions,
+)
 from physml_lang.check.model import validate_options
 from physml_lang.check.program import stdlib_index, stdlib_model
 from physml_lang.check.tasks import STATEMENTS
@@ -52,26 +63,19 @@ from physml_lang.ir.model import GraphIR
 from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
 from physml_lang.ir.walk import fail
 
+from .. import data as data_sources
 from .. import outputs
 from ..data import check_feeds
 from ..observables import FLUCTUATIONS, base_series, estimate_fluctuation, estimate_mean
 from ..sample_task import RunResult, _compile_measures
 from ..statistics import binning_analysis
 from ..tasks import RunState, Task, plain
+from . import train as training
 from .ais import ais_log_z, exact_log_z
-from .gibbs import GibbsOptions, GibbsSampler, overlap
-from .train import (
-    MAX_LATENT,
-    OBJECTIVES,
-    OPTIMIZERS,
-    SCHEDULES,
-    Divergence,
-    Trainer,
-    latent_units,
-    save_params,
-)
+from .gibbs import GibbsSampler, overlap
+from .train import MAX_LATENT, Divergence, Trainer, latent_units, save_params
 
-DYNAMICS = {"glauber": GibbsOptions}
+Impl = TypeVar("Impl")
 
 
 def _call_of(v: Any, span: Span | None) -> CallValue:
@@ -99,13 +103,73 @@ def _options(call: CallValue, schema, what: str, positional: tuple[str, ...] = (
     return validate_options(schema, values, spans, call.span, what)
 
 
-def _registry_call(call: CallValue, registry: dict, what: str, positional=()):
-    if call.name not in registry:
+def _registry_call(call: CallValue, registry: Registry, what: str, positional=()):
+    """The validated options of a call naming an entry of ``registry`` (of Boltzmann models or
+    shared by every kind)."""
+    entry = registry.get(call.name, FAMILY)
+    if entry is None:
+        known = registry.names(FAMILY)
         fail("P200", f"unknown {what} '{call.name}'", call.name_span,
-             did_you_mean(call.name, set(registry)) or f"{what}s: " + ", ".join(registry))  # fmt: skip
-    entry = registry[call.name]
-    schema = entry if isinstance(entry, type) and issubclass(entry, BaseModel) else entry.schema
-    return _options(call, schema, f"{what} {call.name}", positional)
+             did_you_mean(call.name, set(known)) or f"{what}s: " + ", ".join(known))  # fmt: skip
+    return _options(call, entry.schema, f"{what} {call.name}", positional)
+
+
+# ---------------------------------------------------------------- observables
+
+
+@dataclass(frozen=True)
+class LearnerMeasure:
+    """A measure of a trained model, evaluated by the train task (:func:`_evaluate`).
+    ``enumerated``: it needs F(v), which for a general BM sums over its hidden units."""
+
+    enumerated: bool = False
+
+
+@dataclass(frozen=True)
+class GibbsObservable:
+    """An observable of Boltzmann sample runs: ``series(series, field, name)`` -> (T, chains)
+    from the Gibbs series of every field (``__energy__``: the energy) and the data field."""
+
+    series: Callable[[dict[str, torch.Tensor], str, str], torch.Tensor]
+
+
+def _observable(name: str, kind: type[Impl]) -> Impl | None:
+    """The implementation of the Boltzmann observable ``name`` if it is one of ``kind`` (a
+    learner measure or a Gibbs observable), else None."""
+    entry = CATALOGUE.observables.get(name, FAMILY)
+    impl = entry.implementation if entry is not None else None
+    return impl if isinstance(impl, kind) else None
+
+
+def _observable_names(kind: type) -> list[str]:
+    """The Boltzmann observables of one kind (for hints)."""
+    return [e.name for e in CATALOGUE.observables
+            if e.family == FAMILY and isinstance(e.implementation, kind)]  # fmt: skip
+
+
+def _gibbs_observable(name: str) -> GibbsObservable | None:
+    """``energy``, ``magnetization`` or ``mean_<field>`` (any ``mean_...``)."""
+    return _observable("mean_<field>" if name.startswith("mean_") else name, GibbsObservable)
+
+
+def _energy_series(series: dict[str, torch.Tensor], field: str, name: str) -> torch.Tensor:
+    return series["__energy__"]
+
+
+def _magnetization_series(series: dict[str, torch.Tensor], field: str, name: str) -> torch.Tensor:
+    return series[field].sum(-1)
+
+
+def _mean_series(series: dict[str, torch.Tensor], field: str, name: str) -> torch.Tensor:
+    return series[name[5:]].mean(-1)
+
+
+ENERGY = GibbsObservable(_energy_series)
+MAGNETIZATION = GibbsObservable(_magnetization_series)
+MEAN = GibbsObservable(_mean_series)
+LEARNER_MEASURE = LearnerMeasure()
+# needs F(v): for general BMs, by enumerating the hidden units
+ENUMERATED_MEASURE = LearnerMeasure(enumerated=True)
 
 
 # ---------------------------------------------------------------- run statements
@@ -136,7 +200,7 @@ class LearnerStatements:
             fail("P100", "recall names the stored patterns and the dynamics", stmt.span,
                  "recall xi via glauber(T = 0, update = sequential), flip = 0.1")  # fmt: skip
         call = _call_of(first.via, first.span)
-        _registry_call(call, DYNAMICS, "dynamics")
+        _registry_call(call, CATALOGUE.updates, "dynamics")
         named = {}
         for item in stmt.items[1:]:
             if item.kind != "named":
@@ -151,7 +215,7 @@ class LearnerStatements:
             fail("P100", "train names a learner and an objective", stmt.span,
                  "train rbm via cd(1), epochs = 20, batch = 64")  # fmt: skip
         call = _call_of(first.via, first.span)
-        _registry_call(call, OBJECTIVES, "objective", ("k",))
+        _registry_call(call, CATALOGUE.objectives, "objective", ("k",))
         named, models = {}, {}
         for item in stmt.items[1:]:
             if item.kind != "named":
@@ -167,7 +231,7 @@ class LearnerStatements:
         self.train = {"learner": first.value.name, "span": first.value.span, "objective": call,
                       "named": named, "models": models}  # fmt: skip
 
-    def _single(self, stmt: StatementIR, registry: dict, what: str) -> CallValue:
+    def _single(self, stmt: StatementIR, registry: Registry, what: str) -> CallValue:
         if len(stmt.items) != 1 or stmt.items[0].kind != "value":
             fail("P100", f"'{stmt.word}' takes one {what}", stmt.span)
         call = _call_of(stmt.items[0].value, stmt.items[0].value_span)
@@ -175,10 +239,10 @@ class LearnerStatements:
         return call
 
     def _optimizer(self, stmt: StatementIR) -> None:
-        self.optimizer = self._single(stmt, OPTIMIZERS, "optimizer")
+        self.optimizer = self._single(stmt, CATALOGUE.optimisers, "optimizer")
 
     def _schedule(self, stmt: StatementIR) -> None:
-        self.schedule = self._single(stmt, SCHEDULES, "schedule")
+        self.schedule = self._single(stmt, CATALOGUE.schedules, "schedule")
 
     def _named(self, stmt: StatementIR, schema):
         values, spans = {}, {}
@@ -219,41 +283,6 @@ def _statements(run: RunState) -> LearnerStatements:
     return run.learning
 
 
-class RecallOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    flip: float = Field(0.0, ge=0, le=1, description="fraction of sites flipped in each cue")
-    patterns: int | None = Field(None, ge=1, description="how many stored patterns to recall")
-    seed: int = Field(0, ge=0, description="seed of the corruption")
-
-
-class TrainOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    epochs: int = Field(10, ge=1, le=1_000_000, description="passes over the data")
-    batch: int = Field(64, ge=1, description="minibatch size")
-    data: str | None = Field(None, description="the data declaration to train on")
-    test: float = Field(0.0, ge=0, lt=1, description="fraction held out for evaluation")
-    max_weight: float = Field(1e4, gt=0, description="stop when a parameter exceeds this")
-    resume: bool = Field(True, description="resume from a checkpoint in the output folder")
-    visible: int | str | None = Field(None, description="general Boltzmann machines: the data "
-                                      "are the first `visible` sites of the first field (a "
-                                      "number or a model parameter, e.g. visible = Nv); the "
-                                      "rest are hidden units")  # fmt: skip
-
-
-class GenerateOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    chains: int = Field(64, ge=1, le=100_000, description="independent chains")
-    burn_in: int = Field(200, ge=0, description="Gibbs sweeps before measuring")
-    sweeps: int = Field(200, ge=1, description="measured sweeps")
-    thin: int = Field(1, ge=1, description="sweeps between measurements")
-
-
-class AISOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    betas: int = Field(1000, ge=10, le=10_000_000, description="intermediate temperatures")
-    chains: int = Field(100, ge=2, le=100_000, description="AIS chains")
-
-
 # ---------------------------------------------------------------- shared
 
 
@@ -292,7 +321,7 @@ def _estimate(x: np.ndarray) -> dict:
 def _plan_recall(run: RunState, program, sets):
     spec = _statements(run).recall
     checker = program.checker_for(run.ir)
-    dyn = _options(spec["dynamics"], GibbsOptions, f"dynamics {spec['dynamics'].name}")
+    dyn = _registry_call(spec["dynamics"], CATALOGUE.updates, "dynamics")
     named = {k: v for k, (v, _) in spec["named"].items()}
     opts = validate_options(RecallOptions, named, {k: s for k, (_, s) in spec["named"].items()},
                             run.span, "recall")  # fmt: skip
@@ -302,7 +331,7 @@ def _plan_recall(run: RunState, program, sets):
         if k in params:
             for p in points:
                 p[k] = rest.pop(k)
-        elif k in GibbsOptions.model_fields:
+        elif k in type(dyn).model_fields:
             dyn = dyn.model_copy(update={k: rest.pop(k)})
         elif k in RecallOptions.model_fields:
             opts = opts.model_copy(update={k: rest.pop(k)})
@@ -347,6 +376,7 @@ def run_recall(task: TaskIR, program, *, sets, device, seed, out, progress) -> R
     summary = _summary(run, program, device, seed, "recall", dyn.model_dump())
     summary["model"] = checker.name
     summary["recall"] = opts.model_dump()
+    dynamics = CATALOGUE.updates.implementation(_statements(run).recall["dynamics"].name, FAMILY)
     show = sys.stderr.isatty() if progress is None else progress
     started = time.time()
     g = torch.Generator(device=device).manual_seed(seed)
@@ -374,7 +404,7 @@ def run_recall(task: TaskIR, program, *, sets, device, seed, out, progress) -> R
                     state[f] = cm.random_state(P, g, device)[f]
             m0 = overlap(state[field], patterns, binary)
             beta = float("inf") if dyn.T == 0 else 1.0 / dyn.T
-            sampler = GibbsSampler(cm, beta, g, dyn.update)
+            sampler = dynamics(cm, beta, g, dyn.update)
             e_stored = cm.energy({**state, field: patterns}) / N
             sweeps = 0
             for _ in range(dyn.sweeps):
@@ -502,11 +532,11 @@ def _plan_train(run: RunState, program, sets):
              did_you_mean(k, params | set(TrainOptions.model_fields)))  # fmt: skip
     opts = validate_options(TrainOptions, named, spans, run.span, "train")
     objective = spec["objective"]
-    oopts = _registry_call(objective, OBJECTIVES, "objective", ("k",))
+    oopts = _registry_call(objective, CATALOGUE.objectives, "objective", ("k",))
     opt_call = st.optimizer or CallValue("adam", span=run.span, name_span=run.span)
-    optopts = _registry_call(opt_call, OPTIMIZERS, "optimizer")
+    optopts = _registry_call(opt_call, CATALOGUE.optimisers, "optimizer")
     sch_call = st.schedule or CallValue("constant", span=run.span, name_span=run.span)
-    schopts = _registry_call(sch_call, SCHEDULES, "schedule")
+    schopts = _registry_call(sch_call, CATALOGUE.schedules, "schedule")
     if opts.data is None:
         fail("P400", f"run {run.name} does not say what to train on", run.span,
              "add 'data = NAME' to the train statement")  # fmt: skip
@@ -564,7 +594,8 @@ def check_train(task: TaskIR, program) -> None:
     if trainer.latent:
         n_lat = latent_units(cm, trainer.field, trainer.visible)
         for m in run.measures:
-            if m.name in ENUMERATED_MEASURES and n_lat > MAX_LATENT:
+            measure = _observable(m.name, LearnerMeasure)
+            if measure is not None and measure.enumerated and n_lat > MAX_LATENT:
                 fail("P400", f"{m.name} of this Boltzmann machine sums over its {n_lat} hidden "
                      f"units by enumeration (at most {MAX_LATENT})", m.span,
                      "use fewer hidden units")  # fmt: skip
@@ -584,37 +615,26 @@ def _aux_model(program, call: CallValue, kind: str | None = None):
     return program.compile_ir(ir, kind=kind)
 
 
-LEARNER_MEASURES = {
-    "log_likelihood": "mean log p(v) of the held-out (else training) data, log Z by AIS",
-    "log_z": "log Z by annealed importance sampling",
-    "exact_log_likelihood": "mean log p(v) with log Z by exact enumeration (small models)",
-    "reconstruction": "mean squared one-step reconstruction error (cd)",
-    "loss": "final mean F(data) - F(model samples)",
-    "coupling_error": "rms difference of learned and true couplings (train ..., truth = Model())",
-    "exact_kl": "KL(empirical data distribution || model) in nats, by enumeration (small models)",
-}
-# measures that need F(v): for general BMs, by enumerating the hidden units
-ENUMERATED_MEASURES = {"log_likelihood", "exact_log_likelihood", "exact_kl"}
-
-
 def _check_measures(run: RunState, cm, physical_call, program):
     physical = None
     for m in run.measures:
-        if m.expr is None and m.name in LEARNER_MEASURES:
+        if m.expr is None and _observable(m.name, LearnerMeasure) is not None:
             if m.name == "coupling_error" and "truth" not in _statements(run).train["models"]:
                 fail("P400", "coupling_error compares with a known model: add truth = Model(...) "
                      "to the train statement", m.span)  # fmt: skip
             continue
         if physical_call is None:
+            known = _observable_names(LearnerMeasure)
             fail("P200", f"unknown learner observable '{m.name}'", m.span,
-                 did_you_mean(m.name, set(LEARNER_MEASURES)) or "observables: "
-                 + ", ".join(LEARNER_MEASURES) + "; energy and magnetization of generated samples"
+                 did_you_mean(m.name, set(known)) or "observables: "
+                 + ", ".join(known) + "; energy and magnetization of generated samples"
                  " need physical = Model(...) in the train statement")  # fmt: skip
         if physical is None:
             physical = _aux_model(program, physical_call, kind="lattice")
     if physical is not None:
 
-        _compile_measures(physical, [m for m in run.measures if m.name not in LEARNER_MEASURES])
+        _compile_measures(physical, [m for m in run.measures
+                                     if _observable(m.name, LearnerMeasure) is None])  # fmt: skip
     return physical
 
 
@@ -772,7 +792,7 @@ def _evaluate(run, program, cm, trainer, train, test, last, data, g, out, suffix
         row["coupling_error"] = {"mean": float(np.sqrt((e**2).mean())), "stderr": None,
                                  "relative": float(np.sqrt((e**2).mean() / (s**2).mean()))}  # fmt: skip
     gen = _statements(run).generate
-    physical_measures = [m for m in run.measures if m.name not in LEARNER_MEASURES]
+    physical_measures = [m for m in run.measures if _observable(m.name, LearnerMeasure) is None]
     if gen is not None or physical_measures:
         gen = gen or GenerateOptions()
         samples, series = _generate(cm, trainer.field, gen, g)
@@ -884,26 +904,6 @@ def _history_plot(out: Path, summary: dict) -> list[Path]:
 # ---------------------------------------------------------------- sample (Gibbs) of Boltzmann models
 
 
-class GibbsSampleOptions(BaseModel):
-    """``sampler gibbs(...)`` of a Boltzmann model (RBM, general BM, Hopfield with learnables)."""
-
-    model_config = ConfigDict(extra="forbid")
-    chains: int = Field(64, ge=1, le=1_000_000, description="independent chains")
-    sweeps: int = Field(1000, ge=1, description="measured sweeps")
-    burn_in: int = Field(200, ge=0, description="sweeps before measuring")
-    thin: int = Field(1, ge=1, description="sweeps between measurements")
-    update: str = Field("sequential", pattern="^(sequential|parallel)$",
-                        description="self-interacting fields: site by site or all at once")  # fmt: skip
-
-
-BOLTZMANN_SAMPLERS = {"gibbs": GibbsSampleOptions}
-BOLTZMANN_OBSERVABLES = {
-    "energy": "E(state), all fields",
-    "magnetization": "sum of the first field's units",
-    "mean_<field>": "mean of a field's units (e.g. mean_v, mean_h)",
-}
-
-
 def _boltzmann_ir(run: RunState, program, point: dict | None = None):
     checker = program.checker_for(run.ir)
     args = {k: v for k, (v, _) in run.model_args.items()}
@@ -918,7 +918,7 @@ def _is_boltzmann_run(task: TaskIR, program) -> bool:
     # gibbs on any Boltzmann model; other samplers stay with the lattice sampler where it can
     # compile the model (complete graphs), and get a located error here otherwise
     site_sets = isinstance(ir.lattice, GraphIR) and ir.lattice.kind != "complete"
-    return checker.kind == "boltzmann" and (run.sampler in BOLTZMANN_SAMPLERS or site_sets)
+    return checker.kind == FAMILY and (_sampler(run) is not None or site_sets)
 
 
 def _load_params(run: RunState, program, cm: BoltzmannModel) -> None:
@@ -950,18 +950,26 @@ def _load_params(run: RunState, program, cm: BoltzmannModel) -> None:
             arrays[k].copy_(t.to(arrays[k].dtype))
 
 
+def _sampler(run: RunState) -> Entry | None:
+    """The catalogue entry of the run's sampler if it samples Boltzmann models, else None."""
+    return CATALOGUE.samplers.get(run.sampler, FAMILY) if run.sampler is not None else None
+
+
 def _plan_boltzmann_sample(run: RunState, program, sets):
-    if run.sampler not in BOLTZMANN_SAMPLERS:
+    entry = _sampler(run)
+    if entry is None:
+        known = CATALOGUE.samplers.names(FAMILY)
         fail("P200", f"sampler '{run.sampler}' does not apply to Boltzmann models", run.sampler_span,
-             did_you_mean(run.sampler, set(BOLTZMANN_SAMPLERS)) or "use sampler gibbs(chains = "
+             did_you_mean(run.sampler, set(known)) or "use sampler gibbs(chains = "
              "64, sweeps = 1000)")  # fmt: skip
     values = {k: v for k, (v, _) in run.sampler_options.items()}
     spans = {k: s for k, (_, s) in run.sampler_options.items()}
     sets = dict(sets or {})
     for k in list(sets):
-        if k in GibbsSampleOptions.model_fields:
+        if k in entry.schema.model_fields:
             values[k] = sets.pop(k)
-    opts = validate_options(GibbsSampleOptions, values, spans, run.sampler_span, "sampler gibbs")
+    opts = validate_options(entry.schema, values, spans, run.sampler_span,
+                            f"sampler {run.sampler}")  # fmt: skip
     checker = program.checker_for(run.ir)
     params = set(checker.param_names)
     thermal = {"T", "beta"}
@@ -981,11 +989,11 @@ def _plan_boltzmann_sample(run: RunState, program, sets):
         fail("P200", f"--set {next(iter(rest))}: not a model parameter, scan variable or "
              "sampler option", None)  # fmt: skip
     for m in run.measures:
-        ok = m.expr is None and (m.name in ("energy", "magnetization") or m.name.startswith("mean_"))
-        if not ok:
+        if m.expr is not None or _gibbs_observable(m.name) is None:
             fail("P200", f"'{m.name}' is not an observable of Boltzmann sample runs", m.span,
-                 "observables: energy, magnetization, mean_<field> (e.g. mean_v)")  # fmt: skip
-    return checker, opts, points, params
+                 "observables: " + ", ".join(_observable_names(GibbsObservable))
+                 + " (e.g. mean_v)")  # fmt: skip
+    return checker, entry, opts, points, params
 
 
 def _boltzmann_point(run, program, checker, point, params):
@@ -1005,18 +1013,18 @@ def _boltzmann_point(run, program, checker, point, params):
 
 def check_boltzmann_sample(task: TaskIR, program) -> None:
     run = RunState.of(task)
-    checker, opts, points, params = _plan_boltzmann_sample(run, program, {})
+    checker, _, opts, points, params = _plan_boltzmann_sample(run, program, {})
     _boltzmann_point(run, program, checker, points[0], params)
 
 
 @torch.no_grad()
-def gibbs_series(cm: BoltzmannModel, opts: GibbsSampleOptions, beta: float, g,
-                 on_sweep=None) -> dict[str, torch.Tensor]:  # fmt: skip
+def gibbs_series(cm: BoltzmannModel, opts: GibbsSampleOptions, beta: float, g, on_sweep=None,
+                 sampler_class: type = GibbsSampler) -> dict[str, torch.Tensor]:  # fmt: skip
     """Gibbs chains of a Boltzmann model: per measurement, every field's units, (T, chains, n)
-    and the energy (T, chains)."""
+    and the energy (T, chains). ``sampler_class``: the ``gibbs`` entry's implementation."""
     cm.freeze()
     try:
-        sampler = GibbsSampler(cm, beta, g, opts.update)
+        sampler = sampler_class(cm, beta, g, opts.update)
         state = cm.random_state(opts.chains, g)
         for _ in range(opts.burn_in):
             state = sampler.sweep(state)
@@ -1043,7 +1051,7 @@ def run_boltzmann_sample(task: TaskIR, program, *, sets, device, seed, out, prog
     """Gibbs sampling of a Boltzmann model (block updates of fields that do not interact with
     themselves, site by site otherwise); per-unit means are written to moments.npz."""
     run = RunState.of(task)
-    checker, opts, points, params = _plan_boltzmann_sample(run, program, sets)
+    checker, entry, opts, points, params = _plan_boltzmann_sample(run, program, sets)
     summary = _summary(run, program, device, seed, "gibbs", opts.model_dump())
     summary["sampler"]["name"] = run.sampler
     summary["model"] = checker.name
@@ -1059,16 +1067,11 @@ def run_boltzmann_sample(task: TaskIR, program, *, sets, device, seed, out, prog
             cm, beta = _boltzmann_point(run, program, checker, point, params)
             cm = cm.to(device)
             summary["params"] = dict(cm.model.params)
-            series = gibbs_series(cm, opts, beta, g, lambda: bar.update(1))
+            series = gibbs_series(cm, opts, beta, g, lambda: bar.update(1), entry.implementation)
             field = next(iter(cm.domains))
             row: dict[str, Any] = dict(point)
             for name in names:
-                if name == "energy":
-                    x = series["__energy__"]
-                elif name == "magnetization":
-                    x = series[field].sum(-1)
-                else:
-                    x = series[name[5:]].mean(-1)
+                x = _gibbs_observable(name).series(series, field, name)
                 row[name] = binning_analysis(x.double().cpu().numpy()).as_dict()
             for f in cm.domains:
                 x = series[f].double().cpu().numpy()  # (T, chains, n)
@@ -1095,8 +1098,20 @@ def run_boltzmann_sample(task: TaskIR, program, *, sets, device, seed, out, prog
 
 
 def bind(catalogue: Catalogue) -> None:
-    """Attach this capability's implementations to its catalogue entries (top layer only)."""
+    """Attach this capability's implementations to its catalogue entries (top layer only):
+    tasks, sampler and recall dynamics, training methods, observables and data sources."""
     catalogue.tasks.bind("recall", Task(check_recall, run_recall))
     catalogue.tasks.bind("train", Task(check_train, run_train))
     catalogue.tasks.bind("sample", Task(check_boltzmann_sample, run_boltzmann_sample,
-                                        applies=_is_boltzmann_run), family="boltzmann")
+                                        applies=_is_boltzmann_run), family=FAMILY)  # fmt: skip
+    catalogue.samplers.bind("gibbs", GibbsSampler, family=FAMILY)
+    catalogue.updates.bind("glauber", GibbsSampler, family=FAMILY)
+    training.bind(catalogue)
+    for name, observable in (("energy", ENERGY), ("magnetization", MAGNETIZATION),
+                             ("mean_<field>", MEAN)):  # fmt: skip
+        catalogue.observables.bind(name, observable, family=FAMILY)
+    for name in ("log_likelihood", "exact_log_likelihood", "exact_kl"):
+        catalogue.observables.bind(name, ENUMERATED_MEASURE, family=FAMILY)
+    for name in ("log_z", "reconstruction", "loss", "coupling_error"):
+        catalogue.observables.bind(name, LEARNER_MEASURE, family=FAMILY)
+    data_sources.bind(catalogue)

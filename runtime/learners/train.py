@@ -19,7 +19,9 @@ Gibbs sweeps (or mean-field updates, ``positive = meanfield``) with the data cla
 negative phase from the persistent (pcd) or data-started (cd) chains of every unit. The loss is
 mean E(positive) - mean E(negative).
 
-Registries (name -> pydantic schema): OBJECTIVES, OPTIMIZERS, SCHEDULES. Checkpoints are
+The objectives (cd, pcd), optimisers (sgd, adam) and learning-rate schedules are catalogue entries
+(options schemas in ``physml_lang/catalogue/boltzmann.py``); :func:`bind` attaches their
+implementations here, and a :class:`Trainer` finds them by name. Checkpoints are
 safetensors files (parameters, optimiser moments, persistent chains, generator state); a run
 resumes from one, and a diverging run (NaN, exploding weights) stops with a P700 diagnostic and
 keeps its last good checkpoint.
@@ -33,112 +35,99 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from safetensors.torch import load_file, save_file
 
+from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue.boltzmann import FAMILY
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 
 from .gibbs import GibbsSampler
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _Positive(_Strict):
-    """Positive phase of general Boltzmann machines (latent units that are not summed out)."""
-
-    positive_sweeps: int = Field(1, ge=1, le=10_000, description="general BMs: sweeps of the "
-                                 "hidden units with the data clamped, per step (persistent "
-                                 "per example)")  # fmt: skip
-    positive: Literal["gibbs", "meanfield"] = Field(
-        "gibbs", description="general BMs: Gibbs sampling or mean-field updates of the hidden "
-        "units given the data")  # fmt: skip
-
-
-class CDOptions(_Positive):
-    k: int = Field(1, ge=1, le=10_000, description="Gibbs sweeps from the data")
-
-
-class PCDOptions(_Positive):
-    k: int = Field(1, ge=1, le=10_000, description="Gibbs sweeps of the persistent chains per step")
-    chains: int = Field(100, ge=1, le=1_000_000, description="persistent chains")
-
-
-class SGDOptions(_Strict):
-    lr: float = Field(0.01, gt=0, description="learning rate")
-    momentum: float = Field(0.0, ge=0, lt=1, description="momentum")
-    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
-
-
-class AdamOptions(_Strict):
-    lr: float = Field(0.001, gt=0, description="learning rate")
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.999, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
-
-
-class ConstantOptions(_Strict):
-    pass
-
-
-class CosineOptions(_Strict):
-    min_factor: float = Field(0.0, ge=0, le=1, description="final lr / initial lr")
-
-
-class ExponentialOptions(_Strict):
-    gamma: float = Field(0.95, gt=0, le=1, description="lr factor per epoch")
-
-
-class StepOptions(_Strict):
-    every: int = Field(10, ge=1, description="epochs between steps")
-    factor: float = Field(0.5, gt=0, le=1, description="lr factor per step")
+# ---------------------------------------------------------------- objectives
 
 
 @dataclass(frozen=True)
-class Entry:
-    schema: type[BaseModel]
-    doc: str
+class Objective:
+    """The negative phase of a training objective: ``negatives(trainer, batch)`` returns the
+    model samples of one step; ``persistent`` chains are kept across steps (started by the
+    trainer) instead of starting at the data of the step."""
+
+    persistent: bool
+    negatives: Callable[[Trainer, Any], dict]
 
 
-OBJECTIVES: dict[str, Entry] = {
-    "cd": Entry(CDOptions, "contrastive divergence: k Gibbs sweeps from the data"),
-    "pcd": Entry(PCDOptions, "persistent contrastive divergence (also Boltzmann learning)"),
-}
-OPTIMIZERS: dict[str, Entry] = {
-    "sgd": Entry(SGDOptions, "stochastic gradient descent with momentum"),
-    "adam": Entry(AdamOptions, "Adam"),
-}
-SCHEDULES: dict[str, Entry] = {
-    "constant": Entry(ConstantOptions, "constant learning rate"),
-    "cosine": Entry(CosineOptions, "cosine decay over the epochs"),
-    "exponential": Entry(ExponentialOptions, "lr * gamma^epoch"),
-    "step": Entry(StepOptions, "lr * factor^(epoch // every)"),
-}
+def _cd_negatives(trainer: Trainer, batch) -> dict:
+    """k sweeps from the data (``batch``: visible values or a positive-phase state)."""
+    if isinstance(batch, dict):
+        state = dict(batch)
+    else:
+        state = trainer.model.random_state(len(batch), trainer.generator, batch.device)
+        state[trainer.field] = batch
+    for _ in range(trainer.oopts.k):
+        state = trainer.sampler.sweep(state)
+    return state
 
 
-def lr_factor(name: str, opts: BaseModel, epoch: float, epochs: int) -> float:
-    """The learning-rate factor at (fractional) ``epoch``."""
-    if name == "cosine":
-        t = min(epoch / max(epochs, 1), 1.0)
-        return opts.min_factor + (1 - opts.min_factor) * 0.5 * (1 + math.cos(math.pi * t))
-    if name == "exponential":
-        return opts.gamma ** int(epoch)
-    if name == "step":
-        return opts.factor ** (int(epoch) // opts.every)
+def _pcd_negatives(trainer: Trainer, batch) -> dict:
+    """k sweeps of the persistent chains."""
+    for _ in range(trainer.oopts.k):
+        trainer.chains = trainer.sampler.sweep(trainer.chains)
+    return trainer.chains
+
+
+CD = Objective(False, _cd_negatives)
+PCD = Objective(True, _pcd_negatives)
+
+
+# ---------------------------------------------------------------- optimisers and schedules
+
+
+def _sgd(opts: BaseModel, params) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum,
+                           weight_decay=opts.weight_decay)  # fmt: skip
+
+
+def _adam(opts: BaseModel, params) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=opts.lr, betas=(opts.beta1, opts.beta2),
+                            weight_decay=opts.weight_decay)  # fmt: skip
+
+
+def _constant(opts: BaseModel, epoch: float, epochs: int) -> float:
     return 1.0
 
 
+def _cosine(opts: BaseModel, epoch: float, epochs: int) -> float:
+    t = min(epoch / max(epochs, 1), 1.0)
+    return opts.min_factor + (1 - opts.min_factor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _exponential(opts: BaseModel, epoch: float, epochs: int) -> float:
+    return opts.gamma ** int(epoch)
+
+
+def _step(opts: BaseModel, epoch: float, epochs: int) -> float:
+    return opts.factor ** (int(epoch) // opts.every)
+
+
 def make_optimizer(name: str, opts: BaseModel, params) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum,
-                               weight_decay=opts.weight_decay)  # fmt: skip
-    return torch.optim.Adam(params, lr=opts.lr, betas=(opts.beta1, opts.beta2),
-                            weight_decay=opts.weight_decay)  # fmt: skip
+    """The torch optimiser of catalogue entry ``name`` over ``params``."""
+    return CATALOGUE.optimisers.implementation(name, FAMILY)(opts, params)
+
+
+def bind(catalogue: Catalogue) -> None:
+    """Attach the objectives, optimisers and schedules of Boltzmann training to their entries."""
+    for name, objective in (("cd", CD), ("pcd", PCD)):
+        catalogue.objectives.bind(name, objective, family=FAMILY)
+    for name, optimiser in (("sgd", _sgd), ("adam", _adam)):
+        catalogue.optimisers.bind(name, optimiser, family=FAMILY)
+    for name, schedule in (("constant", _constant), ("cosine", _cosine),
+                           ("exponential", _exponential), ("step", _step)):  # fmt: skip
+        catalogue.schedules.bind(name, schedule)
 
 
 class Divergence(Exception):
@@ -148,7 +137,8 @@ class Divergence(Exception):
 class Trainer:
     """Minibatch training of a Boltzmann model on data of its first field.
 
-    ``data``: (n, n_visible) tensor of the data field's values."""
+    ``data``: (n, n_visible) tensor of the data field's values; ``objective``, ``optimizer`` and
+    ``schedule``: names of catalogue entries (bound), with their validated options."""
 
     def __init__(self, model: BoltzmannModel, data: torch.Tensor, objective: str,
                  objective_opts: BaseModel, optimizer: str, optimizer_opts: BaseModel,
@@ -181,7 +171,10 @@ class Trainer:
                                                  f"units; field '{f}' has more",
                                                  model.model.fields[f].span))  # fmt: skip
         self.objective, self.oopts = objective, objective_opts
+        self.negative_phase: Objective = CATALOGUE.objectives.implementation(objective, FAMILY)
         self.schedule, self.sopts = schedule, schedule_opts
+        # (schedule options, fractional epoch, epochs) -> learning-rate factor
+        self.lr_factor = CATALOGUE.schedules.implementation(schedule, FAMILY)
         self.epochs, self.batch = epochs, min(batch, len(data))
         self.generator = generator
         self.max_weight = max_weight
@@ -194,7 +187,7 @@ class Trainer:
         self.base_lr = optimizer_opts.lr
         self.sampler = GibbsSampler(model, 1.0, generator)
         self.chains = None
-        if objective == "pcd":
+        if self.negative_phase.persistent:
             self.chains = model.random_state(objective_opts.chains, generator, data.device)
         self.pos_chains = None
         if self.latent:
@@ -237,18 +230,7 @@ class Trainer:
         a positive-phase state) or of the persistent chains (pcd)."""
         self.model.freeze()
         try:
-            if self.objective == "cd":
-                if isinstance(batch, dict):
-                    state = dict(batch)
-                else:
-                    state = self.model.random_state(len(batch), self.generator, batch.device)
-                    state[self.field] = batch
-                for _ in range(self.oopts.k):
-                    state = self.sampler.sweep(state)
-                return state
-            for _ in range(self.oopts.k):
-                self.chains = self.sampler.sweep(self.chains)
-            return self.chains
+            return self.negative_phase.negatives(self, batch)
         finally:
             self.model.unfreeze()
 
@@ -286,7 +268,9 @@ class Trainer:
             if big > self.max_weight:
                 raise Divergence(f"a parameter reached |{big:.3g}| > max_weight = "
                                  f"{self.max_weight:g}")  # fmt: skip
-        recon = float((vneg - batch).pow(2).mean()) if self.objective == "cd" else float("nan")
+        # a reconstruction error only where the chains start at the data (cd)
+        recon = (float((vneg - batch).pow(2).mean()) if not self.negative_phase.persistent
+                 else float("nan"))  # fmt: skip
         return float(loss.detach()), recon
 
     def run_epoch(self, on_step: Callable | None = None) -> dict:
@@ -296,7 +280,7 @@ class Trainer:
         n_batches = max(1, n // self.batch)
         for b in range(n_batches):
             frac = self.epoch + b / n_batches
-            factor = lr_factor(self.schedule, self.sopts, frac, self.epochs)
+            factor = self.lr_factor(self.sopts, frac, self.epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.base_lr * factor
             index = perm[b * self.batch:(b + 1) * self.batch]

@@ -1,21 +1,23 @@
-"""Name -> (pydantic options schema, factory) registries for quantum learners.
+"""Learner factories of the quantum capability, bound to the catalogue's learner entries
+(``rbm``, ``cnn``, ``rnn`` of family ``quantum``, whose options schemas live in
+``physml_lang.catalogue.quantum``).
 
 A factory takes ``(options, context)`` where :class:`QuantumContext` carries what the compiler
 knows about the lattice: number of sites, shape, translation table, bipartite sublattice, and the
-declared symmetries the learner must respect. Asking for a symmetry a learner cannot respect is
-an error (:class:`SymmetryError`). Samplers and optimisers are registered in ``vmc.SAMPLERS`` and
-``vmc.OPTIMIZERS``.
+declared symmetries the learner must respect. Asking for a symmetry a learner cannot respect (its
+catalogue entry's ``symmetries``) is an error (:class:`SymmetryError`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from torch import nn
+
+from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue.quantum import QUANTUM, ConvNetOptions, RBMOptions, RNNOptions
 
 from .lattice import translation_table
 from .learners import (
@@ -53,33 +55,6 @@ class QuantumContext:
         return translation_table(self.shape)
 
 
-class _Opts(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RBMOptions(_Opts):
-    alpha: float = Field(
-        1.0, gt=0, description="hidden units per site (features per site if symmetric)"
-    )
-    complex: bool = False
-    init_std: float = Field(0.01, ge=0)
-    sign_rule: Literal["none", "marshall"] = "none"
-
-
-class ConvNetOptions(_Opts):
-    channels: list[int] = Field(default_factory=lambda: [8, 8])
-    kernel_size: int = Field(3, ge=1)
-    phase: bool = False
-    sign_rule: Literal["none", "marshall"] = "none"
-
-
-class RNNOptions(_Opts):
-    hidden: int = Field(32, ge=1)
-    cell_size: int = Field(1, ge=1)
-    magnetization: int | None = None
-    phase: Literal["none", "head", "marshall"] = "none"
-
-
 def _sign(model: nn.Module, opts, ctx: QuantumContext) -> nn.Module:
     if (
         getattr(opts, "sign_rule", "none") == "marshall"
@@ -93,14 +68,16 @@ def _sign(model: nn.Module, opts, ctx: QuantumContext) -> nn.Module:
     return model
 
 
-def _check(ctx: QuantumContext, supported: set[str], name: str) -> None:
-    extra = set(ctx.symmetries) - supported
+def _check(ctx: QuantumContext, name: str) -> None:
+    """The symmetries asked for are among those the learner's catalogue entry respects."""
+    extra = set(ctx.symmetries) - set(CATALOGUE.learners.lookup(name, QUANTUM).facts.symmetries)
     if extra:
         raise SymmetryError(f"learner {name} cannot respect {sorted(extra)}")
 
 
 def make_rbm(opts: RBMOptions, ctx: QuantumContext) -> nn.Module:
-    _check(ctx, {"translation", "spin_flip"}, "rbm")
+    """``rbm``: an RBM, weight-shared over translations when it respects translation."""
+    _check(ctx, "rbm")
     flip = "spin_flip" in ctx.symmetries
     if "translation" in ctx.symmetries:
         model: nn.Module = SymmetricRBM(
@@ -126,7 +103,8 @@ def make_rbm(opts: RBMOptions, ctx: QuantumContext) -> nn.Module:
 
 
 def make_convnet(opts: ConvNetOptions, ctx: QuantumContext) -> nn.Module:
-    _check(ctx, {"translation", "spin_flip"}, "cnn")
+    """``cnn``: a translation-invariant CNN on the lattice's shape."""
+    _check(ctx, "cnn")
     if ctx.shape is None:
         raise SymmetryError("cnn needs a lattice shape")
     model = ConvNet(
@@ -142,7 +120,8 @@ def make_convnet(opts: ConvNetOptions, ctx: QuantumContext) -> nn.Module:
 
 
 def make_rnn(opts: RNNOptions, ctx: QuantumContext) -> nn.Module:
-    _check(ctx, {"translation", "spin_flip"}, "rnn")
+    """``rnn``: an autoregressive GRU, symmetrised over translations and spin flip if asked."""
+    _check(ctx, "rnn")
     flip = "spin_flip" in ctx.symmetries
     if flip and opts.magnetization not in (None, 0):
         raise SymmetryError("spin flip maps magnetization m to -m: use magnetization 0 or none")
@@ -164,18 +143,21 @@ def make_rnn(opts: RNNOptions, ctx: QuantumContext) -> nn.Module:
     return _sign(model, opts, ctx)
 
 
-LEARNERS: dict[str, tuple[type[BaseModel], Callable[[BaseModel, QuantumContext], nn.Module]]] = {
-    "rbm": (RBMOptions, make_rbm),
-    "cnn": (ConvNetOptions, make_convnet),
-    "rnn": (RNNOptions, make_rnn),
-}
-
-
 def make_learner(name: str, options: dict | BaseModel | None, ctx: QuantumContext) -> nn.Module:
-    """Build a registered learner (KeyError: unknown name; pydantic error: bad options)."""
-    schema, factory = LEARNERS[name]
+    """Build a quantum learner of the catalogue (KeyError: unknown name; pydantic error: bad
+    options)."""
+    entry = CATALOGUE.learners.get(name, QUANTUM)
+    if entry is None or entry.family != QUANTUM:  # another kind's shared learner is no NQS
+        raise KeyError(name)
+    schema = entry.schema
     opts = options if isinstance(options, schema) else schema(**(options or {}))
-    return factory(opts, ctx)
+    return CATALOGUE.learners.implementation(name, QUANTUM)(opts, ctx)
 
 
-__all__ = ["LEARNERS", "QuantumContext", "SymmetryError", "make_learner", "SpinFlipSymmetric"]
+def bind(catalogue: Catalogue) -> None:
+    """Attach the learner factories to their catalogue entries."""
+    for name, factory in (("rbm", make_rbm), ("cnn", make_convnet), ("rnn", make_rnn)):
+        catalogue.learners.bind(name, factory, family=QUANTUM)
+
+
+__all__ = ["QuantumContext", "SymmetryError", "bind", "make_learner", "SpinFlipSymmetric"]

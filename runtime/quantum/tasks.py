@@ -25,17 +25,26 @@ import itertools
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from tqdm import tqdm
 
-from physml_lang.catalogue import Catalogue
+from physml_lang.catalogue import CATALOGUE, Catalogue, Entry, Registry
 from physml_lang.catalogue.domains import SYMMETRIES
+from physml_lang.catalogue.quantum import (
+    LEARNER_NAMES,
+    OPTIMISER_NAMES,
+    QUANTUM,
+    SAMPLER_NAMES,
+    AutoregressiveSpec,
+    MetropolisSpec,
+)
 from physml_lang.check.model import validate_options
 from physml_lang.check.tasks import STATEMENTS
 from physml_lang.compiler.derive.pauli import PauliSum
@@ -49,23 +58,22 @@ from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import Estimate
 from ..tasks import RunState, Task, option_values, plain
+from . import registry, vmc
 from .learners import MarshallSign, SymmetrizedAutoregressive
 from .operator import LocalOperator
-from .registry import LEARNERS, QuantumContext, SymmetryError, make_learner
+from .registry import QuantumContext, SymmetryError, make_learner
 from .vmc import (
     AutoregressiveSampler,
     MetropolisOptions,
     MetropolisSampler,
-    OptimizerOptions,
-    SROptions,
     diagonal_observables,
+    energy_statistics,
     expectation,
     run_vmc,
 )
 
 MAX_ED_DIM = 2**22  # exact diagonalisation: sparse H with ~N nonzeros per row
 AUTO_REFERENCE_DIM = 2**16  # VMC runs compute the exact energy themselves below this
-SYMMETRY_LEARNABLE = ("translation", "spin_flip")
 DIAGONAL = ("magnetization", "abs_magnetization", "staggered_magnetization", "structure_factor")
 
 
@@ -73,69 +81,18 @@ def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None
     raise PhysmlError(Diagnostic(code, msg, span, hint))
 
 
-# ---------------------------------------------------------------- option schemas
+# ---------------------------------------------------------------- catalogue entries
 
 
-class _Opts(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _entry(entries: Registry, name: str) -> Entry | None:
+    """The quantum entry called ``name``; a shared entry of another capability (an optimiser of
+    energy-based learners, say) does not run a vmc task."""
+    entry = entries.get(name, QUANTUM)
+    return entry if entry is not None and entry.family == QUANTUM else None
 
 
-class MetropolisSpec(_Opts):
-    """``sampler metropolis(...)`` of a VMC run: persistent chains over |psi|^2."""
-
-    chains: int = Field(16, ge=1, le=1_000_000)
-    sweeps: float = Field(1.0, gt=0, description="sweeps (N proposals) between samples")
-    burn_in: int = Field(2, ge=0, description="sweeps discarded at every iteration")
-    initial_burn_in: int = Field(50, ge=0, description="sweeps before the first iteration")
-    move: Literal["auto", "flip", "exchange"] = Field(
-        "auto", description="auto: exchange when the model conserves sum(Z), else flip"
-    )
-    magnetization: int | None = Field(None, description="sector sum(Z) of exchange moves")
-    compile: bool = Field(False, description="torch.compile the RBM Metropolis kernel (for "
-                          "GPUs; on the CPU the default numba loop is faster)")  # fmt: skip
-
-
-class AutoregressiveSpec(_Opts):
-    """``sampler autoregressive``: exact independent draws from a normalised learner (rnn)."""
-
-
-QSAMPLERS: dict[str, type[BaseModel]] = {
-    "metropolis": MetropolisSpec,
-    "autoregressive": AutoregressiveSpec,
-}
-
-
-class SRSpec(_Opts):
-    lr: float = Field(0.02, gt=0)
-    diag_shift: float = Field(0.01, ge=0)
-    solver: Literal["auto", "dense", "cg"] = "auto"
-    momentum: float = Field(0.0, ge=0, lt=1)
-    lr_decay: float = Field(1.0, gt=0, le=1, description="lr times this every iteration")
-    min_lr: float = Field(0.0, ge=0)
-
-
-class SGDSpec(_Opts):
-    lr: float = Field(0.02, gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1)
-    lr_decay: float = Field(1.0, gt=0, le=1)
-    min_lr: float = Field(0.0, ge=0)
-
-
-class AdamSpec(_Opts):
-    lr: float = Field(0.01, gt=0)
-    lr_decay: float = Field(1.0, gt=0, le=1)
-    min_lr: float = Field(0.0, ge=0)
-
-
-QOPTIMIZERS: dict[str, type[BaseModel]] = {"sr": SRSpec, "sgd": SGDSpec, "adam": AdamSpec}
-
-
-def _optimizer_options(name: str, spec: BaseModel) -> OptimizerOptions:
-    d = spec.model_dump()
-    if name == "sr":
-        sr = SROptions(diag_shift=d.pop("diag_shift"), solver=d.pop("solver"))
-        return OptimizerOptions(name="sgd", sr=sr, **d)
-    return OptimizerOptions(name=name, sr=None, **d)
+def _quantum_entries(entries: Registry) -> list[Entry]:
+    return [e for e in entries if e.family == QUANTUM]
 
 
 # ---------------------------------------------------------------- run statements
@@ -377,8 +334,7 @@ class MeasureBuilder(PauliBuilder):
 
 def _measures(run: RunState, qm: QuantumModel, vmc: bool) -> list[tuple[str, Any]]:
     """(name, what): what is a built-in name or a PauliSum to measure."""
-    builtins = {"energy", "energy_per_site", *DIAGONAL}
-    builtins |= {"variance", "r_hat"} if vmc else {"gap"}
+    builtins = _builtin_observables("vmc" if vmc else "exact")
     out = []
     for m in run.measures:
         if m.expr is None and m.name in builtins:
@@ -400,6 +356,21 @@ def _measures(run: RunState, qm: QuantumModel, vmc: bool) -> list[tuple[str, Any
                       "an expectation value of a non-Hermitian operator is complex")  # fmt: skip
             out.append((m.name, op))
     return out
+
+
+@dataclass(frozen=True)
+class QuantumObservable:
+    """The implementation of a built-in observable of quantum runs: the function that computes
+    it in an exact run and in a vmc run (None: that run does not report it)."""
+
+    exact: Callable[..., Any] | None
+    vmc: Callable[..., Any] | None
+
+
+def _builtin_observables(task: str) -> set[str]:
+    """Names of the catalogue's quantum observables that runs of ``task`` report."""
+    return {e.name for e in _quantum_entries(CATALOGUE.observables)
+            if getattr(CATALOGUE.observables.implementation(e.name, QUANTUM), task) is not None}  # fmt: skip
 
 
 def _structure_qs(qm: QuantumModel) -> tuple[np.ndarray, np.ndarray]:
@@ -638,18 +609,35 @@ def _learner_decl(run: RunState, program) -> LearnerIR:
 
 def _learner_options(decl: LearnerIR, sets: dict[str, Any]) -> BaseModel:
     call = decl.call
-    if call.name not in LEARNERS:
+    entry = _entry(CATALOGUE.learners, call.name)
+    if entry is None:
         _fail("P200", f"unknown quantum learner '{call.name}'", call.name_span,
-              did_you_mean(call.name, set(LEARNERS)) or "learners: " + ", ".join(LEARNERS))  # fmt: skip
+              did_you_mean(call.name, set(LEARNER_NAMES))
+              or "learners: " + ", ".join(LEARNER_NAMES))  # fmt: skip
     if call.args:
         _fail("P302", "learner options are given by name: rbm(alpha = 2)", call.span)
-    schema = LEARNERS[call.name][0]
+    schema = entry.schema
     values = {k.name: plain(k.value) for k in call.kwargs}
     spans: dict[str, Any] = {k.name: k.span for k in call.kwargs}
     for k, v in sets.items():
         if k in schema.model_fields:
             values[k], spans[k] = v, call.span
     return validate_options(schema, values, spans, call.span, f"learner {call.name}")
+
+
+def _optimiser(name: str, span: Span | None) -> Entry:
+    """The optimiser entry of a vmc run, or the located error naming the known ones."""
+    entry = _entry(CATALOGUE.optimisers, name)
+    if entry is None:
+        _fail("P200", f"unknown optimiser '{name}'", span,
+              did_you_mean(name, set(OPTIMISER_NAMES))
+              or "optimisers: " + ", ".join(OPTIMISER_NAMES))  # fmt: skip
+    return entry
+
+
+def _optimizer_options(name: str, spec: BaseModel) -> vmc.OptimizerOptions:
+    """run_vmc's configuration of a validated ``optimize ... via NAME(...)``."""
+    return CATALOGUE.optimisers.implementation(name, QUANTUM)(spec)
 
 
 def _plan_vmc(run: RunState, program, points: list[Point], rest: dict[str, Any]) -> VMCSetup:
@@ -660,7 +648,7 @@ def _plan_vmc(run: RunState, program, points: list[Point], rest: dict[str, Any])
         if name not in SYMMETRIES:
             _fail("P200", f"unknown symmetry '{name}'", span,
                   did_you_mean(name, set(SYMMETRIES)) or "learners respect: translation, spin_flip")  # fmt: skip
-        if name not in SYMMETRY_LEARNABLE:
+        if name not in CATALOGUE.learners.lookup(decl.call.name, QUANTUM).facts.symmetries:
             _fail("P501", f"learner {decl.call.name} cannot respect {name}", span,
                   "quantum learners respect translation and spin_flip")  # fmt: skip
         respecting.append(name)
@@ -677,13 +665,14 @@ def _plan_vmc(run: RunState, program, points: list[Point], rest: dict[str, Any])
         _build_learner(decl, opts, respecting, qm, torch.Generator().manual_seed(0))
     # sampler
     name = run.sampler or "metropolis"
-    if name not in QSAMPLERS:
+    sampler = _entry(CATALOGUE.samplers, name)
+    if sampler is None:
         _fail("P200", f"unknown VMC sampler '{name}'", run.sampler_span,
-              did_you_mean(name, set(QSAMPLERS)) or "samplers: " + ", ".join(QSAMPLERS))  # fmt: skip
+              did_you_mean(name, set(SAMPLER_NAMES)) or "samplers: " + ", ".join(SAMPLER_NAMES))  # fmt: skip
     for k, v in rest.items():
-        if k in QSAMPLERS[name].model_fields:
+        if k in sampler.schema.model_fields:
             run.sampler_options[k] = (v, None)
-    spec = option_values(run.sampler_options, QSAMPLERS[name], run.sampler_span,
+    spec = option_values(run.sampler_options, sampler.schema, run.sampler_span,
                          f"sampler {name}")  # fmt: skip
     normalized = decl.call.name == "rnn"
     if name == "autoregressive" and not normalized:
@@ -699,14 +688,12 @@ def _plan_vmc(run: RunState, program, points: list[Point], rest: dict[str, Any])
     # optimiser
     q = _statements(run)
     oname, ospan, oopts = q.optimizer or ("sr", None, {})
-    if oname not in QOPTIMIZERS:
-        _fail("P200", f"unknown optimiser '{oname}'", ospan,
-              did_you_mean(oname, set(QOPTIMIZERS)) or "optimisers: sr, sgd, adam")  # fmt: skip
+    oschema = _optimiser(oname, ospan).schema
     oopts = dict(oopts)
     for k, v in rest.items():
-        if k in QOPTIMIZERS[oname].model_fields:
+        if k in oschema.model_fields:
             oopts[k] = (v, None)
-    ospec = option_values(oopts, QOPTIMIZERS[oname], ospan, f"optimiser {oname}")
+    ospec = option_values(oopts, oschema, ospan, f"optimiser {oname}")
     iterations = int(rest.get("iterations", (q.iterations or (100, None))[0]))
     samples = int(rest.get("samples", (q.samples or (1000, None))[0]))
     final = int(rest.get("final_samples", (q.final_samples or (4 * samples, None))[0]))
@@ -728,13 +715,10 @@ def _plan_vmc(run: RunState, program, points: list[Point], rest: dict[str, Any])
         if decl.call.name != "rnn" or "translation" not in respecting:
             _fail("P400", "pretrain trains the bare autoregressive model before its symmetrised "
                   "form: it applies to rnn learners respecting translation", pspan)  # fmt: skip
-        if pname not in QOPTIMIZERS:
-            _fail("P200", f"unknown optimiser '{pname}'", pospan,
-                  did_you_mean(pname, set(QOPTIMIZERS)) or "optimisers: sr, sgd, adam")  # fmt: skip
+        pschema = _optimiser(pname, pospan).schema
         setup.pretrain = int(rest.get("pretrain", n_pre))
         setup.pretrain_name = pname
-        setup.pretrain_spec = option_values(popts, QOPTIMIZERS[pname], pospan,
-                                            f"optimiser {pname}")  # fmt: skip
+        setup.pretrain_spec = option_values(popts, pschema, pospan, f"optimiser {pname}")
     return setup
 
 
@@ -799,9 +783,19 @@ class _IndependentDraws:
 
 
 def _make_sampler(setup: VMCSetup, qm: QuantumModel, device):
-    if setup.sampler_name == "autoregressive":
-        return _IndependentDraws(qm.n_sites)
-    spec: MetropolisSpec = setup.sampler_spec  # type: ignore[assignment]
+    factory = CATALOGUE.samplers.implementation(setup.sampler_name, QUANTUM)
+    return factory(setup.sampler_spec, qm, device)
+
+
+def autoregressive_sampler(spec: AutoregressiveSpec, qm: QuantumModel,
+                           device) -> _IndependentDraws:  # fmt: skip
+    """``sampler autoregressive``: independent draws from the (normalised) learner."""
+    return _IndependentDraws(qm.n_sites)
+
+
+def metropolis_sampler(spec: MetropolisSpec, qm: QuantumModel, device) -> MetropolisSampler:
+    """``sampler metropolis(...)``: chains over |psi|^2, with exchange moves in the sector of a
+    model that conserves sum(Z) (move = auto), else flips."""
     sector = _vmc_sector(qm, spec)
     opts = MetropolisOptions(
         n_chains=spec.chains, sweeps_per_sample=spec.sweeps, burn_in_sweeps=spec.burn_in,
@@ -836,12 +830,9 @@ def check_vmc(task: TaskIR, program) -> None:
 
 def _vmc_override_names(run: RunState, program) -> set[str]:
     names = set(OVERRIDES)
-    for schema in QSAMPLERS.values():
-        names |= set(schema.model_fields)
-    for schema in QOPTIMIZERS.values():
-        names |= set(schema.model_fields)
-    for schema, _ in LEARNERS.values():
-        names |= set(schema.model_fields)
+    for entries in (CATALOGUE.samplers, CATALOGUE.optimisers, CATALOGUE.learners):
+        for entry in _quantum_entries(entries):
+            names |= set(entry.schema.model_fields)
     return names
 
 
@@ -1074,8 +1065,8 @@ def _refuse_classical_sampling(task: TaskIR, program, **_) -> None:
           "'optimize psi via sr(...)'")  # fmt: skip
 
 
-__all__ = ["exact_spectrum", "exact_expectation", "run_exact", "run_vmc_task", "QSAMPLERS",
-           "QOPTIMIZERS", "MetropolisSpec"]  # fmt: skip
+__all__ = ["QuantumObservable", "bind", "exact_spectrum", "exact_expectation", "run_exact",
+           "run_vmc_task"]  # fmt: skip
 
 
 def bind(catalogue: Catalogue) -> None:
@@ -1085,3 +1076,16 @@ def bind(catalogue: Catalogue) -> None:
     catalogue.tasks.bind("exact", Task(lambda task, program: check_exact(task, program),
                                        run_exact))
     catalogue.tasks.bind("vmc", Task(check_vmc, run_vmc_task))
+    registry.bind(catalogue)
+    vmc.bind(catalogue)
+    catalogue.samplers.bind("metropolis", metropolis_sampler, family=QUANTUM)
+    catalogue.samplers.bind("autoregressive", autoregressive_sampler, family=QUANTUM)
+    energy = QuantumObservable(exact=exact_spectrum, vmc=energy_statistics)
+    diagonal = QuantumObservable(exact=_exact_diagonal, vmc=diagonal_observables)
+    observables = {"energy": energy, "energy_per_site": energy,
+                   "gap": QuantumObservable(exact=exact_spectrum, vmc=None),
+                   "variance": QuantumObservable(exact=None, vmc=energy_statistics),
+                   "r_hat": QuantumObservable(exact=None, vmc=energy_statistics),
+                   **dict.fromkeys(DIAGONAL, diagonal)}  # fmt: skip
+    for name, observable in observables.items():
+        catalogue.observables.bind(name, observable, family=QUANTUM)

@@ -37,6 +37,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
+from physml_lang.catalogue import Catalogue
+from physml_lang.catalogue.quantum import QUANTUM, AdamSpec, SGDSpec, SRSpec
 from physml_lang.compiler.derive.pauli import PauliSum
 
 from ..statistics import Estimate, binning_analysis, split_rhat
@@ -46,6 +48,9 @@ from .operator import LocalOperator
 from .rbm_kernels import PhasedRBMChains, RBMChains, local_energy_rbm, rbm_jacobian
 
 # ----------------------------------------------------------------------------- options
+# The runtime's configuration, resolved from a program's options (the catalogue's schemas:
+# ``MetropolisSpec``, ``SRSpec``, ...) by the tasks, or given directly from Python: a resolved
+# move and sector, and solver and kernel settings the language does not expose.
 
 
 class MetropolisOptions(BaseModel):
@@ -95,6 +100,34 @@ class OptimizerOptions(BaseModel):
     min_lr: float = Field(0.0, ge=0)
 
 
+# The implementations of the optimiser entries of vmc runs: their options as run_vmc's
+# configuration (SR is SGD along the natural-gradient direction).
+
+
+def sr_optimizer(spec: SRSpec) -> OptimizerOptions:
+    """``sr(...)``: SGD steps along the SR direction."""
+    d = spec.model_dump()
+    sr = SROptions(diag_shift=d.pop("diag_shift"), solver=d.pop("solver"))
+    return OptimizerOptions(name="sgd", sr=sr, **d)
+
+
+def sgd_optimizer(spec: SGDSpec) -> OptimizerOptions:
+    """``sgd(...)``: SGD steps along the energy gradient."""
+    return OptimizerOptions(name="sgd", sr=None, **spec.model_dump())
+
+
+def adam_optimizer(spec: AdamSpec) -> OptimizerOptions:
+    """``adam(...)``: Adam steps along the energy gradient."""
+    return OptimizerOptions(name="adam", sr=None, **spec.model_dump())
+
+
+def torch_optimizer(params: list[torch.Tensor], o: OptimizerOptions) -> torch.optim.Optimizer:
+    """The torch optimiser that takes the steps of ``o``."""
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum)
+
+
 # ----------------------------------------------------------------------------- samplers
 
 
@@ -116,6 +149,30 @@ def random_configs(
     keys = torch.rand(n, n_sites, generator=generator, device=device)
     ranks = torch.argsort(torch.argsort(keys, dim=1), dim=1)  # a random permutation per row
     return torch.where(ranks < n_up, 1.0, -1.0).to(dtype)
+
+
+def propose_flip(s: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """The ``flip`` move: each chain of s (C, N) flips one random site."""
+    c, n = s.shape
+    rows = torch.arange(c, device=s.device)
+    i = torch.randint(0, n, (c,), generator=generator, device=s.device)
+    sp = s.clone()
+    sp[rows, i] = -sp[rows, i]
+    return sp
+
+
+def propose_exchange(s: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """The ``exchange`` move: each chain of s (C, N) swaps a random site with a random site of
+    opposite spin (sum(Z) is kept; symmetric, see :class:`MetropolisSampler`)."""
+    c, n = s.shape
+    rows = torch.arange(c, device=s.device)
+    i = torch.randint(0, n, (c,), generator=generator, device=s.device)
+    opposite = s != s[rows, i].unsqueeze(1)
+    scores = torch.rand(c, n, generator=generator, device=s.device) * opposite
+    j = torch.argmax(scores, dim=1)  # uniform among opposite-spin sites (i itself if none)
+    sp = s.clone()
+    sp[rows, i], sp[rows, j] = s[rows, j], s[rows, i]
+    return sp
 
 
 class MetropolisSampler:
@@ -146,19 +203,8 @@ class MetropolisSampler:
         self.acceptance: float = float("nan")
 
     def _propose(self, s: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        c, n = s.shape
-        rows = torch.arange(c, device=s.device)
-        i = torch.randint(0, n, (c,), generator=generator, device=s.device)
-        if self.options.move == "flip":
-            sp = s.clone()
-            sp[rows, i] = -sp[rows, i]
-            return sp
-        opposite = s != s[rows, i].unsqueeze(1)
-        scores = torch.rand(c, n, generator=generator, device=s.device) * opposite
-        j = torch.argmax(scores, dim=1)  # uniform among opposite-spin sites (i itself if none)
-        sp = s.clone()
-        sp[rows, i], sp[rows, j] = s[rows, j], s[rows, i]
-        return sp
+        move = propose_exchange if self.options.move == "exchange" else propose_flip
+        return move(s, generator)
 
     @torch.no_grad()
     def _sweeps(self, model: nn.Module, s, lp, n_steps: int, generator):
@@ -256,25 +302,6 @@ class AutoregressiveSampler:
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         pass
-
-
-SAMPLERS: dict[str, tuple[type[BaseModel], Callable]] = {
-    "metropolis": (MetropolisOptions, MetropolisSampler),
-    "autoregressive": (AutoregressiveOptions, AutoregressiveSampler),
-}
-OPTIMIZERS: dict[str, tuple[type[BaseModel], Callable]] = {
-    "sgd": (
-        OptimizerOptions,
-        lambda params, o: torch.optim.SGD(params, lr=o.lr, momentum=o.momentum),
-    ),
-    "adam": (OptimizerOptions, lambda params, o: torch.optim.Adam(params, lr=o.lr)),
-}
-
-
-def make_sampler(name: str, n_sites: int, options: dict | BaseModel | None = None, **kw):
-    schema, factory = SAMPLERS[name]
-    opts = options if isinstance(options, schema) else schema(**(options or {}))
-    return factory(n_sites, opts, **kw)
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -576,8 +603,8 @@ class VMCResult:
 def run_vmc(
     hamiltonian: PauliSum | LocalOperator,
     model: nn.Module,
-    sampler: str | object = "metropolis",
-    sampler_options: dict | BaseModel | None = None,
+    sampler: object | None = None,
+    sampler_options: MetropolisOptions | dict | None = None,
     optimizer: OptimizerOptions | dict | None = None,
     iterations: int = 300,
     generator: torch.Generator | None = None,
@@ -591,7 +618,8 @@ def run_vmc(
 ) -> VMCResult:
     """Minimise <H> over the learner's parameters by VMC; returns history and final estimate.
 
-    ``sampler``: a registry name ("metropolis", "autoregressive") or a sampler object.
+    ``sampler``: a sampler object (``sample(model, n, generator)`` -> (T, C, N), ``acceptance``,
+    ``state_tensors``); None: Metropolis chains with ``sampler_options`` (MetropolisOptions).
     ``optimizer``: OptimizerOptions (SGD/Adam, SR on by default). ``eval_samples``: samples for the
     final energy estimate (default 4 * n_samples), drawn after training with the trained state.
     With ``checkpoint_path`` and ``checkpoint_every`` > 0 a checkpoint is written every that many
@@ -604,14 +632,16 @@ def run_vmc(
         else LocalOperator(hamiltonian, device=device)
     )
     n = op.n_sites
-    if isinstance(sampler, str):
-        sampler = make_sampler(sampler, n, sampler_options, device=device)
+    if sampler is None:
+        opts_s = (sampler_options if isinstance(sampler_options, MetropolisOptions)
+                  else MetropolisOptions(**(sampler_options or {})))  # fmt: skip
+        sampler = MetropolisSampler(n, opts_s, device=device)
     opts = (
         optimizer
         if isinstance(optimizer, OptimizerOptions)
         else OptimizerOptions(**(optimizer or {}))
     )
-    opt = OPTIMIZERS[opts.name][1](list(model.parameters()), opts)
+    opt = torch_optimizer(list(model.parameters()), opts)
     history: dict[str, list[float]] = {}
     start = 0
     if resume and checkpoint_path and os.path.exists(checkpoint_path):
@@ -665,3 +695,12 @@ def run_vmc(
         iterations,
         {"r_hat": stats["r_hat"], "energy_imag": stats["energy_imag"]},
     )
+
+
+def bind(catalogue: Catalogue) -> None:
+    """Attach the Metropolis moves and the optimisers of vmc runs to their catalogue entries."""
+    catalogue.updates.bind("flip", propose_flip, family=QUANTUM)
+    catalogue.updates.bind("exchange", propose_exchange, family=QUANTUM)
+    for name, configure in (("sr", sr_optimizer), ("sgd", sgd_optimizer),
+                            ("adam", adam_optimizer)):  # fmt: skip
+        catalogue.optimisers.bind(name, configure, family=QUANTUM)

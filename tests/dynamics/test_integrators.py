@@ -6,9 +6,9 @@ import pytest
 import sympy
 import torch
 
+from physml_lang.catalogue import CATALOGUE
 from physml_lang.compiler.lower.hamiltonian import compile_hamiltonian
 from physml_lang.runtime.dynamics import (
-    INTEGRATORS,
     EnergyBlowupError,
     NotSeparableError,
     evolve,
@@ -199,7 +199,8 @@ def test_evolve_outputs(tmp_path):
 
 
 def test_registry_options_are_validated():
-    assert set(INTEGRATORS) >= {"leapfrog", "yoshida4", "implicit_midpoint", "euler", "rk4"}
+    assert set(CATALOGUE.integrators.names()) >= {"leapfrog", "yoshida4", "implicit_midpoint",
+                                                  "euler", "rk4"}
     with pytest.raises(pydantic.ValidationError):
         make_integrator("implicit_midpoint", tol=-1.0)
     with pytest.raises(pydantic.ValidationError):

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import physml_lang
+from physml_lang.catalogue.boltzmann import AdamOptions, CDOptions, ConstantOptions, PCDOptions
 from physml_lang.runtime.learners import ais_log_z, exact_log_z
+from physml_lang.runtime.learners.train import Trainer
 
 from .conftest import rbm
 
@@ -90,15 +92,11 @@ def _exact_gradient(m, data):
 
 @pytest.mark.parametrize("objective", ["cd", "pcd"])
 def test_cd_pcd_gradients_against_exact(objective):
-    from physml_lang.runtime.learners.train import CDOptions, PCDOptions, Trainer
-
     m = rbm()
     g = torch.Generator().manual_seed(3)
     data = (torch.rand(4000, 6, generator=g) < 0.3).double()
     exact = _exact_gradient(m, data)
     oopts = CDOptions(k=30) if objective == "cd" else PCDOptions(k=40, chains=4000)
-    from physml_lang.runtime.learners.train import AdamOptions, ConstantOptions
-
     t = Trainer(m, data, objective, oopts, "adam", AdamOptions(), "constant", ConstantOptions(),
                 1, 4000, g)
     neg = t.negatives(data)[t.field]

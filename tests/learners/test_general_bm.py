@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import physml_lang
+from physml_lang.catalogue.boltzmann import AdamOptions, ConstantOptions, PCDOptions
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
-from physml_lang.runtime.learners.train import AdamOptions, ConstantOptions, PCDOptions, Trainer
+from physml_lang.runtime.learners.train import Trainer
 
 
 def stdlib_bm(name="BoltzmannMachine", **args) -> BoltzmannModel:

@@ -5,11 +5,24 @@ import pydantic
 import pytest
 import torch
 
+from physml_lang.api import load
+from physml_lang.catalogue import CATALOGUE
+from physml_lang.catalogue.quantum import (
+    LEARNER_NAMES,
+    OBSERVABLES,
+    OPTIMISER_NAMES,
+    SAMPLER_NAMES,
+    AdamSpec,
+    MetropolisSpec,
+    SGDSpec,
+    SRSpec,
+)
 from physml_lang.compiler.derive.pauli import PauliSum, PauliTerm, tfim
 from physml_lang.runtime.quantum.lattice import nearest_bonds, translation_table
 from physml_lang.runtime.quantum.learners import RBM, AutoregressiveGRU, SymmetrizedAutoregressive
 from physml_lang.runtime.quantum.operator import LocalOperator
 from physml_lang.runtime.quantum.registry import QuantumContext, SymmetryError, make_learner
+from physml_lang.runtime.quantum.tasks import QuantumObservable
 from physml_lang.runtime.quantum.vmc import (
     MetropolisOptions,
     MetropolisSampler,
@@ -19,7 +32,8 @@ from physml_lang.runtime.quantum.vmc import (
     energy_force,
     expectation,
     log_psi_jacobian,
-    make_sampler,
+    propose_exchange,
+    propose_flip,
     run_vmc,
     split_rhat,
     sr_direction,
@@ -135,12 +149,15 @@ def test_split_rhat():
     assert split_rhat(stuck) > 1.5
 
 
-def test_options_are_validated_and_registries_resolve():
+def test_options_are_validated_and_catalogue_entries_resolve():
     with pytest.raises(pydantic.ValidationError):
         MetropolisOptions(n_chains=0)
     with pytest.raises(pydantic.ValidationError):
         OptimizerOptions(lr=0.1, bogus=1)
-    assert isinstance(make_sampler("metropolis", 4, {"n_chains": 3}), MetropolisSampler)
+    with pytest.raises(pydantic.ValidationError):
+        MetropolisSpec(chains=0)
+    with pytest.raises(pydantic.ValidationError):
+        SRSpec(solver="kernel")  # a runtime solver the language does not offer
     ctx = QuantumContext(8, shape=(8,), symmetries={"translation", "spin_flip"})
     m = make_learner("rbm", {"alpha": 2}, ctx)
     s = all_configs(8)
@@ -149,6 +166,73 @@ def test_options_are_validated_and_registries_resolve():
         make_learner("cnn", {}, QuantumContext(8, symmetries={"translation"}))
     with pytest.raises(SymmetryError):
         make_learner("rbm", {"sign_rule": "marshall"}, QuantumContext(8))
+    with pytest.raises(SymmetryError, match="cannot respect"):
+        make_learner("rbm", {}, QuantumContext(8, symmetries={"point_group"}))
+    with pytest.raises(KeyError):
+        make_learner("transformer", {}, ctx)
+
+
+def _quantum(kind: str) -> dict:
+    return {e.name: e for e in CATALOGUE.registry(kind) if e.family == "quantum"}
+
+
+def test_catalogue_entries_of_quantum_runs_are_declared_and_bound():
+    assert set(_quantum("learners")) == set(LEARNER_NAMES)
+    assert set(_quantum("samplers")) == set(SAMPLER_NAMES)
+    assert set(_quantum("optimisers")) == set(OPTIMISER_NAMES)
+    assert set(_quantum("updates")) == {"flip", "exchange"}
+    assert set(_quantum("observables")) == set(OBSERVABLES)
+    for kind in ("learners", "samplers", "optimisers", "updates", "observables", "tasks"):
+        assert all(e.implementation is not None for e in _quantum(kind).values()), kind
+    for entry in _quantum("learners").values():
+        assert entry.facts.symmetries == ("translation", "spin_flip")
+        assert entry.facts.domains == ("qubit",)
+    assert _quantum("updates")["flip"].implementation is propose_flip
+    assert _quantum("updates")["exchange"].implementation is propose_exchange
+    obs = {k: e.implementation for k, e in _quantum("observables").items()}
+    assert all(isinstance(o, QuantumObservable) for o in obs.values())
+    assert {k for k, o in obs.items() if o.exact is None} == {"variance", "r_hat"}
+    assert {k for k, o in obs.items() if o.vmc is None} == {"gap"}
+
+
+def test_optimiser_entries_configure_run_vmc():
+    opt = CATALOGUE.optimisers.implementation
+    sr = opt("sr", "quantum")(SRSpec(lr=0.05, diag_shift=0.1, solver="cg", momentum=0.5))
+    assert sr == OptimizerOptions(name="sgd", lr=0.05, momentum=0.5,
+                                  sr=SROptions(diag_shift=0.1, solver="cg"))  # fmt: skip
+    sgd = opt("sgd", "quantum")(SGDSpec(lr=0.1, lr_decay=0.9, min_lr=0.01))
+    assert sgd == OptimizerOptions(name="sgd", lr=0.1, lr_decay=0.9, min_lr=0.01, sr=None)
+    adam = opt("adam", "quantum")(AdamSpec())
+    assert adam == OptimizerOptions(name="adam", lr=0.01, sr=None)
+
+
+def test_sampler_entries_build_samplers_from_the_language_options():
+    p = load("import TFIM, Heisenberg")
+    metropolis = CATALOGUE.samplers.lookup("metropolis", "quantum")
+    spec = metropolis.schema(chains=3, sweeps=0.5, burn_in=1, initial_burn_in=4)
+    tf = metropolis.implementation(spec, p.model("TFIM", L=6), "cpu")
+    assert isinstance(tf, MetropolisSampler)
+    assert tf.options == MetropolisOptions(n_chains=3, sweeps_per_sample=0.5, burn_in_sweeps=1,
+                                           initial_burn_in_sweeps=4, move="flip")  # fmt: skip
+    he = metropolis.implementation(spec, p.model("Heisenberg", L=6), "cpu")  # conserves sum(Z)
+    assert (he.options.move, he.options.magnetization) == ("exchange", 0)
+    ar = CATALOGUE.samplers.lookup("autoregressive", "quantum")
+    draws = ar.implementation(ar.schema(), p.model("TFIM", L=6), "cpu")
+    g = torch.Generator().manual_seed(0)
+    assert draws.sample(AutoregressiveGRU(6, hidden=4, generator=g), 5, g).shape == (5, 1, 6)
+
+
+@pytest.mark.parametrize("move", [propose_flip, propose_exchange])
+def test_moves(move):
+    g = torch.Generator().manual_seed(7)
+    s = all_configs(6)[torch.randint(0, 64, (500,), generator=g)]
+    sp = move(s, g)
+    changed = (sp != s).sum(1)
+    if move is propose_flip:
+        assert torch.all(changed == 1)
+    else:  # a swap of opposite spins (nothing in a fully polarised chain)
+        assert torch.all((changed == 2) | ((changed == 0) & (s.sum(1).abs() == 6)))
+        assert torch.equal(sp.sum(1), s.sum(1))
 
 
 def test_observables_against_exact_state():
@@ -182,8 +266,8 @@ def _tfim_run(iterations, path=None, every=0, resume=False):
     res = run_vmc(
         tfim(6, nearest_bonds((6,)), 1.0),
         model,
-        "metropolis",
-        {"n_chains": 8},
+        MetropolisSampler(6, MetropolisOptions(n_chains=8)),
+        None,
         OptimizerOptions(name="adam", lr=0.01, sr=None),
         iterations,
         g,
@@ -206,8 +290,8 @@ def test_checkpoint_resume_is_bitwise(tmp_path):
     res = run_vmc(
         tfim(6, nearest_bonds((6,)), 1.0),
         model,
-        "metropolis",
-        {"n_chains": 8},
+        MetropolisSampler(6, MetropolisOptions(n_chains=8)),
+        None,
         OptimizerOptions(name="adam", lr=0.01, sr=None),
         6,
         g,
@@ -229,8 +313,9 @@ def test_vmc_tfim_l10_reaches_1e3():
     res = run_vmc(
         tfim(L, nearest_bonds((L,)), 1.0),
         model,
-        "metropolis",
-        {"n_chains": 100, "sweeps_per_sample": 0.5, "burn_in_sweeps": 1},
+        MetropolisSampler(L, MetropolisOptions(n_chains=100, sweeps_per_sample=0.5,
+                                               burn_in_sweeps=1)),  # fmt: skip
+        None,
         OptimizerOptions(lr=0.05, sr=SROptions(diag_shift=0.01)),
         iterations=60,
         generator=g,

@@ -12,7 +12,14 @@ from physml_lang.runtime.quantum.learners import (
     SymmetricRBM,
     SymmetrizedAutoregressive,
 )
-from physml_lang.runtime.quantum.vmc import OptimizerOptions, SROptions, run_vmc
+from physml_lang.runtime.quantum.vmc import (
+    AutoregressiveSampler,
+    MetropolisOptions,
+    MetropolisSampler,
+    OptimizerOptions,
+    SROptions,
+    run_vmc,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 
@@ -28,8 +35,8 @@ def test_tfim_l20_symmetric_rbm_1e4():
     res = run_vmc(
         tfim(L, nearest_bonds((L,)), 1.0),
         model,
-        "metropolis",
-        {"n_chains": 200, "sweeps_per_sample": 0.5},
+        MetropolisSampler(L, MetropolisOptions(n_chains=200, sweeps_per_sample=0.5)),
+        None,
         OptimizerOptions(lr=0.05, sr=SROptions(diag_shift=0.01), lr_decay=0.995, min_lr=0.01),
         iterations=250,
         generator=g,
@@ -46,8 +53,9 @@ def _heisenberg_4x4(model, iterations, seed):
     return run_vmc(
         heisenberg(16, nearest_bonds(shape)),
         MarshallSign(model(g), sublattice(shape)),
-        "metropolis",
-        {"n_chains": 100, "sweeps_per_sample": 0.5, "move": "exchange", "magnetization": 0},
+        MetropolisSampler(16, MetropolisOptions(n_chains=100, sweeps_per_sample=0.5,
+                                                move="exchange", magnetization=0)),  # fmt: skip
+        None,
         OptimizerOptions(lr=0.02, sr=SROptions(diag_shift=0.1)),
         iterations=iterations,
         generator=g,
@@ -81,7 +89,7 @@ def test_heisenberg_chain_l16_symmetrised_rnn():
     run_vmc(
         h,
         MarshallSign(base, sublattice(shape)),
-        "autoregressive",
+        AutoregressiveSampler(L),
         None,
         OptimizerOptions(name="adam", lr=0.01, sr=None, lr_decay=0.995, min_lr=2e-3),
         iterations=400,
@@ -93,7 +101,7 @@ def test_heisenberg_chain_l16_symmetrised_rnn():
     res = run_vmc(
         h,
         sym,
-        "autoregressive",
+        AutoregressiveSampler(L),
         None,
         OptimizerOptions(name="adam", lr=2e-3, sr=None),
         iterations=20,

@@ -1,0 +1,138 @@
+"""The dynamics entries of the catalogue: declared with their schemas and facts in the front
+end, bound by the runtime, consistent with what the implementations do."""
+
+import numpy as np
+import pytest
+import torch
+
+from physml_lang.catalogue import CATALOGUE, Catalogue, NoOptions, declare_catalogue
+from physml_lang.catalogue import dynamics as declared
+from physml_lang.runtime.dynamics import integrators, learners, samplers
+from physml_lang.runtime.dynamics import tasks as dynamics_tasks
+from physml_lang.runtime.dynamics.learners import HNN, MLPVectorField, SympNet, make_learner
+from physml_lang.runtime.statistics import binning_analysis, jackknife
+
+INTEGRATORS = ("leapfrog", "verlet", "yoshida4", "implicit_midpoint", "euler", "rk4")
+FIELD_SAMPLERS = ("hmc", "ula", "langevin", "mala")
+LEARNERS = ("hnn", "mlp_vector_field", "mlp", "sympnet")
+OBJECTIVES = ("derivative_mse", "step_mse")
+
+
+def _dynamics_entries():
+    """(registry, entry) of every entry this capability declares."""
+    fresh = Catalogue()
+    declared.declare(fresh)
+    return [(reg.kind, entry) for reg in fresh for entry in reg]
+
+
+def test_every_declared_entry_is_bound():
+    """The bound catalogue has an implementation for each entry of catalogue/dynamics.py."""
+    for kind, entry in _dynamics_entries():
+        bound = CATALOGUE.registry(kind).get(entry.name, entry.family)
+        assert bound is not None and bound.implementation is not None, (kind, entry.title)
+
+
+def test_bind_on_a_fresh_catalogue_binds_every_dynamics_entry():
+    fresh = declare_catalogue()
+    dynamics_tasks.bind(fresh)
+    for kind, entry in _dynamics_entries():
+        assert fresh.registry(kind).get(entry.name, entry.family).implementation is not None
+
+
+def test_entries_names_families_and_schemas():
+    assert set(CATALOGUE.integrators.names()) >= set(INTEGRATORS)
+    for name in INTEGRATORS:
+        e = CATALOGUE.integrators.get(name)
+        assert e.family == "" and "phase_space" in e.facts.kinds and e.doc
+        assert e.schema is (declared.ImplicitMidpointOptions if name == "implicit_midpoint"
+                            else NoOptions)
+    assert set(CATALOGUE.samplers.names("field")) == set(FIELD_SAMPLERS)
+    for name in FIELD_SAMPLERS:
+        e = CATALOGUE.samplers.get(name, "field")
+        assert e.family == "field" and set(e.facts.domains) == {"real", "angle"}
+        assert e.schema is (declared.HMCOptions if name == "hmc" else declared.LangevinOptions)
+    assert set(CATALOGUE.learners.names("phase_space")) == set(LEARNERS)
+    assert set(CATALOGUE.objectives.names("phase_space")) >= set(OBJECTIVES)
+    for name in OBJECTIVES:
+        assert CATALOGUE.objectives.get(name, "phase_space").schema is declared.TrainOptions
+    assert set(CATALOGUE.observables.names("field")) == set(declared.FIELD_OBSERVABLES)
+    assert CATALOGUE.samplers.get("langevin", "field").doc == "alias of ula"
+    assert CATALOGUE.learners.get("mlp", "phase_space").doc == "alias of mlp_vector_field"
+    assert CATALOGUE.integrators.get("verlet").doc == "alias of leapfrog"
+
+
+def test_schemas_live_in_the_catalogue():
+    """The runtime uses the catalogue's schemas (moved, not copied)."""
+    assert samplers.HMCOptions is declared.HMCOptions
+    assert samplers.LangevinOptions is declared.LangevinOptions
+    assert integrators.ImplicitMidpointOptions is declared.ImplicitMidpointOptions
+    assert integrators.NoOptions is NoOptions
+    assert learners.HNNOptions is declared.HNNOptions
+    assert dynamics_tasks.EvolveOptions is declared.EvolveOptions
+    for name in ("INTEGRATORS", "SAMPLERS", "LEARNERS", "TRAIN_METHODS", "FIELD_OBSERVABLES"):
+        for module in (integrators, samplers, learners, dynamics_tasks):
+            assert not hasattr(module, name), (module.__name__, name)
+
+
+@pytest.mark.parametrize("name", INTEGRATORS)
+def test_integrator_facts_match_the_implementation(name):
+    """The doc says whether it is symplectic; kinds say where it is used (hmc: fields)."""
+    entry = CATALOGUE.integrators.get(name)
+    integ = integrators.make_integrator(name)
+    assert integ.name == name
+    alias = entry.doc.startswith("alias of ")
+    target = CATALOGUE.integrators.get(entry.doc.removeprefix("alias of ")) if alias else entry
+    assert ("not symplectic" not in target.doc) == integ.symplectic
+    hmc_integrators = declared.HMCOptions.model_fields["integrator"].annotation.__args__
+    assert ("field" in entry.facts.kinds) == (name in hmc_integrators)
+
+
+def test_aliases_share_the_implementation():
+    assert (CATALOGUE.samplers.implementation("langevin", "field")
+            is CATALOGUE.samplers.implementation("ula", "field"))
+    assert (CATALOGUE.learners.implementation("mlp", "phase_space")
+            is CATALOGUE.learners.implementation("mlp_vector_field", "phase_space"))
+    assert samplers.make_sampler("langevin", chains=2).name == "ula"
+
+
+def test_learner_facts_and_objectives():
+    """hnn and sympnet respect symplectic by construction; each learner's objective is an entry
+    of the objectives registry; the factory builds the right module."""
+    modules = {"hnn": HNN, "mlp_vector_field": MLPVectorField, "mlp": MLPVectorField,
+               "sympnet": SympNet}
+    for name in LEARNERS:
+        entry = CATALOGUE.learners.get(name, "phase_space")
+        assert entry.facts.symmetries == (("symplectic",) if name in ("hnn", "sympnet") else ())
+        kind = entry.implementation
+        assert CATALOGUE.objectives.get(kind.objective, "phase_space") is not None
+        assert kind.objective == ("step_mse" if name == "sympnet" else "derivative_mse")
+        model, opts = make_learner(name, 2, torch.Generator().manual_seed(0))
+        assert isinstance(model, modules[name]) and isinstance(opts, entry.schema)
+
+
+def test_field_observable_estimators():
+    """The bound estimators: binning means, V <m^2>, jackknife susceptibility and Binder."""
+    rng = np.random.default_rng(0)
+    m = np.abs(rng.normal(1.0, 0.1, (200, 4)))
+    s = {"action_density": rng.normal(size=(200, 4)), "magnetization": m, "abs_magnetization": m,
+         "m2": m**2, "m4": m**4}
+    V = 16.0
+
+    def est(name):
+        return CATALOGUE.observables.implementation(name, "field")(s, V)
+
+    for name in ("action_density", "magnetization", "abs_magnetization"):
+        assert est(name).mean == binning_analysis(s[name]).mean
+    assert est("m2").mean == pytest.approx(V * binning_analysis(s["m2"]).mean, rel=1e-15)
+    chi = jackknife(lambda m2, mm: V * (m2 - mm * mm), [s["m2"], m])
+    assert est("susceptibility").mean == chi.mean and est("susceptibility").stderr == chi.stderr
+    assert 0.6 < est("binder").mean < 0.7  # a narrow |m| distribution: U -> 2/3
+
+
+def test_unknown_names_raise_key_errors_naming_the_known():
+    with pytest.raises(KeyError, match="known: euler, implicit_midpoint, leapfrog"):
+        integrators.make_integrator("magic")
+    with pytest.raises(KeyError, match="known: hmc, langevin, mala, ula"):
+        samplers.make_sampler("metropolis")
+    with pytest.raises(KeyError, match="known: hnn, mlp, mlp_vector_field, sympnet"):
+        make_learner("rbm", 2)
