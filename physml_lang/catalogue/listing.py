@@ -35,7 +35,9 @@ def _default_text(info: FieldInfo) -> str:
         return "required"
     default = info.default
     if default is PydanticUndefined:
-        return "computed"
+        if info.default_factory is None:
+            return "computed"
+        default = info.default_factory()
     return f"= {default!r}" if not isinstance(default, str) else f"= {default}"
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from physml_lang.catalogue import CATALOGUE
 from physml_lang.catalogue.domains import (
     DATA_DOMAINS,
     DOMAINS,
@@ -50,12 +51,6 @@ MAX_ELEMENTS = 2**31 - 1
 PARAM_TYPES = {"int": int, "real": float, "bool": bool, "complex": complex}
 ARRAY_STRUCTURES = {"sites", "bonds", "bonds2", "pairs"}
 RANDOM_INITS = {"normal": 2, "uniform": 2, "choice": 1}
-DATA_SOURCES = {
-    "random": "seeded random configurations",
-    "load": "an .npz/.npy/.csv file",
-    "sample": "configurations sampled from a model",
-    "digits": "scikit-learn's 8x8 digits, binarised",
-}
 GAUGE_LATTICES = {"square", "cubic", "hypercubic", "chain"}
 
 
@@ -319,16 +314,22 @@ class _Builder:
             hint = did_you_mean(t.name, set(known)) or "domains: " + ", ".join(known)
             fail(code, f"unknown {what} '{t.name}'", t.span, hint)
         if t.name == "potts":
-            if len(t.args) != 1 or t.kwargs:
+            options = set(CATALOGUE.domains.lookup("potts").schema.model_fields)
+            for k in t.kwargs:
+                if k.name not in options:
+                    fail("P401", f"unknown option '{k.name}' for domain potts", k.span,
+                         did_you_mean(k.name, options) or "options: " + ", ".join(options))
+            given = [*t.args, *(k.value for k in t.kwargs)]
+            if len(given) != 1:
                 fail("P302", "potts takes the number of states: potts(q)", t.span, "e.g. potts(3)")
-            q = evaluate(to_ir(t.args[0]), self.values, "the number of Potts states")
+            q = evaluate(to_ir(given[0]), self.values, "the number of Potts states")
             if isinstance(q, float) and q.is_integer():
                 q = int(q)
             if not isinstance(q, int) or isinstance(q, bool):
                 fail("P300", f"the number of Potts states must be an integer, got {q!r}", t.span)
             if q < 2 or q > MAX_POTTS_STATES:
                 fail("P400", f"a Potts variable needs 2 <= q <= {MAX_POTTS_STATES} states, got "
-                     f"q = {q}", t.args[0].span)  # fmt: skip
+                     f"q = {q}", given[0].span)  # fmt: skip
             return DomainIR("potts", (q,))
         if t.args or t.kwargs:
             fail("P302", f"domain '{t.name}' takes no arguments", t.span)
@@ -536,13 +537,14 @@ def data_declaration(decl: ast.DataDecl, values: dict[str, Any]) -> DataIR:
     domain, shape = declared_type(decl.type, values)
     source = to_ir(decl.value)
     call = as_call(source)
-    if call is None or call.func not in DATA_SOURCES:
+    sources = {e.name: e.doc for e in CATALOGUE.sources}
+    if call is None or call.func not in sources:
         name = call.func if call is not None else None
         fail("P200" if name else "P300",
              f"unknown data source '{name}'" if name else "data comes from a source call",
              call.func_span if call is not None else source.span,
-             (did_you_mean(name, set(DATA_SOURCES)) if name else None)
-             or "sources: " + ", ".join(f"{k} ({v})" for k, v in DATA_SOURCES.items()))  # fmt: skip
+             (did_you_mean(name, set(sources)) if name else None)
+             or "sources: " + ", ".join(f"{k} ({v})" for k, v in sources.items()))  # fmt: skip
     if call.func == "sample" and (not call.args or as_call(call.args[0]) is None):
         fail("P302", "sample takes a model first: sample(Ising(L = 8), n = 1000, T = 2.0)",
              call.span)  # fmt: skip

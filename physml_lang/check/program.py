@@ -8,16 +8,18 @@ from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 
-from physml_lang.diagnostics import Diagnostic, PhysmlError, did_you_mean
+from physml_lang.catalogue import CATALOGUE
+from physml_lang.catalogue.domains import SYMMETRIES
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.model import DataIR
 from physml_lang.ir.program import LearnerIR
-from physml_lang.ir.task import CallValue, Option, TaskIR
+from physml_lang.ir.task import CallValue, Option, TaskIR, Word
 from physml_lang.syntax import ast
 from physml_lang.syntax.parser import parse, parse_file
 
 from .constants import ConstEvaluator, as_value
 from .lowering import to_ir
-from .model import ModelChecker, data_declaration
+from .model import ModelChecker, data_declaration, declared_kind, validate_options
 from .tasks import check_run
 
 
@@ -75,6 +77,87 @@ def _learner(decl: ast.LearnerDecl, models: dict[str, ModelChecker]) -> LearnerI
                      respecting_spans=tuple(s for _, s in decl.respecting))  # fmt: skip
 
 
+def _plain(value: object) -> object:
+    """IR lists (tuples) as the lists option schemas take."""
+    return [_plain(v) for v in value] if isinstance(value, tuple) else value
+
+
+def check_learner(decl: LearnerIR) -> None:
+    """A learner of the catalogue: known, its options valid, and able to respect what it is
+    asked to (the entry's static facts); a model used as a learner is checked as a model."""
+    if decl.of == "model":
+        return
+    call = decl.call
+    entries = [e for e in CATALOGUE.learners if e.name == call.name]
+    if not entries:
+        known = CATALOGUE.learners.names()
+        raise PhysmlError(Diagnostic(
+            "P200", f"unknown learner '{call.name}'", call.name_span or call.span,
+            did_you_mean(call.name, set(known)) or "learners: " + ", ".join(known)))  # fmt: skip
+    for sym, span in zip(decl.respecting, decl.respecting_spans, strict=True):
+        if sym not in SYMMETRIES:
+            raise PhysmlError(Diagnostic(
+                "P200", f"unknown symmetry '{sym}'", span,
+                did_you_mean(sym, set(SYMMETRIES)) or "symmetries: " + ", ".join(SYMMETRIES)))
+    if len(entries) > 1:  # a name of several kinds: the run's model decides (its task checks)
+        return
+    entry = entries[0]
+    if call.args:
+        raise PhysmlError(Diagnostic(
+            "P302", f"learner {call.name} takes named options: {call.name}(option = value)",
+            call.span, "options: " + ", ".join(entry.schema.model_fields)))  # fmt: skip
+    validate_options(entry.schema, {o.name: _plain(o.value) for o in call.kwargs},
+                     {o.name: o.span for o in call.kwargs}, call.span, f"learner {call.name}")
+    for sym, span in zip(decl.respecting, decl.respecting_spans, strict=True):
+        if sym not in entry.facts.symmetries:
+            can = ", ".join(entry.facts.symmetries) or "no symmetry"
+            raise PhysmlError(Diagnostic(
+                "P501", f"learner {call.name} cannot respect {sym}", span,
+                f"{call.name} respects: {can}"))  # fmt: skip
+
+
+def _learners_used(task: TaskIR, learners: dict[str, LearnerIR]) -> list[tuple[str, Span | None]]:
+    """The declared learners a run uses (``learner psi``, ``train f, g via ...``, ``regress f``)."""
+    used = []
+    for st in task.statements:
+        for item in st.items:
+            if isinstance(item.value, Word) and item.value.name in learners:
+                used.append((item.value.name, item.value.span))
+    for name in task.trains:
+        if name in learners and name not in {n for n, _ in used}:
+            used.append((name, task.span))
+    return used
+
+
+def check_learner_use(task: TaskIR, out: CheckedProgram) -> None:
+    """A learner of one kind of model used by a run of another kind, or on fields it does not
+    act on: located at the use."""
+    if task.model is None or task.model.name not in out.models:
+        return
+    checker = out.models[task.model.name]
+    kind = declared_kind(checker.node)
+    domains = {s.type.name for s in checker.node.body if isinstance(s, ast.FieldStmt)}
+    for name, span in _learners_used(task, out.learners):
+        decl = out.learners[name]
+        if decl.of == "model":
+            continue
+        entries = [e for e in CATALOGUE.learners if e.name == decl.call.name]
+        if not entries or any(e.family in ("", kind) for e in entries):
+            entry = next((e for e in entries if e.family in ("", kind)), None)
+            if entry is not None and entry.facts.domains and domains \
+                    and not domains & set(entry.facts.domains):  # fmt: skip
+                raise PhysmlError(Diagnostic(
+                    "P502", f"learner {name} = {decl.call.name}(...) acts on "
+                    f"{', '.join(entry.facts.domains)} fields; model {checker.name} has "
+                    f"{', '.join(sorted(domains))} fields", span))  # fmt: skip
+            continue
+        kinds = ", ".join(sorted({e.family for e in entries}))
+        raise PhysmlError(Diagnostic(
+            "P502", f"learner {name} = {decl.call.name}(...) is a learner of {kinds} models; "
+            f"model {checker.name} is a {kind.replace('_', ' ')} model", span,
+            "learners for it: " + ", ".join(CATALOGUE.learners.names(kind))))  # fmt: skip
+
+
 def check_program(tree: ast.Program, path: Path | None = None,
                   name: str = "<string>") -> CheckedProgram:  # fmt: skip
     """Resolve imports and check every declaration and run block of a parsed file."""
@@ -107,9 +190,11 @@ def check_program(tree: ast.Program, path: Path | None = None,
         out.data[d.name] = data_declaration(d, {})
     for decl in tree.learners:
         out.learners[decl.name] = _learner(decl, out.models)
+        check_learner(out.learners[decl.name])
     for r in tree.runs:
         if r.name in out.tasks:
             raise PhysmlError(Diagnostic("P201", f"run '{r.name}' is declared twice",
                                          r.name_span))  # fmt: skip
         out.tasks[r.name] = check_run(r)
+        check_learner_use(out.tasks[r.name], out)
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from physml_lang.catalogue import CATALOGUE
 from physml_lang.diagnostics import Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.task import (
@@ -45,6 +46,14 @@ class Statement:
     default_method: str | None = None
 
 
+def _train_methods() -> dict[str, str]:
+    """Method of a ``train`` statement -> the task it does: the catalogue's objectives, each
+    belonging to the training task of its model kind."""
+    tasks = [CATALOGUE.tasks.lookup(t) for t in ("learn_dynamics", "train")]
+    return {o.name: t.name for o in CATALOGUE.objectives for t in tasks
+            if o.family in t.facts.kinds}  # fmt: skip
+
+
 # fmt: off
 STATEMENTS: dict[str, Statement] = {
     "model": Statement("model Ising(L = 32, h = 0.1)"),
@@ -77,8 +86,7 @@ STATEMENTS: dict[str, Statement] = {
     "train": Statement(
         "train H_net, baseline via derivative_mse(steps = 2000, lr = 1e-3)  |  "
         "train rbm via pcd(k = 1, chains = 100), data = digits, epochs = 20, batch = 64",
-        methods={"derivative_mse": "learn_dynamics", "step_mse": "learn_dynamics",
-                 "cd": "train", "pcd": "train"},
+        methods=_train_methods(),
         default_method="derivative_mse"),
     # Hopfield networks and Boltzmann learners
     "recall": Statement("recall xi via glauber(T = 0, update = sequential, sweeps = 20), "
