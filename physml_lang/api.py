@@ -90,40 +90,15 @@ class Program:
     # ---------------------------------------------------------------- models
     def checker_for(self, run: TaskIR) -> ModelChecker:
         """The declaration of the model a task uses (named, or implied by what it trains)."""
-        if run.model is None:
-            for name in run.trains:  # a run that trains a learner is about the learner's model
-                decl = self.learners.get(name)
-                model = decl.call.name if decl is not None else name
-                if model in self.models:
-                    return self.models[model]
-            local = self.checked.declared or list(self.models)
-            if len(local) != 1:
-                raise PhysmlError(Diagnostic(
-                    "P400", f"run {run.name} must name its model: several are declared", run.span,
-                    "add e.g. 'model " + (local[0] if local else "Ising") + "(L = 16)'"))  # fmt: skip
-            return self.models[local[0]]
-        if run.model.name not in self.models:
-            raise PhysmlError(Diagnostic(
-                "P200", f"unknown model '{run.model.name}'", run.model.span,
-                did_you_mean(run.model.name, set(self.models) | set(stdlib_index()))
-                or f"declare it or import it from the standard library: import "
-                f"{run.model.name}"))  # fmt: skip
-        return self.models[run.model.name]
+        return self.checked.checker_for(run)
 
     def default_model(self) -> str:
-        names = self.checked.declared or list(self.models)
-        if not names:
-            raise PhysmlError(Diagnostic("P400", f"{self.name} declares no model"))
-        return names[0]
+        return self.checked.default_model()
 
     def instantiate(self, name: str | None = None, params: dict[str, Any] | None = None,
                     spans: dict[str, Span | None] | None = None) -> ModelIR:  # fmt: skip
         """The model IR of a model with parameter values."""
-        name = name or self.default_model()
-        if name not in self.models:
-            raise PhysmlError(Diagnostic("P200", f"unknown model '{name}'",
-                                         hint=did_you_mean(name, set(self.models))))  # fmt: skip
-        return self.models[name].instantiate(params or {}, spans)
+        return self.checked.instantiate(name, params, spans)
 
     def compile_ir(self, ir: ModelIR, **options: Any):
         """The compiled model of a model IR (its kind's compiler). Its data may sample other

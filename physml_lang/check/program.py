@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from physml_lang.catalogue import CATALOGUE
 from physml_lang.catalogue.domains import SYMMETRIES
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
-from physml_lang.ir.model import DataIR
+from physml_lang.ir.model import DataIR, ModelIR
 from physml_lang.ir.program import LearnerIR
 from physml_lang.ir.task import CallValue, Option, TaskIR, Word
 from physml_lang.syntax import ast
@@ -63,6 +64,47 @@ class CheckedProgram:
     learners: dict[str, LearnerIR] = field(default_factory=dict)
     data: dict[str, DataIR] = field(default_factory=dict)
     tasks: dict[str, TaskIR] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> dict[str, TaskIR]:
+        return self.tasks
+
+    def checker_for(self, run: TaskIR) -> ModelChecker:
+        """The declaration of the model a task uses (named, or implied by what it trains)."""
+        if run.model is None:
+            for name in run.trains:  # a run that trains a learner is about the learner's model
+                decl = self.learners.get(name)
+                model = decl.call.name if decl is not None else name
+                if model in self.models:
+                    return self.models[model]
+            local = self.declared or list(self.models)
+            if len(local) != 1:
+                raise PhysmlError(Diagnostic(
+                    "P400", f"run {run.name} must name its model: several are declared", run.span,
+                    "add e.g. 'model " + (local[0] if local else "Ising") + "(L = 16)'"))  # fmt: skip
+            return self.models[local[0]]
+        if run.model.name not in self.models:
+            raise PhysmlError(Diagnostic(
+                "P200", f"unknown model '{run.model.name}'", run.model.span,
+                did_you_mean(run.model.name, set(self.models) | set(stdlib_index()))
+                or f"declare it or import it from the standard library: import "
+                f"{run.model.name}"))  # fmt: skip
+        return self.models[run.model.name]
+
+    def default_model(self) -> str:
+        names = self.declared or list(self.models)
+        if not names:
+            raise PhysmlError(Diagnostic("P400", f"{self.name} declares no model"))
+        return names[0]
+
+    def instantiate(self, name: str | None = None, params: dict[str, Any] | None = None,
+                    spans: dict[str, Span | None] | None = None) -> ModelIR:  # fmt: skip
+        """The model IR of a model with parameter values."""
+        name = name or self.default_model()
+        if name not in self.models:
+            raise PhysmlError(Diagnostic("P200", f"unknown model '{name}'",
+                                         hint=did_you_mean(name, set(self.models))))  # fmt: skip
+        return self.models[name].instantiate(params or {}, spans)
 
 
 def _learner(decl: ast.LearnerDecl, models: dict[str, ModelChecker]) -> LearnerIR:
