@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from physml_lang.catalogue import Catalogue
-from physml_lang.check.model import validate_options
+from physml_lang.check.model import plain, validate_options
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.task import CallValue, MeasureIR, PlotIR, TaskIR, Word
 
@@ -47,14 +47,6 @@ def resolve_task(run: TaskIR, program, catalogue: Catalogue) -> Task:
 
 
 # ---------------------------------------------------------------- a task being prepared
-
-
-def plain(value: Any) -> Any:
-    """An IR value as plain Python for option schemas: tuples -> lists (words stay words, so
-    that a schema's message can name them)."""
-    if isinstance(value, tuple):
-        return [plain(v) for v in value]
-    return value
 
 
 @dataclass

@@ -19,9 +19,6 @@ SYMMETRIES = ("translation", "spin_flip")  # what every quantum learner can resp
 
 # Declaration order, which the runtime's hints list (``learners: rbm, cnn, rnn``); the catalogue
 # itself lists entries sorted.
-LEARNER_NAMES = ("rbm", "cnn", "rnn")
-SAMPLER_NAMES = ("metropolis", "autoregressive")
-OPTIMISER_NAMES = ("sr", "sgd", "adam")
 
 
 class _Opts(BaseModel):
@@ -186,6 +183,5 @@ def declare(catalogue: Catalogue) -> None:
     )
 
 
-__all__ = ["AdamSpec", "AutoregressiveSpec", "ConvNetOptions", "LEARNER_NAMES",
-           "MetropolisSpec", "OBSERVABLES", "OPTIMISER_NAMES", "QUANTUM", "RBMOptions",
-           "RNNOptions", "SAMPLER_NAMES", "SGDSpec", "SRSpec", "SYMMETRIES", "declare"]
+__all__ = ["AdamSpec", "AutoregressiveSpec", "ConvNetOptions", "MetropolisSpec", "OBSERVABLES",
+           "QUANTUM", "RBMOptions", "RNNOptions", "SGDSpec", "SRSpec", "SYMMETRIES", "declare"]

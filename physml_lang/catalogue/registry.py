@@ -54,17 +54,14 @@ class Entry(Generic[T]):
     implementation: T | None = None
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.name, self.family)
-
-    @property
     def title(self) -> str:
         """The name as listed: ``metropolis`` or ``metropolis [gauge]``."""
         return f"{self.name} [{self.family}]" if self.family else self.name
 
     def defaults(self) -> dict[str, Any]:
         """Option name -> default (required options are left out)."""
-        return {k: f.default for k, f in self.schema.model_fields.items() if not f.is_required()}
+        return {k: f.get_default(call_default_factory=True)
+                for k, f in self.schema.model_fields.items() if not f.is_required()}  # fmt: skip
 
 
 class Registry(Generic[T]):
@@ -104,10 +101,12 @@ class Registry(Generic[T]):
         """The entry of ``family`` called ``name``, else the one shared by every kind."""
         return self._entries.get((name, family)) or self._entries.get((name, ""))
 
-    def names(self, family: str | None = None) -> list[str]:
-        """Names visible to ``family`` (its own entries and shared ones); all without one."""
-        return sorted({e.name for e in self._entries.values()
-                       if family is None or e.family in ("", family)})  # fmt: skip
+    def names(self, family: str | None = None, *, shared: bool = True) -> list[str]:
+        """Names visible to ``family`` (its own entries, and shared ones unless ``shared`` is
+        false); all without one. In declaration order, which hints list them in."""
+        kinds = ("", family) if shared else (family,)
+        names = [e.name for e in self._entries.values() if family is None or e.family in kinds]
+        return list(dict.fromkeys(names))
 
     def lookup(self, name: str, family: str = "", span: Span | None = None,
                what: str | None = None) -> Entry[T]:  # fmt: skip

@@ -54,6 +54,14 @@ RANDOM_INITS = {"normal": 2, "uniform": 2, "choice": 1}
 GAUGE_LATTICES = {"square", "cubic", "hypercubic", "chain"}
 
 
+def plain(value: Any) -> Any:
+    """An IR value as plain Python for option schemas: tuples -> lists (words stay words, so
+    that a schema's message can name them)."""
+    if isinstance(value, tuple):
+        return [plain(v) for v in value]
+    return value
+
+
 def validate_options(schema, values: dict[str, Any], spans: dict[str, Span | None],
                      where: Span | None, what: str):  # fmt: skip
     """Validate options against a pydantic schema; located errors for unknown or bad values."""

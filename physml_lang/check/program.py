@@ -20,7 +20,7 @@ from physml_lang.syntax.parser import parse, parse_file
 
 from .constants import ConstEvaluator, as_value
 from .lowering import to_ir
-from .model import ModelChecker, data_declaration, declared_kind, validate_options
+from .model import ModelChecker, data_declaration, declared_kind, plain, validate_options
 from .tasks import check_run
 
 
@@ -119,11 +119,6 @@ def _learner(decl: ast.LearnerDecl, models: dict[str, ModelChecker]) -> LearnerI
                      respecting_spans=tuple(s for _, s in decl.respecting))  # fmt: skip
 
 
-def _plain(value: object) -> object:
-    """IR lists (tuples) as the lists option schemas take."""
-    return [_plain(v) for v in value] if isinstance(value, tuple) else value
-
-
 def check_learner(decl: LearnerIR) -> None:
     """A learner of the catalogue: known, its options valid, and able to respect what it is
     asked to (the entry's static facts); a model used as a learner is checked as a model."""
@@ -148,7 +143,7 @@ def check_learner(decl: LearnerIR) -> None:
         raise PhysmlError(Diagnostic(
             "P302", f"learner {call.name} takes named options: {call.name}(option = value)",
             call.span, "options: " + ", ".join(entry.schema.model_fields)))  # fmt: skip
-    validate_options(entry.schema, {o.name: _plain(o.value) for o in call.kwargs},
+    validate_options(entry.schema, {o.name: plain(o.value) for o in call.kwargs},
                      {o.name: o.span for o in call.kwargs}, call.span, f"learner {call.name}")
     for sym, span in zip(decl.respecting, decl.respecting_spans, strict=True):
         if sym not in entry.facts.symmetries:

@@ -221,7 +221,7 @@ def make_integrator(name: str, **options: object) -> Integrator:
     errors)."""
     entry = CATALOGUE.integrators.get(name)
     if entry is None:
-        known = CATALOGUE.integrators.names()
+        known = sorted(CATALOGUE.integrators.names())
         raise KeyError(f"unknown integrator '{name}'; known: {', '.join(known)}")
     return CATALOGUE.integrators.implementation(name)(entry.schema(**options))
 

@@ -363,7 +363,7 @@ def make_learner(name: str, n: int, generator: torch.Generator | None = None,
     """Build the learner ``name`` for n canonical pairs; returns (module, validated options)."""
     entry = CATALOGUE.learners.get(name, "phase_space")
     if entry is None:
-        known = CATALOGUE.learners.names("phase_space")
+        known = sorted(CATALOGUE.learners.names("phase_space"))
         raise KeyError(f"unknown learner '{name}'; known: {', '.join(known)}")
     opts = entry.schema(**options)
     kind: LearnerKind = CATALOGUE.learners.implementation(name, "phase_space")

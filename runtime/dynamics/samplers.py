@@ -331,7 +331,7 @@ def make_sampler(name: str, **options: object) -> Sampler:
     (pydantic errors)."""
     entry = CATALOGUE.samplers.get(name, "field")
     if entry is None:
-        known = CATALOGUE.samplers.names("field")
+        known = sorted(CATALOGUE.samplers.names("field"))
         raise KeyError(f"unknown sampler '{name}'; known: {', '.join(known)}")
     return CATALOGUE.samplers.implementation(name, "field")(entry.schema(**options))
 

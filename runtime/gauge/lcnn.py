@@ -238,7 +238,7 @@ def make_learner(name: str, group: str | GaugeGroup, d: int,
     entry = CATALOGUE.learners.get(name, "gauge")
     if entry is None:
         raise KeyError(f"unknown gauge learner {name!r}; known: "
-                       f"{CATALOGUE.learners.names('gauge')}")
+                       f"{sorted(CATALOGUE.learners.names('gauge'))}")
     factory = CATALOGUE.learners.implementation(name, "gauge")
     return factory(group, d, entry.schema(**options), generator=generator)
 

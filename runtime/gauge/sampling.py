@@ -435,7 +435,7 @@ HMC = LinkSampler("hmc", HMCOptions)
 def make_sampler(name: str, group: str | GaugeGroup, beta: float, **options) -> GaugeSampler:
     """A gauge sampler of the catalogue by name, ``options`` validated with its own schema."""
     if CATALOGUE.samplers.get(name, "gauge") is None:
-        known = CATALOGUE.samplers.names("gauge")
+        known = sorted(CATALOGUE.samplers.names("gauge"))
         raise KeyError(f"unknown gauge sampler {name!r}; known: {known}")
     factory: LinkSampler = CATALOGUE.samplers.implementation(name, "gauge")
     return factory(group, beta, factory.options(**options))

@@ -69,8 +69,14 @@ def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None
 
 
 # hints name the samplers and learners in this order (the catalogue lists names sorted)
-SAMPLER_HINT = "gauge samplers: metropolis, heatbath, hmc"
-LEARNER_HINT = "gauge learners: lcnn, gauge_cnn"
+
+
+def sampler_hint() -> str:
+    return "gauge samplers: " + ", ".join(CATALOGUE.samplers.names("gauge", shared=False))
+
+
+def learner_hint() -> str:
+    return "gauge learners: " + ", ".join(CATALOGUE.learners.names("gauge", shared=False))
 
 
 # ---------------------------------------------------------------- observables
@@ -228,7 +234,7 @@ def _plan(run: RunState, checker, sets: dict | None):
     entry = CATALOGUE.samplers.get(run.sampler, "gauge")
     if entry is None:
         _fail("P200", f"unknown gauge sampler '{run.sampler}'", run.sampler_span,
-              did_you_mean(run.sampler, set(CATALOGUE.samplers.names("gauge"))) or SAMPLER_HINT)
+              did_you_mean(run.sampler, set(CATALOGUE.samplers.names("gauge"))) or sampler_hint())
     schema = entry.schema
     params = set(checker.param_names)
     for name, value in (sets or {}).items():
@@ -462,10 +468,6 @@ def _history_plot(out: Path, series: dict[str, np.ndarray], title: str) -> Path:
 # ---------------------------------------------------------------- dispatch of `sampler`
 
 
-def _is_gauge_run(task: TaskIR, program) -> bool:
-    return program.checker_for(task).kind == "gauge"
-
-
 # ---------------------------------------------------------------- the regress task
 
 
@@ -531,7 +533,7 @@ def _learners(stmt: RegressStatement, program, cm: GaugeModel) -> list[tuple[str
         entry = CATALOGUE.learners.get(func, "gauge")
         if entry is None:
             _fail("P200", f"unknown gauge learner '{func}'", call.name_span,
-                  did_you_mean(func, set(CATALOGUE.learners.names("gauge"))) or LEARNER_HINT)
+                  did_you_mean(func, set(CATALOGUE.learners.names("gauge"))) or learner_hint())
         if call.args:
             _fail("P302", "learner options are given by name", call.span)
         opts = validate_options(entry.schema, {k.name: plain(k.value) for k in call.kwargs},

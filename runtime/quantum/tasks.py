@@ -38,10 +38,7 @@ from tqdm import tqdm
 from physml_lang.catalogue import CATALOGUE, Catalogue, Entry, Registry
 from physml_lang.catalogue.domains import SYMMETRIES
 from physml_lang.catalogue.quantum import (
-    LEARNER_NAMES,
-    OPTIMISER_NAMES,
     QUANTUM,
-    SAMPLER_NAMES,
     AutoregressiveSpec,
     MetropolisSpec,
 )
@@ -612,8 +609,8 @@ def _learner_options(decl: LearnerIR, sets: dict[str, Any]) -> BaseModel:
     entry = _entry(CATALOGUE.learners, call.name)
     if entry is None:
         _fail("P200", f"unknown quantum learner '{call.name}'", call.name_span,
-              did_you_mean(call.name, set(LEARNER_NAMES))
-              or "learners: " + ", ".join(LEARNER_NAMES))  # fmt: skip
+              did_you_mean(call.name, set(CATALOGUE.learners.names(QUANTUM, shared=False)))
+              or "learners: " + ", ".join(CATALOGUE.learners.names(QUANTUM, shared=False)))  # fmt: skip
     if call.args:
         _fail("P302", "learner options are given by name: rbm(alpha = 2)", call.span)
     schema = entry.schema
@@ -630,8 +627,8 @@ def _optimiser(name: str, span: Span | None) -> Entry:
     entry = _entry(CATALOGUE.optimisers, name)
     if entry is None:
         _fail("P200", f"unknown optimiser '{name}'", span,
-              did_you_mean(name, set(OPTIMISER_NAMES))
-              or "optimisers: " + ", ".join(OPTIMISER_NAMES))  # fmt: skip
+              did_you_mean(name, set(CATALOGUE.optimisers.names(QUANTUM, shared=False)))
+              or "optimisers: " + ", ".join(CATALOGUE.optimisers.names(QUANTUM, shared=False)))  # fmt: skip
     return entry
 
 
@@ -667,8 +664,9 @@ def _plan_vmc(run: RunState, program, points: list[Point], rest: dict[str, Any])
     name = run.sampler or "metropolis"
     sampler = _entry(CATALOGUE.samplers, name)
     if sampler is None:
+        known = CATALOGUE.samplers.names(QUANTUM, shared=False)
         _fail("P200", f"unknown VMC sampler '{name}'", run.sampler_span,
-              did_you_mean(name, set(SAMPLER_NAMES)) or "samplers: " + ", ".join(SAMPLER_NAMES))  # fmt: skip
+              did_you_mean(name, set(known)) or "samplers: " + ", ".join(known))
     for k, v in rest.items():
         if k in sampler.schema.model_fields:
             run.sampler_options[k] = (v, None)
@@ -1051,10 +1049,6 @@ def _convergence_plot(out: Path, history: dict, exact: float | None, name: str,
 
 
 # ---------------------------------------------------------------- registration
-
-
-def _is_quantum_run(task: TaskIR, program) -> bool:
-    return program.checker_for(task).kind == "quantum"
 
 
 def _refuse_classical_sampling(task: TaskIR, program, **_) -> None:

@@ -55,8 +55,8 @@ def test_hints_name_the_catalogues_entries() -> None:
     def names(hint: str) -> set[str]:
         return set(hint.split(": ", 1)[1].split(", "))
 
-    assert names(tasks.SAMPLER_HINT) == set(CATALOGUE.samplers.names("gauge"))
-    assert names(tasks.LEARNER_HINT) == set(CATALOGUE.learners.names("gauge"))
+    assert names(tasks.sampler_hint()) == set(CATALOGUE.samplers.names("gauge"))
+    assert names(tasks.learner_hint()) == set(CATALOGUE.learners.names("gauge"))
     assert tasks.builtin_observables() == {
         "plaquette", "action", "topological_charge", "polyakov_loop", "abs_polyakov_loop",
         "sites", "wilson_loop"}  # fmt: skip

@@ -1,4 +1,4 @@
-"""Published and exact values (../shared/reference.md): 2D Ising at finite L, the 1D chain."""
+"""Published and exact values (docs/references.md): 2D Ising at finite L, the 1D chain."""
 
 from __future__ import annotations
 
