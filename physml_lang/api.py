@@ -10,9 +10,7 @@ parameter (a lattice size in a scan) re-checks and recompiles.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .catalogue import CATALOGUE, Catalogue
 from .check.model import ModelChecker, validate_options
@@ -21,41 +19,64 @@ from .diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from .ir.model import ModelIR
 from .ir.program import ProgramIR
 from .ir.task import TaskIR
+from .compiler.derive.models import DERIVATIONS, derive_model
+from .runtime.data import DataLoader
+from .runtime.tasks import resolve_task
 from .syntax.parser import parse, parse_file
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Program", "CompiledProgram", "compile", "load", "stdlib_index", "resolve_device"]
 
 
 _bound = False
+_checks_bound = False
+
+
+def bind_checks() -> Catalogue:
+    """Attach the static checks of tasks (torch-free) to the catalogue (once) and return it:
+    all ``physml check`` needs."""
+    global _checks_bound
+    if not _checks_bound:
+        from physml_lang.runtime import plans
+
+        plans.bind(CATALOGUE)
+        _checks_bound = True
+    if any(e.static_check is None for e in CATALOGUE.tasks):
+        bind_runtime()  # a family whose checks still compile (transitional)
+    return CATALOGUE
 
 
 def bind_runtime() -> Catalogue:
     """Attach every implementation to the catalogue (once) and return it. The runtime is
-    imported here, on the first check or run of a task, so that the command and the front end
-    load without it."""
+    imported here, on the first run of a task, so that the command, the front end and
+    ``physml check`` load without it."""
     global _bound
     if not _bound:
-        from physml_lang.runtime import sample_task
+        from physml_lang.runtime import data, plans, sample_task
         from physml_lang.runtime.dynamics import tasks as dynamics_tasks
         from physml_lang.runtime.gauge import tasks as gauge_tasks
         from physml_lang.runtime.learners import tasks as learner_tasks
         from physml_lang.runtime.quantum import tasks as quantum_tasks
 
+        _bound = True
+        if not _checks_bound:
+            bind_checks()
         for capability in (sample_task, quantum_tasks, gauge_tasks, dynamics_tasks,
                            learner_tasks):  # fmt: skip
             capability.bind(CATALOGUE)
-        _bound = True
     return CATALOGUE
 
 
 def _task_for(run: TaskIR, program: Program):
-    """The bound task that executes ``run`` (its model kind's own, or the shared one)."""
-    from physml_lang.runtime.tasks import resolve_task
-
-    return resolve_task(run, program, bind_runtime())
+    """The task entry that executes ``run`` (its model kind's own, or the shared one)."""
+    return resolve_task(run, program, bind_checks())
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    import torch  # the top layer loads torch when a run starts, not when a file is checked
+
     if isinstance(device, torch.device):
         return device
     if device == "auto":
@@ -80,10 +101,9 @@ class Program:
         self.learners = checked.learners
         self.data = checked.data
         self.runs: dict[str, TaskIR] = checked.tasks
-        from physml_lang.runtime.data import DataLoader
-
         base = self.path.parent if self.path else None
         self.data_loader = DataLoader(base, self._compile_by_name)
+        self.static_data = DataLoader(base, self._derive_by_name, static=True)
         for task in self.runs.values():
             self.checker_for(task)
 
@@ -116,15 +136,30 @@ class Program:
         return self.compile_ir(self.instantiate(name, params), **options)
 
     def _compile_by_name(self, name: str, args: dict[str, Any], span: Span | None):
-        """A model named by a data source (``sample(Ising(L = 8), ...)``): declared here,
-        imported, or from the standard library."""
+        """A model named by a data source (``sample(Ising(L = 8), ...)``), compiled."""
+        return self.compile_ir(self._model_by_name(name, args, span))
+
+    def _model_by_name(self, name: str, args: dict[str, Any], span: Span | None) -> ModelIR:
+        """The IR of a model named by a data source: declared here, imported, or from the
+        standard library."""
         checker = self.models.get(name) or stdlib_model(name)
         if checker is None:
             raise PhysmlError(Diagnostic(
                 "P200", f"unknown model '{name}' (data samples models declared or imported here, "
                 "or from the standard library)", span, did_you_mean(name, set(stdlib_index()))))
-        ir = checker.instantiate(args, dict.fromkeys(args, span))
-        return self.compile_ir(ir)
+        return checker.instantiate(args, dict.fromkeys(args, span))
+
+    def derive(self, ir: ModelIR, kind: str | None = None):
+        """The torch-free derivation of a model IR (geometry, derivations, symmetries verified):
+        what ``check`` needs of a model. Data are realised statically (files read, sampled data
+        as a placeholder of its shape)."""
+        if (kind or ir.kind) not in DERIVATIONS:  # a kind still derived by compiling it
+            return self.compile_ir(ir) if kind is None else self.compile_ir(ir, kind=kind)
+        return derive_model(ir, self.static_data, kind)
+
+    def _derive_by_name(self, name: str, args: dict[str, Any], span: Span | None):
+        """``_compile_by_name`` for ``check``: the sampled model derived, not compiled."""
+        return self.derive(self._model_by_name(name, args, span))
 
     # ---------------------------------------------------------------- IR
     def ir(self) -> ProgramIR:
@@ -146,12 +181,14 @@ class Program:
                          tuple(self.runs.values()))  # fmt: skip
 
     def check(self) -> list[str]:
-        """Run the whole front end and the symmetry checks; returns a list of what was checked."""
+        """Everything static, without torch: the front end, each model's geometry and
+        derivations (symmetries verified), every task's options, names and sizes. Returns a
+        list of what was checked."""
         done = []
         for name in self.models:  # declared here and imported
-            done.append(f"model {name}: {self.model(name).describe()}")
+            done.append(f"model {name}: {self.derive(self.instantiate(name)).describe()}")
         for run in self.runs.values():
-            _task_for(run, self).check(run, self)
+            _task_for(run, self).static_check.check(run, self)
             done.append(f"run {run.name}: {run.kind} with model {self.checker_for(run).name}")
         return done
 
@@ -178,7 +215,9 @@ class Program:
         run = self.runs[name]
         dev = resolve_device(device)
         out_path = Path(out) if out is not None else None
-        return _task_for(run, self).run(run, self, sets=sets, device=dev, seed=seed,
+        task = _task_for(run, self)
+        bind_runtime()
+        return task.implementation.run(run, self, sets=sets, device=dev, seed=seed,
                                            out=out_path, progress=progress)  # fmt: skip
 
     # ---------------------------------------------------------------- conveniences
@@ -192,6 +231,8 @@ class Program:
                 params: dict | None = None, **options):  # fmt: skip
         """A sampler that can be stepped from Python: ``s = p.sampler("wolff", T=2.0)``;
         ``state = s.initial_state()``; ``state = s.sweep(state)``."""
+        import torch
+
         entry = bind_runtime().samplers.get(name, "lattice")
         if entry is None:
             known = CATALOGUE.samplers.names("lattice")

@@ -126,9 +126,6 @@ def _read_csv(path: Path, span) -> np.ndarray:
 
 
 def _sample(opts: SampleOptions, domain, shape, span, ctx) -> np.ndarray:
-    import torch
-
-
     model_call: CallValue = ctx["model_call"]
     compile_model = ctx.get("compile_model")
     if compile_model is None:
@@ -142,6 +139,11 @@ def _sample(opts: SampleOptions, domain, shape, span, ctx) -> np.ndarray:
     args = {o.name: (str(o.value) if isinstance(o.value, Word) else o.value)
             for o in model_call.kwargs}  # fmt: skip
     cm = compile_model(model_call.name, args, model_call.span)
+    if ctx.get("static"):  # checked, not sampled: a placeholder of the sampled shape
+        fill = domain.values()[0] if domain is not None and domain.discrete else 0.0
+        return np.full((opts.n, *cm.lattice.shape), float(fill))
+    import torch  # sampling runs the model's sampler; checking a program never gets here
+
     chains = min(opts.chains, opts.n)
     per_chain = -(-opts.n // chains)
     sopts = validate_options(entry.schema, {"chains": chains}, {}, span, opts.sampler)
@@ -210,11 +212,15 @@ class DataLoader:
     """Realises data declarations: ``loader(decl, values) -> RealData`` (cached per values).
 
     ``base_dir``: where relative file names start; ``compile_model(name, args, span)``: the
-    compiled model a ``sample(Model(...), ...)`` source samples (given by the program)."""
+    compiled model a ``sample(Model(...), ...)`` source samples (given by the program).
+    ``static``: for ``check``: ``compile_model`` derives the sampled model (torch-free) and
+    sampled data are a placeholder of their shape; files are read and checked as in a run."""
 
-    def __init__(self, base_dir: Path | None = None, compile_model: Callable | None = None):
+    def __init__(self, base_dir: Path | None = None, compile_model: Callable | None = None,
+                 static: bool = False):  # fmt: skip
         self.base_dir = base_dir
         self.compile_model = compile_model
+        self.static = static
         self._cache: dict[tuple, RealData] = {}
 
     def __call__(self, decl: DataIR, values: dict[str, Any]) -> RealData:
@@ -236,7 +242,8 @@ class DataLoader:
                             what=f"the arguments of {call.func}")  # fmt: skip
         opts: dict[str, Any] = {}
         spans: dict[str, Span | None] = {}
-        ctx: dict[str, Any] = {"base_dir": self.base_dir, "compile_model": self.compile_model}
+        ctx: dict[str, Any] = {"base_dir": self.base_dir, "compile_model": self.compile_model,
+                               "static": self.static}  # fmt: skip
         args = list(call.args)
         if call.func == "sample":
             ctx["model_call"] = ev.walk(args.pop(0))

@@ -36,7 +36,7 @@ from .observables import (
     estimate_mean,
 )
 from .statistics import between_chain_excess, excess_limit, split_rhat
-from .tasks import RunState, Task, option_values
+from .tasks import RunState, Task, TaskCheck, option_values
 
 THERMAL = ("T", "beta")
 
@@ -388,7 +388,8 @@ def _run_task(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
 
 def bind(catalogue: Catalogue) -> None:
     """Attach this capability's implementations to its catalogue entries (top layer only)."""
-    catalogue.tasks.bind("sample", Task(_check_task, _run_task))
+    catalogue.tasks.bind("sample", Task(_run_task))
+    catalogue.tasks.bind_check("sample", TaskCheck(_check_task))
     samplers.bind(catalogue)
     for name, fluctuation in FLUCTUATIONS.items():
         catalogue.observables.bind(name, fluctuation, family="lattice")

@@ -1,7 +1,8 @@
 """Tasks: what a ``run`` block does, as implementations of the catalogue's task entries.
 
-A task has a ``check`` (everything ``run`` would reject, without running) and a ``run``
-returning a :class:`~physml_lang.runtime.sample_task.RunResult`. Task entries are declared in
+A task has a static check (everything ``run`` would reject, without running and without
+torch), bound by ``bind_check``, and a ``run`` returning a
+:class:`~physml_lang.runtime.sample_task.RunResult`. Task entries are declared in
 the catalogue (``physml_lang/catalogue/``), one per task word and, where model kinds do a task
 differently (``sample`` of spins, links, fields, Boltzmann machines), one per kind (its
 ``family``). Each capability's ``bind(catalogue)`` attaches its :class:`Task` objects; the top
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from physml_lang.catalogue import Catalogue
+from physml_lang.catalogue.registry import Entry
 from physml_lang.check.model import plain, validate_options
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.task import CallValue, MeasureIR, PlotIR, TaskIR, Word
@@ -22,28 +24,37 @@ from physml_lang.ir.task import CallValue, MeasureIR, PlotIR, TaskIR, Word
 
 @dataclass(frozen=True)
 class Task:
-    """The implementation of a task entry. ``applies(run, program)``, when given, narrows a
-    kind's task to the runs it does; others fall back to the entry shared by every kind (a
-    diagnostic raised by ``applies`` means "no": the shared task's check reports it)."""
+    """The implementation of a task entry: ``run(run, program, *, sets, device, seed, out,
+    progress)`` returning a :class:`~physml_lang.runtime.sample_task.RunResult`."""
 
-    check: Callable  # (run: TaskIR, program: Program) -> None
-    run: Callable  # (run, program, *, sets, device, seed, out, progress) -> RunResult
+    run: Callable
+
+
+@dataclass(frozen=True)
+class TaskCheck:
+    """The static side of a task entry, torch-free: ``check(run, program)`` raises what ``run``
+    would reject, without running. ``applies(run, program)``, when given, narrows a kind's
+    task to the runs it does; others fall back to the entry shared by every kind (a diagnostic
+    raised by ``applies`` means "no": the shared task's check reports it)."""
+
+    check: Callable  # (run: TaskIR, program) -> None
     applies: Callable | None = None
 
 
-def resolve_task(run: TaskIR, program, catalogue: Catalogue) -> Task:
-    """The task that executes ``run``: its model kind's own, or the one shared by every kind."""
+def resolve_task(run: TaskIR, program, catalogue: Catalogue) -> Entry:
+    """The task entry that executes ``run``: its model kind's own, or the one shared by every
+    kind. Reads static checks only, so ``physml check`` resolves tasks without torch."""
     family = program.checker_for(run).kind
     entry = catalogue.tasks.get(run.kind, family)
-    if entry is not None and entry.family and entry.implementation is not None:
-        task = entry.implementation
+    if entry is not None and entry.family:
+        narrow = entry.static_check.applies if entry.static_check is not None else None
         try:
-            applies = task.applies is None or task.applies(run, program)
+            applies = narrow is None or narrow(run, program)
         except PhysmlError:
             applies = False
         if applies:
-            return task
-    return catalogue.tasks.implementation(run.kind)
+            return entry
+    return catalogue.tasks.lookup(run.kind, span=run.span)
 
 
 # ---------------------------------------------------------------- a task being prepared
@@ -110,5 +121,5 @@ def option_values(options: dict[str, tuple[Any, Span | None]], schema, where: Sp
     return validate_options(schema, values, spans, where, what)
 
 
-__all__ = ["Task", "resolve_task",
+__all__ = ["Task", "TaskCheck", "resolve_task",
            "RunState", "Scan", "option_values", "plain", "Word"]

@@ -52,6 +52,7 @@ class Entry(Generic[T]):
     facts: Facts = field(default_factory=Facts)
     family: str = ""
     implementation: T | None = None
+    static_check: Any = None  # torch-free validation, bound by ``bind_check`` (tasks)
 
     @property
     def title(self) -> str:
@@ -95,6 +96,17 @@ class Registry(Generic[T]):
         if entry.implementation is not None and entry.implementation is not implementation:
             raise ValueError(f"{self.noun} {entry.title} is bound twice")
         entry.implementation = implementation
+
+    def bind_check(self, name: str, check: Any, *, family: str = "") -> None:
+        """Attach the static (torch-free) check of a declared entry: what ``physml check``
+        runs instead of the implementation."""
+        entry = self._entries.get((name, family))
+        if entry is None:
+            raise KeyError(f"no {self.noun} {name!r} ({family or 'any kind'}) is declared in the "
+                           "catalogue: declare it before binding a check")  # fmt: skip
+        if entry.static_check is not None and entry.static_check is not check:
+            raise ValueError(f"the check of {self.noun} {entry.title} is bound twice")
+        entry.static_check = check
 
     # ---------------------------------------------------------------- finding
     def get(self, name: str, family: str = "") -> Entry[T] | None:

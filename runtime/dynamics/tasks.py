@@ -68,7 +68,7 @@ from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import Estimate, binning_analysis, jackknife
-from ..tasks import RunState, Task, option_values
+from ..tasks import RunState, Task, TaskCheck, option_values
 from .integrators import (
     EnergyBlowupError,
     IntegratorError,
@@ -962,6 +962,9 @@ def bind(catalogue: Catalogue) -> None:
         catalogue.observables.bind(name, estimate, family="field")
     catalogue.objectives.bind("derivative_mse", _derivative_mse, family="phase_space")
     catalogue.objectives.bind("step_mse", _step_mse, family="phase_space")
-    catalogue.tasks.bind("evolve", Task(check_evolve, run_evolve))
-    catalogue.tasks.bind("sample", Task(check_field, run_field), family="field")
-    catalogue.tasks.bind("learn_dynamics", Task(check_learn, run_learn))
+    catalogue.tasks.bind("evolve", Task(run_evolve))
+    catalogue.tasks.bind("sample", Task(run_field), family="field")
+    catalogue.tasks.bind("learn_dynamics", Task(run_learn))
+    catalogue.tasks.bind_check("evolve", TaskCheck(check_evolve))
+    catalogue.tasks.bind_check("sample", TaskCheck(check_field), family="field")
+    catalogue.tasks.bind_check("learn_dynamics", TaskCheck(check_learn))

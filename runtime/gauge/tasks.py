@@ -49,7 +49,7 @@ from physml_lang.ir.walk import Walker
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import binning_analysis
-from ..tasks import RunState, Task, option_values, plain
+from ..tasks import RunState, Task, TaskCheck, option_values, plain
 from . import exact, lcnn, sampling
 from .lcnn import train_regressor
 from .local import LocalSampler
@@ -721,8 +721,10 @@ __all__ = ["check_gauge_sample", "run_gauge_sample", "check_regress", "run_regre
 
 def bind(catalogue: Catalogue) -> None:
     """Attach this capability's implementations to its catalogue entries (top layer only)."""
-    catalogue.tasks.bind("sample", Task(check_gauge_sample, run_gauge_sample), family="gauge")
-    catalogue.tasks.bind("gauge_regress", Task(check_regress, run_regress))
+    catalogue.tasks.bind("sample", Task(run_gauge_sample), family="gauge")
+    catalogue.tasks.bind_check("sample", TaskCheck(check_gauge_sample), family="gauge")
+    catalogue.tasks.bind("gauge_regress", Task(run_regress))
+    catalogue.tasks.bind_check("gauge_regress", TaskCheck(check_regress))
     sampling.bind(catalogue)
     lcnn.bind(catalogue)
     measures = {"plaquette": measure_plaquette, "action": measure_action,

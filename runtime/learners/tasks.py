@@ -69,7 +69,7 @@ from ..data import check_feeds
 from ..observables import FLUCTUATIONS, base_series, estimate_fluctuation, estimate_mean
 from ..sample_task import RunResult, _compile_measures
 from ..statistics import binning_analysis
-from ..tasks import RunState, Task, plain
+from ..tasks import RunState, Task, TaskCheck, plain
 from . import train as training
 from .ais import ais_log_z, exact_log_z
 from .gibbs import GibbsSampler, overlap
@@ -1100,10 +1100,13 @@ def run_boltzmann_sample(task: TaskIR, program, *, sets, device, seed, out, prog
 def bind(catalogue: Catalogue) -> None:
     """Attach this capability's implementations to its catalogue entries (top layer only):
     tasks, sampler and recall dynamics, training methods, observables and data sources."""
-    catalogue.tasks.bind("recall", Task(check_recall, run_recall))
-    catalogue.tasks.bind("train", Task(check_train, run_train))
-    catalogue.tasks.bind("sample", Task(check_boltzmann_sample, run_boltzmann_sample,
-                                        applies=_is_boltzmann_run), family=FAMILY)  # fmt: skip
+    catalogue.tasks.bind("recall", Task(run_recall))
+    catalogue.tasks.bind("train", Task(run_train))
+    catalogue.tasks.bind("sample", Task(run_boltzmann_sample), family=FAMILY)
+    catalogue.tasks.bind_check("recall", TaskCheck(check_recall))
+    catalogue.tasks.bind_check("train", TaskCheck(check_train))
+    catalogue.tasks.bind_check("sample", TaskCheck(check_boltzmann_sample,
+                                                   applies=_is_boltzmann_run), family=FAMILY)
     catalogue.samplers.bind("gibbs", GibbsSampler, family=FAMILY)
     catalogue.updates.bind("glauber", GibbsSampler, family=FAMILY)
     training.bind(catalogue)

@@ -54,7 +54,7 @@ from physml_lang.ir.task import CallValue, ItemIR, StatementIR, TaskIR, Word
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import Estimate
-from ..tasks import RunState, Task, option_values, plain
+from ..tasks import RunState, Task, TaskCheck, option_values, plain
 from . import registry, vmc
 from .learners import MarshallSign, SymmetrizedAutoregressive
 from .operator import LocalOperator
@@ -1065,11 +1065,12 @@ __all__ = ["QuantumObservable", "bind", "exact_spectrum", "exact_expectation", "
 
 def bind(catalogue: Catalogue) -> None:
     """Attach this capability's implementations to its catalogue entries (top layer only)."""
-    catalogue.tasks.bind("sample", Task(_refuse_classical_sampling, _refuse_classical_sampling),
-                         family="quantum")
-    catalogue.tasks.bind("exact", Task(lambda task, program: check_exact(task, program),
-                                       run_exact))
-    catalogue.tasks.bind("vmc", Task(check_vmc, run_vmc_task))
+    catalogue.tasks.bind("sample", Task(_refuse_classical_sampling), family="quantum")
+    catalogue.tasks.bind("exact", Task(run_exact))
+    catalogue.tasks.bind("vmc", Task(run_vmc_task))
+    catalogue.tasks.bind_check("sample", TaskCheck(_refuse_classical_sampling), family="quantum")
+    catalogue.tasks.bind_check("exact", TaskCheck(check_exact))
+    catalogue.tasks.bind_check("vmc", TaskCheck(check_vmc))
     registry.bind(catalogue)
     vmc.bind(catalogue)
     catalogue.samplers.bind("metropolis", metropolis_sampler, family=QUANTUM)

@@ -1,0 +1,9 @@
+"""Static plans of the dynamics tasks (torch-free)."""
+
+from __future__ import annotations
+
+from physml_lang.catalogue import Catalogue
+
+
+def bind_checks(catalogue: Catalogue) -> None:
+    """Attach the static checks of the dynamics tasks to their catalogue entries."""

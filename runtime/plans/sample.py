@@ -1,0 +1,9 @@
+"""Static plans of the sample tasks (torch-free)."""
+
+from __future__ import annotations
+
+from physml_lang.catalogue import Catalogue
+
+
+def bind_checks(catalogue: Catalogue) -> None:
+    """Attach the static checks of the sample tasks to their catalogue entries."""
