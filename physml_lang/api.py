@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from .catalogue import CATALOGUE, Catalogue
 from .check.model import ModelChecker, validate_options
 from .check.program import CheckedProgram, check_program, stdlib_index, stdlib_model
+from .compiler.derive.models import derive_model
 from .diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from .ir.model import ModelIR
 from .ir.program import ProgramIR
 from .ir.task import TaskIR
-from .compiler.derive.models import DERIVATIONS, derive_model
 from .runtime.data import DataLoader
 from .runtime.tasks import resolve_task
 from .syntax.parser import parse, parse_file
@@ -43,8 +43,6 @@ def bind_checks() -> Catalogue:
 
         plans.bind(CATALOGUE)
         _checks_bound = True
-    if any(e.static_check is None for e in CATALOGUE.tasks):
-        bind_runtime()  # a family whose checks still compile (transitional)
     return CATALOGUE
 
 
@@ -54,18 +52,17 @@ def bind_runtime() -> Catalogue:
     ``physml check`` load without it."""
     global _bound
     if not _bound:
-        from physml_lang.runtime import data, plans, sample_task
+        from physml_lang.runtime import sample_task
         from physml_lang.runtime.dynamics import tasks as dynamics_tasks
         from physml_lang.runtime.gauge import tasks as gauge_tasks
         from physml_lang.runtime.learners import tasks as learner_tasks
         from physml_lang.runtime.quantum import tasks as quantum_tasks
 
-        _bound = True
-        if not _checks_bound:
-            bind_checks()
+        bind_checks()
         for capability in (sample_task, quantum_tasks, gauge_tasks, dynamics_tasks,
                            learner_tasks):  # fmt: skip
             capability.bind(CATALOGUE)
+        _bound = True
     return CATALOGUE
 
 
@@ -75,19 +72,10 @@ def _task_for(run: TaskIR, program: Program):
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    import torch  # the top layer loads torch when a run starts, not when a file is checked
+    """``auto`` (CUDA when available, else the CPU), ``cpu`` or ``cuda``."""
+    from physml_lang.runtime.device import resolve_device as resolve  # torch loads on a run
 
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise PhysmlError(Diagnostic("P400", "--device cuda was asked for, but no CUDA device is "
-                                     "available", hint="use --device auto or cpu"))  # fmt: skip
-    if device not in ("cpu", "cuda"):
-        raise PhysmlError(Diagnostic("P400", f"unknown device '{device}'",
-                                     hint="devices: auto, cpu, cuda"))  # fmt: skip
-    return torch.device(device)
+    return resolve(device)
 
 
 class Program:
@@ -153,8 +141,7 @@ class Program:
         """The torch-free derivation of a model IR (geometry, derivations, symmetries verified):
         what ``check`` needs of a model. Data are realised statically (files read, sampled data
         as a placeholder of its shape)."""
-        if (kind or ir.kind) not in DERIVATIONS:  # a kind still derived by compiling it
-            return self.compile_ir(ir) if kind is None else self.compile_ir(ir, kind=kind)
+        bind_checks()  # data sources read by the static loader
         return derive_model(ir, self.static_data, kind)
 
     def _derive_by_name(self, name: str, args: dict[str, Any], span: Span | None):

@@ -57,6 +57,7 @@ CODES = {
     "P502": "sampler not applicable",
     "P600": "file not found",
     "P601": "bad data file",
+    "P602": "bad checkpoint",
     "P700": "numerical failure during a run",
     "P701": "interrupted",
     "P702": "chains disagree (R-hat): results may be biased",

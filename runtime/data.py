@@ -142,25 +142,10 @@ def _sample(opts: SampleOptions, domain, shape, span, ctx) -> np.ndarray:
     if ctx.get("static"):  # checked, not sampled: a placeholder of the sampled shape
         fill = domain.values()[0] if domain is not None and domain.discrete else 0.0
         return np.full((opts.n, *cm.lattice.shape), float(fill))
-    import torch  # sampling runs the model's sampler; checking a program never gets here
-
     chains = min(opts.chains, opts.n)
-    per_chain = -(-opts.n // chains)
     sopts = validate_options(entry.schema, {"chains": chains}, {}, span, opts.sampler)
-    g = torch.Generator().manual_seed(opts.seed)
-    beta = torch.full((chains,), 1.0 / opts.T)
-    sampler = entry.implementation(cm, sopts, beta, g)
-    state = sampler.initial_state()
-    out = []
-    with torch.no_grad():
-        for _ in range(opts.burn_in):
-            state = sampler.sweep(state)
-        for _ in range(per_chain):
-            for _ in range(opts.thin):
-                state = sampler.sweep(state)
-            out.append(state[sampler.field].clone())
-    x = torch.stack(out, 1).reshape(-1, *cm.lattice.shape)[: opts.n]
-    return x.double().numpy()
+    return entry.implementation.configurations(cm, sopts, n=opts.n, T=opts.T, seed=opts.seed,
+                                               burn_in=opts.burn_in, thin=opts.thin)  # fmt: skip
 
 
 def _digits(opts: DigitsOptions, domain, shape, span, ctx) -> np.ndarray:

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue import Catalogue
 from physml_lang.check.model import ModelChecker
+from physml_lang.compiler.derive.measures import MeasuredExpressions
 from physml_lang.compiler.lower.program import Kernel
+from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.compiler.models.lattice import LatticeModel
-from physml_lang.compiler.models.observables import MeasuredExpressions
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.task import TaskIR
 
 from . import outputs, samplers
@@ -35,10 +36,9 @@ from .observables import (
     estimate_fluctuation,
     estimate_mean,
 )
+from .plans.sample import measured_expressions, plan_sample
 from .statistics import between_chain_excess, excess_limit, split_rhat
-from .tasks import RunState, Task, TaskCheck, option_values
-
-THERMAL = ("T", "beta")
+from .tasks import RunState, Task
 
 
 @dataclass
@@ -54,124 +54,12 @@ class RunResult:
         return self.summary["rows"]
 
 
-def _fail(code, msg, span=None, hint=None):
-    raise PhysmlError(Diagnostic(code, msg, span, hint))
-
-
-# ---------------------------------------------------------------- overrides
-
-
-def resolve_overrides(run: RunState, checker: ModelChecker, sets: dict[str, Any], schema) -> None:
-    """Apply ``--set NAME=VALUE``: a scan variable becomes a single point; otherwise a model
-    parameter, a ``let`` value or a sampler option of that name is replaced."""
-    params = set(checker.param_names)
-    for name, value in sets.items():
-        scan = next((s for s in run.scans if s.name == name), None)
-        if scan is not None:
-            scan.values = [value]
-        elif name in params:
-            run.model_args[name] = (value, None)
-        elif name in run.lets or name in THERMAL:
-            run.lets[name] = (value, None)
-        elif name in schema.model_fields:
-            run.sampler_options[name] = (value, None)
-        else:
-            known = params | set(run.lets) | set(schema.model_fields) | set(THERMAL)
-            known |= {s.name for s in run.scans}
-            _fail("P200", f"--set {name}: no model parameter, scan variable, let or sampler option "
-                  f"is called '{name}'", None, did_you_mean(name, known) or "known names: "
-                  + ", ".join(sorted(known)))  # fmt: skip
-
-
-# ---------------------------------------------------------------- the task
-
-
-@dataclass
-class SamplePlan:
-    """A validated sampling run: everything checked before the first sweep."""
-
-    entry: Any
-    options: Any
-    tvar: str
-    tvalues: list
-    betas: list[float]
-    others: list
-    model_args: dict[str, Any]
-    model_spans: dict[str, Any]
-    measures: list
-
-
-def plan_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] | None) -> SamplePlan:
-    """Validate a sampling run (names, options, temperatures, scans, overrides)."""
-    entry = CATALOGUE.samplers.get(run.sampler, "lattice")
-    if entry is None:
-        known = CATALOGUE.samplers.names("lattice")
-        _fail("P200", f"unknown sampler '{run.sampler}'", run.sampler_span,
-              did_you_mean(run.sampler, set(known)) or "samplers: " + ", ".join(known))  # fmt: skip
-    resolve_overrides(run, checker, sets or {}, entry.schema)
-    options = option_values(run.sampler_options, entry.schema, run.sampler_span,
-                            f"sampler {run.sampler}")  # fmt: skip
-    params = set(checker.param_names)
-    thermal = [s for s in run.scans if s.name in THERMAL]
-    others = [s for s in run.scans if s.name not in THERMAL]
-    for s in others:
-        if s.name not in params:
-            _fail("P200", f"cannot scan '{s.name}': it is not T, beta or a parameter of model "
-                  f"{checker.name}", s.span, did_you_mean(s.name, params | set(THERMAL)))  # fmt: skip
-    if len(thermal) > 1:
-        _fail("P201", "scan either T or beta, not both", thermal[1].span)
-    for name in run.lets:
-        if name not in THERMAL and name not in params:
-            _fail("P200", f"'let {name}': not T, beta or a model parameter", run.lets[name][1],
-                  did_you_mean(name, params | set(THERMAL)))  # fmt: skip
-    if thermal:
-        tvar, tvalues, tspan = thermal[0].name, thermal[0].values, thermal[0].span
-    elif "T" in run.lets or "beta" in run.lets:
-        tvar = "T" if "T" in run.lets else "beta"
-        tvalues, tspan = [run.lets[tvar][0]], run.lets[tvar][1]
-    else:
-        _fail("P400", f"run {run.name} has no temperature", run.span,
-              "add 'let T = 2.0' or 'scan T in linspace(1.5, 3.5, 21)'")  # fmt: skip
-    for v in tvalues:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
-            _fail("P400", f"{tvar} must be a positive number, got {v!r}", tspan,
-                  "temperatures and inverse temperatures are > 0")  # fmt: skip
-    betas = [1.0 / v if tvar == "T" else float(v) for v in tvalues]
-    model_args = {k: v for k, (v, _) in run.model_args.items()}
-    model_spans = {k: s for k, (_, s) in run.model_args.items()}
-    for name, (v, s) in run.lets.items():
-        if name in params:
-            model_args.setdefault(name, v)
-            model_spans.setdefault(name, s)
-    return SamplePlan(entry, options, tvar, tvalues, betas, others, model_args, model_spans,
-                      run.measures or [])  # fmt: skip
-
-
-def check_sample(run: RunState, checker: ModelChecker, program) -> None:
-    """Everything ``run`` would reject, without sampling: compiles the first point, builds the
-    sampler (is it applicable?) and compiles every measured expression."""
-    plan = plan_sample(run, checker, {})
-    point, spans = dict(plan.model_args), dict(plan.model_spans)
-    for s in plan.others:
-        point[s.name], spans[s.name] = s.values[0], s.span
-    cm = program.compile_ir(checker.instantiate(point, spans))
-    beta = torch.full((1,), plan.betas[0], dtype=cm.dtype)
-    options = plan.options.model_copy(update={"chains": 1})
-    plan.entry.implementation(cm, options, beta, torch.Generator())
-    _compile_measures(cm, plan.measures)
-
-
 def _compile_measures(cm: LatticeModel,
                       measures) -> tuple[MeasuredExpressions, dict[str, Kernel]]:  # fmt: skip
-    compiler = MeasuredExpressions(cm, cm.model.params, FLUCTUATIONS)
-    kernels = {}
-    for m in measures:
-        if m.expr is not None:
-            kernels[m.name] = compiler.compile(m.expr, m.name)
-        elif CATALOGUE.observables.get(m.name, "lattice") is None:
-            known = set(CATALOGUE.observables.names("lattice"))
-            _fail("P200", f"unknown observable '{m.name}'", m.span,
-                  did_you_mean(m.name, known) or "built-in observables: " + ", ".join(sorted(known)))  # fmt: skip
+    """The measured expressions of a run lowered to torch kernels (names checked by the plan)."""
+    compiler = measured_expressions(cm.derivation, cm.lattice_sum_module, measures)
+    kernels = {m.name: compiler.compile(m.expr, m.name, TORCH) for m in measures
+               if m.expr is not None}  # fmt: skip
     return compiler, kernels
 
 
@@ -376,10 +264,6 @@ def _plots(out: Path, run: RunState, summary: dict, measures, tvar: str, others)
 __all__ = ["run_sample", "RunResult", "Span", "np"]
 
 
-def _check_task(task: TaskIR, program) -> None:
-    check_sample(RunState.of(task), program.checker_for(task), program)
-
-
 def _run_task(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
     return run_sample(RunState.of(task), program.checker_for(task), program, sets=sets,
                       device=device, seed=seed, out=out, progress=progress,
@@ -389,7 +273,6 @@ def _run_task(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
 def bind(catalogue: Catalogue) -> None:
     """Attach this capability's implementations to its catalogue entries (top layer only)."""
     catalogue.tasks.bind("sample", Task(_run_task))
-    catalogue.tasks.bind_check("sample", TaskCheck(_check_task))
     samplers.bind(catalogue)
     for name, fluctuation in FLUCTUATIONS.items():
         catalogue.observables.bind(name, fluctuation, family="lattice")

@@ -15,14 +15,16 @@ a temperature scan runs as one batch.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from physml_lang.catalogue import Catalogue
+from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.spins import (
     SamplerOptions,
 )
 from physml_lang.compiler.models.lattice import LatticeModel
-from physml_lang.diagnostics import Diagnostic, PhysmlError
+
+from .plans.sample import sampled_field
 
 
 def parallel_acceptance(beta: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -36,19 +38,18 @@ def parallel_acceptance(beta: torch.Tensor, delta: torch.Tensor) -> torch.Tensor
 
 
 class Sampler:
-    """Base: holds the compiled model, one field, the chains' beta and the generator."""
+    """Base: holds the compiled model, one field, the chains' beta and the generator.
+    ``name``: the catalogue entry whose static facts say where the sampler applies."""
+
+    name = ""
 
     def __init__(self, cm: LatticeModel, options: SamplerOptions, beta: torch.Tensor,
                  generator: torch.Generator, field: str | None = None):  # fmt: skip
         self.cm = cm
         self.options = options
         self.generator = generator
-        if not cm.fields:
-            raise PhysmlError(Diagnostic(
-                "P502", f"this sampler updates discrete fields (spin, binary, potts) on sites; "
-                f"model {cm.ir.name} has none", cm.model.name_span,
-                "continuous fields are sampled by hmc, langevin or mala"))  # fmt: skip
-        self.field = field or next(iter(cm.fields))
+        entry = CATALOGUE.samplers.lookup(self.name, "lattice")
+        self.field = sampled_field(entry, options, cm.derivation, field)
         self.fk = cm.fields[self.field]
         self.domain = cm.model.fields[self.field].domain
         self.values = torch.tensor(self.domain.values(), dtype=cm.dtype, device=beta.device)
@@ -60,6 +61,27 @@ class Sampler:
         self.track_acceptance = True
         self.accepted = torch.zeros(self.beta.shape[0], dtype=torch.float64, device=beta.device)
         self.proposed = torch.zeros_like(self.accepted)
+
+    @classmethod
+    def configurations(cls, cm: LatticeModel, options: SamplerOptions, *, n: int, T: float,
+                       seed: int, burn_in: int, thin: int) -> np.ndarray:  # fmt: skip
+        """``n`` configurations (n, *lattice.shape) of the chosen field at temperature T (as
+        float64 numpy): ``options.chains`` chains on the CPU, ``burn_in`` sweeps, then one
+        configuration per chain every ``thin`` sweeps."""
+        chains = options.chains
+        sampler = cls(cm, options, torch.full((chains,), 1.0 / T),
+                      torch.Generator().manual_seed(seed))  # fmt: skip
+        state = sampler.initial_state()
+        out = []
+        with torch.no_grad():
+            for _ in range(burn_in):
+                state = sampler.sweep(state)
+            for _ in range(-(-n // chains)):
+                for _ in range(thin):
+                    state = sampler.sweep(state)
+                out.append(state[sampler.field].clone())
+        x = torch.stack(out, 1).reshape(-1, *cm.lattice.shape)[:n]
+        return x.double().numpy()
 
     @property
     def chains(self) -> int:
@@ -92,10 +114,6 @@ class SingleSite(Sampler):
     def __init__(self, *a, **k):
         super().__init__(*a, **k)
         update = self.options.update
-        if update == "checkerboard" and self.fk.colours is None:
-            raise PhysmlError(Diagnostic(
-                "P502", "no colouring of this interaction graph exists for checkerboard updates",
-                None, "use update = random (or auto)"))  # fmt: skip
         self.parallel = self.fk.colours is not None and update != "random"
         if self.parallel:
             colours = self.fk.colours.reshape(self.shape)
@@ -121,6 +139,10 @@ class SingleSite(Sampler):
 
 
 class Metropolis(SingleSite):
+    """Single-site Metropolis: flip (two values) or a uniformly random other value (potts)."""
+
+    name = "metropolis"
+
     def propose(self, s: torch.Tensor) -> torch.Tensor:
         if len(self.values) == 2:
             return self.values[0] + self.values[1] - s
@@ -162,6 +184,10 @@ class Metropolis(SingleSite):
 
 
 class Heatbath(SingleSite):
+    """Heat-bath: each updated site drawn from its local Boltzmann weights."""
+
+    name = "heatbath"
+
     def _draw(self, energies: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """energies: (q, ...) local energies of every value -> sampled values (...)."""
         logits = -beta * energies
@@ -198,17 +224,10 @@ class Wolff(Sampler):
     """Single-cluster updates; the cluster grows by breadth-first frontier expansion, batched
     over chains (the loop runs over the cluster's diameter, not over sites)."""
 
+    name = "wolff"
+
     def __init__(self, *a, **k):
         super().__init__(*a, **k)
-        if self.domain.kind not in ("spin",):
-            raise PhysmlError(Diagnostic(
-                "P502", f"wolff updates need a spin (±1) field, '{self.field}' is "
-                f"{self.domain}", self.cm.model.fields[self.field].span,
-                "use metropolis or heatbath"))  # fmt: skip
-        if not any(s.name == "spin_flip" and s.active for s in self.cm.model.symmetries):
-            raise PhysmlError(Diagnostic(
-                "P502", "wolff updates need the spin-flip symmetry; declare 'symmetry spin_flip' "
-                "(it is verified against the energy)", self.cm.model.name_span))  # fmt: skip
         lat = self.cm.lattice
         self.couplings = []
         for where, K in self.cm.cluster_couplings(self.field):

@@ -156,9 +156,7 @@ def derive_hamiltonian(
     # Separable iff all mixed partials vanish; then H = T(p) + V(q) up to a constant. The
     # syntactic split (cheap, no simplify) decides most cases; mixed partials the rest.
     split = _split_separable(Hr, qr, pr)
-    separable = split is not None or all(
-        _is_zero(sympy.diff(d, s)) for d in dq for s in pr
-    )
+    separable = split is not None or all(_is_zero(sympy.diff(d, s)) for d in dq for s in pr)
     kinetic = potential = None
     if separable:
         if split is None:

@@ -7,14 +7,18 @@ What ``physml check`` reports for a lattice model, and what the compiled
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
+
+from physml_lang.compiler.derive.local import interaction_offsets
 from physml_lang.compiler.derive.symmetry import verify_symmetries
 from physml_lang.compiler.geometry import Lattice
 from physml_lang.compiler.instance import ModelInstance
-from physml_lang.compiler.lower.terms import LatticeSum, TermBuilder
+from physml_lang.compiler.lower.terms import LatticeSum, PairTerm, TermBuilder
 from physml_lang.compiler.sitesets import SiteSetGraph
 from physml_lang.diagnostics import Diagnostic, PhysmlError
+from physml_lang.ir import expr as E
 
 
 @dataclass
@@ -23,10 +27,30 @@ class LatticeDerivation:
 
     model: ModelInstance
     energy: LatticeSum
+    _colourings: dict[str, np.ndarray | None] = field(default_factory=dict)
 
     @property
     def lattice(self) -> Lattice:
         return self.model.lattice
+
+    def colouring(self, field: str) -> np.ndarray | None:
+        """(N,) colour of each site such that sites of one colour do not interact through
+        the energy (their updates commute), or None: no colouring (a complete graph, pair
+        terms between arbitrary sites), and single-site samplers pick random sites."""
+        if field not in self._colourings:
+            table = None
+            has_pairs = any(isinstance(t, PairTerm) for t in self.energy.terms)
+            if not self.lattice.complete and not has_pairs:
+                offsets = interaction_offsets(self.energy, field)
+                table = self.lattice.linear_colouring(offsets)
+                if table is None:
+                    table = self.lattice.greedy_colouring(offsets)
+            self._colourings[field] = table
+        return self._colourings[field]
+
+    def lattice_sum(self, expr: E.Expr, name: str) -> LatticeSum:
+        """An extensive sum over the lattice (an observable), derived into lattice terms."""
+        return TermBuilder(self.model).lattice_sum(expr)
 
     def describe(self) -> str:
         """One line for ``physml check``."""

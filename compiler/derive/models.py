@@ -13,7 +13,12 @@ from typing import Any, Protocol
 from physml_lang.compiler.instance import DataResolver, ModelInstance
 from physml_lang.ir.model import ModelIR
 
+from .boltzmann import derive_boltzmann
+from .field import derive_field
+from .gauge import derive_gauge
 from .lattice import derive_lattice
+from .phase_space import derive_phase_space
+from .quantum import derive_quantum
 
 
 class Derivation(Protocol):
@@ -26,6 +31,11 @@ class Derivation(Protocol):
 
 DERIVATIONS: dict[str, Callable[[ModelInstance], Derivation]] = {
     "lattice": derive_lattice,
+    "boltzmann": derive_boltzmann,
+    "quantum": derive_quantum,
+    "phase_space": derive_phase_space,
+    "field": derive_field,
+    "gauge": derive_gauge,
 }
 
 

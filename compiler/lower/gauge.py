@@ -1,12 +1,15 @@
-"""Lowering of gauge-model expressions to torch: link-valued stencils on shifted tensors.
+"""Lowering of gauge-model expressions to arrays: link-valued stencils on shifted arrays.
 
-The action of a gauge model is a function of the link tensor U (B, L_1..L_d, d, *group_shape)
-in the runtime's storage form and of matter tensors (B, L_1..L_d). :class:`Evaluator` walks an
-expression of the IR and returns its value on concrete tensors, vectorised over the batch and
-the lattice (loops run only over directions):
+The action of a gauge model is a function of the links in their *linear* form, lin (B, L_1..L_d,
+d, *lin_shape): the float +-1 (z2), the phase exp(i theta) (u1) or the 2x2 matrix (su2), and of
+matter fields (B, L_1..L_d) (u1 matter as phases). :class:`Evaluator` walks an expression of the
+IR and returns its value on concrete arrays, vectorised over the batch and the lattice (loops run
+only over directions). It is the same walk for every array library: :class:`LinkArrays` supplies
+the operations, numpy here (``NUMPY_LINKS``: the torch-free checks of
+``compiler/derive/gauge.py``), torch in ``compiler/models/gauge.py`` (runs).
 
-- ``U[x + e0 - e1, mu]`` is the link x+e0-e1 -> x+e0-e1+e_mu in its *linear* form: the float
-  +-1 (z2), the phase exp(i theta) (u1) or the 2x2 matrix (su2), read by translating U.
+- ``U[x + e0 - e1, mu]`` is the link x+e0-e1 -> x+e0-e1+e_mu in linear form, read by
+  translating lin.
 - ``*`` multiplies (matrix product for su2), ``conj`` conjugates elementwise, ``dagger`` is the
   conjugate transpose, ``trace`` the matrix trace, ``re``/``im`` real/imaginary parts; other
   functions are the lowering's backend ops (backends.py), so there is one function table.
@@ -15,7 +18,7 @@ the lattice (loops run only over directions):
   (mu < nu), ``for mu`` (a direction).
 
 Matrix-valued links have no sympy counterpart that derivation needs (forces come from the
-runtime's staples or autograd), so this lowering goes from the IR straight to torch, with
+runtime's staples or autograd), so this lowering goes from the IR straight to arrays, with
 the same walker as every other stage. Density mode (``keep_sites``) keeps a site sum's summand
 as a lattice field and records the stencil of every access, for local updates.
 """
@@ -23,28 +26,84 @@ as a lattice field and records the stencil of every access, for local updates.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
-from physml_lang.compiler.lower.gauge_transforms import translate
-from physml_lang.compiler.lower.links import planes
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir import expr as E
 from physml_lang.ir.walk import Walker, int_literal, name_of
 
-from .torch_backend import TORCH
+from .backends import NUMPY, Backend
 
 if TYPE_CHECKING:
-    from physml_lang.compiler.models.gauge import GaugeModel
+    from physml_lang.compiler.derive.gauge import GaugeDerivation
 
-Tensor = torch.Tensor
 Offset = tuple[int, ...]
+
+
+def planes(d: int) -> list[tuple[int, int]]:
+    """The d(d-1)/2 lattice planes (mu, nu), mu < nu, in lexicographic order."""
+    return [(mu, nu) for mu in range(d) for nu in range(mu + 1, d)]
 
 
 def fail(code: str, msg: str, span: Span | None, hint: str | None = None):
     raise PhysmlError(Diagnostic(code, msg, span, hint))
+
+
+@dataclass(frozen=True)
+class LinkArrays:
+    """The array operations the evaluator calls, for one array library.
+
+    ``functions`` is the lowering's backend (elementary functions, ``real``, ``imag``);
+    ``arrays`` the array types (a value of another type is a plain number); ``roll(f, k,
+    axis)``, ``take(f, i, axis)``; ``lattice_sum(t, d)`` sums a field (B, L_1..L_d, ...) over
+    its d lattice axes to (B, ...); ``ones(shape, like)``; ``as_array(number)`` a 0-d float64 or
+    complex128 array; ``apply(op, t)`` a backend op on an array (an array out);
+    ``conj``/``dagger`` of arrays (dagger: conjugate transpose of the last two axes);
+    ``ndim``; ``is_complex``."""
+
+    functions: Backend
+    arrays: tuple[type, ...]
+    roll: Callable[[Any, int, int], Any]
+    take: Callable[[Any, int, int], Any]
+    lattice_sum: Callable[[Any, int], Any]
+    ones: Callable[[tuple[int, ...], Any], Any]
+    as_array: Callable[[complex | float], Any]
+    apply: Callable[[str, Any], Any]
+    conj: Callable[[Any], Any]
+    dagger: Callable[[Any], Any]
+    ndim: Callable[[Any], int]
+    is_complex: Callable[[Any], bool]
+
+    def is_array(self, t: Any) -> bool:
+        return isinstance(t, self.arrays)
+
+    def translate(self, f: Any, offsets: Offset) -> Any:
+        """f(x + a) at x for a site- or link-indexed field (B, L_1..L_d, ...)."""
+        out = f
+        for mu, k in enumerate(offsets):
+            if k:
+                out = self.roll(out, -k, 1 + mu)
+        return out
+
+
+NUMPY_LINKS = LinkArrays(
+    NUMPY, (np.ndarray, np.generic),
+    roll=lambda f, k, axis: np.roll(f, k, axis),
+    take=lambda f, i, axis: np.take(f, i, axis=axis),
+    lattice_sum=lambda t, d: t.reshape(t.shape[0], -1, *t.shape[1 + d:]).sum(1),
+    ones=lambda shape, like: np.ones(shape, dtype=np.float64),
+    as_array=lambda t: np.asarray(t, dtype=np.complex128 if isinstance(t, complex)
+                                  else np.float64),
+    apply=lambda op, t: np.asarray(NUMPY.ops[op](t)),
+    conj=np.conj,
+    dagger=lambda t: np.conj(t).swapaxes(-1, -2),
+    ndim=np.ndim,
+    is_complex=np.iscomplexobj,
+)  # fmt: skip
 
 
 @dataclass
@@ -64,16 +123,21 @@ class Env:
 
 
 class Evaluator(Walker[Val]):
-    """Evaluates a gauge-model expression on concrete link and matter tensors."""
+    """Evaluates a gauge-model expression on concrete links and matter.
+
+    ``model``: the derivation of the gauge model (group, dimension, fields, definitions).
+    ``lin``: the links in linear form (B, L..., d, *lin_shape); ``matter``: {name: (B, L...)},
+    u1 matter as phases exp(i phi); ``xp``: the array library of both."""
 
     what = "a gauge action"
 
-    def __init__(self, model: GaugeModel, U: Tensor, matter: dict[str, Tensor]):
+    def __init__(self, model: GaugeDerivation, lin: Any, matter: dict[str, Any],
+                 xp: LinkArrays = NUMPY_LINKS):  # fmt: skip
         self.m = model
-        self.lin = model.group.to_lin(U)  # (B, L..., d, *lin_shape)
-        self.matter = {k: (model.group.to_lin(v) if model.matter_domains[k] == "u1" else v)
-                       for k, v in matter.items()}
-        self.B = U.shape[0]
+        self.xp = xp
+        self.lin = lin  # (B, L..., d, *lin_shape)
+        self.matter = matter
+        self.B = lin.shape[0]
         self.depth = 0
         # Density mode (runtime/gauge/local.py): a site sum keeps its summand as a lattice field
         # (B, L...) instead of summing it, and every field access (name, offset, direction) is
@@ -102,7 +166,7 @@ class Evaluator(Walker[Val]):
             mu = int(name[1:])
             if mu >= d:
                 fail("P400", f"{name} is not a direction of a {d}-dimensional lattice", span,
-                     f"directions are 0 .. {d - 1}")
+                     f"directions are 0 .. {d - 1}")  # fmt: skip
         if mu is None:
             return None
         return tuple(1 if k == mu else 0 for k in range(d))
@@ -120,7 +184,7 @@ class Evaluator(Walker[Val]):
 
     def scalar(self, e: E.Expr, env: Env) -> Any:
         v = self.walk(e, env)
-        if isinstance(v.t, Tensor):
+        if self.xp.is_array(v.t):
             fail("P300", "a constant is needed here", e.span)
         return v.t
 
@@ -143,7 +207,7 @@ class Evaluator(Walker[Val]):
             return self.walk(m.model.definitions[e.id].expr, Env())
         if e.id in m.model.fields:
             fail("P302", f"'{e.id}' needs indices: {e.id}[x" +
-                 (", mu]" if m.model.fields[e.id].on == "links" else "]"), e.span)
+                 (", mu]" if m.model.fields[e.id].on == "links" else "]"), e.span)  # fmt: skip
         fail("P300", f"'{e.id}' cannot be used as a value here", e.span)
 
     def on_unary(self, e: E.Unary, env: Env) -> Val:
@@ -160,20 +224,20 @@ class Evaluator(Walker[Val]):
         if name == m.link_field:
             if len(e.indices) != 2:
                 fail("P302", f"a link is indexed by a site and a direction: {name}[x, mu]",
-                     e.span)
+                     e.span)  # fmt: skip
             off = self.offset(e.indices[0], env)
             mu = self.direction(e.indices[1], env)
-            t = self.lin.select(1 + m.d, mu)
+            t = self.xp.take(self.lin, mu, 1 + m.d)
             if self.record is not None:
                 self.record.add((name, off, mu))
-            return Val(translate(t, off), m.group.name == "su2", True)
+            return Val(self.xp.translate(t, off), m.group == "su2", True)
         if name in m.matter_domains:
             if len(e.indices) != 1:
                 fail("P302", f"a site field is indexed by one site: {name}[x]", e.span)
             off = self.offset(e.indices[0], env)
             if self.record is not None:
                 self.record.add((name, off, None))
-            return Val(translate(self.matter[name], off), False, True)
+            return Val(self.xp.translate(self.matter[name], off), False, True)
         d = m.model.definitions.get(name)
         if d is not None and d.indices:
             if len(e.indices) != len(d.indices):
@@ -199,23 +263,23 @@ class Evaluator(Walker[Val]):
         if e.op == "*":
             if a.mat and b.mat:
                 return Val(a.t @ b.t, True, lat)
-            return Val(_mul(a, b), a.mat or b.mat, lat)
+            return Val(self.mul(a, b), a.mat or b.mat, lat)
         if e.op in "+-":
             if a.mat != b.mat:
                 fail("P300", "cannot add a matrix and a number", e.span,
-                     "take a trace first: re(trace(P)) / 2")
-            ta, tb = _broadcast(a, b)
+                     "take a trace first: re(trace(P)) / 2")  # fmt: skip
+            ta, tb = self.broadcast(a, b)
             return Val(ta + tb if e.op == "+" else ta - tb, a.mat, lat)
         if e.op == "/":
             if b.mat:
                 fail("P300", "cannot divide by a matrix", e.right.span)
-            if not isinstance(b.t, Tensor) and b.t == 0:
+            if not self.xp.is_array(b.t) and b.t == 0:
                 fail("P400", "division by zero", e.right.span)
-            return Val(_mul(a, Val(1 / b.t, False, b.lattice)), a.mat, lat)
+            return Val(self.mul(a, Val(1 / b.t, False, b.lattice)), a.mat, lat)
         if e.op == "^":
-            if a.mat or b.mat or isinstance(b.t, Tensor):
+            if a.mat or b.mat or self.xp.is_array(b.t):
                 fail("P300", "powers take a number and a constant exponent", e.span)
-            return Val(a.t ** b.t, False, lat)
+            return Val(a.t**b.t, False, lat)
         fail("P300", f"'{e.op}' cannot appear in an action", e.span)
 
     def on_call(self, e: E.Call, env: Env) -> Val:
@@ -224,32 +288,32 @@ class Evaluator(Walker[Val]):
         v = self.walk(e.args[0], env)
         f = e.func
         t = v.t
+        xp = self.xp
         if f == "trace":
             if not v.mat:
                 return v
             return Val(t[..., 0, 0] + t[..., 1, 1], False, v.lattice)
         if f == "dagger":
             if v.mat:
-                return Val(t.conj().transpose(-1, -2), True, v.lattice)
-            return Val(_conj(t), False, v.lattice)
+                return Val(xp.dagger(t), True, v.lattice)
+            return Val(self.conj(t), False, v.lattice)
         if f == "conj":
-            return Val(_conj(t), v.mat, v.lattice)
+            return Val(self.conj(t), v.mat, v.lattice)
         if v.mat:
             fail("P300", f"{f}() of an SU(2) matrix", e.span,
-                 "take the trace first: re(trace(P)) / 2 is Re tr P / N")
+                 "take the trace first: re(trace(P)) / 2 is Re tr P / N")  # fmt: skip
         if f in ("re", "im"):
-            return Val(TORCH.ops["real" if f == "re" else "imag"](t), False, v.lattice)
+            return Val(xp.functions.ops["real" if f == "re" else "imag"](t), False, v.lattice)
         if f not in _FUNCTIONS:
             fail("P300", f"{f}() cannot appear in a gauge action", e.func_span)
-        if not isinstance(t, Tensor):
-            t = torch.as_tensor(t, dtype=torch.complex128 if isinstance(t, complex)
-                                else torch.float64)
-        return Val(TORCH.ops[_FUNCTIONS[f]](t), False, v.lattice)
+        if not xp.is_array(t):
+            t = xp.as_array(t)
+        return Val(xp.apply(_FUNCTIONS[f], t), False, v.lattice)
 
     def on_reduce(self, e: E.Reduce, env: Env) -> Val:
         if e.func != "sum":
             fail("P800", f"{e.func}(...) is not supported in gauge actions yet", e.func_span,
-                 "use sum(...)")
+                 "use sum(...)")  # fmt: skip
         d = self.m.d
         site_vars: list[str] = []
         assignments: list[dict[str, int]] = [{}]
@@ -269,7 +333,7 @@ class Evaluator(Walker[Val]):
             elif dname == "links":
                 if len(names) != 2:
                     fail("P302", "links bind a site and a direction: for (x, mu) in links",
-                         loop.span)
+                         loop.span)  # fmt: skip
                 site_vars.append(names[0])
                 new = [{names[1]: mu} for mu in range(d)]
             elif dname == "plaquettes":
@@ -281,11 +345,11 @@ class Evaluator(Walker[Val]):
                     new = [{names[1]: mu, names[2]: nu} for mu, nu in planes(d)]
                 else:
                     fail("P302", "plaquettes bind a site and a plane: "
-                         "for (x, mu, nu) in plaquettes (mu < nu)", loop.span)
+                         "for (x, mu, nu) in plaquettes (mu < nu)", loop.span)  # fmt: skip
             else:
                 fail("P300", "gauge sums run over sites, links, plaquettes or directions",
                      loop.span, "for x in sites / for (x, mu) in links / "
-                     "for (x, mu, nu) in plaquettes / for mu")
+                     "for (x, mu, nu) in plaquettes / for mu")  # fmt: skip
             assignments = [{**a, **b} for a in assignments for b in new]
         if len(site_vars) > 1:
             fail("P800", "a sum binds at most one site", e.span)
@@ -304,18 +368,17 @@ class Evaluator(Walker[Val]):
                 v = self.walk(e.body, inner)
                 if v.mat:
                     fail("P300", "the sum of matrices is not a number", e.body.span,
-                         "take the trace: re(trace(P)) / 2")
+                         "take the trace: re(trace(P)) / 2")  # fmt: skip
                 t = v.t
                 if keep:
                     # density mode: the summand as a field (B, L...), constants broadcast
                     if not v.lattice:
-                        if isinstance(t, Tensor):
+                        if self.xp.is_array(t):
                             t = t.reshape(t.shape + (1,) * d)
-                        t = t * torch.ones((self.B, *self.m.shape), dtype=torch.float64,
-                                           device=self.lin.device)
+                        t = t * self.xp.ones((self.B, *self.m.shape), self.lin)
                     lattice = True
                 elif site_vars:
-                    t = t.flatten(1, d).sum(1) if v.lattice else t * self.m.n_sites
+                    t = self.xp.lattice_sum(t, d) if v.lattice else t * self.m.n_sites
                 else:
                     lattice = lattice or v.lattice
                 total = total + t
@@ -323,6 +386,31 @@ class Evaluator(Walker[Val]):
             if keep:
                 self.site_sums -= 1
         return Val(total, False, lattice)
+
+    # -------------------------------------------------------------- arithmetic of values
+    def conj(self, t: Any) -> Any:
+        if self.xp.is_array(t):
+            return self.xp.conj(t)
+        return complex(t).conjugate() if isinstance(t, complex) else t
+
+    def broadcast(self, a: Val, b: Val) -> tuple[Any, Any]:
+        """Per-configuration values (B,) against lattice fields (B, L...)."""
+        ta, tb = a.t, b.t
+        xp = self.xp
+        if xp.is_array(ta) and xp.is_array(tb) and xp.ndim(ta) != xp.ndim(tb):
+            if a.lattice and not b.lattice:
+                tb = tb.reshape(tb.shape + (1,) * (xp.ndim(ta) - xp.ndim(tb)))
+            elif b.lattice and not a.lattice:
+                ta = ta.reshape(ta.shape + (1,) * (xp.ndim(tb) - xp.ndim(ta)))
+        return ta, tb
+
+    def mul(self, a: Val, b: Val) -> Any:
+        ta, tb = self.broadcast(a, b)
+        if a.mat and not b.mat and self.xp.is_array(tb):
+            tb = tb[..., None, None]
+        if b.mat and not a.mat and self.xp.is_array(ta):
+            ta = ta[..., None, None]
+        return ta * tb
 
 
 # physml function -> backend op (the one function table of the lowering, backends.py)
@@ -344,7 +432,7 @@ class _Offset(Walker[Offset]):
     def not_here(self, e: E.Expr, what: str = "this"):
         return PhysmlError(Diagnostic(
             "P300", "this is not a site index", e.span,
-            "write a bound site plus unit vectors: x, x + e0, x - e_mu + e_nu, x + 2 * e1"))
+            "write a bound site plus unit vectors: x, x + e0, x - e_mu + e_nu, x + 2 * e1"))  # fmt: skip
 
     def on_name(self, e: E.Name, env) -> Offset:
         if e.id in self.env.sites:
@@ -353,7 +441,7 @@ class _Offset(Walker[Offset]):
         if unit is not None:
             return unit
         fail("P202", f"'{e.id}' is not a site here", e.span,
-             "a site index is a bound site plus unit vectors: x + e0 or x + e_mu")
+             "a site index is a bound site plus unit vectors: x + e0 or x + e_mu")  # fmt: skip
 
     def on_binary(self, e: E.Binary, env) -> Offset:
         if e.op in ("+", "-"):
@@ -376,30 +464,5 @@ class _Offset(Walker[Offset]):
         raise self.not_here(e)
 
 
-def _conj(t: Any) -> Any:
-    if isinstance(t, Tensor):
-        return t.conj() if t.is_complex() else t
-    return complex(t).conjugate() if isinstance(t, complex) else t
-
-
-def _broadcast(a: Val, b: Val) -> tuple[Any, Any]:
-    """Per-configuration values (B,) against lattice fields (B, L...)."""
-    ta, tb = a.t, b.t
-    if isinstance(ta, Tensor) and isinstance(tb, Tensor) and ta.dim() != tb.dim():
-        if a.lattice and not b.lattice:
-            tb = tb.reshape(tb.shape + (1,) * (ta.dim() - tb.dim()))
-        elif b.lattice and not a.lattice:
-            ta = ta.reshape(ta.shape + (1,) * (tb.dim() - ta.dim()))
-    return ta, tb
-
-
-def _mul(a: Val, b: Val) -> Any:
-    ta, tb = _broadcast(a, b)
-    if a.mat and not b.mat and isinstance(tb, Tensor):
-        tb = tb[..., None, None]
-    if b.mat and not a.mat and isinstance(ta, Tensor):
-        ta = ta[..., None, None]
-    return ta * tb
-
-
-__all__ = ["Env", "Evaluator", "Offset", "Val", "fail"]
+__all__ = ["NUMPY_LINKS", "Env", "Evaluator", "LinkArrays", "Offset", "Val", "fail",
+           "planes"]  # fmt: skip

@@ -62,6 +62,7 @@ class LatticeModel:
     def __init__(self, model: ModelInstance, path: str | None = None, dtype=torch.float32):
         derivation = derive_lattice(model)
         self.model = model
+        self.derivation = derivation
         self.ir = model.ir
         self.lattice = model.lattice
         self.path = path or default_path(model)
@@ -95,14 +96,8 @@ class LatticeModel:
             inputs = {s: w for s, w in local.inputs.items() if s in expr.free_symbols}
             inputs[current] = Access("field", name, (0,) * lat.dim)
             delta = Kernel(f"flip_delta_{name}", expr, inputs, backend=TORCH)
-        colours = None
-        has_pairs = any(isinstance(t, PairTerm) for t in self.energy_sum.terms)
-        if not lat.complete and not has_pairs:
-            offsets = derive.interaction_offsets(self.energy_sum, name)
-            table = lat.linear_colouring(offsets)
-            if table is None:
-                table = lat.greedy_colouring(offsets)
-            colours = torch.as_tensor(table) if table is not None else None
+        table = self.derivation.colouring(name)
+        colours = torch.as_tensor(table) if table is not None else None
         n = int(colours.max()) + 1 if colours is not None else 0
         return FieldKernels(name, module, delta, colours, n)
 
@@ -187,7 +182,8 @@ class LatticeModel:
         ``shift`` per axis). State {field: (B, *lattice.shape)}."""
         lat = self.lattice
         if lat.complete or not lat.all_periodic:
-            raise ValueError(f"translations act on periodic lattices, not on {describe_lattice(lat)}")
+            raise ValueError("translations act on periodic lattices, not on "
+                             f"{describe_lattice(lat)}")
         if len(shift) != len(lat.shape):
             raise ValueError(f"a translation of a {len(lat.shape)}-dimensional lattice has "
                              f"{len(lat.shape)} components, not {len(shift)}")  # fmt: skip

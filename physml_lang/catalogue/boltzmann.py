@@ -176,6 +176,22 @@ LEARNER_OBSERVABLES = {
     "coupling_error": "rms difference of learned and true couplings (train ..., truth = Model())",
     "exact_kl": "KL(empirical data distribution || model) in nats, by enumeration (small models)",
 }
+# learner observables that need the marginal F(v): for a general Boltzmann machine (latent
+# units) a sum over the latent units by enumeration
+ENUMERATED_OBSERVABLES = ("log_likelihood", "exact_log_likelihood", "exact_kl")
+# measured by a recall run, per scan point (means and standard errors over the patterns)
+RECALL_OBSERVABLES = {
+    "overlap": "m = (1/N) sum_i xi_i s_i after the dynamics",
+    "overlap_initial": "m of the corrupted cue",
+    "retrieved": "fraction of patterns retrieved (m > 0.9)",
+    "energy_stored": "E(xi) / N of the stored patterns",
+    "energy_final": "E(s) / N after the dynamics",
+}
+# the other columns of a recall row (besides the scan variables and lets)
+RECALL_COLUMNS = {
+    "alpha": "P / N: stored patterns per site",
+    "sweeps": "sweeps run (fewer at T = 0 when a fixed point is reached)",
+}
 
 
 def declare(catalogue: Catalogue) -> None:

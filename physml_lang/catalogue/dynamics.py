@@ -5,6 +5,7 @@ statements, and the tasks ``evolve``, ``sample`` (fields) and ``learn_dynamics``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +17,27 @@ SYMPLECTIC = ("symplectic",)
 
 
 # ---------------------------------------------------------------- integrators
+
+
+@dataclass(frozen=True)
+class IntegratorFacts:
+    """Static facts of an integrator of Hamilton's equations: ``symplectic`` (its flow map
+    preserves dq ^ dp), ``requires_separable`` (symplectic only for H = T(p) + V(q): a
+    kick-drift-kick splitting) and ``order`` (global error O(dt^order))."""
+
+    symplectic: bool
+    requires_separable: bool
+    order: int
+
+
+INTEGRATOR_FACTS: dict[str, IntegratorFacts] = {
+    "leapfrog": IntegratorFacts(symplectic=True, requires_separable=True, order=2),
+    "verlet": IntegratorFacts(symplectic=True, requires_separable=True, order=2),
+    "yoshida4": IntegratorFacts(symplectic=True, requires_separable=True, order=4),
+    "implicit_midpoint": IntegratorFacts(symplectic=True, requires_separable=False, order=2),
+    "euler": IntegratorFacts(symplectic=False, requires_separable=False, order=1),
+    "rk4": IntegratorFacts(symplectic=False, requires_separable=False, order=4),
+}
 
 
 class ImplicitMidpointOptions(BaseModel):
@@ -100,6 +122,16 @@ class SympNetOptions(LearnerTrainingOptions):
     width: int = Field(32, ge=1)
 
 
+# the training objective that fits each learner of dynamics: vector fields (hnn, mlp) are fitted
+# to time derivatives, one-step maps (sympnet) to the next state
+LEARNER_OBJECTIVES: dict[str, str] = {
+    "hnn": "derivative_mse",
+    "mlp_vector_field": "derivative_mse",
+    "mlp": "derivative_mse",
+    "sympnet": "step_mse",
+}
+
+
 # ---------------------------------------------------------------- run statements
 
 
@@ -109,11 +141,11 @@ class EvolveOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     integrator: list[str] | str | None = Field(
         None, description="leapfrog, yoshida4, implicit_midpoint, verlet, euler, rk4, or a list; "
-        "default: leapfrog for separable H, implicit_midpoint otherwise")
+        "default: leapfrog for separable H, implicit_midpoint otherwise")  # fmt: skip
     dt: float = Field(0.01, gt=0, description="time step")
     steps: int = Field(1000, ge=1, le=10_000_000, description="integration steps")
     save_every: int | None = Field(None, ge=1, description="steps between saved states "
-                                   "(default: about 2000 saved states)")
+                                   "(default: about 2000 saved states)")  # fmt: skip
     blowup: float = Field(0.5, gt=0, description="relative energy error that stops the run")
     tol: float = Field(1e-12, gt=0, le=1e-2, description="implicit midpoint: solver tolerance")
     max_iter: int = Field(100, ge=1, le=10_000, description="implicit midpoint: iterations")
@@ -129,7 +161,7 @@ class TrajectoryOptions(BaseModel):
     noise: float = Field(0.1, ge=0, description="std of Gaussian noise added to q and p")
     start: Literal["circle", "normal", "kepler"] = Field(
         "circle", description="circle: each (q_k, p_k) on a circle of radius in `radius`; "
-        "normal: N(0, radius[1]); kepler: near-circular two-body orbits")
+        "normal: N(0, radius[1]); kepler: near-circular two-body orbits")  # fmt: skip
     radius: list[float] = Field(default_factory=lambda: [0.1, 1.0], min_length=2, max_length=2)
     substeps: int = Field(20, ge=1, le=10_000, description="integrator steps between points")
 
@@ -142,7 +174,7 @@ class RolloutOptions(BaseModel):
     horizon: float = Field(20.0, gt=0, description="rollout duration")
     steps: int = Field(200, ge=1, le=1_000_000, description="rollout steps")
     integrator: str | None = Field(None, description="for hnn (default: yoshida4 if separable "
-                                   "else implicit_midpoint) and mlp (default rk4)")
+                                   "else implicit_midpoint) and mlp (default rk4)")  # fmt: skip
 
 
 class TrainOptions(BaseModel):

@@ -13,6 +13,10 @@ from .registry import Catalogue
 
 GROUPS = ("z2", "u1", "su2")
 CONTINUOUS = ("u1", "su2")
+GROUP_NAMES = {"z2": "Z2", "u1": "U(1)", "su2": "SU(2)"}
+# link samplers that update the two parity classes of each direction's links in parallel: they
+# need even extents orthogonal to every direction (hmc moves every link at once)
+CHECKERBOARD = ("metropolis", "heatbath")
 
 
 # ---------------------------------------------------------------- link samplers
@@ -110,6 +114,17 @@ class RegressOptions(BaseModel):
     lr: float = Field(3e-3, gt=0)
 
 
+# regression targets of ``regress`` (a name, or wilson_loop(R, T))
+TARGETS = {"wilson_loop": "wilson_loop(R, T): lattice mean of the R x T Wilson loops",
+           "plaquette": "mean Re tr P / N",
+           "topological_charge_density": "2D U(1): Q / V"}  # fmt: skip
+
+# observables and targets defined on some gauge models only: name -> (link groups, dimension d)
+DEFINED_ON = {"topological_charge": (("u1",), 2), "topological_charge_density": (("u1",), 2)}
+
+# observables measured by a call, with the names of their arguments (loop extents 1 .. min(L))
+CALLS = {"wilson_loop": ("R", "T")}
+
 # built-in observables of gauge models, measured by name (wilson_loop by a call)
 OBSERVABLES = {
     "plaquette": "mean Re tr P / N over sites and planes",
@@ -140,7 +155,8 @@ def declare(catalogue: Catalogue) -> None:
                      "trajectory length = step_size * n_steps", family="gauge",
                      domains=CONTINUOUS)  # fmt: skip
     for name, doc in OBSERVABLES.items():
-        catalogue.observables.declare(name, doc=doc, family="gauge")
+        groups = DEFINED_ON.get(name, ((), 0))[0]
+        catalogue.observables.declare(name, doc=doc, family="gauge", domains=groups)
     catalogue.observables.declare("energy", doc="alias of action", family="gauge")
     learners = catalogue.learners
     learners.declare("lcnn", LCNNOptions,

@@ -8,6 +8,7 @@ runtime translates them into its own configuration (``runtime/quantum/vmc.py``).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,6 +58,25 @@ class RNNOptions(_Opts):
     cell_size: int = Field(1, ge=1)
     magnetization: int | None = None
     phase: Literal["none", "head", "marshall"] = "none"
+
+
+def marshall_sign(options: BaseModel) -> bool:
+    """Whether a learner's options ask for the Marshall sign (-1)^(down spins on sublattice A)
+    (``sign_rule = marshall``, ``phase = marshall``): it needs a bipartite lattice."""
+    return (getattr(options, "sign_rule", "none") == "marshall"
+            or getattr(options, "phase", None) == "marshall")  # fmt: skip
+
+
+def learner_conflict(options: BaseModel, symmetries: Collection[str],
+                     bipartite: bool) -> str | None:  # fmt: skip
+    """Why a quantum learner with ``options``, respecting ``symmetries``, cannot act on a model
+    (None: it can), from static facts alone: spin flip maps a fixed magnetisation m to -m; the
+    Marshall sign needs a bipartite lattice (``bipartite``: the model has an A sublattice)."""
+    if "spin_flip" in symmetries and getattr(options, "magnetization", None) not in (None, 0):
+        return "spin flip maps magnetization m to -m: use magnetization 0 or none"
+    if marshall_sign(options) and not bipartite:
+        return "the Marshall sign rule needs a bipartite lattice (sublattice mask)"
+    return None
 
 
 # ---------------------------------------------------------------- samplers of a vmc run
@@ -126,6 +146,12 @@ OBSERVABLES: dict[str, str] = {
     "staggered_magnetization": "<|sum_i (+-1)_i Z_i|> / N on a bipartite lattice",
     "structure_factor": "S(q) = <|sum_i e^{i q.r_i} Z_i|^2> / N at q = 0 and q = (pi, ..., pi)",
 }
+# The quantum tasks whose runs report each observable (a static fact: ``measure gap`` in a vmc
+# run is a located error from ``physml check``).
+OBSERVABLE_RUNS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(OBSERVABLES, ("exact", "vmc")),
+    "gap": ("exact",), "variance": ("vmc",), "r_hat": ("vmc",),
+}  # fmt: skip
 
 
 def declare(catalogue: Catalogue) -> None:
@@ -163,25 +189,14 @@ def declare(catalogue: Catalogue) -> None:
     optimisers.declare("adam", AdamSpec, "Adam on the energy gradient", family=QUANTUM)
     for name, doc in OBSERVABLES.items():
         catalogue.observables.declare(name, doc=doc, family=QUANTUM)
-    catalogue.tasks.declare(
-        "sample",
-        doc=(
-        "classical sampling does not apply to quantum models (a located error)"
-        ), family="quantum",
-    )
-    catalogue.tasks.declare(
-        "exact",
-        doc=(
-        "exact diagonalisation (Lanczos) of a qubit model"
-        ), kinds=("quantum",),
-    )
-    catalogue.tasks.declare(
-        "vmc",
-        doc=(
-        "variational Monte Carlo: optimise a neural quantum state"
-        ), kinds=("quantum",),
-    )
+    tasks = catalogue.tasks
+    tasks.declare("sample", doc="classical sampling does not apply to quantum models (a located "
+                  "error)", family=QUANTUM)  # fmt: skip
+    tasks.declare("exact", doc="exact diagonalisation (Lanczos) of a qubit model", kinds=(QUANTUM,))
+    tasks.declare("vmc", doc="variational Monte Carlo: optimise a neural quantum state",
+                  kinds=(QUANTUM,))  # fmt: skip
 
 
 __all__ = ["AdamSpec", "AutoregressiveSpec", "ConvNetOptions", "MetropolisSpec", "OBSERVABLES",
-           "QUANTUM", "RBMOptions", "RNNOptions", "SGDSpec", "SRSpec", "SYMMETRIES", "declare"]
+           "OBSERVABLE_RUNS", "QUANTUM", "RBMOptions", "RNNOptions", "SGDSpec", "SRSpec",
+           "SYMMETRIES", "declare", "learner_conflict", "marshall_sign"]  # fmt: skip

@@ -44,4 +44,4 @@ __all__ = [
     "autograd_system", "evolve", "hmc", "langevin", "make_dataset", "make_integrator",
     "make_learner", "make_sampler", "nbody_gravity", "rollout", "simulate", "standard_system",
     "train_map", "train_vector_field",
-]
+]  # fmt: skip

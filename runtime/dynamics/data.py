@@ -76,7 +76,7 @@ def initial_conditions(
 def simulate(
     system: HamiltonianSystem, q0: Tensor, p0: Tensor, t_span: float, points: int,
     substeps: int = 20,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """Yoshida-4 trajectories sampled at ``points`` times in [0, t_span]: q, p (B, T, n), t (T,)."""
     dt = t_span / (points - 1) / substeps
     qs, ps = [q0], [p0]

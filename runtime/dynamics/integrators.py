@@ -28,7 +28,7 @@ import torch
 from pydantic import BaseModel
 
 from physml_lang.catalogue import CATALOGUE, Catalogue, NoOptions
-from physml_lang.catalogue.dynamics import ImplicitMidpointOptions
+from physml_lang.catalogue.dynamics import INTEGRATOR_FACTS, ImplicitMidpointOptions
 
 from .system import HamiltonianLike, HamiltonianSystem, as_system
 
@@ -46,7 +46,7 @@ class EnergyBlowupError(IntegratorError):
     def __init__(self, step: int, dt: float, rel_error: float, integrator: str = ""):
         self.step, self.dt, self.rel_error, self.integrator = step, dt, rel_error, integrator
         what = "non-finite state" if not np.isfinite(rel_error) else (
-            f"relative energy error {rel_error:.3g}")
+            f"relative energy error {rel_error:.3g}")  # fmt: skip
         super().__init__(
             f"{integrator or 'integration'} blew up at step {step} (dt = {dt:g}): {what}; "
             "the step size is too large for this system"
@@ -182,9 +182,15 @@ class Integrator:
             )
 
 
-def _simple(name: str, fn: Step, symplectic: bool, sep: bool, order: int):
+def _configured(name: str, fn: Step, options: BaseModel) -> Integrator:
+    """The integrator ``name`` stepping with ``fn``, its properties the catalogue's facts."""
+    facts = INTEGRATOR_FACTS[name]
+    return Integrator(name, fn, facts.symplectic, facts.requires_separable, facts.order, options)
+
+
+def _simple(name: str, fn: Step):
     def factory(options: NoOptions) -> Integrator:
-        return Integrator(name, fn, symplectic, sep, order, options)
+        return _configured(name, fn, options)
 
     return factory
 
@@ -193,16 +199,16 @@ def _implicit_factory(options: ImplicitMidpointOptions) -> Integrator:
     def step(s: HamiltonianSystem, q: Tensor, p: Tensor, dt: float | Tensor):
         return implicit_midpoint_step(s, q, p, dt, options.tol, options.max_iter)
 
-    return Integrator("implicit_midpoint", step, True, False, 2, options)
+    return _configured("implicit_midpoint", step, options)
 
 
 # factories (validated options -> Integrator), bound to the catalogue's entries by ``bind``;
 # module-level so that each entry is bound to one object
-LEAPFROG = _simple("leapfrog", leapfrog_step, True, True, 2)
-VERLET = _simple("verlet", leapfrog_step, True, True, 2)
-YOSHIDA4 = _simple("yoshida4", yoshida4_step, True, True, 4)
-EULER = _simple("euler", euler_step, False, False, 1)
-RK4 = _simple("rk4", rk4_step, False, False, 4)
+LEAPFROG = _simple("leapfrog", leapfrog_step)
+VERLET = _simple("verlet", leapfrog_step)
+YOSHIDA4 = _simple("yoshida4", yoshida4_step)
+EULER = _simple("euler", euler_step)
+RK4 = _simple("rk4", rk4_step)
 
 
 def bind(catalogue: Catalogue) -> None:
@@ -257,7 +263,7 @@ class Trajectory:
         arrays = {
             "t": self.t, "q": self.q, "p": self.p, "energy": self.energy,
             "energy_error": self.energy_error,
-        }
+        }  # fmt: skip
         np_arrays = {k: v.detach().cpu().numpy() for k, v in arrays.items()}
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
         with os.fdopen(fd, "wb") as fh:
@@ -334,7 +340,7 @@ def evolve(
     compute their own gradients).
     """
     integ = integrator if isinstance(integrator, Integrator) else make_integrator(
-        integrator, **(options or {}))
+        integrator, **(options or {}))  # fmt: skip
     sys_ = as_system(system)
     integ.check(sys_)
     if save_every < 1 or steps < 0:
@@ -359,7 +365,7 @@ def evolve(
     traj = Trajectory(
         torch.tensor(ts, dtype=q0.dtype, device=q0.device),
         torch.stack(qs), torch.stack(ps), torch.stack(Es), float(dt), integ.name,
-    )
+    )  # fmt: skip
     if out_dir is not None:
         traj.save_npz(Path(out_dir) / f"{prefix}.npz")
         traj.plot(out_dir, prefix)

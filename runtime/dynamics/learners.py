@@ -25,7 +25,12 @@ from pydantic import BaseModel
 from torch import nn
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
-from physml_lang.catalogue.dynamics import HNNOptions, MLPOptions, SympNetOptions
+from physml_lang.catalogue.dynamics import (
+    LEARNER_OBJECTIVES,
+    HNNOptions,
+    MLPOptions,
+    SympNetOptions,
+)
 
 from .integrators import Trajectory, evolve
 from .system import HamiltonianSystem, PhaseFn, _grads, autograd_system
@@ -34,11 +39,11 @@ Tensor = torch.Tensor
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh, "softplus": nn.Softplus, "sigmoid": nn.Sigmoid, "gelu": nn.GELU,
-}
+}  # fmt: skip
 
 
 def mlp(sizes: list[int], activation: str = "tanh", dtype: torch.dtype = torch.float64,
-        generator: torch.Generator | None = None) -> nn.Sequential:
+        generator: torch.Generator | None = None) -> nn.Sequential:  # fmt: skip
     """Fully connected network with orthogonal-ish init drawn from ``generator`` (reproducible)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
@@ -57,7 +62,7 @@ class HNN(nn.Module):
 
     def __init__(self, n: int, hidden: list[int], activation: str = "tanh",
                  separable: bool = False, dtype: torch.dtype = torch.float64,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None):  # fmt: skip
         super().__init__()
         self.n, self.separable = n, separable
         if separable:
@@ -86,7 +91,7 @@ class HNN(nn.Module):
         with torch.enable_grad():
             # a fresh node: the partial derivative even when x was computed from parameters
             xx = x.clone() if (differentiable and x.requires_grad) else (
-                x.detach().requires_grad_(True))
+                x.detach().requires_grad_(True))  # fmt: skip
             (g,) = torch.autograd.grad(self.H(xx).sum(), xx, create_graph=differentiable)
         return g[..., self.n :], -g[..., : self.n]
 
@@ -99,7 +104,7 @@ class MLPVectorField(nn.Module):
     """Unstructured baseline: (q, p) -> (qdot, pdot) with a plain MLP."""
 
     def __init__(self, n: int, hidden: list[int], activation: str = "tanh",
-                 dtype: torch.dtype = torch.float64, generator: torch.Generator | None = None):
+                 dtype: torch.dtype = torch.float64, generator: torch.Generator | None = None):  # fmt: skip
         super().__init__()
         self.n = n
         self.net = mlp([2 * n, *hidden, 2 * n], activation, dtype, generator)
@@ -134,7 +139,7 @@ class _GradientModule(nn.Module):
     The Jacobian block K^T diag(a tanh') K is symmetric, so the shear is symplectic."""
 
     def __init__(self, n: int, width: int, up: bool, dtype: torch.dtype,
-                 generator: torch.Generator | None):
+                 generator: torch.Generator | None):  # fmt: skip
         super().__init__()
         self.up = up
         K = torch.randn(width, n, generator=generator, dtype=dtype) / math.sqrt(n)
@@ -169,7 +174,7 @@ class SympNet(nn.Module):
     """
 
     def __init__(self, n: int, layers: int = 4, width: int = 32,
-                 dtype: torch.dtype = torch.float64, generator: torch.Generator | None = None):
+                 dtype: torch.dtype = torch.float64, generator: torch.Generator | None = None):  # fmt: skip
         super().__init__()
         self.n = n
         mods: list[nn.Module] = []
@@ -177,7 +182,7 @@ class SympNet(nn.Module):
             mods += [_LinearModule(n, True, dtype, generator),
                      _GradientModule(n, width, True, dtype, generator),
                      _LinearModule(n, False, dtype, generator),
-                     _GradientModule(n, width, False, dtype, generator)]
+                     _GradientModule(n, width, False, dtype, generator)]  # fmt: skip
         self.blocks = nn.ModuleList(mods)
         self.shift = nn.Parameter(torch.zeros(2 * n, dtype=dtype))
 
@@ -201,7 +206,7 @@ class TrainResult:
 
 
 def _batches(N: int, batch_size: int | None, generator: torch.Generator,
-             device: torch.device) -> Tensor | slice:
+             device: torch.device) -> Tensor | slice:  # fmt: skip
     if batch_size is None or batch_size >= N:
         return slice(None)
     return torch.randint(0, N, (batch_size,), generator=generator, device=device)
@@ -213,7 +218,7 @@ def train_vector_field(
     generator: torch.Generator,
     steps: int = 2000, lr: float = 1e-3, batch_size: int | None = None,
     weight_decay: float = 0.0,
-) -> TrainResult:
+) -> TrainResult:  # fmt: skip
     """Minimise MSE(model vector field, (dq, dp)) over (N, n) data with Adam."""
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     # A non-separable HNN sees x = cat(q, p) built once (not a cat per step in its graph).
@@ -245,7 +250,7 @@ def train_vector_field(
 def train_map(
     model: SympNet, z0: Tensor, z1: Tensor, generator: torch.Generator,
     steps: int = 2000, lr: float = 1e-3, batch_size: int | None = None,
-) -> TrainResult:
+) -> TrainResult:  # fmt: skip
     """Minimise MSE(model(z0), z1) over pairs of consecutive states (N, 2n)."""
     n = model.n
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -270,7 +275,7 @@ def rollout(
     energy: PhaseFn | None = None,
     integrator: str | None = None,
     save_every: int = 1,
-) -> Trajectory:
+) -> Trajectory:  # fmt: skip
     """Integrate the learned dynamics from (B, n) initial states.
 
     HNN: ``yoshida4`` if separable else ``implicit_midpoint`` (symplectic); MLP: ``rk4``;
@@ -283,7 +288,7 @@ def rollout(
         system = model.system()
         if energy is not None:
             system = HamiltonianSystem(energy, system.dH_dq, system.dH_dp, system.separable,
-                                       system.name, system.gradients_fn)
+                                       system.name, system.gradients_fn)  # fmt: skip
         name = integrator or ("yoshida4" if model.separable else "implicit_midpoint")
     else:
         system = model.system(energy)
@@ -292,7 +297,7 @@ def rollout(
 
 
 def _map_rollout(model: SympNet, q0: Tensor, p0: Tensor, dt: float, steps: int,
-                 energy: PhaseFn | None, save_every: int) -> Trajectory:
+                 energy: PhaseFn | None, save_every: int) -> Trajectory:  # fmt: skip
     def E(q: Tensor, p: Tensor) -> Tensor:
         if energy is None:
             return torch.full(q.shape[:-1], float("nan"), dtype=q.dtype, device=q.device)
@@ -309,7 +314,7 @@ def _map_rollout(model: SympNet, q0: Tensor, p0: Tensor, dt: float, steps: int,
                 Es.append(E(q, p))
                 ts.append(k * dt)
     return Trajectory(torch.tensor(ts, dtype=q0.dtype), torch.stack(qs), torch.stack(ps),
-                      torch.stack(Es), dt, "sympnet")
+                      torch.stack(Es), dt, "sympnet")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,17 +323,17 @@ def _map_rollout(model: SympNet, q0: Tensor, p0: Tensor, dt: float, steps: int,
 
 
 def _hnn(o: HNNOptions, n: int, generator: torch.Generator | None = None,
-         dtype: torch.dtype = torch.float64) -> HNN:
+         dtype: torch.dtype = torch.float64) -> HNN:  # fmt: skip
     return HNN(n, o.hidden, o.activation, o.separable, dtype, generator)
 
 
 def _mlp(o: MLPOptions, n: int, generator: torch.Generator | None = None,
-         dtype: torch.dtype = torch.float64) -> MLPVectorField:
+         dtype: torch.dtype = torch.float64) -> MLPVectorField:  # fmt: skip
     return MLPVectorField(n, o.hidden, o.activation, dtype, generator)
 
 
 def _sympnet(o: SympNetOptions, n: int, generator: torch.Generator | None = None,
-             dtype: torch.dtype = torch.float64) -> SympNet:
+             dtype: torch.dtype = torch.float64) -> SympNet:  # fmt: skip
     return SympNet(n, o.layers, o.width, dtype, generator)
 
 
@@ -343,9 +348,9 @@ class LearnerKind:
     build: Callable[..., nn.Module]
 
 
-HNN_KIND = LearnerKind("hnn", "derivative_mse", _hnn)
-MLP_KIND = LearnerKind("mlp_vector_field", "derivative_mse", _mlp)
-SYMPNET_KIND = LearnerKind("sympnet", "step_mse", _sympnet)
+HNN_KIND = LearnerKind("hnn", LEARNER_OBJECTIVES["hnn"], _hnn)
+MLP_KIND = LearnerKind("mlp_vector_field", LEARNER_OBJECTIVES["mlp_vector_field"], _mlp)
+SYMPNET_KIND = LearnerKind("sympnet", LEARNER_OBJECTIVES["sympnet"], _sympnet)
 
 
 def bind(catalogue: Catalogue) -> None:
@@ -359,7 +364,7 @@ def bind(catalogue: Catalogue) -> None:
 
 def make_learner(name: str, n: int, generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float64, **options: object
-                 ) -> tuple[nn.Module, BaseModel]:
+                 ) -> tuple[nn.Module, BaseModel]:  # fmt: skip
     """Build the learner ``name`` for n canonical pairs; returns (module, validated options)."""
     entry = CATALOGUE.learners.get(name, "phase_space")
     if entry is None:

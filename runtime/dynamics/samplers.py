@@ -88,7 +88,7 @@ def _record(
 
 
 def _finish(samples: list[Tensor], obs: dict[str, list[Tensor]], accepted: Tensor,
-            proposals: int, x: Tensor, info: dict[str, float]) -> SamplerResult:
+            proposals: int, x: Tensor, info: dict[str, float]) -> SamplerResult:  # fmt: skip
     per_chain = accepted / max(proposals, 1)
     return SamplerResult(
         torch.stack(samples) if samples else None,
@@ -253,7 +253,7 @@ class XYAction:
     def __call__(self, theta: Tensor) -> Tensor:
         dims = range(1, theta.dim())
         return -self.beta * _sum_sites(sum(torch.cos(theta - torch.roll(theta, -1, d))
-                                           for d in dims))
+                                           for d in dims))  # fmt: skip
 
     def grad(self, theta: Tensor) -> Tensor:
         dims = range(1, theta.dim())
@@ -268,7 +268,7 @@ class XYAction:
         return self.beta * _sum_sites(sum(
             torch.cos(theta - torch.roll(theta, -1, d)) + torch.cos(theta - torch.roll(theta, 1, d))
             for d in dims
-        ))
+        ))  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,7 +286,7 @@ class Sampler:
     _run: Callable[..., SamplerResult]
 
     def run(self, action: Action, grad_action: Action, x0: Tensor, generator: torch.Generator,
-            measure: Measure | None = None) -> SamplerResult:
+            measure: Measure | None = None) -> SamplerResult:  # fmt: skip
         if x0.shape[0] != self.options.chains:
             raise ValueError(f"x0 has {x0.shape[0]} chains, options say {self.options.chains}")
         return self._run(action, grad_action, x0, generator, measure)
@@ -295,7 +295,7 @@ class Sampler:
 def _hmc_factory(o: HMCOptions) -> Sampler:
     def run(a: Action, g: Action, x0: Tensor, gen: torch.Generator, m: Measure | None):
         return hmc(a, g, x0, gen, o.samples, o.step_size, o.n_leapfrog, o.burn_in, o.thin,
-                   o.mass, o.jitter, o.integrator, m)
+                   o.mass, o.jitter, o.integrator, m)  # fmt: skip
 
     return Sampler("hmc", o, True, run)
 
@@ -304,7 +304,7 @@ def _langevin_factory(metropolis: bool) -> Callable[[LangevinOptions], Sampler]:
     def factory(o: LangevinOptions) -> Sampler:
         def run(a: Action, g: Action, x0: Tensor, gen: torch.Generator, m: Measure | None):
             return langevin(a, g, x0, gen, o.samples, o.step_size, o.burn_in, o.thin,
-                            metropolis, m)
+                            metropolis, m)  # fmt: skip
 
         return Sampler("mala" if metropolis else "ula", o, metropolis, run)
 
@@ -339,4 +339,4 @@ def make_sampler(name: str, **options: object) -> Sampler:
 __all__ = [
     "Phi4Action", "Sampler", "SamplerResult", "XYAction", "autograd_grad", "bind", "hmc",
     "langevin", "make_sampler",
-]
+]  # fmt: skip

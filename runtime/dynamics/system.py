@@ -68,7 +68,7 @@ def as_system(obj: HamiltonianLike) -> HamiltonianSystem:
     return HamiltonianSystem(
         obj.hamiltonian, obj.dH_dq, obj.dH_dp, bool(getattr(obj, "separable", False)),
         str(getattr(obj, "name", "H")),
-    )
+    )  # fmt: skip
 
 
 def _grads(fn: PhaseFn, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:

@@ -2,9 +2,9 @@
 
 Model kinds (priority 15):
 
-- ``phase_space``: models with ``phase_space (q, p)`` -> compiler/phase_space.PhaseSpaceModel.
+- ``phase_space``: models with ``phase_space (q, p)`` -> compiler/models/phase_space.PhaseSpaceModel.
 - ``continuous_field``: ``field phi: real on sites`` / ``field theta: angle on sites`` ->
-  compiler/phase_space.FieldModel (derived dS/dx, roll stencils).
+  compiler/models/field.FieldModel (derived dS/dx, roll stencils).
 
 Names: ``particles`` and ``dims`` (sum domains) are known in phase-space models.
 
@@ -30,8 +30,10 @@ derivative_mse and step_mse (family ``phase_space``), and it handles a ``train``
 method.
 
 Names (integrators, samplers, observables, learners, objectives) resolve through the catalogue
-(``physml_lang/catalogue/dynamics.py`` declares them with their options schemas); :func:`bind`
-attaches the implementations.
+(``physml_lang/catalogue/dynamics.py`` declares them with their options schemas and static
+facts); :func:`bind` attaches the implementations. Each run starts from its task's static plan
+(``runtime/plans/dynamics.py``: every validation, torch-free, the model compiled in place of
+derived) and does the work.
 """
 
 from __future__ import annotations
@@ -40,8 +42,7 @@ import io
 import math
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,23 +53,24 @@ from torch import nn
 from tqdm import tqdm
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
-from physml_lang.catalogue.dynamics import (
-    EvolveOptions,
-    RolloutOptions,
-    TrainOptions,
-    TrajectoryOptions,
-)
-from physml_lang.check.model import validate_options
-from physml_lang.check.tasks import STATEMENTS
+from physml_lang.catalogue.dynamics import TrajectoryOptions
 from physml_lang.compiler.models.field import FieldModel
 from physml_lang.compiler.models.phase_space import PhaseSpaceModel
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
-from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
+from physml_lang.ir.task import TaskIR
+from physml_lang.runtime.plans.dynamics import (
+    integrator_options,
+    model_point,
+    plan_evolve,
+    plan_field,
+    plan_learn,
+    read_trajectories,
+)
 
 from .. import outputs
 from ..sample_task import RunResult
 from ..statistics import Estimate, binning_analysis, jackknife
-from ..tasks import RunState, Task, TaskCheck, option_values
+from ..tasks import RunState, Task
 from .integrators import (
     EnergyBlowupError,
     IntegratorError,
@@ -77,10 +79,9 @@ from .integrators import (
     make_integrator,
 )
 from .integrators import bind as bind_integrators
-from .learners import HNN, LearnerKind, SympNet, TrainResult, train_map, train_vector_field
+from .learners import LearnerKind, SympNet, TrainResult, train_map, train_vector_field
 from .learners import bind as bind_learners
 from .learners import rollout as learned_rollout
-from .samplers import Sampler
 from .samplers import bind as bind_samplers
 
 Tensor = torch.Tensor
@@ -89,162 +90,6 @@ F64 = torch.float64
 
 def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None):
     raise PhysmlError(Diagnostic(code, msg, span, hint))
-
-
-# ---------------------------------------------------------------- statements
-
-Options = dict[str, tuple[Any, Span | None]]
-
-
-def _named(stmt: StatementIR) -> Options:
-    opts: Options = {}
-    for item in stmt.items:
-        if item.kind != "named":
-            _fail("P100", f"'{stmt.word}' takes options by name", item.span,
-                  STATEMENTS[stmt.word].usage)  # fmt: skip
-        if item.name in opts:
-            _fail("P201", f"option '{item.name}' is given twice", item.span)
-        opts[item.name] = (item.value, item.span)
-    return opts
-
-
-class DynamicsStatements:
-    """``initial``, ``evolve``, ``trajectories``, ``train`` and ``rollout`` of a run, read
-    from its IR: options as name -> (value, span)."""
-
-    def __init__(self, task: TaskIR):
-        self.initial: Options = {}
-        self.initial_span: Span | None = None
-        self.evolve: Options | None = None
-        self.evolve_span: Span | None = None
-        self.trajectories: Options = {}
-        self.trajectories_load: tuple[str, Span | None] | None = None
-        self.trajectories_span: Span | None = None
-        self.train: list[tuple[list[tuple[str, Span | None]], str, Options, Span | None]] = []
-        self.rollout: Options = {}
-        self.rollout_span: Span | None = None
-        for stmt in task.statements:
-            if stmt.word == "initial":
-                self.initial.update(_named(stmt))
-                self.initial_span = stmt.span
-            elif stmt.word == "evolve":
-                if self.evolve is not None:
-                    _fail("P201", "a run has one 'evolve' statement", stmt.word_span)
-                self.evolve, self.evolve_span = _named(stmt), stmt.span
-            elif stmt.word == "trajectories":
-                self._trajectories(stmt)
-            elif stmt.word == "train":
-                self._train(stmt)
-            elif stmt.word == "rollout":
-                self.rollout, self.rollout_span = _named(stmt), stmt.span
-
-    def _trajectories(self, stmt: StatementIR) -> None:
-        items = stmt.items
-        v = items[0].value if len(items) == 1 else None
-        if len(items) == 1 and items[0].kind == "value" and isinstance(v, CallValue) \
-                and v.name == "load":  # fmt: skip
-            if len(v.args) != 1 or not isinstance(v.args[0], str) or v.kwargs:
-                _fail("P302", 'load takes one file name: trajectories load("orbits.npz")', v.span)
-            self.trajectories_load = (v.args[0], items[0].value_span)
-        else:
-            self.trajectories = _named(stmt)
-        self.trajectories_span = stmt.span
-
-    def _train(self, stmt: StatementIR) -> None:
-        via = next((it.via for it in stmt.items if it.kind == "via"), None)
-        method = via.name if isinstance(via, Word | CallValue) else None
-        names: list[tuple[str, Span | None]] = []
-        for k, item in enumerate(stmt.items):
-            if item.kind not in ("value", "via") or not isinstance(item.value, Word) or (
-                    item.kind == "via" and k != len(stmt.items) - 1):  # fmt: skip
-                _fail("P100", "train takes learner names and one 'via' method", item.span,
-                      STATEMENTS["train"].usage)  # fmt: skip
-            names.append((item.value.name, item.value.span))
-        method = method or "derivative_mse"
-        options: Options = {}
-        if isinstance(via, CallValue):
-            if via.args:
-                _fail("P302", "training options are given by name", via.span)
-            options = {o.name: (o.value, o.span) for o in via.kwargs}
-        self.train.append((names, method, options, stmt.span))
-
-
-def _statements(run: RunState) -> DynamicsStatements:
-    if not hasattr(run, "dynamics"):
-        run.dynamics = DynamicsStatements(run.ir)
-    return run.dynamics
-
-
-# ---------------------------------------------------------------- shared planning
-
-
-def _overrides(run: RunState, checker, sets: dict[str, Any], groups: list[tuple[str, dict, Any]]
-               ) -> None:  # fmt: skip
-    """--set NAME=VALUE: a model parameter, a scan variable, or an option of the first group
-    (statement key, option dict, schema) whose schema has it."""
-    params = set(checker.param_names)
-    for name, value in sets.items():
-        scan = next((s for s in run.scans if s.name == name), None)
-        if scan is not None:
-            scan.values = [value]
-            continue
-        if name in params:
-            run.model_args[name] = (value, None)
-            continue
-        for _, opts, schema in groups:
-            if name in schema.model_fields:
-                opts[name] = (value, None)
-                break
-        else:
-            known = params | {s.name for s in run.scans}
-            for _, _, schema in groups:
-                known |= set(schema.model_fields)
-            _fail("P200", f"--set {name}: no model parameter or option is called '{name}'", None,
-                  did_you_mean(name, known) or "known names: " + ", ".join(sorted(known)))  # fmt: skip
-
-
-def _model_point(run: RunState, checker, extra: dict[str, tuple[Any, Span | None]] | None = None):
-    args = {k: v for k, (v, _) in run.model_args.items()}
-    spans = {k: s for k, (_, s) in run.model_args.items()}
-    for k, (v, s) in (extra or {}).items():
-        args[k], spans[k] = v, s
-    params = set(checker.param_names)
-    for name, (v, s) in run.lets.items():
-        if name not in params:
-            _fail("P200", f"'let {name}': not a parameter of model {checker.name}", s,
-                  did_you_mean(name, params))  # fmt: skip
-        args.setdefault(name, v)
-        spans.setdefault(name, s)
-    return args, spans
-
-
-def _compiled(run: RunState, program, checker, kind: type, what: str, extra=None):
-    args, spans = _model_point(run, checker, extra)
-    ir = checker.instantiate(args, spans)
-    cm = program.compile_ir(ir)
-    if not isinstance(cm, kind):
-        need = "a phase-space model (phase_space (q, p) and a hamiltonian)" \
-            if kind is PhaseSpaceModel else "a continuous field (real or angle on sites)"  # fmt: skip
-        _fail("P400", f"{what} needs {need}; model {ir.name} is not one",
-              run.model_span or run.span)  # fmt: skip
-    return cm
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, Word):
-        return str(v)
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    return v
-
-
-def _options(opts: dict[str, tuple[Any, Span | None]], schema, where: Span | None, what: str):
-    for k, (v, s) in opts.items():
-        if isinstance(v, CallValue):
-            _fail("P402", f"option '{k}' of {what} must be a value, not a call", s)
-    values = {k: _plain(v) for k, (v, _) in opts.items()}
-    spans = {k: s for k, (_, s) in opts.items()}
-    return validate_options(schema, values, spans, where, what)
 
 
 def _est(x: np.ndarray) -> dict[str, float]:
@@ -270,94 +115,11 @@ def _savefig(fig, path: Path) -> Path:
 # ---------------------------------------------------------------- evolve
 
 
-@dataclass
-class EvolvePlan:
-    cm: PhaseSpaceModel
-    options: EvolveOptions
-    integrators: list[str]
-    q0: Tensor
-    p0: Tensor
-    spans: dict[str, Span | None] = field(default_factory=dict)
-
-
-def _state(value: Any, shape: tuple[int, ...], span: Span | None, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        _fail("P300", f"initial {name} must be a number or a (nested) list of numbers", span)
-    if arr.shape == shape:
-        arr = arr[None]
-    if arr.shape[1:] != shape or arr.ndim != len(shape) + 1 or arr.shape[0] < 1:
-        _fail("P302", f"initial {name} has shape {arr.shape}; expected {shape or 'a number'} "
-              f"or a batch (B, {', '.join(map(str, shape))})", span)  # fmt: skip
-    if not np.isfinite(arr).all():
-        _fail("P400", f"initial {name} is not finite", span)
-    return arr
-
-
-def plan_evolve(task: TaskIR, program, sets: dict[str, Any] | None) -> EvolvePlan:
-    run = RunState.of(task)
-    dyn = _statements(run)
-    checker = program.checker_for(task)
-    opts = dict(dyn.evolve or {})
-    _overrides(run, checker, sets or {}, [("evolve", opts, EvolveOptions)])
-    span = dyn.evolve_span
-    options = _options(opts, EvolveOptions, span, "evolve")
-    cm = _compiled(run, program, checker, PhaseSpaceModel, "evolve")
-    names = options.integrator
-    names = [names] if isinstance(names, str) else (names or [cm.default_integrator])
-    ispan = opts.get("integrator", (None, span))[1]
-    for name in names:
-        if CATALOGUE.integrators.get(name) is None:
-            known = CATALOGUE.integrators.names()
-            _fail("P200", f"unknown integrator '{name}'", ispan,
-                  did_you_mean(name, set(known)) or "integrators: " + ", ".join(known))  # fmt: skip
-        integ = make_integrator(name, **_integrator_options(name, options))
-        if integ.requires_separable and not cm.separable:
-            _fail("P400", f"{name} needs a separable Hamiltonian H = T(p) + V(q); "
-                  f"the Hamiltonian of {cm.ir.name} is not", ispan,
-                  "use integrator = implicit_midpoint (symplectic for any H)")  # fmt: skip
-    if len(set(names)) != len(names):
-        _fail("P201", "an integrator is listed twice", ispan)
-    init = dyn.initial
-    if not init:
-        _fail("P400", "evolve needs initial conditions", span,
-              f"add e.g. 'initial {cm.qname} = 1.0, {cm.pname} = 0.0'")  # fmt: skip
-    qn, pn = cm.qname, cm.pname
-    for k, (_, s) in init.items():
-        if k not in (qn, pn):
-            _fail("P200", f"'{k}' is not a coordinate of model {cm.ir.name}", s,
-                  f"the phase space is ({qn}, {pn})")  # fmt: skip
-    for k in (qn, pn):
-        if k not in init:
-            _fail("P400", f"initial conditions need {k} too", dyn.initial_span)
-    q0 = _state(_plain(init[qn][0]), cm.shape, init[qn][1], qn)
-    p0 = _state(_plain(init[pn][0]), cm.shape, init[pn][1], pn)
-    if q0.shape[0] != p0.shape[0] and 1 not in (q0.shape[0], p0.shape[0]):
-        _fail("P302", f"{q0.shape[0]} initial {qn} but {p0.shape[0]} initial {pn}",
-              dyn.initial_span)  # fmt: skip
-    B = max(q0.shape[0], p0.shape[0])
-    q0 = np.broadcast_to(q0, (B, *cm.shape)).reshape(B, cm.n)
-    p0 = np.broadcast_to(p0, (B, *cm.shape)).reshape(B, cm.n)
-    spans = {"dt": opts.get("dt", (None, span))[1], "integrator": ispan, "evolve": span}
-    return EvolvePlan(cm, options, names, torch.tensor(q0, dtype=F64), torch.tensor(p0, dtype=F64),
-                      spans)  # fmt: skip
-
-
-def _integrator_options(name: str, o: EvolveOptions) -> dict[str, Any]:
-    """The options of integrator ``name`` from those of ``evolve`` (the solver settings of the
-    implicit midpoint rule; the other integrators have none)."""
-    return {"tol": o.tol, "max_iter": o.max_iter} if name == "implicit_midpoint" else {}
-
-
-def check_evolve(task: TaskIR, program) -> None:
-    plan_evolve(task, program, {})
-
-
 def run_evolve(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
-    plan = plan_evolve(task, program, sets)
+    plan = plan_evolve(task, program, sets, program.compile_ir)
     run = RunState.of(task)
-    cm, o = plan.cm, plan.options
+    cm: PhaseSpaceModel = plan.model
+    o = plan.options
     save_every = o.save_every or max(1, o.steps // 2000)
     summary = _summary(run, program, cm, device, seed, "evolve",
                        {"name": "evolve", **o.model_dump()})  # fmt: skip
@@ -366,14 +128,15 @@ def run_evolve(task: TaskIR, program, *, sets, device, seed, out, progress) -> R
     files: list[Path] = []
     trajs: dict[str, Trajectory] = {}
     started = time.time()
-    q0, p0 = plan.q0.to(device), plan.p0.to(device)
+    q0 = torch.tensor(plan.q0, dtype=F64).to(device)
+    p0 = torch.tensor(plan.p0, dtype=F64).to(device)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(plan.integrators) * o.steps, disable=not show, desc=run.name,
                unit="step", leave=False)  # fmt: skip
     try:
         for name in plan.integrators:
             t0 = time.time()
-            opts = _integrator_options(name, o)
+            opts = integrator_options(name, o)
             try:
                 tr = _evolve_chunked(cm, q0, p0, o.dt, o.steps, name, opts, save_every, o.blowup,
                                      bar)  # fmt: skip
@@ -472,53 +235,6 @@ def _energy_plot(out: Path, trajs: dict[str, Trajectory], model: str) -> Path:
 
 # ---------------------------------------------------------------- continuous-field sampling
 
-@dataclass
-class FieldPlan:
-    factory: Callable[[BaseModel], Sampler]
-    options: BaseModel
-    others: list
-    measures: list[str]
-    checker: Any
-
-
-def plan_field(run: RunState, program, sets: dict[str, Any] | None) -> FieldPlan:
-    checker = program.checker_for(run.ir)
-    entry = CATALOGUE.samplers.get(run.sampler or "", "field")
-    if entry is None:
-        known = CATALOGUE.samplers.names("field")
-        _fail("P200", f"unknown sampler '{run.sampler}' for a continuous field", run.sampler_span,
-              did_you_mean(run.sampler or "", set(known))
-              or "continuous-field samplers: " + ", ".join(known))  # fmt: skip
-    schema = entry.schema
-    _overrides(run, checker, sets or {}, [("sampler", run.sampler_options, schema)])
-    options = option_values(run.sampler_options, schema, run.sampler_span,
-                            f"sampler {run.sampler}")  # fmt: skip
-    params = set(checker.param_names)
-    for s in run.scans:
-        if s.name not in params:
-            _fail("P200", f"cannot scan '{s.name}': not a parameter of model "
-                  f"{checker.name}", s.span,
-                  "continuous-field actions carry their couplings: scan one of "
-                  + ", ".join(sorted(params)))  # fmt: skip
-    measures = []
-    for m in run.measures or []:
-        if m.expr is not None or CATALOGUE.observables.get(m.name, "field") is None:
-            known = CATALOGUE.observables.names("field")
-            _fail("P200", f"unknown continuous-field observable '{m.name}'", m.span,
-                  did_you_mean(m.name, set(known)) or "observables: " + ", ".join(known))  # fmt: skip
-        measures.append(m.name)
-    factory = CATALOGUE.samplers.implementation(entry.name, "field")
-    return FieldPlan(factory, options, list(run.scans), measures, checker)
-
-
-def check_field(task: TaskIR, program) -> None:
-    run = RunState.of(task)
-    plan = plan_field(run, program, {})
-    extra = {s.name: (s.values[0], s.span) for s in plan.others}
-    cm = _compiled(run, program, plan.checker, FieldModel, f"sampler {run.sampler}", extra)
-    x = torch.zeros((1, *cm.shape), dtype=F64)
-    cm.grad(x)
-
 
 def _field_measure(cm: FieldModel):
     V = float(np.prod(cm.shape))
@@ -547,7 +263,7 @@ def _start(cm: FieldModel, chains: int, generator: torch.Generator, device) -> T
 
 def run_field(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
     run = RunState.of(task)
-    plan = plan_field(run, program, sets)
+    plan = plan_field(run, program, sets, program.compile_ir)
     o = plan.options
     measures = plan.measures or ["action_density", "abs_magnetization", "susceptibility", "binder"]
     generator = torch.Generator(device=device)
@@ -561,9 +277,11 @@ def run_field(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
     threads = torch.get_num_threads()
     files: list[Path] = []
     try:
-        for combo in combos:
-            extra = {k: (v, s) for k, v, s in combo}
-            cm = _compiled(run, program, plan.checker, FieldModel, f"sampler {run.sampler}", extra)
+        for k, combo in enumerate(combos):
+            extra = {name: (v, s) for name, v, s in combo}
+            # the plan compiled the first point of the scans
+            cm: FieldModel = plan.model if k == 0 else program.compile_ir(
+                model_point(run, plan.checker, extra))  # fmt: skip
             if summary is None:
                 summary = _summary(run, program, cm, device, seed, "field_sample",
                                    {"name": run.sampler, **o.model_dump()})  # fmt: skip
@@ -574,7 +292,7 @@ def run_field(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
                 torch.set_num_threads(1)  # small fields: thread overhead exceeds the gain
             measure, V = _field_measure(cm)
             x0 = _start(cm, o.chains, generator, device)
-            sampler = plan.factory(o)
+            sampler = CATALOGUE.samplers.implementation(plan.sampler, "field")(o)
             with tqdm(total=1, disable=not show, desc=run.name, leave=False):
                 res = sampler.run(cm.action, cm.grad, x0, generator, measure)
             series = {k: v.detach().cpu().numpy() for k, v in res.observables.items()}
@@ -638,90 +356,6 @@ def _binder(s: dict[str, np.ndarray], V: float) -> Estimate:
 # ---------------------------------------------------------------- learned dynamics
 
 
-@dataclass
-class LearnerPlan:
-    name: str
-    learner: LearnerKind
-    options: BaseModel
-    method: str
-    span: Span
-
-
-@dataclass
-class LearnPlan:
-    cm: PhaseSpaceModel
-    learners: list[LearnerPlan]
-    data: TrajectoryOptions
-    load: tuple[str, Span] | None
-    rollout: RolloutOptions
-
-
-def plan_learn(run: RunState, program, sets: dict[str, Any] | None) -> LearnPlan:
-    dyn = _statements(run)
-    checker = program.checker_for(run.ir)
-    topts = dict(dyn.trajectories)
-    ropts = dict(dyn.rollout)
-    train_common: dict[str, tuple[Any, Span | None]] = {}
-    _overrides(run, checker, sets or {}, [("train", train_common, TrainOptions),
-                                          ("trajectories", topts, TrajectoryOptions),
-                                          ("rollout", ropts, RolloutOptions)])  # fmt: skip
-    cm = _compiled(run, program, checker, PhaseSpaceModel, "train")
-    data = _options(topts, TrajectoryOptions, dyn.trajectories_span, "trajectories")
-    roll = _options(ropts, RolloutOptions, dyn.rollout_span, "rollout")
-    run.rollout_integrator_span = ropts.get("integrator", (None, None))[1]
-    if roll.integrator is not None and CATALOGUE.integrators.get(roll.integrator) is None:
-        _fail("P200", f"unknown integrator '{roll.integrator}'", ropts["integrator"][1],
-              did_you_mean(roll.integrator, set(CATALOGUE.integrators.names())))  # fmt: skip
-    if data.start == "kepler" and (len(cm.shape) != 2 or cm.shape[0] != 2 or cm.shape[1] < 2):
-        _fail("P400", "start = kepler needs a two-body phase space: real[2, D] with D >= 2",
-              topts["start"][1])  # fmt: skip
-    decls = program.learners
-    learners: list[LearnerPlan] = []
-    for names, method, options, _span in dyn.train:
-        for name, nspan in names:
-            if name not in decls:
-                _fail("P200", f"unknown learner '{name}'", nspan,
-                      did_you_mean(name, set(decls)) or f"declare it: learner {name} = "
-                      "hnn(hidden = [200, 200])")  # fmt: skip
-            d = decls[name]
-            func = d.call.name
-            entry = CATALOGUE.learners.get(func, "phase_space")
-            if entry is None:
-                _fail("P200", f"'{func}' is not a dynamics learner", d.call.name_span,
-                      did_you_mean(func, set(CATALOGUE.learners.names("phase_space")))
-                      or "dynamics learners: hnn, mlp, sympnet")  # fmt: skip
-            learner: LearnerKind = CATALOGUE.learners.implementation(func, "phase_space")
-            if d.call.args:
-                _fail("P302", "learner options are given by name", d.call.span)
-            if learner.objective != method:
-                _fail("P400", f"{func} learner '{name}' is trained via {learner.objective}, "
-                      f"not {method}", nspan, f"train {name} via {learner.objective}(...)")  # fmt: skip
-            for sym, sspan in zip(d.respecting, d.respecting_spans):
-                if sym not in entry.facts.symmetries:
-                    _fail("P501", f"{func} cannot respect '{sym}'", sspan,
-                          "hnn and sympnet are symplectic by construction; an mlp vector field "
-                          "respects nothing" if sym == "symplectic" else
-                          "dynamics learners respect: symplectic")  # fmt: skip
-            schema = entry.schema
-            vals = {k.name: _plain(k.value) for k in d.call.kwargs}
-            spans: dict[str, Span | None] = {k.name: k.span for k in d.call.kwargs}
-            for k, (v, s) in list(options.items()) + list(train_common.items()):
-                vals[k], spans[k] = _plain(v), s
-            vals = {k: v for k, v in vals.items() if v is not None}
-            opts = validate_options(schema, vals, {k: spans[k] for k in vals}, d.span,
-                                    f"learner {name}")  # fmt: skip
-            learners.append(LearnerPlan(name, learner, opts, method, d.span))
-    if not learners:
-        _fail("P400", "train names no learner", run.span)
-    return LearnPlan(cm, learners, data, dyn.trajectories_load, roll)
-
-
-def check_learn(task: TaskIR, program) -> None:
-    plan = plan_learn(RunState.of(task), program, {})
-    if plan.load is not None:
-        _load_trajectories(plan.load, plan.cm, program)
-
-
 def _initial_states(cm: PhaseSpaceModel, o: TrajectoryOptions, count: int,
                     generator: torch.Generator) -> tuple[Tensor, Tensor]:  # fmt: skip
     """(count, n) initial states for simulated data and rollouts."""
@@ -736,7 +370,7 @@ def _initial_states(cm: PhaseSpaceModel, o: TrajectoryOptions, count: int,
         return r * torch.cos(phi), r * torch.sin(phi)
     if o.start == "normal":
         return (hi * torch.randn(count, n, generator=generator, dtype=F64),
-                hi * torch.randn(count, n, generator=generator, dtype=F64))
+                hi * torch.randn(count, n, generator=generator, dtype=F64))  # fmt: skip
     # two bodies at +-x about their centre of mass, near-circular speeds for equal masses
     D = cm.shape[1]
     m = float(cm.model.params.get("m", 1.0))
@@ -759,46 +393,6 @@ def _simulate(cm: PhaseSpaceModel, q0: Tensor, p0: Tensor, t_span: float, points
                 blowup_threshold=None)  # fmt: skip
     t = torch.linspace(0.0, t_span, points, dtype=F64)
     return tr.q.transpose(0, 1), tr.p.transpose(0, 1), t
-
-
-def _load_trajectories(load: tuple[str, Span], cm: PhaseSpaceModel, program):
-    """t (T,), q, p (N, T, *shape or n)[, dq, dp]: derivatives by finite differences if absent."""
-    name, span = load
-    base = Path(program.path).parent if program.path else Path.cwd()
-    path = Path(name) if Path(name).is_absolute() else base / name
-    if not path.is_file():
-        _fail("P600", f"trajectory file not found: {path}", span)
-    if path.suffix != ".npz":
-        _fail("P601", f"trajectories are loaded from .npz files, not '{path.suffix}'", span)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: np.asarray(f[k], dtype=np.float64) for k in f.files
-                      if k in ("t", "q", "p", "dq", "dp")}  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
-        _fail("P601", f"cannot read {path.name}: {exc}", span)
-    for k in ("t", "q", "p"):
-        if k not in arrays:
-            _fail("P601", f"{path.name} has no array '{k}'", span,
-                  "expected t (T,), q and p (N, T, n)[, dq, dp]")  # fmt: skip
-    t = arrays["t"]
-    out = {}
-    for k in ("q", "p", "dq", "dp"):
-        if k not in arrays:
-            continue
-        a = arrays[k]
-        if a.ndim < 2 or a.shape[1] != len(t) or int(np.prod(a.shape[2:])) != cm.n:
-            _fail("P601", f"'{k}' in {path.name} has shape {a.shape}; expected (N, {len(t)}, "
-                  f"{cm.n})", span)  # fmt: skip
-        out[k] = torch.tensor(a.reshape(a.shape[0], len(t), cm.n), dtype=F64)
-        if not torch.isfinite(out[k]).all():
-            _fail("P601", f"'{k}' in {path.name} holds non-finite values", span)
-    if len(t) < 3 or not np.all(np.diff(t) > 0):
-        _fail("P601", f"'t' in {path.name} must be increasing with at least 3 times", span)
-    tt = torch.tensor(t, dtype=F64)
-    for k in ("q", "p"):
-        if "d" + k not in out:
-            out["d" + k] = torch.tensor(np.gradient(out[k].numpy(), t, axis=1), dtype=F64)
-    return tt, out["q"], out["p"], out["dq"], out["dp"]
 
 
 @dataclass
@@ -829,8 +423,9 @@ def _step_mse(model: nn.Module, data: TrainingData, generator: torch.Generator,
 
 def run_learn(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
     run = RunState.of(task)
-    plan = plan_learn(run, program, sets)
-    cm, o, ro = plan.cm, plan.data, plan.rollout
+    plan = plan_learn(run, program, sets, program.compile_ir)
+    cm: PhaseSpaceModel = plan.model
+    o, ro = plan.data, plan.rollout
     system = cm.system
     gen = torch.Generator().manual_seed(seed)
     summary = _summary(run, program, cm, device, seed, "learn_dynamics",
@@ -838,7 +433,9 @@ def run_learn(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
                         "rollout": ro.model_dump()})  # fmt: skip
     started = time.time()
     if plan.load is not None:
-        t, q, p, dq, dp = _load_trajectories(plan.load, cm, program)
+        loaded = read_trajectories(plan.load, cm.n, program)
+        t, q, p, dq, dp = (torch.tensor(x, dtype=F64) for x in (loaded.t, loaded.q, loaded.p,
+                                                                 loaded.dq, loaded.dp))  # fmt: skip
         summary["data"] = {"file": plan.load[0], "trajectories": int(q.shape[0])}
     else:
         q0, p0 = _initial_states(cm, o, o.count, gen)
@@ -865,9 +462,10 @@ def run_learn(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
     try:
         for lp in plan.learners:
             lgen = torch.Generator(device=device).manual_seed(seed + 1)
-            model = lp.learner.build(lp.options, n, torch.Generator().manual_seed(seed + 1))
+            learner: LearnerKind = CATALOGUE.learners.implementation(lp.kind, "phase_space")
+            model = learner.build(lp.options, n, torch.Generator().manual_seed(seed + 1))
             model = model.to(device)
-            fit = CATALOGUE.objectives.implementation(lp.learner.objective, "phase_space")
+            fit = CATALOGUE.objectives.implementation(lp.method, "phase_space")
             t0 = time.time()
             with tqdm(total=1, disable=not show, desc=f"{run.name}: {lp.name}", leave=False):
                 res = fit(model, data, lgen, lp.options)
@@ -878,11 +476,6 @@ def run_learn(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
                 steps, dt = ro.steps, ro.horizon / ro.steps
             qt, pt, _ = _simulate(cm, qt0, pt0, steps * dt, steps + 1, 10)
             integ = ro.integrator if not isinstance(model, SympNet) else None
-            if isinstance(model, HNN) and integ is not None and not model.separable \
-                    and make_integrator(integ).requires_separable:  # fmt: skip
-                _fail("P400", f"{integ} needs a separable H; learner {lp.name} is not separable",
-                      run.rollout_integrator_span,
-                      "declare hnn(separable = true) or use implicit_midpoint")  # fmt: skip
             tr = learned_rollout(model, qt0.to(device), pt0.to(device), dt, steps,
                                  energy=system.hamiltonian, integrator=integ)  # fmt: skip
             with torch.no_grad():
@@ -891,8 +484,8 @@ def run_learn(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
             finite = np.isfinite(E_pred).all(1)
             e_mse = ((E_pred - E_true) ** 2).mean(1)
             s_mse = ((tr.q.transpose(0, 1).cpu().numpy() - qt.numpy()) ** 2
-                     + (tr.p.transpose(0, 1).cpu().numpy() - pt.numpy()) ** 2).mean((1, 2))
-            row = {"learner": lp.name, "kind": lp.learner.name, "objective": lp.method,
+                     + (tr.p.transpose(0, 1).cpu().numpy() - pt.numpy()) ** 2).mean((1, 2))  # fmt: skip
+            row = {"learner": lp.name, "kind": learner.name, "objective": lp.method,
                    "parameters": int(sum(x.numel() for x in model.parameters())),
                    "train_loss": {"mean": res.final_loss, "stderr": 0.0},
                    "rollout_energy_mse": _est(e_mse),
@@ -947,8 +540,7 @@ def _rollout_plot(out: Path, curves: dict, cm: PhaseSpaceModel) -> Path:
     return _savefig(fig, out / "rollout.png")
 
 
-__all__ = ["EvolveOptions", "RolloutOptions", "TrajectoryOptions", "run_evolve", "run_field",
-           "run_learn"]  # fmt: skip
+__all__ = ["run_evolve", "run_field", "run_learn"]
 
 
 def bind(catalogue: Catalogue) -> None:
@@ -965,6 +557,3 @@ def bind(catalogue: Catalogue) -> None:
     catalogue.tasks.bind("evolve", Task(run_evolve))
     catalogue.tasks.bind("sample", Task(run_field), family="field")
     catalogue.tasks.bind("learn_dynamics", Task(run_learn))
-    catalogue.tasks.bind_check("evolve", TaskCheck(check_evolve))
-    catalogue.tasks.bind_check("sample", TaskCheck(check_field), family="field")
-    catalogue.tasks.bind_check("learn_dynamics", TaskCheck(check_learn))

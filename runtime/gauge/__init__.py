@@ -54,4 +54,4 @@ __all__ = [
     "hot_start", "link_colouring", "make_sampler", "metropolis_sweep", "run_chains",
     "gauge_invariance_violation", "gauge_transform", "gauge_transform_adjoint",
     "gauge_transform_sites", "gauge_violations", "random_gauge", "translate",
-]
+]  # fmt: skip

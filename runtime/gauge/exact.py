@@ -82,12 +82,12 @@ def _f_derivs(nu: float, beta: float) -> tuple[float, float, float]:
         f0 = integrate.quad(lambda p: g(p) * math.cos(nu * p), 0, math.pi, **opts)[0] / math.pi
     f1 = -integrate.quad(lambda p: p * g(p) * math.sin(nu * p), 0, math.pi, **opts)[0] / math.pi
     f2 = -integrate.quad(lambda p: p * p * g(p) * math.cos(nu * p), 0, math.pi,
-                         **opts)[0] / math.pi
+                         **opts)[0] / math.pi  # fmt: skip
     return f0, f1, f2
 
 
 def u1_topological_susceptibility_torus(beta: float, L1: int, L2: int | None = None,
-                                         n_terms: int = 12) -> float:
+                                         n_terms: int = 12) -> float:  # fmt: skip
     """Exact <Q^2> of 2D U(1) (Wilson action, wrapped-angle charge) on the L1 x L2 torus."""
     V = L1 * (L2 or L1)
     num, den = 0.0, 0.0

@@ -51,7 +51,7 @@ def plaquette_features(M: Tensor) -> Tensor:
     d = M.dim() - 4
     Ul = [M.select(1 + d, mu) for mu in range(d)]
     ps = [Ul[mu] @ shift(Ul[nu], mu) @ _dag(shift(Ul[mu], nu)) @ _dag(Ul[nu])
-          for mu, nu in planes(d)]
+          for mu, nu in planes(d)]  # fmt: skip
     return torch.stack(ps, dim=1 + d)
 
 
@@ -59,12 +59,12 @@ class LConv(nn.Module):
     """Parallel-transport convolution, kernel reach K along each axis (see module docstring)."""
 
     def __init__(self, c_in: int, c_out: int, d: int, kernel_size: int = 1,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None):  # fmt: skip
         super().__init__()
         self.d, self.K = d, kernel_size
         n_off = 1 + 2 * d * kernel_size
         self.weight = _cparam(c_out, c_in, n_off, scale=1 / math.sqrt(c_in * n_off),
-                              generator=generator)
+                              generator=generator)  # fmt: skip
 
     def forward(self, W: Tensor, M: Tensor) -> Tensor:
         d = self.d
@@ -87,7 +87,7 @@ class LBilin(nn.Module):
     def __init__(self, c1: int, c2: int, c_out: int, generator: torch.Generator | None = None):
         super().__init__()
         self.weight = _cparam(c_out, c1 + 1, c2 + 1, scale=1 / math.sqrt((c1 + 1) * (c2 + 1)),
-                              generator=generator)
+                              generator=generator)  # fmt: skip
 
     @staticmethod
     def _with_identity(W: Tensor) -> Tensor:
@@ -135,7 +135,7 @@ class LCNN(nn.Module):
 
     def __init__(self, group: str | GaugeGroup, d: int, channels: list[int] | None = None,
                  kernel_size: int = 1, hidden: int = 16, out_features: int = 1,
-                 readout: str = "mean", generator: torch.Generator | None = None):
+                 readout: str = "mean", generator: torch.Generator | None = None):  # fmt: skip
         super().__init__()
         self.group = get_group(group)
         self.d, self.readout = d, readout
@@ -149,13 +149,13 @@ class LCNN(nn.Module):
             c = c_out
         self.trace = LTrace()
         self.head = nn.Sequential(nn.Linear(2 * c, hidden), nn.Tanh(),
-                                  nn.Linear(hidden, out_features))
+                                  nn.Linear(hidden, out_features))  # fmt: skip
 
     def features(self, U: Tensor) -> Tensor:
         """Covariant features (B, L..., C, N, N) before the trace."""
         M = link_matrices(U, self.group)
         M = M.to(torch.complex64 if self.head[0].weight.dtype == torch.float32
-                 else torch.complex128)
+                 else torch.complex128)  # fmt: skip
         W = plaquette_features(M)
         for conv, bil, act in zip(self.convs, self.bilins, self.acts):
             W = act(bil(conv(W, M), W))
@@ -181,7 +181,7 @@ class PlainCNN(nn.Module):
     """
 
     def __init__(self, group: str | GaugeGroup, d: int, channels: list[int] | None = None,
-                 kernel_size: int = 3, out_features: int = 1, readout: str = "mean"):
+                 kernel_size: int = 3, out_features: int = 1, readout: str = "mean"):  # fmt: skip
         super().__init__()
         self.group = get_group(group)
         self.d, self.readout = d, readout
@@ -191,7 +191,7 @@ class PlainCNN(nn.Module):
         layers: list[nn.Module] = []
         for c_out in channels or [16, 32]:
             layers += [conv(c, c_out, kernel_size, padding=kernel_size // 2,
-                            padding_mode="circular"), nn.ReLU()]
+                            padding_mode="circular"), nn.ReLU()]  # fmt: skip
             c = c_out
         layers.append(conv(c, out_features, 1))
         self.net = nn.Sequential(*layers)
@@ -219,26 +219,26 @@ class PlainCNN(nn.Module):
 
 
 def build_lcnn(group: str | GaugeGroup, d: int, o: LCNNOptions,
-               generator: torch.Generator | None = None) -> LCNN:
+               generator: torch.Generator | None = None) -> LCNN:  # fmt: skip
     """The ``lcnn`` learner entry's implementation."""
     return LCNN(group, d, o.channels, o.kernel_size, o.hidden, o.out_features, o.readout,
-                generator)
+                generator)  # fmt: skip
 
 
 def build_gauge_cnn(group: str | GaugeGroup, d: int, o: PlainCNNOptions,
-                    generator: torch.Generator | None = None) -> PlainCNN:
+                    generator: torch.Generator | None = None) -> PlainCNN:  # fmt: skip
     """The ``gauge_cnn`` learner entry's implementation (torch's default initialisers: the
     generator is not used)."""
     return PlainCNN(group, d, o.channels, o.kernel_size, o.out_features, o.readout)
 
 
 def make_learner(name: str, group: str | GaugeGroup, d: int,
-                 generator: torch.Generator | None = None, **options) -> nn.Module:
+                 generator: torch.Generator | None = None, **options) -> nn.Module:  # fmt: skip
     """A gauge learner of the catalogue by name, options validated with its pydantic schema."""
     entry = CATALOGUE.learners.get(name, "gauge")
     if entry is None:
         raise KeyError(f"unknown gauge learner {name!r}; known: "
-                       f"{sorted(CATALOGUE.learners.names('gauge'))}")
+                       f"{sorted(CATALOGUE.learners.names('gauge'))}")  # fmt: skip
     factory = CATALOGUE.learners.implementation(name, "gauge")
     return factory(group, d, entry.schema(**options), generator=generator)
 
@@ -250,7 +250,7 @@ def bind(catalogue: Catalogue) -> None:
 
 
 def train_regressor(model: nn.Module, U: Tensor, y: Tensor, generator: torch.Generator,
-                    epochs: int = 50, batch_size: int = 32, lr: float = 3e-3) -> list[float]:
+                    epochs: int = 50, batch_size: int = 32, lr: float = 3e-3) -> list[float]:  # fmt: skip
     """Adam on MSE(model(U), y); U (n, L..., d, *group_shape), y (n, out). Returns the mean
     loss per epoch."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -260,7 +260,7 @@ def train_regressor(model: nn.Module, U: Tensor, y: Tensor, generator: torch.Gen
         perm = torch.randperm(n, generator=generator)
         total = 0.0
         for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             pred = model(U[idx])
             loss = torch.mean((pred - y[idx].to(pred.dtype)) ** 2)
             opt.zero_grad()
@@ -273,4 +273,4 @@ def train_regressor(model: nn.Module, U: Tensor, y: Tensor, generator: torch.Gen
 
 __all__ = ["LAct", "LBilin", "LCNN", "LConv", "LTrace", "PlainCNN", "build_gauge_cnn",
            "build_lcnn", "make_learner", "link_matrices", "plaquette_features",
-           "train_regressor"]
+           "train_regressor"]  # fmt: skip

@@ -5,25 +5,26 @@ colours and hits only.
 
 Local action change. Every additive term of the declared action is a sum over sites of a local
 density: S = sum_x rho(x). The compiler's evaluator in *density mode* returns rho (B, L...) and
-records its stencil: the offsets o at which each variable kind k (a matter field, or the links of
-direction mu) enters rho(x), i.e. rho(x) depends on k(x + o), o in S_k. If a set C of variables of
-kind k is updated simultaneously and no density location contains two of them, then every
-changed rho(x) contains exactly one updated variable, and the action change of the variable at y
-alone is
+records its stencil (the derivation's ``local_stencils``): the offsets o at which each variable
+kind k (a matter field, or the links of direction mu) enters rho(x), i.e. rho(x) depends on
+k(x + o), o in S_k. If a set C of variables of kind k is updated simultaneously and no density
+location contains two of them, then every changed rho(x) contains exactly one updated variable,
+and the action change of the variable at y alone is
 
     dS(y) = sum_{o in S_k} [rho_new - rho_old](y - o),
 
 which is exactly its conditional (single-variable) action difference: the parallel update equals
 a sequential one and detailed balance holds variable by variable.
 
-Colouring (``kind_colouring``). Variables k(y1), k(y2) share a density location iff
-y2 - y1 = o2 - o1 (mod L) for o1, o2 in S_k. We choose the cheapest colouring whose classes
-contain no such pair: a two-colour parity (w . y) mod 2 with w in {0,1}^d if every nonzero
-difference has odd w . delta, else the product colouring y mod p (p = 2, 3, 4; p^d colours) if
-no nonzero difference is 0 mod p in every component. Stencil offsets must be distinct mod L
-(otherwise a density location holds the same variable twice: the lattice is too small).
-Stencils are unions over the terms (and over the directions summed in a term), so the colouring
-is conservative: e.g. the Z2 Higgs matter field gets 2^d colours, not 2.
+Colouring (chosen by ``local_colouring`` of runtime/plans/gauge.py, torch-free; its masks by
+``colouring_masks``). Variables k(y1), k(y2) share a density location iff y2 - y1 = o2 - o1
+(mod L) for o1, o2 in S_k. We choose the cheapest colouring whose classes contain no such pair:
+a two-colour parity (w . y) mod 2 with w in {0,1}^d if every nonzero difference has odd
+w . delta, else the product colouring y mod p (p = 2, 3, 4; p^d colours) if no nonzero
+difference is 0 mod p in every component. Stencil offsets must be distinct mod L (otherwise a
+density location holds the same variable twice: the lattice is too small). Stencils are unions
+over the terms (and over the directions summed in a term), so the colouring is conservative:
+e.g. the Z2 Higgs matter field gets 2^d colours, not 2.
 
 Updates: Metropolis (z2: random sign, i.e. Haar proposal -- a deterministic flip with a fixed
 schedule is not ergodic; u1: angle shift of half-width ``step``; su2: left multiplication by a
@@ -36,98 +37,64 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
-from physml_lang.compiler.lower.gauge import Env, Evaluator, fail
+from physml_lang.compiler.derive.gauge import Kind, Offset
+from physml_lang.compiler.lower.gauge import Env
 from physml_lang.compiler.lower.gauge_transforms import translate
 from physml_lang.compiler.lower.groups import get_group, wrap_angle
 
+from ..plans.gauge import Colouring, local_colouring, local_colourings
+
+if TYPE_CHECKING:
+    from physml_lang.compiler.models.gauge import GaugeModel
+
 Tensor = torch.Tensor
-Kind = tuple[str, int | None]  # (link field name, mu) or (matter field name, None)
-Offset = tuple[int, ...]
 
 
 def _uniform(shape, like: Tensor, generator: torch.Generator) -> Tensor:
     return 1 - torch.rand(shape, generator=generator, device=like.device, dtype=torch.float64)
 
 
+def colouring_masks(colouring: Colouring, shape: tuple[int, ...]) -> list[Tensor]:
+    """Boolean masks (L...) of the colour classes of a colouring (``runtime/plans/gauge.py``
+    chooses it): two parity classes of w . y, p^d classes of y mod p, or one class."""
+    d = len(shape)
+    coords = torch.meshgrid(*[torch.arange(n) for n in shape], indexing="ij")
+    w, p = colouring.parity, colouring.modulus
+    if w is not None:
+        par = sum((coords[i] for i in range(d) if w[i]), torch.zeros(shape, dtype=torch.long))
+        return [par % 2 == 0, par % 2 == 1]
+    if p is None:
+        return [torch.ones(shape, dtype=torch.bool)]
+    cls = [c % p for c in coords]
+    return [torch.stack([cls[i] == r[i] for i in range(d)]).all(0)
+            for r in itertools.product(range(p), repeat=d)]  # fmt: skip
+
+
 def kind_colouring(offsets: set[Offset], shape: tuple[int, ...]) -> list[Tensor]:
     """Boolean masks (L...) partitioning the sites so that no two sites of one mask share a
     density location, given the stencil offsets of one variable kind (see module docstring).
     Raises ValueError when the lattice is too small or no colouring is found."""
-    d = len(shape)
-    red = {tuple(o[i] % shape[i] for i in range(d)) for o in offsets}
-    if len(red) != len(offsets):
-        raise ValueError(f"the lattice {'x'.join(map(str, shape))} is too small for the action's "
-                         "stencil (a local term contains the same variable twice)")
-    diffs = {tuple((a[i] - b[i]) % shape[i] for i in range(d)) for a in red for b in red}
-    diffs.discard((0,) * d)
-    coords = torch.meshgrid(*[torch.arange(n) for n in shape], indexing="ij")
-    for w in sorted(itertools.product((0, 1), repeat=d), key=sum):
-        if not any(w) or any(w[i] and shape[i] % 2 for i in range(d)):
-            continue
-        # (w . y) mod 2 is well defined on the torus when L_i is even wherever w_i = 1
-        if all(sum(w[i] * (dl[i] % shape[i]) for i in range(d)) % 2 == 1 for dl in diffs):
-            par = sum((coords[i] for i in range(d) if w[i]), torch.zeros(shape, dtype=torch.long))
-            return [par % 2 == 0, par % 2 == 1]
-    if not diffs:
-        return [torch.ones(shape, dtype=torch.bool)]
-    for p in (2, 3, 4):
-        if any(n % p for n in shape):
-            continue
-        if all(any(dl[i] % p for i in range(d)) for dl in diffs):
-            cls = [c % p for c in coords]
-            return [torch.stack([cls[i] == r[i] for i in range(d)]).all(0)
-                    for r in itertools.product(range(p), repeat=d)]
-    raise ValueError("no parallel colouring found for the action's stencil on the "
-                     f"{'x'.join(map(str, shape))} lattice; use extents divisible by 2")
+    return colouring_masks(local_colouring(offsets, shape), shape)
 
 
 class LocalAction:
-    """The declared action of a compiled gauge model as local densities with stencils.
+    """The declared action of a compiled gauge model as local densities with stencils (the
+    derivation's ``local_stencils``). State: U (B, L..., d, *group_shape) and matter
+    {name: (B, L...)} in storage form."""
 
-    ``model`` is a compiler.models.gauge.GaugeModel. State: U (B, L..., d, *group_shape) and matter
-    {name: (B, L...)} in storage form.
-    """
-
-    def __init__(self, model: Any):
-
-        self.m, self._Env, self._Evaluator = model, Env, Evaluator
+    def __init__(self, model: GaugeModel):
+        self.m = model
         self.d, self.shape = model.d, tuple(model.shape)
         self.link = model.link_field
-        self.kinds: list[Kind] = ([(self.link, mu) for mu in range(self.d)]
-                                  + [(name, None) for name in model.matter_domains])
-        g = torch.Generator().manual_seed(2024)
-        U, matter = model.random_configuration(2, g)
-        self.term_stencils: list[dict[Kind, set[Offset]]] = []
-        for t in model.terms:
-            ev = Evaluator(model, U, matter)
-            ev.keep_sites, ev.record = True, set()
-            v = ev.evaluate(t.expr, Env())
-            ok = v.lattice and isinstance(v.t, Tensor) and not v.mat and v.t.dim() == 1 + self.d
-            if ok:
-                dens = v.t.real if v.t.is_complex() else v.t
-                ref = model.term_value(t, U, matter)
-                ref = ref.real if ref.is_complex() else ref
-                ok = bool(((t.sign * dens.flatten(1).sum(1) - ref).abs()
-                           <= 1e-9 * (1 + ref.abs())).all())
-            if not ok:
-                fail("P502", f"the action term '{t.text}' is not a sum of a local density over "
-                     "the lattice, so it cannot be updated locally", t.expr.span,
-                     "write each term as c * sum(... for x in sites / links / plaquettes)")
-            st: dict[Kind, set[Offset]] = {}
-            for name, off, mu in ev.record:
-                st.setdefault((name, mu), set()).add(off)
-            self.term_stencils.append(st)
-        self.stencil: dict[Kind, set[Offset]] = {
-            k: set().union(*[st.get(k, set()) for st in self.term_stencils]) for k in self.kinds}
-        self.terms_of: dict[Kind, list[int]] = {
-            k: [i for i, st in enumerate(self.term_stencils) if k in st] for k in self.kinds}
-
-    def colouring(self, kind: Kind) -> list[Tensor]:
-        return kind_colouring(self.stencil[kind], self.shape)
+        local = model.derivation.local_stencils()
+        self.kinds: list[Kind] = local.kinds
+        self.term_stencils: list[dict[Kind, set[Offset]]] = local.term_stencils
+        self.stencil: dict[Kind, set[Offset]] = local.stencil
+        self.terms_of: dict[Kind, list[int]] = local.terms_of
 
     def group_of(self, kind: Kind):
         name, mu = kind
@@ -138,9 +105,9 @@ class LocalAction:
         total: Tensor | None = None
         for i in terms:
             t = self.m.terms[i]
-            ev = self._Evaluator(self.m, U, matter)
+            ev = self.m.evaluator(U, matter)
             ev.keep_sites = True
-            v = ev.evaluate(t.expr, self._Env()).t
+            v = ev.evaluate(t.expr, Env()).t
             v = t.sign * (v.real if v.is_complex() else v)
             total = v if total is None else total + v
         assert total is not None
@@ -170,7 +137,7 @@ def _propose(group, u: Tensor, step: float, generator: torch.Generator) -> Tenso
         return wrap_angle(u + step * (2 * _uniform(u.shape, u, generator).to(u.dtype) - 1))
     if group.name == "su2":
         r = group.random_near_identity(tuple(u.shape[:-2]), step, generator, device=u.device,
-                                       dtype=u.dtype)
+                                       dtype=u.dtype)  # fmt: skip
         return r @ u
     raise NotImplementedError(group.name)
 
@@ -183,29 +150,27 @@ class LocalSampler:
     ``step`` the u1 half-width / su2 angle) or 'heatbath' (z2 variables only).
     """
 
-    def __init__(self, model: Any, kind: str, scale: float = 1.0, step: float = 1.0,
-                 hits: int = 1):
+    def __init__(self, model: GaugeModel, kind: str, scale: float = 1.0, step: float = 1.0,
+                 hits: int = 1):  # fmt: skip
         self.local = LocalAction(model)
         self.kind, self.scale, self.step_size, self.hits = kind, scale, step, hits
-        self.colours = {k: self.local.colouring(k) for k in self.local.kinds}
-        if kind == "heatbath":
-            bad = [k[0] for k in self.local.kinds if self.local.group_of(k).name != "z2"]
-            if bad:
-                raise ValueError(f"heat-bath for generic actions needs z2 variables; "
-                                 f"{bad[0]} is not")
+        # the plan's colourings (ValueError when the lattice has none, or heat-bath meets a
+        # variable that is not z2)
+        colourings = local_colourings(model.derivation, kind)
+        self.colours = {k: colouring_masks(c, self.local.shape) for k, c in colourings.items()}
         self.matter: dict[str, Tensor] = {}
         self.acceptance: Tensor | None = None
 
     def start(self, U: Tensor, hot: bool, generator: torch.Generator) -> None:
         """Initial matter fields (B, L...): Haar random (hot) or the identity (cold)."""
-        B, shape = U.shape[0], tuple(U.shape[1:1 + self.local.d])
+        B, shape = U.shape[0], tuple(U.shape[1 : 1 + self.local.d])
         real = U.real.dtype if U.is_complex() else U.dtype
         self.matter = {}
         for name, dom in self.local.m.matter_domains.items():
             grp = get_group(dom)
             self.matter[name] = (grp.random((B, *shape), generator, device=U.device, dtype=real)
                                  if hot else grp.identity((B, *shape), device=U.device,
-                                                          dtype=real))
+                                                          dtype=real))  # fmt: skip
 
     def sweep(self, U: Tensor, matter: dict[str, Tensor], generator: torch.Generator):
         """One sweep over every kind and colour; returns (U, matter, acceptance (B,))."""
@@ -218,7 +183,7 @@ class LocalSampler:
             n_var += math.prod(la.shape)
             if not terms:  # the action does not depend on it: Haar-random draw is exact
                 new = grp.random(tuple(la.get(U, matter, kind).shape), generator,
-                                 device=U.device, dtype=la.get(U, matter, kind).dtype)
+                                 device=U.device, dtype=la.get(U, matter, kind).dtype)  # fmt: skip
                 U, matter = la.put(U, matter, kind, new)
                 acc += math.prod(la.shape) * hits
                 continue
@@ -227,7 +192,7 @@ class LocalSampler:
                 for _ in range(hits):
                     cur = la.get(U, matter, kind)
                     prop = -cur if self.kind == "heatbath" else _propose(
-                        grp, cur, self.step_size, generator)
+                        grp, cur, self.step_size, generator)  # fmt: skip
                     mg = msk.reshape(*msk.shape, *([1] * (cur.dim() - msk.dim())))
                     rho0 = la.density(U, matter, terms)
                     U1, m1 = la.put(U, matter, kind, torch.where(mg, prop, cur))
@@ -250,4 +215,4 @@ class LocalSampler:
         return U
 
 
-__all__ = ["LocalAction", "LocalSampler", "kind_colouring"]
+__all__ = ["LocalAction", "LocalSampler", "colouring_masks", "kind_colouring"]

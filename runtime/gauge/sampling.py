@@ -55,6 +55,8 @@ from physml_lang.compiler.lower.links import (
     wilson_action,
 )
 
+from ..plans.gauge import check_link_parity
+
 Tensor = torch.Tensor
 
 
@@ -68,17 +70,13 @@ def link_colouring(lattice_shape: tuple[int, ...]) -> list[tuple[int, Tensor]]:
     See the module docstring for why (direction, parity of sum_{nu != mu} x_nu) is a valid
     colouring of the plaquette action. Requires L_nu even for every nu != mu.
     """
+    check_link_parity(lattice_shape)  # ValueError for an odd extent
     d = len(lattice_shape)
     coords = torch.meshgrid(*[torch.arange(n) for n in lattice_shape], indexing="ij")
     colours = []
     for mu in range(d):
-        for nu in range(d):
-            if nu != mu and lattice_shape[nu] % 2:
-                raise ValueError(
-                    f"parallel link updates need even extents orthogonal to each direction; "
-                    f"L_{nu} = {lattice_shape[nu]} is odd")
         parity = sum((coords[nu] for nu in range(d) if nu != mu), torch.zeros(lattice_shape,
-                                                                              dtype=torch.long))
+                                                                              dtype=torch.long))  # fmt: skip
         for p in (0, 1):
             colours.append((mu, parity % 2 == p))
     return colours
@@ -125,7 +123,7 @@ def von_mises(kappa: Tensor, generator: torch.Generator) -> Tensor:
     todo = torch.ones_like(k, dtype=torch.bool)
     while bool(todo.any()):
         u1, u2, u3 = (torch.rand(k.shape, generator=generator, device=k.device,
-                                 dtype=torch.float64) for _ in range(3))
+                                 dtype=torch.float64) for _ in range(3))  # fmt: skip
         z = torch.cos(math.pi * u1)
         f = (1 + r * z) / (r + z)
         c = ks * (r - f)
@@ -149,7 +147,7 @@ def kennedy_pendleton(alpha: Tensor, generator: torch.Generator) -> Tensor:
     todo = torch.ones_like(a, dtype=torch.bool)
     while bool(todo.any()):
         r1, r2, r3, r4 = (1 - torch.rand(a.shape, generator=generator, device=a.device,
-                                         dtype=a.dtype) for _ in range(4))
+                                         dtype=a.dtype) for _ in range(4))  # fmt: skip
         lam2 = -(torch.log(r1) + torch.cos(2 * math.pi * r2) ** 2 * torch.log(r3)) / (2 * a)
         ok = r4**2 <= 1 - lam2
         out = torch.where(todo & ok, 1 - 2 * lam2, out)
@@ -208,7 +206,7 @@ def _heatbath_link(group: GaugeGroup, A: Tensor, beta: float, generator) -> Tens
 
 
 def metropolis_sweep(U: Tensor, group: str | GaugeGroup, beta: float, generator: torch.Generator,
-                     step: float = 1.0, hits: int = 4) -> tuple[Tensor, Tensor]:
+                     step: float = 1.0, hits: int = 4) -> tuple[Tensor, Tensor]:  # fmt: skip
     """One checkerboard Metropolis sweep over all links; ``hits`` proposals per link.
 
     Returns (new U, acceptance rate per chain (B,)).
@@ -219,7 +217,7 @@ def metropolis_sweep(U: Tensor, group: str | GaugeGroup, beta: float, generator:
     links = _split(U, group)
     lin = [group.to_lin(u) for u in links]
     acc = torch.zeros(U.shape[0], device=U.device, dtype=torch.float64)
-    colours = link_colouring(tuple(U.shape[1:1 + len(links)]))
+    colours = link_colouring(tuple(U.shape[1 : 1 + len(links)]))
     for mu, mask in colours:
         A = staples_lin(lin, group, mu)
         m = _expand_mask(mask, links[mu], group)
@@ -237,7 +235,7 @@ def metropolis_sweep(U: Tensor, group: str | GaugeGroup, beta: float, generator:
             acc += ok.flatten(1).sum(1)
         links[mu] = u
         lin[mu] = group.to_lin(u)
-    n_links = len(links) * math.prod(U.shape[1:1 + len(links)])  # per chain
+    n_links = len(links) * math.prod(U.shape[1 : 1 + len(links)])  # per chain
     return _join(links, group), acc / (hits * n_links)
 
 
@@ -266,7 +264,7 @@ def _u1_local(t: Tensor, a: list[Tensor], cs: tuple[Tensor, Tensor] | None) -> T
 
 
 def _u1_metropolis_sweep(U: Tensor, beta: float, generator: torch.Generator, step: float,
-                         hits: int, force_angles: bool = False) -> tuple[Tensor, Tensor]:
+                         hits: int, force_angles: bool = False) -> tuple[Tensor, Tensor]:  # fmt: skip
     """U(1) checkerboard Metropolis in real angle arithmetic (no complex staples).
 
     S_loc(theta) = -beta sum_k cos(theta + a_k). Two equivalent evaluations, the cheaper chosen
@@ -278,7 +276,7 @@ def _u1_metropolis_sweep(U: Tensor, beta: float, generator: torch.Generator, ste
     acc = torch.zeros(U.shape[0], device=U.device, dtype=torch.float64)
     n_st = 2 * (d - 1)
     use_cs = 2 * n_st + 2 * (hits + 1) < n_st * (hits + 1) and not force_angles
-    for mu, mask in link_colouring(tuple(U.shape[1:1 + d])):
+    for mu, mask in link_colouring(tuple(U.shape[1 : 1 + d])):
         msite = mask.to(U.device)[None]
         a = _u1_staple_angles(th, mu)
         u = th[mu]
@@ -293,17 +291,17 @@ def _u1_metropolis_sweep(U: Tensor, beta: float, generator: torch.Generator, ste
             old = torch.where(ok, new, old)
             acc += ok.flatten(1).sum(1)
         th[mu] = u
-    n_links = d * math.prod(U.shape[1:1 + d])
+    n_links = d * math.prod(U.shape[1 : 1 + d])
     return torch.stack(th, dim=1 + d), acc / (hits * n_links)
 
 
 def heatbath_sweep(U: Tensor, group: str | GaugeGroup, beta: float,
-                   generator: torch.Generator) -> Tensor:
+                   generator: torch.Generator) -> Tensor:  # fmt: skip
     """One checkerboard heat-bath sweep (exact conditional sampling of every link)."""
     group = get_group(group)
     links = _split(U, group)
     lin = [group.to_lin(u) for u in links]
-    for mu, mask in link_colouring(tuple(U.shape[1:1 + len(links)])):
+    for mu, mask in link_colouring(tuple(U.shape[1 : 1 + len(links)])):
         A = staples_lin(lin, group, mu)
         new = _heatbath_link(group, A, beta, generator)
         links[mu] = torch.where(_expand_mask(mask, links[mu], group), new, links[mu])
@@ -351,7 +349,7 @@ def _move(U: Tensor, p: Tensor, group: GaugeGroup, eps: float) -> Tensor:
 
 def hmc_trajectory(U: Tensor, group: str | GaugeGroup, beta: float, generator: torch.Generator,
                    step_size: float = 0.1, n_steps: int = 10,
-                   reunitarize: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+                   reunitarize: bool = True) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """One HMC trajectory (leapfrog) per chain with a Metropolis accept/reject per chain.
 
     Returns (new U, accepted (B,) bool, dH (B,)).
@@ -401,13 +399,13 @@ class GaugeSampler:
         o = self.options
         if self.kind == "metropolis":
             U, self.acceptance = metropolis_sweep(U, self.group, self.beta, generator,
-                                                  o.step, o.hits)
+                                                  o.step, o.hits)  # fmt: skip
         elif self.kind == "heatbath":
             U = heatbath_sweep(U, self.group, self.beta, generator)
             self.acceptance = torch.ones(U.shape[0], dtype=torch.float64, device=U.device)
         else:
             U, acc, _ = hmc_trajectory(U, self.group, self.beta, generator, o.step_size,
-                                       o.n_steps, o.reunitarize)
+                                       o.n_steps, o.reunitarize)  # fmt: skip
             self.acceptance = acc.to(torch.float64)
         return U
 
@@ -448,23 +446,23 @@ def bind(catalogue: Catalogue) -> None:
 
 
 def cold_start(group: str | GaugeGroup, batch: int, lattice_shape: tuple[int, ...],
-               device=None, dtype=None) -> Tensor:
+               device=None, dtype=None) -> Tensor:  # fmt: skip
     """All links = identity: (B, L..., d, *group_shape)."""
     group = get_group(group)
     return group.identity((batch, *lattice_shape, len(lattice_shape)), device=device, dtype=dtype)
 
 
 def hot_start(group: str | GaugeGroup, batch: int, lattice_shape: tuple[int, ...],
-              generator: torch.Generator, device=None, dtype=None) -> Tensor:
+              generator: torch.Generator, device=None, dtype=None) -> Tensor:  # fmt: skip
     """Haar-random links: (B, L..., d, *group_shape)."""
     group = get_group(group)
     return group.random((batch, *lattice_shape, len(lattice_shape)), generator, device=device,
-                        dtype=dtype)
+                        dtype=dtype)  # fmt: skip
 
 
 def run_chains(sampler: GaugeSampler, U: Tensor, generator: torch.Generator, n_measure: int,
                observables: Mapping[str, Callable[[Tensor], Tensor]], burn_in: int = 0,
-               every: int = 1) -> tuple[Tensor, dict[str, np.ndarray], np.ndarray]:
+               every: int = 1) -> tuple[Tensor, dict[str, np.ndarray], np.ndarray]:  # fmt: skip
     """Burn in, then take ``n_measure`` measurements ``every`` steps.
 
     observables: name -> f(U) returning (B,). Returns (final U, {name: (T, B) array},

@@ -89,7 +89,7 @@ def exact_log_z(model: BoltzmannModel) -> float:
     state, k = {}, 0
     for f in enumerated:
         size = model.sets[model.field_sets[f]]
-        state[f] = confs[:, k:k + size]
+        state[f] = confs[:, k : k + size]
         k += size
     with torch.no_grad():
         f_values = _marginal(model, state, summed, 1.0)

@@ -116,7 +116,7 @@ class GibbsSampler:
         state = {**state, field: x}
         B, n = x.shape
         static, dynamic = m.local_decomposition(field, state)
-        perm = torch.randperm(n - lo, generator=self.generator, device="cpu") + lo
+        perm = torch.randperm(n - lo, generator=self.generator, device=self.generator.device) + lo
         order = perm.tolist()
         vals = self.values[field]
         beta = self._beta_rows()

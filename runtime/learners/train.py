@@ -44,7 +44,7 @@ from safetensors.torch import load_file, save_file
 from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.boltzmann import FAMILY
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
-from physml_lang.diagnostics import Diagnostic, PhysmlError
+from physml_lang.runtime.plans.learners import check_enumerable, training_layout
 
 from .gibbs import GibbsSampler
 
@@ -147,29 +147,14 @@ class Trainer:
                  visible: int | None = None):  # fmt: skip
         self.model = model
         self.data = data.to(model.dtype)
-        self.field = next(iter(model.domains))
-        n_field = model.sets[model.field_sets[self.field]]
+        layout = training_layout(model.derivation, visible, objective_opts.positive)
+        self.field = layout.field
+        n_field = layout.n_field
         # the data are the first `visible` sites of the first field; the rest are hidden
-        self.visible = n_field if visible is None else int(visible)
-        if not 1 <= self.visible <= n_field:
-            raise PhysmlError(Diagnostic("P400", f"visible = {self.visible}: field "
-                                         f"'{self.field}' has {n_field} sites",
-                                         model.model.fields[self.field].span))  # fmt: skip
-        others = [f for f in model.domains if f != self.field]
+        self.visible = layout.visible
         # latent: hidden units that cannot be summed out analytically (general BMs)
-        self.latent = self.visible < n_field
-        self.hidden: list[str] = []
-        if not self.latent and others:
-            try:
-                self.hidden = model.summable(others)
-            except PhysmlError:
-                self.latent = True
-        if self.latent and objective_opts.positive == "meanfield":
-            for f in model.domains:
-                if len(model.domains[f].values()) != 2:
-                    raise PhysmlError(Diagnostic("P502", f"positive = meanfield needs two-valued "
-                                                 f"units; field '{f}' has more",
-                                                 model.model.fields[f].span))  # fmt: skip
+        self.latent = layout.latent
+        self.hidden: list[str] = layout.hidden
         self.objective, self.oopts = objective, objective_opts
         self.negative_phase: Objective = CATALOGUE.objectives.implementation(objective, FAMILY)
         self.schedule, self.sopts = schedule, schedule_opts
@@ -179,10 +164,6 @@ class Trainer:
         self.generator = generator
         self.max_weight = max_weight
         self.params = list(model.params.values())
-        if not self.params:
-            raise PhysmlError(Diagnostic("P400", f"model {model.ir.name} has no learnable "
-                                         "parameters", model.model.name_span,
-                                         "mark them: 'learnable param W on edges = ...'"))  # fmt: skip
         self.optimizer = make_optimizer(optimizer, optimizer_opts, self.params)
         self.base_lr = optimizer_opts.lr
         self.sampler = GibbsSampler(model, 1.0, generator)
@@ -213,7 +194,7 @@ class Trainer:
             state = {f: x[index] for f, x in self.pos_chains.items()}
         else:
             state = m.random_state(len(batch), self.generator, batch.device)
-        state[self.field] = torch.cat([batch, state[self.field][:, self.visible:]], 1)
+        state[self.field] = torch.cat([batch, state[self.field][:, self.visible :]], 1)
         m.freeze()
         try:
             for _ in range(self.oopts.positive_sweeps):
@@ -275,7 +256,8 @@ class Trainer:
 
     def run_epoch(self, on_step: Callable | None = None) -> dict:
         n = len(self.data)
-        perm = torch.randperm(n, generator=self.generator).to(self.data.device)
+        perm = torch.randperm(n, generator=self.generator, device=self.generator.device)
+        perm = perm.to(self.data.device)
         losses, recons = [], []
         n_batches = max(1, n // self.batch)
         for b in range(n_batches):
@@ -283,7 +265,7 @@ class Trainer:
             factor = self.lr_factor(self.sopts, frac, self.epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.base_lr * factor
-            index = perm[b * self.batch:(b + 1) * self.batch]
+            index = perm[b * self.batch : (b + 1) * self.batch]
             loss, recon = self.step(self.data[index], index)
             losses.append(loss)
             recons.append(recon)
@@ -298,7 +280,8 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     def save(self, path: Path, meta: dict) -> None:
         """Parameters, optimiser moments, persistent chains and generator state."""
-        tensors = {f"param.{k}": v.detach().contiguous().cpu() for k, v in self.model.params.items()}
+        tensors = {f"param.{k}": v.detach().contiguous().cpu()
+                   for k, v in self.model.params.items()}  # fmt: skip
         opt = self.optimizer.state_dict()
         names = list(self.model.params)
         for idx, st in opt["state"].items():
@@ -356,15 +339,6 @@ def save_params(model: BoltzmannModel, path: Path) -> None:
     tmp.replace(path)
 
 
-MAX_LATENT = 20
-
-
-def latent_units(model: BoltzmannModel, field: str, visible: int) -> int:
-    """Units of a general BM that are not data: other fields and hidden sites of ``field``."""
-    n = model.sets[model.field_sets[field]] - visible
-    return n + sum(model.sets[model.field_sets[f]] for f in model.domains if f != field)
-
-
 @torch.no_grad()
 def latent_free_energy(model: BoltzmannModel, v: torch.Tensor, field: str,
                        chunk: int = 1 << 20) -> torch.Tensor:  # fmt: skip
@@ -374,11 +348,7 @@ def latent_free_energy(model: BoltzmannModel, v: torch.Tensor, field: str,
     visible = v.shape[1]
     others = [f for f in model.domains if f != field]
     layout = [(field, n_field - visible)] + [(f, model.sets[model.field_sets[f]]) for f in others]
-    n_lat = sum(n for _, n in layout)
-    if n_lat > MAX_LATENT:
-        raise PhysmlError(Diagnostic("P400", f"the likelihood of this Boltzmann machine needs "
-                                     f"an enumeration of its {n_lat} hidden units (at most "
-                                     f"{MAX_LATENT})", model.model.name_span))  # fmt: skip
+    check_enumerable(sum(n for _, n in layout), "the likelihood", model.model.name_span)
     values: list = []
     for f, n in layout:
         values += [model.domains[f].values()] * n
@@ -388,14 +358,14 @@ def latent_free_energy(model: BoltzmannModel, v: torch.Tensor, field: str,
     per = max(1, chunk // max(B, 1))
     acc = []
     for k0 in range(0, K, per):
-        h = H[k0:k0 + per]
+        h = H[k0 : k0 + per]
         c = h.shape[0]
         hh = h.repeat(B, 1)  # (B c, n_lat)
         state, at = {}, 0
         for f, n in layout:
-            part = hh[:, at:at + n]
+            part = hh[:, at : at + n]
             at += n
-            state[f] = (torch.cat([v.repeat_interleave(c, 0), part], 1) if f == field else part)
+            state[f] = torch.cat([v.repeat_interleave(c, 0), part], 1) if f == field else part
         e = model.energy(state).reshape(B, c)
         acc.append(torch.logsumexp(-e.double(), 1))
     return -torch.logsumexp(torch.stack(acc, 1), 1).to(model.dtype)

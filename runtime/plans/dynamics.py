@@ -1,9 +1,542 @@
-"""Static plans of the dynamics tasks (torch-free)."""
+"""Static plans of the dynamics tasks (torch-free): what an ``evolve`` or ``learn_dynamics`` run
+of a phase-space model, or a ``sample`` run of a continuous field, would reject, checked
+without running.
+
+A plan reads a run's statements (``initial``, ``evolve``, ``trajectories``, ``train``,
+``rollout``), applies ``--set`` overrides, validates options against the catalogue's schemas and
+static facts (integrators that need a separable H, the objective that fits each learner, the
+symmetries a learner can respect, field samplers and observables), reads initial states and
+trajectory files (numpy) and realises the model: ``program.derive`` for ``physml check``,
+``program.compile_ir`` for a run, which starts from the same plan (``runtime/dynamics/tasks.py``).
+"""
 
 from __future__ import annotations
 
-from physml_lang.catalogue import Catalogue
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import BaseModel
+
+from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue.dynamics import (
+    INTEGRATOR_FACTS,
+    LEARNER_OBJECTIVES,
+    EvolveOptions,
+    RolloutOptions,
+    TrainOptions,
+    TrajectoryOptions,
+)
+from physml_lang.check.model import ModelChecker, validate_options
+from physml_lang.check.tasks import STATEMENTS
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.ir.model import ModelIR
+from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
+
+from ..tasks import RunState, Scan, TaskCheck, option_values
+
+Realise = Callable[[ModelIR], Any]  # a model IR -> its derivation (check) or compiled model (run)
+Options = dict[str, tuple[Any, Span | None]]  # option name -> (value, span of its source)
+
+
+class PhaseSpace(Protocol):
+    """What the plans read of a phase-space model, derived or compiled: canonical pairs of shape
+    ``shape`` (n = prod(shape) flattened) and whether H = T(p) + V(q)."""
+
+    shape: tuple[int, ...]
+    n: int
+
+    @property
+    def separable(self) -> bool: ...
+
+    @property
+    def default_integrator(self) -> str: ...
+
+    @property
+    def qname(self) -> str: ...
+
+    @property
+    def pname(self) -> str: ...
+
+
+def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None):
+    raise PhysmlError(Diagnostic(code, msg, span, hint))
+
+
+# ---------------------------------------------------------------- statements
+
+
+def _named(stmt: StatementIR) -> Options:
+    opts: Options = {}
+    for item in stmt.items:
+        if item.kind != "named":
+            _fail("P100", f"'{stmt.word}' takes options by name", item.span,
+                  STATEMENTS[stmt.word].usage)  # fmt: skip
+        if item.name in opts:
+            _fail("P201", f"option '{item.name}' is given twice", item.span)
+        opts[item.name] = (item.value, item.span)
+    return opts
+
+
+class DynamicsStatements:
+    """``initial``, ``evolve``, ``trajectories``, ``train`` and ``rollout`` of a run, read
+    from its IR: options as name -> (value, span)."""
+
+    def __init__(self, task: TaskIR):
+        self.initial: Options = {}
+        self.initial_span: Span | None = None
+        self.evolve: Options | None = None
+        self.evolve_span: Span | None = None
+        self.trajectories: Options = {}
+        self.trajectories_load: tuple[str, Span | None] | None = None
+        self.trajectories_span: Span | None = None
+        self.train: list[tuple[list[tuple[str, Span | None]], str, Options, Span | None]] = []
+        self.rollout: Options = {}
+        self.rollout_span: Span | None = None
+        for stmt in task.statements:
+            if stmt.word == "initial":
+                self.initial.update(_named(stmt))
+                self.initial_span = stmt.span
+            elif stmt.word == "evolve":
+                if self.evolve is not None:
+                    _fail("P201", "a run has one 'evolve' statement", stmt.word_span)
+                self.evolve, self.evolve_span = _named(stmt), stmt.span
+            elif stmt.word == "trajectories":
+                self._trajectories(stmt)
+            elif stmt.word == "train":
+                self._train(stmt)
+            elif stmt.word == "rollout":
+                self.rollout, self.rollout_span = _named(stmt), stmt.span
+
+    def _trajectories(self, stmt: StatementIR) -> None:
+        items = stmt.items
+        v = items[0].value if len(items) == 1 else None
+        if len(items) == 1 and items[0].kind == "value" and isinstance(v, CallValue) \
+                and v.name == "load":  # fmt: skip
+            if len(v.args) != 1 or not isinstance(v.args[0], str) or v.kwargs:
+                _fail("P302", 'load takes one file name: trajectories load("orbits.npz")', v.span)
+            self.trajectories_load = (v.args[0], items[0].value_span)
+        else:
+            self.trajectories = _named(stmt)
+        self.trajectories_span = stmt.span
+
+    def _train(self, stmt: StatementIR) -> None:
+        via = next((it.via for it in stmt.items if it.kind == "via"), None)
+        method = via.name if isinstance(via, Word | CallValue) else None
+        names: list[tuple[str, Span | None]] = []
+        for k, item in enumerate(stmt.items):
+            if item.kind not in ("value", "via") or not isinstance(item.value, Word) or (
+                    item.kind == "via" and k != len(stmt.items) - 1):  # fmt: skip
+                _fail("P100", "train takes learner names and one 'via' method", item.span,
+                      STATEMENTS["train"].usage)  # fmt: skip
+            names.append((item.value.name, item.value.span))
+        method = method or "derivative_mse"
+        options: Options = {}
+        if isinstance(via, CallValue):
+            if via.args:
+                _fail("P302", "training options are given by name", via.span)
+            options = {o.name: (o.value, o.span) for o in via.kwargs}
+        self.train.append((names, method, options, stmt.span))
+
+
+def _statements(run: RunState) -> DynamicsStatements:
+    if not hasattr(run, "dynamics"):
+        run.dynamics = DynamicsStatements(run.ir)
+    return run.dynamics
+
+
+# ---------------------------------------------------------------- shared planning
+
+
+def _overrides(run: RunState, checker: ModelChecker, sets: dict[str, Any],
+               groups: list[tuple[str, Options, type[BaseModel]]]) -> None:  # fmt: skip
+    """--set NAME=VALUE: a model parameter, a scan variable, or an option of the first group
+    (statement key, option dict, schema) whose schema has it."""
+    params = set(checker.param_names)
+    for name, value in sets.items():
+        scan = next((s for s in run.scans if s.name == name), None)
+        if scan is not None:
+            scan.values = [value]
+            continue
+        if name in params:
+            run.model_args[name] = (value, None)
+            continue
+        for _, opts, schema in groups:
+            if name in schema.model_fields:
+                opts[name] = (value, None)
+                break
+        else:
+            known = params | {s.name for s in run.scans}
+            for _, _, schema in groups:
+                known |= set(schema.model_fields)
+            _fail("P200", f"--set {name}: no model parameter or option is called '{name}'", None,
+                  did_you_mean(name, known) or "known names: " + ", ".join(sorted(known)))  # fmt: skip
+
+
+def model_point(run: RunState, checker: ModelChecker, extra: Options | None = None) -> ModelIR:
+    """The IR of the run's model at its arguments, ``let`` values and ``extra`` (a point of a
+    scan), each value located at its source."""
+    args = {k: v for k, (v, _) in run.model_args.items()}
+    spans = {k: s for k, (_, s) in run.model_args.items()}
+    for k, (v, s) in (extra or {}).items():
+        args[k], spans[k] = v, s
+    params = set(checker.param_names)
+    for name, (v, s) in run.lets.items():
+        if name not in params:
+            _fail("P200", f"'let {name}': not a parameter of model {checker.name}", s,
+                  did_you_mean(name, params))  # fmt: skip
+        args.setdefault(name, v)
+        spans.setdefault(name, s)
+    return checker.instantiate(args, spans)
+
+
+NEEDS = {"phase_space": "a phase-space model (phase_space (q, p) and a hamiltonian)",
+         "field": "a continuous field (real or angle on sites)"}  # fmt: skip
+
+
+def _realised(run: RunState, checker: ModelChecker, realise: Realise, kind: str, what: str,
+              extra: Options | None = None) -> Any:  # fmt: skip
+    """The run's model, of model kind ``kind`` (located P400 otherwise), realised."""
+    ir = model_point(run, checker, extra)
+    if ir.kind != kind:
+        _fail("P400", f"{what} needs {NEEDS[kind]}; model {ir.name} is not one",
+              run.model_span or run.span)  # fmt: skip
+    return realise(ir)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Word):
+        return str(v)
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _options(opts: Options, schema: type[BaseModel], where: Span | None, what: str) -> Any:
+    for k, (v, s) in opts.items():
+        if isinstance(v, CallValue):
+            _fail("P402", f"option '{k}' of {what} must be a value, not a call", s)
+    values = {k: _plain(v) for k, (v, _) in opts.items()}
+    spans = {k: s for k, (_, s) in opts.items()}
+    return validate_options(schema, values, spans, where, what)
+
+
+# ---------------------------------------------------------------- evolve
+
+
+@dataclass
+class EvolvePlan:
+    """An ``evolve`` run: the model, the validated options, the integrators in order and the
+    initial states ``q0``, ``p0`` of shape (B, n) (float64)."""
+
+    model: PhaseSpace
+    options: EvolveOptions
+    integrators: list[str]
+    q0: np.ndarray
+    p0: np.ndarray
+    spans: dict[str, Span | None] = field(default_factory=dict)
+
+
+def _state(value: Any, shape: tuple[int, ...], span: Span | None, name: str) -> np.ndarray:
+    """An initial q or p: one state of ``shape`` or a batch (B, *shape), finite (float64)."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        _fail("P300", f"initial {name} must be a number or a (nested) list of numbers", span)
+    if arr.shape == shape:
+        arr = arr[None]
+    if arr.shape[1:] != shape or arr.ndim != len(shape) + 1 or arr.shape[0] < 1:
+        _fail("P302", f"initial {name} has shape {arr.shape}; expected {shape or 'a number'} "
+              f"or a batch (B, {', '.join(map(str, shape))})", span)  # fmt: skip
+    if not np.isfinite(arr).all():
+        _fail("P400", f"initial {name} is not finite", span)
+    return arr
+
+
+def integrator_options(name: str, o: EvolveOptions) -> dict[str, Any]:
+    """The options of integrator ``name`` from those of ``evolve`` (the solver settings of the
+    implicit midpoint rule; the other integrators have none)."""
+    return {"tol": o.tol, "max_iter": o.max_iter} if name == "implicit_midpoint" else {}
+
+
+def plan_evolve(task: TaskIR, program: Any, sets: dict[str, Any] | None,
+                realise: Realise | None = None) -> EvolvePlan:  # fmt: skip
+    """Options, integrators (known, listed once, and symplectic for this H: leapfrog, verlet
+    and yoshida4 need H = T(p) + V(q)) and initial states of an ``evolve`` run. ``realise``:
+    ``program.derive`` (the default) or ``program.compile_ir``."""
+    run = RunState.of(task)
+    dyn = _statements(run)
+    checker = program.checker_for(task)
+    opts = dict(dyn.evolve or {})
+    _overrides(run, checker, sets or {}, [("evolve", opts, EvolveOptions)])
+    span = dyn.evolve_span
+    options = _options(opts, EvolveOptions, span, "evolve")
+    cm: PhaseSpace = _realised(run, checker, realise or program.derive, "phase_space", "evolve")
+    names = options.integrator
+    names = [names] if isinstance(names, str) else (names or [cm.default_integrator])
+    ispan = opts.get("integrator", (None, span))[1]
+    for name in names:
+        if CATALOGUE.integrators.get(name) is None:
+            known = CATALOGUE.integrators.names()
+            _fail("P200", f"unknown integrator '{name}'", ispan,
+                  did_you_mean(name, set(known)) or "integrators: " + ", ".join(known))  # fmt: skip
+        if INTEGRATOR_FACTS[name].requires_separable and not cm.separable:
+            _fail("P400", f"{name} needs a separable Hamiltonian H = T(p) + V(q); "
+                  f"the Hamiltonian of {checker.name} is not", ispan,
+                  "use integrator = implicit_midpoint (symplectic for any H)")  # fmt: skip
+    if len(set(names)) != len(names):
+        _fail("P201", "an integrator is listed twice", ispan)
+    init = dyn.initial
+    if not init:
+        _fail("P400", "evolve needs initial conditions", span,
+              f"add e.g. 'initial {cm.qname} = 1.0, {cm.pname} = 0.0'")  # fmt: skip
+    qn, pn = cm.qname, cm.pname
+    for k, (_, s) in init.items():
+        if k not in (qn, pn):
+            _fail("P200", f"'{k}' is not a coordinate of model {checker.name}", s,
+                  f"the phase space is ({qn}, {pn})")  # fmt: skip
+    for k in (qn, pn):
+        if k not in init:
+            _fail("P400", f"initial conditions need {k} too", dyn.initial_span)
+    q0 = _state(_plain(init[qn][0]), cm.shape, init[qn][1], qn)
+    p0 = _state(_plain(init[pn][0]), cm.shape, init[pn][1], pn)
+    if q0.shape[0] != p0.shape[0] and 1 not in (q0.shape[0], p0.shape[0]):
+        _fail("P302", f"{q0.shape[0]} initial {qn} but {p0.shape[0]} initial {pn}",
+              dyn.initial_span)  # fmt: skip
+    B = max(q0.shape[0], p0.shape[0])
+    q0 = np.broadcast_to(q0, (B, *cm.shape)).reshape(B, cm.n)
+    p0 = np.broadcast_to(p0, (B, *cm.shape)).reshape(B, cm.n)
+    spans = {"dt": opts.get("dt", (None, span))[1], "integrator": ispan, "evolve": span}
+    return EvolvePlan(cm, options, names, q0, p0, spans)
+
+
+def check_evolve(task: TaskIR, program: Any) -> None:
+    plan_evolve(task, program, {})
+
+
+# ---------------------------------------------------------------- continuous-field sampling
+
+
+@dataclass
+class FieldPlan:
+    """A ``sample`` run of a continuous field: the sampler (a catalogue entry of the field
+    family) and its options, the scans, the measured observables, and the model at the first
+    point of the scans (realised)."""
+
+    sampler: str
+    options: BaseModel
+    others: list[Scan]
+    measures: list[str]
+    checker: ModelChecker
+    model: Any
+
+
+def plan_field(run: RunState, program: Any, sets: dict[str, Any] | None,
+               realise: Realise | None = None) -> FieldPlan:  # fmt: skip
+    """Sampler, options, scans (of model parameters only) and observables of a field ``sample``
+    run; the model at the first point of the scans realised (``program.derive`` by default)."""
+    checker = program.checker_for(run.ir)
+    entry = CATALOGUE.samplers.get(run.sampler or "", "field")
+    if entry is None:
+        known = CATALOGUE.samplers.names("field")
+        _fail("P200", f"unknown sampler '{run.sampler}' for a continuous field", run.sampler_span,
+              did_you_mean(run.sampler or "", set(known))
+              or "continuous-field samplers: " + ", ".join(known))  # fmt: skip
+    schema = entry.schema
+    _overrides(run, checker, sets or {}, [("sampler", run.sampler_options, schema)])
+    options = option_values(run.sampler_options, schema, run.sampler_span,
+                            f"sampler {run.sampler}")  # fmt: skip
+    params = set(checker.param_names)
+    for s in run.scans:
+        if s.name not in params:
+            _fail("P200", f"cannot scan '{s.name}': not a parameter of model "
+                  f"{checker.name}", s.span,
+                  "continuous-field actions carry their couplings: scan one of "
+                  + ", ".join(sorted(params)))  # fmt: skip
+    measures = []
+    for m in run.measures or []:
+        if m.expr is not None or CATALOGUE.observables.get(m.name, "field") is None:
+            known = CATALOGUE.observables.names("field")
+            _fail("P200", f"unknown continuous-field observable '{m.name}'", m.span,
+                  did_you_mean(m.name, set(known)) or "observables: " + ", ".join(known))  # fmt: skip
+        measures.append(m.name)
+    first = {s.name: (s.values[0], s.span) for s in run.scans}
+    model = _realised(run, checker, realise or program.derive, "field",
+                      f"sampler {run.sampler}", first)  # fmt: skip
+    return FieldPlan(entry.name, options, list(run.scans), measures, checker, model)
+
+
+def check_field(task: TaskIR, program: Any) -> None:
+    plan_field(RunState.of(task), program, {})
+
+
+# ---------------------------------------------------------------- learned dynamics
+
+
+@dataclass
+class LearnerPlan:
+    """A learner to train: its name, its catalogue entry (``kind``), validated options and
+    the training objective (``method``) that fits it."""
+
+    name: str
+    kind: str
+    options: BaseModel
+    method: str
+    span: Span | None
+
+
+@dataclass
+class LearnPlan:
+    """A ``learn_dynamics`` run: the model, its learners, the training data (simulated with
+    ``data``, or loaded from the file ``load``) and the rollout evaluation."""
+
+    model: PhaseSpace
+    learners: list[LearnerPlan]
+    data: TrajectoryOptions
+    load: tuple[str, Span | None] | None
+    rollout: RolloutOptions
+
+
+def plan_learn(run: RunState, program: Any, sets: dict[str, Any] | None,
+               realise: Realise | None = None) -> LearnPlan:  # fmt: skip
+    """Trajectory, training and rollout options and the learners of a ``learn_dynamics`` run:
+    each a dynamics learner of the catalogue, trained via its own objective, respecting only
+    what it can, and integrable by the rollout integrator (one that needs a separable H needs
+    a learner declared separable)."""
+    dyn = _statements(run)
+    checker = program.checker_for(run.ir)
+    topts = dict(dyn.trajectories)
+    ropts = dict(dyn.rollout)
+    train_common: Options = {}
+    _overrides(run, checker, sets or {}, [("train", train_common, TrainOptions),
+                                          ("trajectories", topts, TrajectoryOptions),
+                                          ("rollout", ropts, RolloutOptions)])  # fmt: skip
+    cm: PhaseSpace = _realised(run, checker, realise or program.derive, "phase_space", "train")
+    data = _options(topts, TrajectoryOptions, dyn.trajectories_span, "trajectories")
+    roll = _options(ropts, RolloutOptions, dyn.rollout_span, "rollout")
+    rollout_span = ropts.get("integrator", (None, None))[1]
+    if roll.integrator is not None and CATALOGUE.integrators.get(roll.integrator) is None:
+        _fail("P200", f"unknown integrator '{roll.integrator}'", ropts["integrator"][1],
+              did_you_mean(roll.integrator, set(CATALOGUE.integrators.names())))  # fmt: skip
+    if data.start == "kepler" and (len(cm.shape) != 2 or cm.shape[0] != 2 or cm.shape[1] < 2):
+        _fail("P400", "start = kepler needs a two-body phase space: real[2, D] with D >= 2",
+              topts["start"][1])  # fmt: skip
+    decls = program.learners
+    learners: list[LearnerPlan] = []
+    for names, method, options, _span in dyn.train:
+        for name, nspan in names:
+            if name not in decls:
+                _fail("P200", f"unknown learner '{name}'", nspan,
+                      did_you_mean(name, set(decls)) or f"declare it: learner {name} = "
+                      "hnn(hidden = [200, 200])")  # fmt: skip
+            d = decls[name]
+            func = d.call.name
+            entry = CATALOGUE.learners.get(func, "phase_space")
+            if entry is None:
+                _fail("P200", f"'{func}' is not a dynamics learner", d.call.name_span,
+                      did_you_mean(func, set(CATALOGUE.learners.names("phase_space")))
+                      or "dynamics learners: hnn, mlp, sympnet")  # fmt: skip
+            objective = LEARNER_OBJECTIVES[entry.name]
+            if d.call.args:
+                _fail("P302", "learner options are given by name", d.call.span)
+            if objective != method:
+                _fail("P400", f"{func} learner '{name}' is trained via {objective}, "
+                      f"not {method}", nspan, f"train {name} via {objective}(...)")  # fmt: skip
+            for sym, sspan in zip(d.respecting, d.respecting_spans):
+                if sym not in entry.facts.symmetries:
+                    _fail("P501", f"{func} cannot respect '{sym}'", sspan,
+                          "hnn and sympnet are symplectic by construction; an mlp vector field "
+                          "respects nothing" if sym == "symplectic" else
+                          "dynamics learners respect: symplectic")  # fmt: skip
+            schema = entry.schema
+            vals = {k.name: _plain(k.value) for k in d.call.kwargs}
+            spans: dict[str, Span | None] = {k.name: k.span for k in d.call.kwargs}
+            for k, (v, s) in list(options.items()) + list(train_common.items()):
+                vals[k], spans[k] = _plain(v), s
+            vals = {k: v for k, v in vals.items() if v is not None}
+            opts = validate_options(schema, vals, {k: spans[k] for k in vals}, d.span,
+                                    f"learner {name}")  # fmt: skip
+            # a learned Hamiltonian (hnn) is separable only when declared so
+            integ = roll.integrator if objective == "derivative_mse" else None
+            if integ is not None and "separable" in schema.model_fields \
+                    and not opts.separable and INTEGRATOR_FACTS[integ].requires_separable:  # fmt: skip
+                _fail("P400", f"{integ} needs a separable H; learner {name} is not separable",
+                      rollout_span, "declare hnn(separable = true) or use implicit_midpoint")  # fmt: skip
+            learners.append(LearnerPlan(name, entry.name, opts, method, d.span))
+    if not learners:
+        _fail("P400", "train names no learner", run.span)
+    return LearnPlan(cm, learners, data, dyn.trajectories_load, roll)
+
+
+@dataclass
+class Trajectories:
+    """Trajectories read from a file: times ``t`` (T,) and states ``q``, ``p`` with their time
+    derivatives ``dq``, ``dp``, each (N, T, n) float64 (finite differences in t when the file
+    has none)."""
+
+    t: np.ndarray
+    q: np.ndarray
+    p: np.ndarray
+    dq: np.ndarray
+    dp: np.ndarray
+
+
+def read_trajectories(load: tuple[str, Span | None], n: int, program: Any) -> Trajectories:
+    """t (T,), q, p (N, T, *shape or n)[, dq, dp] from an .npz file (no pickle), relative to
+    the program's folder; located P600/P601 for a missing or malformed file."""
+    name, span = load
+    base = Path(program.path).parent if program.path else Path.cwd()
+    path = Path(name) if Path(name).is_absolute() else base / name
+    if not path.is_file():
+        _fail("P600", f"trajectory file not found: {path}", span)
+    if path.suffix != ".npz":
+        _fail("P601", f"trajectories are loaded from .npz files, not '{path.suffix}'", span)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: np.asarray(f[k], dtype=np.float64) for k in f.files
+                      if k in ("t", "q", "p", "dq", "dp")}  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        _fail("P601", f"cannot read {path.name}: {exc}", span)
+    for k in ("t", "q", "p"):
+        if k not in arrays:
+            _fail("P601", f"{path.name} has no array '{k}'", span,
+                  "expected t (T,), q and p (N, T, n)[, dq, dp]")  # fmt: skip
+    t = arrays["t"]
+    out = {}
+    for k in ("q", "p", "dq", "dp"):
+        if k not in arrays:
+            continue
+        a = arrays[k]
+        if a.ndim < 2 or a.shape[1] != len(t) or int(np.prod(a.shape[2:])) != n:
+            _fail("P601", f"'{k}' in {path.name} has shape {a.shape}; expected (N, {len(t)}, "
+                  f"{n})", span)  # fmt: skip
+        out[k] = a.reshape(a.shape[0], len(t), n)
+        if not np.isfinite(out[k]).all():
+            _fail("P601", f"'{k}' in {path.name} holds non-finite values", span)
+    if len(t) < 3 or not np.all(np.diff(t) > 0):
+        _fail("P601", f"'t' in {path.name} must be increasing with at least 3 times", span)
+    for k in ("q", "p"):
+        if "d" + k not in out:
+            out["d" + k] = np.gradient(out[k], t, axis=1)
+    return Trajectories(t, out["q"], out["p"], out["dq"], out["dp"])
+
+
+def check_learn(task: TaskIR, program: Any) -> None:
+    plan = plan_learn(RunState.of(task), program, {})
+    if plan.load is not None:
+        read_trajectories(plan.load, plan.model.n, program)
 
 
 def bind_checks(catalogue: Catalogue) -> None:
     """Attach the static checks of the dynamics tasks to their catalogue entries."""
+    catalogue.tasks.bind_check("evolve", TaskCheck(check_evolve))
+    catalogue.tasks.bind_check("sample", TaskCheck(check_field), family="field")
+    catalogue.tasks.bind_check("learn_dynamics", TaskCheck(check_learn))
+
+
+__all__ = ["DynamicsStatements", "EvolvePlan", "FieldPlan", "LearnPlan", "LearnerPlan",
+           "PhaseSpace", "Trajectories", "bind_checks", "check_evolve", "check_field",
+           "check_learn", "integrator_options", "model_point", "plan_evolve", "plan_field",
+           "plan_learn", "read_trajectories"]  # fmt: skip

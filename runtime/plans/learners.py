@@ -1,9 +1,753 @@
-"""Static plans of the learners tasks (torch-free)."""
+"""Static plans of the energy-based learners' tasks (torch-free): ``recall`` (Hopfield
+retrieval), ``train`` (Boltzmann machines, RBMs, inverse Ising) and ``sample`` of Boltzmann
+models (Gibbs chains).
+
+A plan reads a run's statements (``recall``, ``train``, ``optimizer``, ``schedule``,
+``generate``, ``ais``, ``data``, ``params``), validates every option against the catalogue's
+schemas (``physml_lang/catalogue/boltzmann.py``), resolves scans and ``--set`` overrides, and
+checks each point against the derived model (``program.derive(ir, kind="boltzmann")``: site
+sets, fields, blocks, learnable arrays): the data that feed a field (shape (samples, n_sites)
+and domain), the visible and latent units of training, the learned-parameter file a sample run
+loads (names and shapes read from its header). ``check_*`` run the plans for ``physml check``;
+the runtime's tasks (``runtime/learners/tasks.py``) start from the same plans and run them on
+the compiled model's derivation.
+"""
 
 from __future__ import annotations
 
-from physml_lang.catalogue import Catalogue
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+from safetensors import safe_open
+
+from physml_lang.catalogue import CATALOGUE, Catalogue, Entry, Registry
+from physml_lang.catalogue.boltzmann import (
+    ENUMERATED_OBSERVABLES,
+    FAMILY,
+    GIBBS_OBSERVABLES,
+    LEARNER_OBSERVABLES,
+    RECALL_COLUMNS,
+    RECALL_OBSERVABLES,
+    AISOptions,
+    GenerateOptions,
+    RecallOptions,
+    TrainOptions,
+)
+from physml_lang.check.model import ModelChecker, validate_options
+from physml_lang.check.program import stdlib_index, stdlib_model
+from physml_lang.check.tasks import STATEMENTS
+from physml_lang.compiler.derive.boltzmann import BoltzmannDerivation
+from physml_lang.compiler.instance import ModelInstance, RealData
+from physml_lang.diagnostics import PhysmlError, Span, did_you_mean
+from physml_lang.ir.model import GraphIR, ModelIR
+from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
+from physml_lang.ir.walk import fail
+
+from .. import data as data_sources
+from ..data import DataLoader, check_feeds
+from ..tasks import RunState, TaskCheck, plain
+from .sample import check_measures
+
+# the program a plan reads (physml_lang.api.Program, the layer above): its model declarations,
+# learners, data, runs, and ``derive(ir, kind)`` / ``compile_ir(ir, kind)`` of model IRs
+Program = Any
+
+# a general Boltzmann machine's likelihood sums over its latent units by enumeration
+MAX_LATENT = 20
+
+
+# ---------------------------------------------------------------- names and options
+
+
+def _call_of(v: Any, span: Span | None) -> CallValue:
+    """A name or a call (``cd(1)``, ``adam(lr = 0.01)``) as a call."""
+    if isinstance(v, Word):
+        return CallValue(v.name, span=v.span, name_span=v.span)
+    if not isinstance(v, CallValue):
+        fail("P300", "expected a name or a call here, e.g. cd(1) or adam(lr = 0.01)", span)
+    return v
+
+
+def _options(call: CallValue, schema: type[BaseModel], what: str,
+             positional: tuple[str, ...] = ()) -> BaseModel:  # fmt: skip
+    values, spans = {}, {}
+    if len(call.args) > len(positional):
+        fail("P302", f"{what} takes its options by name", call.span)
+    for name, a in zip(positional, call.args):
+        values[name], spans[name] = plain(a), call.span
+    for k in call.kwargs:
+        values[k.name], spans[k.name] = plain(k.value), k.span
+    values = {k: (str(v) if isinstance(v, Word) else v) for k, v in values.items()}
+    for k, v in list(values.items()):
+        info = schema.model_fields.get(k)
+        integer = isinstance(v, int) and not isinstance(v, bool)
+        if info is not None and info.annotation is float and integer:
+            values[k] = float(v)
+    return validate_options(schema, values, spans, call.span, what)
+
+
+def registry_call(call: CallValue, registry: Registry, what: str,
+                  positional: tuple[str, ...] = ()) -> BaseModel:  # fmt: skip
+    """The validated options of a call naming an entry of ``registry`` (of Boltzmann models or
+    shared by every kind)."""
+    entry = registry.get(call.name, FAMILY)
+    if entry is None:
+        known = registry.names(FAMILY)
+        fail("P200", f"unknown {what} '{call.name}'", call.name_span,
+             did_you_mean(call.name, set(known)) or f"{what}s: " + ", ".join(known))  # fmt: skip
+    return _options(call, entry.schema, f"{what} {call.name}", positional)
+
+
+def is_learner_measure(name: str) -> bool:
+    """A measure of a trained model, evaluated by the train task (not of generated samples)."""
+    return name in LEARNER_OBSERVABLES
+
+
+def gibbs_observable(name: str) -> str | None:
+    """The observable of Boltzmann sample runs that ``name`` measures (``energy``,
+    ``magnetization``, ``mean_<field>`` for any ``mean_...``), else None."""
+    key = "mean_<field>" if name.startswith("mean_") else name
+    return key if key in GIBBS_OBSERVABLES else None
+
+
+# ---------------------------------------------------------------- run statements
+
+
+class LearnerStatements:
+    """``recall``, ``train``, ``optimizer``, ``schedule``, ``generate``, ``ais``, ``data`` and
+    ``params`` of a run, read from its IR and validated against their schemas."""
+
+    def __init__(self, task: TaskIR):
+        self.span = task.span
+        self.recall: dict | None = None
+        self.train: dict | None = None
+        self.optimizer: CallValue | None = None
+        self.schedule: CallValue | None = None
+        self.generate: GenerateOptions | None = None
+        self.ais: AISOptions | None = None
+        self.data: tuple[str, Span | None] | None = None
+        self.learned_params: tuple[str, Span | None] | None = None
+        for stmt in task.statements:
+            handler = getattr(self, f"_{stmt.word}", None)
+            if handler is not None:
+                handler(stmt)
+
+    def _recall(self, stmt: StatementIR) -> None:
+        first = stmt.items[0]
+        if first.kind != "via" or not isinstance(first.value, Word):
+            fail("P100", "recall names the stored patterns and the dynamics", stmt.span,
+                 "recall xi via glauber(T = 0, update = sequential), flip = 0.1")  # fmt: skip
+        call = _call_of(first.via, first.span)
+        registry_call(call, CATALOGUE.updates, "dynamics")
+        named = {}
+        for item in stmt.items[1:]:
+            if item.kind != "named":
+                fail("P100", "recall options are named: flip = 0.1, patterns = 20", item.span)
+            named[item.name] = (plain(item.value), item.span)
+        self.recall = {"patterns": first.value.name, "span": first.value.span,
+                       "dynamics": call, "named": named}  # fmt: skip
+
+    def _train(self, stmt: StatementIR) -> None:
+        first = stmt.items[0]
+        if first.kind != "via" or not isinstance(first.value, Word):
+            fail("P100", "train names a learner and an objective", stmt.span,
+                 "train rbm via cd(1), epochs = 20, batch = 64")  # fmt: skip
+        call = _call_of(first.via, first.span)
+        registry_call(call, CATALOGUE.objectives, "objective", ("k",))
+        named, models = {}, {}
+        for item in stmt.items[1:]:
+            if item.kind != "named":
+                fail("P100", "train options are named: epochs = 20", item.span)
+            if item.name in ("truth", "physical"):
+                models[item.name] = _call_of(item.value, item.value_span)
+                continue
+            v = item.value
+            named[item.name] = (str(v) if isinstance(v, Word) else plain(v), item.span)
+        values = {k: v for k, (v, _) in named.items()}
+        validate_options(TrainOptions, values, {k: s for k, (_, s) in named.items()}, stmt.span,
+                         "train")  # fmt: skip
+        self.train = {"learner": first.value.name, "span": first.value.span, "objective": call,
+                      "named": named, "models": models}  # fmt: skip
+
+    def _single(self, stmt: StatementIR, registry: Registry, what: str) -> CallValue:
+        if len(stmt.items) != 1 or stmt.items[0].kind != "value":
+            fail("P100", f"'{stmt.word}' takes one {what}", stmt.span)
+        call = _call_of(stmt.items[0].value, stmt.items[0].value_span)
+        registry_call(call, registry, what)
+        return call
+
+    def _optimizer(self, stmt: StatementIR) -> None:
+        self.optimizer = self._single(stmt, CATALOGUE.optimisers, "optimizer")
+
+    def _schedule(self, stmt: StatementIR) -> None:
+        self.schedule = self._single(stmt, CATALOGUE.schedules, "schedule")
+
+    def _named(self, stmt: StatementIR, schema: type[BaseModel]) -> BaseModel:
+        values, spans = {}, {}
+        for item in stmt.items:
+            if item.kind != "named":
+                fail("P100", f"'{stmt.word}' takes named options", item.span,
+                     STATEMENTS[stmt.word].usage)  # fmt: skip
+            values[item.name], spans[item.name] = plain(item.value), item.span
+        return validate_options(schema, values, spans, stmt.span, stmt.word)
+
+    def _generate(self, stmt: StatementIR) -> None:
+        self.generate = self._named(stmt, GenerateOptions)
+
+    def _ais(self, stmt: StatementIR) -> None:
+        self.ais = self._named(stmt, AISOptions)
+
+    def _data(self, stmt: StatementIR) -> None:
+        if len(stmt.items) != 1 or not isinstance(stmt.items[0].value, Word):
+            fail("P100", "'data' names a data declaration: data digits", stmt.span)
+        self.data = (stmt.items[0].value.name, stmt.items[0].value_span)
+
+    def _params(self, stmt: StatementIR) -> None:
+        """``params "fit/params.safetensors"`` (or ``params load("...")``): learned arrays, by
+        name, replace the model's declared values."""
+        item = stmt.items[0] if len(stmt.items) == 1 else None
+        value = item.value if item is not None and item.kind == "value" else None
+        if isinstance(value, CallValue) and value.name == "load" and len(value.args) == 1:
+            value = value.args[0]
+        if not isinstance(value, str):
+            fail("P100", "'params' takes one file of learned parameters", stmt.span,
+                 STATEMENTS["params"].usage)  # fmt: skip
+        self.learned_params = (value, item.value_span)
+
+
+def statements(run: RunState) -> LearnerStatements:
+    """The run's learner statements (read once per run state)."""
+    if not hasattr(run, "learning"):
+        run.learning = LearnerStatements(run.ir)
+    return run.learning
+
+
+def scan_points(run: RunState, sets: dict[str, Any] | None) -> tuple[list[dict], dict]:
+    """Scan points (every combination) with ``let`` values; ``--set`` fixes a variable.
+    Returns the points and the ``--set`` values that are not scan variables."""
+    sets = dict(sets or {})
+    scans = []
+    for s in run.scans:
+        values = [sets.pop(s.name)] if s.name in sets else s.values
+        scans.append((s.name, values))
+    lets = {k: v for k, (v, _) in run.lets.items()}
+    combos = list(itertools.product(*[v for _, v in scans])) or [()]
+    points = [{**lets, **dict(zip([n for n, _ in scans], c))} for c in combos]
+    return points, sets
+
+
+def field_feeds(data: RealData, model: BoltzmannDerivation, sites: int, span: Span | None,
+                what: str) -> tuple[str, np.ndarray]:  # fmt: skip
+    """The first field of a Boltzmann model and the data that feed its first ``sites`` sites:
+    (samples, sites), in the field's domain (a located P601 otherwise)."""
+    field = next(iter(model.domains))
+    return field, check_feeds(data, model.domains[field], (sites,), span, what)
+
+
+def field_sites(model: BoltzmannDerivation, field: str) -> int:
+    """The number of sites of a field: the size of the site set it lives on."""
+    return model.sets[model.field_sets[field]]
+
+
+# ---------------------------------------------------------------- recall
+
+
+@dataclass
+class RecallPlan:
+    """A validated recall run: the model's declaration, the options of its dynamics
+    (``glauber``), the recall options, the scan points and the run's model arguments."""
+
+    checker: ModelChecker
+    dynamics: BaseModel
+    options: RecallOptions
+    points: list[dict]
+    model_args: dict[str, Any]
+
+
+def plan_recall(run: RunState, program: Program, sets: dict[str, Any] | None) -> RecallPlan:
+    """Validate a recall run: dynamics and recall options, ``--set`` overrides, scans and
+    measured names."""
+    spec = statements(run).recall
+    checker = program.checker_for(run.ir)
+    dyn = registry_call(spec["dynamics"], CATALOGUE.updates, "dynamics")
+    named = {k: v for k, (v, _) in spec["named"].items()}
+    opts = validate_options(RecallOptions, named, {k: s for k, (_, s) in spec["named"].items()},
+                            run.span, "recall")  # fmt: skip
+    points, rest = scan_points(run, sets)
+    params = set(checker.param_names)
+    for k in list(rest):
+        if k in params:
+            for p in points:
+                p[k] = rest.pop(k)
+        elif k in type(dyn).model_fields:
+            dyn = dyn.model_copy(update={k: rest.pop(k)})
+        elif k in RecallOptions.model_fields:
+            opts = opts.model_copy(update={k: rest.pop(k)})
+    if rest:
+        k = next(iter(rest))
+        fail("P200", f"--set {k}: not a model parameter, scan variable or recall option", None)
+    for s in run.scans:
+        if s.name not in params:
+            fail("P200", f"cannot scan '{s.name}': not a parameter of model {checker.name}",
+                 s.span, did_you_mean(s.name, params))  # fmt: skip
+    columns = set(RECALL_OBSERVABLES) | set(RECALL_COLUMNS) | set(points[0])
+    for m in run.measures:
+        if m.name not in columns:
+            fail("P200", f"unknown recall observable '{m.name}'", m.span,
+                 "recall measures: " + ", ".join(RECALL_OBSERVABLES))  # fmt: skip
+    model_args = {k: v for k, (v, _) in run.model_args.items()}
+    return RecallPlan(checker, dyn, opts, points, model_args)
+
+
+def recall_ir(run: RunState, plan: RecallPlan, point: dict[str, Any]) -> ModelIR:
+    """The model IR of one scan point; it must declare the recalled patterns."""
+    checker = plan.checker
+    args = {**plan.model_args, **{k: v for k, v in point.items() if k in checker.param_names}}
+    ir = checker.instantiate(args)
+    spec = statements(run).recall
+    if spec["patterns"] not in ir.data_map:
+        fail("P200", f"model {ir.name} has no data '{spec['patterns']}'", spec["span"],
+             did_you_mean(spec["patterns"], set(ir.data_map)) or "declare: data xi: spin[P, N] = "
+             "random(seed = 1)")  # fmt: skip
+    return ir
+
+
+def recall_patterns(run: RunState, model: BoltzmannDerivation) -> tuple[str, np.ndarray]:
+    """The recalled field and its stored patterns xi, (P, n_sites), checked against the
+    field's domain."""
+    spec = statements(run).recall
+    field = next(iter(model.domains))
+    data = model.model.data[spec["patterns"]]
+    return field_feeds(data, model, field_sites(model, field), spec["span"], f"field '{field}'")
+
+
+def check_recall(task: TaskIR, program: Program) -> None:
+    """Everything a recall run would reject, on the first point's derived model."""
+    run = RunState.of(task)
+    plan = plan_recall(run, program, {})
+    ir = recall_ir(run, plan, plan.points[0])
+    recall_patterns(run, program.derive(ir, kind=FAMILY))
+
+
+# ---------------------------------------------------------------- train
+
+
+@dataclass
+class TrainPlan:
+    """A validated train run: the learner's model declaration and fixed arguments, the train
+    options, scan points, and the (name, options) of objective, optimiser and schedule."""
+
+    checker: ModelChecker
+    learner_args: dict[str, Any]
+    options: TrainOptions
+    points: list[dict]
+    objective: tuple[str, BaseModel]
+    optimizer: tuple[str, BaseModel]
+    schedule: tuple[str, BaseModel]
+    params: set[str]
+
+
+@dataclass(frozen=True)
+class TrainingLayout:
+    """Which units of a Boltzmann model the data feed: the first ``visible`` of the
+    ``n_field`` sites of the first field (``field``). ``hidden``: block fields summed out
+    analytically in the free energy F(v); ``latent``: the model has units that are neither
+    (a general Boltzmann machine), sampled in a positive phase with the data clamped."""
+
+    field: str
+    n_field: int
+    visible: int
+    hidden: list[str]
+    latent: bool
+
+
+def learner_model(run: RunState, program: Program) -> tuple[ModelChecker, dict[str, Any]]:
+    """The learner's model declaration and fixed arguments: a ``learner`` declaration naming a
+    model (learner rbm = RBM(Nv = 64, Nh = 32)) or a model name."""
+    spec = statements(run).train
+    name = spec["learner"]
+    decl = program.learners.get(name)
+    if decl is not None:
+        mname, span = decl.call.name, decl.call.name_span
+        args = {k.name: plain(k.value) for k in decl.call.kwargs}
+        if decl.call.args:
+            fail("P302", "model parameters are given by name", decl.call.span)
+    else:
+        mname, span, args = name, spec["span"], {}
+    if run.model is not None:  # 'model RBM(Nh = 64)' gives (more) arguments of the learner's model
+        if run.model != mname:
+            fail("P201", f"the run's model {run.model} is not the learner's model {mname}",
+                 run.model_span, f"write 'model {mname}(...)' or train {run.model}")  # fmt: skip
+        args.update({k: v for k, (v, _) in run.model_args.items()})
+    if mname not in program.models:
+        hint = (f"import it: import {mname}" if mname in stdlib_index()
+                else did_you_mean(mname, set(program.models) | set(program.learners)))  # fmt: skip
+        fail("P200", f"unknown learner or model '{mname}'", span, hint)
+    return program.models[mname], args
+
+
+def aux_ir(program: Program, call: CallValue) -> ModelIR:
+    """The IR of a model a train statement names (``truth = SK(N = 16, seed = 1)``): declared,
+    imported or from the standard library."""
+    checker = program.models.get(call.name) or stdlib_model(call.name)
+    if checker is None:
+        fail("P200", f"unknown model '{call.name}'", call.name_span,
+             did_you_mean(call.name, set(stdlib_index())))  # fmt: skip
+    args = {k.name: plain(k.value) for k in call.kwargs}
+    return checker.instantiate(args, {k.name: k.span for k in call.kwargs})
+
+
+def training_data(loader: DataLoader, program: Program, name: str, span: Span | None,
+                  values: dict[str, Any]) -> RealData:  # fmt: skip
+    """The data declaration ``name`` realised with a point's values (``loader``: the program's
+    data loader for a run, its static one for a check)."""
+    decl = program.data.get(name)
+    if decl is None:
+        fail("P200", f"no data declaration '{name}'", span,
+             did_you_mean(name, set(program.data)) or "declare it: data X: binary = "
+             "load(\"x.npz\")")  # fmt: skip
+    return loader(decl, values)
+
+
+def plan_train(run: RunState, program: Program, sets: dict[str, Any] | None) -> TrainPlan:
+    """Validate a train run: learner, options, ``--set`` overrides, objective, optimiser and
+    schedule (adam and a constant rate unless given), and that it names its data."""
+    st = statements(run)
+    spec = st.train
+    checker, learner_args = learner_model(run, program)
+    named = {k: v for k, (v, _) in spec["named"].items()}
+    spans = spans_of(spec)
+    if st.data is not None:
+        named.setdefault("data", st.data[0])
+        spans.setdefault("data", st.data[1])
+    points, rest = scan_points(run, sets)
+    params = set(checker.param_names)
+    for k in list(rest):
+        if k in params:
+            learner_args[k] = rest.pop(k)
+        elif k in TrainOptions.model_fields:
+            named[k] = rest.pop(k)
+    if rest:
+        k = next(iter(rest))
+        fail("P200", f"--set {k}: not a learner parameter, scan variable or train option", None,
+             did_you_mean(k, params | set(TrainOptions.model_fields)))  # fmt: skip
+    opts = validate_options(TrainOptions, named, spans, run.span, "train")
+    objective = spec["objective"]
+    oopts = registry_call(objective, CATALOGUE.objectives, "objective", ("k",))
+    opt_call = st.optimizer or CallValue("adam", span=run.span, name_span=run.span)
+    optopts = registry_call(opt_call, CATALOGUE.optimisers, "optimizer")
+    sch_call = st.schedule or CallValue("constant", span=run.span, name_span=run.span)
+    schopts = registry_call(sch_call, CATALOGUE.schedules, "schedule")
+    if opts.data is None:
+        fail("P400", f"run {run.name} does not say what to train on", run.span,
+             "add 'data = NAME' to the train statement")  # fmt: skip
+    return TrainPlan(checker, learner_args, opts, points, (objective.name, oopts),
+                     (opt_call.name, optopts), (sch_call.name, schopts), params)  # fmt: skip
+
+
+def spans_of(spec: dict) -> dict[str, Span | None]:
+    """Option name -> span of a statement's named options."""
+    return {k: s for k, (_, s) in spec["named"].items()}
+
+
+def train_ir(plan: TrainPlan, point: dict[str, Any]) -> ModelIR:
+    """The learner's model IR at one scan point."""
+    args = dict(plan.learner_args)
+    args.update({k: v for k, v in point.items() if k in plan.params})
+    return plan.checker.instantiate(args)
+
+
+def visible_sites(value: int | str | None, model: ModelInstance, n: int,
+                  span: Span | None) -> int:  # fmt: skip
+    """The number of visible sites of the data field (``n`` sites): a number or the name of
+    an integer model parameter (None: all of them)."""
+    if value is None:
+        return n
+    if isinstance(value, str):
+        if value not in model.params:
+            fail("P200", f"visible = {value}: not a parameter of model {model.name}", span,
+                 did_you_mean(value, set(model.params)) or "give a number or a model parameter")  # fmt: skip
+        value = model.params[value]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= n:
+        fail("P400", f"visible = {value!r}: must be a whole number from 1 to the {n} sites of "
+             f"the data field", span)  # fmt: skip
+    return int(value)
+
+
+def training_layout(model: BoltzmannDerivation, visible: int | str | None, positive: str,
+                    span: Span | None = None) -> TrainingLayout:  # fmt: skip
+    """Data, hidden and latent units of a model trained on its first field's first
+    ``visible`` sites; ``positive``: the objective's positive phase (``meanfield`` needs
+    two-valued units). The model must have learnable arrays."""
+    field = next(iter(model.domains))
+    n_field = field_sites(model, field)
+    visible = visible_sites(visible, model.model, n_field, span or model.model.fields[field].span)
+    others = [f for f in model.domains if f != field]
+    # latent: hidden units that cannot be summed out analytically (general BMs)
+    latent = visible < n_field
+    hidden: list[str] = []
+    if not latent and others:
+        try:
+            hidden = model.summable(others)
+        except PhysmlError:  # not summable: sampled in the positive phase
+            latent = True
+    if latent and positive == "meanfield":
+        for f in model.domains:
+            if len(model.domains[f].values()) != 2:
+                fail("P502", f"positive = meanfield needs two-valued units; field '{f}' has more",
+                     model.model.fields[f].span)  # fmt: skip
+    if not model.learnable:
+        fail("P400", f"model {model.model.name} has no learnable parameters",
+             model.model.name_span, "mark them: 'learnable param W on edges = ...'")  # fmt: skip
+    return TrainingLayout(field, n_field, visible, hidden, latent)
+
+
+def latent_units(model: BoltzmannDerivation, field: str, visible: int) -> int:
+    """Units of a general BM that are not data: other fields and hidden sites of ``field``."""
+    n = field_sites(model, field) - visible
+    return n + sum(field_sites(model, f) for f in model.domains if f != field)
+
+
+def check_enumerable(n_latent: int, what: str, span: Span | None) -> None:
+    """F(v) of a general BM enumerates its latent units: at most MAX_LATENT of them."""
+    if n_latent > MAX_LATENT:
+        fail("P400", f"{what} of this Boltzmann machine sums over its {n_latent} hidden units "
+             f"by enumeration (at most {MAX_LATENT})", span, "use fewer hidden units")  # fmt: skip
+
+
+@dataclass
+class TrainPoint:
+    """One point of a train run, checked: the data, their values (samples, visible) and the
+    training layout."""
+
+    data: RealData
+    values: np.ndarray
+    layout: TrainingLayout
+
+
+def plan_train_point(run: RunState, program: Program, plan: TrainPlan, model: BoltzmannDerivation,
+                     loader: DataLoader, point: dict[str, Any]) -> TrainPoint:  # fmt: skip
+    """The data that feed the model at one point (visible sites, domain), its training layout,
+    and what the measures need of it (enumerable latent units, a known model to compare)."""
+    field = next(iter(model.domains))
+    spec = statements(run).train
+    spans = spans_of(spec)
+    span = spans.get("data", spec["span"])
+    visible = visible_sites(plan.options.visible, model.model, field_sites(model, field),
+                            spans.get("visible", spec["span"]))  # fmt: skip
+    data = training_data(loader, program, plan.options.data, span, point)
+    what = f"field '{field}' of {plan.checker.name}"
+    if visible != field_sites(model, field):
+        what = f"the {visible} visible sites of {what}"
+    _, values = field_feeds(data, model, visible, data.span, what)
+    layout = training_layout(model, visible, plan.objective[1].positive)
+    if layout.latent:
+        n_lat = latent_units(model, layout.field, layout.visible)
+        for m in run.measures:
+            if is_learner_measure(m.name) and m.name in ENUMERATED_OBSERVABLES:
+                check_enumerable(n_lat, m.name, m.span)
+    models = spec["models"]
+    for m in run.measures:
+        if m.expr is None and is_learner_measure(m.name):
+            if m.name == "coupling_error" and "truth" not in models:
+                fail("P400", "coupling_error compares with a known model: add truth = Model(...) "
+                     "to the train statement", m.span)  # fmt: skip
+        elif "physical" not in models:
+            known = sorted(LEARNER_OBSERVABLES)
+            fail("P200", f"unknown learner observable '{m.name}'", m.span,
+                 did_you_mean(m.name, set(known)) or "observables: "
+                 + ", ".join(known) + "; energy and magnetization of generated samples"
+                 " need physical = Model(...) in the train statement")  # fmt: skip
+    return TrainPoint(data, values.reshape(len(values), -1), layout)
+
+
+def physical_measures(run: RunState) -> list:
+    """The measures of generated samples (not of the trained model): observables of the
+    ``physical`` model of the train statement."""
+    return [m for m in run.measures if not (m.expr is None and is_learner_measure(m.name))]
+
+
+def check_train(task: TaskIR, program: Program) -> None:
+    """Everything a train run would reject, on the first point's derived model: data, layout,
+    measures, and the models it compares with (truth, physical)."""
+    run = RunState.of(task)
+    plan = plan_train(run, program, {})
+    point = plan.points[0]
+    model = program.derive(train_ir(plan, point), kind=FAMILY)
+    plan_train_point(run, program, plan, model, program.static_data, point)
+    models = statements(run).train["models"]
+    for name in ("truth", "physical"):
+        call = models.get(name)
+        if call is not None:
+            program.derive(aux_ir(program, call))
+    measures = physical_measures(run)
+    if measures:
+        check_measures(program.derive(aux_ir(program, models["physical"]), kind="lattice"),
+                       measures)  # fmt: skip
+
+
+# ---------------------------------------------------------------- sample (Gibbs) of Boltzmann models
+
+
+@dataclass
+class BoltzmannSamplePlan:
+    """A validated Gibbs sample run: the model's declaration, the sampler entry and options,
+    the scan points and the model's parameter names."""
+
+    checker: ModelChecker
+    entry: Entry
+    options: BaseModel
+    points: list[dict]
+    params: set[str]
+
+
+def boltzmann_sampler(run: RunState) -> Entry | None:
+    """The catalogue entry of the run's sampler if it samples Boltzmann models, else None."""
+    return CATALOGUE.samplers.get(run.sampler, FAMILY) if run.sampler is not None else None
+
+
+def boltzmann_ir(run: RunState, program: Program,
+                 point: dict[str, Any] | None = None) -> tuple[ModelChecker, ModelIR]:  # fmt: skip
+    """The run's model declaration and its IR with the run's arguments and a point's values."""
+    checker = program.checker_for(run.ir)
+    args = {k: v for k, (v, _) in run.model_args.items()}
+    spans = {k: s for k, (_, s) in run.model_args.items()}
+    args.update(point or {})
+    return checker, checker.instantiate(args, spans)
+
+
+def is_boltzmann_run(task: TaskIR, program: Program) -> bool:
+    """Does the Boltzmann ``sample`` task do this run? gibbs on any Boltzmann model; other
+    samplers stay with the lattice sampler where it can compile the model (complete graphs),
+    and get a located error here otherwise (site-set graphs)."""
+    run = RunState.of(task)
+    checker, ir = boltzmann_ir(run, program)
+    site_sets = isinstance(ir.lattice, GraphIR) and ir.lattice.kind != "complete"
+    return checker.kind == FAMILY and (boltzmann_sampler(run) is not None or site_sets)
+
+
+def plan_boltzmann_sample(run: RunState, program: Program,
+                          sets: dict[str, Any] | None) -> BoltzmannSamplePlan:  # fmt: skip
+    """Validate a Gibbs sample run: sampler and options, scans, lets, ``--set`` overrides and
+    the measured observables."""
+    entry = boltzmann_sampler(run)
+    if entry is None:
+        known = CATALOGUE.samplers.names(FAMILY)
+        fail("P200", f"sampler '{run.sampler}' does not apply to Boltzmann models", run.sampler_span,
+             did_you_mean(run.sampler, set(known)) or "use sampler gibbs(chains = "
+             "64, sweeps = 1000)")  # fmt: skip
+    values = {k: v for k, (v, _) in run.sampler_options.items()}
+    spans = {k: s for k, (_, s) in run.sampler_options.items()}
+    sets = dict(sets or {})
+    for k in list(sets):
+        if k in entry.schema.model_fields:
+            values[k] = sets.pop(k)
+    opts = validate_options(entry.schema, values, spans, run.sampler_span,
+                            f"sampler {run.sampler}")  # fmt: skip
+    checker = program.checker_for(run.ir)
+    params = set(checker.param_names)
+    thermal = {"T", "beta"}
+    for s in run.scans:
+        if s.name not in params | thermal:
+            fail("P200", f"cannot scan '{s.name}': not T, beta or a parameter of model "
+                 f"{checker.name}", s.span, did_you_mean(s.name, params | thermal))  # fmt: skip
+    for name, (_, span) in run.lets.items():
+        if name not in params | thermal:
+            fail("P200", f"'let {name}': not T, beta or a model parameter", span)
+    points, rest = scan_points(run, sets)
+    for k in list(rest):
+        if k in params:
+            for p in points:
+                p[k] = rest.pop(k) if k in rest else p.get(k)
+    if rest:
+        fail("P200", f"--set {next(iter(rest))}: not a model parameter, scan variable or "
+             "sampler option", None)  # fmt: skip
+    for m in run.measures:
+        if m.expr is not None or gibbs_observable(m.name) is None:
+            fail("P200", f"'{m.name}' is not an observable of Boltzmann sample runs", m.span,
+                 "observables: " + ", ".join(sorted(GIBBS_OBSERVABLES)) + " (e.g. mean_v)")  # fmt: skip
+    return BoltzmannSamplePlan(checker, entry, opts, points, params)
+
+
+def learned_params(run: RunState, program: Program, model: BoltzmannDerivation) -> Path | None:
+    """The file of learned arrays a sample run loads (``params "fit/params.safetensors"``),
+    checked against the model from its header: every array it holds is one the model declares,
+    of the declared shape. None without a ``params`` statement."""
+    if statements(run).learned_params is None:
+        return None
+    name, span = statements(run).learned_params
+    path = Path(name)
+    if not path.is_absolute() and program.path is not None:
+        path = Path(program.path).parent / path
+    if not path.is_file():
+        fail("P600", f"no parameter file {path}", span,
+             "a train run writes params.safetensors into its output folder")  # fmt: skip
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
+        fail("P600", f"cannot read {path}: {exc}", span)
+    arrays = {k: np.shape(a.values) for k, a in model.model.arrays.items()}
+    for k, shape in shapes.items():
+        if k not in arrays:
+            fail("P601", f"{path.name} has '{k}', which model {model.model.name} does not "
+                 "declare", span, did_you_mean(k, set(arrays)))  # fmt: skip
+        if shape != tuple(arrays[k]):
+            fail("P601", f"'{k}' in {path.name} has shape {shape}; model {model.model.name} "
+                 f"needs {tuple(arrays[k])}", span)  # fmt: skip
+    return path
+
+
+@dataclass
+class BoltzmannSamplePoint:
+    """One point of a Gibbs sample run, checked: the learned-parameter file (or None) and the
+    inverse temperature beta."""
+
+    params_file: Path | None
+    beta: float
+
+
+def plan_boltzmann_point(run: RunState, program: Program, model: BoltzmannDerivation,
+                         point: dict[str, Any]) -> BoltzmannSamplePoint:  # fmt: skip
+    """A point of a Gibbs sample run against its derived model: learned parameters, the fields
+    of ``mean_<field>`` measures, and T or beta (positive)."""
+    params_file = learned_params(run, program, model)
+    for m in run.measures:
+        if m.name.startswith("mean_") and m.name[5:] not in model.domains:
+            fail("P200", f"model {model.model.name} has no field '{m.name[5:]}'", m.span,
+                 did_you_mean(m.name[5:], set(model.domains)))  # fmt: skip
+    T = point.get("T")
+    beta = point.get("beta", 1.0 / T if T is not None else 1.0)
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not beta > 0:
+        fail("P400", f"T and beta must be positive numbers, got {point}", run.span)
+    return BoltzmannSamplePoint(params_file, float(beta))
+
+
+def boltzmann_point_ir(run: RunState, program: Program, plan: BoltzmannSamplePlan,
+                       point: dict[str, Any]) -> ModelIR:  # fmt: skip
+    """The model IR at one point of a Gibbs sample run (its model parameters only)."""
+    _, ir = boltzmann_ir(run, program, {k: v for k, v in point.items() if k in plan.params})
+    return ir
+
+
+def check_boltzmann_sample(task: TaskIR, program: Program) -> None:
+    """Everything a Gibbs sample run would reject, on the first point's derived model."""
+    run = RunState.of(task)
+    plan = plan_boltzmann_sample(run, program, {})
+    point = plan.points[0]
+    model = program.derive(boltzmann_point_ir(run, program, plan, point), kind=FAMILY)
+    plan_boltzmann_point(run, program, model, point)
 
 
 def bind_checks(catalogue: Catalogue) -> None:
-    """Attach the static checks of the learners tasks to their catalogue entries."""
+    """Attach the static checks of recall, train and Boltzmann sample runs to their task
+    entries, and the loaders of the data sources they read (torch-free)."""
+    catalogue.tasks.bind_check("recall", TaskCheck(check_recall))
+    catalogue.tasks.bind_check("train", TaskCheck(check_train))
+    catalogue.tasks.bind_check("sample", TaskCheck(check_boltzmann_sample,
+                                                   applies=is_boltzmann_run), family=FAMILY)  # fmt: skip
+    data_sources.bind(catalogue)

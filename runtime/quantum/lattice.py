@@ -28,4 +28,4 @@ def inverse_table(table: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["coords", "diagonal_bonds", "inverse_table", "nearest_bonds", "periodic_bonds",
-           "sublattice", "translation_table"]
+           "sublattice", "translation_table"]  # fmt: skip

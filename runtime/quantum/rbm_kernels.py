@@ -155,11 +155,10 @@ class RBMChains:
         self.dtype = dtype = form.W.dtype
         w2, a2 = (2.0 * form.W).contiguous(), (2.0 * form.a).contiguous()
         cpu = s.device.type == "cpu"
+        numba = cpu and rbm_chains_cpu.AVAILABLE and dtype == torch.float64
         if compile and not _COMPILE_FAILED:
             self.backend = "compile"
-        elif cpu and rbm_chains_cpu.AVAILABLE and dtype == torch.float64 and (
-            rbm_chains_cpu.product_form_safe(w2.numpy())
-        ):
+        elif numba and rbm_chains_cpu.product_form_safe(w2.numpy()):
             self.backend = "numba"
         else:
             self.backend = "numpy" if cpu else "torch"

@@ -17,7 +17,14 @@ from pydantic import BaseModel
 from torch import nn
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
-from physml_lang.catalogue.quantum import QUANTUM, ConvNetOptions, RBMOptions, RNNOptions
+from physml_lang.catalogue.quantum import (
+    QUANTUM,
+    ConvNetOptions,
+    RBMOptions,
+    RNNOptions,
+    learner_conflict,
+    marshall_sign,
+)
 
 from .lattice import translation_table
 from .learners import (
@@ -56,28 +63,24 @@ class QuantumContext:
 
 
 def _sign(model: nn.Module, opts, ctx: QuantumContext) -> nn.Module:
-    if (
-        getattr(opts, "sign_rule", "none") == "marshall"
-        or getattr(opts, "phase", None) == "marshall"
-    ):
-        if ctx.sublattice is None:
-            raise SymmetryError(
-                "the Marshall sign rule needs a bipartite lattice (sublattice mask)"
-            )
-        return MarshallSign(model, ctx.sublattice)
-    return model
+    """The learner times the Marshall sign when its options ask for it (checked by _check)."""
+    return MarshallSign(model, ctx.sublattice) if marshall_sign(opts) else model
 
 
-def _check(ctx: QuantumContext, name: str) -> None:
-    """The symmetries asked for are among those the learner's catalogue entry respects."""
+def _check(ctx: QuantumContext, name: str, opts: BaseModel) -> None:
+    """The symmetries asked for are among those the learner's catalogue entry respects, and the
+    options fit the lattice (the catalogue's static ``learner_conflict``)."""
     extra = set(ctx.symmetries) - set(CATALOGUE.learners.lookup(name, QUANTUM).facts.symmetries)
     if extra:
         raise SymmetryError(f"learner {name} cannot respect {sorted(extra)}")
+    why = learner_conflict(opts, ctx.symmetries, ctx.sublattice is not None)
+    if why is not None:
+        raise SymmetryError(why)
 
 
 def make_rbm(opts: RBMOptions, ctx: QuantumContext) -> nn.Module:
     """``rbm``: an RBM, weight-shared over translations when it respects translation."""
-    _check(ctx, "rbm")
+    _check(ctx, "rbm", opts)
     flip = "spin_flip" in ctx.symmetries
     if "translation" in ctx.symmetries:
         model: nn.Module = SymmetricRBM(
@@ -104,7 +107,7 @@ def make_rbm(opts: RBMOptions, ctx: QuantumContext) -> nn.Module:
 
 def make_convnet(opts: ConvNetOptions, ctx: QuantumContext) -> nn.Module:
     """``cnn``: a translation-invariant CNN on the lattice's shape."""
-    _check(ctx, "cnn")
+    _check(ctx, "cnn", opts)
     if ctx.shape is None:
         raise SymmetryError("cnn needs a lattice shape")
     model = ConvNet(
@@ -121,10 +124,8 @@ def make_convnet(opts: ConvNetOptions, ctx: QuantumContext) -> nn.Module:
 
 def make_rnn(opts: RNNOptions, ctx: QuantumContext) -> nn.Module:
     """``rnn``: an autoregressive GRU, symmetrised over translations and spin flip if asked."""
-    _check(ctx, "rnn")
+    _check(ctx, "rnn", opts)
     flip = "spin_flip" in ctx.symmetries
-    if flip and opts.magnetization not in (None, 0):
-        raise SymmetryError("spin flip maps magnetization m to -m: use magnetization 0 or none")
     model: nn.Module = AutoregressiveGRU(
         ctx.n_sites,
         opts.hidden,

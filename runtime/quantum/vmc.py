@@ -518,7 +518,8 @@ def diagonal_observables(
         signs = torch.where(sublattice.to(x.device), 1.0, -1.0).to(x.dtype)
         out["staggered_magnetization"] = binning_analysis((x * signs).mean(-1).abs().cpu().numpy())
     if positions is not None and qs is not None:
-        phases = torch.exp(1j * torch.as_tensor(np.asarray(qs) @ np.asarray(positions).T))  # (Q, N)
+        phases = torch.exp(1j * torch.as_tensor(np.asarray(qs) @ np.asarray(positions).T,
+                                                 device=x.device))  # (Q, N)  # fmt: skip
         amp = torch.einsum("qn,tcn->tcq", phases, x.to(phases.dtype))
         sq = (amp.abs() ** 2 / n).cpu().numpy()
         out["structure_factor"] = [binning_analysis(sq[..., k]) for k in range(sq.shape[-1])]

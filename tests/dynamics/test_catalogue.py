@@ -10,6 +10,7 @@ from physml_lang.catalogue import dynamics as declared
 from physml_lang.runtime.dynamics import integrators, learners, samplers
 from physml_lang.runtime.dynamics import tasks as dynamics_tasks
 from physml_lang.runtime.dynamics.learners import HNN, MLPVectorField, SympNet, make_learner
+from physml_lang.runtime.plans import dynamics as plans
 from physml_lang.runtime.statistics import binning_analysis, jackknife
 
 INTEGRATORS = ("leapfrog", "verlet", "yoshida4", "implicit_midpoint", "euler", "rk4")
@@ -45,7 +46,7 @@ def test_entries_names_families_and_schemas():
         e = CATALOGUE.integrators.get(name)
         assert e.family == "" and "phase_space" in e.facts.kinds and e.doc
         assert e.schema is (declared.ImplicitMidpointOptions if name == "implicit_midpoint"
-                            else NoOptions)
+                            else NoOptions)  # fmt: skip
     assert set(CATALOGUE.samplers.names("field")) == set(FIELD_SAMPLERS)
     for name in FIELD_SAMPLERS:
         e = CATALOGUE.samplers.get(name, "field")
@@ -68,9 +69,9 @@ def test_schemas_live_in_the_catalogue():
     assert integrators.ImplicitMidpointOptions is declared.ImplicitMidpointOptions
     assert integrators.NoOptions is NoOptions
     assert learners.HNNOptions is declared.HNNOptions
-    assert dynamics_tasks.EvolveOptions is declared.EvolveOptions
+    assert plans.EvolveOptions is declared.EvolveOptions
     for name in ("INTEGRATORS", "SAMPLERS", "LEARNERS", "TRAIN_METHODS", "FIELD_OBSERVABLES"):
-        for module in (integrators, samplers, learners, dynamics_tasks):
+        for module in (integrators, samplers, learners, dynamics_tasks, plans):
             assert not hasattr(module, name), (module.__name__, name)
 
 
@@ -83,15 +84,26 @@ def test_integrator_facts_match_the_implementation(name):
     alias = entry.doc.startswith("alias of ")
     target = CATALOGUE.integrators.get(entry.doc.removeprefix("alias of ")) if alias else entry
     assert ("not symplectic" not in target.doc) == integ.symplectic
+    facts = declared.INTEGRATOR_FACTS[name]  # what check reads, without the implementation
+    assert (facts.symplectic, facts.requires_separable, facts.order) == (
+        integ.symplectic, integ.requires_separable, integ.order)  # fmt: skip
     hmc_integrators = declared.HMCOptions.model_fields["integrator"].annotation.__args__
     assert ("field" in entry.facts.kinds) == (name in hmc_integrators)
 
 
+def test_static_facts_cover_every_entry():
+    """Every declared integrator and dynamics learner has the static facts check reads."""
+    phase_space = {e.name for e in CATALOGUE.integrators if "phase_space" in e.facts.kinds}
+    assert set(declared.INTEGRATOR_FACTS) == phase_space
+    assert set(declared.LEARNER_OBJECTIVES) == set(CATALOGUE.learners.names("phase_space"))
+    assert set(declared.LEARNER_OBJECTIVES.values()) <= set(CATALOGUE.objectives.names())
+
+
 def test_aliases_share_the_implementation():
     assert (CATALOGUE.samplers.implementation("langevin", "field")
-            is CATALOGUE.samplers.implementation("ula", "field"))
+            is CATALOGUE.samplers.implementation("ula", "field"))  # fmt: skip
     assert (CATALOGUE.learners.implementation("mlp", "phase_space")
-            is CATALOGUE.learners.implementation("mlp_vector_field", "phase_space"))
+            is CATALOGUE.learners.implementation("mlp_vector_field", "phase_space"))  # fmt: skip
     assert samplers.make_sampler("langevin", chains=2).name == "ula"
 
 
@@ -99,13 +111,14 @@ def test_learner_facts_and_objectives():
     """hnn and sympnet respect symplectic by construction; each learner's objective is an entry
     of the objectives registry; the factory builds the right module."""
     modules = {"hnn": HNN, "mlp_vector_field": MLPVectorField, "mlp": MLPVectorField,
-               "sympnet": SympNet}
+               "sympnet": SympNet}  # fmt: skip
     for name in LEARNERS:
         entry = CATALOGUE.learners.get(name, "phase_space")
         assert entry.facts.symmetries == (("symplectic",) if name in ("hnn", "sympnet") else ())
         kind = entry.implementation
         assert CATALOGUE.objectives.get(kind.objective, "phase_space") is not None
         assert kind.objective == ("step_mse" if name == "sympnet" else "derivative_mse")
+        assert kind.objective == declared.LEARNER_OBJECTIVES[name]  # the static fact check reads
         model, opts = make_learner(name, 2, torch.Generator().manual_seed(0))
         assert isinstance(model, modules[name]) and isinstance(opts, entry.schema)
 
@@ -115,7 +128,7 @@ def test_field_observable_estimators():
     rng = np.random.default_rng(0)
     m = np.abs(rng.normal(1.0, 0.1, (200, 4)))
     s = {"action_density": rng.normal(size=(200, 4)), "magnetization": m, "abs_magnetization": m,
-         "m2": m**2, "m4": m**4}
+         "m2": m**2, "m4": m**4}  # fmt: skip
     V = 16.0
 
     def est(name):

@@ -129,7 +129,7 @@ def test_elementwise_template_runs_on_whole_tensors():
 def test_more_functions_and_piecewise_lower():
     q, p = sympy.symbols("q p")
     H = (sympy.exp(-q**2) + sympy.log(1 + p**2) + sympy.tanh(q) * sympy.sqrt(1 + p**2)
-         + sympy.Piecewise((q**2, q > 0), (0, True)) + sympy.atan(p) ** 3)
+         + sympy.Piecewise((q**2, q > 0), (0, True)) + sympy.atan(p) ** 3)  # fmt: skip
     c = compile_hamiltonian(H, [q], [p])
     gen = torch.Generator().manual_seed(3)
     Q, P = _random_state(1, gen)
@@ -137,7 +137,7 @@ def test_more_functions_and_piecewise_lower():
     assert torch.allclose(c.dH_dq(Q, P), auto.dH_dq(Q, P), atol=1e-12)
     assert torch.allclose(c.dH_dp(Q, P), auto.dH_dp(Q, P), atol=1e-12)
     ref = (torch.exp(-Q**2) + torch.log(1 + P**2) + torch.tanh(Q) * torch.sqrt(1 + P**2)
-           + torch.where(Q > 0, Q**2, 0.0) + torch.atan(P) ** 3)[:, 0]
+           + torch.where(Q > 0, Q**2, 0.0) + torch.atan(P) ** 3)[:, 0]  # fmt: skip
     assert torch.allclose(c.hamiltonian(Q, P), ref, atol=1e-13)
 
 

@@ -56,7 +56,7 @@ def non_separable():
     """H = p^2 (1 + q^2) / 2 + q^2 / 2 + q p^3 / 10, with q, p in 2 pairs (not separable)."""
     q1, q2, p1, p2 = sympy.symbols("q1 q2 p1 p2")
     H = (p1**2 * (1 + q1**2) / 2 + q1**2 / 2 + q1 * p1**3 / 10 + p2**2 / 2
-         + sympy.cos(q2) * (1 + p2**2 / 4) + q1 * q2 * p2 / 5)
+         + sympy.cos(q2) * (1 + p2**2 / 4) + q1 * q2 * p2 / 5)  # fmt: skip
     return compile_hamiltonian(H, [q1, q2], [p1, p2])
 
 
@@ -68,7 +68,7 @@ Z_KEPLER = torch.tensor([1.0, 0.1, -0.8, 0.0, 0.1, 0.7, -0.1, -0.6], dtype=F64)
 @pytest.mark.parametrize("case", ["pendulum", "kepler"])
 def test_symplectic_integrators_are_symplectic(name, case):
     system, z0 = {"pendulum": (compiled_pendulum(), Z_PENDULUM),
-                  "kepler": (compiled_kepler(), Z_KEPLER)}[case]
+                  "kepler": (compiled_kepler(), Z_KEPLER)}[case]  # fmt: skip
     M = step_jacobian(make_integrator(name), system, z0, 0.1)
     assert symplectic_defect(M) < 1e-12
 
@@ -128,9 +128,9 @@ def test_order_of_accuracy():
         errs = []
         for steps in (64, 128):
             tr = evolve(system, q0, p0, 2.0 / steps, steps, name, save_every=steps,
-                        blowup_threshold=None)
+                        blowup_threshold=None)  # fmt: skip
             errs.append(max(float((tr.q[-1] - ref.q[-1]).abs().max()),
-                            float((tr.p[-1] - ref.p[-1]).abs().max())))
+                            float((tr.p[-1] - ref.p[-1]).abs().max())))  # fmt: skip
         measured = np.log2(errs[0] / errs[1])
         assert abs(measured - order) < 0.3, (name, measured)
 
@@ -186,7 +186,7 @@ def test_evolve_outputs(tmp_path):
     system = compiled_kepler()
     q0, p0 = Z_KEPLER[:4].repeat(3, 1), Z_KEPLER[4:].repeat(3, 1)
     tr = evolve(system, q0, p0, 0.01, 100, "yoshida4", save_every=10, out_dir=tmp_path,
-                prefix="kepler")
+                prefix="kepler")  # fmt: skip
     assert tr.q.shape == (11, 3, 4) and tr.energy.shape == (11, 3) and tr.t.shape == (11,)
     data = np.load(tmp_path / "kepler.npz", allow_pickle=False)
     assert data["q"].shape == (11, 3, 4) and float(data["dt"]) == 0.01
@@ -200,7 +200,7 @@ def test_evolve_outputs(tmp_path):
 
 def test_registry_options_are_validated():
     assert set(CATALOGUE.integrators.names()) >= {"leapfrog", "yoshida4", "implicit_midpoint",
-                                                  "euler", "rk4"}
+                                                  "euler", "rk4"}  # fmt: skip
     with pytest.raises(pydantic.ValidationError):
         make_integrator("implicit_midpoint", tol=-1.0)
     with pytest.raises(pydantic.ValidationError):

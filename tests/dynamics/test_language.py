@@ -51,9 +51,9 @@ def test_pendulum_equations_equal_hand_written():
     assert sympy.simplify(d.pdot[0] + m * g * l * sympy.sin(q)) == 0
     ref = pendulum(1.3, 0.7, 3.0)
     gen = torch.Generator().manual_seed(0)
-    qs, ps = torch.randn(64, 1, generator=gen, dtype=F64), torch.randn(64, 1, generator=gen, dtype=F64)
+    qs, ps = torch.randn(64, 1, generator=gen, dtype=F64), torch.randn(64, 1, generator=gen, dtype=F64)  # fmt: skip
     for a, b in ((cm.system.hamiltonian, ref.hamiltonian), (cm.system.dH_dq, ref.dH_dq),
-                 (cm.system.dH_dp, ref.dH_dp)):
+                 (cm.system.dH_dp, ref.dH_dp)):  # fmt: skip
         torch.testing.assert_close(a(qs, ps), b(qs, ps), rtol=1e-13, atol=1e-13)
     assert "dp/dt = -dH/dq" in cm.emit_sympy() and "def dH_dq" in cm.emit_torch()
 
@@ -79,9 +79,9 @@ def test_kepler_equations_equal_hand_written():
         assert sympy.simplify(d.pdot[k] + sympy.diff(H, s)) == 0
     ref = kepler(0.8, 0.8, 1.3)
     gen = torch.Generator().manual_seed(1)
-    qs, ps = torch.randn(64, 4, generator=gen, dtype=F64), torch.randn(64, 4, generator=gen, dtype=F64)
+    qs, ps = torch.randn(64, 4, generator=gen, dtype=F64), torch.randn(64, 4, generator=gen, dtype=F64)  # fmt: skip
     for a, b in ((cm.system.hamiltonian, ref.hamiltonian), (cm.system.dH_dq, ref.dH_dq),
-                 (cm.system.dH_dp, ref.dH_dp)):
+                 (cm.system.dH_dp, ref.dH_dp)):  # fmt: skip
         torch.testing.assert_close(a(qs, ps), b(qs, ps), rtol=1e-12, atol=1e-12)
 
 
@@ -135,17 +135,17 @@ def test_nondifferentiable_is_located():
 
 def test_blowup_step_is_located():
     src = PENDULUM + "run r { model Pendulum  initial q = 2.5, p = 0.0\n" \
-                     "        evolve integrator = rk4, dt = 3.0, steps = 400 }"
+                     "        evolve integrator = rk4, dt = 3.0, steps = 400 }"  # fmt: skip
     e = _error(src, "r")
     assert e.diagnostics[0].code == "P700" and "dt" in e.diagnostics[0].hint
     assert e.diagnostics[0].span.line == 8
 
 
 def test_nonseparable_with_leapfrog_is_located():
-    src = NONSEP + "run r { initial q = [1, 0], p = [0, 1]  evolve integrator = leapfrog, dt = 0.1 }"
+    src = NONSEP + "run r { initial q = [1, 0], p = [0, 1]  evolve integrator = leapfrog, dt = 0.1 }"  # fmt: skip
     with pytest.raises(PhysmlError) as exc:
         load(src).check()
-    assert exc.value.diagnostics[0].code == "P400" and "separable" in exc.value.diagnostics[0].message
+    assert exc.value.diagnostics[0].code == "P400" and "separable" in exc.value.diagnostics[0].message  # fmt: skip
 
 
 def test_physml_run_evolve_writes_summary_and_npz(tmp_path):
@@ -153,7 +153,7 @@ def test_physml_run_evolve_writes_summary_and_npz(tmp_path):
     from physml_lang.cli import main
 
     rc = main(["run", str(ROOT / "examples/pendulum_leapfrog_vs_rk4.phys"), "--set", "steps=1000",
-               "--out", str(out), "--quiet"])  # the command, in-process (no second torch import)
+               "--out", str(out), "--quiet"])  # the command, in-process (no second torch import) # fmt: skip
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
     assert {"run", "params", "device", "seed", "rows", "complete"} <= set(s) and s["complete"]
@@ -200,7 +200,7 @@ def test_hmc_via_language_agrees_with_runtime_sampler():
     ref = Phi4Action(0.22, 1.145)
     x0 = torch.randn(8, 6, 6, generator=gen, dtype=F64)
     r = hmc(ref, ref.grad, x0, gen, 250, 0.15, 8, burn_in=50,
-            measure=lambda x: {"m": x.reshape(8, -1).mean(-1).abs()})
+            measure=lambda x: {"m": x.reshape(8, -1).mean(-1).abs()})  # fmt: skip
     e = binning_analysis(r.observables["m"].numpy())
     a = row["abs_magnetization"]
     assert abs(a["mean"] - e.mean) < 4 * np.hypot(a["stderr"], e.stderr), (a, e)
@@ -211,7 +211,7 @@ def test_field_sampler_errors():
     bad = PHI4.replace("sampler hmc(", "sampler hcm(")
     with pytest.raises(PhysmlError) as exc:
         load(bad).check()
-    assert exc.value.diagnostics[0].code == "P200" and "hmc" in (exc.value.diagnostics[0].hint or "")
+    assert exc.value.diagnostics[0].code == "P200" and "hmc" in (exc.value.diagnostics[0].hint or "")  # fmt: skip
     bad = PHI4.replace("abs_magnetization,", "energy_per_spin,")
     with pytest.raises(PhysmlError) as exc:
         load(bad).check()
@@ -267,14 +267,14 @@ def test_learn_from_loaded_npz(tmp_path):
     np.savez(tmp_path / "orbits.npz", t=t, q=q[..., None], p=p[..., None])
     src = LEARN.replace("trajectories count = 6, points = 16, t_span = 3.0, noise = 0.0",
                         'trajectories load("orbits.npz")').replace(
-        "    train S_net via step_mse(steps = 30, lr = 1e-2)\n", "")
+        "    train S_net via step_mse(steps = 30, lr = 1e-2)\n", "")  # fmt: skip
     (tmp_path / "l.phys").write_text(src)
     res = load(tmp_path / "l.phys").run("fit", seed=0)
     assert res.summary["data"]["trajectories"] == 5 and len(res.rows) == 2
 
 
 @pytest.mark.parametrize("name", ["pendulum_leapfrog_vs_rk4", "hnn_mass_spring", "kepler_hnn", "pendulum_hnn",
-                                  "phi4_hmc"])
+                                  "phi4_hmc"])  # fmt: skip
 def test_examples_check(name):
     done = load(ROOT / "examples" / f"{name}.phys").check()
     assert any(line.startswith("run ") for line in done)
@@ -287,3 +287,48 @@ def test_stdlib_models_check():
         cm = p.model(name)
         assert cm.describe()
     assert p.model("NBody", N=4).n == 8
+
+
+# ---------------------------------------------------------------- check without torch
+
+EXAMPLES = ("pendulum_leapfrog_vs_rk4", "hnn_mass_spring", "kepler_hnn", "pendulum_hnn", "phi4_hmc")
+
+def test_compiled_models_build_on_their_derivations():
+    """PhaseSpaceModel and FieldModel hold the torch-free derivation and say what it says."""
+    from physml_lang.compiler.derive.field import FieldDerivation
+    from physml_lang.compiler.derive.phase_space import PhaseSpaceDerivation
+
+    p = load("import Pendulum, Kepler, NBody, Phi4, XY\n")
+    for name in ("Pendulum", "Kepler", "NBody", "Phi4", "XY"):
+        ir = p.instantiate(name)
+        derived, cm = p.derive(ir), p.compile_ir(ir)
+        assert isinstance(derived, FieldDerivation | PhaseSpaceDerivation)
+        assert isinstance(cm.derived, type(derived))
+        assert derived.describe() == cm.describe() and derived.emit_sympy() == cm.emit_sympy()
+    cm = p.model("Pendulum")
+    assert cm.derivation is cm.derived.equations and cm.derived.lattice is None
+    assert p.derive(p.instantiate("Phi4")).lattice.shape == (16, 16)
+
+
+@pytest.mark.parametrize("src,code,line", [
+    ("phase_space (q, p): real[2]\n    hamiltonian H = p[0]^2 / 2 + k * q[0]^2 / 2", "P400", 3),
+    ("phase_space (q, p)\n    hamiltonian H = abs(p) + k * q^2 / 2", "P300", 3),
+    ("phase_space (q, p)\n    hamiltonian H = p^2 / 2 + k * q^2 / 2\n    symmetry translation",
+     "P501", 4),
+])  # fmt: skip
+def test_model_errors_are_found_by_check(src, code, line):
+    """Unused canonical pairs, non-differentiable pieces and unsupported symmetries: static."""
+    with pytest.raises(PhysmlError) as exc:
+        load(f"model M(k: real = 1) {{\n    {src}\n}}\n").check()
+    assert exc.value.diagnostics[0].code == code and exc.value.diagnostics[0].span.line == line
+
+
+def test_hnn_rollout_integrator_needs_a_separable_learner_at_check():
+    """A rollout integrator that needs H = T(p) + V(q) with a (non-separable) hnn: located at
+    the rollout's integrator by check, before any training."""
+    bad = LEARN.replace("rollout count = 3,", "rollout integrator = leapfrog, count = 3,")
+    with pytest.raises(PhysmlError) as exc:
+        load(bad).check()
+    d = exc.value.diagnostics[0]
+    assert d.code == "P400" and "H_net is not separable" in d.message and d.span.line == 11
+    load(bad.replace("hnn(hidden = [16])", "hnn(hidden = [16], separable = true)")).check()

@@ -125,7 +125,7 @@ def hnn_vs_mlp(hidden, steps, trajectories=25, seed=0, lr=1e-3, horizons=((20.0,
     for cls in (HNN, MLPVectorField):
         model = cls(1, hidden, generator=torch.Generator().manual_seed(seed + 1))
         train_vector_field(model, *data.flat(), torch.Generator().manual_seed(seed + 2),
-                           steps=steps, lr=lr)
+                           steps=steps, lr=lr)  # fmt: skip
         res = [_energy_mse(model, data, "mass_spring", T=T, steps=n) for T, n in horizons]
         out[cls.__name__] = res[0] if len(res) == 1 else res
     return out
@@ -144,7 +144,7 @@ def test_hnn_vs_mlp_greydanus_mass_spring():
     baseline is much better than theirs, so we test the physics instead: the HNN's error stays
     bounded from T = 20 to T = 100 while the MLP's grows (drift), and the HNN wins at both."""
     (h20, h100), (m20, m100) = hnn_vs_mlp(
-        [200, 200], 2000, horizons=((20.0, 200), (100.0, 1000))).values()
+        [200, 200], 2000, horizons=((20.0, 200), (100.0, 1000))).values()  # fmt: skip
     print(f"energy MSE HNN {h20:.3g} (T=20) {h100:.3g} (T=100); MLP {m20:.3g} {m100:.3g}")
     assert h20 < 1e-3 and h100 < 2 * h20  # bounded
     assert m100 > 3 * m20  # secular drift of the unstructured model

@@ -30,7 +30,7 @@ rr = d0**2 + d1**2 + d2**2
         (sympy.exp(-sympy.sqrt(rr)), sympy.exp(-sympy.sqrt(R2))),
         ((sympy.sqrt(rr) - 1) ** 2, (sympy.sqrt(R2) - 1) ** 2),
     ],
-)
+)  # fmt: skip
 def test_radial_profile_found(F, f):
     assert sympy.simplify(radial_profile(F, D3) - f) == 0
 
@@ -59,7 +59,7 @@ def test_shared_powers_equal_plain_lowering(e):
     ref = plain.run(x)[0]
     # terms of opposite sign nearly cancel near the LJ minimum: compare to the terms' size
     torch.testing.assert_close(shared.run(x)[0], ref, rtol=1e-13, atol=1e-13 * float(
-        sum(abs(a) for a in sympy.Add.make_args(e)).subs(R2, 0.3)))
+        sum(abs(a) for a in sympy.Add.make_args(e)).subs(R2, 0.3)))  # fmt: skip
 
 
 LJ3 = """

@@ -33,11 +33,11 @@ def gauss_grad(x):
 
 def gauss_measure(x):
     return {"x0": x[:, 0], "x1": x[:, 1], "x0x0": x[:, 0] ** 2, "x1x1": x[:, 1] ** 2,
-            "x2x2": x[:, 2] ** 2, "x0x1": x[:, 0] * x[:, 1], "x1x2": x[:, 1] * x[:, 2]}
+            "x2x2": x[:, 2] ** 2, "x0x1": x[:, 0] * x[:, 1], "x1x2": x[:, 1] * x[:, 2]}  # fmt: skip
 
 
 GAUSS_EXACT = {"x0": 0.0, "x1": 0.0, "x0x0": SIGMA[0, 0], "x1x1": SIGMA[1, 1],
-               "x2x2": SIGMA[2, 2], "x0x1": SIGMA[0, 1], "x1x2": SIGMA[1, 2]}
+               "x2x2": SIGMA[2, 2], "x0x1": SIGMA[0, 1], "x1x2": SIGMA[1, 2]}  # fmt: skip
 
 
 def check_moments(result, exact, n_sigma=4.0):
@@ -51,7 +51,7 @@ def test_hmc_gaussian_moments():
     gen = torch.Generator().manual_seed(11)
     x0 = torch.zeros(64, 3, dtype=F64)
     res = hmc(gauss_S, gauss_grad, x0, gen, n_samples=600, step_size=0.25, n_leapfrog=6,
-              burn_in=50, jitter=0.2, measure=gauss_measure)
+              burn_in=50, jitter=0.2, measure=gauss_measure)  # fmt: skip
     assert 0.8 < res.acceptance < 1.0
     check_moments(res, GAUSS_EXACT)
     assert abs(res.info["mean_exp_minus_dH"] - 1.0) < 0.05  # Creutz identity <exp(-dH)> = 1
@@ -62,7 +62,7 @@ def anharmonic_exact():
     w = lambda x: np.exp(-(x**4) - 0.5 * x)  # noqa: E731
     Z = integrate.quad(w, -np.inf, np.inf)[0]
     return {f"x{k}": integrate.quad(lambda x, k=k: x**k * w(x), -np.inf, np.inf)[0] / Z
-            for k in (1, 2, 3, 4)}
+            for k in (1, 2, 3, 4)}  # fmt: skip
 
 
 def anharmonic_action():
@@ -70,7 +70,7 @@ def anharmonic_action():
     q, p = sympy.symbols("q p")
     c = compile_hamiltonian(q**4 + q / 2 + p**2 / 2, [q], [p])
     return (lambda x: c.hamiltonian(x, torch.zeros_like(x))), (
-        lambda x: c.dH_dq(x, torch.zeros_like(x)))
+        lambda x: c.dH_dq(x, torch.zeros_like(x)))  # fmt: skip
 
 
 def anharmonic_measure(x):
@@ -82,7 +82,7 @@ def test_hmc_anharmonic_moments_against_quadrature():
     gen = torch.Generator().manual_seed(12)
     x0 = torch.zeros(64, 1, dtype=F64)
     res = hmc(S, grad, x0, gen, n_samples=600, step_size=0.2, n_leapfrog=5, burn_in=50,
-              jitter=0.3, measure=anharmonic_measure)
+              jitter=0.3, measure=anharmonic_measure)  # fmt: skip
     check_moments(res, anharmonic_exact())
 
 
@@ -91,7 +91,7 @@ def test_mala_anharmonic_moments_against_quadrature():
     gen = torch.Generator().manual_seed(13)
     x0 = torch.zeros(64, 1, dtype=F64)
     res = langevin(S, autograd_grad(S), x0, gen, n_samples=1500, step_size=0.1, burn_in=100,
-                   thin=2, metropolis=True, measure=anharmonic_measure)
+                   thin=2, metropolis=True, measure=anharmonic_measure)  # fmt: skip
     assert 0.5 < res.acceptance < 1.0
     check_moments(res, anharmonic_exact())
 
@@ -109,7 +109,7 @@ def test_ula_has_its_known_bias():
     assert abs(est.mean - 1 / (1 - h / 2)) < 4 * est.stderr
     assert abs(est.mean - 1.0) > 4 * est.stderr
     mala = langevin(S, g, x0, gen, n_samples=1000, step_size=h, burn_in=50, metropolis=True,
-                    measure=meas)
+                    measure=meas)  # fmt: skip
     est = mala.estimate("x2")
     assert abs(est.mean - 1.0) < 4 * est.stderr
 
@@ -122,7 +122,7 @@ def test_hmc_acceptance_tends_to_one():
         gen = torch.Generator().manual_seed(15)
         x0 = 0.3 * torch.randn(32, 4, 4, generator=gen, dtype=F64)
         res = hmc(act, act.grad, x0, gen, n_samples=40, step_size=eps,
-                  n_leapfrog=int(round(1 / eps)), burn_in=10)
+                  n_leapfrog=int(round(1 / eps)), burn_in=10)  # fmt: skip
         rates.append(res.acceptance)
     assert all(a < b for a, b in zip(rates, rates[1:], strict=False)), rates
     assert rates[-1] > 0.98
@@ -140,11 +140,11 @@ def test_phi4_schwinger_dyson_identity():
     gen = torch.Generator().manual_seed(16)
     x0 = torch.randn(32, 6, 6, generator=gen, dtype=F64)
     res = make_sampler("hmc", chains=32, samples=300, burn_in=30, step_size=0.15,
-                       n_leapfrog=7, jitter=0.2).run(act, act.grad, x0, gen, meas)
+                       n_leapfrog=7, jitter=0.2).run(act, act.grad, x0, gen, meas)  # fmt: skip
     est = res.estimate("sd")
     assert abs(est.mean - 1.0) < 4 * est.stderr and est.stderr < 0.02
     mala = make_sampler("mala", chains=32, samples=800, burn_in=300, thin=3,
-                        step_size=0.02).run(act, act.grad, x0, gen, meas)
+                        step_size=0.02).run(act, act.grad, x0, gen, meas)  # fmt: skip
     a, b = res.estimate("phi2"), mala.estimate("phi2")
     assert abs(a.mean - b.mean) < 4 * np.hypot(a.stderr, b.stderr)
 
@@ -161,7 +161,7 @@ def test_xy_identity_and_autograd_gradient():
         return {"diff": (act.laplacian(theta) - (g * g).sum((1, 2))) / 36}
 
     res = hmc(act, act.grad, x0, gen, n_samples=300, step_size=0.2, n_leapfrog=5, burn_in=30,
-              jitter=0.2, measure=meas)
+              jitter=0.2, measure=meas)  # fmt: skip
     est = res.estimate("diff")
     assert abs(est.mean) < 4 * est.stderr and est.stderr < 0.05
 

@@ -8,8 +8,8 @@ from pydantic import ValidationError
 
 from physml_lang.catalogue import CATALOGUE
 from physml_lang.catalogue.gauge import HMCRun, MetropolisRun, RunControls
-from physml_lang.runtime.gauge import tasks
 from physml_lang.runtime.gauge.sampling import LinkSampler, make_sampler
+from physml_lang.runtime.plans import gauge as plans
 
 
 def _gauge(kind: str) -> list:
@@ -55,9 +55,9 @@ def test_hints_name_the_catalogues_entries() -> None:
     def names(hint: str) -> set[str]:
         return set(hint.split(": ", 1)[1].split(", "))
 
-    assert names(tasks.sampler_hint()) == set(CATALOGUE.samplers.names("gauge"))
-    assert names(tasks.learner_hint()) == set(CATALOGUE.learners.names("gauge"))
-    assert tasks.builtin_observables() == {
+    assert names(plans.sampler_hint()) == set(CATALOGUE.samplers.names("gauge"))
+    assert names(plans.learner_hint()) == set(CATALOGUE.learners.names("gauge"))
+    assert plans.builtin_observables() == {
         "plaquette", "action", "topological_charge", "polyakov_loop", "abs_polyakov_loop",
         "sites", "wilson_loop"}  # fmt: skip
     action = CATALOGUE.observables.lookup("action", "gauge")

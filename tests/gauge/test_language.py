@@ -75,7 +75,7 @@ model Mine(L: int = 6, beta: real = 2.0) {
 def test_non_wilson_action_is_generic() -> None:
     # a rectangle-improved term is gauge invariant but not the Wilson form
     extra = (" - 0.1 * sum(re(U[x, 0] * U[x + e0, 0] * U[x + 2 * e0, 1] * conj(U[x + e0 + e1, 0])"
-             " * conj(U[x + e1, 0]) * conj(U[x, 1])) for x in sites)")
+             " * conj(U[x + e1, 0]) * conj(U[x, 1])) for x in sites)")  # fmt: skip
     cm = physml_lang.compile(model_source("u1", 2, extra)).compiled
     assert cm.wilson_beta is None
     assert "verified" in cm.describe()
@@ -110,7 +110,7 @@ def test_bare_link_term_is_a_located_p500() -> None:
     assert diag.code == "P500"
     assert "re(U[x, 0])" in diag.message
     line = src.splitlines()[diag.span.line - 1]
-    assert line[diag.span.column - 1:].startswith("0.5 * sum(re(U[x, 0])")
+    assert line[diag.span.column - 1 :].startswith("0.5 * sum(re(U[x, 0])")
 
 
 def test_broken_higgs_coupling_is_p500() -> None:
@@ -146,7 +146,7 @@ def test_learner_asked_for_gauge_it_cannot_respect() -> None:
         physml_lang.load(src).check()
     diag = info.value.diagnostics[0]
     assert diag.code == "P501" and "cannot respect gauge" in diag.message
-    assert src.splitlines()[diag.span.line - 1][diag.span.column - 1:].startswith("gauge")
+    assert src.splitlines()[diag.span.line - 1][diag.span.column - 1 :].startswith("gauge")
 
 
 def test_learner_unknown_symmetry_and_tiny_regress_run(tmp_path: Path) -> None:
@@ -171,7 +171,7 @@ run small {
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "physml_lang.cli", "run", str(src), "--out",
                            str(out), "--quiet"], capture_output=True, text=True,
-                          env={"OMP_NUM_THREADS": "1", "PATH": ""}, timeout=300)
+                          env={"OMP_NUM_THREADS": "1", "PATH": ""}, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     s = json.loads((out / "summary.json").read_text())
     assert {"run", "params", "device", "seed", "rows", "complete"} <= set(s)
@@ -202,7 +202,7 @@ run r {
 
 
 @pytest.mark.parametrize("path", ["examples/u1_2d_hmc.phys", "examples/lcnn_wilson_loops.phys",
-                                  "examples/su2_or_z2.phys", "stdlib/gauge.phys"])
+                                  "examples/su2_or_z2.phys", "stdlib/gauge.phys"])  # fmt: skip
 def test_physml_check_examples_and_stdlib(path: str) -> None:
     done = physml_lang.load(ROOT / path).check()
     assert done

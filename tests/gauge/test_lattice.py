@@ -114,7 +114,7 @@ def test_matter_hopping_invariant(name, gen):
     om = random_gauge(name, (2, *shape), gen, dtype=U.dtype)
     torch.testing.assert_close(hop(gauge_transform(U, om, name), gauge_transform_sites(phi, om,
                                                                                       name)),
-                               hop(U, phi))
+                               hop(U, phi))  # fmt: skip
 
 
 @pytest.mark.parametrize("name", GROUPS)
@@ -147,7 +147,7 @@ def test_u1_paths_agree(gen):
     # Polyakov loop along the last direction
     pl = polyakov_loops(th, "u1")
     torch.testing.assert_close(pl, torch.polar(torch.ones_like(pl.real),
-                                               th[..., 2].sum(3, keepdim=True).expand_as(pl.real)))
+                                               th[..., 2].sum(3, keepdim=True).expand_as(pl.real)))  # fmt: skip
 
 
 def test_topological_charge_integer(gen):

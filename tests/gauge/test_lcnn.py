@@ -22,7 +22,7 @@ from physml_lang.runtime.gauge.lcnn import (
 
 
 @pytest.mark.parametrize("group,shape", [("su2", (4, 4)), ("u1", (4, 6)), ("su2", (4, 2, 4)),
-                                         ("z2", (4, 4))])
+                                         ("z2", (4, 4))])  # fmt: skip
 def test_lcnn_gauge_equivariance(group, shape, gen):
     d = len(shape)
     model = make_learner("lcnn", group, d, generator=gen, channels=[3, 4], kernel_size=2)
@@ -60,7 +60,7 @@ def test_lcnn_translation_equivariance(group, gen):
     a = (2, 3)
     with torch.no_grad():
         torch.testing.assert_close(model.density(translate(U, a)),
-                                   translate(model.density(U), a))
+                                   translate(model.density(U), a))  # fmt: skip
         torch.testing.assert_close(model(translate(U, a)), model(U))
 
 

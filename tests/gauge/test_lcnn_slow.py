@@ -35,7 +35,7 @@ def run_experiment(seed: int = 0, epochs: int = 60):
     for name, opts in [("lcnn", {"channels": [4, 4]}), ("gauge_cnn", {"channels": [16, 32]})]:
         torch.manual_seed(0)  # nn.Linear/Conv default init inside the baseline
         model = make_learner(name, "u1", 2, generator=torch.Generator().manual_seed(seed),
-                             **opts)
+                             **opts)  # fmt: skip
         hist = train_regressor(model, U_tr, y_tr, gen, epochs=epochs, batch_size=32, lr=3e-3)
         errs = {}
         with torch.no_grad():

@@ -29,7 +29,7 @@ def _check(group, kind, opts, L=4, chains=16, n=300, burn=40, seed=7):
     s = make_sampler(kind, group, beta, **opts)
     U = hot_start(group, chains, (L, L), gen)
     U, ser, acc = run_chains(s, U, gen, n, {"p": lambda V: mean_plaquette(V, group)},
-                             burn_in=burn)
+                             burn_in=burn)  # fmt: skip
     est = binning_analysis(ser["p"])
     ref = fn(beta, L)
     assert abs(est.mean - ref) < 4 * est.stderr, (group, kind, est, ref)
@@ -45,7 +45,7 @@ def _check(group, kind, opts, L=4, chains=16, n=300, burn=40, seed=7):
     ("su2", "metropolis", {"hits": 2, "step": 1.0}),
     ("su2", "heatbath", {}),
     ("su2", "hmc", {"step_size": 0.2, "n_steps": 5}),
-])
+])  # fmt: skip
 def test_plaquette_2d_exact(group, kind, opts):
     est, acc, U = _check(group, kind, opts, n=200 if group == "su2" else 300)
     assert 0.3 < acc <= 1.0

@@ -28,7 +28,7 @@ def test_u1_l8_beta2_hmc_plaquette_and_topology():
     s = make_sampler("hmc", "u1", 2.0, step_size=0.1, n_steps=10)
     U = hot_start("u1", 32, (8, 8), gen)
     obs = {"p": lambda V: mean_plaquette(V, "u1"), "Q": topological_charge,
-           "Q2": lambda V: topological_charge(V) ** 2}
+           "Q2": lambda V: topological_charge(V) ** 2}  # fmt: skip
     U, ser, acc = run_chains(s, U, gen, 3000, obs, burn_in=200)
     p, q2, q = (binning_analysis(ser[k]) for k in ("p", "Q2", "Q"))
     p_ref = exact.u1_plaquette_torus(2.0, 8)
@@ -36,7 +36,7 @@ def test_u1_l8_beta2_hmc_plaquette_and_topology():
     print(f"\n<cos P> = {p.mean:.5f} +- {p.stderr:.5f} (torus {p_ref:.6f}, inf 0.697775); "
           f"<Q^2> = {q2.mean:.4f} +- {q2.stderr:.4f} (exact {q2_ref:.4f}); "
           f"tau_int(Q) = {q.tau_int:.2f}, tau_int(Q^2) = {q2.tau_int:.2f} trajectories; "
-          f"acceptance {acc.mean():.3f}")
+          f"acceptance {acc.mean():.3f}")  # fmt: skip
     assert abs(p.mean - p_ref) < 4 * p.stderr
     assert abs(q2.mean - q2_ref) < 4 * q2.stderr
     assert abs(q.mean) < 4 * math.sqrt(q2_ref / (ser["Q"].size / (2 * q.tau_int)))
@@ -47,11 +47,11 @@ def test_su2_2d_l8(kind):
     """2D SU(2), beta = 4 on 8x8: <Re tr P / 2> vs the exact torus value."""
     gen = torch.Generator().manual_seed(5)
     opts = {"hmc": {"step_size": 0.15, "n_steps": 7}, "metropolis": {"step": 0.8, "hits": 4},
-            "heatbath": {}}[kind]
+            "heatbath": {}}[kind]  # fmt: skip
     s = make_sampler(kind, "su2", 4.0, **opts)
     U = hot_start("su2", 16, (8, 8), gen)
     U, ser, _ = run_chains(s, U, gen, 800, {"p": lambda V: mean_plaquette(V, "su2")},
-                           burn_in=100)
+                           burn_in=100)  # fmt: skip
     est = binning_analysis(ser["p"])
     ref = exact.su2_plaquette_torus(4.0, 8)
     print(f"\n2D SU(2) {kind}: {est.mean:.5f} +- {est.stderr:.5f} vs {ref:.5f}")
@@ -59,7 +59,7 @@ def test_su2_2d_l8(kind):
 
 
 @pytest.mark.parametrize("group,beta,kind", [("su2", 0.8, "heatbath"), ("z2", 0.2, "heatbath"),
-                                             ("su2", 0.8, "hmc")])
+                                             ("su2", 0.8, "hmc")])  # fmt: skip
 def test_4d_strong_coupling(group, beta, kind):
     """4D pure gauge at small beta: <p> = u + 4 u^5 + ..., u = I2/I1 (su2) or tanh (z2)."""
     gen = torch.Generator().manual_seed(9)
@@ -67,12 +67,12 @@ def test_4d_strong_coupling(group, beta, kind):
     s = make_sampler(kind, group, beta, **opts)
     U = hot_start(group, 8, (4, 4, 4, 4), gen)
     U, ser, _ = run_chains(s, U, gen, 300, {"p": lambda V: mean_plaquette(V, group)},
-                           burn_in=50)
+                           burn_in=50)  # fmt: skip
     est = binning_analysis(ser["p"])
     u = exact.su2_plaquette_infinite(beta) if group == "su2" else math.tanh(beta)
     ref = u + 4 * u**5
     print(f"\n4D {group} beta={beta}: {est.mean:.5f} +- {est.stderr:.5f} vs strong coupling "
-          f"{ref:.5f} (u^9 ~ {u**9:.1e})")
+          f"{ref:.5f} (u^9 ~ {u**9:.1e})")  # fmt: skip
     assert abs(est.mean - ref) < 4 * est.stderr + 10 * u**9
 
 
@@ -81,7 +81,7 @@ def test_z2_2d_l8_metropolis():
     s = make_sampler("metropolis", "z2", 0.8, hits=2)
     U = hot_start("z2", 32, (8, 8), gen)
     U, ser, _ = run_chains(s, U, gen, 1000, {"p": lambda V: mean_plaquette(V, "z2")},
-                           burn_in=100)
+                           burn_in=100)  # fmt: skip
     est = binning_analysis(ser["p"])
     ref = exact.z2_plaquette_torus(0.8, 8)
     print(f"\n2D Z2: {est.mean:.5f} +- {est.stderr:.5f} vs {ref:.5f}")

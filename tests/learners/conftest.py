@@ -26,7 +26,7 @@ def rbm(vdom: str = "binary", hdom: str = "binary", **params) -> BoltzmannModel:
     text = RBM_TEXT.replace("VDOM", vdom).replace("HDOM", hdom)
     program = physml_lang.load(text)
     return program.compile_ir(program.instantiate("R", params), kind="boltzmann",
-                              dtype=torch.float64)
+                              dtype=torch.float64)  # fmt: skip
 
 
 @pytest.fixture

@@ -98,7 +98,7 @@ def test_cd_pcd_gradients_against_exact(objective):
     exact = _exact_gradient(m, data)
     oopts = CDOptions(k=30) if objective == "cd" else PCDOptions(k=40, chains=4000)
     t = Trainer(m, data, objective, oopts, "adam", AdamOptions(), "constant", ConstantOptions(),
-                1, 4000, g)
+                1, 4000, g)  # fmt: skip
     neg = t.negatives(data)[t.field]
     loss = t.free_energy(data).mean() - t.free_energy(neg).mean()
     grads = torch.autograd.grad(loss, list(m.params.values()))
@@ -110,7 +110,7 @@ def test_cd_pcd_gradients_against_exact(objective):
     # CD-1 is biased but points the same way
     if objective == "cd":
         t1 = Trainer(m, data, "cd", CDOptions(k=1), "adam", AdamOptions(), "constant",
-                     ConstantOptions(), 1, 4000, g)
+                     ConstantOptions(), 1, 4000, g)  # fmt: skip
         neg = t1.negatives(data)[t1.field]
         loss = t1.free_energy(data).mean() - t1.free_energy(neg).mean()
         g1 = torch.cat([x.reshape(-1) for x in torch.autograd.grad(loss, list(m.params.values()))])

@@ -37,7 +37,7 @@ def _split(m, S):
     out, at = {}, 0
     for f in m.domains:
         k = m.sets[m.field_sets[f]]
-        out[f] = S[:, at:at + k]
+        out[f] = S[:, at : at + k]
         at += k
     return out
 
@@ -232,7 +232,6 @@ def _num(x: str):
     return float(x) if "." in x else int(x)
 
 
-
 TRAIN = """
 import BoltzmannMachine
 data X: binary = random(p = 0.3, seed = 1)
@@ -254,21 +253,25 @@ def test_train_checks_are_located(tmp_path):
     d = _errors(TRAIN.replace("random(p = 0.3, seed = 1)", "random(p = 0.3, seed = 1)")
                 .replace("data X: binary", "data X: binary[100, 5]").replace("VISIBLE", "visible = Nv,"))  # fmt: skip
     assert d.code == "P601" and "4 visible sites" in d.message and d.span is not None
-    d = _errors(TRAIN.replace("data X: binary", "data X: binary[100, 4]").replace("VISIBLE", "visible = Nx,"))  # noqa: E501
+    d = _errors(TRAIN.replace("data X: binary", "data X: binary[100, 4]")
+                .replace("VISIBLE", "visible = Nx,"))  # fmt: skip
     assert d.code == "P200" and d.span is not None and "Nx" in d.message
-    d = _errors(TRAIN.replace("data X: binary", "data X: binary[100, 4]").replace("VISIBLE", "visible = 9,"))  # noqa: E501
+    d = _errors(TRAIN.replace("data X: binary", "data X: binary[100, 4]")
+                .replace("VISIBLE", "visible = 9,"))  # fmt: skip
     assert d.code == "P400" and d.span is not None
 
 
 def test_trained_general_bm_and_params_statement(tmp_path):
-    text = TRAIN.replace("data X: binary", "data X: binary[200, 4]").replace("VISIBLE", "visible = Nv,")
+    text = (TRAIN.replace("data X: binary", "data X: binary[200, 4]")
+            .replace("VISIBLE", "visible = Nv,"))  # fmt: skip
     res = physml_lang.load(text).run(out=tmp_path / "fit", seed=0)
     assert res.rows[0]["exact_kl"]["mean"] > 0
+    params_file = tmp_path / "fit" / "params.safetensors"
     sample = f"""
     import BoltzmannMachine
     run s {{
         model BoltzmannMachine(Nv = 4, Nh = 2)
-        params "{tmp_path / 'fit' / 'params.safetensors'}"
+        params "{params_file}"
         sampler gibbs(chains = 20, sweeps = 20, burn_in = 5)
         measure mean_s
     }}"""

@@ -47,9 +47,9 @@ def test_rbm_reproduces_ising_energy_and_magnetisation(tmp_path):
     res = p.run("rbm", out=tmp_path / "out", seed=0)
     row = res.rows[0]
     # the training set's own error bars (chain-major layout: 100 chains x 100 samples)
-    from physml_lang.runtime.learners.tasks import _top_data
+    from physml_lang.runtime.plans.learners import training_data
 
-    x = _top_data(p, "S", None, {}).values.reshape(100, 100, 6, 6)
+    x = training_data(p.data_loader, p, "S", None, {}).values.reshape(100, 100, 6, 6)
     e_data = -(x * np.roll(x, 1, 2) + x * np.roll(x, 1, 3)).sum((2, 3)) / 36
     m_data = np.abs(x.sum((2, 3))) / 36
     for name, exact, series in (("e", E_EXACT, e_data), ("m", M_EXACT, m_data)):

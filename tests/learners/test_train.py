@@ -56,7 +56,7 @@ def test_training_improves_likelihood(tmp_path, obj):
     # uniform model: -9 log 2 = -6.24; bars-and-stripes has 14 patterns: log(1/14) = -2.64
     assert exact["mean"] > -5.0
     for name in ("summary.json", "results.csv", "params.safetensors", "checkpoint.safetensors",
-                 "samples.png", "training.png"):
+                 "samples.png", "training.png"):  # fmt: skip
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and len(summary["history"][0]) == 15

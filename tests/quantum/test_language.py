@@ -73,7 +73,7 @@ def test_xxz_ladder_operators_and_j1j2():
     from physml_lang.compiler.derive.pauli import xxz
 
     assert (qm.hamiltonian - xxz(6, bonds, 0.5)).is_zero()
-    h2 = ("sum(SS[i, j] for (i, j) in bonds) + D * sum(SS[i, j] for (i, j) in bonds(2))")
+    h2 = "sum(SS[i, j] for (i, j) in bonds) + D * sum(SS[i, j] for (i, j) in bonds(2))"
     extra = "let SS[i, j] = X[i] * X[j] + Y[i] * Y[j] + Z[i] * Z[j]"
     qm = compile_model("square(L, L)", h2, extra, L=4)
     ref = j1j2(16, lattice_bonds("square", [4, 4]), lattice_bonds("square", [4, 4], shell=2), 0.5)
@@ -82,7 +82,9 @@ def test_xxz_ladder_operators_and_j1j2():
 
 def test_shifted_indices_and_complex_coefficients():
     # Z[i] Z[i + e0] over sites equals the bond sum; a complex, Hermitian DM-like term compiles.
-    a = compile_model("square(L, L)", "sum(Z[i] * Z[i + e0] + Z[i] * Z[i + e1] for i in sites)", L=3)
+    a = compile_model(
+        "square(L, L)", "sum(Z[i] * Z[i + e0] + Z[i] * Z[i + e1] for i in sites)", L=3
+    )
     b = compile_model("square(L, L)", "sum(Z[i] * Z[j] for (i, j) in bonds)", L=3)
     assert (a.hamiltonian - b.hamiltonian).is_zero()
     dm = "sum(2j * (Sp[i] * Sm[j] - Sm[i] * Sp[j]) for (i, j) in bonds)"
@@ -90,7 +92,9 @@ def test_shifted_indices_and_complex_coefficients():
     assert qm.hamiltonian.is_hermitian() and not qm.hamiltonian.is_real()
 
 
-@pytest.mark.parametrize("h", [TFIM_H, HEIS_H, "sum(X[i] * Y[j] - Y[i] * X[j] for (i, j) in bonds)"])
+@pytest.mark.parametrize(
+    "h", [TFIM_H, HEIS_H, "sum(X[i] * Y[j] - Y[i] * X[j] for (i, j) in bonds)"]
+)
 def test_local_energies_match_dense_matrix(h):
     qm = compile_model("chain(L, boundary = open)", h, L=6)
     dense = qm.hamiltonian.to_dense()
@@ -135,7 +139,10 @@ run spec {
     assert s["complete"] and len(s["rows"]) == 2 and set(s) >= {"run", "params", "device", "seed"}
     # Hellmann-Feynman: dE0/dg = -<sum X>, checked by a finite difference on the language model
     p = load("import TFIM")
-    e = [exact_spectrum(p.model("TFIM", L=8, g=1.0 + d), 1, [None]).energies[0] for d in (-1e-4, 1e-4)]
+    e = [
+        exact_spectrum(p.model("TFIM", L=8, g=1.0 + d), 1, [None]).energies[0]
+        for d in (-1e-4, 1e-4)
+    ]
     mx = res.rows[1]["mx"]["mean"]
     assert abs((e[1] - e[0]) / 2e-4 + 8 * mx) < 1e-5
     assert res.rows[0]["gap"]["mean"] >= 0
@@ -153,7 +160,7 @@ BAD = [
     (MODEL.format(lattice="chain(L)", h="sum(Sp[i] * Sm[j] for (i, j) in bonds)", extra=""),
      "P300", "not Hermitian", 5),
     (MODEL.format(lattice="chain(L)", h="sum(Q[i] for i in sites)", extra=""), "P200", "Q", 5),
-]
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("src,code,text,line", BAD)
@@ -189,7 +196,7 @@ run g {{
         ("rbm(alpha = 1)", "TFIM(L = 4)", "sampler autoregressive", "P502", "autoregressive"),
         ("rbm(alpha = 1, beta = 2)", "TFIM(L = 4)", "", "P401", "beta"),
     ],
-)
+)  # fmt: skip
 def test_learner_and_sampler_errors_located(learner, model, sampler, code, where):
     src = RUN.format(learner=learner, model=model, sampler=sampler)
     if code is None:
@@ -247,7 +254,8 @@ run gs {
     e, err, e0 = row["energy"]["mean"], row["energy"]["stderr"], row["exact_energy"]
     assert abs(e0 - -7.727406610312546) < 1e-8
     assert e >= e0 - 4 * err and abs(e - e0) < max(4 * err, 2e-3 * abs(e0)), row
-    assert row["relative_error"] < 2e-3 and {"variance", "r_hat", "structure_factor_qpi"} <= set(row)
+    assert row["relative_error"] < 2e-3
+    assert {"variance", "r_hat", "structure_factor_qpi"} <= set(row)
     assert (out / "history.csv").exists() and (out / "checkpoint.safetensors").exists()
     # resume (automatic: the out folder has a checkpoint) continues up to the new count
     assert main(cmd + ["--set", "iterations=32", "--set", "final_samples=320"]) == 0
@@ -300,10 +308,51 @@ def test_complex_rbm_learns_the_sign_structure_of_a_frustrated_chain(tmp_path):
 @pytest.mark.parametrize(
     "name", ["tfim.phys", "heisenberg_2d.phys", "heisenberg_chain_rnn.phys",
              "j1j2_chain_phase.phys"]
-)
+)  # fmt: skip
 def test_examples_check(name):
     lines = load(ROOT / "examples" / name).check()
     assert any(line.startswith("run ") for line in lines)
+
+
+def test_compiled_quantum_model_builds_on_its_derivation():
+    p = load("import Heisenberg")
+    ir = p.instantiate("Heisenberg", {"L": 6})
+    derived, compiled = p.derive(ir), p.compile_ir(ir)
+    assert not isinstance(derived, QuantumModel) and isinstance(compiled, QuantumModel)
+    assert derived.describe() == compiled.describe()
+    assert derived.hamiltonian.terms == compiled.hamiltonian.terms
+    assert compiled.conserves_magnetization and compiled.symmetries == derived.symmetries
+    assert torch.equal(compiled.sublattice(), torch.as_tensor(derived.a_sublattice()))
+    assert torch.equal(compiled.translation_table(), torch.as_tensor(derived.translations()))
+
+
+@pytest.mark.parametrize(
+    "learner,measure,code,where",
+    [
+        ("rnn(magnetization = 2) respecting spin_flip", "energy", "P501", "rnn"),
+        ("rbm(alpha = 1)", "energy, gap", "P200", "gap"),
+    ],
+)
+def test_check_finds_what_a_vmc_run_would_reject(learner, measure, code, where):
+    src = RUN.format(learner=learner, model="TFIM(L = 4)", sampler=f"measure {measure}")
+    with pytest.raises(PhysmlError) as err:
+        load(src).check()
+    d = err.value.diagnostics[0]
+    assert d.code == code, d.render()
+    assert src.splitlines()[d.span.line - 1][d.span.column - 1 :].startswith(where), d.render()
+
+
+def test_a_learner_only_building_rejects_is_located_when_the_run_starts():
+    """An even CNN kernel is found by building the network: check passes, the run stops with a
+    located P400 at the learner before any work."""
+    src = RUN.format(learner="cnn(kernel_size = 2)", model="TFIM(L = 4)", sampler="")
+    program = load(src)
+    program.check()
+    with pytest.raises(PhysmlError) as err:
+        program.run()
+    d = err.value.diagnostics[0]
+    assert d.code == "P400" and "kernel_size must be odd" in d.message, d.render()
+    assert src.splitlines()[d.span.line - 1][d.span.column - 1 :].startswith("cnn"), d.render()
 
 
 def test_emit_sympy_lists_pauli_strings(capsys):

@@ -61,8 +61,10 @@ def test_heisenberg_4x4_translation_beats_plain(tmp_path):
 def test_heisenberg_chain_symmetrised_rnn(tmp_path):
     """examples/heisenberg_chain_rnn.phys as written: relative error <= 5e-3 vs -28.5691854425.
     Measured: -28.5625 +- 0.0042 (2.3e-4)."""
-    row = load(EXAMPLES / "heisenberg_chain_rnn.phys").run(
-        "ground_state", out=tmp_path, seed=4
-    ).rows[0]
+    row = (
+        load(EXAMPLES / "heisenberg_chain_rnn.phys")
+        .run("ground_state", out=tmp_path, seed=4)
+        .rows[0]
+    )
     assert abs(row["exact_energy"] - -28.5691854425) < 1e-8
     assert row["relative_error"] <= 5e-3, row

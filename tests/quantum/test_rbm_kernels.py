@@ -75,7 +75,9 @@ def test_local_energy_and_jacobian_match_generic_paths(name, backend, monkeypatc
         torch.testing.assert_close(rbm_jacobian(form, s).to(j0.dtype), j0)
         with torch.no_grad():  # the canonical form reproduces |psi|
             th = s @ form.W + form.b
-            torch.testing.assert_close(s @ form.a + torch.log(torch.cosh(th)).sum(-1), model(s).real)
+            torch.testing.assert_close(
+                s @ form.a + torch.log(torch.cosh(th)).sum(-1), model(s).real
+            )
 
 
 def test_flip_ratios_near_the_product_bound_and_three_site_groups():

@@ -8,6 +8,7 @@ import torch
 from physml_lang.api import load
 from physml_lang.catalogue import CATALOGUE
 from physml_lang.catalogue.quantum import (
+    OBSERVABLE_RUNS,
     OBSERVABLES,
     AdamSpec,
     MetropolisSpec,
@@ -190,6 +191,9 @@ def test_catalogue_entries_of_quantum_runs_are_declared_and_bound():
     assert all(isinstance(o, QuantumObservable) for o in obs.values())
     assert {k for k, o in obs.items() if o.exact is None} == {"variance", "r_hat"}
     assert {k for k, o in obs.items() if o.vmc is None} == {"gap"}
+    for k, o in obs.items():  # the catalogue's static fact (what physml check reads) agrees
+        assert (o.exact is not None, o.vmc is not None) == (
+            "exact" in OBSERVABLE_RUNS[k], "vmc" in OBSERVABLE_RUNS[k]), k  # fmt: skip
 
 
 def test_optimiser_entries_configure_run_vmc():
@@ -307,11 +311,11 @@ def test_vmc_tfim_l10_reaches_1e3():
     L, E0 = 10, -12.7849064430
     g = torch.Generator().manual_seed(6)
     model = RBM(L, alpha=1, generator=g)
+    chains = MetropolisOptions(n_chains=100, sweeps_per_sample=0.5, burn_in_sweeps=1)
     res = run_vmc(
         tfim(L, nearest_bonds((L,)), 1.0),
         model,
-        MetropolisSampler(L, MetropolisOptions(n_chains=100, sweeps_per_sample=0.5,
-                                               burn_in_sweeps=1)),  # fmt: skip
+        MetropolisSampler(L, chains),
         None,
         OptimizerOptions(lr=0.05, sr=SROptions(diag_shift=0.01)),
         iterations=60,

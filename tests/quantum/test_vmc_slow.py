@@ -50,11 +50,12 @@ def test_tfim_l20_symmetric_rbm_1e4():
 def _heisenberg_4x4(model, iterations, seed):
     shape = (4, 4)
     g = torch.Generator().manual_seed(seed)
+    chains = MetropolisOptions(n_chains=100, sweeps_per_sample=0.5, move="exchange",
+                               magnetization=0)  # fmt: skip
     return run_vmc(
         heisenberg(16, nearest_bonds(shape)),
         MarshallSign(model(g), sublattice(shape)),
-        MetropolisSampler(16, MetropolisOptions(n_chains=100, sweeps_per_sample=0.5,
-                                                move="exchange", magnetization=0)),  # fmt: skip
+        MetropolisSampler(16, chains),
         None,
         OptimizerOptions(lr=0.02, sr=SROptions(diag_shift=0.1)),
         iterations=iterations,

@@ -1,0 +1,816 @@
+"""A qubit model derived, without torch: its Hamiltonian as a Pauli sum, symmetries verified.
+
+A model with a ``qubit`` field and a ``hamiltonian`` becomes a :class:`QuantumDerivation`: its
+Hamiltonian as a canonical :class:`~physml_lang.compiler.derive.pauli.PauliSum`, its verified
+symmetries and conserved quantities, and the lattice facts learners need (translation table,
+bipartite sublattice) as numpy arrays. What ``physml check`` reports for a quantum model, and
+what the compiled :class:`~physml_lang.compiler.models.quantum.QuantumModel` builds on.
+
+The walk is node by node over the checked syntax tree (never text): a value is either a complex
+number (parameters, constants, functions of them) or a PauliSum. Operators:
+
+- ``X[i]``, ``Y[i]``, ``Z[i]``: Pauli matrices; ``Sp[i]``/``Sm[i]`` = sigma^+/sigma^- = (X +- iY)/2;
+  ``Sz[i]`` = Z/2; ``Nop[i]`` = (1 - Z)/2 (a down spin is occupied); ``s[i]`` of the qubit
+  field itself is its Z-basis value, i.e. Z[i].
+- Products multiply operators in written order (same-site products reduced: XY = iZ, ...).
+- ``sum``/``prod`` over ``sites``, ``bonds``, ``bonds(2)``, ``pairs``; site indices are bound
+  names, their shifts ``i + e0`` or integer literals (flat index, or d coordinates).
+- Arrays declared ``on sites``/``bonds``/``bonds2``/``pairs`` are read at the bound sites.
+
+Bonds come from :class:`~physml_lang.compiler.geometry.Lattice` neighbour tables (the spine's
+convention: on a periodic axis of extent 2 a bond and its wrap-around are two bonds).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from physml_lang.compiler.derive.pauli import PauliSum, PauliTerm, total_z
+from physml_lang.compiler.geometry import Lattice, translation_table
+from physml_lang.compiler.instance import ModelInstance
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.ir import expr as E
+from physml_lang.ir.functions import FUNCTIONS, Function
+from physml_lang.ir.walk import Arithmetic, Walker, as_call, int_literal, name_of, to_text
+
+Value = complex | PauliSum
+
+# Language operator name -> (single-site op, factor): Sz = Z / 2 (spin-1/2 units).
+OPERATORS: dict[str, tuple[str, float]] = {
+    "X": ("X", 1.0), "Y": ("Y", 1.0), "Z": ("Z", 1.0), "Sp": ("+", 1.0), "Sm": ("-", 1.0),
+    "Sz": ("Z", 0.5), "Nop": ("N", 1.0),
+}  # fmt: skip
+QUANTUM_SYMMETRIES = ("translation", "spin_flip", "point_group")
+MAX_TERMS = 2_000_000  # a product of sums beyond this is a mistake, not a Hamiltonian
+
+
+def fail(code: str, message: str, span: Span | None, hint: str | None = None):
+    raise PhysmlError(Diagnostic(code, message, span, hint))
+
+
+# ---------------------------------------------------------------- sites and bonds
+
+
+@dataclass(frozen=True)
+class SiteRef:
+    """A site named by coordinates (before boundary handling)."""
+
+    coords: tuple[int, ...]
+
+
+class Geometry:
+    """Sites, bonds and coordinates of the model's lattice (complete graphs included)."""
+
+    def __init__(self, model: ModelInstance):
+        lat = model.lattice
+        assert lat is not None
+        self.lattice = lat
+        self.n_sites = lat.n_sites
+        self.coords = lat.coords()  # (N, d)
+        self._bonds: dict[int, list[tuple[int, int, int]]] = {}
+        self._bond_index: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
+
+    def bonds(self, shell: int, span: Span) -> list[tuple[int, int, int]]:
+        """(i, j, direction) for every bond of a shell: i the base site, j = i + offset."""
+        if shell in self._bonds:
+            return self._bonds[shell]
+        lat = self.lattice
+        out: list[tuple[int, int, int]] = []
+        if lat.complete:
+            if shell != 1:
+                fail("P400", "a complete graph has one shell of bonds (all pairs)", span)
+            n = self.n_sites
+            out = [(i, j, 0) for i in range(n) for j in range(i + 1, n)]
+        else:
+            if shell not in lat.shells:
+                fail("P400", f"lattice {lat.kind} has neighbour shells "
+                     f"{sorted(lat.shells)}, not {shell}", span)  # fmt: skip
+            for d, o in enumerate(lat.shells[shell]):
+                idx, valid = lat.neighbour_table(o)
+                src = np.nonzero(valid)[0]
+                out += [(int(i), int(j), d) for i, j in zip(src, idx[src])]
+        self._bonds[shell] = out
+        self._bond_index[shell] = {}
+        for i, j, d in out:
+            self._bond_index[shell].setdefault((i, j), (i, d))
+            self._bond_index[shell].setdefault((j, i), (i, d))
+        return out
+
+    def bond_of(self, i: int, j: int, shell: int, span: Span) -> tuple[int, int]:
+        """(base site, direction) of the bond (i, j) of a shell."""
+        self.bonds(shell, span)
+        found = self._bond_index[shell].get((i, j))
+        if found is None:
+            fail("P400", f"sites {i} and {j} are not joined by a bond of shell {shell}", span)
+        return found
+
+    def resolve(self, ref: SiteRef, span: Span) -> int | None:
+        """Flat index of a coordinate reference; None outside an open boundary."""
+        lat = self.lattice
+        if lat.complete:
+            (c,) = ref.coords
+            if not 0 <= c < self.n_sites:
+                fail("P400", f"site {c} is outside the graph of {self.n_sites} sites", span)
+            return c
+        c = list(ref.coords)
+        for axis, (n, per) in enumerate(zip(lat.shape, lat.periodic)):
+            if per:
+                c[axis] %= n
+            elif not 0 <= c[axis] < n:
+                return None
+        return int(np.ravel_multi_index(tuple(c), lat.shape))
+
+    def ref(self, site: int) -> SiteRef:
+        return SiteRef(tuple(int(x) for x in self.coords[site]))
+
+    def permutation(self, fn) -> np.ndarray:
+        """perm[x] = flat index of fn(coords of x) (periodic wrap)."""
+        lat = self.lattice
+        c = np.asarray([fn(tuple(x)) for x in self.coords]) % np.asarray(lat.shape)
+        return np.ravel_multi_index(tuple(c.T), lat.shape)
+
+
+# ---------------------------------------------------------------- the builder
+
+
+class PauliBuilder(Arithmetic[Value]):
+    """Builds PauliSums from expressions of one realised qubit model; ``env`` maps bound site
+    names to site references."""
+
+    what = "a Hamiltonian"
+    context = "operator"
+
+    def __init__(self, model: ModelInstance, geometry: Geometry | None = None):
+        self.model = model
+        self.geo = geometry or Geometry(model)
+        self.n = self.geo.n_sites
+        self.qubits = {n for n, f in model.fields.items() if f.domain.kind == "qubit"}
+        self._depth = 0
+        self._sites: _SiteWalker | None = None
+
+    def operator(self, e: E.Expr) -> PauliSum:
+        """The PauliSum of an expression (numbers become multiples of the identity)."""
+        return self._as_sum(self.walk(e, {})).simplify()
+
+    def value(self, e: E.Expr, env: dict[str, SiteRef]) -> Value:
+        return self.walk(e, env)
+
+    # ---------------------------------------------------------------- helpers
+    def _as_sum(self, v: Value) -> PauliSum:
+        if isinstance(v, PauliSum):
+            return v
+        return PauliSum([PauliTerm(complex(v), ())] if v != 0 else [], self.n)
+
+    def _check_size(self, v: Value, span: Span) -> Value:
+        if isinstance(v, PauliSum) and len(v.terms) > MAX_TERMS:
+            fail("P400", f"this operator has more than {MAX_TERMS} Pauli strings", span,
+                 "a product of lattice sums is an all-to-all operator; write one sum instead")  # fmt: skip
+        return v
+
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic("P300", "this expression is not allowed in a Hamiltonian",
+                                      e.span))  # fmt: skip
+
+    # ---------------------------------------------------------------- values
+    def constant(self, value, e: E.Expr) -> Value:
+        return complex(value)
+
+    def negate(self, a: Value, e: E.Unary) -> Value:
+        return -a
+
+    def logical_not(self, a: Value, e: E.Unary) -> Value:
+        fail("P300", "'not' is not allowed in a Hamiltonian", e.span)
+
+    def logical(self, e: E.Binary, env) -> Value:
+        fail("P300", f"'{e.op}' is not allowed in a Hamiltonian", e.span)
+
+    def compare(self, op: str, a: Value, b: Value, e: E.Binary) -> Value:
+        fail("P300", f"'{op}' is not allowed in a Hamiltonian", e.span)
+
+    def on_name(self, e: E.Name, env: dict[str, SiteRef]) -> Value:
+        m = self.model
+        if e.id in m.params:
+            v = m.params[e.id]
+            if isinstance(v, bool):
+                fail("P300", f"'{e.id}' is a bool, not a number", e.span)
+            return complex(v)
+        if e.id == "pi":
+            return complex(math.pi)
+        if e.id == "I":
+            return 1j
+        if e.id in ("N", "sites_count"):
+            return complex(self.n)
+        if e.id in OPERATORS or e.id in self.qubits:
+            fail("P302", f"operator '{e.id}' needs a site index", e.span,
+                 f"e.g. sum({e.id}[i] for i in sites)")  # fmt: skip
+        if e.id in m.arrays:
+            arr = m.arrays[e.id]
+            if arr.uniform:
+                return complex(arr.uniform_value)
+            fail("P302", f"'{e.id}' varies over {arr.on} and needs an index", e.span)
+        if e.id in m.definitions:
+            d = m.definitions[e.id]
+            if d.indices:
+                fail("P302", f"'{e.id}' needs {len(d.indices)} index(es)", e.span)
+            return self._definition(d.expr, {}, e.span)
+        if e.id in env:
+            fail("P300", f"the site index '{e.id}' cannot be used as a number", e.span,
+                 f"index an operator with it: Z[{e.id}]")  # fmt: skip
+        known = set(m.params) | set(m.definitions) | set(OPERATORS) | set(m.arrays)
+        fail("P200", f"unknown name '{e.id}'", e.span, did_you_mean(e.id, known))
+
+    def _definition(self, expr: E.Expr, env: dict[str, SiteRef], span: Span) -> Value:
+        self._depth += 1
+        if self._depth > 50:
+            fail("P400", "definitions refer to each other in a cycle", span)
+        try:
+            return self.walk(expr, env)
+        finally:
+            self._depth -= 1
+
+    def combine(self, op: str, a: Value, b: Value, e: E.Binary) -> Value:
+        if op == "+":
+            if isinstance(a, PauliSum) or isinstance(b, PauliSum):
+                return self._as_sum(a) + self._as_sum(b)
+            return a + b
+        if op == "-":
+            if isinstance(a, PauliSum) or isinstance(b, PauliSum):
+                return self._as_sum(a) - self._as_sum(b)
+            return a - b
+        if op == "*":
+            if isinstance(a, PauliSum) and isinstance(b, PauliSum):
+                return self._check_size((a * b).simplify(), e.span)
+            if isinstance(a, PauliSum):
+                return a * b
+            return b * a if isinstance(b, PauliSum) else a * b
+        if op == "/":
+            if isinstance(b, PauliSum):
+                fail("P300", "cannot divide by an operator", e.right.span)
+            if b == 0:
+                fail("P400", "division by zero", e.right.span)
+            return a * (1.0 / b) if isinstance(a, PauliSum) else a / b
+        if op == "^":
+            if isinstance(b, PauliSum):
+                fail("P300", "an exponent must be a number", e.right.span)
+            if isinstance(a, PauliSum):
+                if b.imag != 0 or b.real != int(b.real) or not 0 <= b.real <= 16:
+                    fail("P300", "an operator can be raised to a whole power 0..16 only",
+                         e.right.span)  # fmt: skip
+                out = self._as_sum(1.0)
+                for _ in range(int(b.real)):  # repeated products (compile time)
+                    out = self._check_size((out * a).simplify(), e.span)
+                return out
+            try:
+                return a**b
+            except (OverflowError, ZeroDivisionError):
+                fail("P400", "this power cannot be evaluated", e.span)
+        fail("P300", f"'{op}' is not allowed in a Hamiltonian", e.span)
+
+    def on_call(self, e: E.Call, env) -> Value:
+        if e.func in self.model.definitions:
+            fail("P302", f"'{e.func}' is indexed with brackets: {e.func}[...]", e.func_span)
+        return super().on_call(e, env)
+
+    def function(self, e: E.Call):
+        if e.func == "dagger":
+            if len(e.args) != 1:
+                fail("P302", "dagger takes one operator", e.span)
+            return FUNCTIONS["dagger"]
+        fn = FUNCTIONS.get(e.func)
+        if fn is None or fn.value is None or "operator" not in fn.contexts:
+            fail("P800", f"'{e.func}' is not supported in a Hamiltonian", e.func_span)
+        return super().function(e)
+
+    def apply(self, fn: Function, args: list[Value], e: E.Call) -> Value:
+        if fn.name == "dagger":
+            a = args[0]
+            return self._as_sum(a).adjoint() if isinstance(a, PauliSum) else a.conjugate()
+        if isinstance(args[0], PauliSum):
+            fail("P300", f"{fn.name} of an operator is not supported", e.args[0].span,
+                 "functions apply to numbers; operators combine with + - * and ^")  # fmt: skip
+        try:
+            return complex(fn.value(*args))
+        except (ValueError, TypeError, OverflowError, ZeroDivisionError):
+            fail("P400", f"{fn.name} is undefined here", e.span)
+
+    # ---------------------------------------------------------------- sites
+    def site(self, e: E.Expr, env) -> SiteRef:
+        """A site reference: a bound name, name +- unit vector (or integer on a chain), literal."""
+        if self._sites is None:
+            self._sites = _SiteWalker(self)
+        return self._sites.walk(e, env)
+
+    def _flat(self, k: int, span: Span) -> int:
+        if not 0 <= k < self.n:
+            fail("P400", f"site {k} is outside the lattice of {self.n} sites", span)
+        return k
+
+    def on_index(self, e: E.Index, env) -> Value:
+        name = name_of(e.base)
+        if name is None:
+            fail("P300", "only operators, fields, arrays and definitions can be indexed", e.span)
+        m = self.model
+        if name in OPERATORS or name in self.qubits:
+            op, factor = OPERATORS.get(name, ("Z", 1.0))
+            ref = self._single_site(e, name, env)
+            site = self.geo.resolve(ref, e.span)
+            if site is None:  # beyond an open boundary: the term does not exist
+                return self._as_sum(0.0)
+            return PauliSum([PauliTerm(factor, ((op, site),))], self.n)
+        if name in m.fields:
+            fail("P300", f"field '{name}' is not a qubit: it cannot appear in a Hamiltonian",
+                 e.span)  # fmt: skip
+        if name in m.arrays:
+            return self._array(e, name, env)
+        if name in m.definitions:
+            d = m.definitions[name]
+            if len(d.indices) != len(e.indices):
+                fail("P302", f"'{name}' takes {len(d.indices)} index(es), got {len(e.indices)}",
+                     e.span)  # fmt: skip
+            inner: dict[str, SiteRef] = {}
+            for formal, actual in zip(d.indices, e.indices):
+                ref = self.site(actual, env)
+                site = self.geo.resolve(ref, actual.span)
+                if site is None:
+                    return self._as_sum(0.0)
+                inner[formal] = self.geo.ref(site)
+            return self._definition(d.expr, inner, e.span)
+        if name in m.params:
+            fail("P202", f"'{name}' is a scalar parameter and cannot be indexed", e.span)
+        fail("P200", f"unknown name '{name}'", e.base.span,
+             did_you_mean(name, set(OPERATORS) | set(m.definitions) | set(m.arrays)))  # fmt: skip
+
+    def _single_site(self, e: E.Index, name: str, env) -> SiteRef:
+        geo = self.geo
+        d = 1 if geo.lattice.complete else geo.lattice.dim
+        if len(e.indices) == 1:
+            return self.site(e.indices[0], env)
+        coords = [int_literal(x) for x in e.indices]
+        if len(e.indices) == d and None not in coords:
+            ref = SiteRef(tuple(coords))
+            if any(not 0 <= c < n for c, n in zip(ref.coords, geo.lattice.shape)):
+                fail("P400", "coordinates outside the lattice", e.span)
+            return ref
+        fail("P302", f"'{name}' takes one site index", e.span, "e.g. Z[i], Z[i + e0], Z[0]")
+
+    def _array(self, e: E.Index, name: str, env) -> complex:
+        arr = self.model.arrays[name]
+        sites = []
+        for x in e.indices:
+            site = self.geo.resolve(self.site(x, env), x.span)
+            if site is None:
+                return 0j
+            sites.append(site)
+        if arr.on == "sites":
+            if len(sites) != 1:
+                fail("P302", f"'{arr.name}' lives on sites: one index", e.span)
+            return complex(arr.values.reshape(-1)[sites[0]])
+        if len(sites) != 2:
+            fail("P302", f"'{arr.name}' lives on {arr.on}: two indices [i, j]", e.span)
+        i, j = sites
+        if arr.on == "pairs":
+            return complex(arr.values[i, j])
+        shell = 2 if arr.on == "bonds2" else 1
+        base, direction = self.geo.bond_of(i, j, shell, e.span)
+        flat = arr.values.reshape(self.n, -1)
+        return complex(flat[base, direction])
+
+    # ---------------------------------------------------------------- sums
+    def on_reduce(self, e: E.Reduce, env) -> Value:
+        if e.func not in ("sum", "prod"):
+            fail("P200", f"unknown reduction '{e.func}'", e.func_span, "use sum(...) or prod(...)")
+        bindings: list[dict[str, SiteRef]] = [dict(env)]
+        for loop in e.loops:
+            new = []
+            items = self._domain(loop)
+            for b in bindings:
+                for values in items:
+                    nb = dict(b)
+                    nb.update(zip(loop.names, values))
+                    new.append(nb)
+            bindings = new
+        if e.func == "sum":
+            terms: list[PauliTerm] = []
+            scalar = 0j
+            for b in bindings:  # compile time: one body per site or bond
+                v = self.walk(e.body, b)
+                if isinstance(v, PauliSum):
+                    terms += v.terms
+                    self._check_size(PauliSum([], self.n) if len(terms) <= MAX_TERMS
+                                     else PauliSum(terms, self.n), e.span)  # fmt: skip
+                else:
+                    scalar += v
+            if not terms:
+                return scalar
+            out = PauliSum(terms, self.n).simplify()
+            return out + self._as_sum(scalar) if scalar != 0 else out
+        acc: Value = 1.0 + 0j
+        for b in bindings:
+            v = self.walk(e.body, b)
+            if isinstance(acc, PauliSum) or isinstance(v, PauliSum):
+                acc = self._check_size((self._as_sum(acc) * self._as_sum(v)).simplify(), e.span)
+            else:
+                acc = acc * v
+        return acc
+
+    def _domain(self, loop: E.Loop) -> list[tuple[SiteRef, ...]]:
+        d = loop.domain
+        geo = self.geo
+        if d is None:
+            fail("P400", f"say what '{', '.join(loop.names)}' runs over", loop.span,
+                 "e.g. for i in sites, for (i, j) in bonds")  # fmt: skip
+        structure, shell = name_of(d), 1
+        call = as_call(d)
+        if call is not None and call.func == "bonds" and len(call.args) == 1 and not call.kwargs:
+            structure = "bonds"
+            sh = int_literal(call.args[0])
+            if sh is None or sh < 1:
+                fail("P300", "bonds(k) takes a shell number 1 or 2", call.args[0].span)
+            shell = sh
+        if structure == "sites":
+            if len(loop.names) != 1:
+                fail("P302", "a sum over sites binds one index: for i in sites", loop.span)
+            return [(geo.ref(i),) for i in range(geo.n_sites)]
+        if structure in ("bonds", "pairs"):
+            if len(loop.names) != 2:
+                fail("P302", f"a sum over {structure} binds two indices: for (i, j) in {structure}",
+                     loop.span)  # fmt: skip
+            if structure == "pairs":
+                n = geo.n_sites
+                return [(geo.ref(i), geo.ref(j)) for i in range(n) for j in range(i + 1, n)]
+            return [(geo.ref(i), geo.ref(j)) for i, j, _ in geo.bonds(shell, d.span)]
+        fail("P200", "a quantum sum runs over sites, bonds, bonds(2) or pairs", d.span)
+
+
+class _SiteWalker(Walker[SiteRef]):
+    """Site references: a bound name, an integer parameter or literal (flat index), and sums
+    and differences of those with unit vectors (i + e0)."""
+
+    def __init__(self, builder: PauliBuilder):
+        self.b = builder
+        geo = builder.geo
+        self.d = 1 if geo.lattice.complete else geo.lattice.dim
+        self.shifts = _ShiftWalker(self.d)
+
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic("P300", "a site index is a bound name, a name plus a unit "
+                                      "vector (i + e0) or an integer", e.span))  # fmt: skip
+
+    def on_name(self, e: E.Name, env) -> SiteRef:
+        b = self.b
+        if e.id in env:
+            return env[e.id]
+        p = b.model.params.get(e.id)
+        if isinstance(p, int) and not isinstance(p, bool):
+            return b.geo.ref(b._flat(p, e.span))
+        fail("P200", f"'{e.id}' is not a site index here", e.span,
+             "bind it in a sum: for i in sites, for (i, j) in bonds")  # fmt: skip
+
+    def on_number(self, e: E.Num, env) -> SiteRef:
+        if not isinstance(e.value, int):
+            raise self.not_here(e)
+        return self.b.geo.ref(self.b._flat(e.value, e.span))
+
+    def on_binary(self, e: E.Binary, env) -> SiteRef:
+        if e.op not in ("+", "-"):
+            raise self.not_here(e)
+        base = self.walk(e.left, env)
+        shift = self.shifts.walk(e.right)
+        sign = 1 if e.op == "+" else -1
+        return SiteRef(tuple(c + sign * s for c, s in zip(base.coords, shift)))
+
+
+class _ShiftWalker(Walker[tuple[int, ...]]):
+    """A shift: a unit vector e0, e1, ..., an integer multiple of one, or an integer on a chain."""
+
+    def __init__(self, d: int):
+        self.d = d
+
+    def not_here(self, e: E.Expr, what: str = "this"):
+        return PhysmlError(Diagnostic("P300", "a site shift is a unit vector e0, e1, ... (or an "
+                                      "integer on a chain)", e.span))  # fmt: skip
+
+    def on_name(self, e: E.Name, env) -> tuple[int, ...]:
+        if e.id[:1] == "e" and e.id[1:].isdigit():
+            axis = int(e.id[1:])
+            if axis >= self.d:
+                fail("P400", f"'{e.id}' points along axis {axis}, but the lattice has {self.d}",
+                     e.span)  # fmt: skip
+            return tuple(int(a == axis) for a in range(self.d))
+        raise self.not_here(e)
+
+    def on_number(self, e: E.Num, env) -> tuple[int, ...]:
+        if isinstance(e.value, int) and self.d == 1:
+            return (e.value,)
+        raise self.not_here(e)
+
+    def on_binary(self, e: E.Binary, env) -> tuple[int, ...]:
+        k = int_literal(e.left)
+        if e.op != "*" or k is None:
+            raise self.not_here(e)
+        return tuple(k * x for x in self.walk(e.right, env))
+
+
+# ---------------------------------------------------------------- symmetries
+
+
+def permute(h: PauliSum, perm: np.ndarray) -> PauliSum:
+    """The operator with site x moved to perm[x] (canonical form)."""
+    return PauliSum(
+        [PauliTerm(t.coefficient, tuple((op, int(perm[s])) for op, s in t.ops)) for t in h.terms],
+        h.n_sites,
+    ).simplify()
+
+
+def spin_flip(h: PauliSum) -> PauliSum:
+    """P H P with P = prod_i X_i: Y -> -Y, Z -> -Z."""
+    return PauliSum(
+        [
+            PauliTerm(t.coefficient * (-1) ** sum(op in ("Y", "Z") for op, _ in t.ops), t.ops)
+            for t in h.terms
+        ],
+        h.n_sites,
+    ).simplify()
+
+
+def difference(a: PauliSum, b: PauliSum, tol: float = 1e-10) -> PauliSum:
+    return (a - b).simplify(tol)
+
+
+def describe_term(t: PauliTerm) -> str:
+    c = complex(t.coefficient)
+    coef = f"{c.real:g}" if abs(c.imag) < 1e-14 else f"({c.real:g}{c.imag:+g}i)"
+    return f"{coef} " + " ".join(f"{op}{s}" for op, s in t.ops) if t.ops else coef
+
+
+def _readable_number(x: float) -> sp.Expr:
+    """An exact small rational for decimal-looking floats (0.7 -> 7/10), else a Float."""
+    r = sp.Rational(repr(float(x)))
+    return r if r.q <= 1000 else sp.Float(x)
+
+
+# ---------------------------------------------------------------- the derivation
+
+
+@dataclass
+class QuantumDerivation:
+    """A derived qubit model: ``hamiltonian`` H as a canonical Pauli sum over N sites, the
+    declared symmetries verified against H (exact Pauli algebra), the conserved quantities Q
+    with [H, Q] = 0 verified, and whether one of them is sum(Z) (magnetisation sectors)."""
+
+    model: ModelInstance
+    hamiltonian: PauliSum
+    geometry: Geometry
+    symmetries: list[str] = field(default_factory=list)  # verified and active
+    conserved: list[tuple[str, PauliSum]] = field(default_factory=list)
+    conserves_magnetization: bool = False
+
+    @property
+    def ir(self):
+        return self.model.ir
+
+    @property
+    def lattice(self) -> Lattice:
+        return self.geometry.lattice
+
+    @property
+    def n_sites(self) -> int:
+        return self.geometry.n_sites
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.lattice.shape)
+
+    # -------------------------------------------------------------- lattice facts
+    def translations(self) -> np.ndarray | None:
+        """(G, N) int: translations (T s)_i = s[T[g, i]], or None without a periodic lattice."""
+        lat = self.lattice
+        if lat.complete or not lat.all_periodic:
+            return None
+        return translation_table(tuple(lat.shape))
+
+    def a_sublattice(self) -> np.ndarray | None:
+        """(N,) bool: the A sublattice (even coordinate sum) of a bipartite lattice (chain,
+        square, cubic with even periodic extents), else None."""
+        lat = self.lattice
+        if lat.complete or lat.kind not in ("chain", "square", "cubic"):
+            return None
+        if any(per and n % 2 for n, per in zip(lat.shape, lat.periodic)):
+            return None
+        return self.geometry.coords.sum(axis=1) % 2 == 0
+
+    def operator(self, name: str) -> PauliSum:
+        """A declared definition (observable, let) as a PauliSum."""
+        d = self.model.definitions[name]
+        return PauliBuilder(self.model, self.geometry).operator(d.expr)
+
+    def observables(self) -> list[str]:
+        """Definitions other than the Hamiltonian that are operators without indices."""
+        return [
+            d.name
+            for d in self.model.definitions.values()
+            if d.kind in ("observable", "let") and not d.indices
+        ]
+
+    # -------------------------------------------------------------- display
+    def describe(self) -> str:
+        """One line for ``physml check``: sites, Pauli strings, connected configurations per
+        state (off-diagonal flip patterns), verified symmetries and conserved quantities."""
+        h = self.hamiltonian
+        lat = self.lattice
+        where = (
+            "complete graph"
+            if lat.complete
+            else (
+                f"{lat.kind} {'x'.join(map(str, lat.shape))}, "
+                + ("periodic" if lat.all_periodic else "open")
+            )
+        )
+        groups = len({tuple(s for op, s in t.ops if op in ("X", "Y")) for t in h.terms})
+        parts = [f"quantum, {self.n_sites} qubits ({where}), {len(h.terms)} Pauli strings, "
+                 f"{groups - 1 if groups else 0} connected configurations per state"]  # fmt: skip
+        if self.symmetries:
+            parts.append("symmetries " + ", ".join(self.symmetries) + " verified")
+        for text, _ in self.conserved:
+            parts.append(f"conserves {text}")
+        return "; ".join(parts)
+
+    def flip_patterns(self) -> list[tuple[tuple[int, ...], sp.Expr]]:
+        """Derived connected configurations: per flip pattern F (s' = s with the sites F
+        flipped; () the diagonal) the matrix element <s|H|s'> as a polynomial in the Z-basis
+        values s_k = +-1 (sympy symbols s0..s{N-1}). For c X/Y/Z string:
+        <s|P|s'> = c (-i)^#Y prod_{k in Y or Z} s_k. Sorted by (|F|, F)."""
+        s = sp.symbols(f"s0:{self.n_sites}", real=True)
+        groups: dict[tuple[int, ...], sp.Expr] = {}
+        for t in self.hamiltonian.terms:
+            flips = tuple(site for op, site in t.ops if op in ("X", "Y"))
+            n_y = sum(1 for op, _ in t.ops if op == "Y")
+            c = complex(t.coefficient) * (-1j) ** n_y
+            coef = _readable_number(c.real) + (
+                sp.I * _readable_number(c.imag) if abs(c.imag) >= 1e-14 else 0
+            )
+            term = coef * sp.Mul(*[s[site] for op, site in t.ops if op in ("Y", "Z")])
+            groups[flips] = groups.get(flips, sp.Integer(0)) + term
+        groups.setdefault((), sp.Integer(0))
+        return sorted(groups.items(), key=lambda x: (len(x[0]), x[0]))
+
+    def emit_sympy(self, max_terms: int = 60) -> str:
+        """The Pauli strings and, per flip pattern, the matrix element <s|H|s'> in sympy."""
+        h = self.hamiltonian
+        n = self.n_sites
+        lines = [f"# model {self.ir.name}: {self.describe()}",
+                 f"# H = sum of {len(h.terms)} Pauli strings (canonical: X/Y/Z on distinct sites)"]  # fmt: skip
+        for t in h.terms[:max_terms]:
+            lines.append("  " + describe_term(t))
+        if len(h.terms) > max_terms:
+            lines.append(f"  ... ({len(h.terms) - max_terms} more)")
+        s = sp.symbols(f"s0:{n}", real=True)
+        groups: dict[tuple[int, ...], sp.Expr] = {}
+        for t in h.terms:
+            flips = tuple(site for op, site in t.ops if op in ("X", "Y"))
+            n_y = sum(1 for op, _ in t.ops if op == "Y")
+            c = complex(t.coefficient) * (-1j) ** n_y
+            coef = (
+                sp.Float(c.real)
+                if abs(c.imag) < 1e-14
+                else sp.Float(c.real) + sp.I * sp.Float(c.imag)
+            )
+            term = coef * sp.Mul(*[s[site] for op, site in t.ops if op in ("Y", "Z")])
+            groups[flips] = groups.get(flips, sp.Integer(0)) + term
+        lines.append(f"# <s|H|s'> for s' = s with the listed sites flipped ({len(groups)} "
+                     "patterns, s_k = +-1 the Z-basis values)")  # fmt: skip
+        for k, (flips, expr) in enumerate(sorted(groups.items(), key=lambda x: (len(x[0]), x[0]))):
+            if k >= max_terms:
+                lines.append(f"  ... ({len(groups) - max_terms} more patterns)")
+                break
+            what = "diagonal" if not flips else "flip " + ",".join(map(str, flips))
+            lines.append(f"  {what}: {sp.simplify(expr)}")
+        for text, q in self.conserved:
+            lines.append(f"# conserved: {text} = " + " + ".join(describe_term(t) for t in q.terms[:8])
+                         + (" ..." if len(q.terms) > 8 else ""))  # fmt: skip
+        return "\n".join(lines)
+
+
+def _translation_generators(geo: Geometry) -> list[np.ndarray]:
+    lat = geo.lattice
+    d = lat.dim
+    return [geo.permutation(lambda c, a=a: tuple(x + (k == a) for k, x in enumerate(c)))
+            for a in range(d)]  # fmt: skip
+
+
+def _point_group_generators(geo: Geometry, span: Span) -> list[np.ndarray]:
+    lat = geo.lattice
+    if lat.kind == "chain":
+        return [geo.permutation(lambda c: (-c[0],))]
+    if lat.kind == "square" and lat.shape[0] == lat.shape[1]:
+        return [geo.permutation(lambda c: (-c[1], c[0])), geo.permutation(lambda c: (-c[0], c[1]))]
+    fail("P501", f"point-group symmetry is checked on periodic chains and L x L square lattices, "
+         f"not {lat.kind} {'x'.join(map(str, lat.shape))}", span)  # fmt: skip
+
+
+def verify_symmetry(name: str, h: PauliSum, geo: Geometry, span: Span) -> None:
+    """Raise a located P500 when H does not have the symmetry (exact Pauli algebra)."""
+    lat = geo.lattice
+    if name not in QUANTUM_SYMMETRIES:
+        fail("P501", f"symmetry '{name}' does not apply to qubit models", span,
+             "qubit models check: " + ", ".join(QUANTUM_SYMMETRIES))  # fmt: skip
+    if name == "spin_flip":
+        images = [spin_flip(h)]
+    else:
+        if lat.complete or not lat.all_periodic:
+            fail("P500", f"{name} symmetry needs a periodic lattice", span,
+                 "declare the lattice with boundary = periodic")  # fmt: skip
+        gens = (
+            _translation_generators(geo) if name == "translation"
+            else _point_group_generators(geo, span)
+        )  # fmt: skip
+        images = [permute(h, p) for p in gens]
+    for image in images:
+        diff = difference(image, h)
+        if diff.terms:
+            worst = max(diff.terms, key=lambda t: abs(t.coefficient))
+            fail("P500", f"the Hamiltonian does not have {name} symmetry", span,
+                 f"e.g. the Pauli string {describe_term(worst)} changes under it")  # fmt: skip
+
+
+# ---------------------------------------------------------------- derive
+
+
+def derive_quantum(m: ModelInstance) -> QuantumDerivation:
+    """Derive a qubit model: H as a Hermitian, nonzero Pauli sum over at most 4096 qubits, every
+    active symmetry verified, every conserved Q verified by [H, Q] = 0 (all failures are located
+    diagnostics)."""
+    for f in m.fields.values():
+        if f.domain.kind != "qubit":
+            fail("P800", f"a quantum model's fields are qubits; '{f.name}' is {f.domain}", f.span)
+        if f.on != "sites":
+            fail("P400", f"qubit field '{f.name}' lives on sites, not {f.on}", f.span)
+    hams = [d for d in m.definitions.values() if d.kind == "hamiltonian"]
+    if len(hams) > 1:
+        fail("P201", "a quantum model has one hamiltonian", hams[1].span)
+    hdef = hams[0]
+    if hdef.indices:
+        fail("P300", "the hamiltonian is a sum over the lattice, not indexed", hdef.span)
+    geo = Geometry(m)
+    if geo.n_sites > 4096:
+        fail("P400", f"{geo.n_sites} qubits is more than the quantum runtime handles (4096)",
+             m.lattice and hdef.span)  # fmt: skip
+    builder = PauliBuilder(m, geo)
+    h = builder.operator(hdef.expr)
+    if not h.is_hermitian():
+        bad = next(t for t in h.terms if abs(complex(t.coefficient).imag) > 1e-10)
+        fail("P300", "the hamiltonian is not Hermitian", hdef.span,
+             f"the Pauli string {describe_term(bad)} has a complex coefficient; add the Hermitian "
+             "conjugate (e.g. Sp[i] * Sm[j] + Sm[i] * Sp[j])")  # fmt: skip
+    if not h.terms:
+        fail("P400", "the hamiltonian is zero", hdef.span)
+    derivation = QuantumDerivation(m, h, geo)
+    for sym in m.symmetries:
+        if not sym.active:
+            continue
+        verify_symmetry(sym.name, h, geo, sym.span)
+        if sym.name not in derivation.symmetries:
+            derivation.symmetries.append(sym.name)
+    for c in m.ir.conserved:
+        q = builder.operator(c.expr)
+        text = _text(c.expr)
+        if not q.terms:
+            fail("P400", "the conserved quantity is zero", c.expr.span)
+        if not h.commutes_with(q):
+            comm = h.commutator(q)
+            worst = max(comm.terms, key=lambda t: abs(t.coefficient))
+            fail("P500", f"the Hamiltonian does not conserve {text}", c.expr.span,
+                 f"[H, Q] contains {describe_term(worst)}")  # fmt: skip
+        derivation.conserved.append((text, q))
+        if _proportional_to_total_z(q):
+            derivation.conserves_magnetization = True
+    return derivation
+
+
+def _proportional_to_total_z(q: PauliSum) -> bool:
+    z = total_z(q.n_sites).simplify()
+    terms = [t for t in q.simplify().terms if t.ops]  # a constant shift does not matter
+    if len(terms) != len(z.terms):
+        return False
+    c0 = terms[0].coefficient
+    return all(t.ops == u.ops and abs(t.coefficient - c0) < 1e-12 for t, u in zip(terms, z.terms))
+
+
+def _text(e: E.Expr) -> str:
+    """The source text of an expression (for messages only; never evaluated)."""
+    span = e.span
+    try:
+        lines = span.source.text.splitlines()
+        if span.line == span.end_line:
+            return lines[span.line - 1][span.column - 1 : span.end_column - 1]
+    except (AttributeError, IndexError):
+        pass
+    return to_text(e)
+
+
+__all__ = ["Geometry", "OPERATORS", "PauliBuilder", "QUANTUM_SYMMETRIES", "QuantumDerivation",
+           "SiteRef", "derive_quantum", "describe_term", "verify_symmetry"]  # fmt: skip

@@ -1,0 +1,52 @@
+"""Where a run executes: the device and the CPU threads it may use.
+
+Machines are shared: a process that takes every core's thread pool runs 20-30x slower when the
+cores are busy. A run therefore uses one intra-op thread unless asked for more (``--threads
+N``), and the BLAS and OpenMP pools of numpy and scipy (through threadpoolctl) get the same
+bound, so a dense solve cannot spawn its own unbounded pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from threadpoolctl import threadpool_limits
+
+from physml_lang.diagnostics import Diagnostic, PhysmlError
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` (CUDA when available, else the CPU), ``cpu`` or ``cuda``."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PhysmlError(Diagnostic("P400", "--device cuda was asked for, but no CUDA device is "
+                                     "available", hint="use --device auto or cpu"))  # fmt: skip
+    if device not in ("cpu", "cuda"):
+        raise PhysmlError(Diagnostic("P400", f"unknown device '{device}'",
+                                     hint="devices: auto, cpu, cuda"))  # fmt: skip
+    return torch.device(device)
+
+
+@contextmanager
+def thread_limits(threads: int | None = None) -> Iterator[int]:
+    """Bound torch's intra-op pool and the BLAS/OpenMP pools to ``threads`` (default 1) while
+    a run executes; the previous settings come back afterwards (the Python API)."""
+    n = 1 if threads is None else threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise PhysmlError(Diagnostic("P400", f"--threads must be a positive integer, got {n!r}",
+                                     hint="e.g. --threads 2"))  # fmt: skip
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield n
+    finally:
+        torch.set_num_threads(previous)
+
+
+__all__ = ["resolve_device", "thread_limits"]
