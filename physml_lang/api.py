@@ -189,8 +189,13 @@ class Program:
         device: str | torch.device = "auto",
         seed: int = 0,
         progress: bool | None = False,
+        threads: int | None = None,
+        resume: bool = False,
+        checkpoint_seconds: float | None = None,
     ):
-        """Execute a run block; returns a RunResult whose ``rows`` are what summary.json holds."""
+        """Execute a run block; returns a RunResult whose ``rows`` are what summary.json holds.
+        ``threads``: CPU threads (default 1); ``resume``: continue from the checkpoint in
+        ``out``; ``checkpoint_seconds``: how often long batches are saved (default 30 s)."""
         if not self.runs:
             raise PhysmlError(Diagnostic("P400", f"{self.name} has no run block",
                                          hint="add 'run name { ... }'"))  # fmt: skip
@@ -200,12 +205,14 @@ class Program:
             raise PhysmlError(Diagnostic("P200", f"no run named '{name}'",
                                          hint=did_you_mean(name, set(self.runs))))  # fmt: skip
         run = self.runs[name]
-        dev = resolve_device(device)
-        out_path = Path(out) if out is not None else None
         task = _task_for(run, self)
         bind_runtime()
-        return task.implementation.run(run, self, sets=sets, device=dev, seed=seed,
-                                           out=out_path, progress=progress)  # fmt: skip
+        from physml_lang.runtime.driver import CHECKPOINT_SECONDS, drive  # torch loads on a run
+
+        return drive(task, run, self, sets=sets, device=device, seed=seed,
+                     out=Path(out) if out is not None else None, progress=progress,
+                     threads=threads, resume=resume,
+                     checkpoint_seconds=checkpoint_seconds or CHECKPOINT_SECONDS)  # fmt: skip
 
     # ---------------------------------------------------------------- conveniences
     @property

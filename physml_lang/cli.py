@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import Diagnostic, PhysmlError, render_warning
+from .diagnostics import Diagnostic, PhysmlError, RunInterrupted, render_warning
 
 
 def _value(text: str) -> Any:
@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--run", dest="run_name", help="which run block (default: all, in order)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--threads", type=int, help="CPU threads per process (default 1: machines "
+                   "are shared)")  # fmt: skip
+    r.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in the output folder")  # fmt: skip
+    r.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
+                   help="save long batches at least this often (default 30)")  # fmt: skip
     c = sub.add_parser("check", parents=[fmt], help="parse, check names and types, verify "
                        "symmetries")  # fmt: skip
     c.add_argument("file")
@@ -87,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(PhysmlError(Diagnostic(
             "P400", "out of memory: the program asks for more memory than is available",
             hint="reduce lattice sizes, chains or the number of scan points")), args)  # fmt: skip
-    except KeyboardInterrupt:
-        print("interrupted: results measured so far were written", file=sys.stderr)
+    except BrokenPipeError:  # output piped into a reader that stopped (``| head``)
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:  # outside a run (a run's interrupt is a P701 saying what was kept)
+        print("interrupted", file=sys.stderr)
         return 130
 
 
@@ -97,7 +106,7 @@ def _fail(exc: PhysmlError, args) -> int:
         print(exc.as_json())
     else:
         print(exc.render(), file=sys.stderr)
-    return 1
+    return 130 if isinstance(exc, RunInterrupted) else 1
 
 
 def _dispatch(args) -> int:
@@ -143,7 +152,9 @@ def _dispatch(args) -> int:
         if len(names) > 1 and args.out:
             out = Path(args.out) / str(name)
         result = program.run(name, sets=sets, out=out, device=args.device, seed=args.seed,
-                             progress=None if not args.quiet else False)  # fmt: skip
+                             progress=None if not args.quiet else False, threads=args.threads,
+                             resume=args.resume,
+                             checkpoint_seconds=args.checkpoint_every)  # fmt: skip
         _report(result)
     return 0
 

@@ -133,6 +133,11 @@ class PhysmlError(Exception):
         return json.dumps({"diagnostics": [d.as_dict() for d in self.diagnostics]}, indent=2)
 
 
+class RunInterrupted(PhysmlError, KeyboardInterrupt):
+    """Ctrl-C during a run, with a P701 saying what was kept on disk: a user-facing error for
+    the command, still a KeyboardInterrupt for Python code that stops on one."""
+
+
 def error(
     code: str, message: str, span: Span | None = None, hint: str | None = None
 ) -> PhysmlError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,11 @@ from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.compiler.models.lattice import LatticeModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.task import TaskIR
+from physml_lang.ir.walk import to_text
 
 from . import outputs, samplers
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .driver import RunContext, RunResult
 from .observables import (
     FLUCTUATIONS,
     SERIES,
@@ -36,22 +38,9 @@ from .observables import (
     estimate_fluctuation,
     estimate_mean,
 )
-from .plans.sample import measured_expressions, plan_sample
+from .plans.sample import SamplePlan, measured_expressions, plan_sample
 from .statistics import between_chain_excess, excess_limit, split_rhat
 from .tasks import RunState, Task
-
-
-@dataclass
-class RunResult:
-    """What a run produced; ``summary`` is exactly what ``summary.json`` holds."""
-
-    summary: dict
-    out: Path | None = None
-    files: list[Path] = field(default_factory=list)
-
-    @property
-    def rows(self) -> list[dict]:
-        return self.summary["rows"]
 
 
 def _compile_measures(cm: LatticeModel,
@@ -63,76 +52,109 @@ def _compile_measures(cm: LatticeModel,
     return compiler, kernels
 
 
-def run_sample(
-    run: RunState,
-    checker: ModelChecker,
-    program,
-    *,
-    sets: dict[str, Any] | None = None,
-    device: torch.device,
-    seed: int = 0,
-    out: Path | None = None,
-    progress: bool | None = None,
-    source: str = "",
-) -> RunResult:
-    plan = plan_sample(run, checker, sets)
+def run_sample(run: RunState, checker: ModelChecker, program, ctx: RunContext,
+               source: str = "") -> RunResult:  # fmt: skip
+    """Sample every scan point; each finished point's rows are written at once. The chains of
+    a point (all temperatures as one batch) are checkpointed every ``ctx.checkpoint_seconds``
+    of work, so that ``--resume`` continues a killed run where it was saved."""
+    plan = plan_sample(run, checker, ctx.sets)
     entry, options, tvar, tvalues = plan.entry, plan.options, plan.tvar, plan.tvalues
-    betas, others = plan.betas, plan.others
-    model_args, model_spans = plan.model_args, plan.model_spans
+    betas, others, device = plan.betas, plan.others, ctx.device
     measures = run.measures or []
-    summary: dict[str, Any] = {
+    summary = ctx.recorder.summary
+    summary.update({
         "run": run.name,
         "source": source,
         "model": checker.name,
         "params": {},
         "device": str(device),
-        "seed": seed,
+        "seed": ctx.seed,
         "sampler": {"name": run.sampler, **options.model_dump()},
         "scan": {s.name: s.values for s in run.scans},
         "rows": [],
         "complete": False,
-    }
-    files: list[Path] = []
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
+    })  # fmt: skip
     combos = list(itertools.product(*[s.values for s in others])) or [()]
+    settings = _settings(run, checker, plan, combos, ctx)
+    ckpt_path = ctx.checkpoint_path()
+    saved = _resume(ckpt_path, settings, run) if ctx.resume and ckpt_path else None
+    if saved is not None:
+        summary["rows"] = saved.state["rows"]
+        summary["resumed"] = True
+    generator = torch.Generator(device=device)
+    generator.manual_seed(ctx.seed)
     n_meas = max(1, options.sweeps // options.thin)
-    total = len(combos) * (options.burn_in + n_meas * options.thin)
-    show = sys.stderr.isatty() if progress is None else progress
-    threads = torch.get_num_threads()
-    if device.type == "cpu" and _work_per_sweep(checker, model_args, options, len(betas)) < 2**18:
-        # small lattices: the thread pool's overhead exceeds its gain
-        torch.set_num_threads(1)
-    bar = tqdm(total=total, disable=not show, desc=run.name, unit="sweep", leave=False)
-    started = time.time()
+    per_point = options.burn_in + n_meas * options.thin
+    show = sys.stderr.isatty() if ctx.progress is None else ctx.progress
+    bar = tqdm(total=len(combos) * per_point, disable=not show, desc=run.name, unit="sweep",
+               leave=False)  # fmt: skip
+    start = saved.state["point"] if saved is not None else 0
+    bar.update(start * per_point)
     try:
-        for combo in combos:
-            point = dict(model_args)
-            spans = dict(model_spans)
+        for k in range(start, len(combos)):
+            combo = combos[k]
+            point, spans = dict(plan.model_args), dict(plan.model_spans)
             for s, v in zip(others, combo):
                 point[s.name], spans[s.name] = v, s.span
             ir = checker.instantiate(point, spans)
             summary["params"] = dict(ir.values)
             cm = program.compile_ir(ir).to(device)
-            rows = _sample_point(cm, run, entry, options, betas, tvar, tvalues, measures,
-                                 generator, device, bar, summary, out)  # fmt: skip
-            for r in rows:
+            resuming = saved is not None and saved.state["point"] == k
+            if resuming:  # the stream as it was when the point was saved
+                generator.set_state(saved.tensors["generator"])
+            chains = PointChains(cm, run, entry, options, betas, measures, generator, device)
+            if resuming:
+                chains.restore(saved)
+                bar.update(chains.sweeps_done)
+            chains.advance(bar, lambda c, k=k: _save(ckpt_path, c, k, summary, settings),
+                           ctx.checkpoint_seconds if ckpt_path else None)  # fmt: skip
+            for r in chains.rows(tvar, tvalues):
                 for s, v in zip(others, combo):
                     r[s.name] = v
                 summary["rows"].append(r)
                 _warn_unmixed(run, r, tvar, others, summary, options.chains)
-            summary["elapsed_s"] = round(time.time() - started, 3)
-            if out is not None:
-                outputs.write_summary(out, summary)
+            ctx.recorder.write()
+            if ckpt_path is not None and k + 1 < len(combos):
+                _save(ckpt_path, None, k + 1, summary, settings, generator)
     finally:
         bar.close()
-        torch.set_num_threads(threads)
     summary["complete"] = True
-    summary["elapsed_s"] = round(time.time() - started, 3)
-    if out is not None:
-        outputs.write_summary(out, summary)
-        files += _plots(out, run, summary, measures, tvar, others)
-    return RunResult(summary, out, files)
+    ctx.recorder.write()
+    if ckpt_path is not None and ckpt_path.exists():
+        ckpt_path.unlink()  # complete: nothing to resume
+    files = _plots(ctx.out, run, summary, measures, tvar, others) if ctx.out else []
+    return RunResult(summary, ctx.out, files)
+
+
+def _settings(run: RunState, checker: ModelChecker, plan: SamplePlan, combos: list,
+              ctx: RunContext) -> dict[str, Any]:  # fmt: skip
+    """What a checkpoint of this run may be resumed with: every input of its numbers."""
+    return {"run": run.name, "model": checker.name, "model_args": plan.model_args,
+            "points": [list(c) for c in combos], "sampler": plan.options.model_dump(),
+            "temperatures": {plan.tvar: plan.tvalues},
+            "measures": [m.name + (f" = {to_text(m.expr)}" if m.expr is not None else "")
+                         for m in plan.measures],
+            "seed": ctx.seed, "device": ctx.device.type}  # fmt: skip
+
+
+def _resume(path: Path, settings: dict[str, Any], run: RunState) -> Checkpoint | None:
+    """The checkpoint to continue from, validated against this run's settings (None: there
+    is none, and the run starts afresh)."""
+    if not path.exists():
+        return None
+    return load_checkpoint(path, settings, span=run.span)
+
+
+def _save(path: Path | None, chains: PointChains | None, point: int, summary: dict,
+          settings: dict, generator: torch.Generator | None = None) -> None:  # fmt: skip
+    """Checkpoint: the finished rows, and the chains of ``point`` (None: the point has not
+    started; only the random stream, to start it as an uninterrupted run would)."""
+    if path is None:
+        return
+    tensors = chains.tensors() if chains is not None else {"generator": generator.get_state()}
+    done = chains.sweeps_done if chains is not None else 0
+    save_checkpoint(path, Checkpoint(tensors, {"point": point, "rows": summary["rows"],
+                                               "sweeps_done": done}), settings)  # fmt: skip
 
 
 def _warn_unmixed(run: RunState, row: dict, tvar: str, others, summary: dict, chains: int) -> None:
@@ -152,64 +174,101 @@ def _warn_unmixed(run: RunState, row: dict, tvar: str, others, summary: dict, ch
     summary.setdefault("warnings", []).append(d.as_dict())
 
 
-def _work_per_sweep(checker: ModelChecker, model_args: dict, options, n_temperatures: int) -> int:
-    """Sites x chains updated per sweep, estimated from the default instantiation."""
-    try:
-        ir = checker.instantiate(model_args)
-    except PhysmlError:
-        return 0
-    sites = ir.lattice.n_sites if ir.lattice is not None else 1
-    return sites * options.chains * n_temperatures
+class PointChains:
+    """The chains of one scan point: every temperature as one batch of ``chains`` chains each.
+    ``advance`` runs burn-in and measurement sweeps (resumable: ``tensors``/``restore`` are the
+    checkpoint), ``rows`` gives one row per temperature."""
 
+    def __init__(self, cm, run: RunState, entry, options, betas: list[float], measures,
+                 generator: torch.Generator, device: torch.device):  # fmt: skip
+        self.cm, self.run, self.options, self.betas = cm, run, options, betas
+        self.measures, self.generator = measures, generator
+        nT, C = len(betas), options.chains
+        self.beta = torch.tensor(betas, dtype=cm.dtype, device=device).repeat_interleave(C)
+        self.sampler = entry.implementation(cm, options, self.beta, generator)
+        self.compiler, self.kernels = _compile_measures(cm, measures)
+        self.n_meas = max(1, options.sweeps // options.thin)
+        self.E = torch.empty(self.n_meas, nT * C, dtype=torch.float64, device=device)
+        self.M = torch.empty_like(self.E)
+        self.series = {name: torch.empty_like(self.E) for name in self.kernels}
+        self.state = self.sampler.initial_state()
+        self.burned = self.measured = 0
 
-def _sample_point(cm, run, entry, options, betas, tvar, tvalues, measures, generator, device,
-                  bar, summary, out) -> list[dict]:  # fmt: skip
-    """Sample every temperature of one compiled model as one batch; rows per temperature."""
-    nT, C = len(betas), options.chains
-    beta = torch.tensor(betas, dtype=cm.dtype, device=device).repeat_interleave(C)
-    sampler = entry.implementation(cm, options, beta, generator)
-    compiler, kernels = _compile_measures(cm, measures)
-    n_meas = max(1, options.sweeps // options.thin)
-    E = torch.empty(n_meas, nT * C, dtype=torch.float64, device=device)
-    M = torch.empty_like(E)
-    series = {name: torch.empty_like(E) for name in kernels}
-    state = sampler.initial_state()
-    measured = 0
-    try:
+    @property
+    def sweeps_done(self) -> int:
+        return self.burned + self.measured * self.options.thin
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        k = self.measured
+        out = {f"state/{f}": v for f, v in self.state.items()}
+        out.update({"E": self.E[:k], "M": self.M[:k], "generator": self.generator.get_state(),
+                    "accepted": self.sampler.accepted, "proposed": self.sampler.proposed})
+        out.update({f"series/{n}": s[:k] for n, s in self.series.items()})
+        return out
+
+    def restore(self, saved: Checkpoint) -> None:
+        """Continue from a checkpoint of this point (validated shapes: a mismatch is P602)."""
+        t, done = saved.tensors, saved.state["sweeps_done"]
+        if "E" not in t:  # saved before the point started: only its random stream
+            return
+        self.generator.set_state(t["generator"])
+        burn_in, thin = self.options.burn_in, self.options.thin
+        self.burned = min(done, burn_in)
+        self.measured = (done - self.burned) // thin
+        k, dev = self.measured, self.E.device
+        for name, target in [("E", self.E[:k]), ("M", self.M[:k])] + \
+                [(f"series/{n}", s[:k]) for n, s in self.series.items()]:  # fmt: skip
+            target.copy_(t[name].to(dev))
+        self.state = {f: t[f"state/{f}"].to(dev) for f in self.state}
+        self.sampler.accepted.copy_(t["accepted"].to(dev))
+        self.sampler.proposed.copy_(t["proposed"].to(dev))
+
+    def advance(self, bar, save, every: float | None) -> None:
+        """Sweep to the end of the point; ``save(self)`` at least every ``every`` seconds."""
+        opts, sampler, cm = self.options, self.sampler, self.cm
+        last = time.monotonic()
+
+        def maybe_save() -> None:
+            nonlocal last
+            if every is not None and time.monotonic() - last >= every:
+                save(self)
+                last = time.monotonic()
+
         sampler.track_acceptance = False
-        for _ in range(options.burn_in):
-            state = sampler.sweep(state)
+        while self.burned < opts.burn_in:
+            self.state = sampler.sweep(self.state)
+            self.burned += 1
             bar.update(1)
+            maybe_save()
         sampler.track_acceptance = True
-        for k in range(n_meas):
-            for _ in range(options.thin):
-                state = sampler.sweep(state)
-            bar.update(options.thin)
-            e = cm.energy(state)
-            m = cm.magnetization(state)
-            E[k], M[k] = e, m
-            if kernels:
-                env = compiler.env(state, e, m, beta)
-                for name, kern in kernels.items():
-                    series[name][k] = torch.as_tensor(kern(env), dtype=torch.float64)
-            measured = k + 1
-            if k % 64 == 63 or k == n_meas - 1:
-                if not bool(torch.isfinite(E[: k + 1]).all()):
-                    bad = int((~torch.isfinite(E[: k + 1])).nonzero()[0, 0])
-                    raise PhysmlError(Diagnostic(
-                        "P700", f"the energy became non-finite at measurement {bad} of run "
-                        f"{run.name}", run.span, "check couplings and temperatures for "
-                        "overflow; results measured before this point were kept"))  # fmt: skip
-    except KeyboardInterrupt:
-        if measured >= 2:
-            summary["rows"] += _rows(cm, E[:measured], M[:measured],
-                                     {n: s[:measured] for n, s in series.items()}, betas, tvar,
-                                     tvalues, measures, sampler, nT, C)  # fmt: skip
-        summary["interrupted"] = True
-        if out is not None:
-            outputs.write_summary(out, summary)
-        raise
-    return _rows(cm, E, M, series, betas, tvar, tvalues, measures, sampler, nT, C)
+        while self.measured < self.n_meas:
+            k = self.measured
+            for _ in range(opts.thin):
+                self.state = sampler.sweep(self.state)
+            bar.update(opts.thin)
+            e, m = cm.energy(self.state), cm.magnetization(self.state)
+            self.E[k], self.M[k] = e, m
+            if self.kernels:
+                env = self.compiler.env(self.state, e, m, self.beta)
+                for name, kern in self.kernels.items():
+                    self.series[name][k] = torch.as_tensor(kern(env), dtype=torch.float64)
+            self.measured = k + 1
+            if k % 64 == 63 or k == self.n_meas - 1:
+                self._check_finite(k)
+            maybe_save()
+
+    def _check_finite(self, k: int) -> None:
+        if not bool(torch.isfinite(self.E[: k + 1]).all()):
+            bad = int((~torch.isfinite(self.E[: k + 1])).nonzero()[0, 0])
+            raise PhysmlError(Diagnostic(
+                "P700", f"the energy became non-finite at measurement {bad} of run "
+                f"{self.run.name}", self.run.span, "check couplings and temperatures for "
+                "overflow; results measured before this point were kept"))  # fmt: skip
+
+    def rows(self, tvar: str, tvalues: list) -> list[dict]:
+        nT, C = len(self.betas), self.options.chains
+        return _rows(self.cm, self.E, self.M, self.series, self.betas, tvar, tvalues,
+                     self.measures, self.sampler, nT, C)  # fmt: skip
 
 
 def _rows(cm, E, M, series, betas, tvar, tvalues, measures, sampler, nT, C) -> list[dict]:
@@ -264,9 +323,8 @@ def _plots(out: Path, run: RunState, summary: dict, measures, tvar: str, others)
 __all__ = ["run_sample", "RunResult", "Span", "np"]
 
 
-def _run_task(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
-    return run_sample(RunState.of(task), program.checker_for(task), program, sets=sets,
-                      device=device, seed=seed, out=out, progress=progress,
+def _run_task(task: TaskIR, program, ctx: RunContext) -> RunResult:
+    return run_sample(RunState.of(task), program.checker_for(task), program, ctx,
                       source=program.name)  # fmt: skip
 
 

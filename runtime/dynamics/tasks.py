@@ -68,7 +68,7 @@ from physml_lang.runtime.plans.dynamics import (
 )
 
 from .. import outputs
-from ..sample_task import RunResult
+from ..driver import RunContext, RunResult
 from ..statistics import Estimate, binning_analysis, jackknife
 from ..tasks import RunState, Task
 from .integrators import (
@@ -115,7 +115,8 @@ def _savefig(fig, path: Path) -> Path:
 # ---------------------------------------------------------------- evolve
 
 
-def run_evolve(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_evolve(task: TaskIR, program, ctx: RunContext) -> RunResult:
+    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
     plan = plan_evolve(task, program, sets, program.compile_ir)
     run = RunState.of(task)
     cm: PhaseSpaceModel = plan.model
@@ -261,7 +262,8 @@ def _start(cm: FieldModel, chains: int, generator: torch.Generator, device) -> T
     return torch.randn(shape, generator=generator, dtype=F64, device=device)
 
 
-def run_field(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_field(task: TaskIR, program, ctx: RunContext) -> RunResult:
+    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
     run = RunState.of(task)
     plan = plan_field(run, program, sets, program.compile_ir)
     o = plan.options
@@ -274,43 +276,37 @@ def run_field(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
     summary: dict[str, Any] | None = None
     started = time.time()
     show = sys.stderr.isatty() if progress is None else progress
-    threads = torch.get_num_threads()
     files: list[Path] = []
-    try:
-        for k, combo in enumerate(combos):
-            extra = {name: (v, s) for name, v, s in combo}
-            # the plan compiled the first point of the scans
-            cm: FieldModel = plan.model if k == 0 else program.compile_ir(
-                model_point(run, plan.checker, extra))  # fmt: skip
-            if summary is None:
-                summary = _summary(run, program, cm, device, seed, "field_sample",
-                                   {"name": run.sampler, **o.model_dump()})  # fmt: skip
-                summary["scan"] = {s.name: s.values for s in plan.others}
-                summary["field"] = {"name": cm.field, "domain": cm.domain,
-                                    "lattice": list(cm.shape)}  # fmt: skip
-            if device.type == "cpu" and o.chains * math.prod(cm.shape) < 2**16:
-                torch.set_num_threads(1)  # small fields: thread overhead exceeds the gain
-            measure, V = _field_measure(cm)
-            x0 = _start(cm, o.chains, generator, device)
-            sampler = CATALOGUE.samplers.implementation(plan.sampler, "field")(o)
-            with tqdm(total=1, disable=not show, desc=run.name, leave=False):
-                res = sampler.run(cm.action, cm.grad, x0, generator, measure)
-            series = {k: v.detach().cpu().numpy() for k, v in res.observables.items()}
-            row: dict[str, Any] = {k: v for k, v, _ in combo}
-            acc = res.acceptance_per_chain.detach().cpu().numpy()
-            row["acceptance"] = _est(acc)
-            for name in measures:
-                estimate = CATALOGUE.observables.implementation(name, "field")
-                row[name] = estimate(series, V).as_dict()
-            for k, v in res.info.items():
-                row[k] = v
-            summary["params"] = dict(cm.model.params)
-            summary["rows"].append(row)
-            summary["elapsed_s"] = round(time.time() - started, 3)
-            if out is not None:
-                outputs.write_summary(out, summary)
-    finally:
-        torch.set_num_threads(threads)
+    for k, combo in enumerate(combos):
+        extra = {name: (v, s) for name, v, s in combo}
+        # the plan compiled the first point of the scans
+        cm: FieldModel = plan.model if k == 0 else program.compile_ir(
+            model_point(run, plan.checker, extra))  # fmt: skip
+        if summary is None:
+            summary = _summary(run, program, cm, device, seed, "field_sample",
+                               {"name": run.sampler, **o.model_dump()})  # fmt: skip
+            summary["scan"] = {s.name: s.values for s in plan.others}
+            summary["field"] = {"name": cm.field, "domain": cm.domain,
+                                "lattice": list(cm.shape)}  # fmt: skip
+        measure, V = _field_measure(cm)
+        x0 = _start(cm, o.chains, generator, device)
+        sampler = CATALOGUE.samplers.implementation(plan.sampler, "field")(o)
+        with tqdm(total=1, disable=not show, desc=run.name, leave=False):
+            res = sampler.run(cm.action, cm.grad, x0, generator, measure)
+        series = {k: v.detach().cpu().numpy() for k, v in res.observables.items()}
+        row: dict[str, Any] = {k: v for k, v, _ in combo}
+        acc = res.acceptance_per_chain.detach().cpu().numpy()
+        row["acceptance"] = _est(acc)
+        for name in measures:
+            estimate = CATALOGUE.observables.implementation(name, "field")
+            row[name] = estimate(series, V).as_dict()
+        for k, v in res.info.items():
+            row[k] = v
+        summary["params"] = dict(cm.model.params)
+        summary["rows"].append(row)
+        summary["elapsed_s"] = round(time.time() - started, 3)
+        if out is not None:
+            outputs.write_summary(out, summary)
     assert summary is not None
     summary["complete"] = True
     summary["elapsed_s"] = round(time.time() - started, 3)
@@ -421,7 +417,8 @@ def _step_mse(model: nn.Module, data: TrainingData, generator: torch.Generator,
     return train_map(model, data.z0, data.z1, generator, o.steps, o.lr, o.batch_size)
 
 
-def run_learn(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_learn(task: TaskIR, program, ctx: RunContext) -> RunResult:
+    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
     run = RunState.of(task)
     plan = plan_learn(run, program, sets, program.compile_ir)
     cm: PhaseSpaceModel = plan.model
@@ -456,59 +453,53 @@ def run_learn(task: TaskIR, program, *, sets, device, seed, out, progress) -> Ru
     show = sys.stderr.isatty() if progress is None else progress
     files: list[Path] = []
     curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)  # small networks: thread overhead exceeds the gain
-    try:
-        for lp in plan.learners:
-            lgen = torch.Generator(device=device).manual_seed(seed + 1)
-            learner: LearnerKind = CATALOGUE.learners.implementation(lp.kind, "phase_space")
-            model = learner.build(lp.options, n, torch.Generator().manual_seed(seed + 1))
-            model = model.to(device)
-            fit = CATALOGUE.objectives.implementation(lp.method, "phase_space")
-            t0 = time.time()
-            with tqdm(total=1, disable=not show, desc=f"{run.name}: {lp.name}", leave=False):
-                res = fit(model, data, lgen, lp.options)
-            train_s = time.time() - t0
-            if isinstance(model, SympNet):
-                steps, dt = max(1, round(ro.horizon / data_dt)), data_dt
-            else:
-                steps, dt = ro.steps, ro.horizon / ro.steps
-            qt, pt, _ = _simulate(cm, qt0, pt0, steps * dt, steps + 1, 10)
-            integ = ro.integrator if not isinstance(model, SympNet) else None
-            tr = learned_rollout(model, qt0.to(device), pt0.to(device), dt, steps,
-                                 energy=system.hamiltonian, integrator=integ)  # fmt: skip
-            with torch.no_grad():
-                E_true = system.hamiltonian(qt, pt).cpu().numpy()  # (B, T)
-            E_pred = tr.energy.T.detach().cpu().numpy()
-            finite = np.isfinite(E_pred).all(1)
-            e_mse = ((E_pred - E_true) ** 2).mean(1)
-            s_mse = ((tr.q.transpose(0, 1).cpu().numpy() - qt.numpy()) ** 2
-                     + (tr.p.transpose(0, 1).cpu().numpy() - pt.numpy()) ** 2).mean((1, 2))  # fmt: skip
-            row = {"learner": lp.name, "kind": learner.name, "objective": lp.method,
-                   "parameters": int(sum(x.numel() for x in model.parameters())),
-                   "train_loss": {"mean": res.final_loss, "stderr": 0.0},
-                   "rollout_energy_mse": _est(e_mse),
-                   "rollout_state_mse": _est(s_mse),
-                   "diverged": int((~finite).sum()),
-                   "rollout_steps": steps, "rollout_dt": dt,
-                   "integrator": tr.integrator, "train_s": round(train_s, 3)}  # fmt: skip
-            summary["rows"].append(row)
-            curves[lp.name] = (tr.t.cpu().numpy(), E_pred[0], tr.q[:, 0, 0].cpu().numpy(),
-                               tr.p[:, 0, 0].cpu().numpy())  # fmt: skip
-            curves["_true"] = (np.linspace(0, steps * dt, steps + 1), E_true[0],
-                               qt[0, :, 0].numpy(), pt[0, :, 0].numpy())  # fmt: skip
-            if out is not None:
-                from safetensors.torch import save_file
+    for lp in plan.learners:
+        lgen = torch.Generator(device=device).manual_seed(seed + 1)
+        learner: LearnerKind = CATALOGUE.learners.implementation(lp.kind, "phase_space")
+        model = learner.build(lp.options, n, torch.Generator().manual_seed(seed + 1))
+        model = model.to(device)
+        fit = CATALOGUE.objectives.implementation(lp.method, "phase_space")
+        t0 = time.time()
+        with tqdm(total=1, disable=not show, desc=f"{run.name}: {lp.name}", leave=False):
+            res = fit(model, data, lgen, lp.options)
+        train_s = time.time() - t0
+        if isinstance(model, SympNet):
+            steps, dt = max(1, round(ro.horizon / data_dt)), data_dt
+        else:
+            steps, dt = ro.steps, ro.horizon / ro.steps
+        qt, pt, _ = _simulate(cm, qt0, pt0, steps * dt, steps + 1, 10)
+        integ = ro.integrator if not isinstance(model, SympNet) else None
+        tr = learned_rollout(model, qt0.to(device), pt0.to(device), dt, steps,
+                             energy=system.hamiltonian, integrator=integ)  # fmt: skip
+        with torch.no_grad():
+            E_true = system.hamiltonian(qt, pt).cpu().numpy()  # (B, T)
+        E_pred = tr.energy.T.detach().cpu().numpy()
+        finite = np.isfinite(E_pred).all(1)
+        e_mse = ((E_pred - E_true) ** 2).mean(1)
+        s_mse = ((tr.q.transpose(0, 1).cpu().numpy() - qt.numpy()) ** 2
+                 + (tr.p.transpose(0, 1).cpu().numpy() - pt.numpy()) ** 2).mean((1, 2))  # fmt: skip
+        row = {"learner": lp.name, "kind": learner.name, "objective": lp.method,
+               "parameters": int(sum(x.numel() for x in model.parameters())),
+               "train_loss": {"mean": res.final_loss, "stderr": 0.0},
+               "rollout_energy_mse": _est(e_mse),
+               "rollout_state_mse": _est(s_mse),
+               "diverged": int((~finite).sum()),
+               "rollout_steps": steps, "rollout_dt": dt,
+               "integrator": tr.integrator, "train_s": round(train_s, 3)}  # fmt: skip
+        summary["rows"].append(row)
+        curves[lp.name] = (tr.t.cpu().numpy(), E_pred[0], tr.q[:, 0, 0].cpu().numpy(),
+                           tr.p[:, 0, 0].cpu().numpy())  # fmt: skip
+        curves["_true"] = (np.linspace(0, steps * dt, steps + 1), E_true[0],
+                           qt[0, :, 0].numpy(), pt[0, :, 0].numpy())  # fmt: skip
+        if out is not None:
+            from safetensors.torch import save_file
 
-                out.mkdir(parents=True, exist_ok=True)
-                state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-                save_file(state, str(out / f"{lp.name}.safetensors"))
-                files.append(out / f"{lp.name}.safetensors")
-                summary["elapsed_s"] = round(time.time() - started, 3)
-                outputs.write_summary(out, summary)
-    finally:
-        torch.set_num_threads(threads)
+            out.mkdir(parents=True, exist_ok=True)
+            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(out / f"{lp.name}.safetensors"))
+            files.append(out / f"{lp.name}.safetensors")
+            summary["elapsed_s"] = round(time.time() - started, 3)
+            outputs.write_summary(out, summary)
     summary["complete"] = True
     summary["elapsed_s"] = round(time.time() - started, 3)
     if out is not None:

@@ -44,8 +44,8 @@ from physml_lang.ir import expr as E
 from physml_lang.ir.task import TaskIR
 
 from .. import outputs
+from ..driver import RunContext, RunResult
 from ..plans.gauge import GaugeSamplePlan, Measure, measures, plan_gauge_sample, plan_regress
-from ..sample_task import RunResult
 from ..statistics import binning_analysis
 from ..tasks import Task
 from . import exact, lcnn, sampling
@@ -166,7 +166,8 @@ def _references(cm: GaugeModel, obs: list[Observable], scale: float) -> dict[str
     return ref
 
 
-def run_gauge_sample(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_gauge_sample(task: TaskIR, program, ctx: RunContext) -> RunResult:
+    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
     plan = plan_gauge_sample(task, program, sets, program.compile_ir)
     run, checker, options = plan.run, plan.checker, plan.options
     n_meas = options.trajectories if run.sampler == "hmc" else options.sweeps
@@ -304,7 +305,8 @@ def _sample(cm: GaugeModel, n: int, shape: tuple[int, ...], sweeps: int, gen, de
     return U
 
 
-def run_regress(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_regress(task: TaskIR, program, ctx: RunContext) -> RunResult:
+    sets, device, seed, out = ctx.sets, ctx.device, ctx.seed, ctx.out
     plan = plan_regress(task, program, sets, program.compile_ir)
     run, stmt, options, learners = plan.run, plan.stmt, plan.options, plan.learners
     cms: list[GaugeModel] = [p.model for p in plan.points]

@@ -81,8 +81,9 @@ from physml_lang.runtime.plans.learners import (
 
 from .. import data as data_sources
 from .. import outputs
+from ..driver import RunContext, RunResult
 from ..observables import FLUCTUATIONS, base_series, estimate_fluctuation, estimate_mean
-from ..sample_task import RunResult, _compile_measures
+from ..sample_task import _compile_measures
 from ..statistics import binning_analysis
 from ..tasks import RunState, Task
 from . import train as training
@@ -151,7 +152,8 @@ def _recall_model(run: RunState, program, plan: RecallPlan,
     return cm, field, xi
 
 
-def run_recall(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_recall(task: TaskIR, program, ctx: RunContext) -> RunResult:
+    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
     """Cue each stored pattern (corrupted by ``flip``), run the dynamics, measure overlaps."""
     run = RunState.of(task)
     plan = plan_recall(run, program, sets)
@@ -285,7 +287,8 @@ def _config_hash(plan: TrainPlan, point: dict) -> str:
     return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_train(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
+    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
     run = RunState.of(task)
     plan = plan_train(run, program, sets)
     opts = plan.options
@@ -597,7 +600,8 @@ def gibbs_series(cm: BoltzmannModel, opts: GibbsSampleOptions, beta: float, g, o
     return out
 
 
-def run_boltzmann_sample(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_boltzmann_sample(task: TaskIR, program, ctx: RunContext) -> RunResult:
+    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
     """Gibbs sampling of a Boltzmann model (block updates of fields that do not interact with
     themselves, site by site otherwise); per-unit means are written to moments.npz."""
     run = RunState.of(task)

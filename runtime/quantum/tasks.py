@@ -42,6 +42,7 @@ from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.task import TaskIR
 
 from .. import outputs
+from ..driver import RunContext, RunResult
 from ..plans.quantum import (
     OVERRIDES,
     Measured,
@@ -55,7 +56,6 @@ from ..plans.quantum import (
     vmc_override_names,
     vmc_sector,
 )
-from ..sample_task import RunResult
 from ..statistics import Estimate
 from ..tasks import RunState, Task
 from . import registry, vmc
@@ -171,7 +171,8 @@ def _exact_value(x: float) -> dict[str, float]:
     return {"mean": x, "stderr": 0.0}
 
 
-def run_exact(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_exact(task: TaskIR, program, ctx: RunContext) -> RunResult:
+    sets, seed, out = ctx.sets, ctx.seed, ctx.out
     """An exact run: per point of its plan, the lowest levels by Lanczos over the planned
     magnetisation sectors, and the measured operators in the ground state."""
     run = RunState.of(task)
@@ -329,7 +330,8 @@ def _estimate(e: Estimate) -> dict[str, float]:
     return e.as_dict()
 
 
-def run_vmc_task(task: TaskIR, program, *, sets, device, seed, out, progress) -> RunResult:
+def run_vmc_task(task: TaskIR, program, ctx: RunContext) -> RunResult:
+    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
     """A vmc run: per point of its plan, optimise the learner's log psi by run_vmc and report
     the final estimates, with the exact energy as a reference where asked (or small enough)."""
     run = RunState.of(task)

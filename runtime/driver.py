@@ -1,0 +1,123 @@
+"""The run lifecycle shared by every task: device, threads, results on disk, interrupts, resume.
+
+``drive`` executes a task entry's implementation inside one :class:`RunContext`:
+
+- **device and threads**: the device resolved once; one intra-op thread per process unless
+  ``--threads N`` asks for more, BLAS pools bounded alike (``runtime/device.py``);
+- **results**: a task records each finished point with ``ctx.recorder``; ``summary.json`` and
+  ``results.csv`` are rewritten atomically after each, always with the same rows;
+- **interrupts**: Ctrl-C stops the task; the driver says what is on disk (the rows finished,
+  or nothing) and whether ``--resume`` can continue;
+- **resume**: tasks that checkpoint (``runtime/checkpoint.py``: one format, settings hashed)
+  continue from ``ctx.out`` when ``ctx.resume`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from physml_lang.diagnostics import Diagnostic, RunInterrupted
+from physml_lang.ir.task import TaskIR
+
+from . import outputs
+from .device import resolve_device, thread_limits
+
+# A batched scan saves its chains at least this often (seconds of work), so that a killed run
+# resumes without redoing more than that.
+CHECKPOINT_SECONDS = 30.0
+
+
+@dataclass
+class Recorder:
+    """The rows of a run on disk. ``summary`` is what ``summary.json`` holds; every
+    :meth:`write` puts the CSV and the summary in place from the same rows (the CSV first,
+    so that a kill between the two renames never leaves a summary ahead of its CSV)."""
+
+    out: Path | None
+    summary: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+    def write(self) -> None:
+        self.summary["elapsed_s"] = round(time.time() - self.started, 3)
+        if self.out is not None:
+            outputs.write_summary(self.out, self.summary)
+
+    def rows_on_disk(self) -> int | None:
+        """Rows in ``summary.json`` as last written (None: no summary)."""
+        if self.out is None or not (self.out / "summary.json").is_file():
+            return None
+        try:
+            return len(json.loads((self.out / "summary.json").read_text()).get("rows", []))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+
+@dataclass
+class RunResult:
+    """What a run produced; ``summary`` is exactly what ``summary.json`` holds."""
+
+    summary: dict
+    out: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[dict]:
+        return self.summary["rows"]
+
+
+@dataclass
+class RunContext:
+    """Everything a task's run reads besides its IR and program."""
+
+    sets: dict[str, Any]
+    device: torch.device
+    seed: int
+    out: Path | None
+    progress: bool | None
+    resume: bool = False
+    checkpoint_seconds: float = CHECKPOINT_SECONDS
+    recorder: Recorder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.recorder = Recorder(self.out)
+
+    def checkpoint_path(self, name: str = "checkpoint") -> Path | None:
+        return None if self.out is None else self.out / f"{name}.safetensors"
+
+
+def drive(entry, run: TaskIR, program, *, sets: dict[str, Any] | None = None,
+          device: str | torch.device = "auto", seed: int = 0, out: Path | None = None,
+          progress: bool | None = False, threads: int | None = None, resume: bool = False,
+          checkpoint_seconds: float = CHECKPOINT_SECONDS):  # fmt: skip
+    """Execute the task ``entry`` for ``run``; returns its RunResult."""
+    ctx = RunContext(dict(sets or {}), resolve_device(device), seed, out, progress, resume,
+                     checkpoint_seconds)  # fmt: skip
+    with thread_limits(threads):
+        try:
+            return entry.implementation.run(run, program, ctx)
+        except KeyboardInterrupt:
+            raise RunInterrupted(_interrupted(run, ctx)) from None
+
+
+def _interrupted(run: TaskIR, ctx: RunContext) -> Diagnostic:
+    """What an interrupt kept, said truthfully from what is on disk."""
+    rows = ctx.recorder.rows_on_disk()
+    ckpt = ctx.out is not None and any(ctx.out.glob("checkpoint*.safetensors"))
+    if ctx.out is None:
+        kept = "nothing was written (no output folder)"
+    elif rows is None:
+        kept = "no row had finished: nothing was written"
+    else:
+        kept = f"{rows} finished row(s) kept in {ctx.out}/summary.json and results.csv"
+    hint = ("continue with the same command and --resume" if ckpt
+            else "run again to compute the missing rows")  # fmt: skip
+    return Diagnostic("P701", f"run {run.name} interrupted: {kept}", run.span, hint)
+
+
+__all__ = ["CHECKPOINT_SECONDS", "Recorder", "RunContext", "RunResult", "drive"]
