@@ -43,6 +43,7 @@ from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
 from physml_lang.ir.walk import Walker
 
 from ..tasks import RunState, TaskCheck, option_values, plain
+from .parameters import Settable, apply_sets
 
 Realise = Callable[[ModelIR], Any]  # a model IR -> its derivation (check) or compiled model (run)
 
@@ -327,19 +328,8 @@ def _resolve_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] |
               or sampler_hint())  # fmt: skip
     schema = entry.schema
     params = set(checker.param_names)
-    for name, value in (sets or {}).items():
-        scan = next((s for s in run.scans if s.name == name), None)
-        if scan is not None:
-            scan.values = [value]
-        elif name in params:
-            run.model_args[name] = (value, None)
-        elif name in schema.model_fields:
-            run.sampler_options[name] = (value, None)
-        else:
-            known = params | set(schema.model_fields) | {s.name for s in run.scans}
-            _fail("P200", f"--set {name}: no model parameter, scan variable or sampler option "
-                  f"is called '{name}'", None, did_you_mean(name, known) or "known names: "
-                  + ", ".join(sorted(known)))  # fmt: skip
+    apply_sets(run, sets or {}, params,
+               [Settable("sampler option", schema.model_fields, run.sampler_options)])
     options = option_values(run.sampler_options, schema, run.sampler_span,
                             f"sampler {run.sampler}")  # fmt: skip
     for s in run.scans:
@@ -531,17 +521,8 @@ def plan_regress(task: TaskIR, program, sets: dict[str, Any] | None,
     checker = program.checker_for(task)
     params = set(checker.param_names)
     ropts = dict(stmt.options)
-    for name, value in (sets or {}).items():
-        scan = next((s for s in run.scans if s.name == name), None)
-        if scan is not None:
-            scan.values = [value]
-        elif name in params:
-            run.model_args[name] = (value, None)
-        elif name in RegressOptions.model_fields:
-            ropts[name] = (value, None)
-        else:
-            _fail("P200", f"--set {name}: unknown name", None,
-                  did_you_mean(name, params | set(RegressOptions.model_fields)))  # fmt: skip
+    apply_sets(run, sets or {}, params,
+               [Settable("regress option", RegressOptions.model_fields, ropts)])
     options = option_values(ropts, RegressOptions, stmt.span, "regress")
     for s in run.scans:
         if s.name not in params:

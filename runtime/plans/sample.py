@@ -23,6 +23,8 @@ from physml_lang.ir.task import MeasureIR, TaskIR
 from physml_lang.runtime.observables import FLUCTUATIONS
 from physml_lang.runtime.tasks import RunState, Scan, TaskCheck, option_values
 
+from .parameters import Settable, apply_sets
+
 THERMAL = ("T", "beta")
 
 
@@ -32,24 +34,10 @@ def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None
 
 def resolve_overrides(run: RunState, checker: ModelChecker, sets: dict[str, Any], schema) -> None:
     """Apply ``--set NAME=VALUE``: a scan variable becomes a single point; otherwise a model
-    parameter, a ``let`` value or a sampler option of that name is replaced."""
-    params = set(checker.param_names)
-    for name, value in sets.items():
-        scan = next((s for s in run.scans if s.name == name), None)
-        if scan is not None:
-            scan.values = [value]
-        elif name in params:
-            run.model_args[name] = (value, None)
-        elif name in run.lets or name in THERMAL:
-            run.lets[name] = (value, None)
-        elif name in schema.model_fields:
-            run.sampler_options[name] = (value, None)
-        else:
-            known = params | set(run.lets) | set(schema.model_fields) | set(THERMAL)
-            known |= {s.name for s in run.scans}
-            _fail("P200", f"--set {name}: no model parameter, scan variable, let or sampler option "
-                  f"is called '{name}'", None, did_you_mean(name, known) or "known names: "
-                  + ", ".join(sorted(known)))  # fmt: skip
+    parameter, a ``let`` value (T, beta) or a sampler option of that name is replaced."""
+    apply_sets(run, sets, checker.param_names, [
+        Settable("let", set(run.lets) | set(THERMAL), run.lets),
+        Settable("sampler option", schema.model_fields, run.sampler_options)])  # fmt: skip
 
 
 @dataclass

@@ -1,0 +1,61 @@
+"""``--set NAME=VALUE`` and scans, resolved the same way for every task.
+
+A name set on the command line is, in this order: a scan variable (the scan becomes that single
+point), a model parameter, or a name of one of the task's option groups (``let`` values, the
+sampler's options, a training's options, ...). Anything else is a P200 that lists every name
+the run knows, with the closest one as a hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.runtime.tasks import RunState
+
+Located = dict[str, tuple[Any, Span | None]]  # name -> (value, span of its source)
+
+
+@dataclass(frozen=True)
+class Settable:
+    """A group of names ``--set`` may assign: ``what`` they are (for messages), the names, and
+    the (value, span) dict a set value goes into."""
+
+    what: str
+    names: Collection[str]
+    values: Located
+
+
+def apply_sets(run: RunState, sets: dict[str, Any], params: Collection[str],
+               groups: Sequence[Settable] = ()) -> None:  # fmt: skip
+    """Apply ``--set`` values to ``run``: scan variables, model parameters (``params``; into
+    ``run.model_args``), then the first of ``groups`` that has the name. An unknown name is a
+    P200 listing what may be set."""
+    for name, value in sets.items():
+        scan = next((s for s in run.scans if s.name == name), None)
+        if scan is not None:
+            scan.values = [value]
+        elif name in params:
+            run.model_args[name] = (value, None)
+        else:
+            group = next((g for g in groups if name in g.names), None)
+            if group is None:
+                raise unknown_set(name, run, params, groups)
+            group.values[name] = (value, None)
+
+
+def unknown_set(name: str, run: RunState, params: Collection[str],
+                groups: Sequence[Settable]) -> PhysmlError:  # fmt: skip
+    kinds = ["scan variable", "model parameter"] + [g.what for g in groups]
+    known = set(params) | {s.name for s in run.scans}
+    for g in groups:
+        known |= set(g.names)
+    listed = ", ".join(kinds[:-1]) + f" or {kinds[-1]}" if len(kinds) > 1 else kinds[0]
+    return PhysmlError(Diagnostic(
+        "P200", f"--set {name}: no {listed} of run {run.name} is called '{name}'", None,
+        did_you_mean(name, known) or "known names: " + ", ".join(sorted(known))))  # fmt: skip
+
+
+__all__ = ["Located", "Settable", "apply_sets", "unknown_set"]
