@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import Diagnostic, PhysmlError, RunInterrupted, render_warning
+from .diagnostics import Diagnostic, PhysmlError, PhysmlWarning, RunInterrupted, render_warning
 
 
 def _value(text: str) -> Any:
@@ -79,8 +80,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Located warnings (deprecated option names, ...) print like diagnostics."""
+    if isinstance(message, PhysmlWarning):
+        print(message.diagnostic.render(), file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return _dispatch(args)
     except PhysmlError as exc:

@@ -8,6 +8,7 @@ data files, numerical blow-ups during a run) becomes a :class:`Diagnostic` raise
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 
@@ -52,6 +53,7 @@ CODES = {
     "P400": "impossible value",
     "P401": "unknown option",
     "P402": "invalid option value",
+    "P403": "renamed option (deprecated name)",
     "P500": "symmetry does not hold",
     "P501": "symmetry not supported",
     "P502": "sampler not applicable",
@@ -131,6 +133,20 @@ class PhysmlError(Exception):
 
     def as_json(self) -> str:
         return json.dumps({"diagnostics": [d.as_dict() for d in self.diagnostics]}, indent=2)
+
+
+class PhysmlWarning(UserWarning):
+    """A warning diagnostic raised through :mod:`warnings` (the command prints it located)."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+        super().__init__(diagnostic.render())
+
+
+def warn(diagnostic: Diagnostic) -> None:
+    """Report a located warning (e.g. a deprecated option name) without stopping."""
+    diagnostic.severity = "warning"
+    warnings.warn(PhysmlWarning(diagnostic), stacklevel=2)
 
 
 class RunInterrupted(PhysmlError, KeyboardInterrupt):

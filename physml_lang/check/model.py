@@ -21,7 +21,7 @@ from physml_lang.catalogue.domains import (
 )
 from physml_lang.catalogue.lattices import GRAPHS, LATTICES
 from physml_lang.catalogue.options import LatticeOptions
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean, warn
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import (
     ArrayIR,
@@ -62,9 +62,25 @@ def plain(value: Any) -> Any:
     return value
 
 
+def option_names(schema) -> set[str]:
+    """The names an options schema accepts: its fields and the old names it renamed."""
+    return set(schema.model_fields) | set(getattr(schema, "renamed", {}))
+
+
 def validate_options(schema, values: dict[str, Any], spans: dict[str, Span | None],
                      where: Span | None, what: str):  # fmt: skip
-    """Validate options against a pydantic schema; located errors for unknown or bad values."""
+    """Validate options against a pydantic schema; located errors for unknown or bad values.
+    A schema's ``renamed`` (old name -> name) accepts an old name with a P403 warning."""
+    values, spans = dict(values), dict(spans)
+    for old, new in getattr(schema, "renamed", {}).items():
+        if old in values or old in spans:
+            if new in values:
+                fail("P401", f"option '{old}' of {what} is the old name of '{new}': give one",
+                     spans.get(old), f"keep {new}")  # fmt: skip
+            values[new] = values.pop(old)
+            spans[new] = spans.pop(old, None)
+            warn(Diagnostic("P403", f"option '{old}' of {what} is now called '{new}'",
+                            spans[new], f"write {new} = ... (the old name will be removed)"))
     fields = set(schema.model_fields)
     for name, span in spans.items():
         if name not in fields:
