@@ -6,6 +6,8 @@
   ``--threads N`` asks for more, BLAS pools bounded alike (``runtime/device.py``);
 - **results**: a task records each finished point with ``ctx.recorder``; ``summary.json`` and
   ``results.csv`` are rewritten atomically after each, always with the same rows;
+- **progress**: a bar on a terminal, a line every few seconds otherwise (logs, batch jobs),
+  nothing with ``--quiet``;
 - **interrupts**: Ctrl-C stops the task; the driver says what is on disk (the rows finished,
   or nothing) and whether ``--resume`` can continue;
 - **resume**: tasks that checkpoint (``runtime/checkpoint.py``: one format, settings hashed)
@@ -15,12 +17,14 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from physml_lang.diagnostics import Diagnostic, RunInterrupted
 from physml_lang.ir.task import TaskIR
@@ -71,6 +75,45 @@ class RunResult:
         return self.summary["rows"]
 
 
+class ProgressLines:
+    """Progress for logs: one line on stderr every ``every`` seconds (and at the end), with
+    the fraction done and the rate; the tqdm calls a task makes (update, set_postfix, close)."""
+
+    def __init__(self, total: float, desc: str, unit: str, initial: float = 0,
+                 every: float = 5.0):  # fmt: skip
+        self.total, self.desc, self.unit, self.n = total, desc, unit, initial
+        self.every, self.started = every, time.monotonic()
+        self.last, self.postfix = self.started, ""
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            self._line(now)
+
+    def set_postfix(self, **values: Any) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def _line(self, now: float) -> None:
+        done = f"{self.n:g}/{self.total:g}" if self.total else f"{self.n:g}"
+        pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
+        rate = self.n / max(now - self.started, 1e-9)
+        extra = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {done} {self.unit}s{pct}, {rate:.3g} {self.unit}/s{extra}",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    def close(self) -> None:
+        if time.monotonic() - self.started >= self.every:
+            self._line(time.monotonic())
+
+    def __enter__(self) -> ProgressLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @dataclass
 class RunContext:
     """Everything a task's run reads besides its IR and program."""
@@ -86,6 +129,15 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.recorder = Recorder(self.out)
+
+    def progress_bar(self, total: float, desc: str, unit: str = "step", initial: float = 0):
+        """A bar on a terminal, lines every few seconds otherwise, nothing when switched off
+        (``progress`` False; None means: decide by whether stderr is a terminal)."""
+        if self.progress is False:
+            return tqdm(total=total, disable=True)
+        if self.progress is None and not sys.stderr.isatty():
+            return ProgressLines(total, desc, unit, initial)
+        return tqdm(total=total, desc=desc, unit=unit, initial=initial, leave=False)
 
     def checkpoint_path(self, name: str = "checkpoint") -> Path | None:
         return None if self.out is None else self.out / f"{name}.safetensors"
@@ -120,4 +172,4 @@ def _interrupted(run: TaskIR, ctx: RunContext) -> Diagnostic:
     return Diagnostic("P701", f"run {run.name} interrupted: {kept}", run.span, hint)
 
 
-__all__ = ["CHECKPOINT_SECONDS", "Recorder", "RunContext", "RunResult", "drive"]
+__all__ = ["CHECKPOINT_SECONDS", "ProgressLines", "Recorder", "RunContext", "RunResult", "drive"]

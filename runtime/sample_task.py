@@ -9,14 +9,12 @@ was already measured.
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from physml_lang.catalogue import Catalogue
 from physml_lang.check.model import ModelChecker
@@ -85,11 +83,8 @@ def run_sample(run: RunState, checker: ModelChecker, program, ctx: RunContext,
     generator.manual_seed(ctx.seed)
     n_meas = max(1, options.sweeps // options.thin)
     per_point = options.burn_in + n_meas * options.thin
-    show = sys.stderr.isatty() if ctx.progress is None else ctx.progress
-    bar = tqdm(total=len(combos) * per_point, disable=not show, desc=run.name, unit="sweep",
-               leave=False)  # fmt: skip
     start = saved.state["point"] if saved is not None else 0
-    bar.update(start * per_point)
+    bar = ctx.progress_bar(len(combos) * per_point, run.name, "sweep", start * per_point)
     try:
         for k in range(start, len(combos)):
             combo = combos[k]

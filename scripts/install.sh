@@ -9,7 +9,7 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
     echo "physml: installing torch (pinned CPU build)" >&2
     "$PY" -m pip install --quiet "torch==2.13.0"
 fi
-if ! "$PY" -c "import physml_lang, pytest, ruff, sklearn, numba, hypothesis, importlinter" >/dev/null 2>&1 || [ "${PHYSML_REINSTALL:-0}" = 1 ]; then
+if ! "$PY" -c "import physml_lang, pytest, ruff, sklearn, numba, hypothesis, importlinter, threadpoolctl" >/dev/null 2>&1 || [ "${PHYSML_REINSTALL:-0}" = 1 ]; then
     echo "physml: installing physml (editable) and its test extras" >&2
     "$PY" -m pip install --quiet -e ".[test,examples]"
 fi
