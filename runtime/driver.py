@@ -19,17 +19,19 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
 
-from physml_lang.diagnostics import Diagnostic, RunInterrupted
+from physml_lang.diagnostics import Diagnostic, RunInterrupted, Span
 from physml_lang.ir.task import TaskIR
 
 from . import outputs
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .device import resolve_device, thread_limits
 
 # A batched scan saves its chains at least this often (seconds of work), so that a killed run
@@ -143,6 +145,67 @@ class RunContext:
         return None if self.out is None else self.out / f"{name}.safetensors"
 
 
+class ScanPoint(Protocol):
+    """The work of one scan point, resumable: ``done`` units of progress so far (sweeps,
+    steps), ``advance`` to the end calling ``save(self)`` at least every ``every`` seconds,
+    ``tensors``/``restore`` its checkpoint, ``rows`` its results."""
+
+    done: int
+
+    def advance(self, bar, save: Callable[[ScanPoint], None], every: float | None) -> None: ...
+
+    def tensors(self) -> dict[str, torch.Tensor]: ...
+
+    def restore(self, saved: Checkpoint) -> None: ...
+
+    def rows(self) -> list[dict]: ...
+
+
+def run_scan(ctx: RunContext, span: Span | None, n_points: int, settings: dict[str, Any],
+             start: Callable[[int], ScanPoint], finish: Callable[[int, list[dict]], None],
+             generator: torch.Generator, per_point: float, desc: str,
+             unit: str = "sweep") -> None:  # fmt: skip
+    """Run scan points ``0 .. n_points - 1`` in order: ``start(k)`` prepares point k (drawing
+    from ``generator``), its rows go to ``finish(k, rows)`` and to disk at once. With an
+    output folder the run checkpoints (the finished rows, the generator at each point's start,
+    the point's own tensors during it) and ``ctx.resume`` continues from there; a checkpoint
+    of other ``settings`` is a located P602. The checkpoint is removed when the scan is done."""
+    summary, path = ctx.recorder.summary, ctx.checkpoint_path()
+    saved = None
+    if ctx.resume and path is not None and path.exists():
+        saved = load_checkpoint(path, settings, span=span)
+        summary["rows"], summary["resumed"] = saved.state["rows"], True
+    first = saved.state["point"] if saved is not None else 0
+
+    def save(k: int, point: ScanPoint | None = None) -> None:
+        tensors = point.tensors() if point is not None else {"generator": generator.get_state()}
+        state = {"point": k, "rows": summary["rows"], "done": point.done if point else 0}
+        save_checkpoint(path, Checkpoint(tensors, state), settings)
+
+    bar = ctx.progress_bar(n_points * per_point, desc, unit, first * per_point)
+    try:
+        for k in range(first, n_points):
+            resuming = saved is not None and saved.state["point"] == k
+            if resuming:  # the random stream as it was when the point was saved
+                generator.set_state(saved.tensors["generator"])
+            point = start(k)
+            if resuming and "generator" in saved.tensors and saved.state["done"]:
+                point.restore(saved)
+                bar.update(point.done)
+            every = ctx.checkpoint_seconds if path is not None else None
+            point.advance(bar, lambda p, k=k: save(k, p), every)
+            finish(k, point.rows())
+            ctx.recorder.write()
+            if path is not None and k + 1 < n_points:
+                save(k + 1)
+    finally:
+        bar.close()
+    summary["complete"] = True
+    ctx.recorder.write()
+    if path is not None and path.exists():
+        path.unlink()  # complete: nothing to resume
+
+
 def drive(entry, run: TaskIR, program, *, sets: dict[str, Any] | None = None,
           device: str | torch.device = "auto", seed: int = 0, out: Path | None = None,
           progress: bool | None = False, threads: int | None = None, resume: bool = False,
@@ -172,4 +235,5 @@ def _interrupted(run: TaskIR, ctx: RunContext) -> Diagnostic:
     return Diagnostic("P701", f"run {run.name} interrupted: {kept}", run.span, hint)
 
 
-__all__ = ["CHECKPOINT_SECONDS", "ProgressLines", "Recorder", "RunContext", "RunResult", "drive"]
+__all__ = ["CHECKPOINT_SECONDS", "ProgressLines", "Recorder", "RunContext", "RunResult", "ScanPoint",
+           "drive", "run_scan"]

@@ -27,8 +27,8 @@ from physml_lang.ir.task import TaskIR
 from physml_lang.ir.walk import to_text
 
 from . import outputs, samplers
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .driver import RunContext, RunResult
+from .checkpoint import Checkpoint
+from .driver import RunContext, RunResult, run_scan
 from .observables import (
     FLUCTUATIONS,
     SERIES,
@@ -73,50 +73,29 @@ def run_sample(run: RunState, checker: ModelChecker, program, ctx: RunContext,
         "complete": False,
     })  # fmt: skip
     combos = list(itertools.product(*[s.values for s in others])) or [()]
-    settings = _settings(run, checker, plan, combos, ctx)
-    ckpt_path = ctx.checkpoint_path()
-    saved = _resume(ckpt_path, settings, run) if ctx.resume and ckpt_path else None
-    if saved is not None:
-        summary["rows"] = saved.state["rows"]
-        summary["resumed"] = True
     generator = torch.Generator(device=device)
     generator.manual_seed(ctx.seed)
-    n_meas = max(1, options.sweeps // options.thin)
-    per_point = options.burn_in + n_meas * options.thin
-    start = saved.state["point"] if saved is not None else 0
-    bar = ctx.progress_bar(len(combos) * per_point, run.name, "sweep", start * per_point)
-    try:
-        for k in range(start, len(combos)):
-            combo = combos[k]
-            point, spans = dict(plan.model_args), dict(plan.model_spans)
-            for s, v in zip(others, combo):
-                point[s.name], spans[s.name] = v, s.span
-            ir = checker.instantiate(point, spans)
-            summary["params"] = dict(ir.values)
-            cm = program.compile_ir(ir).to(device)
-            resuming = saved is not None and saved.state["point"] == k
-            if resuming:  # the stream as it was when the point was saved
-                generator.set_state(saved.tensors["generator"])
-            chains = PointChains(cm, run, entry, options, betas, measures, generator, device)
-            if resuming:
-                chains.restore(saved)
-                bar.update(chains.sweeps_done)
-            chains.advance(bar, lambda c, k=k: _save(ckpt_path, c, k, summary, settings),
-                           ctx.checkpoint_seconds if ckpt_path else None)  # fmt: skip
-            for r in chains.rows(tvar, tvalues):
-                for s, v in zip(others, combo):
-                    r[s.name] = v
-                summary["rows"].append(r)
-                _warn_unmixed(run, r, tvar, others, summary, options.chains)
-            ctx.recorder.write()
-            if ckpt_path is not None and k + 1 < len(combos):
-                _save(ckpt_path, None, k + 1, summary, settings, generator)
-    finally:
-        bar.close()
-    summary["complete"] = True
-    ctx.recorder.write()
-    if ckpt_path is not None and ckpt_path.exists():
-        ckpt_path.unlink()  # complete: nothing to resume
+
+    def start(k: int) -> PointChains:
+        point, spans = dict(plan.model_args), dict(plan.model_spans)
+        for s, v in zip(others, combos[k]):
+            point[s.name], spans[s.name] = v, s.span
+        ir = checker.instantiate(point, spans)
+        summary["params"] = dict(ir.values)
+        cm = program.compile_ir(ir).to(device)
+        return PointChains(cm, run, entry, options, betas, tvar, tvalues, measures, generator,
+                           device)  # fmt: skip
+
+    def finish(k: int, rows: list[dict]) -> None:
+        for r in rows:
+            for s, v in zip(others, combos[k]):
+                r[s.name] = v
+            summary["rows"].append(r)
+            _warn_unmixed(run, r, tvar, others, summary, options.chains)
+
+    per_point = options.burn_in + max(1, options.sweeps // options.thin) * options.thin
+    run_scan(ctx, run.span, len(combos), _settings(run, checker, plan, combos, ctx), start,
+             finish, generator, per_point, run.name)  # fmt: skip
     files = _plots(ctx.out, run, summary, measures, tvar, others) if ctx.out else []
     return RunResult(summary, ctx.out, files)
 
@@ -130,26 +109,6 @@ def _settings(run: RunState, checker: ModelChecker, plan: SamplePlan, combos: li
             "measures": [m.name + (f" = {to_text(m.expr)}" if m.expr is not None else "")
                          for m in plan.measures],
             "seed": ctx.seed, "device": ctx.device.type}  # fmt: skip
-
-
-def _resume(path: Path, settings: dict[str, Any], run: RunState) -> Checkpoint | None:
-    """The checkpoint to continue from, validated against this run's settings (None: there
-    is none, and the run starts afresh)."""
-    if not path.exists():
-        return None
-    return load_checkpoint(path, settings, span=run.span)
-
-
-def _save(path: Path | None, chains: PointChains | None, point: int, summary: dict,
-          settings: dict, generator: torch.Generator | None = None) -> None:  # fmt: skip
-    """Checkpoint: the finished rows, and the chains of ``point`` (None: the point has not
-    started; only the random stream, to start it as an uninterrupted run would)."""
-    if path is None:
-        return
-    tensors = chains.tensors() if chains is not None else {"generator": generator.get_state()}
-    done = chains.sweeps_done if chains is not None else 0
-    save_checkpoint(path, Checkpoint(tensors, {"point": point, "rows": summary["rows"],
-                                               "sweeps_done": done}), settings)  # fmt: skip
 
 
 def _warn_unmixed(run: RunState, row: dict, tvar: str, others, summary: dict, chains: int) -> None:
@@ -174,9 +133,11 @@ class PointChains:
     ``advance`` runs burn-in and measurement sweeps (resumable: ``tensors``/``restore`` are the
     checkpoint), ``rows`` gives one row per temperature."""
 
-    def __init__(self, cm, run: RunState, entry, options, betas: list[float], measures,
-                 generator: torch.Generator, device: torch.device):  # fmt: skip
+    def __init__(self, cm, run: RunState, entry, options, betas: list[float], tvar: str,
+                 tvalues: list, measures, generator: torch.Generator,
+                 device: torch.device):  # fmt: skip
         self.cm, self.run, self.options, self.betas = cm, run, options, betas
+        self.tvar, self.tvalues = tvar, tvalues
         self.measures, self.generator = measures, generator
         nT, C = len(betas), options.chains
         self.beta = torch.tensor(betas, dtype=cm.dtype, device=device).repeat_interleave(C)
@@ -190,7 +151,8 @@ class PointChains:
         self.burned = self.measured = 0
 
     @property
-    def sweeps_done(self) -> int:
+    def done(self) -> int:
+        """Sweeps done (burn-in and measurement)."""
         return self.burned + self.measured * self.options.thin
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -203,9 +165,7 @@ class PointChains:
 
     def restore(self, saved: Checkpoint) -> None:
         """Continue from a checkpoint of this point (validated shapes: a mismatch is P602)."""
-        t, done = saved.tensors, saved.state["sweeps_done"]
-        if "E" not in t:  # saved before the point started: only its random stream
-            return
+        t, done = saved.tensors, saved.state["done"]
         self.generator.set_state(t["generator"])
         burn_in, thin = self.options.burn_in, self.options.thin
         self.burned = min(done, burn_in)
@@ -260,9 +220,10 @@ class PointChains:
                 f"{self.run.name}", self.run.span, "check couplings and temperatures for "
                 "overflow; results measured before this point were kept"))  # fmt: skip
 
-    def rows(self, tvar: str, tvalues: list) -> list[dict]:
+    def rows(self) -> list[dict]:
+        """One row per temperature."""
         nT, C = len(self.betas), self.options.chains
-        return _rows(self.cm, self.E, self.M, self.series, self.betas, tvar, tvalues,
+        return _rows(self.cm, self.E, self.M, self.series, self.betas, self.tvar, self.tvalues,
                      self.measures, self.sampler, nT, C)  # fmt: skip
 
 
