@@ -12,8 +12,10 @@ NetKet (never installed into the main environment) runs in a throwaway venv as a
     python3 -m venv /tmp/nkvenv && /tmp/nkvenv/bin/pip install netket==3.23
     python benchmarks/quantum_vmc.py --netket /tmp/nkvenv/bin/python
 
-Both sides run single-threaded (torch.set_num_threads(1), OMP_NUM_THREADS=1; XLA without Eigen
-threads, one host device). Times are after warm-up (JIT / numba / initial burn-in). The
+Both sides run single-threaded: physml under the run driver's thread limits (one torch thread,
+BLAS/OpenMP pools bounded by threadpoolctl, as every `physml run` without --threads), NetKet with
+OMP_NUM_THREADS=1, XLA without Eigen threads, one host device. Times are after warm-up (JIT /
+numba / initial burn-in). The
 learning rates are matched: NetKet's SR solves against the gradient 2 F, physml's against F, so
 physml lr = 2 x NetKet lr gives the same update. Differences that remain: NetKet's SR uses CG
 (jax.scipy cg, tol 1e-5) with QGTAuto, physml a direct dense solve (exact); NetKet's
@@ -37,6 +39,7 @@ import time
 import torch
 
 from physml_lang.compiler.derive.pauli import heisenberg, tfim
+from physml_lang.runtime.device import thread_limits
 from physml_lang.runtime.quantum.lattice import nearest_bonds, sublattice, translation_table
 from physml_lang.runtime.quantum.learners import RBM, MarshallSign, SymmetricRBM, rbm_form
 from physml_lang.runtime.quantum.operator import LocalOperator
@@ -240,13 +243,13 @@ def main() -> None:
     if args.print_netket:
         print(netket_script(args.print_netket, args.iterations, args.warmup, args.final))
         return
-    torch.set_num_threads(1)
     have_nk = os.path.exists(args.netket)
     rows = []
     for name in args.problems:
         variants = [("physml", False)] + ([("physml compile", True)] if args.compile else [])
         for label, comp in variants:
-            r = run_physml(name, args.iterations, args.warmup, args.final, comp)
+            with thread_limits():  # the driver's default: one thread
+                r = run_physml(name, args.iterations, args.warmup, args.final, comp)
             rows.append((name, label, r))
         if have_nk:
             try:
@@ -268,7 +271,8 @@ def main() -> None:
             if n == name and lab != "netket" and nk:
                 print(f"{name}: netket / {lab} time ratio = {nk[0]['ms'] / r['ms']:.2f}")
     if not args.no_baseline and "tfim" in args.problems:
-        base = baseline_iteration_time(min(args.iterations, 20))
+        with thread_limits():
+            base = baseline_iteration_time(min(args.iterations, 20))
         ours = [r["ms"] for n, lab, r in rows if n == "tfim" and lab == "physml"]
         print(f"tfim hand-written torch baseline: {base * 1e3:.1f} ms / iteration"
               + (f" (baseline / physml = {base * 1e3 / ours[0]:.2f})" if ours else ""))  # fmt: skip

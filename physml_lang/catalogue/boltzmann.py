@@ -133,7 +133,8 @@ class TrainOptions(BaseModel):
     data: str | None = Field(None, description="the data declaration to train on")
     test: float = Field(0.0, ge=0, lt=1, description="fraction held out for evaluation")
     max_weight: float = Field(1e4, gt=0, description="stop when a parameter exceeds this")
-    resume: bool = Field(True, description="resume from a checkpoint in the output folder")
+    resume: bool | None = Field(None, description="deprecated: continue from the checkpoint in "
+                                "the output folder with the command's --resume")  # fmt: skip
     visible: int | str | None = Field(None, description="general Boltzmann machines: the data "
                                       "are the first `visible` sites of the first field (a "
                                       "number or a model parameter, e.g. visible = Nv); the "

@@ -5,7 +5,7 @@ run, the built-in gauge observables, gauge-equivariant learners, and the ``sampl
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,12 +23,15 @@ CHECKERBOARD = ("metropolis", "heatbath")
 
 
 class MetropolisOptions(BaseModel):
-    """Checkerboard Metropolis: ``hits`` proposals per link per sweep; ``step`` is the u1 angle
-    half-width / the su2 rotation angle bound (ignored for z2, which proposes a random sign)."""
+    """Checkerboard Metropolis: ``hits`` proposals per link per sweep; ``step_size`` is the u1
+    angle half-width / the su2 rotation angle bound (ignored for z2, which proposes a random
+    sign). Formerly ``step``."""
 
     model_config = ConfigDict(extra="forbid")
-    hits: int = Field(4, ge=1)
-    step: float = Field(1.0, gt=0, le=math.pi)
+    renamed: ClassVar[dict[str, str]] = {"step": "step_size"}
+    hits: int = Field(4, ge=1, description="proposals per link per sweep")
+    step_size: float = Field(1.0, gt=0, le=math.pi, description="u1 angle half-width, su2 "
+                             "rotation angle bound")  # fmt: skip
 
 
 class HeatbathOptions(BaseModel):
@@ -47,31 +50,30 @@ class HMCOptions(BaseModel):
 
 
 class RunControls(BaseModel):
-    """Chains, burn-in, thinning and start of a gauge sampling run (any sampler)."""
+    """Chains, sweeps, burn-in, thinning and start of a gauge sampling run (any sampler). The
+    lattice samplers' vocabulary: one sweep updates every link once (one trajectory for hmc)."""
 
     model_config = ConfigDict(extra="forbid")
     chains: int = Field(8, ge=1, le=65536, description="independent chains")
-    burn_in: int = Field(100, ge=0, description="updates discarded before measuring")
-    thin: int = Field(1, ge=1, description="updates between measurements")
+    sweeps: int = Field(1000, ge=1, description="measured sweeps (hmc: trajectories)")
+    burn_in: int = Field(100, ge=0, description="sweeps discarded before measuring")
+    thin: int = Field(1, ge=1, description="sweeps between measurements")
     start: Literal["hot", "cold"] = Field("hot", description="hot (Haar random) or cold (unit)")
 
 
 class MetropolisRun(MetropolisOptions, RunControls):
     """Options of ``sampler metropolis(...)`` in a gauge run: the sampler's and the run's."""
 
-    sweeps: int = Field(1000, ge=1, description="measured sweeps")
-
 
 class HeatbathRun(HeatbathOptions, RunControls):
     """Options of ``sampler heatbath(...)`` in a gauge run: the run's (heat-bath has none)."""
 
-    sweeps: int = Field(1000, ge=1, description="measured sweeps")
-
 
 class HMCRun(HMCOptions, RunControls):
-    """Options of ``sampler hmc(...)`` in a gauge run: the sampler's and the run's."""
+    """Options of ``sampler hmc(...)`` in a gauge run: the sampler's and the run's; a sweep is
+    one trajectory (formerly counted as ``trajectories``)."""
 
-    trajectories: int = Field(1000, ge=1, description="measured trajectories")
+    renamed: ClassVar[dict[str, str]] = {"trajectories": "sweeps"}
 
 
 # ---------------------------------------------------------------- learners

@@ -54,6 +54,7 @@ from physml_lang.compiler.lower.links import (
     u1_plaquette_angles,
     wilson_action,
 )
+from physml_lang.diagnostics import Diagnostic, warn
 
 from ..plans.gauge import check_link_parity
 
@@ -399,7 +400,7 @@ class GaugeSampler:
         o = self.options
         if self.kind == "metropolis":
             U, self.acceptance = metropolis_sweep(U, self.group, self.beta, generator,
-                                                  o.step, o.hits)  # fmt: skip
+                                                  o.step_size, o.hits)  # fmt: skip
         elif self.kind == "heatbath":
             U = heatbath_sweep(U, self.group, self.beta, generator)
             self.acceptance = torch.ones(U.shape[0], dtype=torch.float64, device=U.device)
@@ -431,11 +432,17 @@ HMC = LinkSampler("hmc", HMCOptions)
 
 
 def make_sampler(name: str, group: str | GaugeGroup, beta: float, **options) -> GaugeSampler:
-    """A gauge sampler of the catalogue by name, ``options`` validated with its own schema."""
+    """A gauge sampler of the catalogue by name, ``options`` validated with its own schema (an
+    old option name is accepted with a P403 warning)."""
     if CATALOGUE.samplers.get(name, "gauge") is None:
         known = sorted(CATALOGUE.samplers.names("gauge"))
         raise KeyError(f"unknown gauge sampler {name!r}; known: {known}")
     factory: LinkSampler = CATALOGUE.samplers.implementation(name, "gauge")
+    for old, new in getattr(factory.options, "renamed", {}).items():
+        if old in options and new not in options:
+            warn(Diagnostic("P403", f"option '{old}' of sampler {name} is now called '{new}'",
+                            None, f"write {new} = ... (the old name will be removed)"))  # fmt: skip
+            options[new] = options.pop(old)
     return factory(group, beta, factory.options(**options))
 
 

@@ -7,7 +7,10 @@ gauge capability's catalogue entries (physml_lang/catalogue/gauge.py).
 - Task ``sample`` [gauge]: users write the same ``sampler hmc(...)`` as for spins; the run's
   model kind picks this entry (``runtime.tasks.resolve_task``), and the sampler's name is
   looked up among the gauge samplers of the catalogue, whose schemas hold the sampler's options
-  and the run's controls (chains, burn_in, ...).
+  and the run's controls (chains, sweeps, burn_in, thin: one sweep = one hmc trajectory). Each
+  finished point's row is written at once (the driver's recorder); a point's chains (links,
+  matter, random stream, measurements, sweep counter) are checkpointed every
+  ``--checkpoint-every`` seconds, and ``--resume`` continues bit-identically on the CPU.
 - Task ``gauge_regress`` (run word ``regress``): train gauge learners (``lcnn``, ``gauge_cnn``)
   to regress a gauge-invariant target from sampled configurations and evaluate them on larger
   lattices.
@@ -18,9 +21,11 @@ size and the sampler's fitness checked there) and validate nothing again.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +47,15 @@ from physml_lang.compiler.models.gauge import GaugeModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir import expr as E
 from physml_lang.ir.task import TaskIR
+from physml_lang.ir.text import print_ir
+from physml_lang.ir.walk import names_in, to_text
 
 from .. import outputs
+from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..driver import RunContext, RunResult
 from ..plans.gauge import GaugeSamplePlan, Measure, measures, plan_gauge_sample, plan_regress
 from ..statistics import binning_analysis
-from ..tasks import Task
+from ..tasks import RunState, Task
 from . import exact, lcnn, sampling
 from .lcnn import train_regressor
 from .local import LocalSampler
@@ -71,7 +79,7 @@ class Observable(Measure):
     def __init__(self, cm: GaugeModel, expr: E.Expr | None, name: str, span: Span | None):
         super().__init__(cm.derivation, expr, name, span)
         self.cm = cm
-        self.uses_q = False
+        self.uses_q = "topological_charge" in names_in(self.expr)  # the row adds exact <Q^2>
 
     def __call__(self, U: Tensor, matter: dict[str, Tensor] | None = None) -> Tensor:
         v = self.walk(self.expr, (U, matter or {}))
@@ -108,7 +116,6 @@ def measure_action(obs: Observable, U: Tensor, matter: dict[str, Tensor]) -> Ten
 
 
 def measure_topological_charge(obs: Observable, U: Tensor, matter: dict[str, Tensor]) -> Tensor:
-    obs.uses_q = True  # the run reports the exact <Q^2> next to it
     return topological_charge(U)
 
 
@@ -140,7 +147,7 @@ def _sampler_for(cm: GaugeModel, plan: GaugeSamplePlan):
     if not cm.is_wilson:
         if run.sampler == "heatbath":
             return LocalSampler(cm, "heatbath", scale)
-        return LocalSampler(cm, "metropolis", scale, options.step, options.hits)
+        return LocalSampler(cm, "metropolis", scale, options.step_size, options.hits)
     factory: LinkSampler = CATALOGUE.samplers.implementation(run.sampler, "gauge")
     own = {k: getattr(options, k) for k in factory.options.model_fields}  # less the controls
     beta = float(cm.wilson_beta) * scale
@@ -167,87 +174,213 @@ def _references(cm: GaugeModel, obs: list[Observable], scale: float) -> dict[str
 
 
 def run_gauge_sample(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
-    plan = plan_gauge_sample(task, program, sets, program.compile_ir)
-    run, checker, options = plan.run, plan.checker, plan.options
-    n_meas = options.trajectories if run.sampler == "hmc" else options.sweeps
-    n_meas = max(1, n_meas // options.thin)
-    summary: dict[str, Any] = {
-        "run": run.name, "source": program.name, "model": checker.name, "params": {},
-        "device": str(device), "seed": seed,
+    """Sample every point of the scan; each finished point's row is written at once
+    (``ctx.recorder``). A point's chains are checkpointed every ``ctx.checkpoint_seconds`` of
+    work when the run has an output folder, so that ``--resume`` continues a killed run
+    bit-identically (on the CPU) from where it was saved."""
+    plan = plan_gauge_sample(task, program, ctx.sets, program.compile_ir)
+    run, options, points = plan.run, plan.options, plan.points
+    n_meas = max(1, options.sweeps // options.thin)
+    summary = ctx.recorder.summary
+    summary.update({
+        "run": run.name, "source": program.name, "model": plan.checker.name, "params": {},
+        "device": str(ctx.device), "seed": ctx.seed,
         "sampler": {"name": run.sampler, **options.model_dump()},
         "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False,
-    }  # fmt: skip
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    points = plan.points
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=len(points) * (options.burn_in + n_meas * options.thin), disable=not show,
-               desc=run.name, unit="update", leave=False)  # fmt: skip
-    started = time.time()
-    files: list[Path] = []
+    })  # fmt: skip
+    settings = _settings(plan, ctx)
+    ckpt = ctx.checkpoint_path()
+    saved = _resume(ckpt, settings, run) if ctx.resume and ckpt is not None else None
+    if saved is not None:
+        summary["rows"] = saved.state["rows"]
+        summary["resumed"] = True
+    gen = torch.Generator(device=ctx.device)
+    gen.manual_seed(ctx.seed)
+    per_point = options.burn_in + n_meas * options.thin
+    show = sys.stderr.isatty() if ctx.progress is None else ctx.progress
+    bar = tqdm(total=len(points) * per_point, disable=not show, desc=run.name, unit="sweep",
+               leave=False)  # fmt: skip
+    start = saved.state["point"] if saved is not None else 0
+    bar.update(start * per_point)
     last_series: dict[str, np.ndarray] = {}
     try:
-        for point in points:
-            cm: GaugeModel = point.model
-            summary["params"] = dict(cm.model.params)
-            sampler = _sampler_for(cm, plan)
-            obs = _observables(cm, plan)
-            C = options.chains
-            dt = torch.complex128 if cm.group.name == "su2" else torch.float64
-            U = (hot_start(cm.group, C, cm.shape, gen, device=device, dtype=dt)
-                 if options.start == "hot" else cold_start(cm.group, C, cm.shape, device, dt))  # fmt: skip
-            if isinstance(sampler, LocalSampler):
-                sampler.start(U, options.start == "hot", gen)
-            series = {o.name: torch.empty(n_meas, C, dtype=torch.float64) for o in obs}
-            acc = torch.zeros(C, dtype=torch.float64)
-            row: dict[str, Any] = {s.name: v for s, v in zip(run.scans, point.values)}
-            measured = 0
-            try:
-                for _ in range(options.burn_in):
-                    U = sampler.step(U, gen)
-                    bar.update(1)
-                for k in range(n_meas):
-                    for _ in range(options.thin):
-                        U = sampler.step(U, gen)
-                        acc += sampler.acceptance.cpu()
-                    bar.update(options.thin)
-                    for o in obs:
-                        series[o.name][k] = o(U, getattr(sampler, "matter", None)).cpu()
-                    measured = k + 1
-                    if k % 64 == 63 or k == n_meas - 1:
-                        for o in obs:
-                            if not bool(torch.isfinite(series[o.name][: k + 1]).all()):
-                                _fail("P700", f"observable {o.name} became non-finite in run "
-                                      f"{run.name}", run.span, "check beta and step_size")  # fmt: skip
-            except KeyboardInterrupt:
-                if measured >= 2:
-                    summary["rows"].append(_row(row, obs, series, measured, acc, options, cm,
-                                                plan.scale))  # fmt: skip
-                summary["interrupted"] = True
-                if out is not None:
-                    outputs.write_summary(out, summary)
-                raise
-            summary["rows"].append(_row(row, obs, series, n_meas, acc, options, cm,
-                                     plan.scale))  # fmt: skip
-            last_series = {k: v.numpy() for k, v in series.items()}
-            summary["elapsed_s"] = round(time.time() - started, 3)
-            if out is not None:
-                outputs.write_summary(out, summary)
+        for k in range(start, len(points)):
+            point = points[k]
+            summary["params"] = dict(point.model.model.params)
+            resuming = saved is not None and saved.state["point"] == k
+            if resuming:  # the random stream as it was when the point was saved
+                gen.set_state(saved.tensors["generator"])
+            chains = GaugeChains(point.model, plan, gen, ctx.device, n_meas)
+            if resuming:
+                chains.restore(saved, ckpt, run.span)
+                bar.update(chains.sweeps_done)
+            chains.advance(bar, lambda c, k=k: _save(ckpt, c, k, summary, settings),
+                           ctx.checkpoint_seconds if ckpt is not None else None)  # fmt: skip
+            summary["rows"].append(chains.row({s.name: v for s, v in zip(run.scans,
+                                                                         point.values)}))  # fmt: skip
+            last_series = {name: v.numpy() for name, v in chains.series.items()}
+            ctx.recorder.write()
+            if ckpt is not None and k + 1 < len(points):
+                _save(ckpt, None, k + 1, summary, settings, gen)
     finally:
         bar.close()
     summary["complete"] = True
-    summary["elapsed_s"] = round(time.time() - started, 3)
-    if out is not None:
-        outputs.write_summary(out, summary)
+    ctx.recorder.write()
+    if ckpt is not None and ckpt.exists():
+        ckpt.unlink()  # complete: nothing to resume
+    files: list[Path] = []
+    if ctx.out is not None:
         names = [m.name for m in run.measures] or ["plaquette"]
         if len(summary["rows"]) > 1 and run.scans:
-            f = outputs.plot_rows(out, summary["rows"], run.scans[0].name, names, None,
+            f = outputs.plot_rows(ctx.out, summary["rows"], run.scans[0].name, names, None,
                                   "plot.png", f"{summary['model']} ({run.name})")  # fmt: skip
             if f:
                 files.append(f)
-        files.append(_history_plot(out, last_series, run.name))
-    return RunResult(summary, out, files)
+        files.append(_history_plot(ctx.out, last_series, run.name))
+    return RunResult(summary, ctx.out, files)
+
+
+def _settings(plan: GaugeSamplePlan, ctx: RunContext) -> dict[str, Any]:
+    """What a checkpoint of this run may be resumed with: every input of its numbers (the
+    points' models as IR, hashed, and their values; the sampler; the measures; seed; device)."""
+    run = plan.run
+    ir = "".join(print_ir(p.model.ir) for p in plan.points)
+    return {"run": run.name, "model": plan.checker.name,
+            "model_ir": hashlib.sha256(ir.encode()).hexdigest(),
+            "points": [dict(p.model.model.params) for p in plan.points],
+            "scan": {s.name: s.values for s in run.scans}, "scale": plan.scale,
+            "sampler": {"name": run.sampler, **plan.options.model_dump()},
+            "measures": [m.name + (f" = {to_text(m.expr)}" if m.expr is not None else "")
+                         for m in run.measures],
+            "seed": ctx.seed, "device": ctx.device.type}  # fmt: skip
+
+
+def _resume(path: Path, settings: dict[str, Any], run: RunState) -> Checkpoint | None:
+    """The checkpoint to continue from, validated against this run's settings (None: there is
+    none, and the run starts afresh)."""
+    if not path.exists():
+        return None
+    return load_checkpoint(path, settings, span=run.span)
+
+
+def _save(path: Path | None, chains: GaugeChains | None, point: int, summary: dict,
+          settings: dict, generator: torch.Generator | None = None) -> None:  # fmt: skip
+    """Checkpoint: the finished rows, and the chains of ``point`` (None: the point has not
+    started; only the random stream, to start it as an uninterrupted run would)."""
+    if path is None:
+        return
+    tensors = chains.tensors() if chains is not None else {"generator": generator.get_state()}
+    done = chains.sweeps_done if chains is not None else 0
+    save_checkpoint(path, Checkpoint(tensors, {"point": point, "rows": summary["rows"],
+                                               "sweeps_done": done}), settings)  # fmt: skip
+
+
+def _stored(t: Tensor) -> Tensor:
+    """A tensor as a checkpoint holds it (safetensors has no complex128: real and imaginary
+    parts in a trailing dimension)."""
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def _loaded(tensors: dict[str, Tensor], name: str, like: Tensor, path: Path,
+            span: Span | None) -> Tensor:  # fmt: skip
+    """The checkpoint's ``name`` in the shape, dtype and device of ``like`` (P602 otherwise)."""
+    t = tensors.get(name)
+    want = _stored(torch.empty(like.shape, dtype=like.dtype, device="meta"))
+    if t is None or tuple(t.shape) != tuple(want.shape) or t.dtype != want.dtype:
+        got = "absent" if t is None else f"{tuple(t.shape)} {t.dtype}"
+        _fail("P602", f"checkpoint {path}: tensor '{name}' is {got}, expected "
+              f"{tuple(want.shape)} {want.dtype}", span,
+              "delete it, or run without --resume to start afresh")  # fmt: skip
+    t = t.to(like.device)
+    return torch.view_as_complex(t.contiguous()) if like.is_complex() else t
+
+
+class GaugeChains:
+    """The chains of one scan point: links (and matter fields) of every chain, their random
+    stream, the measurements so far and the sweep counter. ``advance`` sweeps to the end of the
+    point (resumable: ``tensors``/``restore`` are the checkpoint), ``row`` is the point's row."""
+
+    def __init__(self, cm: GaugeModel, plan: GaugeSamplePlan, generator: torch.Generator,
+                 device: torch.device, n_meas: int):  # fmt: skip
+        options = plan.options
+        self.cm, self.options, self.scale = cm, options, plan.scale
+        self.generator, self.n_meas, self.run = generator, n_meas, plan.run
+        self.sampler = _sampler_for(cm, plan)
+        self.obs = _observables(cm, plan)
+        C, hot = options.chains, options.start == "hot"
+        dt = torch.complex128 if cm.group.name == "su2" else torch.float64
+        self.U = (hot_start(cm.group, C, cm.shape, generator, device=device, dtype=dt) if hot
+                  else cold_start(cm.group, C, cm.shape, device, dt))  # fmt: skip
+        if isinstance(self.sampler, LocalSampler):
+            self.sampler.start(self.U, hot, generator)
+        self.series = {o.name: torch.empty(n_meas, C, dtype=torch.float64) for o in self.obs}
+        self.acc = torch.zeros(C, dtype=torch.float64)  # acceptance summed over measured sweeps
+        self.sweeps_done = 0
+
+    @property
+    def measured(self) -> int:
+        return max(0, self.sweeps_done - self.options.burn_in) // self.options.thin
+
+    @property
+    def matter(self) -> dict[str, Tensor]:
+        return self.sampler.matter if isinstance(self.sampler, LocalSampler) else {}
+
+    def tensors(self) -> dict[str, Tensor]:
+        k = self.measured
+        out = {"links": _stored(self.U), "generator": self.generator.get_state(),
+               "acceptance": self.acc}  # fmt: skip
+        out.update({f"matter/{n}": _stored(v) for n, v in self.matter.items()})
+        out.update({f"series/{n}": s[:k] for n, s in self.series.items()})
+        return out
+
+    def restore(self, saved: Checkpoint, path: Path, span: Span | None) -> None:
+        """Continue from a checkpoint of this point (a tensor that does not fit is a P602)."""
+        t = saved.tensors
+        if "links" not in t:  # saved before the point started: only its random stream
+            return
+        self.generator.set_state(t["generator"])
+        self.sweeps_done = int(saved.state["sweeps_done"])
+        k = self.measured
+        self.U = _loaded(t, "links", self.U, path, span)
+        if isinstance(self.sampler, LocalSampler):
+            self.sampler.matter = {n: _loaded(t, f"matter/{n}", v, path, span)
+                                   for n, v in self.sampler.matter.items()}  # fmt: skip
+        self.acc.copy_(_loaded(t, "acceptance", self.acc, path, span))
+        for n, s in self.series.items():
+            s[:k].copy_(_loaded(t, f"series/{n}", s[:k], path, span))
+
+    def advance(self, bar, save: Callable[[GaugeChains], None], every: float | None) -> None:
+        """Sweep to the end of the point; ``save(self)`` at least every ``every`` seconds."""
+        opts, sampler, gen = self.options, self.sampler, self.generator
+        total = opts.burn_in + self.n_meas * opts.thin
+        last = time.monotonic()
+        while self.sweeps_done < total:
+            self.U = sampler.step(self.U, gen)
+            self.sweeps_done += 1
+            after = self.sweeps_done - opts.burn_in  # measured-phase sweeps done
+            if after > 0:
+                self.acc += sampler.acceptance.cpu()
+                if after % opts.thin == 0:
+                    self._measure(after // opts.thin - 1)
+            bar.update(1)
+            if every is not None and time.monotonic() - last >= every:
+                save(self)
+                last = time.monotonic()
+
+    def _measure(self, k: int) -> None:
+        for o in self.obs:
+            self.series[o.name][k] = o(self.U, self.matter).cpu()
+        if k % 64 == 63 or k == self.n_meas - 1:
+            for o in self.obs:
+                if not bool(torch.isfinite(self.series[o.name][: k + 1]).all()):
+                    _fail("P700", f"observable {o.name} became non-finite in run "
+                          f"{self.run.name}", self.run.span, "check beta and step_size")  # fmt: skip
+
+    def row(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The point's row: its scan values, the observables with errors, the acceptance and
+        the exact references where known."""
+        return _row(values, self.obs, self.series, self.n_meas, self.acc, self.options, self.cm,
+                    self.scale)  # fmt: skip
 
 
 def _row(row, obs, series, n, acc, options, cm, scale: float = 1.0) -> dict:
@@ -306,14 +439,15 @@ def _sample(cm: GaugeModel, n: int, shape: tuple[int, ...], sweeps: int, gen, de
 
 
 def run_regress(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    sets, device, seed, out = ctx.sets, ctx.device, ctx.seed, ctx.out
-    plan = plan_regress(task, program, sets, program.compile_ir)
+    """Sample the data, train every learner and test it on every lattice size; each learner's
+    rows are written as soon as it is tested (``ctx.recorder``)."""
+    device, seed, out = ctx.device, ctx.seed, ctx.out
+    plan = plan_regress(task, program, ctx.sets, program.compile_ir)
     run, stmt, options, learners = plan.run, plan.stmt, plan.options, plan.learners
     cms: list[GaugeModel] = [p.model for p in plan.points]
     target = _target_fn(cms[0], plan.target)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
-    started = time.time()
     per = max(1, options.samples // len(cms))
     per_test = max(1, options.test_samples // len(cms))
     L_train = cms[0].shape
@@ -326,7 +460,8 @@ def run_regress(task: TaskIR, program, ctx: RunContext) -> RunResult:
     U_tr, y_tr = data(L_train, per)
     sizes = [L_train[0]] + [L for L in options.test_L if L != L_train[0]]
     tests = {L: data((L,) * d, per_test) for L in sizes}
-    summary: dict[str, Any] = {
+    summary = ctx.recorder.summary
+    summary.update({
         "run": run.name, "source": program.name, "model": program.checker_for(task).name,
         "params": dict(cms[0].model.params), "device": str(device), "seed": seed,
         # the data sampler (the command line's report reads summary["sampler"]["name"])
@@ -334,7 +469,7 @@ def run_regress(task: TaskIR, program, ctx: RunContext) -> RunResult:
         "target": span_text(stmt.target_span), "options": options.model_dump(),
         "scan": {s.name: s.values for s in run.scans}, "train_L": list(L_train),
         "rows": [], "complete": False,
-    }  # fmt: skip
+    })  # fmt: skip
     for name, kind, opts in learners:
         g = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
@@ -355,13 +490,11 @@ def run_regress(task: TaskIR, program, ctx: RunContext) -> RunResult:
                             "stderr": float(se.std(ddof=1) / math.sqrt(len(se)))},
                     "relative_rmse": rel, "target_std": std, "train_loss": hist[-1],
                 })  # fmt: skip
-        if out is not None:
-            outputs.write_summary(out, summary)
+        ctx.recorder.write()
     summary["complete"] = True
-    summary["elapsed_s"] = round(time.time() - started, 3)
+    ctx.recorder.write()
     files: list[Path] = []
     if out is not None:
-        outputs.write_summary(out, summary)
         files += _regress_outputs(out, summary)
     return RunResult(summary, out, files)
 
@@ -404,7 +537,7 @@ def _regress_outputs(out: Path, summary: dict) -> list[Path]:
     return [out / "generalisation.png", out / "table.md"]
 
 
-__all__ = ["run_gauge_sample", "run_regress", "Observable", "bind"]
+__all__ = ["GaugeChains", "Observable", "bind", "run_gauge_sample", "run_regress"]
 
 
 def bind(catalogue: Catalogue) -> None:

@@ -26,16 +26,19 @@ recall dynamics (glauber, an ``updates`` entry), optimisers, schedules, the ``gi
 and the observables of train and sample runs -- are catalogue entries of family boltzmann
 (schemas in ``physml_lang/catalogue/boltzmann.py``), bound by :func:`bind`. Each run starts
 from its static plan (:mod:`physml_lang.runtime.plans.learners`, what ``physml check`` runs),
-checked here on the compiled model's derivation, then runs it with torch.
+checked here on the compiled model's derivation, then runs it with torch inside the run
+driver's context (``runtime/driver.py``): each finished point's row goes to disk at once
+through ``ctx.recorder``; training checkpoints after every epoch in the one checkpoint format
+(``runtime/checkpoint.py``) and continues from it only with ``--resume``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from tqdm import tqdm
 
@@ -57,8 +61,10 @@ from physml_lang.catalogue.boltzmann import (
 from physml_lang.compiler.instance import RealData
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError
+from physml_lang.ir.model import ModelIR
 from physml_lang.ir.task import CallValue, TaskIR
-from physml_lang.ir.walk import fail
+from physml_lang.ir.text import print_ir
+from physml_lang.ir.walk import fail, to_text
 from physml_lang.runtime.plans.learners import (
     BoltzmannSamplePlan,
     RecallPlan,
@@ -129,10 +135,15 @@ LEARNER_MEASURE = LearnerMeasure()
 # ---------------------------------------------------------------- shared
 
 
-def _summary(run: RunState, program, device, seed, task: str, extra: dict) -> dict:
-    return {"run": run.name, "source": program.name, "model": "", "params": {},
-            "device": str(device), "seed": seed, "sampler": {"name": task, **extra},
-            "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False}  # fmt: skip
+def _summary(run: RunState, program, ctx: RunContext, task: str, extra: dict) -> dict:
+    """The run's summary (``ctx.recorder.summary``, what summary.json holds), started."""
+    summary = ctx.recorder.summary
+    summary.update({"run": run.name, "source": program.name, "model": "", "params": {},
+                    "device": str(ctx.device), "seed": ctx.seed,
+                    "sampler": {"name": task, **extra},
+                    "scan": {s.name: s.values for s in run.scans}, "rows": [],
+                    "complete": False})  # fmt: skip
+    return summary
 
 
 def _estimate(x: np.ndarray) -> dict:
@@ -153,18 +164,18 @@ def _recall_model(run: RunState, program, plan: RecallPlan,
 
 
 def run_recall(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
-    """Cue each stored pattern (corrupted by ``flip``), run the dynamics, measure overlaps."""
+    """Cue each stored pattern (corrupted by ``flip``), run the dynamics, measure overlaps;
+    each point's row is written at once."""
+    device, out = ctx.device, ctx.out
     run = RunState.of(task)
-    plan = plan_recall(run, program, sets)
+    plan = plan_recall(run, program, ctx.sets)
     dyn, opts, points = plan.dynamics, plan.options, plan.points
-    summary = _summary(run, program, device, seed, "recall", dyn.model_dump())
+    summary = _summary(run, program, ctx, "recall", dyn.model_dump())
     summary["model"] = plan.checker.name
     summary["recall"] = opts.model_dump()
     dynamics = CATALOGUE.updates.implementation(statements(run).recall["dynamics"].name, FAMILY)
-    show = sys.stderr.isatty() if progress is None else progress
-    started = time.time()
-    g = torch.Generator(device=device).manual_seed(seed)
+    show = sys.stderr.isatty() if ctx.progress is None else ctx.progress
+    g = torch.Generator(device=device).manual_seed(ctx.seed)
     bar = tqdm(total=len(points) * dyn.sweeps, disable=not show, desc=run.name, unit="sweep",
                leave=False)  # fmt: skip
     try:
@@ -211,16 +222,12 @@ def run_recall(task: TaskIR, program, ctx: RunContext) -> RunResult:
                    "energy_final": _estimate(e_final.cpu().numpy()),
                    "sweeps": sweeps}  # fmt: skip
             summary["rows"].append(row)
-            summary["elapsed_s"] = round(time.time() - started, 3)
-            if out is not None:
-                outputs.write_summary(out, summary)
+            ctx.recorder.write()
     finally:
         bar.close()
     summary["complete"] = True
-    files = []
-    if out is not None:
-        outputs.write_summary(out, summary)
-        files = _plots(out, run, summary, ["overlap", "retrieved"], "alpha")
+    ctx.recorder.write()
+    files = _plots(out, run, summary, ["overlap", "retrieved"], "alpha") if out else []
     return RunResult(summary, out, files)
 
 
@@ -245,10 +252,12 @@ def _plots(out: Path, run: RunState, summary: dict, default: list[str], default_
 
 
 def _train_point(run: RunState, program, plan: TrainPlan,
-                 point: dict) -> tuple[BoltzmannModel, TrainPoint]:  # fmt: skip
-    """The compiled learner at one scan point, with its data and layout checked."""
-    cm = program.compile_ir(train_ir(plan, point), kind=FAMILY)
-    return cm, plan_train_point(run, program, plan, cm.derivation, program.data_loader, point)
+                 point: dict) -> tuple[ModelIR, BoltzmannModel, TrainPoint]:  # fmt: skip
+    """The learner's IR and compiled model at one scan point, with its data and layout
+    checked."""
+    ir = train_ir(plan, point)
+    cm = program.compile_ir(ir, kind=FAMILY)
+    return ir, cm, plan_train_point(run, program, plan, cm.derivation, program.data_loader, point)
 
 
 def _aux_model(program, call: CallValue, kind: str | None = None):
@@ -279,52 +288,94 @@ def _physical_measures(run: RunState, program) -> PhysicalMeasures | None:
     return PhysicalMeasures(cm, measures, compiler, kernels)
 
 
-def _config_hash(plan: TrainPlan, point: dict) -> str:
-    keys = {"point": point, "learner": plan.learner_args, "opts": plan.options.model_dump(),
-            "objective": [plan.objective[0], plan.objective[1].model_dump()],
-            "optimizer": [plan.optimizer[0], plan.optimizer[1].model_dump()],
-            "schedule": [plan.schedule[0], plan.schedule[1].model_dump()]}  # fmt: skip
-    return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _settings(run: RunState, plan: TrainPlan, k: int, ir: ModelIR, fed: TrainPoint,
+              ctx: RunContext) -> dict[str, Any]:  # fmt: skip
+    """What a checkpoint of point ``k`` may be resumed with: every input of its numbers (the
+    learner's IR, the data's shape and content hash, the scan, every option of training and
+    evaluation, the seed and the device kind), one key per option so that a mismatch names it."""
+    st = statements(run)
+    values = np.ascontiguousarray(fed.values)
+    out: dict[str, Any] = {
+        "run": run.name, "learner": plan.checker.name, "model": print_ir(ir),
+        "points": plan.points, "point": k, "data": plan.options.data,
+        "data.shape": list(values.shape),
+        "data.sha256": hashlib.sha256(values.tobytes()).hexdigest(),
+        "measures": [m.name + (f" = {to_text(m.expr)}" if m.expr is not None else "")
+                     for m in run.measures],
+        "seed": ctx.seed, "device": ctx.device.type}  # fmt: skip
+    train = plan.options.model_dump(exclude={"resume", "data"})
+    out.update({f"train.{n}": v for n, v in train.items()})
+    for group, (name, opts) in (("objective", plan.objective), ("optimizer", plan.optimizer),
+                                ("schedule", plan.schedule)):  # fmt: skip
+        out[group] = name
+        out.update({f"{group}.{n}": v for n, v in opts.model_dump().items()})
+    for group, given in (("generate", st.generate), ("ais", st.ais)):
+        if given is not None:
+            out.update({f"{group}.{n}": v for n, v in given.model_dump().items()})
+    out.update({name: print_ir(call) for name, call in st.train["models"].items()})
+    return out
+
+
+def _saved_point(path: Path, n_points: int) -> int:
+    """The scan point a checkpoint was saved at, read from its header before it is validated
+    (0 when it cannot be read: validating it then says what is wrong)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            point = json.loads((f.metadata() or {})["state"])["point"]
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError):
+        return 0
+    return point if isinstance(point, int) and 0 <= point < n_points else 0
 
 
 def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
+    """Train the learner at every scan point and evaluate it; each finished point's row is
+    written at once. The training state is checkpointed after every epoch
+    (``checkpoint.safetensors``, removed when the run completes); with ``--resume`` a killed
+    run continues from it bit-identically on the CPU (other settings: a located P602)."""
+    device, out = ctx.device, ctx.out
     run = RunState.of(task)
-    plan = plan_train(run, program, sets)
+    plan = plan_train(run, program, ctx.sets)
     opts = plan.options
     physical = _physical_measures(run, program)
-    summary = _summary(run, program, device, seed, "train",
+    summary = _summary(run, program, ctx, "train",
                        {"objective": plan.objective[0], **plan.objective[1].model_dump(),
                         "optimizer": plan.optimizer[0], **plan.optimizer[1].model_dump(),
-                        "schedule": plan.schedule[0], **opts.model_dump()})  # fmt: skip
+                        "schedule": plan.schedule[0],
+                        **opts.model_dump(exclude={"resume"})})  # fmt: skip
     summary["model"] = plan.checker.name
     summary["history"] = []
-    show = sys.stderr.isatty() if progress is None else progress
-    started = time.time()
+    show = sys.stderr.isatty() if ctx.progress is None else ctx.progress
     files: list[Path] = []
+    ckpt = ctx.checkpoint_path()
+    start = None  # the point a resumed run continues at
+    if ckpt is not None and ckpt.is_file():
+        if ctx.resume or opts.resume:  # resume = true: the deprecated way to say --resume
+            start = _saved_point(ckpt, len(plan.points))
+        else:  # a fresh run: the checkpoint of an earlier one is stale
+            ckpt.unlink()
     for k, point in enumerate(plan.points):
-        cm, fed = _train_point(run, program, plan, point)
+        if start is not None and k < start:
+            continue
+        ir, cm, fed = _train_point(run, program, plan, point)
         data, values = fed.data, fed.values
         cm = cm.to(device)
         summary["params"] = dict(cm.model.params)
-        g = torch.Generator(device=device).manual_seed(seed + 1000 * k)
+        g = torch.Generator(device=device).manual_seed(ctx.seed + 1000 * k)
         x = torch.as_tensor(values, dtype=cm.dtype, device=device)
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(device)
+        split = torch.Generator().manual_seed(ctx.seed)
+        perm = torch.randperm(len(x), generator=split).to(device)
         n_test = int(round(opts.test * len(x)))
         test, train = x[perm[:n_test]], x[perm[n_test:]]
         trainer = Trainer(cm, train, *plan.objective, *plan.optimizer, *plan.schedule,
                           opts.epochs, opts.batch, g, opts.max_weight, x.shape[1])  # fmt: skip
         suffix = f"_{k}" if len(plan.points) > 1 else ""
-        ckpt = out / f"checkpoint{suffix}.safetensors" if out is not None else None
-        chash = _config_hash(plan, point)
+        settings = _settings(run, plan, k, ir, fed, ctx)
         history: list[dict] = []
-        if ckpt is not None and opts.resume and ckpt.is_file():
-            meta = trainer.load(ckpt)
-            if meta.get("hash") == chash:
-                history = meta.get("history", [])
-            else:  # another configuration: start afresh
-                trainer = Trainer(cm, train, *plan.objective, *plan.optimizer, *plan.schedule,
-                                  opts.epochs, opts.batch, g, opts.max_weight, x.shape[1])  # fmt: skip
+        if k == start and ckpt is not None:
+            saved = trainer.load(ckpt, settings, run.span)
+            history = saved["history"]
+            summary["rows"], summary["history"] = saved["rows"], saved["histories"]
+            summary["resumed"] = True
         n_batches = max(1, len(train) // trainer.batch)
         bar = tqdm(total=opts.epochs * n_batches, initial=trainer.epoch * n_batches,
                    disable=not show, desc=f"{run.name}{suffix}", unit="step", leave=False)  # fmt: skip
@@ -335,30 +386,23 @@ def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
 
         try:
             while trainer.epoch < opts.epochs:
-                rec = trainer.run_epoch(on_step)
-                history.append(rec)
+                history.append(trainer.run_epoch(on_step))
                 if ckpt is not None:
-                    trainer.save(ckpt, {"hash": chash, "history": history})
+                    trainer.save(ckpt, settings, {"point": k, "history": history,
+                                                  "rows": summary["rows"],
+                                                  "histories": summary["history"]})  # fmt: skip
         except Divergence as exc:
-            bar.close()
             summary["history"].append(history)
             summary["diverged"] = str(exc)
-            if out is not None:
-                outputs.write_summary(out, summary)
+            ctx.recorder.write()
             kept = (f"the last good checkpoint (epoch {trainer.epoch}) is kept in {ckpt}"
                     if ckpt is not None and ckpt.is_file() else "no checkpoint was written")  # fmt: skip
             raise PhysmlError(Diagnostic(
                 "P700", f"training diverged at epoch {trainer.epoch + 1}, step "
                 f"{trainer.step_count}: {exc}", statements(run).train["span"],
                 f"lower the learning rate or add weight_decay; {kept}")) from None  # fmt: skip
-        except KeyboardInterrupt:
+        finally:
             bar.close()
-            summary["history"].append(history)
-            summary["interrupted"] = True
-            if out is not None:
-                outputs.write_summary(out, summary)
-            raise
-        bar.close()
         summary["history"].append(history)
         if out is not None:
             save_params(cm, out / f"params{suffix}.safetensors")
@@ -367,12 +411,12 @@ def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
         row.update(_evaluate(run, program, cm, trainer, train, test, last, data, g, out, suffix,
                              files, physical))  # fmt: skip
         summary["rows"].append(row)
-        summary["elapsed_s"] = round(time.time() - started, 3)
-        if out is not None:
-            outputs.write_summary(out, summary)
+        ctx.recorder.write()
     summary["complete"] = True
+    ctx.recorder.write()
+    if ckpt is not None and ckpt.exists():
+        ckpt.unlink()  # complete: nothing to resume
     if out is not None:
-        outputs.write_summary(out, summary)
         files += _history_plot(out, summary)
         if len(summary["rows"]) > 1:
             x = run.scans[0].name if run.scans else "epochs"
@@ -507,8 +551,6 @@ def _sample_grid(path: Path, samples: torch.Tensor, data: RealData) -> Path | No
         if side * side != n:
             return None
         shape = (side, side)
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -601,20 +643,20 @@ def gibbs_series(cm: BoltzmannModel, opts: GibbsSampleOptions, beta: float, g, o
 
 
 def run_boltzmann_sample(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
     """Gibbs sampling of a Boltzmann model (block updates of fields that do not interact with
-    themselves, site by site otherwise); per-unit means are written to moments.npz."""
+    themselves, site by site otherwise); each point's row is written at once, per-unit means to
+    moments.npz at the end."""
+    device, out = ctx.device, ctx.out
     run = RunState.of(task)
-    plan = plan_boltzmann_sample(run, program, sets)
+    plan = plan_boltzmann_sample(run, program, ctx.sets)
     checker, entry, opts, points = plan.checker, plan.entry, plan.options, plan.points
-    summary = _summary(run, program, device, seed, "gibbs", opts.model_dump())
+    summary = _summary(run, program, ctx, "gibbs", opts.model_dump())
     summary["sampler"]["name"] = run.sampler
     summary["model"] = checker.name
-    show = sys.stderr.isatty() if progress is None else progress
+    show = sys.stderr.isatty() if ctx.progress is None else ctx.progress
     bar = tqdm(total=len(points) * (opts.burn_in + opts.sweeps), disable=not show,
                desc=run.name, unit="sweep", leave=False)  # fmt: skip
-    g = torch.Generator(device=device).manual_seed(seed)
-    started = time.time()
+    g = torch.Generator(device=device).manual_seed(ctx.seed)
     moments: dict[str, np.ndarray] = {}
     names = [m.name for m in run.measures] or ["energy"]
     try:
@@ -635,17 +677,13 @@ def run_boltzmann_sample(task: TaskIR, program, ctx: RunContext) -> RunResult:
                 moments[f"{f}_mean_{k}"] = np.array([e.mean for e in est])
                 moments[f"{f}_stderr_{k}"] = np.array([e.stderr for e in est])
             summary["rows"].append(row)
-            summary["elapsed_s"] = round(time.time() - started, 3)
-            if out is not None:
-                outputs.write_summary(out, summary)
+            ctx.recorder.write()
     finally:
         bar.close()
     summary["complete"] = True
+    ctx.recorder.write()
     files: list[Path] = []
     if out is not None:
-        outputs.write_summary(out, summary)
-        import io
-
         buf = io.BytesIO()
         np.savez(buf, **moments)
         outputs._atomic_write(out / "moments.npz", buf.getvalue())

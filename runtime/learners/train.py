@@ -21,16 +21,16 @@ mean E(positive) - mean E(negative).
 
 The objectives (cd, pcd), optimisers (sgd, adam) and learning-rate schedules are catalogue entries
 (options schemas in ``physml_lang/catalogue/boltzmann.py``); :func:`bind` attaches their
-implementations here, and a :class:`Trainer` finds them by name. Checkpoints are
-safetensors files (parameters, optimiser moments, persistent chains, generator state); a run
-resumes from one, and a diverging run (NaN, exploding weights) stops with a P700 diagnostic and
-keeps its last good checkpoint.
+implementations here, and a :class:`Trainer` finds them by name. Checkpoints are in the one
+format of ``runtime/checkpoint.py`` (parameters, optimiser state, persistent chains, generator
+state; epoch and step), so that a resumed training continues bit-identically on the CPU; a
+diverging run (NaN, exploding weights) stops with a P700 diagnostic and keeps its last good
+checkpoint.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,13 +39,15 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.boltzmann import FAMILY
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
+from physml_lang.diagnostics import Span
 from physml_lang.runtime.plans.learners import check_enumerable, training_layout
 
+from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .gibbs import GibbsSampler
 
 # ---------------------------------------------------------------- objectives
@@ -164,6 +166,7 @@ class Trainer:
         self.generator = generator
         self.max_weight = max_weight
         self.params = list(model.params.values())
+        self.optimizer_spec = (optimizer, optimizer_opts)
         self.optimizer = make_optimizer(optimizer, optimizer_opts, self.params)
         self.base_lr = optimizer_opts.lr
         self.sampler = GibbsSampler(model, 1.0, generator)
@@ -278,56 +281,78 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"]}  # fmt: skip
 
     # ---------------------------------------------------------------- checkpoints
-    def save(self, path: Path, meta: dict) -> None:
-        """Parameters, optimiser moments, persistent chains and generator state."""
-        tensors = {f"param.{k}": v.detach().contiguous().cpu()
-                   for k, v in self.model.params.items()}  # fmt: skip
-        opt = self.optimizer.state_dict()
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The training state as named tensors: parameters (``param/W``), optimiser state
+        (``opt/W/exp_avg``, ...), persistent chains (``chain/v``: (chains, sites)), positive
+        chains of general BMs (``pos/v``: (examples, sites)) and the generator state."""
+        out = {f"param/{k}": v.detach() for k, v in self.model.params.items()}
+        out.update(_optimizer_tensors(self.optimizer, list(self.model.params)))
+        for prefix, chains in (("chain", self.chains), ("pos", self.pos_chains)):
+            out.update({f"{prefix}/{f}": x for f, x in (chains or {}).items()})
+        out["generator"] = self.generator.get_state()
+        return out
+
+    def expected(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        """Name -> (shape, dtype) of every tensor a checkpoint of this trainer holds once it
+        has taken a step (the optimiser's state as a step of a copy creates it)."""
+        out = {k: (tuple(t.shape), t.dtype) for k, t in self.tensors().items()
+               if not k.startswith("opt/")}  # fmt: skip
         names = list(self.model.params)
-        for idx, st in opt["state"].items():
-            for key, val in st.items():
-                t = val if isinstance(val, torch.Tensor) else torch.tensor(val)
-                tensors[f"opt.{names[idx]}.{key}"] = t.detach().contiguous().cpu()
-        if self.chains is not None:
-            for f, x in self.chains.items():
-                tensors[f"chain.{f}"] = x.contiguous().cpu()
-        if self.pos_chains is not None:
-            for f, x in self.pos_chains.items():
-                tensors[f"pos.{f}"] = x.contiguous().cpu()
-        tensors["rng"] = self.generator.get_state().cpu()
-        metadata = {"epoch": str(self.epoch), "step": str(self.step_count),
-                    "groups": json.dumps(opt["param_groups"]), "meta": json.dumps(meta)}  # fmt: skip
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=metadata)
-        tmp.replace(path)
+        copies = [p.detach().clone().requires_grad_(True) for p in self.params]
+        probe = make_optimizer(*self.optimizer_spec, copies)
+        for c in copies:
+            c.grad = torch.zeros_like(c)
+        probe.step()
+        state = _optimizer_tensors(probe, names)
+        out.update({k: (tuple(t.shape), t.dtype) for k, t in state.items()})
+        return out
 
-    def load(self, path: Path) -> dict:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata()
-        tensors = load_file(str(path))
-        dev = self.model._device()
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continue from ``checkpoint`` (validated against :meth:`expected`): parameters,
+        optimiser state, chains, generator, epoch and step."""
+        t, dev = checkpoint.tensors, self.model._device()
+        names = list(self.model.params)
         with torch.no_grad():
             for k, p in self.model.params.items():
-                p.copy_(tensors[f"param.{k}"].to(dev))
-        names = list(self.model.params)
-        state = {}
-        for key, val in tensors.items():
-            if key.startswith("opt."):
-                _, pname, what = key.split(".", 2)
-                state.setdefault(names.index(pname), {})[what] = val.to(dev) if val.dim() else val
-        self.optimizer.load_state_dict({"state": state,
-                                        "param_groups": json.loads(metadata["groups"])})  # fmt: skip
+                p.copy_(t[f"param/{k}"].to(dev))
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, val in t.items():
+            if key.startswith("opt/"):
+                _, pname, what = key.split("/", 2)
+                state.setdefault(names.index(pname), {})[what] = val
+        groups = self.optimizer.state_dict()["param_groups"]
+        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
         if self.chains is not None:
-            self.chains = {f: tensors[f"chain.{f}"].to(dev) for f in self.chains}
-        if self.pos_chains is not None and all(f"pos.{f}" in tensors for f in self.pos_chains):
-            self.pos_chains = {f: tensors[f"pos.{f}"].to(dev) for f in self.pos_chains}
-        self.generator.set_state(tensors["rng"])
-        self.epoch = int(metadata["epoch"])
-        self.step_count = int(metadata["step"])
-        return json.loads(metadata["meta"])
+            self.chains = {f: t[f"chain/{f}"].to(dev) for f in self.chains}
+        if self.pos_chains is not None:
+            self.pos_chains = {f: t[f"pos/{f}"].to(dev) for f in self.pos_chains}
+        self.generator.set_state(t["generator"])
+        self.epoch = int(checkpoint.state["epoch"])
+        self.step_count = int(checkpoint.state["step"])
+
+    def save(self, path: Path, settings: dict[str, Any], state: dict[str, Any]) -> None:
+        """Checkpoint (``runtime/checkpoint.py``) with the epoch, step and ``state``;
+        ``settings``: everything the numbers depend on."""
+        progress = {"epoch": self.epoch, "step": self.step_count, **state}
+        save_checkpoint(path, Checkpoint(self.tensors(), progress), settings)
+
+    def load(self, path: Path, settings: dict[str, Any], span: Span | None = None) -> dict:
+        """Continue from the checkpoint at ``path``; returns its state. A checkpoint that is
+        corrupt, made with other ``settings`` or of other shapes is a located P602."""
+        checkpoint = load_checkpoint(path, settings, self.expected(), span)
+        self.restore(checkpoint)
+        return checkpoint.state
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer,
+                       names: list[str]) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The optimiser's per-parameter state (moments, step counts) by parameter name."""
+    out = {}
+    for idx, st in optimizer.state_dict()["state"].items():
+        for key, val in st.items():
+            if isinstance(val, torch.Tensor):
+                out[f"opt/{names[idx]}/{key}"] = val
+    return out
 
 
 def save_params(model: BoltzmannModel, path: Path) -> None:

@@ -32,7 +32,7 @@ from physml_lang.catalogue.gauge import (
     RegressOptions,
 )
 from physml_lang.check.constants import evaluate
-from physml_lang.check.model import ModelChecker, option_names, validate_options
+from physml_lang.check.model import ModelChecker, validate_options
 from physml_lang.compiler.derive.gauge import GaugeDerivation, Kind, Offset
 from physml_lang.compiler.lower.backends import NUMPY
 from physml_lang.compiler.lower.gauge import Env
@@ -329,7 +329,7 @@ def _resolve_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] |
     schema = entry.schema
     params = set(checker.param_names)
     apply_sets(run, sets or {}, params,
-               [Settable("sampler option", option_names(schema), run.sampler_options)])
+               [Settable.options("sampler option", schema, run.sampler_options)])
     options = option_values(run.sampler_options, schema, run.sampler_span,
                             f"sampler {run.sampler}")  # fmt: skip
     for s in run.scans:
@@ -522,7 +522,7 @@ def plan_regress(task: TaskIR, program, sets: dict[str, Any] | None,
     params = set(checker.param_names)
     ropts = dict(stmt.options)
     apply_sets(run, sets or {}, params,
-               [Settable("regress option", option_names(RegressOptions), ropts)])
+               [Settable.options("regress option", RegressOptions, ropts)])
     options = option_values(ropts, RegressOptions, stmt.span, "regress")
     for s in run.scans:
         if s.name not in params:
@@ -569,6 +569,6 @@ def bind_checks(catalogue: Catalogue) -> None:
 __all__ = ["FUNCS", "Colouring", "GaugeSamplePlan", "Measure", "Point", "RegressPlan",
            "RegressStatement", "bind_checks", "builtin_observables", "check_gauge_sample",
            "check_link_parity", "check_regress", "defined_for", "gauge_of", "learner_hint",
-           "local_colouring", "local_colourings", "loop_size", "measures", "plan_gauge_sample",
-           "plan_regress", "regress_learners", "regress_target", "sampler_hint",
-           "sampler_updates"]  # fmt: skip
+           "local_colouring", "local_colourings", "loop_size", "measures",
+           "plan_gauge_sample", "plan_regress", "regress_learners", "regress_target",
+           "sampler_hint", "sampler_updates"]  # fmt: skip

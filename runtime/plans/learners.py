@@ -4,11 +4,14 @@ models (Gibbs chains).
 
 A plan reads a run's statements (``recall``, ``train``, ``optimizer``, ``schedule``,
 ``generate``, ``ais``, ``data``, ``params``), validates every option against the catalogue's
-schemas (``physml_lang/catalogue/boltzmann.py``), resolves scans and ``--set`` overrides, and
-checks each point against the derived model (``program.derive(ir, kind="boltzmann")``: site
-sets, fields, blocks, learnable arrays): the data that feed a field (shape (samples, n_sites)
-and domain), the visible and latent units of training, the learned-parameter file a sample run
-loads (names and shapes read from its header). ``check_*`` run the plans for ``physml check``;
+schemas (``physml_lang/catalogue/boltzmann.py``), resolves scans and ``--set`` overrides (the
+shared resolver of ``runtime/plans/parameters.py``: scan variables, lets, model parameters,
+then the options of the run's statements: recall, dynamics, train, objective, optimizer,
+schedule, sampler), and checks each point against the derived model
+(``program.derive(ir, kind="boltzmann")``: site sets, fields, blocks, learnable arrays): the
+data that feed a field (shape (samples, n_sites) and domain), the visible and latent units of
+training, the learned-parameter file a sample run loads (names and shapes read from its
+header). ``check_*`` run the plans for ``physml check``;
 the runtime's tasks (``runtime/learners/tasks.py``) start from the same plans and run them on
 the compiled model's derivation.
 """
@@ -37,12 +40,12 @@ from physml_lang.catalogue.boltzmann import (
     RecallOptions,
     TrainOptions,
 )
-from physml_lang.check.model import ModelChecker, validate_options
+from physml_lang.check.model import ModelChecker, option_names, validate_options
 from physml_lang.check.program import stdlib_index, stdlib_model
 from physml_lang.check.tasks import STATEMENTS
 from physml_lang.compiler.derive.boltzmann import BoltzmannDerivation
 from physml_lang.compiler.instance import ModelInstance, RealData
-from physml_lang.diagnostics import PhysmlError, Span, did_you_mean
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean, warn
 from physml_lang.ir.model import GraphIR, ModelIR
 from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
 from physml_lang.ir.walk import fail
@@ -50,7 +53,8 @@ from physml_lang.ir.walk import fail
 from .. import data as data_sources
 from ..data import DataLoader, check_feeds
 from ..tasks import RunState, TaskCheck, plain
-from .sample import check_measures
+from .parameters import Located, Settable, apply_sets
+from .sample import THERMAL, check_measures
 
 # the program a plan reads (physml_lang.api.Program, the layer above): its model declarations,
 # learners, data, runs, and ``derive(ir, kind)`` / ``compile_ir(ir, kind)`` of model IRs
@@ -72,34 +76,75 @@ def _call_of(v: Any, span: Span | None) -> CallValue:
     return v
 
 
-def _options(call: CallValue, schema: type[BaseModel], what: str,
-             positional: tuple[str, ...] = ()) -> BaseModel:  # fmt: skip
-    values, spans = {}, {}
+def call_values(call: CallValue, what: str, positional: tuple[str, ...] = ()) -> Located:
+    """The options of a call (``cd(1)``, ``adam(lr = 0.01)``) as name -> (value, span);
+    ``positional``: the names of options that may be given by position."""
     if len(call.args) > len(positional):
         fail("P302", f"{what} takes its options by name", call.span)
-    for name, a in zip(positional, call.args):
-        values[name], spans[name] = plain(a), call.span
-    for k in call.kwargs:
-        values[k.name], spans[k.name] = plain(k.value), k.span
-    values = {k: (str(v) if isinstance(v, Word) else v) for k, v in values.items()}
-    for k, v in list(values.items()):
+    values: Located = {name: (plain(a), call.span) for name, a in zip(positional, call.args)}
+    values.update({k.name: (plain(k.value), k.span) for k in call.kwargs})
+    return values
+
+
+def validated(schema: type[BaseModel], values: Located, where: Span | None,
+              what: str) -> BaseModel:  # fmt: skip
+    """Options (name -> (value, span)) validated against ``schema``: words as text, whole
+    numbers accepted where a real number is expected."""
+    plain_values = {k: (str(v) if isinstance(v, Word) else v) for k, (v, _) in values.items()}
+    for k, v in list(plain_values.items()):
         info = schema.model_fields.get(k)
         integer = isinstance(v, int) and not isinstance(v, bool)
         if info is not None and info.annotation is float and integer:
-            values[k] = float(v)
-    return validate_options(schema, values, spans, call.span, what)
+            plain_values[k] = float(v)
+    return validate_options(schema, plain_values, {k: s for k, (_, s) in values.items()}, where,
+                            what)  # fmt: skip
+
+
+def _options(call: CallValue, schema: type[BaseModel], what: str,
+             positional: tuple[str, ...] = ()) -> BaseModel:  # fmt: skip
+    return validated(schema, call_values(call, what, positional), call.span, what)
+
+
+def registry_entry(call: CallValue, registry: Registry, what: str) -> Entry:
+    """The entry of ``registry`` (of Boltzmann models or shared by every kind) a call names."""
+    entry = registry.get(call.name, FAMILY)
+    if entry is None:
+        known = registry.names(FAMILY)
+        fail("P200", f"unknown {what} '{call.name}'", call.name_span,
+             did_you_mean(call.name, set(known)) or f"{what}s: " + ", ".join(known))  # fmt: skip
+    return entry
 
 
 def registry_call(call: CallValue, registry: Registry, what: str,
                   positional: tuple[str, ...] = ()) -> BaseModel:  # fmt: skip
     """The validated options of a call naming an entry of ``registry`` (of Boltzmann models or
     shared by every kind)."""
-    entry = registry.get(call.name, FAMILY)
-    if entry is None:
-        known = registry.names(FAMILY)
-        fail("P200", f"unknown {what} '{call.name}'", call.name_span,
-             did_you_mean(call.name, set(known)) or f"{what}s: " + ", ".join(known))  # fmt: skip
+    entry = registry_entry(call, registry, what)
     return _options(call, entry.schema, f"{what} {call.name}", positional)
+
+
+@dataclass
+class CallOptions:
+    """A call naming a catalogue entry (``adam(lr = 0.01)``) and its options as name ->
+    (value, span), open to ``--set`` until :meth:`options` validates them."""
+
+    call: CallValue
+    schema: type[BaseModel]
+    values: Located
+    kind: str  # what the entry is: objective, optimizer, ...
+
+    @classmethod
+    def of(cls, call: CallValue, registry: Registry, kind: str,
+           positional: tuple[str, ...] = ()) -> CallOptions:  # fmt: skip
+        entry = registry_entry(call, registry, kind)
+        return cls(call, entry.schema, call_values(call, f"{kind} {call.name}", positional), kind)
+
+    def settable(self) -> Settable:
+        """Its options as a ``--set`` group."""
+        return Settable(f"{self.kind} option", option_names(self.schema), self.values)
+
+    def options(self) -> BaseModel:
+        return validated(self.schema, self.values, self.call.span, f"{self.kind} {self.call.name}")
 
 
 def is_learner_measure(name: str) -> bool:
@@ -167,9 +212,7 @@ class LearnerStatements:
                 continue
             v = item.value
             named[item.name] = (str(v) if isinstance(v, Word) else plain(v), item.span)
-        values = {k: v for k, (v, _) in named.items()}
-        validate_options(TrainOptions, values, {k: s for k, (_, s) in named.items()}, stmt.span,
-                         "train")  # fmt: skip
+        validated(TrainOptions, named, stmt.span, "train")
         self.train = {"learner": first.value.name, "span": first.value.span, "objective": call,
                       "named": named, "models": models}  # fmt: skip
 
@@ -226,18 +269,27 @@ def statements(run: RunState) -> LearnerStatements:
     return run.learning
 
 
-def scan_points(run: RunState, sets: dict[str, Any] | None) -> tuple[list[dict], dict]:
-    """Scan points (every combination) with ``let`` values; ``--set`` fixes a variable.
-    Returns the points and the ``--set`` values that are not scan variables."""
+def resolve_sets(run: RunState, sets: dict[str, Any] | None, params: set[str],
+                 groups: list[Settable],
+                 lets: set[str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Apply ``--set`` (:func:`~physml_lang.runtime.plans.parameters.apply_sets`): a scan
+    variable becomes that single point; a ``let`` value (``lets``: the names that may be let,
+    the run's lets by default) or a model parameter (``params``) is replaced; else the first of
+    ``groups`` with the name takes it. Returns the model parameters set that are neither scanned
+    nor let."""
     sets = dict(sets or {})
-    scans = []
-    for s in run.scans:
-        values = [sets.pop(s.name)] if s.name in sets else s.values
-        scans.append((s.name, values))
+    lets = set(run.lets) if lets is None else lets
+    apply_sets(run, sets, params - lets, [Settable("let", lets, run.lets), *groups])
+    fixed = lets | {s.name for s in run.scans}
+    return {k: v for k, v in sets.items() if k in params and k not in fixed}
+
+
+def scan_points(run: RunState, extra: dict[str, Any] | None = None) -> list[dict]:
+    """Scan points (every combination of the scans) with the ``let`` values, then ``extra``."""
     lets = {k: v for k, (v, _) in run.lets.items()}
-    combos = list(itertools.product(*[v for _, v in scans])) or [()]
-    points = [{**lets, **dict(zip([n for n, _ in scans], c))} for c in combos]
-    return points, sets
+    names = [s.name for s in run.scans]
+    combos = list(itertools.product(*[s.values for s in run.scans])) or [()]
+    return [{**lets, **dict(zip(names, c)), **(extra or {})} for c in combos]
 
 
 def field_feeds(data: RealData, model: BoltzmannDerivation, sites: int, span: Span | None,
@@ -273,23 +325,14 @@ def plan_recall(run: RunState, program: Program, sets: dict[str, Any] | None) ->
     measured names."""
     spec = statements(run).recall
     checker = program.checker_for(run.ir)
-    dyn = registry_call(spec["dynamics"], CATALOGUE.updates, "dynamics")
-    named = {k: v for k, (v, _) in spec["named"].items()}
-    opts = validate_options(RecallOptions, named, {k: s for k, (_, s) in spec["named"].items()},
-                            run.span, "recall")  # fmt: skip
-    points, rest = scan_points(run, sets)
+    dynamics = CallOptions.of(spec["dynamics"], CATALOGUE.updates, "dynamics")
+    named = dict(spec["named"])
     params = set(checker.param_names)
-    for k in list(rest):
-        if k in params:
-            for p in points:
-                p[k] = rest.pop(k)
-        elif k in type(dyn).model_fields:
-            dyn = dyn.model_copy(update={k: rest.pop(k)})
-        elif k in RecallOptions.model_fields:
-            opts = opts.model_copy(update={k: rest.pop(k)})
-    if rest:
-        k = next(iter(rest))
-        fail("P200", f"--set {k}: not a model parameter, scan variable or recall option", None)
+    recall = Settable("recall option", option_names(RecallOptions), named)
+    fixed = resolve_sets(run, sets, params, [dynamics.settable(), recall])
+    dyn = dynamics.options()
+    opts = validated(RecallOptions, named, run.span, "recall")
+    points = scan_points(run, fixed)
     for s in run.scans:
         if s.name not in params:
             fail("P200", f"cannot scan '{s.name}': not a parameter of model {checker.name}",
@@ -419,34 +462,30 @@ def plan_train(run: RunState, program: Program, sets: dict[str, Any] | None) -> 
     st = statements(run)
     spec = st.train
     checker, learner_args = learner_model(run, program)
-    named = {k: v for k, (v, _) in spec["named"].items()}
-    spans = spans_of(spec)
+    named: Located = dict(spec["named"])
     if st.data is not None:
-        named.setdefault("data", st.data[0])
-        spans.setdefault("data", st.data[1])
-    points, rest = scan_points(run, sets)
+        named.setdefault("data", st.data)
+    objective = CallOptions.of(spec["objective"], CATALOGUE.objectives, "objective", ("k",))
+    optimizer = CallOptions.of(st.optimizer or CallValue("adam", span=run.span,
+                               name_span=run.span), CATALOGUE.optimisers, "optimizer")  # fmt: skip
+    schedule = CallOptions.of(st.schedule or CallValue("constant", span=run.span,
+                              name_span=run.span), CATALOGUE.schedules, "schedule")  # fmt: skip
     params = set(checker.param_names)
-    for k in list(rest):
-        if k in params:
-            learner_args[k] = rest.pop(k)
-        elif k in TrainOptions.model_fields:
-            named[k] = rest.pop(k)
-    if rest:
-        k = next(iter(rest))
-        fail("P200", f"--set {k}: not a learner parameter, scan variable or train option", None,
-             did_you_mean(k, params | set(TrainOptions.model_fields)))  # fmt: skip
-    opts = validate_options(TrainOptions, named, spans, run.span, "train")
-    objective = spec["objective"]
-    oopts = registry_call(objective, CATALOGUE.objectives, "objective", ("k",))
-    opt_call = st.optimizer or CallValue("adam", span=run.span, name_span=run.span)
-    optopts = registry_call(opt_call, CATALOGUE.optimisers, "optimizer")
-    sch_call = st.schedule or CallValue("constant", span=run.span, name_span=run.span)
-    schopts = registry_call(sch_call, CATALOGUE.schedules, "schedule")
+    learner_args.update(resolve_sets(run, sets, params, [
+        Settable("train option", option_names(TrainOptions), named), objective.settable(),
+        optimizer.settable(), schedule.settable()]))  # fmt: skip
+    opts = validated(TrainOptions, named, run.span, "train")
+    if "resume" in named:
+        warn(Diagnostic("P403", "option 'resume' of train is deprecated: a run continues from "
+                        "its checkpoint when the command asks", named["resume"][1],
+                        "run with --resume (resume = true does the same for now)"))  # fmt: skip
     if opts.data is None:
         fail("P400", f"run {run.name} does not say what to train on", run.span,
              "add 'data = NAME' to the train statement")  # fmt: skip
-    return TrainPlan(checker, learner_args, opts, points, (objective.name, oopts),
-                     (opt_call.name, optopts), (sch_call.name, schopts), params)  # fmt: skip
+    return TrainPlan(checker, learner_args, opts, scan_points(run),
+                     (objective.call.name, objective.options()),
+                     (optimizer.call.name, optimizer.options()),
+                     (schedule.call.name, schedule.options()), params)  # fmt: skip
 
 
 def spans_of(spec: dict) -> dict[str, Span | None]:
@@ -640,32 +679,21 @@ def plan_boltzmann_sample(run: RunState, program: Program,
         fail("P200", f"sampler '{run.sampler}' does not apply to Boltzmann models", run.sampler_span,
              did_you_mean(run.sampler, set(known)) or "use sampler gibbs(chains = "
              "64, sweeps = 1000)")  # fmt: skip
-    values = {k: v for k, (v, _) in run.sampler_options.items()}
-    spans = {k: s for k, (_, s) in run.sampler_options.items()}
-    sets = dict(sets or {})
-    for k in list(sets):
-        if k in entry.schema.model_fields:
-            values[k] = sets.pop(k)
-    opts = validate_options(entry.schema, values, spans, run.sampler_span,
-                            f"sampler {run.sampler}")  # fmt: skip
     checker = program.checker_for(run.ir)
     params = set(checker.param_names)
-    thermal = {"T", "beta"}
+    thermal = set(THERMAL)
+    for name, (_, span) in run.lets.items():
+        if name not in params | thermal:
+            fail("P200", f"'let {name}': not T, beta or a model parameter", span)
+    fixed = resolve_sets(run, sets, params, [Settable(
+        "sampler option", option_names(entry.schema), run.sampler_options)],
+        lets=set(run.lets) | thermal)  # fmt: skip
+    opts = validated(entry.schema, run.sampler_options, run.sampler_span, f"sampler {run.sampler}")
     for s in run.scans:
         if s.name not in params | thermal:
             fail("P200", f"cannot scan '{s.name}': not T, beta or a parameter of model "
                  f"{checker.name}", s.span, did_you_mean(s.name, params | thermal))  # fmt: skip
-    for name, (_, span) in run.lets.items():
-        if name not in params | thermal:
-            fail("P200", f"'let {name}': not T, beta or a model parameter", span)
-    points, rest = scan_points(run, sets)
-    for k in list(rest):
-        if k in params:
-            for p in points:
-                p[k] = rest.pop(k) if k in rest else p.get(k)
-    if rest:
-        fail("P200", f"--set {next(iter(rest))}: not a model parameter, scan variable or "
-             "sampler option", None)  # fmt: skip
+    points = scan_points(run, fixed)
     for m in run.measures:
         if m.expr is not None or gibbs_observable(m.name) is None:
             fail("P200", f"'{m.name}' is not an observable of Boltzmann sample runs", m.span,

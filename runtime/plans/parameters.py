@@ -8,11 +8,11 @@ the run knows, with the closest one as a hint.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean, warn
 from physml_lang.runtime.tasks import RunState
 
 Located = dict[str, tuple[Any, Span | None]]  # name -> (value, span of its source)
@@ -20,12 +20,19 @@ Located = dict[str, tuple[Any, Span | None]]  # name -> (value, span of its sour
 
 @dataclass(frozen=True)
 class Settable:
-    """A group of names ``--set`` may assign: ``what`` they are (for messages), the names, and
-    the (value, span) dict a set value goes into."""
+    """A group of names ``--set`` may assign: ``what`` they are (for messages), the names, the
+    (value, span) dict a set value goes into, and old names (``renamed``: old -> new)."""
 
     what: str
     names: Collection[str]
     values: Located
+    renamed: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def options(cls, what: str, schema: type, values: Located) -> Settable:
+        """The options of a pydantic schema, with the old names it renamed."""
+        renamed = getattr(schema, "renamed", {})
+        return cls(what, set(schema.model_fields) | set(renamed), values, renamed)
 
 
 def apply_sets(run: RunState, sets: dict[str, Any], params: Collection[str],
@@ -43,6 +50,14 @@ def apply_sets(run: RunState, sets: dict[str, Any], params: Collection[str],
             group = next((g for g in groups if name in g.names), None)
             if group is None:
                 raise unknown_set(name, run, params, groups)
+            new = group.renamed.get(name)
+            if new is not None:
+                warn(Diagnostic("P403", f"--set {name}: {group.what} '{name}' is now called "
+                                f"'{new}'", None, f"--set {new}=... (the old name will be "
+                                "removed)"))  # fmt: skip
+                name = new
+            for old in [o for o, n in group.renamed.items() if n == name]:
+                group.values.pop(old, None)  # the program's value under the old name
             group.values[name] = (value, None)
 
 

@@ -1,8 +1,10 @@
 """Static plans of the quantum tasks (torch-free): what an ``exact`` or ``vmc`` run, or a
 classical ``sample`` run of a qubit model, would reject, checked without running.
 
-A plan reads a run's statements, applies ``--set`` overrides and scans, realises every point of
-the scan (``program.derive`` for ``physml check``; the runtime passes ``program.compile_ir``),
+A plan reads a run's statements, applies ``--set`` overrides and scans (``plans/parameters.py``:
+scan variables, model parameters, then the task's options and those of its learner, sampler and
+optimiser), realises every point of the scan (``program.derive`` for ``physml check``; the
+runtime passes ``program.compile_ir``),
 and validates against the catalogue's schemas and static facts: learners and the symmetries
 they can respect, samplers, optimisers, measured operators (Hermitian Pauli sums), magnetisation
 sectors and the size of an exact diagonalisation. The runtime's tasks
@@ -27,7 +29,7 @@ from physml_lang.catalogue.quantum import (
     MetropolisSpec,
     learner_conflict,
 )
-from physml_lang.check.model import validate_options
+from physml_lang.check.model import option_names
 from physml_lang.check.tasks import STATEMENTS
 from physml_lang.compiler.derive.quantum import (
     PauliBuilder,
@@ -36,17 +38,22 @@ from physml_lang.compiler.derive.quantum import (
     Value,
     verify_symmetry,
 )
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean, warn
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import ModelIR
 from physml_lang.ir.program import LearnerIR
 from physml_lang.ir.task import CallValue, ItemIR, StatementIR, TaskIR, Word
 
 from ..tasks import RunState, TaskCheck, option_values, plain
+from .parameters import Located, Settable, apply_sets
 
 MAX_ED_DIM = 2**22  # exact diagonalisation: sparse H with ~N nonzeros per row
-OVERRIDES = ("iterations", "samples", "final_samples", "resume", "levels", "sector",
-             "checkpoint_every", "pretrain")  # fmt: skip
+EXACT_OPTIONS = ("levels", "sector")  # what --set may give an exact run besides the model
+# ... and a vmc run (``resume``: the deprecated spelling of --resume, with a P403 warning)
+VMC_OPTIONS = ("iterations", "samples", "final_samples", "checkpoint_every", "pretrain", "resume")
+# Both tasks accept both sets (each ignores the other's): `physml run FILE --set iterations=50`
+# gives every run of a file the same --set, and quantum files pair exact and vmc runs.
+RUN_OPTIONS = EXACT_OPTIONS + VMC_OPTIONS
 EXACT_METHODS = ("lanczos", "ground_state")  # 'exact lanczos': the ground state (levels = 1)
 Realise = Callable[[ModelIR], Any]  # a model IR -> its derivation (check) or compiled model (run)
 Measured = list[tuple[str, Any]]  # (name, a built-in observable's name or a PauliSum)
@@ -64,10 +71,6 @@ def _entry(entries: Registry, name: str) -> Entry | None:
     energy-based learners, say) does not run a vmc task."""
     entry = entries.get(name, QUANTUM)
     return entry if entry is not None and entry.family == QUANTUM else None
-
-
-def _quantum_entries(entries: Registry) -> list[Entry]:
-    return [e for e in entries if e.family == QUANTUM]
 
 
 # ---------------------------------------------------------------- run statements
@@ -235,11 +238,9 @@ class Point:
     model: QuantumDerivation
 
 
-def model_points(run: RunState, program, sets: dict[str, Any], extra_names: set[str],
-                 realise: Realise | None = None) -> tuple[list[Point], dict[str, Any]]:  # fmt: skip
-    """Apply --set and scans; realise every point of the scan (``realise``: a model IR to a
-    quantum model, ``program.derive`` by default). Returns the points and the --set values
-    that name run options (``extra_names``)."""
+def model_points(run: RunState, program, realise: Realise | None = None) -> list[Point]:
+    """Realise every point of the scan (``realise``: a model IR to a quantum model,
+    ``program.derive`` by default), after ``--set`` was applied to ``run``."""
     realise = realise or program.derive
     checker = program.checker_for(run.ir)
     params = set(checker.param_names)
@@ -251,20 +252,6 @@ def model_points(run: RunState, program, sets: dict[str, Any], extra_names: set[
                   did_you_mean(name, params))  # fmt: skip
         model_args.setdefault(name, v)
         spans.setdefault(name, s)
-    rest = {}
-    for name, value in sets.items():
-        scan = next((s for s in run.scans if s.name == name), None)
-        if scan is not None:
-            scan.values = [value]
-        elif name in params:
-            model_args[name], spans[name] = value, None
-        elif name in extra_names:
-            rest[name] = value
-        else:
-            known = params | extra_names | {s.name for s in run.scans}
-            _fail("P200", f"--set {name}: no model parameter, scan variable or option of run "
-                  f"{run.name} is called '{name}'", None,
-                  did_you_mean(name, known) or "known names: " + ", ".join(sorted(known)))  # fmt: skip
     for s in run.scans:
         if s.name not in params:
             _fail("P200", f"cannot scan '{s.name}': it is not a parameter of model "
@@ -281,7 +268,7 @@ def model_points(run: RunState, program, sets: dict[str, Any], extra_names: set[
                   "not a quantum model", run.model_span or run.span,
                   "a quantum model has a 'field s: qubit on sites' and a 'hamiltonian'")  # fmt: skip
         points.append(Point({s.name: v for s, v in zip(run.scans, combo)}, qm))
-    return points, rest
+    return points
 
 
 class MeasureBuilder(PauliBuilder):
@@ -376,19 +363,26 @@ class ExactPlan:
 
 def check_exact(task: TaskIR, program) -> None:
     """The static check of an exact run."""
-    run = RunState.of(task)
-    points, rest = model_points(run, program, {}, set(OVERRIDES))
-    plan_exact(run, points, rest)
+    plan_exact(RunState.of(task), program)
 
 
-def plan_exact(run: RunState, points: list[Point], rest: dict[str, Any]) -> ExactPlan:
-    """Validate an exact run (``rest``: its --set levels and sector)."""
+def plan_exact(run: RunState, program, sets: dict[str, Any] | None = None,
+               realise: Realise | None = None) -> ExactPlan:  # fmt: skip
+    """Validate an exact run with its ``--set`` values (model parameters, scan variables,
+    levels, sector; a vmc run's options are ignored) and realise its points (``realise``: see
+    :func:`model_points`)."""
+    options: Located = {}
+    apply_sets(run, sets or {}, program.checker_for(run.ir).param_names,
+               [Settable("run option", RUN_OPTIONS, options)])  # fmt: skip
+    points = model_points(run, program, realise)
     q = statements(run)
-    if "levels" in rest:
-        q.levels = (int(rest["levels"]), None)
-    if "sector" in rest:
-        v = rest["sector"]
-        q.sector = (None if v == "all" else int(v), None)
+    if "levels" in options:
+        q.levels = (_int_value(options["levels"][0], None, "--set levels"), None)
+    if "sector" in options:
+        v = options["sector"][0]
+        if v != "all" and (isinstance(v, bool) or not isinstance(v, int)):
+            _fail("P400", f"--set sector: an integer magnetisation sum(Z) or all, got {v!r}")
+        q.sector = (None if v == "all" else v, None)
     span = q.exact_span
     for key in ("learner", "optimizer", "iterations", "samples", "reference"):
         if getattr(q, key) is not None:
@@ -413,7 +407,8 @@ class VMCPlan:
     """A vmc run, validated: the learner (declaration, options, symmetries it respects), the
     sampler, optimiser and pretraining optimiser with their options, the step counts, the
     reference energy (``exact``, ``none``, ``auto`` or a value) and the measured operators of
-    every point of the scan."""
+    every point of the scan (``points``). ``resume``: the deprecated ``--set resume`` (None:
+    not given)."""
 
     learner_decl: LearnerIR
     learner_options: BaseModel
@@ -431,6 +426,8 @@ class VMCPlan:
     pretrain_name: str = "adam"
     pretrain_spec: BaseModel | None = None
     measured: list[Measured] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)
+    resume: bool | None = None
 
 
 def _learner_decl(run: RunState, program) -> LearnerIR:
@@ -454,7 +451,8 @@ def _learner_decl(run: RunState, program) -> LearnerIR:
     return decls[want[0]]
 
 
-def _learner_options(decl: LearnerIR, sets: dict[str, Any]) -> BaseModel:
+def _learner_entry(decl: LearnerIR) -> Entry:
+    """The quantum learner entry a declaration calls, or the located error naming the known."""
     call = decl.call
     entry = _entry(CATALOGUE.learners, call.name)
     if entry is None:
@@ -463,13 +461,7 @@ def _learner_options(decl: LearnerIR, sets: dict[str, Any]) -> BaseModel:
               or "learners: " + ", ".join(CATALOGUE.learners.names(QUANTUM, shared=False)))  # fmt: skip
     if call.args:
         _fail("P302", "learner options are given by name: rbm(alpha = 2)", call.span)
-    schema = entry.schema
-    values = {k.name: plain(k.value) for k in call.kwargs}
-    spans: dict[str, Any] = {k.name: k.span for k in call.kwargs}
-    for k, v in sets.items():
-        if k in schema.model_fields:
-            values[k], spans[k] = v, call.span
-    return validate_options(schema, values, spans, call.span, f"learner {call.name}")
+    return entry
 
 
 def _optimiser(name: str, span: Span | None) -> Entry:
@@ -484,59 +476,83 @@ def _optimiser(name: str, span: Span | None) -> Entry:
 
 def check_vmc(task: TaskIR, program) -> None:
     """The static check of a vmc run."""
-    run = RunState.of(task)
-    points, rest = model_points(run, program, {}, vmc_override_names())
-    plan_vmc(run, program, points, rest)
+    plan_vmc(RunState.of(task), program)
 
 
-def vmc_override_names() -> set[str]:
-    """The --set names of a vmc run besides model parameters: overrides and the options of
-    every quantum sampler, optimiser and learner."""
-    names = set(OVERRIDES)
-    for entries in (CATALOGUE.samplers, CATALOGUE.optimisers, CATALOGUE.learners):
-        for entry in _quantum_entries(entries):
-            names |= set(entry.schema.model_fields)
-    return names
+def _count(options: Located, name: str, given: tuple[int, Span | None] | None, default: int,
+           low: int = 1) -> int:  # fmt: skip
+    """A step count of a vmc run: its --set value, else its statement's, else ``default``."""
+    if name in options:
+        return _int_value(options[name][0], None, f"--set {name}", low)
+    return given[0] if given is not None else default
 
 
-def plan_vmc(run: RunState, program, points: list[Point], rest: dict[str, Any]) -> VMCPlan:
-    """Validate a vmc run (``rest``: its --set options). The learner is checked against the
-    catalogue's static facts (the symmetries it can respect, ``learner_conflict``) and every
-    symmetry it respects against each point's Hamiltonian; nothing is built."""
+def _resume_set(run: RunState, options: Located) -> bool | None:
+    """``--set resume=...``: the old spelling of --resume (a P403 warning), or None."""
+    if "resume" not in options:
+        return None
+    v = options["resume"][0]
+    if not isinstance(v, bool):
+        _fail("P400", f"--set resume must be true or false, got {v!r}", run.span, "use --resume")
+    warn(Diagnostic("P403", f"--set resume={str(v).lower()} is deprecated: runs resume only "
+                    "with --resume", run.span, "use --resume" if v else "drop it: a run "
+                    "without --resume starts afresh"))  # fmt: skip
+    return v
+
+
+def plan_vmc(run: RunState, program, sets: dict[str, Any] | None = None,
+             realise: Realise | None = None) -> VMCPlan:  # fmt: skip
+    """Validate a vmc run with its ``--set`` values (model parameters, scan variables, the run's
+    options in VMC_OPTIONS (an exact run's are ignored), and the options of its learner, sampler
+    and optimiser) and realise its points (``realise``: see :func:`model_points`). The learner
+    is checked against the catalogue's static facts (the symmetries it can respect,
+    ``learner_conflict``) and every symmetry it respects against each point's Hamiltonian;
+    nothing is built."""
     decl = _learner_decl(run, program)
-    opts = _learner_options(decl, rest)
-    respecting = []
-    for name, span in zip(decl.respecting, decl.respecting_spans):
-        if name not in SYMMETRIES:
-            _fail("P200", f"unknown symmetry '{name}'", span,
-                  did_you_mean(name, set(SYMMETRIES)) or "learners respect: translation, spin_flip")  # fmt: skip
-        if name not in CATALOGUE.learners.lookup(decl.call.name, QUANTUM).facts.symmetries:
-            _fail("P501", f"learner {decl.call.name} cannot respect {name}", span,
-                  "quantum learners respect translation and spin_flip")  # fmt: skip
-        respecting.append(name)
-    for p in points:
-        qm = p.model
-        for name, span in zip(decl.respecting, decl.respecting_spans):
-            try:
-                verify_symmetry(name, qm.hamiltonian, qm.geometry, span)
-            except PhysmlError as exc:
-                why = exc.diagnostics[0] if hasattr(exc, "diagnostics") else None
-                hint = getattr(why, "hint", None)
-                _fail("P500", f"learner {decl.name} respects {name}, but the Hamiltonian of "
-                      f"{qm.ir.name} does not have it", span, hint)  # fmt: skip
-        why = learner_conflict(opts, respecting, qm.a_sublattice() is not None)
-        if why is not None:
-            _learner_conflict(decl, why)
-    # sampler
+    learner = _learner_entry(decl)
     name = run.sampler or "metropolis"
     sampler = _entry(CATALOGUE.samplers, name)
     if sampler is None:
         known = CATALOGUE.samplers.names(QUANTUM, shared=False)
         _fail("P200", f"unknown VMC sampler '{name}'", run.sampler_span,
               did_you_mean(name, set(known)) or "samplers: " + ", ".join(known))  # fmt: skip
-    for k, v in rest.items():
-        if k in sampler.schema.model_fields:
-            run.sampler_options[k] = (v, None)
+    q = statements(run)
+    oname, ospan, oopts = q.optimizer or ("sr", None, {})
+    oschema = _optimiser(oname, ospan).schema
+    oopts = dict(oopts)
+    learner_opts: Located = {k.name: (plain(k.value), k.span) for k in decl.call.kwargs}
+    options: Located = {}
+    apply_sets(run, sets or {}, program.checker_for(run.ir).param_names, [
+        Settable("run option", RUN_OPTIONS, options),
+        Settable("learner option", option_names(learner.schema), learner_opts),
+        Settable("sampler option", option_names(sampler.schema), run.sampler_options),
+        Settable("optimiser option", option_names(oschema), oopts)])  # fmt: skip
+    resume = _resume_set(run, options)
+    points = model_points(run, program, realise)
+    opts = option_values(learner_opts, learner.schema, decl.call.span,
+                         f"learner {decl.call.name}")  # fmt: skip
+    respecting = []
+    for sym, span in zip(decl.respecting, decl.respecting_spans):
+        if sym not in SYMMETRIES:
+            _fail("P200", f"unknown symmetry '{sym}'", span,
+                  did_you_mean(sym, set(SYMMETRIES)) or "learners respect: translation, spin_flip")  # fmt: skip
+        if sym not in learner.facts.symmetries:
+            _fail("P501", f"learner {decl.call.name} cannot respect {sym}", span,
+                  "quantum learners respect translation and spin_flip")  # fmt: skip
+        respecting.append(sym)
+    for p in points:
+        qm = p.model
+        for sym, span in zip(decl.respecting, decl.respecting_spans):
+            try:
+                verify_symmetry(sym, qm.hamiltonian, qm.geometry, span)
+            except PhysmlError as exc:
+                why = exc.diagnostics[0] if hasattr(exc, "diagnostics") else None
+                hint = getattr(why, "hint", None)
+                _fail("P500", f"learner {decl.name} respects {sym}, but the Hamiltonian of "
+                      f"{qm.ir.name} does not have it", span, hint)  # fmt: skip
+        why = learner_conflict(opts, respecting, qm.a_sublattice() is not None)
+        if why is not None:
+            _learner_conflict(decl, why)
     spec = option_values(run.sampler_options, sampler.schema, run.sampler_span,
                          f"sampler {name}")  # fmt: skip
     normalized = decl.call.name == "rnn"
@@ -550,22 +566,11 @@ def plan_vmc(run: RunState, program, points: list[Point], rest: dict[str, Any]) 
                 _fail("P502", "exchange moves keep sum(Z) fixed, but the model does not "
                       "conserve it", span, "declare 'conserve sum(Z[i] for i in sites)' (it is "
                       "checked against H) or use move = flip")  # fmt: skip
-    # optimiser
-    q = statements(run)
-    oname, ospan, oopts = q.optimizer or ("sr", None, {})
-    oschema = _optimiser(oname, ospan).schema
-    oopts = dict(oopts)
-    for k, v in rest.items():
-        if k in oschema.model_fields:
-            oopts[k] = (v, None)
     ospec = option_values(oopts, oschema, ospan, f"optimiser {oname}")
-    iterations = int(rest.get("iterations", (q.iterations or (100, None))[0]))
-    samples = int(rest.get("samples", (q.samples or (1000, None))[0]))
-    final = int(rest.get("final_samples", (q.final_samples or (4 * samples, None))[0]))
-    every = int(rest.get("checkpoint_every", (q.checkpoint_every or (25, None))[0]))
-    for what, v in (("iterations", iterations), ("samples", samples), ("final samples", final)):
-        if v < 1:
-            _fail("P400", f"{what} must be >= 1, got {v}", None)
+    iterations = _count(options, "iterations", q.iterations, 100)
+    samples = _count(options, "samples", q.samples, 1000)
+    final = _count(options, "final_samples", q.final_samples, 4 * samples)
+    every = _count(options, "checkpoint_every", q.checkpoint_every, 25, 0)
     measured = []
     for p in points:
         measured.append(measured_operators(run, p.model, "vmc"))
@@ -576,14 +581,14 @@ def plan_vmc(run: RunState, program, points: list[Point], rest: dict[str, Any]) 
                         else sectors(p.model, None, ref[1]), ref[1])  # fmt: skip
     reference = (q.reference or ("auto", None))[0]
     setup = VMCPlan(decl, opts, respecting, name, spec, oname, ospec, iterations, samples, final,
-                    every, reference, measured=measured)  # fmt: skip
+                    every, reference, measured=measured, points=points, resume=resume)  # fmt: skip
     if q.pretrain is not None:
         n_pre, pspan, (pname, pospan, popts) = q.pretrain
         if decl.call.name != "rnn" or "translation" not in respecting:
             _fail("P400", "pretrain trains the bare autoregressive model before its symmetrised "
                   "form: it applies to rnn learners respecting translation", pspan)  # fmt: skip
         pschema = _optimiser(pname, pospan).schema
-        setup.pretrain = int(rest.get("pretrain", n_pre))
+        setup.pretrain = _count(options, "pretrain", (n_pre, pspan), n_pre, 0)
         setup.pretrain_name = pname
         setup.pretrain_spec = option_values(popts, pschema, pospan, f"optimiser {pname}")
     return setup
@@ -632,8 +637,8 @@ def bind_checks(catalogue: Catalogue) -> None:
     catalogue.tasks.bind_check("vmc", TaskCheck(check_vmc))
 
 
-__all__ = ["ExactPlan", "MAX_ED_DIM", "MeasureBuilder", "Measured", "OVERRIDES", "Point", "QuantumStatements",
-           "VMCPlan", "bind_checks", "builtin_observables", "check_dims", "check_exact",
-           "check_vmc", "measured_operators", "model_points", "plan_exact", "plan_vmc",
-           "refuse_classical_sampling", "sector_dim", "sectors", "statements", "vmc_override_names",
-           "vmc_sector"]  # fmt: skip
+__all__ = ["EXACT_OPTIONS", "ExactPlan", "MAX_ED_DIM", "MeasureBuilder", "Measured", "Point",
+           "QuantumStatements", "RUN_OPTIONS", "VMCPlan", "VMC_OPTIONS", "bind_checks", "builtin_observables",
+           "check_dims", "check_exact", "check_vmc", "measured_operators", "model_points",
+           "plan_exact", "plan_vmc", "refuse_classical_sampling", "sector_dim", "sectors",
+           "statements", "vmc_sector"]  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.registry import Entry
-from physml_lang.check.model import ModelChecker, option_names
+from physml_lang.check.model import ModelChecker
 from physml_lang.compiler.derive.lattice import LatticeDerivation
 from physml_lang.compiler.derive.measures import MeasuredExpressions
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
@@ -37,7 +37,7 @@ def resolve_overrides(run: RunState, checker: ModelChecker, sets: dict[str, Any]
     parameter, a ``let`` value (T, beta) or a sampler option of that name is replaced."""
     apply_sets(run, sets, checker.param_names, [
         Settable("let", set(run.lets) | set(THERMAL), run.lets),
-        Settable("sampler option", option_names(schema), run.sampler_options)])  # fmt: skip
+        Settable.options("sampler option", schema, run.sampler_options)])  # fmt: skip
 
 
 @dataclass

@@ -10,11 +10,15 @@ Run statements (registry entries, not grammar)::
     samples 1000, final = 20000             # samples per step, for the final estimate
     sampler metropolis(chains = 16, move = exchange)    # or autoregressive (rnn learners)
     reference exact                         # or none, or energy = -25.4909896864
-    checkpoint every = 25
+    checkpoint every = 25                   # iterations (0: no checkpoints)
     measure energy, variance, magnetization, structure_factor, mx = sum(X[i] for i in sites) / N
 
 Every result row carries ``{"mean", "stderr"}`` for each observable; the exact task reports
-stderr 0.
+stderr 0. Rows go to disk through the driver's recorder as each point finishes. A vmc point
+checkpoints (``runtime/checkpoint.py``) every ``checkpoint every`` iterations, at least every
+``--checkpoint-every`` seconds, and at its end (the trained state, kept with the point's row);
+``--resume`` continues each point from its checkpoint bit-identically on the CPU, also to more
+iterations than it was saved with.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,20 +44,20 @@ from physml_lang.compiler.derive.pauli import PauliSum
 from physml_lang.compiler.models.quantum import QuantumModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.task import TaskIR
+from physml_lang.ir.text import print_ir
+from physml_lang.ir.walk import to_text
 
 from .. import outputs
+from ..checkpoint import Checkpoint, save_checkpoint
 from ..driver import RunContext, RunResult
 from ..plans.quantum import (
-    OVERRIDES,
-    Measured,
+    Point,
     VMCPlan,
-    model_points,
     plan_exact,
     plan_vmc,
     refuse_classical_sampling,
     sector_dim,
     sectors,
-    vmc_override_names,
     vmc_sector,
 )
 from ..statistics import Estimate
@@ -64,11 +68,13 @@ from .operator import LocalOperator
 from .registry import QuantumContext, make_learner
 from .vmc import (
     AutoregressiveSampler,
+    Checkpointing,
     MetropolisOptions,
     MetropolisSampler,
     diagonal_observables,
     energy_statistics,
     expectation,
+    load_vmc_checkpoint,
     run_vmc,
 )
 
@@ -172,22 +178,20 @@ def _exact_value(x: float) -> dict[str, float]:
 
 
 def run_exact(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    sets, seed, out = ctx.sets, ctx.seed, ctx.out
     """An exact run: per point of its plan, the lowest levels by Lanczos over the planned
-    magnetisation sectors, and the measured operators in the ground state."""
+    magnetisation sectors, and the measured operators in the ground state; each point's row is
+    on disk as soon as it is found."""
     run = RunState.of(task)
-    started = time.time()
-    points, rest = model_points(run, program, dict(sets or {}), set(OVERRIDES),
-                                program.compile_ir)  # fmt: skip
-    plan = plan_exact(run, points, rest)
+    plan = plan_exact(run, program, ctx.sets, program.compile_ir)
     levels = plan.levels
-    summary: dict[str, Any] = {
+    summary = ctx.recorder.summary
+    summary.update({
         "run": run.name, "source": program.name, "model": program.checker_for(run.ir).name,
-        "task": "exact", "params": {}, "device": "cpu", "seed": seed,
+        "task": "exact", "params": {}, "device": "cpu", "seed": ctx.seed,
         "sampler": {"name": "exact (Lanczos)"}, "levels": levels,
         "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False,
-    }  # fmt: skip
-    for p, point_sectors, measured in zip(points, plan.sectors, plan.measured):
+    })  # fmt: skip
+    for p, point_sectors, measured in zip(plan.points, plan.sectors, plan.measured):
         qm = p.model
         summary["params"] = dict(qm.model.params)
         spec = exact_spectrum(qm, levels, point_sectors)
@@ -212,20 +216,17 @@ def run_exact(task: TaskIR, program, ctx: RunContext) -> RunResult:
                 elif what in diag:
                     row[name] = _exact_value(diag[what])
         summary["rows"].append(row)
-        if out is not None:
-            outputs.write_summary(out, summary)
+        ctx.recorder.write()
     summary["complete"] = True
-    summary["elapsed_s"] = round(time.time() - started, 3)
+    ctx.recorder.write()
     files = []
-    if out is not None:
-        outputs.write_summary(out, summary)
-        if run.scans:
-            names = [k for k, v in summary["rows"][0].items() if isinstance(v, dict)]
-            f = outputs.plot_rows(out, summary["rows"], run.scans[0].name, names, None,
-                                  "plot.png", f"{summary['model']} ({run.name}), exact")  # fmt: skip
-            if f:
-                files.append(f)
-    return RunResult(summary, out, files)
+    if ctx.out is not None and run.scans:
+        names = [k for k, v in summary["rows"][0].items() if isinstance(v, dict)]
+        f = outputs.plot_rows(ctx.out, summary["rows"], run.scans[0].name, names, None,
+                              "plot.png", f"{summary['model']} ({run.name}), exact")  # fmt: skip
+        if f:
+            files.append(f)
+    return RunResult(summary, ctx.out, files)
 
 
 # ---------------------------------------------------------------- vmc task
@@ -277,10 +278,13 @@ class _IndependentDraws:
     def sample(self, model, n_samples: int, generator):
         return self.inner.sample(model, n_samples, generator).transpose(0, 1)
 
-    def state_tensors(self):
+    def state_tensors(self) -> dict[str, torch.Tensor]:
         return {}
 
-    def load_state_tensors(self, tensors) -> None:
+    def state_shapes(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        return {}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         pass
 
 
@@ -330,21 +334,24 @@ def _estimate(e: Estimate) -> dict[str, float]:
     return e.as_dict()
 
 
+CHECKPOINT_NAME = re.compile(r"checkpoint(-\d+)?\.safetensors")  # the files of a vmc run
+
+
 def run_vmc_task(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
     """A vmc run: per point of its plan, optimise the learner's log psi by run_vmc and report
-    the final estimates, with the exact energy as a reference where asked (or small enough)."""
+    the final estimates, with the exact energy as a reference where asked (or small enough).
+    Each point's row, history and convergence plot are on disk as soon as it finishes; without
+    --resume, checkpoints of an earlier run in the output folder are removed first."""
     run = RunState.of(task)
-    started = time.time()
-    points, rest = model_points(run, program, dict(sets or {}), vmc_override_names(),
-                                program.compile_ir)  # fmt: skip
-    setup = plan_vmc(run, program, points, rest)
+    setup = plan_vmc(run, program, ctx.sets, program.compile_ir)
+    points = setup.points
     for p in points:  # every network of the scan is built before any work
         _build_learner(setup, p.model, torch.Generator().manual_seed(0))
-    resume_flag = rest.get("resume")
-    summary: dict[str, Any] = {
+    resume = ctx.resume or bool(setup.resume)
+    summary = ctx.recorder.summary
+    summary.update({
         "run": run.name, "source": program.name, "model": program.checker_for(run.ir).name,
-        "task": "vmc", "params": {}, "device": str(device), "seed": seed,
+        "task": "vmc", "params": {}, "device": str(ctx.device), "seed": ctx.seed,
         "sampler": {"name": setup.sampler_name, **setup.sampler_spec.model_dump()},
         "learner": {"name": setup.learner_decl.name, "kind": setup.learner_decl.call.name,
                     **setup.learner_options.model_dump(), "respecting": setup.respecting},
@@ -352,67 +359,103 @@ def run_vmc_task(task: TaskIR, program, ctx: RunContext) -> RunResult:
         "iterations": setup.iterations, "samples": setup.samples,
         "final_samples": setup.final_samples, "pretrain": setup.pretrain,
         "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False,
-    }  # fmt: skip
+    })  # fmt: skip
+    if ctx.out is not None and not resume and ctx.out.is_dir():
+        for f in ctx.out.iterdir():  # a fresh run: nothing of an earlier one to resume
+            if CHECKPOINT_NAME.fullmatch(f.name):
+                f.unlink()
     files: list[Path] = []
-    show = sys.stderr.isatty() if progress is None else progress
+    show = sys.stderr.isatty() if ctx.progress is None else ctx.progress
+    one = len(points) == 1
     for k, p in enumerate(points):
-        qm = p.model
-        summary["params"] = dict(qm.model.params)
-        ckpt = None
-        resume = False
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            ckpt = out / (f"checkpoint{'' if len(points) == 1 else f'-{k}'}.safetensors")
-            resume = ckpt.exists() if resume_flag is None else bool(resume_flag)
-            if resume and not ckpt.exists():
-                resume = False
-        if resume:
-            summary["resumed_from_checkpoint"] = str(ckpt)
-        row, hist = _vmc_point(run, setup, qm, setup.measured[k], device, seed + k, ckpt, resume,
-                               show, summary, out)  # fmt: skip
+        summary["params"] = dict(p.model.model.params)
+        ckpt = (ctx.checkpoint_path("checkpoint" if one else f"checkpoint-{k}")
+                if setup.checkpoint_every > 0 else None)  # fmt: skip
+        history_csv = ctx.out / ("history.csv" if one else f"history-{k}.csv") if ctx.out else None
+        row, hist, resumed = _vmc_point(run, setup, p, k, ctx, ckpt, resume, show, history_csv)
+        if resumed:
+            summary["resumed"] = True
         row = {**p.values, **row}
         summary["rows"].append(row)
-        if out is not None:
-            outputs.write_summary(out, summary)
-            name = "history.csv" if len(points) == 1 else f"history-{k}.csv"
-            _write_history(out / name, hist)
-            f = _convergence_plot(out, hist, row.get("exact_energy"),
-                                  "convergence.png" if len(points) == 1 else f"convergence-{k}.png",
+        ctx.recorder.write()
+        if ctx.out is not None:
+            _write_history(history_csv, hist)
+            f = _convergence_plot(ctx.out, hist, row.get("exact_energy"),
+                                  "convergence.png" if one else f"convergence-{k}.png",
                                   f"{summary['model']} ({run.name})")  # fmt: skip
             if f:
                 files.append(f)
     summary["complete"] = True
-    summary["elapsed_s"] = round(time.time() - started, 3)
-    if out is not None:
-        outputs.write_summary(out, summary)
-        if run.scans:
-            names = [k for k, v in summary["rows"][0].items() if isinstance(v, dict)]
-            f = outputs.plot_rows(out, summary["rows"], run.scans[0].name, names, None,
-                                  "plot.png", f"{summary['model']} ({run.name}), vmc")  # fmt: skip
-            if f:
-                files.append(f)
-    return RunResult(summary, out, files)
+    ctx.recorder.write()
+    if ctx.out is not None and run.scans:
+        names = [k for k, v in summary["rows"][0].items() if isinstance(v, dict)]
+        f = outputs.plot_rows(ctx.out, summary["rows"], run.scans[0].name, names, None,
+                              "plot.png", f"{summary['model']} ({run.name}), vmc")  # fmt: skip
+        if f:
+            files.append(f)
+    return RunResult(summary, ctx.out, files)
 
 
-def _vmc_point(run: RunState, setup: VMCPlan, qm: QuantumModel, measured: Measured, device,
-               seed: int, ckpt: Path | None, resume: bool, show: bool, summary: dict[str, Any],
-               out: Path | None) -> tuple[dict, dict]:  # fmt: skip
-    """One point of a vmc run: (row of final estimates, optimisation history)."""
-    init = torch.Generator().manual_seed(seed)
-    model = _build_learner(setup, qm, init)
-    model = model.to(device)
+def _vmc_settings(run: RunState, setup: VMCPlan, point: Point, seed: int,
+                  device: torch.device) -> dict[str, Any]:  # fmt: skip
+    """What a point's optimisation depends on (its checkpoint's settings): the model (IR text,
+    values, scan point), the learner, sampler, optimiser, pretraining, samples per step, seed
+    and device. Not the iteration count: a resume may go on to more iterations."""
+    qm = point.model
+    return {
+        "run": run.name, "model": print_ir(qm.ir), "params": dict(qm.model.params),
+        "point": dict(point.values),
+        "learner": {"name": setup.learner_decl.name, "kind": setup.learner_decl.call.name,
+                    **setup.learner_options.model_dump(), "respecting": setup.respecting},
+        "sampler": {"name": setup.sampler_name, **setup.sampler_spec.model_dump()},
+        "optimizer": {"name": setup.optimizer_name, **setup.optimizer_spec.model_dump()},
+        "pretrain": {"iterations": setup.pretrain, "name": setup.pretrain_name,
+                     **setup.pretrain_spec.model_dump()} if setup.pretrain else None,
+        "samples": setup.samples, "seed": seed, "device": device.type,
+    }  # fmt: skip
+
+
+def _row_settings(run: RunState, setup: VMCPlan) -> dict[str, Any]:
+    """What a finished point's row depends on besides the optimisation: a resumed point reuses
+    the row saved with its checkpoint only if these are the same."""
+    return {"iterations": setup.iterations, "final_samples": setup.final_samples,
+            "reference": setup.reference,
+            "measures": [m.name + (f" = {to_text(m.expr)}" if m.expr is not None else "")
+                         for m in run.measures]}  # fmt: skip
+
+
+def _vmc_point(run: RunState, setup: VMCPlan, point: Point, k: int, ctx: RunContext,
+               ckpt: Path | None, resume: bool, show: bool,
+               history_csv: Path | None) -> tuple[dict, dict, bool]:  # fmt: skip
+    """One point of a vmc run: (row of final estimates, optimisation history, whether it
+    continued from a checkpoint). With ``resume``, a checkpoint of the point at ``ckpt`` is
+    continued (a finished point's row is reused); one from other settings is a P602."""
+    qm, seed, device = point.model, ctx.seed + k, ctx.device
+    model = _build_learner(setup, qm, torch.Generator().manual_seed(seed)).to(device)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed + 1_000_003)
     sampler = _make_sampler(setup, qm, device)
-    sector = vmc_sector(qm, setup.sampler_spec)
-    exact, how = _reference(setup, qm, sector)
+    optimizer = _optimizer_options(setup.optimizer_name, setup.optimizer_spec)
+    settings = _vmc_settings(run, setup, point, seed, device)
+    row_settings = _row_settings(run, setup)
+    saved = None
+    if resume and ckpt is not None and ckpt.is_file():
+        saved = load_vmc_checkpoint(ckpt, settings, model, optimizer, sampler, generator,
+                                    run.span)  # fmt: skip
+        at = saved.state["iteration"]
+        if at > setup.iterations:
+            _fail("P602", f"checkpoint {ckpt}: saved at iteration {at}, past this run's "
+                  f"{setup.iterations} iterations", run.span, f"resume with iterations >= {at}, "
+                  "or run without --resume to start afresh")  # fmt: skip
+        if saved.state.get("row") is not None and saved.state.get("row_settings") == row_settings:
+            return saved.state["row"], saved.state["history"], True
+    exact, how = _reference(setup, qm, vmc_sector(qm, setup.sampler_spec))
     history: dict[str, list[float]] = {}
-    bar = tqdm(total=setup.iterations, disable=not show, desc=run.name, unit="it", leave=False)
+    start = saved.state["iteration"] if saved is not None else 0
+    bar = tqdm(total=setup.iterations, initial=start, disable=not show, desc=run.name,
+               unit="it", leave=False)  # fmt: skip
 
     def callback(it: int, stats: dict[str, float]) -> None:
-        for key, v in stats.items():
-            history.setdefault(key, []).append(float(v))
-        history.setdefault("iteration", []).append(float(it))
         if not math.isfinite(stats["energy"]):
             raise PhysmlError(Diagnostic(
                 "P700", f"the variational energy became non-finite at iteration {it} of run "
@@ -422,7 +465,7 @@ def _vmc_point(run: RunState, setup: VMCPlan, qm: QuantumModel, measured: Measur
         bar.set_postfix(E=f"{stats['energy']:.5f}", var=f"{stats['variance']:.3g}", refresh=False)
         bar.update(0)
 
-    if setup.pretrain and not resume:
+    if setup.pretrain and saved is None:
         bar.set_description(f"{run.name} (pretrain)")
         run_vmc(
             LocalOperator(qm.hamiltonian, device=device), _unsymmetrised(model),
@@ -432,35 +475,21 @@ def _vmc_point(run: RunState, setup: VMCPlan, qm: QuantumModel, measured: Measur
             eval_samples=setup.samples,
         )  # fmt: skip
         bar.set_description(run.name)
+    saving = (Checkpointing(ckpt, settings, setup.checkpoint_every, ctx.checkpoint_seconds,
+                            run.span) if ckpt is not None else None)  # fmt: skip
     try:
         res = run_vmc(
-            LocalOperator(qm.hamiltonian, device=device), model, sampler,
-            optimizer=_optimizer_options(setup.optimizer_name, setup.optimizer_spec),
+            LocalOperator(qm.hamiltonian, device=device), model, sampler, optimizer=optimizer,
             iterations=setup.iterations, generator=generator, n_samples=setup.samples,
-            eval_samples=setup.final_samples,
-            checkpoint_path=str(ckpt) if ckpt is not None else None,
-            checkpoint_every=setup.checkpoint_every if ckpt is not None else 0, resume=resume,
-            callback=callback,
+            eval_samples=setup.final_samples, checkpoint=saving, resume_from=saved,
+            history=history, callback=callback,
         )  # fmt: skip
-    except KeyboardInterrupt:
-        summary["interrupted"] = True
-        if out is not None:
-            outputs.write_summary(out, summary)
-            _write_history(out / "history.csv", history)
-        raise
     except PhysmlError:  # a diverged run: keep its history up to the failure for diagnosis
-        if out is not None:
-            _write_history(out / "history.csv", history)
-        raise
-    except (RuntimeError, KeyError, ValueError) as exc:
-        if resume and ckpt is not None:
-            _fail("P400", f"the checkpoint {ckpt} does not match this run ({type(exc).__name__})",
-                  run.span, "start afresh with --set resume=false or another --out")  # fmt: skip
+        if history_csv is not None:
+            _write_history(history_csv, history)
         raise
     finally:
         bar.close()
-    if resume and res.history:
-        history = {**res.history, "iteration": list(map(float, range(len(res.history["energy"]))))}
     n = qm.n_sites
     row: dict[str, Any] = {"energy": _estimate(res.energy)}
     row["energy_per_site"] = {"mean": res.energy.mean / n, "stderr": res.energy.stderr / n,
@@ -475,7 +504,7 @@ def _vmc_point(run: RunState, setup: VMCPlan, qm: QuantumModel, measured: Measur
     row["iterations"] = setup.iterations
     diag = None
     samples = res.samples  # (T, C, N) of the final estimate
-    for name, what in measured:
+    for name, what in setup.measured[k]:
         if name in ("energy", "energy_per_site", "variance", "r_hat"):
             continue
         if isinstance(what, PauliSum):
@@ -490,7 +519,12 @@ def _vmc_point(run: RunState, setup: VMCPlan, qm: QuantumModel, measured: Measur
                     _estimate(sf[0]), _estimate(sf[1]))  # fmt: skip
             elif what in diag:
                 row[name] = _estimate(diag[what])
-    return row, history
+    if ckpt is not None and res.checkpoint is not None:  # the trained state, with its row
+        last = res.checkpoint
+        save_checkpoint(ckpt, Checkpoint(last.tensors, {**last.state, "row": row,
+                                                        "row_settings": row_settings}),
+                        settings)  # fmt: skip
+    return row, history, saved is not None
 
 
 HISTORY_COLUMNS = ("iteration", "energy", "energy_stderr", "variance", "tau_int", "r_hat",
@@ -498,8 +532,10 @@ HISTORY_COLUMNS = ("iteration", "energy", "energy_stderr", "variance", "tau_int"
 
 
 def _write_history(path: Path, history: dict[str, list[float]]) -> None:
+    """One row per iteration (numbered from 0) of a point's optimisation."""
     if not history.get("energy"):
         return
+    history = {"iteration": [float(i) for i in range(len(history["energy"]))], **history}
     buf = io.StringIO()
     w = csv.writer(buf)
     cols = [c for c in HISTORY_COLUMNS if c in history]

@@ -21,26 +21,27 @@ local energies from theta, analytic O (``rbm_kernels``); every other learner use
 
 from __future__ import annotations
 
-import json
 import math
-import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 import scipy.linalg
 import scipy.linalg.blas
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from physml_lang.catalogue import Catalogue
 from physml_lang.catalogue.quantum import QUANTUM, AdamSpec, SGDSpec, SRSpec
 from physml_lang.compiler.derive.pauli import PauliSum
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 
+from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..statistics import Estimate, binning_analysis, split_rhat
 from . import rbm_chains_cpu
 from .learners import rbm_form, rbm_weights
@@ -273,6 +274,10 @@ class MetropolisSampler:
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {} if self.chains is None else {"chains": self.chains}
 
+    def state_shapes(self) -> Shapes:
+        """What :meth:`state_tensors` holds once the chains have started."""
+        return {"chains": ((self.options.n_chains, self.n_sites), self.dtype)}
+
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         if "chains" in tensors:
             self.chains = tensors["chains"].to(self.device, self.dtype)
@@ -298,6 +303,9 @@ class AutoregressiveSampler:
         return model.sample(n_samples, generator).unsqueeze(0)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def state_shapes(self) -> Shapes:
         return {}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -527,63 +535,110 @@ def diagonal_observables(
 
 
 # ----------------------------------------------------------------------------- checkpoints
+# One format (runtime/checkpoint.py). Tensors: "model/<name>" (state_dict), "opt/<i>/<name>"
+# (optimiser state of parameter i), "sampler/<name>" (chains), "generator", "sr/x_prev" (the
+# warm start of conjugate gradient). State: iteration, history, the optimiser's param_groups.
+
+Shapes = dict[str, tuple[tuple[int, ...], torch.dtype]]  # tensor name -> (shape, dtype)
 
 
-def save_checkpoint(
-    path: str,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    sampler,
-    generator: torch.Generator | None,
-    iteration: int,
-    history: dict,
-) -> None:
-    """Atomic safetensors checkpoint: parameters, optimiser state, chains, RNG state, history."""
-    tensors = {f"model/{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    state = optimizer.state_dict()
+@dataclass
+class Checkpointing:
+    """How run_vmc saves its state: to ``path``, identified by ``settings`` (what the
+    optimisation's numbers depend on), after every ``every`` iterations (0: by time only), at
+    least every ``seconds`` of work (None: by count only), and after the last iteration.
+    ``span`` locates the errors of a checkpoint that does not fit."""
+
+    path: Path
+    settings: dict[str, Any]
+    every: int = 0
+    seconds: float | None = None
+    span: Span | None = None
+
+    def due(self, done: int, iterations: int, since: float) -> bool:
+        """Whether to save after ``done`` iterations, ``since`` seconds after the last save."""
+        return (done == iterations or (self.every > 0 and done % self.every == 0)
+                or (self.seconds is not None and since >= self.seconds))  # fmt: skip
+
+
+def checkpoint_shapes(model: nn.Module, optimizer: OptimizerOptions, sampler,
+                      generator: torch.Generator | None) -> Shapes:  # fmt: skip
+    """The tensors a checkpoint of run_vmc must hold for these objects, with shapes and dtypes
+    (optimiser moments where the optimiser keeps them)."""
+    out = {f"model/{k}": (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+    moments = (("exp_avg", "exp_avg_sq") if optimizer.name == "adam"
+               else ("momentum_buffer",) if optimizer.momentum > 0 else ())  # fmt: skip
+    for i, p in enumerate(model.parameters()):
+        for name in moments:
+            out[f"opt/{i}/{name}"] = (tuple(p.shape), p.dtype)
+    shapes = getattr(sampler, "state_shapes", dict)()
+    out.update({f"sampler/{k}": v for k, v in shapes.items()})
+    if generator is not None:
+        out["generator"] = (tuple(generator.get_state().shape), torch.uint8)
+    return out
+
+
+def load_vmc_checkpoint(path: Path, settings: dict[str, Any], model: nn.Module,
+                        optimizer: OptimizerOptions, sampler, generator: torch.Generator | None,
+                        span: Span | None = None) -> Checkpoint:  # fmt: skip
+    """A checkpoint of run_vmc for these objects and ``settings``, validated (P602 when it is
+    unreadable, from other settings, or holds tensors of other shapes); ``resume_from`` of
+    :func:`run_vmc`."""
+    saved = load_checkpoint(path, settings, checkpoint_shapes(model, optimizer, sampler,
+                                                              generator), span)  # fmt: skip
+    x = saved.tensors.get("sr/x_prev")
+    n_params = sum(p.numel() for p in model.parameters())
+    if x is not None and tuple(x.shape) != (n_params,):
+        _bad_checkpoint(path, f"tensor 'sr/x_prev' is {tuple(x.shape)}, expected ({n_params},)",
+                        span)  # fmt: skip
+    if not isinstance(saved.state.get("iteration"), int) or "history" not in saved.state:
+        _bad_checkpoint(path, "has a corrupt header (no iteration or history)", span)
+    return saved
+
+
+def _bad_checkpoint(path: Path | None, what: str, span: Span | None) -> NoReturn:
+    raise PhysmlError(Diagnostic("P602", f"checkpoint {path}: {what}", span,
+                                 "delete it, or run without --resume to start afresh"))  # fmt: skip
+
+
+def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, sampler,
+              generator: torch.Generator | None, x_prev: torch.Tensor | None, iteration: int,
+              history: dict[str, list[float]]) -> Checkpoint:  # fmt: skip
+    """The state of run_vmc after ``iteration`` iterations (copies: later steps do not alter
+    it)."""
+    tensors = {f"model/{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    state = opt.state_dict()
     for idx, st in state["state"].items():
         for k, v in st.items():
-            tensors[f"opt/{idx}/{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
+            if v is not None:
+                tensors[f"opt/{idx}/{k}"] = v.detach().clone() if torch.is_tensor(v) \
+                    else torch.tensor(v)  # fmt: skip
     for k, v in sampler.state_tensors().items():
-        tensors[f"sampler/{k}"] = v.contiguous()
+        tensors[f"sampler/{k}"] = v.detach().clone()
     if generator is not None:
-        tensors["rng"] = generator.get_state()
-    meta = {
-        "iteration": str(iteration),
-        "param_groups": json.dumps(state["param_groups"]),
-        "history": json.dumps(history),
-    }
-    tmp = f"{path}.tmp"
-    save_file(tensors, tmp, metadata=meta)
-    os.replace(tmp, path)
+        tensors["generator"] = generator.get_state()
+    if x_prev is not None:
+        tensors["sr/x_prev"] = x_prev.detach().clone()
+    return Checkpoint(tensors, {"iteration": iteration, "param_groups": state["param_groups"],
+                                "history": {k: list(v) for k, v in history.items()}})  # fmt: skip
 
 
-def load_checkpoint(
-    path: str,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    sampler,
-    generator: torch.Generator | None,
-) -> tuple[int, dict]:
-    """Restore what :func:`save_checkpoint` wrote; returns (iteration, history)."""
-    from safetensors import safe_open
-
-    with safe_open(path, framework="pt") as f:
-        meta = f.metadata()
-    tensors = load_file(path)
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+def _restore(saved: Checkpoint, model: nn.Module, opt: torch.optim.Optimizer, sampler,
+             generator: torch.Generator | None) -> torch.Tensor | None:  # fmt: skip
+    """Load a validated snapshot into the objects of a run; returns the CG warm start."""
+    t = saved.tensors
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model/")})
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
+    for k, v in t.items():
         if k.startswith("opt/"):
             _, idx, name = k.split("/", 2)
             opt_state.setdefault(int(idx), {})[name] = v
-    optimizer.load_state_dict(
-        {"state": opt_state, "param_groups": json.loads(meta["param_groups"])}
-    )
-    sampler.load_state_tensors({k[8:]: v for k, v in tensors.items() if k.startswith("sampler/")})
-    if generator is not None and "rng" in tensors:
-        generator.set_state(tensors["rng"])
-    return int(meta["iteration"]), json.loads(meta["history"])
+    opt.load_state_dict({"state": opt_state, "param_groups": saved.state["param_groups"]})
+    sampler.load_state_tensors({k[8:]: v for k, v in t.items() if k.startswith("sampler/")})
+    if generator is not None and "generator" in t:
+        generator.set_state(t["generator"])
+    x = t.get("sr/x_prev")
+    return None if x is None else x.to(next(model.parameters()).device)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -591,7 +646,8 @@ def load_checkpoint(
 
 @dataclass
 class VMCResult:
-    """History (one entry per iteration) and the final energy with its binning error."""
+    """History (one entry per iteration) and the final energy with its binning error;
+    ``checkpoint``: the state last saved (or resumed from), None without checkpoints."""
 
     history: dict[str, list[float]]
     energy: Estimate
@@ -599,6 +655,7 @@ class VMCResult:
     samples: torch.Tensor
     iterations: int
     extra: dict[str, object] = field(default_factory=dict)
+    checkpoint: Checkpoint | None = None
 
 
 def run_vmc(
@@ -611,9 +668,9 @@ def run_vmc(
     generator: torch.Generator | None = None,
     n_samples: int = 1008,
     eval_samples: int | None = None,
-    checkpoint_path: str | None = None,
-    checkpoint_every: int = 0,
-    resume: bool = False,
+    checkpoint: Checkpointing | None = None,
+    resume_from: Checkpoint | None = None,
+    history: dict[str, list[float]] | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     chunk_size: int | None = 1024,
 ) -> VMCResult:
@@ -623,8 +680,9 @@ def run_vmc(
     ``state_tensors``); None: Metropolis chains with ``sampler_options`` (MetropolisOptions).
     ``optimizer``: OptimizerOptions (SGD/Adam, SR on by default). ``eval_samples``: samples for the
     final energy estimate (default 4 * n_samples), drawn after training with the trained state.
-    With ``checkpoint_path`` and ``checkpoint_every`` > 0 a checkpoint is written every that many
-    iterations (and at the end); ``resume=True`` continues from it up to ``iterations`` in total.
+    ``checkpoint``: save the state as it says; ``resume_from``: a checkpoint of the same run
+    (:func:`load_vmc_checkpoint`) to continue from, bit-identically on the CPU, up to
+    ``iterations`` in total. ``history``: filled in place (kept if a callback raises).
     """
     device = next(model.parameters()).device
     op = (
@@ -643,11 +701,19 @@ def run_vmc(
         else OptimizerOptions(**(optimizer or {}))
     )
     opt = torch_optimizer(list(model.parameters()), opts)
-    history: dict[str, list[float]] = {}
-    start = 0
-    if resume and checkpoint_path and os.path.exists(checkpoint_path):
-        start, history = load_checkpoint(checkpoint_path, model, opt, sampler, generator)
-    x_prev: torch.Tensor | None = None
+    history = {} if history is None else history
+    start, last, x_prev = 0, resume_from, None
+    if resume_from is not None:
+        try:
+            x_prev = _restore(resume_from, model, opt, sampler, generator)
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            _bad_checkpoint(checkpoint.path if checkpoint else None, "does not fit this run "
+                            f"({type(exc).__name__}: {str(exc)[:100]})",
+                            checkpoint.span if checkpoint else None)  # fmt: skip
+        start = resume_from.state["iteration"]
+        history.clear()
+        history.update({k: list(v) for k, v in resume_from.state["history"].items()})
+    saved_at = time.monotonic()
     for it in range(start, iterations):  # optimisation steps are sequential
         lr = max(opts.lr * opts.lr_decay**it, opts.min_lr)
         for group in opt.param_groups:
@@ -677,12 +743,11 @@ def run_vmc(
             history.setdefault(k, []).append(float(v))
         if callback is not None:
             callback(it, stats)
-        if (
-            checkpoint_path
-            and checkpoint_every
-            and ((it + 1) % checkpoint_every == 0 or it + 1 == iterations)
-        ):
-            save_checkpoint(checkpoint_path, model, opt, sampler, generator, it + 1, history)
+        if checkpoint is not None and checkpoint.due(it + 1, iterations,
+                                                     time.monotonic() - saved_at):  # fmt: skip
+            last = _snapshot(model, opt, sampler, generator, x_prev, it + 1, history)
+            save_checkpoint(checkpoint.path, last, checkpoint.settings)
+            saved_at = time.monotonic()
     final = sampler.sample(model, eval_samples or 4 * n_samples, generator)
     t, c, _ = final.shape
     e = local_energies(op, model, final.reshape(-1, n)).reshape(t, c)
@@ -695,6 +760,7 @@ def run_vmc(
         final,
         iterations,
         {"r_hat": stats["r_hat"], "energy_imag": stats["energy_imag"]},
+        last if checkpoint is not None else None,
     )
 
 

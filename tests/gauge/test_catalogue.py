@@ -34,8 +34,9 @@ def test_sampler_entries_validate_the_sampler_statement() -> None:
         assert set(entry.schema.model_fields) >= set(factory.options.model_fields)
         assert set(entry.schema.model_fields) >= set(RunControls.model_fields)
     assert MetropolisRun(hits=2, sweeps=5, chains=3).hits == 2
+    assert HMCRun(sweeps=5).sweeps == 5  # one sweep = one trajectory
     with pytest.raises(ValidationError):
-        HMCRun(sweeps=5)  # hmc counts trajectories
+        HMCRun(trajectories=5)  # the old name only through validate_options (P403)
 
 
 def test_make_sampler_validates_only_the_samplers_options() -> None:

@@ -164,7 +164,7 @@ def test_small_u1_hmc_run_against_exact_torus(tmp_path: Path) -> None:
 import U1
 run small {
     model U1(L = 4, beta = 2.0)
-    sampler hmc(step_size = 0.2, n_steps = 5, chains = 16, trajectories = 400, burn_in = 50)
+    sampler hmc(step_size = 0.2, n_steps = 5, chains = 16, sweeps = 400, burn_in = 50)
     measure plaquette, Q2 = topological_charge^2
 }
 """)
@@ -189,13 +189,13 @@ def test_gauge_sampler_errors_are_located() -> None:
 import Z2
 run r {
     model Z2(L = 4)
-    sampler hmc(trajectories = 10)
+    sampler hmc(sweeps = 10)
 }
 """
     with pytest.raises(PhysmlError) as info:
         physml_lang.load(src).check()
     assert info.value.diagnostics[0].code == "P502"
-    bad_opt = src.replace("hmc(trajectories = 10)", "heatbath(trajectories = 10)")
+    bad_opt = src.replace("hmc(sweeps = 10)", "heatbath(trajectories = 10)")
     with pytest.raises(PhysmlError) as info:
         physml_lang.load(bad_opt).check()
     assert info.value.diagnostics[0].code == "P401"

@@ -126,7 +126,7 @@ run r {
     assert abs(row["energy"]["mean"] + 2 * 0.5 * math.tanh(0.5)) < 4 * row["energy"]["stderr"]
     with pytest.raises(PhysmlError) as info:
         physml_lang.load(
-            src.replace("heatbath(chains = 64, sweeps", "hmc(chains = 64, trajectories")
+            src.replace("sampler heatbath(", "sampler hmc(")
         ).check()
     assert info.value.diagnostics[0].code == "P502"
     # the stdlib 3D Z2 Higgs model is sampleable (check derives it and plans its local updates)

@@ -37,12 +37,12 @@ def _check(group, kind, opts, L=4, chains=16, n=300, burn=40, seed=7):
 
 
 @pytest.mark.parametrize("group,kind,opts", [
-    ("u1", "metropolis", {"hits": 2, "step": 1.5}),
+    ("u1", "metropolis", {"hits": 2, "step_size": 1.5}),
     ("u1", "heatbath", {}),
     ("u1", "hmc", {"step_size": 0.2, "n_steps": 5}),
     ("z2", "metropolis", {"hits": 2}),
     ("z2", "heatbath", {}),
-    ("su2", "metropolis", {"hits": 2, "step": 1.0}),
+    ("su2", "metropolis", {"hits": 2, "step_size": 1.0}),
     ("su2", "heatbath", {}),
     ("su2", "hmc", {"step_size": 0.2, "n_steps": 5}),
 ])  # fmt: skip

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import physml_lang
-from physml_lang.diagnostics import PhysmlError
+from physml_lang.diagnostics import PhysmlError, PhysmlWarning, RunInterrupted
 
 TEXT = """
 import RBM
@@ -55,9 +55,10 @@ def test_training_improves_likelihood(tmp_path, obj):
     assert abs(ll["mean"] - exact["mean"]) < 4 * ll["stderr"] + 0.05
     # uniform model: -9 log 2 = -6.24; bars-and-stripes has 14 patterns: log(1/14) = -2.64
     assert exact["mean"] > -5.0
-    for name in ("summary.json", "results.csv", "params.safetensors", "checkpoint.safetensors",
-                 "samples.png", "training.png"):  # fmt: skip
+    for name in ("summary.json", "results.csv", "params.safetensors", "samples.png",
+                 "training.png"):  # fmt: skip
         assert (out / name).is_file(), name
+    assert not (out / "checkpoint.safetensors").exists()  # complete: nothing to resume
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and len(summary["history"][0]) == 15
 
@@ -66,8 +67,7 @@ def test_resume_and_load_parameters(tmp_path):
     p = program(tmp_path, epochs=3)
     out = tmp_path / "out"
     first = p.run(out=out, seed=2)
-    # asking for more epochs resumes from the checkpoint of a different config: starts afresh;
-    # the same config resumes and has nothing left to do
+    # a run without --resume starts afresh: the same seed gives the same training
     again = p.run(out=out, seed=2)
     assert again.summary["history"] == first.summary["history"]
     # saved parameters load into the model: `param W on edges = load(...)`
@@ -90,13 +90,10 @@ def test_resume_and_load_parameters(tmp_path):
     torch.testing.assert_close(m.params["W"].detach(), saved["W"])
 
 
-def test_interrupted_run_resumes(tmp_path, monkeypatch):
+def _interrupt_third_epoch(monkeypatch) -> None:
     from physml_lang.runtime.learners import train as train_mod
 
-    p = program(tmp_path, epochs=4)
-    out = tmp_path / "out"
-    original = train_mod.Trainer.run_epoch
-    calls = {"n": 0}
+    original, calls = train_mod.Trainer.run_epoch, {"n": 0}
 
     def flaky(self, on_step=None):
         calls["n"] += 1
@@ -105,12 +102,49 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch):
         return original(self, on_step)
 
     monkeypatch.setattr(train_mod.Trainer, "run_epoch", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        p.run(out=out, seed=3)
-    assert json.loads((out / "summary.json").read_text())["interrupted"]
-    monkeypatch.setattr(train_mod.Trainer, "run_epoch", original)
-    res = p.run(out=out, seed=3)
-    assert [h["epoch"] for h in res.summary["history"][0]] == [1, 2, 3, 4]
+
+
+def test_interrupted_run_resumes(tmp_path, monkeypatch):
+    """Ctrl-C in epoch 3: a P701 saying the checkpoint can be resumed; --resume continues at
+    epoch 3 with the numbers of an uninterrupted run."""
+    p = program(tmp_path, epochs=4)
+    reference = p.run(out=tmp_path / "ref", seed=3)
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        _interrupt_third_epoch(m)
+        with pytest.raises(RunInterrupted) as exc:
+            p.run(out=out, seed=3)
+    d = exc.value.diagnostics[0]
+    assert d.code == "P701" and "--resume" in d.hint
+    assert (out / "checkpoint.safetensors").is_file() and not (out / "summary.json").exists()
+    res = p.run(out=out, seed=3, resume=True)
+    epochs = [h["epoch"] for h in res.summary["history"][0]]
+    assert res.summary["resumed"] and epochs == [1, 2, 3, 4]
+    assert res.summary["history"] == reference.summary["history"]
+    assert json.dumps(res.rows) == json.dumps(reference.rows)
+
+
+def test_the_resume_option_is_a_deprecated_resume(tmp_path, monkeypatch):
+    """``resume = true`` in the train statement still resumes, with a P403 pointing to
+    --resume; without either, a run starts afresh."""
+    p = program(tmp_path, epochs=4)
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        _interrupt_third_epoch(m)
+        with pytest.raises(RunInterrupted):
+            p.run(out=out, seed=3)
+    text = (tmp_path / "fit.phys").read_text().replace("batch = 32", "batch = 32, resume = true")
+    (tmp_path / "old.phys").write_text(text)
+    with pytest.warns(PhysmlWarning) as record:
+        res = physml_lang.load(tmp_path / "old.phys").run(out=out, seed=3)
+    d = record[0].message.diagnostic
+    assert d.code == "P403" and "--resume" in d.hint and d.span is not None
+    assert res.summary["resumed"] and len(res.summary["history"][0]) == 4
+    with monkeypatch.context() as m:
+        _interrupt_third_epoch(m)
+        with pytest.raises(RunInterrupted):
+            p.run(out=out, seed=3)
+    assert "resumed" not in p.run(out=out, seed=3).summary
 
 
 def test_divergence_is_a_clean_error(tmp_path):

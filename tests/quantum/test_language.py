@@ -257,9 +257,10 @@ run gs {
     assert row["relative_error"] < 2e-3
     assert {"variance", "r_hat", "structure_factor_qpi"} <= set(row)
     assert (out / "history.csv").exists() and (out / "checkpoint.safetensors").exists()
-    # resume (automatic: the out folder has a checkpoint) continues up to the new count
-    assert main(cmd + ["--set", "iterations=32", "--set", "final_samples=320"]) == 0
+    # --resume continues the trained state up to the new count
+    assert main(cmd + ["--resume", "--set", "iterations=32", "--set", "final_samples=320"]) == 0
     assert len((out / "history.csv").read_text().strip().splitlines()) == 1 + 32
+    assert json.loads((out / "summary.json").read_text())["resumed"]
     # a bad --set is a located diagnostic, not a traceback
     assert main(cmd + ["--set", "iteratons=3"]) == 1
 

@@ -22,6 +22,7 @@ from physml_lang.runtime.quantum.operator import LocalOperator
 from physml_lang.runtime.quantum.registry import QuantumContext, SymmetryError, make_learner
 from physml_lang.runtime.quantum.tasks import QuantumObservable
 from physml_lang.runtime.quantum.vmc import (
+    Checkpointing,
     MetropolisOptions,
     MetropolisSampler,
     OptimizerOptions,
@@ -29,6 +30,7 @@ from physml_lang.runtime.quantum.vmc import (
     diagonal_observables,
     energy_force,
     expectation,
+    load_vmc_checkpoint,
     log_psi_jacobian,
     propose_exchange,
     propose_flip,
@@ -261,50 +263,36 @@ def test_observables_against_exact_state():
     np.testing.assert_allclose(obs["zz"].numpy(), (conf.T * p) @ conf, atol=0.03)
 
 
-def _tfim_run(iterations, path=None, every=0, resume=False):
-    g = torch.Generator().manual_seed(5)
-    model = RBM(6, alpha=1, generator=g)
-    res = run_vmc(
-        tfim(6, nearest_bonds((6,)), 1.0),
-        model,
-        MetropolisSampler(6, MetropolisOptions(n_chains=8)),
-        None,
-        OptimizerOptions(name="adam", lr=0.01, sr=None),
-        iterations,
-        g,
-        n_samples=64,
-        eval_samples=64,
-        checkpoint_path=path,
-        checkpoint_every=every,
-        resume=resume,
-    )
-    return res, model, g
+OPTIMISERS = {"adam": OptimizerOptions(name="adam", lr=0.01, sr=None),  # moments
+              "sr-cg": OptimizerOptions(lr=0.02, sr=SROptions(solver="cg"))}  # CG warm start
 
 
-def test_checkpoint_resume_is_bitwise(tmp_path):
-    path = str(tmp_path / "ckpt.safetensors")
-    full, m_full, _ = _tfim_run(6)
-    _tfim_run(3, path, every=3)
-    # resume from iteration 3 with fresh objects; the generator state is restored from the file
-    g = torch.Generator().manual_seed(123)
-    model = RBM(6, alpha=1, generator=torch.Generator().manual_seed(99))
-    res = run_vmc(
-        tfim(6, nearest_bonds((6,)), 1.0),
-        model,
-        MetropolisSampler(6, MetropolisOptions(n_chains=8)),
-        None,
-        OptimizerOptions(name="adam", lr=0.01, sr=None),
-        6,
-        g,
-        n_samples=64,
-        eval_samples=64,
-        checkpoint_path=path,
-        checkpoint_every=3,
-        resume=True,
-    )
+def _tfim_run(iterations, optimizer, path=None, every=0, seed=5, resume=False):
+    g = torch.Generator().manual_seed(seed)
+    model = RBM(6, alpha=1, generator=torch.Generator().manual_seed(seed))
+    sampler = MetropolisSampler(6, MetropolisOptions(n_chains=8))
+    opts = OPTIMISERS[optimizer]
+    saved = load_vmc_checkpoint(path, {}, model, opts, sampler, g) if resume else None
+    res = run_vmc(tfim(6, nearest_bonds((6,)), 1.0), model, sampler, None, opts, iterations, g,
+                  n_samples=64, eval_samples=64,
+                  checkpoint=Checkpointing(path, {}, every) if path else None,
+                  resume_from=saved)  # fmt: skip
+    return res, model
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMISERS))
+def test_checkpoint_resume_is_bitwise(tmp_path, optimizer):
+    """Three iterations, saved; fresh objects (other seeds) resumed from the file continue to
+    six iterations exactly as an uninterrupted run: parameters, optimiser state, chains, the
+    random stream and the CG warm start are in the checkpoint."""
+    path = tmp_path / "ckpt.safetensors"
+    full, m_full = _tfim_run(6, optimizer)
+    _tfim_run(3, optimizer, path, every=3)
+    res, model = _tfim_run(6, optimizer, path, every=3, seed=99, resume=True)
     for a, b in zip(model.parameters(), m_full.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert res.history["energy"] == full.history["energy"]
+    assert res.energy.mean == full.energy.mean and res.checkpoint.state["iteration"] == 6
 
 
 def test_vmc_tfim_l10_reaches_1e3():

@@ -1,0 +1,184 @@
+"""Gauge sampling on the run driver: rows on disk after each point, checkpoints of a point's
+chains, ``--resume`` bit-identical on the CPU, a P602 for other settings, old option names."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import physml_lang
+from physml_lang.diagnostics import PhysmlError, PhysmlWarning, RunInterrupted
+from physml_lang.runtime.gauge import tasks
+
+SCAN = """
+import U1
+run scan {
+    model U1(L = 4)
+    sampler hmc(step_size = 0.2, n_steps = 4, chains = 4, sweeps = SWEEPS, burn_in = 20)
+    scan beta in [1.0, 2.0]
+    measure plaquette, Q2 = topological_charge^2
+}
+"""
+
+# every kind of chain state: complex su2 links, z2 links with z2 matter (local updates), u1 hmc
+SMALL = {
+    "su2_heatbath": """
+import SU2
+run r {
+    model SU2(L = 4)
+    sampler heatbath(chains = 3, sweeps = 12, burn_in = 4, thin = 2)
+    scan beta in [1.0, 2.0]
+    measure plaquette, w = wilson_loop(1, 2)
+}
+""",
+    "higgs_metropolis": """
+model Z2Higgs2D(L: int = 4, beta: real = 0.5, kappa: real = 0.5) {
+    lattice square(L, L, boundary = periodic)
+    field U: z2 on links
+    field phi: spin on sites
+    plaquette P[x] = U[x, 0] * U[x + e0, 1] * U[x + e1, 0] * U[x, 1]
+    action S = -beta * sum(P[x] for x in sites)
+               - kappa * sum(phi[x] * U[x, mu] * phi[x + e_mu] for (x, mu) in links)
+}
+run r {
+    model Z2Higgs2D(L = 4, beta = 0.5)
+    sampler metropolis(hits = 2, chains = 3, sweeps = 10, burn_in = 3)
+    scan kappa in [0.25, 0.5]
+    measure plaquette, link = sum(phi[x] * U[x, mu] * phi[x + e_mu] for (x, mu) in links) / 32
+}
+""",
+    "u1_hmc": SCAN.replace("SWEEPS", "10"),
+}
+
+
+def _program(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gauge.phys"
+    path.write_text(text)
+    return path
+
+
+def _same(rows: list[dict], reference: list[dict]) -> bool:
+    """The same numbers to the last bit (NaN equal to NaN)."""
+    return json.dumps(rows) == json.dumps(reference)
+
+
+def _on_disk(out: Path) -> tuple[list[dict], list[dict], dict]:
+    summary = json.loads((out / "summary.json").read_text())
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    return summary["rows"], rows, summary
+
+
+def test_kill_mid_point_keeps_finished_rows_and_resume_finishes_exactly(tmp_path):
+    """SIGKILL while the second point samples, after a mid-point checkpoint: summary.json and
+    results.csv agree on the finished row; a resume with other settings is a P602; --resume
+    finishes with the rows of an uninterrupted run and removes the checkpoint."""
+    src = _program(tmp_path, SCAN.replace("SWEEPS", "1500"))
+    reference = physml_lang.load(src).run(out=tmp_path / "ref", seed=3).rows
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "physml_lang.cli", "run", str(src), "--out", str(out),
+           "--seed", "3", "--quiet", "--checkpoint-every", "0.2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = out / "checkpoint.safetensors"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:  # a row done, a mid-point save
+            if (out / "summary.json").is_file() and ckpt.is_file():
+                rows = json.loads((out / "summary.json").read_text())["rows"]
+                if rows and ckpt.stat().st_mtime > (out / "summary.json").stat().st_mtime + 0.1:
+                    break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed: " + str(
+            proc.stderr.read() if proc.stderr else "")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rows, csv_rows, summary = _on_disk(out)
+    assert not summary["complete"] and len(rows) == len(csv_rows) == 1
+    assert _same(rows, reference[:1]) and float(csv_rows[0]["beta"]) == 1.0
+    with pytest.raises(PhysmlError) as exc:
+        physml_lang.load(src).run(out=out, seed=3, resume=True, sets={"n_steps": 5})
+    d = exc.value.diagnostics[0]
+    assert d.code == "P602" and "other settings" in d.message and "sampler:" in d.message
+    assert d.span is not None
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows, csv_rows, summary = _on_disk(out)
+    assert summary["complete"] and summary["resumed"] and len(csv_rows) == len(rows) == 2
+    assert _same(rows, reference)
+    assert not ckpt.exists()
+
+
+@pytest.mark.parametrize("case", sorted(SMALL))
+def test_resume_mid_point_is_bit_identical(tmp_path, monkeypatch, case):
+    """Interrupted right after a mid-point checkpoint (links, matter, random stream,
+    measurements, sweep counter), a resumed run ends with the uninterrupted run's rows."""
+    program = physml_lang.load(_program(tmp_path, SMALL[case]))
+    reference = program.run(seed=4).rows
+    original = tasks._save
+
+    def save_then_stop(path, chains, point, *a, **k):
+        original(path, chains, point, *a, **k)
+        if chains is not None and point == 1 and chains.measured == 2:  # in the second point
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(tasks, "_save", save_then_stop)
+    out = tmp_path / "out"
+    with pytest.raises(RunInterrupted) as exc:
+        program.run(out=out, seed=4, checkpoint_seconds=1e-9)
+    d = exc.value.diagnostics[0]
+    assert d.code == "P701" and "1 finished row(s)" in d.message and "--resume" in d.hint
+    monkeypatch.setattr(tasks, "_save", original)
+    resumed = program.run(out=out, seed=4, resume=True, checkpoint_seconds=1e-9)
+    assert resumed.summary["resumed"] and _same(resumed.rows, reference)
+    assert not (out / "checkpoint.safetensors").exists()
+
+
+def test_an_interrupt_keeps_the_finished_points(tmp_path, monkeypatch):
+    original, calls = tasks.GaugeChains.advance, {"n": 0}
+
+    def second_point_interrupted(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(tasks.GaugeChains, "advance", second_point_interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(RunInterrupted) as exc:
+        physml_lang.load(_program(tmp_path, SMALL["u1_hmc"])).run(out=out)
+    d = exc.value.diagnostics[0]
+    assert d.code == "P701" and "1 finished row(s) kept" in d.message
+    rows, csv_rows, summary = _on_disk(out)
+    assert len(rows) == len(csv_rows) == 1 and not summary["complete"]
+    assert "interrupted" not in summary  # the driver says what was kept
+
+
+def test_old_option_names_still_work_with_a_warning(tmp_path):
+    """``trajectories`` (hmc) and ``step`` (metropolis) are now ``sweeps`` and ``step_size``:
+    accepted with a located P403, in the program and on the command line (``--set``)."""
+    new = physml_lang.load(_program(tmp_path, SMALL["u1_hmc"])).run(seed=2).rows
+    old_src = SMALL["u1_hmc"].replace("sweeps = 10", "trajectories = 10")
+    with pytest.warns(PhysmlWarning) as record:
+        old = physml_lang.load(old_src).run(seed=2)
+    d = record[0].message.diagnostic
+    assert d.code == "P403" and "'trajectories'" in d.message and "'sweeps'" in d.message
+    assert d.span is not None and old.summary["sampler"]["sweeps"] == 10
+    assert _same(old.rows, new)
+    with pytest.warns(PhysmlWarning, match="--set trajectories"):
+        short = physml_lang.load(_program(tmp_path, SMALL["u1_hmc"])).run(
+            seed=2, sets={"trajectories": 4, "beta": 1.0})  # fmt: skip
+    assert short.summary["sampler"]["sweeps"] == 4 and len(short.rows) == 1
+    metro = SMALL["higgs_metropolis"].replace("hits = 2", "hits = 2, step = 0.5")
+    with pytest.warns(PhysmlWarning, match="'step_size'"):
+        assert physml_lang.load(metro).check()

@@ -1,0 +1,192 @@
+"""vmc runs under the run driver: rows on disk after a kill, --resume (bit-identical on the CPU,
+also to more iterations), checkpoints from other settings or truncated, interrupts. The runs
+are pinned to the CPU, where resuming is bit-identical."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import physml_lang
+from physml_lang.diagnostics import PhysmlError, PhysmlWarning, RunInterrupted
+
+CPU = "cpu"
+SRC = """
+import TFIM
+learner psi = rbm(alpha = 1)
+run gs {
+    model TFIM(L = 6)
+    learner psi
+    sampler metropolis(chains = 8, initial_burn_in = 5)
+    optimize psi via sr(lr = 0.05, diag_shift = 0.01)
+    iterations ITERATIONS
+    samples 64, final = 256
+    checkpoint every = 5
+    scan g in [0.5, 1.0]
+    measure energy, magnetization
+}
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_plots(monkeypatch):
+    """Plots take most of the time of these tiny runs in this process; they are not tested."""
+    from physml_lang.runtime.quantum import tasks
+
+    monkeypatch.setattr(tasks, "_convergence_plot", lambda *a, **k: None)
+    monkeypatch.setattr(tasks.outputs, "plot_rows", lambda *a, **k: None)
+
+
+def _program(tmp_path: Path, iterations: int) -> Path:
+    path = tmp_path / "vmc.phys"
+    path.write_text(SRC.replace("ITERATIONS", str(iterations)))
+    return path
+
+
+def _on_disk(out: Path) -> tuple[list[dict], list[dict], dict]:
+    summary = json.loads((out / "summary.json").read_text())
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    return summary["rows"], rows, summary
+
+
+def test_kill_mid_scan_keeps_finished_rows_and_resume_finishes_it_exactly(tmp_path):
+    """SIGKILL while the second point optimises (its checkpoint on disk): summary.json and
+    results.csv hold the first point's row; --resume reuses it, continues the second point from
+    its checkpoint, and ends with the rows of an uninterrupted run with the same seed (also
+    saved every 0.05 s by --checkpoint-every)."""
+    src = _program(tmp_path, 150)
+    reference = physml_lang.load(src).run(device=CPU, out=tmp_path / "ref", seed=3).rows
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "physml_lang.cli", "run", str(src), "--out", str(out),
+           "--seed", "3", "--device", "cpu", "--quiet", "--checkpoint-every", "0.05"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = out / "checkpoint-1.safetensors"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:  # a row done, point 1 saved
+            if (out / "summary.json").is_file() and ckpt.is_file():
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be killed: " + str(
+            proc.stderr.read() if proc.stderr else "")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rows, csv_rows, summary = _on_disk(out)
+    assert not summary["complete"] and len(rows) == len(csv_rows) == 1
+    assert rows == reference[:1]
+    physml_lang.load(src).run(device=CPU, out=out, seed=3, resume=True)  # as run ... --resume
+    rows, csv_rows, summary = _on_disk(out)
+    assert summary["complete"] and summary["resumed"] and len(csv_rows) == len(rows) == 2
+    assert rows == reference
+    history = (out / "history-1.csv").read_text().strip().splitlines()
+    assert len(history) == 1 + 150 and history[1].startswith("0")
+
+
+def test_resume_continues_to_more_iterations_exactly(tmp_path):
+    """A finished run resumed as it was gives its rows back; resumed with more iterations it
+    ends where a run of that many iterations from the start ends. Without --resume a run starts
+    afresh; a checkpoint past the iteration count is a P602."""
+    program = physml_lang.load(_program(tmp_path, 6))
+    out = tmp_path / "out"
+    first = program.run(device=CPU, out=out, seed=1).rows
+    assert program.run(device=CPU, out=out, seed=1, resume=True).summary["resumed"]
+    assert _on_disk(out)[0] == first
+    ten = {"iterations": 10}
+    longer = program.run(device=CPU, out=out, seed=1, resume=True, sets=ten).rows
+    assert longer == program.run(device=CPU, out=tmp_path / "fresh", seed=1, sets=ten).rows
+    assert longer != first
+    assert len((out / "history-0.csv").read_text().strip().splitlines()) == 1 + 10
+    with pytest.raises(PhysmlError) as exc:
+        program.run(device=CPU, out=out, seed=1, resume=True)
+    d = exc.value.diagnostics[0]
+    assert d.code == "P602" and "iteration 10" in d.message and d.span is not None
+    again = program.run(device=CPU, out=out, seed=1)  # afresh: the checkpoints are replaced
+    assert "resumed" not in again.summary and again.rows == first
+
+
+def test_resume_with_other_settings_says_what_differs(tmp_path):
+    program = physml_lang.load(_program(tmp_path, 5))
+    out = tmp_path / "out"
+    program.run(device=CPU, out=out, seed=1, sets={"g": 0.5})
+    assert (out / "checkpoint.safetensors").is_file()  # one point: the trained state
+    with pytest.raises(PhysmlError) as exc:
+        program.run(device=CPU, out=out, seed=1, resume=True, sets={"g": 0.5, "samples": 32})
+    d = exc.value.diagnostics[0]
+    assert d.code == "P602" and "other settings" in d.message and "samples: 64 -> 32" in d.message
+    assert d.span is not None and d.span.line == 4  # the run block
+    with pytest.raises(PhysmlError, match="seed: 1 -> 2"):
+        program.run(device=CPU, out=out, seed=2, resume=True, sets={"g": 0.5})
+
+
+def test_a_truncated_checkpoint_is_a_located_error(tmp_path):
+    program = physml_lang.load(_program(tmp_path, 5))
+    out = tmp_path / "out"
+    program.run(device=CPU, out=out, seed=1, sets={"g": 1.0})
+    path = out / "checkpoint.safetensors"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(PhysmlError) as exc:
+        program.run(device=CPU, out=out, seed=1, resume=True, sets={"g": 1.0})
+    d = exc.value.diagnostics[0]
+    assert d.code == "P602" and "truncated or corrupt" in d.message and d.hint
+    assert d.span is not None
+
+
+def test_set_resume_is_the_old_spelling_of_the_resume_flag(tmp_path):
+    program = physml_lang.load(_program(tmp_path, 5))
+    out = tmp_path / "out"
+    rows = program.run(device=CPU, out=out, seed=1, sets={"g": 1.0}).rows
+    with pytest.warns(PhysmlWarning) as record:
+        result = program.run(device=CPU, out=out, seed=1, sets={"g": 1.0, "resume": True})
+    d = next(w.message.diagnostic for w in record if isinstance(w.message, PhysmlWarning))
+    assert d.code == "P403" and "--set resume" in d.message and d.hint == "use --resume"
+    assert d.span is not None
+    assert result.summary["resumed"] and result.rows == rows
+    with pytest.raises(PhysmlError, match="true or false"):
+        program.run(device=CPU, out=out, sets={"resume": 3})
+
+
+def test_an_interrupt_keeps_the_finished_rows_and_says_resume(tmp_path, monkeypatch):
+    from physml_lang.runtime.quantum import tasks
+
+    original, calls = tasks.run_vmc, {"n": 0}
+
+    def second_point_interrupted(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(tasks, "run_vmc", second_point_interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(RunInterrupted) as exc:
+        physml_lang.load(_program(tmp_path, 5)).run(device=CPU, out=out)
+    d = exc.value.diagnostics[0]
+    assert d.code == "P701" and "1 finished row(s) kept" in d.message and "--resume" in d.hint
+    rows, csv_rows, summary = _on_disk(out)
+    assert len(rows) == len(csv_rows) == 1 and not summary["complete"]
+
+
+def test_unknown_set_lists_what_a_vmc_run_knows(tmp_path):
+    program = physml_lang.load(_program(tmp_path, 5))
+    with pytest.raises(PhysmlError) as exc:
+        program.run(device=CPU, sets={"iteratons": 3})
+    d = exc.value.diagnostics[0]
+    assert d.code == "P200" and "iteratons" in d.message and "iterations" in d.hint
+    with pytest.raises(PhysmlError, match="hidden"):  # an option of another learner
+        program.run(device=CPU, sets={"hidden": 3})
+    # one --set reaches every run of a file: an exact run ignores a vmc run's options
+    exact = physml_lang.load(Path(__file__).parents[2] / "examples" / "tfim.phys")
+    row = exact.run("spectrum", device=CPU, sets={"iterations": 5, "levels": 1, "L": 6}).rows[0]
+    assert "gap" not in row and abs(row["energy"]["mean"] - -7.727406610312546) < 1e-8
