@@ -92,7 +92,7 @@ def load_checkpoint(path: Path, settings: dict[str, Any],
     present with that shape and dtype. Floating tensors must be finite."""
     fresh = "delete it, or run without --resume to start afresh"
     try:
-        tensors = load_file(str(path))
+        tensors = {k: v.clone() for k, v in load_file(str(path)).items()}
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.compiler.derive.gauge import span_text
@@ -51,11 +49,11 @@ from physml_lang.ir.text import print_ir
 from physml_lang.ir.walk import names_in, to_text
 
 from .. import outputs
-from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ..driver import RunContext, RunResult
+from ..checkpoint import Checkpoint
+from ..driver import RunContext, RunResult, run_scan
 from ..plans.gauge import GaugeSamplePlan, Measure, measures, plan_gauge_sample, plan_regress
 from ..statistics import binning_analysis
-from ..tasks import RunState, Task
+from ..tasks import Task
 from . import exact, lcnn, sampling
 from .lcnn import train_regressor
 from .local import LocalSampler
@@ -188,46 +186,22 @@ def run_gauge_sample(task: TaskIR, program, ctx: RunContext) -> RunResult:
         "sampler": {"name": run.sampler, **options.model_dump()},
         "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False,
     })  # fmt: skip
-    settings = _settings(plan, ctx)
-    ckpt = ctx.checkpoint_path()
-    saved = _resume(ckpt, settings, run) if ctx.resume and ckpt is not None else None
-    if saved is not None:
-        summary["rows"] = saved.state["rows"]
-        summary["resumed"] = True
     gen = torch.Generator(device=ctx.device)
     gen.manual_seed(ctx.seed)
-    per_point = options.burn_in + n_meas * options.thin
-    show = sys.stderr.isatty() if ctx.progress is None else ctx.progress
-    bar = tqdm(total=len(points) * per_point, disable=not show, desc=run.name, unit="sweep",
-               leave=False)  # fmt: skip
-    start = saved.state["point"] if saved is not None else 0
-    bar.update(start * per_point)
-    last_series: dict[str, np.ndarray] = {}
-    try:
-        for k in range(start, len(points)):
-            point = points[k]
-            summary["params"] = dict(point.model.model.params)
-            resuming = saved is not None and saved.state["point"] == k
-            if resuming:  # the random stream as it was when the point was saved
-                gen.set_state(saved.tensors["generator"])
-            chains = GaugeChains(point.model, plan, gen, ctx.device, n_meas)
-            if resuming:
-                chains.restore(saved, ckpt, run.span)
-                bar.update(chains.sweeps_done)
-            chains.advance(bar, lambda c, k=k: _save(ckpt, c, k, summary, settings),
-                           ctx.checkpoint_seconds if ckpt is not None else None)  # fmt: skip
-            summary["rows"].append(chains.row({s.name: v for s, v in zip(run.scans,
-                                                                         point.values)}))  # fmt: skip
-            last_series = {name: v.numpy() for name, v in chains.series.items()}
-            ctx.recorder.write()
-            if ckpt is not None and k + 1 < len(points):
-                _save(ckpt, None, k + 1, summary, settings, gen)
-    finally:
-        bar.close()
-    summary["complete"] = True
-    ctx.recorder.write()
-    if ckpt is not None and ckpt.exists():
-        ckpt.unlink()  # complete: nothing to resume
+    last: dict[str, GaugeChains] = {}
+
+    def start(k: int) -> GaugeChains:
+        point = points[k]
+        summary["params"] = dict(point.model.model.params)
+        values = {s.name: v for s, v in zip(run.scans, point.values)}
+        last["chains"] = GaugeChains(point.model, plan, gen, ctx.device, n_meas, values,
+                                     ctx.checkpoint_path(), run.span)  # fmt: skip
+        return last["chains"]
+
+    run_scan(ctx, run.span, len(points), _settings(plan, ctx), start,
+             lambda k, rows: summary["rows"].extend(rows), gen,
+             options.burn_in + n_meas * options.thin, run.name)  # fmt: skip
+    last_series = {n: v.numpy() for n, v in last["chains"].series.items()} if last else {}
     files: list[Path] = []
     if ctx.out is not None:
         names = [m.name for m in run.measures] or ["plaquette"]
@@ -253,26 +227,6 @@ def _settings(plan: GaugeSamplePlan, ctx: RunContext) -> dict[str, Any]:
             "measures": [m.name + (f" = {to_text(m.expr)}" if m.expr is not None else "")
                          for m in run.measures],
             "seed": ctx.seed, "device": ctx.device.type}  # fmt: skip
-
-
-def _resume(path: Path, settings: dict[str, Any], run: RunState) -> Checkpoint | None:
-    """The checkpoint to continue from, validated against this run's settings (None: there is
-    none, and the run starts afresh)."""
-    if not path.exists():
-        return None
-    return load_checkpoint(path, settings, span=run.span)
-
-
-def _save(path: Path | None, chains: GaugeChains | None, point: int, summary: dict,
-          settings: dict, generator: torch.Generator | None = None) -> None:  # fmt: skip
-    """Checkpoint: the finished rows, and the chains of ``point`` (None: the point has not
-    started; only the random stream, to start it as an uninterrupted run would)."""
-    if path is None:
-        return
-    tensors = chains.tensors() if chains is not None else {"generator": generator.get_state()}
-    done = chains.sweeps_done if chains is not None else 0
-    save_checkpoint(path, Checkpoint(tensors, {"point": point, "rows": summary["rows"],
-                                               "sweeps_done": done}), settings)  # fmt: skip
 
 
 def _stored(t: Tensor) -> Tensor:
@@ -301,8 +255,10 @@ class GaugeChains:
     point (resumable: ``tensors``/``restore`` are the checkpoint), ``row`` is the point's row."""
 
     def __init__(self, cm: GaugeModel, plan: GaugeSamplePlan, generator: torch.Generator,
-                 device: torch.device, n_meas: int):  # fmt: skip
+                 device: torch.device, n_meas: int, values: dict[str, Any],
+                 path: Path | None = None, span: Span | None = None):  # fmt: skip
         options = plan.options
+        self.values, self.path, self.span = values, path, span
         self.cm, self.options, self.scale = cm, options, plan.scale
         self.generator, self.n_meas, self.run = generator, n_meas, plan.run
         self.sampler = _sampler_for(cm, plan)
@@ -315,11 +271,11 @@ class GaugeChains:
             self.sampler.start(self.U, hot, generator)
         self.series = {o.name: torch.empty(n_meas, C, dtype=torch.float64) for o in self.obs}
         self.acc = torch.zeros(C, dtype=torch.float64)  # acceptance summed over measured sweeps
-        self.sweeps_done = 0
+        self.done = 0  # sweeps (HMC: trajectories), burn-in included
 
     @property
     def measured(self) -> int:
-        return max(0, self.sweeps_done - self.options.burn_in) // self.options.thin
+        return max(0, self.done - self.options.burn_in) // self.options.thin
 
     @property
     def matter(self) -> dict[str, Tensor]:
@@ -333,13 +289,11 @@ class GaugeChains:
         out.update({f"series/{n}": s[:k] for n, s in self.series.items()})
         return out
 
-    def restore(self, saved: Checkpoint, path: Path, span: Span | None) -> None:
+    def restore(self, saved: Checkpoint) -> None:
         """Continue from a checkpoint of this point (a tensor that does not fit is a P602)."""
-        t = saved.tensors
-        if "links" not in t:  # saved before the point started: only its random stream
-            return
+        t, path, span = saved.tensors, self.path, self.span
         self.generator.set_state(t["generator"])
-        self.sweeps_done = int(saved.state["sweeps_done"])
+        self.done = int(saved.state["done"])
         k = self.measured
         self.U = _loaded(t, "links", self.U, path, span)
         if isinstance(self.sampler, LocalSampler):
@@ -354,10 +308,10 @@ class GaugeChains:
         opts, sampler, gen = self.options, self.sampler, self.generator
         total = opts.burn_in + self.n_meas * opts.thin
         last = time.monotonic()
-        while self.sweeps_done < total:
+        while self.done < total:
             self.U = sampler.step(self.U, gen)
-            self.sweeps_done += 1
-            after = self.sweeps_done - opts.burn_in  # measured-phase sweeps done
+            self.done += 1
+            after = self.done - opts.burn_in  # measured-phase sweeps done
             if after > 0:
                 self.acc += sampler.acceptance.cpu()
                 if after % opts.thin == 0:
@@ -376,11 +330,11 @@ class GaugeChains:
                     _fail("P700", f"observable {o.name} became non-finite in run "
                           f"{self.run.name}", self.run.span, "check beta and step_size")  # fmt: skip
 
-    def row(self, values: dict[str, Any]) -> dict[str, Any]:
+    def rows(self) -> list[dict[str, Any]]:
         """The point's row: its scan values, the observables with errors, the acceptance and
         the exact references where known."""
-        return _row(values, self.obs, self.series, self.n_meas, self.acc, self.options, self.cm,
-                    self.scale)  # fmt: skip
+        return [_row(self.values, self.obs, self.series, self.n_meas, self.acc, self.options, self.cm,
+                     self.scale)]  # fmt: skip
 
 
 def _row(row, obs, series, n, acc, options, cm, scale: float = 1.0) -> dict:

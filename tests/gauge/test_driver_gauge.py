@@ -16,6 +16,7 @@ import pytest
 
 import physml_lang
 from physml_lang.diagnostics import PhysmlError, PhysmlWarning, RunInterrupted
+from physml_lang.runtime import driver
 from physml_lang.runtime.gauge import tasks
 
 SCAN = """
@@ -125,20 +126,21 @@ def test_resume_mid_point_is_bit_identical(tmp_path, monkeypatch, case):
     measurements, sweep counter), a resumed run ends with the uninterrupted run's rows."""
     program = physml_lang.load(_program(tmp_path, SMALL[case]))
     reference = program.run(seed=4).rows
-    original = tasks._save
+    original = driver.save_checkpoint
 
-    def save_then_stop(path, chains, point, *a, **k):
-        original(path, chains, point, *a, **k)
-        if chains is not None and point == 1 and chains.measured == 2:  # in the second point
+    def save_then_stop(path, checkpoint, settings):
+        original(path, checkpoint, settings)
+        series = [t for n, t in checkpoint.tensors.items() if n.startswith("series/")]
+        if checkpoint.state["point"] == 1 and series and len(series[0]) == 2:  # second point
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(tasks, "_save", save_then_stop)
+    monkeypatch.setattr(driver, "save_checkpoint", save_then_stop)
     out = tmp_path / "out"
     with pytest.raises(RunInterrupted) as exc:
         program.run(out=out, seed=4, checkpoint_seconds=1e-9)
     d = exc.value.diagnostics[0]
     assert d.code == "P701" and "1 finished row(s)" in d.message and "--resume" in d.hint
-    monkeypatch.setattr(tasks, "_save", original)
+    monkeypatch.setattr(driver, "save_checkpoint", original)
     resumed = program.run(out=out, seed=4, resume=True, checkpoint_seconds=1e-9)
     assert resumed.summary["resumed"] and _same(resumed.rows, reference)
     assert not (out / "checkpoint.safetensors").exists()
