@@ -16,16 +16,20 @@ roll stencils over fields of shape (C, *lattice.shape).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import sympy
 
+from physml_lang.catalogue.lattices import LATTICES
 from physml_lang.check.constants import evaluate
 from physml_lang.compiler.derive.common import allowed_symmetries
+from physml_lang.compiler.derive.measures import MeasuredExpressions
 from physml_lang.compiler.geometry import Lattice
 from physml_lang.compiler.instance import ModelInstance
 from physml_lang.compiler.lower.sympy import SympyBuilder
+from physml_lang.compiler.lower.terms import LatticeSum, TermBuilder
 from physml_lang.diagnostics import Span
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import DefinitionIR, FieldIR, ModelIR
@@ -90,6 +94,7 @@ class FieldDerivation:
     linear: dict[int, tuple[float, float]]
     force_local: sympy.Expr
     params: dict[sympy.Symbol, float]
+    _twist: dict[int, list[sympy.Expr]] | None = field(default=None, repr=False)
 
     @property
     def ir(self) -> ModelIR:
@@ -119,6 +124,50 @@ class FieldDerivation:
         return (f"continuous field {self.field}: {self.domain} on {self.lattice.kind}"
                 f"{list(self.shape)}; action = sites{' + ' + shells if shells else ''}; "
                 "samplers hmc, mala, ula (derived dS/dx)")  # fmt: skip
+
+    def lattice_sum(self, expr: E.Expr, name: str) -> LatticeSum:
+        """An extensive sum over the lattice of the field (a measured observable), derived
+        into lattice terms: ``sum(cos(theta[i] - theta[i + e0]) for i in sites)``."""
+        return TermBuilder(self.model).lattice_sum(expr)
+
+    def twist(self, span: Span | None = None) -> dict[int, list[sympy.Expr]]:
+        """Bond shell -> [dg/db, d2g/db2]: how each bond term changes when the angle at its far
+        end is twisted, theta_{x+e} -> theta_{x+e} + psi (per lattice spacing: a bond along e
+        turns by psi e_mu along axis mu). The helicity modulus is built from their lattice sums;
+        it needs an angle field, an action invariant under theta -> theta + c (bond terms of
+        theta_i - theta_j only, no site term that depends on the angle) and a periodic
+        hypercubic lattice. Located P400 otherwise (at ``span``: where it is measured)."""
+        if self._twist is not None:
+            return self._twist
+        where = "the helicity modulus"
+        if self.domain != "angle":
+            fail("P400", f"{where} is defined for angle fields; '{self.field}' is "
+                 f"{self.domain}", span, "declare 'field theta: angle on sites'")  # fmt: skip
+        lat = self.lattice
+        spec = LATTICES.get(lat.kind)
+        unit = tuple(tuple(1.0 if i == j else 0.0 for j in range(lat.dim)) for i in range(lat.dim))
+        if spec is None or tuple(spec.vectors) != unit or not lat.all_periodic:
+            fail("P400", f"{where} is measured on periodic chain, square, cubic or hypercubic "
+                 f"lattices; this is a {'periodic' if lat.all_periodic else 'open'} "
+                 f"{lat.kind} lattice", span)  # fmt: skip
+        b = self.builder.b
+        bind = {k: sympy.Float(v, 17) for k, v in self.params.items()}  # at these parameters
+        if sympy.simplify(self.derived["site"][1].xreplace(bind)) != 0:
+            fail("P400", f"{where} needs an action invariant under {self.field} -> "
+                 f"{self.field} + c; its site term {self.site} is not", span,
+                 "an external field (h cos theta) breaks the rotation symmetry")  # fmt: skip
+        if not self.bonds:
+            fail("P400", f"{where} needs bond terms in the action; it has none", span)
+        out: dict[int, list[sympy.Expr]] = {}
+        for shell, g in self.bonds.items():
+            ga, gb = self.derived[f"bond{shell}"][1:]
+            if sympy.simplify((ga + gb).xreplace(bind)) != 0:
+                fail("P400", f"{where} needs bond terms of {self.field}_i - {self.field}_j only; "
+                     f"{g} is not", span)  # fmt: skip
+            gbb = sympy.diff(gb, b)
+            out[shell] = [gb, sympy.simplify(gbb) if sympy.count_ops(gbb) < 40 else gbb]
+        self._twist = out
+        return out
 
     def emit_sympy(self) -> str:
         """The densities and their derivatives, and dS/dx assembled from them."""
@@ -298,4 +347,29 @@ def derive_field(model: ModelInstance) -> FieldDerivation:
                            params)  # fmt: skip
 
 
-__all__ = ["FieldBuilder", "FieldDerivation", "derive_field", "linear_bond"]
+class FieldMeasures(MeasuredExpressions):
+    """Measured expressions of a continuous field: those of lattice models, with ``action``
+    (S as written, extensive; ``energy`` is the same number: the sampled weight is exp(-S/T)),
+    ``magnetization`` (M = sum phi; angle fields: |sum exp(i theta)|), ``pi``, T, beta,
+    parameters and lattice sums of the field (``sum(cos(theta[i] - theta[i + e0]) for i in
+    sites)``). ``env(state, S, M, beta)`` reads a batch of fields {name: (C, *shape)}."""
+
+    def on_name(self, e: E.Name, env: Any) -> sympy.Expr:
+        if e.id == "action":
+            return sympy.Symbol("energy")
+        if e.id == "pi":
+            return sympy.pi
+        return super().on_name(e, env)
+
+
+def field_measures(derivation: FieldDerivation, lattice_sum: Callable[[E.Expr, str], Any],
+                   params: Mapping[str, Any], functions: Collection[str]) -> FieldMeasures:  # fmt: skip
+    """The walker of a field run's measured expressions; ``lattice_sum`` is the derivation's
+    (``check``) or the compiled model's (a torch module per sum); ``functions``: the built-in
+    functions of averages (named in an expression, they get a hint to measure them alone)."""
+    return FieldMeasures(derivation.lattice, derivation.model.definitions, lattice_sum, params,
+                         functions)  # fmt: skip
+
+
+__all__ = ["FieldBuilder", "FieldDerivation", "FieldMeasures", "derive_field", "field_measures",
+           "linear_bond"]  # fmt: skip

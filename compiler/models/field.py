@@ -17,6 +17,7 @@ import torch
 
 from physml_lang.compiler.derive.field import FieldDerivation, derive_field
 from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.lower.lattice import LatticeKernels, LatticeSumModule
 from physml_lang.compiler.lower.program import LoweringError, Program, lower_program
 from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.compiler.models.common import fail
@@ -53,6 +54,8 @@ class FieldModel:
         self._programs: dict[str, Program] = {}
         self._sources: dict[str, str] = {}
         self._masks: dict[tuple, Tensor] = {}
+        self._kernels: LatticeKernels | None = None
+        self.device = torch.device("cpu")
         try:
             for key, es in d.derived.items():
                 # the densities only; gradients below (HMC forces never pay for the density)
@@ -151,7 +154,56 @@ class FieldModel:
                 out = out + ga + self._shift(gb, off, -1)
         return out
 
+    def magnetization(self, x: Tensor) -> Tensor:
+        """M (C,): sum of phi over the sites; angle fields: |sum exp(i theta)|."""
+        flat = x.reshape(x.shape[0], -1)
+        if self.domain == "angle":
+            return torch.sqrt(torch.cos(flat).sum(-1) ** 2 + torch.sin(flat).sum(-1) ** 2)
+        return flat.sum(-1)
+
+    def lattice_sum_module(self, expr: Any, name: str) -> LatticeSumModule:
+        """A measured lattice sum of the field as a module of fields (C, *shape) -> (C,)
+        (float64; roll stencils on periodic lattices, neighbour tables otherwise)."""
+        if self._kernels is None:
+            path = "roll" if self.lattice.all_periodic else "gather"
+            self._kernels = LatticeKernels(self.model, path, torch.float64)
+        lsum = self.derived.lattice_sum(expr, name)
+        if self._kernels.path == "gather":  # neighbour tables built now, moved with the module
+            for term in lsum.terms:
+                for acc in term.accesses.values():
+                    if acc.kind == "field" and any(acc.offset):
+                        self._kernels.table(acc.offset)
+        self._kernels.to(self.device)
+        return LatticeSumModule(self.model, lsum, self._kernels, name)
+
+    def twist(self, x: Tensor, span: Any = None) -> tuple[Tensor, Tensor]:
+        """dS/dpsi and d2S/dpsi2 (each (C, d)) for a twist psi of the angles per lattice
+        spacing along each axis mu: sum over bonds (x, x + e) of e_mu dg/db and e_mu^2 d2g/db2
+        (derive/field.FieldDerivation.twist; located P400 where the twist is not defined)."""
+        twist = self.derived.twist(span)
+        a, b = self.builder.a, self.builder.b
+        C, d = x.shape[0], len(self.shape)
+        d1 = torch.zeros(C, d, dtype=x.dtype, device=x.device)
+        d2 = torch.zeros_like(d1)
+        for shell, exprs in twist.items():
+            key = f"bond{shell}_twist"
+            if key not in self._programs:
+                self._lower(key, exprs, [a, b], self.derived.params)
+                self._sources.pop(key)  # measured, not part of the emitted action
+            for off in self.lattice.shells[shell]:
+                gb, gbb = self._eval(key, x, self._shift(x, off))
+                gb, gbb = gb.reshape(C, -1).sum(-1), gbb.reshape(C, -1).sum(-1)
+                for mu, o in enumerate(off):
+                    if o:
+                        d1[:, mu] += o * gb
+                        d2[:, mu] += o * o * gbb
+        return d1, d2
+
     def to(self, device: Any) -> FieldModel:
+        """Fields carry their device; measured lattice sums follow ``device``."""
+        self.device = torch.device(device)
+        if self._kernels is not None:
+            self._kernels.to(self.device)
         return self
 
     def describe(self) -> str:

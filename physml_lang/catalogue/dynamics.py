@@ -6,7 +6,7 @@ statements, and the tasks ``evolve``, ``sample`` (fields) and ``learn_dynamics``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,20 +52,28 @@ class ImplicitMidpointOptions(BaseModel):
 
 
 class FieldSamplerOptions(BaseModel):
-    """Options common to the samplers of continuous fields."""
+    """Options common to the samplers of continuous fields, in the vocabulary of the lattice
+    samplers: one update (an HMC trajectory, a Langevin step) moves every site, like a sweep."""
 
     model_config = ConfigDict(extra="forbid")
-    chains: int = Field(16, ge=1, description="independent chains (leading dimension of x0)")
-    samples: int = Field(1000, ge=1, description="recorded samples per chain")
-    burn_in: int = Field(100, ge=0, description="discarded initial updates")
-    thin: int = Field(1, ge=1, description="updates per recorded sample")
+    renamed: ClassVar[dict[str, str]] = {"samples": "sweeps"}
+    chains: int = Field(16, ge=1, description="independent chains per temperature")
+    sweeps: int = Field(1000, ge=1, description="measured updates per chain (after burn-in); "
+                        "every thin-th is recorded")  # fmt: skip
+    burn_in: int = Field(100, ge=0, description="updates discarded before measuring")
+    thin: int = Field(1, ge=1, description="updates between measurements")
+    start: Literal["random", "ordered"] = Field(
+        "random", description="random: uniform angles, N(0, 1) real fields; ordered: theta = 0, "
+        "phi = 1 (at low T a random start traps vortices and windings)")  # fmt: skip
 
 
 class HMCOptions(FieldSamplerOptions):
-    """Options of ``hmc``."""
+    """Options of ``hmc`` (the names of the gauge-field hmc: ``n_steps`` integrator steps of
+    ``step_size`` per trajectory; a trajectory is one sweep)."""
 
-    step_size: float = Field(0.1, gt=0, le=10)
-    n_leapfrog: int = Field(10, ge=1, le=100_000)
+    renamed: ClassVar[dict[str, str]] = {**FieldSamplerOptions.renamed, "n_leapfrog": "n_steps"}
+    step_size: float = Field(0.1, gt=0, le=10, description="integrator step")
+    n_steps: int = Field(10, ge=1, le=100_000, description="integrator steps per trajectory")
     mass: float = Field(1.0, gt=0)
     jitter: float = Field(0.0, ge=0, lt=1)
     integrator: Literal["leapfrog", "yoshida4"] = "leapfrog"
@@ -77,14 +85,20 @@ class LangevinOptions(FieldSamplerOptions):
     step_size: float = Field(0.01, gt=0, le=10)
 
 
-# per-configuration observables and functions of averages of a continuous-field run
+# the built-in observables of a continuous-field run (V sites, weight exp(-beta S), beta = 1/T,
+# T = 1 when the run gives none): per-configuration means (binning errors) and functions of
+# averages (jackknife errors over the same time blocks)
 FIELD_OBSERVABLES = {
-    "action_density": "S / V per configuration",
-    "magnetization": "real: mean phi; angle: |mean exp(i theta)|",
-    "abs_magnetization": "|mean phi| (angle: |mean exp(i theta)|)",
+    "action_density": "<S> / V (the action as written: the energy per site when sampled at T)",
+    "magnetization": "<m>, m = mean phi (angle: |mean exp(i theta)|)",
+    "abs_magnetization": "<|m|>, m = mean phi (angle: |mean exp(i theta)|)",
     "m2": "V <m^2>",
-    "susceptibility": "V (<m^2> - <|m|>^2) (jackknife)",
+    "specific_heat": "beta^2 (<S^2> - <S>^2) / V (jackknife)",
+    "susceptibility": "beta V (<m^2> - <|m|>^2) (jackknife)",
     "binder": "1 - <m^4> / (3 <m^2>^2) (jackknife)",
+    "helicity_modulus": "angle fields: Upsilon = [<S''> - beta (<S'^2> - <S'>^2)] / V, S' and S'' "
+    "the derivatives of S by a twist psi of the angles per lattice spacing, averaged over the "
+    "lattice axes (XY: S' = J sum sin(theta_x - theta_x+e), S'' = J sum cos(...)) (jackknife)",
 }
 
 
@@ -251,7 +265,8 @@ def declare(catalogue: Catalogue) -> None:
     tasks.declare("evolve",
                   doc="integrate Hamilton's equations with symplectic (or reference) integrators",
                   kinds=("phase_space",))  # fmt: skip
-    tasks.declare("sample", doc="HMC / MALA / Langevin sampling of continuous lattice fields",
+    tasks.declare("sample", doc="HMC / MALA / Langevin sampling of continuous lattice fields "
+                  "(exp(-S/T), scans of T or beta and of model parameters)",
                   family="field")  # fmt: skip
     tasks.declare("learn_dynamics",
                   doc="train Hamiltonian / vector-field / symplectic-map learners on trajectories",

@@ -5,7 +5,7 @@ a vector of n components, or a lattice field). The caller gives the action ``S(x
 its gradient ``grad_S(x) -> (C, *site_shape)`` -- derived symbolically by the compiler or by
 autograd (:func:`autograd_grad`).
 
-- ``hmc``: momenta p ~ N(0, m), ``n_leapfrog`` steps of the same leapfrog/Yoshida integrator used
+- ``hmc``: momenta p ~ N(0, m), ``n_steps`` steps of the same leapfrog/Yoshida integrator used
   for dynamics on H(x, p) = S(x) + |p|^2 / 2m, Metropolis accept with the exact H. Exact (the
   integrator is volume preserving and reversible).
 - ``ula``: x' = x - h grad S + sqrt(2h) xi. Biased at O(h) (no accept step).
@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.dynamics import HMCOptions, LangevinOptions
+from physml_lang.diagnostics import Diagnostic, warn
 
 from ..statistics import Estimate, binning_analysis
 from .integrators import leapfrog_step, yoshida4_step
@@ -100,6 +101,177 @@ def _finish(samples: list[Tensor], obs: dict[str, list[Tensor]], accepted: Tenso
     )
 
 
+class HMCKernel:
+    """One HMC trajectory per :meth:`step` for a batch of C chains x (C, *site_shape): momenta
+    p ~ N(0, m), ``n_leapfrog`` steps of the leapfrog/Yoshida integrator on
+    H(x, p) = S(x) + |p|^2 / 2m, Metropolis accept with the exact H.
+
+    ``jitter`` draws each chain's step size uniformly in step_size * [1 - j, 1 + j] per
+    trajectory (avoids resonances with the trajectory length). While ``track`` is set, the
+    acceptance (``accepted`` (C,) of ``proposed``) and the Creutz check <exp(-dH)> = 1 are
+    accumulated per chain (:meth:`info`); :meth:`tensors` / :meth:`restore` checkpoint them."""
+
+    def __init__(self, action: Action, grad_action: Action, generator: torch.Generator,
+                 step_size: float, n_leapfrog: int, mass: float = 1.0, jitter: float = 0.0,
+                 integrator: Literal["leapfrog", "yoshida4"] = "leapfrog"):  # fmt: skip
+        self.integrate = {"leapfrog": leapfrog_step, "yoshida4": yoshida4_step}[integrator]
+        self.system = HamiltonianSystem(
+            lambda x, p: action(x) + _sum_sites(p * p) / (2 * mass),
+            lambda x, p: grad_action(x),
+            lambda x, p: p / mass,
+            True,
+            "hmc",
+        )
+        self.generator, self.step_size, self.n_leapfrog = generator, step_size, n_leapfrog
+        self.mass, self.jitter = mass, jitter
+        self.track = True
+        self.accepted: Tensor | None = None  # (C,), allocated by start()
+        self.proposed = 0
+        self.sums: dict[str, Tensor] = {}
+
+    def start(self, x: Tensor) -> None:
+        """Allocate the counters for the chains of x (and reset them)."""
+        C = x.shape[0]
+        self.accepted = torch.zeros(C, dtype=x.dtype, device=x.device)
+        self.proposed = 0
+        self.sums = {"dH": torch.zeros_like(self.accepted),
+                     "exp_minus_dH": torch.zeros_like(self.accepted)}  # fmt: skip
+
+    def step(self, x: Tensor) -> Tensor:
+        """One trajectory of every chain: the new x (C, *site_shape)."""
+        gen, C = self.generator, x.shape[0]
+        with torch.no_grad():
+            p = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
+            p = p * self.mass**0.5
+            H0 = self.system.hamiltonian(x, p)
+            dt: float | Tensor = self.step_size
+            if self.jitter > 0:
+                u = torch.rand(C, generator=gen, dtype=x.dtype, device=x.device)
+                dt = _bcast(self.step_size * (1 + self.jitter * (2 * u - 1)), x)
+            xn, pn = x, p
+            for _ in range(self.n_leapfrog):
+                xn, pn = self.integrate(self.system, xn, pn, dt)
+            dH = self.system.hamiltonian(xn, pn) - H0
+            dH = torch.where(torch.isfinite(dH), dH, torch.full_like(dH, float("inf")))
+            u = torch.rand(C, generator=gen, dtype=x.dtype, device=x.device)
+            acc = torch.log(u) < -dH  # min(1, exp(-dH)) with the exact H
+            if self.track:
+                self.accepted += acc.to(x.dtype)
+                self.proposed += 1
+                # <exp(-dH)> = 1 is an exactness check of the integrator (Creutz).
+                self.sums["exp_minus_dH"] += torch.exp(-dH.clamp_min(-50))
+                self.sums["dH"] += dH.clamp_max(1e6)
+            return torch.where(_bcast(acc, x), xn, x)
+
+    def acceptance(self) -> Tensor:
+        """Accepted fraction per chain (C,)."""
+        return self.accepted / max(self.proposed, 1)
+
+    def info(self, chains: slice = slice(None)) -> dict[str, float]:
+        """<dH> and <exp(-dH)> over the tracked trajectories of ``chains``."""
+        n = max(self.proposed, 1)
+        return {f"mean_{k}": float(v[chains].mean()) / n for k, v in self.sums.items()}
+
+    def tensors(self) -> dict[str, Tensor]:
+        out = {"accepted": self.accepted, "proposed": torch.tensor(self.proposed)}
+        out.update({f"sums/{k}": v for k, v in self.sums.items()})
+        return out
+
+    def restore(self, x: Tensor, t: dict[str, Tensor]) -> None:
+        """Continue from :meth:`tensors` of chains now at x."""
+        self.start(x)
+        self.accepted.copy_(t["accepted"].to(x.device))
+        self.proposed = int(t["proposed"])
+        for k, v in self.sums.items():
+            v.copy_(t[f"sums/{k}"].to(x.device))
+
+
+class LangevinKernel:
+    """One overdamped Langevin step per :meth:`step`, x' = x - h grad S(x) + sqrt(2h) xi (ULA),
+    or MALA when ``metropolis``: accept with min(1, pi(x') q(x|x') / (pi(x) q(x'|x))), where
+    q(y|x) ∝ exp(-|y - x + h grad S(x)|^2 / 4h). Counters as :class:`HMCKernel`'s."""
+
+    def __init__(self, action: Action, grad_action: Action, generator: torch.Generator,
+                 step_size: float, metropolis: bool = False):  # fmt: skip
+        self.action, self.grad_action, self.generator = action, grad_action, generator
+        self.h, self.metropolis = step_size, metropolis
+        self.track = True
+        self.accepted: Tensor | None = None
+        self.proposed = 0
+        self.S: Tensor | None = None
+        self.g: Tensor | None = None
+
+    def start(self, x: Tensor) -> None:
+        """Counters for the chains of x, and S, grad S at x (the state a step continues)."""
+        self.accepted = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        self.proposed = 0
+        with torch.no_grad():
+            self.S = self.action(x) if self.metropolis else None
+            self.g = self.grad_action(x)
+
+    def step(self, x: Tensor) -> Tensor:
+        h, C, gen = self.h, x.shape[0], self.generator
+        with torch.no_grad():
+            g, S = self.g, self.S
+            xi = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
+            xn = x - h * g + (2 * h) ** 0.5 * xi
+            gn = self.grad_action(xn)
+            if self.metropolis:
+                Sn = self.action(xn)
+                fwd = _sum_sites((xn - x + h * g) ** 2) / (4 * h)  # -log q(xn | x)
+                bwd = _sum_sites((x - xn + h * gn) ** 2) / (4 * h)  # -log q(x | xn)
+                log_a = -(Sn - S) - bwd + fwd
+                log_a = torch.where(torch.isfinite(log_a), log_a, torch.full_like(log_a, -1e30))
+                u = torch.rand(C, generator=gen, dtype=x.dtype, device=x.device)
+                acc = torch.log(u) < log_a
+                m = _bcast(acc, x)
+                x, self.g, self.S = torch.where(m, xn, x), torch.where(m, gn, g), torch.where(acc, Sn, S)  # fmt: skip
+            else:
+                acc = torch.ones(C, dtype=torch.bool, device=x.device)
+                x, self.g = xn, gn
+            if self.track:
+                self.accepted += acc.to(x.dtype)
+                self.proposed += 1
+            return x
+
+    def acceptance(self) -> Tensor:
+        return self.accepted / max(self.proposed, 1)
+
+    def info(self, chains: slice = slice(None)) -> dict[str, float]:
+        return {}
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {"accepted": self.accepted, "proposed": torch.tensor(self.proposed)}
+
+    def restore(self, x: Tensor, t: dict[str, Tensor]) -> None:
+        """Continue at x: S and grad S recomputed (the same numbers as before the save)."""
+        self.start(x)
+        self.accepted.copy_(t["accepted"].to(x.device))
+        self.proposed = int(t["proposed"])
+
+
+Kernel = HMCKernel | LangevinKernel
+
+
+def _drive(kernel: Kernel, x0: Tensor, n_samples: int, burn_in: int, thin: int,
+           measure: Measure | None) -> SamplerResult:  # fmt: skip
+    """``burn_in`` untracked updates, then ``n_samples * thin``, recording every thin-th."""
+    x = x0.clone()
+    kernel.start(x)
+    samples: list[Tensor] = []
+    obs: dict[str, list[Tensor]] = {}
+    kernel.track = False
+    for _ in range(burn_in):
+        x = kernel.step(x)
+    kernel.track = True
+    with torch.no_grad():
+        for _ in range(n_samples):
+            for _ in range(thin):
+                x = kernel.step(x)
+            _record(x, measure, samples, obs)
+    return _finish(samples, obs, kernel.accepted, kernel.proposed, x, kernel.info())
+
+
 def hmc(
     action: Action,
     grad_action: Action,
@@ -115,56 +287,12 @@ def hmc(
     integrator: Literal["leapfrog", "yoshida4"] = "leapfrog",
     measure: Measure | None = None,
 ) -> SamplerResult:
-    """Hybrid/Hamiltonian Monte Carlo, batched over chains x0: (C, *site_shape).
-
-    ``jitter`` draws each chain's step size uniformly in step_size * [1 - j, 1 + j] per
-    trajectory (avoids resonances with the trajectory length). Records every ``thin``-th
-    trajectory after ``burn_in`` trajectories: T = n_samples.
-    """
-    step = {"leapfrog": leapfrog_step, "yoshida4": yoshida4_step}[integrator]
-    system = HamiltonianSystem(
-        lambda x, p: action(x) + _sum_sites(p * p) / (2 * mass),
-        lambda x, p: grad_action(x),
-        lambda x, p: p / mass,
-        True,
-        "hmc",
-    )
-    x = x0.clone()
-    C = x.shape[0]
-    accepted = torch.zeros(C, dtype=x.dtype, device=x.device)
-    samples: list[Tensor] = []
-    obs: dict[str, list[Tensor]] = {}
-    total = burn_in + n_samples * thin
-    dH_sum = torch.zeros((), dtype=x.dtype, device=x.device)
-    exp_mdH = torch.zeros((), dtype=x.dtype, device=x.device)
-    with torch.no_grad():
-        for it in range(total):
-            p = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-            p = p * mass**0.5
-            H0 = system.hamiltonian(x, p)
-            dt: float | Tensor = step_size
-            if jitter > 0:
-                u = torch.rand(C, generator=generator, dtype=x.dtype, device=x.device)
-                dt = _bcast(step_size * (1 + jitter * (2 * u - 1)), x)
-            xn, pn = x, p
-            for _ in range(n_leapfrog):
-                xn, pn = step(system, xn, pn, dt)
-            H1 = system.hamiltonian(xn, pn)
-            dH = H1 - H0
-            dH = torch.where(torch.isfinite(dH), dH, torch.full_like(dH, float("inf")))
-            u = torch.rand(C, generator=generator, dtype=x.dtype, device=x.device)
-            acc = torch.log(u) < -dH  # min(1, exp(-dH)) with the exact H
-            x = torch.where(_bcast(acc, x), xn, x)
-            if it >= burn_in:
-                accepted += acc.to(x.dtype)
-                # <exp(-dH)> = 1 is an exactness check of the integrator (Creutz).
-                exp_mdH += torch.exp(-dH.clamp_min(-50)).mean()
-                dH_sum += dH.clamp_max(1e6).mean()
-                if (it - burn_in) % thin == thin - 1:
-                    _record(x, measure, samples, obs)
-    n = max(total - burn_in, 1)
-    info = {"mean_dH": float(dH_sum) / n, "mean_exp_minus_dH": float(exp_mdH) / n}
-    return _finish(samples, obs, accepted, total - burn_in, x, info)
+    """Hybrid/Hamiltonian Monte Carlo (:class:`HMCKernel`), batched over chains x0:
+    (C, *site_shape). Records every ``thin``-th trajectory after ``burn_in`` trajectories:
+    T = n_samples."""
+    kernel = HMCKernel(action, grad_action, generator, step_size, n_leapfrog, mass, jitter,
+                       integrator)  # fmt: skip
+    return _drive(kernel, x0, n_samples, burn_in, thin, measure)
 
 
 def langevin(
@@ -179,40 +307,9 @@ def langevin(
     metropolis: bool = False,
     measure: Measure | None = None,
 ) -> SamplerResult:
-    """Overdamped Langevin x' = x - h grad S(x) + sqrt(2h) xi (ULA), or MALA when
-    ``metropolis``: accept with min(1, pi(x') q(x|x') / (pi(x) q(x'|x))), where
-    q(y|x) ∝ exp(-|y - x + h grad S(x)|^2 / 4h)."""
-    h = step_size
-    x = x0.clone()
-    C = x.shape[0]
-    accepted = torch.zeros(C, dtype=x.dtype, device=x.device)
-    samples: list[Tensor] = []
-    obs: dict[str, list[Tensor]] = {}
-    total = burn_in + n_samples * thin
-    with torch.no_grad():
-        S, g = (action(x), grad_action(x)) if metropolis else (None, grad_action(x))
-        for it in range(total):
-            xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-            xn = x - h * g + (2 * h) ** 0.5 * xi
-            gn = grad_action(xn)
-            if metropolis:
-                Sn = action(xn)
-                fwd = _sum_sites((xn - x + h * g) ** 2) / (4 * h)  # -log q(xn | x)
-                bwd = _sum_sites((x - xn + h * gn) ** 2) / (4 * h)  # -log q(x | xn)
-                log_a = -(Sn - S) - bwd + fwd
-                log_a = torch.where(torch.isfinite(log_a), log_a, torch.full_like(log_a, -1e30))
-                u = torch.rand(C, generator=generator, dtype=x.dtype, device=x.device)
-                acc = torch.log(u) < log_a
-                m = _bcast(acc, x)
-                x, g, S = torch.where(m, xn, x), torch.where(m, gn, g), torch.where(acc, Sn, S)
-            else:
-                acc = torch.ones(C, dtype=torch.bool, device=x.device)
-                x, g = xn, gn
-            if it >= burn_in:
-                accepted += acc.to(x.dtype)
-                if (it - burn_in) % thin == thin - 1:
-                    _record(x, measure, samples, obs)
-    return _finish(samples, obs, accepted, total - burn_in, x, {})
+    """Overdamped Langevin (ULA) or MALA (:class:`LangevinKernel`), batched over chains x0."""
+    kernel = LangevinKernel(action, grad_action, generator, step_size, metropolis)
+    return _drive(kernel, x0, n_samples, burn_in, thin, measure)
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,35 +375,42 @@ class XYAction:
 
 @dataclass(frozen=True)
 class Sampler:
-    """A configured sampler: ``run(action, grad_action, x0, generator, measure=None)``."""
+    """A configured sampler: ``kernel(action, grad_action, generator)`` makes its update (one
+    step per call, resumable), ``run(action, grad_action, x0, generator, measure=None)``
+    samples ``sweeps // thin`` recorded states after ``burn_in`` updates."""
 
     name: str
     options: BaseModel
     exact: bool
-    _run: Callable[..., SamplerResult]
+    kernel: Callable[[Action, Action, torch.Generator], Kernel]
 
     def run(self, action: Action, grad_action: Action, x0: Tensor, generator: torch.Generator,
             measure: Measure | None = None) -> SamplerResult:  # fmt: skip
-        if x0.shape[0] != self.options.chains:
-            raise ValueError(f"x0 has {x0.shape[0]} chains, options say {self.options.chains}")
-        return self._run(action, grad_action, x0, generator, measure)
+        o = self.options
+        if x0.shape[0] != o.chains:
+            raise ValueError(f"x0 has {x0.shape[0]} chains, options say {o.chains}")
+        return _drive(self.kernel(action, grad_action, generator), x0, recorded(o), o.burn_in,
+                      o.thin, measure)  # fmt: skip
+
+
+def recorded(o: BaseModel) -> int:
+    """States recorded per chain: every thin-th of the ``sweeps`` measured updates."""
+    return max(1, o.sweeps // o.thin)
 
 
 def _hmc_factory(o: HMCOptions) -> Sampler:
-    def run(a: Action, g: Action, x0: Tensor, gen: torch.Generator, m: Measure | None):
-        return hmc(a, g, x0, gen, o.samples, o.step_size, o.n_leapfrog, o.burn_in, o.thin,
-                   o.mass, o.jitter, o.integrator, m)  # fmt: skip
+    def kernel(a: Action, g: Action, gen: torch.Generator) -> HMCKernel:
+        return HMCKernel(a, g, gen, o.step_size, o.n_steps, o.mass, o.jitter, o.integrator)
 
-    return Sampler("hmc", o, True, run)
+    return Sampler("hmc", o, True, kernel)
 
 
 def _langevin_factory(metropolis: bool) -> Callable[[LangevinOptions], Sampler]:
     def factory(o: LangevinOptions) -> Sampler:
-        def run(a: Action, g: Action, x0: Tensor, gen: torch.Generator, m: Measure | None):
-            return langevin(a, g, x0, gen, o.samples, o.step_size, o.burn_in, o.thin,
-                            metropolis, m)  # fmt: skip
+        def kernel(a: Action, g: Action, gen: torch.Generator) -> LangevinKernel:
+            return LangevinKernel(a, g, gen, o.step_size, metropolis)
 
-        return Sampler("mala" if metropolis else "ula", o, metropolis, run)
+        return Sampler("mala" if metropolis else "ula", o, metropolis, kernel)
 
     return factory
 
@@ -328,15 +432,20 @@ def bind(catalogue: Catalogue) -> None:
 
 def make_sampler(name: str, **options: object) -> Sampler:
     """Look up ``name`` among the catalogue's field samplers and validate its options
-    (pydantic errors)."""
+    (pydantic errors; an old option name is renamed with a P403 warning)."""
     entry = CATALOGUE.samplers.get(name, "field")
     if entry is None:
         known = sorted(CATALOGUE.samplers.names("field"))
         raise KeyError(f"unknown sampler '{name}'; known: {', '.join(known)}")
+    for old, new in getattr(entry.schema, "renamed", {}).items():
+        if old in options and new not in options:
+            options[new] = options.pop(old)
+            warn(Diagnostic("P403", f"option '{old}' of sampler {name} is now called '{new}'",
+                            None, f"write {new} = ..."))  # fmt: skip
     return CATALOGUE.samplers.implementation(name, "field")(entry.schema(**options))
 
 
 __all__ = [
-    "Phi4Action", "Sampler", "SamplerResult", "XYAction", "autograd_grad", "bind", "hmc",
-    "langevin", "make_sampler",
+    "HMCKernel", "Kernel", "LangevinKernel", "Phi4Action", "Sampler", "SamplerResult", "XYAction",
+    "autograd_grad", "bind", "hmc", "langevin", "make_sampler", "recorded",
 ]  # fmt: skip

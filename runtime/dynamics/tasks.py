@@ -22,7 +22,9 @@ Continuous-field sampling shares the word ``sampler`` with the classical ``sampl
 gauge capability does): runs whose model declares a ``real`` or ``angle`` field on sites are
 done by the ``sample`` task of the ``field`` kind (samplers hmc, mala, ula: catalogue entries of
 that family); everything else keeps the classical task. Users write one word,
-``sampler hmc(...)``, for every model.
+``sampler hmc(...)``, for every model, and the same ``let``/``scan T``/``measure`` statements:
+the field task (``runtime/dynamics/field.py``) samples exp(-S/T) over scans of T or beta and of
+model parameters, with built-in observables and measured expressions.
 
 ``train`` is shared with the energy-based learners (likelihood training of Boltzmann machines):
 its ``via`` methods are training objectives in the catalogue; this capability's are
@@ -40,7 +42,6 @@ from __future__ import annotations
 
 import io
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,27 +51,24 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 from torch import nn
-from tqdm import tqdm
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.dynamics import TrajectoryOptions
-from physml_lang.compiler.models.field import FieldModel
 from physml_lang.compiler.models.phase_space import PhaseSpaceModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.task import TaskIR
 from physml_lang.runtime.plans.dynamics import (
     integrator_options,
-    model_point,
     plan_evolve,
-    plan_field,
     plan_learn,
     read_trajectories,
 )
 
 from .. import outputs
 from ..driver import RunContext, RunResult
-from ..statistics import Estimate, binning_analysis, jackknife
 from ..tasks import RunState, Task
+from .field import OBSERVABLES as FIELD_OBSERVABLE_ESTIMATES
+from .field import run_field
 from .integrators import (
     EnergyBlowupError,
     IntegratorError,
@@ -116,24 +114,22 @@ def _savefig(fig, path: Path) -> Path:
 
 
 def run_evolve(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
+    sets, device, seed, out = ctx.sets, ctx.device, ctx.seed, ctx.out
     plan = plan_evolve(task, program, sets, program.compile_ir)
     run = RunState.of(task)
     cm: PhaseSpaceModel = plan.model
     o = plan.options
     save_every = o.save_every or max(1, o.steps // 2000)
-    summary = _summary(run, program, cm, device, seed, "evolve",
-                       {"name": "evolve", **o.model_dump()})  # fmt: skip
+    summary = ctx.recorder.summary
+    summary.update(_summary(run, program, cm, device, seed, "evolve",
+                            {"name": "evolve", **o.model_dump()}))  # fmt: skip
     summary["integrators"] = plan.integrators
     summary["separable"] = cm.separable
     files: list[Path] = []
     trajs: dict[str, Trajectory] = {}
-    started = time.time()
     q0 = torch.tensor(plan.q0, dtype=F64).to(device)
     p0 = torch.tensor(plan.p0, dtype=F64).to(device)
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=len(plan.integrators) * o.steps, disable=not show, desc=run.name,
-               unit="step", leave=False)  # fmt: skip
+    bar = ctx.progress_bar(len(plan.integrators) * o.steps, run.name, "step")
     try:
         for name in plan.integrators:
             t0 = time.time()
@@ -142,9 +138,7 @@ def run_evolve(task: TaskIR, program, ctx: RunContext) -> RunResult:
                 tr = _evolve_chunked(cm, q0, p0, o.dt, o.steps, name, opts, save_every, o.blowup,
                                      bar)  # fmt: skip
             except EnergyBlowupError as exc:
-                summary["elapsed_s"] = round(time.time() - started, 3)
-                if out is not None:
-                    outputs.write_summary(out, summary)
+                ctx.recorder.write()
                 rel = "non-finite" if not math.isfinite(exc.rel_error) else f"{exc.rel_error:.3g}"
                 _fail("P700", f"the energy error exploded with {name}: relative error {rel} at "
                       f"step {exc.step} (t = {exc.step * o.dt:g}), dt = {o.dt:g}",
@@ -169,13 +163,12 @@ def run_evolve(task: TaskIR, program, ctx: RunContext) -> RunResult:
             if out is not None:
                 files.append(tr.save_npz(out / f"trajectory_{name}.npz"))
                 files += tr.plot(out, name)
-                outputs.write_summary(out, summary)
+            ctx.recorder.write()
     finally:
         bar.close()
     summary["complete"] = True
-    summary["elapsed_s"] = round(time.time() - started, 3)
+    ctx.recorder.write()
     if out is not None:
-        outputs.write_summary(out, summary)
         files.append(_energy_plot(out, trajs, cm.ir.name))
     return RunResult(summary, out, files)
 
@@ -232,121 +225,6 @@ def _energy_plot(out: Path, trajs: dict[str, Trajectory], model: str) -> Path:
     ax.legend()
     fig.tight_layout()
     return _savefig(fig, out / "energy_error.png")
-
-
-# ---------------------------------------------------------------- continuous-field sampling
-
-
-def _field_measure(cm: FieldModel):
-    V = float(np.prod(cm.shape))
-
-    def measure(x: Tensor) -> dict[str, Tensor]:
-        C = x.shape[0]
-        flat = x.reshape(C, -1)
-        if cm.domain == "angle":
-            m = torch.sqrt(torch.cos(flat).mean(-1) ** 2 + torch.sin(flat).mean(-1) ** 2)
-            signed = m
-        else:
-            signed = flat.mean(-1)
-            m = signed.abs()
-        return {"action_density": cm.action(x) / V, "magnetization": signed,
-                "abs_magnetization": m, "m2": m * m, "m4": m**4}  # fmt: skip
-
-    return measure, V
-
-
-def _start(cm: FieldModel, chains: int, generator: torch.Generator, device) -> Tensor:
-    shape = (chains, *cm.shape)
-    if cm.domain == "angle":
-        return (2 * torch.rand(shape, generator=generator, dtype=F64, device=device) - 1) * math.pi
-    return torch.randn(shape, generator=generator, dtype=F64, device=device)
-
-
-def run_field(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
-    run = RunState.of(task)
-    plan = plan_field(run, program, sets, program.compile_ir)
-    o = plan.options
-    measures = plan.measures or ["action_density", "abs_magnetization", "susceptibility", "binder"]
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    combos = [[]]
-    for s in plan.others:
-        combos = [c + [(s.name, v, s.span)] for c in combos for v in s.values]
-    summary: dict[str, Any] | None = None
-    started = time.time()
-    show = sys.stderr.isatty() if progress is None else progress
-    files: list[Path] = []
-    for k, combo in enumerate(combos):
-        extra = {name: (v, s) for name, v, s in combo}
-        # the plan compiled the first point of the scans
-        cm: FieldModel = plan.model if k == 0 else program.compile_ir(
-            model_point(run, plan.checker, extra))  # fmt: skip
-        if summary is None:
-            summary = _summary(run, program, cm, device, seed, "field_sample",
-                               {"name": run.sampler, **o.model_dump()})  # fmt: skip
-            summary["scan"] = {s.name: s.values for s in plan.others}
-            summary["field"] = {"name": cm.field, "domain": cm.domain,
-                                "lattice": list(cm.shape)}  # fmt: skip
-        measure, V = _field_measure(cm)
-        x0 = _start(cm, o.chains, generator, device)
-        sampler = CATALOGUE.samplers.implementation(plan.sampler, "field")(o)
-        with tqdm(total=1, disable=not show, desc=run.name, leave=False):
-            res = sampler.run(cm.action, cm.grad, x0, generator, measure)
-        series = {k: v.detach().cpu().numpy() for k, v in res.observables.items()}
-        row: dict[str, Any] = {k: v for k, v, _ in combo}
-        acc = res.acceptance_per_chain.detach().cpu().numpy()
-        row["acceptance"] = _est(acc)
-        for name in measures:
-            estimate = CATALOGUE.observables.implementation(name, "field")
-            row[name] = estimate(series, V).as_dict()
-        for k, v in res.info.items():
-            row[k] = v
-        summary["params"] = dict(cm.model.params)
-        summary["rows"].append(row)
-        summary["elapsed_s"] = round(time.time() - started, 3)
-        if out is not None:
-            outputs.write_summary(out, summary)
-    assert summary is not None
-    summary["complete"] = True
-    summary["elapsed_s"] = round(time.time() - started, 3)
-    if out is not None:
-        outputs.write_summary(out, summary)
-        if plan.others:
-            f = outputs.plot_rows(out, summary["rows"], plan.others[0].name, measures,
-                                  title=f"{summary['model']}: {run.sampler}")  # fmt: skip
-            if f is not None:
-                files.append(f)
-    return RunResult(summary, out, files)
-
-
-# The observables of a continuous-field run (the implementations of the catalogue's observable
-# entries of the field family): (measured series name -> (T, C), volume V) -> estimate.
-
-
-def _action_density(s: dict[str, np.ndarray], V: float) -> Estimate:
-    return binning_analysis(s["action_density"])
-
-
-def _magnetization(s: dict[str, np.ndarray], V: float) -> Estimate:
-    return binning_analysis(s["magnetization"])
-
-
-def _abs_magnetization(s: dict[str, np.ndarray], V: float) -> Estimate:
-    return binning_analysis(s["abs_magnetization"])
-
-
-def _m2(s: dict[str, np.ndarray], V: float) -> Estimate:
-    e = binning_analysis(s["m2"])
-    return Estimate(V * e.mean, V * e.stderr, e.tau_int)
-
-
-def _susceptibility(s: dict[str, np.ndarray], V: float) -> Estimate:
-    return jackknife(lambda m2, m: V * (m2 - m * m), [s["m2"], s["abs_magnetization"]])
-
-
-def _binder(s: dict[str, np.ndarray], V: float) -> Estimate:
-    return jackknife(lambda m4, m2: 1 - m4 / (3 * m2 * m2), [s["m4"], s["m2"]])
 
 
 # ---------------------------------------------------------------- learned dynamics
@@ -418,17 +296,17 @@ def _step_mse(model: nn.Module, data: TrainingData, generator: torch.Generator,
 
 
 def run_learn(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    sets, device, seed, out, progress = ctx.sets, ctx.device, ctx.seed, ctx.out, ctx.progress
+    sets, device, seed, out = ctx.sets, ctx.device, ctx.seed, ctx.out
     run = RunState.of(task)
     plan = plan_learn(run, program, sets, program.compile_ir)
     cm: PhaseSpaceModel = plan.model
     o, ro = plan.data, plan.rollout
     system = cm.system
     gen = torch.Generator().manual_seed(seed)
-    summary = _summary(run, program, cm, device, seed, "learn_dynamics",
-                       {"name": "learn_dynamics", "trajectories": o.model_dump(),
-                        "rollout": ro.model_dump()})  # fmt: skip
-    started = time.time()
+    summary = ctx.recorder.summary
+    summary.update(_summary(run, program, cm, device, seed, "learn_dynamics",
+                            {"name": "learn_dynamics", "trajectories": o.model_dump(),
+                             "rollout": ro.model_dump()}))  # fmt: skip
     if plan.load is not None:
         loaded = read_trajectories(plan.load, cm.n, program)
         t, q, p, dq, dp = (torch.tensor(x, dtype=F64) for x in (loaded.t, loaded.q, loaded.p,
@@ -450,7 +328,6 @@ def run_learn(task: TaskIR, program, ctx: RunContext) -> RunResult:
     # test set: fresh initial states, exact trajectories
     tgen = torch.Generator().manual_seed(seed + 7919)
     qt0, pt0 = _initial_states(cm, o, ro.count, tgen)
-    show = sys.stderr.isatty() if progress is None else progress
     files: list[Path] = []
     curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     for lp in plan.learners:
@@ -460,7 +337,7 @@ def run_learn(task: TaskIR, program, ctx: RunContext) -> RunResult:
         model = model.to(device)
         fit = CATALOGUE.objectives.implementation(lp.method, "phase_space")
         t0 = time.time()
-        with tqdm(total=1, disable=not show, desc=f"{run.name}: {lp.name}", leave=False):
+        with ctx.progress_bar(1, f"{run.name}: {lp.name}", "learner"):
             res = fit(model, data, lgen, lp.options)
         train_s = time.time() - t0
         if isinstance(model, SympNet):
@@ -498,12 +375,10 @@ def run_learn(task: TaskIR, program, ctx: RunContext) -> RunResult:
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
             save_file(state, str(out / f"{lp.name}.safetensors"))
             files.append(out / f"{lp.name}.safetensors")
-            summary["elapsed_s"] = round(time.time() - started, 3)
-            outputs.write_summary(out, summary)
+        ctx.recorder.write()
     summary["complete"] = True
-    summary["elapsed_s"] = round(time.time() - started, 3)
+    ctx.recorder.write()
     if out is not None:
-        outputs.write_summary(out, summary)
         files.append(_rollout_plot(out, curves, cm))
     return RunResult(summary, out, files)
 
@@ -539,9 +414,7 @@ def bind(catalogue: Catalogue) -> None:
     bind_integrators(catalogue)
     bind_samplers(catalogue)
     bind_learners(catalogue)
-    for name, estimate in (("action_density", _action_density), ("magnetization", _magnetization),
-                           ("abs_magnetization", _abs_magnetization), ("m2", _m2),
-                           ("susceptibility", _susceptibility), ("binder", _binder)):  # fmt: skip
+    for name, estimate in FIELD_OBSERVABLE_ESTIMATES.items():
         catalogue.observables.bind(name, estimate, family="field")
     catalogue.objectives.bind("derivative_mse", _derivative_mse, family="phase_space")
     catalogue.objectives.bind("step_mse", _step_mse, family="phase_space")

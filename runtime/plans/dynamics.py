@@ -3,16 +3,18 @@ of a phase-space model, or a ``sample`` run of a continuous field, would reject,
 without running.
 
 A plan reads a run's statements (``initial``, ``evolve``, ``trajectories``, ``train``,
-``rollout``), applies ``--set`` overrides, validates options against the catalogue's schemas and
+``rollout``; ``let``, ``scan`` and ``measure`` of field sampling), applies ``--set`` values
+(``runtime/plans/parameters.py``), validates options against the catalogue's schemas and
 static facts (integrators that need a separable H, the objective that fits each learner, the
-symmetries a learner can respect, field samplers and observables), reads initial states and
-trajectory files (numpy) and realises the model: ``program.derive`` for ``physml check``,
-``program.compile_ir`` for a run, which starts from the same plan (``runtime/dynamics/tasks.py``).
+symmetries a learner can respect, field samplers, temperatures, observables and measured
+expressions), reads initial states and trajectory files (numpy) and realises the model:
+``program.derive`` for ``physml check``, ``program.compile_ir`` for a run, which starts from the
+same plan (``runtime/dynamics/tasks.py``, ``runtime/dynamics/field.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,11 +33,14 @@ from physml_lang.catalogue.dynamics import (
 )
 from physml_lang.check.model import ModelChecker, validate_options
 from physml_lang.check.tasks import STATEMENTS
+from physml_lang.compiler.derive.field import FieldDerivation, field_measures
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.model import ModelIR
-from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
+from physml_lang.ir.task import CallValue, MeasureIR, StatementIR, TaskIR, Word
 
 from ..tasks import RunState, Scan, TaskCheck, option_values
+from .parameters import Settable, apply_sets
+from .sample import THERMAL
 
 Realise = Callable[[ModelIR], Any]  # a model IR -> its derivation (check) or compiled model (run)
 Options = dict[str, tuple[Any, Span | None]]  # option name -> (value, span of its source)
@@ -150,40 +155,27 @@ def _statements(run: RunState) -> DynamicsStatements:
 # ---------------------------------------------------------------- shared planning
 
 
-def _overrides(run: RunState, checker: ModelChecker, sets: dict[str, Any],
-               groups: list[tuple[str, Options, type[BaseModel]]]) -> None:  # fmt: skip
-    """--set NAME=VALUE: a model parameter, a scan variable, or an option of the first group
-    (statement key, option dict, schema) whose schema has it."""
-    params = set(checker.param_names)
-    for name, value in sets.items():
-        scan = next((s for s in run.scans if s.name == name), None)
-        if scan is not None:
-            scan.values = [value]
-            continue
-        if name in params:
-            run.model_args[name] = (value, None)
-            continue
-        for _, opts, schema in groups:
-            if name in schema.model_fields:
-                opts[name] = (value, None)
-                break
-        else:
-            known = params | {s.name for s in run.scans}
-            for _, _, schema in groups:
-                known |= set(schema.model_fields)
-            _fail("P200", f"--set {name}: no model parameter or option is called '{name}'", None,
-                  did_you_mean(name, known) or "known names: " + ", ".join(sorted(known)))  # fmt: skip
+def _sets(run: RunState, checker: ModelChecker, sets: dict[str, Any] | None,
+          groups: list[tuple[str, Options, type[BaseModel]]]) -> None:  # fmt: skip
+    """``--set NAME=VALUE``: a scan variable, a model parameter or an option of the first
+    group (what, option dict, schema) that has it (``runtime/plans/parameters.py``)."""
+    apply_sets(run, sets or {}, checker.param_names,
+               [Settable.options(what, schema, opts) for what, opts, schema in groups])  # fmt: skip
 
 
-def model_point(run: RunState, checker: ModelChecker, extra: Options | None = None) -> ModelIR:
+def model_point(run: RunState, checker: ModelChecker, extra: Options | None = None,
+                thermal: Collection[str] = ()) -> ModelIR:  # fmt: skip
     """The IR of the run's model at its arguments, ``let`` values and ``extra`` (a point of a
-    scan), each value located at its source."""
+    scan), each value located at its source; ``let`` names in ``thermal`` (T, beta of a
+    sampling run) are not the model's."""
     args = {k: v for k, (v, _) in run.model_args.items()}
     spans = {k: s for k, (_, s) in run.model_args.items()}
     for k, (v, s) in (extra or {}).items():
         args[k], spans[k] = v, s
     params = set(checker.param_names)
     for name, (v, s) in run.lets.items():
+        if name in thermal and name not in params:
+            continue
         if name not in params:
             _fail("P200", f"'let {name}': not a parameter of model {checker.name}", s,
                   did_you_mean(name, params))  # fmt: skip
@@ -197,9 +189,9 @@ NEEDS = {"phase_space": "a phase-space model (phase_space (q, p) and a hamiltoni
 
 
 def _realised(run: RunState, checker: ModelChecker, realise: Realise, kind: str, what: str,
-              extra: Options | None = None) -> Any:  # fmt: skip
+              extra: Options | None = None, thermal: Collection[str] = ()) -> Any:  # fmt: skip
     """The run's model, of model kind ``kind`` (located P400 otherwise), realised."""
-    ir = model_point(run, checker, extra)
+    ir = model_point(run, checker, extra, thermal)
     if ir.kind != kind:
         _fail("P400", f"{what} needs {NEEDS[kind]}; model {ir.name} is not one",
               run.model_span or run.span)  # fmt: skip
@@ -270,7 +262,7 @@ def plan_evolve(task: TaskIR, program: Any, sets: dict[str, Any] | None,
     dyn = _statements(run)
     checker = program.checker_for(task)
     opts = dict(dyn.evolve or {})
-    _overrides(run, checker, sets or {}, [("evolve", opts, EvolveOptions)])
+    _sets(run, checker, sets, [("evolve option", opts, EvolveOptions)])
     span = dyn.evolve_span
     options = _options(opts, EvolveOptions, span, "evolve")
     cm: PhaseSpace = _realised(run, checker, realise or program.derive, "phase_space", "evolve")
@@ -321,22 +313,64 @@ def check_evolve(task: TaskIR, program: Any) -> None:
 
 @dataclass
 class FieldPlan:
-    """A ``sample`` run of a continuous field: the sampler (a catalogue entry of the field
-    family) and its options, the scans, the measured observables, and the model at the first
-    point of the scans (realised)."""
+    """A ``sample`` run of a continuous field with weight exp(-S/T): the sampler (a catalogue
+    entry of the field family) and its options, the temperatures (``tvar`` T or beta, its
+    values and the betas; T = 1, the action as written, when the run gives none: ``thermal``
+    false), the scans of model parameters, the measures (built-in observables and measured
+    expressions) and the model at the first point of the scans (realised)."""
 
     sampler: str
     options: BaseModel
+    tvar: str
+    tvalues: list
+    betas: list[float]
+    thermal: bool
     others: list[Scan]
-    measures: list[str]
+    measures: list[MeasureIR]
     checker: ModelChecker
     model: Any
+
+    @property
+    def builtins(self) -> list[str]:
+        """The measured built-in observables (names of the catalogue's field family)."""
+        return [m.name for m in self.measures if m.expr is None]
+
+
+# measured by default when a field run measures nothing
+FIELD_DEFAULTS = ("action_density", "abs_magnetization", "susceptibility", "binder")
+
+
+def _temperatures(run: RunState, params: set[str]) -> tuple[str, list, bool]:
+    """(T or beta, values, given): a scan or ``let`` of T or beta that is not a model
+    parameter; T = 1 when there is none. Located P201/P400 for two of them, values <= 0."""
+    thermal = [s for s in run.scans if s.name in THERMAL and s.name not in params]
+    if len(thermal) > 1:
+        _fail("P201", "scan either T or beta, not both", thermal[1].span)
+    lets = [n for n in THERMAL if n in run.lets and n not in params]
+    if thermal:
+        if lets:
+            _fail("P201", f"{thermal[0].name} is scanned and set by 'let {lets[0]}'",
+                  run.lets[lets[0]][1])  # fmt: skip
+        tvar, tvalues, tspan = thermal[0].name, thermal[0].values, thermal[0].span
+    elif lets:
+        if len(lets) > 1:
+            _fail("P201", "give either T or beta, not both", run.lets[lets[1]][1])
+        tvar, (v, tspan) = lets[0], run.lets[lets[0]]
+        tvalues = [v]
+    else:
+        return "T", [1.0], False
+    for v in tvalues:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+            _fail("P400", f"{tvar} must be a positive number, got {v!r}", tspan,
+                  "temperatures and inverse temperatures are > 0")  # fmt: skip
+    return tvar, list(tvalues), True
 
 
 def plan_field(run: RunState, program: Any, sets: dict[str, Any] | None,
                realise: Realise | None = None) -> FieldPlan:  # fmt: skip
-    """Sampler, options, scans (of model parameters only) and observables of a field ``sample``
-    run; the model at the first point of the scans realised (``program.derive`` by default)."""
+    """Sampler, options, temperatures, scans (T or beta and model parameters), ``let`` values
+    and measures of a field ``sample`` run, ``--set`` values applied; the model at the first
+    point of the scans realised (``program.derive`` by default)."""
     checker = program.checker_for(run.ir)
     entry = CATALOGUE.samplers.get(run.sampler or "", "field")
     if entry is None:
@@ -345,31 +379,54 @@ def plan_field(run: RunState, program: Any, sets: dict[str, Any] | None,
               did_you_mean(run.sampler or "", set(known))
               or "continuous-field samplers: " + ", ".join(known))  # fmt: skip
     schema = entry.schema
-    _overrides(run, checker, sets or {}, [("sampler", run.sampler_options, schema)])
+    params = set(checker.param_names)
+    apply_sets(run, sets or {}, params, [
+        Settable("let", set(run.lets) | set(THERMAL), run.lets),
+        Settable.options("sampler option", schema, run.sampler_options)])  # fmt: skip
     options = option_values(run.sampler_options, schema, run.sampler_span,
                             f"sampler {run.sampler}")  # fmt: skip
-    params = set(checker.param_names)
-    for s in run.scans:
+    tvar, tvalues, given = _temperatures(run, params)
+    others = [s for s in run.scans if s.name not in THERMAL or s.name in params]
+    for s in others:
         if s.name not in params:
-            _fail("P200", f"cannot scan '{s.name}': not a parameter of model "
+            _fail("P200", f"cannot scan '{s.name}': it is not T, beta or a parameter of model "
                   f"{checker.name}", s.span,
-                  "continuous-field actions carry their couplings: scan one of "
-                  + ", ".join(sorted(params)))  # fmt: skip
-    measures = []
+                  did_you_mean(s.name, params | set(THERMAL))
+                  or "scan T, beta or one of " + ", ".join(sorted(params)))  # fmt: skip
     for m in run.measures or []:
-        if m.expr is not None or CATALOGUE.observables.get(m.name, "field") is None:
+        if m.expr is None and CATALOGUE.observables.get(m.name, "field") is None:
             known = CATALOGUE.observables.names("field")
             _fail("P200", f"unknown continuous-field observable '{m.name}'", m.span,
-                  did_you_mean(m.name, set(known)) or "observables: " + ", ".join(known))  # fmt: skip
-        measures.append(m.name)
-    first = {s.name: (s.values[0], s.span) for s in run.scans}
+                  did_you_mean(m.name, set(known)) or "observables: " + ", ".join(known)
+                  + "; or measure an expression: measure NAME = EXPR")  # fmt: skip
+    measures = list(run.measures) or [MeasureIR(n) for n in FIELD_DEFAULTS]
+    first = {s.name: (s.values[0], s.span) for s in others}
     model = _realised(run, checker, realise or program.derive, "field",
-                      f"sampler {run.sampler}", first)  # fmt: skip
-    return FieldPlan(entry.name, options, list(run.scans), measures, checker, model)
+                      f"sampler {run.sampler}", first, THERMAL)  # fmt: skip
+    betas = [1.0 / v if tvar == "T" else float(v) for v in tvalues]
+    return FieldPlan(entry.name, options, tvar, tvalues, betas, given, others, measures, checker,
+                     model)  # fmt: skip
+
+
+def check_field_measures(derivation: FieldDerivation, measures: list[MeasureIR]) -> None:
+    """Every measured expression of a field run lowers (names, sums over sites and bonds of
+    the field); ``helicity_modulus`` is defined for this action and lattice."""
+    walker = field_measures(derivation, derivation.lattice_sum, derivation.model.params,
+                            FIELD_FUNCTIONS)  # fmt: skip
+    for m in measures:
+        if m.expr is not None:
+            walker.walk(m.expr)
+        elif m.name == "helicity_modulus":
+            derivation.twist(m.span)
+
+
+# the built-in functions of averages of the field family (not per-sample quantities)
+FIELD_FUNCTIONS = ("specific_heat", "susceptibility", "binder", "helicity_modulus")
 
 
 def check_field(task: TaskIR, program: Any) -> None:
-    plan_field(RunState.of(task), program, {})
+    plan = plan_field(RunState.of(task), program, {})
+    check_field_measures(plan.model, plan.measures)
 
 
 # ---------------------------------------------------------------- learned dynamics
@@ -410,9 +467,9 @@ def plan_learn(run: RunState, program: Any, sets: dict[str, Any] | None,
     topts = dict(dyn.trajectories)
     ropts = dict(dyn.rollout)
     train_common: Options = {}
-    _overrides(run, checker, sets or {}, [("train", train_common, TrainOptions),
-                                          ("trajectories", topts, TrajectoryOptions),
-                                          ("rollout", ropts, RolloutOptions)])  # fmt: skip
+    _sets(run, checker, sets, [("train option", train_common, TrainOptions),
+                               ("trajectories option", topts, TrajectoryOptions),
+                               ("rollout option", ropts, RolloutOptions)])  # fmt: skip
     cm: PhaseSpace = _realised(run, checker, realise or program.derive, "phase_space", "train")
     data = _options(topts, TrajectoryOptions, dyn.trajectories_span, "trajectories")
     roll = _options(ropts, RolloutOptions, dyn.rollout_span, "rollout")
@@ -536,7 +593,8 @@ def bind_checks(catalogue: Catalogue) -> None:
     catalogue.tasks.bind_check("learn_dynamics", TaskCheck(check_learn))
 
 
-__all__ = ["DynamicsStatements", "EvolvePlan", "FieldPlan", "LearnPlan", "LearnerPlan",
-           "PhaseSpace", "Trajectories", "bind_checks", "check_evolve", "check_field",
-           "check_learn", "integrator_options", "model_point", "plan_evolve", "plan_field",
-           "plan_learn", "read_trajectories"]  # fmt: skip
+__all__ = ["DynamicsStatements", "EvolvePlan", "FIELD_DEFAULTS", "FIELD_FUNCTIONS", "FieldPlan",
+           "LearnPlan", "LearnerPlan", "PhaseSpace", "Trajectories", "bind_checks",
+           "check_evolve", "check_field", "check_field_measures", "check_learn",
+           "integrator_options", "model_point", "plan_evolve", "plan_field", "plan_learn",
+           "read_trajectories"]  # fmt: skip

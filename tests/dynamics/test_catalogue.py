@@ -124,22 +124,31 @@ def test_learner_facts_and_objectives():
 
 
 def test_field_observable_estimators():
-    """The bound estimators: binning means, V <m^2>, jackknife susceptibility and Binder."""
+    """The bound estimators: binning means, V <m^2>, jackknife functions of averages at beta
+    (susceptibility, Binder, specific heat, helicity modulus over the axes)."""
     rng = np.random.default_rng(0)
     m = np.abs(rng.normal(1.0, 0.1, (200, 4)))
-    s = {"action_density": rng.normal(size=(200, 4)), "magnetization": m, "abs_magnetization": m,
-         "m2": m**2, "m4": m**4}  # fmt: skip
-    V = 16.0
+    a = rng.normal(size=(200, 4))
+    d1 = [rng.normal(0.0, 2.0, (200, 4)) for _ in range(2)]
+    d2 = [rng.normal(12.0, 1.0, (200, 4)) for _ in range(2)]
+    s = {"action_density": a, "magnetization": m, "abs_magnetization": m, "m2": m**2, "m4": m**4,
+         "twist1_0": d1[0], "twist1_1": d1[1], "twist2_0": d2[0], "twist2_1": d2[1]}  # fmt: skip
+    V, beta = 16.0, 0.5
 
     def est(name):
-        return CATALOGUE.observables.implementation(name, "field")(s, V)
+        return CATALOGUE.observables.implementation(name, "field")(s, V, beta)
 
     for name in ("action_density", "magnetization", "abs_magnetization"):
         assert est(name).mean == binning_analysis(s[name]).mean
     assert est("m2").mean == pytest.approx(V * binning_analysis(s["m2"]).mean, rel=1e-15)
-    chi = jackknife(lambda m2, mm: V * (m2 - mm * mm), [s["m2"], m])
+    chi = jackknife(lambda m2, mm: beta * V * (m2 - mm * mm), [s["m2"], m])
     assert est("susceptibility").mean == chi.mean and est("susceptibility").stderr == chi.stderr
     assert 0.6 < est("binder").mean < 0.7  # a narrow |m| distribution: U -> 2/3
+    c = est("specific_heat")
+    assert c.mean == pytest.approx(beta**2 * V * a.var(), rel=1e-12) and c.stderr > 0
+    ups = est("helicity_modulus")
+    ref = sum(d2[mu].mean() - beta * d1[mu].var() for mu in range(2)) / (2 * V)
+    assert ups.mean == pytest.approx(ref, rel=1e-12) and 0 < ups.stderr < 0.05
 
 
 def test_unknown_names_raise_key_errors_naming_the_known():

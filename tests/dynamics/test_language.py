@@ -172,7 +172,7 @@ PHI4 = """
 import Phi4
 run h {
     model Phi4(L = 6, kappa = 0.22, lam = 1.145)
-    sampler hmc(chains = 8, samples = 250, burn_in = 50, step_size = 0.15, n_leapfrog = 8)
+    sampler hmc(chains = 8, sweeps = 250, burn_in = 50, step_size = 0.15, n_steps = 8)
     measure abs_magnetization, action_density
 }
 """
@@ -186,7 +186,7 @@ def test_field_actions_equal_runtime_references():
     ref = Phi4Action(0.22, 1.145)
     torch.testing.assert_close(cm.action(x), ref(x), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(cm.grad(x), ref.grad(x), rtol=1e-12, atol=1e-12)
-    xy = load("import XY\n").model("XY", L=5, beta=1.1)
+    xy = load("import XY\n").model("XY", L=5, J=1.1)
     t = torch.randn(4, 5, 5, generator=gen, dtype=F64)
     torch.testing.assert_close(xy.action(t), XYAction(1.1)(t), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(xy.grad(t), XYAction(1.1).grad(t), rtol=1e-12, atol=1e-12)
@@ -274,7 +274,7 @@ def test_learn_from_loaded_npz(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["pendulum_leapfrog_vs_rk4", "hnn_mass_spring", "kepler_hnn", "pendulum_hnn",
-                                  "phi4_hmc"])  # fmt: skip
+                                  "phi4_hmc", "xy_helicity"])  # fmt: skip
 def test_examples_check(name):
     done = load(ROOT / "examples" / f"{name}.phys").check()
     assert any(line.startswith("run ") for line in done)
@@ -291,7 +291,8 @@ def test_stdlib_models_check():
 
 # ---------------------------------------------------------------- check without torch
 
-EXAMPLES = ("pendulum_leapfrog_vs_rk4", "hnn_mass_spring", "kepler_hnn", "pendulum_hnn", "phi4_hmc")
+EXAMPLES = ("pendulum_leapfrog_vs_rk4", "hnn_mass_spring", "kepler_hnn", "pendulum_hnn", "phi4_hmc",
+            "xy_helicity")
 
 def test_compiled_models_build_on_their_derivations():
     """PhaseSpaceModel and FieldModel hold the torch-free derivation and say what it says."""

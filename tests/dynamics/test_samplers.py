@@ -139,11 +139,11 @@ def test_phi4_schwinger_dyson_identity():
 
     gen = torch.Generator().manual_seed(16)
     x0 = torch.randn(32, 6, 6, generator=gen, dtype=F64)
-    res = make_sampler("hmc", chains=32, samples=300, burn_in=30, step_size=0.15,
-                       n_leapfrog=7, jitter=0.2).run(act, act.grad, x0, gen, meas)  # fmt: skip
+    res = make_sampler("hmc", chains=32, sweeps=300, burn_in=30, step_size=0.15,
+                       n_steps=7, jitter=0.2).run(act, act.grad, x0, gen, meas)  # fmt: skip
     est = res.estimate("sd")
     assert abs(est.mean - 1.0) < 4 * est.stderr and est.stderr < 0.02
-    mala = make_sampler("mala", chains=32, samples=800, burn_in=300, thin=3,
+    mala = make_sampler("mala", chains=32, sweeps=2400, burn_in=300, thin=3,
                         step_size=0.02).run(act, act.grad, x0, gen, meas)  # fmt: skip
     a, b = res.estimate("phi2"), mala.estimate("phi2")
     assert abs(a.mean - b.mean) < 4 * np.hypot(a.stderr, b.stderr)
@@ -168,7 +168,7 @@ def test_xy_identity_and_autograd_gradient():
 
 def test_sampler_registry_and_samples_shape():
     gen = torch.Generator().manual_seed(18)
-    s = make_sampler("hmc", chains=4, samples=5, burn_in=0, n_leapfrog=2)
+    s = make_sampler("hmc", chains=4, sweeps=5, burn_in=0, n_steps=2)
     res = s.run(gauss_S, gauss_grad, torch.zeros(4, 3, dtype=F64), gen)
     assert res.samples.shape == (5, 4, 3) and res.acceptance_per_chain.shape == (4,)
     with pytest.raises(pydantic.ValidationError):

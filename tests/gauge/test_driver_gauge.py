@@ -3,13 +3,9 @@ chains, ``--resume`` bit-identical on the CPU, a P602 for other settings, old op
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -71,14 +67,8 @@ def _same(rows: list[dict], reference: list[dict]) -> bool:
     return json.dumps(rows) == json.dumps(reference)
 
 
-def _on_disk(out: Path) -> tuple[list[dict], list[dict], dict]:
-    summary = json.loads((out / "summary.json").read_text())
-    with open(out / "results.csv") as f:
-        rows = list(csv.DictReader(f))
-    return summary["rows"], rows, summary
-
-
-def test_kill_mid_point_keeps_finished_rows_and_resume_finishes_exactly(tmp_path):
+def test_kill_mid_point_keeps_finished_rows_and_resume_finishes_exactly(
+        tmp_path, kill_when, saved_after_a_row, results_on_disk):
     """SIGKILL while the second point samples, after a mid-point checkpoint: summary.json and
     results.csv agree on the finished row; a resume with other settings is a P602; --resume
     finishes with the rows of an uninterrupted run and removes the checkpoint."""
@@ -87,24 +77,9 @@ def test_kill_mid_point_keeps_finished_rows_and_resume_finishes_exactly(tmp_path
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "physml_lang.cli", "run", str(src), "--out", str(out),
            "--seed", "3", "--quiet", "--checkpoint-every", "0.2"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt = out / "checkpoint.safetensors"
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and proc.poll() is None:  # a row done, a mid-point save
-            if (out / "summary.json").is_file() and ckpt.is_file():
-                rows = json.loads((out / "summary.json").read_text())["rows"]
-                if rows and ckpt.stat().st_mtime > (out / "summary.json").stat().st_mtime + 0.1:
-                    break
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before it could be killed: " + str(
-            proc.stderr.read() if proc.stderr else "")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    rows, csv_rows, summary = _on_disk(out)
+    kill_when(cmd, lambda: saved_after_a_row(out))
+    rows, csv_rows, summary = results_on_disk(out)
     assert not summary["complete"] and len(rows) == len(csv_rows) == 1
     assert _same(rows, reference[:1]) and float(csv_rows[0]["beta"]) == 1.0
     with pytest.raises(PhysmlError) as exc:
@@ -114,7 +89,7 @@ def test_kill_mid_point_keeps_finished_rows_and_resume_finishes_exactly(tmp_path
     assert d.span is not None
     done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    rows, csv_rows, summary = _on_disk(out)
+    rows, csv_rows, summary = results_on_disk(out)
     assert summary["complete"] and summary["resumed"] and len(csv_rows) == len(rows) == 2
     assert _same(rows, reference)
     assert not ckpt.exists()
@@ -146,7 +121,7 @@ def test_resume_mid_point_is_bit_identical(tmp_path, monkeypatch, case):
     assert not (out / "checkpoint.safetensors").exists()
 
 
-def test_an_interrupt_keeps_the_finished_points(tmp_path, monkeypatch):
+def test_an_interrupt_keeps_the_finished_points(tmp_path, monkeypatch, results_on_disk):
     original, calls = tasks.GaugeChains.advance, {"n": 0}
 
     def second_point_interrupted(self, *a, **k):
@@ -161,7 +136,7 @@ def test_an_interrupt_keeps_the_finished_points(tmp_path, monkeypatch):
         physml_lang.load(_program(tmp_path, SMALL["u1_hmc"])).run(out=out)
     d = exc.value.diagnostics[0]
     assert d.code == "P701" and "1 finished row(s) kept" in d.message
-    rows, csv_rows, summary = _on_disk(out)
+    rows, csv_rows, summary = results_on_disk(out)
     assert len(rows) == len(csv_rows) == 1 and not summary["complete"]
     assert "interrupted" not in summary  # the driver says what was kept
 

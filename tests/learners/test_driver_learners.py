@@ -4,13 +4,8 @@ settings or a damaged one, ``--set`` through the shared resolver."""
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -52,12 +47,6 @@ def _fit(tmp_path: Path, epochs: int) -> Path:
     return path
 
 
-def _on_disk(out: Path) -> tuple[list[dict], list[dict], dict]:
-    summary = json.loads((out / "summary.json").read_text())
-    with open(out / "results.csv") as f:
-        return summary["rows"], list(csv.DictReader(f)), summary
-
-
 def _same_params(a: Path, b: Path) -> bool:
     x, y = load_file(str(a)), load_file(str(b))
     return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
@@ -81,7 +70,8 @@ def _interrupted(monkeypatch, program, out: Path, at_epoch: int, **kw) -> None:
             program.run(out=out, seed=7, **kw)
 
 
-def test_kill_mid_training_keeps_finished_rows_and_resume_is_bit_identical(tmp_path):
+def test_kill_mid_training_keeps_finished_rows_and_resume_is_bit_identical(
+        tmp_path, kill_when, saved_after_a_row, results_on_disk):
     """SIGKILL while the second point trains: summary.json and results.csv hold the first
     point's row; --resume finishes with the rows, histories and learned parameters of an
     uninterrupted run."""
@@ -90,37 +80,19 @@ def test_kill_mid_training_keeps_finished_rows_and_resume_is_bit_identical(tmp_p
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "physml_lang.cli", "run", str(src), "--out", str(out),
            "--seed", "7", "--quiet"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ckpt, summary_file = out / "checkpoint.safetensors", out / "summary.json"
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            # the first row is on disk and the second point has saved an epoch since
-            if summary_file.is_file() and ckpt.is_file():
-                if ckpt.stat().st_mtime_ns > summary_file.stat().st_mtime_ns:
-                    break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the run ended before it could be killed: " + str(
-            proc.stderr.read() if proc.stderr else "")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        if proc.stderr:
-            proc.stderr.close()
-    rows, csv_rows, summary = _on_disk(out)
+    kill_when(cmd, lambda: saved_after_a_row(out))  # point 2 has saved an epoch
+    rows, csv_rows, summary = results_on_disk(out)
     assert not summary["complete"] and len(rows) == len(csv_rows) == 1
     ref_rows = json.loads((tmp_path / "ref" / "summary.json").read_text())["rows"]
     assert rows == ref_rows[:1]
     physml_lang.load(src).run(out=out, seed=7, resume=True)  # what --resume does, warm
-    rows, csv_rows, summary = _on_disk(out)
+    rows, csv_rows, summary = results_on_disk(out)
     assert summary["complete"] and summary["resumed"] and len(csv_rows) == len(rows) == 2
     assert json.dumps(rows) == json.dumps(ref_rows)
     assert summary["history"] == reference.summary["history"]
     for name in ("params_0.safetensors", "params_1.safetensors"):
         assert _same_params(out / name, tmp_path / "ref" / name), name
-    assert not ckpt.exists()  # complete: nothing to resume
+    assert not (out / "checkpoint.safetensors").exists()  # complete: nothing to resume
 
 
 def test_a_damaged_checkpoint_is_a_located_error(tmp_path, monkeypatch):
@@ -187,7 +159,7 @@ run capacity {
 """
 
 
-def test_recall_writes_each_point_and_an_interrupt_keeps_them(tmp_path, monkeypatch):
+def test_recall_writes_each_point_and_an_interrupt_keeps_them(tmp_path, monkeypatch, results_on_disk):
     from physml_lang.runtime.learners import tasks
 
     original, calls = tasks.overlap, {"n": 0}
@@ -204,6 +176,6 @@ def test_recall_writes_each_point_and_an_interrupt_keeps_them(tmp_path, monkeypa
         physml_lang.load(HOPFIELD).run(out=out, sets={"N": 60, "flip": 0.2})
     d = exc.value.diagnostics[0]
     assert d.code == "P701" and "2 finished row(s) kept" in d.message
-    rows, csv_rows, summary = _on_disk(out)
+    rows, csv_rows, summary = results_on_disk(out)
     assert len(rows) == len(csv_rows) == 2 and not summary["complete"]
     assert rows[0]["N"] == 60 and summary["recall"]["flip"] == 0.2

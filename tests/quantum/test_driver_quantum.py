@@ -4,13 +4,7 @@ are pinned to the CPU, where resuming is bit-identical."""
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -51,14 +45,8 @@ def _program(tmp_path: Path, iterations: int) -> Path:
     return path
 
 
-def _on_disk(out: Path) -> tuple[list[dict], list[dict], dict]:
-    summary = json.loads((out / "summary.json").read_text())
-    with open(out / "results.csv") as f:
-        rows = list(csv.DictReader(f))
-    return summary["rows"], rows, summary
-
-
-def test_kill_mid_scan_keeps_finished_rows_and_resume_finishes_it_exactly(tmp_path):
+def test_kill_mid_scan_keeps_finished_rows_and_resume_finishes_it_exactly(
+        tmp_path, kill_when, results_on_disk):
     """SIGKILL while the second point optimises (its checkpoint on disk): summary.json and
     results.csv hold the first point's row; --resume reuses it, continues the second point from
     its checkpoint, and ends with the rows of an uninterrupted run with the same seed (also
@@ -68,33 +56,20 @@ def test_kill_mid_scan_keeps_finished_rows_and_resume_finishes_it_exactly(tmp_pa
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "physml_lang.cli", "run", str(src), "--out", str(out),
            "--seed", "3", "--device", "cpu", "--quiet", "--checkpoint-every", "0.05"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ckpt = out / "checkpoint-1.safetensors"
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and proc.poll() is None:  # a row done, point 1 saved
-            if (out / "summary.json").is_file() and ckpt.is_file():
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the run ended before it could be killed: " + str(
-            proc.stderr.read() if proc.stderr else "")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    rows, csv_rows, summary = _on_disk(out)
+    ckpt = out / "checkpoint-1.safetensors"  # a row done, point 1 saved
+    kill_when(cmd, lambda: (out / "summary.json").is_file() and ckpt.is_file())
+    rows, csv_rows, summary = results_on_disk(out)
     assert not summary["complete"] and len(rows) == len(csv_rows) == 1
     assert rows == reference[:1]
     physml_lang.load(src).run(device=CPU, out=out, seed=3, resume=True)  # as run ... --resume
-    rows, csv_rows, summary = _on_disk(out)
+    rows, csv_rows, summary = results_on_disk(out)
     assert summary["complete"] and summary["resumed"] and len(csv_rows) == len(rows) == 2
     assert rows == reference
     history = (out / "history-1.csv").read_text().strip().splitlines()
     assert len(history) == 1 + 150 and history[1].startswith("0")
 
 
-def test_resume_continues_to_more_iterations_exactly(tmp_path):
+def test_resume_continues_to_more_iterations_exactly(tmp_path, results_on_disk):
     """A finished run resumed as it was gives its rows back; resumed with more iterations it
     ends where a run of that many iterations from the start ends. Without --resume a run starts
     afresh; a checkpoint past the iteration count is a P602."""
@@ -102,7 +77,7 @@ def test_resume_continues_to_more_iterations_exactly(tmp_path):
     out = tmp_path / "out"
     first = program.run(device=CPU, out=out, seed=1).rows
     assert program.run(device=CPU, out=out, seed=1, resume=True).summary["resumed"]
-    assert _on_disk(out)[0] == first
+    assert results_on_disk(out)[0] == first
     ten = {"iterations": 10}
     longer = program.run(device=CPU, out=out, seed=1, resume=True, sets=ten).rows
     assert longer == program.run(device=CPU, out=tmp_path / "fresh", seed=1, sets=ten).rows
@@ -157,7 +132,7 @@ def test_set_resume_is_the_old_spelling_of_the_resume_flag(tmp_path):
         program.run(device=CPU, out=out, sets={"resume": 3})
 
 
-def test_an_interrupt_keeps_the_finished_rows_and_says_resume(tmp_path, monkeypatch):
+def test_an_interrupt_keeps_the_finished_rows_and_says_resume(tmp_path, monkeypatch, results_on_disk):
     from physml_lang.runtime.quantum import tasks
 
     original, calls = tasks.run_vmc, {"n": 0}
@@ -174,7 +149,7 @@ def test_an_interrupt_keeps_the_finished_rows_and_says_resume(tmp_path, monkeypa
         physml_lang.load(_program(tmp_path, 5)).run(device=CPU, out=out)
     d = exc.value.diagnostics[0]
     assert d.code == "P701" and "1 finished row(s) kept" in d.message and "--resume" in d.hint
-    rows, csv_rows, summary = _on_disk(out)
+    rows, csv_rows, summary = results_on_disk(out)
     assert len(rows) == len(csv_rows) == 1 and not summary["complete"]
 
 

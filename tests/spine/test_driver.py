@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -39,14 +35,8 @@ def _scan(tmp_path: Path, sweeps: int) -> Path:
     return path
 
 
-def _on_disk(out: Path) -> tuple[list[dict], list[dict], dict]:
-    summary = json.loads((out / "summary.json").read_text())
-    with open(out / "results.csv") as f:
-        rows = list(csv.DictReader(f))
-    return summary["rows"], rows, summary
-
-
-def test_kill_mid_scan_keeps_finished_rows_and_resume_finishes_it_exactly(tmp_path):
+def test_kill_mid_scan_keeps_finished_rows_and_resume_finishes_it_exactly(
+        tmp_path, kill_when, saved_after_a_row, results_on_disk):
     """SIGKILL while the second point samples: summary.json and results.csv hold exactly the
     finished point's rows; --resume finishes the scan with the numbers of an uninterrupted
     run (the chains, their random stream and the measurements so far were checkpointed)."""
@@ -55,29 +45,14 @@ def test_kill_mid_scan_keeps_finished_rows_and_resume_finishes_it_exactly(tmp_pa
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "physml_lang.cli", "run", str(src), "--out", str(out),
            "--seed", "5", "--quiet", "--checkpoint-every", "0.2"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt = out / "checkpoint.safetensors"
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and proc.poll() is None:  # a row done, a mid-point save
-            if (out / "summary.json").is_file() and ckpt.is_file():
-                rows = json.loads((out / "summary.json").read_text())["rows"]
-                if rows and ckpt.stat().st_mtime > (out / "summary.json").stat().st_mtime + 0.1:
-                    break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be killed: " + str(
-            proc.stderr.read() if proc.stderr else "")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    rows, csv_rows, summary = _on_disk(out)
+    kill_when(cmd, lambda: saved_after_a_row(out))
+    rows, csv_rows, summary = results_on_disk(out)
     assert not summary["complete"] and len(rows) == len(csv_rows) == 2
     assert rows == reference[: len(rows)]
     done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    rows, csv_rows, summary = _on_disk(out)
+    rows, csv_rows, summary = results_on_disk(out)
     assert summary["complete"] and summary["resumed"] and len(csv_rows) == len(rows)
     assert rows == reference
     assert not ckpt.exists()  # complete: nothing left to resume
@@ -151,7 +126,7 @@ def test_a_tampered_header_is_corrupt(tmp_path):
         load_checkpoint(path, {"seed": 2})
 
 
-def test_an_interrupt_says_what_was_kept(tmp_path, monkeypatch):
+def test_an_interrupt_says_what_was_kept(tmp_path, monkeypatch, results_on_disk):
     from physml_lang.runtime import sample_task
 
     original, calls = sample_task.PointChains.advance, {"n": 0}
@@ -168,7 +143,7 @@ def test_an_interrupt_says_what_was_kept(tmp_path, monkeypatch):
         physml_lang.load(_scan(tmp_path, 50)).run(out=out)
     d = exc.value.diagnostics[0]
     assert d.code == "P701" and "2 finished row(s) kept" in d.message and "--resume" in d.hint
-    assert len(_on_disk(out)[0]) == 2
+    assert len(results_on_disk(out)[0]) == 2
 
 
 def test_a_run_uses_one_thread_unless_asked(tmp_path, monkeypatch):
