@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Located warnings (deprecated option names, ...) print like diagnostics."""
     if isinstance(message, PhysmlWarning):
-        print(message.diagnostic.render(), file=sys.stderr)
+        print(str(message), file=sys.stderr)
     else:
         _python_show_warning(message, category, filename, lineno, file, line)
 

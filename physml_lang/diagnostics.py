@@ -138,9 +138,10 @@ class PhysmlError(Exception):
 class PhysmlWarning(UserWarning):
     """A warning diagnostic raised through :mod:`warnings` (the command prints it located)."""
 
-    def __init__(self, diagnostic: Diagnostic):
-        self.diagnostic = diagnostic
-        super().__init__(diagnostic.render())
+    def __init__(self, diagnostic: Diagnostic | str):
+        # rebuilt from its text alone where warnings cross processes (pytest-xdist)
+        self.diagnostic = diagnostic if isinstance(diagnostic, Diagnostic) else None
+        super().__init__(diagnostic.render() if isinstance(diagnostic, Diagnostic) else diagnostic)
 
 
 def warn(diagnostic: Diagnostic) -> None:

@@ -30,3 +30,12 @@ def test_old_and_new_name_together_is_an_error():
     with pytest.raises(PhysmlError, match="old name"):
         validate_options(Leapfrog, {"n_leapfrog": 4, "n_steps": 5},
                          {"n_leapfrog": None, "n_steps": None}, None, "hmc")  # fmt: skip
+
+
+def test_a_warning_is_rebuilt_from_its_text():
+    """Warnings cross processes as (class, args), e.g. under pytest-xdist."""
+    with pytest.warns(PhysmlWarning) as record:
+        validate_options(Leapfrog, {"n_leapfrog": 4}, {"n_leapfrog": None}, None, "hmc")
+    w = record[0].message
+    again = type(w)(*w.args)
+    assert str(again) == str(w) and "warning[P403]" in str(again)
