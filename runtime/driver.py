@@ -145,6 +145,20 @@ class RunContext:
         return None if self.out is None else self.out / f"{name}.safetensors"
 
 
+def every_seconds(seconds: float | None, action: Callable[[], None]) -> Callable[[], None]:
+    """A tick that runs ``action`` when ``seconds`` have passed since it last did (never for
+    None): a point's periodic checkpoint, timed on the host clock (no device sync)."""
+    last = time.monotonic()
+
+    def tick() -> None:
+        nonlocal last
+        if seconds is not None and time.monotonic() - last >= seconds:
+            action()
+            last = time.monotonic()
+
+    return tick
+
+
 class ScanPoint(Protocol):
     """The work of one scan point, resumable: ``done`` units of progress so far (sweeps,
     steps), ``advance`` to the end calling ``save(self)`` at least every ``every`` seconds,
@@ -235,5 +249,5 @@ def _interrupted(run: TaskIR, ctx: RunContext) -> Diagnostic:
     return Diagnostic("P701", f"run {run.name} interrupted: {kept}", run.span, hint)
 
 
-__all__ = ["CHECKPOINT_SECONDS", "ProgressLines", "Recorder", "RunContext", "RunResult", "ScanPoint",
+__all__ = ["CHECKPOINT_SECONDS", "ProgressLines", "every_seconds", "Recorder", "RunContext", "RunResult", "ScanPoint",
            "drive", "run_scan"]

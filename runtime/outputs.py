@@ -11,8 +11,11 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -81,27 +84,34 @@ def plot_rows(
     title: str = "",
     logx: bool = False,
     logy: bool = False,
+    guides: dict[str, tuple[Callable[[float], float], str]] | None = None,
 ) -> Path | None:
-    """One panel per observable against ``x``, with standard-error bars and marked x values."""
+    """One panel per observable against ``x``, with standard-error bars, marked x values and,
+    for the observables in ``guides`` (name -> (function of x, label)), a dashed curve."""
     pts = [r for r in rows if x in r]
     if len(pts) < 2 or not observables:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     n = len(observables)
     cols = min(n, 3)
     nrows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.3 * nrows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.3 * nrows))
+    FigureCanvasAgg(fig)
     xs = [r[x] for r in pts]
-    for ax, name in zip(axes.flat, observables):
-        ys = [(r.get(name) or {}).get("mean") for r in pts]
-        es = [(r.get(name) or {}).get("stderr") for r in pts]
-        ys = [float("nan") if y is None else y for y in ys]
-        es = [0.0 if e is None or not math.isfinite(e) else e for e in es]
+    for i, name in enumerate(observables):
+        ax = fig.add_subplot(nrows, cols, i + 1)
+        values = [r.get(name) if isinstance(r.get(name), dict) else {} for r in pts]
+        ys = [float("nan") if v.get("mean") is None else v["mean"] for v in values]
+        es = [0.0 if v.get("stderr") is None or not math.isfinite(v["stderr"]) else v["stderr"]
+              for v in values]  # fmt: skip
         ax.errorbar(xs, ys, yerr=es, fmt="o-", ms=3, capsize=2, lw=1)
+        if guides and name in guides:
+            f, label = guides[name]
+            grid = np.linspace(min(xs), max(xs), 100)
+            ax.plot(grid, [f(v) for v in grid], "k--", lw=1, label=label)
+            ax.legend(fontsize=8)
         for m in marks or []:
             ax.axvline(m, color="tab:red", ls="--", lw=1)
         ax.set_xlabel(x)
@@ -111,14 +121,11 @@ def plot_rows(
         if logy:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     path = out / filename
     _atomic_write(path, buf.getvalue())
     return path

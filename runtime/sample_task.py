@@ -9,7 +9,6 @@ was already measured.
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from physml_lang.ir.walk import to_text
 
 from . import outputs, samplers
 from .checkpoint import Checkpoint
-from .driver import RunContext, RunResult, run_scan
+from .driver import RunContext, RunResult, every_seconds, run_scan
 from .observables import (
     FLUCTUATIONS,
     SERIES,
@@ -181,13 +180,7 @@ class PointChains:
     def advance(self, bar, save, every: float | None) -> None:
         """Sweep to the end of the point; ``save(self)`` at least every ``every`` seconds."""
         opts, sampler, cm = self.options, self.sampler, self.cm
-        last = time.monotonic()
-
-        def maybe_save() -> None:
-            nonlocal last
-            if every is not None and time.monotonic() - last >= every:
-                save(self)
-                last = time.monotonic()
+        maybe_save = every_seconds(every, lambda: save(self))
 
         sampler.track_acceptance = False
         while self.burned < opts.burn_in:

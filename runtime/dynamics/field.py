@@ -19,10 +19,8 @@ modulus) jackknife errors over the same time blocks (``runtime/statistics.py``).
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +45,7 @@ from physml_lang.runtime.plans.sample import THERMAL
 
 from .. import outputs
 from ..checkpoint import Checkpoint
-from ..driver import RunContext, RunResult, run_scan
+from ..driver import RunContext, RunResult, every_seconds, run_scan
 from ..statistics import (
     Estimate,
     between_chain_excess,
@@ -193,13 +191,7 @@ class FieldChains:
     def advance(self, bar, save, every: float | None) -> None:
         """Update to the end of the point; ``save(self)`` at least every ``every`` seconds."""
         o, kernel = self.options, self.kernel
-        last = time.monotonic()
-
-        def maybe_save() -> None:
-            nonlocal last
-            if every is not None and time.monotonic() - last >= every:
-                save(self)
-                last = time.monotonic()
+        maybe_save = every_seconds(every, lambda: save(self))
 
         kernel.track = False
         while self.burned < o.burn_in:
@@ -396,58 +388,11 @@ def _plots(out: Path, run: RunState, plan: FieldPlan, summary: dict, dim: int) -
         if dim == 2 and x in THERMAL:
             guides["helicity_modulus"] = ((lambda T: 2 * T / math.pi) if x == "T" else
                                           (lambda b: 2 / (math.pi * b)), "2T/π (BKT)")  # fmt: skip
-        f = _plot(out, rows, x, names, marks, f"plot{i if i else ''}.png", title, logx, logy,
-                  guides)  # fmt: skip
+        f = outputs.plot_rows(out, rows, x, names, marks, f"plot{i if i else ''}.png", title,
+                              logx, logy, guides)  # fmt: skip
         if f is not None:
             files.append(f)
     return files
-
-
-def _plot(out: Path, rows: list[dict], x: str, names: list[str], marks: list[float],
-          filename: str, title: str, logx: bool, logy: bool, guides: dict) -> Path | None:  # fmt: skip
-    """One panel per observable against ``x`` with standard-error bars, marked x values and,
-    for the observables in ``guides`` (name -> (function of x, label)), a dashed curve."""
-    pts = [r for r in rows if x in r]
-    if len(pts) < 2 or not names:
-        return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    cols = min(len(names), 3)
-    nrows = (len(names) + cols - 1) // cols
-    fig = Figure(figsize=(4.2 * cols, 3.3 * nrows))
-    FigureCanvasAgg(fig)
-    xs = [r[x] for r in pts]
-    for i, name in enumerate(names):
-        ax = fig.add_subplot(nrows, cols, i + 1)
-        ys = [(r.get(name) or {}).get("mean") if isinstance(r.get(name), dict) else None
-              for r in pts]  # fmt: skip
-        es = [(r.get(name) or {}).get("stderr") if isinstance(r.get(name), dict) else None
-              for r in pts]  # fmt: skip
-        ys = [float("nan") if y is None else y for y in ys]
-        es = [0.0 if e is None or not math.isfinite(e) else e for e in es]
-        ax.errorbar(xs, ys, yerr=es, fmt="o-", ms=3, capsize=2, lw=1, label=name)
-        if name in guides:
-            f, label = guides[name]
-            grid = np.linspace(min(xs), max(xs), 100)
-            ax.plot(grid, [f(v) for v in grid], "k--", lw=1, label=label)
-            ax.legend(fontsize=8)
-        for mk in marks:
-            ax.axvline(mk, color="tab:red", ls="--", lw=1)
-        ax.set_xlabel(x)
-        ax.set_ylabel(name)
-        if logx:
-            ax.set_xscale("log")
-        if logy:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    path = out / filename
-    outputs._atomic_write(path, buf.getvalue())
-    return path
 
 
 __all__ = ["FieldChains", "OBSERVABLES", "run_field"]

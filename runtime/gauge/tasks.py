@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from physml_lang.ir.walk import names_in, to_text
 
 from .. import outputs
 from ..checkpoint import Checkpoint
-from ..driver import RunContext, RunResult, run_scan
+from ..driver import RunContext, RunResult, every_seconds, run_scan
 from ..plans.gauge import GaugeSamplePlan, Measure, measures, plan_gauge_sample, plan_regress
 from ..statistics import binning_analysis
 from ..tasks import Task
@@ -307,7 +306,7 @@ class GaugeChains:
         """Sweep to the end of the point; ``save(self)`` at least every ``every`` seconds."""
         opts, sampler, gen = self.options, self.sampler, self.generator
         total = opts.burn_in + self.n_meas * opts.thin
-        last = time.monotonic()
+        maybe_save = every_seconds(every, lambda: save(self))
         while self.done < total:
             self.U = sampler.step(self.U, gen)
             self.done += 1
@@ -317,9 +316,7 @@ class GaugeChains:
                 if after % opts.thin == 0:
                     self._measure(after // opts.thin - 1)
             bar.update(1)
-            if every is not None and time.monotonic() - last >= every:
-                save(self)
-                last = time.monotonic()
+            maybe_save()
 
     def _measure(self, k: int) -> None:
         for o in self.obs:
