@@ -189,6 +189,8 @@ def run_scan(ctx: RunContext, span: Span | None, n_points: int, settings: dict[s
     if ctx.resume and path is not None and path.exists():
         saved = load_checkpoint(path, settings, span=span)
         summary["rows"], summary["resumed"] = saved.state["rows"], True
+    elif path is not None and path.exists():
+        path.unlink()  # a fresh run: an earlier run's checkpoint is not this one's
     first = saved.state["point"] if saved is not None else 0
 
     def save(k: int, point: ScanPoint | None = None) -> None:

@@ -28,8 +28,9 @@ and the observables of train and sample runs -- are catalogue entries of family 
 from its static plan (:mod:`physml_lang.runtime.plans.learners`, what ``physml check`` runs),
 checked here on the compiled model's derivation, then runs it with torch inside the run
 driver's context (``runtime/driver.py``): each finished point's row goes to disk at once
-through ``ctx.recorder``; training checkpoints after every epoch in the one checkpoint format
-(``runtime/checkpoint.py``) and continues from it only with ``--resume``.
+through ``ctx.recorder``; each train point is a scan point of the driver's ``run_scan``, which
+checkpoints it after every epoch in the one checkpoint format (``runtime/checkpoint.py``) and
+continues from it only with ``--resume``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from tqdm import tqdm
 
@@ -87,7 +87,8 @@ from physml_lang.runtime.plans.learners import (
 
 from .. import data as data_sources
 from .. import outputs
-from ..driver import RunContext, RunResult
+from ..checkpoint import Checkpoint
+from ..driver import RunContext, RunResult, run_scan
 from ..observables import FLUCTUATIONS, base_series, estimate_fluctuation, estimate_mean
 from ..sample_task import _compile_measures
 from ..statistics import binning_analysis
@@ -288,18 +289,16 @@ def _physical_measures(run: RunState, program) -> PhysicalMeasures | None:
     return PhysicalMeasures(cm, measures, compiler, kernels)
 
 
-def _settings(run: RunState, plan: TrainPlan, k: int, ir: ModelIR, fed: TrainPoint,
-              ctx: RunContext) -> dict[str, Any]:  # fmt: skip
-    """What a checkpoint of point ``k`` may be resumed with: every input of its numbers (the
-    learner's IR, the data's shape and content hash, the scan, every option of training and
-    evaluation, the seed and the device kind), one key per option so that a mismatch names it."""
+def _settings(run: RunState, plan: TrainPlan, ctx: RunContext) -> dict[str, Any]:
+    """What a checkpoint of the run may be resumed with: every input of its numbers (the
+    learner's IR at each point, the data, the scan, every option of training and evaluation,
+    the seed and the device kind), one key per option so that a mismatch names it; the data's
+    content is checked by the point (:meth:`TrainingPoint.restore`)."""
     st = statements(run)
-    values = np.ascontiguousarray(fed.values)
     out: dict[str, Any] = {
-        "run": run.name, "learner": plan.checker.name, "model": print_ir(ir),
-        "points": plan.points, "point": k, "data": plan.options.data,
-        "data.shape": list(values.shape),
-        "data.sha256": hashlib.sha256(values.tobytes()).hexdigest(),
+        "run": run.name, "learner": plan.checker.name,
+        "model": [print_ir(train_ir(plan, p)) for p in plan.points],
+        "points": plan.points, "data": plan.options.data,
         "measures": [m.name + (f" = {to_text(m.expr)}" if m.expr is not None else "")
                      for m in run.measures],
         "seed": ctx.seed, "device": ctx.device.type}  # fmt: skip
@@ -316,22 +315,98 @@ def _settings(run: RunState, plan: TrainPlan, k: int, ir: ModelIR, fed: TrainPoi
     return out
 
 
-def _saved_point(path: Path, n_points: int) -> int:
-    """The scan point a checkpoint was saved at, read from its header before it is validated
-    (0 when it cannot be read: validating it then says what is wrong)."""
+HISTORY = ("loss", "reconstruction", "lr")  # the numbers of an epoch's history entry
+
+
+class TrainingPoint:
+    """One scan point of a train run for the driver's :func:`run_scan`: ``done`` epochs,
+    saved after each (the trainer's tensors, the point's history, its data's hash), then the
+    point's row from ``evaluate``. ``diverged`` turns a :class:`Divergence` into the P700."""
+
+    def __init__(self, trainer: Trainer, split: torch.Generator, digest: bytes,
+                 evaluate: Callable[[TrainingPoint], dict],
+                 diverged: Callable[[TrainingPoint, Divergence], None],
+                 span: Any) -> None:  # fmt: skip
+        self.trainer, self.split, self.digest, self.span = trainer, split, digest, span
+        self.evaluate, self.diverged = evaluate, diverged
+        self.history: list[dict] = []
+        self.done = 0
+
+    def advance(self, bar, save: Callable[[TrainingPoint], None], every: float | None) -> None:
+        while self.trainer.epoch < self.trainer.epochs:
+            try:
+                entry = self.trainer.run_epoch()
+            except Divergence as exc:
+                self.diverged(self, exc)
+                raise
+            self.history.append(entry)
+            self.done = self.trainer.epoch
+            bar.update(1)
+            recon = entry["reconstruction"]
+            bar.set_postfix(loss=f"{entry['loss']:.4g}",
+                            recon="-" if recon is None else f"{recon:.3g}")  # fmt: skip
+            if every is not None:  # with an output folder: a checkpoint after every epoch
+                save(self)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        t = self.trainer.tensors()
+        t["trainer/generator"] = t.pop("generator")
+        t["generator"] = self.split.get_state()
+        t["step"] = torch.tensor(self.trainer.step_count)
+        t["data/sha256"] = torch.tensor(list(self.digest), dtype=torch.uint8)
+        for n in HISTORY:
+            if self.history and self.history[0][n] is not None:
+                t[f"history/{n}"] = torch.tensor([h[n] for h in self.history],
+                                                 dtype=torch.float64)  # fmt: skip
+        return t
+
+    def restore(self, saved: Checkpoint) -> None:
+        """Continue from a checkpoint of this point: other data, or tensors of other shapes
+        than this point's trainer holds, are a located P602."""
+        t = dict(saved.tensors)
+        what = "the checkpoint"
+        if bytes(t.get("data/sha256", torch.zeros(0, dtype=torch.uint8)).tolist()) != self.digest:
+            raise PhysmlError(Diagnostic("P602", f"{what} was made with other data", self.span,
+                                         "resume with the data it was made with, or use another "
+                                         "--out"))  # fmt: skip
+        t["generator"] = t.pop("trainer/generator", t["generator"])
+        for name, (shape, dtype) in self.trainer.expected().items():
+            got = t.get(name)
+            if got is None or tuple(got.shape) != shape or got.dtype != dtype:
+                have = "absent" if got is None else f"{tuple(got.shape)} {got.dtype}"
+                raise PhysmlError(Diagnostic("P602", f"{what}: tensor '{name}' is {have}, "
+                                             f"expected {shape} {dtype}", self.span,
+                                             "delete it, or run without --resume to start "
+                                             "afresh"))  # fmt: skip
+        self.done = int(saved.state["done"])
+        self.trainer.restore(t, self.done, int(t["step"]))
+        lists = {n: t[f"history/{n}"].tolist() if f"history/{n}" in t else [None] * self.done
+                 for n in HISTORY}  # fmt: skip
+        self.history = [{"epoch": i + 1, **{n: lists[n][i] for n in HISTORY}}
+                        for i in range(self.done)]  # fmt: skip
+
+    def rows(self) -> list[dict]:
+        return [self.evaluate(self)]
+
+
+def _finished_histories(out: Path | None, n: int) -> list[list[dict]]:
+    """The training histories of the ``n`` points a resumed run has finished (their rows come
+    from the checkpoint), read from the summary.json written with those rows: it is always
+    written before the checkpoint that follows a row, so it holds at least ``n``."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            point = json.loads((f.metadata() or {})["state"])["point"]
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError):
-        return 0
-    return point if isinstance(point, int) and 0 <= point < n_points else 0
+        saved = json.loads((out / "summary.json").read_text())["history"]  # type: ignore[operator]
+    except (OSError, TypeError, ValueError, KeyError):
+        saved = []
+    return (list(saved) + [[]] * n)[:n]
 
 
 def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    """Train the learner at every scan point and evaluate it; each finished point's row is
-    written at once. The training state is checkpointed after every epoch
-    (``checkpoint.safetensors``, removed when the run completes); with ``--resume`` a killed
-    run continues from it bit-identically on the CPU (other settings: a located P602)."""
+    """Train the learner at every scan point and evaluate it, each point a :class:`TrainingPoint`
+    of the driver's :func:`run_scan`: each finished point's row is written at once, training
+    checkpoints after every epoch (``checkpoint.safetensors``, removed when the run
+    completes), and ``--resume`` (or the deprecated ``resume = true``) continues a killed run
+    bit-identically on the CPU (other settings: a located P602). The summary's histories of
+    finished points are read back from its summary.json on resume."""
     device, out = ctx.device, ctx.out
     run = RunState.of(task)
     plan = plan_train(run, program, ctx.sets)
@@ -344,78 +419,58 @@ def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
                         **opts.model_dump(exclude={"resume"})})  # fmt: skip
     summary["model"] = plan.checker.name
     summary["history"] = []
-    show = sys.stderr.isatty() if ctx.progress is None else ctx.progress
     files: list[Path] = []
     ckpt = ctx.checkpoint_path()
-    start = None  # the point a resumed run continues at
-    if ckpt is not None and ckpt.is_file():
-        if ctx.resume or opts.resume:  # resume = true: the deprecated way to say --resume
-            start = _saved_point(ckpt, len(plan.points))
-        else:  # a fresh run: the checkpoint of an earlier one is stale
-            ckpt.unlink()
-    for k, point in enumerate(plan.points):
-        if start is not None and k < start:
-            continue
-        ir, cm, fed = _train_point(run, program, plan, point)
+    ctx.resume = ctx.resume or bool(opts.resume)  # resume = true: the deprecated --resume
+    split = torch.Generator().manual_seed(ctx.seed)  # the train/test split, the same each point
+    span = statements(run).train["span"]
+
+    def start(k: int) -> TrainingPoint:
+        if summary.get("resumed") and len(summary["history"]) < k:
+            summary["history"] = _finished_histories(out, k)
+        point = plan.points[k]
+        _, cm, fed = _train_point(run, program, plan, point)
         data, values = fed.data, fed.values
         cm = cm.to(device)
         summary["params"] = dict(cm.model.params)
         g = torch.Generator(device=device).manual_seed(ctx.seed + 1000 * k)
         x = torch.as_tensor(values, dtype=cm.dtype, device=device)
-        split = torch.Generator().manual_seed(ctx.seed)
-        perm = torch.randperm(len(x), generator=split).to(device)
+        perm = torch.randperm(len(x), generator=split.manual_seed(ctx.seed)).to(device)
         n_test = int(round(opts.test * len(x)))
         test, train = x[perm[:n_test]], x[perm[n_test:]]
         trainer = Trainer(cm, train, *plan.objective, *plan.optimizer, *plan.schedule,
                           opts.epochs, opts.batch, g, opts.max_weight, x.shape[1])  # fmt: skip
         suffix = f"_{k}" if len(plan.points) > 1 else ""
-        settings = _settings(run, plan, k, ir, fed, ctx)
-        history: list[dict] = []
-        if k == start and ckpt is not None:
-            saved = trainer.load(ckpt, settings, run.span)
-            history = saved["history"]
-            summary["rows"], summary["history"] = saved["rows"], saved["histories"]
-            summary["resumed"] = True
-        n_batches = max(1, len(train) // trainer.batch)
-        bar = tqdm(total=opts.epochs * n_batches, initial=trainer.epoch * n_batches,
-                   disable=not show, desc=f"{run.name}{suffix}", unit="step", leave=False)  # fmt: skip
+        digest = hashlib.sha256(np.ascontiguousarray(values).tobytes()).digest()
 
-        def on_step(loss, recon, bar=bar):
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4g}", recon=f"{recon:.3g}" if recon == recon else "-")
+        def evaluate(p: TrainingPoint) -> dict:
+            summary["history"].append(p.history)
+            if out is not None:
+                save_params(cm, out / f"params{suffix}.safetensors")
+            row = {**point, "epochs": trainer.epoch}
+            last = p.history[-1] if p.history else {}
+            row.update(_evaluate(run, program, cm, trainer, train, test, last, data, g, out,
+                                 suffix, files, physical))  # fmt: skip
+            return row
 
-        try:
-            while trainer.epoch < opts.epochs:
-                history.append(trainer.run_epoch(on_step))
-                if ckpt is not None:
-                    trainer.save(ckpt, settings, {"point": k, "history": history,
-                                                  "rows": summary["rows"],
-                                                  "histories": summary["history"]})  # fmt: skip
-        except Divergence as exc:
-            summary["history"].append(history)
-            summary["diverged"] = str(exc)
-            ctx.recorder.write()
-            kept = (f"the last good checkpoint (epoch {trainer.epoch}) is kept in {ckpt}"
-                    if ckpt is not None and ckpt.is_file() else "no checkpoint was written")  # fmt: skip
-            raise PhysmlError(Diagnostic(
-                "P700", f"training diverged at epoch {trainer.epoch + 1}, step "
-                f"{trainer.step_count}: {exc}", statements(run).train["span"],
-                f"lower the learning rate or add weight_decay; {kept}")) from None  # fmt: skip
-        finally:
-            bar.close()
-        summary["history"].append(history)
-        if out is not None:
-            save_params(cm, out / f"params{suffix}.safetensors")
-        row = {**point, "epochs": trainer.epoch}
-        last = history[-1] if history else {}
-        row.update(_evaluate(run, program, cm, trainer, train, test, last, data, g, out, suffix,
-                             files, physical))  # fmt: skip
-        summary["rows"].append(row)
+        return TrainingPoint(trainer, split, digest, evaluate, diverged, run.span)
+
+    def diverged(p: TrainingPoint, exc: Divergence) -> None:
+        summary["history"].append(p.history)
+        summary["diverged"] = str(exc)
         ctx.recorder.write()
-    summary["complete"] = True
-    ctx.recorder.write()
-    if ckpt is not None and ckpt.exists():
-        ckpt.unlink()  # complete: nothing to resume
+        kept = (f"the last good checkpoint (epoch {p.trainer.epoch}) is kept in {ckpt}"
+                if ckpt is not None and ckpt.is_file() else "no checkpoint was written")  # fmt: skip
+        raise PhysmlError(Diagnostic(
+            "P700", f"training diverged at epoch {p.trainer.epoch + 1}, step "
+            f"{p.trainer.step_count}: {exc}", span,
+            f"lower the learning rate or add weight_decay; {kept}")) from None  # fmt: skip
+
+    def finish(k: int, rows: list[dict]) -> None:
+        summary["rows"].extend(rows)
+
+    run_scan(ctx, run.span, len(plan.points), _settings(run, plan, ctx), start, finish, split,
+             opts.epochs, run.name, "epoch")  # fmt: skip
     if out is not None:
         files += _history_plot(out, summary)
         if len(summary["rows"]) > 1:

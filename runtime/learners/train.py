@@ -21,11 +21,11 @@ mean E(positive) - mean E(negative).
 
 The objectives (cd, pcd), optimisers (sgd, adam) and learning-rate schedules are catalogue entries
 (options schemas in ``physml_lang/catalogue/boltzmann.py``); :func:`bind` attaches their
-implementations here, and a :class:`Trainer` finds them by name. Checkpoints are in the one
-format of ``runtime/checkpoint.py`` (parameters, optimiser state, persistent chains, generator
-state; epoch and step), so that a resumed training continues bit-identically on the CPU; a
-diverging run (NaN, exploding weights) stops with a P700 diagnostic and keeps its last good
-checkpoint.
+implementations here, and a :class:`Trainer` finds them by name. A trainer's state
+(:meth:`Trainer.tensors`: parameters, optimiser state, persistent chains, generator) is what a
+train point checkpoints through the run driver, so that a resumed training continues
+bit-identically on the CPU; a diverging step (NaN, exploding weights) raises
+:class:`Divergence`.
 """
 
 from __future__ import annotations
@@ -44,10 +44,8 @@ from safetensors.torch import save_file
 from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.boltzmann import FAMILY
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
-from physml_lang.diagnostics import Span
 from physml_lang.runtime.plans.learners import check_enumerable, training_layout
 
-from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .gibbs import GibbsSampler
 
 # ---------------------------------------------------------------- objectives
@@ -307,11 +305,10 @@ class Trainer:
         out.update({k: (tuple(t.shape), t.dtype) for k, t in state.items()})
         return out
 
-    def restore(self, checkpoint: Checkpoint) -> None:
-        """Continue from ``checkpoint`` (validated against :meth:`expected`): parameters,
-        optimiser state, chains, generator, epoch and step."""
-        t, dev = checkpoint.tensors, self.model._device()
-        names = list(self.model.params)
+    def restore(self, t: dict[str, torch.Tensor], epoch: int, step: int) -> None:
+        """Continue from the tensors of :meth:`tensors` (checked against :meth:`expected`):
+        parameters, optimiser state, chains, generator; ``epoch`` and ``step`` done."""
+        dev, names = self.model._device(), list(self.model.params)
         with torch.no_grad():
             for k, p in self.model.params.items():
                 p.copy_(t[f"param/{k}"].to(dev))
@@ -327,21 +324,7 @@ class Trainer:
         if self.pos_chains is not None:
             self.pos_chains = {f: t[f"pos/{f}"].to(dev) for f in self.pos_chains}
         self.generator.set_state(t["generator"])
-        self.epoch = int(checkpoint.state["epoch"])
-        self.step_count = int(checkpoint.state["step"])
-
-    def save(self, path: Path, settings: dict[str, Any], state: dict[str, Any]) -> None:
-        """Checkpoint (``runtime/checkpoint.py``) with the epoch, step and ``state``;
-        ``settings``: everything the numbers depend on."""
-        progress = {"epoch": self.epoch, "step": self.step_count, **state}
-        save_checkpoint(path, Checkpoint(self.tensors(), progress), settings)
-
-    def load(self, path: Path, settings: dict[str, Any], span: Span | None = None) -> dict:
-        """Continue from the checkpoint at ``path``; returns its state. A checkpoint that is
-        corrupt, made with other ``settings`` or of other shapes is a located P602."""
-        checkpoint = load_checkpoint(path, settings, self.expected(), span)
-        self.restore(checkpoint)
-        return checkpoint.state
+        self.epoch, self.step_count = epoch, step
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer,

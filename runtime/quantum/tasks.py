@@ -14,11 +14,11 @@ Run statements (registry entries, not grammar)::
     measure energy, variance, magnetization, structure_factor, mx = sum(X[i] for i in sites) / N
 
 Every result row carries ``{"mean", "stderr"}`` for each observable; the exact task reports
-stderr 0. Rows go to disk through the driver's recorder as each point finishes. A vmc point
-checkpoints (``runtime/checkpoint.py``) every ``checkpoint every`` iterations, at least every
-``--checkpoint-every`` seconds, and at its end (the trained state, kept with the point's row);
-``--resume`` continues each point from its checkpoint bit-identically on the CPU, also to more
-iterations than it was saved with.
+stderr 0. Rows go to disk through the driver's recorder as each point finishes. A vmc run is a
+driver scan (``run_scan``): its one checkpoint (``runtime/checkpoint.py``) is saved every
+``checkpoint every`` iterations and at least every ``--checkpoint-every`` seconds (0: only
+between points), and removed when the run is complete; ``--resume`` continues bit-identically
+on the CPU.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import BaseModel
-from tqdm import tqdm
+from safetensors.torch import save_file
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.quantum import QUANTUM, AutoregressiveSpec, MetropolisSpec
@@ -48,8 +46,8 @@ from physml_lang.ir.text import print_ir
 from physml_lang.ir.walk import to_text
 
 from .. import outputs
-from ..checkpoint import Checkpoint, save_checkpoint
-from ..driver import RunContext, RunResult
+from ..checkpoint import Checkpoint
+from ..driver import RunContext, RunResult, every_seconds, run_scan
 from ..plans.quantum import (
     Point,
     VMCPlan,
@@ -67,15 +65,14 @@ from .learners import MarshallSign, SymmetrizedAutoregressive
 from .operator import LocalOperator
 from .registry import QuantumContext, make_learner
 from .vmc import (
+    VMC,
     AutoregressiveSampler,
-    Checkpointing,
     MetropolisOptions,
     MetropolisSampler,
+    VMCResult,
     diagonal_observables,
     energy_statistics,
     expectation,
-    load_vmc_checkpoint,
-    run_vmc,
 )
 
 AUTO_REFERENCE_DIM = 2**16  # VMC runs compute the exact energy themselves below this
@@ -281,9 +278,6 @@ class _IndependentDraws:
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {}
 
-    def state_shapes(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-        return {}
-
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         pass
 
@@ -334,20 +328,17 @@ def _estimate(e: Estimate) -> dict[str, float]:
     return e.as_dict()
 
 
-CHECKPOINT_NAME = re.compile(r"checkpoint(-\d+)?\.safetensors")  # the files of a vmc run
-
-
 def run_vmc_task(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    """A vmc run: per point of its plan, optimise the learner's log psi by run_vmc and report
-    the final estimates, with the exact energy as a reference where asked (or small enough).
-    Each point's row, history and convergence plot are on disk as soon as it finishes; without
-    --resume, checkpoints of an earlier run in the output folder are removed first."""
+    """A vmc run: per point of its plan, optimise the learner's log psi and report the final
+    estimates, with the exact energy as a reference where asked (or small enough). The points
+    are :class:`VMCPoint` scan points of the driver's ``run_scan`` (rows on disk at once, one
+    checkpoint, ``--resume``); each point's history and convergence plot follow its row."""
     run = RunState.of(task)
     setup = plan_vmc(run, program, ctx.sets, program.compile_ir)
     points = setup.points
     for p in points:  # every network of the scan is built before any work
         _build_learner(setup, p.model, torch.Generator().manual_seed(0))
-    resume = ctx.resume or bool(setup.resume)
+    ctx.resume = ctx.resume or bool(setup.resume)
     summary = ctx.recorder.summary
     summary.update({
         "run": run.name, "source": program.name, "model": program.checker_for(run.ir).name,
@@ -360,33 +351,31 @@ def run_vmc_task(task: TaskIR, program, ctx: RunContext) -> RunResult:
         "final_samples": setup.final_samples, "pretrain": setup.pretrain,
         "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False,
     })  # fmt: skip
-    if ctx.out is not None and not resume and ctx.out.is_dir():
-        for f in ctx.out.iterdir():  # a fresh run: nothing of an earlier one to resume
-            if CHECKPOINT_NAME.fullmatch(f.name):
-                f.unlink()
     files: list[Path] = []
-    show = sys.stderr.isatty() if ctx.progress is None else ctx.progress
     one = len(points) == 1
-    for k, p in enumerate(points):
-        summary["params"] = dict(p.model.model.params)
-        ckpt = (ctx.checkpoint_path("checkpoint" if one else f"checkpoint-{k}")
-                if setup.checkpoint_every > 0 else None)  # fmt: skip
+    generator = torch.Generator(device=ctx.device)  # reseeded at each point's start
+    current: list[VMCPoint] = []
+
+    def start(k: int) -> VMCPoint:
+        summary["params"] = dict(points[k].model.model.params)
         history_csv = ctx.out / ("history.csv" if one else f"history-{k}.csv") if ctx.out else None
-        row, hist, resumed = _vmc_point(run, setup, p, k, ctx, ckpt, resume, show, history_csv)
-        if resumed:
-            summary["resumed"] = True
-        row = {**p.values, **row}
-        summary["rows"].append(row)
-        ctx.recorder.write()
+        current[:] = [VMCPoint(run, setup, points[k], k, ctx, generator, history_csv)]
+        return current[0]
+
+    def finish(k: int, rows: list[dict]) -> None:
+        summary["rows"] += rows
         if ctx.out is not None:
-            _write_history(history_csv, hist)
-            f = _convergence_plot(ctx.out, hist, row.get("exact_energy"),
+            _write_history(current[0].history_csv, current[0].history)
+            files.append(_save_network(current[0].model,
+                                       ctx.out / f"params{'' if one else f'-{k}'}.safetensors"))
+            f = _convergence_plot(ctx.out, current[0].history, rows[0].get("exact_energy"),
                                   "convergence.png" if one else f"convergence-{k}.png",
                                   f"{summary['model']} ({run.name})")  # fmt: skip
             if f:
                 files.append(f)
-    summary["complete"] = True
-    ctx.recorder.write()
+
+    run_scan(ctx, run.span, len(points), _vmc_settings(run, setup, ctx), start, finish,
+             generator, setup.pretrain + setup.iterations, run.name, "it")  # fmt: skip
     if ctx.out is not None and run.scans:
         names = [k for k, v in summary["rows"][0].items() if isinstance(v, dict)]
         f = outputs.plot_rows(ctx.out, summary["rows"], run.scans[0].name, names, None,
@@ -396,135 +385,156 @@ def run_vmc_task(task: TaskIR, program, ctx: RunContext) -> RunResult:
     return RunResult(summary, ctx.out, files)
 
 
-def _vmc_settings(run: RunState, setup: VMCPlan, point: Point, seed: int,
-                  device: torch.device) -> dict[str, Any]:  # fmt: skip
-    """What a point's optimisation depends on (its checkpoint's settings): the model (IR text,
-    values, scan point), the learner, sampler, optimiser, pretraining, samples per step, seed
-    and device. Not the iteration count: a resume may go on to more iterations."""
-    qm = point.model
+def _save_network(model: torch.nn.Module, path: Path) -> Path:
+    """The trained wave function's parameters by name (its state dict), written atomically."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def _vmc_settings(run: RunState, setup: VMCPlan, ctx: RunContext) -> dict[str, Any]:
+    """What a checkpoint of a vmc run may be resumed with: every input of its numbers (the
+    models as IR text and their points, the learner, sampler, optimiser, pretraining,
+    iterations, samples, reference, measures, seed and device)."""
     return {
-        "run": run.name, "model": print_ir(qm.ir), "params": dict(qm.model.params),
-        "point": dict(point.values),
+        "run": run.name, "models": [print_ir(p.model.ir) for p in setup.points],
+        "points": [dict(p.values) for p in setup.points],
         "learner": {"name": setup.learner_decl.name, "kind": setup.learner_decl.call.name,
                     **setup.learner_options.model_dump(), "respecting": setup.respecting},
         "sampler": {"name": setup.sampler_name, **setup.sampler_spec.model_dump()},
         "optimizer": {"name": setup.optimizer_name, **setup.optimizer_spec.model_dump()},
         "pretrain": {"iterations": setup.pretrain, "name": setup.pretrain_name,
                      **setup.pretrain_spec.model_dump()} if setup.pretrain else None,
-        "samples": setup.samples, "seed": seed, "device": device.type,
+        "iterations": setup.iterations, "samples": setup.samples,
+        "final_samples": setup.final_samples, "reference": setup.reference,
+        "measures": [m.name + (f" = {to_text(m.expr)}" if m.expr is not None else "")
+                     for m in run.measures],
+        "seed": ctx.seed, "device": ctx.device.type,
     }  # fmt: skip
 
 
-def _row_settings(run: RunState, setup: VMCPlan) -> dict[str, Any]:
-    """What a finished point's row depends on besides the optimisation: a resumed point reuses
-    the row saved with its checkpoint only if these are the same."""
-    return {"iterations": setup.iterations, "final_samples": setup.final_samples,
-            "reference": setup.reference,
-            "measures": [m.name + (f" = {to_text(m.expr)}" if m.expr is not None else "")
-                         for m in run.measures]}  # fmt: skip
+class VMCPoint:
+    """One point of a vmc run as a driver ``ScanPoint``: ``done`` iterations (pretraining
+    first, then optimisation), ``advance`` to the end saving every ``checkpoint every``
+    iterations and at least every ``every`` seconds, ``tensors``/``restore`` the state of the
+    phase it is in, ``rows`` the final estimates."""
 
+    def __init__(self, run: RunState, setup: VMCPlan, point: Point, k: int, ctx: RunContext,
+                 generator: torch.Generator, history_csv: Path | None) -> None:  # fmt: skip
+        self.run, self.setup, self.point, self.k, self.history_csv = run, setup, point, k, history_csv
+        qm, seed, device = point.model, ctx.seed + k, ctx.device
+        self.model = _build_learner(setup, qm, torch.Generator().manual_seed(seed)).to(device)
+        generator.manual_seed(seed + 1_000_003)
+        self.sampler = _make_sampler(setup, qm, device)
+        op = LocalOperator(qm.hamiltonian, device=device)
+        self.history: dict[str, list[float]] = {}
+        self.pre = VMC(op, _unsymmetrised(self.model), _IndependentDraws(qm.n_sites),
+                       _optimizer_options(setup.pretrain_name, setup.pretrain_spec),
+                       generator, setup.samples) if setup.pretrain else None  # fmt: skip
+        self.vmc = VMC(op, self.model, self.sampler,
+                       _optimizer_options(setup.optimizer_name, setup.optimizer_spec),
+                       generator, setup.samples, self.history)  # fmt: skip
+        self.result: VMCResult | None = None
 
-def _vmc_point(run: RunState, setup: VMCPlan, point: Point, k: int, ctx: RunContext,
-               ckpt: Path | None, resume: bool, show: bool,
-               history_csv: Path | None) -> tuple[dict, dict, bool]:  # fmt: skip
-    """One point of a vmc run: (row of final estimates, optimisation history, whether it
-    continued from a checkpoint). With ``resume``, a checkpoint of the point at ``ckpt`` is
-    continued (a finished point's row is reused); one from other settings is a P602."""
-    qm, seed, device = point.model, ctx.seed + k, ctx.device
-    model = _build_learner(setup, qm, torch.Generator().manual_seed(seed)).to(device)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed + 1_000_003)
-    sampler = _make_sampler(setup, qm, device)
-    optimizer = _optimizer_options(setup.optimizer_name, setup.optimizer_spec)
-    settings = _vmc_settings(run, setup, point, seed, device)
-    row_settings = _row_settings(run, setup)
-    saved = None
-    if resume and ckpt is not None and ckpt.is_file():
-        saved = load_vmc_checkpoint(ckpt, settings, model, optimizer, sampler, generator,
-                                    run.span)  # fmt: skip
-        at = saved.state["iteration"]
-        if at > setup.iterations:
-            _fail("P602", f"checkpoint {ckpt}: saved at iteration {at}, past this run's "
-                  f"{setup.iterations} iterations", run.span, f"resume with iterations >= {at}, "
-                  "or run without --resume to start afresh")  # fmt: skip
-        if saved.state.get("row") is not None and saved.state.get("row_settings") == row_settings:
-            return saved.state["row"], saved.state["history"], True
-    exact, how = _reference(setup, qm, vmc_sector(qm, setup.sampler_spec))
-    history: dict[str, list[float]] = {}
-    start = saved.state["iteration"] if saved is not None else 0
-    bar = tqdm(total=setup.iterations, initial=start, disable=not show, desc=run.name,
-               unit="it", leave=False)  # fmt: skip
+    @property
+    def done(self) -> int:
+        """Iterations done (pretraining included)."""
+        return (self.pre.iteration if self.pre else 0) + self.vmc.iteration
 
-    def callback(it: int, stats: dict[str, float]) -> None:
-        if not math.isfinite(stats["energy"]):
-            raise PhysmlError(Diagnostic(
-                "P700", f"the variational energy became non-finite at iteration {it} of run "
-                f"{run.name}", run.span, "lower the learning rate or raise diag_shift; the last "
-                "checkpoint was kept"))  # fmt: skip
-        bar.n = it + 1
-        bar.set_postfix(E=f"{stats['energy']:.5f}", var=f"{stats['variance']:.3g}", refresh=False)
-        bar.update(0)
+    def _phase(self, done: int) -> VMC:
+        return self.pre if self.pre is not None and done < self.setup.pretrain else self.vmc
 
-    if setup.pretrain and saved is None:
-        bar.set_description(f"{run.name} (pretrain)")
-        run_vmc(
-            LocalOperator(qm.hamiltonian, device=device), _unsymmetrised(model),
-            _IndependentDraws(qm.n_sites),
-            optimizer=_optimizer_options(setup.pretrain_name, setup.pretrain_spec),
-            iterations=setup.pretrain, generator=generator, n_samples=setup.samples,
-            eval_samples=setup.samples,
-        )  # fmt: skip
-        bar.set_description(run.name)
-    saving = (Checkpointing(ckpt, settings, setup.checkpoint_every, ctx.checkpoint_seconds,
-                            run.span) if ckpt is not None else None)  # fmt: skip
-    try:
-        res = run_vmc(
-            LocalOperator(qm.hamiltonian, device=device), model, sampler, optimizer=optimizer,
-            iterations=setup.iterations, generator=generator, n_samples=setup.samples,
-            eval_samples=setup.final_samples, checkpoint=saving, resume_from=saved,
-            history=history, callback=callback,
-        )  # fmt: skip
-    except PhysmlError:  # a diverged run: keep its history up to the failure for diagnosis
-        if history_csv is not None:
-            _write_history(history_csv, history)
-        raise
-    finally:
-        bar.close()
-    n = qm.n_sites
-    row: dict[str, Any] = {"energy": _estimate(res.energy)}
-    row["energy_per_site"] = {"mean": res.energy.mean / n, "stderr": res.energy.stderr / n,
-                              "tau_int": res.energy.tau_int}  # fmt: skip
-    row["variance"] = {"mean": res.variance, "stderr": None}
-    row["r_hat"] = res.extra["r_hat"]
-    if exact is not None:
-        row["exact_energy"] = exact
-        row["relative_error"] = abs(res.energy.mean - exact) / abs(exact)
-        row["reference"] = how
-    row["acceptance"] = round(float(sampler.acceptance), 6)
-    row["iterations"] = setup.iterations
-    diag = None
-    samples = res.samples  # (T, C, N) of the final estimate
-    for name, what in setup.measured[k]:
-        if name in ("energy", "energy_per_site", "variance", "r_hat"):
-            continue
-        if isinstance(what, PauliSum):
-            row[name] = _estimate(expectation(LocalOperator(what, device=device), model, samples))
-        elif what in DIAGONAL:
-            if diag is None:
-                pos, qs = _structure_qs(qm)
-                diag = diagonal_observables(samples, pos, qs, qm.sublattice())
-            if what == "structure_factor":
-                sf = diag["structure_factor"]
-                row["structure_factor_q0"], row["structure_factor_qpi"] = (
-                    _estimate(sf[0]), _estimate(sf[1]))  # fmt: skip
-            elif what in diag:
-                row[name] = _estimate(diag[what])
-    if ckpt is not None and res.checkpoint is not None:  # the trained state, with its row
-        last = res.checkpoint
-        save_checkpoint(ckpt, Checkpoint(last.tensors, {**last.state, "row": row,
-                                                        "row_settings": row_settings}),
-                        settings)  # fmt: skip
-    return row, history, saved is not None
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return self._phase(self.done).tensors()
+
+    def restore(self, saved: Checkpoint) -> None:
+        """Continue from a checkpoint of this point (one that does not fit is a P602)."""
+        done, pretrain = saved.state["done"], self.setup.pretrain
+        try:
+            if self.pre is not None and done < pretrain:
+                self.pre.restore(saved.tensors, done)
+            else:
+                if self.pre is not None:
+                    self.pre.iteration = pretrain
+                self.vmc.restore(saved.tensors, done - pretrain)
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            _fail("P602", f"checkpoint of point {self.k} does not fit this run "
+                  f"({type(exc).__name__}: {str(exc)[:100]})", self.run.span,
+                  "delete it, or run without --resume to start afresh")  # fmt: skip
+
+    def advance(self, bar, save: Callable[[VMCPoint], None], every: float | None) -> None:
+        """Pretrain, optimise and estimate; ``save(self)`` every ``checkpoint every``
+        iterations and at least every ``every`` seconds (not with ``checkpoint every = 0``)."""
+        setup, count = self.setup, self.setup.checkpoint_every
+        maybe_save = every_seconds(every if count > 0 else None, lambda: save(self))
+        if self.pre is not None and self.pre.iteration < setup.pretrain:
+            while self.pre.iteration < setup.pretrain:
+                self.pre.step()
+                bar.update(1)
+                if self.pre.iteration < setup.pretrain:
+                    maybe_save()
+            self.pre.result(setup.samples)  # as the pretraining run always drew it
+        try:
+            while self.vmc.iteration < setup.iterations:
+                it = self.vmc.iteration
+                stats = self.vmc.step()
+                if not math.isfinite(stats["energy"]):
+                    _fail("P700", f"the variational energy became non-finite at iteration {it} "
+                          f"of run {self.run.name}", self.run.span, "lower the learning rate or "
+                          "raise diag_shift; the last checkpoint was kept")  # fmt: skip
+                bar.update(1)
+                bar.set_postfix(E=f"{stats['energy']:.5f}", var=f"{stats['variance']:.3g}")
+                if count > 0 and self.vmc.iteration % count == 0:
+                    save(self)
+                else:
+                    maybe_save()
+        except PhysmlError:  # a diverged run: keep its history up to the failure for diagnosis
+            if self.history_csv is not None:
+                _write_history(self.history_csv, self.history)
+            raise
+        self.result = self.vmc.result(setup.final_samples)
+
+    def rows(self) -> list[dict]:
+        """The point's row of final estimates."""
+        res, setup, qm, device = self.result, self.setup, self.point.model, self.model_device
+        exact, how = _reference(setup, qm, vmc_sector(qm, setup.sampler_spec))
+        n = qm.n_sites
+        row: dict[str, Any] = {**self.point.values, "energy": _estimate(res.energy)}
+        row["energy_per_site"] = {"mean": res.energy.mean / n, "stderr": res.energy.stderr / n,
+                                  "tau_int": res.energy.tau_int}  # fmt: skip
+        row["variance"] = {"mean": res.variance, "stderr": None}
+        row["r_hat"] = res.extra["r_hat"]
+        if exact is not None:
+            row["exact_energy"] = exact
+            row["relative_error"] = abs(res.energy.mean - exact) / abs(exact)
+            row["reference"] = how
+        row["acceptance"] = round(float(self.sampler.acceptance), 6)
+        row["iterations"] = setup.iterations
+        diag = None
+        samples = res.samples  # (T, C, N) of the final estimate
+        for name, what in setup.measured[self.k]:
+            if name in ("energy", "energy_per_site", "variance", "r_hat"):
+                continue
+            if isinstance(what, PauliSum):
+                row[name] = _estimate(expectation(LocalOperator(what, device=device), self.model,
+                                                  samples))  # fmt: skip
+            elif what in DIAGONAL:
+                if diag is None:
+                    pos, qs = _structure_qs(qm)
+                    diag = diagonal_observables(samples, pos, qs, qm.sublattice())
+                if what == "structure_factor":
+                    sf = diag["structure_factor"]
+                    row["structure_factor_q0"], row["structure_factor_qpi"] = (
+                        _estimate(sf[0]), _estimate(sf[1]))  # fmt: skip
+                elif what in diag:
+                    row[name] = _estimate(diag[what])
+        return [row]
+
+    @property
+    def model_device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
 
 HISTORY_COLUMNS = ("iteration", "energy", "energy_stderr", "variance", "tau_int", "r_hat",

@@ -22,11 +22,9 @@ local energies from theta, analytic O (``rbm_kernels``); every other learner use
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Literal
 
 import numpy as np
 import scipy.linalg
@@ -39,9 +37,7 @@ from torch.func import functional_call, jacrev, vmap
 from physml_lang.catalogue import Catalogue
 from physml_lang.catalogue.quantum import QUANTUM, AdamSpec, SGDSpec, SRSpec
 from physml_lang.compiler.derive.pauli import PauliSum
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 
-from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..statistics import Estimate, binning_analysis, split_rhat
 from . import rbm_chains_cpu
 from .learners import rbm_form, rbm_weights
@@ -274,10 +270,6 @@ class MetropolisSampler:
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {} if self.chains is None else {"chains": self.chains}
 
-    def state_shapes(self) -> Shapes:
-        """What :meth:`state_tensors` holds once the chains have started."""
-        return {"chains": ((self.options.n_chains, self.n_sites), self.dtype)}
-
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         if "chains" in tensors:
             self.chains = tensors["chains"].to(self.device, self.dtype)
@@ -303,9 +295,6 @@ class AutoregressiveSampler:
         return model.sample(n_samples, generator).unsqueeze(0)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def state_shapes(self) -> Shapes:
         return {}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -534,120 +523,16 @@ def diagonal_observables(
     return out
 
 
-# ----------------------------------------------------------------------------- checkpoints
-# One format (runtime/checkpoint.py). Tensors: "model/<name>" (state_dict), "opt/<i>/<name>"
-# (optimiser state of parameter i), "sampler/<name>" (chains), "generator", "sr/x_prev" (the
-# warm start of conjugate gradient). State: iteration, history, the optimiser's param_groups.
-
-Shapes = dict[str, tuple[tuple[int, ...], torch.dtype]]  # tensor name -> (shape, dtype)
-
-
-@dataclass
-class Checkpointing:
-    """How run_vmc saves its state: to ``path``, identified by ``settings`` (what the
-    optimisation's numbers depend on), after every ``every`` iterations (0: by time only), at
-    least every ``seconds`` of work (None: by count only), and after the last iteration.
-    ``span`` locates the errors of a checkpoint that does not fit."""
-
-    path: Path
-    settings: dict[str, Any]
-    every: int = 0
-    seconds: float | None = None
-    span: Span | None = None
-
-    def due(self, done: int, iterations: int, since: float) -> bool:
-        """Whether to save after ``done`` iterations, ``since`` seconds after the last save."""
-        return (done == iterations or (self.every > 0 and done % self.every == 0)
-                or (self.seconds is not None and since >= self.seconds))  # fmt: skip
-
-
-def checkpoint_shapes(model: nn.Module, optimizer: OptimizerOptions, sampler,
-                      generator: torch.Generator | None) -> Shapes:  # fmt: skip
-    """The tensors a checkpoint of run_vmc must hold for these objects, with shapes and dtypes
-    (optimiser moments where the optimiser keeps them)."""
-    out = {f"model/{k}": (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
-    moments = (("exp_avg", "exp_avg_sq") if optimizer.name == "adam"
-               else ("momentum_buffer",) if optimizer.momentum > 0 else ())  # fmt: skip
-    for i, p in enumerate(model.parameters()):
-        for name in moments:
-            out[f"opt/{i}/{name}"] = (tuple(p.shape), p.dtype)
-    shapes = getattr(sampler, "state_shapes", dict)()
-    out.update({f"sampler/{k}": v for k, v in shapes.items()})
-    if generator is not None:
-        out["generator"] = (tuple(generator.get_state().shape), torch.uint8)
-    return out
-
-
-def load_vmc_checkpoint(path: Path, settings: dict[str, Any], model: nn.Module,
-                        optimizer: OptimizerOptions, sampler, generator: torch.Generator | None,
-                        span: Span | None = None) -> Checkpoint:  # fmt: skip
-    """A checkpoint of run_vmc for these objects and ``settings``, validated (P602 when it is
-    unreadable, from other settings, or holds tensors of other shapes); ``resume_from`` of
-    :func:`run_vmc`."""
-    saved = load_checkpoint(path, settings, checkpoint_shapes(model, optimizer, sampler,
-                                                              generator), span)  # fmt: skip
-    x = saved.tensors.get("sr/x_prev")
-    n_params = sum(p.numel() for p in model.parameters())
-    if x is not None and tuple(x.shape) != (n_params,):
-        _bad_checkpoint(path, f"tensor 'sr/x_prev' is {tuple(x.shape)}, expected ({n_params},)",
-                        span)  # fmt: skip
-    if not isinstance(saved.state.get("iteration"), int) or "history" not in saved.state:
-        _bad_checkpoint(path, "has a corrupt header (no iteration or history)", span)
-    return saved
-
-
-def _bad_checkpoint(path: Path | None, what: str, span: Span | None) -> NoReturn:
-    raise PhysmlError(Diagnostic("P602", f"checkpoint {path}: {what}", span,
-                                 "delete it, or run without --resume to start afresh"))  # fmt: skip
-
-
-def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, sampler,
-              generator: torch.Generator | None, x_prev: torch.Tensor | None, iteration: int,
-              history: dict[str, list[float]]) -> Checkpoint:  # fmt: skip
-    """The state of run_vmc after ``iteration`` iterations (copies: later steps do not alter
-    it)."""
-    tensors = {f"model/{k}": v.detach().clone() for k, v in model.state_dict().items()}
-    state = opt.state_dict()
-    for idx, st in state["state"].items():
-        for k, v in st.items():
-            if v is not None:
-                tensors[f"opt/{idx}/{k}"] = v.detach().clone() if torch.is_tensor(v) \
-                    else torch.tensor(v)  # fmt: skip
-    for k, v in sampler.state_tensors().items():
-        tensors[f"sampler/{k}"] = v.detach().clone()
-    if generator is not None:
-        tensors["generator"] = generator.get_state()
-    if x_prev is not None:
-        tensors["sr/x_prev"] = x_prev.detach().clone()
-    return Checkpoint(tensors, {"iteration": iteration, "param_groups": state["param_groups"],
-                                "history": {k: list(v) for k, v in history.items()}})  # fmt: skip
-
-
-def _restore(saved: Checkpoint, model: nn.Module, opt: torch.optim.Optimizer, sampler,
-             generator: torch.Generator | None) -> torch.Tensor | None:  # fmt: skip
-    """Load a validated snapshot into the objects of a run; returns the CG warm start."""
-    t = saved.tensors
-    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model/")})
-    opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in t.items():
-        if k.startswith("opt/"):
-            _, idx, name = k.split("/", 2)
-            opt_state.setdefault(int(idx), {})[name] = v
-    opt.load_state_dict({"state": opt_state, "param_groups": saved.state["param_groups"]})
-    sampler.load_state_tensors({k[8:]: v for k, v in t.items() if k.startswith("sampler/")})
-    if generator is not None and "generator" in t:
-        generator.set_state(t["generator"])
-    x = t.get("sr/x_prev")
-    return None if x is None else x.to(next(model.parameters()).device)
-
-
 # ----------------------------------------------------------------------------- driver
+# The state of an optimisation as named tensors (the checkpoint of a vmc scan point, in the one
+# format of runtime/checkpoint.py): "model/<name>" (state_dict), "opt/<i>/<name>" (optimiser
+# state of parameter i), "sampler/<name>" (chains), "generator", "sr/x_prev" (the warm start of
+# conjugate gradient), "history/<key>" (one value per iteration done, float64 bits as int64).
 
 
 @dataclass
 class VMCResult:
-    """History (one entry per iteration) and the final energy with its binning error;
-    ``checkpoint``: the state last saved (or resumed from), None without checkpoints."""
+    """History (one entry per iteration) and the final energy with its binning error."""
 
     history: dict[str, list[float]]
     energy: Estimate
@@ -655,7 +540,104 @@ class VMCResult:
     samples: torch.Tensor
     iterations: int
     extra: dict[str, object] = field(default_factory=dict)
-    checkpoint: Checkpoint | None = None
+
+
+class VMC:
+    """A resumable VMC optimisation: ``step`` takes one iteration, ``tensors``/``restore`` are
+    its state (bit-identical continuation on the CPU), ``result`` the final estimate."""
+
+    def __init__(self, op: LocalOperator, model: nn.Module, sampler, opts: OptimizerOptions,
+                 generator: torch.Generator | None, n_samples: int,
+                 history: dict[str, list[float]] | None = None,
+                 chunk_size: int | None = 1024) -> None:  # fmt: skip
+        self.op, self.model, self.sampler, self.opts = op, model, sampler, opts
+        self.generator, self.n_samples, self.chunk_size = generator, n_samples, chunk_size
+        self.opt = torch_optimizer(list(model.parameters()), opts)
+        self.history = {} if history is None else history
+        self.x_prev: torch.Tensor | None = None
+        self.iteration = 0
+
+    def step(self) -> dict[str, float]:
+        """One optimisation step; returns its statistics (also appended to the history)."""
+        opts, model, n = self.opts, self.model, self.op.n_sites
+        lr = max(opts.lr * opts.lr_decay**self.iteration, opts.min_lr)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        samples = self.sampler.sample(model, self.n_samples, self.generator)  # (T, C, N)
+        t, c, _ = samples.shape
+        s = samples.reshape(-1, n)
+        form = rbm_form(model)
+        e_loc = local_energies(self.op, model, s)
+        stats = energy_statistics(e_loc.reshape(t, c))
+        stats["acceptance"] = float(self.sampler.acceptance)
+        if opts.sr is not None:
+            jac = rbm_jacobian(form, s) if form is not None else log_psi_jacobian(
+                model, s, self.chunk_size)  # fmt: skip
+            direction, info = sr_direction(jac, e_loc, opts.sr, self.x_prev)
+            self.x_prev = direction if opts.sr.solver != "dense" else None
+            stats.update(info)
+        else:
+            direction = 2.0 * energy_force(model, s, e_loc)
+        _assign_grad(model, direction)
+        self.opt.step()
+        stats["lr"] = lr
+        for k, v in stats.items():
+            self.history.setdefault(k, []).append(float(v))
+        self.iteration += 1
+        return stats
+
+    def result(self, eval_samples: int) -> VMCResult:
+        """The final estimate from ``eval_samples`` samples of the trained state."""
+        n = self.op.n_sites
+        final = self.sampler.sample(self.model, eval_samples, self.generator)
+        t, c, _ = final.shape
+        e = local_energies(self.op, self.model, final.reshape(-1, n)).reshape(t, c)
+        stats = energy_statistics(e)
+        est = Estimate(stats["energy"], stats["energy_stderr"], stats["tau_int"])
+        return VMCResult(self.history, est, stats["variance"], final, self.iteration,
+                         {"r_hat": stats["r_hat"], "energy_imag": stats["energy_imag"]})  # fmt: skip
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The state after ``iteration`` steps (copies: later steps do not alter it)."""
+        out = {f"model/{k}": v.detach().clone() for k, v in self.model.state_dict().items()}
+        for idx, st in self.opt.state_dict()["state"].items():
+            for k, v in st.items():
+                if v is not None:
+                    out[f"opt/{idx}/{k}"] = (v.detach().clone() if torch.is_tensor(v)
+                                             else torch.tensor(v))  # fmt: skip
+        out.update({f"sampler/{k}": v.detach().clone()
+                    for k, v in self.sampler.state_tensors().items()})  # fmt: skip
+        if self.generator is not None:
+            out["generator"] = self.generator.get_state()
+        if self.x_prev is not None:
+            out["sr/x_prev"] = self.x_prev.detach().clone()
+        out.update({f"history/{k}": torch.tensor(v, dtype=torch.float64).view(torch.int64)
+                    for k, v in self.history.items()})  # bit patterns: NaN is a valid entry
+        return out
+
+    def restore(self, t: dict[str, torch.Tensor], iteration: int) -> None:
+        """Continue after ``iteration`` steps from :meth:`tensors` of the same optimisation
+        (a tensor that does not fit raises RuntimeError, KeyError or ValueError)."""
+        self.model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model/")})
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for k, v in t.items():
+            if k.startswith("opt/"):
+                _, idx, name = k.split("/", 2)
+                opt_state.setdefault(int(idx), {})[name] = v
+        groups = self.opt.state_dict()["param_groups"]  # lr is set anew at every step
+        self.opt.load_state_dict({"state": opt_state, "param_groups": groups})
+        self.sampler.load_state_tensors({k[8:]: v for k, v in t.items()
+                                         if k.startswith("sampler/")})  # fmt: skip
+        if self.generator is not None and "generator" in t:
+            self.generator.set_state(t["generator"])
+        x = t.get("sr/x_prev")
+        self.x_prev = None if x is None else x.to(next(self.model.parameters()).device)
+        self.history.clear()
+        self.history.update({k[8:]: v.view(torch.float64).tolist() for k, v in t.items()
+                             if k.startswith("history/")})  # fmt: skip
+        if any(len(v) != iteration for v in self.history.values()):
+            raise ValueError(f"history does not have {iteration} iterations")
+        self.iteration = iteration
 
 
 def run_vmc(
@@ -668,8 +650,6 @@ def run_vmc(
     generator: torch.Generator | None = None,
     n_samples: int = 1008,
     eval_samples: int | None = None,
-    checkpoint: Checkpointing | None = None,
-    resume_from: Checkpoint | None = None,
     history: dict[str, list[float]] | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     chunk_size: int | None = 1024,
@@ -680,88 +660,23 @@ def run_vmc(
     ``state_tensors``); None: Metropolis chains with ``sampler_options`` (MetropolisOptions).
     ``optimizer``: OptimizerOptions (SGD/Adam, SR on by default). ``eval_samples``: samples for the
     final energy estimate (default 4 * n_samples), drawn after training with the trained state.
-    ``checkpoint``: save the state as it says; ``resume_from``: a checkpoint of the same run
-    (:func:`load_vmc_checkpoint`) to continue from, bit-identically on the CPU, up to
-    ``iterations`` in total. ``history``: filled in place (kept if a callback raises).
+    ``history``: filled in place (kept if a callback raises). Resumable runs: :class:`VMC`.
     """
     device = next(model.parameters()).device
-    op = (
-        hamiltonian
-        if isinstance(hamiltonian, LocalOperator)
-        else LocalOperator(hamiltonian, device=device)
-    )
-    n = op.n_sites
+    op = (hamiltonian if isinstance(hamiltonian, LocalOperator)
+          else LocalOperator(hamiltonian, device=device))  # fmt: skip
     if sampler is None:
         opts_s = (sampler_options if isinstance(sampler_options, MetropolisOptions)
                   else MetropolisOptions(**(sampler_options or {})))  # fmt: skip
-        sampler = MetropolisSampler(n, opts_s, device=device)
-    opts = (
-        optimizer
-        if isinstance(optimizer, OptimizerOptions)
-        else OptimizerOptions(**(optimizer or {}))
-    )
-    opt = torch_optimizer(list(model.parameters()), opts)
-    history = {} if history is None else history
-    start, last, x_prev = 0, resume_from, None
-    if resume_from is not None:
-        try:
-            x_prev = _restore(resume_from, model, opt, sampler, generator)
-        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            _bad_checkpoint(checkpoint.path if checkpoint else None, "does not fit this run "
-                            f"({type(exc).__name__}: {str(exc)[:100]})",
-                            checkpoint.span if checkpoint else None)  # fmt: skip
-        start = resume_from.state["iteration"]
-        history.clear()
-        history.update({k: list(v) for k, v in resume_from.state["history"].items()})
-    saved_at = time.monotonic()
-    for it in range(start, iterations):  # optimisation steps are sequential
-        lr = max(opts.lr * opts.lr_decay**it, opts.min_lr)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        samples = sampler.sample(model, n_samples, generator)  # (T, C, N)
-        t, c, _ = samples.shape
-        s = samples.reshape(-1, n)
-        form = rbm_form(model)
-        e_loc = local_energies(op, model, s)
-        stats = energy_statistics(e_loc.reshape(t, c))
-        stats["acceptance"] = float(sampler.acceptance)
-        if opts.sr is not None:
-            jac = (
-                rbm_jacobian(form, s)
-                if form is not None
-                else log_psi_jacobian(model, s, chunk_size)
-            )
-            direction, info = sr_direction(jac, e_loc, opts.sr, x_prev)
-            x_prev = direction if opts.sr.solver != "dense" else None
-            stats.update(info)
-        else:
-            direction = 2.0 * energy_force(model, s, e_loc)
-        _assign_grad(model, direction)
-        opt.step()
-        stats["lr"] = lr
-        for k, v in stats.items():
-            history.setdefault(k, []).append(float(v))
+        sampler = MetropolisSampler(op.n_sites, opts_s, device=device)
+    opts = (optimizer if isinstance(optimizer, OptimizerOptions)
+            else OptimizerOptions(**(optimizer or {})))  # fmt: skip
+    state = VMC(op, model, sampler, opts, generator, n_samples, history, chunk_size)
+    while state.iteration < iterations:  # optimisation steps are sequential
+        stats = state.step()
         if callback is not None:
-            callback(it, stats)
-        if checkpoint is not None and checkpoint.due(it + 1, iterations,
-                                                     time.monotonic() - saved_at):  # fmt: skip
-            last = _snapshot(model, opt, sampler, generator, x_prev, it + 1, history)
-            save_checkpoint(checkpoint.path, last, checkpoint.settings)
-            saved_at = time.monotonic()
-    final = sampler.sample(model, eval_samples or 4 * n_samples, generator)
-    t, c, _ = final.shape
-    e = local_energies(op, model, final.reshape(-1, n)).reshape(t, c)
-    stats = energy_statistics(e)
-    est = Estimate(stats["energy"], stats["energy_stderr"], stats["tau_int"])
-    return VMCResult(
-        history,
-        est,
-        stats["variance"],
-        final,
-        iterations,
-        {"r_hat": stats["r_hat"], "energy_imag": stats["energy_imag"]},
-        last if checkpoint is not None else None,
-    )
+            callback(state.iteration - 1, stats)
+    return state.result(eval_samples or 4 * n_samples)
 
 
 def bind(catalogue: Catalogue) -> None:

@@ -179,3 +179,25 @@ def test_recall_writes_each_point_and_an_interrupt_keeps_them(tmp_path, monkeypa
     rows, csv_rows, summary = results_on_disk(out)
     assert len(rows) == len(csv_rows) == 2 and not summary["complete"]
     assert rows[0]["N"] == 60 and summary["recall"]["flip"] == 0.2
+
+
+def test_histories_of_finished_points_survive_a_resume(tmp_path, monkeypatch):
+    """Ctrl-C in the first epoch of the second point (its checkpoint holds no epoch yet): the
+    first point's history comes back with its row, the run ends as an uninterrupted one."""
+    program = physml_lang.load(_fit(tmp_path, 3))
+    reference = program.run(out=tmp_path / "ref", seed=7)
+    out = tmp_path / "out"
+    _interrupted(monkeypatch, program, out, at_epoch=4)
+    res = program.run(out=out, seed=7, resume=True)
+    assert res.summary["resumed"] and res.summary["history"] == reference.summary["history"]
+    assert json.dumps(res.rows) == json.dumps(reference.rows)
+
+
+def test_resume_with_other_data_is_a_located_error(tmp_path, monkeypatch):
+    program, out = physml_lang.load(_fit(tmp_path, 3)), tmp_path / "out"
+    _interrupted(monkeypatch, program, out, at_epoch=2)
+    np.savez(tmp_path / "bars.npz", x=_bars(seed=1))
+    with pytest.raises(PhysmlError) as exc:
+        physml_lang.load(tmp_path / "fit.phys").run(out=out, seed=7, resume=True)
+    d = exc.value.diagnostics[0]
+    assert d.code == "P602" and "other data" in d.message and d.span is not None

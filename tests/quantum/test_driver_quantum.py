@@ -1,5 +1,5 @@
-"""vmc runs under the run driver: rows on disk after a kill, --resume (bit-identical on the CPU,
-also to more iterations), checkpoints from other settings or truncated, interrupts. The runs
+"""vmc runs under the run driver: rows on disk after a kill, --resume (bit-identical on the CPU),
+checkpoints from other settings or truncated, interrupts. The runs
 are pinned to the CPU, where resuming is bit-identical."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def test_kill_mid_scan_keeps_finished_rows_and_resume_finishes_it_exactly(
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "physml_lang.cli", "run", str(src), "--out", str(out),
            "--seed", "3", "--device", "cpu", "--quiet", "--checkpoint-every", "0.05"]  # fmt: skip
-    ckpt = out / "checkpoint-1.safetensors"  # a row done, point 1 saved
+    ckpt = out / "checkpoint.safetensors"  # a row done, point 1 saved
     kill_when(cmd, lambda: (out / "summary.json").is_file() and ckpt.is_file())
     rows, csv_rows, summary = results_on_disk(out)
     assert not summary["complete"] and len(rows) == len(csv_rows) == 1
@@ -69,61 +69,77 @@ def test_kill_mid_scan_keeps_finished_rows_and_resume_finishes_it_exactly(
     assert len(history) == 1 + 150 and history[1].startswith("0")
 
 
-def test_resume_continues_to_more_iterations_exactly(tmp_path, results_on_disk):
-    """A finished run resumed as it was gives its rows back; resumed with more iterations it
-    ends where a run of that many iterations from the start ends. Without --resume a run starts
-    afresh; a checkpoint past the iteration count is a P602."""
+def _interrupt_second_point(monkeypatch, program, out, **kw) -> None:
+    """Run ``program`` into ``out`` with a Ctrl-C as its second point starts: the first row and
+    the checkpoint (at the second point) stay on disk."""
+    from physml_lang.runtime.quantum import tasks
+
+    original, calls = tasks.VMCPoint.advance, {"n": 0}
+
+    def second_point_interrupted(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(tasks.VMCPoint, "advance", second_point_interrupted)
+        with pytest.raises(RunInterrupted) as exc:
+            program.run(device=CPU, out=out, **kw)
+    d = exc.value.diagnostics[0]
+    assert d.code == "P701" and "1 finished row(s) kept" in d.message and "--resume" in d.hint
+
+
+def test_a_finished_run_leaves_no_checkpoint(tmp_path, results_on_disk):
+    """The checkpoint is removed when a run is complete: --resume of a finished run computes it
+    afresh (the same rows); other iterations are another run (--set iterations does not
+    extend a finished one)."""
     program = physml_lang.load(_program(tmp_path, 6))
     out = tmp_path / "out"
     first = program.run(device=CPU, out=out, seed=1).rows
-    assert program.run(device=CPU, out=out, seed=1, resume=True).summary["resumed"]
-    assert results_on_disk(out)[0] == first
-    ten = {"iterations": 10}
-    longer = program.run(device=CPU, out=out, seed=1, resume=True, sets=ten).rows
-    assert longer == program.run(device=CPU, out=tmp_path / "fresh", seed=1, sets=ten).rows
-    assert longer != first
-    assert len((out / "history-0.csv").read_text().strip().splitlines()) == 1 + 10
-    with pytest.raises(PhysmlError) as exc:
-        program.run(device=CPU, out=out, seed=1, resume=True)
-    d = exc.value.diagnostics[0]
-    assert d.code == "P602" and "iteration 10" in d.message and d.span is not None
-    again = program.run(device=CPU, out=out, seed=1)  # afresh: the checkpoints are replaced
+    assert not (out / "checkpoint.safetensors").exists()
+    again = program.run(device=CPU, out=out, seed=1, resume=True)
     assert "resumed" not in again.summary and again.rows == first
+    assert results_on_disk(out)[0] == first
+    assert len((out / "history-0.csv").read_text().strip().splitlines()) == 1 + 6
 
 
-def test_resume_with_other_settings_says_what_differs(tmp_path):
+def test_resume_with_other_settings_says_what_differs(tmp_path, monkeypatch):
     program = physml_lang.load(_program(tmp_path, 5))
     out = tmp_path / "out"
-    program.run(device=CPU, out=out, seed=1, sets={"g": 0.5})
-    assert (out / "checkpoint.safetensors").is_file()  # one point: the trained state
+    _interrupt_second_point(monkeypatch, program, out, seed=1)
+    assert (out / "checkpoint.safetensors").is_file()
     with pytest.raises(PhysmlError) as exc:
-        program.run(device=CPU, out=out, seed=1, resume=True, sets={"g": 0.5, "samples": 32})
+        program.run(device=CPU, out=out, seed=1, resume=True, sets={"samples": 32})
     d = exc.value.diagnostics[0]
     assert d.code == "P602" and "other settings" in d.message and "samples: 64 -> 32" in d.message
     assert d.span is not None and d.span.line == 4  # the run block
     with pytest.raises(PhysmlError, match="seed: 1 -> 2"):
-        program.run(device=CPU, out=out, seed=2, resume=True, sets={"g": 0.5})
+        program.run(device=CPU, out=out, seed=2, resume=True)
+    with pytest.raises(PhysmlError, match="iterations: 5 -> 10"):
+        program.run(device=CPU, out=out, seed=1, resume=True, sets={"iterations": 10})
 
 
-def test_a_truncated_checkpoint_is_a_located_error(tmp_path):
+def test_a_truncated_checkpoint_is_a_located_error(tmp_path, monkeypatch):
     program = physml_lang.load(_program(tmp_path, 5))
     out = tmp_path / "out"
-    program.run(device=CPU, out=out, seed=1, sets={"g": 1.0})
+    _interrupt_second_point(monkeypatch, program, out, seed=1)
     path = out / "checkpoint.safetensors"
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(PhysmlError) as exc:
-        program.run(device=CPU, out=out, seed=1, resume=True, sets={"g": 1.0})
+        program.run(device=CPU, out=out, seed=1, resume=True)
     d = exc.value.diagnostics[0]
     assert d.code == "P602" and "truncated or corrupt" in d.message and d.hint
     assert d.span is not None
 
 
-def test_set_resume_is_the_old_spelling_of_the_resume_flag(tmp_path):
+def test_set_resume_is_the_old_spelling_of_the_resume_flag(tmp_path, monkeypatch):
     program = physml_lang.load(_program(tmp_path, 5))
+    rows = program.run(device=CPU, out=tmp_path / "ref", seed=1).rows
     out = tmp_path / "out"
-    rows = program.run(device=CPU, out=out, seed=1, sets={"g": 1.0}).rows
+    _interrupt_second_point(monkeypatch, program, out, seed=1)
     with pytest.warns(PhysmlWarning) as record:
-        result = program.run(device=CPU, out=out, seed=1, sets={"g": 1.0, "resume": True})
+        result = program.run(device=CPU, out=out, seed=1, sets={"resume": True})
     d = next(w.message.diagnostic for w in record if isinstance(w.message, PhysmlWarning))
     assert d.code == "P403" and "--set resume" in d.message and d.hint == "use --resume"
     assert d.span is not None
@@ -133,22 +149,8 @@ def test_set_resume_is_the_old_spelling_of_the_resume_flag(tmp_path):
 
 
 def test_an_interrupt_keeps_the_finished_rows_and_says_resume(tmp_path, monkeypatch, results_on_disk):
-    from physml_lang.runtime.quantum import tasks
-
-    original, calls = tasks.run_vmc, {"n": 0}
-
-    def second_point_interrupted(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(*a, **k)
-
-    monkeypatch.setattr(tasks, "run_vmc", second_point_interrupted)
     out = tmp_path / "out"
-    with pytest.raises(RunInterrupted) as exc:
-        physml_lang.load(_program(tmp_path, 5)).run(device=CPU, out=out)
-    d = exc.value.diagnostics[0]
-    assert d.code == "P701" and "1 finished row(s) kept" in d.message and "--resume" in d.hint
+    _interrupt_second_point(monkeypatch, physml_lang.load(_program(tmp_path, 5)), out)
     rows, csv_rows, summary = results_on_disk(out)
     assert len(rows) == len(csv_rows) == 1 and not summary["complete"]
 

@@ -19,7 +19,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def test_tfim_l20_rbm_relative_error_1e4(tmp_path):
     """examples/tfim.phys as written: the trained state's exact variational energy (all 2^20
-    configurations, from the checkpoint) has |E - E0| / |E0| <= 1e-4, and the run's Monte Carlo
+    configurations, from params.safetensors) has |E - E0| / |E0| <= 1e-4, and the run's Monte Carlo
     estimate agrees with it within 4 sigma. Measured (seed 2): 5.1e-5 exact, MC -25.4896 +-
     0.00021 (28 s)."""
     e0 = -25.4909896864
@@ -27,7 +27,7 @@ def test_tfim_l20_rbm_relative_error_1e4(tmp_path):
     n = 20
     model = SymmetricRBM(translation_table((n,)), 2, spin_flip=True)
     with torch.no_grad():
-        model.W["re"].copy_(load_file(tmp_path / "checkpoint.safetensors")["model/W.re"])
+        model.W["re"].copy_(load_file(tmp_path / "params.safetensors")["W.re"])
     op, form = LocalOperator(tfim(n, nearest_bonds((n,)), 1.0)), rbm_form(model)
     weights, energies = [], []
     with torch.no_grad():

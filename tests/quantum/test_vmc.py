@@ -16,13 +16,14 @@ from physml_lang.catalogue.quantum import (
     SRSpec,
 )
 from physml_lang.compiler.derive.pauli import PauliSum, PauliTerm, tfim
+from physml_lang.runtime.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from physml_lang.runtime.quantum.lattice import nearest_bonds, translation_table
 from physml_lang.runtime.quantum.learners import RBM, AutoregressiveGRU, SymmetrizedAutoregressive
 from physml_lang.runtime.quantum.operator import LocalOperator
 from physml_lang.runtime.quantum.registry import QuantumContext, SymmetryError, make_learner
 from physml_lang.runtime.quantum.tasks import QuantumObservable
 from physml_lang.runtime.quantum.vmc import (
-    Checkpointing,
+    VMC,
     MetropolisOptions,
     MetropolisSampler,
     OptimizerOptions,
@@ -30,7 +31,6 @@ from physml_lang.runtime.quantum.vmc import (
     diagonal_observables,
     energy_force,
     expectation,
-    load_vmc_checkpoint,
     log_psi_jacobian,
     propose_exchange,
     propose_flip,
@@ -267,17 +267,21 @@ OPTIMISERS = {"adam": OptimizerOptions(name="adam", lr=0.01, sr=None),  # moment
               "sr-cg": OptimizerOptions(lr=0.02, sr=SROptions(solver="cg"))}  # CG warm start
 
 
-def _tfim_run(iterations, optimizer, path=None, every=0, seed=5, resume=False):
+def _tfim_run(iterations, optimizer, path=None, seed=5, resume=False):
+    """``iterations`` steps of a VMC (saved to ``path`` at the end, or continued from it)."""
     g = torch.Generator().manual_seed(seed)
     model = RBM(6, alpha=1, generator=torch.Generator().manual_seed(seed))
     sampler = MetropolisSampler(6, MetropolisOptions(n_chains=8))
-    opts = OPTIMISERS[optimizer]
-    saved = load_vmc_checkpoint(path, {}, model, opts, sampler, g) if resume else None
-    res = run_vmc(tfim(6, nearest_bonds((6,)), 1.0), model, sampler, None, opts, iterations, g,
-                  n_samples=64, eval_samples=64,
-                  checkpoint=Checkpointing(path, {}, every) if path else None,
-                  resume_from=saved)  # fmt: skip
-    return res, model
+    state = VMC(LocalOperator(tfim(6, nearest_bonds((6,)), 1.0)), model, sampler,
+                OPTIMISERS[optimizer], g, 64)  # fmt: skip
+    if resume:
+        saved = load_checkpoint(path, {})
+        state.restore(saved.tensors, saved.state["done"])
+    while state.iteration < iterations:
+        state.step()
+    if path is not None and not resume:
+        save_checkpoint(path, Checkpoint(state.tensors(), {"done": iterations}), {})
+    return state.result(64), model
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMISERS))
@@ -287,12 +291,12 @@ def test_checkpoint_resume_is_bitwise(tmp_path, optimizer):
     random stream and the CG warm start are in the checkpoint."""
     path = tmp_path / "ckpt.safetensors"
     full, m_full = _tfim_run(6, optimizer)
-    _tfim_run(3, optimizer, path, every=3)
-    res, model = _tfim_run(6, optimizer, path, every=3, seed=99, resume=True)
+    _tfim_run(3, optimizer, path)
+    res, model = _tfim_run(6, optimizer, path, seed=99, resume=True)
     for a, b in zip(model.parameters(), m_full.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert res.history["energy"] == full.history["energy"]
-    assert res.energy.mean == full.energy.mean and res.checkpoint.state["iteration"] == 6
+    assert res.energy.mean == full.energy.mean and res.iterations == 6
 
 
 def test_vmc_tfim_l10_reaches_1e3():
