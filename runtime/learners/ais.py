@@ -16,10 +16,9 @@ import numpy as np
 import torch
 
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
+from physml_lang.runtime.plans.learners import check_exactly_enumerable, enumerated_fields
 
 from .gibbs import GibbsSampler
-
-MAX_ENUMERATED = 22
 
 
 def _data_field(model: BoltzmannModel) -> str:
@@ -69,18 +68,10 @@ def ais_log_z(model: BoltzmannModel, betas: int = 1000, chains: int = 100,
 
 
 def exact_log_z(model: BoltzmannModel) -> float:
-    """log Z by enumerating the data field (block fields summed analytically); for models with
-    at most MAX_ENUMERATED enumerated units."""
-    data = _data_field(model)
-    summed = [f for f in model.blocks if f != data]
-    try:
-        summed = model.summable(summed)
-    except Exception:  # noqa: BLE001
-        summed = []
-    enumerated = [f for f in model.domains if f not in summed]
-    n = sum(model.sets[model.field_sets[f]] for f in enumerated)
-    if n > MAX_ENUMERATED:
-        raise ValueError(f"{n} enumerated units: too many for exact enumeration")
+    """log Z by enumerating the data field and the fields that cannot be summed analytically
+    (block fields summed in closed form): at most MAX_ENUMERATED enumerated units."""
+    check_exactly_enumerable(model.derivation, "exact log Z", model.ir.name_span)
+    enumerated, summed = enumerated_fields(model.derivation)
     values = []
     for f in enumerated:
         values += [model.domains[f].values()] * model.sets[model.field_sets[f]]

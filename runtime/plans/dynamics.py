@@ -515,12 +515,16 @@ def plan_learn(run: RunState, program: Any, sets: dict[str, Any] | None,
             vals = {k: v for k, v in vals.items() if v is not None}
             opts = validate_options(schema, vals, {k: spans[k] for k in vals}, d.span,
                                     f"learner {name}")  # fmt: skip
-            # a learned Hamiltonian (hnn) is separable only when declared so
+            # a learned Hamiltonian (hnn) is separable only when declared so; a learned vector
+            # field (mlp) has no Hamiltonian at all
             integ = roll.integrator if objective == "derivative_mse" else None
-            if integ is not None and "separable" in schema.model_fields \
-                    and not opts.separable and INTEGRATOR_FACTS[integ].requires_separable:  # fmt: skip
+            if integ is not None and not getattr(opts, "separable", False) \
+                    and INTEGRATOR_FACTS[integ].requires_separable:  # fmt: skip
+                hint = ("declare hnn(separable = true) or use implicit_midpoint"
+                        if "separable" in schema.model_fields else
+                        "roll a learned vector field out with rk4 or implicit_midpoint")  # fmt: skip
                 _fail("P400", f"{integ} needs a separable H; learner {name} is not separable",
-                      rollout_span, "declare hnn(separable = true) or use implicit_midpoint")  # fmt: skip
+                      rollout_span, hint)
             learners.append(LearnerPlan(name, entry.name, opts, method, d.span))
     if not learners:
         _fail("P400", "train names no learner", run.span)

@@ -62,6 +62,8 @@ Program = Any
 
 # a general Boltzmann machine's likelihood sums over its latent units by enumeration
 MAX_LATENT = 20
+# exact log Z: at most this many enumerated units (2^22 states)
+MAX_ENUMERATED = 22
 
 
 # ---------------------------------------------------------------- names and options
@@ -551,6 +553,28 @@ def latent_units(model: BoltzmannDerivation, field: str, visible: int) -> int:
     return n + sum(field_sites(model, f) for f in model.domains if f != field)
 
 
+def enumerated_fields(model: BoltzmannDerivation) -> tuple[list[str], list[str]]:
+    """(enumerated, summed) fields of an exact log Z: the data field and every field that
+    cannot be summed analytically are enumerated; block fields that do not interact with each
+    other are summed in closed form."""
+    data = next(iter(model.domains))
+    try:
+        summed = model.summable([f for f in model.blocks if f != data])
+    except PhysmlError:
+        summed = []
+    return [f for f in model.domains if f not in summed], summed
+
+
+def check_exactly_enumerable(model: BoltzmannDerivation, what: str, span: Span | None) -> None:
+    """An exact log Z enumerates 2^n (q^n) states of its enumerated units: at most
+    MAX_ENUMERATED units."""
+    n = sum(field_sites(model, f) for f in enumerated_fields(model)[0])
+    if n > MAX_ENUMERATED:
+        fail("P400", f"{what} sums exactly over the {n} enumerated units of this Boltzmann "
+             f"machine (at most {MAX_ENUMERATED})", span,
+             "measure log_likelihood (annealed importance sampling) instead")  # fmt: skip
+
+
 def check_enumerable(n_latent: int, what: str, span: Span | None) -> None:
     """F(v) of a general BM enumerates its latent units: at most MAX_LATENT of them."""
     if n_latent > MAX_LATENT:
@@ -584,6 +608,9 @@ def plan_train_point(run: RunState, program: Program, plan: TrainPlan, model: Bo
         what = f"the {visible} visible sites of {what}"
     _, values = field_feeds(data, model, visible, data.span, what)
     layout = training_layout(model, visible, plan.objective[1].positive)
+    for m in run.measures:
+        if m.expr is None and m.name in ("exact_log_likelihood", "exact_kl"):
+            check_exactly_enumerable(model, m.name, m.span)
     if layout.latent:
         n_lat = latent_units(model, layout.field, layout.visible)
         for m in run.measures:

@@ -332,4 +332,9 @@ def test_hnn_rollout_integrator_needs_a_separable_learner_at_check():
         load(bad).check()
     d = exc.value.diagnostics[0]
     assert d.code == "P400" and "H_net is not separable" in d.message and d.span.line == 11
-    load(bad.replace("hnn(hidden = [16])", "hnn(hidden = [16], separable = true)")).check()
+    separable = bad.replace("hnn(hidden = [16])", "hnn(hidden = [16], separable = true)")
+    with pytest.raises(PhysmlError) as exc:  # the mlp baseline has no Hamiltonian at all
+        load(separable).check()
+    d = exc.value.diagnostics[0]
+    assert "baseline is not separable" in d.message and "rk4" in d.hint
+    load(separable.replace("train H_net, baseline via", "train H_net via")).check()

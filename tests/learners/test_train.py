@@ -163,3 +163,19 @@ def test_data_domain_checked_against_field(tmp_path):
     with pytest.raises(PhysmlError) as exc:
         physml_lang.load(tmp_path / "fit.phys").check()
     assert exc.value.diagnostics[0].code == "P601"
+
+
+def test_an_exact_likelihood_too_large_to_enumerate_is_found_by_check(tmp_path):
+    """30 visible units: exact log Z would enumerate 2^30 states; check says so at the measure
+    (before any training), and points to the estimate by annealed importance sampling."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "wide.npz", x=rng.integers(0, 2, size=(50, 30)).astype(np.float64))
+    text = TEXT.replace("Nv = 9, Nh = 6, sigma = 0.1", "Nv = 30, Nh = 4").replace(
+        "bars.npz", "wide.npz").replace("OBJ", "cd(k = 1)").replace("EPOCHS", "1").replace(
+        "LR", "0.1")  # fmt: skip
+    (tmp_path / "wide.phys").write_text(text)
+    with pytest.raises(PhysmlError) as exc:
+        physml_lang.load(tmp_path / "wide.phys").check()
+    d = exc.value.diagnostics[0]
+    assert d.code == "P400" and "30 enumerated units" in d.message and "log_likelihood" in d.hint
+    assert d.span is not None and d.span.line == 11
