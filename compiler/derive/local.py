@@ -138,13 +138,6 @@ def interaction_offsets(energy: LatticeSum, field: str) -> list[Offset]:
     return sorted(out)
 
 
-def _slot_of(sym: sp.Symbol, accesses: dict) -> str | None:
-    a = accesses.get(sym)
-    if a is None:
-        return None
-    return a.slot if a.slot in ("i", "j") else ("ij" if a.slot else None)
-
-
 def expand_deltas(body: sp.Expr, accesses: dict, domains: dict[str, Domain]) -> sp.Expr:
     """delta(a_i, b_j) -> sum_v delta(a_i, v) delta(b_j, v) over the field's values."""
 

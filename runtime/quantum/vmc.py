@@ -304,10 +304,6 @@ class AutoregressiveSampler:
 # ----------------------------------------------------------------------------- gradients
 
 
-def parameter_vector(model: nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-
 def log_psi_jacobian(
     model: nn.Module, s: torch.Tensor, chunk_size: int | None = 1024
 ) -> torch.Tensor:
