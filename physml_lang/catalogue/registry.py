@@ -89,24 +89,22 @@ class Registry(Generic[T]):
     def bind(self, name: str, implementation: T, *, family: str = "") -> None:
         """Attach the implementation of a declared entry (called by an implementation
         package's ``bind``); an implementation without an entry is an error."""
-        entry = self._entries.get((name, family))
-        if entry is None:
-            raise KeyError(f"no {self.noun} {name!r} ({family or 'any kind'}) is declared in the "
-                           "catalogue: declare it before binding an implementation")  # fmt: skip
-        if entry.implementation is not None and entry.implementation is not implementation:
-            raise ValueError(f"{self.noun} {entry.title} is bound twice")
-        entry.implementation = implementation
+        self._attach(name, family, "implementation", implementation, "an implementation")
 
     def bind_check(self, name: str, check: Any, *, family: str = "") -> None:
         """Attach the static (torch-free) check of a declared entry: what ``physml check``
         runs instead of the implementation."""
+        self._attach(name, family, "static_check", check, "a check")
+
+    def _attach(self, name: str, family: str, slot: str, value: Any, what: str) -> None:
         entry = self._entries.get((name, family))
         if entry is None:
             raise KeyError(f"no {self.noun} {name!r} ({family or 'any kind'}) is declared in the "
-                           "catalogue: declare it before binding a check")  # fmt: skip
-        if entry.static_check is not None and entry.static_check is not check:
-            raise ValueError(f"the check of {self.noun} {entry.title} is bound twice")
-        entry.static_check = check
+                           f"catalogue: declare it before binding {what}")  # fmt: skip
+        current = getattr(entry, slot)
+        if current is not None and current is not value:
+            raise ValueError(f"{what} of {self.noun} {entry.title} is bound twice")
+        setattr(entry, slot, value)
 
     # ---------------------------------------------------------------- finding
     def get(self, name: str, family: str = "") -> Entry[T] | None:

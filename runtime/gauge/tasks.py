@@ -200,7 +200,7 @@ def run_gauge_sample(task: TaskIR, program, ctx: RunContext) -> RunResult:
     run_scan(ctx, run.span, len(points), _settings(plan, ctx), start,
              lambda k, rows: summary["rows"].extend(rows), gen,
              options.burn_in + n_meas * options.thin, run.name)  # fmt: skip
-    last_series = {n: v.numpy() for n, v in last["chains"].series.items()} if last else {}
+    last_series = {n: v.cpu().numpy() for n, v in last["chains"].series.items()} if last else {}
     files: list[Path] = []
     if ctx.out is not None:
         names = [m.name for m in run.measures] or ["plaquette"]
@@ -268,8 +268,10 @@ class GaugeChains:
                   else cold_start(cm.group, C, cm.shape, device, dt))  # fmt: skip
         if isinstance(self.sampler, LocalSampler):
             self.sampler.start(self.U, hot, generator)
-        self.series = {o.name: torch.empty(n_meas, C, dtype=torch.float64) for o in self.obs}
-        self.acc = torch.zeros(C, dtype=torch.float64)  # acceptance summed over measured sweeps
+        # kept on the device: no host transfer per sweep
+        self.series = {o.name: torch.empty(n_meas, C, dtype=torch.float64, device=device)
+                       for o in self.obs}  # fmt: skip
+        self.acc = torch.zeros(C, dtype=torch.float64, device=device)  # summed acceptance
         self.done = 0  # sweeps (HMC: trajectories), burn-in included
 
     @property
@@ -312,7 +314,7 @@ class GaugeChains:
             self.done += 1
             after = self.done - opts.burn_in  # measured-phase sweeps done
             if after > 0:
-                self.acc += sampler.acceptance.cpu()
+                self.acc += sampler.acceptance
                 if after % opts.thin == 0:
                     self._measure(after // opts.thin - 1)
             bar.update(1)
@@ -320,7 +322,7 @@ class GaugeChains:
 
     def _measure(self, k: int) -> None:
         for o in self.obs:
-            self.series[o.name][k] = o(self.U, self.matter).cpu()
+            self.series[o.name][k] = o(self.U, self.matter)
         if k % 64 == 63 or k == self.n_meas - 1:
             for o in self.obs:
                 if not bool(torch.isfinite(self.series[o.name][: k + 1]).all()):
@@ -337,7 +339,7 @@ class GaugeChains:
 def _row(row, obs, series, n, acc, options, cm, scale: float = 1.0) -> dict:
     row = dict(row)
     for o in obs:
-        row[o.name] = binning_analysis(series[o.name][:n].numpy()).as_dict()
+        row[o.name] = binning_analysis(series[o.name][:n].cpu().numpy()).as_dict()
     row["acceptance"] = round(float(acc.mean()) / max(1, n * options.thin), 6)
     row.update(_references(cm, obs, scale))
     return row

@@ -216,14 +216,7 @@ def run_exact(task: TaskIR, program, ctx: RunContext) -> RunResult:
         ctx.recorder.write()
     summary["complete"] = True
     ctx.recorder.write()
-    files = []
-    if ctx.out is not None and run.scans:
-        names = [k for k, v in summary["rows"][0].items() if isinstance(v, dict)]
-        f = outputs.plot_rows(ctx.out, summary["rows"], run.scans[0].name, names, None,
-                              "plot.png", f"{summary['model']} ({run.name}), exact")  # fmt: skip
-        if f:
-            files.append(f)
-    return RunResult(summary, ctx.out, files)
+    return RunResult(summary, ctx.out, _scan_plot(ctx, run, summary, "exact"))
 
 
 # ---------------------------------------------------------------- vmc task
@@ -376,13 +369,17 @@ def run_vmc_task(task: TaskIR, program, ctx: RunContext) -> RunResult:
 
     run_scan(ctx, run.span, len(points), _vmc_settings(run, setup, ctx), start, finish,
              generator, setup.pretrain + setup.iterations, run.name, "it")  # fmt: skip
-    if ctx.out is not None and run.scans:
-        names = [k for k, v in summary["rows"][0].items() if isinstance(v, dict)]
-        f = outputs.plot_rows(ctx.out, summary["rows"], run.scans[0].name, names, None,
-                              "plot.png", f"{summary['model']} ({run.name}), vmc")  # fmt: skip
-        if f:
-            files.append(f)
-    return RunResult(summary, ctx.out, files)
+    return RunResult(summary, ctx.out, files + _scan_plot(ctx, run, summary, "vmc"))
+
+
+def _scan_plot(ctx: RunContext, run: RunState, summary: dict, task: str) -> list[Path]:
+    """The rows of a scan against its first variable (no plot without a scan)."""
+    if ctx.out is None or not run.scans:
+        return []
+    names = [k for k, v in summary["rows"][0].items() if isinstance(v, dict)]
+    f = outputs.plot_rows(ctx.out, summary["rows"], run.scans[0].name, names, None, "plot.png",
+                          f"{summary['model']} ({run.name}), {task}")  # fmt: skip
+    return [f] if f else []
 
 
 def _save_network(model: torch.nn.Module, path: Path) -> Path:
