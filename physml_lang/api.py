@@ -227,6 +227,8 @@ class Program:
         ``state = s.initial_state()``; ``state = s.sweep(state)``."""
         import torch
 
+        from physml_lang.runtime.random import RandomStreams
+
         entry = bind_runtime().samplers.get(name, "lattice")
         if entry is None:
             known = CATALOGUE.samplers.names("lattice")
@@ -241,10 +243,8 @@ class Program:
         opts = validate_options(entry.schema, options, dict.fromkeys(options), None, name)
         dev = resolve_device(device)
         cm = self.model(model, **(params or {})).to(dev)
-        g = torch.Generator(device=dev)
-        g.manual_seed(seed)
         beta_t = torch.full((opts.chains,), float(b), device=dev)
-        return entry.implementation(cm, opts, beta_t, g)
+        return entry.implementation(cm, opts, beta_t, RandomStreams(seed, dev))
 
 
 def load(source_or_path: str | Path) -> Program:

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 
 FORMAT = "physml-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: counter-based random streams (a draw counter, no generator state)
 
 
 @dataclass

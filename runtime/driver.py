@@ -33,6 +33,7 @@ from physml_lang.ir.task import TaskIR
 from . import outputs
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .device import resolve_device, thread_limits
+from .random import RandomStreams
 
 # A batched scan saves its chains at least this often (seconds of work), so that a killed run
 # resumes without redoing more than that.
@@ -128,9 +129,11 @@ class RunContext:
     resume: bool = False
     checkpoint_seconds: float = CHECKPOINT_SECONDS
     recorder: Recorder = field(init=False)
+    streams: RandomStreams = field(init=False)
 
     def __post_init__(self) -> None:
         self.recorder = Recorder(self.out)
+        self.streams = RandomStreams(self.seed, self.device)
 
     def progress_bar(self, total: float, desc: str, unit: str = "step", initial: float = 0):
         """A bar on a terminal, lines every few seconds otherwise, nothing when switched off
@@ -176,14 +179,15 @@ class ScanPoint(Protocol):
 
 
 def run_scan(ctx: RunContext, span: Span | None, n_points: int, settings: dict[str, Any],
-             start: Callable[[int], ScanPoint], finish: Callable[[int, list[dict]], None],
-             generator: torch.Generator, per_point: float, desc: str,
+             start: Callable[[int, RandomStreams], ScanPoint],
+             finish: Callable[[int, list[dict]], None], per_point: float, desc: str,
              unit: str = "sweep") -> None:  # fmt: skip
-    """Run scan points ``0 .. n_points - 1`` in order: ``start(k)`` prepares point k (drawing
-    from ``generator``), its rows go to ``finish(k, rows)`` and to disk at once. With an
-    output folder the run checkpoints (the finished rows, the generator at each point's start,
-    the point's own tensors during it) and ``ctx.resume`` continues from there; a checkpoint
-    of other ``settings`` is a located P602. The checkpoint is removed when the scan is done."""
+    """Run scan points ``0 .. n_points - 1`` in order: ``start(k, streams)`` prepares point k
+    with its own random streams (``ctx.streams.fork(k)``: the same numbers whether or not the
+    earlier points ran), its rows go to ``finish(k, rows)`` and to disk at once. With an output
+    folder the run checkpoints (the finished rows, the point's tensors and draw counter during
+    it) and ``ctx.resume`` continues from there; a checkpoint of other ``settings`` is a located
+    P602. The checkpoint is removed when the scan is done."""
     summary, path = ctx.recorder.summary, ctx.checkpoint_path()
     saved = None
     if ctx.resume and path is not None and path.exists():
@@ -193,23 +197,24 @@ def run_scan(ctx: RunContext, span: Span | None, n_points: int, settings: dict[s
         path.unlink()  # a fresh run: an earlier run's checkpoint is not this one's
     first = saved.state["point"] if saved is not None else 0
 
-    def save(k: int, point: ScanPoint | None = None) -> None:
-        tensors = point.tensors() if point is not None else {"generator": generator.get_state()}
+    def save(k: int, point: ScanPoint | None = None, streams: RandomStreams | None = None) -> None:
+        tensors = {} if point is None else point.tensors()
+        if streams is not None:
+            tensors.update({f"random/{n}": t for n, t in streams.state().items()})
         state = {"point": k, "rows": summary["rows"], "done": point.done if point else 0}
         save_checkpoint(path, Checkpoint(tensors, state), settings)
 
     bar = ctx.progress_bar(n_points * per_point, desc, unit, first * per_point)
     try:
         for k in range(first, n_points):
-            resuming = saved is not None and saved.state["point"] == k
-            if resuming:  # the random stream as it was when the point was saved
-                generator.set_state(saved.tensors["generator"])
-            point = start(k)
-            if resuming and "generator" in saved.tensors and saved.state["done"]:
+            streams = ctx.streams.fork(k)
+            point = start(k, streams)
+            if saved is not None and saved.state["point"] == k and saved.state["done"]:
                 point.restore(saved)
+                streams.restore({"draws": saved.tensors["random/draws"]})
                 bar.update(point.done)
             every = ctx.checkpoint_seconds if path is not None else None
-            point.advance(bar, lambda p, k=k: save(k, p), every)
+            point.advance(bar, lambda p, k=k, r=streams: save(k, p, r), every)
             finish(k, point.rows())
             ctx.recorder.write()
             if path is not None and k + 1 < n_points:

@@ -36,6 +36,7 @@ from .observables import (
     estimate_mean,
 )
 from .plans.sample import SamplePlan, measured_expressions, plan_sample
+from .random import RandomStreams
 from .statistics import between_chain_excess, excess_limit, split_rhat
 from .tasks import RunState, Task
 
@@ -72,17 +73,15 @@ def run_sample(run: RunState, checker: ModelChecker, program, ctx: RunContext,
         "complete": False,
     })  # fmt: skip
     combos = list(itertools.product(*[s.values for s in others])) or [()]
-    generator = torch.Generator(device=device)
-    generator.manual_seed(ctx.seed)
 
-    def start(k: int) -> PointChains:
+    def start(k: int, streams: RandomStreams) -> PointChains:
         point, spans = dict(plan.model_args), dict(plan.model_spans)
         for s, v in zip(others, combos[k]):
             point[s.name], spans[s.name] = v, s.span
         ir = checker.instantiate(point, spans)
         summary["params"] = dict(ir.values)
         cm = program.compile_ir(ir).to(device)
-        return PointChains(cm, run, entry, options, betas, tvar, tvalues, measures, generator,
+        return PointChains(cm, run, entry, options, betas, tvar, tvalues, measures, streams,
                            device)  # fmt: skip
 
     def finish(k: int, rows: list[dict]) -> None:
@@ -94,7 +93,7 @@ def run_sample(run: RunState, checker: ModelChecker, program, ctx: RunContext,
 
     per_point = options.burn_in + max(1, options.sweeps // options.thin) * options.thin
     run_scan(ctx, run.span, len(combos), _settings(run, checker, plan, combos, ctx), start,
-             finish, generator, per_point, run.name)  # fmt: skip
+             finish, per_point, run.name)  # fmt: skip
     files = _plots(ctx.out, run, summary, measures, tvar, others) if ctx.out else []
     return RunResult(summary, ctx.out, files)
 
@@ -107,7 +106,7 @@ def _settings(run: RunState, checker: ModelChecker, plan: SamplePlan, combos: li
             "temperatures": {plan.tvar: plan.tvalues},
             "measures": [m.name + (f" = {to_text(m.expr)}" if m.expr is not None else "")
                          for m in plan.measures],
-            "seed": ctx.seed, "device": ctx.device.type}  # fmt: skip
+            "seed": ctx.seed}  # fmt: skip
 
 
 def _warn_unmixed(run: RunState, row: dict, tvar: str, others, summary: dict, chains: int) -> None:
@@ -133,14 +132,14 @@ class PointChains:
     checkpoint), ``rows`` gives one row per temperature."""
 
     def __init__(self, cm, run: RunState, entry, options, betas: list[float], tvar: str,
-                 tvalues: list, measures, generator: torch.Generator,
+                 tvalues: list, measures, streams: RandomStreams,
                  device: torch.device):  # fmt: skip
         self.cm, self.run, self.options, self.betas = cm, run, options, betas
         self.tvar, self.tvalues = tvar, tvalues
-        self.measures, self.generator = measures, generator
+        self.measures = measures
         nT, C = len(betas), options.chains
         self.beta = torch.tensor(betas, dtype=cm.dtype, device=device).repeat_interleave(C)
-        self.sampler = entry.implementation(cm, options, self.beta, generator)
+        self.sampler = entry.implementation(cm, options, self.beta, streams)
         self.compiler, self.kernels = _compile_measures(cm, measures)
         self.n_meas = max(1, options.sweeps // options.thin)
         self.E = torch.empty(self.n_meas, nT * C, dtype=torch.float64, device=device)
@@ -157,7 +156,7 @@ class PointChains:
     def tensors(self) -> dict[str, torch.Tensor]:
         k = self.measured
         out = {f"state/{f}": v for f, v in self.state.items()}
-        out.update({"E": self.E[:k], "M": self.M[:k], "generator": self.generator.get_state(),
+        out.update({"E": self.E[:k], "M": self.M[:k],
                     "accepted": self.sampler.accepted, "proposed": self.sampler.proposed})
         out.update({f"series/{n}": s[:k] for n, s in self.series.items()})
         return out
@@ -165,7 +164,6 @@ class PointChains:
     def restore(self, saved: Checkpoint) -> None:
         """Continue from a checkpoint of this point (validated shapes: a mismatch is P602)."""
         t, done = saved.tensors, saved.state["done"]
-        self.generator.set_state(t["generator"])
         burn_in, thin = self.options.burn_in, self.options.thin
         self.burned = min(done, burn_in)
         self.measured = (done - self.burned) // thin

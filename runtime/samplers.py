@@ -25,6 +25,7 @@ from physml_lang.catalogue.spins import (
 from physml_lang.compiler.models.lattice import LatticeModel
 
 from .plans.sample import sampled_field
+from .random import RandomStreams
 
 
 def parallel_acceptance(beta: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -38,16 +39,17 @@ def parallel_acceptance(beta: torch.Tensor, delta: torch.Tensor) -> torch.Tensor
 
 
 class Sampler:
-    """Base: holds the compiled model, one field, the chains' beta and the generator.
+    """Base: holds the compiled model, one field, the chains' beta and their random streams
+    (chain b draws from stream b: the same numbers on every device and in every batch size).
     ``name``: the catalogue entry whose static facts say where the sampler applies."""
 
     name = ""
 
     def __init__(self, cm: LatticeModel, options: SamplerOptions, beta: torch.Tensor,
-                 generator: torch.Generator, field: str | None = None):  # fmt: skip
+                 streams: RandomStreams, field: str | None = None):  # fmt: skip
         self.cm = cm
         self.options = options
-        self.generator = generator
+        self.streams = streams
         entry = CATALOGUE.samplers.lookup(self.name, "lattice")
         self.field = sampled_field(entry, options, cm.derivation, field)
         self.fk = cm.fields[self.field]
@@ -69,8 +71,7 @@ class Sampler:
         float64 numpy): ``options.chains`` chains on the CPU, ``burn_in`` sweeps, then one
         configuration per chain every ``thin`` sweeps."""
         chains = options.chains
-        sampler = cls(cm, options, torch.full((chains,), 1.0 / T),
-                      torch.Generator().manual_seed(seed))  # fmt: skip
+        sampler = cls(cm, options, torch.full((chains,), 1.0 / T), RandomStreams(seed))
         state = sampler.initial_state()
         out = []
         with torch.no_grad():
@@ -92,13 +93,12 @@ class Sampler:
         if self.options.start == "ordered":
             s = torch.full((B, *self.shape), float(self.values[-1]), device=self.device)
         else:
-            k = torch.randint(0, len(self.values), (B, *self.shape), generator=self.generator,
-                              device=self.device)  # fmt: skip
+            k = self.streams.integers(0, len(self.values), (B, *self.shape))
             s = self.values[k]
         return {self.field: s.to(self.cm.dtype)}
 
     def uniform(self, shape) -> torch.Tensor:
-        return torch.rand(shape, generator=self.generator, device=self.device, dtype=self.cm.dtype)
+        return self.streams.uniform(shape, self.cm.dtype)
 
     def acceptance(self) -> torch.Tensor:
         """(B,) fraction of accepted proposals per chain (changed sites, for heat-bath)."""
@@ -122,15 +122,16 @@ class SingleSite(Sampler):
 
     def sweep(self, state):
         if self.parallel:
+            # one uniform per site and sweep: every site is updated once, by its colour
+            u = self.uniform((self.chains, *self.shape))
             for mask, size in zip(self.masks, self.mask_sizes):
-                state = self.update_colour(state, mask)
+                state = self.update_colour(state, mask, u)
                 if self.track_acceptance:
                     self.proposed += size
         else:
             N = self.cm.lattice.n_sites
             for _ in range(N):
-                sites = torch.randint(0, N, (self.chains,), generator=self.generator,
-                                      device=self.device)  # fmt: skip
+                sites = self.streams.integers(0, N, (self.chains,))
                 state = self.update_sites(state, sites)
         return state
 
@@ -147,10 +148,10 @@ class Metropolis(SingleSite):
         if len(self.values) == 2:
             return self.values[0] + self.values[1] - s
         q = len(self.values)
-        shift = torch.randint(1, q, s.shape, generator=self.generator, device=self.device)
+        shift = self.streams.integers(1, q, s.shape)
         return torch.remainder(s + shift.to(s.dtype), q)
 
-    def update_colour(self, state, mask):
+    def update_colour(self, state, mask, u):
         s = state[self.field]
         if self.fk.flip_delta is not None:
             # two-valued domain: the flip is formed only where it is accepted (one tensor fewer
@@ -161,7 +162,7 @@ class Metropolis(SingleSite):
             new = self.propose(s)
             le = self.fk.local_energy
             delta = le(state, new) - le(state, s)
-        accept = (self.uniform(s.shape) < parallel_acceptance(self.beta, delta)) & mask
+        accept = (u < parallel_acceptance(self.beta, delta)) & mask
         del delta
         if self.track_acceptance:
             self.accepted += accept.reshape(self.chains, -1).sum(1)
@@ -188,21 +189,22 @@ class Heatbath(SingleSite):
 
     name = "heatbath"
 
-    def _draw(self, energies: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        """energies: (q, ...) local energies of every value -> sampled values (...)."""
+    def _draw(self, energies: torch.Tensor, beta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """energies: (q, ...) local energies of every value, u (...) uniforms -> sampled
+        values (...)."""
         logits = -beta * energies
         # (torch.softmax over a short leading dim takes a slow strided path on CPU)
         weights = torch.exp(logits - logits.amax(dim=0, keepdim=True))
         cdf = torch.cumsum(weights, dim=0)
-        u = self.uniform(energies.shape[1:]) * cdf[-1]
+        u = u * cdf[-1]
         k = (u.unsqueeze(0) > cdf).sum(0).clamp(max=len(self.values) - 1)
         return self.values[k]
 
-    def update_colour(self, state, mask):
+    def update_colour(self, state, mask, u):
         s = state[self.field]
         le = self.fk.local_energy
         energies = torch.stack([le(state, v) for v in self.values])
-        new = self._draw(energies, self.beta.unsqueeze(0))
+        new = self._draw(energies, self.beta.unsqueeze(0), u)
         if self.track_acceptance:
             self.accepted += (new != s).logical_and(mask).reshape(self.chains, -1).sum(1)
         return {**state, self.field: torch.where(mask, new, s)}
@@ -212,7 +214,7 @@ class Heatbath(SingleSite):
         B = self.chains
         le = self.fk.local_energy
         energies = torch.stack([le(state, v.expand(B), sites) for v in self.values])
-        new = self._draw(energies, self._beta_flat().unsqueeze(0))
+        new = self._draw(energies, self._beta_flat().unsqueeze(0), self.uniform((B,)))
         flat = s.reshape(B, -1)
         self.accepted += new != flat.gather(1, sites[:, None])[:, 0]
         flat = flat.scatter(1, sites[:, None], new[:, None])
@@ -259,7 +261,7 @@ class Wolff(Sampler):
                 bond = K * flat * flat[:, idx]
                 p = 1 - torch.exp(-2 * beta * bond.clamp(min=0))
                 active.append((self.uniform(bond.shape) < p) & valid)
-        seed = torch.randint(0, N, (B,), generator=self.generator, device=self.device)
+        seed = self.streams.integers(0, N, (B,))
         cluster = torch.zeros(B, N, dtype=torch.bool, device=self.device)
         cluster[torch.arange(B, device=self.device), seed] = True
         while True:

@@ -46,6 +46,7 @@ from physml_lang.runtime.plans.sample import THERMAL
 from .. import outputs
 from ..checkpoint import Checkpoint
 from ..driver import RunContext, RunResult, every_seconds, run_scan
+from ..random import RandomStreams
 from ..statistics import (
     Estimate,
     between_chain_excess,
@@ -97,10 +98,9 @@ def run_field(task: TaskIR, program, ctx: RunContext) -> RunResult:
         "field": {"name": first.field, "domain": first.domain, "lattice": list(first.shape)},
         "rows": [], "complete": False})  # fmt: skip
     combos = list(itertools.product(*[s.values for s in plan.others])) or [()]
-    generator = torch.Generator(device=device)
-    generator.manual_seed(ctx.seed)
-
-    def start(k: int) -> FieldChains:
+    def start(k: int, streams: RandomStreams) -> FieldChains:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(streams.host_generator().initial_seed())
         extra = {s.name: (v, s.span) for s, v in zip(plan.others, combos[k])}
         cm = plan.model if k == 0 else program.compile_ir(
             model_point(run, plan.checker, extra, THERMAL))  # fmt: skip
@@ -116,7 +116,7 @@ def run_field(task: TaskIR, program, ctx: RunContext) -> RunResult:
 
     per_point = o.burn_in + recorded(o) * o.thin
     run_scan(ctx, run.span, len(combos), _settings(run, plan, combos, ctx), start, finish,
-             generator, per_point, run.name)  # fmt: skip
+             per_point, run.name)  # fmt: skip
     files = _plots(ctx.out, run, plan, summary, len(first.shape)) if ctx.out else []
     return RunResult(summary, ctx.out, files)
 

@@ -51,6 +51,7 @@ from .. import outputs
 from ..checkpoint import Checkpoint
 from ..driver import RunContext, RunResult, every_seconds, run_scan
 from ..plans.gauge import GaugeSamplePlan, Measure, measures, plan_gauge_sample, plan_regress
+from ..random import RandomStreams
 from ..statistics import binning_analysis
 from ..tasks import Task
 from . import exact, lcnn, sampling
@@ -185,11 +186,11 @@ def run_gauge_sample(task: TaskIR, program, ctx: RunContext) -> RunResult:
         "sampler": {"name": run.sampler, **options.model_dump()},
         "scan": {s.name: s.values for s in run.scans}, "rows": [], "complete": False,
     })  # fmt: skip
-    gen = torch.Generator(device=ctx.device)
-    gen.manual_seed(ctx.seed)
     last: dict[str, GaugeChains] = {}
 
-    def start(k: int) -> GaugeChains:
+    def start(k: int, streams: RandomStreams) -> GaugeChains:
+        gen = torch.Generator(device=ctx.device)
+        gen.manual_seed(streams.host_generator().initial_seed())
         point = points[k]
         summary["params"] = dict(point.model.model.params)
         values = {s.name: v for s, v in zip(run.scans, point.values)}
@@ -198,7 +199,7 @@ def run_gauge_sample(task: TaskIR, program, ctx: RunContext) -> RunResult:
         return last["chains"]
 
     run_scan(ctx, run.span, len(points), _settings(plan, ctx), start,
-             lambda k, rows: summary["rows"].extend(rows), gen,
+             lambda k, rows: summary["rows"].extend(rows),
              options.burn_in + n_meas * options.thin, run.name)  # fmt: skip
     last_series = {n: v.cpu().numpy() for n, v in last["chains"].series.items()} if last else {}
     files: list[Path] = []

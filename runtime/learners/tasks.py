@@ -90,6 +90,7 @@ from .. import outputs
 from ..checkpoint import Checkpoint
 from ..driver import RunContext, RunResult, run_scan
 from ..observables import FLUCTUATIONS, base_series, estimate_fluctuation, estimate_mean
+from ..random import RandomStreams
 from ..sample_task import _compile_measures
 from ..statistics import binning_analysis
 from ..tasks import RunState, Task
@@ -425,7 +426,7 @@ def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
     split = torch.Generator().manual_seed(ctx.seed)  # the train/test split, the same each point
     span = statements(run).train["span"]
 
-    def start(k: int) -> TrainingPoint:
+    def start(k: int, streams: RandomStreams) -> TrainingPoint:
         if summary.get("resumed") and len(summary["history"]) < k:
             summary["history"] = _finished_histories(out, k)
         point = plan.points[k]
@@ -469,7 +470,7 @@ def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
     def finish(k: int, rows: list[dict]) -> None:
         summary["rows"].extend(rows)
 
-    run_scan(ctx, run.span, len(plan.points), _settings(run, plan, ctx), start, finish, split,
+    run_scan(ctx, run.span, len(plan.points), _settings(run, plan, ctx), start, finish,
              opts.epochs, run.name, "epoch")  # fmt: skip
     if out is not None:
         files += _history_plot(out, summary)

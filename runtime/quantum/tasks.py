@@ -58,6 +58,7 @@ from ..plans.quantum import (
     sectors,
     vmc_sector,
 )
+from ..random import RandomStreams
 from ..statistics import Estimate
 from ..tasks import RunState, Task
 from . import registry, vmc
@@ -346,10 +347,10 @@ def run_vmc_task(task: TaskIR, program, ctx: RunContext) -> RunResult:
     })  # fmt: skip
     files: list[Path] = []
     one = len(points) == 1
-    generator = torch.Generator(device=ctx.device)  # reseeded at each point's start
     current: list[VMCPoint] = []
 
-    def start(k: int) -> VMCPoint:
+    def start(k: int, streams: RandomStreams) -> VMCPoint:
+        generator = torch.Generator(device=ctx.device)
         summary["params"] = dict(points[k].model.model.params)
         history_csv = ctx.out / ("history.csv" if one else f"history-{k}.csv") if ctx.out else None
         current[:] = [VMCPoint(run, setup, points[k], k, ctx, generator, history_csv)]
@@ -368,7 +369,7 @@ def run_vmc_task(task: TaskIR, program, ctx: RunContext) -> RunResult:
                 files.append(f)
 
     run_scan(ctx, run.span, len(points), _vmc_settings(run, setup, ctx), start, finish,
-             generator, setup.pretrain + setup.iterations, run.name, "it")  # fmt: skip
+             setup.pretrain + setup.iterations, run.name, "it")  # fmt: skip
     return RunResult(summary, ctx.out, files + _scan_plot(ctx, run, summary, "vmc"))
 
 
