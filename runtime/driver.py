@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -162,20 +162,52 @@ def every_seconds(seconds: float | None, action: Callable[[], None]) -> Callable
     return tick
 
 
-class ScanPoint(Protocol):
-    """The work of one scan point, resumable: ``done`` units of progress so far (sweeps,
-    steps), ``advance`` to the end calling ``save(self)`` at least every ``every`` seconds,
-    ``tensors``/``restore`` its checkpoint, ``rows`` its results."""
+class ScanPoint:
+    """The work of one scan point as the driver runs it: ``step`` until ``done`` reaches
+    ``total`` (units of progress: sweeps, iterations, epochs), then ``rows`` measures the
+    point's results. ``tensors``/``restore`` are its checkpoint (the driver adds the draw
+    counter of its random streams). A point is saved at least every ``--checkpoint-every``
+    seconds, and also every ``save_every`` units where set; ``saves = False`` never saves
+    during the point. ``postfix`` is what the progress bar shows beside the count."""
 
-    done: int
+    done: int = 0
+    total: int = 0
+    save_every: int | None = None
+    saves: bool = True
 
-    def advance(self, bar, save: Callable[[ScanPoint], None], every: float | None) -> None: ...
+    def step(self) -> None:
+        """Advance ``done`` by one unit or more."""
+        raise NotImplementedError
 
-    def tensors(self) -> dict[str, torch.Tensor]: ...
+    def postfix(self) -> dict[str, str]:
+        return {}
 
-    def restore(self, saved: Checkpoint) -> None: ...
+    def tensors(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
 
-    def rows(self) -> list[dict]: ...
+    def restore(self, saved: Checkpoint) -> None:
+        raise NotImplementedError
+
+    def rows(self) -> list[dict]:
+        raise NotImplementedError
+
+
+def _advance(point: ScanPoint, bar, save: Callable[[], None], every: float | None) -> None:
+    """Step ``point`` to its end: the progress bar, and a checkpoint at least every ``every``
+    seconds and every ``point.save_every`` units (never after the last step: rows follow)."""
+    maybe_save = every_seconds(every if point.saves else None, save)
+    while point.done < point.total:
+        before = point.done
+        point.step()
+        bar.update(point.done - before)
+        if postfix := point.postfix():
+            bar.set_postfix(**postfix)
+        if point.done >= point.total or every is None or not point.saves:
+            continue
+        if point.save_every and point.done % point.save_every == 0:
+            save()
+        else:
+            maybe_save()
 
 
 def run_scan(ctx: RunContext, span: Span | None, n_points: int, settings: dict[str, Any],
@@ -214,7 +246,7 @@ def run_scan(ctx: RunContext, span: Span | None, n_points: int, settings: dict[s
                 streams.restore({"draws": saved.tensors["random/draws"]})
                 bar.update(point.done)
             every = ctx.checkpoint_seconds if path is not None else None
-            point.advance(bar, lambda p, k=k, r=streams: save(k, p, r), every)
+            _advance(point, bar, lambda p=point, k=k, r=streams: save(k, p, r), every)
             finish(k, point.rows())
             ctx.recorder.write()
             if path is not None and k + 1 < n_points:

@@ -27,7 +27,7 @@ from physml_lang.ir.walk import to_text
 
 from . import outputs, samplers
 from .checkpoint import Checkpoint
-from .driver import RunContext, RunResult, every_seconds, run_scan
+from .driver import RunContext, RunResult, ScanPoint, run_scan
 from .observables import (
     FLUCTUATIONS,
     SERIES,
@@ -126,9 +126,9 @@ def _warn_unmixed(run: RunState, row: dict, tvar: str, others, summary: dict, ch
     summary.setdefault("warnings", []).append(d.as_dict())
 
 
-class PointChains:
+class PointChains(ScanPoint):
     """The chains of one scan point: every temperature as one batch of ``chains`` chains each.
-    ``advance`` runs burn-in and measurement sweeps (resumable: ``tensors``/``restore`` are the
+    ``step`` runs a burn-in sweep or a measured one (resumable: ``tensors``/``restore`` are the
     checkpoint), ``rows`` gives one row per temperature."""
 
     def __init__(self, cm, run: RunState, entry, options, betas: list[float], tvar: str,
@@ -147,6 +147,7 @@ class PointChains:
         self.series = {name: torch.empty_like(self.E) for name in self.kernels}
         self.state = self.sampler.initial_state()
         self.burned = self.measured = 0
+        self.total = options.burn_in + self.n_meas * options.thin
 
     @property
     def done(self) -> int:
@@ -175,33 +176,27 @@ class PointChains:
         self.sampler.accepted.copy_(t["accepted"].to(dev))
         self.sampler.proposed.copy_(t["proposed"].to(dev))
 
-    def advance(self, bar, save, every: float | None) -> None:
-        """Sweep to the end of the point; ``save(self)`` at least every ``every`` seconds."""
+    def step(self) -> None:
+        """One sweep of burn-in, or ``thin`` sweeps and a measurement."""
         opts, sampler, cm = self.options, self.sampler, self.cm
-        maybe_save = every_seconds(every, lambda: save(self))
-
-        sampler.track_acceptance = False
-        while self.burned < opts.burn_in:
+        if self.burned < opts.burn_in:
+            sampler.track_acceptance = False  # burn-in at the bare update cost
             self.state = sampler.sweep(self.state)
             self.burned += 1
-            bar.update(1)
-            maybe_save()
+            return
         sampler.track_acceptance = True
-        while self.measured < self.n_meas:
-            k = self.measured
-            for _ in range(opts.thin):
-                self.state = sampler.sweep(self.state)
-            bar.update(opts.thin)
-            e, m = cm.energy(self.state), cm.magnetization(self.state)
-            self.E[k], self.M[k] = e, m
-            if self.kernels:
-                env = self.compiler.env(self.state, e, m, self.beta)
-                for name, kern in self.kernels.items():
-                    self.series[name][k] = torch.as_tensor(kern(env), dtype=torch.float64)
-            self.measured = k + 1
-            if k % 64 == 63 or k == self.n_meas - 1:
-                self._check_finite(k)
-            maybe_save()
+        k = self.measured
+        for _ in range(opts.thin):
+            self.state = sampler.sweep(self.state)
+        e, m = cm.energy(self.state), cm.magnetization(self.state)
+        self.E[k], self.M[k] = e, m
+        if self.kernels:
+            env = self.compiler.env(self.state, e, m, self.beta)
+            for name, kern in self.kernels.items():
+                self.series[name][k] = torch.as_tensor(kern(env), dtype=torch.float64)
+        self.measured = k + 1
+        if k % 64 == 63 or k == self.n_meas - 1:
+            self._check_finite(k)
 
     def _check_finite(self, k: int) -> None:
         if not bool(torch.isfinite(self.E[: k + 1]).all()):
