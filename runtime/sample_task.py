@@ -23,7 +23,7 @@ from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.compiler.models.lattice import LatticeModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.task import TaskIR
-from physml_lang.ir.walk import to_text
+from physml_lang.ir.walk import names_in, to_text
 
 from . import outputs, samplers
 from .checkpoint import Checkpoint
@@ -73,6 +73,8 @@ def run_sample(run: RunState, checker: ModelChecker, program, ctx: RunContext,
         "complete": False,
     })  # fmt: skip
     combos = list(itertools.product(*[s.values for s in others])) or [()]
+    numeric = numeric_parameters(checker, [s.name for s in others], measures)
+    compiled: list = []
 
     def start(k: int, streams: RandomStreams) -> PointChains:
         point, spans = dict(plan.model_args), dict(plan.model_spans)
@@ -80,7 +82,9 @@ def run_sample(run: RunState, checker: ModelChecker, program, ctx: RunContext,
             point[s.name], spans[s.name] = v, s.span
         ir = checker.instantiate(point, spans)
         summary["params"] = dict(ir.values)
-        cm = program.compile_ir(ir).to(device)
+        if not (compiled and compiled[0].rebind(ir)):  # numeric parameters: tensors rebound
+            compiled[:] = [program.compile_ir(ir, numeric=numeric).to(device)]
+        cm = compiled[0]
         return PointChains(cm, run, entry, options, betas, tvar, tvalues, measures, streams,
                            device)  # fmt: skip
 
@@ -96,6 +100,16 @@ def run_sample(run: RunState, checker: ModelChecker, program, ctx: RunContext,
              finish, per_point, run.name)  # fmt: skip
     files = _plots(ctx.out, run, summary, measures, tvar, others) if ctx.out else []
     return RunResult(summary, ctx.out, files)
+
+
+def numeric_parameters(checker: ModelChecker, scanned: list[str], measures) -> frozenset[str]:
+    """The scanned model parameters that may be rebound rather than compiled again: real
+    couplings that no measured expression reads (those are evaluated with the values of the
+    model they were compiled for). The compiled model decides the rest (its terms must not
+    depend on the values)."""
+    types = {p.name: p.type_name for p in checker.node.params}
+    read = set().union(*(names_in(m.expr) for m in measures if m.expr is not None))
+    return frozenset(n for n in scanned if types.get(n) == "real" and n not in read)
 
 
 def _settings(run: RunState, checker: ModelChecker, plan: SamplePlan, combos: list,

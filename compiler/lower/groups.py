@@ -19,11 +19,71 @@ U = a0 I + i (a1 sigma1 + a2 sigma2 + a3 sigma3).
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
 Tensor = torch.Tensor
+
+
+class RandomDraws(Protocol):
+    """Counter-based random streams (``runtime/random.py``'s RandomStreams): every draw has
+    shape (B, *rest) with the stream (a chain, a sample) on the leading axis."""
+
+    def uniform(self, shape: tuple[int, ...], dtype: torch.dtype = ...) -> Tensor: ...
+
+    def normal(self, shape: tuple[int, ...], dtype: torch.dtype = ...) -> Tensor: ...
+
+    def integers(self, low: int, high: int, shape: tuple[int, ...]) -> Tensor: ...
+
+
+# Where a group's random elements come from: streams (samplers: chain b draws the same numbers
+# in any batch and on any device) or a torch generator (one-off host draws: the random gauge
+# transformations of invariance checks).
+Randomness = RandomDraws | torch.Generator | None
+
+
+def _host(source: Randomness) -> bool:
+    return source is None or isinstance(source, torch.Generator)
+
+
+def _on(t: Tensor, device) -> Tensor:
+    return t if device is None else t.to(device)
+
+
+def random_uniform(shape: tuple[int, ...], source: Randomness, device=None,
+                   dtype: torch.dtype = torch.float64) -> Tensor:  # fmt: skip
+    """Uniform on [0, 1) (shape), from streams (stream on the leading axis) or a generator."""
+    if _host(source):
+        return torch.rand(shape, generator=source, device=device, dtype=dtype)
+    return _on(source.uniform(shape, dtype), device)
+
+
+def random_normal(shape: tuple[int, ...], source: Randomness, device=None,
+                  dtype: torch.dtype = torch.float64) -> Tensor:  # fmt: skip
+    """Standard normal (shape), from streams (stream on the leading axis) or a generator."""
+    if _host(source):
+        return torch.randn(shape, generator=source, device=device, dtype=dtype)
+    return _on(source.normal(shape, dtype), device)
+
+
+def random_integers(low: int, high: int, shape: tuple[int, ...], source: Randomness,
+                    device=None) -> Tensor:  # fmt: skip
+    """Uniform int64 in [low, high) (shape), from streams or a generator."""
+    if _host(source):
+        return torch.randint(low, high, shape, generator=source, device=device)
+    return _on(source.integers(low, high, shape), device)
+
+
+def random_unit3(shape: tuple[int, ...], source: Randomness, device=None,
+                 dtype: torch.dtype = torch.float64) -> Tensor:  # fmt: skip
+    """Unit 3-vectors uniform on the sphere, (*shape, 3): by Archimedes' theorem the height
+    z is uniform on [-1, 1], the azimuth on [0, 2 pi) (two uniforms; three normals cost more)."""
+    z = 2 * random_uniform(shape, source, device, dtype) - 1
+    phi = (2 * math.pi) * random_uniform(shape, source, device, dtype)
+    r = torch.sqrt((1 - z * z).clamp_min(0))
+    return torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], -1)
 
 
 def wrap_angle(theta: Tensor) -> Tensor:
@@ -81,9 +141,10 @@ class GaugeGroup:
     def identity(self, shape: tuple[int, ...], device=None, dtype=None) -> Tensor:
         raise NotImplementedError
 
-    def random(self, shape: tuple[int, ...], generator: torch.Generator, device=None,
-               dtype=None) -> Tensor:
-        """Haar-random elements with batch shape ``shape``."""
+    def random(self, shape: tuple[int, ...], streams: Randomness, device=None,
+               dtype=None) -> Tensor:  # fmt: skip
+        """Haar-random elements with batch shape ``shape`` (the chain on its leading axis when
+        drawn from streams)."""
         raise NotImplementedError
 
     def multiply(self, a: Tensor, b: Tensor) -> Tensor:
@@ -154,8 +215,8 @@ class Z2(GaugeGroup):
     def identity(self, shape, device=None, dtype=None):
         return torch.ones(shape, device=device, dtype=dtype or torch.float64)
 
-    def random(self, shape, generator, device=None, dtype=None):
-        bits = torch.randint(0, 2, shape, generator=generator, device=device)
+    def random(self, shape, streams, device=None, dtype=None):
+        bits = random_integers(0, 2, shape, streams, device)
         return (2 * bits - 1).to(dtype or torch.float64)
 
     def multiply(self, a, b):
@@ -186,8 +247,8 @@ class U1(GaugeGroup):
     def identity(self, shape, device=None, dtype=None):
         return torch.zeros(shape, device=device, dtype=dtype or torch.float64)
 
-    def random(self, shape, generator, device=None, dtype=None):
-        u = torch.rand(shape, generator=generator, device=device, dtype=dtype or torch.float64)
+    def random(self, shape, streams, device=None, dtype=None):
+        u = random_uniform(shape, streams, device, dtype or torch.float64)
         return wrap_angle(math.pi * (2 * u - 1))
 
     def multiply(self, a, b):
@@ -225,22 +286,20 @@ class SU2(GaugeGroup):
         eye = torch.eye(2, device=device, dtype=dtype)
         return eye.expand(*shape, 2, 2).clone()
 
-    def random(self, shape, generator, device=None, dtype=None):
+    def random(self, shape, streams, device=None, dtype=None):
         rdtype = _real_dtype(dtype or torch.complex128)
-        a = torch.randn((*shape, 4), generator=generator, device=device, dtype=rdtype)
+        a = random_normal((*shape, 4), streams, device, rdtype)
         return su2_from_quaternion(a / a.norm(dim=-1, keepdim=True))
 
-    def random_near_identity(self, shape, eps: float, generator, device=None,
-                             dtype=None) -> Tensor:
+    def random_near_identity(self, shape, eps: float, streams: Randomness, device=None,
+                             dtype=None) -> Tensor:  # fmt: skip
         """exp(i alpha n.sigma) with n uniform on S^2 and alpha uniform in (-eps, eps).
 
         The distribution is invariant under R -> R^dagger (n -> -n), as Metropolis needs.
         """
         rdtype = _real_dtype(dtype or torch.complex128)
-        n = torch.randn((*shape, 3), generator=generator, device=device, dtype=rdtype)
-        n = n / n.norm(dim=-1, keepdim=True)
-        alpha = eps * (2 * torch.rand(shape, generator=generator, device=device,
-                                      dtype=rdtype) - 1)
+        n = random_unit3(shape, streams, device, rdtype)
+        alpha = eps * (2 * random_uniform(shape, streams, device, rdtype) - 1)
         a = torch.cat([torch.cos(alpha)[..., None], torch.sin(alpha)[..., None] * n], -1)
         return su2_from_quaternion(a)
 

@@ -24,7 +24,7 @@ from physml_lang.compiler.derive.local import (
 )
 from physml_lang.compiler.geometry import Lattice
 from physml_lang.compiler.instance import ModelInstance
-from physml_lang.compiler.lower.program import Kernel
+from physml_lang.compiler.lower.program import Kernel, Parameter, ParameterValue
 from physml_lang.compiler.lower.terms import Access, LatticeSum, Offset, PairTerm, StencilTerm
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 
@@ -46,10 +46,12 @@ class DensePiece:
 
 
 class LatticeKernels(nn.Module):
-    """Holds a model's arrays, neighbour tables and dense matrices (buffers follow ``.to``) and
-    provides kernel inputs on the chosen lowering path."""
+    """Holds a model's arrays, neighbour tables, dense matrices and the values of its numeric
+    parameters (buffers follow ``.to``) and provides kernel inputs on the chosen lowering path.
+    ``numeric``: the parameters lowered as inputs; ``rebind`` sets their values in place."""
 
-    def __init__(self, model: ModelInstance, path: str, dtype: torch.dtype):
+    def __init__(self, model: ModelInstance, path: str, dtype: torch.dtype,
+                 numeric: frozenset[str] = frozenset()):  # fmt: skip
         super().__init__()
         self.model = model
         self.lattice: Lattice = model.lattice
@@ -58,7 +60,20 @@ class LatticeKernels(nn.Module):
         self.dims = tuple(range(1, self.lattice.dim + 1))
         for name, arr in model.arrays.items():
             self.register_buffer(f"array_{name}", torch.as_tensor(arr.values, dtype=dtype))
+        self.numeric = numeric
+        for name in numeric:
+            self.register_buffer(f"parameter_{name}",
+                                 torch.tensor(float(model.params[name]), dtype=dtype))  # fmt: skip
         self._tables: dict[Offset, str] = {}
+
+    def parameter(self, name: str) -> torch.Tensor:
+        """The current value of numeric parameter ``name`` (a 0-d tensor on the device)."""
+        return getattr(self, f"parameter_{name}")
+
+    def rebind(self, values: dict[str, float]) -> None:
+        """New values of the numeric parameters, written into their tensors in place."""
+        for name in self.numeric:
+            self.parameter(name).fill_(float(values[name]))
 
     # ---------------------------------------------------------------- tables
     def table(self, offset: Offset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,6 +137,8 @@ class LatticeKernels(nn.Module):
                     env[sym] = partial(self.at_sites, x, what.offset, sites, batched)
             elif isinstance(what, Valid):
                 env[sym] = partial(self.valid, what.offset, sites)
+            elif isinstance(what, ParameterValue):
+                env[sym] = self.parameter(what.name)
         if extra:
             env.update(extra)
         return env
@@ -159,6 +176,11 @@ class LatticeSumModule(nn.Module):
         self.constant = complex(lsum.constant) if lsum.constant.free_symbols == set() else 0.0
         if isinstance(self.constant, complex) and self.constant.imag == 0:
             self.constant = self.constant.real
+        # a constant of numeric parameters (e.g. -J * N * c): evaluated with their values
+        self.constant_kernel = None
+        if lsum.constant.free_symbols and all(isinstance(s, Parameter)
+                                              for s in lsum.constant.free_symbols):  # fmt: skip
+            self.constant_kernel = Kernel(f"{name}_constant", lsum.constant, {}, backend=TORCH)
         path = kernels.path
         masked = not (path == "roll" and model.lattice.all_periodic)
         dense_from_stencil = path == "dense" and not model.lattice.complete
@@ -178,6 +200,8 @@ class LatticeSumModule(nn.Module):
         B = some.shape[0]
         dims = self.kernels.dims
         out = torch.zeros(B, dtype=self.kernels.dtype, device=some.device) + self.constant
+        if self.constant_kernel is not None:
+            out = out + self.constant_kernel(self.kernels.inputs(self.constant_kernel, state))
         if self.density.expr != 0:
             dens = self.density(self.kernels.inputs(self.density, state))
             dens = torch.as_tensor(dens, device=some.device).expand(B, *self.kernels.lattice.shape)

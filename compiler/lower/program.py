@@ -33,6 +33,18 @@ NodeFn = Callable[[Env], object]
 
 LoweringError = CompileError  # an expression that cannot be lowered
 
+
+class Parameter(sympy.Symbol):
+    """A numeric model parameter kept as a symbol (a coupling, a field strength): lowered as
+    an input of the kernels, so a new value is a rebound tensor, not a new lowering."""
+
+
+@dataclass(frozen=True)
+class ParameterValue:
+    """Kernel input: the current value of the numeric model parameter ``name``."""
+
+    name: str
+
 # sympy node type -> backend op
 _UNARY: dict[type, str] = {
     sympy.sin: "sin", sympy.cos: "cos", sympy.tan: "tan", sympy.exp: "exp", sympy.log: "log",
@@ -637,6 +649,9 @@ class Kernel:
         self.name = name
         self.expr = expr
         self.inputs = dict(inputs)
+        for s in getattr(expr, "free_symbols", ()):
+            if isinstance(s, Parameter) and s not in self.inputs:
+                self.inputs[s] = ParameterValue(s.name)
         args = sorted(self.inputs, key=str)
         self.program = lower_program([expr], args, {s: s.name for s in args}, lazy=True,
                                      complex=True, what=name, backend=backend)  # fmt: skip

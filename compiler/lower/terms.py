@@ -21,6 +21,7 @@ import sympy as sp
 
 from physml_lang.compiler.arrays import RealArray
 from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.lower.program import Parameter
 from physml_lang.compiler.lower.sympy import SympyArithmetic, number
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
@@ -122,10 +123,12 @@ class TermBuilder(SympyArithmetic):
 
     what = "an energy"
 
-    def __init__(self, model: ModelInstance, symbolic: bool = False):
+    def __init__(self, model: ModelInstance, symbolic: bool = False,
+                 numeric: frozenset[str] = frozenset()):  # fmt: skip
         self.model = model
         self.lattice = model.lattice
         self.symbolic = symbolic
+        self.numeric = numeric  # parameters lowered as kernel inputs (see Parameter)
         self._terms: dict[sp.Symbol, list[Term]] = {}
         self._current: dict[sp.Symbol, Access] = {}
 
@@ -173,6 +176,8 @@ class TermBuilder(SympyArithmetic):
             v = m.params[e.id]
             if self.symbolic:
                 return sp.Symbol(e.id, real=not isinstance(v, complex))
+            if e.id in self.numeric:
+                return Parameter(e.id, real=True)
             return number(v)
         if e.id == "pi":
             return sp.pi

@@ -3,8 +3,9 @@ cluster couplings, user observables, symmetry verification and readable emitted 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import sympy as sp
 import torch
 
@@ -19,7 +20,7 @@ from physml_lang.compiler.lower.lattice import (
     LocalEnergyModule,
     _is_pair_stencil,
 )
-from physml_lang.compiler.lower.program import Kernel
+from physml_lang.compiler.lower.program import Kernel, Parameter, ParameterValue
 from physml_lang.compiler.lower.terms import (
     Access,
     LatticeSum,
@@ -31,6 +32,7 @@ from physml_lang.compiler.lower.terms import (
 from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir import expr as E
+from physml_lang.ir.model import ModelIR
 
 
 @dataclass
@@ -55,11 +57,18 @@ class LatticeModel:
     """A model instantiated, lowered and verified.
 
     ``energy(state)`` -> (B,) for state (B, *lattice.shape) (or a dict of fields).
+
+    ``numeric``: parameters to lower as kernel inputs rather than constants, so that a scan
+    over them rebinds tensors (:meth:`rebind`) instead of compiling again. They stay numeric
+    only where the energy's terms, and so every derived structure (local energies, colouring,
+    cluster couplings), are the same as with their values substituted; ``self.numeric`` says
+    which are.
     """
 
     kind = "lattice"
 
-    def __init__(self, model: ModelInstance, path: str | None = None, dtype=torch.float32):
+    def __init__(self, model: ModelInstance, path: str | None = None, dtype=torch.float32,
+                 numeric: frozenset[str] = frozenset()):  # fmt: skip
         derivation = derive_lattice(model)
         self.model = model
         self.derivation = derivation
@@ -72,7 +81,12 @@ class LatticeModel:
             self.path = "gather"
         self.dtype = dtype
         self.energy_sum = derivation.energy
-        self.kernels = LatticeKernels(model, self.path, dtype)
+        self.numeric = frozenset()
+        if numeric and self.path != "dense" and model.energy is not None:
+            symbolic = TermBuilder(model, numeric=numeric).lattice_sum(model.energy.expr)
+            if term_structure(symbolic) == term_structure(derivation.energy):
+                self.energy_sum, self.numeric = symbolic, frozenset(numeric)
+        self.kernels = LatticeKernels(model, self.path, dtype, self.numeric)
         self.energy = LatticeSumModule(model, self.energy_sum, self.kernels, "energy")
         self.masked = not (self.path == "roll" and self.lattice.all_periodic)
         self.fields: dict[str, FieldKernels] = {}
@@ -105,8 +119,9 @@ class LatticeModel:
         """Couplings K of E = -sum K_ij s_i s_j: per stencil term (offset, K (N,)) or dense (N, N)."""
         out = []
         for term, k in derive.pair_couplings(self.energy_sum, field):
-            syms = list(k.free_symbols)
-            env = {}
+            syms = [s for s in k.free_symbols if not isinstance(s, Parameter)]
+            env = {s: self.kernels.parameter(s.name) for s in k.free_symbols
+                   if isinstance(s, Parameter)}  # fmt: skip
             for s in syms:
                 a = term.accesses[s]
                 arr = self.kernels.array(a.name)
@@ -135,7 +150,7 @@ class LatticeModel:
     # ---------------------------------------------------------------- observables
     def lattice_sum_module(self, expr: E.Expr, name: str) -> LatticeSumModule:
         """An extensive user observable (any expression of sums over the lattice)."""
-        lsum = TermBuilder(self.model).lattice_sum(expr)
+        lsum = TermBuilder(self.model, numeric=self.numeric).lattice_sum(expr)
         return LatticeSumModule(self.model, lsum, self.kernels, name)
 
     def magnetization(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -195,6 +210,25 @@ class LatticeModel:
         syms = [s.name for s in self.model.symmetries if s.active]
         return (f"{describe_lattice(self.lattice)}, {len(self.energy_sum.terms)} energy terms, "
                 f"lowered by {self.path}; symmetries verified: {', '.join(syms) or 'none declared'}")  # fmt: skip
+
+    def rebind(self, ir: ModelIR) -> bool:
+        """Take the numeric parameter values of ``ir`` (the same model at another scan point)
+        without compiling again: its derivation is re-checked (symmetries verified with the new
+        values) and must have the same terms; False where it does not (compile it instead)."""
+        if not self.numeric or ir.data or ir != replace(self.ir, params=ir.params):
+            return False
+        model = ModelInstance(ir)
+        if any(model.params[k] != v for k, v in self.model.params.items() if k not in self.numeric):
+            return False
+        if any(not np.array_equal(a.values, self.model.arrays[n].values)
+               for n, a in model.arrays.items()):  # fmt: skip
+            return False  # an array drawn or computed from a scanned parameter
+        derivation = derive_lattice(model)
+        if term_structure(derivation.energy) != term_structure(self.derivation.energy):
+            return False
+        self.kernels.rebind({k: model.params[k] for k in self.numeric})
+        self.model, self.ir, self.derivation = model, model.ir, derivation
+        return True
 
     def to(self, device) -> LatticeModel:
         self.kernels.to(device)
@@ -273,6 +307,8 @@ class LatticeModel:
             return f"state['{sym}']  # a per-site array"
         if isinstance(what, derive.Valid):
             return f"valid[{what.offset}]  # 1 where x + {what.offset} is a site"
+        if isinstance(what, ParameterValue):
+            return f"parameters['{what.name}']  # rebound at each scan point"
         if isinstance(what, Access):
             src = f"state['{what.name}']" if what.kind == "field" else f"state['{what.name}']"
             if what.component is not None:
@@ -290,3 +326,11 @@ class LatticeModel:
 
 
 __all__ = ["LatticeModel", "FieldKernels", "CANDIDATE"]
+
+
+def term_structure(lsum: LatticeSum) -> list[tuple]:
+    """What every derivation of a lattice sum depends on besides coefficient values: per term
+    its kind and accesses (sorted), and whether a constant is present."""
+    terms = sorted((type(t).__name__, tuple(sorted(map(repr, t.accesses.values()))))
+                   for t in lsum.terms)  # fmt: skip
+    return [*terms, ("constant", lsum.constant != 0)]
