@@ -21,6 +21,7 @@ import torch
 
 from physml_lang.api import bind_runtime
 from physml_lang.runtime.dynamics.learners import HNN, train_vector_field
+from physml_lang.runtime.random import RandomStreams
 
 
 def hand_train(net: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, n: int,
@@ -86,15 +87,17 @@ def main() -> None:
         net = copy.deepcopy(model.H)
         x, target = torch.cat([q, p], -1), torch.cat([dq, dp], -1)
 
-        def physml(model=model, q=q, p=p, dq=dq, dp=dp, gen=gen):
-            train_vector_field(model, q, p, dq, dp, gen, steps=steps, lr=lr)
+        streams = RandomStreams(batch)
+
+        def physml(model=model, q=q, p=p, dq=dq, dp=dp, streams=streams):
+            train_vector_field(model, q, p, dq, dp, streams, steps=steps, lr=lr)
 
         def hand(net=net, x=x, target=target):
             hand_train(net, x, target, n, steps, lr)
 
         # same arithmetic: one call each from the same initial weights gives the same losses
         m0, n0 = copy.deepcopy(model), copy.deepcopy(net)
-        la = train_vector_field(m0, q, p, dq, dp, gen, steps=3, lr=lr).losses
+        la = train_vector_field(m0, q, p, dq, dp, RandomStreams(batch), steps=3, lr=lr).losses
         lb = hand_train(n0, x, target, n, 3, lr)
         tol = 1e-9 if dtype == torch.float64 else 1e-4
         assert all(abs(a - b) <= tol * max(1.0, abs(b)) for a, b in zip(la, lb[:-1], strict=True)), (

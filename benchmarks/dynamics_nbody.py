@@ -31,6 +31,7 @@ from physml_lang.compiler.lower.hamiltonian import compile_hamiltonian
 from physml_lang.runtime.dynamics import make_integrator
 from physml_lang.runtime.dynamics.learners import HNN, MLPVectorField, train_vector_field
 from physml_lang.runtime.dynamics.system import nbody_gravity
+from physml_lang.runtime.random import RandomStreams
 
 
 def sync(device: torch.device) -> None:
@@ -293,7 +294,7 @@ def bench_hnn(dtype: torch.dtype, device: torch.device, batch: int = 1024) -> No
         model.to(device)
 
         def train(model=model):
-            train_vector_field(model, q, p, dq, dp, gen, steps=10, lr=1e-3)
+            train_vector_field(model, q, p, dq, dp, RandomStreams(0, device), steps=10, lr=1e-3)
 
         rates[cls.__name__] = 10 * batch / timed(train, device)
         print(f"{cls.__name__:>15}: {rates[cls.__name__]:>12.0f} samples/s")

@@ -23,6 +23,7 @@ from physml_lang.api import bind_runtime
 from physml_lang.catalogue.boltzmann import CDOptions, ConstantOptions, SGDOptions
 from physml_lang.runtime.learners.gibbs import GibbsSampler, draw
 from physml_lang.runtime.learners.train import Trainer
+from physml_lang.runtime.random import RandomStreams
 
 QUICK = "--quick" in sys.argv
 NV, NH, BATCH = 784, 256, 128
@@ -32,9 +33,8 @@ STEPS = 20 if QUICK else 100
 def physml_rbm(data: torch.Tensor) -> float:
     program = physml_lang.load("import RBM\nrun r { train RBM via cd(1), data = x }")
     m = program.model("RBM", Nv=NV, Nh=NH)
-    g = torch.Generator().manual_seed(0)
     t = Trainer(m, data, "cd", CDOptions(k=1), "sgd", SGDOptions(lr=0.01), "constant",
-                ConstantOptions(), 1, BATCH, g)  # fmt: skip
+                ConstantOptions(), 1, BATCH, RandomStreams(0))  # fmt: skip
     batches = data.split(BATCH)
     t.step(batches[0])
     start = time.perf_counter()
@@ -83,7 +83,7 @@ def hopfield(N: int, steps: int) -> tuple[float, float, float]:
     program = physml_lang.load(text)
     m = program.compile_ir(program.instantiate("H"), kind="boltzmann")
     m.freeze()
-    g = torch.Generator().manual_seed(0)
+    g = RandomStreams(0)
     s = torch.tensor(m.model.data["xi"].values[:1], dtype=torch.float32)
     sampler = GibbsSampler(m, float("inf"), g)
     values = sampler.values["s"]

@@ -52,6 +52,7 @@ from physml_lang.runtime.quantum.vmc import (
     energy_statistics,
     run_vmc,
 )
+from physml_lang.runtime.random import RandomStreams
 
 PROBLEMS = {
     "tfim": dict(L=20, alpha=1, samples=1008, chains=16, sweep=1.0, discard=6, shift=0.01,
@@ -153,9 +154,9 @@ def _physml_problem(name: str, compile: bool):
 def run_physml(name: str, iterations: int, warmup: int, final: int, compile: bool) -> dict:
     """Per-iteration time of run_vmc after ``warmup`` iterations, and the final energy."""
     h, model, sampler, p = _physml_problem(name, compile)
-    g = torch.Generator().manual_seed(1)
+    g = RandomStreams(1)
     opt = OptimizerOptions(lr=2 * p["lr_netket"], sr=SROptions(diag_shift=p["shift"]))
-    kw = dict(optimizer=opt, generator=g, n_samples=p["samples"], eval_samples=p["chains"])
+    kw = dict(optimizer=opt, streams=g, n_samples=p["samples"], eval_samples=p["chains"])
     t = time.perf_counter()
     run_vmc(h, model, sampler, iterations=warmup, **kw)
     warm = time.perf_counter() - t

@@ -13,6 +13,7 @@ share of a sweep spent drawing).
 
     python benchmarks/random_streams.py                    # CPU, one thread
     python benchmarks/random_streams.py --device cuda --sizes 32 256 1024
+    python benchmarks/random_streams.py --device cuda --eager   # without the fused CUDA kernel
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 import torch
 
 import physml_lang
+from physml_lang.runtime import random as streams_module
 from physml_lang.runtime.random import RandomStreams
 
 ISING = """
@@ -91,10 +93,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--eager", action="store_true", help="CUDA: the eager rounds, not fused")
     a = ap.parse_args()
+    if a.eager:
+        streams_module._FUSED[:] = [None]
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
-    print(f"device {device}, {a.chains} chains, {a.threads} thread(s)")
+    fused = device.type == "cuda" and streams_module._fused_finalise() is not None
+    print(f"device {device}, {a.chains} chains, {a.threads} thread(s), "
+          f"{'fused' if fused else 'eager'} rounds")  # fmt: skip
     print(f"{'L':>6} {'streams ms':>11} {'torch ms':>9} {'draws ms':>9} {'slow-down':>10} "
           f"{'draw share':>11}")  # fmt: skip
     for L in a.sizes:

@@ -7,21 +7,21 @@ re-instantiates and re-compiles the model per value. The driver's ``run_scan`` r
 each finished point's rows are written at once (``ctx.recorder``), the chains of a point
 (:class:`FieldChains`, a ``ScanPoint``) are checkpointed every ``ctx.checkpoint_seconds`` of work
 (``runtime/checkpoint.py``), and ``--resume`` continues a killed run with the numbers of an
-uninterrupted one.
+uninterrupted one. Every random number (starting fields, momenta, noise, accept draws) comes
+from the point's random streams, chain on the leading axis.
 
 Per recorded state (series of shape (n_meas, temperatures x chains)): S / V, the magnetisation
 m and its powers, the twist derivatives of S (helicity modulus) when measured, and every
 measured expression (:class:`~physml_lang.compiler.derive.field.FieldMeasures`: sums over sites
 and bonds of the field, ``action``, ``magnetization``, T, beta, parameters). Means get binning
 errors, functions of averages (specific heat, susceptibility, Binder cumulant, helicity
-modulus) jackknife errors over the same time blocks (``runtime/statistics.py``).
+modulus) jackknife errors over the same time blocks (``runtime/statistics.py``); the estimates
+are in ``measures.py``, the figures in ``plots.py``.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,43 +43,18 @@ from physml_lang.runtime.plans.dynamics import (
 )
 from physml_lang.runtime.plans.sample import THERMAL
 
-from .. import outputs
 from ..checkpoint import Checkpoint
-from ..driver import RunContext, RunResult, every_seconds, run_scan
+from ..driver import RunContext, RunResult, ScanPoint, run_scan
 from ..random import RandomStreams
-from ..statistics import (
-    Estimate,
-    between_chain_excess,
-    binning_analysis,
-    excess_limit,
-    jackknife,
-    split_rhat,
-)
+from ..statistics import between_chain_excess, binning_analysis, split_rhat
 from ..tasks import RunState
-from .samplers import recorded
+from .measures import independent_mean, unmixed
+from .plots import field_plots
+from .samplers import initial_fields, recorded
 
 Tensor = torch.Tensor
 F64 = torch.float64
 BASE = ("action_density", "magnetization", "abs_magnetization", "m2", "m4")
-
-
-def _start(cm: FieldModel, chains: int, generator: torch.Generator, device,
-           start: str = "random") -> Tensor:  # fmt: skip
-    """Initial fields (chains, *shape): ``random`` uniform angles or standard normal real
-    fields; ``ordered`` theta = 0 or phi = 1 (no random numbers drawn)."""
-    shape = (chains, *cm.shape)
-    if start == "ordered":
-        return torch.full(shape, 0.0 if cm.domain == "angle" else 1.0, dtype=F64, device=device)
-    if cm.domain == "angle":
-        return (2 * torch.rand(shape, generator=generator, dtype=F64, device=device) - 1) * math.pi
-    return torch.randn(shape, generator=generator, dtype=F64, device=device)
-
-
-def _est(x: np.ndarray) -> dict[str, float]:
-    """Mean and standard error over independent chains (0 for one)."""
-    x = np.asarray(x, dtype=np.float64).reshape(-1)
-    se = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else 0.0
-    return {"mean": float(x.mean()), "stderr": se}
 
 
 def run_field(task: TaskIR, program, ctx: RunContext) -> RunResult:
@@ -98,26 +73,25 @@ def run_field(task: TaskIR, program, ctx: RunContext) -> RunResult:
         "field": {"name": first.field, "domain": first.domain, "lattice": list(first.shape)},
         "rows": [], "complete": False})  # fmt: skip
     combos = list(itertools.product(*[s.values for s in plan.others])) or [()]
+
     def start(k: int, streams: RandomStreams) -> FieldChains:
-        generator = torch.Generator(device=device)
-        generator.manual_seed(streams.host_generator().initial_seed())
         extra = {s.name: (v, s.span) for s, v in zip(plan.others, combos[k])}
         cm = plan.model if k == 0 else program.compile_ir(
             model_point(run, plan.checker, extra, THERMAL))  # fmt: skip
         cm.to(device)
         summary["params"] = dict(cm.model.params)
         point = {s.name: v for s, v in zip(plan.others, combos[k])}
-        return FieldChains(cm, plan, run, generator, device, point)
+        return FieldChains(cm, plan, run, streams, point)
 
     def finish(k: int, rows: list[dict]) -> None:
         summary["rows"].extend(rows)
-        for w in _unmixed(rows, plan, run):
+        for w in unmixed(rows, plan, run):
             summary.setdefault("warnings", []).append(w)
 
     per_point = o.burn_in + recorded(o) * o.thin
     run_scan(ctx, run.span, len(combos), _settings(run, plan, combos, ctx), start, finish,
              per_point, run.name)  # fmt: skip
-    files = _plots(ctx.out, run, plan, summary, len(first.shape)) if ctx.out else []
+    files = field_plots(ctx.out, run, plan, summary, len(first.shape)) if ctx.out else []
     return RunResult(summary, ctx.out, files)
 
 
@@ -130,27 +104,28 @@ def _settings(run: RunState, plan: FieldPlan, combos: list, ctx: RunContext) -> 
             "temperatures": {plan.tvar: plan.tvalues},
             "measures": [m.name + (f" = {to_text(m.expr)}" if m.expr is not None else "")
                          for m in plan.measures],
-            "seed": ctx.seed, "device": ctx.device.type}  # fmt: skip
+            "seed": ctx.seed}  # fmt: skip
 
 
-class FieldChains:
+class FieldChains(ScanPoint):
     """The chains of one scan point: every temperature as one batch of ``chains`` chains
-    (fields (temperatures x chains, *lattice)). ``advance`` runs burn-in and measured updates
-    (resumable: ``tensors``/``restore`` are the checkpoint), ``rows`` one row per temperature."""
+    (fields (temperatures x chains, *lattice)), chain b drawing from stream b of the point's
+    ``streams``. ``step`` runs one burn-in update, or ``thin`` updates and a measurement
+    (resumable: ``tensors``/``restore`` are the checkpoint, the driver keeps the streams' draw
+    counter); ``rows`` gives one row per temperature."""
 
-    def __init__(self, cm: FieldModel, plan: FieldPlan, run: RunState,
-                 generator: torch.Generator, device: torch.device,
+    def __init__(self, cm: FieldModel, plan: FieldPlan, run: RunState, streams: RandomStreams,
                  point: dict[str, Any] | None = None):  # fmt: skip
         o = plan.options
-        self.cm, self.plan, self.run, self.options, self.generator = cm, plan, run, o, generator
+        self.cm, self.plan, self.run, self.options = cm, plan, run, o
         self.point = point or {}
         self.nT, self.C = len(plan.betas), o.chains
-        n = self.nT * self.C
+        n, device = self.nT * self.C, streams.device
         self.V = float(np.prod(cm.shape))
         self.beta = torch.tensor(plan.betas, dtype=F64, device=device).repeat_interleave(self.C)
         bcast = self.beta.reshape(-1, *([1] * len(cm.shape)))
         self.kernel = CATALOGUE.samplers.implementation(plan.sampler, "field")(o).kernel(
-            lambda x: self.beta * cm.action(x), lambda x: bcast * cm.grad(x), generator)
+            lambda x: self.beta * cm.action(x), lambda x: bcast * cm.grad(x), streams)
         self.helicity = next((m for m in plan.measures if m.expr is None
                               and m.name == "helicity_modulus"), None)  # fmt: skip
         self.compiler, self.kernels = _compile_measures(cm, plan)
@@ -160,9 +135,10 @@ class FieldChains:
             names += [f"twist{k}_{mu}" for k in (1, 2) for mu in range(len(cm.shape))]
         self.series = {name: torch.empty(self.n_meas, n, dtype=F64, device=device)
                        for name in names + [f"expr/{m}" for m in self.kernels]}  # fmt: skip
-        self.x = _start(cm, n, generator, device, o.start)
+        self.x = initial_fields((n, *cm.shape), cm.domain, streams, o.start)
         self.kernel.start(self.x)
         self.burned = self.measured = 0
+        self.total = o.burn_in + self.n_meas * o.thin
 
     @property
     def done(self) -> int:
@@ -171,7 +147,7 @@ class FieldChains:
 
     def tensors(self) -> dict[str, Tensor]:
         k = self.measured
-        out = {"x": self.x, "generator": self.generator.get_state()}
+        out = {"x": self.x}
         out.update({f"kernel/{n}": v for n, v in self.kernel.tensors().items()})
         out.update({f"series/{n}": s[:k] for n, s in self.series.items()})
         return out
@@ -179,7 +155,6 @@ class FieldChains:
     def restore(self, saved: Checkpoint) -> None:
         """Continue from a checkpoint of this point (validated shapes: a mismatch is P602)."""
         t, done = saved.tensors, saved.state["done"]
-        self.generator.set_state(t["generator"])
         self.burned = min(done, self.options.burn_in)
         self.measured = (done - self.burned) // self.options.thin
         k, dev = self.measured, self.x.device
@@ -188,28 +163,23 @@ class FieldChains:
         self.x = t["x"].to(dev)
         self.kernel.restore(self.x, {n[7:]: v for n, v in t.items() if n.startswith("kernel/")})
 
-    def advance(self, bar, save, every: float | None) -> None:
-        """Update to the end of the point; ``save(self)`` at least every ``every`` seconds."""
+    def step(self) -> None:
+        """One burn-in update (not tracked: the acceptance counts measured updates only), or
+        ``thin`` updates and a measurement (a finiteness check every 64 and at the last)."""
         o, kernel = self.options, self.kernel
-        maybe_save = every_seconds(every, lambda: save(self))
-
-        kernel.track = False
-        while self.burned < o.burn_in:
+        if self.burned < o.burn_in:
+            kernel.track = False
             self.x = kernel.step(self.x)
             self.burned += 1
-            bar.update(1)
-            maybe_save()
+            return
         kernel.track = True
-        while self.measured < self.n_meas:
-            for _ in range(o.thin):
-                self.x = kernel.step(self.x)
-            bar.update(o.thin)
-            self._measure(self.measured)
-            self.measured += 1
-            k = self.measured - 1
-            if k % 64 == 63 or k == self.n_meas - 1:
-                self._check_finite(k)
-            maybe_save()
+        for _ in range(o.thin):
+            self.x = kernel.step(self.x)
+        k = self.measured
+        self._measure(k)
+        self.measured = k + 1
+        if k % 64 == 63 or k == self.n_meas - 1:
+            self._check_finite(k)
 
     def _measure(self, k: int) -> None:
         """Record the series of the current fields at measurement k."""
@@ -256,7 +226,7 @@ class FieldChains:
             cut = {n: v[:, sl] for n, v in series.items()}
             row: dict[str, Any] = {plan.tvar: plan.tvalues[t]} if plan.thermal else {}
             row.update(self.point)
-            row["acceptance"] = _est(acc[sl])
+            row["acceptance"] = independent_mean(acc[sl])
             for m in plan.measures:
                 if m.expr is not None:
                     row[m.name] = binning_analysis(cut[f"expr/{m.name}"]).as_dict()
@@ -269,34 +239,6 @@ class FieldChains:
             rows.append(row)
         return rows
 
-def _unmixed(rows: list[dict], plan: FieldPlan, run: RunState) -> list[dict]:
-    """P702 for every row whose chains sampled different states: the spread of their mean
-    actions exceeds what the binning error admits, or their split R-hat exceeds 1.2 (trapped
-    vortices or windings after a random start at low T, or a run shorter than the
-    autocorrelation time)."""
-    out, C = [], plan.options.chains
-    names = [plan.tvar] + [s.name for s in plan.others]
-    if plan.options.start == "random":
-        hint = ("the chains are trapped in different states (vortices, windings after a random "
-                "start at low T) or the run is shorter than the autocorrelation time: "
-                "start = ordered at low T, or add sweeps or burn_in")  # fmt: skip
-    else:
-        hint = ("the run is shorter than the autocorrelation time, or the burn-in too short to "
-                "forget the ordered start at high T: add burn_in or sweeps")  # fmt: skip
-    for row in rows:
-        ratio, rhat = row.get("chain_excess", float("nan")), row.get("r_hat", float("nan"))
-        if C < 4 or not (ratio > excess_limit(C) or rhat > 1.2):
-            continue
-        at = ", ".join(f"{k} = {row[k]:g}" if isinstance(row[k], float) else f"{k} = {row[k]}"
-                       for k in row if k in names)  # fmt: skip
-        where = f" at {at}" if at else ""
-        d = Diagnostic("P702", f"chains disagree{where}: split R-hat of the action {rhat:.3f}, "
-                       f"their mean actions scatter {ratio:.1f}x the binning error; the error "
-                       "bars there come from the spread between chains", run.span, hint,
-                       severity="warning")  # fmt: skip
-        out.append(d.as_dict())
-    return out
-
 
 def _compile_measures(cm: FieldModel, plan: FieldPlan):
     """The measured expressions of a run lowered to torch kernels at this point's model."""
@@ -308,91 +250,4 @@ def _compile_measures(cm: FieldModel, plan: FieldPlan):
     return compiler, kernels
 
 
-# ---------------------------------------------------------------- built-in observables
-# The implementations of the catalogue's observable entries of the field family:
-# (series name -> (T, chains) of one temperature, volume V, beta) -> estimate.
-
-
-def _action_density(s: dict[str, np.ndarray], V: float, beta: float) -> Estimate:
-    return binning_analysis(s["action_density"])
-
-
-def _magnetization(s: dict[str, np.ndarray], V: float, beta: float) -> Estimate:
-    return binning_analysis(s["magnetization"])
-
-
-def _abs_magnetization(s: dict[str, np.ndarray], V: float, beta: float) -> Estimate:
-    return binning_analysis(s["abs_magnetization"])
-
-
-def _m2(s: dict[str, np.ndarray], V: float, beta: float) -> Estimate:
-    e = binning_analysis(s["m2"])
-    return Estimate(V * e.mean, V * e.stderr, e.tau_int)
-
-
-def _specific_heat(s: dict[str, np.ndarray], V: float, beta: float) -> Estimate:
-    """beta^2 var(S) / V = beta^2 V (<a^2> - <a>^2), a = S / V."""
-    a = s["action_density"]
-    return jackknife(lambda a2, a1: beta * beta * V * (a2 - a1 * a1), [a * a, a])
-
-
-def _susceptibility(s: dict[str, np.ndarray], V: float, beta: float) -> Estimate:
-    return jackknife(lambda m2, m: beta * V * (m2 - m * m), [s["m2"], s["abs_magnetization"]])
-
-
-def _binder(s: dict[str, np.ndarray], V: float, beta: float) -> Estimate:
-    return jackknife(lambda m4, m2: 1 - m4 / (3 * m2 * m2), [s["m4"], s["m2"]])
-
-
-def _helicity_modulus(s: dict[str, np.ndarray], V: float, beta: float) -> Estimate:
-    """Upsilon = (1 / d V) sum_mu [<S''_mu> - beta (<S'_mu^2> - <S'_mu>^2)] over the d axes
-    (S'_mu, S''_mu: derivatives of S by a twist of the angles along mu)."""
-    d = sum(1 for n in s if n.startswith("twist1_"))
-    inputs = []
-    for mu in range(d):
-        d1 = s[f"twist1_{mu}"]
-        inputs += [s[f"twist2_{mu}"], d1 * d1, d1]
-
-    def upsilon(*means: float) -> float:
-        total = sum(means[3 * mu] - beta * (means[3 * mu + 1] - means[3 * mu + 2] ** 2)
-                    for mu in range(d))  # fmt: skip
-        return total / (d * V)
-
-    return jackknife(upsilon, inputs)
-
-
-OBSERVABLES = {"action_density": _action_density, "magnetization": _magnetization,
-               "abs_magnetization": _abs_magnetization, "m2": _m2,
-               "specific_heat": _specific_heat, "susceptibility": _susceptibility,
-               "binder": _binder, "helicity_modulus": _helicity_modulus}  # fmt: skip
-
-
-# ---------------------------------------------------------------- plots
-
-
-def _plots(out: Path, run: RunState, plan: FieldPlan, summary: dict, dim: int) -> list[Path]:
-    """``plot`` statements (or every measure against the scanned variable); the helicity
-    modulus of a 2D model is drawn with the BKT line Upsilon = 2T / pi."""
-    rows, title = summary["rows"], f"{summary['model']}: {run.sampler} ({run.name})"
-    scanned = [n for n in [plan.tvar if plan.thermal else None, *(s.name for s in plan.others)]
-               if n is not None and len({repr(r.get(n)) for r in rows}) > 1]  # fmt: skip
-    default_x = scanned[0] if scanned else None
-    plots = [(p.x or default_x, list(p.observables) or [m.name for m in plan.measures],
-              list(p.marks), p.logx, p.logy) for p in run.plots] or \
-        [(default_x, [m.name for m in plan.measures], [], False, False)]  # fmt: skip
-    files = []
-    for i, (x, names, marks, logx, logy) in enumerate(plots):
-        if x is None:
-            continue
-        guides = {}
-        if dim == 2 and x in THERMAL:
-            guides["helicity_modulus"] = ((lambda T: 2 * T / math.pi) if x == "T" else
-                                          (lambda b: 2 / (math.pi * b)), "2T/π (BKT)")  # fmt: skip
-        f = outputs.plot_rows(out, rows, x, names, marks, f"plot{i if i else ''}.png", title,
-                              logx, logy, guides)  # fmt: skip
-        if f is not None:
-            files.append(f)
-    return files
-
-
-__all__ = ["FieldChains", "OBSERVABLES", "run_field"]
+__all__ = ["FieldChains", "run_field"]

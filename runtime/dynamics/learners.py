@@ -10,18 +10,25 @@
   K^T (a * sigma(K x + b)) and symmetric linear modules S x -- each exactly symplectic, so the
   whole map is.
 
-All modules take q, p of shape (..., n). Training: :func:`train_vector_field` (derivative MSE),
-:func:`train_map` (one-step MSE). Rollouts: :func:`rollout`.
+All modules take q, p of shape (..., n). Training: :class:`VectorFieldFit` (derivative MSE) and
+:class:`MapFit` (one-step MSE), stepped one optimisation step at a time by the task (resumable),
+or run to the end by :func:`train_vector_field`, :func:`train_map`. Rollouts: :func:`rollout`.
+Network weights are initialised from a host ``torch.Generator`` (one-off draws:
+``RandomStreams.host_generator()`` in the task).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from pydantic import BaseModel
+from safetensors.torch import save_file
 from torch import nn
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
@@ -32,6 +39,8 @@ from physml_lang.catalogue.dynamics import (
     SympNetOptions,
 )
 
+from ..random import RandomStreams
+from .data import TrainingData
 from .integrators import Trajectory, evolve
 from .system import HamiltonianSystem, PhaseFn, _grads, autograd_system
 
@@ -205,68 +214,160 @@ class TrainResult:
     final_loss: float
 
 
-def _batches(N: int, batch_size: int | None, generator: torch.Generator,
-             device: torch.device) -> Tensor | slice:  # fmt: skip
-    if batch_size is None or batch_size >= N:
-        return slice(None)
-    return torch.randint(0, N, (batch_size,), generator=generator, device=device)
+class Fit:
+    """Adam on a mean squared error over N data, one optimisation step per :meth:`step`: the
+    whole data (``batch_size`` None or >= N) or a minibatch of ``batch_size`` indices drawn
+    with replacement from ``streams`` (batch slot on the leading axis). :meth:`tensors` /
+    :meth:`restore` are the state a resumed fit continues from (parameters and Adam's
+    moments; the minibatch draws are the streams' counter, kept by their owner)."""
+
+    def __init__(self, model: nn.Module, n_data: int, streams: RandomStreams, lr: float,
+                 batch_size: int | None, weight_decay: float = 0.0):  # fmt: skip
+        self.model, self.n_data, self.streams, self.batch_size = model, n_data, streams, batch_size
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def batch(self) -> Tensor | slice:
+        if self.batch_size is None or self.batch_size >= self.n_data:
+            return slice(None)
+        return self.streams.integers(0, self.n_data, (self.batch_size,))
+
+    def loss(self, idx: Tensor | slice) -> Tensor:
+        """The mean squared error on the data ``idx`` (differentiable)."""
+        raise NotImplementedError
+
+    def step(self) -> Tensor:
+        """One Adam step; its loss (a detached 0-d tensor: no host sync)."""
+        loss = self.loss(self.batch())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def final_loss(self) -> float:
+        """The loss on the whole data after training."""
+        raise NotImplementedError
+
+    def tensors(self) -> dict[str, Tensor]:
+        """``model/<parameter>`` and ``adam/<index>/<moment>`` (exp_avg, exp_avg_sq, step)."""
+        out = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        for i, state in self.optimizer.state_dict()["state"].items():
+            out.update({f"adam/{i}/{k}": torch.as_tensor(v) for k, v in state.items()})
+        return out
+
+    def restore(self, tensors: dict[str, Tensor]) -> None:
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items()
+                                    if k.startswith("model/")})  # fmt: skip
+        state: dict[int, dict[str, Tensor]] = {}
+        for name, v in tensors.items():
+            if name.startswith("adam/"):
+                _, i, k = name.split("/")
+                state.setdefault(int(i), {})[k] = v
+        saved = self.optimizer.state_dict()
+        saved["state"] = state
+        self.optimizer.load_state_dict(saved)
+
+
+class VectorFieldFit(Fit):
+    """MSE of the model's vector field against (dq/dt, dp/dt) over (N, n) states."""
+
+    def __init__(self, model: HNN | MLPVectorField, q: Tensor, p: Tensor, dq: Tensor,
+                 dp: Tensor, streams: RandomStreams, lr: float = 1e-3,
+                 batch_size: int | None = None, weight_decay: float = 0.0):  # fmt: skip
+        super().__init__(model, q.shape[0], streams, lr, batch_size, weight_decay)
+        self.q, self.p, self.dq, self.dp = q, p, dq, dp
+        # A non-separable HNN sees x = cat(q, p) built once (not a cat per step in its graph).
+        joint = isinstance(model, HNN) and not model.separable
+        self.x = torch.cat([q, p], dim=-1) if joint else None
+
+    def _field(self, idx: Tensor | slice) -> tuple[Tensor, Tensor]:
+        full, model, x = isinstance(idx, slice), self.model, self.x
+        if x is not None:
+            return model.vector_field_x(x if full else x[idx])
+        return model.vector_field(self.q[idx], self.p[idx])
+
+    def loss(self, idx: Tensor | slice) -> Tensor:
+        fq, fp = self._field(idx)
+        return ((fq - self.dq[idx]) ** 2).mean() + ((fp - self.dp[idx]) ** 2).mean()
+
+    def final_loss(self) -> float:
+        with torch.no_grad():  # the HNN still differentiates H_theta, without a double backward
+            return float(self.loss(slice(None)))
+
+
+class MapFit(Fit):
+    """MSE of the model's one-step map against the next state, over pairs (N, 2n)."""
+
+    def __init__(self, model: SympNet, z0: Tensor, z1: Tensor, streams: RandomStreams,
+                 lr: float = 1e-3, batch_size: int | None = None):  # fmt: skip
+        super().__init__(model, z0.shape[0], streams, lr, batch_size)
+        self.z0, self.z1 = z0, z1
+
+    def loss(self, idx: Tensor | slice) -> Tensor:
+        n, z0 = self.model.n, self.z0[idx]
+        q, p = self.model(z0[:, :n], z0[:, n:])
+        return ((torch.cat([q, p], -1) - self.z1[idx]) ** 2).mean()
+
+    def final_loss(self) -> float:
+        with torch.no_grad():
+            return float(self.loss(slice(None)))
+
+
+def _fitted(fit: Fit, steps: int) -> TrainResult:
+    losses = [fit.step() for _ in range(steps)]
+    history = torch.stack(losses).tolist() if losses else []
+    return TrainResult(history, fit.final_loss())
 
 
 def train_vector_field(
     model: HNN | MLPVectorField,
     q: Tensor, p: Tensor, dq: Tensor, dp: Tensor,
-    generator: torch.Generator,
+    streams: RandomStreams,
     steps: int = 2000, lr: float = 1e-3, batch_size: int | None = None,
     weight_decay: float = 0.0,
 ) -> TrainResult:  # fmt: skip
     """Minimise MSE(model vector field, (dq, dp)) over (N, n) data with Adam."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    # A non-separable HNN sees x = cat(q, p) built once (not a cat per step in its graph).
-    joint = isinstance(model, HNN) and not model.separable
-    x = torch.cat([q, p], dim=-1) if joint else None
-
-    def field(idx: Tensor | slice) -> tuple[Tensor, Tensor]:
-        full = isinstance(idx, slice)
-        if x is not None:
-            return model.vector_field_x(x if full else x[idx])
-        return model.vector_field(q, p) if full else model.vector_field(q[idx], p[idx])
-
-    losses = []
-    for _ in range(steps):
-        idx = _batches(q.shape[0], batch_size, generator, q.device)
-        fq, fp = field(idx)
-        tq, tp = (dq, dp) if isinstance(idx, slice) else (dq[idx], dp[idx])
-        loss = ((fq - tq) ** 2).mean() + ((fp - tp) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    with torch.no_grad():  # the HNN still differentiates H_theta, without a double-backward graph
-        fq, fp = field(slice(None))
-        final = float(((fq - dq) ** 2).mean() + ((fp - dp) ** 2).mean())
-    return TrainResult(losses, final)
+    return _fitted(VectorFieldFit(model, q, p, dq, dp, streams, lr, batch_size, weight_decay),
+                   steps)  # fmt: skip
 
 
 def train_map(
-    model: SympNet, z0: Tensor, z1: Tensor, generator: torch.Generator,
+    model: SympNet, z0: Tensor, z1: Tensor, streams: RandomStreams,
     steps: int = 2000, lr: float = 1e-3, batch_size: int | None = None,
 ) -> TrainResult:  # fmt: skip
     """Minimise MSE(model(z0), z1) over pairs of consecutive states (N, 2n)."""
-    n = model.n
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    for _ in range(steps):
-        idx = _batches(z0.shape[0], batch_size, generator, z0.device)
-        q, p = model(z0[idx, :n], z0[idx, n:])
-        loss = ((torch.cat([q, p], -1) - z1[idx]) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    with torch.no_grad():
-        q, p = model(z0[:, :n], z0[:, n:])
-        final = float(((torch.cat([q, p], -1) - z1) ** 2).mean())
-    return TrainResult(losses, final)
+    return _fitted(MapFit(model, z0, z1, streams, lr, batch_size), steps)
+
+
+def save_parameters(model: nn.Module, path: Path) -> Path:
+    """The model's parameters as safetensors at ``path``, written atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        save_file(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# The training objectives (the implementations of the catalogue's objective entries):
+# (model, data, streams, training options) -> the Fit that a task steps.
+
+
+def derivative_mse(model: HNN | MLPVectorField, data: TrainingData, streams: RandomStreams,
+                   o: BaseModel) -> VectorFieldFit:  # fmt: skip
+    """MSE of the learned vector field against (dq/dt, dp/dt) (hnn, mlp)."""
+    return VectorFieldFit(model, *data.states, streams, o.lr, o.batch_size)
+
+
+def step_mse(model: SympNet, data: TrainingData, streams: RandomStreams,
+             o: BaseModel) -> MapFit:  # fmt: skip
+    """MSE of the learned one-step map against the next state (sympnet)."""
+    return MapFit(model, data.z0, data.z1, streams, o.lr, o.batch_size)
 
 
 def rollout(
@@ -354,12 +455,15 @@ SYMPNET_KIND = LearnerKind("sympnet", LEARNER_OBJECTIVES["sympnet"], _sympnet)
 
 
 def bind(catalogue: Catalogue) -> None:
-    """Attach the learners of dynamics to their catalogue entries."""
+    """Attach the learners of dynamics and their training objectives to their catalogue
+    entries."""
     learners = catalogue.learners
     learners.bind("hnn", HNN_KIND, family="phase_space")
     learners.bind("mlp_vector_field", MLP_KIND, family="phase_space")
     learners.bind("mlp", MLP_KIND, family="phase_space")
     learners.bind("sympnet", SYMPNET_KIND, family="phase_space")
+    catalogue.objectives.bind("derivative_mse", derivative_mse, family="phase_space")
+    catalogue.objectives.bind("step_mse", step_mse, family="phase_space")
 
 
 def make_learner(name: str, n: int, generator: torch.Generator | None = None,

@@ -11,11 +11,16 @@ autograd (:func:`autograd_grad`).
 - ``ula``: x' = x - h grad S + sqrt(2h) xi. Biased at O(h) (no accept step).
 - ``mala``: the ULA proposal with a Metropolis-Hastings correction. Exact.
 
+Random numbers come from :class:`~physml_lang.runtime.random.RandomStreams` with the chain on
+the leading axis (momenta and noise (C, *site_shape), accept draws (C,)): chain c draws the same
+numbers in any batch of chains and on any device.
+
 Reference actions: :class:`Phi4Action` (lattice phi^4) and :class:`XYAction` (XY model, angles).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -27,6 +32,7 @@ from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.dynamics import HMCOptions, LangevinOptions
 from physml_lang.diagnostics import Diagnostic, warn
 
+from ..random import RandomStreams
 from ..statistics import Estimate, binning_analysis
 from .integrators import leapfrog_step, yoshida4_step
 from .system import HamiltonianSystem
@@ -109,9 +115,10 @@ class HMCKernel:
     ``jitter`` draws each chain's step size uniformly in step_size * [1 - j, 1 + j] per
     trajectory (avoids resonances with the trajectory length). While ``track`` is set, the
     acceptance (``accepted`` (C,) of ``proposed``) and the Creutz check <exp(-dH)> = 1 are
-    accumulated per chain (:meth:`info`); :meth:`tensors` / :meth:`restore` checkpoint them."""
+    accumulated per chain (:meth:`info`); :meth:`tensors` / :meth:`restore` checkpoint them
+    (the random numbers' state is the streams' draw counter, kept by their owner)."""
 
-    def __init__(self, action: Action, grad_action: Action, generator: torch.Generator,
+    def __init__(self, action: Action, grad_action: Action, streams: RandomStreams,
                  step_size: float, n_leapfrog: int, mass: float = 1.0, jitter: float = 0.0,
                  integrator: Literal["leapfrog", "yoshida4"] = "leapfrog"):  # fmt: skip
         self.integrate = {"leapfrog": leapfrog_step, "yoshida4": yoshida4_step}[integrator]
@@ -122,7 +129,7 @@ class HMCKernel:
             True,
             "hmc",
         )
-        self.generator, self.step_size, self.n_leapfrog = generator, step_size, n_leapfrog
+        self.streams, self.step_size, self.n_leapfrog = streams, step_size, n_leapfrog
         self.mass, self.jitter = mass, jitter
         self.track = True
         self.accepted: Tensor | None = None  # (C,), allocated by start()
@@ -139,21 +146,20 @@ class HMCKernel:
 
     def step(self, x: Tensor) -> Tensor:
         """One trajectory of every chain: the new x (C, *site_shape)."""
-        gen, C = self.generator, x.shape[0]
+        streams, C = self.streams, x.shape[0]
         with torch.no_grad():
-            p = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
-            p = p * self.mass**0.5
+            p = streams.normal(x.shape, x.dtype) * self.mass**0.5
             H0 = self.system.hamiltonian(x, p)
             dt: float | Tensor = self.step_size
             if self.jitter > 0:
-                u = torch.rand(C, generator=gen, dtype=x.dtype, device=x.device)
+                u = streams.uniform((C,), x.dtype)
                 dt = _bcast(self.step_size * (1 + self.jitter * (2 * u - 1)), x)
             xn, pn = x, p
             for _ in range(self.n_leapfrog):
                 xn, pn = self.integrate(self.system, xn, pn, dt)
             dH = self.system.hamiltonian(xn, pn) - H0
             dH = torch.where(torch.isfinite(dH), dH, torch.full_like(dH, float("inf")))
-            u = torch.rand(C, generator=gen, dtype=x.dtype, device=x.device)
+            u = streams.uniform((C,), x.dtype)
             acc = torch.log(u) < -dH  # min(1, exp(-dH)) with the exact H
             if self.track:
                 self.accepted += acc.to(x.dtype)
@@ -191,9 +197,9 @@ class LangevinKernel:
     or MALA when ``metropolis``: accept with min(1, pi(x') q(x|x') / (pi(x) q(x'|x))), where
     q(y|x) ∝ exp(-|y - x + h grad S(x)|^2 / 4h). Counters as :class:`HMCKernel`'s."""
 
-    def __init__(self, action: Action, grad_action: Action, generator: torch.Generator,
+    def __init__(self, action: Action, grad_action: Action, streams: RandomStreams,
                  step_size: float, metropolis: bool = False):  # fmt: skip
-        self.action, self.grad_action, self.generator = action, grad_action, generator
+        self.action, self.grad_action, self.streams = action, grad_action, streams
         self.h, self.metropolis = step_size, metropolis
         self.track = True
         self.accepted: Tensor | None = None
@@ -210,10 +216,10 @@ class LangevinKernel:
             self.g = self.grad_action(x)
 
     def step(self, x: Tensor) -> Tensor:
-        h, C, gen = self.h, x.shape[0], self.generator
+        h, C, streams = self.h, x.shape[0], self.streams
         with torch.no_grad():
             g, S = self.g, self.S
-            xi = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
+            xi = streams.normal(x.shape, x.dtype)
             xn = x - h * g + (2 * h) ** 0.5 * xi
             gn = self.grad_action(xn)
             if self.metropolis:
@@ -222,7 +228,7 @@ class LangevinKernel:
                 bwd = _sum_sites((x - xn + h * gn) ** 2) / (4 * h)  # -log q(x | xn)
                 log_a = -(Sn - S) - bwd + fwd
                 log_a = torch.where(torch.isfinite(log_a), log_a, torch.full_like(log_a, -1e30))
-                u = torch.rand(C, generator=gen, dtype=x.dtype, device=x.device)
+                u = streams.uniform((C,), x.dtype)
                 acc = torch.log(u) < log_a
                 m = _bcast(acc, x)
                 x, self.g, self.S = torch.where(m, xn, x), torch.where(m, gn, g), torch.where(acc, Sn, S)  # fmt: skip
@@ -276,7 +282,7 @@ def hmc(
     action: Action,
     grad_action: Action,
     x0: Tensor,
-    generator: torch.Generator,
+    streams: RandomStreams,
     n_samples: int,
     step_size: float,
     n_leapfrog: int,
@@ -290,7 +296,7 @@ def hmc(
     """Hybrid/Hamiltonian Monte Carlo (:class:`HMCKernel`), batched over chains x0:
     (C, *site_shape). Records every ``thin``-th trajectory after ``burn_in`` trajectories:
     T = n_samples."""
-    kernel = HMCKernel(action, grad_action, generator, step_size, n_leapfrog, mass, jitter,
+    kernel = HMCKernel(action, grad_action, streams, step_size, n_leapfrog, mass, jitter,
                        integrator)  # fmt: skip
     return _drive(kernel, x0, n_samples, burn_in, thin, measure)
 
@@ -299,7 +305,7 @@ def langevin(
     action: Action,
     grad_action: Action,
     x0: Tensor,
-    generator: torch.Generator,
+    streams: RandomStreams,
     n_samples: int,
     step_size: float,
     burn_in: int = 0,
@@ -308,7 +314,7 @@ def langevin(
     measure: Measure | None = None,
 ) -> SamplerResult:
     """Overdamped Langevin (ULA) or MALA (:class:`LangevinKernel`), batched over chains x0."""
-    kernel = LangevinKernel(action, grad_action, generator, step_size, metropolis)
+    kernel = LangevinKernel(action, grad_action, streams, step_size, metropolis)
     return _drive(kernel, x0, n_samples, burn_in, thin, measure)
 
 
@@ -375,22 +381,35 @@ class XYAction:
 
 @dataclass(frozen=True)
 class Sampler:
-    """A configured sampler: ``kernel(action, grad_action, generator)`` makes its update (one
-    step per call, resumable), ``run(action, grad_action, x0, generator, measure=None)``
+    """A configured sampler: ``kernel(action, grad_action, streams)`` makes its update (one
+    step per call, resumable), ``run(action, grad_action, x0, streams, measure=None)``
     samples ``sweeps // thin`` recorded states after ``burn_in`` updates."""
 
     name: str
     options: BaseModel
     exact: bool
-    kernel: Callable[[Action, Action, torch.Generator], Kernel]
+    kernel: Callable[[Action, Action, RandomStreams], Kernel]
 
-    def run(self, action: Action, grad_action: Action, x0: Tensor, generator: torch.Generator,
+    def run(self, action: Action, grad_action: Action, x0: Tensor, streams: RandomStreams,
             measure: Measure | None = None) -> SamplerResult:  # fmt: skip
         o = self.options
         if x0.shape[0] != o.chains:
             raise ValueError(f"x0 has {x0.shape[0]} chains, options say {o.chains}")
-        return _drive(self.kernel(action, grad_action, generator), x0, recorded(o), o.burn_in,
+        return _drive(self.kernel(action, grad_action, streams), x0, recorded(o), o.burn_in,
                       o.thin, measure)  # fmt: skip
+
+
+def initial_fields(shape: tuple[int, ...], domain: str, streams: RandomStreams,
+                   start: str = "random") -> Tensor:  # fmt: skip
+    """Starting fields of shape (chains, *site_shape), float64 on the streams' device:
+    ``random`` uniform angles in [-pi, pi) (``angle`` domain) or standard normal real fields;
+    ``ordered`` theta = 0 or phi = 1 (no random numbers drawn)."""
+    if start == "ordered":
+        fill = 0.0 if domain == "angle" else 1.0
+        return torch.full(shape, fill, dtype=torch.float64, device=streams.device)
+    if domain == "angle":
+        return (2 * streams.uniform(shape, torch.float64) - 1) * math.pi
+    return streams.normal(shape, torch.float64)
 
 
 def recorded(o: BaseModel) -> int:
@@ -399,16 +418,16 @@ def recorded(o: BaseModel) -> int:
 
 
 def _hmc_factory(o: HMCOptions) -> Sampler:
-    def kernel(a: Action, g: Action, gen: torch.Generator) -> HMCKernel:
-        return HMCKernel(a, g, gen, o.step_size, o.n_steps, o.mass, o.jitter, o.integrator)
+    def kernel(a: Action, g: Action, streams: RandomStreams) -> HMCKernel:
+        return HMCKernel(a, g, streams, o.step_size, o.n_steps, o.mass, o.jitter, o.integrator)
 
     return Sampler("hmc", o, True, kernel)
 
 
 def _langevin_factory(metropolis: bool) -> Callable[[LangevinOptions], Sampler]:
     def factory(o: LangevinOptions) -> Sampler:
-        def kernel(a: Action, g: Action, gen: torch.Generator) -> LangevinKernel:
-            return LangevinKernel(a, g, gen, o.step_size, metropolis)
+        def kernel(a: Action, g: Action, streams: RandomStreams) -> LangevinKernel:
+            return LangevinKernel(a, g, streams, o.step_size, metropolis)
 
         return Sampler("mala" if metropolis else "ula", o, metropolis, kernel)
 
@@ -447,5 +466,5 @@ def make_sampler(name: str, **options: object) -> Sampler:
 
 __all__ = [
     "HMCKernel", "Kernel", "LangevinKernel", "Phi4Action", "Sampler", "SamplerResult", "XYAction",
-    "autograd_grad", "bind", "hmc", "langevin", "make_sampler", "recorded",
+    "autograd_grad", "bind", "hmc", "initial_fields", "langevin", "make_sampler", "recorded",
 ]  # fmt: skip

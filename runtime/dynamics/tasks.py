@@ -36,38 +36,49 @@ Names (integrators, samplers, observables, learners, objectives) resolve through
 facts); :func:`bind` attaches the implementations. Each run starts from its task's static plan
 (``runtime/plans/dynamics.py``: every validation, torch-free, the model compiled in place of
 derived) and does the work.
+
+Every task runs its points through the driver's ``run_scan`` (rows on disk as each point
+finishes, checkpoints at least every ``--checkpoint-every`` seconds, ``--resume``): ``evolve``
+one point per integrator (:class:`Evolution`: chunks of steps), ``learn_dynamics`` one point per
+learner (:class:`Training`: Adam steps), field ``sample`` one point per parameter value
+(``field.py``). Random numbers come from the run's streams (``runtime/random.py``): each point
+its own, the simulated training data and the rollouts' test states their own families, so that
+a resumed run regenerates the same data. Data helpers live in ``data.py``, what is measured in
+``measures.py``, the figures in ``plots.py``.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel
-from torch import nn
+from safetensors.torch import load_file
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
-from physml_lang.catalogue.dynamics import TrajectoryOptions
+from physml_lang.catalogue.dynamics import RolloutOptions
 from physml_lang.compiler.models.phase_space import PhaseSpaceModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.task import TaskIR
 from physml_lang.runtime.plans.dynamics import (
+    EvolvePlan,
+    LearnerPlan,
+    LearnPlan,
     integrator_options,
     plan_evolve,
     plan_learn,
     read_trajectories,
 )
 
-from .. import outputs
-from ..driver import RunContext, RunResult
+from ..checkpoint import Checkpoint
+from ..driver import RunContext, RunResult, ScanPoint, run_scan
+from ..random import RandomStreams
 from ..tasks import RunState, Task
-from .field import OBSERVABLES as FIELD_OBSERVABLE_ESTIMATES
+from .data import TrainingData, initial_states, simulated
 from .field import run_field
 from .integrators import (
     EnergyBlowupError,
@@ -77,336 +88,302 @@ from .integrators import (
     make_integrator,
 )
 from .integrators import bind as bind_integrators
-from .learners import LearnerKind, SympNet, TrainResult, train_map, train_vector_field
+from .learners import Fit, LearnerKind, save_parameters
 from .learners import bind as bind_learners
-from .learners import rollout as learned_rollout
+from .measures import OBSERVABLES as FIELD_OBSERVABLE_ESTIMATES
+from .measures import RolloutEvaluation, energy_errors, evaluate_rollouts
+from .plots import Curve, energy_error_plot, rollout_plot
 from .samplers import bind as bind_samplers
 
 Tensor = torch.Tensor
 F64 = torch.float64
+# families of the run's random streams besides the scan points' (0, 1, ...): the simulated
+# training data and the test states of the rollouts, the same for every learner and on resume
+DATA_STREAMS, TEST_STREAMS = -1, -2
 
 
 def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None):
     raise PhysmlError(Diagnostic(code, msg, span, hint))
 
 
-def _est(x: np.ndarray) -> dict[str, float]:
-    """Mean and standard error over independent trajectories (0 for one)."""
-    x = np.asarray(x, dtype=np.float64).reshape(-1)
-    se = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else 0.0
-    return {"mean": float(x.mean()), "stderr": se}
-
-
-def _summary(run: RunState, program, cm, device, seed, task: str, sampler: dict) -> dict[str, Any]:
+def _summary(run: RunState, program, cm, ctx: RunContext, task: str,
+             sampler: dict) -> dict[str, Any]:  # fmt: skip
     return {"run": run.name, "source": program.name, "model": cm.ir.name,
-            "params": {k: v for k, v in cm.model.params.items()}, "device": str(device),
-            "seed": seed, "task": task, "sampler": sampler, "rows": [], "complete": False}  # fmt: skip
-
-
-def _savefig(fig, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    outputs._atomic_write(path, buf.getvalue())
-    return path
+            "params": {k: v for k, v in cm.model.params.items()}, "device": str(ctx.device),
+            "seed": ctx.seed, "task": task, "sampler": sampler, "rows": [], "complete": False}  # fmt: skip
 
 
 # ---------------------------------------------------------------- evolve
 
 
 def run_evolve(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    sets, device, seed, out = ctx.sets, ctx.device, ctx.seed, ctx.out
-    plan = plan_evolve(task, program, sets, program.compile_ir)
+    """Integrate the initial states with each integrator of the run, one scan point each:
+    a row of energy errors, ``trajectory_<integrator>.npz`` and its plots as each finishes,
+    ``energy_error.png`` at the end. A blow-up of the energy (or an implicit solver that does
+    not converge) is a located P700. No random numbers: the initial states are the run's."""
+    plan = plan_evolve(task, program, ctx.sets, program.compile_ir)
     run = RunState.of(task)
     cm: PhaseSpaceModel = plan.model
-    o = plan.options
+    o, out = plan.options, ctx.out
     save_every = o.save_every or max(1, o.steps // 2000)
     summary = ctx.recorder.summary
-    summary.update(_summary(run, program, cm, device, seed, "evolve",
-                            {"name": "evolve", **o.model_dump()}))  # fmt: skip
+    summary.update(_summary(run, program, cm, ctx, "evolve", {"name": "evolve", **o.model_dump()}))
     summary["integrators"] = plan.integrators
     summary["separable"] = cm.separable
     files: list[Path] = []
-    trajs: dict[str, Trajectory] = {}
-    q0 = torch.tensor(plan.q0, dtype=F64).to(device)
-    p0 = torch.tensor(plan.p0, dtype=F64).to(device)
-    bar = ctx.progress_bar(len(plan.integrators) * o.steps, run.name, "step")
+    q0 = torch.tensor(plan.q0, dtype=F64).to(ctx.device)
+    p0 = torch.tensor(plan.p0, dtype=F64).to(ctx.device)
+    running: list[Evolution] = []
+
+    def start(k: int, streams: RandomStreams) -> Evolution:
+        name = plan.integrators[k]
+        running[:] = [Evolution(cm, name, integrator_options(name, o), q0, p0, o.dt, o.steps,
+                                save_every, o.blowup)]  # fmt: skip
+        return running[0]
+
+    def finish(k: int, rows: list[dict]) -> None:
+        summary["rows"].extend(rows)
+        if out is not None:
+            name, tr = plan.integrators[k], running[0].trajectory()
+            files.append(tr.save_npz(out / f"trajectory_{name}.npz"))
+            files.extend(tr.plot(out, name))
+
+    where = plan.spans["dt"] or plan.spans["evolve"]
     try:
-        for name in plan.integrators:
-            t0 = time.time()
-            opts = integrator_options(name, o)
-            try:
-                tr = _evolve_chunked(cm, q0, p0, o.dt, o.steps, name, opts, save_every, o.blowup,
-                                     bar)  # fmt: skip
-            except EnergyBlowupError as exc:
-                ctx.recorder.write()
-                rel = "non-finite" if not math.isfinite(exc.rel_error) else f"{exc.rel_error:.3g}"
-                _fail("P700", f"the energy error exploded with {name}: relative error {rel} at "
-                      f"step {exc.step} (t = {exc.step * o.dt:g}), dt = {o.dt:g}",
-                      plan.spans["dt"] or plan.spans["evolve"],
-                      "the step size is too large for this motion: reduce dt (try "
-                      f"dt = {o.dt / 10:g})")  # fmt: skip
-            except IntegratorError as exc:
-                _fail("P700", f"{name} failed: {exc}", plan.spans["dt"] or plan.spans["evolve"],
-                      "reduce dt")  # fmt: skip
-            wall = time.time() - t0
-            trajs[name] = tr
-            err = tr.energy_error.detach().cpu().numpy()  # (T, B)
-            tail = max(1, err.shape[0] // 10)
-            symplectic = make_integrator(name, **opts).symplectic
-            row = {"integrator": name, "symplectic": symplectic, "dt": o.dt, "steps": o.steps,
-                   "trajectories": int(err.shape[1]),
-                   "max_rel_energy_error": _est(np.abs(err).max(0)),
-                   "final_energy_drift": _est(np.abs(err[-tail:]).mean(0)),
-                   "early_energy_error": _est(np.abs(err[1: 1 + tail]).mean(0)),
-                   "wall_s": round(wall, 3)}  # fmt: skip
-            summary["rows"].append(row)
-            if out is not None:
-                files.append(tr.save_npz(out / f"trajectory_{name}.npz"))
-                files += tr.plot(out, name)
-            ctx.recorder.write()
-    finally:
-        bar.close()
-    summary["complete"] = True
-    ctx.recorder.write()
+        run_scan(ctx, run.span, len(plan.integrators), _evolve_settings(run, plan, ctx), start,
+                 finish, o.steps, run.name, "step")  # fmt: skip
+    except EnergyBlowupError as exc:
+        ctx.recorder.write()
+        rel = "non-finite" if not math.isfinite(exc.rel_error) else f"{exc.rel_error:.3g}"
+        _fail("P700", f"the energy error exploded with {exc.integrator}: relative error {rel} "
+              f"at step {exc.step} (t = {exc.step * o.dt:g}), dt = {o.dt:g}", where,
+              "the step size is too large for this motion: reduce dt (try "
+              f"dt = {o.dt / 10:g})")  # fmt: skip
+    except IntegratorError as exc:
+        _fail("P700", f"{running[0].name} failed: {exc}", where, "reduce dt")
     if out is not None:
-        files.append(_energy_plot(out, trajs, cm.ir.name))
+        files.append(energy_error_plot(out, plan.integrators, cm.ir.name))
     return RunResult(summary, out, files)
 
 
-def _evolve_chunked(cm, q0, p0, dt, steps, name, opts, save_every, blowup, bar) -> Trajectory:
-    """evolve() in chunks (for the progress bar), concatenated into one trajectory."""
-    chunk = max(save_every, (20_000 // save_every) * save_every)
-    parts: list[Trajectory] = []
-    q, p, done = q0, p0, 0
-    while done < steps:
-        n = min(chunk, steps - done)
-        tr = evolve(cm.system, q, p, dt, n, name, opts, save_every=min(save_every, n),
-                    blowup_threshold=None)  # fmt: skip
-        E0 = parts[0].energy[0] if parts else tr.energy[0]
-        E = tr.energy
-        finite = bool(torch.isfinite(E).all()) and bool(torch.isfinite(tr.q).all())
+def _evolve_settings(run: RunState, plan: EvolvePlan, ctx: RunContext) -> dict[str, Any]:
+    """What a checkpoint of an evolve run may be resumed with: every input of its numbers."""
+    cm = plan.model
+    return {"run": run.name, "model": cm.ir.name, "params": dict(cm.model.params),
+            "evolve": plan.options.model_dump(), "integrators": plan.integrators,
+            "q0": plan.q0.tolist(), "p0": plan.p0.tolist()}  # fmt: skip
+
+
+class Evolution(ScanPoint):
+    """One integrator's trajectories from the initial states q0, p0 (B, n): ``step``
+    integrates a chunk of steps (a multiple of ``save_every``, about 20000), appending its saved
+    states to the recorded trajectory, and raises :class:`EnergyBlowupError` at the first saved
+    state whose relative energy error exceeds ``blowup`` (or a non-finite state). Deterministic;
+    the checkpoint is the current q, p, the recorded trajectory (t, q, p, H) and the wall time."""
+
+    def __init__(self, cm: PhaseSpaceModel, name: str, options: dict[str, Any], q0: Tensor,
+                 p0: Tensor, dt: float, steps: int, save_every: int,
+                 blowup: float):  # fmt: skip
+        self.system, self.name, self.options = cm.system, name, options
+        self.symplectic = make_integrator(name, **options).symplectic
+        self.dt, self.save_every, self.blowup = dt, save_every, blowup
+        self.chunk = max(save_every, (20_000 // save_every) * save_every)
+        self.q, self.p = q0, p0
+        self.done, self.total = 0, steps
+        # the recorded trajectory in parts: the first with the initial state, the others without
+        self.parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+        self.wall = 0.0
+
+    def step(self) -> None:
+        n = min(self.chunk, self.total - self.done)
+        started = time.perf_counter()
+        try:
+            tr = evolve(self.system, self.q, self.p, self.dt, n, self.name, self.options,
+                        save_every=min(self.save_every, n), blowup_threshold=None)  # fmt: skip
+        except EnergyBlowupError as exc:  # a non-finite state: located from the start
+            raise EnergyBlowupError(self.done + exc.step, exc.dt, exc.rel_error,
+                                    exc.integrator) from None  # fmt: skip
+        self._check(tr.energy, tr.q, n)
+        first = 0 if not self.parts else 1
+        self.parts.append((tr.t[first:] + self.done * self.dt, tr.q[first:], tr.p[first:],
+                           tr.energy[first:]))  # fmt: skip
+        self.q, self.p = tr.q[-1], tr.p[-1]
+        self.done += n
+        self.wall += time.perf_counter() - started
+
+    def _check(self, E: Tensor, q: Tensor, n: int) -> None:
+        """EnergyBlowupError at the first saved state of this chunk (energies E (T, B)) whose
+        relative error from H(0) exceeds ``blowup``, or at its end for a non-finite state."""
+        E0 = self.parts[0][3][0] if self.parts else E[0]
         scale = E0.abs().clamp_min(1e-8 * max(1.0, float(E0.abs().mean())))
+        finite = bool(torch.isfinite(E).all()) and bool(torch.isfinite(q).all())
         rel = ((E - E0).abs() / scale).max(0).values if finite else None
-        if rel is None or float(rel.max()) > blowup:
-            k = done + n
-            if rel is not None:  # the first save past the threshold
-                bad = ((E - E0).abs() / scale).max(1).values > blowup
-                k = done + int(torch.nonzero(bad)[0]) * min(save_every, n)
-            raise EnergyBlowupError(k, float(dt), float(rel.max()) if rel is not None
-                                    else float("inf"), name)  # fmt: skip
-        parts.append(tr)
-        q, p = tr.q[-1], tr.p[-1]
-        done += n
-        bar.update(n)
-    starts = np.cumsum([0.0] + [float(pt.t[-1]) for pt in parts[:-1]])
-    t = torch.cat([parts[0].t] + [pt.t[1:] + s for pt, s in zip(parts[1:], starts[1:])])
-    return Trajectory(t, torch.cat([parts[0].q] + [pt.q[1:] for pt in parts[1:]]),
-                      torch.cat([parts[0].p] + [pt.p[1:] for pt in parts[1:]]),
-                      torch.cat([parts[0].energy] + [pt.energy[1:] for pt in parts[1:]]),
-                      float(dt), name)  # fmt: skip
+        if rel is not None and float(rel.max()) <= self.blowup:
+            return
+        k = self.done + n
+        if rel is not None:  # the first save past the threshold
+            bad = ((E - E0).abs() / scale).max(1).values > self.blowup
+            k = self.done + int(torch.nonzero(bad)[0]) * min(self.save_every, n)
+        raise EnergyBlowupError(k, float(self.dt), float(rel.max()) if rel is not None
+                                else float("inf"), self.name)  # fmt: skip
 
+    def trajectory(self) -> Trajectory:
+        """The recorded trajectory: t (T,), q, p (T, B, n), energy (T, B)."""
+        t, q, p, E = (torch.cat(x) for x in zip(*self.parts))
+        return Trajectory(t, q, p, E, float(self.dt), self.name)
 
-def _energy_plot(out: Path, trajs: dict[str, Trajectory], model: str) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    def tensors(self) -> dict[str, Tensor]:
+        tr = self.trajectory()
+        return {"q": self.q, "p": self.p, "trajectory/t": tr.t, "trajectory/q": tr.q,
+                "trajectory/p": tr.p, "trajectory/energy": tr.energy,
+                "wall_s": torch.tensor([self.wall], dtype=F64)}  # fmt: skip
 
-    fig = Figure(figsize=(6.5, 4))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for name, tr in trajs.items():
-        t = tr.t.cpu().numpy()
-        err = tr.energy_error.abs().max(1).values.cpu().numpy()
-        ax.plot(t[1:], np.maximum(err[1:], 1e-17), lw=0.8, label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("t")
-    ax.set_ylabel("max |H(t) - H(0)| / |H(0)|")
-    ax.set_title(f"{model}: energy error")
-    ax.legend()
-    fig.tight_layout()
-    return _savefig(fig, out / "energy_error.png")
+    def restore(self, saved: Checkpoint) -> None:
+        t, device = saved.tensors, self.q.device
+        self.done = int(saved.state["done"])
+        self.q, self.p = t["q"].to(device), t["p"].to(device)
+        self.parts = [tuple(t[f"trajectory/{k}"].to(device) for k in ("t", "q", "p", "energy"))]
+        self.wall = float(t["wall_s"][0])
+
+    def rows(self) -> list[dict]:
+        """The integrator, its properties and the energy errors (means over trajectories)."""
+        return [{"integrator": self.name, "symplectic": self.symplectic, "dt": self.dt,
+                 "steps": self.total, **energy_errors(self.trajectory()),
+                 "wall_s": round(self.wall, 3)}]  # fmt: skip
 
 
 # ---------------------------------------------------------------- learned dynamics
 
 
-def _initial_states(cm: PhaseSpaceModel, o: TrajectoryOptions, count: int,
-                    generator: torch.Generator) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """(count, n) initial states for simulated data and rollouts."""
-    lo, hi = o.radius
-    n = cm.n
-
-    def u(a: float, b: float, *shape: int) -> Tensor:
-        return a + (b - a) * torch.rand(*shape, generator=generator, dtype=F64)
-
-    if o.start == "circle":
-        r, phi = u(lo, hi, count, n), u(0.0, 2 * math.pi, count, n)
-        return r * torch.cos(phi), r * torch.sin(phi)
-    if o.start == "normal":
-        return (hi * torch.randn(count, n, generator=generator, dtype=F64),
-                hi * torch.randn(count, n, generator=generator, dtype=F64))  # fmt: skip
-    # two bodies at +-x about their centre of mass, near-circular speeds for equal masses
-    D = cm.shape[1]
-    m = float(cm.model.params.get("m", 1.0))
-    G = float(cm.model.params.get("G", 1.0))
-    rad, ang = u(0.5, 1.5, count), u(0.0, 2 * math.pi, count)
-    x1 = torch.zeros(count, D, dtype=F64)
-    v1 = torch.zeros(count, D, dtype=F64)
-    x1[:, 0], x1[:, 1] = rad * torch.cos(ang), rad * torch.sin(ang)
-    v = torch.sqrt(G * m / (4 * rad)) * u(0.8, 1.2, count)
-    v1[:, 0], v1[:, 1] = -v * torch.sin(ang), v * torch.cos(ang)
-    return torch.cat([x1, -x1], -1), m * torch.cat([v1, -v1], -1)
-
-
-def _simulate(cm: PhaseSpaceModel, q0: Tensor, p0: Tensor, t_span: float, points: int,
-              substeps: int) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    """Reference trajectories (B, T, n) with a 4th-order symplectic (or implicit) integrator."""
-    name = "yoshida4" if cm.separable else "implicit_midpoint"
-    dt = t_span / (points - 1) / substeps
-    tr = evolve(cm.system, q0, p0, dt, (points - 1) * substeps, name, save_every=substeps,
-                blowup_threshold=None)  # fmt: skip
-    t = torch.linspace(0.0, t_span, points, dtype=F64)
-    return tr.q.transpose(0, 1), tr.p.transpose(0, 1), t
-
-
-@dataclass
-class TrainingData:
-    """Training data of learned dynamics: ``states`` q, p, dq, dp of shape (N, n) (states
-    and their time derivatives), and ``z0``, ``z1`` (M, 2n): pairs of consecutive states."""
-
-    states: list[Tensor]
-    z0: Tensor
-    z1: Tensor
-
-
-# The training objectives (the implementations of the catalogue's objective entries):
-# (model, data, generator, learner options) -> TrainResult.
-
-
-def _derivative_mse(model: nn.Module, data: TrainingData, generator: torch.Generator,
-                    o: BaseModel) -> TrainResult:  # fmt: skip
-    """MSE of the learned vector field against (dq/dt, dp/dt)."""
-    return train_vector_field(model, *data.states, generator, o.steps, o.lr, o.batch_size)
-
-
-def _step_mse(model: nn.Module, data: TrainingData, generator: torch.Generator,
-              o: BaseModel) -> TrainResult:  # fmt: skip
-    """MSE of the learned one-step map against the next state."""
-    return train_map(model, data.z0, data.z1, generator, o.steps, o.lr, o.batch_size)
-
-
 def run_learn(task: TaskIR, program, ctx: RunContext) -> RunResult:
-    sets, device, seed, out = ctx.sets, ctx.device, ctx.seed, ctx.out
+    """Train each learner of the run on the same trajectories (simulated from the run's data
+    streams, or loaded), one scan point each, and evaluate it by rollouts from the same test
+    states: a row and ``<learner>.safetensors`` as each finishes, ``rollout.png`` at the end."""
     run = RunState.of(task)
-    plan = plan_learn(run, program, sets, program.compile_ir)
+    plan = plan_learn(run, program, ctx.sets, program.compile_ir)
     cm: PhaseSpaceModel = plan.model
-    o, ro = plan.data, plan.rollout
-    system = cm.system
-    gen = torch.Generator().manual_seed(seed)
+    o, ro, out, device = plan.data, plan.rollout, ctx.out, ctx.device
     summary = ctx.recorder.summary
-    summary.update(_summary(run, program, cm, device, seed, "learn_dynamics",
+    summary.update(_summary(run, program, cm, ctx, "learn_dynamics",
                             {"name": "learn_dynamics", "trajectories": o.model_dump(),
                              "rollout": ro.model_dump()}))  # fmt: skip
+    host = RandomStreams(ctx.seed)  # drawn on the CPU, where the data are simulated
     if plan.load is not None:
         loaded = read_trajectories(plan.load, cm.n, program)
-        t, q, p, dq, dp = (torch.tensor(x, dtype=F64) for x in (loaded.t, loaded.q, loaded.p,
-                                                                 loaded.dq, loaded.dp))  # fmt: skip
+        arrays = (loaded.t, loaded.q, loaded.p, loaded.dq, loaded.dp)
+        t, q, p, dq, dp = (torch.tensor(x, dtype=F64) for x in arrays)
         summary["data"] = {"file": plan.load[0], "trajectories": int(q.shape[0])}
+        digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes()
+                                         for a in arrays)).hexdigest()  # fmt: skip
     else:
-        q0, p0 = _initial_states(cm, o, o.count, gen)
-        qc, pc, t = _simulate(cm, q0, p0, o.t_span, o.points, o.substeps)
-        with torch.no_grad():
-            dq, dp = system.dH_dp(qc, pc), -system.dH_dq(qc, pc)
-        q = qc + o.noise * torch.randn(qc.shape, generator=gen, dtype=F64)
-        p = pc + o.noise * torch.randn(pc.shape, generator=gen, dtype=F64)
+        t, q, p, dq, dp = simulated(cm, o, host.fork(DATA_STREAMS))
         summary["data"] = {"simulated": o.count, "points": o.points, "noise": o.noise}
-    n = cm.n
-    z = torch.cat([q, p], -1).to(device)
-    data = TrainingData([x.reshape(-1, n).to(device) for x in (q, p, dq, dp)],
-                         z[:, :-1].reshape(-1, 2 * n), z[:, 1:].reshape(-1, 2 * n))  # fmt: skip
-    data_dt = float(t[1] - t[0])
-    # test set: fresh initial states, exact trajectories
-    tgen = torch.Generator().manual_seed(seed + 7919)
-    qt0, pt0 = _initial_states(cm, o, ro.count, tgen)
+        digest = None
+    data = TrainingData.of(t, q, p, dq, dp, device)
+    qt0, pt0 = initial_states(cm, o, ro.count, host.fork(TEST_STREAMS))
+    evaluations: dict[str, RolloutEvaluation] = {}
+    running: list[Training] = []
     files: list[Path] = []
-    curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-    for lp in plan.learners:
-        lgen = torch.Generator(device=device).manual_seed(seed + 1)
-        learner: LearnerKind = CATALOGUE.learners.implementation(lp.kind, "phase_space")
-        model = learner.build(lp.options, n, torch.Generator().manual_seed(seed + 1))
-        model = model.to(device)
-        fit = CATALOGUE.objectives.implementation(lp.method, "phase_space")
-        t0 = time.time()
-        with ctx.progress_bar(1, f"{run.name}: {lp.name}", "learner"):
-            res = fit(model, data, lgen, lp.options)
-        train_s = time.time() - t0
-        if isinstance(model, SympNet):
-            steps, dt = max(1, round(ro.horizon / data_dt)), data_dt
-        else:
-            steps, dt = ro.steps, ro.horizon / ro.steps
-        qt, pt, _ = _simulate(cm, qt0, pt0, steps * dt, steps + 1, 10)
-        integ = ro.integrator if not isinstance(model, SympNet) else None
-        tr = learned_rollout(model, qt0.to(device), pt0.to(device), dt, steps,
-                             energy=system.hamiltonian, integrator=integ)  # fmt: skip
-        with torch.no_grad():
-            E_true = system.hamiltonian(qt, pt).cpu().numpy()  # (B, T)
-        E_pred = tr.energy.T.detach().cpu().numpy()
-        finite = np.isfinite(E_pred).all(1)
-        e_mse = ((E_pred - E_true) ** 2).mean(1)
-        s_mse = ((tr.q.transpose(0, 1).cpu().numpy() - qt.numpy()) ** 2
-                 + (tr.p.transpose(0, 1).cpu().numpy() - pt.numpy()) ** 2).mean((1, 2))  # fmt: skip
-        row = {"learner": lp.name, "kind": learner.name, "objective": lp.method,
-               "parameters": int(sum(x.numel() for x in model.parameters())),
-               "train_loss": {"mean": res.final_loss, "stderr": 0.0},
-               "rollout_energy_mse": _est(e_mse),
-               "rollout_state_mse": _est(s_mse),
-               "diverged": int((~finite).sum()),
-               "rollout_steps": steps, "rollout_dt": dt,
-               "integrator": tr.integrator, "train_s": round(train_s, 3)}  # fmt: skip
-        summary["rows"].append(row)
-        curves[lp.name] = (tr.t.cpu().numpy(), E_pred[0], tr.q[:, 0, 0].cpu().numpy(),
-                           tr.p[:, 0, 0].cpu().numpy())  # fmt: skip
-        curves["_true"] = (np.linspace(0, steps * dt, steps + 1), E_true[0],
-                           qt[0, :, 0].numpy(), pt[0, :, 0].numpy())  # fmt: skip
-        if out is not None:
-            from safetensors.torch import save_file
 
-            out.mkdir(parents=True, exist_ok=True)
-            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            save_file(state, str(out / f"{lp.name}.safetensors"))
-            files.append(out / f"{lp.name}.safetensors")
-        ctx.recorder.write()
-    summary["complete"] = True
-    ctx.recorder.write()
+    def start(k: int, streams: RandomStreams) -> Training:
+        running[:] = [Training(cm, plan.learners[k], data, streams, ro, qt0, pt0)]
+        return running[0]
+
+    def finish(k: int, rows: list[dict]) -> None:
+        summary["rows"].extend(rows)
+        point = running[0]
+        evaluations[point.plan.name] = point.evaluation
+        if out is not None:
+            files.append(save_parameters(point.model, out / f"{point.plan.name}.safetensors"))
+
+    steps = [lp.options.steps for lp in plan.learners]
+    run_scan(ctx, run.span, len(steps), _learn_settings(run, plan, digest, ctx), start, finish,
+             sum(steps) / len(steps), run.name, "step")  # fmt: skip
     if out is not None:
-        files.append(_rollout_plot(out, curves, cm))
+        for k, lp in enumerate(plan.learners):
+            if lp.name not in evaluations:  # trained before a resume: its saved parameters
+                model = _learner(cm, lp, ctx.streams.fork(k)).to(device)
+                model.load_state_dict(load_file(str(out / f"{lp.name}.safetensors")))
+                evaluations[lp.name] = evaluate_rollouts(model, cm, ro, data.dt, qt0, pt0)
+        curves: dict[str, Curve] = {lp.name: evaluations[lp.name].curve for lp in plan.learners}
+        exact = evaluations[plan.learners[-1].name].exact
+        labels = cm.labels()[0], cm.labels()[0].replace(cm.qname, cm.pname, 1)
+        files.append(rollout_plot(out, curves, exact, cm.ir.name, *labels))
     return RunResult(summary, out, files)
 
 
-def _rollout_plot(out: Path, curves: dict, cm: PhaseSpaceModel) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4))
-    FigureCanvasAgg(fig)
-    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for name, (t, E, q, p) in curves.items():
-        label = "exact" if name == "_true" else name
-        style = {"color": "k", "lw": 1.5, "ls": "--"} if name == "_true" else {"lw": 1}
-        ax1.plot(t, E, label=label, **style)
-        ax2.plot(q, p, label=label, **style)
-    ax1.set_xlabel("t")
-    ax1.set_ylabel("H_true along the rollout")
-    ax1.set_title(f"{cm.ir.name}: energy (test trajectory 0)")
-    ax2.set_xlabel(cm.labels()[0])
-    ax2.set_ylabel(cm.labels()[0].replace(cm.qname, cm.pname, 1))
-    ax2.set_title("phase portrait")
-    ax1.legend()
-    fig.tight_layout()
-    return _savefig(fig, out / "rollout.png")
+def _learn_settings(run: RunState, plan: LearnPlan, digest: str | None,
+                    ctx: RunContext) -> dict[str, Any]:  # fmt: skip
+    """What a checkpoint of a learn_dynamics run may be resumed with: every input of its
+    numbers (loaded data by their SHA-256)."""
+    cm = plan.model
+    data = plan.data.model_dump() if digest is None else {"load": plan.load[0], "sha256": digest}
+    return {"run": run.name, "model": cm.ir.name, "params": dict(cm.model.params),
+            "trajectories": data, "rollout": plan.rollout.model_dump(),
+            "learners": [[lp.name, lp.kind, lp.method, lp.options.model_dump()]
+                         for lp in plan.learners],
+            "seed": ctx.seed}  # fmt: skip
 
 
-__all__ = ["run_evolve", "run_field", "run_learn"]
+def _learner(cm: PhaseSpaceModel, lp: LearnerPlan, streams: RandomStreams) -> torch.nn.Module:
+    """The learner's network for cm's n canonical pairs, weights drawn on the host from the
+    point's streams (the same initial weights on every device)."""
+    kind: LearnerKind = CATALOGUE.learners.implementation(lp.kind, "phase_space")
+    return kind.build(lp.options, cm.n, streams.host_generator())
+
+
+class Training(ScanPoint):
+    """One learner fitted by its objective (``lp.method``), one Adam step per ``step``
+    (minibatch indices from the point's streams), then evaluated by rollouts from the test
+    states q0, p0 (B, n). The checkpoint: parameters, Adam's moments, the loss per step and
+    the training time; the data are regenerated from the run's streams on resume."""
+
+    def __init__(self, cm: PhaseSpaceModel, lp: LearnerPlan, data: TrainingData,
+                 streams: RandomStreams, ro: RolloutOptions, q0: Tensor,
+                 p0: Tensor):  # fmt: skip
+        self.cm, self.plan, self.data, self.ro, self.q0, self.p0 = cm, lp, data, ro, q0, p0
+        self.kind: LearnerKind = CATALOGUE.learners.implementation(lp.kind, "phase_space")
+        self.model = _learner(cm, lp, streams).to(data.z0.device)
+        objective = CATALOGUE.objectives.implementation(lp.method, "phase_space")
+        self.fit: Fit = objective(self.model, data, streams, lp.options)
+        self.done, self.total = 0, lp.options.steps
+        self.losses = torch.zeros(self.total, dtype=F64, device=data.z0.device)
+        self.train_s = 0.0
+        self.evaluation: RolloutEvaluation | None = None
+
+    def step(self) -> None:
+        started = time.perf_counter()
+        self.losses[self.done] = self.fit.step()
+        self.done += 1
+        self.train_s += time.perf_counter() - started
+
+    def tensors(self) -> dict[str, Tensor]:
+        t = self.fit.tensors()
+        t["losses"] = self.losses[: self.done]
+        t["train_s"] = torch.tensor([self.train_s], dtype=F64)
+        return t
+
+    def restore(self, saved: Checkpoint) -> None:
+        t = saved.tensors
+        self.done = int(saved.state["done"])
+        self.fit.restore(t)
+        self.losses[: self.done] = t["losses"].to(self.losses.device)
+        self.train_s = float(t["train_s"][0])
+
+    def rows(self) -> list[dict]:
+        """The learner, its size, the final loss on all data, the rollout errors."""
+        lp, model = self.plan, self.model
+        final_loss = self.fit.final_loss()
+        self.evaluation = ev = evaluate_rollouts(model, self.cm, self.ro, self.data.dt,
+                                                 self.q0, self.p0)  # fmt: skip
+        return [{"learner": lp.name, "kind": self.kind.name, "objective": lp.method,
+                 "parameters": int(sum(x.numel() for x in model.parameters())),
+                 "train_loss": {"mean": final_loss, "stderr": 0.0}, **ev.errors,
+                 "rollout_steps": ev.steps, "rollout_dt": ev.dt, "integrator": ev.integrator,
+                 "train_s": round(self.train_s, 3)}]  # fmt: skip
+
+
+__all__ = ["Evolution", "Training", "run_evolve", "run_field", "run_learn"]
 
 
 def bind(catalogue: Catalogue) -> None:
@@ -416,8 +393,6 @@ def bind(catalogue: Catalogue) -> None:
     bind_learners(catalogue)
     for name, estimate in FIELD_OBSERVABLE_ESTIMATES.items():
         catalogue.observables.bind(name, estimate, family="field")
-    catalogue.objectives.bind("derivative_mse", _derivative_mse, family="phase_space")
-    catalogue.objectives.bind("step_mse", _step_mse, family="phase_space")
     catalogue.tasks.bind("evolve", Task(run_evolve))
     catalogue.tasks.bind("sample", Task(run_field), family="field")
     catalogue.tasks.bind("learn_dynamics", Task(run_learn))

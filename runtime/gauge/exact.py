@@ -140,3 +140,16 @@ def su2_plaquette_strong_coupling_4d(beta: float) -> float:
     """
     u = su2_plaquette_infinite(beta)
     return u + 4 * u**5
+
+
+def torus_references(group: str, beta: float, L1: int, L2: int,
+                     topological: bool = False) -> dict[str, float]:  # fmt: skip
+    """The exact values a sampled 2D Wilson-action point is compared with: the plaquette
+    (``plaquette_exact``) and, for U(1) runs that measure the topological charge, <Q^2>
+    (``Q2_exact``), on the L1 x L2 torus at ``beta``."""
+    plaquette = {"u1": u1_plaquette_torus, "z2": z2_plaquette_torus,
+                 "su2": su2_plaquette_torus}[group]  # fmt: skip
+    ref = {"plaquette_exact": plaquette(beta, L1, L2)}
+    if group == "u1" and topological:
+        ref["Q2_exact"] = u1_topological_susceptibility_torus(beta, L1, L2)
+    return ref

@@ -13,11 +13,16 @@ W_x -> Omega_x W_x Omega_x^dag. Links enter as matrices M = group.as_matrix(U),
 - ``LAct``: W -> sigmoid(a Re tr W / N + b) W (gate is gauge invariant, so covariance holds).
 - ``LTrace``: (Re tr W / N, Im tr W / N) per channel -- gauge invariant.
 Weights are shared across sites (translation equivariance by construction; shifts are rolls).
+
+Training (``RegressorTraining``): Adam on the mean squared error, one epoch per step of a scan
+point, so that the run driver checkpoints it and ``--resume`` continues it; the minibatch order
+comes from the point's random streams.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -26,6 +31,12 @@ from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.gauge import LCNNOptions, PlainCNNOptions
 from physml_lang.compiler.lower.groups import GaugeGroup, get_group
 from physml_lang.compiler.lower.links import planes, shift
+from physml_lang.diagnostics import Span
+
+from ..checkpoint import Checkpoint
+from ..driver import ScanPoint
+from ..random import RandomStreams
+from .checkpoints import loaded, stored
 
 Tensor = torch.Tensor
 
@@ -249,28 +260,79 @@ def bind(catalogue: Catalogue) -> None:
     catalogue.learners.bind("gauge_cnn", build_gauge_cnn, family="gauge")
 
 
-def train_regressor(model: nn.Module, U: Tensor, y: Tensor, generator: torch.Generator,
-                    epochs: int = 50, batch_size: int = 32, lr: float = 3e-3) -> list[float]:  # fmt: skip
-    """Adam on MSE(model(U), y); U (n, L..., d, *group_shape), y (n, out). Returns the mean
-    loss per epoch."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    n = U.shape[0]
-    history = []
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=generator)
-        total = 0.0
-        for i in range(0, n, batch_size):
-            idx = perm[i : i + batch_size]
-            pred = model(U[idx])
-            loss = torch.mean((pred - y[idx].to(pred.dtype)) ** 2)
+class RegressorTraining(ScanPoint):
+    """Adam on MSE(model(U), y) as a scan point: one ``step`` = one epoch over the data in
+    minibatches of ``batch_size``, in a random order drawn from ``streams`` (the same order on
+    every device). U (n, L..., d, *group_shape), y (n, out), on the model's device. The mean
+    loss per epoch stays on the device (no host sync per epoch); ``history`` reads it.
+    ``tensors``/``restore``: the parameters, Adam's moments and step counts, the losses (the
+    driver adds the streams' draw counter); ``rows`` is the task's (a subclass)."""
+
+    def __init__(self, model: nn.Module, U: Tensor, y: Tensor, streams: RandomStreams,
+                 epochs: int = 50, batch_size: int = 32, lr: float = 3e-3,
+                 path: Path | None = None, span: Span | None = None):  # fmt: skip
+        self.model, self.U, self.y, self.streams = model, U, y, streams
+        self.batch_size, self.path, self.span = batch_size, path, span
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        self.total, self.done = epochs, 0
+        self.losses = torch.zeros(epochs, dtype=torch.float64, device=U.device)
+
+    def step(self) -> None:
+        """One epoch."""
+        n, opt = self.U.shape[0], self.optimizer
+        order = self.streams.permutation(n).to(self.U.device)
+        total = torch.zeros((), dtype=torch.float64, device=self.U.device)
+        for i in range(0, n, self.batch_size):
+            idx = order[i : i + self.batch_size]
+            pred = self.model(self.U[idx])
+            loss = torch.mean((pred - self.y[idx].to(pred.dtype)) ** 2)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(idx)
-        history.append(total / n)
-    return history
+            total += loss.detach().double() * len(idx)
+        self.losses[self.done] = total / n
+        self.done += 1
+
+    @property
+    def history(self) -> list[float]:
+        """The mean loss of every epoch done."""
+        return self.losses[: self.done].tolist()
+
+    def tensors(self) -> dict[str, Tensor]:
+        out = {f"model/{k}": stored(v) for k, v in self.model.state_dict().items()}
+        for i, moments in self.optimizer.state_dict()["state"].items():
+            out.update({f"adam/{i}/{k}": stored(v) for k, v in moments.items()})
+        out["losses"] = self.losses[: self.done]
+        return out
+
+    def restore(self, saved: Checkpoint) -> None:
+        """Continue from a checkpoint of this training (a tensor that does not fit is a P602)."""
+        t, path, span = saved.tensors, self.path, self.span
+        self.done = int(saved.state["done"])
+        self.model.load_state_dict({k: loaded(t, f"model/{k}", v, path, span)
+                                    for k, v in self.model.state_dict().items()})  # fmt: skip
+        state = {}
+        for i, p in enumerate(self.model.parameters()):  # Adam's indices: parameter order
+            if f"adam/{i}/step" in t:  # a parameter without a gradient yet has no moments
+                state[i] = {"step": t[f"adam/{i}/step"]}
+                state[i].update({k: loaded(t, f"adam/{i}/{k}", p.detach(), path, span)
+                                 for k in ("exp_avg", "exp_avg_sq")})  # fmt: skip
+        groups = self.optimizer.state_dict()["param_groups"]
+        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        self.losses[: self.done] = loaded(t, "losses", self.losses[: self.done], path, span)
 
 
-__all__ = ["LAct", "LBilin", "LCNN", "LConv", "LTrace", "PlainCNN", "build_gauge_cnn",
-           "build_lcnn", "make_learner", "link_matrices", "plaquette_features",
+def train_regressor(model: nn.Module, U: Tensor, y: Tensor, streams: RandomStreams,
+                    epochs: int = 50, batch_size: int = 32, lr: float = 3e-3) -> list[float]:  # fmt: skip
+    """Adam on MSE(model(U), y) for ``epochs`` epochs (``RegressorTraining`` stepped to its
+    end, without the driver); U (n, L..., d, *group_shape), y (n, out). Returns the mean loss
+    per epoch."""
+    training = RegressorTraining(model, U, y, streams, epochs, batch_size, lr)
+    while training.done < training.total:
+        training.step()
+    return training.history
+
+
+__all__ = ["LAct", "LBilin", "LCNN", "LConv", "LTrace", "PlainCNN", "RegressorTraining",
+           "build_gauge_cnn", "build_lcnn", "make_learner", "link_matrices", "plaquette_features",
            "train_regressor"]  # fmt: skip

@@ -31,6 +31,12 @@ schedule is not ergodic; u1: angle shift of half-width ``step``; su2: left multi
 random element near 1), and heat-bath for z2 variables (Glauber: the variable takes the flipped
 value with probability 1 / (1 + exp(dS)), which is exact conditional sampling of a two-state
 variable).
+
+Random numbers come from counter-based streams (``runtime/random.py``), the chain on the leading
+axis of every draw: chain b evolves identically in any batch and on any device. A sweep draws a
+fixed number of times: per variable kind and hit one proposal and one uniform on the whole
+lattice, shared by the kind's colour classes (each variable is in one, so each number is used
+once).
 """
 
 from __future__ import annotations
@@ -44,18 +50,16 @@ import torch
 from physml_lang.compiler.derive.gauge import Kind, Offset
 from physml_lang.compiler.lower.gauge import Env
 from physml_lang.compiler.lower.gauge_transforms import translate
-from physml_lang.compiler.lower.groups import get_group, wrap_angle
+from physml_lang.compiler.lower.groups import get_group
 
 from ..plans.gauge import Colouring, local_colouring, local_colourings
+from ..random import RandomStreams
+from .sampling import proposal_moves, propose
 
 if TYPE_CHECKING:
     from physml_lang.compiler.models.gauge import GaugeModel
 
 Tensor = torch.Tensor
-
-
-def _uniform(shape, like: Tensor, generator: torch.Generator) -> Tensor:
-    return 1 - torch.rand(shape, generator=generator, device=like.device, dtype=torch.float64)
 
 
 def colouring_masks(colouring: Colouring, shape: tuple[int, ...]) -> list[Tensor]:
@@ -130,24 +134,13 @@ class LocalAction:
         return sum(translate(drho, tuple(-c for c in o)) for o in self.stencil[kind])
 
 
-def _propose(group, u: Tensor, step: float, generator: torch.Generator) -> Tensor:
-    if group.name == "z2":
-        return u * group.random(tuple(u.shape), generator, device=u.device, dtype=u.dtype)
-    if group.name == "u1":
-        return wrap_angle(u + step * (2 * _uniform(u.shape, u, generator).to(u.dtype) - 1))
-    if group.name == "su2":
-        r = group.random_near_identity(tuple(u.shape[:-2]), step, generator, device=u.device,
-                                       dtype=u.dtype)  # fmt: skip
-        return r @ u
-    raise NotImplementedError(group.name)
-
-
 class LocalSampler:
     """Checkerboard-coloured local updates of every link and matter variable of a gauge model.
 
-    ``step(U, generator) -> U`` does one sweep; the matter fields live in ``self.matter`` (set
-    by ``start``). Weight exp(-scale * S). kind: 'metropolis' (``hits`` proposals per variable,
-    ``step`` the u1 half-width / su2 angle) or 'heatbath' (z2 variables only).
+    ``step(U, streams) -> U`` does one sweep (chain b drawing from stream b); the matter fields
+    live in ``self.matter`` (set by ``start``). Weight exp(-scale * S). kind: 'metropolis'
+    (``hits`` proposals per variable, ``step`` the u1 half-width / su2 angle) or 'heatbath'
+    (z2 variables only).
     """
 
     def __init__(self, model: GaugeModel, kind: str, scale: float = 1.0, step: float = 1.0,
@@ -161,18 +154,18 @@ class LocalSampler:
         self.matter: dict[str, Tensor] = {}
         self.acceptance: Tensor | None = None
 
-    def start(self, U: Tensor, hot: bool, generator: torch.Generator) -> None:
+    def start(self, U: Tensor, hot: bool, streams: RandomStreams) -> None:
         """Initial matter fields (B, L...): Haar random (hot) or the identity (cold)."""
         B, shape = U.shape[0], tuple(U.shape[1 : 1 + self.local.d])
         real = U.real.dtype if U.is_complex() else U.dtype
         self.matter = {}
         for name, dom in self.local.m.matter_domains.items():
             grp = get_group(dom)
-            self.matter[name] = (grp.random((B, *shape), generator, device=U.device, dtype=real)
+            self.matter[name] = (grp.random((B, *shape), streams, device=U.device, dtype=real)
                                  if hot else grp.identity((B, *shape), device=U.device,
                                                           dtype=real))  # fmt: skip
 
-    def sweep(self, U: Tensor, matter: dict[str, Tensor], generator: torch.Generator):
+    def sweep(self, U: Tensor, matter: dict[str, Tensor], streams: RandomStreams):
         """One sweep over every kind and colour; returns (U, matter, acceptance (B,))."""
         la = self.local
         acc = torch.zeros(U.shape[0], device=U.device, dtype=torch.float64)
@@ -181,23 +174,29 @@ class LocalSampler:
         for kind in la.kinds:
             grp, terms = la.group_of(kind), la.terms_of[kind]
             n_var += math.prod(la.shape)
+            var = la.get(U, matter, kind)
             if not terms:  # the action does not depend on it: Haar-random draw is exact
-                new = grp.random(tuple(la.get(U, matter, kind).shape), generator,
-                                 device=U.device, dtype=la.get(U, matter, kind).dtype)  # fmt: skip
+                new = grp.random(tuple(var.shape), streams, device=U.device, dtype=var.dtype)
                 U, matter = la.put(U, matter, kind, new)
                 acc += math.prod(la.shape) * hits
                 continue
+            # per variable and hit (chain first): a move (Metropolis) and a uniform on (0, 1]
+            sites = (U.shape[0], *la.shape)
+            moves = [None if self.kind == "heatbath"
+                     else proposal_moves(grp, sites, self.step_size, streams, var)
+                     for _ in range(hits)]  # fmt: skip
+            uniforms = [1 - streams.uniform(sites, torch.float64).to(U.device)
+                        for _ in range(hits)]  # fmt: skip
             for mask in self.colours[kind]:
                 msk = mask.to(U.device)[None]
-                for _ in range(hits):
+                for h in range(hits):
                     cur = la.get(U, matter, kind)
-                    prop = -cur if self.kind == "heatbath" else _propose(
-                        grp, cur, self.step_size, generator)  # fmt: skip
+                    prop = -cur if moves[h] is None else propose(grp, cur, moves[h])
                     mg = msk.reshape(*msk.shape, *([1] * (cur.dim() - msk.dim())))
                     rho0 = la.density(U, matter, terms)
                     U1, m1 = la.put(U, matter, kind, torch.where(mg, prop, cur))
                     dS = self.scale * la.local_delta(la.density(U1, m1, terms) - rho0, kind)
-                    u = _uniform(dS.shape, dS, generator)
+                    u = uniforms[h]
                     if self.kind == "heatbath":
                         ok = u <= torch.sigmoid(-dS)
                     else:
@@ -208,8 +207,8 @@ class LocalSampler:
                     acc += ok.flatten(1).sum(1)
         return U, matter, acc / (hits * n_var)
 
-    def step(self, U: Tensor, generator: torch.Generator) -> Tensor:
-        U, self.matter, self.acceptance = self.sweep(U, self.matter, generator)
+    def step(self, U: Tensor, streams: RandomStreams) -> Tensor:
+        U, self.matter, self.acceptance = self.sweep(U, self.matter, streams)
         if self.kind == "heatbath":
             self.acceptance = torch.ones_like(self.acceptance)
         return U

@@ -24,6 +24,14 @@ Kennedy-Pendleton), HMC (u1, su2) with forces derived from the staples:
 - SU(2): U -> exp(i w_a sigma_a / 2) U; dS/dw_a = -(beta/2) Re tr(i sigma_a/2 U A)
   = (beta/4) Im tr(sigma_a U A), so F_a = -(beta/2) q_a(U A) with q the quaternion part
   (``groups.su2_to_quaternion``; Im tr(sigma_a M) = 2 q_a(M)). Kinetic term sum p_a^2 / 2.
+
+Random numbers come from counter-based streams (``runtime/random.py``), the chain on the leading
+axis of every draw, so chain b evolves identically in any batch and on any device. A sweep
+draws a fixed number of times: Metropolis draws the numbers of one direction once on the whole
+lattice, shared by its two parity classes (each link is in one, so each number is used once);
+heat-bath draws for the links of the colour it updates; the rounds of a rejection sampler (von
+Mises, Kennedy-Pendleton), whose number is the slowest element's, draw from a family of their
+own that moves the chain's counter by one.
 """
 
 from __future__ import annotations
@@ -41,6 +49,9 @@ from physml_lang.catalogue.gauge import HeatbathOptions, HMCOptions, MetropolisO
 from physml_lang.compiler.lower.groups import (
     GaugeGroup,
     get_group,
+    random_normal,
+    random_uniform,
+    random_unit3,
     su2_from_quaternion,
     su2_to_quaternion,
     wrap_angle,
@@ -57,8 +68,12 @@ from physml_lang.compiler.lower.links import (
 from physml_lang.diagnostics import Diagnostic, warn
 
 from ..plans.gauge import check_link_parity
+from ..random import RandomStreams
 
 Tensor = torch.Tensor
+
+# fork index of the families the rounds of rejection samplers draw from
+_ROUNDS = 0x52454A  # "REJ"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -89,6 +104,14 @@ def _expand_mask(mask: Tensor, like: Tensor, group: GaugeGroup) -> Tensor:
     return m.reshape(*m.shape, *([1] * len(group.group_shape)))
 
 
+def _parity_masks(lattice_shape: tuple[int, ...]) -> list[list[Tensor]]:
+    """The two parity masks of the links of each direction mu (``link_colouring``)."""
+    masks: list[list[Tensor]] = [[] for _ in lattice_shape]
+    for mu, mask in link_colouring(lattice_shape):
+        masks[mu].append(mask)
+    return masks
+
+
 def _split(U: Tensor, group: GaugeGroup) -> list[Tensor]:
     d = lattice_dim(U, group)
     return [U.select(1 + d, mu) for mu in range(d)]
@@ -99,20 +122,25 @@ def _join(links: list[Tensor], group: GaugeGroup) -> Tensor:
     return torch.stack(links, dim=1 + d)
 
 
-def _uniform(like: Tensor, generator: torch.Generator) -> Tensor:
-    """Uniform (0, 1] with the real dtype/device of ``like`` and its shape."""
-    real = like.real if like.is_complex() else like
-    return 1 - torch.rand(real.shape, generator=generator, device=like.device, dtype=real.dtype)
+def _real(like: Tensor) -> torch.dtype:
+    return like.real.dtype if like.is_complex() else like.dtype
+
+
+def _uniform(shape: tuple[int, ...], like: Tensor, streams: RandomStreams) -> Tensor:
+    """Uniform on (0, 1] (shape, chain first) in the real dtype of ``like``, on its device."""
+    return 1 - random_uniform(tuple(shape), streams, like.device, _real(like))
 
 
 # ----------------------------------------------------------------------------------------------
 # local kernels
 
 
-def von_mises(kappa: Tensor, generator: torch.Generator) -> Tensor:
+def von_mises(kappa: Tensor, rounds: RandomStreams) -> Tensor:
     """Samples of the von Mises density ~ exp(kappa cos t) on (-pi, pi] (Best & Fisher 1979).
 
-    Batched rejection: redraw only where not yet accepted. kappa: any shape, >= 0.
+    Batched rejection: every round draws for all elements, an element keeps its first accepted
+    value. kappa: (B, ...) >= 0, the chain first; ``rounds``: a family of the rounds alone
+    (``rejection_rounds``).
     """
     k = kappa.to(torch.float64)
     small = k < 1e-6
@@ -123,8 +151,7 @@ def von_mises(kappa: Tensor, generator: torch.Generator) -> Tensor:
     out = torch.zeros_like(k)
     todo = torch.ones_like(k, dtype=torch.bool)
     while bool(todo.any()):
-        u1, u2, u3 = (torch.rand(k.shape, generator=generator, device=k.device,
-                                 dtype=torch.float64) for _ in range(3))  # fmt: skip
+        u1, u2, u3 = (random_uniform(tuple(k.shape), rounds, k.device) for _ in range(3))
         z = torch.cos(math.pi * u1)
         f = (1 + r * z) / (r + z)
         c = ks * (r - f)
@@ -138,17 +165,18 @@ def von_mises(kappa: Tensor, generator: torch.Generator) -> Tensor:
     return out.to(kappa.dtype)
 
 
-def kennedy_pendleton(alpha: Tensor, generator: torch.Generator) -> Tensor:
+def kennedy_pendleton(alpha: Tensor, rounds: RandomStreams) -> Tensor:
     """a0 in [-1, 1] with density ~ sqrt(1 - a0^2) exp(alpha a0) (Kennedy & Pendleton 1985).
 
     Batched rejection (redraw where rejected). Efficient for alpha >~ 1; correct for all alpha > 0.
+    alpha: (B, ...), the chain first; ``rounds``: a family of the rounds alone
+    (``rejection_rounds``).
     """
     a = alpha.clamp_min(1e-12)
     out = torch.zeros_like(a)
     todo = torch.ones_like(a, dtype=torch.bool)
     while bool(todo.any()):
-        r1, r2, r3, r4 = (1 - torch.rand(a.shape, generator=generator, device=a.device,
-                                         dtype=a.dtype) for _ in range(4))  # fmt: skip
+        r1, r2, r3, r4 = (_uniform(tuple(a.shape), a, rounds) for _ in range(4))
         lam2 = -(torch.log(r1) + torch.cos(2 * math.pi * r2) ** 2 * torch.log(r3)) / (2 * a)
         ok = r4**2 <= 1 - lam2
         out = torch.where(todo & ok, 1 - 2 * lam2, out)
@@ -156,45 +184,64 @@ def kennedy_pendleton(alpha: Tensor, generator: torch.Generator) -> Tensor:
     return out
 
 
-def _random_unit3(shape: tuple[int, ...], generator, device, dtype) -> Tensor:
-    n = torch.randn((*shape, 3), generator=generator, device=device, dtype=dtype)
-    return n / n.norm(dim=-1, keepdim=True)
-
-
 def _local_retr(group: GaugeGroup, u: Tensor, A: Tensor) -> Tensor:
     """Re tr(u A) / N for storage-form u and linear-form staple A."""
     return group.lin_retr(group.lin_mul(group.to_lin(u), A))
 
 
-def _propose(group: GaugeGroup, u: Tensor, step: float, generator) -> Tensor:
+def proposal_moves(group: GaugeGroup, shape: tuple[int, ...], step: float,
+                   streams: RandomStreams, like: Tensor) -> Tensor:  # fmt: skip
+    """Metropolis moves for links of batch shape ``shape`` (chain first), one draw: z2 a
+    Haar-random sign, u1 an angle shift uniform in (-step, step), su2 an element near 1
+    (``random_near_identity``). Storage dtype and device of ``like``."""
     if group.name == "z2":
-        # Haar proposal (flip with probability 1/2), not a deterministic flip: with flips and
-        # the parallel colour schedule the chain is not ergodic and <P> came out biased
-        # (0.4528(4) vs exact 0.4621 at beta = 0.5, L = 4); the Haar proposal gives 0.4621(4).
-        return u * group.random(tuple(u.shape), generator, device=u.device, dtype=u.dtype)
+        return group.random(shape, streams, device=like.device, dtype=like.dtype)
     if group.name == "u1":
-        return wrap_angle(u + step * (2 * _uniform(u, generator) - 1))
+        return step * (2 * _uniform(shape, like, streams) - 1)
     if group.name == "su2":
-        shape = tuple(u.shape[:-2])
-        r = group.random_near_identity(shape, step, generator, device=u.device, dtype=u.dtype)
-        return r @ u
+        return group.random_near_identity(shape, step, streams, device=like.device,
+                                          dtype=like.dtype)  # fmt: skip
     raise NotImplementedError(group.name)
 
 
-def _heatbath_link(group: GaugeGroup, A: Tensor, beta: float, generator) -> Tensor:
-    """A new link drawn from exp((beta/N) Re tr(U A)) given the staple sum A (linear form)."""
+def propose(group: GaugeGroup, u: Tensor, move: Tensor) -> Tensor:
+    """The proposed link: ``move`` (``proposal_moves``) applied to ``u``. A symmetric proposal
+    (the move's distribution is invariant under inversion), as Metropolis needs. z2: a Haar
+    proposal (flip with probability 1/2), not a deterministic flip: with flips and the parallel
+    colour schedule the chain is not ergodic and <P> came out biased (0.4528(4) vs exact 0.4621
+    at beta = 0.5, L = 4); the Haar proposal gives 0.4621(4)."""
+    if group.name == "z2":
+        return u * move
+    if group.name == "u1":
+        return wrap_angle(u + move)
+    return move @ u
+
+
+def rejection_rounds(streams: RandomStreams) -> RandomStreams:
+    """The family the rounds of one rejection sampler draw from, named by the chains' draw
+    counter, which moves by one: however many rounds the slowest element of the batch needs,
+    chain b's later numbers stay the same (and its rounds' numbers are its own)."""
+    rounds = streams.fork(_ROUNDS, streams.draws, first=streams.first)
+    streams.draws += 1
+    return rounds
+
+
+def _heatbath_link(group: GaugeGroup, A: Tensor, beta: float, streams: RandomStreams) -> Tensor:
+    """New links drawn from exp((beta/N) Re tr(U A)) given their staple sums A (linear form,
+    (B, n, *lin_shape): the chain first, n links each)."""
     if group.name == "z2":
         p_up = torch.sigmoid(2 * beta * A)
-        return torch.where(_uniform(A, generator) <= p_up, torch.ones_like(A), -torch.ones_like(A))
+        up = _uniform(tuple(A.shape), A, streams) <= p_up
+        return torch.where(up, torch.ones_like(A), -torch.ones_like(A))
     if group.name == "u1":
         # exp(beta |A| cos(theta + arg A)): von Mises centred at -arg A.
-        t = von_mises(beta * A.abs(), generator)
+        t = von_mises(beta * A.abs(), rejection_rounds(streams))
         return wrap_angle(t - torch.angle(A))
     if group.name == "su2":
         q = su2_to_quaternion(A)  # A = k V, V in SU(2) (a sum of SU(2) matrices)
         k = q.norm(dim=-1)
-        a0 = kennedy_pendleton(beta * k, generator)
-        n = _random_unit3(tuple(a0.shape), generator, a0.device, a0.dtype)
+        a0 = kennedy_pendleton(beta * k, rejection_rounds(streams))
+        n = random_unit3(tuple(a0.shape), streams, a0.device, a0.dtype)
         x = torch.cat([a0[..., None], torch.sqrt((1 - a0**2).clamp_min(0))[..., None] * n], -1)
         X = su2_from_quaternion(x)
         v_dag = su2_from_quaternion(q / k.clamp_min(1e-300)[..., None]).conj().transpose(-1, -2)
@@ -206,37 +253,42 @@ def _heatbath_link(group: GaugeGroup, A: Tensor, beta: float, generator) -> Tens
 # sweeps
 
 
-def metropolis_sweep(U: Tensor, group: str | GaugeGroup, beta: float, generator: torch.Generator,
+def metropolis_sweep(U: Tensor, group: str | GaugeGroup, beta: float, streams: RandomStreams,
                      step: float = 1.0, hits: int = 4) -> tuple[Tensor, Tensor]:  # fmt: skip
     """One checkerboard Metropolis sweep over all links; ``hits`` proposals per link.
 
-    Returns (new U, acceptance rate per chain (B,)).
+    U (B, L..., d, *group_shape); returns (new U, acceptance rate per chain (B,)).
     """
     group = get_group(group)
     if group.name == "u1":
-        return _u1_metropolis_sweep(U, beta, generator, step, hits)
+        return _u1_metropolis_sweep(U, beta, streams, step, hits)
     links = _split(U, group)
     lin = [group.to_lin(u) for u in links]
     acc = torch.zeros(U.shape[0], device=U.device, dtype=torch.float64)
-    colours = link_colouring(tuple(U.shape[1 : 1 + len(links)]))
-    for mu, mask in colours:
-        A = staples_lin(lin, group, mu)
-        m = _expand_mask(mask, links[mu], group)
-        msite = mask.to(U.device)[None]
-        u = links[mu]
-        old = _local_retr(group, u, A)
-        for _ in range(hits):
-            prop = _propose(group, u, step, generator)
-            new = _local_retr(group, prop, A)
-            dS = -beta * (new - old)  # _local_retr already carries the 1/N
-            ok = (_uniform(dS, generator) <= torch.exp(-dS)) & msite
-            okg = ok.reshape(*ok.shape, *([1] * len(group.group_shape)))
-            u = torch.where(okg & m, prop, u)
-            old = torch.where(ok, new, old)
-            acc += ok.flatten(1).sum(1)
-        links[mu] = u
-        lin[mu] = group.to_lin(u)
-    n_links = len(links) * math.prod(U.shape[1 : 1 + len(links)])  # per chain
+    lattice = tuple(U.shape[1 : 1 + len(links)])
+    for mu, masks in enumerate(_parity_masks(lattice)):
+        # a move and a uniform per link and hit (contiguous per hit: strided math is slower)
+        sites = (U.shape[0], *lattice)
+        moves = [proposal_moves(group, sites, step, streams, U) for _ in range(hits)]
+        uniforms = [_uniform(sites, U, streams) for _ in range(hits)]
+        for mask in masks:
+            A = staples_lin(lin, group, mu)
+            m = _expand_mask(mask, links[mu], group)
+            msite = mask.to(U.device)[None]
+            u = links[mu]
+            old = _local_retr(group, u, A)
+            for h in range(hits):
+                prop = propose(group, u, moves[h])
+                new = _local_retr(group, prop, A)
+                dS = -beta * (new - old)  # _local_retr already carries the 1/N
+                ok = (uniforms[h] <= torch.exp(-dS)) & msite
+                okg = ok.reshape(*ok.shape, *([1] * len(group.group_shape)))
+                u = torch.where(okg & m, prop, u)
+                old = torch.where(ok, new, old)
+                acc += ok.flatten(1).sum(1)
+            links[mu] = u
+            lin[mu] = group.to_lin(u)
+    n_links = len(links) * math.prod(lattice)  # per chain
     return _join(links, group), acc / (hits * n_links)
 
 
@@ -264,7 +316,7 @@ def _u1_local(t: Tensor, a: list[Tensor], cs: tuple[Tensor, Tensor] | None) -> T
     return sum(torch.cos(t + x) for x in a)
 
 
-def _u1_metropolis_sweep(U: Tensor, beta: float, generator: torch.Generator, step: float,
+def _u1_metropolis_sweep(U: Tensor, beta: float, streams: RandomStreams, step: float,
                          hits: int, force_angles: bool = False) -> tuple[Tensor, Tensor]:  # fmt: skip
     """U(1) checkerboard Metropolis in real angle arithmetic (no complex staples).
 
@@ -277,35 +329,44 @@ def _u1_metropolis_sweep(U: Tensor, beta: float, generator: torch.Generator, ste
     acc = torch.zeros(U.shape[0], device=U.device, dtype=torch.float64)
     n_st = 2 * (d - 1)
     use_cs = 2 * n_st + 2 * (hits + 1) < n_st * (hits + 1) and not force_angles
-    for mu, mask in link_colouring(tuple(U.shape[1 : 1 + d])):
-        msite = mask.to(U.device)[None]
-        a = _u1_staple_angles(th, mu)
-        u = th[mu]
-        if use_cs:
-            cs = (sum(torch.cos(x) for x in a), sum(torch.sin(x) for x in a))
-        old = _u1_local(u, a, cs if use_cs else None)
-        for _ in range(hits):
-            prop = wrap_angle(u + step * (2 * _uniform(u, generator) - 1))
-            new = _u1_local(prop, a, cs if use_cs else None)
-            ok = (_uniform(new, generator) <= torch.exp(beta * (new - old))) & msite
-            u = torch.where(ok, prop, u)
-            old = torch.where(ok, new, old)
-            acc += ok.flatten(1).sum(1)
-        th[mu] = u
-    n_links = d * math.prod(U.shape[1 : 1 + d])
+    lattice = tuple(U.shape[1 : 1 + d])
+    for mu, masks in enumerate(_parity_masks(lattice)):
+        # per link and hit: the shift's uniform (h) and the acceptance's (hits + h)
+        r = [_uniform((U.shape[0], *lattice), U, streams) for _ in range(2 * hits)]
+        for mask in masks:
+            msite = mask.to(U.device)[None]
+            a = _u1_staple_angles(th, mu)
+            u = th[mu]
+            if use_cs:
+                cs = (sum(torch.cos(x) for x in a), sum(torch.sin(x) for x in a))
+            old = _u1_local(u, a, cs if use_cs else None)
+            for h in range(hits):
+                prop = wrap_angle(u + step * (2 * r[h] - 1))
+                new = _u1_local(prop, a, cs if use_cs else None)
+                ok = (r[hits + h] <= torch.exp(beta * (new - old))) & msite
+                u = torch.where(ok, prop, u)
+                old = torch.where(ok, new, old)
+                acc += ok.flatten(1).sum(1)
+            th[mu] = u
+    n_links = d * math.prod(lattice)
     return torch.stack(th, dim=1 + d), acc / (hits * n_links)
 
 
 def heatbath_sweep(U: Tensor, group: str | GaugeGroup, beta: float,
-                   generator: torch.Generator) -> Tensor:  # fmt: skip
-    """One checkerboard heat-bath sweep (exact conditional sampling of every link)."""
+                   streams: RandomStreams) -> Tensor:  # fmt: skip
+    """One checkerboard heat-bath sweep (exact conditional sampling of every link);
+    U (B, L..., d, *group_shape)."""
     group = get_group(group)
     links = _split(U, group)
     lin = [group.to_lin(u) for u in links]
-    for mu, mask in link_colouring(tuple(U.shape[1 : 1 + len(links)])):
-        A = staples_lin(lin, group, mu)
-        new = _heatbath_link(group, A, beta, generator)
-        links[mu] = torch.where(_expand_mask(mask, links[mu], group), new, links[mu])
+    d = len(links)
+    for mu, mask in link_colouring(tuple(U.shape[1 : 1 + d])):
+        # the colour's links only, gathered by fixed indices (no host sync): half the draws
+        # and the rejection work of a masked update of every link
+        sites = mask.flatten().nonzero()[:, 0].to(U.device)
+        A = staples_lin(lin, group, mu).flatten(1, d).index_select(1, sites)
+        new = _heatbath_link(group, A, beta, streams)
+        links[mu] = links[mu].flatten(1, d).index_copy(1, sites, new).reshape(links[mu].shape)
         lin[mu] = group.to_lin(links[mu])
     return _join(links, group)
 
@@ -348,19 +409,19 @@ def _move(U: Tensor, p: Tensor, group: GaugeGroup, eps: float) -> Tensor:
     return _su2_exp(p, eps) @ U
 
 
-def hmc_trajectory(U: Tensor, group: str | GaugeGroup, beta: float, generator: torch.Generator,
+def hmc_trajectory(U: Tensor, group: str | GaugeGroup, beta: float, streams: RandomStreams,
                    step_size: float = 0.1, n_steps: int = 10,
                    reunitarize: bool = True) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """One HMC trajectory (leapfrog) per chain with a Metropolis accept/reject per chain.
 
-    Returns (new U, accepted (B,) bool, dH (B,)).
+    U (B, L..., d, *group_shape); returns (new U, accepted (B,) bool, dH (B,)).
     """
     group = get_group(group)
     if group.name not in ("u1", "su2"):
         raise NotImplementedError(f"HMC is defined for u1 and su2, not {group.name}")
     real = U.real.dtype if U.is_complex() else U.dtype
     pshape = U.shape if group.name == "u1" else (*U.shape[:-2], 3)
-    p = torch.randn(pshape, generator=generator, device=U.device, dtype=real)
+    p = random_normal(tuple(pshape), streams, U.device, real)
     B = U.shape[0]
     h0 = 0.5 * (p**2).reshape(B, -1).sum(1) + wilson_action(U, group, beta)
     V = U
@@ -372,7 +433,7 @@ def hmc_trajectory(U: Tensor, group: str | GaugeGroup, beta: float, generator: t
     p = p + 0.5 * step_size * gauge_force(V, group, beta)
     h1 = 0.5 * (p**2).reshape(B, -1).sum(1) + wilson_action(V, group, beta)
     dH = h1 - h0
-    accept = _uniform(dH, generator) <= torch.exp(-dH)
+    accept = _uniform(tuple(dH.shape), dH, streams) <= torch.exp(-dH)
     if group.name == "u1":
         V = wrap_angle(V)
     elif reunitarize:
@@ -386,9 +447,9 @@ def hmc_trajectory(U: Tensor, group: str | GaugeGroup, beta: float, generator: t
 
 
 class GaugeSampler:
-    """A sampler bound to (group, beta): ``step(U, generator) -> U`` does one sweep/trajectory
-    for every chain; ``acceptance`` holds the last per-chain acceptance (B,) (ones for heat-bath).
-    """
+    """A sampler bound to (group, beta): ``step(U, streams) -> U`` does one sweep/trajectory
+    for every chain (U (B, L..., d, *group_shape), chain b drawing from stream b);
+    ``acceptance`` holds the last per-chain acceptance (B,) (ones for heat-bath)."""
 
     def __init__(self, kind: str, group: str | GaugeGroup, beta: float, options: BaseModel):
         self.kind, self.group, self.beta, self.options = kind, get_group(group), beta, options
@@ -396,16 +457,16 @@ class GaugeSampler:
             raise ValueError(f"hmc is not available for gauge group {self.group.name}")
         self.acceptance: Tensor | None = None
 
-    def step(self, U: Tensor, generator: torch.Generator) -> Tensor:
+    def step(self, U: Tensor, streams: RandomStreams) -> Tensor:
         o = self.options
         if self.kind == "metropolis":
-            U, self.acceptance = metropolis_sweep(U, self.group, self.beta, generator,
+            U, self.acceptance = metropolis_sweep(U, self.group, self.beta, streams,
                                                   o.step_size, o.hits)  # fmt: skip
         elif self.kind == "heatbath":
-            U = heatbath_sweep(U, self.group, self.beta, generator)
+            U = heatbath_sweep(U, self.group, self.beta, streams)
             self.acceptance = torch.ones(U.shape[0], dtype=torch.float64, device=U.device)
         else:
-            U, acc, _ = hmc_trajectory(U, self.group, self.beta, generator, o.step_size,
+            U, acc, _ = hmc_trajectory(U, self.group, self.beta, streams, o.step_size,
                                        o.n_steps, o.reunitarize)  # fmt: skip
             self.acceptance = acc.to(torch.float64)
         return U
@@ -460,14 +521,14 @@ def cold_start(group: str | GaugeGroup, batch: int, lattice_shape: tuple[int, ..
 
 
 def hot_start(group: str | GaugeGroup, batch: int, lattice_shape: tuple[int, ...],
-              generator: torch.Generator, device=None, dtype=None) -> Tensor:  # fmt: skip
-    """Haar-random links: (B, L..., d, *group_shape)."""
+              streams: RandomStreams, device=None, dtype=None) -> Tensor:  # fmt: skip
+    """Haar-random links: (B, L..., d, *group_shape), chain b from stream b."""
     group = get_group(group)
-    return group.random((batch, *lattice_shape, len(lattice_shape)), generator, device=device,
+    return group.random((batch, *lattice_shape, len(lattice_shape)), streams, device=device,
                         dtype=dtype)  # fmt: skip
 
 
-def run_chains(sampler: GaugeSampler, U: Tensor, generator: torch.Generator, n_measure: int,
+def run_chains(sampler: GaugeSampler, U: Tensor, streams: RandomStreams, n_measure: int,
                observables: Mapping[str, Callable[[Tensor], Tensor]], burn_in: int = 0,
                every: int = 1) -> tuple[Tensor, dict[str, np.ndarray], np.ndarray]:  # fmt: skip
     """Burn in, then take ``n_measure`` measurements ``every`` steps.
@@ -476,12 +537,12 @@ def run_chains(sampler: GaugeSampler, U: Tensor, generator: torch.Generator, n_m
     acceptance (T, B) array) -- feed the series to ``runtime.statistics.binning_analysis``.
     """
     for _ in range(burn_in):
-        U = sampler.step(U, generator)
+        U = sampler.step(U, streams)
     series: dict[str, list[np.ndarray]] = {k: [] for k in observables}
     acc = []
     for _ in range(n_measure):
         for _ in range(every):
-            U = sampler.step(U, generator)
+            U = sampler.step(U, streams)
         acc.append(sampler.acceptance.cpu().numpy())
         for k, f in observables.items():
             series[k].append(f(U).detach().double().cpu().numpy())

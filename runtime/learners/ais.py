@@ -4,7 +4,8 @@ AIS (Neal 2001; Salakhutdinov & Murray 2008) anneals from the uniform distributi
 log Z_0 = sum_fields n log q) to the model (beta = 1) through p_k ~ exp(-F_{beta_k}), with the
 block fields summed out analytically (the derived free energy). Each chain carries the weight
 log w = sum_k [F_{beta_{k-1}}(x_{k-1}) - F_{beta_k}(x_{k-1})], and moves by one Gibbs sweep at
-beta_k. Z = Z_0 <w>; the error of log Z is the delta-method error of the mean weight.
+beta_k. Z = Z_0 <w>; the error of log Z is the delta-method error of the mean weight. Chain b
+draws from stream b of the given random streams.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import torch
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
 from physml_lang.runtime.plans.learners import check_exactly_enumerable, enumerated_fields
 
-from .gibbs import GibbsSampler
+from ..random import RandomStreams
+from .gibbs import GibbsSampler, random_state
 
 
 def _data_field(model: BoltzmannModel) -> str:
@@ -34,9 +36,11 @@ def _marginal(model: BoltzmannModel, state: dict, summed: list[str], beta) -> to
 
 
 def ais_log_z(model: BoltzmannModel, betas: int = 1000, chains: int = 100,
-              generator: torch.Generator | None = None) -> tuple[float, float]:  # fmt: skip
-    """(log Z, stderr) of a Boltzmann model at beta = 1 by AIS from the uniform distribution."""
-    g = generator or torch.Generator().manual_seed(0)
+              streams: RandomStreams | None = None) -> tuple[float, float]:  # fmt: skip
+    """(log Z, stderr) of a Boltzmann model at beta = 1 by AIS from the uniform distribution,
+    with ``betas`` annealing steps of ``chains`` chains (``streams``: on the model's device;
+    seed 0 there by default)."""
+    streams = streams or RandomStreams(0, model._device())
     data = _data_field(model)
     summed = [f for f in model.blocks if f != data]
     try:
@@ -49,8 +53,8 @@ def ais_log_z(model: BoltzmannModel, betas: int = 1000, chains: int = 100,
     model.freeze()
     try:
         with torch.no_grad():
-            state = model.random_state(chains, g)
-            sampler = GibbsSampler(model, 0.0, g)
+            state = random_state(model, streams, chains)
+            sampler = GibbsSampler(model, 0.0, streams)
             logw = torch.zeros(chains, dtype=torch.float64, device=state[data].device)
             for b0, b1 in zip(schedule[:-1], schedule[1:]):
                 logw += (_marginal(model, state, summed, float(b0))

@@ -13,6 +13,10 @@ the blocks (fields with no self-interaction). One sweep updates each field in tu
 T = 0 is zero-temperature dynamics: each update takes the value of lowest local energy,
 keeping the current one on ties (s_k = sign(h_k), unchanged where h_k = 0).
 
+Random numbers come from :class:`~physml_lang.runtime.random.RandomStreams` with the chain on
+the leading axis (one uniform per site and update), so chain b runs the same whatever the batch
+size or device. A sequential sweep visits the sites in one random order shared by all chains.
+
 :class:`GibbsSampler` implements the catalogue's ``gibbs`` sampler of Boltzmann sample runs and
 the ``glauber`` dynamics of Hopfield recall (options: ``physml_lang/catalogue/boltzmann.py``).
 """
@@ -23,14 +27,49 @@ import math
 
 import torch
 
+from physml_lang.catalogue.boltzmann import GenerateOptions
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
+
+from ..random import RandomStreams
+
+
+def random_state(model: BoltzmannModel, streams: RandomStreams,
+                 chains: int) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Uniformly random values of every field, {field: (chains, sites)} on the streams'
+    device: one draw per field, chain b from stream b."""
+    out = {}
+    for f, dom in model.domains.items():
+        vals = torch.tensor(dom.values(), dtype=model.dtype, device=streams.device)
+        k = streams.integers(0, len(vals), (chains, model.sets[model.field_sets[f]]))
+        out[f] = vals[k]
+    return out
+
+
+def host_permutation(streams: RandomStreams, n: int) -> list[int]:
+    """``streams.permutation(n)`` as a Python list, computed on the host from the same key (the
+    bits are the same on every device), so that a device run does not wait for a transfer."""
+    twin = RandomStreams(streams.seed, "cpu", path=streams.path, first=streams.first,
+                         draws=streams.draws)  # fmt: skip
+    order = twin.permutation(n).tolist()
+    streams.draws = twin.draws
+    return order
 
 
 def draw(energies: torch.Tensor, beta, current: torch.Tensor, values: torch.Tensor,
-         generator: torch.Generator) -> torch.Tensor:  # fmt: skip
-    """Sample values from exp(-beta E) over the leading (value) axis of ``energies`` (q, ...).
+         streams: RandomStreams) -> torch.Tensor:  # fmt: skip
+    """Sample values from exp(-beta E) over the leading (value) axis of ``energies`` (q, B, ...):
+    one uniform per chain and site, (B, ...). ``beta``: a number (inf for T = 0) or a tensor
+    broadcasting against energies[0]."""
+    if not isinstance(beta, torch.Tensor) and math.isinf(beta):
+        return choose(energies, beta, current, values, None)
+    return choose(energies, beta, current, values,
+                  streams.uniform(energies.shape[1:], energies.dtype))  # fmt: skip
 
-    ``beta``: a number (inf for T = 0) or a tensor broadcasting against energies[0]."""
+
+def choose(energies: torch.Tensor, beta, current: torch.Tensor, values: torch.Tensor,
+           u: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    """The value of each unit given its energies (q, ...) and uniforms ``u`` (...) (unused at
+    T = 0: the lowest energy, the current value on ties): the heat-bath draw by inversion."""
     if not isinstance(beta, torch.Tensor) and math.isinf(beta):
         best = energies.min(0).values
         keep = torch.zeros_like(current, dtype=torch.bool)
@@ -39,21 +78,20 @@ def draw(energies: torch.Tensor, beta, current: torch.Tensor, values: torch.Tens
         return torch.where(keep, current, values[energies.argmin(0)])
     if len(values) == 2:
         p1 = torch.sigmoid(-beta * (energies[1] - energies[0]))
-        u = torch.rand(p1.shape, generator=generator, device=p1.device, dtype=p1.dtype)
         return torch.where(u < p1, values[1], values[0])
     logits = -beta * energies
     w = torch.exp(logits - logits.amax(0, keepdim=True))
     cdf = torch.cumsum(w, 0)
-    u = torch.rand(cdf.shape[1:], generator=generator, device=cdf.device, dtype=cdf.dtype)
     k = (u.unsqueeze(0) * cdf[-1:] > cdf).sum(0).clamp(max=len(values) - 1)
     return values[k]
 
 
 class GibbsSampler:
     """Sweeps of a Boltzmann model. ``beta``: a number or a (B,) tensor (one per chain);
-    ``clamped``: fields kept fixed (the data in a positive phase)."""
+    ``clamped``: fields kept fixed (the data in a positive phase); ``streams``: the chains'
+    random numbers (chain b from stream b)."""
 
-    def __init__(self, model: BoltzmannModel, beta, generator: torch.Generator,
+    def __init__(self, model: BoltzmannModel, beta, streams: RandomStreams,
                  update: str = "sequential", clamped: tuple[str, ...] = (),
                  clamped_sites: dict[str, int] | None = None, mean: bool = False):  # fmt: skip
         self.model = model
@@ -61,7 +99,7 @@ class GibbsSampler:
         # draw (naive mean field; exact expectations of multilinear energies, e.g. binary and
         # spin Boltzmann machines, under the factorised distribution)
         self.mean = mean
-        self.generator = generator
+        self.streams = streams
         self.update = update
         self.clamped = set(clamped)
         # field -> n: its first n sites are held fixed (the visible units of a general
@@ -96,7 +134,7 @@ class GibbsSampler:
                 p = torch.softmax(-self.beta * e, 0)
                 new = (p * self.values[field].reshape(-1, *[1] * (p.dim() - 1))).sum(0)
             else:
-                new = draw(e, self.beta, x, self.values[field], self.generator)
+                new = draw(e, self.beta, x, self.values[field], self.streams)
             if lo:
                 new = torch.cat([x[:, :lo], new[:, lo:]], 1)
             return {**state, field: new}
@@ -109,15 +147,15 @@ class GibbsSampler:
         The loop over sites is inherent to sequential Gibbs on a fully connected field: each
         conditional depends on the values just drawn. Everything that does not change within
         the sweep is computed once (:meth:`BoltzmannModel.local_decomposition`: set terms,
-        couplings to other fields, value factors, random numbers); one step is a row-dot
-        product X @ R[k] per self-coupling, a comparison and a column write."""
+        couplings to other fields, value factors, random numbers: (B, sites), one per chain and
+        site); one step is a row-dot product X @ R[k] per self-coupling, a comparison and a
+        column write."""
         m = self.model
         x = state[field].clone()
         state = {**state, field: x}
         B, n = x.shape
         static, dynamic = m.local_decomposition(field, state)
-        perm = torch.randperm(n - lo, generator=self.generator, device=self.generator.device) + lo
-        order = perm.tolist()
+        order = [k + lo for k in host_permutation(self.streams, n - lo)]
         vals = self.values[field]
         beta = self._beta_rows()
         zero_t = not isinstance(beta, torch.Tensor) and math.isinf(beta)
@@ -129,10 +167,9 @@ class GibbsSampler:
             d0 = (static[1] - static[0]).T.contiguous()
             dcs = [(c[1] - c[0]).T.contiguous() for c, _, _, _ in dynamic]
             if not zero_t and not self.mean:
-                u = torch.rand((len(order), B), generator=self.generator, device=x.device,
-                               dtype=x.dtype)  # fmt: skip
-                # u < sigmoid(-beta ΔE)  <=>  logit(u) < -beta ΔE
-                logit = torch.log(u) - torch.log1p(-u)
+                u = self.streams.uniform((B, len(order)), x.dtype)
+                # u < sigmoid(-beta ΔE)  <=>  logit(u) < -beta ΔE; (steps, B): row t contiguous
+                logit = (torch.log(u) - torch.log1p(-u)).T.contiguous()
             v0, v1 = vals[0], vals[1]
             for t, k in enumerate(order):  # a loop over update steps (one site in every chain)
                 de = d0[k]
@@ -151,11 +188,12 @@ class GibbsSampler:
             raise ValueError("mean-field updates need two-valued units")
         static_t = static.permute(2, 0, 1).contiguous()  # (n, q, B)
         coefs = [c.permute(2, 0, 1).contiguous() for c, _, _, _ in dynamic]
-        for k in order:
+        u = None if zero_t else self.streams.uniform((B, len(order)), x.dtype).T.contiguous()
+        for t, k in enumerate(order):
             e = static_t[k]
             for X, c, (_, _, R, _) in zip(xs, coefs, dynamic):
                 e = e + c[k] * (X @ R[k])
-            x[:, k] = draw(e, beta, x[:, k], vals, self.generator)
+            x[:, k] = choose(e, beta, x[:, k], vals, None if u is None else u[t])
             self._refresh(xs, dynamic, state, k)
         return state
 
@@ -171,6 +209,28 @@ class GibbsSampler:
         for f in self.order:
             state = self.update_field(state, f)
         return state
+
+
+@torch.no_grad()
+def generate(model: BoltzmannModel, field: str, opts: GenerateOptions,
+             streams: RandomStreams) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Samples of a trained model at beta = 1: ``opts.chains`` chains from random states,
+    ``burn_in`` sweeps, then ``field`` every ``thin`` sweeps; the last configurations
+    (chains, n) and the series (T, chains, n)."""
+    model.freeze()
+    try:
+        sampler = GibbsSampler(model, 1.0, streams)
+        state = random_state(model, streams, opts.chains)
+        for _ in range(opts.burn_in):
+            state = sampler.sweep(state)
+        series = []
+        for _ in range(opts.sweeps // opts.thin):
+            for _ in range(opts.thin):
+                state = sampler.sweep(state)
+            series.append(state[field].clone())
+    finally:
+        model.unfreeze()
+    return state[field], torch.stack(series)
 
 
 def overlap(s: torch.Tensor, patterns: torch.Tensor, binary: bool = False) -> torch.Tensor:

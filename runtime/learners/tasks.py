@@ -31,110 +31,59 @@ driver's context (``runtime/driver.py``): each finished point's row goes to disk
 through ``ctx.recorder``; each train point is a scan point of the driver's ``run_scan``, which
 checkpoints it after every epoch in the one checkpoint format (``runtime/checkpoint.py``) and
 continues from it only with ``--resume``.
+
+Random numbers: point k of a run draws from ``ctx.streams.fork(k)`` (chains, examples and
+patterns on the leading axis), so its numbers do not depend on the points before it; the
+train/test split and the corruption of recall cues come from families of their own, the same
+at every point. What is measured lives in :mod:`.measures`, the figures in :mod:`.plots`, the
+compiled models of a point in :mod:`.models`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import math
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
-from tqdm import tqdm
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
-from physml_lang.catalogue.boltzmann import (
-    FAMILY,
-    LEARNER_OBSERVABLES,
-    AISOptions,
-    GenerateOptions,
-    GibbsSampleOptions,
-)
-from physml_lang.compiler.instance import RealData
-from physml_lang.compiler.models.boltzmann import BoltzmannModel
+from physml_lang.catalogue.boltzmann import FAMILY, LEARNER_OBSERVABLES
 from physml_lang.diagnostics import Diagnostic, PhysmlError
-from physml_lang.ir.model import ModelIR
-from physml_lang.ir.task import CallValue, TaskIR
+from physml_lang.ir.task import TaskIR
 from physml_lang.ir.text import print_ir
-from physml_lang.ir.walk import fail, to_text
+from physml_lang.ir.walk import to_text
 from physml_lang.runtime.plans.learners import (
-    BoltzmannSamplePlan,
-    RecallPlan,
     TrainPlan,
-    TrainPoint,
-    aux_ir,
-    boltzmann_point_ir,
     gibbs_observable,
-    physical_measures,
-    plan_boltzmann_point,
     plan_boltzmann_sample,
     plan_recall,
     plan_train,
-    plan_train_point,
-    recall_ir,
-    recall_patterns,
     statements,
     train_ir,
 )
 
 from .. import data as data_sources
-from .. import outputs
 from ..checkpoint import Checkpoint
-from ..driver import RunContext, RunResult, run_scan
-from ..observables import FLUCTUATIONS, base_series, estimate_fluctuation, estimate_mean
+from ..driver import RunContext, RunResult, ScanPoint, run_scan
 from ..random import RandomStreams
-from ..sample_task import _compile_measures
 from ..statistics import binning_analysis
 from ..tasks import RunState, Task
+from . import measures
 from . import train as training
-from .ais import ais_log_z, exact_log_z
-from .gibbs import GibbsSampler, overlap
+from .gibbs import GibbsSampler, overlap, random_state
+from .measures import ENERGY, LEARNER_MEASURE, MAGNETIZATION, MEAN, estimate
+from .models import boltzmann_point, recall_model, train_model
+from .plots import history_plot, run_plots, sample_grid, scan_plot, write_moments
 from .train import Divergence, Trainer, save_params
 
-# ---------------------------------------------------------------- observables
-
-
-@dataclass(frozen=True)
-class LearnerMeasure:
-    """A measure of a trained model, evaluated by the train task (:func:`_evaluate`); which
-    ones need F(v) by enumeration is a static fact of the catalogue."""
-
-
-@dataclass(frozen=True)
-class GibbsObservable:
-    """An observable of Boltzmann sample runs: ``series(series, field, name)`` -> (T, chains)
-    from the Gibbs series of every field (``__energy__``: the energy) and the data field."""
-
-    series: Callable[[dict[str, torch.Tensor], str, str], torch.Tensor]
-
-
-def _energy_series(series: dict[str, torch.Tensor], field: str, name: str) -> torch.Tensor:
-    return series["__energy__"]
-
-
-def _magnetization_series(series: dict[str, torch.Tensor], field: str, name: str) -> torch.Tensor:
-    return series[field].sum(-1)
-
-
-def _mean_series(series: dict[str, torch.Tensor], field: str, name: str) -> torch.Tensor:
-    return series[name[5:]].mean(-1)
-
-
-ENERGY = GibbsObservable(_energy_series)
-MAGNETIZATION = GibbsObservable(_magnetization_series)
-MEAN = GibbsObservable(_mean_series)
-LEARNER_MEASURE = LearnerMeasure()
-
-
-# ---------------------------------------------------------------- shared
+# families of random numbers a run draws apart from its points' (ctx.streams.fork(k), k = 0, 1,
+# ...): paths no point takes, the same whichever point reads them
+SPLIT_STREAMS = 0x73706C6974  # "split": the train/test split of the data
+CUE_STREAMS = 0x63756573  # "cues": the corruption of recall cues, keyed by the recall's seed
 
 
 def _summary(run: RunState, program, ctx: RunContext, task: str, extra: dict) -> dict:
@@ -148,27 +97,13 @@ def _summary(run: RunState, program, ctx: RunContext, task: str, extra: dict) ->
     return summary
 
 
-def _estimate(x: np.ndarray) -> dict:
-    """Mean and standard error over independent samples (chains or patterns)."""
-    return binning_analysis(np.asarray(x, dtype=np.float64)[None, :]).as_dict()
-
-
 # ---------------------------------------------------------------- recall
-
-
-def _recall_model(run: RunState, program, plan: RecallPlan,
-                  point: dict) -> tuple[BoltzmannModel, str, np.ndarray]:  # fmt: skip
-    """The compiled model of a recall point (as a Boltzmann model), the recalled field and
-    its stored patterns (P, N)."""
-    cm = program.compile_ir(recall_ir(run, plan, point), kind=FAMILY)
-    field, xi = recall_patterns(run, cm.derivation)
-    return cm, field, xi
 
 
 def run_recall(task: TaskIR, program, ctx: RunContext) -> RunResult:
     """Cue each stored pattern (corrupted by ``flip``), run the dynamics, measure overlaps;
-    each point's row is written at once."""
-    device, out = ctx.device, ctx.out
+    each point's row is written at once. Pattern p's cue is corrupted by stream p of the
+    recall's own seed; point k's dynamics draw from ``ctx.streams.fork(k)``."""
     run = RunState.of(task)
     plan = plan_recall(run, program, ctx.sets)
     dyn, opts, points = plan.dynamics, plan.options, plan.points
@@ -176,125 +111,80 @@ def run_recall(task: TaskIR, program, ctx: RunContext) -> RunResult:
     summary["model"] = plan.checker.name
     summary["recall"] = opts.model_dump()
     dynamics = CATALOGUE.updates.implementation(statements(run).recall["dynamics"].name, FAMILY)
-    show = sys.stderr.isatty() if ctx.progress is None else ctx.progress
-    g = torch.Generator(device=device).manual_seed(ctx.seed)
-    bar = tqdm(total=len(points) * dyn.sweeps, disable=not show, desc=run.name, unit="sweep",
-               leave=False)  # fmt: skip
-    try:
-        for point in points:
-            cm, field, xi = _recall_model(run, program, plan, point)
-            cm = cm.to(device)
-            cm.freeze()
-            summary["params"] = dict(cm.model.params)
-            binary = cm.domains[field].kind == "binary"
-            patterns = torch.as_tensor(xi, dtype=cm.dtype, device=device)
-            stored = patterns.shape[0]
-            if opts.patterns is not None:
-                patterns = patterns[: opts.patterns]
-            P, N = patterns.shape
-            cg = torch.Generator(device=device).manual_seed(opts.seed)
-            flips = torch.rand(patterns.shape, generator=cg, device=device) < opts.flip
-            values = torch.tensor(cm.domains[field].values(), dtype=cm.dtype, device=device)
-            flipped = values[0] + values[1] - patterns
-            state = {field: torch.where(flips, flipped, patterns)}
-            for f in cm.domains:
-                if f != field:
-                    state[f] = cm.random_state(P, g, device)[f]
-            m0 = overlap(state[field], patterns, binary)
-            beta = float("inf") if dyn.T == 0 else 1.0 / dyn.T
-            sampler = dynamics(cm, beta, g, dyn.update)
-            e_stored = cm.energy({**state, field: patterns}) / N
-            sweeps = 0
-            for _ in range(dyn.sweeps):
-                new = sampler.sweep(state)
-                sweeps += 1
-                bar.update(1)
-                converged = dyn.T == 0 and all(torch.equal(new[f], state[f]) for f in state)
-                state = new
-                if converged:
-                    bar.update(dyn.sweeps - sweeps)
-                    break
-            m = overlap(state[field], patterns, binary)
-            e_final = cm.energy(state) / N
-            row = {**{k: v for k, v in point.items()}, "alpha": stored / N,
-                   "overlap": _estimate(m.cpu().numpy()),
-                   "overlap_initial": _estimate(m0.cpu().numpy()),
-                   "retrieved": _estimate((m > 0.9).double().cpu().numpy()),
-                   "energy_stored": _estimate(e_stored.cpu().numpy()),
-                   "energy_final": _estimate(e_final.cpu().numpy()),
-                   "sweeps": sweeps}  # fmt: skip
-            summary["rows"].append(row)
-            ctx.recorder.write()
-    finally:
-        bar.close()
-    summary["complete"] = True
-    ctx.recorder.write()
-    files = _plots(out, run, summary, ["overlap", "retrieved"], "alpha") if out else []
+
+    def start(k: int, streams: RandomStreams) -> RecallPoint:
+        cm, field, xi = recall_model(run, program, plan, points[k])
+        summary["params"] = dict(cm.model.params)
+        return RecallPoint(cm.to(ctx.device), field, xi, points[k], plan, dynamics, streams)
+
+    settings = {"run": run.name, "points": points, "dynamics": dyn.model_dump(),
+                "recall": opts.model_dump(), "seed": ctx.seed}  # fmt: skip
+    run_scan(ctx, run.span, len(points), settings, start,
+             lambda k, rows: summary["rows"].extend(rows), dyn.sweeps, run.name)  # fmt: skip
+    out = ctx.out
+    files = run_plots(out, run, summary, ["overlap", "retrieved"], "alpha") if out else []
     return RunResult(summary, out, files)
 
 
-def _plots(out: Path, run: RunState, summary: dict, default: list[str], default_x: str) -> list:
-    files = []
-    rows = summary["rows"]
-    title = f"{summary['model']} ({run.name})"
-    plots = run.plots or [None]
-    for i, p in enumerate(plots):
-        names = (list(p.observables) if p else []) or [m.name for m in run.measures] or default
-        names = [n for n in names if any(n in r for r in rows)]
-        x = (p.x if p and p.x else None) or default_x
-        f = outputs.plot_rows(out, rows, x, names, p.marks if p else None,
-                              f"plot{i if i else ''}.png", title, p.logx if p else False,
-                              p.logy if p else False)  # fmt: skip
-        if f:
-            files.append(f)
-    return files
+class RecallPoint(ScanPoint):
+    """One recall point: every (corrupted) pattern a chain, ``step`` one sweep of the dynamics
+    (at T = 0 the point ends when a sweep changes nothing), ``rows`` the overlaps reached."""
+
+    saves = False  # a few sweeps: a killed run redoes the point
+
+    def __init__(self, cm, field: str, xi, point: dict, plan, dynamics, streams: RandomStreams):
+        self.cm, self.field, self.point, self.T = cm, field, point, plan.dynamics.T
+        opts = plan.options
+        cm.freeze()
+        self.binary = cm.domains[field].kind == "binary"
+        patterns = torch.as_tensor(xi, dtype=cm.dtype, device=streams.device)
+        self.stored = patterns.shape[0]
+        if opts.patterns is not None:
+            patterns = patterns[: opts.patterns]
+        self.patterns = patterns
+        cues = RandomStreams(opts.seed, streams.device, path=(CUE_STREAMS,))
+        flips = cues.uniform(patterns.shape, torch.float64) < opts.flip
+        values = torch.tensor(cm.domains[field].values(), dtype=cm.dtype, device=streams.device)
+        flipped = values[0] + values[1] - patterns
+        self.state = {**random_state(cm, streams, patterns.shape[0]),
+                      field: torch.where(flips, flipped, patterns)}  # fmt: skip
+        self.m0 = overlap(self.state[field], patterns, self.binary)
+        beta = float("inf") if self.T == 0 else 1.0 / self.T
+        self.sampler = dynamics(cm, beta, streams, plan.dynamics.update)
+        self.total, self.sweeps = plan.dynamics.sweeps, 0
+
+    def step(self) -> None:
+        new = self.sampler.sweep(self.state)
+        self.sweeps += 1
+        converged = self.T == 0 and all(torch.equal(new[f], self.state[f]) for f in self.state)
+        self.state = new
+        self.done = self.total if converged else self.sweeps
+
+    def rows(self) -> list[dict]:
+        cm, field, patterns = self.cm, self.field, self.patterns
+        N = patterns.shape[1]
+        m = overlap(self.state[field], patterns, self.binary)
+        e_stored = cm.energy({**self.state, field: patterns}) / N
+        e_final = cm.energy(self.state) / N
+        cm.unfreeze()
+        return [{**self.point, "alpha": self.stored / N,
+                 "overlap": estimate(m.cpu().numpy()),
+                 "overlap_initial": estimate(self.m0.cpu().numpy()),
+                 "retrieved": estimate((m > 0.9).double().cpu().numpy()),
+                 "energy_stored": estimate(e_stored.cpu().numpy()),
+                 "energy_final": estimate(e_final.cpu().numpy()),
+                 "sweeps": self.sweeps}]  # fmt: skip
 
 
 # ---------------------------------------------------------------- train
 
 
-def _train_point(run: RunState, program, plan: TrainPlan,
-                 point: dict) -> tuple[ModelIR, BoltzmannModel, TrainPoint]:  # fmt: skip
-    """The learner's IR and compiled model at one scan point, with its data and layout
-    checked."""
-    ir = train_ir(plan, point)
-    cm = program.compile_ir(ir, kind=FAMILY)
-    return ir, cm, plan_train_point(run, program, plan, cm.derivation, program.data_loader, point)
-
-
-def _aux_model(program, call: CallValue, kind: str | None = None):
-    """The compiled model a train statement names (``truth = SK(N = 16, seed = 1)``)."""
-    return program.compile_ir(aux_ir(program, call), kind=kind)
-
-
-@dataclass
-class PhysicalMeasures:
-    """Observables of generated samples, measured with a physical model (``physical =
-    Ising(L = 6)``, compiled as a lattice model): the measures, their expressions' compiler
-    and kernels."""
-
-    model: Any
-    measures: list
-    compiler: Any
-    kernels: dict
-
-
-def _physical_measures(run: RunState, program) -> PhysicalMeasures | None:
-    """The physical model and its measured expressions, compiled when a train run starts
-    (their names and expressions are checked by compiling them: torch)."""
-    measures = physical_measures(run)
-    if not measures:
-        return None
-    cm = _aux_model(program, statements(run).train["models"]["physical"], kind="lattice")
-    compiler, kernels = _compile_measures(cm, measures)
-    return PhysicalMeasures(cm, measures, compiler, kernels)
-
-
 def _settings(run: RunState, plan: TrainPlan, ctx: RunContext) -> dict[str, Any]:
     """What a checkpoint of the run may be resumed with: every input of its numbers (the
     learner's IR at each point, the data, the scan, every option of training and evaluation,
-    the seed and the device kind), one key per option so that a mismatch names it; the data's
-    content is checked by the point (:meth:`TrainingPoint.restore`)."""
+    the seed; not the device: the random streams are the same on every device), one key per
+    option so that a mismatch names it; the data's content is checked by the point
+    (:meth:`TrainingPoint.restore`)."""
     st = statements(run)
     out: dict[str, Any] = {
         "run": run.name, "learner": plan.checker.name,
@@ -302,7 +192,7 @@ def _settings(run: RunState, plan: TrainPlan, ctx: RunContext) -> dict[str, Any]
         "points": plan.points, "data": plan.options.data,
         "measures": [m.name + (f" = {to_text(m.expr)}" if m.expr is not None else "")
                      for m in run.measures],
-        "seed": ctx.seed, "device": ctx.device.type}  # fmt: skip
+        "seed": ctx.seed}  # fmt: skip
     train = plan.options.model_dump(exclude={"resume", "data"})
     out.update({f"train.{n}": v for n, v in train.items()})
     for group, (name, opts) in (("objective", plan.objective), ("optimizer", plan.optimizer),
@@ -319,40 +209,46 @@ def _settings(run: RunState, plan: TrainPlan, ctx: RunContext) -> dict[str, Any]
 HISTORY = ("loss", "reconstruction", "lr")  # the numbers of an epoch's history entry
 
 
-class TrainingPoint:
-    """One scan point of a train run for the driver's :func:`run_scan`: ``done`` epochs,
-    saved after each (the trainer's tensors, the point's history, its data's hash), then the
-    point's row from ``evaluate``. ``diverged`` turns a :class:`Divergence` into the P700."""
+class TrainingPoint(ScanPoint):
+    """One scan point of a train run for the driver's :func:`run_scan`: one step is one epoch
+    of the trainer (drawing from the point's streams), saved after each (``save_every = 1``:
+    the trainer's tensors, the point's history, its data's hash; the driver adds the draw
+    counter), then the point's row from ``evaluate``. ``diverged`` turns a
+    :class:`Divergence` into the P700."""
 
-    def __init__(self, trainer: Trainer, split: torch.Generator, digest: bytes,
+    save_every = 1
+
+    def __init__(self, trainer: Trainer, digest: bytes,
                  evaluate: Callable[[TrainingPoint], dict],
                  diverged: Callable[[TrainingPoint, Divergence], None],
                  span: Any) -> None:  # fmt: skip
-        self.trainer, self.split, self.digest, self.span = trainer, split, digest, span
+        self.trainer, self.digest, self.span = trainer, digest, span
         self.evaluate, self.diverged = evaluate, diverged
         self.history: list[dict] = []
-        self.done = 0
+        self.total = trainer.epochs
 
-    def advance(self, bar, save: Callable[[TrainingPoint], None], every: float | None) -> None:
-        while self.trainer.epoch < self.trainer.epochs:
-            try:
-                entry = self.trainer.run_epoch()
-            except Divergence as exc:
-                self.diverged(self, exc)
-                raise
-            self.history.append(entry)
-            self.done = self.trainer.epoch
-            bar.update(1)
-            recon = entry["reconstruction"]
-            bar.set_postfix(loss=f"{entry['loss']:.4g}",
-                            recon="-" if recon is None else f"{recon:.3g}")  # fmt: skip
-            if every is not None:  # with an output folder: a checkpoint after every epoch
-                save(self)
+    @property
+    def done(self) -> int:
+        """Epochs trained."""
+        return self.trainer.epoch
+
+    def step(self) -> None:
+        """One epoch; its mean loss, reconstruction error and learning rate to the history."""
+        try:
+            entry = self.trainer.run_epoch()
+        except Divergence as exc:
+            self.diverged(self, exc)
+            raise
+        self.history.append(entry)
+
+    def postfix(self) -> dict[str, str]:
+        if not self.history:
+            return {}
+        loss, recon = self.history[-1]["loss"], self.history[-1]["reconstruction"]
+        return {"loss": f"{loss:.4g}", "recon": "-" if recon is None else f"{recon:.3g}"}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         t = self.trainer.tensors()
-        t["trainer/generator"] = t.pop("generator")
-        t["generator"] = self.split.get_state()
         t["step"] = torch.tensor(self.trainer.step_count)
         t["data/sha256"] = torch.tensor(list(self.digest), dtype=torch.uint8)
         for n in HISTORY:
@@ -364,13 +260,12 @@ class TrainingPoint:
     def restore(self, saved: Checkpoint) -> None:
         """Continue from a checkpoint of this point: other data, or tensors of other shapes
         than this point's trainer holds, are a located P602."""
-        t = dict(saved.tensors)
+        t = saved.tensors
         what = "the checkpoint"
         if bytes(t.get("data/sha256", torch.zeros(0, dtype=torch.uint8)).tolist()) != self.digest:
             raise PhysmlError(Diagnostic("P602", f"{what} was made with other data", self.span,
                                          "resume with the data it was made with, or use another "
                                          "--out"))  # fmt: skip
-        t["generator"] = t.pop("trainer/generator", t["generator"])
         for name, (shape, dtype) in self.trainer.expected().items():
             got = t.get(name)
             if got is None or tuple(got.shape) != shape or got.dtype != dtype:
@@ -379,12 +274,12 @@ class TrainingPoint:
                                              f"expected {shape} {dtype}", self.span,
                                              "delete it, or run without --resume to start "
                                              "afresh"))  # fmt: skip
-        self.done = int(saved.state["done"])
-        self.trainer.restore(t, self.done, int(t["step"]))
-        lists = {n: t[f"history/{n}"].tolist() if f"history/{n}" in t else [None] * self.done
+        done = int(saved.state["done"])
+        self.trainer.restore(t, done, int(t["step"]))
+        lists = {n: t[f"history/{n}"].tolist() if f"history/{n}" in t else [None] * done
                  for n in HISTORY}  # fmt: skip
         self.history = [{"epoch": i + 1, **{n: lists[n][i] for n in HISTORY}}
-                        for i in range(self.done)]  # fmt: skip
+                        for i in range(done)]  # fmt: skip
 
     def rows(self) -> list[dict]:
         return [self.evaluate(self)]
@@ -412,7 +307,7 @@ def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
     run = RunState.of(task)
     plan = plan_train(run, program, ctx.sets)
     opts = plan.options
-    physical = _physical_measures(run, program)
+    physical = measures.compile_physical(run, program)
     summary = _summary(run, program, ctx, "train",
                        {"objective": plan.objective[0], **plan.objective[1].model_dump(),
                         "optimizer": plan.optimizer[0], **plan.optimizer[1].model_dump(),
@@ -423,24 +318,23 @@ def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
     files: list[Path] = []
     ckpt = ctx.checkpoint_path()
     ctx.resume = ctx.resume or bool(opts.resume)  # resume = true: the deprecated --resume
-    split = torch.Generator().manual_seed(ctx.seed)  # the train/test split, the same each point
     span = statements(run).train["span"]
 
     def start(k: int, streams: RandomStreams) -> TrainingPoint:
         if summary.get("resumed") and len(summary["history"]) < k:
             summary["history"] = _finished_histories(out, k)
         point = plan.points[k]
-        _, cm, fed = _train_point(run, program, plan, point)
+        _, cm, fed = train_model(run, program, plan, point)
         data, values = fed.data, fed.values
         cm = cm.to(device)
         summary["params"] = dict(cm.model.params)
-        g = torch.Generator(device=device).manual_seed(ctx.seed + 1000 * k)
         x = torch.as_tensor(values, dtype=cm.dtype, device=device)
-        perm = torch.randperm(len(x), generator=split.manual_seed(ctx.seed)).to(device)
+        # the run's split, not the point's: the same examples held out at every point
+        perm = ctx.streams.fork(SPLIT_STREAMS).permutation(len(x)).to(device)
         n_test = int(round(opts.test * len(x)))
         test, train = x[perm[:n_test]], x[perm[n_test:]]
         trainer = Trainer(cm, train, *plan.objective, *plan.optimizer, *plan.schedule,
-                          opts.epochs, opts.batch, g, opts.max_weight, x.shape[1])  # fmt: skip
+                          opts.epochs, opts.batch, streams, opts.max_weight, x.shape[1])  # fmt: skip
         suffix = f"_{k}" if len(plan.points) > 1 else ""
         digest = hashlib.sha256(np.ascontiguousarray(values).tobytes()).digest()
 
@@ -450,11 +344,16 @@ def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
                 save_params(cm, out / f"params{suffix}.safetensors")
             row = {**point, "epochs": trainer.epoch}
             last = p.history[-1] if p.history else {}
-            row.update(_evaluate(run, program, cm, trainer, train, test, last, data, g, out,
-                                 suffix, files, physical))  # fmt: skip
+            measured, samples = measures.evaluate(run, program, cm, trainer, train, test, last,
+                                                  data, streams, physical)  # fmt: skip
+            row.update(measured)
+            if out is not None and samples is not None:
+                f = sample_grid(out / f"samples{suffix}.png", samples, data)
+                if f:
+                    files.append(f)
             return row
 
-        return TrainingPoint(trainer, split, digest, evaluate, diverged, run.span)
+        return TrainingPoint(trainer, digest, evaluate, diverged, run.span)
 
     def diverged(p: TrainingPoint, exc: Divergence) -> None:
         summary["history"].append(p.history)
@@ -473,278 +372,112 @@ def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
     run_scan(ctx, run.span, len(plan.points), _settings(run, plan, ctx), start, finish,
              opts.epochs, run.name, "epoch")  # fmt: skip
     if out is not None:
-        files += _history_plot(out, summary)
-        if len(summary["rows"]) > 1:
-            x = run.scans[0].name if run.scans else "epochs"
-            names = [m.name for m in run.measures] or ["loss"]
-            f = outputs.plot_rows(out, summary["rows"], x, names, run.plots[0].marks
-                                  if run.plots else None, "plot.png", summary["model"],
-                                  run.plots[0].logx if run.plots else False,
-                                  run.plots[0].logy if run.plots else False)  # fmt: skip
-            if f:
-                files.append(f)
+        files += history_plot(out, summary)
+        files += scan_plot(out, run, summary)
     return RunResult(summary, out, files)
-
-
-def _evaluate(run, program, cm, trainer, train, test, last, data, g, out, suffix, files,
-              physical: PhysicalMeasures | None) -> dict:  # fmt: skip
-    """Measures of a trained model: likelihoods, couplings, observables of generated samples."""
-    row: dict[str, Any] = {}
-    names = [m.name for m in run.measures] or ["loss"]
-    row["loss"] = {"mean": last.get("loss"), "stderr": None}
-    if "reconstruction" in names:
-        row["reconstruction"] = {"mean": last.get("reconstruction"), "stderr": None}
-    evald = test if len(test) else train
-    ais = statements(run).ais or AISOptions()
-    if "log_likelihood" in names or "log_z" in names:
-        log_z, err = ais_log_z(cm, ais.betas, ais.chains, g)
-        row["log_z"] = {"mean": log_z, "stderr": err}
-        if "log_likelihood" in names:
-            with torch.no_grad():
-                f = trainer.free_energy(evald).double().cpu().numpy()
-            se = math.sqrt(err**2 + f.var(ddof=1) / len(f)) if len(f) > 1 else err
-            row["log_likelihood"] = {"mean": float(-f.mean() - log_z), "stderr": se}
-    if "exact_log_likelihood" in names or "exact_kl" in names:
-        lz = exact_log_z(cm)
-        with torch.no_grad():
-            f = trainer.free_energy(evald).double().cpu().numpy()
-        ll = float(-f.mean() - lz)
-        se = float(f.std(ddof=1) / math.sqrt(len(f))) if len(f) > 1 else None
-        if "exact_log_likelihood" in names:
-            row["exact_log_likelihood"] = {"mean": ll, "stderr": se}
-        if "exact_kl" in names:
-            # KL(p_data || p_model) = sum_v p_data log p_data - mean_data log p_model(v)
-            _, counts = np.unique(evald.cpu().numpy(), axis=0, return_counts=True)
-            pd = counts / counts.sum()
-            row["exact_kl"] = {"mean": float((pd * np.log(pd)).sum() - ll), "stderr": se,
-                               "data_entropy": float(-(pd * np.log(pd)).sum())}  # fmt: skip
-    models = statements(run).train["models"]
-    if "coupling_error" in names:
-        truth = _aux_model(program, models["truth"]).model
-        T = data.meta.get("T", 1.0)
-        errs, scale = [], []
-        for name, arr in truth.arrays.items():
-            if name in cm.params:
-                learned = cm.params[name].detach().double().cpu().numpy()
-                true = np.asarray(arr.values) / T
-                if arr.on == "pairs":
-                    iu = np.triu_indices(true.shape[0], 1)
-                    learned, true = learned[iu], true[iu]
-                errs.append((learned - true).ravel())
-                scale.append(true.ravel())
-        e, s = np.concatenate(errs), np.concatenate(scale)
-        row["coupling_error"] = {"mean": float(np.sqrt((e**2).mean())), "stderr": None,
-                                 "relative": float(np.sqrt((e**2).mean() / (s**2).mean()))}  # fmt: skip
-    gen = statements(run).generate
-    if gen is not None or physical is not None:
-        gen = gen or GenerateOptions()
-        samples, series = _generate(cm, trainer.field, gen, g)
-        samples, series = samples[:, : trainer.visible], series[..., : trainer.visible]
-        if physical is not None:
-            row.update(_physical(physical, series, data))
-        if out is not None:
-            f = _sample_grid(out / f"samples{suffix}.png", samples, data)
-            if f:
-                files.append(f)
-    return row
-
-
-@torch.no_grad()
-def _generate(cm: BoltzmannModel, field: str, gen: GenerateOptions, g) -> tuple:
-    cm.freeze()
-    try:
-        sampler = GibbsSampler(cm, 1.0, g)
-        state = cm.random_state(gen.chains, g)
-        for _ in range(gen.burn_in):
-            state = sampler.sweep(state)
-        series = []
-        for _ in range(gen.sweeps // gen.thin):
-            for _ in range(gen.thin):
-                state = sampler.sweep(state)
-            series.append(state[field].clone())
-    finally:
-        cm.unfreeze()
-    return state[field], torch.stack(series)  # (chains, n), (T, chains, n)
-
-
-def _physical(physical: PhysicalMeasures, series: torch.Tensor, data: RealData) -> dict:
-    """Observables of a physical model (energy, magnetization, expressions) on generated
-    visible configurations ``series`` (sweeps, chains, n_visible), with binning errors over
-    (sweeps, chains)."""
-    cm, measures, compiler, kernels = (physical.model, physical.measures, physical.compiler,
-                                       physical.kernels)  # fmt: skip
-    Tn, C, n = series.shape
-    field = next(iter(cm.fields))
-    x = series.reshape(Tn * C, *cm.lattice.shape).to(cm.dtype).cpu()
-    state = {field: x}
-    e = cm.energy(state)
-    m = cm.magnetization(state)
-    T = data.meta.get("T", 1.0)
-    beta = torch.full_like(e, 1.0 / T)
-    env = compiler.env(state, e, m, beta)
-    out = {}
-    base = base_series(e.reshape(Tn, C).double().numpy(), m.reshape(Tn, C).double().numpy())
-    for meas in measures:
-        if meas.name in kernels:
-            v = torch.as_tensor(kernels[meas.name](env), dtype=torch.float64).expand(Tn * C)
-            out[meas.name] = estimate_mean(v.reshape(Tn, C).numpy()).as_dict()
-        elif meas.name in FLUCTUATIONS:
-            n_sites = cm.lattice.n_sites
-            out[meas.name] = estimate_fluctuation(meas.name, base, 1.0 / T, n_sites).as_dict()
-        elif meas.name == "energy":
-            out[meas.name] = estimate_mean(base["E"]).as_dict()
-        elif meas.name == "magnetization":
-            out[meas.name] = estimate_mean(base["M"]).as_dict()
-    return out
-
-
-def _sample_grid(path: Path, samples: torch.Tensor, data: RealData) -> Path | None:
-    """A PNG grid of generated configurations, shaped like the data (or square)."""
-    shape = data.values.shape[1:]
-    n = samples.shape[1]
-    if len(shape) != 2:
-        side = int(round(math.sqrt(n)))
-        if side * side != n:
-            return None
-        shape = (side, side)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = min(64, samples.shape[0])
-    cols = int(math.ceil(math.sqrt(k)))
-    rows = int(math.ceil(k / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.8), squeeze=False)
-    imgs = samples[:k].reshape(k, *shape).cpu().numpy()
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, img in zip(axes.flat, imgs):
-        ax.imshow(img, cmap="gray_r", interpolation="nearest")
-    fig.tight_layout(pad=0.1)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    outputs._atomic_write(path, buf.getvalue())
-    return path
-
-
-def _history_plot(out: Path, summary: dict) -> list[Path]:
-    rows = []
-    for k, hist in enumerate(summary["history"]):
-        for h in hist:
-            rows.append({"epoch": h["epoch"], f"loss_{k}": {"mean": h["loss"], "stderr": 0.0}})
-    names = sorted({n for r in rows for n in r if n != "epoch"})
-    if not names:
-        return []
-    f = outputs.plot_rows(out, rows, "epoch", names[:6], None, "training.png",
-                          f"{summary['model']}: training loss")  # fmt: skip
-    return [f] if f else []
 
 
 # ---------------------------------------------------------------- sample (Gibbs) of Boltzmann models
 
 
-def _load_params(run: RunState, path: Path, cm: BoltzmannModel) -> None:
-    """Copy the learned arrays of a parameter file (checked by the plan: names and shapes)
-    into the compiled model."""
-    try:
-        tensors = load_file(str(path))
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
-        fail("P600", f"cannot read {path}: {exc}", statements(run).learned_params[1])
-    with torch.no_grad():
-        for k, t in tensors.items():
-            cm.array(k).copy_(t.to(cm.array(k).dtype))
-
-
-def _boltzmann_point(run: RunState, program, plan: BoltzmannSamplePlan,
-                     point: dict) -> tuple[BoltzmannModel, float]:  # fmt: skip
-    """The compiled model of one point of a Gibbs sample run, with its learned parameters
-    loaded, and beta."""
-    cm = program.compile_ir(boltzmann_point_ir(run, program, plan, point), kind=FAMILY)
-    checked = plan_boltzmann_point(run, program, cm.derivation, point)
-    if checked.params_file is not None:
-        _load_params(run, checked.params_file, cm)
-    return cm, checked.beta
-
-
-@torch.no_grad()
-def gibbs_series(cm: BoltzmannModel, opts: GibbsSampleOptions, beta: float, g, on_sweep=None,
-                 sampler_class: type = GibbsSampler) -> dict[str, torch.Tensor]:  # fmt: skip
-    """Gibbs chains of a Boltzmann model: per measurement, every field's units, (T, chains, n)
-    and the energy (T, chains). ``sampler_class``: the ``gibbs`` entry's implementation."""
-    cm.freeze()
-    try:
-        sampler = sampler_class(cm, beta, g, opts.update)
-        state = cm.random_state(opts.chains, g)
-        for _ in range(opts.burn_in):
-            state = sampler.sweep(state)
-            if on_sweep:
-                on_sweep()
-        series: dict[str, list] = {f: [] for f in cm.domains}
-        energy = []
-        for _ in range(max(1, opts.sweeps // opts.thin)):
-            for _ in range(opts.thin):
-                state = sampler.sweep(state)
-                if on_sweep:
-                    on_sweep()
-            for f in cm.domains:
-                series[f].append(state[f].clone())
-            energy.append(cm.energy(state))
-    finally:
-        cm.unfreeze()
-    out = {f: torch.stack(x) for f, x in series.items()}
-    out["__energy__"] = torch.stack(energy)
-    return out
-
-
 def run_boltzmann_sample(task: TaskIR, program, ctx: RunContext) -> RunResult:
     """Gibbs sampling of a Boltzmann model (block updates of fields that do not interact with
-    themselves, site by site otherwise); each point's row is written at once, per-unit means to
-    moments.npz at the end."""
-    device, out = ctx.device, ctx.out
+    themselves, site by site otherwise), point k's chains drawing from ``ctx.streams.fork(k)``;
+    each point's row is written at once, per-unit means to moments.npz at the end."""
     run = RunState.of(task)
     plan = plan_boltzmann_sample(run, program, ctx.sets)
     checker, entry, opts, points = plan.checker, plan.entry, plan.options, plan.points
     summary = _summary(run, program, ctx, "gibbs", opts.model_dump())
     summary["sampler"]["name"] = run.sampler
     summary["model"] = checker.name
-    show = sys.stderr.isatty() if ctx.progress is None else ctx.progress
-    bar = tqdm(total=len(points) * (opts.burn_in + opts.sweeps), disable=not show,
-               desc=run.name, unit="sweep", leave=False)  # fmt: skip
-    g = torch.Generator(device=device).manual_seed(ctx.seed)
     moments: dict[str, np.ndarray] = {}
     names = [m.name for m in run.measures] or ["energy"]
-    try:
-        for k, point in enumerate(points):
-            cm, beta = _boltzmann_point(run, program, plan, point)
-            cm = cm.to(device)
-            summary["params"] = dict(cm.model.params)
-            series = gibbs_series(cm, opts, beta, g, lambda: bar.update(1), entry.implementation)
-            field = next(iter(cm.domains))
-            row: dict[str, Any] = dict(point)
-            for name in names:
-                observable = CATALOGUE.observables.implementation(gibbs_observable(name), FAMILY)
-                x = observable.series(series, field, name)
-                row[name] = binning_analysis(x.double().cpu().numpy()).as_dict()
-            for f in cm.domains:
-                x = series[f].double().cpu().numpy()  # (T, chains, n)
-                est = [binning_analysis(x[:, :, i]) for i in range(x.shape[2])]  # analysis only
-                moments[f"{f}_mean_{k}"] = np.array([e.mean for e in est])
-                moments[f"{f}_stderr_{k}"] = np.array([e.stderr for e in est])
-            summary["rows"].append(row)
-            ctx.recorder.write()
-    finally:
-        bar.close()
-    summary["complete"] = True
-    ctx.recorder.write()
-    files: list[Path] = []
-    if out is not None:
-        buf = io.BytesIO()
-        np.savez(buf, **moments)
-        outputs._atomic_write(out / "moments.npz", buf.getvalue())
-        files.append(out / "moments.npz")
-    return RunResult(summary, out, files)
+
+    def start(k: int, streams: RandomStreams) -> GibbsChains:
+        cm, beta = boltzmann_point(run, program, plan, points[k])
+        summary["params"] = dict(cm.model.params)
+        return GibbsChains(cm.to(ctx.device), beta, opts, entry.implementation, streams,
+                           points[k], names)  # fmt: skip
+
+    def finish(k: int, rows: list[dict]) -> None:
+        summary["rows"].extend(rows)
+        moments.update(measures.unit_moments(current[k].series, k))
+
+    current: dict[int, GibbsChains] = {}
+
+    def started(k: int, streams: RandomStreams) -> GibbsChains:
+        current[k] = start(k, streams)
+        return current[k]
+
+    settings = {"run": run.name, "points": points, "sampler": opts.model_dump(),
+                "measures": names, "seed": ctx.seed}  # fmt: skip
+    per_point = opts.burn_in + max(1, opts.sweeps // opts.thin) * opts.thin
+    run_scan(ctx, run.span, len(points), settings, started, finish, per_point, run.name)
+    files = [write_moments(ctx.out, moments)] if ctx.out is not None else []
+    return RunResult(summary, ctx.out, files)
+
+
+class GibbsChains(ScanPoint):
+    """The Gibbs chains of one point: ``step`` a burn-in sweep or ``thin`` sweeps and a
+    recorded state (every field's units and the energy), ``rows`` the measures' estimates
+    (binning analysis over the recorded series, chains as independent series)."""
+
+    def __init__(self, cm, beta: float, opts, sampler_class, streams: RandomStreams,
+                 point: dict, names: list[str]):  # fmt: skip
+        self.cm, self.opts, self.point, self.names = cm, opts, point, names
+        cm.freeze()
+        self.sampler = sampler_class(cm, beta, streams, opts.update)
+        self.state = random_state(cm, streams, opts.chains)
+        self.n_meas = max(1, opts.sweeps // opts.thin)
+        self.total = opts.burn_in + self.n_meas * opts.thin
+        self.recorded: dict[str, list[torch.Tensor]] = {f: [] for f in cm.domains}
+        self.energy: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def step(self) -> None:
+        if self.done < self.opts.burn_in:
+            self.state = self.sampler.sweep(self.state)
+            self.done += 1
+            return
+        for _ in range(self.opts.thin):
+            self.state = self.sampler.sweep(self.state)
+        for f in self.cm.domains:
+            self.recorded[f].append(self.state[f].clone())
+        self.energy.append(self.cm.energy(self.state))
+        self.done += self.opts.thin
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {f"state/{f}": v for f, v in self.state.items()}
+        out.update({f"series/{f}": torch.stack(x) for f, x in self.recorded.items() if x})
+        if self.energy:
+            out["series/__energy__"] = torch.stack(self.energy)
+        return out
+
+    def restore(self, saved: Checkpoint) -> None:
+        t = saved.tensors
+        self.done = int(saved.state["done"])
+        self.state = {f: t[f"state/{f}"].to(v.device) for f, v in self.state.items()}
+        for f in self.recorded:
+            self.recorded[f] = list(t[f"series/{f}"].unbind()) if f"series/{f}" in t else []
+        self.energy = list(t["series/__energy__"].unbind()) if "series/__energy__" in t else []
+
+    @property
+    def series(self) -> dict[str, torch.Tensor]:
+        """{field: (T, chains, n)} and ``__energy__`` (T, chains)."""
+        out = {f: torch.stack(x) for f, x in self.recorded.items()}
+        out["__energy__"] = torch.stack(self.energy)
+        return out
+
+    @torch.no_grad()
+    def rows(self) -> list[dict]:
+        series, field = self.series, next(iter(self.cm.domains))
+        row: dict[str, Any] = dict(self.point)
+        for name in self.names:
+            observable = CATALOGUE.observables.implementation(gibbs_observable(name), FAMILY)
+            x = observable.series(series, field, name)
+            row[name] = binning_analysis(x.double().cpu().numpy()).as_dict()
+        self.cm.unfreeze()
+        return [row]
 
 
 def bind(catalogue: Catalogue) -> None:

@@ -21,9 +21,12 @@ mean E(positive) - mean E(negative).
 
 The objectives (cd, pcd), optimisers (sgd, adam) and learning-rate schedules are catalogue entries
 (options schemas in ``physml_lang/catalogue/boltzmann.py``); :func:`bind` attaches their
-implementations here, and a :class:`Trainer` finds them by name. A trainer's state
-(:meth:`Trainer.tensors`: parameters, optimiser state, persistent chains, generator) is what a
-train point checkpoints through the run driver, so that a resumed training continues
+implementations here, and a :class:`Trainer` finds them by name. Every random number of training
+(initial chains, Gibbs sweeps, minibatch order) comes from the trainer's
+:class:`~physml_lang.runtime.random.RandomStreams`, chain or example on the leading axis. A
+trainer's state (:meth:`Trainer.tensors`: parameters, optimiser state, persistent chains) and
+its streams' draw counter (saved by the owner of the streams: the run driver, for a train
+point) are what a train point checkpoints, so that a resumed training continues
 bit-identically on the CPU; a diverging step (NaN, exploding weights) raises
 :class:`Divergence`.
 """
@@ -46,7 +49,8 @@ from physml_lang.catalogue.boltzmann import FAMILY
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
 from physml_lang.runtime.plans.learners import check_enumerable, training_layout
 
-from .gibbs import GibbsSampler
+from ..random import RandomStreams
+from .gibbs import GibbsSampler, random_state
 
 # ---------------------------------------------------------------- objectives
 
@@ -66,7 +70,7 @@ def _cd_negatives(trainer: Trainer, batch) -> dict:
     if isinstance(batch, dict):
         state = dict(batch)
     else:
-        state = trainer.model.random_state(len(batch), trainer.generator, batch.device)
+        state = random_state(trainer.model, trainer.streams, len(batch))
         state[trainer.field] = batch
     for _ in range(trainer.oopts.k):
         state = trainer.sampler.sweep(state)
@@ -138,12 +142,13 @@ class Trainer:
     """Minibatch training of a Boltzmann model on data of its first field.
 
     ``data``: (n, n_visible) tensor of the data field's values; ``objective``, ``optimizer`` and
-    ``schedule``: names of catalogue entries (bound), with their validated options."""
+    ``schedule``: names of catalogue entries (bound), with their validated options; ``streams``:
+    the random numbers of training, on the model's device."""
 
     def __init__(self, model: BoltzmannModel, data: torch.Tensor, objective: str,
                  objective_opts: BaseModel, optimizer: str, optimizer_opts: BaseModel,
                  schedule: str, schedule_opts: BaseModel, epochs: int, batch: int,
-                 generator: torch.Generator, max_weight: float = 1e4,
+                 streams: RandomStreams, max_weight: float = 1e4,
                  visible: int | None = None):  # fmt: skip
         self.model = model
         self.data = data.to(model.dtype)
@@ -161,24 +166,24 @@ class Trainer:
         # (schedule options, fractional epoch, epochs) -> learning-rate factor
         self.lr_factor = CATALOGUE.schedules.implementation(schedule, FAMILY)
         self.epochs, self.batch = epochs, min(batch, len(data))
-        self.generator = generator
+        self.streams = streams
         self.max_weight = max_weight
         self.params = list(model.params.values())
         self.optimizer_spec = (optimizer, optimizer_opts)
         self.optimizer = make_optimizer(optimizer, optimizer_opts, self.params)
         self.base_lr = optimizer_opts.lr
-        self.sampler = GibbsSampler(model, 1.0, generator)
+        self.sampler = GibbsSampler(model, 1.0, streams)
         self.chains = None
         if self.negative_phase.persistent:
-            self.chains = model.random_state(objective_opts.chains, generator, data.device)
+            self.chains = random_state(model, streams, objective_opts.chains)
         self.pos_chains = None
         if self.latent:
             lo = self.visible if self.visible < n_field else 0
             self.pos_sampler = GibbsSampler(
-                model, 1.0, generator, clamped=(self.field,) if not lo else (),
+                model, 1.0, streams, clamped=(self.field,) if not lo else (),
                 clamped_sites={self.field: lo}, mean=objective_opts.positive == "meanfield")  # fmt: skip
             # one persistent chain of the latent units per data example
-            self.pos_chains = model.random_state(len(self.data), generator, data.device)
+            self.pos_chains = random_state(model, streams, len(self.data))
             if objective_opts.positive == "meanfield":  # start the means at the centre
                 for f, dom in model.domains.items():
                     self.pos_chains[f].fill_(sum(dom.values()) / 2)
@@ -194,7 +199,7 @@ class Trainer:
         if index is not None:
             state = {f: x[index] for f, x in self.pos_chains.items()}
         else:
-            state = m.random_state(len(batch), self.generator, batch.device)
+            state = random_state(m, self.streams, len(batch))
         state[self.field] = torch.cat([batch, state[self.field][:, self.visible :]], 1)
         m.freeze()
         try:
@@ -256,9 +261,10 @@ class Trainer:
         return float(loss.detach()), recon
 
     def run_epoch(self, on_step: Callable | None = None) -> dict:
+        """One pass over the data in minibatches of a random order; the epoch's mean loss and
+        reconstruction error, and the last learning rate."""
         n = len(self.data)
-        perm = torch.randperm(n, generator=self.generator, device=self.generator.device)
-        perm = perm.to(self.data.device)
+        perm = self.streams.permutation(n).to(self.data.device)
         losses, recons = [], []
         n_batches = max(1, n // self.batch)
         for b in range(n_batches):
@@ -281,13 +287,13 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     def tensors(self) -> dict[str, torch.Tensor]:
         """The training state as named tensors: parameters (``param/W``), optimiser state
-        (``opt/W/exp_avg``, ...), persistent chains (``chain/v``: (chains, sites)), positive
-        chains of general BMs (``pos/v``: (examples, sites)) and the generator state."""
+        (``opt/W/exp_avg``, ...), persistent chains (``chain/v``: (chains, sites)) and positive
+        chains of general BMs (``pos/v``: (examples, sites)); the streams' draw counter is not
+        among them (its owner saves it)."""
         out = {f"param/{k}": v.detach() for k, v in self.model.params.items()}
         out.update(_optimizer_tensors(self.optimizer, list(self.model.params)))
         for prefix, chains in (("chain", self.chains), ("pos", self.pos_chains)):
             out.update({f"{prefix}/{f}": x for f, x in (chains or {}).items()})
-        out["generator"] = self.generator.get_state()
         return out
 
     def expected(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
@@ -307,7 +313,7 @@ class Trainer:
 
     def restore(self, t: dict[str, torch.Tensor], epoch: int, step: int) -> None:
         """Continue from the tensors of :meth:`tensors` (checked against :meth:`expected`):
-        parameters, optimiser state, chains, generator; ``epoch`` and ``step`` done."""
+        parameters, optimiser state, chains; ``epoch`` and ``step`` done."""
         dev, names = self.model._device(), list(self.model.params)
         with torch.no_grad():
             for k, p in self.model.params.items():
@@ -323,7 +329,6 @@ class Trainer:
             self.chains = {f: t[f"chain/{f}"].to(dev) for f in self.chains}
         if self.pos_chains is not None:
             self.pos_chains = {f: t[f"pos/{f}"].to(dev) for f in self.pos_chains}
-        self.generator.set_state(t["generator"])
         self.epoch, self.step_count = epoch, step
 
 

@@ -5,7 +5,9 @@ Every learner returns ``log psi`` as a real tensor (positive amplitude) or a com
 real and imaginary parts), so VMC gradients use the real-parameter formulas everywhere.
 
 Attributes the VMC driver reads: ``is_complex`` (output dtype) and, for autoregressive models,
-``is_normalized = True`` with a ``sample(n, generator) -> (n, N)`` method for exact sampling.
+``is_normalized = True`` with a ``sample(n, streams) -> (n, N)`` method for exact sampling
+(sample b from stream b of a :class:`RandomStreams`; initial weights come from a host
+``torch.Generator``).
 
 Symmetries. A translation table ``T`` (G, N) acts as ``(T_g s) = s[:, T[g]]`` (see
 ``lattice.translation_table``); its rows must form a group.
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from ..random import RandomStreams
 
 LOG2 = math.log(2.0)
 
@@ -349,8 +353,18 @@ class MarshallSign(nn.Module):
         ph = self.phase(s).to(lp.real.dtype)
         return torch.complex(lp.real, (lp.imag if lp.is_complex() else torch.zeros_like(lp)) + ph)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.model.sample(n, generator)
+    def sample(self, n: int, streams: RandomStreams) -> torch.Tensor:
+        return self.model.sample(n, streams)
+
+
+def inverse_cdf(p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Categorical draws (B,) from probabilities p (B, K) at uniforms u (B,): the first k with
+    cdf_k > u * cdf_K. A state of probability 0 is never drawn (the clamp to the last possible
+    state guards the rounding of u * cdf_K up to cdf_K)."""
+    cdf = torch.cumsum(p, dim=1)
+    k = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
+    last = p.shape[1] - 1 - torch.argmax(torch.flip(p > 0, [1]).to(torch.uint8), dim=1)
+    return torch.minimum(k, last)
 
 
 class GRUCell(nn.Module):
@@ -497,9 +511,12 @@ class AutoregressiveGRU(nn.Module):
         return 0.5 * logp
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Exact samples s ~ |psi|^2, (n, N), batched over samples, sequential over cells."""
+    def sample(self, n: int, streams: RandomStreams) -> torch.Tensor:
+        """Exact samples s ~ |psi|^2, (n, N), batched over samples, sequential over cells: cell
+        t of sample b is the inverse CDF of its conditional at u[b, t] (u (n, n_cells) uniform,
+        sample b from stream b)."""
         dev = self.out.device
+        u = streams.uniform((n, self.n_cells), torch.float64).to(dev)
         h = torch.zeros(n, self.gru.n_hidden, dtype=self.dtype_, device=dev)
         x = torch.zeros(n, self.n_states, dtype=self.dtype_, device=dev)
         ups = torch.zeros(n, dtype=self.dtype_, device=dev)
@@ -508,7 +525,7 @@ class AutoregressiveGRU(nn.Module):
         for t in range(self.n_cells):
             h = self.gru(x, h)
             logq, _ = self._step(h, ups, t)
-            c = torch.multinomial(logq.exp(), 1, generator=generator).squeeze(1)
+            c = inverse_cdf(logq.exp().to(torch.float64), u[:, t])
             cells.append(c)
             x = eye[c]
             ups = ups + self.cell_ups[c]
@@ -552,12 +569,12 @@ class SymmetrizedAutoregressive(nn.Module):
         return log_amp
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        s0 = self.model.sample(n, generator)
+    def sample(self, n: int, streams: RandomStreams) -> torch.Tensor:
+        s0 = self.model.sample(n, streams)
         dev = s0.device
-        g = torch.randint(0, self.translations.shape[0], (n,), generator=generator, device=dev)
+        g = streams.integers(0, self.translations.shape[0], (n,)).to(dev)
         s = torch.gather(s0, 1, self.inverse[g])
         if self.spin_flip:
-            flip = torch.randint(0, 2, (n, 1), generator=generator, device=dev)
+            flip = streams.integers(0, 2, (n, 1)).to(dev)
             s = s * (1 - 2 * flip).to(s.dtype)
         return s

@@ -15,8 +15,9 @@ realistic sizes (16-200 chains, M <= 100) is call overhead, not arithmetic: on t
 chain runs as one compiled loop (``rbm_chains_cpu``, numba) or, without numba, as a loop over
 steps on numpy views of the same buffers (about 1 us per call against 3-4 us for eager torch on
 small tensors); on other devices the identical loop runs with torch. All random numbers come
-from the caller's torch.Generator, drawn in chunks before the loop, so every backend makes the
-same chain.
+from the caller's :class:`RandomStreams` (chain c from stream c), drawn before the loop in chunks
+of a fixed number of steps per chain, so every backend, and every number of chains, makes the
+same chain c.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from ..random import RandomStreams
 from . import rbm_chains_cpu
 from .learners import RBMForm
 
@@ -139,16 +141,17 @@ class RBMChains:
     same magnetisation). :meth:`run` makes ``n_samples`` records of ``steps_per_sample`` steps
     after ``burn_in`` steps and returns them as (T, C, N) with the mean acceptance.
 
-    Backends, all on the same random stream (drawn from the caller's generator in chunks of whole
-    blocks, so they make the same chain): "numba" (CPU, ``rbm_chains_cpu``: all steps of a chunk
-    in one compiled call; the default where numba is installed and the weights are in range),
-    "numpy" (CPU loop over steps), "torch" (other devices), and "compile" (``compile=True``: each
-    block of ``steps_per_sample`` steps as one torch.compile'd graph; the first call compiles for
-    tens of seconds; on a compilation failure it falls back to the eager loop with a warning).
+    Backends, all on the same random streams (drawn in chunks of whole blocks of at most
+    ``CHUNK_STEPS`` steps per chain, so they make the same chain): "numba" (CPU,
+    ``rbm_chains_cpu``: all steps of a chunk in one compiled call; the default where numba is
+    installed and the weights are in range), "numpy" (CPU loop over steps), "torch" (other
+    devices), and "compile" (``compile=True``: each block of ``steps_per_sample`` steps as one
+    torch.compile'd graph; the first call compiles for tens of seconds; on a compilation failure
+    it falls back to the eager loop with a warning).
     Burn-in is rounded up to whole blocks.
     """
 
-    CHUNK_PROPOSALS = 1 << 18  # random numbers are drawn for this many proposals at a time
+    CHUNK_STEPS = 1 << 10  # random numbers are drawn for this many steps per chain at a time
 
     def __init__(self, form: RBMForm, s: torch.Tensor, move: str, compile: bool = False) -> None:
         self.form, self.move, self.device = form, move, s.device
@@ -189,20 +192,22 @@ class RBMChains:
         self.rows = conv(torch.arange(s.shape[0], device=s.device))
         self.rows_col = self.rows[:, None]
 
-    def _randoms(self, steps: int, generator) -> tuple:
-        """Proposal indices and 0.5 log u for ``steps`` steps of all chains, from the generator."""
+    def _randoms(self, steps: int, streams: RandomStreams) -> tuple:
+        """Proposal indices and 0.5 log u for ``steps`` steps of all chains, as (K, C) arrays
+        (the kernels' layout) of draws (C, K) with chain c on stream c."""
         c, n = self.s.shape
         dev = self.device
-        u = torch.rand(steps, c, generator=generator, device=dev, dtype=self.dtype)
-        half_log_u = 0.5 * torch.log(u)
+
+        def steps_major(x: torch.Tensor) -> torch.Tensor:
+            return x.to(dev).T.contiguous()
+
+        half_log_u = steps_major(0.5 * torch.log(streams.uniform((c, steps), self.dtype)))
         if self.move == "flip":
-            idx = (torch.randint(0, n, (steps, c), generator=generator, device=dev),)
+            idx = (steps_major(streams.integers(0, n, (c, steps))),)
         else:
             n_up, n_down = self.n_up, n - self.n_up
-            idx = (
-                torch.randint(0, max(n_up, 1), (steps, c), generator=generator, device=dev),
-                torch.randint(0, max(n_down, 1), (steps, c), generator=generator, device=dev),
-            )
+            idx = (steps_major(streams.integers(0, max(n_up, 1), (c, steps))),
+                   steps_major(streams.integers(0, max(n_down, 1), (c, steps))))  # fmt: skip
         if self.xp is np:
             return tuple(t.cpu().numpy() for t in idx), half_log_u.cpu().numpy()
         return idx, half_log_u
@@ -282,18 +287,20 @@ class RBMChains:
         return out, float(acc)
 
     def run(
-        self, burn_in: int, n_samples: int, steps_per_sample: int, generator
+        self, burn_in: int, n_samples: int, steps_per_sample: int, streams: RandomStreams
     ) -> tuple[torch.Tensor, float]:
         """Burn in, then record ``n_samples`` configurations per chain: ((T, C, N), acceptance)."""
         c = self.s.shape[0]
         stride = steps_per_sample
         burn_blocks = -(-burn_in // stride)  # whole blocks: the same random stream everywhere
         total = burn_blocks + n_samples
-        per_chunk = max(1, self.CHUNK_PROPOSALS // (stride * c))
+        # chunks of a fixed number of steps per chain (not of proposals: chain c's numbers must
+        # not depend on how many chains run beside it); they bound the random numbers' memory
+        per_chunk = max(1, self.CHUNK_STEPS // stride)
         out, acc = [], 0.0
-        for start in range(0, total, per_chunk):  # chunks bound the memory of random numbers
+        for start in range(0, total, per_chunk):
             blocks = min(per_chunk, total - start)
-            idx, hlu = self._randoms(blocks * stride, generator)
+            idx, hlu = self._randoms(blocks * stride, streams)
             burned = min(blocks, max(0, burn_blocks - start))
             if self.backend == "numba":
                 recorded, a = self._chunk_numba(idx, hlu, burned * stride, stride, blocks - burned)

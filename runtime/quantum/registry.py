@@ -25,7 +25,10 @@ from physml_lang.catalogue.quantum import (
     learner_conflict,
     marshall_sign,
 )
+from physml_lang.compiler.models.quantum import QuantumModel
+from physml_lang.diagnostics import Diagnostic, PhysmlError
 
+from ..plans.quantum import VMCPlan
 from .lattice import translation_table
 from .learners import (
     RBM,
@@ -155,10 +158,43 @@ def make_learner(name: str, options: dict | BaseModel | None, ctx: QuantumContex
     return CATALOGUE.learners.implementation(name, QUANTUM)(opts, ctx)
 
 
+def build_learner(setup: VMCPlan, qm: QuantumModel, generator: torch.Generator) -> nn.Module:
+    """The planned learner (log psi(s) of configurations s (B, N) -> (B,)) on the model's
+    lattice, its initial weights drawn on the host from ``generator``. What only building the
+    network finds (an even CNN kernel, a GRU cell size that does not divide N, a magnetisation
+    N cannot have) is a located P400 here; the plan has checked everything static."""
+    decl = setup.learner_decl
+    ctx = QuantumContext(
+        qm.n_sites,
+        shape=tuple(qm.lattice.shape),
+        translations=qm.translation_table(),
+        sublattice=qm.sublattice(),
+        symmetries=set(setup.respecting),
+        generator=generator,
+    )
+    try:
+        return make_learner(decl.call.name, setup.learner_options, ctx)
+    except ValueError as exc:
+        raise PhysmlError(Diagnostic(
+            "P400", f"learner {decl.name} cannot be built for model {qm.ir.name}: {exc}",
+            decl.call.span)) from None  # fmt: skip
+
+
+def unsymmetrised(model: nn.Module) -> nn.Module:
+    """The bare autoregressive model inside a translation-symmetrised one (shared parameters):
+    what ``pretrain`` optimises."""
+    if isinstance(model, MarshallSign) and isinstance(model.model, SymmetrizedAutoregressive):
+        return MarshallSign(model.model.model, model.sublattice > 0.5)
+    if isinstance(model, SymmetrizedAutoregressive):
+        return model.model
+    return model
+
+
 def bind(catalogue: Catalogue) -> None:
     """Attach the learner factories to their catalogue entries."""
     for name, factory in (("rbm", make_rbm), ("cnn", make_convnet), ("rnn", make_rnn)):
         catalogue.learners.bind(name, factory, family=QUANTUM)
 
 
-__all__ = ["QuantumContext", "SymmetryError", "bind", "make_learner", "SpinFlipSymmetric"]
+__all__ = ["QuantumContext", "SymmetryError", "bind", "build_learner", "make_learner",
+           "unsymmetrised", "SpinFlipSymmetric"]  # fmt: skip

@@ -17,6 +17,11 @@ runs conjugate gradient with S v = Or^T (Or v), never forming S.
 
 Real RBM learners (``learners.rbm_form``) take closed-form paths: cached-theta Metropolis,
 local energies from theta, analytic O (``rbm_kernels``); every other learner uses autograd.
+
+Random numbers come from a :class:`RandomStreams` family with the chain (Metropolis) or the
+sample (exact draws) on the leading axis of every draw, so chain c makes the same moves in a
+batch of 8 chains or of 800, on the CPU or a GPU. The numbers of a block of Markov steps are
+drawn at once, per chain, in blocks of a fixed number of steps (``CHUNK_STEPS``).
 """
 
 from __future__ import annotations
@@ -34,10 +39,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from physml_lang.catalogue import Catalogue
-from physml_lang.catalogue.quantum import QUANTUM, AdamSpec, SGDSpec, SRSpec
+from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue.quantum import (
+    QUANTUM,
+    AdamSpec,
+    AutoregressiveSpec,
+    MetropolisSpec,
+    SGDSpec,
+    SRSpec,
+)
 from physml_lang.compiler.derive.pauli import PauliSum
+from physml_lang.compiler.models.quantum import QuantumModel
 
+from ..plans.quantum import VMCPlan, vmc_sector
+from ..random import RandomStreams
 from ..statistics import Estimate, binning_analysis, split_rhat
 from . import rbm_chains_cpu
 from .learners import rbm_form, rbm_weights
@@ -118,6 +133,11 @@ def adam_optimizer(spec: AdamSpec) -> OptimizerOptions:
     return OptimizerOptions(name="adam", sr=None, **spec.model_dump())
 
 
+def optimizer_options(name: str, spec: BaseModel) -> OptimizerOptions:
+    """The configuration of a validated ``optimize ... via NAME(...)`` (or ``pretrain``)."""
+    return CATALOGUE.optimisers.implementation(name, QUANTUM)(spec)
+
+
 def torch_optimizer(params: list[torch.Tensor], o: OptimizerOptions) -> torch.optim.Optimizer:
     """The torch optimiser that takes the steps of ``o``."""
     if o.name == "adam":
@@ -128,48 +148,70 @@ def torch_optimizer(params: list[torch.Tensor], o: OptimizerOptions) -> torch.op
 # ----------------------------------------------------------------------------- samplers
 
 
+CHUNK_STEPS = 1 << 10  # Markov steps per chain whose random numbers are drawn at once
+
+
+def default_streams(device: torch.device | str = "cpu") -> RandomStreams:
+    """Streams seeded from torch's global generator (what an unseeded call draws from)."""
+    return RandomStreams(int(torch.randint(0, 2**62, (1,))), device)
+
+
 def random_configs(
     n: int,
     n_sites: int,
-    generator: torch.Generator | None,
+    streams: RandomStreams,
     magnetization: int | None = None,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """(n, N) uniform random +-1 configurations (in a magnetisation sector if given)."""
+    """(n, N) uniform random +-1 configurations (in a magnetisation sector if given); row b
+    from stream b."""
     if magnetization is None:
-        bits = torch.randint(0, 2, (n, n_sites), generator=generator, device=device)
+        bits = streams.integers(0, 2, (n, n_sites)).to(device)
         return (1 - 2 * bits).to(dtype)
     if (n_sites + magnetization) % 2 or abs(magnetization) > n_sites:
         raise ValueError(f"no states with magnetization {magnetization} on {n_sites} sites")
     n_up = (n_sites + magnetization) // 2
-    keys = torch.rand(n, n_sites, generator=generator, device=device)
+    keys = streams.uniform((n, n_sites), torch.float64).to(device)
     ranks = torch.argsort(torch.argsort(keys, dim=1), dim=1)  # a random permutation per row
     return torch.where(ranks < n_up, 1.0, -1.0).to(dtype)
 
 
-def propose_flip(s: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """The ``flip`` move: each chain of s (C, N) flips one random site."""
-    c, n = s.shape
-    rows = torch.arange(c, device=s.device)
-    i = torch.randint(0, n, (c,), generator=generator, device=s.device)
+def flip_site(s: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+    """Chains s (C, N) with site i[c] (C,) of chain c flipped."""
+    rows = torch.arange(s.shape[0], device=s.device)
     sp = s.clone()
     sp[rows, i] = -sp[rows, i]
     return sp
 
 
-def propose_exchange(s: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """The ``exchange`` move: each chain of s (C, N) swaps a random site with a random site of
-    opposite spin (sum(Z) is kept; symmetric, see :class:`MetropolisSampler`)."""
-    c, n = s.shape
-    rows = torch.arange(c, device=s.device)
-    i = torch.randint(0, n, (c,), generator=generator, device=s.device)
+def exchange_sites(s: torch.Tensor, i: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Chains s (C, N) with site i[c] swapped with the opposite-spin site of rank
+    floor(u[c] * n_opposite) (u (C,) uniform on [0, 1): a uniform choice among them; no change
+    where chain c has none). sum(Z) is kept."""
+    rows = torch.arange(s.shape[0], device=s.device)
     opposite = s != s[rows, i].unsqueeze(1)
-    scores = torch.rand(c, n, generator=generator, device=s.device) * opposite
-    j = torch.argmax(scores, dim=1)  # uniform among opposite-spin sites (i itself if none)
+    n_opposite = opposite.sum(1)
+    rank = torch.minimum((u * n_opposite).long(), (n_opposite - 1).clamp(min=0))
+    j = torch.argmax((torch.cumsum(opposite, 1) > rank.unsqueeze(1)).to(torch.uint8), dim=1)
+    j = torch.where(n_opposite > 0, j, i)
     sp = s.clone()
     sp[rows, i], sp[rows, j] = s[rows, j], s[rows, i]
     return sp
+
+
+def propose_flip(s: torch.Tensor, streams: RandomStreams) -> torch.Tensor:
+    """The ``flip`` move: each chain of s (C, N) flips one random site (chain c: stream c)."""
+    c, n = s.shape
+    return flip_site(s, streams.integers(0, n, (c,)).to(s.device))
+
+
+def propose_exchange(s: torch.Tensor, streams: RandomStreams) -> torch.Tensor:
+    """The ``exchange`` move: each chain of s (C, N) swaps a random site with a random site of
+    opposite spin (sum(Z) is kept; symmetric, see :class:`MetropolisSampler`)."""
+    c, n = s.shape
+    i = streams.integers(0, n, (c,)).to(s.device)
+    return exchange_sites(s, i, streams.uniform((c,), torch.float64).to(s.device))
 
 
 class MetropolisSampler:
@@ -199,22 +241,27 @@ class MetropolisSampler:
         self.chains: torch.Tensor | None = None
         self.acceptance: float = float("nan")
 
-    def _propose(self, s: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        move = propose_exchange if self.options.move == "exchange" else propose_flip
-        return move(s, generator)
-
     @torch.no_grad()
-    def _sweeps(self, model: nn.Module, s, lp, n_steps: int, generator):
-        accepted = torch.zeros((), dtype=torch.float64, device=s.device)
-        for _ in range(n_steps):  # Markov-chain steps are sequential; chains are batched
-            sp = self._propose(s, generator)
-            lpp = model(sp)
-            log_ratio = 2.0 * (lpp.real - lp.real)
-            u = torch.rand(s.shape[0], generator=generator, device=s.device, dtype=log_ratio.dtype)
-            acc = torch.log(u) < log_ratio
-            s = torch.where(acc.unsqueeze(1), sp, s)
-            lp = torch.where(acc, lpp, lp)
-            accepted = accepted + acc.double().mean()  # no host sync inside the loop
+    def _sweeps(self, model: nn.Module, s, lp, n_steps: int, streams: RandomStreams):
+        """``n_steps`` Metropolis steps of the chains s (C, N) with log psi lp (C,); the site,
+        partner and acceptance numbers of up to CHUNK_STEPS steps per chain drawn at once."""
+        c, n = s.shape
+        dev, exchange = s.device, self.options.move == "exchange"
+        accepted = torch.zeros((), dtype=torch.float64, device=dev)
+        for first in range(0, n_steps, CHUNK_STEPS):
+            k = min(CHUNK_STEPS, n_steps - first)
+            sites = streams.integers(0, n, (c, k)).to(dev)
+            partners = streams.uniform((c, k), torch.float64).to(dev) if exchange else None
+            log_u = torch.log(streams.uniform((c, k), torch.float64)).to(dev)
+            for t in range(k):  # Markov-chain steps are sequential; chains are batched
+                sp = (exchange_sites(s, sites[:, t], partners[:, t]) if exchange
+                      else flip_site(s, sites[:, t]))  # fmt: skip
+                lpp = model(sp)
+                log_ratio = 2.0 * (lpp.real - lp.real)
+                acc = log_u[:, t].to(log_ratio.dtype) < log_ratio
+                s = torch.where(acc.unsqueeze(1), sp, s)
+                lp = torch.where(acc, lpp, lp)
+                accepted = accepted + acc.double().mean()  # no host sync inside the loop
         return s, lp, float(accepted) / max(n_steps, 1)
 
     def _phased_chains(self, model: nn.Module, s: torch.Tensor) -> PhasedRBMChains | None:
@@ -233,15 +280,14 @@ class MetropolisSampler:
         return self.options.move != "exchange" or bool(((s > 0).sum(1) == (s[0] > 0).sum()).all())
 
     @torch.no_grad()
-    def sample(
-        self, model: nn.Module, n_samples: int, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """(T, C, N) samples, T = ceil(n_samples / C), after burn-in from the persistent chains."""
+    def sample(self, model: nn.Module, n_samples: int, streams: RandomStreams) -> torch.Tensor:
+        """(T, C, N) samples, T = ceil(n_samples / C), after burn-in from the persistent chains
+        (chain c draws from stream c)."""
         o, n = self.options, self.n_sites
         first = self.chains is None
         if first:
             self.chains = random_configs(
-                o.n_chains, n, generator, o.magnetization, self.dtype, self.device
+                o.n_chains, n, streams, o.magnetization, self.dtype, self.device
             )
         s = self.chains
         burn = (o.initial_burn_in_sweeps if first else 0) + o.burn_in_sweeps
@@ -253,14 +299,14 @@ class MetropolisSampler:
         else:
             chains = self._phased_chains(model, s)
         if chains is not None:
-            samples, self.acceptance = chains.run(burn * n, t, steps, generator)
+            samples, self.acceptance = chains.run(burn * n, t, steps, streams)
             self.chains = chains.chains().to(self.dtype)
             return samples.to(self.dtype)
         lp = model(s)
-        s, lp, _ = self._sweeps(model, s, lp, burn * n, generator)
+        s, lp, _ = self._sweeps(model, s, lp, burn * n, streams)
         out, acc = [], 0.0
         for _ in range(t):
-            s, lp, a = self._sweeps(model, s, lp, steps, generator)
+            s, lp, a = self._sweeps(model, s, lp, steps, streams)
             out.append(s)
             acc += a
         self.chains = s
@@ -276,7 +322,8 @@ class MetropolisSampler:
 
 
 class AutoregressiveSampler:
-    """Exact independent samples from a model with ``sample(n, generator)``; returns (1, n, N)."""
+    """Exact independent samples from a model with ``sample(n, streams)`` (sample b from stream
+    b); returns (1, n, N)."""
 
     def __init__(
         self,
@@ -289,16 +336,63 @@ class AutoregressiveSampler:
         self.acceptance = 1.0
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, n_samples: int, generator) -> torch.Tensor:
+    def sample(self, model: nn.Module, n_samples: int, streams: RandomStreams) -> torch.Tensor:
         if not getattr(model, "is_normalized", False):
             raise ValueError("exact sampling needs a normalised (autoregressive) learner")
-        return model.sample(n_samples, generator).unsqueeze(0)
+        return model.sample(n_samples, streams).unsqueeze(0)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         pass
+
+
+class IndependentDraws:
+    """Autoregressive draws (1, n, N) presented as a series (n, 1, N) for binning and R-hat."""
+
+    def __init__(self, n_sites: int):
+        self.inner = AutoregressiveSampler(n_sites)
+        self.acceptance = 1.0
+
+    def sample(self, model: nn.Module, n_samples: int, streams: RandomStreams) -> torch.Tensor:
+        return self.inner.sample(model, n_samples, streams).transpose(0, 1)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        pass
+
+
+# The implementations of the sampler entries of vmc runs: a validated ``sampler NAME(...)`` of
+# a model as a runtime sampler.
+
+
+def autoregressive_sampler(spec: AutoregressiveSpec, qm: QuantumModel,
+                           device) -> IndependentDraws:  # fmt: skip
+    """``sampler autoregressive``: independent draws from the (normalised) learner."""
+    return IndependentDraws(qm.n_sites)
+
+
+def metropolis_sampler(spec: MetropolisSpec, qm: QuantumModel, device) -> MetropolisSampler:
+    """``sampler metropolis(...)``: chains over |psi|^2, with exchange moves in the sector of a
+    model that conserves sum(Z) (move = auto), else flips."""
+    sector = vmc_sector(qm, spec)
+    opts = MetropolisOptions(
+        n_chains=spec.chains, sweeps_per_sample=spec.sweeps, burn_in_sweeps=spec.burn_in,
+        initial_burn_in_sweeps=spec.initial_burn_in,
+        move="exchange" if sector is not None else "flip",
+        magnetization=sector if sector is not None else spec.magnetization,
+        compile=spec.compile,
+    )  # fmt: skip
+    return MetropolisSampler(qm.n_sites, opts, device=device)
+
+
+def make_sampler(setup: VMCPlan, qm: QuantumModel, device):
+    """The planned sampler of a vmc run for the model ``qm``."""
+    factory = CATALOGUE.samplers.implementation(setup.sampler_name, QUANTUM)
+    return factory(setup.sampler_spec, qm, device)
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -522,8 +616,9 @@ def diagonal_observables(
 # ----------------------------------------------------------------------------- driver
 # The state of an optimisation as named tensors (the checkpoint of a vmc scan point, in the one
 # format of runtime/checkpoint.py): "model/<name>" (state_dict), "opt/<i>/<name>" (optimiser
-# state of parameter i), "sampler/<name>" (chains), "generator", "sr/x_prev" (the warm start of
-# conjugate gradient), "history/<key>" (one value per iteration done, float64 bits as int64).
+# state of parameter i), "sampler/<name>" (chains), "sr/x_prev" (the warm start of conjugate
+# gradient), "history/<key>" (one value per iteration done, float64 bits as int64). The random
+# streams' draw counter is the caller's to keep (the run driver saves it as "random/draws").
 
 
 @dataclass
@@ -540,14 +635,17 @@ class VMCResult:
 
 class VMC:
     """A resumable VMC optimisation: ``step`` takes one iteration, ``tensors``/``restore`` are
-    its state (bit-identical continuation on the CPU), ``result`` the final estimate."""
+    its state (with the draw counter of ``streams``: a bit-identical continuation on the CPU),
+    ``result`` the final estimate. Every sample is drawn from ``streams``."""
 
     def __init__(self, op: LocalOperator, model: nn.Module, sampler, opts: OptimizerOptions,
-                 generator: torch.Generator | None, n_samples: int,
+                 streams: RandomStreams | None, n_samples: int,
                  history: dict[str, list[float]] | None = None,
                  chunk_size: int | None = 1024) -> None:  # fmt: skip
         self.op, self.model, self.sampler, self.opts = op, model, sampler, opts
-        self.generator, self.n_samples, self.chunk_size = generator, n_samples, chunk_size
+        device = next(model.parameters()).device
+        self.streams = streams if streams is not None else default_streams(device)
+        self.n_samples, self.chunk_size = n_samples, chunk_size
         self.opt = torch_optimizer(list(model.parameters()), opts)
         self.history = {} if history is None else history
         self.x_prev: torch.Tensor | None = None
@@ -559,7 +657,7 @@ class VMC:
         lr = max(opts.lr * opts.lr_decay**self.iteration, opts.min_lr)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        samples = self.sampler.sample(model, self.n_samples, self.generator)  # (T, C, N)
+        samples = self.sampler.sample(model, self.n_samples, self.streams)  # (T, C, N)
         t, c, _ = samples.shape
         s = samples.reshape(-1, n)
         form = rbm_form(model)
@@ -585,7 +683,7 @@ class VMC:
     def result(self, eval_samples: int) -> VMCResult:
         """The final estimate from ``eval_samples`` samples of the trained state."""
         n = self.op.n_sites
-        final = self.sampler.sample(self.model, eval_samples, self.generator)
+        final = self.sampler.sample(self.model, eval_samples, self.streams)
         t, c, _ = final.shape
         e = local_energies(self.op, self.model, final.reshape(-1, n)).reshape(t, c)
         stats = energy_statistics(e)
@@ -603,8 +701,6 @@ class VMC:
                                              else torch.tensor(v))  # fmt: skip
         out.update({f"sampler/{k}": v.detach().clone()
                     for k, v in self.sampler.state_tensors().items()})  # fmt: skip
-        if self.generator is not None:
-            out["generator"] = self.generator.get_state()
         if self.x_prev is not None:
             out["sr/x_prev"] = self.x_prev.detach().clone()
         out.update({f"history/{k}": torch.tensor(v, dtype=torch.float64).view(torch.int64)
@@ -624,8 +720,6 @@ class VMC:
         self.opt.load_state_dict({"state": opt_state, "param_groups": groups})
         self.sampler.load_state_tensors({k[8:]: v for k, v in t.items()
                                          if k.startswith("sampler/")})  # fmt: skip
-        if self.generator is not None and "generator" in t:
-            self.generator.set_state(t["generator"])
         x = t.get("sr/x_prev")
         self.x_prev = None if x is None else x.to(next(self.model.parameters()).device)
         self.history.clear()
@@ -643,7 +737,7 @@ def run_vmc(
     sampler_options: MetropolisOptions | dict | None = None,
     optimizer: OptimizerOptions | dict | None = None,
     iterations: int = 300,
-    generator: torch.Generator | None = None,
+    streams: RandomStreams | None = None,
     n_samples: int = 1008,
     eval_samples: int | None = None,
     history: dict[str, list[float]] | None = None,
@@ -652,8 +746,9 @@ def run_vmc(
 ) -> VMCResult:
     """Minimise <H> over the learner's parameters by VMC; returns history and final estimate.
 
-    ``sampler``: a sampler object (``sample(model, n, generator)`` -> (T, C, N), ``acceptance``,
+    ``sampler``: a sampler object (``sample(model, n, streams)`` -> (T, C, N), ``acceptance``,
     ``state_tensors``); None: Metropolis chains with ``sampler_options`` (MetropolisOptions).
+    ``streams``: the random streams of every draw (None: seeded from torch's global generator).
     ``optimizer``: OptimizerOptions (SGD/Adam, SR on by default). ``eval_samples``: samples for the
     final energy estimate (default 4 * n_samples), drawn after training with the trained state.
     ``history``: filled in place (kept if a callback raises). Resumable runs: :class:`VMC`.
@@ -667,7 +762,7 @@ def run_vmc(
         sampler = MetropolisSampler(op.n_sites, opts_s, device=device)
     opts = (optimizer if isinstance(optimizer, OptimizerOptions)
             else OptimizerOptions(**(optimizer or {})))  # fmt: skip
-    state = VMC(op, model, sampler, opts, generator, n_samples, history, chunk_size)
+    state = VMC(op, model, sampler, opts, streams, n_samples, history, chunk_size)
     while state.iteration < iterations:  # optimisation steps are sequential
         stats = state.step()
         if callback is not None:
@@ -676,7 +771,10 @@ def run_vmc(
 
 
 def bind(catalogue: Catalogue) -> None:
-    """Attach the Metropolis moves and the optimisers of vmc runs to their catalogue entries."""
+    """Attach the samplers, Metropolis moves and optimisers of vmc runs to their catalogue
+    entries."""
+    catalogue.samplers.bind("metropolis", metropolis_sampler, family=QUANTUM)
+    catalogue.samplers.bind("autoregressive", autoregressive_sampler, family=QUANTUM)
     catalogue.updates.bind("flip", propose_flip, family=QUANTUM)
     catalogue.updates.bind("exchange", propose_exchange, family=QUANTUM)
     for name, configure in (("sr", sr_optimizer), ("sgd", sgd_optimizer),

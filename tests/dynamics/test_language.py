@@ -15,6 +15,7 @@ from physml_lang.diagnostics import PhysmlError
 from physml_lang.runtime.dynamics.integrators import make_integrator
 from physml_lang.runtime.dynamics.samplers import Phi4Action, XYAction, hmc
 from physml_lang.runtime.dynamics.system import kepler, pendulum
+from physml_lang.runtime.random import RandomStreams
 from physml_lang.runtime.statistics import binning_analysis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,10 +197,10 @@ def test_hmc_via_language_agrees_with_runtime_sampler():
     res = load(PHI4).run("h", seed=5)
     row = res.rows[0]
     assert res.summary["task"] == "field_sample" and 0.5 < row["acceptance"]["mean"] <= 1
-    gen = torch.Generator().manual_seed(11)
+    streams = RandomStreams(11)
     ref = Phi4Action(0.22, 1.145)
-    x0 = torch.randn(8, 6, 6, generator=gen, dtype=F64)
-    r = hmc(ref, ref.grad, x0, gen, 250, 0.15, 8, burn_in=50,
+    x0 = streams.normal((8, 6, 6), F64)
+    r = hmc(ref, ref.grad, x0, streams, 250, 0.15, 8, burn_in=50,
             measure=lambda x: {"m": x.reshape(8, -1).mean(-1).abs()})  # fmt: skip
     e = binning_analysis(r.observables["m"].numpy())
     a = row["abs_magnetization"]

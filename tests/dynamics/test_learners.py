@@ -15,6 +15,7 @@ from physml_lang.runtime.dynamics.learners import (
     train_map,
     train_vector_field,
 )
+from physml_lang.runtime.random import RandomStreams
 
 from .test_integrators import step_jacobian, symplectic_defect
 
@@ -61,8 +62,7 @@ def test_sympnet_map_is_symplectic_and_mlp_map_is_not():
 
 
 def test_dataset_targets_and_noise():
-    gen = torch.Generator().manual_seed(2)
-    d = make_dataset("kepler", 6, gen, t_span=2.0, points=11, noise=0.1)
+    d = make_dataset("kepler", 6, RandomStreams(2), t_span=2.0, points=11, noise=0.1)
     assert d.q.shape == (6, 11, 4) and d.dq.shape == (6, 11, 4) and d.t.shape == (11,)
     assert torch.allclose(d.dq, d.system.dH_dp(d.q_true, d.p_true))
     assert torch.allclose(d.dp, -d.system.dH_dq(d.q_true, d.p_true))
@@ -75,10 +75,10 @@ def test_dataset_targets_and_noise():
 
 
 def _train_hnn(separable: bool, steps: int = 150):
-    gen = torch.Generator().manual_seed(3)
-    data = make_dataset("pendulum", 8, gen, t_span=3.0, points=15, noise=0.0)
-    model = HNN(1, [24, 24], separable=separable, generator=gen)
-    res = train_vector_field(model, *data.flat(), gen, steps=steps, lr=3e-3)
+    streams = RandomStreams(3)
+    data = make_dataset("pendulum", 8, streams, t_span=3.0, points=15, noise=0.0)
+    model = HNN(1, [24, 24], separable=separable, generator=streams.host_generator())
+    res = train_vector_field(model, *data.flat(), streams, steps=steps, lr=3e-3)
     return model, res
 
 
@@ -87,8 +87,7 @@ def test_hnn_learned_energy_is_conserved_along_its_flow():
     O(dt^2), bounded, and shrinks 4x when dt halves."""
     model, res = _train_hnn(separable=False)
     assert res.final_loss < 0.5 * res.losses[0]
-    gen = torch.Generator().manual_seed(4)
-    q0, p0 = initial_conditions("pendulum", 4, gen)
+    q0, p0 = initial_conditions("pendulum", 4, RandomStreams(4))
     errs = []
     for dt in (0.2, 0.1):
         tr = rollout(model, q0, p0, dt, int(round(4 / dt)))
@@ -100,8 +99,7 @@ def test_hnn_learned_energy_is_conserved_along_its_flow():
 
 def test_separable_hnn_with_yoshida_conserves_h_theta():
     model, _ = _train_hnn(separable=True, steps=100)
-    gen = torch.Generator().manual_seed(5)
-    q0, p0 = initial_conditions("pendulum", 8, gen)
+    q0, p0 = initial_conditions("pendulum", 8, RandomStreams(5))
     tr = rollout(model, q0, p0, 0.1, 100)
     assert tr.integrator == "yoshida4"
     rel = (tr.energy - tr.energy[0]).abs() / tr.energy[0].abs().clamp_min(1e-3)
@@ -109,8 +107,7 @@ def test_separable_hnn_with_yoshida_conserves_h_theta():
 
 
 def _energy_mse(model, data, name, n_test=10, T=20.0, steps=100):
-    gen = torch.Generator().manual_seed(99)
-    q0, p0 = initial_conditions(name, n_test, gen)
+    q0, p0 = initial_conditions(name, n_test, RandomStreams(99))
     qt, pt, _ = simulate(data.system, q0, p0, T, steps + 1, substeps=10)
     tr = rollout(model, q0, p0, T / steps, steps, energy=data.system.hamiltonian)
     E_true = data.system.hamiltonian(qt, pt)  # (B, T)
@@ -119,13 +116,13 @@ def _energy_mse(model, data, name, n_test=10, T=20.0, steps=100):
 
 def hnn_vs_mlp(hidden, steps, trajectories=25, seed=0, lr=1e-3, horizons=((20.0, 100),)):
     """Energy MSE of rollouts (HNN: implicit midpoint; MLP: RK4) per (T, steps) horizon."""
-    gen = torch.Generator().manual_seed(seed)
-    data = make_dataset("mass_spring", trajectories, gen, t_span=3.0, points=30, noise=0.1)
+    streams = RandomStreams(seed)
+    data = make_dataset("mass_spring", trajectories, streams.fork(0), t_span=3.0, points=30,
+                        noise=0.1)  # fmt: skip
     out = {}
     for cls in (HNN, MLPVectorField):
-        model = cls(1, hidden, generator=torch.Generator().manual_seed(seed + 1))
-        train_vector_field(model, *data.flat(), torch.Generator().manual_seed(seed + 2),
-                           steps=steps, lr=lr)  # fmt: skip
+        model = cls(1, hidden, generator=streams.fork(1).host_generator())
+        train_vector_field(model, *data.flat(), streams.fork(2), steps=steps, lr=lr)
         res = [_energy_mse(model, data, "mass_spring", T=T, steps=n) for T, n in horizons]
         out[cls.__name__] = res[0] if len(res) == 1 else res
     return out
@@ -152,11 +149,11 @@ def test_hnn_vs_mlp_greydanus_mass_spring():
 
 
 def test_sympnet_learns_pendulum_map():
-    gen = torch.Generator().manual_seed(6)
-    data = make_dataset("pendulum", 10, gen, t_span=3.0, points=31, noise=0.0)
+    streams = RandomStreams(6)
+    data = make_dataset("pendulum", 10, streams, t_span=3.0, points=31, noise=0.0)
     z0, z1 = data.pairs()
-    model = SympNet(1, layers=2, width=16, generator=gen)
-    res = train_map(model, z0, z1, gen, steps=150, lr=3e-3)
+    model = SympNet(1, layers=2, width=16, generator=streams.host_generator())
+    res = train_map(model, z0, z1, streams, steps=150, lr=3e-3)
     assert res.final_loss < 0.05 * res.losses[0]
     tr = rollout(model, z0[:4, :1], z0[:4, 1:], 0.1, 300, energy=data.system.hamiltonian)
     rel = (tr.energy - tr.energy[0]).abs() / tr.energy[0].abs()

@@ -16,6 +16,7 @@ from physml_lang.runtime.dynamics.samplers import (
     langevin,
     make_sampler,
 )
+from physml_lang.runtime.random import RandomStreams
 from physml_lang.runtime.statistics import binning_analysis
 
 F64 = torch.float64
@@ -48,9 +49,9 @@ def check_moments(result, exact, n_sigma=4.0):
 
 
 def test_hmc_gaussian_moments():
-    gen = torch.Generator().manual_seed(11)
+    streams = RandomStreams(11)
     x0 = torch.zeros(64, 3, dtype=F64)
-    res = hmc(gauss_S, gauss_grad, x0, gen, n_samples=600, step_size=0.25, n_leapfrog=6,
+    res = hmc(gauss_S, gauss_grad, x0, streams, n_samples=600, step_size=0.25, n_leapfrog=6,
               burn_in=50, jitter=0.2, measure=gauss_measure)  # fmt: skip
     assert 0.8 < res.acceptance < 1.0
     check_moments(res, GAUSS_EXACT)
@@ -79,18 +80,18 @@ def anharmonic_measure(x):
 
 def test_hmc_anharmonic_moments_against_quadrature():
     S, grad = anharmonic_action()
-    gen = torch.Generator().manual_seed(12)
+    streams = RandomStreams(12)
     x0 = torch.zeros(64, 1, dtype=F64)
-    res = hmc(S, grad, x0, gen, n_samples=600, step_size=0.2, n_leapfrog=5, burn_in=50,
+    res = hmc(S, grad, x0, streams, n_samples=600, step_size=0.2, n_leapfrog=5, burn_in=50,
               jitter=0.3, measure=anharmonic_measure)  # fmt: skip
     check_moments(res, anharmonic_exact())
 
 
 def test_mala_anharmonic_moments_against_quadrature():
     S, _ = anharmonic_action()
-    gen = torch.Generator().manual_seed(13)
+    streams = RandomStreams(13)
     x0 = torch.zeros(64, 1, dtype=F64)
-    res = langevin(S, autograd_grad(S), x0, gen, n_samples=1500, step_size=0.1, burn_in=100,
+    res = langevin(S, autograd_grad(S), x0, streams, n_samples=1500, step_size=0.1, burn_in=100,
                    thin=2, metropolis=True, measure=anharmonic_measure)  # fmt: skip
     assert 0.5 < res.acceptance < 1.0
     check_moments(res, anharmonic_exact())
@@ -98,17 +99,17 @@ def test_mala_anharmonic_moments_against_quadrature():
 
 def test_ula_has_its_known_bias():
     """For S = x^2/2, ULA's stationary variance is 1 / (1 - h/2), not 1; MALA removes it."""
-    gen = torch.Generator().manual_seed(14)
+    streams = RandomStreams(14)
     h = 0.4
     S = lambda x: 0.5 * (x * x).sum(-1)  # noqa: E731
     g = lambda x: x  # noqa: E731
     meas = lambda x: {"x2": x[:, 0] ** 2}  # noqa: E731
     x0 = torch.zeros(128, 1, dtype=F64)
-    ula = langevin(S, g, x0, gen, n_samples=1000, step_size=h, burn_in=50, measure=meas)
+    ula = langevin(S, g, x0, streams, n_samples=1000, step_size=h, burn_in=50, measure=meas)
     est = ula.estimate("x2")
     assert abs(est.mean - 1 / (1 - h / 2)) < 4 * est.stderr
     assert abs(est.mean - 1.0) > 4 * est.stderr
-    mala = langevin(S, g, x0, gen, n_samples=1000, step_size=h, burn_in=50, metropolis=True,
+    mala = langevin(S, g, x0, streams, n_samples=1000, step_size=h, burn_in=50, metropolis=True,
                     measure=meas)  # fmt: skip
     est = mala.estimate("x2")
     assert abs(est.mean - 1.0) < 4 * est.stderr
@@ -119,9 +120,9 @@ def test_hmc_acceptance_tends_to_one():
     act = Phi4Action(kappa=0.2, lam=0.5)
     rates = []
     for eps in (0.4, 0.2, 0.1, 0.05):
-        gen = torch.Generator().manual_seed(15)
-        x0 = 0.3 * torch.randn(32, 4, 4, generator=gen, dtype=F64)
-        res = hmc(act, act.grad, x0, gen, n_samples=40, step_size=eps,
+        streams = RandomStreams(15)
+        x0 = 0.3 * streams.normal((32, 4, 4), F64)
+        res = hmc(act, act.grad, x0, streams, n_samples=40, step_size=eps,
                   n_leapfrog=int(round(1 / eps)), burn_in=10)  # fmt: skip
         rates.append(res.acceptance)
     assert all(a < b for a, b in zip(rates, rates[1:], strict=False)), rates
@@ -137,14 +138,14 @@ def test_phi4_schwinger_dyson_identity():
     def meas(phi):
         return {"sd": (phi * act.grad(phi)).sum((1, 2)) / V, "phi2": (phi * phi).mean((1, 2))}
 
-    gen = torch.Generator().manual_seed(16)
-    x0 = torch.randn(32, 6, 6, generator=gen, dtype=F64)
+    streams = RandomStreams(16)
+    x0 = streams.normal((32, 6, 6), F64)
     res = make_sampler("hmc", chains=32, sweeps=300, burn_in=30, step_size=0.15,
-                       n_steps=7, jitter=0.2).run(act, act.grad, x0, gen, meas)  # fmt: skip
+                       n_steps=7, jitter=0.2).run(act, act.grad, x0, streams, meas)  # fmt: skip
     est = res.estimate("sd")
     assert abs(est.mean - 1.0) < 4 * est.stderr and est.stderr < 0.02
     mala = make_sampler("mala", chains=32, sweeps=2400, burn_in=300, thin=3,
-                        step_size=0.02).run(act, act.grad, x0, gen, meas)  # fmt: skip
+                        step_size=0.02).run(act, act.grad, x0, streams, meas)  # fmt: skip
     a, b = res.estimate("phi2"), mala.estimate("phi2")
     assert abs(a.mean - b.mean) < 4 * np.hypot(a.stderr, b.stderr)
 
@@ -152,35 +153,48 @@ def test_phi4_schwinger_dyson_identity():
 def test_xy_identity_and_autograd_gradient():
     """XY model: <sum_x d2S/dtheta_x^2> = <|grad S|^2>; symbolic-style grad = autograd grad."""
     act = XYAction(beta=0.9)
-    gen = torch.Generator().manual_seed(17)
-    x0 = 2 * np.pi * torch.rand(32, 6, 6, generator=gen, dtype=F64)
+    streams = RandomStreams(17)
+    x0 = 2 * np.pi * streams.uniform((32, 6, 6), F64)
     assert torch.allclose(act.grad(x0), autograd_grad(act)(x0), atol=1e-12)
 
     def meas(theta):
         g = act.grad(theta)
         return {"diff": (act.laplacian(theta) - (g * g).sum((1, 2))) / 36}
 
-    res = hmc(act, act.grad, x0, gen, n_samples=300, step_size=0.2, n_leapfrog=5, burn_in=30,
+    res = hmc(act, act.grad, x0, streams, n_samples=300, step_size=0.2, n_leapfrog=5, burn_in=30,
               jitter=0.2, measure=meas)  # fmt: skip
     est = res.estimate("diff")
     assert abs(est.mean) < 4 * est.stderr and est.stderr < 0.05
 
 
 def test_sampler_registry_and_samples_shape():
-    gen = torch.Generator().manual_seed(18)
+    streams = RandomStreams(18)
     s = make_sampler("hmc", chains=4, sweeps=5, burn_in=0, n_steps=2)
-    res = s.run(gauss_S, gauss_grad, torch.zeros(4, 3, dtype=F64), gen)
+    res = s.run(gauss_S, gauss_grad, torch.zeros(4, 3, dtype=F64), streams)
     assert res.samples.shape == (5, 4, 3) and res.acceptance_per_chain.shape == (4,)
     with pytest.raises(pydantic.ValidationError):
         make_sampler("hmc", step_size=-1.0)
     with pytest.raises(pydantic.ValidationError):
         make_sampler("mala", n_leapfrog=3)
     with pytest.raises(ValueError):
-        s.run(gauss_S, gauss_grad, torch.zeros(5, 3, dtype=F64), gen)
+        s.run(gauss_S, gauss_grad, torch.zeros(5, 3, dtype=F64), streams)
     # same seed, same numbers
-    r1 = s.run(gauss_S, gauss_grad, torch.zeros(4, 3, dtype=F64), torch.Generator().manual_seed(1))
-    r2 = s.run(gauss_S, gauss_grad, torch.zeros(4, 3, dtype=F64), torch.Generator().manual_seed(1))
+    r1 = s.run(gauss_S, gauss_grad, torch.zeros(4, 3, dtype=F64), RandomStreams(1))
+    r2 = s.run(gauss_S, gauss_grad, torch.zeros(4, 3, dtype=F64), RandomStreams(1))
     assert torch.equal(r1.samples, r2.samples)
+
+
+@pytest.mark.parametrize("name", ["hmc", "mala"])
+def test_a_chain_draws_the_same_numbers_in_any_batch(name):
+    """Chain c of a batch of 6 follows the same trajectory as chain c of the first 3 or of
+    the streams that start at chain 3: its momenta, noise and accept draws are its own."""
+    s = make_sampler(name, chains=6, sweeps=8, burn_in=2, step_size=0.2)
+    x0 = torch.linspace(-1, 1, 18, dtype=F64).reshape(6, 3)
+    full = s.run(gauss_S, gauss_grad, x0, RandomStreams(5)).samples
+    half = make_sampler(name, chains=3, sweeps=8, burn_in=2, step_size=0.2)
+    first = half.run(gauss_S, gauss_grad, x0[:3], RandomStreams(5)).samples
+    last = half.run(gauss_S, gauss_grad, x0[3:], RandomStreams(5).streams(3)).samples
+    torch.testing.assert_close(torch.cat([first, last], 1), full, rtol=0, atol=1e-12)
 
 
 def test_binning_used():

@@ -1,5 +1,6 @@
-"""Gauge sampling on the run driver: rows on disk after each point, checkpoints of a point's
-chains, ``--resume`` bit-identical on the CPU, a P602 for other settings, old option names."""
+"""Gauge tasks on the run driver: rows on disk after each point, checkpoints of a point's
+chains and of a learner's training, ``--resume`` bit-identical on the CPU, a P602 for other
+settings, old option names."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from safetensors import safe_open
 
 import physml_lang
 from physml_lang.diagnostics import PhysmlError, PhysmlWarning, RunInterrupted
@@ -54,6 +56,20 @@ run r {
 """,
     "u1_hmc": SCAN.replace("SWEEPS", "10"),
 }
+
+
+# two learners, each a scan point of the regress run (one step = one epoch)
+REGRESS = """
+import U1
+learner f = lcnn(channels = [2]) respecting gauge, translation
+learner g = lcnn(channels = [3]) respecting gauge, translation
+run r {
+    model U1(L = 4)
+    scan beta in [1.0, 2.0]
+    regress f, g, target = wilson_loop(1, 1), samples = 32, test_samples = 8, test_L = [6],
+            epochs = EPOCHS, sweeps = 2
+}
+"""
 
 
 def _program(tmp_path: Path, text: str) -> Path:
@@ -122,15 +138,15 @@ def test_resume_mid_point_is_bit_identical(tmp_path, monkeypatch, case):
 
 
 def test_an_interrupt_keeps_the_finished_points(tmp_path, monkeypatch, results_on_disk):
-    original, calls = tasks.GaugeChains.advance, {"n": 0}
+    original, points = tasks.GaugeChains.step, set()
 
-    def second_point_interrupted(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
+    def second_point_interrupted(self):
+        points.add(id(self))
+        if len(points) == 2:
             raise KeyboardInterrupt
-        return original(self, *a, **k)
+        return original(self)
 
-    monkeypatch.setattr(tasks.GaugeChains, "advance", second_point_interrupted)
+    monkeypatch.setattr(tasks.GaugeChains, "step", second_point_interrupted)
     out = tmp_path / "out"
     with pytest.raises(RunInterrupted) as exc:
         physml_lang.load(_program(tmp_path, SMALL["u1_hmc"])).run(out=out)
@@ -159,3 +175,43 @@ def test_old_option_names_still_work_with_a_warning(tmp_path):
     metro = SMALL["higgs_metropolis"].replace("hits = 2", "hits = 2, step = 0.5")
     with pytest.warns(PhysmlWarning, match="'step_size'"):
         assert physml_lang.load(metro).check()
+
+
+def _training_saved(out: Path) -> bool:
+    """The first learner's rows are on disk and the second learner's training was checkpointed
+    after at least one epoch (parameters and Adam's moments to restore)."""
+    ckpt = out / "checkpoint.safetensors"
+    if not ((out / "summary.json").is_file() and ckpt.is_file()):
+        return False
+    try:
+        with safe_open(str(ckpt), framework="pt") as f:
+            state = json.loads(f.metadata()["state"])
+    except Exception:  # noqa: BLE001 - a file being replaced: not ready yet
+        return False
+    return state["point"] == 1 and state["done"] > 0 and len(state["rows"]) == 2
+
+
+def test_killed_regression_resumes_to_the_uninterrupted_rows(tmp_path, kill_when,
+                                                              results_on_disk):  # fmt: skip
+    """SIGKILL while the second learner trains, after a checkpoint of its training: the first
+    learner's rows are on disk, a resume with another learning rate is a P602, and --resume
+    finishes with exactly the rows of an uninterrupted run (same seed)."""
+    src = _program(tmp_path, REGRESS.replace("EPOCHS", "400"))
+    reference = physml_lang.load(src).run(out=tmp_path / "ref", seed=3).rows
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "physml_lang.cli", "run", str(src), "--out", str(out),
+           "--seed", "3", "--quiet", "--checkpoint-every", "0.2"]  # fmt: skip
+    kill_when(cmd, lambda: _training_saved(out))
+    rows, csv_rows, summary = results_on_disk(out)
+    assert not summary["complete"] and len(rows) == len(csv_rows) == 2
+    assert _same(rows, reference[:2]) and {r["learner"] for r in rows} == {"f"}
+    with pytest.raises(PhysmlError) as exc:
+        physml_lang.load(src).run(out=out, seed=3, resume=True, sets={"lr": 0.01})
+    d = exc.value.diagnostics[0]
+    assert d.code == "P602" and "other settings" in d.message and "options:" in d.message
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows, csv_rows, summary = results_on_disk(out)
+    assert summary["complete"] and summary["resumed"] and len(csv_rows) == len(rows) == 4
+    assert _same(rows, reference)
+    assert not (out / "checkpoint.safetensors").exists()

@@ -66,9 +66,9 @@ def test_schema_rejects_options():
 
 @pytest.mark.parametrize("name", GROUPS)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_gauge_invariance(name, shape, gen):
+def test_gauge_invariance(name, shape, gen, streams):
     G = get_group(name)
-    U = hot_start(name, 3, shape, gen)
+    U = hot_start(name, 3, shape, streams)
     om = random_gauge(name, (3, *shape), gen, dtype=U.dtype)
     gU = gauge_transform(U, om, name)
     assert float(G.distance_from_group(gU)) < 1e-12
@@ -79,8 +79,8 @@ def test_gauge_invariance(name, shape, gen):
     assert gauge_invariance_violation(lambda V: wilson_action(V, name, 2.0), U, name, gen) < 1e-10
 
 
-def test_violation_names_breaking_term(gen):
-    U = hot_start("u1", 2, (4, 4), gen)
+def test_violation_names_breaking_term(gen, streams):
+    U = hot_start("u1", 2, (4, 4), streams)
     terms = {
         "plaquette": lambda V: wilson_action(V, "u1", 1.0),
         "link_mass": lambda V: torch.cos(V).flatten(1).sum(1),  # not gauge invariant
@@ -90,11 +90,11 @@ def test_violation_names_breaking_term(gen):
 
 
 @pytest.mark.parametrize("name", GROUPS)
-def test_matter_hopping_invariant(name, gen):
+def test_matter_hopping_invariant(name, gen, streams):
     """Re sum_x phi_x^dag U_mu(x) phi_{x+mu} is invariant under phi -> Omega phi, U -> gU."""
     G = get_group(name)
     shape = (4, 4)
-    U = hot_start(name, 2, shape, gen)
+    U = hot_start(name, 2, shape, streams)
     if name == "su2":
         phi = torch.randn((2, *shape, 2), generator=gen, dtype=torch.complex128)
     else:
@@ -118,17 +118,17 @@ def test_matter_hopping_invariant(name, gen):
 
 
 @pytest.mark.parametrize("name", GROUPS)
-def test_translation(name, gen):
-    U = hot_start(name, 2, (4, 6, 4), gen)
+def test_translation(name, streams):
+    U = hot_start(name, 2, (4, 6, 4), streams)
     a = (1, 3, 2)
     tU = translate(U, a)
     torch.testing.assert_close(wilson_action(tU, name, 1.0), wilson_action(U, name, 1.0))
     torch.testing.assert_close(plaquette_field(tU, name), translate(plaquette_field(U, name), a))
 
 
-def test_u1_paths_agree(gen):
+def test_u1_paths_agree(streams):
     """Generic (complex phase) plaquettes and Wilson loops equal the angle formulas."""
-    th = hot_start("u1", 2, (6, 4, 4), gen)
+    th = hot_start("u1", 2, (6, 4, 4), streams)
     G = get_group("u1")
     from physml_lang.compiler.lower.links import plaquettes
 
@@ -150,17 +150,17 @@ def test_u1_paths_agree(gen):
                                                th[..., 2].sum(3, keepdim=True).expand_as(pl.real)))  # fmt: skip
 
 
-def test_topological_charge_integer(gen):
-    th = hot_start("u1", 20, (6, 8), gen)
+def test_topological_charge_integer(streams):
+    th = hot_start("u1", 20, (6, 8), streams)
     q = topological_charge(th)
     torch.testing.assert_close(q, torch.round(q), atol=1e-10, rtol=0)
     assert q.abs().max() > 0
 
 
 @pytest.mark.parametrize("name", GROUPS)
-def test_staples_give_local_action(name, gen):
+def test_staples_give_local_action(name, gen, streams):
     G = get_group(name)
-    U = hot_start(name, 2, (4, 4, 4), gen)
+    U = hot_start(name, 2, (4, 4, 4), streams)
     A = staples(U, name)
     S0 = wilson_action(U, name, 1.0)
     for x, y, z, mu in [(0, 0, 0, 0), (1, 2, 3, 1), (3, 3, 0, 2)]:
@@ -176,12 +176,12 @@ def test_staples_give_local_action(name, gen):
 
 
 @pytest.mark.parametrize("shape", [(4, 4), (4, 2, 6), (2, 2, 2, 4)])
-def test_colouring_independent(shape, gen):
+def test_colouring_independent(shape, gen, streams):
     """Changing all links of one colour changes S by the sum of the local changes."""
     name = "su2"
     G = get_group(name)
     d = len(shape)
-    U = hot_start(name, 2, shape, gen)
+    U = hot_start(name, 2, shape, streams)
     A = staples(U, name)
     colours = link_colouring(shape)
     assert len(colours) == 2 * d
@@ -200,11 +200,11 @@ def test_colouring_independent(shape, gen):
         link_colouring((4, 3))
 
 
-def test_forces_match_autograd(gen):
-    th = hot_start("u1", 2, (4, 4, 4), gen).requires_grad_(True)
+def test_forces_match_autograd(streams):
+    th = hot_start("u1", 2, (4, 4, 4), streams).requires_grad_(True)
     wilson_action(th, "u1", 1.3).sum().backward()
     torch.testing.assert_close(gauge_force(th.detach(), "u1", 1.3), -th.grad)
-    U = hot_start("su2", 2, (4, 4, 4), gen)
+    U = hot_start("su2", 2, (4, 4, 4), streams)
     w = torch.zeros(*U.shape[:-2], 3, dtype=torch.float64, requires_grad=True)
     # exp(i w.sigma/2) U to first order in w
     X = su2_from_quaternion(torch.cat([torch.ones_like(w[..., :1]), w / 2], -1))

@@ -23,11 +23,11 @@ from physml_lang.runtime.gauge.lcnn import (
 
 @pytest.mark.parametrize("group,shape", [("su2", (4, 4)), ("u1", (4, 6)), ("su2", (4, 2, 4)),
                                          ("z2", (4, 4))])  # fmt: skip
-def test_lcnn_gauge_equivariance(group, shape, gen):
+def test_lcnn_gauge_equivariance(group, shape, gen, streams):
     d = len(shape)
     model = make_learner("lcnn", group, d, generator=gen, channels=[3, 4], kernel_size=2)
     model = model.double()
-    U = hot_start(group, 2, shape, gen)
+    U = hot_start(group, 2, shape, streams)
     om = random_gauge(group, (2, *shape), gen, dtype=U.dtype)
     gU = gauge_transform(U, om, group)
     with torch.no_grad():
@@ -38,10 +38,10 @@ def test_lcnn_gauge_equivariance(group, shape, gen):
         torch.testing.assert_close(model.density(gU), model.density(U))
 
 
-def test_lconv_transport_su2(gen):
+def test_lconv_transport_su2(gen, streams):
     """LConv with K = 2 covariant for a non-abelian group on its own (random input features)."""
     shape = (6, 4)
-    U = hot_start("su2", 2, shape, gen)
+    U = hot_start("su2", 2, shape, streams)
     M = link_matrices(U, "su2")
     W = plaquette_features(M)
     conv = LConv(1, 2, 2, kernel_size=2, generator=gen).double()
@@ -54,9 +54,9 @@ def test_lconv_transport_su2(gen):
 
 
 @pytest.mark.parametrize("group", ["su2", "u1"])
-def test_lcnn_translation_equivariance(group, gen):
+def test_lcnn_translation_equivariance(group, gen, streams):
     model = make_learner("lcnn", group, 2, generator=gen, channels=[2, 3]).double()
-    U = hot_start(group, 2, (6, 4), gen)
+    U = hot_start(group, 2, (6, 4), streams)
     a = (2, 3)
     with torch.no_grad():
         torch.testing.assert_close(model.density(translate(U, a)),
@@ -64,19 +64,19 @@ def test_lcnn_translation_equivariance(group, gen):
         torch.testing.assert_close(model(translate(U, a)), model(U))
 
 
-def test_lcnn_any_size_and_backward(gen):
+def test_lcnn_any_size_and_backward(gen, streams):
     model = make_learner("lcnn", "u1", 2, generator=gen, readout="sum")
     for L in (4, 8):
-        U = hot_start("u1", 3, (L, L), gen)
+        U = hot_start("u1", 3, (L, L), streams)
         out = model(U)
         assert out.shape == (3, 1)
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_plain_cnn_is_not_gauge_invariant(gen):
+def test_plain_cnn_is_not_gauge_invariant(gen, streams):
     model = make_learner("gauge_cnn", "u1", 2).double()
-    U = hot_start("u1", 2, (6, 6), gen)
+    U = hot_start("u1", 2, (6, 6), streams)
     om = random_gauge("u1", (2, 6, 6), gen)
     with torch.no_grad():
         assert (model(gauge_transform(U, om, "u1")) - model(U)).abs().max() > 1e-6

@@ -8,19 +8,21 @@ import torch
 
 from physml_lang.runtime.gauge import heatbath_sweep, hot_start, wilson_loops
 from physml_lang.runtime.gauge.lcnn import make_learner, train_regressor
+from physml_lang.runtime.random import RandomStreams
 
 pytestmark = pytest.mark.slow
 
 BETAS = torch.tensor([0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
 
 
-def sample_dataset(L: int, per_beta: int, gen: torch.Generator, sweeps: int = 30):
+def sample_dataset(L: int, per_beta: int, streams: RandomStreams, sweeps: int = 30):
     """U(1) configurations from heat-bath chains at several beta; target <W(2x2)> per config."""
     Us = []
-    for beta in BETAS.tolist():
-        U = hot_start("u1", per_beta, (L, L), gen)
+    for i, beta in enumerate(BETAS.tolist()):
+        chains = streams.fork(L, i)
+        U = hot_start("u1", per_beta, (L, L), chains)
         for _ in range(sweeps):
-            U = heatbath_sweep(U, "u1", beta, gen)
+            U = heatbath_sweep(U, "u1", beta, chains)
         Us.append(U)
     U = torch.cat(Us)
     y = wilson_loops(U, "u1", 2, 2).flatten(1).mean(1, keepdim=True)
@@ -28,15 +30,16 @@ def sample_dataset(L: int, per_beta: int, gen: torch.Generator, sweeps: int = 30
 
 
 def run_experiment(seed: int = 0, epochs: int = 60):
-    gen = torch.Generator().manual_seed(seed)
-    U_tr, y_tr = sample_dataset(8, 64, gen)
-    tests = {L: sample_dataset(L, 16, gen) for L in (8, 16, 32)}
+    data = RandomStreams(seed)
+    U_tr, y_tr = sample_dataset(8, 64, data.fork(0))
+    tests = {L: sample_dataset(L, 16, data.fork(1)) for L in (8, 16, 32)}
     rows = {}
     for name, opts in [("lcnn", {"channels": [4, 4]}), ("gauge_cnn", {"channels": [16, 32]})]:
         torch.manual_seed(0)  # nn.Linear/Conv default init inside the baseline
         model = make_learner(name, "u1", 2, generator=torch.Generator().manual_seed(seed),
                              **opts)  # fmt: skip
-        hist = train_regressor(model, U_tr, y_tr, gen, epochs=epochs, batch_size=32, lr=3e-3)
+        hist = train_regressor(model, U_tr, y_tr, data.fork(2), epochs=epochs, batch_size=32,
+                               lr=3e-3)  # fmt: skip
         errs = {}
         with torch.no_grad():
             for L, (U, y) in tests.items():

@@ -13,6 +13,7 @@ import physml_lang
 from physml_lang.catalogue.boltzmann import AdamOptions, ConstantOptions, PCDOptions
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
 from physml_lang.runtime.learners.train import Trainer
+from physml_lang.runtime.random import RandomStreams
 
 
 def stdlib_bm(name="BoltzmannMachine", **args) -> BoltzmannModel:
@@ -73,7 +74,8 @@ def test_pcd_gradient_matches_exact(positive):
     exact = torch.autograd.grad(exact_nll(m, data), list(m.params.values()))
     t = Trainer(m, data, "pcd", PCDOptions(k=20, chains=3000, positive_sweeps=20,
                                            positive=positive),
-                "adam", AdamOptions(), "constant", ConstantOptions(), 1, 3000, g, visible=4)  # fmt: skip
+                "adam", AdamOptions(), "constant", ConstantOptions(), 1, 3000, RandomStreams(3),
+                visible=4)  # fmt: skip
     assert t.latent
     pos = t.positives(data, torch.arange(len(data)))
     neg = t.negatives(pos)
@@ -103,7 +105,8 @@ def test_training_approaches_exact_optimum():
 
     student = stdlib_bm(Nv=4, Nh=2, sigma=0.1, seed=3)
     t = Trainer(student, data, "pcd", PCDOptions(k=2, chains=400, positive_sweeps=2), "adam",
-                AdamOptions(lr=0.03), "constant", ConstantOptions(), 25, 200, g, visible=4)  # fmt: skip
+                AdamOptions(lr=0.03), "constant", ConstantOptions(), 25, 200, RandomStreams(11),
+                visible=4)  # fmt: skip
     before, reference = kl(student), kl(teacher)
     for _ in range(25):
         t.run_epoch()
@@ -119,7 +122,7 @@ def test_no_hidden_units_is_inverse_ising():
     grads = []
     for m in (bm, ising):
         t = Trainer(m, data, "pcd", PCDOptions(k=2, chains=50), "adam", AdamOptions(),
-                    "constant", ConstantOptions(), 1, 100, torch.Generator().manual_seed(2),
+                    "constant", ConstantOptions(), 1, 100, RandomStreams(2),
                     visible=6)  # fmt: skip
         assert not t.latent
         neg = t.negatives(data)[t.field]
@@ -165,10 +168,14 @@ def test_layered_general_bm():
         return F[idx].mean() + torch.logsumexp(-e, 0)
 
     exact = torch.autograd.grad(nll(), list(m.params.values()))
-    t = Trainer(m, data, "pcd", PCDOptions(k=20, chains=2000, positive_sweeps=20), "adam",
-                AdamOptions(), "constant", ConstantOptions(), 1, 2000, g)  # fmt: skip
+    # each example four times (the same exact gradient): 8000 positive and 8000 negative chains
+    # keep the estimate's noise well inside the bound (cosine 0.991-0.999 over 16 seeds; with
+    # 2000 of each, 0.971-0.998)
+    copies = data.repeat(4, 1)
+    t = Trainer(m, copies, "pcd", PCDOptions(k=20, chains=8000, positive_sweeps=20), "adam",
+                AdamOptions(), "constant", ConstantOptions(), 1, 8000, RandomStreams(4))  # fmt: skip
     assert t.latent and t.visible == 3
-    pos = t.positives(data, torch.arange(len(data)))
+    pos = t.positives(copies, torch.arange(len(copies)))
     loss = m.energy(pos).mean() - m.energy(t.negatives(pos)).mean()
     assert cosine(torch.autograd.grad(loss, list(m.params.values())), exact) > 0.98
 

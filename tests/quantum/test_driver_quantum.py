@@ -33,10 +33,11 @@ run gs {
 @pytest.fixture(autouse=True)
 def no_plots(monkeypatch):
     """Plots take most of the time of these tiny runs in this process; they are not tested."""
+    from physml_lang.runtime import outputs
     from physml_lang.runtime.quantum import tasks
 
-    monkeypatch.setattr(tasks, "_convergence_plot", lambda *a, **k: None)
-    monkeypatch.setattr(tasks.outputs, "plot_rows", lambda *a, **k: None)
+    monkeypatch.setattr(tasks, "convergence_plot", lambda *a, **k: None)
+    monkeypatch.setattr(outputs, "plot_rows", lambda *a, **k: None)
 
 
 def _program(tmp_path: Path, iterations: int) -> Path:
@@ -74,16 +75,15 @@ def _interrupt_second_point(monkeypatch, program, out, **kw) -> None:
     the checkpoint (at the second point) stay on disk."""
     from physml_lang.runtime.quantum import tasks
 
-    original, calls = tasks.VMCPoint.advance, {"n": 0}
+    original = tasks.VMCPoint.step
 
-    def second_point_interrupted(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
+    def second_point_interrupted(self):
+        if self.k == 1:
             raise KeyboardInterrupt
-        return original(self, *a, **k)
+        return original(self)
 
     with monkeypatch.context() as m:
-        m.setattr(tasks.VMCPoint, "advance", second_point_interrupted)
+        m.setattr(tasks.VMCPoint, "step", second_point_interrupted)
         with pytest.raises(RunInterrupted) as exc:
             program.run(device=CPU, out=out, **kw)
     d = exc.value.diagnostics[0]
@@ -167,3 +167,48 @@ def test_unknown_set_lists_what_a_vmc_run_knows(tmp_path):
     exact = physml_lang.load(Path(__file__).parents[2] / "examples" / "tfim.phys")
     row = exact.run("spectrum", device=CPU, sets={"iterations": 5, "levels": 1, "L": 6}).rows[0]
     assert "gap" not in row and abs(row["energy"]["mean"] - -7.727406610312546) < 1e-8
+
+
+EXACT_SCAN = """
+import TFIM
+run spectrum {
+    model TFIM(L = 8)
+    exact levels = 2
+    scan g in [0.5, 1.0, 1.5]
+    measure energy, magnetization
+}
+"""
+
+
+def test_an_exact_scan_writes_each_point_and_resumes_after_an_interrupt(tmp_path, monkeypatch,
+                                                                       results_on_disk):  # fmt: skip
+    """An exact run goes through the driver's scan: Ctrl-C during its second diagonalisation
+    keeps the first row on disk (and a checkpoint between points); --resume computes only the
+    missing points and ends with the rows of an uninterrupted run, leaving no checkpoint."""
+    from physml_lang.runtime.quantum import tasks
+
+    path = tmp_path / "exact.phys"
+    path.write_text(EXACT_SCAN)
+    program = physml_lang.load(path)
+    reference = program.run(device=CPU, out=tmp_path / "ref").rows
+    assert [r["g"] for r in reference] == [0.5, 1.0, 1.5]
+    assert reference[1]["gap"]["stderr"] == 0 and reference[1]["gap"]["mean"] > 0
+    out, original, steps = tmp_path / "out", tasks.ExactPoint.step, []
+
+    def second_point_interrupted(self):
+        steps.append(self.k)
+        if self.k == 1 and len(steps) == 2:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(tasks.ExactPoint, "step", second_point_interrupted)
+    with pytest.raises(RunInterrupted) as exc:
+        program.run(device=CPU, out=out)
+    assert "1 finished row(s) kept" in exc.value.diagnostics[0].message
+    rows, csv_rows, summary = results_on_disk(out)
+    assert not summary["complete"] and rows == reference[:1] and len(csv_rows) == 1
+    assert (out / "checkpoint.safetensors").is_file()
+    result = program.run(device=CPU, out=out, resume=True)
+    assert steps == [0, 1, 1, 2]  # the first point is not diagonalised again
+    assert result.summary["resumed"] and result.rows == reference
+    assert results_on_disk(out)[0] == reference and not (out / "checkpoint.safetensors").exists()

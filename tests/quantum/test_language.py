@@ -12,8 +12,8 @@ from physml_lang.compiler.derive.pauli import heisenberg, j1j2, tfim
 from physml_lang.compiler.geometry import make_lattice
 from physml_lang.compiler.models.quantum import QuantumModel
 from physml_lang.diagnostics import PhysmlError
+from physml_lang.runtime.quantum.exact import exact_expectation, exact_spectrum
 from physml_lang.runtime.quantum.operator import LocalOperator
-from physml_lang.runtime.quantum.tasks import exact_expectation, exact_spectrum
 
 ROOT = Path(__file__).resolve().parents[2]
 

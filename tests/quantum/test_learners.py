@@ -16,6 +16,7 @@ from physml_lang.runtime.quantum.learners import (
     SymmetrizedAutoregressive,
 )
 from physml_lang.runtime.quantum.operator import LocalOperator
+from physml_lang.runtime.random import RandomStreams
 
 
 def random_s(b, n, seed):
@@ -98,12 +99,11 @@ def test_autoregressive_magnetisation_sector():
     p = torch.exp(2 * m(s))
     inside = s.sum(1) == 2
     assert abs(float(p[inside].sum()) - 1.0) < 1e-10 and float(p[~inside].max()) == 0.0
-    assert torch.all(m.sample(500, g).sum(1) == 2)
+    assert torch.all(m.sample(500, RandomStreams(8)).sum(1) == 2)
 
 
 def sample_distribution_matches(model, n, draws, seed):
-    g = torch.Generator().manual_seed(seed)
-    s = model.sample(draws, g)
+    s = model.sample(draws, RandomStreams(seed))
     codes = LocalOperator.configs_to_codes(s)
     freq = np.bincount(codes.numpy(), minlength=2**n) / draws
     p = torch.exp(2 * model(all_configs(n)).real).detach().numpy()

@@ -29,6 +29,7 @@ from physml_lang.runtime.quantum.vmc import (
     log_psi_jacobian,
     sr_direction,
 )
+from physml_lang.runtime.random import RandomStreams
 
 SHAPE = (2, 4)
 N = 8
@@ -150,9 +151,9 @@ def test_chain_backends_agree(move):
     runs = {}
     for backend in ("numba", "numpy", "torch"):
         chains = _chains(model, s0, move, backend)
-        chains.CHUNK_PROPOSALS = 32 * 4 * 7  # several chunks in this run
-        first = chains.run(15, 50, 4, torch.Generator().manual_seed(7))
-        runs[backend] = (first, chains.run(0, 9, 4, torch.Generator().manual_seed(8)))
+        chains.CHUNK_STEPS = 4 * 7  # several chunks in this run
+        first = chains.run(15, 50, 4, RandomStreams(7))
+        runs[backend] = (first, chains.run(0, 9, 4, RandomStreams(8)))
     (samples, acc), _ = runs["numpy"]
     assert samples.shape == (50, 32, N) and 0.05 < acc < 1.0
     if move == "exchange":
@@ -183,7 +184,7 @@ def test_large_weights_give_finite_ratios():
         w = model.W["re"]  # (M, N)
         w.mul_(140.0 / w.abs().sum(0).max())  # sum_m |2 W_im| = 280: just inside the bound
     s0 = torch.tensor([[1.0, -1.0] * 3] * 8)
-    runs = [_chains(model, s0, "flip", b).run(6, 30, 6, torch.Generator().manual_seed(1))
+    runs = [_chains(model, s0, "flip", b).run(6, 30, 6, RandomStreams(1))
             for b in ("numba", "numpy")]  # fmt: skip
     torch.testing.assert_close(runs[0][0], runs[1][0])
 
@@ -194,7 +195,7 @@ def test_fast_and_generic_samplers_sample_the_same_distribution():
     g = torch.Generator().manual_seed(3)
     model = SymmetricRBM(translation_table(SHAPE), 2, init_std=0.15, generator=g)
     opts = MetropolisOptions(n_chains=200, sweeps_per_sample=1, move="exchange", magnetization=0)
-    s = MetropolisSampler(N, opts).sample(model, 200 * 60, g).reshape(-1, N)
+    s = MetropolisSampler(N, opts).sample(model, 200 * 60, RandomStreams(3)).reshape(-1, N)
     conf = all_configs(N)
     with torch.no_grad():
         p = torch.exp(2 * model(conf)).numpy()
@@ -213,7 +214,7 @@ def test_compiled_kernel_matches_eager():
     s0 = torch.tensor([[1.0, -1.0] * 3] * 16)
     for move in ("flip", "exchange"):
         runs = [RBMChains(rbm_form(model), s0, move, compile=c) for c in (False, True)]
-        out = [r.run(12, 20, 6, torch.Generator().manual_seed(0)) for r in runs]
+        out = [r.run(12, 20, 6, RandomStreams(0)) for r in runs]
         torch.testing.assert_close(out[0][0], out[1][0])
 
 
@@ -227,8 +228,8 @@ def test_phased_chains_equal_real_chains_for_real_weights(move):
     s0 = torch.tensor([[1.0, -1.0] * (N // 2)] * 16)
     w, b, a = model.rbm_weights()
     weights = (w.to(torch.complex128), b.to(torch.complex128), a.to(torch.complex128))
-    phased = PhasedRBMChains(weights, s0, move).run(9, 40, 4, torch.Generator().manual_seed(3))
-    real = _chains(model, s0, move, "numpy").run(9, 40, 4, torch.Generator().manual_seed(3))
+    phased = PhasedRBMChains(weights, s0, move).run(9, 40, 4, RandomStreams(3))
+    real = _chains(model, s0, move, "numpy").run(9, 40, 4, RandomStreams(3))
     torch.testing.assert_close(phased[0], real[0])
     assert phased[1] == real[1]
 
@@ -246,10 +247,11 @@ def test_complex_rbm_chains_sample_psi_squared(move):
                              sublattice(SHAPE))]  # fmt: skip
     mag = 0 if move == "exchange" else None
     conf = all_configs(N)
+    streams = RandomStreams(9)
     for model in learners:
         opts = MetropolisOptions(n_chains=200, sweeps_per_sample=1, move=move, magnetization=mag)
         sampler = MetropolisSampler(N, opts)
-        s = sampler.sample(model, 200 * 60, g).reshape(-1, N)
+        s = sampler.sample(model, 200 * 60, streams).reshape(-1, N)
         chains = sampler._phased_chains(model, sampler.chains)
         assert isinstance(chains, PhasedRBMChains)
         with torch.no_grad():

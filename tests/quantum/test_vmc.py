@@ -19,9 +19,9 @@ from physml_lang.compiler.derive.pauli import PauliSum, PauliTerm, tfim
 from physml_lang.runtime.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from physml_lang.runtime.quantum.lattice import nearest_bonds, translation_table
 from physml_lang.runtime.quantum.learners import RBM, AutoregressiveGRU, SymmetrizedAutoregressive
+from physml_lang.runtime.quantum.measures import QuantumObservable
 from physml_lang.runtime.quantum.operator import LocalOperator
 from physml_lang.runtime.quantum.registry import QuantumContext, SymmetryError, make_learner
-from physml_lang.runtime.quantum.tasks import QuantumObservable
 from physml_lang.runtime.quantum.vmc import (
     VMC,
     MetropolisOptions,
@@ -38,6 +38,7 @@ from physml_lang.runtime.quantum.vmc import (
     split_rhat,
     sr_direction,
 )
+from physml_lang.runtime.random import RandomStreams
 
 
 def all_configs(n):
@@ -128,7 +129,7 @@ def test_metropolis_samples_psi_squared(move):
         magnetization=0 if move == "exchange" else None,
     )
     sampler = MetropolisSampler(n, opts)
-    s = sampler.sample(model, 256 * 40, g).reshape(-1, n)
+    s = sampler.sample(model, 256 * 40, RandomStreams(3)).reshape(-1, n)
     codes = LocalOperator.configs_to_codes(s).numpy()
     p = exact_probs(model, n)
     if move == "exchange":
@@ -221,15 +222,15 @@ def test_sampler_entries_build_samplers_from_the_language_options():
     assert (he.options.move, he.options.magnetization) == ("exchange", 0)
     ar = CATALOGUE.samplers.lookup("autoregressive", "quantum")
     draws = ar.implementation(ar.schema(), p.model("TFIM", L=6), "cpu")
-    g = torch.Generator().manual_seed(0)
-    assert draws.sample(AutoregressiveGRU(6, hidden=4, generator=g), 5, g).shape == (5, 1, 6)
+    model = AutoregressiveGRU(6, hidden=4, generator=torch.Generator().manual_seed(0))
+    assert draws.sample(model, 5, RandomStreams(0)).shape == (5, 1, 6)
 
 
 @pytest.mark.parametrize("move", [propose_flip, propose_exchange])
 def test_moves(move):
     g = torch.Generator().manual_seed(7)
     s = all_configs(6)[torch.randint(0, 64, (500,), generator=g)]
-    sp = move(s, g)
+    sp = move(s, RandomStreams(7))
     changed = (sp != s).sum(1)
     if move is propose_flip:
         assert torch.all(changed == 1)
@@ -245,7 +246,7 @@ def test_observables_against_exact_state():
     model = AutoregressiveGRU(n, hidden=8, generator=g)
     with torch.no_grad():
         model.out.mul_(10.0)
-    samples = model.sample(20000, g).reshape(200, 100, n)
+    samples = model.sample(20000, RandomStreams(4)).reshape(200, 100, n)
     x_op = LocalOperator(PauliSum([PauliTerm(1.0, (("X", i),)) for i in range(n)], n))
     est = expectation(x_op, model, samples)
     with torch.no_grad():
@@ -267,32 +268,37 @@ OPTIMISERS = {"adam": OptimizerOptions(name="adam", lr=0.01, sr=None),  # moment
               "sr-cg": OptimizerOptions(lr=0.02, sr=SROptions(solver="cg"))}  # CG warm start
 
 
-def _tfim_run(iterations, optimizer, path=None, seed=5, resume=False):
-    """``iterations`` steps of a VMC (saved to ``path`` at the end, or continued from it)."""
-    g = torch.Generator().manual_seed(seed)
-    model = RBM(6, alpha=1, generator=torch.Generator().manual_seed(seed))
+def _tfim_run(iterations, optimizer, path=None, init_seed=5, resume=False):
+    """``iterations`` steps of a VMC (saved to ``path`` at the end, or continued from it; the
+    streams' draw counter beside the VMC's tensors, as the run driver keeps it). The run seed
+    is an input of the streams, not state: it stays 5; ``init_seed`` seeds the initial weights."""
+    streams = RandomStreams(5)
+    model = RBM(6, alpha=1, generator=torch.Generator().manual_seed(init_seed))
     sampler = MetropolisSampler(6, MetropolisOptions(n_chains=8))
     state = VMC(LocalOperator(tfim(6, nearest_bonds((6,)), 1.0)), model, sampler,
-                OPTIMISERS[optimizer], g, 64)  # fmt: skip
+                OPTIMISERS[optimizer], streams, 64)  # fmt: skip
     if resume:
         saved = load_checkpoint(path, {})
         state.restore(saved.tensors, saved.state["done"])
+        streams.restore({"draws": saved.tensors["random/draws"]})
     while state.iteration < iterations:
         state.step()
     if path is not None and not resume:
-        save_checkpoint(path, Checkpoint(state.tensors(), {"done": iterations}), {})
+        tensors = {**state.tensors(), **{f"random/{k}": v for k, v in streams.state().items()}}
+        save_checkpoint(path, Checkpoint(tensors, {"done": iterations}), {})
     return state.result(64), model
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMISERS))
 def test_checkpoint_resume_is_bitwise(tmp_path, optimizer):
-    """Three iterations, saved; fresh objects (other seeds) resumed from the file continue to
-    six iterations exactly as an uninterrupted run: parameters, optimiser state, chains, the
-    random stream and the CG warm start are in the checkpoint."""
+    """Three iterations, saved; fresh objects (other initial weights, fresh streams) resumed
+    from the file continue to six iterations exactly as an uninterrupted run: parameters,
+    optimiser state, chains, the streams' draw counter and the CG warm start are in the
+    checkpoint."""
     path = tmp_path / "ckpt.safetensors"
     full, m_full = _tfim_run(6, optimizer)
     _tfim_run(3, optimizer, path)
-    res, model = _tfim_run(6, optimizer, path, seed=99, resume=True)
+    res, model = _tfim_run(6, optimizer, path, init_seed=99, resume=True)
     for a, b in zip(model.parameters(), m_full.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert res.history["energy"] == full.history["energy"]
@@ -311,7 +317,7 @@ def test_vmc_tfim_l10_reaches_1e3():
         None,
         OptimizerOptions(lr=0.05, sr=SROptions(diag_shift=0.01)),
         iterations=60,
-        generator=g,
+        streams=RandomStreams(6),
         n_samples=400,
         eval_samples=4000,
     )

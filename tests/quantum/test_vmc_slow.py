@@ -20,6 +20,7 @@ from physml_lang.runtime.quantum.vmc import (
     SROptions,
     run_vmc,
 )
+from physml_lang.runtime.random import RandomStreams
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
 
@@ -31,6 +32,7 @@ def rel(res, e0):
 def test_tfim_l20_symmetric_rbm_1e4():
     L, E0 = 20, -25.4909896864
     g = torch.Generator().manual_seed(2)
+    streams = RandomStreams(2)
     model = SymmetricRBM(translation_table((L,)), alpha=2, spin_flip=True, generator=g)
     res = run_vmc(
         tfim(L, nearest_bonds((L,)), 1.0),
@@ -39,7 +41,7 @@ def test_tfim_l20_symmetric_rbm_1e4():
         None,
         OptimizerOptions(lr=0.05, sr=SROptions(diag_shift=0.01), lr_decay=0.995, min_lr=0.01),
         iterations=250,
-        generator=g,
+        streams=streams,
         n_samples=1000,
         eval_samples=40000,
     )
@@ -50,6 +52,7 @@ def test_tfim_l20_symmetric_rbm_1e4():
 def _heisenberg_4x4(model, iterations, seed):
     shape = (4, 4)
     g = torch.Generator().manual_seed(seed)
+    streams = RandomStreams(seed)
     chains = MetropolisOptions(n_chains=100, sweeps_per_sample=0.5, move="exchange",
                                magnetization=0)  # fmt: skip
     return run_vmc(
@@ -59,7 +62,7 @@ def _heisenberg_4x4(model, iterations, seed):
         None,
         OptimizerOptions(lr=0.02, sr=SROptions(diag_shift=0.1)),
         iterations=iterations,
-        generator=g,
+        streams=streams,
         n_samples=2000,  # with 1000 the 400-iteration result scatters around 1e-3 over seeds
         eval_samples=10000,
     )
@@ -84,6 +87,7 @@ def test_heisenberg_chain_l16_symmetrised_rnn():
     L, E0 = 16, -28.5691854425
     shape = (L,)
     g = torch.Generator().manual_seed(4)
+    streams = RandomStreams(4)
     base = AutoregressiveGRU(L, hidden=32, magnetization=0, generator=g)
     h = heisenberg(L, nearest_bonds(shape))
     # Stage 1 trains the bare autoregressive model (cheap), stage 2 the symmetrised one.
@@ -94,7 +98,7 @@ def test_heisenberg_chain_l16_symmetrised_rnn():
         None,
         OptimizerOptions(name="adam", lr=0.01, sr=None, lr_decay=0.995, min_lr=2e-3),
         iterations=400,
-        generator=g,
+        streams=streams,
         n_samples=512,
         eval_samples=512,
     )
@@ -106,7 +110,7 @@ def test_heisenberg_chain_l16_symmetrised_rnn():
         None,
         OptimizerOptions(name="adam", lr=2e-3, sr=None),
         iterations=20,
-        generator=g,
+        streams=streams,
         n_samples=512,
         eval_samples=2000,
     )
