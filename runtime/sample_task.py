@@ -23,7 +23,7 @@ from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.compiler.models.lattice import LatticeModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.task import TaskIR
-from physml_lang.ir.walk import names_in, to_text
+from physml_lang.ir.walk import to_text
 
 from . import outputs, samplers
 from .checkpoint import Checkpoint
@@ -35,6 +35,7 @@ from .observables import (
     estimate_fluctuation,
     estimate_mean,
 )
+from .plans.parameters import numeric_parameters
 from .plans.sample import SamplePlan, measured_expressions, plan_sample
 from .random import RandomStreams
 from .statistics import between_chain_excess, excess_limit, split_rhat
@@ -100,16 +101,6 @@ def run_sample(run: RunState, checker: ModelChecker, program, ctx: RunContext,
              finish, per_point, run.name)  # fmt: skip
     files = _plots(ctx.out, run, summary, measures, tvar, others) if ctx.out else []
     return RunResult(summary, ctx.out, files)
-
-
-def numeric_parameters(checker: ModelChecker, scanned: list[str], measures) -> frozenset[str]:
-    """The scanned model parameters that may be rebound rather than compiled again: real
-    couplings that no measured expression reads (those are evaluated with the values of the
-    model they were compiled for). The compiled model decides the rest (its terms must not
-    depend on the values)."""
-    types = {p.name: p.type_name for p in checker.node.params}
-    read = set().union(*(names_in(m.expr) for m in measures if m.expr is not None))
-    return frozenset(n for n in scanned if types.get(n) == "real" and n not in read)
 
 
 def _settings(run: RunState, checker: ModelChecker, plan: SamplePlan, combos: list,

@@ -80,8 +80,9 @@ class FieldDerivation:
     ``site``: f(a); ``bonds``: neighbour shell -> g(a, b); ``derived``: ``"site"`` -> [f, df/da],
     ``"bond{k}"`` -> [g_k, dg_k/da, dg_k/db] (simplified when small); ``linear``: shell ->
     (alpha, beta) for the shells with dg/da = alpha b + A(a), dg/db = beta a + B(b) on a periodic
-    lattice, whose A + B is folded into ``force_local`` (f' + n_e (A + B)); ``params``: parameter
-    symbol -> value."""
+    lattice, whose A + B is folded into ``force_local`` (f' + n_e (A + B)); alpha and beta are
+    numbers, or expressions of the ``numeric`` parameters (kept as symbols, see
+    ``FieldModel``); ``params``: parameter symbol -> value."""
 
     model: ModelInstance
     fieldir: FieldIR
@@ -91,7 +92,7 @@ class FieldDerivation:
     site: sympy.Expr
     bonds: dict[int, sympy.Expr]
     derived: dict[str, list[sympy.Expr]]
-    linear: dict[int, tuple[float, float]]
+    linear: dict[int, tuple[sympy.Expr, sympy.Expr]]
     force_local: sympy.Expr
     params: dict[sympy.Symbol, float]
     _twist: dict[int, list[sympy.Expr]] | None = field(default=None, repr=False)
@@ -265,23 +266,26 @@ class _Collector:
 
 
 def linear_bond(es: list[sympy.Expr], a: sympy.Symbol, b: sympy.Symbol,
-                params: dict[sympy.Symbol, float]) -> tuple[float, float, sympy.Expr, sympy.Expr] | None:  # fmt: skip
-    """(alpha, beta, A(a), B(b)) when dg/da = alpha b + A(a) and dg/db = beta a + B(b)."""
-    bind = {s: sympy.Float(v, 17) for s, v in params.items()}
+                params: dict[sympy.Symbol, float],
+                keep: frozenset[sympy.Symbol] = frozenset()) -> tuple | None:  # fmt: skip
+    """(alpha, beta, A(a), B(b)) when dg/da = alpha b + A(a) and dg/db = beta a + B(b): alpha
+    and beta numbers, or expressions of the parameters in ``keep`` (left unbound)."""
+    bind = {s: sympy.Float(v, 17) for s, v in params.items() if s not in keep}
     ga, gb = (sympy.expand(e.xreplace(bind)) for e in es[1:])
     alpha, beta = sympy.diff(ga, b), sympy.diff(gb, a)
-    if alpha.free_symbols or beta.free_symbols:
+    if not (alpha.free_symbols | beta.free_symbols) <= keep:
         return None
     A, B = sympy.expand(ga - alpha * b), sympy.expand(gb - beta * a)
     if b in A.free_symbols or a in B.free_symbols:
         return None
-    return float(alpha), float(beta), A, B
+    return alpha, beta, A, B
 
 
-def derive_field(model: ModelInstance) -> FieldDerivation:
+def derive_field(model: ModelInstance, numeric: frozenset[str] = frozenset()) -> FieldDerivation:
     """The action's densities and dS/dx of a continuous field on a regular lattice, its declared
     symmetries verified (spin_flip: S(-x) = S(x) density by density; translation: a periodic
-    lattice). Located diagnostics for an action that is not a sum of site and bond terms."""
+    lattice). Located diagnostics for an action that is not a sum of site and bond terms.
+    ``numeric``: parameters the linear-bond split keeps as symbols (rebound by the model)."""
     ir = model
     if len(ir.fields) != 1:
         f = list(ir.fields.values())[1]
@@ -324,11 +328,12 @@ def derive_field(model: ModelInstance) -> FieldDerivation:
     # Bond gradients linear in the neighbour, dg/da = alpha b + A(a), dg/db = beta a + B(b)
     # (phi^4 hopping): on a periodic lattice the force is f'(x) + n_e (A + B)(x) +
     # alpha sum_e x(+e) + beta sum_e x(-e) -- neighbours summed first, one stencil per shell.
-    linear: dict[int, tuple[float, float]] = {}
+    linear: dict[int, tuple[sympy.Expr, sympy.Expr]] = {}
     local = exprs["site"][1]
+    keep = frozenset(s for s in params if s.name in numeric)
     if lat.all_periodic:
         for shell in bonds:
-            split = linear_bond(exprs[f"bond{shell}"], a, b, params)
+            split = linear_bond(exprs[f"bond{shell}"], a, b, params, keep)
             if split is not None:
                 alpha, beta, A, B = split
                 linear[shell] = (alpha, beta)

@@ -30,7 +30,7 @@ def compile_model(ir: ModelIR, data: DataResolver | None = None, kind: str | Non
     if kind == "phase_space":
         return PhaseSpaceModel(model)
     if kind == "field":
-        return FieldModel(model)
+        return FieldModel(model, options.get("numeric", frozenset()))
     if kind == "gauge":
         return GaugeModel(model)
     if kind == "quantum":

@@ -10,8 +10,10 @@ with no loop over sites.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import sympy
 import torch
 
@@ -21,6 +23,7 @@ from physml_lang.compiler.lower.lattice import LatticeKernels, LatticeSumModule
 from physml_lang.compiler.lower.program import LoweringError, Program, lower_program
 from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.compiler.models.common import fail
+from physml_lang.ir.model import ModelIR
 
 Tensor = torch.Tensor
 
@@ -34,9 +37,14 @@ class FieldModel:
 
     kind = "field"
 
-    def __init__(self, model: ModelInstance):
-        self.derived: FieldDerivation = derive_field(model)
+    def __init__(self, model: ModelInstance, numeric: frozenset[str] = frozenset()):
+        self.derived: FieldDerivation = derive_field(model, numeric)
         d = self.derived
+        # numeric couplings are arguments of the lowered programs (Python numbers at run time),
+        # so another value is a rebinding (:meth:`rebind`), not a new lowering
+        self.numeric = frozenset(numeric)
+        self._numeric = sorted((s for s in d.params if s.name in self.numeric), key=str)
+        self._values = [d.params[s] for s in self._numeric]
         self.model = model
         self.ir = model.ir
         self.fieldir = d.fieldir
@@ -49,7 +57,7 @@ class FieldModel:
         self.terms = d.terms
         self.site = d.site
         self.bonds = d.bonds
-        self._linear = d.linear
+        self._linear = self._linear_values(d)
         a, b = self.builder.a, self.builder.b
         self._programs: dict[str, Program] = {}
         self._sources: dict[str, str] = {}
@@ -67,6 +75,32 @@ class FieldModel:
                                 d.params)  # fmt: skip
         except LoweringError as exc:
             fail("P800", str(exc), self.definition.span)
+
+    def _linear_values(self, d: FieldDerivation) -> dict[int, tuple[float, float]]:
+        """alpha, beta of each linear bond shell at the current parameter values."""
+        bind = {s: sympy.Float(v, 17) for s, v in d.params.items()}
+        return {shell: (float(alpha.xreplace(bind)), float(beta.xreplace(bind)))
+                for shell, (alpha, beta) in d.linear.items()}  # fmt: skip
+
+    def rebind(self, ir: ModelIR) -> bool:
+        """Take the numeric parameter values of ``ir`` (the same model at another scan point)
+        without lowering again: the derivation is re-checked with the new values (symmetries)
+        and must split into the same terms; False where it does not (compile it instead)."""
+        if not self.numeric or ir.data or ir != replace(self.ir, params=ir.params):
+            return False
+        if any(ir.values[k] != v for k, v in self.ir.values.items() if k not in self.numeric):
+            return False
+        model = ModelInstance(ir)
+        if any(not np.array_equal(a.values, self.model.arrays[n].values)
+               for n, a in model.arrays.items()):  # fmt: skip
+            return False
+        d = derive_field(model, self.numeric)
+        if set(d.linear) != set(self.derived.linear) or set(d.bonds) != set(self.bonds):
+            return False
+        self.model, self.ir, self.derived = model, ir, d
+        self._values = [d.params[s] for s in self._numeric]
+        self._linear = self._linear_values(d)
+        return True
 
     # ---------------------------------------------------------------- evaluation
     def _mask(self, offset: tuple[int, ...], like: Tensor) -> Tensor | None:
@@ -86,10 +120,14 @@ class FieldModel:
 
     def _lower(self, key: str, exprs: list[sympy.Expr], args: list[sympy.Symbol],
                params: dict[sympy.Symbol, float]) -> None:  # fmt: skip
-        """One program per density (or its gradients) over x = phi[site] (and y = phi[site + e])."""
+        """One program per density (or its gradients) over x = phi[site] (and y = phi[site + e]),
+        and the numeric parameters (numbers)."""
         names = dict(zip(args, ("x", "y")))
-        prog = lower_program(exprs, args, names, params, key, backend=TORCH)
-        sig = ", ".join(f"{names[s]}: torch.Tensor" for s in args)
+        names.update({s: s.name for s in self._numeric})
+        bound = {s: v for s, v in params.items() if s not in names}
+        prog = lower_program(exprs, [*args, *self._numeric], names, bound, key, backend=TORCH)
+        sig = ", ".join([*(f"{names[s]}: torch.Tensor" for s in args),
+                         *(f"{s.name}: float" for s in self._numeric)])  # fmt: skip
         outs = [f"torch.full_like(x, {s})" if c else s
                 for s, c in zip(prog.out_srcs, prog.constant, strict=True)]  # fmt: skip
         ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
@@ -108,7 +146,7 @@ class FieldModel:
     def _eval(self, key: str, *args: Tensor) -> list[Tensor]:
         """Run a lowered density program on whole fields (C, *shape); constants broadcast."""
         x, out = args[0], []
-        for v in self._programs[key].run(*args):
+        for v in self._programs[key].run(*args, *self._values):
             if not isinstance(v, Tensor):
                 v = torch.full_like(x, float(v))
             elif v.shape != x.shape:
@@ -239,7 +277,7 @@ class FieldModel:
 
 
 def compile_field(model: ModelInstance, **options: Any) -> FieldModel:
-    return FieldModel(model)
+    return FieldModel(model, options.get("numeric", frozenset()))
 
 
 __all__ = ["FieldModel", "compile_field"]

@@ -41,6 +41,7 @@ from physml_lang.runtime.plans.dynamics import (
     model_point,
     plan_field,
 )
+from physml_lang.runtime.plans.parameters import numeric_parameters
 from physml_lang.runtime.plans.sample import THERMAL
 
 from ..checkpoint import Checkpoint
@@ -60,7 +61,12 @@ BASE = ("action_density", "magnetization", "abs_magnetization", "m2", "m4")
 def run_field(task: TaskIR, program, ctx: RunContext) -> RunResult:
     """Sample every scan point; each finished point's rows are written at once."""
     run = RunState.of(task)
-    plan = plan_field(run, program, ctx.sets, program.compile_ir)
+    # scanned real couplings are lowered as inputs: each point rebinds them (the first point is
+    # compiled by the plan, which checks the run against it)
+    numeric = numeric_parameters(program.checker_for(task), [s.name for s in run.scans],
+                                 run.measures or [])  # fmt: skip
+    plan = plan_field(run, program, ctx.sets,
+                      lambda ir: program.compile_ir(ir, numeric=numeric))  # fmt: skip
     o, device = plan.options, ctx.device
     first: FieldModel = plan.model
     summary = ctx.recorder.summary
@@ -74,10 +80,14 @@ def run_field(task: TaskIR, program, ctx: RunContext) -> RunResult:
         "rows": [], "complete": False})  # fmt: skip
     combos = list(itertools.product(*[s.values for s in plan.others])) or [()]
 
+    compiled: list = [plan.model]
+
     def start(k: int, streams: RandomStreams) -> FieldChains:
         extra = {s.name: (v, s.span) for s, v in zip(plan.others, combos[k])}
-        cm = plan.model if k == 0 else program.compile_ir(
-            model_point(run, plan.checker, extra, THERMAL))  # fmt: skip
+        ir = model_point(run, plan.checker, extra, THERMAL)
+        if k > 0 and not compiled[0].rebind(ir):  # numeric parameters: values rebound
+            compiled[0] = program.compile_ir(ir, numeric=numeric)
+        cm = compiled[0]
         cm.to(device)
         summary["params"] = dict(cm.model.params)
         point = {s.name: v for s, v in zip(plan.others, combos[k])}

@@ -12,7 +12,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from physml_lang.check.model import ModelChecker
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean, warn
+from physml_lang.ir.walk import names_in
 from physml_lang.runtime.tasks import RunState
 
 Located = dict[str, tuple[Any, Span | None]]  # name -> (value, span of its source)
@@ -73,4 +75,15 @@ def unknown_set(name: str, run: RunState, params: Collection[str],
         did_you_mean(name, known) or "known names: " + ", ".join(sorted(known))))  # fmt: skip
 
 
-__all__ = ["Located", "Settable", "apply_sets", "unknown_set"]
+
+def numeric_parameters(checker: ModelChecker, scanned: list[str], measures) -> frozenset[str]:
+    """The scanned model parameters that may be rebound rather than compiled again (numeric,
+    as opposed to structural: sizes, a symmetry's condition): real couplings that no measured
+    expression names. The compiled model decides the rest: its derived terms must not depend on
+    the values (``rebind`` re-checks each value and says no otherwise)."""
+    types = {p.name: p.type_name for p in checker.node.params}
+    read = set().union(*(names_in(m.expr) for m in measures if m.expr is not None))
+    return frozenset(n for n in scanned if types.get(n) == "real" and n not in read)
+
+
+__all__ = ["Located", "Settable", "apply_sets", "numeric_parameters", "unknown_set"]

@@ -8,7 +8,7 @@ import torch
 
 import physml_lang
 from physml_lang.compiler.models.lattice import LatticeModel
-from physml_lang.runtime import sample_task
+from physml_lang.runtime.plans.parameters import numeric_parameters
 
 MODEL = """model I(L: int = 6, J: real = 1.0, h: real = 0.0) {
     lattice square(L, L, boundary = periodic)
@@ -63,7 +63,7 @@ def test_sizes_and_symmetry_conditions_compile_again(compiles) -> None:
 def test_a_parameter_read_by_a_measure_is_compiled_again(compiles) -> None:
     physml_lang.load(_run("scan h in [0.1, 0.3]", "mh = h * magnetization")).run()
     assert compiles["n"] == 2
-    assert sample_task.numeric_parameters(
+    assert numeric_parameters(
         physml_lang.load(MODEL).models["I"], ["h", "L"], []) == frozenset({"h"})
 
 
@@ -83,3 +83,43 @@ def test_a_rebound_model_computes_what_a_compiled_one_does() -> None:
     assert torch.allclose(a.local_energy(state, v), b.local_energy(state, v))
     # a value that removes a term changes what is derived: not rebound
     assert not model.rebind(program.instantiate("I", {"h": 0.0}))
+
+
+PHI4 = """import Phi4
+run r {
+    model Phi4(L = 6, lam = 1.145)
+    sampler hmc(chains = 4, sweeps = 30, burn_in = 5, step_size = 0.1, n_steps = 5)
+    scan kappa in [0.2, 0.25, 0.3]
+    measure action_density, abs_magnetization
+}
+"""
+
+
+def test_a_field_coupling_scan_rebinds(compiles, monkeypatch) -> None:
+    """phi^4: kappa enters the linear hopping split of the force; rebinding gives the numbers
+    a compile for each value gives."""
+    from physml_lang.compiler.models.field import FieldModel
+
+    rebound = physml_lang.load(PHI4).run().rows
+    assert compiles["n"] == 1
+    monkeypatch.setattr(FieldModel, "rebind", lambda self, ir: False)
+    fresh = physml_lang.load(PHI4).run().rows
+    assert compiles["n"] == 1 + 3  # the plan compiles the first point, then one per point
+    for a, b in zip(rebound, fresh, strict=True):
+        assert a["kappa"] == b["kappa"]
+        for name in ("action_density", "abs_magnetization"):
+            assert a[name]["mean"] == pytest.approx(b[name]["mean"], rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("name,values", [("Phi4", {"kappa": 0.31}), ("XY", {"J": 0.7})])
+def test_a_rebound_field_model_computes_what_a_compiled_one_does(name, values) -> None:
+    program = physml_lang.load(f"import {name}")
+    model = program.compile_ir(program.instantiate(name, {"L": 4}),
+                               numeric=frozenset(values))  # fmt: skip
+    other = program.instantiate(name, {"L": 4, **values})
+    assert model.numeric == set(values) and model.rebind(other)
+    fresh = program.compile_ir(other)
+    x = torch.randn(3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(model.action(x), fresh.action(x))
+    assert torch.allclose(model.grad(x), fresh.grad(x))
+    assert not model.rebind(program.instantiate(name, {"L": 6, **values}))  # a size: structural
