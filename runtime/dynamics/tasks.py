@@ -171,7 +171,15 @@ def _evolve_settings(run: RunState, plan: EvolvePlan, ctx: RunContext) -> dict[s
     cm = plan.model
     return {"run": run.name, "model": cm.ir.name, "params": dict(cm.model.params),
             "evolve": plan.options.model_dump(), "integrators": plan.integrators,
-            "q0": plan.q0.tolist(), "p0": plan.p0.tolist()}  # fmt: skip
+            "initial_state_sha256": _sha256(plan.q0, plan.p0)}  # fmt: skip
+
+
+def _sha256(*arrays) -> str:
+    """A digest of arrays' values (float64): a large initial state keys a checkpoint by it."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(np.asarray(a, dtype=np.float64)).tobytes())
+    return h.hexdigest()
 
 
 class Evolution(ScanPoint):
