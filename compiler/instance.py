@@ -9,7 +9,7 @@ runtime loads files and samples models; the compiler never does).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -98,3 +98,19 @@ class ModelInstance:
     @property
     def energy(self) -> DefinitionIR | None:
         return self.ir.energy
+
+
+def numeric_variant(current: ModelInstance, ir: ModelIR,
+                    numeric: frozenset[str]) -> ModelInstance | None:  # fmt: skip
+    """``ir`` realised, when it is ``current``'s model with other values of the ``numeric``
+    parameters only (same declarations, same other values, same realised arrays, no data);
+    None otherwise: a value that changes the structure is compiled again."""
+    if not numeric or ir.data or ir != replace(current.ir, params=ir.params):
+        return None
+    if any(ir.values[k] != v for k, v in current.ir.values.items() if k not in numeric):
+        return None
+    model = ModelInstance(ir)
+    if any(not np.array_equal(a.values, current.arrays[n].values)
+           for n, a in model.arrays.items()):  # fmt: skip
+        return None  # an array drawn or computed from a scanned parameter
+    return model

@@ -10,15 +10,13 @@ with no loop over sites.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import sympy
 import torch
 
 from physml_lang.compiler.derive.field import FieldDerivation, derive_field
-from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.instance import ModelInstance, numeric_variant
 from physml_lang.compiler.lower.lattice import LatticeKernels, LatticeSumModule
 from physml_lang.compiler.lower.program import LoweringError, Program, lower_program
 from physml_lang.compiler.lower.torch_backend import TORCH
@@ -86,13 +84,8 @@ class FieldModel:
         """Take the numeric parameter values of ``ir`` (the same model at another scan point)
         without lowering again: the derivation is re-checked with the new values (symmetries)
         and must split into the same terms; False where it does not (compile it instead)."""
-        if not self.numeric or ir.data or ir != replace(self.ir, params=ir.params):
-            return False
-        if any(ir.values[k] != v for k, v in self.ir.values.items() if k not in self.numeric):
-            return False
-        model = ModelInstance(ir)
-        if any(not np.array_equal(a.values, self.model.arrays[n].values)
-               for n, a in model.arrays.items()):  # fmt: skip
+        model = numeric_variant(self.model, ir, self.numeric)
+        if model is None:
             return False
         d = derive_field(model, self.numeric)
         if set(d.linear) != set(self.derived.linear) or set(d.bonds) != set(self.bonds):

@@ -3,16 +3,15 @@ cluster couplings, user observables, symmetry verification and readable emitted 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-import numpy as np
 import sympy as sp
 import torch
 
 from physml_lang.compiler.derive import local as derive
 from physml_lang.compiler.derive.lattice import derive_lattice, describe_lattice
 from physml_lang.compiler.derive.local import CANDIDATE
-from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.instance import ModelInstance, numeric_variant
 from physml_lang.compiler.lower.lattice import (
     PATHS,
     LatticeKernels,
@@ -215,14 +214,9 @@ class LatticeModel:
         """Take the numeric parameter values of ``ir`` (the same model at another scan point)
         without compiling again: its derivation is re-checked (symmetries verified with the new
         values) and must have the same terms; False where it does not (compile it instead)."""
-        if not self.numeric or ir.data or ir != replace(self.ir, params=ir.params):
+        model = numeric_variant(self.model, ir, self.numeric)
+        if model is None:
             return False
-        model = ModelInstance(ir)
-        if any(model.params[k] != v for k, v in self.model.params.items() if k not in self.numeric):
-            return False
-        if any(not np.array_equal(a.values, self.model.arrays[n].values)
-               for n, a in model.arrays.items()):  # fmt: skip
-            return False  # an array drawn or computed from a scanned parameter
         derivation = derive_lattice(model)
         if term_structure(derivation.energy) != term_structure(self.derivation.energy):
             return False
