@@ -55,12 +55,15 @@ def array_shape(lat: Lattice, on: str, span: Span | None) -> tuple[int, ...]:
         return (sets[a], sets[b])
     if on == "sites":
         return lat.shape
-    if on == "pairs":
-        return (lat.n_sites, lat.n_sites)
-    if lat.complete:
-        fail("P400", f"a complete graph has pairs, not {on}", span, "use 'on pairs'")
+    if on == "pairs" or (on == "bonds" and lat.edge_list is not None):
+        return (lat.n_sites, lat.n_sites)  # a graph's bonds are some of its pairs
+    if lat.graph:
+        fail("P400", f"a {lat.kind} graph has bonds and pairs, not {on}" if lat.edge_list
+             else f"a complete graph has pairs, not {on}", span, "use 'on pairs'")  # fmt: skip
     shell = 2 if on == "bonds2" else 1
-    return (*lat.shape, len(lat.shells[shell]))
+    if shell not in lat.bond_types:
+        fail("P400", f"{lat.kind} lattices have no bonds({shell})", span)
+    return (*lat.cells, len(lat.bond_types[shell]))  # one value per cell and bond type
 
 
 def realise_array(a: ArrayIR, lat: Lattice, params: dict[str, Any],
@@ -180,7 +183,7 @@ def _infer_structure(lat, shape: tuple[int, ...], span, name: str) -> str:
     else:
         if shape == tuple(lat.shape):
             candidates.append("sites")
-        if lat.complete and shape == (lat.n_sites, lat.n_sites):
+        if lat.graph and shape == (lat.n_sites, lat.n_sites):
             candidates.append("pairs")
     if len(candidates) != 1:
         fail("P400", f"cannot tell where '{name}' of shape {shape} lives", span,

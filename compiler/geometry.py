@@ -1,12 +1,14 @@
-"""Lattice geometry: sites, neighbour shells, neighbour tables, colourings, translations.
+"""Lattice geometry, derived once for every sampler, learner, symmetry check and kernel:
+sites, bonds by shell and type, neighbour tables, colourings, translations, sublattices.
 
 Pure numpy (no torch: ``physml check`` derives geometry without loading it); the lowering turns
-these tables into tensors on the run's device. Sites of a d-dimensional lattice are numbered
-row-major over (L_1, ..., L_d), matching states of shape (batch, L_1, ..., L_d) so that a
-translation is a roll; a complete graph's sites as (batch, N). Bonds of a shell are
-given by their *half* offset list: the bond set is {(x, x + o) : x a site, o in offsets}, each
-unordered bond counted once (on a periodic lattice of extent 2 a bond and its wrap-around are two
-bonds, as in the usual convention).
+these tables into tensors on the run's device. A Bravais lattice with a basis has unit cells
+numbered row-major over (L_1, ..., L_d) and sites (cell, sublattice), matching states of shape
+(batch, L_1, ..., L_d[, basis]) so that a translation is a roll over the cell axes; a graph's
+sites as (batch, N). The bonds of a shell are given by their *bond types* (a, b, offset): the
+bond set is {((n, a), (n + offset, b)) : n a cell}, each unordered bond counted once (on a
+periodic lattice of extent 2 a bond and its wrap-around are two bonds, as in the usual
+convention).
 """
 
 from __future__ import annotations
@@ -22,25 +24,62 @@ Offset = tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class Lattice:
-    """A lattice (or complete graph) with its neighbour shells.
+class BondType:
+    """Bonds from sublattice ``a`` of cell n to sublattice ``b`` of cell n + ``offset``."""
 
-    ``shells[k]`` is the half offset list of the k-th neighbour shell (k = 1, 2).
+    a: int
+    b: int
+    offset: Offset
+
+
+@dataclass(frozen=True)
+class Lattice:
+    """A Bravais lattice with a basis, a complete graph, or a graph given by its edges.
+
+    ``cells``: unit cells along each primitive vector; ``basis``: sites per cell. A field's
+    configurations have shape (B, *shape): ``shape`` is ``cells``, with a trailing axis of
+    ``basis`` sites when a cell holds more than one, so site (n, b) has flat index
+    ``ravel(n) * basis + b`` and a translation by cells is a roll over the cell axes.
+    ``bond_types[k]``: the bonds of neighbour shell k, each unordered bond once. ``edge_list``:
+    the (i, j) bonds of a graph read from a data file (``cells = (N,)``, no cell structure).
     """
 
     kind: str
-    shape: tuple[int, ...]
+    cells: tuple[int, ...]
     periodic: tuple[bool, ...]
-    shells: dict[int, tuple[Offset, ...]] = field(default_factory=dict)
+    bond_types: dict[int, tuple[BondType, ...]] = field(default_factory=dict)
     complete: bool = False
+    basis: int = 1
+    edge_list: tuple[tuple[int, int], ...] | None = None
 
     @property
     def dim(self) -> int:
-        return len(self.shape)
+        return len(self.cells)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one configuration of a field on the sites."""
+        return self.cells if self.basis == 1 else (*self.cells, self.basis)
+
+    @property
+    def n_cells(self) -> int:
+        return int(np.prod(self.cells))
 
     @property
     def n_sites(self) -> int:
-        return int(np.prod(self.shape))
+        return self.n_cells * self.basis
+
+    @property
+    def graph(self) -> bool:
+        """Sites are the vertices of a graph (complete or an edge list): no cells, no offsets."""
+        return self.complete or self.edge_list is not None
+
+    @property
+    def shells(self) -> dict[int, tuple[Offset, ...]]:
+        """Half offset lists of the neighbour shells of a one-site lattice (empty otherwise)."""
+        if self.basis != 1 or self.graph:
+            return {}
+        return {k: tuple(t.offset for t in types) for k, types in self.bond_types.items()}
 
     @property
     def all_periodic(self) -> bool:
@@ -50,32 +89,95 @@ class Lattice:
         if self.complete:
             n = self.n_sites
             return n * (n - 1) // 2
-        return int(sum(self.bond_mask(o).sum() for o in self.shells[shell]))
+        if self.edge_list is not None:
+            return len(self.edge_list)
+        return int(sum(self.bond_mask(t.offset).sum() for t in self.bond_types[shell]))
 
     def coords(self) -> np.ndarray:
-        """(N, d) integer coordinates in row-major (flattened) site order."""
-        return coords(self.shape)
+        """(n_cells, d) integer cell coordinates in row-major (flattened) order."""
+        return coords(self.cells)
 
     def neighbour_table(self, offset: Offset) -> tuple[np.ndarray, np.ndarray]:
-        """Flat index of x + offset for every site x, and whether that site exists.
+        """Flat cell index of n + offset for every cell n, and whether that cell exists.
 
-        Returns (index (N,) int64, valid (N,) bool); invalid entries point at site 0.
+        Returns (index (n_cells,) int64, valid (n_cells,) bool); invalid entries point at 0.
+        On a one-site lattice cells are sites.
         """
         c = self.coords() + np.asarray(offset)[None, :]
         valid = np.ones(len(c), dtype=bool)
-        for axis, (n, per) in enumerate(zip(self.shape, self.periodic)):
+        for axis, (n, per) in enumerate(zip(self.cells, self.periodic)):
             if per:
                 c[:, axis] %= n
             else:
                 valid &= (c[:, axis] >= 0) & (c[:, axis] < n)
                 c[:, axis] = np.clip(c[:, axis], 0, n - 1)
-        index = np.ravel_multi_index(tuple(c.T), self.shape)
+        index = np.ravel_multi_index(tuple(c.T), self.cells)
         index[~valid] = 0
         return index.astype(np.int64), valid
 
     def bond_mask(self, offset: Offset) -> np.ndarray:
-        """(N,) bool: does the bond (x, x + offset) exist?"""
+        """(n_cells,) bool: does the cell n + offset exist?"""
         return self.neighbour_table(offset)[1]
+
+    def site_table(self, bond: BondType) -> tuple[np.ndarray, np.ndarray]:
+        """For every site x: the site at the other end of its bond of this type, and whether
+        x has one (x on sublattice ``bond.a`` with cell n + offset inside the lattice).
+
+        Returns (index (N,) int64, valid (N,) bool); invalid entries point at site 0."""
+        idx, valid = self.neighbour_table(bond.offset)
+        nb = self.basis
+        index = np.zeros((self.n_cells, nb), dtype=np.int64)
+        ok = np.zeros((self.n_cells, nb), dtype=bool)
+        index[:, bond.a] = np.where(valid, idx * nb + bond.b, 0)
+        ok[:, bond.a] = valid
+        return index.reshape(-1), ok.reshape(-1)
+
+    def reversed(self, bond: BondType) -> BondType:
+        return BondType(bond.b, bond.a, tuple(-o for o in bond.offset))
+
+    def bond_list(self, shell: int = 1) -> np.ndarray:
+        """(n_bonds, 3) int64 rows (i, j, type): every bond of a shell, i its first end and
+        ``type`` its index in ``bond_types[shell]`` (0 on graphs)."""
+        if self.complete:
+            i, j = np.triu_indices(self.n_sites, 1)
+            return np.stack([i, j, np.zeros_like(i)], 1).astype(np.int64)
+        if self.edge_list is not None:
+            e = np.asarray(self.edge_list, dtype=np.int64).reshape(-1, 2)
+            return np.concatenate([e, np.zeros((len(e), 1), np.int64)], 1)
+        rows = []
+        for k, t in enumerate(self.bond_types[shell]):
+            idx, valid = self.site_table(t)
+            src = np.nonzero(valid)[0]
+            rows.append(np.stack([src, idx[src], np.full_like(src, k)], 1))
+        return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 3), np.int64)
+
+    def adjacency(self) -> np.ndarray:
+        """(N, N) float64 0/1 adjacency matrix of a graph's bonds (symmetric)."""
+        bonds = self.bond_list(1)
+        a = np.zeros((self.n_sites, self.n_sites))
+        a[bonds[:, 0], bonds[:, 1]] = 1.0
+        a[bonds[:, 1], bonds[:, 0]] = 1.0
+        return a
+
+    # ---------------------------------------------------------------- colourings
+    def colouring(self, pairs: list[BondType]) -> np.ndarray | None:
+        """(N,) colour of every site such that no two sites of one colour interact, where x on
+        sublattice a interacts with the site of sublattice b in cell n + offset for every
+        (a, b, offset) in ``pairs`` (either direction). Sublattice colours first, times a
+        periodic linear colouring of the cells where sites of one sublattice interact; a
+        greedy colouring of the interaction graph otherwise. None when none is found."""
+        if self.graph:
+            return self.greedy_colouring(pairs)
+        same = sorted({t.offset for t in pairs if t.a == t.b and any(t.offset)})
+        if any(t.a == t.b and not any(t.offset) for t in pairs):
+            return None
+        if self.basis == 1:
+            cells = self.linear_colouring(same)
+            return cells if cells is not None else self.greedy_colouring(pairs)
+        cells = self.linear_colouring(same) if same else np.zeros(self.n_cells, np.int64)
+        if cells is None:
+            return self.greedy_colouring(pairs)
+        return (cells[:, None] * self.basis + np.arange(self.basis)[None, :]).reshape(-1)
 
     def linear_colouring(self, offsets: list[Offset], max_colours: int = 12) -> np.ndarray | None:
         """A periodic colouring with no two interacting sites of one colour.
@@ -114,28 +216,56 @@ class Lattice:
                 continue
             yield np.asarray(a)
 
-    def greedy_colouring(
-        self, offsets: list[Offset], max_sites: int = 200_000
-    ) -> np.ndarray | None:
-        """Greedy colouring of the interaction graph, for lattices with no linear colouring.
+    def greedy_colouring(self, pairs: list[BondType],
+                         max_sites: int = 200_000) -> np.ndarray | None:  # fmt: skip
+        """Greedy colouring of the interaction graph (a graph's own bonds when it has no
+        cells), for lattices with no sublattice-times-linear colouring.
 
-        Compile-time only (a loop over sites); None for very large lattices.
+        Compile-time only (a loop over sites); None for very large lattices or complete graphs.
         """
-        if self.n_sites > max_sites:
+        if self.n_sites > max_sites or self.complete:
             return None
-        tables = []
-        for o in offsets:
-            for sign in (1, -1):
-                idx, valid = self.neighbour_table(tuple(sign * x for x in o))
-                tables.append((idx, valid))
+        if self.edge_list is not None:
+            bonds = self.bond_list(1)[:, :2]
+        else:
+            rows = []
+            for t in pairs:
+                idx, valid = self.site_table(t)
+                src = np.nonzero(valid)[0]
+                rows.append(np.stack([src, idx[src]], 1))
+            bonds = np.concatenate(rows) if rows else np.zeros((0, 2), np.int64)
+        neighbours: list[set[int]] = [set() for _ in range(self.n_sites)]
+        for i, j in bonds.tolist():
+            if i != j:
+                neighbours[i].add(j)
+                neighbours[j].add(i)
         colours = -np.ones(self.n_sites, dtype=np.int64)
         for x in range(self.n_sites):
-            used = {colours[idx[x]] for idx, valid in tables if valid[x] and idx[x] != x}
+            used = {int(colours[y]) for y in neighbours[x]}
             c = 0
             while c in used:
                 c += 1
             colours[x] = c
         return colours
+
+    # ---------------------------------------------------------------- symmetry group
+    def translations(self) -> np.ndarray:
+        """(G = n_cells, N) int64: T[g, x] = the site x translated by cell vector t_g, on a
+        periodic lattice; a translation moves whole cells and keeps the sublattice. Acts on
+        configurations as (T_g s)_x = s[T[g, x]]; row 0 is the identity, rows form a group."""
+        cells = translation_table(self.cells)
+        nb = self.basis
+        return (cells[:, :, None] * nb + np.arange(nb)[None, None, :]).reshape(len(cells), -1)
+
+    def bipartition(self) -> np.ndarray | None:
+        """(N,) bool: the A sublattice of a bipartite nearest-neighbour graph (the
+        sublattice of the first site in each 2-colouring), or None when not bipartite."""
+        if self.complete:
+            return None
+        colours = self.colouring(list(self.bond_types.get(1, ())))
+        if colours is None or colours.max() != 1:
+            return None
+        return colours == colours[0]
 
 
 # ---------------------------------------------------------------- construction
@@ -143,16 +273,23 @@ class Lattice:
 
 def make_lattice(kind: str, sizes: list[int] | tuple[int, ...],
                  boundary: str | tuple[bool, ...] = "periodic") -> Lattice:  # fmt: skip
-    """A lattice of the catalogue; ``sizes`` has one entry (used for every axis) or d entries;
-    ``boundary`` is "periodic", "open", or whether each axis is periodic."""
+    """A lattice of the catalogue; ``sizes`` (cells per axis) has one entry (used for every
+    axis) or d entries; ``boundary`` is "periodic", "open", or whether each axis is periodic."""
     spec = LATTICES[kind]
     sizes = tuple(sizes) * spec.dim if len(sizes) == 1 else tuple(sizes)
     periodic = (boundary == "periodic",) * len(sizes) if isinstance(boundary, str) else boundary
-    return Lattice(kind, sizes, tuple(periodic), dict(spec.shells))
+    types = {k: tuple(BondType(a, b, tuple(o)) for a, b, o in shell)
+             for k, shell in spec.bonds.items()}  # fmt: skip
+    return Lattice(kind, sizes, tuple(periodic), types, basis=len(spec.basis))
 
 
 def make_complete_graph(n: int) -> Lattice:
     return Lattice("complete", (n,), (False,), {}, complete=True)
+
+
+def make_edge_graph(n: int, edges: list[tuple[int, int]] | tuple[tuple[int, int], ...]) -> Lattice:
+    """A graph of ``n`` sites whose bonds are ``edges`` (i < j, each once)."""
+    return Lattice("edges", (n,), (False,), {}, edge_list=tuple(map(tuple, edges)))
 
 
 # Periodic hypercubic lattices as sets of sites: bonds, translations and sublattices (for qubit

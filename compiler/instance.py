@@ -15,7 +15,12 @@ from typing import Any
 import numpy as np
 
 from physml_lang.compiler.arrays import RealArray, realise_array
-from physml_lang.compiler.geometry import Lattice, make_complete_graph, make_lattice
+from physml_lang.compiler.geometry import (
+    Lattice,
+    make_complete_graph,
+    make_edge_graph,
+    make_lattice,
+)
 from physml_lang.compiler.sitesets import GRAPH_BUILDERS
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.model import (
@@ -61,6 +66,8 @@ def build_geometry(lattice: LatticeIR | GraphIR | None) -> Lattice | None:
     if isinstance(lattice, GraphIR):
         if lattice.kind == "complete":
             return make_complete_graph(lattice.sizes[0])
+        if lattice.kind == "edges":
+            return make_edge_graph(lattice.sizes[0], lattice.edges)
         return GRAPH_BUILDERS[lattice.kind](*lattice.sizes)
     return make_lattice(lattice.kind, lattice.extent, lattice.periodic)
 

@@ -37,14 +37,10 @@ class SiteSetGraph(Lattice):
 def make_bipartite_graph(n_visible: int, n_hidden: int) -> SiteSetGraph:
     """visible (Nv) x hidden (Nh), all edges between the two sets and none inside them."""
     return SiteSetGraph(
-        "bipartite",
-        (n_visible + n_hidden,),
-        (False,),
-        {},
-        True,
-        (("visible", n_visible), ("hidden", n_hidden)),
-        (("edges", "visible", "hidden"),),
-    )
+        "bipartite", (n_visible + n_hidden,), (False,), complete=True,
+        sets=(("visible", n_visible), ("hidden", n_hidden)),
+        edges=(("edges", "visible", "hidden"),),
+    )  # fmt: skip
 
 
 def make_boltzmann_graph(n_visible: int, n_hidden: int) -> SiteSetGraph:
@@ -52,10 +48,10 @@ def make_boltzmann_graph(n_visible: int, n_hidden: int) -> SiteSetGraph:
     (Nh); pair structures ``edges`` (visible x hidden), ``visible_pairs`` and ``hidden_pairs``
     (i < j inside a set): every unit meets every other."""
     return SiteSetGraph(
-        "boltzmann", (n_visible + n_hidden,), (False,), {}, True,
-        (("visible", n_visible), ("hidden", n_hidden)),
-        (("edges", "visible", "hidden"), ("visible_pairs", "visible", "visible"),
-         ("hidden_pairs", "hidden", "hidden")),
+        "boltzmann", (n_visible + n_hidden,), (False,), complete=True,
+        sets=(("visible", n_visible), ("hidden", n_hidden)),
+        edges=(("edges", "visible", "hidden"), ("visible_pairs", "visible", "visible"),
+               ("hidden_pairs", "hidden", "hidden")),
     )  # fmt: skip
 
 

@@ -155,7 +155,7 @@ def _digits(opts: DigitsOptions, domain, shape, span, ctx) -> np.ndarray:
         _fail("P600", "digits(...) needs scikit-learn, which is not installed", span,
               "pip install scikit-learn")  # fmt: skip
     x = (load_digits().data >= opts.threshold).astype(np.float64)
-    if domain is not None and domain.kind == "spin":
+    if domain is not None and domain.ising:
         x = 2 * x - 1
     return x
 

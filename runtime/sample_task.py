@@ -18,6 +18,7 @@ import torch
 from physml_lang.catalogue import Catalogue
 from physml_lang.check.model import ModelChecker
 from physml_lang.compiler.derive.measures import MeasuredExpressions
+from physml_lang.compiler.lower import domains
 from physml_lang.compiler.lower.program import Kernel
 from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.compiler.models.lattice import LatticeModel
@@ -278,6 +279,7 @@ def _run_task(task: TaskIR, program, ctx: RunContext) -> RunResult:
 def bind(catalogue: Catalogue) -> None:
     """Attach this capability's implementations to its catalogue entries (top layer only)."""
     catalogue.tasks.bind("sample", Task(_run_task))
+    domains.bind(catalogue)
     samplers.bind(catalogue)
     for name, fluctuation in FLUCTUATIONS.items():
         catalogue.observables.bind(name, fluctuation, family="lattice")

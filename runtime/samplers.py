@@ -6,8 +6,8 @@ model-specific lives here. Chains carry their own inverse temperature ``beta`` (
 a temperature scan runs as one batch.
 
 - ``metropolis``: single-site Metropolis; colour-parallel (checkerboard) updates where a
-  colouring exists, random-site updates otherwise. Two-valued domains flip; potts(q) proposes a
-  uniformly random other value.
+  colouring exists, random-site updates otherwise. The proposal is the field domain's own (the
+  flip of a two-valued domain; a uniformly random other value otherwise).
 - ``heatbath`` (``glauber``): draws s_x from exp(-beta E_loc(x, v)) over the domain's values.
 - ``wolff``: single-cluster updates for E = -sum K_ij s_i s_j (spin-flip symmetric models);
   one step grows and flips one cluster per chain.
@@ -22,6 +22,7 @@ from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.spins import (
     SamplerOptions,
 )
+from physml_lang.compiler.lower.domains import site_domain
 from physml_lang.compiler.models.lattice import LatticeModel
 
 from .plans.sample import sampled_field
@@ -54,7 +55,8 @@ class Sampler:
         self.field = sampled_field(entry, options, cm.derivation, field)
         self.fk = cm.fields[self.field]
         self.domain = cm.model.fields[self.field].domain
-        self.values = torch.tensor(self.domain.values(), dtype=cm.dtype, device=beta.device)
+        self.site_domain = site_domain(self.domain, cm.dtype, beta.device)
+        self.values = self.site_domain.values
         self.shape = cm.lattice.shape
         self.beta = beta.to(cm.dtype).reshape(-1, *([1] * len(self.shape)))
         self.device = beta.device
@@ -145,18 +147,14 @@ class Metropolis(SingleSite):
     name = "metropolis"
 
     def propose(self, s: torch.Tensor) -> torch.Tensor:
-        if len(self.values) == 2:
-            return self.values[0] + self.values[1] - s
-        q = len(self.values)
-        shift = self.streams.integers(1, q, s.shape)
-        return torch.remainder(s + shift.to(s.dtype), q)
+        return self.site_domain.propose(s, self.streams)
 
     def update_colour(self, state, mask, u):
         s = state[self.field]
         if self.fk.flip_delta is not None:
             # two-valued domain: the flip is formed only where it is accepted (one tensor fewer
             # alive at a time; at large L the sweep is memory-bound)
-            delta = self.fk.flip_delta(self.cm.kernels.inputs(self.fk.flip_delta, state))
+            delta = self.fk.flip_delta(state)
             new = None
         else:
             new = self.propose(s)
@@ -236,11 +234,10 @@ class Wolff(Sampler):
             K = K.to(self.device)
             if isinstance(where, str):
                 self.couplings.append(("dense", K, None, None, None, None))
-            else:
-                back = tuple(-o for o in where)
+            else:  # a bond type: its site tables, both ways
                 idx, valid, ridx, rvalid = (
                     torch.as_tensor(t, device=self.device)
-                    for t in (*lat.neighbour_table(where), *lat.neighbour_table(back)))
+                    for t in (*lat.site_table(where), *lat.site_table(lat.reversed(where))))
                 self.couplings.append((where, K, idx, valid, ridx, rvalid))
 
     def sweep(self, state):

@@ -281,7 +281,7 @@ class BoltzmannDerivation:
         e = self.symbolic_local(field).xreplace({VALUE: CANDIDATE})
         dom = self.domains[field]
         vals = [sp.Integer(int(v)) for v in dom.values()]
-        if dom.kind == "spin" and sp.expand(e).is_polynomial(CANDIDATE) \
+        if dom.ising and sp.expand(e).is_polynomial(CANDIDATE) \
                 and sp.degree(e, CANDIDATE) <= 1:  # fmt: skip
             A, B = e.subs(CANDIDATE, 0), e.coeff(CANDIDATE)
             return sp.expand(BETA * A) - sp.log(2 * sp.cosh(sp.factor_terms(BETA * B)))

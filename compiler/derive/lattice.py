@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from physml_lang.compiler.derive.local import interaction_offsets
+from physml_lang.compiler.derive.local import interaction_pairs
 from physml_lang.compiler.derive.symmetry import verify_symmetries
 from physml_lang.compiler.geometry import Lattice
 from physml_lang.compiler.instance import ModelInstance
@@ -39,12 +39,13 @@ class LatticeDerivation:
         terms between arbitrary sites), and single-site samplers pick random sites."""
         if field not in self._colourings:
             table = None
-            has_pairs = any(isinstance(t, PairTerm) for t in self.energy.terms)
-            if not self.lattice.complete and not has_pairs:
-                offsets = interaction_offsets(self.energy, field)
-                table = self.lattice.linear_colouring(offsets)
-                if table is None:
-                    table = self.lattice.greedy_colouring(offsets)
+            lat = self.lattice
+            pairs = [t for t in self.energy.terms if isinstance(t, PairTerm)]
+            if lat.edge_list is not None and all(t.structure == "bonds" for t in pairs):
+                # a graph's pair terms live on its edges: colour the graph itself
+                table = lat.greedy_colouring([])
+            elif not lat.complete and not pairs:
+                table = lat.colouring(interaction_pairs(self.energy, field))
             self._colourings[field] = table
         return self._colourings[field]
 
@@ -82,8 +83,13 @@ def derive_lattice(model: ModelInstance) -> LatticeDerivation:
 def describe_lattice(lat: Lattice) -> str:
     if lat.complete:
         return f"complete graph, N = {lat.n_sites}"
+    if lat.edge_list is not None:
+        return f"graph of {lat.n_sites} sites and {len(lat.edge_list)} edges"
     bc = "periodic" if lat.all_periodic else "open"
-    return f"{lat.kind} {'x'.join(map(str, lat.shape))}, {bc}"
+    cells = f"{'x'.join(map(str, lat.cells))}"
+    if lat.basis > 1:
+        return f"{lat.kind} {cells} cells of {lat.basis} sites, {bc}"
+    return f"{lat.kind} {cells}, {bc}"
 
 
 __all__ = ["LatticeDerivation", "derive_lattice", "describe_lattice"]

@@ -3,8 +3,8 @@
 - :func:`local_energy`: the energy of the terms touching one site x as a function of the value
   v at x: every single-site sampler (Metropolis, heat-bath, Glauber, any discrete domain) uses it.
 - :func:`flip_delta`: E_loc(flip(s_x)) - E_loc(s_x), simplified, for two-valued domains.
-- :func:`interaction_offsets`: the relative offsets through which sites of a field interact,
-  from which the colouring for parallel (checkerboard) updates is derived.
+- :func:`interaction_pairs`: the sublattices and cell offsets through which sites of a field
+  interact, from which the geometry derives the colouring for parallel (checkerboard) updates.
 - :func:`decompose_pair`: a pair body as a sum of c_ij f(s_i) g(s_j) (dense lowering).
 - :func:`pair_couplings`: E = -sum K_ij s_i s_j, for cluster algorithms.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from physml_lang.compiler.geometry import BondType
 from physml_lang.compiler.lower.terms import (
     Access,
     LatticeSum,
@@ -43,20 +44,29 @@ def valid_symbol(offset: Offset) -> sp.Symbol:
 
 @dataclass
 class LocalEnergy:
-    """E_loc(x, v) for one field: stencil part (sympy, with inputs) and dense pair parts."""
+    """E_loc(x, v) for one field: stencil part (sympy, with inputs) and dense pair parts.
+
+    ``exprs[b]``: the stencil part for x on sublattice b (one entry on a one-site lattice)."""
 
     field: str
-    expr: sp.Expr
+    exprs: tuple[sp.Expr, ...]
     inputs: dict[sp.Symbol, object]
     pairs: list[PairTerm]
 
+    @property
+    def expr(self) -> sp.Expr:
+        """The stencil part on a one-site lattice."""
+        return self.exprs[0]
 
-def shifted_parts(term: StencilTerm, field: str) -> list[tuple[sp.Expr, dict, set[Offset]]]:
-    """For every access of ``field`` in ``term``: the term re-based so that access sits at x,
-    with that access replaced by the candidate value v; and the offsets it reads."""
+
+def shifted_parts(term: StencilTerm, field: str,
+                  basis: int = 0) -> list[tuple[sp.Expr, dict, set[Offset]]]:  # fmt: skip
+    """For every access of ``field`` on sublattice ``basis`` in ``term``: the term re-based so
+    that access sits at x, with that access replaced by the candidate value v; and the (cell)
+    offsets it reads."""
     out = []
     for acc in term.accesses.values():
-        if acc.kind != "field" or acc.name != field:
+        if acc.kind != "field" or acc.name != field or acc.basis != basis:
             continue
         subs, inputs, offsets = {}, {}, set()
         for s2, a2 in term.accesses.items():
@@ -73,12 +83,13 @@ def shifted_parts(term: StencilTerm, field: str) -> list[tuple[sp.Expr, dict, se
     return out
 
 
-def local_energy(energy: LatticeSum, field: str, masked: bool) -> LocalEnergy:
-    """E_loc(x, v) = sum of every term containing site x, with s_x -> v.
+def local_energy(energy: LatticeSum, field: str, masked: bool, basis: int = 1) -> LocalEnergy:
+    """E_loc(x, v) = sum of every term containing site x, with s_x -> v, for x on each of the
+    ``basis`` sublattices.
 
     ``masked``: multiply each part by the validity of the sites it reads (open boundaries).
     """
-    expr = sp.Integer(0)
+    exprs = [sp.Integer(0)] * basis
     inputs: dict[sp.Symbol, object] = {CANDIDATE: "candidate"}
     pairs = []
     for term in energy.terms:
@@ -86,21 +97,22 @@ def local_energy(energy: LatticeSum, field: str, masked: bool) -> LocalEnergy:
             if any(a.kind == "field" and a.name == field for a in term.accesses.values()):
                 pairs.append(term)
             continue
-        for body, ins, offsets in shifted_parts(term, field):
-            if masked:
-                for o in sorted(offsets):
-                    if any(o):
-                        v = valid_symbol(o)
-                        inputs[v] = Valid(o)
-                        body = body * v
-            inputs.update(ins)
-            expr += body
-    return LocalEnergy(field, sp.expand(expr), inputs, pairs)
+        for b in range(basis):
+            for body, ins, offsets in shifted_parts(term, field, b):
+                if masked:
+                    for o in sorted(offsets):
+                        if any(o):
+                            v = valid_symbol(o)
+                            inputs[v] = Valid(o)
+                            body = body * v
+                inputs.update(ins)
+                exprs[b] += body
+    return LocalEnergy(field, tuple(sp.expand(e) for e in exprs), inputs, pairs)
 
 
 def reduce_domain(expr: sp.Expr, symbols: list[sp.Symbol], domain: Domain) -> sp.Expr:
     """Use the algebra of the domain: s^2 = 1 for spins, s^2 = s for binary units."""
-    if domain.kind in ("spin", "z2", "qubit"):
+    if domain.ising:
         for s in symbols:
             expr = expr.replace(lambda e, s=s: e.is_Pow and e.base == s and e.exp.is_Integer,
                                 lambda e, s=s: s ** (int(e.exp) % 2))  # fmt: skip
@@ -113,29 +125,31 @@ def reduce_domain(expr: sp.Expr, symbols: list[sp.Symbol], domain: Domain) -> sp
 
 def flip(domain: Domain, value: sp.Expr) -> sp.Expr:
     """The other value of a two-valued domain."""
-    return -value if domain.kind in ("spin", "z2", "qubit") else 1 - value
+    return -value if domain.kind in ("spin", "z2", "qubit") else 1 - value  # spin(1/2): -m
 
 
-def flip_delta(local: LocalEnergy, domain: Domain, current: sp.Symbol) -> sp.Expr:
-    """Delta E of flipping s_x, symbolically: E_loc(flip(s)) - E_loc(s), simplified."""
-    e_new = local.expr.subs(CANDIDATE, flip(domain, current))
-    e_old = local.expr.subs(CANDIDATE, current)
+def flip_delta(local: LocalEnergy, domain: Domain, current: sp.Symbol, basis: int = 0) -> sp.Expr:
+    """Delta E of flipping s_x (x on sublattice ``basis``), symbolically:
+    E_loc(flip(s)) - E_loc(s), simplified."""
+    e_new = local.exprs[basis].subs(CANDIDATE, flip(domain, current))
+    e_old = local.exprs[basis].subs(CANDIDATE, current)
     delta = reduce_domain(sp.expand(e_new - e_old), [current], domain)
     return sp.factor_terms(sp.expand(delta))
 
 
-def interaction_offsets(energy: LatticeSum, field: str) -> list[Offset]:
-    """Relative offsets o such that the local energy at x reads ``field`` at x + o."""
-    out: set[Offset] = set()
+def interaction_pairs(energy: LatticeSum, field: str) -> list[BondType]:
+    """(a, b, offset): the local energy at a site of sublattice a reads ``field`` on sublattice
+    b, ``offset`` cells away (on a one-site lattice, a = b = 0: the interaction offsets)."""
+    out: set[BondType] = set()
     for term in energy.terms:
         if isinstance(term, StencilTerm):
-            offs = term.field_offsets(field)
-            for a in offs:
-                for b in offs:
-                    d = tuple(x - y for x, y in zip(b, a))
-                    if any(d):
-                        out.add(d)
-    return sorted(out)
+            accs = [a for a in term.accesses.values() if a.kind == "field" and a.name == field]
+            for p in accs:
+                for q in accs:
+                    d = tuple(x - y for x, y in zip(q.offset, p.offset))
+                    if any(d) or p.basis != q.basis:
+                        out.add(BondType(p.basis, q.basis, d))
+    return sorted(out, key=lambda t: (t.a, t.b, t.offset))
 
 
 def expand_deltas(body: sp.Expr, accesses: dict, domains: dict[str, Domain]) -> sp.Expr:

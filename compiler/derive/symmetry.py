@@ -62,9 +62,15 @@ def _translation(model: ModelInstance, energy: LatticeSum, sym) -> None:
                 ))  # fmt: skip
 
 
+def _symmetric(domain) -> bool:
+    """Whether the domain's values are closed under m -> -m."""
+    values = domain.values()
+    return sorted(-v for v in values) == values
+
+
 def _flip_map(domain, symbol):
-    if domain.kind in ("spin", "z2"):
-        return -symbol
+    if domain.kind in ("spin", "z2", "integer") and _symmetric(domain):
+        return -symbol  # m -> -m
     if domain.kind == "binary":
         return 1 - symbol
     return None

@@ -1,7 +1,9 @@
 """Lowered energies of classical lattice models: torch modules built from lattice terms.
 
 Configurations of a field on sites are tensors of shape (B, *lattice.shape) (B independent
-chains or samples); values are the domain's values (±1, 0/1, 0..q-1) as floats.
+chains or samples; the last axis holds the sublattices of a lattice with a basis); values are
+the domain's values (±1, 0/1, 0..q-1, -S..S) as floats. Stencil kernels run over unit cells:
+an access reads one sublattice, shifted by whole cells.
 """
 
 from __future__ import annotations
@@ -91,6 +93,12 @@ class LatticeKernels(nn.Module):
     def array(self, name: str) -> torch.Tensor:
         return getattr(self, f"array_{name}")
 
+    def sublattice(self, x: torch.Tensor, access: Access) -> torch.Tensor:
+        """The values of ``access``'s sublattice: x[..., b] on a lattice with a basis."""
+        if self.lattice.basis == 1 or access.component is not None:
+            return x
+        return x[..., access.basis]
+
     # ---------------------------------------------------------------- reading values
     def shifted(self, x: torch.Tensor, offset: Offset, batched: bool) -> torch.Tensor:
         """Value at site + offset for every site; x is (B, *shape) or (*shape)."""
@@ -115,7 +123,7 @@ class LatticeKernels(nn.Module):
 
     def valid(self, offset: Offset, sites: torch.Tensor | None) -> torch.Tensor:
         _, v = self.table(offset)
-        return v[sites] if sites is not None else v.reshape(self.lattice.shape)
+        return v[sites] if sites is not None else v.reshape(self.lattice.cells)
 
     def inputs(self, kernel: Kernel, state: dict[str, torch.Tensor], sites=None, extra=None):
         """The environment of a stencil kernel: every input as a thunk that reads it from the
@@ -129,6 +137,7 @@ class LatticeKernels(nn.Module):
                     x, batched = self.array(what.name), False
                     if what.component is not None:
                         x = x[..., what.component]
+                x = self.sublattice(x, what)
                 if not any(what.offset):
                     env[sym] = x if sites is None else self.at_sites(x, what.offset, sites, batched)
                 elif sites is None:
@@ -204,7 +213,7 @@ class LatticeSumModule(nn.Module):
             out = out + self.constant_kernel(self.kernels.inputs(self.constant_kernel, state))
         if self.density.expr != 0:
             dens = self.density(self.kernels.inputs(self.density, state))
-            dens = torch.as_tensor(dens, device=some.device).expand(B, *self.kernels.lattice.shape)
+            dens = torch.as_tensor(dens, device=some.device).expand(B, *self.kernels.lattice.cells)
             out = out + dens.sum(dim=dims)
         for p in self.dense:
             s = state[p.field].reshape(B, -1)
@@ -221,8 +230,7 @@ class LatticeSumModule(nn.Module):
 
 
 def _is_pair_stencil(t: StencilTerm) -> bool:
-    offs = {a.offset for a in t.accesses.values() if a.kind == "field"}
-    return len(offs) == 2
+    return len({(a.offset, a.basis) for a in t.accesses.values() if a.kind == "field"}) == 2
 
 
 def _eval_site(k: Kernel, arrays: dict[sp.Symbol, str], value, kernels: LatticeKernels, sites=None):
@@ -250,14 +258,13 @@ def build_dense_pieces(
             slot_of = {s: a.slot for s, a in t.accesses.items()}
             terms.append((t, slot_of, t.accesses))
         elif from_stencil and isinstance(t, StencilTerm) and _is_pair_stencil(t):
-            offs = sorted({a.offset for a in t.accesses.values() if a.kind == "field"},
-                          key=lambda o: any(o))  # fmt: skip
+            ends = _pair_ends(t)
             slot_of = {}
             for s, a in t.accesses.items():
                 if a.kind == "array" and a.component is not None:
                     slot_of[s] = "ij"
                 else:
-                    slot_of[s] = "i" if a.offset == offs[0] else "j"
+                    slot_of[s] = "i" if (a.offset, a.basis) == ends[0] else "j"
             terms.append((t, slot_of, t.accesses))
     for t, slot_of, accesses in terms:
         body = expand_deltas(t.body, accesses, domains)
@@ -287,20 +294,32 @@ def _coefficient_matrix(c, slot_of, accesses, t, kernels: LatticeKernels, N: int
         k = Kernel("coefficient", c, {s: accesses[s] for s in pair_syms}, backend=TORCH)
         vals = k(env)
         full = torch.as_tensor(vals, dtype=dtype) * torch.ones(N, N, dtype=dtype)
+        if t.structure == "bonds" and kernels.lattice.edge_list is not None:
+            full = full * torch.as_tensor(kernels.lattice.adjacency(), dtype=dtype)
         return torch.triu(full, diagonal=1)
-    # a stencil pair term (x, x + d): U[x, x + d] = c(x) * valid(x + d)
-    d = [a.offset for a in accesses.values() if a.kind == "field" and any(a.offset)][0]
+    # a stencil pair term over cells n, between sites (n + d_i, a) and (n + d_j, b):
+    # U[(n + d_i, a), (n + d_j, b)] = c(n) where both cells exist
     env = {}
     for s in pair_syms:
         a = accesses[s]
         arr = kernels.array(a.name)[..., a.component]
         env[s] = kernels.shifted(arr, a.offset, batched=False).reshape(-1)
     vals = Kernel("coefficient", c, {s: accesses[s] for s in pair_syms}, backend=TORCH)(env)
-    coeff = torch.as_tensor(vals, dtype=dtype) * torch.ones(N, dtype=dtype)
-    idx, valid = (torch.as_tensor(t) for t in kernels.lattice.neighbour_table(d))
+    lat = kernels.lattice
+    coeff = torch.as_tensor(vals, dtype=dtype) * torch.ones(lat.n_cells, dtype=dtype)
+    (di, a), (dj, b) = _pair_ends(t)
+    ii, vi = (torch.as_tensor(x) for x in lat.neighbour_table(di))
+    jj, vj = (torch.as_tensor(x) for x in lat.neighbour_table(dj))
     matrix = torch.zeros(N, N, dtype=dtype)
-    matrix.index_put_((torch.arange(N), idx), coeff * valid.to(dtype), accumulate=True)
+    weight = coeff * (vi & vj).to(dtype)
+    matrix.index_put_((ii * lat.basis + a, jj * lat.basis + b), weight, accumulate=True)
     return matrix
+
+
+def _pair_ends(t: StencilTerm) -> list[tuple[Offset, int]]:
+    """The two (cell offset, sublattice) ends of a pair stencil term, the base cell's first."""
+    ends = {(a.offset, a.basis) for a in t.accesses.values() if a.kind == "field"}
+    return sorted(ends, key=lambda e: (any(e[0]), e[1], e[0]))
 
 
 def _site_function(expr, slot, slot_of, accesses):
@@ -352,6 +371,50 @@ def _as_value(v, like: torch.Tensor) -> torch.Tensor:
     return torch.full_like(like, float(v))
 
 
+class SublatticeKernels:
+    """One stencil kernel per sublattice, evaluated over unit cells and stacked into site
+    order: forward(state, extra) -> (B, *lattice.shape) (or (B,) at flat ``sites``)."""
+
+    def __init__(self, name: str, exprs: tuple[sp.Expr, ...], inputs: dict,
+                 kernels: LatticeKernels):  # fmt: skip
+        self.kernels = kernels
+        if len(exprs) == 1:
+            self.parts = [Kernel(name, exprs[0], inputs, backend=TORCH)]
+        else:  # each sublattice's kernel reads only what its expression uses
+            self.parts = [Kernel(f"{name}_{b}", e, {k: w for k, w in inputs.items()
+                                                    if k in e.free_symbols or isinstance(w, str)},
+                                 backend=TORCH) for b, e in enumerate(exprs)]  # fmt: skip
+
+    @property
+    def stencil(self) -> Kernel:
+        return self.parts[0]
+
+    def __call__(self, state: dict[str, torch.Tensor], sites: torch.Tensor | None = None,
+                 extra: dict | None = None, like: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """``like``: a (B, *cells) or (B,) tensor giving the shape of one sublattice's output."""
+        k = self.kernels
+        nb = k.lattice.basis
+        if nb == 1:
+            return self.part(0, state, sites, extra, like)
+        if sites is None:
+            return torch.stack([self.part(b, state, None, extra, like)
+                                for b in range(nb)], dim=-1)  # fmt: skip
+        cells, which = torch.div(sites, nb, rounding_mode="floor"), sites % nb
+        vals = [self.part(b, state, cells, extra, like) for b in range(nb)]
+        return torch.stack(vals, -1).gather(-1, which[:, None])[:, 0]
+
+    def part(self, b: int, state, sites, extra, like) -> torch.Tensor:
+        """Sublattice b's kernel over all cells (or at cells ``sites``)."""
+        kernel = self.parts[b]
+        out = kernel(self.kernels.inputs(kernel, state, sites, extra))
+        if like is None:
+            return out
+        return torch.as_tensor(out, dtype=like.dtype, device=like.device).expand(like.shape)
+
+    def source(self, describe) -> str:
+        return "\n\n".join(p.source(describe) for p in self.parts)
+
+
 class LocalEnergyModule(nn.Module):
     """E_loc(x, v) for every site x (or for sites[b] in chain b) of one field."""
 
@@ -360,15 +423,23 @@ class LocalEnergyModule(nn.Module):
         super().__init__()
         self.kernels = kernels
         self.field = local.field
-        self.stencil = Kernel(f"local_energy_{local.field}", local.expr, local.inputs,
-                              backend=TORCH)
+        self.stencil = SublatticeKernels(f"local_energy_{local.field}", local.exprs,
+                                         local.inputs, kernels)  # fmt: skip
         self.dense = dense
         self.use_dense = use_dense
 
     def forward(self, state: dict[str, torch.Tensor], v, sites: torch.Tensor | None = None):
         s = state[self.field]
-        env = self.kernels.inputs(self.stencil, state, sites, {CANDIDATE: v})
-        out = self.stencil(env)
+        lat = self.kernels.lattice
+        like = s[..., 0] if lat.basis > 1 else s
+        if sites is not None:
+            like = sites.to(self.kernels.dtype)
+        if lat.basis > 1 and isinstance(v, torch.Tensor) and v.dim() == s.dim():
+            # a candidate per site: each sublattice's kernel takes its own slice
+            out = torch.stack([self.stencil.part(b, state, None, {CANDIDATE: v[..., b]}, like)
+                               for b in range(lat.basis)], -1)  # fmt: skip
+        else:
+            out = self.stencil(state, sites, {CANDIDATE: v}, like)
         if self.dense:
             out = out + dense_local_field(self.dense, self.field, state, self.kernels, v, sites)
         shape = s.shape if sites is None else sites.shape

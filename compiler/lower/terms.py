@@ -34,7 +34,8 @@ Offset = tuple[int, ...]
 class Access:
     """A value read by a term: field or array ``name`` at base + ``offset``.
 
-    ``component``: the bond direction of a per-bond array, or the link direction of a link
+    ``offset`` is in unit cells; ``basis``: the sublattice read (lattices with a basis).
+    ``component``: the bond type of a per-bond array, or the link direction of a link
     field. ``slot``: for pair terms, "i" or "j" (offset unused).
     """
 
@@ -43,11 +44,11 @@ class Access:
     offset: Offset = ()
     component: int | None = None
     slot: str | None = None
+    basis: int = 0
 
     def shifted(self, shift: Offset) -> Access:
-        return Access(
-            self.kind, self.name, tuple(a - b for a, b in zip(self.offset, shift)), self.component
-        )
+        moved = tuple(a - b for a, b in zip(self.offset, shift))
+        return Access(self.kind, self.name, moved, self.component, basis=self.basis)
 
 
 def access_symbol(acc: Access) -> sp.Symbol:
@@ -61,6 +62,8 @@ def access_symbol(acc: Access) -> sp.Symbol:
     name = acc.name
     if acc.component is not None:
         name += f"_c{acc.component}"
+    if acc.basis:
+        name += f"_b{acc.basis}"
     if parts:
         name += "_" + "_".join(parts)
     return sp.Symbol(name, real=True)
@@ -106,11 +109,13 @@ def fail(code: str, message: str, span: Span | None, hint: str | None = None):
 
 @dataclass
 class _Slot:
-    """An index variable bound by a sum: a site at ``offset`` from the base, or a pair slot."""
+    """An index variable bound by a sum: the site of sublattice ``basis`` at ``offset`` cells
+    from the base cell, or a pair slot."""
 
     offset: Offset = ()
     pair_slot: str | None = None
-    direction: int | None = None  # for bonds: which direction of the shell this term is
+    direction: int | None = None  # for bonds: which bond type of the shell this term is
+    basis: int = 0
 
 
 class TermBuilder(SympyArithmetic):
@@ -217,7 +222,7 @@ class TermBuilder(SympyArithmetic):
                 fail("P302", f"field '{name}' on sites takes one index, got {len(e.indices)}",
                      e.span, f"e.g. {name}[i]")  # fmt: skip
             slot = self._site_index(e.indices[0], slots)
-            a = Access("field", name, slot.offset, None, slot.pair_slot)
+            a = Access("field", name, slot.offset, None, slot.pair_slot, slot.basis)
             return self._record(a)
         if name in m.arrays:
             return self._array(m.arrays[name], e, slots)
@@ -238,13 +243,13 @@ class TermBuilder(SympyArithmetic):
         if shift is not None and name_of(shift[2]) is not None:
             left, op, right = shift
             base = self._site_index(left, slots)
-            if base.pair_slot is None and self.lattice is not None and not self.lattice.complete:
+            if base.pair_slot is None and self.lattice is not None and not self.lattice.graph:
                 axis = _unit_axis(name_of(right))
                 if axis is not None and axis < self.lattice.dim:
                     sign = 1 if op == "+" else -1
                     off = list(base.offset)
                     off[axis] += sign
-                    return _Slot(tuple(off))
+                    return _Slot(tuple(off), basis=base.basis)
         fail("P300", "an index must be an index variable, optionally shifted (x + e0)", e.span)
 
     def _array(self, arr: RealArray, e: E.Index, slots: dict[str, _Slot]) -> sp.Expr:
@@ -255,7 +260,8 @@ class TermBuilder(SympyArithmetic):
             slot = self._site_index(e.indices[0], slots)
             if arr.uniform:
                 return sp.Float(arr.uniform_value)
-            return self._record(Access("array", arr.name, slot.offset, None, slot.pair_slot))
+            return self._record(Access("array", arr.name, slot.offset, None, slot.pair_slot,
+                                       slot.basis))  # fmt: skip
         if n != 2:
             fail("P302", f"'{arr.name}' lives on {arr.on} and takes two indices: "
                  f"{arr.name}[i, j]", e.span)  # fmt: skip
@@ -300,31 +306,39 @@ class TermBuilder(SympyArithmetic):
             if len(names) != 1:
                 fail("P302", "sites are summed with one index: for i in sites", loop.span)
             zero = (0,) * lat.dim
-            body, accesses = self._body(e.body, {names[0]: _Slot(zero)})
-            terms.append(StencilTerm(body, accesses, e.span, "sites"))
-        elif structure == "pairs" or (structure == "bonds" and lat.complete):
+            for b in range(lat.basis):  # one term per sublattice
+                body, accesses = self._body(e.body, {names[0]: _Slot(zero, basis=b)})
+                terms.append(StencilTerm(body, accesses, e.span, "sites"))
+        elif structure == "pairs" or (structure == "bonds" and lat.graph):
+            if lat.edge_list is not None and shell != 1:
+                fail("P400", "a graph read from an edge list has one shell of bonds", loop.span)
             if len(names) != 2:
                 fail("P302", f"{structure} are summed with two indices: for (i, j) in {structure}",
                      loop.span)  # fmt: skip
             body, accesses = self._body(
                 e.body, {names[0]: _Slot(pair_slot="i"), names[1]: _Slot(pair_slot="j")}
             )
-            terms.append(PairTerm(body, accesses, e.span))
-        else:  # bonds of a shell
+            # on an edge list, bonds are the listed pairs: the lowering masks the pair matrix
+            edges = lat.edge_list is not None and structure == "bonds"
+            terms.append(PairTerm(body, accesses, e.span, "bonds" if edges else "pairs"))
+        else:  # bonds of a shell, one term per bond type
             if len(names) != 2:
                 fail("P302", "bonds are summed with two indices: for (i, j) in bonds", loop.span)
-            if shell not in lat.shells:
-                fail("P400", f"{lat.kind} lattices have neighbour shells 1 and 2, not {shell}",
+            if shell not in lat.bond_types:
+                fail("P400", f"{lat.kind} lattices have neighbour shells "
+                     f"{', '.join(map(str, sorted(lat.bond_types)))}, not {shell}",
                      loop.span)  # fmt: skip
             zero = (0,) * lat.dim
-            for k, d in enumerate(lat.shells[shell]):
-                for axis, (o, n, per) in enumerate(zip(d, lat.shape, lat.periodic)):
-                    if per and abs(o) > 0 and n <= abs(o):
+            for k, t in enumerate(lat.bond_types[shell]):
+                d = t.offset
+                for axis, (o, n, per) in enumerate(zip(d, lat.cells, lat.periodic)):
+                    if per and abs(o) > 0 and n <= abs(o) and (t.a == t.b or n < abs(o)):
                         fail("P400", f"bonds({shell}) wrap onto themselves: axis {axis} has "
                              f"L = {n}", loop.span, f"use L > {abs(o)}")  # fmt: skip
                 body, accesses = self._body(
-                    e.body, {names[0]: _Slot(zero, direction=k), names[1]: _Slot(d, direction=k)}
-                )
+                    e.body, {names[0]: _Slot(zero, direction=k, basis=t.a),
+                             names[1]: _Slot(d, direction=k, basis=t.b)}
+                )  # fmt: skip
                 terms.append(
                     StencilTerm(body, accesses, e.span, f"bonds({shell})" if shell > 1 else "bonds")
                 )

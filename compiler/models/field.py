@@ -17,6 +17,7 @@ import torch
 
 from physml_lang.compiler.derive.field import FieldDerivation, derive_field
 from physml_lang.compiler.instance import ModelInstance, numeric_variant
+from physml_lang.compiler.lower.domains import site_domain
 from physml_lang.compiler.lower.lattice import LatticeKernels, LatticeSumModule
 from physml_lang.compiler.lower.program import LoweringError, Program, lower_program
 from physml_lang.compiler.lower.torch_backend import TORCH
@@ -186,11 +187,10 @@ class FieldModel:
         return out
 
     def magnetization(self, x: Tensor) -> Tensor:
-        """M (C,): sum of phi over the sites; angle fields: |sum exp(i theta)|."""
-        flat = x.reshape(x.shape[0], -1)
-        if self.domain == "angle":
-            return torch.sqrt(torch.cos(flat).sum(-1) ** 2 + torch.sin(flat).sum(-1) ** 2)
-        return flat.sum(-1)
+        """M (C,) as the field's domain defines it: sum of phi over the sites; angle fields:
+        |sum exp(i theta)|."""
+        domain = next(iter(self.model.fields.values())).domain
+        return site_domain(domain, x.dtype).magnetization(x.reshape(x.shape[0], -1))
 
     def lattice_sum_module(self, expr: Any, name: str) -> LatticeSumModule:
         """A measured lattice sum of the field as a module of fields (C, *shape) -> (C,)

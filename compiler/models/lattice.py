@@ -11,13 +11,17 @@ import torch
 from physml_lang.compiler.derive import local as derive
 from physml_lang.compiler.derive.lattice import derive_lattice, describe_lattice
 from physml_lang.compiler.derive.local import CANDIDATE
+from physml_lang.compiler.geometry import BondType
 from physml_lang.compiler.instance import ModelInstance, numeric_variant
+from physml_lang.compiler.lower.domains import SiteDomain, site_domain
 from physml_lang.compiler.lower.lattice import (
     PATHS,
     LatticeKernels,
     LatticeSumModule,
     LocalEnergyModule,
+    SublatticeKernels,
     _is_pair_stencil,
+    _pair_ends,
 )
 from physml_lang.compiler.lower.program import Kernel, Parameter, ParameterValue
 from physml_lang.compiler.lower.terms import (
@@ -40,7 +44,7 @@ class FieldKernels:
 
     field: str
     local_energy: LocalEnergyModule
-    flip_delta: Kernel | None  # Delta E of flipping every site, for two-valued domains
+    flip_delta: SublatticeKernels | None  # Delta E of flipping each site, two-valued domains
     colours: torch.Tensor | None  # (N,) colour of each site, or None: random-site updates
     n_colours: int
 
@@ -99,23 +103,29 @@ class LatticeModel:
         dense_from_stencil = self.path == "dense" and not lat.complete
         stencil_part = LatticeSum([t for t in self.energy_sum.terms if isinstance(t, PairTerm)
                                    or not (dense_from_stencil and _is_pair_stencil(t))])  # fmt: skip
-        local = derive.local_energy(stencil_part, name, self.masked)
+        local = derive.local_energy(stencil_part, name, self.masked, lat.basis)
         module = LocalEnergyModule(local, self.energy.dense, self.kernels, self.path == "dense")
         domain = model.fields[name].domain
         delta = None
         if len(domain.values()) == 2 and not module.dense:
-            current = access_symbol(Access("field", name, (0,) * lat.dim))
-            expr = derive.flip_delta(local, domain, current)
-            inputs = {s: w for s, w in local.inputs.items() if s in expr.free_symbols}
-            inputs[current] = Access("field", name, (0,) * lat.dim)
-            delta = Kernel(f"flip_delta_{name}", expr, inputs, backend=TORCH)
+            exprs, inputs = [], {}
+            for b in range(lat.basis):
+                here = Access("field", name, (0,) * lat.dim, basis=b)
+                current = access_symbol(here)
+                expr = derive.flip_delta(local, domain, current, b)
+                inputs.update({s: w for s, w in local.inputs.items() if s in expr.free_symbols})
+                inputs[current] = here
+                exprs.append(expr)
+            delta = SublatticeKernels(f"flip_delta_{name}", tuple(exprs), inputs, self.kernels)
         table = self.derivation.colouring(name)
         colours = torch.as_tensor(table) if table is not None else None
         n = int(colours.max()) + 1 if colours is not None else 0
         return FieldKernels(name, module, delta, colours, n)
 
     def cluster_couplings(self, field: str) -> list[tuple[object, torch.Tensor]]:
-        """Couplings K of E = -sum K_ij s_i s_j: per stencil term (offset, K (N,)) or dense (N, N)."""
+        """Couplings K of E = -sum K_ij s_i s_j: per stencil term (its bond type, K (N,) on the
+        bond's first site) or ("dense", K (N, N))."""
+        lat = self.lattice
         out = []
         for term, k in derive.pair_couplings(self.energy_sum, field):
             syms = [s for s in k.free_symbols if not isinstance(s, Parameter)]
@@ -129,21 +139,27 @@ class LatticeModel:
                 else:
                     if a.component is not None:
                         arr = arr[..., a.component]
+                    arr = self.kernels.sublattice(arr, a)
                     env[s] = self.kernels.shifted(arr, a.offset, batched=False).reshape(-1)
             vals = Kernel("coupling", k, {s: term.accesses[s] for s in syms}, backend=TORCH)(env)
-            N = self.lattice.n_sites
+            N = lat.n_sites
             if isinstance(term, PairTerm):
                 K = torch.as_tensor(vals, dtype=self.dtype) * torch.ones(N, N, dtype=self.dtype)
+                if term.structure == "bonds" and lat.edge_list is not None:
+                    K = K * torch.as_tensor(lat.adjacency(), dtype=self.dtype)
                 K = torch.triu(K, 1)
                 out.append(("dense", K + K.T))
             else:
-                offs = [a.offset for a in term.accesses.values() if a.kind == "field"]
-                base, other = sorted(offs, key=lambda o: any(o))
+                (base, a), (other, b) = _pair_ends(term)
                 if any(base):
                     raise PhysmlError(Diagnostic("P502", "unsupported bond shape for cluster "
                                                  "updates", term.span))  # fmt: skip
-                K = torch.as_tensor(vals, dtype=self.dtype) * torch.ones(N, dtype=self.dtype)
-                out.append((other, K))
+                K = torch.as_tensor(vals, dtype=self.dtype) * torch.ones(lat.n_cells,
+                                                                         dtype=self.dtype)
+                if lat.basis > 1:  # K lives on the first end's sublattice
+                    K = torch.zeros(lat.n_cells, lat.basis, dtype=self.dtype).index_copy(
+                        1, torch.tensor([a]), K[:, None]).reshape(-1)  # fmt: skip
+                out.append((BondType(a, b, other), K))
         return out
 
     # ---------------------------------------------------------------- observables
@@ -153,20 +169,16 @@ class LatticeModel:
         return LatticeSumModule(self.model, lsum, self.kernels, name)
 
     def magnetization(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Total magnetisation M of the first discrete field: sum of spins; for potts(q) the
-        order parameter N (q max_k n_k / N - 1) / (q - 1); for binary units sum(2 s - 1)."""
+        """Total magnetisation M of the first discrete field, as its domain defines it: the sum
+        of the values (spin, spin S, integer), of 2 s - 1 (binary), or the Potts order
+        parameter N (q max_k n_k / N - 1) / (q - 1)."""
         name, f = next((n, f) for n, f in self.model.fields.items() if f.domain.discrete)
         s = state[name]
-        B = s.shape[0]
-        flat = s.reshape(B, -1)
-        N = flat.shape[1]
-        if f.domain.kind == "potts":
-            q = f.domain.q
-            counts = torch.nn.functional.one_hot(flat.long(), q).sum(1).to(self.dtype)
-            return N * (q * counts.max(-1).values / N - 1) / (q - 1)
-        if f.domain.kind == "binary":
-            return (2 * flat - 1).sum(-1)
-        return flat.sum(-1)
+        return self.domain(name).magnetization(s.reshape(s.shape[0], -1))
+
+    def domain(self, field: str) -> SiteDomain:
+        """The lowered domain of a discrete field: values, proposals, flip, magnetization."""
+        return site_domain(self.model.fields[field].domain, self.dtype)
 
     # ---------------------------------------------------------------- symmetry actions
     @property
@@ -175,33 +187,26 @@ class LatticeModel:
         return tuple(s.name for s in self.model.symmetries if s.active)
 
     def spin_flip(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The global flip of every discrete field: s -> -s (spin, z2), 1 - s (binary),
-        s + 1 mod q (potts); other fields unchanged. State {field: (B, *lattice.shape)}."""
-        out = dict(state)
-        for name, f in self.model.fields.items():
-            if name not in state or not f.domain.discrete:
-                continue
-            s = state[name]
-            if f.domain.kind == "potts":
-                out[name] = torch.remainder(s + 1, f.domain.q)
-            elif f.domain.kind == "binary":
-                out[name] = 1 - s
-            else:
-                out[name] = -s
-        return out
+        """The global flip of every discrete field, as its domain defines it: s -> -s (spin,
+        spin S, z2), 1 - s (binary), s + 1 mod q (potts); other fields unchanged.
+        State {field: (B, *lattice.shape)}."""
+        fields = self.model.fields
+        return {name: self.domain(name).flip(s)
+                if name in fields and fields[name].domain.discrete else s
+                for name, s in state.items()}  # fmt: skip
 
     def translate(self, state: dict[str, torch.Tensor],
                   shift: tuple[int, ...]) -> dict[str, torch.Tensor]:  # fmt: skip
         """The translation x -> x + shift of every field, on a periodic lattice (one entry of
-        ``shift`` per axis). State {field: (B, *lattice.shape)}."""
+        ``shift`` per cell axis). State {field: (B, *lattice.shape)}."""
         lat = self.lattice
         if lat.complete or not lat.all_periodic:
             raise ValueError("translations act on periodic lattices, not on "
                              f"{describe_lattice(lat)}")
-        if len(shift) != len(lat.shape):
-            raise ValueError(f"a translation of a {len(lat.shape)}-dimensional lattice has "
-                             f"{len(lat.shape)} components, not {len(shift)}")  # fmt: skip
-        dims = tuple(range(1, 1 + len(lat.shape)))
+        if len(shift) != lat.dim:
+            raise ValueError(f"a translation of a {lat.dim}-dimensional lattice has "
+                             f"{lat.dim} components, not {len(shift)}")  # fmt: skip
+        dims = tuple(range(1, 1 + lat.dim))  # whole cells move; sublattices are kept
         return {n: torch.roll(s, shifts=tuple(shift), dims=dims) for n, s in state.items()}
 
     def describe(self) -> str:
@@ -245,21 +250,30 @@ class LatticeModel:
         for t in sym.terms:
             where = "sum_x" if isinstance(t, StencilTerm) else "sum_{i<j}"
             lines.append(f"  {where} [{t.structure}]: {t.body}")
+        nb = self.lattice.basis
         for name in self.fields:
             stencil = LatticeSum([t for t in sym.terms])
-            local = derive.local_energy(stencil, name, self.masked)
-            lines.append(f"local energy of {name}[x] with value v: E_loc = {local.expr}")
+            local = derive.local_energy(stencil, name, self.masked, nb)
+            for b, expr in enumerate(local.exprs):
+                at = f"{name}[x]" if nb == 1 else f"{name}[x] on sublattice {b}"
+                lines.append(f"local energy of {at} with value v: E_loc = {expr}")
             if local.pairs:
                 lines.append("  + dense pair part: f(v) (U g(s))_x + g(v) (U^T f(s))_x")
             fk = self.fields[name]
             dom = self.model.fields[name].domain
             if len(dom.values()) == 2 and not local.pairs:
-                cur = access_symbol(Access("field", name, (0,) * self.lattice.dim))
-                lines.append(f"flip energy change of {name}[x]: dE = "
-                             f"{derive.flip_delta(local, dom, cur)}")  # fmt: skip
+                for b in range(nb):
+                    cur = access_symbol(Access("field", name, (0,) * self.lattice.dim, basis=b))
+                    at = f"{name}[x]" if nb == 1 else f"{name}[x] on sublattice {b}"
+                    lines.append(f"flip energy change of {at}: dE = "
+                                 f"{derive.flip_delta(local, dom, cur, b)}")  # fmt: skip
             if fk.colours is not None:
+                pairs = derive.interaction_pairs(sym, name)
+                how = ([t.offset for t in pairs] if nb == 1 else
+                       [(t.a, t.b, t.offset) for t in pairs])  # fmt: skip
+                what = "interaction offsets" if nb == 1 else "interactions (a, b, cell offset)"
                 lines.append(f"colouring of {name} for parallel updates: {fk.n_colours} colours "
-                             f"(interaction offsets {derive.interaction_offsets(sym, name)})")  # fmt: skip
+                             f"({what} {how})")  # fmt: skip
             else:
                 lines.append(f"colouring of {name}: none applies; random-site updates")
         return "\n".join(lines)

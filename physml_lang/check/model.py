@@ -17,7 +17,9 @@ from physml_lang.catalogue.domains import (
     DATA_DOMAINS,
     DOMAINS,
     MAX_POTTS_STATES,
+    SCHEMAS,
     SYMMETRIES,
+    domain_args,
 )
 from physml_lang.catalogue.lattices import GRAPHS, LATTICES
 from physml_lang.catalogue.options import LatticeOptions
@@ -43,6 +45,8 @@ from physml_lang.ir.walk import as_call, fail, name_of
 from physml_lang.syntax import ast
 
 from .constants import ConstEvaluator, evaluate
+from .edges import read_edges
+from .edges import resolve as resolve_edges
 from .lowering import to_ir
 from .names import CONSTANT_NAMES, QUANTUM_OPERATORS, NameChecker
 
@@ -300,6 +304,8 @@ class _Builder:
         call = stmt.call
         if call.func not in GRAPHS:
             self._unknown(call, True)
+        if call.func == "edges":
+            return self.edge_graph(stmt)
         sizes = self._sizes(call, "graph")
         _site_limit(sizes, call.span, total=sum(sizes))
         spec = GRAPHS[call.func]
@@ -308,6 +314,34 @@ class _Builder:
                 fail("P302", f"{call.func}(N) takes exactly one size", call.span)
             fail("P302", f"{call.func}(Nv, Nh) takes two sizes", call.span)
         return GraphIR(call.func, tuple(sizes), span=stmt.span)
+
+    def edge_graph(self, stmt: ast.LatticeStmt) -> GraphIR:
+        """``graph edges("file.csv")`` or ``edges("file.csv", sites = N)``: bonds from a file."""
+        call = stmt.call
+        ev = ConstEvaluator(self.values, allow_words=True, what="the graph arguments")
+        if len(call.args) != 1:
+            fail("P302", "edges takes the edge list's file: edges(\"graph.csv\")", call.span,
+                 "optionally the number of sites: edges(\"graph.csv\", sites = 12)")  # fmt: skip
+        path = ev.walk(to_ir(call.args[0]))
+        if not isinstance(path, str) or isinstance(path, Word):
+            fail("P300", f"the edge list is a file name in quotes, got {path!r}", call.args[0].span)
+        for k in call.kwargs:
+            if k.name != "sites":
+                fail("P401", f"unknown option '{k.name}' for graph edges", k.span,
+                     did_you_mean(k.name, {"sites"}) or "options: sites")  # fmt: skip
+        edges = read_edges(resolve_edges(path, call.args[0].span), call.args[0].span)
+        n = max(max(e) for e in edges) + 1
+        given = call.kwarg("sites")
+        if given is not None:
+            v = ev.walk(to_ir(given.value))
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if not isinstance(v, int) or isinstance(v, bool) or v < n:
+                fail("P400", f"sites = {v!r}, but the edge list names site {n - 1}", given.span,
+                     f"sites >= {n}")  # fmt: skip
+            n = v
+        _site_limit([n], call.span, total=n)
+        return GraphIR("edges", (n,), tuple(edges), path, span=stmt.span)
 
     def regular(self, stmt: ast.LatticeStmt) -> LatticeIR:
 
@@ -355,9 +389,43 @@ class _Builder:
                 fail("P400", f"a Potts variable needs 2 <= q <= {MAX_POTTS_STATES} states, got "
                      f"q = {q}", given[0].span)  # fmt: skip
             return DomainIR("potts", (q,))
+        schema = SCHEMAS.get(t.name)
+        if (t.args or t.kwargs) and schema is not None:
+            return self._domain_options(t, schema)
+        if t.name == "integer":
+            fail("P302", "integer takes its smallest and largest value: integer(lo, hi)", t.span,
+                 "e.g. integer(-2, 2)")  # fmt: skip
         if t.args or t.kwargs:
             fail("P302", f"domain '{t.name}' takes no arguments", t.span)
         return DomainIR(t.name)
+
+    def _domain_options(self, t: ast.TypeExpr, schema) -> DomainIR:
+        """``spin(1)``, ``spin(S = 3/2)``, ``integer(-2, 2)``: positional arguments in the
+        schema's order, then named ones; constants evaluated, the schema validated."""
+        names = list(schema.model_fields)
+        if len(t.args) > len(names):
+            fail("P302", f"{t.name} takes at most {len(names)} argument(s): "
+                 f"{t.name}({', '.join(names)})", t.span)  # fmt: skip
+        values: dict[str, Any] = {}
+        spans: dict[str, Span | None] = {}
+        for name, arg in zip(names, t.args):
+            values[name], spans[name] = arg, arg.span
+        for k in t.kwargs:
+            if k.name in values:
+                fail("P401", f"option '{k.name}' of {t.name} is given twice", k.span)
+            values[k.name], spans[k.name] = k.value, k.span
+        ev = ConstEvaluator(self.values, what=f"the arguments of {t.name}")
+        for name in list(values):
+            if name in schema.model_fields:
+                v = ev.walk(to_ir(values[name]))
+                if isinstance(v, float) and v.is_integer() and \
+                        schema.model_fields[name].annotation is int:  # fmt: skip
+                    v = int(v)
+                if isinstance(v, int) and schema.model_fields[name].annotation is float:
+                    v = float(v)
+                values[name] = v
+        options = validate_options(schema, values, spans, t.span, f"domain {t.name}")
+        return DomainIR(t.name, domain_args(t.name, options))
 
     def field(self, stmt: ast.FieldStmt) -> FieldIR:
         t = stmt.type
@@ -420,6 +488,10 @@ class _Builder:
                 d.on in ("bonds", "bonds2"):  # fmt: skip
             fail("P400", f"a complete graph has pairs, not {d.on}", d.on_span or d.span,
                  "use 'on pairs'")  # fmt: skip
+        if isinstance(self.lattice, GraphIR) and self.lattice.kind == "edges" and \
+                d.on == "bonds2":  # fmt: skip
+            fail("P400", "a graph read from an edge list has bonds and pairs, not bonds2",
+                 d.on_span or d.span, "use 'on bonds'")  # fmt: skip
         value = to_ir(d.value)
         if d.indices:
             free = []

@@ -20,7 +20,7 @@ Scalar = int | float | bool | complex
 
 MODEL_KINDS = ("lattice", "boltzmann", "quantum", "gauge", "phase_space", "field")
 ENERGY_KINDS = ("energy", "hamiltonian", "action")
-DISCRETE_DOMAINS = ("spin", "binary", "potts", "qubit", "z2")
+DISCRETE_DOMAINS = ("spin", "binary", "potts", "integer", "qubit", "z2")
 CONTINUOUS_DOMAINS = ("real", "angle")
 GAUGE_GROUPS = ("z2", "u1", "su2")
 
@@ -68,10 +68,13 @@ class LatticeIR:
 
 @dataclass(frozen=True)
 class GraphIR:
-    """A graph given by its kind and sizes: ``complete(N)``, ``bipartite(Nv, Nh)``, ..."""
+    """A graph given by its kind and sizes: ``complete(N)``, ``bipartite(Nv, Nh)``, or
+    ``edges(path)``: N = sizes[0] sites and the bonds ``edges`` (i < j) read from ``path``."""
 
     kind: str
     sizes: tuple[int, ...]
+    edges: tuple[tuple[int, int], ...] = field(default=(), repr=False)
+    path: str | None = None
     span: Span | None = _span()
 
     @property
@@ -81,29 +84,45 @@ class GraphIR:
 
 @dataclass(frozen=True)
 class DomainIR:
-    """The values a field takes at one site: ``spin``, ``potts(q)`` (args = (q,)), ``u1``, ..."""
+    """The values a field takes at one site: ``spin``, ``spin(S)`` (args = (2S,)),
+    ``potts(q)`` (args = (q,)), ``integer(lo, hi)`` (args = (lo, hi)), ``u1``, ..."""
 
     kind: str
     args: tuple[int, ...] = ()
 
     @property
     def q(self) -> int | None:
-        return self.args[0] if self.args else None
+        """The number of values of a discrete domain (potts: q)."""
+        if self.kind == "potts":
+            return self.args[0]
+        return len(self.values()) if self.discrete else None
 
     @property
     def discrete(self) -> bool:
         return self.kind in DISCRETE_DOMAINS
 
+    @property
+    def ising(self) -> bool:
+        """Two values -1 and +1 (an Ising spin, a Z2 variable, a qubit's Z basis)."""
+        return self.kind in ("spin", "qubit", "z2") and not self.args
+
     def values(self) -> list[float]:
-        if self.kind in ("spin", "qubit", "z2"):
+        if self.ising:
             return [-1.0, 1.0]
+        if self.kind == "spin":  # spin S: m = -S, -S + 1, ..., S
+            return [(2 * k - self.args[0]) / 2 for k in range(self.args[0] + 1)]
         if self.kind == "binary":
             return [0.0, 1.0]
         if self.kind == "potts":
             return [float(k) for k in range(self.args[0])]
+        if self.kind == "integer":
+            return [float(k) for k in range(self.args[0], self.args[1] + 1)]
         raise ValueError(f"{self.kind} is not a discrete domain")
 
     def __str__(self) -> str:
+        if self.kind == "spin" and self.args:
+            twice = self.args[0]
+            return f"spin({twice // 2})" if twice % 2 == 0 else f"spin({twice}/2)"
         return f"{self.kind}({', '.join(map(str, self.args))})" if self.args else self.kind
 
 

@@ -54,7 +54,7 @@ from physml_lang.compiler.lower.groups import get_group
 
 from ..plans.gauge import Colouring, local_colouring, local_colourings
 from ..random import RandomStreams
-from .sampling import proposal_moves, propose
+from .sampling import link_domain
 
 if TYPE_CHECKING:
     from physml_lang.compiler.models.gauge import GaugeModel
@@ -183,7 +183,7 @@ class LocalSampler:
             # per variable and hit (chain first): a move (Metropolis) and a uniform on (0, 1]
             sites = (U.shape[0], *la.shape)
             moves = [None if self.kind == "heatbath"
-                     else proposal_moves(grp, sites, self.step_size, streams, var)
+                     else link_domain(grp).moves(sites, self.step_size, streams, var)
                      for _ in range(hits)]  # fmt: skip
             uniforms = [1 - streams.uniform(sites, torch.float64).to(U.device)
                         for _ in range(hits)]  # fmt: skip
@@ -191,7 +191,7 @@ class LocalSampler:
                 msk = mask.to(U.device)[None]
                 for h in range(hits):
                     cur = la.get(U, matter, kind)
-                    prop = -cur if moves[h] is None else propose(grp, cur, moves[h])
+                    prop = -cur if moves[h] is None else link_domain(grp).propose(cur, moves[h])
                     mg = msk.reshape(*msk.shape, *([1] * (cur.dim() - msk.dim())))
                     rho0 = la.density(U, matter, terms)
                     U1, m1 = la.put(U, matter, kind, torch.where(mg, prop, cur))

@@ -189,32 +189,98 @@ def _local_retr(group: GaugeGroup, u: Tensor, A: Tensor) -> Tensor:
     return group.lin_retr(group.lin_mul(group.to_lin(u), A))
 
 
-def proposal_moves(group: GaugeGroup, shape: tuple[int, ...], step: float,
-                   streams: RandomStreams, like: Tensor) -> Tensor:  # fmt: skip
-    """Metropolis moves for links of batch shape ``shape`` (chain first), one draw: z2 a
-    Haar-random sign, u1 an angle shift uniform in (-step, step), su2 an element near 1
-    (``random_near_identity``). Storage dtype and device of ``like``."""
-    if group.name == "z2":
-        return group.random(shape, streams, device=like.device, dtype=like.dtype)
-    if group.name == "u1":
-        return step * (2 * _uniform(shape, like, streams) - 1)
-    if group.name == "su2":
-        return group.random_near_identity(shape, step, streams, device=like.device,
-                                          dtype=like.dtype)  # fmt: skip
-    raise NotImplementedError(group.name)
+class LinkDomain:
+    """A gauge group as a field domain on links: its Metropolis moves and heat-bath draws
+    (bound to the group's catalogue entry; the lattice gauge samplers take them from there)."""
+
+    name = ""
+
+    def __init__(self, group: GaugeGroup):
+        self.group = group
+
+    def moves(self, shape: tuple[int, ...], step: float, streams: RandomStreams,
+              like: Tensor) -> Tensor:  # fmt: skip
+        """Metropolis moves for links of batch shape ``shape`` (chain first), one draw, in the
+        storage dtype and device of ``like``."""
+        raise NotImplementedError
+
+    def propose(self, u: Tensor, move: Tensor) -> Tensor:
+        """The proposed link: ``move`` applied to ``u``; symmetric (the move's distribution is
+        invariant under inversion), as Metropolis needs."""
+        raise NotImplementedError
+
+    def heatbath(self, A: Tensor, beta: float, streams: RandomStreams) -> Tensor:
+        """New links drawn from exp((beta/N) Re tr(U A)) given their staple sums A (linear
+        form, (B, n, *lin_shape): the chain first, n links each)."""
+        raise NotImplementedError
 
 
-def propose(group: GaugeGroup, u: Tensor, move: Tensor) -> Tensor:
-    """The proposed link: ``move`` (``proposal_moves``) applied to ``u``. A symmetric proposal
-    (the move's distribution is invariant under inversion), as Metropolis needs. z2: a Haar
-    proposal (flip with probability 1/2), not a deterministic flip: with flips and the parallel
-    colour schedule the chain is not ergodic and <P> came out biased (0.4528(4) vs exact 0.4621
-    at beta = 0.5, L = 4); the Haar proposal gives 0.4621(4)."""
-    if group.name == "z2":
+class Z2Links(LinkDomain):
+    """Z2 links: a Haar proposal (flip with probability 1/2), not a deterministic flip: with
+    flips and the parallel colour schedule the chain is not ergodic and <P> came out biased
+    (0.4528(4) vs exact 0.4621 at beta = 0.5, L = 4); the Haar proposal gives 0.4621(4)."""
+
+    name = "z2"
+
+    def moves(self, shape, step, streams, like):
+        return self.group.random(shape, streams, device=like.device, dtype=like.dtype)
+
+    def propose(self, u, move):
         return u * move
-    if group.name == "u1":
+
+    def heatbath(self, A, beta, streams):
+        p_up = torch.sigmoid(2 * beta * A)
+        up = _uniform(tuple(A.shape), A, streams) <= p_up
+        return torch.where(up, torch.ones_like(A), -torch.ones_like(A))
+
+
+class U1Links(LinkDomain):
+    """U(1) links as angles: an angle shift uniform in (-step, step); heat-bath von Mises."""
+
+    name = "u1"
+
+    def moves(self, shape, step, streams, like):
+        return step * (2 * _uniform(shape, like, streams) - 1)
+
+    def propose(self, u, move):
         return wrap_angle(u + move)
-    return move @ u
+
+    def heatbath(self, A, beta, streams):
+        # exp(beta |A| cos(theta + arg A)): von Mises centred at -arg A.
+        t = von_mises(beta * A.abs(), rejection_rounds(streams))
+        return wrap_angle(t - torch.angle(A))
+
+
+class SU2Links(LinkDomain):
+    """SU(2) links: left multiplication by an element near 1 (``random_near_identity``);
+    heat-bath Kennedy-Pendleton."""
+
+    name = "su2"
+
+    def moves(self, shape, step, streams, like):
+        return self.group.random_near_identity(shape, step, streams, device=like.device,
+                                               dtype=like.dtype)  # fmt: skip
+
+    def propose(self, u, move):
+        return move @ u
+
+    def heatbath(self, A, beta, streams):
+        q = su2_to_quaternion(A)  # A = k V, V in SU(2) (a sum of SU(2) matrices)
+        k = q.norm(dim=-1)
+        a0 = kennedy_pendleton(beta * k, rejection_rounds(streams))
+        n = random_unit3(tuple(a0.shape), streams, a0.device, a0.dtype)
+        x = torch.cat([a0[..., None], torch.sqrt((1 - a0**2).clamp_min(0))[..., None] * n], -1)
+        X = su2_from_quaternion(x)
+        v_dag = su2_from_quaternion(q / k.clamp_min(1e-300)[..., None]).conj().transpose(-1, -2)
+        return X @ v_dag  # U A = X V^dag k V = k X, so U is distributed as required
+
+
+LINK_DOMAINS: dict[str, type[LinkDomain]] = {"z2": Z2Links, "u1": U1Links, "su2": SU2Links}
+
+
+def link_domain(group: GaugeGroup) -> LinkDomain:
+    """The link behaviour of a gauge group."""
+    return LINK_DOMAINS[group.name](group)
 
 
 def rejection_rounds(streams: RandomStreams) -> RandomStreams:
@@ -224,29 +290,6 @@ def rejection_rounds(streams: RandomStreams) -> RandomStreams:
     rounds = streams.fork(_ROUNDS, streams.draws, first=streams.first)
     streams.draws += 1
     return rounds
-
-
-def _heatbath_link(group: GaugeGroup, A: Tensor, beta: float, streams: RandomStreams) -> Tensor:
-    """New links drawn from exp((beta/N) Re tr(U A)) given their staple sums A (linear form,
-    (B, n, *lin_shape): the chain first, n links each)."""
-    if group.name == "z2":
-        p_up = torch.sigmoid(2 * beta * A)
-        up = _uniform(tuple(A.shape), A, streams) <= p_up
-        return torch.where(up, torch.ones_like(A), -torch.ones_like(A))
-    if group.name == "u1":
-        # exp(beta |A| cos(theta + arg A)): von Mises centred at -arg A.
-        t = von_mises(beta * A.abs(), rejection_rounds(streams))
-        return wrap_angle(t - torch.angle(A))
-    if group.name == "su2":
-        q = su2_to_quaternion(A)  # A = k V, V in SU(2) (a sum of SU(2) matrices)
-        k = q.norm(dim=-1)
-        a0 = kennedy_pendleton(beta * k, rejection_rounds(streams))
-        n = random_unit3(tuple(a0.shape), streams, a0.device, a0.dtype)
-        x = torch.cat([a0[..., None], torch.sqrt((1 - a0**2).clamp_min(0))[..., None] * n], -1)
-        X = su2_from_quaternion(x)
-        v_dag = su2_from_quaternion(q / k.clamp_min(1e-300)[..., None]).conj().transpose(-1, -2)
-        return X @ v_dag  # U A = X V^dag k V = k X, so U is distributed as required
-    raise NotImplementedError(group.name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,13 +306,14 @@ def metropolis_sweep(U: Tensor, group: str | GaugeGroup, beta: float, streams: R
     if group.name == "u1":
         return _u1_metropolis_sweep(U, beta, streams, step, hits)
     links = _split(U, group)
+    domain = link_domain(group)
     lin = [group.to_lin(u) for u in links]
     acc = torch.zeros(U.shape[0], device=U.device, dtype=torch.float64)
     lattice = tuple(U.shape[1 : 1 + len(links)])
     for mu, masks in enumerate(_parity_masks(lattice)):
         # a move and a uniform per link and hit (contiguous per hit: strided math is slower)
         sites = (U.shape[0], *lattice)
-        moves = [proposal_moves(group, sites, step, streams, U) for _ in range(hits)]
+        moves = [domain.moves(sites, step, streams, U) for _ in range(hits)]
         uniforms = [_uniform(sites, U, streams) for _ in range(hits)]
         for mask in masks:
             A = staples_lin(lin, group, mu)
@@ -278,7 +322,7 @@ def metropolis_sweep(U: Tensor, group: str | GaugeGroup, beta: float, streams: R
             u = links[mu]
             old = _local_retr(group, u, A)
             for h in range(hits):
-                prop = propose(group, u, moves[h])
+                prop = domain.propose(u, moves[h])
                 new = _local_retr(group, prop, A)
                 dS = -beta * (new - old)  # _local_retr already carries the 1/N
                 ok = (uniforms[h] <= torch.exp(-dS)) & msite
@@ -365,7 +409,7 @@ def heatbath_sweep(U: Tensor, group: str | GaugeGroup, beta: float,
         # and the rejection work of a masked update of every link
         sites = mask.flatten().nonzero()[:, 0].to(U.device)
         A = staples_lin(lin, group, mu).flatten(1, d).index_select(1, sites)
-        new = _heatbath_link(group, A, beta, streams)
+        new = link_domain(group).heatbath(A, beta, streams)
         links[mu] = links[mu].flatten(1, d).index_copy(1, sites, new).reshape(links[mu].shape)
         lin[mu] = group.to_lin(links[mu])
     return _join(links, group)
@@ -508,9 +552,13 @@ def make_sampler(name: str, group: str | GaugeGroup, beta: float, **options) -> 
 
 
 def bind(catalogue: Catalogue) -> None:
-    """Attach the link samplers to their catalogue entries (called by the gauge tasks' bind)."""
+    """Attach the link samplers to their catalogue entries, and the link behaviour of the
+    continuous gauge groups to their domain entries (z2's entry holds its site behaviour, a
+    +-1 spin; its links are :class:`Z2Links`). Called by the gauge tasks' bind."""
     for sampler in (METROPOLIS, HEATBATH, HMC):
         catalogue.samplers.bind(sampler.kind, sampler, family="gauge")
+    for name in ("u1", "su2"):
+        catalogue.domains.bind(name, LINK_DOMAINS[name])
 
 
 def cold_start(group: str | GaugeGroup, batch: int, lattice_shape: tuple[int, ...],

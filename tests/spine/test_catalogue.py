@@ -90,6 +90,7 @@ GAUGE_REGRESS = ("import U1\nlearner f = {learner}\nrun r {{\n    model U1(L = 4
                  "    regress f, target = wilson_loop(1, 1), samples = 16, test_samples = 8, "
                  "test_L = [6], epochs = 1, sweeps = 2{extra}\n}}\n")
 SIZES = {"chain": "L", "square": "L, L", "triangular": "L, L", "cubic": "L, L, L",
+         "honeycomb": "L, L", "kagome": "L, L",
          "hypercubic": "L, L, L, L"}  # fmt: skip
 B = f"{BOGUS} = 1"
 
