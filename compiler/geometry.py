@@ -97,6 +97,10 @@ class Lattice:
         """(n_cells, d) integer cell coordinates in row-major (flattened) order."""
         return coords(self.cells)
 
+    def site_coords(self) -> np.ndarray:
+        """(N, d) integer coordinates of every site's cell, in site order."""
+        return np.repeat(self.coords(), self.basis, axis=0)
+
     def neighbour_table(self, offset: Offset) -> tuple[np.ndarray, np.ndarray]:
         """Flat cell index of n + offset for every cell n, and whether that cell exists.
 
@@ -257,15 +261,107 @@ class Lattice:
         nb = self.basis
         return (cells[:, :, None] * nb + np.arange(nb)[None, None, :]).reshape(len(cells), -1)
 
+    def translation_generators(self) -> list[np.ndarray]:
+        """(N,) permutations perm[x] = the site x moved by one cell along each axis."""
+        T = self.translations()
+        strides = np.cumprod((1, *self.cells[::-1]))[:-1][::-1]  # row-major index of e_a
+        return [T[int(k)] for k in strides]
+
+    def point_group_generators(self) -> list[np.ndarray] | None:
+        """(N,) site permutations generating the point group of a periodic lattice: the
+        reflection of a chain; in 2D the smallest rotation about the origin that maps the
+        lattice (with its basis and its periodic boundary) onto itself, and one such
+        reflection. Found from the primitive vectors and basis positions; None where no
+        rotation is a symmetry (or in 3D and beyond)."""
+        if self.graph or not self.all_periodic or self.dim > 2:
+            return None
+        if self.dim == 1:
+            return [self._site_map(np.array([[-1.0]]))]
+        gens = []
+        for k in (6, 4, 3, 2):
+            c, s = np.cos(2 * np.pi / k), np.sin(2 * np.pi / k)
+            perm = self._site_map(np.array([[c, -s], [s, c]]))
+            if perm is not None:
+                gens.append(perm)
+                break
+        for angle in (0.0, np.pi / 2, np.pi / 6, np.pi / 3, np.pi / 4, 2 * np.pi / 3):
+            c, s = np.cos(2 * angle), np.sin(2 * angle)  # the mirror line at ``angle``
+            perm = self._site_map(np.array([[-c, -s], [-s, c]]))
+            if perm is not None:
+                gens.append(perm)
+                break
+        return gens if gens else None
+
+    def _site_map(self, R: np.ndarray) -> np.ndarray | None:
+        """perm[x] = the site at R r_x (Cartesian map R about the origin), or None when R does
+        not map the periodic lattice onto itself."""
+        spec = LATTICES[self.kind]
+        V = np.asarray(spec.vectors)  # rows: primitive vectors
+        basis = np.asarray(spec.basis) @ V
+        inv = np.linalg.inv(V)
+        periods = np.diag(self.cells).astype(float) @ V  # rows: L_a a_a
+        images = periods @ R.T @ inv  # the periods mapped, in cell coordinates
+        if not np.allclose(images, np.round(images), atol=1e-9):
+            return None
+        images = np.round(images).astype(np.int64)
+        if (images % np.asarray(self.cells)[None, :]).any():
+            return None  # the torus is not mapped onto itself
+        cells = self.coords()
+        out = np.empty(self.n_sites, dtype=np.int64)
+        for b in range(self.basis):
+            pos = (cells @ V + basis[b]) @ R.T
+            for b2 in range(self.basis):
+                frac = (pos - basis[b2]) @ inv
+                whole = np.round(frac)
+                if np.allclose(frac, whole, atol=1e-9):
+                    n = whole.astype(np.int64) % np.asarray(self.cells)
+                    out[cells_index(cells, self.cells) * self.basis + b] = (
+                        np.ravel_multi_index(tuple(n.T), self.cells) * self.basis + b2)
+                    break
+            else:
+                return None
+        return out
+
     def bipartition(self) -> np.ndarray | None:
-        """(N,) bool: the A sublattice of a bipartite nearest-neighbour graph (the
-        sublattice of the first site in each 2-colouring), or None when not bipartite."""
+        """(N,) bool: the A sublattice of a bipartite nearest-neighbour graph (the colour
+        class of site 0 in its 2-colouring), or None when not bipartite."""
         if self.complete:
             return None
+        if self.edge_list is not None:
+            return _two_colouring(self.n_sites, self.bond_list(1))
         colours = self.colouring(list(self.bond_types.get(1, ())))
         if colours is None or colours.max() != 1:
             return None
         return colours == colours[0]
+
+
+def cells_index(cells: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Row-major flat index of integer cell coordinates (n, d)."""
+    return np.ravel_multi_index(tuple(cells.T), shape)
+
+
+def _two_colouring(n: int, bonds: np.ndarray) -> np.ndarray | None:
+    """(n,) bool: the colour class of site 0 in each component's 2-colouring (breadth-first),
+    or None when the graph has an odd cycle. Compile-time only."""
+    neighbours: list[list[int]] = [[] for _ in range(n)]
+    for i, j in bonds[:, :2].tolist():
+        neighbours[i].append(j)
+        neighbours[j].append(i)
+    colour = -np.ones(n, dtype=np.int64)
+    for start in range(n):
+        if colour[start] >= 0:
+            continue
+        colour[start] = 0
+        queue = [start]
+        while queue:
+            x = queue.pop()
+            for y in neighbours[x]:
+                if colour[y] < 0:
+                    colour[y] = 1 - colour[x]
+                    queue.append(y)
+                elif colour[y] == colour[x]:
+                    return None
+    return colour == 0
 
 
 # ---------------------------------------------------------------- construction
@@ -292,8 +388,8 @@ def make_edge_graph(n: int, edges: list[tuple[int, int]] | tuple[tuple[int, int]
     return Lattice("edges", (n,), (False,), {}, edge_list=tuple(map(tuple, edges)))
 
 
-# Periodic hypercubic lattices as sets of sites: bonds, translations and sublattices (for qubit
-# models and symmetric learners).
+# Periodic hypercubic lattices given by their shape alone: bonds, translations and sublattices
+# (for qubit operators and symmetric learners built without a model), read off a Lattice.
 # --------------------------------------------------------------------------------------------
 
 def coords(shape: tuple[int, ...]) -> np.ndarray:
@@ -306,21 +402,20 @@ def _wrapped_index(c: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.ravel_multi_index(tuple((c % np.asarray(shape)).T), shape)
 
 
+def _periodic(shape: tuple[int, ...], offsets: list[tuple[int, ...]]) -> Lattice:
+    types = tuple(BondType(0, 0, tuple(o)) for o in offsets)
+    return Lattice("hypercubic", tuple(shape), (True,) * len(shape), {1: types})
+
+
 def periodic_bonds(shape: tuple[int, ...], offsets: list[tuple[int, ...]]) -> np.ndarray:
-    """(n_bonds, 2) bonds {(x, x + o)} on a periodic lattice, each unordered pair once.
+    """(n_bonds, 2) bonds {(x, x + o)} on a periodic lattice, each unordered pair once, sorted.
 
     Duplicate pairs (extent-2 wraps) are kept once here, unlike the classical convention, since a
     doubled quantum bond is just a doubled coupling; pass the bonds you want explicitly otherwise.
     """
-    c = coords(shape)
-    src = np.arange(len(c))
-    pairs = set()
-    for o in offsets:
-        dst = _wrapped_index(c + np.asarray(o), shape)
-        for i, j in zip(src, dst):
-            if i != j:
-                pairs.add((min(i, j), max(i, j)))
-    return np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+    bonds = _periodic(shape, offsets).bond_list(1)[:, :2]
+    bonds = np.sort(bonds[bonds[:, 0] != bonds[:, 1]], axis=1)
+    return np.unique(bonds, axis=0).astype(np.int64).reshape(-1, 2)
 
 
 def nearest_bonds(shape: tuple[int, ...]) -> np.ndarray:
@@ -348,6 +443,8 @@ def translation_table(shape: tuple[int, ...]) -> np.ndarray:
 
 def sublattice(shape: tuple[int, ...]) -> np.ndarray:
     """(N,) bool: the A sublattice (even coordinate sum) of a bipartite hypercubic lattice."""
-    if any(n % 2 for n in shape):
+    d = len(shape)
+    part = _periodic(shape, [tuple(int(k == a) for k in range(d)) for a in range(d)]).bipartition()
+    if part is None:
         raise ValueError("a periodic hypercubic lattice is bipartite only for even extents")
-    return coords(shape).sum(axis=1) % 2 == 0
+    return part

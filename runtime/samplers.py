@@ -22,6 +22,7 @@ from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.spins import (
     SamplerOptions,
 )
+from physml_lang.compiler.derive.local import CANDIDATE
 from physml_lang.compiler.lower.domains import site_domain
 from physml_lang.compiler.models.lattice import LatticeModel
 
@@ -113,21 +114,37 @@ class Sampler:
 class SingleSite(Sampler):
     """Shared machinery of Metropolis and heat-bath: colour-parallel or random-site sweeps."""
 
-    def __init__(self, *a, **k):
-        super().__init__(*a, **k)
+    def __init__(self, cm: LatticeModel, *a, **k):
+        super().__init__(cm, *a, **k)
         update = self.options.update
         self.parallel = self.fk.colours is not None and update != "random"
         if self.parallel:
             colours = self.fk.colours.reshape(self.shape)
             self.masks = [colours == c for c in range(self.fk.n_colours)]
             self.mask_sizes = [int(m.sum()) for m in self.masks]
+            # on a lattice with a basis, a colour inside one sublattice updates that sublattice
+            # alone: (b, mask over its cells or None when it covers all of them)
+            self.sublattices: list[tuple[int, torch.Tensor | None] | None] = []
+            nb = cm.lattice.basis
+            for mask in self.masks:
+                inside = [b for b in range(nb) if nb > 1 and not self.fk.local_energy.dense
+                          and bool(mask[..., b].any())]  # fmt: skip
+                if len(inside) == 1:
+                    cells = mask[..., inside[0]]
+                    self.sublattices.append((inside[0], None if bool(cells.all()) else cells))
+                else:
+                    self.sublattices.append(None)
+            self.cell_beta = self.beta.reshape(-1, *([1] * cm.lattice.dim))
 
     def sweep(self, state):
         if self.parallel:
             # one uniform per site and sweep: every site is updated once, by its colour
             u = self.uniform((self.chains, *self.shape))
-            for mask, size in zip(self.masks, self.mask_sizes):
-                state = self.update_colour(state, mask, u)
+            for mask, size, sub in zip(self.masks, self.mask_sizes, self.sublattices):
+                if sub is None:
+                    state = self.update_colour(state, mask, u)
+                else:
+                    state = self.update_sublattice(state, sub[0], sub[1], u[..., sub[0]])
                 if self.track_acceptance:
                     self.proposed += size
         else:
@@ -139,6 +156,12 @@ class SingleSite(Sampler):
 
     def _beta_flat(self) -> torch.Tensor:
         return self.beta.reshape(-1)
+
+    def _with_sublattice(self, state, b: int, values: torch.Tensor):
+        """The state with sublattice b of the sampled field replaced by ``values``."""
+        s = state[self.field]
+        parts = [values if k == b else s[..., k] for k in range(s.shape[-1])]
+        return {**state, self.field: torch.stack(parts, -1)}
 
 
 class Metropolis(SingleSite):
@@ -165,6 +188,26 @@ class Metropolis(SingleSite):
         if self.track_acceptance:
             self.accepted += accept.reshape(self.chains, -1).sum(1)
         return {**state, self.field: torch.where(accept, self.propose(s) if new is None else new, s)}
+
+    def update_sublattice(self, state, b: int, cells: torch.Tensor | None, u: torch.Tensor):
+        """Colour-parallel update of the sites of sublattice b (at ``cells``, or all)."""
+        mine = state[self.field][..., b]
+        if self.fk.flip_delta is not None:
+            delta = self.fk.flip_delta.part(b, state, None, None, mine)
+            new = None
+        else:
+            new = self.propose(mine)
+            le = self.fk.local_energy.stencil
+            delta = (le.part(b, state, None, {CANDIDATE: new}, mine)
+                     - le.part(b, state, None, {CANDIDATE: mine}, mine))  # fmt: skip
+        accept = u < parallel_acceptance(self.cell_beta, delta)
+        if cells is not None:
+            accept &= cells
+        del delta
+        if self.track_acceptance:
+            self.accepted += accept.reshape(self.chains, -1).sum(1)
+        proposal = self.propose(mine) if new is None else new
+        return self._with_sublattice(state, b, torch.where(accept, proposal, mine))
 
     def update_sites(self, state, sites):
         s = state[self.field]
@@ -206,6 +249,19 @@ class Heatbath(SingleSite):
         if self.track_acceptance:
             self.accepted += (new != s).logical_and(mask).reshape(self.chains, -1).sum(1)
         return {**state, self.field: torch.where(mask, new, s)}
+
+    def update_sublattice(self, state, b: int, cells: torch.Tensor | None, u: torch.Tensor):
+        """Heat-bath draws for the sites of sublattice b (at ``cells``, or all)."""
+        mine = state[self.field][..., b]
+        le = self.fk.local_energy.stencil
+        energies = torch.stack([le.part(b, state, None, {CANDIDATE: v}, mine)
+                                for v in self.values])  # fmt: skip
+        new = self._draw(energies, self.cell_beta.unsqueeze(0), u)
+        if cells is not None:
+            new = torch.where(cells, new, mine)
+        if self.track_acceptance:
+            self.accepted += (new != mine).reshape(self.chains, -1).sum(1)
+        return self._with_sublattice(state, b, new)
 
     def update_sites(self, state, sites):
         s = state[self.field]

@@ -293,9 +293,10 @@ def derive_field(model: ModelInstance, numeric: frozenset[str] = frozenset()) ->
     fieldir = next(iter(ir.fields.values()))
     field = fieldir.name
     lat = ir.lattice
-    if lat is None or lat.complete or not hasattr(lat, "shells"):
-        fail("P800", "continuous fields live on a regular lattice (square, cubic, chain, ...)",
-             fieldir.span)  # fmt: skip
+    if lat is None or lat.graph or lat.basis > 1:
+        fail("P800", "continuous fields live on a lattice of one site per cell (chain, square, "
+             "triangular, cubic, ...)" + (f", not {lat.kind}" if lat is not None else ""),
+             fieldir.span, "lattices with a basis and graphs take discrete fields and qubits")  # fmt: skip
     d = ir.energy
     if d is None:
         fail("P400", f"model {ir.name} declares no action", ir.name_span,

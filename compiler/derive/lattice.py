@@ -85,7 +85,8 @@ def describe_lattice(lat: Lattice) -> str:
         return f"complete graph, N = {lat.n_sites}"
     if lat.edge_list is not None:
         return f"graph of {lat.n_sites} sites and {len(lat.edge_list)} edges"
-    bc = "periodic" if lat.all_periodic else "open"
+    bc = ("periodic" if lat.all_periodic else "open" if not any(lat.periodic)
+          else "boundary " + ", ".join("periodic" if p else "open" for p in lat.periodic))
     cells = f"{'x'.join(map(str, lat.cells))}"
     if lat.basis > 1:
         return f"{lat.kind} {cells} cells of {lat.basis} sites, {bc}"

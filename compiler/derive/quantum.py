@@ -30,7 +30,7 @@ import numpy as np
 import sympy as sp
 
 from physml_lang.compiler.derive.pauli import PauliSum, PauliTerm, total_z
-from physml_lang.compiler.geometry import Lattice, translation_table
+from physml_lang.compiler.geometry import Lattice
 from physml_lang.compiler.instance import ModelInstance
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
@@ -57,42 +57,37 @@ def fail(code: str, message: str, span: Span | None, hint: str | None = None):
 
 @dataclass(frozen=True)
 class SiteRef:
-    """A site named by coordinates (before boundary handling)."""
+    """A site named by cell coordinates (before boundary handling) and its sublattice."""
 
     coords: tuple[int, ...]
+    basis: int = 0
 
 
 class Geometry:
-    """Sites, bonds and coordinates of the model's lattice (complete graphs included)."""
+    """Sites and bonds of the model's lattice (complete and edge-list graphs included), as the
+    lattice geometry derives them; site references by cell coordinates and sublattice."""
 
     def __init__(self, model: ModelInstance):
         lat = model.lattice
         assert lat is not None
         self.lattice = lat
         self.n_sites = lat.n_sites
-        self.coords = lat.coords()  # (N, d)
+        self.coords = lat.coords()  # (n_cells, d)
         self._bonds: dict[int, list[tuple[int, int, int]]] = {}
         self._bond_index: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
 
     def bonds(self, shell: int, span: Span) -> list[tuple[int, int, int]]:
-        """(i, j, direction) for every bond of a shell: i the base site, j = i + offset."""
+        """(i, j, type) for every bond of a shell: i its first end, ``type`` its bond type."""
         if shell in self._bonds:
             return self._bonds[shell]
         lat = self.lattice
-        out: list[tuple[int, int, int]] = []
-        if lat.complete:
-            if shell != 1:
-                fail("P400", "a complete graph has one shell of bonds (all pairs)", span)
-            n = self.n_sites
-            out = [(i, j, 0) for i in range(n) for j in range(i + 1, n)]
-        else:
-            if shell not in lat.shells:
-                fail("P400", f"lattice {lat.kind} has neighbour shells "
-                     f"{sorted(lat.shells)}, not {shell}", span)  # fmt: skip
-            for d, o in enumerate(lat.shells[shell]):
-                idx, valid = lat.neighbour_table(o)
-                src = np.nonzero(valid)[0]
-                out += [(int(i), int(j), d) for i, j in zip(src, idx[src])]
+        if lat.graph and shell != 1:
+            fail("P400", f"a {'complete' if lat.complete else lat.kind} graph has one shell of "
+                 "bonds", span)  # fmt: skip
+        if not lat.graph and shell not in lat.bond_types:
+            fail("P400", f"lattice {lat.kind} has neighbour shells "
+                 f"{sorted(lat.bond_types)}, not {shell}", span)  # fmt: skip
+        out = [(i, j, k) for i, j, k in lat.bond_list(shell).tolist()]
         self._bonds[shell] = out
         self._bond_index[shell] = {}
         for i, j, d in out:
@@ -101,7 +96,7 @@ class Geometry:
         return out
 
     def bond_of(self, i: int, j: int, shell: int, span: Span) -> tuple[int, int]:
-        """(base site, direction) of the bond (i, j) of a shell."""
+        """(first end, bond type) of the bond (i, j) of a shell."""
         self.bonds(shell, span)
         found = self._bond_index[shell].get((i, j))
         if found is None:
@@ -111,27 +106,24 @@ class Geometry:
     def resolve(self, ref: SiteRef, span: Span) -> int | None:
         """Flat index of a coordinate reference; None outside an open boundary."""
         lat = self.lattice
-        if lat.complete:
+        if lat.graph:
             (c,) = ref.coords
             if not 0 <= c < self.n_sites:
                 fail("P400", f"site {c} is outside the graph of {self.n_sites} sites", span)
             return c
         c = list(ref.coords)
-        for axis, (n, per) in enumerate(zip(lat.shape, lat.periodic)):
+        for axis, (n, per) in enumerate(zip(lat.cells, lat.periodic)):
             if per:
                 c[axis] %= n
             elif not 0 <= c[axis] < n:
                 return None
-        return int(np.ravel_multi_index(tuple(c), lat.shape))
+        return int(np.ravel_multi_index(tuple(c), lat.cells)) * lat.basis + ref.basis
 
     def ref(self, site: int) -> SiteRef:
-        return SiteRef(tuple(int(x) for x in self.coords[site]))
-
-    def permutation(self, fn) -> np.ndarray:
-        """perm[x] = flat index of fn(coords of x) (periodic wrap)."""
-        lat = self.lattice
-        c = np.asarray([fn(tuple(x)) for x in self.coords]) % np.asarray(lat.shape)
-        return np.ravel_multi_index(tuple(c.T), lat.shape)
+        nb = self.lattice.basis
+        if self.lattice.graph:
+            return SiteRef((site,))
+        return SiteRef(tuple(int(x) for x in self.coords[site // nb]), site % nb)
 
 
 # ---------------------------------------------------------------- the builder
@@ -346,13 +338,14 @@ class PauliBuilder(Arithmetic[Value]):
 
     def _single_site(self, e: E.Index, name: str, env) -> SiteRef:
         geo = self.geo
-        d = 1 if geo.lattice.complete else geo.lattice.dim
+        d = 1 if geo.lattice.graph else geo.lattice.dim
         if len(e.indices) == 1:
             return self.site(e.indices[0], env)
         coords = [int_literal(x) for x in e.indices]
-        if len(e.indices) == d and None not in coords:
-            ref = SiteRef(tuple(coords))
-            if any(not 0 <= c < n for c, n in zip(ref.coords, geo.lattice.shape)):
+        nb = geo.lattice.basis
+        if len(e.indices) == d + (nb > 1) and None not in coords:  # cell coordinates, sublattice
+            ref = SiteRef(tuple(coords[:d]), coords[d] if nb > 1 else 0)
+            if any(not 0 <= c < n for c, n in zip(coords, geo.lattice.shape)):
                 fail("P400", "coordinates outside the lattice", e.span)
             return ref
         fail("P302", f"'{name}' takes one site index", e.span, "e.g. Z[i], Z[i + e0], Z[0]")
@@ -453,7 +446,7 @@ class _SiteWalker(Walker[SiteRef]):
     def __init__(self, builder: PauliBuilder):
         self.b = builder
         geo = builder.geo
-        self.d = 1 if geo.lattice.complete else geo.lattice.dim
+        self.d = 1 if geo.lattice.graph else geo.lattice.dim
         self.shifts = _ShiftWalker(self.d)
 
     def not_here(self, e: E.Expr, what: str = "this"):
@@ -481,7 +474,7 @@ class _SiteWalker(Walker[SiteRef]):
         base = self.walk(e.left, env)
         shift = self.shifts.walk(e.right)
         sign = 1 if e.op == "+" else -1
-        return SiteRef(tuple(c + sign * s for c, s in zip(base.coords, shift)))
+        return SiteRef(tuple(c + sign * s for c, s in zip(base.coords, shift)), base.basis)
 
 
 class _ShiftWalker(Walker[tuple[int, ...]]):
@@ -587,21 +580,18 @@ class QuantumDerivation:
 
     # -------------------------------------------------------------- lattice facts
     def translations(self) -> np.ndarray | None:
-        """(G, N) int: translations (T s)_i = s[T[g, i]], or None without a periodic lattice."""
+        """(G, N) int: translations by whole cells (T s)_i = s[T[g, i]], or None without a
+        periodic lattice."""
         lat = self.lattice
-        if lat.complete or not lat.all_periodic:
+        if lat.graph or not lat.all_periodic:
             return None
-        return translation_table(tuple(lat.shape))
+        return lat.translations()
 
     def a_sublattice(self) -> np.ndarray | None:
-        """(N,) bool: the A sublattice (even coordinate sum) of a bipartite lattice (chain,
-        square, cubic with even periodic extents), else None."""
-        lat = self.lattice
-        if lat.complete or lat.kind not in ("chain", "square", "cubic"):
-            return None
-        if any(per and n % 2 for n, per in zip(lat.shape, lat.periodic)):
-            return None
-        return self.geometry.coords.sum(axis=1) % 2 == 0
+        """(N,) bool: the A sublattice of a bipartite lattice or graph (the geometry's
+        2-colouring of the nearest-neighbour bonds; on hypercubic lattices the sites of even
+        coordinate sum), else None."""
+        return self.lattice.bipartition()
 
     def operator(self, name: str) -> PauliSum:
         """A declared definition (observable, let) as a PauliSum."""
@@ -622,14 +612,14 @@ class QuantumDerivation:
         state (off-diagonal flip patterns), verified symmetries and conserved quantities."""
         h = self.hamiltonian
         lat = self.lattice
-        where = (
-            "complete graph"
-            if lat.complete
-            else (
-                f"{lat.kind} {'x'.join(map(str, lat.shape))}, "
-                + ("periodic" if lat.all_periodic else "open")
-            )
-        )
+        if lat.complete:
+            where = "complete graph"
+        elif lat.edge_list is not None:
+            where = f"graph of {len(lat.edge_list)} edges"
+        else:
+            cells = f"{lat.kind} {'x'.join(map(str, lat.cells))}"
+            cells += f" cells of {lat.basis} sites" if lat.basis > 1 else ""
+            where = f"{cells}, " + ("periodic" if lat.all_periodic else "open")
         groups = len({tuple(s for op, s in t.ops if op in ("X", "Y")) for t in h.terms})
         parts = [f"quantum, {self.n_sites} qubits ({where}), {len(h.terms)} Pauli strings, "
                  f"{groups - 1 if groups else 0} connected configurations per state"]  # fmt: skip
@@ -695,21 +685,14 @@ class QuantumDerivation:
         return "\n".join(lines)
 
 
-def _translation_generators(geo: Geometry) -> list[np.ndarray]:
-    lat = geo.lattice
-    d = lat.dim
-    return [geo.permutation(lambda c, a=a: tuple(x + (k == a) for k, x in enumerate(c)))
-            for a in range(d)]  # fmt: skip
-
-
 def _point_group_generators(geo: Geometry, span: Span) -> list[np.ndarray]:
     lat = geo.lattice
-    if lat.kind == "chain":
-        return [geo.permutation(lambda c: (-c[0],))]
-    if lat.kind == "square" and lat.shape[0] == lat.shape[1]:
-        return [geo.permutation(lambda c: (-c[1], c[0])), geo.permutation(lambda c: (-c[0], c[1]))]
-    fail("P501", f"point-group symmetry is checked on periodic chains and L x L square lattices, "
-         f"not {lat.kind} {'x'.join(map(str, lat.shape))}", span)  # fmt: skip
+    gens = lat.point_group_generators()
+    if gens is None:
+        fail("P501", "point-group symmetry is checked on periodic chains and 2D lattices whose "
+             f"periodic boundary the rotations keep, not {lat.kind} "
+             f"{'x'.join(map(str, lat.cells))}", span)  # fmt: skip
+    return gens
 
 
 def verify_symmetry(name: str, h: PauliSum, geo: Geometry, span: Span) -> None:
@@ -721,11 +704,11 @@ def verify_symmetry(name: str, h: PauliSum, geo: Geometry, span: Span) -> None:
     if name == "spin_flip":
         images = [spin_flip(h)]
     else:
-        if lat.complete or not lat.all_periodic:
+        if lat.graph or not lat.all_periodic:
             fail("P500", f"{name} symmetry needs a periodic lattice", span,
                  "declare the lattice with boundary = periodic")  # fmt: skip
         gens = (
-            _translation_generators(geo) if name == "translation"
+            lat.translation_generators() if name == "translation"
             else _point_group_generators(geo, span)
         )  # fmt: skip
         images = [permute(h, p) for p in gens]

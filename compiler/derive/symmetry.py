@@ -47,6 +47,13 @@ def verify_symmetries(model: ModelInstance, energy: LatticeSum) -> None:
 
 
 def _translation(model: ModelInstance, energy: LatticeSum, sym) -> None:
+    lat = model.lattice
+    if lat is not None and (lat.graph or not lat.all_periodic):
+        why = (f"a {lat.kind} graph has no translations" if lat.graph
+               else "translations do not map an open boundary onto itself")  # fmt: skip
+        raise PhysmlError(Diagnostic(
+            "P500", f"symmetry 'translation' needs a periodic lattice: {why}", sym.span,
+            "declare the lattice with boundary = periodic, or remove 'symmetry translation'"))  # fmt: skip
     for t in energy.terms:
         for a in t.accesses.values():
             if a.kind == "array":

@@ -11,4 +11,5 @@ class LatticeOptions(BaseModel):
     """Options shared by the regular lattices."""
 
     model_config = ConfigDict(extra="forbid")
-    boundary: Literal["periodic", "open"] = Field("periodic", description="periodic or open")
+    boundary: Literal["periodic", "open"] | list[Literal["periodic", "open"]] = Field(
+        "periodic", description="periodic or open, for every axis or per axis: [periodic, open]")

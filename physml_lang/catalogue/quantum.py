@@ -55,7 +55,8 @@ class RNNOptions(_Opts):
     """Options of ``rnn``: a normalised autoregressive GRU over unit cells."""
 
     hidden: int = Field(32, ge=1)
-    cell_size: int = Field(1, ge=1)
+    cell_size: int | None = Field(None, ge=1, description="sites per autoregressive step "
+                                  "(default: the sites of one unit cell)")
     magnetization: int | None = None
     phase: Literal["none", "head", "marshall"] = "none"
 

@@ -98,6 +98,7 @@ def validate_options(schema, values: dict[str, Any], spans: dict[str, Span | Non
         name = str(err["loc"][0]) if err["loc"] else ""
         span = spans.get(name, where)
         msg = err["msg"].replace("Input should be", "must be").replace("String should", "must")
+        msg = msg.removeprefix("Value error, ")
         if isinstance(values.get(name), Word) and "valid" in msg:
             msg = f"'{values[name]}' is not allowed"
         info = schema.model_fields.get(name)
@@ -357,11 +358,21 @@ class _Builder:
             sizes = sizes * spec.dim
         _site_limit(sizes, call.span)
         ev = ConstEvaluator(self.values, allow_words=True, what="the lattice arguments")
+        values = {k.name: ev.walk(to_ir(k.value)) for k in call.kwargs}
+        if isinstance(values.get("boundary"), (list, tuple)):  # one boundary per axis
+            values["boundary"] = [str(v) if isinstance(v, Word) else v for v in values["boundary"]]
         opts = validate_options(
-            LatticeOptions, {k.name: ev.walk(to_ir(k.value)) for k in call.kwargs},
+            LatticeOptions, values,
             {k.name: k.span for k in call.kwargs}, call.span, f"lattice {call.func}",
         )  # fmt: skip
-        periodic = tuple(opts.boundary == "periodic" for _ in sizes)
+        if isinstance(opts.boundary, list):
+            if len(opts.boundary) != len(sizes):
+                fail("P302", f"{call.func} has {len(sizes)} axes: give one boundary each, got "
+                     f"{len(opts.boundary)}", call.kwarg("boundary").span,
+                     "e.g. boundary = [" + ", ".join(["periodic"] * len(sizes)) + "]")  # fmt: skip
+            periodic = tuple(b == "periodic" for b in opts.boundary)
+        else:
+            periodic = tuple(opts.boundary == "periodic" for _ in sizes)
         return LatticeIR(call.func, tuple(sizes), periodic, spec.vectors, spec.basis,
                          span=stmt.span)  # fmt: skip
 

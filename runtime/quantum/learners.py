@@ -237,7 +237,9 @@ class SymmetricRBM(nn.Module):
 
 
 class ConvNet(nn.Module):
-    """Translation-invariant CNN on a periodic lattice of shape (L,) or (L1, L2).
+    """Translation-invariant CNN on a periodic lattice of cells (L,) or (L1, L2); the
+    ``basis`` sites of a cell are the input channels, so the network is invariant under the
+    lattice's translations, which move whole cells.
 
     Circular convolutions (equivariant) with lncosh after the first layer and tanh after the
     others, then log psi = sum over sites of the last layer (invariant). ``phase=True`` adds a
@@ -254,16 +256,18 @@ class ConvNet(nn.Module):
         spin_flip: bool = False,
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float64,
+        basis: int = 1,
     ) -> None:
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError("kernel_size must be odd (centred circular stencil)")
         if len(shape) not in (1, 2):
             raise ValueError("ConvNet supports 1D and 2D lattices")
-        self.shape, self.n_sites = tuple(shape), int(math.prod(shape))
+        self.shape, self.basis = tuple(shape), basis
+        self.n_sites = int(math.prod(shape)) * basis
         self.is_complex = phase
         conv = nn.Conv1d if len(shape) == 1 else nn.Conv2d
-        sizes = (1, *channels, 2 if phase else 1)
+        sizes = (basis, *channels, 2 if phase else 1)
         layers = []
         for i, (c_in, c_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             layer = conv(
@@ -289,7 +293,8 @@ class ConvNet(nn.Module):
         self.layers = nn.ModuleList(layers)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        x = s.to(self.layers[0].weight.dtype).reshape(s.shape[0], 1, *self.shape)
+        x = s.to(self.layers[0].weight.dtype).reshape(s.shape[0], *self.shape, self.basis)
+        x = x.movedim(-1, 1)  # (B, basis, *cells)
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i == 0:

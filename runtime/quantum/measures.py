@@ -41,8 +41,9 @@ class QuantumObservable:
 
 
 def structure_qs(qm: QuantumModel) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (N, d) and the wavevectors q = 0 and q = (pi, ..., pi) (2, d)."""
-    pos = qm.geometry.coords.astype(np.float64)
+    """Positions (N, d) (each site at its cell's coordinates, in lattice units) and the
+    wavevectors q = 0 and q = (pi, ..., pi) (2, d)."""
+    pos = qm.lattice.site_coords().astype(np.float64)
     d = pos.shape[1]
     return pos, np.stack([np.zeros(d), np.full(d, math.pi)])
 

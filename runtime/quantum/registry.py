@@ -50,7 +50,8 @@ class QuantumContext:
     """Lattice facts for a learner; ``symmetries`` is a subset of {"translation", "spin_flip"}."""
 
     n_sites: int
-    shape: tuple[int, ...] | None = None
+    shape: tuple[int, ...] | None = None  # the unit cells of a lattice
+    basis: int = 1  # sites per cell (site index = cell * basis + sublattice)
     translations: torch.Tensor | None = None
     sublattice: torch.Tensor | None = None
     symmetries: set[str] = field(default_factory=set)
@@ -109,7 +110,8 @@ def make_rbm(opts: RBMOptions, ctx: QuantumContext) -> nn.Module:
 
 
 def make_convnet(opts: ConvNetOptions, ctx: QuantumContext) -> nn.Module:
-    """``cnn``: a translation-invariant CNN on the lattice's shape."""
+    """``cnn``: a CNN invariant under translations by whole cells, its input channels the
+    sublattices."""
     _check(ctx, "cnn", opts)
     if ctx.shape is None:
         raise SymmetryError("cnn needs a lattice shape")
@@ -121,6 +123,7 @@ def make_convnet(opts: ConvNetOptions, ctx: QuantumContext) -> nn.Module:
         spin_flip="spin_flip" in ctx.symmetries,
         generator=ctx.generator,
         dtype=ctx.dtype,
+        basis=ctx.basis,
     )
     return _sign(model, opts, ctx)
 
@@ -132,7 +135,7 @@ def make_rnn(opts: RNNOptions, ctx: QuantumContext) -> nn.Module:
     model: nn.Module = AutoregressiveGRU(
         ctx.n_sites,
         opts.hidden,
-        opts.cell_size,
+        opts.cell_size or ctx.basis,
         magnetization=opts.magnetization,
         phase="head" if opts.phase == "head" else "none",
         generator=ctx.generator,
@@ -166,7 +169,8 @@ def build_learner(setup: VMCPlan, qm: QuantumModel, generator: torch.Generator) 
     decl = setup.learner_decl
     ctx = QuantumContext(
         qm.n_sites,
-        shape=tuple(qm.lattice.shape),
+        shape=tuple(qm.lattice.cells),
+        basis=qm.lattice.basis,
         translations=qm.translation_table(),
         sublattice=qm.sublattice(),
         symmetries=set(setup.respecting),

@@ -23,16 +23,18 @@ from .conftest import enumerate_states, exact_averages
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def cartesian_bonds(kind: str, cells: tuple[int, int], shell_distance: float) -> list[tuple]:
-    """Bonds (i, j) of a periodic lattice at a distance, from positions alone: site (n, b) has
-    index ravel(n) * basis + b; every periodic image at that distance is one bond, so on small
-    lattices a pair may be bonded more than once (the convention of the geometry)."""
+def cartesian_bonds(kind: str, cells: tuple[int, int], shell_distance: float,
+                    periodic: tuple[bool, bool] = (True, True)) -> list[tuple]:  # fmt: skip
+    """Bonds (i, j) of a lattice at a distance, from positions alone: site (n, b) has index
+    ravel(n) * basis + b; every periodic image (along periodic axes) at that distance is one
+    bond, so on small lattices a pair may be bonded more than once (the geometry's convention)."""
     spec = LATTICES[kind]
     V, B = np.array(spec.vectors), np.array(spec.basis) @ np.array(spec.vectors)
     nb = len(B)
     sites = [(np.array(n) @ V + B[b]) for n in itertools.product(*map(range, cells))
              for b in range(nb)]  # fmt: skip
-    images = [np.array(k) * np.array(cells) @ V for k in itertools.product((-1, 0, 1), repeat=2)]
+    images = [np.array(k) * np.array(cells) @ V for k in itertools.product((-1, 0, 1), repeat=2)
+              if all(p or not x for p, x in zip(periodic, k))]  # fmt: skip
     bonds = []
     for i, j in itertools.combinations(range(len(sites)), 2):
         for shift in images:
@@ -69,6 +71,34 @@ def test_bonds_equal_the_cartesian_construction(kind, cells, shell, r):
     lat = make_lattice(kind, cells)
     got = sorted(tuple(sorted(b)) for b in lat.bond_list(shell)[:, :2].tolist())
     assert got == sorted(cartesian_bonds(kind, cells, r))
+
+
+@pytest.mark.parametrize("kind", ["honeycomb", "kagome", "triangular"])
+@pytest.mark.parametrize("periodic", [(True, False), (False, True), (False, False)])
+def test_open_and_mixed_boundaries_per_axis(kind, periodic):
+    """``boundary = [periodic, open]``: bonds across an open axis are dropped; the energy of
+    the compiled model is the sum over the Cartesian bonds."""
+    bc = ", ".join("periodic" if p else "open" for p in periodic)
+    r = {"honeycomb": 1 / math.sqrt(3), "kagome": 0.5, "triangular": 1.0}[kind]
+    text = (ISING.replace("KIND", kind).replace("CELLS", f"3, 4, boundary = [{bc}]")
+            .replace("JVALUE", "1.0").replace("symmetry translation, ", "symmetry ")
+            .split("run point")[0])  # fmt: skip
+    cm = physml_lang.compile(text).model()
+    assert cm.lattice.periodic == periodic
+    bonds = np.array(cartesian_bonds(kind, (3, 4), r, periodic))
+    g = torch.Generator().manual_seed(1)
+    s = torch.where(torch.rand(16, cm.lattice.n_sites, generator=g) < 0.5, -1.0, 1.0)
+    expected = -(s[:, bonds[:, 0]] * s[:, bonds[:, 1]]).sum(1)
+    torch.testing.assert_close(cm.energy({"s": s.reshape(16, *cm.lattice.shape)}), expected)
+    # local energies agree with energy differences of single flips
+    fk = cm.fields["s"]
+    state = {"s": s.reshape(16, *cm.lattice.shape)}
+    delta = fk.flip_delta(state).reshape(16, -1)
+    for x in range(cm.lattice.n_sites):
+        flipped = s.clone()
+        flipped[:, x] *= -1
+        e = cm.energy({"s": flipped.reshape(16, *cm.lattice.shape)})
+        torch.testing.assert_close(delta[:, x], e - expected)
 
 
 @pytest.mark.parametrize("kind", ["honeycomb", "kagome", "triangular", "square"])
