@@ -13,6 +13,7 @@ convention).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from itertools import product
 
@@ -261,6 +262,17 @@ class Lattice:
         nb = self.basis
         return (cells[:, :, None] * nb + np.arange(nb)[None, None, :]).reshape(len(cells), -1)
 
+    def site_index(self, cell: tuple[int, ...], basis: int = 0) -> int | None:
+        """The flat index of site (cell, sublattice); periodic axes wrap, None outside an
+        open boundary."""
+        c = list(cell)
+        for axis, (n, per) in enumerate(zip(self.cells, self.periodic)):
+            if per:
+                c[axis] %= n
+            elif not 0 <= c[axis] < n:
+                return None
+        return int(np.ravel_multi_index(tuple(c), self.cells)) * self.basis + basis
+
     def translation_generators(self) -> list[np.ndarray]:
         """(N,) permutations perm[x] = the site x moved by one cell along each axis."""
         T = self.translations()
@@ -333,6 +345,19 @@ class Lattice:
         if colours is None or colours.max() != 1:
             return None
         return colours == colours[0]
+
+
+def roll_arguments(offset: Offset, lead: int = 1) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(shifts, dims) such that roll(f, shifts, dims) holds f(x + offset) at every cell x of a
+    periodic lattice, for arrays whose cell axes follow ``lead`` leading (batch) axes."""
+    moved = [(-o, lead + a) for a, o in enumerate(offset) if o]
+    return tuple(m[0] for m in moved), tuple(m[1] for m in moved)
+
+
+def plaquette_planes(d: int) -> list[tuple[int, int]]:
+    """The d(d-1)/2 lattice planes (mu, nu), mu < nu, in lexicographic order: the plaquettes of
+    a hypercubic lattice are the unit squares (x, x + e_mu, x + e_mu + e_nu, x + e_nu)."""
+    return [(mu, nu) for mu in range(d) for nu in range(mu + 1, d)]
 
 
 def cells_index(cells: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -448,3 +473,82 @@ def sublattice(shape: tuple[int, ...]) -> np.ndarray:
     if part is None:
         raise ValueError("a periodic hypercubic lattice is bipartite only for even extents")
     return part
+
+
+# Colourings of link variables on periodic hypercubic lattices (lattice gauge theory)
+# --------------------------------------------------------------------------------------------
+
+def check_link_parity(shape: tuple[int, ...]) -> None:
+    """The checkerboard link samplers colour U_mu(x) by (mu, parity of sum_{nu != mu} x_nu),
+    which needs L_nu even for every nu != mu: ValueError otherwise."""
+    d = len(shape)
+    for mu in range(d):
+        for nu in range(d):
+            if nu != mu and shape[nu] % 2:
+                raise ValueError(
+                    f"parallel link updates need even extents orthogonal to each direction; "
+                    f"L_{nu} = {shape[nu]} is odd")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Colouring:
+    """Classes of sites updated in parallel: by the parity of w . y (``parity`` = w), by
+    y mod p in every component (``modulus`` = p, p^d classes), or all at once (neither)."""
+
+    parity: tuple[int, ...] | None = None
+    modulus: int | None = None
+
+    def masks(self, shape: tuple[int, ...]) -> list[np.ndarray]:
+        """Boolean masks (L...) of the colour classes: two parity classes of w . y, p^d
+        classes of y mod p, or one class."""
+        c = coords(shape)
+        w, p = self.parity, self.modulus
+        if w is not None:
+            par = (c @ np.asarray(w)).reshape(shape) % 2
+            return [par == 0, par == 1]
+        if p is None:
+            return [np.ones(shape, dtype=bool)]
+        cls = (c % p).reshape(*shape, len(shape))
+        return [(cls == np.asarray(r)).all(-1) for r in itertools.product(range(p), repeat=len(shape))]
+
+
+def local_colouring(offsets: set[Offset], shape: tuple[int, ...]) -> Colouring:
+    """The cheapest colouring whose classes hold no two sites sharing a density location, given
+    the stencil offsets of one variable kind (runtime/gauge/local.py explains the rule).
+    ValueError when the lattice is too small or no colouring is found."""
+    d = len(shape)
+    red = {tuple(o[i] % shape[i] for i in range(d)) for o in offsets}
+    if len(red) != len(offsets):
+        raise ValueError(f"the lattice {'x'.join(map(str, shape))} is too small for the action's "
+                         "stencil (a local term contains the same variable twice)")  # fmt: skip
+    diffs = {tuple((a[i] - b[i]) % shape[i] for i in range(d)) for a in red for b in red}
+    diffs.discard((0,) * d)
+    for w in sorted(itertools.product((0, 1), repeat=d), key=sum):
+        if not any(w) or any(w[i] and shape[i] % 2 for i in range(d)):
+            continue
+        # (w . y) mod 2 is well defined on the torus when L_i is even wherever w_i = 1
+        if all(sum(w[i] * (dl[i] % shape[i]) for i in range(d)) % 2 == 1 for dl in diffs):
+            return Colouring(parity=w)
+    if not diffs:
+        return Colouring()
+    for p in (2, 3, 4):
+        if any(n % p for n in shape):
+            continue
+        if all(any(dl[i] % p for i in range(d)) for dl in diffs):
+            return Colouring(modulus=p)
+    raise ValueError("no parallel colouring found for the action's stencil on the "
+                     f"{'x'.join(map(str, shape))} lattice; use extents divisible by 2")  # fmt: skip
+
+
+def link_colouring(shape: tuple[int, ...]) -> list[tuple[int, np.ndarray]]:
+    """The 2d colours (mu, mask) of the links of the plaquette action; mask (L_1..L_d) bool
+    selects x for U_mu(x): direction mu and the parity of sum_{nu != mu} x_nu (the staple
+    sum of a link holds no other link of its colour). Requires L_nu even for every nu != mu."""
+    check_link_parity(shape)  # ValueError for an odd extent
+    c = coords(shape)
+    colours = []
+    for mu in range(len(shape)):
+        parity = (c.sum(axis=1) - c[:, mu]).reshape(shape) % 2
+        for p in (0, 1):
+            colours.append((mu, parity == p))
+    return colours

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from physml_lang.compiler.geometry import roll_arguments
 from physml_lang.compiler.lower.gauge import planes
 
 N_COLOURS = {"z2": 1, "u1": 1, "su2": 2}  # N of Re tr P / N
@@ -48,7 +49,8 @@ def lin_retr(group: str, a: np.ndarray) -> np.ndarray:
 
 def shift(f: np.ndarray, mu: int, k: int = 1) -> np.ndarray:
     """f(x + k e_mu) at x for a site-indexed array (B, L_1..L_d, ...)."""
-    return np.roll(f, -k, axis=1 + mu)
+    shifts, dims = roll_arguments((0,) * mu + (k,))
+    return np.roll(f, shifts, axis=dims) if dims else f
 
 
 def gauge_transform(group: str, lin: np.ndarray, omega: np.ndarray, d: int) -> np.ndarray:

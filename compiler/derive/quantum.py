@@ -111,13 +111,7 @@ class Geometry:
             if not 0 <= c < self.n_sites:
                 fail("P400", f"site {c} is outside the graph of {self.n_sites} sites", span)
             return c
-        c = list(ref.coords)
-        for axis, (n, per) in enumerate(zip(lat.cells, lat.periodic)):
-            if per:
-                c[axis] %= n
-            elif not 0 <= c[axis] < n:
-                return None
-        return int(np.ravel_multi_index(tuple(c), lat.cells)) * lat.basis + ref.basis
+        return lat.site_index(ref.coords, ref.basis)
 
     def ref(self, site: int) -> SiteRef:
         nb = self.lattice.basis

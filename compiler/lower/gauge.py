@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from physml_lang.compiler.geometry import plaquette_planes, roll_arguments
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir import expr as E
 from physml_lang.ir.walk import Walker, int_literal, name_of
@@ -44,9 +45,7 @@ if TYPE_CHECKING:
 Offset = tuple[int, ...]
 
 
-def planes(d: int) -> list[tuple[int, int]]:
-    """The d(d-1)/2 lattice planes (mu, nu), mu < nu, in lexicographic order."""
-    return [(mu, nu) for mu in range(d) for nu in range(mu + 1, d)]
+planes = plaquette_planes
 
 
 def fail(code: str, msg: str, span: Span | None, hint: str | None = None):
@@ -84,9 +83,8 @@ class LinkArrays:
     def translate(self, f: Any, offsets: Offset) -> Any:
         """f(x + a) at x for a site- or link-indexed field (B, L_1..L_d, ...)."""
         out = f
-        for mu, k in enumerate(offsets):
-            if k:
-                out = self.roll(out, -k, 1 + mu)
+        for shift, axis in zip(*roll_arguments(offsets)):
+            out = self.roll(out, shift, axis)
         return out
 
 

@@ -24,7 +24,7 @@ from physml_lang.compiler.derive.local import (
     expand_deltas,
     valid_symbol,
 )
-from physml_lang.compiler.geometry import Lattice
+from physml_lang.compiler.geometry import Lattice, roll_arguments
 from physml_lang.compiler.instance import ModelInstance
 from physml_lang.compiler.lower.program import Kernel, Parameter, ParameterValue
 from physml_lang.compiler.lower.terms import Access, LatticeSum, Offset, PairTerm, StencilTerm
@@ -106,8 +106,7 @@ class LatticeKernels(nn.Module):
             return x
         lead = 1 if batched else 0
         if self.path == "roll" and self.lattice.all_periodic:
-            shifts = [-o for o in offset if o]
-            dims = [lead + a for a, o in enumerate(offset) if o]
+            shifts, dims = roll_arguments(offset, lead)
             return torch.roll(x, shifts=shifts, dims=dims)
         idx, _ = self.table(offset)
         shape = x.shape

@@ -14,14 +14,14 @@ import math
 
 import torch
 
+from physml_lang.compiler.geometry import plaquette_planes, roll_arguments
+
 from .groups import GaugeGroup, get_group, wrap_angle
 
 Tensor = torch.Tensor
 
 
-def planes(d: int) -> list[tuple[int, int]]:
-    """The d(d-1)/2 lattice planes (mu, nu), mu < nu."""
-    return [(mu, nu) for mu in range(d) for nu in range(mu + 1, d)]
+planes = plaquette_planes
 
 
 def lattice_dim(U: Tensor, group: GaugeGroup) -> int:
@@ -31,7 +31,8 @@ def lattice_dim(U: Tensor, group: GaugeGroup) -> int:
 
 def shift(f: Tensor, mu: int, k: int = 1) -> Tensor:
     """f(x + k e_mu) at x for a site-indexed tensor (B, L_1, ..., L_d, ...)."""
-    return torch.roll(f, shifts=-k, dims=1 + mu)
+    shifts, dims = roll_arguments((0,) * mu + (k,))
+    return torch.roll(f, shifts=shifts, dims=dims) if dims else f
 
 
 def link(U: Tensor, mu: int, group: GaugeGroup) -> Tensor:

@@ -16,6 +16,7 @@ import sympy
 import torch
 
 from physml_lang.compiler.derive.field import FieldDerivation, derive_field
+from physml_lang.compiler.geometry import roll_arguments
 from physml_lang.compiler.instance import ModelInstance, numeric_variant
 from physml_lang.compiler.lower.domains import site_domain
 from physml_lang.compiler.lower.lattice import LatticeKernels, LatticeSumModule
@@ -109,8 +110,8 @@ class FieldModel:
     @staticmethod
     def _shift(x: Tensor, offset: tuple[int, ...], sign: int = 1) -> Tensor:
         """x[c, site + sign * offset] (periodic)."""
-        dims = tuple(range(1, x.dim()))
-        return torch.roll(x, tuple(-sign * o for o in offset), dims)
+        shifts, dims = roll_arguments(tuple(sign * o for o in offset))
+        return torch.roll(x, shifts, dims) if dims else x
 
     def _lower(self, key: str, exprs: list[sympy.Expr], args: list[sympy.Symbol],
                params: dict[sympy.Symbol, float]) -> None:  # fmt: skip

@@ -11,7 +11,7 @@ import torch
 from physml_lang.compiler.derive import local as derive
 from physml_lang.compiler.derive.lattice import derive_lattice, describe_lattice
 from physml_lang.compiler.derive.local import CANDIDATE
-from physml_lang.compiler.geometry import BondType
+from physml_lang.compiler.geometry import BondType, roll_arguments
 from physml_lang.compiler.instance import ModelInstance, numeric_variant
 from physml_lang.compiler.lower.domains import SiteDomain, site_domain
 from physml_lang.compiler.lower.lattice import (
@@ -206,8 +206,10 @@ class LatticeModel:
         if len(shift) != lat.dim:
             raise ValueError(f"a translation of a {lat.dim}-dimensional lattice has "
                              f"{lat.dim} components, not {len(shift)}")  # fmt: skip
-        dims = tuple(range(1, 1 + lat.dim))  # whole cells move; sublattices are kept
-        return {n: torch.roll(s, shifts=tuple(shift), dims=dims) for n, s in state.items()}
+        # x -> x + t moves the value at x - t to x: whole cells move, sublattices are kept
+        shifts, dims = roll_arguments(tuple(-t for t in shift))
+        return {n: torch.roll(s, shifts=shifts, dims=dims) if dims else s
+                for n, s in state.items()}  # fmt: skip
 
     def describe(self) -> str:
         """One line for ``physml check``."""
@@ -327,11 +329,8 @@ class LatticeModel:
             if not any(what.offset):
                 return src
             if self.path == "roll" and self.lattice.all_periodic:
-                shifts = [-o for o in what.offset if o]
-                dims = [1 + a for a, o in enumerate(what.offset) if o]
-                if what.kind == "array":
-                    dims = [d - 1 for d in dims]
-                return f"torch.roll({src}, shifts={shifts}, dims={dims})"
+                shifts, dims = roll_arguments(what.offset, 1 if what.kind == "field" else 0)
+                return f"torch.roll({src}, shifts={list(shifts)}, dims={list(dims)})"
             return f"gather({src}, neighbour_table[{what.offset}])"
         return str(what)
 

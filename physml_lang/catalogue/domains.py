@@ -30,6 +30,8 @@ MAGNETIZATION = {
     "integer": "sum of s",
     "qubit": "sum of Z",
     "z2": "sum of s",
+    "real": "sum of x",
+    "angle": "|sum exp(i theta)|",
 }
 
 SYMMETRIES: dict[str, str] = {
@@ -52,12 +54,13 @@ class SpinOptions(BaseModel):
     """spin(S): the spin quantum number; plain ``spin`` is the Ising spin +-1."""
 
     model_config = ConfigDict(extra="forbid")
-    S: float = Field(gt=0, le=MAX_SPIN, description="spin S = 1/2, 1, 3/2, ...")
+    S: float | None = Field(None, gt=0, le=MAX_SPIN,
+                            description="spin S = 1/2, 1, 3/2, ... (plain spin: +-1)")
 
     @field_validator("S")
     @classmethod
-    def _half_integer(cls, v: float) -> float:
-        if not float(2 * v).is_integer():
+    def _half_integer(cls, v: float | None) -> float | None:
+        if v is not None and not float(2 * v).is_integer():
             raise ValueError("a spin is a multiple of 1/2 (S = 1/2, 1, 3/2, ...)")
         return v
 
@@ -90,7 +93,7 @@ def domain_args(name: str, options: BaseModel | None) -> tuple[int, ...]:
     if isinstance(options, PottsOptions):
         return (options.q,)
     if isinstance(options, SpinOptions):
-        return (int(round(2 * options.S)),)
+        return () if options.S is None else (int(round(2 * options.S)),)
     if isinstance(options, IntegerOptions):
         return (options.lo, options.hi)
     return ()

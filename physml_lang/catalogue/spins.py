@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .registry import Catalogue
 
-DISCRETE = ("spin", "binary", "potts", "z2")
+DISCRETE = ("spin", "binary", "potts", "integer", "z2")
 
 
 class SamplerOptions(BaseModel):

@@ -41,7 +41,6 @@ once).
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import TYPE_CHECKING
 
@@ -63,19 +62,8 @@ Tensor = torch.Tensor
 
 
 def colouring_masks(colouring: Colouring, shape: tuple[int, ...]) -> list[Tensor]:
-    """Boolean masks (L...) of the colour classes of a colouring (``runtime/plans/gauge.py``
-    chooses it): two parity classes of w . y, p^d classes of y mod p, or one class."""
-    d = len(shape)
-    coords = torch.meshgrid(*[torch.arange(n) for n in shape], indexing="ij")
-    w, p = colouring.parity, colouring.modulus
-    if w is not None:
-        par = sum((coords[i] for i in range(d) if w[i]), torch.zeros(shape, dtype=torch.long))
-        return [par % 2 == 0, par % 2 == 1]
-    if p is None:
-        return [torch.ones(shape, dtype=torch.bool)]
-    cls = [c % p for c in coords]
-    return [torch.stack([cls[i] == r[i] for i in range(d)]).all(0)
-            for r in itertools.product(range(p), repeat=d)]  # fmt: skip
+    """Boolean masks (L...) of the colour classes of a colouring (the geometry derives it)."""
+    return [torch.as_tensor(m) for m in colouring.masks(shape)]
 
 
 def kind_colouring(offsets: set[Offset], shape: tuple[int, ...]) -> list[Tensor]:

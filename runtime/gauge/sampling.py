@@ -46,6 +46,7 @@ from pydantic import BaseModel
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.gauge import HeatbathOptions, HMCOptions, MetropolisOptions
+from physml_lang.compiler import geometry
 from physml_lang.compiler.lower.groups import (
     GaugeGroup,
     get_group,
@@ -67,7 +68,6 @@ from physml_lang.compiler.lower.links import (
 )
 from physml_lang.diagnostics import Diagnostic, warn
 
-from ..plans.gauge import check_link_parity
 from ..random import RandomStreams
 
 Tensor = torch.Tensor
@@ -80,28 +80,15 @@ _ROUNDS = 0x52454A  # "REJ"
 # colouring
 
 
-def link_colouring(lattice_shape: tuple[int, ...]) -> list[tuple[int, Tensor]]:
-    """The 2d colours (mu, mask) of the links; mask (L_1..L_d) bool selects x for U_mu(x).
-
-    See the module docstring for why (direction, parity of sum_{nu != mu} x_nu) is a valid
-    colouring of the plaquette action. Requires L_nu even for every nu != mu.
-    """
-    check_link_parity(lattice_shape)  # ValueError for an odd extent
-    d = len(lattice_shape)
-    coords = torch.meshgrid(*[torch.arange(n) for n in lattice_shape], indexing="ij")
-    colours = []
-    for mu in range(d):
-        parity = sum((coords[nu] for nu in range(d) if nu != mu), torch.zeros(lattice_shape,
-                                                                              dtype=torch.long))  # fmt: skip
-        for p in (0, 1):
-            colours.append((mu, parity % 2 == p))
-    return colours
-
-
 def _expand_mask(mask: Tensor, like: Tensor, group: GaugeGroup) -> Tensor:
     """(L...) mask -> broadcastable against (B, L..., *group_shape)."""
     m = mask.to(like.device)[None]
     return m.reshape(*m.shape, *([1] * len(group.group_shape)))
+
+
+def link_colouring(lattice_shape: tuple[int, ...]) -> list[tuple[int, Tensor]]:
+    """The geometry's 2d link colours (mu, mask (L_1..L_d) bool) as tensors."""
+    return [(mu, torch.as_tensor(m)) for mu, m in geometry.link_colouring(lattice_shape)]
 
 
 def _parity_masks(lattice_shape: tuple[int, ...]) -> list[list[Tensor]]:

@@ -33,7 +33,8 @@ from physml_lang.catalogue.gauge import (
 )
 from physml_lang.check.constants import evaluate
 from physml_lang.check.model import ModelChecker, validate_options
-from physml_lang.compiler.derive.gauge import GaugeDerivation, Kind, Offset
+from physml_lang.compiler.derive.gauge import GaugeDerivation, Kind
+from physml_lang.compiler.geometry import Colouring, check_link_parity, local_colouring
 from physml_lang.compiler.lower.backends import NUMPY
 from physml_lang.compiler.lower.gauge import Env
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
@@ -94,55 +95,6 @@ def loop_size(g: GaugeDerivation, a: E.Expr | Any, span: Span | None = None) -> 
 
 
 # ---------------------------------------------------------------- colourings of parallel updates
-
-
-def check_link_parity(shape: tuple[int, ...]) -> None:
-    """The checkerboard link samplers colour U_mu(x) by (mu, parity of sum_{nu != mu} x_nu),
-    which needs L_nu even for every nu != mu: ValueError otherwise."""
-    d = len(shape)
-    for mu in range(d):
-        for nu in range(d):
-            if nu != mu and shape[nu] % 2:
-                raise ValueError(
-                    f"parallel link updates need even extents orthogonal to each direction; "
-                    f"L_{nu} = {shape[nu]} is odd")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Colouring:
-    """Classes of sites updated in parallel: by the parity of w . y (``parity`` = w), by
-    y mod p in every component (``modulus`` = p, p^d classes), or all at once (neither)."""
-
-    parity: tuple[int, ...] | None = None
-    modulus: int | None = None
-
-
-def local_colouring(offsets: set[Offset], shape: tuple[int, ...]) -> Colouring:
-    """The cheapest colouring whose classes hold no two sites sharing a density location, given
-    the stencil offsets of one variable kind (runtime/gauge/local.py explains the rule).
-    ValueError when the lattice is too small or no colouring is found."""
-    d = len(shape)
-    red = {tuple(o[i] % shape[i] for i in range(d)) for o in offsets}
-    if len(red) != len(offsets):
-        raise ValueError(f"the lattice {'x'.join(map(str, shape))} is too small for the action's "
-                         "stencil (a local term contains the same variable twice)")  # fmt: skip
-    diffs = {tuple((a[i] - b[i]) % shape[i] for i in range(d)) for a in red for b in red}
-    diffs.discard((0,) * d)
-    for w in sorted(itertools.product((0, 1), repeat=d), key=sum):
-        if not any(w) or any(w[i] and shape[i] % 2 for i in range(d)):
-            continue
-        # (w . y) mod 2 is well defined on the torus when L_i is even wherever w_i = 1
-        if all(sum(w[i] * (dl[i] % shape[i]) for i in range(d)) % 2 == 1 for dl in diffs):
-            return Colouring(parity=w)
-    if not diffs:
-        return Colouring()
-    for p in (2, 3, 4):
-        if any(n % p for n in shape):
-            continue
-        if all(any(dl[i] % p for i in range(d)) for dl in diffs):
-            return Colouring(modulus=p)
-    raise ValueError("no parallel colouring found for the action's stencil on the "
-                     f"{'x'.join(map(str, shape))} lattice; use extents divisible by 2")  # fmt: skip
 
 
 def local_colourings(g: GaugeDerivation, kind: str) -> dict[Kind, Colouring]:

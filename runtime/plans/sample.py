@@ -116,7 +116,7 @@ def sampled_field(entry: Entry, options: Any, derivation: LatticeDerivation,
     model = derivation.model
     discrete = [n for n, f in model.fields.items() if f.domain.discrete and f.on == "sites"]
     if not discrete:
-        _fail("P502", f"this sampler updates discrete fields (spin, binary, potts) on sites; "
+        _fail("P502", f"this sampler updates discrete fields (spin, binary, potts, integer) on sites; "
               f"model {model.name} has none", model.name_span,
               "continuous fields are sampled by hmc, langevin or mala")  # fmt: skip
     field = field or discrete[0]

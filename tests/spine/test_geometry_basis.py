@@ -266,3 +266,33 @@ def test_edge_list_graph_against_exact_enumeration(tmp_path):
             exact = exact_averages(energies, confs.sum(1), row["T"], 10)
             est = row["energy_per_site"]
             assert abs(est["mean"] - exact["u"]) < 4 * est["stderr"], (sampler, row["T"], est)
+
+
+def test_integer_range_domain_against_exact_enumeration():
+    """integer(-1, 2) with a Gaussian-like bond energy (n_i - n_j)^2: heat-bath and Metropolis
+    (uniform proposals among the other three values) against all 4^9 states."""
+    text = """
+    model Z(L: int = 3) {
+        lattice square(L, L)
+        field n: integer(-1, 2) on sites
+        energy E = sum((n[i] - n[j])^2 for (i, j) in bonds)
+    }
+    run r {
+        sampler SAMPLER(chains = 64, sweeps = 600, burn_in = 100)
+        scan T in [1.0, 3.0]
+        measure u = energy / sites, m = magnetization / sites
+    }
+    """
+    confs = enumerate_states([-1.0, 0.0, 1.0, 2.0], (3, 3))
+    energies = (((confs - confs.roll(1, 1)) ** 2).sum((1, 2))
+                + ((confs - confs.roll(1, 2)) ** 2).sum((1, 2)))  # fmt: skip
+    mags = confs.sum((1, 2))
+    for sampler in ("heatbath", "metropolis"):
+        program = physml_lang.compile(text.replace("SAMPLER", sampler))
+        for row in program.run(seed=6).rows:
+            w = torch.exp(-(energies - energies.min()) / row["T"])
+            w = w / w.sum()
+            for key, exact in (("u", float(w @ energies) / 9), ("m", float(w @ mags) / 9)):
+                est = row[key]
+                assert abs(est["mean"] - exact) < 4 * est["stderr"], (sampler, row["T"], key,
+                                                                      est, exact)  # fmt: skip
