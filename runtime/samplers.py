@@ -287,6 +287,10 @@ class Wolff(Sampler):
         lat = self.cm.lattice
         self.couplings = []
         for where, K in self.cm.cluster_couplings(self.field):
+            if where == "edges":  # a graph's listed bonds (i, j) and their couplings
+                i, j, Ke = (t.to(self.device) for t in K)
+                self.couplings.append(("edges", Ke.to(self.cm.dtype), i, j, None, None))
+                continue
             K = K.to(self.device)
             if isinstance(where, str):
                 self.couplings.append(("dense", K, None, None, None, None))
@@ -304,7 +308,11 @@ class Wolff(Sampler):
         beta = self.beta.reshape(B, 1)
         active = []
         for where, K, idx, valid, _ridx, _rvalid in self.couplings:
-            if where == "dense":
+            if where == "edges":
+                bond = K * flat[:, idx] * flat[:, valid]  # idx, valid hold the ends i, j
+                p = 1 - torch.exp(-2 * beta * bond.clamp(min=0))
+                active.append(self.uniform(bond.shape) < p)
+            elif where == "dense":
                 bond = K * flat[:, :, None] * flat[:, None, :]
                 p = 1 - torch.exp(-2 * beta[:, :, None] * bond.clamp(min=0))
                 a = self.uniform(bond.shape) < p
@@ -320,7 +328,13 @@ class Wolff(Sampler):
         while True:
             grown = cluster.clone()
             for a, (where, _K, idx, _valid, ridx, rvalid) in zip(active, self.couplings):
-                if where == "dense":
+                if where == "edges":  # through a listed bond, from either end
+                    i, j = idx, _valid
+                    reach = torch.zeros(cluster.shape, dtype=torch.int32, device=self.device)
+                    reach.index_add_(1, j, (a & cluster[:, i]).to(torch.int32))
+                    reach.index_add_(1, i, (a & cluster[:, j]).to(torch.int32))
+                    grown |= reach > 0
+                elif where == "dense":
                     grown |= (a & cluster[:, None, :]).any(-1)
                 else:
                     grown |= a & cluster[:, idx]  # x joins through bond (x, x + d)

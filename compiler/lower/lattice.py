@@ -37,14 +37,35 @@ PATHS = ("roll", "gather", "dense")
 
 @dataclass
 class DensePiece:
-    """sum_{x,y} f(s_x) U_{xy} g(s_y) with U of zero diagonal; f, g functions of one value."""
+    """sum_{x,y} f(s_x) U_{xy} g(s_y) with U of zero diagonal; f, g functions of one value.
+    U is sparse (COO, one entry per bond) on a graph read from an edge list: O(bonds) memory
+    and work instead of O(N^2)."""
 
     field: str
-    matrix: torch.Tensor  # (N, N)
+    matrix: torch.Tensor  # (N, N), dense or sparse COO
     f: Kernel  # of VALUE and site arrays at x
     g: Kernel
     f_arrays: dict[sp.Symbol, str]
     g_arrays: dict[sp.Symbol, str]
+
+    def times(self, x: torch.Tensor) -> torch.Tensor:
+        """x U^T for rows x (B, N): (U x_b)_i = sum_j U_ij x_bj."""
+        if self.matrix.is_sparse:
+            return torch.sparse.mm(self.matrix, x.T).T
+        return x @ self.matrix.T
+
+    def times_transposed(self, x: torch.Tensor) -> torch.Tensor:
+        """x U for rows x (B, N): (U^T x_b)_j."""
+        if self.matrix.is_sparse:
+            return torch.sparse.mm(self.matrix.t(), x.T).T
+        return x @ self.matrix
+
+    def rows(self, sites: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(U[x_b, :], U[:, x_b]) for one site per chain, each (B, N) dense."""
+        if self.matrix.is_sparse:
+            return (self.matrix.index_select(0, sites).to_dense(),
+                    self.matrix.index_select(1, sites).to_dense().T)  # fmt: skip
+        return self.matrix[sites], self.matrix[:, sites].T
 
 
 class LatticeKernels(nn.Module):
@@ -218,7 +239,7 @@ class LatticeSumModule(nn.Module):
             s = state[p.field].reshape(B, -1)
             f = _eval_site(p.f, p.f_arrays, s, self.kernels)
             g = _eval_site(p.g, p.g_arrays, s, self.kernels)
-            out = out + (f * (g @ p.matrix.T)).sum(-1)
+            out = out + (f * p.times(g)).sum(-1)
         return out
 
     def as_state(self, state) -> dict[str, torch.Tensor]:
@@ -292,9 +313,15 @@ def _coefficient_matrix(c, slot_of, accesses, t, kernels: LatticeKernels, N: int
         env = {s: kernels.array(accesses[s].name) for s in pair_syms}
         k = Kernel("coefficient", c, {s: accesses[s] for s in pair_syms}, backend=TORCH)
         vals = k(env)
-        full = torch.as_tensor(vals, dtype=dtype) * torch.ones(N, N, dtype=dtype)
         if t.structure == "bonds" and kernels.lattice.edge_list is not None:
-            full = full * torch.as_tensor(kernels.lattice.adjacency(), dtype=dtype)
+            # one entry per listed bond (i < j): coefficients of pair arrays read at the bonds
+            bonds = torch.as_tensor(kernels.lattice.bond_list(1)[:, :2])
+            i, j = bonds[:, 0], bonds[:, 1]
+            v = torch.as_tensor(vals, dtype=dtype)
+            v = v[i, j] if v.dim() == 2 else v * torch.ones(len(i), dtype=dtype)
+            return torch.sparse_coo_tensor(torch.stack([i, j]), v, (N, N),
+                                           check_invariants=True).coalesce()
+        full = torch.as_tensor(vals, dtype=dtype) * torch.ones(N, N, dtype=dtype)
         return torch.triu(full, diagonal=1)
     # a stencil pair term over cells n, between sites (n + d_i, a) and (n + d_j, b):
     # U[(n + d_i, a), (n + d_j, b)] = c(n) where both cells exist
@@ -353,13 +380,12 @@ def dense_local_field(pieces: list[DensePiece], field: str, state, kernels, v, s
             vf = v.reshape(B, -1) if isinstance(v, torch.Tensor) and v.dim() > 0 else v
             f_v = _eval_site(p.f, p.f_arrays, _as_value(vf, sf), kernels)
             g_v = _eval_site(p.g, p.g_arrays, _as_value(vf, sf), kernels)
-            total = total + (f_v * (g_s @ p.matrix.T) + g_v * (f_s @ p.matrix)).reshape(shape)
+            total = total + (f_v * p.times(g_s) + g_v * p.times_transposed(f_s)).reshape(shape)
         else:
             vv = _as_value(v, sf[:, 0])
             f_v = _eval_site(p.f, p.f_arrays, vv, kernels, sites)
             g_v = _eval_site(p.g, p.g_arrays, vv, kernels, sites)
-            row = p.matrix[sites]  # (B, N): U[x, :]
-            col = p.matrix[:, sites].T  # (B, N): U[:, x]
+            row, col = p.rows(sites)  # (B, N): U[x, :] and U[:, x]
             total = total + f_v * (row * g_s).sum(-1) + g_v * (col * f_s).sum(-1)
     return total
 

@@ -124,7 +124,8 @@ class LatticeModel:
 
     def cluster_couplings(self, field: str) -> list[tuple[object, torch.Tensor]]:
         """Couplings K of E = -sum K_ij s_i s_j: per stencil term (its bond type, K (N,) on the
-        bond's first site) or ("dense", K (N, N))."""
+        bond's first site), ("edges", (i, j, K)) per listed bond of a graph, or
+        ("dense", K (N, N))."""
         lat = self.lattice
         out = []
         for term, k in derive.pair_couplings(self.energy_sum, field):
@@ -143,10 +144,15 @@ class LatticeModel:
                     env[s] = self.kernels.shifted(arr, a.offset, batched=False).reshape(-1)
             vals = Kernel("coupling", k, {s: term.accesses[s] for s in syms}, backend=TORCH)(env)
             N = lat.n_sites
-            if isinstance(term, PairTerm):
+            if isinstance(term, PairTerm) and term.structure == "bonds" and \
+                    lat.edge_list is not None:  # fmt: skip
+                bonds = torch.as_tensor(lat.bond_list(1)[:, :2])
+                K = torch.as_tensor(vals, dtype=self.dtype)
+                K = K[bonds[:, 0], bonds[:, 1]] if K.dim() == 2 else K * torch.ones(
+                    len(bonds), dtype=self.dtype)  # fmt: skip
+                out.append(("edges", (bonds[:, 0], bonds[:, 1], K)))
+            elif isinstance(term, PairTerm):
                 K = torch.as_tensor(vals, dtype=self.dtype) * torch.ones(N, N, dtype=self.dtype)
-                if term.structure == "bonds" and lat.edge_list is not None:
-                    K = K * torch.as_tensor(lat.adjacency(), dtype=self.dtype)
                 K = torch.triu(K, 1)
                 out.append(("dense", K + K.T))
             else:

@@ -296,3 +296,35 @@ def test_integer_range_domain_against_exact_enumeration():
                 est = row[key]
                 assert abs(est["mean"] - exact) < 4 * est["stderr"], (sampler, row["T"], key,
                                                                       est, exact)  # fmt: skip
+
+
+def test_random_regular_graph_paramagnet_is_the_bethe_lattice(tmp_path):
+    """A random 3-regular graph of 4000 sites from an edge list (sparse couplings: O(bonds)
+    memory): locally a tree, so in the paramagnet each bond has <s_i s_j> = tanh(beta J) and
+    u = -(3/2) tanh(beta J) per site (corrections O(1/N) from the few short loops)."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    while True:
+        stubs = rng.permutation(np.repeat(np.arange(n), 3)).reshape(-1, 2)
+        stubs = np.sort(stubs, axis=1)
+        if (stubs[:, 0] != stubs[:, 1]).all() and len(np.unique(stubs, axis=0)) == len(stubs):
+            break
+    np.savetxt(tmp_path / "rr.csv", stubs, fmt="%d", delimiter=",")
+    (tmp_path / "rr.phys").write_text("""
+    model G(J: real = 1.0) {
+        graph edges("rr.csv")
+        field s: spin on sites
+        energy E = -J * sum(s[i] * s[j] for (i, j) in bonds)
+        symmetry spin_flip
+    }
+    run r {
+        sampler metropolis(chains = 16, sweeps = 300, burn_in = 100)
+        scan T in [2.5, 4.0]
+        measure u = energy / sites
+    }
+    """)
+    program = physml_lang.compile(tmp_path / "rr.phys")
+    assert program.model().energy.dense[0].matrix.is_sparse
+    for row in program.run(seed=1).rows:
+        exact = -1.5 * math.tanh(1 / row["T"])
+        assert abs(row["u"]["mean"] - exact) < 4 * row["u"]["stderr"] + 2e-4, (row["T"], row["u"])
