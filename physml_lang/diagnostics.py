@@ -60,6 +60,7 @@ CODES = {
     "P600": "file not found",
     "P601": "bad data file",
     "P602": "bad checkpoint",
+    "P603": "not a model file",
     "P700": "numerical failure during a run",
     "P701": "interrupted",
     "P702": "chains disagree (R-hat): results may be biased",

@@ -140,6 +140,11 @@ class SingleSite(Sampler):
         if self.parallel:
             # one uniform per site and sweep: every site is updated once, by its colour
             u = self.uniform((self.chains, *self.shape))
+            if all(sub is not None for sub in self.sublattices):
+                # every colour lies in one sublattice: hold the field as one tensor per
+                # sublattice through the sweep, joined once at its end
+                s = state[self.field]
+                state = {**state, self.field: tuple(s[..., k] for k in range(s.shape[-1]))}
             for mask, size, sub in zip(self.masks, self.mask_sizes, self.sublattices):
                 if sub is None:
                     state = self.update_colour(state, mask, u)
@@ -147,6 +152,8 @@ class SingleSite(Sampler):
                     state = self.update_sublattice(state, sub[0], sub[1], u[..., sub[0]])
                 if self.track_acceptance:
                     self.proposed += size
+            if isinstance(state[self.field], tuple):
+                state = {**state, self.field: torch.stack(state[self.field], -1)}
         else:
             N = self.cm.lattice.n_sites
             for _ in range(N):
@@ -157,9 +164,16 @@ class SingleSite(Sampler):
     def _beta_flat(self) -> torch.Tensor:
         return self.beta.reshape(-1)
 
-    def _with_sublattice(self, state, b: int, values: torch.Tensor):
-        """The state with sublattice b of the sampled field replaced by ``values``."""
+    def _sublattice(self, state, b: int) -> torch.Tensor:
         s = state[self.field]
+        return s[b] if isinstance(s, tuple) else s[..., b]
+
+    def _with_sublattice(self, state, b: int, values: torch.Tensor):
+        """The state with sublattice b of the sampled field replaced by ``values`` (the field
+        held as one tensor per sublattice, or as one tensor)."""
+        s = state[self.field]
+        if isinstance(s, tuple):
+            return {**state, self.field: tuple(values if k == b else x for k, x in enumerate(s))}
         parts = [values if k == b else s[..., k] for k in range(s.shape[-1])]
         return {**state, self.field: torch.stack(parts, -1)}
 
@@ -177,7 +191,7 @@ class Metropolis(SingleSite):
         if self.fk.flip_delta is not None:
             # two-valued domain: the flip is formed only where it is accepted (one tensor fewer
             # alive at a time; at large L the sweep is memory-bound)
-            delta = self.fk.flip_delta(state)
+            delta = self.fk.flip_delta(state, like=s)  # a tensor even when dE is constant
             new = None
         else:
             new = self.propose(s)
@@ -191,7 +205,7 @@ class Metropolis(SingleSite):
 
     def update_sublattice(self, state, b: int, cells: torch.Tensor | None, u: torch.Tensor):
         """Colour-parallel update of the sites of sublattice b (at ``cells``, or all)."""
-        mine = state[self.field][..., b]
+        mine = self._sublattice(state, b)
         if self.fk.flip_delta is not None:
             delta = self.fk.flip_delta.part(b, state, None, None, mine)
             new = None
@@ -252,7 +266,7 @@ class Heatbath(SingleSite):
 
     def update_sublattice(self, state, b: int, cells: torch.Tensor | None, u: torch.Tensor):
         """Heat-bath draws for the sites of sublattice b (at ``cells``, or all)."""
-        mine = state[self.field][..., b]
+        mine = self._sublattice(state, b)
         le = self.fk.local_energy.stencil
         energies = torch.stack([le.part(b, state, None, {CANDIDATE: v}, mine)
                                 for v in self.values])  # fmt: skip

@@ -114,8 +114,11 @@ class LatticeKernels(nn.Module):
     def array(self, name: str) -> torch.Tensor:
         return getattr(self, f"array_{name}")
 
-    def sublattice(self, x: torch.Tensor, access: Access) -> torch.Tensor:
-        """The values of ``access``'s sublattice: x[..., b] on a lattice with a basis."""
+    def sublattice(self, x: torch.Tensor | tuple[torch.Tensor, ...], access: Access) -> torch.Tensor:
+        """The values of ``access``'s sublattice: x[..., b] on a lattice with a basis (or the
+        b-th entry when a sampler holds the field as one tensor per sublattice)."""
+        if isinstance(x, tuple):
+            return x[access.basis]
         if self.lattice.basis == 1 or access.component is not None:
             return x
         return x[..., access.basis]

@@ -203,8 +203,18 @@ def check_program(tree: ast.Program, path: Path | None = None,
         if imp.is_file:
             base = path.parent if path else Path.cwd()
             target = base / imp.name
-            if not target.is_file():
-                raise PhysmlError(Diagnostic("P600", f"imported file not found: {target}",
+            shown = imp.name if len(imp.name) <= 80 else imp.name[:77] + "..."
+            if target.suffix != ".phys":
+                # never read (or echo) a file that is not a model file
+                raise PhysmlError(Diagnostic(
+                    "P603", f"an import names a .phys file, not '{shown}'", imp.span,
+                    "import a stdlib model by name (import Ising) or a file: import \"models.phys\""))  # fmt: skip
+            try:
+                found = target.is_file()
+            except OSError:  # a name the file system refuses (too long, ...)
+                found = False
+            if not found:
+                raise PhysmlError(Diagnostic("P600", f"imported file not found: {shown}",
                                              imp.span, "paths are relative to the importing file"))
             for m in parse_file(target).models:
                 out.models[m.name] = ModelChecker(m)

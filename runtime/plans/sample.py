@@ -9,6 +9,7 @@ lower. The runtime's sampling starts from the same plan and the same applicabili
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,9 +95,10 @@ def plan_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] | Non
         _fail("P400", f"run {run.name} has no temperature", run.span,
               "add 'let T = 2.0' or 'scan T in linspace(1.5, 3.5, 21)'")  # fmt: skip
     for v in tvalues:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
-            _fail("P400", f"{tvar} must be a positive number, got {v!r}", tspan,
-                  "temperatures and inverse temperatures are > 0")  # fmt: skip
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
+            _fail("P400", f"{tvar} must be a positive, finite number, got {v!r}", tspan,
+                  "temperatures and inverse temperatures are > 0 and finite (T = inf is "
+                  "beta = 0: sample uniformly instead)")  # fmt: skip
     betas = [1.0 / v if tvar == "T" else float(v) for v in tvalues]
     model_args = {k: v for k, (v, _) in run.model_args.items()}
     model_spans = {k: s for k, (_, s) in run.model_args.items()}
