@@ -156,14 +156,6 @@ class Lattice:
             rows.append(np.stack([src, idx[src], np.full_like(src, k)], 1))
         return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 3), np.int64)
 
-    def adjacency(self) -> np.ndarray:
-        """(N, N) float64 0/1 adjacency matrix of a graph's bonds (symmetric)."""
-        bonds = self.bond_list(1)
-        a = np.zeros((self.n_sites, self.n_sites))
-        a[bonds[:, 0], bonds[:, 1]] = 1.0
-        a[bonds[:, 1], bonds[:, 0]] = 1.0
-        return a
-
     # ---------------------------------------------------------------- colourings
     def colouring(self, pairs: list[BondType]) -> np.ndarray | None:
         """(N,) colour of every site such that no two sites of one colour interact, where x on

@@ -41,9 +41,20 @@ def _sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _version() -> str:
+    """The installed distribution's version (without importing the package's runtime)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("physml")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="physml", description="Sample, learn and evolve physical "
                                 "systems declared in .phys files.")  # fmt: skip
+    p.add_argument("--version", action="version", version=f"physml {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     fmt = argparse.ArgumentParser(add_help=False)
     fmt.add_argument("--format", choices=["text", "json"], default="text",

@@ -61,6 +61,7 @@ CODES = {
     "P601": "bad data file",
     "P602": "bad checkpoint",
     "P603": "not a model file",
+    "P604": "cannot write output",
     "P700": "numerical failure during a run",
     "P701": "interrupted",
     "P702": "chains disagree (R-hat): results may be biased",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from physml_lang.diagnostics import Diagnostic, RunInterrupted, Span
+from physml_lang.diagnostics import Diagnostic, PhysmlError, RunInterrupted, Span
 from physml_lang.ir.task import TaskIR
 
 from . import outputs
@@ -264,6 +265,8 @@ def drive(entry, run: TaskIR, program, *, sets: dict[str, Any] | None = None,
           progress: bool | None = False, threads: int | None = None, resume: bool = False,
           checkpoint_seconds: float = CHECKPOINT_SECONDS):  # fmt: skip
     """Execute the task ``entry`` for ``run``; returns its RunResult."""
+    if out is not None:
+        _writable(Path(out))
     ctx = RunContext(dict(sets or {}), resolve_device(device), seed, out, progress, resume,
                      checkpoint_seconds)  # fmt: skip
     with thread_limits(threads):
@@ -271,6 +274,26 @@ def drive(entry, run: TaskIR, program, *, sets: dict[str, Any] | None = None,
             return entry.implementation.run(run, program, ctx)
         except KeyboardInterrupt:
             raise RunInterrupted(_interrupted(run, ctx)) from None
+        except OSError as exc:  # the disk filled up, the folder vanished, ...
+            rows = ctx.recorder.rows_on_disk()
+            kept = (f"{rows} finished row(s) kept in {ctx.out}" if rows
+                    else "no finished row was written")  # fmt: skip
+            raise PhysmlError(Diagnostic(
+                "P604", f"run {run.name} could not write its results ({exc.strerror or exc}); "
+                f"{kept}", run.span, "free disk space or choose another --out, then run again "
+                "(with --resume where a checkpoint was kept)")) from None
+
+
+def _writable(out: Path) -> None:
+    """Fail before any work when the output folder cannot be created or written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".physml-write-check-"):
+            pass
+    except OSError as exc:
+        raise PhysmlError(Diagnostic(
+            "P604", f"cannot write the output folder {str(out)[:80]}: {exc.strerror or exc}",
+            None, "choose a folder you can write: --out DIR")) from None
 
 
 def _interrupted(run: TaskIR, ctx: RunContext) -> Diagnostic:

@@ -199,7 +199,12 @@ class PointChains(ScanPoint):
         if self.kernels:
             env = self.compiler.env(self.state, e, m, self.beta)
             for name, kern in self.kernels.items():
-                self.series[name][k] = torch.as_tensor(kern(env), dtype=torch.float64)
+                value = torch.as_tensor(kern(env))
+                if value.is_complex():
+                    raise PhysmlError(Diagnostic(
+                        "P700", f"observable '{name}' came out complex", self._span(name),
+                        "measured observables are real: take abs(...), re(...) or im(...)"))  # fmt: skip
+                self.series[name][k] = value.to(torch.float64)
         self.measured = k + 1
         if k % 64 == 63 or k == self.n_meas - 1:
             self._check_finite(k)
@@ -211,6 +216,19 @@ class PointChains(ScanPoint):
                 "P700", f"the energy became non-finite at measurement {bad} of run "
                 f"{self.run.name}", self.run.span, "check couplings and temperatures for "
                 "overflow; results measured before this point were kept"))  # fmt: skip
+        for name, series in self.series.items():
+            finite = torch.isfinite(series[: k + 1])
+            if not bool(finite.all()):
+                bad = int((~finite).nonzero()[0, 0])
+                raise PhysmlError(Diagnostic(
+                    "P700", f"observable '{name}' is not finite (NaN or infinite) at measurement "
+                    f"{bad}, while the energy is", self._span(name),
+                    "e.g. sqrt or log of a negative number, or a division by zero; rows of "
+                    "earlier scan points were kept"))  # fmt: skip
+
+    def _span(self, name: str):
+        """Where observable ``name`` is measured (the run, if no measure names it)."""
+        return next((m.span for m in self.measures if m.name == name), self.run.span)
 
     def rows(self) -> list[dict]:
         """One row per temperature."""

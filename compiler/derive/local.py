@@ -53,11 +53,6 @@ class LocalEnergy:
     inputs: dict[sp.Symbol, object]
     pairs: list[PairTerm]
 
-    @property
-    def expr(self) -> sp.Expr:
-        """The stencil part on a one-site lattice."""
-        return self.exprs[0]
-
 
 def shifted_parts(term: StencilTerm, field: str,
                   basis: int = 0) -> list[tuple[sp.Expr, dict, set[Offset]]]:  # fmt: skip

