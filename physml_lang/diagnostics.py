@@ -82,9 +82,10 @@ class Diagnostic:
 
     def render(self) -> str:
         where = (
-            f"{self.span.source.name}:{self.span.line}:{self.span.column}: " if self.span else ""
-        )
-        out = [f"{where}{self.severity}[{self.code}]: {self.message}"]
+            f"{_clip(self.span.source.name, MAX_QUOTE)}:{self.span.line}:{self.span.column}: "
+            if self.span else ""
+        )  # fmt: skip
+        out = [f"{where}{self.severity}[{self.code}]: {_clip(self.message, MAX_MESSAGE)}"]
         if self.span is not None:
             text = self.span.source.line(self.span.line)
             if text:
@@ -95,12 +96,13 @@ class Diagnostic:
                     if self.span.end_line == self.span.line
                     else len(text) - self.span.column + 1
                 )
-                caret = " " * (self.span.column - 1) + "^" * max(1, width)
+                text, column, width = _window(text, self.span.column, max(1, width))
+                caret = " " * (column - 1) + "^" * width
                 out += [f" {gutter} |", f" {number} | {text}", f" {gutter} | {caret}"]
         for note in self.notes:
-            out.append(f"  = note: {note}")
+            out.append(f"  = note: {_clip(note, MAX_MESSAGE)}")
         if self.hint:
-            out.append(f"  = hint: {self.hint}")
+            out.append(f"  = hint: {_clip(self.hint, MAX_MESSAGE)}")
         return "\n".join(out)
 
     def as_dict(self) -> dict:
@@ -116,11 +118,36 @@ class Diagnostic:
         return {
             "severity": self.severity,
             "code": self.code,
-            "message": self.message,
+            "message": _clip(self.message, MAX_MESSAGE),
             "span": span,
-            "hint": self.hint,
-            "notes": self.notes,
+            "hint": _clip(self.hint, MAX_MESSAGE) if self.hint else self.hint,
+            "notes": [_clip(n, MAX_MESSAGE) for n in self.notes],
         }
+
+
+MAX_QUOTE = 100  # characters of a file name shown
+MAX_MESSAGE = 400  # characters of a message, note or hint (user text inside is quoted whole)
+MAX_LINE = 120  # characters of a source line shown around the caret
+
+
+def _clip(text: str, limit: int) -> str:
+    """Long text with its middle elided: a 5 MB token never makes a 15 MB message."""
+    if len(text) <= limit:
+        return text
+    half = (limit - 5) // 2
+    return f"{text[:half]} ... {text[-half:]}"
+
+
+def _window(line: str, column: int, width: int) -> tuple[str, int, int]:
+    """A source line cut to ~MAX_LINE characters around the caret: (text, column, width)."""
+    if len(line) <= MAX_LINE:
+        return line, column, width
+    width = min(width, MAX_LINE // 2)
+    start = max(0, column - 1 - MAX_LINE // 4)
+    piece = line[start:start + MAX_LINE]
+    prefix = "..." if start > 0 else ""
+    suffix = "..." if start + MAX_LINE < len(line) else ""
+    return prefix + piece + suffix, column - start + len(prefix), width
 
 
 class PhysmlError(Exception):

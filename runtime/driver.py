@@ -17,8 +17,8 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -265,9 +265,10 @@ def drive(entry, run: TaskIR, program, *, sets: dict[str, Any] | None = None,
           progress: bool | None = False, threads: int | None = None, resume: bool = False,
           checkpoint_seconds: float = CHECKPOINT_SECONDS):  # fmt: skip
     """Execute the task ``entry`` for ``run``; returns its RunResult."""
+    resolved = resolve_device(device)
     if out is not None:
         _writable(Path(out))
-    ctx = RunContext(dict(sets or {}), resolve_device(device), seed, out, progress, resume,
+    ctx = RunContext(dict(sets or {}), resolved, seed, out, progress, resume,
                      checkpoint_seconds)  # fmt: skip
     with thread_limits(threads):
         try:
@@ -285,15 +286,20 @@ def drive(entry, run: TaskIR, program, *, sets: dict[str, Any] | None = None,
 
 
 def _writable(out: Path) -> None:
-    """Fail before any work when the output folder cannot be created or written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".physml-write-check-"):
-            pass
-    except OSError as exc:
+    """Fail before any work when the output folder cannot be created or written (nothing is
+    created here: the nearest existing folder on its path must be writable)."""
+    probe = out.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    why = None
+    if not probe.is_dir():
+        why = f"{str(probe)[:80]} is not a folder"
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        why = f"{str(probe)[:80]} is not writable"
+    if why is not None:
         raise PhysmlError(Diagnostic(
-            "P604", f"cannot write the output folder {str(out)[:80]}: {exc.strerror or exc}",
-            None, "choose a folder you can write: --out DIR")) from None
+            "P604", f"cannot write the output folder {str(out)[:80]}: {why}", None,
+            "choose a folder you can write: --out DIR"))
 
 
 def _interrupted(run: TaskIR, ctx: RunContext) -> Diagnostic:

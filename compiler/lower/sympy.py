@@ -13,6 +13,7 @@ from text.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import sympy
@@ -86,6 +87,7 @@ class SympyArithmetic(Arithmetic[sp.Expr]):
                 fail("P400", "division by zero", e.right.span)
             return a / b
         if op == "^":
+            _check_power(a, b, e)
             return a**b
         return sp.Mod(a, b)
 
@@ -94,6 +96,31 @@ class SympyArithmetic(Arithmetic[sp.Expr]):
         if not fn.differentiable and self.nondiff is not None:
             self.nondiff.append((out, e.span))
         return out
+
+
+MAX_POWER_BITS = 4096  # exact powers of numbers: at most ~1200 digits
+MAX_EXPONENT = 64  # powers of variables: beyond this no physics, only expression blow-up
+
+
+def _check_power(a: sp.Expr, b: sp.Expr, e: E.Binary) -> None:
+    """Refuse powers that would stall sympy (a tower 2^2^2^2^2^2 has 19729 digits) before
+    computing them: a located P400 instead of a hang."""
+    if not b.is_Number or not b.is_real:
+        return
+    if a.is_Number:
+        size = abs(float(b)) * math.log2(max(abs(complex(a)), 2.0))
+        if size > MAX_POWER_BITS:
+            fail("P400", "this power is too large to evaluate (more than "
+                 f"{MAX_POWER_BITS} bits)", e.span, "write the number it stands for, or "
+                 "use exp(...) for large exponents")  # fmt: skip
+    elif abs(float(b)) > MAX_EXPONENT:
+        fail("P400", f"an exponent of {_short(b)} on a variable is beyond what physml expands "
+             f"(|exponent| <= {MAX_EXPONENT})", e.right.span)  # fmt: skip
+
+
+def _short(x: sp.Expr) -> str:
+    text = str(x)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class SympyBuilder(SympyArithmetic):

@@ -8,6 +8,7 @@ failures are located diagnostics.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import ValidationError
@@ -592,10 +593,28 @@ def _check_random(call: E.Call, values: dict[str, Any]) -> None:
         usage = {"normal": "normal(mean, std, seed = 1)", "uniform": "uniform(low, high, seed = 1)",
                  "choice": "choice([-1, 1], seed = 1)"}[call.func]  # fmt: skip
         fail("P302", f"{call.func} takes {n} argument(s)", call.span, usage)
+    if call.func in ("normal", "uniform"):
+        names = ("mean", "std") if call.func == "normal" else ("low", "high")
+        for a, v, name in zip(call.args, args, names):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                fail("P300", f"the {name} of {call.func} is a finite real number, got "
+                     f"{_quote(v)}", a.span)  # fmt: skip
     if call.func == "normal" and args[1] < 0:
         fail("P400", "the standard deviation must be >= 0", call.args[1].span)
+    if call.func == "uniform" and args[1] < args[0]:
+        fail("P400", f"uniform(low, high) needs low <= high, got {args[0]} > {args[1]}", call.span)
     if call.func == "choice" and (not isinstance(args[0], list) or not args[0]):
         fail("P300", "choice takes a non-empty list of values", call.args[0].span)
+    if call.func == "choice" and not all(
+            not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+            for v in args[0]):  # fmt: skip
+        fail("P300", "choice takes finite real values", call.args[0].span)
+
+
+def _quote(v: Any) -> str:
+    """A value as the user wrote it, at most ~80 characters."""
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_load(call: E.Call, values: dict[str, Any]) -> None:

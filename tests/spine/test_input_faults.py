@@ -57,3 +57,33 @@ def test_cli_reports_an_unwritable_output_folder_without_a_traceback(tmp_path):
     assert p.returncode == 1
     assert "Traceback" not in p.stderr + p.stdout
     assert "P604" in p.stderr
+
+
+def test_huge_user_text_gives_a_short_diagnostic(tmp_path):
+    """A 200 000-character name: the message quotes a clipped piece, the source line a window."""
+    (tmp_path / "tok.phys").write_text("model M(x: real = " + "a" * 200_000 + ") {}\n")
+    p = subprocess.run([sys.executable, "-m", "physml_lang.cli", "check", "tok.phys"],
+                       cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 1 and "P200" in p.stderr
+    assert len(p.stderr) < 2000
+
+
+def test_power_towers_and_bad_random_arguments_are_located(tmp_path):
+    """0*2^2^2^2^2^2 used to hang sympy; normal("a", 1j) was a TypeError traceback."""
+    cases = {
+        "0*2^2^2^2^2^2 * sum(s[i] for i in sites)": "too large to evaluate",
+        "sum(s[i]^100 for i in sites)": "exponent",
+    }
+    for term, words in cases.items():
+        text = MODEL.replace("for (i, j) in bonds)", f"for (i, j) in bonds) + {term}")
+        with pytest.raises(PhysmlError) as err:
+            physml_lang.compile(text).check()
+        d = err.value.diagnostics[0]
+        assert d.code == "P400" and words in d.message and d.span is not None
+    for call, words in (('normal("a", 1j, seed = 1)', "mean of normal"),
+                        ("uniform(2, 1, seed = 1)", "low <= high")):  # fmt: skip
+        text = MODEL.replace("    energy E", f"    param K on bonds = {call}\n    energy E")
+        with pytest.raises(PhysmlError) as err:
+            physml_lang.load(text).check()
+        assert words in err.value.diagnostics[0].message
+        assert err.value.diagnostics[0].span is not None
