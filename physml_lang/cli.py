@@ -123,6 +123,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # outside a run (a run's interrupt is a P701 saying what was kept)
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug in physml, reported as one
+        return _internal_error(exc, args)
+
+
+INTERNAL_ERROR = 3  # exit code of a bug in physml (1: the user's input; 2: usage)
+
+
+def _internal_error(exc: Exception, args) -> int:
+    """One line that says this is physml's fault, where in the user's file it happened, and
+    how to report it; the traceback only with PHYSML_DEBUG=1."""
+    import os
+    import traceback
+
+    where = getattr(args, "file", None) or "the command"
+    kind = type(exc).__name__
+    text = str(exc).splitlines()[0][:160] if str(exc) else ""
+    print(f"{where}: internal error (a bug in physml, not in your file): {kind}: {text}\n"
+          "  = hint: please report it with the .phys file and the command; set "
+          "PHYSML_DEBUG=1 to see the traceback", file=sys.stderr)  # fmt: skip
+    if os.environ.get("PHYSML_DEBUG"):
+        traceback.print_exception(exc)
+    return INTERNAL_ERROR
 
 
 def _fail(exc: PhysmlError, args) -> int:

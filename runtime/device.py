@@ -49,4 +49,33 @@ def thread_limits(threads: int | None = None) -> Iterator[int]:
         torch.set_num_threads(previous)
 
 
-__all__ = ["resolve_device", "thread_limits"]
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a run may still allocate on ``device`` (CUDA: free device memory; CPU: the
+    kernel's MemAvailable), or None where it cannot be told."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(need: int, device: torch.device, what: str, span, hint: str) -> None:
+    """A located P400 before any allocation when ``need`` bytes exceed what ``device`` has:
+    a run never dies silently from memory."""
+    have = available_memory(device)
+    if have is not None and need > have:
+        raise PhysmlError(Diagnostic(
+            "P400", f"{what} needs about {_gib(need)} of memory on {device.type}; "
+            f"{_gib(have)} are available", span, hint))  # fmt: skip
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+__all__ = ["available_memory", "check_memory", "resolve_device", "thread_limits"]

@@ -28,6 +28,7 @@ from physml_lang.ir.walk import to_text
 
 from . import outputs, samplers
 from .checkpoint import Checkpoint
+from .device import check_memory
 from .driver import RunContext, RunResult, ScanPoint, run_scan
 from .observables import (
     FLUCTUATIONS,
@@ -75,6 +76,7 @@ def run_sample(run: RunState, checker: ModelChecker, program, ctx: RunContext,
         "complete": False,
     })  # fmt: skip
     combos = list(itertools.product(*[s.values for s in others])) or [()]
+    _check_memory(run, checker, plan, others, combos, len(measures), device)
     numeric = numeric_parameters(checker, [s.name for s in others], measures)
     compiled: list = []
 
@@ -130,6 +132,33 @@ def _warn_unmixed(run: RunState, row: dict, tvar: str, others, summary: dict, ch
                    "is shorter than the autocorrelation time: add sweeps or burn_in, "
                    "start = ordered at low T, or use wolff", severity="warning")  # fmt: skip
     summary.setdefault("warnings", []).append(d.as_dict())
+
+
+# bytes per site and chain of a sweep in float32 (the state, the uniforms, a proposal, the
+# energy change and acceptance temporaries), and per site of the geometry's tables
+SWEEP_BYTES_PER_SITE = 48
+TABLE_BYTES_PER_SITE = 64
+
+
+def _check_memory(run: RunState, checker: ModelChecker, plan: SamplePlan, others, combos,
+                  n_measures: int, device: torch.device) -> None:  # fmt: skip
+    """Estimate the largest scan point's memory from the model IR alone (before compiling:
+    the geometry of a huge lattice is itself large) and refuse what cannot fit."""
+    sizes = []
+    for combo in combos[:64]:
+        point, spans = dict(plan.model_args), dict(plan.model_spans)
+        for s, v in zip(others, combo):
+            point[s.name], spans[s.name] = v, s.span
+        lat = checker.instantiate(point, spans).lattice
+        sizes.append(lat.n_sites if lat is not None else 0)
+    n = max(sizes)
+    chains = plan.options.chains * len(plan.tvalues)
+    n_meas = max(1, plan.options.sweeps // plan.options.thin)
+    need = (n * (chains * SWEEP_BYTES_PER_SITE + TABLE_BYTES_PER_SITE)
+            + n_meas * chains * 8 * (2 + n_measures))  # fmt: skip
+    check_memory(need, device, f"run {run.name} ({chains} chains of {n} sites, {n_meas} "
+                 "measurements each)", run.span,
+                 "use fewer chains, temperatures or sweeps, or a smaller lattice")  # fmt: skip
 
 
 class PointChains(ScanPoint):

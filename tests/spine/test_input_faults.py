@@ -87,3 +87,37 @@ def test_power_towers_and_bad_random_arguments_are_located(tmp_path):
             physml_lang.load(text).check()
         assert words in err.value.diagnostics[0].message
         assert err.value.diagnostics[0].span is not None
+
+
+def test_an_internal_error_is_one_line_and_its_own_exit_code(monkeypatch, capsys):
+    """A bug in physml (here: a planted exception) is reported as such, never as a bare
+    traceback, with exit code 3 and the file it happened in."""
+    from physml_lang import cli
+
+    def broken(args):
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setattr(cli, "_dispatch", broken)
+    monkeypatch.delenv("PHYSML_DEBUG", raising=False)
+    assert cli.main(["check", "model.phys"]) == cli.INTERNAL_ERROR == 3
+    err = capsys.readouterr().err
+    assert "model.phys: internal error (a bug in physml" in err and "ZeroDivisionError" in err
+    assert "Traceback" not in err
+
+
+def test_a_run_larger_than_memory_is_refused_before_any_allocation(monkeypatch):
+    """L = 46340 (2.1e9 sites, under the site limit) used to be killed by the kernel with no
+    message: the estimate from the model IR refuses it, located at the run."""
+    text = MODEL + ("run r {\n    model Ising(L = 46340)\n    sampler metropolis(chains = 16, "
+                    "sweeps = 100)\n    let T = 2\n}\n")  # fmt: skip
+    with pytest.raises(PhysmlError) as err:
+        physml_lang.compile(text).run()
+    d = err.value.diagnostics[0]
+    assert d.code == "P400" and "GiB of memory" in d.message and d.span is not None
+    # and the estimate scales: a small run refused when little memory is left
+    from physml_lang.runtime import device
+
+    monkeypatch.setattr(device, "available_memory", lambda dev: 1 << 10)
+    with pytest.raises(PhysmlError) as err:
+        _run("e = energy / sites")
+    assert "available" in err.value.diagnostics[0].message
