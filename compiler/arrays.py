@@ -12,6 +12,7 @@ product, never a (P, N, N) intermediate); ``W[i, i] = 0`` assigns a diagonal;
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,8 @@ def realise_array(a: ArrayIR, lat: Lattice, params: dict[str, Any],
                   arrays: dict[str, np.ndarray]) -> RealArray:  # fmt: skip
     """The values of one declared array; ``arrays``: data and earlier arrays by name."""
     shape = array_shape(lat, a.on, a.span) if a.on is not None else None
+    if shape is not None:
+        _check_elements(list(shape), a.span)
     call = as_call(a.value)
     if a.indices:
         values, on = _index_defined(a, lat, params, arrays, shape)
@@ -94,6 +97,15 @@ def _random(call: E.Call, shape: tuple[int, ...], on: str, params: dict) -> np.n
     args = [evaluate(x, params, what) for x in call.args]
     seed_kw = call.kwarg("seed")
     seed = evaluate(seed_kw.value, params, what) if seed_kw is not None else 0
+    for x, v in zip(call.args, args if call.func != "choice" else []):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            fail("P300", f"the arguments of {call.func} are finite real numbers, got {v!r}"[:160],
+                 x.span)  # fmt: skip
+    if call.func == "normal" and args[1] < 0:
+        fail("P400", f"the standard deviation must be >= 0, got {args[1]:.6g}", call.args[1].span)
+    if call.func == "uniform" and args[1] < args[0]:
+        fail("P400", f"uniform(low, high) needs low <= high, got {args[0]:.6g} > {args[1]:.6g}",
+             call.span)  # fmt: skip
     rng = np.random.default_rng(seed)
     if call.func == "normal":
         values = rng.normal(args[0], args[1], size=shape)
@@ -226,6 +238,7 @@ class IndexEvaluator(Walker[Labelled]):
                      "index a data array with it, or say where the array lives: "
                      "'param h on sites = ...'")  # fmt: skip
         t = _align(t, idx, free)
+        _check_elements([self.sizes[n] for n in free], e.span)
         return np.broadcast_to(t, [self.sizes[n] for n in free]).copy()
 
     def not_here(self, e: E.Expr, what: str = "this"):
@@ -337,11 +350,24 @@ class IndexEvaluator(Walker[Labelled]):
         out = [n for n in all_idx if n not in loops]
         spec = ",".join("".join(letters[n] for n in idx) for _, idx in evaluated)
         spec += "->" + "".join(letters[n] for n in out)
+        _check_elements([self.sizes[n] for n in out], e.span)
         t = np.einsum(spec, *[np.asarray(t, dtype=np.float64) for t, _ in evaluated], optimize=True)
         for name in loops:  # a summed index the body does not use counts its range
             if name not in all_idx:
                 t = t * self.sizes[name]
         return t, tuple(out)
+
+
+MAX_ARRAY_ELEMENTS = 2**28  # 2 GiB of float64 in one parameter array
+
+
+def _check_elements(shape: list[int], span: Span | None) -> None:
+    """Refuse an index definition whose array would not fit, before numpy allocates it."""
+    n = math.prod(shape)
+    if n > MAX_ARRAY_ELEMENTS:
+        fail("P400", f"this array would have {n:.3g} entries ({' x '.join(map(str, shape))}), "
+             f"more than physml builds ({MAX_ARRAY_ELEMENTS:.3g}: 2 GiB)", span,
+             "use a smaller system, or couplings on bonds instead of all pairs")  # fmt: skip
 
 
 def _align(t: np.ndarray, idx, out) -> np.ndarray:

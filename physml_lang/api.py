@@ -247,13 +247,21 @@ class Program:
         return entry.implementation(cm, opts, beta_t, RandomStreams(seed, dev))
 
 
+def _exists(path: str) -> bool:
+    """Whether a string names an existing file (False for text the file system refuses)."""
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def load(source_or_path: str | Path) -> Program:
     """Parse and check a program from a path or from source text."""
     if isinstance(source_or_path, Path) or (
         isinstance(source_or_path, str)
         and "\n" not in source_or_path
         and "{" not in source_or_path
-        and (source_or_path.endswith(".phys") or Path(source_or_path).exists())
+        and (source_or_path.endswith(".phys") or _exists(source_or_path))
     ):
         path = Path(source_or_path)
         return Program(check_program(parse_file(path), path, str(path)))

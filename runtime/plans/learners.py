@@ -19,7 +19,7 @@ the compiled model's derivation.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -394,6 +394,7 @@ class TrainPlan:
     optimizer: tuple[str, BaseModel]
     schedule: tuple[str, BaseModel]
     params: set[str]
+    learner_spans: dict[str, Span | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -410,29 +411,33 @@ class TrainingLayout:
     latent: bool
 
 
-def learner_model(run: RunState, program: Program) -> tuple[ModelChecker, dict[str, Any]]:
-    """The learner's model declaration and fixed arguments: a ``learner`` declaration naming a
-    model (learner rbm = RBM(Nv = 64, Nh = 32)) or a model name."""
+def learner_model(run: RunState, program: Program
+                  ) -> tuple[ModelChecker, dict[str, Any], dict[str, Span | None]]:  # fmt: skip
+    """The learner's model declaration, fixed arguments and where each is given: a
+    ``learner`` declaration naming a model (learner rbm = RBM(Nv = 64, Nh = 32)) or a model
+    name."""
     spec = statements(run).train
     name = spec["learner"]
     decl = program.learners.get(name)
     if decl is not None:
         mname, span = decl.call.name, decl.call.name_span
         args = {k.name: plain(k.value) for k in decl.call.kwargs}
+        spans = {k.name: k.span for k in decl.call.kwargs}
         if decl.call.args:
             fail("P302", "model parameters are given by name", decl.call.span)
     else:
-        mname, span, args = name, spec["span"], {}
+        mname, span, args, spans = name, spec["span"], {}, {}
     if run.model is not None:  # 'model RBM(Nh = 64)' gives (more) arguments of the learner's model
         if run.model != mname:
             fail("P201", f"the run's model {run.model} is not the learner's model {mname}",
                  run.model_span, f"write 'model {mname}(...)' or train {run.model}")  # fmt: skip
         args.update({k: v for k, (v, _) in run.model_args.items()})
+        spans.update({k: s for k, (_, s) in run.model_args.items()})
     if mname not in program.models:
         hint = (f"import it: import {mname}" if mname in stdlib_index()
                 else did_you_mean(mname, set(program.models) | set(program.learners)))  # fmt: skip
         fail("P200", f"unknown learner or model '{mname}'", span, hint)
-    return program.models[mname], args
+    return program.models[mname], args, spans
 
 
 def aux_ir(program: Program, call: CallValue) -> ModelIR:
@@ -463,7 +468,7 @@ def plan_train(run: RunState, program: Program, sets: dict[str, Any] | None) -> 
     schedule (adam and a constant rate unless given), and that it names its data."""
     st = statements(run)
     spec = st.train
-    checker, learner_args = learner_model(run, program)
+    checker, learner_args, learner_spans = learner_model(run, program)
     named: Located = dict(spec["named"])
     if st.data is not None:
         named.setdefault("data", st.data)
@@ -487,7 +492,8 @@ def plan_train(run: RunState, program: Program, sets: dict[str, Any] | None) -> 
     return TrainPlan(checker, learner_args, opts, scan_points(run),
                      (objective.call.name, objective.options()),
                      (optimizer.call.name, optimizer.options()),
-                     (schedule.call.name, schedule.options()), params)  # fmt: skip
+                     (schedule.call.name, schedule.options()), params,
+                     learner_spans)  # fmt: skip
 
 
 def spans_of(spec: dict) -> dict[str, Span | None]:
@@ -499,7 +505,7 @@ def train_ir(plan: TrainPlan, point: dict[str, Any]) -> ModelIR:
     """The learner's model IR at one scan point."""
     args = dict(plan.learner_args)
     args.update({k: v for k, v in point.items() if k in plan.params})
-    return plan.checker.instantiate(args)
+    return plan.checker.instantiate(args, dict(plan.learner_spans))
 
 
 def visible_sites(value: int | str | None, model: ModelInstance, n: int,
