@@ -108,7 +108,7 @@ def _random(call: E.Call, shape: tuple[int, ...], on: str, params: dict) -> np.n
              call.span)  # fmt: skip
     rng = np.random.default_rng(seed)
     if call.func == "normal":
-        values = rng.normal(args[0], args[1], size=shape)
+        values = rng.normal(args[0], args[1] + 0.0, size=shape)  # -0.0 is a spread of 0
     elif call.func == "uniform":
         values = rng.uniform(args[0], args[1], size=shape)
     else:

@@ -100,6 +100,7 @@ def plan_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] | Non
                   "temperatures and inverse temperatures are > 0 and finite (T = inf is "
                   "beta = 0: sample uniformly instead)")  # fmt: skip
     betas = [1.0 / v if tvar == "T" else float(v) for v in tvalues]
+    _check_plots(run, others)
     model_args = {k: v for k, (v, _) in run.model_args.items()}
     model_spans = {k: s for k, (_, s) in run.model_args.items()}
     for name, (v, s) in run.lets.items():
@@ -108,6 +109,20 @@ def plan_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] | Non
             model_spans.setdefault(name, s)
     return SamplePlan(entry, options, tvar, tvalues, betas, others, model_args, model_spans,
                       run.measures or [])  # fmt: skip
+
+
+def _check_plots(run: RunState, others) -> None:
+    """Every plotted name is a column the run writes: a measure (energy when none is given),
+    a scan variable, or a chain diagnostic."""
+    measured = {m.name for m in run.measures} or {"energy"}
+    columns = measured | set(THERMAL) | {s.name for s in others} | {
+        "acceptance", "r_hat", "chain_excess"}  # fmt: skip
+    for p in run.plots:
+        for name, span in zip(p.observables, p.observable_spans or [None] * len(p.observables)):
+            if name not in columns:
+                _fail("P200", f"plot names '{name}', which run {run.name} does not measure",
+                      span or p.span, did_you_mean(name, measured)
+                      or "measure it too: measure " + ", ".join(sorted(measured)) + f", {name}")  # fmt: skip
 
 
 def sampled_field(entry: Entry, options: Any, derivation: LatticeDerivation,
