@@ -456,16 +456,34 @@ def parse(text: str, name: str = "<string>") -> ast.Program:
     Raises :class:`PhysmlError` with a located diagnostic on a syntax error.
     """
     source = Source(name, text)
+    tree: Tree | None = None
     try:
-        tree: Tree = _parser().parse(text)
+        tree = _parser().parse(text)
         return _Builder(source).transform(tree)
     except UnexpectedInput as exc:
         raise PhysmlError(_syntax_error(source, exc)) from None
     except RecursionError:
         hint = "split the expression: define parts with 'let' and combine them"
-        raise PhysmlError(
-            Diagnostic("P800", f"{name}: expressions are nested too deeply to be read", hint=hint)
-        ) from None
+        raise PhysmlError(Diagnostic(
+            "P800", "this expression is nested too deeply to be read",
+            _deepest(source, tree) if tree is not None else None, hint)) from None  # fmt: skip
+
+
+def _deepest(source: Source, tree: Tree) -> Span | None:
+    """The span of the most deeply nested node of a parse tree, found without recursion."""
+    best, depth_best = None, -1
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        meta = node.meta
+        if depth > depth_best and not meta.empty:
+            best, depth_best = meta, depth
+        stack.extend((child, depth + 1) for child in node.children)
+    if best is None:
+        return None
+    return Span(source, best.line, best.column, best.end_line, best.end_column)
 
 
 def parse_file(path: str | Path) -> ast.Program:

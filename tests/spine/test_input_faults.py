@@ -121,3 +121,13 @@ def test_a_run_larger_than_memory_is_refused_before_any_allocation(monkeypatch):
     with pytest.raises(PhysmlError) as err:
         _run("e = energy / sites")
     assert "available" in err.value.diagnostics[0].message
+
+
+def test_deep_nesting_is_located_at_the_deepest_expression():
+    text = "model M(x: real = " + "1^" * 2000 + "1) {}\n"
+    with pytest.raises(PhysmlError) as err:
+        physml_lang.load(text)
+    d = err.value.diagnostics[0]
+    assert d.code == "P800" and d.span is not None and d.span.line == 1
+    assert d.span.column > 18  # inside the expression, not the file's start
+    assert len(d.render()) < 1000
