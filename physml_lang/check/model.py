@@ -92,6 +92,10 @@ def validate_options(schema, values: dict[str, Any], spans: dict[str, Span | Non
             hint = did_you_mean(name, fields) or ("options: " + ", ".join(sorted(fields)))
             fail("P401", f"unknown option '{name}' for {what}", span, hint)
     plain = {k: (str(v) if isinstance(v, Word) else v) for k, v in values.items()}
+    for name, v in plain.items():
+        if not _finite(v):
+            fail("P402", f"invalid value for option '{name}' of {what}: must be a finite number, "
+                 f"got {_quote(v)}", spans.get(name, where))  # fmt: skip
     try:
         return schema.model_validate(plain, strict=True)
     except ValidationError as exc:
@@ -609,6 +613,17 @@ def _check_random(call: E.Call, values: dict[str, Any]) -> None:
             not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
             for v in args[0]):  # fmt: skip
         fail("P300", "choice takes finite real values", call.args[0].span)
+
+
+def _finite(v: Any) -> bool:
+    """No infinity or NaN anywhere in an option value (lists included)."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    if isinstance(v, complex):
+        return math.isfinite(v.real) and math.isfinite(v.imag)
+    if isinstance(v, list | tuple):
+        return all(_finite(x) for x in v)
+    return True
 
 
 def _quote(v: Any) -> str:

@@ -14,6 +14,8 @@ import pytest
 import physml_lang
 from physml_lang.diagnostics import PhysmlError
 
+ROOT = Path(__file__).resolve().parents[2]
+
 MODEL = """
 model Ising(L: int = 4, J: real = 1.0) {
     lattice square(L, L)
@@ -131,3 +133,14 @@ def test_deep_nesting_is_located_at_the_deepest_expression():
     assert d.code == "P800" and d.span is not None and d.span.line == 1
     assert d.span.column > 18  # inside the expression, not the file's start
     assert len(d.render()) < 1000
+
+
+@pytest.mark.parametrize("option", ["step_size = 1e309", "step_size = -1e309"])
+def test_infinite_or_nan_options_are_located(option):
+    """`t_span = 1e309`-like options were accepted as inf; every option schema now refuses a
+    non-finite number where it is written."""
+    text = (ROOT / "examples" / "u1_2d_hmc.phys").read_text().replace("step_size = 0.1", option)
+    with pytest.raises(PhysmlError) as err:
+        physml_lang.load(text).check()
+    d = err.value.diagnostics[0]
+    assert d.code == "P402" and "finite" in d.message and d.span is not None
