@@ -16,7 +16,7 @@ from .catalogue import CATALOGUE, Catalogue
 from .check.model import ModelChecker, validate_options
 from .check.program import CheckedProgram, check_program, stdlib_index, stdlib_model
 from .compiler.derive.models import derive_model
-from .diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from .diagnostics import Diagnostic, ErrorCollector, PhysmlError, Span, did_you_mean
 from .ir.model import ModelIR
 from .ir.program import ProgramIR
 from .ir.task import TaskIR
@@ -171,12 +171,16 @@ class Program:
         """Everything static, without torch: the front end, each model's geometry and
         derivations (symmetries verified), every task's options, names and sizes. Returns a
         list of what was checked."""
-        done = []
-        for name in self.models:  # declared here and imported
-            done.append(f"model {name}: {self.derive(self.instantiate(name)).describe()}")
+        done: list[str] = []
+        errors = ErrorCollector()
+        for name in self.models:  # declared here and imported: each checked on its own
+            with errors:
+                done.append(f"model {name}: {self.derive(self.instantiate(name)).describe()}")
         for run in self.runs.values():
-            _task_for(run, self).static_check.check(run, self)
-            done.append(f"run {run.name}: {run.kind} with model {self.checker_for(run).name}")
+            with errors:
+                _task_for(run, self).static_check.check(run, self)
+                done.append(f"run {run.name}: {run.kind} with model {self.checker_for(run).name}")
+        errors.raise_if_any()
         return done
 
     # ---------------------------------------------------------------- running

@@ -164,6 +164,42 @@ class PhysmlError(Exception):
         return json.dumps({"diagnostics": [d.as_dict() for d in self.diagnostics]}, indent=2)
 
 
+MAX_ERRORS = 20  # errors reported at once by ``check``
+
+
+class ErrorCollector:
+    """Collects the located errors of independent checks (one per model, data declaration,
+    learner or run): ``with collector:`` around each; ``raise_if_any()`` at the end raises
+    them together, the same error reached twice once, at most MAX_ERRORS."""
+
+    def __init__(self) -> None:
+        self.diagnostics: list[Diagnostic] = []
+
+    def __enter__(self) -> ErrorCollector:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if isinstance(exc, PhysmlError) and not isinstance(exc, RunInterrupted):
+            for d in exc.diagnostics:
+                if d.severity == "error" and not any(_same(d, e) for e in self.diagnostics):
+                    self.diagnostics.append(d)
+            return True
+        return False
+
+    def raise_if_any(self) -> None:
+        if not self.diagnostics:
+            return
+        shown = self.diagnostics[:MAX_ERRORS]
+        if len(self.diagnostics) > MAX_ERRORS:
+            shown[-1].notes.append(f"{len(self.diagnostics) - MAX_ERRORS} more error(s) not "
+                                   "shown: fix these first")  # fmt: skip
+        raise PhysmlError(shown)
+
+
+def _same(a: Diagnostic, b: Diagnostic) -> bool:
+    return (a.code, a.message, repr(a.span)) == (b.code, b.message, repr(b.span))
+
+
 class PhysmlWarning(UserWarning):
     """A warning diagnostic raised through :mod:`warnings` (the command prints it located)."""
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from physml_lang.catalogue import CATALOGUE
 from physml_lang.catalogue.domains import SYMMETRIES
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.diagnostics import Diagnostic, ErrorCollector, PhysmlError, Span, did_you_mean
 from physml_lang.ir.model import DataIR, ModelIR
 from physml_lang.ir.program import LearnerIR
 from physml_lang.ir.task import CallValue, Option, TaskIR, Word
@@ -233,15 +233,20 @@ def check_program(tree: ast.Program, path: Path | None = None,
                                          m.name_span))  # fmt: skip
         out.models[m.name] = ModelChecker(m)
         out.declared.append(m.name)
+    errors = ErrorCollector()  # declarations are checked independently: all errors at once
     for d in tree.data:
-        out.data[d.name] = data_declaration(d, {})
+        with errors:
+            out.data[d.name] = data_declaration(d, {})
     for decl in tree.learners:
-        out.learners[decl.name] = _learner(decl, out.models)
-        check_learner(out.learners[decl.name])
+        with errors:
+            out.learners[decl.name] = _learner(decl, out.models)
+            check_learner(out.learners[decl.name])
     for r in tree.runs:
-        if r.name in out.tasks:
-            raise PhysmlError(Diagnostic("P201", f"run '{r.name}' is declared twice",
-                                         r.name_span))  # fmt: skip
-        out.tasks[r.name] = check_run(r)
-        check_learner_use(out.tasks[r.name], out)
+        with errors:
+            if r.name in out.tasks:
+                raise PhysmlError(Diagnostic("P201", f"run '{r.name}' is declared twice",
+                                             r.name_span))  # fmt: skip
+            out.tasks[r.name] = check_run(r)
+            check_learner_use(out.tasks[r.name], out)
+    errors.raise_if_any()
     return out

@@ -144,3 +144,15 @@ def test_infinite_or_nan_options_are_located(option):
         physml_lang.load(text).check()
     d = err.value.diagnostics[0]
     assert d.code == "P402" and "finite" in d.message and d.span is not None
+
+
+def test_check_reports_every_independent_error_at_once():
+    """One error per model and per run, not only the first; the same error reached twice is
+    reported once."""
+    text = (Path(__file__).resolve().parents[1] / "golden" / "bad"
+            / "several_independent_errors.phys").read_text()  # fmt: skip
+    with pytest.raises(PhysmlError) as err:
+        physml_lang.load(text).check()
+    codes = [d.code for d in err.value.diagnostics]
+    assert codes == ["P500", "P400", "P401", "P200"]
+    assert all(d.span is not None for d in err.value.diagnostics)
