@@ -74,12 +74,14 @@ def test_a_rebound_model_computes_what_a_compiled_one_does() -> None:
     model = program.compile_ir(first, numeric=frozenset({"J", "h"}))
     assert model.numeric == {"J", "h"} and model.rebind(other)
     fresh = program.compile_ir(other)
-    state = {"s": (torch.randint(0, 2, (5, 6, 6)) * 2 - 1).float()}
-    assert torch.allclose(model.energy(state), fresh.energy(state))
+    # seeded; float32 sums of different association differ by rounding near zero: atol
+    g = torch.Generator().manual_seed(0)
+    state = {"s": (torch.randint(0, 2, (64, 6, 6), generator=g) * 2 - 1).float()}
+    assert torch.allclose(model.energy(state), fresh.energy(state), atol=1e-5)
     a, b = model.fields["s"], fresh.fields["s"]
-    assert torch.allclose(a.flip_delta(state), b.flip_delta(state))
+    assert torch.allclose(a.flip_delta(state), b.flip_delta(state), atol=1e-5)
     v = torch.tensor(-1.0)
-    assert torch.allclose(a.local_energy(state, v), b.local_energy(state, v))
+    assert torch.allclose(a.local_energy(state, v), b.local_energy(state, v), atol=1e-5)
     # a value that removes a term changes what is derived: not rebound
     assert not model.rebind(program.instantiate("I", {"h": 0.0}))
 
