@@ -21,6 +21,9 @@ CASES = [  # (file, model, parameters): lattice models that declare translation 
     (GOOD / "potts3.phys", None, {}),
     (GOOD / "ising2d_open.phys", None, {"h": 0.0}),
     (GOOD / "sk.phys", None, {}),
+    (GOOD / "honeycomb.phys", None, {}),
+    (GOOD / "blume_capel.phys", None, {}),
+    (ROOT / "examples" / "kagome_afm.phys", "KagomeIsing", {"L": 4}),
 ]
 
 
@@ -45,7 +48,7 @@ def test_declared_symmetries_leave_the_energy_invariant(path, name, params):
         assert torch.allclose(model.energy(model.spin_flip(state)), e0, atol=tol)
     if "translation" in model.symmetries:
         for _ in range(4):
-            shift = tuple(int(k) for k in torch.randint(-5, 6, (len(model.lattice.shape),),
+            shift = tuple(int(k) for k in torch.randint(-5, 6, (model.lattice.dim,),
                                                        generator=g))  # fmt: skip
             assert torch.allclose(model.energy(model.translate(state, shift)), e0, atol=tol)
 
