@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from physml_lang.check.constants import evaluate
+from physml_lang.check.model import check_random_arguments
 from physml_lang.compiler.geometry import Lattice
 from physml_lang.compiler.sitesets import SiteSetGraph, pair_structures, site_sets
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
@@ -97,15 +98,7 @@ def _random(call: E.Call, shape: tuple[int, ...], on: str, params: dict) -> np.n
     args = [evaluate(x, params, what) for x in call.args]
     seed_kw = call.kwarg("seed")
     seed = evaluate(seed_kw.value, params, what) if seed_kw is not None else 0
-    for x, v in zip(call.args, args if call.func != "choice" else []):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            fail("P300", f"the arguments of {call.func} are finite real numbers, got {v!r}"[:160],
-                 x.span)  # fmt: skip
-    if call.func == "normal" and args[1] < 0:
-        fail("P400", f"the standard deviation must be >= 0, got {args[1]:.6g}", call.args[1].span)
-    if call.func == "uniform" and args[1] < args[0]:
-        fail("P400", f"uniform(low, high) needs low <= high, got {args[0]:.6g} > {args[1]:.6g}",
-             call.span)  # fmt: skip
+    check_random_arguments(call, args)  # again: other parameter values than the declaration's
     rng = np.random.default_rng(seed)
     if call.func == "normal":
         values = rng.normal(args[0], args[1] + 0.0, size=shape)  # -0.0 is a spread of 0

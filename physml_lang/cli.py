@@ -9,7 +9,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import Diagnostic, PhysmlError, PhysmlWarning, RunInterrupted, render_warning
+from .diagnostics import (
+    Diagnostic,
+    PhysmlError,
+    PhysmlWarning,
+    RunInterrupted,
+    clip,
+    render_warning,
+)
 
 
 def _value(text: str) -> Any:
@@ -138,7 +145,7 @@ def _internal_error(exc: Exception, args) -> int:
 
     where = getattr(args, "file", None) or "the command"
     kind = type(exc).__name__
-    text = str(exc).splitlines()[0][:160] if str(exc) else ""
+    text = clip(str(exc).splitlines()[0], 160) if str(exc) else ""
     print(f"{where}: internal error (a bug in physml, not in your file): {kind}: {text}\n"
           "  = hint: please report it with the .phys file and the command; set "
           "PHYSML_DEBUG=1 to see the traceback", file=sys.stderr)  # fmt: skip

@@ -82,10 +82,10 @@ class Diagnostic:
 
     def render(self) -> str:
         where = (
-            f"{_clip(self.span.source.name, MAX_QUOTE)}:{self.span.line}:{self.span.column}: "
+            f"{clip(self.span.source.name, MAX_QUOTE)}:{self.span.line}:{self.span.column}: "
             if self.span else ""
         )  # fmt: skip
-        out = [f"{where}{self.severity}[{self.code}]: {_clip(self.message, MAX_MESSAGE)}"]
+        out = [f"{where}{self.severity}[{self.code}]: {clip(self.message, MAX_MESSAGE)}"]
         if self.span is not None:
             text = self.span.source.line(self.span.line)
             if text:
@@ -100,9 +100,9 @@ class Diagnostic:
                 caret = " " * (column - 1) + "^" * width
                 out += [f" {gutter} |", f" {number} | {text}", f" {gutter} | {caret}"]
         for note in self.notes:
-            out.append(f"  = note: {_clip(note, MAX_MESSAGE)}")
+            out.append(f"  = note: {clip(note, MAX_MESSAGE)}")
         if self.hint:
-            out.append(f"  = hint: {_clip(self.hint, MAX_MESSAGE)}")
+            out.append(f"  = hint: {clip(self.hint, MAX_MESSAGE)}")
         return "\n".join(out)
 
     def as_dict(self) -> dict:
@@ -118,10 +118,10 @@ class Diagnostic:
         return {
             "severity": self.severity,
             "code": self.code,
-            "message": _clip(self.message, MAX_MESSAGE),
+            "message": clip(self.message, MAX_MESSAGE),
             "span": span,
-            "hint": _clip(self.hint, MAX_MESSAGE) if self.hint else self.hint,
-            "notes": [_clip(n, MAX_MESSAGE) for n in self.notes],
+            "hint": clip(self.hint, MAX_MESSAGE) if self.hint else self.hint,
+            "notes": [clip(n, MAX_MESSAGE) for n in self.notes],
         }
 
 
@@ -130,7 +130,7 @@ MAX_MESSAGE = 400  # characters of a message, note or hint (user text inside is 
 MAX_LINE = 120  # characters of a source line shown around the caret
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
     """Long text with its middle elided: a 5 MB token never makes a 15 MB message."""
     if len(text) <= limit:
         return text

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from physml_lang.diagnostics import Diagnostic, PhysmlError, RunInterrupted, Span
+from physml_lang.diagnostics import Diagnostic, PhysmlError, RunInterrupted, Span, clip
 from physml_lang.ir.task import TaskIR
 
 from . import outputs
@@ -293,12 +293,12 @@ def _writable(out: Path) -> None:
         probe = probe.parent
     why = None
     if not probe.is_dir():
-        why = f"{str(probe)[:80]} is not a folder"
+        why = f"{clip(str(probe), 80)} is not a folder"
     elif not os.access(probe, os.W_OK | os.X_OK):
-        why = f"{str(probe)[:80]} is not writable"
+        why = f"{clip(str(probe), 80)} is not writable"
     if why is not None:
         raise PhysmlError(Diagnostic(
-            "P604", f"cannot write the output folder {str(out)[:80]}: {why}", None,
+            "P604", f"cannot write the output folder {clip(str(out), 80)}: {why}", None,
             "choose a folder you can write: --out DIR"))
 
 

@@ -20,7 +20,7 @@ import sympy
 import sympy as sp
 
 from physml_lang.compiler.instance import ModelInstance
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, clip
 from physml_lang.ir import expr as E
 from physml_lang.ir.functions import Function
 from physml_lang.ir.walk import Arithmetic, as_call, as_list, fail, name_of
@@ -114,13 +114,8 @@ def _check_power(a: sp.Expr, b: sp.Expr, e: E.Binary) -> None:
                  f"{MAX_POWER_BITS} bits)", e.span, "write the number it stands for, or "
                  "use exp(...) for large exponents")  # fmt: skip
     elif abs(float(b)) > MAX_EXPONENT:
-        fail("P400", f"an exponent of {_short(b)} on a variable is beyond what physml expands "
-             f"(|exponent| <= {MAX_EXPONENT})", e.right.span)  # fmt: skip
-
-
-def _short(x: sp.Expr) -> str:
-    text = str(x)
-    return text if len(text) <= 40 else text[:37] + "..."
+        fail("P400", f"an exponent of {clip(str(b), 40)} on a variable is beyond what physml "
+             f"expands (|exponent| <= {MAX_EXPONENT})", e.right.span)  # fmt: skip
 
 
 class SympyBuilder(SympyArithmetic):

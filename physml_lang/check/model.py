@@ -24,7 +24,7 @@ from physml_lang.catalogue.domains import (
 )
 from physml_lang.catalogue.lattices import GRAPHS, LATTICES
 from physml_lang.catalogue.options import LatticeOptions
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean, warn
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, clip, did_you_mean, warn
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import (
     ArrayIR,
@@ -95,7 +95,7 @@ def validate_options(schema, values: dict[str, Any], spans: dict[str, Span | Non
     for name, v in plain.items():
         if not _finite(v):
             fail("P402", f"invalid value for option '{name}' of {what}: must be a finite number, "
-                 f"got {_quote(v)}", spans.get(name, where))  # fmt: skip
+                 f"got {clip(repr(v), 80)}", spans.get(name, where))  # fmt: skip
     try:
         return schema.model_validate(plain, strict=True)
     except ValidationError as exc:
@@ -597,12 +597,19 @@ def _check_random(call: E.Call, values: dict[str, Any]) -> None:
         usage = {"normal": "normal(mean, std, seed = 1)", "uniform": "uniform(low, high, seed = 1)",
                  "choice": "choice([-1, 1], seed = 1)"}[call.func]  # fmt: skip
         fail("P302", f"{call.func} takes {n} argument(s)", call.span, usage)
+    check_random_arguments(call, args)
+
+
+def check_random_arguments(call: E.Call, args: list[Any]) -> None:
+    """The evaluated arguments of ``normal``, ``uniform`` or ``choice`` (``call``'s, in order):
+    finite reals, a spread >= 0, low <= high, a non-empty list of finite values. Run where a
+    declaration is checked and again where its values are realised (other parameter values)."""
     if call.func in ("normal", "uniform"):
         names = ("mean", "std") if call.func == "normal" else ("low", "high")
         for a, v, name in zip(call.args, args, names):
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
                 fail("P300", f"the {name} of {call.func} is a finite real number, got "
-                     f"{_quote(v)}", a.span)  # fmt: skip
+                     f"{clip(repr(v), 80)}", a.span)  # fmt: skip
     if call.func == "normal" and args[1] < 0:
         fail("P400", "the standard deviation must be >= 0", call.args[1].span)
     if call.func == "uniform" and args[1] < args[0]:
@@ -624,12 +631,6 @@ def _finite(v: Any) -> bool:
     if isinstance(v, list | tuple):
         return all(_finite(x) for x in v)
     return True
-
-
-def _quote(v: Any) -> str:
-    """A value as the user wrote it, at most ~80 characters."""
-    text = repr(v)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_load(call: E.Call, values: dict[str, Any]) -> None:

@@ -11,7 +11,14 @@ from typing import Any
 
 from physml_lang.catalogue import CATALOGUE
 from physml_lang.catalogue.domains import SYMMETRIES
-from physml_lang.diagnostics import Diagnostic, ErrorCollector, PhysmlError, Span, did_you_mean
+from physml_lang.diagnostics import (
+    Diagnostic,
+    ErrorCollector,
+    PhysmlError,
+    Span,
+    clip,
+    did_you_mean,
+)
 from physml_lang.ir.model import DataIR, ModelIR
 from physml_lang.ir.program import LearnerIR
 from physml_lang.ir.task import CallValue, Option, TaskIR, Word
@@ -203,7 +210,7 @@ def check_program(tree: ast.Program, path: Path | None = None,
         if imp.is_file:
             base = path.parent if path else Path.cwd()
             target = base / imp.name
-            shown = imp.name if len(imp.name) <= 80 else imp.name[:77] + "..."
+            shown = clip(imp.name, 80)
             if target.suffix != ".phys":
                 # never read (or echo) a file that is not a model file
                 raise PhysmlError(Diagnostic(
