@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from physml_lang.check.constants import evaluate
 from physml_lang.check.model import check_random_arguments
+from physml_lang.check.paths import resolve_user_path
 from physml_lang.compiler.geometry import Lattice
 from physml_lang.compiler.sitesets import SiteSetGraph, pair_structures, site_sets
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
@@ -60,11 +60,11 @@ def array_shape(lat: Lattice, on: str, span: Span | None) -> tuple[int, ...]:
     if on == "pairs" or (on == "bonds" and lat.edge_list is not None):
         return (lat.n_sites, lat.n_sites)  # a graph's bonds are some of its pairs
     if lat.graph:
-        fail("P400", f"a {lat.kind} graph has bonds and pairs, not {on}" if lat.edge_list
+        fail("P408", f"a {lat.kind} graph has bonds and pairs, not {on}" if lat.edge_list
              else f"a complete graph has pairs, not {on}", span, "use 'on pairs'")  # fmt: skip
     shell = 2 if on == "bonds2" else 1
     if shell not in lat.bond_types:
-        fail("P400", f"{lat.kind} lattices have no bonds({shell})", span)
+        fail("P408", f"{lat.kind} lattices have no bonds({shell})", span)
     return (*lat.cells, len(lat.bond_types[shell]))  # one value per cell and bond type
 
 
@@ -117,30 +117,27 @@ def load_array(call: E.Call, name: str, shape, params: dict) -> np.ndarray:
     path = evaluate(call.args[0], params, "the arguments of load")
     key_kw = call.kwarg("key")
     key = evaluate(key_kw.value, params, "the arguments of load") if key_kw else name
-    src = call.span.source.name if call.span is not None else "<string>"
-    p = Path(path)
-    if not p.is_absolute() and not src.startswith("<"):
-        p = Path(src).parent / p
-    if not p.is_file():
-        fail("P600", f"parameter file not found: {p}", call.args[0].span)
-    if p.suffix != ".safetensors":
-        fail("P601", f"parameters are loaded from .safetensors files, not '{p.suffix}'",
+    if not isinstance(path, str):
+        fail("P303", "load takes a file name in quotes: load(\"w.safetensors\")",
              call.args[0].span)  # fmt: skip
+    p = resolve_user_path(path, call.args[0].span, "parameter file", {".safetensors"},
+                          suffix_hint="parameters are loaded from .safetensors files",
+                          type_code="P608")  # fmt: skip
     try:
         from safetensors.numpy import load_file
 
         tensors = load_file(str(p))
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
-        fail("P601", f"cannot read {p.name}: {exc}", call.args[0].span)
+        fail("P608", f"cannot read {p.name}: {exc}", call.args[0].span)
     if key not in tensors:
-        fail("P601", f"{p.name} has no tensor '{key}'", call.span,
+        fail("P608", f"{p.name} has no tensor '{key}'", call.span,
              did_you_mean(key, set(tensors)) or "tensors: " + ", ".join(sorted(tensors)))  # fmt: skip
     values = np.asarray(tensors[key], dtype=np.float64)
     if tuple(values.shape) != tuple(shape):
-        fail("P601", f"'{key}' in {p.name} has shape {tuple(values.shape)}, expected "
+        fail("P608", f"'{key}' in {p.name} has shape {tuple(values.shape)}, expected "
              f"{tuple(shape)}", call.span)  # fmt: skip
     if not np.isfinite(values).all():
-        fail("P601", f"'{key}' in {p.name} holds non-finite values", call.span)
+        fail("P608", f"'{key}' in {p.name} holds non-finite values", call.span)
     return values
 
 
@@ -154,17 +151,17 @@ def _index_defined(a: ArrayIR, lat: Lattice, params, arrays, shape):
     on = a.on or _infer_structure(lat, values.shape, a.span, a.name)
     expected = array_shape(lat, on, a.span)
     if tuple(values.shape) != tuple(expected):
-        fail("P302", f"'{a.name}' has shape {tuple(values.shape)}, but arrays on {on} have "
+        fail("P319", f"'{a.name}' has shape {tuple(values.shape)}, but arrays on {on} have "
              f"shape {tuple(expected)}", a.span)  # fmt: skip
     if not np.isfinite(values).all():
-        fail("P400", f"'{a.name}' has non-finite entries", a.value.span)
+        fail("P404", f"'{a.name}' has non-finite entries", a.value.span)
     return values, on
 
 
 def _diagonal(a: ArrayIR, d, values: np.ndarray, params, arrays) -> np.ndarray:
     names = list(d.indices)
     if len(names) != values.ndim:
-        fail("P300", f"'{a.name}' is already defined; a second definition assigns a diagonal, "
+        fail("P320", f"'{a.name}' is already defined; a second definition assigns a diagonal, "
              f"e.g. {a.name}[i, i] = 0", d.span)  # fmt: skip
     uniq = list(dict.fromkeys(names))
     sizes = [values.shape[names.index(n)] for n in uniq]
@@ -191,7 +188,7 @@ def _infer_structure(lat, shape: tuple[int, ...], span, name: str) -> str:
         if lat.graph and shape == (lat.n_sites, lat.n_sites):
             candidates.append("pairs")
     if len(candidates) != 1:
-        fail("P400", f"cannot tell where '{name}' of shape {shape} lives", span,
+        fail("P408", f"cannot tell where '{name}' of shape {shape} lives", span,
              f"say it: 'param {name}[...] on STRUCTURE = ...'"
              + (f" (one of {', '.join(candidates)})" if candidates else ""))  # fmt: skip
     return candidates[0]
@@ -223,11 +220,11 @@ class IndexEvaluator(Walker[Labelled]):
         t, idx = self.walk(e, frozenset(free))
         for name in idx:
             if name not in free:
-                fail("P300", f"index '{name}' is not summed over and not on the left-hand side",
+                fail("P309", f"index '{name}' is not summed over and not on the left-hand side",
                      e.span, f"sum over it: sum(... for {name})")  # fmt: skip
         for name in free:
             if name not in self.sizes:
-                fail("P300", f"the range of index '{name}' is unknown", e.span,
+                fail("P309", f"the range of index '{name}' is unknown", e.span,
                      "index a data array with it, or say where the array lives: "
                      "'param h on sites = ...'")  # fmt: skip
         t = _align(t, idx, free)
@@ -237,7 +234,7 @@ class IndexEvaluator(Walker[Labelled]):
     def not_here(self, e: E.Expr, what: str = "this"):
 
         return PhysmlError(Diagnostic(
-            "P300", f"this expression is not allowed in {self.what}", e.span,
+            "P305", f"this expression is not allowed in {self.what}", e.span,
             "index expressions use + - * / ^, exp, log, tanh, ... and sum(... for mu)"))  # fmt: skip
 
     def on_number(self, e: E.Num, env: Any) -> Labelled:
@@ -245,7 +242,7 @@ class IndexEvaluator(Walker[Labelled]):
 
     def on_name(self, e: E.Name, env: Any) -> Labelled:
         if e.id in env:
-            fail("P300", f"the index '{e.id}' cannot be used as a number", e.span)
+            fail("P309", f"the index '{e.id}' cannot be used as a number", e.span)
         if e.id in self.params and isinstance(self.params[e.id], int | float):
             return np.asarray(float(self.params[e.id])), ()
         if e.id == "pi":
@@ -254,7 +251,7 @@ class IndexEvaluator(Walker[Labelled]):
             a = self.arrays[e.id]
             if np.ndim(a) == 0:
                 return np.asarray(a, dtype=np.float64), ()
-            fail("P302", f"'{e.id}' is an array: index it, e.g. {e.id}[i]", e.span)
+            fail("P314", f"'{e.id}' is an array: index it, e.g. {e.id}[i]", e.span)
         fail("P200", f"unknown name '{e.id}' in {self.what}", e.span,
              did_you_mean(e.id, set(self.params) | set(self.arrays) | set(env)))  # fmt: skip
 
@@ -279,7 +276,7 @@ class IndexEvaluator(Walker[Labelled]):
             return a * b, tuple(out)
         if e.op == "/":
             if bool((b == 0).any()):
-                fail("P400", "division by zero", e.right.span)
+                fail("P417", "division by zero", e.right.span)
             return a / b, tuple(out)
         return a**b, tuple(out)
 
@@ -302,7 +299,7 @@ class IndexEvaluator(Walker[Labelled]):
         for x, n in zip(e.indices, a.shape):
             name = name_of(x)
             if name is None or name not in env:
-                fail("P300", "an index here is a bound index name (i, j, mu)", x.span,
+                fail("P310", "an index here is a bound index name (i, j, mu)", x.span,
                      "e.g. xi[mu, i] inside sum(... for mu)")  # fmt: skip
             if self.sizes.setdefault(name, n) != n:
                 fail("P302", f"index '{name}' ranges over {self.sizes[name]} values here it "
@@ -321,7 +318,7 @@ class IndexEvaluator(Walker[Labelled]):
         loops = []
         for loop in e.loops:
             if len(loop.names) != 1:
-                fail("P302", "sum over one index at a time here: sum(... for mu)", loop.span)
+                fail("P315", "sum over one index at a time here: sum(... for mu)", loop.span)
             name = loop.names[0]
             if loop.domain is not None:
                 call = as_call(loop.domain)
@@ -329,7 +326,7 @@ class IndexEvaluator(Walker[Labelled]):
                     len(call.args) == 1 else loop.domain  # fmt: skip
                 n = evaluate(bound, self.params, "a sum range")
                 if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                    fail("P300", "an index sum runs over range(n), n a positive integer",
+                    fail("P304", "an index sum runs over range(n), n a positive integer",
                          loop.domain.span)  # fmt: skip
                 self.sizes[name] = n
             loops.append(name)
@@ -337,7 +334,7 @@ class IndexEvaluator(Walker[Labelled]):
         evaluated = [self.walk(f, inner) for f in factors(e.body)]
         for name in loops:
             if name not in self.sizes:
-                fail("P300", f"the range of '{name}' is unknown: index an array with it", e.span)
+                fail("P309", f"the range of '{name}' is unknown: index an array with it", e.span)
         all_idx = list(dict.fromkeys(n for _, idx in evaluated for n in idx))
         letters = {n: chr(97 + k) for k, n in enumerate(all_idx)}
         out = [n for n in all_idx if n not in loops]
@@ -358,7 +355,7 @@ def _check_elements(shape: list[int], span: Span | None) -> None:
     """Refuse an index definition whose array would not fit, before numpy allocates it."""
     n = math.prod(shape)
     if n > MAX_ARRAY_ELEMENTS:
-        fail("P400", f"this array would have {n:.3g} entries ({' x '.join(map(str, shape))}), "
+        fail("P407", f"this array would have {n:.3g} entries ({' x '.join(map(str, shape))}), "
              f"more than physml builds ({MAX_ARRAY_ELEMENTS:.3g}: 2 GiB)", span,
              "use a smaller system, or couplings on bonds instead of all pairs")  # fmt: skip
 

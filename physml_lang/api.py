@@ -21,7 +21,7 @@ from .ir.model import ModelIR
 from .ir.program import ProgramIR
 from .ir.task import TaskIR
 from .runtime.data import DataLoader
-from .runtime.tasks import resolve_task
+from .runtime.tasks import check_plots, resolve_task
 from .syntax.parser import parse, parse_file
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ class Program:
         checker = self.models.get(name) or stdlib_model(name)
         if checker is None:
             raise PhysmlError(Diagnostic(
-                "P200", f"unknown model '{name}' (data samples models declared or imported here, "
+                "P204", f"unknown model '{name}' (data samples models declared or imported here, "
                 "or from the standard library)", span, did_you_mean(name, set(stdlib_index()))))
         return checker.instantiate(args, dict.fromkeys(args, span))
 
@@ -178,7 +178,10 @@ class Program:
                 done.append(f"model {name}: {self.derive(self.instantiate(name)).describe()}")
         for run in self.runs.values():
             with errors:
-                _task_for(run, self).static_check.check(run, self)
+                task = _task_for(run, self)
+                with errors:  # the plots name the task's columns: independent of its plan
+                    check_plots(run, task)
+                task.static_check.check(run, self)
                 done.append(f"run {run.name}: {run.kind} with model {self.checker_for(run).name}")
         errors.raise_if_any()
         return done
@@ -201,15 +204,16 @@ class Program:
         ``threads``: CPU threads (default 1); ``resume``: continue from the checkpoint in
         ``out``; ``checkpoint_seconds``: how often long batches are saved (default 30 s)."""
         if not self.runs:
-            raise PhysmlError(Diagnostic("P400", f"{self.name} has no run block",
+            raise PhysmlError(Diagnostic("P412", f"{self.name} has no run block",
                                          hint="add 'run name { ... }'"))  # fmt: skip
         if name is None:
             name = next(iter(self.runs))
         if name not in self.runs:
-            raise PhysmlError(Diagnostic("P200", f"no run named '{name}'",
+            raise PhysmlError(Diagnostic("P204", f"no run named '{name}'",
                                          hint=did_you_mean(name, set(self.runs))))  # fmt: skip
         run = self.runs[name]
         task = _task_for(run, self)
+        check_plots(run, task)
         bind_runtime()
         from physml_lang.runtime.driver import CHECKPOINT_SECONDS, drive  # torch loads on a run
 
@@ -236,13 +240,13 @@ class Program:
         entry = bind_runtime().samplers.get(name, "lattice")
         if entry is None:
             known = CATALOGUE.samplers.names("lattice")
-            raise PhysmlError(Diagnostic("P200", f"unknown sampler '{name}'",
+            raise PhysmlError(Diagnostic("P206", f"unknown sampler '{name}'",
                                          hint=did_you_mean(name, set(known))))  # fmt: skip
         if (T is None) == (beta is None):
-            raise PhysmlError(Diagnostic("P400", "give exactly one of T or beta"))
+            raise PhysmlError(Diagnostic("P412", "give exactly one of T or beta"))
         value = T if T is not None else beta
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise PhysmlError(Diagnostic("P400", f"T and beta must be > 0, got {value!r}"))
+            raise PhysmlError(Diagnostic("P406", f"T and beta must be > 0, got {value!r}"))
         b = 1.0 / T if T is not None else float(beta)
         opts = validate_options(entry.schema, options, dict.fromkeys(options), None, name)
         dev = resolve_device(device)
@@ -259,8 +263,12 @@ def _exists(path: str) -> bool:
         return False
 
 
-def load(source_or_path: str | Path) -> Program:
-    """Parse and check a program from a path or from source text."""
+def load(source_or_path: str | Path, *, allow_outside: bool = False) -> Program:
+    """Parse and check a program from a path or from source text.
+
+    Files the program names (imports, data, edge lists, parameters) must lie inside its project
+    tree: the folder of the file (the working directory for source text) and below;
+    ``allow_outside=True`` (``--allow-outside``) lifts that rule."""
     if isinstance(source_or_path, Path) or (
         isinstance(source_or_path, str)
         and "\n" not in source_or_path
@@ -268,8 +276,10 @@ def load(source_or_path: str | Path) -> Program:
         and (source_or_path.endswith(".phys") or _exists(source_or_path))
     ):
         path = Path(source_or_path)
-        return Program(check_program(parse_file(path), path, str(path)))
-    return Program(check_program(parse(str(source_or_path), "<string>")))
+        tree = parse_file(path, allow_outside=allow_outside)
+        return Program(check_program(tree, path, str(path)))
+    tree = parse(str(source_or_path), "<string>", allow_outside=allow_outside)
+    return Program(check_program(tree))
 
 
 class CompiledProgram(Program):
@@ -310,7 +320,8 @@ class CompiledProgram(Program):
         return super().sampler(name, params=params, **kw)
 
 
-def compile(source_or_path: str | Path, **params: Any) -> CompiledProgram:  # noqa: A001
+def compile(source_or_path: str | Path, *, allow_outside: bool = False,  # noqa: A001
+            **params: Any) -> CompiledProgram:  # fmt: skip
     """Compile a .phys program (path or text). ``params`` set model parameters of its default
-    model (and act like ``--set`` for its runs)."""
-    return CompiledProgram(load(source_or_path), params)
+    model (and act like ``--set`` for its runs); ``allow_outside``: as for :func:`load`."""
+    return CompiledProgram(load(source_or_path, allow_outside=allow_outside), params)

@@ -38,12 +38,12 @@ def _sets(items: list[str]) -> dict[str, Any]:
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise PhysmlError(Diagnostic("P100", f"--set expects NAME=VALUE, got '{item}'",
+            raise PhysmlError(Diagnostic("P106", f"--set expects NAME=VALUE, got '{item}'",
                                          hint="e.g. --set T=2.0 --set L=16"))  # fmt: skip
         k, v = item.split("=", 1)
         k = k.strip()
         if not k.isidentifier():
-            raise PhysmlError(Diagnostic("P100", f"--set: '{k}' is not a name"))
+            raise PhysmlError(Diagnostic("P106", f"--set: '{k}' is not a name"))
         out[k] = _value(v)
     return out
 
@@ -66,7 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentParser(add_help=False)
     fmt.add_argument("--format", choices=["text", "json"], default="text",
                      help="diagnostics as text (default) or JSON for editors")  # fmt: skip
-    r = sub.add_parser("run", parents=[fmt], help="run a program's run blocks")
+    files = argparse.ArgumentParser(add_help=False)
+    files.add_argument("--allow-outside", action="store_true",
+                       help="let the program read files (imports, data, edge lists, "
+                       "parameters) outside its project tree, the folder of FILE and below")  # fmt: skip
+    r = sub.add_parser("run", parents=[fmt, files], help="run a program's run blocks")
     r.add_argument("file")
     r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a model parameter, scan variable, let or sampler option")  # fmt: skip
@@ -81,10 +85,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue from the checkpoint in the output folder")  # fmt: skip
     r.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
                    help="save long batches at least this often (default 30)")  # fmt: skip
-    c = sub.add_parser("check", parents=[fmt], help="parse, check names and types, verify "
+    c = sub.add_parser("check", parents=[fmt, files], help="parse, check names and types, verify "
                        "symmetries")  # fmt: skip
     c.add_argument("file")
-    k = sub.add_parser("compile", parents=[fmt], help="print derived sympy or generated torch code")
+    k = sub.add_parser("compile", parents=[fmt, files], help="print derived sympy or generated torch code")
     k.add_argument("file")
     k.add_argument("--emit", choices=["ast", "ir", "sympy", "torch"], default="torch",
                    help="the syntax tree, the checked IR, derived sympy or generated torch code")
@@ -119,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     except RecursionError:  # a pathologically nested program: a user mistake, not a crash
         hint = "split long or deeply nested expressions into 'let' definitions"
         message = "the program is nested too deeply to be compiled"
-        return _fail(PhysmlError(Diagnostic("P800", message, hint=hint)), args)
+        return _fail(PhysmlError(Diagnostic("P801", message, hint=hint)), args)
     except MemoryError:  # e.g. a lattice or a scan far larger than the machine's memory
         return _fail(PhysmlError(Diagnostic(
-            "P400", "out of memory: the program asks for more memory than is available",
+            "P409", "out of memory: the program asks for more memory than is available",
             hint="reduce lattice sizes, chains or the number of scan points")), args)  # fmt: skip
     except BrokenPipeError:  # output piped into a reader that stopped (``| head``)
         sys.stderr.close()
@@ -177,7 +181,7 @@ def _dispatch(args) -> int:
 
         print(dump(parse_file(Path(args.file))))
         return 0
-    program = load(Path(args.file))
+    program = load(Path(args.file), allow_outside=args.allow_outside)
     if args.command == "check":
         for line in program.check():
             print(f"ok  {line}")

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
 
 
 @dataclass(frozen=True, eq=False)
 class Source:
-    """A named text: a file on disk, a stdlib module, or a string given to ``compile()``."""
+    """A named text: a file on disk, a stdlib module, or a string given to ``compile()``.
+
+    ``root`` and ``allow_outside`` say which files the text may name (``check/paths.py``): the
+    project tree (None: the folder of this file, or the working directory for a string) and
+    whether files outside it are allowed (``--allow-outside``)."""
 
     name: str
     text: str
+    root: str | None = None
+    allow_outside: bool = False
 
     def line(self, number: int) -> str:
         lines = self.text.splitlines()
@@ -44,28 +50,90 @@ CODES = {
     "P100": "syntax error",
     "P101": "unexpected end of file",
     "P102": "unexpected character",
+    "P103": "malformed run statement (model, sampler, scan, let, measure, plot, options)",
+    "P104": "malformed training statement (train, recall, regress, data, params)",
+    "P105": "malformed VMC or exact statement (optimize, pretrain, samples, reference, exact)",
+    "P106": "malformed --set argument",
     "P200": "unknown name",
-    "P201": "duplicate name",
+    "P201": "duplicate name or statement",
     "P202": "wrong use of a name",
+    "P203": "unknown catalogue entry, run statement or method",
+    "P204": "unknown model, run or declaration",
+    "P205": "not a parameter of the model (scan, let, --set, model arguments)",
+    "P206": "unknown sampler, integrator, optimiser or schedule",
+    "P207": "unknown learner",
+    "P208": "unknown observable",
+    "P209": "unknown lattice, graph, structure or site set",
+    "P210": "unknown symmetry",
+    "P211": "conflicting statements",
     "P300": "type error",
     "P301": "domain error",
-    "P302": "wrong number of indices or arguments",
+    "P302": "wrong number of indices",
+    "P303": "wrong type of value (a number or a file name expected)",
+    "P304": "not an integer where one is needed",
+    "P305": "not allowed in an energy or expression",
+    "P306": "not allowed in a Hamiltonian",
+    "P307": "not allowed in a gauge action",
+    "P308": "cannot be measured",
+    "P309": "index used as a number, or its range unknown",
+    "P310": "wrong kind of index",
+    "P311": "cannot be indexed",
+    "P312": "matrix, operator or complex value where a real number is needed",
+    "P313": "not differentiable",
+    "P314": "missing index",
+    "P315": "a sum binds the wrong number of names",
+    "P316": "wrong number of arguments",
+    "P317": "wrong arguments of a lattice, graph, domain or phase space",
+    "P318": "options and model parameters are given by name",
+    "P319": "shapes do not match",
+    "P320": "malformed array or definition (indices, diagonal)",
+    "P321": "model parameter of the wrong type",
+    "P322": "wrong type of value in a run statement",
+    "P323": "index count does not fit where it lives (sites, bonds, links)",
     "P400": "impossible value",
     "P401": "unknown option",
     "P402": "invalid option value",
     "P403": "renamed option (deprecated name)",
+    "P404": "non-finite number",
+    "P405": "value out of range (size, count, index, direction, spread)",
+    "P406": "run setting out of range (temperature, step, threads, loop size, scan)",
+    "P407": "too large (sites, array entries, terms, qubits, exponents)",
+    "P408": "the lattice or graph has no such structure (neighbour shell, bonds, pairs)",
+    "P409": "not enough memory",
+    "P410": "expression too large to derive",
+    "P411": "incomplete declaration (no default, no lattice, where it lives, what a sum runs over)",
+    "P412": "the run lacks what its task needs (model, temperature, learner, initial values)",
+    "P413": "the task or learner does not apply to this model",
+    "P414": "observable not defined for this model",
+    "P415": "the model's kind requires another form (gauge, quantum)",
+    "P416": "device not available",
+    "P417": "cannot evaluate (division by zero, overflow)",
+    "P418": "definition refers to itself",
+    "P419": "a quantity is zero or does not depend on its variables",
+    "P420": "nothing to derive: no energy, action, Hamiltonian or model declared",
     "P500": "symmetry does not hold",
     "P501": "symmetry not supported",
     "P502": "sampler not applicable",
+    "P503": "learner not applicable",
+    "P504": "the energy or action does not have the form the update needs",
     "P600": "file not found",
     "P601": "bad data file",
     "P602": "bad checkpoint",
     "P603": "not a model file",
     "P604": "cannot write output",
+    "P605": "file outside the project tree",
+    "P606": "not a text file",
+    "P607": "bad edge list file",
+    "P608": "bad parameter file",
+    "P609": "bad trajectory file",
     "P700": "numerical failure during a run",
     "P701": "interrupted",
     "P702": "chains disagree (R-hat): results may be biased",
     "P800": "unsupported construct",
+    "P801": "nested too deeply",
+    "P802": "not a sum of local terms",
+    "P803": "function or sum not supported here",
+    "P804": "model form not supported",
 }
 
 
@@ -167,10 +235,17 @@ class PhysmlError(Exception):
 MAX_ERRORS = 20  # errors reported at once by ``check``
 
 
+class Poisoned(Exception):
+    """A check skipped because it uses a name whose declaration already failed: that failure
+    is reported where it happened, and the statements that depend on it say nothing more
+    (an :class:`ErrorCollector` swallows this silently)."""
+
+
 class ErrorCollector:
-    """Collects the located errors of independent checks (one per model, data declaration,
-    learner or run): ``with collector:`` around each; ``raise_if_any()`` at the end raises
-    them together, the same error reached twice once, at most MAX_ERRORS."""
+    """Collects the located errors of independent checks (models, data declarations, learners,
+    runs, and the statements inside a model or a run): ``with collector:`` around each;
+    ``raise_if_any()`` at the end raises them together in source order, the same error
+    reached twice once, at most MAX_ERRORS. A :class:`Poisoned` check is skipped silently."""
 
     def __init__(self) -> None:
         self.diagnostics: list[Diagnostic] = []
@@ -179,21 +254,45 @@ class ErrorCollector:
         return self
 
     def __exit__(self, kind, exc, tb) -> bool:
+        if isinstance(exc, Poisoned):
+            return True
         if isinstance(exc, PhysmlError) and not isinstance(exc, RunInterrupted):
-            for d in exc.diagnostics:
+            # a nested collector's error carries all it collected, not only what it showed
+            for d in getattr(exc, "collected", exc.diagnostics):
                 if d.severity == "error" and not any(_same(d, e) for e in self.diagnostics):
                     self.diagnostics.append(d)
             return True
         return False
 
     def raise_if_any(self) -> None:
+        """Raise the collected errors (sorted by file and position; a note on the last one
+        shown counts those left out), or nothing when there are none."""
         if not self.diagnostics:
             return
-        shown = self.diagnostics[:MAX_ERRORS]
-        if len(self.diagnostics) > MAX_ERRORS:
-            shown[-1].notes.append(f"{len(self.diagnostics) - MAX_ERRORS} more error(s) not "
-                                   "shown: fix these first")  # fmt: skip
-        raise PhysmlError(shown)
+        ordered = _source_order(self.diagnostics)
+        shown = ordered[:MAX_ERRORS]
+        if len(ordered) > MAX_ERRORS:
+            note = f"{len(ordered) - MAX_ERRORS} more error(s) not shown: fix these first"
+            shown[-1] = replace(shown[-1], notes=[*shown[-1].notes, note])
+        error = PhysmlError(shown)
+        error.collected = ordered  # type: ignore[attr-defined]
+        raise error
+
+
+def _source_order(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """Located diagnostics by file (in the order files first appear) and position; the
+    unlocated ones after them, in the order they came."""
+    rank: dict[str, int] = {}
+    for d in diagnostics:
+        if d.span is not None:
+            rank.setdefault(d.span.source.name, len(rank))
+
+    def key(d: Diagnostic) -> tuple[int, int, int]:
+        if d.span is None:
+            return (len(rank), 0, 0)
+        return (rank[d.span.source.name], d.span.line, d.span.column)
+
+    return sorted(diagnostics, key=key)
 
 
 def _same(a: Diagnostic, b: Diagnostic) -> bool:

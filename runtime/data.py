@@ -15,6 +15,7 @@ corrupt file are located diagnostics (P600 file not found, P601 bad data).
 
 from __future__ import annotations
 
+import importlib.util
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.data import DigitsOptions, LoadOptions, RandomOptions, SampleOptions
 from physml_lang.check.constants import ConstEvaluator, evaluate
 from physml_lang.check.model import validate_options
+from physml_lang.check.paths import array_file_error, read_text_file, resolve_user_path
 from physml_lang.compiler.instance import RealData
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.model import DataIR, DomainIR
@@ -56,10 +58,10 @@ class DataSource:
 
 def _random(opts: RandomOptions, domain: Domain | None, shape, span, ctx) -> np.ndarray:
     if shape is None:
-        _fail("P400", "random data needs a declared shape", span, "e.g. data xi: spin[P, N] = "
+        _fail("P411", "random data needs a declared shape", span, "e.g. data xi: spin[P, N] = "
               "random(seed = 1)")  # fmt: skip
     if domain is None or not domain.discrete:
-        _fail("P400", "random data needs a discrete domain (spin, binary, potts(q))", span)
+        _fail("P413", "random data needs a discrete domain (spin, binary, potts(q))", span)
     values = np.asarray(domain.values())
     rng = np.random.default_rng(opts.seed)
     if len(values) == 2:
@@ -70,12 +72,12 @@ def _random(opts: RandomOptions, domain: Domain | None, shape, span, ctx) -> np.
 
 
 def _load(opts: LoadOptions, domain, shape, span, ctx) -> np.ndarray:
-    base = ctx.get("base_dir") or Path.cwd()
-    path = Path(opts.path)
-    if not path.is_absolute():
-        path = Path(base) / path
-    if not path.is_file():
-        _fail("P600", f"data file not found: {path}", span, "paths are relative to the .phys file")
+    """An array from a .npz (by key), .npy or .csv file, named relative to the .phys file and
+    inside the project tree (``check/paths.py``); located at the file name's string."""
+    at = ctx.get("path_span") or span
+    path = resolve_user_path(opts.path, at, "data file", {".npz", ".npy", ".csv"},
+                             base=ctx.get("base_dir") if at is None else None,
+                             suffix_hint="use .npz, .npy or .csv")  # fmt: skip
     suffix = path.suffix.lower()
     try:
         if suffix == ".npz":
@@ -95,34 +97,57 @@ def _load(opts: LoadOptions, domain, shape, span, ctx) -> np.ndarray:
             if opts.key is not None:
                 _fail("P401", "a .npy file holds one array: no key", span)
             arr = np.load(path, allow_pickle=False)
-        elif suffix == ".csv":
+        else:
             if opts.key is not None:
                 _fail("P401", "a .csv file holds one array: no key", span)
-            arr = _read_csv(path, span)
-        else:
-            _fail("P601", f"unsupported data file type '{suffix}'", span, "use .npz, .npy or .csv")
+            arr = _read_csv(path, at)
     except PhysmlError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        _fail("P601", f"cannot read {path.name}: {exc}", span,
-              "the file is corrupt or not a numeric array (object arrays are never unpickled)")  # fmt: skip
+        array_file_error(path, exc, at)
     if arr.dtype.kind not in "biuf":
         _fail("P601", f"{path.name}: the array has dtype {arr.dtype}, not numbers", span)
     return np.asarray(arr, dtype=np.float64)
 
 
 def _read_csv(path: Path, span) -> np.ndarray:
-    with open(path) as f:
-        first = f.readline()
-    skip = 0
+    """Rows of comma-separated numbers (UTF-8 text; ``#`` starts a comment; a first line that
+    is not numeric is a header); errors name the line, never quote it."""
+    text = read_text_file(path, span, "CSV data file")
+    rows: list[list[float]] = []
+    first = True
+    for number, line in enumerate(text.splitlines(), start=1):
+        body = line.split("#", 1)[0]
+        if not body.strip():
+            continue
+        fields = body.split(",")
+        try:
+            row = [float(x) for x in fields]
+        except ValueError:
+            if first:  # a header line
+                first = False
+                continue
+            bad = next(k for k, x in enumerate(fields, start=1) if not _number(x))
+            _fail("P601", f"{path.name} line {number}: value {bad} is not a number", span,
+                  "a CSV of numbers, one row each")  # fmt: skip
+        first = False
+        if rows and len(row) != len(rows[0]):
+            _fail("P601", f"{path.name} line {number}: {len(row)} values, but the first row has "
+                  f"{len(rows[0])}", span, "a CSV of numbers, one row each")  # fmt: skip
+        rows.append(row)
+        if len(rows) * len(row) > MAX_ELEMENTS:
+            _fail("P400", f"{path.name} holds too many values", span)
+    if not rows:
+        _fail("P601", f"{path.name} holds no rows of numbers", span, "a CSV of numbers, one row each")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _number(text: str) -> bool:
     try:
-        [float(x) for x in first.strip().split(",") if x.strip()]
+        float(text)
     except ValueError:
-        skip = 1  # a header line
-    try:
-        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
-    except ValueError as exc:
-        _fail("P601", f"cannot read {path.name}: {exc}", span, "a CSV of numbers, one row each")
+        return False
+    return True
 
 
 def _sample(opts: SampleOptions, domain, shape, span, ctx) -> np.ndarray:
@@ -132,10 +157,10 @@ def _sample(opts: SampleOptions, domain, shape, span, ctx) -> np.ndarray:
         _fail("P800", "sample(...) data needs a program to resolve its model", span)
     entry = CATALOGUE.samplers.get(opts.sampler, "lattice")
     if entry is None:
-        _fail("P200", f"unknown sampler '{opts.sampler}'", span,
+        _fail("P206", f"unknown sampler '{opts.sampler}'", span,
               did_you_mean(opts.sampler, set(CATALOGUE.samplers.names("lattice"))))  # fmt: skip
     if model_call.args:
-        _fail("P302", "model parameters are given by name: sample(Ising(L = 8), ...)", span)
+        _fail("P318", "model parameters are given by name: sample(Ising(L = 8), ...)", span)
     args = {o.name: (str(o.value) if isinstance(o.value, Word) else o.value)
             for o in model_call.kwargs}  # fmt: skip
     cm = compile_model(model_call.name, args, model_call.span)
@@ -148,13 +173,19 @@ def _sample(opts: SampleOptions, domain, shape, span, ctx) -> np.ndarray:
                                                burn_in=opts.burn_in, thin=opts.thin)  # fmt: skip
 
 
+DIGITS_SHAPE = (1797, 64)  # scikit-learn's 8 x 8 digits: 1797 images
+
+
 def _digits(opts: DigitsOptions, domain, shape, span, ctx) -> np.ndarray:
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
+    if importlib.util.find_spec("sklearn") is None:
         _fail("P600", "digits(...) needs scikit-learn, which is not installed", span,
               "pip install scikit-learn")  # fmt: skip
-    x = (load_digits().data >= opts.threshold).astype(np.float64)
+    if ctx.get("static"):  # checked, not loaded: importing scikit-learn alone takes ~0.8 s
+        x = np.zeros(DIGITS_SHAPE)
+    else:
+        from sklearn.datasets import load_digits
+
+        x = (load_digits().data >= opts.threshold).astype(np.float64)
     if domain is not None and domain.ising:
         x = 2 * x - 1
     return x
@@ -186,10 +217,10 @@ def data_shape(decl: DataIR, values: dict[str, Any]) -> tuple[int, ...] | None:
         if isinstance(v, float) and v.is_integer():
             v = int(v)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            _fail("P300", f"a data shape is made of positive integers, got {v!r}", x.span)
+            _fail("P304", f"a data shape is made of positive integers, got {v!r}", x.span)
         shape.append(v)
     if int(np.prod(shape)) > MAX_ELEMENTS:
-        _fail("P400", "this data array is too large", decl.span)
+        _fail("P407", "this data array is too large", decl.span)
     return tuple(shape)
 
 
@@ -233,12 +264,14 @@ class DataLoader:
         if call.func == "sample":
             ctx["model_call"] = ev.walk(args.pop(0))
         if len(args) > len(src.positional):
-            _fail("P302", f"{call.func} takes {len(src.positional)} positional argument(s)",
+            _fail("P316", f"{call.func} takes {len(src.positional)} positional argument(s)",
                   args[len(src.positional)].span)  # fmt: skip
         for name, a in zip(src.positional, args):
             opts[name], spans[name] = ev.walk(a), a.span
         for k in call.kwargs:
             opts[k.name], spans[k.name] = ev.walk(k.value), k.span
+        if spans.get("path") is not None:
+            ctx["path_span"] = spans["path"]  # file errors are located at the file's name
         for k, v in opts.items():
             if isinstance(v, Word):
                 opts[k] = v.name

@@ -24,10 +24,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise PhysmlError(Diagnostic("P400", "--device cuda was asked for, but no CUDA device is "
+        raise PhysmlError(Diagnostic("P416", "--device cuda was asked for, but no CUDA device is "
                                      "available", hint="use --device auto or cpu"))  # fmt: skip
     if device not in ("cpu", "cuda"):
-        raise PhysmlError(Diagnostic("P400", f"unknown device '{device}'",
+        raise PhysmlError(Diagnostic("P416", f"unknown device '{device}'",
                                      hint="devices: auto, cpu, cuda"))  # fmt: skip
     return torch.device(device)
 
@@ -38,7 +38,7 @@ def thread_limits(threads: int | None = None) -> Iterator[int]:
     a run executes; the previous settings come back afterwards (the Python API)."""
     n = 1 if threads is None else threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise PhysmlError(Diagnostic("P400", f"--threads must be a positive integer, got {n!r}",
+        raise PhysmlError(Diagnostic("P406", f"--threads must be a positive integer, got {n!r}",
                                      hint="e.g. --threads 2"))  # fmt: skip
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -65,12 +65,12 @@ def available_memory(device: torch.device) -> int | None:
 
 
 def check_memory(need: int, device: torch.device, what: str, span, hint: str) -> None:
-    """A located P400 before any allocation when ``need`` bytes exceed what ``device`` has:
+    """A located P409 before any allocation when ``need`` bytes exceed what ``device`` has:
     a run never dies silently from memory."""
     have = available_memory(device)
     if have is not None and need > have:
         raise PhysmlError(Diagnostic(
-            "P400", f"{what} needs about {_gib(need)} of memory on {device.type}; "
+            "P409", f"{what} needs about {_gib(need)} of memory on {device.type}; "
             f"{_gib(have)} are available", span, hint))  # fmt: skip
 
 

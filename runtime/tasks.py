@@ -18,7 +18,7 @@ from typing import Any
 from physml_lang.catalogue import Catalogue
 from physml_lang.catalogue.registry import Entry
 from physml_lang.check.model import plain, validate_options
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
+from physml_lang.diagnostics import Diagnostic, ErrorCollector, PhysmlError, Span, did_you_mean
 from physml_lang.ir.task import CallValue, MeasureIR, PlotIR, TaskIR, Word
 
 
@@ -55,6 +55,45 @@ def resolve_task(run: TaskIR, program, catalogue: Catalogue) -> Entry:
         if applies:
             return entry
     return catalogue.tasks.lookup(run.kind, span=run.span)
+
+
+def run_columns(run: TaskIR, entry: Entry) -> list[str] | None:
+    """The columns of the rows ``run`` writes, as its task entry declares them (the
+    catalogue's :class:`~physml_lang.catalogue.columns.Columns`); None for a task without
+    rows."""
+    columns = entry.facts.columns
+    if columns is None:
+        return None
+    return columns.of([s.name for s in run.scans], [o.name for o in run.lets],
+                      [m.name for m in run.measures])  # fmt: skip
+
+
+def check_plots(run: TaskIR, entry: Entry) -> None:
+    """Every name a ``plot`` of ``run`` draws (its observables and ``x``) is a column the run
+    writes: a located P208 for each that is not, with the close names or the columns."""
+    columns = run_columns(run, entry)
+    if columns is None or not run.plots:
+        return
+    # a task whose measured names are columns: the hint can say what to measure
+    measures = entry.facts.columns.measures
+    measured = sorted(m.name for m in run.measures) if measures else []
+    verb = "measure" if measures else "write"
+    errors = ErrorCollector()
+    for p in run.plots:
+        spans = p.observable_spans or (None,) * len(p.observables)
+        named = [*zip(p.observables, spans), *([(p.x, p.x_span)] if p.x else [])]
+        for name, span in named:
+            if name in columns:
+                continue
+            if measured:
+                fallback = f"measure it too: measure {', '.join(measured)}, {name}"
+            else:
+                fallback = f"run {run.name} writes " + ", ".join(columns)
+            with errors:
+                raise PhysmlError(Diagnostic(
+                    "P208", f"plot names '{name}', which run {run.name} does not {verb}",
+                    span or p.span, did_you_mean(name, columns) or fallback))  # fmt: skip
+    errors.raise_if_any()
 
 
 # ---------------------------------------------------------------- a task being prepared
@@ -111,15 +150,20 @@ class RunState:
 
 def option_values(options: dict[str, tuple[Any, Span | None]], schema, where: Span | None,
                   what: str):  # fmt: skip
-    """Validate run options (value, span) pairs against a schema."""
-    values = {k: v for k, (v, _) in options.items()}
-    spans = {k: s for k, (_, s) in options.items()}
-    for k, v in values.items():
+    """Validate run options (value, span) pairs against a schema: every bad option at once."""
+    values = {k: v for k, (v, _) in options.items() if not isinstance(v, CallValue)}
+    spans = {k: s for k, (_, s) in options.items() if k in values}
+    errors = ErrorCollector()
+    for k, (v, span) in options.items():
         if isinstance(v, CallValue):
-            raise PhysmlError(Diagnostic("P402", f"option '{k}' of {what} must be a value, not a "
-                                         "call", spans[k]))  # fmt: skip
-    return validate_options(schema, values, spans, where, what)
+            with errors:
+                raise PhysmlError(Diagnostic("P402", f"option '{k}' of {what} must be a value, "
+                                             "not a call", span))  # fmt: skip
+    with errors:
+        validated = validate_options(schema, values, spans, where, what)
+    errors.raise_if_any()
+    return validated
 
 
-__all__ = ["Task", "TaskCheck", "resolve_task",
+__all__ = ["Task", "TaskCheck", "check_plots", "resolve_task", "run_columns",
            "RunState", "Scan", "option_values", "plain", "Word"]

@@ -74,27 +74,27 @@ class SetTermBuilder(TermBuilder):
 
     def on_reduce(self, e: E.Reduce, slots):
         if e.func != "sum":
-            fail("P800", f"'{e.func}' is not supported in an energy", e.func_span, "use sum(...)")
+            fail("P803", f"'{e.func}' is not supported in an energy", e.func_span, "use sum(...)")
         if len(e.loops) != 1:
-            fail("P800", "one 'for' per sum: nest sums instead", e.loops[1].span)
+            fail("P802", "one 'for' per sum: nest sums instead", e.loops[1].span)
         if slots:
-            fail("P800", "nested sums are not supported in an energy", e.span)
+            fail("P802", "nested sums are not supported in an energy", e.span)
         loop = e.loops[0]
         d = loop.domain
         name = name_of(d)
         known = set(self.sets) | set(self.pairs)
         if name not in known:
-            fail("P200", "a sum here runs over " + ", ".join(sorted(known)),
+            fail("P209", "a sum here runs over " + ", ".join(sorted(known)),
                  (d or loop).span, derive_hint(name, known))  # fmt: skip
         if name in self.sets:
             if len(loop.names) != 1:
-                fail("P302", f"{name} is summed with one index: for i in {name}", loop.span)
+                fail("P315", f"{name} is summed with one index: for i in {name}", loop.span)
             self._slot_sets = {"i": name}
             body, acc = self._body(e.body, {loop.names[0]: _Slot(pair_slot="i")})
             term: object = SetTerm(body, acc, e.span, name)
         else:
             if len(loop.names) != 2:
-                fail("P302", f"{name} are summed with two indices: for (i, j) in {name}",
+                fail("P315", f"{name} are summed with two indices: for (i, j) in {name}",
                      loop.span)  # fmt: skip
             a, b = self.pairs[name]
             self._slot_sets = {"i": a, "j": b}
@@ -116,7 +116,7 @@ class SetTermBuilder(TermBuilder):
             slot = self._site_index(e.indices[0], slots)
             where = self._slot_sets.get(slot.pair_slot)
             if where != f.on:
-                fail("P300", f"field '{f.name}' lives on {f.on}, but this index runs over "
+                fail("P310", f"field '{f.name}' lives on {f.on}, but this index runs over "
                      f"{where}", e.span)  # fmt: skip
             return self._record(Access("field", f.name, (), None, slot.pair_slot))
         return super().on_index(e, slots)
@@ -125,10 +125,10 @@ class SetTermBuilder(TermBuilder):
         slots_used = [self._site_index(x, slots) for x in e.indices]
         if arr.on in self.sets:
             if len(slots_used) != 1:
-                fail("P302", f"'{arr.name}' lives on {arr.on} and takes one index", e.span)
+                fail("P323", f"'{arr.name}' lives on {arr.on} and takes one index", e.span)
             slot = slots_used[0].pair_slot
             if self._slot_sets.get(slot) != arr.on:
-                fail("P300", f"'{arr.name}' lives on {arr.on}, but this index runs over "
+                fail("P310", f"'{arr.name}' lives on {arr.on}, but this index runs over "
                      f"{self._slot_sets.get(slot)}", e.span)  # fmt: skip
             if arr.uniform:
                 return sp.Float(arr.uniform_value)
@@ -139,12 +139,12 @@ class SetTermBuilder(TermBuilder):
             ok = order == ["i", "j"] or (order == ["j", "i"] and same[0] == same[1])
             now = getattr(self, "_structure_now", None)
             if len(order) != 2 or not ok or now not in (arr.on, "bonds" if arr.on == "pairs" else arr.on):  # fmt: skip
-                fail("P300", f"'{arr.name}' lives on {arr.on}: index it by the two ends of a "
+                fail("P310", f"'{arr.name}' lives on {arr.on}: index it by the two ends of a "
                      f"pair, {arr.name}[i, j] inside sum(... for (i, j) in {arr.on})", e.span)  # fmt: skip
             if arr.uniform:
                 return sp.Float(arr.uniform_value)
             return self._record(Access("array", arr.name, (), None, "ij"))
-        fail("P300", f"'{arr.name}' lives on {arr.on}, which this graph does not have", e.span)
+        fail("P310", f"'{arr.name}' lives on {arr.on}, which this graph does not have", e.span)
 
 
 def derive_hint(name: str | None, known: set[str]) -> str:
@@ -245,11 +245,11 @@ class BoltzmannDerivation:
             summed = [f for f in self.blocks if f != next(iter(self.domains))]
         for f in summed:
             if f not in self.blocks:
-                raise PhysmlError(Diagnostic("P502", f"field '{f}' interacts with itself; it "
+                raise PhysmlError(Diagnostic("P504", f"field '{f}' interacts with itself; it "
                                              "cannot be summed analytically", self.model.fields[f].span))  # fmt: skip
         for p in self.pieces:
             if p.f_fields & set(summed) and p.g_fields & set(summed):
-                raise PhysmlError(Diagnostic("P502", "summed fields interact with each other",
+                raise PhysmlError(Diagnostic("P504", "summed fields interact with each other",
                                              p.span))  # fmt: skip
         return summed
 
@@ -319,13 +319,13 @@ class BoltzmannDerivation:
 
 def _pieces(t: PairTerm, structures: dict[str, tuple[str, str]],
             domains: dict[str, Domain]) -> list[PairPiece[SiteExpr]]:  # fmt: skip
-    """A pair term as pieces c(W_ij) f(x_i) g(y_j) (a located P800 when it does not separate)."""
+    """A pair term as pieces c(W_ij) f(x_i) g(y_j) (a located P802 when it does not separate)."""
     a, b = structures.get(t.structure, ("sites", "sites"))
     slot_of = {s: acc.slot for s, acc in t.accesses.items()}
     body = expand_deltas(t.body, t.accesses, domains)
-    parts = decompose_pair(body, slot_of)
+    parts = decompose_pair(body, slot_of, span=t.span)
     if parts is None:
-        raise PhysmlError(Diagnostic("P800", "this pair interaction is not a sum of products "
+        raise PhysmlError(Diagnostic("P802", "this pair interaction is not a sum of products "
                                      "f(x_i) g(y_j)", t.span))  # fmt: skip
     out = []
     for k, (c, f, g) in enumerate(parts):
@@ -365,18 +365,18 @@ def _set_local(field: str, on: str, set_terms: list[SetTerm]) -> SiteExpr:
 
 def derive_boltzmann(model: ModelInstance) -> BoltzmannDerivation:
     """The set terms, pair pieces, local energies and blocks of a model on a dense graph
-    (located P800/P400/P200/P300/P302 diagnostics when it is not a Boltzmann model)."""
+    (located P8xx/P4xx/P2xx/P3xx diagnostics when it is not a Boltzmann model)."""
     if model.lattice is None or not model.lattice.complete:
-        raise PhysmlError(Diagnostic("P800", f"model {model.name}: Boltzmann models live on "
+        raise PhysmlError(Diagnostic("P804", f"model {model.name}: Boltzmann models live on "
                                      "complete or bipartite graphs", model.name_span))  # fmt: skip
     if model.energy is None:
-        raise PhysmlError(Diagnostic("P400", f"model {model.name} declares no energy",
+        raise PhysmlError(Diagnostic("P420", f"model {model.name} declares no energy",
                                      model.name_span))  # fmt: skip
     domains: dict[str, Domain] = {}
     field_sets: dict[str, str] = {}
     for name, f in model.fields.items():
         if not f.domain.discrete or f.domain.kind == "qubit":
-            raise PhysmlError(Diagnostic("P800", f"field '{name}': Boltzmann models have "
+            raise PhysmlError(Diagnostic("P804", f"field '{name}': Boltzmann models have "
                                          "discrete fields (spin, binary, potts)", f.span))  # fmt: skip
         domains[name] = f.domain
         field_sets[name] = f.on

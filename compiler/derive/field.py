@@ -24,6 +24,7 @@ import sympy
 
 from physml_lang.catalogue.lattices import LATTICES
 from physml_lang.check.constants import evaluate
+from physml_lang.compiler import limits
 from physml_lang.compiler.derive.common import allowed_symmetries
 from physml_lang.compiler.derive.measures import MeasuredExpressions
 from physml_lang.compiler.geometry import Lattice
@@ -48,7 +49,7 @@ class FieldBuilder(SympyBuilder):
 
     def variable(self, e: E.Name, env: dict[str, Any]) -> sympy.Expr | None:
         if e.id == self.field:
-            fail("P302", f"'{e.id}' is a field: index it by a site, {e.id}[i]", e.span)
+            fail("P314", f"'{e.id}' is a field: index it by a site, {e.id}[i]", e.span)
         if e.id in ("sites", "sites_count", "N"):
             return sympy.Integer(self.model.lattice.n_sites)
         return None
@@ -59,7 +60,7 @@ class FieldBuilder(SympyBuilder):
             return None
         slot = name_of(e.indices[0]) if len(e.indices) == 1 else None
         if slot is None or slot not in self.slots:
-            fail("P300", f"index '{base}' by the site names of the enclosing sum: "
+            fail("P310", f"index '{base}' by the site names of the enclosing sum: "
                  f"{base}[i] for i in sites, {base}[i] * {base}[j] for (i, j) "
                  "in bonds", e.span)  # fmt: skip
         return self.slots[slot]
@@ -137,36 +138,36 @@ class FieldDerivation:
         turns by psi e_mu along axis mu). The helicity modulus is built from their lattice sums;
         it needs an angle field, an action invariant under theta -> theta + c (bond terms of
         theta_i - theta_j only, no site term that depends on the angle) and a periodic
-        hypercubic lattice. Located P400 otherwise (at ``span``: where it is measured)."""
+        hypercubic lattice. Located P414 otherwise (at ``span``: where it is measured)."""
         if self._twist is not None:
             return self._twist
         where = "the helicity modulus"
         if self.domain != "angle":
-            fail("P400", f"{where} is defined for angle fields; '{self.field}' is "
+            fail("P414", f"{where} is defined for angle fields; '{self.field}' is "
                  f"{self.domain}", span, "declare 'field theta: angle on sites'")  # fmt: skip
         lat = self.lattice
         spec = LATTICES.get(lat.kind)
         unit = tuple(tuple(1.0 if i == j else 0.0 for j in range(lat.dim)) for i in range(lat.dim))
         if spec is None or tuple(spec.vectors) != unit or not lat.all_periodic:
-            fail("P400", f"{where} is measured on periodic chain, square, cubic or hypercubic "
+            fail("P414", f"{where} is measured on periodic chain, square, cubic or hypercubic "
                  f"lattices; this is a {'periodic' if lat.all_periodic else 'open'} "
                  f"{lat.kind} lattice", span)  # fmt: skip
         b = self.builder.b
         bind = {k: sympy.Float(v, 17) for k, v in self.params.items()}  # at these parameters
-        if sympy.simplify(self.derived["site"][1].xreplace(bind)) != 0:
-            fail("P400", f"{where} needs an action invariant under {self.field} -> "
+        if not limits.is_zero(self.derived["site"][1].xreplace(bind)):
+            fail("P414", f"{where} needs an action invariant under {self.field} -> "
                  f"{self.field} + c; its site term {self.site} is not", span,
                  "an external field (h cos theta) breaks the rotation symmetry")  # fmt: skip
         if not self.bonds:
-            fail("P400", f"{where} needs bond terms in the action; it has none", span)
+            fail("P414", f"{where} needs bond terms in the action; it has none", span)
         out: dict[int, list[sympy.Expr]] = {}
         for shell, g in self.bonds.items():
             ga, gb = self.derived[f"bond{shell}"][1:]
-            if sympy.simplify((ga + gb).xreplace(bind)) != 0:
-                fail("P400", f"{where} needs bond terms of {self.field}_i - {self.field}_j only; "
+            if not limits.is_zero((ga + gb).xreplace(bind)):
+                fail("P414", f"{where} needs bond terms of {self.field}_i - {self.field}_j only; "
                      f"{g} is not", span)  # fmt: skip
             gbb = sympy.diff(gb, b)
-            out[shell] = [gb, sympy.simplify(gbb) if sympy.count_ops(gbb) < 40 else gbb]
+            out[shell] = [gb, limits.simplify_small(gbb, 39)]
         self._twist = out
         return out
 
@@ -203,10 +204,10 @@ class _Collector:
             op, le, ri = binary
             left, right = self.has_field(le), self.has_field(ri)
             if left and right:
-                fail("P800", "an action is a sum of local terms: a product of two sums is not",
+                fail("P802", "an action is a sum of local terms: a product of two sums is not",
                      e.span)  # fmt: skip
             if op == "/" and right:
-                fail("P800", "the field cannot appear in a denominator outside a sum", e.span)
+                fail("P802", "the field cannot appear in a denominator outside a sum", e.span)
             if left:
                 k = b.build(ri, {})
                 self.collect(le, coef * k if op == "*" else coef / k)
@@ -217,13 +218,13 @@ class _Collector:
         elif red is not None and red.func == "sum":
             self.sum(red, coef)
         elif self.has_field(e):
-            fail("P800", "the field must appear inside sum(... for i in sites) or "
+            fail("P802", "the field must appear inside sum(... for i in sites) or "
                  "sum(... for (i, j) in bonds)", e.span)  # fmt: skip
         # else: a constant, irrelevant for sampling
 
     def sum(self, e: E.Reduce, coef: sympy.Expr) -> None:
         if len(e.loops) != 1:
-            fail("P800", "one loop per sum over the lattice", e.span)
+            fail("P802", "one loop per sum over the lattice", e.span)
         loop = e.loops[0]
         d = loop.domain
         shell = 1
@@ -233,12 +234,12 @@ class _Collector:
             shell = int(evaluate(call.args[0], self.model.params, "the shell"))
             dname = "bonds"
         if dname not in ("sites", "bonds"):
-            fail("P800", "continuous-field actions sum over sites or bonds",
+            fail("P802", "continuous-field actions sum over sites or bonds",
                  d.span if d is not None else loop.span)  # fmt: skip
         kind = "site" if dname == "sites" else "bond"
         need = 1 if kind == "site" else 2
         if len(loop.names) != need:
-            fail("P302", f"a sum over {dname} binds {need} name(s)", loop.span)
+            fail("P315", f"a sum over {dname} binds {need} name(s)", loop.span)
         self.builder.slots = dict(zip(loop.names, (self.builder.a, self.builder.b)))
         try:
             body = self.builder.build(e.body, {})
@@ -271,7 +272,14 @@ def linear_bond(es: list[sympy.Expr], a: sympy.Symbol, b: sympy.Symbol,
     """(alpha, beta, A(a), B(b)) when dg/da = alpha b + A(a) and dg/db = beta a + B(b): alpha
     and beta numbers, or expressions of the parameters in ``keep`` (left unbound)."""
     bind = {s: sympy.Float(v, 17) for s, v in params.items() if s not in keep}
-    ga, gb = (sympy.expand(e.xreplace(bind)) for e in es[1:])
+    da, db = (e.xreplace(bind) for e in es[1:])
+    # not linear in the neighbour (seen before expanding), or too large to expand: the
+    # general stencil, which is correct for any bond term
+    if (sympy.diff(da, b).free_symbols | sympy.diff(db, a).free_symbols) & {a, b}:
+        return None
+    if not (limits.expandable(da) and limits.expandable(db)):
+        return None
+    ga, gb = sympy.expand(da), sympy.expand(db)
     alpha, beta = sympy.diff(ga, b), sympy.diff(gb, a)
     if not (alpha.free_symbols | beta.free_symbols) <= keep:
         return None
@@ -289,28 +297,28 @@ def derive_field(model: ModelInstance, numeric: frozenset[str] = frozenset()) ->
     ir = model
     if len(ir.fields) != 1:
         f = list(ir.fields.values())[1]
-        fail("P800", "a continuous-field model has one field", f.span)
+        fail("P804", "a continuous-field model has one field", f.span)
     fieldir = next(iter(ir.fields.values()))
     field = fieldir.name
     lat = ir.lattice
     if lat is None or lat.graph or lat.basis > 1:
-        fail("P800", "continuous fields live on a lattice of one site per cell (chain, square, "
+        fail("P804", "continuous fields live on a lattice of one site per cell (chain, square, "
              "triangular, cubic, ...)" + (f", not {lat.kind}" if lat is not None else ""),
              fieldir.span, "lattices with a basis and graphs take discrete fields and qubits")  # fmt: skip
     d = ir.energy
     if d is None:
-        fail("P400", f"model {ir.name} declares no action", ir.name_span,
+        fail("P420", f"model {ir.name} declares no action", ir.name_span,
              f"e.g. action S = sum({field}[i]^2 for i in sites)")  # fmt: skip
     builder = FieldBuilder(ir, field)
     collector = _Collector(ir, field, builder)
     collector.collect(d.expr, sympy.Integer(1))
     terms = collector.terms
     if not terms:
-        fail("P400", f"the action does not depend on the field '{field}'", d.span)
+        fail("P419", f"the action does not depend on the field '{field}'", d.span)
     a, b = builder.a, builder.b
     for expr, span in builder.nondiff:
         if expr.free_symbols & {a, b}:
-            fail("P300", f"the action is not differentiable here ({type(expr).__name__}): "
+            fail("P313", f"the action is not differentiable here ({type(expr).__name__}): "
                  "HMC and Langevin need dS/dx", span, "use a smooth form")  # fmt: skip
     site = sympy.Add(*[t.expr for t in terms if t.kind == "site"])
     bonds: dict[int, sympy.Expr] = {}
@@ -319,13 +327,13 @@ def derive_field(model: ModelInstance, numeric: frozenset[str] = frozenset()) ->
             bonds[t.shell] = bonds.get(t.shell, sympy.Integer(0)) + t.expr
     for shell in bonds:
         if shell not in lat.shells:
-            fail("P400", f"lattice {lat.kind} has no neighbour shell {shell}", d.span)
+            fail("P408", f"lattice {lat.kind} has no neighbour shell {shell}", d.span)
     params = {sympy.Symbol(k, real=True): float(v) for k, v in builder.params.items()}
     exprs = {"site": [site, sympy.diff(site, a)]}
     for shell, g in bonds.items():
         exprs[f"bond{shell}"] = [g, sympy.diff(g, a), sympy.diff(g, b)]
     for key, es in exprs.items():
-        exprs[key] = [sympy.simplify(x) if sympy.count_ops(x) < 40 else x for x in es]
+        exprs[key] = [limits.simplify_small(x, 39) for x in es]
     # Bond gradients linear in the neighbour, dg/da = alpha b + A(a), dg/db = beta a + B(b)
     # (phi^4 hopping): on a periodic lattice the force is f'(x) + n_e (A + B)(x) +
     # alpha sum_e x(+e) + beta sum_e x(-e) -- neighbours summed first, one stencil per shell.
@@ -344,7 +352,7 @@ def derive_field(model: ModelInstance, numeric: frozenset[str] = frozenset()) ->
         if s.active and s.name == "spin_flip":
             flip = {a: -a, b: -b}
             for es in exprs.values():
-                if sympy.simplify(es[0].xreplace(flip) - es[0]) != 0:
+                if not limits.is_zero(es[0].xreplace(flip) - es[0]):
                     fail("P500", f"the action is not invariant under {field} -> -{field}",
                          s.span)  # fmt: skip
         if s.active and s.name == "translation" and not lat.all_periodic:

@@ -81,16 +81,16 @@ class LocalStencils:
 
 def term_value(term: Term, ev: Evaluator) -> Any:
     """sign * the term's value per configuration, (B,), on the evaluator's links and matter;
-    P300 when it is a matrix or not summed over the lattice."""
+    P312 when it is a matrix or not summed over the lattice."""
     v = ev.evaluate(term.expr, Env())
     t = v.t
     if v.mat:
-        fail("P300", f"the action term '{term.text}' is a matrix", term.expr.span,
+        fail("P312", f"the action term '{term.text}' is a matrix", term.expr.span,
              "take the trace: re(trace(P)) / 2")  # fmt: skip
     if not ev.xp.is_array(t):
         t = ev.xp.ones((ev.B,), ev.lin) * complex(t).real
     if v.lattice or ev.xp.ndim(t) != 1:
-        fail("P300", f"the action term '{term.text}' is not summed over the lattice",
+        fail("P312", f"the action term '{term.text}' is not summed over the lattice",
              term.expr.span, "wrap it in sum(... for x in sites)")  # fmt: skip
     return term.sign * t
 
@@ -110,7 +110,7 @@ class GaugeDerivation:
         self.name = model.name
         links = [f for f in model.fields.values() if f.on == "links"]
         if len(links) != 1:
-            fail("P400", "a gauge model has exactly one link field",
+            fail("P415", "a gauge model has exactly one link field",
                  links[1].span if len(links) > 1 else model.name_span)  # fmt: skip
         lf = links[0]
         if lf.domain.kind not in GAUGE_GROUPS:
@@ -120,13 +120,13 @@ class GaugeDerivation:
         self.group: str = lf.domain.kind
         lat = model.lattice
         if lat is None or lat.complete or lat.kind not in GAUGE_LATTICES:
-            fail("P400", "gauge fields live on hypercubic lattices", lf.span,
+            fail("P415", "gauge fields live on hypercubic lattices", lf.span,
                  "lattice square(L, L), cubic(L, L, L) or hypercubic(L, L, L, T)")  # fmt: skip
         if not lat.all_periodic:
-            fail("P400", "gauge models need periodic boundaries", lf.span)
+            fail("P415", "gauge models need periodic boundaries", lf.span)
         self.d: int = lat.dim
         if self.d < 2:
-            fail("P400", "a gauge model needs at least 2 dimensions (plaquettes)", lf.span)
+            fail("P415", "a gauge model needs at least 2 dimensions (plaquettes)", lf.span)
         self.shape: tuple[int, ...] = tuple(lat.shape)
         self.n_sites: int = lat.n_sites
         self.matter_domains: dict[str, str] = {}
@@ -140,7 +140,7 @@ class GaugeDerivation:
             self.matter_domains[f.name] = "u1" if f.domain.kind == "u1" else "z2"
         act = ir.energy
         if act is None:
-            fail("P400", f"gauge model {ir.name} declares no action", ir.span,
+            fail("P420", f"gauge model {ir.name} declares no action", ir.span,
                  "add e.g. 'action S = -beta * sum(re(P[x]) for x in sites)'")  # fmt: skip
         self.action_def: DefinitionIR = act
         self.terms = [Term(s, e, span_text(e.span), not (names_in(e) & set(self.matter_domains)))
@@ -152,7 +152,7 @@ class GaugeDerivation:
             v = term_value(t, self.evaluator(lin, matter))
             if np.iscomplexobj(v) and float(np.abs(v.imag).max()) > 1e-9 * (
                     1 + float(np.abs(v).max())):  # fmt: skip
-                fail("P300", f"the action term '{t.text}' is complex", t.expr.span,
+                fail("P312", f"the action term '{t.text}' is complex", t.expr.span,
                      "take the real part: re(...)")  # fmt: skip
         self.wilson_beta: float | None = self._match_wilson(rng)
         self.plaquette_defs: dict[str, str] = self._match_plaquettes(rng)
@@ -330,7 +330,7 @@ class GaugeDerivation:
                 ok = bool((np.abs(t.sign * dens.reshape(dens.shape[0], -1).sum(1) - ref)
                            <= 1e-9 * (1 + np.abs(ref))).all())  # fmt: skip
             if not ok:
-                fail("P502", f"the action term '{t.text}' is not a sum of a local density over "
+                fail("P504", f"the action term '{t.text}' is not a sum of a local density over "
                      "the lattice, so it cannot be updated locally", t.expr.span,
                      "write each term as c * sum(... for x in sites / links / plaquettes)")  # fmt: skip
             st: dict[Kind, set[Offset]] = {}

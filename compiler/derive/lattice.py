@@ -63,7 +63,7 @@ class LatticeDerivation:
 def derive_lattice(model: ModelInstance) -> LatticeDerivation:
     """The energy's lattice terms, symmetries verified (located P500 when one fails)."""
     if model.lattice is None or not model.fields:
-        raise PhysmlError(Diagnostic("P800", f"model {model.name} has no lattice field to "
+        raise PhysmlError(Diagnostic("P804", f"model {model.name} has no lattice field to "
                                      "sample", model.name_span))  # fmt: skip
     if isinstance(model.lattice, SiteSetGraph):
         raise PhysmlError(Diagnostic(
@@ -73,7 +73,7 @@ def derive_lattice(model: ModelInstance) -> LatticeDerivation:
             "then 'generate chains = 64'"))  # fmt: skip
     if model.energy is None:
         raise PhysmlError(Diagnostic(
-            "P400", f"model {model.name} declares no energy", model.name_span,
+            "P420", f"model {model.name} declares no energy", model.name_span,
             "add e.g. 'energy E = -J * sum(s[i] * s[j] for (i, j) in bonds)'"))  # fmt: skip
     derivation = LatticeDerivation(model, TermBuilder(model).lattice_sum(model.energy.expr))
     verify_symmetries(model, derivation.energy)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from physml_lang.compiler import limits
 from physml_lang.compiler.geometry import BondType
 from physml_lang.compiler.lower.terms import (
     Access,
@@ -24,7 +25,7 @@ from physml_lang.compiler.lower.terms import (
     StencilTerm,
     access_symbol,
 )
-from physml_lang.diagnostics import Diagnostic, PhysmlError
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.model import DomainIR as Domain
 
 CANDIDATE = sp.Symbol("v", real=True)
@@ -162,14 +163,16 @@ def expand_deltas(body: sp.Expr, accesses: dict, domains: dict[str, Domain]) -> 
 
 
 def decompose_pair(
-    body: sp.Expr, slot_of: dict[sp.Symbol, str], domains_expand=None
+    body: sp.Expr, slot_of: dict[sp.Symbol, str], domains_expand=None, span: Span | None = None
 ) -> list[tuple[sp.Expr, sp.Expr, sp.Expr]] | None:
     """body = sum_r c_r * f_r(i-values) * g_r(j-values), or None when not separable.
 
     ``slot_of`` maps each symbol to "i", "j" or "ij" (pair arrays); other symbols are constants.
+    A body whose expansion is too large (deltas of many-valued fields multiplied together) is a
+    P410 located at ``span``.
     """
     pieces: dict[tuple[sp.Expr, sp.Expr], sp.Expr] = {}
-    for mono in sp.Add.make_args(sp.expand(body)):
+    for mono in sp.Add.make_args(limits.expand(body, span, "this pair interaction")):
         c, f, g = sp.Integer(1), sp.Integer(1), sp.Integer(1)
         for factor in sp.Mul.make_args(mono):
             slots = {slot_of.get(s) for s in factor.free_symbols} - {None}
@@ -203,7 +206,7 @@ def pair_couplings(energy: LatticeSum, field: str) -> list[tuple[object, sp.Expr
         if not ok:
             raise PhysmlError(
                 Diagnostic(
-                    "P502",
+                    "P504",
                     "cluster updates need an energy of the form -sum K_ij s_i s_j; this term is not",
                     term.span,
                     "use metropolis or heatbath for this model",

@@ -53,7 +53,7 @@ class MeasuredExpressions(SympyArithmetic):
 
     def not_here(self, e: E.Expr, what: str = "this") -> PhysmlError:
         return PhysmlError(Diagnostic(
-            "P300", "this expression cannot be measured", e.span,
+            "P308", "this expression cannot be measured", e.span,
             "measured expressions combine energy, magnetization, sums over the lattice, "
             "sites, T and parameters with + - * / ^ and abs, sqrt, exp, log"))  # fmt: skip
 
@@ -74,7 +74,7 @@ class MeasuredExpressions(SympyArithmetic):
         if e.id in self.definitions and not self.definitions[e.id].indices:
             return self._lattice_sum(self.definitions[e.id].expr, e.id)
         if e.id in self.fluctuations:
-            fail("P300", f"'{e.id}' is a fluctuation observable; measure it on its own",
+            fail("P308", f"'{e.id}' is a fluctuation observable; measure it on its own",
                   e.span, f"measure {e.id}")  # fmt: skip
         known = {"energy", "magnetization", "T", "beta", "sites", "bonds"} | set(self.params)
         known |= set(self.definitions)

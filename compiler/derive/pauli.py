@@ -92,6 +92,13 @@ class PauliTerm:
 
     def expand(self) -> list[PauliTerm]:
         """Canonical Pauli strings whose sum equals this term (same-site products reduced)."""
+        if all(op in PAULI_OPS for op, _ in self.ops):  # one string: reduce it site by site
+            coef, string = complex(self.coefficient), {}
+            for op, site in self.ops:
+                phase, prod = multiply_site(string.get(site, "I"), op)
+                string[site] = prod
+                coef = coef * 1.0 * phase  # the arithmetic of the general case below
+            return [PauliTerm(coef, tuple((p, s) for s, p in sorted(string.items()) if p != "I"))]
         # Distribute over the Pauli expansions of +, -, N; then reduce each product per site.
         partial: list[tuple[complex, dict[int, str]]] = [(complex(self.coefficient), {})]
         for op, site in self.ops:

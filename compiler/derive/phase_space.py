@@ -90,7 +90,7 @@ class PhaseBuilder(SympyBuilder):
             return None
         if self.shape:
             dims = ", ".join("i a".split()[: len(self.shape)])
-            fail("P302", f"'{e.id}' has shape {self.shape}: index it, e.g. {e.id}[{dims}]",
+            fail("P314", f"'{e.id}' has shape {self.shape}: index it, e.g. {e.id}[{dims}]",
                  e.span)  # fmt: skip
         return syms[0]
 
@@ -108,7 +108,7 @@ class PhaseBuilder(SympyBuilder):
         for x, size in zip(e.indices, self.shape, strict=True):
             k = self.const_int(x, env, "an index")
             if not 0 <= k < size:
-                fail("P400", f"index {k} is out of range 0 .. {size - 1}", x.span)
+                fail("P405", f"index {k} is out of range 0 .. {size - 1}", x.span)
             idx.append(k)
         return syms[int(np.ravel_multi_index(idx, self.shape))]
 
@@ -126,7 +126,7 @@ class PhaseBuilder(SympyBuilder):
         dname = name_of(d)
         if dname in ("particles", "dims", "pairs"):
             if not self.shape:
-                fail("P400", f"'{dname}' needs a phase space with a shape, e.g. "
+                fail("P411", f"'{dname}' needs a phase space with a shape, e.g. "
                      "phase_space (q, p): real[N, 2]", d.span)  # fmt: skip
             if dname == "dims":
                 return [(k,) for k in range(self.shape[-1] if len(self.shape) == 2 else 1)]
@@ -134,7 +134,7 @@ class PhaseBuilder(SympyBuilder):
             if dname == "particles":
                 return [(k,) for k in range(N)]
             return [(i, j) for i in range(N) for j in range(i + 1, N)]
-        fail("P200", "phase-space sums run over particles, dims, pairs, range(...) or a list",
+        fail("P209", "phase-space sums run over particles, dims, pairs, range(...) or a list",
              d.span if d is not None else loop.span)  # fmt: skip
 
 
@@ -165,12 +165,12 @@ def _hamiltonian_defs(ir: ModelInstance) -> tuple[list[E.Expr], Span]:
     pname = ir.phase_space.p if ir.phase_space is not None else "p"
     if not kin and not pot:
         other = next((d for d in defs.values() if d.kind in ("energy", "action")), None)
-        fail("P400", f"phase-space model {ir.name} declares no hamiltonian",
+        fail("P420", f"phase-space model {ir.name} declares no hamiltonian",
              other.span if other else ir.name_span,
              "write 'hamiltonian H = ...', or a 'kinetic T = ...' and a "
              "'potential V = ...'")  # fmt: skip
     if not kin:
-        fail("P400", "a potential needs a kinetic term too (or write the whole hamiltonian)",
+        fail("P420", "a potential needs a kinetic term too (or write the whole hamiltonian)",
              pot[0].span, f"e.g. kinetic T = {pname}^2 / (2 * m)")  # fmt: skip
     return [d.expr for d in kin + pot], (kin + pot)[0].span
 
@@ -215,7 +215,7 @@ class GenericBuilder(PhaseBuilder):
         if len(self.shape) == 2:
             a = self.const_int(e.indices[1], env, "an index")
             if not 0 <= a < self.D:
-                fail("P400", f"index {a} is out of range 0 .. {self.D - 1}", e.indices[1].span)
+                fail("P405", f"index {a} is out of range 0 .. {self.D - 1}", e.indices[1].span)
         return self.gen[("q" if base == self.qname else "p", first)][a]
 
 
@@ -240,20 +240,20 @@ def _mentions(e: E.Expr, names: set[str], ir: ModelInstance, depth: int = 0) -> 
 
 
 def _nondifferentiable(expr: sympy.Expr, span: Span) -> None:
-    """P300: H has a piece whose derivative is undefined (abs, sign, max, ...)."""
-    fail("P300", f"the Hamiltonian is not differentiable here ({type(expr).__name__}): "
+    """P313: H has a piece whose derivative is undefined (abs, sign, max, ...)."""
+    fail("P313", f"the Hamiltonian is not differentiable here ({type(expr).__name__}): "
          "Hamilton's equations need dH/dq and dH/dp", span,
          "use a smooth form, e.g. sqrt(x^2 + eps^2) for abs(x)")  # fmt: skip
 
 
 def _unused(model: ModelInstance, shape: tuple[int, ...], unused: tuple[int, ...] | list[int]
             ) -> None:  # fmt: skip
-    """P400: H does not depend on the canonical pairs ``unused`` (flattened indices)."""
+    """P419: H does not depend on the canonical pairs ``unused`` (flattened indices)."""
     assert model.phase_space is not None
     qn, pn = model.phase_space.q, model.phase_space.p
     pairs = ", ".join(f"({_label(qn, shape, k)}, {_label(pn, shape, k)})" for k in unused[:4])
     more = "" if len(unused) <= 4 else f" and {len(unused) - 4} more"
-    fail("P400", f"the Hamiltonian does not depend on the canonical pair(s) {pairs}{more} "
+    fail("P419", f"the Hamiltonian does not depend on the canonical pair(s) {pairs}{more} "
          "declared by phase_space", _hamiltonian_defs(model)[1],
          "use every declared coordinate in H, or declare fewer (phase_space (q, p): "
          "real[N, D])")  # fmt: skip
@@ -466,7 +466,7 @@ class PhaseSpaceDerivation:
         first use; the structured path never needs them)."""
         if self._equations is None:
             if self.builder is None:
-                fail("P400", f"{self.n} canonical pairs: too many to write Hamilton's equations "
+                fail("P407", f"{self.n} canonical pairs: too many to write Hamilton's equations "
                      "out one coordinate at a time", self.H_span)  # fmt: skip
             exprs, span = _hamiltonian_defs(self.model)
             H = sympy.Integer(0)
@@ -475,7 +475,7 @@ class PhaseSpaceDerivation:
             try:
                 self._equations = derive_hamiltonian(H, self.builder.q, self.builder.p)
             except HamiltonianError as exc:
-                fail("P300", str(exc), span)
+                fail("P313", str(exc), span)
         return self._equations
 
     @property
@@ -523,7 +523,7 @@ class PhaseSpaceDerivation:
 def derive_phase_space(model: ModelInstance) -> PhaseSpaceDerivation:
     """Hamilton's equations of a phase-space model: structured (any N) when H is sums over
     particles and pairs, else unrolled (at most :data:`MAX_PAIRS` canonical pairs); located
-    P300 for a non-differentiable H, P400 for canonical pairs H does not use."""
+    P313 for a non-differentiable H, P419 for canonical pairs H does not use."""
     shape = phase_shape(model)
     n = max(1, math.prod(shape))
     allowed_symmetries(model, {"symplectic"}, "phase-space models (the canonical structure is "
@@ -533,7 +533,7 @@ def derive_phase_space(model: ModelInstance) -> PhaseSpaceDerivation:
     if derived.structure is not None:
         return derived
     if builder is None:
-        fail("P400", f"{n} canonical pairs is more than the symbolic compiler handles "
+        fail("P407", f"{n} canonical pairs is more than the symbolic compiler handles "
              f"({MAX_PAIRS}) for this Hamiltonian", model.phase_space.span,
              "sums over particles and 'for (i, j) in pairs' of a function of "
              "q[i, a] - q[j, a] are compiled for any N")  # fmt: skip

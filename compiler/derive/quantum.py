@@ -24,6 +24,7 @@ convention: on a periodic axis of extent 2 a bond and its wrap-around are two bo
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,7 @@ import sympy as sp
 from physml_lang.compiler.derive.pauli import PauliSum, PauliTerm, total_z
 from physml_lang.compiler.geometry import Lattice
 from physml_lang.compiler.instance import ModelInstance
+from physml_lang.compiler.limits import SIMPLIFY_MAX_OPS, simplify_small
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.functions import FUNCTIONS, Function
@@ -46,10 +48,36 @@ OPERATORS: dict[str, tuple[str, float]] = {
 }  # fmt: skip
 QUANTUM_SYMMETRIES = ("translation", "spin_flip", "point_group")
 MAX_TERMS = 2_000_000  # a product of sums beyond this is a mistake, not a Hamiltonian
+# The work of multiplying Pauli sums out (:func:`product_work`, ~5 us a unit): one product at
+# most MAX_PRODUCT (~0.5 s; (sum of 200 strings) * (sum of 200 strings) is 60,000), all
+# products of one operator at most MAX_PRODUCT_WORK (~10 s).
+MAX_PRODUCT = 100_000
+MAX_PRODUCT_WORK = 2_000_000
+PRODUCT_HINT = ("a product of sums multiplies out every pair of their terms: write the operator "
+                "as one sum (e.g. sum(X[i] * X[j] for (i, j) in pairs) for (sum X)^2), or use "
+                "fewer or smaller factors")  # fmt: skip
 
 
 def fail(code: str, message: str, span: Span | None, hint: str | None = None):
     raise PhysmlError(Diagnostic(code, message, span, hint))
+
+
+def _sizes(s: PauliSum) -> tuple[int, int]:
+    """(strings, single-site operators) of a sum once its ``+``, ``-`` and ``N`` factors are
+    expanded (each doubles a term)."""
+    strings = ops = 0
+    for t in s.terms:
+        w = 1 << sum(op in "+-N" for op, _ in t.ops)
+        strings += w
+        ops += w * len(t.ops)
+    return strings, ops
+
+
+def product_work(a: PauliSum, b: PauliSum) -> int:
+    """The work of multiplying ``a`` by ``b`` out and combining equal strings: one unit per
+    pair of strings and one per four operators they carry (~5 us a unit)."""
+    (sa, oa), (sb, ob) = _sizes(a), _sizes(b)
+    return sa * sb + (sa * ob + oa * sb) // 4
 
 
 # ---------------------------------------------------------------- sites and bonds
@@ -82,10 +110,10 @@ class Geometry:
             return self._bonds[shell]
         lat = self.lattice
         if lat.graph and shell != 1:
-            fail("P400", f"a {'complete' if lat.complete else lat.kind} graph has one shell of "
+            fail("P408", f"a {'complete' if lat.complete else lat.kind} graph has one shell of "
                  "bonds", span)  # fmt: skip
         if not lat.graph and shell not in lat.bond_types:
-            fail("P400", f"lattice {lat.kind} has neighbour shells "
+            fail("P408", f"lattice {lat.kind} has neighbour shells "
                  f"{sorted(lat.bond_types)}, not {shell}", span)  # fmt: skip
         out = [(i, j, k) for i, j, k in lat.bond_list(shell).tolist()]
         self._bonds[shell] = out
@@ -100,7 +128,7 @@ class Geometry:
         self.bonds(shell, span)
         found = self._bond_index[shell].get((i, j))
         if found is None:
-            fail("P400", f"sites {i} and {j} are not joined by a bond of shell {shell}", span)
+            fail("P408", f"sites {i} and {j} are not joined by a bond of shell {shell}", span)
         return found
 
     def resolve(self, ref: SiteRef, span: Span) -> int | None:
@@ -109,7 +137,7 @@ class Geometry:
         if lat.graph:
             (c,) = ref.coords
             if not 0 <= c < self.n_sites:
-                fail("P400", f"site {c} is outside the graph of {self.n_sites} sites", span)
+                fail("P405", f"site {c} is outside the graph of {self.n_sites} sites", span)
             return c
         return lat.site_index(ref.coords, ref.basis)
 
@@ -137,9 +165,11 @@ class PauliBuilder(Arithmetic[Value]):
         self.qubits = {n for n, f in model.fields.items() if f.domain.kind == "qubit"}
         self._depth = 0
         self._sites: _SiteWalker | None = None
+        self._work = 0  # the work of the products of the operator being built so far
 
     def operator(self, e: E.Expr) -> PauliSum:
         """The PauliSum of an expression (numbers become multiples of the identity)."""
+        self._work = 0
         return self._as_sum(self.walk(e, {})).simplify()
 
     def value(self, e: E.Expr, env: dict[str, SiteRef]) -> Value:
@@ -151,14 +181,31 @@ class PauliBuilder(Arithmetic[Value]):
             return v
         return PauliSum([PauliTerm(complex(v), ())] if v != 0 else [], self.n)
 
+    def _product(self, a: PauliSum, b: PauliSum, span: Span) -> PauliSum:
+        """a * b in canonical form, refused (P410) before it starts when multiplying it out
+        would cost more than MAX_PRODUCT (:func:`product_work`), or all products of the operator
+        together more than MAX_PRODUCT_WORK."""
+        work = product_work(a, b)
+        self._work += work
+        if work > MAX_PRODUCT or self._work > MAX_PRODUCT_WORK:
+            fail("P410", "this product of operators is too large to derive: multiplying it out "
+                 f"costs {work} units, {len(a.terms)} x {len(b.terms)} Pauli strings (at most "
+                 f"{MAX_PRODUCT} per product, {MAX_PRODUCT_WORK} per operator)", span,
+                 PRODUCT_HINT)  # fmt: skip
+        return self._check_size((a * b).simplify(), span)
+
     def _check_size(self, v: Value, span: Span) -> Value:
         if isinstance(v, PauliSum) and len(v.terms) > MAX_TERMS:
-            fail("P400", f"this operator has more than {MAX_TERMS} Pauli strings", span,
-                 "a product of lattice sums is an all-to-all operator; write one sum instead")  # fmt: skip
+            self._too_many_strings(span)
         return v
 
+    @staticmethod
+    def _too_many_strings(span: Span) -> None:
+        fail("P407", f"this operator has more than {MAX_TERMS} Pauli strings", span,
+             "a product of lattice sums is an all-to-all operator; write one sum instead")
+
     def not_here(self, e: E.Expr, what: str = "this"):
-        return PhysmlError(Diagnostic("P300", "this expression is not allowed in a Hamiltonian",
+        return PhysmlError(Diagnostic("P306", "this expression is not allowed in a Hamiltonian",
                                       e.span))  # fmt: skip
 
     # ---------------------------------------------------------------- values
@@ -169,20 +216,20 @@ class PauliBuilder(Arithmetic[Value]):
         return -a
 
     def logical_not(self, a: Value, e: E.Unary) -> Value:
-        fail("P300", "'not' is not allowed in a Hamiltonian", e.span)
+        fail("P306", "'not' is not allowed in a Hamiltonian", e.span)
 
     def logical(self, e: E.Binary, env) -> Value:
-        fail("P300", f"'{e.op}' is not allowed in a Hamiltonian", e.span)
+        fail("P306", f"'{e.op}' is not allowed in a Hamiltonian", e.span)
 
     def compare(self, op: str, a: Value, b: Value, e: E.Binary) -> Value:
-        fail("P300", f"'{op}' is not allowed in a Hamiltonian", e.span)
+        fail("P306", f"'{op}' is not allowed in a Hamiltonian", e.span)
 
     def on_name(self, e: E.Name, env: dict[str, SiteRef]) -> Value:
         m = self.model
         if e.id in m.params:
             v = m.params[e.id]
             if isinstance(v, bool):
-                fail("P300", f"'{e.id}' is a bool, not a number", e.span)
+                fail("P306", f"'{e.id}' is a bool, not a number", e.span)
             return complex(v)
         if e.id == "pi":
             return complex(math.pi)
@@ -191,20 +238,20 @@ class PauliBuilder(Arithmetic[Value]):
         if e.id in ("N", "sites_count"):
             return complex(self.n)
         if e.id in OPERATORS or e.id in self.qubits:
-            fail("P302", f"operator '{e.id}' needs a site index", e.span,
+            fail("P314", f"operator '{e.id}' needs a site index", e.span,
                  f"e.g. sum({e.id}[i] for i in sites)")  # fmt: skip
         if e.id in m.arrays:
             arr = m.arrays[e.id]
             if arr.uniform:
                 return complex(arr.uniform_value)
-            fail("P302", f"'{e.id}' varies over {arr.on} and needs an index", e.span)
+            fail("P314", f"'{e.id}' varies over {arr.on} and needs an index", e.span)
         if e.id in m.definitions:
             d = m.definitions[e.id]
             if d.indices:
-                fail("P302", f"'{e.id}' needs {len(d.indices)} index(es)", e.span)
+                fail("P314", f"'{e.id}' needs {len(d.indices)} index(es)", e.span)
             return self._definition(d.expr, {}, e.span)
         if e.id in env:
-            fail("P300", f"the site index '{e.id}' cannot be used as a number", e.span,
+            fail("P309", f"the site index '{e.id}' cannot be used as a number", e.span,
                  f"index an operator with it: Z[{e.id}]")  # fmt: skip
         known = set(m.params) | set(m.definitions) | set(OPERATORS) | set(m.arrays)
         fail("P200", f"unknown name '{e.id}'", e.span, did_you_mean(e.id, known))
@@ -212,7 +259,7 @@ class PauliBuilder(Arithmetic[Value]):
     def _definition(self, expr: E.Expr, env: dict[str, SiteRef], span: Span) -> Value:
         self._depth += 1
         if self._depth > 50:
-            fail("P400", "definitions refer to each other in a cycle", span)
+            fail("P418", "definitions refer to each other in a cycle", span)
         try:
             return self.walk(expr, env)
         finally:
@@ -229,32 +276,32 @@ class PauliBuilder(Arithmetic[Value]):
             return a - b
         if op == "*":
             if isinstance(a, PauliSum) and isinstance(b, PauliSum):
-                return self._check_size((a * b).simplify(), e.span)
+                return self._product(a, b, e.span)
             if isinstance(a, PauliSum):
                 return a * b
             return b * a if isinstance(b, PauliSum) else a * b
         if op == "/":
             if isinstance(b, PauliSum):
-                fail("P300", "cannot divide by an operator", e.right.span)
+                fail("P312", "cannot divide by an operator", e.right.span)
             if b == 0:
-                fail("P400", "division by zero", e.right.span)
+                fail("P417", "division by zero", e.right.span)
             return a * (1.0 / b) if isinstance(a, PauliSum) else a / b
         if op == "^":
             if isinstance(b, PauliSum):
-                fail("P300", "an exponent must be a number", e.right.span)
+                fail("P312", "an exponent must be a number", e.right.span)
             if isinstance(a, PauliSum):
                 if b.imag != 0 or b.real != int(b.real) or not 0 <= b.real <= 16:
-                    fail("P300", "an operator can be raised to a whole power 0..16 only",
+                    fail("P312", "an operator can be raised to a whole power 0..16 only",
                          e.right.span)  # fmt: skip
                 out = self._as_sum(1.0)
                 for _ in range(int(b.real)):  # repeated products (compile time)
-                    out = self._check_size((out * a).simplify(), e.span)
+                    out = self._product(out, a, e.span)
                 return out
             try:
                 return a**b
             except (OverflowError, ZeroDivisionError):
-                fail("P400", "this power cannot be evaluated", e.span)
-        fail("P300", f"'{op}' is not allowed in a Hamiltonian", e.span)
+                fail("P417", "this power cannot be evaluated", e.span)
+        fail("P306", f"'{op}' is not allowed in a Hamiltonian", e.span)
 
     def on_call(self, e: E.Call, env) -> Value:
         if e.func in self.model.definitions:
@@ -264,11 +311,11 @@ class PauliBuilder(Arithmetic[Value]):
     def function(self, e: E.Call):
         if e.func == "dagger":
             if len(e.args) != 1:
-                fail("P302", "dagger takes one operator", e.span)
+                fail("P316", "dagger takes one operator", e.span)
             return FUNCTIONS["dagger"]
         fn = FUNCTIONS.get(e.func)
         if fn is None or fn.value is None or "operator" not in fn.contexts:
-            fail("P800", f"'{e.func}' is not supported in a Hamiltonian", e.func_span)
+            fail("P803", f"'{e.func}' is not supported in a Hamiltonian", e.func_span)
         return super().function(e)
 
     def apply(self, fn: Function, args: list[Value], e: E.Call) -> Value:
@@ -276,12 +323,12 @@ class PauliBuilder(Arithmetic[Value]):
             a = args[0]
             return self._as_sum(a).adjoint() if isinstance(a, PauliSum) else a.conjugate()
         if isinstance(args[0], PauliSum):
-            fail("P300", f"{fn.name} of an operator is not supported", e.args[0].span,
+            fail("P306", f"{fn.name} of an operator is not supported", e.args[0].span,
                  "functions apply to numbers; operators combine with + - * and ^")  # fmt: skip
         try:
             return complex(fn.value(*args))
         except (ValueError, TypeError, OverflowError, ZeroDivisionError):
-            fail("P400", f"{fn.name} is undefined here", e.span)
+            fail("P417", f"{fn.name} is undefined here", e.span)
 
     # ---------------------------------------------------------------- sites
     def site(self, e: E.Expr, env) -> SiteRef:
@@ -292,13 +339,13 @@ class PauliBuilder(Arithmetic[Value]):
 
     def _flat(self, k: int, span: Span) -> int:
         if not 0 <= k < self.n:
-            fail("P400", f"site {k} is outside the lattice of {self.n} sites", span)
+            fail("P405", f"site {k} is outside the lattice of {self.n} sites", span)
         return k
 
     def on_index(self, e: E.Index, env) -> Value:
         name = name_of(e.base)
         if name is None:
-            fail("P300", "only operators, fields, arrays and definitions can be indexed", e.span)
+            fail("P311", "only operators, fields, arrays and definitions can be indexed", e.span)
         m = self.model
         if name in OPERATORS or name in self.qubits:
             op, factor = OPERATORS.get(name, ("Z", 1.0))
@@ -308,7 +355,7 @@ class PauliBuilder(Arithmetic[Value]):
                 return self._as_sum(0.0)
             return PauliSum([PauliTerm(factor, ((op, site),))], self.n)
         if name in m.fields:
-            fail("P300", f"field '{name}' is not a qubit: it cannot appear in a Hamiltonian",
+            fail("P306", f"field '{name}' is not a qubit: it cannot appear in a Hamiltonian",
                  e.span)  # fmt: skip
         if name in m.arrays:
             return self._array(e, name, env)
@@ -340,7 +387,7 @@ class PauliBuilder(Arithmetic[Value]):
         if len(e.indices) == d + (nb > 1) and None not in coords:  # cell coordinates, sublattice
             ref = SiteRef(tuple(coords[:d]), coords[d] if nb > 1 else 0)
             if any(not 0 <= c < n for c, n in zip(coords, geo.lattice.shape)):
-                fail("P400", "coordinates outside the lattice", e.span)
+                fail("P405", "coordinates outside the lattice", e.span)
             return ref
         fail("P302", f"'{name}' takes one site index", e.span, "e.g. Z[i], Z[i + e0], Z[0]")
 
@@ -354,10 +401,10 @@ class PauliBuilder(Arithmetic[Value]):
             sites.append(site)
         if arr.on == "sites":
             if len(sites) != 1:
-                fail("P302", f"'{arr.name}' lives on sites: one index", e.span)
+                fail("P323", f"'{arr.name}' lives on sites: one index", e.span)
             return complex(arr.values.reshape(-1)[sites[0]])
         if len(sites) != 2:
-            fail("P302", f"'{arr.name}' lives on {arr.on}: two indices [i, j]", e.span)
+            fail("P323", f"'{arr.name}' lives on {arr.on}: two indices [i, j]", e.span)
         i, j = sites
         if arr.on == "pairs":
             return complex(arr.values[i, j])
@@ -371,9 +418,11 @@ class PauliBuilder(Arithmetic[Value]):
         if e.func not in ("sum", "prod"):
             fail("P200", f"unknown reduction '{e.func}'", e.func_span, "use sum(...) or prod(...)")
         bindings: list[dict[str, SiteRef]] = [dict(env)]
-        for loop in e.loops:
+        domains = [self._domain(loop) for loop in e.loops]
+        if math.prod(len(items) for items in domains) > MAX_TERMS:  # before writing them out
+            self._too_many_strings(e.span)
+        for loop, items in zip(e.loops, domains):
             new = []
-            items = self._domain(loop)
             for b in bindings:
                 for values in items:
                     nb = dict(b)
@@ -399,16 +448,16 @@ class PauliBuilder(Arithmetic[Value]):
         for b in bindings:
             v = self.walk(e.body, b)
             if isinstance(acc, PauliSum) or isinstance(v, PauliSum):
-                acc = self._check_size((self._as_sum(acc) * self._as_sum(v)).simplify(), e.span)
+                acc = self._product(self._as_sum(acc), self._as_sum(v), e.span)
             else:
                 acc = acc * v
         return acc
 
-    def _domain(self, loop: E.Loop) -> list[tuple[SiteRef, ...]]:
+    def _domain(self, loop: E.Loop) -> Collection[tuple[SiteRef, ...]]:
         d = loop.domain
         geo = self.geo
         if d is None:
-            fail("P400", f"say what '{', '.join(loop.names)}' runs over", loop.span,
+            fail("P411", f"say what '{', '.join(loop.names)}' runs over", loop.span,
                  "e.g. for i in sites, for (i, j) in bonds")  # fmt: skip
         structure, shell = name_of(d), 1
         call = as_call(d)
@@ -416,21 +465,39 @@ class PauliBuilder(Arithmetic[Value]):
             structure = "bonds"
             sh = int_literal(call.args[0])
             if sh is None or sh < 1:
-                fail("P300", "bonds(k) takes a shell number 1 or 2", call.args[0].span)
+                fail("P304", "bonds(k) takes a shell number 1 or 2", call.args[0].span)
             shell = sh
         if structure == "sites":
             if len(loop.names) != 1:
-                fail("P302", "a sum over sites binds one index: for i in sites", loop.span)
+                fail("P315", "a sum over sites binds one index: for i in sites", loop.span)
             return [(geo.ref(i),) for i in range(geo.n_sites)]
         if structure in ("bonds", "pairs"):
             if len(loop.names) != 2:
-                fail("P302", f"a sum over {structure} binds two indices: for (i, j) in {structure}",
+                fail("P315", f"a sum over {structure} binds two indices: for (i, j) in {structure}",
                      loop.span)  # fmt: skip
             if structure == "pairs":
-                n = geo.n_sites
-                return [(geo.ref(i), geo.ref(j)) for i in range(n) for j in range(i + 1, n)]
+                return _Pairs(geo)
             return [(geo.ref(i), geo.ref(j)) for i, j, _ in geo.bonds(shell, d.span)]
-        fail("P200", "a quantum sum runs over sites, bonds, bonds(2) or pairs", d.span)
+        fail("P209", "a quantum sum runs over sites, bonds, bonds(2) or pairs", d.span)
+
+
+class _Pairs:
+    """The pairs (i, j), i < j, of the sites, written out as they are iterated: their number
+    is known at once, so a sum over too many is refused before any is built."""
+
+    def __init__(self, geo: Geometry):
+        self.geo = geo
+
+    def __len__(self) -> int:
+        n = self.geo.n_sites
+        return n * (n - 1) // 2
+
+    def __iter__(self) -> Iterator[tuple[SiteRef, SiteRef]]:
+        n, ref = self.geo.n_sites, self.geo.ref
+        for i in range(n):
+            a = ref(i)
+            for j in range(i + 1, n):
+                yield a, ref(j)
 
 
 class _SiteWalker(Walker[SiteRef]):
@@ -444,7 +511,7 @@ class _SiteWalker(Walker[SiteRef]):
         self.shifts = _ShiftWalker(self.d)
 
     def not_here(self, e: E.Expr, what: str = "this"):
-        return PhysmlError(Diagnostic("P300", "a site index is a bound name, a name plus a unit "
+        return PhysmlError(Diagnostic("P310", "a site index is a bound name, a name plus a unit "
                                       "vector (i + e0) or an integer", e.span))  # fmt: skip
 
     def on_name(self, e: E.Name, env) -> SiteRef:
@@ -478,14 +545,14 @@ class _ShiftWalker(Walker[tuple[int, ...]]):
         self.d = d
 
     def not_here(self, e: E.Expr, what: str = "this"):
-        return PhysmlError(Diagnostic("P300", "a site shift is a unit vector e0, e1, ... (or an "
+        return PhysmlError(Diagnostic("P310", "a site shift is a unit vector e0, e1, ... (or an "
                                       "integer on a chain)", e.span))  # fmt: skip
 
     def on_name(self, e: E.Name, env) -> tuple[int, ...]:
         if e.id[:1] == "e" and e.id[1:].isdigit():
             axis = int(e.id[1:])
             if axis >= self.d:
-                fail("P400", f"'{e.id}' points along axis {axis}, but the lattice has {self.d}",
+                fail("P408", f"'{e.id}' points along axis {axis}, but the lattice has {self.d}",
                      e.span)  # fmt: skip
             return tuple(int(a == axis) for a in range(self.d))
         raise self.not_here(e)
@@ -629,7 +696,7 @@ class QuantumDerivation:
         values s_k = +-1 (sympy symbols s0..s{N-1}). For c X/Y/Z string:
         <s|P|s'> = c (-i)^#Y prod_{k in Y or Z} s_k. Sorted by (|F|, F)."""
         s = sp.symbols(f"s0:{self.n_sites}", real=True)
-        groups: dict[tuple[int, ...], sp.Expr] = {}
+        groups: dict[tuple[int, ...], list[sp.Expr]] = {(): []}
         for t in self.hamiltonian.terms:
             flips = tuple(site for op, site in t.ops if op in ("X", "Y"))
             n_y = sum(1 for op, _ in t.ops if op == "Y")
@@ -638,9 +705,10 @@ class QuantumDerivation:
                 sp.I * _readable_number(c.imag) if abs(c.imag) >= 1e-14 else 0
             )
             term = coef * sp.Mul(*[s[site] for op, site in t.ops if op in ("Y", "Z")])
-            groups[flips] = groups.get(flips, sp.Integer(0)) + term
-        groups.setdefault((), sp.Integer(0))
-        return sorted(groups.items(), key=lambda x: (len(x[0]), x[0]))
+            groups.setdefault(flips, []).append(term)
+        # one Add per pattern (adding term by term is quadratic in a pattern's terms)
+        out = [(flips, sp.Add(*terms)) for flips, terms in groups.items()]
+        return sorted(out, key=lambda x: (len(x[0]), x[0]))
 
     def emit_sympy(self, max_terms: int = 60) -> str:
         """The Pauli strings and, per flip pattern, the matrix element <s|H|s'> in sympy."""
@@ -653,7 +721,7 @@ class QuantumDerivation:
         if len(h.terms) > max_terms:
             lines.append(f"  ... ({len(h.terms) - max_terms} more)")
         s = sp.symbols(f"s0:{n}", real=True)
-        groups: dict[tuple[int, ...], sp.Expr] = {}
+        groups: dict[tuple[int, ...], list[sp.Expr]] = {}
         for t in h.terms:
             flips = tuple(site for op, site in t.ops if op in ("X", "Y"))
             n_y = sum(1 for op, _ in t.ops if op == "Y")
@@ -664,15 +732,18 @@ class QuantumDerivation:
                 else sp.Float(c.real) + sp.I * sp.Float(c.imag)
             )
             term = coef * sp.Mul(*[s[site] for op, site in t.ops if op in ("Y", "Z")])
-            groups[flips] = groups.get(flips, sp.Integer(0)) + term
+            groups.setdefault(flips, []).append(term)
         lines.append(f"# <s|H|s'> for s' = s with the listed sites flipped ({len(groups)} "
                      "patterns, s_k = +-1 the Z-basis values)")  # fmt: skip
-        for k, (flips, expr) in enumerate(sorted(groups.items(), key=lambda x: (len(x[0]), x[0]))):
+        for k, (flips, terms) in enumerate(sorted(groups.items(),
+                                                  key=lambda x: (len(x[0]), x[0]))):  # fmt: skip
             if k >= max_terms:
                 lines.append(f"  ... ({len(groups) - max_terms} more patterns)")
                 break
             what = "diagonal" if not flips else "flip " + ",".join(map(str, flips))
-            lines.append(f"  {what}: {sp.simplify(expr)}")
+            shown = sp.Add(*terms[:max_terms])  # display: simplified when that is cheap
+            more = f" + ... ({len(terms) - max_terms} more terms)" if len(terms) > max_terms else ""
+            lines.append(f"  {what}: {simplify_small(shown, 4 * SIMPLIFY_MAX_OPS)}{more}")
         for text, q in self.conserved:
             lines.append(f"# conserved: {text} = " + " + ".join(describe_term(t) for t in q.terms[:8])
                          + (" ..." if len(q.terms) > 8 else ""))  # fmt: skip
@@ -723,28 +794,28 @@ def derive_quantum(m: ModelInstance) -> QuantumDerivation:
     diagnostics)."""
     for f in m.fields.values():
         if f.domain.kind != "qubit":
-            fail("P800", f"a quantum model's fields are qubits; '{f.name}' is {f.domain}", f.span)
+            fail("P804", f"a quantum model's fields are qubits; '{f.name}' is {f.domain}", f.span)
         if f.on != "sites":
-            fail("P400", f"qubit field '{f.name}' lives on sites, not {f.on}", f.span)
+            fail("P415", f"qubit field '{f.name}' lives on sites, not {f.on}", f.span)
     hams = [d for d in m.definitions.values() if d.kind == "hamiltonian"]
     if len(hams) > 1:
         fail("P201", "a quantum model has one hamiltonian", hams[1].span)
     hdef = hams[0]
     if hdef.indices:
-        fail("P300", "the hamiltonian is a sum over the lattice, not indexed", hdef.span)
+        fail("P311", "the hamiltonian is a sum over the lattice, not indexed", hdef.span)
     geo = Geometry(m)
     if geo.n_sites > 4096:
-        fail("P400", f"{geo.n_sites} qubits is more than the quantum runtime handles (4096)",
+        fail("P407", f"{geo.n_sites} qubits is more than the quantum runtime handles (4096)",
              m.lattice and hdef.span)  # fmt: skip
     builder = PauliBuilder(m, geo)
     h = builder.operator(hdef.expr)
     if not h.is_hermitian():
         bad = next(t for t in h.terms if abs(complex(t.coefficient).imag) > 1e-10)
-        fail("P300", "the hamiltonian is not Hermitian", hdef.span,
+        fail("P312", "the hamiltonian is not Hermitian", hdef.span,
              f"the Pauli string {describe_term(bad)} has a complex coefficient; add the Hermitian "
              "conjugate (e.g. Sp[i] * Sm[j] + Sm[i] * Sp[j])")  # fmt: skip
     if not h.terms:
-        fail("P400", "the hamiltonian is zero", hdef.span)
+        fail("P419", "the hamiltonian is zero", hdef.span)
     derivation = QuantumDerivation(m, h, geo)
     for sym in m.symmetries:
         if not sym.active:
@@ -756,7 +827,13 @@ def derive_quantum(m: ModelInstance) -> QuantumDerivation:
         q = builder.operator(c.expr)
         text = _text(c.expr)
         if not q.terms:
-            fail("P400", "the conserved quantity is zero", c.expr.span)
+            fail("P419", "the conserved quantity is zero", c.expr.span)
+        work = 2 * product_work(h, q)  # [H, Q] = HQ - QH, multiplied out
+        if work > MAX_PRODUCT_WORK:
+            fail("P410", f"checking that {text} is conserved is too large to derive: [H, Q] "
+                 f"costs {work} units (at most {MAX_PRODUCT_WORK})", c.expr.span,
+                 "conserve a quantity with fewer terms (e.g. sum(Z[i] for i in sites)), or "
+                 "declare the symmetry instead")  # fmt: skip
         if not h.commutes_with(q):
             comm = h.commutator(q)
             worst = max(comm.terms, key=lambda t: abs(t.coefficient))

@@ -148,7 +148,7 @@ class Evaluator(Walker[Val]):
         return self.walk(e, env)
 
     def not_here(self, e: E.Expr, what: str = "this"):
-        return PhysmlError(Diagnostic("P300", "this expression cannot appear in a gauge action",
+        return PhysmlError(Diagnostic("P307", "this expression cannot appear in a gauge action",
                                       e.span))  # fmt: skip
 
     # -------------------------------------------------------------- index arithmetic
@@ -163,7 +163,7 @@ class Evaluator(Walker[Val]):
         elif len(name) >= 2 and name[0] == "e" and name[1:].isdigit():
             mu = int(name[1:])
             if mu >= d:
-                fail("P400", f"{name} is not a direction of a {d}-dimensional lattice", span,
+                fail("P405", f"{name} is not a direction of a {d}-dimensional lattice", span,
                      f"directions are 0 .. {d - 1}")  # fmt: skip
         if mu is None:
             return None
@@ -177,13 +177,13 @@ class Evaluator(Walker[Val]):
         if isinstance(v, float) and v.is_integer():
             v = int(v)
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < self.m.d:
-            fail("P400", f"a direction is an integer 0 .. {self.m.d - 1}", e.span)
+            fail("P405", f"a direction is an integer 0 .. {self.m.d - 1}", e.span)
         return v
 
     def scalar(self, e: E.Expr, env: Env) -> Any:
         v = self.walk(e, env)
         if self.xp.is_array(v.t):
-            fail("P300", "a constant is needed here", e.span)
+            fail("P307", "a constant is needed here", e.span)
         return v.t
 
     # -------------------------------------------------------------- expressions
@@ -204,13 +204,13 @@ class Evaluator(Walker[Val]):
         if e.id in m.model.definitions and not m.model.definitions[e.id].indices:
             return self.walk(m.model.definitions[e.id].expr, Env())
         if e.id in m.model.fields:
-            fail("P302", f"'{e.id}' needs indices: {e.id}[x" +
+            fail("P314", f"'{e.id}' needs indices: {e.id}[x" +
                  (", mu]" if m.model.fields[e.id].on == "links" else "]"), e.span)  # fmt: skip
-        fail("P300", f"'{e.id}' cannot be used as a value here", e.span)
+        fail("P307", f"'{e.id}' cannot be used as a value here", e.span)
 
     def on_unary(self, e: E.Unary, env: Env) -> Val:
         if e.op != "-":
-            fail("P300", f"'{e.op}' is not an arithmetic operation", e.span)
+            fail("P307", f"'{e.op}' is not an arithmetic operation", e.span)
         v = self.walk(e.operand, env)
         return Val(-v.t, v.mat, v.lattice)
 
@@ -218,10 +218,10 @@ class Evaluator(Walker[Val]):
         m = self.m
         name = name_of(e.base)
         if name is None:
-            fail("P300", "only fields and definitions can be indexed", e.span)
+            fail("P311", "only fields and definitions can be indexed", e.span)
         if name == m.link_field:
             if len(e.indices) != 2:
-                fail("P302", f"a link is indexed by a site and a direction: {name}[x, mu]",
+                fail("P323", f"a link is indexed by a site and a direction: {name}[x, mu]",
                      e.span)  # fmt: skip
             off = self.offset(e.indices[0], env)
             mu = self.direction(e.indices[1], env)
@@ -231,7 +231,7 @@ class Evaluator(Walker[Val]):
             return Val(self.xp.translate(t, off), m.group == "su2", True)
         if name in m.matter_domains:
             if len(e.indices) != 1:
-                fail("P302", f"a site field is indexed by one site: {name}[x]", e.span)
+                fail("P323", f"a site field is indexed by one site: {name}[x]", e.span)
             off = self.offset(e.indices[0], env)
             if self.record is not None:
                 self.record.add((name, off, None))
@@ -248,7 +248,7 @@ class Evaluator(Walker[Val]):
                     inner.dirs[formal] = self.direction(actual, env)
             self.depth += 1
             if self.depth > 32:
-                fail("P400", f"'{name}' refers to itself", e.span)
+                fail("P418", f"'{name}' refers to itself", e.span)
             try:
                 return self.walk(d.expr, inner)
             finally:
@@ -264,25 +264,25 @@ class Evaluator(Walker[Val]):
             return Val(self.mul(a, b), a.mat or b.mat, lat)
         if e.op in "+-":
             if a.mat != b.mat:
-                fail("P300", "cannot add a matrix and a number", e.span,
+                fail("P312", "cannot add a matrix and a number", e.span,
                      "take a trace first: re(trace(P)) / 2")  # fmt: skip
             ta, tb = self.broadcast(a, b)
             return Val(ta + tb if e.op == "+" else ta - tb, a.mat, lat)
         if e.op == "/":
             if b.mat:
-                fail("P300", "cannot divide by a matrix", e.right.span)
+                fail("P312", "cannot divide by a matrix", e.right.span)
             if not self.xp.is_array(b.t) and b.t == 0:
-                fail("P400", "division by zero", e.right.span)
+                fail("P417", "division by zero", e.right.span)
             return Val(self.mul(a, Val(1 / b.t, False, b.lattice)), a.mat, lat)
         if e.op == "^":
             if a.mat or b.mat or self.xp.is_array(b.t):
-                fail("P300", "powers take a number and a constant exponent", e.span)
+                fail("P312", "powers take a number and a constant exponent", e.span)
             return Val(a.t**b.t, False, lat)
-        fail("P300", f"'{e.op}' cannot appear in an action", e.span)
+        fail("P307", f"'{e.op}' cannot appear in an action", e.span)
 
     def on_call(self, e: E.Call, env: Env) -> Val:
         if e.kwargs or len(e.args) != 1:
-            fail("P302", f"{e.func} takes one argument", e.span)
+            fail("P316", f"{e.func} takes one argument", e.span)
         v = self.walk(e.args[0], env)
         f = e.func
         t = v.t
@@ -298,19 +298,19 @@ class Evaluator(Walker[Val]):
         if f == "conj":
             return Val(self.conj(t), v.mat, v.lattice)
         if v.mat:
-            fail("P300", f"{f}() of an SU(2) matrix", e.span,
+            fail("P307", f"{f}() of an SU(2) matrix", e.span,
                  "take the trace first: re(trace(P)) / 2 is Re tr P / N")  # fmt: skip
         if f in ("re", "im"):
             return Val(xp.functions.ops["real" if f == "re" else "imag"](t), False, v.lattice)
         if f not in _FUNCTIONS:
-            fail("P300", f"{f}() cannot appear in a gauge action", e.func_span)
+            fail("P307", f"{f}() cannot appear in a gauge action", e.func_span)
         if not xp.is_array(t):
             t = xp.as_array(t)
         return Val(xp.apply(_FUNCTIONS[f], t), False, v.lattice)
 
     def on_reduce(self, e: E.Reduce, env: Env) -> Val:
         if e.func != "sum":
-            fail("P800", f"{e.func}(...) is not supported in gauge actions yet", e.func_span,
+            fail("P803", f"{e.func}(...) is not supported in gauge actions yet", e.func_span,
                  "use sum(...)")  # fmt: skip
         d = self.m.d
         site_vars: list[str] = []
@@ -321,16 +321,16 @@ class Evaluator(Walker[Val]):
             names = loop.names
             if dom is None:
                 if len(names) != 1:
-                    fail("P300", "a bare 'for' binds one direction: for mu", loop.span)
+                    fail("P310", "a bare 'for' binds one direction: for mu", loop.span)
                 new = [{names[0]: mu} for mu in range(d)]
             elif dname == "sites":
                 if len(names) != 1:
-                    fail("P302", "sites bind one name: for x in sites", loop.span)
+                    fail("P315", "sites bind one name: for x in sites", loop.span)
                 site_vars.append(names[0])
                 new = [{}]
             elif dname == "links":
                 if len(names) != 2:
-                    fail("P302", "links bind a site and a direction: for (x, mu) in links",
+                    fail("P315", "links bind a site and a direction: for (x, mu) in links",
                          loop.span)  # fmt: skip
                 site_vars.append(names[0])
                 new = [{names[1]: mu} for mu in range(d)]
@@ -342,21 +342,21 @@ class Evaluator(Walker[Val]):
                     site_vars.append(names[0])
                     new = [{names[1]: mu, names[2]: nu} for mu, nu in planes(d)]
                 else:
-                    fail("P302", "plaquettes bind a site and a plane: "
+                    fail("P315", "plaquettes bind a site and a plane: "
                          "for (x, mu, nu) in plaquettes (mu < nu)", loop.span)  # fmt: skip
             else:
-                fail("P300", "gauge sums run over sites, links, plaquettes or directions",
+                fail("P307", "gauge sums run over sites, links, plaquettes or directions",
                      loop.span, "for x in sites / for (x, mu) in links / "
                      "for (x, mu, nu) in plaquettes / for mu")  # fmt: skip
             assignments = [{**a, **b} for a in assignments for b in new]
         if len(site_vars) > 1:
-            fail("P800", "a sum binds at most one site", e.span)
+            fail("P802", "a sum binds at most one site", e.span)
         total: Any = 0
         lattice = False
         keep = self.keep_sites and bool(site_vars)
         if keep:
             if self.site_sums:
-                fail("P502", "nested sums over sites are not a local action density", e.span)
+                fail("P504", "nested sums over sites are not a local action density", e.span)
             self.site_sums += 1
         try:
             for a in assignments:
@@ -365,7 +365,7 @@ class Evaluator(Walker[Val]):
                     inner.sites[s] = (0,) * d
                 v = self.walk(e.body, inner)
                 if v.mat:
-                    fail("P300", "the sum of matrices is not a number", e.body.span,
+                    fail("P312", "the sum of matrices is not a number", e.body.span,
                          "take the trace: re(trace(P)) / 2")  # fmt: skip
                 t = v.t
                 if keep:
@@ -429,7 +429,7 @@ class _Offset(Walker[Offset]):
 
     def not_here(self, e: E.Expr, what: str = "this"):
         return PhysmlError(Diagnostic(
-            "P300", "this is not a site index", e.span,
+            "P310", "this is not a site index", e.span,
             "write a bound site plus unit vectors: x, x + e0, x - e_mu + e_nu, x + 2 * e1"))  # fmt: skip
 
     def on_name(self, e: E.Name, env) -> Offset:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import sympy
 import torch
 
+from .. import limits
 from ..derive.hamiltonian import (
     _SIMPLIFY_MAX_OPS,
     R2,
@@ -332,8 +333,8 @@ class StructuredHamiltonian:
         """Lower f(r2) and h(r2) = 2 f'(r2), with the parameters already bound."""
         h = 2 * sympy.diff(f, R2)
         # simplify in r2 (a sum of powers for LJ: 24/r2^4 - 48/r2^7); keep the shorter form
-        cands = [h, sympy.expand(h)]
-        if sympy.count_ops(h) <= 4 * _SIMPLIFY_MAX_OPS:
+        cands = [h, sympy.expand(h)] if limits.expandable(h) else [h]
+        if limits.simplifiable(h, 4 * _SIMPLIFY_MAX_OPS):
             cands.append(sympy.simplify(h))
         h = min(cands, key=lambda e: (sympy.count_ops(e), len(str(e))))
         for safe in (1.0, 2.0, 0.5, 3.0, 7.0):  # a separation where f and h are finite

@@ -291,14 +291,14 @@ def build_dense_pieces(
             terms.append((t, slot_of, t.accesses))
     for t, slot_of, accesses in terms:
         body = expand_deltas(t.body, accesses, domains)
-        parts = decompose_pair(body, slot_of)
+        parts = decompose_pair(body, slot_of, span=t.span)
         if parts is None:
             raise PhysmlError(Diagnostic(
-                "P800", "this pair interaction is not a sum of products f(s_i) g(s_j); it "
+                "P802", "this pair interaction is not a sum of products f(s_i) g(s_j); it "
                 "cannot be lowered to matrix products", t.span))  # fmt: skip
         fields = {a.name for a in accesses.values() if a.kind == "field"}
         if len(fields) != 1:
-            raise PhysmlError(Diagnostic("P800", "pair terms between two different fields are "
+            raise PhysmlError(Diagnostic("P804", "pair terms between two different fields are "
                                          "not supported yet", t.span))  # fmt: skip
         field = fields.pop()
         for c, f, g in parts:

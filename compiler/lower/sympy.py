@@ -25,7 +25,9 @@ from physml_lang.ir import expr as E
 from physml_lang.ir.functions import Function
 from physml_lang.ir.walk import Arithmetic, as_call, as_list, fail, name_of
 
-MAX_TERMS = 200_000  # unrolled terms (symbolic: N-body sums are O(N^2))
+# unrolled terms (symbolic: N-body sums are O(N^2)); sympy builds, differentiates and splits
+# each in ~1-2 ms, so 10,000 terms derive in ~15 s on a shared 2-core machine
+MAX_TERMS = 10_000
 # the functions of the table a Hamiltonian or action may use (real, smooth or piecewise)
 _FUNCTIONS = ("cos", "sin", "tan", "exp", "log", "sqrt", "tanh", "cosh", "sinh", "abs", "sign",
               "min", "max")  # fmt: skip
@@ -33,7 +35,7 @@ _FUNCTIONS = ("cos", "sin", "tan", "exp", "log", "sqrt", "tanh", "cosh", "sinh",
 
 def _int(v: sympy.Expr, span: Span, what: str) -> int:
     if not (isinstance(v, sympy.Integer) or (v.is_number and float(v).is_integer())):
-        fail("P300", f"{what} must be an integer, got {v}", span)
+        fail("P304", f"{what} must be an integer, got {v}", span)
     return int(v)
 
 
@@ -47,9 +49,9 @@ def number(v: int | float | complex | bool) -> sp.Expr:
 
 
 def sympy_function(fn: Function, e: E.Call):
-    """The sympy constructor of a function of the table (P800 where there is none)."""
+    """The sympy constructor of a function of the table (P803 where there is none)."""
     if fn.sympy is None:
-        fail("P800", f"'{fn.name}' is not supported in this kind of model", e.func_span or e.span)
+        fail("P803", f"'{fn.name}' is not supported in this kind of model", e.func_span or e.span)
     return getattr(sp, fn.sympy)
 
 
@@ -69,10 +71,10 @@ class SympyArithmetic(Arithmetic[sp.Expr]):
         return -a
 
     def logical_not(self, a: sp.Expr, e: E.Unary) -> sp.Expr:
-        fail("P300", f"'not' is not allowed in {self.what}", e.span)
+        fail("P305", f"'not' is not allowed in {self.what}", e.span)
 
     def logical(self, e: E.Binary, env: Any) -> sp.Expr:
-        fail("P300", f"'{e.op}' is not allowed in {self.what}", e.span,
+        fail("P305", f"'{e.op}' is not allowed in {self.what}", e.span,
              "comparisons belong in conditions; use delta(a, b) for a Kronecker delta")
 
     def combine(self, op: str, a: sp.Expr, b: sp.Expr, e: E.Binary) -> sp.Expr:
@@ -81,14 +83,14 @@ class SympyArithmetic(Arithmetic[sp.Expr]):
         if op == "-":
             return a - b
         if op == "*":
-            return a * b
+            return _check_merged(a * b, e)
         if op == "/":
             if b == 0:
-                fail("P400", "division by zero", e.right.span)
-            return a / b
+                fail("P417", "division by zero", e.right.span)
+            return _check_merged(a / b, e)
         if op == "^":
             _check_power(a, b, e)
-            return a**b
+            return _check_merged(a**b, e)
         return sp.Mod(a, b)
 
     def apply(self, fn: Function, args: list[sp.Expr], e: E.Call) -> sp.Expr:
@@ -104,18 +106,31 @@ MAX_EXPONENT = 64  # powers of variables: beyond this no physics, only expressio
 
 def _check_power(a: sp.Expr, b: sp.Expr, e: E.Binary) -> None:
     """Refuse powers that would stall sympy (a tower 2^2^2^2^2^2 has 19729 digits) before
-    computing them: a located P400 instead of a hang."""
+    computing them: a located P407 instead of a hang."""
     if not b.is_Number or not b.is_real:
         return
     if a.is_Number:
         size = abs(float(b)) * math.log2(max(abs(complex(a)), 2.0))
         if size > MAX_POWER_BITS:
-            fail("P400", "this power is too large to evaluate (more than "
+            fail("P407", "this power is too large to evaluate (more than "
                  f"{MAX_POWER_BITS} bits)", e.span, "write the number it stands for, or "
                  "use exp(...) for large exponents")  # fmt: skip
     elif abs(float(b)) > MAX_EXPONENT:
-        fail("P400", f"an exponent of {clip(str(b), 40)} on a variable is beyond what physml "
+        fail("P407", f"an exponent of {clip(str(b), 40)} on a variable is beyond what physml "
              f"expands (|exponent| <= {MAX_EXPONENT})", e.right.span)  # fmt: skip
+
+
+def _check_merged(v: sp.Expr, e: E.Binary) -> sp.Expr:
+    """``v``, refused (P410) when powers merged into an exponent beyond MAX_EXPONENT on a
+    variable: ((x + 1)^64)^64 is (x + 1)^4096, x^64 * x^64 is x^128, and their expansion stalls
+    sympy as a written exponent would."""
+    for f in sp.Mul.make_args(v):
+        if (f.is_Pow and f.exp.is_Number and abs(f.exp) > MAX_EXPONENT
+                and not f.base.is_Number):  # fmt: skip
+            fail("P410", "this power is too large to derive: powers combine into an exponent "
+                 f"of {clip(str(f.exp), 40)} (|exponent| <= {MAX_EXPONENT})", e.span,
+                 "write the power once, with a smaller exponent")  # fmt: skip
+    return v
 
 
 class SympyBuilder(SympyArithmetic):
@@ -144,23 +159,23 @@ class SympyBuilder(SympyArithmetic):
         return None
 
     def domain(self, loop: E.Loop, env: dict[str, Any], body: E.Expr) -> list[tuple]:
-        fail("P800", "this sum is not supported here", loop.span)
+        fail("P803", "this sum is not supported here", loop.span)
 
     # -- the walk
     def build(self, e: E.Expr, env: dict[str, Any]) -> sympy.Expr:
         self._depth += 1
         if self._depth > 200:
-            fail("P800", "definitions refer to each other too deeply (a cycle?)", e.span)
+            fail("P801", "definitions refer to each other too deeply (a cycle?)", e.span)
         try:
             return self.walk(e, env)
         finally:
             self._depth -= 1
 
     def not_here(self, e: E.Expr, what: str = "this"):
-        return PhysmlError(Diagnostic("P800", "this expression is not supported here", e.span))
+        return PhysmlError(Diagnostic("P803", "this expression is not supported here", e.span))
 
     def on_imaginary(self, e: E.Imag, env) -> sympy.Expr:
-        fail("P300", "a real-valued expression is expected here", e.span)
+        fail("P305", "a real-valued expression is expected here", e.span)
 
     on_string = on_list = on_imaginary
 
@@ -168,13 +183,13 @@ class SympyBuilder(SympyArithmetic):
         return sympy.Integer(value) if isinstance(value, int) else sympy.Float(value)
 
     def logical(self, e: E.Binary, env) -> sympy.Expr:
-        fail("P300", f"'{e.op}' cannot appear in an energy", e.span)
+        fail("P305", f"'{e.op}' cannot appear in an energy", e.span)
 
     def compare(self, op: str, a, b, e: E.Binary) -> sympy.Expr:
-        fail("P300", f"'{op}' cannot appear in an energy", e.span)
+        fail("P305", f"'{op}' cannot appear in an energy", e.span)
 
     def logical_not(self, a, e: E.Unary) -> sympy.Expr:
-        fail("P300", f"'{e.op}' is not an arithmetic operation", e.span)
+        fail("P305", f"'{e.op}' is not an arithmetic operation", e.span)
 
     def on_name(self, e: E.Name, env: dict[str, Any]) -> sympy.Expr:
         if e.id in env:
@@ -189,9 +204,9 @@ class SympyBuilder(SympyArithmetic):
         d = self.model.definitions.get(e.id)
         if d is not None:
             if d.indices:
-                fail("P302", f"'{e.id}' is defined with indices: write {e.id}[...]", e.span)
+                fail("P314", f"'{e.id}' is defined with indices: write {e.id}[...]", e.span)
             return self.build(d.expr, {})
-        fail("P300", f"'{e.id}' cannot be used in this expression", e.span)
+        fail("P305", f"'{e.id}' cannot be used in this expression", e.span)
 
     def on_index(self, e: E.Index, env: dict[str, Any]) -> sympy.Expr:
         v = self.indexed(e, env)
@@ -206,29 +221,35 @@ class SympyBuilder(SympyArithmetic):
         if e.func in self.model.definitions:
             return self._definition_call(e.func, e.args, env, e.span)
         if e.func not in _FUNCTIONS or e.kwargs:
-            fail("P800", f"'{e.func}' cannot be used in a Hamiltonian or action", e.func_span,
+            fail("P803", f"'{e.func}' cannot be used in a Hamiltonian or action", e.func_span,
                  "functions: " + ", ".join(sorted(_FUNCTIONS)))  # fmt: skip
         return super().on_call(e, env)
 
     def apply(self, fn: Function, args: list[sympy.Expr], e: E.Call) -> sympy.Expr:
         if fn.name in ("min", "max") and len(args) != 2:
-            fail("P302", f"{fn.name} takes 2 argument(s)", e.span)
+            fail("P316", f"{fn.name} takes 2 argument(s)", e.span)
         return super().apply(fn, args, e)
 
     def on_reduce(self, e: E.Reduce, env: dict[str, Any]) -> sympy.Expr:
         if e.func not in ("sum", "prod"):
-            fail("P800", f"'{e.func}' over a structure is not supported", e.func_span)
+            fail("P803", f"'{e.func}' over a structure is not supported", e.func_span)
         parts: list[sympy.Expr] = []
+        # the outer loop's length first: 45,000 pairs are refused before any is built
+        if e.loops and self.terms + len(self.domain(e.loops[0], env, e.body)) > MAX_TERMS:
+            self._too_many_terms(e.span)
         for inner in self._loop_envs(e.loops, env, e.body):
             parts.append(self.build(e.body, inner))
             self.terms += 1
             if self.terms > MAX_TERMS:
-                fail("P400", f"more than {MAX_TERMS} terms after unrolling the sums", e.span,
-                     "phase-space Hamiltonians are derived symbolically; use fewer "
-                     "particles")  # fmt: skip
+                self._too_many_terms(e.span)
         if e.func == "sum":
             return sympy.Add(*parts)
         return sympy.Mul(*parts)
+
+    @staticmethod
+    def _too_many_terms(span: Span) -> None:
+        fail("P407", f"more than {MAX_TERMS} terms after unrolling the sums", span,
+             "phase-space Hamiltonians are derived symbolically; use fewer particles")
 
     def _definition_call(self, name: str, args: tuple[E.Expr, ...], env: dict[str, Any],
                          span: Span) -> sympy.Expr:  # fmt: skip
@@ -248,7 +269,7 @@ class SympyBuilder(SympyArithmetic):
         first, rest = loops[0], loops[1:]
         for values in self.domain(first, env, body):
             if len(values) != len(first.names):
-                fail("P302", f"this structure binds {len(values)} name(s), the loop "
+                fail("P315", f"this structure binds {len(values)} name(s), the loop "
                      f"{len(first.names)}", first.span)  # fmt: skip
             inner = dict(env)
             inner.update({n: sympy.Integer(v) for n, v in zip(first.names, values, strict=True)})
@@ -266,7 +287,7 @@ class SympyBuilder(SympyArithmetic):
         if call is not None and call.func == "range":
             bounds = [self.const_int(a, env, "a range bound") for a in call.args]
             if not 1 <= len(bounds) <= 2:
-                fail("P302", "range takes 1 or 2 bounds", d.span)
+                fail("P316", "range takes 1 or 2 bounds", d.span)
             return [(k,) for k in range(*bounds)]
         items = as_list(d)
         if items is not None:

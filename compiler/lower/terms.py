@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from physml_lang.compiler import limits
 from physml_lang.compiler.arrays import RealArray
 from physml_lang.compiler.instance import ModelInstance
 from physml_lang.compiler.lower.program import Parameter
@@ -140,10 +141,10 @@ class TermBuilder(SympyArithmetic):
     # ---------------------------------------------------------------- entry point
     def lattice_sum(self, expr: E.Expr) -> LatticeSum:
         self._terms = {}
-        total = sp.expand(self.walk(expr, {}))
+        total = limits.expand(self.walk(expr, {}), expr.span, "this energy")
         placeholders = list(self._terms)
         if total.has(sp.I):
-            fail("P300", "this energy is complex; an energy must be real", expr.span,
+            fail("P312", "this energy is complex; an energy must be real", expr.span,
                  "complex coefficients belong in a quantum 'hamiltonian'")  # fmt: skip
         out = LatticeSum()
         out.constant = total.subs({p: 0 for p in placeholders})
@@ -152,7 +153,7 @@ class TermBuilder(SympyArithmetic):
             if coeff.free_symbols & set(placeholders):
                 terms = self._terms[p]
                 fail(
-                    "P800",
+                    "P802",
                     "an energy must be a sum of local terms; this sum is multiplied by another sum",
                     terms[0].span,
                     "a product of two lattice sums is a global (all-to-all) interaction: write it "
@@ -161,7 +162,7 @@ class TermBuilder(SympyArithmetic):
             if coeff == 0:
                 continue
             for t in self._terms[p]:
-                body = sp.expand(coeff * t.body)
+                body = limits.expand(coeff * t.body, t.span, "this term")
                 if body != 0:
                     out.terms.append(type(t)(body, t.accesses, t.span, t.structure))
         return out
@@ -171,7 +172,7 @@ class TermBuilder(SympyArithmetic):
         return self.walk(e, slots)
 
     def not_here(self, e: E.Expr, what: str = "this"):
-        return PhysmlError(Diagnostic("P300", "this expression is not allowed in an energy",
+        return PhysmlError(Diagnostic("P305", "this expression is not allowed in an energy",
                                       e.span))  # fmt: skip
 
     # ---------------------------------------------------------------- names
@@ -191,20 +192,20 @@ class TermBuilder(SympyArithmetic):
         if e.id in ("N", "sites_count") and self.lattice is not None:
             return sp.Integer(self.lattice.n_sites)
         if e.id in m.fields:
-            fail("P302", f"field '{e.id}' needs an index", e.span,
+            fail("P314", f"field '{e.id}' needs an index", e.span,
                  f"write {e.id}[i] inside a sum, e.g. sum({e.id}[i] for i in sites)")  # fmt: skip
         if e.id in m.arrays:
             arr = m.arrays[e.id]
             if arr.uniform:
                 return sp.Float(arr.uniform_value)
-            fail("P302", f"'{e.id}' varies over {arr.on} and needs an index", e.span)
+            fail("P314", f"'{e.id}' varies over {arr.on} and needs an index", e.span)
         if e.id in m.definitions:
             d = m.definitions[e.id]
             if d.indices:
-                fail("P302", f"'{e.id}' needs {len(d.indices)} index(es)", e.span)
+                fail("P314", f"'{e.id}' needs {len(d.indices)} index(es)", e.span)
             return self.walk(d.expr, slots)
         if e.id in slots:
-            fail("P300", f"the index '{e.id}' cannot be used as a number", e.span,
+            fail("P309", f"the index '{e.id}' cannot be used as a number", e.span,
                  f"index a field with it: s[{e.id}]")  # fmt: skip
         fail("P200", f"unknown name '{e.id}'", e.span, did_you_mean(e.id, set(m.params)))
 
@@ -213,11 +214,11 @@ class TermBuilder(SympyArithmetic):
         m = self.model
         name = name_of(e.base)
         if name is None:
-            fail("P300", "only fields and arrays can be indexed", e.span)
+            fail("P311", "only fields and arrays can be indexed", e.span)
         if name in m.fields:
             f = m.fields[name]
             if f.on == "links":
-                fail("P800", "link fields are lowered by the gauge compiler", e.span)
+                fail("P804", "link fields are lowered by the gauge compiler", e.span)
             if len(e.indices) != 1:
                 fail("P302", f"field '{name}' on sites takes one index, got {len(e.indices)}",
                      e.span, f"e.g. {name}[i]")  # fmt: skip
@@ -250,32 +251,32 @@ class TermBuilder(SympyArithmetic):
                     off = list(base.offset)
                     off[axis] += sign
                     return _Slot(tuple(off), basis=base.basis)
-        fail("P300", "an index must be an index variable, optionally shifted (x + e0)", e.span)
+        fail("P310", "an index must be an index variable, optionally shifted (x + e0)", e.span)
 
     def _array(self, arr: RealArray, e: E.Index, slots: dict[str, _Slot]) -> sp.Expr:
         n = len(e.indices)
         if arr.on == "sites":
             if n != 1:
-                fail("P302", f"'{arr.name}' lives on sites and takes one index", e.span)
+                fail("P323", f"'{arr.name}' lives on sites and takes one index", e.span)
             slot = self._site_index(e.indices[0], slots)
             if arr.uniform:
                 return sp.Float(arr.uniform_value)
             return self._record(Access("array", arr.name, slot.offset, None, slot.pair_slot,
                                        slot.basis))  # fmt: skip
         if n != 2:
-            fail("P302", f"'{arr.name}' lives on {arr.on} and takes two indices: "
+            fail("P323", f"'{arr.name}' lives on {arr.on} and takes two indices: "
                  f"{arr.name}[i, j]", e.span)  # fmt: skip
         a, b = (self._site_index(x, slots) for x in e.indices)
         if arr.uniform:
             return sp.Float(arr.uniform_value)
         if arr.on == "pairs":
             if a.pair_slot is None or b.pair_slot is None or a.pair_slot == b.pair_slot:
-                fail("P300", f"'{arr.name}' is indexed by the two ends of a pair: "
+                fail("P310", f"'{arr.name}' is indexed by the two ends of a pair: "
                      f"{arr.name}[i, j] inside sum(... for (i, j) in pairs)", e.span)  # fmt: skip
             return self._record(Access("array", arr.name, (), None, a.pair_slot + b.pair_slot))
         # per-bond array: its indices must be the two ends of the bond being summed
         if a.direction is None and b.direction is None:
-            fail("P300", f"'{arr.name}' lives on {arr.on}: index it by a bond, {arr.name}[i, j] "
+            fail("P310", f"'{arr.name}' lives on {arr.on}: index it by a bond, {arr.name}[i, j] "
                  f"inside sum(... for (i, j) in {arr.on})", e.span)  # fmt: skip
         d = b.direction if b.direction is not None else a.direction
         base = a.offset if b.direction is not None else b.offset
@@ -289,31 +290,31 @@ class TermBuilder(SympyArithmetic):
     # ---------------------------------------------------------------- sums
     def on_reduce(self, e: E.Reduce, slots: dict[str, _Slot]) -> sp.Expr:
         if e.func != "sum":
-            fail("P800", f"'{e.func}' over a lattice structure is not supported in an energy",
+            fail("P803", f"'{e.func}' over a lattice structure is not supported in an energy",
                  e.func_span, "use sum(...)")  # fmt: skip
         if len(e.loops) != 1:
-            fail("P800", "one 'for' per sum: nest sums instead", e.loops[1].span)
+            fail("P802", "one 'for' per sum: nest sums instead", e.loops[1].span)
         if slots:
-            fail("P800", "nested lattice sums are not supported in an energy", e.span)
+            fail("P802", "nested lattice sums are not supported in an energy", e.span)
         loop = e.loops[0]
         structure, shell = self._structure(loop)
         lat = self.lattice
         if lat is None:
-            fail("P400", "a sum over a lattice structure needs a lattice", loop.span)
+            fail("P411", "a sum over a lattice structure needs a lattice", loop.span)
         terms: list[Term] = []
         names = loop.names
         if structure == "sites":
             if len(names) != 1:
-                fail("P302", "sites are summed with one index: for i in sites", loop.span)
+                fail("P315", "sites are summed with one index: for i in sites", loop.span)
             zero = (0,) * lat.dim
             for b in range(lat.basis):  # one term per sublattice
                 body, accesses = self._body(e.body, {names[0]: _Slot(zero, basis=b)})
                 terms.append(StencilTerm(body, accesses, e.span, "sites"))
         elif structure == "pairs" or (structure == "bonds" and lat.graph):
             if lat.edge_list is not None and shell != 1:
-                fail("P400", "a graph read from an edge list has one shell of bonds", loop.span)
+                fail("P408", "a graph read from an edge list has one shell of bonds", loop.span)
             if len(names) != 2:
-                fail("P302", f"{structure} are summed with two indices: for (i, j) in {structure}",
+                fail("P315", f"{structure} are summed with two indices: for (i, j) in {structure}",
                      loop.span)  # fmt: skip
             body, accesses = self._body(
                 e.body, {names[0]: _Slot(pair_slot="i"), names[1]: _Slot(pair_slot="j")}
@@ -323,9 +324,9 @@ class TermBuilder(SympyArithmetic):
             terms.append(PairTerm(body, accesses, e.span, "bonds" if edges else "pairs"))
         else:  # bonds of a shell, one term per bond type
             if len(names) != 2:
-                fail("P302", "bonds are summed with two indices: for (i, j) in bonds", loop.span)
+                fail("P315", "bonds are summed with two indices: for (i, j) in bonds", loop.span)
             if shell not in lat.bond_types:
-                fail("P400", f"{lat.kind} lattices have neighbour shells "
+                fail("P408", f"{lat.kind} lattices have neighbour shells "
                      f"{', '.join(map(str, sorted(lat.bond_types)))}, not {shell}",
                      loop.span)  # fmt: skip
             zero = (0,) * lat.dim
@@ -333,7 +334,7 @@ class TermBuilder(SympyArithmetic):
                 d = t.offset
                 for axis, (o, n, per) in enumerate(zip(d, lat.cells, lat.periodic)):
                     if per and abs(o) > 0 and n <= abs(o) and (t.a == t.b or n < abs(o)):
-                        fail("P400", f"bonds({shell}) wrap onto themselves: axis {axis} has "
+                        fail("P408", f"bonds({shell}) wrap onto themselves: axis {axis} has "
                              f"L = {n}", loop.span, f"use L > {abs(o)}")  # fmt: skip
                 body, accesses = self._body(
                     e.body, {names[0]: _Slot(zero, direction=k, basis=t.a),
@@ -349,7 +350,7 @@ class TermBuilder(SympyArithmetic):
     def _structure(self, loop: E.Loop) -> tuple[str, int]:
         d = loop.domain
         if d is None:
-            fail("P400", "say what the sum runs over: for i in sites", loop.span)
+            fail("P411", "say what the sum runs over: for i in sites", loop.span)
         name = name_of(d)
         if name in ("sites", "bonds", "pairs"):
             return name, 1
@@ -359,9 +360,9 @@ class TermBuilder(SympyArithmetic):
             if shell is not None:
                 return "bonds", shell
         if name in ("links", "plaquettes"):
-            fail("P800", f"sums over {name} are lowered by the gauge compiler", d.span)
+            fail("P804", f"sums over {name} are lowered by the gauge compiler", d.span)
         hint = did_you_mean(name, {"sites", "bonds", "pairs"}) if name is not None else None
-        fail("P200", "a lattice sum runs over sites, bonds, bonds(2) or pairs", d.span,
+        fail("P209", "a lattice sum runs over sites, bonds, bonds(2) or pairs", d.span,
              hint or "e.g. for (i, j) in bonds")  # fmt: skip
 
     def _body(self, e: E.Expr, slots: dict[str, _Slot]) -> tuple[sp.Expr, dict]:

@@ -211,7 +211,7 @@ class FieldModel:
     def twist(self, x: Tensor, span: Any = None) -> tuple[Tensor, Tensor]:
         """dS/dpsi and d2S/dpsi2 (each (C, d)) for a twist psi of the angles per lattice
         spacing along each axis mu: sum over bonds (x, x + e) of e_mu dg/db and e_mu^2 d2g/db2
-        (derive/field.FieldDerivation.twist; located P400 where the twist is not defined)."""
+        (derive/field.FieldDerivation.twist; located P414 where the twist is not defined)."""
         twist = self.derived.twist(span)
         a, b = self.builder.a, self.builder.b
         C, d = x.shape[0], len(self.shape)

@@ -158,7 +158,7 @@ class LatticeModel:
             else:
                 (base, a), (other, b) = _pair_ends(term)
                 if any(base):
-                    raise PhysmlError(Diagnostic("P502", "unsupported bond shape for cluster "
+                    raise PhysmlError(Diagnostic("P504", "unsupported bond shape for cluster "
                                                  "updates", term.span))  # fmt: skip
                 K = torch.as_tensor(vals, dtype=self.dtype) * torch.ones(lat.n_cells,
                                                                          dtype=self.dtype)

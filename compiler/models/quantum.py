@@ -111,7 +111,7 @@ def compile_quantum(m: ModelInstance, **options) -> QuantumModel:
     """The derived qubit model (:func:`derive_quantum`), compiled (all failures are located
     diagnostics)."""
     if options.get("path"):
-        fail("P400", "--path chooses a classical lowering; quantum models have one form", None)
+        fail("P413", "--path chooses a classical lowering; quantum models have one form", None)
     return QuantumModel.of(derive_quantum(m))
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .columns import Columns
 from .registry import Catalogue
 
 FAMILY = "boltzmann"
@@ -232,9 +233,13 @@ def declare(catalogue: Catalogue) -> None:
 
     tasks = catalogue.tasks
     tasks.declare("recall", RecallOptions, "Hopfield retrieval from corrupted cues",
-                  kinds=("lattice", FAMILY))  # fmt: skip
+                  kinds=("lattice", FAMILY),
+                  columns=Columns(fixed=(*RECALL_COLUMNS, *RECALL_OBSERVABLES), lets=True,
+                                  measures=False))  # fmt: skip
     tasks.declare("train", TrainOptions, "training energy-based learners (CD, PCD)",
-                  kinds=(FAMILY,))  # fmt: skip
+                  kinds=(FAMILY,),
+                  columns=Columns(fixed=("epochs", "loss"), lets=True, defaults=("loss",),
+                                  expands=(("log_likelihood", ("log_likelihood", "log_z")),)))  # fmt: skip
     tasks.declare("sample",
                   doc="Gibbs sampling of Boltzmann models (RBMs, general Boltzmann machines)",
-                  family=FAMILY)  # fmt: skip
+                  family=FAMILY, columns=Columns(lets=True, defaults=("energy",)))  # fmt: skip

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from .columns import Columns
 from .registry import Catalogue, NoOptions
 
 CONTINUOUS = ("real", "angle")
@@ -101,6 +102,23 @@ FIELD_OBSERVABLES = {
     "lattice axes (XY: S' = J sum sin(theta_x - theta_x+e), S'' = J sum cos(...)) (jackknife)",
 }
 
+# measured by default when a field run measures nothing
+FIELD_DEFAULTS = ("action_density", "abs_magnetization", "susceptibility", "binder")
+
+# the columns of the tasks' rows: a field run's (one row per temperature; HMC adds its energy
+# statistics), an evolve run's (one row per integrator) and a learn_dynamics run's (one row per
+# learner)
+FIELD_COLUMNS = Columns(fixed=("acceptance", "r_hat", "chain_excess"),
+                        optional=("mean_dH", "mean_exp_minus_dH"), thermal=True,
+                        defaults=FIELD_DEFAULTS)  # fmt: skip
+EVOLVE_COLUMNS = Columns(fixed=("integrator", "symplectic", "dt", "steps", "trajectories",
+                                "max_rel_energy_error", "final_energy_drift",
+                                "early_energy_error", "wall_s"), scans=False, measures=False)  # fmt: skip
+LEARN_COLUMNS = Columns(fixed=("learner", "kind", "objective", "parameters", "train_loss",
+                               "rollout_energy_mse", "rollout_state_mse", "diverged",
+                               "rollout_steps", "rollout_dt", "integrator", "train_s"),
+                        scans=False, measures=False)  # fmt: skip
+
 
 # ---------------------------------------------------------------- learners of dynamics
 
@@ -117,7 +135,7 @@ class LearnerTrainingOptions(BaseModel):
 class HNNOptions(LearnerTrainingOptions):
     """Options of ``hnn``."""
 
-    hidden: list[int] = Field(default_factory=lambda: [200, 200], min_length=1)
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [200, 200], min_length=1)
     activation: Literal["tanh", "softplus", "sigmoid", "gelu"] = "tanh"
     separable: bool = False
 
@@ -125,7 +143,7 @@ class HNNOptions(LearnerTrainingOptions):
 class MLPOptions(LearnerTrainingOptions):
     """Options of ``mlp_vector_field`` (the baseline)."""
 
-    hidden: list[int] = Field(default_factory=lambda: [200, 200], min_length=1)
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [200, 200], min_length=1)
     activation: Literal["tanh", "softplus", "sigmoid", "gelu"] = "tanh"
 
 
@@ -264,10 +282,10 @@ def declare(catalogue: Catalogue) -> None:
     tasks = catalogue.tasks
     tasks.declare("evolve",
                   doc="integrate Hamilton's equations with symplectic (or reference) integrators",
-                  kinds=("phase_space",))  # fmt: skip
+                  kinds=("phase_space",), columns=EVOLVE_COLUMNS)  # fmt: skip
     tasks.declare("sample", doc="HMC / MALA / Langevin sampling of continuous lattice fields "
                   "(exp(-S/T), scans of T or beta and of model parameters)",
-                  family="field")  # fmt: skip
+                  family="field", columns=FIELD_COLUMNS)  # fmt: skip
     tasks.declare("learn_dynamics",
                   doc="train Hamiltonian / vector-field / symplectic-map learners on trajectories",
-                  kinds=("phase_space",))  # fmt: skip
+                  kinds=("phase_space",), columns=LEARN_COLUMNS)  # fmt: skip

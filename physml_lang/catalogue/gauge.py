@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from .columns import Columns
 from .registry import Catalogue
 
 GROUPS = ("z2", "u1", "su2")
@@ -83,7 +84,7 @@ class LCNNOptions(BaseModel):
     """Options of the ``lcnn`` learner."""
 
     model_config = ConfigDict(extra="forbid")
-    channels: list[int] = Field(default_factory=lambda: [4, 8], min_length=1)
+    channels: list[PositiveInt] = Field(default_factory=lambda: [4, 8], min_length=1)
     kernel_size: int = Field(1, ge=1)
     hidden: int = Field(16, ge=1)
     out_features: int = Field(1, ge=1)
@@ -94,7 +95,7 @@ class PlainCNNOptions(BaseModel):
     """Options of the ``gauge_cnn`` baseline learner."""
 
     model_config = ConfigDict(extra="forbid")
-    channels: list[int] = Field(default_factory=lambda: [16, 32], min_length=1)
+    channels: list[PositiveInt] = Field(default_factory=lambda: [16, 32], min_length=1)
     kernel_size: int = Field(3, ge=1)
     out_features: int = Field(1, ge=1)
     readout: str = Field("mean", pattern="^(mean|sum|none)$")
@@ -109,11 +110,11 @@ class RegressOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     samples: int = Field(384, ge=8, le=100_000, description="training configurations")
     test_samples: int = Field(64, ge=4, le=100_000, description="test configurations per L")
-    test_L: list[int] = Field(default_factory=lambda: [16, 32], description="test lattice sizes")
+    test_L: list[PositiveInt] = Field(default_factory=lambda: [16, 32], description="test lattice sizes")
     sweeps: int = Field(30, ge=1, description="heat-bath sweeps per configuration (hot start)")
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(32, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    lr: float = Field(3e-3, gt=0, le=1.0)
 
 
 # regression targets of ``regress`` (a name, or wilson_loop(R, T))
@@ -174,10 +175,16 @@ def declare(catalogue: Catalogue) -> None:
         doc="link updates (metropolis, heatbath, hmc) for Wilson gauge models; local "
         "metropolis / heatbath (z2) updates of links and matter for other actions",
         family="gauge",
+        # exact 2D torus references of Wilson actions: the plaquette, and <Q^2> for U(1)
+        columns=Columns(fixed=("acceptance",), optional=("plaquette_exact", "Q2_exact"),
+                        defaults=("plaquette",)),
     )
     catalogue.tasks.declare(
         "gauge_regress",
         RegressOptions,
         "train gauge learners on sampled configurations; test on larger lattices",
         kinds=("gauge",),
+        # one row per learner and test lattice size
+        columns=Columns(fixed=("learner", "kind", "L", "mse", "relative_rmse", "target_std",
+                               "train_loss"), scans=False, measures=False),
     )

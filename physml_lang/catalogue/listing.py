@@ -77,7 +77,7 @@ def listing(catalogue: Catalogue, kind: str | None = None, name: str | None = No
     registry = catalogue.registry(kind)
     if name is not None and name not in registry.names():
         raise PhysmlError(Diagnostic(
-            "P200", f"no {registry.noun} called '{name}'",
+            "P203", f"no {registry.noun} called '{name}'",
             hint=did_you_mean(name, set(registry.names())) or
             f"{registry.kind}: {', '.join(registry.names())}"))  # fmt: skip
     return "\n".join(registry_text(registry, None if name is None else [name])) + "\n"

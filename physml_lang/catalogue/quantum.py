@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from .columns import Columns
 from .registry import Catalogue
 
 QUANTUM = "quantum"  # the model kind, and the family of every entry below
@@ -45,7 +46,7 @@ class RBMOptions(_Opts):
 class ConvNetOptions(_Opts):
     """Options of ``cnn``: a translation-invariant convolutional network."""
 
-    channels: list[int] = Field(default_factory=lambda: [8, 8])
+    channels: list[PositiveInt] = Field(default_factory=lambda: [8, 8])
     kernel_size: int = Field(3, ge=1)
     phase: bool = False
     sign_rule: Literal["none", "marshall"] = "none"
@@ -153,6 +154,10 @@ OBSERVABLE_RUNS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(OBSERVABLES, ("exact", "vmc")),
     "gap": ("exact",), "variance": ("vmc",), "r_hat": ("vmc",),
 }  # fmt: skip
+# what a vmc row always holds (its energy statistics), whatever the measure statement lists
+VMC_ENERGY_COLUMNS = ("energy", "energy_per_site", "variance", "r_hat")
+# the structure factor is written as two columns, S(0) and S(pi, ..., pi)
+STRUCTURE_FACTOR = (("structure_factor", ("structure_factor_q0", "structure_factor_qpi")),)
 
 
 def declare(catalogue: Catalogue) -> None:
@@ -193,9 +198,14 @@ def declare(catalogue: Catalogue) -> None:
     tasks = catalogue.tasks
     tasks.declare("sample", doc="classical sampling does not apply to quantum models (a located "
                   "error)", family=QUANTUM)  # fmt: skip
-    tasks.declare("exact", doc="exact diagonalisation (Lanczos) of a qubit model", kinds=(QUANTUM,))
+    tasks.declare("exact", doc="exact diagonalisation (Lanczos) of a qubit model", kinds=(QUANTUM,),
+                  columns=Columns(fixed=("energy", "energy_per_site", "levels"),
+                                  optional=("gap", "sectors"), expands=STRUCTURE_FACTOR))  # fmt: skip
     tasks.declare("vmc", doc="variational Monte Carlo: optimise a neural quantum state",
-                  kinds=(QUANTUM,))  # fmt: skip
+                  kinds=(QUANTUM,),
+                  columns=Columns(fixed=(*VMC_ENERGY_COLUMNS, "acceptance", "iterations"),
+                                  optional=("exact_energy", "relative_error", "reference"),
+                                  expands=STRUCTURE_FACTOR))  # fmt: skip
 
 
 __all__ = ["AdamSpec", "AutoregressiveSpec", "ConvNetOptions", "MetropolisSpec", "OBSERVABLES",

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict
 
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 
+from .columns import Columns
+
 T = TypeVar("T")
 
 
@@ -35,11 +37,13 @@ class Facts:
     """Static facts of an entry, read by ``check`` and printed by ``physml list``.
 
     ``kinds``: model kinds it applies to (empty: any). ``domains``: field domains it supports
-    (empty: any). ``symmetries``: symmetries it can respect (learners) or needs."""
+    (empty: any). ``symmetries``: symmetries it can respect (learners) or needs. ``columns``:
+    the columns of the rows a task writes (tasks only)."""
 
     kinds: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
     symmetries: tuple[str, ...] = ()
+    columns: Columns | None = None
 
 
 @dataclass
@@ -76,13 +80,13 @@ class Registry(Generic[T]):
     # ---------------------------------------------------------------- declaring and binding
     def declare(self, name: str, schema: type[BaseModel] = NoOptions, doc: str = "", *,
                 family: str = "", kinds: tuple[str, ...] = (), domains: tuple[str, ...] = (),
-                symmetries: tuple[str, ...] = ()) -> Entry[T]:  # fmt: skip
+                symmetries: tuple[str, ...] = (), columns: Columns | None = None) -> Entry[T]:  # fmt: skip
         """Add an entry (front end: no implementation yet)."""
         key = (name, family)
         if key in self._entries:
             raise ValueError(f"{self.noun} {name!r} ({family or 'any kind'}) declared twice")
         entry: Entry[T] = Entry(name, schema, doc, Facts(kinds or ((family,) if family else ()),
-                                                         domains, symmetries), family)  # fmt: skip
+                                                         domains, symmetries, columns), family)  # fmt: skip
         self._entries[key] = entry
         return entry
 
@@ -120,7 +124,7 @@ class Registry(Generic[T]):
 
     def lookup(self, name: str, family: str = "", span: Span | None = None,
                what: str | None = None) -> Entry[T]:  # fmt: skip
-        """The entry, or a located P200 naming the close and the available ones."""
+        """The entry, or a located P203 naming the close and the available ones."""
         entry = self.get(name, family)
         if entry is not None:
             return entry
@@ -130,7 +134,7 @@ class Registry(Generic[T]):
         hint = did_you_mean(name, set(known)) or f"{self.kind}{where}: {', '.join(known)}"
         if elsewhere:
             hint = f"'{name}' is a {self.noun} of {', '.join(elsewhere)} models; " + hint
-        raise PhysmlError(Diagnostic("P200", f"unknown {self.noun} '{name}'{where}", span, hint))
+        raise PhysmlError(Diagnostic("P203", f"unknown {self.noun} '{name}'{where}", span, hint))
 
     def implementation(self, name: str, family: str = "") -> T:
         """The bound implementation (a missing binding is a packaging error, not a user's)."""
@@ -175,12 +179,12 @@ class Catalogue:
         return iter(getattr(self, f.name) for f in fields(self))
 
     def registry(self, kind: str) -> Registry[Any]:
-        """The registry called ``kind`` (``samplers``, ...), or a P200 naming them."""
+        """The registry called ``kind`` (``samplers``, ...), or a P203 naming them."""
         for reg in self:
             if reg.kind == kind:
                 return reg
         kinds = [r.kind for r in self]
-        raise PhysmlError(Diagnostic("P200", f"no kind of entry called '{kind}'",
+        raise PhysmlError(Diagnostic("P203", f"no kind of entry called '{kind}'",
                                      hint=did_you_mean(kind, set(kinds)) or ", ".join(kinds)))
 
 

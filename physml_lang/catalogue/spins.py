@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .columns import Columns
 from .registry import Catalogue
 
 DISCRETE = ("spin", "binary", "potts", "integer", "z2")
@@ -72,4 +73,6 @@ def declare(catalogue: Catalogue) -> None:
         "sample",
         doc="Markov-chain sampling of lattice fields over a scan (temperatures, parameters)",
         kinds=("lattice",),
+        columns=Columns(fixed=("acceptance", "r_hat", "chain_excess"), thermal=True,
+                        defaults=("energy",)),
     )

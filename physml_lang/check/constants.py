@@ -8,11 +8,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Poisoned, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.functions import CONSTANTS, Function, functions_in
 from physml_lang.ir.task import CallValue, Option, Word
 from physml_lang.ir.walk import Arithmetic, fail
+
+
+class _PoisonedValue:
+    """The value of a parameter whose declaration failed (reported there): evaluating an
+    expression that uses it raises :class:`Poisoned`, so the check that needs it is skipped."""
+
+    def __repr__(self) -> str:
+        return "<poisoned>"
+
+
+POISONED = _PoisonedValue()
 
 
 def _is_number(v: Any) -> bool:
@@ -64,6 +75,8 @@ class ConstEvaluator(Arithmetic[Any]):
 
     def on_name(self, e: E.Name, env: Any) -> Any:
         if e.id in self.values:
+            if self.values[e.id] is POISONED:
+                raise Poisoned(e.id)
             return self.values[e.id]
         if e.id in CONSTANTS:
             return CONSTANTS[e.id]
@@ -78,15 +91,15 @@ class ConstEvaluator(Arithmetic[Any]):
             i = self.walk(e.indices[0])
             if isinstance(i, int) and not isinstance(i, bool) and -len(base) <= i < len(base):
                 return base[i]
-        fail("P300", f"cannot index {describe(base)} in {self.what}", e.span)
+        fail("P311", f"cannot index {describe(base)} in {self.what}", e.span)
 
     def on_reduce(self, e: E.Reduce, env: Any) -> Any:
-        fail("P800", f"'{e.func}(... for ...)' is not allowed in {self.what}", e.span)
+        fail("P803", f"'{e.func}(... for ...)' is not allowed in {self.what}", e.span)
 
     # ---------------------------------------------------------------- operators
     def _number(self, v: Any, e: E.Expr) -> None:
         if not _is_number(v):
-            fail("P300", f"expected a number here, got {describe(v)}", e.span)
+            fail("P303", f"expected a number here, got {describe(v)}", e.span)
 
     def negate(self, a: Any, e: E.Unary) -> Any:
         self._number(a, e.operand)
@@ -111,7 +124,7 @@ class ConstEvaluator(Arithmetic[Any]):
         self._number(a, e.left)
         self._number(b, e.right)
         if isinstance(a, complex) or isinstance(b, complex):
-            fail("P300", f"complex numbers cannot be compared with '{op}'", e.span)
+            fail("P303", f"complex numbers cannot be compared with '{op}'", e.span)
         return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
 
     def combine(self, op: str, a: Any, b: Any, e: E.Binary) -> Any:
@@ -126,21 +139,21 @@ class ConstEvaluator(Arithmetic[Any]):
                 return a * b
             if op == "/":
                 if b == 0:
-                    fail("P400", "division by zero", e.right.span)
+                    fail("P417", "division by zero", e.right.span)
                 out = a / b
                 return int(out) if isinstance(a, int) and isinstance(b, int) and a % b == 0 else out
             if op == "%":
                 if isinstance(a, complex) or isinstance(b, complex):
-                    fail("P300", "'%' takes real numbers", e.span)
+                    fail("P303", "'%' takes real numbers", e.span)
                 if b == 0:
-                    fail("P400", "modulo by zero", e.right.span)
+                    fail("P417", "modulo by zero", e.right.span)
                 return a % b
             if abs(b) > 1024 or (isinstance(a, int) and isinstance(b, int) and abs(a) > 1
                                  and b > 64):  # fmt: skip
-                fail("P400", "power too large to evaluate", e.span)
+                fail("P407", "power too large to evaluate", e.span)
             return a**b
         except (OverflowError, ValueError, ZeroDivisionError) as exc:
-            fail("P400", f"cannot evaluate: {exc}", e.span)
+            fail("P417", f"cannot evaluate: {exc}", e.span)
 
     # ---------------------------------------------------------------- calls
     def on_call(self, e: E.Call, env: Any) -> Any:
@@ -159,7 +172,7 @@ class ConstEvaluator(Arithmetic[Any]):
         try:
             return fn.value(*args)
         except (TypeError, ValueError, OverflowError) as exc:
-            fail("P400", f"cannot evaluate {fn.name}(...): {exc}", e.span)
+            fail("P417", f"cannot evaluate {fn.name}(...): {exc}", e.span)
 
 
 def _value(v: Any) -> Any:
@@ -185,9 +198,9 @@ def integer(e: E.Expr, values: dict[str, Any], what: str, low: int | None = None
     if isinstance(v, float) and v.is_integer() and abs(v) < 2**63:
         v = int(v)
     if isinstance(v, bool) or not isinstance(v, int):
-        fail("P300", f"{what} must be an integer, got {v!r}", e.span)
+        fail("P304", f"{what} must be an integer, got {v!r}", e.span)
     if low is not None and v < low:
-        fail("P400", f"{what} must be at least {low}, got {v}", e.span)
+        fail("P405", f"{what} must be at least {low}, got {v}", e.span)
     return v
 
 

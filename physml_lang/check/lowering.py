@@ -40,7 +40,7 @@ class _Converter:
     def convert(self, e: ast.Expr, depth: int) -> E.Expr:
         if depth > MAX_DEPTH:
             raise PhysmlError(Diagnostic(
-                "P800", f"this expression is nested more than {MAX_DEPTH} levels deep", e.span,
+                "P801", f"this expression is nested more than {MAX_DEPTH} levels deep", e.span,
                 "split the expression: define parts with 'let' and combine them"))  # fmt: skip
         d = depth + 1
         t = type(e)

@@ -16,7 +16,6 @@ from physml_lang.diagnostics import (
     ErrorCollector,
     PhysmlError,
     Span,
-    clip,
     did_you_mean,
 )
 from physml_lang.ir.model import DataIR, ModelIR
@@ -28,6 +27,7 @@ from physml_lang.syntax.parser import parse, parse_file
 from .constants import ConstEvaluator, as_value
 from .lowering import to_ir
 from .model import ModelChecker, data_declaration, declared_kind, plain, validate_options
+from .paths import project_root, resolve_user_path
 from .tasks import check_run
 
 
@@ -87,12 +87,12 @@ class CheckedProgram:
             local = self.declared or list(self.models)
             if len(local) != 1:
                 raise PhysmlError(Diagnostic(
-                    "P400", f"run {run.name} must name its model: several are declared", run.span,
+                    "P412", f"run {run.name} must name its model: several are declared", run.span,
                     "add e.g. 'model " + (local[0] if local else "Ising") + "(L = 16)'"))  # fmt: skip
             return self.models[local[0]]
         if run.model.name not in self.models:
             raise PhysmlError(Diagnostic(
-                "P200", f"unknown model '{run.model.name}'", run.model.span,
+                "P204", f"unknown model '{run.model.name}'", run.model.span,
                 did_you_mean(run.model.name, set(self.models) | set(stdlib_index()))
                 or f"declare it or import it from the standard library: import "
                 f"{run.model.name}"))  # fmt: skip
@@ -101,7 +101,7 @@ class CheckedProgram:
     def default_model(self) -> str:
         names = self.declared or list(self.models)
         if not names:
-            raise PhysmlError(Diagnostic("P400", f"{self.name} declares no model"))
+            raise PhysmlError(Diagnostic("P420", f"{self.name} declares no model"))
         return names[0]
 
     def instantiate(self, name: str | None = None, params: dict[str, Any] | None = None,
@@ -109,7 +109,7 @@ class CheckedProgram:
         """The model IR of a model with parameter values."""
         name = name or self.default_model()
         if name not in self.models:
-            raise PhysmlError(Diagnostic("P200", f"unknown model '{name}'",
+            raise PhysmlError(Diagnostic("P204", f"unknown model '{name}'",
                                          hint=did_you_mean(name, set(self.models))))  # fmt: skip
         return self.models[name].instantiate(params or {}, spans)
 
@@ -136,19 +136,19 @@ def check_learner(decl: LearnerIR) -> None:
     if not entries:
         known = CATALOGUE.learners.names()
         raise PhysmlError(Diagnostic(
-            "P200", f"unknown learner '{call.name}'", call.name_span or call.span,
+            "P207", f"unknown learner '{call.name}'", call.name_span or call.span,
             did_you_mean(call.name, set(known)) or "learners: " + ", ".join(known)))  # fmt: skip
     for sym, span in zip(decl.respecting, decl.respecting_spans, strict=True):
         if sym not in SYMMETRIES:
             raise PhysmlError(Diagnostic(
-                "P200", f"unknown symmetry '{sym}'", span,
+                "P210", f"unknown symmetry '{sym}'", span,
                 did_you_mean(sym, set(SYMMETRIES)) or "symmetries: " + ", ".join(SYMMETRIES)))
     if len(entries) > 1:  # a name of several kinds: the run's model decides (its task checks)
         return
     entry = entries[0]
     if call.args:
         raise PhysmlError(Diagnostic(
-            "P302", f"learner {call.name} takes named options: {call.name}(option = value)",
+            "P318", f"learner {call.name} takes named options: {call.name}(option = value)",
             call.span, "options: " + ", ".join(entry.schema.model_fields)))  # fmt: skip
     validate_options(entry.schema, {o.name: plain(o.value) for o in call.kwargs},
                      {o.name: o.span for o in call.kwargs}, call.span, f"learner {call.name}")
@@ -191,49 +191,51 @@ def check_learner_use(task: TaskIR, out: CheckedProgram) -> None:
             if entry is not None and entry.facts.domains and domains \
                     and not domains & set(entry.facts.domains):  # fmt: skip
                 raise PhysmlError(Diagnostic(
-                    "P502", f"learner {name} = {decl.call.name}(...) acts on "
+                    "P503", f"learner {name} = {decl.call.name}(...) acts on "
                     f"{', '.join(entry.facts.domains)} fields; model {checker.name} has "
                     f"{', '.join(sorted(domains))} fields", span))  # fmt: skip
             continue
         kinds = ", ".join(sorted({e.family for e in entries}))
         raise PhysmlError(Diagnostic(
-            "P502", f"learner {name} = {decl.call.name}(...) is a learner of {kinds} models; "
+            "P503", f"learner {name} = {decl.call.name}(...) is a learner of {kinds} models; "
             f"model {checker.name} is a {kind.replace('_', ' ')} model", span,
             "learners for it: " + ", ".join(CATALOGUE.learners.names(kind))))  # fmt: skip
+
+
+def _resolve_imports(tree: ast.Program, out: CheckedProgram, seen: set[Path]) -> None:
+    """The models of a file's imports into ``out.models``: stdlib models by name; the models
+    of imported files (and of their own imports, each relative to the file that names it),
+    every file once. Paths follow ``check/paths.py`` (inside the project tree)."""
+    for imp in tree.imports:
+        if not imp.is_file:
+            checker = stdlib_model(imp.name)
+            if checker is None:
+                index = stdlib_index()
+                raise PhysmlError(Diagnostic(
+                    "P204", f"no model '{imp.name}' in the standard library", imp.span,
+                    did_you_mean(imp.name, set(index)) or "stdlib models: "
+                    + ", ".join(sorted(index))))  # fmt: skip
+            out.models[imp.name] = checker
+            continue
+        target = resolve_user_path(imp.name, imp.span, "imported file", {".phys"},
+                                   missing_hint="paths are relative to the importing file")
+        key = target.resolve()
+        if key in seen:  # imported twice, or a cycle of imports
+            continue
+        seen.add(key)
+        source = imp.span.source if imp.span is not None else None
+        imported = parse_file(target, span=imp.span, root=str(project_root(source)),
+                              allow_outside=source.allow_outside if source else False)  # fmt: skip
+        _resolve_imports(imported, out, seen)
+        for m in imported.models:
+            out.models[m.name] = ModelChecker(m)
 
 
 def check_program(tree: ast.Program, path: Path | None = None,
                   name: str = "<string>") -> CheckedProgram:  # fmt: skip
     """Resolve imports and check every declaration and run block of a parsed file."""
     out = CheckedProgram(name, path)
-    for imp in tree.imports:
-        if imp.is_file:
-            base = path.parent if path else Path.cwd()
-            target = base / imp.name
-            shown = clip(imp.name, 80)
-            if target.suffix != ".phys":
-                # never read (or echo) a file that is not a model file
-                raise PhysmlError(Diagnostic(
-                    "P603", f"an import names a .phys file, not '{shown}'", imp.span,
-                    "import a stdlib model by name (import Ising) or a file: import \"models.phys\""))  # fmt: skip
-            try:
-                found = target.is_file()
-            except OSError:  # a name the file system refuses (too long, ...)
-                found = False
-            if not found:
-                raise PhysmlError(Diagnostic("P600", f"imported file not found: {shown}",
-                                             imp.span, "paths are relative to the importing file"))
-            for m in parse_file(target).models:
-                out.models[m.name] = ModelChecker(m)
-            continue
-        checker = stdlib_model(imp.name)
-        if checker is None:
-            index = stdlib_index()
-            raise PhysmlError(Diagnostic(
-                "P200", f"no model '{imp.name}' in the standard library", imp.span,
-                did_you_mean(imp.name, set(index)) or "stdlib models: "
-                + ", ".join(sorted(index))))  # fmt: skip
-        out.models[imp.name] = checker
+    _resolve_imports(tree, out, {path.resolve()} if path is not None else set())
     for m in tree.models:
         if m.name in out.declared:
             raise PhysmlError(Diagnostic("P201", f"model '{m.name}' is declared twice",

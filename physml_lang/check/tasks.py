@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from physml_lang.catalogue import CATALOGUE
-from physml_lang.diagnostics import Span, did_you_mean
+from physml_lang.diagnostics import ErrorCollector, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.task import (
     CallValue,
@@ -116,7 +116,7 @@ def _as_call(e: E.Expr, what: str, usage: str, span: Span | None) -> CallValue:
         return CallValue(name, span=e.span, name_span=e.span)
     call = as_call(e)
     if call is None:
-        fail("P100", f"'{what}' takes one {what}", span, usage)
+        fail("P103", f"'{what}' takes one {what}", span, usage)
     value = _constant(e, f"the {what}")
     return value
 
@@ -137,38 +137,57 @@ class TaskChecker:
         self.task: str | None = None
 
     def check(self) -> TaskIR:
+        """The task IR; the errors of every statement at once (statements are independent:
+        one that fails is reported and the others are still checked)."""
         node = self.node
+        errors = ErrorCollector()
         seen: dict[str, Span] = {}
         default = None
+        undecided = False  # a statement that may have said what the run does failed
         for stmt in node.stmts:
             entry = STATEMENTS.get(stmt.word)
             if entry is None:
                 hint = did_you_mean(stmt.word, set(STATEMENTS)) or (
                     "run statements: " + ", ".join(sorted(STATEMENTS)))
-                fail("P200", f"unknown run statement '{stmt.word}'", stmt.word_span, hint)
+                with errors:
+                    fail("P203", f"unknown run statement '{stmt.word}'", stmt.word_span, hint)
+                undecided = True
+                continue
             if stmt.word in ("model", "sampler") and stmt.word in seen:
-                fail("P201", f"a run has one '{stmt.word}' statement", stmt.word_span)
+                with errors:
+                    fail("P201", f"a run has one '{stmt.word}' statement", stmt.word_span)
+                continue
             seen[stmt.word] = stmt.span
-            handler = getattr(self, f"_{stmt.word}", None)
-            task = entry.task
-            if handler is not None:
-                handler(stmt)
-            else:
-                ir = self._statement(stmt)
-                if entry.methods:
-                    task = self._method_task(stmt, ir, entry)
-                self.statements.append(ir)
             default = default or entry.default_task
+            task = entry.task
+            done = False
+            with errors:
+                handler = getattr(self, f"_{stmt.word}", None)
+                if handler is not None:
+                    handler(stmt)
+                else:
+                    ir = self._statement(stmt)
+                    if entry.methods:
+                        task = self._method_task(stmt, ir, entry)
+                    self.statements.append(ir)
+                done = True
+            if not done and entry.methods:
+                undecided = True  # its method says which task: unknown
+                continue
             if task:
                 if self.task and self.task != task:
-                    fail("P201", f"a run does one thing: it already has a {self.task} task",
-                         stmt.word_span)  # fmt: skip
+                    with errors:
+                        fail("P211", f"a run does one thing: it already has a {self.task} task",
+                             stmt.word_span)  # fmt: skip
+                    continue
                 self.task = task
         kind = self.task or default
-        if kind is None:
-            fail("P400", f"run {node.name} does nothing", node.name_span,
-                 "add a statement that says what to do, e.g. 'sampler metropolis(chains = 64)'; "
-                 "tasks: " + ", ".join(TASKS))  # fmt: skip
+        if kind is None and not undecided:
+            with errors:
+                fail("P412", f"run {node.name} does nothing", node.name_span,
+                     "add a statement that says what to do, e.g. 'sampler metropolis(chains = "
+                     "64)'; tasks: " + ", ".join(TASKS))  # fmt: skip
+        errors.raise_if_any()
         return TaskIR(
             node.name, kind, self.model, self.sampler, tuple(self.scans), tuple(self.lets),
             tuple(self.measures), tuple(self.plots), tuple(self.statements), tuple(self.trains),
@@ -209,7 +228,7 @@ class TaskChecker:
             what = f"unknown method '{method}'" if method else "no 'via' method"
             hint = (did_you_mean(method, set(known)) if method else None) or (
                 f"{stmt.word} ... via METHOD(...), METHOD one of: " + ", ".join(known))
-            fail("P200", f"{stmt.word}: {what}", vspan or stmt.span, hint)
+            fail("P203", f"{stmt.word}: {what}", vspan or stmt.span, hint)
         if stmt.word == "train":
             for it in ir.items:
                 if it.kind == "via" and isinstance(it.value, Word):
@@ -222,7 +241,7 @@ class TaskChecker:
     def _single_call(self, stmt: ast.RunStmt, what: str) -> E.Expr:
         if (len(stmt.items) != 1 or stmt.items[0].kind != "expr"
                 or not isinstance(stmt.items[0].value, ast.Call | ast.Name)):  # fmt: skip
-            fail("P100", f"'{stmt.word}' takes one {what}", stmt.span,
+            fail("P103", f"'{stmt.word}' takes one {what}", stmt.span,
                  STATEMENTS[stmt.word].usage)  # fmt: skip
         return to_ir(stmt.items[0].value)
 
@@ -234,7 +253,7 @@ class TaskChecker:
             self.model = ModelRefIR(name, span=e.span)
             return
         if call.args:
-            fail("P302", "model parameters are given by name: model Ising(L = 32)",
+            fail("P318", "model parameters are given by name: model Ising(L = 32)",
                  call.args[0].span)  # fmt: skip
         args = tuple(Option(k.name, _constant(k.value, f"the value of {k.name}"), span=k.span)
                      for k in call.kwargs)  # fmt: skip
@@ -244,7 +263,7 @@ class TaskChecker:
         e = self._single_call(stmt, "sampler")
         call = as_call(e)
         if call is not None and call.args:
-            fail("P302", "sampler options are given by name: metropolis(chains = 64)",
+            fail("P318", "sampler options are given by name: metropolis(chains = 64)",
                  call.args[0].span)  # fmt: skip
         if call is None:
             self.sampler = CallValue(name_of(e), span=e.span, name_span=e.span)
@@ -256,18 +275,18 @@ class TaskChecker:
     def _scan(self, stmt: ast.RunStmt) -> None:
         for item in stmt.items:
             if item.kind != "in":
-                fail("P100", "a scan names a variable and its values", item.span,
+                fail("P103", "a scan names a variable and its values", item.span,
                      STATEMENTS["scan"].usage)  # fmt: skip
             value = to_ir(item.value)
             values = ConstEvaluator({}, what="scan values").walk(value)
             if not isinstance(values, list):
                 values = [values]
             if not values:
-                fail("P400", f"the scan over '{item.name}' is empty", item.value.span,
+                fail("P406", f"the scan over '{item.name}' is empty", item.value.span,
                      "give at least one value, e.g. linspace(1.5, 3.5, 21)")  # fmt: skip
             for v in values:
                 if isinstance(v, bool) or not isinstance(v, int | float):
-                    fail("P300", f"scan values must be numbers, got {v!r}", item.value.span)
+                    fail("P322", f"scan values must be numbers, got {v!r}", item.value.span)
             if any(s.name == item.name for s in self.scans):
                 fail("P201", f"'{item.name}' is scanned twice", item.span)
             self.scans.append(ScanIR(item.name, tuple(values), span=item.span))
@@ -275,7 +294,7 @@ class TaskChecker:
     def _let(self, stmt: ast.RunStmt) -> None:
         for item in stmt.items:
             if item.kind != "named":
-                fail("P100", "let binds a name: let T = 2.0", item.span)
+                fail("P103", "let binds a name: let T = 2.0", item.span)
             v = ConstEvaluator({}, what=f"the value of {item.name}").walk(to_ir(item.value))
             self.lets.append(Option(item.name, as_value(v), span=item.span))
 
@@ -291,7 +310,7 @@ class TaskChecker:
                 else:
                     self.measures.append(MeasureIR(column_name(e), e, span=e.span))
             else:
-                fail("P100", "measure takes observables: measure m = abs(magnetization) / sites",
+                fail("P103", "measure takes observables: measure m = abs(magnetization) / sites",
                      item.span)  # fmt: skip
         names = [m.name for m in self.measures]
         for m in self.measures:
@@ -300,7 +319,7 @@ class TaskChecker:
                      "give it another name: measure other = ...")  # fmt: skip
 
     def _plot(self, stmt: ast.RunStmt) -> None:
-        obs, spans, x, marks = [], [], None, []
+        obs, spans, x, x_span, marks = [], [], None, None, []
         flags = {}
         for item in stmt.items:
             e = to_ir(item.value)
@@ -309,20 +328,20 @@ class TaskChecker:
                 obs.append(name)
                 spans.append(e.span)
             elif item.kind == "named" and item.name == "x" and name is not None:
-                x = name
+                x, x_span = name, e.span
             elif item.kind == "named" and item.name == "mark":
                 v = ConstEvaluator({}, what="plot marks").walk(e)
                 for m in v if isinstance(v, list) else [v]:
                     if isinstance(m, bool) or not isinstance(m, int | float):
-                        fail("P300", f"plot marks are numbers, got {m!r}", e.span)
+                        fail("P322", f"plot marks are numbers, got {m!r}", e.span)
                     marks.append(float(m))
             elif item.kind == "named" and item.name in ("logx", "logy"):
                 flags[item.name] = bool(ConstEvaluator({}, what=item.name).walk(e))
             else:
-                fail("P100", "plot takes observable names and options x = NAME, mark = VALUE(S), "
+                fail("P103", "plot takes observable names and options x = NAME, mark = VALUE(S), "
                      "logx = true, logy = true", item.span)  # fmt: skip
         self.plots.append(PlotIR(tuple(obs), x, tuple(marks), span=stmt.span,
-                                 observable_spans=tuple(spans), **flags))  # fmt: skip
+                                 observable_spans=tuple(spans), x_span=x_span, **flags))  # fmt: skip
 
 
 def check_run(node: ast.Run) -> TaskIR:

@@ -119,6 +119,7 @@ class PlotIR:
     span: Span | None = _span()
     observable_spans: tuple[Span | None, ...] = field(default=(), compare=False, repr=False,
                                                       kw_only=True)  # fmt: skip
+    x_span: Span | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ class Walker(Generic[V]):
 
     # ---------------------------------------------------------------- errors
     def not_here(self, e: Expr, what: str = "this") -> PhysmlError:
-        return PhysmlError(Diagnostic("P300", f"{what} is not allowed in {self.what}", e.span))
+        return PhysmlError(Diagnostic("P305", f"{what} is not allowed in {self.what}", e.span))
 
 
 class Arithmetic(Walker[V]):
@@ -136,7 +136,7 @@ class Arithmetic(Walker[V]):
     def on_call(self, e: Call, env: Any) -> V:
         fn = self.function(e)
         if e.kwargs:
-            fail("P302", f"'{e.func}' takes no named arguments", e.kwargs[0].span)
+            fail("P316", f"'{e.func}' takes no named arguments", e.kwargs[0].span)
         return self.apply(fn, [self.walk(a, env) for a in e.args], e)
 
     def function(self, e: Call) -> Function:
@@ -152,7 +152,7 @@ class Arithmetic(Walker[V]):
         if not fn.accepts(len(e.args)):
             low, high = fn.arity
             n = f"{low}" if low == high else f"{low} or more" if high is None else f"{low}-{high}"
-            fail("P302", f"{e.func} takes {n} argument(s), got {len(e.args)}", e.span, fn.usage)
+            fail("P316", f"{e.func} takes {n} argument(s), got {len(e.args)}", e.span, fn.usage)
         return fn
 
     # ---------------------------------------------------------------- value semantics
@@ -166,7 +166,7 @@ class Arithmetic(Walker[V]):
         raise self.not_here(e, f"'{op}'")
 
     def compare(self, op: str, a: V, b: V, e: Binary) -> V:
-        fail("P300", f"'{op}' is not allowed in {self.what}", e.span,
+        fail("P305", f"'{op}' is not allowed in {self.what}", e.span,
              "comparisons belong in conditions; use delta(a, b) for a Kronecker delta")
 
     def logical(self, e: Binary, env: Any) -> V:

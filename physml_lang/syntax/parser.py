@@ -4,15 +4,15 @@ syntax errors."""
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Source, Span
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Source, Span, clip
 
 from . import ast
+from .tables import OPTIONS, grammar_text, load_tables
 
 KEYWORDS = {
     "import", "model", "lattice", "graph", "field", "on", "phase_space", "param", "learnable",
@@ -38,10 +38,8 @@ MODEL_STATEMENTS = {
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    grammar = resources.files("physml_lang.grammar").joinpath("physml.lark").read_text()
-    return Lark(
-        grammar, parser="lalr", strict=True, propagate_positions=True, maybe_placeholders=True
-    )
+    grammar = grammar_text()
+    return load_tables(grammar) or Lark(grammar, **OPTIONS)
 
 
 def _span(source: Source, meta) -> Span:
@@ -450,12 +448,14 @@ def _syntax_error(source: Source, exc: UnexpectedInput) -> Diagnostic:
     return Diagnostic("P100", message, span, hint)
 
 
-def parse(text: str, name: str = "<string>") -> ast.Program:
+def parse(text: str, name: str = "<string>", *, root: str | Path | None = None,
+          allow_outside: bool = False) -> ast.Program:  # fmt: skip
     """Parse physml source text into a :class:`~physml_lang.ast.Program`.
 
-    Raises :class:`PhysmlError` with a located diagnostic on a syntax error.
+    Raises :class:`PhysmlError` with a located diagnostic on a syntax error. ``root`` and
+    ``allow_outside``: which files the text may name (see :class:`Source`).
     """
-    source = Source(name, text)
+    source = Source(name, text, str(root) if root is not None else None, allow_outside)
     tree: Tree | None = None
     try:
         tree = _parser().parse(text)
@@ -465,7 +465,7 @@ def parse(text: str, name: str = "<string>") -> ast.Program:
     except RecursionError:
         hint = "split the expression: define parts with 'let' and combine them"
         raise PhysmlError(Diagnostic(
-            "P800", "this expression is nested too deeply to be read",
+            "P801", "this expression is nested too deeply to be read",
             _deepest(source, tree) if tree is not None else None, hint)) from None  # fmt: skip
 
 
@@ -486,14 +486,60 @@ def _deepest(source: Source, tree: Tree) -> Span | None:
     return Span(source, best.line, best.column, best.end_line, best.end_column)
 
 
-def parse_file(path: str | Path) -> ast.Program:
-    path = Path(path)
+class NotText(ValueError):
+    """Bytes that are not UTF-8 text, or hold a NUL byte (binary data): where (1-based line and
+    column, byte offset) and why, never the bytes themselves."""
+
+    def __init__(self, line: int, column: int, offset: int, reason: str):
+        self.line, self.column, self.offset, self.reason = line, column, offset, reason
+        super().__init__(f"line {line}, column {column}: {reason}")
+
+
+def decode_text(data: bytes) -> str:
+    """The UTF-8 text of a file's bytes, newlines made ``\\n``; :class:`NotText` at the first
+    byte that is not UTF-8 or is NUL (a binary file)."""
+    nul = data.find(b"\x00")
     try:
-        text = path.read_text()
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset, reason = exc.start, "a byte that is not UTF-8 text"
+        if 0 <= nul < offset:
+            offset, reason = nul, "a NUL byte (binary data)"
+    else:
+        if nul < 0:
+            return text.replace("\r\n", "\n").replace("\r", "\n")  # as files read as text
+        offset, reason = nul, "a NUL byte (binary data)"
+    line = data.count(b"\n", 0, offset) + 1
+    start = data.rfind(b"\n", 0, offset) + 1
+    column = len(data[start:offset].decode("utf-8", errors="replace")) + 1
+    raise NotText(line, column, offset, reason)
+
+
+def parse_file(path: str | Path, *, span: Span | None = None, root: str | Path | None = None,
+               allow_outside: bool = False) -> ast.Program:  # fmt: skip
+    """Parse a .phys file. ``span``: where another file names it (an import), where its errors
+    of reading are located; ``root``, ``allow_outside``: as for :func:`parse`. A file that is
+    not UTF-8 text is a located P606 (its bytes never shown)."""
+    path = Path(path)
+    shown = clip(str(path), 80)
+    try:
+        data = path.read_bytes()
     except FileNotFoundError:
         raise PhysmlError(
-            Diagnostic("P600", f"file not found: {path}", hint="check the path")
+            Diagnostic("P600", f"file not found: {shown}", span, hint="check the path")
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PhysmlError(Diagnostic("P600", f"cannot read {path}: {exc}")) from None
-    return parse(text, str(path))
+    except (OSError, ValueError) as exc:  # a folder, no permission, a name refused
+        why = getattr(exc, "strerror", None) or type(exc).__name__
+        raise PhysmlError(Diagnostic("P600", f"cannot read {shown}: {why}", span)) from None
+    try:
+        text = decode_text(data)
+    except NotText as exc:
+        where = f"line {exc.line}, column {exc.column} holds {exc.reason}"
+        hint = "a .phys file is UTF-8 text"
+        if span is None:  # the file itself, at the byte (its text is never shown)
+            at = Span(Source(str(path), ""), exc.line, exc.column, exc.line, exc.column + 1)
+            raise PhysmlError(Diagnostic(
+                "P606", f"{shown} is not a text file: {where}", at, hint)) from None  # fmt: skip
+        raise PhysmlError(Diagnostic(
+            "P606", f"the imported file is not a text file: {where}", span, hint)) from None  # fmt: skip
+    return parse(text, str(path), root=root, allow_outside=allow_outside)

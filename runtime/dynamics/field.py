@@ -45,6 +45,8 @@ from physml_lang.runtime.plans.parameters import numeric_parameters
 from physml_lang.runtime.plans.sample import THERMAL
 
 from ..checkpoint import Checkpoint
+from ..device import check_memory
+from ..divergences import stuck_chain_error
 from ..driver import RunContext, RunResult, ScanPoint, run_scan
 from ..random import RandomStreams
 from ..statistics import between_chain_excess, binning_analysis, split_rhat
@@ -79,6 +81,7 @@ def run_field(task: TaskIR, program, ctx: RunContext) -> RunResult:
         "field": {"name": first.field, "domain": first.domain, "lattice": list(first.shape)},
         "rows": [], "complete": False})  # fmt: skip
     combos = list(itertools.product(*[s.values for s in plan.others])) or [()]
+    _check_memory(run, plan, combos, device)
 
     compiled: list = [plan.model]
 
@@ -103,6 +106,38 @@ def run_field(task: TaskIR, program, ctx: RunContext) -> RunResult:
              per_point, run.name)  # fmt: skip
     files = field_plots(ctx.out, run, plan, summary, len(first.shape)) if ctx.out else []
     return RunResult(summary, ctx.out, files)
+
+
+# bytes per site and chain of an update in float64: the field, HMC's momenta and their updated
+# copies, the force and the action's stencil temporaries, and the random numbers' words and
+# uniforms (a normal draw goes through int64 counters and two uniforms). Measured: 16 chains
+# of 256^2 sites, peak 219 MiB (HMC), 178 MiB (MALA), i.e. ~26 copies; counted: 40
+UPDATE_BYTES_PER_SITE = 320
+
+
+def field_memory(plan: FieldPlan, sites: int, n_measures: int) -> int:
+    """Bytes of one point of a field run on ``sites`` sites: chains x temperatures fields with
+    an update's temporaries, and the recorded series (measurements x chains per base
+    observable, twist derivatives and measured expression)."""
+    o = plan.options
+    series = len(BASE) + 4 * len(plan.model.shape) + n_measures
+    return o.chains * len(plan.betas) * (sites * UPDATE_BYTES_PER_SITE + recorded(o) * series * 8)
+
+
+def _check_memory(run: RunState, plan: FieldPlan, combos: list, device: torch.device) -> None:
+    """Refuse, before any field is allocated, a run whose largest point cannot fit on
+    ``device`` (sizes read from the points' IR, nothing compiled)."""
+    sites = 0
+    for combo in combos[:64]:
+        extra = {s.name: (v, s.span) for s, v in zip(plan.others, combo)}
+        lat = model_point(run, plan.checker, extra, THERMAL).lattice
+        sites = max(sites, lat.n_sites if lat is not None else 0)
+    o = plan.options
+    check_memory(field_memory(plan, sites, len(plan.measures)), device,
+                 f"run {run.name} ({o.chains * len(plan.betas)} chains of {sites} sites, "
+                 f"{recorded(o)} measurements each)", run.span,
+                 "use fewer chains, temperatures or sweeps (or a larger thin), or a smaller "
+                 "lattice")  # fmt: skip
 
 
 def _settings(run: RunState, plan: FieldPlan, combos: list, ctx: RunContext) -> dict[str, Any]:
@@ -172,6 +207,7 @@ class FieldChains(ScanPoint):
             target[:k].copy_(t[f"series/{name}"].to(dev))
         self.x = t["x"].to(dev)
         self.kernel.restore(self.x, {n[7:]: v for n, v in t.items() if n.startswith("kernel/")})
+        self.kernel.trajectories = done  # updates are counted from the point's start
 
     def step(self) -> None:
         """One burn-in update (not tracked: the acceptance counts measured updates only), or
@@ -181,6 +217,8 @@ class FieldChains(ScanPoint):
             kernel.track = False
             self.x = kernel.step(self.x)
             self.burned += 1
+            if self.burned % 64 == 0 or self.burned == o.burn_in:
+                self._check_updates()
             return
         kernel.track = True
         for _ in range(o.thin):
@@ -189,6 +227,7 @@ class FieldChains(ScanPoint):
         self._measure(k)
         self.measured = k + 1
         if k % 64 == 63 or k == self.n_meas - 1:
+            self._check_updates()
             self._check_finite(k)
 
     def _measure(self, k: int) -> None:
@@ -216,14 +255,37 @@ class FieldChains(ScanPoint):
                     s[f"expr/{name}"][k] = torch.as_tensor(kern(env), dtype=F64,
                                                            device=x.device)  # fmt: skip
 
+    def _at(self) -> str:
+        """The point's scan values for a message (empty when the run scans nothing)."""
+        values = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
+                           for k, v in self.point.items())  # fmt: skip
+        return f" at {values}" if values else ""
+
+    def _check_updates(self) -> None:
+        """A located P700 once most updates of a chain had a non-finite energy (HMC: H of a
+        trajectory; MALA: the acceptance ratio): the action is unbounded below or the step
+        far too large. Each such proposal is rejected, which keeps the chain exact; a chain
+        stuck behind them samples nothing."""
+        stuck = self.kernel.divergence()
+        if stuck is None:
+            return
+        what = "H = S + p^2 / 2 of HMC trajectories" if self.plan.sampler == "hmc" else (
+            "the acceptance ratio of proposals")  # fmt: skip
+        span = self.run.sampler_options.get("step_size", (None, self.run.span))[1]
+        raise stuck_chain_error(
+            stuck, what, self.options.burn_in, f"run {self.run.name}{self._at()}",
+            span or self.run.span, "the action may be unbounded below (e.g. a negative quartic "
+            "coupling) or step_size too large: check the couplings' signs, reduce step_size")
+
     def _check_finite(self, k: int) -> None:
         a = self.series["action_density"][: k + 1]
         if not bool(torch.isfinite(a).all()):
             bad = int((~torch.isfinite(a)).nonzero()[0, 0])
             raise PhysmlError(Diagnostic(
                 "P700", f"the action became non-finite at measurement {bad} of run "
-                f"{self.run.name}", self.run.span, "reduce step_size (HMC, Langevin) or check "
-                "the action's couplings; results measured before this point were kept"))  # fmt: skip
+                f"{self.run.name}{self._at()}", self.run.span, "reduce step_size (HMC, "
+                "Langevin) or check the action's couplings; results measured before this point "
+                "were kept"))  # fmt: skip
 
     def rows(self) -> list[dict]:
         """One row per temperature: the scan values, acceptance, every measure, diagnostics."""

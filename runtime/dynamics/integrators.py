@@ -318,6 +318,16 @@ def _energy_scale(E0: Tensor) -> Tensor:
     return E0.abs().clamp_min(floor)
 
 
+def _check_state(E: Tensor, q: Tensor, E0: Tensor, scale: Tensor, threshold: float | None,
+                 k: int, dt: float, name: str) -> None:  # fmt: skip
+    """EnergyBlowupError at step k for a non-finite state, or a relative energy error above
+    ``threshold`` (None: not checked)."""
+    finite = bool(torch.isfinite(E).all()) and bool(torch.isfinite(q).all())
+    rel = float(((E - E0).abs() / scale).max()) if finite else float("inf")
+    if not finite or (threshold is not None and rel > threshold):
+        raise EnergyBlowupError(k, float(dt), rel, name)
+
+
 def evolve(
     system: HamiltonianLike,
     q0: Tensor,
@@ -330,12 +340,15 @@ def evolve(
     blowup_threshold: float | None = 0.5,
     out_dir: str | Path | None = None,
     prefix: str = "trajectory",
+    stop_nonfinite: bool = True,
 ) -> Trajectory:
     """Integrate ``steps`` steps of size ``dt`` from (q0, p0) of shape (B, n).
 
     Saves every ``save_every`` steps (plus the initial state): T = steps // save_every + 1.
     At each save the relative energy error is checked; above ``blowup_threshold`` (None: off) or
-    a non-finite state raises :class:`EnergyBlowupError`. With ``out_dir``, writes
+    a non-finite state raises :class:`EnergyBlowupError`. With neither (``blowup_threshold``
+    None, ``stop_nonfinite`` False) nothing is checked: a diverging trajectory carries inf or
+    NaN (a learned model's rollout, counted by its caller). With ``out_dir``, writes
     ``{prefix}.npz`` and the two plots there. Runs without autograd graphs (autograd systems
     compute their own gradients).
     """
@@ -349,14 +362,13 @@ def evolve(
         q, p = q0.clone(), p0.clone()
         qs, ps, Es, ts = [q], [p], [sys_.hamiltonian(q, p)], [0.0]
         scale = _energy_scale(Es[0])
+        checked = stop_nonfinite or blowup_threshold is not None
         for k in range(1, steps + 1):
             q, p = integ.step(sys_, q, p, dt)
             if k % save_every == 0 or k == steps:
                 E = sys_.hamiltonian(q, p)
-                finite = bool(torch.isfinite(E).all()) and bool(torch.isfinite(q).all())
-                rel = float(((E - Es[0]).abs() / scale).max()) if finite else float("inf")
-                if not finite or (blowup_threshold is not None and rel > blowup_threshold):
-                    raise EnergyBlowupError(k, float(dt), rel, integ.name)
+                if checked:
+                    _check_state(E, q, Es[0], scale, blowup_threshold, k, dt, integ.name)
                 if k % save_every == 0:
                     qs.append(q)
                     ps.append(p)

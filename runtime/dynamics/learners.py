@@ -394,7 +394,8 @@ def rollout(
     else:
         system = model.system(energy)
         name = integrator or "rk4"
-    return evolve(system, q0, p0, dt, steps, name, save_every=save_every, blowup_threshold=None)
+    return evolve(system, q0, p0, dt, steps, name, save_every=save_every, blowup_threshold=None,
+                  stop_nonfinite=False)  # a diverging rollout is a result: its caller counts it
 
 
 def _map_rollout(model: SympNet, q0: Tensor, p0: Tensor, dt: float, steps: int,

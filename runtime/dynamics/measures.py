@@ -93,18 +93,25 @@ def evaluate_rollouts(model: torch.nn.Module, cm: PhaseSpaceModel, ro: RolloutOp
     with torch.no_grad():
         E_true = H(qt, pt).cpu().numpy()  # (B, T)
     E_pred = tr.energy.T.detach().cpu().numpy()
-    finite = np.isfinite(E_pred).all(1)
-    e_mse = ((E_pred - E_true) ** 2).mean(1)
     q_pred, p_pred = tr.q.transpose(0, 1).cpu().numpy(), tr.p.transpose(0, 1).cpu().numpy()
-    s_mse = ((q_pred - qt.numpy()) ** 2 + (p_pred - pt.numpy()) ** 2).mean((1, 2))
-    errors = {"rollout_energy_mse": independent_mean(e_mse),
-              "rollout_state_mse": independent_mean(s_mse),
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged rollout: inf or NaN
+        e_mse = ((E_pred - E_true) ** 2).mean(1)
+        s_mse = ((q_pred - qt.numpy()) ** 2 + (p_pred - pt.numpy()) ** 2).mean((1, 2))
+    # a rollout that diverged (inf or NaN along the way) is counted, and left out of the means
+    finite = np.isfinite(E_pred).all(1) & np.isfinite(e_mse) & np.isfinite(s_mse)
+    errors = {"rollout_energy_mse": _mean_of(e_mse[finite]),
+              "rollout_state_mse": _mean_of(s_mse[finite]),
               "diverged": int((~finite).sum())}  # fmt: skip
     curve = (tr.t.cpu().numpy(), E_pred[0], tr.q[:, 0, 0].cpu().numpy(),
              tr.p[:, 0, 0].cpu().numpy())  # fmt: skip
     exact = (np.linspace(0, steps * dt, steps + 1), E_true[0], qt[0, :, 0].numpy(),
              pt[0, :, 0].numpy())  # fmt: skip
     return RolloutEvaluation(errors, steps, dt, tr.integrator, curve, exact)
+
+
+def _mean_of(x: np.ndarray) -> dict[str, float]:
+    """independent_mean, undefined (NaN: null on disk) when every rollout diverged."""
+    return independent_mean(x) if len(x) else {"mean": math.nan, "stderr": math.nan}
 
 
 # ---------------------------------------------------------------- continuous fields

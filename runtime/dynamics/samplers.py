@@ -32,6 +32,7 @@ from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.dynamics import HMCOptions, LangevinOptions
 from physml_lang.diagnostics import Diagnostic, warn
 
+from ..divergences import Divergences
 from ..random import RandomStreams
 from ..statistics import Estimate, binning_analysis
 from .integrators import leapfrog_step, yoshida4_step
@@ -116,7 +117,9 @@ class HMCKernel:
     trajectory (avoids resonances with the trajectory length). While ``track`` is set, the
     acceptance (``accepted`` (C,) of ``proposed``) and the Creutz check <exp(-dH)> = 1 are
     accumulated per chain (:meth:`info`); :meth:`tensors` / :meth:`restore` checkpoint them
-    (the random numbers' state is the streams' draw counter, kept by their owner)."""
+    (the random numbers' state is the streams' draw counter, kept by their owner). A
+    trajectory whose H becomes non-finite is rejected and recorded in ``diverged``
+    (:class:`Divergences`, on the device); :meth:`divergence` names a chain stuck behind them."""
 
     def __init__(self, action: Action, grad_action: Action, streams: RandomStreams,
                  step_size: float, n_leapfrog: int, mass: float = 1.0, jitter: float = 0.0,
@@ -135,6 +138,7 @@ class HMCKernel:
         self.accepted: Tensor | None = None  # (C,), allocated by start()
         self.proposed = 0
         self.sums: dict[str, Tensor] = {}
+        self.diverged: Divergences | None = None  # since start(), burn-in included
 
     def start(self, x: Tensor) -> None:
         """Allocate the counters for the chains of x (and reset them)."""
@@ -143,6 +147,12 @@ class HMCKernel:
         self.proposed = 0
         self.sums = {"dH": torch.zeros_like(self.accepted),
                      "exp_minus_dH": torch.zeros_like(self.accepted)}  # fmt: skip
+        self.diverged = Divergences(C, x.device)
+
+    def divergence(self) -> tuple[int, int, float] | None:
+        """(first divergent trajectory, chain, fraction) of a chain whose trajectories mostly
+        diverged, or None (:meth:`Divergences.stuck`)."""
+        return None if self.diverged is None else self.diverged.stuck()
 
     def step(self, x: Tensor) -> Tensor:
         """One trajectory of every chain: the new x (C, *site_shape)."""
@@ -158,7 +168,9 @@ class HMCKernel:
             for _ in range(self.n_leapfrog):
                 xn, pn = self.integrate(self.system, xn, pn, dt)
             dH = self.system.hamiltonian(xn, pn) - H0
-            dH = torch.where(torch.isfinite(dH), dH, torch.full_like(dH, float("inf")))
+            finite = torch.isfinite(dH)
+            self.diverged.record(finite)
+            dH = torch.where(finite, dH, torch.full_like(dH, float("inf")))
             u = streams.uniform((C,), x.dtype)
             acc = torch.log(u) < -dH  # min(1, exp(-dH)) with the exact H
             if self.track:
@@ -206,11 +218,13 @@ class LangevinKernel:
         self.proposed = 0
         self.S: Tensor | None = None
         self.g: Tensor | None = None
+        self.diverged: Divergences | None = None
 
     def start(self, x: Tensor) -> None:
         """Counters for the chains of x, and S, grad S at x (the state a step continues)."""
         self.accepted = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         self.proposed = 0
+        self.diverged = Divergences(x.shape[0], x.device)
         with torch.no_grad():
             self.S = self.action(x) if self.metropolis else None
             self.g = self.grad_action(x)
@@ -227,7 +241,9 @@ class LangevinKernel:
                 fwd = _sum_sites((xn - x + h * g) ** 2) / (4 * h)  # -log q(xn | x)
                 bwd = _sum_sites((x - xn + h * gn) ** 2) / (4 * h)  # -log q(x | xn)
                 log_a = -(Sn - S) - bwd + fwd
-                log_a = torch.where(torch.isfinite(log_a), log_a, torch.full_like(log_a, -1e30))
+                finite = torch.isfinite(log_a)
+                self.diverged.record(finite)
+                log_a = torch.where(finite, log_a, torch.full_like(log_a, -1e30))
                 u = streams.uniform((C,), x.dtype)
                 acc = torch.log(u) < log_a
                 m = _bcast(acc, x)
@@ -239,6 +255,12 @@ class LangevinKernel:
                 self.accepted += acc.to(x.dtype)
                 self.proposed += 1
             return x
+
+    def divergence(self) -> tuple[int, int, float] | None:
+        """(first step, chain, fraction) of a chain whose MALA proposals mostly had a
+        non-finite acceptance ratio (ULA accepts every step: its non-finite fields show in the
+        action), or None."""
+        return None if self.diverged is None else self.diverged.stuck()
 
     def acceptance(self) -> Tensor:
         return self.accepted / max(self.proposed, 1)

@@ -53,7 +53,7 @@ import hashlib
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -75,6 +75,7 @@ from physml_lang.runtime.plans.dynamics import (
 )
 
 from ..checkpoint import Checkpoint
+from ..device import check_memory
 from ..driver import RunContext, RunResult, ScanPoint, run_scan
 from ..random import RandomStreams
 from ..tasks import RunState, Task
@@ -113,6 +114,91 @@ def _summary(run: RunState, program, cm, ctx: RunContext, task: str,
             "seed": ctx.seed, "task": task, "sampler": sampler, "rows": [], "complete": False}  # fmt: skip
 
 
+# ---------------------------------------------------------------- memory estimates
+
+# copies of a recorded trajectory (t, q, p, H per saved state): its chunks, their
+# concatenation (rows, the checkpoint's tensors), and the numpy arrays of the .npz file
+TRAJECTORY_COPIES = 4
+# float64 vectors of (trajectories x canonical coordinates) an integrator step holds: the
+# state, its stages (rk4: four of q and p) and the forces' temporaries
+STEP_VECTORS = 32
+# bytes per state saved within a chunk besides its numbers: the three small tensors (q, p, H)
+# of the integrator's lists until the chunk is stacked (measured: 10^5 saved states of one
+# pendulum, peak 71 MiB; this estimate 70 MiB)
+SAVED_STATE_OVERHEAD = 3000
+
+
+def evolve_memory(plan: EvolvePlan, save_every: int, chunk: int) -> int:
+    """Bytes of one integrator's trajectories: (steps / save_every + 1) saved states of q, p
+    (B, n) and H (B,), a few copies of them, the lists of a chunk's saves, and an integrator
+    step's temporaries."""
+    B, n = plan.q0.shape[0], plan.model.n
+    saved = plan.options.steps // save_every + 2
+    in_chunk = min(saved, chunk // save_every + 1)
+    return (8 * B * (TRAJECTORY_COPIES * saved * (2 * n + 2) + STEP_VECTORS * n)
+            + SAVED_STATE_OVERHEAD * in_chunk)  # fmt: skip
+
+
+def _check_evolve_memory(run: RunState, plan: EvolvePlan, save_every: int,
+                         device: torch.device) -> None:  # fmt: skip
+    """Refuse, before integrating, trajectories whose saved states cannot fit on ``device``."""
+    o = plan.options
+    chunk = max(save_every, (Evolution.CHUNK_STEPS // save_every) * save_every)
+    check_memory(evolve_memory(plan, save_every, chunk), device, f"run {run.name} "
+                 f"({plan.q0.shape[0]} trajectories of {o.steps} steps, a state saved every "
+                 f"{save_every})", run.span, "use fewer steps, a larger save_every, or fewer "
+                 "initial states")  # fmt: skip
+
+
+def learner_widths(lp: LearnerPlan, n: int) -> list[int]:
+    """The layer widths of a dynamics learner on ``n`` canonical pairs (inputs to outputs)."""
+    o = lp.options
+    if hasattr(o, "hidden"):
+        return [2 * n, *o.hidden, 2 * n]
+    width = getattr(o, "width", 32)
+    return [2 * n] + [width] * (2 * getattr(o, "layers", 4)) + [2 * n]
+
+
+# copies of the training data (count x points states of q, p, dq, dp): the clean and noisy
+# trajectories, the derivatives, the flat training tensors and the pairs of consecutive states
+DATA_COPIES = 14
+# per parameter: the weights, gradient, Adam's moments and a checkpoint's copy
+PARAMETER_COPIES = 5
+# activations kept per layer unit and state: forward, backward and an HNN's second backward
+# (the vector field is the gradient of H_theta)
+ACTIVATION_COPIES = 8
+
+
+def learn_memory(plan: LearnPlan, count: int, points: int) -> int:
+    """Bytes of a learn_dynamics run: its training data, the largest learner's parameters and
+    the activations of a (full or minibatch) step, and the rollouts (learned and exact, every
+    step saved) of the test states."""
+    n, ro = plan.model.n, plan.rollout
+    states = count * points
+    need = DATA_COPIES * 8 * states * n
+    worst = 0
+    for lp in plan.learners:
+        w = learner_widths(lp, n)
+        params = sum((a + 1) * b for a, b in zip(w, w[1:]))
+        batch = min(lp.options.batch_size or states, states)
+        worst = max(worst, 8 * (PARAMETER_COPIES * params + ACTIVATION_COPIES * batch * sum(w)))
+    rollouts = TRAJECTORY_COPIES * 8 * ro.count * (ro.steps + 2) * (2 * n + 2) * 2
+    return need + max(worst, rollouts)
+
+
+def _check_learn_memory(run: RunState, plan: LearnPlan, device: torch.device) -> None:
+    """Refuse, before simulating or loading data, a learn_dynamics run that cannot fit."""
+    if plan.load is not None:
+        count, points = 1, 1  # loaded data are not counted: the file's size bounds them
+    else:
+        count, points = plan.data.count, plan.data.points
+    check_memory(learn_memory(plan, count, points), device, f"run {run.name} ({count} "
+                 f"trajectories of {points} points, {len(plan.learners)} learner(s), "
+                 f"{plan.rollout.count} rollouts of {plan.rollout.steps} steps)", run.span,
+                 "use fewer or shorter trajectories, smaller hidden layers, a batch_size, or "
+                 "fewer rollout steps")  # fmt: skip
+
+
 # ---------------------------------------------------------------- evolve
 
 
@@ -126,6 +212,7 @@ def run_evolve(task: TaskIR, program, ctx: RunContext) -> RunResult:
     cm: PhaseSpaceModel = plan.model
     o, out = plan.options, ctx.out
     save_every = o.save_every or max(1, o.steps // 2000)
+    _check_evolve_memory(run, plan, save_every, ctx.device)
     summary = ctx.recorder.summary
     summary.update(_summary(run, program, cm, ctx, "evolve", {"name": "evolve", **o.model_dump()}))
     summary["integrators"] = plan.integrators
@@ -189,13 +276,15 @@ class Evolution(ScanPoint):
     state whose relative energy error exceeds ``blowup`` (or a non-finite state). Deterministic;
     the checkpoint is the current q, p, the recorded trajectory (t, q, p, H) and the wall time."""
 
+    CHUNK_STEPS = 20_000
+
     def __init__(self, cm: PhaseSpaceModel, name: str, options: dict[str, Any], q0: Tensor,
                  p0: Tensor, dt: float, steps: int, save_every: int,
                  blowup: float):  # fmt: skip
         self.system, self.name, self.options = cm.system, name, options
         self.symplectic = make_integrator(name, **options).symplectic
         self.dt, self.save_every, self.blowup = dt, save_every, blowup
-        self.chunk = max(save_every, (20_000 // save_every) * save_every)
+        self.chunk = max(save_every, (self.CHUNK_STEPS // save_every) * save_every)
         self.q, self.p = q0, p0
         self.done, self.total = 0, steps
         # the recorded trajectory in parts: the first with the initial state, the others without
@@ -271,6 +360,7 @@ def run_learn(task: TaskIR, program, ctx: RunContext) -> RunResult:
     plan = plan_learn(run, program, ctx.sets, program.compile_ir)
     cm: PhaseSpaceModel = plan.model
     o, ro, out, device = plan.data, plan.rollout, ctx.out, ctx.device
+    _check_learn_memory(run, plan, device)
     summary = ctx.recorder.summary
     summary.update(_summary(run, program, cm, ctx, "learn_dynamics",
                             {"name": "learn_dynamics", "trajectories": o.model_dump(),
@@ -284,7 +374,14 @@ def run_learn(task: TaskIR, program, ctx: RunContext) -> RunResult:
         digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes()
                                          for a in arrays)).hexdigest()  # fmt: skip
     else:
-        t, q, p, dq, dp = simulated(cm, o, host.fork(DATA_STREAMS))
+        try:
+            t, q, p, dq, dp = simulated(cm, o, host.fork(DATA_STREAMS))
+        except IntegratorError as exc:
+            _integration_failed("simulating the training trajectories from the declared "
+                                "Hamiltonian", exc, _statement_span(task, "trajectories"),
+                                "the initial states (radius, start) reach a singularity or "
+                                "move too fast for `substeps` steps between points: raise "
+                                "substeps, shorten t_span or change radius")  # fmt: skip
         summary["data"] = {"simulated": o.count, "points": o.points, "noise": o.noise}
         digest = None
     data = TrainingData.of(t, q, p, dq, dp, device)
@@ -293,8 +390,11 @@ def run_learn(task: TaskIR, program, ctx: RunContext) -> RunResult:
     running: list[Training] = []
     files: list[Path] = []
 
+    rollout_span = _statement_span(task, "rollout") or run.span
+
     def start(k: int, streams: RandomStreams) -> Training:
-        running[:] = [Training(cm, plan.learners[k], data, streams, ro, qt0, pt0)]
+        running[:] = [Training(cm, plan.learners[k], data, streams, ro, qt0, pt0,
+                               rollout_span)]  # fmt: skip
         return running[0]
 
     def finish(k: int, rows: list[dict]) -> None:
@@ -312,12 +412,44 @@ def run_learn(task: TaskIR, program, ctx: RunContext) -> RunResult:
             if lp.name not in evaluations:  # trained before a resume: its saved parameters
                 model = _learner(cm, lp, ctx.streams.fork(k)).to(device)
                 model.load_state_dict(load_file(str(out / f"{lp.name}.safetensors")))
-                evaluations[lp.name] = evaluate_rollouts(model, cm, ro, data.dt, qt0, pt0)
+                evaluations[lp.name] = checked_rollouts(model, cm, ro, data.dt, qt0, pt0,
+                                                        rollout_span)  # fmt: skip
         curves: dict[str, Curve] = {lp.name: evaluations[lp.name].curve for lp in plan.learners}
         exact = evaluations[plan.learners[-1].name].exact
         labels = cm.labels()[0], cm.labels()[0].replace(cm.qname, cm.pname, 1)
         files.append(rollout_plot(out, curves, exact, cm.ir.name, *labels))
     return RunResult(summary, out, files)
+
+
+def _statement_span(task: TaskIR, word: str) -> Span | None:
+    """Where the run's first ``word`` statement is written (None: it has none)."""
+    return next((st.span for st in task.statements if st.word == word), None)
+
+
+def _integration_failed(what: str, exc: IntegratorError, span: Span | None,
+                        hint: str) -> NoReturn:  # fmt: skip
+    """The located P700 of an integration that blew up (``exc``) while doing ``what``."""
+    if isinstance(exc, EnergyBlowupError):
+        state = ("the state became non-finite" if not math.isfinite(exc.rel_error)
+                 else f"the relative energy error reached {exc.rel_error:.3g}")  # fmt: skip
+        exc_text = (f"{exc.integrator} blew up at step {exc.step} (t = {exc.step * exc.dt:g}, "
+                    f"dt = {exc.dt:g}): {state}")  # fmt: skip
+    else:
+        exc_text = str(exc)
+    raise PhysmlError(Diagnostic("P700", f"{what}: {exc_text}", span, hint)) from None
+
+
+def checked_rollouts(model: torch.nn.Module, cm: PhaseSpaceModel, ro: RolloutOptions,
+                     data_dt: float, q0: Tensor, p0: Tensor,
+                     span: Span | None) -> RolloutEvaluation:  # fmt: skip
+    """``evaluate_rollouts``, its exact reference trajectories' blow-up a located P700 (a
+    learned rollout that diverges is counted in the row instead)."""
+    try:
+        return evaluate_rollouts(model, cm, ro, data_dt, q0, p0)
+    except IntegratorError as exc:
+        _integration_failed("the exact trajectories the rollouts are compared with", exc, span,
+                            "the rollout's step (horizon / steps) is too large for the declared "
+                            "motion: raise the rollout's steps or shorten its horizon")  # fmt: skip
 
 
 def _learn_settings(run: RunState, plan: LearnPlan, digest: str | None,
@@ -346,10 +478,13 @@ class Training(ScanPoint):
     states q0, p0 (B, n). The checkpoint: parameters, Adam's moments, the loss per step and
     the training time; the data are regenerated from the run's streams on resume."""
 
+    CHECK_EVERY = 100  # steps between checks of the losses' finiteness
+
     def __init__(self, cm: PhaseSpaceModel, lp: LearnerPlan, data: TrainingData,
                  streams: RandomStreams, ro: RolloutOptions, q0: Tensor,
-                 p0: Tensor):  # fmt: skip
+                 p0: Tensor, rollout_span: Span | None = None):  # fmt: skip
         self.cm, self.plan, self.data, self.ro, self.q0, self.p0 = cm, lp, data, ro, q0, p0
+        self.rollout_span = rollout_span
         self.kind: LearnerKind = CATALOGUE.learners.implementation(lp.kind, "phase_space")
         self.model = _learner(cm, lp, streams).to(data.z0.device)
         objective = CATALOGUE.objectives.implementation(lp.method, "phase_space")
@@ -360,10 +495,27 @@ class Training(ScanPoint):
         self.evaluation: RolloutEvaluation | None = None
 
     def step(self) -> None:
+        """One Adam step; the losses are checked finite every CHECK_EVERY steps and at the
+        end (one host sync per check, not per step)."""
         started = time.perf_counter()
         self.losses[self.done] = self.fit.step()
         self.done += 1
         self.train_s += time.perf_counter() - started
+        if self.done % self.CHECK_EVERY == 0 or self.done == self.total:
+            self._check_finite()
+
+    def _check_finite(self) -> None:
+        """A located P700 at the first non-finite loss since the last check."""
+        start = (self.done - 1) // self.CHECK_EVERY * self.CHECK_EVERY
+        recent = self.losses[start : self.done]
+        finite = torch.isfinite(recent)
+        if bool(finite.all()):
+            return
+        bad = start + int((~finite).nonzero()[0, 0])
+        _fail("P700", f"the training loss of learner {self.plan.name} became non-finite at "
+              f"step {bad + 1} of {self.total}", self.plan.span,
+              "lower lr or give a batch_size, or check the training data for huge values; "
+              "rows of learners trained before were kept")  # fmt: skip
 
     def tensors(self) -> dict[str, Tensor]:
         t = self.fit.tensors()
@@ -382,8 +534,8 @@ class Training(ScanPoint):
         """The learner, its size, the final loss on all data, the rollout errors."""
         lp, model = self.plan, self.model
         final_loss = self.fit.final_loss()
-        self.evaluation = ev = evaluate_rollouts(model, self.cm, self.ro, self.data.dt,
-                                                 self.q0, self.p0)  # fmt: skip
+        self.evaluation = ev = checked_rollouts(model, self.cm, self.ro, self.data.dt,
+                                                self.q0, self.p0, self.rollout_span)  # fmt: skip
         return [{"learner": lp.name, "kind": self.kind.name, "objective": lp.method,
                  "parameters": int(sum(x.numel() for x in model.parameters())),
                  "train_loss": {"mean": final_loss, "stderr": 0.0}, **ev.errors,

@@ -31,7 +31,7 @@ from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.gauge import LCNNOptions, PlainCNNOptions
 from physml_lang.compiler.lower.groups import GaugeGroup, get_group
 from physml_lang.compiler.lower.links import planes, shift
-from physml_lang.diagnostics import Span
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 
 from ..checkpoint import Checkpoint
 from ..driver import ScanPoint
@@ -268,6 +268,8 @@ class RegressorTraining(ScanPoint):
     ``tensors``/``restore``: the parameters, Adam's moments and step counts, the losses (the
     driver adds the streams' draw counter); ``rows`` is the task's (a subclass)."""
 
+    CHECK_EVERY = 16  # epochs between checks of the losses' finiteness
+
     def __init__(self, model: nn.Module, U: Tensor, y: Tensor, streams: RandomStreams,
                  epochs: int = 50, batch_size: int = 32, lr: float = 3e-3,
                  path: Path | None = None, span: Span | None = None):  # fmt: skip
@@ -292,6 +294,21 @@ class RegressorTraining(ScanPoint):
             total += loss.detach().double() * len(idx)
         self.losses[self.done] = total / n
         self.done += 1
+        if self.done % self.CHECK_EVERY == 0 or self.done == self.total:
+            self._check_finite()
+
+    def _check_finite(self) -> None:
+        """A located P700 at the first non-finite epoch loss since the last check (one host
+        sync per CHECK_EVERY epochs)."""
+        start = (self.done - 1) // self.CHECK_EVERY * self.CHECK_EVERY
+        finite = torch.isfinite(self.losses[start : self.done])
+        if bool(finite.all()):
+            return
+        bad = start + int((~finite).nonzero()[0, 0])
+        raise PhysmlError(Diagnostic(
+            "P700", f"the training loss of learner {getattr(self, 'name', 'regressor')} became "
+            f"non-finite at epoch {bad + 1} of {self.total}", self.span, "lower lr or use a "
+            "smaller batch_size; rows of learners trained before were kept"))  # fmt: skip
 
     @property
     def history(self) -> list[float]:

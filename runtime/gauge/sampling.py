@@ -68,6 +68,7 @@ from physml_lang.compiler.lower.links import (
 )
 from physml_lang.diagnostics import Diagnostic, warn
 
+from ..divergences import Divergences
 from ..random import RandomStreams
 
 Tensor = torch.Tensor
@@ -480,13 +481,21 @@ def hmc_trajectory(U: Tensor, group: str | GaugeGroup, beta: float, streams: Ran
 class GaugeSampler:
     """A sampler bound to (group, beta): ``step(U, streams) -> U`` does one sweep/trajectory
     for every chain (U (B, L..., d, *group_shape), chain b drawing from stream b);
-    ``acceptance`` holds the last per-chain acceptance (B,) (ones for heat-bath)."""
+    ``acceptance`` holds the last per-chain acceptance (B,) (ones for heat-bath). An HMC
+    trajectory whose dH is not finite is rejected and recorded in ``diverged``
+    (:class:`Divergences`); :meth:`divergence` names a chain stuck behind them."""
 
     def __init__(self, kind: str, group: str | GaugeGroup, beta: float, options: BaseModel):
         self.kind, self.group, self.beta, self.options = kind, get_group(group), beta, options
         if kind == "hmc" and self.group.name not in ("u1", "su2"):
             raise ValueError(f"hmc is not available for gauge group {self.group.name}")
         self.acceptance: Tensor | None = None
+        self.diverged: Divergences | None = None
+
+    def divergence(self) -> tuple[int, int, float] | None:
+        """(first divergent trajectory, chain, fraction) of a chain whose HMC trajectories
+        mostly had a non-finite dH, or None."""
+        return None if self.diverged is None else self.diverged.stuck()
 
     def step(self, U: Tensor, streams: RandomStreams) -> Tensor:
         o = self.options
@@ -497,9 +506,12 @@ class GaugeSampler:
             U = heatbath_sweep(U, self.group, self.beta, streams)
             self.acceptance = torch.ones(U.shape[0], dtype=torch.float64, device=U.device)
         else:
-            U, acc, _ = hmc_trajectory(U, self.group, self.beta, streams, o.step_size,
-                                       o.n_steps, o.reunitarize)  # fmt: skip
+            U, acc, dH = hmc_trajectory(U, self.group, self.beta, streams, o.step_size,
+                                        o.n_steps, o.reunitarize)  # fmt: skip
             self.acceptance = acc.to(torch.float64)
+            if self.diverged is None or self.diverged.count.shape != dH.shape:  # (new) chains
+                self.diverged = Divergences(dH.shape[0], dH.device)
+            self.diverged.record(torch.isfinite(dH))
         return U
 
 

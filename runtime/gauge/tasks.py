@@ -25,6 +25,7 @@ besides rows in plots.py.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,18 @@ from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.compiler.derive.gauge import span_text
 from physml_lang.compiler.models.gauge import GaugeModel
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
+from physml_lang.ir.model import ModelIR
 from physml_lang.ir.task import TaskIR
 from physml_lang.ir.text import print_ir
 from physml_lang.ir.walk import to_text
 
 from ..checkpoint import Checkpoint
+from ..device import check_memory
+from ..divergences import stuck_chain_error
 from ..driver import RunContext, RunResult, ScanPoint, run_scan
 from ..plans.gauge import GaugeSamplePlan, RegressPlan, plan_gauge_sample, plan_regress
 from ..random import RandomStreams
-from ..tasks import Task
+from ..tasks import RunState, Task
 from . import lcnn, sampling
 from .checkpoints import loaded, stored
 from .ensembles import regression_data
@@ -65,6 +69,114 @@ Tensor = torch.Tensor
 _DATA = -1
 
 
+# ---------------------------------------------------------------- memory estimates
+
+# bytes of a link as the chains store it (an angle, a sign, a 2x2 complex matrix) and in the
+# derivation's linear form (numpy: a phase, a sign, a 2x2 complex matrix)
+LINK_BYTES = {"u1": 8, "z2": 8, "su2": 64}
+LIN_BYTES = {"u1": 16, "z2": 8, "su2": 64}
+# the derivation evaluates the action on 2 random configurations: links and plaquettes of
+# every plane with their products' temporaries. Measured peaks of compiling: U1_4D L = 16 77
+# MiB, SU2_4D L = 12 98 MiB, U1 L = 512 112 MiB; this estimate about twice those
+DERIVE_CONFIGURATIONS, DERIVE_COPIES = 2, 8
+# copies of a chain's links an update holds (the links, HMC's momenta, moved links and
+# forces, staples, a colour's gathered links and their new values, measured loops), and of
+# its plaquettes (angles or products, their sines). Measured peaks (compiling included): U1
+# L = 256 x 16 chains hmc 245 MiB (this estimate 0.3 GiB), SU2_4D L = 10 x 4 chains hmc 137
+# MiB (175 MiB), U1_4D L = 12 x 4 chains hmc 65 MiB (62 MiB of chains + 51 compiling)
+LINK_COPIES, PLAQUETTE_COPIES = 16, 6
+
+
+def lattice_of(ir: ModelIR) -> tuple[int, int, str, int]:
+    """(sites, dimensions, link group, matter fields) of a gauge model's IR, read without
+    compiling it."""
+    lat = ir.lattice
+    sites, d = (lat.n_sites, lat.dim) if lat is not None else (0, 0)
+    links = [f.domain.kind for f in ir.fields if f.on == "links"]
+    matter = sum(1 for f in ir.fields if f.on == "sites")
+    return sites, d, links[0] if links else "u1", matter
+
+
+def derive_memory(ir: ModelIR) -> int:
+    """Bytes of deriving and compiling a gauge model: the action evaluated on random
+    configurations of its links and plaquettes."""
+    sites, d, group, matter = lattice_of(ir)
+    planes = d * (d - 1) // 2
+    return (DERIVE_CONFIGURATIONS * DERIVE_COPIES * sites
+            * ((d + planes) * LIN_BYTES.get(group, 64) + 16 * matter))  # fmt: skip
+
+
+def chains_memory(ir: ModelIR, chains: int) -> int:
+    """Bytes of ``chains`` chains of a gauge model during an update: links, plaquettes and
+    matter with the update's temporaries."""
+    sites, d, group, matter = lattice_of(ir)
+    planes = d * (d - 1) // 2
+    per_site = (d * LINK_COPIES * LINK_BYTES.get(group, 64) + planes * PLAQUETTE_COPIES * 8
+                + matter * LINK_COPIES * 8)  # fmt: skip
+    return chains * sites * per_site
+
+
+def compiled_within_memory(realise: Callable[[ModelIR], Any],
+                           run: RunState) -> Callable[[ModelIR], Any]:  # fmt: skip
+    """``realise`` (a gauge model's IR -> its compiled model) refusing, before it allocates,
+    a model whose derivation cannot fit in the host's memory (located at the run)."""
+
+    def guarded(ir: ModelIR) -> Any:
+        sites = lattice_of(ir)[0]
+        check_memory(derive_memory(ir), torch.device("cpu"), f"compiling model {ir.name} of run "
+                     f"{run.name} ({sites} sites)", run.span, "use a smaller lattice")  # fmt: skip
+        return realise(ir)
+
+    return guarded
+
+
+def _check_sample_memory(plan: GaugeSamplePlan, n_meas: int, device: torch.device) -> None:
+    """Refuse a sampling run whose chains (the largest point's) cannot fit on ``device``."""
+    run, o = plan.run, plan.options
+    ir = max((p.model.ir for p in plan.points), key=lambda ir: lattice_of(ir)[0])
+    n_obs = max(1, len(run.measures))
+    need = chains_memory(ir, o.chains) + n_meas * o.chains * n_obs * 8
+    check_memory(need, device, f"run {run.name} ({o.chains} chains of {lattice_of(ir)[0]} "
+                 f"sites, {n_meas} measurements each)", run.span,
+                 "use fewer chains or sweeps (or a larger thin), or a smaller lattice")  # fmt: skip
+
+
+def activation_bytes(kind: str, options: Any, group: str, d: int) -> int:
+    """Bytes per site and configuration of a gauge learner's forward pass: an L-CNN's link and
+    plaquette matrices and, per layer, its convolved, bilinear and activated channels (complex
+    matrices; kernel_size neighbours gathered by a convolution); a plain CNN's inputs and real
+    channels."""
+    planes, lin = d * (d - 1) // 2, LIN_BYTES.get(group, 64)
+    channels = sum(getattr(options, "channels", [16]))
+    if kind == "lcnn":
+        k = getattr(options, "kernel_size", 1)
+        return (d + planes + (6 + k * d) * channels) * lin + 16 * getattr(options, "hidden", 16)
+    return 8 * (2 * d * 8 + 2 * channels)
+
+
+def _check_regress_memory(plan: RegressPlan, device: torch.device) -> None:
+    """Refuse a regress run whose data or training cannot fit on ``device``: the training and
+    test configurations (pooled over the scan) with a heat-bath sweep's temporaries over the
+    largest ensemble sampled at once, a minibatch's activations kept for the backward pass,
+    and the full test set of the largest test lattice through the network (measured: the
+    example lcnn_wilson_loops, 283 MiB; this estimate 0.4 GiB)."""
+    run, o, ir = plan.run, plan.options, plan.points[0].model.ir
+    sites, d, group, _ = lattice_of(ir)
+    L = round(sites ** (1 / d)) if d else 0
+    sizes = [L] + [x for x in o.test_L if x != L]
+    link = d * LINK_BYTES.get(group, 64)
+    data = (o.samples * sites + sum(o.test_samples * x**d for x in sizes)) * link
+    per = max(1, o.samples // len(plan.points))
+    sweep = max(per * sites, max(o.test_samples * x**d for x in sizes)) * link * LINK_COPIES
+    act = max(activation_bytes(kind, opts, group, d) for _, kind, opts in plan.learners)
+    train = 3 * min(o.batch_size, o.samples) * sites * act
+    test = 3 * max(o.test_samples * x**d for x in sizes) * act
+    check_memory(data + max(sweep, train, test), device, f"run {run.name} ({o.samples} training "
+                 f"configurations of {sites} sites, tested on L = {sizes})", run.span,
+                 "use fewer samples or test_samples, smaller test_L, a smaller batch_size or "
+                 "fewer channels")  # fmt: skip
+
+
 # ---------------------------------------------------------------- the sample task
 
 
@@ -73,9 +185,11 @@ def run_gauge_sample(task: TaskIR, program, ctx: RunContext) -> RunResult:
     (``ctx.recorder``). A point's chains are checkpointed every ``ctx.checkpoint_seconds`` of
     work when the run has an output folder, so that ``--resume`` continues a killed run
     bit-identically (on the CPU) from where it was saved."""
-    plan = plan_gauge_sample(task, program, ctx.sets, program.compile_ir)
+    plan = plan_gauge_sample(task, program, ctx.sets,
+                             compiled_within_memory(program.compile_ir, RunState.of(task)))
     run, options, points = plan.run, plan.options, plan.points
     n_meas = max(1, options.sweeps // options.thin)
+    _check_sample_memory(plan, n_meas, ctx.device)
     summary = ctx.recorder.summary
     summary.update({
         "run": run.name, "source": program.name, "model": plan.checker.name, "params": {},
@@ -172,7 +286,9 @@ class GaugeChains(ScanPoint):
         return self.sampler.matter if isinstance(self.sampler, LocalSampler) else {}
 
     def step(self) -> None:
-        """One sweep; after burn-in its acceptance is summed, every ``thin`` sweeps measured."""
+        """One sweep; after burn-in its acceptance is summed, every ``thin`` sweeps measured
+        (HMC trajectories and measurements are checked finite every 64 measurements, every
+        64 burn-in sweeps and at the end: one host sync each, not per sweep)."""
         opts = self.options
         self.U = self.sampler.step(self.U, self.streams)
         self.done += 1
@@ -181,16 +297,45 @@ class GaugeChains(ScanPoint):
             self.acc += self.sampler.acceptance
             if after % opts.thin == 0:
                 self._measure(after // opts.thin - 1)
+        elif self.done % 64 == 0 or self.done == opts.burn_in:
+            self._check_trajectories()
+
+    def _at(self) -> str:
+        """The point's scan values for a message (empty when the run scans nothing)."""
+        values = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
+                           for k, v in self.values.items())  # fmt: skip
+        return f" at {values}" if values else ""
+
+    def _check_trajectories(self) -> None:
+        """A located P700 once most HMC trajectories of a chain had a non-finite dH (each is
+        rejected, which keeps the chain exact; a chain stuck behind them samples nothing)."""
+        stuck = self.sampler.divergence() if hasattr(self.sampler, "divergence") else None
+        if stuck is None:
+            return
+        span = self.run.sampler_options.get("step_size", (None, self.run.span))[1]
+        raise stuck_chain_error(
+            stuck, "the energy change dH of HMC trajectories", self.options.burn_in,
+            f"run {self.run.name}{self._at()}", span or self.run.span,
+            "reduce step_size (or beta: a huge coupling overflows the force)")
 
     def _measure(self, k: int) -> None:
         for o in self.obs:
             self.series[o.name][k] = o(self.U, self.matter)
         if k % 64 == 63 or k == self.n_meas - 1:
+            self._check_trajectories()
             for o in self.obs:
-                if not bool(torch.isfinite(self.series[o.name][: k + 1]).all()):
+                finite = torch.isfinite(self.series[o.name][: k + 1])
+                if not bool(finite.all()):
+                    bad = int((~finite).nonzero()[0, 0])
                     raise PhysmlError(Diagnostic(
-                        "P700", f"observable {o.name} became non-finite in run "
-                        f"{self.run.name}", self.run.span, "check beta and step_size"))  # fmt: skip
+                        "P700", f"observable {o.name} became non-finite at measurement {bad} "
+                        f"of run {self.run.name}{self._at()}", self._span(o.name),
+                        "check beta and step_size; rows of points finished before were "
+                        "kept"))  # fmt: skip
+
+    def _span(self, name: str) -> Span | None:
+        """Where observable ``name`` is measured (the run, if no measure names it)."""
+        return next((m.span for m in self.run.measures if m.name == name), self.run.span)
 
     def tensors(self) -> dict[str, Tensor]:
         k = self.measured
@@ -227,7 +372,9 @@ def run_regress(task: TaskIR, program, ctx: RunContext) -> RunResult:
     checkpointed, ``--resume`` continues a killed run) and test it on every lattice size; each
     learner's rows are written as soon as it is tested (``ctx.recorder``)."""
     device, out = ctx.device, ctx.out
-    plan = plan_regress(task, program, ctx.sets, program.compile_ir)
+    plan = plan_regress(task, program, ctx.sets,
+                        compiled_within_memory(program.compile_ir, RunState.of(task)))
+    _check_regress_memory(plan, device)
     run, stmt, options, learners = plan.run, plan.stmt, plan.options, plan.learners
     cms: list[GaugeModel] = [p.model for p in plan.points]
     target = regression_target(cms[0], plan.target)

@@ -52,22 +52,28 @@ import torch
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.boltzmann import FAMILY, LEARNER_OBSERVABLES
+from physml_lang.check.constants import evaluate
 from physml_lang.diagnostics import Diagnostic, PhysmlError
+from physml_lang.ir import expr as E
+from physml_lang.ir.model import GraphIR, ModelIR
 from physml_lang.ir.task import TaskIR
 from physml_lang.ir.text import print_ir
 from physml_lang.ir.walk import to_text
 from physml_lang.runtime.plans.learners import (
     TrainPlan,
+    boltzmann_point_ir,
     gibbs_observable,
     plan_boltzmann_sample,
     plan_recall,
     plan_train,
+    recall_ir,
     statements,
     train_ir,
 )
 
 from .. import data as data_sources
 from ..checkpoint import Checkpoint
+from ..device import check_memory
 from ..driver import RunContext, RunResult, ScanPoint, run_scan
 from ..random import RandomStreams
 from ..statistics import binning_analysis
@@ -97,6 +103,77 @@ def _summary(run: RunState, program, ctx: RunContext, task: str, extra: dict) ->
     return summary
 
 
+# ---------------------------------------------------------------- memory estimates
+
+# bytes per entry of a learned (or fixed) array: its float64 realisation, the float32 tensor
+# and a learnable's parameter copy, gradient and Adam's two moments, and the coupling matrices
+# sampling builds from it (C, its upper triangle, C + C^T) -- all dense (n_i x n_j)
+ARRAY_BYTES = 48
+# bytes per unit of a chain or example: the float32 state, a proposal, the conditional fields
+# and probabilities of its block, the uniforms (float64)
+UNIT_BYTES = 48
+
+
+def set_sizes(ir: ModelIR) -> dict[str, int]:
+    """Sites of each site set of a Boltzmann model's graph or lattice (``sites``: all)."""
+    lat = ir.lattice
+    n = lat.n_sites if lat is not None else 1
+    if isinstance(lat, GraphIR) and lat.kind == "bipartite":
+        return {"visible": lat.sizes[0], "hidden": lat.sizes[1], "sites": n}
+    return {"sites": n}
+
+
+def model_bytes(ir: ModelIR) -> int:
+    """Bytes of a compiled Boltzmann model: its arrays, dense over the sets they live on (on
+    edges or pairs: n_i x n_j couplings; an array with k site indices: n^k), and its data."""
+    sets = set_sizes(ir)
+    n = sets["sites"]
+    entries = 0
+    for a in ir.arrays:
+        if a.on in sets:
+            entries += sets[a.on]
+        elif a.on is not None:  # edges, pairs, bonds: a dense coupling matrix
+            entries += sets.get("visible", n) * sets.get("hidden", n)
+        else:
+            entries += n ** len(a.indices)
+    data = 0
+    for d in ir.data:
+        size = 1
+        for x in d.shape or ():
+            size *= _extent(ir, x)
+        data += size
+    return ARRAY_BYTES * entries + 8 * data
+
+
+def _extent(ir: ModelIR, x: E.Expr) -> int:
+    """A data declaration's extent (a number or a model parameter), 1 where it is neither."""
+    try:
+        v = evaluate(x, {p.name: p.value for p in ir.params})
+    except (PhysmlError, KeyError, TypeError, ValueError):
+        return 1
+    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else 1
+
+
+def units(ir: ModelIR) -> int:
+    """Units of one configuration: the sites of every field's set."""
+    sets = set_sizes(ir)
+    return sum(sets.get(f.on, sets["sites"]) for f in ir.fields)
+
+
+def _check_learner_memory(run: RunState, irs: list[ModelIR], rows: int, recorded: int,
+                          device: torch.device, hint: str) -> None:  # fmt: skip
+    """Refuse, before any model is compiled, a learner run whose largest point cannot fit:
+    the model's arrays, ``rows`` configurations (chains, examples, minibatches) with an
+    update's temporaries, and ``recorded`` configurations kept (float32)."""
+    need, worst = 0, irs[0]
+    for ir in irs[:64]:
+        b = model_bytes(ir) + units(ir) * (UNIT_BYTES * rows + 4 * recorded)
+        if b > need:
+            need, worst = b, ir
+    check_memory(need, device, f"run {run.name} (model {worst.name}: {units(worst)} units, "
+                 f"{rows} chains or examples at once)", run.span, hint)  # fmt: skip
+
+
 # ---------------------------------------------------------------- recall
 
 
@@ -107,6 +184,10 @@ def run_recall(task: TaskIR, program, ctx: RunContext) -> RunResult:
     run = RunState.of(task)
     plan = plan_recall(run, program, ctx.sets)
     dyn, opts, points = plan.dynamics, plan.options, plan.points
+    irs = [recall_ir(run, plan, p) for p in points[:64]]
+    cues = max(_patterns(ir, statements(run).recall["patterns"]) for ir in irs)
+    _check_learner_memory(run, irs, min(cues, opts.patterns or cues), 0, ctx.device,
+                          "use fewer sites or patterns")  # fmt: skip
     summary = _summary(run, program, ctx, "recall", dyn.model_dump())
     summary["model"] = plan.checker.name
     summary["recall"] = opts.model_dump()
@@ -124,6 +205,12 @@ def run_recall(task: TaskIR, program, ctx: RunContext) -> RunResult:
     out = ctx.out
     files = run_plots(out, run, summary, ["overlap", "retrieved"], "alpha") if out else []
     return RunResult(summary, out, files)
+
+
+def _patterns(ir: ModelIR, name: str) -> int:
+    """Patterns (rows) of a recalled data declaration, 1 where its shape is not a number."""
+    shape = ir.data_map[name].shape or ()
+    return _extent(ir, shape[0]) if shape else 1
 
 
 class RecallPoint(ScanPoint):
@@ -296,6 +383,19 @@ def _finished_histories(out: Path | None, n: int) -> list[list[dict]]:
     return (list(saved) + [[]] * n)[:n]
 
 
+def _check_train_memory(run: RunState, plan: TrainPlan, device: torch.device) -> None:
+    """The train run's estimate: persistent chains, minibatches (data and negatives), the
+    chains of ``generate`` and ``ais``, and the configurations ``generate`` records."""
+    st, opts = statements(run), plan.options
+    chains = getattr(plan.objective[1], "chains", 0)
+    gen, ais = st.generate, st.ais
+    rows = chains + 3 * opts.batch + (gen.chains if gen else 0) + (ais.chains if ais else 0)
+    recorded = gen.chains * max(1, gen.sweeps // gen.thin) if gen else 0
+    _check_learner_memory(run, [train_ir(plan, p) for p in plan.points[:64]], rows, recorded,
+                          device, "use a smaller model, fewer chains, a smaller batch, or "
+                          "fewer generated sweeps")  # fmt: skip
+
+
 def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
     """Train the learner at every scan point and evaluate it, each point a :class:`TrainingPoint`
     of the driver's :func:`run_scan`: each finished point's row is written at once, training
@@ -307,6 +407,7 @@ def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
     run = RunState.of(task)
     plan = plan_train(run, program, ctx.sets)
     opts = plan.options
+    _check_train_memory(run, plan, ctx.device)
     physical = measures.compile_physical(run, program)
     summary = _summary(run, program, ctx, "train",
                        {"objective": plan.objective[0], **plan.objective[1].model_dump(),
@@ -353,17 +454,23 @@ def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
                     files.append(f)
             return row
 
-        return TrainingPoint(trainer, digest, evaluate, diverged, run.span)
+        return TrainingPoint(trainer, digest, evaluate,
+                             lambda p, exc: diverged(p, exc, point), run.span)  # fmt: skip
 
-    def diverged(p: TrainingPoint, exc: Divergence) -> None:
+    def diverged(p: TrainingPoint, exc: Divergence, point: dict) -> None:
         summary["history"].append(p.history)
         summary["diverged"] = str(exc)
         ctx.recorder.write()
         kept = (f"the last good checkpoint (epoch {p.trainer.epoch}) is kept in {ckpt}"
                 if ckpt is not None and ckpt.is_file() else "no checkpoint was written")  # fmt: skip
+        rows = len(summary["rows"])
+        if rows and out is not None:
+            kept += f"; the {rows} finished row(s) are on disk"
+        at = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
+                       for k, v in point.items())  # fmt: skip
         raise PhysmlError(Diagnostic(
             "P700", f"training diverged at epoch {p.trainer.epoch + 1}, step "
-            f"{p.trainer.step_count}: {exc}", span,
+            f"{p.trainer.step_count}" + (f" at {at}" if at else "") + f": {exc}", span,
             f"lower the learning rate or add weight_decay; {kept}")) from None  # fmt: skip
 
     def finish(k: int, rows: list[dict]) -> None:
@@ -387,6 +494,10 @@ def run_boltzmann_sample(task: TaskIR, program, ctx: RunContext) -> RunResult:
     run = RunState.of(task)
     plan = plan_boltzmann_sample(run, program, ctx.sets)
     checker, entry, opts, points = plan.checker, plan.entry, plan.options, plan.points
+    _check_learner_memory(run, [boltzmann_point_ir(run, program, plan, p) for p in points[:64]],
+                          opts.chains, opts.chains * max(1, opts.sweeps // opts.thin),
+                          ctx.device, "use fewer chains or sweeps (or a larger thin), or a "
+                          "smaller model")  # fmt: skip
     summary = _summary(run, program, ctx, "gibbs", opts.model_dump())
     summary["sampler"]["name"] = run.sampler
     summary["model"] = checker.name

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.dynamics import (
+    FIELD_DEFAULTS,
     INTEGRATOR_FACTS,
     LEARNER_OBJECTIVES,
     EvolveOptions,
@@ -32,6 +33,7 @@ from physml_lang.catalogue.dynamics import (
     TrajectoryOptions,
 )
 from physml_lang.check.model import ModelChecker, validate_options
+from physml_lang.check.paths import array_file_error, resolve_user_path
 from physml_lang.check.tasks import STATEMENTS
 from physml_lang.compiler.derive.field import FieldDerivation, field_measures
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
@@ -121,7 +123,7 @@ class DynamicsStatements:
         if len(items) == 1 and items[0].kind == "value" and isinstance(v, CallValue) \
                 and v.name == "load":  # fmt: skip
             if len(v.args) != 1 or not isinstance(v.args[0], str) or v.kwargs:
-                _fail("P302", 'load takes one file name: trajectories load("orbits.npz")', v.span)
+                _fail("P316", 'load takes one file name: trajectories load("orbits.npz")', v.span)
             self.trajectories_load = (v.args[0], items[0].value_span)
         else:
             self.trajectories = _named(stmt)
@@ -134,14 +136,14 @@ class DynamicsStatements:
         for k, item in enumerate(stmt.items):
             if item.kind not in ("value", "via") or not isinstance(item.value, Word) or (
                     item.kind == "via" and k != len(stmt.items) - 1):  # fmt: skip
-                _fail("P100", "train takes learner names and one 'via' method", item.span,
+                _fail("P104", "train takes learner names and one 'via' method", item.span,
                       STATEMENTS["train"].usage)  # fmt: skip
             names.append((item.value.name, item.value.span))
         method = method or "derivative_mse"
         options: Options = {}
         if isinstance(via, CallValue):
             if via.args:
-                _fail("P302", "training options are given by name", via.span)
+                _fail("P318", "training options are given by name", via.span)
             options = {o.name: (o.value, o.span) for o in via.kwargs}
         self.train.append((names, method, options, stmt.span))
 
@@ -177,7 +179,7 @@ def model_point(run: RunState, checker: ModelChecker, extra: Options | None = No
         if name in thermal and name not in params:
             continue
         if name not in params:
-            _fail("P200", f"'let {name}': not a parameter of model {checker.name}", s,
+            _fail("P205", f"'let {name}': not a parameter of model {checker.name}", s,
                   did_you_mean(name, params))  # fmt: skip
         args.setdefault(name, v)
         spans.setdefault(name, s)
@@ -190,10 +192,10 @@ NEEDS = {"phase_space": "a phase-space model (phase_space (q, p) and a hamiltoni
 
 def _realised(run: RunState, checker: ModelChecker, realise: Realise, kind: str, what: str,
               extra: Options | None = None, thermal: Collection[str] = ()) -> Any:  # fmt: skip
-    """The run's model, of model kind ``kind`` (located P400 otherwise), realised."""
+    """The run's model, of model kind ``kind`` (located P413 otherwise), realised."""
     ir = model_point(run, checker, extra, thermal)
     if ir.kind != kind:
-        _fail("P400", f"{what} needs {NEEDS[kind]}; model {ir.name} is not one",
+        _fail("P413", f"{what} needs {NEEDS[kind]}; model {ir.name} is not one",
               run.model_span or run.span)  # fmt: skip
     return realise(ir)
 
@@ -236,14 +238,14 @@ def _state(value: Any, shape: tuple[int, ...], span: Span | None, name: str) -> 
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        _fail("P300", f"initial {name} must be a number or a (nested) list of numbers", span)
+        _fail("P322", f"initial {name} must be a number or a (nested) list of numbers", span)
     if arr.shape == shape:
         arr = arr[None]
     if arr.shape[1:] != shape or arr.ndim != len(shape) + 1 or arr.shape[0] < 1:
-        _fail("P302", f"initial {name} has shape {arr.shape}; expected {shape or 'a number'} "
+        _fail("P319", f"initial {name} has shape {arr.shape}; expected {shape or 'a number'} "
               f"or a batch (B, {', '.join(map(str, shape))})", span)  # fmt: skip
     if not np.isfinite(arr).all():
-        _fail("P400", f"initial {name} is not finite", span)
+        _fail("P404", f"initial {name} is not finite", span)
     return arr
 
 
@@ -272,30 +274,30 @@ def plan_evolve(task: TaskIR, program: Any, sets: dict[str, Any] | None,
     for name in names:
         if CATALOGUE.integrators.get(name) is None:
             known = CATALOGUE.integrators.names()
-            _fail("P200", f"unknown integrator '{name}'", ispan,
+            _fail("P206", f"unknown integrator '{name}'", ispan,
                   did_you_mean(name, set(known)) or "integrators: " + ", ".join(known))  # fmt: skip
         if INTEGRATOR_FACTS[name].requires_separable and not cm.separable:
-            _fail("P400", f"{name} needs a separable Hamiltonian H = T(p) + V(q); "
+            _fail("P413", f"{name} needs a separable Hamiltonian H = T(p) + V(q); "
                   f"the Hamiltonian of {checker.name} is not", ispan,
                   "use integrator = implicit_midpoint (symplectic for any H)")  # fmt: skip
     if len(set(names)) != len(names):
         _fail("P201", "an integrator is listed twice", ispan)
     init = dyn.initial
     if not init:
-        _fail("P400", "evolve needs initial conditions", span,
+        _fail("P412", "evolve needs initial conditions", span,
               f"add e.g. 'initial {cm.qname} = 1.0, {cm.pname} = 0.0'")  # fmt: skip
     qn, pn = cm.qname, cm.pname
     for k, (_, s) in init.items():
         if k not in (qn, pn):
-            _fail("P200", f"'{k}' is not a coordinate of model {checker.name}", s,
+            _fail("P205", f"'{k}' is not a coordinate of model {checker.name}", s,
                   f"the phase space is ({qn}, {pn})")  # fmt: skip
     for k in (qn, pn):
         if k not in init:
-            _fail("P400", f"initial conditions need {k} too", dyn.initial_span)
+            _fail("P412", f"initial conditions need {k} too", dyn.initial_span)
     q0 = _state(_plain(init[qn][0]), cm.shape, init[qn][1], qn)
     p0 = _state(_plain(init[pn][0]), cm.shape, init[pn][1], pn)
     if q0.shape[0] != p0.shape[0] and 1 not in (q0.shape[0], p0.shape[0]):
-        _fail("P302", f"{q0.shape[0]} initial {qn} but {p0.shape[0]} initial {pn}",
+        _fail("P319", f"{q0.shape[0]} initial {qn} but {p0.shape[0]} initial {pn}",
               dyn.initial_span)  # fmt: skip
     B = max(q0.shape[0], p0.shape[0])
     q0 = np.broadcast_to(q0, (B, *cm.shape)).reshape(B, cm.n)
@@ -336,32 +338,29 @@ class FieldPlan:
         return [m.name for m in self.measures if m.expr is None]
 
 
-# measured by default when a field run measures nothing
-FIELD_DEFAULTS = ("action_density", "abs_magnetization", "susceptibility", "binder")
-
 
 def _temperatures(run: RunState, params: set[str]) -> tuple[str, list, bool]:
     """(T or beta, values, given): a scan or ``let`` of T or beta that is not a model
-    parameter; T = 1 when there is none. Located P201/P400 for two of them, values <= 0."""
+    parameter; T = 1 when there is none. Located P211/P406 for two of them, values <= 0."""
     thermal = [s for s in run.scans if s.name in THERMAL and s.name not in params]
     if len(thermal) > 1:
-        _fail("P201", "scan either T or beta, not both", thermal[1].span)
+        _fail("P211", "scan either T or beta, not both", thermal[1].span)
     lets = [n for n in THERMAL if n in run.lets and n not in params]
     if thermal:
         if lets:
-            _fail("P201", f"{thermal[0].name} is scanned and set by 'let {lets[0]}'",
+            _fail("P211", f"{thermal[0].name} is scanned and set by 'let {lets[0]}'",
                   run.lets[lets[0]][1])  # fmt: skip
         tvar, tvalues, tspan = thermal[0].name, thermal[0].values, thermal[0].span
     elif lets:
         if len(lets) > 1:
-            _fail("P201", "give either T or beta, not both", run.lets[lets[1]][1])
+            _fail("P211", "give either T or beta, not both", run.lets[lets[1]][1])
         tvar, (v, tspan) = lets[0], run.lets[lets[0]]
         tvalues = [v]
     else:
         return "T", [1.0], False
     for v in tvalues:
         if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
-            _fail("P400", f"{tvar} must be a positive number, got {v!r}", tspan,
+            _fail("P406", f"{tvar} must be a positive number, got {v!r}", tspan,
                   "temperatures and inverse temperatures are > 0")  # fmt: skip
     return tvar, list(tvalues), True
 
@@ -375,7 +374,7 @@ def plan_field(run: RunState, program: Any, sets: dict[str, Any] | None,
     entry = CATALOGUE.samplers.get(run.sampler or "", "field")
     if entry is None:
         known = CATALOGUE.samplers.names("field")
-        _fail("P200", f"unknown sampler '{run.sampler}' for a continuous field", run.sampler_span,
+        _fail("P206", f"unknown sampler '{run.sampler}' for a continuous field", run.sampler_span,
               did_you_mean(run.sampler or "", set(known))
               or "continuous-field samplers: " + ", ".join(known))  # fmt: skip
     schema = entry.schema
@@ -389,14 +388,14 @@ def plan_field(run: RunState, program: Any, sets: dict[str, Any] | None,
     others = [s for s in run.scans if s.name not in THERMAL or s.name in params]
     for s in others:
         if s.name not in params:
-            _fail("P200", f"cannot scan '{s.name}': it is not T, beta or a parameter of model "
+            _fail("P205", f"cannot scan '{s.name}': it is not T, beta or a parameter of model "
                   f"{checker.name}", s.span,
                   did_you_mean(s.name, params | set(THERMAL))
                   or "scan T, beta or one of " + ", ".join(sorted(params)))  # fmt: skip
     for m in run.measures or []:
         if m.expr is None and CATALOGUE.observables.get(m.name, "field") is None:
             known = CATALOGUE.observables.names("field")
-            _fail("P200", f"unknown continuous-field observable '{m.name}'", m.span,
+            _fail("P208", f"unknown continuous-field observable '{m.name}'", m.span,
                   did_you_mean(m.name, set(known)) or "observables: " + ", ".join(known)
                   + "; or measure an expression: measure NAME = EXPR")  # fmt: skip
     measures = list(run.measures) or [MeasureIR(n) for n in FIELD_DEFAULTS]
@@ -475,31 +474,31 @@ def plan_learn(run: RunState, program: Any, sets: dict[str, Any] | None,
     roll = _options(ropts, RolloutOptions, dyn.rollout_span, "rollout")
     rollout_span = ropts.get("integrator", (None, None))[1]
     if roll.integrator is not None and CATALOGUE.integrators.get(roll.integrator) is None:
-        _fail("P200", f"unknown integrator '{roll.integrator}'", ropts["integrator"][1],
+        _fail("P206", f"unknown integrator '{roll.integrator}'", ropts["integrator"][1],
               did_you_mean(roll.integrator, set(CATALOGUE.integrators.names())))  # fmt: skip
     if data.start == "kepler" and (len(cm.shape) != 2 or cm.shape[0] != 2 or cm.shape[1] < 2):
-        _fail("P400", "start = kepler needs a two-body phase space: real[2, D] with D >= 2",
+        _fail("P413", "start = kepler needs a two-body phase space: real[2, D] with D >= 2",
               topts["start"][1])  # fmt: skip
     decls = program.learners
     learners: list[LearnerPlan] = []
     for names, method, options, _span in dyn.train:
         for name, nspan in names:
             if name not in decls:
-                _fail("P200", f"unknown learner '{name}'", nspan,
+                _fail("P207", f"unknown learner '{name}'", nspan,
                       did_you_mean(name, set(decls)) or f"declare it: learner {name} = "
                       "hnn(hidden = [200, 200])")  # fmt: skip
             d = decls[name]
             func = d.call.name
             entry = CATALOGUE.learners.get(func, "phase_space")
             if entry is None:
-                _fail("P200", f"'{func}' is not a dynamics learner", d.call.name_span,
+                _fail("P207", f"'{func}' is not a dynamics learner", d.call.name_span,
                       did_you_mean(func, set(CATALOGUE.learners.names("phase_space")))
                       or "dynamics learners: hnn, mlp, sympnet")  # fmt: skip
             objective = LEARNER_OBJECTIVES[entry.name]
             if d.call.args:
-                _fail("P302", "learner options are given by name", d.call.span)
+                _fail("P318", "learner options are given by name", d.call.span)
             if objective != method:
-                _fail("P400", f"{func} learner '{name}' is trained via {objective}, "
+                _fail("P413", f"{func} learner '{name}' is trained via {objective}, "
                       f"not {method}", nspan, f"train {name} via {objective}(...)")  # fmt: skip
             for sym, sspan in zip(d.respecting, d.respecting_spans):
                 if sym not in entry.facts.symmetries:
@@ -523,11 +522,11 @@ def plan_learn(run: RunState, program: Any, sets: dict[str, Any] | None,
                 hint = ("declare hnn(separable = true) or use implicit_midpoint"
                         if "separable" in schema.model_fields else
                         "roll a learned vector field out with rk4 or implicit_midpoint")  # fmt: skip
-                _fail("P400", f"{integ} needs a separable H; learner {name} is not separable",
+                _fail("P413", f"{integ} needs a separable H; learner {name} is not separable",
                       rollout_span, hint)
             learners.append(LearnerPlan(name, entry.name, opts, method, d.span))
     if not learners:
-        _fail("P400", "train names no learner", run.span)
+        _fail("P412", "train names no learner", run.span)
     return LearnPlan(cm, learners, data, dyn.trajectories_load, roll)
 
 
@@ -546,23 +545,21 @@ class Trajectories:
 
 def read_trajectories(load: tuple[str, Span | None], n: int, program: Any) -> Trajectories:
     """t (T,), q, p (N, T, *shape or n)[, dq, dp] from an .npz file (no pickle), relative to
-    the program's folder; located P600/P601 for a missing or malformed file."""
+    the program's folder; located P600/P609 for a missing or malformed file."""
     name, span = load
-    base = Path(program.path).parent if program.path else Path.cwd()
-    path = Path(name) if Path(name).is_absolute() else base / name
-    if not path.is_file():
-        _fail("P600", f"trajectory file not found: {path}", span)
-    if path.suffix != ".npz":
-        _fail("P601", f"trajectories are loaded from .npz files, not '{path.suffix}'", span)
+    base = (Path(program.path).parent if program.path else Path()) if span is None else None
+    path = resolve_user_path(name, span, "trajectory file", {".npz"}, base=base,
+                             suffix_hint="trajectories are loaded from .npz files",
+                             type_code="P609")  # fmt: skip
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: np.asarray(f[k], dtype=np.float64) for k in f.files
                       if k in ("t", "q", "p", "dq", "dp")}  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
-        _fail("P601", f"cannot read {path.name}: {exc}", span)
+        array_file_error(path, exc, span, "P609")
     for k in ("t", "q", "p"):
         if k not in arrays:
-            _fail("P601", f"{path.name} has no array '{k}'", span,
+            _fail("P609", f"{path.name} has no array '{k}'", span,
                   "expected t (T,), q and p (N, T, n)[, dq, dp]")  # fmt: skip
     t = arrays["t"]
     out = {}
@@ -571,13 +568,13 @@ def read_trajectories(load: tuple[str, Span | None], n: int, program: Any) -> Tr
             continue
         a = arrays[k]
         if a.ndim < 2 or a.shape[1] != len(t) or int(np.prod(a.shape[2:])) != n:
-            _fail("P601", f"'{k}' in {path.name} has shape {a.shape}; expected (N, {len(t)}, "
+            _fail("P609", f"'{k}' in {path.name} has shape {a.shape}; expected (N, {len(t)}, "
                   f"{n})", span)  # fmt: skip
         out[k] = a.reshape(a.shape[0], len(t), n)
         if not np.isfinite(out[k]).all():
-            _fail("P601", f"'{k}' in {path.name} holds non-finite values", span)
+            _fail("P609", f"'{k}' in {path.name} holds non-finite values", span)
     if len(t) < 3 or not np.all(np.diff(t) > 0):
-        _fail("P601", f"'t' in {path.name} must be increasing with at least 3 times", span)
+        _fail("P609", f"'t' in {path.name} must be increasing with at least 3 times", span)
     for k in ("q", "p"):
         if "d" + k not in out:
             out["d" + k] = np.gradient(out[k], t, axis=1)

@@ -76,11 +76,11 @@ def builtin_observables() -> set[str]:
 
 
 def defined_for(g: GaugeDerivation, name: str, span: Span | None) -> None:
-    """P400 unless the observable or target ``name`` is defined for the model's group and d."""
+    """P414 unless the observable or target ``name`` is defined for the model's group and d."""
     groups, d = DEFINED_ON.get(name, ((), 0))
     if (groups and g.group not in groups) or (d and g.d != d):
         where = " or ".join(GROUP_NAMES[k] for k in groups)
-        _fail("P400", f"{name} is defined for {d}D {where} models", span)
+        _fail("P414", f"{name} is defined for {d}D {where} models", span)
 
 
 def loop_size(g: GaugeDerivation, a: E.Expr | Any, span: Span | None = None) -> int:
@@ -89,7 +89,7 @@ def loop_size(g: GaugeDerivation, a: E.Expr | Any, span: Span | None = None) -> 
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= min(g.shape):
-        _fail("P400", f"a loop size is an integer 1 .. {min(g.shape)}",
+        _fail("P406", f"a loop size is an integer 1 .. {min(g.shape)}",
               a.span if isinstance(a, E.Expr) else span)  # fmt: skip
     return v
 
@@ -162,7 +162,7 @@ class Measure(Walker[Any]):
     # -------------------------------------------------------------- the walk
     def not_here(self, e: E.Expr, what: str = "this"):
         return PhysmlError(Diagnostic(
-            "P300", "this expression cannot be measured on a gauge model", e.span,
+            "P308", "this expression cannot be measured on a gauge model", e.span,
             "observables: " + ", ".join(sorted(builtin_observables() - set(CALLS)))
             + ", wilson_loop(R, T), declared observables, sums, with + - * / ^ and abs, sqrt, "
             "exp, log"))  # fmt: skip
@@ -184,13 +184,13 @@ class Measure(Walker[Any]):
             return self.definition(d.expr, config)
         known = builtin_observables() | set(g.model.params) | {
             k for k, v in g.model.definitions.items() if not v.indices}  # fmt: skip
-        _fail("P200", f"unknown observable '{n}'", e.span,
+        _fail("P208", f"unknown observable '{n}'", e.span,
               did_you_mean(n, known) or "gauge observables: " + ", ".join(sorted(known)))  # fmt: skip
 
     def on_call(self, e: E.Call, config: Any) -> Any:
         if e.func in CALLS:
             if len(e.args) != len(CALLS[e.func]) or e.kwargs:
-                _fail("P302", f"{e.func} takes the loop size: {e.func}"
+                _fail("P316", f"{e.func} takes the loop size: {e.func}"
                       f"({', '.join(CALLS[e.func])})", e.span)  # fmt: skip
             return self.builtin(e.func, config, tuple(loop_size(self.gauge, a) for a in e.args))
         if e.func in FUNCS and len(e.args) == 1:
@@ -207,7 +207,7 @@ class Measure(Walker[Any]):
             raise self.not_here(e)
         a, b = self.walk(e.left, config), self.walk(e.right, config)
         if e.op == "/" and not self.is_array(b) and b == 0:
-            _fail("P400", "division by zero", e.right.span)
+            _fail("P417", "division by zero", e.right.span)
         return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
                 "/": lambda: a / b, "^": lambda: a ** b}[e.op]()  # fmt: skip
 
@@ -275,7 +275,7 @@ def _resolve_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] |
     of the sampler entry's schema, model_args, model_spans, scale)."""
     entry = CATALOGUE.samplers.get(run.sampler, "gauge")
     if entry is None:
-        _fail("P200", f"unknown gauge sampler '{run.sampler}'", run.sampler_span,
+        _fail("P206", f"unknown gauge sampler '{run.sampler}'", run.sampler_span,
               did_you_mean(run.sampler, set(CATALOGUE.samplers.names("gauge")))
               or sampler_hint())  # fmt: skip
     schema = entry.schema
@@ -286,7 +286,7 @@ def _resolve_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] |
                             f"sampler {run.sampler}")  # fmt: skip
     for s in run.scans:
         if s.name not in params:
-            _fail("P200", f"cannot scan '{s.name}': it is not a parameter of model "
+            _fail("P205", f"cannot scan '{s.name}': it is not a parameter of model "
                   f"{checker.name}", s.span, did_you_mean(s.name, params) or
                   "gauge models scan their parameters, e.g. scan beta in [1.0, 2.0]")  # fmt: skip
     model_args = {k: v for k, (v, _) in run.model_args.items()}
@@ -298,10 +298,10 @@ def _resolve_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] |
             model_spans.setdefault(name, s)
         elif name in ("T", "beta"):
             if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
-                _fail("P400", f"{name} must be a positive number, got {v!r}", s)
+                _fail("P406", f"{name} must be a positive number, got {v!r}", s)
             scale = 1.0 / v if name == "T" else float(v)
         else:
-            _fail("P200", f"'let {name}': not a parameter of model {checker.name}", s,
+            _fail("P205", f"'let {name}': not a parameter of model {checker.name}", s,
                   did_you_mean(name, params | {"T"}))  # fmt: skip
     return options, model_args, model_spans, scale
 
@@ -376,15 +376,15 @@ class RegressStatement:
                 self.target, self.target_span = item.value, item.value_span
             elif item.kind == "named":
                 if isinstance(item.value, Word | CallValue):
-                    _fail("P300", f"option {item.name} takes a value", item.span)
+                    _fail("P322", f"option {item.name} takes a value", item.span)
                 self.options[item.name] = (plain(item.value), item.span)
             else:
-                _fail("P100", "regress takes learner names and options", item.span,
+                _fail("P104", "regress takes learner names and options", item.span,
                       "regress f, g, target = wilson_loop(2, 2), test_L = [16, 32]")  # fmt: skip
         if not self.learners:
-            _fail("P400", "regress needs at least one learner", stmt.span)
+            _fail("P412", "regress needs at least one learner", stmt.span)
         if self.target is None:
-            _fail("P400", "regress needs a target", stmt.span, "target = wilson_loop(2, 2)")
+            _fail("P412", "regress needs a target", stmt.span, "target = wilson_loop(2, 2)")
 
 
 def regress_target(g: GaugeDerivation, target: Any, span: Span | None
@@ -397,9 +397,9 @@ def regress_target(g: GaugeDerivation, target: Any, span: Span | None
         return name, ()
     if isinstance(target, CallValue) and name in CALLS:
         if len(target.args) != len(CALLS[name]) or target.kwargs:
-            _fail("P302", f"{name} takes the loop size: {name}({', '.join(CALLS[name])})", span)
+            _fail("P316", f"{name} takes the loop size: {name}({', '.join(CALLS[name])})", span)
         return name, tuple(loop_size(g, a, span) for a in target.args)
-    _fail("P200", "unknown regression target", span, "targets: " + "; ".join(TARGETS.values()))
+    _fail("P208", "unknown regression target", span, "targets: " + "; ".join(TARGETS.values()))
 
 
 def _respectable() -> set[str]:
@@ -417,24 +417,24 @@ def regress_learners(stmt: RegressStatement, program, g: GaugeDerivation
     for name, span in stmt.learners:
         ld = decls.get(name)
         if ld is None:
-            _fail("P200", f"unknown learner '{name}'", span,
+            _fail("P207", f"unknown learner '{name}'", span,
                   did_you_mean(name, set(decls)) or "declare it: learner f = lcnn(channels = [4, 8])"
                   " respecting gauge, translation")  # fmt: skip
         call = ld.call
         func = call.name
         entry = CATALOGUE.learners.get(func, "gauge")
         if entry is None:
-            _fail("P200", f"unknown gauge learner '{func}'", call.name_span,
+            _fail("P207", f"unknown gauge learner '{func}'", call.name_span,
                   did_you_mean(func, set(CATALOGUE.learners.names("gauge"))) or learner_hint())  # fmt: skip
         if call.args:
-            _fail("P302", "learner options are given by name", call.span)
+            _fail("P318", "learner options are given by name", call.span)
         opts = validate_options(entry.schema, {k.name: plain(k.value) for k in call.kwargs},
                                 {k.name: k.span for k in call.kwargs}, call.span,
                                 f"learner {func}")  # fmt: skip
         respects = set(entry.facts.symmetries)
         for sym, sspan in zip(ld.respecting, ld.respecting_spans):
             if sym not in SYMMETRIES:
-                _fail("P200", f"unknown symmetry '{sym}'", sspan,
+                _fail("P210", f"unknown symmetry '{sym}'", sspan,
                       did_you_mean(sym, _respectable()))  # fmt: skip
             if sym not in respects:
                 _fail("P501", f"learner {name} = {func}(...) cannot respect {sym}", sspan,
@@ -445,7 +445,7 @@ def regress_learners(stmt: RegressStatement, program, g: GaugeDerivation
                 _fail("P500", f"learner {name} respects gauge, but model {g.name} does not "
                       "declare 'symmetry gauge'", sspan, "add 'symmetry gauge' to the model")  # fmt: skip
         if func == "gauge_cnn" and g.d > 3:
-            _fail("P400", "gauge_cnn works in d = 1..3", call.name_span)
+            _fail("P413", "gauge_cnn works in d = 1..3", call.name_span)
         out.append((name, func, opts))
     return out
 
@@ -478,7 +478,7 @@ def plan_regress(task: TaskIR, program, sets: dict[str, Any] | None,
     options = option_values(ropts, RegressOptions, stmt.span, "regress")
     for s in run.scans:
         if s.name not in params:
-            _fail("P200", f"cannot scan '{s.name}': not a parameter of {checker.name}", s.span)
+            _fail("P205", f"cannot scan '{s.name}': not a parameter of {checker.name}", s.span)
     model_args = {k: v for k, (v, _) in run.model_args.items()}
     model_spans = {k: s for k, (_, s) in run.model_args.items()}
     for name, (v, s) in run.lets.items():
@@ -499,7 +499,7 @@ def plan_regress(task: TaskIR, program, sets: dict[str, Any] | None,
                   "use even lattice extents")  # fmt: skip
         for L in options.test_L:
             if L < 2 or L % 2:
-                _fail("P400", f"test lattice sizes must be even, got {L}",
+                _fail("P406", f"test lattice sizes must be even, got {L}",
                       ropts.get("test_L", (None, None))[1])  # fmt: skip
         points.append(point)
     g = points[0].gauge

@@ -41,6 +41,7 @@ from physml_lang.catalogue.boltzmann import (
     TrainOptions,
 )
 from physml_lang.check.model import ModelChecker, option_names, validate_options
+from physml_lang.check.paths import resolve_user_path
 from physml_lang.check.program import stdlib_index, stdlib_model
 from physml_lang.check.tasks import STATEMENTS
 from physml_lang.compiler.derive.boltzmann import BoltzmannDerivation
@@ -74,7 +75,7 @@ def _call_of(v: Any, span: Span | None) -> CallValue:
     if isinstance(v, Word):
         return CallValue(v.name, span=v.span, name_span=v.span)
     if not isinstance(v, CallValue):
-        fail("P300", "expected a name or a call here, e.g. cd(1) or adam(lr = 0.01)", span)
+        fail("P322", "expected a name or a call here, e.g. cd(1) or adam(lr = 0.01)", span)
     return v
 
 
@@ -82,7 +83,7 @@ def call_values(call: CallValue, what: str, positional: tuple[str, ...] = ()) ->
     """The options of a call (``cd(1)``, ``adam(lr = 0.01)``) as name -> (value, span);
     ``positional``: the names of options that may be given by position."""
     if len(call.args) > len(positional):
-        fail("P302", f"{what} takes its options by name", call.span)
+        fail("P318", f"{what} takes its options by name", call.span)
     values: Located = {name: (plain(a), call.span) for name, a in zip(positional, call.args)}
     values.update({k.name: (plain(k.value), k.span) for k in call.kwargs})
     return values
@@ -112,7 +113,7 @@ def registry_entry(call: CallValue, registry: Registry, what: str) -> Entry:
     entry = registry.get(call.name, FAMILY)
     if entry is None:
         known = registry.names(FAMILY)
-        fail("P200", f"unknown {what} '{call.name}'", call.name_span,
+        fail("P206", f"unknown {what} '{call.name}'", call.name_span,
              did_you_mean(call.name, set(known)) or f"{what}s: " + ", ".join(known))  # fmt: skip
     return entry
 
@@ -186,14 +187,14 @@ class LearnerStatements:
     def _recall(self, stmt: StatementIR) -> None:
         first = stmt.items[0]
         if first.kind != "via" or not isinstance(first.value, Word):
-            fail("P100", "recall names the stored patterns and the dynamics", stmt.span,
+            fail("P104", "recall names the stored patterns and the dynamics", stmt.span,
                  "recall xi via glauber(T = 0, update = sequential), flip = 0.1")  # fmt: skip
         call = _call_of(first.via, first.span)
         registry_call(call, CATALOGUE.updates, "dynamics")
         named = {}
         for item in stmt.items[1:]:
             if item.kind != "named":
-                fail("P100", "recall options are named: flip = 0.1, patterns = 20", item.span)
+                fail("P104", "recall options are named: flip = 0.1, patterns = 20", item.span)
             named[item.name] = (plain(item.value), item.span)
         self.recall = {"patterns": first.value.name, "span": first.value.span,
                        "dynamics": call, "named": named}  # fmt: skip
@@ -201,14 +202,14 @@ class LearnerStatements:
     def _train(self, stmt: StatementIR) -> None:
         first = stmt.items[0]
         if first.kind != "via" or not isinstance(first.value, Word):
-            fail("P100", "train names a learner and an objective", stmt.span,
+            fail("P104", "train names a learner and an objective", stmt.span,
                  "train rbm via cd(1), epochs = 20, batch = 64")  # fmt: skip
         call = _call_of(first.via, first.span)
         registry_call(call, CATALOGUE.objectives, "objective", ("k",))
         named, models = {}, {}
         for item in stmt.items[1:]:
             if item.kind != "named":
-                fail("P100", "train options are named: epochs = 20", item.span)
+                fail("P104", "train options are named: epochs = 20", item.span)
             if item.name in ("truth", "physical"):
                 models[item.name] = _call_of(item.value, item.value_span)
                 continue
@@ -220,7 +221,7 @@ class LearnerStatements:
 
     def _single(self, stmt: StatementIR, registry: Registry, what: str) -> CallValue:
         if len(stmt.items) != 1 or stmt.items[0].kind != "value":
-            fail("P100", f"'{stmt.word}' takes one {what}", stmt.span)
+            fail("P103", f"'{stmt.word}' takes one {what}", stmt.span)
         call = _call_of(stmt.items[0].value, stmt.items[0].value_span)
         registry_call(call, registry, what)
         return call
@@ -235,7 +236,7 @@ class LearnerStatements:
         values, spans = {}, {}
         for item in stmt.items:
             if item.kind != "named":
-                fail("P100", f"'{stmt.word}' takes named options", item.span,
+                fail("P103", f"'{stmt.word}' takes named options", item.span,
                      STATEMENTS[stmt.word].usage)  # fmt: skip
             values[item.name], spans[item.name] = plain(item.value), item.span
         return validate_options(schema, values, spans, stmt.span, stmt.word)
@@ -248,7 +249,7 @@ class LearnerStatements:
 
     def _data(self, stmt: StatementIR) -> None:
         if len(stmt.items) != 1 or not isinstance(stmt.items[0].value, Word):
-            fail("P100", "'data' names a data declaration: data digits", stmt.span)
+            fail("P104", "'data' names a data declaration: data digits", stmt.span)
         self.data = (stmt.items[0].value.name, stmt.items[0].value_span)
 
     def _params(self, stmt: StatementIR) -> None:
@@ -259,7 +260,7 @@ class LearnerStatements:
         if isinstance(value, CallValue) and value.name == "load" and len(value.args) == 1:
             value = value.args[0]
         if not isinstance(value, str):
-            fail("P100", "'params' takes one file of learned parameters", stmt.span,
+            fail("P104", "'params' takes one file of learned parameters", stmt.span,
                  STATEMENTS["params"].usage)  # fmt: skip
         self.learned_params = (value, item.value_span)
 
@@ -337,12 +338,12 @@ def plan_recall(run: RunState, program: Program, sets: dict[str, Any] | None) ->
     points = scan_points(run, fixed)
     for s in run.scans:
         if s.name not in params:
-            fail("P200", f"cannot scan '{s.name}': not a parameter of model {checker.name}",
+            fail("P205", f"cannot scan '{s.name}': not a parameter of model {checker.name}",
                  s.span, did_you_mean(s.name, params))  # fmt: skip
     columns = set(RECALL_OBSERVABLES) | set(RECALL_COLUMNS) | set(points[0])
     for m in run.measures:
         if m.name not in columns:
-            fail("P200", f"unknown recall observable '{m.name}'", m.span,
+            fail("P208", f"unknown recall observable '{m.name}'", m.span,
                  "recall measures: " + ", ".join(RECALL_OBSERVABLES))  # fmt: skip
     model_args = {k: v for k, (v, _) in run.model_args.items()}
     return RecallPlan(checker, dyn, opts, points, model_args)
@@ -355,7 +356,7 @@ def recall_ir(run: RunState, plan: RecallPlan, point: dict[str, Any]) -> ModelIR
     ir = checker.instantiate(args)
     spec = statements(run).recall
     if spec["patterns"] not in ir.data_map:
-        fail("P200", f"model {ir.name} has no data '{spec['patterns']}'", spec["span"],
+        fail("P204", f"model {ir.name} has no data '{spec['patterns']}'", spec["span"],
              did_you_mean(spec["patterns"], set(ir.data_map)) or "declare: data xi: spin[P, N] = "
              "random(seed = 1)")  # fmt: skip
     return ir
@@ -424,19 +425,19 @@ def learner_model(run: RunState, program: Program
         args = {k.name: plain(k.value) for k in decl.call.kwargs}
         spans = {k.name: k.span for k in decl.call.kwargs}
         if decl.call.args:
-            fail("P302", "model parameters are given by name", decl.call.span)
+            fail("P318", "model parameters are given by name", decl.call.span)
     else:
         mname, span, args, spans = name, spec["span"], {}, {}
     if run.model is not None:  # 'model RBM(Nh = 64)' gives (more) arguments of the learner's model
         if run.model != mname:
-            fail("P201", f"the run's model {run.model} is not the learner's model {mname}",
+            fail("P211", f"the run's model {run.model} is not the learner's model {mname}",
                  run.model_span, f"write 'model {mname}(...)' or train {run.model}")  # fmt: skip
         args.update({k: v for k, (v, _) in run.model_args.items()})
         spans.update({k: s for k, (_, s) in run.model_args.items()})
     if mname not in program.models:
         hint = (f"import it: import {mname}" if mname in stdlib_index()
                 else did_you_mean(mname, set(program.models) | set(program.learners)))  # fmt: skip
-        fail("P200", f"unknown learner or model '{mname}'", span, hint)
+        fail("P204", f"unknown learner or model '{mname}'", span, hint)
     return program.models[mname], args, spans
 
 
@@ -445,7 +446,7 @@ def aux_ir(program: Program, call: CallValue) -> ModelIR:
     imported or from the standard library."""
     checker = program.models.get(call.name) or stdlib_model(call.name)
     if checker is None:
-        fail("P200", f"unknown model '{call.name}'", call.name_span,
+        fail("P204", f"unknown model '{call.name}'", call.name_span,
              did_you_mean(call.name, set(stdlib_index())))  # fmt: skip
     args = {k.name: plain(k.value) for k in call.kwargs}
     return checker.instantiate(args, {k.name: k.span for k in call.kwargs})
@@ -457,7 +458,7 @@ def training_data(loader: DataLoader, program: Program, name: str, span: Span | 
     data loader for a run, its static one for a check)."""
     decl = program.data.get(name)
     if decl is None:
-        fail("P200", f"no data declaration '{name}'", span,
+        fail("P204", f"no data declaration '{name}'", span,
              did_you_mean(name, set(program.data)) or "declare it: data X: binary = "
              "load(\"x.npz\")")  # fmt: skip
     return loader(decl, values)
@@ -487,7 +488,7 @@ def plan_train(run: RunState, program: Program, sets: dict[str, Any] | None) -> 
                         "its checkpoint when the command asks", named["resume"][1],
                         "run with --resume (resume = true does the same for now)"))  # fmt: skip
     if opts.data is None:
-        fail("P400", f"run {run.name} does not say what to train on", run.span,
+        fail("P412", f"run {run.name} does not say what to train on", run.span,
              "add 'data = NAME' to the train statement")  # fmt: skip
     return TrainPlan(checker, learner_args, opts, scan_points(run),
                      (objective.call.name, objective.options()),
@@ -516,11 +517,11 @@ def visible_sites(value: int | str | None, model: ModelInstance, n: int,
         return n
     if isinstance(value, str):
         if value not in model.params:
-            fail("P200", f"visible = {value}: not a parameter of model {model.name}", span,
+            fail("P205", f"visible = {value}: not a parameter of model {model.name}", span,
                  did_you_mean(value, set(model.params)) or "give a number or a model parameter")  # fmt: skip
         value = model.params[value]
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= n:
-        fail("P400", f"visible = {value!r}: must be a whole number from 1 to the {n} sites of "
+        fail("P406", f"visible = {value!r}: must be a whole number from 1 to the {n} sites of "
              f"the data field", span)  # fmt: skip
     return int(value)
 
@@ -545,10 +546,10 @@ def training_layout(model: BoltzmannDerivation, visible: int | str | None, posit
     if latent and positive == "meanfield":
         for f in model.domains:
             if len(model.domains[f].values()) != 2:
-                fail("P502", f"positive = meanfield needs two-valued units; field '{f}' has more",
+                fail("P503", f"positive = meanfield needs two-valued units; field '{f}' has more",
                      model.model.fields[f].span)  # fmt: skip
     if not model.learnable:
-        fail("P400", f"model {model.model.name} has no learnable parameters",
+        fail("P413", f"model {model.model.name} has no learnable parameters",
              model.model.name_span, "mark them: 'learnable param W on edges = ...'")  # fmt: skip
     return TrainingLayout(field, n_field, visible, hidden, latent)
 
@@ -576,7 +577,7 @@ def check_exactly_enumerable(model: BoltzmannDerivation, what: str, span: Span |
     MAX_ENUMERATED units."""
     n = sum(field_sites(model, f) for f in enumerated_fields(model)[0])
     if n > MAX_ENUMERATED:
-        fail("P400", f"{what} sums exactly over the {n} enumerated units of this Boltzmann "
+        fail("P407", f"{what} sums exactly over the {n} enumerated units of this Boltzmann "
              f"machine (at most {MAX_ENUMERATED})", span,
              "measure log_likelihood (annealed importance sampling) instead")  # fmt: skip
 
@@ -584,7 +585,7 @@ def check_exactly_enumerable(model: BoltzmannDerivation, what: str, span: Span |
 def check_enumerable(n_latent: int, what: str, span: Span | None) -> None:
     """F(v) of a general BM enumerates its latent units: at most MAX_LATENT of them."""
     if n_latent > MAX_LATENT:
-        fail("P400", f"{what} of this Boltzmann machine sums over its {n_latent} hidden units "
+        fail("P407", f"{what} of this Boltzmann machine sums over its {n_latent} hidden units "
              f"by enumeration (at most {MAX_LATENT})", span, "use fewer hidden units")  # fmt: skip
 
 
@@ -626,11 +627,11 @@ def plan_train_point(run: RunState, program: Program, plan: TrainPlan, model: Bo
     for m in run.measures:
         if m.expr is None and is_learner_measure(m.name):
             if m.name == "coupling_error" and "truth" not in models:
-                fail("P400", "coupling_error compares with a known model: add truth = Model(...) "
+                fail("P412", "coupling_error compares with a known model: add truth = Model(...) "
                      "to the train statement", m.span)  # fmt: skip
         elif "physical" not in models:
             known = sorted(LEARNER_OBSERVABLES)
-            fail("P200", f"unknown learner observable '{m.name}'", m.span,
+            fail("P208", f"unknown learner observable '{m.name}'", m.span,
                  did_you_mean(m.name, set(known)) or "observables: "
                  + ", ".join(known) + "; energy and magnetization of generated samples"
                  " need physical = Model(...) in the train statement")  # fmt: skip
@@ -709,7 +710,7 @@ def plan_boltzmann_sample(run: RunState, program: Program,
     entry = boltzmann_sampler(run)
     if entry is None:
         known = CATALOGUE.samplers.names(FAMILY)
-        fail("P200", f"sampler '{run.sampler}' does not apply to Boltzmann models", run.sampler_span,
+        fail("P206", f"sampler '{run.sampler}' does not apply to Boltzmann models", run.sampler_span,
              did_you_mean(run.sampler, set(known)) or "use sampler gibbs(chains = "
              "64, sweeps = 1000)")  # fmt: skip
     checker = program.checker_for(run.ir)
@@ -717,19 +718,19 @@ def plan_boltzmann_sample(run: RunState, program: Program,
     thermal = set(THERMAL)
     for name, (_, span) in run.lets.items():
         if name not in params | thermal:
-            fail("P200", f"'let {name}': not T, beta or a model parameter", span)
+            fail("P205", f"'let {name}': not T, beta or a model parameter", span)
     fixed = resolve_sets(run, sets, params, [Settable(
         "sampler option", option_names(entry.schema), run.sampler_options)],
         lets=set(run.lets) | thermal)  # fmt: skip
     opts = validated(entry.schema, run.sampler_options, run.sampler_span, f"sampler {run.sampler}")
     for s in run.scans:
         if s.name not in params | thermal:
-            fail("P200", f"cannot scan '{s.name}': not T, beta or a parameter of model "
+            fail("P205", f"cannot scan '{s.name}': not T, beta or a parameter of model "
                  f"{checker.name}", s.span, did_you_mean(s.name, params | thermal))  # fmt: skip
     points = scan_points(run, fixed)
     for m in run.measures:
         if m.expr is not None or gibbs_observable(m.name) is None:
-            fail("P200", f"'{m.name}' is not an observable of Boltzmann sample runs", m.span,
+            fail("P208", f"'{m.name}' is not an observable of Boltzmann sample runs", m.span,
                  "observables: " + ", ".join(sorted(GIBBS_OBSERVABLES)) + " (e.g. mean_v)")  # fmt: skip
     return BoltzmannSamplePlan(checker, entry, opts, points, params)
 
@@ -741,24 +742,23 @@ def learned_params(run: RunState, program: Program, model: BoltzmannDerivation) 
     if statements(run).learned_params is None:
         return None
     name, span = statements(run).learned_params
-    path = Path(name)
-    if not path.is_absolute() and program.path is not None:
-        path = Path(program.path).parent / path
-    if not path.is_file():
-        fail("P600", f"no parameter file {path}", span,
-             "a train run writes params.safetensors into its output folder")  # fmt: skip
+    base = (Path(program.path).parent if program.path else Path()) if span is None else None
+    path = resolve_user_path(name, span, "parameter file", {".safetensors"}, base=base,
+                             type_code="P608",
+                             missing_hint="a train run writes params.safetensors into its "
+                             "output folder")  # fmt: skip
     try:
         with safe_open(str(path), framework="numpy") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
-        fail("P600", f"cannot read {path}: {exc}", span)
+        fail("P608", f"cannot read {path.name}: {exc}", span)
     arrays = {k: np.shape(a.values) for k, a in model.model.arrays.items()}
     for k, shape in shapes.items():
         if k not in arrays:
-            fail("P601", f"{path.name} has '{k}', which model {model.model.name} does not "
+            fail("P608", f"{path.name} has '{k}', which model {model.model.name} does not "
                  "declare", span, did_you_mean(k, set(arrays)))  # fmt: skip
         if shape != tuple(arrays[k]):
-            fail("P601", f"'{k}' in {path.name} has shape {shape}; model {model.model.name} "
+            fail("P608", f"'{k}' in {path.name} has shape {shape}; model {model.model.name} "
                  f"needs {tuple(arrays[k])}", span)  # fmt: skip
     return path
 
@@ -779,12 +779,12 @@ def plan_boltzmann_point(run: RunState, program: Program, model: BoltzmannDeriva
     params_file = learned_params(run, program, model)
     for m in run.measures:
         if m.name.startswith("mean_") and m.name[5:] not in model.domains:
-            fail("P200", f"model {model.model.name} has no field '{m.name[5:]}'", m.span,
+            fail("P208", f"model {model.model.name} has no field '{m.name[5:]}'", m.span,
                  did_you_mean(m.name[5:], set(model.domains)))  # fmt: skip
     T = point.get("T")
     beta = point.get("beta", 1.0 / T if T is not None else 1.0)
     if isinstance(beta, bool) or not isinstance(beta, int | float) or not beta > 0:
-        fail("P400", f"T and beta must be positive numbers, got {point}", run.span)
+        fail("P406", f"T and beta must be positive numbers, got {point}", run.span)
     return BoltzmannSamplePoint(params_file, float(beta))
 
 

@@ -2,7 +2,7 @@
 
 A name set on the command line is, in this order: a scan variable (the scan becomes that single
 point), a model parameter, or a name of one of the task's option groups (``let`` values, the
-sampler's options, a training's options, ...). Anything else is a P200 that lists every name
+sampler's options, a training's options, ...). Anything else is a P205 that lists every name
 the run knows, with the closest one as a hint.
 """
 
@@ -41,7 +41,7 @@ def apply_sets(run: RunState, sets: dict[str, Any], params: Collection[str],
                groups: Sequence[Settable] = ()) -> None:  # fmt: skip
     """Apply ``--set`` values to ``run``: scan variables, model parameters (``params``; into
     ``run.model_args``), then the first of ``groups`` that has the name. An unknown name is a
-    P200 listing what may be set."""
+    P205 listing what may be set."""
     for name, value in sets.items():
         scan = next((s for s in run.scans if s.name == name), None)
         if scan is not None:
@@ -71,7 +71,7 @@ def unknown_set(name: str, run: RunState, params: Collection[str],
         known |= set(g.names)
     listed = ", ".join(kinds[:-1]) + f" or {kinds[-1]}" if len(kinds) > 1 else kinds[0]
     return PhysmlError(Diagnostic(
-        "P200", f"--set {name}: no {listed} of run {run.name} is called '{name}'", None,
+        "P205", f"--set {name}: no {listed} of run {run.name} is called '{name}'", None,
         did_you_mean(name, known) or "known names: " + ", ".join(sorted(known))))  # fmt: skip
 
 

@@ -78,7 +78,7 @@ def _entry(entries: Registry, name: str) -> Entry | None:
 
 def _one_item(stmt: StatementIR) -> ItemIR:
     if len(stmt.items) != 1:
-        _fail("P100", f"'{stmt.word}' takes one item", stmt.span, STATEMENTS[stmt.word].usage)
+        _fail("P105", f"'{stmt.word}' takes one item", stmt.span, STATEMENTS[stmt.word].usage)
     return stmt.items[0]
 
 
@@ -86,7 +86,7 @@ def _int_value(v: Any, span: Span | None, what: str, low: int = 1) -> int:
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        _fail("P400", f"{what} must be an integer >= {low}, got {v!r}", span)
+        _fail("P406", f"{what} must be an integer >= {low}, got {v!r}", span)
     return v
 
 
@@ -95,9 +95,9 @@ def _method(v: Any, span: Span | None) -> tuple[str, Span | None, dict]:
     if isinstance(v, Word):
         return v.name, v.span, {}
     if not isinstance(v, CallValue):
-        _fail("P100", "an optimiser is a call: sr(...), sgd(...) or adam(...)", span)
+        _fail("P105", "an optimiser is a call: sr(...), sgd(...) or adam(...)", span)
     if v.args:
-        _fail("P302", "optimiser options are given by name: sr(lr = 0.02)", v.span)
+        _fail("P318", "optimiser options are given by name: sr(lr = 0.02)", v.span)
     return v.name, v.name_span, {o.name: (plain(o.value), o.span) for o in v.kwargs}
 
 
@@ -131,7 +131,7 @@ class QuantumStatements:
     def _learner(self, stmt: StatementIR) -> None:
         item = _one_item(stmt)
         if item.kind != "value" or not isinstance(item.value, Word):
-            _fail("P100", "'learner' names a declared learner: learner psi", item.span,
+            _fail("P105", "'learner' names a declared learner: learner psi", item.span,
                   "declare it at top level: learner psi = rbm(alpha = 2) respecting translation")  # fmt: skip
         self.learner = (item.value.name, item.value.span)
 
@@ -139,24 +139,24 @@ class QuantumStatements:
         item = _one_item(stmt)
         if item.kind == "via":
             if not isinstance(item.value, Word):
-                _fail("P100", "optimize NAME via METHOD(...)", item.span)
+                _fail("P105", "optimize NAME via METHOD(...)", item.span)
             self.learner_optimized = (item.value.name, item.value.span)
             method = item.via
         elif item.kind == "value":
             method = item.value
         else:
-            _fail("P100", "optimize psi via sr(lr = 0.02)", item.span)
+            _fail("P105", "optimize psi via sr(lr = 0.02)", item.span)
         self.optimizer = _method(method, item.value_span)
 
     def _pretrain(self, stmt: StatementIR) -> None:
         item = _one_item(stmt)
         if item.kind not in ("value", "via"):
-            _fail("P100", "pretrain 400 via adam(lr = 0.01)", item.span)
+            _fail("P105", "pretrain 400 via adam(lr = 0.01)", item.span)
         n = _int_value(item.value, item.value_span, "pretrain iterations")
         opt: tuple = ("adam", item.span, {})
         if item.kind == "via":
             if isinstance(item.via, CallValue) and item.via.args:
-                _fail("P100", "an optimiser is a call with named options: adam(lr = 0.01)",
+                _fail("P105", "an optimiser is a call with named options: adam(lr = 0.01)",
                       item.span)  # fmt: skip
             opt = _method(item.via, item.span)
         self.pretrain = (n, stmt.span, opt)
@@ -164,7 +164,7 @@ class QuantumStatements:
     def _iterations(self, stmt: StatementIR) -> None:
         item = _one_item(stmt)
         if item.kind != "value":
-            _fail("P100", "iterations takes a number: iterations 300", item.span)
+            _fail("P105", "iterations takes a number: iterations 300", item.span)
         self.iterations = (_int_value(item.value, item.value_span, "iterations"), item.value_span)
 
     def _samples(self, stmt: StatementIR) -> None:
@@ -176,7 +176,7 @@ class QuantumStatements:
                 self.final_samples = (_int_value(item.value, item.value_span, "final samples"),
                                       item.span)  # fmt: skip
             else:
-                _fail("P100", "samples N[, final = M]", item.span, STATEMENTS["samples"].usage)
+                _fail("P105", "samples N[, final = M]", item.span, STATEMENTS["samples"].usage)
 
     def _reference(self, stmt: StatementIR) -> None:
         item = _one_item(stmt)
@@ -185,15 +185,15 @@ class QuantumStatements:
             self.reference = (v.name, item.span)
         elif item.kind == "named" and item.name == "energy":
             if isinstance(v, bool) or not isinstance(v, int | float):
-                _fail("P300", "the reference energy is a number", item.value_span)
+                _fail("P322", "the reference energy is a number", item.value_span)
             self.reference = (float(v), item.span)
         else:
-            _fail("P100", "reference exact | none | auto | energy = VALUE", item.span)
+            _fail("P105", "reference exact | none | auto | energy = VALUE", item.span)
 
     def _checkpoint(self, stmt: StatementIR) -> None:
         item = _one_item(stmt)
         if item.kind != "named" or item.name != "every":
-            _fail("P100", "checkpoint every = 25", item.span)
+            _fail("P105", "checkpoint every = 25", item.span)
         self.checkpoint_every = (_int_value(item.value, item.value_span, "checkpoint every", 0),
                                  item.span)  # fmt: skip
 
@@ -206,14 +206,14 @@ class QuantumStatements:
                 if isinstance(v, Word) and v.name == "all":
                     v = None
                 elif isinstance(v, bool) or not isinstance(v, int):
-                    _fail("P300", "sector is an integer magnetisation sum(Z) or all",
+                    _fail("P304", "sector is an integer magnetisation sum(Z) or all",
                           item.value_span)  # fmt: skip
                 self.sector = (v, item.span)
             elif item.kind == "value" and isinstance(v, Word) and v.name in EXACT_METHODS:
                 if self.levels is None:
                     self.levels = (1, item.span)
             else:
-                _fail("P100", "exact levels = N[, sector = M]", item.span,
+                _fail("P105", "exact levels = N[, sector = M]", item.span,
                       STATEMENTS["exact"].usage)  # fmt: skip
         if self.exact_span is None:
             self.exact_span = stmt.span
@@ -248,13 +248,13 @@ def model_points(run: RunState, program, realise: Realise | None = None) -> list
     spans: dict[str, Any] = {k: s for k, (_, s) in run.model_args.items()}
     for name, (v, s) in run.lets.items():
         if name not in params:
-            _fail("P200", f"'let {name}': not a parameter of model {checker.name}", s,
+            _fail("P205", f"'let {name}': not a parameter of model {checker.name}", s,
                   did_you_mean(name, params))  # fmt: skip
         model_args.setdefault(name, v)
         spans.setdefault(name, s)
     for s in run.scans:
         if s.name not in params:
-            _fail("P200", f"cannot scan '{s.name}': it is not a parameter of model "
+            _fail("P205", f"cannot scan '{s.name}': it is not a parameter of model "
                   f"{checker.name}", s.span, did_you_mean(s.name, params)
                   or "a quantum ground state has no temperature; scan a model parameter")  # fmt: skip
     points = []
@@ -264,7 +264,7 @@ def model_points(run: RunState, program, realise: Realise | None = None) -> list
             args[s.name], sp_[s.name] = v, s.span
         qm = realise(checker.instantiate(args, sp_))
         if not isinstance(qm, QuantumDerivation):
-            _fail("P400", f"run {run.name} is a quantum task, but model {checker.name} is "
+            _fail("P413", f"run {run.name} is a quantum task, but model {checker.name} is "
                   "not a quantum model", run.model_span or run.span,
                   "a quantum model has a 'field s: qubit on sites' and a 'hamiltonian'")  # fmt: skip
         points.append(Point({s.name: v for s, v in zip(run.scans, combo)}, qm))
@@ -302,13 +302,13 @@ def measured_operators(run: RunState, qm: QuantumDerivation, task: str) -> Measu
             out.append((m.name, qm.hamiltonian if d.kind == "hamiltonian" else qm.operator(m.name)))
         elif m.expr is None:
             known = builtins | set(qm.observables())
-            _fail("P200", f"unknown observable '{m.name}'", m.span,
+            _fail("P208", f"unknown observable '{m.name}'", m.span,
                   did_you_mean(m.name, known) or "quantum observables: " + ", ".join(sorted(known))
                   + ", or an operator expression: measure mx = sum(X[i] for i in sites) / N")  # fmt: skip
         else:
             op = MeasureBuilder(qm).operator(m.expr)
             if not op.is_hermitian():
-                _fail("P300", f"observable '{m.name}' is not Hermitian", m.span,
+                _fail("P312", f"observable '{m.name}' is not Hermitian", m.span,
                       "an expectation value of a non-Hermitian operator is complex")  # fmt: skip
             out.append((m.name, op))
     return out
@@ -329,7 +329,7 @@ def sectors(qm: QuantumDerivation, sector: int | None, span: Span | None) -> lis
     if sector is None:
         return list(range(n, -n - 1, -2)) if qm.conserves_magnetization else [None]
     if not qm.conserves_magnetization:
-        _fail("P400", "a magnetisation sector needs a conserved sum(Z)", span,
+        _fail("P413", "a magnetisation sector needs a conserved sum(Z)", span,
               "declare 'conserve sum(Z[i] for i in sites)' in the model (it is checked)")  # fmt: skip
     if (n + sector) % 2 or abs(sector) > n:
         _fail("P400", f"no states with sum(Z) = {sector} on {n} sites", span)
@@ -345,7 +345,7 @@ def check_dims(qm: QuantumDerivation, space: list[int | None], span: Span | None
     """The largest of the sectors ``space`` fits an exact diagonalisation (MAX_ED_DIM states)."""
     dim = max(sector_dim(qm.n_sites, m) for m in space)
     if dim > MAX_ED_DIM:
-        _fail("P400", f"exact diagonalisation of {qm.n_sites} qubits needs a space of {dim} "
+        _fail("P407", f"exact diagonalisation of {qm.n_sites} qubits needs a space of {dim} "
               f"states (limit {MAX_ED_DIM})", span, "use a smaller lattice, a magnetisation "
               "sector (conserve + sector = ...), or a vmc run")  # fmt: skip
 
@@ -381,12 +381,12 @@ def plan_exact(run: RunState, program, sets: dict[str, Any] | None = None,
     if "sector" in options:
         v = options["sector"][0]
         if v != "all" and (isinstance(v, bool) or not isinstance(v, int)):
-            _fail("P400", f"--set sector: an integer magnetisation sum(Z) or all, got {v!r}")
+            _fail("P406", f"--set sector: an integer magnetisation sum(Z) or all, got {v!r}")
         q.sector = (None if v == "all" else v, None)
     span = q.exact_span
     for key in ("learner", "optimizer", "iterations", "samples", "reference"):
         if getattr(q, key) is not None:
-            _fail("P201", f"an exact run has no '{key}' statement; optimising a learner is a "
+            _fail("P211", f"an exact run has no '{key}' statement; optimising a learner is a "
                   "separate vmc run", q.given(key))  # fmt: skip
     sector = q.sector or (None, span)
     plan = ExactPlan(points, q.levels[0] if q.levels is not None else 1, [], [])
@@ -395,7 +395,7 @@ def plan_exact(run: RunState, program, sets: dict[str, Any] | None = None,
         check_dims(p.model, plan.sectors[-1], span)
         plan.measured.append(measured_operators(run, p.model, "exact"))
     if run.sampler is not None:
-        _fail("P201", "an exact run samples nothing: drop the sampler", run.sampler_span)
+        _fail("P211", "an exact run samples nothing: drop the sampler", run.sampler_span)
     return plan
 
 
@@ -436,17 +436,17 @@ def _learner_decl(run: RunState, program) -> LearnerIR:
     want = q.learner or q.learner_optimized
     other = q.learner_optimized
     if want and other and other[0] != want[0]:
-        _fail("P201", f"run {run.name} names learner '{want[0]}' but optimises '{other[0]}'",
+        _fail("P211", f"run {run.name} names learner '{want[0]}' but optimises '{other[0]}'",
               other[1])  # fmt: skip
     if want is None:
         if len(decls) != 1:
-            _fail("P400", f"run {run.name} must name its learner" if decls else
+            _fail("P412", f"run {run.name} must name its learner" if decls else
                   f"run {run.name} optimises a learner, but none is declared", run.span,
                   "declare one at top level: learner psi = rbm(alpha = 2) respecting "
                   "translation; then 'learner psi' in the run")  # fmt: skip
         return next(iter(decls.values()))
     if want[0] not in decls:
-        _fail("P200", f"unknown learner '{want[0]}'", want[1],
+        _fail("P207", f"unknown learner '{want[0]}'", want[1],
               did_you_mean(want[0], set(decls)) or "declare it: learner psi = rbm(alpha = 2)")  # fmt: skip
     return decls[want[0]]
 
@@ -456,11 +456,11 @@ def _learner_entry(decl: LearnerIR) -> Entry:
     call = decl.call
     entry = _entry(CATALOGUE.learners, call.name)
     if entry is None:
-        _fail("P200", f"unknown quantum learner '{call.name}'", call.name_span,
+        _fail("P207", f"unknown quantum learner '{call.name}'", call.name_span,
               did_you_mean(call.name, set(CATALOGUE.learners.names(QUANTUM, shared=False)))
               or "learners: " + ", ".join(CATALOGUE.learners.names(QUANTUM, shared=False)))  # fmt: skip
     if call.args:
-        _fail("P302", "learner options are given by name: rbm(alpha = 2)", call.span)
+        _fail("P318", "learner options are given by name: rbm(alpha = 2)", call.span)
     return entry
 
 
@@ -468,7 +468,7 @@ def _optimiser(name: str, span: Span | None) -> Entry:
     """The optimiser entry of a vmc run, or the located error naming the known ones."""
     entry = _entry(CATALOGUE.optimisers, name)
     if entry is None:
-        _fail("P200", f"unknown optimiser '{name}'", span,
+        _fail("P206", f"unknown optimiser '{name}'", span,
               did_you_mean(name, set(CATALOGUE.optimisers.names(QUANTUM, shared=False)))
               or "optimisers: " + ", ".join(CATALOGUE.optimisers.names(QUANTUM, shared=False)))  # fmt: skip
     return entry
@@ -493,7 +493,7 @@ def _resume_set(run: RunState, options: Located) -> bool | None:
         return None
     v = options["resume"][0]
     if not isinstance(v, bool):
-        _fail("P400", f"--set resume must be true or false, got {v!r}", run.span, "use --resume")
+        _fail("P406", f"--set resume must be true or false, got {v!r}", run.span, "use --resume")
     warn(Diagnostic("P403", f"--set resume={str(v).lower()} is deprecated: runs resume only "
                     "with --resume", run.span, "use --resume" if v else "drop it: a run "
                     "without --resume starts afresh"))  # fmt: skip
@@ -514,7 +514,7 @@ def plan_vmc(run: RunState, program, sets: dict[str, Any] | None = None,
     sampler = _entry(CATALOGUE.samplers, name)
     if sampler is None:
         known = CATALOGUE.samplers.names(QUANTUM, shared=False)
-        _fail("P200", f"unknown VMC sampler '{name}'", run.sampler_span,
+        _fail("P206", f"unknown VMC sampler '{name}'", run.sampler_span,
               did_you_mean(name, set(known)) or "samplers: " + ", ".join(known))  # fmt: skip
     q = statements(run)
     oname, ospan, oopts = q.optimizer or ("sr", None, {})
@@ -534,7 +534,7 @@ def plan_vmc(run: RunState, program, sets: dict[str, Any] | None = None,
     respecting = []
     for sym, span in zip(decl.respecting, decl.respecting_spans):
         if sym not in SYMMETRIES:
-            _fail("P200", f"unknown symmetry '{sym}'", span,
+            _fail("P210", f"unknown symmetry '{sym}'", span,
                   did_you_mean(sym, set(SYMMETRIES)) or "learners respect: translation, spin_flip")  # fmt: skip
         if sym not in learner.facts.symmetries:
             _fail("P501", f"learner {decl.call.name} cannot respect {sym}", span,
@@ -585,7 +585,7 @@ def plan_vmc(run: RunState, program, sets: dict[str, Any] | None = None,
     if q.pretrain is not None:
         n_pre, pspan, (pname, pospan, popts) = q.pretrain
         if decl.call.name != "rnn" or "translation" not in respecting:
-            _fail("P400", "pretrain trains the bare autoregressive model before its symmetrised "
+            _fail("P413", "pretrain trains the bare autoregressive model before its symmetrised "
                   "form: it applies to rnn learners respecting translation", pspan)  # fmt: skip
         pschema = _optimiser(pname, pospan).schema
         setup.pretrain = _count(options, "pretrain", (n_pre, pspan), n_pre, 0)

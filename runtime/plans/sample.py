@@ -19,7 +19,7 @@ from physml_lang.catalogue.registry import Entry
 from physml_lang.check.model import ModelChecker
 from physml_lang.compiler.derive.lattice import LatticeDerivation
 from physml_lang.compiler.derive.measures import MeasuredExpressions
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.diagnostics import Diagnostic, ErrorCollector, PhysmlError, Span, did_you_mean
 from physml_lang.ir.task import MeasureIR, TaskIR
 from physml_lang.runtime.observables import FLUCTUATIONS
 from physml_lang.runtime.tasks import RunState, Scan, TaskCheck, option_values
@@ -64,65 +64,72 @@ class SamplePlan:
 
 
 def plan_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] | None) -> SamplePlan:
-    """Validate a sampling run (names, options, temperatures, scans, overrides)."""
+    """Validate a sampling run (names, options, temperatures, scans, overrides): every
+    independent error at once; what depends on a failed part (the options of an unknown
+    sampler, the values of a missing temperature) is not checked."""
+    errors = ErrorCollector()
     entry = CATALOGUE.samplers.get(run.sampler, "lattice")
+    options = None
     if entry is None:
         known = CATALOGUE.samplers.names("lattice")
-        _fail("P200", f"unknown sampler '{run.sampler}'", run.sampler_span,
-              did_you_mean(run.sampler, set(known)) or "samplers: " + ", ".join(known))  # fmt: skip
-    resolve_overrides(run, checker, sets or {}, entry.schema)
-    options = option_values(run.sampler_options, entry.schema, run.sampler_span,
-                            f"sampler {run.sampler}")  # fmt: skip
+        with errors:
+            _fail("P206", f"unknown sampler '{run.sampler}'", run.sampler_span,
+                  did_you_mean(run.sampler, set(known)) or "samplers: " + ", ".join(known))  # fmt: skip
+    else:
+        with errors:
+            resolve_overrides(run, checker, sets or {}, entry.schema)
+        with errors:
+            options = option_values(run.sampler_options, entry.schema, run.sampler_span,
+                                    f"sampler {run.sampler}")  # fmt: skip
     params = set(checker.param_names)
     thermal = [s for s in run.scans if s.name in THERMAL]
     others = [s for s in run.scans if s.name not in THERMAL]
     for s in others:
         if s.name not in params:
-            _fail("P200", f"cannot scan '{s.name}': it is not T, beta or a parameter of model "
-                  f"{checker.name}", s.span, did_you_mean(s.name, params | set(THERMAL)))  # fmt: skip
+            with errors:
+                _fail("P205", f"cannot scan '{s.name}': it is not T, beta or a parameter of "
+                      f"model {checker.name}", s.span, did_you_mean(s.name, params | set(THERMAL)))  # fmt: skip
     if len(thermal) > 1:
-        _fail("P201", "scan either T or beta, not both", thermal[1].span)
+        with errors:
+            _fail("P211", "scan either T or beta, not both", thermal[1].span)
     for name in run.lets:
         if name not in THERMAL and name not in params:
-            _fail("P200", f"'let {name}': not T, beta or a model parameter", run.lets[name][1],
-                  did_you_mean(name, params | set(THERMAL)))  # fmt: skip
+            with errors:
+                _fail("P205", f"'let {name}': not T, beta or a model parameter", run.lets[name][1],
+                      did_you_mean(name, params | set(THERMAL)))  # fmt: skip
+    tvar, tvalues, tspan = "T", [], None
     if thermal:
         tvar, tvalues, tspan = thermal[0].name, thermal[0].values, thermal[0].span
     elif "T" in run.lets or "beta" in run.lets:
         tvar = "T" if "T" in run.lets else "beta"
         tvalues, tspan = [run.lets[tvar][0]], run.lets[tvar][1]
     else:
-        _fail("P400", f"run {run.name} has no temperature", run.span,
-              "add 'let T = 2.0' or 'scan T in linspace(1.5, 3.5, 21)'")  # fmt: skip
-    for v in tvalues:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
-            _fail("P400", f"{tvar} must be a positive, finite number, got {v!r}", tspan,
-                  "temperatures and inverse temperatures are > 0 and finite (T = inf is "
-                  "beta = 0: sample uniformly instead)")  # fmt: skip
+        with errors:
+            _fail("P412", f"run {run.name} has no temperature", run.span,
+                  "add 'let T = 2.0' or 'scan T in linspace(1.5, 3.5, 21)'")  # fmt: skip
+    with errors:
+        for v in tvalues:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf:
+                _fail("P406", f"{tvar} must be a positive, finite number, got {v!r}", tspan,
+                      "temperatures and inverse temperatures are > 0 and finite (T = inf is "
+                      "beta = 0: sample uniformly instead)")  # fmt: skip
+    errors.raise_if_any()
     betas = [1.0 / v if tvar == "T" else float(v) for v in tvalues]
-    _check_plots(run, others)
+    model_args, model_spans = first_model_args(run, params)
+    return SamplePlan(entry, options, tvar, tvalues, betas, others, model_args, model_spans,
+                      run.measures or [])  # fmt: skip
+
+
+def first_model_args(run: RunState, params: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's arguments from the run (``model M(...)`` and ``let`` of a parameter), with
+    the spans of their sources."""
     model_args = {k: v for k, (v, _) in run.model_args.items()}
     model_spans = {k: s for k, (_, s) in run.model_args.items()}
     for name, (v, s) in run.lets.items():
         if name in params:
             model_args.setdefault(name, v)
             model_spans.setdefault(name, s)
-    return SamplePlan(entry, options, tvar, tvalues, betas, others, model_args, model_spans,
-                      run.measures or [])  # fmt: skip
-
-
-def _check_plots(run: RunState, others) -> None:
-    """Every plotted name is a column the run writes: a measure (energy when none is given),
-    a scan variable, or a chain diagnostic."""
-    measured = {m.name for m in run.measures} or {"energy"}
-    columns = measured | set(THERMAL) | {s.name for s in others} | {
-        "acceptance", "r_hat", "chain_excess"}  # fmt: skip
-    for p in run.plots:
-        for name, span in zip(p.observables, p.observable_spans or [None] * len(p.observables)):
-            if name not in columns:
-                _fail("P200", f"plot names '{name}', which run {run.name} does not measure",
-                      span or p.span, did_you_mean(name, measured)
-                      or "measure it too: measure " + ", ".join(sorted(measured)) + f", {name}")  # fmt: skip
+    return model_args, model_spans
 
 
 def sampled_field(entry: Entry, options: Any, derivation: LatticeDerivation,
@@ -164,7 +171,7 @@ def measured_expressions(derivation: LatticeDerivation, lattice_sum,
     for m in measures:
         if m.expr is None and CATALOGUE.observables.get(m.name, "lattice") is None:
             known = set(CATALOGUE.observables.names("lattice"))
-            _fail("P200", f"unknown observable '{m.name}'", m.span,
+            _fail("P208", f"unknown observable '{m.name}'", m.span,
                   did_you_mean(m.name, known) or "built-in observables: "
                   + ", ".join(sorted(known)))  # fmt: skip
     return walker
@@ -180,14 +187,49 @@ def check_measures(derivation: LatticeDerivation, measures: Sequence[MeasureIR])
 
 def check_sample(task: TaskIR, program) -> None:
     """Everything ``run`` would reject, without sampling: the plan, the model derived at the
-    first point (symmetries verified), the sampler's applicability, every measure."""
+    first point (symmetries verified), the sampler's applicability, every measure. Independent
+    parts are checked independently and their errors raised together; the measures need only
+    the model, not the plan."""
     run = RunState.of(task)
     checker = program.checker_for(task)
-    plan = plan_sample(run, checker, {})
-    point, spans = plan.first_point()
-    derivation = program.derive(checker.instantiate(point, spans))
-    sampled_field(plan.entry, plan.options, derivation)
-    check_measures(derivation, plan.measures)
+    errors = ErrorCollector()
+    plan = None
+    with errors:
+        plan = plan_sample(run, checker, {})
+    known = set(CATALOGUE.observables.names("lattice"))
+    for m in run.measures:
+        if m.expr is None and CATALOGUE.observables.get(m.name, "lattice") is None:
+            with errors:
+                _fail("P208", f"unknown observable '{m.name}'", m.span,
+                      did_you_mean(m.name, known) or "built-in observables: "
+                      + ", ".join(sorted(known)))  # fmt: skip
+    derivation = None
+    with errors:  # a broken model is reported by its own check: nothing here depends on it
+        point, spans = plan.first_point() if plan is not None else _first_point(run, checker)
+        derivation = program.derive(checker.instantiate(point, spans))
+    if derivation is not None:
+        if plan is not None:
+            with errors:
+                sampled_field(plan.entry, plan.options, derivation)
+        walker = MeasuredExpressions(derivation.lattice, derivation.model.definitions,
+                                     derivation.lattice_sum, derivation.model.params,
+                                     FLUCTUATIONS)  # fmt: skip
+        for m in run.measures:
+            if m.expr is not None:
+                with errors:
+                    walker.walk(m.expr)
+    errors.raise_if_any()
+
+
+def _first_point(run: RunState, checker: ModelChecker) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model arguments at the first scan point when the plan failed (scans of names that
+    are not parameters are the plan's errors, left out here)."""
+    params = set(checker.param_names)
+    point, spans = first_model_args(run, params)
+    for s in run.scans:
+        if s.name in params and s.values:
+            point[s.name], spans[s.name] = s.values[0], s.span
+    return point, spans
 
 
 def bind_checks(catalogue: Catalogue) -> None:
@@ -196,4 +238,5 @@ def bind_checks(catalogue: Catalogue) -> None:
 
 
 __all__ = ["SamplePlan", "THERMAL", "bind_checks", "check_measures", "check_sample",
-           "measured_expressions", "plan_sample", "resolve_overrides", "sampled_field"]  # fmt: skip
+           "first_model_args", "measured_expressions", "plan_sample", "resolve_overrides",
+           "sampled_field"]  # fmt: skip

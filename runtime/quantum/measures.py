@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from physml_lang.catalogue.quantum import VMC_ENERGY_COLUMNS
 from physml_lang.compiler.derive.pauli import PauliSum
 from physml_lang.compiler.models.quantum import QuantumModel
 
@@ -26,8 +27,6 @@ from .operator import LocalOperator
 from .vmc import VMCResult, diagonal_observables, energy_statistics, expectation
 
 DIAGONAL = ("magnetization", "abs_magnetization", "staggered_magnetization", "structure_factor")
-# what a vmc row always holds (its energy statistics), whatever the measure statement lists
-VMC_ENERGY_COLUMNS = ("energy", "energy_per_site", "variance", "r_hat")
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,8 @@ class LocalOperator:
         Eigenvectors are in the (sector) basis of :meth:`sector_codes`.
         """
         mat = self.to_sparse(magnetization)
+        if not np.isfinite(mat.data).all():  # couplings near 1e308 overflow in the sums
+            raise FloatingPointError("the Hamiltonian matrix has entries that are not finite")
         if mat.shape[0] <= 64:
             w, v = np.linalg.eigh(mat.toarray())
             return w[:k], v[:, :k]

@@ -165,7 +165,7 @@ def build_learner(setup: VMCPlan, qm: QuantumModel, generator: torch.Generator) 
     """The planned learner (log psi(s) of configurations s (B, N) -> (B,)) on the model's
     lattice, its initial weights drawn on the host from ``generator``. What only building the
     network finds (an even CNN kernel, a GRU cell size that does not divide N, a magnetisation
-    N cannot have) is a located P400 here; the plan has checked everything static."""
+    N cannot have) is a located P413 here; the plan has checked everything static."""
     decl = setup.learner_decl
     ctx = QuantumContext(
         qm.n_sites,
@@ -180,7 +180,7 @@ def build_learner(setup: VMCPlan, qm: QuantumModel, generator: torch.Generator) 
         return make_learner(decl.call.name, setup.learner_options, ctx)
     except ValueError as exc:
         raise PhysmlError(Diagnostic(
-            "P400", f"learner {decl.name} cannot be built for model {qm.ir.name}: {exc}",
+            "P413", f"learner {decl.name} cannot be built for model {qm.ir.name}: {exc}",
             decl.call.span)) from None  # fmt: skip
 
 

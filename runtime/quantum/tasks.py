@@ -31,16 +31,21 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import scipy.sparse.linalg
 import torch
 
 from physml_lang.catalogue import Catalogue
 from physml_lang.catalogue.quantum import QUANTUM
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
+from physml_lang.compiler.derive.pauli import PauliSum
+from physml_lang.compiler.models.quantum import QuantumModel
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, clip
 from physml_lang.ir.task import TaskIR
 from physml_lang.ir.text import print_ir
 from physml_lang.ir.walk import to_text
 
 from ..checkpoint import Checkpoint
+from ..device import check_memory
 from ..driver import RunContext, RunResult, ScanPoint, run_scan
 from ..plans.quantum import (
     ExactPlan,
@@ -49,12 +54,14 @@ from ..plans.quantum import (
     plan_exact,
     plan_vmc,
     refuse_classical_sampling,
+    sector_dim,
     vmc_sector,
 )
+from ..plans.quantum import sectors as magnetisation_sectors
 from ..random import RandomStreams
 from ..tasks import RunState, Task
 from . import registry, vmc
-from .exact import Spectrum, exact_spectrum, reference_energy
+from .exact import AUTO_REFERENCE_DIM, Spectrum, exact_spectrum, reference_energy
 from .history import save_network, write_history
 from .measures import OBSERVABLES, QuantumObservable, exact_row, vmc_row
 from .operator import LocalOperator
@@ -67,6 +74,145 @@ def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None
     raise PhysmlError(Diagnostic(code, msg, span, hint))
 
 
+# ---------------------------------------------------------------- memory estimates
+
+# copies of each stored nonzero of a sparse H while it is built: the COO lists (row and column
+# int64, the value), their concatenation, the CSR copy and scipy's temporaries (measured: 18
+# qubits, 262144 states x 19 flip groups, peak 438 MiB; this estimate 0.5 GiB)
+SPARSE_COPIES = 4
+# Lanczos (eigsh) keeps ncv = max(2 levels + 1, 20) basis vectors; the start vector, the
+# eigenvectors and a work vector add a few more of the sector's dimension
+LANCZOS_EXTRA_VECTORS = 6
+# bytes per state of a magnetisation sector's basis: Python ints from combinations, then int64
+SECTOR_CODE_BYTES = 96
+
+
+def flip_groups(h: PauliSum) -> int:
+    """Distinct flip masks of a Pauli sum (the diagonal included): nonzeros per row of H."""
+    return 1 + len({tuple(s for op, s in t.ops if op in ("X", "Y")) for t in h.terms} - {()})
+
+
+def exact_memory(qm: QuantumModel, space: list[int | None], levels: int) -> tuple[int, int]:
+    """(bytes, dimension) of a Lanczos diagonalisation of ``qm`` over the largest sector of
+    ``space``: the sparse H (dimension x flip groups nonzeros, SPARSE_COPIES while built)
+    dominates, then the Lanczos vectors."""
+    dim = max(sector_dim(qm.n_sites, m) for m in space)
+    item = 8 if qm.hamiltonian.is_real() else 16
+    nonzero = SPARSE_COPIES * (16 + item)  # row, column (int64) and value
+    vectors = max(2 * levels + 1, 20) + LANCZOS_EXTRA_VECTORS
+    codes = SECTOR_CODE_BYTES if any(m is not None for m in space) else 8
+    return dim * (flip_groups(qm.hamiltonian) * nonzero + vectors * item + codes), dim
+
+
+def _check_exact_memory(run: RunState, plan: ExactPlan) -> None:
+    """Refuse, before any basis is built, an exact run whose largest point cannot fit in the
+    host's memory (exact diagonalisation runs on the CPU)."""
+    need, dim, n = 0, 0, 0
+    for p, space in zip(plan.points, plan.sectors):
+        b, d = exact_memory(p.model, space, plan.levels)
+        if b > need:
+            need, dim, n = b, d, p.model.n_sites
+    check_memory(need, torch.device("cpu"), f"run {run.name} (exact diagonalisation of {n} "
+                 f"qubits, {dim} states)", run.span, "use a smaller lattice, a magnetisation "
+                 "sector (conserve + sector = ...), or a vmc run")  # fmt: skip
+
+
+# rows of samples whose local energies an rbm's closed form computes at once, and rows of
+# connected configurations the generic path evaluates log psi on at once
+RBM_LOCAL_ENERGY_ROWS = 2048
+LOG_PSI_ROWS = 65536
+# copies of the parameters: the weights, their gradient, Adam's two moments, SR's warm start
+# and a checkpoint's copy
+PARAMETER_COPIES = 6
+# copies of SR's Jacobian O (samples x parameters): O, its centred copy, the stacked real rows
+JACOBIAN_COPIES = 3
+
+
+def learner_size(setup: VMCPlan, qm: QuantumModel) -> tuple[int, int, int]:
+    """(parameters, activations per sample kept for a backward pass, activations per sample
+    alive at once without one) of the planned learner on model ``qm``, from its options
+    (before it is built: an rbm with alpha = 10^4 must not be allocated to be counted).
+    Upper-ish: translation tables counted, complex parts doubled."""
+    o, kind, n = setup.learner_options, setup.learner_decl.call.name, qm.n_sites
+    symmetric = "translation" in setup.respecting
+    parts = 2 if learner_complex(setup) else 1
+    if kind == "rbm":
+        if symmetric:  # alpha features, each over the N translations of the (N, N) table
+            a = max(1, round(o.alpha))
+            return parts * (a * n + a + 1) + n * n, a * n, a * n
+        m = max(1, math.ceil(o.alpha * n))
+        return parts * (m * n + m + n), m, m
+    if kind == "cnn":
+        sizes = [1, *o.channels, 2]
+        weights = sum(a * b * o.kernel_size**2 + b for a, b in zip(sizes, sizes[1:]))
+        return weights, n * sum(sizes), 2 * n * max(sizes)
+    if kind == "rnn":  # a GRU step per cell; the symmetrised network runs every translation
+        cell = o.cell_size or qm.lattice.basis
+        cell = cell if isinstance(cell, int) else len(cell)
+        states, h = 2 ** min(cell, 62), o.hidden
+        weights = 3 * h * (states + h + 1) + parts * states * (h + 1)
+        step = (n if symmetric else 1) * (4 * h + states)
+        return weights + n * n, (n // max(cell, 1) + 1) * step, step
+    return 0, n, n
+
+
+def vmc_memory(setup: VMCPlan, qm: QuantumModel) -> int:
+    """Bytes of a vmc point of model ``qm``: the parameters' copies, SR's Jacobian (samples x
+    parameters, float64 or complex128), the network's activations over a batch of samples, the
+    connected configurations of the local energies (rows x flip groups x sites), the final
+    samples, and the reference's exact diagonalisation when it runs."""
+    n = qm.n_sites
+    params, width, live = learner_size(setup, qm)
+    batch = setup.samples
+    item = 16 if learner_complex(setup) else 8
+    sr = setup.optimizer_name == "sr"
+    need = PARAMETER_COPIES * 8 * params
+    if sr:
+        rows = 2 * batch if item == 16 else batch
+        need += JACOBIAN_COPIES * batch * params * item + 8 * min(params, rows) ** 2
+    need += 4 * 8 * batch * width  # forward and backward activations of log psi
+    # local energies: the closed form of an rbm goes through chunks of rows; the generic path
+    # gathers every connected configuration of the batch at once (rows x flip groups x sites)
+    # and evaluates log psi on them in chunks of LOG_PSI_ROWS
+    rows, k = max(batch, setup.final_samples), flip_groups(qm.hamiltonian)
+    if setup.learner_decl.call.name == "rbm":
+        need += 3 * 8 * min(rows, RBM_LOCAL_ENERGY_ROWS) * k * (n + live)
+    else:
+        need += 3 * 8 * rows * k * n + 4 * 8 * min(rows * k, LOG_PSI_ROWS) * live
+    # the final samples: the sampler's list and stack, float64 and complex copies (structure
+    # factor), the local estimators of measured operators
+    need += 8 * 8 * setup.final_samples * n
+    reference = setup.reference
+    if reference in ("exact", "auto"):
+        space = magnetisation_sectors(qm, vmc_sector(qm, setup.sampler_spec), None)
+        ed, dim = exact_memory(qm, space, 1)
+        if reference == "exact" or dim <= AUTO_REFERENCE_DIM:
+            need = max(need, ed)
+    return need
+
+
+def learner_complex(setup: VMCPlan) -> bool:
+    """Whether the planned learner's log psi is complex (complex Jacobian rows)."""
+    o = setup.learner_options
+    return bool(getattr(o, "complex", False)) or getattr(o, "phase", "none") not in (
+        "none", False)  # fmt: skip
+
+
+def _check_vmc_memory(run: RunState, setup: VMCPlan, device: torch.device) -> None:
+    """Refuse, before any network is built, a vmc run whose largest point cannot fit."""
+    need, qm = 0, setup.points[0].model
+    for p in setup.points:
+        b = vmc_memory(setup, p.model)
+        if b > need:
+            need, qm = b, p.model
+    params, n = learner_size(setup, qm)[0], qm.n_sites
+    check_memory(need, device, f"run {run.name} (learner {setup.learner_decl.name} with about "
+                 f"{params} parameters on {n} qubits, {setup.samples} samples per iteration)",
+                 run.span, "use fewer samples, a smaller learner (alpha, channels, hidden), "
+                 "a learner respecting translation, or optimize via adam or sgd instead of "
+                 "sr")  # fmt: skip
+
+
 # ---------------------------------------------------------------- exact task
 
 
@@ -77,6 +223,7 @@ def run_exact(task: TaskIR, program, ctx: RunContext) -> RunResult:
     as soon as it is found, and ``--resume`` skips the points already done."""
     run = RunState.of(task)
     plan = plan_exact(run, program, ctx.sets, program.compile_ir)
+    _check_exact_memory(run, plan)
     summary = ctx.recorder.summary
     summary.update({
         "run": run.name, "source": program.name, "model": program.checker_for(run.ir).name,
@@ -87,7 +234,7 @@ def run_exact(task: TaskIR, program, ctx: RunContext) -> RunResult:
 
     def start(k: int, streams: RandomStreams) -> ExactPoint:
         summary["params"] = dict(plan.points[k].model.model.params)
-        return ExactPoint(plan, k)
+        return ExactPoint(plan, k, run.span)
 
     def finish(k: int, rows: list[dict]) -> None:
         summary["rows"] += rows
@@ -116,14 +263,23 @@ class ExactPoint(ScanPoint):
     total = 1
     saves = False
 
-    def __init__(self, plan: ExactPlan, k: int) -> None:
-        self.k, self.point, self.levels = k, plan.points[k], plan.levels
+    def __init__(self, plan: ExactPlan, k: int, span: Span | None = None) -> None:
+        self.k, self.point, self.levels, self.span = k, plan.points[k], plan.levels, span
         self.sectors, self.measured = plan.sectors[k], plan.measured[k]
         self.spectrum: Spectrum | None = None
         self.done = 0
 
     def step(self) -> None:
-        self.spectrum = exact_spectrum(self.point.model, self.levels, self.sectors)
+        try:
+            self.spectrum = exact_spectrum(self.point.model, self.levels, self.sectors)
+        except (FloatingPointError, np.linalg.LinAlgError,
+                scipy.sparse.linalg.ArpackError) as exc:  # fmt: skip
+            at = ", ".join(f"{k} = {v}" for k, v in self.point.values.items())
+            raise PhysmlError(Diagnostic(
+                "P700", f"exact diagonalisation failed{' at ' + at if at else ''}: "
+                f"{clip(str(exc), 120)}", self.span,
+                "check the couplings: magnitudes near 1e308 overflow when the terms are summed"
+            )) from None  # fmt: skip
         self.done = 1
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -147,6 +303,7 @@ def run_vmc_task(task: TaskIR, program, ctx: RunContext) -> RunResult:
     run = RunState.of(task)
     setup = plan_vmc(run, program, ctx.sets, program.compile_ir)
     points = setup.points
+    _check_vmc_memory(run, setup, ctx.device)
     for p in points:  # every network of the scan is built before any work
         build_learner(setup, p.model, torch.Generator().manual_seed(0))
     ctx.resume = ctx.resume or bool(setup.resume)
@@ -260,9 +417,12 @@ class VMCPoint(ScanPoint):
         if not math.isfinite(self.last["energy"]):
             if self.history_csv is not None:
                 write_history(self.history_csv, self.history)
+            at = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
+                           for k, v in self.point.values.items())  # fmt: skip
             _fail("P700", f"the variational energy became non-finite at iteration {it} of run "
-                  f"{self.run.name}", self.run.span, "lower the learning rate or raise "
-                  "diag_shift; the last checkpoint was kept")  # fmt: skip
+                  f"{self.run.name}" + (f" at {at}" if at else ""), self.run.span,
+                  "lower the learning rate or raise diag_shift; the last checkpoint and the "
+                  "rows of points finished before were kept")  # fmt: skip
 
     def postfix(self) -> dict[str, str]:
         if not self.last:

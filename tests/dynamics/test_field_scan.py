@@ -86,7 +86,7 @@ def test_no_temperature_is_the_action_as_written():
 
 def test_sets_resolve_scan_variables_parameters_and_options():
     """--set T collapses the scan, J is a model parameter, sweeps a sampler option (its old
-    name samples still accepted, with a P403 warning); anything else is a P200 listing names."""
+    name samples still accepted, with a P403 warning); anything else is a P205 listing names."""
     res = load(XY).run("r", seed=0, sets={"T": 0.7, "J": 0.5, "sweeps": 40})
     assert [r["T"] for r in res.rows] == [0.7] and res.summary["params"]["J"] == 0.5
     assert res.summary["sampler"]["sweeps"] == 40
@@ -98,7 +98,7 @@ def test_sets_resolve_scan_variables_parameters_and_options():
         load(old_file).check()
     assert load(old_file).run("r", seed=0, sets={"T": 0.7, "J": 0.5, "sweeps": 40}).rows == res.rows
     e = _error(XY, sets={"Tc": 1.0})
-    assert e.diagnostics[0].code == "P200" and "'T'" in (e.diagnostics[0].hint or "")
+    assert e.diagnostics[0].code == "P205" and "'T'" in (e.diagnostics[0].hint or "")
 
 
 def test_parameter_and_temperature_scans_combine():
@@ -127,7 +127,7 @@ def test_helicity_modulus_needs_an_angle_field_and_rotation_symmetry():
     phi4 = ("import Phi4\nrun r {\n    model Phi4(L = 4)\n    sampler hmc(chains = 2)\n"
             "    measure helicity_modulus\n}\n")  # fmt: skip
     e = _error(phi4)
-    assert e.diagnostics[0].code == "P400" and "angle" in e.diagnostics[0].message
+    assert e.diagnostics[0].code == "P414" and "angle" in e.diagnostics[0].message
     assert e.diagnostics[0].span.line == 5
     field = """
 model XYh(L: int = 4, h: real = 0.1) {
@@ -142,7 +142,7 @@ run r {
 }
 """
     e = _error(field)
-    assert e.diagnostics[0].code == "P400" and "invariant" in e.diagnostics[0].message
+    assert e.diagnostics[0].code == "P414" and "invariant" in e.diagnostics[0].message
     load(field.replace("h: real = 0.1", "h: real = 0.0")).check()
 
 

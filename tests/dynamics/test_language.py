@@ -121,7 +121,7 @@ def test_unused_pair_is_located():
     phase_space (q, p): real[2]
     hamiltonian H = p[0]^2 / 2 + k * q[0]^2 / 2
 }""")
-    assert e.diagnostics[0].code == "P400" and "(q[1], p[1])" in e.diagnostics[0].message
+    assert e.diagnostics[0].code == "P419" and "(q[1], p[1])" in e.diagnostics[0].message
     assert e.diagnostics[0].span.line == 3
 
 
@@ -130,7 +130,7 @@ def test_nondifferentiable_is_located():
     phase_space (q, p)
     hamiltonian H = abs(p) + k * q^2 / 2
 }""")
-    assert e.diagnostics[0].code == "P300" and "not differentiable" in e.diagnostics[0].message
+    assert e.diagnostics[0].code == "P313" and "not differentiable" in e.diagnostics[0].message
     assert (e.diagnostics[0].span.line, e.diagnostics[0].span.column) == (3, 21)
 
 
@@ -146,7 +146,7 @@ def test_nonseparable_with_leapfrog_is_located():
     src = NONSEP + "run r { initial q = [1, 0], p = [0, 1]  evolve integrator = leapfrog, dt = 0.1 }"  # fmt: skip
     with pytest.raises(PhysmlError) as exc:
         load(src).check()
-    assert exc.value.diagnostics[0].code == "P400" and "separable" in exc.value.diagnostics[0].message  # fmt: skip
+    assert exc.value.diagnostics[0].code == "P413" and "separable" in exc.value.diagnostics[0].message  # fmt: skip
 
 
 def test_physml_run_evolve_writes_summary_and_npz(tmp_path):
@@ -212,11 +212,11 @@ def test_field_sampler_errors():
     bad = PHI4.replace("sampler hmc(", "sampler hcm(")
     with pytest.raises(PhysmlError) as exc:
         load(bad).check()
-    assert exc.value.diagnostics[0].code == "P200" and "hmc" in (exc.value.diagnostics[0].hint or "")  # fmt: skip
+    assert exc.value.diagnostics[0].code == "P206" and "hmc" in (exc.value.diagnostics[0].hint or "")  # fmt: skip
     bad = PHI4.replace("abs_magnetization,", "energy_per_spin,")
     with pytest.raises(PhysmlError) as exc:
         load(bad).check()
-    assert exc.value.diagnostics[0].code == "P200"
+    assert exc.value.diagnostics[0].code == "P208"
 
 
 LEARN = """
@@ -253,7 +253,7 @@ def test_learner_errors_are_located():
     bad = LEARN.replace("train S_net via step_mse", "train S_net via derivative_mse")
     with pytest.raises(PhysmlError) as exc:
         load(bad).check()
-    assert exc.value.diagnostics[0].code == "P400" and "step_mse" in exc.value.diagnostics[0].hint
+    assert exc.value.diagnostics[0].code == "P413" and "step_mse" in exc.value.diagnostics[0].hint
     bad = LEARN.replace("hnn(hidden = [16])", "hnn(hiden = [16])")
     with pytest.raises(PhysmlError) as exc:
         load(bad).check()
@@ -313,8 +313,8 @@ def test_compiled_models_build_on_their_derivations():
 
 
 @pytest.mark.parametrize("src,code,line", [
-    ("phase_space (q, p): real[2]\n    hamiltonian H = p[0]^2 / 2 + k * q[0]^2 / 2", "P400", 3),
-    ("phase_space (q, p)\n    hamiltonian H = abs(p) + k * q^2 / 2", "P300", 3),
+    ("phase_space (q, p): real[2]\n    hamiltonian H = p[0]^2 / 2 + k * q[0]^2 / 2", "P419", 3),
+    ("phase_space (q, p)\n    hamiltonian H = abs(p) + k * q^2 / 2", "P313", 3),
     ("phase_space (q, p)\n    hamiltonian H = p^2 / 2 + k * q^2 / 2\n    symmetry translation",
      "P501", 4),
 ])  # fmt: skip
@@ -332,7 +332,7 @@ def test_hnn_rollout_integrator_needs_a_separable_learner_at_check():
     with pytest.raises(PhysmlError) as exc:
         load(bad).check()
     d = exc.value.diagnostics[0]
-    assert d.code == "P400" and "H_net is not separable" in d.message and d.span.line == 11
+    assert d.code == "P413" and "H_net is not separable" in d.message and d.span.line == 11
     separable = bad.replace("hnn(hidden = [16])", "hnn(hidden = [16], separable = true)")
     with pytest.raises(PhysmlError) as exc:  # the mlp baseline has no Hamiltonian at all
         load(separable).check()

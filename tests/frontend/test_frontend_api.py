@@ -162,5 +162,5 @@ def test_compile_errors_are_physml_errors_with_spans():
     with pytest.raises(PhysmlError) as info:
         physml_lang.compile(TINY.replace("square(", "sqare("), L=4).energy  # noqa: B018
     d = info.value.diagnostics[0]
-    assert d.code == "P200" and d.hint == "did you mean 'square'?"
+    assert d.code == "P209" and d.hint == "did you mean 'square'?"
     assert (d.span.line, d.span.column) == (2, 13)

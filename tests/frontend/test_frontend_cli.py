@@ -101,7 +101,7 @@ def test_set_unknown_name_is_a_clean_error(program: Path, tmp_path: Path):
     code, out, err = physml("run", str(program), "--out", str(tmp_path / "o"), "--set", "Lx=8")
     assert code == 1
     assert "Traceback" not in out + err
-    assert "error[P200]" in err
+    assert "error[P205]" in err
     assert "did you mean 'L'?" in err
     assert not (tmp_path / "o" / "summary.json").exists()
 
@@ -111,7 +111,7 @@ def test_set_malformed_is_a_clean_error(program: Path, tmp_path: Path, item: str
     code, out, err = physml("run", str(program), "--out", str(tmp_path / "o"), "--set", item)
     assert code == 1
     assert "Traceback" not in out + err
-    assert "error[P100]" in err
+    assert "error[P106]" in err
 
 
 def test_seed_reproducibility(program: Path, tmp_path: Path):

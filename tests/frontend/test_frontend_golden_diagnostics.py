@@ -67,4 +67,4 @@ def test_json_format(name: str):
 def test_json_format_hint_is_did_you_mean():
     _, out, _ = physml("check", "name_unknown_lattice.phys", "--format", "json", cwd=BAD)
     d = json.loads(out)["diagnostics"][0]
-    assert d["code"] == "P200" and d["hint"] == "did you mean 'square'?"
+    assert d["code"] == "P209" and d["hint"] == "did you mean 'square'?"

@@ -152,7 +152,7 @@ def test_learner_asked_for_gauge_it_cannot_respect() -> None:
 def test_learner_unknown_symmetry_and_tiny_regress_run(tmp_path: Path) -> None:
     with pytest.raises(PhysmlError) as info:
         physml_lang.load(LEARNER_RUN.format(respect="gauge_invariance")).check()
-    assert info.value.diagnostics[0].code == "P200"
+    assert info.value.diagnostics[0].code == "P210"
     res = physml_lang.load(LEARNER_RUN.format(respect="translation")).run(out=tmp_path)
     assert {r["learner"] for r in res.rows} == {"f", "g"}
     assert (tmp_path / "table.md").exists() and (tmp_path / "generalisation.png").exists()

@@ -129,7 +129,7 @@ def test_resume_with_other_settings_names_them(tmp_path, monkeypatch):
 
 def test_sets_reach_every_option_group(tmp_path):
     """--set: a scan variable, a learner parameter, training, objective, optimiser and
-    schedule options; an unknown name is a P200 listing what may be set."""
+    schedule options; an unknown name is a P205 listing what may be set."""
     program = physml_lang.load(_fit(tmp_path, 1))
     res = program.run(sets={"Nh": 4, "sigma": 0.2, "epochs": 2, "chains": 8, "lr": 1,
                             "min_factor": 0.5}, seed=1)  # fmt: skip
@@ -139,7 +139,7 @@ def test_sets_reach_every_option_group(tmp_path):
     with pytest.raises(PhysmlError) as exc:
         program.run(sets={"learning_rate": 0.1})
     d = exc.value.diagnostics[0]
-    assert d.code == "P200" and "optimizer option" in d.message
+    assert d.code == "P205" and "optimizer option" in d.message
 
 
 HOPFIELD = """

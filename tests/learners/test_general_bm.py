@@ -252,7 +252,7 @@ run fit {
 
 def _errors(text: str):
     with pytest.raises(Exception) as exc:
-        physml_lang.load(text).check()
+        physml_lang.load(text, allow_outside=True).check()  # params files in tmp_path
     return exc.value.diagnostics[0]
 
 
@@ -262,10 +262,10 @@ def test_train_checks_are_located(tmp_path):
     assert d.code == "P601" and "4 visible sites" in d.message and d.span is not None
     d = _errors(TRAIN.replace("data X: binary", "data X: binary[100, 4]")
                 .replace("VISIBLE", "visible = Nx,"))  # fmt: skip
-    assert d.code == "P200" and d.span is not None and "Nx" in d.message
+    assert d.code == "P205" and d.span is not None and "Nx" in d.message
     d = _errors(TRAIN.replace("data X: binary", "data X: binary[100, 4]")
                 .replace("VISIBLE", "visible = 9,"))  # fmt: skip
-    assert d.code == "P400" and d.span is not None
+    assert d.code == "P406" and d.span is not None
 
 
 def test_trained_general_bm_and_params_statement(tmp_path):
@@ -282,13 +282,13 @@ def test_trained_general_bm_and_params_statement(tmp_path):
         sampler gibbs(chains = 20, sweeps = 20, burn_in = 5)
         measure mean_s
     }}"""
-    p = physml_lang.load(sample)
+    p = physml_lang.load(sample, allow_outside=True)  # params_file is outside the cwd
     p.check()
     assert p.run(seed=1).rows[0]["mean_s"]["stderr"] > 0
     d = _errors(sample.replace("Nh = 2", "Nh = 3"))
-    assert d.code == "P601" and "shape" in d.message and d.span is not None
+    assert d.code == "P608" and "shape" in d.message and d.span is not None
     d = _errors(sample.replace("mean_s", "mean_q"))
-    assert d.code == "P200"
+    assert d.code == "P208"
 
 
 def test_layered_stdlib_model_and_graph_errors():
@@ -305,5 +305,5 @@ def test_layered_stdlib_model_and_graph_errors():
     bad = LAYERED.replace("graph boltzmann(Nv, Nh)", "graph boltzmann(Nv)")
     with pytest.raises(PhysmlError) as err:
         physml_lang.load(bad).models["LBM"].instantiate({})
-    assert err.value.diagnostics[0].code == "P302"
+    assert err.value.diagnostics[0].code == "P317"
     assert "boltzmann(Nv, Nh) takes two sizes" in err.value.diagnostics[0].message

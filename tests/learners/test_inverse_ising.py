@@ -38,8 +38,9 @@ def test_couplings_recovered_error_shrinks_with_samples():
 
 @pytest.mark.slow
 @pytest.mark.long
-def test_couplings_recovered_long_training():
+def test_couplings_recovered_long_training(record_property):
     small, large = errors(40)
+    record_property("rms coupling error (small, large n)", f"{small:.4f}, {large:.4f}")
     assert large < 0.05 and large < 0.45 * small
 
 

@@ -160,7 +160,7 @@ def test_unknown_set_lists_what_a_vmc_run_knows(tmp_path):
     with pytest.raises(PhysmlError) as exc:
         program.run(device=CPU, sets={"iteratons": 3})
     d = exc.value.diagnostics[0]
-    assert d.code == "P200" and "iteratons" in d.message and "iterations" in d.hint
+    assert d.code == "P205" and "iteratons" in d.message and "iterations" in d.hint
     with pytest.raises(PhysmlError, match="hidden"):  # an option of another learner
         program.run(device=CPU, sets={"hidden": 3})
     # one --set reaches every run of a file: an exact run ignores a vmc run's options

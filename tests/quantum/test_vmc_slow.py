@@ -29,7 +29,13 @@ def rel(res, e0):
     return abs(res.energy.mean - e0) / abs(e0)
 
 
-def test_tfim_l20_symmetric_rbm_1e4():
+def _record(record_property, name: str, res, e0: float) -> None:
+    """The figures scripts/long.sh writes to docs/long_runs.md."""
+    record_property(f"{name}energy", f"{res.energy.mean:.5f} ± {res.energy.stderr:.5f}")
+    record_property(f"{name}relative error", rel(res, e0))
+
+
+def test_tfim_l20_symmetric_rbm_1e4(record_property):
     L, E0 = 20, -25.4909896864
     g = torch.Generator().manual_seed(2)
     streams = RandomStreams(2)
@@ -45,6 +51,7 @@ def test_tfim_l20_symmetric_rbm_1e4():
         n_samples=1000,
         eval_samples=40000,
     )
+    _record(record_property, "", res, E0)
     assert rel(res, E0) <= 1e-4, res.energy
     assert res.energy.mean > E0 - 4 * res.energy.stderr
 
@@ -68,7 +75,7 @@ def _heisenberg_4x4(model, iterations, seed):
     )
 
 
-def test_heisenberg_4x4_translation_symmetric_rbm_beats_plain():
+def test_heisenberg_4x4_translation_symmetric_rbm_beats_plain(record_property):
     """Measured: symmetric alpha=4 -44.8904 +- 0.0099 (rel 5.2e-4) after 400 iterations of
     2000 samples (seed 5: 7.7e-4; with 1000 samples 1.0e-3, and 8.3e-4 after 600)."""
     E0 = -44.9139328337
@@ -77,12 +84,14 @@ def test_heisenberg_4x4_translation_symmetric_rbm_beats_plain():
         lambda g: SymmetricRBM(table, alpha=4, spin_flip=True, generator=g), 400, 3
     )
     plain = _heisenberg_4x4(lambda g: RBM(16, alpha=4, generator=g), 400, 3)
+    _record(record_property, "symmetric ", sym, E0)
+    _record(record_property, "plain ", plain, E0)
     assert rel(sym, E0) <= 1e-3, sym.energy
     # same hidden-unit density and budget without weight sharing: visibly worse
     assert plain.energy.mean - sym.energy.mean > 4 * (plain.energy.stderr + sym.energy.stderr)
 
 
-def test_heisenberg_chain_l16_symmetrised_rnn():
+def test_heisenberg_chain_l16_symmetrised_rnn(record_property):
     """Reports what the translation-symmetrised GRU reaches (Marshall sign, S^z = 0 sector)."""
     L, E0 = 16, -28.5691854425
     shape = (L,)
@@ -118,5 +127,6 @@ def test_heisenberg_chain_l16_symmetrised_rnn():
         f"RNN L=16 Heisenberg: {res.energy.mean:.5f} +- {res.energy.stderr:.5f}, "
         f"rel {rel(res, E0):.2e}"
     )
+    _record(record_property, "", res, E0)
     assert rel(res, E0) <= 5e-3, res.energy
     assert res.energy.mean > E0 - 4 * res.energy.stderr
