@@ -72,7 +72,8 @@ def _task_for(run: TaskIR, program: Program):
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` (CUDA when available, else the CPU), ``cpu`` or ``cuda``."""
+    """``auto`` (CUDA when available, else the CPU; ``PHYSML_DEVICE`` overrides auto), ``cpu``
+    or ``cuda``."""
     from physml_lang.runtime.device import resolve_device as resolve  # torch loads on a run
 
     return resolve(device)

@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a model parameter, scan variable, let or sampler option")  # fmt: skip
     r.add_argument("--out", help="output folder (default: runs/<file>-<run>)")
-    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: CUDA when available, else CPU; PHYSML_DEVICE overrides auto")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--run", dest="run_name", help="which run block (default: all, in order)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -125,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         message = "the program is nested too deeply to be compiled"
         return _fail(PhysmlError(Diagnostic("P801", message, hint=hint)), args)
     except MemoryError:  # e.g. a lattice or a scan far larger than the machine's memory
-        return _fail(PhysmlError(Diagnostic(
-            "P409", "out of memory: the program asks for more memory than is available",
-            hint="reduce lattice sizes, chains or the number of scan points")), args)  # fmt: skip
+        return _fail(_out_of_memory("the host"), args)
     except BrokenPipeError:  # output piped into a reader that stopped (``| head``)
         sys.stderr.close()
         return 0
@@ -135,7 +134,18 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug in physml, reported as one
+        if any(c.__name__ == "OutOfMemoryError" for c in type(exc).__mro__):  # torch.cuda's
+            return _fail(_out_of_memory("the GPU"), args)
         return _internal_error(exc, args)
+
+
+def _out_of_memory(where: str) -> PhysmlError:
+    """What a run that ran out of memory despite the estimates prints (P409, no traceback);
+    finished rows are on disk already."""
+    return PhysmlError(Diagnostic(
+        "P409", f"out of memory on {where}: the program asks for more memory than is available",
+        hint="reduce lattice sizes, chains, batch or network sizes, or the number of scan "
+        "points; rows of finished points are on disk"))  # fmt: skip
 
 
 INTERNAL_ERROR = 3  # exit code of a bug in physml (1: the user's input; 2: usage)

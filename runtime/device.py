@@ -8,6 +8,7 @@ bound, so a dense solve cannot spawn its own unbounded pool.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,18 +17,27 @@ from threadpoolctl import threadpool_limits
 
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 
+DEVICE_ENV = "PHYSML_DEVICE"  # cpu or cuda: what ``auto`` resolves to (the tests' --device)
+# Where networks and model tables are built (initial weights drawn by a host generator), before
+# ``.to(device)``: named so that a build never lands on torch's default device.
+HOST = torch.device("cpu")
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` (CUDA when available, else the CPU), ``cpu`` or ``cuda``."""
+    """``auto`` (CUDA when available, else the CPU; the environment variable ``PHYSML_DEVICE``
+    = cpu or cuda overrides auto), ``cpu`` or ``cuda``."""
     if isinstance(device, torch.device):
         return device
+    source = "--device"
+    if device == "auto" and os.environ.get(DEVICE_ENV, "auto") != "auto":
+        device, source = os.environ[DEVICE_ENV], DEVICE_ENV
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise PhysmlError(Diagnostic("P416", "--device cuda was asked for, but no CUDA device is "
-                                     "available", hint="use --device auto or cpu"))  # fmt: skip
+        raise PhysmlError(Diagnostic("P416", f"{source} cuda was asked for, but no CUDA device "
+                                     "is available", hint="use --device auto or cpu"))  # fmt: skip
     if device not in ("cpu", "cuda"):
-        raise PhysmlError(Diagnostic("P416", f"unknown device '{device}'",
+        raise PhysmlError(Diagnostic("P416", f"unknown device '{device}' ({source})",
                                      hint="devices: auto, cpu, cuda"))  # fmt: skip
     return torch.device(device)
 
@@ -78,4 +88,4 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
 
 
-__all__ = ["available_memory", "check_memory", "resolve_device", "thread_limits"]
+__all__ = ["DEVICE_ENV", "HOST", "available_memory", "check_memory", "resolve_device", "thread_limits"]

@@ -163,7 +163,7 @@ class RandomStreams:
         if self._keys_block != block:
             keys = [_signed(_key(self.seed, self.path, d))
                     for d in range(block * _KEYS, (block + 1) * _KEYS)]  # fmt: skip
-            self._keys = torch.tensor(keys, dtype=torch.int64).to(self.device)
+            self._keys = torch.tensor(keys, dtype=torch.int64, device=self.device)
             self._keys_block = block
         return self._keys[draw % _KEYS]
 
@@ -208,7 +208,7 @@ class RandomStreams:
 
     def state(self) -> dict[str, torch.Tensor]:
         """What a checkpoint keeps: the draw counter."""
-        return {"draws": torch.tensor([self.draws], dtype=torch.int64)}
+        return {"draws": torch.tensor([self.draws], dtype=torch.int64, device="cpu")}
 
     def restore(self, tensors: dict[str, torch.Tensor]) -> None:
         self.draws = int(tensors["draws"].reshape(-1)[0])

@@ -228,7 +228,7 @@ class PointChains(ScanPoint):
         if self.kernels:
             env = self.compiler.env(self.state, e, m, self.beta)
             for name, kern in self.kernels.items():
-                value = torch.as_tensor(kern(env))
+                value = torch.as_tensor(kern(env), device=e.device)
                 if value.is_complex():
                     raise PhysmlError(Diagnostic(
                         "P700", f"observable '{name}' came out complex", self._span(name),

@@ -74,7 +74,7 @@ class Sampler:
         float64 numpy): ``options.chains`` chains on the CPU, ``burn_in`` sweeps, then one
         configuration per chain every ``thin`` sweeps."""
         chains = options.chains
-        sampler = cls(cm, options, torch.full((chains,), 1.0 / T), RandomStreams(seed))
+        sampler = cls(cm, options, torch.full((chains,), 1.0 / T, device="cpu"), RandomStreams(seed))
         state = sampler.initial_state()
         out = []
         with torch.no_grad():

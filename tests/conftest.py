@@ -1,9 +1,13 @@
-"""Test-wide settings: one intra-op thread; the runtime bound to the catalogue.
+"""Test-wide settings: one intra-op thread; the runtime bound to the catalogue; the device.
 
 The tests use small lattices, where torch's thread pool costs more than it gains (and on a
 loaded 2-core machine, far more); benchmarks/ measure multi-threaded throughput instead. Tests
 that call runtime pieces directly (a sampler, a learner) find their implementations in the
 catalogue, as a program run by the API does. Fixtures for runs killed with SIGKILL and resumed.
+
+``--device cpu|cuda`` (default cpu) is the device of every run the tests start without naming
+one (``program.run(...)``, the CLI in a subprocess): it sets ``PHYSML_DEVICE``, which
+``--device auto`` honours. Tests marked ``gpu`` are skipped where CUDA is not available.
 """
 
 import csv
@@ -22,6 +26,29 @@ from physml_lang.api import bind_runtime
 
 torch.set_num_threads(1)
 bind_runtime()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device", choices=("cpu", "cuda"), default="cpu",
+                     help="the device of runs started without one (sets PHYSML_DEVICE; "
+                     "default cpu)")  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    device = config.getoption("--device")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError("--device cuda: no CUDA device is available on this machine "
+                                "(torch.cuda.is_available() is False); use --device cpu")  # fmt: skip
+    os.environ["PHYSML_DEVICE"] = device
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (gpu marker)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 # ---------------------------------------------------------------- runs killed and resumed

@@ -82,12 +82,20 @@ class LatticeKernels(nn.Module):
         self.dtype = dtype
         self.dims = tuple(range(1, self.lattice.dim + 1))
         for name, arr in model.arrays.items():
-            self.register_buffer(f"array_{name}", torch.as_tensor(arr.values, dtype=dtype))
+            self.register_buffer(f"array_{name}", torch.as_tensor(arr.values, dtype=dtype,
+                                                                 device="cpu"))
         self.numeric = numeric
         for name in numeric:
             self.register_buffer(f"parameter_{name}",
-                                 torch.tensor(float(model.params[name]), dtype=dtype))  # fmt: skip
+                                 torch.tensor(float(model.params[name]), dtype=dtype,
+                                              device="cpu"))  # fmt: skip
         self._tables: dict[Offset, str] = {}
+
+    @property
+    def device(self) -> torch.device:
+        """Where the buffers live: the CPU when built, the run's device after ``.to``."""
+        buf = next(iter(self.buffers()), None)
+        return torch.device("cpu") if buf is None else buf.device
 
     def parameter(self, name: str) -> torch.Tensor:
         """The current value of numeric parameter ``name`` (a 0-d tensor on the device)."""
@@ -104,7 +112,7 @@ class LatticeKernels(nn.Module):
         if name is None:
             idx, valid = self.lattice.neighbour_table(offset)
             name = f"table_{len(self._tables)}"
-            device = next(iter(self.buffers()), torch.empty(0)).device
+            device = self.device
             self.register_buffer(name + "_idx", torch.as_tensor(idx, device=device))
             self.register_buffer(name + "_valid",
                                  torch.as_tensor(valid, device=device, dtype=self.dtype))
@@ -310,7 +318,7 @@ def build_dense_pieces(
 
 
 def _coefficient_matrix(c, slot_of, accesses, t, kernels: LatticeKernels, N: int) -> torch.Tensor:
-    dtype = kernels.dtype
+    dtype, dev = kernels.dtype, kernels.device
     pair_syms = [s for s in c.free_symbols if slot_of.get(s) == "ij"]
     if isinstance(t, PairTerm):
         env = {s: kernels.array(accesses[s].name) for s in pair_syms}
@@ -318,13 +326,14 @@ def _coefficient_matrix(c, slot_of, accesses, t, kernels: LatticeKernels, N: int
         vals = k(env)
         if t.structure == "bonds" and kernels.lattice.edge_list is not None:
             # one entry per listed bond (i < j): coefficients of pair arrays read at the bonds
-            bonds = torch.as_tensor(kernels.lattice.bond_list(1)[:, :2])
+            bonds = torch.as_tensor(kernels.lattice.bond_list(1)[:, :2], device=dev)
             i, j = bonds[:, 0], bonds[:, 1]
-            v = torch.as_tensor(vals, dtype=dtype)
-            v = v[i, j] if v.dim() == 2 else v * torch.ones(len(i), dtype=dtype)
-            return torch.sparse_coo_tensor(torch.stack([i, j]), v, (N, N),
+            v = torch.as_tensor(vals, dtype=dtype, device=dev)
+            v = v[i, j] if v.dim() == 2 else v * torch.ones(len(i), dtype=dtype, device=dev)
+            return torch.sparse_coo_tensor(torch.stack([i, j]), v, (N, N), device=dev,
                                            check_invariants=True).coalesce()
-        full = torch.as_tensor(vals, dtype=dtype) * torch.ones(N, N, dtype=dtype)
+        full = torch.as_tensor(vals, dtype=dtype, device=dev) * torch.ones(N, N, dtype=dtype,
+                                                                           device=dev)
         return torch.triu(full, diagonal=1)
     # a stencil pair term over cells n, between sites (n + d_i, a) and (n + d_j, b):
     # U[(n + d_i, a), (n + d_j, b)] = c(n) where both cells exist
@@ -335,11 +344,12 @@ def _coefficient_matrix(c, slot_of, accesses, t, kernels: LatticeKernels, N: int
         env[s] = kernels.shifted(arr, a.offset, batched=False).reshape(-1)
     vals = Kernel("coefficient", c, {s: accesses[s] for s in pair_syms}, backend=TORCH)(env)
     lat = kernels.lattice
-    coeff = torch.as_tensor(vals, dtype=dtype) * torch.ones(lat.n_cells, dtype=dtype)
+    coeff = (torch.as_tensor(vals, dtype=dtype, device=dev)
+             * torch.ones(lat.n_cells, dtype=dtype, device=dev))
     (di, a), (dj, b) = _pair_ends(t)
-    ii, vi = (torch.as_tensor(x) for x in lat.neighbour_table(di))
-    jj, vj = (torch.as_tensor(x) for x in lat.neighbour_table(dj))
-    matrix = torch.zeros(N, N, dtype=dtype)
+    ii, vi = (torch.as_tensor(x, device=dev) for x in lat.neighbour_table(di))
+    jj, vj = (torch.as_tensor(x, device=dev) for x in lat.neighbour_table(dj))
+    matrix = torch.zeros(N, N, dtype=dtype, device=dev)
     weight = coeff * (vi & vj).to(dtype)
     matrix.index_put_((ii * lat.basis + a, jj * lat.basis + b), weight, accumulate=True)
     return matrix

@@ -60,7 +60,7 @@ class BoltzmannModel(nn.Module):
         self.field_sets = d.field_sets
         self.params = nn.ParameterDict()
         for name, arr in model.arrays.items():
-            t = torch.as_tensor(arr.values, dtype=dtype)
+            t = torch.as_tensor(arr.values, dtype=dtype, device="cpu")  # moved by .to
             if arr.learnable:
                 self.params[name] = nn.Parameter(t.clone())
             else:

@@ -41,7 +41,7 @@ TORCH_LINKS = LinkArrays(
     lattice_sum=lambda t, d: t.flatten(1, d).sum(1),
     ones=lambda shape, like: torch.ones(shape, dtype=torch.float64, device=like.device),
     as_array=lambda t: torch.as_tensor(t, dtype=torch.complex128 if isinstance(t, complex)
-                                       else torch.float64),
+                                       else torch.float64, device="cpu"),  # a 0-d constant
     apply=lambda op, t: TORCH.ops[op](t),
     conj=lambda t: t.conj() if t.is_complex() else t,
     dagger=lambda t: t.conj().transpose(-1, -2),

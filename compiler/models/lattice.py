@@ -118,7 +118,7 @@ class LatticeModel:
                 exprs.append(expr)
             delta = SublatticeKernels(f"flip_delta_{name}", tuple(exprs), inputs, self.kernels)
         table = self.derivation.colouring(name)
-        colours = torch.as_tensor(table) if table is not None else None
+        colours = torch.as_tensor(table, device=self.kernels.device) if table is not None else None
         n = int(colours.max()) + 1 if colours is not None else 0
         return FieldKernels(name, module, delta, colours, n)
 
@@ -126,7 +126,7 @@ class LatticeModel:
         """Couplings K of E = -sum K_ij s_i s_j: per stencil term (its bond type, K (N,) on the
         bond's first site), ("edges", (i, j, K)) per listed bond of a graph, or
         ("dense", K (N, N))."""
-        lat = self.lattice
+        lat, dev = self.lattice, self.kernels.device
         out = []
         for term, k in derive.pair_couplings(self.energy_sum, field):
             syms = [s for s in k.free_symbols if not isinstance(s, Parameter)]
@@ -146,13 +146,14 @@ class LatticeModel:
             N = lat.n_sites
             if isinstance(term, PairTerm) and term.structure == "bonds" and \
                     lat.edge_list is not None:  # fmt: skip
-                bonds = torch.as_tensor(lat.bond_list(1)[:, :2])
-                K = torch.as_tensor(vals, dtype=self.dtype)
+                bonds = torch.as_tensor(lat.bond_list(1)[:, :2], device=dev)
+                K = torch.as_tensor(vals, dtype=self.dtype, device=dev)
                 K = K[bonds[:, 0], bonds[:, 1]] if K.dim() == 2 else K * torch.ones(
-                    len(bonds), dtype=self.dtype)  # fmt: skip
+                    len(bonds), dtype=self.dtype, device=dev)  # fmt: skip
                 out.append(("edges", (bonds[:, 0], bonds[:, 1], K)))
             elif isinstance(term, PairTerm):
-                K = torch.as_tensor(vals, dtype=self.dtype) * torch.ones(N, N, dtype=self.dtype)
+                K = torch.as_tensor(vals, dtype=self.dtype, device=dev) * torch.ones(
+                    N, N, dtype=self.dtype, device=dev)
                 K = torch.triu(K, 1)
                 out.append(("dense", K + K.T))
             else:
@@ -160,11 +161,12 @@ class LatticeModel:
                 if any(base):
                     raise PhysmlError(Diagnostic("P504", "unsupported bond shape for cluster "
                                                  "updates", term.span))  # fmt: skip
-                K = torch.as_tensor(vals, dtype=self.dtype) * torch.ones(lat.n_cells,
-                                                                         dtype=self.dtype)
+                K = torch.as_tensor(vals, dtype=self.dtype, device=dev) * torch.ones(
+                    lat.n_cells, dtype=self.dtype, device=dev)
                 if lat.basis > 1:  # K lives on the first end's sublattice
-                    K = torch.zeros(lat.n_cells, lat.basis, dtype=self.dtype).index_copy(
-                        1, torch.tensor([a]), K[:, None]).reshape(-1)  # fmt: skip
+                    K = torch.zeros(lat.n_cells, lat.basis, dtype=self.dtype,
+                                    device=dev).index_copy(
+                        1, torch.tensor([a], device=dev), K[:, None]).reshape(-1)  # fmt: skip
                 out.append((BondType(a, b, other), K))
         return out
 

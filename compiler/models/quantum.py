@@ -32,12 +32,12 @@ class QuantumModel(QuantumDerivation):
     def translation_table(self) -> torch.Tensor | None:
         """(G, N) long: translations (T s)_i = s[T[g, i]], or None without periodic lattice."""
         table = self.translations()
-        return None if table is None else torch.as_tensor(table, dtype=torch.long)
+        return None if table is None else torch.as_tensor(table, dtype=torch.long, device="cpu")
 
     def sublattice(self) -> torch.Tensor | None:
         """(N,) bool A-sublattice of a bipartite lattice (chain/square/cubic), else None."""
         mask = self.a_sublattice()
-        return None if mask is None else torch.as_tensor(mask)
+        return None if mask is None else torch.as_tensor(mask, device="cpu")
 
     # -------------------------------------------------------------- display
     def emit_torch(self) -> str:

@@ -105,7 +105,7 @@ def simulate(
                 q, p = yoshida4_step(system, q, p, dt)
             qs.append(q)
             ps.append(p)
-    t = torch.linspace(0.0, t_span, points, dtype=q0.dtype)
+    t = torch.linspace(0.0, t_span, points, dtype=q0.dtype, device=q0.device)
     return torch.stack(qs, 1), torch.stack(ps, 1), t
 
 
@@ -156,8 +156,8 @@ def initial_states(cm: PhaseSpaceModel, o: TrajectoryOptions, count: int,
     m = float(cm.model.params.get("m", 1.0))
     G = float(cm.model.params.get("G", 1.0))
     rad, ang = u(0.5, 1.5, count), u(0.0, 2 * math.pi, count)
-    x1 = torch.zeros(count, D, dtype=F64)
-    v1 = torch.zeros(count, D, dtype=F64)
+    x1 = torch.zeros(count, D, dtype=F64, device=rad.device)
+    v1 = torch.zeros(count, D, dtype=F64, device=rad.device)
     x1[:, 0], x1[:, 1] = rad * torch.cos(ang), rad * torch.sin(ang)
     v = torch.sqrt(G * m / (4 * rad)) * u(0.8, 1.2, count)
     v1[:, 0], v1[:, 1] = -v * torch.sin(ang), v * torch.cos(ang)
@@ -173,7 +173,7 @@ def reference_trajectories(cm: PhaseSpaceModel, q0: Tensor, p0: Tensor, t_span: 
     dt = t_span / (points - 1) / substeps
     tr = evolve(cm.system, q0, p0, dt, (points - 1) * substeps, name, save_every=substeps,
                 blowup_threshold=None)  # fmt: skip
-    t = torch.linspace(0.0, t_span, points, dtype=F64)
+    t = torch.linspace(0.0, t_span, points, dtype=F64, device=q0.device)
     return tr.q.transpose(0, 1), tr.p.transpose(0, 1), t
 
 

@@ -39,6 +39,7 @@ from physml_lang.catalogue.dynamics import (
     SympNetOptions,
 )
 
+from ..device import HOST
 from ..random import RandomStreams
 from .data import TrainingData
 from .integrators import Trajectory, evolve
@@ -56,9 +57,10 @@ def mlp(sizes: list[int], activation: str = "tanh", dtype: torch.dtype = torch.f
     """Fully connected network with orthogonal-ish init drawn from ``generator`` (reproducible)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        lin = nn.Linear(a, b, dtype=dtype)
+        lin = nn.Linear(a, b, dtype=dtype, device=HOST)
         with torch.no_grad():
-            lin.weight.copy_(torch.randn(b, a, generator=generator, dtype=dtype) / math.sqrt(a))
+            lin.weight.copy_(torch.randn(b, a, generator=generator, dtype=dtype,
+                                        device=HOST) / math.sqrt(a))
             lin.bias.zero_()
         layers.append(lin)
         if i < len(sizes) - 2:
@@ -151,10 +153,11 @@ class _GradientModule(nn.Module):
                  generator: torch.Generator | None):  # fmt: skip
         super().__init__()
         self.up = up
-        K = torch.randn(width, n, generator=generator, dtype=dtype) / math.sqrt(n)
+        K = torch.randn(width, n, generator=generator, dtype=dtype, device=HOST) / math.sqrt(n)
         self.K = nn.Parameter(K)
-        self.a = nn.Parameter(0.1 * torch.randn(width, generator=generator, dtype=dtype))
-        self.b = nn.Parameter(torch.zeros(width, dtype=dtype))
+        self.a = nn.Parameter(0.1 * torch.randn(width, generator=generator, dtype=dtype,
+                                                device=HOST))
+        self.b = nn.Parameter(torch.zeros(width, dtype=dtype, device=HOST))
 
     def forward(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         x = q if self.up else p
@@ -168,7 +171,8 @@ class _LinearModule(nn.Module):
     def __init__(self, n: int, up: bool, dtype: torch.dtype, generator: torch.Generator | None):
         super().__init__()
         self.up = up
-        self.A = nn.Parameter(0.01 * torch.randn(n, n, generator=generator, dtype=dtype))
+        self.A = nn.Parameter(0.01 * torch.randn(n, n, generator=generator, dtype=dtype,
+                                                 device=HOST))
 
     def forward(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         S = self.A + self.A.T
@@ -193,7 +197,7 @@ class SympNet(nn.Module):
                      _LinearModule(n, False, dtype, generator),
                      _GradientModule(n, width, False, dtype, generator)]  # fmt: skip
         self.blocks = nn.ModuleList(mods)
-        self.shift = nn.Parameter(torch.zeros(2 * n, dtype=dtype))
+        self.shift = nn.Parameter(torch.zeros(2 * n, dtype=dtype, device=HOST))
 
     def forward(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         for m in self.blocks:
@@ -251,7 +255,8 @@ class Fit:
         """``model/<parameter>`` and ``adam/<index>/<moment>`` (exp_avg, exp_avg_sq, step)."""
         out = {f"model/{k}": v for k, v in self.model.state_dict().items()}
         for i, state in self.optimizer.state_dict()["state"].items():
-            out.update({f"adam/{i}/{k}": torch.as_tensor(v) for k, v in state.items()})
+            out.update({f"adam/{i}/{k}": v if torch.is_tensor(v) else torch.tensor(v, device="cpu")
+                        for k, v in state.items()})  # fmt: skip
         return out
 
     def restore(self, tensors: dict[str, Tensor]) -> None:
@@ -415,8 +420,8 @@ def _map_rollout(model: SympNet, q0: Tensor, p0: Tensor, dt: float, steps: int,
                 ps.append(p)
                 Es.append(E(q, p))
                 ts.append(k * dt)
-    return Trajectory(torch.tensor(ts, dtype=q0.dtype), torch.stack(qs), torch.stack(ps),
-                      torch.stack(Es), dt, "sympnet")  # fmt: skip
+    return Trajectory(torch.tensor(ts, dtype=q0.dtype, device=q0.device), torch.stack(qs),
+                      torch.stack(ps), torch.stack(Es), dt, "sympnet")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

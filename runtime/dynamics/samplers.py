@@ -191,7 +191,7 @@ class HMCKernel:
         return {f"mean_{k}": float(v[chains].mean()) / n for k, v in self.sums.items()}
 
     def tensors(self) -> dict[str, Tensor]:
-        out = {"accepted": self.accepted, "proposed": torch.tensor(self.proposed)}
+        out = {"accepted": self.accepted, "proposed": torch.tensor(self.proposed, device="cpu")}
         out.update({f"sums/{k}": v for k, v in self.sums.items()})
         return out
 
@@ -269,7 +269,7 @@ class LangevinKernel:
         return {}
 
     def tensors(self) -> dict[str, Tensor]:
-        return {"accepted": self.accepted, "proposed": torch.tensor(self.proposed)}
+        return {"accepted": self.accepted, "proposed": torch.tensor(self.proposed, device="cpu")}
 
     def restore(self, x: Tensor, t: dict[str, Tensor]) -> None:
         """Continue at x: S and grad S recomputed (the same numbers as before the save)."""

@@ -139,7 +139,7 @@ def pendulum(m: float = 1.0, length: float = 1.0, g: float = 3.0) -> Hamiltonian
 def kepler(m1: float = 1.0, m2: float = 1.0, G: float = 1.0, dim: int = 2) -> HamiltonianSystem:
     """Two bodies in ``dim`` dimensions, q = (x1, x2) flattened to (..., 2 dim):
     H = |p1|^2/(2 m1) + |p2|^2/(2 m2) - G m1 m2 / |x1 - x2|."""
-    mass = torch.tensor([m1] * dim + [m2] * dim, dtype=torch.float64)
+    mass = torch.tensor([m1] * dim + [m2] * dim, dtype=torch.float64, device="cpu")  # .to(p)
 
     def sep(q: Tensor) -> tuple[Tensor, Tensor]:
         d = q[..., :dim] - q[..., dim:]

@@ -218,8 +218,8 @@ def run_evolve(task: TaskIR, program, ctx: RunContext) -> RunResult:
     summary["integrators"] = plan.integrators
     summary["separable"] = cm.separable
     files: list[Path] = []
-    q0 = torch.tensor(plan.q0, dtype=F64).to(ctx.device)
-    p0 = torch.tensor(plan.p0, dtype=F64).to(ctx.device)
+    q0 = torch.tensor(plan.q0, dtype=F64, device=ctx.device)
+    p0 = torch.tensor(plan.p0, dtype=F64, device=ctx.device)
     running: list[Evolution] = []
 
     def start(k: int, streams: RandomStreams) -> Evolution:
@@ -333,7 +333,7 @@ class Evolution(ScanPoint):
         tr = self.trajectory()
         return {"q": self.q, "p": self.p, "trajectory/t": tr.t, "trajectory/q": tr.q,
                 "trajectory/p": tr.p, "trajectory/energy": tr.energy,
-                "wall_s": torch.tensor([self.wall], dtype=F64)}  # fmt: skip
+                "wall_s": torch.tensor([self.wall], dtype=F64, device="cpu")}  # fmt: skip
 
     def restore(self, saved: Checkpoint) -> None:
         t, device = saved.tensors, self.q.device
@@ -369,7 +369,7 @@ def run_learn(task: TaskIR, program, ctx: RunContext) -> RunResult:
     if plan.load is not None:
         loaded = read_trajectories(plan.load, cm.n, program)
         arrays = (loaded.t, loaded.q, loaded.p, loaded.dq, loaded.dp)
-        t, q, p, dq, dp = (torch.tensor(x, dtype=F64) for x in arrays)
+        t, q, p, dq, dp = (torch.tensor(x, dtype=F64, device="cpu") for x in arrays)  # host data
         summary["data"] = {"file": plan.load[0], "trajectories": int(q.shape[0])}
         digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes()
                                          for a in arrays)).hexdigest()  # fmt: skip
@@ -520,7 +520,7 @@ class Training(ScanPoint):
     def tensors(self) -> dict[str, Tensor]:
         t = self.fit.tensors()
         t["losses"] = self.losses[: self.done]
-        t["train_s"] = torch.tensor([self.train_s], dtype=F64)
+        t["train_s"] = torch.tensor([self.train_s], dtype=F64, device="cpu")
         return t
 
     def restore(self, saved: Checkpoint) -> None:

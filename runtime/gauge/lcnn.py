@@ -34,6 +34,7 @@ from physml_lang.compiler.lower.links import planes, shift
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 
 from ..checkpoint import Checkpoint
+from ..device import HOST
 from ..driver import ScanPoint
 from ..random import RandomStreams
 from .checkpoints import loaded, stored
@@ -46,8 +47,8 @@ def _dag(m: Tensor) -> Tensor:
 
 
 def _cparam(*shape: int, scale: float, generator: torch.Generator | None) -> nn.Parameter:
-    re = torch.randn(shape, generator=generator) * scale
-    im = torch.randn(shape, generator=generator) * scale
+    re = torch.randn(shape, generator=generator, device=HOST) * scale
+    im = torch.randn(shape, generator=generator, device=HOST) * scale
     return nn.Parameter(torch.complex(re, im))
 
 
@@ -119,8 +120,8 @@ class LAct(nn.Module):
         super().__init__()
         # Start near the identity (constant gate): the polynomial L-Conv/L-Bilin stack then
         # represents products of loops exactly, and the gate is learned from there.
-        self.a = nn.Parameter(torch.zeros(channels))
-        self.b = nn.Parameter(torch.full((channels,), 2.0))
+        self.a = nn.Parameter(torch.zeros(channels, device=HOST))
+        self.b = nn.Parameter(torch.full((channels,), 2.0, device=HOST))
 
     def forward(self, W: Tensor) -> Tensor:
         N = W.shape[-1]
@@ -159,8 +160,8 @@ class LCNN(nn.Module):
             self.acts.append(LAct(c_out))
             c = c_out
         self.trace = LTrace()
-        self.head = nn.Sequential(nn.Linear(2 * c, hidden), nn.Tanh(),
-                                  nn.Linear(hidden, out_features))  # fmt: skip
+        self.head = nn.Sequential(nn.Linear(2 * c, hidden, device=HOST), nn.Tanh(),
+                                  nn.Linear(hidden, out_features, device=HOST))  # fmt: skip
 
     def features(self, U: Tensor) -> Tensor:
         """Covariant features (B, L..., C, N, N) before the trace."""
@@ -202,9 +203,9 @@ class PlainCNN(nn.Module):
         layers: list[nn.Module] = []
         for c_out in channels or [16, 32]:
             layers += [conv(c, c_out, kernel_size, padding=kernel_size // 2,
-                            padding_mode="circular"), nn.ReLU()]  # fmt: skip
+                            padding_mode="circular", device=HOST), nn.ReLU()]  # fmt: skip
             c = c_out
-        layers.append(conv(c, out_features, 1))
+        layers.append(conv(c, out_features, 1, device=HOST))
         self.net = nn.Sequential(*layers)
 
     def inputs(self, U: Tensor) -> Tensor:

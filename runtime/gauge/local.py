@@ -63,7 +63,7 @@ Tensor = torch.Tensor
 
 def colouring_masks(colouring: Colouring, shape: tuple[int, ...]) -> list[Tensor]:
     """Boolean masks (L...) of the colour classes of a colouring (the geometry derives it)."""
-    return [torch.as_tensor(m) for m in colouring.masks(shape)]
+    return [torch.as_tensor(m, device="cpu") for m in colouring.masks(shape)]  # host; .to
 
 
 def kind_colouring(offsets: set[Offset], shape: tuple[int, ...]) -> list[Tensor]:

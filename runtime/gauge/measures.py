@@ -47,7 +47,7 @@ class Observable(Measure):
     def __call__(self, U: Tensor, matter: dict[str, Tensor] | None = None) -> Tensor:
         v = self.walk(self.expr, (U, matter or {}))
         if not isinstance(v, Tensor):
-            v = torch.full((U.shape[0],), float(v), dtype=torch.float64)
+            v = torch.full((U.shape[0],), float(v), dtype=torch.float64, device=U.device)
         return v.double()
 
     def is_array(self, v: Any) -> bool:
@@ -63,7 +63,8 @@ class Observable(Measure):
         return t.real if isinstance(t, Tensor) and t.is_complex() else t
 
     def function(self, f: str, v: Any) -> Any:
-        return TORCH.ops[f](torch.as_tensor(v, dtype=torch.float64))
+        dev = v.device if isinstance(v, Tensor) else "cpu"
+        return TORCH.ops[f](torch.as_tensor(v, dtype=torch.float64, device=dev))
 
 
 def observables(cm: GaugeModel, run: RunState) -> list[Observable]:

@@ -89,7 +89,8 @@ def _expand_mask(mask: Tensor, like: Tensor, group: GaugeGroup) -> Tensor:
 
 def link_colouring(lattice_shape: tuple[int, ...]) -> list[tuple[int, Tensor]]:
     """The geometry's 2d link colours (mu, mask (L_1..L_d) bool) as tensors."""
-    return [(mu, torch.as_tensor(m)) for mu, m in geometry.link_colouring(lattice_shape)]
+    return [(mu, torch.as_tensor(m, device="cpu"))  # host masks, moved where used
+            for mu, m in geometry.link_colouring(lattice_shape)]
 
 
 def _parity_masks(lattice_shape: tuple[int, ...]) -> list[list[Tensor]]:

@@ -135,7 +135,8 @@ def measure_physical(physical: PhysicalMeasures, series: torch.Tensor, data: Rea
     base = base_series(e.reshape(Tn, C).double().numpy(), m.reshape(Tn, C).double().numpy())
     for meas in measures:
         if meas.name in kernels:
-            v = torch.as_tensor(kernels[meas.name](env), dtype=torch.float64).expand(Tn * C)
+            v = torch.as_tensor(kernels[meas.name](env), dtype=torch.float64,
+                                device=e.device).expand(Tn * C)
             out[meas.name] = estimate_mean(v.reshape(Tn, C).numpy()).as_dict()
         elif meas.name in FLUCTUATIONS:
             n_sites = cm.lattice.n_sites

@@ -336,12 +336,12 @@ class TrainingPoint(ScanPoint):
 
     def tensors(self) -> dict[str, torch.Tensor]:
         t = self.trainer.tensors()
-        t["step"] = torch.tensor(self.trainer.step_count)
-        t["data/sha256"] = torch.tensor(list(self.digest), dtype=torch.uint8)
+        t["step"] = torch.tensor(self.trainer.step_count, device="cpu")
+        t["data/sha256"] = torch.tensor(list(self.digest), dtype=torch.uint8, device="cpu")
         for n in HISTORY:
             if self.history and self.history[0][n] is not None:
                 t[f"history/{n}"] = torch.tensor([h[n] for h in self.history],
-                                                 dtype=torch.float64)  # fmt: skip
+                                                 dtype=torch.float64, device="cpu")  # fmt: skip
         return t
 
     def restore(self, saved: Checkpoint) -> None:
@@ -349,7 +349,7 @@ class TrainingPoint(ScanPoint):
         than this point's trainer holds, are a located P602."""
         t = saved.tensors
         what = "the checkpoint"
-        if bytes(t.get("data/sha256", torch.zeros(0, dtype=torch.uint8)).tolist()) != self.digest:
+        if bytes(t.get("data/sha256", torch.zeros(0, dtype=torch.uint8, device="cpu")).tolist()) != self.digest:
             raise PhysmlError(Diagnostic("P602", f"{what} was made with other data", self.span,
                                          "resume with the data it was made with, or use another "
                                          "--out"))  # fmt: skip

@@ -57,11 +57,11 @@ def exact_expectation(h: PauliSum, codes: np.ndarray, psi: np.ndarray, chunk: in
     op = LocalOperator(h)
     n = h.n_sites
     num = 0j
-    masks = op.mask_codes.numpy()
+    masks = op.mask_codes.cpu().numpy()
     for start in range(0, len(codes), chunk):
         c = codes[start : start + chunk]
-        s = LocalOperator.codes_to_configs(torch.as_tensor(c), n)
-        mels = op.matrix_elements(s).numpy()  # (M, K)
+        s = LocalOperator.codes_to_configs(torch.as_tensor(c, device=op.device), n)
+        mels = op.matrix_elements(s).cpu().numpy()  # (M, K)
         cols = c[:, None] ^ masks[None, :]
         idx = np.clip(np.searchsorted(codes, cols), 0, len(codes) - 1)
         psi_col = np.where(codes[idx] == cols, psi[idx], 0.0)

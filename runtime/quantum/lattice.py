@@ -14,12 +14,13 @@ from physml_lang.compiler.geometry import coords, diagonal_bonds, nearest_bonds,
 
 def translation_table(shape: tuple[int, ...]) -> torch.Tensor:
     """(G = N, N) long: T[g, i] = index of site x_i + t_g, for all lattice translations t_g."""
-    return torch.as_tensor(geometry.translation_table(shape), dtype=torch.long)
+    return torch.as_tensor(geometry.translation_table(shape), dtype=torch.long,
+                           device="cpu")
 
 
 def sublattice(shape: tuple[int, ...]) -> torch.Tensor:
     """(N,) bool: the A sublattice (even coordinate sum) of a bipartite hypercubic lattice."""
-    return torch.as_tensor(geometry.sublattice(shape))
+    return torch.as_tensor(geometry.sublattice(shape), device="cpu")
 
 
 def inverse_table(table: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,8 @@ real and imaginary parts), so VMC gradients use the real-parameter formulas ever
 Attributes the VMC driver reads: ``is_complex`` (output dtype) and, for autoregressive models,
 ``is_normalized = True`` with a ``sample(n, streams) -> (n, N)`` method for exact sampling
 (sample b from stream b of a :class:`RandomStreams`; initial weights come from a host
-``torch.Generator``).
+``torch.Generator``). A learner is built on the host (every parameter and buffer created with
+``device=HOST``, whatever torch's default device) and moved to the run's device by ``.to``.
 
 Symmetries. A translation table ``T`` (G, N) acts as ``(T_g s) = s[:, T[g]]`` (see
 ``lattice.translation_table``); its rows must form a group.
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..device import HOST
 from ..random import RandomStreams
 
 LOG2 = math.log(2.0)
@@ -98,7 +100,7 @@ def _parts(shape, complex: bool, init_std, generator, dtype) -> nn.ParameterDict
 
 
 def _randn(shape, std: float, generator: torch.Generator | None, dtype) -> torch.Tensor:
-    return torch.randn(tuple(shape), generator=generator, dtype=dtype) * std
+    return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=HOST) * std
 
 
 class RBM(nn.Module):
@@ -146,7 +148,8 @@ class RBM(nn.Module):
             w = self._get(self.W).detach()
             m, n = w.shape
             if self.spin_flip:
-                return w.T, torch.zeros(m, dtype=w.dtype), torch.zeros(n, dtype=w.dtype)
+                return w.T, torch.zeros(m, dtype=w.dtype, device=w.device), torch.zeros(
+                    n, dtype=w.dtype, device=w.device)
             return w.T, self._get(self.b).detach(), self._get(self.a).detach()
 
     def rbm_form(self) -> RBMForm | None:
@@ -278,6 +281,7 @@ class ConvNet(nn.Module):
                 padding_mode="circular",
                 bias=not (spin_flip and i == 0),
                 dtype=dtype,
+                device=HOST,
             )
             # Deterministic initialisation from the given generator (small weights).
             with torch.no_grad():
@@ -380,7 +384,7 @@ class GRUCell(nn.Module):
         std = 1.0 / math.sqrt(n_hidden)
         self.w_in = nn.Parameter(_randn((3 * n_hidden, n_in), std, generator, dtype))
         self.w_h = nn.Parameter(_randn((3 * n_hidden, n_hidden), std, generator, dtype))
-        self.b = nn.Parameter(torch.zeros(3 * n_hidden, dtype=dtype))
+        self.b = nn.Parameter(torch.zeros(3 * n_hidden, dtype=dtype, device=HOST))
         self.n_hidden = n_hidden
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -434,25 +438,25 @@ class AutoregressiveGRU(nn.Module):
         self.is_complex = phase == "head"
         self.phase_mode = phase
         self.magnetization = magnetization
-        order = torch.arange(n_sites) if order is None else order.long()
+        order = torch.arange(n_sites, device=HOST) if order is None else order.long()
         self.register_buffer("order", order)
         self.register_buffer("inverse_order", torch.argsort(order))
         # states[k] = +-1 spins of cell state k (bit j <-> site j of the cell, up = 0).
-        codes = torch.arange(self.n_states)
-        bits = (codes.unsqueeze(1) >> torch.arange(cell_size - 1, -1, -1)) & 1
+        codes = torch.arange(self.n_states, device=HOST)
+        bits = (codes.unsqueeze(1) >> torch.arange(cell_size - 1, -1, -1, device=HOST)) & 1
         self.register_buffer("cell_spins", (1 - 2 * bits).to(dtype))
         self.register_buffer("cell_ups", (1 - bits).sum(1).to(dtype))
-        self.register_buffer("bit_weights", 2 ** torch.arange(cell_size - 1, -1, -1))
+        self.register_buffer("bit_weights", 2 ** torch.arange(cell_size - 1, -1, -1, device=HOST))
         self.gru = GRUCell(self.n_states, hidden, generator, dtype)
         self.out = nn.Parameter(
             _randn((self.n_states, hidden), 0.1 / math.sqrt(hidden), generator, dtype)
         )
-        self.out_b = nn.Parameter(torch.zeros(self.n_states, dtype=dtype))
+        self.out_b = nn.Parameter(torch.zeros(self.n_states, dtype=dtype, device=HOST))
         if self.is_complex:
             self.ph = nn.Parameter(
                 _randn((self.n_states, hidden), 0.1 / math.sqrt(hidden), generator, dtype)
             )
-            self.ph_b = nn.Parameter(torch.zeros(self.n_states, dtype=dtype))
+            self.ph_b = nn.Parameter(torch.zeros(self.n_states, dtype=dtype, device=HOST))
         self.dtype_ = dtype
 
     def _mask(self, ups: torch.Tensor, t: int) -> torch.Tensor | None:

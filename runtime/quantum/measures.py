@@ -52,7 +52,7 @@ def exact_diagonal(qm: QuantumModel, codes: np.ndarray, psi: np.ndarray) -> dict
     |psi|^2 weights."""
     w = np.abs(psi) ** 2
     w = w / w.sum()
-    s = LocalOperator.codes_to_configs(torch.as_tensor(codes), qm.n_sites).numpy()
+    s = LocalOperator.codes_to_configs(torch.as_tensor(codes, device="cpu"), qm.n_sites).numpy()
     m = s.mean(1)
     out = {"magnetization": float(w @ m), "abs_magnetization": float(w @ np.abs(m))}
     sub = qm.sublattice()

@@ -18,7 +18,6 @@ Basis index for ED: bit_k = (1 - s_k)/2 (up = 0), site 0 the most significant bi
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import combinations
 
 import numpy as np
 import scipy.sparse
@@ -123,7 +122,8 @@ class LocalOperator:
             if log_psi_s is None:
                 log_psi_s = log_psi(s)
             mels = self.matrix_elements(s)  # (B, K)
-            out = mels[:, 0].clone() if self.n_groups else torch.zeros(b, dtype=self.dtype)
+            out = (mels[:, 0].clone() if self.n_groups
+                   else torch.zeros(b, dtype=self.dtype, device=s.device))
             if self.n_groups > 1:
                 off = mels[:, 1:]
                 # Evaluate psi only where <s|H|s'> != 0 (e.g. XX + YY on parallel spins vanishes):
@@ -161,10 +161,7 @@ class LocalOperator:
             return np.arange(2**n, dtype=np.int64)
         if (n + magnetization) % 2 or abs(magnetization) > n:
             raise ValueError(f"no states with magnetization {magnetization} on {n} sites")
-        n_down = (n - magnetization) // 2
-        weights = 2 ** np.arange(n - 1, -1, -1, dtype=np.int64)
-        codes = [int(weights[list(c)].sum()) for c in combinations(range(n), n_down)]
-        return np.sort(np.array(codes, dtype=np.int64))
+        return codes_with_ones(n, (n - magnetization) // 2)
 
     def to_sparse(self, magnetization: int | None = None, chunk: int = 1 << 16):
         """H as a scipy CSR matrix H[idx(s), idx(s')] = <s|H|s'> over 2^N states (N <= ~22).
@@ -176,7 +173,7 @@ class LocalOperator:
             raise ValueError("H does not commute with total Z: no magnetisation sectors")
         codes = self.sector_codes(magnetization)
         dim = len(codes)
-        codes_t = torch.as_tensor(codes)
+        codes_t = torch.as_tensor(codes, device="cpu")  # host side: the matrix is scipy's
         rows, cols, vals = [], [], []
         for start in range(0, dim, chunk):
             c = codes_t[start : start + chunk]
@@ -213,6 +210,24 @@ class LocalOperator:
         w, v = scipy.sparse.linalg.eigsh(mat, k=k, which="SA", tol=tol, v0=v0.astype(mat.dtype))
         order = np.argsort(w)
         return w[order], v[:, order]
+
+
+def codes_with_ones(n: int, k: int) -> np.ndarray:
+    """The integers below 2^n with exactly k bits set, ascending, (C(n, k),) int64.
+
+    Built bit by bit, vectorised over the codes: with j bits, those with i ones are the codes
+    of j - 1 bits with i ones, then 2^(j-1) plus those with i - 1 ones (already in order)."""
+    by_ones = {0: np.zeros(1, dtype=np.int64)}  # j = 0 bits
+    for j in range(1, n + 1):
+        top = np.int64(1) << np.int64(j - 1)
+        grown = {}
+        for i in range(max(0, k - (n - j)), min(j, k) + 1):  # counts that can still reach k
+            parts = [by_ones[i]] if i in by_ones else []
+            if i - 1 in by_ones:
+                parts.append(top + by_ones[i - 1])
+            grown[i] = np.concatenate(parts)
+        by_ones = grown
+    return by_ones[k]
 
 
 def exact_expectation(op: LocalOperator, state: np.ndarray, magnetization: int | None = None):

@@ -404,7 +404,8 @@ def _flip_ratios(
         and float((masks @ w2.abs()).sum(1).max()) < rbm_chains_cpu.MAX_EXPONENT
     ):
         width = max(1, int(masks.sum(1).max()))
-        group_sites = torch.where(masks > 0, torch.arange(masks.shape[1]), masks.shape[1])
+        group_sites = torch.where(masks > 0, torch.arange(masks.shape[1], device=masks.device),
+                                  masks.shape[1])
         group_sites = group_sites.sort(1).values[:, :width]
         group_sites = torch.where(group_sites == masks.shape[1], -1, group_sites)
         theta = (s @ form.W + form.b).numpy()

@@ -145,7 +145,7 @@ def make_rnn(opts: RNNOptions, ctx: QuantumContext) -> nn.Module:
         model = SymmetrizedAutoregressive(model, ctx.table(), spin_flip=flip)
     elif flip:
         model = SymmetrizedAutoregressive(
-            model, torch.arange(ctx.n_sites).unsqueeze(0), spin_flip=True
+            model, torch.arange(ctx.n_sites, device="cpu").unsqueeze(0), spin_flip=True
         )
     return _sign(model, opts, ctx)
 

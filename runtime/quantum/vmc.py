@@ -153,7 +153,7 @@ CHUNK_STEPS = 1 << 10  # Markov steps per chain whose random numbers are drawn a
 
 def default_streams(device: torch.device | str = "cpu") -> RandomStreams:
     """Streams seeded from torch's global generator (what an unseeded call draws from)."""
-    return RandomStreams(int(torch.randint(0, 2**62, (1,))), device)
+    return RandomStreams(int(torch.randint(0, 2**62, (1,), device="cpu")), device)
 
 
 def random_configs(
@@ -698,12 +698,12 @@ class VMC:
             for k, v in st.items():
                 if v is not None:
                     out[f"opt/{idx}/{k}"] = (v.detach().clone() if torch.is_tensor(v)
-                                             else torch.tensor(v))  # fmt: skip
+                                             else torch.tensor(v, device="cpu"))  # fmt: skip
         out.update({f"sampler/{k}": v.detach().clone()
                     for k, v in self.sampler.state_tensors().items()})  # fmt: skip
         if self.x_prev is not None:
             out["sr/x_prev"] = self.x_prev.detach().clone()
-        out.update({f"history/{k}": torch.tensor(v, dtype=torch.float64).view(torch.int64)
+        out.update({f"history/{k}": torch.tensor(v, dtype=torch.float64, device="cpu").view(torch.int64)
                     for k, v in self.history.items()})  # bit patterns: NaN is a valid entry
         return out
 

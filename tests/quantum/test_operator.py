@@ -137,3 +137,20 @@ def test_sector_matrix_is_block_of_full():
     full = op.to_sparse().toarray()
     codes = op.sector_codes(2)
     np.testing.assert_allclose(op.to_sparse(magnetization=2).toarray(), full[np.ix_(codes, codes)])
+
+
+def test_sector_codes_are_every_code_with_that_many_ones_in_order():
+    """The vectorised sector basis equals the codes with k ones among n bits, enumerated from
+    itertools.combinations, sorted, for every (n, k) up to 12 bits; and sizes C(n, k) beyond."""
+    from itertools import combinations
+    from math import comb
+
+    from physml_lang.runtime.quantum.operator import codes_with_ones
+
+    for n in range(13):
+        for k in range(n + 1):
+            expected = sorted(sum(1 << b for b in c) for c in combinations(range(n), k))
+            assert codes_with_ones(n, k).tolist() == expected, (n, k)
+    big = codes_with_ones(24, 12)
+    assert len(big) == comb(24, 12) and bool((np.diff(big) > 0).all())
+    assert all(bin(int(c)).count("1") == 12 for c in big[::9973])

@@ -376,3 +376,23 @@ def test_occasional_divergences_are_rejected_not_fatal():
     for t in range(10):
         ok.record(torch.tensor([t % 3 != 0, True]))  # 4 of 10 diverge: rejected, not fatal
     assert ok.stuck() is None
+
+
+@pytest.mark.parametrize("error", ["host", "cuda"])
+def test_running_out_of_memory_anyway_is_a_p409_not_a_traceback(error, monkeypatch, capsys):
+    """Past the estimates (another process took the memory), the host's MemoryError and CUDA's
+    OutOfMemoryError are a P409 with exit code 1, not an internal error."""
+    import torch
+
+    from physml_lang import cli
+
+    exc = MemoryError() if error == "host" else torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    def dispatch(args):
+        raise exc
+
+    monkeypatch.setattr(cli, "_dispatch", dispatch)
+    assert cli.main(["check", "x.phys"]) == 1
+    err = capsys.readouterr().err
+    assert "error[P409]" in err and "Traceback" not in err
+    assert ("GPU" in err) == (error == "cuda")
