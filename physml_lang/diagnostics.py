@@ -111,6 +111,7 @@ CODES = {
     "P418": "definition refers to itself",
     "P419": "a quantity is zero or does not depend on its variables",
     "P420": "nothing to derive: no energy, action, Hamiltonian or model declared",
+    "P421": "a count no run can reach (sweeps, steps, iterations, samples beyond 2^40)",
     "P500": "symmetry does not hold",
     "P501": "symmetry not supported",
     "P502": "sampler not applicable",

@@ -88,9 +88,12 @@ class MetropolisSpec(_Opts):
     """``sampler metropolis(...)`` of a VMC run: persistent chains over |psi|^2."""
 
     chains: int = Field(16, ge=1, le=1_000_000)
-    sweeps: float = Field(1.0, gt=0, description="sweeps (N proposals) between samples")
-    burn_in: int = Field(2, ge=0, description="sweeps discarded at every iteration")
-    initial_burn_in: int = Field(50, ge=0, description="sweeps before the first iteration")
+    # bounded: beyond these a chain never decorrelates faster, and the counts overflow the
+    # random streams' counters
+    sweeps: float = Field(1.0, gt=0, le=10_000, description="sweeps (N proposals) between samples")
+    burn_in: int = Field(2, ge=0, le=1_000_000, description="sweeps discarded at every iteration")
+    initial_burn_in: int = Field(50, ge=0, le=10_000_000,
+                                 description="sweeps before the first iteration")
     move: Literal["auto", "flip", "exchange"] = Field(
         "auto", description="auto: exchange when the model conserves sum(Z), else flip"
     )

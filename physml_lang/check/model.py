@@ -83,6 +83,15 @@ def option_names(schema) -> set[str]:
     return set(schema.model_fields) | set(getattr(schema, "renamed", {}))
 
 
+MAX_COUNT = 2**40  # sweeps, steps, samples, epochs: beyond any run, and beyond int64 counters
+
+
+def _count_too_large(name: str, v: Any) -> bool:
+    """An integer option that no loop could count to (seeds are keys, not counts: exempt)."""
+    return isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_COUNT and (
+        "seed" not in name)
+
+
 def validate_options(schema, values: dict[str, Any], spans: dict[str, Span | None],
                      where: Span | None, what: str):  # fmt: skip
     """Validate options against a pydantic schema; located errors for unknown or bad values,
@@ -117,6 +126,12 @@ def validate_options(schema, values: dict[str, Any], spans: dict[str, Span | Non
             with errors:
                 fail("P402", f"invalid value for option '{name}' of {what}: must be a finite "
                      f"number, got {clip(repr(v), 80)}", spans.get(name, where))  # fmt: skip
+        elif _count_too_large(name, v):
+            del plain[name]
+            with errors:
+                fail("P421", f"option '{name}' of {what} is too large: {clip(repr(v), 40)} "
+                     f"(at most 2^40 for a count)", spans.get(name, where),
+                     "no run can do that many steps, sweeps or samples")  # fmt: skip
     try:
         options = schema.model_validate(plain, strict=True)
     except ValidationError as exc:

@@ -29,7 +29,7 @@ from physml_lang.catalogue.quantum import (
     MetropolisSpec,
     learner_conflict,
 )
-from physml_lang.check.model import option_names
+from physml_lang.check.model import MAX_COUNT, option_names
 from physml_lang.check.tasks import STATEMENTS
 from physml_lang.compiler.derive.quantum import (
     PauliBuilder,
@@ -38,7 +38,7 @@ from physml_lang.compiler.derive.quantum import (
     Value,
     verify_symmetry,
 )
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean, warn
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, clip, did_you_mean, warn
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import ModelIR
 from physml_lang.ir.program import LearnerIR
@@ -86,7 +86,10 @@ def _int_value(v: Any, span: Span | None, what: str, low: int = 1) -> int:
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        _fail("P406", f"{what} must be an integer >= {low}, got {v!r}", span)
+        _fail("P406", f"{what} must be an integer >= {low}, got {clip(repr(v), 40)}", span)
+    if v > MAX_COUNT:
+        _fail("P421", f"{what} is too large: {clip(repr(v), 40)} (at most 2^40)", span,
+              "no run can do that many iterations or samples")  # fmt: skip
     return v
 
 

@@ -159,9 +159,11 @@ def test_example_prints_what_its_header_claims(name: str, run: str, tmp_path, re
         if (claim.run or "") == run:
             row = _row(rows, claim)
             cell = row.get(claim.column)
-            where = ", ".join(f"{k} = {v}" for k, v in claim.where.items())
-            record_property(f"{where}: {claim.column}",
-                            cell if not isinstance(cell, dict) else
-                            f"{cell['mean']:.6g} ± {cell.get('stderr', 0):.2g}")  # fmt: skip
+            where = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
+                              for k, v in claim.where.items()) or run or name  # fmt: skip
+            if isinstance(cell, dict):
+                cell = f"{cell['mean']:.6g}" + (f" ± {cell['stderr']:.2g}"
+                                                if cell.get("stderr") is not None else "")  # fmt: skip
+            record_property(f"{where}: {claim.column}", cell)
             bad += _check(claim, row, f"{name}.phys")
     assert not bad, "\n".join(bad)

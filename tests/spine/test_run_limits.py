@@ -396,3 +396,23 @@ def test_running_out_of_memory_anyway_is_a_p409_not_a_traceback(error, monkeypat
     err = capsys.readouterr().err
     assert "error[P409]" in err and "Traceback" not in err
     assert ("GPU" in err) == (error == "cuda")
+
+
+@pytest.mark.parametrize("statement", ["iterations 99999999999999999999",
+                                       "samples 99999999999999999999, final = 40"])
+def test_counts_no_run_can_reach_are_refused_before_work(statement):
+    """A VMC count beyond 2^40 (it ran forever, or overflowed the random streams' counters)
+    is a located P421 (or P409, memory) before anything runs."""
+    import physml_lang
+    from physml_lang.diagnostics import PhysmlError
+
+    src = ("import Heisenberg2D\nlearner psi = rbm(alpha = 1) respecting translation\n"
+           "run r {\n    model Heisenberg2D(L = 4)\n    learner psi\n"
+           "    sampler metropolis(chains = 10, move = exchange, magnetization = 0)\n"
+           "    optimize psi via sr(lr = 0.02)\n    iterations 2\n    samples 20, final = 40\n"
+           "    measure energy\n}\n")  # fmt: skip
+    line = "iterations 2" if statement.startswith("iterations") else "samples 20, final = 40"
+    with pytest.raises(PhysmlError) as err:
+        physml_lang.load(src.replace(line, statement)).run(out=None, device="cpu")
+    d = err.value.diagnostics[0]
+    assert d.code in ("P421", "P409") and d.span is not None
