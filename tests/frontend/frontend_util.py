@@ -11,10 +11,34 @@ import io
 import json
 import math
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
 from physml_lang.cli import main
+
+
+class Hang(Exception):
+    """An input that got no answer within its guard (:func:`time_guard`)."""
+
+
+@contextlib.contextmanager
+def time_guard(seconds: float, cpu: bool = False):
+    """Raise :class:`Hang` inside the block after ``seconds`` of wall time, or of this
+    process's CPU time with ``cpu`` (a loaded machine is then not taken for a hang)."""
+    sig, timer = (signal.SIGPROF, signal.ITIMER_PROF) if cpu else (signal.SIGALRM,
+                                                                   signal.ITIMER_REAL)
+
+    def expire(signum, frame):
+        raise Hang()
+
+    previous = signal.signal(sig, expire)
+    signal.setitimer(timer, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(timer, 0)
+        signal.signal(sig, previous)
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"

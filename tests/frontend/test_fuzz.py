@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import random
 import re
-import signal
 import warnings
 from pathlib import Path
 
 import pytest
+from frontend_util import Hang, time_guard
 
 import physml_lang
 from physml_lang.diagnostics import PhysmlError
@@ -66,20 +66,10 @@ def mutate(text: str, rng: random.Random) -> str:
     return " ".join(tokens)
 
 
-class Hang(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise Hang()
-
-
 def check_one(text: str) -> str | None:
     """None when ``text`` checks or fails with located diagnostics; else what went wrong."""
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(GUARD_SECONDS)
     try:
-        with warnings.catch_warnings():
+        with time_guard(GUARD_SECONDS), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             physml_lang.load(text).check()
     except PhysmlError as exc:
@@ -93,9 +83,6 @@ def check_one(text: str) -> str | None:
         return f"no answer within {GUARD_SECONDS} s"
     except Exception as exc:  # noqa: BLE001 - anything else is the failure we look for
         return f"{type(exc).__name__}: {str(exc)[:80]}"
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
     return None
 
 

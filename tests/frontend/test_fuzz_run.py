@@ -15,11 +15,11 @@ import importlib.util
 import os
 import random
 import re
-import signal
 import warnings
 from pathlib import Path
 
 import pytest
+from frontend_util import Hang, time_guard
 
 import physml_lang
 from physml_lang.diagnostics import PhysmlError
@@ -56,24 +56,14 @@ def mutate(text: str, rng: random.Random) -> str:
     return text
 
 
-class Hang(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise Hang()
-
-
 def run_one(text: str, run: str | None, sets: dict, folder: Path) -> str | None:
     """None when ``text`` runs, or fails with located diagnostics, writing only under
     ``folder/out``; else what went wrong."""
     folder.mkdir()
-    previous = signal.signal(signal.SIGPROF, _alarm)
     cwd = os.getcwd()
     os.chdir(folder)
-    signal.setitimer(signal.ITIMER_PROF, GUARD_SECONDS)
     try:
-        with warnings.catch_warnings():
+        with time_guard(GUARD_SECONDS, cpu=True), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = physml_lang.load(text)
             program.run(run if run in program.runs else None, sets=sets, seed=0,
@@ -87,8 +77,6 @@ def run_one(text: str, run: str | None, sets: dict, folder: Path) -> str | None:
     except Exception as exc:  # noqa: BLE001 - anything else is the failure we look for
         return f"{type(exc).__name__}: {str(exc)[:80]}"
     finally:
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.signal(signal.SIGPROF, previous)
         os.chdir(cwd)
     stray = sorted(p.name for p in folder.iterdir() if p.name != "out")
     return f"wrote outside --out: {stray}" if stray else None
