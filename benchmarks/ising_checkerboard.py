@@ -100,7 +100,7 @@ def hand_written_honeycomb_streams(L: int, beta: float, device, generator, dtype
 def compiled(L: int, beta: float, device, seed: int, source: str = ISING):
     program = physml_lang.compile(source, L=L)
     sampler = program.sampler("metropolis", beta=beta, chains=1, seed=seed, device=str(device),
-                              update="checkerboard")  # fmt: skip
+                              update="checkerboard", kernel="torch")  # fmt: skip
     sampler.track_acceptance = False  # the same work as the hand-written sweep
     return sampler.initial_state(), sampler.sweep
 

@@ -91,8 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     k = sub.add_parser("compile", parents=[fmt, files], help="print derived sympy or generated torch code")
     k.add_argument("file")
-    k.add_argument("--emit", choices=["ast", "ir", "sympy", "torch"], default="torch",
-                   help="the syntax tree, the checked IR, derived sympy or generated torch code")
+    k.add_argument("--emit", choices=["ast", "ir", "sympy", "torch", "triton", "numba"],
+                   default="torch", help="the syntax tree, the checked IR, derived sympy, "
+                   "generated torch code, or the generated local-update kernels (Triton, numba)")
     k.add_argument("--model", help="which model (default: the first)")
     k.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     k.add_argument("--path", choices=["roll", "gather", "dense"], help="force a lowering path")

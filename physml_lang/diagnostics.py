@@ -130,6 +130,7 @@ CODES = {
     "P700": "numerical failure during a run",
     "P701": "interrupted",
     "P702": "chains disagree (R-hat): results may be biased",
+    "P703": "a sampler kernel asked for could not run: the torch path ran",
     "P800": "unsupported construct",
     "P801": "nested too deeply",
     "P802": "not a sum of local terms",

@@ -56,11 +56,15 @@ def reference_bits(seed: int, path: Sequence[int], draw: int, index: int) -> int
     return ((z ^ (z >> 27)) * _C2) & _M64
 
 
-def _key(seed: int, path: tuple[int, ...], draw: int) -> int:
+def _family(seed: int, path: tuple[int, ...]) -> int:
     k = mix64(seed ^ 0x6A09E667F3BCC909)
     for i in path:
         k = mix64(k + (i + 1) * _GAMMA)
-    return mix64(k + (draw + 1) * _GAMMA)
+    return k
+
+
+def _key(seed: int, path: tuple[int, ...], draw: int) -> int:
+    return mix64(_family(seed, path) + (draw + 1) * _GAMMA)
 
 
 def _finalise(weyl: torch.Tensor, offset: int) -> torch.Tensor:
@@ -166,6 +170,19 @@ class RandomStreams:
             self._keys = torch.tensor(keys, dtype=torch.int64, device=self.device)
             self._keys_block = block
         return self._keys[draw % _KEYS]
+
+    def next_key(self) -> int:
+        """Reserve the next draw for a kernel that draws in place: its key (unsigned 64-bit).
+        Element e of stream b of that draw is then ``key + ((first + b) * width + e) * gamma``
+        through the finaliser, as in :meth:`bits`."""
+        draw = self.draws
+        self.draws += 1
+        return _key(self.seed, self.path, draw)
+
+    def family_key(self) -> int:
+        """The key of this family before the draw counter is mixed in: the key of draw d is
+        ``mix64(family_key + (d + 1) * gamma)`` (kernels that derive per-draw keys)."""
+        return _family(self.seed, self.path)
 
     def uniform(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Uniform on [0, 1): the top 24 (float32) or 53 (float64) bits, exactly converted."""

@@ -89,8 +89,10 @@ def run_sample(run: RunState, checker: ModelChecker, program, ctx: RunContext,
         if not (compiled and compiled[0].rebind(ir)):  # numeric parameters: tensors rebound
             compiled[:] = [program.compile_ir(ir, numeric=numeric).to(device)]
         cm = compiled[0]
-        return PointChains(cm, run, entry, options, betas, tvar, tvalues, measures, streams,
-                           device)  # fmt: skip
+        chains = PointChains(cm, run, entry, options, betas, tvar, tvalues, measures, streams,
+                             device)  # fmt: skip
+        _note_kernel(run, options, chains.sampler, summary)
+        return chains
 
     def finish(k: int, rows: list[dict]) -> None:
         for r in rows:
@@ -115,6 +117,23 @@ def _settings(run: RunState, checker: ModelChecker, plan: SamplePlan, combos: li
             "measures": [m.name + (f" = {to_text(m.expr)}" if m.expr is not None else "")
                          for m in plan.measures],
             "seed": ctx.seed}  # fmt: skip
+
+
+def _note_kernel(run: RunState, options, sampler, summary: dict) -> None:
+    """Record which sweep ran (a generated kernel's backend, or torch and why); a kernel asked
+    for by name that could not run is a warning (the torch path makes the same chains)."""
+    note = getattr(sampler, "kernel_note", None)
+    if note is None or "kernel_used" in summary["sampler"]:
+        return
+    ran = getattr(sampler, "kernel", None) is not None
+    summary["sampler"]["kernel_used"] = note if ran or note.startswith("torch") else f"torch ({note})"
+    asked = getattr(options, "kernel", "auto")
+    if asked in ("numba", "triton") and not ran:
+        where = run.sampler_options.get("kernel", (None, None))[1] or run.sampler_span or run.span
+        d = Diagnostic("P703", f"sampler kernel = {asked} could not run: {note}", where,
+                       "the torch path ran instead (the same chains, slower); use kernel = auto "
+                       "to choose silently", severity="warning")  # fmt: skip
+        summary.setdefault("warnings", []).append(d.as_dict())
 
 
 def _warn_unmixed(run: RunState, row: dict, tvar: str, others, summary: dict, chains: int) -> None:

@@ -26,6 +26,7 @@ from physml_lang.compiler.derive.local import CANDIDATE
 from physml_lang.compiler.lower.domains import site_domain
 from physml_lang.compiler.models.lattice import LatticeModel
 
+from .local_kernels import GeneratedSweep
 from .plans.sample import sampled_field
 from .random import RandomStreams
 
@@ -135,8 +136,22 @@ class SingleSite(Sampler):
                 else:
                     self.sublattices.append(None)
             self.cell_beta = self.beta.reshape(-1, *([1] * cm.lattice.dim))
+        self.kernel, self.kernel_note = GeneratedSweep.build(
+            self, self.rule, "colours" if self.parallel else "random_site",
+            getattr(self.options, "kernel", "auto"))
+
+    rule = ""  # the generated kernel's update rule (compiler.lower.kernels.RULES)
+
+    def acceptance_of(self, beta: torch.Tensor, delta: torch.Tensor, schedule: str) -> torch.Tensor:
+        """Metropolis acceptance of energy changes ``delta``, as each schedule's torch path
+        computes it (the generated kernels tabulate it with this function)."""
+        if schedule == "colours":
+            return parallel_acceptance(beta, delta)
+        return torch.exp(-beta * delta)
 
     def sweep(self, state):
+        if self.kernel is not None:
+            return self.kernel.sweep(state)
         if self.parallel:
             # one uniform per site and sweep: every site is updated once, by its colour
             u = self.uniform((self.chains, *self.shape))
@@ -182,6 +197,10 @@ class Metropolis(SingleSite):
     """Single-site Metropolis: flip (two values) or a uniformly random other value (potts)."""
 
     name = "metropolis"
+
+    @property
+    def rule(self) -> str:
+        return "flip" if len(self.values) == 2 else "metropolis"
 
     def propose(self, s: torch.Tensor) -> torch.Tensor:
         return self.site_domain.propose(s, self.streams)
@@ -231,7 +250,7 @@ class Metropolis(SingleSite):
         new = self.propose(current)
         le = self.fk.local_energy
         delta = le(state, new, sites) - le(state, current, sites)
-        accept = self.uniform((B,)) < torch.exp(-self._beta_flat() * delta)
+        accept = self.uniform((B,)) < self.acceptance_of(self._beta_flat(), delta, "random_site")
         self.accepted += accept
         self.proposed += 1
         value = torch.where(accept, new, current)
@@ -243,14 +262,21 @@ class Heatbath(SingleSite):
     """Heat-bath: each updated site drawn from its local Boltzmann weights."""
 
     name = "heatbath"
+    rule = "heatbath"
+
+    @staticmethod
+    def local_cdf(energies: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """Unnormalised cumulative Boltzmann weights over the values (q, ...) of local
+        energies (q, ...) (the generated kernels tabulate them with this function)."""
+        logits = -beta * energies
+        # (torch.softmax over a short leading dim takes a slow strided path on CPU)
+        weights = torch.exp(logits - logits.amax(dim=0, keepdim=True))
+        return torch.cumsum(weights, dim=0)
 
     def _draw(self, energies: torch.Tensor, beta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """energies: (q, ...) local energies of every value, u (...) uniforms -> sampled
         values (...)."""
-        logits = -beta * energies
-        # (torch.softmax over a short leading dim takes a slow strided path on CPU)
-        weights = torch.exp(logits - logits.amax(dim=0, keepdim=True))
-        cdf = torch.cumsum(weights, dim=0)
+        cdf = self.local_cdf(energies, beta)
         u = u * cdf[-1]
         k = (u.unsqueeze(0) > cdf).sum(0).clamp(max=len(self.values) - 1)
         return self.values[k]
@@ -313,6 +339,7 @@ class Wolff(Sampler):
                     torch.as_tensor(t, device=self.device)
                     for t in (*lat.site_table(where), *lat.site_table(lat.reversed(where))))
                 self.couplings.append((where, K, idx, valid, ridx, rvalid))
+        self.check_every = 8 if self.device.type == "cuda" else 1
 
     def sweep(self, state):
         s = state[self.field]
@@ -339,26 +366,33 @@ class Wolff(Sampler):
         seed = self.streams.integers(0, N, (B,))
         cluster = torch.zeros(B, N, dtype=torch.bool, device=self.device)
         cluster[torch.arange(B, device=self.device), seed] = True
+        # growth is monotone, and a grown cluster is a fixed point: on a GPU, check for it only
+        # every few steps (each check waits for the device)
         while True:
-            grown = cluster.clone()
-            for a, (where, _K, idx, _valid, ridx, rvalid) in zip(active, self.couplings):
-                if where == "edges":  # through a listed bond, from either end
-                    i, j = idx, _valid
-                    reach = torch.zeros(cluster.shape, dtype=torch.int32, device=self.device)
-                    reach.index_add_(1, j, (a & cluster[:, i]).to(torch.int32))
-                    reach.index_add_(1, i, (a & cluster[:, j]).to(torch.int32))
-                    grown |= reach > 0
-                elif where == "dense":
-                    grown |= (a & cluster[:, None, :]).any(-1)
-                else:
-                    grown |= a & cluster[:, idx]  # x joins through bond (x, x + d)
-                    grown |= a[:, ridx] & rvalid & cluster[:, ridx]  # through bond (x - d, x)
-            if torch.equal(grown, cluster):
+            for _ in range(self.check_every):
+                before, cluster = cluster, self._grow(cluster, active)
+            if torch.equal(before, cluster):
                 break
-            cluster = grown
         self.accepted += cluster.sum(1)
         self.proposed += 1
         return {**state, self.field: torch.where(cluster, -flat, flat).reshape(s.shape)}
+
+    def _grow(self, cluster: torch.Tensor, active: list[torch.Tensor]) -> torch.Tensor:
+        """One breadth-first step: every site joined to the cluster (B, N) by an active bond."""
+        grown = cluster.clone()
+        for a, (where, _K, idx, _valid, ridx, rvalid) in zip(active, self.couplings):
+            if where == "edges":  # through a listed bond, from either end
+                i, j = idx, _valid
+                reach = torch.zeros(cluster.shape, dtype=torch.int32, device=self.device)
+                reach.index_add_(1, j, (a & cluster[:, i]).to(torch.int32))
+                reach.index_add_(1, i, (a & cluster[:, j]).to(torch.int32))
+                grown |= reach > 0
+            elif where == "dense":
+                grown |= (a & cluster[:, None, :]).any(-1)
+            else:
+                grown |= a & cluster[:, idx]  # x joins through bond (x, x + d)
+                grown |= a[:, ridx] & rvalid & cluster[:, ridx]  # through bond (x - d, x)
+        return grown
 
     def acceptance(self) -> torch.Tensor:
         """(B,) mean cluster size divided by the number of sites."""

@@ -31,6 +31,11 @@ class MetropolisOptions(SamplerOptions):
         "auto",
         description="auto: checkerboard where a colouring exists; or checkerboard, random",
     )
+    kernel: Literal["auto", "numba", "triton", "torch"] = Field(
+        "auto",
+        description="auto: a kernel generated from the local energy where the model allows "
+        "(numba on the CPU, Triton on CUDA), else torch; the same chains either way",
+    )
 
 
 class HeatbathOptions(MetropolisOptions):

@@ -65,3 +65,16 @@ def test_lowering_paths_are_the_expected_ones():
     assert "3 colours" in (GOOD / "triangular.sympy.txt").read_text()
     assert "2 colours" in (GOOD / "ising2d_periodic.sympy.txt").read_text()
     assert "4 colours" in (GOOD / "j1j2.sympy.txt").read_text()  # the king's graph
+
+
+CLASSICAL = ["blume_capel", "honeycomb", "ising2d_open", "ising2d_periodic", "j1j2", "potts3", "sk",
+             "triangular"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CLASSICAL)
+def test_emitted_triton_kernels(name: str):
+    """``--emit triton``: the generated local-update kernels (or, per field and rule, why the
+    model admits none: open boundaries, complete graphs)."""
+    code, out, err = physml("compile", f"{name}.phys", "--emit", "triton", cwd=GOOD)
+    assert code == 0, err
+    compare_golden(GOOD / f"{name}.triton.txt", out)
