@@ -55,12 +55,13 @@ def bind_runtime() -> Catalogue:
         from physml_lang.runtime import sample_task
         from physml_lang.runtime.dynamics import tasks as dynamics_tasks
         from physml_lang.runtime.gauge import tasks as gauge_tasks
+        from physml_lang.runtime.generative import task as generative_tasks
         from physml_lang.runtime.learners import tasks as learner_tasks
         from physml_lang.runtime.quantum import tasks as quantum_tasks
 
         bind_checks()
         for capability in (sample_task, quantum_tasks, gauge_tasks, dynamics_tasks,
-                           learner_tasks):  # fmt: skip
+                           learner_tasks, generative_tasks):  # fmt: skip
             capability.bind(CATALOGUE)
         _bound = True
     return CATALOGUE

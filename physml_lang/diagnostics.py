@@ -112,6 +112,8 @@ CODES = {
     "P419": "a quantity is zero or does not depend on its variables",
     "P420": "nothing to derive: no energy, action, Hamiltonian or model declared",
     "P421": "a count no run can reach (sweeps, steps, iterations, samples beyond 2^40)",
+    "P422": "a van run needs one discrete field on sites",
+    "P423": "no exact reference is known for this model",
     "P500": "symmetry does not hold",
     "P501": "symmetry not supported",
     "P502": "sampler not applicable",

@@ -9,10 +9,10 @@ implementation package, called by the top layer only (``physml_lang/api.py``).
 
 from __future__ import annotations
 
-from . import boltzmann, data, domains, dynamics, gauge, lattices, quantum, spins
+from . import boltzmann, data, domains, dynamics, gauge, generative, lattices, quantum, spins
 from .registry import Catalogue, Entry, Facts, NoOptions, Registry
 
-FAMILIES = (lattices, domains, spins, quantum, gauge, dynamics, boltzmann, data)
+FAMILIES = (lattices, domains, spins, quantum, gauge, dynamics, boltzmann, generative, data)
 
 
 def declare_catalogue() -> Catalogue:

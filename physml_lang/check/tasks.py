@@ -49,7 +49,7 @@ class Statement:
 def _train_methods() -> dict[str, str]:
     """Method of a ``train`` statement -> the task it does: the catalogue's objectives, each
     belonging to the training task of its model kind."""
-    tasks = [CATALOGUE.tasks.lookup(t) for t in ("learn_dynamics", "train")]
+    tasks = [CATALOGUE.tasks.lookup(t) for t in ("learn_dynamics", "train", "van")]
     return {o.name: t.name for o in CATALOGUE.objectives for t in tasks
             if o.family in t.facts.kinds}  # fmt: skip
 
@@ -85,7 +85,8 @@ STATEMENTS: dict[str, Statement] = {
     # 'train' is shared: dynamics learners (derivative_mse, step_mse) and energy-based learners
     "train": Statement(
         "train H_net, baseline via derivative_mse(steps = 2000, lr = 1e-3)  |  "
-        "train rbm via pcd(k = 1, chains = 100), data = digits, epochs = 20, batch = 64",
+        "train rbm via pcd(k = 1, chains = 100), data = digits, epochs = 20, batch = 64  |  "
+        "train q via free_energy(beta = 0.44, steps = 2000, batch = 1000)",
         methods=_train_methods(),
         default_method="derivative_mse"),
     # Hopfield networks and Boltzmann learners

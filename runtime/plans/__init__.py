@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from physml_lang.catalogue import Catalogue
 
-from . import dynamics, gauge, learners, quantum, sample
+from . import dynamics, gauge, generative, learners, quantum, sample
 
 
 def bind(catalogue: Catalogue) -> None:
     """Attach every family's static task checks to the catalogue's task entries."""
-    for family in (sample, quantum, gauge, dynamics, learners):
+    for family in (sample, quantum, gauge, dynamics, learners, generative):
         family.bind_checks(catalogue)
 
 

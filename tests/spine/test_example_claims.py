@@ -32,6 +32,7 @@ EXAMPLES = ROOT / "examples"
 QUICK = {  # seconds, measured on a shared 2-core machine
     "ising2d": 30, "phi4_hmc": 15, "kepler_hnn": 95, "tfim": 27, "j1j2_chain_phase": 13,
     "pendulum_leapfrog_vs_rk4": 29, "hopfield_capacity": 10, "pendulum_hnn": 25, "u1_2d_hmc": 53,
+    "van_ising": 40,
 }  # fmt: skip
 
 NUMBER = r"[-+−]?(?:\d+\.?\d*|\.\d+)(?:e[-+−]?\d+)?"

@@ -58,6 +58,7 @@ CASES: list[tuple[str, str | None, dict]] = [
     ("z2_higgs", "mixed", {"sweeps": 40, "burn_in": 10}),
     ("lcnn_wilson_loops", None,
      {"epochs": 3, "samples": 64, "test_samples": 32, "beta": 1.0}),
+    ("van_ising", "van", {"L": 4, "steps": 30, "batch": 100, "samples": 2000}),
 ]  # fmt: skip
 
 EXACT = os.environ.get("PHYSML_PINS_EXACT") == "1"

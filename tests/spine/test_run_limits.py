@@ -184,10 +184,11 @@ def test_no_estimate_fires_on_the_examples_at_their_sizes(path, monkeypatch):
     from physml_lang.runtime.dynamics import field
     from physml_lang.runtime.dynamics import tasks as dynamics
     from physml_lang.runtime.gauge import tasks as gauge
+    from physml_lang.runtime.generative import task as generative
     from physml_lang.runtime.learners import tasks as learners
     from physml_lang.runtime.quantum import tasks as quantum
 
-    for module in (sample_task, field, dynamics, gauge, learners, quantum):
+    for module in (sample_task, field, dynamics, gauge, learners, quantum, generative):
         monkeypatch.setattr(module, "check_memory", record)
     program = physml_lang.load(path)
     for name in program.runs:

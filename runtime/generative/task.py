@@ -1,0 +1,285 @@
+"""The ``van`` task: train an autoregressive learner q of a lattice model's Boltzmann distribution
+by the variational free energy, then estimate without bias.
+
+Each scan point trains its own network (a :class:`VANTraining` of the driver's ``run_scan``:
+checkpointed, resumable), then draws ``samples`` fresh configurations and reports
+
+- F_q = <E + T log q>_q per site: a variational upper bound of F, with its standard error;
+- F_NIS = -T log <exp(-beta E) / q>_q per site (neural importance sampling) with a delta-method
+  error, the effective sample size per sample and var(log w);
+- <E>/N reweighted, and the acceptance and <E>/N of an independence-Metropolis chain (neural
+  MCMC) with q as its proposal (binned error);
+- with ``reference exact``: the exact F per site (enumeration of small systems, else Kaufman's
+  formula for the uniform nearest-neighbour Ising model on a periodic square lattice).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue.generative import FAMILY
+from physml_lang.diagnostics import Diagnostic, PhysmlError
+from physml_lang.ir.task import TaskIR
+
+from ..checkpoint import Checkpoint
+from ..device import check_memory
+from ..driver import RunContext, RunResult, ScanPoint, run_scan
+from ..plans.generative import MAX_ENUMERATION, VANPlan, VANPoint, plan_van
+from ..random import RandomStreams
+from ..statistics import binning_analysis
+from ..tasks import RunState, Task
+from .estimates import importance_estimate, nmcmc, reweighted_mean
+from .kaufman import ising2d_torus_free_energy
+from .made import MADE
+from .symmetry import FlipSymmetrised
+from .van import anneal_beta, van_step
+
+ESTIMATE_CHUNK = 50_000  # samples drawn at a time for the final estimates
+HISTORY_POINTS = 200  # training history: about this many rows per point
+
+
+class VANTraining(ScanPoint):
+    """One scan point: the network, its optimiser, the training history; ``step`` runs one
+    training step (``done`` counts them); ``rows`` makes the final estimates."""
+
+    def __init__(self, plan: VANPlan, point: VANPoint, streams: RandomStreams,
+                 device: torch.device) -> None:  # fmt: skip
+        self.plan, self.point, self.streams = plan, point, streams
+        lo, ob = plan.learner_options, plan.objective
+        self.cm = point.model
+        dtype = torch.float64 if lo.dtype == "float64" else torch.float32
+        self.dtype = dtype
+        network = CATALOGUE.learners.lookup(plan.learner.call.name, FAMILY).implementation
+        base = network(point.n_sites, point.q, lo.hidden, lo.depth, dtype=dtype, device=device,
+                       generator=streams.fork(0).host_generator())  # fmt: skip
+        q = point.q
+        self.net = FlipSymmetrised(base, lambda s: (q - 1) - s) if plan.flip_symmetric else base
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=ob.lr)
+        self.train_step = CATALOGUE.objectives.lookup("free_energy", FAMILY).implementation
+        dom = self.cm.model.fields[point.field].domain
+        self.domain_values = torch.tensor(dom.values(), dtype=self.cm.dtype, device=device)
+        self.shape = tuple(self.cm.lattice.shape)
+        self.total = ob.steps
+        self.done = 0
+        self.history: list[dict] = []
+        self.every = max(1, ob.steps // HISTORY_POINTS)
+        self.train_streams = streams.fork(1)
+
+    # ---------------------------------------------------------------- the energy
+    def energy(self, s: torch.Tensor) -> torch.Tensor:
+        """E of configurations given as value indices (B, N) -> (B,) float64."""
+        x = self.domain_values[s].reshape(s.shape[0], *self.shape)
+        return self.cm.energy({self.point.field: x}).double()
+
+    def draw(self, n: int, streams: RandomStreams) -> tuple[torch.Tensor, torch.Tensor | None]:
+        u = streams.uniform((n, self.point.n_sites), torch.float64).to(self.dtype)
+        u_flip = streams.uniform((n,), torch.float64).to(self.dtype) \
+            if self.plan.flip_symmetric else None  # fmt: skip
+        return u, u_flip
+
+    # ---------------------------------------------------------------- training
+    def step(self) -> None:
+        ob = self.plan.objective
+        beta = anneal_beta(ob.beta, ob.anneal, self.done)
+        u, u_flip = self.draw(ob.batch, self.train_streams)
+        r = self.train_step(self.net, self.energy, beta, u, self.optimizer, self.point.n_sites,
+                     ob.clip or None, u_flip)  # fmt: skip
+        if not (math.isfinite(r.free_energy) and math.isfinite(r.loss)):
+            raise PhysmlError(Diagnostic(
+                "P700", f"training diverged at step {self.done + 1}: the free energy became "
+                "non-finite", self.plan.objective_span, "lower lr, or clip gradients harder "
+                "(clip = 0.5); rows of earlier scan points were kept"))  # fmt: skip
+        self.done += 1
+        if self.done % self.every == 0 or self.done == self.total:
+            self.history.append({"step": self.done, "beta": beta, "free_energy_q": r.free_energy,
+                                 "free_energy_q_err": r.free_energy_err, "energy": r.energy,
+                                 "entropy": r.entropy})  # fmt: skip
+
+    def postfix(self) -> dict[str, str]:
+        if not self.history:
+            return {}
+        return {"F_q": f"{self.history[-1]['free_energy_q']:.5f}"}
+
+    # ---------------------------------------------------------------- checkpoint
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {f"param/{k}": v.detach().clone() for k, v in self.net.state_dict().items()}
+        for i, p in enumerate(self.net.parameters()):
+            st = self.optimizer.state.get(p, {})
+            for k, v in st.items():
+                out[f"adam/{i}/{k}"] = torch.as_tensor(v, device="cpu").detach().clone().reshape(-1) \
+                    if k == "step" else v.detach().clone()  # fmt: skip
+        keys = ("step", "beta", "free_energy_q", "free_energy_q_err", "energy", "entropy")
+        out["history"] = torch.tensor([[h[k] for k in keys] for h in self.history],
+                                      dtype=torch.float64, device="cpu").reshape(-1, len(keys))  # fmt: skip
+        out["train/draws"] = torch.tensor([self.train_streams.draws], dtype=torch.int64,
+                                          device="cpu")  # fmt: skip
+        return out
+
+    def restore(self, saved: Checkpoint) -> None:
+        t = saved.tensors
+        self.net.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("param/")})
+        for i, p in enumerate(self.net.parameters()):
+            st = {k.split("/")[2]: v for k, v in t.items() if k.startswith(f"adam/{i}/")}
+            if st:
+                if "step" in st:
+                    st["step"] = st["step"].reshape(()).to(torch.float32)
+                self.optimizer.state[p] = {k: v.to(p.device) if k != "step" else v
+                                           for k, v in st.items()}  # fmt: skip
+        keys = ("step", "beta", "free_energy_q", "free_energy_q_err", "energy", "entropy")
+        self.history = [dict(zip(keys, (float(x) for x in row))) for row in t["history"].tolist()]
+        for h in self.history:
+            h["step"] = int(h["step"])
+        self.done = saved.state["done"]
+        self.train_streams.draws = int(t["train/draws"].reshape(-1)[0])
+
+    # ---------------------------------------------------------------- estimates
+    @torch.no_grad()
+    def rows(self) -> list[dict]:
+        ob, n = self.plan.objective, self.point.n_sites
+        streams = self.streams.fork(2)
+        E, logq = [], []
+        for first in range(0, ob.samples, ESTIMATE_CHUNK):
+            m = min(ESTIMATE_CHUNK, ob.samples - first)
+            u, u_flip = self.draw(m, streams)
+            s = self.net.sample(u, u_flip) if self.plan.flip_symmetric else self.net.sample(u)
+            E.append(self.energy(s))
+            logq.append(self.net.log_prob(s).double())
+        E, logq = torch.cat(E), torch.cat(logq)
+        if not bool(torch.isfinite(E).all() & torch.isfinite(logq).all()):
+            raise PhysmlError(Diagnostic("P700", "the trained network gave non-finite log q "
+                                         "or energies", self.plan.objective_span,
+                                         "lower lr or use dtype = float64"))  # fmt: skip
+        est = importance_estimate(E, logq, ob.beta, n)
+        log_w = -ob.beta * E - logq
+        e_mean, e_err = reweighted_mean(E / n, log_w)
+        chain = nmcmc(log_w, streams.uniform((len(log_w),), torch.float64))
+        e_chain = binning_analysis((E[chain.chain] / n).cpu().numpy())
+        row = {**self.point.values,
+               "free_energy_q": {"mean": est.free_energy_q, "stderr": est.free_energy_q_err},
+               "free_energy_nis": {"mean": est.free_energy_nis,
+                                   "stderr": est.free_energy_nis_err},
+               "energy_per_site": {"mean": e_mean, "stderr": e_err},
+               "ess_per_sample": est.ess_per_sample, "var_log_w": est.var_log_w,
+               "nmcmc_acceptance": chain.acceptance,
+               "nmcmc_energy_per_site": e_chain.as_dict(), "steps": self.done}  # fmt: skip
+        if self.plan.reference == "exact":
+            row["exact_free_energy"] = exact_free_energy(self, ob.beta)
+        return [row]
+
+
+def memory_need(plan: VANPlan) -> int:
+    """Bytes a van run needs at its largest point (float64): the network with its gradients and
+    Adam's moments, the activations of a batch kept for the backward pass (twice when
+    symmetrised), the energies and log q of the final samples."""
+    lo, ob, worst = plan.learner_options, plan.objective, 0
+    for p in plan.points:
+        width = p.n_sites * (1 if p.q == 2 else p.q)
+        params = lo.hidden * (width + lo.hidden * (lo.depth - 1)) + p.n_sites * p.q * lo.hidden
+        rows = max(ob.batch, min(ob.samples, ESTIMATE_CHUNK))
+        acts = rows * (width + lo.depth * lo.hidden + p.n_sites * p.q)
+        acts *= 2 if plan.flip_symmetric else 1
+        worst = max(worst, 8 * (4 * params + 3 * acts + 4 * ob.samples))
+    return worst
+
+
+def exact_free_energy(t: VANTraining, beta: float) -> float:
+    """F per site: enumeration where q^N is small enough, else Kaufman's formula for the
+    uniform nearest-neighbour Ising model on a periodic square lattice (the plan made sure
+    that one of the two applies)."""
+    n, q = t.point.n_sites, t.point.q
+    if q**n <= MAX_ENUMERATION:
+        digits = q ** torch.arange(n, device=t.domain_values.device)
+        chunks = []
+        for first in range(0, q**n, 1 << 18):
+            code = torch.arange(first, min(q**n, first + (1 << 18)),
+                                device=t.domain_values.device)  # fmt: skip
+            s = torch.div(code[:, None], digits, rounding_mode="floor") % q
+            chunks.append(-beta * t.energy(s))
+        return float(-torch.logsumexp(torch.cat(chunks), 0) / (beta * n))
+    L1, L2 = t.cm.lattice.cells
+    return ising2d_torus_free_energy(L1, L2, beta, t.point.kaufman)
+
+
+def run_van(task: TaskIR, program, ctx: RunContext) -> RunResult:
+    device, out = ctx.device, ctx.out
+    run = RunState.of(task)
+    plan = plan_van(run, program, ctx.sets,
+                    lambda ir: program.compile_ir(ir, dtype=torch.float64).to(device))  # fmt: skip
+    ob = plan.objective
+    check_memory(memory_need(plan), device, f"run {run.name}", plan.objective_span,
+                 "use fewer samples, a smaller batch or hidden layer, or a smaller lattice")  # fmt: skip
+    summary = ctx.recorder.summary
+    summary.update({"run": run.name, "source": program.name,
+                    "model": program.checker_for(task).name, "params": {},
+                    "device": str(device), "seed": ctx.seed,
+                    "sampler": {"name": "van", "learner": plan.learner.call.name,
+                                "respecting": list(plan.learner.respecting),
+                                **plan.learner_options.model_dump(), **ob.model_dump()},
+                    "scan": {s.name: s.values for s in run.scans}, "rows": [], "history": [],
+                    "complete": False})  # fmt: skip
+    settings = {"task": "van", "learner": plan.learner.call.name,
+                "respecting": list(plan.learner.respecting),
+                "learner_options": plan.learner_options.model_dump(),
+                "objective": ob.model_dump(), "seed": ctx.seed,
+                "points": [p.values for p in plan.points],
+                "model": {k: v for k, (v, _) in run.model_args.items()}}  # fmt: skip
+
+    def start(k: int, streams: RandomStreams) -> VANTraining:
+        point = plan.points[k]
+        summary["params"] = dict(point.model.model.params)
+        return VANTraining(plan, point, streams, device)
+
+    current: list[VANTraining] = []
+
+    def started(k: int, streams: RandomStreams) -> VANTraining:
+        current[:] = [start(k, streams)]
+        return current[0]
+
+    def finish(k: int, rows: list[dict]) -> None:
+        summary["rows"].extend(rows)
+        summary["history"].append(current[0].history)
+
+    run_scan(ctx, run.span, len(plan.points), settings, started, finish, ob.steps, run.name,
+             "step")  # fmt: skip
+    files = _history_plot(out, summary) if out is not None else []
+    return RunResult(summary, out, files)
+
+
+def _history_plot(out: Path, summary: dict) -> list[Path]:
+    """F_q per site against the training step, with the exact value where known."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, hist in enumerate(summary["history"]):
+        if not hist:
+            continue
+        steps = [h["step"] for h in hist]
+        ax.plot(steps, [h["free_energy_q"] for h in hist], label=f"F_q (point {k})")
+        exact = summary["rows"][k].get("exact_free_energy") if k < len(summary["rows"]) else None
+        if exact is not None:
+            ax.axhline(exact, color="k", ls="--", lw=1, label="exact F")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("free energy per site")
+    ax.legend()
+    fig.tight_layout()
+    path = out / "training.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]
+
+
+def bind(catalogue: Catalogue) -> None:
+    """Attach the network, the training step and the task to their catalogue entries."""
+    catalogue.learners.bind("made", MADE, family=FAMILY)
+    catalogue.objectives.bind("free_energy", van_step, family=FAMILY)
+    catalogue.tasks.bind("van", Task(run_van))
+
+
+__all__ = ["VANTraining", "bind", "exact_free_energy", "run_van"]
