@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 import torch
+from ising_checkerboard import rate  # the same timing (flips/ns, device synced)
 
 import physml_lang
 from physml_lang.runtime.samplers import parallel_acceptance
@@ -172,17 +173,6 @@ def hand_numba(L, beta, device, xorshift: bool = False):
 
 def hand_numba_xorshift(L, beta, device):
     return hand_numba(L, beta, device, xorshift=True)
-
-
-def rate(step, state, n_sites: int, sweeps: int, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(sweeps):
-        state = step(state)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return n_sites * sweeps / (time.perf_counter() - t) / 1e9
 
 
 def bandwidth(device: torch.device) -> float:

@@ -31,6 +31,17 @@ class MADEOptions(BaseModel):
                        description="parameters and log-probabilities (float64: F to 1e-6)")  # fmt: skip
 
 
+class PixelCNNOptions(BaseModel):
+    """Options of ``pixelcnn``: masked convolutions over a 2D grid of cells in raster order."""
+
+    model_config = ConfigDict(extra="forbid")
+    width: int = Field(64, ge=1, le=4096, description="channels of the hidden layers")
+    depth: int = Field(3, ge=1, le=64, description="masked convolution layers")
+    kernel: int = Field(3, ge=3, le=31, description="kernel size (odd)")
+    dtype: str = Field("float64", pattern="^(float32|float64)$",
+                       description="parameters and log-probabilities (float64: F to 1e-6)")  # fmt: skip
+
+
 class FreeEnergyOptions(BaseModel):
     """``train q via free_energy(...)``: minimise F_q = <E + T log q>_q, a variational upper
     bound of the free energy, by the score-function gradient with a batch-mean baseline; then
@@ -60,6 +71,11 @@ def declare(catalogue: Catalogue) -> None:
         "made", MADEOptions, "masked autoregressive network (MADE) over the sites: exactly "
         "normalised q(s), exact independent samples; respecting spin_flip averages q(s) and "
         "q(-s)", family=FAMILY, domains=DISCRETE, symmetries=("spin_flip",))  # fmt: skip
+    catalogue.learners.declare(
+        "pixelcnn", PixelCNNOptions, "masked convolutional autoregressive network (PixelCNN) "
+        "over a 2D lattice of cells in raster order: exactly normalised, exact samples; "
+        "respecting spin_flip averages q(s) and q(-s)", family=FAMILY, domains=DISCRETE,
+        symmetries=("spin_flip",))  # fmt: skip
     catalogue.objectives.declare(
         "free_energy", FreeEnergyOptions, "variational free energy F_q = <E + T log q>_q "
         "(VAN), then unbiased estimates: F by importance sampling, neural MCMC",
@@ -70,4 +86,5 @@ def declare(catalogue: Catalogue) -> None:
         columns=Columns(fixed=VAN_COLUMNS, optional=VAN_OPTIONAL, measures=False))  # fmt: skip
 
 
-__all__ = ["DISCRETE", "FreeEnergyOptions", "MADEOptions", "VAN_COLUMNS", "declare"]
+__all__ = ["DISCRETE", "FreeEnergyOptions", "MADEOptions", "PixelCNNOptions", "VAN_COLUMNS",
+           "declare"]

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .autoregressive import draw_site, log_prob_of
+
 __all__ = ["MADE", "MaskedLinear", "hidden_degrees"]
 
 
@@ -104,9 +106,7 @@ class MADE(torch.nn.Module):
 
     def log_prob(self, s: torch.Tensor) -> torch.Tensor:
         """(B, N) int64 -> (B,) exact log q(s) in the module's dtype."""
-        logp = torch.log_softmax(self.conditional_logits(s), dim=-1)
-        idx = s.to(device=self.device, dtype=torch.int64).unsqueeze(-1)
-        return logp.gather(-1, idx).squeeze(-1).sum(-1)
+        return log_prob_of(self.conditional_logits(s), s)
 
     @torch.no_grad()
     def sample(self, u: torch.Tensor) -> torch.Tensor:
@@ -119,10 +119,7 @@ class MADE(torch.nn.Module):
         u = u.to(device=self.device, dtype=torch.float64)
         s = torch.zeros(u.shape, dtype=torch.int64, device=self.device)
         for i in range(self.n_sites):
-            logits = self.conditional_logits(s)[:, i].to(torch.float64)
-            cdf = torch.softmax(logits, dim=-1).cumsum(-1)
-            # the last CDF value (1 up to rounding) is left out: u near 1 picks the last value
-            s[:, i] = (cdf[:, :-1] <= u[:, i : i + 1]).sum(-1)
+            s[:, i] = draw_site(self.conditional_logits(s)[:, i], u[:, i])
         return s
 
     def extra_repr(self) -> str:

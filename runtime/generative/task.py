@@ -35,10 +35,11 @@ from ..tasks import RunState, Task
 from .estimates import importance_estimate, nmcmc, reweighted_mean
 from .kaufman import ising2d_torus_free_energy
 from .made import MADE
+from .pixelcnn import PixelCNN
 from .symmetry import FlipSymmetrised
 from .van import anneal_beta, van_step
 
-ESTIMATE_CHUNK = 50_000  # samples drawn at a time for the final estimates
+ESTIMATE_CHUNK = 50_000  # at most this many samples at a time for the final estimates
 HISTORY_POINTS = 200  # training history: about this many rows per point
 
 
@@ -53,9 +54,9 @@ class VANTraining(ScanPoint):
         self.cm = point.model
         dtype = torch.float64 if lo.dtype == "float64" else torch.float32
         self.dtype = dtype
-        network = CATALOGUE.learners.lookup(plan.learner.call.name, FAMILY).implementation
-        base = network(point.n_sites, point.q, lo.hidden, lo.depth, dtype=dtype, device=device,
-                       generator=streams.fork(0).host_generator())  # fmt: skip
+        build = CATALOGUE.learners.lookup(plan.learner.call.name, FAMILY).implementation
+        base = build(point, lo, dtype=dtype, device=device,
+                     generator=streams.fork(0).host_generator())  # fmt: skip
         q = point.q
         self.net = FlipSymmetrised(base, lambda s: (q - 1) - s) if plan.flip_symmetric else base
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=ob.lr)
@@ -142,8 +143,9 @@ class VANTraining(ScanPoint):
         ob, n = self.plan.objective, self.point.n_sites
         streams = self.streams.fork(2)
         E, logq = [], []
-        for first in range(0, ob.samples, ESTIMATE_CHUNK):
-            m = min(ESTIMATE_CHUNK, ob.samples - first)
+        chunk = estimate_chunk(self.plan, self.point)
+        for first in range(0, ob.samples, chunk):
+            m = min(chunk, ob.samples - first)
             u, u_flip = self.draw(m, streams)
             s = self.net.sample(u, u_flip) if self.plan.flip_symmetric else self.net.sample(u)
             E.append(self.energy(s))
@@ -178,12 +180,34 @@ def memory_need(plan: VANPlan) -> int:
     lo, ob, worst = plan.learner_options, plan.objective, 0
     for p in plan.points:
         width = p.n_sites * (1 if p.q == 2 else p.q)
-        params = lo.hidden * (width + lo.hidden * (lo.depth - 1)) + p.n_sites * p.q * lo.hidden
-        rows = max(ob.batch, min(ob.samples, ESTIMATE_CHUNK))
-        acts = rows * (width + lo.depth * lo.hidden + p.n_sites * p.q)
+        if plan.learner.call.name == "pixelcnn":
+            params = lo.width * lo.width * _taps(lo) * lo.depth + lo.width * (width + p.q)
+        else:
+            params = lo.hidden * (width + lo.hidden * (lo.depth - 1)) + p.n_sites * p.q * lo.hidden
+        # a training batch keeps every layer for the backward pass (twice when symmetrised);
+        # the estimates hold one chunk of one layer at a time
+        acts = ob.batch * _row_bytes(plan, p) * getattr(lo, "depth", 1)
         acts *= 2 if plan.flip_symmetric else 1
-        worst = max(worst, 8 * (4 * params + 3 * acts + 4 * ob.samples))
+        acts = max(acts, estimate_chunk(plan, p) * _row_bytes(plan, p))
+        worst = max(worst, 8 * 4 * params + acts + 8 * 4 * ob.samples)
     return worst
+
+
+def _taps(options) -> int:
+    return options.kernel * options.kernel // 2 + 1
+
+
+def _row_bytes(plan: VANPlan, p: VANPoint) -> int:
+    """Bytes of one configuration's activations in one layer (float64)."""
+    lo = plan.learner_options
+    if plan.learner.call.name == "pixelcnn":  # masked convolutions gather their taps
+        return 8 * p.n_sites * lo.width * (_taps(lo) + 2)
+    return 8 * (p.n_sites * p.q + 2 * lo.hidden)
+
+
+def estimate_chunk(plan: VANPlan, p: VANPoint) -> int:
+    """Samples drawn at a time for the final estimates: about 256 MiB of activations."""
+    return max(256, min(ESTIMATE_CHUNK, plan.objective.samples, (1 << 28) // _row_bytes(plan, p)))
 
 
 def exact_free_energy(t: VANTraining, beta: float) -> float:
@@ -275,9 +299,21 @@ def _history_plot(out: Path, summary: dict) -> list[Path]:
     return [path]
 
 
+def build_made(point: VANPoint, options, **kw) -> MADE:
+    """A MADE over the point's sites (any lattice or graph: its flat site order)."""
+    return MADE(point.n_sites, point.q, options.hidden, options.depth, **kw)
+
+
+def build_pixelcnn(point: VANPoint, options, **kw) -> PixelCNN:
+    """A PixelCNN over the point's 2D grid of cells (one site each: checked by the plan)."""
+    cells = tuple(int(c) for c in point.model.lattice.cells)
+    return PixelCNN(cells, point.q, options.width, options.depth, options.kernel, **kw)
+
+
 def bind(catalogue: Catalogue) -> None:
-    """Attach the network, the training step and the task to their catalogue entries."""
-    catalogue.learners.bind("made", MADE, family=FAMILY)
+    """Attach the networks, the training step and the task to their catalogue entries."""
+    catalogue.learners.bind("made", build_made, family=FAMILY)
+    catalogue.learners.bind("pixelcnn", build_pixelcnn, family=FAMILY)
     catalogue.objectives.bind("free_energy", van_step, family=FAMILY)
     catalogue.tasks.bind("van", Task(run_van))
 

@@ -154,6 +154,18 @@ def _points(run: RunState, program, realise, plan: VANPlan) -> list[VANPoint]:
         model = realise(ir)
         n = model.lattice.n_sites
         q = len(f.domain.values())
+        if plan.flip_symmetric and f.domain.kind == "potts" and q > 2:
+            span = plan.learner.respecting_spans[plan.learner.respecting.index("spin_flip")]
+            _fail("P501", f"learner {plan.learner.name} cannot respect spin_flip on the "
+                  f"{q}-state Potts field {f.name}: its flip is a cyclic shift of order {q}, "
+                  "and averaging q(s) with one flip does not make q invariant", span,
+                  "drop 'respecting spin_flip' for Potts fields")  # fmt: skip
+        lat = model.lattice
+        if plan.learner.call.name == "pixelcnn" and (lat.graph or lat.dim != 2 or lat.basis != 1):
+            _fail("P503", f"learner {plan.learner.name} = pixelcnn(...) runs over a 2D grid of "
+                  f"cells with one site each; model {checker.name} lives on "
+                  f"{'a graph' if lat.graph else f'a {lat.dim}D lattice with {lat.basis} sites per cell'}",
+                  plan.learner.call.span, "use made(...), which takes any set of sites")  # fmt: skip
         if q > 127:
             _fail("P422", f"field {f.name} has {q} values: autoregressive learners take at most "
                   "127", run.model_span or run.span)  # fmt: skip
