@@ -108,6 +108,11 @@ class GeneratedSweep:
         self._codes: torch.Tensor | None = None
         self._last: torch.Tensor | None = None
         self._affine: bool | None = None
+        # numba and Triton compile on the first call: make it here, on scratch codes, so that a
+        # kernel that cannot be compiled falls back to the torch path before the run starts
+        self._launch(torch.zeros(sampler.chains, self.n, dtype=torch.int8, device=dev), 0, 0, 0,
+                     0, 0)  # fmt: skip
+        self.counts.zero_()
 
     # ---------------------------------------------------------------- construction
     @classmethod

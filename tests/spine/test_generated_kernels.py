@@ -234,6 +234,25 @@ def test_a_kernel_that_fails_to_build_falls_back_to_torch(monkeypatch):
     assert torch.equal(s, s0) and torch.equal(acc, acc0)
 
 
+def test_a_kernel_that_fails_to_compile_falls_back_before_the_run(monkeypatch, tmp_path):
+    """numba compiles on the first call: a typing error there is caught when the sampler is
+    built, and the chains are the torch path's."""
+    from physml_lang.runtime import local_kernels
+
+    monkeypatch.setenv("PHYSML_KERNEL_CACHE", str(tmp_path))  # the broken module stays there
+
+    real = local_kernels.load_module
+
+    def broken(source, name):
+        return real(source.replace("n_acc += 1", "n_acc += 'x'"), name + "_broken")
+
+    monkeypatch.setattr(local_kernels, "load_module", broken)
+    s, acc, draws, note = _chains("Ising", "metropolis", "auto", "numba", 2)
+    assert note.startswith("the generated numba kernel failed to build"), note
+    s0, acc0, draws0, _ = _chains("Ising", "metropolis", "auto", "torch", 2)
+    assert torch.equal(s, s0) and torch.equal(acc, acc0) and draws == draws0
+
+
 def test_kernel_cache_folder_is_used(tmp_path, monkeypatch):
     monkeypatch.setenv("PHYSML_KERNEL_CACHE", str(tmp_path))
     from physml_lang.runtime import local_kernels
