@@ -6,7 +6,6 @@ agree with the exact values within their error bars. Fixed seeds throughout."""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pytest
@@ -22,8 +21,7 @@ from physml_lang.runtime.generative.symmetry import FlipSymmetrised, value_flip
 from physml_lang.runtime.generative.van import VANStep, anneal_beta, van_step
 from physml_lang.runtime.statistics import binning_analysis
 
-F64 = torch.float64
-L, N_ISING, BETA = 3, 9, 0.44
+from .small_ising import BETA, F64, N_ISING, Exact, all_configs, config_index, ising_energy
 
 
 def gen(seed: int) -> torch.Generator:
@@ -32,34 +30,6 @@ def gen(seed: int) -> torch.Generator:
 
 def uniforms(g: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.rand(*shape, generator=g, dtype=F64)
-
-
-def all_configs(n: int, q: int) -> torch.Tensor:
-    """All q^n configurations (q^n, n) int64, lexicographic (site 0 most significant)."""
-    return torch.tensor(list(itertools.product(range(q), repeat=n)), dtype=torch.int64)
-
-
-def config_index(s: torch.Tensor, q: int) -> torch.Tensor:
-    """Row of s in all_configs(n, q)."""
-    powers = q ** torch.arange(s.shape[1] - 1, -1, -1, dtype=torch.int64)
-    return (s * powers).sum(1)
-
-
-def ising_energy(s: torch.Tensor) -> torch.Tensor:
-    """E = -sum_<ij> s_i s_j on the periodic L x L square lattice (J = 1), (B, L*L) -> (B,)."""
-    x = (2 * s - 1).to(F64).reshape(-1, L, L)
-    return -(x * torch.roll(x, 1, 1) + x * torch.roll(x, 1, 2)).sum((1, 2))
-
-
-class Exact:
-    """Exact 3x3 Ising quantities at BETA by enumeration of the 512 states."""
-
-    s = all_configs(N_ISING, 2)
-    e = ising_energy(s)
-    log_z = float(torch.logsumexp(-BETA * e, 0))
-    log_p = -BETA * e - log_z
-    f = -log_z / (BETA * N_ISING)  # per site
-    mean_e = float((log_p.exp() * e).sum())
 
 
 def boltzmann_samples(beta: float, m: int, g: torch.Generator) -> torch.Tensor:
