@@ -148,6 +148,11 @@ def validate_options(schema, values: dict[str, Any], spans: dict[str, Span | Non
                 msg = f"'{values[name]}' is not allowed"
             info = schema.model_fields.get(name)
             hint = info.description if info is not None and info.description else None
+            if err["type"] == "missing":  # a required option left out: say so, not "invalid"
+                with errors:
+                    fail("P402", f"{what} needs option '{name}'", where,
+                         f"write {name} = ..." + (f" ({hint})" if hint else ""))  # fmt: skip
+                continue
             with errors:
                 fail("P402", f"invalid value for option '{name}' of {what}: {msg}",
                      spans.get(name, where), hint)  # fmt: skip

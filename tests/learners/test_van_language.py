@@ -75,6 +75,13 @@ def test_check_locates_mistakes_in_van_runs(learner, run, code, where):
     assert where in line[span.column - 1:], (line, span)
 
 
+def test_a_missing_required_option_is_named():
+    diags = _errors("run v { model Ising  train q via free_energy(steps = 10) }",
+                    "learner q = made()")  # fmt: skip
+    assert diags[0].message == "objective free_energy needs option 'beta'"
+    assert diags[0].hint.startswith("write beta = ...")
+
+
 def test_check_accepts_a_van_run_without_torch_work():
     p = _program("run v { model Ising(L = 4)  train q via free_energy(beta = 0.44)  "
                  "reference exact }")  # fmt: skip
