@@ -36,7 +36,7 @@ from .estimates import importance_estimate, nmcmc, reweighted_mean
 from .kaufman import ising2d_torus_free_energy
 from .made import MADE
 from .pixelcnn import PixelCNN
-from .symmetry import FlipSymmetrised
+from .symmetry import FlipSymmetrised, value_flip
 from .van import anneal_beta, van_step
 
 ESTIMATE_CHUNK = 50_000  # at most this many samples at a time for the final estimates
@@ -57,8 +57,8 @@ class VANTraining(ScanPoint):
         build = CATALOGUE.learners.lookup(plan.learner.call.name, FAMILY).implementation
         base = build(point, lo, dtype=dtype, device=device,
                      generator=streams.fork(0).host_generator())  # fmt: skip
-        q = point.q
-        self.net = FlipSymmetrised(base, lambda s: (q - 1) - s) if plan.flip_symmetric else base
+        flip = value_flip(point.q)
+        self.net = FlipSymmetrised(base, flip) if plan.flip_symmetric else base
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=ob.lr)
         self.train_step = CATALOGUE.objectives.lookup("free_energy", FAMILY).implementation
         dom = self.cm.model.fields[point.field].domain
