@@ -54,14 +54,19 @@ def bind_runtime() -> Catalogue:
     if not _bound:
         from physml_lang.runtime import sample_task
         from physml_lang.runtime.dynamics import tasks as dynamics_tasks
+        from physml_lang.runtime.flows import task as flow_tasks
         from physml_lang.runtime.gauge import tasks as gauge_tasks
+        from physml_lang.runtime.gauge_flows import task as gauge_flow_tasks
         from physml_lang.runtime.generative import task as generative_tasks
+        from physml_lang.runtime.hopfield import task as hopfield_tasks
         from physml_lang.runtime.learners import tasks as learner_tasks
         from physml_lang.runtime.quantum import tasks as quantum_tasks
+        from physml_lang.runtime.scores import task as score_tasks
 
         bind_checks()
         for capability in (sample_task, quantum_tasks, gauge_tasks, dynamics_tasks,
-                           learner_tasks, generative_tasks):  # fmt: skip
+                           learner_tasks, generative_tasks, flow_tasks, gauge_flow_tasks,
+                           score_tasks, hopfield_tasks):  # fmt: skip
             capability.bind(CATALOGUE)
         _bound = True
     return CATALOGUE

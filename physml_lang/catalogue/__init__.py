@@ -9,10 +9,25 @@ implementation package, called by the top layer only (``physml_lang/api.py``).
 
 from __future__ import annotations
 
-from . import boltzmann, data, domains, dynamics, gauge, generative, lattices, quantum, spins
+from . import (
+    boltzmann,
+    data,
+    domains,
+    dynamics,
+    flows,
+    gauge,
+    gauge_flows,
+    generative,
+    hopfield,
+    lattices,
+    quantum,
+    scores,
+    spins,
+)
 from .registry import Catalogue, Entry, Facts, NoOptions, Registry
 
-FAMILIES = (lattices, domains, spins, quantum, gauge, dynamics, boltzmann, generative, data)
+FAMILIES = (lattices, domains, spins, quantum, gauge, dynamics, boltzmann, generative, flows,
+            gauge_flows, scores, hopfield, data)
 
 
 def declare_catalogue() -> Catalogue:

@@ -213,10 +213,10 @@ def declare(catalogue: Catalogue) -> None:
 
     objectives = catalogue.objectives
     objectives.declare("cd", CDOptions, "contrastive divergence: k Gibbs sweeps from the data",
-                       family=FAMILY, domains=DISCRETE)  # fmt: skip
+                       task="train", family=FAMILY, domains=DISCRETE)  # fmt: skip
     objectives.declare("pcd", PCDOptions,
                        "persistent contrastive divergence (also Boltzmann learning)",
-                       family=FAMILY, domains=DISCRETE)  # fmt: skip
+                       task="train", family=FAMILY, domains=DISCRETE)  # fmt: skip
     optimisers = catalogue.optimisers
     optimisers.declare("sgd", SGDOptions, "stochastic gradient descent with momentum",
                        family=FAMILY)  # fmt: skip

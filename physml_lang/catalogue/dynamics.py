@@ -274,10 +274,10 @@ def declare(catalogue: Catalogue) -> None:
     objectives = catalogue.objectives
     objectives.declare("derivative_mse", TrainOptions,
                        "MSE of the learned vector field against dq/dt, dp/dt (hnn, mlp)",
-                       family="phase_space")  # fmt: skip
+                       task="learn_dynamics", family="phase_space")  # fmt: skip
     objectives.declare("step_mse", TrainOptions,
                        "MSE of the learned map against the next state (sympnet)",
-                       family="phase_space")  # fmt: skip
+                       task="learn_dynamics", family="phase_space")  # fmt: skip
 
     tasks = catalogue.tasks
     tasks.declare("evolve",

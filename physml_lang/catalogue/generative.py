@@ -79,7 +79,7 @@ def declare(catalogue: Catalogue) -> None:
     catalogue.objectives.declare(
         "free_energy", FreeEnergyOptions, "variational free energy F_q = <E + T log q>_q "
         "(VAN), then unbiased estimates: F by importance sampling, neural MCMC",
-        family=FAMILY, domains=DISCRETE)  # fmt: skip
+        task="van", family=FAMILY, domains=DISCRETE)  # fmt: skip
     catalogue.tasks.declare(
         "van", doc="train an autoregressive learner by the variational free energy and "
         "estimate F without bias", kinds=(FAMILY,),

@@ -38,12 +38,14 @@ class Facts:
 
     ``kinds``: model kinds it applies to (empty: any). ``domains``: field domains it supports
     (empty: any). ``symmetries``: symmetries it can respect (learners) or needs. ``columns``:
-    the columns of the rows a task writes (tasks only)."""
+    the columns of the rows a task writes (tasks only). ``task``: the task a ``train ... via``
+    statement with this objective runs (objectives only)."""
 
     kinds: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
     symmetries: tuple[str, ...] = ()
     columns: Columns | None = None
+    task: str = ""
 
 
 @dataclass
@@ -80,13 +82,15 @@ class Registry(Generic[T]):
     # ---------------------------------------------------------------- declaring and binding
     def declare(self, name: str, schema: type[BaseModel] = NoOptions, doc: str = "", *,
                 family: str = "", kinds: tuple[str, ...] = (), domains: tuple[str, ...] = (),
-                symmetries: tuple[str, ...] = (), columns: Columns | None = None) -> Entry[T]:  # fmt: skip
+                symmetries: tuple[str, ...] = (), columns: Columns | None = None,
+                task: str = "") -> Entry[T]:  # fmt: skip
         """Add an entry (front end: no implementation yet)."""
         key = (name, family)
         if key in self._entries:
             raise ValueError(f"{self.noun} {name!r} ({family or 'any kind'}) declared twice")
         entry: Entry[T] = Entry(name, schema, doc, Facts(kinds or ((family,) if family else ()),
-                                                         domains, symmetries, columns), family)  # fmt: skip
+                                                         domains, symmetries, columns, task),
+                                 family)  # fmt: skip
         self._entries[key] = entry
         return entry
 

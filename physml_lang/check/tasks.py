@@ -47,11 +47,13 @@ class Statement:
 
 
 def _train_methods() -> dict[str, str]:
-    """Method of a ``train`` statement -> the task it does: the catalogue's objectives, each
-    belonging to the training task of its model kind."""
-    tasks = [CATALOGUE.tasks.lookup(t) for t in ("learn_dynamics", "train", "van")]
-    return {o.name: t.name for o in CATALOGUE.objectives for t in tasks
-            if o.family in t.facts.kinds}  # fmt: skip
+    """Method of a ``train`` statement -> the task it does: each objective declares the task
+    its ``train ... via`` statement runs (one task per objective name, whatever its family)."""
+    methods: dict[str, str] = {}
+    for o in CATALOGUE.objectives:
+        if methods.setdefault(o.name, o.facts.task) != o.facts.task or not o.facts.task:
+            raise ValueError(f"objective {o.title} must name one task for every family")
+    return methods
 
 
 # fmt: off

@@ -10,12 +10,24 @@ from __future__ import annotations
 
 from physml_lang.catalogue import Catalogue
 
-from . import dynamics, gauge, generative, learners, quantum, sample
+from . import (
+    dynamics,
+    flows,
+    gauge,
+    gauge_flows,
+    generative,
+    hopfield,
+    learners,
+    quantum,
+    sample,
+    scores,
+)
 
 
 def bind(catalogue: Catalogue) -> None:
     """Attach every family's static task checks to the catalogue's task entries."""
-    for family in (sample, quantum, gauge, dynamics, learners, generative):
+    for family in (sample, quantum, gauge, dynamics, learners, generative, flows, gauge_flows,
+                   scores, hopfield):
         family.bind_checks(catalogue)
 
 
