@@ -7,6 +7,10 @@
   that changes is named. A Potts term is checked exactly on every joint value of the spins it
   reads, by evaluating its lowered body with the numpy backend (the program a run executes,
   on numpy arrays: no torch).
+- ``point_group``: the energy must be unchanged by the rotations and reflections that map the
+  periodic lattice onto itself (the geometry's site permutations). Checked exactly: the energy
+  at one base cell is expanded into addends over explicit sites, each addend put in a canonical
+  form up to translations, and the coefficients of the images compared with the originals.
 
 A declared symmetry that does not hold is a compile error pointing at the offending term.
 """
@@ -23,7 +27,7 @@ from physml_lang.compiler.derive import local as derive
 from physml_lang.compiler.instance import ModelInstance
 from physml_lang.compiler.lower.backends import NUMPY
 from physml_lang.compiler.lower.program import Kernel
-from physml_lang.compiler.lower.terms import LatticeSum, Term
+from physml_lang.compiler.lower.terms import LatticeSum, StencilTerm, Term
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 
 # Joint Potts values checked exhaustively up to this many; beyond, a seeded random subset.
@@ -41,6 +45,8 @@ def verify_symmetries(model: ModelInstance, energy: LatticeSum) -> None:
             _translation(model, energy, sym)
         elif sym.name == "spin_flip":
             _spin_flip(model, energy, sym)
+        elif sym.name == "point_group":
+            _point_group(model, energy, sym)
         elif sym.name in ("gauge", "symplectic"):
             raise PhysmlError(Diagnostic(
                 "P501", f"symmetry '{sym.name}' does not apply to a classical spin model",
@@ -68,6 +74,77 @@ def _translation(model: ModelInstance, energy: LatticeSum, sym) -> None:
                     "remove 'symmetry translation', or make the couplings uniform",
                     notes=[f"declared at {sym.span!r}"],
                 ))  # fmt: skip
+
+
+def _point_group(model: ModelInstance, energy: LatticeSum, sym) -> None:
+    lat = model.lattice
+    gens = None if lat is None else lat.point_group_generators()
+    if gens is None:
+        raise PhysmlError(Diagnostic(
+            "P500", "symmetry 'point_group' needs a periodic chain or a periodic 2D lattice whose "
+            "boundary the rotations keep", sym.span,
+            "declare the lattice with boundary = periodic and equal sizes, or remove "
+            "'symmetry point_group'"))  # fmt: skip
+    addends = _site_addends(model, energy, sym)
+    pattern = _canonical_sum(lat, addends)
+    for perm in gens:
+        image = _canonical_sum(lat, [(c, expr, {k: (int(perm[x]), f) for k, (x, f) in reads.items()})
+                                     for c, expr, reads in addends])  # fmt: skip
+        keys = set(pattern) | set(image)
+        if any(not _zero(pattern.get(k, 0) - image.get(k, 0)) for k in keys):
+            raise PhysmlError(Diagnostic(
+                "P500", "symmetry 'point_group' does not hold: the energy changes under a "
+                "rotation or reflection of the lattice", sym.span,
+                "remove 'symmetry point_group', or make the couplings the same along every "
+                "direction the rotations exchange"))  # fmt: skip
+
+
+def _zero(c) -> bool:
+    return bool(sp.expand(c) == 0) if isinstance(c, sp.Expr) else c == 0
+
+
+def _site_addends(model: ModelInstance, energy: LatticeSum, sym):
+    """The energy of the base cell as addends ``(coefficient, body, {symbol: (site, field)})``
+    over the explicit sites its field reads touch (stencil terms of site fields only)."""
+    lat = model.lattice
+    out = []
+    for t in energy.terms:
+        if not isinstance(t, StencilTerm) or any(
+                a.kind != "field" or a.component is not None for a in t.accesses.values()):  # fmt: skip
+            raise PhysmlError(Diagnostic(
+                "P500", "symmetry 'point_group' is verified for energies of site fields with "
+                "uniform couplings; this term reads site-dependent arrays or links", t.span,
+                "remove 'symmetry point_group'", notes=[f"declared at {sym.span!r}"]))  # fmt: skip
+        reads = {s: (lat.site_index(tuple(o % c for o, c in zip(a.offset, lat.cells)), a.basis),
+                     a.name) for s, a in t.accesses.items()}  # fmt: skip
+        for addend in sp.Add.make_args(sp.expand(t.body)):
+            coeff, body = addend.as_independent(*t.accesses, as_Add=False)
+            out.append((coeff, body, reads))
+    return out
+
+
+def _canonical_sum(lat, addends) -> dict:
+    """Coefficient per addend in canonical form up to translations: the sites an addend reads,
+    moved so that each in turn sits in cell 0, the smallest sorted (cell, basis, field) tuple
+    kept; the body's symbols renamed by their place in it."""
+    cells = np.asarray(lat.cells)
+    total: dict = {}
+    for coeff, body, reads in addends:
+        used = [s for s in reads if body.has(s)]
+        site = np.array([reads[s][0] for s in used], dtype=np.int64)
+        cell = np.stack(np.unravel_index(site // lat.basis, tuple(cells)), axis=1) if used \
+            else np.zeros((0, len(cells)), dtype=np.int64)  # fmt: skip
+        best = None
+        for k in range(len(used)) or [0]:
+            rel = (cell - cell[k]) % cells if used else cell
+            where = [(tuple(int(v) for v in rel[j]), int(site[j] % lat.basis), reads[used[j]][1])
+                     for j in range(len(used))]  # fmt: skip
+            order = sorted(range(len(used)), key=lambda j: where[j])
+            names = {used[j]: sp.Symbol(f"v{n}", real=True) for n, j in enumerate(order)}
+            key = (tuple(where[j] for j in order), sp.srepr(body.xreplace(names)))
+            best = key if best is None or key < best else best
+        total[best] = total.get(best, 0) + coeff
+    return total
 
 
 def _symmetric(domain) -> bool:

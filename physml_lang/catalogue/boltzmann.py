@@ -160,6 +160,47 @@ class AISOptions(BaseModel):
     chains: int = Field(100, ge=2, le=100_000, description="AIS chains")
 
 
+# ---------------------------------------------------------------- deep belief networks
+
+
+class DBNOptions(BaseModel):
+    """``dbn(layers = [64, 32, 16])``: a stack of RBMs trained greedily, layer by layer."""
+
+    model_config = ConfigDict(extra="forbid")
+    layers: list[int] = Field(..., min_length=2, max_length=16,
+                              description="units per layer, the data's sites first (each "
+                              "layer's hidden units are the visible units of the next)")  # fmt: skip
+    activations: Literal["sample", "mean"] = Field(
+        "sample", description="what the layer above is trained on: samples of h ~ p(h|v) "
+        "(the variational bound) or their probabilities")  # fmt: skip
+    sigma: float = Field(0.01, gt=0, le=10, description="spread of the initial weights")
+    code: int | None = Field(None, ge=1, le=65536, description="size of the top layer "
+                             "(replaces the last entry of layers; may be scanned)")  # fmt: skip
+
+
+class AutoencoderOptions(DBNOptions):
+    """``autoencoder(layers = [64, 32, 8], finetune = 50)``: a DBN unrolled into encoder and
+    decoder (Hinton & Salakhutdinov 2006), fine-tuned by backpropagation."""
+
+    finetune: int = Field(50, ge=0, le=1_000_000, description="epochs of backpropagation on "
+                          "the reconstruction error after pretraining")  # fmt: skip
+    finetune_lr: float = Field(1e-3, gt=0, le=10, description="Adam learning rate of "
+                               "fine-tuning")  # fmt: skip
+    linear_code: bool = Field(True, description="linear code units, as in Hinton & "
+                              "Salakhutdinov: the top RBM's hidden units are Gaussian (unit "
+                              "variance, trained at a tenth of the learning rate) and the "
+                              "encoder's last layer is linear; false: logistic codes")  # fmt: skip
+
+
+# measured by train runs of dbn and autoencoder learners
+DEEP_OBSERVABLES = {
+    "pca_reconstruction": "held-out squared reconstruction error of PCA with as many "
+    "components as the code (the top layer) has units, per example",
+    "reconstruction_gain": "pca_reconstruction - reconstruction, paired over the held-out "
+    "examples (positive: the network reconstructs better)",
+}
+
+
 # ---------------------------------------------------------------- observables
 
 # measured on the Gibbs chains of a sample run
@@ -178,6 +219,8 @@ LEARNER_OBSERVABLES = {
     "coupling_error": "rms difference of learned and true couplings (train ..., truth = Model())",
     "exact_kl": "KL(empirical data distribution || model) in nats, by enumeration (small models)",
 }
+# (deep learners: 'reconstruction' is the held-out squared error per example of the up-down
+# pass (dbn) or of the fine-tuned autoencoder, on the [0, 1] representation of the units)
 # learner observables that need the marginal F(v): for a general Boltzmann machine (latent
 # units) a sum over the latent units by enumeration
 ENUMERATED_OBSERVABLES = ("log_likelihood", "exact_log_likelihood", "exact_kl")
@@ -228,7 +271,18 @@ def declare(catalogue: Catalogue) -> None:
     schedules.declare("exponential", ExponentialOptions, "lr * gamma^epoch", kinds=(FAMILY,))
     schedules.declare("step", StepOptions, "lr * factor^(epoch // every)", kinds=(FAMILY,))
 
-    for name, doc in {**GIBBS_OBSERVABLES, **LEARNER_OBSERVABLES}.items():
+    catalogue.learners.declare(
+        "dbn", DBNOptions, "deep belief network: a stack of RBMs trained greedily layer by "
+        "layer (each by the train statement's cd/pcd on the hidden activations of the one "
+        "below), samples by Gibbs in the top RBM and down-passes; visible units from the "
+        "data's domain (binary, spin, potts(q): softmax units); layers = [n, m] is one RBM",
+        family=FAMILY, domains=DISCRETE)  # fmt: skip
+    catalogue.learners.declare(
+        "autoencoder", AutoencoderOptions, "deep autoencoder from a pretrained DBN (Hinton & "
+        "Salakhutdinov 2006): unrolled into encoder and decoder with tied initial weights, "
+        "fine-tuned by backpropagation of the reconstruction error; compared with PCA at "
+        "the same code size", family=FAMILY, domains=DISCRETE)  # fmt: skip
+    for name, doc in {**GIBBS_OBSERVABLES, **LEARNER_OBSERVABLES, **DEEP_OBSERVABLES}.items():
         catalogue.observables.declare(name, doc=doc, family=FAMILY)
 
     tasks = catalogue.tasks

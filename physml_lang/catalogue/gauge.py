@@ -13,6 +13,7 @@ from .columns import Columns
 from .registry import Catalogue
 
 GROUPS = ("z2", "u1", "su2")
+REGRESSORS = ("lcnn", "gauge_cnn")  # the learners a gauge_regress run trains
 CONTINUOUS = ("u1", "su2")
 GROUP_NAMES = {"z2": "Z2", "u1": "U(1)", "su2": "SU(2)"}
 # link samplers that update the two parity classes of each direction's links in parallel: they

@@ -85,6 +85,8 @@ class CheckedProgram:
                 if model in self.models:
                     return self.models[model]
             local = self.declared or list(self.models)
+            if not local and any(_stacks_rbms(self.learners.get(n)) for n in run.trains):
+                return stdlib_model("RBM")  # dbn, autoencoder: a stack of RBMs, no model needed
             if len(local) != 1:
                 raise PhysmlError(Diagnostic(
                     "P412", f"run {run.name} must name its model: several are declared", run.span,
@@ -112,6 +114,14 @@ class CheckedProgram:
             raise PhysmlError(Diagnostic("P204", f"unknown model '{name}'",
                                          hint=did_you_mean(name, set(self.models))))  # fmt: skip
         return self.models[name].instantiate(params or {}, spans)
+
+
+def _stacks_rbms(decl: LearnerIR | None) -> bool:
+    """Is ``decl`` a catalogue learner of Boltzmann models (dbn, autoencoder: RBM stacks)?"""
+    if decl is None or decl.of != "learner":
+        return False
+    entry = CATALOGUE.learners.get(decl.call.name, "boltzmann")
+    return entry is not None and entry.family == "boltzmann"
 
 
 def _learner(decl: ast.LearnerDecl, models: dict[str, ModelChecker]) -> LearnerIR:

@@ -100,6 +100,9 @@ STATEMENTS: dict[str, Statement] = {
     "ais": Statement("ais betas = 2000, chains = 100"),
     "data": Statement("data digits"),
     "params": Statement('params "fit/params.safetensors"'),
+    # the Hopfield phase diagram (runtime/hopfield)
+    "phases": Statement("phases xi via tempering(T = linspace(0.9, 1.9, 11), sweeps = 2000), "
+                        "alpha = [0.05, 0.1, 0.2], disorder = 32", task="phases"),
 }
 # fmt: on
 TASKS = sorted(

@@ -29,7 +29,7 @@ try:  # pragma: no cover - exercised by the environment, not by a test switch
 except ImportError:  # pragma: no cover
     njit = None
 
-__all__ = ["ImportanceEstimate", "NMCMCResult", "importance_estimate", "nmcmc",
+__all__ = ["ImportanceEstimate", "NMCMCResult", "importance_estimate", "nmcmc", "nmcmc_chains",
            "reweighted_mean"]  # fmt: skip
 
 NUMBA = njit is not None
@@ -140,3 +140,50 @@ def nmcmc(log_w: torch.Tensor, u: torch.Tensor) -> NMCMCResult:
     acceptance = accepted / (m - 1) if m > 1 else 1.0
     return NMCMCResult(acceptance=float(acceptance),
                        chain=torch.from_numpy(chain).to(log_w.device))  # fmt: skip
+
+
+def _chains_python(log_w: np.ndarray, u: np.ndarray, at: np.ndarray) -> int:
+    steps, chains = log_w.shape
+    accepted = 0
+    for c in range(chains):
+        cur_lw, cur = log_w[0, c], 0
+        at[0, c] = 0
+        for t in range(1, steps):
+            d = log_w[t, c] - cur_lw
+            if d >= 0.0 or u[t, c] < math.exp(d):
+                cur_lw, cur, accepted = log_w[t, c], t, accepted + 1
+            at[t, c] = cur
+    return accepted
+
+
+_chains = njit(cache=True, nogil=True)(_chains_python) if NUMBA else None
+
+
+def nmcmc_chains(log_w: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """C independent independence-Metropolis chains: chain c proposes the fresh samples
+    (t, c), t = 0..T-1, in order (the first is its start), accepting with probability
+    min(1, w_proposed / w_current). log_w (T, C), u (T, C) uniforms (row 0 unused) ->
+    (at (T, C) int64 on log_w's device: the step t' whose proposal chain c holds after step t;
+    the acceptance over the C (T - 1) moves). Compiled (numba); without numba, one vectorised
+    step over the chains at a time."""
+    lw = np.ascontiguousarray(log_w.detach().to("cpu", torch.float64).numpy())
+    uu = np.ascontiguousarray(u.detach().to("cpu", torch.float64).numpy())
+    if lw.ndim != 2 or lw.shape != uu.shape or lw.shape[0] < 1:
+        raise ValueError(f"log_w and u must be (T, C) alike, got {lw.shape} and {uu.shape}")
+    steps, chains = lw.shape
+    at = np.empty((steps, chains), dtype=np.int64)
+    if _chains is not None:
+        accepted = _chains(lw, uu, at)
+    else:  # pragma: no cover - without numba
+        cur_lw, cur, accepted = lw[0].copy(), np.zeros(chains, dtype=np.int64), 0
+        at[0] = 0
+        for t in range(1, steps):
+            with np.errstate(over="ignore", invalid="ignore"):
+                d = lw[t] - cur_lw
+                ok = (d >= 0.0) | (uu[t] < np.exp(np.minimum(d, 0.0)))
+            cur_lw = np.where(ok, lw[t], cur_lw)
+            cur = np.where(ok, t, cur)
+            accepted += int(ok.sum())
+            at[t] = cur
+    moves = chains * (steps - 1)
+    return torch.from_numpy(at).to(log_w.device), (accepted / moves if moves else 1.0)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .symmetry import FlipSymmetrised
+from .symmetry import FlipSymmetrised, GroupSymmetrised
 
 __all__ = ["VANStep", "anneal_beta", "van_step"]
 
@@ -48,21 +48,24 @@ def anneal_beta(beta: float, anneal: float, step: int) -> float:
 
 def van_step(model: torch.nn.Module, energy: Callable[[torch.Tensor], torch.Tensor], beta: float,
              u: torch.Tensor, optimizer: torch.optim.Optimizer, n_sites: int,
-             clip: float | None = 1.0, u_flip: torch.Tensor | None = None) -> VANStep:  # fmt: skip
+             clip: float | None = 1.0, u_flip: torch.Tensor | None = None,
+             log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None) -> VANStep:  # fmt: skip
     """One step of variational free-energy training: draw s ~ q with the uniforms u (B, N) (and
-    u_flip (B,) for a FlipSymmetrised model), no grad through sampling; f = E(s) + log q(s) / beta
-    (per sample, detached); the score-function (REINFORCE) gradient with the batch-mean baseline:
+    u_flip (B,) for a FlipSymmetrised or GroupSymmetrised model), no grad through sampling;
+    f = E(s) + log q(s) / beta (per sample, detached), log q from ``log_prob`` where given (a
+    surrogate of the model's log q for the gradient: stochastic symmetrisation), else from
+    ``model.log_prob``; the score-function (REINFORCE) gradient with the batch-mean baseline:
     loss = mean((f - mean f) * log q(s)); gradient norm clipped to ``clip`` (None: no clipping);
     one optimizer step. ``energy`` maps (B, N) int64 indices to (B,) energies (float64).
 
     The statistics (f, E, log q) are formed in float64 whatever the model's dtype."""
     if beta <= 0.0:
         raise ValueError(f"van_step needs beta > 0, got {beta}")
-    if u_flip is None and isinstance(model, FlipSymmetrised):
-        raise ValueError("a FlipSymmetrised model needs u_flip (B,) uniforms")
+    if u_flip is None and isinstance(model, FlipSymmetrised | GroupSymmetrised):
+        raise ValueError(f"a {type(model).__name__} model needs u_flip (B,) uniforms")
     with torch.no_grad():
         s = model.sample(u) if u_flip is None else model.sample(u, u_flip)
-    log_q = model.log_prob(s)
+    log_q = (log_prob or model.log_prob)(s)
     e = energy(s).to(dtype=torch.float64, device=log_q.device).reshape(-1)
     lq = log_q.detach().to(torch.float64)
     f = e + lq / beta

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from physml_lang.catalogue import CATALOGUE, Catalogue
-from physml_lang.catalogue.boltzmann import FAMILY, LEARNER_OBSERVABLES
+from physml_lang.catalogue.boltzmann import DEEP_OBSERVABLES, FAMILY, LEARNER_OBSERVABLES
 from physml_lang.check.constants import evaluate
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir import expr as E
@@ -62,6 +62,7 @@ from physml_lang.ir.walk import to_text
 from physml_lang.runtime.plans.learners import (
     TrainPlan,
     boltzmann_point_ir,
+    deep_learner,
     gibbs_observable,
     plan_boltzmann_sample,
     plan_recall,
@@ -80,6 +81,9 @@ from ..statistics import binning_analysis
 from ..tasks import RunState, Task
 from . import measures
 from . import train as training
+from .autoencoder import DeepAutoencoder
+from .dbn import DBN
+from .deep import run_deep
 from .gibbs import GibbsSampler, overlap, random_state
 from .measures import ENERGY, LEARNER_MEASURE, MAGNETIZATION, MEAN, estimate
 from .models import boltzmann_point, recall_model, train_model
@@ -405,6 +409,8 @@ def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
     finished points are read back from its summary.json on resume."""
     device, out = ctx.device, ctx.out
     run = RunState.of(task)
+    if deep_learner(run, program) is not None:  # dbn, autoencoder: a stack of RBMs
+        return run_deep(task, program, ctx, _summary, SPLIT_STREAMS)
     plan = plan_train(run, program, ctx.sets)
     opts = plan.options
     _check_train_memory(run, plan, ctx.device)
@@ -604,6 +610,9 @@ def bind(catalogue: Catalogue) -> None:
     for name, observable in (("energy", ENERGY), ("magnetization", MAGNETIZATION),
                              ("mean_<field>", MEAN)):  # fmt: skip
         catalogue.observables.bind(name, observable, family=FAMILY)
-    for name in LEARNER_OBSERVABLES:
+    for name in (*LEARNER_OBSERVABLES, *DEEP_OBSERVABLES):
         catalogue.observables.bind(name, LEARNER_MEASURE, family=FAMILY)
+    # deep learners: a stack of RBMs (greedy training by the train task, runtime/learners/deep.py)
+    catalogue.learners.bind("dbn", DBN, family=FAMILY)
+    catalogue.learners.bind("autoencoder", DeepAutoencoder, family=FAMILY)
     data_sources.bind(catalogue)

@@ -28,6 +28,7 @@ from physml_lang.catalogue.gauge import (
     CHECKERBOARD,
     DEFINED_ON,
     GROUP_NAMES,
+    REGRESSORS,
     TARGETS,
     RegressOptions,
 )
@@ -426,6 +427,10 @@ def regress_learners(stmt: RegressStatement, program, g: GaugeDerivation
         if entry is None:
             _fail("P207", f"unknown gauge learner '{func}'", call.name_span,
                   did_you_mean(func, set(CATALOGUE.learners.names("gauge"))) or learner_hint())  # fmt: skip
+        if func not in REGRESSORS:  # e.g. a normalising flow, trained in a flow run
+            _fail("P503", f"learner {name} = {func}(...) is not a regressor", call.name_span,
+                  f"regressors: {', '.join(REGRESSORS)}; a gauge_flow is trained by "
+                  "'train f via reverse_kl(...)' in a flow run")  # fmt: skip
         if call.args:
             _fail("P318", "learner options are given by name", call.span)
         opts = validate_options(entry.schema, {k.name: plain(k.value) for k in call.kwargs},
@@ -442,7 +447,7 @@ def regress_learners(stmt: RegressStatement, program, g: GaugeDerivation
                       + ("; use lcnn for gauge equivariance" if sym == "gauge" else ""))  # fmt: skip
             if sym == "gauge" and not any(s.name == "gauge" and s.active
                                           for s in g.model.symmetries):  # fmt: skip
-                _fail("P500", f"learner {name} respects gauge, but model {g.name} does not "
+                _fail("P505", f"learner {name} respects gauge, but model {g.name} does not "
                       "declare 'symmetry gauge'", sspan, "add 'symmetry gauge' to the model")  # fmt: skip
         if func == "gauge_cnn" and g.d > 3:
             _fail("P413", "gauge_cnn works in d = 1..3", call.name_span)

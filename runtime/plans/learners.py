@@ -29,6 +29,7 @@ from safetensors import safe_open
 
 from physml_lang.catalogue import CATALOGUE, Catalogue, Entry, Registry
 from physml_lang.catalogue.boltzmann import (
+    DEEP_OBSERVABLES,
     ENUMERATED_OBSERVABLES,
     FAMILY,
     GIBBS_OBSERVABLES,
@@ -48,6 +49,7 @@ from physml_lang.compiler.derive.boltzmann import BoltzmannDerivation
 from physml_lang.compiler.instance import ModelInstance, RealData
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean, warn
 from physml_lang.ir.model import GraphIR, ModelIR
+from physml_lang.ir.program import LearnerIR
 from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
 from physml_lang.ir.walk import fail
 
@@ -646,8 +648,12 @@ def physical_measures(run: RunState) -> list:
 
 def check_train(task: TaskIR, program: Program) -> None:
     """Everything a train run would reject, on the first point's derived model: data, layout,
-    measures, and the models it compares with (truth, physical)."""
+    measures, and the models it compares with (truth, physical). A run that trains a deep
+    learner (dbn, autoencoder) is checked by :func:`check_deep`."""
     run = RunState.of(task)
+    if deep_learner(run, program) is not None:
+        check_deep(run, program)
+        return
     plan = plan_train(run, program, {})
     point = plan.points[0]
     model = program.derive(train_ir(plan, point), kind=FAMILY)
@@ -661,6 +667,192 @@ def check_train(task: TaskIR, program: Program) -> None:
     if measures:
         check_measures(program.derive(aux_ir(program, models["physical"]), kind="lattice"),
                        measures)  # fmt: skip
+
+
+# ---------------------------------------------------------------- deep learners (dbn, autoencoder)
+
+# learners of the catalogue that a train statement trains greedily as a stack of RBMs
+DEEP_LEARNERS = ("dbn", "autoencoder")
+# measures of a trained model that a deep learner's run computes, by what they need
+DEEP_MEASURES = ("loss", "reconstruction", *DEEP_OBSERVABLES)
+LIKELIHOOD_MEASURES = ("log_likelihood", "log_z", "exact_log_likelihood", "exact_kl")
+EXACT_MEASURES = ("exact_log_likelihood", "exact_kl")
+# visible units a deep learner's first layer can have (the data's domain)
+DEEP_DOMAINS = ("binary", "spin", "potts")
+
+
+def deep_learner(run: RunState, program: Program) -> LearnerIR | None:
+    """The learner declaration a run's train statement names if it is a deep learner of the
+    catalogue (``learner deep = dbn(layers = [64, 32, 16])``), else None."""
+    spec = statements(run).train
+    if spec is None:
+        return None
+    decl = program.learners.get(spec["learner"])
+    if decl is not None and decl.of == "learner" and decl.call.name in DEEP_LEARNERS:
+        return decl
+    return None
+
+
+@dataclass
+class DeepPlan:
+    """A validated train run of a deep learner: its declaration and catalogue options (name
+    -> (value, span), with the point's scanned values applied by :func:`deep_options`), the
+    train options, scan points, and the (name, options) of objective, optimiser and
+    schedule."""
+
+    learner: LearnerIR
+    schema: type[BaseModel]
+    values: Located
+    options: TrainOptions
+    points: list[dict]
+    objective: tuple[str, BaseModel]
+    optimizer: tuple[str, BaseModel]
+    schedule: tuple[str, BaseModel]
+
+    @property
+    def kind(self) -> str:
+        return self.learner.call.name
+
+
+def plan_deep(run: RunState, program: Program, sets: dict[str, Any] | None) -> DeepPlan:
+    """Validate a train run of a deep learner: learner, train, objective, optimiser and
+    schedule options with ``--set`` overrides; scans run over the learner's options (``scan
+    code in [2, 4, 8]``); measures are those of a trained stack."""
+    st = statements(run)
+    spec = st.train
+    decl = deep_learner(run, program)
+    assert decl is not None
+    entry = CATALOGUE.learners.get(decl.call.name, FAMILY)
+    if run.model is not None:
+        fail("P503", f"learner {decl.name} = {decl.call.name}(...) builds its own layers: a "
+             "run that trains it names no model", run.model_span,
+             f"remove 'model {run.model}'; the sizes are layers = [...]")  # fmt: skip
+    for name in ("truth", "physical"):
+        if name in spec["models"]:
+            fail("P413", f"'{name} = ...' compares Boltzmann machines declared as models; "
+                 f"learner {decl.name} is a {decl.call.name}", spec["span"])  # fmt: skip
+    named: Located = dict(spec["named"])
+    if st.data is not None:
+        named.setdefault("data", st.data)
+    values: Located = {k.name: (plain(k.value), k.span) for k in decl.call.kwargs}
+    objective = CallOptions.of(spec["objective"], CATALOGUE.objectives, "objective", ("k",))
+    optimizer = CallOptions.of(st.optimizer or CallValue("adam", span=run.span,
+                               name_span=run.span), CATALOGUE.optimisers, "optimizer")  # fmt: skip
+    schedule = CallOptions.of(st.schedule or CallValue("constant", span=run.span,
+                              name_span=run.span), CATALOGUE.schedules, "schedule")  # fmt: skip
+    names = option_names(entry.schema)
+    resolve_sets(run, sets, set(), [
+        Settable("train option", option_names(TrainOptions), named), objective.settable(),
+        optimizer.settable(), schedule.settable(),
+        Settable(f"option of learner {decl.call.name}", names, values)])  # fmt: skip
+    opts = validated(TrainOptions, named, run.span, "train")
+    if opts.data is None:
+        fail("P412", f"run {run.name} does not say what to train on", run.span,
+             "add 'data = NAME' to the train statement")  # fmt: skip
+    if opts.visible is not None:
+        fail("P413", "visible = ... selects the data units of a general Boltzmann machine; "
+             f"learner {decl.name}'s first layer takes every site of the data",
+             named["visible"][1])  # fmt: skip
+    for s in run.scans:
+        if s.name not in names:
+            fail("P205", f"cannot scan '{s.name}': not an option of learner {decl.call.name}",
+                 s.span, did_you_mean(s.name, set(names)) or "scan e.g. code in [2, 4, 8]")  # fmt: skip
+    for m in run.measures:
+        if m.expr is not None or m.name not in (*DEEP_MEASURES, *LIKELIHOOD_MEASURES):
+            known = sorted({*DEEP_MEASURES, *LIKELIHOOD_MEASURES})
+            fail("P208", f"'{m.name}' is not a measure of a {decl.call.name}", m.span,
+                 did_you_mean(m.name, set(known)) or "measures: " + ", ".join(known))  # fmt: skip
+    plan = DeepPlan(decl, entry.schema, values, opts, scan_points(run),
+                    (objective.call.name, objective.options()),
+                    (optimizer.call.name, optimizer.options()),
+                    (schedule.call.name, schedule.options()))  # fmt: skip
+    for point in plan.points:
+        deep_options(plan, point)
+    return plan
+
+
+def deep_options(plan: DeepPlan, point: dict[str, Any]) -> BaseModel:
+    """The learner's options at one scan point (scanned options replace declared ones)."""
+    values = dict(plan.values)
+    values.update({k: (v, plan.learner.call.span) for k, v in point.items()
+                   if k in plan.schema.model_fields})  # fmt: skip
+    return validated(plan.schema, values, plan.learner.call.span,
+                     f"learner {plan.learner.call.name}")  # fmt: skip
+
+
+def deep_sizes(plan: DeepPlan, opts: BaseModel) -> list[int]:
+    """Units per layer, the data's first; ``code`` replaces the top layer's."""
+    sizes = list(opts.layers)
+    if opts.code is not None:
+        sizes[-1] = opts.code
+    return sizes
+
+
+@dataclass
+class DeepPoint:
+    """One point of a deep learner's train run, checked: the learner's options, units per
+    layer, the data, their values (samples, sites) and the visible units' domain."""
+
+    options: BaseModel
+    sizes: list[int]
+    data: RealData
+    values: np.ndarray
+    domain: Any
+
+
+def plan_deep_point(run: RunState, program: Program, plan: DeepPlan, loader: DataLoader,
+                    point: dict[str, Any]) -> DeepPoint:  # fmt: skip
+    """The data of one point against the learner: a discrete domain of visible units
+    (binary, spin, potts(q)), as many sites per example as the first layer has units, and
+    measures the stack can compute (likelihoods of one RBM, enumerable where exact)."""
+    spec = statements(run).train
+    spans = spans_of(spec)
+    opts = deep_options(plan, point)
+    sizes = deep_sizes(plan, opts)
+    data = training_data(loader, program, plan.options.data, spans.get("data", spec["span"]),
+                         point)  # fmt: skip
+    decl = plan.learner
+    dspan = data.span or spans.get("data", spec["span"])
+    domain = data.domain
+    if domain is None or domain.kind not in DEEP_DOMAINS:
+        have = "no domain" if domain is None else f"domain {domain}"
+        fail("P601", f"data '{data.name}' has {have}; learner {decl.name} needs binary, spin "
+             "or potts(q) values for its visible units", dspan,
+             f"declare the domain: data {data.name}: binary = ...")  # fmt: skip
+    n = int(np.prod(data.values.shape[1:])) if data.values.ndim >= 2 else 0
+    layers_span = next((k.span for k in decl.call.kwargs if k.name == "layers"), decl.call.span)
+    if n != sizes[0]:
+        fail("P405", f"learner {decl.name}: the first layer has {sizes[0]} units, but data "
+             f"'{data.name}' has {n} sites per example", layers_span,
+             f"layers = [{n}, {', '.join(map(str, sizes[1:]))}]: the first entry is the "
+             "data's sites")  # fmt: skip
+    if any(s < 1 for s in sizes):
+        fail("P405", "every layer needs at least one unit", layers_span)
+    values = check_feeds(data, domain, (n,), dspan, f"learner {decl.name}")
+    for m in run.measures:
+        if m.name in LIKELIHOOD_MEASURES:
+            if len(sizes) != 2 or plan.kind != "dbn":
+                fail("P414", f"{m.name} is computed for one RBM: a dbn with layers = [n, m]; "
+                     f"the likelihood of a deeper stack is intractable", m.span,
+                     "measure reconstruction, or train a one-layer dbn")  # fmt: skip
+            q = domain.q or 2
+            states = min(q ** sizes[0], 2 ** sizes[1])
+            if m.name in EXACT_MEASURES and states > 1 << MAX_ENUMERATED:
+                fail("P407", f"{m.name} sums exactly over min(q^n, 2^m) = {states} states (at "
+                     f"most 2^{MAX_ENUMERATED})", m.span,
+                     "measure log_likelihood (annealed importance sampling) instead")  # fmt: skip
+    if plan.options.test == 0 and any(m.name in DEEP_OBSERVABLES for m in run.measures):
+        fail("P412", "pca_reconstruction compares held-out errors: hold out data", spec["span"],
+             "add test = 0.2 to the train statement")  # fmt: skip
+    return DeepPoint(opts, sizes, data, values.reshape(len(values), -1), domain)
+
+
+def check_deep(run: RunState, program: Program) -> None:
+    """Everything a deep learner's train run would reject, at every scan point (data are
+    realised statically)."""
+    plan = plan_deep(run, program, {})
+    for point in plan.points:
+        plan_deep_point(run, program, plan, program.static_data, point)
 
 
 # ---------------------------------------------------------------- sample (Gibbs) of Boltzmann models

@@ -551,7 +551,7 @@ def plan_vmc(run: RunState, program, sets: dict[str, Any] | None = None,
             except PhysmlError as exc:
                 why = exc.diagnostics[0] if hasattr(exc, "diagnostics") else None
                 hint = getattr(why, "hint", None)
-                _fail("P500", f"learner {decl.name} respects {sym}, but the Hamiltonian of "
+                _fail("P505", f"learner {decl.name} respects {sym}, but the Hamiltonian of "
                       f"{qm.ir.name} does not have it", span, hint)  # fmt: skip
         why = learner_conflict(opts, respecting, qm.a_sublattice() is not None)
         if why is not None:

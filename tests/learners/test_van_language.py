@@ -55,9 +55,9 @@ def _errors(run: str, learner: str | None = None) -> list:
     ("learner q = made()", "run v { model Ising  train p via free_energy(beta = 0.4) }",
      "P207", "p"),
     ("learner q = made() respecting spin_flip",
-     "run v { model Field  train q via free_energy(beta = 0.4) }", "P500", "spin_flip"),
-    ("learner q = made() respecting translation",
-     "run v { model Ising  train q via free_energy(beta = 0.4) }", "P501", "translation"),
+     "run v { model Field  train q via free_energy(beta = 0.4) }", "P505", "spin_flip"),
+    ("learner q = made() respecting gauge",
+     "run v { model Ising  train q via free_energy(beta = 0.4) }", "P501", "gauge"),
     ("learner q = made()",
      "run v { model Ising  train q via free_energy(beta = 0.4)  scan T in [1, 2] }",
      "P205", "T"),
@@ -162,7 +162,7 @@ def test_a_diverging_van_run_is_a_located_error(tmp_path):
     with pytest.raises(PhysmlError) as exc:
         p.run("v", out=tmp_path, progress=False)
     d = exc.value.diagnostics[0]
-    assert d.code == "P700" and "diverged at step 1" in d.message
+    assert d.code == "P704" and "diverged at step 1" in d.message
     assert d.span is not None and d.span.line == 14
 
 

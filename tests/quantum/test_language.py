@@ -225,7 +225,7 @@ run v { learner psi
     with pytest.raises(PhysmlError) as err:
         load(src).check()
     d = err.value.diagnostics[0]
-    assert d.code == "P500" and "spin_flip" in d.message and d.span.line == 8
+    assert d.code == "P505" and "spin_flip" in d.message and d.span.line == 8
 
 
 def test_tiny_vmc_run_via_cli_converges(tmp_path):

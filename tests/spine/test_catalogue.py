@@ -113,6 +113,9 @@ def _program(kind: str, e: Entry) -> str:
                  "boltzmann": "import RBM\n/RBM(Nv = 4, Nh = 2)"}[fam]  # fmt: skip
         imp, call = model.split("/")
         return f"{imp}run r {{\n    model {call}\n    sampler {n}({B})\n}}\n"
+    if kind == "updates" and fam == "hopfield":  # the dynamics of the Hopfield phases task
+        return ("import Hopfield\nrun r {\n    model Hopfield(N = 16)\n"
+                f"    phases xi via {n}(T = [1.0], {B}), alpha = [0.1]\n}}\n")
     if kind == "updates":  # Hopfield recall dynamics
         return ("import Hopfield\nrun r {\n    model Hopfield(N = 16, P = 2)\n"
                 f"    recall xi via {n}({B})\n}}\n")
@@ -123,6 +126,13 @@ def _program(kind: str, e: Entry) -> str:
         if fam == "phase_space":
             objective = "step_mse(steps = 1)" if n == "sympnet" else "derivative_mse(steps = 1)"
             return DYNAMICS.format(learner=f"{n}({B})", objective=objective)
+        if fam == "lattice":  # autoregressive learners of the van task
+            return (f"import Ising\nlearner f = {n}({B})\nrun v {{\n    model Ising(L = 4)\n"
+                    "    train f via free_energy(beta = 0.4, steps = 1)\n}\n")
+        if n in ("score_net", "velocity_net"):  # the diffusion task (score models, flow matching)
+            objective = "score_matching" if n == "score_net" else "flow_matching"
+            return (f"import Phi4\nlearner f = {n}({B})\nrun d {{\n    model Phi4(L = 4)\n"
+                    f"    sampler hmc(chains = 2)\n    train f via {objective}(steps = 1)\n}}\n")
         return GAUGE_REGRESS.format(learner=f"{n}({B})", extra="")
     if kind == "optimisers":
         if fam == "quantum":
@@ -135,6 +145,16 @@ def _program(kind: str, e: Entry) -> str:
         if fam == "phase_space":
             learner = "sympnet(layers = 1)" if n == "step_mse" else "hnn(hidden = [4])"
             return DYNAMICS.format(learner=learner, objective=f"{n}({B})")
+        if n in ("score_matching", "flow_matching"):  # the diffusion task
+            learner = "score_net" if n == "score_matching" else "velocity_net"
+            return (f"import Phi4\nlearner f = {learner}(width = 4)\nrun d {{\n    model Phi4(L = 4)\n"
+                    f"    sampler hmc(chains = 2)\n    train f via {n}({B})\n}}\n")
+        if fam == "gauge":  # reverse_kl of gauge flows (the flow [gauge] task)
+            return ("import U1\nlearner f = gauge_flow()\nrun r {\n    model U1(L = 4)\n"
+                    f"    train f via {n}({B})\n}}\n")
+        if fam == "field":  # reverse_kl of scalar-field flows (the flow [field] task)
+            return ("import Phi4\nlearner f = coupling_flow()\nrun r {\n    model Phi4(L = 4)\n"
+                    f"    train f via {n}({B})\n}}\n")
         return f"{RBM_DATA}run fit {{\n    train rbm via {n}({B}), data = X, epochs = 1\n}}\n"
     if kind == "integrators":  # solver settings are options of evolve
         return ("import Pendulum\nrun r {\n    model Pendulum\n    initial q = 1.0, p = 0.0\n"
@@ -148,6 +168,9 @@ def _program(kind: str, e: Entry) -> str:
     if kind == "tasks":
         if n == "gauge_regress":
             return GAUGE_REGRESS.format(learner="lcnn(channels = [2])", extra=f", {B}")
+        if n == "phases":
+            return ("import Hopfield\nrun r {\n    model Hopfield(N = 16)\n"
+                    f"    phases xi via tempering(T = [1.0]), alpha = [0.1], {B}\n}}\n")
         if n == "recall":
             return ("import Hopfield\nrun r {\n    model Hopfield(N = 16, P = 2)\n"
                     f"    recall xi via glauber(T = 0), {B}\n}}\n")

@@ -183,12 +183,18 @@ def test_no_estimate_fires_on_the_examples_at_their_sizes(path, monkeypatch):
     from physml_lang.runtime import sample_task
     from physml_lang.runtime.dynamics import field
     from physml_lang.runtime.dynamics import tasks as dynamics
+    from physml_lang.runtime.flows import task as flows
     from physml_lang.runtime.gauge import tasks as gauge
+    from physml_lang.runtime.gauge_flows import task as gauge_flows
     from physml_lang.runtime.generative import task as generative
+    from physml_lang.runtime.hopfield import task as hopfield
+    from physml_lang.runtime.learners import deep
     from physml_lang.runtime.learners import tasks as learners
     from physml_lang.runtime.quantum import tasks as quantum
+    from physml_lang.runtime.scores import task as scores
 
-    for module in (sample_task, field, dynamics, gauge, learners, quantum, generative):
+    for module in (sample_task, field, dynamics, gauge, learners, quantum, generative, hopfield,
+                   flows, gauge_flows, scores, deep):
         monkeypatch.setattr(module, "check_memory", record)
     program = physml_lang.load(path)
     for name in program.runs:
