@@ -24,6 +24,7 @@ from typing import Any
 
 from physml_lang.catalogue import Catalogue
 from physml_lang.catalogue.hopfield import PhasesOptions, TemperingOptions
+from physml_lang.compiler.arrays import MAX_ARRAY_ELEMENTS
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.model import GraphIR
 from physml_lang.ir.task import CallValue, TaskIR, Word
@@ -159,6 +160,7 @@ def _points(run: RunState, program, plan: PhasesPlan) -> list[PhasePoint]:
                                                    if a not in opts.alpha]  # fmt: skip
     points: list[PhasePoint] = []
     checked: set[tuple] = set()
+    derived: set[int] = set()  # sizes N whose model was derived (once: P only sizes the data)
     for combo in itertools.product(*[s.values for s in run.scans]) or [()]:
         a, sp = dict(args), dict(spans)
         for s, v in zip(run.scans, combo):
@@ -174,7 +176,13 @@ def _points(run: RunState, program, plan: PhasesPlan) -> list[PhasePoint]:
             key = tuple(sorted((k, repr(v)) for k, v in point_args.items()))
             if key not in checked:
                 checked.add(key)
-                _check_model(run, program, plan, checker.instantiate(point_args, sp), N, P)
+                if P * N > MAX_ARRAY_ELEMENTS:
+                    _fail("P407", f"N = {N}, alpha = {alpha:g}: the patterns would have {P * N:.3g} "
+                          f"entries ({P} x {N}), more than physml builds ({MAX_ARRAY_ELEMENTS:.3g})",
+                          sp.get("N") or run.model_span, "use a smaller N or alpha")  # fmt: skip
+                _check_model(run, program, plan, checker.instantiate(point_args, sp), N, P,
+                             derive=N not in derived)  # fmt: skip
+                derived.add(N)
             chains = opts.disorder * ((2 * len(plan.tempering.T) if tempering else 0)
                                       + len(opts.retrieval))  # fmt: skip
             if chains * N > MAX_CHAINS_X_SITES:
@@ -188,9 +196,11 @@ def _points(run: RunState, program, plan: PhasesPlan) -> list[PhasePoint]:
     return points
 
 
-def _check_model(run: RunState, program, plan: PhasesPlan, ir, N: int, P: int) -> None:
+def _check_model(run: RunState, program, plan: PhasesPlan, ir, N: int, P: int,
+                 derive: bool = True) -> None:  # fmt: skip
     """The model of a point is a Hopfield network: complete graph, one spin field on its
-    sites, spin patterns [P, N]."""
+    sites, spin patterns [P, N]; ``derive``: also derive it (once per N: the derivation,
+    which realises the patterns and the couplings, does not depend on P otherwise)."""
     span = run.model_span or run.span
     name = ir.name
     hint = "see stdlib/hopfield.phys: graph complete(N), field s: spin on sites, data xi: " \
@@ -213,10 +223,10 @@ def _check_model(run: RunState, program, plan: PhasesPlan, ir, N: int, P: int) -
     if decl.domain.kind != "spin":
         _fail("P422", f"the patterns {decl.name} must be spin data (+-1), not "
               f"{decl.domain.kind}", plan.patterns_span)  # fmt: skip
-    derived = program.derive(ir)
-    n = derived.lattice.n_sites
-    if n != N:
-        _fail("P422", f"model {name} has {n} sites but N = {N}", span, hint)
+    if derive:
+        n = program.derive(ir).lattice.n_sites
+        if n != N:
+            _fail("P422", f"model {name} has {n} sites but N = {N}", span, hint)
     shape = data_shape(decl, ir.values)
     if shape != (P, N):
         _fail("P422", f"the patterns {decl.name} have shape {shape}; a phases run needs "
