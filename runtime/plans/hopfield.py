@@ -177,9 +177,10 @@ def _points(run: RunState, program, plan: PhasesPlan) -> list[PhasePoint]:
             if key not in checked:
                 checked.add(key)
                 if P * N > MAX_ARRAY_ELEMENTS:
-                    _fail("P407", f"N = {N}, alpha = {alpha:g}: the patterns would have {P * N:.3g} "
-                          f"entries ({P} x {N}), more than physml builds ({MAX_ARRAY_ELEMENTS:.3g})",
-                          sp.get("N") or run.model_span, "use a smaller N or alpha")  # fmt: skip
+                    _fail("P407", f"this array would have {P * N:.3g} entries ({P} x {N}), more "
+                          f"than physml builds ({MAX_ARRAY_ELEMENTS:.3g}: 2 GiB)",
+                          sp.get("N") or run.model_span, f"the patterns {plan.patterns} at N = "
+                          f"{N}, alpha = {alpha:g}: use a smaller N or alpha")  # fmt: skip
                 _check_model(run, program, plan, checker.instantiate(point_args, sp), N, P,
                              derive=N not in derived)  # fmt: skip
                 derived.add(N)
