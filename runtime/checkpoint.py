@@ -129,5 +129,28 @@ def load_checkpoint(path: Path, settings: dict[str, Any],
     return Checkpoint(tensors, state)
 
 
-__all__ = ["Checkpoint", "FORMAT", "VERSION", "load_checkpoint", "save_checkpoint",
-           "settings_hash"]  # fmt: skip
+def training_tensors(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """A network's parameters (``param/NAME``) and its optimiser's per-parameter state
+    (``adam/I/KEY``, the step count as a 1-element CPU tensor), copied for a checkpoint."""
+    out = {f"param/{k}": v.detach().clone() for k, v in module.state_dict().items()}
+    for i, p in enumerate(module.parameters()):
+        for k, v in optimizer.state.get(p, {}).items():
+            out[f"adam/{i}/{k}"] = torch.as_tensor(v, device="cpu").detach().clone().reshape(-1) \
+                if k == "step" else v.detach().clone()  # fmt: skip
+    return out
+
+
+def restore_training(module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     tensors: dict[str, torch.Tensor]) -> None:  # fmt: skip
+    """Load what :func:`training_tensors` saved back into ``module`` and ``optimizer``."""
+    module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("param/")})
+    for i, p in enumerate(module.parameters()):
+        st = {k.split("/")[2]: v for k, v in tensors.items() if k.startswith(f"adam/{i}/")}
+        if st:
+            if "step" in st:
+                st["step"] = st["step"].reshape(()).to(torch.float32)
+            optimizer.state[p] = {k: v.to(p.device) if k != "step" else v for k, v in st.items()}
+
+
+__all__ = ["Checkpoint", "FORMAT", "VERSION", "load_checkpoint", "restore_training",
+           "save_checkpoint", "settings_hash", "training_tensors"]  # fmt: skip

@@ -28,7 +28,7 @@ from physml_lang.catalogue.flows import FAMILY
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir.task import TaskIR
 
-from ..checkpoint import Checkpoint
+from ..checkpoint import Checkpoint, restore_training, training_tensors
 from ..device import check_memory
 from ..driver import RunContext, RunResult, ScanPoint, run_scan
 from ..dynamics.measures import OBSERVABLES
@@ -143,11 +143,7 @@ class FlowTraining(ScanPoint):
 
     # ---------------------------------------------------------------- checkpoint
     def tensors(self) -> dict[str, Tensor]:
-        out = {f"param/{k}": v.detach().clone() for k, v in self.flow.state_dict().items()}
-        for i, p in enumerate(self.flow.parameters()):
-            for k, v in self.optimizer.state.get(p, {}).items():
-                out[f"adam/{i}/{k}"] = torch.as_tensor(v, device="cpu").detach().clone() \
-                    .reshape(-1) if k == "step" else v.detach().clone()  # fmt: skip
+        out = training_tensors(self.flow, self.optimizer)
         out["history"] = torch.tensor([[h[k] for k in HISTORY_KEYS] for h in self.history],
                                       dtype=F64).reshape(-1, len(HISTORY_KEYS))  # fmt: skip
         out["draws"] = torch.tensor([self.train_streams.draws, self.hmc_streams.draws],
@@ -159,14 +155,7 @@ class FlowTraining(ScanPoint):
 
     def restore(self, saved: Checkpoint) -> None:
         t = saved.tensors
-        self.flow.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("param/")})
-        for i, p in enumerate(self.flow.parameters()):
-            st = {k.split("/")[2]: v for k, v in t.items() if k.startswith(f"adam/{i}/")}
-            if st:
-                if "step" in st:
-                    st["step"] = st["step"].reshape(()).to(torch.float32)
-                self.optimizer.state[p] = {k: v.to(p.device) if k != "step" else v
-                                           for k, v in st.items()}  # fmt: skip
+        restore_training(self.flow, self.optimizer, t)
         self.history = [dict(zip(HISTORY_KEYS, (float(x) for x in row)))
                         for row in t["history"].tolist()]  # fmt: skip
         for h in self.history:

@@ -35,7 +35,7 @@ from physml_lang.compiler.lower.torch_backend import TORCH
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir.task import TaskIR
 
-from ..checkpoint import Checkpoint
+from ..checkpoint import Checkpoint, restore_training, training_tensors
 from ..device import check_memory
 from ..driver import RunContext, RunResult, ScanPoint, run_scan
 from ..observables import FLUCTUATIONS, base_series, estimate_fluctuation, estimate_mean
@@ -151,12 +151,7 @@ class VANTraining(ScanPoint):
 
     # ---------------------------------------------------------------- checkpoint
     def tensors(self) -> dict[str, torch.Tensor]:
-        out = {f"param/{k}": v.detach().clone() for k, v in self.net.state_dict().items()}
-        for i, p in enumerate(self.net.parameters()):
-            st = self.optimizer.state.get(p, {})
-            for k, v in st.items():
-                out[f"adam/{i}/{k}"] = torch.as_tensor(v, device="cpu").detach().clone().reshape(-1) \
-                    if k == "step" else v.detach().clone()  # fmt: skip
+        out = training_tensors(self.net, self.optimizer)
         keys = ("step", "beta", "free_energy_q", "free_energy_q_err", "energy", "entropy")
         out["history"] = torch.tensor([[h[k] for k in keys] for h in self.history],
                                       dtype=torch.float64, device="cpu").reshape(-1, len(keys))  # fmt: skip
@@ -166,14 +161,7 @@ class VANTraining(ScanPoint):
 
     def restore(self, saved: Checkpoint) -> None:
         t = saved.tensors
-        self.net.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("param/")})
-        for i, p in enumerate(self.net.parameters()):
-            st = {k.split("/")[2]: v for k, v in t.items() if k.startswith(f"adam/{i}/")}
-            if st:
-                if "step" in st:
-                    st["step"] = st["step"].reshape(()).to(torch.float32)
-                self.optimizer.state[p] = {k: v.to(p.device) if k != "step" else v
-                                           for k, v in st.items()}  # fmt: skip
+        restore_training(self.net, self.optimizer, t)
         keys = ("step", "beta", "free_energy_q", "free_energy_q_err", "energy", "entropy")
         self.history = [dict(zip(keys, (float(x) for x in row))) for row in t["history"].tolist()]
         for h in self.history:

@@ -34,7 +34,7 @@ from physml_lang.catalogue.scores import FAMILY, TASK, ScoreMatchingOptions
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir.task import TaskIR
 
-from ..checkpoint import Checkpoint
+from ..checkpoint import Checkpoint, restore_training, training_tensors
 from ..device import check_memory
 from ..driver import RunContext, RunResult, ScanPoint, run_scan
 from ..dynamics.samplers import initial_fields
@@ -164,11 +164,7 @@ class ScoreTraining(ScanPoint):
 
     # ---------------------------------------------------------------- checkpoint
     def tensors(self) -> dict[str, Tensor]:
-        out = {f"param/{k}": v.detach().clone() for k, v in self.net.state_dict().items()}
-        for i, p in enumerate(self.net.parameters()):
-            for k, v in self.optimizer.state.get(p, {}).items():
-                out[f"adam/{i}/{k}"] = torch.as_tensor(v, device="cpu").reshape(-1).clone() \
-                    if k == "step" else v.detach().clone()  # fmt: skip
+        out = training_tensors(self.net, self.optimizer)
         out["history"] = torch.tensor([[h["step"], h["loss"]] for h in self.history],
                                       dtype=F64).reshape(-1, 2)  # fmt: skip
         out["recent"] = torch.tensor(self._recent, dtype=F64)
@@ -177,14 +173,7 @@ class ScoreTraining(ScanPoint):
 
     def restore(self, saved: Checkpoint) -> None:
         t = saved.tensors
-        self.net.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("param/")})
-        for i, p in enumerate(self.net.parameters()):
-            st = {k.split("/")[2]: v for k, v in t.items() if k.startswith(f"adam/{i}/")}
-            if st:
-                if "step" in st:
-                    st["step"] = st["step"].reshape(()).to(torch.float32)
-                self.optimizer.state[p] = {k: v.to(p.device) if k != "step" else v
-                                           for k, v in st.items()}  # fmt: skip
+        restore_training(self.net, self.optimizer, t)
         self.history = [{"step": int(s), "loss": float(v)} for s, v in t["history"].tolist()]
         self._recent = [float(v) for v in t["recent"].tolist()]
         self.done = saved.state["done"]
