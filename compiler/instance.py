@@ -24,6 +24,7 @@ from physml_lang.compiler.geometry import (
 from physml_lang.compiler.sitesets import GRAPH_BUILDERS
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.model import (
+    CoordinatesIR,
     DataIR,
     DefinitionIR,
     DomainIR,
@@ -86,6 +87,7 @@ class ModelInstance:
         self.definitions: dict[str, DefinitionIR] = dict(ir.definition_map)
         self.symmetries: list[SymmetryIR] = list(ir.symmetries)
         self.phase_space: PhaseSpaceIR | None = ir.phase_space
+        self.coordinates: CoordinatesIR | None = ir.coordinates
         self.span = ir.span
         self.name_span = ir.name_span
         self.data: dict[str, RealData] = {}

@@ -59,6 +59,7 @@ def bind_runtime() -> Catalogue:
         from physml_lang.runtime.gauge_flows import task as gauge_flow_tasks
         from physml_lang.runtime.generative import task as generative_tasks
         from physml_lang.runtime.hopfield import task as hopfield_tasks
+        from physml_lang.runtime.landscape import task as landscape_tasks
         from physml_lang.runtime.learners import tasks as learner_tasks
         from physml_lang.runtime.quantum import tasks as quantum_tasks
         from physml_lang.runtime.scores import task as score_tasks
@@ -66,7 +67,7 @@ def bind_runtime() -> Catalogue:
         bind_checks()
         for capability in (sample_task, quantum_tasks, gauge_tasks, dynamics_tasks,
                            learner_tasks, generative_tasks, flow_tasks, gauge_flow_tasks,
-                           score_tasks, hopfield_tasks):  # fmt: skip
+                           score_tasks, hopfield_tasks, landscape_tasks):  # fmt: skip
             capability.bind(CATALOGUE)
         _bound = True
     return CATALOGUE

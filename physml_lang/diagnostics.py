@@ -54,6 +54,7 @@ CODES = {
     "P104": "malformed training statement (train, recall, regress, data, params)",
     "P105": "malformed VMC or exact statement (optimize, pretrain, samples, reference, exact)",
     "P106": "malformed --set argument",
+    "P107": "malformed evolve or optimise statement (its method, its options)",
     "P200": "unknown name",
     "P201": "duplicate name or statement",
     "P202": "wrong use of a name",
@@ -116,6 +117,9 @@ CODES = {
     "P423": "no exact reference is known for this model",
     "P424": "a generative learner's architecture or schedule does not fit the model",
     "P425": "a Hopfield phases run's setting cannot be met",
+    "P426": "a landscape model or run cannot be set up as declared (bounds, too many "
+            "coordinates, a grid needs a box, an unstable explicit step, a grid too large)",
+    "P427": "the annealers of spin models need one Ising spin field and an energy quadratic in it",
     "P500": "symmetry does not hold",
     "P501": "symmetry not supported",
     "P502": "sampler not applicable",
@@ -137,6 +141,8 @@ CODES = {
     "P702": "chains disagree (R-hat): results may be biased",
     "P703": "a sampler kernel asked for could not run: the torch path ran",
     "P704": "a learned sampler failed: training diverged, or its density or samples are not finite",
+    "P705": "an evolution failed: a walker population exploded or died out, a potential is "
+            "unbounded below, a wavefunction or density became non-finite",
     "P800": "unsupported construct",
     "P801": "nested too deeply",
     "P802": "not a sum of local terms",

@@ -16,6 +16,7 @@ from physml_lang.ir.model import ModelIR
 from .boltzmann import derive_boltzmann
 from .field import derive_field
 from .gauge import derive_gauge
+from .landscape import derive_landscape
 from .lattice import derive_lattice
 from .phase_space import derive_phase_space
 from .quantum import derive_quantum
@@ -36,6 +37,7 @@ DERIVATIONS: dict[str, Callable[[ModelInstance], Derivation]] = {
     "phase_space": derive_phase_space,
     "field": derive_field,
     "gauge": derive_gauge,
+    "landscape": derive_landscape,
 }
 
 

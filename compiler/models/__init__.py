@@ -15,6 +15,7 @@ from ..instance import DataResolver, ModelInstance
 from .boltzmann import BoltzmannModel
 from .field import FieldModel
 from .gauge import GaugeModel
+from .landscape import LandscapeModel
 from .lattice import LatticeModel
 from .phase_space import PhaseSpaceModel
 from .quantum import compile_quantum
@@ -29,6 +30,8 @@ def compile_model(ir: ModelIR, data: DataResolver | None = None, kind: str | Non
     kind = kind or ir.kind
     if kind == "phase_space":
         return PhaseSpaceModel(model)
+    if kind == "landscape":
+        return LandscapeModel(model)
     if kind == "field":
         return FieldModel(model, options.get("numeric", frozenset()))
     if kind == "gauge":

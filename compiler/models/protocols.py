@@ -152,7 +152,23 @@ class GaugeModel(CompiledModel, Protocol):
                              shape: tuple[int, ...] | None = None) -> tuple: ...  # fmt: skip
 
 
+@runtime_checkable
+class LandscapeModel(CompiledModel, Protocol):
+    """A potential f over continuous coordinates x of shape (B, n), n = prod(shape), in the box
+    [lower, upper] (None: unbounded); ``trial``: a declared trial function's log-derivatives."""
+
+    shape: tuple[int, ...]
+    n: int
+    lower: float | None
+    upper: float | None
+
+    def potential(self, x: Tensor) -> Tensor: ...
+
+    def force(self, x: Tensor) -> Tensor: ...
+
+
 PROTOCOLS: dict[str, type] = {
     "lattice": LatticeModel, "boltzmann": BoltzmannModel, "quantum": QuantumModel,
     "phase_space": PhaseSpaceModel, "field": FieldModel, "gauge": GaugeModel,
+    "landscape": LandscapeModel,
 }  # fmt: skip

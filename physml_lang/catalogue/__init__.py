@@ -19,6 +19,7 @@ from . import (
     gauge_flows,
     generative,
     hopfield,
+    landscape,
     lattices,
     quantum,
     scores,
@@ -27,7 +28,7 @@ from . import (
 from .registry import Catalogue, Entry, Facts, NoOptions, Registry
 
 FAMILIES = (lattices, domains, spins, quantum, gauge, dynamics, boltzmann, generative, flows,
-            gauge_flows, scores, hopfield, data)
+            gauge_flows, scores, hopfield, landscape, data)
 
 
 def declare_catalogue() -> Catalogue:

@@ -40,6 +40,7 @@ from physml_lang.ir import expr as E
 from physml_lang.ir.model import (
     ArrayIR,
     ConservedIR,
+    CoordinatesIR,
     DataIR,
     DefinitionIR,
     DiagonalIR,
@@ -163,12 +164,14 @@ def validate_options(schema, values: dict[str, Any], spans: dict[str, Span | Non
 
 
 def declared_kind(node: ast.Model) -> str:
-    """The kind of a model from its statements alone (no instantiation): phase_space, field,
-    gauge, quantum, boltzmann or lattice."""
+    """The kind of a model from its statements alone (no instantiation): phase_space,
+    landscape, field, gauge, quantum, boltzmann or lattice."""
     fields = [s for s in node.body if isinstance(s, ast.FieldStmt)]
     defs = {s.kind for s in node.body if isinstance(s, ast.Definition)}
     if any(isinstance(s, ast.PhaseSpaceStmt) for s in node.body):
         return "phase_space"
+    if any(isinstance(s, ast.CoordinatesStmt) for s in node.body):
+        return "landscape"
     if fields and all(f.type.name in ("real", "angle") and f.on == "sites" for f in fields):
         return "field"
     if any(f.on == "links" for f in fields):
@@ -273,6 +276,7 @@ class _Builder:
         self.definitions: dict[str, DefinitionIR] = {}
         self.symmetries: list[SymmetryIR] = []
         self.phase_space: PhaseSpaceIR | None = None
+        self.coordinates: CoordinatesIR | None = None
         self.conserved: list[ConservedIR] = []
         self.seen: dict[str, Span] = {}
 
@@ -354,6 +358,13 @@ class _Builder:
         elif isinstance(stmt, ast.PhaseSpaceStmt):
             with self.attempt(stmt.q, stmt.p):
                 self.phase_space = self.phase(stmt)
+        elif isinstance(stmt, ast.CoordinatesStmt):
+            with self.attempt(stmt.name):
+                if self.coordinates is not None or self.phase_space is not None:
+                    fail("P201", "a model has one 'coordinates' (or 'phase_space') statement",
+                         stmt.span)  # fmt: skip
+                self.declare(stmt.name, stmt.span)
+                self.coordinates = self.coordinate_space(stmt)
         elif isinstance(stmt, ast.DataDecl):
             with self.attempt(stmt.name):
                 self.declare(stmt.name, stmt.span)
@@ -376,7 +387,7 @@ class _Builder:
             node.name, self.checker.kind, params, self.lattice, tuple(self.fields.values()),
             tuple(self.arrays.values()), tuple(self.data.values()),
             tuple(self.definitions.values()), tuple(self.symmetries), self.phase_space,
-            tuple(self.conserved), span=node.span, name_span=node.name_span,
+            tuple(self.conserved), self.coordinates, span=node.span, name_span=node.name_span,
         )  # fmt: skip
         if not self.checker.names_checked:
             extra = self._names_of_failed()
@@ -586,25 +597,42 @@ class _Builder:
 
     def phase(self, stmt: ast.PhaseSpaceStmt) -> PhaseSpaceIR:
         """``phase_space (q, p)`` (shape ()), ``: real[N]`` or ``: real[N, D]``."""
-        shape: tuple[int, ...] = ()
-        t = stmt.type
-        if t is not None:
-            if t.name != "real" or t.args or t.kwargs:
-                fail("P301", "canonical coordinates are real: phase_space (q, p): real[N, D]",
-                     t.span)  # fmt: skip
-            dims = []
-            for x in t.shape:
-                v = evaluate(to_ir(x), self.values, "the phase-space shape")
-                if isinstance(v, float) and v.is_integer():
-                    v = int(v)
-                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                    fail("P405", f"a phase-space dimension must be a positive integer, got {v!r}",
-                         x.span)  # fmt: skip
-                dims.append(v)
-            if len(dims) > 2:
-                fail("P317", "phase_space takes real, real[N] or real[N, D]", t.span)
-            shape = tuple(dims)
+        shape = () if stmt.type is None else self.real_shape(stmt.type, "phase_space (q, p)")
         return PhaseSpaceIR(stmt.q, stmt.p, shape, span=stmt.span)
+
+    def real_shape(self, t: ast.TypeExpr, usage: str) -> tuple[int, ...]:
+        """The shape of ``real``, ``real[N]`` or ``real[N, D]`` (continuous coordinates)."""
+        if t.name != "real" or t.args or t.kwargs:
+            fail("P301", f"coordinates are real: {usage}: real[N, D]", t.span)
+        dims = []
+        for x in t.shape:
+            v = evaluate(to_ir(x), self.values, "the shape of the coordinates")
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                fail("P405", f"a dimension of the coordinates must be a positive integer, got "
+                     f"{v!r}", x.span)  # fmt: skip
+            dims.append(v)
+        if len(dims) > 2:
+            fail("P317", f"{usage.split()[0]} takes real, real[N] or real[N, D]", t.span)
+        return tuple(dims)
+
+    def coordinate_space(self, stmt: ast.CoordinatesStmt) -> CoordinatesIR:
+        """``coordinates x: real[N, D] [in [lower, upper]]``."""
+        usage = f"coordinates {stmt.name}"
+        shape = self.real_shape(stmt.type, usage)
+        lower = upper = None
+        if stmt.bounds is not None:
+            b = evaluate(to_ir(stmt.bounds), self.values, "the bounds of the coordinates")
+            ok = isinstance(b, list | tuple) and len(b) == 2 and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                for v in b)  # fmt: skip
+            if not ok or not b[0] < b[1]:
+                fail("P426", f"the bounds of the coordinates are [lower, upper] with lower < "
+                     f"upper, got {b!r}", stmt.bounds.span,
+                     f"e.g. {usage}: real[2] in [-5.12, 5.12]")  # fmt: skip
+            lower, upper = float(b[0]), float(b[1])
+        return CoordinatesIR(stmt.name, shape, lower, upper, span=stmt.span)
 
     # ---------------------------------------------------------------- arrays
     def structures(self) -> set[str]:
@@ -828,6 +856,8 @@ def kind_names(model: ModelIR) -> set[str]:
         names |= QUANTUM_OPERATORS
     if model.phase_space is not None:
         names |= {model.phase_space.q, model.phase_space.p, "particles", "dims"}
+    if model.coordinates is not None:
+        names |= {model.coordinates.name, "particles", "dims"}
     return names
 
 

@@ -95,10 +95,11 @@ class NameChecker(Walker[None]):
         self.walk(e.body, frozenset(inner))
 
     def _domain(self, d: E.Expr, env: Any) -> None:
-        """``bonds(2)``: a structure with arguments; anything else is an expression."""
+        """``bonds(2)``: a structure with arguments, ``range(a, b)``: integers; anything else is
+        an expression."""
 
         call = as_call(d)
-        if call is not None and call.func in STRUCTURES:
+        if call is not None and (call.func in STRUCTURES or call.func == "range"):
             for a in call.args:
                 self.walk(a, env)
         else:

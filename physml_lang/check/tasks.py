@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from physml_lang.catalogue import CATALOGUE
+from physml_lang.catalogue.landscape import EVOLVE_TASKS, OPTIMISER_SCHEMAS
 from physml_lang.diagnostics import ErrorCollector, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.task import (
@@ -44,6 +45,10 @@ class Statement:
     default_task: str | None = None
     methods: dict[str, str] = field(default_factory=dict)
     default_method: str | None = None
+    # the method may also be the statement's first item, a call (evolve dmc(walkers = 1000));
+    # a statement that names no method then does ``no_method_task``
+    method_first: bool = False
+    no_method_task: str | None = None
 
 
 def _train_methods() -> dict[str, str]:
@@ -79,8 +84,13 @@ STATEMENTS: dict[str, Statement] = {
                          "epochs = 40", task="gauge_regress"),
     # Hamiltonian dynamics and learned dynamics
     "initial": Statement("initial q = 1.0, p = 0.0"),
-    "evolve": Statement("evolve integrator = [leapfrog, rk4], dt = 0.1, steps = 100000",
-                        task="evolve"),
+    "evolve": Statement("evolve integrator = [leapfrog, rk4], dt = 0.1, steps = 100000  |  "
+                        "evolve imaginary_time(points = 256, dtau = 0.01, steps = 4000)  |  "
+                        "evolve dmc(walkers = 2000, dtau = [0.02, 0.01])",
+                        methods=dict(EVOLVE_TASKS), method_first=True, no_method_task="evolve"),
+    # optimisation as dynamics (runtime/landscape)
+    "optimise": Statement("optimise f via mqhoa(k = 20), evaluations = 20000, restarts = 30, "
+                          "target = 0", methods={m: "optimise" for m in OPTIMISER_SCHEMAS}),
     "trajectories": Statement("trajectories count = 25, points = 30, t_span = 3.0, noise = 0.1"
                               '  |  trajectories load("orbits.npz")'),
     "rollout": Statement("rollout count = 10, horizon = 20, steps = 200"),
@@ -106,7 +116,7 @@ STATEMENTS: dict[str, Statement] = {
 }
 # fmt: on
 TASKS = sorted(
-    {s.task or s.default_task for s in STATEMENTS.values()} - {None}
+    {s.task or s.default_task or s.no_method_task for s in STATEMENTS.values()} - {None}
     | {t for s in STATEMENTS.values() for t in s.methods.values()}
 )
 
@@ -222,6 +232,19 @@ class TaskChecker:
         if via is not None:
             v = via.via
             method = v.name if isinstance(v, Word | CallValue) else None
+        elif entry.method_first:
+            first = ir.items[0] if ir.items else None
+            v = first.value if first is not None and first.kind == "value" else None
+            if not isinstance(v, Word | CallValue):
+                if entry.no_method_task is None:
+                    fail("P107", f"{stmt.word} takes a method first", stmt.span, entry.usage)
+                return entry.no_method_task
+            method = v.name
+            if method not in entry.methods:
+                known = sorted(entry.methods)
+                fail("P203", f"{stmt.word}: unknown method '{method}'", v.span,
+                     did_you_mean(method, set(known))
+                     or f"{stmt.word} METHOD(...), METHOD one of: " + ", ".join(known))  # fmt: skip
         else:
             method = entry.default_method
         task = entry.methods.get(method) if method is not None else None

@@ -18,7 +18,7 @@ from .expr import Expr
 
 Scalar = int | float | bool | complex
 
-MODEL_KINDS = ("lattice", "boltzmann", "quantum", "gauge", "phase_space", "field")
+MODEL_KINDS = ("lattice", "boltzmann", "quantum", "gauge", "phase_space", "field", "landscape")
 ENERGY_KINDS = ("energy", "hamiltonian", "action")
 DISCRETE_DOMAINS = ("spin", "binary", "potts", "integer", "qubit", "z2")
 CONTINUOUS_DOMAINS = ("real", "angle")
@@ -205,6 +205,18 @@ class PhaseSpaceIR:
 
 
 @dataclass(frozen=True)
+class CoordinatesIR:
+    """``coordinates x: real[N, D] in [lower, upper]``: continuous coordinates (shape () for one)
+    of a potential; ``lower``/``upper`` bound every coordinate (None: unbounded)."""
+
+    name: str
+    shape: tuple[int, ...] = ()
+    lower: float | None = None
+    upper: float | None = None
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
 class ConservedIR:
     """``conserve sum(Z[i] for i in sites)``."""
 
@@ -227,6 +239,7 @@ class ModelIR:
     symmetries: tuple[SymmetryIR, ...] = ()
     phase_space: PhaseSpaceIR | None = None
     conserved: tuple[ConservedIR, ...] = ()
+    coordinates: CoordinatesIR | None = None
     span: Span | None = _span()
     name_span: Span | None = _span()
 

@@ -141,6 +141,13 @@ class PhaseSpaceStmt(Node):
 
 
 @dataclass
+class CoordinatesStmt(Node):
+    name: str
+    type: TypeExpr
+    bounds: Expr | None
+
+
+@dataclass
 class ArrayDef(Node):
     name: str
     indices: list[Expr]
@@ -164,7 +171,7 @@ class DataDecl(Node):
 
 @dataclass
 class Definition(Node):
-    kind: str  # energy, hamiltonian, action, potential, kinetic, plaquette, let, observable
+    kind: str  # energy, hamiltonian, action, potential, kinetic, plaquette, let, observable, trial
     name: str
     indices: list[Expr]
     value: Expr
@@ -192,6 +199,7 @@ ModelStmt = (
     LatticeStmt
     | FieldStmt
     | PhaseSpaceStmt
+    | CoordinatesStmt
     | ArrayStmt
     | DataDecl
     | Definition

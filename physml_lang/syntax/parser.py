@@ -15,7 +15,8 @@ from . import ast
 from .tables import OPTIONS, grammar_text, load_tables
 
 KEYWORDS = {
-    "import", "model", "lattice", "graph", "field", "on", "phase_space", "param", "learnable",
+    "import", "model", "lattice", "graph", "field", "on", "phase_space", "coordinates", "param",
+    "learnable", "trial",
     "data", "energy", "hamiltonian", "action", "potential", "kinetic", "plaquette", "let",
     "observable", "symmetry", "if", "conserve", "learner", "respecting", "run", "in", "via",
     "for", "or", "and", "not",
@@ -33,6 +34,7 @@ DECLARATIONS = "'model', 'learner', 'data', 'run' or 'import'"
 MODEL_STATEMENTS = {
     "lattice", "graph", "field", "param", "learnable", "data", "energy", "hamiltonian", "action",
     "potential", "kinetic", "plaquette", "let", "observable", "symmetry", "phase_space", "conserve",
+    "coordinates", "trial",
 }  # fmt: skip
 
 
@@ -213,6 +215,9 @@ class _Builder:
 
     def phase_space_stmt(self, meta, c):
         return ast.PhaseSpaceStmt(self.s(meta), str(c[0]), str(c[1]), c[2])
+
+    def coordinates_stmt(self, meta, c):
+        return ast.CoordinatesStmt(self.s(meta), str(c[0]), c[1], c[2])
 
     def array_def(self, meta, c):
         name, rest = c[0], list(c[1:])

@@ -227,7 +227,7 @@ def make_integrator(name: str, **options: object) -> Integrator:
     errors)."""
     entry = CATALOGUE.integrators.get(name)
     if entry is None:
-        known = sorted(CATALOGUE.integrators.names())
+        known = sorted(CATALOGUE.integrators.names(""))  # the Hamiltonian integrators
         raise KeyError(f"unknown integrator '{name}'; known: {', '.join(known)}")
     return CATALOGUE.integrators.implementation(name)(entry.schema(**options))
 

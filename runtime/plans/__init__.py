@@ -17,6 +17,7 @@ from . import (
     gauge_flows,
     generative,
     hopfield,
+    landscape,
     learners,
     quantum,
     sample,
@@ -27,7 +28,7 @@ from . import (
 def bind(catalogue: Catalogue) -> None:
     """Attach every family's static task checks to the catalogue's task entries."""
     for family in (sample, quantum, gauge, dynamics, learners, generative, flows, gauge_flows,
-                   scores, hopfield):
+                   scores, hopfield, landscape):
         family.bind_checks(catalogue)
 
 

@@ -273,7 +273,7 @@ def plan_evolve(task: TaskIR, program: Any, sets: dict[str, Any] | None,
     ispan = opts.get("integrator", (None, span))[1]
     for name in names:
         if CATALOGUE.integrators.get(name) is None:
-            known = CATALOGUE.integrators.names()
+            known = CATALOGUE.integrators.names("")  # the Hamiltonian integrators
             _fail("P206", f"unknown integrator '{name}'", ispan,
                   did_you_mean(name, set(known)) or "integrators: " + ", ".join(known))  # fmt: skip
         if INTEGRATOR_FACTS[name].requires_separable and not cm.separable:
@@ -475,7 +475,7 @@ def plan_learn(run: RunState, program: Any, sets: dict[str, Any] | None,
     rollout_span = ropts.get("integrator", (None, None))[1]
     if roll.integrator is not None and CATALOGUE.integrators.get(roll.integrator) is None:
         _fail("P206", f"unknown integrator '{roll.integrator}'", ropts["integrator"][1],
-              did_you_mean(roll.integrator, set(CATALOGUE.integrators.names())))  # fmt: skip
+              did_you_mean(roll.integrator, set(CATALOGUE.integrators.names(""))))  # fmt: skip
     if data.start == "kepler" and (len(cm.shape) != 2 or cm.shape[0] != 2 or cm.shape[1] < 2):
         _fail("P413", "start = kepler needs a two-body phase space: real[2, D] with D >= 2",
               topts["start"][1])  # fmt: skip

@@ -134,6 +134,11 @@ def _program(kind: str, e: Entry) -> str:
             return (f"import Phi4\nlearner f = {n}({B})\nrun d {{\n    model Phi4(L = 4)\n"
                     f"    sampler hmc(chains = 2)\n    train f via {objective}(steps = 1)\n}}\n")
         return GAUGE_REGRESS.format(learner=f"{n}({B})", extra="")
+    if kind == "optimisers" and fam == "landscape":  # optimise f via METHOD(...)
+        return f"import Sphere\nrun r {{\n    model Sphere\n    optimise f via {n}({B})\n}}\n"
+    if kind == "optimisers" and fam == "lattice":  # the annealers of spin models
+        return (f"import SK\nrun r {{\n    model SK(N = 8)\n    optimise E via {n}({B})\n"
+                "}\n")
     if kind == "optimisers":
         if fam == "quantum":
             return VMC.format(learner="rbm(alpha = 1)", optimiser=f"{n}({B})",
@@ -156,6 +161,8 @@ def _program(kind: str, e: Entry) -> str:
             return ("import Phi4\nlearner f = coupling_flow()\nrun r {\n    model Phi4(L = 4)\n"
                     f"    train f via {n}({B})\n}}\n")
         return f"{RBM_DATA}run fit {{\n    train rbm via {n}({B}), data = X, epochs = 1\n}}\n"
+    if kind == "integrators" and fam == "landscape":  # evolve METHOD(...) of a landscape
+        return f"import DoubleWell\nrun r {{\n    model DoubleWell\n    evolve {n}({B})\n}}\n"
     if kind == "integrators":  # solver settings are options of evolve
         return ("import Pendulum\nrun r {\n    model Pendulum\n    initial q = 1.0, p = 0.0\n"
                 f"    evolve integrator = {n}, dt = 0.1, steps = 10, {B}\n}}\n")
@@ -171,6 +178,14 @@ def _program(kind: str, e: Entry) -> str:
         if n == "phases":
             return ("import Hopfield\nrun r {\n    model Hopfield(N = 16)\n"
                     f"    phases xi via tempering(T = [1.0]), alpha = [0.1], {B}\n}}\n")
+        if n == "optimise":
+            return ("import Sphere\nrun r {\n    model Sphere\n    optimise f via mqhoa, "
+                    f"{B}\n}}\n")
+        method = {"schrodinger": "imaginary_time", "dmc": "dmc", "langevin": "langevin",
+                  "fokker_planck": "fokker_planck",
+                  "taylor_diffusion": "taylor_diffusion"}.get(n)  # fmt: skip
+        if method is not None:  # evolve METHOD(...): the options are the method's
+            return f"import DoubleWell\nrun r {{\n    model DoubleWell\n    evolve {method}({B})\n}}\n"
         if n == "recall":
             return ("import Hopfield\nrun r {\n    model Hopfield(N = 16, P = 2)\n"
                     f"    recall xi via glauber(T = 0), {B}\n}}\n")

@@ -32,7 +32,9 @@ EXAMPLES = ROOT / "examples"
 QUICK = {  # seconds, measured on a shared 2-core machine
     "ising2d": 30, "phi4_hmc": 15, "kepler_hnn": 95, "tfim": 27, "j1j2_chain_phase": 13,
     "pendulum_leapfrog_vs_rk4": 29, "hopfield_capacity": 10, "pendulum_hnn": 25, "u1_2d_hmc": 53,
-    "van_ising": 40,
+    "van_ising": 40, "quantum_levels": 20, "softmax_levels": 5,
+    "fokker_planck_double_well": 7, "dmc_hydrogen": 18, "optimisers_ackley": 15,
+    "sk_annealing": 25,
 }  # fmt: skip
 
 NUMBER = r"[-+−]?(?:\d+\.?\d*|\.\d+)(?:e[-+−]?\d+)?"

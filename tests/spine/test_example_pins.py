@@ -59,6 +59,11 @@ CASES: list[tuple[str, str | None, dict]] = [
     ("lcnn_wilson_loops", None,
      {"epochs": 3, "samples": 64, "test_samples": 32, "beta": 1.0}),
     ("van_ising", "van", {"L": 4, "steps": 30, "batch": 100, "samples": 2000}),
+    ("quantum_levels", "double_well", {"points": [32, 48, 64], "steps": 800}),
+    ("fokker_planck_double_well", "walkers", {"walkers": 2000, "steps": 200}),
+    ("dmc_hydrogen", "guided", {"walkers": 300, "steps": 200, "burn_in": 50}),
+    ("optimisers_ackley", "mqhoa", {"restarts": 4, "evaluations": 5000}),
+    ("sk_annealing", "small", {"N": 12, "sweeps": 100, "restarts": 4}),
 ]  # fmt: skip
 
 EXACT = os.environ.get("PHYSML_PINS_EXACT") == "1"

@@ -188,13 +188,14 @@ def test_no_estimate_fires_on_the_examples_at_their_sizes(path, monkeypatch):
     from physml_lang.runtime.gauge_flows import task as gauge_flows
     from physml_lang.runtime.generative import task as generative
     from physml_lang.runtime.hopfield import task as hopfield
+    from physml_lang.runtime.landscape import task as landscape
     from physml_lang.runtime.learners import deep
     from physml_lang.runtime.learners import tasks as learners
     from physml_lang.runtime.quantum import tasks as quantum
     from physml_lang.runtime.scores import task as scores
 
     for module in (sample_task, field, dynamics, gauge, learners, quantum, generative, hopfield,
-                   flows, gauge_flows, scores, deep):
+                   flows, gauge_flows, scores, deep, landscape):
         monkeypatch.setattr(module, "check_memory", record)
     program = physml_lang.load(path)
     for name in program.runs:
