@@ -154,23 +154,32 @@ def von_mises(kappa: Tensor, rounds: RandomStreams) -> Tensor:
     return out.to(kappa.dtype)
 
 
+SMALL_ALPHA = 0.05  # below this the Kennedy-Pendleton proposal is almost never accepted
+
+
 def kennedy_pendleton(alpha: Tensor, rounds: RandomStreams) -> Tensor:
     """a0 in [-1, 1] with density ~ sqrt(1 - a0^2) exp(alpha a0) (Kennedy & Pendleton 1985).
 
-    Batched rejection (redraw where rejected). Efficient for alpha >~ 1; correct for all alpha > 0.
-    alpha: (B, ...), the chain first; ``rounds``: a family of the rounds alone
-    (``rejection_rounds``).
+    Batched rejection (redraw where rejected). The Kennedy-Pendleton proposal serves
+    |alpha| >= SMALL_ALPHA; below it (where its acceptance vanishes as alpha -> 0) a uniform
+    proposal accepted with sqrt(1 - a0^2) exp(|alpha| (a0 - 1)); a negative alpha (a negative
+    coupling) draws -a0 of |alpha|. alpha: (B, ...), the chain first; ``rounds``: a family of
+    the rounds alone (``rejection_rounds``).
     """
-    a = alpha.clamp_min(1e-12)
+    a = alpha.abs()
+    small = a < SMALL_ALPHA
+    a_kp = torch.where(small, torch.ones_like(a), a)
     out = torch.zeros_like(a)
     todo = torch.ones_like(a, dtype=torch.bool)
     while bool(todo.any()):
         r1, r2, r3, r4 = (_uniform(tuple(a.shape), a, rounds) for _ in range(4))
-        lam2 = -(torch.log(r1) + torch.cos(2 * math.pi * r2) ** 2 * torch.log(r3)) / (2 * a)
-        ok = r4**2 <= 1 - lam2
-        out = torch.where(todo & ok, 1 - 2 * lam2, out)
+        lam2 = -(torch.log(r1) + torch.cos(2 * math.pi * r2) ** 2 * torch.log(r3)) / (2 * a_kp)
+        flat = 2 * r2 - 1
+        ok = torch.where(small, r4 <= torch.sqrt((1 - flat**2).clamp_min(0)) * torch.exp(
+            a * (flat - 1)), r4**2 <= 1 - lam2)  # fmt: skip
+        out = torch.where(todo & ok, torch.where(small, flat, 1 - 2 * lam2), out)
         todo = todo & ~ok
-    return out
+    return torch.where(alpha < 0, -out, out)
 
 
 def _local_retr(group: GaugeGroup, u: Tensor, A: Tensor) -> Tensor:
