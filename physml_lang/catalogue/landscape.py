@@ -298,21 +298,20 @@ def declare(catalogue: Catalogue) -> None:
     }
     for name, schema in EVOLVE_SCHEMAS.items():
         catalogue.integrators.declare(name, schema, docs[name], family=FAMILY)
-    catalogue.optimisers.declare(
-        "mqhoa", MQHOAOptions, "multi-scale quantum harmonic oscillator algorithm: k Gaussian "
-        "samplers, energy-level stabilisation, scale halving", family=FAMILY)  # fmt: skip
-    catalogue.optimisers.declare(
-        "simulated_annealing", AnnealingOptions, "simulated annealing: Metropolis with a "
-        "falling temperature", family=FAMILY)  # fmt: skip
-    catalogue.optimisers.declare(
-        "population_annealing", PopulationAnnealingOptions, "population annealing: reweight, "
-        "resample and Metropolis along a beta schedule", family=FAMILY)  # fmt: skip
-    catalogue.optimisers.declare(
-        "simulated_annealing", SpinAnnealingOptions, "simulated annealing of an Ising spin "
-        "model: Metropolis sweeps along a falling temperature", family=SPINS)  # fmt: skip
-    catalogue.optimisers.declare(
-        "population_annealing", SpinPopulationAnnealingOptions, "population annealing of an "
-        "Ising spin model", family=SPINS)  # fmt: skip
+    optimisers = {
+        (FAMILY, "mqhoa"): "multi-scale quantum harmonic oscillator algorithm: k Gaussian "
+        "samplers, energy-level stabilisation, scale halving",
+        (FAMILY, "simulated_annealing"): "simulated annealing: Metropolis with a falling "
+        "temperature",
+        (FAMILY, "population_annealing"): "population annealing: reweight, resample and "
+        "Metropolis along a beta schedule",
+        (SPINS, "simulated_annealing"): "simulated annealing of an Ising spin model: Metropolis "
+        "sweeps along a falling temperature",
+        (SPINS, "population_annealing"): "population annealing of an Ising spin model",
+    }
+    for (family, name), doc in optimisers.items():
+        schemas = OPTIMISER_SCHEMAS if family == FAMILY else SPIN_OPTIMISER_SCHEMAS
+        catalogue.optimisers.declare(name, schemas[name], doc, family=family)
     tasks = catalogue.tasks
     kinds = (FAMILY,)
     tasks.declare("schrodinger", ImaginaryTimeOptions, "imaginary- or real-time Schrodinger "

@@ -1,5 +1,5 @@
 """One unit of each evolution of a landscape task: the engine run on the model's potential and
-the rows it writes; the extrapolations over units; the plots.
+the rows it writes; the extrapolations over units (the plots: ``plots.py``).
 
 Every function ``METHOD(plan, cms, sub, streams, device, seed)`` returns (rows, artefacts): the
 grid evolutions (``BATCHED``) take the compiled models of every scan point and run their
@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,6 @@ from physml_lang.diagnostics import Diagnostic, PhysmlError
 
 from ..plans.landscape import LandscapePlan
 from ..random import RandomStreams
-from . import plots
 from .dmc import diffusion_monte_carlo
 from .dmc_analysis import extrapolate_population, extrapolate_timestep
 from .errors import LandscapeError
@@ -418,12 +416,6 @@ def population_rows(plan: LandscapePlan, rows: list[dict], summary: dict) -> lis
     return out
 
 
-def draw(out: Path, plan: LandscapePlan, summary: dict, artefacts: list[Artefact]
-         ) -> list[Path]:  # fmt: skip
-    """The run's plots: densities over time, the softmax weights, the DMC traces and energy
-    against dtau, the optimisers' traces."""
-    return plots.draw(out, plan, summary, artefacts)
-
-
-__all__ = ["Artefact", "dmc", "draw", "fokker_planck", "imaginary_time", "langevin",
-           "real_time", "richardson_rows", "taylor_diffusion", "timestep_rows"]
+__all__ = ["BATCHED", "Artefact", "dmc", "fokker_planck", "imaginary_time", "langevin",
+           "population_rows", "real_time", "richardson_rows", "taylor_diffusion",
+           "timestep_rows"]

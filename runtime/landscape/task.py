@@ -12,7 +12,6 @@ wavefunction) is a located P705 with the rows already written kept.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from ..driver import RunContext, RunResult, ScanPoint, run_scan
 from ..plans.landscape import LandscapePlan, plan_landscape
 from ..random import RandomStreams
 from ..tasks import RunState, Task
-from . import evolutions, optimise_runs, spin_runs
+from . import evolutions, optimise_runs, plots, spin_runs
 from .errors import LandscapeError
 
 F64 = torch.float64
@@ -158,7 +157,7 @@ def run_landscape(task: TaskIR, program, ctx: RunContext) -> RunResult:
         ctx.recorder.write()
     files: list[Path] = []
     if ctx.out is not None:
-        files = evolutions.draw(ctx.out, plan, summary, artefacts)
+        files = plots.draw(ctx.out, plan, summary, artefacts)
     return RunResult(summary, ctx.out, files)
 
 
@@ -225,9 +224,4 @@ def bind(catalogue: Catalogue) -> None:
                               family="lattice")
 
 
-def finite(x: float) -> float | None:
-    """A float for JSON (None where not finite)."""
-    return float(x) if math.isfinite(float(x)) else None
-
-
-__all__ = ["bind", "finite", "run_landscape"]
+__all__ = ["bind", "memory_need", "run_landscape"]
