@@ -9,6 +9,7 @@ parameter (a lattice size in a scan) re-checks and recompiles.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,7 @@ def bind_runtime() -> Catalogue:
     global _bound
     if not _bound:
         from physml_lang.runtime import sample_task
+        from physml_lang.runtime.discovery import task as discovery_tasks
         from physml_lang.runtime.dynamics import tasks as dynamics_tasks
         from physml_lang.runtime.flows import task as flow_tasks
         from physml_lang.runtime.gauge import tasks as gauge_tasks
@@ -61,13 +63,17 @@ def bind_runtime() -> Catalogue:
         from physml_lang.runtime.hopfield import task as hopfield_tasks
         from physml_lang.runtime.landscape import task as landscape_tasks
         from physml_lang.runtime.learners import tasks as learner_tasks
+        from physml_lang.runtime.phases import task as phase_tasks
+        from physml_lang.runtime.propagation import task as propagation_tasks
         from physml_lang.runtime.quantum import tasks as quantum_tasks
         from physml_lang.runtime.scores import task as score_tasks
+        from physml_lang.runtime.topology import task as topology_tasks
 
         bind_checks()
         for capability in (sample_task, quantum_tasks, gauge_tasks, dynamics_tasks,
                            learner_tasks, generative_tasks, flow_tasks, gauge_flow_tasks,
-                           score_tasks, hopfield_tasks, landscape_tasks):  # fmt: skip
+                           score_tasks, hopfield_tasks, landscape_tasks, discovery_tasks, phase_tasks,
+                           topology_tasks, propagation_tasks):  # fmt: skip
             capability.bind(CATALOGUE)
         _bound = True
     return CATALOGUE
@@ -207,10 +213,14 @@ class Program:
         threads: int | None = None,
         resume: bool = False,
         checkpoint_seconds: float | None = None,
+        experiment: Callable[[Any], Any] | None = None,
     ):
         """Execute a run block; returns a RunResult whose ``rows`` are what summary.json holds.
         ``threads``: CPU threads (default 1); ``resume``: continue from the checkpoint in
-        ``out``; ``checkpoint_seconds``: how often long batches are saved (default 30 s)."""
+        ``out``; ``checkpoint_seconds``: how often long batches are saved (default 30 s);
+        ``experiment``: a callable x (np.ndarray) -> {"cost": c, "uncer": s, "bad": b} that
+        the active learners (``optimise f via gaussian_process(...)``) measure instead of the
+        model's potential."""
         if not self.runs:
             raise PhysmlError(Diagnostic("P412", f"{self.name} has no run block",
                                          hint="add 'run name { ... }'"))  # fmt: skip
@@ -228,7 +238,8 @@ class Program:
         return drive(task, run, self, sets=sets, device=device, seed=seed,
                      out=Path(out) if out is not None else None, progress=progress,
                      threads=threads, resume=resume,
-                     checkpoint_seconds=checkpoint_seconds or CHECKPOINT_SECONDS)  # fmt: skip
+                     checkpoint_seconds=checkpoint_seconds or CHECKPOINT_SECONDS,
+                     experiment=experiment)  # fmt: skip
 
     # ---------------------------------------------------------------- conveniences
     @property

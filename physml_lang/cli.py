@@ -86,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue from the checkpoint in the output folder")  # fmt: skip
     r.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
                    help="save long batches at least this often (default 30)")  # fmt: skip
+    r.add_argument("--experiment", metavar="CMD", help="an experiment in the loop of active "
+                   "learning (optimise f via gaussian_process/ensemble): CMD ARGS (no shell) "
+                   "reads {\"params\": [...]} on stdin and prints {\"cost\": x, \"uncer\": "
+                   "s, \"bad\": b}; a non-zero exit, a timeout or bad output marks the point "
+                   "bad")  # fmt: skip
+    r.add_argument("--experiment-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds one measurement of --experiment may take (default 60)")
     c = sub.add_parser("check", parents=[fmt, files], help="parse, check names and types, verify "
                        "symmetries")  # fmt: skip
     c.add_argument("file")
@@ -214,6 +221,7 @@ def _dispatch(args) -> int:
         print(emit())
         return 0
     sets = _sets(args.set)
+    experiment = _experiment(args.experiment, args.experiment_timeout)
     names = [args.run_name] if args.run_name else list(program.runs) or [None]
     for name in names:
         out = Path(args.out) if args.out else Path("runs") / f"{Path(args.file).stem}-{name}"
@@ -222,9 +230,26 @@ def _dispatch(args) -> int:
         result = program.run(name, sets=sets, out=out, device=args.device, seed=args.seed,
                              progress=None if not args.quiet else False, threads=args.threads,
                              resume=args.resume,
-                             checkpoint_seconds=args.checkpoint_every)  # fmt: skip
+                             checkpoint_seconds=args.checkpoint_every,
+                             experiment=experiment)  # fmt: skip
         _report(result)
     return 0
+
+
+def _experiment(command: str | None, timeout: float):
+    """The ``--experiment`` command as a callable (None without one)."""
+    if command is None:
+        return None
+    from .runtime.landscape.experiments import CommandExperiment
+
+    if not timeout > 0:
+        raise PhysmlError(Diagnostic("P705", f"--experiment-timeout must be positive, got "
+                                     f"{timeout:g}", None, "e.g. --experiment-timeout 60"))  # fmt: skip
+    try:
+        return CommandExperiment(command, timeout)
+    except ValueError as exc:
+        raise PhysmlError(Diagnostic("P705", f"--experiment: {exc}", None,
+                                     '--experiment "python3 measure.py --port 5"')) from None
 
 
 def _report(result) -> None:

@@ -55,6 +55,8 @@ CODES = {
     "P105": "malformed VMC or exact statement (optimize, pretrain, samples, reference, exact)",
     "P106": "malformed --set argument",
     "P107": "malformed evolve or optimise statement (its method, its options)",
+    "P108": "malformed discover statement (its method, its target and predictors, its data)",
+    "P109": "malformed classify, invariant or locate statement (its method, its learners)",
     "P200": "unknown name",
     "P201": "duplicate name or statement",
     "P202": "wrong use of a name",
@@ -67,6 +69,9 @@ CODES = {
     "P209": "unknown lattice, graph, structure or site set",
     "P210": "unknown symmetry",
     "P211": "conflicting statements",
+    "P212": "a unit or a table column that is not right: an unknown unit, units whose dimensions do "
+    "not fit, a column named twice",
+    "P213": "a learner or a predictor named twice in one statement",
     "P300": "type error",
     "P301": "domain error",
     "P302": "wrong number of indices",
@@ -120,6 +125,14 @@ CODES = {
     "P426": "a landscape model or run cannot be set up as declared (bounds, too many "
             "coordinates, a grid needs a box, an unstable explicit step, a grid too large)",
     "P427": "the annealers of spin models need one Ising spin field and an energy quadratic in it",
+    "P428": "the data cannot support the fit: values under a logarithm not positive, fewer points "
+    "than parameters, a constant feature or column",
+    "P429": "a classify phases run's setting cannot be met (model, sizes, temperatures, windows)",
+    "P430": "an invariant or locate run's setting cannot be met (classes, grids, image sizes)",
+    "P431": "a learned-dynamics setting cannot be met (propagation grid and packets, pairwise "
+    "forces' dimensions)",
+    "P432": "an active-learning optimise run's setting cannot be met (warm start, experiment, "
+    "noise)",
     "P500": "symmetry does not hold",
     "P501": "symmetry not supported",
     "P502": "sampler not applicable",

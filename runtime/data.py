@@ -283,6 +283,8 @@ class DataLoader:
         meta = {"T": valid.T, "model": ctx["model_call"].name} if call.func == "sample" else {}
         data = RealData(decl.name, arr, domain, decl.span, call.func, meta)
         check_values(data, domain, shape, call.span)
+        if decl.columns is not None:
+            check_table(data, decl, call.span)
         return data
 
 
@@ -303,6 +305,18 @@ def check_values(data: RealData, domain: Domain | None, shape, span: Span | None
             _fail("P601", f"data '{data.name}' holds {arr[bad]:g} at index {bad}, which is not a "
                   f"{domain} value", span,
                   f"{domain} values: " + ", ".join(f"{v:g}" for v in allowed))  # fmt: skip
+
+
+def check_table(data: RealData, decl: DataIR, span: Span | None) -> None:
+    """A table has one column per declared column (rows of a CSV, or a 2-d array)."""
+    arr, n = data.values, len(decl.columns or ())
+    if arr.ndim == 1 and n == 1:
+        data.values = arr.reshape(-1, 1)
+    elif arr.ndim != 2 or arr.shape[1] != n:
+        names = ", ".join(c.name for c in decl.columns or ())
+        _fail("P601", f"table '{data.name}' has shape {tuple(arr.shape)}, but {n} column(s) were "
+              f"declared ({names})", span, "one column per declared name, one row per "
+              "measurement")  # fmt: skip
 
 
 def check_feeds(data: RealData, domain: Domain, shape: tuple[int, ...], span: Span | None,

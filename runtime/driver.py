@@ -129,6 +129,9 @@ class RunContext:
     progress: bool | None
     resume: bool = False
     checkpoint_seconds: float = CHECKPOINT_SECONDS
+    # an experiment in the loop (a callable x -> {"cost", "uncer", "bad"}): given by the person
+    # running the file (API or --experiment), never by the file itself
+    experiment: Callable[..., Any] | None = None
     recorder: Recorder = field(init=False)
     streams: RandomStreams = field(init=False)
 
@@ -191,6 +194,30 @@ class ScanPoint:
 
     def rows(self) -> list[dict]:
         raise NotImplementedError
+
+
+class Computation(ScanPoint):
+    """A point run to its end in one step (its rows are its only state: no checkpoint within;
+    a resumed run redoes the unfinished point)."""
+
+    saves = False
+
+    def __init__(self, work: Callable[[], list[dict]]):
+        self.work, self.total, self.done = work, 1, 0
+        self._rows: list[dict] = []
+
+    def step(self) -> None:
+        self._rows = self.work()
+        self.done = 1
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def restore(self, saved: Checkpoint) -> None:
+        pass
+
+    def rows(self) -> list[dict]:
+        return self._rows
 
 
 def _advance(point: ScanPoint, bar, save: Callable[[], None], every: float | None) -> None:
@@ -263,13 +290,14 @@ def run_scan(ctx: RunContext, span: Span | None, n_points: int, settings: dict[s
 def drive(entry, run: TaskIR, program, *, sets: dict[str, Any] | None = None,
           device: str | torch.device = "auto", seed: int = 0, out: Path | None = None,
           progress: bool | None = False, threads: int | None = None, resume: bool = False,
-          checkpoint_seconds: float = CHECKPOINT_SECONDS):  # fmt: skip
+          checkpoint_seconds: float = CHECKPOINT_SECONDS,
+          experiment: Callable[..., Any] | None = None):  # fmt: skip
     """Execute the task ``entry`` for ``run``; returns its RunResult."""
     resolved = resolve_device(device)
     if out is not None:
         _writable(Path(out))
     ctx = RunContext(dict(sets or {}), resolved, seed, out, progress, resume,
-                     checkpoint_seconds)  # fmt: skip
+                     checkpoint_seconds, experiment)  # fmt: skip
     with thread_limits(threads):
         try:
             return entry.implementation.run(run, program, ctx)
@@ -317,5 +345,5 @@ def _interrupted(run: TaskIR, ctx: RunContext) -> Diagnostic:
     return Diagnostic("P701", f"run {run.name} interrupted: {kept}", run.span, hint)
 
 
-__all__ = ["CHECKPOINT_SECONDS", "ProgressLines", "every_seconds", "Recorder", "RunContext", "RunResult", "ScanPoint",
-           "drive", "run_scan"]
+__all__ = ["CHECKPOINT_SECONDS", "Computation", "ProgressLines", "every_seconds", "Recorder",
+           "RunContext", "RunResult", "ScanPoint", "drive", "run_scan"]

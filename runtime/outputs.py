@@ -123,9 +123,14 @@ def plot_rows(
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
+    return save_figure(fig, out / filename)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """A matplotlib figure as a PNG, atomically (a half-written plot never replaces a whole
+    one), its folder made if need be."""
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    path = out / filename
     _atomic_write(path, buf.getvalue())
     return path

@@ -20,6 +20,7 @@ from .landscape import derive_landscape
 from .lattice import derive_lattice
 from .phase_space import derive_phase_space
 from .quantum import derive_quantum
+from .table import derive_table
 
 
 class Derivation(Protocol):
@@ -38,6 +39,7 @@ DERIVATIONS: dict[str, Callable[[ModelInstance], Derivation]] = {
     "field": derive_field,
     "gauge": derive_gauge,
     "landscape": derive_landscape,
+    "table": derive_table,
 }
 
 

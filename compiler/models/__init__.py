@@ -19,6 +19,7 @@ from .landscape import LandscapeModel
 from .lattice import LatticeModel
 from .phase_space import PhaseSpaceModel
 from .quantum import compile_quantum
+from .table import TableModel
 
 
 def compile_model(ir: ModelIR, data: DataResolver | None = None, kind: str | None = None,
@@ -32,6 +33,8 @@ def compile_model(ir: ModelIR, data: DataResolver | None = None, kind: str | Non
         return PhaseSpaceModel(model)
     if kind == "landscape":
         return LandscapeModel(model)
+    if kind == "table":
+        return TableModel(model)
     if kind == "field":
         return FieldModel(model, options.get("numeric", frozenset()))
     if kind == "gauge":

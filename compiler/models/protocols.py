@@ -14,6 +14,7 @@ Every compiled model has its ``kind``, the frozen ``ir`` it came from, the reali
 - ``phase_space`` (Hamiltonian dynamics): Hamilton's equations as batched callables, separability
   and the structure-preserving default integrator;
 - ``field`` (continuous lattice fields): the action and its derived gradient (forces);
+- ``table`` (measured data): tables with units, the parameters' units;
 - ``gauge`` (lattice gauge theory): the link group, the action of links and matter, the Wilson
   form when it matches, random configurations and gauge transformations of matter.
 """
@@ -167,8 +168,17 @@ class LandscapeModel(CompiledModel, Protocol):
     def force(self, x: Tensor) -> Tensor: ...
 
 
+@runtime_checkable
+class TableModel(CompiledModel, Protocol):
+    """Parameters (with units) and measured tables: name -> (declaration with its columns and
+    their units, the loaded rows x columns)."""
+
+    @property
+    def tables(self) -> dict[str, tuple[Any, Any]]: ...
+
+
 PROTOCOLS: dict[str, type] = {
     "lattice": LatticeModel, "boltzmann": BoltzmannModel, "quantum": QuantumModel,
     "phase_space": PhaseSpaceModel, "field": FieldModel, "gauge": GaugeModel,
-    "landscape": LandscapeModel,
+    "landscape": LandscapeModel, "table": TableModel,
 }  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import (
     boltzmann,
     data,
+    discovery,
     domains,
     dynamics,
     flows,
@@ -21,14 +22,18 @@ from . import (
     hopfield,
     landscape,
     lattices,
+    phases,
+    propagation,
     quantum,
     scores,
     spins,
+    topology,
 )
 from .registry import Catalogue, Entry, Facts, NoOptions, Registry
 
 FAMILIES = (lattices, domains, spins, quantum, gauge, dynamics, boltzmann, generative, flows,
-            gauge_flows, scores, hopfield, landscape, data)
+            gauge_flows, scores, hopfield, landscape, discovery, phases, topology, propagation,
+            data)
 
 
 def declare_catalogue() -> Catalogue:

@@ -25,7 +25,9 @@ class Columns:
     ``scans`` / ``lets``: the scanned variables / the ``let`` names are columns. ``thermal``:
     the temperature the run scans or lets (T or beta) is a column. ``measures``: each measured
     name is a column, ``defaults`` those measured when the run measures nothing. ``expands``:
-    measures written as other columns (``structure_factor`` as its values at q = 0 and pi)."""
+    measures written as other columns (``structure_factor`` as its values at q = 0 and pi).
+    ``scans_in_some_rows``: the scanned variables are columns of some rows only (a law fitted
+    across the scan points has them as predictors, not as columns)."""
 
     fixed: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
@@ -35,6 +37,7 @@ class Columns:
     measures: bool = True
     defaults: tuple[str, ...] = ()
     expands: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    scans_in_some_rows: bool = False
 
     def of(self, scans: Iterable[str], lets: Iterable[str], measures: Iterable[str]) -> list[str]:
         """The columns of a run with these scanned variables, ``let`` names and measured
@@ -50,6 +53,10 @@ class Columns:
                 out += expands.get(name, (name,))
         out += [*self.fixed, *self.optional]
         return list(dict.fromkeys(out))
+
+    def may_be_absent(self, scans: Iterable[str]) -> set[str]:
+        """The columns a run with these scanned variables may leave out of its rows."""
+        return set(self.optional) | (set(scans) if self.scans_in_some_rows else set())
 
 
 __all__ = ["Columns", "THERMAL"]

@@ -117,7 +117,8 @@ EVOLVE_COLUMNS = Columns(fixed=("integrator", "symplectic", "dt", "steps", "traj
 LEARN_COLUMNS = Columns(fixed=("learner", "kind", "objective", "parameters", "train_loss",
                                "rollout_energy_mse", "rollout_state_mse", "diverged",
                                "rollout_steps", "rollout_dt", "integrator", "train_s"),
-                        scans=False, measures=False)  # fmt: skip
+                        optional=("rollout_momentum_drift",), scans=False,
+                        measures=False)  # fmt: skip
 
 
 # ---------------------------------------------------------------- learners of dynamics
@@ -154,6 +155,17 @@ class SympNetOptions(LearnerTrainingOptions):
     width: int = Field(32, ge=1)
 
 
+class InteractionOptions(LearnerTrainingOptions):
+    """Options of ``interaction`` (an N-body phase space real[N, D], n = N D): the pairwise
+    force network phi (D + 1 inputs: x_i - x_j and |x_i - x_j|) and the per-particle velocity
+    network psi (D inputs: p_i)."""
+
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 64], min_length=1)
+    activation: Literal["tanh", "softplus", "sigmoid", "gelu"] = "tanh"
+    dims: int = Field(2, ge=1, le=3, description="D, the spatial dimensions of one particle "
+                      "(q is real[N, D]; N = n / D)")  # fmt: skip
+
+
 # the training objective that fits each learner of dynamics: vector fields (hnn, mlp) are fitted
 # to time derivatives, one-step maps (sympnet) to the next state
 LEARNER_OBJECTIVES: dict[str, str] = {
@@ -161,6 +173,7 @@ LEARNER_OBJECTIVES: dict[str, str] = {
     "mlp_vector_field": "derivative_mse",
     "mlp": "derivative_mse",
     "sympnet": "step_mse",
+    "interaction": "derivative_mse",
 }
 
 
@@ -191,9 +204,12 @@ class TrajectoryOptions(BaseModel):
     points: int = Field(30, ge=2, le=100_000, description="saved states per trajectory")
     t_span: float = Field(3.0, gt=0, description="duration of each trajectory")
     noise: float = Field(0.1, ge=0, description="std of Gaussian noise added to q and p")
-    start: Literal["circle", "normal", "kepler"] = Field(
+    start: Literal["circle", "normal", "kepler", "orbit"] = Field(
         "circle", description="circle: each (q_k, p_k) on a circle of radius in `radius`; "
-        "normal: N(0, radius[1]); kepler: near-circular two-body orbits")  # fmt: skip
+        "normal: N(0, radius[1]); kepler: near-circular two-body orbits; orbit: one body "
+        "about the origin (q: real[D], D >= 2) at a distance in `radius`, 0.6 .. 1.2 x the "
+        "circular speed for GM (or G M), heading within 0.5 rad of tangential: bound, "
+        "eccentric orbits")  # fmt: skip
     radius: list[float] = Field(default_factory=lambda: [0.1, 1.0], min_length=2, max_length=2)
     substeps: int = Field(20, ge=1, le=10_000, description="integrator steps between points")
 
@@ -270,6 +286,12 @@ def declare(catalogue: Catalogue) -> None:
                      "SympNet: exactly symplectic one-step map (q, p) -> (q', p') of a fixed "
                      "time step",
                      family="phase_space", symmetries=SYMPLECTIC)  # fmt: skip
+
+    learners.declare("interaction", InteractionOptions,
+                     "interaction network of N bodies: pdot_i = sum_j F_ij with pairwise forces "
+                     "F_ij = phi(x_i - x_j) - phi(x_j - x_i) = -F_ji (Newton's third law by "
+                     "construction: total momentum conserved to round-off), qdot_i = psi(p_i)",
+                     family="phase_space", symmetries=("translation",))  # fmt: skip
 
     objectives = catalogue.objectives
     objectives.declare("derivative_mse", TrainOptions,

@@ -12,7 +12,8 @@ grid, split-operator FFT), ``fokker_planck`` (dp/dtau = D lap p + div(p grad f) 
 ``langevin`` (its particle form), ``taylor_diffusion`` (the explicit scheme of the seed's
 eq. (16), its own task), ``dmc`` (diffusion Monte Carlo). The optimisers (``optimise f via
 METHOD(...)``, entries of ``optimisers``): ``mqhoa``, ``simulated_annealing``,
-``population_annealing`` (task ``optimise``).
+``population_annealing``, and active learning with a surrogate, ``gaussian_process`` and
+``ensemble`` (task ``optimise``).
 """
 
 from __future__ import annotations
@@ -186,6 +187,63 @@ class OptimiseOptions(BaseModel):
     target: float | None = Field(None, description="the known minimum f*: a restart succeeds "
                                  "when |f - f*| < tol (and stops there)")  # fmt: skip
     tol: float = Field(1e-4, gt=0)
+    noise: float = Field(0.0, ge=0, description="standard deviation of Gaussian measurement "
+                         "noise added to the potential (testing noisy objectives; success is "
+                         "judged on the noise-free value)")  # fmt: skip
+
+
+class ActiveOptions(BaseModel):
+    """Options shared by the active learners: ``initial`` Latin-hypercube points, then each
+    measurement where the acquisition of the surrogate is largest; failed points are steered
+    away from; ``warm_start = Model`` pre-trains the surrogate's prior mean on a simulated
+    model of the same file (its evaluations are not counted)."""
+
+    model_config = ConfigDict(extra="forbid")
+    initial: int = Field(10, ge=1, le=100_000, description="initial points (Latin hypercube)")
+    acquisition: Literal["ei", "ucb", "local"] = Field(
+        "ei", description="ei: expected improvement over the best posterior mean; ucb: lower "
+        "confidence bound mu - sqrt(beta) sigma; local: the posterior mean within radius of "
+        "the incumbent")  # fmt: skip
+    beta: float = Field(4.0, gt=0, le=1e4, description="exploration weight of ucb")
+    local_every: int = Field(0, ge=0, le=100_000, description="every k-th proposal local "
+                             "(refinement near the optimum; 0: never)")  # fmt: skip
+    radius: float = Field(0.1, gt=0, le=1, description="local search radius, in units of the "
+                          "box width")  # fmt: skip
+    candidates: int = Field(2000, ge=10, le=1 << 20, description="random candidates per "
+                            "proposal (then gradient steps from the best)")  # fmt: skip
+    warm_start: str | None = Field(None, description="a landscape model of this file with the "
+                                   "same coordinates and box: a simulation of the "
+                                   "experiment")  # fmt: skip
+    warm_evaluations: int = Field(200, ge=2, le=100_000, description="evaluations of the "
+                                  "warm-start model")  # fmt: skip
+
+
+class GaussianProcessOptions(ActiveOptions):
+    """``gaussian_process(...)``: a GP surrogate (Matern-5/2, one length per coordinate,
+    output scale and noise by maximum marginal likelihood)."""
+
+    fit_steps: int = Field(60, ge=1, le=100_000, description="Adam steps of a hyperparameter "
+                           "fit")  # fmt: skip
+    refit_every: int = Field(10, ge=1, le=100_000, description="proposals between full fits "
+                             "(from several initial guesses); short fits between")  # fmt: skip
+    guesses: int = Field(4, ge=1, le=64, description="initial guesses of a full fit")
+
+
+class EnsembleOptions(ActiveOptions):
+    """``ensemble(...)``: a deep ensemble of fully connected networks; their spread is the
+    uncertainty."""
+
+    members: int = Field(5, ge=2, le=256, description="networks")
+    hidden: list[int] = Field([64, 64], description="hidden widths")
+    epochs: int = Field(200, ge=1, le=1_000_000, description="Adam steps of a full fit")
+    refit_every: int = Field(10, ge=1, le=100_000, description="proposals between full fits")
+
+    @field_validator("hidden")
+    @classmethod
+    def _hidden(cls, v: list[int]) -> list[int]:
+        if not v or any(not 1 <= h <= 4096 for h in v):
+            raise ValueError("hidden: one or more widths between 1 and 4096")
+        return v
 
 
 class MQHOAOptions(BaseModel):
@@ -258,7 +316,9 @@ EVOLVE_SCHEMAS: dict[str, type[BaseModel]] = {
     "taylor_diffusion": TaylorDiffusionOptions, "dmc": DMCOptions}  # fmt: skip
 OPTIMISER_SCHEMAS: dict[str, type[BaseModel]] = {
     "mqhoa": MQHOAOptions, "simulated_annealing": AnnealingOptions,
-    "population_annealing": PopulationAnnealingOptions}  # fmt: skip
+    "population_annealing": PopulationAnnealingOptions,
+    "gaussian_process": GaussianProcessOptions, "ensemble": EnsembleOptions}  # fmt: skip
+ACTIVE_METHODS = ("gaussian_process", "ensemble")  # surrogates: the experiment in the loop
 SPIN_OPTIMISER_SCHEMAS: dict[str, type[BaseModel]] = {
     "simulated_annealing": SpinAnnealingOptions,
     "population_annealing": SpinPopulationAnnealingOptions}  # fmt: skip
@@ -278,6 +338,7 @@ DMC_COLUMNS = ("dtau", "walkers", "energy", "growth_energy", "population", "acce
 OPTIMISE_COLUMNS = ("method", "restarts", "best_f", "median_f", "success_rate",
                     "median_evaluations", "evaluations", "best_x")  # fmt: skip
 SPIN_OPTIMISE_COLUMNS = ("energy_per_spin", "exact", "sweeps")
+ACTIVE_COLUMNS = ("bad_evaluations", "recommended_f", "median_recommended_f")
 
 
 def declare(catalogue: Catalogue) -> None:
@@ -305,6 +366,11 @@ def declare(catalogue: Catalogue) -> None:
         "temperature",
         (FAMILY, "population_annealing"): "population annealing: reweight, resample and "
         "Metropolis along a beta schedule",
+        (FAMILY, "gaussian_process"): "active learning with a Gaussian-process surrogate "
+        "(Matern-5/2 ARD) and an acquisition (ei, ucb, local): noisy, failing objectives or "
+        "an experiment in the loop",
+        (FAMILY, "ensemble"): "active learning with a deep-ensemble surrogate (networks' spread "
+        "as uncertainty) and an acquisition",
         (SPINS, "simulated_annealing"): "simulated annealing of an Ising spin model: Metropolis "
         "sweeps along a falling temperature",
         (SPINS, "population_annealing"): "population annealing of an Ising spin model",
@@ -330,8 +396,9 @@ def declare(catalogue: Catalogue) -> None:
                   "population annealing) or the energy of an Ising spin model",
                   kinds=(FAMILY, SPINS),
                   columns=Columns(fixed=OPTIMISE_COLUMNS,
-                                  optional=("log_z", *SPIN_OPTIMISE_COLUMNS)))  # fmt: skip
+                                  optional=("log_z", *SPIN_OPTIMISE_COLUMNS,
+                                            *ACTIVE_COLUMNS)))  # fmt: skip
 
 
-__all__ = ["EVOLVE_SCHEMAS", "EVOLVE_TASKS", "FAMILY", "MAX_GRID_POINTS", "OPTIMISER_SCHEMAS",
+__all__ = ["ACTIVE_METHODS", "EVOLVE_SCHEMAS", "EVOLVE_TASKS", "FAMILY", "MAX_GRID_POINTS", "OPTIMISER_SCHEMAS",
            "SPINS", "SPIN_OPTIMISER_SCHEMAS", "OptimiseOptions", "declare"]

@@ -177,6 +177,10 @@ class Catalogue:
     observables: Registry[Any] = field(
         default_factory=lambda: Registry("observables", "observable"))
     sources: Registry[Any] = field(default_factory=lambda: Registry("sources", "data source"))
+    # how a learning-about-physics statement finds its answer: discover P via power_law(a),
+    # classify phases via supervised(...), invariant winding(...), locate impurities(...)
+    analyses: Registry[Any] = field(
+        default_factory=lambda: Registry("analyses", "analysis method"))
     tasks: Registry[Any] = field(default_factory=lambda: Registry("tasks", "task"))
 
     def __iter__(self) -> Iterator[Registry[Any]]:

@@ -39,6 +39,7 @@ from physml_lang.diagnostics import (
 from physml_lang.ir import expr as E
 from physml_lang.ir.model import (
     ArrayIR,
+    ColumnIR,
     ConservedIR,
     CoordinatesIR,
     DataIR,
@@ -62,6 +63,7 @@ from .edges import read_edges
 from .edges import resolve as resolve_edges
 from .lowering import to_ir
 from .names import CONSTANT_NAMES, QUANTUM_OPERATORS, NameChecker
+from .units import unit_of
 
 MAX_SITES = 2**31 - 1
 MAX_ELEMENTS = 2**31 - 1
@@ -165,13 +167,17 @@ def validate_options(schema, values: dict[str, Any], spans: dict[str, Span | Non
 
 def declared_kind(node: ast.Model) -> str:
     """The kind of a model from its statements alone (no instantiation): phase_space,
-    landscape, field, gauge, quantum, boltzmann or lattice."""
+    landscape, table, field, gauge, quantum, boltzmann or lattice."""
     fields = [s for s in node.body if isinstance(s, ast.FieldStmt)]
     defs = {s.kind for s in node.body if isinstance(s, ast.Definition)}
     if any(isinstance(s, ast.PhaseSpaceStmt) for s in node.body):
         return "phase_space"
     if any(isinstance(s, ast.CoordinatesStmt) for s in node.body):
         return "landscape"
+    physics = {"energy", "hamiltonian", "action", "potential", "kinetic", "plaquette", "trial"}
+    if not fields and not defs & physics and not any(isinstance(s, ast.LatticeStmt)
+                                                     for s in node.body):  # fmt: skip
+        return "table"  # parameters and data only: measured tables, or no model at all
     if fields and all(f.type.name in ("real", "angle") and f.on == "sites" for f in fields):
         return "field"
     if any(f.on == "links" for f in fields):
@@ -236,7 +242,14 @@ class ModelChecker:
                          "no value", p.span, f"give a default ('{p.name}: {p.type_name} = ...') "
                          "or a value")  # fmt: skip
                 values[p.name] = _coerce(p, value, span)
-                out.append(ParamIR(p.name, p.type_name, values[p.name], span=p.span))
+                unit = None
+                if p.unit is not None:
+                    unit = to_ir(p.unit)
+                    if p.type_name not in ("real", "complex", "int"):
+                        fail("P212", f"parameter '{p.name}' is a {p.type_name}: it has no unit",
+                             p.unit.span)  # fmt: skip
+                    unit_of(unit)  # a located P212 for an unknown or malformed unit
+                out.append(ParamIR(p.name, p.type_name, values[p.name], unit, span=p.span))
                 checked = True
             if not checked:
                 values[p.name] = POISONED
@@ -827,8 +840,40 @@ def declared_type(t: ast.TypeExpr | None, values: dict[str, Any]):
     return domain, shape
 
 
+def table_columns(t: ast.TypeExpr) -> tuple[ColumnIR, ...]:
+    """The columns of ``table(a = AU, P = yr, n)``: names in order, with their units."""
+    if t.shape:
+        fail("P317", "a table's shape is its file's: table(a = m, t = s)", t.span)
+    columns: list[ColumnIR] = []
+    for a in t.args:
+        name = name_of(to_ir(a))
+        if name is None:
+            fail("P317", "a table names its columns: table(a = AU, P = yr)", a.span)
+        columns.append(ColumnIR(name, None, span=a.span))
+    for k in t.kwargs:
+        unit = to_ir(k.value)
+        unit_of(unit)  # a located P212 for an unknown or malformed unit
+        columns.append(ColumnIR(k.name, unit, span=k.span))
+    if not columns:
+        fail("P317", "a table names its columns: table(a = AU, P = yr)", t.span)
+    columns.sort(key=lambda c: (c.span.line, c.span.column) if c.span else (0, 0))  # as written
+    names = [c.name for c in columns]
+    for c in columns:
+        if names.count(c.name) > 1:
+            fail("P212", f"column '{c.name}' is named twice", c.span)
+    return tuple(columns)
+
+
 def data_declaration(decl: ast.DataDecl, values: dict[str, Any]) -> DataIR:
     """A data declaration: its declared type and its source, checked for shape (not loaded)."""
+    if decl.type is not None and decl.type.name == "table":
+        columns = table_columns(decl.type)
+        source = to_ir(decl.value)
+        call = as_call(source)
+        if call is None or call.func != "load":
+            fail("P303", "a table is loaded from a file: load(\"planets.csv\")",
+                 source.span)  # fmt: skip
+        return DataIR(decl.name, None, None, source, columns, span=decl.span)
     domain, shape = declared_type(decl.type, values)
     source = to_ir(decl.value)
     call = as_call(source)

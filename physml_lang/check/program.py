@@ -59,6 +59,16 @@ def stdlib_model(name: str) -> ModelChecker | None:
     return ModelChecker(node)
 
 
+NO_MODEL = "none"  # the empty table model of a run that generates its own data
+
+
+def _model_free(run: TaskIR) -> bool:
+    """Whether ``run``'s task can do without a model (it generates its data: band Hamiltonians,
+    images): its task entry applies to table models."""
+    entry = CATALOGUE.tasks.get(run.kind, "table") if run.kind else None
+    return entry is not None and "table" in entry.facts.kinds
+
+
 @dataclass
 class CheckedProgram:
     """The front end's product for one file: model declarations by name (declared and imported),
@@ -87,6 +97,8 @@ class CheckedProgram:
             local = self.declared or list(self.models)
             if not local and any(_stacks_rbms(self.learners.get(n)) for n in run.trains):
                 return stdlib_model("RBM")  # dbn, autoencoder: a stack of RBMs, no model needed
+            if not local and _model_free(run):
+                return ModelChecker(ast.Model(run.span, NO_MODEL, run.name_span, [], []))
             if len(local) != 1:
                 raise PhysmlError(Diagnostic(
                     "P412", f"run {run.name} must name its model: several are declared", run.span,

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from physml_lang.catalogue import CATALOGUE
+from physml_lang.catalogue.discovery import DISCOVER_TASKS
 from physml_lang.catalogue.landscape import EVOLVE_TASKS, OPTIMISER_SCHEMAS
+from physml_lang.catalogue.phases import CLASSIFY_TASKS
+from physml_lang.catalogue.topology import INVARIANT_TASKS, LOCATE_TASKS
 from physml_lang.diagnostics import ErrorCollector, Span, did_you_mean
 from physml_lang.ir import expr as E
 from physml_lang.ir.task import (
@@ -91,6 +94,20 @@ STATEMENTS: dict[str, Statement] = {
     # optimisation as dynamics (runtime/landscape)
     "optimise": Statement("optimise f via mqhoa(k = 20), evaluations = 20000, restarts = 30, "
                           "target = 0", methods={m: "optimise" for m in OPTIMISER_SCHEMAS}),
+    # learning about physics: laws, conserved quantities, phases, invariants, images
+    "discover": Statement("discover P via power_law(a)  |  discover equations(degree = 3, "
+                          "threshold = 0.05)  |  discover conserved(degree = 2)  |  discover "
+                          "conserved(degree = 3), data = events (columns NAME before and "
+                          "NAME_after after each event)",
+                          methods=dict(DISCOVER_TASKS), method_first=True),
+    "classify": Statement("classify phases via supervised(epochs = 30), learners = [cnn_net, "
+                          "fc_net]  |  classify phases via pca  |  classify phases via confusion",
+                          methods=dict(CLASSIFY_TASKS)),
+    "invariant": Statement("invariant winding(train = [-1, 0, 1], test = [-3, -2, 2, 3]), "
+                           "learners = [cnn_net, fc_net]  |  invariant chern(...)",
+                           methods=dict(INVARIANT_TASKS), method_first=True),
+    "locate": Statement("locate impurities(size = 16, noise = 0.3), learners = [cnn_net, "
+                        "fc_net]", methods=dict(LOCATE_TASKS), method_first=True),
     "trajectories": Statement("trajectories count = 25, points = 30, t_span = 3.0, noise = 0.1"
                               '  |  trajectories load("orbits.npz")'),
     "rollout": Statement("rollout count = 10, horizon = 20, steps = 200"),

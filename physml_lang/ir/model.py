@@ -36,6 +36,7 @@ class ParamIR:
     name: str
     type: str  # int, real, bool, complex
     value: Scalar
+    unit: Expr | None = None  # its unit as declared (l: real [m]): physml_lang/check/units.py
     span: Span | None = _span()
 
 
@@ -162,13 +163,24 @@ class DiagonalIR:
 
 
 @dataclass(frozen=True)
+class ColumnIR:
+    """A column of a data table and its unit as declared (``table(a = AU, P = yr)``)."""
+
+    name: str
+    unit: Expr | None = None
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
 class DataIR:
-    """``data xi: spin[P, N] = random(seed = 1)``: a data array and where it comes from."""
+    """``data xi: spin[P, N] = random(seed = 1)``: a data array and where it comes from;
+    ``data planets: table(a = AU, P = yr) = load("planets.csv")``: a table, rows by columns."""
 
     name: str
     domain: DomainIR | None
     shape: tuple[Expr, ...] | None
     source: Expr
+    columns: tuple[ColumnIR, ...] | None = None
     span: Span | None = _span()
 
 

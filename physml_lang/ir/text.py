@@ -31,7 +31,7 @@ RECORDS: dict[str, type] = {
     "domain": M.DomainIR, "field": M.FieldIR, "array": M.ArrayIR, "diagonal": M.DiagonalIR,
     "data": M.DataIR, "define": M.DefinitionIR, "symmetry": M.SymmetryIR,
     "phase_space": M.PhaseSpaceIR, "conserve": M.ConservedIR,
-    "coordinates": M.CoordinatesIR,
+    "coordinates": M.CoordinatesIR, "column": M.ColumnIR,
     "task": T.TaskIR, "model_ref": T.ModelRefIR, "scan": T.ScanIR, "measure": T.MeasureIR,
     "plot": T.PlotIR, "statement": T.StatementIR, "item": T.ItemIR, "option": T.Option,
     "word": T.Word, "call": T.CallValue,

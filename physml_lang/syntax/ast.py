@@ -117,6 +117,7 @@ class ParamDecl(Node):
     type_name: str
     type_span: Span
     default: Expr | None
+    unit: Expr | None = None  # l: real [m]
 
 
 @dataclass

@@ -195,7 +195,10 @@ class _Builder:
         return ast.TypeExpr(self.s(meta), str(c[0]), shape=list(c[1:]))
 
     def param_decl(self, meta, c):
-        return ast.ParamDecl(self.s(meta), str(c[0]), str(c[1]), self.t(c[1]), c[2])
+        return ast.ParamDecl(self.s(meta), str(c[0]), str(c[1]), self.t(c[1]), c[3], c[2])
+
+    def unit(self, meta, c):
+        return c[0]
 
     def param_list(self, meta, c):
         return [x for x in c if x is not None]

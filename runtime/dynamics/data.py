@@ -143,7 +143,8 @@ def initial_states(cm: PhaseSpaceModel, o: TrajectoryOptions, count: int,
     ``circle``: each (q_k, p_k) at a radius uniform in ``o.radius`` and a uniform angle;
     ``normal``: q, p ~ N(0, radius[1]^2); ``kepler``: two bodies at +-x about their centre of
     mass with near-circular speeds for equal masses (separation 1 .. 3, speed 0.8 .. 1.2 x
-    circular)."""
+    circular); ``orbit``: one body about the origin on a bound, eccentric orbit (distance in
+    ``o.radius``, 0.6 .. 1.2 x the circular speed, heading within 0.5 rad of tangential)."""
     lo, hi = o.radius
     n = cm.n
     u = _uniform(streams, F64)
@@ -152,6 +153,17 @@ def initial_states(cm: PhaseSpaceModel, o: TrajectoryOptions, count: int,
         return r * torch.cos(phi), r * torch.sin(phi)
     if o.start == "normal":
         return hi * streams.normal((count, n), F64), hi * streams.normal((count, n), F64)
+    if o.start == "orbit":
+        prm = cm.model.params
+        gm = float(prm.get("GM", float(prm.get("G", 1.0)) * float(prm.get("M", 1.0))))
+        r, phi = u(lo, hi, count), u(0.0, 2 * math.pi, count)
+        speed = torch.sqrt(gm / r) * u(0.6, 1.2, count)
+        heading = phi + math.pi / 2 + u(-0.5, 0.5, count)
+        q = torch.zeros(count, n, dtype=F64, device=r.device)
+        p = torch.zeros_like(q)
+        q[:, 0], q[:, 1] = r * torch.cos(phi), r * torch.sin(phi)
+        p[:, 0], p[:, 1] = speed * torch.cos(heading), speed * torch.sin(heading)
+        return q, p
     D = cm.shape[1]
     m = float(cm.model.params.get("m", 1.0))
     G = float(cm.model.params.get("G", 1.0))

@@ -35,11 +35,15 @@ from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.dynamics import (
     LEARNER_OBJECTIVES,
     HNNOptions,
+    InteractionOptions,
     MLPOptions,
     SympNetOptions,
 )
+from physml_lang.diagnostics import Diagnostic, PhysmlError
 
+from ..checkpoint import Checkpoint
 from ..device import HOST
+from ..driver import ScanPoint
 from ..random import RandomStreams
 from .data import TrainingData
 from .integrators import Trajectory, evolve
@@ -143,6 +147,58 @@ class MLPVectorField(nn.Module):
             "mlp_vector_field",
             gradients,
         )
+
+
+class InteractionNetwork(nn.Module):
+    """Interaction network of N bodies in D dimensions (Battaglia et al. 2016), q and p of shape
+    (..., n) with n = N D (particle i, axis a at i D + a).
+
+    qdot_i = psi(p_i) (one network for every particle); pdot_i = sum_(j != i) F_ij with
+    F_ij = phi(d_ij, |d_ij|) - phi(-d_ij, |d_ij|), d_ij = q_i - q_j. Each pair's force is
+    computed once and added to i and subtracted from j, so F_ji = -F_ij exactly (Newton's
+    third law) and sum_i pdot_i = 0 to round-off: total momentum is conserved by the learned
+    flow and by any Runge-Kutta rollout of it (a sum of such stages). The forces depend on
+    differences only (translation invariance, the symmetry Noether ties to momentum).
+    """
+
+    def __init__(self, n: int, dims: int, hidden: list[int], activation: str = "tanh",
+                 dtype: torch.dtype = torch.float64, generator: torch.Generator | None = None):  # fmt: skip
+        super().__init__()
+        self.n, self.D, self.N = n, dims, n // dims
+        self.phi = mlp([dims + 1, *hidden, dims], activation, dtype, generator)
+        self.psi = mlp([dims, *hidden, dims], activation, dtype, generator)
+        i, j = torch.triu_indices(self.N, self.N, 1, device=HOST)
+        self.register_buffer("i", i, persistent=False)
+        self.register_buffer("j", j, persistent=False)
+
+    def forces(self, q: Tensor) -> Tensor:
+        """The pairwise forces F_ij of the pairs i < j: (..., N (N - 1) / 2, D)."""
+        x = q.reshape(*q.shape[:-1], self.N, self.D)
+        d = x[..., self.i, :] - x[..., self.j, :]
+        r = torch.sqrt((d * d).sum(-1, keepdim=True))
+        return self.phi(torch.cat([d, r], -1)) - self.phi(torch.cat([-d, r], -1))
+
+    def vector_field(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        f = self.forces(q)
+        pdot = torch.zeros(*q.shape[:-1], self.N, self.D, dtype=q.dtype, device=q.device)
+        pdot = pdot.index_add(-2, self.i, f).index_add(-2, self.j, -f)
+        qdot = self.psi(p.reshape(*p.shape[:-1], self.N, self.D))
+        return qdot.reshape(q.shape), pdot.reshape(p.shape)
+
+    system = MLPVectorField.system  # rollouts by rk4/euler of the learned vector field
+
+
+def total_momentum(p: Tensor, dims: int) -> Tensor:
+    """Total momentum sum_i p_i of states p (..., n = N D): (..., D)."""
+    return p.reshape(*p.shape[:-1], -1, dims).sum(-2)
+
+
+def momentum_drift(p: Tensor, dims: int) -> Tensor:
+    """Relative drift of the total momentum along trajectories p (T, B, n): per trajectory,
+    max_t |P(t) - P(0)| / sum_i |p_i(0)| (the scale of the momenta: P(0) may vanish), (B,)."""
+    P = total_momentum(p, dims)
+    scale = p[0].reshape(p.shape[1], -1, dims).norm(dim=-1).sum(-1).clamp_min(1e-300)
+    return (P - P[0]).norm(dim=-1).amax(0) / scale
 
 
 class _GradientModule(nn.Module):
@@ -270,6 +326,39 @@ class Fit:
         saved = self.optimizer.state_dict()
         saved["state"] = state
         self.optimizer.load_state_dict(saved)
+
+
+class FittedPoint(ScanPoint):
+    """A learner fitted one optimisation step per :meth:`step` as a point of the driver's
+    scan: its losses per step (checked finite every ``CHECK_EVERY`` steps: one host sync per
+    check, not per step), the training time, and the checkpoint (the fit's parameters and
+    moments, the losses, the time)."""
+
+    CHECK_EVERY = 100
+    fit: Fit
+    losses: torch.Tensor
+    train_s: float
+
+    def first_non_finite(self) -> int | None:
+        """The first step since the last check whose loss is not finite, or None."""
+        start = (self.done - 1) // self.CHECK_EVERY * self.CHECK_EVERY
+        finite = torch.isfinite(self.losses[start : self.done])
+        if bool(finite.all()):
+            return None
+        return start + int((~finite).nonzero()[0, 0])
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        t = self.fit.tensors()
+        t["losses"] = self.losses[: self.done]
+        t["train_s"] = torch.tensor([self.train_s], dtype=torch.float64, device="cpu")
+        return t
+
+    def restore(self, saved: Checkpoint) -> None:
+        t = saved.tensors
+        self.done = int(saved.state["done"])
+        self.fit.restore(t)
+        self.losses[: self.done] = t["losses"].to(self.losses.device)
+        self.train_s = float(t["train_s"][0])
 
 
 class VectorFieldFit(Fit):
@@ -439,6 +528,16 @@ def _mlp(o: MLPOptions, n: int, generator: torch.Generator | None = None,
     return MLPVectorField(n, o.hidden, o.activation, dtype, generator)
 
 
+def _interaction(o: InteractionOptions, n: int, generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float64) -> InteractionNetwork:  # fmt: skip
+    if n % o.dims:
+        raise PhysmlError(Diagnostic(
+            "P431", f"interaction(dims = {o.dims}) needs N particles of {o.dims} coordinates; "
+            f"the phase space has {n}", None,
+            "declare phase_space (q, p): real[N, D] and give dims = D"))  # fmt: skip
+    return InteractionNetwork(n, o.dims, o.hidden, o.activation, dtype, generator)
+
+
 def _sympnet(o: SympNetOptions, n: int, generator: torch.Generator | None = None,
              dtype: torch.dtype = torch.float64) -> SympNet:  # fmt: skip
     return SympNet(n, o.layers, o.width, dtype, generator)
@@ -458,6 +557,7 @@ class LearnerKind:
 HNN_KIND = LearnerKind("hnn", LEARNER_OBJECTIVES["hnn"], _hnn)
 MLP_KIND = LearnerKind("mlp_vector_field", LEARNER_OBJECTIVES["mlp_vector_field"], _mlp)
 SYMPNET_KIND = LearnerKind("sympnet", LEARNER_OBJECTIVES["sympnet"], _sympnet)
+INTERACTION_KIND = LearnerKind("interaction", LEARNER_OBJECTIVES["interaction"], _interaction)
 
 
 def bind(catalogue: Catalogue) -> None:
@@ -468,6 +568,7 @@ def bind(catalogue: Catalogue) -> None:
     learners.bind("mlp_vector_field", MLP_KIND, family="phase_space")
     learners.bind("mlp", MLP_KIND, family="phase_space")
     learners.bind("sympnet", SYMPNET_KIND, family="phase_space")
+    learners.bind("interaction", INTERACTION_KIND, family="phase_space")
     catalogue.objectives.bind("derivative_mse", derivative_mse, family="phase_space")
     catalogue.objectives.bind("step_mse", step_mse, family="phase_space")
 

@@ -29,7 +29,7 @@ from ..statistics import Estimate, binning_analysis, excess_limit, jackknife
 from ..tasks import RunState
 from .data import reference_trajectories
 from .integrators import Trajectory
-from .learners import SympNet, rollout
+from .learners import SympNet, momentum_drift, rollout
 from .plots import Curve
 
 Tensor = torch.Tensor
@@ -102,6 +102,9 @@ def evaluate_rollouts(model: torch.nn.Module, cm: PhaseSpaceModel, ro: RolloutOp
     errors = {"rollout_energy_mse": _mean_of(e_mse[finite]),
               "rollout_state_mse": _mean_of(s_mse[finite]),
               "diverged": int((~finite).sum())}  # fmt: skip
+    if len(cm.shape) == 2:  # N bodies in D dimensions: the drift of the total momentum
+        drift = momentum_drift(tr.p.detach(), cm.shape[1]).cpu().numpy()
+        errors["rollout_momentum_drift"] = _mean_of(drift[finite])
     curve = (tr.t.cpu().numpy(), E_pred[0], tr.q[:, 0, 0].cpu().numpy(),
              tr.p[:, 0, 0].cpu().numpy())  # fmt: skip
     exact = (np.linspace(0, steps * dt, steps + 1), E_true[0], qt[0, :, 0].numpy(),

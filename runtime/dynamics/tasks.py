@@ -89,7 +89,7 @@ from .integrators import (
     make_integrator,
 )
 from .integrators import bind as bind_integrators
-from .learners import Fit, LearnerKind, save_parameters
+from .learners import Fit, FittedPoint, LearnerKind, save_parameters
 from .learners import bind as bind_learners
 from .measures import OBSERVABLES as FIELD_OBSERVABLE_ESTIMATES
 from .measures import RolloutEvaluation, energy_errors, evaluate_rollouts
@@ -472,13 +472,11 @@ def _learner(cm: PhaseSpaceModel, lp: LearnerPlan, streams: RandomStreams) -> to
     return kind.build(lp.options, cm.n, streams.host_generator())
 
 
-class Training(ScanPoint):
+class Training(FittedPoint):
     """One learner fitted by its objective (``lp.method``), one Adam step per ``step``
     (minibatch indices from the point's streams), then evaluated by rollouts from the test
     states q0, p0 (B, n). The checkpoint: parameters, Adam's moments, the loss per step and
     the training time; the data are regenerated from the run's streams on resume."""
-
-    CHECK_EVERY = 100  # steps between checks of the losses' finiteness
 
     def __init__(self, cm: PhaseSpaceModel, lp: LearnerPlan, data: TrainingData,
                  streams: RandomStreams, ro: RolloutOptions, q0: Tensor,
@@ -506,29 +504,13 @@ class Training(ScanPoint):
 
     def _check_finite(self) -> None:
         """A located P700 at the first non-finite loss since the last check."""
-        start = (self.done - 1) // self.CHECK_EVERY * self.CHECK_EVERY
-        recent = self.losses[start : self.done]
-        finite = torch.isfinite(recent)
-        if bool(finite.all()):
+        bad = self.first_non_finite()
+        if bad is None:
             return
-        bad = start + int((~finite).nonzero()[0, 0])
         _fail("P700", f"the training loss of learner {self.plan.name} became non-finite at "
               f"step {bad + 1} of {self.total}", self.plan.span,
               "lower lr or give a batch_size, or check the training data for huge values; "
               "rows of learners trained before were kept")  # fmt: skip
-
-    def tensors(self) -> dict[str, Tensor]:
-        t = self.fit.tensors()
-        t["losses"] = self.losses[: self.done]
-        t["train_s"] = torch.tensor([self.train_s], dtype=F64, device="cpu")
-        return t
-
-    def restore(self, saved: Checkpoint) -> None:
-        t = saved.tensors
-        self.done = int(saved.state["done"])
-        self.fit.restore(t)
-        self.losses[: self.done] = t["losses"].to(self.losses.device)
-        self.train_s = float(t["train_s"][0])
 
     def rows(self) -> list[dict]:
         """The learner, its size, the final loss on all data, the rollout errors."""

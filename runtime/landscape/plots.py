@@ -7,7 +7,6 @@ against dtau with its extrapolation (``dmc_energy.png``) and its population
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..outputs import save_figure
 from .schrodinger import plot_densities
 
 
@@ -26,16 +26,6 @@ def _figure(width: float = 6.0, height: float = 4.0):
     FigureCanvasAgg(fig)
     return fig
 
-
-def _save(fig, path: Path) -> Path:
-    """Atomically: a half-written PNG never replaces a whole one."""
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    tmp = path.with_suffix(".png.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
-    return path
 
 
 def _slug(text: str) -> str:
@@ -56,7 +46,8 @@ def draw(out: Path, plan, summary: dict, artefacts: list) -> list[Path]:
             files.append(histogram_plot(out / f"walkers{suffix}.png", a.data, a.label))
     traces = [a for a in artefacts if a.kind == "trace"]
     if traces:
-        files.append(trace_plot(out / "annealing_trace.png", traces))
+        target = plan.optimise.target if plan.optimise is not None else None
+        files.append(trace_plot(out / "annealing_trace.png", traces, target))
         files.append(success_table(out / "success_rates.md", plan, summary))
     dmc = [a for a in artefacts if a.kind == "dmc"]
     if dmc:
@@ -86,7 +77,7 @@ def softmax_plot(path: Path, data: dict[str, Any]) -> Path:
                  fontsize=9)  # fmt: skip
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def histogram_plot(path: Path, data: dict[str, Any], label: str) -> Path:
@@ -98,7 +89,7 @@ def histogram_plot(path: Path, data: dict[str, Any], label: str) -> Path:
     ax.set_xlabel("x")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def success_table(path: Path, plan, summary: dict) -> Path:
@@ -119,8 +110,11 @@ def success_table(path: Path, plan, summary: dict) -> Path:
     return path
 
 
-def trace_plot(path: Path, traces: list) -> Path:
-    """Best f (above its minimum over the runs) against evaluations, every restart."""
+def trace_plot(path: Path, traces: list, target: float | None = None) -> Path:
+    """Best f above f* (the target where given, else the lowest value over the runs) against
+    evaluations, every restart: on a log axis whatever the sign of f."""
+    firsts = [float(row[1]) for a in traces for trace in a.data for row in trace]
+    ref = target if target is not None else (min(firsts) if firsts else 0.0)
     fig = _figure()
     ax = fig.add_subplot()
     for a in traces:
@@ -128,16 +122,17 @@ def trace_plot(path: Path, traces: list) -> Path:
             if not trace:
                 continue
             ev = [row[0] for row in trace]
-            best = [max(float(row[1]), 1e-16) for row in trace]
+            best = [max(float(row[1]) - ref, 1e-16) for row in trace]
             ax.plot(ev, best, lw=0.8, alpha=0.6, color=f"C{a.point % 10}",
                     label=a.label if r == 0 else None)  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("objective evaluations")
-    ax.set_ylabel("best f found (floored at 1e-16)")
+    what = "the target f*" if target is not None else "the best over the runs"
+    ax.set_ylabel(f"best f found - f* (f* = {ref:.6g}: {what}; floored at 1e-16)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def population_plot(path: Path, runs: list) -> Path:
@@ -152,7 +147,7 @@ def population_plot(path: Path, runs: list) -> Path:
     right.set_xlabel("step")
     right.set_ylabel("E_ref")
     left.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def dtau_plot(path: Path, summary: dict) -> Path:
@@ -181,7 +176,7 @@ def dtau_plot(path: Path, summary: dict) -> Path:
     ax.set_ylabel("E (mixed estimator)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 __all__ = ["draw", "dtau_plot", "population_plot", "softmax_plot", "trace_plot"]

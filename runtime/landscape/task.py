@@ -19,13 +19,12 @@ from typing import Any
 import torch
 
 from physml_lang.catalogue import Catalogue
-from physml_lang.catalogue.landscape import EVOLVE_TASKS
+from physml_lang.catalogue.landscape import ACTIVE_METHODS, EVOLVE_TASKS
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 from physml_lang.ir.task import TaskIR
 
-from ..checkpoint import Checkpoint
 from ..device import check_memory
-from ..driver import RunContext, RunResult, ScanPoint, run_scan
+from ..driver import Computation, RunContext, RunResult, run_scan
 from ..plans.landscape import LandscapePlan, plan_landscape
 from ..random import RandomStreams
 from ..tasks import RunState, Task
@@ -45,27 +44,6 @@ class Unit:
     sub: dict[str, Any] = field(default_factory=dict)
 
 
-class Computation(ScanPoint):
-    """A unit run to its end in one step (its rows are its only state: no checkpoint within)."""
-
-    saves = False
-
-    def __init__(self, work):
-        self.work, self.total, self.done = work, 1, 0
-        self._rows: list[dict] = []
-
-    def step(self) -> None:
-        self._rows = self.work()
-        self.done = 1
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def restore(self, saved: Checkpoint) -> None:
-        pass
-
-    def rows(self) -> list[dict]:
-        return self._rows
 
 
 def _units(plan: LandscapePlan) -> list[Unit]:
@@ -169,6 +147,8 @@ def memory_need(plan: LandscapePlan) -> int:
     if plan.spins:
         count = o.population if plan.method == "population_annealing" else plan.optimise.restarts
         return word * (4 * n * n + 8 * count * n)
+    if plan.task == "optimise" and plan.method in ACTIVE_METHODS:
+        return optimise_runs.active_memory_need(plan)
     if plan.task == "optimise":
         per = {"mqhoa": getattr(o, "k", 1), "simulated_annealing": getattr(o, "chains", 1),
                "population_annealing": getattr(o, "population", 1)}[plan.method]  # fmt: skip
@@ -192,7 +172,7 @@ def _dispatch(plan: LandscapePlan, cms: list, u: Unit, streams: RandomStreams, c
     if plan.spins:
         return spin_runs.spin_rows(plan, cms[0], streams, ctx.device)
     if plan.task == "optimise":
-        return optimise_runs.optimise_rows(plan, cms[0], streams, ctx.device)
+        return optimise_runs.optimise_rows(plan, cms[0], streams, ctx.device, ctx.experiment)
     run = getattr(evolutions, plan.method)
     if plan.method in evolutions.BATCHED:
         return run(plan, cms, u.sub, streams, ctx.device, ctx.seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from physml_lang.catalogue import Catalogue
 
 from . import (
+    discovery,
     dynamics,
     flows,
     gauge,
@@ -19,16 +20,19 @@ from . import (
     hopfield,
     landscape,
     learners,
+    phases,
+    propagation,
     quantum,
     sample,
     scores,
+    topology,
 )
 
 
 def bind(catalogue: Catalogue) -> None:
     """Attach every family's static task checks to the catalogue's task entries."""
     for family in (sample, quantum, gauge, dynamics, learners, generative, flows, gauge_flows,
-                   scores, hopfield, landscape):
+                   scores, hopfield, landscape, discovery, phases, topology, propagation):
         family.bind_checks(catalogue)
 
 

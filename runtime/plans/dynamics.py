@@ -200,11 +200,12 @@ def _realised(run: RunState, checker: ModelChecker, realise: Realise, kind: str,
     return realise(ir)
 
 
-def _plain(v: Any) -> Any:
+def plain_words(v: Any) -> Any:
+    """Words as names, tuples as lists (for the schemas)."""
     if isinstance(v, Word):
         return str(v)
     if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
+        return [plain_words(x) for x in v]
     return v
 
 
@@ -212,7 +213,7 @@ def _options(opts: Options, schema: type[BaseModel], where: Span | None, what: s
     for k, (v, s) in opts.items():
         if isinstance(v, CallValue):
             _fail("P402", f"option '{k}' of {what} must be a value, not a call", s)
-    values = {k: _plain(v) for k, (v, _) in opts.items()}
+    values = {k: plain_words(v) for k, (v, _) in opts.items()}
     spans = {k: s for k, (_, s) in opts.items()}
     return validate_options(schema, values, spans, where, what)
 
@@ -294,8 +295,8 @@ def plan_evolve(task: TaskIR, program: Any, sets: dict[str, Any] | None,
     for k in (qn, pn):
         if k not in init:
             _fail("P412", f"initial conditions need {k} too", dyn.initial_span)
-    q0 = _state(_plain(init[qn][0]), cm.shape, init[qn][1], qn)
-    p0 = _state(_plain(init[pn][0]), cm.shape, init[pn][1], pn)
+    q0 = _state(plain_words(init[qn][0]), cm.shape, init[qn][1], qn)
+    p0 = _state(plain_words(init[pn][0]), cm.shape, init[pn][1], pn)
     if q0.shape[0] != p0.shape[0] and 1 not in (q0.shape[0], p0.shape[0]):
         _fail("P319", f"{q0.shape[0]} initial {qn} but {p0.shape[0]} initial {pn}",
               dyn.initial_span)  # fmt: skip
@@ -455,6 +456,18 @@ class LearnPlan:
     rollout: RolloutOptions
 
 
+def check_start(start: str, shape: tuple[int, ...], span: Span | None) -> None:
+    """The initial states a ``trajectories`` start mode draws fit the phase space: ``kepler``
+    two bodies (real[2, D]), ``orbit`` one body in D >= 2 dimensions (real[D])."""
+    kepler = start == "kepler" and (len(shape) != 2 or shape[0] != 2 or shape[1] < 2)
+    orbit = start == "orbit" and (len(shape) != 1 or shape[0] < 2)
+    if kepler or orbit:
+        need = ("a two-body phase space: real[2, D] with D >= 2" if kepler
+                else "one body in D >= 2 dimensions: real[D]")  # fmt: skip
+        _fail("P413", f"start = {start} needs {need}; the phase space has shape {shape}", span,
+              "start = orbit for one body about the origin, kepler for two bodies")  # fmt: skip
+
+
 def plan_learn(run: RunState, program: Any, sets: dict[str, Any] | None,
                realise: Realise | None = None) -> LearnPlan:  # fmt: skip
     """Trajectory, training and rollout options and the learners of a ``learn_dynamics`` run:
@@ -476,9 +489,7 @@ def plan_learn(run: RunState, program: Any, sets: dict[str, Any] | None,
     if roll.integrator is not None and CATALOGUE.integrators.get(roll.integrator) is None:
         _fail("P206", f"unknown integrator '{roll.integrator}'", ropts["integrator"][1],
               did_you_mean(roll.integrator, set(CATALOGUE.integrators.names(""))))  # fmt: skip
-    if data.start == "kepler" and (len(cm.shape) != 2 or cm.shape[0] != 2 or cm.shape[1] < 2):
-        _fail("P413", "start = kepler needs a two-body phase space: real[2, D] with D >= 2",
-              topts["start"][1])  # fmt: skip
+    check_start(data.start, tuple(cm.shape), topts.get("start", (None, run.span))[1])
     decls = program.learners
     learners: list[LearnerPlan] = []
     for names, method, options, _span in dyn.train:
@@ -505,15 +516,23 @@ def plan_learn(run: RunState, program: Any, sets: dict[str, Any] | None,
                     _fail("P501", f"{func} cannot respect '{sym}'", sspan,
                           "hnn and sympnet are symplectic by construction; an mlp vector field "
                           "respects nothing" if sym == "symplectic" else
-                          "dynamics learners respect: symplectic")  # fmt: skip
+                          f"{func} respects: " + (", ".join(entry.facts.symmetries)
+                                                  or "nothing"))  # fmt: skip
             schema = entry.schema
-            vals = {k.name: _plain(k.value) for k in d.call.kwargs}
+            vals = {k.name: plain_words(k.value) for k in d.call.kwargs}
             spans: dict[str, Span | None] = {k.name: k.span for k in d.call.kwargs}
             for k, (v, s) in list(options.items()) + list(train_common.items()):
-                vals[k], spans[k] = _plain(v), s
+                vals[k], spans[k] = plain_words(v), s
             vals = {k: v for k, v in vals.items() if v is not None}
             opts = validate_options(schema, vals, {k: spans[k] for k in vals}, d.span,
                                     f"learner {name}")  # fmt: skip
+            dims = getattr(opts, "dims", None)  # pairwise forces act in D dimensions
+            if dims is not None and (len(cm.shape) != 2 or cm.shape[1] != dims):
+                _fail("P431", f"{func}(dims = {dims}) needs a phase space real[N, {dims}]; "
+                      f"model {checker.name} has shape {tuple(cm.shape)}",
+                      spans.get("dims") or d.call.span,
+                      f"give dims = {cm.shape[-1]}" if len(cm.shape) == 2 else
+                      "pairwise forces need particles: phase_space (q, p): real[N, D]")  # fmt: skip
             # a learned Hamiltonian (hnn) is separable only when declared so; a learned vector
             # field (mlp) has no Hamiltonian at all
             integ = roll.integrator if objective == "derivative_mse" else None

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from physml_lang.catalogue import Catalogue
 from physml_lang.catalogue.landscape import (
+    ACTIVE_METHODS,
     EVOLVE_SCHEMAS,
     EVOLVE_TASKS,
     MAX_GRID_POINTS,
@@ -37,7 +38,7 @@ from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.task import CallValue, TaskIR, Word
 
 from ..tasks import RunState, TaskCheck, option_values, plain
-from .parameters import Located, Settable, apply_sets
+from .parameters import Located, ModelPoint, Settable, apply_sets
 
 GRID_METHODS = ("imaginary_time", "real_time", "fokker_planck", "taylor_diffusion")
 DRIFT_METHODS = ("fokker_planck", "langevin", "taylor_diffusion")
@@ -45,14 +46,6 @@ DRIFT_METHODS = ("fokker_planck", "langevin", "taylor_diffusion")
 
 def _fail(code: str, msg: str, span: Span | None = None, hint: str | None = None):
     raise PhysmlError(Diagnostic(code, msg, span, hint))
-
-
-@dataclass
-class LandscapePoint:
-    """One scan point: the scanned values and the model's arguments there."""
-
-    values: dict[str, Any]
-    args: dict[str, Any]
 
 
 @dataclass
@@ -70,10 +63,12 @@ class LandscapePlan:
     option_spans: dict[str, Span | None]
     optimise: OptimiseOptions | None = None
     objective: str | None = None
-    points: list[LandscapePoint] = dc_field(default_factory=list)
+    points: list[ModelPoint] = dc_field(default_factory=list)
     spins: bool = False  # an annealer of an Ising spin model (a lattice model)
     field: str = ""
     size: int = 0  # the most coordinates (or spins) of any scan point
+    warm_start: str | None = None  # active learning: the simulated model that pre-trains
+    warm_ir: Any = None  # its model IR (default parameters)
 
     def span_of(self, option: str) -> Span | None:
         return self.option_spans.get(option) or self.method_span
@@ -151,6 +146,8 @@ def plan_landscape(run: RunState, program, sets: dict[str, Any] | None = None) -
                       f"{options.sweeps} sweeps each ({need} evaluations)",
                       popts.get("evaluations", (None, stmt.span))[1] or stmt.span,
                       "raise evaluations, or lower population or sweeps")  # fmt: skip
+        if method in ACTIVE_METHODS:
+            _check_active(plan, program, checker, popts, stmt.span)
     for s in run.scans:
         if s.name not in params:
             _fail("P205", f"cannot scan '{s.name}': it is not a parameter of model "
@@ -173,10 +170,51 @@ def plan_landscape(run: RunState, program, sets: dict[str, Any] | None = None) -
         else:
             d = program.derive(ir)
             _check_point(plan, d, objective)
+            _check_warm(plan, program, d)
             plan.size = max(plan.size, d.n)
-        plan.points.append(LandscapePoint({s.name: v for s, v in zip(run.scans, combo,
+        plan.points.append(ModelPoint({s.name: v for s, v in zip(run.scans, combo,
                                                                       strict=True)}, a))  # fmt: skip
     return plan
+
+
+def _check_active(plan: LandscapePlan, program, checker, popts: Located,
+                  span: Span | None) -> None:  # fmt: skip
+    """The budget pays for the initial design and a proposal; a warm-start model is a
+    landscape model of this program other than the optimised one."""
+    o, g = plan.options, plan.optimise
+    if o.initial >= g.evaluations:
+        _fail("P426", f"evaluations = {g.evaluations} does not pay for initial = {o.initial} "
+              "points and one proposal", plan.span_of("initial"),
+              f"raise evaluations above {o.initial}, or lower initial")  # fmt: skip
+    name = o.warm_start
+    if name is None:
+        return
+    where = plan.span_of("warm_start")
+    if name not in program.models:
+        _fail("P203", f"no model '{name}' to warm-start from", where,
+              did_you_mean(name, set(program.models)) or "name a landscape model of this "
+              "file: a simulation of the experiment")  # fmt: skip
+    if name == checker.name:
+        _fail("P432", f"the warm start {name} is the optimised model itself", where,
+              "warm-start from a simulated model of the experiment")  # fmt: skip
+    plan.warm_start = name
+
+
+def _check_warm(plan: LandscapePlan, program, d) -> None:
+    """The warm-start model has the optimised model's coordinates and box."""
+    if plan.warm_start is None:
+        return
+    where = plan.span_of("warm_start")
+    ir = program.models[plan.warm_start].instantiate({})
+    if ir.kind != "landscape":
+        _fail("P432", f"the warm start {plan.warm_start} is a {ir.kind} model, not a "
+              "landscape model", where)  # fmt: skip
+    w = program.derive(ir)
+    if (w.n, w.lower, w.upper) != (d.n, d.lower, d.upper):
+        _fail("P432", f"the warm start {plan.warm_start} has {w.n} coordinates in "
+              f"[{w.lower}, {w.upper}]; model {d.name} has {d.n} in [{d.lower}, {d.upper}]",
+              where, "declare the simulation with the same coordinates and box")  # fmt: skip
+    plan.warm_ir = ir
 
 
 def _spin_model(plan: LandscapePlan, ir, objective: tuple[str, Span | None] | None,
@@ -264,4 +302,4 @@ def bind_checks(catalogue: Catalogue) -> None:
         catalogue.tasks.bind_check(task, TaskCheck(check_landscape))
 
 
-__all__ = ["LandscapePlan", "LandscapePoint", "bind_checks", "check_landscape", "plan_landscape"]
+__all__ = ["LandscapePlan", "bind_checks", "check_landscape", "plan_landscape"]

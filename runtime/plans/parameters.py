@@ -86,4 +86,12 @@ def numeric_parameters(checker: ModelChecker, scanned: list[str], measures) -> f
     return frozenset(n for n in scanned if types.get(n) == "real" and n not in read)
 
 
-__all__ = ["Located", "Settable", "apply_sets", "numeric_parameters", "unknown_set"]
+@dataclass
+class ModelPoint:
+    """One point of a run's scan: the scanned values and the model's arguments there."""
+
+    values: dict[str, Any]
+    args: dict[str, Any]
+
+
+__all__ = ["ModelPoint", "Located", "Settable", "apply_sets", "numeric_parameters", "unknown_set"]

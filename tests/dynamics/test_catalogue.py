@@ -9,13 +9,19 @@ from physml_lang.catalogue import CATALOGUE, Catalogue, NoOptions, declare_catal
 from physml_lang.catalogue import dynamics as declared
 from physml_lang.runtime.dynamics import integrators, learners, samplers
 from physml_lang.runtime.dynamics import tasks as dynamics_tasks
-from physml_lang.runtime.dynamics.learners import HNN, MLPVectorField, SympNet, make_learner
+from physml_lang.runtime.dynamics.learners import (
+    HNN,
+    InteractionNetwork,
+    MLPVectorField,
+    SympNet,
+    make_learner,
+)
 from physml_lang.runtime.plans import dynamics as plans
 from physml_lang.runtime.statistics import binning_analysis, jackknife
 
 INTEGRATORS = ("leapfrog", "verlet", "yoshida4", "implicit_midpoint", "euler", "rk4")
 FIELD_SAMPLERS = ("hmc", "ula", "langevin", "mala")
-LEARNERS = ("hnn", "mlp_vector_field", "mlp", "sympnet")
+LEARNERS = ("hnn", "mlp_vector_field", "mlp", "sympnet", "interaction")
 OBJECTIVES = ("derivative_mse", "step_mse")
 
 
@@ -111,10 +117,11 @@ def test_learner_facts_and_objectives():
     """hnn and sympnet respect symplectic by construction; each learner's objective is an entry
     of the objectives registry; the factory builds the right module."""
     modules = {"hnn": HNN, "mlp_vector_field": MLPVectorField, "mlp": MLPVectorField,
-               "sympnet": SympNet}  # fmt: skip
+               "sympnet": SympNet, "interaction": InteractionNetwork}  # fmt: skip
     for name in LEARNERS:
         entry = CATALOGUE.learners.get(name, "phase_space")
-        assert entry.facts.symmetries == (("symplectic",) if name in ("hnn", "sympnet") else ())
+        assert entry.facts.symmetries == {"hnn": ("symplectic",), "sympnet": ("symplectic",),
+                                          "interaction": ("translation",)}.get(name, ())
         kind = entry.implementation
         assert CATALOGUE.objectives.get(kind.objective, "phase_space") is not None
         assert kind.objective == ("step_mse" if name == "sympnet" else "derivative_mse")
@@ -156,5 +163,5 @@ def test_unknown_names_raise_key_errors_naming_the_known():
         integrators.make_integrator("magic")
     with pytest.raises(KeyError, match="known: hmc, langevin, mala, ula"):
         samplers.make_sampler("metropolis")
-    with pytest.raises(KeyError, match="known: hnn, mlp, mlp_vector_field, sympnet"):
+    with pytest.raises(KeyError, match="known: hnn, interaction, mlp, mlp_vector_field, sympnet"):
         make_learner("rbm", 2)

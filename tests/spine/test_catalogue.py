@@ -95,6 +95,26 @@ SIZES = {"chain": "L", "square": "L, L", "triangular": "L, L", "cubic": "L, L, L
 B = f"{BOGUS} = 1"
 
 
+TABLE = 'model Sol {\n    data planets: table(a = AU, P = yr) = load("planets.csv")\n}\n'
+ORBITS = ("import Kepler\nrun r {\n    model Kepler\n"
+          "    trajectories count = 2, points = 100, start = kepler\n    discover ")
+CLASSIFY = ("import Ising\nlearner f = classifier(hidden = [4])\nrun r {\n    model Ising(L = 4)\n"
+            "    scan T in linspace(1.5, 3.5, 5)\n    classify phases via ")
+# a program per analysis method, its options at OPTS
+ANALYSES = {
+    "power_law": TABLE + "run r {\n    model Sol\n    discover P via power_law(a, OPTS)\n}\n",
+    "monomial": TABLE + "run r {\n    model Sol\n    discover P via monomial(a, OPTS)\n}\n",
+    "equations": ORBITS + "equations(OPTS)\n}\n",
+    "conserved": ORBITS + "conserved(OPTS)\n}\n",
+    "supervised": CLASSIFY + "supervised(OPTS), learners = [f]\n}\n",
+    "confusion": CLASSIFY + "confusion(OPTS), learners = [f]\n}\n",
+    "pca": CLASSIFY + "pca(OPTS)\n}\n",
+    "winding": "run r {\n    invariant winding(OPTS)\n}\n",
+    "chern": "run r {\n    invariant chern(OPTS)\n}\n",
+    "impurities": "run r {\n    locate impurities(OPTS)\n}\n",
+}
+
+
 def _program(kind: str, e: Entry) -> str:
     """A program that gives entry ``e`` the option ``bogus_option``."""
     n, fam = e.name, e.family
@@ -120,6 +140,16 @@ def _program(kind: str, e: Entry) -> str:
         return ("import Hopfield\nrun r {\n    model Hopfield(N = 16, P = 2)\n"
                 f"    recall xi via {n}({B})\n}}\n")
     if kind == "learners":
+        if fam == "table":  # the invariant and locate tasks (model-free runs)
+            return (f"learner f = {n}({B}) respecting translation\nrun r {{\n"
+                    "    invariant winding(epochs = 1), learners = [f]\n}\n")
+        if fam == "landscape":  # the propagation task
+            return (f"import HarmonicOscillator\nlearner U = {n}({B})\nrun r {{\n"
+                    "    model HarmonicOscillator\n    train U via propagation(steps = 1)\n}\n")
+        if fam == "lattice" and n == "classifier":  # classify phases
+            return (f"import Ising\nlearner f = {n}({B})\nrun r {{\n    model Ising(L = 4)\n"
+                    "    scan T in linspace(1.5, 3.5, 5)\n"
+                    "    classify phases via supervised(epochs = 1), learners = [f]\n}\n")
         if fam == "quantum":
             sampler = "autoregressive" if n == "rnn" else "metropolis(chains = 4)"
             return VMC.format(learner=f"{n}({B})", optimiser="sr(lr = 0.05)", sampler=sampler)
@@ -147,6 +177,9 @@ def _program(kind: str, e: Entry) -> str:
     if kind == "schedules":
         return f"{RBM_DATA}run fit {{\n    {TRAIN}\n    schedule {n}({B})\n}}\n"
     if kind == "objectives":
+        if fam == "landscape":  # learned Schrodinger dynamics
+            return ("import HarmonicOscillator\nlearner U = rnn(unitary = true)\nrun r {\n"
+                    f"    model HarmonicOscillator\n    train U via {n}({B})\n}}\n")
         if fam == "phase_space":
             learner = "sympnet(layers = 1)" if n == "step_mse" else "hnn(hidden = [4])"
             return DYNAMICS.format(learner=learner, objective=f"{n}({B})")
@@ -166,6 +199,8 @@ def _program(kind: str, e: Entry) -> str:
     if kind == "integrators":  # solver settings are options of evolve
         return ("import Pendulum\nrun r {\n    model Pendulum\n    initial q = 1.0, p = 0.0\n"
                 f"    evolve integrator = {n}, dt = 0.1, steps = 10, {B}\n}}\n")
+    if kind == "analyses":
+        return ANALYSES[n].replace("OPTS", B)
     if kind == "sources":
         call = {"random": f"random({B})", "load": f'load("x.npz", {B})',
                 "sample": f"sample(Ising(L = 4), n = 10, T = 2.0, {B})",
@@ -186,6 +221,16 @@ def _program(kind: str, e: Entry) -> str:
                   "taylor_diffusion": "taylor_diffusion"}.get(n)  # fmt: skip
         if method is not None:  # evolve METHOD(...): the options are the method's
             return f"import DoubleWell\nrun r {{\n    model DoubleWell\n    evolve {method}({B})\n}}\n"
+        if n == "discover":
+            return TABLE + f"run r {{\n    model Sol\n    discover P via power_law(a), {B}\n}}\n"
+        if n == "classify":
+            return CLASSIFY + f"supervised, learners = [f], {B}\n}}\n"
+        if n in ("topology", "images"):  # the method's options
+            method = "invariant winding" if n == "topology" else "locate impurities"
+            return f"run r {{\n    {method}({B})\n}}\n"
+        if n == "learn_propagation":
+            return ("import HarmonicOscillator\nlearner U = rnn(unitary = true)\nrun r {\n"
+                    f"    model HarmonicOscillator\n    train U via propagation({B})\n}}\n")
         if n == "recall":
             return ("import Hopfield\nrun r {\n    model Hopfield(N = 16, P = 2)\n"
                     f"    recall xi via glauber(T = 0), {B}\n}}\n")

@@ -34,8 +34,13 @@ QUICK = {  # seconds, measured on a shared 2-core machine
     "pendulum_leapfrog_vs_rk4": 29, "hopfield_capacity": 10, "pendulum_hnn": 25, "u1_2d_hmc": 53,
     "van_ising": 40, "quantum_levels": 20, "softmax_levels": 5,
     "fokker_planck_double_well": 7, "dmc_hydrogen": 18, "optimisers_ackley": 15,
-    "sk_annealing": 25,
+    "sk_annealing": 25, "kepler_law": 12, "pendulum_law": 12, "sindy_pendulum": 5,
+    "interaction_network": 75, "winding_numbers": 35, "chern_numbers": 45, "ising_phases": 120,
+    "active_learning": 100, "conserved_quantities": 10, "collisions": 4,
 }  # fmt: skip
+# learned_schrodinger and microscope_impurities run in the slow stage as physics tests
+# (tests/propagation/test_propagation_slow.py, tests/topology/test_validation_slow.py); their
+# claims are checked with the long ones
 
 NUMBER = r"[-+−]?(?:\d+\.?\d*|\.\d+)(?:e[-+−]?\d+)?"
 CLAIM = re.compile(rf"^\s*(?P<name>\w+)\s*=\s*(?P<value>{NUMBER})(?:\s*±\s*(?P<err>{NUMBER}))?$")

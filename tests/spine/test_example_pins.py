@@ -64,6 +64,17 @@ CASES: list[tuple[str, str | None, dict]] = [
     ("dmc_hydrogen", "guided", {"walkers": 300, "steps": 200, "burn_in": 50}),
     ("optimisers_ackley", "mqhoa", {"restarts": 4, "evaluations": 5000}),
     ("sk_annealing", "small", {"N": 12, "sweeps": 100, "restarts": 4}),
+    ("kepler_law", "planets", {}),
+    ("pendulum_law", "small_angle", {"points": 601, "t_span": 12.0}),
+    ("sindy_pendulum", "pendulum", {}),
+    ("interaction_network", "springs", {"steps": 30}),
+    ("learned_schrodinger", "learn", {"steps": 20, "horizon": 2, "test": 4}),
+    ("winding_numbers", "winding", {"samples": 50, "tests": 20, "epochs": 1}),
+    ("microscope_impurities", "impurities", {"samples": 50, "tests": 20, "epochs": 1}),
+    ("ising_phases", "confusion", {"sweeps": 20, "burn_in": 50, "epochs": 1}),
+    ("conserved_quantities", "oscillator", {}),
+    ("collisions", "collisions", {}),
+    ("active_learning", "branin", {"restarts": 2, "evaluations": 20}),
 ]  # fmt: skip
 
 EXACT = os.environ.get("PHYSML_PINS_EXACT") == "1"

@@ -181,6 +181,7 @@ def test_no_estimate_fires_on_the_examples_at_their_sizes(path, monkeypatch):
             raise _Stop
 
     from physml_lang.runtime import sample_task
+    from physml_lang.runtime.discovery import task as discovery
     from physml_lang.runtime.dynamics import field
     from physml_lang.runtime.dynamics import tasks as dynamics
     from physml_lang.runtime.flows import task as flows
@@ -191,11 +192,15 @@ def test_no_estimate_fires_on_the_examples_at_their_sizes(path, monkeypatch):
     from physml_lang.runtime.landscape import task as landscape
     from physml_lang.runtime.learners import deep
     from physml_lang.runtime.learners import tasks as learners
+    from physml_lang.runtime.phases import task as phases
+    from physml_lang.runtime.propagation import task as propagation
     from physml_lang.runtime.quantum import tasks as quantum
     from physml_lang.runtime.scores import task as scores
+    from physml_lang.runtime.topology import task as topology
 
     for module in (sample_task, field, dynamics, gauge, learners, quantum, generative, hopfield,
-                   flows, gauge_flows, scores, deep, landscape):
+                   flows, gauge_flows, scores, deep, landscape, discovery, phases, topology,
+                   propagation):
         monkeypatch.setattr(module, "check_memory", record)
     program = physml_lang.load(path)
     for name in program.runs:

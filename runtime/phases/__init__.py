@@ -1,0 +1,1 @@
+"""phases tasks (runtime)."""
