@@ -129,12 +129,28 @@ def expandable(expr: sympy.Basic, limit: int = MAX_EXPAND_COST) -> bool:
     return expansion_cost(expr, limit) <= limit
 
 
+HUGE = 2**53  # integers a double holds exactly
+
+
+def _huge(n: sympy.Number) -> bool:
+    if isinstance(n, sympy.Rational):
+        return abs(n.p) > HUGE or n.q > HUGE
+    if not n.is_real:  # infinities, nan
+        return False
+    v = abs(float(n))
+    return v != 0 and not 1 / HUGE < v < HUGE
+
+
 def simplifiable(expr: sympy.Basic, max_ops: int = SIMPLIFY_MAX_OPS) -> bool:
     """Whether ``sympy.simplify(expr)`` is cheap enough to try: few operations and a small
     expansion (``count_ops`` alone misses ``(a + b + 1)^64``: 4 operations, seconds)."""
     if not isinstance(expr, sympy.Basic):
         return True
     if expansion_cost(expr, SIMPLIFY_MAX_COST) > SIMPLIFY_MAX_COST:
+        return False
+    # simplify factors polynomials, with floats turned into rationals: numbers far beyond
+    # double precision's integers (1e308, 1e-300) send it into primality tests that take minutes
+    if any(_huge(n) for n in expr.atoms(sympy.Number)):
         return False
     return sympy.count_ops(expr) <= max_ops
 

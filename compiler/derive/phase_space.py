@@ -246,13 +246,15 @@ def _nondifferentiable(expr: sympy.Expr, span: Span) -> None:
          "use a smooth form, e.g. sqrt(x^2 + eps^2) for abs(x)")  # fmt: skip
 
 
-def _unused(model: ModelInstance, shape: tuple[int, ...], unused: tuple[int, ...] | list[int]
-            ) -> None:  # fmt: skip
-    """P419: H does not depend on the canonical pairs ``unused`` (flattened indices)."""
+def _unused(model: ModelInstance, shape: tuple[int, ...], unused: tuple[int, ...] | list[int],
+            total: int | None = None) -> None:  # fmt: skip
+    """P419: H does not depend on the canonical pairs ``unused`` (flattened indices; the first
+    few of ``total``)."""
     assert model.phase_space is not None
     qn, pn = model.phase_space.q, model.phase_space.p
+    total = len(unused) if total is None else total
     pairs = ", ".join(f"({_label(qn, shape, k)}, {_label(pn, shape, k)})" for k in unused[:4])
-    more = "" if len(unused) <= 4 else f" and {len(unused) - 4} more"
+    more = "" if total <= 4 else f" and {total - 4} more"
     fail("P419", f"the Hamiltonian does not depend on the canonical pair(s) {pairs}{more} "
          "declared by phase_space", _hamiltonian_defs(model)[1],
          "use every declared coordinate in H, or declare fewer (phase_space (q, p): "
@@ -416,12 +418,15 @@ def derive_structure(model: ModelInstance, shape: tuple[int, ...],
     used_dims = {a for a in range(D) if {qi[a], pi[a]} & particle.free_symbols}
     if pair is not None and N >= 2:
         used_dims |= {a for a in range(D) if dsyms[a] in F.free_symbols}
-    unused = [k for k in range(N * D) if k % D not in used_dims]
-    if unused and rest_equations is not None:  # the rest may use some of them
+    unused_axes = [a for a in range(D) if a not in used_dims]
+    if unused_axes and rest_equations is not None:  # unrolled (few pairs): the rest may use some
         rest_unused = set(rest_equations.unused_pairs)
-        unused = [k for k in unused if k in rest_unused]
-    if unused:
-        _unused(model, shape, unused)
+        unused = [k for k in range(N * D) if k % D in unused_axes and k in rest_unused]
+        if unused:
+            _unused(model, shape, unused, len(unused))
+    elif unused_axes:  # an axis no term uses, for every particle: name the first few
+        first = [i * D + a for i in range(min(N, 4)) for a in unused_axes][:4]
+        _unused(model, shape, first, N * len(unused_axes))
     return Structure(N, D, particle if particle != 0 else None, qi, pi, pair, rest_expr,
                      rest_equations, constant, params, separable)  # fmt: skip
 

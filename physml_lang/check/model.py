@@ -628,6 +628,7 @@ class _Builder:
             dims.append(v)
         if len(dims) > 2:
             fail("P317", f"{usage.split()[0]} takes real, real[N] or real[N, D]", t.span)
+        _site_limit(dims, t.span)
         return tuple(dims)
 
     def coordinate_space(self, stmt: ast.CoordinatesStmt) -> CoordinatesIR:

@@ -89,6 +89,8 @@ class CheckedProgram:
     def checker_for(self, run: TaskIR) -> ModelChecker:
         """The declaration of the model a task uses (named, or implied by what it trains)."""
         if run.model is None:
+            if _model_free(run):  # it generates its data: whatever models the file declares
+                return ModelChecker(ast.Model(run.span, NO_MODEL, run.name_span, [], []))
             for name in run.trains:  # a run that trains a learner is about the learner's model
                 decl = self.learners.get(name)
                 model = decl.call.name if decl is not None else name
@@ -97,8 +99,6 @@ class CheckedProgram:
             local = self.declared or list(self.models)
             if not local and any(_stacks_rbms(self.learners.get(n)) for n in run.trains):
                 return stdlib_model("RBM")  # dbn, autoencoder: a stack of RBMs, no model needed
-            if not local and _model_free(run):
-                return ModelChecker(ast.Model(run.span, NO_MODEL, run.name_span, [], []))
             if len(local) != 1:
                 raise PhysmlError(Diagnostic(
                     "P412", f"run {run.name} must name its model: several are declared", run.span,

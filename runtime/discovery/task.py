@@ -31,6 +31,8 @@ from physml_lang.ir.task import TaskIR
 from ..device import check_memory
 from ..driver import RunContext, RunResult
 from ..dynamics.data import initial_states, reference_trajectories
+from ..dynamics.integrators import IntegratorError
+from ..dynamics.tasks import integration_failed
 from ..plans.discovery import DiscoverPlan, plan_discover
 from ..plans.dynamics import read_trajectories
 from ..tasks import RunState, Task
@@ -78,7 +80,14 @@ def _simulate(plan: DiscoverPlan, program, checker, k: int, ctx: RunContext) -> 
     else:
         o = plan.trajectories
         q0, p0 = initial_states(cm, o, o.count, streams)
-        qc, pc, t = reference_trajectories(cm, q0, p0, o.t_span, o.points, o.substeps)
+        try:
+            qc, pc, t = reference_trajectories(cm, q0, p0, o.t_span, o.points, o.substeps)
+        except IntegratorError as exc:
+            where = ", ".join(f"{k2} = {v:g}" for k2, v in point.values.items())
+            integration_failed(f"simulating the trajectories{' at ' + where if where else ''}",
+                               exc, plan.trajectories_span or plan.statement_span,
+                               "more substeps, a smaller t_span or gentler starts (radius); "
+                               "check the parameters give a bounded motion")  # fmt: skip
         with torch.no_grad():
             dq, dp = cm.system.dH_dp(qc, pc), -cm.system.dH_dq(qc, pc)
         q = qc + o.noise * streams.normal(qc.shape, F64) if o.noise else qc

@@ -377,7 +377,7 @@ def run_learn(task: TaskIR, program, ctx: RunContext) -> RunResult:
         try:
             t, q, p, dq, dp = simulated(cm, o, host.fork(DATA_STREAMS))
         except IntegratorError as exc:
-            _integration_failed("simulating the training trajectories from the declared "
+            integration_failed("simulating the training trajectories from the declared "
                                 "Hamiltonian", exc, _statement_span(task, "trajectories"),
                                 "the initial states (radius, start) reach a singularity or "
                                 "move too fast for `substeps` steps between points: raise "
@@ -426,7 +426,7 @@ def _statement_span(task: TaskIR, word: str) -> Span | None:
     return next((st.span for st in task.statements if st.word == word), None)
 
 
-def _integration_failed(what: str, exc: IntegratorError, span: Span | None,
+def integration_failed(what: str, exc: IntegratorError, span: Span | None,
                         hint: str) -> NoReturn:  # fmt: skip
     """The located P700 of an integration that blew up (``exc``) while doing ``what``."""
     if isinstance(exc, EnergyBlowupError):
@@ -447,7 +447,7 @@ def checked_rollouts(model: torch.nn.Module, cm: PhaseSpaceModel, ro: RolloutOpt
     try:
         return evaluate_rollouts(model, cm, ro, data_dt, q0, p0)
     except IntegratorError as exc:
-        _integration_failed("the exact trajectories the rollouts are compared with", exc, span,
+        integration_failed("the exact trajectories the rollouts are compared with", exc, span,
                             "the rollout's step (horizon / steps) is too large for the declared "
                             "motion: raise the rollout's steps or shorten its horizon")  # fmt: skip
 
@@ -525,7 +525,7 @@ class Training(FittedPoint):
                  "train_s": round(self.train_s, 3)}]  # fmt: skip
 
 
-__all__ = ["Evolution", "Training", "run_evolve", "run_field", "run_learn"]
+__all__ = ["Evolution", "Training", "integration_failed", "run_evolve", "run_field", "run_learn"]
 
 
 def bind(catalogue: Catalogue) -> None:

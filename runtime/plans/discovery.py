@@ -76,6 +76,7 @@ class DiscoverPlan:
     table: str | None = None
     table_span: Span | None = None
     trajectories: TrajectoryOptions | None = None
+    trajectories_span: Span | None = None  # where the trajectories statement is written
     load: tuple[str, Span | None] | None = None
     points: list[ModelPoint] = dc_field(default_factory=list)
     columns: dict[str, Dims | None] = dc_field(default_factory=dict)
@@ -300,6 +301,7 @@ def plan_discover(run: RunState, program, sets: dict[str, Any] | None = None,
                   f"phase-space model; run {run.name} has neither", stmt.span, hint)  # fmt: skip
         plan.load = dyn.trajectories_load
         if plan.load is None:
+            plan.trajectories_span = dyn.trajectories_span
             plan.trajectories = option_values(topts, TrajectoryOptions, dyn.trajectories_span,
                                               "trajectories")  # fmt: skip
         units = any(getattr(p, "unit", None) is not None for p in ir.params)

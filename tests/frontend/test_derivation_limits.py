@@ -226,3 +226,42 @@ def test_field_symmetry_of_a_large_action_is_checked_numerically():
     odd = FIELD.format(S="sum((phi[i] * phi[j] + phi[i] + 1)^20 for (i, j) in bonds)",
                        extra="symmetry spin_flip")  # fmt: skip
     assert_refused(check(odd), "P500", 6, "invariant", hint=False)
+
+
+def test_a_huge_number_in_a_hamiltonian_is_not_simplified():
+    """A coefficient 1e308 in a double pendulum's H (before: > 60 s in sympy's simplify, which
+    factors with floats turned into huge rationals); derived as written instead."""
+    source = """
+model DoublePendulum(g: real = 1) {
+    phase_space (q, p): real[2]
+    hamiltonian H = (p[0]^2 + 2 * p[1]^2 - 1e308 * p[0] * p[1] * cos(q[0] - q[1]))
+        / (2 * (1 + sin(q[0] - q[1])^2)) - 2 * g * cos(q[0]) - g * cos(q[1])
+}
+"""
+    assert check(source) == []
+
+
+def test_a_phase_space_of_too_many_particles_is_refused():
+    """N = 1e20 particles (before: a list of 2e20 canonical pairs, no answer)."""
+    source = """
+model Springs(N: int = 100000000000000000000, D: int = 2) {
+    phase_space (q, p): real[N, D]
+    let r[i, j] = sqrt(sum((q[i, a] - q[j, a])^2 for a in dims) + 0.01)
+    kinetic T = sum(p[i, a]^2 / 2 for i in particles for a in dims)
+    potential V = sum((r[i, j] - 1)^2 / 2 for (i, j) in pairs)
+}
+"""
+    assert_refused(check(source), "P407", 3, "sites", hint=False)
+
+
+def test_an_axis_no_term_uses_is_named_without_listing_every_particle():
+    """A D = 3 phase space whose H uses two axes, for 10^8 particles: the unused pairs are
+    counted, not listed (before: a list of 3e8 indices)."""
+    source = """
+model Flat(N: int = 100000000) {
+    phase_space (q, p): real[N, 3]
+    kinetic T = sum(p[i, 0]^2 + p[i, 1]^2 for i in particles)
+    potential V = sum(q[i, 0]^2 + q[i, 1]^2 for i in particles)
+}
+"""
+    assert_refused(check(source), "P419", 4, "and 99999996 more")

@@ -82,3 +82,16 @@ def test_column_named_twice(tmp_path):
 
 def test_a_model_of_parameters_and_data_is_a_table_model(pendulum):
     assert pendulum.instantiate("Pendulum").kind == "table"
+
+
+def test_a_run_that_generates_its_data_needs_no_model(tmp_path):
+    """Runs of tasks that make their own data (band Hamiltonians, images) name no model, also
+    in a file that declares or imports models; a run of a task that needs one still must."""
+    path = tmp_path / "mixed.phys"
+    path.write_text(
+        "import Ising\nlearner net = classifier(channels = [4]) respecting translation\n"
+        "run w {\n    invariant winding(samples = 20, tests = 10, epochs = 1), learners = [net]\n}\n"
+        "run s {\n    sampler metropolis(chains = 2, sweeps = 10)\n    let T = 2.0\n}\n")
+    program = physml_lang.load(path)
+    assert program.checker_for(program.runs["w"]).kind == "table"
+    assert program.checker_for(program.runs["s"]).name == "Ising"
