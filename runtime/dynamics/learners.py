@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -338,6 +339,28 @@ class FittedPoint(ScanPoint):
     fit: Fit
     losses: torch.Tensor
     train_s: float
+
+    def step(self) -> None:
+        """One optimisation step (at :meth:`learning_rate`, where a schedule sets one); the
+        losses are checked finite every CHECK_EVERY steps and at the end."""
+        started = time.perf_counter()
+        lr = self.learning_rate()
+        if lr is not None:
+            for group in self.fit.optimizer.param_groups:
+                group["lr"] = lr
+        self.losses[self.done] = self.fit.step()
+        self.done += 1
+        self.train_s += time.perf_counter() - started
+        if self.done % self.CHECK_EVERY == 0 or self.done == self.total:
+            self.check_finite()
+
+    def learning_rate(self) -> float | None:
+        """The learning rate of the next step (None: the optimiser's own)."""
+        return None
+
+    def check_finite(self) -> None:
+        """Raise a located error when :meth:`first_non_finite` finds a step."""
+        raise NotImplementedError
 
     def first_non_finite(self) -> int | None:
         """The first step since the last check whose loss is not finite, or None."""

@@ -492,17 +492,7 @@ class Training(FittedPoint):
         self.train_s = 0.0
         self.evaluation: RolloutEvaluation | None = None
 
-    def step(self) -> None:
-        """One Adam step; the losses are checked finite every CHECK_EVERY steps and at the
-        end (one host sync per check, not per step)."""
-        started = time.perf_counter()
-        self.losses[self.done] = self.fit.step()
-        self.done += 1
-        self.train_s += time.perf_counter() - started
-        if self.done % self.CHECK_EVERY == 0 or self.done == self.total:
-            self._check_finite()
-
-    def _check_finite(self) -> None:
+    def check_finite(self) -> None:
         """A located P700 at the first non-finite loss since the last check."""
         bad = self.first_non_finite()
         if bad is None:

@@ -16,7 +16,6 @@ located P704; a non-finite potential on the grid a located P705.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,22 +178,12 @@ class Training(FittedPoint):
         self.train_s = 0.0
         self.curve: Curve | None = None
 
-    def _lr(self) -> float:
+    def learning_rate(self) -> float:
         o = self.plan.options
         low = o.lr * MIN_LR_FACTOR
         return low + 0.5 * (o.lr - low) * (1 + math.cos(math.pi * self.done / self.total))
 
-    def step(self) -> None:
-        started = time.perf_counter()
-        for group in self.fit.optimizer.param_groups:
-            group["lr"] = self._lr()
-        self.losses[self.done] = self.fit.step()
-        self.done += 1
-        self.train_s += time.perf_counter() - started
-        if self.done % self.CHECK_EVERY == 0 or self.done == self.total:
-            self._check_finite()
-
-    def _check_finite(self) -> None:
+    def check_finite(self) -> None:
         bad = self.first_non_finite()
         if bad is None:
             return

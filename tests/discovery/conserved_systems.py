@@ -114,17 +114,18 @@ def oscillator_energy(omega: float = 1.3) -> sympy.Expr:
     return p**2 / 2 + sympy.nsimplify(omega) ** 2 * q**2 / 2
 
 
-def kepler_invariants() -> dict[str, sympy.Expr]:
-    """E, L and the Runge-Lenz vector A = p x L - q/r (GM = m = 1)."""
-    x, y, px, py = symbols("x y px py")
+def kepler_invariants(names: str = "x y px py") -> dict[str, sympy.Expr]:
+    """E, L and the Runge-Lenz vector A = p x L - q/r (GM = m = 1), in variables ``names``."""
+    x, y, px, py = symbols(names)
     r = sympy.sqrt(x**2 + y**2)
     ang = x * py - y * px
     return {"E": (px**2 + py**2) / 2 - 1 / r, "L": ang,
             "A_x": sympy.expand(py * ang) - x / r, "A_y": sympy.expand(-px * ang) - y / r}
 
 
-def pendulum_energy() -> sympy.Expr:
-    t1, t2, w1, w2 = symbols("t1 t2 w1 w2")
+def pendulum_energy(names: str = "t1 t2 w1 w2") -> sympy.Expr:
+    """The double pendulum's energy (unit masses, lengths, g) in angles and angular velocities."""
+    t1, t2, w1, w2 = symbols(names)
     return w1**2 + w2**2 / 2 + w1 * w2 * sympy.cos(t1 - t2) - 2 * sympy.cos(t1) - sympy.cos(t2)
 
 

@@ -17,7 +17,8 @@ from physml_lang.diagnostics import PhysmlError
 from physml_lang.runtime.discovery import task
 from physml_lang.runtime.discovery.features import feature_library
 
-from .conserved_systems import _pendulum_rhs, in_library, integrate, symbols
+from .conserved_systems import _pendulum_rhs, in_library, integrate, kepler_invariants, symbols
+from .conserved_systems import pendulum_energy as reference_pendulum_energy
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -59,17 +60,12 @@ def cosine(result, known: sympy.Expr, library) -> float:
 
 def kepler_known() -> dict[str, sympy.Expr]:
     """E, L, A_x, A_y of H = |p|^2 / 2 - 1 / |q| in the example's names."""
-    x, y, px, py = symbols("q0 q1 p0 p1")
-    r = sympy.sqrt(x**2 + y**2)
-    ang = x * py - y * px
-    return {"E": (px**2 + py**2) / 2 - 1 / r, "L": ang,
-            "A_x": sympy.expand(py * ang) - x / r, "A_y": sympy.expand(-px * ang) - y / r}
+    return kepler_invariants("q0 q1 p0 p1")
 
 
 def pendulum_energy() -> sympy.Expr:
-    """The double pendulum's energy (unit masses, lengths, g) in angles and angular velocities."""
-    t1, t2, w1, w2 = symbols("q0 q1 dq0 dq1")
-    return w1**2 + w2**2 / 2 + w1 * w2 * sympy.cos(t1 - t2) - 2 * sympy.cos(t1) - sympy.cos(t2)
+    """The double pendulum's energy in the example's names (angles, angular velocities)."""
+    return reference_pendulum_energy("q0 q1 dq0 dq1")
 
 
 def _counts(rows: list[dict]) -> dict:
