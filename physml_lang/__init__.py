@@ -31,5 +31,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'physml_lang' has no attribute '{name}'")
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext physml_lang``: the ``%%physml`` cell magic (needs the 'notebook' extra)."""
+    from .tools.notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_API))

@@ -214,6 +214,7 @@ class Program:
         resume: bool = False,
         checkpoint_seconds: float | None = None,
         experiment: Callable[[Any], Any] | None = None,
+        collective_timeout: float | None = None,
     ):
         """Execute a run block; returns a RunResult whose ``rows`` are what summary.json holds.
         ``threads``: CPU threads (default 1); ``resume``: continue from the checkpoint in
@@ -239,7 +240,8 @@ class Program:
                      out=Path(out) if out is not None else None, progress=progress,
                      threads=threads, resume=resume,
                      checkpoint_seconds=checkpoint_seconds or CHECKPOINT_SECONDS,
-                     experiment=experiment)  # fmt: skip
+                     experiment=experiment,
+                     collective_timeout=collective_timeout)  # fmt: skip
 
     # ---------------------------------------------------------------- conveniences
     @property
@@ -317,7 +319,13 @@ class CompiledProgram(Program):
 
     @property
     def energy(self):
-        return self.compiled.energy
+        """The energy module (B, *lattice) -> (B,); for a field model, its action S(phi)."""
+        compiled = self.compiled
+        for name in ("energy", "action"):
+            if hasattr(compiled, name):
+                return getattr(compiled, name)
+        raise PhysmlError(Diagnostic("P800", f"model {compiled.ir.name} has no energy or action "
+                                     "module", hint="use .compiled for what it does have"))
 
     @property
     def lattice(self):

@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: CUDA when available, else CPU; PHYSML_DEVICE overrides auto")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--run", dest="run_name", help="which run block (default: all, in order)")
+    r.add_argument("--run", "--run-name", dest="run_name",
+                   help="which run block (default: all, in order); --run-name under torchrun")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--threads", type=int, help="CPU threads per process (default 1: machines "
                    "are shared)")  # fmt: skip
@@ -93,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
                    "bad")  # fmt: skip
     r.add_argument("--experiment-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="seconds one measurement of --experiment may take (default 60)")
+    r.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="run on N processes of this machine (torch.distributed: gloo on the "
+                   "CPU, NCCL on GPUs); under torchrun or srun the launcher's processes are "
+                   "used instead")  # fmt: skip
+    r.add_argument("--collective-timeout", type=float, metavar="SECONDS",
+                   help="how long a process waits for the others before the run stops with "
+                   "an error (default 1800)")  # fmt: skip
     c = sub.add_parser("check", parents=[fmt, files], help="parse, check names and types, verify "
                        "symmetries")  # fmt: skip
     c.add_argument("file")
@@ -108,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
                         "learners, optimisers, ... with their options, defaults and docs")  # fmt: skip
     ls.add_argument("kind", nargs="?", help="one kind of entry (e.g. samplers); all by default")
     ls.add_argument("name", nargs="?", help="one entry of that kind (e.g. metropolis)")
+    f = sub.add_parser("fmt", help="format .phys files in place (canonical layout, comments "
+                       "kept); --check: change nothing, show a diff, exit 1 if any differs")  # fmt: skip
+    f.add_argument("paths", nargs="+", metavar="FILE", help=".phys files or folders of them")
+    f.add_argument("--check", action="store_true",
+                   help="report unformatted files with a diff instead of rewriting them")  # fmt: skip
+    sub.add_parser("lsp", help="the language server over stdio (diagnostics, completion and "
+                   "hover of registry names; needs the 'editor' extra)")  # fmt: skip
     return p
 
 
@@ -124,6 +139,7 @@ _python_show_warning = warnings.showwarning
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
     try:
         return _dispatch(args)
@@ -185,6 +201,15 @@ def _fail(exc: PhysmlError, args) -> int:
 
 
 def _dispatch(args) -> int:
+    if args.command == "fmt":  # the syntax alone: no torch
+        from .tools.formatter import fmt_command
+
+        return fmt_command(args.paths, check=args.check)
+    if args.command == "lsp":
+        from .tools.lsp import serve
+
+        serve()
+        return 0
     if args.command == "list":  # the catalogue alone: no torch, no runtime
         from .catalogue import CATALOGUE
         from .catalogue.listing import listing
@@ -221,6 +246,14 @@ def _dispatch(args) -> int:
         print(emit())
         return 0
     sets = _sets(args.set)
+    if args.nproc != 1 and not _launched():
+        from .runtime.distributed import launch
+
+        return launch(args.argv, args.nproc, Path(args.out) if args.out else None)
+    if args.collective_timeout is not None and not args.collective_timeout > 0:
+        raise PhysmlError(Diagnostic("P706", "--collective-timeout must be positive, got "
+                                     f"{args.collective_timeout:g}", None,
+                                     "e.g. --collective-timeout 600"))  # fmt: skip
     experiment = _experiment(args.experiment, args.experiment_timeout)
     names = [args.run_name] if args.run_name else list(program.runs) or [None]
     for name in names:
@@ -231,8 +264,27 @@ def _dispatch(args) -> int:
                              progress=None if not args.quiet else False, threads=args.threads,
                              resume=args.resume,
                              checkpoint_seconds=args.checkpoint_every,
-                             experiment=experiment)  # fmt: skip
-        _report(result)
+                             experiment=experiment,
+                             collective_timeout=args.collective_timeout)  # fmt: skip
+        if _rank() == 0:
+            _report(result)
+    return 0
+
+
+def _launched() -> bool:
+    """Whether this process is one of several a launcher started (--nproc, torchrun, srun)."""
+    import os
+
+    return any(k in os.environ for k in ("PHYSML_WORLD_SIZE", "WORLD_SIZE")) or \
+        int(os.environ.get("SLURM_NTASKS", "1")) > 1
+
+
+def _rank() -> int:
+    import os
+
+    for key in ("PHYSML_RANK", "RANK", "SLURM_PROCID"):
+        if key in os.environ:
+            return int(os.environ[key])
     return 0
 
 

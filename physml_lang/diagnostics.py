@@ -156,6 +156,8 @@ CODES = {
     "P704": "a learned sampler failed: training diverged, or its density or samples are not finite",
     "P705": "an evolution failed: a walker population exploded or died out, a potential is "
             "unbounded below, a wavefunction or density became non-finite",
+    "P706": "a run on several processes failed: a process died or stalled past the collective "
+            "timeout, or the process settings are impossible",
     "P800": "unsupported construct",
     "P801": "nested too deeply",
     "P802": "not a sum of local terms",

@@ -178,8 +178,8 @@ DIGITS_SHAPE = (1797, 64)  # scikit-learn's 8 x 8 digits: 1797 images
 
 def _digits(opts: DigitsOptions, domain, shape, span, ctx) -> np.ndarray:
     if importlib.util.find_spec("sklearn") is None:
-        _fail("P600", "digits(...) needs scikit-learn, which is not installed", span,
-              "pip install scikit-learn")  # fmt: skip
+        _fail("P600", "digits(...) needs scikit-learn (the 'examples' extra), which is not "
+              "installed", span, "pip install 'physml[examples]'")  # fmt: skip
     if ctx.get("static"):  # checked, not loaded: importing scikit-learn alone takes ~0.8 s
         x = np.zeros(DIGITS_SHAPE)
     else:

@@ -11,11 +11,27 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+
+
+class MarkLike(Protocol):
+    """A labelled vertical line (runtime.references.Mark)."""
+
+    x: float
+    label: str
+
+
+class CurveLike(Protocol):
+    """A curve of one observable (runtime.references.ReferenceCurve)."""
+
+    observable: str
+    x: Sequence[float]
+    y: Sequence[float]
+    label: str
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -79,21 +95,50 @@ def plot_rows(
     rows: list[dict],
     x: str,
     observables: list[str],
-    marks: list[float] | None = None,
+    marks: Sequence[float | MarkLike] | None = None,
     filename: str = "plot.png",
     title: str = "",
     logx: bool = False,
     logy: bool = False,
     guides: dict[str, tuple[Callable[[float], float], str]] | None = None,
+    *,
+    references: Sequence[CurveLike] = (),
+    labels: Mapping[str, str] | None = None,
+    row_references: Mapping[str, tuple[str, str]] | None = None,
 ) -> Path | None:
-    """One panel per observable against ``x``, with standard-error bars, marked x values and,
-    for the observables in ``guides`` (name -> (function of x, label)), a dashed curve."""
+    """``out/filename``: the figure of :func:`figure_rows` (None for fewer than two points)."""
+    fig = figure_rows(rows, x, observables, marks, title, logx, logy, guides,
+                      references=references, labels=labels, row_references=row_references)
+    return None if fig is None else save_figure(fig, out / filename)
+
+
+def figure_rows(
+    rows: list[dict],
+    x: str,
+    observables: list[str],
+    marks: Sequence[float | MarkLike] | None = None,
+    title: str = "",
+    logx: bool = False,
+    logy: bool = False,
+    guides: dict[str, tuple[Callable[[float], float], str]] | None = None,
+    *,
+    references: Sequence[CurveLike] = (),
+    labels: Mapping[str, str] | None = None,
+    row_references: Mapping[str, tuple[str, str]] | None = None,
+):
+    """One panel per observable against ``x``, with standard-error bars, and, with a legend:
+    ``marks`` (x values, or marks with ``x`` and ``label``) as vertical lines; for the
+    observables in ``guides`` (name -> (function of x, label)) a dashed curve; ``references``
+    (curves with ``observable``, ``x``, ``y``, ``label``) as solid lines; ``row_references``
+    (observable -> (column of the rows holding its exact value, label)) as crosses joined at
+    the rows' x. ``labels``: axis labels by name (x and observables; default the name)."""
     pts = [r for r in rows if x in r]
     if len(pts) < 2 or not observables:
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    labels = labels or {}
     n = len(observables)
     cols = min(n, 3)
     nrows = (n + cols - 1) // cols
@@ -106,16 +151,19 @@ def plot_rows(
         ys = [float("nan") if v.get("mean") is None else v["mean"] for v in values]
         es = [0.0 if v.get("stderr") is None or not math.isfinite(v["stderr"]) else v["stderr"]
               for v in values]  # fmt: skip
-        ax.errorbar(xs, ys, yerr=es, fmt="o-", ms=3, capsize=2, lw=1)
-        if guides and name in guides:
-            f, label = guides[name]
-            grid = np.linspace(min(xs), max(xs), 100)
-            ax.plot(grid, [f(v) for v in grid], "k--", lw=1, label=label)
-            ax.legend(fontsize=8)
+        ax.errorbar(xs, ys, yerr=es, fmt="o-", ms=3, capsize=2, lw=1, label="measured ± stderr",
+                    zorder=3)  # fmt: skip
+        labelled = _overlays(ax, name, pts, xs, guides, references, row_references)
         for m in marks or []:
-            ax.axvline(m, color="tab:red", ls="--", lw=1)
-        ax.set_xlabel(x)
-        ax.set_ylabel(name)
+            at, label = (m.x, m.label) if hasattr(m, "x") else (float(m), f"{x} = {m:g}")
+            ax.axvline(at, color="tab:red", ls="--", lw=1, label=label)
+            labelled = True
+        if labelled:
+            ax.legend(fontsize=7)
+        ax.set_xlabel(labels.get(x, x))
+        ax.set_ylabel(labels.get(name, name))
+        if labels.get(name, name) != name:
+            ax.set_title(name, fontsize=9)
         if logx:
             ax.set_xscale("log")
         if logy:
@@ -123,7 +171,30 @@ def plot_rows(
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    return save_figure(fig, out / filename)
+    return fig
+
+
+def _overlays(ax, name: str, pts: list[dict], xs: list, guides, references, row_references
+              ) -> bool:  # fmt: skip
+    """Draw the guide, reference curves and per-row exact values of ``name``; whether any."""
+    drawn = False
+    if guides and name in guides:
+        f, label = guides[name]
+        grid = np.linspace(min(xs), max(xs), 100)
+        ax.plot(grid, [f(v) for v in grid], "k--", lw=1, label=label)
+        drawn = True
+    for c in references:
+        if c.observable == name:
+            ax.plot(c.x, c.y, "-", color="k", lw=1.2, label=c.label, zorder=2)
+            drawn = True
+    if row_references and name in row_references:
+        column, label = row_references[name]
+        exact = [(v, r[column]) for v, r in zip(xs, pts)
+                 if isinstance(r.get(column), int | float)]  # fmt: skip
+        if exact:
+            ax.plot(*zip(*exact), "x-", color="k", lw=1, ms=6, label=label, zorder=2)
+            drawn = True
+    return drawn
 
 
 def save_figure(fig, path: Path) -> Path:

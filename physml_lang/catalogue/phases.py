@@ -13,7 +13,12 @@
 Methods: ``supervised`` (Carrasquilla & Melko 2017: labels from the two training windows,
 P(ordered | T) per size on every configuration not trained on, T_c(L) at P = 1/2 (a line
 through logit P, or interpolated), T_c(L) = T_c + a L^(-1/nu) extrapolated with bootstrap
-errors over chains; ``train_size``: convolutional learners trained once and read at every size),
+errors over chains; ``train_size``: convolutional learners trained once and read at every size;
+``coarse_grain``: the classifiers read majority-rule block spins on a fixed grid, so that
+P(T, L) is scale-invariant; ``finite_size``: the extrapolation, the crossings of successive
+sizes' curves and their common crossing, or a data collapse; ``one_side``: a physics-blind
+regression of T trained below T_c beside the pseudo-likelihood T; ``perturbed``: the trained
+classifiers read a model with a changed parameter, accuracy and calibration there),
 ``pca`` (the first principal component of the configurations, |PC1| ~ |m|), ``confusion``
 (learning by confusion, van Nieuwenburg et al. 2017: the W of accuracy against a proposed T_c).
 The learner ``classifier`` is a convolutional net (``channels``: circular convolutions, global
@@ -139,8 +144,35 @@ class ClassifyOptions(BaseModel):
                            "with the same recipe")  # fmt: skip
     noise: float = Field(0.0, ge=0, lt=0.5, description="sim-to-reality: test on configurations "
                          "with each spin flipped with this probability (0: off)")  # fmt: skip
-    one_side: bool = Field(False, description="a physics-blind classifier of the sign of m "
-                           "trained on the ordered window, tested on the other side")  # fmt: skip
+    one_side: bool = Field(False, description="a physics-blind control: a dense net "
+                           "regressing T from the configuration, trained only on T < T_c "
+                           "(``exact``, else below the ordered window's edge) and scored on "
+                           "both sides, beside a physics-aware estimate of T (the model's "
+                           "energy, maximum pseudo-likelihood) that has nothing "
+                           "to fit")  # fmt: skip
+    perturbed: str | None = Field(None, description="sim-to-reality: a parameter of the model "
+                                  "(e.g. J) set to ``perturbed_value`` for configurations the "
+                                  "trained classifiers read without retraining, at the largest "
+                                  "size")  # fmt: skip
+    perturbed_value: float | None = Field(None, description="the perturbed model's value of "
+                                          "``perturbed``")  # fmt: skip
+    perturbed_exact: float | None = Field(None, gt=0, description="the perturbed model's "
+                                          "known T_c (J' = 1.05 J: 1.05 x 2.269185): labels "
+                                          "the true phase at every T for accuracy and "
+                                          "calibration")  # fmt: skip
+    coarse_grain: int | None = Field(None, ge=1, le=MAX_SIZE, description="classifiers read "
+                                     "majority-rule block spins on a fixed grid of this many "
+                                     "blocks per side (every size divisible by it; one site "
+                                     "per cell): a renormalisation step that makes P(T, L) a "
+                                     "scale-invariant function, so the curves of successive "
+                                     "sizes cross at T_c (finite_size = crossing)")  # fmt: skip
+    finite_size: Literal["extrapolate", "crossing", "collapse", "all"] = Field(
+        "extrapolate", description="the finite-size analysis of the supervised sizes: "
+        "extrapolate T_c(L) = T_c + a L^(-1/nu) (rows kind = extrapolated), the crossings of "
+        "successive sizes' P(T) curves and their common crossing, the estimate of T_c "
+        "(kind = crossing), a data collapse P(T, L) = f(L^(1/nu) (T - T_c) / T_c) with T_c and "
+        "nu fitted (kind = collapse), or all three; the common crossing and the collapse leave "
+        "out the smallest size when there are >= 4; errors from a bootstrap over chains")
     nu: float = Field(1.0, gt=0, le=10, description="the correlation-length exponent of the "
                       "fixed-nu extrapolation (2D Ising: 1); a fitted-nu row is added with >= 4 "
                       "sizes")  # fmt: skip
@@ -155,6 +187,15 @@ class ClassifyOptions(BaseModel):
                                                  "scan)")  # fmt: skip
     transfer_exact: list[float] | None = Field(None, description="known T_c of each transfer "
                                                "model")  # fmt: skip
+
+    @model_validator(mode="after")
+    def _perturbed(self) -> ClassifyOptions:
+        if (self.perturbed is None) != (self.perturbed_value is None):
+            raise ValueError("perturbed and perturbed_value come together: perturbed = J, "
+                             "perturbed_value = 1.05")  # fmt: skip
+        if self.perturbed_exact is not None and self.perturbed is None:
+            raise ValueError("perturbed_exact needs perturbed = PARAMETER, perturbed_value = v")
+        return self
 
     @field_validator("sizes")
     @classmethod

@@ -22,6 +22,8 @@ class SamplerOptions(BaseModel):
     burn_in: int = Field(500, ge=0, description="sweeps discarded before measuring")
     thin: int = Field(1, ge=1, description="sweeps between measurements")
     start: Literal["random", "ordered"] = Field("random", description="random or ordered start")
+    exchange: int = Field(0, ge=0, description="parallel tempering: sweeps between replica "
+                          "exchanges of neighbouring temperatures of the scan (0: none)")
 
 
 class MetropolisOptions(SamplerOptions):
@@ -78,6 +80,6 @@ def declare(catalogue: Catalogue) -> None:
         "sample",
         doc="Markov-chain sampling of lattice fields over a scan (temperatures, parameters)",
         kinds=("lattice",),
-        columns=Columns(fixed=("acceptance", "r_hat", "chain_excess"), thermal=True,
-                        defaults=("energy",)),
+        columns=Columns(fixed=("acceptance", "r_hat", "chain_excess"),
+                        optional=("exchange_acceptance",), thermal=True, defaults=("energy",)),
     )

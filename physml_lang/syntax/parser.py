@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.lexer import PatternStr
 
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Source, Span, clip
 
@@ -42,6 +43,22 @@ MODEL_STATEMENTS = {
 def _parser() -> Lark:
     grammar = grammar_text()
     return load_tables(grammar) or Lark(grammar, **OPTIONS)
+
+
+def keywords() -> tuple[str, ...]:
+    """Every word the grammar spells out (its string terminals that are words): what
+    highlighting and completion must know."""
+    words = {t.pattern.value for t in _parser().terminals
+             if isinstance(t.pattern, PatternStr) and t.pattern.value.isidentifier()}  # fmt: skip
+    return tuple(sorted(words))
+
+
+def lex(text: str) -> tuple[list[Token], Tree]:
+    """The parser's own tokens of ``text`` (each typed as the grammar reads it there) and the
+    parse tree; lark's UnexpectedInput on a syntax error (``parse`` first for a diagnostic)."""
+    interactive = _parser().parse_interactive(text)
+    tokens = list(interactive.iter_parse())
+    return tokens, interactive.feed_eof()
 
 
 def _span(source: Source, meta) -> Span:

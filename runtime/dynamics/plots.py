@@ -20,6 +20,7 @@ from physml_lang.runtime.plans.dynamics import FieldPlan
 from physml_lang.runtime.plans.sample import THERMAL
 
 from .. import outputs
+from ..references.labels import axis_label
 from ..tasks import RunState
 
 # One learner's curve of test trajectory 0: times (T,), H_true along the rollout (T,), and the
@@ -101,8 +102,10 @@ def field_plots(out: Path, run: RunState, plan: FieldPlan, summary: dict,
         if dim == 2 and x in THERMAL:
             guides["helicity_modulus"] = ((lambda T: 2 * T / math.pi) if x == "T" else
                                           (lambda b: 2 / (math.pi * b)), "2T/π (BKT)")  # fmt: skip
+        unit = "J" if "J" in summary.get("params", {}) else None
         f = outputs.plot_rows(out, rows, x, names, marks, f"plot{i if i else ''}.png", title,
-                              logx, logy, guides)  # fmt: skip
+                              logx, logy, guides,
+                              labels={n: axis_label(n, energy_unit=unit) for n in [x, *names]})
         if f is not None:
             files.append(f)
     return files

@@ -30,10 +30,12 @@ from physml_lang.ir.task import TaskIR
 
 from ..checkpoint import Checkpoint, restore_training, training_tensors
 from ..device import check_memory
+from ..distributed import SINGLE, World
 from ..driver import RunContext, RunResult, ScanPoint, run_scan
 from ..dynamics.measures import OBSERVABLES
 from ..dynamics.samplers import HMCKernel
 from ..generative.estimates import importance_estimate, nmcmc
+from ..learners.parallel import drawing, record_digests
 from ..outputs import plot_rows
 from ..plans.flows import FlowPlan, FlowPoint, plan_flow
 from ..random import RandomStreams
@@ -57,11 +59,19 @@ def build_flow(point: FlowPoint, options, odd: bool, **kw) -> CouplingFlow:
 class FlowTraining(ScanPoint):
     """One scan point: the flow, its optimiser, the warm start's HMC chains, the training
     history; ``step`` runs one training step (``done`` counts warm-start and reverse-KL
-    steps); ``rows`` makes the final estimates."""
+    steps); ``rows`` makes the final estimates.
+
+    On several processes (``world``) each rank draws its block ``world.shard(batch)`` of every
+    training batch (prior draws, warm-start HMC chains: streams keyed by the global sample or
+    chain index), the gradients are summed over the ranks, and the final samples are drawn in
+    the same chunks as on one process, each chunk sharded and gathered in global order."""
 
     def __init__(self, plan: FlowPlan, point: FlowPoint, streams: RandomStreams,
-                 device: torch.device) -> None:  # fmt: skip
+                 device: torch.device, world: World = SINGLE,
+                 summary: dict | None = None) -> None:  # fmt: skip
         self.plan, self.point, self.streams, self.device = plan, point, streams, device
+        self.world, self.summary = world, summary
+        self.local = world.shard(plan.objective.batch)
         ob = plan.objective
         self.cm = point.model
         self.dtype = F64 if plan.learner_options.dtype == "float64" else torch.float32
@@ -74,6 +84,8 @@ class FlowTraining(ScanPoint):
         self.every = max(1, self.total // HISTORY_POINTS)
         self.train_streams = streams.fork(1)
         self.hmc_streams = streams.fork(3)
+        # this rank's samples and chains: stream b is global sample local.start + b
+        self.train_streams.first = self.hmc_streams.first = self.local.start
         self.hmc: HMCKernel | None = None
         self.x: Tensor | None = None
         self.train_s = 0.0
@@ -98,7 +110,8 @@ class FlowTraining(ScanPoint):
         ob = self.plan.objective
         self.hmc = HMCKernel(self.cm.action, self.cm.grad, self.hmc_streams, ob.hmc_step,
                              ob.hmc_steps, jitter=0.2)  # fmt: skip
-        x = torch.zeros((ob.batch, *self.point.shape), dtype=F64, device=self.device)
+        b = self.local.stop - self.local.start
+        x = torch.zeros((b, *self.point.shape), dtype=F64, device=self.device)
         self.hmc.start(x)
         self.hmc.track = False
         for _ in range(HMC_BURN_IN):
@@ -113,13 +126,15 @@ class FlowTraining(ScanPoint):
             if self.x is None:
                 self._start_hmc()
             self.x = self.hmc.step(self.x)
-            r = forward_kl_step(self.flow, self.x.to(self.dtype), self.optimizer, ob.clip or None)
+            r = forward_kl_step(self.flow, self.x.to(self.dtype), self.optimizer, ob.clip or None,
+                                self.world, ob.batch)  # fmt: skip
             phase = 0
         else:
             k = self.done - ob.warm_start
-            z = self.train_streams.normal((ob.batch, *self.point.shape), F64).to(self.dtype)
+            b = self.local.stop - self.local.start
+            z = self.train_streams.normal((b, *self.point.shape), F64).to(self.dtype)
             r = reverse_kl_step(self.flow, self.action, z, self.optimizer, ob.clip or None,
-                                anneal_beta(ob.anneal, k))  # fmt: skip
+                                anneal_beta(ob.anneal, k), self.world, ob.batch)  # fmt: skip
             phase = 1
         self.train_s += time.perf_counter() - t0
         if not math.isfinite(r.loss):
@@ -149,8 +164,9 @@ class FlowTraining(ScanPoint):
         out["draws"] = torch.tensor([self.train_streams.draws, self.hmc_streams.draws],
                                     dtype=torch.int64)  # fmt: skip
         out["train_s"] = torch.tensor([self.train_s], dtype=F64)
-        if self.x is not None:
-            out["hmc/x"] = self.x.detach().clone()
+        if self.x is not None:  # every rank's chains (a collective on several processes)
+            out["hmc/x"] = self.world.all_gather(self.x.detach().clone(),
+                                                 self.plan.objective.batch)  # fmt: skip
         return out
 
     def restore(self, saved: Checkpoint) -> None:
@@ -168,24 +184,29 @@ class FlowTraining(ScanPoint):
             ob = self.plan.objective
             self.hmc = HMCKernel(self.cm.action, self.cm.grad, self.hmc_streams, ob.hmc_step,
                                  ob.hmc_steps, jitter=0.2)  # fmt: skip
-            self.x = t["hmc/x"].to(self.device)
+            self.x = t["hmc/x"][self.local].to(self.device)
             self.hmc.start(self.x)
             self.hmc.track = False
 
     # ---------------------------------------------------------------- estimates
     @torch.no_grad()
     def rows(self) -> list[dict]:
-        ob, V = self.plan.objective, self.point.n_sites
+        ob, V, world = self.plan.objective, self.point.n_sites, self.world
+        if self.summary is not None:
+            record_digests(self.summary, self.flow.parameters(), world)
         streams = self.streams.fork(2)
         S, logq, m = [], [], []
         chunk = estimate_chunk(self.plan, self.point)
         flow = self.flow64()
         for first in range(0, ob.samples, chunk):
-            z = streams.normal((min(chunk, ob.samples - first), *self.point.shape), F64)
+            n = min(chunk, ob.samples - first)
+            mine = world.shard(n)  # this rank's block of the chunk (all of it on one process)
+            with drawing(streams, mine.start):
+                z = streams.normal((mine.stop - mine.start, *self.point.shape), F64)
             phi, lq = flow(z)
-            S.append(self.cm.action(phi))
-            logq.append(lq)
-            m.append(phi.reshape(phi.shape[0], -1).mean(-1))
+            parts = (self.cm.action(phi), lq, phi.reshape(phi.shape[0], -1).mean(-1))
+            for acc, part in zip((S, logq, m), parts):
+                acc.append(world.all_gather(part, n))
         S, logq, m = torch.cat(S), torch.cat(logq), torch.cat(m)
         if not bool(torch.isfinite(S).all() & torch.isfinite(logq).all()):
             raise PhysmlError(Diagnostic("P704", "the trained flow gave non-finite log q or "
@@ -268,7 +289,7 @@ def run_flow(task: TaskIR, program, ctx: RunContext) -> RunResult:
     def started(k: int, streams: RandomStreams) -> FlowTraining:
         point = plan.points[k]
         summary["params"] = dict(point.model.model.params)
-        current[:] = [FlowTraining(plan, point, streams, device)]
+        current[:] = [FlowTraining(plan, point, streams, device, ctx.world, summary)]
         return current[0]
 
     def finish(k: int, rows: list[dict]) -> None:

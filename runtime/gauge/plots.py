@@ -8,7 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from physml_lang.ir.walk import to_text
+
 from .. import outputs
+from ..references.labels import axis_label, quantity_of
 from ..tasks import RunState
 
 
@@ -32,17 +35,34 @@ def _pyplot():
 
 def sample_outputs(out: Path, summary: dict, run: RunState,
                    series: dict[str, np.ndarray]) -> list[Path]:  # fmt: skip
-    """plot.png (the measures along the first scan, when the scan has several points) and
-    history.png (the last point's measurement series of chain 0; series (n_meas, chains))."""
+    """plot.png (the measures along the first scan, when the scan has several points, each
+    row's exact torus value joined where the 2D Wilson action has one) and history.png (the
+    last point's measurement series of chain 0; series (n_meas, chains))."""
     files: list[Path] = []
     names = [m.name for m in run.measures] or ["plaquette"]
     if len(summary["rows"]) > 1 and run.scans:
-        f = outputs.plot_rows(out, summary["rows"], run.scans[0].name, names, None, "plot.png",
-                              f"{summary['model']} ({run.name})")  # fmt: skip
+        x = run.scans[0].name
+        exprs = {m.name: to_text(m.expr) if m.expr is not None else None for m in run.measures}
+        f = outputs.plot_rows(out, summary["rows"], x, names, None, "plot.png",
+                              f"{summary['model']} ({run.name})",
+                              labels={n: axis_label(n, exprs.get(n)) for n in [x, *names]},
+                              row_references=exact_columns(names, exprs))  # fmt: skip
         if f:
             files.append(f)
     files.append(history_plot(out, series, run.name))
     return files
+
+
+# quantity -> (the row column torus_references writes, its legend entry)
+_EXACT = {"plaquette": ("plaquette_exact", "exact (finite torus)"),
+          "topological_charge_squared": ("Q2_exact", "exact (finite torus)")}  # fmt: skip
+
+
+def exact_columns(names: list[str], expressions: dict[str, str | None]
+                  ) -> dict[str, tuple[str, str]]:  # fmt: skip
+    """Which measures the rows' exact columns (``plaquette_exact``, ``Q2_exact``) are for."""
+    kinds = {n: quantity_of(n, expressions.get(n)) for n in names}
+    return {n: _EXACT[k] for n, k in kinds.items() if k in _EXACT}
 
 
 def history_plot(out: Path, series: dict[str, np.ndarray], title: str) -> Path:

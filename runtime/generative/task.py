@@ -37,11 +37,14 @@ from physml_lang.ir.task import TaskIR
 
 from ..checkpoint import Checkpoint, restore_training, training_tensors
 from ..device import check_memory
+from ..distributed import SINGLE, World
 from ..driver import RunContext, RunResult, ScanPoint, run_scan
+from ..learners.parallel import drawing, record_digests
 from ..observables import FLUCTUATIONS, base_series, estimate_fluctuation, estimate_mean
 from ..plans.generative import MAX_ENUMERATION, VANPlan, VANPoint, plan_van
 from ..plans.sample import measured_expressions
 from ..random import RandomStreams
+from ..references.labels import axis_label
 from ..statistics import binning_analysis, split_rhat
 from ..tasks import RunState, Task
 from .estimates import importance_estimate, nmcmc, nmcmc_chains, reweighted_mean
@@ -58,11 +61,19 @@ HISTORY_POINTS = 200  # training history: about this many rows per point
 
 class VANTraining(ScanPoint):
     """One scan point: the network, its optimiser, the training history; ``step`` runs one
-    training step (``done`` counts them); ``rows`` makes the final estimates."""
+    training step (``done`` counts them); ``rows`` makes the final estimates.
+
+    On several processes (``world``) each rank draws its block ``world.shard(batch)`` of
+    every training batch (streams keyed by the global sample index), the gradients are summed
+    over the ranks (:func:`van_step`), and the final samples are drawn in the chunks of one
+    process, each chunk sharded and its per-sample values gathered in global order."""
 
     def __init__(self, plan: VANPlan, point: VANPoint, streams: RandomStreams,
-                 device: torch.device) -> None:  # fmt: skip
+                 device: torch.device, world: World = SINGLE,
+                 summary: dict | None = None) -> None:  # fmt: skip
         self.plan, self.point, self.streams = plan, point, streams
+        self.world, self.summary = world, summary
+        self.local = world.shard(plan.objective.batch)
         lo, ob = plan.learner_options, plan.objective
         self.cm = point.model
         dtype = torch.float64 if lo.dtype == "float64" else torch.float32
@@ -87,6 +98,7 @@ class VANTraining(ScanPoint):
         self.history: list[dict] = []
         self.every = max(1, ob.steps // HISTORY_POINTS)
         self.train_streams = streams.fork(1)
+        self.train_streams.first = self.local.start  # sample b of this rank: global start + b
         if point.perms is not None:
             self._check_invariance(streams.fork(4), device)
 
@@ -126,13 +138,15 @@ class VANTraining(ScanPoint):
     def step(self) -> None:
         ob = self.plan.objective
         beta = anneal_beta(ob.beta, ob.anneal, self.done)
-        u, u_flip = self.draw(ob.batch, self.train_streams)
+        b = self.local.stop - self.local.start
+        u, u_flip = self.draw(b, self.train_streams)
         surrogate = None
         if ob.symmetry_draws and self.point.perms is not None:  # stochastic symmetrisation
-            u_g = self.train_streams.uniform((ob.batch, ob.symmetry_draws), torch.float64)
+            u_g = self.train_streams.uniform((b, ob.symmetry_draws), torch.float64)
             surrogate = lambda s: self.net.log_prob_draws(s, u_g)  # noqa: E731
+        parallel = {"world": self.world, "batch": ob.batch} if self.world.size > 1 else {}
         r = self.train_step(self.net, self.energy, beta, u, self.optimizer, self.point.n_sites,
-                     ob.clip or None, u_flip, surrogate)  # fmt: skip
+                     ob.clip or None, u_flip, surrogate, **parallel)  # fmt: skip
         if not (math.isfinite(r.free_energy) and math.isfinite(r.loss)):
             raise PhysmlError(Diagnostic(
                 "P704", f"training diverged at step {self.done + 1}: the free energy became "
@@ -172,16 +186,20 @@ class VANTraining(ScanPoint):
     # ---------------------------------------------------------------- estimates
     @torch.no_grad()
     def rows(self) -> list[dict]:
-        ob, n = self.plan.objective, self.point.n_sites
+        ob, n, world = self.plan.objective, self.point.n_sites, self.world
+        if self.summary is not None:
+            record_digests(self.summary, self.net.parameters(), world)
         streams = self.streams.fork(2)
         E, logq = [], []
         chunk = estimate_chunk(self.plan, self.point)
         for first in range(0, ob.samples, chunk):
             m = min(chunk, ob.samples - first)
-            u, u_flip = self.draw(m, streams)
+            mine = world.shard(m)  # this rank's block of the chunk (all of it on one process)
+            with drawing(streams, mine.start):
+                u, u_flip = self.draw(mine.stop - mine.start, streams)
             s = self.net.sample(u, u_flip) if self.symmetrised else self.net.sample(u)
-            E.append(self.energy(s))
-            logq.append(self.net.log_prob(s).double())
+            E.append(world.all_gather(self.energy(s), m))
+            logq.append(world.all_gather(self.net.log_prob(s).double(), m))
         E, logq = torch.cat(E), torch.cat(logq)
         if not bool(torch.isfinite(E).all() & torch.isfinite(logq).all()):
             raise PhysmlError(Diagnostic("P704", "the trained network gave non-finite log q "
@@ -220,9 +238,13 @@ class VANTraining(ScanPoint):
                    if m.expr is not None}  # fmt: skip
         series: dict[str, list[torch.Tensor]] = {k: [] for k in ("log_w", "E", "M", *kernels)}
         chunk, total = estimate_chunk(self.plan, self.point), C * T
+        world = self.world
         for first in range(0, total, chunk):  # proposal p = t * C + c: step t of chain c
-            m = min(chunk, total - first)
-            u, u_flip = self.draw(m, streams)
+            m_all = min(chunk, total - first)
+            mine = world.shard(m_all)  # this rank's block of the chunk
+            m = mine.stop - mine.start
+            with drawing(streams, mine.start):
+                u, u_flip = self.draw(m, streams)
             s = self.net.sample(u, u_flip) if self.symmetrised else self.net.sample(u)
             state = {self.point.field: self.domain_values[s].reshape(m, *self.shape)}
             e, mag = cm.energy(state), cm.magnetization(state)
@@ -240,6 +262,9 @@ class VANTraining(ScanPoint):
                             "P700", f"observable '{name}' came out complex", _span(measures, name),
                             "measured observables are real: take abs(...), re(...) or im(...)"))  # fmt: skip
                     series[name].append(value.to(torch.float64).expand(m))
+            if world.size > 1:  # every rank's block of the chunk, in global order
+                for v in series.values():
+                    v[-1] = world.all_gather(v[-1], m_all)
         cat = {k: torch.cat(v).reshape(T, C) for k, v in series.items()}
         at, acceptance = nmcmc_chains(cat.pop("log_w"), streams.uniform((T, C), torch.float64))
         chain = torch.arange(C, device=at.device).expand(T, -1)
@@ -373,7 +398,7 @@ def run_van(task: TaskIR, program, ctx: RunContext) -> RunResult:
     def start(k: int, streams: RandomStreams) -> VANTraining:
         point = plan.points[k]
         summary["params"] = dict(point.model.model.params)
-        return VANTraining(plan, point, streams, device)
+        return VANTraining(plan, point, streams, device, ctx.world, summary)
 
     current: list[VANTraining] = []
 
@@ -392,24 +417,41 @@ def run_van(task: TaskIR, program, ctx: RunContext) -> RunResult:
 
 
 def _history_plot(out: Path, summary: dict) -> list[Path]:
-    """F_q per site against the training step, with the exact value where known."""
+    """F_q per site against the training step, the final unbiased F_NIS with its error bar,
+    and the exact F where known (enumeration, or Kaufman's formula for the Ising torus)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    shown: list[float] = []  # the values the y axis frames: the annealed start is far off
     for k, hist in enumerate(summary["history"]):
         if not hist:
             continue
         steps = [h["step"] for h in hist]
-        ax.plot(steps, [h["free_energy_q"] for h in hist], label=f"F_q (point {k})")
-        exact = summary["rows"][k].get("exact_free_energy") if k < len(summary["rows"]) else None
+        fq = [h["free_energy_q"] for h in hist]
+        ax.plot(steps, fq, label=f"F_q (point {k})")
+        shown += fq[len(fq) // 4:]
+        row = summary["rows"][k] if k < len(summary["rows"]) else {}
+        nis = row.get("free_energy_nis") or {}
+        if nis.get("mean") is not None:
+            ax.errorbar([steps[-1]], [nis["mean"]], yerr=[nis.get("stderr") or 0.0], fmt="s",
+                        capsize=3, ms=4, label=f"F_NIS ± stderr (point {k})")  # fmt: skip
+            shown.append(nis["mean"])
+        exact = row.get("exact_free_energy")
         if exact is not None:
-            ax.axhline(exact, color="k", ls="--", lw=1, label="exact F")
+            ax.axhline(exact, color="k", ls="--", lw=1, label=f"exact F/N = {exact:.6f}")
+            shown.append(exact)
+    finite = [v for v in shown if v is not None and math.isfinite(v)]
+    if finite and max(finite) > min(finite):
+        pad = 0.1 * (max(finite) - min(finite))
+        ax.set_ylim(min(finite) - pad, max(finite) + pad)
     ax.set_xlabel("training step")
-    ax.set_ylabel("free energy per site")
-    ax.legend()
+    unit = "J" if "J" in summary.get("params", {}) else None
+    ax.set_ylabel(axis_label("free_energy", energy_unit=unit))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path = out / "training.png"
     fig.savefig(path, dpi=100)

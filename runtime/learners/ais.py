@@ -19,8 +19,10 @@ import torch
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
 from physml_lang.runtime.plans.learners import check_exactly_enumerable, enumerated_fields
 
+from ..distributed import SINGLE, World
 from ..random import RandomStreams
 from .gibbs import GibbsSampler, random_state
+from .parallel import drawing
 
 
 def _data_field(model: BoltzmannModel) -> str:
@@ -36,10 +38,12 @@ def _marginal(model: BoltzmannModel, state: dict, summed: list[str], beta) -> to
 
 
 def ais_log_z(model: BoltzmannModel, betas: int = 1000, chains: int = 100,
-              streams: RandomStreams | None = None) -> tuple[float, float]:  # fmt: skip
+              streams: RandomStreams | None = None,
+              world: World = SINGLE) -> tuple[float, float]:  # fmt: skip
     """(log Z, stderr) of a Boltzmann model at beta = 1 by AIS from the uniform distribution,
     with ``betas`` annealing steps of ``chains`` chains (``streams``: on the model's device;
-    seed 0 there by default)."""
+    seed 0 there by default). On several processes (``world``) each rank anneals its block of
+    the chains and the log weights are gathered in chain order."""
     streams = streams or RandomStreams(0, model._device())
     data = _data_field(model)
     summed = [f for f in model.blocks if f != data]
@@ -52,10 +56,12 @@ def ais_log_z(model: BoltzmannModel, betas: int = 1000, chains: int = 100,
     schedule = np.linspace(0.0, 1.0, betas + 1)
     model.freeze()
     try:
-        with torch.no_grad():
-            state = random_state(model, streams, chains)
+        mine = world.shard(chains)
+        with torch.no_grad(), drawing(streams, mine.start):
+            state = random_state(model, streams, mine.stop - mine.start)
             sampler = GibbsSampler(model, 0.0, streams)
-            logw = torch.zeros(chains, dtype=torch.float64, device=state[data].device)
+            logw = torch.zeros(mine.stop - mine.start, dtype=torch.float64,
+                               device=state[data].device)  # fmt: skip
             for b0, b1 in zip(schedule[:-1], schedule[1:]):
                 logw += (_marginal(model, state, summed, float(b0))
                          - _marginal(model, state, summed, float(b1))).double()  # fmt: skip
@@ -63,6 +69,7 @@ def ais_log_z(model: BoltzmannModel, betas: int = 1000, chains: int = 100,
                 state = sampler.sweep(state)
     finally:
         model.unfreeze()
+    logw = world.all_gather(logw, chains)
     m = float(logw.max())
     w = torch.exp(logw - m)
     mean = float(w.mean())

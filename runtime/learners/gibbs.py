@@ -30,7 +30,9 @@ import torch
 from physml_lang.catalogue.boltzmann import GenerateOptions
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
 
+from ..distributed import SINGLE, World
 from ..random import RandomStreams
+from .parallel import drawing
 
 
 def random_state(model: BoltzmannModel, streams: RandomStreams,
@@ -47,8 +49,10 @@ def random_state(model: BoltzmannModel, streams: RandomStreams,
 
 def host_permutation(streams: RandomStreams, n: int) -> list[int]:
     """``streams.permutation(n)`` as a Python list, computed on the host from the same key (the
-    bits are the same on every device), so that a device run does not wait for a transfer."""
-    twin = RandomStreams(streams.seed, "cpu", path=streams.path, first=streams.first,
+    bits are the same on every device), so that a device run does not wait for a transfer.
+    The order is shared by all chains: stream 0's, whichever block of chains ``streams``
+    draws for (a rank's block on several processes)."""
+    twin = RandomStreams(streams.seed, "cpu", path=streams.path, first=0,
                          draws=streams.draws)  # fmt: skip
     order = twin.permutation(n).tolist()
     streams.draws = twin.draws
@@ -213,23 +217,30 @@ class GibbsSampler:
 
 @torch.no_grad()
 def generate(model: BoltzmannModel, field: str, opts: GenerateOptions,
-             streams: RandomStreams) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+             streams: RandomStreams, world: World = SINGLE) -> tuple[torch.Tensor, torch.Tensor]:
     """Samples of a trained model at beta = 1: ``opts.chains`` chains from random states,
     ``burn_in`` sweeps, then ``field`` every ``thin`` sweeps; the last configurations
-    (chains, n) and the series (T, chains, n)."""
+    (chains, n) and the series (T, chains, n). On several processes (``world``) each rank
+    runs its block of the chains (streams of their global indices) and the results are
+    gathered in chain order on every rank."""
+    mine = world.shard(opts.chains)
     model.freeze()
     try:
         sampler = GibbsSampler(model, 1.0, streams)
-        state = random_state(model, streams, opts.chains)
-        for _ in range(opts.burn_in):
-            state = sampler.sweep(state)
-        series = []
-        for _ in range(opts.sweeps // opts.thin):
-            for _ in range(opts.thin):
+        with drawing(streams, mine.start):
+            state = random_state(model, streams, mine.stop - mine.start)
+            for _ in range(opts.burn_in):
                 state = sampler.sweep(state)
-            series.append(state[field].clone())
+            series = []
+            for _ in range(opts.sweeps // opts.thin):
+                for _ in range(opts.thin):
+                    state = sampler.sweep(state)
+                series.append(state[field].clone())
     finally:
         model.unfreeze()
+    if world.size > 1:
+        return (world.all_gather(state[field], opts.chains),
+                world.all_gather(torch.stack(series), opts.chains, 1))  # fmt: skip
     return state[field], torch.stack(series)
 
 

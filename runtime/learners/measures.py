@@ -186,7 +186,8 @@ def evaluate(run: RunState, program, cm: BoltzmannModel, trainer: Trainer, train
     evald = test if len(test) else train
     ais = statements(run).ais or AISOptions()
     if "log_likelihood" in names or "log_z" in names:
-        log_z, err = ais_log_z(cm, ais.betas, ais.chains, streams.fork(AIS_STREAMS))
+        log_z, err = ais_log_z(cm, ais.betas, ais.chains, streams.fork(AIS_STREAMS),
+                               trainer.world)  # fmt: skip
         row["log_z"] = {"mean": log_z, "stderr": err}
         if "log_likelihood" in names:
             with torch.no_grad():
@@ -213,7 +214,7 @@ def evaluate(run: RunState, program, cm: BoltzmannModel, trainer: Trainer, train
     if gen is None and physical is None:
         return row, None
     samples, series = generate(cm, trainer.field, gen or GenerateOptions(),
-                               streams.fork(GENERATION_STREAMS))  # fmt: skip
+                               streams.fork(GENERATION_STREAMS), trainer.world)  # fmt: skip
     samples, series = samples[:, : trainer.visible], series[..., : trainer.visible]
     if physical is not None:
         row.update(measure_physical(physical, series, data))

@@ -87,6 +87,7 @@ from .deep import run_deep
 from .gibbs import GibbsSampler, overlap, random_state
 from .measures import ENERGY, LEARNER_MEASURE, MAGNETIZATION, MEAN, estimate
 from .models import boltzmann_point, recall_model, train_model
+from .parallel import record_digests
 from .plots import history_plot, run_plots, sample_grid, scan_plot, write_moments
 from .train import Divergence, Trainer, save_params
 
@@ -441,12 +442,14 @@ def run_train(task: TaskIR, program, ctx: RunContext) -> RunResult:
         n_test = int(round(opts.test * len(x)))
         test, train = x[perm[:n_test]], x[perm[n_test:]]
         trainer = Trainer(cm, train, *plan.objective, *plan.optimizer, *plan.schedule,
-                          opts.epochs, opts.batch, streams, opts.max_weight, x.shape[1])  # fmt: skip
+                          opts.epochs, opts.batch, streams, opts.max_weight, x.shape[1],
+                          ctx.world)  # fmt: skip
         suffix = f"_{k}" if len(plan.points) > 1 else ""
         digest = hashlib.sha256(np.ascontiguousarray(values).tobytes()).digest()
 
         def evaluate(p: TrainingPoint) -> dict:
             summary["history"].append(p.history)
+            record_digests(summary, trainer.params, ctx.world)
             if out is not None:
                 save_params(cm, out / f"params{suffix}.safetensors")
             row = {**point, "epochs": trainer.epoch}

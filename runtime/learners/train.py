@@ -49,8 +49,10 @@ from physml_lang.catalogue.boltzmann import FAMILY
 from physml_lang.compiler.models.boltzmann import BoltzmannModel
 from physml_lang.runtime.plans.learners import check_enumerable, training_layout
 
+from ..distributed import SINGLE, World
 from ..random import RandomStreams
 from .gibbs import GibbsSampler, random_state
+from .parallel import drawing, reduce_gradients
 
 # ---------------------------------------------------------------- objectives
 
@@ -143,14 +145,22 @@ class Trainer:
 
     ``data``: (n, n_visible) tensor of the data field's values; ``objective``, ``optimizer`` and
     ``schedule``: names of catalogue entries (bound), with their validated options; ``streams``:
-    the random numbers of training, on the model's device."""
+    the random numbers of training, on the model's device.
+
+    On several processes (``world``) each rank holds its block ``world.shard(chains)`` of the
+    persistent chains and takes its block ``world.shard(batch)`` of every minibatch (the
+    minibatch order, the data and the positive chains of general BMs are whole on every rank);
+    every draw of a chain or example comes from the stream of its global index, each rank's
+    loss is its share of the whole minibatch's, and the gradients are summed over the ranks
+    before the optimiser step, the same on every rank."""
 
     def __init__(self, model: BoltzmannModel, data: torch.Tensor, objective: str,
                  objective_opts: BaseModel, optimizer: str, optimizer_opts: BaseModel,
                  schedule: str, schedule_opts: BaseModel, epochs: int, batch: int,
                  streams: RandomStreams, max_weight: float = 1e4,
-                 visible: int | None = None):  # fmt: skip
+                 visible: int | None = None, world: World = SINGLE):  # fmt: skip
         self.model = model
+        self.world = world
         self.data = data.to(model.dtype)
         layout = training_layout(model.derivation, visible, objective_opts.positive)
         self.field = layout.field
@@ -175,7 +185,10 @@ class Trainer:
         self.sampler = GibbsSampler(model, 1.0, streams)
         self.chains = None
         if self.negative_phase.persistent:
-            self.chains = random_state(model, streams, objective_opts.chains)
+            self.n_chains = objective_opts.chains
+            self.local_chains = world.shard(self.n_chains)
+            with drawing(streams, self.local_chains.start):
+                self.chains = random_state(model, streams, _size(self.local_chains))
         self.pos_chains = None
         if self.latent:
             lo = self.visible if self.visible < n_field else 0
@@ -207,7 +220,10 @@ class Trainer:
                 state = self.pos_sampler.sweep(state)
         finally:
             m.unfreeze()
-        if index is not None:
+        if index is not None and self.world.size > 1:  # every rank's block, on every rank
+            for f, x in state.items():
+                self.pos_chains[f][self.whole_index] = self.world.all_gather(x, self.n_batch)
+        elif index is not None:
             for f, x in state.items():
                 self.pos_chains[f][index] = x
         return state
@@ -234,6 +250,8 @@ class Trainer:
     def step(self, batch: torch.Tensor, index: torch.Tensor | None = None) -> tuple[float, float]:
         """One optimiser step on a minibatch (``index``: its rows of the data, for the
         persistent positive chains of general BMs); returns (loss, reconstruction error)."""
+        if self.world.size > 1:
+            return self._parallel_step(batch, index)
         if self.latent:
             pos = self.positives(batch, index)
             neg = self.negatives(pos)
@@ -259,6 +277,54 @@ class Trainer:
         recon = (float((vneg - batch).pow(2).mean()) if not self.negative_phase.persistent
                  else float("nan"))  # fmt: skip
         return float(loss.detach()), recon
+
+    def _parallel_step(self, batch: torch.Tensor,
+                       index: torch.Tensor | None) -> tuple[float, float]:  # fmt: skip
+        """:meth:`step` on this rank's block of the minibatch (and of the persistent chains):
+        the loss sum(F or E) / n over the block, the gradients and the loss and reconstruction
+        sums added up over the ranks, then the same step on every rank."""
+        world, n = self.world, len(batch)
+        mine = world.shard(n)
+        self.n_batch, self.whole_index = n, index
+        part = batch[mine]
+        persistent = self.negative_phase.persistent
+        n_neg = self.n_chains if persistent else n
+        with drawing(self.streams, mine.start):
+            if self.latent:
+                pos = self.positives(part, None if index is None else index[mine])
+        if self.latent:
+            with drawing(self.streams, self.local_chains.start if persistent else mine.start):
+                neg = self.negatives(pos)
+            pos_sum, neg_sum = self.model.energy(pos).sum(), self.model.energy(neg).sum()
+        else:
+            with drawing(self.streams, self.local_chains.start if persistent else mine.start):
+                neg = self.negatives(part)
+            vneg = neg[self.field].detach()
+            pos_sum, neg_sum = self.free_energy(part).sum(), self.free_energy(vneg).sum()
+        # sums with integer weights (exact for integer-valued units), divided after the sum
+        loss = pos_sum * n_neg - neg_sum * n
+        vneg = neg[self.field][:, : self.visible].detach()
+        recon = 0.0 if persistent else float((vneg - part).pow(2).sum()) / (n * part.shape[1])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        total, recon = reduce_gradients(self.params, world, [float(loss.detach()), recon],
+                                        1.0 / (n * n_neg))  # fmt: skip
+        total /= n * n_neg
+        self.optimizer.step()
+        self.step_count += 1
+        self._check(total)
+        return total, (recon if not persistent else float("nan"))
+
+    def _check(self, loss: float) -> None:
+        """Raise :class:`Divergence` on non-finite or exploding parameters or loss."""
+        with torch.no_grad():
+            bad = [n for n, p in self.model.params.items() if not bool(torch.isfinite(p).all())]
+            if bad or not math.isfinite(loss):
+                raise Divergence(f"non-finite {'parameter ' + bad[0] if bad else 'loss'}")
+            big = max(float(p.abs().max()) for p in self.params)
+            if big > self.max_weight:
+                raise Divergence(f"a parameter reached |{big:.3g}| > max_weight = "
+                                 f"{self.max_weight:g}")  # fmt: skip
 
     def run_epoch(self, on_step: Callable | None = None) -> dict:
         """One pass over the data in minibatches of a random order; the epoch's mean loss and
@@ -289,7 +355,16 @@ class Trainer:
         """The training state as named tensors: parameters (``param/W``), optimiser state
         (``opt/W/exp_avg``, ...), persistent chains (``chain/v``: (chains, sites)) and positive
         chains of general BMs (``pos/v``: (examples, sites)); the streams' draw counter is not
-        among them (its owner saves it)."""
+        among them (its owner saves it). On several processes the chains are every rank's
+        (a collective)."""
+        out = self._tensors()
+        if self.world.size > 1 and self.chains is not None:
+            out.update({f"chain/{f}": self.world.all_gather(x, self.n_chains)
+                        for f, x in self.chains.items()})  # fmt: skip
+        return out
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """:meth:`tensors` with this rank's block of the persistent chains."""
         out = {f"param/{k}": v.detach() for k, v in self.model.params.items()}
         out.update(_optimizer_tensors(self.optimizer, list(self.model.params)))
         for prefix, chains in (("chain", self.chains), ("pos", self.pos_chains)):
@@ -299,8 +374,10 @@ class Trainer:
     def expected(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         """Name -> (shape, dtype) of every tensor a checkpoint of this trainer holds once it
         has taken a step (the optimiser's state as a step of a copy creates it)."""
-        out = {k: (tuple(t.shape), t.dtype) for k, t in self.tensors().items()
+        out = {k: (tuple(t.shape), t.dtype) for k, t in self._tensors().items()
                if not k.startswith("opt/")}  # fmt: skip
+        for f, x in (self.chains or {}).items():  # every rank's chains
+            out[f"chain/{f}"] = ((self.n_chains, *x.shape[1:]), x.dtype)
         names = list(self.model.params)
         copies = [p.detach().clone().requires_grad_(True) for p in self.params]
         probe = make_optimizer(*self.optimizer_spec, copies)
@@ -326,10 +403,14 @@ class Trainer:
         groups = self.optimizer.state_dict()["param_groups"]
         self.optimizer.load_state_dict({"state": state, "param_groups": groups})
         if self.chains is not None:
-            self.chains = {f: t[f"chain/{f}"].to(dev) for f in self.chains}
+            self.chains = {f: t[f"chain/{f}"][self.local_chains].to(dev) for f in self.chains}
         if self.pos_chains is not None:
             self.pos_chains = {f: t[f"pos/{f}"].to(dev) for f in self.pos_chains}
         self.epoch, self.step_count = epoch, step
+
+
+def _size(block: slice) -> int:
+    return block.stop - block.start
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer,

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import torch
-from scipy.optimize import curve_fit
+from scipy.optimize import curve_fit, least_squares
 
 
 def crossing(ts: np.ndarray, p: np.ndarray, err: np.ndarray | None = None,
@@ -112,6 +112,147 @@ def extrapolate(sizes: np.ndarray, tc: np.ndarray, err: np.ndarray, nu: float | 
             "nu_err": float(perr[2] / p[2] ** 2)}  # fmt: skip
 
 
+def _logit_and_var(p: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    var = (np.maximum(err, 1e-3) / (q * (1 - q))) ** 2  # the delta method
+    return np.log(q / (1 - q)), var
+
+
+def pair_crossing(ts: np.ndarray, p1: np.ndarray, e1: np.ndarray, p2: np.ndarray,
+                  e2: np.ndarray, band: float = BAND) -> float | None:  # fmt: skip
+    """Where the curves P_1(T) and P_2(T) of two sizes cross: the root of a weighted straight
+    line through logit P_1 - logit P_2 over the temperatures where both lie within
+    ``band`` < P < 1 - ``band`` (near the transition each logit is nearly linear in T, with
+    slopes ~ L^(1/nu), so their difference is too); None without three such temperatures, a
+    difference that does not fall (the larger size must be the steeper), or a root outside
+    them by more than a grid step."""
+    m = (p1 > band) & (p1 < 1 - band) & (p2 > band) & (p2 < 1 - band)
+    if m.sum() < 3:
+        return None
+    z1, v1 = _logit_and_var(p1[m], e1[m])
+    z2, v2 = _logit_and_var(p2[m], e2[m])
+    t, d, w = ts[m], z2 - z1, 1.0 / (v1 + v2)
+    tm = (w * t).sum() / w.sum()
+    slope = (w * (t - tm) * d).sum() / (w * (t - tm) ** 2).sum()
+    if not slope < 0:
+        return None
+    root = tm - (w * d).sum() / w.sum() / slope
+    step = float(np.diff(ts).max())
+    return float(root) if t[0] - step <= root <= t[-1] + step else None
+
+
+def _resample(chain_means: list[np.ndarray], resamples: int,
+              generator: np.random.Generator) -> np.ndarray:  # fmt: skip
+    """P(T) of ``resamples`` bootstrap resamples of the chains of every temperature:
+    (resamples, n_T)."""
+    return np.stack([np.take(c, generator.integers(0, c.size, size=(resamples, c.size))).mean(1)
+                     for c in chain_means], 1)  # fmt: skip
+
+
+def size_crossings(ts: np.ndarray, per_size: list[list[np.ndarray]], resamples: int,
+                   generator: np.random.Generator) -> tuple[list, np.ndarray]:  # fmt: skip
+    """The crossings of the P(T) curves of successive sizes (chain means ``per_size``, smallest
+    L first), then their common crossing (every size but the smallest when there are >= 4),
+    and their bootstrap replicas (the chains of every size and temperature resampled
+    independently): (crossings (n_L,), None where the curves do not cross; replicas
+    (resamples, n_L), nan where a resample does not cross)."""
+    curves = [curve(m) for m in per_size]
+    out = [pair_crossing(ts, *curves[i], *curves[i + 1]) for i in range(len(curves) - 1)]
+    first = 1 if len(curves) >= 4 else 0  # the smallest size carries the largest corrections
+    out.append(common_crossing(ts, curves[first:]))
+    reps = np.full((resamples, len(out)), np.nan)
+    if resamples:
+        boot = [_resample(m, resamples, generator) for m in per_size]
+        for r in range(resamples):
+            cs = [(boot[i][r], curves[i][1]) for i in range(len(curves))]
+            for i in range(len(out) - 1):
+                c = pair_crossing(ts, *cs[i], *cs[i + 1])
+                reps[r, i] = np.nan if c is None else c
+            c = common_crossing(ts, cs[first:])
+            reps[r, -1] = np.nan if c is None else c
+    return out, reps
+
+
+def common_crossing(ts: np.ndarray, curves: list[tuple[np.ndarray, np.ndarray]],
+                    band: float = BAND) -> float | None:  # fmt: skip
+    """The one temperature where the P(T) curves of several sizes cross: logit P_L(T) =
+    c + b_L (T - T*) fitted to every size at once (weighted least squares over ``band`` < P <
+    1 - ``band``, a common value c at the crossing, one slope per size); None when a size has
+    fewer than two such temperatures, the fit fails, a slope does not fall, or T* lies
+    outside the fitted temperatures by more than a grid step."""
+    t, z, sd, k = [], [], [], []
+    for i, (p, err) in enumerate(curves):
+        m = (p > band) & (p < 1 - band)
+        if m.sum() < 2:
+            return None
+        zi, vi = _logit_and_var(p[m], err[m])
+        t.append(ts[m])
+        z.append(zi)
+        sd.append(np.sqrt(vi))
+        k.append(np.full(int(m.sum()), i))
+    t, z, sd, k = (np.concatenate(a) for a in (t, z, sd, k))
+    n = len(curves)
+
+    def resid(q):
+        return (q[1] + q[2:][k] * (t - q[0]) - z) / sd
+
+    q0 = np.array([float(np.median(t)), 0.0] + [-20.0] * n)
+    fit = least_squares(resid, q0)
+    step = float(np.diff(ts).max())
+    inside = t.min() - step <= fit.x[0] <= t.max() + step
+    if not fit.success or np.any(fit.x[2:] >= 0) or not inside:
+        return None
+    return float(fit.x[0])
+
+
+COLLAPSE_ORDER = 3  # the scaling function: sigmoid of a cubic in x = L^(1/nu) (T - T_c) / T_c
+
+
+def collapse(ts: np.ndarray, sizes: np.ndarray, p: np.ndarray, err: np.ndarray,
+             start: tuple[float, float], band: float = 0.02) -> dict | None:  # fmt: skip
+    """Fit the data collapse P(T, L) = f(L^(1/nu) (T - T_c) / T_c) over every size at once
+    (``p``, ``err``: (n_L, n_T)), f = sigmoid of a cubic, T_c and 1/nu free, weighted least
+    squares in logit P over ``band`` < P < 1 - ``band``; ``start`` = (T_c, nu). Returns T_c,
+    nu, chi2 per degree of freedom, or None when the fit fails or nu runs to a bound."""
+    m = (p > band) & (p < 1 - band)
+    if m.sum() < COLLAPSE_ORDER + 4:
+        return None
+    z, var = _logit_and_var(p[m], err[m])
+    Ls = np.broadcast_to(sizes[:, None], p.shape)[m]
+    t = np.broadcast_to(ts[None, :], p.shape)[m]
+    sw = 1.0 / np.sqrt(var)
+
+    def resid(q):
+        x = Ls ** q[1] * (t - q[0]) / q[0]
+        return (np.polynomial.polynomial.polyval(x, q[2:]) - z) * sw
+
+    q0 = np.array([start[0], 1.0 / start[1], 0.0, -10.0] + [0.0] * (COLLAPSE_ORDER - 1))
+    try:
+        fit = least_squares(resid, q0, bounds=([0.5 * start[0], 0.1] + [-np.inf] * (
+            COLLAPSE_ORDER + 1), [2.0 * start[0], 5.0] + [np.inf] * (COLLAPSE_ORDER + 1)))
+    except ValueError:
+        return None
+    if not fit.success or not 0.101 < fit.x[1] < 4.99:
+        return None
+    dof = max(int(m.sum()) - len(q0), 1)
+    return {"T_c": float(fit.x[0]), "nu": float(1.0 / fit.x[1]),
+            "chi2": float((fit.fun**2).sum() / dof)}
+
+
+def bootstrap_collapse(ts: np.ndarray, sizes: np.ndarray, per_size: list[list[np.ndarray]],
+                       resamples: int, generator: np.random.Generator,
+                       start: tuple[float, float]) -> np.ndarray:  # fmt: skip
+    """T_c of the collapse of bootstrap resamples of the chains (nan where a fit fails)."""
+    err = np.stack([curve(m)[1] for m in per_size])
+    boot = np.stack([_resample(m, resamples, generator) for m in per_size], 1)
+    out = np.full(resamples, np.nan)
+    for r in range(resamples):
+        f = collapse(ts, sizes, boot[r], err, start)
+        if f is not None:
+            out[r] = f["T_c"]
+    return out
+
+
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor,
                                bins: int = 10) -> float:  # fmt: skip
     """ECE of binary predictions: sum over confidence bins of |accuracy - confidence| weighted
@@ -174,5 +315,6 @@ def peak_of_top(ts: np.ndarray, y: np.ndarray, base: float, frac: float = 0.8) -
     return float(-c[1] / (2 * c[0]))
 
 
-__all__ = ["bootstrap_crossings", "crossing", "curve", "expected_calibration_error",
-           "extrapolate", "peak", "peak_of_top", "principal_components", "temperature_scale"]
+__all__ = ["bootstrap_collapse", "bootstrap_crossings", "collapse", "common_crossing",
+           "crossing", "curve", "expected_calibration_error", "extrapolate", "pair_crossing",
+           "peak", "peak_of_top", "principal_components", "size_crossings", "temperature_scale"]

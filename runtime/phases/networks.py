@@ -120,11 +120,13 @@ def accepts(net: nn.Module, shape: tuple[int, ...], basis: int) -> bool:
 
 
 def train_binary(net: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
-                 batch: int, weight_decay: float, streams: RandomStreams) -> float:  # fmt: skip
-    """Minimise the binary cross-entropy of logits net(x) against labels y (0/1) with Adam,
-    minibatches in a fresh random order each epoch; returns the final epoch's mean loss."""
+                 batch: int, weight_decay: float, streams: RandomStreams,
+                 loss_fn: nn.Module | None = None) -> float:  # fmt: skip
+    """Minimise the binary cross-entropy of logits net(x) against labels y (0/1) with Adam
+    (``loss_fn``: another loss, e.g. the squared error of a regression), minibatches in a fresh
+    random order each epoch; returns the final epoch's mean loss."""
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn = nn.BCEWithLogitsLoss() if loss_fn is None else loss_fn
     n = x.shape[0]
     y = y.to(x.dtype)
     last = float("nan")

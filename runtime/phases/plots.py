@@ -52,6 +52,12 @@ def draw(out: Path, plan: PhasesPlan, summary: dict) -> list[Path]:
                 a = _slope(rs, f)
                 ax.plot(x, f["T_c"] + a * x ** (1 / f["nu"]), lw=1,
                         label=f"{name}, {f['fit']}: T_c = {f['T_c']:.4f} ± {f['T_c_err']:.4f}")
+            for f in (r for r in summary["rows"] if r["kind"] in ("crossing", "collapse")
+                      and r["learner"] == name and r.get("T_c") is not None
+                      and (r["kind"] == "collapse" or r["pair"].count("-") > 1)):  # fmt: skip
+                ax.axhline(f["T_c"], lw=1, ls=":" if f["kind"] == "crossing" else "-.",
+                           label=f"{name}, {f['kind']}: T_c = {f['T_c']:.4f}"
+                           f" ± {f.get('T_c_err') or 0:.4f}")  # fmt: skip
         if exact is not None:
             ax.axhline(exact, color="k", ls="--", lw=1, label=f"exact {exact:g}")
         ax.set_xlabel("1 / L")

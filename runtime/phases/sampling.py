@@ -57,4 +57,21 @@ def sample(cm, sampler: str, options, temperatures: list[float], field: str, fli
     return Configurations(x, ts, int(cm.lattice.basis), len(kept))
 
 
-__all__ = ["Configurations", "sample"]
+def block_spins(conf: Configurations, blocks: int, streams: RandomStreams) -> Configurations:
+    """Majority-rule block spins (a real-space renormalisation step): each of the ``blocks``
+    ^d blocks of (L / blocks)^d sites becomes the sign of its sum, a tie a random sign. At the
+    critical point the distribution of these ``blocks``^d spins tends to a fixed point as L
+    grows, so a classifier that reads them is a function of L^(1/nu) (T - T_c) (up to
+    corrections that shrink with L), whatever feature it thresholds; one site per cell."""
+    x = conf.x
+    cells = conf.shape
+    split = []
+    for n in cells:
+        split += [blocks, n // blocks]
+    y = x.reshape(*x.shape[:2], *split).sum(tuple(range(3, 3 + 2 * len(cells), 2)))
+    tie = torch.where(streams.uniform(y.shape).to(y.device) < 0.5, -1.0, 1.0)
+    y = torch.where(y == 0, tie.to(y.dtype), torch.sign(y))
+    return Configurations(y, conf.temperatures, conf.basis, conf.per_chain)
+
+
+__all__ = ["Configurations", "block_spins", "sample"]

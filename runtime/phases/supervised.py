@@ -114,10 +114,10 @@ def accuracy(probs: torch.Tensor, sp: Split) -> float:
 
 def curve_rows(plan: PhasesPlan, name: str, L, net: torch.nn.Module, sp: Split,
                streams: RandomStreams, every_chain: bool = False
-               ) -> tuple[dict, dict, np.ndarray]:  # fmt: skip
+               ) -> tuple[dict, dict, np.ndarray, list[np.ndarray]]:  # fmt: skip
     """The size row of one learner (T_c(L) where P(ordered | T) = 1/2 on every configuration
     it was not trained on, with its error from a bootstrap over chains; the held-out
-    accuracy), its curve, and the bootstrap crossings."""
+    accuracy), its curve, the bootstrap crossings and the chain means of every T."""
     means = chain_means(probabilities(net, sp.every), sp, every_chain)
     c = plan.classify
     gen = np.random.default_rng(int(streams.host_generator().initial_seed()) % (1 << 63))
@@ -131,7 +131,7 @@ def curve_rows(plan: PhasesPlan, name: str, L, net: torch.nn.Module, sp: Split,
            "crossing": tc is not None}  # fmt: skip
     _deviation(row, c.exact)
     curve = {"T": sp.ts.tolist(), "P": p.tolist(), "P_err": err.tolist()}
-    return row, curve, reps
+    return row, curve, reps, means
 
 
 def _deviation(row: dict, exact: float | None) -> None:
@@ -208,33 +208,110 @@ def _window_logits(z: torch.Tensor, sp: Split) -> tuple[torch.Tensor, torch.Tens
     return torch.cat([a, b]), torch.cat([torch.ones_like(a), torch.zeros_like(b)])
 
 
-def one_side(plan: PhasesPlan, sp: Split, L, streams: RandomStreams, device) -> dict:
-    """A physics-blind classifier: the sign of m learnt on the ordered window only (two
-    classes, m > 0 and m < 0), tested there and on the disordered side, where the sign of m is
-    noise: its accuracy falls towards 1/2 while it stays confident."""
-    lr = plan.learners[0]
+def perturbed(plan: PhasesPlan, nets: dict, sp: Split, L, streams: RandomStreams) -> list[dict]:
+    """Sim-to-reality: the classifiers, trained on the model as declared, read every
+    configuration of the perturbed model (``perturbed`` = ``perturbed_value``) without
+    retraining: held-out accuracy on the training windows; with ``perturbed_exact``, the
+    accuracy against the true phase (T < T_c' ordered) at every T and the expected calibration
+    error there before and after temperature scaling (fitted on half of the chains, scored on
+    the other half); T_c' where P = 1/2 against the perturbed model's exact value."""
+    c = plan.classify
+    n_t, n = sp.every.shape[:2]
+    truth = None if c.perturbed_exact is None else torch.from_numpy(sp.ts < c.perturbed_exact)
+    half = (n // sp.per_chain // 2) * sp.per_chain or n // 2
+    rows = []
+    for name, net in nets.items():
+        z = networks.logits(net, sp.every.flatten(0, 1)).reshape(n_t, n).double()
+        probs = torch.sigmoid(z)
+        means = chain_means(probs, sp, every_chain=True)
+        p, err = analysis.curve(means)
+        tc = analysis.crossing(sp.ts, p, err, c.crossing_fit)
+        right = torch.cat([(probs[sp.ordered] >= 0.5).flatten(),
+                           (probs[sp.disordered] < 0.5).flatten()])  # fmt: skip
+        row = {"kind": "perturbed", "method": plan.method, "learner": name, "L": L,
+               "parameter": c.perturbed, "value": c.perturbed_value,
+               "accuracy_windows": float(right.float().mean()), "T_c": tc,
+               "crossing": tc is not None}  # fmt: skip
+        if truth is not None:
+            y = truth.to(z.device)[:, None].expand(n_t, n).double()
+            tau = analysis.temperature_scale(z[:, :half].flatten(), y[:, :half].flatten())
+            zs, ys = z[:, half:].flatten(), y[:, half:].flatten()
+            row.update({"accuracy": float(((probs >= 0.5).double() == y).double().mean()),
+                        "ece": analysis.expected_calibration_error(torch.sigmoid(zs), ys),
+                        "ece_scaled": analysis.expected_calibration_error(
+                            torch.sigmoid(zs / tau), ys),
+                        "scale": tau})  # fmt: skip
+        _deviation(row, c.perturbed_exact)
+        rows.append(row)
+    return rows
+
+
+PSEUDO_ITERATIONS = 60  # Newton steps of the pseudo-likelihood (vectorised over configurations)
+
+
+def pseudo_likelihood_temperature(delta: torch.Tensor) -> torch.Tensor:
+    """T per configuration from its flip energies ``delta`` (M, N) = E(s with s_i flipped) -
+    E(s): the beta maximising sum_i log sigmoid(beta delta_i) (P(s_i | the rest) of the
+    Boltzmann weight: Besag's pseudo-likelihood, consistent as N grows), by damped Newton
+    steps; beta kept within [1e-3, 1e3]."""
+    d = delta.double()
+    beta = torch.ones(d.shape[0], dtype=d.dtype, device=d.device)
+    for _ in range(PSEUDO_ITERATIONS):
+        s = torch.sigmoid(-beta[:, None] * d)
+        grad = (d * s).sum(1)
+        hess = (d**2 * s * (1 - s)).sum(1).clamp_min(1e-12)
+        step = (grad / hess).clamp(-0.5 * beta, 2.0 * beta)
+        beta = (beta + step).clamp(1e-3, 1e3)
+    return 1.0 / beta
+
+
+def one_side(plan: PhasesPlan, sp: Split, L, streams: RandomStreams, device,
+             delta: torch.Tensor) -> list[dict]:  # fmt: skip
+    """A physics-blind model trained on one side of the transition: a dense net (the first
+    fully connected learner, else the first learner, as a regressor) fitted to T by squared
+    error on the training chains of the temperatures below T_c (``exact``, else the ordered
+    window's edge) only, then scored (root-mean-square error of T) on held-out chains on both
+    sides; beside it the physics-aware estimate (the model's energy: maximum pseudo-likelihood
+    from the flip energies ``delta`` (n_T, n, N) of a chain's configurations), which fits
+    nothing. Both are scored per held-out chain (the mean prediction of its configurations).
+    """
+    c, o = plan.classify, plan.options
+    lr = next((x for x in plan.learners if not x.options.convolutional), plan.learners[0])
+    edge = c.exact if c.exact is not None else plan.ordered_below
+    below = torch.from_numpy(sp.ts < edge)
+    ts = torch.from_numpy(sp.ts).to(sp.train.device)
+    t_mean, t_std = float(ts[below].mean()), float(ts[below].std()) if below.sum() > 1 else 1.0
+    x = sp.train[below].flatten(0, 1)
+    y = ((ts[below] - t_mean) / t_std)[:, None].expand(-1, sp.train.shape[1]).flatten()
     net = networks.build(lr.options, sp.shape, sp.basis, streams, device)
-    x = sp.train[sp.ordered].flatten(0, 1)
-    m = x.flatten(1).mean(1)
-    keep = m != 0
-    o = plan.options
-    networks.train_binary(net, x[keep], (m[keep] > 0).float(), epochs=o.epochs, lr=o.lr,
-                          batch=o.batch, weight_decay=o.weight_decay, streams=streams)  # fmt: skip
+    networks.train_binary(net, x, y.to(x.dtype), epochs=o.epochs, lr=o.lr, batch=o.batch,
+                          weight_decay=o.weight_decay, streams=streams,
+                          loss_fn=torch.nn.MSELoss())  # fmt: skip
+    n_t, n = sp.test.shape[:2]
+    k = sp.per_chain if n % sp.per_chain == 0 else 1
+    blind = networks.logits(net, sp.test.flatten(0, 1)).reshape(n_t, n // k, k).double()
+    blind = blind.mean(-1) * t_std + t_mean  # per held-out chain: the mean of its predictions
+    cut = sp.every.shape[1] - n  # the held-out chains' configurations
+    pooled = delta[:, cut:].reshape(n_t * (n // k), -1)  # a chain's configurations pooled
+    aware = pseudo_likelihood_temperature(pooled).reshape(n_t, n // k)
+    truth = ts.double()[:, None].expand(n_t, n // k)
 
-    def score(part: torch.Tensor) -> tuple[float, float]:
-        xs = part.flatten(0, 1)
-        ms = xs.flatten(1).mean(1)
-        probs = torch.sigmoid(networks.logits(net, xs))
-        k = ms != 0
-        acc = float(((probs[k] >= 0.5) == (ms[k] > 0)).float().mean())
-        return acc, float(torch.maximum(probs, 1 - probs).mean())
+    def rmse(pred: torch.Tensor, side: torch.Tensor) -> float:
+        return float(((pred[side] - truth[side]) ** 2).mean().sqrt())
 
-    acc_o, _ = score(sp.test[sp.ordered])
-    acc_d, conf_d = score(sp.test[sp.disordered])
-    return {"kind": "one_side", "method": "sign_of_m", "learner": lr.name, "L": L,
-            "accuracy_ordered": acc_o, "accuracy_disordered": acc_d,
-            "confidence_disordered": conf_d}  # fmt: skip
+    above = ~below
+    rows = []
+    for method, learner, pred in (("regression_of_T", lr.name, blind),
+                                  ("pseudo_likelihood", "energy", aware)):  # fmt: skip
+        inside, outside = rmse(pred, below), rmse(pred, above)
+        rows.append({"kind": "one_side", "method": method, "learner": learner, "L": L,
+                     "trained_below": edge, "rmse_inside": inside, "rmse_outside": outside,
+                     "ratio": outside / inside if inside > 0 else None,
+                     "T_max_predicted": float(pred[above].mean(1).max()),
+                     "T_max": float(sp.ts[-1])})  # fmt: skip
+    return rows
 
 
 __all__ = ["Split", "accuracy", "chain_means", "controls", "curve_rows", "noisy", "one_side",
-           "probabilities", "split", "train", "window_data"]
+           "perturbed", "probabilities", "pseudo_likelihood_temperature", "split", "train",
+           "window_data"]

@@ -11,6 +11,7 @@ lattices. After the scan, T_c(L) is extrapolated
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,10 @@ from ..plans.phases import SIZE, PhasesPlan, plan_phases
 from ..random import RandomStreams
 from ..tasks import RunState, Task
 from . import analysis, networks, plots, supervised
-from .sampling import sample
+from .sampling import Configurations, block_spins, sample
 
 SHARED_STREAM = 1 << 20  # the streams of the shared training sample (beyond any size index)
+CHAINS = "\0chains"  # the key of the chain means per learner and size among the replicas
 
 
 
@@ -79,11 +81,12 @@ def run_classify(task: TaskIR, program, ctx: RunContext) -> RunResult:
         def work() -> list[dict]:
             args = dict(plan.args) if L is None else {**plan.args, SIZE: L}
             cm = program.compile_ir(checker.instantiate(args))
-            conf = sample(cm, plan.sampler, plan.sampler_options, plan.temperatures, plan.field,
-                          plan.spin_flip, streams, ctx.device)  # fmt: skip
+            raw = sample(cm, plan.sampler, plan.sampler_options, plan.temperatures, plan.field,
+                         plan.spin_flip, streams, ctx.device)  # fmt: skip
             size = L if L is not None else int(cm.lattice.shape[0])
-            return _size_rows(plan, conf, size, last, streams, ctx, program, summary, replicas,
-                              shared)  # fmt: skip
+            source = Source(cm, checker, args, raw)
+            return _size_rows(plan, _coarse(plan, raw, streams), size, last, streams, ctx,
+                              program, summary, replicas, shared, source)  # fmt: skip
 
         return Computation(work)
 
@@ -96,7 +99,7 @@ def run_classify(task: TaskIR, program, ctx: RunContext) -> RunResult:
         ctx.recorder.write()
         raise PhysmlError(Diagnostic("P704", f"classify: {exc}", plan.method_span,
                                      "lower lr, or more configurations")) from None  # fmt: skip
-    extra = _extrapolations(plan, summary["rows"], replicas)
+    extra = _extrapolations(plan, summary["rows"], replicas, ctx.streams)
     if extra:
         summary["rows"].extend(extra)
         ctx.recorder.write()
@@ -106,25 +109,43 @@ def run_classify(task: TaskIR, program, ctx: RunContext) -> RunResult:
     return RunResult(summary, ctx.out, files)
 
 
+def _coarse(plan: PhasesPlan, conf: Configurations, streams: RandomStreams) -> Configurations:
+    """The classifiers' input: the configurations, or their block spins (``coarse_grain``)."""
+    b = plan.classify.coarse_grain
+    return conf if b is None else block_spins(conf, b, streams)
+
+
 def _shared_nets(plan: PhasesPlan, program, checker, ctx: RunContext) -> dict:
     """With ``train_size``: the convolutional learners trained once, on configurations of that
     L sampled for them alone (streams of their own), to be read at every size."""
     c = plan.classify
-    conv = [lr for lr in plan.learners if lr.options.convolutional]
+    # block spins: every learner reads the same grid at every size
+    conv = [lr for lr in plan.learners if lr.options.convolutional or c.coarse_grain]
     if plan.method != "supervised" or c.train_size is None or not conv:
         return {}
     streams = ctx.streams.fork(SHARED_STREAM)
     cm = program.compile_ir(checker.instantiate({**plan.args, SIZE: c.train_size}))
-    conf = sample(cm, plan.sampler, plan.sampler_options, plan.temperatures, plan.field,
-                  plan.spin_flip, streams, ctx.device)  # fmt: skip
+    conf = _coarse(plan, sample(cm, plan.sampler, plan.sampler_options, plan.temperatures,
+                                plan.field, plan.spin_flip, streams, ctx.device), streams)
     sp = supervised.split(conf, c.test_fraction, plan.ordered_below, plan.disordered_above)
     return {lr.name: supervised.train(lr, sp, plan.options, streams, ctx.device,
                                       members=c.ensemble) for lr in conv}  # fmt: skip
 
 
+@dataclass
+class Source:
+    """Where one size's configurations came from: the compiled model, its checker and
+    arguments, and the configurations before any block spins."""
+
+    cm: Any
+    checker: Any
+    args: dict
+    raw: Configurations
+
+
 def _size_rows(plan: PhasesPlan, conf, L: int, last: bool, streams: RandomStreams,
                ctx: RunContext, program, summary: dict, replicas: dict,
-               shared: dict) -> list[dict]:  # fmt: skip
+               shared: dict, source: Source) -> list[dict]:  # fmt: skip
     """The rows of one size (and, at the largest, the controls and transfers)."""
     curves = summary["curves"]
     c = plan.classify
@@ -144,11 +165,12 @@ def _size_rows(plan: PhasesPlan, conf, L: int, last: bool, streams: RandomStream
         if net is None:
             net = supervised.train(lr, sp, plan.options, streams, ctx.device,
                                    members=c.ensemble)  # fmt: skip
-        row, curve, reps = supervised.curve_rows(plan, lr.name, L, net, sp, streams,
-                                                 every_chain=lr.name in shared)  # fmt: skip
+        row, curve, reps, means = supervised.curve_rows(plan, lr.name, L, net, sp, streams,
+                                                        every_chain=lr.name in shared)  # fmt: skip
         rows.append(row)
         curves.setdefault(lr.name, {})[str(L)] = curve
         replicas.setdefault(lr.name, {})[L] = reps
+        replicas.setdefault(CHAINS, {}).setdefault(lr.name, {})[L] = means
         nets[lr.name] = net
     if last:
         if c.controls:
@@ -156,10 +178,31 @@ def _size_rows(plan: PhasesPlan, conf, L: int, last: bool, streams: RandomStream
         if c.noise > 0:
             rows += supervised.noisy(plan, nets, sp, L, streams)
         if c.one_side:
-            rows.append(supervised.one_side(plan, sp, L, streams, ctx.device))
+            raw = sp if c.coarse_grain is None else supervised.split(
+                source.raw, c.test_fraction, plan.ordered_below, plan.disordered_above)
+            delta = _flip_energies(source.cm, plan.field, source.raw.x)
+            rows += supervised.one_side(plan, raw, L, streams, ctx.device, delta)
+        if c.perturbed is not None:
+            cm = program.compile_ir(source.checker.instantiate(
+                {**source.args, c.perturbed: c.perturbed_value}))
+            other = _coarse(plan, sample(cm, plan.sampler, plan.sampler_options,
+                                         plan.temperatures, plan.field, plan.spin_flip, streams,
+                                         ctx.device), streams)  # fmt: skip
+            psp = supervised.split(other, c.test_fraction, plan.ordered_below,
+                                   plan.disordered_above)  # fmt: skip
+            rows += supervised.perturbed(plan, nets, psp, L, streams)
         for i, name in enumerate(c.transfer or []):
             rows += _transfer(plan, i, name, L, nets, streams, ctx, program, curves)
     return rows
+
+
+def _flip_energies(cm, field: str, x: torch.Tensor) -> torch.Tensor:
+    """E(s with site i flipped) - E(s) for every configuration and site, from the model's
+    local energies: x (n_T, n, *lattice shape) -> (n_T, n, N)."""
+    s = x.flatten(0, 1).to(cm.dtype)
+    le = cm.fields[field].local_energy
+    state = {field: s}
+    return (le(state, -s) - le(state, s)).reshape(*x.shape[:2], -1)
 
 
 def _pca(plan: PhasesPlan, conf, L: int, streams: RandomStreams) -> tuple[dict, dict, np.ndarray]:
@@ -276,9 +319,17 @@ def _transfer(plan: PhasesPlan, i: int, name: str, L: int, nets: dict, streams: 
     return rows
 
 
-def _extrapolations(plan: PhasesPlan, rows: list[dict], replicas: dict) -> list[dict]:
-    """T_c(L) -> T_c per learner: nu fixed (>= 3 sizes) and fitted (>= 4 sizes)."""
+def _extrapolations(plan: PhasesPlan, rows: list[dict], replicas: dict,
+                    streams: RandomStreams) -> list[dict]:  # fmt: skip
+    """The finite-size analysis per learner (``finite_size``): T_c(L) -> T_c with nu fixed
+    (>= 3 sizes) and fitted (>= 4 sizes); the crossings of successive sizes' curves; the data
+    collapse."""
     out = []
+    how = plan.classify.finite_size
+    if how in ("crossing", "collapse", "all"):
+        out += _scaling_rows(plan, rows, replicas.get(CHAINS, {}), streams, how)
+    if how not in ("extrapolate", "all"):
+        return out
     for name in dict.fromkeys(r["learner"] for r in rows if r["kind"] == "size"):
         sized = [r for r in rows if r["kind"] == "size" and r["learner"] == name
                  and r.get("T_c") is not None]  # fmt: skip
@@ -304,6 +355,57 @@ def _extrapolations(plan: PhasesPlan, rows: list[dict], replicas: dict) -> list[
                    "nu_err": f["nu_err"], "fit": label,
                    "sizes": [int(x) for x in Ls]}  # fmt: skip
             supervised._deviation(row, plan.classify.exact)
+            out.append(row)
+    return out
+
+
+def _scaling_rows(plan: PhasesPlan, rows: list[dict], chains: dict, streams: RandomStreams,
+                  how: str) -> list[dict]:  # fmt: skip
+    """Rows kind = crossing (each pair of successive sizes, then the common crossing of all
+    but the smallest size with >= 4 sizes: pair = "12-16-24-32", the estimate of T_c) and
+    kind = collapse (T_c, nu of P(T, L) = f(L^(1/nu) (T - T_c) / T_c)), with errors from a
+    bootstrap over the chains of every size; only learners with >= 2 (crossing) or >= 3
+    (collapse) sizes."""
+    c = plan.classify
+    out = []
+    gen = np.random.default_rng(int(streams.fork(SHARED_STREAM + 1).host_generator()
+                                    .initial_seed()) % (1 << 63))  # fmt: skip
+    ts = np.array(plan.temperatures)
+    for name, per in chains.items():
+        sizes = sorted(L for L in per if L is not None)
+        if len(sizes) < 2:
+            continue
+        means = [per[L] for L in sizes]
+        base = {"method": plan.method, "learner": name, "sizes": sizes}
+        if how in ("crossing", "all"):
+            tcs, reps = analysis.size_crossings(ts, means, c.bootstrap, gen)
+            common = sizes[1:] if len(sizes) >= 4 else sizes
+            for i, tc in enumerate(tcs):
+                ok = reps[:, i][np.isfinite(reps[:, i])]
+                pair = sizes[i:i + 2] if i < len(sizes) - 1 else common
+                row = {"kind": "crossing", **base, "L": pair[0], "L2": pair[-1],
+                       "pair": "-".join(map(str, pair)), "T_c": tc,
+                       "T_c_err": float(np.std(ok, ddof=1)) if ok.size > 1 else None,
+                       "crossing": tc is not None}  # fmt: skip
+                supervised._deviation(row, c.exact)
+                out.append(row)
+        if how in ("collapse", "all") and len(sizes) >= 3:
+            first = 1 if len(sizes) >= 4 else 0  # the smallest size: the largest corrections
+            used, means = np.array(sizes[first:], dtype=float), means[first:]
+            p = np.stack([analysis.curve(m)[0] for m in means])
+            err = np.stack([analysis.curve(m)[1] for m in means])
+            start = (float(c.exact or ts[len(ts) // 2]), c.nu)
+            f = analysis.collapse(ts, used, p, err, start)
+            if f is None:
+                continue
+            reps = analysis.bootstrap_collapse(ts, used, means, c.bootstrap, gen,
+                                               (f["T_c"], f["nu"]))  # fmt: skip
+            ok = reps[np.isfinite(reps)]
+            row = {"kind": "collapse", **base, "sizes": [int(x) for x in used], "L": None,
+                   "T_c": f["T_c"],
+                   "T_c_err": float(np.std(ok, ddof=1)) if ok.size > 1 else None,
+                   "nu": f["nu"], "chi2": f["chi2"]}  # fmt: skip
+            supervised._deviation(row, c.exact)
             out.append(row)
     return out
 

@@ -239,7 +239,11 @@ def plan_phases(run: RunState, program, sets: dict[str, Any] | None = None) -> P
                 _fail("P501", f"learner {lr.name} respects translation, and model {ir.name} "
                       "does not declare it", lr.span,
                       "declare symmetry translation on a periodic lattice")  # fmt: skip
-        program.derive(ir)
+        derived = program.derive(ir)
+        if classify.coarse_grain is not None:
+            _coarse(plan, derived.lattice, ir.name)
+    if classify.perturbed is not None:
+        _perturbed(plan, checker, params, program)
     for (name, span) in transfer:
         other = program.checked.models.get(name) if hasattr(program, "checked") else None
         if other is None:
@@ -253,6 +257,39 @@ def plan_phases(run: RunState, program, sets: dict[str, Any] | None = None) -> P
         _fail("P429", "transfer models need their temperature ranges: transfer_T = [[3.0, "
               "4.4], ...]", plan.span_of("transfer"))  # fmt: skip
     return plan
+
+
+def _perturbed(plan: PhasesPlan, checker, params: list[str], program) -> None:
+    """perturbed = PARAMETER: a real parameter of the model other than the size, whose
+    perturbed instance the lattice accepts at the largest size."""
+    c = plan.classify
+    where = plan.span_of("perturbed")
+    if c.perturbed not in params or c.perturbed == SIZE:
+        _fail("P429", f"perturbed names a parameter of model {checker.name} to change; "
+              f"'{c.perturbed}' is not one", where,
+              did_you_mean(c.perturbed, set(params) - {SIZE})
+              or f"parameters: {', '.join(p for p in params if p != SIZE)}")  # fmt: skip
+    L = max((s for s in plan.sizes if s is not None), default=None)
+    args = {**plan.args, c.perturbed: c.perturbed_value}
+    spans = {c.perturbed: where, SIZE: plan.span_of("sizes")}
+    program.derive(checker.instantiate(args if L is None else {**args, SIZE: L}, spans))
+
+
+def _coarse(plan: PhasesPlan, lattice, name: str) -> None:
+    """coarse_grain = b: one site per cell and every side of every size divisible by b."""
+    b = plan.classify.coarse_grain
+    where = plan.span_of("coarse_grain")
+    if int(lattice.basis) != 1:
+        _fail("P429", f"coarse_grain makes block spins of one-site cells; model {name} has "
+              f"{int(lattice.basis)} sites per cell", where)  # fmt: skip
+    shape = tuple(int(n) for n in lattice.shape)
+    if any(n % b for n in shape):
+        _fail("P429", f"coarse_grain = {b}: a lattice of {' x '.join(map(str, shape))} cells "
+              f"does not divide into {b} blocks per side", where,
+              f"sizes that are multiples of {b}")  # fmt: skip
+    if plan.classify.transfer:
+        _fail("P429", "coarse_grain and transfer cannot be combined: the transferred lattices "
+              "are read without block spins", where)  # fmt: skip
 
 
 def _temperatures(run: RunState, params: list[str], span: Span | None) -> list[float]:

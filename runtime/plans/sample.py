@@ -113,6 +113,12 @@ def plan_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] | Non
                 _fail("P406", f"{tvar} must be a positive, finite number, got {v!r}", tspan,
                       "temperatures and inverse temperatures are > 0 and finite (T = inf is "
                       "beta = 0: sample uniformly instead)")  # fmt: skip
+    if options is not None and options.exchange and len(tvalues) < 2:
+        where = run.sampler_options.get("exchange", (None, run.sampler_span))[1]
+        with errors:
+            _fail("P406", f"exchange = {options.exchange} swaps replicas between temperatures, "
+                  f"but run {run.name} samples one temperature", where,
+                  "scan T (or beta) over at least two values, or drop exchange")  # fmt: skip
     errors.raise_if_any()
     betas = [1.0 / v if tvar == "T" else float(v) for v in tvalues]
     model_args, model_spans = first_model_args(run, params)

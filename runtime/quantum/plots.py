@@ -10,17 +10,26 @@ from pathlib import Path
 import numpy as np
 
 from .. import outputs
+from ..references.labels import axis_label
 from ..tasks import RunState
 
 
 def scan_plot(out: Path | None, run: RunState, summary: dict, task: str) -> list[Path]:
     """The rows of a scan against its first variable (no plot without an output folder or a
-    scan): every column with an error bar."""
+    scan): every column with an error bar, the reference energy of each row (exact
+    diagonalisation, or a given value) joined on the energy panel."""
     if out is None or not run.scans:
         return []
-    names = [k for k, v in summary["rows"][0].items() if isinstance(v, dict)]
-    f = outputs.plot_rows(out, summary["rows"], run.scans[0].name, names, None, "plot.png",
-                          f"{summary['model']} ({run.name}), {task}")  # fmt: skip
+    rows, x = summary["rows"], run.scans[0].name
+    names = [k for k, v in rows[0].items() if isinstance(v, dict)]
+    how = next((r.get("reference") for r in rows if isinstance(r.get("exact_energy"), float)),
+               None)  # fmt: skip
+    label = "exact diagonalisation" if str(how).startswith("exact") else "reference energy"
+    exact = {"energy": ("exact_energy", label)}
+    f = outputs.plot_rows(out, rows, x, names, None, "plot.png",
+                          f"{summary['model']} ({run.name}), {task}",
+                          labels={n: axis_label(n) for n in [x, *names]},
+                          row_references=exact if how is not None else None)  # fmt: skip
     return [f] if f else []
 
 
@@ -39,18 +48,18 @@ def convergence_plot(out: Path, history: dict, exact: float | None, name: str,
     e = np.asarray(history["energy"])
     err = np.asarray(history.get("energy_stderr", np.zeros_like(e)))
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    axes[0].plot(it, e, lw=1)
+    axes[0].plot(it, e, lw=1, label="E (VMC) ± stderr")
     axes[0].fill_between(it, e - err, e + err, alpha=0.3)
     if exact is not None:
-        axes[0].axhline(exact, color="tab:red", ls="--", lw=1, label=f"exact {exact:.6f}")
-        axes[0].legend()
+        axes[0].axhline(exact, color="tab:red", ls="--", lw=1, label=f"reference E0 = {exact:.6f}")
         rel = np.abs(e - exact) / abs(exact)
         axes[1].semilogy(it, np.maximum(rel, 1e-12), lw=1)
         axes[1].set_ylabel("|E - E0| / |E0|")
     else:
         axes[1].semilogy(it, np.maximum(np.asarray(history.get("variance", e * 0)), 1e-12), lw=1)
         axes[1].set_ylabel("variance of E_loc")
-    axes[0].set_ylabel("energy")
+    axes[0].legend(fontsize=8)
+    axes[0].set_ylabel("energy E")
     for ax in axes:
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)

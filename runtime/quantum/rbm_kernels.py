@@ -289,7 +289,8 @@ class RBMChains:
     def run(
         self, burn_in: int, n_samples: int, steps_per_sample: int, streams: RandomStreams
     ) -> tuple[torch.Tensor, float]:
-        """Burn in, then record ``n_samples`` configurations per chain: ((T, C, N), acceptance)."""
+        """Burn in, then record ``n_samples`` configurations per chain: ((T, C, N), acceptance);
+        ``accepted`` keeps the number of accepted moves of the records."""
         c = self.s.shape[0]
         stride = steps_per_sample
         burn_blocks = -(-burn_in // stride)  # whole blocks: the same random stream everywhere
@@ -313,6 +314,7 @@ class RBMChains:
                 if b >= burned:
                     acc += a
                     out.append(self._configs()[None])
+        self.accepted = acc  # accepted moves of the records (chains run elsewhere add theirs)
         if not out:
             return torch.empty((0, *self.s.shape), dtype=self.dtype, device=self.device), 0.0
         samples = np.concatenate(out) if self.xp is np else torch.cat(out)

@@ -46,6 +46,7 @@ from physml_lang.ir.walk import to_text
 
 from ..checkpoint import Checkpoint
 from ..device import check_memory
+from ..distributed import SINGLE, World
 from ..driver import RunContext, RunResult, ScanPoint, run_scan
 from ..plans.quantum import (
     ExactPlan,
@@ -326,7 +327,8 @@ def run_vmc_task(task: TaskIR, program, ctx: RunContext) -> RunResult:
     def start(k: int, streams: RandomStreams) -> VMCPoint:
         summary["params"] = dict(points[k].model.model.params)
         history_csv = ctx.out / ("history.csv" if one else f"history-{k}.csv") if ctx.out else None
-        current[:] = [VMCPoint(run, setup, points[k], k, ctx.device, streams, history_csv)]
+        current[:] = [VMCPoint(run, setup, points[k], k, ctx.device, streams, history_csv,
+                               ctx.world)]  # fmt: skip
         return current[0]
 
     def finish(k: int, rows: list[dict]) -> None:
@@ -373,19 +375,26 @@ class VMCPoint(ScanPoint):
     gives the point's row. Saved every ``checkpoint every`` iterations and by time (never with
     ``checkpoint every = 0``); ``tensors``/``restore`` hold the state of the phase it is in.
     Every sample (chains, pretraining draws, final estimate) comes from the point's
-    ``streams``; the initial weights from a host generator seeded from them."""
+    ``streams``; the initial weights from a host generator seeded from them.
+
+    On several processes (``world``) the Metropolis chains are sharded over the ranks (chain
+    streams keyed by the global chain index), per-sample quantities are gathered in global
+    sample order and every reduction runs on the whole arrays on every rank (``VMC``): rows,
+    history and parameters are one process's bit for bit; the checkpoint holds every rank's
+    chains, so a run resumes on any number of processes. Exact (autoregressive) draws, of the
+    optimisation and of pretraining, are sharded over the ranks by sample the same way."""
 
     def __init__(self, run: RunState, setup: VMCPlan, point: Point, k: int,
                  device: torch.device, streams: RandomStreams,
-                 history_csv: Path | None) -> None:  # fmt: skip
+                 history_csv: Path | None, world: World = SINGLE) -> None:  # fmt: skip
         self.run, self.setup, self.point, self.k = run, setup, point, k
         self.history_csv = history_csv
         qm = point.model
         self.model = build_learner(setup, qm, streams.host_generator()).to(device)
-        self.sampler = make_sampler(setup, qm, device)
+        self.sampler = make_sampler(setup, qm, device, world)
         op = LocalOperator(qm.hamiltonian, device=device)
         self.history: dict[str, list[float]] = {}
-        self.pre = VMC(op, unsymmetrised(self.model), IndependentDraws(qm.n_sites),
+        self.pre = VMC(op, unsymmetrised(self.model), IndependentDraws(qm.n_sites, world),
                        optimizer_options(setup.pretrain_name, setup.pretrain_spec), streams,
                        setup.samples) if setup.pretrain else None  # fmt: skip
         self.vmc = VMC(op, self.model, self.sampler,

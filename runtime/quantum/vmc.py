@@ -51,6 +51,7 @@ from physml_lang.catalogue.quantum import (
 from physml_lang.compiler.derive.pauli import PauliSum
 from physml_lang.compiler.models.quantum import QuantumModel
 
+from ..distributed import SINGLE, World
 from ..plans.quantum import VMCPlan, vmc_sector
 from ..random import RandomStreams
 from ..statistics import Estimate, binning_analysis, split_rhat
@@ -227,6 +228,12 @@ class MetropolisSampler:
     as one compiled loop (numba), also for complex RBM learners (``PhasedRBMChains``);
     ``compile=True`` compiles blocks of steps with torch.compile instead (for other devices;
     the first call compiles for tens of seconds).
+
+    On several processes (``world``) each rank runs its block ``world.shard(n_chains)`` of the
+    chains (chain c draws from stream c whichever rank runs it): ``sample`` returns that block
+    (T, C_local, N) (:meth:`local_chains` says which), the acceptance is the whole run's (counts
+    gathered) and ``state_tensors`` gathers every rank's chains (a collective). With fewer
+    chains than processes every rank runs all of them.
     """
 
     def __init__(
@@ -235,19 +242,34 @@ class MetropolisSampler:
         options: MetropolisOptions | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float64,
+        world: World = SINGLE,
     ) -> None:
         self.n_sites, self.options = n_sites, options or MetropolisOptions()
         self.device, self.dtype = torch.device(device), dtype
+        self.world = world
         self.chains: torch.Tensor | None = None
         self.acceptance: float = float("nan")
+
+    def local_chains(self) -> slice | None:
+        """The block of chains this rank runs (of ``n_chains``), or None where it runs all."""
+        n, world = self.options.n_chains, self.world
+        return world.shard(n) if world.size > 1 and n >= world.size else None
+
+    def whole(self, local: torch.Tensor, dim: int = 1) -> torch.Tensor:
+        """A per-chain tensor of this rank's chains (chains on ``dim``) joined with the other
+        ranks' in chain order: the tensor one process would hold (a collective)."""
+        if self.local_chains() is None:
+            return local
+        return gather_chains(self.world, local, self.options.n_chains, dim)
 
     @torch.no_grad()
     def _sweeps(self, model: nn.Module, s, lp, n_steps: int, streams: RandomStreams):
         """``n_steps`` Metropolis steps of the chains s (C, N) with log psi lp (C,); the site,
-        partner and acceptance numbers of up to CHUNK_STEPS steps per chain drawn at once."""
+        partner and acceptance numbers of up to CHUNK_STEPS steps per chain drawn at once.
+        Returns (s, lp, accepted (n_steps, C) bool: the decisions, step by step)."""
         c, n = s.shape
         dev, exchange = s.device, self.options.move == "exchange"
-        accepted = torch.zeros((), dtype=torch.float64, device=dev)
+        accepted = torch.zeros((n_steps, c), dtype=torch.bool, device=dev)
         for first in range(0, n_steps, CHUNK_STEPS):
             k = min(CHUNK_STEPS, n_steps - first)
             sites = streams.integers(0, n, (c, k)).to(dev)
@@ -261,8 +283,8 @@ class MetropolisSampler:
                 acc = log_u[:, t].to(log_ratio.dtype) < log_ratio
                 s = torch.where(acc.unsqueeze(1), sp, s)
                 lp = torch.where(acc, lpp, lp)
-                accepted = accepted + acc.double().mean()  # no host sync inside the loop
-        return s, lp, float(accepted) / max(n_steps, 1)
+                accepted[first + t] = acc  # no host sync inside the loop
+        return s, lp, accepted
 
     def _phased_chains(self, model: nn.Module, s: torch.Tensor) -> PhasedRBMChains | None:
         """Compiled chains for complex RBM-like learners (CPU with numba), else None."""
@@ -276,18 +298,38 @@ class MetropolisSampler:
 
     def _kernel_moves_apply(self, s: torch.Tensor) -> bool:
         """The kernels' exchange move pairs an up with a down site: chains of equal magnetisation
-        (the generic sampler handles anything else)."""
-        return self.options.move != "exchange" or bool(((s > 0).sum(1) == (s[0] > 0).sum()).all())
+        (the generic sampler handles anything else). Decided over every rank's chains."""
+        if self.options.move != "exchange":
+            return True
+        ups = (s > 0).sum(1)
+        if self.local_chains() is None:
+            return bool((ups == ups[0]).all())
+        ups = self.whole(ups, 0)
+        return bool((ups == ups[0]).all())
 
     @torch.no_grad()
     def sample(self, model: nn.Module, n_samples: int, streams: RandomStreams) -> torch.Tensor:
         """(T, C, N) samples, T = ceil(n_samples / C), after burn-in from the persistent chains
-        (chain c draws from stream c)."""
+        (chain c draws from stream c); on several processes this rank's chains only
+        (:meth:`local_chains`)."""
+        local = self.local_chains()
+        if local is None:
+            return self._sample(model, n_samples, streams)
+        first = streams.first
+        streams.first = first + local.start  # chain c of this rank is global chain start + c
+        try:
+            return self._sample(model, n_samples, streams)
+        finally:
+            streams.first = first
+
+    def _sample(self, model: nn.Module, n_samples: int, streams: RandomStreams) -> torch.Tensor:
         o, n = self.options, self.n_sites
+        local = self.local_chains()
         first = self.chains is None
         if first:
+            count = o.n_chains if local is None else local.stop - local.start
             self.chains = random_configs(
-                o.n_chains, n, streams, o.magnetization, self.dtype, self.device
+                count, n, streams, o.magnetization, self.dtype, self.device
             )
         s = self.chains
         burn = (o.initial_burn_in_sweeps if first else 0) + o.burn_in_sweeps
@@ -300,25 +342,59 @@ class MetropolisSampler:
             chains = self._phased_chains(model, s)
         if chains is not None:
             samples, self.acceptance = chains.run(burn * n, t, steps, streams)
+            if local is not None:  # accepted moves are whole numbers: their sum is exact
+                counts = torch.tensor([chains.accepted], dtype=torch.float64, device=self.device)
+                total = float(gather_chains(self.world, counts, self.world.size, 0).sum())
+                self.acceptance = total / max(1, t * steps * o.n_chains)
             self.chains = chains.chains().to(self.dtype)
             return samples.to(self.dtype)
         lp = model(s)
         s, lp, _ = self._sweeps(model, s, lp, burn * n, streams)
-        out, acc = [], 0.0
+        out, flags = [], []
         for _ in range(t):
-            s, lp, a = self._sweeps(model, s, lp, steps, streams)
+            s, lp, accepted = self._sweeps(model, s, lp, steps, streams)
             out.append(s)
-            acc += a
+            flags.append(accepted)
         self.chains = s
-        self.acceptance = acc / t
+        self.acceptance = _mean_acceptance(self.whole(torch.stack(flags), 2), steps) / t
         return torch.stack(out)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        return {} if self.chains is None else {"chains": self.chains}
+        """The chains, every rank's (a collective on several processes)."""
+        return {} if self.chains is None else {"chains": self.whole(self.chains, 0)}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Chains of :meth:`state_tensors` (whole): this rank takes its block."""
         if "chains" in tensors:
-            self.chains = tensors["chains"].to(self.device, self.dtype)
+            chains = tensors["chains"]
+            local = self.local_chains()
+            if chains.shape[0] != self.options.n_chains:
+                raise ValueError(f"{chains.shape[0]} chains saved, {self.options.n_chains} run")
+            self.chains = (chains if local is None else chains[local]).to(self.device, self.dtype)
+
+
+def _mean_acceptance(flags: torch.Tensor, steps: int) -> float:
+    """Sum over records of each record's acceptance rate, from the decisions flags (T, steps,
+    C) of every chain: per step the mean over the chains, summed step by step (one process's
+    arithmetic, on whichever ranks the chains ran)."""
+    flags, acc = flags.contiguous(), 0.0
+    for record in flags:  # steps are sequential sums, as the chains ran them
+        accepted = torch.zeros((), dtype=torch.float64, device=flags.device)
+        for row in record:
+            accepted = accepted + row.double().mean()
+        acc += float(accepted) / max(steps, 1)
+    return acc
+
+
+def gather_chains(world: World, local: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    """``world.all_gather`` of a per-chain tensor (``n`` chains on ``dim``) of any dtype: complex
+    tensors travel as their real and imaginary parts, booleans as bytes."""
+    if local.is_complex():
+        parts = world.all_gather(torch.view_as_real(local.contiguous()), n, dim)
+        return torch.view_as_complex(parts.contiguous())
+    if local.dtype == torch.bool:
+        return world.all_gather(local.to(torch.uint8), n, dim).bool()
+    return world.all_gather(local, n, dim)
 
 
 class AutoregressiveSampler:
@@ -331,15 +407,41 @@ class AutoregressiveSampler:
         options: AutoregressiveOptions | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float64,
+        world: World = SINGLE,
     ) -> None:
         self.n_sites, self.options = n_sites, options or AutoregressiveOptions()
         self.acceptance = 1.0
+        self.world, self.drawn = world, 0
+
+    def local_chains(self) -> slice | None:
+        """The block of the last draw's samples this rank drew (``world.shard``), or None
+        where it drew all of them."""
+        n, world = self.drawn, self.world
+        return world.shard(n) if world.size > 1 and n >= world.size else None
+
+    def whole(self, local: torch.Tensor, dim: int = 1) -> torch.Tensor:
+        """A per-sample tensor of this rank's samples of the last draw (samples on ``dim``)
+        joined with the other ranks' in sample order (a collective)."""
+        if self.local_chains() is None:
+            return local
+        return gather_chains(self.world, local, self.drawn, dim)
 
     @torch.no_grad()
     def sample(self, model: nn.Module, n_samples: int, streams: RandomStreams) -> torch.Tensor:
+        """(1, n, N) exact draws, sample b from stream b; on several processes this rank's
+        block ``world.shard(n)`` of them (:meth:`local_chains`)."""
         if not getattr(model, "is_normalized", False):
             raise ValueError("exact sampling needs a normalised (autoregressive) learner")
-        return model.sample(n_samples, streams).unsqueeze(0)
+        self.drawn = n_samples
+        local = self.local_chains()
+        if local is None:
+            return model.sample(n_samples, streams).unsqueeze(0)
+        first = streams.first
+        streams.first = first + local.start  # sample b of this rank is global sample start + b
+        try:
+            return model.sample(local.stop - local.start, streams).unsqueeze(0)
+        finally:
+            streams.first = first
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {}
@@ -349,11 +451,27 @@ class AutoregressiveSampler:
 
 
 class IndependentDraws:
-    """Autoregressive draws (1, n, N) presented as a series (n, 1, N) for binning and R-hat."""
+    """Autoregressive draws (1, n, N) presented as a series (n, 1, N) for binning and R-hat.
+    With a ``world`` of several processes each rank draws its block of the samples."""
 
-    def __init__(self, n_sites: int):
-        self.inner = AutoregressiveSampler(n_sites)
+    def __init__(self, n_sites: int, world: World = SINGLE):
+        self.inner = AutoregressiveSampler(n_sites, world=world)
         self.acceptance = 1.0
+
+    @property
+    def world(self) -> World:
+        return self.inner.world
+
+    @world.setter
+    def world(self, world: World) -> None:
+        self.inner.world = world
+
+    def local_chains(self) -> slice | None:
+        return self.inner.local_chains()
+
+    def whole(self, local: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """Every rank's samples (on ``dim``: the series axis) in sample order."""
+        return self.inner.whole(local, dim)
 
     def sample(self, model: nn.Module, n_samples: int, streams: RandomStreams) -> torch.Tensor:
         return self.inner.sample(model, n_samples, streams).transpose(0, 1)
@@ -389,10 +507,14 @@ def metropolis_sampler(spec: MetropolisSpec, qm: QuantumModel, device) -> Metrop
     return MetropolisSampler(qm.n_sites, opts, device=device)
 
 
-def make_sampler(setup: VMCPlan, qm: QuantumModel, device):
-    """The planned sampler of a vmc run for the model ``qm``."""
+def make_sampler(setup: VMCPlan, qm: QuantumModel, device, world: World = SINGLE):
+    """The planned sampler of a vmc run for the model ``qm``, sharded over the processes of
+    ``world``: Metropolis by chain, exact (autoregressive) draws by sample."""
     factory = CATALOGUE.samplers.implementation(setup.sampler_name, QUANTUM)
-    return factory(setup.sampler_spec, qm, device)
+    sampler = factory(setup.sampler_spec, qm, device)
+    if isinstance(sampler, (MetropolisSampler, AutoregressiveSampler, IndependentDraws)):
+        sampler.world = world
+    return sampler
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -636,7 +758,16 @@ class VMCResult:
 class VMC:
     """A resumable VMC optimisation: ``step`` takes one iteration, ``tensors``/``restore`` are
     its state (with the draw counter of ``streams``: a bit-identical continuation on the CPU),
-    ``result`` the final estimate. Every sample is drawn from ``streams``."""
+    ``result`` the final estimate. Every sample is drawn from ``streams``.
+
+    Data-parallel on several processes when the sampler is sharded (its ``world``; Metropolis
+    by chain, exact draws by sample): each rank computes the local energies and log-derivatives
+    O of its own samples, these are gathered in global sample order, and every reduction
+    (statistics, force, S or O O^T, the solve, the optimiser's step) runs on the whole arrays on
+    every rank, so the parameters are one process's bit for bit on every rank. (Per-sample
+    quantities do not depend on the batch they are computed in: the RBM closed forms, log psi
+    and vmap'd per-sample Jacobians are row by row.) The force of sgd/adam, one backward pass
+    over the batch, runs on the gathered samples on every rank."""
 
     def __init__(self, op: LocalOperator, model: nn.Module, sampler, opts: OptimizerOptions,
                  streams: RandomStreams | None, n_samples: int,
@@ -658,20 +789,22 @@ class VMC:
         for group in self.opt.param_groups:
             group["lr"] = lr
         samples = self.sampler.sample(model, self.n_samples, self.streams)  # (T, C, N)
-        t, c, _ = samples.shape
+        t, c, _ = samples.shape  # (on several processes: this rank's chains)
         s = samples.reshape(-1, n)
         form = rbm_form(model)
-        e_loc = local_energies(self.op, model, s)
-        stats = energy_statistics(e_loc.reshape(t, c))
+        e_tc = self._whole(local_energies(self.op, model, s), t, c)  # (T, C): every rank's
+        e_loc = e_tc.reshape(-1)
+        stats = energy_statistics(e_tc)
         stats["acceptance"] = float(self.sampler.acceptance)
         if opts.sr is not None:
             jac = rbm_jacobian(form, s) if form is not None else log_psi_jacobian(
                 model, s, self.chunk_size)  # fmt: skip
+            jac = self._whole(jac, t, c).reshape(e_loc.shape[0], -1)
             direction, info = sr_direction(jac, e_loc, opts.sr, self.x_prev)
             self.x_prev = direction if opts.sr.solver != "dense" else None
             stats.update(info)
         else:
-            direction = 2.0 * energy_force(model, s, e_loc)
+            direction = 2.0 * energy_force(model, self._whole(s, t, c).reshape(-1, n), e_loc)
         _assign_grad(model, direction)
         self.opt.step()
         stats["lr"] = lr
@@ -680,12 +813,24 @@ class VMC:
         self.iteration += 1
         return stats
 
+    def _whole(self, local: torch.Tensor, t: int, c: int) -> torch.Tensor:
+        """Per-sample rows (t * c, ...) of this rank's samples (t, c, N) as the (T, C, ...)
+        tensor of every rank's samples in global order (one process: the rows as (t, c, ...))."""
+        rest = local.shape[1:]
+        local = local.reshape(t, c, *rest)
+        shard = getattr(self.sampler, "local_chains", None)
+        if shard is None or shard() is None:
+            return local
+        return self.sampler.whole(local).contiguous()
+
     def result(self, eval_samples: int) -> VMCResult:
-        """The final estimate from ``eval_samples`` samples of the trained state."""
+        """The final estimate from ``eval_samples`` samples of the trained state (on several
+        processes, every rank's samples, gathered)."""
         n = self.op.n_sites
         final = self.sampler.sample(self.model, eval_samples, self.streams)
         t, c, _ = final.shape
-        e = local_energies(self.op, self.model, final.reshape(-1, n)).reshape(t, c)
+        e = self._whole(local_energies(self.op, self.model, final.reshape(-1, n)), t, c)
+        final = self._whole(final.reshape(-1, n), t, c)
         stats = energy_statistics(e)
         est = Estimate(stats["energy"], stats["energy_stderr"], stats["tau_int"])
         return VMCResult(self.history, est, stats["variance"], final, self.iteration,

@@ -8,7 +8,9 @@ import torch
 
 import physml_lang
 from physml_lang.diagnostics import PhysmlError
-from physml_lang.runtime.phases import analysis
+from physml_lang.runtime.phases import analysis, supervised
+from physml_lang.runtime.phases.sampling import Configurations, block_spins
+from physml_lang.runtime.random import RandomStreams
 
 HEAD = """
 import Ising
@@ -121,3 +123,81 @@ def test_shared_cnn_and_ensemble(tmp_path):
     assert all(abs(r["deviation"]) < 0.2 for r in sized)
     fits = [r for r in res.rows if r["kind"] == "extrapolated"]
     assert {r["fit"] for r in fits} == {"nu fixed"}  # three sizes: nu is not fitted
+
+
+def test_block_spins_majority_rule():
+    """Majority-rule block spins: the sign of each block's sum, ties a random sign."""
+    x = torch.ones(2, 3, 8, 8, device="cpu")
+    x[0, 0, :4, :4] = -1.0  # one block all down
+    x[0, 1, :4, :2] = -1.0  # a tie: 8 down, 8 up
+    conf = Configurations(x, torch.tensor([1.0, 2.0], dtype=torch.float64, device="cpu"), 1, 3)
+    y = block_spins(conf, 2, RandomStreams(0, torch.device("cpu"))).x
+    assert y.shape == (2, 3, 2, 2)
+    assert y[0, 0, 0, 0] == -1 and (y[0, 0].flatten()[1:] == 1).all()
+    assert y[0, 1, 0, 0].abs() == 1 and (y[1] == 1).all()
+
+
+def test_pseudo_likelihood_temperature():
+    """The maximum pseudo-likelihood T of independent spins in a field (delta_i = 2 h s_i,
+    P(s_i = 1) = sigmoid(2 h / T)) recovers T."""
+    gen = torch.Generator().manual_seed(0)
+    T = torch.tensor([0.8, 1.5, 3.0], dtype=torch.float64, device="cpu")
+    up = torch.rand(3, 20000, generator=gen, dtype=torch.float64, device="cpu") \
+        < torch.sigmoid(2.0 / T)[:, None]
+    delta = torch.where(up, 2.0, -2.0)
+    est = supervised.pseudo_likelihood_temperature(delta)
+    assert torch.allclose(est, T, rtol=0.05)
+
+
+def test_crossing_of_scale_invariant_curves():
+    """P(T, L) = f(L (T - T_c)): the successive sizes' curves and their common crossing
+    recover T_c; the collapse recovers T_c and nu = 1."""
+    gen = np.random.default_rng(1)
+    ts = np.linspace(2.15, 2.45, 13)
+    sizes = [8, 12, 16, 24]
+    per = [[np.clip(1 / (1 + np.exp(L * (t - 2.27) / 2.27 * 8 - 0.3))
+                    + 0.05 * gen.standard_normal(64), 0, 1) for t in ts] for L in sizes]
+    tcs, reps = analysis.size_crossings(ts, per, 30, gen)
+    assert len(tcs) == len(sizes) and all(abs(t - 2.27) < 0.01 for t in tcs)
+    assert reps.shape == (30, len(sizes)) and np.nanstd(reps[:, -1]) < 0.01
+    p = np.stack([analysis.curve(m)[0] for m in per])
+    err = np.stack([analysis.curve(m)[1] for m in per])
+    f = analysis.collapse(ts, np.array(sizes, dtype=float), p, err, (2.3, 1.0))
+    assert abs(f["T_c"] - 2.27) < 0.005 and abs(f["nu"] - 1) < 0.25
+
+
+def test_one_side_perturbed_and_finite_size_rows(tmp_path):
+    """Smoke: block spins and the crossing / collapse rows, the one-side regression control
+    beside the pseudo-likelihood estimate, the perturbed model (J' = 1.05 J)."""
+    res = _run(f"""run phases {{ model Ising {SAMPLER}
+        scan T in linspace(1.6, 3.2, 9)
+        classify phases via supervised(epochs = 20, batch = 32, lr = 3e-3),
+            learners = [cnn_net, fc_net], sizes = [8, 12, 16], train_size = 12,
+            coarse_grain = 4, finite_size = all, exact = 2.269185, one_side = true,
+            bootstrap = 10, controls = false, perturbed = J, perturbed_value = 1.05,
+            perturbed_exact = 2.382644 }}""", "phases", tmp_path)
+    kinds = {r["kind"] for r in res.rows}
+    assert {"size", "crossing", "collapse", "extrapolated", "one_side", "perturbed"} <= kinds
+    side = {r["method"]: r for r in res.rows if r["kind"] == "one_side"}
+    assert side["regression_of_T"]["rmse_outside"] > 2 * side["regression_of_T"]["rmse_inside"]
+    assert side["pseudo_likelihood"]["rmse_outside"] < 0.2
+    pert = [r for r in res.rows if r["kind"] == "perturbed"]
+    assert len(pert) == 2 and all(0 <= r["ece"] <= 1 and r["accuracy"] > 0.6 for r in pert)
+
+
+@pytest.mark.parametrize("body, code, words", [
+    ("sizes = [8, 10], coarse_grain = 4", "P429", "does not divide"),
+    ("sizes = [8, 12], perturbed = K, perturbed_value = 1.0", "P429", "perturbed"),
+])
+def test_located_errors_of_new_options(body, code, words):
+    with pytest.raises(PhysmlError) as err:
+        _program(f"run r {{ model Ising {SAMPLER} scan T in linspace(1.6, 3.2, 9) classify "
+                 f"phases via supervised, learners = [fc_net], {body} }}").check()
+    assert err.value.diagnostics[0].code == code and words in err.value.diagnostics[0].message
+
+
+def test_perturbed_needs_its_value():
+    with pytest.raises(PhysmlError) as err:
+        _program(f"run r {{ model Ising {SAMPLER} scan T in linspace(1.6, 3.2, 9) classify "
+                 "phases via supervised, learners = [fc_net], perturbed = J }").check()
+    assert "perturbed_value" in err.value.diagnostics[0].message

@@ -17,7 +17,11 @@ to the T where m(T) = m*, below T_c by a margin set by m* (m ~ (T_c - T)^(1/8) i
 a step): over seven trainings (seeds, epochs, ensembles) the fitted-w extrapolation ranged from
 -0.2 % to -2.4 %, a systematic far beyond the bootstrap error (0.1-0.5 %). The fully connected
 net, retrained per size on 768 configurations, stays at +3 to +5 % for L <= 32. The asserts
-below are what holds across those trainings.
+below are what holds across those trainings. The crossings of successive sizes' curves and a
+data collapse (finite_size = crossing | collapse) do no better on these raw-configuration
+classifiers (seed 1: crossings -2.5 % to -3.7 %, collapse -2.8 %): P(T, L) is not a function of
+L^(1/nu) (T - T_c) alone. The remedy, block spins on a fixed grid read by the classifiers
+(coarse_grain), is validated over four seeds in tests/phases/test_tc_crossing.py.
 """
 
 from __future__ import annotations

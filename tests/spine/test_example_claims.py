@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import physml_lang
+from physml_lang.tools.reference_docs import NUMBER, Claim, claims
+from physml_lang.tools.reference_docs import last_digit_unit as _unit
+from physml_lang.tools.reference_docs import to_float as _float
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -36,66 +38,11 @@ QUICK = {  # seconds, measured on a shared 2-core machine
     "fokker_planck_double_well": 7, "dmc_hydrogen": 18, "optimisers_ackley": 15,
     "sk_annealing": 25, "kepler_law": 12, "pendulum_law": 12, "sindy_pendulum": 5,
     "interaction_network": 75, "winding_numbers": 35, "chern_numbers": 45, "ising_phases": 120,
-    "active_learning": 100, "conserved_quantities": 10, "collisions": 4,
+    "active_learning": 100, "conserved_quantities": 10, "collisions": 4, "ising_tempering": 12,
 }  # fmt: skip
 # learned_schrodinger and microscope_impurities run in the slow stage as physics tests
 # (tests/propagation/test_propagation_slow.py, tests/topology/test_validation_slow.py); their
 # claims are checked with the long ones
-
-NUMBER = r"[-+−]?(?:\d+\.?\d*|\.\d+)(?:e[-+−]?\d+)?"
-CLAIM = re.compile(rf"^\s*(?P<name>\w+)\s*=\s*(?P<value>{NUMBER})(?:\s*±\s*(?P<err>{NUMBER}))?$")
-
-
-@dataclass(frozen=True)
-class Claim:
-    """``column`` of the row selected by ``where`` in run ``run`` equals ``value`` (± ``err``)."""
-
-    line: int
-    run: str | None
-    where: dict[str, float | str]
-    column: str
-    value: str
-    err: str | None
-
-
-def _float(text: str) -> float:
-    return float(text.replace("−", "-"))
-
-
-def _unit(text: str) -> float:
-    """One unit of the last written digit: 0.0740 -> 1e-4, 1.8e-5 -> 1e-6, 12 -> 1."""
-    mantissa, _, exponent = text.replace("−", "-").lower().partition("e")
-    decimals = len(mantissa.partition(".")[2])
-    return 10.0 ** (int(exponent or 0) - decimals)
-
-
-def claims(path: Path) -> list[Claim]:
-    """The claims block of an example's header (empty when it claims nothing)."""
-    out: list[Claim] = []
-    lines = path.read_text().splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith("# Claims")]
-    if not starts:
-        return out
-    for i in range(starts[0] + 1, len(lines)):
-        line = lines[i]
-        if not line.startswith("#   "):
-            break
-        head, sep, body = line[4:].partition(":")
-        if not sep:  # a file with one run of one row: no row to select
-            head, body = "", head
-        run, where = None, {}
-        for part in filter(None, (p.strip() for p in head.split(","))):
-            if "=" in part:
-                k, v = (s.strip() for s in part.split("="))
-                where[k] = _float(v) if re.fullmatch(NUMBER, v) else v
-            else:
-                run = part
-        for item in body.split(","):
-            m = CLAIM.match(item)
-            assert m, f"{path.name}:{i + 1}: cannot read the claim '{item.strip()}'"
-            out.append(Claim(i + 1, run, where, m["name"], m["value"], m["err"]))
-    return out
-
 
 CLAIMED = {p.stem: claims(p) for p in sorted(EXAMPLES.glob("*.phys"))}
 CASES = [

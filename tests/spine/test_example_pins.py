@@ -26,6 +26,7 @@ PINS = ROOT / "tests" / "golden" / "pins"
 # (example, run block, --set values): small enough that every case takes seconds
 CASES: list[tuple[str, str | None, dict]] = [
     ("ising2d", "scan", {"L": 8, "sweeps": 200, "burn_in": 50}),
+    ("ising_tempering", "tempering", {"L": 8, "sweeps": 200, "burn_in": 50}),
     ("potts", "scan", {"L": 6, "sweeps": 200, "burn_in": 50}),
     ("spin_glass", "anneal", {"N": 32, "sweeps": 100, "burn_in": 50}),
     ("rbm_ising", "mc", {"sweeps": 200, "burn_in": 50}),
