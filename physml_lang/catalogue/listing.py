@@ -30,7 +30,8 @@ def type_text(annotation: object) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _default_text(info: FieldInfo) -> str:
+def option_default(info: FieldInfo) -> str:
+    """An option's default as the catalogue shows it: the value, or required/computed."""
     if info.is_required():
         return "required"
     default = info.default
@@ -38,7 +39,13 @@ def _default_text(info: FieldInfo) -> str:
         if info.default_factory is None:
             return "computed"
         default = info.default_factory()
-    return f"= {default!r}" if not isinstance(default, str) else f"= {default}"
+    return repr(default) if not isinstance(default, str) else default
+
+
+def _default_text(info: FieldInfo) -> str:
+    bare = info.is_required() or (info.default is PydanticUndefined
+                                  and info.default_factory is None)  # fmt: skip
+    return option_default(info) if bare else f"= {option_default(info)}"
 
 
 def entry_text(entry: Entry, indent: str = "  ") -> list[str]:

@@ -738,6 +738,9 @@ def _coerce(p: ast.ParamDecl, value: Any, span: Span | None) -> Any:
     if kind == "real":
         if isinstance(value, bool) or not isinstance(value, int | float):
             fail("P321", f"parameter '{p.name}' is real, got {value!r}", span)
+        if not math.isfinite(value):  # an infinite coupling has no Boltzmann weight to sample
+            fail("P321", f"parameter '{p.name}' is a finite real number, got {value!r}", span,
+                 "a limit such as T = 0 or K = inf is approached by large finite values")
         return float(value)
     if kind == "bool":
         if not isinstance(value, bool):

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from physml_lang.catalogue import Catalogue
-from physml_lang.catalogue.listing import type_text
+from physml_lang.catalogue.listing import option_default, type_text
 from physml_lang.catalogue.registry import Entry
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
@@ -182,17 +181,6 @@ def option_range(info: FieldInfo) -> str:
         lower, upper = "", f"{'≥' if sign == '≤' else '>'} {value}"
     bound = f"{lower} x {upper}" if lower and upper else upper
     return "; ".join(filter(None, [bound, *extra]))
-
-
-def option_default(info: FieldInfo) -> str:
-    if info.is_required():
-        return "required"
-    default = info.default
-    if default is PydanticUndefined:
-        if info.default_factory is None:
-            return "computed"
-        default = info.default_factory()
-    return repr(default) if not isinstance(default, str) else default
 
 
 def entry_id(kind: str, entry: Entry) -> str:

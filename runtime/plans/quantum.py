@@ -569,6 +569,11 @@ def plan_vmc(run: RunState, program, sets: dict[str, Any] | None = None,
                 _fail("P502", "exchange moves keep sum(Z) fixed, but the model does not "
                       "conserve it", span, "declare 'conserve sum(Z[i] for i in sites)' (it is "
                       "checked against H) or use move = flip")  # fmt: skip
+    if isinstance(spec, MetropolisSpec):
+        span = run.sampler_options.get("magnetization", (None, run.sampler_span))[1]
+        for p in points:  # a sector the chains cannot be in: a located P400
+            if (sector := vmc_sector(p.model, spec)) is not None:
+                sectors(p.model, sector, span)
     ospec = option_values(oopts, oschema, ospan, f"optimiser {oname}")
     iterations = _count(options, "iterations", q.iterations, 100)
     samples = _count(options, "samples", q.samples, 1000)

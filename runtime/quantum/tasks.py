@@ -422,7 +422,12 @@ class VMCPoint(ScanPoint):
             phase.step()
             return
         it = self.vmc.iteration
-        self.last = self.vmc.step()
+        try:
+            self.last = self.vmc.step()
+        except torch.linalg.LinAlgError:  # an SR matrix without shift that the samples leave singular
+            _fail("P704", f"the stochastic-reconfiguration matrix is singular at iteration {it} of "
+                  f"run {self.run.name}: the samples' log-derivatives span too few directions",
+                  self.run.span, "raise diag_shift (e.g. 0.01), or use more samples")  # fmt: skip
         if not math.isfinite(self.last["energy"]):
             if self.history_csv is not None:
                 write_history(self.history_csv, self.history)

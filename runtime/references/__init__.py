@@ -17,6 +17,7 @@ from .ising2d import IsingTorus, ising_torus
 from .labels import axis_label, quantity_of
 
 _POINTS = 100  # of a dense curve (5 evaluations of log Z each)
+_MAX_BETA_J = 50.0
 
 
 def reference_curves(cm, tvar: str, names: Sequence[str], x_range: tuple[float, float],
@@ -35,9 +36,18 @@ def reference_curves(cm, tvar: str, names: Sequence[str], x_range: tuple[float, 
     if not wanted & {"energy", "energy_per_site", "specific_heat", "abs_magnetization"}:
         return []
     xs = np.linspace(lo, hi, _POINTS)
-    betas = 1 / xs if tvar == "T" else xs
-    return [c for n, k in kinds.items() if k is not None
-            for c in _ising_curves(torus, n, k, tuple(xs), betas)]
+    with np.errstate(divide="ignore", over="ignore"):
+        betas = 1 / xs if tvar == "T" else xs
+    # far below T_c the curves are flat and log Z's terms overflow: draw where beta J <= 50
+    keep = np.isfinite(betas) & (betas > 0) & (betas * abs(torus.J) <= _MAX_BETA_J)
+    xs, betas = xs[keep], betas[keep]
+    if len(xs) < 2:
+        return []
+    try:
+        return [c for n, k in kinds.items() if k is not None
+                for c in _ising_curves(torus, n, k, tuple(xs), betas)]
+    except (ValueError, OverflowError, FloatingPointError):  # an overlay never stops a run
+        return []
 
 
 def _ising_curves(torus: IsingTorus, name: str, kind: str, xs: tuple[float, ...],
