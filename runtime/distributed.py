@@ -232,8 +232,9 @@ def launch(argv: list[str], nproc: int, out: Path | None) -> int:
         for c in children:
             try:
                 c.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # a stopped process ignores SIGTERM
                 c.kill()
+                c.wait()
         rank, code = failed
         how = f"was killed by signal {-code}" if code < 0 else f"stopped with exit code {code}"
         kept = f"; finished rows are kept in {out}" if out is not None else ""
