@@ -273,19 +273,17 @@ def _dispatch(args) -> int:
 
 def _launched() -> bool:
     """Whether this process is one of several a launcher started (--nproc, torchrun, srun)."""
-    import os
+    from .runtime.launchers import environment_world
 
-    return any(k in os.environ for k in ("PHYSML_WORLD_SIZE", "WORLD_SIZE")) or \
-        int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    return environment_world() is not None
 
 
 def _rank() -> int:
-    import os
+    from .runtime.launchers import environment_world
 
-    for key in ("PHYSML_RANK", "RANK", "SLURM_PROCID"):
-        if key in os.environ:
-            return int(os.environ[key])
-    return 0
+    found = environment_world()
+    return 0 if found is None else found[0]
+
 
 
 def _experiment(command: str | None, timeout: float):

@@ -35,8 +35,9 @@ import torch.distributed as dist
 
 from physml_lang.diagnostics import Diagnostic, PhysmlError
 
+from .launchers import RANK_ENV, SIZE_ENV, STORE_ENV, environment_world
+
 DEFAULT_TIMEOUT_S = 1800.0
-RANK_ENV, SIZE_ENV, STORE_ENV = "PHYSML_RANK", "PHYSML_WORLD_SIZE", "PHYSML_STORE"
 TIMEOUT_ENV = "PHYSML_COLLECTIVE_TIMEOUT"
 
 
@@ -131,21 +132,6 @@ def _collective(call, world: World, what: str) -> None:
             f"({str(exc).splitlines()[0][:120]})", None,
             "finished rows are kept; continue with --resume (any number of processes); "
             "raise --collective-timeout when points take long on some processes")) from None
-
-
-def environment_world() -> tuple[int, int, int, str | None] | None:
-    """(rank, size, local rank, init method) from the environment, or None for one process:
-    physml's own launcher first, then torchrun, then SLURM."""
-    env = os.environ
-    if SIZE_ENV in env:
-        rank, size = int(env[RANK_ENV]), int(env[SIZE_ENV])
-        return rank, size, rank, f"file://{env[STORE_ENV]}"
-    if "WORLD_SIZE" in env and "RANK" in env:
-        return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)), "env://"
-    if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
-        return (int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]),
-                int(env.get("SLURM_LOCALID", 0)), None)  # fmt: skip
-    return None
 
 
 def start_world(device: torch.device, out: Path | None, timeout_s: float | None) -> World:

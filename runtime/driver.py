@@ -184,20 +184,6 @@ class RunContext:
         return None if self.out is None else self.out / f"{name}.safetensors"
 
 
-def every_seconds(seconds: float | None, action: Callable[[], None]) -> Callable[[], None]:
-    """A tick that runs ``action`` when ``seconds`` have passed since it last did (never for
-    None): a point's periodic checkpoint, timed on the host clock (no device sync)."""
-    last = time.monotonic()
-
-    def tick() -> None:
-        nonlocal last
-        if seconds is not None and time.monotonic() - last >= seconds:
-            action()
-            last = time.monotonic()
-
-    return tick
-
-
 class ScanPoint:
     """The work of one scan point as the driver runs it: ``step`` until ``done`` reaches
     ``total`` (units of progress: sweeps, iterations, epochs), then ``rows`` measures the
@@ -478,5 +464,5 @@ def _interrupted(run: TaskIR, ctx: RunContext) -> Diagnostic:
     return Diagnostic("P701", f"run {run.name} interrupted: {kept}", run.span, hint)
 
 
-__all__ = ["CHECKPOINT_SECONDS", "Computation", "ProgressLines", "every_seconds", "Recorder",
+__all__ = ["CHECKPOINT_SECONDS", "Computation", "ProgressLines", "Recorder",
            "RunContext", "RunResult", "ScanPoint", "World", "drive", "run_scan"]
