@@ -14,17 +14,22 @@ Usage: python benchmarks/dmc_walkers.py [--device cpu|cuda] [--sizes 1000 10000 
        [--walker-steps 4000000] [--no-numpy]
 With --device cuda the default sizes add 10^6 (the numpy column is still the CPU).
 
-Measured on one thread of a shared 2-core CPU (walker-steps/s, torch / numpy): W = 10^3:
-2.0e6 / 6.4e6 (0.32); 10^4: 5.5e6 / 8.4e6 (0.66); 10^5: 4.2e6 / 6.9e6 (0.62); 15 s in all.
-numpy wins on one CPU thread: per-op dispatch dominates at 10^3 walkers, and at 10^5 the
-counter-based normals (SplitMix64 + Box-Muller: 10.7 ms per step vs numpy's 4.9 ms for the same
-draws) cost most of the gap. Not measured on a GPU (none was available).
+Measured on one thread of a shared 2-core CPU (load average ~3 from other jobs; medians of 3
+interleaved repeats; walker-steps/s, torch / numpy): W = 10^3: 2.1e6 / 3.9e6 (0.55); 10^4:
+5.9e6 / 5.8e6 (1.03); 10^5: 4.8e6 / 4.8e6 (1.01). Before the compiled CPU normals and the
+one-gather accept/branch step the same machine gave 0.31, 0.66, 0.65. At 10^5 the normals cost
+about as much as numpy's ziggurat now (one compiled pass for the SplitMix64 words of both
+uniforms, then Box-Muller in torch's vectorised kernels, in place, in cache-sized blocks).
+At 10^3 walkers a step is ~75 small tensor operations at ~3 us of dispatch each against numpy's
+~1 us; only fusing the whole step (including the user's potential and trial) into one kernel
+would close that. Not measured on a GPU (none was available).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import numpy as np
@@ -121,6 +126,8 @@ def main() -> None:
     parser.add_argument("--walker-steps", type=float, default=8e6,
                         help="walker-steps per measurement (steps = this / walkers, >= 40)")
     parser.add_argument("--no-numpy", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved torch / numpy measurements per size (medians shown)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     device = torch.device(args.device)
@@ -134,14 +141,19 @@ def main() -> None:
           f"{'numpy walker-steps/s':>21} {'E numpy':>10} {'torch/numpy':>11}")
     for walkers in sizes:
         steps = max(40, int(args.walker_steps / walkers))
-        r = diffusion_monte_carlo(hydrogen_potential, 3, walkers, DTAU, steps, steps // 2,
-                                  RandomStreams(1, device), trial=trial)  # fmt: skip
-        torch_rate = r.walker_steps / r.walltime
-        if args.no_numpy or walkers > 200000:
+        torch_rates, numpy_rates = [], []
+        for _ in range(args.repeats):  # interleaved: both sides see the same machine load
+            r = diffusion_monte_carlo(hydrogen_potential, 3, walkers, DTAU, steps, steps // 2,
+                                      RandomStreams(1, device), trial=trial)  # fmt: skip
+            torch_rates.append(r.walker_steps / r.walltime)
+            if not (args.no_numpy or walkers > 200000):
+                e_np, ws_np, sec_np = numpy_dmc(walkers, steps, 1)
+                numpy_rates.append(ws_np / sec_np)
+        torch_rate = statistics.median(torch_rates)
+        if not numpy_rates:
             print(f"{walkers:>9} {steps:>6} {torch_rate:>21.3g} {r.energy.mean:>10.5f}")
             continue
-        e_np, ws_np, sec_np = numpy_dmc(walkers, steps, 1)
-        numpy_rate = ws_np / sec_np
+        numpy_rate = statistics.median(numpy_rates)
         print(f"{walkers:>9} {steps:>6} {torch_rate:>21.3g} {r.energy.mean:>10.5f} "
               f"{numpy_rate:>21.3g} {e_np:>10.5f} {torch_rate / numpy_rate:>11.2f}")
 

@@ -9,6 +9,11 @@ W = 1e4, 1e5, 1e6 walkers, measured in one run, interleaved:
 
 Reported: walker-steps per second of each and torch / numpy.
 
+Measured on one thread of a shared 2-core CPU (load average ~3 from other jobs; medians of 3
+interleaved repeats; torch / numpy walker-steps/s): W = 10^4: 3.5e7 / 2.1e7 (1.64); 10^5:
+2.2e7 / 2.1e7 (1.06); 10^6: 1.6e7 / 1.6e7 (0.98). Before the compiled CPU normals (same numbers,
+bit for bit) the same machine gave 0.63, 0.68, 0.27 (medians of 2).
+
     python benchmarks/langevin_walkers.py                      # CPU, one thread, < 60 s
     python benchmarks/langevin_walkers.py --device cuda --walkers 10000 100000 1000000 10000000
 """

@@ -23,15 +23,20 @@ weights, data splits) use ``host_generator()``, a CPU generator seeded from the 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+
+from . import random_kernels
 
 _M64 = (1 << 64) - 1
 _GAMMA = 0x9E3779B97F4A7C15
 _C1 = 0xBF58476D1CE4E5B9
 _C2 = 0x94D049BB133111EB
 _KEYS = 1024  # keys sent to the device at a time (fused path)
+_CPU_BLOCK = 1 << 15  # elements per pass of the compiled CPU normals (2 x 256 KiB of uniforms)
 
 
 def _signed(x: int) -> int:
@@ -111,6 +116,27 @@ def _fused_finalise():
     return _FUSED[0]
 
 
+_CPU_KERNEL: list = []
+
+
+def _cpu_uniform_kernel():
+    """The compiled CPU loop (numba) ``kernel(offsets (k,) uint64, bits, out (k, n) float64)``:
+    out[j, i] = top ``bits`` bits of the word of element i under offset j, times 2^-bits. The
+    index i enters as i * gamma, not as a running sum, so LLVM vectorises the loop (64-bit
+    multiplies). None without numba (or with PHYSML_NO_NUMBA=1): the torch path is used."""
+    if not _CPU_KERNEL:
+        try:
+            if os.environ.get("PHYSML_NO_NUMBA"):
+                raise ImportError("disabled by PHYSML_NO_NUMBA")
+            from numba import njit
+
+            uniforms = njit(cache=True, nogil=True)(random_kernels.uniforms)
+        except ImportError:
+            uniforms = None
+        _CPU_KERNEL.append(uniforms)
+    return _CPU_KERNEL[0]
+
+
 class RandomStreams:
     """A family of independent random streams on one device.
 
@@ -184,9 +210,25 @@ class RandomStreams:
         ``mix64(family_key + (d + 1) * gamma)`` (kernels that derive per-draw keys)."""
         return _family(self.seed, self.path)
 
+    def _cpu_offsets(self, shape: tuple[int, ...], draws: int) -> list[int] | None:
+        """For the compiled CPU loop: the word offsets (unsigned) of element 0 of the next
+        ``draws`` draws of ``shape`` (reserving them); None off the CPU or without numba."""
+        if self.device.type != "cpu" or _cpu_uniform_kernel() is None:
+            return None
+        width = math.prod(shape[1:]) if len(shape) > 1 else 1
+        shift = self.first * width * _GAMMA
+        return [(self.next_key() + shift) & _M64 for _ in range(draws)]
+
     def uniform(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Uniform on [0, 1): the top 24 (float32) or 53 (float64) bits, exactly converted."""
         bits = 24 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 53
+        shape = tuple(int(n) for n in shape)
+        offsets = self._cpu_offsets(shape, 1) if dtype in (torch.float32, torch.float64) else None
+        if offsets is not None:  # exact in float64, then in float32
+            out = torch.empty(shape, dtype=torch.float64, device=self.device)
+            _cpu_uniform_kernel()(np.array(offsets, dtype=np.uint64), bits,
+                                  out.numpy().reshape(1, -1))  # fmt: skip
+            return out.to(dtype)
         z = self.bits(shape)
         z = torch.bitwise_right_shift(z, 64 - bits, out=z)
         z &= (1 << bits) - 1
@@ -206,7 +248,26 @@ class RandomStreams:
         return z.add_(int(low))
 
     def normal(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Standard normal (Box-Muller on two float64 uniforms, then cast)."""
+        """Standard normal (Box-Muller on two float64 uniforms, then cast). On the CPU both
+        uniforms come from one compiled loop and the same torch float operations run in place
+        in blocks of _CPU_BLOCK elements (the two uniform rows stay in cache): the same bits as
+        the unfused path."""
+        shape = tuple(int(n) for n in shape)
+        offsets = self._cpu_offsets(shape, 2)
+        if offsets is not None:
+            kernel, n = _cpu_uniform_kernel(), math.prod(shape)
+            out = torch.empty(shape, dtype=torch.float64, device=self.device)
+            flat = out.view(-1)
+            pair = torch.empty((2, min(n, _CPU_BLOCK)), dtype=torch.float64, device=self.device)
+            for start in range(0, n, _CPU_BLOCK):  # cache blocks of elements, few per draw
+                m = min(_CPU_BLOCK, n - start)
+                block = pair[:, :m]
+                words = [(o + start * _GAMMA) & _M64 for o in offsets]
+                kernel(np.array(words, dtype=np.uint64), 53, block.numpy())
+                u1, u2 = block[0], block[1]
+                torch.log1p(u1.neg_(), out=u1).mul_(-2.0).sqrt_()
+                torch.mul(u1, u2.mul_(2 * math.pi).cos_(), out=flat[start : start + m])
+            return out.to(dtype)
         u1 = self.uniform(shape, torch.float64)
         u2 = self.uniform(shape, torch.float64)
         r = torch.sqrt(-2.0 * torch.log1p(-u1))

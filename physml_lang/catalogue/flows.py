@@ -47,6 +47,11 @@ class CouplingFlowOptions(BaseModel):
     dtype: Literal["float32", "float64"] = Field(
         "float32", description="training arithmetic; the final estimates (log q, F_NIS, the "
         "neural MCMC chain) always evaluate the trained flow in float64")  # fmt: skip
+    spin_flip: Literal["odd", "mixture"] = Field(
+        "odd", description="how 'respecting spin_flip' is realised: odd, every layer odd "
+        "(f(-z) = -f(z)); mixture, q(phi) = (q0(phi) + q0(-phi)) / 2 of an unconstrained flow "
+        "q0 and a random sign (q0 may settle in one mode of a broken phase; its warm start "
+        "sees the HMC samples folded to mean phi >= 0)")  # fmt: skip
 
 
 class ReverseKLOptions(BaseModel):
@@ -68,6 +73,12 @@ class ReverseKLOptions(BaseModel):
                            "trajectory")  # fmt: skip
     samples: int = Field(50_000, ge=16, le=100_000_000, description="samples of the final "
                          "estimates (importance sampling and the neural MCMC chain)")  # fmt: skip
+    train_extent: int = Field(0, ge=0, le=1_000_000, description="train on a periodic torus "
+                              "of this extent in every direction, then apply the same weights "
+                              "(the conditioners are periodic CNNs) at the model's own size, "
+                              "where the estimates are always made; the small torus's action "
+                              "is the model's on the field tiled over its lattice, divided by "
+                              "the number of tiles; 0: train at the model's size")  # fmt: skip
 
 
 FLOW_OBSERVABLES = ("action_density", "magnetization", "abs_magnetization", "m2",

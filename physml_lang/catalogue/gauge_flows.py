@@ -10,9 +10,14 @@ started by forward KL on HMC configurations), then neural importance sampling an
         measure plaquette, Q = topological_charge, Q2 = topological_charge^2
         reference exact
     }
+
+At large beta (topological freezing of HMC) train on a small torus and sample a large one:
+``model U1(L = 16, beta = 6.0)`` with ``reverse_kl(..., lr_schedule = cosine, train_extent = 8)``.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +51,9 @@ class ReverseKLOptions(BaseModel):
     steps: int = Field(1000, ge=0, le=10_000_000, description="reverse-KL training steps")
     batch: int = Field(64, ge=2, le=1_000_000, description="configurations per step")
     lr: float = Field(1e-3, gt=0, le=10, description="Adam learning rate")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="the reverse-KL steps' learning rate: constant, or cosine decay "
+        "from lr to 0 over the steps (the warm start's is constant)")  # fmt: skip
     clip: float = Field(1.0, ge=0, description="gradient-norm clipping; 0: off")
     anneal: float = Field(0.0, ge=0, lt=1, description="beta_t = beta (1 - anneal^(t+1)); "
                           "0: no annealing")  # fmt: skip
@@ -53,6 +61,13 @@ class ReverseKLOptions(BaseModel):
                             "configurations before the reverse-KL training; 0: none")  # fmt: skip
     samples: int = Field(20_000, ge=16, le=100_000_000, description="samples of the final "
                          "estimates (importance sampling and neural MCMC)")  # fmt: skip
+    train_extent: int = Field(0, ge=0, le=1_000_000, description="train on the "
+                              "train_extent x train_extent torus (a multiple of 4 dividing "
+                              "every extent; its action is the model's on the links tiled over "
+                              "its lattice, divided by the number of tiles), then estimate with "
+                              "the same weights on the model's lattice (circular CNNs, masks of "
+                              "period 4: the same kind of flow there, exactly normalised); 0: "
+                              "train on the model's lattice")  # fmt: skip
 
 
 # what every flow [gauge] row holds; F is -log Z per site (Haar measure normalised per link)

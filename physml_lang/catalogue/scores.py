@@ -78,6 +78,10 @@ class ScoreMatchingOptions(_TrainOptions):
     langevin_step: float = Field(0.2, gt=0, le=10, description="alpha_i = langevin_step "
                                  "sigma_i^2 (Song & Ermon 2019: 2e-5 / 0.01^2 = 0.2)")  # fmt: skip
     sde_steps: int = Field(100, ge=1, le=1_000_000, description="Euler-Maruyama steps of the reverse SDE")
+    prior: str = Field("isotropic", pattern="^(isotropic|spectral)$", description="the "
+                       "probability-flow ODE's prior at sigma_max: N(0, sigma_max^2 + sd^2) per "
+                       "site (isotropic), or N(0, sigma_max^2 + P(k)) per Fourier mode with the "
+                       "data's power spectrum P(k) (spectral: a broken phase's zero mode)")  # fmt: skip
 
 
 class FlowMatchingOptions(_TrainOptions):

@@ -12,6 +12,13 @@ checkpointed, resumable), then draws ``samples`` fresh fields phi = f(z) and rep
   (neural MCMC), and each measured observable (``measure``: magnetisation m = mean phi, |m|,
   V <m^2>, susceptibility, Binder cumulant, S / V) on that chain with binned (means) or
   jackknife (functions of means) errors and tau_int (``dynamics/measures.py``).
+
+``spin_flip = mixture`` (a learner option) realises ``respecting spin_flip`` as the sign mixture
+q(phi) = (q0(phi) + q0(-phi)) / 2 of an unconstrained flow q0 (trained by reverse KL alone; its
+warm start sees HMC samples folded to mean phi >= 0), so q0 may sit in one mode of a broken
+phase while q has both. ``train_extent`` (an objective option) trains on a smaller torus with
+the action of the field tiled over the model's lattice; the estimates are always made at the
+model's own size with the same weights (``transfer``).
 """
 
 from __future__ import annotations
@@ -50,10 +57,50 @@ HMC_BURN_IN = 100  # warm start: trajectories before the first forward-KL step
 HISTORY_KEYS = ("step", "phase", "loss", "free_energy_q", "free_energy_q_err", "ess_per_sample")
 
 
-def build_flow(point: FlowPoint, options, odd: bool, **kw) -> CouplingFlow:
-    """The coupling flow of a point's lattice (``options``: CouplingFlowOptions)."""
-    return CouplingFlow(point.shape, options.layers, options.kind, options.width, options.depth,
-                        options.kernel, options.bins, options.bound, odd, **kw)  # fmt: skip
+def build_flow(point: FlowPoint, options, odd: bool, shape: tuple[int, ...] | None = None,
+               **kw) -> CouplingFlow:  # fmt: skip
+    """The coupling flow of a point's lattice, or of a torus of ``shape`` (``options``:
+    CouplingFlowOptions)."""
+    return CouplingFlow(shape or point.shape, options.layers, options.kind, options.width,
+                        options.depth, options.kernel, options.bins, options.bound, odd,
+                        **kw)  # fmt: skip
+
+
+def transfer(flow: CouplingFlow, shape: tuple[int, ...], odd: bool, options,
+             **kw) -> CouplingFlow:  # fmt: skip
+    """The same weights on a torus of another ``shape`` (even extents): the conditioners are
+    periodic CNNs, so every weight means the same on any torus; only the checkerboards differ."""
+    out = CouplingFlow(shape, options.layers, options.kind, options.width, options.depth,
+                       options.kernel, options.bins, options.bound, odd, **kw)  # fmt: skip
+    dtype = kw.get("dtype", flow.dtype)
+    weights = {k: v.to(dtype) for k, v in flow.state_dict().items()
+               if not k.endswith((".active", ".frozen"))}  # fmt: skip
+    out.load_state_dict(weights, strict=False)
+    return out
+
+
+def tiled(fn, shape: tuple[int, ...]):
+    """fn of fields on ``shape`` made a function of fields (C, *small) on a torus whose extents
+    divide ``shape``: fn of the field tiled over ``shape``, divided by the number of tiles (for
+    an action: the same local action on the small torus)."""
+
+    def on_small(phi: Tensor) -> Tensor:
+        reps = [n // m for n, m in zip(shape, phi.shape[1:])]
+        return fn(phi.repeat(1, *reps)) / math.prod(reps)
+
+    return on_small
+
+
+def tiled_grad(grad, shape: tuple[int, ...]):
+    """The gradient of ``tiled(action)``: grad S on the tiled field is periodic with the small
+    torus's extents, so the small field's gradient is its first tile."""
+
+    def on_small(phi: Tensor) -> Tensor:
+        reps = [n // m for n, m in zip(shape, phi.shape[1:])]
+        g = grad(phi.repeat(1, *reps))
+        return g[(slice(None), *[slice(0, m) for m in phi.shape[1:]])]
+
+    return on_small
 
 
 class FlowTraining(ScanPoint):
@@ -75,8 +122,15 @@ class FlowTraining(ScanPoint):
         ob = plan.objective
         self.cm = point.model
         self.dtype = F64 if plan.learner_options.dtype == "float64" else torch.float32
-        self.flow = build_flow(point, plan.learner_options, plan.odd, dtype=self.dtype,
-                               device=device, generator=streams.fork(0).host_generator())  # fmt: skip
+        extent = ob.train_extent
+        self.train_shape = (extent,) * len(point.shape) if extent else point.shape
+        self.flow = build_flow(point, plan.learner_options, plan.odd, self.train_shape,
+                               dtype=self.dtype, device=device,
+                               generator=streams.fork(0).host_generator())  # fmt: skip
+        self.train_action, self.train_grad = self.cm.action, self.cm.grad
+        if self.train_shape != point.shape:
+            self.train_action = tiled(self.cm.action, point.shape)
+            self.train_grad = tiled_grad(self.cm.grad, point.shape)
         self.optimizer = torch.optim.Adam(self.flow.parameters(), lr=ob.lr)
         self.total = ob.warm_start + ob.steps
         self.done = 0
@@ -91,27 +145,26 @@ class FlowTraining(ScanPoint):
         self.train_s = 0.0
 
     def action(self, phi: Tensor) -> Tensor:
-        """S(phi) (C,) of fields (C, *lattice), evaluated in float64, returned in phi's dtype."""
-        return self.cm.action(phi.to(F64)).to(phi.dtype)
+        """S(phi) (C,) of training fields (C, *train_shape), evaluated in float64, returned in
+        phi's dtype."""
+        return self.train_action(phi.to(F64)).to(phi.dtype)
 
     def flow64(self) -> CouplingFlow:
-        """The trained flow evaluated in float64 (the final estimates)."""
-        if self.dtype == F64:
+        """The trained flow evaluated in float64 at the model's own size (the estimates)."""
+        if self.dtype == F64 and self.train_shape == self.point.shape:
             return self.flow
-        flow = build_flow(self.point, self.plan.learner_options, self.plan.odd, dtype=F64,
-                          device=self.device)  # fmt: skip
-        flow.load_state_dict({k: v.to(F64) for k, v in self.flow.state_dict().items()})
-        return flow
+        return transfer(self.flow, self.point.shape, self.plan.odd, self.plan.learner_options,
+                        dtype=F64, device=self.device)  # fmt: skip
 
     # ---------------------------------------------------------------- warm start
     def _start_hmc(self) -> None:
         """Chains (batch, *lattice) of physml's HMC of exp(-S), started at phi = 0 (a random
         start can diverge on a steep quartic action), burnt in."""
         ob = self.plan.objective
-        self.hmc = HMCKernel(self.cm.action, self.cm.grad, self.hmc_streams, ob.hmc_step,
+        self.hmc = HMCKernel(self.train_action, self.train_grad, self.hmc_streams, ob.hmc_step,
                              ob.hmc_steps, jitter=0.2)  # fmt: skip
         b = self.local.stop - self.local.start
-        x = torch.zeros((b, *self.point.shape), dtype=F64, device=self.device)
+        x = torch.zeros((b, *self.train_shape), dtype=F64, device=self.device)
         self.hmc.start(x)
         self.hmc.track = False
         for _ in range(HMC_BURN_IN):
@@ -126,13 +179,14 @@ class FlowTraining(ScanPoint):
             if self.x is None:
                 self._start_hmc()
             self.x = self.hmc.step(self.x)
-            r = forward_kl_step(self.flow, self.x.to(self.dtype), self.optimizer, ob.clip or None,
+            data = fold_sign(self.x) if self.plan.mixture else self.x
+            r = forward_kl_step(self.flow, data.to(self.dtype), self.optimizer, ob.clip or None,
                                 self.world, ob.batch)  # fmt: skip
             phase = 0
         else:
             k = self.done - ob.warm_start
             b = self.local.stop - self.local.start
-            z = self.train_streams.normal((b, *self.point.shape), F64).to(self.dtype)
+            z = self.train_streams.normal((b, *self.train_shape), F64).to(self.dtype)
             r = reverse_kl_step(self.flow, self.action, z, self.optimizer, ob.clip or None,
                                 anneal_beta(ob.anneal, k), self.world, ob.batch)  # fmt: skip
             phase = 1
@@ -182,8 +236,8 @@ class FlowTraining(ScanPoint):
         self.train_s = float(t["train_s"].reshape(-1)[0])
         if "hmc/x" in t:
             ob = self.plan.objective
-            self.hmc = HMCKernel(self.cm.action, self.cm.grad, self.hmc_streams, ob.hmc_step,
-                                 ob.hmc_steps, jitter=0.2)  # fmt: skip
+            self.hmc = HMCKernel(self.train_action, self.train_grad, self.hmc_streams,
+                                 ob.hmc_step, ob.hmc_steps, jitter=0.2)  # fmt: skip
             self.x = t["hmc/x"][self.local].to(self.device)
             self.hmc.start(self.x)
             self.hmc.track = False
@@ -203,7 +257,10 @@ class FlowTraining(ScanPoint):
             mine = world.shard(n)  # this rank's block of the chunk (all of it on one process)
             with drawing(streams, mine.start):
                 z = streams.normal((mine.stop - mine.start, *self.point.shape), F64)
+                u = streams.uniform((mine.stop - mine.start,), F64) if self.plan.mixture else None
             phi, lq = flow(z)
+            if u is not None:
+                phi, lq = sign_mixture(flow, phi, lq, u)
             parts = (self.cm.action(phi), lq, phi.reshape(phi.shape[0], -1).mean(-1))
             for acc, part in zip((S, logq, m), parts):
                 acc.append(world.all_gather(part, n))
@@ -225,6 +282,23 @@ class FlowTraining(ScanPoint):
             "nmcmc_acceptance": chain.acceptance, "steps": self.done,
             "train_s": round(self.train_s, 3)})  # fmt: skip
         return [row]
+
+
+def fold_sign(phi: Tensor) -> Tensor:
+    """Fields (C, *lattice) flipped to mean phi >= 0: one mode of a Z2-symmetric p."""
+    m = phi.reshape(phi.shape[0], -1).mean(-1)
+    return phi * torch.where(m < 0, -1.0, 1.0).to(phi.dtype).reshape(-1, *[1] * (phi.dim() - 1))
+
+
+def sign_mixture(flow: CouplingFlow, phi: Tensor, logq: Tensor,
+                 u: Tensor) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Samples of q(phi) = (q0(phi) + q0(-phi)) / 2 from samples phi (C, *lattice) of q0 with
+    their log q0 (C,): the sign flipped where the uniforms u (C,) are below 1/2, and the exact
+    log q (C,), q0(-phi) by the inverse map (q is even: the same for either sign)."""
+    flipped = flow.log_prob(-phi)
+    logq = torch.logaddexp(logq, flipped) - math.log(2.0)
+    sign = torch.where(u < 0.5, -1.0, 1.0).to(phi.dtype).reshape(-1, *[1] * (phi.dim() - 1))
+    return phi * sign, logq
 
 
 def chain_series(S: Tensor, m: Tensor, chain: Tensor, V: int) -> dict[str, np.ndarray]:
@@ -371,4 +445,5 @@ def bind(catalogue: Catalogue) -> None:
     catalogue.tasks.bind("flow", Task(run_flow), family=FAMILY)
 
 
-__all__ = ["FlowTraining", "bind", "build_flow", "chain_series", "run_flow"]
+__all__ = ["FlowTraining", "bind", "build_flow", "chain_series", "fold_sign", "run_flow",
+           "sign_mixture"]

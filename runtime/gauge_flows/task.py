@@ -2,9 +2,12 @@
 (flow.py) by reverse KL, then estimate without bias.
 
 Each scan point trains its own flow (a :class:`GaugeFlowTraining` of the driver's
-``run_scan``: checkpointed, resumable). Optionally the first ``warm_start`` steps minimise the
-forward KL -<log q> on configurations of HMC chains (physml's own HMC at its defaults, 100
-trajectories of burn-in, one trajectory per step). The reverse-KL steps minimise
+``run_scan``: checkpointed, resumable), on the model's lattice or, with ``train_extent = T``,
+on the T x T torus of the same action: the conditioners are circular CNNs and the masks have
+period 4, so the trained weights define the same kind of flow (exactly normalised, gauge
+equivariant) on the model's lattice, where every estimate is made. Optionally the first
+``warm_start`` steps minimise the forward KL -<log q> on configurations of HMC chains
+(physml's own HMC at its defaults, 100 trajectories of burn-in, one trajectory per step). The reverse-KL steps minimise
 F_q = <S + log q>_q by the reparametrised gradient (the action optionally annealed,
 S_t = (1 - anneal^(t+1)) S). Then ``samples`` fresh configurations give
 
@@ -110,7 +113,8 @@ class GaugeFlowTraining(ScanPoint):
         self.plan, self.point, self.streams, self.device = plan, point, streams, device
         ob = plan.objective
         self.cm = point.model
-        self.flow = build_gauge_flow(point.shape, plan.learner_options, device=device,
+        self.train_shape = train_shape(plan, point)
+        self.flow = build_gauge_flow(self.train_shape, plan.learner_options, device=device,
                                      generator=streams.fork(0).host_generator())  # fmt: skip
         self.optimizer = torch.optim.Adam(self.flow.parameters(), lr=ob.lr)
         self.train_streams = streams.fork(1)
@@ -129,11 +133,20 @@ class GaugeFlowTraining(ScanPoint):
         """S(theta) (B,) of link angles (B, L0, L1, 2)."""
         return self.cm.action(theta).double()
 
+    def train_action(self, theta: Tensor) -> Tensor:
+        """S(theta) (B,) on the training torus (T0, T1): the model's action of theta tiled
+        over its lattice, divided by the number of tiles (a Wilson action: the same action of
+        the T0 x T1 torus, evaluated there)."""
+        if self.train_shape == self.point.shape or self.cm.is_wilson:
+            return self.action(theta)
+        reps = [L // T for L, T in zip(self.point.shape, self.train_shape)]
+        return self.action(theta.repeat(1, *reps, 1)) / math.prod(reps)
+
     # ---------------------------------------------------------------- training
     def _warm_chains(self) -> Tensor:
         """The HMC chains, advanced one trajectory (burnt in on first use)."""
         if self.chains is None:
-            self.chains = hot_start(self.cm.group, self.plan.objective.batch, self.point.shape,
+            self.chains = hot_start(self.cm.group, self.plan.objective.batch, self.train_shape,
                                     self.warm_streams, device=self.device,
                                     dtype=torch.float64)  # fmt: skip
             for _ in range(WARM_BURN_IN):
@@ -150,10 +163,13 @@ class GaugeFlowTraining(ScanPoint):
         else:
             t = self.done - ob.warm_start
             scale = 1 - ob.anneal ** (t + 1) if ob.anneal else 1.0
-            shape = (ob.batch, *self.point.shape, 2)
+            if ob.lr_schedule == "cosine":  # a function of the step: resumes exactly
+                for group in self.optimizer.param_groups:
+                    group["lr"] = ob.lr * 0.5 * (1 + math.cos(math.pi * t / ob.steps))
+            shape = (ob.batch, *self.train_shape, 2)
             u = self.train_streams.uniform(shape, torch.float64)
-            loss, err, ess = reverse_kl_step(self.flow, self.action, u, scale, self.optimizer,
-                                             clip)  # fmt: skip
+            loss, err, ess = reverse_kl_step(self.flow, self.train_action, u, scale,
+                                             self.optimizer, clip)  # fmt: skip
             phase = 1
         if not math.isfinite(loss):
             raise PhysmlError(Diagnostic(
@@ -196,14 +212,25 @@ class GaugeFlowTraining(ScanPoint):
             self.chains = t["chains"].to(self.device)
 
     # ---------------------------------------------------------------- estimates
+    def model_flow(self) -> GaugeFlow:
+        """The trained flow on the model's lattice: the training flow itself, or its weights in
+        a flow of the model's extents (``train_extent``)."""
+        if self.train_shape == self.point.shape:
+            return self.flow
+        flow = build_gauge_flow(self.point.shape, self.plan.learner_options,
+                                device=self.device)  # fmt: skip
+        flow.load_state_dict(self.flow.state_dict())
+        return flow
+
     @torch.no_grad()
     def draw(self, n: int, streams: RandomStreams) -> tuple[Tensor, Tensor, Tensor]:
         """n configurations of q in chunks: (theta (n, L0, L1, 2), S (n,), log q (n,))."""
+        flow = self.model_flow()
         thetas, S, log_q = [], [], []
         for first in range(0, n, ESTIMATE_CHUNK):
             m = min(ESTIMATE_CHUNK, n - first)
             u = streams.uniform((m, *self.point.shape, 2), torch.float64)
-            theta, lq = self.flow.sample(u)
+            theta, lq = flow.sample(u)
             thetas.append(theta)
             S.append(self.action(theta))
             log_q.append(lq)
@@ -245,17 +272,27 @@ class GaugeFlowTraining(ScanPoint):
         return [row]
 
 
+def train_shape(plan: GaugeFlowPlan, point: FlowPoint) -> tuple[int, int]:
+    """The torus the flow of a point trains on: (T, T) with ``train_extent = T``, else the
+    model's (validated by the plan: T a multiple of 4 dividing every extent)."""
+    T = plan.objective.train_extent
+    return (T, T) if T else tuple(point.shape)
+
+
 def memory_need(plan: GaugeFlowPlan) -> int:
     """Bytes a flow run needs at its largest point (float64): every layer's activations of a
     training batch kept for the backward pass (convolutions, spline parameters and their
-    temporaries), and the final samples with their observables."""
+    temporaries) on the training torus, and the final samples with their observables."""
     lo, ob = plan.learner_options, plan.objective
     worst = 0
     for p in plan.points:
         V = math.prod(p.shape)
-        per_layer = 8 * V * (2 * lo.width * lo.depth + 4 + 2 * (3 * lo.bins + 1) + 24)
-        train = ob.batch * lo.layers * per_layer
-        estimate = min(ob.samples, ESTIMATE_CHUNK) * per_layer * 2
+
+        def per_layer(V: int) -> int:
+            return 8 * V * (2 * lo.width * lo.depth + 4 + 2 * (3 * lo.bins + 1) + 24)
+
+        train = ob.batch * lo.layers * per_layer(math.prod(train_shape(plan, p)))
+        estimate = min(ob.samples, ESTIMATE_CHUNK) * per_layer(V) * 2
         samples = ob.samples * (8 * 2 * V + 8 * (4 + len(plan.measures)))
         worst = max(worst, train + estimate + samples)
     return worst

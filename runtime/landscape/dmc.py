@@ -14,9 +14,11 @@ Each step of length dtau:
   Gaussian; this removes the time-step error of the drift in the VMC limit), and branch on the
   local energy E_L = -D (lap log psi_T + |grad log psi_T|^2) + V with
   w = exp(-dtau_eff ((E_L(x) + E_L(x_new)) / 2 - E_ref)), where dtau_eff = dtau * (accepted
-  mean square displacement / proposed one), accumulated over the run.
+  mean square displacement / proposed one), accumulated over the steps before this one.
 
-Branching: walker i becomes floor(w_i + u_i) copies (u uniform), by ``repeat_interleave``.
+Branching: walker i becomes floor(w_i + u_i) copies (u uniform). With a trial function the
+current and the proposed walkers share one buffer, so accept/reject and branching are a single
+gather of rows (kept or accepted) per walker quantity.
 Population control: E_ref = E_est - feedback * ln(N / N_target), E_est the mean mixed energy of
 the last half of the steps so far. ln(N / N_target) then relaxes at the rate ``feedback`` per
 unit imaginary time (the C / (g dtau) of Umrigar et al. with g dtau = 1 / feedback); the bias
@@ -28,8 +30,10 @@ potential, also an unbiased mixed estimator since H 1 = V), and the growth energ
 E_ref - ln(sum_i w_i / N) / dtau_eff; both averaged after burn-in, errors by binning.
 ``energy_cutoff`` clips the energies in the weights (singular potentials, large dtau).
 
-Cost: one host synchronisation per step (the new population, which sizes the copies; NaN and
--inf energies are detected in the same transfer); no loop over walkers.
+Cost: one host synchronisation per step (the new population, which sizes the copies, with the
+step's energy sums; NaN and -inf energies are detected in the same transfer), so E_ref, E_est
+and dtau_eff are host floats; no loop over walkers. On the CPU the normals come from the
+compiled draws of RandomStreams (runtime/random_kernels.py).
 
 Only NODELESS ground states are exact here: bosons, one electron, or two electrons in a singlet
 (psi_0 > 0 everywhere); the walker density is a probability, so psi_T must be positive. For
@@ -242,115 +246,172 @@ def diffusion_monte_carlo(potential: Callable[[torch.Tensor], torch.Tensor], n: 
                              "start the walkers where V (and psi_T) are finite, or check the "
                              "potential for a singularity there")  # fmt: skip
     initial = x.shape[0]
-    e_ref_t = eloc.mean() if e_ref is None else torch.tensor(float(e_ref), device=device,
-                                                            dtype=dtype)  # fmt: skip
-    e_est = e_ref_t
+    # the bookkeeping scalars (E_ref, E_est, dtau_eff, the traces) live on the host: the one
+    # sync per step brings them over anyway, and a 0-d tensor op costs a dispatch each
+    e_ref_f = float(eloc.mean()) if e_ref is None else float(e_ref)
+    e_est = e_ref_f
     cap = int(max_factor * walkers)
     window = None if energy_cutoff is None else energy_cutoff / math.sqrt(dtau)
     sigma = math.sqrt(2 * D * dtau)
+    c = 2 * D * dtau  # drift coefficient: x' = x + c grad log psi_T + sigma xi
+    log_cap = math.log(cap + 1)
 
-    energy = torch.zeros(steps, device=device, dtype=dtype)
-    growth = torch.zeros(steps, device=device, dtype=dtype)
-    e_refs = torch.zeros(steps, device=device, dtype=dtype)
-    prefix = torch.zeros(steps + 1, device=device, dtype=dtype)  # cumulative energy sums
-    moved_sq = torch.zeros((), device=device, dtype=dtype)  # sum of accepted |dx|^2
-    proposed_sq = torch.zeros((), device=device, dtype=dtype)  # sum of proposed |dx|^2
-    accepted = torch.zeros((), device=device, dtype=torch.int64)
+    energy: list[float] = []
+    growth: list[float] = []
+    e_refs: list[float] = []
+    prefix = [0.0]  # cumulative energy sums
+    moved_sq = proposed_sq = 0.0  # sums of accepted and proposed |dx|^2
+    accepted = 0
     population: list[int] = []
     snapshots: list[torch.Tensor] = []
-    dtau_eff = torch.full((), dtau, device=device, dtype=dtype)
+    dtau_eff = dtau
+    rows = torch.arange(2 * walkers, device=device)  # gather indices (sliced; grown if needed)
+    if trial is not None:  # current walkers in rows [0, W) of a pair buffer, proposals after them
+        x_pair, grad_pair = _PairBuffer(x), _PairBuffer(grad)
+        x, grad = x_pair.current, grad_pair.current
 
     start = time.perf_counter()
     for k in range(steps):
         size = x.shape[0]
         xi = moves.normal((size, n), dtype)
         # one draw per walker for the Metropolis test and one for branching, as a single call
-        # (each call of the counter-based generator costs a dozen small kernels)
         u = moves.uniform((size, 2), dtype)
         if trial is None:
-            xp = x + sigma * xi
-            ep, _, _ = _local_energy(potential, None, xp, D)
-            proposal_e = ep
-            x_new, e_new = xp, ep
+            xp = torch.add(x, xi, alpha=sigma)
+            e_new, _, _ = _local_energy(potential, None, xp, D)
+            proposal_e = e_new
+            sums = [e_new.sum()]
         else:
-            drift = (2 * D * dtau) * grad
-            step = drift + sigma * xi
-            xp = x + step
+            step = torch.add(xi, grad, alpha=c / sigma).mul_(sigma)  # c grad + sigma xi
+            xp = x_pair.propose_sum(x, step)
             ep, lp, gp = _local_energy(potential, trial, xp, D)
             proposal_e = ep
-            # log G(x <- x') - log G(x' <- x) for the drift-diffusion Gaussian
-            back = x - xp - (2 * D * dtau) * gp
-            log_ratio = (2 * (lp - log_psi) + 0.5 * _row_dot(xi, xi)
-                         - _row_dot(back, back) / (4 * D * dtau))  # fmt: skip
-            acc = (torch.log(u[:, 0]) < log_ratio) & torch.isfinite(ep)
+            # log G(x <- x') - log G(x' <- x) for the drift-diffusion Gaussian, as a difference
+            # of squares: -(sigma / 2) g . (2 xi + (c / sigma) g), g = grad + grad' (c = sigma^2)
+            g = grad + gp
+            green = _row_dot(g, torch.add(xi, g, alpha=c / (2 * sigma)))
+            log_ratio = torch.add(lp - log_psi, green, alpha=-sigma / 2).mul_(2)
+            # (ep < inf: a NaN or infinite proposal energy is rejected; NaN and -inf then stop
+            # the run below)
+            acc = (torch.log(u[:, 0]) < log_ratio) & (ep < math.inf)
+            accf = acc.to(dtype)
             sq = _row_dot(step, step)
-            proposed_sq = proposed_sq + sq.sum()
-            moved_sq = moved_sq + torch.where(acc, sq, 0).sum()
-            accepted = accepted + acc.sum()
-            dtau_eff = dtau * moved_sq / proposed_sq
-            x_new = torch.where(acc[:, None], xp, x)
+            sums = [ep.sum(), sq.sum(), sq @ accf, accf.sum()]
             e_new = torch.where(acc, ep, eloc)
-            log_psi = torch.where(acc, lp, log_psi)
-            grad = torch.where(acc[:, None], gp, grad)
 
         if window is None:
-            mean_e = 0.5 * (eloc + e_new)
+            mean_e = eloc + e_new
         else:
-            mean_e = 0.5 * (torch.clamp(eloc, e_est - window, e_est + window)
-                            + torch.clamp(e_new, e_est - window, e_est + window))  # fmt: skip
-        exponent = -dtau_eff * (mean_e - e_ref_t)
-        weight = torch.exp(torch.nan_to_num(exponent, nan=-math.inf).clamp(max=math.log(cap + 1)))
-        weight_sum = weight.sum()
-        energy[k] = (weight * torch.nan_to_num(e_new)).sum() / weight_sum
-        growth[k] = e_ref_t - torch.log(weight_sum / size) / dtau_eff
-        e_refs[k] = e_ref_t
-        prefix[k + 1] = prefix[k] + energy[k]
-
-        copies = torch.floor(weight + u[:, 1]).to(torch.int64)
-        # the one host sync of a step: the new population, and the sum of the proposals'
-        # energies, NaN or -inf exactly when one of them is (an unbounded V, a bad psi_T; +inf
-        # alone is a hard wall, where walkers die)
-        total, energy_sum = torch.stack([copies.sum().to(dtype), proposal_e.sum()]).tolist()
+            lo, hi = e_est - window, e_est + window
+            mean_e = torch.clamp(eloc, lo, hi).add_(torch.clamp(e_new, lo, hi))
+        exponent = mean_e.sub_(2 * e_ref_f).mul_(-0.5 * dtau_eff)
+        weight = torch.nan_to_num_(exponent, nan=-math.inf).clamp_(max=log_cap).exp_()
+        copies = torch.add(weight, u[:, 1]).floor_().to(torch.int64)
+        # the one host sync of a step: the new population, the weighted energy sums, and the
+        # sum of the proposals' energies, NaN or -inf exactly when one of them is (an unbounded
+        # V, a bad psi_T; +inf alone is a hard wall, where walkers die)
+        scalars = torch.stack([copies.sum().to(dtype), weight.sum(),
+                               weight @ torch.nan_to_num(e_new), *sums])  # fmt: skip
+        total, weight_sum, weighted_e, energy_sum, *moves_sums = scalars.tolist()
+        if trial is not None:
+            proposed_sq += moves_sums[0]
+            moved_sq += moves_sums[1]
+            accepted += int(moves_sums[2])
         size_new = int(total)
         population.append(size_new)
+        energy.append(weighted_e / weight_sum)
+        growth.append(e_ref_f - math.log(weight_sum / size) / dtau_eff)
+        e_refs.append(e_ref_f)
+        prefix.append(prefix[-1] + energy[-1])
         if math.isnan(energy_sum) or energy_sum == -math.inf:
             _raise_non_finite(k, xp, proposal_e)
         if size_new > cap or size_new == 0:  # before copying: it may not fit in memory
-            _check_population(k, size_new, walkers, cap, x_new, e_new, e_ref_t)
-        x = torch.repeat_interleave(x_new, copies, dim=0, output_size=size_new)
-        eloc = torch.repeat_interleave(e_new, copies, output_size=size_new)
-        if trial is not None:
-            log_psi = torch.repeat_interleave(log_psi, copies, output_size=size_new)
-            grad = torch.repeat_interleave(grad, copies, dim=0, output_size=size_new)
+            _check_population(k, size_new, walkers, cap, xp if trial is None else
+                              torch.where(acc[:, None], xp, x), e_new, e_ref_f)  # fmt: skip
+        if trial is None:
+            x = torch.repeat_interleave(xp, copies, dim=0, output_size=size_new)
+            eloc = torch.repeat_interleave(e_new, copies, output_size=size_new)
+        else:
+            # accept/reject and branching as one gather from (current, proposed) pairs: row i
+            # of the current walkers or row size + i of the proposals, copies[i] times
+            if rows.numel() < size:
+                rows = torch.arange(2 * size, device=device)
+            pick = torch.repeat_interleave(torch.add(rows[:size], acc, alpha=size), copies,
+                                           output_size=size_new)  # fmt: skip
+            grad_pair.propose(gp)
+            x, grad = x_pair.gather(pick), grad_pair.gather(pick)
+            eloc = torch.cat([eloc, ep]).index_select(0, pick)
+            log_psi = torch.cat([log_psi, lp]).index_select(0, pick)
+            dtau_eff = dtau * moved_sq / proposed_sq
         if record_every and (k + 1) % record_every == 0:
-            snapshots.append(x.detach().cpu())
+            snapshots.append(x.detach().to("cpu", copy=True))  # x may be a buffer's view
 
         half = (k + 1) // 2
         e_est = (prefix[k + 1] - prefix[half]) / (k + 1 - half)
         if feedback > 0:
-            e_ref_t = e_est - feedback * math.log(size_new / walkers)
+            e_ref_f = e_est - feedback * math.log(size_new / walkers)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     walltime = time.perf_counter() - start
 
-    energy_np = energy.cpu().numpy()
-    growth_np = growth.cpu().numpy()
+    energy_np = np.asarray(energy, dtype=np.float64)
+    growth_np = np.asarray(growth, dtype=np.float64)
     walker_steps = initial + sum(population[:-1])
-    acceptance = 1.0 if trial is None else float(accepted) / walker_steps
+    acceptance = 1.0 if trial is None else accepted / walker_steps
     return DMCResult(
         energy=binning_analysis(energy_np[burn_in:]),
         growth_energy=binning_analysis(growth_np[burn_in:]),
         population=np.asarray(population, dtype=np.int64),
-        e_ref=e_refs.cpu().numpy(),
+        e_ref=np.asarray(e_refs, dtype=np.float64),
         energy_trace=energy_np,
         growth_trace=growth_np,
         acceptance=acceptance,
-        effective_dtau=float(dtau_eff),
+        effective_dtau=dtau_eff,
         walker_steps=walker_steps,
         walltime=walltime,
-        positions=x,
+        positions=x.clone(),
         snapshots=snapshots,
     )
+
+
+class _PairBuffer:
+    """The current rows of a per-walker quantity (W, m) followed by the proposed ones, in one
+    buffer of 2 W rows (two, alternating): accept/reject plus branching is then one
+    ``index_select`` of rows < W (kept) or >= W (accepted), with no concatenation. ``current``
+    is the view of the current rows."""
+
+    def __init__(self, start: torch.Tensor):
+        self._buffers = [self._new(start, 2 * start.shape[0]), None]
+        self.size = start.shape[0]
+        self._buffers[0][: self.size] = start
+        self.current = self._buffers[0][: self.size]
+
+    @staticmethod
+    def _new(like: torch.Tensor, rows: int) -> torch.Tensor:
+        return torch.empty((max(rows, 2), *like.shape[1:]), device=like.device, dtype=like.dtype)
+
+    def _proposed(self) -> torch.Tensor:
+        return self._buffers[0][self.size : 2 * self.size]
+
+    def propose(self, proposal: torch.Tensor) -> torch.Tensor:
+        """Copy the proposed rows (W, m) after the current ones; returns their view."""
+        return self._proposed().copy_(proposal)
+
+    def propose_sum(self, x: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Write x + step (W, m) as the proposed rows, without a temporary; returns them."""
+        return torch.add(x, step, out=self._proposed())
+
+    def gather(self, pick: torch.Tensor) -> torch.Tensor:
+        """Rows ``pick`` (W',) of (current, proposed) become the current rows."""
+        size = pick.shape[0]
+        spare = self._buffers[1]
+        if spare is None or spare.shape[0] < 2 * size:
+            spare = self._new(self.current, 2 * size + size // 4)  # room to grow a little
+        torch.index_select(self._buffers[0][: 2 * self.size], 0, pick, out=spare[:size])
+        self._buffers = [spare, self._buffers[0]]
+        self.size = size
+        self.current = spare[:size]
+        return self.current
 
 
 def _check_shapes(x: torch.Tensor, eloc: torch.Tensor, log_psi: torch.Tensor | None,
@@ -380,7 +441,7 @@ def _raise_non_finite(k: int, x: torch.Tensor, e: torch.Tensor) -> None:
 
 
 def _check_population(k: int, size: int, target: int, cap: int, x: torch.Tensor,
-                      e: torch.Tensor, e_ref: torch.Tensor) -> None:  # fmt: skip
+                      e: torch.Tensor, e_ref: float) -> None:  # fmt: skip
     """Raise LandscapeError for an exploded or extinct population."""
     if size > cap:
         low = int(torch.nan_to_num(e, nan=math.inf).argmin())

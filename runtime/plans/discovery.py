@@ -43,7 +43,7 @@ from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
 
 from ..tasks import RunState, TaskCheck, option_values, plain
 from .dynamics import DynamicsStatements, check_start, plain_words, read_trajectories
-from .parameters import Located, ModelPoint, Settable, apply_sets
+from .parameters import Located, ModelPoint, Settable, apply_sets, check_scanned
 
 Dims = tuple[Fraction, ...]
 SECOND: Dims = tuple(Fraction(int(b == "s")) for b in ("m", "kg", "s", "A", "K", "mol", "cd"))
@@ -263,10 +263,7 @@ def plan_discover(run: RunState, program, sets: dict[str, Any] | None = None,
                         stmt.span, {k: s for k, (_, s) in mopts.items()}, target,
                         preds)  # fmt: skip
     data = _data_item(run, stmt, method)
-    for s in run.scans:
-        if s.name not in params:
-            _fail("P205", f"cannot scan '{s.name}': it is not a parameter of model "
-                  f"{checker.name}", s.span, did_you_mean(s.name, set(params)))  # fmt: skip
+    check_scanned(run, checker, params)
     realise = realise or program.derive
     args = {k: v for k, (v, _) in run.model_args.items()}
     aspans = {k: s for k, (_, s) in run.model_args.items()}

@@ -41,7 +41,7 @@ from physml_lang.ir.model import ModelIR
 from physml_lang.ir.task import CallValue, MeasureIR, StatementIR, TaskIR, Word
 
 from ..tasks import RunState, Scan, TaskCheck, option_values
-from .parameters import Settable, apply_sets
+from .parameters import Settable, apply_sets, check_scanned
 from .sample import THERMAL
 
 Realise = Callable[[ModelIR], Any]  # a model IR -> its derivation (check) or compiled model (run)
@@ -386,13 +386,9 @@ def plan_field(run: RunState, program: Any, sets: dict[str, Any] | None,
     options = option_values(run.sampler_options, schema, run.sampler_span,
                             f"sampler {run.sampler}")  # fmt: skip
     tvar, tvalues, given = _temperatures(run, params)
+    check_scanned(run, checker, params, "scan T, beta or one of " + ", ".join(sorted(params)),
+                  also=THERMAL)
     others = [s for s in run.scans if s.name not in THERMAL or s.name in params]
-    for s in others:
-        if s.name not in params:
-            _fail("P205", f"cannot scan '{s.name}': it is not T, beta or a parameter of model "
-                  f"{checker.name}", s.span,
-                  did_you_mean(s.name, params | set(THERMAL))
-                  or "scan T, beta or one of " + ", ".join(sorted(params)))  # fmt: skip
     for m in run.measures or []:
         if m.expr is None and CATALOGUE.observables.get(m.name, "field") is None:
             known = CATALOGUE.observables.names("field")

@@ -30,10 +30,11 @@ from physml_lang.catalogue.flows import (
 from physml_lang.check.model import option_names
 from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.program import LearnerIR
-from physml_lang.ir.task import CallValue, TaskIR, Word
+from physml_lang.ir.task import TaskIR
 
-from ..tasks import RunState, TaskCheck, option_values, plain
-from .parameters import Located, Settable, apply_sets
+from ..tasks import RunState, TaskCheck, option_values
+from .parameters import Settable, apply_sets, check_scanned
+from .training import read_training
 
 MAX_DIM = 3  # periodic convolutions in 1, 2 or 3 dimensions
 
@@ -63,47 +64,30 @@ class FlowPlan:
     objective_span: Span | None
     measures: list[str]
     points: list[FlowPoint] = field(default_factory=list)
-
-
-def _train_statement(run: RunState):
-    stmt = next(s for s in run.statements if s.word == "train")
-    item = next(it for it in stmt.items if it.kind == "via")
-    return stmt, item
+    mixture: bool = False  # respecting spin_flip as the sign mixture (q0(phi) + q0(-phi)) / 2
+    train_extent_span: Span | None = None
 
 
 def plan_flow(run: RunState, program, sets: dict[str, Any] | None = None,
               realise=None) -> FlowPlan:  # fmt: skip
     """Validate a flow run with its ``--set`` values and realise its models (``realise``: a
     model IR to its derivation (check, the default) or its compiled model (run))."""
-    stmt, item = _train_statement(run)
-    if not isinstance(item.value, Word):
-        _fail("P103", "train NAME via reverse_kl(...): one declared learner", item.value_span)
-    via: CallValue | Word = item.via
-    objective_span = getattr(via, "span", None) or stmt.span
-    objective_opts: Located = {}
-    if isinstance(via, CallValue):
-        if via.args:
-            _fail("P318", "reverse_kl takes named options: reverse_kl(steps = 2000)", via.span)
-        objective_opts = {o.name: (plain(o.value), o.span) for o in via.kwargs}
-    name = item.value.name
-    decl = program.learners.get(name)
-    if decl is None:
-        _fail("P207", f"unknown learner '{name}'", item.value_span,
-              did_you_mean(name, set(program.learners))
-              or "declare it: learner f = coupling_flow(layers = 8) respecting spin_flip")  # fmt: skip
-    entry = CATALOGUE.learners.get(decl.call.name, FAMILY)
-    if entry is None or decl.of != "learner":
-        known = CATALOGUE.learners.names(FAMILY, shared=False)
-        _fail("P503", f"learner {name} = {decl.call.name}(...) cannot be trained by reverse KL "
-              "on a continuous field", item.value_span, "normalising flows of fields: "
-              + ", ".join(known))  # fmt: skip
-    learner_opts: Located = {k.name: (plain(k.value), k.span) for k in decl.call.kwargs}
+    sets = dict(sets or {})
+    training = read_training(
+        run, program, FAMILY, "reverse_kl", ReverseKLOptions, sets,
+        options_example="reverse_kl(steps = 2000)",
+        declare_example="learner f = coupling_flow(layers = 8) respecting spin_flip",
+        refusal="reverse KL on a continuous field",
+        refusal_hint="normalising flows of fields: "
+        + ", ".join(CATALOGUE.learners.names(FAMILY, shared=False)),
+        symmetry_hint="coupling_flow respects translation (even shifts) and spin_flip")  # fmt: skip
+    decl, entry, name = training.learner, training.entry, training.learner.name
+    objective_opts, learner_opts = training.objective_options, training.learner_options
+    objective_span, objective = training.objective_span, training.options
     checker = program.checker_for(run.ir)
-    apply_sets(run, dict(sets or {}), checker.param_names, [
+    apply_sets(run, sets, checker.param_names, [
         Settable("training option", option_names(ReverseKLOptions), objective_opts),
         Settable("learner option", option_names(entry.schema), learner_opts)])  # fmt: skip
-    objective = option_values(objective_opts, ReverseKLOptions, objective_span,
-                              "objective reverse_kl")  # fmt: skip
     lopts = option_values(learner_opts, entry.schema, decl.call.span,
                           f"learner {decl.call.name}")  # fmt: skip
     if lopts.kernel % 2 == 0:
@@ -114,10 +98,6 @@ def plan_flow(run: RunState, program, sets: dict[str, Any] | None = None,
         span = next((k.span for k in decl.call.kwargs if k.name == "layers"), decl.call.span)
         _fail("P424", f"layers = {lopts.layers}: checkerboard coupling layers come in pairs "
               "(each parity updated equally often)", span, f"layers = {lopts.layers + 1}")  # fmt: skip
-    for sym, span in zip(decl.respecting, decl.respecting_spans):
-        if sym not in entry.facts.symmetries:
-            _fail("P501", f"learner {decl.call.name} cannot respect {sym}", span,
-                  "coupling_flow respects translation (even shifts) and spin_flip")  # fmt: skip
     measures = []
     for m in run.measures or []:
         if m.expr is not None or m.name not in FLOW_OBSERVABLES:
@@ -125,8 +105,17 @@ def plan_flow(run: RunState, program, sets: dict[str, Any] | None = None,
                   "one", m.span, did_you_mean(m.name, set(FLOW_OBSERVABLES))
                   or "observables: " + ", ".join(FLOW_OBSERVABLES))  # fmt: skip
         measures.append(m.name)
-    plan = FlowPlan(decl, lopts, "spin_flip" in decl.respecting, objective, objective_span,
-                    measures or list(FLOW_DEFAULTS))  # fmt: skip
+    flip = "spin_flip" in decl.respecting
+    if lopts.spin_flip == "mixture" and not flip:
+        span = next((k.span for k in decl.call.kwargs if k.name == "spin_flip"),
+                    decl.call.span)  # fmt: skip
+        _fail("P424", "spin_flip = mixture: the sign mixture realises 'respecting spin_flip', "
+              f"which learner {name} does not declare", span,
+              "add 'respecting spin_flip', or drop the option")  # fmt: skip
+    mixture = flip and lopts.spin_flip == "mixture"
+    plan = FlowPlan(decl, lopts, flip and not mixture, objective, objective_span,
+                    measures or list(FLOW_DEFAULTS), mixture=mixture,
+                    train_extent_span=objective_opts.get("train_extent", (0, objective_span))[1])  # fmt: skip
     plan.points = _points(run, program, realise or program.derive, plan)
     return plan
 
@@ -136,12 +125,8 @@ def _points(run: RunState, program, realise, plan: FlowPlan) -> list[FlowPoint]:
     params = set(checker.param_names)
     args = {k: v for k, (v, _) in run.model_args.items()}
     spans = {k: s for k, (_, s) in run.model_args.items()}
-    for s in run.scans:
-        if s.name not in params:
-            _fail("P205", f"cannot scan '{s.name}': it is not a parameter of model "
-                  f"{checker.name}", s.span, did_you_mean(s.name, params)
-                  or "a flow samples exp(-S) with the action as written: scan a model "
-                  "parameter")  # fmt: skip
+    check_scanned(run, checker, params, "a flow samples exp(-S) with the action as written: "
+                  "scan a model parameter")
     for name, (_, s) in run.lets.items():
         if name not in params:
             _fail("P205", f"'let {name}': not a parameter of model {checker.name}", s,
@@ -159,7 +144,8 @@ def _points(run: RunState, program, realise, plan: FlowPlan) -> list[FlowPoint]:
             _fail("P422", f"a flow run learns a continuous field (real on sites, with an "
                   f"action); model {checker.name} is a {ir.kind.replace('_', ' ')} model", where,
                   "declare 'field phi: real on sites' and an 'action S = ...'")  # fmt: skip
-        if plan.odd and "spin_flip" not in {s.name for s in ir.symmetries if s.active}:
+        if (plan.odd or plan.mixture) and "spin_flip" not in {
+                s.name for s in ir.symmetries if s.active}:  # fmt: skip
             span = plan.learner.respecting_spans[plan.learner.respecting.index("spin_flip")]
             _fail("P505", f"learner {plan.learner.name} respects spin_flip, but model "
                   f"{checker.name} does not declare it (here)", span,
@@ -183,6 +169,12 @@ def _points(run: RunState, program, realise, plan: FlowPlan) -> list[FlowPoint]:
                   "extents (the checkerboard must close around the periodic lattice)",
                   size or where, "use an even lattice size, e.g. L = "
                   f"{next(n for n in shape if n % 2) + 1}")  # fmt: skip
+        extent = plan.objective.train_extent
+        if extent and (extent % 2 or any(e % extent for e in shape)):
+            _fail("P424", f"train_extent = {extent}: the training torus must have an even extent "
+                  f"that divides the lattice {list(shape)} (the field is tiled over it)",
+                  plan.train_extent_span, "train_extent = 0 (the model's own size), or an "
+                  "even divisor of every extent")  # fmt: skip
         n = 1
         for e in shape:
             n *= e

@@ -45,7 +45,7 @@ from physml_lang.ir.task import CallValue, StatementIR, TaskIR, Word
 from physml_lang.ir.walk import Walker
 
 from ..tasks import RunState, TaskCheck, option_values, plain
-from .parameters import Settable, apply_sets
+from .parameters import Settable, apply_sets, check_scanned
 
 Realise = Callable[[ModelIR], Any]  # a model IR -> its derivation (check) or compiled model (run)
 
@@ -285,11 +285,8 @@ def _resolve_sample(run: RunState, checker: ModelChecker, sets: dict[str, Any] |
                [Settable.options("sampler option", schema, run.sampler_options)])
     options = option_values(run.sampler_options, schema, run.sampler_span,
                             f"sampler {run.sampler}")  # fmt: skip
-    for s in run.scans:
-        if s.name not in params:
-            _fail("P205", f"cannot scan '{s.name}': it is not a parameter of model "
-                  f"{checker.name}", s.span, did_you_mean(s.name, params) or
-                  "gauge models scan their parameters, e.g. scan beta in [1.0, 2.0]")  # fmt: skip
+    check_scanned(run, checker, params,
+                  "gauge models scan their parameters, e.g. scan beta in [1.0, 2.0]")
     model_args = {k: v for k, (v, _) in run.model_args.items()}
     model_spans = {k: s for k, (_, s) in run.model_args.items()}
     scale = 1.0  # weight exp(-scale * S): 'let T = ...' (not a model parameter) gives 1 / T
@@ -481,9 +478,7 @@ def plan_regress(task: TaskIR, program, sets: dict[str, Any] | None,
     apply_sets(run, sets or {}, params,
                [Settable.options("regress option", RegressOptions, ropts)])
     options = option_values(ropts, RegressOptions, stmt.span, "regress")
-    for s in run.scans:
-        if s.name not in params:
-            _fail("P205", f"cannot scan '{s.name}': not a parameter of {checker.name}", s.span)
+    check_scanned(run, checker, params)
     model_args = {k: v for k, (v, _) in run.model_args.items()}
     model_spans = {k: s for k, (_, s) in run.model_args.items()}
     for name, (v, s) in run.lets.items():

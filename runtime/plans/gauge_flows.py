@@ -20,16 +20,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from physml_lang.catalogue import CATALOGUE, Catalogue
+from physml_lang.catalogue import Catalogue
 from physml_lang.catalogue.gauge_flows import FAMILY, ReverseKLOptions
 from physml_lang.check.model import option_names
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.program import LearnerIR
-from physml_lang.ir.task import CallValue, TaskIR, Word
+from physml_lang.ir.task import TaskIR
 
-from ..tasks import RunState, TaskCheck, option_values, plain
+from ..tasks import RunState, TaskCheck, option_values
 from .gauge import Measure, gauge_of, measures
-from .parameters import Located, Settable, apply_sets
+from .parameters import Settable, apply_sets, check_scanned
+from .training import read_reference, read_training
 
 PERIOD = 4  # the stripe masks' period across each direction
 FLOW_LEARNERS = ("gauge_flow",)
@@ -65,66 +66,32 @@ class GaugeFlowPlan:
     run_via: Any = None  # the objective's call (spans of its options)
 
 
-def _train_statement(run: RunState):
-    stmt = next(s for s in run.statements if s.word == "train")
-    item = next(it for it in stmt.items if it.kind == "via")
-    return stmt, item
-
-
 def plan_gauge_flow(run: RunState, program, sets: dict[str, Any] | None = None,
                     realise=None) -> GaugeFlowPlan:  # fmt: skip
     """Validate a flow run of a gauge model with its ``--set`` values and realise its models
     (``realise``: a model IR to its derivation (check, the default) or compiled model (run))."""
-    stmt, item = _train_statement(run)
-    if not isinstance(item.value, Word):
-        _fail("P103", "train NAME via reverse_kl(...): one declared learner", item.value_span)
-    via: CallValue | Word = item.via
-    objective_span = getattr(via, "span", None) or stmt.span
-    objective_opts: Located = {}
-    if isinstance(via, CallValue):
-        if via.args:
-            _fail("P318", "reverse_kl takes named options: reverse_kl(steps = 1000)", via.span)
-        objective_opts = {o.name: (plain(o.value), o.span) for o in via.kwargs}
     sets = dict(sets or {})
-    params = set(program.checker_for(run.ir).param_names)
-    taken = params | {s.name for s in run.scans}
-    for k in [k for k in sets if k in ReverseKLOptions.model_fields and k not in taken]:
-        objective_opts[k] = (sets.pop(k), None)  # --set of a training option
-    name = item.value.name
-    decl = program.learners.get(name)
-    if decl is None:
-        _fail("P207", f"unknown learner '{name}'", item.value_span,
-              did_you_mean(name, set(program.learners))
-              or "declare it: learner f = gauge_flow(layers = 16) respecting gauge, translation")  # fmt: skip
-    entry = CATALOGUE.learners.get(decl.call.name, FAMILY)
-    if entry is None or decl.call.name not in FLOW_LEARNERS:
-        _fail("P503", f"learner {name} = {decl.call.name}(...) cannot be trained by reverse_kl "
-              "on a gauge model", item.value_span,
-              "gauge flows: " + ", ".join(FLOW_LEARNERS))  # fmt: skip
-    learner_opts: Located = {k.name: (plain(k.value), k.span) for k in decl.call.kwargs}
-    apply_sets(run, sets, params, [
+    training = read_training(
+        run, program, FAMILY, "reverse_kl", ReverseKLOptions, sets, options_example="reverse_kl(steps = 1000)",
+        declare_example="learner f = gauge_flow(layers = 16) respecting gauge, translation",
+        refusal="reverse_kl on a gauge model", learners=FLOW_LEARNERS,
+        refusal_hint="gauge flows: " + ", ".join(FLOW_LEARNERS),
+        symmetry_hint="gauge_flow respects gauge, translation")  # fmt: skip
+    decl, entry = training.learner, training.entry
+    objective_opts, learner_opts = training.objective_options, training.learner_options
+    objective_span = training.objective_span
+    apply_sets(run, sets, program.checker_for(run.ir).param_names, [
         Settable("training option", option_names(ReverseKLOptions), objective_opts),
         Settable("learner option", option_names(entry.schema), learner_opts)])  # fmt: skip
-    objective = option_values(objective_opts, ReverseKLOptions, objective_span,
-                              "objective reverse_kl")  # fmt: skip
+    objective = training.options
     lopts = option_values(learner_opts, entry.schema, decl.call.span, f"learner {decl.call.name}")
     if lopts.kernel % 2 == 0:
         span = next((k.span for k in decl.call.kwargs if k.name == "kernel"), decl.call.span)
         _fail("P424", f"kernel must be odd (a centred circular convolution), got {lopts.kernel}",
               span, "kernel = 3")  # fmt: skip
-    for sym, span in zip(decl.respecting, decl.respecting_spans):
-        if sym not in entry.facts.symmetries:
-            _fail("P501", f"learner {decl.call.name} cannot respect {sym}", span,
-                  "gauge_flow respects gauge, translation")  # fmt: skip
-    reference, rspan = "none", None
-    for s in run.statements:
-        if s.word == "reference":
-            v = s.items[0].value if len(s.items) == 1 else None
-            if not (isinstance(v, Word) and v.name in ("exact", "none")):
-                _fail("P406", "a flow run's reference is 'exact' or 'none'", s.span)
-            reference, rspan = v.name, s.span
+    reference, rspan = read_reference(run, "flow")
     plan = GaugeFlowPlan(run, decl, lopts, objective, objective_span, reference, rspan)
-    plan.run_via = via
+    plan.run_via = training.objective_call
     _points(run, program, realise or program.derive, plan)
     return plan
 
@@ -134,11 +101,8 @@ def _points(run: RunState, program, realise, plan: GaugeFlowPlan) -> None:
     params = set(checker.param_names)
     args = {k: v for k, (v, _) in run.model_args.items()}
     spans = {k: s for k, (_, s) in run.model_args.items()}
-    for s in run.scans:
-        if s.name not in params:
-            _fail("P205", f"cannot scan '{s.name}': it is not a parameter of model "
-                  f"{checker.name}", s.span, did_you_mean(s.name, params)
-                  or "gauge models scan their parameters, e.g. scan beta in [1.0, 2.0]")  # fmt: skip
+    check_scanned(run, checker, params,
+                  "gauge models scan their parameters, e.g. scan beta in [1.0, 2.0]")
     for name, (_, s) in run.lets.items():
         _fail("P205", f"'let {name}': a flow run takes the model's parameters as they are", s,
               "write the value in the model's arguments: model U1(L = 8, beta = 2.0)")  # fmt: skip
@@ -164,6 +128,7 @@ def _points(run: RunState, program, realise, plan: GaugeFlowPlan) -> None:
             _fail("P424", f"gauge_flow's masks have period {PERIOD}: lattice extents must be "
                   f"multiples of {PERIOD}, got {' x '.join(map(str, g.shape))}", span,
                   "use L = 4, 8, 12, 16, ...")  # fmt: skip
+        _check_train_extent(plan, g.shape)
         active = {s.name for s in g.model.symmetries if s.active}
         for sym, sspan in zip(plan.learner.respecting, plan.learner.respecting_spans):
             if sym not in active:
@@ -187,6 +152,23 @@ def _points(run: RunState, program, realise, plan: GaugeFlowPlan) -> None:
         beta = float(g.wilson_beta) if g.is_wilson else None
         plan.points.append(FlowPoint({s.name: v for s, v in zip(run.scans, combo)}, model,
                                      (int(g.shape[0]), int(g.shape[1])), beta))  # fmt: skip
+
+
+def _check_train_extent(plan: GaugeFlowPlan, shape) -> None:
+    """``train_extent``: a torus the masks tile (a multiple of 4) that tiles the lattice."""
+    T = plan.objective.train_extent
+    if not T:
+        return
+    span = next((k.span for k in getattr(plan.run_via, "kwargs", ())
+                 if k.name == "train_extent"), plan.objective_span)  # fmt: skip
+    if T % PERIOD:
+        _fail("P424", f"train_extent must be a multiple of {PERIOD} (the masks' period), got "
+              f"{T}", span, "train_extent = 8")  # fmt: skip
+    if any(L % T for L in shape):
+        _fail("P424", f"train_extent = {T} does not divide the lattice "
+              f"({' x '.join(map(str, shape))}): the training torus tiles the model's", span,
+              "train_extent = 0 (the model's own lattice), or a multiple of 4 dividing every "
+              "extent")  # fmt: skip
 
 
 def check_gauge_flow(task: TaskIR, program) -> None:

@@ -28,13 +28,14 @@ from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.generative import FAMILY, FreeEnergyOptions, NMCMCOptions
 from physml_lang.check.model import option_names
 from physml_lang.compiler.derive.local import pair_couplings
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.program import LearnerIR
-from physml_lang.ir.task import CallValue, TaskIR, Word
+from physml_lang.ir.task import TaskIR, Word
 
-from ..tasks import RunState, TaskCheck, option_values, plain
-from .parameters import Located, Settable, apply_sets
+from ..tasks import RunState, TaskCheck, option_values
+from .parameters import Located, Settable, apply_sets, check_scanned
 from .sample import measured_expressions
+from .training import read_reference, read_training
 
 MAX_ENUMERATION = 1 << 22  # configurations an exact reference enumerates
 GROUPS = ("translation", "point_group")  # symmetries a learner respects by group averaging
@@ -79,62 +80,28 @@ class VANPlan:
         return g * (2 if self.flip_symmetric and point.perms is not None else 1)
 
 
-def _train_statement(run: RunState):
-    stmt = next(s for s in run.statements if s.word == "train")
-    item = next(it for it in stmt.items if it.kind == "via")
-    return stmt, item
-
-
 def plan_van(run: RunState, program, sets: dict[str, Any] | None = None,
              realise=None) -> VANPlan:  # fmt: skip
     """Validate a van run with its ``--set`` values and realise its models (``realise``: a
     model IR to its derivation (check, the default) or its compiled model (run))."""
-    stmt, item = _train_statement(run)
-    if not isinstance(item.value, Word):
-        _fail("P103", "train NAME via free_energy(...): one declared learner", item.value_span)
-    via: CallValue | Word = item.via
-    objective_span = getattr(via, "span", None) or stmt.span
-    objective_opts: Located = {}
-    if isinstance(via, CallValue):
-        if via.args:
-            _fail("P318", "free_energy takes named options: free_energy(beta = 0.44)", via.span)
-        objective_opts = {o.name: (plain(o.value), o.span) for o in via.kwargs}
     sets = dict(sets or {})
-    taken = set(program.checker_for(run.ir).param_names) | {s.name for s in run.scans}
-    for k in [k for k in sets if k in FreeEnergyOptions.model_fields and k not in taken]:
-        objective_opts[k] = (sets.pop(k), None)  # --set of a training option
-    objective = option_values(objective_opts, FreeEnergyOptions, objective_span,
-                              "objective free_energy")  # fmt: skip
-    name = item.value.name
-    decl = program.learners.get(name)
-    if decl is None:
-        _fail("P207", f"unknown learner '{name}'", item.value_span,
-              did_you_mean(name, set(program.learners))
-              or "declare it: learner q = made(hidden = 64) respecting spin_flip")  # fmt: skip
-    entry = CATALOGUE.learners.get(decl.call.name, FAMILY)
-    if entry is None:
-        known = CATALOGUE.learners.names(FAMILY, shared=False)
-        _fail("P503", f"learner {name} = {decl.call.name}(...) cannot be trained by the free "
-              "energy", item.value_span, "autoregressive learners of lattice models: "
-              + ", ".join(known))  # fmt: skip
-    learner_opts: Located = {k.name: (plain(k.value), k.span) for k in decl.call.kwargs}
+    training = read_training(
+        run, program, FAMILY, "free_energy", FreeEnergyOptions, sets, options_example="free_energy(beta = 0.44)",
+        declare_example="learner q = made(hidden = 64) respecting spin_flip",
+        refusal="the free energy",
+        refusal_hint="autoregressive learners of lattice models: "
+        + ", ".join(CATALOGUE.learners.names(FAMILY, shared=False)))  # fmt: skip
+    decl, entry, name = training.learner, training.entry, training.learner.name
+    objective_opts, learner_opts = training.objective_options, training.learner_options
+    objective_span = training.objective_span
     sampler_opts: Located = dict(run.sampler_options)
     apply_sets(run, sets, program.checker_for(run.ir).param_names, [
         Settable("training option", option_names(FreeEnergyOptions), objective_opts),
         Settable("learner option", option_names(entry.schema), learner_opts),
         Settable("sampler option", option_names(NMCMCOptions), sampler_opts)])  # fmt: skip
+    objective = training.options
     lopts = option_values(learner_opts, entry.schema, decl.call.span, f"learner {decl.call.name}")
-    for sym, span in zip(decl.respecting, decl.respecting_spans):
-        if sym not in entry.facts.symmetries:
-            _fail("P501", f"learner {decl.call.name} cannot respect {sym}", span,
-                  f"{decl.call.name} respects: " + ", ".join(entry.facts.symmetries))  # fmt: skip
-    reference, rspan = "none", None
-    for s in run.statements:
-        if s.word == "reference":
-            v = s.items[0].value if len(s.items) == 1 else None
-            if not (isinstance(v, Word) and v.name in ("exact", "none")):
-                _fail("P406", "a van run's reference is 'exact' or 'none'", s.span)
-            reference, rspan = v.name, s.span
+    reference, rspan = read_reference(run, "van")
     plan = VANPlan(decl, lopts, "spin_flip" in decl.respecting, objective, objective_span,
                    reference, rspan)  # fmt: skip
     plan.group = tuple(s for s in decl.respecting if s in GROUPS)
@@ -186,12 +153,8 @@ def _points(run: RunState, program, realise, plan: VANPlan) -> list[VANPoint]:
     params = set(checker.param_names)
     args = {k: v for k, (v, _) in run.model_args.items()}
     spans = {k: s for k, (_, s) in run.model_args.items()}
-    for s in run.scans:
-        if s.name not in params:
-            _fail("P205", f"cannot scan '{s.name}': it is not a parameter of model "
-                  f"{checker.name}", s.span, did_you_mean(s.name, params)
-                  or "the temperature is the objective's beta: scan a model parameter, or "
-                  "write one run per beta")  # fmt: skip
+    check_scanned(run, checker, params, "the temperature is the objective's beta: scan a model "
+                  "parameter, or write one run per beta")
     points = []
     for combo in itertools.product(*[s.values for s in run.scans]) or [()]:
         a, sp = dict(args), dict(spans)

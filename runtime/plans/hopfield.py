@@ -31,7 +31,7 @@ from physml_lang.ir.task import CallValue, TaskIR, Word
 
 from ..data import data_shape
 from ..tasks import RunState, TaskCheck, option_values, plain
-from .parameters import Located, Settable, apply_sets
+from .parameters import Located, Settable, apply_sets, check_scanned
 
 USAGE = ("phases xi via tempering(T = linspace(0.9, 1.9, 11), sweeps = 2000, burn_in = 500), "
          "alpha = [0.05, 0.1, 0.2], disorder = 32")  # fmt: skip
@@ -130,11 +130,8 @@ def plan_phases(run: RunState, program, sets: dict[str, Any] | None = None) -> P
                   f"model {checker.name} has no parameter '{name}'", run.model_span or run.span,
                   "declare model Hopfield(N: int = 100, P: int = 10, seed: int = 1) "
                   "(see stdlib/hopfield.phys)")  # fmt: skip
+    check_scanned(run, checker, params, "scan N; alphas and temperatures are options of phases")
     for s in run.scans:
-        if s.name not in params:
-            _fail("P205", f"cannot scan '{s.name}': it is not a parameter of model "
-                  f"{checker.name}", s.span, did_you_mean(s.name, set(params))
-                  or "scan N; alphas and temperatures are options of phases")  # fmt: skip
         if s.name in ("P", "seed"):
             _fail("P205", f"a phases run sets '{s.name}' itself", s.span,
                   "scan N, and give alpha = [...] (P = round(alpha N)); disorder = D for "

@@ -38,7 +38,7 @@ from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
 from physml_lang.ir.task import CallValue, TaskIR, Word
 
 from ..tasks import RunState, TaskCheck, option_values, plain
-from .parameters import Located, ModelPoint, Settable, apply_sets
+from .parameters import Located, ModelPoint, Settable, apply_sets, check_scanned
 
 GRID_METHODS = ("imaginary_time", "real_time", "fokker_planck", "taylor_diffusion")
 DRIFT_METHODS = ("fokker_planck", "langevin", "taylor_diffusion")
@@ -148,11 +148,8 @@ def plan_landscape(run: RunState, program, sets: dict[str, Any] | None = None) -
                       "raise evaluations, or lower population or sweeps")  # fmt: skip
         if method in ACTIVE_METHODS:
             _check_active(plan, program, checker, popts, stmt.span)
-    for s in run.scans:
-        if s.name not in params:
-            _fail("P205", f"cannot scan '{s.name}': it is not a parameter of model "
-                  f"{checker.name}", s.span, did_you_mean(s.name, set(params))
-                  or "scan a model parameter; lists of points or dtau are options")  # fmt: skip
+    check_scanned(run, checker, params,
+                  "scan a model parameter; lists of points or dtau are options")
     args = {k: v for k, (v, _) in run.model_args.items()}
     aspans = {k: s for k, (_, s) in run.model_args.items()}
     for combo in itertools.product(*[s.values for s in run.scans]) or [()]:

@@ -56,7 +56,7 @@ from physml_lang.ir.walk import fail
 from .. import data as data_sources
 from ..data import DataLoader, check_feeds
 from ..tasks import RunState, TaskCheck, plain
-from .parameters import Located, Settable, apply_sets
+from .parameters import Located, Settable, apply_sets, check_scanned
 from .sample import THERMAL, check_measures
 
 # the program a plan reads (physml_lang.api.Program, the layer above): its model declarations,
@@ -338,10 +338,7 @@ def plan_recall(run: RunState, program: Program, sets: dict[str, Any] | None) ->
     dyn = dynamics.options()
     opts = validated(RecallOptions, named, run.span, "recall")
     points = scan_points(run, fixed)
-    for s in run.scans:
-        if s.name not in params:
-            fail("P205", f"cannot scan '{s.name}': not a parameter of model {checker.name}",
-                 s.span, did_you_mean(s.name, params))  # fmt: skip
+    check_scanned(run, checker, params)
     columns = set(RECALL_OBSERVABLES) | set(RECALL_COLUMNS) | set(points[0])
     for m in run.measures:
         if m.name not in columns:

@@ -75,6 +75,19 @@ def unknown_set(name: str, run: RunState, params: Collection[str],
         did_you_mean(name, known) or "known names: " + ", ".join(sorted(known))))  # fmt: skip
 
 
+def check_scanned(run: RunState, checker: ModelChecker, params: Collection[str],
+                  hint: str | None = None, *, also: Collection[str] = ()) -> None:  # fmt: skip
+    """Every scan variable of ``run`` must be a parameter of the model (``params``) or one of
+    ``also`` (a task's own scan variables, such as T); else a P205 at the scan, with the
+    closest name or ``hint``."""
+    known = set(params) | set(also)
+    for s in run.scans:
+        if s.name not in known:
+            what = "T, beta or a parameter" if also else "a parameter"
+            raise PhysmlError(Diagnostic(
+                "P205", f"cannot scan '{s.name}': it is not {what} of model {checker.name}",
+                s.span, did_you_mean(s.name, known) or hint))  # fmt: skip
+
 
 def numeric_parameters(checker: ModelChecker, scanned: list[str], measures) -> frozenset[str]:
     """The scanned model parameters that may be rebound rather than compiled again (numeric,
@@ -94,4 +107,5 @@ class ModelPoint:
     args: dict[str, Any]
 
 
-__all__ = ["ModelPoint", "Located", "Settable", "apply_sets", "numeric_parameters", "unknown_set"]
+__all__ = ["ModelPoint", "Located", "Settable", "apply_sets", "check_scanned",
+           "numeric_parameters", "unknown_set"]

@@ -28,13 +28,14 @@ from pydantic import BaseModel
 from physml_lang.catalogue import CATALOGUE, Catalogue
 from physml_lang.catalogue.scores import FAMILY, FlowMatchingOptions, ScoreMatchingOptions
 from physml_lang.check.model import option_names
-from physml_lang.diagnostics import Diagnostic, PhysmlError, Span, did_you_mean
+from physml_lang.diagnostics import Diagnostic, PhysmlError, Span
 from physml_lang.ir.program import LearnerIR
 from physml_lang.ir.task import CallValue, TaskIR, Word
 
 from ..tasks import RunState, TaskCheck, option_values, plain
 from .learners import training_data
-from .parameters import Located, Settable, apply_sets
+from .parameters import Located, Settable, apply_sets, check_scanned
+from .training import read_training
 
 OBJECTIVES = {"score_matching": ("score_net", ScoreMatchingOptions),
               "flow_matching": ("velocity_net", FlowMatchingOptions)}  # fmt: skip
@@ -133,23 +134,21 @@ def plan_scores(run: RunState, program, sets: dict[str, Any] | None = None,
     if not isinstance(item.value, Word) or len([i for i in stmt.items if i.kind == "via"]) != 1:
         _fail("P103", f"train NAME via {name_of_objective}(...): one declared learner",
               item.value_span or stmt.span)  # fmt: skip
-    objective_opts = _objective_options(via, objective_span, schema)
     sets = dict(sets or {})
+    training = read_training(
+        run, program, FAMILY, name_of_objective, schema, sets,
+        options_example=f"{name_of_objective}(steps = 2000)",
+        declare_example=f"learner {{learner}} = {wanted}(width = 16)",
+        options_of=lambda call: _objective_options(call, objective_span, schema),
+        refusal=name_of_objective, learners=(wanted,),
+        refusal_hint=f"{name_of_objective} trains a {wanted}: learner {item.value.name} = "
+        f"{wanted}(width = 16)",
+        symmetry_hint=f"{wanted} respects translation (circular convolutions) and spin_flip")  # fmt: skip
+    decl, entry, name = training.learner, training.entry, training.learner.name
+    objective_opts, learner_opts = training.objective_options, training.learner_options
+    objective = training.options
     checker = program.checker_for(run.ir)
     params = set(checker.param_names)
-    # the learner
-    name = item.value.name
-    decl = program.learners.get(name)
-    if decl is None:
-        _fail("P207", f"unknown learner '{name}'", item.value_span,
-              did_you_mean(name, set(program.learners))
-              or f"declare it: learner {name} = {wanted}(width = 16)")  # fmt: skip
-    entry = CATALOGUE.learners.get(decl.call.name, FAMILY)
-    if entry is None or entry.family != FAMILY or decl.call.name != wanted:
-        _fail("P503", f"learner {name} = {decl.call.name}(...) cannot be trained by "
-              f"{name_of_objective}", item.value_span,
-              f"{name_of_objective} trains a {wanted}: learner {name} = {wanted}(width = 16)")  # fmt: skip
-    learner_opts: Located = {k.name: (plain(k.value), k.span) for k in decl.call.kwargs}
     # the data sampler
     sampler_entry = None
     if run.sampler is not None:
@@ -164,8 +163,6 @@ def plan_scores(run: RunState, program, sets: dict[str, Any] | None = None,
         groups.append(Settable.options("sampler option", sampler_entry.schema,
                                        run.sampler_options))  # fmt: skip
     apply_sets(run, sets, params, groups)
-    objective = option_values(objective_opts, schema, objective_span,
-                              f"objective {name_of_objective}")  # fmt: skip
     if isinstance(objective, ScoreMatchingOptions) and objective.sigma_min >= objective.sigma_max:
         span = (objective_opts.get("sigma_min") or objective_opts.get("sigma_max")
                 or (None, objective_span))[1] or objective_span  # fmt: skip
@@ -174,10 +171,11 @@ def plan_scores(run: RunState, program, sets: dict[str, Any] | None = None,
               "data's spread or more) down to sigma_min (well below it), e.g. "
               "geometric(3, 0.01, 10)")  # fmt: skip
     lopts = option_values(learner_opts, entry.schema, decl.call.span, f"learner {decl.call.name}")
-    for sym, span in zip(decl.respecting, decl.respecting_spans):
-        if sym not in entry.facts.symmetries:
-            _fail("P501", f"learner {decl.call.name} cannot respect {sym}", span,
-                  f"{decl.call.name} respects translation (circular convolutions) and spin_flip")  # fmt: skip
+    if getattr(objective, "prior", "isotropic") == "spectral" and lopts.skip != "spectral":
+        _fail("P424", "prior = spectral uses the data's power spectrum, which the learner's "
+              "isotropic skip does not keep",
+              objective_opts.get("prior", (None, None))[1] or objective_span,
+              f"drop skip = isotropic from learner {name}, or use prior = isotropic")  # fmt: skip
     sampler_options = None
     if sampler_entry is not None:
         sampler_options = option_values(run.sampler_options, sampler_entry.schema,
@@ -205,11 +203,7 @@ def plan_scores(run: RunState, program, sets: dict[str, Any] | None = None,
 def _points(run: RunState, program, realise, loader, plan: ScorePlan) -> list[ScorePoint]:
     checker = program.checker_for(run.ir)
     params = set(checker.param_names)
-    for s in run.scans:
-        if s.name not in params:
-            _fail("P205", f"cannot scan '{s.name}': it is not a parameter of model "
-                  f"{checker.name}", s.span, did_you_mean(s.name, params)
-                  or "a diffusion run samples the action as written (T = 1)")  # fmt: skip
+    check_scanned(run, checker, params, "a diffusion run samples the action as written (T = 1)")
     args = {k: v for k, (v, _) in run.model_args.items()}
     spans = {k: s for k, (_, s) in run.model_args.items()}
     where = run.model_span or run.span

@@ -128,13 +128,36 @@ def reverse_sde(net: ScoreNet, sigmas: Tensor, x: Tensor, streams: RandomStreams
 @dataclass(frozen=True)
 class ODE:
     """dx/dc = f(x, c) from c0 to c1 in ``steps`` RK4 steps; the prior at c0 is
-    N(0, prior_std^2) per site."""
+    N(0, prior_std^2) per site, or, given ``prior_var`` (*shape), the translation-invariant
+    Gaussian with variance prior_var[k] in Fourier mode k (orthonormal DFT)."""
 
     drift: Drift
     c0: float
     c1: float
     steps: int
     prior_std: float
+    prior_var: Tensor | None = None
+
+    def prior(self, w: Tensor) -> Tensor:
+        """Prior draws (B, *shape) from white noise w ~ N(0, 1) (B, *shape)."""
+        if self.prior_var is None:
+            return self.prior_std * w
+        dims = tuple(range(1, w.dim()))
+        amp = self.prior_var.sqrt().to(w.dtype)
+        return torch.fft.ifftn(torch.fft.fftn(w, dim=dims, norm="ortho") * amp, dim=dims,
+                               norm="ortho").real  # fmt: skip
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        """log p0(z) (B,) in float64 of prior draws z (B, *shape)."""
+        n = int(math.prod(z.shape[1:]))
+        if self.prior_var is None:  # in z's dtype, then float64
+            return ((-0.5 * (_sites(z) / self.prior_std) ** 2).sum(-1)
+                    - n * (math.log(self.prior_std) + 0.5 * math.log(2 * math.pi))).double()
+        z = z.double()
+        dims = tuple(range(1, z.dim()))
+        var = self.prior_var.double()
+        zk = torch.fft.fftn(z, dim=dims, norm="ortho").abs() ** 2
+        return -0.5 * _sites(zk / var).sum(-1) - 0.5 * float(torch.log(2 * math.pi * var).sum())
 
     @property
     def h(self) -> float:
@@ -144,17 +167,21 @@ class ODE:
         return [self.c0 + k * self.h for k in range(self.steps)]
 
 
-def probability_flow(net: ScoreNet, sigma_max: float, sigma_min: float, steps: int) -> ODE:
+def probability_flow(net: ScoreNet, sigma_max: float, sigma_min: float, steps: int,
+                     spectral: bool = False) -> ODE:  # fmt: skip
     """The probability-flow ODE of the VE SDE in c = log sigma: dx/dc = sigma eps(x, sigma). The
     prior at sigma_max is N(0, sigma_max^2 + sd^2), the Gaussian of the data's second moment
-    sd^2 smeared by the noise (the exact p_sigma_max of Gaussian data)."""
+    sd^2 smeared by the noise (the exact p_sigma_max of Gaussian data); ``spectral``: mode by
+    mode N(0, sigma_max^2 + P(k)) with the data's power spectrum (the exact p_sigma_max of the
+    Gaussian field with the data's two-point function: a broken phase's large zero mode)."""
 
     def drift(x: Tensor, c: Tensor) -> Tensor:
         sigma = torch.exp(c)
         return _b(sigma, x) * net(x, sigma)
 
     prior = math.sqrt(sigma_max**2 + float(net.sd) ** 2)
-    return ODE(drift, math.log(sigma_max), math.log(sigma_min), steps, prior)
+    var = sigma_max**2 + net.power.double() if spectral else None
+    return ODE(drift, math.log(sigma_max), math.log(sigma_min), steps, prior, var)
 
 
 def flow_matching_ode(net: VelocityNet, steps: int) -> ODE:
@@ -206,11 +233,9 @@ class NonInvertible(Exception):
 
 
 def ode_sample(ode: ODE, z: Tensor, width: int = 32) -> tuple[Tensor, Tensor]:
-    """Integrate from the prior sample z (B, *shape) (distributed N(0, prior_std^2)): the
+    """Integrate from the prior sample z (B, *shape) (distributed as ``ode.prior``): the
     samples x (B, *shape) and log q(x) (B,) of the discrete RK4 map, exactly (module doc)."""
-    n = int(math.prod(z.shape[1:]))
-    log_p0 = (-0.5 * (_sites(z) / ode.prior_std) ** 2).sum(-1) \
-        - n * (math.log(ode.prior_std) + 0.5 * math.log(2 * math.pi))  # fmt: skip
+    log_p0 = ode.log_prior(z)
     xs, logdets = [], []
     chunk = _chunk(z, width)
     for first in range(0, z.shape[0], chunk):

@@ -226,11 +226,12 @@ class ScoreTraining(ScanPoint):
             x = self._uncorrected("sde", lambda z, s: reverse_sde(self.net, grid, z, s), top,
                                   streams.fork(1))  # fmt: skip
             rows.append(self._row("sde", x))
-            ode = probability_flow(self.net, ob.sigma_max, ob.sigma_min, ob.ode_steps)
+            ode = probability_flow(self.net, ob.sigma_max, ob.sigma_min, ob.ode_steps,
+                                   ob.prior == "spectral")  # fmt: skip
         else:
             ode = flow_matching_ode(self.net, ob.ode_steps)
         ostreams = streams.fork(2)
-        z = self._prior(ob.samples, ode.prior_std, ostreams)
+        z = ode.prior(self._prior(ob.samples, 1.0, ostreams))
         try:
             x, log_q = ode_sample(ode, z, plan.learner_options.width)
         except NonInvertible as exc:

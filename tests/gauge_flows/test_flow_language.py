@@ -89,6 +89,12 @@ def _one_thread():
      "P423", "reference"),
     (FLOW, "run r { model U1(L = 4)  train f via reverse_kl(steps = 5)  measure wilson_loop(9, 1) }",
      "P406", "9"),
+    (FLOW, "run r { model U1(L = 4)  train f via reverse_kl(lr_schedule = linear) }", "P402",
+     "lr_schedule"),
+    (FLOW, "run r { model U1(L = 8)  train f via reverse_kl(steps = 5, train_extent = 6) }",
+     "P424", "train_extent"),
+    (FLOW, "run r { model U1(L = 12)  train f via reverse_kl(steps = 5, train_extent = 8) }",
+     "P424", "train_extent"),
 ])  # fmt: skip
 def test_check_locates_mistakes_in_flow_runs(learner, run, code, where):
     text = MODELS + learner + "\n" + run
@@ -143,10 +149,46 @@ def test_a_small_flow_run_writes_its_columns_and_exact_references(tmp_path):
     assert (tmp_path / "training.png").is_file() and (tmp_path / "results.csv").is_file()
 
 
+def test_a_flow_trained_on_a_smaller_torus_estimates_on_the_models(tmp_path):
+    """train_extent = 4 on U1(L = 8): the flow trains on the 4 x 4 torus (its samples there)
+    and every estimate is made at L = 8 (the exact references of the 8 x 8 torus; F_q a bound
+    of its F)."""
+    from physml_lang.api import bind_runtime
+    from physml_lang.runtime.gauge_flows.task import GaugeFlowTraining
+    from physml_lang.runtime.plans.gauge_flows import plan_gauge_flow
+    from physml_lang.runtime.random import RandomStreams
+    from physml_lang.runtime.tasks import RunState
+
+    run = ("run r { model U1(L = 8, beta = 1.0)  train f via reverse_kl(steps = 40, batch = 32, "
+           "lr = 0.005, samples = 1000, train_extent = 4)  measure Q2 = topological_charge^2  "
+           "reference exact }")  # fmt: skip
+    p = _program(run)
+    bind_runtime()
+    plan = plan_gauge_flow(RunState.of(p.runs["r"]), p, {},
+                           lambda ir: p.compile_ir(ir, dtype=torch.float64))  # fmt: skip
+    point = GaugeFlowTraining(plan, plan.points[0], RandomStreams(0), torch.device("cpu"))
+    assert point.flow.layers[0].active.shape == (4, 4)
+    assert point.model_flow().layers[0].active.shape == (8, 8)
+    improved = _program("run r { model Improved(L = 8, beta = 1.0)  train f via reverse_kl("
+                        "steps = 1, train_extent = 4) }", "learner f = gauge_flow(layers = 4)")
+    iplan = plan_gauge_flow(RunState.of(improved.runs["r"]), improved, {},
+                            lambda ir: improved.compile_ir(ir, dtype=torch.float64))  # fmt: skip
+    ipoint = GaugeFlowTraining(iplan, iplan.points[0], RandomStreams(0), torch.device("cpu"))
+    theta = 2 * math.pi * torch.rand((5, 4, 4, 2), dtype=torch.float64,
+                                     generator=torch.Generator().manual_seed(0))  # fmt: skip
+    small = improved.model("Improved", L=4, beta=1.0)  # the same action on the 4 x 4 torus
+    assert torch.allclose(ipoint.train_action(theta), small.action(theta).double(), atol=1e-12)
+    (row,) = p.run("r", out=tmp_path, progress=False).summary["rows"]
+    assert row["exact_free_energy"] == pytest.approx(-u1_partition_function_log(1.0, 8) / 64)
+    fq = row["free_energy_q"]
+    assert fq["mean"] > row["exact_free_energy"] - 4 * fq["stderr"]
+    assert row["steps"] == 40 and 0 < row["nmcmc_acceptance"] <= 1
+
+
 def test_flow_training_resumes_bit_identically():
     """A checkpoint taken mid warm start (HMC chains, flow, Adam, streams) and restored into a
-    fresh point continues the same training: parameters after 7 + 13 steps equal those after
-    20 uninterrupted ones."""
+    fresh point continues the same training (the cosine lr schedule included): parameters after
+    7 + 13 steps equal those after 20 uninterrupted ones."""
     from physml_lang.api import bind_runtime
     from physml_lang.runtime.gauge_flows.task import GaugeFlowTraining
     from physml_lang.runtime.plans.gauge_flows import plan_gauge_flow
@@ -155,7 +197,7 @@ def test_flow_training_resumes_bit_identically():
 
     bind_runtime()
     p = _program("run r { model U1(L = 4)  train f via reverse_kl(steps = 10, batch = 8, "
-                 "warm_start = 10) }")  # fmt: skip
+                 "warm_start = 10, lr_schedule = cosine) }")  # fmt: skip
     plan = plan_gauge_flow(RunState.of(p.runs["r"]), p, {},
                            lambda ir: p.compile_ir(ir, dtype=torch.float64))  # fmt: skip
 
@@ -213,7 +255,8 @@ def test_flow_nmcmc_at_l8_beta2_against_the_exact_torus(tmp_path):
 
 def _hmc_tau_q(L: int, beta: float, trajectories: int) -> tuple[float, float]:
     """tau_int of Q (in trajectories) and <Q^2> from physml's HMC at its usual settings
-    (step_size 0.1, 10 steps, 16 chains, cold start, 200 trajectories of burn-in)."""
+    (step_size 0.1, 10 steps, 16 chains, cold start, 200 trajectories of burn-in). A run in
+    which Q never changes has a tau_int longer than the run: infinite here."""
     src = f"""
 import U1
 run h {{
@@ -224,25 +267,34 @@ run h {{
 }}
 """
     (row,) = physml_lang.compile(src).run("h", progress=False).summary["rows"]
-    return row["Q"]["tau_int"], row["Q2"]["mean"]
+    tau = row["Q"]["tau_int"]
+    frozen = row["Q2"]["mean"] == 0 or not math.isfinite(tau)
+    return (math.inf if frozen else tau), row["Q2"]["mean"]
 
 
 @pytest.mark.slow
 @pytest.mark.long
-@pytest.mark.xfail(reason="not yet validated: at L = 8, beta = 6, 600-1000 CPU training steps "
-                   "leave the NMCMC acceptance below 1 %; L = 16, beta = 6 needs far longer "
-                   "(GPU) training than was available", strict=False)  # fmt: skip
+@pytest.mark.timeout(2400)
 def test_flow_beats_hmc_autocorrelation_at_l16_beta6(tmp_path):
-    """L = 16, beta = 6, where HMC's topology freezes: the flow's NMCMC tau_int(Q) (in
-    proposals) is below HMC's (in trajectories), and its <Q^2> agrees with the exact 1.1947
-    within 4 sigma. Written, never run to the end here (see the xfail reason)."""
-    p = _program("run r { model U1(L = 16, beta = 6.0)  train f via reverse_kl(steps = 3000, "
-                 "batch = 64, lr = 0.002, warm_start = 300, samples = 50000)  "
-                 "measure Q = topological_charge, Q2 = topological_charge^2  reference exact }",
-                 L8)  # fmt: skip
+    """L = 16, beta = 6, where HMC's topology freezes: a flow trained on the 8 x 8 torus of the
+    same action (train_extent = 8) and sampled at L = 16 has an NMCMC tau_int(Q) (in proposals)
+    below HMC's (in trajectories), and its <Q^2> agrees with the exact 1.1947 within 4 sigma.
+
+    Measured (seed 0, one thread of a loaded 2-core machine, 17 min): flow tau_int(Q) = 707
+    proposals against HMC's 1670 trajectories (HMC <Q^2> = 0.78); flow <Q^2> = 1.49 +- 0.27
+    (1.1 sigma); F_q = -4.0951, 0.113 per site above the exact F = -4.2082. A marginal pass:
+    the NMCMC acceptance is 6.8e-4 (34 accepted moves of 50000 proposals)."""
+    p = _program("run r { model U1(L = 16, beta = 6.0)  train f via reverse_kl(steps = 4000, "
+                 "batch = 64, lr = 0.001, lr_schedule = cosine, train_extent = 8, "
+                 "samples = 50000)  measure Q = topological_charge, "
+                 "Q2 = topological_charge^2  reference exact }", L8)  # fmt: skip
     (row,) = p.run("r", out=tmp_path, progress=False).summary["rows"]
+    print({k: row[k] for k in ("Q2", "tau_int_Q", "nmcmc_acceptance", "ess_per_sample",
+                               "free_energy_q", "free_energy_nis", "exact_free_energy")})
     assert row["Q2_exact"] == pytest.approx(1.1947, abs=1e-4)
-    tau_hmc, _ = _hmc_tau_q(16, 6.0, 2000)
+    tau_hmc, q2_hmc = _hmc_tau_q(16, 6.0, 2000)
+    print({"tau_hmc": tau_hmc, "Q2_hmc": q2_hmc})
+    assert row["nmcmc_acceptance"] > 0
     assert row["tau_int_Q"] < tau_hmc, (row["tau_int_Q"], tau_hmc)
     q2 = row["Q2"]
     assert np.isfinite(q2["stderr"])

@@ -317,3 +317,27 @@ def test_van_at_10x10_beta_044_against_kaufman(tmp_path):
     assert fq["mean"] - exact < 1e-3 * abs(exact)
     assert abs(fn["mean"] - exact) < 4 * fn["stderr"], (fn, exact)
     assert fn["stderr"] / abs(exact) <= 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.long
+@pytest.mark.gpu
+def test_pixelcnn_van_at_16x16_beta_044_against_kaufman(tmp_path):
+    """The issue's GPU validation: a PixelCNN (width 64, 6 masked layers, kernel 13, the
+    stat-mech-van settings) at 16 x 16, beta = 0.44: F_q above the exact -2.11636405544 within
+    its error and within 1e-3 relative; F_NIS equal to it within 4 sigma. Run with
+    ``python -m pytest -m gpu --device cuda``; not run here (no CUDA device was available)."""
+    from physml_lang.runtime.generative.kaufman import ising2d_torus_free_energy
+
+    p = _program("run v { model Ising(L = 16)  train q via free_energy(beta = 0.44, "
+                 "steps = 10000, batch = 1000, lr = 0.001, anneal = 0.998, samples = 200000)  "
+                 "reference exact }",
+                 "learner q = pixelcnn(width = 64, depth = 6, kernel = 13) respecting "
+                 "spin_flip")  # fmt: skip
+    (row,) = p.run("v", out=tmp_path, progress=False).summary["rows"]
+    exact = ising2d_torus_free_energy(16, 16, 0.44)
+    assert exact == pytest.approx(-2.11636405544, abs=1e-10)
+    fq, fn = row["free_energy_q"], row["free_energy_nis"]
+    assert fq["mean"] > exact - 3 * fq["stderr"], (fq, exact)
+    assert fq["mean"] - exact < 1e-3 * abs(exact)
+    assert abs(fn["mean"] - exact) < 4 * fn["stderr"], (fn, exact)

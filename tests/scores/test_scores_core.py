@@ -214,3 +214,22 @@ def test_ode_log_likelihood_matches_the_exact_gaussian_density(trained_gaussian,
     ess = float(w.sum() ** 2 / (w * w).sum()) / len(w)
     print(f"{name}: mean log w {float(log_w.mean()):.4f}, std {float(log_w.std()):.4f}, ESS {ess:.4f}")
     assert ess > 0.95, ess
+
+
+def test_spectral_prior_is_the_exact_gaussian_field():
+    """ODE.prior with a power spectrum maps white noise linearly, w -> A w; ``log_prior`` is
+    the density of N(0, A A^T) (a circulant covariance: translation-invariant) on a 4 x 2
+    lattice, and the probability-flow ODE's spectral prior has variance sigma_max^2 + P(k)."""
+    from physml_lang.runtime.scores.diffusion import ODE
+    from physml_lang.runtime.scores.nets import power_spectrum
+
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(50, 4, 2, generator=g, dtype=F64) + torch.randn(50, 1, 1, generator=g,
+                                                                        dtype=F64)  # fmt: skip
+    var = 0.3 + power_spectrum(data)
+    ode = ODE(lambda x, c: x, 0.0, 1.0, 1, 1.0, var)
+    A = ode.prior(torch.eye(8, dtype=F64).reshape(8, 4, 2)).reshape(8, 8).T
+    z = ode.prior(torch.randn(5, 4, 2, generator=g, dtype=F64))
+    mvn = torch.distributions.MultivariateNormal(torch.zeros(8, dtype=F64), A @ A.T)
+    assert torch.allclose(ode.log_prior(z), mvn.log_prob(z.reshape(5, 8)), atol=1e-10, rtol=0)
+    assert torch.allclose(A, A.T, atol=1e-12)  # circulant and symmetric: real modes

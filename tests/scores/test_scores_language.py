@@ -40,6 +40,7 @@ model Ising(L: int = 4) {
 learner s = score_net(width = 8, depth = 2) respecting spin_flip
 learner v = velocity_net(width = 8, depth = 2)
 learner q = made(hidden = 8)
+learner i = score_net(width = 8, depth = 2, skip = isotropic)
 """
 HMC = "sampler hmc(chains = 8, sweeps = 500, burn_in = 50, step_size = 0.2, n_steps = 5)"
 
@@ -62,6 +63,8 @@ def _errors(run: str, extra: str = "") -> list:
     (f"run d {{ model Well  {HMC}  train s via score_matching(sigmas = [1, 0.1]) }}",
      "P424", "sigmas"),
     (f"run d {{ model Well  {HMC}  train s via score_matching(stepz = 10) }}", "P401", "stepz"),
+    (f"run d {{ model Well  {HMC}  train i via score_matching(prior = spectral) }}", "P424",
+     "prior"),
     (f"run d {{ model Well  {HMC}  train s via flow_matching(steps = 10) }}", "P503", "s via"),
     (f"run d {{ model Well  {HMC}  train q via score_matching(steps = 10) }}", "P503", "q via"),
     (f"run d {{ model Well  {HMC}  train w via flow_matching(steps = 10) }}", "P207", "w via"),
@@ -138,6 +141,8 @@ def _quadrature() -> dict[str, float]:
     "train s via score_matching(sigmas = geometric(3, 0.01, 10), steps = 300, samples = 2000, "
     "sde_steps = 50, langevin_sweeps = 10)",
     "train v via flow_matching(steps = 300, samples = 2000)",
+    "train s via score_matching(sigmas = geometric(3, 0.01, 10), steps = 300, samples = 2000, "
+    "sde_steps = 50, langevin_sweeps = 10, prior = spectral)",
 ])  # fmt: skip
 def test_metropolis_corrected_samplers_reproduce_a_double_well(objective, tmp_path):
     """Two sites, S = k (phi_1 - phi_0)^2 (bond counted per chain link) + sum(-phi^2 + phi^4 / 2):
