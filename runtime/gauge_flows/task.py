@@ -7,9 +7,10 @@ on the T x T torus of the same action: the conditioners are circular CNNs and th
 period 4, so the trained weights define the same kind of flow (exactly normalised, gauge
 equivariant) on the model's lattice, where every estimate is made. Optionally the first
 ``warm_start`` steps minimise the forward KL -<log q> on configurations of HMC chains
-(physml's own HMC at its defaults, 100 trajectories of burn-in, one trajectory per step). The reverse-KL steps minimise
-F_q = <S + log q>_q by the reparametrised gradient (the action optionally annealed,
-S_t = (1 - anneal^(t+1)) S). Then ``samples`` fresh configurations give
+(physml's own HMC at its defaults, 100 trajectories of burn-in, one trajectory per step).
+The reverse-KL steps minimise F_q = <S + log q>_q by the reparametrised gradient (the action
+optionally annealed, S_t = (1 - anneal^(t+1)) S; the learning rate optionally cosine-decayed).
+Then ``samples`` fresh configurations give
 
 - F_q = <S + log q>_q / V: a variational upper bound of F = -log Z / V (Haar measure normalised
   per link, V sites), with its standard error;
@@ -284,13 +285,13 @@ def memory_need(plan: GaugeFlowPlan) -> int:
     training batch kept for the backward pass (convolutions, spline parameters and their
     temporaries) on the training torus, and the final samples with their observables."""
     lo, ob = plan.learner_options, plan.objective
+
+    def per_layer(V: int) -> int:  # bytes of one layer's activations of one configuration
+        return 8 * V * (2 * lo.width * lo.depth + 4 + 2 * (3 * lo.bins + 1) + 24)
+
     worst = 0
     for p in plan.points:
         V = math.prod(p.shape)
-
-        def per_layer(V: int) -> int:
-            return 8 * V * (2 * lo.width * lo.depth + 4 + 2 * (3 * lo.bins + 1) + 24)
-
         train = ob.batch * lo.layers * per_layer(math.prod(train_shape(plan, p)))
         estimate = min(ob.samples, ESTIMATE_CHUNK) * per_layer(V) * 2
         samples = ob.samples * (8 * 2 * V + 8 * (4 + len(plan.measures)))
