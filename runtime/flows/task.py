@@ -57,7 +57,7 @@ HMC_BURN_IN = 100  # warm start: trajectories before the first forward-KL step
 HISTORY_KEYS = ("step", "phase", "loss", "free_energy_q", "free_energy_q_err", "ess_per_sample")
 
 
-def build_flow(point: FlowPoint, options, odd: bool, shape: tuple[int, ...] | None = None,
+def build_flow(point: FlowPoint | None, options, odd: bool, shape: tuple[int, ...] | None = None,
                **kw) -> CouplingFlow:  # fmt: skip
     """The coupling flow of a point's lattice, or of a torus of ``shape`` (``options``:
     CouplingFlowOptions)."""
@@ -70,8 +70,7 @@ def transfer(flow: CouplingFlow, shape: tuple[int, ...], odd: bool, options,
              **kw) -> CouplingFlow:  # fmt: skip
     """The same weights on a torus of another ``shape`` (even extents): the conditioners are
     periodic CNNs, so every weight means the same on any torus; only the checkerboards differ."""
-    out = CouplingFlow(shape, options.layers, options.kind, options.width, options.depth,
-                       options.kernel, options.bins, options.bound, odd, **kw)  # fmt: skip
+    out = build_flow(None, options, odd, shape, **kw)
     dtype = kw.get("dtype", flow.dtype)
     weights = {k: v.to(dtype) for k, v in flow.state_dict().items()
                if not k.endswith((".active", ".frozen"))}  # fmt: skip
